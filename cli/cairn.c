@@ -1,0 +1,269 @@
+/* cairn.c - the `cairn` command: main, the command table, the help object.
+ *
+ * Design. `cairn [global options] <noun> <verb> [options]` (DESIGN §7).
+ * main() pulls the global options out of argv (args.c), finds the command
+ * by its words in s_commands -- one row per command with its synopsis,
+ * options, handler and --table view -- and runs it. It is the only place
+ * that prints a result or an error and decides the exit code (output.h):
+ * exactly one JSON document on stdout on success, nothing on stdout and one
+ * {"error":{...}} line on stderr on failure, never usage text. The help
+ * object is built from the same tables that drive parsing. Streaming
+ * commands (batch) print their own JSON lines and return their exit code.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "cli.h"
+#include "localcluster.h"
+#include "output.h"
+
+static const cli_command_t s_commands[] = {
+    { "version", "", "version of this cairn and its wire protocol",
+      cli_no_options, cli_cmd_version, NULL, NULL },
+    { "status", "", "the asked node's clusterd: node, cluster, appliance, "
+      "services, version, uptime", cli_no_options, cli_cmd_status, NULL,
+      cli_table_object },
+    { "nodes", "", "the cluster's members as the asked node sees them",
+      cli_no_options, cli_cmd_nodes, NULL, cli_table_nodes },
+    { "config check", "FILE", "validate a cluster description; says file, "
+      "line, element and reason when it is wrong", cli_no_options,
+      cli_cmd_config_check, NULL, cli_table_object },
+    { "config generate", "", "write a cluster description for a list of "
+      "hosts (uses the global --run-base)", cli_config_generate_options,
+      cli_cmd_config_generate, NULL, NULL },
+    { "cluster up", "", "build a cluster on this machine: a netns, veth, "
+      "cgroup and run dir per node, every daemon started (loopback without "
+      "root)", cli_cluster_up_options, cli_cmd_cluster_up, NULL, NULL },
+    { "cluster down", "", "remove every namespace, link, cgroup, process "
+      "and file of a local cluster", cli_cluster_name_options,
+      cli_cmd_cluster_down, NULL, NULL },
+    { "cluster status", "", "a local cluster's nodes and whether each "
+      "daemon runs", cli_cluster_name_options, cli_cmd_cluster_status, NULL,
+      NULL },
+    { "batch", "", "read JSON commands from stdin, one per line; answer one "
+      "JSON line each", cli_no_options, NULL, cli_cmd_batch, NULL },
+    { "help", "", "this list, as JSON", cli_no_options, NULL, NULL, NULL },
+};
+#define S_N_COMMANDS (sizeof s_commands / sizeof s_commands[0])
+
+static const struct { int code; const char *meaning; } s_exit_codes[] = {
+    { CLI_EXIT_OK, "success" },
+    { CLI_EXIT_REMOTE, "the service answered with an error status" },
+    { CLI_EXIT_INVALID, "invalid input file (config check failed)" },
+    { CLI_EXIT_UNREACHABLE, "service unreachable (unavailable or timeout)" },
+    { CLI_EXIT_USAGE, "wrong usage (bad command, option or value)" },
+    { CLI_EXIT_SYSTEM, "a system call failed" },
+};
+
+static json_t *s_options_json(const cli_option_t *options) {
+    json_t *list = json_array();
+
+    for (size_t i = 0; list && options[i].name; i++)
+        json_array_append_new(list, json_pack("{s:s, s:s?, s:s}",
+                              "option", options[i].name, "arg",
+                              options[i].arg, "description",
+                              options[i].help));
+    return list;
+}
+
+static json_t *s_command_json(const cli_command_t *c) {
+    return json_pack("{s:s, s:s, s:s, s:o*, s:b}", "command", c->words,
+                     "args", c->synopsis, "description", c->help,
+                     "options", s_options_json(c->options),
+                     "table", c->table != NULL);
+}
+
+/* The help object: usage line, commands, global options, exit codes. */
+static int s_help(json_t **ret_result, cairn_error_t *err) {
+    json_t *commands = json_array(), *exits = json_array();
+
+    for (size_t i = 0; commands && i < S_N_COMMANDS; i++)
+        json_array_append_new(commands, s_command_json(&s_commands[i]));
+    for (size_t i = 0; exits && i < sizeof s_exit_codes / sizeof s_exit_codes[0]; i++)
+        json_array_append_new(exits, json_pack("{s:i, s:s}", "code",
+                              s_exit_codes[i].code, "meaning",
+                              s_exit_codes[i].meaning));
+    *ret_result = json_pack("{s:s, s:o*, s:o*, s:o*}", "usage",
+                            "cairn [global options] <noun> <verb> [options]",
+                            "commands", commands, "global_options",
+                            s_options_json(cli_global_options),
+                            "exit_codes", exits);
+    return *ret_result ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM,
+                                             "out of memory");
+}
+
+static bool s_is_word(const char *arg) {
+    return arg[0] != '-' || arg[1] == '\0';
+}
+
+static const cli_command_t *s_lookup(const char *words) {
+    for (size_t c = 0; c < S_N_COMMANDS; c++)
+        if (strcmp(s_commands[c].words, words) == 0)
+            return &s_commands[c];
+    return NULL;
+}
+
+/* True when `noun` is the first word of a two-word command. */
+static bool s_is_noun(const char *noun) {
+    size_t len = strlen(noun);
+
+    for (size_t c = 0; c < S_N_COMMANDS; c++)
+        if (strncmp(s_commands[c].words, noun, len) == 0 &&
+            s_commands[c].words[len] == ' ')
+            return true;
+    return false;
+}
+
+/* The usage error for command words that name no command. */
+static int s_unknown(int n_words, const char *words, cairn_error_t *err) {
+    if (n_words == 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "no command given; run 'cairn help' for the "
+                               "list");
+    if (n_words == 1 && s_is_noun(words))
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "'%s' needs a verb; run 'cairn help' for the "
+                               "list", words);
+    return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                           "unknown command '%s'; run 'cairn help' for the "
+                           "list", words);
+}
+
+/* The command whose words are the first one or two non-option arguments
+ * (before any "--"); copies the other arguments to cmd_argv (room for
+ * argc). */
+static int s_find_command(int argc, char **argv, const cli_command_t **ret,
+                          char **cmd_argv, int *ret_cmd_argc,
+                          cairn_error_t *err) {
+    int at[2] = { -1, -1 }, n_words = 0, n = 0;
+    const cli_command_t *cmd = NULL;
+    char words[256] = "";
+
+    for (int i = 0; i < argc && !cmd && n_words < 2; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (!s_is_word(argv[i]))
+            continue;
+        at[n_words++] = i;
+        snprintf(words + strlen(words), sizeof words - strlen(words), "%s%s",
+                 n_words > 1 ? " " : "", argv[i]);
+        cmd = s_lookup(words);
+    }
+    if (!cmd)
+        return s_unknown(n_words, words, err);
+    for (int j = 0; j < argc; j++)
+        if (j != at[0] && j != at[1])
+            cmd_argv[n++] = argv[j];
+    *ret = cmd;
+    *ret_cmd_argc = n;
+    return 0;
+}
+
+/* Finds the command and checks what the context asks of it. *ret is NULL
+ * for help. */
+static int s_prepare(const cli_ctx *ctx, int argc, char **argv,
+                     const cli_command_t **ret, char **cmd_argv,
+                     int *ret_cmd_argc, cairn_error_t *err) {
+    const cli_command_t *cmd = NULL;
+    int r;
+
+    *ret = NULL;
+    if (ctx->help)
+        return 0;
+    r = s_find_command(argc, argv, &cmd, cmd_argv, ret_cmd_argc, err);
+    if (r < 0)
+        return r;
+    if (!cmd->run && !cmd->stream)   /* help */
+        return 0;
+    if (ctx->table && !cmd->table)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "--table is not available for '%s'",
+                               cmd->words);
+    *ret = cmd;
+    return 0;
+}
+
+int cli_dispatch(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                 const cli_command_t **ret_cmd, cairn_error_t *err) {
+    char *cmd_argv[CLI_MAX_ARGS + 1];
+    const cli_command_t *cmd;
+    int n = 0, r;
+
+    if (argc > CLI_MAX_ARGS)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "more than %d arguments", CLI_MAX_ARGS);
+    r = s_prepare(ctx, argc, argv, &cmd, cmd_argv, &n, err);
+    if (r < 0)
+        return r;
+    *ret_cmd = cmd;
+    if (!cmd)
+        return s_help(ret_result, err);
+    if (cmd->stream)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "'%s' cannot run inside a batch", cmd->words);
+    return cmd->run(ctx, n, cmd_argv, ret_result, err);
+}
+
+/* Prints a successful result the way ctx asks; exit code. */
+static int s_print_result(const cli_ctx *ctx, const cli_command_t *cmd,
+                          const json_t *result) {
+    cairn_error_t err = { 0 };
+    int r;
+
+    if (ctx->table && cmd)
+        r = cmd->table(stdout, result);
+    else
+        r = cli_print_json(stdout, result);
+    if (r == 0)
+        return CLI_EXIT_OK;
+    cairn_error_set(&err, r, CAIRN_SYSTEM, "cannot write the result to "
+                    "stdout: %s", strerror(-r));
+    cli_print_error(stderr, &err);
+    return CLI_EXIT_SYSTEM;
+}
+
+/* One invocation from parsed globals to exit code. */
+static int s_main(cli_ctx *ctx, int argc, char **argv) {
+    _cleanup_free_ char **cmd_argv = calloc((size_t)argc + 1, sizeof *cmd_argv);
+    _cleanup_json_ json_t *result = NULL;
+    cairn_error_t err = { 0 };
+    const cli_command_t *cmd = NULL;
+    int n = 0, r;
+
+    r = cmd_argv ? s_prepare(ctx, argc, argv, &cmd, cmd_argv, &n, &err)
+                 : cairn_error_set(&err, -ENOMEM, CAIRN_SYSTEM,
+                                   "out of memory");
+    if (r == 0 && !cmd)
+        r = s_help(&result, &err);
+    else if (r == 0 && cmd->stream)
+        r = cmd->stream(ctx, n, cmd_argv, stdin, stdout, &err);
+    else if (r == 0)
+        r = cmd->run(ctx, n, cmd_argv, &result, &err);
+    if (r < 0) {
+        cli_print_error(stderr, &err);
+        return cli_exit_code(r, &err);
+    }
+    if (cmd && cmd->stream)
+        return r;
+    return s_print_result(ctx, cmd, result);
+}
+
+int main(int argc, char **argv) {
+    _cleanup_free_ char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    cairn_error_t err = { 0 };
+    cli_ctx ctx;
+    int n = 0, r;
+
+    if (!rest) {
+        cairn_error_set(&err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        cli_print_error(stderr, &err);
+        return CLI_EXIT_SYSTEM;
+    }
+    cli_ctx_init(&ctx);
+    r = cli_parse_globals(&ctx, argc - 1, argv + 1, rest, &n, &err);
+    if (r < 0) {
+        cli_print_error(stderr, &err);
+        return cli_exit_code(r, &err);
+    }
+    return s_main(&ctx, n, rest);
+}

@@ -1,0 +1,209 @@
+/* cmd-config.c - `cairn config check FILE` and `cairn config generate`.
+ *
+ * Design. Both are thin over libcairn's one description loader and
+ * generator (cairn/description.h); nothing here parses XML. check turns a
+ * loaded description into a summary, or passes the loader's located error
+ * (file, line, element, reason) through as code invalid-config, exit 2 --
+ * an unreadable file included, since it is the input that is wrong.
+ * generate writes the document atomically (temp file in the same directory,
+ * fsync, rename) with --output, and otherwise returns it inside the JSON
+ * result ("xml") so stdout stays one JSON document.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cairn/description.h"
+#include "cli.h"
+
+#define S_MAX_HOSTS 255
+
+const cli_option_t cli_config_generate_options[] = {
+    { "--hosts", "LIST", "comma-separated hosts: name, address or "
+      "name=address; ids 1..n in order (required)" },
+    { "--appliance", "NAME", "appliance of every node (default compute)" },
+    { "--name", "CLUSTER", "cluster name (default cairn)" },
+    { "--output", "FILE", "write the XML to FILE (atomically) instead of "
+      "returning it in \"xml\"" },
+    { NULL, NULL, NULL },
+};
+enum { O_HOSTS, O_APPLIANCE, O_NAME, O_OUTPUT };
+
+static int s_oom(cairn_error_t *err) {
+    return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+}
+
+/* Appliance names used by the nodes, each once, in order of first use. */
+static json_t *s_appliances_json(const cairn_description_t *d) {
+    json_t *names = json_array();
+
+    for (size_t i = 0; names && i < cairn_description_n_nodes(d); i++) {
+        const char *a = cairn_description_node(d, i)->appliance;
+        bool seen = false;
+        size_t j;
+        json_t *v;
+
+        json_array_foreach(names, j, v)
+            seen = seen || strcmp(json_string_value(v), a) == 0;
+        if (!seen)
+            json_array_append_new(names, json_string(a));
+    }
+    return names;
+}
+
+static json_t *s_check_json(const cairn_description_t *d) {
+    return json_pack("{s:b, s:s, s:s, s:I, s:I, s:o*}", "valid", 1,
+                     "file", cairn_description_path(d),
+                     "cluster", cairn_description_cluster(d),
+                     "nodes", (json_int_t)cairn_description_n_nodes(d),
+                     "services", (json_int_t)cairn_description_n_services(d),
+                     "appliances", s_appliances_json(d));
+}
+
+int cli_cmd_config_check(cli_ctx *ctx, int argc, char **argv,
+                         json_t **ret_result, cairn_error_t *err) {
+    cairn_description_t *d = NULL;
+    cli_args_t a;
+    json_t *result;
+    int r;
+
+    r = cli_parse_args("config check", cli_no_options, argc, argv, 1, &a, err);
+    if (r < 0)
+        return r;
+    if (a.n_pos != 1)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "config check: missing FILE argument");
+    r = cairn_description_load(a.pos[0], &d, err);
+    if (r < 0) {
+        /* The input file is what is wrong, readable or not: exit 2. */
+        err->code = CAIRN_INVALID_CONFIG;
+        if (!err->file[0])
+            snprintf(err->file, sizeof err->file, "%s", a.pos[0]);
+        return r;
+    }
+    result = s_check_json(d);
+    cairn_description_free(d);
+    if (!result)
+        return s_oom(err);
+    *ret_result = result;
+    return 0;
+}
+
+/* Splits "h1,h2,..." in place into hosts[]; every item must be non-empty. */
+static int s_split_hosts(char *list, const char **hosts, size_t *ret_n,
+                         cairn_error_t *err) {
+    size_t n = 0;
+
+    for (char *item; (item = strsep(&list, ",")) != NULL;) {
+        if (!*item)
+            return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                                   "--hosts: empty host in the list");
+        if (n == S_MAX_HOSTS)
+            return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                                   "--hosts: more than %d hosts", S_MAX_HOSTS);
+        hosts[n++] = item;
+    }
+    *ret_n = n;
+    return 0;
+}
+
+static int s_write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes text to path atomically: a temp file beside it, fsync, rename. */
+static int s_write_atomic(const char *path, const char *text,
+                          cairn_error_t *err) {
+    _cleanup_free_ char *tmp = NULL;
+    int fd, r;
+
+    if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+        return s_oom(err);
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return cairn_error_set_at(err, -errno, CAIRN_SYSTEM, path, 0, NULL,
+                                  "cannot create a file beside %s: %s", path,
+                                  strerror(errno));
+    r = s_write_all(fd, text, strlen(text));
+    if (r == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
+        r = -errno;
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r < 0) {
+        unlink(tmp);
+        return cairn_error_set_at(err, r, CAIRN_SYSTEM, path, 0, NULL,
+                                  "cannot write %s: %s", path, strerror(-r));
+    }
+    return 0;
+}
+
+/* The JSON result of generate, writing the file first when asked. */
+static int s_generate_result(const char *output, const char *cluster,
+                             size_t n, const char *xml, json_t **ret,
+                             cairn_error_t *err) {
+    json_t *v;
+    int r;
+
+    if (output) {
+        r = s_write_atomic(output, xml, err);
+        if (r < 0)
+            return r;
+        v = json_pack("{s:s, s:s, s:I}", "file", output, "cluster", cluster,
+                      "nodes", (json_int_t)n);
+    } else {
+        v = json_pack("{s:s, s:I, s:s}", "cluster", cluster, "nodes",
+                      (json_int_t)n, "xml", xml);
+    }
+    if (!v)
+        return s_oom(err);
+    *ret = v;
+    return 0;
+}
+
+int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,
+                            json_t **ret_result, cairn_error_t *err) {
+    const char *hosts[S_MAX_HOSTS], *cluster;
+    _cleanup_free_ char *list = NULL, *xml = NULL;
+    size_t n = 0;
+    cli_args_t a;
+    int r;
+
+    r = cli_parse_args("config generate", cli_config_generate_options, argc,
+                       argv, 0, &a, err);
+    if (r < 0)
+        return r;
+    if (!a.values[O_HOSTS])
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "config generate: --hosts LIST is required");
+    list = strdup(a.values[O_HOSTS]);
+    if (!list)
+        return s_oom(err);
+    r = s_split_hosts(list, hosts, &n, err);
+    if (r < 0)
+        return r;
+    cluster = a.values[O_NAME] ? a.values[O_NAME] : "cairn";
+    r = cairn_description_generate(cluster, hosts, n, a.values[O_APPLIANCE],
+                                   ctx->run_base, &xml, err);
+    if (r < 0) {
+        /* What the generator refuses came from our arguments. */
+        if (err->code != CAIRN_SYSTEM)
+            err->code = CAIRN_USAGE;
+        return r;
+    }
+    return s_generate_result(a.values[O_OUTPUT], cluster, n, xml, ret_result,
+                             err);
+}

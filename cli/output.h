@@ -1,0 +1,43 @@
+/* output.h - what `cairn` prints: JSON results, the error object, the exit
+ * code of an error, and the --table views.
+ *
+ * Stdout carries exactly one JSON document per invocation (one line per
+ * input line in batch); errors go to stderr as one compact JSON line. No
+ * function here exits; main() decides.
+ */
+#ifndef CAIRN_CLI_OUTPUT_H
+#define CAIRN_CLI_OUTPUT_H
+
+#include <stdio.h>
+#include <jansson.h>
+
+#include "cairn/error.h"
+
+/* Writes doc followed by "\n" and flushes: indented when `out` is a
+ * terminal, compact (one line) otherwise. 0 or -errno (-EPIPE, -ENOSPC...). */
+int cli_print_json(FILE *out, const json_t *doc);
+
+/* Same, always compact: one line (batch answers, errors). */
+int cli_print_json_line(FILE *out, const json_t *doc);
+
+/* The error object's inner part: {"code","message"[,"file","line",
+ * "element"]}. Caller owns the result; NULL only on ENOMEM. */
+json_t *cli_error_json(const cairn_error_t *err);
+
+/* Prints {"error":{...}} as one line on out (stderr). */
+void cli_print_error(FILE *out, const cairn_error_t *err);
+
+/* Exit code for a failed command: r is its negative return value, err its
+ * error. -EREMOTEIO (the service's own Status) -> 1, usage -> 100,
+ * invalid-config -> 2, unavailable/timeout -> 3, system -> 111, anything
+ * else -> 1. */
+int cli_exit_code(int r, const cairn_error_t *err);
+
+/* --table views. Each prints plain aligned text; 0 or -errno. */
+/* An object as two columns, KEY and VALUE; nested objects flatten to dotted
+ * keys, arrays of scalars join with ",". */
+int cli_table_object(FILE *out, const json_t *result);
+/* `cairn nodes`: one row per node, "*" in front of the asked node. */
+int cli_table_nodes(FILE *out, const json_t *result);
+
+#endif

@@ -1,0 +1,51 @@
+/* target.h - which node, and which endpoint, a `cairn` command talks to.
+ *
+ * Resolution order (docs/cli.md, "Target"):
+ *   1. --endpoint URI: that endpoint, no description needed;
+ *   2. the cluster description: --config FILE, else $CAIRN_CONFIG, else
+ *      <run-base>/<cluster>/cluster.xml (run-base = --run-base, $CAIRN_RUN_BASE
+ *      or /run/cairn; cluster = --cluster, $CAIRN_CLUSTER or "cairn"), else
+ *      /etc/cairn/cluster.xml;
+ *   3. the node: --node ID|NAME, else $CAIRN_NODE, else the first node (in
+ *      document order) running the service whose socket file exists, else
+ *      the first node running the service;
+ *   4. the endpoint: ipc://<rundir>/<service>.sock when that socket exists,
+ *      else tcp://<address>:<port> -- after a short connect probe, so a
+ *      port nobody listens on is "unavailable" at once, not a timeout.
+ */
+#ifndef CAIRN_CLI_TARGET_H
+#define CAIRN_CLI_TARGET_H
+
+#include <stdint.h>
+
+#include "cairn/description.h"
+#include "cairn/error.h"
+#include "cli.h"
+
+typedef struct cli_target {
+    char *endpoint;      /* URI to connect to (owned) */
+    uint32_t node_id;    /* the asked node, 0 if unknown (--endpoint) */
+    char *node_name;     /* its name (owned), NULL if unknown */
+    char *cluster;       /* cluster name (owned), NULL if unknown */
+    char *description;   /* path of the description used (owned), or NULL */
+} cli_target_t;
+
+/* Finds and loads the cluster description by steps 2 above. On success *ret
+ * is a description the caller frees. Errors: code unavailable when no file
+ * is found (the message lists the paths tried and how to name one), else the
+ * loader's error (invalid-config, system). */
+int cli_target_load_description(const cli_ctx *ctx,
+                                cairn_description_t **ret,
+                                cairn_error_t *err);
+
+/* Resolves the endpoint of `service` for ctx. timeout_ms bounds the tcp
+ * probe. On success fills *ret (release with cli_target_clear()); on failure
+ * *ret is untouched: usage (no such --node), unavailable (service not
+ * declared, not run by the node, nobody listening), or a description error. */
+int cli_target_resolve(const cli_ctx *ctx, const char *service,
+                       cli_target_t *ret, cairn_error_t *err);
+
+/* Frees what t owns and zeroes it; accepts a zeroed target. */
+void cli_target_clear(cli_target_t *t);
+
+#endif

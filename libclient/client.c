@@ -1,0 +1,378 @@
+/* client.c - request/reply to a Cairn service: the lazy pirate.
+ *
+ * Design (zguide ch. 4, "lazy pirate"). A client holds its endpoint, its
+ * service name, its settings and one zmq context, created on the first call
+ * and terminated in cairn_client_free(). Each attempt of a call opens a
+ * fresh DEALER (ZMQ_LINGER 0, ZMQ_IMMEDIATE off, so the request is queued
+ * until the connection is up), sends [Header][Request] and polls for the
+ * answer. When the attempt's time is up the socket is closed -- dropping
+ * whatever it still queued -- and a new one resends the *same* request id,
+ * which the server answers from its reply cache. Replies that are not ours
+ * (another request id, or not marked is_reply) are dropped and the wait goes
+ * on within the same attempt.
+ *
+ * Time: the total deadline is split into 1 + retries attempts of
+ * total / (1 + retries) ms (at least 1 ms); the last attempt runs to the
+ * total deadline, which is never exceeded. Header.deadline_ms tells the
+ * server how long the caller is still willing to wait.
+ *
+ * Before anything is sent to an ipc:// endpoint its socket file is looked
+ * up, so "the service is not running here" is an immediate -ENOENT and not
+ * a timeout.
+ *
+ * Status: every service Reply has `cairn.Status status = 1`; it is read
+ * generically through the reply descriptor, so one code path serves every
+ * service, and an ErrorReply sent by the skeleton (wire-compatible with any
+ * Reply) reaches the caller as its Status.
+ *
+ * Threads: a client is used by one thread at a time (its zmq sockets are
+ * not thread-safe); different clients may be used concurrently. The library
+ * never logs: errors go to the caller's cairn_error_t.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "cairn/client.h"
+#include "cairn/wire.h"
+
+struct cairn_client {
+    char *endpoint;        /* "ipc://...", "tcp://..." or "inproc://..." */
+    char *service;         /* Header.service, "clusterd" */
+    void *zctx;            /* zmq context, created on the first call */
+    int timeout_ms;        /* total deadline of one call */
+    int retries;           /* resends after the first attempt */
+    uint32_t source_node;  /* Header.source_node */
+    int last_attempts;     /* attempts made by the last call */
+};
+
+/* What one call is about: fixed across its attempts. */
+typedef struct s_call {
+    const ProtobufCMessage *req;                 /* the Request to send */
+    const ProtobufCMessageDescriptor *reply_desc;/* how to decode the Reply */
+    uint64_t request_id;                         /* same on every attempt */
+    uint32_t type;                               /* req's oneof case */
+    int64_t end_ms;                              /* total deadline, monotonic */
+} s_call_t;
+
+static int64_t s_now_ms(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool s_has_prefix(const char *s, const char *prefix) {
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* An endpoint is one of our transports followed by a non-empty address. */
+static bool s_endpoint_valid(const char *endpoint) {
+    static const char *const prefixes[] = { "ipc://", "tcp://", "inproc://" };
+
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (s_has_prefix(endpoint, prefixes[i]))
+            return endpoint[strlen(prefixes[i])] != '\0';
+    return false;
+}
+
+cairn_client_t *cairn_client_new(const char *endpoint, const char *service) {
+    cairn_client_t *c;
+
+    if (!endpoint || !service || !*service || !s_endpoint_valid(endpoint)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->endpoint = strdup(endpoint);
+    c->service = strdup(service);
+    if (!c->endpoint || !c->service) {
+        cairn_client_free(c);
+        errno = ENOMEM;
+        return NULL;
+    }
+    c->timeout_ms = CAIRN_CLIENT_DEFAULT_TIMEOUT_MS;
+    c->retries = CAIRN_CLIENT_DEFAULT_RETRIES;
+    return c;
+}
+
+cairn_client_t *cairn_client_free(cairn_client_t *c) {
+    if (!c)
+        return NULL;
+    /* Every socket is closed when a call returns, so this does not block. */
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    free(c->endpoint);
+    free(c->service);
+    free(c);
+    return NULL;
+}
+
+void cairn_client_set_timeout(cairn_client_t *c, int timeout_ms) {
+    if (c && timeout_ms > 0)
+        c->timeout_ms = timeout_ms;
+}
+
+void cairn_client_set_retries(cairn_client_t *c, int retries) {
+    if (c && retries >= 0)
+        c->retries = retries;
+}
+
+void cairn_client_set_source_node(cairn_client_t *c, uint32_t node) {
+    if (c)
+        c->source_node = node;
+}
+
+int cairn_client_last_attempts(const cairn_client_t *c) {
+    return c ? c->last_attempts : 0;
+}
+
+/* For an ipc:// endpoint on a path (not an abstract "@name"), a missing
+ * socket file means the service is not running: say so at once. */
+static int s_check_socket_file(const cairn_client_t *c, cairn_error_t *err) {
+    const char *path;
+    struct stat st;
+
+    if (!s_has_prefix(c->endpoint, "ipc://"))
+        return 0;
+    path = c->endpoint + strlen("ipc://");
+    if (path[0] == '@' || stat(path, &st) == 0 || errno != ENOENT)
+        return 0;
+    return cairn_error_set(err, -ENOENT, CAIRN_UNAVAILABLE,
+                           "%s is not running: no socket at %s",
+                           c->service, path);
+}
+
+static int s_zmq_error(cairn_error_t *err, const char *what) {
+    int e = errno ? errno : EIO;
+
+    return cairn_error_set(err, -e, CAIRN_SYSTEM, "%s: %s", what,
+                           zmq_strerror(e));
+}
+
+static int s_ensure_context(cairn_client_t *c, cairn_error_t *err) {
+    if (c->zctx)
+        return 0;
+    c->zctx = zmq_ctx_new();
+    return c->zctx ? 0 : s_zmq_error(err, "zmq_ctx_new");
+}
+
+/* Opens one attempt's DEALER, connected to the endpoint. */
+static int s_open_socket(cairn_client_t *c, void **ret_sock,
+                         cairn_error_t *err) {
+    int linger = 0, immediate = 0, r;
+    void *sock;
+
+    sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    if (!sock)
+        return s_zmq_error(err, "zmq_socket");
+    if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
+        zmq_setsockopt(sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate) < 0 ||
+        zmq_connect(sock, c->endpoint) < 0) {
+        r = cairn_error_set(err, errno ? -errno : -EIO, CAIRN_UNAVAILABLE,
+                            "cannot connect to %s at %s: %s", c->service,
+                            c->endpoint, zmq_strerror(errno));
+        zmq_close(sock);
+        return r;
+    }
+    *ret_sock = sock;
+    return 0;
+}
+
+/* Sends [Header][Request]. A full pipe (-EAGAIN) is not an error: the
+ * attempt then just waits out its time and the next one resends. */
+static int s_send_request(const cairn_client_t *c, void *sock,
+                          const s_call_t *call, cairn_error_t *err) {
+    Cairn__Header hdr = CAIRN__HEADER__INIT;
+    int64_t left = call->end_ms - s_now_ms();
+    int r;
+
+    hdr.version = CAIRN_WIRE_VERSION;
+    hdr.request_id = call->request_id;
+    hdr.source_node = c->source_node;
+    hdr.service = c->service;
+    hdr.type = call->type;
+    hdr.deadline_ms = left > 0 ? (uint64_t)left : 1;
+    r = cairn_wire_send(sock, &hdr, call->req, ZMQ_DONTWAIT);
+    if (r == -EAGAIN)
+        return 0;
+    if (r == -EMSGSIZE)
+        return cairn_error_set(err, r, CAIRN_TOO_LARGE,
+                               "request to %s is over the frame size limit",
+                               c->service);
+    if (r < 0)
+        return cairn_error_set(err, r, CAIRN_SYSTEM,
+                               "cannot send to %s at %s: %s", c->service,
+                               c->endpoint, strerror(-r));
+    return 0;
+}
+
+/* Is this header the reply to our request? */
+static bool s_header_matches(const void *data, size_t len, uint64_t id) {
+    Cairn__Header *hdr = NULL;
+    bool ok;
+
+    if (cairn_wire_decode_header(data, len, &hdr, NULL) < 0)
+        return false;
+    ok = hdr->is_reply && hdr->request_id == id;
+    cairn__header__free_unpacked(hdr, NULL);
+    return ok;
+}
+
+/* Looks at one received message. Returns 1 with *ret_reply set when it is
+ * our reply, 0 when it is to be dropped (not ours, or not even a header we
+ * can read), -EBADMSG when it is ours but the body does not decode. */
+static int s_take_reply(const cairn_frames_t *f, const s_call_t *call,
+                        ProtobufCMessage **ret_reply, cairn_error_t *err) {
+    ProtobufCMessage *reply = NULL;
+    int r;
+
+    if (f->n != 2 || f->truncated ||
+        !s_header_matches(cairn_frames_data(f, 0), cairn_frames_size(f, 0),
+                          call->request_id))
+        return 0;
+    r = cairn_wire_decode_body(call->reply_desc, cairn_frames_data(f, 1),
+                               cairn_frames_size(f, 1), 0, &reply, err);
+    if (r < 0)
+        return r == -EMSGSIZE ? r : -EBADMSG;
+    *ret_reply = reply;
+    return 1;
+}
+
+/* Waits on sock until our reply arrives (0) or attempt_end passes
+ * (-ETIMEDOUT); other negative values are errors that end the call. */
+static int s_wait_reply(void *sock, const s_call_t *call, int64_t attempt_end,
+                        ProtobufCMessage **ret_reply, cairn_error_t *err) {
+    zmq_pollitem_t item = { .socket = sock, .events = ZMQ_POLLIN };
+
+    for (int64_t now = s_now_ms(); now < attempt_end; now = s_now_ms()) {
+        cairn_frames_t frames = { 0 };
+        int r;
+
+        r = zmq_poll(&item, 1, (long)(attempt_end - now));
+        if (r < 0 && errno != EINTR)
+            return s_zmq_error(err, "zmq_poll");
+        if (r <= 0)
+            continue;
+        r = cairn_wire_recv(sock, &frames, ZMQ_DONTWAIT);
+        if (r == -EAGAIN || r == -EINTR)
+            continue;
+        if (r < 0)
+            return cairn_error_set(err, r, CAIRN_SYSTEM, "receive: %s",
+                                   strerror(-r));
+        r = s_take_reply(&frames, call, ret_reply, err);
+        cairn_frames_free(&frames);
+        if (r != 0)
+            return r < 0 ? r : 0;
+    }
+    return -ETIMEDOUT;
+}
+
+/* One attempt: new socket, send, wait until attempt_end. */
+static int s_attempt(cairn_client_t *c, const s_call_t *call,
+                     int64_t attempt_end, ProtobufCMessage **ret_reply,
+                     cairn_error_t *err) {
+    void *sock = NULL;
+    int r;
+
+    r = s_open_socket(c, &sock, err);
+    if (r < 0)
+        return r;
+    r = s_send_request(c, sock, call, err);
+    if (r == 0)
+        r = s_wait_reply(sock, call, attempt_end, ret_reply, err);
+    zmq_close(sock);
+    return r;
+}
+
+/* The Reply's `cairn.Status status = 1`, or NULL when absent. */
+static const Cairn__Status *s_reply_status(const ProtobufCMessage *reply) {
+    const ProtobufCFieldDescriptor *fd;
+
+    fd = protobuf_c_message_descriptor_get_field(reply->descriptor, 1);
+    if (!fd || fd->type != PROTOBUF_C_TYPE_MESSAGE ||
+        fd->label == PROTOBUF_C_LABEL_REPEATED ||
+        fd->descriptor != &cairn__status__descriptor)
+        return NULL;
+    return *(Cairn__Status *const *)((const char *)reply + fd->offset);
+}
+
+/* 0 for a reply whose status is missing or OK, else -EREMOTEIO with the
+ * service's code and message in err. */
+static int s_check_status(const cairn_client_t *c,
+                          const ProtobufCMessage *reply, cairn_error_t *err) {
+    const Cairn__Status *st = s_reply_status(reply);
+
+    if (!st || st->code == CAIRN__STATUS_CODE__STATUS_OK)
+        return 0;
+    if (st->message && *st->message)
+        return cairn_error_set(err, -EREMOTEIO, (int)st->code, "%s",
+                               st->message);
+    return cairn_error_set(err, -EREMOTEIO, (int)st->code, "%s: %s",
+                           c->service, cairn_code_name((int)st->code));
+}
+
+/* Runs the attempts; returns 0 with *ret_reply or a negative errno. */
+static int s_run(cairn_client_t *c, const s_call_t *call,
+                 ProtobufCMessage **ret_reply, cairn_error_t *err) {
+    int64_t slice = (int64_t)c->timeout_ms / (1 + (int64_t)c->retries);
+    int r = -ETIMEDOUT;
+
+    if (slice < 1)
+        slice = 1;
+    for (int i = 0; i <= c->retries && s_now_ms() < call->end_ms; i++) {
+        int64_t attempt_end = s_now_ms() + slice;
+
+        if (i == c->retries || attempt_end > call->end_ms)
+            attempt_end = call->end_ms;
+        c->last_attempts = i + 1;
+        r = s_attempt(c, call, attempt_end, ret_reply, err);
+        if (r != -ETIMEDOUT)
+            return r;
+    }
+    return cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT,
+                           "no reply from %s at %s within %d ms (%d attempts)",
+                           c->service, c->endpoint, c->timeout_ms,
+                           c->last_attempts);
+}
+
+int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *reply_desc,
+                      ProtobufCMessage **ret_reply, cairn_error_t *err) {
+    s_call_t call = { .req = req, .reply_desc = reply_desc };
+    ProtobufCMessage *reply = NULL;
+    int r;
+
+    if (!c || !req || !reply_desc || !ret_reply)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "cairn_client_call: missing argument");
+    c->last_attempts = 0;
+    call.type = cairn_wire_oneof_case(req);
+    if (call.type == 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "request to %s has no message set", c->service);
+    r = s_check_socket_file(c, err);
+    if (r < 0)
+        return r;
+    r = s_ensure_context(c, err);
+    if (r < 0)
+        return r;
+    call.request_id = cairn_wire_new_request_id();
+    call.end_ms = s_now_ms() + c->timeout_ms;
+    r = s_run(c, &call, &reply, err);
+    if (r < 0)
+        return r;
+    r = s_check_status(c, reply, err);
+    if (r < 0) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+        return r;
+    }
+    *ret_reply = reply;
+    return 0;
+}

@@ -1,0 +1,67 @@
+/* cairn/client.h - request/reply to a Cairn service, with deadline and retries.
+ *
+ * One client talks to one service at one endpoint (ipc:// for the local
+ * node, tcp:// for a remote one). cairn_client_call() sends a Request and
+ * waits for the matching Reply, lazy-pirate style: a DEALER socket, a poll
+ * with a per-attempt timeout, and on timeout the socket is closed and
+ * reopened and the *same* request id is sent again (servers answer a
+ * retried id from their reply cache, so retries are idempotent). Replies
+ * with another request id (late answers to an earlier attempt) are dropped.
+ *
+ * The total deadline is split evenly over 1 + retries attempts. No call
+ * blocks longer than the deadline.
+ */
+#ifndef CAIRN_CLIENT_H
+#define CAIRN_CLIENT_H
+
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "cairn/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CAIRN_CLIENT_DEFAULT_TIMEOUT_MS 3000
+#define CAIRN_CLIENT_DEFAULT_RETRIES 2
+
+typedef struct cairn_client cairn_client_t;
+
+/* Creates a client for `service` ("clusterd", ...) at `endpoint`. Nothing
+ * is connected until the first call. Returns NULL with errno set (EINVAL for
+ * a malformed endpoint, ENOMEM). The caller owns the client. */
+cairn_client_t *cairn_client_new(const char *endpoint, const char *service);
+
+/* Closes the socket and frees; accepts NULL; returns NULL. */
+cairn_client_t *cairn_client_free(cairn_client_t *c);
+
+/* Total deadline of one call in ms (> 0); default 3000. */
+void cairn_client_set_timeout(cairn_client_t *c, int timeout_ms);
+/* Number of resends after the first attempt (>= 0); default 2. */
+void cairn_client_set_retries(cairn_client_t *c, int retries);
+/* Node id stamped in Header.source_node; default 0 (a local client). */
+void cairn_client_set_source_node(cairn_client_t *c, uint32_t node);
+
+/* Sends req (a service Request with its oneof set; Header.type is taken from
+ * the oneof case) and waits for the reply, decoded as reply_desc.
+ *
+ * Returns 0 when a reply with STATUS_OK arrived: *ret_reply is then a newly
+ * unpacked message the caller frees with protobuf_c_message_free_unpacked().
+ * Returns -EREMOTEIO when the service answered with another status (err has
+ * its code and message), -ETIMEDOUT when no reply came before the deadline
+ * (code TIMEOUT), -ENOENT when an ipc endpoint's socket file does not exist
+ * (code UNAVAILABLE: the service is not running there), -EBADMSG for a reply
+ * that does not decode. *ret_reply is untouched on failure. */
+int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *reply_desc,
+                      ProtobufCMessage **ret_reply, cairn_error_t *err);
+
+/* Number of attempts the last call made (1 = no retry); for tests and
+ * diagnostics. */
+int cairn_client_last_attempts(const cairn_client_t *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

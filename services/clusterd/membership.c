@@ -1,0 +1,1048 @@
+/* membership.c - SWIM failure detection and gossip for clusterd.
+ *
+ * Design (Das, Gupta & Motivala, "SWIM", 2002, with the usual refinements):
+ *
+ * - Table: one slot per node id (1..255). Each member has (state,
+ *   incarnation); updates are ordered by incarnation, then by state rank
+ *   unknown < alive < suspect < dead < left, so alive(i+1) refutes
+ *   suspect(i) and dead(i), and a node that comes back after being declared
+ *   dead rejoins with a higher incarnation. A node starts with its
+ *   incarnation at the wall clock in ms, so a restarted node always
+ *   outranks what the cluster remembers of its previous life.
+ * - Probe cycle, every protocol period: ping the next member of a shuffled
+ *   round-robin list of alive/suspect members; no ack within ping-timeout ->
+ *   ask k others to ping it (ping-req); none of them succeeds within twice
+ *   ping-timeout -> suspect. A suspect not refuted within suspect-timeout is
+ *   dead. Every member that hears a suspicion runs its own timer.
+ * - Gossip: a state change is queued for lambda*log2(n) transmissions and
+ *   piggybacked, at most gossip-fanout at a time, on pings, ping-reqs and
+ *   acks; nothing is broadcast. A message to a member we suspect or think
+ *   dead always carries that member's own entry, so it can refute at once.
+ * - Joining: a node not yet in contact sends Join to the seeds and gets the
+ *   full table back. Unknown and dead members are probed now and then too,
+ *   which heals partitions and finds nodes that started late.
+ * - Hotplug: node-add admits a node that is not in the description (checked
+ *   for a free id, name and address, gossiped as "unknown"); its clusterd
+ *   then joins like any other. node-remove and leave gossip "left".
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "membership.h"
+#include "peer.h"
+
+#define MAX_ID 255
+#define MAX_GOSSIP 32
+#define GOSSIP_LAMBDA 3
+#define STRAY_PROBE_EVERY 3       /* ticks between probes of unknown/dead members */
+#define JOIN_EVERY 3              /* ticks between join attempts while alone */
+#define LEAVE_NOTIFY 3            /* members told directly when leaving */
+
+typedef Cairn__Clusterd__Member pb_member_t;
+
+typedef struct member {
+    bool used;                 /* slot holds a member */
+    char *name;                /* owned */
+    char *address;             /* owned */
+    char *appliance;           /* owned */
+    int state;                 /* CAIRN__CLUSTERD__MEMBER_STATE__* */
+    uint64_t inc;              /* incarnation */
+    uint64_t last_heard;       /* cairn_now_ms() of the last direct message, 0 never */
+    uint64_t suspect_deadline; /* when a suspect becomes dead */
+    int gossip_left;           /* transmissions left for the current state */
+} member_t;
+
+struct membership {
+    cairn_service_t *svc;              /* the daemon */
+    cairn_peers_t *peers;              /* connections to other clusterd */
+    member_t members[MAX_ID + 1];      /* by id; [0] unused */
+    uint32_t self;                     /* our id */
+    uint16_t port;                     /* clusterd port (same on every node) */
+    cairn_membership_desc_t t;         /* timings */
+    int64_t tick_timer;                /* protocol period timer */
+    uint64_t ticks;                    /* periods elapsed */
+    uint32_t order[MAX_ID];            /* probe round-robin */
+    size_t n_order, pos;               /* its size and cursor */
+    unsigned rng;                      /* rand_r state */
+    bool in_contact;                   /* heard from another member */
+    bool leaving;                      /* self is left; stop probing */
+    cairn_deferred_t *leave_req;       /* client waiting for our leave */
+    int leave_outstanding;             /* goodbyes not yet answered */
+};
+
+/* A probe in flight: one direct ping, then maybe k indirect ones. */
+typedef struct probe {
+    membership_t *m;
+    uint32_t target;
+    uint64_t inc;              /* target's incarnation when probed */
+    bool acked;
+    int outstanding;           /* callbacks still to come */
+} probe_t;
+
+/* Gossip entries built for one outgoing message (borrowed strings). */
+typedef struct gossip {
+    pb_member_t items[MAX_GOSSIP];
+    pb_member_t *ptrs[MAX_GOSSIP];
+    size_t n;
+} gossip_t;
+
+static const char *s_state_name(int st)
+{
+    switch (st) {
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE: return "alive";
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT: return "suspect";
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD: return "dead";
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT: return "left";
+    default: return "unknown";
+    }
+}
+
+static const char *s_event_topic(int st)
+{
+    switch (st) {
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE: return "node-up";
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT: return "node-suspect";
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD: return "node-down";
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT: return "node-left";
+    default: return NULL;
+    }
+}
+
+static bool s_is_live(int st)
+{
+    return st == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE ||
+           st == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT;
+}
+
+static int s_gossip_limit(const membership_t *m)
+{
+    int n = 0, lg = 0;
+    for (uint32_t id = 1; id <= MAX_ID; id++)
+        n += m->members[id].used;
+    while ((1 << lg) < n + 1)
+        lg++;
+    return GOSSIP_LAMBDA * (lg ? lg : 1);
+}
+
+static uint64_t s_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- table ---------------------------------------------------------- */
+
+static int s_set_str(char **dst, const char *src)
+{
+    if (*dst && src && strcmp(*dst, src) == 0)
+        return 0;
+    char *c = strdup(src ? src : "");
+    if (!c)
+        return -ENOMEM;
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+static int s_add(membership_t *m, uint32_t id, const char *name,
+                 const char *address, const char *appliance, int state,
+                 uint64_t inc)
+{
+    member_t *mb = &m->members[id];
+    if (s_set_str(&mb->name, name) < 0 || s_set_str(&mb->address, address) < 0 ||
+        s_set_str(&mb->appliance, appliance) < 0)
+        return -ENOMEM;
+    mb->used = true;
+    mb->state = state;
+    mb->inc = inc;
+    mb->gossip_left = s_gossip_limit(m);
+    return 0;
+}
+
+static void s_publish(membership_t *m, uint32_t id)
+{
+    member_t *mb = &m->members[id];
+    const char *topic = s_event_topic(mb->state);
+    if (!topic)
+        return;
+    cairn_log_info(topic, "id=%u name=%s address=%s incarnation=%llu",
+                   id, mb->name, mb->address, (unsigned long long)mb->inc);
+    pb_member_t pm = CAIRN__CLUSTERD__MEMBER__INIT;
+    pm.id = id;
+    pm.name = mb->name;
+    pm.address = mb->address;
+    pm.appliance = mb->appliance;
+    pm.state = (Cairn__Clusterd__MemberState)mb->state;
+    pm.incarnation = mb->inc;
+    Cairn__Clusterd__MemberEvent ev = CAIRN__CLUSTERD__MEMBER_EVENT__INIT;
+    ev.member = &pm;
+    ev.observer = m->self;
+    ev.time_ms = s_wall_ms();
+    int r = cairn_service_publish(m->svc, topic, 1, &ev.base);
+    if (r < 0 && r != -ENOTCONN)
+        cairn_log_warn(r, "publish", "topic=%s, ignoring", topic);
+}
+
+/* Moves a member to a new (state, inc), queues it for gossip, publishes. */
+static void s_transition(membership_t *m, uint32_t id, int state, uint64_t inc)
+{
+    member_t *mb = &m->members[id];
+    bool changed = mb->state != state;
+    mb->state = state;
+    mb->inc = inc;
+    mb->gossip_left = s_gossip_limit(m);
+    if (state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT && changed)
+        mb->suspect_deadline = cairn_now_ms() + m->t.suspect_timeout_ms;
+    if (changed)
+        s_publish(m, id);
+}
+
+static int s_rank(int st)
+{
+    /* enum values are already in precedence order: unknown 0 .. left 4 */
+    return st;
+}
+
+static bool s_newer(int st, uint64_t inc, const member_t *mb)
+{
+    return inc > mb->inc || (inc == mb->inc && s_rank(st) > s_rank(mb->state));
+}
+
+static bool s_address_taken(const membership_t *m, const char *address, uint32_t except)
+{
+    for (uint32_t id = 1; id <= MAX_ID; id++) {
+        const member_t *mb = &m->members[id];
+        if (id != except && mb->used && mb->state != CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT &&
+            strcmp(mb->address, address) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void s_stop_daemon(membership_t *m, int code)
+{
+    cairn_loop_quit(cairn_service_loop(m->svc), code);
+}
+
+/* An update about ourselves: refute suspicion or death; obey removal. */
+static void s_merge_self(membership_t *m, const pb_member_t *u)
+{
+    member_t *me = &m->members[m->self];
+    if (u->incarnation < me->inc || m->leaving)
+        return;
+    if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT ||
+        u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD) {
+        me->inc = u->incarnation + 1;
+        me->gossip_left = s_gossip_limit(m);
+        cairn_log_info("refute", "was=%s incarnation=%llu", s_state_name(u->state),
+                       (unsigned long long)me->inc);
+    } else if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT) {
+        cairn_log_info("removed", "msg=\"this node was removed from the cluster; stopping\"");
+        m->leaving = true;
+        s_transition(m, m->self, u->state, u->incarnation);
+        s_stop_daemon(m, 0);
+    }
+}
+
+/* Applies one gossiped or direct update. */
+static void s_merge(membership_t *m, const pb_member_t *u)
+{
+    if (!u || u->id == 0 || u->id > MAX_ID)
+        return;
+    if (u->id == m->self) {
+        s_merge_self(m, u);
+        return;
+    }
+    member_t *mb = &m->members[u->id];
+    if (!mb->used) {
+        if (!u->address || !*u->address || s_address_taken(m, u->address, u->id))
+            return;
+        if (s_add(m, u->id, u->name, u->address, u->appliance,
+                  CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN, 0) < 0)
+            return;
+        if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN)
+            return;
+    }
+    if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN ||
+        !s_newer((int)u->state, u->incarnation, mb))
+        return;
+    if (u->address && *u->address && strcmp(u->address, mb->address) != 0) {
+        s_set_str(&mb->address, u->address);
+        cairn_peers_forget(m->peers, u->id);
+    }
+    s_transition(m, u->id, (int)u->state, u->incarnation);
+}
+
+/* A message came straight from `from`: it is alive at its incarnation. */
+static void s_heard_from(membership_t *m, const pb_member_t *from)
+{
+    if (!from || from->id == 0 || from->id > MAX_ID || from->id == m->self)
+        return;
+    s_merge(m, from);
+    if (m->members[from->id].used) {
+        m->members[from->id].last_heard = cairn_now_ms();
+        m->in_contact = true;
+    }
+}
+
+static void s_merge_all(membership_t *m, pb_member_t **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        s_merge(m, list[i]);
+}
+
+/* ---- gossip --------------------------------------------------------- */
+
+static void s_fill_member(const membership_t *m, uint32_t id, pb_member_t *pm)
+{
+    const member_t *mb = &m->members[id];
+    cairn__clusterd__member__init(pm);
+    pm->id = id;
+    pm->name = mb->name;
+    pm->address = mb->address;
+    pm->appliance = mb->appliance;
+    pm->state = (Cairn__Clusterd__MemberState)mb->state;
+    pm->incarnation = mb->inc;
+}
+
+static void s_gossip_push(const membership_t *m, gossip_t *g, uint32_t id)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (g->items[i].id == id)
+            return;
+    if (g->n >= MAX_GOSSIP)
+        return;
+    s_fill_member(m, id, &g->items[g->n]);
+    g->ptrs[g->n] = &g->items[g->n];
+    g->n++;
+}
+
+/* Picks what to piggyback on a message to `dest`. */
+static void s_gossip_pick(membership_t *m, uint32_t dest, gossip_t *g)
+{
+    g->n = 0;
+    const member_t *d = dest ? &m->members[dest] : NULL;
+    if (d && d->used && (d->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT ||
+                         d->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD ||
+                         d->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT))
+        s_gossip_push(m, g, dest);
+    size_t fanout = m->t.gossip_fanout < MAX_GOSSIP - 1 ? m->t.gossip_fanout : MAX_GOSSIP - 1;
+    size_t limit = g->n + fanout;   /* the dest's own entry comes on top */
+    while (g->n < limit) {
+        uint32_t best = 0;
+        for (uint32_t id = 1; id <= MAX_ID; id++) {
+            const member_t *mb = &m->members[id];
+            bool taken = false;
+            for (size_t i = 0; i < g->n; i++)
+                taken |= g->items[i].id == id;
+            if (mb->used && mb->gossip_left > 0 && !taken &&
+                (!best || mb->gossip_left > m->members[best].gossip_left))
+                best = id;
+        }
+        if (!best)
+            break;
+        m->members[best].gossip_left--;
+        s_gossip_push(m, g, best);
+    }
+}
+
+/* ---- talking to peers ----------------------------------------------- */
+
+static int s_endpoint(const membership_t *m, uint32_t id, char *buf, size_t len)
+{
+    const char *a = m->members[id].address;
+    int n = strchr(a, ':') ? snprintf(buf, len, "tcp://[%s]:%u", a, m->port)
+                           : snprintf(buf, len, "tcp://%s:%u", a, m->port);
+    return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+static int s_call(membership_t *m, uint32_t id, ProtobufCMessage *req,
+                  uint32_t timeout_ms, cairn_peer_fn fn, void *userdata)
+{
+    char ep[128];
+    int r = s_endpoint(m, id, ep, sizeof(ep));
+    if (r == 0)
+        r = cairn_peers_call(m->peers, id, ep, req, timeout_ms, fn, userdata);
+    return r;
+}
+
+static int s_send_ping(membership_t *m, uint32_t target, uint32_t timeout_ms,
+                       cairn_peer_fn fn, void *userdata)
+{
+    gossip_t g;
+    pb_member_t from;
+    s_fill_member(m, m->self, &from);
+    s_gossip_pick(m, target, &g);
+    Cairn__Clusterd__PingRequest ping = CAIRN__CLUSTERD__PING_REQUEST__INIT;
+    ping.from = &from;
+    ping.gossip = g.ptrs;
+    ping.n_gossip = g.n;
+    Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
+    req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_PING;
+    req.ping = &ping;
+    return s_call(m, target, &req.base, timeout_ms, fn, userdata);
+}
+
+static void s_take_ack(membership_t *m, uint32_t node, ProtobufCMessage *reply)
+{
+    Cairn__Clusterd__Reply *rep = (Cairn__Clusterd__Reply *)reply;
+    if (rep->msg_case == CAIRN__CLUSTERD__REPLY__MSG_ACK)
+        s_merge_all(m, rep->ack->gossip, rep->ack->n_gossip);
+    protobuf_c_message_free_unpacked(reply, NULL);
+}
+
+/* ---- probing -------------------------------------------------------- */
+
+static void s_suspect(membership_t *m, uint32_t id, uint64_t inc)
+{
+    member_t *mb = &m->members[id];
+    if (mb->used && mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE && mb->inc == inc)
+        s_transition(m, id, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT, inc);
+}
+
+static void s_probe_done(probe_t *p)
+{
+    if (--p->outstanding > 0)
+        return;
+    if (!p->acked && !p->m->leaving)
+        s_suspect(p->m, p->target, p->inc);
+    free(p);
+}
+
+static void s_on_indirect(void *userdata, uint32_t node, int code,
+                          const char *message, ProtobufCMessage *reply)
+{
+    probe_t *p = userdata;
+    if (code == CAIRN_OK) {
+        p->acked = true;
+        s_take_ack(p->m, node, reply);
+    }
+    s_probe_done(p);
+}
+
+static size_t s_random_live(membership_t *m, uint32_t exclude, uint32_t *out, size_t k)
+{
+    uint32_t cand[MAX_ID];
+    size_t n = 0;
+    for (uint32_t id = 1; id <= MAX_ID; id++)
+        if (id != m->self && id != exclude &&
+            m->members[id].used && m->members[id].state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE)
+            cand[n++] = id;
+    for (size_t i = 0; i < n && i < k; i++) {
+        size_t j = i + (size_t)rand_r(&m->rng) % (n - i);
+        uint32_t t = cand[i];
+        cand[i] = cand[j];
+        cand[j] = t;
+        out[i] = cand[i];
+    }
+    return n < k ? n : k;
+}
+
+static void s_send_indirect(membership_t *m, probe_t *p)
+{
+    uint32_t helpers[MAX_ID];
+    size_t k = s_random_live(m, p->target, helpers, m->t.indirect_checks);
+    for (size_t i = 0; i < k; i++) {
+        gossip_t g;
+        pb_member_t from;
+        s_fill_member(m, m->self, &from);
+        s_gossip_pick(m, helpers[i], &g);
+        Cairn__Clusterd__PingReqRequest pr = CAIRN__CLUSTERD__PING_REQ_REQUEST__INIT;
+        pr.from = &from;
+        pr.target = p->target;
+        pr.gossip = g.ptrs;
+        pr.n_gossip = g.n;
+        Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
+        req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_PING_REQ;
+        req.ping_req = &pr;
+        if (s_call(m, helpers[i], &req.base, 2 * m->t.ping_timeout_ms, s_on_indirect, p) == 0)
+            p->outstanding++;
+    }
+}
+
+static void s_on_direct(void *userdata, uint32_t node, int code,
+                        const char *message, ProtobufCMessage *reply)
+{
+    probe_t *p = userdata;
+    membership_t *m = p->m;
+    if (code == CAIRN_OK) {
+        p->acked = true;
+        m->members[node].last_heard = cairn_now_ms();
+        m->in_contact = true;
+        s_take_ack(m, node, reply);
+    } else if (!m->leaving && m->members[node].used && s_is_live(m->members[node].state)) {
+        s_send_indirect(m, p);
+    }
+    s_probe_done(p);
+}
+
+static void s_probe(membership_t *m, uint32_t target)
+{
+    probe_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return;
+    *p = (probe_t){ .m = m, .target = target, .inc = m->members[target].inc, .outstanding = 1 };
+    if (s_send_ping(m, target, m->t.ping_timeout_ms, s_on_direct, p) < 0)
+        free(p);
+}
+
+static void s_reshuffle(membership_t *m)
+{
+    m->n_order = 0;
+    for (uint32_t id = 1; id <= MAX_ID; id++)
+        if (id != m->self && m->members[id].used && s_is_live(m->members[id].state))
+            m->order[m->n_order++] = id;
+    for (size_t i = m->n_order; i > 1; i--) {
+        size_t j = (size_t)rand_r(&m->rng) % i;
+        uint32_t t = m->order[i - 1];
+        m->order[i - 1] = m->order[j];
+        m->order[j] = t;
+    }
+    m->pos = 0;
+}
+
+static void s_probe_next(membership_t *m)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        while (m->pos < m->n_order) {
+            uint32_t id = m->order[m->pos++];
+            if (m->members[id].used && s_is_live(m->members[id].state)) {
+                s_probe(m, id);
+                return;
+            }
+        }
+        s_reshuffle(m);
+    }
+}
+
+/* A ping to a member we have not heard or think dead: joins late starters
+ * and heals partitions. The probe does not suspect anyone on failure. */
+static void s_on_stray(void *userdata, uint32_t node, int code,
+                       const char *message, ProtobufCMessage *reply)
+{
+    membership_t *m = userdata;
+    if (code == CAIRN_OK) {
+        m->members[node].last_heard = cairn_now_ms();
+        m->in_contact = true;
+        s_take_ack(m, node, reply);
+    }
+}
+
+static void s_probe_stray(membership_t *m)
+{
+    uint32_t cand[MAX_ID];
+    size_t n = 0;
+    for (uint32_t id = 1; id <= MAX_ID; id++) {
+        int st = m->members[id].state;
+        if (id != m->self && m->members[id].used &&
+            (st == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN ||
+             st == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD))
+            cand[n++] = id;
+    }
+    if (n)
+        s_send_ping(m, cand[(size_t)rand_r(&m->rng) % n], m->t.protocol_period_ms,
+                    s_on_stray, m);
+}
+
+/* ---- joining -------------------------------------------------------- */
+
+static void s_on_join(void *userdata, uint32_t node, int code,
+                      const char *message, ProtobufCMessage *reply)
+{
+    membership_t *m = userdata;
+    if (code == CAIRN_OK) {
+        Cairn__Clusterd__Reply *rep = (Cairn__Clusterd__Reply *)reply;
+        if (rep->msg_case == CAIRN__CLUSTERD__REPLY__MSG_JOIN_REPLY)
+            s_merge_all(m, rep->join_reply->members, rep->join_reply->n_members);
+        m->members[node].last_heard = cairn_now_ms();
+        if (!m->in_contact)
+            cairn_log_info("joined", "seed=%u", node);
+        m->in_contact = true;
+        protobuf_c_message_free_unpacked(reply, NULL);
+    } else if (code == CAIRN_ALREADY_EXISTS || code == CAIRN_NOT_FOUND ||
+               code == CAIRN_INVALID_ARGUMENT) {
+        cairn_log_err(-EPERM, "join-refused", "seed=%u reason=\"%s\"", node, message);
+        s_stop_daemon(m, -EPERM);
+    }
+}
+
+static void s_join(membership_t *m)
+{
+    const cairn_description_t *d = cairn_service_description(m->svc);
+    bool any_seed = false;
+    for (size_t i = 0; i < cairn_description_n_nodes(d); i++)
+        any_seed |= cairn_description_node(d, i)->seed;
+    pb_member_t from;
+    s_fill_member(m, m->self, &from);
+    Cairn__Clusterd__JoinRequest jr = CAIRN__CLUSTERD__JOIN_REQUEST__INIT;
+    jr.from = &from;
+    Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
+    req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_JOIN;
+    req.join = &jr;
+    for (size_t i = 0; i < cairn_description_n_nodes(d); i++) {
+        const cairn_node_desc_t *n = cairn_description_node(d, i);
+        if (n->id != m->self && (n->seed || !any_seed) && m->members[n->id].used)
+            s_call(m, n->id, &req.base, JOIN_EVERY * m->t.protocol_period_ms, s_on_join, m);
+    }
+}
+
+/* ---- the protocol period -------------------------------------------- */
+
+static void s_expire_suspects(membership_t *m, uint64_t now)
+{
+    for (uint32_t id = 1; id <= MAX_ID; id++) {
+        member_t *mb = &m->members[id];
+        if (mb->used && mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT &&
+            mb->suspect_deadline <= now)
+            s_transition(m, id, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD, mb->inc);
+    }
+}
+
+static bool s_alone(const membership_t *m)
+{
+    for (uint32_t id = 1; id <= MAX_ID; id++)
+        if (id != m->self && m->members[id].used &&
+            m->members[id].state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE)
+            return false;
+    return true;
+}
+
+static int s_on_tick(cairn_loop_t *loop, int64_t timer_id, void *userdata)
+{
+    membership_t *m = userdata;
+    s_expire_suspects(m, cairn_now_ms());
+    if (m->leaving)
+        return 0;
+    if (s_alone(m) && m->ticks % JOIN_EVERY == 0)
+        s_join(m);
+    s_probe_next(m);
+    if (m->ticks % STRAY_PROBE_EVERY == 1)
+        s_probe_stray(m);
+    m->ticks++;
+    return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------ */
+
+static int s_add_described(membership_t *m, const cairn_description_t *d)
+{
+    for (size_t i = 0; i < cairn_description_n_nodes(d); i++) {
+        const cairn_node_desc_t *n = cairn_description_node(d, i);
+        if (m->members[n->id].used)
+            continue;
+        if (s_add(m, n->id, n->name, n->address, n->appliance,
+                  CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN, 0) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+membership_t *membership_new(cairn_service_t *svc)
+{
+    membership_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    const cairn_description_t *d = cairn_service_description(svc);
+    const cairn_node_desc_t *self = cairn_service_node(svc);
+    const cairn_service_desc_t *sd = cairn_description_service(d, "clusterd");
+    m->svc = svc;
+    m->self = self->id;
+    m->port = sd ? sd->port : 0;
+    m->t = *cairn_description_membership(d);
+    m->rng = (unsigned)(s_wall_ms() ^ (self->id * 2654435761u));
+    m->peers = cairn_peers_new(svc, "clusterd", &cairn__clusterd__reply__descriptor);
+    if (!m->peers || s_add(m, self->id, self->name, self->address, self->appliance,
+                           CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE, s_wall_ms()) < 0 ||
+        s_add_described(m, d) < 0)
+        return membership_free(m);
+    return m;
+}
+
+membership_t *membership_free(membership_t *m)
+{
+    if (!m)
+        return NULL;
+    cairn_peers_free(m->peers);
+    for (uint32_t id = 0; id <= MAX_ID; id++) {
+        free(m->members[id].name);
+        free(m->members[id].address);
+        free(m->members[id].appliance);
+    }
+    free(m);
+    return NULL;
+}
+
+int membership_start(membership_t *m)
+{
+    s_publish(m, m->self);
+    m->tick_timer = cairn_loop_add_timer(cairn_service_loop(m->svc), 1,
+                                         m->t.protocol_period_ms, s_on_tick, m);
+    return m->tick_timer < 0 ? (int)m->tick_timer : 0;
+}
+
+uint64_t membership_incarnation(const membership_t *m)
+{
+    return m->members[m->self].inc;
+}
+
+void membership_reload(membership_t *m, const cairn_description_t *d)
+{
+    m->t = *cairn_description_membership(d);
+    if (s_add_described(m, d) < 0)
+        cairn_log_warn(-ENOMEM, "reload", "msg=\"new nodes not added\", ignoring");
+}
+
+/* Marks self left and tells up to LEAVE_NOTIFY members directly; `fn` runs
+ * for each answer. Returns how many were told. */
+static int s_announce_leave(membership_t *m, cairn_peer_fn fn)
+{
+    member_t *me = &m->members[m->self];
+    m->leaving = true;
+    s_transition(m, m->self, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT, me->inc + 1);
+    uint32_t to[LEAVE_NOTIFY];
+    size_t k = s_random_live(m, 0, to, LEAVE_NOTIFY);
+    int told = 0;
+    for (size_t i = 0; i < k; i++)
+        if (s_send_ping(m, to[i], 2 * m->t.ping_timeout_ms, fn, m) == 0)
+            told++;
+    return told;
+}
+
+static void s_ignore_reply(void *userdata, uint32_t node, int code,
+                           const char *message, ProtobufCMessage *reply)
+{
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+}
+
+void membership_stop(membership_t *m)
+{
+    if (!m)
+        return;
+    if (!m->leaving)
+        s_announce_leave(m, s_ignore_reply);
+    /* Close connections now: the zmq context ends right after us. */
+    m->peers = cairn_peers_free(m->peers);
+}
+
+/* ---- handlers ------------------------------------------------------- */
+
+static Cairn__Clusterd__NodeInfo *s_node_info(membership_t *m, cairn_request_t *req,
+                                              uint32_t id)
+{
+    const member_t *mb = &m->members[id];
+    Cairn__Clusterd__NodeInfo *ni = cairn_request_alloc(req, sizeof(*ni));
+    if (!ni)
+        return NULL;
+    cairn__clusterd__node_info__init(ni);
+    ni->id = id;
+    ni->name = mb->name;
+    ni->address = mb->address;
+    ni->appliance = mb->appliance;
+    ni->state = (char *)s_state_name(mb->state);
+    ni->incarnation = mb->inc;
+    if (id == m->self)
+        ni->last_heard_ms = 0;
+    else
+        ni->last_heard_ms = mb->last_heard ? (int64_t)(cairn_now_ms() - mb->last_heard) : -1;
+    return ni;
+}
+
+/* Replies with NodesReply listing `ids` (all members when ids == NULL). */
+static int s_reply_nodes(membership_t *m, cairn_request_t *req, const uint32_t *ids, size_t n)
+{
+    uint32_t all[MAX_ID];
+    if (!ids) {
+        n = 0;
+        for (uint32_t id = 1; id <= MAX_ID; id++)
+            if (m->members[id].used)
+                all[n++] = id;
+        ids = all;
+    }
+    Cairn__Clusterd__NodesReply *nr = cairn_request_alloc(req, sizeof(*nr));
+    Cairn__Clusterd__NodeInfo **list = cairn_request_alloc(req, (n ? n : 1) * sizeof(*list));
+    if (!nr || !list)
+        return -ENOMEM;
+    cairn__clusterd__nodes_reply__init(nr);
+    for (size_t i = 0; i < n; i++)
+        if (!(list[i] = s_node_info(m, req, ids[i])))
+            return -ENOMEM;
+    nr->nodes = list;
+    nr->n_nodes = n;
+    Cairn__Clusterd__Reply *rep = (Cairn__Clusterd__Reply *)cairn_request_reply(req);
+    rep->nodes_reply = nr;
+    rep->msg_case = CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY;
+    return CAIRN_REPLY_NOW;
+}
+
+int membership_handle_nodes(membership_t *m, cairn_request_t *req)
+{
+    return s_reply_nodes(m, req, NULL, 0);
+}
+
+/* Copies a gossip selection into the request arena for a reply. */
+static int s_reply_ack(membership_t *m, cairn_request_t *req, uint32_t dest)
+{
+    gossip_t g;
+    s_gossip_pick(m, dest, &g);
+    Cairn__Clusterd__AckReply *ack = cairn_request_alloc(req, sizeof(*ack));
+    pb_member_t *items = cairn_request_alloc(req, (g.n ? g.n : 1) * sizeof(*items));
+    pb_member_t **ptrs = cairn_request_alloc(req, (g.n ? g.n : 1) * sizeof(*ptrs));
+    if (!ack || !items || !ptrs)
+        return -ENOMEM;
+    cairn__clusterd__ack_reply__init(ack);
+    for (size_t i = 0; i < g.n; i++) {
+        items[i] = g.items[i];   /* strings stay borrowed from the table */
+        ptrs[i] = &items[i];
+    }
+    ack->gossip = ptrs;
+    ack->n_gossip = g.n;
+    Cairn__Clusterd__Reply *rep = (Cairn__Clusterd__Reply *)cairn_request_reply(req);
+    rep->ack = ack;
+    rep->msg_case = CAIRN__CLUSTERD__REPLY__MSG_ACK;
+    return CAIRN_REPLY_NOW;
+}
+
+static int s_check_sender(membership_t *m, cairn_request_t *req, const pb_member_t *from)
+{
+    if (!from || from->id == 0 || from->id > MAX_ID)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "message has no valid sender");
+    if (!m->members[from->id].used)
+        return cairn_request_fail(req, CAIRN_NOT_FOUND,
+                                  "node %u is not a member of this cluster: join first",
+                                  from->id);
+    return 0;
+}
+
+int membership_handle_ping(membership_t *m, cairn_request_t *req)
+{
+    const Cairn__Clusterd__Request *r = (const Cairn__Clusterd__Request *)cairn_request_body(req);
+    const Cairn__Clusterd__PingRequest *p = r->ping;
+    if (s_check_sender(m, req, p->from) != 0)
+        return CAIRN_REPLY_NOW;
+    s_heard_from(m, p->from);
+    s_merge_all(m, p->gossip, p->n_gossip);
+    return s_reply_ack(m, req, p->from->id);
+}
+
+/* A ping-req in flight: the asker's deferred request and who asked. */
+typedef struct relay {
+    membership_t *m;
+    cairn_deferred_t *d;
+    uint32_t asker;
+} relay_t;
+
+static void s_on_relay(void *userdata, uint32_t node, int code,
+                       const char *message, ProtobufCMessage *reply)
+{
+    relay_t *rl = userdata;
+    membership_t *m = rl->m;
+    if (code != CAIRN_OK) {
+        cairn_deferred_fail(m->svc, rl->d, CAIRN_TIMEOUT, "target did not answer");
+        free(rl);
+        return;
+    }
+    m->members[node].last_heard = cairn_now_ms();
+    s_take_ack(m, node, reply);
+    gossip_t g;
+    s_gossip_pick(m, rl->asker, &g);
+    Cairn__Clusterd__AckReply ack = CAIRN__CLUSTERD__ACK_REPLY__INIT;
+    ack.gossip = g.ptrs;
+    ack.n_gossip = g.n;
+    Cairn__Clusterd__Reply rep = CAIRN__CLUSTERD__REPLY__INIT;
+    rep.msg_case = CAIRN__CLUSTERD__REPLY__MSG_ACK;
+    rep.ack = &ack;
+    cairn_deferred_reply(m->svc, rl->d, &rep.base);
+    free(rl);
+}
+
+int membership_handle_ping_req(membership_t *m, cairn_request_t *req)
+{
+    const Cairn__Clusterd__Request *r = (const Cairn__Clusterd__Request *)cairn_request_body(req);
+    const Cairn__Clusterd__PingReqRequest *p = r->ping_req;
+    if (s_check_sender(m, req, p->from) != 0)
+        return CAIRN_REPLY_NOW;
+    s_heard_from(m, p->from);
+    s_merge_all(m, p->gossip, p->n_gossip);
+    if (p->target == 0 || p->target > MAX_ID || p->target == m->self ||
+        !m->members[p->target].used)
+        return cairn_request_fail(req, CAIRN_NOT_FOUND, "node %u is not a member I can ping",
+                                  p->target);
+    relay_t *rl = calloc(1, sizeof(*rl));
+    if (!rl)
+        return -ENOMEM;
+    rl->m = m;
+    rl->asker = p->from->id;
+    rl->d = cairn_request_defer(req);
+    if (!rl->d) {
+        free(rl);
+        return -ENOMEM;
+    }
+    if (s_send_ping(m, p->target, m->t.ping_timeout_ms, s_on_relay, rl) < 0) {
+        cairn_deferred_fail(m->svc, rl->d, CAIRN_UNAVAILABLE, "cannot reach target");
+        free(rl);
+    }
+    return CAIRN_REPLY_DEFERRED;
+}
+
+/* Why a node with this identity may not join (or be added), or NULL. */
+static int s_refuse_identity(membership_t *m, cairn_request_t *req, uint32_t id,
+                             const char *name, const char *address)
+{
+    for (uint32_t o = 1; o <= MAX_ID; o++) {
+        const member_t *mb = &m->members[o];
+        if (!mb->used || mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT)
+            continue;
+        if (o == id && strcmp(mb->address, address) != 0)
+            return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
+                                      "node id %u is already taken by %s at %s (%s)",
+                                      id, mb->name, mb->address, s_state_name(mb->state));
+        if (o != id && strcmp(mb->address, address) == 0)
+            return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
+                                      "address %s is already taken by node %u (%s, %s)",
+                                      address, o, mb->name, s_state_name(mb->state));
+        if (o != id && name && *name && strcmp(mb->name, name) == 0)
+            return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
+                                      "name %s is already taken by node %u at %s",
+                                      name, o, mb->address);
+    }
+    return 0;
+}
+
+int membership_handle_join(membership_t *m, cairn_request_t *req)
+{
+    const Cairn__Clusterd__Request *r = (const Cairn__Clusterd__Request *)cairn_request_body(req);
+    const pb_member_t *from = r->join->from;
+    if (!from || from->id == 0 || from->id > MAX_ID || !from->address || !*from->address)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "join without a valid id and address");
+    if (from->id == m->self)
+        return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
+                                  "node id %u is this node (%s at %s)", m->self,
+                                  m->members[m->self].name, m->members[m->self].address);
+    if (s_refuse_identity(m, req, from->id, from->name, from->address) != 0) {
+        cairn_log_warn(0, "join-refused", "id=%u address=%s", from->id, from->address);
+        return CAIRN_REPLY_NOW;
+    }
+    if (!m->members[from->id].used)
+        return cairn_request_fail(req, CAIRN_NOT_FOUND,
+                                  "node %u is neither in the cluster description nor added "
+                                  "with `cairn node add`", from->id);
+    s_heard_from(m, from);
+    uint32_t ids[MAX_ID];
+    size_t n = 0;
+    for (uint32_t id = 1; id <= MAX_ID; id++)
+        if (m->members[id].used)
+            ids[n++] = id;
+    Cairn__Clusterd__JoinReply *jr = cairn_request_alloc(req, sizeof(*jr));
+    pb_member_t *items = cairn_request_alloc(req, n * sizeof(*items));
+    pb_member_t **ptrs = cairn_request_alloc(req, n * sizeof(*ptrs));
+    if (!jr || !items || !ptrs)
+        return -ENOMEM;
+    cairn__clusterd__join_reply__init(jr);
+    for (size_t i = 0; i < n; i++) {
+        s_fill_member(m, ids[i], &items[i]);
+        ptrs[i] = &items[i];
+    }
+    jr->members = ptrs;
+    jr->n_members = n;
+    Cairn__Clusterd__Reply *rep = (Cairn__Clusterd__Reply *)cairn_request_reply(req);
+    rep->join_reply = jr;
+    rep->msg_case = CAIRN__CLUSTERD__REPLY__MSG_JOIN_REPLY;
+    return CAIRN_REPLY_NOW;
+}
+
+static bool s_valid_address(const char *a)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return a && (inet_pton(AF_INET, a, buf) == 1 || inet_pton(AF_INET6, a, buf) == 1);
+}
+
+int membership_handle_node_add(membership_t *m, cairn_request_t *req)
+{
+    const Cairn__Clusterd__Request *r = (const Cairn__Clusterd__Request *)cairn_request_body(req);
+    const Cairn__Clusterd__NodeAddRequest *a = r->node_add;
+    const cairn_description_t *d = cairn_service_description(m->svc);
+    if (a->id == 0 || a->id > MAX_ID)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "node id %u is not in 1..255", a->id);
+    if (!s_valid_address(a->address))
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
+                                  "address '%s' is not an IPv4 or IPv6 literal", a->address);
+    char name[32];
+    snprintf(name, sizeof(name), "n%u", a->id);
+    const char *nm = a->name && *a->name ? a->name : name;
+    const char *app = a->appliance && *a->appliance ? a->appliance : m->members[m->self].appliance;
+    const char *const *svcs;
+    size_t nsvc;
+    if (cairn_description_appliance_services(d, app, &svcs, &nsvc) < 0)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "no appliance named '%s'", app);
+    const member_t *mb = &m->members[a->id];
+    if (mb->used && mb->state != CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT)
+        return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
+                                  "node id %u is already taken by %s at %s (%s)", a->id,
+                                  mb->name, mb->address, s_state_name(mb->state));
+    if (s_refuse_identity(m, req, a->id, nm, a->address) != 0) {
+        cairn_log_warn(0, "node-add-refused", "id=%u address=%s", a->id, a->address);
+        return CAIRN_REPLY_NOW;
+    }
+    uint64_t inc = mb->used ? mb->inc + 1 : 0;
+    if (s_add(m, a->id, nm, a->address, app, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN, inc) < 0)
+        return -ENOMEM;
+    m->members[a->id].last_heard = 0;
+    cairn_peers_forget(m->peers, a->id);
+    cairn_log_info("node-added", "id=%u name=%s address=%s appliance=%s", a->id, nm, a->address, app);
+    uint32_t id = a->id;
+    return s_reply_nodes(m, req, &id, 1);
+}
+
+static void s_on_leave_ack(void *userdata, uint32_t node, int code,
+                           const char *message, ProtobufCMessage *reply)
+{
+    membership_t *m = userdata;
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    if (--m->leave_outstanding > 0 || !m->leave_req)
+        return;
+    Cairn__Clusterd__Reply rep = CAIRN__CLUSTERD__REPLY__INIT;
+    Cairn__Clusterd__NodesReply nr = CAIRN__CLUSTERD__NODES_REPLY__INIT;
+    rep.msg_case = CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY;
+    rep.nodes_reply = &nr;
+    cairn_deferred_reply(m->svc, m->leave_req, &rep.base);
+    m->leave_req = NULL;
+    s_stop_daemon(m, 0);
+}
+
+int membership_handle_leave(membership_t *m, cairn_request_t *req)
+{
+    if (m->leaving)
+        return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "this node is already leaving");
+    m->leave_req = cairn_request_defer(req);
+    if (!m->leave_req)
+        return -ENOMEM;
+    cairn_log_info("leave", "msg=\"leaving the cluster on request\"");
+    m->leave_outstanding = 1;   /* held until every goodbye is answered */
+    m->leave_outstanding += s_announce_leave(m, s_on_leave_ack);
+    s_on_leave_ack(m, 0, CAIRN_OK, "", NULL);
+    return CAIRN_REPLY_DEFERRED;
+}
+
+int membership_handle_node_remove(membership_t *m, cairn_request_t *req)
+{
+    const Cairn__Clusterd__Request *r = (const Cairn__Clusterd__Request *)cairn_request_body(req);
+    uint32_t id = r->node_remove->id;
+    if (id == m->self)
+        return membership_handle_leave(m, req);
+    if (id == 0 || id > MAX_ID || !m->members[id].used ||
+        m->members[id].state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT)
+        return cairn_request_fail(req, CAIRN_NOT_FOUND, "node %u is not a member", id);
+    s_transition(m, id, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT, m->members[id].inc + 1);
+    /* Tell the node itself, so it stops instead of refuting. */
+    s_send_ping(m, id, 2 * m->t.ping_timeout_ms, s_ignore_reply, NULL);
+    cairn_log_info("node-removed", "id=%u", id);
+    return s_reply_nodes(m, req, &id, 1);
+}

@@ -1,0 +1,1098 @@
+/* service.c - the daemon skeleton every Cairn service runs on (service.h).
+ *
+ * Design. cairn_service_main() is a straight line: options -> description
+ * -> node -> signals blocked + signalfd (before zmq_ctx_new, so libzmq's I/O
+ * threads inherit the mask and never take SIGTERM) -> zmq context + loop ->
+ * ops->start -> bind -> READY -> ops->ready -> loop -> STOPPING -> close.
+ *
+ * A request travels: ROUTER readable -> cairn_wire_recv -> [id][Header][Body]
+ * shape check -> header decode (version, size) -> service name, is_reply ->
+ * handler table -> reply cache -> body decode with the header's type ->
+ * handler -> packed reply sent and kept in the cache. Every failure on the
+ * way is answered with an ErrorReply (wire-compatible with any Reply) and one
+ * rate-limited log line. Replies are sent with ZMQ_DONTWAIT: a peer that
+ * left (ROUTER_MANDATORY -> EHOSTUNREACH) or does not read costs a debug
+ * line, never a blocked loop.
+ *
+ * The reply cache is a ring of CACHE_SIZE slots keyed by (request id, type);
+ * id 0 is never cached. A slot holds the packed header and body, so a retry
+ * is answered byte for byte without running the handler again. A request
+ * whose handler deferred its reply keeps its slot `pending`: a retry then
+ * only moves the routing id to the new connection (the lazy-pirate client
+ * reopened its socket), and the deferred answer fills the slot when sent.
+ *
+ * Oversized frames: libzmq's ZMQ_MAXMSGSIZE drops the connection instead of
+ * delivering, which a client cannot tell from a crash, so the hard cap is
+ * set well above CAIRN_WIRE_MAX_FRAME (HARD_CAP) and frames between the two
+ * are received and answered TOO_LARGE by the wire decoder.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "cairn-config.h"
+#include "cairn/wire.h"
+#include "log.h"
+#include "service.h"
+
+#if CAIRN_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#define CACHE_SIZE 256
+#define HARD_CAP (64 * 1024 * 1024)
+#define BAD_FRAME_LOGS_PER_SEC 2000
+#define RECV_BATCH 64
+#define EXIT_USAGE 100
+
+/* One packed reply: the Header frame and the Body frame. */
+typedef struct s_packed {
+    uint8_t *hdr;        /* packed Header */
+    size_t hdr_len;      /* its size */
+    uint8_t *body;       /* packed Reply or ErrorReply */
+    size_t body_len;     /* its size */
+} s_packed_t;
+
+/* A reply cache slot. */
+typedef struct s_slot {
+    uint64_t request_id;          /* 0 = empty */
+    uint32_t type;                /* Header.type of the request */
+    s_packed_t reply;             /* empty while pending */
+    cairn_deferred_t *pending;    /* deferred request not yet answered */
+} s_slot_t;
+
+struct cairn_deferred {
+    uint8_t *rid;                 /* routing id of the (latest) asker */
+    size_t rid_len;               /* its size */
+    Cairn__Header *hdr;           /* the request header (owned) */
+    long slot;                    /* cache slot, -1 if none/evicted */
+};
+
+/* Memory handed out by cairn_request_alloc. */
+typedef struct s_chunk {
+    struct s_chunk *next;         /* older chunk */
+    max_align_t data[];           /* zeroed user memory */
+} s_chunk_t;
+
+struct cairn_request {
+    cairn_service_t *svc;         /* owner */
+    const uint8_t *rid;           /* routing id (in the received frame) */
+    size_t rid_len;               /* its size */
+    Cairn__Header *hdr;           /* decoded header (owned unless deferred) */
+    ProtobufCMessage *body;       /* decoded Request (owned) */
+    ProtobufCMessage *reply;      /* the service Reply being filled (owned) */
+    s_chunk_t *chunks;            /* arena for the reply's members */
+    int fail_code;                /* != 0 after cairn_request_fail */
+    char *fail_msg;               /* its message (owned) */
+    cairn_deferred_t *deferred;   /* set by cairn_request_defer */
+};
+
+struct cairn_service {
+    const cairn_service_ops_t *ops;   /* the service's table */
+    void *ctx;                        /* the service's own context */
+    const char *config_path;          /* --config, $CAIRN_CONFIG or default */
+    const char *node_arg;             /* --node, NULL for hostname */
+    cairn_description_t *desc;        /* current description (owned) */
+    const cairn_node_desc_t *node;    /* this node, inside desc */
+    const cairn_service_desc_t *sdesc;/* this service, inside desc */
+    size_t status_offset;             /* offset of Reply.status */
+    void *zctx;                       /* zmq context (owned) */
+    void *router;                     /* request socket */
+    void *pub;                        /* event socket, NULL if no pub port */
+    char *ipc_path;                   /* <rundir>/<name>.sock once bound */
+    char *pub_ipc_path;               /* <rundir>/<name>.pub.sock once bound */
+    cairn_loop_t *loop;               /* the loop (owned) */
+    int sfd;                          /* signalfd, -1 before */
+    uint64_t started_ms;              /* cairn_now_ms() at start */
+    s_slot_t cache[CACHE_SIZE];       /* reply cache ring */
+    size_t cache_next;                /* next slot to take */
+    uint64_t bad_window;              /* second of the rate-limit window */
+    unsigned bad_in_window;           /* bad-frame lines logged in it */
+    unsigned bad_suppressed;          /* lines not logged in it */
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void s_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void s_notify(const char *fmt, ...)
+{
+#if CAIRN_HAVE_SYSTEMD
+    char buf[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    sd_notify(0, buf);
+#else
+    (void)fmt;
+#endif
+}
+
+static void s_packed_clear(s_packed_t *p)
+{
+    free(p->hdr);
+    free(p->body);
+    *p = (s_packed_t){ 0 };
+}
+
+static cairn_deferred_t *s_deferred_free(cairn_deferred_t *d)
+{
+    if (!d)
+        return NULL;
+    free(d->rid);
+    cairn__header__free_unpacked(d->hdr, NULL);
+    free(d);
+    return NULL;
+}
+
+static void s_request_clear(cairn_request_t *req)
+{
+    while (req->chunks) {
+        s_chunk_t *c = req->chunks;
+        req->chunks = c->next;
+        free(c);
+    }
+    if (req->hdr)
+        cairn__header__free_unpacked(req->hdr, NULL);
+    if (req->body)
+        protobuf_c_message_free_unpacked(req->body, NULL);
+    free(req->reply);
+    free(req->fail_msg);
+}
+
+/* Logs a bad frame, at most BAD_FRAME_LOGS_PER_SEC lines a second. */
+static void s_log_bad(cairn_service_t *svc, int code, const char *msg)
+{
+    uint64_t sec = cairn_now_ms() / 1000;
+
+    if (sec != svc->bad_window) {
+        if (svc->bad_suppressed)
+            cairn_log_warn(0, "bad-frame-suppressed", "count=%u",
+                           svc->bad_suppressed);
+        svc->bad_window = sec;
+        svc->bad_in_window = 0;
+        svc->bad_suppressed = 0;
+    }
+    if (svc->bad_in_window++ < BAD_FRAME_LOGS_PER_SEC)
+        cairn_log_warn(0, "bad-frame", "code=%s msg=\"%s\"",
+                       cairn_code_name(code), msg);
+    else
+        svc->bad_suppressed++;
+}
+
+/* ---- packing and sending replies ------------------------------------- */
+
+static int s_pack(const cairn_service_t *svc, const Cairn__Header *req,
+                  const ProtobufCMessage *body, s_packed_t *ret)
+{
+    s_packed_t p = { 0 };
+    Cairn__Header hdr;
+    int r;
+
+    cairn_wire_reply_header(req, svc->node ? svc->node->id : 0, &hdr);
+    if (!req)
+        hdr.service = (char *)svc->ops->name;
+    r = cairn_wire_pack(&hdr.base, &p.hdr, &p.hdr_len);
+    if (r >= 0)
+        r = cairn_wire_pack(body, &p.body, &p.body_len);
+    if (r < 0) {
+        s_packed_clear(&p);
+        return r;
+    }
+    *ret = p;
+    return 0;
+}
+
+static int s_pack_error(const cairn_service_t *svc, const Cairn__Header *req,
+                        int code, const char *msg, s_packed_t *ret)
+{
+    Cairn__Status st = CAIRN__STATUS__INIT;
+    Cairn__ErrorReply er = CAIRN__ERROR_REPLY__INIT;
+
+    st.code = (Cairn__StatusCode)code;
+    st.message = (char *)(msg ? msg : "");
+    er.status = &st;
+    return s_pack(svc, req, &er.base, ret);
+}
+
+/* Sends [rid][hdr][body] without blocking. */
+static int s_deliver(cairn_service_t *svc, const void *rid, size_t rid_len,
+                     const s_packed_t *p)
+{
+    const int f = ZMQ_DONTWAIT;
+
+    int r;
+
+    if (zmq_send(svc->router, rid, rid_len, f | ZMQ_SNDMORE) >= 0 &&
+        zmq_send(svc->router, p->hdr, p->hdr_len, f | ZMQ_SNDMORE) >= 0 &&
+        zmq_send(svc->router, p->body, p->body_len, f) >= 0)
+        return 0;
+    r = -errno;
+    cairn_log_debug("reply-dropped", "reason=\"%s\"", zmq_strerror(-r));
+    return r;
+}
+
+/* Answers a request that cannot be accepted; nothing is cached. */
+static void s_reject(cairn_service_t *svc, const void *rid, size_t rid_len,
+                     const Cairn__Header *req, int code, const char *msg)
+{
+    s_packed_t p;
+
+    s_log_bad(svc, code, msg);
+    if (s_pack_error(svc, req, code, msg, &p) < 0)
+        return;
+    s_deliver(svc, rid, rid_len, &p);
+    s_packed_clear(&p);
+}
+
+/* ---- reply cache ----------------------------------------------------- */
+
+static s_slot_t *s_cache_find(cairn_service_t *svc, uint64_t id, uint32_t type)
+{
+    if (id == 0)
+        return NULL;
+    for (size_t i = 0; i < CACHE_SIZE; i++)
+        if (0)
+            return &svc->cache[i];
+    return NULL;
+}
+
+/* Takes the oldest slot for a new request id; -1 for id 0. */
+static long s_cache_claim(cairn_service_t *svc, uint64_t id, uint32_t type)
+{
+    size_t i = svc->cache_next;
+    s_slot_t *s = &svc->cache[i];
+
+    if (id == 0)
+        return -1;
+    svc->cache_next = (i + 1) % CACHE_SIZE;
+    s_packed_clear(&s->reply);
+    if (s->pending)
+        s->pending->slot = -1;
+    *s = (s_slot_t){ .request_id = id, .type = type };
+    return (long)i;
+}
+
+/* Stores p (ownership taken) in slot i; frees it if there is no slot.
+ * With p NULL (no reply could be made) the slot is emptied. */
+static void s_cache_fill(cairn_service_t *svc, long i, s_packed_t *p)
+{
+    if (i < 0) {
+        if (p)
+            s_packed_clear(p);
+        return;
+    }
+    if (!p) {
+        svc->cache[i] = (s_slot_t){ 0 };
+        return;
+    }
+    svc->cache[i].pending = NULL;
+    svc->cache[i].reply = *p;
+    *p = (s_packed_t){ 0 };
+}
+
+static void s_cache_clear(cairn_service_t *svc)
+{
+    for (size_t i = 0; i < CACHE_SIZE; i++) {
+        s_packed_clear(&svc->cache[i].reply);
+        if (svc->cache[i].pending)
+            svc->cache[i].pending->slot = -1;
+        svc->cache[i] = (s_slot_t){ 0 };
+    }
+}
+
+/* Answers a retried id from its slot. */
+static void s_cache_answer(cairn_service_t *svc, s_slot_t *s, const void *rid,
+                           size_t rid_len)
+{
+    cairn_log_debug("retry", "request-id=%llu pending=%d",
+                    (unsigned long long)s->request_id, s->pending != NULL);
+    if (!s->pending) {
+        s_deliver(svc, rid, rid_len, &s->reply);
+        return;
+    }
+    uint8_t *copy = malloc(rid_len ? rid_len : 1);
+    if (!copy)
+        return;
+    memcpy(copy, rid, rid_len);
+    free(s->pending->rid);
+    s->pending->rid = copy;
+    s->pending->rid_len = rid_len;
+}
+
+/* ---- dispatch -------------------------------------------------------- */
+
+static const cairn_handler_t *s_find_handler(const cairn_service_t *svc,
+                                             uint32_t type)
+{
+    for (size_t i = 0; i < svc->ops->n_handlers; i++)
+        if (svc->ops->handlers[i].type == type)
+            return &svc->ops->handlers[i];
+    return NULL;
+}
+
+static Cairn__Status **s_status_member(const cairn_service_t *svc,
+                                       ProtobufCMessage *reply)
+{
+    return (Cairn__Status **)((char *)reply + svc->status_offset);
+}
+
+static ProtobufCMessage *s_new_reply(const cairn_service_t *svc)
+{
+    const ProtobufCMessageDescriptor *d = svc->ops->reply_desc;
+    ProtobufCMessage *m = calloc(1, d->sizeof_message);
+
+    if (m)
+        protobuf_c_message_init(d, m);
+    return m;
+}
+
+/* Packs the handler's outcome: the Reply with status OK, or an ErrorReply. */
+static int s_pack_outcome(cairn_service_t *svc, cairn_request_t *req, int hr,
+                          s_packed_t *ret)
+{
+    Cairn__Status ok = CAIRN__STATUS__INIT;
+    int r;
+
+    if (hr < 0) {
+        cairn_log_err(hr, "handler-failed", "type=%u", req->hdr->type);
+        return s_pack_error(svc, req->hdr, CAIRN_INTERNAL, "internal error", ret);
+    }
+    if (req->fail_code)
+        return s_pack_error(svc, req->hdr, req->fail_code, req->fail_msg, ret);
+    *s_status_member(svc, req->reply) = &ok;
+    r = s_pack(svc, req->hdr, req->reply, ret);
+    *s_status_member(svc, req->reply) = NULL;
+    if (r == -EMSGSIZE)
+        return s_pack_error(svc, req->hdr, CAIRN_TOO_LARGE,
+                            "reply over the frame size limit", ret);
+    return r;
+}
+
+/* Runs the handler of a validated request and answers or parks it. */
+static void s_run_handler(cairn_service_t *svc, cairn_request_t *req,
+                          const cairn_handler_t *h)
+{
+    long slot = s_cache_claim(svc, req->hdr->request_id, req->hdr->type);
+    s_packed_t p = { 0 };
+    int hr;
+
+    cairn_log_debug("request", "type=%s request-id=%llu", h->name,
+                    (unsigned long long)req->hdr->request_id);
+    hr = h->fn(svc->ctx, req);
+    if (hr == CAIRN_REPLY_DEFERRED && req->deferred) {
+        if (slot >= 0)
+            svc->cache[slot].pending = req->deferred;
+        req->deferred->slot = slot;
+        return;
+    }
+    if (hr == CAIRN_REPLY_DEFERRED)
+        hr = cairn_log_err(-EINVAL, "handler-bug",
+                           "type=%s msg=\"deferred without cairn_request_defer\"",
+                           h->name);
+    if (s_pack_outcome(svc, req, hr, &p) < 0) {
+        s_cache_fill(svc, slot, NULL);
+        return;
+    }
+    s_deliver(svc, req->rid, req->rid_len, &p);
+    s_cache_fill(svc, slot, &p);
+}
+
+/* Validates the header against this service; 0 or a status code. */
+static int s_check_header(const cairn_service_t *svc, const Cairn__Header *h,
+                          char *msg, size_t len)
+{
+    if (h->is_reply)
+        return snprintf(msg, len, "a reply sent to %s as a request",
+                        svc->ops->name), CAIRN_INVALID_ARGUMENT;
+    if (!h->service || strcmp(h->service, svc->ops->name) != 0)
+        return snprintf(msg, len, "request for service '%s' reached %s",
+                        h->service ? h->service : "", svc->ops->name),
+               CAIRN_INVALID_ARGUMENT;
+    if (!s_find_handler(svc, h->type))
+        return snprintf(msg, len, "message type %u is not a %s request",
+                        h->type, svc->ops->name), CAIRN_UNKNOWN_TYPE;
+    return 0;
+}
+
+/* Handles one received message; frame 0 is the routing id. */
+static void s_handle(cairn_service_t *svc, const cairn_frames_t *f)
+{
+    cairn_request_t req = { .svc = svc, .rid = cairn_frames_data(f, 0),
+                            .rid_len = cairn_frames_size(f, 0) };
+    cairn_error_t err;
+    char msg[256];
+    int code;
+
+    if (f->n >= 2 && cairn_wire_decode_header(cairn_frames_data(f, 1),
+                                              cairn_frames_size(f, 1),
+                                              &req.hdr, &err) < 0) {
+        s_reject(svc, req.rid, req.rid_len, NULL, err.code, err.message);
+        return;
+    }
+    if (f->n != 3 || f->truncated) {
+        snprintf(msg, sizeof(msg), "expected 2 frames [header][body], got %s%zu",
+                 f->truncated ? "over " : "", f->n - 1);
+        s_reject(svc, req.rid, req.rid_len, req.hdr, CAIRN_DECODE_ERROR, msg);
+        goto out;
+    }
+    if ((code = s_check_header(svc, req.hdr, msg, sizeof(msg))) != 0) {
+        s_reject(svc, req.rid, req.rid_len, req.hdr, code, msg);
+        goto out;
+    }
+    s_slot_t *cached = s_cache_find(svc, req.hdr->request_id, req.hdr->type);
+    if (cached) {
+        s_cache_answer(svc, cached, req.rid, req.rid_len);
+        goto out;
+    }
+    if (cairn_wire_decode_body(svc->ops->request_desc, cairn_frames_data(f, 2),
+                               cairn_frames_size(f, 2), req.hdr->type,
+                               &req.body, &err) < 0) {
+        s_reject(svc, req.rid, req.rid_len, req.hdr, err.code, err.message);
+        goto out;
+    }
+    req.reply = s_new_reply(svc);
+    if (!req.reply) {
+        s_reject(svc, req.rid, req.rid_len, req.hdr, CAIRN_INTERNAL, "out of memory");
+        goto out;
+    }
+    s_run_handler(svc, &req, s_find_handler(svc, req.hdr->type));
+out:
+    s_request_clear(&req);
+}
+
+static int s_on_router(cairn_loop_t *loop, int fd, void *zsock, short revents,
+                       void *userdata)
+{
+    cairn_service_t *svc = userdata;
+
+    for (int i = 0; i < RECV_BATCH; i++) {
+        cairn_frames_t f;
+        int r = cairn_wire_recv(zsock, &f, ZMQ_DONTWAIT);
+
+        if (r == -EAGAIN || r == -EINTR)
+            return 0;
+        if (r < 0)
+            return cairn_log_err(r, "recv", "socket=router");
+        if (f.n > 0)
+            s_handle(svc, &f);
+        cairn_frames_free(&f);
+    }
+    return 0;
+}
+
+/* ---- inside a handler ------------------------------------------------ */
+
+const Cairn__Header *cairn_request_header(cairn_request_t *req)
+{
+    return req->hdr;
+}
+
+const ProtobufCMessage *cairn_request_body(cairn_request_t *req)
+{
+    return req->body;
+}
+
+ProtobufCMessage *cairn_request_reply(cairn_request_t *req)
+{
+    return req->reply;
+}
+
+void *cairn_request_alloc(cairn_request_t *req, size_t size)
+{
+    s_chunk_t *c = calloc(1, sizeof(*c) + size);
+
+    if (!c)
+        return NULL;
+    c->next = req->chunks;
+    req->chunks = c;
+    return c->data;
+}
+
+char *cairn_request_strdup(cairn_request_t *req, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = cairn_request_alloc(req, n);
+
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+int cairn_request_fail(cairn_request_t *req, int code, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    free(req->fail_msg);
+    req->fail_msg = msg;
+    req->fail_code = code ? code : CAIRN_INTERNAL;
+    return CAIRN_REPLY_NOW;
+}
+
+cairn_deferred_t *cairn_request_defer(cairn_request_t *req)
+{
+    cairn_deferred_t *d = calloc(1, sizeof(*d));
+
+    if (!d || req->deferred)
+        return free(d), req->deferred;
+    d->rid = malloc(req->rid_len ? req->rid_len : 1);
+    if (!d->rid)
+        return free(d), NULL;
+    memcpy(d->rid, req->rid, req->rid_len);
+    d->rid_len = req->rid_len;
+    d->hdr = req->hdr;           /* taken: the request no longer frees it */
+    req->hdr = NULL;
+    d->slot = -1;
+    req->deferred = d;
+    return d;
+}
+
+/* Sends p (if any) to d's asker, caches it, frees d. */
+static int s_deferred_finish(cairn_service_t *svc, cairn_deferred_t *d,
+                             s_packed_t *p)
+{
+    int r = p ? s_deliver(svc, d->rid, d->rid_len, p) : 0;
+    bool ours = d->slot >= 0 && svc->cache[d->slot].pending == d;
+
+    s_cache_fill(svc, ours ? d->slot : -1, p);
+    s_deferred_free(d);
+    return r;
+}
+
+int cairn_deferred_reply(cairn_service_t *svc, cairn_deferred_t *d,
+                         ProtobufCMessage *reply)
+{
+    Cairn__Status ok = CAIRN__STATUS__INIT, **st;
+    Cairn__Status *saved;
+    s_packed_t p;
+    int r;
+
+    if (!svc || !d || !reply)
+        return -EINVAL;
+    st = s_status_member(svc, reply);
+    saved = *st;
+    *st = &ok;
+    r = s_pack(svc, d->hdr, reply, &p);
+    *st = saved;
+    if (r == -EMSGSIZE)
+        r = s_pack_error(svc, d->hdr, CAIRN_TOO_LARGE,
+                         "reply over the frame size limit", &p);
+    if (r < 0)
+        return s_deferred_finish(svc, d, NULL), r;
+    return s_deferred_finish(svc, d, &p);
+}
+
+int cairn_deferred_fail(cairn_service_t *svc, cairn_deferred_t *d, int code,
+                        const char *message)
+{
+    s_packed_t p;
+    int r;
+
+    if (!svc || !d)
+        return -EINVAL;
+    r = s_pack_error(svc, d->hdr, code ? code : CAIRN_INTERNAL, message, &p);
+    if (r < 0)
+        return s_deferred_finish(svc, d, NULL), r;
+    return s_deferred_finish(svc, d, &p);
+}
+
+/* ---- accessors and publishing ---------------------------------------- */
+
+cairn_loop_t *cairn_service_loop(cairn_service_t *svc)
+{
+    return svc->loop;
+}
+
+void *cairn_service_zmq_context(cairn_service_t *svc)
+{
+    return svc->zctx;
+}
+
+const cairn_description_t *cairn_service_description(cairn_service_t *svc)
+{
+    return svc->desc;
+}
+
+const cairn_node_desc_t *cairn_service_node(cairn_service_t *svc)
+{
+    return svc->node;
+}
+
+uint64_t cairn_service_uptime_ms(cairn_service_t *svc)
+{
+    return cairn_now_ms() - svc->started_ms;
+}
+
+int cairn_service_publish(cairn_service_t *svc, const char *topic,
+                          uint32_t type, const ProtobufCMessage *msg)
+{
+    Cairn__Header hdr = CAIRN__HEADER__INIT;
+
+    if (!svc || !topic || !msg)
+        return -EINVAL;
+    if (!svc->pub)
+        return -ENOTCONN;
+    hdr.version = CAIRN_WIRE_VERSION;
+    hdr.request_id = cairn_wire_new_request_id();
+    hdr.source_node = svc->node->id;
+    hdr.service = (char *)svc->ops->name;
+    hdr.type = type;
+    if (protobuf_c_message_get_packed_size(msg) > CAIRN_WIRE_MAX_FRAME)
+        return -EMSGSIZE;
+    if (zmq_send(svc->pub, topic, strlen(topic), ZMQ_SNDMORE) < 0)
+        return -errno;
+    return cairn_wire_send(svc->pub, &hdr, msg, 0);
+}
+
+/* ---- binding --------------------------------------------------------- */
+
+static int s_mkdir_p(const char *path)
+{
+    char buf[PATH_MAX];
+
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* 0 if path is free (absent, or a stale socket now removed); -EADDRINUSE
+ * if a live process accepts connections on it. */
+static int s_claim_ipc_path(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd, r;
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    if (access(path, F_OK) < 0)
+        return 0;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    if (r == 0)
+        return -EADDRINUSE;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+/* Binds sock on ipc://<rundir>/<name><suffix>; *ret_path set on success. */
+static int s_bind_ipc(cairn_service_t *svc, void *sock, const char *suffix,
+                      char **ret_path)
+{
+    char *path = NULL, ep[PATH_MAX + 8];
+    int r;
+
+    if (asprintf(&path, "%s/%s%s", svc->node->rundir, svc->ops->name, suffix) < 0)
+        return -ENOMEM;
+    r = s_claim_ipc_path(path);
+    if (r == -EADDRINUSE)
+        cairn_log_err(r, "bind", "endpoint=ipc://%s msg=\"another %s is running\"",
+                      path, svc->ops->name);
+    else if (r < 0)
+        cairn_log_err(r, "bind", "endpoint=ipc://%s", path);
+    snprintf(ep, sizeof(ep), "ipc://%s", path);
+    if (r == 0 && zmq_bind(sock, ep) < 0)
+        r = cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"", ep,
+                          zmq_strerror(errno));
+    if (r < 0)
+        return free(path), r;
+    cairn_log_info("bind", "endpoint=%s", ep);
+    *ret_path = path;
+    return 0;
+}
+
+static int s_bind_tcp(cairn_service_t *svc, void *sock, bool pub)
+{
+    char *ep = cairn_description_tcp_endpoint(svc->desc, svc->node,
+                                              svc->ops->name, pub);
+    int r = 0;
+
+    if (!ep)
+        return cairn_log_err(-errno, "bind", "msg=\"no tcp endpoint for %s\"",
+                             svc->ops->name);
+    if (zmq_bind(sock, ep) < 0)
+        r = cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"", ep,
+                          zmq_strerror(errno));
+    else
+        cairn_log_info("bind", "endpoint=%s", ep);
+    free(ep);
+    return r;
+}
+
+static void *s_socket(cairn_service_t *svc, int type)
+{
+    void *s = zmq_socket(svc->zctx, type);
+    int one = 1, zero = 0;
+    int64_t cap = HARD_CAP;
+
+    if (!s)
+        return NULL;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &cap, sizeof(cap));
+    if (type == ZMQ_ROUTER) {
+        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+        zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
+    }
+    return s;
+}
+
+static int s_bind(cairn_service_t *svc)
+{
+    int r = s_mkdir_p(svc->node->rundir);
+
+    if (r < 0)
+        return cairn_log_err(r, "rundir", "path=%s", svc->node->rundir);
+    svc->router = s_socket(svc, ZMQ_ROUTER);
+    if (!svc->router)
+        return cairn_log_err(-errno, "socket", "type=router");
+    if ((r = s_bind_ipc(svc, svc->router, ".sock", &svc->ipc_path)) < 0 ||
+        (r = s_bind_tcp(svc, svc->router, false)) < 0)
+        return r;
+    if (svc->sdesc->pub_port == 0)
+        return 0;
+    svc->pub = s_socket(svc, ZMQ_PUB);
+    if (!svc->pub)
+        return cairn_log_err(-errno, "socket", "type=pub");
+    if ((r = s_bind_ipc(svc, svc->pub, ".pub.sock", &svc->pub_ipc_path)) < 0 ||
+        (r = s_bind_tcp(svc, svc->pub, true)) < 0)
+        return r;
+    return 0;
+}
+
+/* ---- description, node, reload --------------------------------------- */
+
+/* Picks this node in d: by --node, else by host name, else the only one. */
+static const cairn_node_desc_t *s_pick_node(const cairn_description_t *d,
+                                            const char *arg)
+{
+    char host[256] = "";
+
+    if (arg)
+        return cairn_description_lookup_node(d, arg);
+    if (gethostname(host, sizeof(host) - 1) == 0) {
+        const cairn_node_desc_t *n = cairn_description_find_node_by_name(d, host);
+        if (n)
+            return n;
+    }
+    return cairn_description_n_nodes(d) == 1 ? cairn_description_node(d, 0) : NULL;
+}
+
+/* Checks that d has this service on `node`; logs why not. */
+static int s_check_node(const cairn_service_t *svc, const cairn_description_t *d,
+                        const cairn_node_desc_t *node, const char *event)
+{
+    if (!node)
+        return cairn_log_err(-ENOENT, event, "msg=\"no node %s in %s\"",
+                             svc->node_arg ? svc->node_arg : "named like this host",
+                             cairn_description_path(d));
+    if (!cairn_description_service(d, svc->ops->name))
+        return cairn_log_err(-ENOENT, event, "msg=\"service %s is not declared\"",
+                             svc->ops->name);
+    if (!cairn_description_node_runs(d, node, svc->ops->name))
+        return cairn_log_err(-ENOENT, event,
+                             "msg=\"node %s (appliance %s) does not run %s\"",
+                             node->name, node->appliance, svc->ops->name);
+    return 0;
+}
+
+static int s_load(cairn_service_t *svc, cairn_description_t **ret,
+                  const char *event)
+{
+    cairn_error_t err;
+    int r = cairn_description_load(svc->config_path, ret, &err);
+
+    if (r < 0)
+        cairn_log_err(r, event, "file=%s line=%d element=%s msg=\"%s\"",
+                      err.file[0] ? err.file : svc->config_path, err.line,
+                      err.element[0] ? err.element : "-", err.message);
+    return r;
+}
+
+/* Loads the new description; on any refusal the old one stays. */
+static int s_try_reload(cairn_service_t *svc)
+{
+    cairn_description_t *nd = NULL;
+    const cairn_node_desc_t *node;
+    cairn_error_t err;
+    int r;
+
+    if ((r = s_load(svc, &nd, "reload")) < 0)
+        return r;
+    node = cairn_description_find_node(nd, svc->node->id);
+    if ((r = s_check_node(svc, nd, node, "reload")) < 0)
+        goto fail;
+    cairn_error_clear(&err);
+    if (svc->ops->reload && (r = svc->ops->reload(svc, svc->ctx, nd, &err)) < 0) {
+        cairn_log_err(r, "reload", "msg=\"refused by %s: %s\"", svc->ops->name,
+                      err.message);
+        goto fail;
+    }
+    const cairn_service_desc_t *sd = cairn_description_service(nd, svc->ops->name);
+    if (strcmp(node->address, svc->node->address) != 0 ||
+        sd->port != svc->sdesc->port || sd->pub_port != svc->sdesc->pub_port)
+        cairn_log_warn(0, "reload", "msg=\"endpoints changed; restart to rebind, ignoring\"");
+    cairn_description_free(svc->desc);
+    svc->desc = nd;
+    svc->node = node;
+    svc->sdesc = sd;
+    return 0;
+fail:
+    cairn_description_free(nd);
+    return r;
+}
+
+static void s_reload(cairn_service_t *svc)
+{
+    s_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+             (unsigned long long)cairn_now_ms() * 1000ull);
+    cairn_log_info("reload", "file=%s", svc->config_path);
+    if (s_try_reload(svc) == 0)
+        cairn_log_info("reloaded", "file=%s", svc->config_path);
+    else
+        cairn_log_warn(0, "reload", "msg=\"keeping the previous description\"");
+    s_notify("READY=1\nSTATUS=serving on node %u", svc->node->id);
+}
+
+/* ---- signals and watchdog -------------------------------------------- */
+
+static int s_on_signal(cairn_loop_t *loop, int fd, void *zsock, short revents,
+                       void *userdata)
+{
+    cairn_service_t *svc = userdata;
+    struct signalfd_siginfo si;
+
+    while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        const char *name = sigabbrev_np((int)si.ssi_signo);
+
+        cairn_log_info("signal", "signal=%s", name ? name : "?");
+        if (si.ssi_signo == SIGHUP) {
+            s_reload(svc);
+            continue;
+        }
+        cairn_loop_quit(loop, 0);
+        return 0;
+    }
+    return 0;
+}
+
+static int s_setup_signals(cairn_service_t *svc)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return cairn_log_err(-errno, "signals", "msg=\"sigprocmask failed\"");
+    svc->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (svc->sfd < 0)
+        return cairn_log_err(-errno, "signals", "msg=\"signalfd failed\"");
+    return 0;
+}
+
+static int s_on_watchdog(cairn_loop_t *loop, int64_t id, void *userdata)
+{
+    s_notify("WATCHDOG=1");
+    return 0;
+}
+
+static int s_setup_watchdog(cairn_service_t *svc)
+{
+#if CAIRN_HAVE_SYSTEMD
+    uint64_t usec = 0;
+
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+        return 0;
+    uint64_t ms = usec / 2000 ? usec / 2000 : 1;
+    int64_t id = cairn_loop_add_timer(svc->loop, ms, ms, s_on_watchdog, svc);
+    if (id < 0)
+        return cairn_log_err((int)id, "watchdog", "msg=\"no timer\"");
+    cairn_log_info("watchdog", "interval-ms=%llu", (unsigned long long)ms);
+#endif
+    return 0;
+}
+
+/* ---- options ----------------------------------------------------------- */
+
+static void s_usage(const char *name, FILE *out)
+{
+    fprintf(out,
+            "Usage: %s [--config FILE] [--node ID|NAME]\n"
+            "  --config FILE   cluster description (default $CAIRN_CONFIG or\n"
+            "                  /etc/cairn/cluster.xml)\n"
+            "  --node ID|NAME  this node (default: the node named like the host)\n"
+            "  --help          this text\n"
+            "  --version       the Cairn version\n", name);
+}
+
+/* 0 to go on, or an exit code + 1 (help/version: 1, usage error: 101). */
+static int s_parse_args(cairn_service_t *svc, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "node", required_argument, NULL, 'n' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { 0 },
+    };
+    const char *name = svc->ops->name;
+    int c;
+
+    optind = 0;
+    opterr = 1;
+    while ((c = getopt_long(argc, argv, "c:n:hV", opts, NULL)) >= 0) {
+        switch (c) {
+        case 'c': svc->config_path = optarg; break;
+        case 'n': svc->node_arg = optarg; break;
+        case 'h': s_usage(name, stdout); return 1;
+        case 'V': printf("%s %s\n", name, CAIRN_VERSION); return 1;
+        default: s_usage(name, stderr); return EXIT_USAGE + 1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", name, argv[optind]);
+        return EXIT_USAGE + 1;
+    }
+    if (!svc->config_path)
+        svc->config_path = getenv("CAIRN_CONFIG");
+    if (!svc->config_path || !*svc->config_path)
+        svc->config_path = "/etc/cairn/cluster.xml";
+    return 0;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+/* Checks that the ops tables fit the skeleton's assumptions. */
+static int s_check_ops(cairn_service_t *svc)
+{
+    const cairn_service_ops_t *o = svc->ops;
+    const ProtobufCFieldDescriptor *f;
+
+    if (!o->name || !o->request_desc || !o->reply_desc ||
+        (o->n_handlers && !o->handlers))
+        return cairn_log_err(-EINVAL, "start", "msg=\"incomplete service ops\"");
+    f = protobuf_c_message_descriptor_get_field(o->reply_desc, 1);
+    if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE ||
+        f->descriptor != &cairn__status__descriptor)
+        return cairn_log_err(-EINVAL, "start", "msg=\"%s has no Status status = 1\"",
+                             o->reply_desc->name);
+    svc->status_offset = f->offset;
+    return 0;
+}
+
+/* Everything up to READY. */
+static int s_start(cairn_service_t *svc)
+{
+    int r;
+
+    if ((r = s_check_ops(svc)) < 0 || (r = s_load(svc, &svc->desc, "config")) < 0)
+        return r;
+    svc->node = s_pick_node(svc->desc, svc->node_arg);
+    if ((r = s_check_node(svc, svc->desc, svc->node, "config")) < 0)
+        return r;
+    svc->sdesc = cairn_description_service(svc->desc, svc->ops->name);
+    cairn_log_init(svc->ops->name, svc->node->id);
+    if ((r = s_setup_signals(svc)) < 0)
+        return r;
+    svc->zctx = zmq_ctx_new();
+    svc->loop = cairn_loop_new();
+    if (!svc->zctx || !svc->loop)
+        return cairn_log_err(-ENOMEM, "start", "msg=\"no zmq context or loop\"");
+    if (svc->ops->start && (r = svc->ops->start(svc, svc->ctx)) < 0)
+        return cairn_log_err(r, "start", "msg=\"%s refused to start\"", svc->ops->name);
+    if ((r = s_bind(svc)) < 0)
+        return r;
+    if ((r = (int)cairn_loop_add_socket(svc->loop, svc->router, ZMQ_POLLIN,
+                                        s_on_router, svc)) < 0 ||
+        (r = (int)cairn_loop_add_fd(svc->loop, svc->sfd, ZMQ_POLLIN,
+                                    s_on_signal, svc)) < 0)
+        return cairn_log_err(r, "start", "msg=\"cannot watch sockets\"");
+    return s_setup_watchdog(svc);
+}
+
+static void s_close(cairn_service_t *svc)
+{
+    s_cache_clear(svc);
+    if (svc->router)
+        zmq_close(svc->router);
+    if (svc->pub)
+        zmq_close(svc->pub);
+    if (svc->zctx)
+        zmq_ctx_term(svc->zctx);
+    if (svc->ipc_path)
+        unlink(svc->ipc_path);
+    if (svc->pub_ipc_path)
+        unlink(svc->pub_ipc_path);
+    free(svc->ipc_path);
+    free(svc->pub_ipc_path);
+    if (svc->sfd >= 0)
+        close(svc->sfd);
+    cairn_loop_free(svc->loop);
+    cairn_description_free(svc->desc);
+}
+
+int cairn_service_main(const cairn_service_ops_t *ops, void *ctx, int argc,
+                       char **argv)
+{
+    cairn_service_t svc = { .ops = ops, .ctx = ctx, .sfd = -1,
+                            .started_ms = cairn_now_ms() };
+    int r;
+
+    if (!ops || !ops->name)
+        return 1;
+    cairn_log_init(ops->name, 0);
+    if ((r = s_parse_args(&svc, argc, argv)) != 0)
+        return r - 1;
+    if (s_start(&svc) < 0) {
+        s_notify("STATUS=startup failed");
+        s_close(&svc);
+        return 1;
+    }
+    s_notify("READY=1\nSTATUS=serving on node %u", svc.node->id);
+    cairn_log_info("ready", "node=%u name=%s pid=%d", svc.node->id,
+                   svc.node->name, (int)getpid());
+    r = ops->ready ? ops->ready(&svc, ctx) : 0;
+    if (r < 0)
+        cairn_log_err(r, "ready", "msg=\"%s failed after READY\"", ops->name);
+    else
+        r = cairn_loop_run(svc.loop);
+    s_notify("STOPPING=1\nSTATUS=stopping");
+    cairn_log_info("stopping", "code=%d", r);
+    if (ops->stop)
+        ops->stop(&svc, ctx);
+    s_close(&svc);
+    cairn_log_info("stopped", "pid=%d", (int)getpid());
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,122 @@
+/* service.h - the daemon skeleton every Cairn service runs on.
+ *
+ * A service is a table of handlers keyed by message type plus a few
+ * lifecycle callbacks; cairn_service_main() does the rest, the same way for
+ * every daemon:
+ *
+ *   parse --config/--node -> load the description -> pick this node ->
+ *   ops->start -> bind ROUTER on tcp://<address>:<port> and
+ *   ipc://<rundir>/<name>.sock (ROUTER_MANDATORY, ROUTER_HANDOVER), PUB on
+ *   <pub_port> and ipc://<rundir>/<name>.pub.sock if declared -> signalfd ->
+ *   sd_notify READY -> loop.
+ *
+ * Requests: [routing id][Header][Request]. The skeleton decodes the header
+ * (version, size), checks the service name and that Header.type is in the
+ * table and equals the Request's oneof case, answers a retried request id
+ * from a small reply cache, and only then calls the handler. Anything wrong
+ * gets an ErrorReply with a Status and one log line; nothing crashes, nothing
+ * is dropped silently.
+ *
+ * Signals: SIGTERM/SIGINT -> STOPPING, ops->stop, close, exit 0. SIGHUP ->
+ * RELOADING, load the description again; if it fails to validate, or
+ * ops->reload refuses it, the old one stays and the reason is logged; READY.
+ * The watchdog is pinged at half of WATCHDOG_USEC when systemd asks for it.
+ */
+#ifndef CAIRN_SERVICE_H
+#define CAIRN_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "cairn/description.h"
+#include "cairn/error.h"
+#include "common.pb-c.h"
+#include "loop.h"
+
+typedef struct cairn_service cairn_service_t;
+typedef struct cairn_request cairn_request_t;
+typedef struct cairn_deferred cairn_deferred_t;
+
+/* Handler return values. */
+#define CAIRN_REPLY_NOW 0       /* send req's reply now (status OK unless failed) */
+#define CAIRN_REPLY_DEFERRED 1  /* handler called cairn_request_defer(); answers later */
+
+/* A handler. ctx is the service's own context (the `ctx` given to
+ * cairn_service_main). It fills cairn_request_reply(req) -- the service's
+ * Reply, already initialised -- by setting one oneof member and its case
+ * (or calls cairn_request_fail). Memory for the reply's members comes from
+ * cairn_request_alloc()/strdup() and is freed after the reply is sent.
+ * A negative return is an internal error: INTERNAL status is sent. */
+typedef int (*cairn_handler_fn)(void *ctx, cairn_request_t *req);
+
+typedef struct cairn_handler {
+    uint32_t type;          /* Request oneof field number */
+    const char *name;       /* for logs: "status", "nodes" */
+    cairn_handler_fn fn;
+} cairn_handler_t;
+
+typedef struct cairn_service_ops {
+    const char *name;                                /* "clusterd" */
+    const ProtobufCMessageDescriptor *request_desc;  /* the service's Request */
+    const ProtobufCMessageDescriptor *reply_desc;    /* the service's Reply */
+    const cairn_handler_t *handlers;
+    size_t n_handlers;
+    /* After the description is loaded and the node chosen, before binding.
+     * Builds the service's state in ctx. <0 aborts startup (exit 1). May be NULL. */
+    int (*start)(cairn_service_t *svc, void *ctx);
+    /* After READY has been sent, for work that needs the sockets bound
+     * (contacting peers). May be NULL. */
+    int (*ready)(cairn_service_t *svc, void *ctx);
+    /* SIGHUP with a new, validated description. Return <0 with err set to
+     * refuse it (the old one stays). The skeleton swaps descriptions only on
+     * success. May be NULL (then any valid description is accepted). */
+    int (*reload)(cairn_service_t *svc, void *ctx,
+                  const cairn_description_t *newd, cairn_error_t *err);
+    /* SIGTERM: drain (say goodbye to peers...). Sockets still open. May be NULL. */
+    void (*stop)(cairn_service_t *svc, void *ctx);
+} cairn_service_ops_t;
+
+/* Runs a daemon: parses argv (--config FILE, --node ID|NAME, --help,
+ * --version; the config defaults to $CAIRN_CONFIG then
+ * /etc/cairn/cluster.xml, the node to the one named like the host), and
+ * returns the process exit code: 0 after SIGTERM, 1 on a startup failure
+ * (logged), 100 on wrong usage. */
+int cairn_service_main(const cairn_service_ops_t *ops, void *ctx, int argc,
+                       char **argv);
+
+/* Accessors, valid from ops->start on. */
+cairn_loop_t *cairn_service_loop(cairn_service_t *svc);
+void *cairn_service_zmq_context(cairn_service_t *svc);
+const cairn_description_t *cairn_service_description(cairn_service_t *svc);
+const cairn_node_desc_t *cairn_service_node(cairn_service_t *svc);
+uint64_t cairn_service_uptime_ms(cairn_service_t *svc);
+
+/* Publishes msg on the PUB socket with `topic` as first frame:
+ * [topic][Header][msg]. -ENOTCONN if the service declares no pub port. */
+int cairn_service_publish(cairn_service_t *svc, const char *topic,
+                          uint32_t type, const ProtobufCMessage *msg);
+
+/* Inside a handler. */
+const Cairn__Header *cairn_request_header(cairn_request_t *req);
+const ProtobufCMessage *cairn_request_body(cairn_request_t *req);
+ProtobufCMessage *cairn_request_reply(cairn_request_t *req);
+/* Zeroed memory freed after the reply is sent; NULL on ENOMEM. */
+void *cairn_request_alloc(cairn_request_t *req, size_t size);
+char *cairn_request_strdup(cairn_request_t *req, const char *s);
+/* Makes the reply a failure with code and message; returns CAIRN_REPLY_NOW. */
+int cairn_request_fail(cairn_request_t *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Keeps the request's routing id and header so the handler can answer after
+ * it returns CAIRN_REPLY_DEFERRED. The caller owns the result and must pass
+ * it to exactly one of the two functions below, which free it. */
+cairn_deferred_t *cairn_request_defer(cairn_request_t *req);
+/* Sends `reply` (a service Reply the caller still owns) with status OK. */
+int cairn_deferred_reply(cairn_service_t *svc, cairn_deferred_t *d,
+                         ProtobufCMessage *reply);
+int cairn_deferred_fail(cairn_service_t *svc, cairn_deferred_t *d, int code,
+                        const char *message);
+
+#endif

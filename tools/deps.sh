@@ -1,0 +1,25 @@
+#!/bin/bash
+# deps.sh - installs, with apt-get, every Debian package Cairn needs to
+# build, test and demo, skipping what is already there. Sourced by
+# tools/demo.sh and tools/test.sh so the package list lives in one place.
+set -euo pipefail
+
+CAIRN_PACKAGES=(
+    build-essential meson ninja-build pkg-config python3
+    libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
+    libxml2-dev libjansson-dev libsystemd-dev libcriterion-dev
+    jq iproute2 procps psmisc util-linux
+)
+
+cairn_install_deps() {
+    local missing=() p
+    for p in "${CAIRN_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing: ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
