@@ -23,7 +23,8 @@ const cli_option_t cli_global_options[] = {
     { "--cluster", "NAME", "cluster name for the default description path "
       "(else CAIRN_CLUSTER, else \"cairn\")" },
     { "--run-base", "DIR", "run base for the default description path "
-      "(else CAIRN_RUN_BASE, else /run/cairn); run base written by "
+      "(else CAIRN_RUN_BASE, else /run/cairn as root, else "
+      "${XDG_RUNTIME_DIR:-/tmp}/cairn); run base written by "
       "config generate" },
     { "--node", "ID|NAME", "node to ask (else CAIRN_NODE, else the first "
       "node whose service socket exists, else the first node)" },
@@ -41,14 +42,16 @@ const cli_option_t cli_global_options[] = {
 enum { G_CONFIG, G_CLUSTER, G_RUN_BASE, G_NODE, G_ENDPOINT, G_TIMEOUT,
        G_RETRIES, G_TABLE, G_HELP };
 
-void cli_ctx_init(cli_ctx *ctx) {
+void cli_ctx_init(cli_ctx *ctx)
+{
     memset(ctx, 0, sizeof *ctx);
     ctx->timeout_ms = CLI_DEFAULT_TIMEOUT_MS;
     ctx->retries = -1;
 }
 
 int cli_parse_int(const char *option, const char *value, long min, long max,
-                  long *ret, cairn_error_t *err) {
+                  long *ret, cairn_error_t *err)
+{
     char *end = NULL;
     long v;
 
@@ -65,7 +68,8 @@ int cli_parse_int(const char *option, const char *value, long min, long max,
 /* Index of the option arg names ("--x" or "--x=..."), -1 if none; sets
  * *ret_inline to the text after '=' when there is one. */
 static int s_find_option(const cli_option_t *options, const char *arg,
-                         const char **ret_inline) {
+                         const char **ret_inline)
+{
     const char *eq = strchr(arg, '=');
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
 
@@ -84,7 +88,8 @@ static int s_find_option(const cli_option_t *options, const char *arg,
  * the next argument, which moves *pos past it. "" for a flag. */
 static int s_take_value(const cli_option_t *opt, const char *inline_value,
                         int argc, char **argv, int *pos, const char **ret,
-                        cairn_error_t *err) {
+                        cairn_error_t *err)
+{
     if (!opt->arg) {
         if (inline_value)
             return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
@@ -107,7 +112,8 @@ static int s_take_value(const cli_option_t *opt, const char *inline_value,
 
 /* Stores one global option's value into ctx. */
 static int s_set_global(cli_ctx *ctx, int index, const char *value,
-                        cairn_error_t *err) {
+                        cairn_error_t *err)
+{
     long v;
     int r;
 
@@ -135,7 +141,8 @@ static int s_set_global(cli_ctx *ctx, int index, const char *value,
 }
 
 int cli_parse_globals(cli_ctx *ctx, int argc, char **argv, char **rest,
-                      int *ret_n_rest, cairn_error_t *err) {
+                      int *ret_n_rest, cairn_error_t *err)
+{
     int n = 0;
     bool options_done = false;
 
@@ -165,7 +172,8 @@ int cli_parse_globals(cli_ctx *ctx, int argc, char **argv, char **rest,
 
 int cli_parse_args(const char *what, const cli_option_t *options, int argc,
                    char **argv, size_t max_pos, cli_args_t *ret,
-                   cairn_error_t *err) {
+                   cairn_error_t *err)
+{
     cli_args_t a = { 0 };
     bool options_done = false;
 

@@ -8,7 +8,8 @@
  * exactly one JSON document on stdout on success, nothing on stdout and one
  * {"error":{...}} line on stderr on failure, never usage text. The help
  * object is built from the same tables that drive parsing. Streaming
- * commands (batch) print their own JSON lines and return their exit code.
+ * commands (batch, nodes --watch) print their own JSON lines and return
+ * their exit code.
  */
 #include <errno.h>
 #include <string.h>
@@ -23,8 +24,17 @@ static const cli_command_t s_commands[] = {
     { "status", "", "the asked node's clusterd: node, cluster, appliance, "
       "services, version, uptime", cli_no_options, cli_cmd_status, NULL,
       cli_table_object },
-    { "nodes", "", "the cluster's members as the asked node sees them",
-      cli_no_options, cli_cmd_nodes, NULL, cli_table_nodes },
+    { "nodes", "", "the cluster's members as the asked node sees them; "
+      "--watch streams membership events as JSON lines",
+      cli_nodes_options, cli_cmd_nodes, cli_cmd_nodes_watch, cli_table_nodes },
+    { "node add", "", "admit a node to the cluster (on a local cluster, also "
+      "create its namespace and start its daemons)", cli_node_add_options,
+      cli_cmd_node_add, NULL, NULL },
+    { "node remove", "N", "remove node N from the cluster (on a local "
+      "cluster, also tear it down)", cli_no_options, cli_cmd_node_remove,
+      NULL, NULL },
+    { "node leave", "", "make the asked node (--node) leave the cluster; its "
+      "clusterd exits", cli_no_options, cli_cmd_node_leave, NULL, NULL },
     { "config check", "FILE", "validate a cluster description; says file, "
       "line, element and reason when it is wrong", cli_no_options,
       cli_cmd_config_check, NULL, cli_table_object },
@@ -55,7 +65,8 @@ static const struct { int code; const char *meaning; } s_exit_codes[] = {
     { CLI_EXIT_SYSTEM, "a system call failed" },
 };
 
-static json_t *s_options_json(const cli_option_t *options) {
+static json_t *s_options_json(const cli_option_t *options)
+{
     json_t *list = json_array();
 
     for (size_t i = 0; list && options[i].name; i++)
@@ -66,7 +77,8 @@ static json_t *s_options_json(const cli_option_t *options) {
     return list;
 }
 
-static json_t *s_command_json(const cli_command_t *c) {
+static json_t *s_command_json(const cli_command_t *c)
+{
     return json_pack("{s:s, s:s, s:s, s:o*, s:b}", "command", c->words,
                      "args", c->synopsis, "description", c->help,
                      "options", s_options_json(c->options),
@@ -74,7 +86,8 @@ static json_t *s_command_json(const cli_command_t *c) {
 }
 
 /* The help object: usage line, commands, global options, exit codes. */
-static int s_help(json_t **ret_result, cairn_error_t *err) {
+static int s_help(json_t **ret_result, cairn_error_t *err)
+{
     json_t *commands = json_array(), *exits = json_array();
 
     for (size_t i = 0; commands && i < S_N_COMMANDS; i++)
@@ -92,11 +105,13 @@ static int s_help(json_t **ret_result, cairn_error_t *err) {
                                              "out of memory");
 }
 
-static bool s_is_word(const char *arg) {
+static bool s_is_word(const char *arg)
+{
     return arg[0] != '-' || arg[1] == '\0';
 }
 
-static const cli_command_t *s_lookup(const char *words) {
+static const cli_command_t *s_lookup(const char *words)
+{
     for (size_t c = 0; c < S_N_COMMANDS; c++)
         if (strcmp(s_commands[c].words, words) == 0)
             return &s_commands[c];
@@ -104,7 +119,8 @@ static const cli_command_t *s_lookup(const char *words) {
 }
 
 /* True when `noun` is the first word of a two-word command. */
-static bool s_is_noun(const char *noun) {
+static bool s_is_noun(const char *noun)
+{
     size_t len = strlen(noun);
 
     for (size_t c = 0; c < S_N_COMMANDS; c++)
@@ -115,7 +131,8 @@ static bool s_is_noun(const char *noun) {
 }
 
 /* The usage error for command words that name no command. */
-static int s_unknown(int n_words, const char *words, cairn_error_t *err) {
+static int s_unknown(int n_words, const char *words, cairn_error_t *err)
+{
     if (n_words == 0)
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
                                "no command given; run 'cairn help' for the "
@@ -134,7 +151,8 @@ static int s_unknown(int n_words, const char *words, cairn_error_t *err) {
  * argc). */
 static int s_find_command(int argc, char **argv, const cli_command_t **ret,
                           char **cmd_argv, int *ret_cmd_argc,
-                          cairn_error_t *err) {
+                          cairn_error_t *err)
+{
     int at[2] = { -1, -1 }, n_words = 0, n = 0;
     const cli_command_t *cmd = NULL;
     char words[256] = "";
@@ -159,11 +177,28 @@ static int s_find_command(int argc, char **argv, const cli_command_t **ret,
     return 0;
 }
 
+/* True if cmd runs as a stream with these arguments: a streaming-only
+ * command (batch), or one with a streaming mode asked by --watch (before
+ * any "--"). */
+static bool s_streams(const cli_command_t *cmd, int argc, char **argv)
+{
+    if (!cmd->stream)
+        return false;
+    if (!cmd->run)
+        return true;
+    for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--watch") == 0 ||
+            strncmp(argv[i], "--watch=", 8) == 0)
+            return true;
+    return false;
+}
+
 /* Finds the command and checks what the context asks of it. *ret is NULL
  * for help. */
 static int s_prepare(const cli_ctx *ctx, int argc, char **argv,
                      const cli_command_t **ret, char **cmd_argv,
-                     int *ret_cmd_argc, cairn_error_t *err) {
+                     int *ret_cmd_argc, cairn_error_t *err)
+{
     const cli_command_t *cmd = NULL;
     int r;
 
@@ -184,7 +219,8 @@ static int s_prepare(const cli_ctx *ctx, int argc, char **argv,
 }
 
 int cli_dispatch(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
-                 const cli_command_t **ret_cmd, cairn_error_t *err) {
+                 const cli_command_t **ret_cmd, cairn_error_t *err)
+{
     char *cmd_argv[CLI_MAX_ARGS + 1];
     const cli_command_t *cmd;
     int n = 0, r;
@@ -198,15 +234,17 @@ int cli_dispatch(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     *ret_cmd = cmd;
     if (!cmd)
         return s_help(ret_result, err);
-    if (cmd->stream)
+    if (s_streams(cmd, n, cmd_argv))
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
-                               "'%s' cannot run inside a batch", cmd->words);
+                               "'%s%s' cannot run inside a batch", cmd->words,
+                               cmd->run ? " --watch" : "");
     return cmd->run(ctx, n, cmd_argv, ret_result, err);
 }
 
 /* Prints a successful result the way ctx asks; exit code. */
 static int s_print_result(const cli_ctx *ctx, const cli_command_t *cmd,
-                          const json_t *result) {
+                          const json_t *result)
+{
     cairn_error_t err = { 0 };
     int r;
 
@@ -223,11 +261,13 @@ static int s_print_result(const cli_ctx *ctx, const cli_command_t *cmd,
 }
 
 /* One invocation from parsed globals to exit code. */
-static int s_main(cli_ctx *ctx, int argc, char **argv) {
+static int s_main(cli_ctx *ctx, int argc, char **argv)
+{
     _cleanup_free_ char **cmd_argv = calloc((size_t)argc + 1, sizeof *cmd_argv);
     _cleanup_json_ json_t *result = NULL;
     cairn_error_t err = { 0 };
     const cli_command_t *cmd = NULL;
+    bool stream = false;
     int n = 0, r;
 
     r = cmd_argv ? s_prepare(ctx, argc, argv, &cmd, cmd_argv, &n, &err)
@@ -235,7 +275,7 @@ static int s_main(cli_ctx *ctx, int argc, char **argv) {
                                    "out of memory");
     if (r == 0 && !cmd)
         r = s_help(&result, &err);
-    else if (r == 0 && cmd->stream)
+    else if (r == 0 && (stream = s_streams(cmd, n, cmd_argv)))
         r = cmd->stream(ctx, n, cmd_argv, stdin, stdout, &err);
     else if (r == 0)
         r = cmd->run(ctx, n, cmd_argv, &result, &err);
@@ -243,12 +283,13 @@ static int s_main(cli_ctx *ctx, int argc, char **argv) {
         cli_print_error(stderr, &err);
         return cli_exit_code(r, &err);
     }
-    if (cmd && cmd->stream)
+    if (stream)
         return r;
     return s_print_result(ctx, cmd, result);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     _cleanup_free_ char **rest = calloc((size_t)argc + 1, sizeof *rest);
     cairn_error_t err = { 0 };
     cli_ctx ctx;

@@ -82,7 +82,7 @@ typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv,
                           json_t **ret_result, cairn_error_t *err);
 /* Prints result as a human table on out; 0 or -errno. */
 typedef int (*cli_table_fn)(FILE *out, const json_t *result);
-/* A streaming command (batch; later --watch) prints JSON lines on out itself
+/* A streaming command (batch, nodes --watch) prints JSON lines on out itself
  * and returns its exit code (>= 0), or a negative errno with err filled when
  * it failed before printing anything. */
 typedef int (*cli_stream_fn)(cli_ctx *ctx, int argc, char **argv, FILE *in,
@@ -94,7 +94,8 @@ typedef struct cli_command {
     const char *help;              /* one line */
     const cli_option_t *options;   /* the command's own options */
     cli_cmd_fn run;                /* the handler, NULL for a stream */
-    cli_stream_fn stream;          /* the streaming handler, or NULL */
+    cli_stream_fn stream;          /* the streaming handler, or NULL; with
+                                    * run too, used when --watch is given */
     cli_table_fn table;            /* --table view, NULL if none */
 } cli_command_t;
 
@@ -123,6 +124,15 @@ int cli_parse_args(const char *what, const cli_option_t *options, int argc,
 int cli_parse_int(const char *option, const char *value, long min, long max,
                   long *ret, cairn_error_t *err);
 
+/* target.c: the run base, the one rule shared by target resolution and the
+ * local cluster harness: explicit_base (--run-base) when given, else
+ * $CAIRN_RUN_BASE, else /run/cairn as root, else
+ * ${XDG_RUNTIME_DIR:-/tmp}/cairn. Written to out without trailing slashes.
+ * 0, or -ENAMETOOLONG / -EINVAL (code invalid-argument: too long, not
+ * absolute). */
+int cli_run_base(const char *explicit_base, char *out, size_t size,
+                 cairn_error_t *err);
+
 /* cairn.c: runs one command line whose global options are already in ctx:
  * the help object when ctx->help or the command is `help`, else the command
  * named by the leading words of argv. Streaming commands are refused (a
@@ -140,6 +150,16 @@ int cli_cmd_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                    cairn_error_t *err);
 int cli_cmd_nodes(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                   cairn_error_t *err);
+int cli_cmd_nodes_watch(cli_ctx *ctx, int argc, char **argv, FILE *in,
+                        FILE *out, cairn_error_t *err);
+extern const cli_option_t cli_nodes_options[];
+extern const cli_option_t cli_node_add_options[];
+int cli_cmd_node_add(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                     cairn_error_t *err);
+int cli_cmd_node_remove(cli_ctx *ctx, int argc, char **argv,
+                        json_t **ret_result, cairn_error_t *err);
+int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv,
+                       json_t **ret_result, cairn_error_t *err);
 int cli_cmd_config_check(cli_ctx *ctx, int argc, char **argv,
                          json_t **ret_result, cairn_error_t *err);
 int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,

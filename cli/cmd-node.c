@@ -1,37 +1,61 @@
-/* cmd-node.c - `cairn version`, `cairn status`, `cairn nodes`.
+/* cmd-node.c - `cairn version`, `cairn status`, `cairn nodes [--watch]`,
+ * `cairn node add|remove|leave`.
  *
- * Design. status and nodes are one clusterd request each: resolve the
- * target (target.c), send Request{status|nodes} through cairn_client_call()
- * with the --timeout/--retries of the context, and turn the Reply into the
- * JSON documented in docs/cli.md. The time spent resolving the target (its
- * tcp probe) is taken out of the deadline, so --timeout bounds the whole
- * command. Field names here are a stable contract: scripts read them.
+ * Design. Every verb but --watch is one clusterd request: resolve the target
+ * (target.c), send Request{status|nodes|node_add|node_remove|leave} through
+ * cairn_client_call() with the --timeout/--retries of the context, and turn
+ * the Reply into the JSON documented in docs/cli.md. The time spent
+ * resolving the target (its tcp probe) is taken out of the deadline, so
+ * --timeout bounds the request. Field names here are a stable contract:
+ * scripts read them.
+ *
+ * Hotplug on a local cluster. When the target's description is the one
+ * `cairn cluster up` wrote (its state.json exists beside it), node add also
+ * provisions the node through the harness once clusterd admitted it
+ * (localcluster_node_add: netns, veth, cgroup, daemons), and undoes the
+ * admission (node_remove) if that fails; node remove tears the node down
+ * once clusterd let it go. The address is checked against the cluster's
+ * subnet before anything is asked, so a bad one changes nothing.
+ *
+ * Watch. `nodes --watch` subscribes to clusterd's PUB socket first, waits
+ * until the subscription is connected, then takes the `nodes` snapshot, so
+ * no event falls between the two; it prints the snapshot and one JSON line
+ * per MemberEvent, each flushed, until --count, --duration-ms or a signal.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
+#include <string.h>
 #include <time.h>
+#include <zmq.h>
 
 #include "cairn-config.h"
 #include "cairn/client.h"
 #include "cairn/wire.h"
 #include "clusterd.pb-c.h"
 #include "cli.h"
+#include "localcluster.h"
+#include "output.h"
 #include "target.h"
 
 const cli_option_t cli_no_options[] = { { NULL, NULL, NULL } };
 
-static int64_t s_now_ms(void) {
+static int64_t s_now_ms(void)
+{
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int s_oom(cairn_error_t *err) {
+static int s_oom(cairn_error_t *err)
+{
     return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
 }
 
 int cli_cmd_version(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
-                    cairn_error_t *err) {
+                    cairn_error_t *err)
+{
     cli_args_t a;
     json_t *v;
     int r;
@@ -51,7 +75,8 @@ int cli_cmd_version(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
  * with protobuf_c_message_free_unpacked). */
 static int s_call_clusterd(const cli_ctx *ctx, const cli_target_t *t,
                            int64_t start_ms, const ProtobufCMessage *req,
-                           Cairn__Clusterd__Reply **ret, cairn_error_t *err) {
+                           Cairn__Clusterd__Reply **ret, cairn_error_t *err)
+{
     int64_t left = ctx->timeout_ms - (s_now_ms() - start_ms);
     ProtobufCMessage *reply = NULL;
     cairn_client_t *c;
@@ -80,22 +105,21 @@ static int s_call_clusterd(const cli_ctx *ctx, const cli_target_t *t,
     return 0;
 }
 
-/* Resolves the target and runs one request; the common part of status and
- * nodes. `expect` is the Reply oneof case the request must get. */
-static int s_request(cli_ctx *ctx, const char *what, int argc, char **argv,
+/* Resolves the target (a node other than `avoid` unless one is named, see
+ * cli_target_resolve_other) and runs one request. `expect` is the Reply
+ * oneof case the request must get. */
+static int s_request(cli_ctx *ctx, const char *what,
                      Cairn__Clusterd__Request *req,
-                     Cairn__Clusterd__Reply__MsgCase expect,
+                     Cairn__Clusterd__Reply__MsgCase expect, uint32_t avoid,
                      cli_target_t *ret_target, Cairn__Clusterd__Reply **ret,
-                     cairn_error_t *err) {
+                     cairn_error_t *err)
+{
     int64_t start = s_now_ms();
     Cairn__Clusterd__Reply *reply = NULL;
     cli_target_t t = { 0 };
-    cli_args_t a;
     int r;
 
-    r = cli_parse_args(what, cli_no_options, argc, argv, 0, &a, err);
-    if (r == 0)
-        r = cli_target_resolve(ctx, "clusterd", &t, err);
+    r = cli_target_resolve_other(ctx, "clusterd", avoid, &t, err);
     if (r == 0)
         r = s_call_clusterd(ctx, &t, start, &req->base, &reply, err);
     if (r == 0 && reply->msg_case != expect) {
@@ -113,7 +137,8 @@ static int s_request(cli_ctx *ctx, const char *what, int argc, char **argv,
     return 0;
 }
 
-static json_t *s_status_json(const Cairn__Clusterd__StatusReply *s) {
+static json_t *s_status_json(const Cairn__Clusterd__StatusReply *s)
+{
     json_t *services = json_array();
 
     for (size_t i = 0; services && i < s->n_services; i++)
@@ -128,7 +153,8 @@ static json_t *s_status_json(const Cairn__Clusterd__StatusReply *s) {
 }
 
 int cli_cmd_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
-                   cairn_error_t *err) {
+                   cairn_error_t *err)
+{
     Cairn__Clusterd__StatusRequest sreq = CAIRN__CLUSTERD__STATUS_REQUEST__INIT;
     Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
     Cairn__Clusterd__Reply *reply = NULL;
@@ -136,10 +162,15 @@ int cli_cmd_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     json_t *result;
     int r;
 
+    cli_args_t a;
+
+    r = cli_parse_args("status", cli_no_options, argc, argv, 0, &a, err);
+    if (r < 0)
+        return r;
     req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_STATUS;
     req.status = &sreq;
-    r = s_request(ctx, "status", argc, argv, &req,
-                  CAIRN__CLUSTERD__REPLY__MSG_STATUS_REPLY, &t, &reply, err);
+    r = s_request(ctx, "status", &req, CAIRN__CLUSTERD__REPLY__MSG_STATUS_REPLY,
+                  0, &t, &reply, err);
     if (r < 0)
         return r;
     result = s_status_json(reply->status_reply);
@@ -151,7 +182,8 @@ int cli_cmd_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     return 0;
 }
 
-static json_t *s_node_json(const Cairn__Clusterd__NodeInfo *n) {
+static json_t *s_node_json(const Cairn__Clusterd__NodeInfo *n)
+{
     return json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I}",
                      "id", (json_int_t)n->id, "name", n->name,
                      "address", n->address, "appliance", n->appliance,
@@ -163,7 +195,8 @@ static json_t *s_node_json(const Cairn__Clusterd__NodeInfo *n) {
 /* The asked node: the target's id, else (with --endpoint) the node that
  * reports itself (last_heard_ms == 0), else null. */
 static json_t *s_self_json(const cli_target_t *t,
-                           const Cairn__Clusterd__NodesReply *nr) {
+                           const Cairn__Clusterd__NodesReply *nr)
+{
     if (t->node_id)
         return json_integer(t->node_id);
     for (size_t i = 0; i < nr->n_nodes; i++)
@@ -173,7 +206,8 @@ static json_t *s_self_json(const cli_target_t *t,
 }
 
 static json_t *s_nodes_json(const cli_target_t *t,
-                            const Cairn__Clusterd__NodesReply *nr) {
+                            const Cairn__Clusterd__NodesReply *nr)
+{
     json_t *nodes = json_array();
 
     for (size_t i = 0; nodes && i < nr->n_nodes; i++)
@@ -185,26 +219,627 @@ static json_t *s_nodes_json(const cli_target_t *t,
                      s_self_json(t, nr), "nodes", nodes);
 }
 
-int cli_cmd_nodes(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
-                  cairn_error_t *err) {
+const cli_option_t cli_nodes_options[] = {
+    { "--watch", NULL, "stream: the current members, then one JSON line per "
+      "membership event (node-up, node-suspect, node-down, node-left)" },
+    { "--count", "K", "with --watch: stop after K events, 1..1000000" },
+    { "--duration-ms", "D", "with --watch: stop after D ms, 1..86400000" },
+    { NULL, NULL, NULL },
+};
+enum { O_WATCH, O_COUNT, O_DURATION };
+
+/* The members as the target sees them: Request{nodes} on t. */
+static int s_nodes_snapshot(cli_ctx *ctx, cli_target_t *ret_target,
+                            json_t **ret_result, cairn_error_t *err)
+{
     Cairn__Clusterd__NodesRequest nreq = CAIRN__CLUSTERD__NODES_REQUEST__INIT;
     Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
     Cairn__Clusterd__Reply *reply = NULL;
-    cli_target_t t = { 0 };
     json_t *result;
     int r;
 
     req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODES;
     req.nodes = &nreq;
-    r = s_request(ctx, "nodes", argc, argv, &req,
-                  CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY, &t, &reply, err);
+    r = s_request(ctx, "nodes", &req, CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY,
+                  0, ret_target, &reply, err);
     if (r < 0)
         return r;
-    result = s_nodes_json(&t, reply->nodes_reply);
+    result = s_nodes_json(ret_target, reply->nodes_reply);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
-    cli_target_clear(&t);
-    if (!result)
+    if (!result) {
+        cli_target_clear(ret_target);
         return s_oom(err);
+    }
     *ret_result = result;
     return 0;
+}
+
+int cli_cmd_nodes(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                  cairn_error_t *err)
+{
+    cli_target_t t = { 0 };
+    cli_args_t a;
+    int r;
+
+    r = cli_parse_args("nodes", cli_nodes_options, argc, argv, 0, &a, err);
+    if (r < 0)
+        return r;
+    if (a.values[O_WATCH])   /* only reached inside a batch */
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "nodes --watch streams and cannot run inside a "
+                               "batch");
+    if (a.values[O_COUNT] || a.values[O_DURATION])
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "nodes: %s needs "
+                               "--watch", a.values[O_COUNT] ? "--count"
+                                                            : "--duration-ms");
+    r = s_nodes_snapshot(ctx, &t, ret_result, err);
+    cli_target_clear(&t);
+    return r;
+}
+
+/* ---- nodes --watch ------------------------------------------------------- */
+
+static volatile sig_atomic_t s_stop_signal;
+
+static void s_on_stop_signal(int sig)
+{
+    s_stop_signal = sig;
+}
+
+static const char *s_member_state(int state)
+{
+    switch (state) {
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE: return "alive";
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT: return "suspect";
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD: return "dead";
+    case CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT: return "left";
+    default: return "unknown";
+    }
+}
+
+/* One event line from [topic][Header][MemberEvent]. */
+static int s_event_json(zmq_msg_t frames[3], json_t **ret, cairn_error_t *err)
+{
+    Cairn__Header *hdr = NULL;
+    ProtobufCMessage *body = NULL;
+    const Cairn__Clusterd__MemberEvent *ev;
+    const Cairn__Clusterd__Member *m;
+    int r;
+
+    r = cairn_wire_decode_header(zmq_msg_data(&frames[1]),
+                                 zmq_msg_size(&frames[1]), &hdr, err);
+    if (r == 0)
+        r = cairn_wire_decode_body(&cairn__clusterd__member_event__descriptor,
+                                   zmq_msg_data(&frames[2]),
+                                   zmq_msg_size(&frames[2]), 0, &body, err);
+    if (hdr)
+        protobuf_c_message_free_unpacked(&hdr->base, NULL);
+    if (r < 0)
+        return r;
+    ev = (const Cairn__Clusterd__MemberEvent *)body;
+    m = ev->member;
+    if (!m) {
+        protobuf_c_message_free_unpacked(body, NULL);
+        return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
+                               "membership event without a member");
+    }
+    *ret = json_pack("{s:s%, s:{s:I, s:s, s:s, s:s, s:s, s:I}, s:I, s:I}",
+                     "event", (const char *)zmq_msg_data(&frames[0]),
+                     zmq_msg_size(&frames[0]),
+                     "node", "id", (json_int_t)m->id, "name", m->name,
+                     "address", m->address, "appliance", m->appliance,
+                     "state", s_member_state(m->state),
+                     "incarnation", (json_int_t)m->incarnation,
+                     "observer", (json_int_t)ev->observer,
+                     "time_ms", (json_int_t)ev->time_ms);
+    protobuf_c_message_free_unpacked(body, NULL);
+    return *ret ? 0 : s_oom(err);
+}
+
+/* Receives one whole message into frames[3]: 1 done, 0 nothing yet (or a
+ * message that is not three frames, dropped with err set and -EBADMSG),
+ * -errno on a zmq failure. */
+static int s_recv_event(void *sub, zmq_msg_t frames[3], cairn_error_t *err)
+{
+    size_t n = 0;
+    int more = 1;
+
+    while (more) {
+        size_t len = sizeof more;
+        zmq_msg_t *f = &frames[n < 3 ? n : 2];
+
+        if (n >= 3)
+            zmq_msg_close(f);
+        zmq_msg_init(f);
+        if (zmq_msg_recv(f, sub, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            int e = errno;
+
+            zmq_msg_close(f);
+            for (size_t i = 0; i < n && i < 3; i++)
+                zmq_msg_close(&frames[i]);
+            return e == EAGAIN && n == 0 ? 0 : -e;
+        }
+        n++;
+        zmq_getsockopt(sub, ZMQ_RCVMORE, &more, &len);
+    }
+    if (n == 3)
+        return 1;
+    for (size_t i = 0; i < n && i < 3; i++)
+        zmq_msg_close(&frames[i]);
+    return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
+                           "membership event of %zu frame(s), expected 3 "
+                           "([topic][Header][MemberEvent])", n);
+}
+
+/* Reads monitor events until a handshake succeeded: 1, or 0 if none yet. */
+static int s_monitor_handshake(void *mon)
+{
+    zmq_msg_t m;
+    int found = 0;
+
+    zmq_msg_init(&m);
+    while (zmq_msg_recv(&m, mon, ZMQ_DONTWAIT) >= 0) {
+        uint16_t event;
+
+        /* [event (2 bytes) + value (4)][endpoint] */
+        if (zmq_msg_size(&m) == 6) {
+            memcpy(&event, zmq_msg_data(&m), sizeof event);
+            found |= event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+        }
+    }
+    zmq_msg_close(&m);
+    return found;
+}
+
+/* Connects sub to endpoint and waits until the connection completed its
+ * handshake, so the subscription is on its way, for at most timeout_ms.
+ * 0, or -ETIMEDOUT (code unavailable); 0 too when a signal stops us. */
+static int s_connect_sub(void *zctx, void *sub, const char *endpoint,
+                         int timeout_ms, cairn_error_t *err)
+{
+    int64_t deadline = s_now_ms() + timeout_ms;
+    char name[64];
+    void *mon = NULL;
+    int found = 0, e;
+
+    snprintf(name, sizeof name, "inproc://cairn-watch-%d", (int)getpid());
+    if (zmq_socket_monitor(sub, name, ZMQ_EVENT_HANDSHAKE_SUCCEEDED) < 0 ||
+        !(mon = zmq_socket(zctx, ZMQ_PAIR)) || zmq_connect(mon, name) < 0) {
+        e = errno;
+        if (mon)
+            zmq_close(mon);
+        return cairn_error_set(err, -e, CAIRN_SYSTEM, "cannot monitor the "
+                               "subscription: %s", zmq_strerror(e));
+    }
+    if (zmq_connect(sub, endpoint) < 0) {
+        e = errno;
+        zmq_close(mon);
+        return cairn_error_set(err, -e, CAIRN_USAGE, "cannot subscribe to "
+                               "%s: %s", endpoint, zmq_strerror(e));
+    }
+    while (!found && !s_stop_signal) {
+        zmq_pollitem_t p = { .socket = mon, .events = ZMQ_POLLIN };
+        int64_t left = deadline - s_now_ms();
+
+        if (left <= 0)
+            break;
+        if (zmq_poll(&p, 1, (long)left) > 0)
+            found = s_monitor_handshake(mon);
+    }
+    zmq_socket_monitor(sub, NULL, 0);
+    zmq_close(mon);
+    if (!found && !s_stop_signal)
+        return cairn_error_set(err, -ETIMEDOUT, CAIRN_UNAVAILABLE,
+                               "no connection to clusterd's event socket %s "
+                               "within %d ms", endpoint, timeout_ms);
+    return 0;
+}
+
+/* The watch options, checked: count and duration (0 = none). */
+static int s_watch_args(const cli_ctx *ctx, int argc, char **argv,
+                        long *ret_count, long *ret_duration, cairn_error_t *err)
+{
+    cli_args_t a;
+    int r;
+
+    *ret_count = *ret_duration = 0;
+    r = cli_parse_args("nodes --watch", cli_nodes_options, argc, argv, 0, &a,
+                       err);
+    if (r == 0 && ctx->table)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "nodes --watch prints "
+                            "JSON lines; --table cannot be used with it");
+    if (r == 0 && a.values[O_COUNT])
+        r = cli_parse_int("--count", a.values[O_COUNT], 1, 1000000, ret_count,
+                          err);
+    if (r == 0 && a.values[O_DURATION])
+        r = cli_parse_int("--duration-ms", a.values[O_DURATION], 1, 86400000,
+                          ret_duration, err);
+    return r;
+}
+
+/* Prints line on out; the exit code when it failed, else -1. */
+static int s_watch_print(FILE *out, const json_t *line)
+{
+    cairn_error_t e = { 0 };
+    int r = cli_print_json_line(out, line);
+
+    if (r == 0)
+        return -1;
+    cairn_error_set(&e, r, CAIRN_SYSTEM, "cannot write to stdout: %s",
+                    strerror(-r));
+    cli_print_error(stderr, &e);
+    return CLI_EXIT_SYSTEM;
+}
+
+/* The event loop: one line per event until count, the deadline (0: none)
+ * or a signal. Returns the exit code. */
+static int s_watch_loop(void *sub, FILE *out, long count, int64_t deadline)
+{
+    long seen = 0;
+
+    while (!s_stop_signal && (count == 0 || seen < count)) {
+        zmq_pollitem_t p = { .socket = sub, .events = ZMQ_POLLIN };
+        int64_t left = deadline ? deadline - s_now_ms() : -1;
+        cairn_error_t e = { 0 };
+        zmq_msg_t frames[3];
+        json_t *line = NULL;
+        int r, code;
+
+        if (deadline && left <= 0)
+            break;
+        if (zmq_poll(&p, 1, (long)left) <= 0)
+            continue;   /* timeout or EINTR: the loop condition decides */
+        r = s_recv_event(sub, frames, &e);
+        if (r == 0)
+            continue;
+        if (r < 0 && r != -EBADMSG) {
+            cairn_error_set(&e, r, CAIRN_SYSTEM, "receiving an event: %s",
+                            zmq_strerror(-r));
+            cli_print_error(stderr, &e);
+            return CLI_EXIT_SYSTEM;
+        }
+        if (r > 0) {
+            r = s_event_json(frames, &line, &e);
+            for (int i = 0; i < 3; i++)
+                zmq_msg_close(&frames[i]);
+        }
+        if (r < 0) {   /* a bad event is reported and skipped */
+            cli_print_error(stderr, &e);
+            continue;
+        }
+        code = s_watch_print(out, line);
+        json_decref(line);
+        if (code >= 0)
+            return code;
+        seen++;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* Subscribes, takes the snapshot, prints it and runs the loop. */
+static int s_watch(cli_ctx *ctx, void *zctx, FILE *out, long count,
+                   int64_t deadline, cairn_error_t *err)
+{
+    _cleanup_json_ json_t *snap = NULL, *line = NULL;
+    cli_target_t t = { 0 };
+    void *sub = NULL;
+    int r, linger = 0;
+
+    r = cli_target_resolve(ctx, "clusterd", &t, err);
+    if (r == 0 && !t.pub_endpoint)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                            ctx->endpoint ? "nodes --watch with --endpoint "
+                            "needs an ipc://.../clusterd.sock endpoint (the "
+                            "event socket is the clusterd.pub.sock beside it); "
+                            "for tcp use the description"
+                            : "clusterd declares no pub-port in the "
+                            "description: it publishes no events");
+    if (r == 0 && !(sub = zmq_socket(zctx, ZMQ_SUB)))
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "zmq_socket: %s",
+                            zmq_strerror(errno));
+    if (r == 0) {
+        zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+        r = s_connect_sub(zctx, sub, t.pub_endpoint, ctx->timeout_ms, err);
+    }
+    cli_target_clear(&t);
+    /* subscribed: nothing published from here on is lost */
+    if (r == 0 && !s_stop_signal)
+        r = s_nodes_snapshot(ctx, &t, &snap, err);
+    cli_target_clear(&t);
+    if (r == 0 && !s_stop_signal) {
+        line = json_pack("{s:s, s:O}", "event", "snapshot", "nodes",
+                         json_object_get(snap, "nodes"));
+        r = line ? s_watch_print(out, line) : s_oom(err);
+        if (line && r < 0)   /* printed */
+            r = s_watch_loop(sub, out, count, deadline);
+    }
+    if (sub)
+        zmq_close(sub);
+    return r;
+}
+
+int cli_cmd_nodes_watch(cli_ctx *ctx, int argc, char **argv, FILE *in,
+                        FILE *out, cairn_error_t *err)
+{
+    struct sigaction sa = { .sa_handler = s_on_stop_signal }, old_int, old_term;
+    long count, duration;
+    void *zctx;
+    int r;
+
+    (void)in;
+    r = s_watch_args(ctx, argc, argv, &count, &duration, err);
+    if (r < 0)
+        return r;
+    zctx = zmq_ctx_new();
+    if (!zctx)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "zmq_ctx_new: %s",
+                               zmq_strerror(errno));
+    s_stop_signal = 0;
+    sigemptyset(&sa.sa_mask);   /* no SA_RESTART: a signal ends the poll */
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    r = s_watch(ctx, zctx, out, count,
+                duration ? s_now_ms() + duration : 0, err);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    zmq_ctx_term(zctx);
+    return r < 0 && s_stop_signal ? CLI_EXIT_OK : r;
+}
+
+/* ---- node add | remove | leave ------------------------------------------ */
+
+const cli_option_t cli_node_add_options[] = {
+    { "--id", "N", "the new node's id, 1..255 (required)" },
+    { "--address", "A", "its IPv4 or IPv6 address (required, except on a local "
+      "cluster: default the subnet's .N)" },
+    { "--name", "NAME", "its name (default n<N>)" },
+    { "--appliance", "APP", "its appliance (default: the asked node's)" },
+    { NULL, NULL, NULL },
+};
+enum { O_ID, O_ADDRESS, O_NAME, O_APPLIANCE };
+
+/* The single NodeInfo of a node_add / node_remove reply as {"node":{...}}. */
+static int s_one_node(const Cairn__Clusterd__Reply *reply, const char *what,
+                      const cli_target_t *t, json_t **ret, cairn_error_t *err)
+{
+    const Cairn__Clusterd__NodesReply *nr = reply->nodes_reply;
+
+    if (nr->n_nodes != 1)
+        return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
+                               "clusterd at %s answered %s with %zu nodes, "
+                               "expected 1", t->endpoint, what, nr->n_nodes);
+    *ret = json_pack("{s:o*}", "node", s_node_json(nr->nodes[0]));
+    return *ret ? 0 : s_oom(err);
+}
+
+/* Request{node_remove id} on t, the reply dropped: undoes an admission whose
+ * provisioning failed. Best effort. */
+static void s_unadmit(cli_ctx *ctx, const cli_target_t *t, uint32_t id)
+{
+    Cairn__Clusterd__NodeRemoveRequest rreq =
+        CAIRN__CLUSTERD__NODE_REMOVE_REQUEST__INIT;
+    Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
+    Cairn__Clusterd__Reply *reply = NULL;
+    cairn_error_t e = { 0 };
+
+    rreq.id = id;
+    req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODE_REMOVE;
+    req.node_remove = &rreq;
+    if (s_call_clusterd(ctx, t, s_now_ms(), &req.base, &reply, &e) == 0)
+        protobuf_c_message_free_unpacked(&reply->base, NULL);
+}
+
+/* Provisions the admitted node on the local cluster and adds what the
+ * harness did to result ("provisioned", "pids", "netns", "rundir"). */
+static int s_provision(cli_ctx *ctx, const cli_target_t *t, json_t *result,
+                       const char *address, cairn_error_t *err)
+{
+    json_t *node = json_object_get(result, "node"), *made = NULL, *pids, *svc;
+    localcluster_node_t spec = {
+        .id = (unsigned)json_integer_value(json_object_get(node, "id")),
+        .address = address,
+        .name = json_string_value(json_object_get(node, "name")),
+        .appliance = json_string_value(json_object_get(node, "appliance")),
+    };
+    size_t i;
+    int r;
+
+    r = localcluster_node_add(t->cluster, t->run_base, &spec, &made, err);
+    if (r < 0) {
+        size_t len = strlen(err->message);
+
+        s_unadmit(ctx, t, spec.id);
+        snprintf(err->message + len, sizeof err->message - len, " (node %u "
+                 "was admitted by clusterd and has been removed again)",
+                 spec.id);
+        return r;
+    }
+    pids = json_array();
+    json_array_foreach(json_object_get(made, "services"), i, svc)
+        json_array_append(pids, json_object_get(svc, "pid"));
+    r = json_object_set_new(result, "provisioned", json_true()) |
+        json_object_set_new(result, "pids", pids) |
+        json_object_set(result, "netns", json_object_get(made, "netns")) |
+        json_object_set(result, "rundir", json_object_get(made, "rundir"));
+    json_decref(made);
+    return r ? s_oom(err) : 0;
+}
+
+/* The node add arguments: id and address, checked. */
+static int s_add_args(int argc, char **argv, cli_args_t *a, long *ret_id,
+                      cairn_error_t *err)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    const char *addr;
+    int r;
+
+    r = cli_parse_args("node add", cli_node_add_options, argc, argv, 0, a, err);
+    if (r < 0)
+        return r;
+    if (!a->values[O_ID])
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "node add: --id N "
+                               "is required");
+    r = cli_parse_int("--id", a->values[O_ID], 1, 255, ret_id, err);
+    addr = a->values[O_ADDRESS];
+    if (r == 0 && addr && inet_pton(AF_INET, addr, buf) != 1 &&
+        inet_pton(AF_INET6, addr, buf) != 1)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--address '%s' is "
+                            "not an IPv4 or IPv6 address", addr);
+    if (r == 0 && a->values[O_NAME] && !*a->values[O_NAME])
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--name is empty");
+    if (r == 0 && a->values[O_APPLIANCE] && !*a->values[O_APPLIANCE])
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--appliance is empty");
+    return r;
+}
+
+int cli_cmd_node_add(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                     cairn_error_t *err)
+{
+    Cairn__Clusterd__NodeAddRequest areq = CAIRN__CLUSTERD__NODE_ADD_REQUEST__INIT;
+    Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
+    Cairn__Clusterd__Reply *reply = NULL;
+    _cleanup_json_ json_t *result = NULL;
+    cli_target_t t = { 0 };
+    char address[64] = "";
+    cli_args_t a;
+    long id;
+    int r, local = 0;
+
+    r = s_add_args(argc, argv, &a, &id, err);
+    if (r == 0)
+        r = cli_target_resolve(ctx, "clusterd", &t, err);
+    /* a local cluster: the address must fit its subnet (default .N) */
+    if (r == 0 && !ctx->endpoint)
+        r = local = localcluster_node_prepare(t.cluster, t.run_base,
+                                              (unsigned)id, a.values[O_ADDRESS],
+                                              address, sizeof address, err);
+    if (r >= 0 && !local && !a.values[O_ADDRESS])
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "node add: --address "
+                            "is required (cluster %s is not a local cluster "
+                            "made by `cairn cluster up`)",
+                            t.cluster ? t.cluster : "at --endpoint");
+    if (r >= 0 && !local)
+        snprintf(address, sizeof address, "%s", a.values[O_ADDRESS]);
+    if (r >= 0) {
+        areq.id = (uint32_t)id;
+        areq.address = address;
+        areq.name = (char *)(a.values[O_NAME] ? a.values[O_NAME] : "");
+        areq.appliance = (char *)(a.values[O_APPLIANCE] ? a.values[O_APPLIANCE] : "");
+        req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODE_ADD;
+        req.node_add = &areq;
+        r = s_call_clusterd(ctx, &t, s_now_ms(), &req.base, &reply, err);
+    }
+    if (r == 0 && reply->msg_case != CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY)
+        r = cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR, "clusterd at %s "
+                            "answered node add with another message",
+                            t.endpoint);
+    if (r == 0)
+        r = s_one_node(reply, "node add", &t, &result, err);
+    if (reply)
+        protobuf_c_message_free_unpacked(&reply->base, NULL);
+    if (r == 0)
+        r = local ? s_provision(ctx, &t, result, address, err)
+                  : json_object_set_new(result, "provisioned", json_false())
+                        ? s_oom(err) : 0;
+    cli_target_clear(&t);
+    if (r < 0)
+        return r;
+    *ret_result = TAKE_PTR(result);
+    return 0;
+}
+
+#define S_REMOVE_WAIT_MS 3000   /* for a removed node's daemons to stop */
+
+int cli_cmd_node_remove(cli_ctx *ctx, int argc, char **argv,
+                        json_t **ret_result, cairn_error_t *err)
+{
+    Cairn__Clusterd__NodeRemoveRequest rreq =
+        CAIRN__CLUSTERD__NODE_REMOVE_REQUEST__INIT;
+    Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
+    Cairn__Clusterd__Reply *reply = NULL;
+    _cleanup_json_ json_t *result = NULL, *gone = NULL;
+    cli_target_t t = { 0 };
+    cli_args_t a;
+    long id = 0;
+    int r;
+
+    r = cli_parse_args("node remove", cli_no_options, argc, argv, 1, &a, err);
+    if (r == 0 && a.n_pos == 0)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "node remove: the id "
+                            "of the node to remove is required (cairn node "
+                            "remove N)");
+    if (r == 0)
+        r = cli_parse_int("node remove: N", a.pos[0], 1, 255, &id, err);
+    if (r < 0)
+        return r;
+    rreq.id = (uint32_t)id;
+    req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODE_REMOVE;
+    req.node_remove = &rreq;
+    r = s_request(ctx, "node remove", &req,
+                  CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY, (uint32_t)id, &t,
+                  &reply, err);
+    if (r < 0)
+        return r;
+    r = s_one_node(reply, "node remove", &t, &result, err);
+    protobuf_c_message_free_unpacked(&reply->base, NULL);
+    if (r == 0 && !ctx->endpoint &&
+        localcluster_exists(t.cluster, t.run_base)) {
+        r = localcluster_node_remove(t.cluster, t.run_base, (unsigned)id,
+                                     S_REMOVE_WAIT_MS, &gone, err);
+        if (r == -ENOENT)   /* not a node the harness made */
+            r = 0;
+    }
+    if (gone)
+        json_object_del(gone, "id");   /* already in node.id */
+    if (r == 0 && (json_object_set_new(result, "deprovisioned",
+                                       json_boolean(gone != NULL)) ||
+                   (gone && json_object_update_missing(result, gone))))
+        r = s_oom(err);
+    cli_target_clear(&t);
+    if (r < 0)
+        return r;
+    *ret_result = TAKE_PTR(result);
+    return 0;
+}
+
+int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                       cairn_error_t *err)
+{
+    Cairn__Clusterd__StatusRequest sreq = CAIRN__CLUSTERD__STATUS_REQUEST__INIT;
+    Cairn__Clusterd__LeaveRequest lreq = CAIRN__CLUSTERD__LEAVE_REQUEST__INIT;
+    Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
+    Cairn__Clusterd__Reply *reply = NULL;
+    cli_target_t t = { 0 };
+    uint32_t id = 0;
+    cli_args_t a;
+    int r;
+
+    r = cli_parse_args("node leave", cli_no_options, argc, argv, 0, &a, err);
+    if (r < 0)
+        return r;
+    if (ctx->endpoint) {   /* who is there? the answer names the node */
+        req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_STATUS;
+        req.status = &sreq;
+        r = s_request(ctx, "status", &req,
+                      CAIRN__CLUSTERD__REPLY__MSG_STATUS_REPLY, 0, &t, &reply,
+                      err);
+        if (r < 0)
+            return r;
+        id = reply->status_reply->node_id;
+        protobuf_c_message_free_unpacked(&reply->base, NULL);
+        cli_target_clear(&t);
+    }
+    req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_LEAVE;
+    req.leave = &lreq;
+    r = s_request(ctx, "node leave", &req,
+                  CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY, 0, &t, &reply, err);
+    if (r < 0)
+        return r;
+    protobuf_c_message_free_unpacked(&reply->base, NULL);
+    if (t.node_id)
+        id = t.node_id;
+    cli_target_clear(&t);
+    *ret_result = json_pack("{s:I, s:b}", "node", (json_int_t)id, "left", 1);
+    return *ret_result ? 0 : s_oom(err);
 }

@@ -182,31 +182,6 @@ static int s_rm_rf(const char *path)
     return 0;
 }
 
-/* The run base: explicit, $CAIRN_RUN_BASE, /run/cairn (root), else
- * ${XDG_RUNTIME_DIR:-/tmp}/cairn. */
-static int s_run_base(const char *explicit_base, char *out, size_t size, cairn_error_t *err)
-{
-    const char *env = getenv("CAIRN_RUN_BASE");
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    int n;
-    if (explicit_base && *explicit_base)
-        n = snprintf(out, size, "%s", explicit_base);
-    else if (env && *env)
-        n = snprintf(out, size, "%s", env);
-    else if (geteuid() == 0)
-        n = snprintf(out, size, "%s", CAIRN_DEFAULT_RUN_BASE);
-    else
-        n = snprintf(out, size, "%s/cairn", xdg && *xdg ? xdg : "/tmp");
-    if (n < 0 || (size_t) n >= size)
-        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT, "run base too long");
-    if (out[0] != '/')
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "run base '%s' is not an absolute path", out);
-    while (n > 1 && out[n - 1] == '/')
-        out[--n] = '\0';
-    return 0;
-}
-
 /* Takes the up/down lock; returns the fd to close, or -errno. */
 static int s_lock(const char *run_base, cairn_error_t *err)
 {
@@ -1083,35 +1058,51 @@ static void s_child_daemon(const json_t *node, const char *bin, const char *conf
     unsetenv("CAIRN_CLUSTER_TEST_PAUSE");
     snprintf(id, sizeof(id), "%lld", json_integer_value(json_object_get(node, "id")));
     close_range(3, ~0u, 0);
-    execl(bin, bin, "--config", config, "--node", id, (char *) NULL);
+    if (json_is_true(json_object_get(node, "hotplug")))
+        /* not in the description: the node says who it is */
+        execl(bin, bin, "--config", config, "--node-id", id, "--address",
+              s_jstr(node, "address"), "--name", s_jstr(node, "name"), "--appliance",
+              s_jstr(node, "appliance"), (char *) NULL);
+    else
+        execl(bin, bin, "--config", config, "--node", id, (char *) NULL);
     dprintf(2, "cairn cluster up: exec %s: %m\n", bin);
     _exit(127);
 }
 
-/* Forks every daemon of every node; pids go into the state. */
+/* Forks every daemon of one node; pids go into the node's services. */
+static int s_spawn_node(json_t *node, const char *config, cairn_error_t *err)
+{
+    size_t j;
+    json_t *svc;
+    json_array_foreach(json_object_get(node, "services"), j, svc) {
+        char log[PATH_MAX + 64], sock[PATH_MAX + 64];
+        const char *rundir = s_jstr(node, "rundir"), *name = s_jstr(svc, "name");
+        snprintf(log, sizeof(log), "%s/%s.log", rundir, name);
+        snprintf(sock, sizeof(sock), "%s/%s.sock", rundir, name);
+        unlink(sock);
+        pid_t pid = fork();
+        if (pid < 0)
+            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "fork: %m");
+        if (pid == 0)
+            s_child_daemon(node, s_jstr(svc, "binary"), config, log);
+        char state;
+        unsigned long long start = 0;
+        s_proc_stat(pid, &state, &start);
+        json_object_set_new(svc, "pid", json_integer(pid));
+        json_object_set_new(svc, "start_time", json_integer((json_int_t) start));
+    }
+    return 0;
+}
+
+/* Forks every daemon of every node. */
 static int s_spawn_all(json_t *st, cairn_error_t *err)
 {
-    size_t i, j;
-    json_t *node, *svc;
-    const char *config = s_jstr(st, "config");
+    size_t i;
+    json_t *node;
     json_array_foreach(json_object_get(st, "nodes"), i, node) {
-        json_array_foreach(json_object_get(node, "services"), j, svc) {
-            char log[PATH_MAX + 64], sock[PATH_MAX + 64];
-            const char *rundir = s_jstr(node, "rundir"), *name = s_jstr(svc, "name");
-            snprintf(log, sizeof(log), "%s/%s.log", rundir, name);
-            snprintf(sock, sizeof(sock), "%s/%s.sock", rundir, name);
-            unlink(sock);
-            pid_t pid = fork();
-            if (pid < 0)
-                return cairn_error_set(err, -errno, CAIRN_SYSTEM, "fork: %m");
-            if (pid == 0)
-                s_child_daemon(node, s_jstr(svc, "binary"), config, log);
-            char state;
-            unsigned long long start = 0;
-            s_proc_stat(pid, &state, &start);
-            json_object_set_new(svc, "pid", json_integer(pid));
-            json_object_set_new(svc, "start_time", json_integer((json_int_t) start));
-        }
+        int r = s_spawn_node(node, s_jstr(st, "config"), err);
+        if (r < 0)
+            return r;
     }
     return 0;
 }
@@ -1174,8 +1165,9 @@ static int s_check_daemon(const json_t *node, const json_t *svc, cairn_error_t *
     return stat(path, &st) == 0 && S_ISSOCK(st.st_mode) ? 1 : 0;
 }
 
-/* Polls every daemon together until all serve, one dies, or the deadline. */
-static int s_wait_ready(const json_t *st, int timeout_ms, cairn_error_t *err)
+/* Polls every daemon of `nodes` together until all serve, one dies, or the
+ * deadline. */
+static int s_wait_ready(const json_t *nodes, int timeout_ms, cairn_error_t *err)
 {
     int64_t deadline = s_now_ms() + timeout_ms;
     for (;;) {
@@ -1183,7 +1175,7 @@ static int s_wait_ready(const json_t *st, int timeout_ms, cairn_error_t *err)
         json_t *node, *svc;
         const char *late = NULL;
         long long late_id = 0;
-        json_array_foreach(json_object_get(st, "nodes"), i, node) {
+        json_array_foreach(nodes, i, node) {
             json_array_foreach(json_object_get(node, "services"), j, svc) {
                 int r = s_check_daemon(node, svc, err);
                 if (r < 0)
@@ -1421,8 +1413,8 @@ static bool s_cmdline_has_config(const char *argv, size_t len, const char *confi
     return false;
 }
 
-/* One pass over /proc: processes in one of the namespaces or started with
- * the cluster's config. */
+/* One pass over /proc: processes in one of the namespaces or (config not
+ * NULL) started with the cluster's config. */
 static void s_find_procs(const json_t *netns, const char *config, s_pids_t *pids)
 {
     struct stat nst[LOCALCLUSTER_MAX_NODES + 8];
@@ -1445,7 +1437,7 @@ static void s_find_procs(const json_t *netns, const char *config, s_pids_t *pids
         for (size_t k = 0; k < nns && !hit && stat(path, &st) == 0; k++)
             hit = st.st_dev == nst[k].st_dev && st.st_ino == nst[k].st_ino;
         snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-        ssize_t n = hit ? 0 : s_read_small(path, argv, sizeof(argv));
+        ssize_t n = hit || !config ? 0 : s_read_small(path, argv, sizeof(argv));
         if (hit || (n > 0 && s_cmdline_has_config(argv, (size_t) n, config)))
             s_pids_add(pids, atoi(e->d_name));
     }
@@ -1589,7 +1581,7 @@ static int s_build(json_t *st, const localcluster_opts_t *o, const char *run_bas
     int r2 = s_state_save(st, s_jstr(st, "run_dir"), r ? NULL : err);
     r = r ? r : r2;
     s_test_pause("spawn");
-    r = r ? r : s_wait_ready(st, o->start_timeout_ms > 0 ? o->start_timeout_ms
+    r = r ? r : s_wait_ready(json_object_get(st, "nodes"), o->start_timeout_ms > 0 ? o->start_timeout_ms
                                                           : LOCALCLUSTER_DEFAULT_START_MS, err);
     if (r == 0 && netns)
         s_check_traffic(st);
@@ -1677,6 +1669,320 @@ static int s_up_locked(const localcluster_opts_t *o, const char *name, const cha
     return 0;
 }
 
+/* ---- hotplug (cairn node add|remove) ------------------------------------- */
+
+/* The node of st with that id, and its index; NULL if none. */
+static json_t *s_state_node(const json_t *st, unsigned id, size_t *ret_index)
+{
+    size_t i;
+    json_t *node;
+    json_array_foreach(json_object_get(st, "nodes"), i, node) {
+        if (json_integer_value(json_object_get(node, "id")) == (json_int_t) id) {
+            if (ret_index)
+                *ret_index = i;
+            return node;
+        }
+    }
+    return NULL;
+}
+
+/* The first running daemon pid of node, 0 if none runs. */
+static pid_t s_node_running(const json_t *node)
+{
+    size_t j;
+    json_t *svc;
+    json_array_foreach(json_object_get(node, "services"), j, svc) {
+        pid_t pid = (pid_t) json_integer_value(json_object_get(svc, "pid"));
+        unsigned long long start =
+            (unsigned long long) json_integer_value(json_object_get(svc, "start_time"));
+        if (pid > 0 && start > 0 && s_pid_alive(pid, start))
+            return pid;
+    }
+    return 0;
+}
+
+/* Third byte of the netns subnet "10.77.<c>.0/24", -1 in loopback mode. */
+static int s_subnet_c(const json_t *st)
+{
+    const char *subnet = s_jstr(st, "subnet");
+    return subnet && strncmp(subnet, "10.77.", 6) == 0 ? atoi(subnet + 6) : -1;
+}
+
+/* The address node `id` gets: `given` checked against the cluster's
+ * network, else the subnet's .<id> (netns) or 127.0.0.<id> (loopback). */
+static int s_hotplug_address(const json_t *st, unsigned id, const char *given, char *out,
+                             size_t size, cairn_error_t *err)
+{
+    const char *name = s_jstr(st, "cluster");
+    int c = s_subnet_c(st);
+    struct in_addr in;
+    if (!given) {
+        if (id < 1 || id > (c >= 0 ? 253u : 254u))
+            return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                                   "--address is required for node id %u: the default address "
+                                   "%s.<id> of local cluster %s exists only for ids 1..%u", id,
+                                   c >= 0 ? "10.77.<c>" : "127.0.0", name, c >= 0 ? 253u : 254u);
+        if (c >= 0)
+            snprintf(out, size, "10.77.%d.%u", c, id);
+        else
+            snprintf(out, size, "127.0.0.%u", id);
+        return 0;
+    }
+    if (inet_pton(AF_INET, given, &in) != 1)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "--address '%s' is not an IPv4 address; local cluster %s uses %s",
+                               given, name, c >= 0 ? s_jstr(st, "subnet") : "127.0.0.0/8");
+    uint32_t a = ntohl(in.s_addr), host = a & 0xff;
+    if (c >= 0 && (a >> 8) != ((10u << 16) | (77u << 8) | (unsigned) c))
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "--address %s is outside local cluster %s's subnet %s", given,
+                               name, s_jstr(st, "subnet"));
+    if (c < 0 && (a >> 24) != 127)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "--address %s is not a loopback address: local cluster %s runs in "
+                               "loopback mode (127.0.0.0/8)", given, name);
+    if (host == 0 || host == 255 || (c >= 0 && host == 254))
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "--address %s is the %s address of local cluster %s's subnet",
+                               given, host == 0 ? "network" : host == 255 ? "broadcast" : "bridge",
+                               name);
+    snprintf(out, size, "%s", given);
+    return 0;
+}
+
+/* Address and conflicts of a node to add to the cluster of st: an id whose
+ * daemons run, or an address another node of the cluster holds. */
+static int s_hotplug_check(const json_t *st, unsigned id, const char *given, char *out,
+                           size_t size, cairn_error_t *err)
+{
+    const char *name = s_jstr(st, "cluster"), *phase = s_jstr(st, "phase");
+    size_t i;
+    json_t *node;
+    if (!phase || strcmp(phase, "running") != 0)
+        return cairn_error_set(err, -EBUSY, CAIRN_FAILED_PRECONDITION,
+                               "local cluster %s is not running (phase '%s'); run `cairn "
+                               "cluster up` first", name, phase ? phase : "?");
+    int r = s_hotplug_address(st, id, given, out, size, err);
+    if (r < 0)
+        return r;
+    json_array_foreach(json_object_get(st, "nodes"), i, node) {
+        unsigned k = (unsigned) json_integer_value(json_object_get(node, "id"));
+        pid_t pid = s_node_running(node);
+        if (k == id && pid)
+            return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                                   "node %u of local cluster %s already runs (pid %d)", id, name,
+                                   (int) pid);
+        if (k != id && strcmp(s_jstr(node, "address"), out) == 0)
+            return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                                   "address %s is already used by node %u of local cluster %s",
+                                   out, k, name);
+    }
+    return 0;
+}
+
+/* Stops node's daemons (waiting up to wait_ms for them to exit by
+ * themselves first) and removes its link, namespace, cgroups and run dir.
+ * report gets what was done. */
+static int s_node_teardown(const json_t *node, int wait_ms, json_t *report, cairn_error_t *err)
+{
+    s_pids_t pids = { 0 };
+    size_t j;
+    json_t *svc, *v;
+    const char *ns = s_jstr(node, "netns"), *veth = s_jstr(node, "veth");
+    char path[PATH_MAX];
+    json_array_foreach(json_object_get(node, "services"), j, svc) {
+        pid_t pid = (pid_t) json_integer_value(json_object_get(svc, "pid"));
+        unsigned long long start =
+            (unsigned long long) json_integer_value(json_object_get(svc, "start_time"));
+        if (pid > 0 && start > 0 && s_pid_alive(pid, start))
+            s_pids_add(&pids, pid);
+    }
+    json_t *nss = ns ? json_pack("[s]", ns) : NULL;
+    if (nss)
+        s_find_procs(nss, NULL, &pids);
+    json_decref(nss);
+    size_t running = s_wait_gone(&pids, 0);
+    size_t left = running ? s_wait_gone(&pids, wait_ms) : 0;
+    size_t killed = left ? s_kill_all(&pids) : 0;
+    s_pids_free(&pids);
+    json_object_set_new(report, "processes_exited", json_integer((json_int_t) (running - left)));
+    json_object_set_new(report, "processes_killed", json_integer((json_int_t) killed));
+    s_buf_t b = { 0 };
+    int r = 0;
+    if (veth && if_nametoindex(veth) > 0)
+        r = s_buf_add(&b, "link del %s\n", veth);
+    snprintf(path, sizeof(path), S_NETNS_DIR "/%s", ns ? ns : "");
+    if (r == 0 && ns && s_exists(path))
+        r = s_buf_add(&b, "netns del %s\n", ns);
+    if (r < 0)
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    else if (b.len > 0)
+        r = s_ip_run(NULL, "host", b.s, err);
+    free(b.s);
+    json_array_foreach(json_object_get(node, "cgroup_paths"), j, v) {
+        const char *dir = json_string_value(v);
+        int64_t deadline = s_now_ms() + 1000;
+        while (r == 0 && rmdir(dir) < 0 && errno != ENOENT) {
+            if (errno != EBUSY || s_now_ms() >= deadline)
+                r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "rmdir %s: %m", dir);
+            else
+                s_sleep_ms(10);
+        }
+    }
+    if (r == 0 && s_rm_rf(s_jstr(node, "rundir")) < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot remove %s: %m",
+                            s_jstr(node, "rundir"));
+    return r;
+}
+
+/* The per-node limits a new node gets: those of the cluster's first node. */
+static void s_hotplug_limits(const json_t *st, localcluster_opts_t *o)
+{
+    const json_t *first = json_array_get(json_object_get(st, "nodes"), 0);
+    localcluster_opts_init(o);
+    if (json_is_number(json_object_get(first, "cpus")))
+        o->cpus = json_number_value(json_object_get(first, "cpus"));
+    if (json_is_integer(json_object_get(first, "mem_bytes")))
+        o->mem_bytes = (uint64_t) json_integer_value(json_object_get(first, "mem_bytes"));
+}
+
+/* The network of one new node: its namespace and veth on the bridge, then
+ * its address inside. */
+static int s_hotplug_net(const json_t *st, const json_t *node, cairn_error_t *err)
+{
+    const char *ns = s_jstr(node, "netns"), *veth = s_jstr(node, "veth");
+    s_buf_t host = { 0 }, in = { 0 };
+    int r = s_buf_add(&host, "netns add %s\nlink add %s type veth peer name eth0 netns %s\n"
+                             "link set %s master %s up\n", ns, veth, ns, veth,
+                      s_jstr(st, "bridge"));
+    r = r ? r : s_buf_add(&in, "link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n",
+                          s_jstr(node, "address"));
+    if (r < 0)
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    r = r ? r : s_ip_run(NULL, "host", host.s, err);
+    r = r ? r : s_ip_run(ns, ns, in.s, err);
+    free(host.s);
+    free(in.s);
+    return r;
+}
+
+/* Plans, records, creates and starts node `spec` in the cluster of st. */
+static int s_hotplug_build(json_t *st, const localcluster_node_t *spec, const char *address,
+                           json_t **ret_node, cairn_error_t *err)
+{
+    const char *cgv = s_jstr(st, "cgroup");
+    s_cg_t cg = !cgv ? S_CG_NONE : strcmp(cgv, "v2") == 0 ? S_CG_V2 : S_CG_V1;
+    bool netns = strcmp(s_jstr(st, "mode"), "netns") == 0;
+    localcluster_opts_t o;
+    json_t *services = NULL;
+    s_hotplug_limits(st, &o);
+    int r = s_plan_services(&services, err);
+    if (r < 0)
+        return r;
+    json_t *node = s_plan_node(st, &o, spec->id, cg, netns ? s_subnet_c(st) : -1, services);
+    json_decref(services);
+    if (!node)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    json_object_set_new(node, "address", json_string(address));
+    json_object_set_new(node, "name", json_string(spec->name));
+    json_object_set_new(node, "appliance", json_string(spec->appliance));
+    json_object_set_new(node, "hotplug", json_true());
+    json_array_append_new(json_object_get(st, "nodes"), node);   /* st owns it */
+    size_t len = strlen(s_jstr(node, "rundir")) + strlen("/kernetd.pub.sock");
+    if (len >= S_SUN_PATH_MAX)
+        r = cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
+                            "run dir %s is too long for a unix socket path (%zu >= %d bytes)",
+                            s_jstr(node, "rundir"), len, S_SUN_PATH_MAX);
+    r = r ? r : s_mkdir_p(s_jstr(node, "rundir"), err);
+    r = r ? r : s_state_save(st, s_jstr(st, "run_dir"), err);   /* intent first */
+    r = r || !netns ? r : s_hotplug_net(st, node, err);
+    r = r || cg == S_CG_NONE ? r
+                             : s_cg_create(cg, s_jstr(st, "cluster"), spec->id, o.cpus,
+                                           o.mem_bytes, err);
+    r = r ? r : s_spawn_node(node, s_jstr(st, "config"), err);
+    int r2 = s_state_save(st, s_jstr(st, "run_dir"), r ? NULL : err);
+    r = r ? r : r2;
+    json_t *one = json_pack("[O]", node);
+    r = r ? r : one ? s_wait_ready(one, spec->start_timeout_ms > 0 ? spec->start_timeout_ms
+                                                                   : LOCALCLUSTER_DEFAULT_START_MS,
+                                   err)
+                    : cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    json_decref(one);
+    *ret_node = node;
+    return r;
+}
+
+/* Drops node `id` from st's nodes and saves st. */
+static int s_state_drop(json_t *st, unsigned id, cairn_error_t *err)
+{
+    size_t index;
+    if (s_state_node(st, id, &index))
+        json_array_remove(json_object_get(st, "nodes"), index);
+    return s_state_save(st, s_jstr(st, "run_dir"), err);
+}
+
+static int s_node_add_locked(const char *dir, const localcluster_node_t *spec,
+                             json_t **ret_result, cairn_error_t *err)
+{
+    char address[64];
+    json_t *st = s_state_load(dir), *node = NULL, *old;
+    if (!st)
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND,
+                               "no local cluster at %s (no state.json)", dir);
+    int r = s_hotplug_check(st, spec->id, spec->address, address, sizeof(address), err);
+    json_t *report = json_object();
+    if (r == 0 && !report)
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    /* leftovers of an earlier life of this id (it left, its daemons are gone) */
+    if (r == 0 && (old = s_state_node(st, spec->id, NULL)) &&
+        (r = s_node_teardown(old, 0, report, err)) == 0)
+        r = s_state_drop(st, spec->id, err);
+    if (r == 0 && (r = s_hotplug_build(st, spec, address, &node, err)) < 0 && node) {
+        cairn_error_t e2;
+        s_node_teardown(node, 0, report, &e2);   /* undo; the first error is reported */
+        s_state_drop(st, spec->id, &e2);
+    }
+    if (r == 0) {
+        json_t *one = json_pack("{s:[O]}", "nodes", node);
+        s_state_refresh(one, NULL);
+        json_decref(one);
+        *ret_result = json_deep_copy(node);
+        if (!*ret_result)
+            r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    }
+    json_decref(report);
+    json_decref(st);
+    return r;
+}
+
+static int s_node_remove_locked(const char *dir, unsigned id, int wait_ms,
+                                json_t **ret_result, cairn_error_t *err)
+{
+    json_t *st = s_state_load(dir), *node;
+    if (!st)
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND,
+                               "no local cluster at %s (no state.json)", dir);
+    if (!(node = s_state_node(st, id, NULL))) {
+        json_decref(st);
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND,
+                               "node %u is not a node of local cluster %s (%s/state.json)", id,
+                               s_jstr(st, "cluster"), dir);
+    }
+    json_t *report = json_pack("{s:I, s:O, s:O, s:s}", "id", (json_int_t) id, "netns",
+                               json_object_get(node, "netns"), "veth",
+                               json_object_get(node, "veth"), "rundir", s_jstr(node, "rundir"));
+    int r = report ? s_node_teardown(node, wait_ms, report, err)
+                   : cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    r = r ? r : s_state_drop(st, id, err);
+    json_decref(st);
+    if (r < 0) {
+        json_decref(report);
+        return r;
+    }
+    *ret_result = report;
+    return 0;
+}
+
 /* ---- public ------------------------------------------------------------- */
 
 void localcluster_opts_init(localcluster_opts_t *opts)
@@ -1695,7 +2001,7 @@ static int s_target(const char *name, const char *run_base, const char **ret_nam
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "cluster name '%s' must match [a-z0-9]{1,8}", name);
     *ret_name = name;
-    return s_run_base(run_base, base, size, err);
+    return cli_run_base(run_base, base, size, err);
 }
 
 int localcluster_up(const localcluster_opts_t *opts, json_t **ret_result, cairn_error_t *err)
@@ -1757,6 +2063,77 @@ int localcluster_status(const char *name, const char *run_base, json_t **ret_res
     json_object_set_new(st, "services_total", json_integer((json_int_t) total));
     *ret_result = st;
     return 0;
+}
+
+bool localcluster_exists(const char *name, const char *run_base)
+{
+    char base[S_BASE_MAX], path[PATH_MAX + 32];
+    if (!name || !s_valid_name(name) || cli_run_base(run_base, base, sizeof(base), NULL) < 0)
+        return false;
+    snprintf(path, sizeof(path), "%s/%s/state.json", base, name);
+    return s_exists(path);
+}
+
+int localcluster_node_prepare(const char *name, const char *run_base, unsigned id,
+                              const char *address, char *out, size_t size, cairn_error_t *err)
+{
+    char base[S_BASE_MAX], dir[PATH_MAX + 16];
+    if (!name || !s_valid_name(name))
+        return 0;   /* the harness never made a cluster of that name */
+    int r = cli_run_base(run_base, base, sizeof(base), err);
+    if (r < 0)
+        return r;
+    snprintf(dir, sizeof(dir), "%s/%s", base, name);
+    json_t *st = s_state_load(dir);
+    if (!st)
+        return 0;
+    r = s_hotplug_check(st, id, address, out, size, err);
+    json_decref(st);
+    return r < 0 ? r : 1;
+}
+
+int localcluster_node_add(const char *name, const char *run_base,
+                          const localcluster_node_t *node, json_t **ret_result,
+                          cairn_error_t *err)
+{
+    char base[S_BASE_MAX], dir[PATH_MAX + 16];
+    json_t *res = NULL;
+    if (!node || !node->name || !node->appliance || !ret_result)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "node (with name and appliance) and ret_result are required");
+    int r = s_target(name, run_base, &name, base, sizeof(base), err);
+    if (r < 0)
+        return r;
+    int lock = s_lock(base, err);
+    if (lock < 0)
+        return lock;
+    snprintf(dir, sizeof(dir), "%s/%s", base, name);
+    r = s_node_add_locked(dir, node, &res, err);
+    close(lock);
+    if (r == 0)
+        *ret_result = res;
+    return r;
+}
+
+int localcluster_node_remove(const char *name, const char *run_base, unsigned id, int wait_ms,
+                             json_t **ret_result, cairn_error_t *err)
+{
+    char base[S_BASE_MAX], dir[PATH_MAX + 16];
+    json_t *res = NULL;
+    int r = s_target(name, run_base, &name, base, sizeof(base), err);
+    if (r < 0)
+        return r;
+    if (!ret_result)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "ret_result is required");
+    int lock = s_lock(base, err);
+    if (lock < 0)
+        return lock;
+    snprintf(dir, sizeof(dir), "%s/%s", base, name);
+    r = s_node_remove_locked(dir, id, wait_ms, &res, err);
+    close(lock);
+    if (r == 0)
+        *ret_result = res;
+    return r;
 }
 
 int localcluster_parse_size(const char *option, const char *value, uint64_t *ret,

@@ -65,6 +65,52 @@ int localcluster_down(const char *name, const char *run_base,
 int localcluster_status(const char *name, const char *run_base,
                         json_t **ret_result, cairn_error_t *err);
 
+/* Hotplug, behind `cairn node add|remove` (cmd-node.c) on a cluster made by
+ * up(): one more node, or one less, in a running cluster. */
+typedef struct localcluster_node {
+    unsigned id;            /* 1..255 */
+    const char *address;    /* NULL = the subnet's .<id> (127.0.0.<id> in loopback) */
+    const char *name;       /* as clusterd admitted it */
+    const char *appliance;  /* as clusterd admitted it */
+    int start_timeout_ms;   /* <= 0: LOCALCLUSTER_DEFAULT_START_MS */
+} localcluster_node_t;
+
+/* True if cluster `name` under run_base (NULL = default) was made by up():
+ * its state.json exists. */
+bool localcluster_exists(const char *name, const char *run_base);
+
+/* Whether cluster `name` under run_base (NULL = default) was made by up()
+ * (its state.json exists): 0 no (nothing checked), 1 yes with the address
+ * node `id` will get in out (`address` checked: IPv4 inside the cluster's
+ * subnet, not its network, bridge or broadcast address -- else code usage;
+ * the default is the subnet's .<id>). Also refuses (already-exists) an id
+ * whose daemons run and an address another node of the cluster holds, and
+ * (failed-precondition) a cluster that is not running. */
+int localcluster_node_prepare(const char *name, const char *run_base, unsigned id,
+                              const char *address, char *out, size_t size,
+                              cairn_error_t *err);
+
+/* Provisions node spec in the running cluster: records it in state.json
+ * ("hotplug": true) before creating anything, then its netns, veth on the
+ * bridge, cgroup (the first node's limits) and run dir, and starts each
+ * daemon with `--config <cluster.xml> --node-id N --address A --name NAME
+ * --appliance APP`; returns when every daemon serves its ipc socket, with
+ * *ret_result the node's state entry. Leftovers of an earlier node with
+ * that id whose daemons are gone are removed first. On failure what was
+ * made for the node is undone. `cluster down` removes a hotplugged node like
+ * any other, with or without state. */
+int localcluster_node_add(const char *name, const char *run_base,
+                          const localcluster_node_t *spec, json_t **ret_result,
+                          cairn_error_t *err);
+
+/* Waits up to wait_ms for node id's daemons to exit by themselves, stops
+ * the rest (SIGTERM, then SIGKILL), removes its veth, netns, cgroups and run
+ * dir and drops it from state.json. *ret_result: {"id","netns","veth",
+ * "rundir","processes_exited","processes_killed"}. -ENOENT (not-found) if
+ * the cluster has no such node. */
+int localcluster_node_remove(const char *name, const char *run_base, unsigned id,
+                             int wait_ms, json_t **ret_result, cairn_error_t *err);
+
 /* Parses "512M", "1G", "65536", "64K" (binary multiples) into bytes.
  * 0 or -EINVAL (code usage, message naming `option`). */
 int localcluster_parse_size(const char *option, const char *value,

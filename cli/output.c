@@ -15,7 +15,8 @@
 #include "cli.h"
 #include "output.h"
 
-static int s_finish(FILE *out, int r) {
+static int s_finish(FILE *out, int r)
+{
     if (r == 0 && fputc('\n', out) == EOF)
         r = -1;
     if (fflush(out) == EOF)
@@ -23,7 +24,8 @@ static int s_finish(FILE *out, int r) {
     return r < 0 ? -(errno ? errno : EIO) : 0;
 }
 
-int cli_print_json(FILE *out, const json_t *doc) {
+int cli_print_json(FILE *out, const json_t *doc)
+{
     size_t flags = JSON_COMPACT;
 
     if (isatty(fileno(out)))
@@ -32,12 +34,14 @@ int cli_print_json(FILE *out, const json_t *doc) {
     return s_finish(out, json_dumpf(doc, out, flags | JSON_ENCODE_ANY));
 }
 
-int cli_print_json_line(FILE *out, const json_t *doc) {
+int cli_print_json_line(FILE *out, const json_t *doc)
+{
     errno = 0;
     return s_finish(out, json_dumpf(doc, out, JSON_COMPACT | JSON_ENCODE_ANY));
 }
 
-json_t *cli_error_json(const cairn_error_t *err) {
+json_t *cli_error_json(const cairn_error_t *err)
+{
     json_t *e = json_pack("{s:s, s:s}", "code", cairn_code_name(err->code),
                           "message", err->message);
 
@@ -52,7 +56,8 @@ json_t *cli_error_json(const cairn_error_t *err) {
     return e;
 }
 
-void cli_print_error(FILE *out, const cairn_error_t *err) {
+void cli_print_error(FILE *out, const cairn_error_t *err)
+{
     _cleanup_json_ json_t *doc = json_pack("{s:o*}", "error",
                                            cli_error_json(err));
 
@@ -63,7 +68,8 @@ void cli_print_error(FILE *out, const cairn_error_t *err) {
                      "memory\"}}\n");
 }
 
-int cli_exit_code(int r, const cairn_error_t *err) {
+int cli_exit_code(int r, const cairn_error_t *err)
+{
     if (r >= 0)
         return CLI_EXIT_OK;
     if (r == -EREMOTEIO)
@@ -86,7 +92,8 @@ typedef struct s_grid {
 
 /* Text of a scalar JSON value; caller frees. Arrays of scalars joined with
  * ",", null as "-". */
-static char *s_cell_text(const json_t *v) {
+static char *s_cell_text(const json_t *v)
+{
     char *s = NULL;
 
     if (json_is_string(v))
@@ -111,7 +118,8 @@ static char *s_cell_text(const json_t *v) {
     return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
-static int s_grid_add(s_grid_t *g, const char *const *cells) {
+static int s_grid_add(s_grid_t *g, const char *const *cells)
+{
     json_t *row = json_array();
 
     if (!row)
@@ -123,7 +131,8 @@ static int s_grid_add(s_grid_t *g, const char *const *cells) {
 
 /* Prints the grid: cells padded to their column's widest, two spaces
  * between columns, no trailing spaces. */
-static int s_grid_print(FILE *out, const s_grid_t *g) {
+static int s_grid_print(FILE *out, const s_grid_t *g)
+{
     size_t width[16] = { 0 }, i, c;
     json_t *row;
 
@@ -150,7 +159,8 @@ static int s_grid_print(FILE *out, const s_grid_t *g) {
 
 /* Adds one KEY VALUE row per scalar of obj, prefixing nested keys. */
 static int s_grid_add_object(s_grid_t *g, const char *prefix,
-                             const json_t *obj) {
+                             const json_t *obj)
+{
     const char *key;
     json_t *v;
 
@@ -178,7 +188,8 @@ static int s_grid_add_object(s_grid_t *g, const char *prefix,
     return 0;
 }
 
-int cli_table_object(FILE *out, const json_t *result) {
+int cli_table_object(FILE *out, const json_t *result)
+{
     _cleanup_json_ json_t *rows = json_array();
     s_grid_t g = { .rows = rows, .cols = 2 };
     int r;
@@ -199,7 +210,8 @@ static const char *const s_node_columns[][2] = {
 };
 #define S_NODE_COLS (sizeof s_node_columns / sizeof s_node_columns[0])
 
-static int s_grid_add_node(s_grid_t *g, const json_t *node, bool self) {
+static int s_grid_add_node(s_grid_t *g, const json_t *node, bool self)
+{
     char *cells[S_NODE_COLS + 1] = { self ? "*" : "" };
     int r = 0;
 
@@ -215,7 +227,8 @@ static int s_grid_add_node(s_grid_t *g, const json_t *node, bool self) {
     return r;
 }
 
-int cli_table_nodes(FILE *out, const json_t *result) {
+int cli_table_nodes(FILE *out, const json_t *result)
+{
     _cleanup_json_ json_t *rows = json_array();
     s_grid_t g = { .rows = rows, .cols = S_NODE_COLS + 1 };
     const char *header[S_NODE_COLS + 1] = { "" };

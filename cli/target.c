@@ -14,6 +14,7 @@
  * succeeds or is still pending leaves the verdict to the request itself.
  */
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <string.h>
@@ -27,13 +28,15 @@
 #define S_SYSTEM_DESCRIPTION "/etc/cairn/cluster.xml"
 
 /* Non-empty environment variable, or NULL. */
-static const char *s_env(const char *name) {
+static const char *s_env(const char *name)
+{
     const char *v = getenv(name);
 
     return v && *v ? v : NULL;
 }
 
-static bool s_exists(const char *path) {
+static bool s_exists(const char *path)
+{
     struct stat st;
 
     /* A file we may not stat (EACCES) exists: let the loader say why. */
@@ -45,12 +48,41 @@ static const char s_how[] =
     "--cluster/CAIRN_CLUSTER and --run-base/CAIRN_RUN_BASE, or give "
     "--endpoint URI";
 
+int cli_run_base(const char *explicit_base, char *out, size_t size,
+                 cairn_error_t *err)
+{
+    const char *env = s_env("CAIRN_RUN_BASE"), *xdg = s_env("XDG_RUNTIME_DIR");
+    int n;
+
+    if (explicit_base && *explicit_base)
+        n = snprintf(out, size, "%s", explicit_base);
+    else if (env)
+        n = snprintf(out, size, "%s", env);
+    else if (geteuid() == 0)
+        n = snprintf(out, size, "%s", CAIRN_DEFAULT_RUN_BASE);
+    else
+        n = snprintf(out, size, "%s/cairn", xdg ? xdg : "/tmp");
+    if (n < 0 || (size_t)n >= size)
+        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
+                               "run base too long (at most %zu bytes)",
+                               size - 1);
+    if (out[0] != '/')
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "run base '%s' is not an absolute path", out);
+    while (n > 1 && out[n - 1] == '/')
+        out[--n] = '\0';
+    return 0;
+}
+
 /* The description path by the order of target.h; *ret_path is malloc'ed. */
 static int s_find_description(const cli_ctx *ctx, char **ret_path,
-                              cairn_error_t *err) {
+                              cairn_error_t *err)
+{
     const char *given = ctx->config ? ctx->config : s_env("CAIRN_CONFIG");
-    const char *run_base, *cluster;
+    const char *cluster;
     _cleanup_free_ char *local = NULL;
+    char run_base[PATH_MAX];
+    int r;
 
     if (given) {
         if (!s_exists(given))
@@ -61,10 +93,11 @@ static int s_find_description(const cli_ctx *ctx, char **ret_path,
         *ret_path = strdup(given);
         return *ret_path ? 0 : -ENOMEM;
     }
-    run_base = ctx->run_base ? ctx->run_base : s_env("CAIRN_RUN_BASE");
+    r = cli_run_base(ctx->run_base, run_base, sizeof run_base, err);
+    if (r < 0)
+        return r;
     cluster = ctx->cluster ? ctx->cluster : s_env("CAIRN_CLUSTER");
-    if (asprintf(&local, "%s/%s/cluster.xml",
-                 run_base ? run_base : CAIRN_DEFAULT_RUN_BASE,
+    if (asprintf(&local, "%s/%s/cluster.xml", run_base,
                  cluster ? cluster : "cairn") < 0)
         return -ENOMEM;
     if (s_exists(local)) {
@@ -82,7 +115,8 @@ static int s_find_description(const cli_ctx *ctx, char **ret_path,
 
 int cli_target_load_description(const cli_ctx *ctx,
                                 cairn_description_t **ret,
-                                cairn_error_t *err) {
+                                cairn_error_t *err)
+{
     _cleanup_free_ char *path = NULL;
     int r;
 
@@ -95,7 +129,8 @@ int cli_target_load_description(const cli_ctx *ctx,
 }
 
 /* The socket file behind an ipc:// endpoint exists. */
-static bool s_socket_exists(const char *ipc) {
+static bool s_socket_exists(const char *ipc)
+{
     struct stat st;
 
     return strncmp(ipc, "ipc://", 6) == 0 && stat(ipc + 6, &st) == 0 &&
@@ -104,7 +139,8 @@ static bool s_socket_exists(const char *ipc) {
 
 static bool s_node_has_socket(const cairn_description_t *d,
                               const cairn_node_desc_t *node,
-                              const char *service) {
+                              const char *service)
+{
     _cleanup_free_ char *ipc = cairn_description_ipc_endpoint(d, node, service);
 
     return ipc && s_socket_exists(ipc);
@@ -113,8 +149,9 @@ static bool s_node_has_socket(const cairn_description_t *d,
 /* The node to ask: named, else first with a live socket, else first running
  * the service, else the first. */
 static int s_pick_node(const cli_ctx *ctx, const cairn_description_t *d,
-                       const char *service, const cairn_node_desc_t **ret,
-                       cairn_error_t *err) {
+                       const char *service, uint32_t avoid,
+                       const cairn_node_desc_t **ret, cairn_error_t *err)
+{
     const char *named = ctx->node ? ctx->node : s_env("CAIRN_NODE");
     const cairn_node_desc_t *first = NULL;
 
@@ -125,12 +162,17 @@ static int s_pick_node(const cli_ctx *ctx, const cairn_description_t *d,
                                    "%s '%s': no node with that id or name in %s",
                                    ctx->node ? "--node" : "CAIRN_NODE", named,
                                    cairn_description_path(d));
+        if (avoid && (*ret)->id == avoid)
+            return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                                   "%s '%s' is node %u itself: ask another "
+                                   "node", ctx->node ? "--node" : "CAIRN_NODE",
+                                   named, avoid);
         return 0;
     }
     for (size_t i = 0; i < cairn_description_n_nodes(d); i++) {
         const cairn_node_desc_t *n = cairn_description_node(d, i);
 
-        if (!cairn_description_node_runs(d, n, service))
+        if (!cairn_description_node_runs(d, n, service) || n->id == avoid)
             continue;
         if (s_node_has_socket(d, n, service)) {
             *ret = n;
@@ -146,7 +188,8 @@ static int s_pick_node(const cli_ctx *ctx, const cairn_description_t *d,
 /* -ECONNREFUSED (or another definite connect error) when nobody listens at
  * address:port, 0 when connected or still trying after wait_ms, or when the
  * address is not a numeric one we can probe. */
-static int s_tcp_probe(const char *address, uint16_t port, int wait_ms) {
+static int s_tcp_probe(const char *address, uint16_t port, int wait_ms)
+{
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
     struct addrinfo *ai = NULL;
@@ -177,7 +220,8 @@ static int s_tcp_probe(const char *address, uint16_t port, int wait_ms) {
  * something may listen there. *ret is malloc'ed. */
 static int s_pick_endpoint(const cli_ctx *ctx, const cairn_description_t *d,
                            const cairn_node_desc_t *node, const char *service,
-                           char **ret, cairn_error_t *err) {
+                           char **ret, cairn_error_t *err)
+{
     _cleanup_free_ char *ipc = cairn_description_ipc_endpoint(d, node, service);
     const cairn_service_desc_t *svc = cairn_description_service(d, service);
     int wait_ms = ctx->timeout_ms / 4, r;
@@ -208,9 +252,36 @@ static int s_pick_endpoint(const cli_ctx *ctx, const cairn_description_t *d,
                                       "out of memory");
 }
 
-/* Fills t from the description: node, endpoint, names. */
+/* The PUB endpoint of service on node: ipc when its socket file exists,
+ * else tcp on the pub port; NULL (not an error) if it publishes nothing. */
+static int s_pick_pub_endpoint(const cairn_description_t *d,
+                               const cairn_node_desc_t *node,
+                               const char *service, char **ret,
+                               cairn_error_t *err)
+{
+    const cairn_service_desc_t *svc = cairn_description_service(d, service);
+    _cleanup_free_ char *ipc = NULL;
+    struct stat st;
+
+    *ret = NULL;
+    if (!svc || !svc->pub_port)
+        return 0;
+    if (asprintf(&ipc, "ipc://%s/%s.pub.sock", node->rundir, service) < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    if (stat(ipc + 6, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        *ret = TAKE_PTR(ipc);
+        return 0;
+    }
+    *ret = cairn_description_tcp_endpoint(d, node, service, true);
+    return *ret ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM,
+                                      "out of memory");
+}
+
+/* Fills t from the description: node, endpoints, names. */
 static int s_resolve_described(const cli_ctx *ctx, const char *service,
-                               cli_target_t *t, cairn_error_t *err) {
+                               uint32_t avoid, cli_target_t *t,
+                               cairn_error_t *err)
+{
     cairn_description_t *d = NULL;
     const cairn_node_desc_t *node;
     int r;
@@ -218,32 +289,64 @@ static int s_resolve_described(const cli_ctx *ctx, const char *service,
     r = cli_target_load_description(ctx, &d, err);
     if (r < 0)
         return r;
-    r = s_pick_node(ctx, d, service, &node, err);
+    r = s_pick_node(ctx, d, service, avoid, &node, err);
     if (r == 0)
         r = s_pick_endpoint(ctx, d, node, service, &t->endpoint, err);
+    if (r == 0)
+        r = s_pick_pub_endpoint(d, node, service, &t->pub_endpoint, err);
     if (r == 0) {
         t->node_id = node->id;
         t->node_name = strdup(node->name);
         t->cluster = strdup(cairn_description_cluster(d));
         t->description = strdup(cairn_description_path(d));
-        if (!t->node_name || !t->cluster || !t->description)
+        t->run_base = strdup(cairn_description_run_base(d));
+        if (!t->node_name || !t->cluster || !t->description || !t->run_base)
             r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     }
     cairn_description_free(d);
     return r;
 }
 
+/* With --endpoint ipc://DIR/<service>.sock, the PUB socket beside it,
+ * DIR/<service>.pub.sock; otherwise unknown (NULL). */
+static int s_endpoint_pub(const char *endpoint, const char *service,
+                          char **ret)
+{
+    size_t len = strlen(endpoint), slen = strlen(service);
+    const char *base;
+
+    *ret = NULL;
+    if (strncmp(endpoint, "ipc://", 6) != 0 || len < slen + 6 + 5 ||
+        strcmp(endpoint + len - 5, ".sock") != 0)
+        return 0;
+    base = endpoint + len - 5 - slen;
+    if (strncmp(base, service, slen) != 0 || (base[-1] != '/' && base != endpoint + 6))
+        return 0;
+    return asprintf(ret, "%.*s.pub.sock", (int)(len - 5), endpoint) < 0
+               ? -ENOMEM : 0;
+}
+
 int cli_target_resolve(const cli_ctx *ctx, const char *service,
-                       cli_target_t *ret, cairn_error_t *err) {
+                       cli_target_t *ret, cairn_error_t *err)
+{
+    return cli_target_resolve_other(ctx, service, 0, ret, err);
+}
+
+int cli_target_resolve_other(const cli_ctx *ctx, const char *service,
+                             uint32_t avoid, cli_target_t *ret,
+                             cairn_error_t *err)
+{
     cli_target_t t = { 0 };
     int r;
 
     if (ctx->endpoint) {
         t.endpoint = strdup(ctx->endpoint);
-        r = t.endpoint ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM,
-                                             "out of memory");
+        r = t.endpoint && s_endpoint_pub(ctx->endpoint, service,
+                                         &t.pub_endpoint) == 0
+                ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM,
+                                      "out of memory");
     } else {
-        r = s_resolve_described(ctx, service, &t, err);
+        r = s_resolve_described(ctx, service, avoid, &t, err);
     }
     if (r < 0) {
         cli_target_clear(&t);
@@ -253,10 +356,13 @@ int cli_target_resolve(const cli_ctx *ctx, const char *service,
     return 0;
 }
 
-void cli_target_clear(cli_target_t *t) {
+void cli_target_clear(cli_target_t *t)
+{
     free(t->endpoint);
     free(t->node_name);
     free(t->cluster);
     free(t->description);
+    free(t->run_base);
+    free(t->pub_endpoint);
     memset(t, 0, sizeof *t);
 }

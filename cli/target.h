@@ -3,8 +3,9 @@
  * Resolution order (docs/cli.md, "Target"):
  *   1. --endpoint URI: that endpoint, no description needed;
  *   2. the cluster description: --config FILE, else $CAIRN_CONFIG, else
- *      <run-base>/<cluster>/cluster.xml (run-base = --run-base, $CAIRN_RUN_BASE
- *      or /run/cairn; cluster = --cluster, $CAIRN_CLUSTER or "cairn"), else
+ *      <run-base>/<cluster>/cluster.xml (run-base = cli_run_base(): --run-base,
+ *      $CAIRN_RUN_BASE, /run/cairn as root, else ${XDG_RUNTIME_DIR:-/tmp}/cairn;
+ *      cluster = --cluster, $CAIRN_CLUSTER or "cairn"), else
  *      /etc/cairn/cluster.xml;
  *   3. the node: --node ID|NAME, else $CAIRN_NODE, else the first node (in
  *      document order) running the service whose socket file exists, else
@@ -28,6 +29,11 @@ typedef struct cli_target {
     char *node_name;     /* its name (owned), NULL if unknown */
     char *cluster;       /* cluster name (owned), NULL if unknown */
     char *description;   /* path of the description used (owned), or NULL */
+    char *run_base;      /* the description's run base (owned), or NULL */
+    char *pub_endpoint;  /* the service's PUB endpoint (owned): ipc:// when
+                          * <rundir>/<service>.pub.sock exists, else tcp://
+                          * <address>:<pub-port>; NULL if it publishes nothing
+                          * or is unknown (--endpoint tcp://) */
 } cli_target_t;
 
 /* Finds and loads the cluster description by steps 2 above. On success *ret
@@ -44,6 +50,13 @@ int cli_target_load_description(const cli_ctx *ctx,
  * declared, not run by the node, nobody listening), or a description error. */
 int cli_target_resolve(const cli_ctx *ctx, const char *service,
                        cli_target_t *ret, cairn_error_t *err);
+
+/* Same, but when no node is named the pick skips node `avoid` (0: none),
+ * and naming it is a usage error: for asking a node about another one that
+ * is going away (node remove). */
+int cli_target_resolve_other(const cli_ctx *ctx, const char *service,
+                             uint32_t avoid, cli_target_t *ret,
+                             cairn_error_t *err);
 
 /* Frees what t owns and zeroes it; accepts a zeroed target. */
 void cli_target_clear(cli_target_t *t);

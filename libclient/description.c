@@ -1437,3 +1437,67 @@ int cairn_description_generate(const char *cluster, const char *const *hosts, si
     xmlFreeDoc(doc);
     return r;
 }
+
+/* ---- hotplug ---------------------------------------------------------- */
+
+static int s_check_new_node(const cairn_description_t *d, uint32_t id,
+                            const char *name, const char *address,
+                            const char *appliance, cairn_error_t *err)
+{
+    int fam;
+    unsigned char ip[16];
+    const char *const *names;
+    size_t n;
+    if (id < 1 || id > 255)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "node id %u is not in 1..255", id);
+    if (!address || !s_parse_ip(address, &fam, ip))
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "address '%s' is not an IPv4 or IPv6 literal",
+                               address ? address : "");
+    if (cairn_description_appliance_services(d, appliance, &names, &n) < 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "no appliance named '%s' in %s", appliance, d->path);
+    for (size_t i = 0; i < d->n_nodes; i++) {
+        const cairn_node_desc_t *o = &d->nodes[i];
+        if (o->id == id || strcmp(o->name, name) == 0 || strcmp(o->address, address) == 0)
+            return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                                   "node %u (%s at %s) in the description already has "
+                                   "this %s", o->id, o->name, o->address,
+                                   o->id == id ? "id" : strcmp(o->name, name) == 0 ? "name" : "address");
+    }
+    return 0;
+}
+
+int cairn_description_add_node(cairn_description_t *d, uint32_t id,
+                               const char *name, const char *address,
+                               const char *appliance,
+                               const cairn_node_desc_t **ret,
+                               cairn_error_t *err)
+{
+    char defname[16];
+    snprintf(defname, sizeof(defname), "n%u", id);
+    if (!name || !*name)
+        name = defname;
+    if ((!appliance || !*appliance) && d->n_nodes > 0)
+        appliance = d->nodes[0].appliance;
+    int r = s_check_new_node(d, id, name, address, appliance ? appliance : "", err);
+    if (r < 0)
+        return r;
+    cairn_node_desc_t *nodes = realloc(d->nodes, (d->n_nodes + 1) * sizeof(*nodes));
+    if (!nodes)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    d->nodes = nodes;
+    s_loader_t ld = { .file = d->path, .err = err, .d = d };
+    cairn_node_desc_t nd = { .id = id, .line = 0 };
+    nd.name = s_pool(d, name);
+    nd.address = s_pool(d, address);
+    nd.appliance = s_pool(d, appliance);
+    nd.rundir = s_default_rundir(&ld, id);
+    if (!nd.name || !nd.address || !nd.appliance || !nd.rundir)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    d->nodes[d->n_nodes++] = nd;
+    if (ret)
+        *ret = &d->nodes[d->n_nodes - 1];
+    return 0;
+}

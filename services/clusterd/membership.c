@@ -250,6 +250,34 @@ static void s_merge_self(membership_t *m, const pb_member_t *u)
     }
 }
 
+/* A newer update may carry a new name, address or appliance (a node
+ * removed and added again under another identity). */
+static void s_update_identity(membership_t *m, const pb_member_t *u, member_t *mb)
+{
+    if (u->name && *u->name)
+        s_set_str(&mb->name, u->name);
+    if (u->appliance && *u->appliance)
+        s_set_str(&mb->appliance, u->appliance);
+    if (u->address && *u->address && strcmp(u->address, mb->address) != 0) {
+        s_set_str(&mb->address, u->address);
+        cairn_peers_forget(m->peers, u->id);
+    }
+}
+
+/* What we make of a gossiped death. A member we heard from directly within
+ * the last suspect-timeout is not taken as dead on hearsay: the rumour may
+ * come from a node that was itself cut off (after a partition heals, the
+ * isolated side believes everyone else died). We suspect it instead, which
+ * runs our own timer and gives it time to refute. */
+static int s_local_verdict(const membership_t *m, const pb_member_t *u, const member_t *mb)
+{
+    if (u->state != CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD ||
+        mb->state != CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE || !mb->last_heard ||
+        cairn_now_ms() - mb->last_heard >= m->t.suspect_timeout_ms)
+        return (int)u->state;
+    return CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT;
+}
+
 /* Applies one gossiped or direct update. */
 static void s_merge(membership_t *m, const pb_member_t *u)
 {
@@ -272,11 +300,8 @@ static void s_merge(membership_t *m, const pb_member_t *u)
     if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN ||
         !s_newer((int)u->state, u->incarnation, mb))
         return;
-    if (u->address && *u->address && strcmp(u->address, mb->address) != 0) {
-        s_set_str(&mb->address, u->address);
-        cairn_peers_forget(m->peers, u->id);
-    }
-    s_transition(m, u->id, (int)u->state, u->incarnation);
+    s_update_identity(m, u, mb);
+    s_transition(m, u->id, s_local_verdict(m, u, mb), u->incarnation);
 }
 
 /* A message came straight from `from`: it is alive at its incarnation. */

@@ -51,7 +51,7 @@
 
 #define CACHE_SIZE 256
 #define HARD_CAP (64 * 1024 * 1024)
-#define BAD_FRAME_LOGS_PER_SEC 2000
+#define BAD_FRAME_LOGS_PER_SEC 20
 #define RECV_BATCH 64
 #define EXIT_USAGE 100
 
@@ -102,6 +102,10 @@ struct cairn_service {
     void *ctx;                        /* the service's own context */
     const char *config_path;          /* --config, $CAIRN_CONFIG or default */
     const char *node_arg;             /* --node, NULL for hostname */
+    uint32_t hot_id;                  /* --node-id: a node not in the description, 0 if none */
+    const char *hot_address;          /* --address of that node */
+    const char *hot_name;             /* --name of that node, NULL for n<id> */
+    const char *hot_appliance;        /* --appliance of that node, NULL for the default */
     cairn_description_t *desc;        /* current description (owned) */
     const cairn_node_desc_t *node;    /* this node, inside desc */
     const cairn_service_desc_t *sdesc;/* this service, inside desc */
@@ -263,7 +267,7 @@ static s_slot_t *s_cache_find(cairn_service_t *svc, uint64_t id, uint32_t type)
     if (id == 0)
         return NULL;
     for (size_t i = 0; i < CACHE_SIZE; i++)
-        if (0)
+        if (svc->cache[i].request_id == id && svc->cache[i].type == type)
             return &svc->cache[i];
     return NULL;
 }
@@ -792,10 +796,35 @@ static int s_bind(cairn_service_t *svc)
 /* ---- description, node, reload --------------------------------------- */
 
 /* Picks this node in d: by --node, else by host name, else the only one. */
-static const cairn_node_desc_t *s_pick_node(const cairn_description_t *d,
+/* For a hotplugged node (--node-id): adds it to d unless d already names
+ * it (an operator may have added it to the file since). Logs refusals. */
+static int s_add_hotplugged(const cairn_service_t *svc, cairn_description_t *d,
+                            const char *event)
+{
+    cairn_error_t err;
+    const cairn_node_desc_t *known = svc->hot_id ? cairn_description_find_node(d, svc->hot_id) : NULL;
+    if (known && strcmp(known->address, svc->hot_address) != 0)
+        return cairn_log_err(-EEXIST, event,
+                             "node=%u msg=\"the description has node %u as %s at %s, not at %s\"",
+                             svc->hot_id, svc->hot_id, known->name, known->address,
+                             svc->hot_address);
+    if (!svc->hot_id || known)
+        return 0;
+    int r = cairn_description_add_node(d, svc->hot_id, svc->hot_name, svc->hot_address,
+                                       svc->hot_appliance, NULL, &err);
+    if (r < 0)
+        cairn_log_err(r, event, "node=%u msg=\"%s\"", svc->hot_id, err.message);
+    return r;
+}
+
+static const cairn_node_desc_t *s_pick_node(const cairn_service_t *svc,
+                                            const cairn_description_t *d,
                                             const char *arg)
 {
     char host[256] = "";
+
+    if (svc->hot_id)
+        return cairn_description_find_node(d, svc->hot_id);
 
     if (arg)
         return cairn_description_lookup_node(d, arg);
@@ -848,6 +877,8 @@ static int s_try_reload(cairn_service_t *svc)
 
     if ((r = s_load(svc, &nd, "reload")) < 0)
         return r;
+    if ((r = s_add_hotplugged(svc, nd, "reload")) < 0)
+        goto fail;
     node = cairn_description_find_node(nd, svc->node->id);
     if ((r = s_check_node(svc, nd, node, "reload")) < 0)
         goto fail;
@@ -950,11 +981,43 @@ static void s_usage(const char *name, FILE *out)
 {
     fprintf(out,
             "Usage: %s [--config FILE] [--node ID|NAME]\n"
+            "       %s [--config FILE] --node-id N --address A [--name NAME] [--appliance APP]\n"
             "  --config FILE   cluster description (default $CAIRN_CONFIG or\n"
             "                  /etc/cairn/cluster.xml)\n"
             "  --node ID|NAME  this node (default: the node named like the host)\n"
+            "  --node-id N     this node is N, hotplugged: not in the description\n"
+            "  --address A     its address (with --node-id)\n"
+            "  --name NAME     its name (with --node-id; default n<N>)\n"
+            "  --appliance APP its appliance (with --node-id; default the first node's)\n"
             "  --help          this text\n"
-            "  --version       the Cairn version\n", name);
+            "  --version       the Cairn version\n", name, name);
+}
+
+/* A --node-id value: 1..255, or 0 (then s_check_hotplug_args complains). */
+static uint32_t s_parse_node_id(const char *arg)
+{
+    char *end = NULL;
+    unsigned long v = strtoul(arg, &end, 10);
+    return end && *end == '\0' && end != arg && v >= 1 && v <= 255 ? (uint32_t)v : 0;
+}
+
+/* --node-id and --address go together, and exclude --node. */
+static int s_check_hotplug_args(const cairn_service_t *svc)
+{
+    bool hot = svc->hot_id || svc->hot_address || svc->hot_name || svc->hot_appliance;
+    const char *why = NULL;
+    if (!hot)
+        return 0;
+    if (svc->node_arg)
+        why = "--node cannot be combined with --node-id/--address";
+    else if (!svc->hot_id)
+        why = "--node-id needs a number in 1..255";
+    else if (!svc->hot_address)
+        why = "--node-id needs --address";
+    if (!why)
+        return 0;
+    fprintf(stderr, "%s: %s\n", svc->ops->name, why);
+    return -EINVAL;
 }
 
 /* 0 to go on, or an exit code + 1 (help/version: 1, usage error: 101). */
@@ -963,6 +1026,10 @@ static int s_parse_args(cairn_service_t *svc, int argc, char **argv)
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "node", required_argument, NULL, 'n' },
+        { "node-id", required_argument, NULL, 'i' },
+        { "address", required_argument, NULL, 'a' },
+        { "name", required_argument, NULL, 'N' },
+        { "appliance", required_argument, NULL, 'A' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { 0 },
@@ -976,6 +1043,10 @@ static int s_parse_args(cairn_service_t *svc, int argc, char **argv)
         switch (c) {
         case 'c': svc->config_path = optarg; break;
         case 'n': svc->node_arg = optarg; break;
+        case 'i': svc->hot_id = s_parse_node_id(optarg); break;
+        case 'a': svc->hot_address = optarg; break;
+        case 'N': svc->hot_name = optarg; break;
+        case 'A': svc->hot_appliance = optarg; break;
         case 'h': s_usage(name, stdout); return 1;
         case 'V': printf("%s %s\n", name, CAIRN_VERSION); return 1;
         default: s_usage(name, stderr); return EXIT_USAGE + 1;
@@ -985,6 +1056,8 @@ static int s_parse_args(cairn_service_t *svc, int argc, char **argv)
         fprintf(stderr, "%s: unexpected argument '%s'\n", name, argv[optind]);
         return EXIT_USAGE + 1;
     }
+    if (s_check_hotplug_args(svc) < 0)
+        return EXIT_USAGE + 1;
     if (!svc->config_path)
         svc->config_path = getenv("CAIRN_CONFIG");
     if (!svc->config_path || !*svc->config_path)
@@ -1019,7 +1092,9 @@ static int s_start(cairn_service_t *svc)
 
     if ((r = s_check_ops(svc)) < 0 || (r = s_load(svc, &svc->desc, "config")) < 0)
         return r;
-    svc->node = s_pick_node(svc->desc, svc->node_arg);
+    if ((r = s_add_hotplugged(svc, svc->desc, "config")) < 0)
+        return r;
+    svc->node = s_pick_node(svc, svc->desc, svc->node_arg);
     if ((r = s_check_node(svc, svc->desc, svc->node, "config")) < 0)
         return r;
     svc->sdesc = cairn_description_service(svc->desc, svc->ops->name);

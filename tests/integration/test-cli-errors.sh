@@ -100,7 +100,7 @@ expect_usage config config
 expect_usage "no command" --timeout 100
 expect_usage --bogus status --bogus
 expect_usage --bogus --bogus version
-expect_usage --watch nodes --watch
+expect_usage --watch status --watch
 expect_usage --timeout status --timeout
 expect_usage --node --node
 expect_usage abc --timeout abc status

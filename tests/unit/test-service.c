@@ -15,11 +15,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include "cairn/wire.h"
 #include "clusterd.pb-c.h"
@@ -151,10 +158,26 @@ static const cairn_service_ops_t ops = {
 /* ---- fixture (parent) ------------------------------------------------ */
 
 static char dir[64];
-static char config[128], logpath[128], sock[160], pubsock[160];
+static char config[128], logpath[128], sock[160], pubsock[160], notifypath[128];
+static int notify_fd = -1;  /* datagram socket standing in for systemd's NOTIFY_SOCKET */
 static int port;
 static pid_t child = -1;
 static void *zctx, *dealer;
+static void *extra_socks[4];      /* more sockets a test opened; closed in teardown */
+static int n_extra;
+
+/* A socket of `type` that teardown closes even if the test fails. */
+static void *new_socket(int type)
+{
+    void *s = zmq_socket(zctx, type);
+    int linger = 0;
+
+    cr_assert_not_null(s);
+    cr_assert_lt(n_extra, 4);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    extra_socks[n_extra++] = s;
+    return s;
+}
 
 static void write_config(const char *path, int p)
 {
@@ -170,19 +193,58 @@ static void write_config(const char *path, int p)
     fclose(f);
 }
 
-/* Forks a daemon; returns its pid. stderr goes to logpath. */
+/* The daemon side: the test binary re-executed with CAIRN_TEST_DAEMON set
+ * runs the test service instead of criterion. Re-executing (rather than
+ * running in the forked child) gives the daemon a fresh single-threaded
+ * process even when the test already has zmq I/O threads. */
+__attribute__((constructor)) static void daemon_mode(void)
+{
+    static tsvc_t t;
+    char *config_path = getenv("CAIRN_TEST_DAEMON");
+    char *argv[] = { "clusterd", "--config", config_path, "--node", "n1", NULL };
+
+    if (!config_path)
+        return;
+    int code = cairn_service_main(&ops, &t, 5, argv);
+#ifdef __SANITIZE_ADDRESS__
+    __lsan_do_leak_check();   /* _exit skips the atexit check; a leak exits 23 */
+#endif
+    _exit(code);
+}
+
+/* Starts a daemon; returns its pid. stderr goes to logpath. */
 static pid_t spawn(void)
 {
-    pid_t pid = fork();
+    extern char **environ;
+    char var[160], nvar[160], *argv[] = { "clusterd", NULL }, *envp[256];
+    char wvar[] = "WATCHDOG_USEC=100000";
+    size_t n = 0;
+    pid_t pid;
 
+    snprintf(var, sizeof(var), "CAIRN_TEST_DAEMON=%s", config);
+    snprintf(nvar, sizeof(nvar), "NOTIFY_SOCKET=%s", notifypath);
+    for (char **e = environ; *e && n < 252; e++)
+        if (strncmp(*e, "NOTIFY_SOCKET=", 14) && strncmp(*e, "WATCHDOG_", 9))
+            envp[n++] = *e;
+    envp[n++] = var;
+    if (notify_fd >= 0) {   /* only when the test reads it: a full queue blocks */
+        envp[n++] = nvar;
+        envp[n++] = wvar;
+    }
+    envp[n] = NULL;
+    pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-        static tsvc_t t;
-        char *argv[] = { "clusterd", "--config", config, "--node", "n1", NULL };
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int null = open("/dev/null", O_WRONLY);
+        /* Never outlive the test, never hold the runner's stdout. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (fd >= 0)
             dup2(fd, STDERR_FILENO);
-        _exit(cairn_service_main(&ops, &t, 5, argv));
+        if (null >= 0)
+            dup2(null, STDOUT_FILENO);
+        execve("/proc/self/exe", argv, envp);
+        _exit(127);
     }
     return pid;
 }
@@ -233,9 +295,11 @@ static void setup(void)
 
 static void teardown(void)
 {
-    int status;
-    char cmd[128];
+    int status = 0;
+    char cmd[256];
 
+    while (n_extra > 0)
+        zmq_close(extra_socks[--n_extra]);
     if (dealer)
         zmq_close(dealer);
     if (zctx)
@@ -246,6 +310,9 @@ static void teardown(void)
         waitpid(child, &status, 0);
     }
     child = -1;
+    if (notify_fd >= 0)
+        close(notify_fd);
+    notify_fd = -1;
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
@@ -379,6 +446,33 @@ static bool log_contains(const char *needle)
     return strstr(buf, needle) != NULL;
 }
 
+/* Ends a test: SIGTERM must make the daemon exit 0 within 1 s (3 s under
+ * sanitizers) and remove its socket files. In a sanitizer build this also
+ * checks the daemon for leaks on every path the test drove (a leak makes
+ * the exit status non-0); the daemon log is shown when it fails. */
+static void stop_daemon(void)
+{
+    int status = -1;
+#ifdef __SANITIZE_ADDRESS__
+    const int ms = 3000;
+#else
+    const int ms = 1000;
+#endif
+
+    cr_assert_eq(kill(child, SIGTERM), 0);
+    cr_assert_eq(wait_exit(child, ms, &status), 0, "exited within %d ms", ms);
+    child = -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "cat '%s' >&2", logpath);
+        cr_assert_eq(system(cmd), 0);
+    }
+    cr_assert(WIFEXITED(status));
+    cr_assert_eq(WEXITSTATUS(status), 0);
+    cr_assert_neq(access(sock, F_OK), 0, "ipc socket removed");
+    cr_assert_neq(access(pubsock, F_OK), 0, "pub socket removed");
+}
+
 /* ---- tests ----------------------------------------------------------- */
 
 TestSuite(service, .init = setup, .fini = teardown, .timeout = 30);
@@ -395,19 +489,18 @@ Test(service, good_request_ok_and_retry_is_cached)
     cr_assert_eq(status_calls(dealer, 0), 4);
     cr_assert(log_contains("clusterd[1] info ready"), "ready logged");
     cr_assert(log_contains("info bind endpoint=tcp://127.0.0.1:"), "tcp bind logged");
+    stop_daemon();
 }
 
 Test(service, tcp_endpoint_answers)
 {
-    void *s = zmq_socket(zctx, ZMQ_DEALER);
+    void *s = new_socket(ZMQ_DEALER);
     char ep[64];
-    int linger = 0;
 
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
     snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", port);
     cr_assert_eq(zmq_connect(s, ep), 0);
     cr_assert_eq(status_calls(s, cairn_wire_new_request_id()), 1);
-    zmq_close(s);
+    stop_daemon();
 }
 
 Test(service, garbage_header)
@@ -417,18 +510,21 @@ Test(service, garbage_header)
 
     send_parts(dealer, 2, data, len);
     expect_error(CAIRN_DECODE_ERROR, 0);
+    stop_daemon();
 }
 
 Test(service, wrong_version)
 {
     send_request(dealer, 2, 77, "clusterd", 1, 1);
     expect_error(CAIRN_BAD_VERSION, 0);
+    stop_daemon();
 }
 
 Test(service, unknown_type)
 {
     send_request(dealer, 1, 78, "clusterd", 9, 1);
     expect_error(CAIRN_UNKNOWN_TYPE, 78);
+    stop_daemon();
 }
 
 Test(service, type_oneof_mismatch)
@@ -437,12 +533,14 @@ Test(service, type_oneof_mismatch)
     expect_error(CAIRN_DECODE_ERROR, 79);
     send_request(dealer, 1, 80, "clusterd", 1, 0);
     expect_error(CAIRN_DECODE_ERROR, 80);
+    stop_daemon();
 }
 
 Test(service, wrong_service_name)
 {
     send_request(dealer, 1, 81, "ghostd", 1, 1);
     expect_error(CAIRN_INVALID_ARGUMENT, 81);
+    stop_daemon();
 }
 
 Test(service, wrong_frame_counts)
@@ -465,6 +563,7 @@ Test(service, wrong_frame_counts)
     }
     send_parts(dealer, 12, many, lenm);
     expect_error(CAIRN_DECODE_ERROR, 82);
+    stop_daemon();
 }
 
 Test(service, oversized_frame)
@@ -484,6 +583,7 @@ Test(service, oversized_frame)
     size_t l2[2] = { sizeof(hh), 1 };
     send_parts(dealer, 2, d2, l2);
     expect_error(CAIRN_TOO_LARGE, 0);
+    stop_daemon();
 }
 
 Test(service, bad_frames_are_logged_rate_limited)
@@ -503,17 +603,16 @@ Test(service, bad_frames_are_logged_rate_limited)
     cr_assert(recv_reply(dealer, 2000, &r));
     reply_free(&r);
     cr_assert(log_contains("bad-frame-suppressed count="), "suppressed lines counted");
+    stop_daemon();
 }
 
 Test(service, deferred_reply_and_pending_retry)
 {
     uint64_t id = cairn_wire_new_request_id();
-    void *other = zmq_socket(zctx, ZMQ_DEALER);
+    void *other = new_socket(ZMQ_DEALER);
     char ep[200];
-    int linger = 0;
     reply_t r;
 
-    zmq_setsockopt(other, ZMQ_LINGER, &linger, sizeof(linger));
     snprintf(ep, sizeof(ep), "ipc://%s", sock);
     cr_assert_eq(zmq_connect(other, ep), 0);
     send_request(dealer, 1, id, "clusterd", 2, 2);
@@ -534,20 +633,18 @@ Test(service, deferred_reply_and_pending_retry)
     cr_assert_str_eq(r.reply->nodes_reply->nodes[0]->state, "calls=1");
     reply_free(&r);
     cr_assert_not(recv_reply(dealer, 100, &r), "the old connection gets nothing");
-    zmq_close(other);
+    stop_daemon();
 }
 
 Test(service, publish_reaches_ipc_subscriber)
 {
-    void *sub = zmq_socket(zctx, ZMQ_SUB);
+    void *sub = new_socket(ZMQ_SUB);
     zmq_pollitem_t it = { .socket = sub, .events = ZMQ_POLLIN };
     char ep[200];
     cairn_frames_t f;
     Cairn__Header *h = NULL;
     ProtobufCMessage *m = NULL;
-    int linger = 0;
 
-    zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof(linger));
     cr_assert(wait_file(pubsock, 1000));
     snprintf(ep, sizeof(ep), "ipc://%s", pubsock);
     cr_assert_eq(zmq_connect(sub, ep), 0);
@@ -568,7 +665,6 @@ Test(service, publish_reaches_ipc_subscriber)
     protobuf_c_message_free_unpacked(m, NULL);
     cairn__header__free_unpacked(h, NULL);
     cairn_frames_free(&f);
-    zmq_close(sub);
 }
 
 static int reloads_reported(void)
@@ -582,6 +678,7 @@ static int reloads_reported(void)
                         &calls, &reloads), 2);
     reply_free(&r);
     return reloads;
+    stop_daemon();
 }
 
 Test(service, sighup_reload_good_and_broken)
@@ -600,21 +697,64 @@ Test(service, sighup_reload_good_and_broken)
     cr_assert_eq(reloads_reported(), 1, "a broken one is refused");
     cr_assert(log_contains("err reload file="), "the reason is logged");
     cr_assert(log_contains("keeping the previous description"));
+    stop_daemon();
+}
+
+/* Waits up to ms for a notify datagram containing `needle`. */
+static bool notified(const char *needle, int ms)
+{
+    uint64_t end = cairn_now_ms() + (uint64_t)ms;
+    char buf[1024];
+
+    while (cairn_now_ms() < end) {
+        struct timeval tv = { .tv_usec = 10000 };
+        setsockopt(notify_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        ssize_t n = recv(notify_fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        if (strstr(buf, needle))
+            return true;
+    }
+    return false;
+}
+
+/* Restarts the daemon with NOTIFY_SOCKET and WATCHDOG_USEC=100000. */
+static void restart_with_notify(void)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+    stop_daemon();
+    snprintf(notifypath, sizeof(notifypath), "%s/notify", dir);
+    strcpy(sa.sun_path, notifypath);
+    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(notify_fd, 0);
+    cr_assert_eq(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    child = spawn();
+    cr_assert(wait_file(sock, 3000));
+}
+
+Test(service, sd_notify_ready_watchdog_reload_stopping)
+{
+    restart_with_notify();
+    cr_assert(notified("READY=1", 1000), "READY after bind");
+    cr_assert(notified("WATCHDOG=1", 500), "watchdog pinged at half of 100 ms");
+    cr_assert(notified("WATCHDOG=1", 500), "and again");
+    cr_assert_eq(kill(child, SIGHUP), 0);
+    cr_assert(notified("RELOADING=1", 1000));
+    cr_assert(notified("READY=1", 1000), "READY again after the reload");
+    cr_assert(log_contains("info watchdog interval-ms=50"));
+    cr_assert_eq(kill(child, SIGTERM), 0);
+    cr_assert(notified("STOPPING=1", 1000));
+    stop_daemon();
 }
 
 Test(service, sigterm_exits_zero_and_cleans_up)
 {
-    int status = -1;
-
     cr_assert_gt(status_calls(dealer, cairn_wire_new_request_id()), 0);
-    cr_assert_eq(kill(child, SIGTERM), 0);
-    cr_assert_eq(wait_exit(child, 1000, &status), 0, "exited within 1 s");
-    child = -1;
-    cr_assert(WIFEXITED(status));
-    cr_assert_eq(WEXITSTATUS(status), 0);
-    cr_assert_neq(access(sock, F_OK), 0, "ipc socket removed");
-    cr_assert_neq(access(pubsock, F_OK), 0, "pub socket removed");
+    stop_daemon();
     cr_assert(log_contains("info stopping"));
+    cr_assert(log_contains("info stopped"));
 }
 
 Test(service, second_daemon_refuses_to_start)
@@ -622,12 +762,16 @@ Test(service, second_daemon_refuses_to_start)
     int status = -1;
     pid_t second = spawn();
 
-    cr_assert_eq(wait_exit(second, 3000, &status), 0);
+    int waited = wait_exit(second, 3000, &status);
+    if (waited < 0)
+        kill(second, SIGKILL), waitpid(second, &status, 0);
+    cr_assert_eq(waited, 0, "the second daemon gave up within 3 s");
     cr_assert(WIFEXITED(status));
     cr_assert_eq(WEXITSTATUS(status), 1);
     cr_assert(log_contains("another clusterd is running"));
     cr_assert(access(sock, F_OK) == 0, "the first daemon's socket stays");
     cr_assert_eq(status_calls(dealer, cairn_wire_new_request_id()), 1);
+    stop_daemon();
 }
 
 Test(service, stale_socket_is_replaced)
@@ -642,6 +786,7 @@ Test(service, stale_socket_is_replaced)
     usleep(300 * 1000);
     cr_assert_eq(waitpid(child, &status, WNOHANG), 0, "the new daemon runs");
     cr_assert_eq(status_calls(dealer, cairn_wire_new_request_id()), 1);
+    stop_daemon();
 }
 
 /* Usage errors do not need a running daemon. */
@@ -649,13 +794,13 @@ Test(usage, bad_option_is_100_help_is_0)
 {
     static tsvc_t t;
     char *bad[] = { "clusterd", "--bogus", NULL };
-    char *extra[] = { "clusterd", "extra", NULL };
+    char *positional[] = { "clusterd", "extra", NULL };
     char *help[] = { "clusterd", "--help", NULL };
     char *version[] = { "clusterd", "--version", NULL };
     char *missing[] = { "clusterd", "--config", "/nonexistent/cluster.xml", NULL };
 
     cr_assert_eq(cairn_service_main(&ops, &t, 2, bad), 100);
-    cr_assert_eq(cairn_service_main(&ops, &t, 2, extra), 100);
+    cr_assert_eq(cairn_service_main(&ops, &t, 2, positional), 100);
     cr_assert_eq(cairn_service_main(&ops, &t, 2, help), 0);
     cr_assert_eq(cairn_service_main(&ops, &t, 2, version), 0);
     cr_assert_eq(cairn_service_main(&ops, &t, 3, missing), 1);

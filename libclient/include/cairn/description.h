@@ -93,6 +93,21 @@ const cairn_node_desc_t *cairn_description_find_node_by_name(const cairn_descrip
 const cairn_node_desc_t *cairn_description_lookup_node(const cairn_description_t *d,
                                                        const char *id_or_name);
 
+/* Adds a node that is not in the file: a node hotplugged into a running
+ * cluster (`cairn node add`) whose daemons are started with --node-id and
+ * --address. Checks what the loader checks for a <node>: id 1..255 and
+ * unused, name (default "n<id>") and address (an IP literal) unused,
+ * appliance (default: the first node's) declared. rundir is the default
+ * <run-base>/<cluster>/<id>. Call it only before the description is shared:
+ * it may move the node array, so node pointers taken earlier are invalid.
+ * On success *ret (may be NULL) points at the new node, owned by d. Errors:
+ * -EINVAL / -EEXIST with code INVALID_ARGUMENT / ALREADY_EXISTS. */
+int cairn_description_add_node(cairn_description_t *d, uint32_t id,
+                               const char *name, const char *address,
+                               const char *appliance,
+                               const cairn_node_desc_t **ret,
+                               cairn_error_t *err);
+
 size_t cairn_description_n_services(const cairn_description_t *d);
 const cairn_service_desc_t *cairn_description_service_at(const cairn_description_t *d, size_t i);
 /* NULL if the service is not declared. */
