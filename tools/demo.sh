@@ -1,8 +1,10 @@
 #!/bin/bash
 # demo.sh - the README's main command: installs what is missing, builds,
-# then brings up a local Cairn node (a generated description, clusterd
-# started on its own) and shows `cairn status` and `cairn nodes`.
-# Running it again is harmless: a node that already answers is reused.
+# brings up a local 4-node Cairn cluster (network namespaces + cgroups as
+# root, loopback otherwise; see docs/local-cluster.md) and prints
+# `cairn nodes` once every node sees every other alive.
+# Running it again is harmless: `cluster up` reports a running cluster
+# instead of touching it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
@@ -11,22 +13,15 @@ cairn_install_deps
 [ -d build ] || meson setup build >/dev/null
 ninja -C build >/dev/null
 
-if [ "$(id -u)" -eq 0 ]; then base=/run/cairn; else base=${XDG_RUNTIME_DIR:-/tmp}/cairn; fi
-cluster=demo
-dir="$base/$cluster"
-cfg="$dir/cluster.xml"
-mkdir -p "$dir"
-export CAIRN_CONFIG="$cfg"
-
-if ! ./build/cli/cairn status --timeout 500 >/dev/null 2>&1; then
-    ./build/cli/cairn config generate --hosts n1=127.0.0.1 --name "$cluster" \
-        --run-base "$base" --appliance compute --output "$cfg" >/dev/null
-    setsid ./build/services/clusterd/clusterd --config "$cfg" --node 1 \
-        >/dev/null 2>"$dir/clusterd.log" < /dev/null &
-    for _ in $(seq 1 100); do
-        ./build/cli/cairn status --timeout 200 >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-fi
-./build/cli/cairn status
-./build/cli/cairn nodes
+cairn=./build/cli/cairn
+cluster=${CAIRN_CLUSTER:-cairn}
+nodes=${CAIRN_DEMO_NODES:-4}
+$cairn cluster up --nodes "$nodes" --name "$cluster" \
+    | jq -c '{cluster, mode, cgroup, already_running, nodes: [.nodes[] | {id, address}]}'
+for _ in $(seq 1 50); do
+    alive=$($cairn nodes --cluster "$cluster" | jq '[.nodes[] | select(.state == "alive")] | length')
+    [ "$alive" -ge "$nodes" ] && break
+    sleep 0.1
+done
+$cairn nodes --cluster "$cluster"
+echo "# cluster '$cluster' is up; try: $cairn nodes --watch --cluster $cluster, $cairn cluster down --name $cluster" >&2

@@ -268,11 +268,12 @@ static void s_update_identity(membership_t *m, const pb_member_t *u, member_t *m
  * the last suspect-timeout is not taken as dead on hearsay: the rumour may
  * come from a node that was itself cut off (after a partition heals, the
  * isolated side believes everyone else died). We suspect it instead, which
- * runs our own timer and gives it time to refute. */
+ * runs our own timer and gives it time to refute; further rumours while
+ * we still hear from it change nothing. */
 static int s_local_verdict(const membership_t *m, const pb_member_t *u, const member_t *mb)
 {
     if (u->state != CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD ||
-        mb->state != CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE || !mb->last_heard ||
+        !s_is_live(mb->state) || !mb->last_heard ||
         cairn_now_ms() - mb->last_heard >= m->t.suspect_timeout_ms)
         return (int)u->state;
     return CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT;
