@@ -2004,46 +2004,59 @@ static int s_target(const char *name, const char *run_base, const char **ret_nam
     return cli_run_base(run_base, base, size, err);
 }
 
-int localcluster_up(const localcluster_opts_t *opts, json_t **ret_result, cairn_error_t *err)
-{
-    char base[S_BASE_MAX];
-    const char *name;
-    json_t *res = NULL;
-    if (!opts || !ret_result)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "opts and ret_result are required");
-    int r = s_check_opts(opts, err);
-    r = r ? r : s_target(opts->name, opts->run_base, &name, base, sizeof(base), err);
-    if (r < 0)
-        return r;
-    int lock = s_lock(base, err);
-    if (lock < 0)
-        return lock;
-    r = s_up_locked(opts, name, base, &res, err);
-    close(lock);
-    if (r == 0)
-        *ret_result = res;
-    return r;
-}
+/* The operations that run under the harness lock, and their arguments. */
+typedef enum { S_OP_UP, S_OP_DOWN, S_OP_NODE_ADD, S_OP_NODE_REMOVE } s_op_kind_t;
+typedef struct s_op {
+    s_op_kind_t kind;                   /* which */
+    const localcluster_opts_t *opts;    /* S_OP_UP */
+    const localcluster_node_t *node;    /* S_OP_NODE_ADD */
+    unsigned id;                        /* S_OP_NODE_REMOVE */
+    int wait_ms;                        /* S_OP_NODE_REMOVE */
+} s_op_t;
 
-int localcluster_down(const char *name, const char *run_base, json_t **ret_result,
-                      cairn_error_t *err)
+/* Resolves the cluster, takes the lock, runs op, hands over its result. */
+static int s_run_locked(const char *name, const char *run_base, const s_op_t *op,
+                        json_t **ret_result, cairn_error_t *err)
 {
     char base[S_BASE_MAX], dir[PATH_MAX + 16];
     json_t *res = NULL;
     int r = s_target(name, run_base, &name, base, sizeof(base), err);
     if (r < 0)
         return r;
-    if (!ret_result)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "ret_result is required");
     int lock = s_lock(base, err);
     if (lock < 0)
         return lock;
     snprintf(dir, sizeof(dir), "%s/%s", base, name);
-    r = s_down_locked(name, dir, &res, err);
+    switch (op->kind) {
+    case S_OP_UP: r = s_up_locked(op->opts, name, base, &res, err); break;
+    case S_OP_DOWN: r = s_down_locked(name, dir, &res, err); break;
+    case S_OP_NODE_ADD: r = s_node_add_locked(dir, op->node, &res, err); break;
+    case S_OP_NODE_REMOVE: r = s_node_remove_locked(dir, op->id, op->wait_ms, &res, err); break;
+    }
     close(lock);
     if (r == 0)
         *ret_result = res;
     return r;
+}
+
+int localcluster_up(const localcluster_opts_t *opts, json_t **ret_result, cairn_error_t *err)
+{
+    if (!opts || !ret_result)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "opts and ret_result are required");
+    int r = s_check_opts(opts, err);
+    if (r < 0)
+        return r;
+    s_op_t op = { .kind = S_OP_UP, .opts = opts };
+    return s_run_locked(opts->name, opts->run_base, &op, ret_result, err);
+}
+
+int localcluster_down(const char *name, const char *run_base, json_t **ret_result,
+                      cairn_error_t *err)
+{
+    if (!ret_result)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "ret_result is required");
+    s_op_t op = { .kind = S_OP_DOWN };
+    return s_run_locked(name, run_base, &op, ret_result, err);
 }
 
 int localcluster_status(const char *name, const char *run_base, json_t **ret_result,
@@ -2096,44 +2109,20 @@ int localcluster_node_add(const char *name, const char *run_base,
                           const localcluster_node_t *node, json_t **ret_result,
                           cairn_error_t *err)
 {
-    char base[S_BASE_MAX], dir[PATH_MAX + 16];
-    json_t *res = NULL;
     if (!node || !node->name || !node->appliance || !ret_result)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "node (with name and appliance) and ret_result are required");
-    int r = s_target(name, run_base, &name, base, sizeof(base), err);
-    if (r < 0)
-        return r;
-    int lock = s_lock(base, err);
-    if (lock < 0)
-        return lock;
-    snprintf(dir, sizeof(dir), "%s/%s", base, name);
-    r = s_node_add_locked(dir, node, &res, err);
-    close(lock);
-    if (r == 0)
-        *ret_result = res;
-    return r;
+    s_op_t op = { .kind = S_OP_NODE_ADD, .node = node };
+    return s_run_locked(name, run_base, &op, ret_result, err);
 }
 
 int localcluster_node_remove(const char *name, const char *run_base, unsigned id, int wait_ms,
                              json_t **ret_result, cairn_error_t *err)
 {
-    char base[S_BASE_MAX], dir[PATH_MAX + 16];
-    json_t *res = NULL;
-    int r = s_target(name, run_base, &name, base, sizeof(base), err);
-    if (r < 0)
-        return r;
     if (!ret_result)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "ret_result is required");
-    int lock = s_lock(base, err);
-    if (lock < 0)
-        return lock;
-    snprintf(dir, sizeof(dir), "%s/%s", base, name);
-    r = s_node_remove_locked(dir, id, wait_ms, &res, err);
-    close(lock);
-    if (r == 0)
-        *ret_result = res;
-    return r;
+    s_op_t op = { .kind = S_OP_NODE_REMOVE, .id = id, .wait_ms = wait_ms };
+    return s_run_locked(name, run_base, &op, ret_result, err);
 }
 
 int localcluster_parse_size(const char *option, const char *value, uint64_t *ret,

@@ -194,6 +194,11 @@ static void s_transition(membership_t *m, uint32_t id, int state, uint64_t inc)
 {
     member_t *mb = &m->members[id];
     bool changed = mb->state != state;
+    /* A member back from the dead (restarted, or its link restored) gets a
+     * fresh connection: the old one may sit in reconnect backoff and make
+     * the first probes of the new life fail. */
+    if (state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE && !s_is_live(mb->state))
+        cairn_peers_forget(m->peers, id);
     mb->state = state;
     mb->inc = inc;
     mb->gossip_left = s_gossip_limit(m);
@@ -835,22 +840,26 @@ static int s_reply_ack(membership_t *m, cairn_request_t *req, uint32_t dest)
     return CAIRN_REPLY_NOW;
 }
 
-static int s_check_sender(membership_t *m, cairn_request_t *req, const pb_member_t *from)
+/* False (with the reply made a failure) unless `from` is a known member. */
+static bool s_sender_ok(membership_t *m, cairn_request_t *req, const pb_member_t *from)
 {
-    if (!from || from->id == 0 || from->id > MAX_ID)
-        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "message has no valid sender");
-    if (!m->members[from->id].used)
-        return cairn_request_fail(req, CAIRN_NOT_FOUND,
-                                  "node %u is not a member of this cluster: join first",
-                                  from->id);
-    return 0;
+    if (!from || from->id == 0 || from->id > MAX_ID) {
+        cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "message has no valid sender");
+        return false;
+    }
+    if (!m->members[from->id].used) {
+        cairn_request_fail(req, CAIRN_NOT_FOUND,
+                           "node %u is not a member of this cluster: join first", from->id);
+        return false;
+    }
+    return true;
 }
 
 int membership_handle_ping(membership_t *m, cairn_request_t *req)
 {
     const Cairn__Clusterd__Request *r = (const Cairn__Clusterd__Request *)cairn_request_body(req);
     const Cairn__Clusterd__PingRequest *p = r->ping;
-    if (s_check_sender(m, req, p->from) != 0)
+    if (!s_sender_ok(m, req, p->from))
         return CAIRN_REPLY_NOW;
     s_heard_from(m, p->from);
     s_merge_all(m, p->gossip, p->n_gossip);
@@ -892,7 +901,7 @@ int membership_handle_ping_req(membership_t *m, cairn_request_t *req)
 {
     const Cairn__Clusterd__Request *r = (const Cairn__Clusterd__Request *)cairn_request_body(req);
     const Cairn__Clusterd__PingReqRequest *p = r->ping_req;
-    if (s_check_sender(m, req, p->from) != 0)
+    if (!s_sender_ok(m, req, p->from))
         return CAIRN_REPLY_NOW;
     s_heard_from(m, p->from);
     s_merge_all(m, p->gossip, p->n_gossip);
@@ -917,8 +926,10 @@ int membership_handle_ping_req(membership_t *m, cairn_request_t *req)
     return CAIRN_REPLY_DEFERRED;
 }
 
-/* Why a node with this identity may not join (or be added), or NULL. */
-static int s_refuse_identity(membership_t *m, cairn_request_t *req, uint32_t id,
+/* True (with the reply made a failure saying why) if a node with this
+ * identity may not join or be added: its id is another address's, or its
+ * address or name is another live member's. */
+static bool s_identity_taken(membership_t *m, cairn_request_t *req, uint32_t id,
                              const char *name, const char *address)
 {
     for (uint32_t o = 1; o <= MAX_ID; o++) {
@@ -926,19 +937,22 @@ static int s_refuse_identity(membership_t *m, cairn_request_t *req, uint32_t id,
         if (!mb->used || mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT)
             continue;
         if (o == id && strcmp(mb->address, address) != 0)
-            return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
-                                      "node id %u is already taken by %s at %s (%s)",
-                                      id, mb->name, mb->address, s_state_name(mb->state));
-        if (o != id && strcmp(mb->address, address) == 0)
-            return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
-                                      "address %s is already taken by node %u (%s, %s)",
-                                      address, o, mb->name, s_state_name(mb->state));
-        if (o != id && name && *name && strcmp(mb->name, name) == 0)
-            return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
-                                      "name %s is already taken by node %u at %s",
-                                      name, o, mb->address);
+            cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
+                               "node id %u is already taken by %s at %s (%s)",
+                               id, mb->name, mb->address, s_state_name(mb->state));
+        else if (o != id && strcmp(mb->address, address) == 0)
+            cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
+                               "address %s is already taken by node %u (%s, %s)",
+                               address, o, mb->name, s_state_name(mb->state));
+        else if (o != id && name && *name && strcmp(mb->name, name) == 0)
+            cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
+                               "name %s is already taken by node %u at %s",
+                               name, o, mb->address);
+        else
+            continue;
+        return true;
     }
-    return 0;
+    return false;
 }
 
 int membership_handle_join(membership_t *m, cairn_request_t *req)
@@ -951,14 +965,18 @@ int membership_handle_join(membership_t *m, cairn_request_t *req)
         return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
                                   "node id %u is this node (%s at %s)", m->self,
                                   m->members[m->self].name, m->members[m->self].address);
-    if (s_refuse_identity(m, req, from->id, from->name, from->address) != 0) {
-        cairn_log_warn(0, "join-refused", "id=%u address=%s", from->id, from->address);
+    if (s_identity_taken(m, req, from->id, from->name, from->address)) {
+        cairn_log_warn(0, "join-refused", "id=%u address=%s reason=identity-taken",
+                       from->id, from->address);
         return CAIRN_REPLY_NOW;
     }
-    if (!m->members[from->id].used)
+    if (!m->members[from->id].used) {
+        cairn_log_warn(0, "join-refused", "id=%u address=%s reason=not-admitted",
+                       from->id, from->address);
         return cairn_request_fail(req, CAIRN_NOT_FOUND,
                                   "node %u is neither in the cluster description nor added "
                                   "with `cairn node add`", from->id);
+    }
     s_heard_from(m, from);
     uint32_t ids[MAX_ID];
     size_t n = 0;
@@ -1012,7 +1030,7 @@ int membership_handle_node_add(membership_t *m, cairn_request_t *req)
         return cairn_request_fail(req, CAIRN_ALREADY_EXISTS,
                                   "node id %u is already taken by %s at %s (%s)", a->id,
                                   mb->name, mb->address, s_state_name(mb->state));
-    if (s_refuse_identity(m, req, a->id, nm, a->address) != 0) {
+    if (s_identity_taken(m, req, a->id, nm, a->address)) {
         cairn_log_warn(0, "node-add-refused", "id=%u address=%s", a->id, a->address);
         return CAIRN_REPLY_NOW;
     }

@@ -6,6 +6,11 @@
  * yet wait in the pipe (ZMQ_IMMEDIATE off) -- a request to a starting node
  * is delivered instead of failing -- and their deadline bounds the wait.
  *
+ * Forgetting a peer can happen inside that peer's own read callback (a
+ * reply revives a member, and the member's stale connection is dropped), so
+ * a forgotten socket is unwatched at once but closed later, from a 0 ms
+ * loop timer, never while its reader is on the stack.
+ *
  * Pending requests live in a small array (a node talks to a handful of
  * peers at a time), each with a one-shot loop timer for its deadline. A
  * reply whose id matches no pending request (it came after the deadline) is
@@ -42,6 +47,9 @@ struct cairn_peers {
     const ProtobufCMessageDescriptor *reply_desc; /* how replies decode */
     s_conn_t *conns;                             /* connections */
     size_t n_conns;                              /* slots in conns */
+    void **graveyard;                            /* forgotten sockets to close */
+    size_t n_graveyard;                          /* entries in graveyard */
+    int64_t reaper;                              /* timer closing them, 0 if none */
     s_pending_t **pending;                       /* pending requests */
     size_t n_pending;                            /* slots in pending */
     uint64_t sent, received;                     /* counters */
@@ -73,10 +81,48 @@ static void s_conn_close(cairn_peers_t *p, s_conn_t *c)
     memset(c, 0, sizeof(*c));
 }
 
+static void s_reap(cairn_peers_t *p)
+{
+    for (size_t i = 0; i < p->n_graveyard; i++)
+        zmq_close(p->graveyard[i]);
+    free(p->graveyard);
+    p->graveyard = NULL;
+    p->n_graveyard = 0;
+}
+
+static int s_on_reap(cairn_loop_t *loop, int64_t timer_id, void *userdata)
+{
+    cairn_peers_t *p = userdata;
+    p->reaper = 0;
+    s_reap(p);
+    return 0;
+}
+
+/* Unwatches c now and closes its socket from a 0 ms timer. */
+static void s_conn_bury(cairn_peers_t *p, s_conn_t *c)
+{
+    cairn_loop_t *loop = cairn_service_loop(p->svc);
+    void **g = realloc(p->graveyard, (p->n_graveyard + 1) * sizeof(*g));
+    if (!g || (!p->reaper && (p->reaper = cairn_loop_add_timer(loop, 0, 0, s_on_reap, p)) <= 0)) {
+        p->reaper = 0;
+        if (g)
+            p->graveyard = g;
+        return;   /* out of memory: keep the connection rather than risk a close under a reader */
+    }
+    p->graveyard = g;
+    p->graveyard[p->n_graveyard++] = c->sock;
+    cairn_loop_remove(loop, c->watch);
+    free(c->endpoint);
+    memset(c, 0, sizeof(*c));
+}
+
 cairn_peers_t *cairn_peers_free(cairn_peers_t *p)
 {
     if (!p)
         return NULL;
+    if (p->reaper)
+        cairn_loop_cancel_timer(cairn_service_loop(p->svc), p->reaper);
+    s_reap(p);
     for (size_t i = 0; i < p->n_conns; i++)
         if (p->conns[i].node)
             s_conn_close(p, &p->conns[i]);
@@ -171,15 +217,24 @@ static void s_on_frames(cairn_peers_t *p, const cairn_frames_t *f)
     s_finish(p, pd, reply);
 }
 
+/* False once the socket's peer was forgotten (it awaits the reaper). */
+static bool s_sock_owned(const cairn_peers_t *p, const void *zsock)
+{
+    for (size_t i = 0; i < p->n_conns; i++)
+        if (p->conns[i].node && p->conns[i].sock == zsock)
+            return true;
+    return false;
+}
+
 static int s_on_readable(cairn_loop_t *loop, int fd, void *zsock, short revents,
                          void *userdata)
 {
     cairn_peers_t *p = userdata;
-    for (int i = 0; i < 64; i++) {
+    for (int i = 0; i < 64 && s_sock_owned(p, zsock); i++) {
         cairn_frames_t f;
         if (cairn_wire_recv(zsock, &f, ZMQ_DONTWAIT) < 0)
             break;
-        s_on_frames(p, &f);
+        s_on_frames(p, &f);   /* may forget this very peer */
         cairn_frames_free(&f);
     }
     return 0;
@@ -202,7 +257,7 @@ static void *s_dealer(cairn_peers_t *p, const char *endpoint)
     if (!s)
         return NULL;
     /* A short linger lets a goodbye sent just before stopping leave. */
-    int linger = 100, hwm = 256, ivl = 100, ivl_max = 1000;
+    int linger = 100, hwm = 256, ivl = 100, ivl_max = 400;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
@@ -245,7 +300,7 @@ static s_conn_t *s_conn(cairn_peers_t *p, uint32_t node, const char *endpoint)
     if (c && strcmp(c->endpoint, endpoint) == 0)
         return c;
     if (c)
-        s_conn_close(p, c);
+        s_conn_bury(p, c);
     c = s_free_conn_slot(p);
     if (!c)
         return NULL;
@@ -312,7 +367,7 @@ void cairn_peers_forget(cairn_peers_t *p, uint32_t node)
 {
     s_conn_t *c = node ? s_find_conn(p, node) : NULL;
     if (c)
-        s_conn_close(p, c);
+        s_conn_bury(p, c);
 }
 
 uint64_t cairn_peers_sent(const cairn_peers_t *p)

@@ -42,8 +42,9 @@ int cairn_peers_call(cairn_peers_t *p, uint32_t node, const char *endpoint,
                      const ProtobufCMessage *req, uint32_t timeout_ms,
                      cairn_peer_fn fn, void *userdata);
 
-/* Drops the connection to node (it left or was removed). Its pending
- * requests still end through their timeouts. */
+/* Drops the connection to node (it left, was removed, or came back and
+ * needs a fresh one). Safe inside any callback, including a reply from that
+ * node. Its pending requests still end through their timeouts. */
 void cairn_peers_forget(cairn_peers_t *p, uint32_t node);
 
 /* Number of requests sent and of replies received, for benchmarks. */

@@ -47,18 +47,30 @@ static size_t s_pack_valid_header(uint8_t *buf, const char *service, uint32_t ty
     return cairn__header__pack(&h, buf);
 }
 
+/* Types 1-2 (status, nodes) are valid requests; 3-7 (ping, ping-req, join,
+ * node-add, node-remove) are sent empty -- no sender, id 0 -- and must each
+ * be refused with a Status. Leave (8) is never sent: it would stop the
+ * daemon, as it should. */
 static size_t s_pack_valid_body(uint8_t *buf, uint32_t type)
 {
     Cairn__Clusterd__Request r = CAIRN__CLUSTERD__REQUEST__INIT;
     Cairn__Clusterd__StatusRequest st = CAIRN__CLUSTERD__STATUS_REQUEST__INIT;
     Cairn__Clusterd__NodesRequest nd = CAIRN__CLUSTERD__NODES_REQUEST__INIT;
-    if (type == 2) {
-        r.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODES;
-        r.nodes = &nd;
-    } else {
-        r.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_STATUS;
-        r.status = &st;
+    Cairn__Clusterd__PingRequest pg = CAIRN__CLUSTERD__PING_REQUEST__INIT;
+    Cairn__Clusterd__PingReqRequest pr = CAIRN__CLUSTERD__PING_REQ_REQUEST__INIT;
+    Cairn__Clusterd__JoinRequest jn = CAIRN__CLUSTERD__JOIN_REQUEST__INIT;
+    Cairn__Clusterd__NodeAddRequest na = CAIRN__CLUSTERD__NODE_ADD_REQUEST__INIT;
+    Cairn__Clusterd__NodeRemoveRequest rm = CAIRN__CLUSTERD__NODE_REMOVE_REQUEST__INIT;
+    switch (type) {
+    case 2: r.nodes = &nd; break;
+    case 3: r.ping = &pg; break;
+    case 4: r.ping_req = &pr; break;
+    case 5: r.join = &jn; break;
+    case 6: r.node_add = &na; break;
+    case 7: r.node_remove = &rm; break;
+    default: type = 1; r.status = &st; break;
     }
+    r.msg_case = (Cairn__Clusterd__Request__MsgCase)type;
     return cairn__clusterd__request__pack(&r, buf);
 }
 
@@ -86,10 +98,10 @@ static void s_garbage(s_msg_t *m)
 static void s_mutated(s_msg_t *m, const char *service)
 {
     uint8_t hdr[256], body[64];
-    uint32_t type = 1 + s_rand() % 2;
+    uint32_t type = 1 + s_rand() % 7;
     size_t hl = s_pack_valid_header(hdr, service, type);
     size_t bl = s_pack_valid_body(body, type);
-    switch (s_rand() % 6) {
+    switch (s_rand() % 7) {
     case 0: /* flip bytes */
         for (int k = 0; k < 1 + (int)(s_rand() % 3); k++) {
             if (s_rand() & 1)
@@ -107,10 +119,15 @@ static void s_mutated(s_msg_t *m, const char *service)
     case 3: /* type/body disagreement */
         bl = s_pack_valid_body(body, type == 1 ? 2 : 1);
         break;
+    case 6: /* an empty membership message, unmutated: must be refused */
+        type = 3 + s_rand() % 5;
+        hl = s_pack_valid_header(hdr, service, type);
+        bl = s_pack_valid_body(body, type);
+        break;
     case 4: /* wrong service */
         hl = s_pack_valid_header(hdr, "ghostd-nope", type);
         break;
-    default: /* append junk to the body */
+    case 5: /* append junk to the body */
         body[bl++] = 0xff;
         body[bl++] = 0xff;
         break;

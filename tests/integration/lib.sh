@@ -85,3 +85,12 @@ t_start_clusterd() {
         return 1
     fi
 }
+
+# t_require_netns: skips the test (77) unless we are root and may create
+# network namespaces (the local cluster harness needs both).
+t_require_netns() {
+    [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
+    local probe="cairnprobe$$"
+    ip netns add "$probe" 2>/dev/null || { echo "SKIP: ip netns add not permitted"; exit 77; }
+    ip netns del "$probe"
+}

@@ -7,10 +7,7 @@
 # bad arguments are usage errors. Skips (77) without root or netns.
 . "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-probe="cairnprobe$$"
-ip netns add "$probe" 2>/dev/null || { echo "SKIP: ip netns add not permitted"; exit 77; }
-ip netns del "$probe"
+t_require_netns
 "$CLUSTERD" --help 2>&1 | grep -q -- --node-id || { echo "SKIP: clusterd has no --node-id"; exit 77; }
 
 name="m$(( $$ % 100000 ))"

@@ -6,10 +6,7 @@
 # Skips (77) without root or without permission to create namespaces.
 . "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-probe="cairnprobe$$"
-ip netns add "$probe" 2>/dev/null || { echo "SKIP: ip netns add not permitted"; exit 77; }
-ip netns del "$probe"
+t_require_netns
 
 name="t$(( $$ % 100000 ))"
 export CAIRN_RUN_BASE="$T_TMP/run"

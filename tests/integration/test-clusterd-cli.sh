@@ -28,4 +28,27 @@ t_check "status over tcp" jq -e '.node.id == 1' <<<"$out"
 out=$("$CAIRN" nodes --table) || t_fail "nodes --table exit $?"
 t_check "nodes --table is text with the names" grep -q "n3" <<<"$out"
 
+# Hotplug admission is checked by clusterd itself (not a local cluster here,
+# so the CLI does no checks of its own).
+out=$("$CAIRN" node add --id 2 --address 127.0.0.9 2>&1 >/dev/null); rc=$?
+t_check "node add with a taken id: exit 1 ($rc)" test "$rc" -eq 1
+t_check "... already-exists naming the holder" jq -e '.error.code == "already-exists" and (.error.message | test("n2"))' <<<"$out"
+out=$("$CAIRN" node add --id 7 --address 127.0.0.3 2>&1 >/dev/null); rc=$?
+t_check "node add with a taken address: already-exists" jq -e '.error.code == "already-exists" and (.error.message | test("127.0.0.3"))' <<<"$out"
+out=$("$CAIRN" node add --id 7 --address 127.0.0.7 --name seven) || t_fail "node add 7 exit $?"
+t_check "node add admits node 7 as unknown" jq -e '.node.id == 7 and .node.name == "seven" and .node.state == "unknown"' <<<"$out"
+out=$("$CAIRN" node add --id 8 --address 127.0.0.8 --name seven 2>&1 >/dev/null)
+t_check "node add with a taken name: already-exists" jq -e '.error.code == "already-exists"' <<<"$out"
+
+# A node that is neither described nor admitted is refused when it joins,
+# and says why; one whose id is described at another address is refused
+# before it starts.
+"$CLUSTERD" --config "$cfg" --node-id 9 --address 127.0.0.9 2>"$T_TMP/n9.log"; rc=$?
+t_check "unadmitted node 9 exits 1 ($rc)" test "$rc" -eq 1
+t_check "... its log says join-refused with the reason" grep -q 'join-refused.*neither in the cluster description' "$T_TMP/n9.log"
+t_check "... the seed logged the refusal" grep -q "join-refused id=9" "$T_TMP/clusterd.log"
+"$CLUSTERD" --config "$cfg" --node-id 2 --address 127.0.0.9 2>"$T_TMP/n2.log"; rc=$?
+t_check "node id 2 at another address refused at start ($rc)" test "$rc" -eq 1
+t_check "... saying where the description has it" grep -q "has node 2 as n2 at 127.0.0.2" "$T_TMP/n2.log"
+
 t_done

@@ -12,10 +12,7 @@
 # Prints the measured times. Skips (77) without root or without netns.
 . "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-probe="cairnprobe$$"
-ip netns add "$probe" 2>/dev/null || { echo "SKIP: ip netns add not permitted"; exit 77; }
-ip netns del "$probe"
+t_require_netns
 
 name="m$(( $$ % 10000000 ))"
 CAIRN_RUN_BASE=$(mktemp -d /tmp/cairn-mb.XXXXXX)
