@@ -127,8 +127,10 @@ static int s_set_global(cli_ctx *ctx, int index, const char *value,
     case G_HELP: ctx->help = true; return 0;
     case G_TIMEOUT:
         r = cli_parse_int("--timeout", value, 1, CLI_MAX_TIMEOUT_MS, &v, err);
-        if (r == 0)
+        if (r == 0) {
             ctx->timeout_ms = (int)v;
+            ctx->timeout_set = true;
+        }
         return r;
     case G_RETRIES:
         r = cli_parse_int("--retries", value, 0, CLI_MAX_RETRIES, &v, err);

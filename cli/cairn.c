@@ -50,6 +50,8 @@ static const cli_command_t s_commands[] = {
     { "cluster status", "", "a local cluster's nodes and whether each "
       "daemon runs", cli_cluster_name_options, cli_cmd_cluster_status, NULL,
       NULL },
+    { "checkpoint", "PID", "freeze process PID into an image (killed after, unless --leave-running)", cli_checkpoint_options, cli_cmd_checkpoint, NULL, cli_table_object },
+    { "restart", "DIR", "bring the process checkpointed in DIR back to life", cli_restart_options, cli_cmd_restart, NULL, cli_table_object },
     { "batch", "", "read JSON commands from stdin, one per line; answer one "
       "JSON line each", cli_no_options, NULL, cli_cmd_batch, NULL },
     { "help", "", "this list, as JSON", cli_no_options, NULL, NULL, NULL },

@@ -53,6 +53,7 @@ typedef struct cli_ctx {
     const char *node;      /* --node ID|NAME, NULL if not given */
     const char *endpoint;  /* --endpoint URI, NULL if not given */
     int timeout_ms;        /* --timeout MS: total deadline of each request */
+    bool timeout_set;      /* --timeout was given (else a verb may pick its own) */
     int retries;           /* --retries N, -1 = the library's default */
     bool table;            /* --table: human table instead of JSON */
     bool help;             /* --help / -h seen */
@@ -164,6 +165,12 @@ int cli_cmd_config_check(cli_ctx *ctx, int argc, char **argv,
                          json_t **ret_result, cairn_error_t *err);
 int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,
                             json_t **ret_result, cairn_error_t *err);
+extern const cli_option_t cli_checkpoint_options[];
+extern const cli_option_t cli_restart_options[];
+int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
+                       json_t **ret_result, cairn_error_t *err);
+int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                    cairn_error_t *err);
 int cli_cmd_batch(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
                   cairn_error_t *err);
 

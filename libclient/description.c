@@ -448,7 +448,7 @@ static void s_read_membership(s_loader_t *ld, xmlNodePtr n)
     m->protocol_period_ms = s_attr_u32(n, "protocol-period-ms", 200);
     m->ping_timeout_ms = s_attr_u32(n, "ping-timeout-ms", 100);
     m->indirect_checks = s_attr_u32(n, "indirect-checks", 3);
-    m->suspect_timeout_ms = s_attr_u32(n, "suspect-timeout-ms", 1000);
+    m->suspect_timeout_ms = s_attr_u32(n, "suspect-timeout-ms", 800);
     m->gossip_fanout = s_attr_u32(n, "gossip-fanout", 6);
     ld->d->membership_line = n ? s_line(n) : 0;
 }
@@ -1341,7 +1341,7 @@ static int s_gen_tail(xmlNodePtr root)
 {
     xmlNodePtr sched;
     if (!s_add(root, "membership", "protocol-period-ms", "200", "ping-timeout-ms", "100",
-               "indirect-checks", "3", "suspect-timeout-ms", "1000",
+               "indirect-checks", "3", "suspect-timeout-ms", "800",
                "gossip-fanout", "6", NULL) ||
         !(sched = s_add(root, "scheduler", "policy", "balance", NULL)) ||
         !s_add(sched, "probe", "name", "load", "period-ms", "1000", NULL) ||

@@ -94,3 +94,36 @@ t_require_netns() {
     ip netns add "$probe" 2>/dev/null || { echo "SKIP: ip netns add not permitted"; exit 77; }
     ip netns del "$probe"
 }
+
+# t_description_ghostd FILE CLUSTER PORT GHOST_PORT: a one-node description
+# (node 1 at 127.0.0.1, run dir under $T_TMP/run) running clusterd and
+# ghostd.
+t_description_ghostd() {
+    local file=$1 cluster=$2 port=$3 gport=$4
+    cat > "$file" <<XML
+<cluster name="$cluster" run-base="$T_TMP/run">
+  <services>
+    <service name="clusterd" port="$port" pub-port="$((port + 1))"/>
+    <service name="ghostd" port="$gport"/>
+  </services>
+  <appliances><appliance name="compute"><use service="clusterd"/><use service="ghostd"/></appliance></appliances>
+  <nodes>
+    <node id="1" name="n1" address="127.0.0.1" appliance="compute"/>
+  </nodes>
+</cluster>
+XML
+}
+
+# t_start_service NAME BINARY CONFIG NODE LOG: starts a service daemon,
+# waits until its socket exists. Sets T_LAST_PID.
+t_start_service() {
+    local name=$1 bin=$2 config=$3 node=$4 log=$5 cluster
+    "$bin" --config "$config" --node "$node" 2>"$log" &
+    T_LAST_PID=$!
+    T_PIDS+=("$T_LAST_PID")
+    cluster=$(sed -n 's/.*<cluster name="\([^"]*\)".*/\1/p' "$config")
+    if ! t_wait_socket "$T_TMP/run/$cluster/$node/$name.sock"; then
+        echo "$name did not come up; log:" >&2; cat "$log" >&2
+        return 1
+    fi
+}

@@ -305,7 +305,7 @@ Test(description, minimal_defaults)
     cr_assert_eq(m->protocol_period_ms, 200);
     cr_assert_eq(m->ping_timeout_ms, 100);
     cr_assert_eq(m->indirect_checks, 3);
-    cr_assert_eq(m->suspect_timeout_ms, 1000);
+    cr_assert_eq(m->suspect_timeout_ms, 800);
     cr_assert_eq(m->gossip_fanout, 6);
     cr_assert_str_eq(cairn_description_policy(d), "");
     cr_assert_eq(cairn_description_n_probes(d), 0);
@@ -621,7 +621,7 @@ static void s_check_defaults(const cairn_description_t *d)
     cr_assert_eq(m->protocol_period_ms, 200);
     cr_assert_eq(m->ping_timeout_ms, 100);
     cr_assert_eq(m->indirect_checks, 3);
-    cr_assert_eq(m->suspect_timeout_ms, 1000);
+    cr_assert_eq(m->suspect_timeout_ms, 800);
     cr_assert_eq(m->gossip_fanout, 6);
     cr_assert_str_eq(cairn_description_policy(d), "balance");
     cr_assert_eq(cairn_description_n_probes(d), 2);

@@ -1,0 +1,256 @@
+/* cmd-ghost.c - `cairn checkpoint PID`, `cairn restart DIR`.
+ *
+ * Design. Each verb is one ghostd request: resolve the target (target.c),
+ * send Request{checkpoint|restart} through cairn_client_call() and turn the
+ * Reply into the JSON documented in docs/cli.md (times in ms as floats from
+ * the reply's us fields). A checkpoint or restore of a large process takes
+ * seconds, so unless --timeout was given these verbs wait up to
+ * S_DEFAULT_TIMEOUT_MS; ghostd kills its helper a little before the
+ * deadline it is told and answers timeout. A relative DIR is made absolute
+ * here, against the caller's cwd: ghostd runs elsewhere and refuses one.
+ * With no --dir, ghostd picks <rundir>/ghost/<pid>-<unix ms> and says so in
+ * the reply ("dir").
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairn/client.h"
+#include "cli.h"
+#include "ghostd.pb-c.h"
+#include "target.h"
+
+#define S_DEFAULT_TIMEOUT_MS 120000
+
+const cli_option_t cli_checkpoint_options[] = {
+    { "--dir", "D", "image directory, created (default <node rundir>/ghost/"
+      "<pid>-<unix ms>); the image is D/image.ghost" },
+    { "--leave-running", NULL, "let the process run on after the dump (else "
+      "it is killed)" },
+    { NULL, NULL, NULL },
+};
+enum { O_DIR, O_LEAVE_RUNNING };
+
+const cli_option_t cli_restart_options[] = {
+    { "--pid", "same|new", "restore with the original pid (default; "
+      "already-exists if it is taken) or a new one" },
+    { NULL, NULL, NULL },
+};
+enum { O_PID };
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int s_oom(cairn_error_t *err)
+{
+    return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+}
+
+/* path made absolute against the cwd into out. */
+static int s_absolute(const char *what, const char *path, char *out,
+                      size_t size, cairn_error_t *err)
+{
+    char cwd[PATH_MAX];
+    int n;
+
+    if (!*path)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "%s is empty", what);
+    if (path[0] != '/' && !getcwd(cwd, sizeof cwd))
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "getcwd: %s",
+                               strerror(errno));
+    n = path[0] == '/' ? snprintf(out, size, "%s", path)
+                       : snprintf(out, size, "%s/%s", cwd, path);
+    if (n < 0 || (size_t)n >= size)
+        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_USAGE,
+                               "%s '%s' is too long", what, path);
+    return 0;
+}
+
+/* Sends req to ghostd at the target within the deadline left and returns
+ * its Reply (caller frees), which must be of case `expect`. */
+static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
+                  const ProtobufCMessage *req, Cairn__Ghostd__Reply__MsgCase expect,
+                  Cairn__Ghostd__Reply **ret, cairn_error_t *err)
+{
+    int64_t start = s_now_ms(), left;
+    ProtobufCMessage *reply = NULL;
+    cli_target_t t = { 0 };
+    cairn_client_t *c = NULL;
+    int r;
+
+    r = cli_target_resolve(ctx, "ghostd", &t, err);
+    left = timeout_ms - (s_now_ms() - start);
+    if (r == 0 && left < 1)
+        r = cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT, "deadline of %d ms "
+                            "passed before the request to ghostd was sent",
+                            timeout_ms);
+    if (r == 0 && !(c = cairn_client_new(t.endpoint, "ghostd")))
+        r = errno == EINVAL
+                ? cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--endpoint '%s': "
+                                  "not an ipc://, tcp:// or inproc:// endpoint",
+                                  t.endpoint)
+                : s_oom(err);
+    if (r == 0) {
+        cairn_client_set_timeout(c, (int)left);
+        if (ctx->retries >= 0)
+            cairn_client_set_retries(c, ctx->retries);
+        r = cairn_client_call(c, req, &cairn__ghostd__reply__descriptor,
+                              &reply, err);
+    }
+    if (r == 0 && ((Cairn__Ghostd__Reply *)reply)->msg_case != expect) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+        r = cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR, "ghostd at %s "
+                            "answered %s with another message", t.endpoint,
+                            what);
+    }
+    cairn_client_free(c);
+    cli_target_clear(&t);
+    if (r < 0)
+        return r;
+    *ret = (Cairn__Ghostd__Reply *)reply;
+    return 0;
+}
+
+static int s_timeout(const cli_ctx *ctx)
+{
+    return ctx->timeout_set ? ctx->timeout_ms : S_DEFAULT_TIMEOUT_MS;
+}
+
+static json_t *s_checkpoint_json(const Cairn__Ghostd__CheckpointReply *c)
+{
+    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
+                     "pid", (json_int_t)c->pid, "dir", c->dir,
+                     "image", c->image,
+                     "image_bytes", (json_int_t)c->image_bytes,
+                     "pages", (json_int_t)c->pages,
+                     "processes", (json_int_t)c->processes,
+                     "threads", (json_int_t)c->threads,
+                     "freeze_ms", (double)c->freeze_us / 1000.0,
+                     "dump_ms", (double)c->dump_us / 1000.0,
+                     "left_running", (int)c->left_running);
+}
+
+/* The checkpoint arguments: the pid and the absolute directory ("" when
+ * ghostd is to pick it). */
+static int s_checkpoint_args(int argc, char **argv, cli_args_t *a, long *ret_pid,
+                             char *dir, size_t size, cairn_error_t *err)
+{
+    int r = cli_parse_args("checkpoint", cli_checkpoint_options, argc, argv, 1,
+                           a, err);
+
+    if (r == 0 && a->n_pos == 0)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "checkpoint: the pid of "
+                            "the process is required (cairn checkpoint PID)");
+    if (r == 0)
+        r = cli_parse_int("checkpoint: PID", a->pos[0], 1, INT_MAX, ret_pid,
+                          err);
+    dir[0] = '\0';
+    if (r == 0 && a->values[O_DIR])
+        r = s_absolute("--dir", a->values[O_DIR], dir, size, err);
+    return r;
+}
+
+int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
+                       json_t **ret_result, cairn_error_t *err)
+{
+    Cairn__Ghostd__CheckpointRequest creq = CAIRN__GHOSTD__CHECKPOINT_REQUEST__INIT;
+    Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
+    Cairn__Ghostd__Reply *reply = NULL;
+    char dir[PATH_MAX];
+    json_t *result;
+    cli_args_t a;
+    long pid;
+    int r;
+
+    r = s_checkpoint_args(argc, argv, &a, &pid, dir, sizeof dir, err);
+    if (r < 0)
+        return r;
+    creq.pid = (uint32_t)pid;
+    creq.dir = dir;
+    creq.leave_running = a.values[O_LEAVE_RUNNING] != NULL;
+    req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_CHECKPOINT;
+    req.checkpoint = &creq;
+    r = s_call(ctx, s_timeout(ctx), "checkpoint", &req.base,
+               CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY, &reply, err);
+    if (r < 0)
+        return r;
+    result = s_checkpoint_json(reply->checkpoint_reply);
+    protobuf_c_message_free_unpacked(&reply->base, NULL);
+    if (!result)
+        return s_oom(err);
+    *ret_result = result;
+    return 0;
+}
+
+static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr)
+{
+    return json_pack("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:f}",
+                     "pid", (json_int_t)rr->pid,
+                     "original_pid", (json_int_t)rr->original_pid,
+                     "same_pid", (int)rr->same_pid,
+                     "image_bytes", (json_int_t)rr->image_bytes,
+                     "pages", (json_int_t)rr->pages,
+                     "processes", (json_int_t)rr->processes,
+                     "threads", (json_int_t)rr->threads,
+                     "restore_ms", (double)rr->restore_us / 1000.0);
+}
+
+/* The restart arguments: the absolute directory and --pid same|new. */
+static int s_restart_args(int argc, char **argv, char *dir, size_t size,
+                          bool *ret_new_pid, cairn_error_t *err)
+{
+    cli_args_t a;
+    const char *pid;
+    int r = cli_parse_args("restart", cli_restart_options, argc, argv, 1, &a,
+                           err);
+
+    if (r == 0 && a.n_pos == 0)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "restart: the image "
+                            "directory is required (cairn restart DIR)");
+    if (r == 0)
+        r = s_absolute("restart: DIR", a.pos[0], dir, size, err);
+    pid = a.values[O_PID] ? a.values[O_PID] : "same";
+    if (r == 0 && strcmp(pid, "same") != 0 && strcmp(pid, "new") != 0)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--pid '%s': expected "
+                            "same or new", pid);
+    if (r == 0)
+        *ret_new_pid = strcmp(pid, "new") == 0;
+    return r;
+}
+
+int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                    cairn_error_t *err)
+{
+    Cairn__Ghostd__RestartRequest rreq = CAIRN__GHOSTD__RESTART_REQUEST__INIT;
+    Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
+    Cairn__Ghostd__Reply *reply = NULL;
+    char dir[PATH_MAX];
+    bool new_pid = false;
+    json_t *result;
+    int r;
+
+    r = s_restart_args(argc, argv, dir, sizeof dir, &new_pid, err);
+    if (r < 0)
+        return r;
+    rreq.dir = dir;
+    rreq.new_pid = new_pid;
+    req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_RESTART;
+    req.restart = &rreq;
+    r = s_call(ctx, s_timeout(ctx), "restart", &req.base,
+               CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY, &reply, err);
+    if (r < 0)
+        return r;
+    result = s_restart_json(reply->restart_reply);
+    protobuf_c_message_free_unpacked(&reply->base, NULL);
+    if (!result)
+        return s_oom(err);
+    *ret_result = result;
+    return 0;
+}

@@ -1,0 +1,1454 @@
+/* dump.c - checkpoint a running, unmodified process tree (dump.h).
+ *
+ * Design. Four phases, each leaving the tree runnable if it fails:
+ *
+ *  1. check   - /proc only (stat, status, smaps, fd/fdinfo), nothing
+ *               changes: a refusal names the pid, fd or vma and its kind.
+ *  2. freeze  - PTRACE_SEIZE + PTRACE_INTERRUPT every thread of every
+ *               process, rescanning task/ and children until stable; then
+ *               the check again on the frozen tree (a socket opened in
+ *               between is still a refusal: we only detach).
+ *  3. collect - registers, xsave, sigmask, pending signals, rseq, robust
+ *               list from ptrace; what only the task knows (sigactions,
+ *               itimers, brk, sigaltstack, clear-tid address) by injected
+ *               syscalls: the thread's registers point at a `syscall`
+ *               instruction of its own vdso (no code is written), it runs
+ *               to the syscall-exit stop under PTRACE_SYSCALL with every
+ *               signal blocked (PTRACE_SETSIGMASK), and output lands in a
+ *               64-byte scratch area below the red zone of its stack whose
+ *               bytes are saved first and put back afterwards.
+ *  4. write   - records in the order of ghost.proto; memory through
+ *               process_vm_readv (or /proc/PID/mem for unreadable vmas),
+ *               anonymous pages only where pagemap says present or
+ *               swapped; pipe contents copied with tee(2), so nothing is
+ *               consumed. Then detach (restoring registers, mask and the
+ *               interrupted syscall) or SIGKILL after fsync.
+ *
+ * An injected thread resumes from a syscall-exit stop, where the kernel no
+ * longer applies its -ERESTART* logic; we apply it to the registers we put
+ * back (re-execute, or restart_syscall for ERESTART_RESTARTBLOCK). The
+ * image keeps the registers exactly as the interrupt found them, with
+ * syscall_nr/syscall_ret, and the restorer decides.
+ */
+#include <dirent.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairn-config.h"
+#include "dump.h"
+#include "image.h"
+#include "proc.h"
+
+#define S_ERESTARTSYS 512
+#define S_ERESTARTNOINTR 513
+#define S_ERESTARTNOHAND 514
+#define S_ERESTART_RESTARTBLOCK 516
+#define S_PF_KTHREAD 0x00200000ul
+#define S_SCRATCH 64          /* bytes of stack scratch for injected calls */
+#define S_CHUNK (8u << 20)    /* memory read window */
+#define S_XSAVE_MAX (64u * 1024u)
+#define S_NSIG 64
+
+/* One thread of a seized process. */
+typedef struct s_thread {
+    pid_t tid;
+    bool seized;                      /* PTRACE_SEIZE succeeded */
+    bool stopped;                     /* in a ptrace stop we caused */
+    bool injected;                    /* ran an injected syscall */
+    bool mask_set;                    /* sigmask replaced by all-blocked */
+    bool scratch_saved;               /* scratch bytes saved */
+    struct user_regs_struct regs;     /* as the interrupt found them */
+    uint64_t sigmask;                 /* as the interrupt found it */
+    uint64_t scratch;                 /* scratch address in the tracee */
+    uint8_t scratch_orig[S_SCRATCH];  /* its original bytes */
+} s_thread_t;
+
+/* One process of the tree. */
+typedef struct s_proc {
+    pid_t pid;
+    pid_t parent;          /* parent inside the tree, 0 for the root */
+    s_thread_t *t;         /* threads, leader first */
+    size_t nt;
+    uint64_t vdso_syscall; /* address of a `syscall` instruction, 0 if none */
+} s_proc_t;
+
+/* The dump in progress. */
+typedef struct s_ctx {
+    const ghost_dump_opts_t *opts;
+    s_proc_t *p;           /* processes, parents before children */
+    size_t np;
+    uint32_t page_size;
+    ghost_writer_t *w;
+    uint8_t *buf;          /* S_CHUNK bytes for memory windows */
+    uint64_t pages;        /* written so far */
+    uint64_t *pipes_done;  /* pipe inodes whose data is recorded */
+    size_t npipes;
+} s_ctx_t;
+
+static uint64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ==== phase 1: checks on /proc ======================================= */
+
+static bool s_has_suffix(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* Character devices a process may hold: the memory devices and ttys. */
+static bool s_char_dev_ok(dev_t rdev)
+{
+    unsigned ma = major(rdev), mi = minor(rdev);
+    if (ma == 1)
+        return mi == 3 || mi == 5 || mi == 7 || mi == 8 || mi == 9;
+    return ma == 136 || (ma == 4 && mi < 64) || (ma == 5 && mi == 0);
+}
+
+/* Fills f (path into pathbuf) for fd, or refuses with the reason. */
+static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
+                         size_t size, cairn_error_t *err)
+{
+    char name[64], full[96];
+    snprintf(name, sizeof(name), "fd/%d", fd);
+    int r = proc_readlink(pid, name, pathbuf, size, err);
+    if (r < 0)
+        return r;
+    struct stat st;
+    snprintf(full, sizeof(full), "/proc/%d/fd/%d", (int)pid, fd);
+    if (stat(full, &st) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot stat %s: %s",
+                               full, strerror(errno));
+    proc_fdinfo_t fi;
+    r = proc_read_fdinfo(pid, fd, &fi, err);
+    if (r < 0)
+        return r;
+    f->fd = fd;
+    f->flags = fi.flags & ~O_CLOEXEC;
+    f->cloexec = (fi.flags & O_CLOEXEC) != 0;
+    f->pos = fi.pos;
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    f->path = pathbuf;
+    switch (st.st_mode & S_IFMT) {
+    case S_IFREG:
+        if (pathbuf[0] != '/' || strncmp(pathbuf, "/memfd:", 7) == 0)
+            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                   "process %d fd %d is %s (not a plain file)",
+                                   (int)pid, fd, pathbuf);
+        if (s_has_suffix(pathbuf, " (deleted)"))
+            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                   "process %d fd %d is a deleted file %s",
+                                   (int)pid, fd, pathbuf);
+        f->kind = CAIRN__GHOST__FD_KIND__FD_REGULAR;
+        return 0;
+    case S_IFDIR:
+        f->kind = CAIRN__GHOST__FD_KIND__FD_DIRECTORY;
+        return 0;
+    case S_IFIFO:
+        if (strncmp(pathbuf, "pipe:[", 6) != 0 || (fi.flags & O_ACCMODE) == O_RDWR)
+            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                   "process %d fd %d is a named FIFO %s",
+                                   (int)pid, fd, pathbuf);
+        f->kind = CAIRN__GHOST__FD_KIND__FD_PIPE;
+        f->pipe_id = st.st_ino;
+        f->pipe_write_end = (fi.flags & O_ACCMODE) == O_WRONLY;
+        f->path = "";
+        return 0;
+    case S_IFCHR:
+        if (!s_char_dev_ok(st.st_rdev))
+            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                   "process %d fd %d is the device %s (%u:%u)",
+                                   (int)pid, fd, pathbuf, major(st.st_rdev),
+                                   minor(st.st_rdev));
+        f->kind = CAIRN__GHOST__FD_KIND__FD_CHAR_DEVICE;
+        return 0;
+    case S_IFSOCK:
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d fd %d is a socket (%s)", (int)pid, fd, pathbuf);
+    case S_IFBLK:
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d fd %d is the block device %s",
+                               (int)pid, fd, pathbuf);
+    default:
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d fd %d is %s (unsupported fd type)",
+                               (int)pid, fd, pathbuf);
+    }
+}
+
+static int s_check_fds(pid_t pid, cairn_error_t *err)
+{
+    int *fds = NULL;
+    size_t n = 0;
+    int r = proc_list_dir(pid, "fd", &fds, &n, err);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
+        char path[PATH_MAX];
+        r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), err);
+        if (r == -ENOENT)
+            r = 0;   /* closed meanwhile */
+    }
+    free(fds);
+    return r;
+}
+
+/* The vma kind from its maps line. 0, or a refusal. */
+static int s_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
+                      cairn_error_t *err)
+{
+    const char *p = v->path;
+    bool special = strcmp(p, "[vdso]") == 0 || strncmp(p, "[vvar", 5) == 0 ||
+                   strcmp(p, "[vsyscall]") == 0;
+    if (!special && (v->vmflags & (PROC_VMF_IO | PROC_VMF_PFNMAP)))
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d maps device memory at %#llx (%s)", (int)pid,
+                               (unsigned long long)v->start, p[0] ? p : "anonymous");
+    if (!p[0] || strncmp(p, "[anon:", 6) == 0)
+        *ret = v->shared ? CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED
+                         : CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE;
+    else if (strncmp(p, "[anon_shmem:", 12) == 0 || strcmp(p, "/dev/zero (deleted)") == 0)
+        *ret = CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED;
+    else if (strcmp(p, "[heap]") == 0)
+        *ret = CAIRN__GHOST__VMA_KIND__VMA_HEAP;
+    else if (strcmp(p, "[stack]") == 0)
+        *ret = CAIRN__GHOST__VMA_KIND__VMA_STACK;
+    else if (strcmp(p, "[vdso]") == 0)
+        *ret = CAIRN__GHOST__VMA_KIND__VMA_VDSO;
+    else if (strcmp(p, "[vvar]") == 0 || strcmp(p, "[vvar_vclock]") == 0)
+        *ret = CAIRN__GHOST__VMA_KIND__VMA_VVAR;
+    else if (strcmp(p, "[vsyscall]") == 0)
+        *ret = CAIRN__GHOST__VMA_KIND__VMA_VSYSCALL;
+    else if (strncmp(p, "/memfd:", 7) == 0)
+        *ret = CAIRN__GHOST__VMA_KIND__VMA_MEMFD;
+    else if (p[0] != '/' || strncmp(p, "/SYSV", 5) == 0 || s_has_suffix(p, " (deleted)") ||
+             strncmp(p, "/dev/", 5) == 0)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d maps %s at %#llx (not restorable)", (int)pid,
+                               p, (unsigned long long)v->start);
+    else
+        *ret = v->shared ? CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED
+                         : CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE;
+    return 0;
+}
+
+static int s_check_vmas(pid_t pid, cairn_error_t *err)
+{
+    proc_vmas_t vm = { 0 };
+    int r = proc_read_vmas(pid, true, &vm, err);
+    for (size_t i = 0; r == 0 && i < vm.n; i++) {
+        Cairn__Ghost__VmaKind k;
+        r = s_vma_kind(pid, &vm.v[i], &k, err);
+    }
+    proc_vmas_free(&vm);
+    return r;
+}
+
+/* Every thread: not traced by anyone (but `tracer`, 0 before we seize). */
+static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
+{
+    int *tids = NULL;
+    size_t n = 0;
+    int r = proc_list_dir(pid, "task", &tids, &n, err);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        proc_status_t st;
+        char name[64];
+        snprintf(name, sizeof(name), "%d", tids[i]);
+        r = proc_read_status(tids[i], &st, err);
+        if (r == -ENOENT || r == -ESRCH) {
+            r = 0;
+            continue;
+        }
+        if (r == 0 && st.tracer_pid != 0 && st.tracer_pid != tracer)
+            r = cairn_error_set(err, -EBUSY, CAIRN_FAILED_PRECONDITION,
+                                "process %d thread %d is already traced by %d",
+                                (int)pid, tids[i], (int)st.tracer_pid);
+    }
+    free(tids);
+    return r;
+}
+
+static int s_check_one(pid_t pid, pid_t tracer, cairn_error_t *err)
+{
+    proc_stat_t st;
+    int r = proc_read_stat(pid, &st, err);
+    if (r < 0)
+        return r == -ENOENT || r == -ESRCH
+                   ? cairn_error_set(err, -ESRCH, CAIRN_NOT_FOUND, "no process %d", (int)pid)
+                   : r;
+    if (pid == getpid() || pid == getppid())
+        return cairn_error_set(err, -EINVAL, CAIRN_FAILED_PRECONDITION,
+                               "process %d is the dumper or its parent", (int)pid);
+    if (st.flags & S_PF_KTHREAD)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d is a kernel thread", (int)pid);
+    if (st.state == 'Z' || st.state == 'X')
+        return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
+                               "process %d is a zombie", (int)pid);
+    if ((r = s_check_threads(pid, tracer, err)) < 0)
+        return r;
+    if ((r = s_check_vmas(pid, err)) < 0)
+        return r;
+    return s_check_fds(pid, err);
+}
+
+/* pid and all its descendants, parents first; (*ret)[i*2+1] is the parent. */
+static int s_tree(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
+{
+    size_t n = 1, cap = 16;
+    pid_t *v = malloc(cap * 2 * sizeof(pid_t));
+    if (!v)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    v[0] = root;
+    v[1] = 0;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        pid_t *ch = NULL;
+        size_t nc = 0;
+        r = proc_list_children(v[i * 2], &ch, &nc, err);
+        if (r == -ENOENT || r == -ESRCH)
+            r = i == 0 ? cairn_error_set(err, -ESRCH, CAIRN_NOT_FOUND, "no process %d",
+                                         (int)root) : 0;
+        for (size_t j = 0; r == 0 && j < nc; j++) {
+            if (n == cap) {
+                pid_t *nv = realloc(v, cap * 4 * sizeof(pid_t));
+                if (!nv) {
+                    r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+                    break;
+                }
+                v = nv;
+                cap *= 2;
+            }
+            v[n * 2] = ch[j];
+            v[n * 2 + 1] = v[i * 2];
+            n++;
+        }
+        free(ch);
+    }
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
+{
+    if (pid <= 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
+    pid_t *tree = NULL;
+    size_t n = 0;
+    int r = s_tree(pid, &tree, &n, err);
+    for (size_t i = 0; r == 0 && i < n; i++)
+        r = s_check_one(tree[i * 2], 0, err);
+    free(tree);
+    return r;
+}
+
+/* ==== phase 2: freeze ================================================= */
+
+/* Waits for tid's PTRACE_EVENT_STOP, passing on signals that were being
+ * delivered (so none is lost). */
+static int s_wait_interrupt(pid_t tid, cairn_error_t *err)
+{
+    for (;;) {
+        int st;
+        pid_t w = waitpid(tid, &st, __WALL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "waitpid %d: %s",
+                                   (int)tid, strerror(errno));
+        if (WIFEXITED(st) || WIFSIGNALED(st))
+            return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
+                                   "thread %d exited while being frozen", (int)tid);
+        if ((st >> 16) == PTRACE_EVENT_STOP)
+            return 0;
+        /* a signal-delivery-stop came first: let the signal through */
+        int sig = WSTOPSIG(st);
+        if (ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig) < 0)
+            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_CONT %d: %s",
+                                   (int)tid, strerror(errno));
+    }
+}
+
+static int s_seize_thread(s_thread_t *t, cairn_error_t *err)
+{
+    if (ptrace(PTRACE_SEIZE, t->tid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0)
+        return cairn_error_set(err, -errno, errno == EPERM ? CAIRN_FAILED_PRECONDITION
+                                                           : CAIRN_SYSTEM,
+                               "cannot seize thread %d: %s", (int)t->tid, strerror(errno));
+    t->seized = true;
+    if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_INTERRUPT %d: %s",
+                               (int)t->tid, strerror(errno));
+    int r = s_wait_interrupt(t->tid, err);
+    if (r < 0)
+        return r;
+    t->stopped = true;
+    return 0;
+}
+
+static bool s_has_tid(const s_proc_t *p, pid_t tid)
+{
+    for (size_t i = 0; i < p->nt; i++)
+        if (p->t[i].tid == tid)
+            return true;
+    return false;
+}
+
+/* Seizes the threads of p not yet seized; *ret_new counts them. */
+static int s_seize_new_threads(s_proc_t *p, size_t *ret_new, cairn_error_t *err)
+{
+    int *tids = NULL;
+    size_t n = 0, added = 0;
+    int r = proc_list_dir(p->pid, "task", &tids, &n, err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (s_has_tid(p, tids[i]))
+            continue;
+        s_thread_t *nt = realloc(p->t, (p->nt + 1) * sizeof(*nt));
+        if (!nt) {
+            r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+            break;
+        }
+        p->t = nt;
+        s_thread_t *t = &p->t[p->nt++];
+        memset(t, 0, sizeof(*t));
+        t->tid = tids[i];
+        r = s_seize_thread(t, err);
+        added++;
+    }
+    free(tids);
+    /* leader first */
+    for (size_t i = 1; i < p->nt; i++)
+        if (p->t[i].tid == p->pid) {
+            s_thread_t tmp = p->t[0];
+            p->t[0] = p->t[i];
+            p->t[i] = tmp;
+        }
+    *ret_new = added;
+    return r;
+}
+
+static int s_add_proc(s_ctx_t *c, pid_t pid, pid_t parent, cairn_error_t *err)
+{
+    for (size_t i = 0; i < c->np; i++)
+        if (c->p[i].pid == pid)
+            return 0;
+    s_proc_t *np = realloc(c->p, (c->np + 1) * sizeof(*np));
+    if (!np)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    c->p = np;
+    memset(&c->p[c->np], 0, sizeof(s_proc_t));
+    c->p[c->np].pid = pid;
+    c->p[c->np].parent = parent;
+    c->np++;
+    return 0;
+}
+
+/* One pass: seize new threads everywhere and add new children. Returns the
+ * number of new threads and processes in *ret_changes. */
+static int s_freeze_pass(s_ctx_t *c, size_t *ret_changes, cairn_error_t *err)
+{
+    size_t changes = 0;
+    for (size_t i = 0; i < c->np; i++) {
+        size_t added = 0;
+        int r = s_seize_new_threads(&c->p[i], &added, err);
+        if (r < 0)
+            return r;
+        changes += added;
+        pid_t *ch = NULL;
+        size_t nc = 0, before = c->np;
+        r = proc_list_children(c->p[i].pid, &ch, &nc, err);
+        for (size_t j = 0; r == 0 && j < nc; j++)
+            r = s_add_proc(c, ch[j], c->p[i].pid, err);
+        free(ch);
+        if (r < 0)
+            return r;
+        changes += c->np - before;
+    }
+    *ret_changes = changes;
+    return 0;
+}
+
+static int s_freeze(s_ctx_t *c, pid_t root, cairn_error_t *err)
+{
+    int r = s_add_proc(c, root, 0, err);
+    for (int pass = 0; r == 0; pass++) {
+        size_t changes = 0;
+        r = s_freeze_pass(c, &changes, err);
+        if (r == 0 && changes == 0)
+            return 0;
+        if (r == 0 && pass > 1000)
+            r = cairn_error_set(err, -EAGAIN, CAIRN_BUSY,
+                                "tree of %d keeps creating threads or processes", (int)root);
+    }
+    return r;
+}
+
+/* ==== syscall injection ================================================ */
+
+static int s_wait_syscall_stop(pid_t tid, cairn_error_t *err)
+{
+    int st;
+    pid_t w;
+    while ((w = waitpid(tid, &st, __WALL)) < 0 && errno == EINTR)
+        ;
+    if (w < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "waitpid %d: %s", (int)tid,
+                               strerror(errno));
+    if (!WIFSTOPPED(st))
+        return cairn_error_set(err, -ESRCH, CAIRN_INTERNAL,
+                               "thread %d died during an injected syscall", (int)tid);
+    if (WSTOPSIG(st) != (SIGTRAP | 0x80))
+        return cairn_error_set(err, -EPROTO, CAIRN_INTERNAL,
+                               "thread %d stopped by signal %d during an injected syscall",
+                               (int)tid, WSTOPSIG(st));
+    return 0;
+}
+
+/* Runs syscall nr(a[0..5]) in thread t; its result into *ret. */
+static int s_inject(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
+                    int64_t *ret, cairn_error_t *err)
+{
+    if (!p->vdso_syscall)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d has no vdso syscall instruction to borrow",
+                               (int)p->pid);
+    struct user_regs_struct r = t->regs;
+    r.rip = p->vdso_syscall;
+    r.rax = (uint64_t)nr;
+    r.orig_rax = (uint64_t)-1;
+    r.rdi = a[0], r.rsi = a[1], r.rdx = a[2], r.r10 = a[3], r.r8 = a[4], r.r9 = a[5];
+    t->injected = true;
+    if (ptrace(PTRACE_SETREGS, t->tid, 0, &r) < 0 ||
+        ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "injecting into %d: %s",
+                               (int)t->tid, strerror(errno));
+    int rc = s_wait_syscall_stop(t->tid, err);   /* entry */
+    if (rc == 0 && ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
+        rc = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SYSCALL %d: %s",
+                             (int)t->tid, strerror(errno));
+    if (rc == 0)
+        rc = s_wait_syscall_stop(t->tid, err);   /* exit */
+    if (rc == 0 && ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
+        rc = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_GETREGS %d: %s",
+                             (int)t->tid, strerror(errno));
+    if (rc == 0)
+        *ret = (int64_t)r.rax;
+    return rc;
+}
+
+static int s_inject_ok(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
+                       const char *what, cairn_error_t *err)
+{
+    int64_t res = 0;
+    int r = s_inject(p, t, nr, a, &res, err);
+    if (r == 0 && res < 0 && res > -4096)
+        r = cairn_error_set(err, (int)res, CAIRN_SYSTEM, "%s in thread %d failed: %s",
+                            what, (int)t->tid, strerror((int)-res));
+    return r;
+}
+
+static int s_peek(pid_t pid, uint64_t addr, void *dst, size_t len, cairn_error_t *err)
+{
+    struct iovec l = { dst, len }, rv = { (void *)(uintptr_t)addr, len };
+    ssize_t k = process_vm_readv(pid, &l, 1, &rv, 1, 0);
+    if (k != (ssize_t)len)
+        return cairn_error_set(err, k < 0 ? -errno : -EIO, CAIRN_SYSTEM,
+                               "cannot read %zu bytes at %#llx in %d", len,
+                               (unsigned long long)addr, (int)pid);
+    return 0;
+}
+
+static int s_poke(pid_t pid, uint64_t addr, const void *src, size_t len, cairn_error_t *err)
+{
+    struct iovec l = { (void *)src, len }, rv = { (void *)(uintptr_t)addr, len };
+    ssize_t k = process_vm_writev(pid, &l, 1, &rv, 1, 0);
+    if (k != (ssize_t)len)
+        return cairn_error_set(err, k < 0 ? -errno : -EIO, CAIRN_SYSTEM,
+                               "cannot write %zu bytes at %#llx in %d", len,
+                               (unsigned long long)addr, (int)pid);
+    return 0;
+}
+
+/* Prepares a thread for injection: registers and mask saved, all signals
+ * blocked, scratch bytes saved. */
+static int s_prepare_thread(s_thread_t *t, cairn_error_t *err)
+{
+    if (ptrace(PTRACE_GETREGS, t->tid, 0, &t->regs) < 0 ||
+        ptrace(PTRACE_GETSIGMASK, t->tid, (void *)sizeof(uint64_t), &t->sigmask) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "reading thread %d: %s",
+                               (int)t->tid, strerror(errno));
+    if (t->regs.cs != 0x33)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "thread %d is not in 64-bit mode (cs %#llx)", (int)t->tid,
+                               (unsigned long long)t->regs.cs);
+    uint64_t all = ~0ull;
+    if (ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(uint64_t), &all) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "blocking signals of %d: %s",
+                               (int)t->tid, strerror(errno));
+    t->mask_set = true;
+    t->scratch = ((t->regs.rsp - 1024) & ~63ull);
+    int r = s_peek(t->tid, t->scratch, t->scratch_orig, S_SCRATCH, err);
+    if (r == 0)
+        t->scratch_saved = true;
+    return r;
+}
+
+/* Registers to resume with after injections: the -ERESTART* logic the
+ * kernel would have applied had we not run anything. */
+static struct user_regs_struct s_resume_regs(const s_thread_t *t)
+{
+    struct user_regs_struct r = t->regs;
+    if (!t->injected || (int64_t)r.orig_rax < 0)
+        return r;
+    int64_t ret = (int64_t)r.rax;
+    if (ret == -S_ERESTARTSYS || ret == -S_ERESTARTNOINTR || ret == -S_ERESTARTNOHAND) {
+        r.rax = r.orig_rax;
+        r.rip -= 2;
+    } else if (ret == -S_ERESTART_RESTARTBLOCK) {
+        r.rax = SYS_restart_syscall;
+        r.rip -= 2;
+    }
+    return r;
+}
+
+/* Puts a thread back as it was and detaches it. */
+static int s_release_thread(s_thread_t *t, cairn_error_t *err)
+{
+    int r = 0;
+    if (t->scratch_saved && s_poke(t->tid, t->scratch, t->scratch_orig, S_SCRATCH, err) < 0)
+        r = -EIO;
+    if (t->injected) {
+        struct user_regs_struct rr = s_resume_regs(t);
+        if (ptrace(PTRACE_SETREGS, t->tid, 0, &rr) < 0)
+            r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "restoring registers of %d: %s",
+                                (int)t->tid, strerror(errno));
+    }
+    if (t->mask_set &&
+        ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(uint64_t), &t->sigmask) < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "restoring sigmask of %d: %s",
+                            (int)t->tid, strerror(errno));
+    if (t->seized && ptrace(PTRACE_DETACH, t->tid, 0, 0) < 0 && errno != ESRCH)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "detaching %d: %s", (int)t->tid,
+                            strerror(errno));
+    t->seized = t->stopped = t->injected = t->mask_set = t->scratch_saved = false;
+    return r;
+}
+
+/* Detaches everything; true if every thread is back to running. */
+static bool s_release_all(s_ctx_t *c)
+{
+    bool ok = true;
+    for (size_t i = 0; i < c->np; i++)
+        for (size_t j = 0; j < c->p[i].nt; j++) {
+            cairn_error_t e;
+            if (s_release_thread(&c->p[i].t[j], &e) < 0)
+                ok = false;
+        }
+    return ok;
+}
+
+static void s_kill_all(s_ctx_t *c)
+{
+    for (size_t i = 0; i < c->np; i++)
+        kill(c->p[i].pid, SIGKILL);
+    for (size_t i = 0; i < c->np; i++)
+        for (size_t j = 0; j < c->p[i].nt; j++)
+            c->p[i].t[j].seized = false;
+}
+
+/* ==== phase 3: collect ================================================= */
+
+/* Finds a `syscall` (0f 05) in the process's vdso. */
+static int s_find_vdso_syscall(s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
+{
+    for (size_t i = 0; i < vm->n; i++) {
+        const proc_vma_t *v = &vm->v[i];
+        if (strcmp(v->path, "[vdso]") != 0 || v->end - v->start > (1u << 20))
+            continue;
+        size_t len = v->end - v->start;
+        uint8_t *b = malloc(len);
+        if (!b)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        int r = s_peek(p->pid, v->start, b, len, err);
+        for (size_t k = 0; r == 0 && k + 1 < len; k++)
+            if (b[k] == 0x0f && b[k + 1] == 0x05) {
+                p->vdso_syscall = v->start + k;
+                break;
+            }
+        free(b);
+        return r;
+    }
+    return 0;
+}
+
+static void s_free_sigactions(Cairn__Ghost__Process *pr)
+{
+    for (size_t i = 0; i < pr->n_sigactions; i++)
+        free(pr->sigactions[i]);
+    free(pr->sigactions);
+    for (size_t i = 0; i < pr->n_itimers; i++)
+        free(pr->itimers[i]);
+    free(pr->itimers);
+    for (size_t i = 0; i < pr->n_rlimits; i++)
+        free(pr->rlimits[i]);
+    free(pr->rlimits);
+    for (size_t i = 0; i < pr->n_shared_pending; i++) {
+        free(pr->shared_pending[i]->raw.data);
+        free(pr->shared_pending[i]);
+    }
+    free(pr->shared_pending);
+}
+
+static int s_collect_sigactions(const s_proc_t *p, s_thread_t *t,
+                                Cairn__Ghost__Process *pr, cairn_error_t *err)
+{
+    pr->sigactions = calloc(S_NSIG, sizeof(*pr->sigactions));
+    if (!pr->sigactions)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (int sig = 1; sig <= S_NSIG; sig++) {
+        uint64_t a[6] = { (uint64_t)sig, 0, t->scratch, 8, 0, 0 }, k[4];
+        int r = s_inject_ok(p, t, SYS_rt_sigaction, a, "rt_sigaction", err);
+        if (r == 0)
+            r = s_peek(t->tid, t->scratch, k, sizeof(k), err);
+        if (r < 0)
+            return r;
+        Cairn__Ghost__SigAction *sa = malloc(sizeof(*sa));
+        if (!sa)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        cairn__ghost__sig_action__init(sa);
+        sa->signo = (uint32_t)sig;
+        sa->handler = k[0], sa->flags = k[1], sa->restorer = k[2], sa->mask = k[3];
+        pr->sigactions[pr->n_sigactions++] = sa;
+    }
+    return 0;
+}
+
+static int s_collect_itimers(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Process *pr,
+                             cairn_error_t *err)
+{
+    pr->itimers = calloc(3, sizeof(*pr->itimers));
+    if (!pr->itimers)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (int which = 0; which < 3; which++) {
+        uint64_t a[6] = { (uint64_t)which, t->scratch, 0, 0, 0, 0 }, tv[4];
+        int r = s_inject_ok(p, t, SYS_getitimer, a, "getitimer", err);
+        if (r == 0)
+            r = s_peek(t->tid, t->scratch, tv, sizeof(tv), err);
+        if (r < 0)
+            return r;
+        Cairn__Ghost__Itimer *it = malloc(sizeof(*it));
+        if (!it)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        cairn__ghost__itimer__init(it);
+        it->which = (uint32_t)which;
+        it->interval_ns = tv[0] * 1000000000ull + tv[1] * 1000ull;
+        it->value_ns = tv[2] * 1000000000ull + tv[3] * 1000ull;
+        pr->itimers[pr->n_itimers++] = it;
+    }
+    return 0;
+}
+
+static int s_collect_rlimits(pid_t pid, Cairn__Ghost__Process *pr, cairn_error_t *err)
+{
+    pr->rlimits = calloc(RLIM_NLIMITS, sizeof(*pr->rlimits));
+    if (!pr->rlimits)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (int res = 0; res < RLIM_NLIMITS; res++) {
+        struct rlimit rl;
+        if (prlimit(pid, (__rlimit_resource_t)res, NULL, &rl) < 0)
+            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "prlimit(%d, %d): %s",
+                                   (int)pid, res, strerror(errno));
+        Cairn__Ghost__Rlimit *r = malloc(sizeof(*r));
+        if (!r)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        cairn__ghost__rlimit__init(r);
+        r->resource = (uint32_t)res, r->cur = rl.rlim_cur, r->max = rl.rlim_max;
+        pr->rlimits[pr->n_rlimits++] = r;
+    }
+    return 0;
+}
+
+/* Pending signals of tid: the thread's own, or (shared) the process's. */
+static int s_collect_pending(pid_t tid, bool shared, Cairn__Ghost__SigInfo ***ret,
+                             size_t *ret_n, cairn_error_t *err)
+{
+    Cairn__Ghost__SigInfo **v = NULL;
+    size_t n = 0;
+    for (;;) {
+        struct { uint64_t off; uint32_t flags; int32_t nr; } arg = {
+            n, shared ? PTRACE_PEEKSIGINFO_SHARED : 0, 1 };
+        uint8_t si[128];
+        long k = ptrace(PTRACE_PEEKSIGINFO, tid, &arg, si);
+        if (k < 0) {
+            free(v);
+            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_PEEKSIGINFO %d: %s",
+                                   (int)tid, strerror(errno));
+        }
+        if (k == 0)
+            break;
+        Cairn__Ghost__SigInfo **nv = realloc(v, (n + 1) * sizeof(*nv));
+        Cairn__Ghost__SigInfo *s = malloc(sizeof(*s));
+        uint8_t *raw = malloc(sizeof(si));
+        if (!nv || !s || !raw) {
+            free(nv ? nv : v);
+            free(s);
+            free(raw);
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        }
+        v = nv;
+        cairn__ghost__sig_info__init(s);
+        memcpy(raw, si, sizeof(si));
+        s->raw.data = raw;
+        s->raw.len = sizeof(si);
+        v[n++] = s;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static void s_mm_from_stat(const proc_stat_t *st, Cairn__Ghost__MmLayout *mm)
+{
+    mm->start_code = st->start_code, mm->end_code = st->end_code;
+    mm->start_data = st->start_data, mm->end_data = st->end_data;
+    mm->start_brk = st->start_brk, mm->start_stack = st->start_stack;
+    mm->arg_start = st->arg_start, mm->arg_end = st->arg_end;
+    mm->env_start = st->env_start, mm->env_end = st->env_end;
+}
+
+/* Strings owned by a process record under construction. */
+typedef struct s_pstrings {
+    char comm[64];
+    char cwd[PATH_MAX];
+    char exe[PATH_MAX];
+    char *auxv;
+} s_pstrings_t;
+
+static int s_collect_mm(const s_proc_t *p, s_thread_t *t, const proc_stat_t *st,
+                        Cairn__Ghost__MmLayout *mm, s_pstrings_t *s, cairn_error_t *err)
+{
+    s_mm_from_stat(st, mm);
+    size_t len = 0;
+    int r = proc_read_file(p->pid, "auxv", &s->auxv, &len, err);
+    if (r < 0)
+        return r;
+    mm->auxv.data = (uint8_t *)s->auxv;
+    mm->auxv.len = len;
+    r = proc_readlink(p->pid, "exe", s->exe, sizeof(s->exe), err);
+    if (r < 0)
+        return r;
+    mm->exe_path = s->exe;
+    uint64_t a[6] = { 0 };
+    int64_t brk = 0;
+    r = s_inject(p, t, SYS_brk, a, &brk, err);
+    mm->brk = (uint64_t)brk;
+    return r;
+}
+
+static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
+                             Cairn__Ghost__MmLayout *mm, s_pstrings_t *s,
+                             cairn_error_t *err)
+{
+    proc_stat_t st;
+    proc_status_t status;
+    s_thread_t *leader = &p->t[0];
+    int r = proc_read_stat(p->pid, &st, err);
+    if (r == 0)
+        r = proc_read_status(p->pid, &status, err);
+    if (r == 0)
+        r = proc_readlink(p->pid, "cwd", s->cwd, sizeof(s->cwd), err);
+    if (r == 0)
+        r = proc_read_personality(p->pid, &pr->personality, err);
+    if (r < 0)
+        return r;
+    snprintf(s->comm, sizeof(s->comm), "%s", st.comm);
+    pr->pid = (uint32_t)p->pid;
+    pr->ppid = (uint32_t)p->parent;
+    pr->pgid = (uint32_t)st.pgid, pr->sid = (uint32_t)st.sid;
+    pr->comm = s->comm, pr->cwd = s->cwd;
+    pr->umask = status.umask;
+    pr->mm = mm;
+    pr->n_threads = (uint32_t)p->nt;
+    if ((r = s_collect_rlimits(p->pid, pr, err)) < 0 ||
+        (r = s_collect_sigactions(p, leader, pr, err)) < 0 ||
+        (r = s_collect_itimers(p, leader, pr, err)) < 0 ||
+        (r = s_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
+                               err)) < 0)
+        return r;
+    return s_collect_mm(p, leader, &st, mm, s, err);
+}
+
+/* Buffers owned by a thread record under construction. */
+typedef struct s_tbufs {
+    uint8_t xsave[S_XSAVE_MAX];
+    Cairn__Ghost__Rseq rseq;
+} s_tbufs_t;
+
+static int s_collect_thread_ptrace(s_thread_t *t, Cairn__Ghost__Thread *th, s_tbufs_t *b,
+                                   cairn_error_t *err)
+{
+    struct iovec xs = { b->xsave, sizeof(b->xsave) };
+    if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_X86_XSTATE, &xs) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "xsave of %d: %s", (int)t->tid,
+                               strerror(errno));
+    th->xsave.data = b->xsave;
+    th->xsave.len = xs.iov_len;
+    struct { uint64_t ptr; uint32_t size, sig, flags, pad; } rs = { 0 };
+    if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, t->tid, (void *)sizeof(rs), &rs) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "rseq of %d: %s", (int)t->tid,
+                               strerror(errno));
+    cairn__ghost__rseq__init(&b->rseq);
+    b->rseq.addr = rs.ptr, b->rseq.len = rs.size, b->rseq.signature = rs.sig;
+    th->rseq = &b->rseq;
+    uint64_t head = 0;
+    size_t len = 0;
+    if (syscall(SYS_get_robust_list, t->tid, &head, &len) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "robust list of %d: %s",
+                               (int)t->tid, strerror(errno));
+    th->robust_list = head, th->robust_list_len = len;
+    return s_collect_pending(t->tid, false, &th->pending, &th->n_pending, err);
+}
+
+static int s_collect_thread(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Thread *th,
+                            s_tbufs_t *b, cairn_error_t *err)
+{
+    th->tid = (uint32_t)t->tid;
+    th->leader = t->tid == p->pid;
+    th->regs.data = (uint8_t *)&t->regs;
+    th->regs.len = sizeof(t->regs);
+    th->sigmask = t->sigmask;
+    th->fs_base = t->regs.fs_base, th->gs_base = t->regs.gs_base;
+    th->syscall_nr = (int64_t)t->regs.orig_rax < 0 ? -1 : (int64_t)t->regs.orig_rax;
+    th->syscall_ret = th->syscall_nr < 0 ? 0 : (int64_t)t->regs.rax;
+    uint64_t a[6] = { 0, t->scratch, 0, 0, 0, 0 }, ss[3];
+    int r = s_inject_ok(p, t, SYS_sigaltstack, a, "sigaltstack", err);
+    if (r == 0)
+        r = s_peek(t->tid, t->scratch, ss, sizeof(ss), err);
+    if (r < 0)
+        return r;
+    th->altstack_sp = ss[0], th->altstack_flags = (int32_t)ss[1], th->altstack_size = ss[2];
+    uint64_t b2[6] = { PR_GET_TID_ADDRESS, t->scratch, 0, 0, 0, 0 }, addr = 0;
+    r = s_inject_ok(p, t, SYS_prctl, b2, "prctl(PR_GET_TID_ADDRESS)", err);
+    if (r == 0)
+        r = s_peek(t->tid, t->scratch, &addr, sizeof(addr), err);
+    if (r < 0)
+        return r;
+    th->clear_tid_addr = addr;
+    return s_collect_thread_ptrace(t, th, b, err);
+}
+
+static void s_free_pending(Cairn__Ghost__SigInfo **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i]->raw.data);
+        free(v[i]);
+    }
+    free(v);
+}
+
+/* ==== phase 4: write =================================================== */
+
+static int s_put(s_ctx_t *c, Cairn__Ghost__Record *rec, cairn_error_t *err)
+{
+    return ghost_write_record(c->w, rec, err);
+}
+
+static int s_write_threads(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
+{
+    s_tbufs_t *b = malloc(sizeof(*b));
+    if (!b)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < p->nt; i++) {
+        Cairn__Ghost__Thread th = CAIRN__GHOST__THREAD__INIT;
+        r = s_collect_thread(p, &p->t[i], &th, b, err);
+        if (r == 0) {
+            Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+            rec.r_case = CAIRN__GHOST__RECORD__R_THREAD;
+            rec.thread = &th;
+            r = s_put(c, &rec, err);
+        }
+        s_free_pending(th.pending, th.n_pending);
+    }
+    free(b);
+    return r;
+}
+
+/* Which pages of a vma of this kind are dumped: 0 none, 1 present only
+ * (anonymous private: the rest is zero), 2 all. */
+static int s_dump_policy(Cairn__Ghost__VmaKind k)
+{
+    switch (k) {
+    case CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE:
+    case CAIRN__GHOST__VMA_KIND__VMA_HEAP:
+    case CAIRN__GHOST__VMA_KIND__VMA_STACK:
+        return 1;
+    case CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE:
+    case CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED:
+    case CAIRN__GHOST__VMA_KIND__VMA_MEMFD:
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+static int s_vma_record(pid_t pid, const proc_vma_t *v, Cairn__Ghost__Vma *out,
+                        cairn_error_t *err)
+{
+    Cairn__Ghost__VmaKind k;
+    int r = s_vma_kind(pid, v, &k, err);
+    if (r < 0)
+        return r;
+    out->start = v->start, out->end = v->end, out->prot = v->prot;
+    out->flags = (v->shared ? MAP_SHARED : MAP_PRIVATE) |
+                 ((v->vmflags & PROC_VMF_GROWSDOWN) ? MAP_GROWSDOWN : 0);
+    out->pgoff = v->pgoff, out->kind = k;
+    out->path = (char *)v->path;
+    out->dev = v->dev, out->ino = v->ino;
+    if (k == CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED || k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
+        out->shmid = v->ino;
+    out->dumped = s_dump_policy(k) != 0;
+    return 0;
+}
+
+static int s_write_vmas(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
+{
+    for (size_t i = 0; i < vm->n; i++) {
+        Cairn__Ghost__Vma v = CAIRN__GHOST__VMA__INIT;
+        int r = s_vma_record(p->pid, &vm->v[i], &v, err);
+        if (r < 0)
+            return r;
+        Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+        rec.r_case = CAIRN__GHOST__RECORD__R_VMA;
+        rec.vma = &v;
+        if ((r = s_put(c, &rec, err)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Memory access to one process. */
+typedef struct s_mem {
+    pid_t pid;
+    int mem_fd;        /* /proc/PID/mem */
+    int pagemap_fd;    /* /proc/PID/pagemap */
+} s_mem_t;
+
+/* Reads [addr, addr+len) into dst; returns bytes read from the start (a
+ * page multiple, maybe short where pages cannot be read). */
+static size_t s_read_mem(s_mem_t *m, bool readable, uint64_t addr, uint8_t *dst, size_t len)
+{
+    size_t got = 0;
+    if (readable) {
+        struct iovec l = { dst, len }, rv = { (void *)(uintptr_t)addr, len };
+        ssize_t k = process_vm_readv(m->pid, &l, 1, &rv, 1, 0);
+        got = k > 0 ? (size_t)k : 0;
+    }
+    while (got < len) {
+        ssize_t k = pread(m->mem_fd, dst + got, len - got, (off_t)(addr + got));
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    return got & ~(size_t)4095;
+}
+
+/* Writes a run of pages, skipping single unreadable pages. */
+static int s_dump_run(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size_t len,
+                      cairn_error_t *err)
+{
+    size_t ps = c->page_size;
+    while (len > 0) {
+        size_t n = len < S_CHUNK ? len : S_CHUNK;
+        size_t got = s_read_mem(m, readable, addr, c->buf, n);
+        if (got > 0) {
+            struct iovec v = { c->buf, got };
+            int r = ghost_write_pages(c->w, addr, got / ps, c->page_size, &v, 1, err);
+            if (r < 0)
+                return r;
+            c->pages += got / ps;
+        }
+        size_t adv = got < n ? got + ps : got;   /* skip the page that failed */
+        if (adv > len)
+            adv = len;
+        addr += adv;
+        len -= adv;
+    }
+    return 0;
+}
+
+/* Dumps the pages of one vma that pagemap says are present or swapped. */
+static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_error_t *err)
+{
+    size_t ps = c->page_size, npages = (v->end - v->start) / ps;
+    bool readable = v->prot & PROT_READ;
+    uint64_t ent[512];
+    uint64_t run_start = 0;
+    size_t run_len = 0;
+    for (size_t i = 0; i < npages; i += 512) {
+        size_t n = npages - i < 512 ? npages - i : 512;
+        off_t off = (off_t)((v->start / ps + i) * 8);
+        if (pread(m->pagemap_fd, ent, n * 8, off) != (ssize_t)(n * 8))
+            return cairn_error_set(err, -EIO, CAIRN_SYSTEM, "pagemap of %d at %#llx",
+                                   (int)m->pid, (unsigned long long)v->start);
+        for (size_t j = 0; j < n; j++) {
+            uint64_t a = v->start + (i + j) * ps;
+            if (ent[j] & (3ull << 62)) {
+                if (run_len == 0)
+                    run_start = a;
+                run_len += ps;
+                continue;
+            }
+            if (run_len > 0) {
+                int r = s_dump_run(c, m, readable, run_start, run_len, err);
+                if (r < 0)
+                    return r;
+                run_len = 0;
+            }
+        }
+    }
+    return run_len > 0 ? s_dump_run(c, m, readable, run_start, run_len, err) : 0;
+}
+
+static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
+{
+    char path[64];
+    s_mem_t m = { p->pid, -1, -1 };
+    snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
+    m.mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+    snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)p->pid);
+    m.pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+    int r = 0;
+    if (m.mem_fd < 0 || m.pagemap_fd < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
+                            strerror(errno));
+    for (size_t i = 0; r == 0 && i < vm->n; i++) {
+        const proc_vma_t *v = &vm->v[i];
+        Cairn__Ghost__VmaKind k;
+        r = s_vma_kind(p->pid, v, &k, err);
+        int pol = r == 0 ? s_dump_policy(k) : 0;
+        if (pol == 1)
+            r = s_dump_present(c, &m, v, err);
+        else if (pol == 2)
+            r = s_dump_run(c, &m, v->prot & PROT_READ, v->start, v->end - v->start, err);
+    }
+    if (m.mem_fd >= 0)
+        close(m.mem_fd);
+    if (m.pagemap_fd >= 0)
+        close(m.pagemap_fd);
+    return r;
+}
+
+static bool s_pipe_seen(s_ctx_t *c, uint64_t ino)
+{
+    for (size_t i = 0; i < c->npipes; i++)
+        if (c->pipes_done[i] == ino)
+            return true;
+    return false;
+}
+
+/* Copies the unread bytes of a pipe without consuming them: tee(2) from a
+ * second read end into a pipe of our own of the same capacity. */
+static int s_pipe_peek(pid_t pid, int fd, uint8_t **ret, size_t *ret_len, cairn_error_t *err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+    int in = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), mine[2] = { -1, -1 };
+    if (in < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
+                               strerror(errno));
+    int cap = fcntl(in, F_GETPIPE_SZ), r = 0;
+    uint8_t *data = cap > 0 ? malloc((size_t)cap) : NULL;
+    if (!data || pipe2(mine, O_NONBLOCK | O_CLOEXEC) < 0 ||
+        fcntl(mine[1], F_SETPIPE_SZ, cap) < cap)
+        r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "cannot set up a copy of %s", path);
+    ssize_t n = r == 0 ? tee(in, mine[1], (size_t)cap, SPLICE_F_NONBLOCK) : 0;
+    if (n < 0 && errno == EAGAIN)
+        n = 0;   /* empty */
+    if (r == 0 && n < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "tee from %s: %s", path,
+                            strerror(errno));
+    if (r == 0 && n > 0 && read(mine[0], data, (size_t)n) != n)
+        r = cairn_error_set(err, -EIO, CAIRN_SYSTEM, "short copy of the pipe %s", path);
+    close(in);
+    if (mine[0] >= 0)
+        close(mine[0]), close(mine[1]);
+    if (r < 0) {
+        free(data);
+        return r;
+    }
+    *ret = data;
+    *ret_len = n > 0 ? (size_t)n : 0;
+    return 0;
+}
+
+static int s_write_fd(s_ctx_t *c, s_proc_t *p, int fd, cairn_error_t *err)
+{
+    Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
+    char path[PATH_MAX];
+    uint8_t *data = NULL;
+    int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), err);
+    if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE && !f.pipe_write_end &&
+        !s_pipe_seen(c, f.pipe_id)) {
+        size_t len = 0;
+        r = s_pipe_peek(p->pid, fd, &data, &len, err);
+        f.pipe_data.data = data;
+        f.pipe_data.len = len;
+        uint64_t *nv = r == 0 ? realloc(c->pipes_done, (c->npipes + 1) * 8) : NULL;
+        if (r == 0 && !nv)
+            r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        if (r == 0)
+            c->pipes_done = nv, c->pipes_done[c->npipes++] = f.pipe_id;
+        if (r == 0 && len > GHOST_MAX_RECORD - 4096)
+            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                "process %d fd %d: pipe holds %zu unread bytes (limit %u)",
+                                (int)p->pid, fd, len, GHOST_MAX_RECORD - 4096);
+    }
+    if (r == 0) {
+        Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+        rec.r_case = CAIRN__GHOST__RECORD__R_FD;
+        rec.fd = &f;
+        r = s_put(c, &rec, err);
+    }
+    free(data);
+    return r;
+}
+
+static int s_write_fds(s_ctx_t *c, s_proc_t *p, const int *fds, size_t n, cairn_error_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int r = s_write_fd(c, p, fds[i], err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm,
+                                  size_t nfds, cairn_error_t *err)
+{
+    Cairn__Ghost__Process pr = CAIRN__GHOST__PROCESS__INIT;
+    Cairn__Ghost__MmLayout mm = CAIRN__GHOST__MM_LAYOUT__INIT;
+    s_pstrings_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    int r = s_collect_process(c, p, &pr, &mm, s, err);
+    pr.n_vmas = (uint32_t)vm->n;
+    pr.n_fds = (uint32_t)nfds;
+    if (r == 0) {
+        Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+        rec.r_case = CAIRN__GHOST__RECORD__R_PROCESS;
+        rec.process = &pr;
+        r = s_put(c, &rec, err);
+    }
+    s_free_sigactions(&pr);
+    free(s->auxv);
+    free(s);
+    return r;
+}
+
+/* Everything of one process, in stream order. */
+static int s_write_process(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
+{
+    proc_vmas_t vm = { 0 };
+    int *fds = NULL;
+    size_t nfds = 0;
+    int r = proc_read_vmas(p->pid, true, &vm, err);
+    if (r == 0)
+        r = s_find_vdso_syscall(p, &vm, err);
+    if (r == 0)
+        r = proc_list_dir(p->pid, "fd", &fds, &nfds, err);
+    for (size_t i = 0; r == 0 && i < p->nt; i++)
+        r = s_prepare_thread(&p->t[i], err);
+    if (r == 0)
+        r = s_write_process_record(c, p, &vm, nfds, err);
+    if (r == 0)
+        r = s_write_threads(c, p, err);
+    if (r == 0)
+        r = s_write_vmas(c, p, &vm, err);
+    if (r == 0)
+        r = s_write_pages(c, p, &vm, err);
+    if (r == 0)
+        r = s_write_fds(c, p, fds, nfds, err);
+    proc_vmas_free(&vm);
+    free(fds);
+    return r;
+}
+
+static void s_special_sizes(pid_t pid, uint64_t *vdso, uint64_t *vvar)
+{
+    proc_vmas_t vm = { 0 };
+    *vdso = *vvar = 0;
+    if (proc_read_vmas(pid, false, &vm, NULL) < 0)
+        return;
+    for (size_t i = 0; i < vm.n; i++) {
+        if (strcmp(vm.v[i].path, "[vdso]") == 0)
+            *vdso += vm.v[i].end - vm.v[i].start;
+        else if (strncmp(vm.v[i].path, "[vvar", 5) == 0)
+            *vvar += vm.v[i].end - vm.v[i].start;
+    }
+    proc_vmas_free(&vm);
+}
+
+static int s_write_header(s_ctx_t *c, pid_t root, cairn_error_t *err)
+{
+    struct utsname u;
+    struct timespec ts;
+    uname(&u);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    Cairn__Ghost__ImageHeader h = CAIRN__GHOST__IMAGE_HEADER__INIT;
+    h.version = GHOST_IMAGE_VERSION;
+    h.kernel_release = u.release;
+    h.page_size = c->page_size;
+    h.created_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    h.root_pid = (uint32_t)root;
+    h.cairn_version = CAIRN_VERSION;
+    h.n_processes = (uint32_t)c->np;
+    s_special_sizes(root, &h.vdso_size, &h.vvar_size);
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_HEADER;
+    rec.header = &h;
+    return s_put(c, &rec, err);
+}
+
+static int s_write_end(s_ctx_t *c, cairn_error_t *err)
+{
+    Cairn__Ghost__End e = CAIRN__GHOST__END__INIT;
+    e.total_pages = c->pages;
+    e.total_bytes = ghost_writer_bytes(c->w);
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_END;
+    rec.end = &e;
+    int r = s_put(c, &rec, err);
+    return r < 0 ? r : ghost_writer_flush(c->w, err);
+}
+
+static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
+{
+    c->w = ghost_writer_new(out_fd);
+    c->buf = malloc(S_CHUNK);
+    if (!c->w || !c->buf)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    int r = s_write_header(c, root, err);
+    for (size_t i = 0; r == 0 && i < c->np; i++)
+        r = s_write_process(c, &c->p[i], err);
+    if (r == 0)
+        r = s_write_end(c, err);
+    struct stat st;
+    if (r == 0 && fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode) && fsync(out_fd) < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "fsync of the image: %s",
+                            strerror(errno));
+    return r;
+}
+
+/* ==== entry point ====================================================== */
+
+static void s_ctx_free(s_ctx_t *c)
+{
+    for (size_t i = 0; i < c->np; i++)
+        free(c->p[i].t);
+    free(c->p);
+    free(c->buf);
+    free(c->pipes_done);
+    ghost_writer_free(c->w);
+}
+
+static int s_recheck_frozen(s_ctx_t *c, cairn_error_t *err)
+{
+    for (size_t i = 0; i < c->np; i++) {
+        int r = s_check_one(c->p[i].pid, getpid(), err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Phases 2-4 on a checked tree; stats->refused says how a failure ended. */
+static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
+                 cairn_error_t *err)
+{
+    uint64_t t0 = s_now_us();
+    int r = s_freeze(c, pid, err);
+    uint64_t t1 = s_now_us();
+    if (r == 0 && (r = s_recheck_frozen(c, err)) < 0) {
+        stats->refused = true;
+        return r;
+    }
+    if (r == 0)
+        r = s_write_image(c, pid, out_fd, err);
+    if (r < 0)
+        return r;
+    stats->image_bytes = ghost_writer_bytes(c->w);
+    stats->pages = c->pages;
+    stats->processes = (uint32_t)c->np;
+    for (size_t i = 0; i < c->np; i++)
+        stats->threads += (uint32_t)c->p[i].nt;
+    stats->freeze_us = t1 - t0;
+    stats->dump_us = s_now_us() - t1;
+    return 0;
+}
+
+int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
+               ghost_dump_stats_t *stats, cairn_error_t *err)
+{
+    static const ghost_dump_opts_t defaults = { 0 };
+    if (!stats || out_fd < 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad arguments");
+    opts = opts ? opts : &defaults;
+    ghost_dump_stats_t s = { 0 };
+    int r = ghost_check(pid, opts, err);
+    if (r < 0) {
+        *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
+        return r;
+    }
+    s_ctx_t c = { .opts = opts, .page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
+    r = s_run(&c, pid, out_fd, &s, err);
+    if (r == 0 && !opts->leave_running) {
+        s_kill_all(&c);
+    } else {
+        s.left_running = s_release_all(&c);
+        if (r < 0 && err) {
+            char why[CAIRN_ERROR_MESSAGE_MAX - 64];
+            size_t n = strnlen(err->message, sizeof(why) - 1);
+            memcpy(why, err->message, n);
+            why[n] = '\0';
+            cairn_error_set(err, r, err->code, "%s; %s", why,
+                            s.left_running ? "the process was left running"
+                                           : "the process could not be resumed cleanly");
+        }
+    }
+    s_ctx_free(&c);
+    *stats = s;
+    return r;
+}

@@ -1,0 +1,49 @@
+/* dump.h - the dump side of the ghost engine: check and checkpoint a
+ * running, unmodified process tree into an image stream (image.h).
+ *
+ * ghost_check looks only at /proc and changes nothing. ghost_dump seizes
+ * every thread of the tree, checks again on the frozen tree, reads the
+ * state, writes the image to out_fd and then detaches (leave_running) or
+ * kills the tree with SIGKILL once the image is written and fsync'ed.
+ */
+#ifndef GHOST_DUMP_H
+#define GHOST_DUMP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cairn/error.h"
+
+typedef struct ghost_dump_opts {
+    bool leave_running;     /* detach afterwards instead of SIGKILL */
+} ghost_dump_opts_t;
+
+typedef struct ghost_dump_stats {
+    bool refused;           /* set on every failure: true if the process was
+                               refused before anything changed (exit 2) */
+    bool left_running;      /* the tree runs on (after success or failure) */
+    uint64_t image_bytes;   /* bytes of the stream */
+    uint64_t pages;         /* pages written */
+    uint32_t processes;     /* processes in the image */
+    uint32_t threads;       /* threads in the image */
+    uint64_t freeze_us;     /* first seize until every thread stopped */
+    uint64_t dump_us;       /* from then until the image is fully written */
+} ghost_dump_stats_t;
+
+/* The refusal checks, on /proc only: the tree rooted at pid exists, is not
+ * a zombie, a kernel thread, ourselves or already traced, and has only
+ * vmas and fds the engine can restore. 0 if checkpointable; otherwise
+ * -errno with code NOT_FOUND, FAILED_PRECONDITION or UNSUPPORTED and the
+ * precise reason (which pid, which fd or vma, what kind). */
+int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err);
+
+/* Checkpoints the tree rooted at pid into out_fd (a file, pipe or socket;
+ * the caller owns it and fsyncs nothing: ghost_dump fsyncs a regular file
+ * itself before killing). On success fills *stats. On failure sets
+ * stats->refused and stats->left_running and returns -errno with err set;
+ * the tree is detached and left running whenever possible. */
+int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
+               ghost_dump_stats_t *stats, cairn_error_t *err);
+
+#endif

@@ -1,0 +1,146 @@
+/* ghost-dump - checkpoint one process tree into an image file.
+ *
+ *   ghost-dump --pid PID --out FILE [--leave-running] [--check]
+ *
+ * One job, one JSON line on stdout, nothing else there:
+ *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
+ *             "threads":N,"freeze_us":N,"dump_us":N,"left_running":bool}
+ *   --check  {"pid":N,"checkpointable":true}
+ *   failure  {"error":{"code":"<cairn code name>","message":"..."}}
+ * Exit codes: 0 done; 2 refused before anything changed (the process runs
+ * on untouched); 1 failed during the dump (the process is detached and left
+ * running if at all possible, the message says which; a partial FILE is
+ * removed); 100 wrong usage. ghostd runs this per request so that a hostile
+ * process can never take the daemon down.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dump.h"
+
+enum { S_EXIT_OK = 0, S_EXIT_FAILED = 1, S_EXIT_REFUSED = 2, S_EXIT_USAGE = 100 };
+
+typedef struct s_args {
+    long pid;              /* --pid */
+    const char *out;       /* --out */
+    bool leave_running;    /* --leave-running */
+    bool check;            /* --check */
+} s_args_t;
+
+static void s_print(json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    if (s)
+        printf("%s\n", s);
+    free(s);
+    json_decref(j);
+    fflush(stdout);
+}
+
+static int s_fail(const cairn_error_t *err, int code)
+{
+    s_print(json_pack("{s:{s:s,s:s}}", "error", "code", cairn_code_name(err->code),
+                      "message", err->message));
+    return code;
+}
+
+static int s_usage(const char *why)
+{
+    cairn_error_t err;
+    cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
+                    "%s; usage: ghost-dump --pid PID --out FILE [--leave-running] [--check]",
+                    why);
+    return s_fail(&err, S_EXIT_USAGE);
+}
+
+static int s_parse(int argc, char **argv, s_args_t *a)
+{
+    static const struct option opts[] = {
+        { "pid", required_argument, NULL, 'p' },
+        { "out", required_argument, NULL, 'o' },
+        { "leave-running", no_argument, NULL, 'l' },
+        { "check", no_argument, NULL, 'c' },
+        { NULL, 0, NULL, 0 },
+    };
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        char *end = NULL;
+        switch (c) {
+        case 'p':
+            a->pid = strtol(optarg, &end, 10);
+            if (!*optarg || *end || a->pid <= 0 || a->pid > 0x3fffffff)
+                return -EINVAL;
+            break;
+        case 'o': a->out = optarg; break;
+        case 'l': a->leave_running = true; break;
+        case 'c': a->check = true; break;
+        default: return -EINVAL;
+        }
+    }
+    if (optind != argc || a->pid <= 0 || (!a->check && !a->out))
+        return -EINVAL;
+    return 0;
+}
+
+static int s_check(const s_args_t *a)
+{
+    cairn_error_t err;
+    ghost_dump_opts_t o = { .leave_running = a->leave_running };
+    if (ghost_check((pid_t)a->pid, &o, &err) < 0)
+        return s_fail(&err, S_EXIT_REFUSED);
+    s_print(json_pack("{s:I,s:b}", "pid", (json_int_t)a->pid, "checkpointable", 1));
+    return S_EXIT_OK;
+}
+
+static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
+{
+    s_print(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+                      "pid", (json_int_t)a->pid, "image", a->out,
+                      "image_bytes", (json_int_t)s->image_bytes,
+                      "pages", (json_int_t)s->pages,
+                      "processes", (json_int_t)s->processes,
+                      "threads", (json_int_t)s->threads,
+                      "freeze_us", (json_int_t)s->freeze_us,
+                      "dump_us", (json_int_t)s->dump_us,
+                      "left_running", s->left_running));
+}
+
+static int s_dump(const s_args_t *a)
+{
+    cairn_error_t err;
+    ghost_dump_opts_t o = { .leave_running = a->leave_running };
+    /* refusals first, so a refused dump leaves no file behind */
+    if (ghost_check((pid_t)a->pid, &o, &err) < 0)
+        return s_fail(&err, S_EXIT_REFUSED);
+    int fd = open(a->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        cairn_error_set(&err, -errno, CAIRN_SYSTEM, "cannot create %s: %s", a->out,
+                        strerror(errno));
+        return s_fail(&err, S_EXIT_FAILED);
+    }
+    ghost_dump_stats_t s;
+    int r = ghost_dump((pid_t)a->pid, &o, fd, &s, &err);
+    if (close(fd) < 0 && r == 0)
+        r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "closing %s: %s", a->out,
+                            strerror(errno));
+    if (r < 0) {
+        unlink(a->out);
+        return s_fail(&err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
+    }
+    s_print_stats(a, &s);
+    return S_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    s_args_t a = { 0 };
+    if (s_parse(argc, argv, &a) < 0)
+        return s_usage("bad arguments");
+    return a.check ? s_check(&a) : s_dump(&a);
+}

@@ -1,0 +1,94 @@
+/* ghost-restore - restores one checkpoint image; ghostd runs one per
+ * request so a hostile image can never take the daemon down.
+ *
+ *   ghost-restore --image FILE [--new-pid]
+ *
+ * Prints exactly one JSON line on stdout: on success
+ *   {"pid":N,"original_pid":N,"same_pid":B,"image_bytes":N,"pages":N,
+ *    "processes":N,"threads":N,"restore_us":N}
+ * and on failure {"error":{"code":"<cairn code name>","message":"..."}}.
+ * Exit codes: 0 restored (the process runs, no longer traced, and is
+ * reparented when this program exits right after); 1 failed (nothing is
+ * left running); 3 the original pid is taken and --new-pid was not given
+ * (nothing was made); 100 wrong usage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "restore.h"
+
+static void s_print(json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+
+    if (s)
+        printf("%s\n", s);
+    fflush(stdout);
+    free(s);
+    json_decref(j);
+}
+
+static int s_fail(const cairn_error_t *err, int code)
+{
+    s_print(json_pack("{s:{s:s,s:s}}", "error", "code",
+                      cairn_code_name(err->code), "message", err->message));
+    return code;
+}
+
+static int s_usage(const char *why)
+{
+    cairn_error_t err;
+
+    cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
+                    "%s; usage: ghost-restore --image FILE [--new-pid]", why);
+    return s_fail(&err, 100);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "image", required_argument, NULL, 'i' },
+        { "new-pid", no_argument, NULL, 'n' },
+        { NULL, 0, NULL, 0 },
+    };
+    ghost_restore_opts_t opts = { 0 };
+    ghost_restore_stats_t st;
+    cairn_error_t err;
+    const char *image = NULL;
+    int c, fd, ret;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 'i')
+            image = optarg;
+        else if (c == 'n')
+            opts.new_pid = true;
+        else
+            return s_usage("unknown option");
+    }
+    if (!image || optind != argc)
+        return s_usage(image ? "unexpected argument" : "--image is required");
+    fd = open(image, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cairn_error_set(&err, -errno, CAIRN_NOT_FOUND, "cannot open image %s: %s",
+                        image, strerror(errno));
+        return s_fail(&err, 1);
+    }
+    cairn_error_clear(&err);
+    ret = ghost_restore(fd, &opts, &st, &err);
+    close(fd);
+    if (ret < 0)
+        return s_fail(&err, err.code == CAIRN_ALREADY_EXISTS ? 3 : 1);
+    s_print(json_pack("{s:i,s:i,s:b,s:I,s:I,s:i,s:i,s:I}", "pid", (int)st.pid,
+                      "original_pid", (int)st.original_pid, "same_pid",
+                      st.same_pid, "image_bytes", (json_int_t)st.image_bytes,
+                      "pages", (json_int_t)st.pages, "processes",
+                      (int)st.processes, "threads", (int)st.threads,
+                      "restore_us", (json_int_t)st.restore_us));
+    return 0;
+}

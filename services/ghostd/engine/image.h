@@ -1,0 +1,57 @@
+/* image.h - the checkpoint image stream (proto/ghost.proto).
+ *
+ * magic "CAIRNGH1", then records: u32 little-endian length + Record; a
+ * Record{pages} is followed by n_pages * page_size raw bytes. The writer
+ * and reader work on a plain fd (file, pipe or socket: no seeking), buffer
+ * small records and pass page data straight through (large writes / reads
+ * without an intermediate copy where possible).
+ *
+ * Ownership: a record passed to ghost_write_record stays the caller's; one
+ * returned by ghost_read_record is the caller's to free with
+ * cairn__ghost__record__free_unpacked(r, NULL).
+ */
+#ifndef GHOST_IMAGE_H
+#define GHOST_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "cairn/error.h"
+#include "ghost.pb-c.h"
+
+#define GHOST_IMAGE_MAGIC "CAIRNGH1"
+#define GHOST_IMAGE_VERSION 1u
+#define GHOST_MAX_RECORD (1u << 20)
+
+typedef struct ghost_writer ghost_writer_t;
+typedef struct ghost_reader ghost_reader_t;
+
+/* The fd stays the caller's. NULL on ENOMEM. */
+ghost_writer_t *ghost_writer_new(int fd);
+/* Flushes nothing: call ghost_writer_flush first. NULL-safe; returns NULL. */
+ghost_writer_t *ghost_writer_free(ghost_writer_t *w);
+int ghost_write_record(ghost_writer_t *w, const Cairn__Ghost__Record *rec,
+                       cairn_error_t *err);
+/* A pages record for [vaddr, vaddr + n_pages*page_size) followed by the
+ * bytes in iov (their total must be n_pages * page_size). */
+int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
+                      uint32_t page_size, const struct iovec *iov, int iovcnt,
+                      cairn_error_t *err);
+int ghost_writer_flush(ghost_writer_t *w, cairn_error_t *err);
+uint64_t ghost_writer_bytes(const ghost_writer_t *w);   /* written so far */
+
+/* The fd stays the caller's. NULL on ENOMEM. */
+ghost_reader_t *ghost_reader_new(int fd);
+ghost_reader_t *ghost_reader_free(ghost_reader_t *r);
+/* Next record into *ret (caller frees). After a pages record, its raw
+ * bytes must be consumed with ghost_read_raw before the next call.
+ * Errors: -EBADMSG (bad magic, length over GHOST_MAX_RECORD, undecodable
+ * record, stream ends early) with code INVALID_ARGUMENT and the byte offset
+ * in the message. */
+int ghost_read_record(ghost_reader_t *r, Cairn__Ghost__Record **ret,
+                      cairn_error_t *err);
+int ghost_read_raw(ghost_reader_t *r, void *dst, size_t len, cairn_error_t *err);
+uint64_t ghost_reader_bytes(const ghost_reader_t *r);   /* consumed so far */
+
+#endif

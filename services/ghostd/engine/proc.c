@@ -1,0 +1,458 @@
+/* proc.c - readers of /proc/PID files (proc.h).
+ *
+ * Design: each reader opens its file, parses it completely and closes it;
+ * no reader keeps state. Text files are read whole with proc_read_file
+ * (they are small, except smaps, which grows as needed), then parsed line
+ * by line. pid 0 means /proc/self so the restore side can parse its own
+ * maps. /proc/PID/stat is parsed from the last ')' because comm may hold
+ * spaces and parentheses.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "proc.h"
+
+static void s_path(char *buf, size_t size, pid_t pid, const char *name)
+{
+    if (pid == 0)
+        snprintf(buf, size, "/proc/self/%s", name);
+    else
+        snprintf(buf, size, "/proc/%d/%s", (int)pid, name);
+}
+
+static int s_sys(cairn_error_t *err, int e, const char *what, const char *path)
+{
+    return cairn_error_set(err, -e, e == ENOENT || e == ESRCH ? CAIRN_NOT_FOUND
+                                                              : CAIRN_SYSTEM,
+                           "%s %s: %s", what, path, strerror(e));
+}
+
+/* Reads all of fd into a growing buffer. */
+static int s_slurp(int fd, char **ret, size_t *ret_len)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        if (cap - len < 2048) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return -ENOMEM;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t k = read(fd, buf + len, cap - len - 1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            int e = errno;
+            free(buf);
+            return -e;
+        }
+        if (k == 0)
+            break;
+        len += (size_t)k;
+    }
+    buf[len] = '\0';
+    *ret = buf;
+    *ret_len = len;
+    return 0;
+}
+
+int proc_read_file(pid_t pid, const char *name, char **ret, size_t *ret_len,
+                   cairn_error_t *err)
+{
+    char path[128];
+    s_path(path, sizeof(path), pid, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return s_sys(err, errno, "cannot open", path);
+    char *buf = NULL;
+    size_t len = 0;
+    int r = s_slurp(fd, &buf, &len);
+    close(fd);
+    if (r < 0)
+        return s_sys(err, -r, "cannot read", path);
+    *ret = buf;
+    if (ret_len)
+        *ret_len = len;
+    return 0;
+}
+
+int proc_readlink(pid_t pid, const char *name, char *buf, size_t size,
+                  cairn_error_t *err)
+{
+    char path[128];
+    s_path(path, sizeof(path), pid, name);
+    ssize_t n = readlink(path, buf, size - 1);
+    if (n < 0)
+        return s_sys(err, errno, "cannot readlink", path);
+    if ((size_t)n >= size - 1)
+        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_UNSUPPORTED,
+                               "%s: target longer than %zu bytes", path, size - 2);
+    buf[n] = '\0';
+    return 0;
+}
+
+/* ---- maps / smaps -------------------------------------------------- */
+
+int proc_parse_maps_line(const char *line, proc_vma_t *ret)
+{
+    proc_vma_t v = { 0 };
+    char perms[8];
+    unsigned maj, min;
+    unsigned long long ino;
+    int off = 0;
+    if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %x:%x %llu%n",
+               &v.start, &v.end, perms, &v.pgoff, &maj, &min, &ino, &off) != 7)
+        return -EINVAL;
+    if (strlen(perms) != 4 || v.end <= v.start)
+        return -EINVAL;
+    v.prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+             (perms[2] == 'x' ? PROT_EXEC : 0);
+    v.shared = perms[3] == 's';
+    v.dev = makedev(maj, min);
+    v.ino = ino;
+    const char *p = line + off;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t n = strcspn(p, "\n");
+    if (n >= sizeof(v.path))
+        return -ENAMETOOLONG;
+    memcpy(v.path, p, n);
+    v.path[n] = '\0';
+    *ret = v;
+    return 0;
+}
+
+static uint32_t s_parse_vmflags(const char *p)
+{
+    static const struct { const char *f; uint32_t bit; } map[] = {
+        { "gd", PROC_VMF_GROWSDOWN }, { "io", PROC_VMF_IO },
+        { "pf", PROC_VMF_PFNMAP }, { "dd", PROC_VMF_DONTDUMP },
+        { "sh", PROC_VMF_SHARED },
+    };
+    uint32_t bits = PROC_VMF_HAVE;
+    while (*p && *p != '\n') {
+        while (*p == ' ')
+            p++;
+        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+            if (strncmp(p, map[i].f, 2) == 0 && (p[2] == ' ' || p[2] == '\n' || !p[2]))
+                bits |= map[i].bit;
+        while (*p && *p != ' ' && *p != '\n')
+            p++;
+    }
+    return bits;
+}
+
+static int s_vmas_push(proc_vmas_t *l, size_t *cap, const proc_vma_t *v)
+{
+    if (l->n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        proc_vma_t *nv = realloc(l->v, nc * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        l->v = nv;
+        *cap = nc;
+    }
+    l->v[l->n++] = *v;
+    return 0;
+}
+
+/* One line: a new vma, a VmFlags line for the last one, or another smaps
+ * field (ignored). */
+static int s_vmas_line(proc_vmas_t *l, size_t *cap, const char *line)
+{
+    if (strncmp(line, "VmFlags:", 8) == 0) {
+        if (l->n > 0)
+            l->v[l->n - 1].vmflags = s_parse_vmflags(line + 8);
+        return 0;
+    }
+    proc_vma_t v;
+    if (proc_parse_maps_line(line, &v) < 0)
+        return 0;   /* an smaps "Key: value" line */
+    return s_vmas_push(l, cap, &v);
+}
+
+int proc_read_vmas(pid_t pid, bool with_flags, proc_vmas_t *ret, cairn_error_t *err)
+{
+    char *buf = NULL;
+    int r = proc_read_file(pid, with_flags ? "smaps" : "maps", &buf, NULL, err);
+    if (r < 0)
+        return r;
+    proc_vmas_t l = { 0 };
+    size_t cap = 0;
+    for (char *line = buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        r = s_vmas_line(&l, &cap, line);
+        if (r < 0)
+            break;
+        line = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    if (r < 0) {
+        proc_vmas_free(&l);
+        return cairn_error_set(err, r, CAIRN_SYSTEM, "out of memory reading maps");
+    }
+    *ret = l;
+    return 0;
+}
+
+void proc_vmas_free(proc_vmas_t *v)
+{
+    if (!v)
+        return;
+    free(v->v);
+    v->v = NULL;
+    v->n = 0;
+}
+
+/* ---- stat / status / fdinfo ---------------------------------------- */
+
+/* Field n (1-based, counting pid as 1 and comm as 2) after the ')'. */
+static int s_stat_fields(const char *after, uint64_t *f, int nf)
+{
+    /* after points at " S ppid ...", i.e. field 3 onwards */
+    const char *p = after;
+    for (int i = 3; i <= nf; i++) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            return -EINVAL;
+        if (i == 3) {
+            f[i] = (uint64_t)(unsigned char)*p;
+            p++;
+            continue;
+        }
+        char *end;
+        f[i] = (uint64_t)strtoll(p, &end, 10);
+        if (end == p)
+            return -EINVAL;
+        p = end;
+    }
+    return 0;
+}
+
+static void s_stat_fill(proc_stat_t *s, const uint64_t *f)
+{
+    s->state = (char)f[3];
+    s->ppid = (pid_t)f[4];
+    s->pgid = (pid_t)f[5];
+    s->sid = (pid_t)f[6];
+    s->flags = (unsigned long)f[9];
+    s->start_code = f[26];
+    s->end_code = f[27];
+    s->start_stack = f[28];
+    s->start_data = f[45];
+    s->end_data = f[46];
+    s->start_brk = f[47];
+    s->arg_start = f[48];
+    s->arg_end = f[49];
+    s->env_start = f[50];
+    s->env_end = f[51];
+}
+
+int proc_read_stat(pid_t pid, proc_stat_t *ret, cairn_error_t *err)
+{
+    char *buf = NULL;
+    int r = proc_read_file(pid, "stat", &buf, NULL, err);
+    if (r < 0)
+        return r;
+    char *open_p = strchr(buf, '('), *close_p = strrchr(buf, ')');
+    uint64_t f[53] = { 0 };
+    proc_stat_t s = { 0 };
+    if (!open_p || !close_p || close_p < open_p ||
+        s_stat_fields(close_p + 1, f, 51) < 0) {
+        free(buf);
+        return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
+                               "/proc/%d/stat does not parse", (int)pid);
+    }
+    size_t n = (size_t)(close_p - open_p - 1);
+    if (n >= sizeof(s.comm))
+        n = sizeof(s.comm) - 1;
+    memcpy(s.comm, open_p + 1, n);
+    s_stat_fill(&s, f);
+    free(buf);
+    *ret = s;
+    return 0;
+}
+
+/* Value of "Key:" in a status-like text, or NULL. */
+static const char *s_field(const char *text, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, key, kl) == 0 && p[kl] == ':')
+            return p + kl + 1;
+    return NULL;
+}
+
+int proc_read_status(pid_t pid, proc_status_t *ret, cairn_error_t *err)
+{
+    char *buf = NULL;
+    int r = proc_read_file(pid, "status", &buf, NULL, err);
+    if (r < 0)
+        return r;
+    proc_status_t s = { 0 };
+    const char *v = s_field(buf, "TracerPid");
+    if (!v) {
+        free(buf);
+        return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
+                               "/proc/%d/status has no TracerPid", (int)pid);
+    }
+    s.tracer_pid = (pid_t)strtol(v, NULL, 10);
+    if ((v = s_field(buf, "Umask"))) {
+        s.umask = (uint32_t)strtoul(v, NULL, 8);
+        s.has_umask = true;
+    }
+    if ((v = s_field(buf, "Threads")))
+        s.threads = (int)strtol(v, NULL, 10);
+    free(buf);
+    *ret = s;
+    return 0;
+}
+
+int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err)
+{
+    char name[64], *buf = NULL;
+    snprintf(name, sizeof(name), "fdinfo/%d", fd);
+    int r = proc_read_file(pid, name, &buf, NULL, err);
+    if (r < 0)
+        return r;
+    const char *pos = s_field(buf, "pos"), *flags = s_field(buf, "flags");
+    if (!pos || !flags) {
+        free(buf);
+        return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
+                               "/proc/%d/fdinfo/%d lacks pos or flags", (int)pid, fd);
+    }
+    proc_fdinfo_t f = { 0 };
+    f.pos = strtoll(pos, NULL, 10);
+    f.flags = (int32_t)strtol(flags, NULL, 8);
+    const char *ino = s_field(buf, "ino");
+    f.ino = ino ? strtoull(ino, NULL, 10) : 0;
+    free(buf);
+    *ret = f;
+    return 0;
+}
+
+int proc_read_personality(pid_t pid, uint32_t *ret, cairn_error_t *err)
+{
+    char *buf = NULL;
+    int r = proc_read_file(pid, "personality", &buf, NULL, err);
+    if (r < 0)
+        return r;
+    char *end;
+    unsigned long v = strtoul(buf, &end, 16);
+    bool ok = end != buf;
+    free(buf);
+    if (!ok)
+        return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
+                               "/proc/%d/personality does not parse", (int)pid);
+    *ret = (uint32_t)v;
+    return 0;
+}
+
+/* ---- directories --------------------------------------------------- */
+
+static int s_cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+static int s_push_int(int **v, size_t *n, size_t *cap, int x)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        int *nv = realloc(*v, nc * sizeof(int));
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = x;
+    return 0;
+}
+
+int proc_list_dir(pid_t pid, const char *dir, int **ret, size_t *ret_n,
+                  cairn_error_t *err)
+{
+    char path[128];
+    s_path(path, sizeof(path), pid, dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return s_sys(err, errno, "cannot open", path);
+    int *v = NULL, r = 0;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while (r == 0 && (e = readdir(d)))
+        if (isdigit((unsigned char)e->d_name[0]))
+            r = s_push_int(&v, &n, &cap, atoi(e->d_name));
+    closedir(d);
+    if (r < 0) {
+        free(v);
+        return cairn_error_set(err, r, CAIRN_SYSTEM, "out of memory listing %s", path);
+    }
+    if (n)
+        qsort(v, n, sizeof(int), s_cmp_int);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+/* Appends the pids of one children file to v. */
+static int s_read_children(pid_t pid, int tid, int **v, size_t *n, size_t *cap)
+{
+    char name[64], *buf = NULL;
+    snprintf(name, sizeof(name), "task/%d/children", tid);
+    int r = proc_read_file(pid, name, &buf, NULL, NULL);
+    if (r == -ENOENT || r == -ESRCH)
+        return 0;   /* the thread exited meanwhile */
+    if (r < 0)
+        return r;
+    char *p = buf, *end;
+    for (long c; r == 0 && (c = strtol(p, &end, 10), end != p); p = end)
+        r = s_push_int(v, n, cap, (int)c);
+    free(buf);
+    return r;
+}
+
+int proc_list_children(pid_t pid, pid_t **ret, size_t *ret_n, cairn_error_t *err)
+{
+    int *tids = NULL, *v = NULL;
+    size_t nt = 0, n = 0, cap = 0;
+    int r = proc_list_dir(pid, "task", &tids, &nt, err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; r == 0 && i < nt; i++)
+        r = s_read_children(pid, tids[i], &v, &n, &cap);
+    free(tids);
+    if (r < 0) {
+        free(v);
+        return cairn_error_set(err, r, CAIRN_SYSTEM,
+                               "cannot read children of %d: %s", (int)pid, strerror(-r));
+    }
+    if (n)
+        qsort(v, n, sizeof(int), s_cmp_int);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || v[k - 1] != v[i])
+            v[k++] = v[i];
+    *ret = (pid_t *)v;
+    *ret_n = k;
+    return 0;
+}

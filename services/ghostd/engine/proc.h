@@ -1,0 +1,104 @@
+/* proc.h - readers of /proc/PID for the checkpoint engine.
+ *
+ * Each reader parses one /proc file into a plain struct the caller owns;
+ * none keeps state between calls, so the restore side can use them on its
+ * own address space (pid 0 means "self"). All return 0 or -errno with a
+ * cairn_error_t saying which file and why; ret_ outputs are untouched on
+ * failure.
+ */
+#ifndef GHOST_PROC_H
+#define GHOST_PROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cairn/error.h"
+
+/* smaps VmFlags the engine cares about (a subset, as bits). */
+#define PROC_VMF_GROWSDOWN (1u << 0)   /* gd */
+#define PROC_VMF_IO        (1u << 1)   /* io: VM_IO */
+#define PROC_VMF_PFNMAP    (1u << 2)   /* pf: VM_PFNMAP */
+#define PROC_VMF_DONTDUMP  (1u << 3)   /* dd */
+#define PROC_VMF_SHARED    (1u << 4)   /* sh */
+#define PROC_VMF_HAVE      (1u << 31)  /* the VmFlags line was present */
+
+/* One line of /proc/PID/maps (plus VmFlags when read from smaps). */
+typedef struct proc_vma {
+    uint64_t start;        /* first byte */
+    uint64_t end;          /* one past the last byte */
+    uint32_t prot;         /* PROT_READ | PROT_WRITE | PROT_EXEC */
+    bool shared;           /* 's' (MAP_SHARED) rather than 'p' */
+    uint64_t pgoff;        /* file offset in bytes */
+    uint64_t dev;          /* makedev(major, minor) */
+    uint64_t ino;          /* inode, 0 for anonymous */
+    char path[512];        /* path or [name], "" for anonymous */
+    uint32_t vmflags;      /* PROC_VMF_*, 0 unless read from smaps */
+} proc_vma_t;
+
+/* A list of vmas; free with proc_vmas_free. */
+typedef struct proc_vmas {
+    proc_vma_t *v;         /* array, ascending addresses */
+    size_t n;              /* entries */
+} proc_vmas_t;
+
+/* The fields of /proc/PID/stat the engine uses. */
+typedef struct proc_stat {
+    char state;            /* R S D T t Z X I ... */
+    pid_t ppid, pgid, sid;
+    unsigned long flags;   /* PF_* (PF_KTHREAD = 0x00200000) */
+    uint64_t start_code, end_code, start_stack;     /* fields 26-28 */
+    uint64_t start_data, end_data, start_brk;       /* fields 45-47 */
+    uint64_t arg_start, arg_end, env_start, env_end; /* fields 48-51 */
+    char comm[64];         /* between the parentheses */
+} proc_stat_t;
+
+/* The fields of /proc/PID/status the engine uses. */
+typedef struct proc_status {
+    pid_t tracer_pid;      /* TracerPid */
+    uint32_t umask;        /* Umask (0 if the line is missing) */
+    bool has_umask;        /* the Umask line was present */
+    int threads;           /* Threads */
+} proc_status_t;
+
+/* The fields of /proc/PID/fdinfo/N the engine uses. */
+typedef struct proc_fdinfo {
+    int64_t pos;           /* pos */
+    int32_t flags;         /* flags (octal in the file), O_CLOEXEC included */
+    uint64_t ino;          /* ino, 0 if absent */
+} proc_fdinfo_t;
+
+/* Reads /proc/PID/maps (with_flags: /proc/PID/smaps, also filling
+ * vmflags). pid 0 reads /proc/self. Caller frees with proc_vmas_free. */
+int proc_read_vmas(pid_t pid, bool with_flags, proc_vmas_t *ret, cairn_error_t *err);
+void proc_vmas_free(proc_vmas_t *v);
+/* Parses one maps line into *ret; -EINVAL if it is not one. */
+int proc_parse_maps_line(const char *line, proc_vma_t *ret);
+
+int proc_read_stat(pid_t pid, proc_stat_t *ret, cairn_error_t *err);
+int proc_read_status(pid_t pid, proc_status_t *ret, cairn_error_t *err);
+int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err);
+
+/* /proc/PID/personality (hex). */
+int proc_read_personality(pid_t pid, uint32_t *ret, cairn_error_t *err);
+
+/* Whole small file (auxv, comm, ...) into a malloc'ed buffer the caller
+ * frees; *ret_len bytes, NUL-terminated for convenience. */
+int proc_read_file(pid_t pid, const char *name, char **ret, size_t *ret_len,
+                   cairn_error_t *err);
+
+/* readlink of /proc/PID/NAME (e.g. "cwd", "exe", "fd/3") into buf. */
+int proc_readlink(pid_t pid, const char *name, char *buf, size_t size,
+                  cairn_error_t *err);
+
+/* Sorted list of numbers in a /proc directory: "task" (tids) or "fd".
+ * Caller frees *ret. */
+int proc_list_dir(pid_t pid, const char *dir, int **ret, size_t *ret_n,
+                  cairn_error_t *err);
+
+/* Children of every thread of pid (/proc/PID/task/T/children), sorted,
+ * duplicates removed. Caller frees *ret. */
+int proc_list_children(pid_t pid, pid_t **ret, size_t *ret_n, cairn_error_t *err);
+
+#endif

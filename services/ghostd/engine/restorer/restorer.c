@@ -1,0 +1,406 @@
+/* restorer.c - the libc-free restorer blob: rebuilds a process's address
+ * space and kernel state from the argument block and enters every thread
+ * through its crafted rt_sigreturn frame.
+ *
+ * Design: this code runs after it has unmapped the program that loaded it,
+ * so it uses no libc, no relocations and no writable globals: raw syscalls
+ * in inline asm, everything reached through the struct gr_args pointer it
+ * receives in %rdi (see restorer.h). It is linked as a flat binary whose
+ * first bytes are gr_start (offset 0: jump to gr_main) and gr_gadget
+ * (offset GR_GADGET_OFFSET: `syscall; ud2`, used by ghost-restore to unmap
+ * the region through ptrace once every thread has left it).
+ *
+ * Order: unmap the old address space -> move vdso/vvar (two phases through
+ * the scratch window) -> map every target vma -> pread the pages -> final
+ * protections -> close helper fds -> PR_SET_MM_MAP -> rlimits -> clone3
+ * the other threads (each sets its own state and stops) -> leader state ->
+ * re-queue pending signals -> itimers -> SIGSTOP (the tracer's cue) ->
+ * rt_sigreturn. On any failure: a gr_status record on the status pipe and
+ * exit_group(1).
+ */
+#include "restorer.h"
+
+#define NR_read 0
+#define NR_write 1
+#define NR_close 3
+#define NR_mmap 9
+#define NR_mprotect 10
+#define NR_munmap 11
+#define NR_rt_sigreturn 15
+#define NR_pread64 17
+#define NR_mremap 25
+#define NR_getpid 39
+#define NR_exit 60
+#define NR_setitimer 38
+#define NR_prctl 157
+#define NR_arch_prctl 158
+#define NR_gettid 186
+#define NR_futex 202
+#define NR_set_tid_address 218
+#define NR_exit_group 231
+#define NR_tgkill 234
+#define NR_rt_tgsigqueueinfo 297
+#define NR_rt_sigqueueinfo 129
+#define NR_prlimit64 302
+#define NR_set_robust_list 273
+#define NR_rseq 334
+#define NR_clone3 435
+
+#define MAP_FIXED 0x10
+#define MREMAP_MAYMOVE 1
+#define MREMAP_FIXED 2
+#define PR_SET_MM 35
+#define PR_SET_MM_MAP 14
+#define ARCH_SET_GS 0x1001
+#define ARCH_SET_FS 0x1002
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define SIGSTOP 19
+#define CLONE_THREAD_FLAGS 0x00050f00ull  /* VM|FS|FILES|SIGHAND|THREAD|SYSVSEM */
+#define EINTR 4
+
+void *memset(void *dst, int c, unsigned long n);
+void *memcpy(void *dst, const void *src, unsigned long n);
+void gr_main(struct gr_args *a) __attribute__((noreturn, used));
+void gr_thread_main(struct gr_args *a, struct gr_thread *t)
+    __attribute__((noreturn, used));
+
+/* Offset 0: the entry; offset GR_GADGET_OFFSET: the unmap gadget;
+ * gr_clone_thread(a, t, clone_args, size): clone3 whose child calls
+ * gr_thread_main(a, t) on its new stack. */
+__asm__(
+    ".section .text.entry,\"ax\",@progbits\n"
+    ".globl gr_start\n"
+    "gr_start:\n"
+    "  jmp gr_main\n"
+    "  .balign 8\n"
+    ".globl gr_gadget\n"
+    "gr_gadget:\n"
+    "  syscall\n"
+    "  ud2\n"
+    ".text\n"
+    ".globl gr_clone_thread\n"
+    "gr_clone_thread:\n"
+    "  push %r12\n"
+    "  push %r13\n"
+    "  mov %rdi, %r12\n"
+    "  mov %rsi, %r13\n"
+    "  mov %rdx, %rdi\n"
+    "  mov %rcx, %rsi\n"
+    "  mov $435, %eax\n"
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jnz 1f\n"
+    "  xor %ebp, %ebp\n"
+    "  mov %r12, %rdi\n"
+    "  mov %r13, %rsi\n"
+    "  and $-16, %rsp\n"
+    "  call gr_thread_main\n"
+    "  ud2\n"
+    "1:\n"
+    "  pop %r13\n"
+    "  pop %r12\n"
+    "  ret\n");
+
+long gr_clone_thread(struct gr_args *a, struct gr_thread *t, void *cl,
+                     unsigned long size);
+
+static long s_sys6(long n, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+    long ret;
+    register long r10 __asm__("r10") = a4;
+    register long r8 __asm__("r8") = a5;
+    register long r9 __asm__("r9") = a6;
+
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8),
+                       "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
+#define SYS(n, ...) s_sys_n(n, __VA_ARGS__)
+static long s_sys_n(long n, long a1, long a2, long a3, long a4, long a5)
+{
+    return s_sys6(n, a1, a2, a3, a4, a5, 0);
+}
+
+void *memset(void *dst, int c, unsigned long n)
+{
+    unsigned char *d = dst;
+
+    while (n--)
+        *d++ = (unsigned char)c;
+    return dst;
+}
+
+void *memcpy(void *dst, const void *src, unsigned long n)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+
+    while (n--)
+        *d++ = *s++;
+    return dst;
+}
+
+/* Reports a failed step on the status pipe and ends the whole process. */
+static void __attribute__((noreturn))
+s_fail(struct gr_args *a, int stage, long ret, uint64_t arg)
+{
+    struct gr_status st;
+
+    memset(&st, 0, sizeof st);
+    st.stage = stage;
+    st.err = (int32_t)(ret < 0 ? -ret : ret);
+    st.arg = arg;
+    SYS(NR_write, a->status_fd, (long)&st, sizeof st, 0, 0);
+    for (;;)
+        SYS(NR_exit_group, 1, 0, 0, 0, 0);
+}
+
+/* Unmaps [0, unmap_end) except the keep ranges (sorted, disjoint). */
+static void s_unmap_old(struct gr_args *a)
+{
+    uint64_t at = 0;
+
+    for (uint32_t i = 0; i <= a->n_keep; i++) {
+        uint64_t end = i < a->n_keep ? a->keep[i].start : a->unmap_end;
+        if (end > at) {
+            long r = SYS(NR_munmap, (long)at, (long)(end - at), 0, 0, 0);
+            if (r < 0)
+                s_fail(a, GR_STAGE_UNMAP, r, at);
+        }
+        if (i < a->n_keep)
+            at = a->keep[i].end;
+    }
+}
+
+static void s_move(struct gr_args *a, uint64_t from, uint64_t to,
+                   uint64_t len, uint32_t i)
+{
+    long r;
+
+    if (from == to)
+        return;
+    r = s_sys6(NR_mremap, (long)from, (long)len, (long)len,
+               MREMAP_MAYMOVE | MREMAP_FIXED, (long)to, 0);
+    if (r != (long)to)
+        s_fail(a, GR_STAGE_VDSO, r < 0 ? r : -14, i);
+}
+
+/* vdso/vvar to their old addresses: all into scratch, then all to the
+ * target, so an old place overlapping a new one never clobbers it. */
+static void s_move_specials(struct gr_args *a)
+{
+    uint64_t off = 0;
+
+    if (a->drop_specials) {
+        for (uint32_t i = 0; i < a->n_moves; i++)
+            SYS(NR_munmap, (long)a->moves[i].from, (long)a->moves[i].len, 0,
+                0, 0);
+        return;
+    }
+    for (uint32_t i = 0; i < a->n_moves; i++) {
+        s_move(a, a->moves[i].from, a->scratch + off, a->moves[i].len, i);
+        off += a->moves[i].len;
+    }
+    off = 0;
+    for (uint32_t i = 0; i < a->n_moves; i++) {
+        s_move(a, a->scratch + off, a->moves[i].to, a->moves[i].len, i);
+        off += a->moves[i].len;
+    }
+}
+
+static void s_map_vmas(struct gr_args *a)
+{
+    for (uint32_t i = 0; i < a->n_vmas; i++) {
+        const struct gr_vma *v = &a->vmas[i];
+        long r = s_sys6(NR_mmap, (long)v->start, (long)(v->end - v->start),
+                        v->map_prot, v->map_flags | MAP_FIXED, v->fd,
+                        (long)v->pgoff);
+        if (r != (long)v->start)
+            s_fail(a, GR_STAGE_MMAP, r < 0 ? r : -14, v->start);
+    }
+}
+
+static void s_copy_pages(struct gr_args *a)
+{
+    for (uint32_t i = 0; i < a->n_runs; i++) {
+        const struct gr_run *run = &a->runs[i];
+        uint64_t done = 0;
+        while (done < run->len) {
+            uint64_t chunk = run->len - done;
+            if (chunk > (1ull << 30))
+                chunk = 1ull << 30;
+            long r = SYS(NR_pread64, a->staging_fd,
+                         (long)(run->vaddr + done), (long)chunk,
+                         (long)(run->off + done), 0);
+            if (r <= 0)
+                s_fail(a, GR_STAGE_PAGES, r < 0 ? r : -5, run->vaddr + done);
+            done += (uint64_t)r;
+        }
+    }
+}
+
+static void s_protect(struct gr_args *a)
+{
+    for (uint32_t i = 0; i < a->n_vmas; i++) {
+        const struct gr_vma *v = &a->vmas[i];
+        if (v->prot == v->map_prot)
+            continue;
+        long r = SYS(NR_mprotect, (long)v->start, (long)(v->end - v->start),
+                     v->prot, 0, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_MPROTECT, r, v->start);
+    }
+}
+
+static void s_process_state(struct gr_args *a)
+{
+    long r;
+
+    for (uint32_t i = 0; i < a->n_close; i++)
+        SYS(NR_close, a->close_fds[i], 0, 0, 0, 0);
+    if (a->has_mm) {
+        r = SYS(NR_prctl, PR_SET_MM, PR_SET_MM_MAP, (long)&a->mm,
+                sizeof a->mm, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_MM_MAP, r, 0);
+        SYS(NR_close, (long)(int32_t)a->mm.exe_fd, 0, 0, 0, 0);
+    }
+    for (uint32_t i = 0; i < a->n_rlimits; i++) {
+        const struct gr_rlimit *l = &a->rlimits[i];
+        uint64_t lim[2] = { l->cur, l->max };
+        r = SYS(NR_prlimit64, 0, l->resource, (long)lim, 0, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_RLIMIT, r, l->resource);
+    }
+}
+
+/* Kernel state private to the calling thread. */
+static void s_thread_state(struct gr_args *a, const struct gr_thread *t)
+{
+    long r;
+
+    SYS(NR_set_tid_address, (long)t->clear_tid, 0, 0, 0, 0);
+    if (t->robust) {
+        r = SYS(NR_set_robust_list, (long)t->robust, (long)t->robust_len, 0,
+                0, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_THREAD, r, (uint64_t)t->tid);
+    }
+    if (t->rseq) {
+        r = SYS(NR_rseq, (long)t->rseq, (long)t->rseq_len, 0,
+                (long)t->rseq_sig, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_THREAD, r, (uint64_t)t->tid);
+    }
+    r = SYS(NR_arch_prctl, ARCH_SET_FS, (long)t->fs_base, 0, 0, 0);
+    if (r < 0)
+        s_fail(a, GR_STAGE_THREAD, r, (uint64_t)t->tid);
+    r = SYS(NR_arch_prctl, ARCH_SET_GS, (long)t->gs_base, 0, 0, 0);
+    if (r < 0)
+        s_fail(a, GR_STAGE_THREAD, r, (uint64_t)t->tid);
+}
+
+/* Stops for the tracer (ghost-restore), then enters the target through
+ * the thread's rt_sigframe: %rsp at the ucontext, just past pretcode. */
+static void __attribute__((noreturn))
+s_sigreturn(struct gr_args *a, const struct gr_thread *t)
+{
+    long tid = SYS(NR_gettid, 0, 0, 0, 0, 0);
+
+    SYS(NR_tgkill, a->pid, tid, SIGSTOP, 0, 0);
+    __asm__ volatile("mov %0, %%rsp\n\t"
+                     "mov $15, %%eax\n\t"
+                     "syscall\n\t"
+                     :
+                     : "r"(t->frame + 8)
+                     : "memory");
+    s_fail(a, GR_STAGE_SIGRETURN, -EINTR, (uint64_t)t->tid);
+}
+
+void gr_thread_main(struct gr_args *a, struct gr_thread *t)
+{
+    s_thread_state(a, t);
+    __atomic_store_n(&t->done, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_sub_fetch(&a->threads_left, 1, __ATOMIC_SEQ_CST) == 0)
+        SYS(NR_futex, (long)&a->threads_left, FUTEX_WAKE, 1, 0, 0);
+    s_sigreturn(a, t);
+}
+
+/* clone3 with set_tid for every thread but the leader; waits until each
+ * has set its own state. */
+static void s_clone_threads(struct gr_args *a)
+{
+    a->threads_left = (int32_t)a->n_threads - 1;
+    for (uint32_t i = 1; i < a->n_threads; i++) {
+        struct gr_thread *t = &a->threads[i];
+        uint64_t cl[11];
+        int32_t tid = t->tid;
+        memset(cl, 0, sizeof cl);
+        cl[0] = CLONE_THREAD_FLAGS;
+        cl[5] = t->stack_top - GR_STACK_SIZE;   /* stack */
+        cl[6] = GR_STACK_SIZE;                  /* stack_size */
+        if (tid) {
+            cl[8] = (uint64_t)&tid;             /* set_tid */
+            cl[9] = 1;                          /* set_tid_size */
+        }
+        long r = gr_clone_thread(a, t, cl, sizeof cl);
+        if (r < 0)
+            s_fail(a, GR_STAGE_CLONE, r, (uint64_t)t->tid);
+    }
+    for (;;) {
+        int32_t left = __atomic_load_n(&a->threads_left, __ATOMIC_SEQ_CST);
+        if (left == 0)
+            break;
+        SYS(NR_futex, (long)&a->threads_left, FUTEX_WAIT, left, 0, 0);
+    }
+}
+
+static void s_queue_signals(struct gr_args *a)
+{
+    for (uint32_t i = 0; i < a->n_sigq; i++) {
+        const struct gr_sigq *q = &a->sigq[i];
+        long r;
+        if (q->tid)
+            r = SYS(NR_rt_tgsigqueueinfo, a->pid, q->tid, q->signo,
+                    (long)q->info, 0);
+        else
+            r = SYS(NR_rt_sigqueueinfo, a->pid, q->signo, (long)q->info, 0,
+                    0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_SIGQUEUE, r, (uint64_t)q->signo);
+    }
+}
+
+static void s_itimers(struct gr_args *a)
+{
+    for (uint32_t i = 0; i < a->n_itimers; i++) {
+        const struct gr_itimer *it = &a->itimers[i];
+        int64_t v[4] = { it->interval_sec, it->interval_usec, it->value_sec,
+                         it->value_usec };
+        long r = SYS(NR_setitimer, it->which, (long)v, 0, 0, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_ITIMER, r, (uint64_t)it->which);
+    }
+}
+
+void gr_main(struct gr_args *a)
+{
+    s_unmap_old(a);
+    s_move_specials(a);
+    s_map_vmas(a);
+    s_copy_pages(a);
+    s_protect(a);
+    s_process_state(a);
+    s_clone_threads(a);
+    s_thread_state(a, &a->threads[0]);
+    s_queue_signals(a);
+    s_itimers(a);
+    SYS(NR_close, a->status_fd, 0, 0, 0, 0);
+    SYS(NR_close, a->staging_fd, 0, 0, 0, 0);
+    s_sigreturn(a, &a->threads[0]);
+}

@@ -1,0 +1,861 @@
+/* ghostd-manager.c - ghostd's handlers, jobs and lifecycle.
+ *
+ * Design. A request becomes a job in one of GHOSTD_MAX_JOBS slots:
+ *
+ *   handler: validate (pid, dir, image) -> busy? -> mkdir -p DIR (checkpoint)
+ *            -> posix_spawn the helper (own process group, signals reset,
+ *               stdin /dev/null, stdout a pipe, other fds closed)
+ *            -> defer the reply                                 [running]
+ *   loop:    stdout readable -> append to the job's buffer (EOF: unwatch)
+ *            poll timer (every S_POLL_MS) -> waitpid(WNOHANG); when reaped,
+ *               drain the pipe, map (exit status, JSON line) -> reply, free
+ *            deadline timer -> SIGKILL the helper's group, answer TIMEOUT;
+ *               the slot stays until the poll timer reaps it     [answered]
+ *   stop:    SIGKILL every helper's group, reap it, answer UNAVAILABLE.
+ *
+ * Polling waitpid, not SIGCHLD: the skeleton owns the signals. Reaping does
+ * not wait for EOF either, since a process the helper made (a restored
+ * tree) may hold a copy of the pipe. The helpers' contract (one JSON line on
+ * stdout; exit 0 ok, 1 error, 2 refused, 3 pid taken) is in docs/ghost.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "ghostd.h"
+#include "log.h"
+
+extern char **environ;
+
+#define S_POLL_MS 10   /* waitpid poll period of a running job */
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static uint64_t s_realtime_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *s_helper_name(ghostd_kind_t kind)
+{
+    return kind == GHOSTD_CHECKPOINT ? "ghost-dump" : "ghost-restore";
+}
+
+/* dir/name (or dir/sub/name) when it fits and is an executable file. */
+static bool s_try_helper(char *out, size_t size, const char *dir,
+                         const char *sub, const char *name)
+{
+    struct stat st;
+    int n = snprintf(out, size, "%s%s/%s", dir, sub, name);
+
+    return n > 0 && (size_t)n < size && stat(out, &st) == 0 &&
+           S_ISREG(st.st_mode) && access(out, X_OK) == 0;
+}
+
+/* The helper program: <dir of our exe>/engine/NAME (build tree), else
+ * <dir>/../libexec/cairn/NAME (installed), else $CAIRN_LIBEXEC/NAME.
+ * -ENOENT with the places tried in err. */
+static int s_helper_path(const char *name, char *out, size_t size,
+                         cairn_error_t *err)
+{
+    char self[PATH_MAX], *slash;
+    const char *env = getenv("CAIRN_LIBEXEC");
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+
+    if (n <= 0)
+        return cairn_error_set(err, -errno, CAIRN_INTERNAL,
+                               "readlink /proc/self/exe: %s", strerror(errno));
+    self[n] = '\0';
+    slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    if (s_try_helper(out, size, self, "/engine", name) ||
+        s_try_helper(out, size, self, "/../libexec/cairn", name) ||
+        (env && *env && s_try_helper(out, size, env, "", name)))
+        return 0;
+    return cairn_error_set(err, -ENOENT, CAIRN_UNAVAILABLE,
+                           "helper %s not found (tried %s/engine, "
+                           "%s/../libexec/cairn and $CAIRN_LIBEXEC=%s)",
+                           name, self, self, env ? env : "(unset)");
+}
+
+/* mkdir -p with mode for every directory made. 0 or -errno. */
+static int s_mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    struct stat st;
+    size_t len = strlen(path);
+
+    if (len >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -errno;
+        if (stat(buf, &st) < 0)
+            return -errno;
+        if (!S_ISDIR(st.st_mode))
+            return -ENOTDIR;
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
+/* ---- validation ------------------------------------------------------- */
+
+/* The "Key:\tvalue" line of /proc/PID/status, as a number; -1 if absent. */
+static long s_status_field(FILE *f, const char *key, char *state)
+{
+    char line[256];
+    size_t klen = strlen(key);
+    long v = -1;
+
+    rewind(f);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            if (state)
+                *state = line[klen + 1 + strspn(line + klen + 1, " \t")];
+            else
+                v = strtol(line + klen + 1, NULL, 10);
+            break;
+        }
+    return v;
+}
+
+/* pid names a live process (not a thread, a zombie, ghostd itself). */
+static int s_check_pid(uint32_t pid, cairn_error_t *err)
+{
+    char path[64], state = '?';
+    FILE *f;
+    long tgid;
+
+    if (pid == 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "checkpoint: pid is missing");
+    if (pid == 1)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "pid 1 is init and cannot be checkpointed");
+    if (pid == (uint32_t)getpid())
+        return cairn_error_set(err, -EINVAL, CAIRN_FAILED_PRECONDITION,
+                               "pid %u is ghostd itself", pid);
+    snprintf(path, sizeof path, "/proc/%u/status", pid);
+    f = fopen(path, "re");
+    if (!f)
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND,
+                               "no process with pid %u", pid);
+    tgid = s_status_field(f, "Tgid", NULL);
+    s_status_field(f, "State", &state);
+    fclose(f);
+    if (tgid > 0 && (uint32_t)tgid != pid)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "pid %u is a thread of process %ld; checkpoint "
+                               "the process", pid, tgid);
+    if (state == 'Z' || state == 'X')
+        return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
+                               "pid %u has exited (zombie)", pid);
+    return 0;
+}
+
+/* An absolute directory path that fits a job. */
+static int s_check_dir(const char *what, const char *dir, cairn_error_t *err)
+{
+    if (!dir || !*dir)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "%s: dir is missing", what);
+    if (dir[0] != '/')
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "%s: dir '%s' is not an absolute path", what,
+                               dir);
+    if (strlen(dir) >= sizeof(((ghostd_job_t *)0)->dir))
+        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
+                               "%s: dir is longer than %zu bytes", what,
+                               sizeof(((ghostd_job_t *)0)->dir) - 1);
+    if (strchr(dir, '\n'))
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "%s: dir contains a newline", what);
+    return 0;
+}
+
+/* Creates the checkpoint directory (0700). */
+static int s_make_dir(const char *dir, cairn_error_t *err)
+{
+    int r = s_mkdir_p(dir, 0700);
+
+    if (r == -ENOTDIR || r == -ENAMETOOLONG)
+        return cairn_error_set(err, r, CAIRN_INVALID_ARGUMENT,
+                               "checkpoint: cannot make directory %s: %s", dir,
+                               r == -ENOTDIR ? "a component is not a directory"
+                                             : strerror(-r));
+    if (r == -EACCES || r == -EPERM)
+        return cairn_error_set(err, r, CAIRN_PERMISSION_DENIED,
+                               "checkpoint: cannot make directory %s: %s", dir,
+                               strerror(-r));
+    if (r < 0)
+        return cairn_error_set(err, r, CAIRN_FAILED_PRECONDITION,
+                               "checkpoint: cannot make directory %s: %s", dir,
+                               strerror(-r));
+    return 0;
+}
+
+/* DIR/image.ghost exists and is a regular file. */
+static int s_check_image(const char *image, cairn_error_t *err)
+{
+    struct stat st;
+
+    if (stat(image, &st) < 0)
+        return cairn_error_set(err, -errno,
+                               errno == ENOENT || errno == ENOTDIR
+                                   ? CAIRN_NOT_FOUND : CAIRN_PERMISSION_DENIED,
+                               "restart: no image at %s: %s", image,
+                               strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "restart: %s is not a regular file", image);
+    return 0;
+}
+
+/* A running job that conflicts with a new one: the same checkpointed pid,
+ * or the same directory when either job writes it. */
+static int s_check_busy(ghostd_t *gd, ghostd_kind_t kind, uint32_t pid,
+                        const char *dir, cairn_error_t *err)
+{
+    size_t used = 0;
+
+    for (size_t i = 0; i < GHOSTD_MAX_JOBS; i++) {
+        const ghostd_job_t *j = &gd->jobs[i];
+        if (!j->used)
+            continue;
+        used++;
+        if (kind == GHOSTD_CHECKPOINT && j->kind == GHOSTD_CHECKPOINT &&
+            j->pid == pid)
+            return cairn_error_set(err, -EBUSY, CAIRN_BUSY,
+                                   "pid %u is already being checkpointed "
+                                   "(helper pid %d)", pid, (int)j->helper);
+        if ((kind == GHOSTD_CHECKPOINT || j->kind == GHOSTD_CHECKPOINT) &&
+            strcmp(j->dir, dir) == 0)
+            return cairn_error_set(err, -EBUSY, CAIRN_BUSY,
+                                   "%s is in use by a running %s (helper pid "
+                                   "%d)", dir, j->kind == GHOSTD_CHECKPOINT
+                                   ? "checkpoint" : "restart", (int)j->helper);
+    }
+    if (used == GHOSTD_MAX_JOBS)
+        return cairn_error_set(err, -EBUSY, CAIRN_BUSY,
+                               "%d checkpoint/restart jobs are running; try "
+                               "again later", GHOSTD_MAX_JOBS);
+    return 0;
+}
+
+/* ---- spawning --------------------------------------------------------- */
+
+/* Signals default and unblocked, own process group, stdin /dev/null,
+ * stdout the pipe, every other fd closed. */
+static int s_spawn_setup(posix_spawnattr_t *attr, posix_spawn_file_actions_t *fa,
+                         int out_fd)
+{
+    sigset_t none, all;
+    int r;
+
+    sigemptyset(&none);
+    sigfillset(&all);
+    r = posix_spawnattr_init(attr);
+    if (r)
+        return -r;
+    r = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK |
+                                 POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    if (!r) r = posix_spawnattr_setsigmask(attr, &none);
+    if (!r) r = posix_spawnattr_setsigdefault(attr, &all);
+    if (!r) r = posix_spawnattr_setpgroup(attr, 0);
+    if (!r) r = posix_spawn_file_actions_init(fa);
+    if (!r) r = posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
+    if (!r) r = posix_spawn_file_actions_adddup2(fa, out_fd, 1);
+    if (!r) r = posix_spawn_file_actions_addclosefrom_np(fa, 3);
+    return -r;
+}
+
+/* Runs path argv with its stdout on a new pipe; *ret_fd is the pipe's read
+ * end (non-blocking, close-on-exec). */
+static int s_spawn(const char *path, char *const argv[], pid_t *ret_pid,
+                   int *ret_fd, cairn_error_t *err)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int p[2], r;
+    pid_t pid;
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return cairn_error_set(err, -errno, CAIRN_INTERNAL, "pipe2: %s",
+                               strerror(errno));
+    r = s_spawn_setup(&attr, &fa, p[1]);
+    if (r == 0)
+        r = -posix_spawn(&pid, path, &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(p[1]);
+    if (r < 0) {
+        close(p[0]);
+        return cairn_error_set(err, r, CAIRN_INTERNAL, "posix_spawn %s: %s",
+                               path, strerror(-r));
+    }
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    *ret_pid = pid;
+    *ret_fd = p[0];
+    return 0;
+}
+
+/* ---- a job's life ----------------------------------------------------- */
+
+static ghostd_job_t *s_job_claim(ghostd_t *gd)
+{
+    for (size_t i = 0; i < GHOSTD_MAX_JOBS; i++)
+        if (!gd->jobs[i].used) {
+            ghostd_job_t *j = &gd->jobs[i];
+            memset(j, 0, sizeof *j);
+            j->gd = gd;
+            j->used = true;
+            j->out_fd = -1;
+            return j;
+        }
+    return NULL;
+}
+
+static void s_job_unwatch(ghostd_job_t *j)
+{
+    cairn_loop_t *loop = cairn_service_loop(j->gd->svc);
+
+    if (j->watch > 0)
+        cairn_loop_remove(loop, j->watch);
+    j->watch = 0;
+    if (j->out_fd >= 0)
+        close(j->out_fd);
+    j->out_fd = -1;
+}
+
+/* Frees the slot: the helper is reaped and the request answered. */
+static void s_job_release(ghostd_job_t *j)
+{
+    cairn_loop_t *loop = cairn_service_loop(j->gd->svc);
+
+    s_job_unwatch(j);
+    if (j->poll_timer > 0)
+        cairn_loop_cancel_timer(loop, j->poll_timer);
+    if (j->deadline_timer > 0)
+        cairn_loop_cancel_timer(loop, j->deadline_timer);
+    j->used = false;
+}
+
+static void s_job_fail(ghostd_job_t *j, int code, const char *msg)
+{
+    if (!j->deferred)
+        return;
+    cairn_log_warn(0, j->kind == GHOSTD_CHECKPOINT ? "checkpoint-failed"
+                                                   : "restart-failed",
+                   "pid=%u dir=%s code=%s msg=\"%s\"", j->pid, j->dir,
+                   cairn_code_name(code), msg);
+    cairn_deferred_fail(j->gd->svc, j->deferred, code, msg);
+    j->deferred = NULL;
+}
+
+/* Reads what the helper printed, up to the cap; EOF or an error closes
+ * the pipe. */
+static void s_job_drain(ghostd_job_t *j)
+{
+    char scratch[4096];
+
+    while (j->out_fd >= 0) {
+        size_t room = sizeof j->out - 1 - j->out_len;
+        char *dst = room ? j->out + j->out_len : scratch;
+        ssize_t n = read(j->out_fd, dst, room ? room : sizeof scratch);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            s_job_unwatch(j);
+            return;
+        }
+        if (room)
+            j->out_len += (size_t)n;
+        else
+            j->truncated = true;
+    }
+}
+
+static int s_on_output(cairn_loop_t *loop, int fd, void *zsock, short revents,
+                       void *userdata)
+{
+    s_job_drain(userdata);
+    return 0;
+}
+
+/* ---- mapping a finished helper to a reply ----------------------------- */
+
+/* The first non-empty line of the helper's output as a JSON object. */
+static json_t *s_job_json(ghostd_job_t *j)
+{
+    char *line = j->out, *end;
+
+    j->out[j->out_len] = '\0';
+    while (*line == '\n' || *line == ' ' || *line == '\r' || *line == '\t')
+        line++;
+    end = strchr(line, '\n');
+    json_t *v = json_loadb(line, end ? (size_t)(end - line) : strlen(line),
+                           0, NULL);
+    if (v && !json_is_object(v)) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
+/* The error a helper reported: {"error":{"code","message"}} (or code and
+ * message at the top level). code is kept only if it is a wire code other
+ * than OK; else `dflt`. */
+static int s_json_error(json_t *v, int dflt, const char **ret_msg)
+{
+    json_t *e = json_object_get(v, "error");
+    json_t *o = json_is_object(e) ? e : v;
+    const char *name = json_string_value(json_object_get(o, "code"));
+    const char *msg = json_string_value(json_object_get(o, "message"));
+    int code = name ? cairn_code_from_name(name) : -1;
+
+    if (!msg && json_is_string(e))
+        msg = json_string_value(e);
+    *ret_msg = msg;
+    return code > CAIRN_OK && code < 100 ? code : dflt;
+}
+
+/* A non-negative integer field of the helper's JSON. */
+static int s_json_u64(json_t *v, const char *key, uint64_t *ret)
+{
+    json_t *f = json_object_get(v, key);
+
+    if (!json_is_integer(f) || json_integer_value(f) < 0)
+        return -EBADMSG;
+    *ret = (uint64_t)json_integer_value(f);
+    return 0;
+}
+
+/* The numeric fields a reply needs; the first missing one in *ret_missing. */
+static int s_json_fields(json_t *v, const char *const keys[], uint64_t vals[],
+                         size_t n, const char **ret_missing)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s_json_u64(v, keys[i], &vals[i]) < 0) {
+            *ret_missing = keys[i];
+            return -EBADMSG;
+        }
+    return 0;
+}
+
+static void s_contract_fail(ghostd_job_t *j, const char *what)
+{
+    char msg[512];
+
+    snprintf(msg, sizeof msg, "%s exited 0 but its output %s",
+             s_helper_name(j->kind), what);
+    s_job_fail(j, CAIRN_INTERNAL, msg);
+}
+
+static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
+{
+    static const char *const keys[] = { "image_bytes", "pages", "processes",
+                                        "threads", "freeze_us", "dump_us" };
+    Cairn__Ghostd__CheckpointReply cr = CAIRN__GHOSTD__CHECKPOINT_REPLY__INIT;
+    Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
+    json_t *lr = json_object_get(v, "left_running");
+    const char *missing = NULL;
+    uint64_t f[6];
+    char what[128];
+
+    if (s_json_fields(v, keys, f, 6, &missing) < 0) {
+        snprintf(what, sizeof what, "lacks the number \"%s\"", missing);
+        return s_contract_fail(j, what);
+    }
+    cr.pid = j->pid;
+    cr.dir = j->dir;
+    cr.image = j->image;
+    cr.image_bytes = f[0];
+    cr.pages = f[1];
+    cr.processes = (uint32_t)f[2];
+    cr.threads = (uint32_t)f[3];
+    cr.freeze_us = f[4];
+    cr.dump_us = f[5];
+    cr.left_running = json_is_boolean(lr) ? json_is_true(lr) : j->leave_running;
+    reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY;
+    reply.checkpoint_reply = &cr;
+    cairn_log_info("checkpoint-done", "pid=%u image=%s bytes=%llu pages=%llu "
+                   "freeze_us=%llu dump_us=%llu left_running=%d", j->pid,
+                   j->image, (unsigned long long)f[0], (unsigned long long)f[1],
+                   (unsigned long long)f[4], (unsigned long long)f[5],
+                   (int)cr.left_running);
+    cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
+    j->deferred = NULL;
+}
+
+static void s_reply_restart(ghostd_job_t *j, json_t *v)
+{
+    static const char *const keys[] = { "pid", "original_pid", "image_bytes",
+                                        "pages", "processes", "threads",
+                                        "restore_us" };
+    Cairn__Ghostd__RestartReply rr = CAIRN__GHOSTD__RESTART_REPLY__INIT;
+    Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
+    const char *missing = NULL;
+    uint64_t f[7];
+    char what[128];
+
+    if (s_json_fields(v, keys, f, 7, &missing) < 0) {
+        snprintf(what, sizeof what, "lacks the number \"%s\"", missing);
+        return s_contract_fail(j, what);
+    }
+    if (f[0] == 0 || f[0] > INT_MAX)
+        return s_contract_fail(j, "has no valid \"pid\"");
+    if (!j->new_pid && f[0] != f[1]) {
+        snprintf(what, sizeof what, "says pid %llu, not the original %llu "
+                 "asked for", (unsigned long long)f[0],
+                 (unsigned long long)f[1]);
+        return s_contract_fail(j, what);
+    }
+    rr.pid = (uint32_t)f[0];
+    rr.original_pid = (uint32_t)f[1];
+    rr.same_pid = f[0] == f[1];
+    rr.image_bytes = f[2];
+    rr.pages = f[3];
+    rr.processes = (uint32_t)f[4];
+    rr.threads = (uint32_t)f[5];
+    rr.restore_us = f[6];
+    reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
+    reply.restart_reply = &rr;
+    cairn_log_info("restart-done", "image=%s pid=%u original=%u bytes=%llu "
+                   "restore_us=%llu", j->image, rr.pid, rr.original_pid,
+                   (unsigned long long)f[2], (unsigned long long)f[6]);
+    cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
+    j->deferred = NULL;
+}
+
+/* The Status of a helper's exit code: 1 error (the JSON's code or
+ * INTERNAL), 2 refused (FAILED_PRECONDITION or UNSUPPORTED), 3 pid taken. */
+static void s_reply_error(ghostd_job_t *j, int exit_code, json_t *v)
+{
+    const char *msg = NULL, *name = s_helper_name(j->kind);
+    char buf[1024];
+    int code;
+
+    if (!v) {
+        snprintf(buf, sizeof buf, "%s exited with status %d and printed no "
+                 "JSON line%s", name, exit_code, j->out_len ? " (garbage)" : "");
+        return s_job_fail(j, CAIRN_INTERNAL, buf);
+    }
+    code = s_json_error(v, CAIRN_INTERNAL, &msg);
+    if (exit_code == 2 && code != CAIRN_UNSUPPORTED)
+        code = CAIRN_FAILED_PRECONDITION;
+    else if (exit_code == 3)
+        code = CAIRN_ALREADY_EXISTS;
+    else if (exit_code != 1 && exit_code != 2)
+        code = CAIRN_INTERNAL;
+    if (exit_code >= 1 && exit_code <= 3 && msg)
+        snprintf(buf, sizeof buf, "%s", msg);
+    else
+        snprintf(buf, sizeof buf, "%s exited with status %d: %s", name,
+                 exit_code, msg ? msg : "(no message)");
+    s_job_fail(j, code, buf);
+}
+
+/* Answers the request from the reaped helper's wait status and output. */
+static void s_job_answer(ghostd_job_t *j, int status)
+{
+    json_t *v;
+    char buf[256];
+
+    if (!j->deferred)
+        return;   /* already answered (timeout) */
+    if (WIFSIGNALED(status)) {
+        snprintf(buf, sizeof buf, "%s died with signal %d (%s)",
+                 s_helper_name(j->kind), WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+        return s_job_fail(j, CAIRN_INTERNAL, buf);
+    }
+    v = s_job_json(j);
+    if (WEXITSTATUS(status) != 0)
+        s_reply_error(j, WEXITSTATUS(status), v);
+    else if (!v)
+        s_contract_fail(j, "is not one JSON object");
+    else if (j->kind == GHOSTD_CHECKPOINT)
+        s_reply_checkpoint(j, v);
+    else
+        s_reply_restart(j, v);
+    json_decref(v);
+}
+
+static int s_on_poll(cairn_loop_t *loop, int64_t timer_id, void *userdata)
+{
+    ghostd_job_t *j = userdata;
+    int status = 0;
+    pid_t r = waitpid(j->helper, &status, WNOHANG);
+
+    if (r == 0 || (r < 0 && errno == EINTR))
+        return 0;
+    if (r < 0) {   /* ECHILD: reaped elsewhere; nothing to read a status from */
+        s_job_fail(j, CAIRN_INTERNAL, "lost track of the helper process");
+    } else {
+        s_job_drain(j);
+        s_job_answer(j, status);
+    }
+    s_job_release(j);
+    return 0;
+}
+
+/* Kills the helper and everything still in its process group. */
+static void s_job_kill(ghostd_job_t *j)
+{
+    kill(-j->helper, SIGKILL);
+    kill(j->helper, SIGKILL);
+}
+
+static int s_on_deadline(cairn_loop_t *loop, int64_t timer_id, void *userdata)
+{
+    ghostd_job_t *j = userdata;
+    char buf[256];
+
+    j->deadline_timer = 0;   /* one-shot: fired */
+    s_job_kill(j);
+    snprintf(buf, sizeof buf, "%s did not finish within %llu ms; killed",
+             s_helper_name(j->kind),
+             (unsigned long long)(cairn_now_ms() - j->started_ms));
+    s_job_fail(j, CAIRN_TIMEOUT, buf);
+    return 0;
+}
+
+/* When to give up: Header.deadline_ms (0: the default) less a margin so
+ * the TIMEOUT answer reaches a caller still waiting. */
+static uint64_t s_deadline_ms(cairn_request_t *req)
+{
+    const Cairn__Header *h = cairn_request_header(req);
+    uint64_t d = h && h->deadline_ms ? h->deadline_ms
+                                     : GHOSTD_DEFAULT_DEADLINE_MS;
+    uint64_t margin;
+
+    if (d > GHOSTD_MAX_DEADLINE_MS)
+        d = GHOSTD_MAX_DEADLINE_MS;
+    margin = d / 20 < 1000 ? d / 20 : 1000;
+    return d - margin > 0 ? d - margin : 1;
+}
+
+/* Registers the job's watch and timers. */
+static int s_job_watch(ghostd_job_t *j, uint64_t deadline_ms)
+{
+    cairn_loop_t *loop = cairn_service_loop(j->gd->svc);
+
+    j->watch = cairn_loop_add_fd(loop, j->out_fd, ZMQ_POLLIN,
+                                 s_on_output, j);
+    j->poll_timer = cairn_loop_add_timer(loop, S_POLL_MS, S_POLL_MS,
+                                         s_on_poll, j);
+    j->deadline_timer = cairn_loop_add_timer(loop, deadline_ms, 0,
+                                             s_on_deadline, j);
+    if (j->watch < 0 || j->poll_timer < 0 || j->deadline_timer < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Spawns the job's helper with argv[1..] and defers the request. On
+ * failure the slot is free again and err says why. */
+static int s_job_run(ghostd_job_t *j, cairn_request_t *req, char *argv[],
+                     cairn_error_t *err)
+{
+    uint64_t deadline = s_deadline_ms(req);   /* before defer takes the header */
+    char path[PATH_MAX];
+    int r = s_helper_path(s_helper_name(j->kind), path, sizeof path, err);
+
+    if (r == 0)
+        argv[0] = path, r = s_spawn(path, argv, &j->helper, &j->out_fd, err);
+    if (r < 0) {
+        j->used = false;
+        return r;
+    }
+    j->started_ms = cairn_now_ms();
+    j->deferred = cairn_request_defer(req);
+    if (j->deferred && s_job_watch(j, deadline) == 0) {
+        cairn_log_info(j->kind == GHOSTD_CHECKPOINT ? "checkpoint" : "restart",
+                       "pid=%u image=%s helper=%d", j->pid, j->image,
+                       (int)j->helper);
+        return CAIRN_REPLY_DEFERRED;
+    }
+    s_job_kill(j);
+    while (waitpid(j->helper, NULL, 0) < 0 && errno == EINTR)
+        ;
+    r = j->deferred ? CAIRN_REPLY_DEFERRED
+                    : cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL,
+                                      "out of memory");
+    s_job_fail(j, CAIRN_INTERNAL, "out of memory");
+    s_job_release(j);
+    return r;
+}
+
+/* ---- handlers --------------------------------------------------------- */
+
+static int s_fail(cairn_request_t *req, const cairn_error_t *err)
+{
+    cairn_log_info("refused", "code=%s msg=\"%s\"", cairn_code_name(err->code),
+                   err->message);
+    return cairn_request_fail(req, err->code, "%s", err->message);
+}
+
+/* The checkpoint's directory: the request's, else <rundir>/ghost/<pid>-<ms>. */
+static int s_checkpoint_dir(ghostd_t *gd, const Cairn__Ghostd__CheckpointRequest *cr,
+                            char *out, size_t size, cairn_error_t *err)
+{
+    const cairn_node_desc_t *self = cairn_service_node(gd->svc);
+
+    if (cr->dir && *cr->dir) {
+        int r = s_check_dir("checkpoint", cr->dir, err);
+        if (r == 0)
+            snprintf(out, size, "%s", cr->dir);
+        return r;
+    }
+    snprintf(out, size, "%s/ghost/%u-%llu", self->rundir, cr->pid,
+             (unsigned long long)s_realtime_ms());
+    return 0;
+}
+
+static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
+{
+    ghostd_t *gd = ctx;
+    const Cairn__Ghostd__Request *body =
+        (const Cairn__Ghostd__Request *)cairn_request_body(req);
+    const Cairn__Ghostd__CheckpointRequest *cr = body->checkpoint;
+    char dir[4096], pid_arg[16];
+    cairn_error_t err = { 0 };
+    ghostd_job_t *j;
+    int r;
+
+    if (!cr)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
+                                  "checkpoint: request body is empty");
+    r = s_check_pid(cr->pid, &err);
+    if (r == 0)
+        r = s_checkpoint_dir(gd, cr, dir, sizeof dir, &err);
+    if (r == 0)
+        r = s_check_busy(gd, GHOSTD_CHECKPOINT, cr->pid, dir, &err);
+    if (r == 0)
+        r = s_make_dir(dir, &err);
+    if (r < 0)
+        return s_fail(req, &err);
+    j = s_job_claim(gd);
+    j->kind = GHOSTD_CHECKPOINT;
+    j->pid = cr->pid;
+    j->leave_running = cr->leave_running;
+    snprintf(j->dir, sizeof j->dir, "%s", dir);
+    snprintf(j->image, sizeof j->image, "%s/%s", dir, GHOSTD_IMAGE_NAME);
+    snprintf(pid_arg, sizeof pid_arg, "%u", cr->pid);
+    char *argv[] = { NULL, "--pid", pid_arg, "--out", j->image,
+                     cr->leave_running ? "--leave-running" : NULL, NULL };
+    r = s_job_run(j, req, argv, &err);
+    return r < 0 ? s_fail(req, &err) : r;
+}
+
+static int s_handle_restart(void *ctx, cairn_request_t *req)
+{
+    ghostd_t *gd = ctx;
+    const Cairn__Ghostd__Request *body =
+        (const Cairn__Ghostd__Request *)cairn_request_body(req);
+    const Cairn__Ghostd__RestartRequest *rr = body->restart;
+    cairn_error_t err = { 0 };
+    char image[4200];
+    ghostd_job_t *j;
+    int r;
+
+    if (!rr)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
+                                  "restart: request body is empty");
+    r = s_check_dir("restart", rr->dir, &err);
+    if (r == 0) {
+        snprintf(image, sizeof image, "%s/%s", rr->dir, GHOSTD_IMAGE_NAME);
+        r = s_check_image(image, &err);
+    }
+    if (r == 0)
+        r = s_check_busy(gd, GHOSTD_RESTART, 0, rr->dir, &err);
+    if (r < 0)
+        return s_fail(req, &err);
+    j = s_job_claim(gd);
+    j->kind = GHOSTD_RESTART;
+    j->new_pid = rr->new_pid;
+    snprintf(j->dir, sizeof j->dir, "%s", rr->dir);
+    snprintf(j->image, sizeof j->image, "%s", image);
+    char *argv[] = { NULL, "--image", j->image,
+                     rr->new_pid ? "--new-pid" : NULL, NULL };
+    r = s_job_run(j, req, argv, &err);
+    return r < 0 ? s_fail(req, &err) : r;
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+static int s_start(cairn_service_t *svc, void *ctx)
+{
+    ghostd_t *gd = ctx;
+    cairn_error_t err = { 0 };
+    char path[PATH_MAX];
+
+    gd->svc = svc;
+    for (int k = GHOSTD_CHECKPOINT; k <= GHOSTD_RESTART; k++) {
+        if (s_helper_path(s_helper_name(k), path, sizeof path, &err) < 0)
+            cairn_log_warn(0, "helper", "msg=\"%s\", requests will fail "
+                           "until it is installed", err.message);
+        else
+            cairn_log_info("helper", "path=%s", path);
+    }
+    return 0;
+}
+
+static void s_stop(cairn_service_t *svc, void *ctx)
+{
+    ghostd_done(ctx);
+}
+
+void ghostd_done(ghostd_t *gd)
+{
+    for (size_t i = 0; i < GHOSTD_MAX_JOBS; i++) {
+        ghostd_job_t *j = &gd->jobs[i];
+        if (!j->used)
+            continue;
+        s_job_kill(j);
+        while (waitpid(j->helper, NULL, 0) < 0 && errno == EINTR)
+            ;
+        s_job_fail(j, CAIRN_UNAVAILABLE, "ghostd is stopping; the helper "
+                   "was killed");
+        s_job_release(j);
+    }
+}
+
+static const cairn_handler_t s_handlers[] = {
+    { CAIRN__GHOSTD__REQUEST__MSG_CHECKPOINT, "checkpoint", s_handle_checkpoint },
+    { CAIRN__GHOSTD__REQUEST__MSG_RESTART, "restart", s_handle_restart },
+};
+
+const cairn_service_ops_t ghostd_ops = {
+    .name = "ghostd",
+    .request_desc = &cairn__ghostd__request__descriptor,
+    .reply_desc = &cairn__ghostd__reply__descriptor,
+    .handlers = s_handlers,
+    .n_handlers = sizeof(s_handlers) / sizeof(s_handlers[0]),
+    .start = s_start,
+    .stop = s_stop,
+};

@@ -1,0 +1,69 @@
+/* ghostd.h - private umbrella of the ghostd daemon.
+ *
+ * ghostd checkpoints and restarts processes on its node. It never touches a
+ * target process itself: each request runs one helper program of the engine
+ * (engine/ghost-dump or engine/ghost-restore) as a child, so a hostile
+ * process or image can only take a helper down, never the daemon. A request
+ * is a job: validated, spawned, its reply deferred, the helper's one JSON
+ * line collected from a pipe the loop watches, the helper reaped by polling
+ * waitpid (the skeleton owns the signals, so there is no SIGCHLD here), and
+ * its exit status mapped to a Status. See docs/ghost.md for the contract.
+ */
+#ifndef GHOSTD_H
+#define GHOSTD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ghostd.pb-c.h"
+#include "service.h"
+
+#define GHOSTD_MAX_JOBS 16                /* helpers running at once */
+#define GHOSTD_OUTPUT_MAX 65536           /* bytes of helper output kept */
+#define GHOSTD_DEFAULT_DEADLINE_MS 120000 /* when Header.deadline_ms is 0 */
+#define GHOSTD_MAX_DEADLINE_MS 3600000    /* one hour, like the CLI's cap */
+#define GHOSTD_IMAGE_NAME "image.ghost"   /* the image inside a DIR */
+
+typedef enum ghostd_kind {
+    GHOSTD_CHECKPOINT,
+    GHOSTD_RESTART,
+} ghostd_kind_t;
+
+struct ghostd;
+
+/* One running helper and the request it answers. */
+typedef struct ghostd_job {
+    struct ghostd *gd;         /* the daemon this job belongs to */
+    bool used;                 /* slot taken */
+    ghostd_kind_t kind;        /* which helper, which reply */
+    pid_t helper;              /* the helper's pid (also its process group) */
+    int out_fd;                /* read end of the helper's stdout, -1 closed */
+    int64_t watch;             /* loop watch on out_fd, 0 if none */
+    int64_t poll_timer;        /* waitpid poll, repeating */
+    int64_t deadline_timer;    /* kills the helper, answers TIMEOUT */
+    cairn_deferred_t *deferred; /* the request to answer; owned */
+    uint32_t pid;              /* checkpoint: the target process */
+    bool leave_running;        /* checkpoint: --leave-running */
+    bool new_pid;              /* restart: --new-pid */
+    char dir[4096];            /* image directory */
+    char image[4200];          /* DIR/image.ghost */
+    char out[GHOSTD_OUTPUT_MAX]; /* helper stdout collected so far */
+    size_t out_len;            /* bytes in out */
+    bool truncated;            /* the helper printed more than out holds */
+    uint64_t started_ms;       /* monotonic, when spawned */
+} ghostd_job_t;
+
+typedef struct ghostd {
+    cairn_service_t *svc;                 /* the skeleton; set in start */
+    ghostd_job_t jobs[GHOSTD_MAX_JOBS];   /* running helpers */
+} ghostd_t;
+
+/* The skeleton's view of ghostd: name, message types, handler table. */
+extern const cairn_service_ops_t ghostd_ops;
+
+/* Kills (SIGKILL to the helper's process group) and reaps every running
+ * helper, answering its request UNAVAILABLE. Safe to call twice. */
+void ghostd_done(ghostd_t *gd);
+
+#endif

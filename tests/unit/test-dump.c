@@ -1,0 +1,509 @@
+/* test-dump.c - the dump side of the ghost engine (engine/dump.c and the
+ * ghost-dump program) on small processes this test forks itself.
+ *
+ * The main child sets known state (a patterned mapping, a file at a known
+ * offset, a pipe to itself with unread data, a SIGUSR1 handler, SIGUSR2
+ * blocked, umask 027, cwd /tmp, an altstack, RLIMIT_NOFILE 512), then
+ * blocks in read(2) on a control pipe. We dump it with leave_running,
+ * decode the image with the reader and check the recorded values, then
+ * wake it: it checks that its pipe data and memory are intact and that the
+ * interrupted read restarted and returned the control byte, and exits 0.
+ * Refusal cases (a socket, a ptraced child, a zombie) must exit 2 and leave
+ * the process as it was; without --leave-running the process is killed.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dump.h"
+#include "image.h"
+#include "proc.h"
+
+#define MAP_LEN (16 * 4096)
+#define FILE_POS 1234
+#define PIPE_DATA "ghost-data"
+#define CTL_FD 100
+#define READY_FD 101
+
+static char s_altstack[65536];
+
+static void s_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig, (void)si, (void)uc;
+}
+
+static uint8_t s_pat(size_t i)
+{
+    return (uint8_t)(i * 7 + 3);
+}
+
+/* Drops the test runner's shared arena (a deleted /dev/shm file the engine
+ * rightly refuses) from a forked child. */
+static void s_drop_runner_maps(void)
+{
+    proc_vmas_t vm = { 0 };
+    if (proc_read_vmas(0, false, &vm, NULL) < 0)
+        _exit(9);
+    for (size_t i = 0; i < vm.n; i++)
+        if (strncmp(vm.v[i].path, "/dev/shm/", 9) == 0)
+            munmap((void *)(uintptr_t)vm.v[i].start, vm.v[i].end - vm.v[i].start);
+    proc_vmas_free(&vm);
+}
+
+/* Only the fds we choose: /dev/null on 0-2, the control and ready pipes. */
+static void s_child_fds(int ctl, int ready)
+{
+    s_drop_runner_maps();
+    dup2(ctl, CTL_FD);
+    dup2(ready, READY_FD);
+    int nul = open("/dev/null", O_RDWR);
+    dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
+    syscall(SYS_close_range, 3, CTL_FD - 1, 0);
+    syscall(SYS_close_range, READY_FD + 1, ~0u, 0);
+}
+
+static void s_child_state(uint8_t **map, int *file_fd, int p[2])
+{
+    *map = mmap((void *)0x5a0000000000ul, MAP_LEN, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    for (size_t i = 0; i < MAP_LEN; i++)
+        (*map)[i] = s_pat(i);
+    *file_fd = open("/tmp/ghost-test-dump.file", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    char z[4096] = { 0 };
+    if (write(*file_fd, z, sizeof(z)) != sizeof(z))
+        _exit(10);
+    lseek(*file_fd, FILE_POS, SEEK_SET);
+    if (pipe(p) < 0 || write(p[1], PIPE_DATA, strlen(PIPE_DATA)) < 0)
+        _exit(11);
+    struct sigaction sa = { .sa_sigaction = s_handler, .sa_flags = SA_SIGINFO | SA_RESTART };
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    sigprocmask(SIG_SETMASK, &m, NULL);
+    umask(027);
+    if (chdir("/tmp") < 0)
+        _exit(12);
+    stack_t ss = { .ss_sp = s_altstack, .ss_size = sizeof(s_altstack) };
+    sigaltstack(&ss, NULL);
+    struct rlimit rl = { 512, 4096 };
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* The child: set state, say ready, block in read, then check itself. */
+static void s_child(int ctl, int ready)
+{
+    s_child_fds(ctl, ready);
+    uint8_t *map;
+    int file_fd, p[2];
+    s_child_state(&map, &file_fd, p);
+    if (write(READY_FD, "R", 1) != 1)
+        _exit(13);
+    close(READY_FD);
+    char c = 0;
+    ssize_t k = read(CTL_FD, &c, 1);          /* interrupted by the dump */
+    if (k != 1 || c != 'G')
+        _exit(20);
+    char buf[64] = { 0 };
+    if (read(p[0], buf, sizeof(buf)) != (ssize_t)strlen(PIPE_DATA) ||
+        strcmp(buf, PIPE_DATA) != 0)
+        _exit(21);
+    for (size_t i = 0; i < MAP_LEN; i++)
+        if (map[i] != s_pat(i))
+            _exit(22);
+    if (lseek(file_fd, 0, SEEK_CUR) != FILE_POS)
+        _exit(23);
+    _exit(0);
+}
+
+typedef struct child {
+    pid_t pid;
+    int ctl;     /* write end of the control pipe */
+} child_t;
+
+static child_t s_spawn(void)
+{
+    int ctl[2], ready[2];
+    cr_assert_eq(pipe(ctl), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        s_child(ctl[0], ready[1]);
+    close(ctl[0]);
+    close(ready[1]);
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "child ready");
+    close(ready[0]);
+    usleep(50000);   /* let it reach read(2) */
+    return (child_t){ pid, ctl[1] };
+}
+
+/* Wakes the child and returns its exit code. */
+static int s_finish(child_t *c)
+{
+    cr_assert_eq(write(c->ctl, "G", 1), 1);
+    close(c->ctl);
+    int st;
+    cr_assert_eq(waitpid(c->pid, &st, 0), c->pid);
+    cr_assert(WIFEXITED(st), "child status %#x", st);
+    return WEXITSTATUS(st);
+}
+
+/* ---- decoding the image ---------------------------------------------- */
+
+typedef struct seen {
+    bool header, process, thread, vma, end;
+    bool pages_ok;          /* the patterned mapping was dumped intact */
+    bool file_ok, pipe_ok;  /* the fds were recorded as set */
+    uint64_t pages;
+} seen_t;
+
+static void s_check_process(const Cairn__Ghost__Process *p, seen_t *s)
+{
+    s->process = true;
+    cr_assert_eq(p->umask, 027);
+    cr_assert_str_eq(p->cwd, "/tmp");
+    cr_assert_eq(p->n_sigactions, 64);
+    const Cairn__Ghost__SigAction *sa = p->sigactions[SIGUSR1 - 1];
+    cr_assert_eq(sa->signo, SIGUSR1);
+    cr_assert_eq(sa->handler, (uint64_t)(uintptr_t)s_handler);
+    cr_assert(sa->flags & SA_SIGINFO);
+    cr_assert(sa->flags & SA_RESTART);
+    cr_assert_eq(p->sigactions[SIGUSR2 - 1]->handler, 0, "SIG_DFL");
+    cr_assert_eq(p->rlimits[RLIMIT_NOFILE]->cur, 512);
+    cr_assert_eq(p->rlimits[RLIMIT_NOFILE]->max, 4096);
+    cr_assert_eq(p->n_itimers, 3);
+    cr_assert_gt(p->mm->brk, 0);
+    cr_assert_geq(p->mm->brk, p->mm->start_brk);
+    cr_assert_gt(p->mm->auxv.len, 0);
+    cr_assert_gt(p->mm->arg_end, p->mm->arg_start);
+}
+
+static void s_check_thread(const Cairn__Ghost__Thread *t, pid_t pid, seen_t *s)
+{
+    s->thread = true;
+    cr_assert_eq(t->tid, (uint32_t)pid);
+    cr_assert(t->leader);
+    cr_assert_eq(t->sigmask, 1ull << (SIGUSR2 - 1));
+    cr_assert_eq(t->altstack_sp, (uint64_t)(uintptr_t)s_altstack);
+    cr_assert_eq(t->altstack_size, sizeof(s_altstack));
+    cr_assert_eq(t->syscall_nr, SYS_read, "stopped in read(2)");
+    cr_assert_eq(t->syscall_ret, -512, "ERESTARTSYS");
+    cr_assert_eq(t->regs.len, 27 * 8);
+    cr_assert_geq(t->xsave.len, 576);
+    cr_assert_gt(t->fs_base, 0);
+    cr_assert_gt(t->clear_tid_addr, 0, "glibc sets the clear-tid address");
+    cr_assert_gt(t->robust_list, 0, "glibc registers a robust list");
+}
+
+static void s_check_fd(const Cairn__Ghost__Fd *f, seen_t *s)
+{
+    if (f->kind == CAIRN__GHOST__FD_KIND__FD_REGULAR &&
+        strcmp(f->path, "/tmp/ghost-test-dump.file") == 0) {
+        cr_assert_eq(f->pos, FILE_POS);
+        cr_assert_eq(f->flags & O_ACCMODE, O_RDWR);
+        s->file_ok = true;
+    }
+    if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE && f->pipe_data.len > 0) {
+        cr_assert(!f->pipe_write_end);
+        cr_assert_eq(f->pipe_data.len, strlen(PIPE_DATA));
+        cr_assert_eq(memcmp(f->pipe_data.data, PIPE_DATA, strlen(PIPE_DATA)), 0);
+        s->pipe_ok = true;
+    }
+}
+
+static void s_check_pages(ghost_reader_t *r, const Cairn__Ghost__Pages *pg, seen_t *s)
+{
+    size_t len = pg->n_pages * 4096;
+    uint8_t *buf = malloc(len);
+    cairn_error_t err;
+    cr_assert_eq(ghost_read_raw(r, buf, len, &err), 0, "%s", err.message);
+    s->pages += pg->n_pages;
+    if (pg->vaddr <= 0x5a0000000000ul && pg->vaddr + len >= 0x5a0000000000ul + MAP_LEN) {
+        size_t off = 0x5a0000000000ul - pg->vaddr;
+        for (size_t i = 0; i < MAP_LEN; i++)
+            cr_assert_eq(buf[off + i], s_pat(i), "byte %zu", i);
+        s->pages_ok = true;
+    }
+    free(buf);
+}
+
+static void s_check_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec, pid_t pid,
+                           seen_t *s)
+{
+    switch (rec->r_case) {
+    case CAIRN__GHOST__RECORD__R_HEADER:
+        s->header = true;
+        cr_assert_eq(rec->header->root_pid, (uint32_t)pid);
+        cr_assert_eq(rec->header->page_size, 4096);
+        cr_assert_eq(rec->header->n_processes, 1);
+        break;
+    case CAIRN__GHOST__RECORD__R_PROCESS: s_check_process(rec->process, s); break;
+    case CAIRN__GHOST__RECORD__R_THREAD: s_check_thread(rec->thread, pid, s); break;
+    case CAIRN__GHOST__RECORD__R_VMA:
+        if (rec->vma->start == 0x5a0000000000ul) {
+            cr_assert_eq(rec->vma->end, 0x5a0000000000ul + MAP_LEN);
+            cr_assert_eq(rec->vma->kind, CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE);
+            cr_assert_eq(rec->vma->prot, PROT_READ | PROT_WRITE);
+            cr_assert(rec->vma->dumped);
+            s->vma = true;
+        }
+        break;
+    case CAIRN__GHOST__RECORD__R_PAGES: s_check_pages(r, rec->pages, s); break;
+    case CAIRN__GHOST__RECORD__R_FD: s_check_fd(rec->fd, s); break;
+    case CAIRN__GHOST__RECORD__R_END:
+        s->end = true;
+        cr_assert_eq(rec->end->total_pages, s->pages);
+        break;
+    default: cr_assert_fail("unexpected record kind %d", rec->r_case);
+    }
+}
+
+static seen_t s_decode(int fd, pid_t pid)
+{
+    seen_t s = { 0 };
+    lseek(fd, 0, SEEK_SET);
+    ghost_reader_t *r = ghost_reader_new(fd);
+    for (;;) {
+        Cairn__Ghost__Record *rec = NULL;
+        cairn_error_t err;
+        cr_assert_eq(ghost_read_record(r, &rec, &err), 0, "%s", err.message);
+        if (!rec)
+            break;
+        s_check_record(r, rec, pid, &s);
+        cairn__ghost__record__free_unpacked(rec, NULL);
+    }
+    ghost_reader_free(r);
+    return s;
+}
+
+static void s_assert_running_untraced(pid_t pid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    cr_assert(strstr(buf, "TracerPid:\t0\n") != NULL, "not traced any more");
+    cr_assert(strstr(buf, "State:\tS") != NULL || strstr(buf, "State:\tR") != NULL,
+              "running or sleeping");
+}
+
+Test(dump, records_state_and_leaves_running, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root for ptrace of children");
+    child_t c = s_spawn();
+    FILE *img = tmpfile();
+    ghost_dump_opts_t o = { .leave_running = true };
+    ghost_dump_stats_t st;
+    cairn_error_t err;
+    int r = ghost_dump(c.pid, &o, fileno(img), &st, &err);
+    cr_assert_eq(r, 0, "%s", err.message);
+    cr_assert(st.left_running);
+    cr_assert_eq(st.processes, 1);
+    cr_assert_eq(st.threads, 1);
+    cr_assert_gt(st.pages, MAP_LEN / 4096);
+    cr_assert_eq((off_t)st.image_bytes, lseek(fileno(img), 0, SEEK_END));
+    s_assert_running_untraced(c.pid);
+    seen_t s = s_decode(fileno(img), c.pid);
+    cr_assert(s.header && s.process && s.thread && s.vma && s.end);
+    cr_assert(s.pages_ok, "patterned mapping dumped");
+    cr_assert(s.file_ok, "file at its offset");
+    cr_assert(s.pipe_ok, "pipe contents recorded");
+    cr_assert_eq(s.pages, st.pages);
+    fclose(img);
+    cr_assert_eq(s_finish(&c), 0, "the child found its state intact after the dump");
+}
+
+Test(dump, twice_in_a_row, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    child_t c = s_spawn();
+    for (int i = 0; i < 2; i++) {
+        FILE *img = tmpfile();
+        ghost_dump_opts_t o = { .leave_running = true };
+        ghost_dump_stats_t st;
+        cairn_error_t err;
+        cr_assert_eq(ghost_dump(c.pid, &o, fileno(img), &st, &err), 0, "%s", err.message);
+        seen_t s = s_decode(fileno(img), c.pid);
+        cr_assert(s.end && s.pipe_ok && s.pages_ok);
+        fclose(img);
+    }
+    cr_assert_eq(s_finish(&c), 0);
+}
+
+/* ---- the program ------------------------------------------------------ */
+
+static const char *s_ghost_dump(void)
+{
+    static char path[4096];
+    const char *b = getenv("CAIRN_BUILD");
+    snprintf(path, sizeof(path), "%s/services/ghostd/engine/ghost-dump", b ? b : "build");
+    return path;
+}
+
+/* Runs ghost-dump with args; its stdout into out, exit code returned. */
+static int s_run(const char *args, char *out, size_t size)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "%s %s", s_ghost_dump(), args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    cr_assert(WIFEXITED(st), "ghost-dump status %#x", st);
+    return WEXITSTATUS(st);
+}
+
+static pid_t s_spawn_sleeper(bool with_socket)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        s_drop_runner_maps();
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
+        syscall(SYS_close_range, 3, ~0u, 0);
+        int sv[2];
+        if (with_socket && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    usleep(50000);
+    return pid;
+}
+
+static void s_stat_line(pid_t pid, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    /* keep pid, comm, state, ppid, pgrp, session only */
+    char *p = strrchr(buf, ')');
+    int spaces = 0;
+    for (; p && *p; p++)
+        if (*p == ' ' && ++spaces == 5) {
+            *p = '\0';
+            break;
+        }
+}
+
+static void s_refused(pid_t pid, const char *want_code, const char *want_msg)
+{
+    char before[512], after[512], out[4096], args[256];
+    s_stat_line(pid, before, sizeof(before));
+    snprintf(args, sizeof(args), "--pid %d --out /tmp/ghost-test-refused.img", (int)pid);
+    cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
+    cr_assert(strstr(out, want_code) != NULL, "%s", out);
+    cr_assert(strstr(out, want_msg) != NULL, "%s", out);
+    cr_assert_eq(access("/tmp/ghost-test-refused.img", F_OK), -1, "no file left");
+    snprintf(args, sizeof(args), "--pid %d --check", (int)pid);
+    cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
+    s_stat_line(pid, after, sizeof(after));
+    cr_assert_str_eq(before, after, "process state unchanged");
+}
+
+Test(dump, refuses_socket, .timeout = 60)
+{
+    pid_t pid = s_spawn_sleeper(true);
+    s_refused(pid, "\"unsupported\"", "is a socket (socket:[");
+    s_assert_running_untraced(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+Test(dump, refuses_ptraced, .timeout = 60)
+{
+    pid_t pid = s_spawn_sleeper(false);
+    cr_assert_eq(ptrace(PTRACE_SEIZE, pid, 0, 0), 0);
+    char want[64];
+    snprintf(want, sizeof(want), "already traced by %d", (int)getpid());
+    s_refused(pid, "\"failed-precondition\"", want);
+    cr_assert_eq(ptrace(PTRACE_INTERRUPT, pid, 0, 0), 0);
+    cr_assert_eq(waitpid(pid, NULL, __WALL), pid);
+    cr_assert_eq(ptrace(PTRACE_DETACH, pid, 0, 0), 0);
+    s_assert_running_untraced(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+Test(dump, refuses_zombie, .timeout = 60)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    usleep(50000);
+    s_refused(pid, "\"failed-precondition\"", "is a zombie");
+    waitpid(pid, NULL, 0);
+}
+
+Test(dump, not_found_and_usage, .timeout = 60)
+{
+    char out[4096];
+    cr_assert_eq(s_run("--pid 2000000000 --check", out, sizeof(out)), 100, "%s", out);
+    cr_assert_eq(s_run("--pid 4000000 --check", out, sizeof(out)), 2, "%s", out);
+    cr_assert(strstr(out, "\"not-found\"") != NULL, "%s", out);
+    cr_assert_eq(s_run("--out x", out, sizeof(out)), 100, "%s", out);
+    cr_assert(strstr(out, "\"usage\"") != NULL, "%s", out);
+}
+
+Test(dump, kills_without_leave_running, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    pid_t pid = s_spawn_sleeper(false);
+    char out[4096], args[256];
+    snprintf(args, sizeof(args), "--pid %d --out /tmp/ghost-test-kill.img", (int)pid);
+    cr_assert_eq(s_run(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert(strstr(out, "\"left_running\":false") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"processes\":1") != NULL, "%s", out);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "killed after the dump");
+    int fd = open("/tmp/ghost-test-kill.img", O_RDONLY);
+    cr_assert_geq(fd, 0);
+    ghost_reader_t *r = ghost_reader_new(fd);
+    bool end = false;
+    for (;;) {
+        Cairn__Ghost__Record *rec = NULL;
+        cairn_error_t err;
+        cr_assert_eq(ghost_read_record(r, &rec, &err), 0, "%s", err.message);
+        if (!rec)
+            break;
+        if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
+            size_t len = rec->pages->n_pages * 4096;
+            void *b = malloc(len);
+            cr_assert_eq(ghost_read_raw(r, b, len, &err), 0, "%s", err.message);
+            free(b);
+        }
+        end |= rec->r_case == CAIRN__GHOST__RECORD__R_END;
+        cairn__ghost__record__free_unpacked(rec, NULL);
+    }
+    cr_assert(end);
+    ghost_reader_free(r);
+    close(fd);
+    unlink("/tmp/ghost-test-kill.img");
+}
