@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,7 @@
 #define S_ERESTART_RESTARTBLOCK 516
 #define S_PF_KTHREAD 0x00200000ul
 #define S_SCRATCH 64          /* bytes of stack scratch for injected calls */
-#define S_CHUNK (8u << 20)    /* memory read window */
+#define S_CHUNK (8u << 20)    /* the ring of memory read windows */
 #define S_XSAVE_MAX (64u * 1024u)
 #define S_NSIG 64
 
@@ -99,7 +100,7 @@ typedef struct s_ctx {
     size_t np;
     uint32_t page_size;
     ghost_writer_t *w;
-    uint8_t *buf;          /* S_CHUNK bytes for memory windows */
+    uint8_t *buf;          /* S_CHUNK bytes: the ring of memory windows */
     uint64_t pages;        /* written so far */
     uint64_t *pipes_done;  /* pipe inodes whose data is recorded */
     size_t npipes;
@@ -1058,12 +1059,129 @@ static int s_write_vmas(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_er
     return 0;
 }
 
+/* Memory goes out through a small pipeline: this thread reads windows of
+ * pages (process_vm_readv, /proc/PID/mem) into a ring of S_SLOTS buffers
+ * carved from c->buf while a writer thread sends the filled ones to the
+ * image, in order. Reading the next window overlaps writing the last: on
+ * tmpfs a write (page-cache allocation and a copy) costs as much as the
+ * read, so doing both on one thread halves the throughput. The writer
+ * thread is the only user of c->w until s_pipe_stop has joined it; ptrace
+ * stays on this thread. */
+#define S_SLOTS 4
+#define S_SLOT (S_CHUNK / S_SLOTS)
+
+/* One filled window waiting for the writer. */
+typedef struct s_slot {
+    uint64_t addr;         /* first page */
+    size_t len;            /* bytes, a page multiple */
+} s_slot_t;
+
+/* The ring between the reading thread and the writer thread. */
+typedef struct s_pipe {
+    s_ctx_t *c;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;     /* any change of head, tail, closing or rc */
+    s_slot_t slot[S_SLOTS];
+    uint64_t head;         /* windows submitted */
+    uint64_t tail;         /* windows written */
+    bool closing;          /* no more windows will come */
+    int rc;                /* first write error, 0 if none */
+    cairn_error_t err;     /* its reason */
+} s_pipe_t;
+
 /* Memory access to one process. */
 typedef struct s_mem {
     pid_t pid;
     int mem_fd;        /* /proc/PID/mem */
     int pagemap_fd;    /* /proc/PID/pagemap */
+    s_pipe_t *pipe;    /* the writer of this process's pages */
 } s_mem_t;
+
+static uint8_t *s_slot_buf(const s_pipe_t *q, uint64_t n)
+{
+    return q->c->buf + (n % S_SLOTS) * S_SLOT;
+}
+
+static void *s_pipe_writer(void *arg)
+{
+    s_pipe_t *q = arg;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (q->tail == q->head && !q->closing)
+            pthread_cond_wait(&q->cv, &q->mu);
+        if (q->tail == q->head)
+            break;
+        s_slot_t s = q->slot[q->tail % S_SLOTS];
+        pthread_mutex_unlock(&q->mu);
+        struct iovec v = { s_slot_buf(q, q->tail), s.len };
+        int r = ghost_write_pages(q->c->w, s.addr, s.len / q->c->page_size,
+                                  q->c->page_size, &v, 1, &q->err);
+        pthread_mutex_lock(&q->mu);
+        q->tail++;
+        if (r < 0) {
+            q->rc = r;
+            pthread_cond_broadcast(&q->cv);
+            break;
+        }
+        pthread_cond_broadcast(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+static int s_pipe_start(s_pipe_t *q, s_ctx_t *c, cairn_error_t *err)
+{
+    *q = (s_pipe_t){ .c = c };
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    int r = pthread_create(&q->thread, NULL, s_pipe_writer, q);
+    if (r != 0) {
+        pthread_cond_destroy(&q->cv);
+        pthread_mutex_destroy(&q->mu);
+        return cairn_error_set(err, -r, CAIRN_SYSTEM, "cannot start the page writer: %s",
+                               strerror(r));
+    }
+    return 0;
+}
+
+/* Waits for the writer to drain the ring and joins it; returns its error
+ * (into err) if it had one. */
+static int s_pipe_stop(s_pipe_t *q, cairn_error_t *err)
+{
+    pthread_mutex_lock(&q->mu);
+    q->closing = true;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    pthread_join(q->thread, NULL);
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->mu);
+    if (q->rc < 0 && err)
+        *err = q->err;
+    return q->rc;
+}
+
+/* The buffer of the next free slot (waiting for the writer to free one),
+ * or NULL once the writer has failed. */
+static uint8_t *s_pipe_acquire(s_pipe_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->head - q->tail >= S_SLOTS && q->rc == 0)
+        pthread_cond_wait(&q->cv, &q->mu);
+    uint8_t *b = q->rc == 0 ? s_slot_buf(q, q->head) : NULL;
+    pthread_mutex_unlock(&q->mu);
+    return b;
+}
+
+/* Hands the slot just filled (len > 0 bytes at addr) to the writer. */
+static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len)
+{
+    pthread_mutex_lock(&q->mu);
+    q->slot[q->head % S_SLOTS] = (s_slot_t){ addr, len };
+    q->head++;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
 
 /* Reads [addr, addr+len) into dst; returns bytes read from the start (a
  * page multiple, maybe short where pages cannot be read). */
@@ -1084,19 +1202,22 @@ static size_t s_read_mem(s_mem_t *m, bool readable, uint64_t addr, uint8_t *dst,
     return got & ~(size_t)4095;
 }
 
-/* Writes a run of pages, skipping single unreadable pages. */
+/* Queues a run of pages for writing, skipping single unreadable pages.
+ * A write error shows here (or in s_pipe_stop) as -EPIPE from this side:
+ * the caller takes the writer's own error from s_pipe_stop. */
 static int s_dump_run(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size_t len,
                       cairn_error_t *err)
 {
+    (void)err;
     size_t ps = c->page_size;
     while (len > 0) {
-        size_t n = len < S_CHUNK ? len : S_CHUNK;
-        size_t got = s_read_mem(m, readable, addr, c->buf, n);
+        size_t n = len < S_SLOT ? len : S_SLOT;
+        uint8_t *buf = s_pipe_acquire(m->pipe);
+        if (!buf)
+            return -EPIPE;
+        size_t got = s_read_mem(m, readable, addr, buf, n);
         if (got > 0) {
-            struct iovec v = { c->buf, got };
-            int r = ghost_write_pages(c->w, addr, got / ps, c->page_size, &v, 1, err);
-            if (r < 0)
-                return r;
+            s_pipe_submit(m->pipe, addr, got);
             c->pages += got / ps;
         }
         size_t adv = got < n ? got + ps : got;   /* skip the page that failed */
@@ -1108,43 +1229,48 @@ static int s_dump_run(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size
     return 0;
 }
 
-/* Dumps the pages of one vma that pagemap says are present or swapped. */
+/* Dumps the pages of one vma that pagemap says are present or swapped;
+ * pagemap is read S_PAGEMAP_BATCH entries (64 KiB) at a time. */
+#define S_PAGEMAP_BATCH 8192
 static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_error_t *err)
 {
     size_t ps = c->page_size, npages = (v->end - v->start) / ps;
     bool readable = v->prot & PROT_READ;
-    uint64_t ent[512];
+    uint64_t *ent = malloc(S_PAGEMAP_BATCH * sizeof(*ent));
     uint64_t run_start = 0;
     size_t run_len = 0;
-    for (size_t i = 0; i < npages; i += 512) {
-        size_t n = npages - i < 512 ? npages - i : 512;
+    int r = ent ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (size_t i = 0; r == 0 && i < npages; i += S_PAGEMAP_BATCH) {
+        size_t n = npages - i < S_PAGEMAP_BATCH ? npages - i : S_PAGEMAP_BATCH;
         off_t off = (off_t)((v->start / ps + i) * 8);
-        if (pread(m->pagemap_fd, ent, n * 8, off) != (ssize_t)(n * 8))
-            return cairn_error_set(err, -EIO, CAIRN_SYSTEM, "pagemap of %d at %#llx",
-                                   (int)m->pid, (unsigned long long)v->start);
-        for (size_t j = 0; j < n; j++) {
+        if (pread(m->pagemap_fd, ent, n * 8, off) != (ssize_t)(n * 8)) {
+            r = cairn_error_set(err, -EIO, CAIRN_SYSTEM, "pagemap of %d at %#llx",
+                                (int)m->pid, (unsigned long long)v->start);
+            break;
+        }
+        for (size_t j = 0; r == 0 && j < n; j++) {
             uint64_t a = v->start + (i + j) * ps;
             if (ent[j] & (3ull << 62)) {
                 if (run_len == 0)
                     run_start = a;
                 run_len += ps;
-                continue;
-            }
-            if (run_len > 0) {
-                int r = s_dump_run(c, m, readable, run_start, run_len, err);
-                if (r < 0)
-                    return r;
+            } else if (run_len > 0) {
+                r = s_dump_run(c, m, readable, run_start, run_len, err);
                 run_len = 0;
             }
         }
     }
-    return run_len > 0 ? s_dump_run(c, m, readable, run_start, run_len, err) : 0;
+    free(ent);
+    if (r == 0 && run_len > 0)
+        r = s_dump_run(c, m, readable, run_start, run_len, err);
+    return r;
 }
 
 static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
 {
     char path[64];
-    s_mem_t m = { p->pid, -1, -1 };
+    s_pipe_t q;
+    s_mem_t m = { p->pid, -1, -1, &q };
     snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
     m.mem_fd = open(path, O_RDONLY | O_CLOEXEC);
     snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)p->pid);
@@ -1153,6 +1279,7 @@ static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_e
     if (m.mem_fd < 0 || m.pagemap_fd < 0)
         r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
                             strerror(errno));
+    bool started = r == 0 && (r = s_pipe_start(&q, c, err)) == 0;
     for (size_t i = 0; r == 0 && i < vm->n; i++) {
         const proc_vma_t *v = &vm->v[i];
         Cairn__Ghost__VmaKind k;
@@ -1162,6 +1289,11 @@ static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_e
             r = s_dump_present(c, &m, v, err);
         else if (pol == 2)
             r = s_dump_run(c, &m, v->prot & PROT_READ, v->start, v->end - v->start, err);
+    }
+    if (started) {
+        int w = s_pipe_stop(&q, r == 0 || r == -EPIPE ? err : NULL);
+        if (r == 0 || r == -EPIPE)
+            r = w;
     }
     if (m.mem_fd >= 0)
         close(m.mem_fd);
@@ -1357,7 +1489,7 @@ static int s_write_end(s_ctx_t *c, cairn_error_t *err)
 static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 {
     c->w = ghost_writer_new(out_fd);
-    c->buf = malloc(S_CHUNK);
+    c->buf = aligned_alloc(4096, S_CHUNK);   /* page-aligned: the kernel copies fastest */
     if (!c->w || !c->buf)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     int r = s_write_header(c, root, err);

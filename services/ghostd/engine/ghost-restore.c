@@ -1,22 +1,26 @@
-/* ghost-restore - restores one checkpoint image; ghostd runs one per
- * request so a hostile image can never take the daemon down.
+/* ghost-restore - restores one checkpoint image (a process tree); ghostd
+ * runs one per request so a hostile image can never take the daemon down.
  *
  *   ghost-restore --image FILE [--new-pid]
  *
  * Prints exactly one JSON line on stdout: on success
  *   {"pid":N,"original_pid":N,"same_pid":B,"image_bytes":N,"pages":N,
- *    "processes":N,"threads":N,"restore_us":N}
- * and on failure {"error":{"code":"<cairn code name>","message":"..."}}.
- * Exit codes: 0 restored (the process runs, no longer traced, and is
+ *    "processes":N,"threads":N,"restore_us":N,
+ *    "members":[{"pid":N,"original_pid":N,"ppid":N,"threads":N},...]}
+ * where pid is the root's and members lists every process, root first
+ * (ppid 0 for the root), and on failure
+ * {"error":{"code":"<cairn code name>","message":"..."}}.
+ * Exit codes: 0 restored (the tree runs, no longer traced; the root is
  * reparented when this program exits right after); 1 failed (nothing is
- * left running); 3 the original pid is taken and --new-pid was not given
- * (nothing was made); 100 wrong usage.
+ * left running); 3 the original pid of a process of the tree is taken and
+ * --new-pid was not given (nothing was made); 100 wrong usage.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -31,6 +35,28 @@ static void s_print(json_t *j)
     fflush(stdout);
     free(s);
     json_decref(j);
+}
+
+/* The success line (see the top of this file). */
+static json_t *s_success(const ghost_restore_stats_t *st)
+{
+    json_t *members = json_array();
+
+    for (uint32_t i = 0; members && i < st->processes; i++)
+        json_array_append_new(members, json_pack(
+            "{s:i,s:i,s:i,s:i}", "pid", (int)st->members[i].pid,
+            "original_pid", (int)st->members[i].original_pid,
+            "ppid", (int)st->members[i].ppid,
+            "threads", (int)st->members[i].threads));
+    return json_pack("{s:i,s:i,s:b,s:I,s:I,s:i,s:i,s:I,s:o*}", "pid",
+                     (int)st->pid, "original_pid", (int)st->original_pid,
+                     "same_pid", st->same_pid,
+                     "image_bytes", (json_int_t)st->image_bytes,
+                     "pages", (json_int_t)st->pages,
+                     "processes", (int)st->processes,
+                     "threads", (int)st->threads,
+                     "restore_us", (json_int_t)st->restore_us,
+                     "members", members);
 }
 
 static int s_fail(const cairn_error_t *err, int code)
@@ -84,11 +110,7 @@ int main(int argc, char **argv)
     close(fd);
     if (ret < 0)
         return s_fail(&err, err.code == CAIRN_ALREADY_EXISTS ? 3 : 1);
-    s_print(json_pack("{s:i,s:i,s:b,s:I,s:I,s:i,s:i,s:I}", "pid", (int)st.pid,
-                      "original_pid", (int)st.original_pid, "same_pid",
-                      st.same_pid, "image_bytes", (json_int_t)st.image_bytes,
-                      "pages", (json_int_t)st.pages, "processes",
-                      (int)st.processes, "threads", (int)st.threads,
-                      "restore_us", (json_int_t)st.restore_us));
+    s_print(s_success(&st));
+    free(st.members);
     return 0;
 }

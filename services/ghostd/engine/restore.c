@@ -1,34 +1,60 @@
-/* restore.c - ghost_restore: a checkpoint image back to a running process.
+/* restore.c - ghost_restore: a checkpoint image back to a running process
+ * tree.
  *
  * Design, in four stages, each in its own block of this file:
  *
- *  1. load: the stream is read once, in order. Small records are kept;
- *     page data goes straight into a staging memfd (read into a window
- *     mapped over it, no intermediate copy) and is remembered as runs
- *     (vaddr, len, offset). The image is validated as it comes: header
- *     version and page size, one process only, pages inside dumped vmas,
- *     counts matching the process record and the End record.
- *  2. plan: everything the restorer needs is decided in the caller, before
- *     any process exists: the vdso/vvar moves (same kernel release and
- *     same layout, else a refusal), one anonymous "region" at an address
- *     free both here and in the target layout holding the blob, its
+ *  1. load: the stream is read once, in order. Small records are kept per
+ *     process; page data goes straight into one staging memfd (read into a
+ *     window mapped over it, no intermediate copy) and is remembered as
+ *     runs (vaddr, len, offset) of its process. The image is validated as
+ *     it comes: header version and page size, pages inside dumped vmas,
+ *     counts matching each process record and the End record, a tree whose
+ *     root comes first and every parent before its children.
+ *  2. plan: everything is decided and opened in the caller before any
+ *     process exists. Per process: the vdso/vvar moves (same kernel, same
+ *     layout, else a refusal) and one anonymous "region" at an address
+ *     free both here and in its target layout, holding the blob, its
  *     argument block, one rt_sigframe per thread (registers with syscall
  *     restart applied, sigmask, altstack, xsave with the sigframe magics),
- *     the blob's stacks and the vdso scratch window; the helper fds (files
- *     of file-backed vmas, one memfd per shared-memory object, the exe,
- *     the staging memfd, the status pipe) all above the image's highest fd.
- *  3. child: clone3 (set_tid = original pid, or a fresh pid), which waits
- *     until the caller has seized it, closes what is not a helper,
- *     reopens the image's fds into their numbers (files at their offsets,
- *     pipes refilled), sets cwd, umask, personality, comm, handlers,
- *     drops glibc's rseq registration and jumps into the blob.
- *  4. supervise: the caller is the tracer. Every thread stops itself with
- *     SIGSTOP right before its rt_sigreturn; the caller lets each run
- *     through rt_sigreturn and holds it at the syscall exit, then unmaps
- *     the region by running the blob's `syscall` gadget in the leader
- *     (all signals blocked meanwhile), puts the registers and mask back
- *     and detaches. Any exit, unexpected signal or timeout on the way
- *     kills the process; the status pipe says which step failed and why.
+ *     the blob's stacks and the vdso scratch window. For the tree: the
+ *     session and group of every process (refusing what fork cannot
+ *     recreate), one pipe per pipe_id refilled with its unread bytes, one
+ *     memfd per shared-memory object, a shared pid table, the control
+ *     pipes; all these "helper" fds sit above the highest fd of any
+ *     process, so every process inherits them all and none collides with
+ *     an fd number it must restore.
+ *  3. child: ghost-restore clone3s the root (set_tid = original pid, or a
+ *     fresh pid) and seizes it with PTRACE_O_TRACEFORK|TRACECLONE|EXITKILL
+ *     before letting it go. Each process, in its libc stage, closes what
+ *     is not a helper, calls setsid() if it leads its session or
+ *     setpgid(0, 0) if it leads its group, writes its pid in the table and
+ *     clone3s its own children (set_tid again), which the kernel attaches
+ *     to our trace at birth and which run the same stage - so parents come
+ *     before children and getppid() is right. Then a barrier (a byte on
+ *     `ready` from each process; our byte on `sync` for each once all have
+ *     one): every group leader exists, so a process joins a group led by
+ *     another (sibling or ancestor, by the table: new pids work too). Then
+ *     it dup3s its pipe ends and reopens its files into their numbers,
+ *     sets cwd, umask, personality, comm, handlers, drops glibc's rseq
+ *     and jumps into its blob.
+ *  4. supervise: the caller traces every task of the tree. Every thread
+ *     stops itself with SIGSTOP right before its rt_sigreturn; the caller
+ *     lets each run through rt_sigreturn and holds it at the syscall exit.
+ *     Only once every thread of every process is held does it unmap each
+ *     region by running the blob's `syscall` gadget in that process's
+ *     leader (all signals blocked meanwhile), put registers and masks back
+ *     and detach them all: the tree starts together. Any exit, unexpected
+ *     signal or timeout on the way kills every task of the tree (and any
+ *     that is born meanwhile); the status pipe says which process and
+ *     step failed and why.
+ *
+ * Sessions and groups: a process leading its session or group creates it;
+ * one in another member's group joins it after the barrier. The root's
+ * session or group, when led from outside the tree, is replaced by the
+ * caller's (a session cannot be joined); members that shared it with the
+ * root follow. Members in a session other than their parent's without
+ * leading it, or in a group led from outside that the root is not in, are
+ * refused before anything is made.
  */
 #include "restore.h"
 
@@ -43,6 +69,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/rseq.h>
 #include <sys/stat.h>
@@ -78,7 +105,10 @@ extern const size_t ghost_restorer_blob_size;
 
 typedef Cairn__Ghost__Record s_rec_t;
 
+
 /* ---------------------------------------------------------------- load */
+
+#define S_MAX_PROCS 4096   /* processes in one image (bounds allocations) */
 
 /* A growable array of record pointers (owned). */
 typedef struct {
@@ -86,15 +116,22 @@ typedef struct {
     size_t n, cap;         /* used, allocated */
 } s_recs_t;
 
-/* The image as loaded: records, page runs and the staging memfd. */
+/* One process of the image: its records and where its pages are. */
 typedef struct {
-    s_rec_t *header;       /* Record{header} */
     s_rec_t *process;      /* Record{process} */
-    s_rec_t *end;          /* Record{end} */
     s_recs_t threads, vmas, fds;
     struct gr_run *runs;   /* page data in the staging memfd, by vaddr */
     size_t n_runs, cap_runs;
-    int staging_fd;        /* memfd holding every page */
+    int parent;            /* index of the parent process, -1 for the root */
+} s_proc_t;
+
+/* The image as loaded: records, page runs and the staging memfd. */
+typedef struct {
+    s_rec_t *header;       /* Record{header} */
+    s_rec_t *end;          /* Record{end} */
+    s_proc_t *procs;       /* in image order: parents before children */
+    size_t n_procs;        /* processes read so far */
+    int staging_fd;        /* memfd holding every page of every process */
     uint64_t staging_len;  /* bytes used in it */
     uint64_t pages;        /* pages read */
     uint64_t bytes;        /* stream bytes consumed */
@@ -122,18 +159,26 @@ static int s_recs_add(s_recs_t *r, s_rec_t *rec)
     return 0;
 }
 
+static void s_proc_free(s_proc_t *pr)
+{
+    if (pr->process)
+        cairn__ghost__record__free_unpacked(pr->process, NULL);
+    s_recs_free(&pr->threads);
+    s_recs_free(&pr->vmas);
+    s_recs_free(&pr->fds);
+    free(pr->runs);
+    *pr = (s_proc_t){ 0 };
+}
+
 static void s_image_free(s_image_t *im)
 {
     if (im->header)
         cairn__ghost__record__free_unpacked(im->header, NULL);
-    if (im->process)
-        cairn__ghost__record__free_unpacked(im->process, NULL);
     if (im->end)
         cairn__ghost__record__free_unpacked(im->end, NULL);
-    s_recs_free(&im->threads);
-    s_recs_free(&im->vmas);
-    s_recs_free(&im->fds);
-    free(im->runs);
+    for (size_t i = 0; i < im->n_procs; i++)
+        s_proc_free(&im->procs[i]);
+    free(im->procs);
     if (im->staging_fd >= 0)
         close(im->staging_fd);
     *im = (s_image_t){ .staging_fd = -1 };
@@ -146,7 +191,7 @@ static int s_bad(cairn_error_t *err, const char *what, uint64_t at)
                            (unsigned long long)at);
 }
 
-static int s_check_header(const Cairn__Ghost__ImageHeader *h,
+static int s_check_header(s_image_t *im, const Cairn__Ghost__ImageHeader *h,
                           cairn_error_t *err)
 {
     long page = sysconf(_SC_PAGESIZE);
@@ -159,45 +204,52 @@ static int s_check_header(const Cairn__Ghost__ImageHeader *h,
         return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
                                "image page size %u, this host uses %ld",
                                h->page_size, page);
-    if (h->n_processes != 1)
+    if (h->n_processes == 0 || h->n_processes > S_MAX_PROCS)
         return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                               "image holds a tree of %u processes; only "
-                               "single-process images are restored yet",
-                               h->n_processes);
+                               "image holds %u processes; this restorer "
+                               "takes 1 to %u", h->n_processes, S_MAX_PROCS);
+    im->procs = calloc(h->n_processes, sizeof *im->procs);
+    if (!im->procs)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     return 0;
 }
 
-/* The vma of the image (read so far) holding [vaddr, vaddr + len). */
-static const Cairn__Ghost__Vma *s_vma_of(const s_image_t *im, uint64_t vaddr,
+/* The vma of a process holding [vaddr, vaddr + len). */
+static const Cairn__Ghost__Vma *s_vma_of(const s_proc_t *pr, uint64_t vaddr,
                                          uint64_t len)
 {
-    for (size_t i = 0; i < im->vmas.n; i++) {
-        const Cairn__Ghost__Vma *v = im->vmas.v[i]->vma;
+    for (size_t i = 0; i < pr->vmas.n; i++) {
+        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
         if (vaddr >= v->start && vaddr + len <= v->end && vaddr + len > vaddr)
             return v;
     }
     return NULL;
 }
 
-static int s_run_add(s_image_t *im, uint64_t vaddr, uint64_t len)
+static int s_run_add(s_proc_t *pr, uint64_t vaddr, uint64_t len, uint64_t off)
 {
-    struct gr_run *last = im->n_runs ? &im->runs[im->n_runs - 1] : NULL;
+    struct gr_run *last = pr->n_runs ? &pr->runs[pr->n_runs - 1] : NULL;
 
-    if (last && last->vaddr + last->len == vaddr &&
-        last->off + last->len == im->staging_len) {
+    if (last && last->vaddr + last->len == vaddr && last->off + last->len == off) {
         last->len += len;
         return 0;
     }
-    if (im->n_runs == im->cap_runs) {
-        size_t cap = im->cap_runs ? im->cap_runs * 2 : 64;
-        struct gr_run *v = realloc(im->runs, cap * sizeof *v);
+    if (pr->n_runs == pr->cap_runs) {
+        size_t cap = pr->cap_runs ? pr->cap_runs * 2 : 64;
+        struct gr_run *v = realloc(pr->runs, cap * sizeof *v);
         if (!v)
             return -ENOMEM;
-        im->runs = v;
-        im->cap_runs = cap;
+        pr->runs = v;
+        pr->cap_runs = cap;
     }
-    im->runs[im->n_runs++] = (struct gr_run){ vaddr, len, im->staging_len };
+    pr->runs[pr->n_runs++] = (struct gr_run){ vaddr, len, off };
     return 0;
+}
+
+/* The process records are being read for (the last one). */
+static s_proc_t *s_cur(s_image_t *im)
+{
+    return im->n_procs ? &im->procs[im->n_procs - 1] : NULL;
 }
 
 /* Reads the raw bytes of a pages record into the staging memfd, through
@@ -214,7 +266,7 @@ static int s_load_pages(s_image_t *im, ghost_reader_t *r,
         p->vaddr % S_PAGE)
         return s_bad(err, "pages record with a bad range",
                      ghost_reader_bytes(r));
-    v = s_vma_of(im, p->vaddr, len);
+    v = s_cur(im) ? s_vma_of(s_cur(im), p->vaddr, len) : NULL;
     if (!v || !v->dumped)
         return s_bad(err, "pages outside every dumped vma",
                      ghost_reader_bytes(r));
@@ -232,11 +284,23 @@ static int s_load_pages(s_image_t *im, ghost_reader_t *r,
     munmap(win, len);
     if (ret < 0)
         return ret;
-    ret = s_run_add(im, p->vaddr, len);
+    ret = s_run_add(s_cur(im), p->vaddr, len, im->staging_len);
     if (ret < 0)
         return cairn_error_set(err, ret, CAIRN_SYSTEM, "out of memory");
     im->staging_len += len;
     im->pages += p->n_pages;
+    return 0;
+}
+
+/* Starts the next process of the tree; takes ownership of rec. */
+static int s_take_process(s_image_t *im, s_rec_t *rec, uint64_t at,
+                          cairn_error_t *err)
+{
+    if (im->n_procs == im->header->header->n_processes) {
+        cairn__ghost__record__free_unpacked(rec, NULL);
+        return s_bad(err, "more processes than the header announced", at);
+    }
+    im->procs[im->n_procs++].process = rec;
     return 0;
 }
 
@@ -245,11 +309,18 @@ static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
                   cairn_error_t *err)
 {
     uint64_t at = ghost_reader_bytes(r);
+    s_proc_t *pr = s_cur(im);
     int ret = 0;
 
     if (!im->header && rec->r_case != CAIRN__GHOST__RECORD__R_HEADER) {
         cairn__ghost__record__free_unpacked(rec, NULL);
         return s_bad(err, "first record is not the header", at);
+    }
+    if (!pr && (rec->r_case == CAIRN__GHOST__RECORD__R_THREAD ||
+                rec->r_case == CAIRN__GHOST__RECORD__R_VMA ||
+                rec->r_case == CAIRN__GHOST__RECORD__R_FD)) {
+        cairn__ghost__record__free_unpacked(rec, NULL);
+        return s_bad(err, "thread, vma or fd before any process", at);
     }
     switch (rec->r_case) {
     case CAIRN__GHOST__RECORD__R_HEADER:
@@ -258,22 +329,17 @@ static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
             break;
         }
         im->header = rec;
-        return s_check_header(rec->header, err);
+        return s_check_header(im, rec->header, err);
     case CAIRN__GHOST__RECORD__R_PROCESS:
-        if (im->process) {
-            ret = s_bad(err, "more processes than the header announced", at);
-            break;
-        }
-        im->process = rec;
-        return 0;
+        return s_take_process(im, rec, at, err);
     case CAIRN__GHOST__RECORD__R_THREAD:
-        ret = s_recs_add(&im->threads, rec);
+        ret = s_recs_add(&pr->threads, rec);
         break;
     case CAIRN__GHOST__RECORD__R_VMA:
-        ret = s_recs_add(&im->vmas, rec);
+        ret = s_recs_add(&pr->vmas, rec);
         break;
     case CAIRN__GHOST__RECORD__R_FD:
-        ret = s_recs_add(&im->fds, rec);
+        ret = s_recs_add(&pr->fds, rec);
         break;
     case CAIRN__GHOST__RECORD__R_PAGES:
         ret = s_load_pages(im, r, rec->pages, err);
@@ -293,25 +359,63 @@ static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
     return ret;
 }
 
-static int s_check_counts(const s_image_t *im, uint64_t at, cairn_error_t *err)
+static int s_check_proc_counts(const s_proc_t *pr, uint64_t at,
+                               cairn_error_t *err)
 {
-    const Cairn__Ghost__Process *p;
+    const Cairn__Ghost__Process *p = pr->process->process;
 
-    if (!im->process)
-        return s_bad(err, "no process record", at);
-    p = im->process->process;
     if (!p->mm)
         return s_bad(err, "process record without its mm layout", at);
-    if (p->n_threads != im->threads.n || p->n_vmas != im->vmas.n ||
-        p->n_fds != im->fds.n)
+    if (p->n_threads != pr->threads.n || p->n_vmas != pr->vmas.n ||
+        p->n_fds != pr->fds.n)
         return s_bad(err, "thread/vma/fd counts differ from the process "
                      "record", at);
-    if (im->threads.n == 0)
+    if (pr->threads.n == 0)
         return s_bad(err, "process without threads", at);
-    if (im->end->end->total_pages != im->pages)
-        return s_bad(err, "end record's page count differs from the pages "
-                     "read", at);
+    for (size_t i = 0; i < pr->fds.n; i++)
+        if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_DIRECTORY)
+            return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
+                                   "process %u fd %d is of kind %d, which "
+                                   "this restorer does not recreate", p->pid,
+                                   pr->fds.v[i]->fd->fd,
+                                   (int)pr->fds.v[i]->fd->kind);
     return 0;
+}
+
+/* Links every process to its parent: the root first (ppid 0), every
+ * other one after its parent; pids and thread ids unique. */
+static int s_check_tree(s_image_t *im, uint64_t at, cairn_error_t *err)
+{
+    for (size_t i = 0; i < im->n_procs; i++) {
+        const Cairn__Ghost__Process *p = im->procs[i].process->process;
+        im->procs[i].parent = -1;
+        for (size_t j = 0; j < i; j++) {
+            if (im->procs[j].process->process->pid == p->pid)
+                return s_bad(err, "two processes with one pid", at);
+            if (im->procs[j].process->process->pid == p->ppid)
+                im->procs[i].parent = (int)j;
+        }
+        if (p->pid == 0 || (i == 0) != (p->ppid == 0))
+            return s_bad(err, "the first process is not the only root", at);
+        if (i > 0 && im->procs[i].parent < 0)
+            return s_bad(err, "a process comes before its parent or its "
+                         "parent is not in the image", at);
+    }
+    return 0;
+}
+
+static int s_check_counts(s_image_t *im, uint64_t at, cairn_error_t *err)
+{
+    int ret = 0;
+
+    if (im->n_procs != im->header->header->n_processes)
+        return s_bad(err, "fewer processes than the header announced", at);
+    for (size_t i = 0; i < im->n_procs && ret == 0; i++)
+        ret = s_check_proc_counts(&im->procs[i], at, err);
+    if (ret == 0 && im->end->end->total_pages != im->pages)
+        ret = s_bad(err, "end record's page count differs from the pages "
+                    "read", at);
+    return ret < 0 ? ret : s_check_tree(im, at, err);
 }
 
 static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
@@ -340,22 +444,65 @@ static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
 
 /* ---------------------------------------------------------------- plan */
 
-/* The restore plan: the region and what lives in it, plus the helper fds
- * the child keeps (every one of them above the image's fds). */
+typedef struct s_tree s_tree_t;
+
+/* The plan of one process: its region and what lives in it. */
 typedef struct {
+    s_tree_t *tree;        /* the whole restore (helper fds, pipes...) */
     uint8_t *region;       /* the mapped region */
     uint64_t region_len;
     uint64_t used;         /* bump allocator over the region */
     struct gr_args *args;
-    int helpers[1024];     /* helper fds, ascending after s_plan */
-    size_t n_helpers;
-    int base_fd;           /* lowest helper fd */
-    int status_r, status_w;   /* status pipe */
-    int go_r, go_w;           /* the child waits on go_r until seized */
     uint64_t xcr0;         /* features the sigframe xsave restores */
     uint32_t xsave_max;    /* this CPU's xsave size for xcr0 */
     uint64_t leader_mask;  /* the leader's target sigmask */
 } s_plan_t;
+
+/* One pipe of the tree, recreated by the caller with its unread data. */
+typedef struct {
+    uint64_t id;           /* pipe_id (inode at dump time) */
+    int end[2];            /* helper fds: read end, write end */
+} s_pipe_t;
+
+/* One shared-memory object (anonymous shared or memfd) of the tree. */
+typedef struct {
+    uint64_t shmid;        /* its id in the image */
+    int kind;              /* VMA_ANON_SHARED or VMA_MEMFD */
+    int fd;                /* helper memfd */
+} s_shm_t;
+
+/* Session and group of one process, decided before anything is made. */
+typedef struct {
+    bool setsid;           /* it leads its session: setsid() */
+    int group;             /* index of its group leader; -1: the group of
+                              the caller (the root's group was outside the
+                              tree) */
+} s_job_t;
+
+/* The whole restore: one plan per process and what they share. Every
+ * helper fd (files of vmas, memfds, pipes, the exe, the staging memfd,
+ * the control pipes) is above every fd of every process of the image,
+ * opened here before anything is made, and inherited down the tree. */
+struct s_tree {
+    s_image_t *im;         /* the image */
+    s_plan_t *plans;       /* [n_procs] */
+    s_job_t *jobs;         /* [n_procs] */
+    int *helpers;          /* every helper fd, ascending after planning */
+    size_t n_helpers, cap_helpers;
+    int base_fd;           /* lowest helper fd */
+    s_pipe_t *pipes;       /* one per pipe_id */
+    size_t n_pipes;
+    s_shm_t *shm;          /* one per shared-memory object */
+    size_t n_shm, cap_shm;
+    int32_t *pids;         /* MAP_SHARED: restored pid of every process */
+    pid_t caller_pgrp;     /* our process group (for "outside" groups) */
+    bool new_pid;          /* --new-pid */
+    int staging_fd;        /* helper: the staging memfd */
+    int status_r, status_w;   /* status pipe: failures of any process */
+    int go_r, go_w;           /* the root waits on go_r until seized */
+    int ready_r, ready_w;     /* each process: one byte after phase 1 */
+    int sync_r, sync_w;       /* then one byte each: all exist, go on */
+};
 
 static void *s_alloc(s_plan_t *pl, size_t len, size_t align)
 {
@@ -367,28 +514,38 @@ static void *s_alloc(s_plan_t *pl, size_t len, size_t align)
     return pl->region + at;
 }
 
-static int s_helper_fd(s_plan_t *pl, int fd, cairn_error_t *err)
+/* Moves fd above every image fd and files it as a helper (closing fd). */
+static int s_tree_helper(s_tree_t *t, int fd, cairn_error_t *err)
 {
     int h;
 
     if (fd < 0)
-        return fd;
-    h = fcntl(fd, F_DUPFD_CLOEXEC, pl->base_fd);
+        return cairn_error_set(err, -EBADF, CAIRN_SYSTEM, "helper fd: %s",
+                               strerror(errno));
+    h = fcntl(fd, F_DUPFD_CLOEXEC, t->base_fd);
     close(fd);
     if (h < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                               "moving a helper fd above %d: %s", pl->base_fd,
+                               "moving a helper fd above %d: %s", t->base_fd,
                                strerror(errno));
-    if (pl->n_helpers == sizeof pl->helpers / sizeof pl->helpers[0]) {
-        close(h);
-        return cairn_error_set(err, -EMFILE, CAIRN_UNSUPPORTED,
-                               "more than %zu helper fds (file-backed vmas)",
-                               pl->n_helpers);
+    if (t->n_helpers == t->cap_helpers) {
+        size_t cap = t->cap_helpers ? t->cap_helpers * 2 : 64;
+        int *v = realloc(t->helpers, cap * sizeof *v);
+        if (!v) {
+            close(h);
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        }
+        t->helpers = v;
+        t->cap_helpers = cap;
     }
-    pl->helpers[pl->n_helpers++] = h;
+    t->helpers[t->n_helpers++] = h;
     return h;
 }
 
+static int s_helper_fd(s_plan_t *pl, int fd, cairn_error_t *err)
+{
+    return s_tree_helper(pl->tree, fd, err);
+}
 static uint64_t s_xgetbv0(void)
 {
     uint32_t lo, hi;
@@ -413,10 +570,10 @@ static bool s_is_special(const char *path)
 }
 
 /* Where our vdso/vvar pieces go: same kernel, same relative layout. */
-static int s_plan_vdso(s_plan_t *pl, const s_image_t *im,
+static int s_plan_vdso(s_plan_t *pl, const s_proc_t *pr,
                        const proc_vmas_t *self, cairn_error_t *err)
 {
-    const Cairn__Ghost__ImageHeader *h = im->header->header;
+    const Cairn__Ghost__ImageHeader *h = pl->tree->im->header->header;
     struct gr_args *a = pl->args;
     uint64_t our_vdso = 0, target_vdso = 0, our_total = 0, target_total = 0;
     struct utsname u;
@@ -424,8 +581,8 @@ static int s_plan_vdso(s_plan_t *pl, const s_image_t *im,
     for (size_t i = 0; i < self->n; i++)
         if (!strcmp(self->v[i].path, "[vdso]"))
             our_vdso = self->v[i].start;
-    for (size_t i = 0; i < im->vmas.n; i++) {
-        const Cairn__Ghost__Vma *v = im->vmas.v[i]->vma;
+    for (size_t i = 0; i < pr->vmas.n; i++) {
+        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
         if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_VDSO)
             target_vdso = v->start;
         if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_VDSO ||
@@ -463,8 +620,8 @@ static int s_plan_vdso(s_plan_t *pl, const s_image_t *im,
                                "here: the layout differs",
                                (unsigned long long)target_total,
                                (unsigned long long)our_total);
-    for (size_t i = 0; target_vdso && i < im->vmas.n; i++) {
-        const Cairn__Ghost__Vma *v = im->vmas.v[i]->vma;
+    for (size_t i = 0; target_vdso && i < pr->vmas.n; i++) {
+        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
         bool ok = v->kind != CAIRN__GHOST__VMA_KIND__VMA_VDSO &&
                   v->kind != CAIRN__GHOST__VMA_KIND__VMA_VVAR;
         for (uint32_t m = 0; !ok && m < a->n_moves; m++)
@@ -481,12 +638,12 @@ static int s_plan_vdso(s_plan_t *pl, const s_image_t *im,
 
 /* Whether [start, start + len) is clear of every target vma (with a guard
  * margin, so a growsdown stack or a heap never touches the region). */
-static bool s_target_free(const s_image_t *im, uint64_t start, uint64_t len)
+static bool s_target_free(const s_proc_t *pr, uint64_t start, uint64_t len)
 {
     const uint64_t margin = 16ull << 20;
 
-    for (size_t i = 0; i < im->vmas.n; i++) {
-        const Cairn__Ghost__Vma *v = im->vmas.v[i]->vma;
+    for (size_t i = 0; i < pr->vmas.n; i++) {
+        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
         if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_VSYSCALL)
             continue;
         if (start < v->end + margin && v->start < start + len + margin)
@@ -497,13 +654,13 @@ static bool s_target_free(const s_image_t *im, uint64_t start, uint64_t len)
 
 /* Maps the region at a place free in both layouts: candidates just above
  * every target vma, tried with MAP_FIXED_NOREPLACE. */
-static int s_map_region(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
+static int s_map_region(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 {
-    for (size_t i = 0; i <= im->vmas.n; i++) {
-        uint64_t at = i < im->vmas.n ? im->vmas.v[i]->vma->end : (1ull << 32);
+    for (size_t i = 0; i <= pr->vmas.n; i++) {
+        uint64_t at = i < pr->vmas.n ? pr->vmas.v[i]->vma->end : (1ull << 32);
         at = S_ALIGN(at + (32ull << 20), 1ull << 21);
         if (at + pl->region_len >= S_TASK_SIZE ||
-            !s_target_free(im, at, pl->region_len))
+            !s_target_free(pr, at, pl->region_len))
             continue;
         void *p = mmap((void *)at, pl->region_len,
                        PROT_READ | PROT_WRITE | PROT_EXEC,
@@ -521,28 +678,30 @@ static int s_map_region(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
                            (unsigned long long)pl->region_len);
 }
 
-static uint64_t s_frame_size(const s_image_t *im, size_t i)
+static uint64_t s_frame_size(const s_proc_t *pr, size_t i)
 {
-    const Cairn__Ghost__Thread *t = im->threads.v[i]->thread;
+    const Cairn__Ghost__Thread *t = pr->threads.v[i]->thread;
     return 1024 + S_ALIGN(t->xsave.len + 4, 64);
 }
 
-static uint64_t s_region_size(const s_image_t *im)
+/* Bytes of one process's region; n_helpers bounds the close list. */
+static uint64_t s_region_size(const s_proc_t *pr, size_t n_helpers)
 {
     uint64_t n = S_ALIGN(ghost_restorer_blob_size, S_PAGE);
     uint64_t args = sizeof(struct gr_args) + 4096 +
-                    im->vmas.n * (sizeof(struct gr_vma) + sizeof(int32_t) * 2) +
-                    im->n_runs * sizeof(struct gr_run) + 64 * 64 +
-                    im->process->process->mm->auxv.len + 16 * 1024;
-    const Cairn__Ghost__Process *p = im->process->process;
+                    pr->vmas.n * (sizeof(struct gr_vma) + sizeof(int32_t) * 2) +
+                    pr->n_runs * sizeof(struct gr_run) + 64 * 64 +
+                    pr->process->process->mm->auxv.len + 16 * 1024;
+    const Cairn__Ghost__Process *p = pr->process->process;
 
     args += p->n_shared_pending * sizeof(struct gr_sigq);
     args += (p->n_rlimits + p->n_itimers) * 64;
-    for (size_t i = 0; i < im->threads.n; i++)
-        args += sizeof(struct gr_thread) + s_frame_size(im, i) +
-                im->threads.v[i]->thread->n_pending * sizeof(struct gr_sigq);
+    args += (n_helpers + 1) * sizeof(int32_t);
+    for (size_t i = 0; i < pr->threads.n; i++)
+        args += sizeof(struct gr_thread) + s_frame_size(pr, i) +
+                pr->threads.v[i]->thread->n_pending * sizeof(struct gr_sigq);
     n += S_ALIGN(args, S_PAGE);
-    n += im->threads.n * GR_STACK_SIZE;
+    n += pr->threads.n * GR_STACK_SIZE;
     n += 64 * S_PAGE;   /* vdso scratch: vvar + vclock + vdso fit easily */
     return S_ALIGN(n, S_PAGE);
 }
@@ -578,26 +737,50 @@ static int s_open_vma_file(s_plan_t *pl, const Cairn__Ghost__Vma *v,
     return s_helper_fd(pl, fd, err);
 }
 
-/* One memfd per shared-memory object (shmid), sized for every vma of it. */
-static int s_open_shmem(s_plan_t *pl, const s_image_t *im, size_t idx,
-                        int *fds, cairn_error_t *err)
+/* Size of a shared-memory object: the end of its furthest vma in any
+ * process of the tree. */
+static uint64_t s_shm_size(const s_image_t *im, const Cairn__Ghost__Vma *v)
 {
-    const Cairn__Ghost__Vma *v = im->vmas.v[idx]->vma;
     uint64_t size = 0;
+
+    for (size_t i = 0; i < im->n_procs; i++)
+        for (size_t j = 0; j < im->procs[i].vmas.n; j++) {
+            const Cairn__Ghost__Vma *w = im->procs[i].vmas.v[j]->vma;
+            if (w->shmid == v->shmid && w->kind == v->kind &&
+                w->pgoff + (w->end - w->start) > size)
+                size = w->pgoff + (w->end - w->start);
+        }
+    return size;
+}
+
+static int s_shm_add(s_tree_t *t, const Cairn__Ghost__Vma *v, int fd,
+                     cairn_error_t *err)
+{
+    if (t->n_shm == t->cap_shm) {
+        size_t cap = t->cap_shm ? t->cap_shm * 2 : 16;
+        s_shm_t *n = realloc(t->shm, cap * sizeof *n);
+        if (!n)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        t->shm = n;
+        t->cap_shm = cap;
+    }
+    t->shm[t->n_shm++] = (s_shm_t){ v->shmid, v->kind, fd };
+    return fd;
+}
+
+/* One memfd per shared-memory object (shmid) of the whole tree, so a
+ * mapping shared between a parent and its child stays shared. */
+static int s_open_shmem(s_plan_t *pl, const Cairn__Ghost__Vma *v,
+                        cairn_error_t *err)
+{
+    s_tree_t *t = pl->tree;
     const char *name = "ghost-shmem";
     char buf[256];
     int fd;
 
-    for (size_t j = 0; j < idx; j++)
-        if (fds[j] >= 0 && im->vmas.v[j]->vma->shmid == v->shmid &&
-            im->vmas.v[j]->vma->kind == v->kind)
-            return fds[j];
-    for (size_t j = 0; j < im->vmas.n; j++) {
-        const Cairn__Ghost__Vma *w = im->vmas.v[j]->vma;
-        if (w->shmid == v->shmid && w->kind == v->kind &&
-            w->pgoff + (w->end - w->start) > size)
-            size = w->pgoff + (w->end - w->start);
-    }
+    for (size_t i = 0; i < t->n_shm; i++)
+        if (t->shm[i].shmid == v->shmid && t->shm[i].kind == (int)v->kind)
+            return t->shm[i].fd;
     if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD &&
         sscanf(v->path, "/memfd:%255[^(]", buf) == 1) {
         size_t n = strlen(buf);
@@ -606,7 +789,7 @@ static int s_open_shmem(s_plan_t *pl, const s_image_t *im, size_t idx,
         name = buf;
     }
     fd = memfd_create(name, MFD_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+    if (fd < 0 || ftruncate(fd, (off_t)s_shm_size(t->im, v)) < 0) {
         int e = errno;
         if (fd >= 0)
             close(fd);
@@ -614,7 +797,8 @@ static int s_open_shmem(s_plan_t *pl, const s_image_t *im, size_t idx,
                                "memfd for shared memory %llu: %s",
                                (unsigned long long)v->shmid, strerror(e));
     }
-    return s_helper_fd(pl, fd, err);
+    fd = s_helper_fd(pl, fd, err);
+    return fd < 0 ? fd : s_shm_add(t, v, fd, err);
 }
 
 static bool s_vma_has_pages(const Cairn__Ghost__Vma *v)
@@ -622,19 +806,19 @@ static bool s_vma_has_pages(const Cairn__Ghost__Vma *v)
     return v->kind != CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
 }
 
-static int s_plan_vmas(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
+static int s_plan_vmas(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
-    int *fds = calloc(im->vmas.n + 1, sizeof *fds);
+    int *fds = calloc(pr->vmas.n + 1, sizeof *fds);
     int ret = 0;
 
-    a->vmas = s_alloc(pl, (im->vmas.n + 1) * sizeof *a->vmas, 64);
+    a->vmas = s_alloc(pl, (pr->vmas.n + 1) * sizeof *a->vmas, 64);
     if (!fds || !a->vmas) {
         free(fds);
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     }
-    for (size_t i = 0; i < im->vmas.n && ret >= 0; i++) {
-        const Cairn__Ghost__Vma *v = im->vmas.v[i]->vma;
+    for (size_t i = 0; i < pr->vmas.n && ret >= 0; i++) {
+        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
         struct gr_vma g = { v->start, v->end, 0, -1, v->prot,
                             v->prot | PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS };
@@ -666,7 +850,7 @@ static int s_plan_vmas(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
             break;
         case CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED:
         case CAIRN__GHOST__VMA_KIND__VMA_MEMFD:
-            ret = fds[i] = s_open_shmem(pl, im, i, fds, err);
+            ret = fds[i] = s_open_shmem(pl, v, err);
             g.fd = fds[i];
             g.pgoff = v->pgoff;
             g.map_flags = MAP_SHARED;
@@ -683,17 +867,17 @@ static int s_plan_vmas(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
     return ret < 0 ? ret : 0;
 }
 
-static int s_plan_runs(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
+static int s_plan_runs(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
 
-    a->runs = s_alloc(pl, (im->n_runs + 1) * sizeof *a->runs, 64);
+    a->runs = s_alloc(pl, (pr->n_runs + 1) * sizeof *a->runs, 64);
     if (!a->runs)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < im->n_runs; i++) {
-        const Cairn__Ghost__Vma *v = s_vma_of(im, im->runs[i].vaddr, 1);
+    for (size_t i = 0; i < pr->n_runs; i++) {
+        const Cairn__Ghost__Vma *v = s_vma_of(pr, pr->runs[i].vaddr, 1);
         if (v && s_vma_has_pages(v))
-            a->runs[a->n_runs++] = im->runs[i];
+            a->runs[a->n_runs++] = pr->runs[i];
     }
     return 0;
 }
@@ -835,7 +1019,7 @@ static int s_put_frame(s_plan_t *pl, const Cairn__Ghost__Thread *t,
 }
 
 static int s_sigq_add(s_plan_t *pl, const Cairn__Ghost__SigInfo *si,
-                      int32_t tid, cairn_error_t *err)
+                      int32_t thread, cairn_error_t *err)
 {
     struct gr_sigq *q = &pl->args->sigq[pl->args->n_sigq];
     int32_t signo;
@@ -850,16 +1034,16 @@ static int s_sigq_add(s_plan_t *pl, const Cairn__Ghost__SigInfo *si,
         return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
                                "bad image: pending signal %d", signo);
     q->signo = signo;
-    q->tid = tid;
+    q->thread = thread;
     pl->args->n_sigq++;
     return 0;
 }
 
-static int s_plan_threads(s_plan_t *pl, const s_image_t *im, bool new_pid,
+static int s_plan_threads(s_plan_t *pl, const s_proc_t *pr, bool new_pid,
                           cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
-    size_t n = im->threads.n, k = 1;
+    size_t n = pr->threads.n, k = 1;
     uint8_t *stacks;
 
     a->threads = s_alloc(pl, n * sizeof *a->threads, 64);
@@ -867,7 +1051,7 @@ static int s_plan_threads(s_plan_t *pl, const s_image_t *im, bool new_pid,
     if (!a->threads || !stacks)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     for (size_t i = 0; i < n; i++) {
-        const Cairn__Ghost__Thread *t = im->threads.v[i]->thread;
+        const Cairn__Ghost__Thread *t = pr->threads.v[i]->thread;
         size_t slot = t->leader ? 0 : k++;
         struct gr_thread *g = &a->threads[slot];
         int ret;
@@ -898,31 +1082,32 @@ static int s_plan_threads(s_plan_t *pl, const s_image_t *im, bool new_pid,
     return 0;
 }
 
-static int s_plan_signals(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
+static int s_plan_signals(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 {
-    const Cairn__Ghost__Process *p = im->process->process;
+    const Cairn__Ghost__Process *p = pr->process->process;
     struct gr_args *a = pl->args;
     size_t n = p->n_shared_pending;
     int ret = 0;
 
-    for (size_t i = 0; i < im->threads.n; i++)
-        n += im->threads.v[i]->thread->n_pending;
+    for (size_t i = 0; i < pr->threads.n; i++)
+        n += pr->threads.v[i]->thread->n_pending;
     a->sigq = s_alloc(pl, (n + 1) * sizeof *a->sigq, 64);
     if (!a->sigq)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < im->threads.n && ret == 0; i++) {
-        const Cairn__Ghost__Thread *t = im->threads.v[i]->thread;
+    for (size_t i = 0, k = 1; i < pr->threads.n && ret == 0; i++) {
+        const Cairn__Ghost__Thread *t = pr->threads.v[i]->thread;
+        int32_t slot = t->leader ? 0 : (int32_t)k++;   /* as s_plan_threads */
         for (size_t j = 0; j < t->n_pending && ret == 0; j++)
-            ret = s_sigq_add(pl, t->pending[j], t->tid, err);
+            ret = s_sigq_add(pl, t->pending[j], slot + 1, err);
     }
     for (size_t i = 0; i < p->n_shared_pending && ret == 0; i++)
         ret = s_sigq_add(pl, p->shared_pending[i], 0, err);
     return ret;
 }
 
-static int s_plan_limits(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
+static int s_plan_limits(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 {
-    const Cairn__Ghost__Process *p = im->process->process;
+    const Cairn__Ghost__Process *p = pr->process->process;
     struct gr_args *a = pl->args;
 
     a->rlimits = s_alloc(pl, (p->n_rlimits + 1) * sizeof *a->rlimits, 64);
@@ -947,9 +1132,9 @@ static int s_plan_limits(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
     return 0;
 }
 
-static int s_plan_mm(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
+static int s_plan_mm(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 {
-    const Cairn__Ghost__MmLayout *m = im->process->process->mm;
+    const Cairn__Ghost__MmLayout *m = pr->process->process->mm;
     struct gr_args *a = pl->args;
     void *auxv = s_alloc(pl, m->auxv.len + 8, 64);
     int fd;
@@ -975,7 +1160,7 @@ static int s_plan_mm(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
 }
 
 /* keep = the region and our vdso/vvar pieces, sorted; close = helpers. */
-static int s_plan_keep(s_plan_t *pl, cairn_error_t *err)
+static int s_plan_keep(s_plan_t *pl)
 {
     struct gr_args *a = pl->args;
     struct gr_range r = { (uint64_t)(uintptr_t)pl->region,
@@ -992,9 +1177,6 @@ static int s_plan_keep(s_plan_t *pl, cairn_error_t *err)
             a->keep[j - 1] = t;
         }
     a->unmap_end = S_TASK_SIZE;
-    a->close_fds = s_alloc(pl, (pl->n_helpers + 1) * sizeof(int32_t), 8);
-    if (!a->close_fds)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     return 0;
 }
 
@@ -1003,126 +1185,390 @@ static int s_cmp_int(const void *x, const void *y)
     return *(const int *)x - *(const int *)y;
 }
 
-static int s_plan_fds(s_plan_t *pl, const s_image_t *im, cairn_error_t *err)
-{
-    int max = 2, fds[2];
-
-    for (size_t i = 0; i < im->fds.n; i++)
-        if (im->fds.v[i]->fd->fd > max)
-            max = im->fds.v[i]->fd->fd;
-    if (max > 65535)
-        return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                               "fd %d is above what the restorer handles", max);
-    pl->base_fd = max + 1;
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s",
-                               strerror(errno));
-    pl->status_r = fds[0];
-    pl->status_w = s_helper_fd(pl, fds[1], err);
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s",
-                               strerror(errno));
-    pl->go_w = fds[1];
-    pl->go_r = s_helper_fd(pl, fds[0], err);
-    if (pl->status_w < 0 || pl->go_r < 0)
-        return -EMFILE;
-    return 0;
-}
-
-static void s_plan_free(s_plan_t *pl)
-{
-    if (pl->region)
-        munmap(pl->region, pl->region_len);
-    for (size_t i = 0; i < pl->n_helpers; i++)
-        close(pl->helpers[i]);
-    if (pl->status_r >= 0)
-        close(pl->status_r);
-    if (pl->go_w >= 0)
-        close(pl->go_w);
-    *pl = (s_plan_t){ .status_r = -1, .go_w = -1 };
-}
-
-static int s_plan(s_plan_t *pl, s_image_t *im, bool new_pid,
-                  cairn_error_t *err)
+/* One process's plan: its region, vmas, pages, threads, signals, limits
+ * and mm; n_helpers bounds the helper fds the tree will hold. */
+static int s_plan_one(s_plan_t *pl, const s_proc_t *pr, size_t n_helpers,
+                      cairn_error_t *err)
 {
     proc_vmas_t self = { 0 };
     int ret;
 
     pl->xcr0 = s_xgetbv0();
     pl->xsave_max = s_xsave_size();
-    pl->region_len = s_region_size(im);
-    ret = s_map_region(pl, im, err);
+    pl->region_len = s_region_size(pr, n_helpers);
+    ret = s_map_region(pl, pr, err);
     if (ret < 0)
         return ret;
     memcpy(pl->region, ghost_restorer_blob, ghost_restorer_blob_size);
     pl->used = S_ALIGN(ghost_restorer_blob_size, S_PAGE);
     pl->args = s_alloc(pl, sizeof *pl->args, 64);
     pl->args->magic = GR_ARGS_MAGIC;
-    ret = proc_read_vmas(0, false, &self, err);
-    if (ret == 0)
-        ret = s_plan_vdso(pl, im, &self, err);
-    proc_vmas_free(&self);
-    if (ret == 0)
-        ret = s_plan_fds(pl, im, err);
-    if (ret == 0)
-        ret = s_plan_vmas(pl, im, err);
-    if (ret == 0)
-        ret = s_plan_runs(pl, im, err);
-    if (ret == 0)
-        ret = s_plan_threads(pl, im, new_pid, err);
-    if (ret == 0)
-        ret = s_plan_signals(pl, im, err);
-    if (ret == 0)
-        ret = s_plan_limits(pl, im, err);
-    if (ret == 0)
-        ret = s_plan_mm(pl, im, err);
-    if (ret == 0)
-        ret = s_plan_keep(pl, err);
-    if (ret < 0)
-        return ret;
-    pl->args->staging_fd = s_helper_fd(pl, dup(im->staging_fd), err);
-    if (pl->args->staging_fd < 0)
-        return pl->args->staging_fd;
-    pl->args->status_fd = pl->status_w;
     pl->args->scratch = (uint64_t)(uintptr_t)pl->region + pl->region_len -
                         64 * S_PAGE;
-    qsort(pl->helpers, pl->n_helpers, sizeof pl->helpers[0], s_cmp_int);
-    for (size_t i = 0; i < pl->n_helpers; i++)
-        if (pl->helpers[i] != pl->args->status_fd &&
-            pl->helpers[i] != pl->args->staging_fd &&
-            pl->helpers[i] != (int)pl->args->mm.exe_fd &&
-            pl->helpers[i] != pl->go_r)
-            pl->args->close_fds[pl->args->n_close++] = pl->helpers[i];
+    ret = proc_read_vmas(0, false, &self, err);
+    if (ret == 0)
+        ret = s_plan_vdso(pl, pr, &self, err);
+    proc_vmas_free(&self);
+    if (ret == 0)
+        ret = s_plan_vmas(pl, pr, err);
+    if (ret == 0)
+        ret = s_plan_runs(pl, pr, err);
+    if (ret == 0)
+        ret = s_plan_threads(pl, pr, pl->tree->new_pid, err);
+    if (ret == 0)
+        ret = s_plan_signals(pl, pr, err);
+    if (ret == 0)
+        ret = s_plan_limits(pl, pr, err);
+    if (ret == 0)
+        ret = s_plan_mm(pl, pr, err);
+    if (ret == 0)
+        ret = s_plan_keep(pl);
+    return ret;
+}
+
+/* The blob of one process closes every helper of the tree but the status
+ * pipe, the staging memfd and its own exe (closed after PR_SET_MM_MAP). */
+static int s_plan_close(s_plan_t *pl, cairn_error_t *err)
+{
+    const s_tree_t *t = pl->tree;
+    struct gr_args *a = pl->args;
+
+    a->close_fds = s_alloc(pl, (t->n_helpers + 1) * sizeof(int32_t), 8);
+    if (!a->close_fds)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
+    a->status_fd = t->status_w;
+    a->staging_fd = t->staging_fd;
+    for (size_t i = 0; i < t->n_helpers; i++)
+        if (t->helpers[i] != t->status_w && t->helpers[i] != t->staging_fd &&
+            t->helpers[i] != (int)a->mm.exe_fd)
+            a->close_fds[a->n_close++] = t->helpers[i];
     return 0;
 }
 
+/* ---------------------------------------------------------- plan: tree */
+
+/* A pipe whose write end is in the tree but not its read end would be
+ * recreated without a reader: refused. */
+static bool s_pipe_has_reader(const s_image_t *im, uint64_t id)
+{
+    for (size_t i = 0; i < im->n_procs; i++)
+        for (size_t j = 0; j < im->procs[i].fds.n; j++) {
+            const Cairn__Ghost__Fd *f = im->procs[i].fds.v[j]->fd;
+            if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE &&
+                f->pipe_id == id && !f->pipe_write_end)
+                return true;
+        }
+    return false;
+}
+
+/* Writes every unread byte the image holds for pipe id into w (the
+ * write end, non-blocking: a pipe that cannot hold them is refused). */
+static int s_pipe_fill(const s_image_t *im, uint64_t id, int w,
+                       cairn_error_t *err)
+{
+    for (size_t i = 0; i < im->n_procs; i++)
+        for (size_t j = 0; j < im->procs[i].fds.n; j++) {
+            const Cairn__Ghost__Fd *f = im->procs[i].fds.v[j]->fd;
+            if (f->kind != CAIRN__GHOST__FD_KIND__FD_PIPE || f->pipe_id != id ||
+                f->pipe_data.len == 0)
+                continue;
+            if (f->pipe_data.len > 65536)
+                fcntl(w, F_SETPIPE_SZ, (int)f->pipe_data.len);
+            if (write(w, f->pipe_data.data, f->pipe_data.len) !=
+                (ssize_t)f->pipe_data.len)
+                return cairn_error_set(err, errno ? -errno : -EIO,
+                                       CAIRN_SYSTEM, "pipe %llu: refilling "
+                                       "%zu unread bytes failed: %s",
+                                       (unsigned long long)id,
+                                       f->pipe_data.len, strerror(errno));
+        }
+    return 0;
+}
+
+/* One pipe for pipe_id f->pipe_id, refilled, both ends as helpers. */
+static int s_tree_pipe(s_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
+                       cairn_error_t *err)
+{
+    s_pipe_t *p = &t->pipes[t->n_pipes];
+    int e[2], ret;
+
+    if (!s_pipe_has_reader(t->im, f->pipe_id))
+        return cairn_error_set(err, -EPIPE, CAIRN_UNSUPPORTED,
+                               "process %u fd %d: write end of pipe %llu "
+                               "whose read end is outside the image", pid,
+                               f->fd, (unsigned long long)f->pipe_id);
+    if (pipe2(e, O_CLOEXEC | O_NONBLOCK) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s",
+                               strerror(errno));
+    ret = s_pipe_fill(t->im, f->pipe_id, e[1], err);
+    if (ret < 0) {
+        close(e[0]);
+        close(e[1]);
+        return ret;
+    }
+    p->id = f->pipe_id;
+    p->end[0] = s_tree_helper(t, e[0], err);
+    p->end[1] = p->end[0] < 0 ? (close(e[1]), -1) : s_tree_helper(t, e[1], err);
+    if (p->end[1] < 0)
+        return p->end[0] < 0 ? p->end[0] : p->end[1];
+    t->n_pipes++;
+    return 0;
+}
+
+static const s_pipe_t *s_find_pipe(const s_tree_t *t, uint64_t id)
+{
+    for (size_t i = 0; i < t->n_pipes; i++)
+        if (t->pipes[i].id == id)
+            return &t->pipes[i];
+    return NULL;
+}
+
+/* Every pipe of the tree, made here so that every process inherits it. */
+static int s_tree_pipes(s_tree_t *t, cairn_error_t *err)
+{
+    size_t n = 0;
+    int ret = 0;
+
+    for (size_t i = 0; i < t->im->n_procs; i++)
+        n += t->im->procs[i].fds.n;
+    t->pipes = calloc(n + 1, sizeof *t->pipes);
+    if (!t->pipes)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
+        const s_proc_t *pr = &t->im->procs[i];
+        for (size_t j = 0; j < pr->fds.n && ret == 0; j++) {
+            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd;
+            if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE &&
+                !s_find_pipe(t, f->pipe_id))
+                ret = s_tree_pipe(t, pr->process->process->pid, f, err);
+        }
+    }
+    return ret;
+}
+
+/* Index of the process whose pid is `pid`, -1 if none. */
+static int s_index_of(const s_image_t *im, uint32_t pid)
+{
+    for (size_t i = 0; i < im->n_procs; i++)
+        if (im->procs[i].process->process->pid == pid)
+            return (int)i;
+    return -1;
+}
+
+static int s_refuse_job(cairn_error_t *err, const Cairn__Ghost__Process *p,
+                        const char *why)
+{
+    return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
+                           "process %u (session %u, group %u): %s", p->pid,
+                           p->sid, p->pgid, why);
+}
+
+/* Session of process i: it leads its own (setsid), or it is in its
+ * parent's (inherited by fork); the root may also stay in the session
+ * of the caller when its own session leader is not in the tree. */
+static int s_job_session(s_tree_t *t, size_t i, cairn_error_t *err)
+{
+    const s_proc_t *pr = &t->im->procs[i];
+    const Cairn__Ghost__Process *p = pr->process->process;
+
+    t->jobs[i].setsid = p->sid == p->pid;
+    if (t->jobs[i].setsid)
+        return 0;
+    if (pr->parent < 0)
+        return s_index_of(t->im, p->sid) < 0 ? 0 :
+               s_refuse_job(err, p, "the root's session leader is one of "
+                            "its descendants");
+    if (t->im->procs[pr->parent].process->process->sid != p->sid)
+        return s_refuse_job(err, p, "in another session than its parent "
+                            "without leading it (the parent called setsid "
+                            "after forking it): cannot be recreated by fork");
+    return 0;
+}
+
+/* Group of process i: its own, the group of a process of the tree, or
+ * (when the leader is not in the tree) the root's group if it shares it:
+ * the root then stays in the caller's group and so does i. */
+static int s_job_group(s_tree_t *t, size_t i, cairn_error_t *err)
+{
+    const Cairn__Ghost__Process *p = t->im->procs[i].process->process;
+    const Cairn__Ghost__Process *root = t->im->procs[0].process->process;
+    int l = s_index_of(t->im, p->pgid);
+
+    if (t->jobs[i].setsid && p->pgid != p->pid)
+        return s_refuse_job(err, p, "leads its session but not its group");
+    t->jobs[i].group = l;
+    if (l >= 0 && t->im->procs[l].process->process->sid != p->sid)
+        return s_refuse_job(err, p, "its group leader is in another session");
+    if (l < 0 && (p->pgid != root->pgid || p->sid != root->sid))
+        return s_refuse_job(err, p, "its group leader is not in the tree and "
+                            "the root is not in that group");
+    return 0;
+}
+
+static int s_tree_jobs(s_tree_t *t, cairn_error_t *err)
+{
+    int ret = 0;
+
+    t->jobs = calloc(t->im->n_procs, sizeof *t->jobs);
+    if (!t->jobs)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    t->caller_pgrp = getpgrp();
+    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++)
+        ret = s_job_session(t, i, err);
+    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++)
+        ret = s_job_group(t, i, err);
+    return ret;
+}
+
+static int s_ctl_pipe(s_tree_t *t, int *ret_mine, int *ret_helper,
+                      bool helper_reads, cairn_error_t *err)
+{
+    int e[2];
+
+    if (pipe2(e, O_CLOEXEC) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s",
+                               strerror(errno));
+    *ret_mine = e[helper_reads ? 1 : 0];
+    *ret_helper = s_tree_helper(t, e[helper_reads ? 0 : 1], err);
+    return *ret_helper < 0 ? *ret_helper : 0;
+}
+
+/* base_fd above every fd of every process; the control pipes; the pid
+ * table every process writes its restored pid into. */
+static int s_tree_ctl(s_tree_t *t, cairn_error_t *err)
+{
+    int max = 2, ret;
+
+    for (size_t i = 0; i < t->im->n_procs; i++)
+        for (size_t j = 0; j < t->im->procs[i].fds.n; j++)
+            if (t->im->procs[i].fds.v[j]->fd->fd > max)
+                max = t->im->procs[i].fds.v[j]->fd->fd;
+    if (max > 65535)
+        return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
+                               "fd %d is above what the restorer handles", max);
+    t->base_fd = max + 1;
+    t->pids = mmap(NULL, t->im->n_procs * sizeof *t->pids,
+                   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (t->pids == MAP_FAILED) {
+        t->pids = NULL;
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pid table: %s",
+                               strerror(errno));
+    }
+    ret = s_ctl_pipe(t, &t->status_r, &t->status_w, false, err);
+    if (ret == 0)
+        ret = s_ctl_pipe(t, &t->go_w, &t->go_r, true, err);
+    if (ret == 0)
+        ret = s_ctl_pipe(t, &t->ready_r, &t->ready_w, false, err);
+    if (ret == 0)
+        ret = s_ctl_pipe(t, &t->sync_w, &t->sync_r, true, err);
+    if (ret == 0)
+        ret = s_tree_helper(t, dup(t->im->staging_fd), err);
+    if (ret >= 0)
+        t->staging_fd = ret;
+    return ret < 0 ? ret : 0;
+}
+
+static void s_tree_free(s_tree_t *t)
+{
+    for (size_t i = 0; t->plans && i < t->im->n_procs; i++)
+        if (t->plans[i].region)
+            munmap(t->plans[i].region, t->plans[i].region_len);
+    for (size_t i = 0; i < t->n_helpers; i++)
+        close(t->helpers[i]);
+    int mine[] = { t->status_r, t->go_w, t->ready_r, t->sync_w };
+    for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++)
+        if (mine[i] >= 0)
+            close(mine[i]);
+    if (t->pids)
+        munmap(t->pids, t->im->n_procs * sizeof *t->pids);
+    free(t->plans);
+    free(t->jobs);
+    free(t->helpers);
+    free(t->pipes);
+    free(t->shm);
+    *t = (s_tree_t){ .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
+}
+
+/* Helper fds the tree will hold at most: for the close lists. */
+static size_t s_helpers_bound(const s_image_t *im)
+{
+    size_t n = 16;
+
+    for (size_t i = 0; i < im->n_procs; i++)
+        n += im->procs[i].vmas.n + 2 * im->procs[i].fds.n + 1;
+    return n;
+}
+
+/* Everything decided and opened before any process exists. */
+static int s_plan(s_tree_t *t, s_image_t *im, bool new_pid, cairn_error_t *err)
+{
+    int ret;
+
+    t->im = im;
+    t->new_pid = new_pid;
+    t->plans = calloc(im->n_procs, sizeof *t->plans);
+    if (!t->plans)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    ret = s_tree_jobs(t, err);
+    if (ret == 0)
+        ret = s_tree_ctl(t, err);
+    if (ret == 0)
+        ret = s_tree_pipes(t, err);
+    for (size_t i = 0; i < im->n_procs && ret == 0; i++) {
+        t->plans[i].tree = t;
+        ret = s_plan_one(&t->plans[i], &im->procs[i], s_helpers_bound(im), err);
+    }
+    if (ret == 0 && t->n_helpers > s_helpers_bound(im))
+        ret = cairn_error_set(err, -EOVERFLOW, CAIRN_INTERNAL,
+                              "more helper fds than planned");
+    if (ret < 0)
+        return ret;
+    qsort(t->helpers, t->n_helpers, sizeof t->helpers[0], s_cmp_int);
+    for (size_t i = 0; i < im->n_procs && ret == 0; i++)
+        ret = s_plan_close(&t->plans[i], err);
+    return ret;
+}
+
 /* --------------------------------------------------------------- child */
+
+/* The libc stage of one process, in order (s_child_main):
+ *   phase 1: close what is not a helper; setsid (session leader) or
+ *            setpgid(0, 0) (group leader); its pid into the pid table;
+ *            clone3 every child of its own (set_tid = the original pid),
+ *            each running this same stage; one byte on `ready`;
+ *   barrier: one byte from `sync`, written by the caller once every
+ *            process of the tree has passed phase 1;
+ *   phase 2: join a group led by another process (it exists now); its
+ *            own fds into their numbers (pipes from the tree's helpers),
+ *            cwd, umask, personality, comm, handlers; jump into the blob.
+ */
 
 /* Reports a failure of the child's libc stage and exits. */
 static void __attribute__((noreturn, format(printf, 4, 5)))
 s_child_fail(const s_plan_t *pl, int e, int fd, const char *fmt, ...)
 {
     struct gr_status st = { .stage = GR_STAGE_CHILD, .err = e,
-                            .arg = (uint64_t)fd };
+                            .arg = (uint64_t)fd,
+                            .pid = (int32_t)syscall(SYS_getpid) };
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(st.msg, sizeof st.msg, fmt, ap);
     va_end(ap);
-    if (write(pl->status_w, &st, sizeof st) < 0)
+    if (write(pl->tree->status_w, &st, sizeof st) < 0)
         _exit(2);
     _exit(1);
 }
 
 /* Closes every fd that is not a helper (helpers are sorted). */
-static void s_child_close_others(const s_plan_t *pl)
+static void s_child_close_others(const s_tree_t *t)
 {
     unsigned int from = 0;
 
-    for (size_t i = 0; i < pl->n_helpers; i++) {
-        if ((unsigned int)pl->helpers[i] > from)
-            syscall(SYS_close_range, from, pl->helpers[i] - 1, 0);
-        from = (unsigned int)pl->helpers[i] + 1;
+    for (size_t i = 0; i < t->n_helpers; i++) {
+        if ((unsigned int)t->helpers[i] > from)
+            syscall(SYS_close_range, from, t->helpers[i] - 1, 0);
+        from = (unsigned int)t->helpers[i] + 1;
     }
     syscall(SYS_close_range, from, ~0u, 0);
 }
@@ -1160,66 +1606,30 @@ static void s_child_open(const s_plan_t *pl, const Cairn__Ghost__Fd *f)
     s_child_place(pl, fd, f->fd, f->cloexec);
 }
 
-/* Recreates the pipe of f (its read end's record carries the data) and
- * places it into every fd of the image that refers to it. */
-static void s_child_pipe(const s_plan_t *pl, const s_image_t *im, size_t idx)
+/* The end of a pipe the caller recreated (with its data) into f->fd; the
+ * status flags are the open file description's, shared by every process
+ * holding that end, as they were. */
+static void s_child_pipe(const s_plan_t *pl, const Cairn__Ghost__Fd *f)
 {
-    const Cairn__Ghost__Fd *f = im->fds.v[idx]->fd;
-    bool have[2] = { false, false };
-    int p[2];
+    const s_pipe_t *p = s_find_pipe(pl->tree, f->pipe_id);
 
-    for (size_t j = 0; j < idx; j++)
-        if (im->fds.v[j]->fd->kind == CAIRN__GHOST__FD_KIND__FD_PIPE &&
-            im->fds.v[j]->fd->pipe_id == f->pipe_id)
-            return;   /* placed with an earlier fd of the same pipe */
-    for (size_t j = 0; j < im->fds.n; j++) {
-        const Cairn__Ghost__Fd *g = im->fds.v[j]->fd;
-        if (g->kind == CAIRN__GHOST__FD_KIND__FD_PIPE && g->pipe_id == f->pipe_id)
-            have[g->pipe_write_end] = true;
-    }
-    if (!have[0])
-        s_child_fail(pl, EPIPE, f->fd, "fd %d: write end of pipe %llu whose "
-                     "read end was outside the image", f->fd,
-                     (unsigned long long)f->pipe_id);
-    if (pipe2(p, O_CLOEXEC) < 0)
-        s_child_fail(pl, errno, f->fd, "pipe: %s", strerror(errno));
-    for (size_t j = 0; j < im->fds.n; j++) {
-        const Cairn__Ghost__Fd *g = im->fds.v[j]->fd;
-        if (g->kind != CAIRN__GHOST__FD_KIND__FD_PIPE || g->pipe_id != f->pipe_id ||
-            g->pipe_data.len == 0)
-            continue;
-        if (g->pipe_data.len > 65536)
-            fcntl(p[1], F_SETPIPE_SZ, (int)g->pipe_data.len);
-        if (write(p[1], g->pipe_data.data, g->pipe_data.len) !=
-            (ssize_t)g->pipe_data.len)
-            s_child_fail(pl, errno, g->fd, "fd %d: refilling pipe with %zu "
-                         "bytes failed", g->fd, g->pipe_data.len);
-    }
-    for (size_t j = 0; j < im->fds.n; j++) {
-        const Cairn__Ghost__Fd *g = im->fds.v[j]->fd;
-        if (g->kind != CAIRN__GHOST__FD_KIND__FD_PIPE || g->pipe_id != f->pipe_id)
-            continue;
-        int end = p[g->pipe_write_end];
-        if (dup3(end, g->fd, g->cloexec ? O_CLOEXEC : 0) < 0)
-            s_child_fail(pl, errno, g->fd, "fd %d: dup3: %s", g->fd,
-                         strerror(errno));
-        fcntl(g->fd, F_SETFL, g->flags & (O_NONBLOCK | O_APPEND));
-    }
-    for (int e = 0; e < 2; e++) {
-        bool used = false;
-        for (size_t j = 0; j < im->fds.n; j++)
-            used |= im->fds.v[j]->fd->fd == p[e];
-        if (!used)
-            close(p[e]);
-    }
+    if (!p)
+        s_child_fail(pl, EPIPE, f->fd, "fd %d: pipe %llu was not recreated",
+                     f->fd, (unsigned long long)f->pipe_id);
+    if (dup3(p->end[f->pipe_write_end], f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
+        s_child_fail(pl, errno, f->fd, "fd %d: dup3: %s", f->fd,
+                     strerror(errno));
+    if (fcntl(f->fd, F_SETFL, f->flags & (O_NONBLOCK | O_APPEND)) < 0)
+        s_child_fail(pl, errno, f->fd, "fd %d: F_SETFL: %s", f->fd,
+                     strerror(errno));
 }
 
-static void s_child_fds(const s_plan_t *pl, const s_image_t *im)
+static void s_child_fds(const s_plan_t *pl, const s_proc_t *pr)
 {
-    for (size_t i = 0; i < im->fds.n; i++) {
-        const Cairn__Ghost__Fd *f = im->fds.v[i]->fd;
+    for (size_t i = 0; i < pr->fds.n; i++) {
+        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
         if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE)
-            s_child_pipe(pl, im, i);
+            s_child_pipe(pl, f);
         else
             s_child_open(pl, f);
     }
@@ -1240,8 +1650,9 @@ static void s_child_sigactions(const s_plan_t *pl, const Cairn__Ghost__Process *
     }
 }
 
-/* glibc registered an rseq area for this thread in our TLS; the kernel
- * would write into it after the blob unmapped it. */
+/* glibc registered an rseq area for this thread in our TLS (and a fork
+ * keeps the registration); the kernel would write into it after the blob
+ * unmapped it. */
 static void s_child_drop_rseq(const s_plan_t *pl)
 {
     void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
@@ -1254,17 +1665,86 @@ static void s_child_drop_rseq(const s_plan_t *pl)
                      strerror(errno));
 }
 
-static void __attribute__((noreturn))
-s_child_main(s_plan_t *pl, const s_image_t *im)
+/* clone3 as a fork: set_tid = want (0: any pid). Returns as fork does. */
+static pid_t s_fork_pid(pid_t want)
 {
-    const Cairn__Ghost__Process *p = im->process->process;
+    struct clone_args ca = { .exit_signal = SIGCHLD };
+    pid_t set_tid = want;
+
+    if (want) {
+        ca.set_tid = (uint64_t)(uintptr_t)&set_tid;
+        ca.set_tid_size = 1;
+    }
+    return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+}
+
+static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i);
+
+/* Forks every child of process i, each into its own libc stage. */
+static void s_child_fork_children(s_tree_t *t, size_t i)
+{
+    const s_plan_t *pl = &t->plans[i];
+
+    for (size_t j = i + 1; j < t->im->n_procs; j++) {
+        const Cairn__Ghost__Process *c = t->im->procs[j].process->process;
+        pid_t pid;
+        if (t->im->procs[j].parent != (int)i)
+            continue;
+        pid = s_fork_pid(t->new_pid ? 0 : (pid_t)c->pid);
+        if (pid == 0)
+            s_child_main(t, j);
+        if (pid < 0)
+            s_child_fail(pl, errno, 0, "clone3 of child %u%s: %s", c->pid,
+                         t->new_pid ? "" : " with set_tid", strerror(errno));
+    }
+}
+
+/* Phase 1: own session or group, the pid table, the children. */
+static void s_child_phase1(s_tree_t *t, size_t i)
+{
+    const s_plan_t *pl = &t->plans[i];
+    const s_job_t *j = &t->jobs[i];
+    char one = 1;
+
+    if (j->setsid && setsid() < 0)
+        s_child_fail(pl, errno, 0, "setsid: %s", strerror(errno));
+    if (!j->setsid && j->group == (int)i && setpgid(0, 0) < 0)
+        s_child_fail(pl, errno, 0, "setpgid(0, 0): %s", strerror(errno));
+    t->pids[i] = (int32_t)syscall(SYS_getpid);
+    s_child_fork_children(t, i);
+    if (write(t->ready_w, &one, 1) != 1 || read(t->sync_r, &one, 1) != 1)
+        _exit(1);   /* the caller is gone */
+}
+
+/* Phase 2, first step: the group led by another process of the tree, or
+ * the caller's group (the root's group was outside the tree). */
+static void s_child_join_group(const s_tree_t *t, size_t i)
+{
+    const s_job_t *j = &t->jobs[i];
+    pid_t want = j->group < 0 ? t->caller_pgrp : (pid_t)t->pids[j->group];
+
+    if (j->group == (int)i || getpgrp() == want)
+        return;
+    if (setpgid(0, want) < 0)
+        s_child_fail(&t->plans[i], errno, 0, "setpgid(0, %d) (group %u): %s",
+                     want, t->im->procs[i].process->process->pgid,
+                     strerror(errno));
+}
+
+static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i)
+{
+    const s_proc_t *pr = &t->im->procs[i];
+    const Cairn__Ghost__Process *p = pr->process->process;
+    s_plan_t *pl = &t->plans[i];
     struct gr_thread *lead = &pl->args->threads[0];
     char go;
 
-    if (read(pl->go_r, &go, 1) != 1)
+    if (i == 0 && read(t->go_r, &go, 1) != 1)
         _exit(1);   /* the caller is gone */
-    s_child_close_others(pl);
-    s_child_fds(pl, im);
+    s_child_close_others(t);
+    s_child_phase1(t, i);
+    s_child_join_group(t, i);
+    s_child_fds(pl, pr);
     if (p->cwd[0] && chdir(p->cwd) < 0)
         s_child_fail(pl, errno, 0, "cwd %s: %s", p->cwd, strerror(errno));
     umask((mode_t)p->umask);
@@ -1274,7 +1754,6 @@ s_child_main(s_plan_t *pl, const s_image_t *im)
     prctl(PR_SET_NAME, p->comm, 0, 0, 0);
     s_child_sigactions(pl, p);
     s_child_drop_rseq(pl);
-    close(pl->go_r);
     pl->args->pid = (int32_t)syscall(SYS_getpid);
     __asm__ volatile("mov %0, %%rsp\n\t"
                      "xor %%ebp, %%ebp\n\t"
@@ -1291,28 +1770,48 @@ s_child_main(s_plan_t *pl, const s_image_t *im)
 /* Per-thread progress as the tracer sees it. */
 enum s_tstate { S_T_RUNNING, S_T_IN_SIGRETURN, S_T_HELD };
 
+/* Every traced thread of every process of the tree. */
 typedef struct {
-    pid_t pid;             /* the restored process */
-    pid_t tids[1024];      /* threads seen so far */
-    enum s_tstate st[1024];
-    size_t n;              /* threads seen */
+    pid_t *tids;           /* threads seen so far */
+    enum s_tstate *st;     /* their progress */
+    size_t n, cap;         /* seen, allocated */
     size_t held;           /* threads stopped after their rt_sigreturn */
+    size_t ready;          /* processes past phase 1 (bytes on `ready`) */
+    bool synced;           /* the barrier bytes are written */
 } s_trace_t;
 
-static size_t s_tslot(s_trace_t *tr, pid_t tid)
+static void s_trace_free(s_trace_t *tr)
+{
+    free(tr->tids);
+    free(tr->st);
+    *tr = (s_trace_t){ 0 };
+}
+
+/* The slot of tid, added if new; -1 on ENOMEM. */
+static ssize_t s_tslot(s_trace_t *tr, pid_t tid)
 {
     for (size_t i = 0; i < tr->n; i++)
         if (tr->tids[i] == tid)
-            return i;
-    if (tr->n == sizeof tr->tids / sizeof tr->tids[0])
-        return tr->n - 1;
+            return (ssize_t)i;
+    if (tr->n == tr->cap) {
+        size_t cap = tr->cap ? tr->cap * 2 : 64;
+        pid_t *t = realloc(tr->tids, cap * sizeof *t);
+        if (t)
+            tr->tids = t;
+        enum s_tstate *s = t ? realloc(tr->st, cap * sizeof *s) : NULL;
+        if (!s)
+            return -1;
+        tr->st = s;
+        tr->cap = cap;
+    }
     tr->tids[tr->n] = tid;
     tr->st[tr->n] = S_T_RUNNING;
-    return tr->n++;
+    return (ssize_t)tr->n++;
 }
 
-/* Explains why the process ended, from the status pipe. */
-static int s_explain(const s_plan_t *pl, int wstatus, cairn_error_t *err)
+/* Explains why a process ended, from the status pipe. */
+static int s_explain(const s_tree_t *t, pid_t who, int wstatus,
+                     cairn_error_t *err)
 {
     static const char *const stages[] = {
         "ok", "child", "unmapping the old address space", "moving the vdso",
@@ -1322,63 +1821,70 @@ static int s_explain(const s_plan_t *pl, int wstatus, cairn_error_t *err)
         "entering the process (rt_sigreturn)" };
     struct gr_status st;
 
-    fcntl(pl->status_r, F_SETFL, O_NONBLOCK);
-    if (read(pl->status_r, &st, sizeof st) == (ssize_t)sizeof st &&
+    fcntl(t->status_r, F_SETFL, O_NONBLOCK);
+    if (read(t->status_r, &st, sizeof st) == (ssize_t)sizeof st &&
         st.stage > 0 && st.stage < (int)(sizeof stages / sizeof stages[0])) {
         st.msg[sizeof st.msg - 1] = '\0';
         if (st.stage == GR_STAGE_CHILD)
             return cairn_error_set(err, -(st.err ? st.err : EIO),
-                                   CAIRN_FAILED_PRECONDITION, "%s", st.msg);
+                                   st.err == EEXIST ? CAIRN_ALREADY_EXISTS
+                                                    : CAIRN_FAILED_PRECONDITION,
+                                   "process %d: %s", st.pid, st.msg);
         return cairn_error_set(err, -(st.err ? st.err : EIO), CAIRN_SYSTEM,
-                               "restorer failed %s (%#llx): %s",
-                               stages[st.stage], (unsigned long long)st.arg,
-                               strerror(st.err));
+                               "process %d: restorer failed %s (%#llx): %s",
+                               st.pid, stages[st.stage],
+                               (unsigned long long)st.arg, strerror(st.err));
     }
     if (WIFSIGNALED(wstatus))
         return cairn_error_set(err, -EIO, CAIRN_INTERNAL,
-                               "restored process died of signal %d before "
-                               "reaching its target state",
+                               "restored task %d died of signal %d before "
+                               "reaching its target state", who,
                                WTERMSIG(wstatus));
     return cairn_error_set(err, -EIO, CAIRN_INTERNAL,
-                           "restored process exited with %d before reaching "
-                           "its target state", WEXITSTATUS(wstatus));
+                           "restored task %d exited with %d before reaching "
+                           "its target state", who, WEXITSTATUS(wstatus));
 }
 
+/* One wait for any task of ours: 0 and the task, -EAGAIN after a short
+ * sleep with nothing to report (so the caller can poll its pipes),
+ * -ETIMEDOUT past the deadline, -ECHILD when no task is left. */
 static int s_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms)
 {
+    struct timespec now, left = { 0, 5000000 };
     sigset_t chld;
+    pid_t w;
 
+    w = waitpid(-1, ret_status, __WALL | WNOHANG);
+    if (w > 0) {
+        *ret_tid = w;
+        return 0;
+    }
+    if (w < 0 && errno != EINTR)
+        return -errno;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    if (now_ms >= deadline_ms)
+        return -ETIMEDOUT;
+    if (deadline_ms - now_ms < 5)
+        left.tv_nsec = (long)(deadline_ms - now_ms) * 1000000;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
-    for (;;) {
-        struct timespec now, left;
-        pid_t w = waitpid(-1, ret_status, __WALL | WNOHANG);
-        if (w > 0) {
-            *ret_tid = w;
-            return 0;
-        }
-        if (w < 0 && errno != EINTR)
-            return -errno;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
-        if (now_ms >= deadline_ms)
-            return -ETIMEDOUT;
-        left.tv_sec = (time_t)((deadline_ms - now_ms) / 1000);
-        left.tv_nsec = (long)((deadline_ms - now_ms) % 1000 * 1000000);
-        if (left.tv_sec > 0 || left.tv_nsec > 10000000)
-            left = (struct timespec){ 0, 10000000 };
-        sigtimedwait(&chld, NULL, &left);
-    }
+    sigtimedwait(&chld, NULL, &left);
+    return -EAGAIN;
 }
 
 /* One ptrace stop of a restored thread, until it is held past its
- * rt_sigreturn. Returns 1 when the whole process ended. */
-static int s_on_stop(s_trace_t *tr, pid_t tid, int status)
+ * rt_sigreturn. Fork/clone events and the first stop of a new task are
+ * let through; a signal-delivery stop other than the blob's SIGSTOP is
+ * delivered. */
+static int s_on_stop(s_trace_t *tr, pid_t tid, int status, cairn_error_t *err)
 {
-    size_t i = s_tslot(tr, tid);
+    ssize_t i = s_tslot(tr, tid);
     int sig = WSTOPSIG(status), event = status >> 16;
 
-    if (event) {   /* PTRACE_EVENT_STOP of a new thread, or CLONE */
+    if (i < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    if (event) {
         ptrace(PTRACE_CONT, tid, 0, 0);
         return 0;
     }
@@ -1399,6 +1905,27 @@ static int s_on_stop(s_trace_t *tr, pid_t tid, int status)
         return 0;
     }
     ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig);
+    return 0;
+}
+
+/* The barrier: once every process has written its byte on `ready`, one
+ * byte each on `sync` lets them all into phase 2. */
+static int s_barrier(const s_tree_t *t, s_trace_t *tr, cairn_error_t *err)
+{
+    char buf[256];
+    ssize_t n;
+
+    while (!tr->synced && (n = read(t->ready_r, buf, sizeof buf)) > 0)
+        tr->ready += (size_t)n;
+    if (tr->synced || tr->ready < t->im->n_procs)
+        return 0;
+    for (size_t left = t->im->n_procs; left > 0; left -= (size_t)n) {
+        n = write(t->sync_w, buf, left < sizeof buf ? left : sizeof buf);
+        if (n <= 0)
+            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "sync pipe: %s",
+                                   strerror(errno));
+    }
+    tr->synced = true;
     return 0;
 }
 
@@ -1452,153 +1979,231 @@ static uint64_t s_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static int s_supervise(const s_plan_t *pl, pid_t pid, uint32_t n_threads,
-                       uint32_t timeout_ms, cairn_error_t *err)
+/* Until every thread of every process is held past its rt_sigreturn:
+ * any exit on the way is a failure, explained from the status pipe. */
+static int s_trace_until_held(const s_tree_t *t, s_trace_t *tr,
+                              size_t n_threads, uint32_t timeout_ms,
+                              cairn_error_t *err)
 {
-    s_trace_t *tr = calloc(1, sizeof *tr);
     uint64_t deadline = s_now_us() / 1000 + timeout_ms;
     int ret = 0;
 
-    if (!tr)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    tr->pid = pid;
+    fcntl(t->ready_r, F_SETFL, O_NONBLOCK);
     while (ret == 0 && tr->held < n_threads) {
         pid_t tid = 0;
         int status = 0;
+        ret = s_barrier(t, tr, err);
+        if (ret < 0)
+            break;
         ret = s_wait(&tid, &status, deadline);
-        if (ret == -ETIMEDOUT)
+        if (ret == -EAGAIN)
+            ret = 0;
+        else if (ret == -ETIMEDOUT)
             ret = cairn_error_set(err, ret, CAIRN_TIMEOUT,
-                                  "restored process did not reach its target "
-                                  "state within %u ms", timeout_ms);
+                                  "the restored tree did not reach its target "
+                                  "state within %u ms (%zu of %zu threads, "
+                                  "%zu of %zu processes ready)", timeout_ms,
+                                  tr->held, n_threads, tr->ready,
+                                  t->im->n_procs);
         else if (ret < 0)
             ret = cairn_error_set(err, ret, CAIRN_SYSTEM, "waitpid: %s",
                                   strerror(-ret));
-        else if (tid == pid && (WIFEXITED(status) || WIFSIGNALED(status)))
-            ret = s_explain(pl, status, err);
-        else if (WIFSTOPPED(status))
-            s_on_stop(tr, tid, status);
+        else if (ret == 0 && (WIFEXITED(status) || WIFSIGNALED(status)))
+            ret = s_explain(t, tid, status, err);
+        else if (ret == 0 && WIFSTOPPED(status))
+            ret = s_on_stop(tr, tid, status, err);
     }
-    if (ret == 0)
-        ret = s_inject_munmap(pid, (uint64_t)(uintptr_t)pl->region,
-                              pl->region_len,
-                              (uint64_t)(uintptr_t)pl->region + GR_GADGET_OFFSET,
-                              pl->leader_mask, err);
+    return ret;
+}
+
+/* Every process held: unmap each one's region through its leader, then
+ * let every thread go. */
+static int s_release(const s_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
+{
+    int ret = 0;
+
+    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
+        const s_plan_t *pl = &t->plans[i];
+        uint64_t region = (uint64_t)(uintptr_t)pl->region;
+        ret = s_inject_munmap((pid_t)t->pids[i], region, pl->region_len,
+                              region + GR_GADGET_OFFSET, pl->leader_mask, err);
+    }
     for (size_t i = 0; ret == 0 && i < tr->n; i++)
         if (ptrace(PTRACE_DETACH, tr->tids[i], 0, 0) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM,
                                   "detaching thread %d: %s", tr->tids[i],
                                   strerror(errno));
-    free(tr);
+    return ret;
+}
+
+/* A failure: SIGKILL every task we know of (and any that shows up), then
+ * collect them until none is left, so nothing of the tree survives. */
+static void s_kill_tree(s_trace_t *tr, pid_t root)
+{
+    uint64_t deadline = s_now_us() / 1000 + 10000;
+    pid_t tid;
+    int status;
+
+    kill(root, SIGKILL);
+    for (size_t i = 0; i < tr->n; i++)
+        kill(tr->tids[i], SIGKILL);
+    for (;;) {
+        int ret = s_wait(&tid, &status, deadline);
+        if (ret == 0 && WIFSTOPPED(status))
+            kill(tid, SIGKILL), ptrace(PTRACE_CONT, tid, 0, 0);
+        else if (ret < 0 && ret != -EAGAIN)
+            break;
+    }
+}
+
+static int s_supervise(const s_tree_t *t, pid_t root, size_t n_threads,
+                       uint32_t timeout_ms, cairn_error_t *err)
+{
+    s_trace_t tr = { 0 };
+    int ret = s_trace_until_held(t, &tr, n_threads, timeout_ms, err);
+
+    if (ret == 0)
+        ret = s_release(t, &tr, err);
+    if (ret < 0)
+        s_kill_tree(&tr, root);
+    s_trace_free(&tr);
     return ret;
 }
 
 /* ---------------------------------------------------------------- main */
 
-/* Whether every id of the image is free (same-pid restore only). */
+/* Whether every id of the image is free (same-pid restore only): all or
+ * nothing, checked before anything is made. */
 static int s_check_ids(const s_image_t *im, cairn_error_t *err)
 {
-    for (size_t i = 0; i < im->threads.n; i++) {
-        char path[64];
-        uint32_t tid = im->threads.v[i]->thread->tid;
-        snprintf(path, sizeof path, "/proc/%u", tid);
-        if (access(path, F_OK) == 0)
-            return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
-                                   "%s %u is taken by another process",
-                                   tid == im->process->process->pid ? "pid"
-                                                                     : "thread id",
-                                   tid);
+    for (size_t p = 0; p < im->n_procs; p++) {
+        const s_proc_t *pr = &im->procs[p];
+        for (size_t i = 0; i < pr->threads.n; i++) {
+            char path[64];
+            uint32_t tid = pr->threads.v[i]->thread->tid;
+            snprintf(path, sizeof path, "/proc/%u", tid);
+            if (access(path, F_OK) == 0)
+                return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                                       "%s %u is taken by another process",
+                                       tid == pr->process->process->pid
+                                           ? "pid" : "thread id", tid);
+        }
     }
     return 0;
 }
 
-static pid_t s_clone(pid_t want, cairn_error_t *err)
+static size_t s_n_threads(const s_image_t *im)
 {
-    struct clone_args ca = { .exit_signal = SIGCHLD };
-    pid_t set_tid = want;
-    long r;
+    size_t n = 0;
 
-    if (want) {
-        ca.set_tid = (uint64_t)(uintptr_t)&set_tid;
-        ca.set_tid_size = 1;
-    }
-    r = syscall(SYS_clone3, &ca, sizeof ca);
-    if (r < 0 && errno == EEXIST)
-        return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
-                               "pid %d is taken by another process", want);
-    if (r < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                               "clone3%s: %s", want ? " with set_tid" : "",
-                               strerror(errno));
-    return (pid_t)r;
+    for (size_t i = 0; i < im->n_procs; i++)
+        n += im->procs[i].threads.n;
+    return n;
 }
 
-static int s_spawn(s_plan_t *pl, const s_image_t *im, bool new_pid,
-                   uint32_t timeout_ms, pid_t *ret_pid, cairn_error_t *err)
+/* Creates the root (which creates the rest), seizes it and supervises
+ * the whole tree until it runs or is gone. */
+static int s_spawn(s_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
 {
+    const long opts = PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
+                      PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK;
+    uint32_t want = t->new_pid ? 0 : t->im->procs[0].process->process->pid;
     sigset_t all, old;
     pid_t pid;
-    int ret, status;
+    int ret;
     char go = 1;
 
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
-    pid = s_clone(new_pid ? 0 : (pid_t)im->process->process->pid, err);
+    pid = s_fork_pid((pid_t)want);
     if (pid == 0)
-        s_child_main(pl, im);
-    if (pid < 0) {
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        return pid;
-    }
-    if (ptrace(PTRACE_SEIZE, pid, 0,
-               (void *)(long)(PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
-                              PTRACE_O_TRACECLONE)) < 0)
+        s_child_main(t, 0);
+    if (pid < 0)
+        ret = cairn_error_set(err, -errno, errno == EEXIST ? CAIRN_ALREADY_EXISTS
+                                                           : CAIRN_SYSTEM,
+                              "clone3 of the root%s: %s",
+                              want ? " with set_tid" : "", strerror(errno));
+    else if (ptrace(PTRACE_SEIZE, pid, 0, (void *)opts) < 0)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SEIZE: %s",
                               strerror(errno));
-    else if (write(pl->go_w, &go, 1) != 1)
+    else if (write(t->go_w, &go, 1) != 1)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "go pipe: %s",
                               strerror(errno));
     else
-        ret = s_supervise(pl, pid, (uint32_t)im->threads.n, timeout_ms, err);
-    if (ret < 0) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR)
+        ret = s_supervise(t, pid, s_n_threads(t->im), timeout_ms, err);
+    if (ret < 0 && pid > 0 && kill(pid, SIGKILL) == 0)
+        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
-    }
     sigprocmask(SIG_SETMASK, &old, NULL);
-    if (ret == 0)
-        *ret_pid = pid;
     return ret;
+}
+
+/* The restored and original pid of every process, into members (the
+ * caller's array of n_procs, allocated before anything was made). */
+static void s_members(const s_tree_t *t, ghost_restore_member_t *members)
+{
+    for (size_t i = 0; i < t->im->n_procs; i++) {
+        const s_proc_t *pr = &t->im->procs[i];
+        members[i] = (ghost_restore_member_t){
+            .pid = (pid_t)t->pids[i],
+            .original_pid = (pid_t)pr->process->process->pid,
+            .ppid = pr->parent < 0 ? 0 : (pid_t)t->pids[pr->parent],
+            .threads = (uint32_t)pr->threads.n };
+    }
+}
+
+/* Raises our soft RLIMIT_NOFILE to the hard one: the tree's helper fds
+ * sit above the highest fd of any process. */
+static void s_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
                   ghost_restore_stats_t *ret_stats, cairn_error_t *err)
 {
     s_image_t im = { .staging_fd = -1 };
-    s_plan_t pl = { .status_r = -1, .go_w = -1 };
+    s_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
+    ghost_restore_stats_t st = { 0 };
     uint64_t t0 = s_now_us();
     uint32_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : 30000;
     bool new_pid = opts && opts->new_pid;
-    pid_t pid = 0;
     int ret;
 
     if (in_fd < 0 || !ret_stats)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "ghost_restore: bad arguments");
+    s_raise_nofile();
+    t.im = &im;
     ret = s_load(in_fd, &im, err);
     if (ret == 0 && !new_pid)
         ret = s_check_ids(&im, err);
     if (ret == 0)
-        ret = s_plan(&pl, &im, new_pid, err);
+        ret = s_plan(&t, &im, new_pid, err);
+    if (ret == 0 && !(st.members = calloc(im.n_procs, sizeof *st.members)))
+        ret = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     if (ret == 0)
-        ret = s_spawn(&pl, &im, new_pid, timeout, &pid, err);
-    if (ret == 0)
-        *ret_stats = (ghost_restore_stats_t){
-            .pid = pid, .original_pid = (pid_t)im.process->process->pid,
-            .same_pid = pid == (pid_t)im.process->process->pid,
-            .image_bytes = im.bytes, .pages = im.pages, .processes = 1,
-            .threads = (uint32_t)im.threads.n,
-            .restore_us = s_now_us() - t0 };
-    s_plan_free(&pl);
+        ret = s_spawn(&t, timeout, err);
+    if (ret < 0)
+        free(st.members);
+    if (ret == 0) {
+        s_members(&t, st.members);
+        st.pid = (pid_t)t.pids[0];
+        st.original_pid = (pid_t)im.procs[0].process->process->pid;
+        st.same_pid = st.pid == st.original_pid;
+        st.image_bytes = im.bytes;
+        st.pages = im.pages;
+        st.processes = (uint32_t)im.n_procs;
+        st.threads = (uint32_t)s_n_threads(&im);
+        st.restore_us = s_now_us() - t0;
+        *ret_stats = st;
+    }
+    s_tree_free(&t);
     s_image_free(&im);
     return ret;
 }

@@ -1,17 +1,24 @@
 /* restore.h - the restore side of the ghost engine: bring a checkpointed
- * process back to life from an image stream (image.h).
+ * process tree back to life from an image stream (image.h).
  *
  * ghost_restore reads and validates the whole image, stages the page data
- * in a memfd, creates the process with clone3 (set_tid = the original pid
- * unless new_pid), lets it restore its fds, cwd and handlers in C, then
- * jumps into the libc-free restorer (restorer/) which rebuilds the address
- * space and enters every thread through a crafted rt_sigreturn frame. The
- * caller is the process's ptrace tracer throughout (PTRACE_O_EXITKILL), so
- * a restore that fails - or a caller that dies - never leaves a
- * half-restored process: whatever was made is killed.
+ * in a memfd, creates the root with clone3 (set_tid = the original pid
+ * unless new_pid); every process creates its own children the same way
+ * (so each is the child of its restored parent), takes its session and
+ * process group, restores its fds (pipes between members shared again),
+ * cwd and handlers in C, then jumps into the libc-free restorer
+ * (restorer/) which rebuilds the address space and enters every thread
+ * through a crafted rt_sigreturn frame. The caller is the ptrace tracer
+ * of every task of the tree throughout (PTRACE_O_EXITKILL), so a restore
+ * that fails - or a caller that dies - never leaves a half-restored tree:
+ * whatever was made is killed.
  *
- * Scope: one process (single- or multi-threaded); an image of a process
- * tree is refused with UNSUPPORTED.
+ * Scope: a tree of processes (single- or multi-threaded each), sessions
+ * and groups led from inside the tree; a root whose session or group
+ * leader is outside the tree stays in the caller's session and group,
+ * and so do members that shared them with the root. Anything else
+ * (e.g. a member in a session its parent is not in, without leading it)
+ * is refused with UNSUPPORTED before anything is made.
  */
 #ifndef GHOST_RESTORE_H
 #define GHOST_RESTORE_H
@@ -27,8 +34,16 @@ typedef struct ghost_restore_opts {
     uint32_t timeout_ms;    /* for the process to reach its target; 0 = 30 s */
 } ghost_restore_opts_t;
 
+/* One restored process. */
+typedef struct ghost_restore_member {
+    pid_t pid;              /* its pid now */
+    pid_t original_pid;     /* its pid at dump time */
+    pid_t ppid;             /* its parent's pid now, 0 for the root */
+    uint32_t threads;       /* threads restored */
+} ghost_restore_member_t;
+
 typedef struct ghost_restore_stats {
-    pid_t pid;              /* the restored process */
+    pid_t pid;              /* the restored root */
     pid_t original_pid;     /* its pid at dump time */
     bool same_pid;          /* pid == original_pid */
     uint64_t image_bytes;   /* bytes of the stream consumed */
@@ -36,18 +51,22 @@ typedef struct ghost_restore_stats {
     uint32_t processes;     /* processes restored */
     uint32_t threads;       /* threads restored */
     uint64_t restore_us;    /* from the first byte read until it runs */
+    ghost_restore_member_t *members;   /* [processes], image order (root
+                                          first); caller frees with free() */
 } ghost_restore_stats_t;
 
 /* Restores the image read from in_fd (file, pipe or socket; stays the
- * caller's). On success the process runs detached from the caller (still
- * its child until the caller exits: ghost-restore exits right away) and
- * *ret_stats is filled. Errors, with err set to the precise reason:
+ * caller's). On success the whole tree runs detached from the caller (the
+ * root is still its child until the caller exits: ghost-restore exits
+ * right away) and *ret_stats is filled (members owned by the caller).
+ * Errors, with err set to the precise reason:
  *   -EBADMSG  INVALID_ARGUMENT / BAD_VERSION: the image is malformed;
- *   -EEXIST   ALREADY_EXISTS: the original pid (or a thread id) is taken
- *             and new_pid is false; nothing was made;
+ *   -EEXIST   ALREADY_EXISTS: the original pid of a process (or a thread
+ *             id) is taken and new_pid is false; nothing was made;
  *   -ENOTSUP  UNSUPPORTED / FAILED_PRECONDITION: the image cannot be
- *             restored here (other kernel, CPU features, missing file...);
- *   other     SYSTEM / INTERNAL: a step failed; the process was killed. */
+ *             restored here (other kernel, CPU features, missing file,
+ *             a session or group that cannot be recreated...);
+ *   other     SYSTEM / INTERNAL: a step failed; the whole tree was killed. */
 int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
                   ghost_restore_stats_t *ret_stats, cairn_error_t *err);
 

@@ -155,6 +155,7 @@ s_fail(struct gr_args *a, int stage, long ret, uint64_t arg)
     st.stage = stage;
     st.err = (int32_t)(ret < 0 ? -ret : ret);
     st.arg = arg;
+    st.pid = a->pid;
     SYS(NR_write, a->status_fd, (long)&st, sizeof st, 0, 0);
     for (;;)
         SYS(NR_exit_group, 1, 0, 0, 0, 0);
@@ -351,6 +352,7 @@ static void s_clone_threads(struct gr_args *a)
         long r = gr_clone_thread(a, t, cl, sizeof cl);
         if (r < 0)
             s_fail(a, GR_STAGE_CLONE, r, (uint64_t)t->tid);
+        t->tid = (int32_t)r;
     }
     for (;;) {
         int32_t left = __atomic_load_n(&a->threads_left, __ATOMIC_SEQ_CST);
@@ -365,8 +367,9 @@ static void s_queue_signals(struct gr_args *a)
     for (uint32_t i = 0; i < a->n_sigq; i++) {
         const struct gr_sigq *q = &a->sigq[i];
         long r;
-        if (q->tid)
-            r = SYS(NR_rt_tgsigqueueinfo, a->pid, q->tid, q->signo,
+        if (q->thread)
+            r = SYS(NR_rt_tgsigqueueinfo, a->pid,
+                    a->threads[q->thread - 1].tid, q->signo,
                     (long)q->info, 0);
         else
             r = SYS(NR_rt_sigqueueinfo, a->pid, q->signo, (long)q->info, 0,
@@ -390,6 +393,7 @@ static void s_itimers(struct gr_args *a)
 
 void gr_main(struct gr_args *a)
 {
+    a->threads[0].tid = a->pid;
     s_unmap_old(a);
     s_move_specials(a);
     s_map_vmas(a);

@@ -50,6 +50,8 @@ struct gr_status {
     int32_t stage;         /* enum gr_stage */
     int32_t err;           /* positive errno */
     uint64_t arg;          /* stage-specific detail, see enum gr_stage */
+    int32_t pid;           /* the failing process (its pid now) */
+    int32_t pad;
     char msg[240];         /* NUL-terminated, from the child stage only */
 };
 
@@ -94,7 +96,9 @@ struct gr_rlimit {
 /* A pending signal to queue again just before rt_sigreturn. */
 struct gr_sigq {
     int32_t signo;
-    int32_t tid;           /* 0: process-wide (rt_sigqueueinfo) */
+    int32_t thread;        /* 0: process-wide (rt_sigqueueinfo); else 1 +
+                              the index in gr_args.threads (its tid is only
+                              known after clone3 with a new pid) */
     uint8_t info[128];     /* siginfo_t as dumped */
 };
 
@@ -117,7 +121,8 @@ struct gr_mm_map {
 
 /* Per-thread state the blob sets before the thread's rt_sigreturn. */
 struct gr_thread {
-    int32_t tid;           /* set_tid for clone3; 0 = any (new pid) */
+    int32_t tid;           /* set_tid for clone3; 0 = any (new pid); the
+                              blob stores the actual tid here */
     int32_t leader;        /* 1 for the thread group leader */
     uint64_t fs_base, gs_base;
     uint64_t clear_tid;    /* set_tid_address */

@@ -1,0 +1,174 @@
+#!/bin/bash
+# bench/ghost.sh - checkpoint and restore throughput of the ghost engine
+# (ghost-dump / ghost-restore) for resident processes of 64 MiB, 256 MiB and
+# 1 GiB, one JSON line per size and image filesystem:
+#
+#   freeze_ms, dump_ms     ghost-dump's freeze_us and dump_us (seize until
+#                          every thread stopped; then until the image is
+#                          written and fsync'ed)
+#   restore_ms             ghost-restore's restore_us (first image byte read
+#                          until the process runs)
+#   dump_mib_s, restore_mib_s  image_bytes over dump_ms, restore_ms
+#   total_ms               freeze_ms + dump_ms + restore_ms
+#   wall_ms                the same steps as seen from here (exec, image
+#                          open/close and JSON included)
+#   baseline_process_vm_readv_mib_s  bench/ghost-bw: the victim's memory
+#                          read with process_vm_readv into one reused 8 MiB
+#                          buffer (the least a dump must do), best of 3,
+#                          measured just before the dump
+#   baseline_memcpy_mib_s  the same bytes copied by memcpy in this process
+#   dump_vs_pvr            dump_mib_s / baseline_process_vm_readv_mib_s
+#   verified               the restored victim checked every word of its
+#                          memory on SIGUSR2 and wrote PASS
+#
+# The victim (bench/ghost-victim) maps N MiB, writes a pattern into every
+# word, then sleeps in sigsuspend. Each size is dumped to a file on tmpfs,
+# the victim killed by ghost-dump, restored with ghost-restore, verified,
+# killed; the image is removed. --fs picks the tmpfs: "shm" is /dev/shm
+# (the machine's tmpfs: 4 KiB pages), "huge" a tmpfs mounted for the run
+# under a mktemp dir with huge=always (2 MiB folios); both by default.
+#
+# Usage (root: ptrace, clone3 set_tid; from the source root):
+#   bench/ghost.sh [--build DIR] [--sizes "64 256 1024"] [--fs "shm huge"]
+# --build defaults to $CAIRN_BUILD, else ./build.
+# `ninja -C BUILD bench-ghost` runs the defaults.
+# Exit codes: 0 every size verified; 1 a step failed (its line says which);
+# 2 not built; 77 not root; 100 wrong usage.
+set -u
+BUILD=${CAIRN_BUILD:-./build}
+SIZES="64 256 1024"
+FSES="shm huge"
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build) BUILD=$2; shift 2 ;;
+    --sizes) SIZES=$2; shift 2 ;;
+    --fs) FSES=$2; shift 2 ;;
+    *) echo "{\"error\":{\"code\":\"usage\",\"message\":\"unknown argument '$1'\"}}" >&2; exit 100 ;;
+    esac
+done
+VICTIM="$BUILD/bench/ghost-victim"
+BW="$BUILD/bench/ghost-bw"
+DUMP="$BUILD/services/ghostd/engine/ghost-dump"
+RESTORE="$BUILD/services/ghostd/engine/ghost-restore"
+for b in "$VICTIM" "$BW" "$DUMP" "$RESTORE"; do
+    [ -x "$b" ] || { echo "{\"error\":{\"code\":\"not-found\",\"message\":\"$b: not built (--build DIR or CAIRN_BUILD)\"}}" >&2; exit 2; }
+done
+[ "$(id -u)" -eq 0 ] || { echo '{"error":{"code":"unsupported","message":"needs root (ptrace, clone3 set_tid)"}}' >&2; exit 77; }
+
+WORK=$(mktemp -d /tmp/cairn-bench-ghost.XXXXXX)
+SHMDIR=$(mktemp -d /dev/shm/cairn-bench-ghost.XXXXXX)
+HUGEDIR="$WORK/huge"
+MOUNTED=0
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    [ "$MOUNTED" -eq 1 ] && umount "$HUGEDIR"
+    rm -rf "$SHMDIR" "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# wait_status FILE WORD SECONDS: until FILE's first word is WORD (0) or
+# SECONDS pass (1).
+wait_status() {
+    local i line
+    for ((i = 0; i < $3 * 50; i++)); do
+        read -r line 2>/dev/null < "$1" && [ "${line%% *}" = "$2" ] && return 0
+        [ -n "${line:-}" ] && [ "${line%% *}" = FAIL ] && return 1
+        sleep 0.02
+    done
+    return 1
+}
+
+# start_victim MIB STATUS: the victim with fds 0-2 on /dev/null and no
+# other fd (whatever this shell inherited stays out of the image).
+start_victim() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            n=${fd##*/}
+            [ "$n" -gt 2 ] && eval "exec $n>&-"
+        done
+        exec "$VICTIM" "$1" "$2" </dev/null >/dev/null 2>&1
+    ) &
+    VPID=$!
+    PIDS+=("$VPID")
+}
+
+# fail MIB FS CODE MESSAGE: the line of a size that could not be measured.
+fail() {
+    jq -cn --argjson mib "$1" --arg fs "$2" --arg code "$3" --arg msg "$4" \
+        '{bench:"ghost",resident_mib:$mib,fs:$fs,error:{code:$code,message:$msg}}'
+    FAILED=1
+}
+
+# gone PID: waits (up to 5 s) until PID no longer exists.
+gone() {
+    local i
+    for ((i = 0; i < 250; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.02; done
+    return 1
+}
+
+# one MIB FS DIR: one measured checkpoint/restore cycle, one JSON line.
+one() {
+    local mib=$1 fs=$2 dir=$3 st="$WORK/status" img="$3/ghost-$1.img"
+    local addr bytes bw dj rj t0 t1 t2 rpid verified=false
+    rm -f "$st"
+    start_victim "$mib" "$st"
+    wait_status "$st" READY 120 || { fail "$mib" "$fs" victim "victim not ready"; return; }
+    read -r _ addr bytes < "$st"
+    bw=$("$BW" --pid "$VPID" --addr "$addr" --bytes "$bytes") ||
+        { fail "$mib" "$fs" baseline "ghost-bw failed"; return; }
+    t0=$(now_ms)
+    dj=$("$DUMP" --pid "$VPID" --out "$img") ||
+        { fail "$mib" "$fs" dump "$dj"; return; }
+    t1=$(now_ms)
+    { wait "$VPID"; } 2>/dev/null
+    rj=$("$RESTORE" --image "$img") ||
+        { fail "$mib" "$fs" restore "$rj"; rm -f "$img"; return; }
+    t2=$(now_ms)
+    rpid=$(jq -r .pid <<<"$rj")
+    PIDS+=("$rpid")
+    rm -f "$st"
+    kill -USR2 "$rpid" && wait_status "$st" PASS 60 && verified=true
+    kill -9 "$rpid" 2>/dev/null
+    gone "$rpid"
+    rm -f "$img"
+    jq -cn --argjson mib "$mib" --arg fs "$fs" --argjson bw "$bw" --argjson d "$dj" \
+        --argjson r "$rj" --argjson wd $((t1 - t0)) --argjson wr $((t2 - t1)) \
+        --argjson verified "$verified" --arg check "$(cat "$st" 2>/dev/null)" '
+        def r1: (. * 10 | round) / 10;
+        def r2: (. * 100 | round) / 100;
+        ($d.image_bytes / 1048576) as $imib
+        | ($d.dump_us / 1e6) as $ds | ($r.restore_us / 1e6) as $rs
+        | {bench:"ghost", resident_mib:$mib, fs:$fs, image_bytes:$d.image_bytes,
+           pages:$d.pages, freeze_ms:($d.freeze_us / 1000 | r1),
+           dump_ms:($d.dump_us / 1000 | r1), dump_mib_s:($imib / $ds | round),
+           restore_ms:($r.restore_us / 1000 | r1), restore_mib_s:($imib / $rs | round),
+           total_ms:(($d.freeze_us + $d.dump_us + $r.restore_us) / 1000 | r1),
+           wall_ms:{dump:$wd, restore:$wr}, verified:$verified}
+        + (if $verified then {} else {check:$check} end)
+        + {baseline_process_vm_readv_mib_s:$bw.process_vm_readv_mib_s,
+           baseline_memcpy_mib_s:$bw.memcpy_mib_s,
+           dump_vs_pvr:($imib / $ds / $bw.process_vm_readv_mib_s | r2),
+           restore_vs_pvr:($imib / $rs / $bw.process_vm_readv_mib_s | r2),
+           targets:{dump_vs_pvr:1.0, restore_mib_s:1024, total_ms_1gib:2000}}'
+    $verified || FAILED=1
+}
+
+FAILED=0
+for fs in $FSES; do
+    case $fs in
+    shm) dir=$SHMDIR ;;
+    huge)
+        mkdir -p "$HUGEDIR"
+        mount -t tmpfs -o huge=always,mode=0700 cairn-bench-ghost "$HUGEDIR" ||
+            { fail 0 huge mount "cannot mount a huge=always tmpfs"; continue; }
+        MOUNTED=1
+        dir=$HUGEDIR ;;
+    *) echo "{\"error\":{\"code\":\"usage\",\"message\":\"unknown --fs '$fs' (shm, huge)\"}}" >&2; exit 100 ;;
+    esac
+    for mib in $SIZES; do one "$mib" "$fs" "$dir"; done
+done
+exit $FAILED

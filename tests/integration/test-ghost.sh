@@ -1,0 +1,293 @@
+#!/bin/bash
+# test-ghost.sh - checkpoint/restart through a real ghostd and the real CLI.
+#
+# Part 1 (the daemon's contract): a copy of ghostd outside the build tree
+# runs fake helpers from $CAIRN_LIBEXEC, so every mapping of a helper's exit
+# status and JSON line to a reply (ok, refused, garbage, crash, hang,
+# pid taken) and every argument check is tested without the engine.
+#
+# Part 2 (the acceptance tests of the engine): each mode of
+# tests/ghost/ghost-case is started, checkpointed (and so killed), restored,
+# sent SIGUSR2, and must write "PASS <mode>" itself. Then: checkpoint twice
+# (--leave-running, then again), restore twice from one image (the second
+# with --pid new while the first runs), refusals (a socket: the process is
+# left running and untouched), a bad DIR, a pid that does not exist, a
+# garbage image (an error, and nothing left running). Needs root (ptrace of
+# any process, clone3 set_tid): skips with 77 otherwise.
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
+GHOSTD="$CAIRN_BUILD/services/ghostd/ghostd"
+CASE="$CAIRN_BUILD/tests/ghost/ghost-case"
+WORK="$T_TMP/work"
+mkdir -p "$WORK"
+
+# t_json_check WHAT JSON FILTER: a jq -e check on a JSON document.
+t_json_check() { t_check "$1" s_jq "$3" "$2"; }
+s_jq() { jq -e "$1" <<<"$2" >/dev/null; }
+
+# ---- part 1: ghostd against fake helpers ---------------------------------
+
+FAKE="$T_TMP/fake"
+mkdir -p "$FAKE/libexec" "$FAKE/bin"
+cp "$GHOSTD" "$FAKE/bin/ghostd"
+cat > "$FAKE/libexec/ghost-dump" <<EOF
+#!/bin/bash
+case \$(cat "$FAKE/mode") in
+ok) echo '{"pid":'\$2',"image":"'\$4'","image_bytes":8192,"pages":2,"processes":1,"threads":3,"freeze_us":1500,"dump_us":2500,"left_running":false}'; exit 0;;
+refuse) echo '{"error":{"code":"unsupported","message":"fd 3 is a socket: cannot be checkpointed"}}'; exit 2;;
+precond) echo '{"error":{"code":"internal","message":"pid is traced"}}'; exit 2;;
+garbage) echo 'hello'; exit 0;;
+partial) echo '{"pid":1,"pages":2}'; exit 0;;
+crash) kill -SEGV \$\$;;
+hang) sleep 100;;
+err) echo '{"error":{"code":"not-found","message":"gone"}}'; exit 1;;
+weird) echo '{"error":{"code":"not-found","message":"odd"}}'; exit 111;;
+esac
+EOF
+cat > "$FAKE/libexec/ghost-restore" <<EOF
+#!/bin/bash
+case \$(cat "$FAKE/mode") in
+ok) echo '{"pid":4242,"original_pid":4242,"same_pid":true,"image_bytes":8192,"pages":2,"processes":1,"threads":1,"restore_us":1234}'; exit 0;;
+wrongpid) echo '{"pid":4243,"original_pid":4242,"same_pid":false,"image_bytes":8192,"pages":2,"processes":1,"threads":1,"restore_us":1234}'; exit 0;;
+taken) echo '{"error":{"code":"already-exists","message":"pid 4242 is taken"}}'; exit 3;;
+*) echo junk; exit 1;;
+esac
+EOF
+chmod +x "$FAKE/libexec/"*
+fport=$(t_free_port); fgport=$(t_free_port)
+t_description_ghostd "$T_TMP/fake.xml" gfake "$fport" "$fgport"
+CAIRN_LIBEXEC="$FAKE/libexec" t_start_service ghostd "$FAKE/bin/ghostd" \
+    "$T_TMP/fake.xml" 1 "$T_TMP/fake-ghostd.log" || exit 1
+F="$CAIRN --config $T_TMP/fake.xml"
+sleep 1000 & VICTIM=$!
+T_PIDS+=("$VICTIM")
+
+# fake MODE CMD...: runs the CLI with the fakes in MODE; sets out, err, rc.
+fake() {
+    echo "$1" > "$FAKE/mode"; shift
+    out=$($F "$@" 2>"$T_TMP/err"); rc=$?; err=$(cat "$T_TMP/err")
+}
+# t_err WHAT CODE [TEXT]: the last command failed with exit 1 and CODE.
+t_err() {
+    t_check "$1: exit 1 (rc=$rc)" [ "$rc" -eq 1 ]
+    t_json_check "$1: code $2 ($err)" "$err" ".error.code == \"$2\""
+    [ $# -lt 3 ] || t_json_check "$1: message" "$err" \
+        ".error.message | contains(\"$3\")"
+}
+
+fake ok checkpoint "$VICTIM" --dir "$T_TMP/f1"
+t_check "fake ok: exit 0 ($err)" [ "$rc" -eq 0 ]
+t_json_check "fake ok: fields" "$out" ".pid == $VICTIM and .dir == \"$T_TMP/f1\"
+    and .image == \"$T_TMP/f1/image.ghost\" and .image_bytes == 8192
+    and .pages == 2 and .processes == 1 and .threads == 3
+    and .freeze_ms == 1.5 and .dump_ms == 2.5 and .left_running == false"
+t_check "fake ok: DIR made 0700" [ "$(stat -c %a "$T_TMP/f1")" = 700 ]
+fake ok checkpoint "$VICTIM"
+t_json_check "default dir under the node's rundir" "$out" \
+    ".dir | startswith(\"$T_TMP/run/gfake/1/ghost/$VICTIM-\")"
+fake ok checkpoint "$VICTIM" --dir rel
+t_json_check "relative --dir made absolute" "$out" ".dir == \"$PWD/rel\""
+rm -rf rel
+fake refuse checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "refused" unsupported "fd 3"
+fake precond checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "exit 2" failed-precondition "traced"
+fake garbage checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "garbage" internal "JSON"
+fake partial checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "fields missing" internal "image_bytes"
+fake crash checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "crash" internal "signal 11"
+fake err checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "exit 1" not-found "gone"
+fake weird checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "exit 111" internal "status 111"
+echo hang > "$FAKE/mode"
+$F --timeout 3000 checkpoint "$VICTIM" --dir "$T_TMP/f3" >/dev/null 2>"$T_TMP/hang.err" &
+HANG=$!
+sleep 0.5
+fake hang checkpoint "$VICTIM" --dir "$T_TMP/f4"; t_err "same pid twice" busy "already being checkpointed"
+wait "$HANG"; rc=$?; err=$(cat "$T_TMP/hang.err")
+t_err "hung helper" timeout "killed"
+t_check "hung helper reaped" [ -z "$(pgrep -f "$FAKE/libexec/ghost-dump")" ]
+fake ok checkpoint 99999999; t_err "no such pid" not-found "99999999"
+fake ok checkpoint 1; t_err "pid 1" invalid-argument
+touch "$T_TMP/afile"
+fake ok checkpoint "$VICTIM" --dir "$T_TMP/afile/x"; t_err "DIR under a file" invalid-argument
+fake ok restart "$T_TMP/nothing"; t_err "restart: no image" not-found "image.ghost"
+mkdir -p "$T_TMP/f5"; : > "$T_TMP/f5/image.ghost"
+fake ok restart "$T_TMP/f5"
+t_check "fake restart ok: exit 0 ($err)" [ "$rc" -eq 0 ]
+t_json_check "fake restart: fields" "$out" ".pid == 4242 and
+    .original_pid == 4242 and .same_pid == true and .image_bytes == 8192 and
+    .pages == 2 and .processes == 1 and .threads == 1 and .restore_ms == 1.234"
+fake wrongpid restart "$T_TMP/f5"; t_err "--pid same answered another pid" internal "original"
+fake wrongpid restart "$T_TMP/f5" --pid new
+t_json_check "--pid new" "$out" ".pid == 4243 and .same_pid == false"
+fake taken restart "$T_TMP/f5"; t_err "pid taken" already-exists "taken"
+fake junk restart "$T_TMP/f5"; t_err "restore garbage" internal "no JSON"
+$F restart "$T_TMP/f5" --pid maybe >/dev/null 2>&1
+t_check "--pid maybe is a usage error" [ $? -eq 100 ]
+kill -0 "$VICTIM" 2>/dev/null
+t_check "the victim was never touched by ghostd" [ $? -eq 0 ]
+
+# ---- part 2: the engine, end to end --------------------------------------
+
+port=$(t_free_port); gport=$(t_free_port)
+t_description_ghostd "$T_TMP/c.xml" ghost "$port" "$gport"
+t_start_service ghostd "$GHOSTD" "$T_TMP/c.xml" 1 "$T_TMP/ghostd.log" || exit 1
+GHOSTD_PID=$T_LAST_PID
+C="$CAIRN --config $T_TMP/c.xml"
+
+# start_case MODE RESULT: starts ghost-case MODE in its own session with
+# stdout appended to RESULT; waits for "ready". Sets CASE_PID.
+start_case() {
+    local mode=$1 result=$2 i
+    setsid "$CASE" "$mode" "$WORK" >>"$result" 2>&1 &
+    CASE_PID=$!
+    T_PIDS+=("$CASE_PID")
+    for i in $(seq 1 100); do
+        grep -q "^ready $CASE_PID" "$result" && return 0
+        sleep 0.05
+    done
+    echo "ghost-case $mode did not get ready:" >&2; cat "$result" >&2
+    return 1
+}
+
+# proc_state PID: the state letter of /proc/PID/stat, "gone" if none.
+proc_state() {
+    local s
+    s=$(sed -n 's/^[0-9]* (.*) \(.\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)
+    echo "${s:-gone}"
+}
+
+# reap_killed PID: the case (our child) was killed by the dump; reap it so
+# its pid is free for the restore. Fails if it still runs after 3 s.
+reap_killed() {
+    local i
+    for i in $(seq 1 60); do
+        case $(proc_state "$1") in Z|gone) wait "$1" 2>/dev/null; return 0;; esac
+        sleep 0.05
+    done
+    kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null
+    return 1
+}
+
+# wait_verdict RESULT MODE [COUNT]: waits up to 10 s for COUNT (default 1)
+# PASS/FAIL lines of MODE; true if all are PASS.
+wait_verdict() {
+    local result=$1 mode=$2 count=${3:-1} i
+    for i in $(seq 1 200); do
+        [ "$(grep -c -E "^(PASS|FAIL) $mode" "$result")" -ge "$count" ] && break
+        sleep 0.05
+    done
+    [ "$(grep -c "^PASS $mode\$" "$result")" -ge "$count" ] && \
+        ! grep -q "^FAIL $mode" "$result"
+}
+
+# run_case MODE: start, checkpoint (killing it), restore, SIGUSR2, verdict.
+run_case() {
+    local mode=$1 result="$T_TMP/result-$1" img="$T_TMP/img-$1" out rc pid
+    : >"$result"
+    start_case "$mode" "$result" || { t_fail "$mode: start"; return; }
+    pid=$CASE_PID
+    if [ "$mode" = counter ]; then
+        kill -USR1 "$pid"
+        for i in $(seq 1 40); do grep -q '^counter before' "$result" && break; sleep 0.05; done
+    fi
+    out=$($C checkpoint "$pid" --dir "$img" 2>"$T_TMP/err"); rc=$?
+    t_check "$mode: checkpoint exit 0 ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    [ "$rc" -eq 0 ] || { kill -9 "$pid"; return; }
+    t_json_check "$mode: checkpoint JSON" "$out" ".pid == $pid and
+        .image == \"$img/image.ghost\" and .image_bytes > 0 and .pages > 0
+        and .processes == 1 and .threads >= 1 and .left_running == false
+        and (.freeze_ms | type) == \"number\" and (.dump_ms | type) == \"number\""
+    t_check "$mode: image file is image_bytes long" \
+        [ "$(stat -c %s "$img/image.ghost")" = "$(jq .image_bytes <<<"$out")" ]
+    t_check "$mode: the process is gone after the checkpoint" reap_killed "$pid"
+    out=$($C restart "$img" 2>"$T_TMP/err"); rc=$?
+    t_check "$mode: restart exit 0 ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    [ "$rc" -eq 0 ] || return
+    t_json_check "$mode: restart JSON" "$out" ".pid == $pid and
+        .original_pid == $pid and .same_pid == true and .image_bytes > 0 and
+        .pages > 0 and .processes == 1 and (.restore_ms | type) == \"number\""
+    T_PIDS+=("$pid")
+    sleep 0.2   # let it run a little after the restore
+    kill -USR2 "$pid"
+    if wait_verdict "$result" "$mode"; then t_ok "$mode: PASS after restore"
+    else t_fail "$mode: verdict: $(grep -E '^(PASS|FAIL)' "$result" || echo none)"; fi
+}
+
+for mode in memory counter fpu signals sigsuspend files nanosleep pause read \
+            process threads; do
+    run_case "$mode"
+done
+
+# Checkpoint twice, then restore twice from one image.
+R="$T_TMP/result-twice"; : >"$R"
+if start_case signals "$R"; then
+    P=$CASE_PID
+    out=$($C checkpoint "$P" --dir "$T_TMP/tw1" --leave-running 2>"$T_TMP/err"); rc=$?
+    t_check "twice: first checkpoint, --leave-running ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    t_json_check "twice: left_running" "$out" ".left_running == true"
+    t_check "twice: still running after --leave-running" \
+        [ "$(proc_state "$P")" = S ]
+    out=$($C checkpoint "$P" --dir "$T_TMP/tw2" 2>"$T_TMP/err"); rc=$?
+    t_check "twice: second checkpoint ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    t_check "twice: gone after the second" reap_killed "$P"
+    out=$($C restart "$T_TMP/tw1" 2>"$T_TMP/err"); rc=$?
+    t_check "twice: restore 1 from the first image ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    t_json_check "twice: restore 1 has the original pid" "$out" ".pid == $P"
+    T_PIDS+=("$P")
+    $C restart "$T_TMP/tw1" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+    t_err "twice: same pid while it runs" already-exists
+    out=$($C restart "$T_TMP/tw1" --pid new 2>"$T_TMP/err"); rc=$?
+    t_check "twice: restore 2 with --pid new ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    Q=$(jq -r .pid <<<"$out" 2>/dev/null)
+    t_json_check "twice: restore 2 has a new pid" "$out" \
+        ".pid != $P and .original_pid == $P and .same_pid == false"
+    [ -n "$Q" ] && [ "$Q" != null ] && T_PIDS+=("$Q")
+    kill -USR2 "$P" 2>/dev/null
+    [ -n "$Q" ] && [ "$Q" != null ] && kill -USR2 "$Q" 2>/dev/null
+    t_check "twice: both restored copies PASS" wait_verdict "$R" signals 2
+else
+    t_fail "twice: start"
+fi
+
+# Refusal: a socket fd. Exit 1, the fd named, the process untouched.
+R="$T_TMP/result-socket"; : >"$R"
+if start_case socket "$R"; then
+    P=$CASE_PID
+    FDS=$(sed -n "s/^ready $P fds=\([0-9]*\),\([0-9]*\)/\1|\2/p" "$R")
+    $C checkpoint "$P" --dir "$T_TMP/sock" >/dev/null 2>"$T_TMP/err"; rc=$?
+    err=$(cat "$T_TMP/err")
+    t_check "socket: refused with exit 1 ($err)" [ "$rc" -eq 1 ]
+    t_json_check "socket: failed-precondition or unsupported" "$err" \
+        '.error.code == "failed-precondition" or .error.code == "unsupported"'
+    t_json_check "socket: the message names fd $FDS" "$err" \
+        ".error.message | test(\"fd ($FDS)\\\\b\")"
+    t_check "socket: still running, not stopped" [ "$(proc_state "$P")" = S ]
+    t_check "socket: not traced" grep -q '^TracerPid:[[:space:]]*0$' "/proc/$P/status"
+    kill -USR2 "$P"
+    t_check "socket: untouched (PASS)" wait_verdict "$R" socket
+else
+    t_fail "socket: start"
+fi
+
+# Bad arguments and a garbage image against the real helpers.
+sleep 1000 & S=$!
+T_PIDS+=("$S")
+$C checkpoint "$S" --dir "$T_TMP/afile/x" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+t_err "real: DIR under a file" invalid-argument
+$C checkpoint 99999999 >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+t_err "real: no such pid" not-found
+t_check "real: bad requests left the process alone" [ "$(proc_state "$S")" = S ]
+mkdir -p "$T_TMP/garbage" "$T_TMP/empty"
+head -c 200000 /dev/urandom > "$T_TMP/garbage/image.ghost"
+: > "$T_TMP/empty/image.ghost"
+for g in garbage empty; do
+    $C restart "$T_TMP/$g" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+    t_check "real: $g image refused with exit 1 ($err)" [ "$rc" -eq 1 ]
+    t_json_check "real: $g image error has a message" "$err" \
+        '.error.message | length > 0'
+done
+sleep 0.3
+t_check "real: no helper left under ghostd" [ -z "$(pgrep -P "$GHOSTD_PID")" ]
+t_check "real: nothing of the engine left running" \
+    [ -z "$(pgrep -f "$CAIRN_BUILD/services/ghostd/engine/")" ]
+
+t_done
