@@ -10,6 +10,10 @@
  * interrupted read restarted and returned the control byte, and exits 0.
  * Refusal cases (a socket, a ptraced child, a zombie) must exit 2 and leave
  * the process as it was; without --leave-running the process is killed.
+ * A parent and its forked child sharing open files (a dup, inherited fds)
+ * and a memfd must have each sharing fd name the first fd it shares with,
+ * and the memfd's data extents written once as object pages; a sealed
+ * memfd is refused.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -435,6 +439,33 @@ Test(dump, refuses_socket, .timeout = 60)
     waitpid(pid, NULL, 0);
 }
 
+/* A child writing into a pipe whose read end only we (outside its tree)
+ * hold: it could never be reconnected at restart, so it is refused before
+ * anything changes, not after the child was killed. */
+Test(dump, refuses_pipe_to_outside_the_tree, .timeout = 60)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        s_drop_runner_maps();
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0), dup2(nul, 2);
+        dup2(p[1], 1);   /* like `prog | less`: stdout to an outside reader */
+        syscall(SYS_close_range, 3, ~0u, 0);
+        for (;;)
+            pause();
+    }
+    close(p[1]);
+    usleep(50000);
+    s_refused(pid, "\"unsupported\"", "fd 1 is the write end of pipe");
+    s_assert_running_untraced(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(p[0]);
+}
+
 Test(dump, refuses_ptraced, .timeout = 60)
 {
     pid_t pid = s_spawn_sleeper(false);
@@ -506,4 +537,194 @@ Test(dump, kills_without_leave_running, .timeout = 60)
     ghost_reader_free(r);
     close(fd);
     unlink("/tmp/ghost-test-kill.img");
+}
+
+/* ---- shared open files and memfds ------------------------------------- */
+
+#define SHARE_FILE "/tmp/ghost-test-dump.shared"
+#define OBJ_SIZE ((1u << 20) + 100)   /* data at 0 (2 pages) and 1 MiB (100 bytes) */
+
+static uint8_t s_obj_byte(uint64_t off)
+{
+    return off < 2 * 4096 ? s_pat((size_t)off) : off >= (1u << 20) ? (uint8_t)(off * 3) : 0;
+}
+
+/* fd 3 a file at offset 5, fd 42 its dup, fd 4 a memfd with two data
+ * extents and a hole; a forked child inherits them all. Both pause. */
+static void s_share_child(int ready)
+{
+    s_child_fds(ready, ready);
+    int f = open(SHARE_FILE, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    int m = memfd_create("ghost-dump-memfd", 0);
+    uint8_t buf[2 * 4096];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = s_obj_byte(i);
+    if (f != 3 || m != 4 || dup2(f, 42) != 42 || lseek(f, 5, SEEK_SET) != 5 ||
+        ftruncate(m, OBJ_SIZE) < 0 || pwrite(m, buf, sizeof(buf), 0) != sizeof(buf))
+        _exit(30);
+    for (size_t i = 0; i < 100; i++)
+        buf[i] = s_obj_byte((1u << 20) + i);
+    if (pwrite(m, buf, 100, 1u << 20) != 100 || lseek(m, 77, SEEK_SET) != 77)
+        _exit(31);
+    /* The ready pipe's read end is the test runner's, outside this tree:
+     * once ready has been said, neither process keeps a write end (the
+     * dump refuses a pipe it could not reconnect). */
+    if (fork() == 0) {
+        close(CTL_FD), close(READY_FD);
+        for (;;)
+            pause();
+    }
+    if (write(READY_FD, "R", 1) != 1)
+        _exit(32);
+    close(CTL_FD), close(READY_FD);
+    for (;;)
+        pause();
+}
+
+/* What the image says about the fds of the two processes. */
+typedef struct shares_seen {
+    pid_t pid[2];                 /* parent, child (image order) */
+    Cairn__Ghost__Fd *fd[2][64];  /* by process and fd number 0-63 (owned) */
+    uint8_t *obj;                 /* object pages, by offset */
+    uint64_t obj_pages, obj_records, shmid, pages, total_pages;
+} shares_seen_t;
+
+static void s_shares_object(ghost_reader_t *r, const Cairn__Ghost__ObjectPages *o,
+                            shares_seen_t *s)
+{
+    cairn_error_t err;
+    uint64_t len = o->n_pages * 4096;
+    cr_assert(s->shmid == 0 || s->shmid == o->shmid, "one object");
+    cr_assert_leq(o->offset + len, (uint64_t)OBJ_SIZE + 4096);
+    s->shmid = o->shmid;
+    cr_assert_eq(ghost_read_raw(r, s->obj + o->offset, len, &err), 0, "%s", err.message);
+    s->obj_pages += o->n_pages;
+    s->obj_records++;
+}
+
+static void s_shares_record(ghost_reader_t *r, Cairn__Ghost__Record *rec, shares_seen_t *s,
+                            int *cur)
+{
+    cairn_error_t err;
+    if (rec->r_case == CAIRN__GHOST__RECORD__R_PROCESS) {
+        s->pid[++*cur] = (pid_t)rec->process->pid;
+    } else if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
+        void *b = malloc(rec->pages->n_pages * 4096);
+        cr_assert_eq(ghost_read_raw(r, b, rec->pages->n_pages * 4096, &err), 0, "%s",
+                     err.message);
+        s->pages += rec->pages->n_pages;
+        free(b);
+    } else if (rec->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES) {
+        s_shares_object(r, rec->object_pages, s);
+    } else if (rec->r_case == CAIRN__GHOST__RECORD__R_END) {
+        s->total_pages = rec->end->total_pages;
+    } else if (rec->r_case == CAIRN__GHOST__RECORD__R_FD && rec->fd->fd < 64) {
+        s->fd[*cur][rec->fd->fd] = rec->fd;
+        rec->fd = NULL;   /* kept */
+        rec->r_case = CAIRN__GHOST__RECORD__R__NOT_SET;
+    }
+}
+
+static shares_seen_t s_shares_decode(int fd)
+{
+    shares_seen_t s = { .obj = calloc(1, OBJ_SIZE + 4096) };
+    int cur = -1;
+    lseek(fd, 0, SEEK_SET);
+    ghost_reader_t *r = ghost_reader_new(fd);
+    for (;;) {
+        Cairn__Ghost__Record *rec = NULL;
+        cairn_error_t err;
+        cr_assert_eq(ghost_read_record(r, &rec, &err), 0, "%s", err.message);
+        if (!rec)
+            break;
+        s_shares_record(r, rec, &s, &cur);
+        cairn__ghost__record__free_unpacked(rec, NULL);
+    }
+    ghost_reader_free(r);
+    cr_assert_eq(cur, 1, "two processes");
+    return s;
+}
+
+static void s_assert_shares(const Cairn__Ghost__Fd *f, pid_t pid, int fd)
+{
+    cr_assert_not_null(f);
+    cr_assert(f->shares, "fd %d shares", f->fd);
+    cr_assert_eq(f->shares_pid, (uint32_t)pid, "fd %d shares a fd of %d", f->fd, (int)pid);
+    cr_assert_eq(f->shares_fd, fd, "fd %d shares fd %d", f->fd, fd);
+}
+
+Test(dump, records_shared_open_files_and_memfds, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    int ready[2];
+    char c, path[64];
+    struct stat st;
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0)
+        s_share_child(ready[1]);
+    close(ready[1]);
+    cr_assert_eq(read(ready[0], &c, 1), 1, "child ready");
+    usleep(50000);
+    snprintf(path, sizeof(path), "/proc/%d/fd/4", (int)pid);
+    cr_assert_eq(stat(path, &st), 0);
+    FILE *img = tmpfile();
+    ghost_dump_opts_t o = { .leave_running = true };
+    ghost_dump_stats_t ds;
+    cairn_error_t err;
+    cr_assert_eq(ghost_dump(pid, &o, fileno(img), &ds, &err), 0, "%s", err.message);
+    shares_seen_t s = s_shares_decode(fileno(img));
+    kill(s.pid[1], SIGKILL);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    cr_assert_eq(s.pid[0], pid);
+    Cairn__Ghost__Fd *const *p = s.fd[0], *const *k = s.fd[1];
+    cr_assert(p[3] && !p[3]->shares && p[3]->pos == 5, "fd 3 owns its description");
+    s_assert_shares(p[42], pid, 3);
+    s_assert_shares(p[1], pid, 0);   /* 0-2: one /dev/null, dup'ed */
+    s_assert_shares(k[3], pid, 3);   /* inherited across fork */
+    s_assert_shares(k[42], pid, 3);
+    s_assert_shares(k[4], pid, 4);
+    cr_assert_eq(p[4]->kind, CAIRN__GHOST__FD_KIND__FD_MEMFD);
+    cr_assert(!p[4]->shares);
+    cr_assert_eq(p[4]->shmid, (uint64_t)st.st_ino);
+    cr_assert_eq(p[4]->size, OBJ_SIZE);
+    cr_assert_eq(p[4]->pos, 77);
+    cr_assert_eq(s.shmid, (uint64_t)st.st_ino);
+    cr_assert_eq(s.obj_pages, 3, "two data pages and the partial last one, holes skipped");
+    for (uint64_t i = 0; i < OBJ_SIZE; i++)
+        cr_assert_eq(s.obj[i], s_obj_byte(i), "object byte %llu", (unsigned long long)i);
+    cr_assert_eq(s.total_pages, s.pages + s.obj_pages);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 64; j++)
+            cairn__ghost__fd__free_unpacked(s.fd[i][j], NULL);
+    free(s.obj);
+    fclose(img);
+    unlink(SHARE_FILE);
+}
+
+Test(dump, refuses_sealed_memfd, .timeout = 60)
+{
+    int ready[2];
+    char c;
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        s_child_fds(ready[1], ready[1]);
+        int m = memfd_create("ghost-sealed", MFD_ALLOW_SEALING);
+        if (m < 0 || fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK) < 0 || write(READY_FD, "R", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    cr_assert_eq(read(ready[0], &c, 1), 1, "child ready");
+    cairn_error_t err;
+    int r = ghost_check(pid, NULL, &err);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    cr_assert_eq(r, -EOPNOTSUPP, "%d %s", r, err.message);
+    cr_assert(strstr(err.message, "memfd /memfd:ghost-sealed (deleted) with seals") != NULL,
+              "%s", err.message);
 }

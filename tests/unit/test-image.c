@@ -464,3 +464,83 @@ Test(image, raw_must_be_consumed)
     fclose(f);
     free(buf);
 }
+
+/* Skips a pages record's raw bytes and checks that `at` (the stream offset
+ * before the skip) is where they really are in `file_fd` (-1: not a file). */
+static void s_skip_pages(ghost_reader_t *r, int file_fd, uint64_t vaddr,
+                         uint64_t n, uint8_t seed)
+{
+    Cairn__Ghost__Record *rec = s_next(r, CAIRN__GHOST__RECORD__R_PAGES);
+    cr_assert_eq(rec->pages->vaddr, vaddr);
+    uint64_t at = ghost_reader_bytes(r);
+    cairn_error_t err;
+    cr_assert_eq(ghost_skip_raw(r, n * PAGE, &err), 0, "%s", err.message);
+    cr_assert_eq(ghost_reader_bytes(r), at + n * PAGE);
+    if (file_fd >= 0) {
+        uint8_t *got = malloc(n * PAGE), *want = s_pattern(n * PAGE, seed);
+        cr_assert_eq(pread(file_fd, got, n * PAGE, (off_t)at), (ssize_t)(n * PAGE));
+        cr_assert_eq(memcmp(got, want, n * PAGE), 0, "raw bytes are at the reported offset");
+        free(got);
+        free(want);
+    }
+    cairn__ghost__record__free_unpacked(rec, NULL);
+}
+
+/* A file image: the skip seeks, and the offsets it reports are real. */
+Test(image, skip_raw_in_a_file_seeks_to_the_right_place)
+{
+    char path[] = "/tmp/cairn-image-skip.XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    unlink(path);
+    s_write_sample(fd);
+    cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+    ghost_reader_t *r = ghost_reader_new(fd);
+    s_check_head(r);
+    s_skip_pages(r, fd, 0x10000, 3, 1);
+    s_skip_pages(r, fd, 0x200000, 600, 7);
+    s_check_tail(r);
+    ghost_reader_free(r);
+    close(fd);
+}
+
+/* A pipe cannot seek: the skip reads through, and the stream goes on. */
+Test(image, skip_raw_through_a_pipe)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, s_writer_thread, (void *)(intptr_t)p[1]), 0);
+    ghost_reader_t *r = ghost_reader_new(p[0]);
+    s_check_head(r);
+    s_skip_pages(r, -1, 0x10000, 3, 1);
+    s_skip_pages(r, -1, 0x200000, 600, 7);
+    s_check_tail(r);
+    ghost_reader_free(r);
+    pthread_join(th, NULL);
+    close(p[0]);
+}
+
+/* A file cut inside page data: the skip says so instead of seeking past
+ * the end. */
+Test(image, skip_raw_past_the_end_of_a_file_is_ebadmsg)
+{
+    char path[] = "/tmp/cairn-image-skip.XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    unlink(path);
+    s_write_sample(fd);
+    off_t size = lseek(fd, 0, SEEK_END);
+    cr_assert_eq(ftruncate(fd, size / 2), 0);   /* inside the 600-page run */
+    cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+    ghost_reader_t *r = ghost_reader_new(fd);
+    s_check_head(r);
+    s_skip_pages(r, fd, 0x10000, 3, 1);
+    Cairn__Ghost__Record *rec = s_next(r, CAIRN__GHOST__RECORD__R_PAGES);
+    cairn_error_t err;
+    cr_assert_eq(ghost_skip_raw(r, 600 * PAGE, &err), -EBADMSG);
+    cr_assert(strstr(err.message, "truncated") != NULL, "%s", err.message);
+    cairn__ghost__record__free_unpacked(rec, NULL);
+    ghost_reader_free(r);
+    close(fd);
+}

@@ -18,6 +18,11 @@
  * with two children, one in its own process group, pipes both ways with
  * unread bytes in each at dump time; every member checks its parent,
  * session, group and pipes itself after the restore.
+ *
+ * Mode "fds" (see s_fds_helper) is a parent and a forked child sharing
+ * open file descriptions (fd 3, its dup fd 42, both inherited) and a
+ * memfd with a shared mapping of it: offsets must keep moving together
+ * across processes, and mapping and fd must stay one object.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -311,6 +316,12 @@ static void s_tree_child(tree_link_t *l, int rep)
     close(l->up[0]);
     if (l->name == 'b' && setpgid(0, 0) < 0)
         _exit(2);
+    if (l->name == 'b') {   /* a description of its own, reopened by b */
+        char own[512];
+        snprintf(own, sizeof own, "%s/own-b", getenv("GHOST_TEST_DIR"));
+        if (open(own, O_RDONLY | O_CREAT, 0600) < 0)
+            _exit(2);
+    }
     snprintf(up, sizeof up, "up-%c", l->name);
     if (write(l->up[1], up, 4) != 4)
         _exit(2);
@@ -407,10 +418,134 @@ static void s_tree_helper(const char *report)
     _exit(0);
 }
 
+/* ------------------------------------------------------- fds helper */
+
+/* Mode "fds": fd 3 a file at offset 4 and fd 42 its dup; a memfd of
+ * FDS_OBJ bytes (data at 0, a shared mapping of its second MiB, a hole
+ * after) at offset 77; a child inherits them all (fork) and waits on a
+ * pipe. On SIGUSR1 the root checks that fd 3 and fd 42 still move
+ * together, tells the child, which checks that its fd 3 moved with them
+ * and moves it on, which the root checks in turn; then mapping and fd of
+ * the memfd show each other's writes and the memfd kept its size, data,
+ * hole and offset. */
+#define FDS_OBJ (3 * MB + 123)
+
+typedef struct {
+    int m;                      /* the memfd */
+    uint8_t *map;               /* its second MiB, MAP_SHARED */
+    int down[2], up[2];         /* root -> child, child -> root */
+} fds_t;
+
+static const char *s_fds_child_verify(const fds_t *x)
+{
+    char c;
+
+    if (read(x->down[0], &c, 1) != 1)
+        return "no word from the root";
+    if (lseek(3, 0, SEEK_CUR) != 6)
+        return "the inherited fd 3 no longer shares the root's offset";
+    if (write(3, "Z", 1) != 1 || write(x->up[1], "1", 1) != 1)
+        return "cannot write";
+    return NULL;
+}
+
+static const char *s_fds_memfd_verify(const fds_t *x)
+{
+    struct stat st;
+    char buf[16] = { 0 };
+    uint8_t b = 0;
+
+    if (fstat(x->m, &st) < 0 || st.st_size != FDS_OBJ)
+        return "memfd size differs";
+    if (lseek(x->m, 0, SEEK_CUR) != 77)
+        return "memfd offset differs";
+    if (pread(x->m, buf, 10, 0) != 10 || memcmp(buf, "memfd-head", 10))
+        return "memfd data written through the fd lost";
+    if (!s_same(x->map, MB, 9))
+        return "memfd mapping differs";
+    if (pread(x->m, &b, 1, 2 * MB + 5) != 1 || b != 0)
+        return "memfd hole is not zero";
+    x->map[5] = 0xEE;
+    if (pread(x->m, &b, 1, MB + 5) != 1 || b != 0xEE)
+        return "a write through the mapping is not seen through the fd";
+    if (pwrite(x->m, "Q", 1, MB + 6) != 1 || x->map[6] != 'Q')
+        return "a write through the fd is not seen through the mapping";
+    return NULL;
+}
+
+static const char *s_fds_root_verify(fds_t *x, pid_t child)
+{
+    const char *why = NULL;
+    char c;
+    int st;
+
+    if (lseek(3, 0, SEEK_CUR) != 4 || write(42, "XY", 2) != 2 ||
+        lseek(3, 0, SEEK_CUR) != 6)
+        return "fd 42 no longer shares fd 3's offset";
+    if (write(x->down[1], "1", 1) != 1 || read(x->up[0], &c, 1) != 1)
+        return "the child did not answer";
+    if (lseek(42, 0, SEEK_CUR) != 7)
+        why = "the child's fd 3 no longer shares the root's offset";
+    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        why = why ? why : "the child failed";
+    return why ? why : s_fds_memfd_verify(x);
+}
+
+static void s_fds_setup(fds_t *x, const char *dir)
+{
+    char path[512];
+    int f;
+
+    snprintf(path, sizeof path, "%s/shared", dir);
+    f = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (f < 0 || (f != 3 && dup2(f, 3) != 3) || write(3, "0123456789", 10) != 10 ||
+        lseek(3, 4, SEEK_SET) != 4 || dup2(3, 42) != 42)
+        _exit(2);
+    x->m = memfd_create("ghost-test-fds", 0);
+    if (x->m < 0 || ftruncate(x->m, FDS_OBJ) < 0 ||
+        pwrite(x->m, "memfd-head", 10, 0) != 10 || lseek(x->m, 77, SEEK_SET) != 77)
+        _exit(2);
+    x->map = mmap(NULL, MB, PROT_READ | PROT_WRITE, MAP_SHARED, x->m, MB);
+    if (x->map == MAP_FAILED || pipe(x->down) < 0 || pipe(x->up) < 0)
+        _exit(2);
+    s_fill(x->map, MB, 9);
+}
+
+static void s_fds_helper(const char *dir, const char *report)
+{
+    fds_t x;
+    pid_t child;
+    const char *why;
+    int rep;
+
+    s_fds_setup(&x, dir);
+    rep = open(report, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    signal(SIGUSR1, s_on_usr1);
+    child = fork();
+    if (child == 0) {
+        why = s_fds_child_verify(&x);
+        if (why)
+            dprintf(rep, "FAIL %d: child: %s\n", getpid(), why);
+        _exit(why ? 1 : 0);
+    }
+    close(x.down[0]);   /* a child that fails: EOF, not a hang */
+    close(x.up[1]);
+    dprintf(rep, "ready %d child=%d\n", getpid(), child);
+    s_wait_go();
+    why = s_fds_root_verify(&x, child);
+    if (why)
+        dprintf(rep, "FAIL %d: %s\n", getpid(), why);
+    else
+        dprintf(rep, "PASS %d\n", getpid());
+    _exit(0);
+}
+
 __attribute__((constructor)) static void s_maybe_helper(void)
 {
     const char *mode = getenv("GHOST_TEST_MODE");
 
+    if (mode && !strcmp(mode, "fds"))
+        s_fds_helper(getenv("GHOST_TEST_DIR"), getenv("GHOST_TEST_REPORT"));
     if (mode && !strcmp(mode, "tree"))
         s_tree_helper(getenv("GHOST_TEST_REPORT"));
     if (mode)
@@ -844,9 +979,9 @@ Test(restore, tree_failure_kills_every_member)
     pid_t m[3];
 
     s_checkpoint_tree(m, false);
-    snprintf(from, sizeof from, "%s/report", s_dir);
-    snprintf(to, sizeof to, "%s/report.moved", s_dir);
-    cr_assert_eq(rename(from, to), 0);   /* every member reopens it */
+    snprintf(from, sizeof from, "%s/own-b", s_dir);
+    snprintf(to, sizeof to, "%s/own-b.moved", s_dir);
+    cr_assert_eq(rename(from, to), 0);   /* child b reopens it: fails there */
     s_restore("", 1, out, sizeof out);
     cr_assert_not_null(strstr(out, "cannot reopen"), "%s", out);
     while (waitpid(-1, NULL, WNOHANG) > 0)
@@ -854,4 +989,27 @@ Test(restore, tree_failure_kills_every_member)
     for (int i = 0; i < 3; i++)
         cr_assert_eq(kill(m[i], 0), -1, "member %d runs", m[i]);
     cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1, "a restored process was left");
+}
+
+/* -------------------------------------------------- shared files, memfd */
+
+Test(restore, shared_open_files_and_memfd_survive)
+{
+    char out[2048], line[512];
+    pid_t root = s_start("fds"), child;
+    const char *c;
+
+    cr_assert_eq(s_report_has("ready", root, 10000, line, sizeof line), 0);
+    cr_assert_not_null(c = strstr(line, "child="), "%s", line);
+    child = (pid_t)atoi(c + 6);
+    usleep(100000);
+    s_dump(root, false);
+    cr_assert_eq(waitpid(child, NULL, 0), child);   /* reparented to us */
+    cr_assert_eq(s_restore("", 0, out, sizeof out), root, "%s", out);
+    cr_assert_not_null(strstr(out, "\"processes\":2"), "%s", out);
+    cr_assert_eq(kill(root, SIGUSR1), 0);
+    cr_assert_eq(s_report_has("PASS", root, 10000, line, sizeof line), 0,
+                 "no verdict from %d", root);
+    cr_assert_eq(strncmp(line, "PASS", 4), 0, "%s", line);
+    cr_assert_eq(waitpid(root, NULL, 0), root);
 }

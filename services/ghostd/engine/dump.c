@@ -21,7 +21,12 @@
  *               process_vm_readv (or /proc/PID/mem for unreadable vmas),
  *               anonymous pages only where pagemap says present or
  *               swapped; pipe contents copied with tee(2), so nothing is
- *               consumed. Then detach (restoring registers, mask and the
+ *               consumed; every fd compared (kcmp KCMP_FILE) with the
+ *               earlier fds of the image on the same file, so a dup'ed or
+ *               fork-inherited one names the fd it shares its open file
+ *               description with; a memfd fd's contents written once per
+ *               image as object_pages (its data extents, SEEK_DATA/
+ *               SEEK_HOLE, read through /proc/PID/fd/N). Then detach (restoring registers, mask and the
  *               interrupted syscall) or SIGKILL after fsync.
  *
  * An injected thread resumes from a syscall-exit stop, where the kernel no
@@ -54,6 +59,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/kcmp.h>
 
 #include "cairn-config.h"
 #include "dump.h"
@@ -93,6 +99,22 @@ typedef struct s_proc {
     uint64_t vdso_syscall; /* address of a `syscall` instruction, 0 if none */
 } s_proc_t;
 
+/* An fd of the image that opened its own open file description (pipes
+ * aside: those are shared by pipe_id): later fds are compared with it. */
+typedef struct s_fdref {
+    pid_t pid;
+    int fd;
+    uint64_t dev, ino;     /* its file: only fds on the same one are compared */
+} s_fdref_t;
+
+/* A memfd that fds of the image refer to; its contents go out once. */
+typedef struct s_obj {
+    uint64_t shmid;        /* its inode, as Vma.shmid */
+    pid_t pid;             /* the first process referring to it ... */
+    int fd;                /* ... through this fd */
+    uint64_t size;         /* its file size */
+} s_obj_t;
+
 /* The dump in progress. */
 typedef struct s_ctx {
     const ghost_dump_opts_t *opts;
@@ -104,6 +126,11 @@ typedef struct s_ctx {
     uint64_t pages;        /* written so far */
     uint64_t *pipes_done;  /* pipe inodes whose data is recorded */
     size_t npipes;
+    s_fdref_t *fdrefs;     /* fds owning their open file description */
+    size_t nfdrefs;
+    s_obj_t *objs;         /* memfds fds refer to, in image order */
+    size_t nobjs;
+    size_t objs_written;   /* objs[0..objs_written) have their pages out */
 } s_ctx_t;
 
 static uint64_t s_now_us(void)
@@ -128,6 +155,35 @@ static bool s_char_dev_ok(dev_t rdev)
     if (ma == 1)
         return mi == 3 || mi == 5 || mi == 7 || mi == 8 || mi == 9;
     return ma == 136 || (ma == 4 && mi < 64) || (ma == 5 && mi == 0);
+}
+
+/* A memfd fd: FD_MEMFD, its object (inode, as the shmid of its vmas) and
+ * size. Only a memfd made without MFD_ALLOW_SEALING (F_GET_SEALS is
+ * exactly F_SEAL_SEAL) is taken: that is what the restore recreates. */
+static int s_memfd_describe(pid_t pid, int fd, const struct stat *st,
+                            Cairn__Ghost__Fd *f, cairn_error_t *err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+    int m = open(path, O_RDONLY | O_CLOEXEC);
+    if (m < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
+                               strerror(errno));
+    int seals = fcntl(m, F_GET_SEALS), e = errno;
+    close(m);
+    if (seals < 0)
+        return cairn_error_set(err, -e, CAIRN_SYSTEM, "F_GET_SEALS on %s: %s", path,
+                               strerror(e));
+    if (seals != F_SEAL_SEAL)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d fd %d is the memfd %s with seals %#x "
+                               "(%s): only memfds made without MFD_ALLOW_SEALING "
+                               "are restored", (int)pid, fd, f->path, seals,
+                               seals == 0 ? "sealing allowed" : "sealed");
+    f->kind = CAIRN__GHOST__FD_KIND__FD_MEMFD;
+    f->shmid = st->st_ino;
+    f->size = (uint64_t)st->st_size;
+    return 0;
 }
 
 /* Fills f (path into pathbuf) for fd, or refuses with the reason. */
@@ -157,6 +213,8 @@ static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
     f->path = pathbuf;
     switch (st.st_mode & S_IFMT) {
     case S_IFREG:
+        if (strncmp(pathbuf, "/memfd:", 7) == 0 && s_has_suffix(pathbuf, " (deleted)"))
+            return s_memfd_describe(pid, fd, &st, f, err);
         if (pathbuf[0] != '/' || strncmp(pathbuf, "/memfd:", 7) == 0)
             return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                    "process %d fd %d is %s (not a plain file)",
@@ -215,6 +273,73 @@ static int s_check_fds(pid_t pid, cairn_error_t *err)
             r = 0;   /* closed meanwhile */
     }
     free(fds);
+    return r;
+}
+
+/* One pipe end seen in the tree. */
+typedef struct s_pipe_end {
+    uint64_t ino;      /* pipe inode */
+    bool write_end;    /* else the read end */
+    pid_t pid;         /* holder */
+    int fd;            /* its fd number */
+} s_pipe_end_t;
+
+static int s_collect_pipe_ends(pid_t pid, s_pipe_end_t **v, size_t *n, size_t *cap,
+                               cairn_error_t *err)
+{
+    int *fds = NULL;
+    size_t nf = 0;
+    int r = proc_list_dir(pid, "fd", &fds, &nf, err);
+    for (size_t i = 0; r == 0 && i < nf; i++) {
+        Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
+        char path[PATH_MAX];
+        r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), err);
+        if (r == -ENOENT) {
+            r = 0;   /* closed meanwhile */
+            continue;
+        }
+        if (r < 0 || f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
+            continue;
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 32;
+            s_pipe_end_t *nv = realloc(*v, nc * sizeof(*nv));
+            if (!nv) {
+                r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+                break;
+            }
+            *v = nv;
+            *cap = nc;
+        }
+        (*v)[(*n)++] = (s_pipe_end_t){ f.pipe_id, f.pipe_write_end, pid, fds[i] };
+    }
+    free(fds);
+    return r;
+}
+
+/* A pipe whose write end is in the tree but whose read end is not cannot
+ * be reconnected at restore (restore.c refuses such an image), so it is
+ * refused here, before anything changes -- not after the process was
+ * killed. A read end whose writers are outside is fine: it reads what is
+ * buffered, then end of file. */
+static int s_check_pipes(const pid_t *pids, size_t np, cairn_error_t *err)
+{
+    s_pipe_end_t *v = NULL;
+    size_t n = 0, cap = 0;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < np; i++)
+        r = s_collect_pipe_ends(pids[i], &v, &n, &cap, err);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        bool reader = false;
+        for (size_t j = 0; j < n && !reader; j++)
+            reader = !v[j].write_end && v[j].ino == v[i].ino;
+        if (v[i].write_end && !reader)
+            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                "process %d fd %d is the write end of pipe %llu whose "
+                                "read end is held outside the process tree (a shell "
+                                "pipeline?): it could not be reconnected at restart",
+                                (int)v[i].pid, v[i].fd, (unsigned long long)v[i].ino);
+    }
+    free(v);
     return r;
 }
 
@@ -368,6 +493,10 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
     int r = s_tree(pid, &tree, &n, err);
     for (size_t i = 0; r == 0 && i < n; i++)
         r = s_check_one(tree[i * 2], 0, err);
+    for (size_t i = 0; r == 0 && i < n; i++)
+        tree[i] = tree[i * 2];   /* pids only, for the tree-wide check */
+    if (r == 0)
+        r = s_check_pipes(tree, n, err);
     free(tree);
     return r;
 }
@@ -1345,12 +1474,60 @@ static int s_pipe_peek(pid_t pid, int fd, uint8_t **ret, size_t *ret_len, cairn_
     return 0;
 }
 
+/* Sets f->shares* to the first earlier fd of the image (this process's
+ * lower fds, or any fd of a process written before) with the same open
+ * file description; an fd sharing none is remembered for later ones. */
+static int s_fd_share(s_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f, cairn_error_t *err)
+{
+    for (size_t i = 0; i < c->nfdrefs; i++) {
+        const s_fdref_t *o = &c->fdrefs[i];
+        if (o->dev != f->dev || o->ino != f->ino)
+            continue;
+        long k = syscall(SYS_kcmp, o->pid, pid, KCMP_FILE, o->fd, f->fd);
+        if (k < 0)
+            return cairn_error_set(err, -errno, CAIRN_SYSTEM,
+                                   "kcmp of process %d fd %d and process %d fd %d: %s",
+                                   (int)o->pid, o->fd, (int)pid, f->fd, strerror(errno));
+        if (k == 0) {
+            f->shares = true;
+            f->shares_pid = (uint32_t)o->pid;
+            f->shares_fd = o->fd;
+            return 0;
+        }
+    }
+    s_fdref_t *nv = realloc(c->fdrefs, (c->nfdrefs + 1) * sizeof(*nv));
+    if (!nv)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    c->fdrefs = nv;
+    c->fdrefs[c->nfdrefs++] = (s_fdref_t){ pid, f->fd, f->dev, f->ino };
+    return 0;
+}
+
+/* Remembers the memfd f refers to, once per image, for s_write_objects. */
+static int s_note_object(s_ctx_t *c, pid_t pid, const Cairn__Ghost__Fd *f,
+                         cairn_error_t *err)
+{
+    for (size_t i = 0; i < c->nobjs; i++)
+        if (c->objs[i].shmid == f->shmid)
+            return 0;
+    s_obj_t *nv = realloc(c->objs, (c->nobjs + 1) * sizeof(*nv));
+    if (!nv)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    c->objs = nv;
+    c->objs[c->nobjs++] = (s_obj_t){ f->shmid, pid, f->fd, f->size };
+    return 0;
+}
+
 static int s_write_fd(s_ctx_t *c, s_proc_t *p, int fd, cairn_error_t *err)
 {
     Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
     char path[PATH_MAX];
     uint8_t *data = NULL;
     int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), err);
+    if (r == 0 && f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
+        r = s_fd_share(c, p->pid, &f, err);
+    if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_MEMFD)
+        r = s_note_object(c, p->pid, &f, err);
     if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE && !f.pipe_write_end &&
         !s_pipe_seen(c, f.pipe_id)) {
         size_t len = 0;
@@ -1377,6 +1554,88 @@ static int s_write_fd(s_ctx_t *c, s_proc_t *p, int fd, cairn_error_t *err)
     return r;
 }
 
+#define S_OBJ_CHUNK (4u << 20)   /* object pages per record */
+
+/* Writes [off, end) of a memfd (o, opened as fd) as object_pages records
+ * of up to S_OBJ_CHUNK bytes; the last page is zero-padded past the end
+ * of the file. */
+static int s_write_extent(s_ctx_t *c, const s_obj_t *o, int fd, uint8_t *buf,
+                          uint64_t off, uint64_t end, cairn_error_t *err)
+{
+    size_t ps = c->page_size;
+    while (off < end) {
+        size_t n = end - off < S_OBJ_CHUNK ? (size_t)(end - off) : S_OBJ_CHUNK, got = 0;
+        while (got < n) {
+            ssize_t k = pread(fd, buf + got, n - got, (off_t)(off + got));
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0)
+                return cairn_error_set(err, -errno, CAIRN_SYSTEM,
+                                       "reading memfd %llu of process %d at %llu: %s",
+                                       (unsigned long long)o->shmid, (int)o->pid,
+                                       (unsigned long long)(off + got), strerror(errno));
+            if (k == 0)
+                break;   /* shrunk meanwhile: the rest reads as zero */
+            got += (size_t)k;
+        }
+        size_t padded = (n + ps - 1) / ps * ps;
+        memset(buf + got, 0, padded - got);
+        struct iovec v = { buf, padded };
+        int r = ghost_write_object_pages(c->w, o->shmid, off, padded / ps, c->page_size,
+                                         &v, 1, err);
+        if (r < 0)
+            return r;
+        c->pages += padded / ps;
+        off += n;
+    }
+    return 0;
+}
+
+/* The contents of one memfd: its data extents (SEEK_DATA/SEEK_HOLE, so a
+ * hole stays a hole; the whole file where the fs cannot tell), read
+ * through /proc/PID/fd/N opened read-only. */
+static int s_write_object(s_ctx_t *c, const s_obj_t *o, cairn_error_t *err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)o->pid, o->fd);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint8_t *buf = fd >= 0 ? malloc(S_OBJ_CHUNK) : NULL;
+    int r = 0;
+    if (!buf)
+        r = fd < 0 ? cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
+                                     strerror(errno))
+                   : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    uint64_t at = 0, ps = c->page_size;
+    while (r == 0 && at < o->size) {
+        off_t data = lseek(fd, (off_t)at, SEEK_DATA), hole;
+        if (data < 0 && errno == ENXIO)
+            break;   /* only a hole is left */
+        if (data < 0)
+            data = (off_t)at, hole = (off_t)o->size;
+        else if ((hole = lseek(fd, data, SEEK_HOLE)) < 0)
+            hole = (off_t)o->size;
+        uint64_t end = (uint64_t)hole < o->size ? (uint64_t)hole : o->size;
+        r = s_write_extent(c, o, fd, buf, (uint64_t)data / ps * ps, end, err);
+        at = end > at ? end : at + ps;
+    }
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return r;
+}
+
+/* Object pages of the memfds first referred to since the last call. */
+static int s_write_objects(s_ctx_t *c, cairn_error_t *err)
+{
+    for (; c->objs_written < c->nobjs; c->objs_written++) {
+        int r = s_write_object(c, &c->objs[c->objs_written], err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* The fds of one process, then the contents of the memfds they bring. */
 static int s_write_fds(s_ctx_t *c, s_proc_t *p, const int *fds, size_t n, cairn_error_t *err)
 {
     for (size_t i = 0; i < n; i++) {
@@ -1384,7 +1643,7 @@ static int s_write_fds(s_ctx_t *c, s_proc_t *p, const int *fds, size_t n, cairn_
         if (r < 0)
             return r;
     }
-    return 0;
+    return s_write_objects(c, err);
 }
 
 static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm,
@@ -1513,6 +1772,8 @@ static void s_ctx_free(s_ctx_t *c)
     free(c->p);
     free(c->buf);
     free(c->pipes_done);
+    free(c->fdrefs);
+    free(c->objs);
     ghost_writer_free(c->w);
 }
 
@@ -1523,7 +1784,14 @@ static int s_recheck_frozen(s_ctx_t *c, cairn_error_t *err)
         if (r < 0)
             return r;
     }
-    return 0;
+    pid_t *pids = malloc((c->np ? c->np : 1) * sizeof(*pids));
+    if (!pids)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (size_t i = 0; i < c->np; i++)
+        pids[i] = c->p[i].pid;
+    int r = s_check_pipes(pids, c->np, err);
+    free(pids);
+    return r;
 }
 
 /* Phases 2-4 on a checked tree; stats->refused says how a failure ended. */

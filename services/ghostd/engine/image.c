@@ -3,17 +3,19 @@
  * Design. The writer keeps one buffer for the magic and small records and
  * sends it together with page data in a single writev, so page bytes go
  * from the caller's iovecs (usually a process_vm_readv buffer) straight to
- * the fd without a copy. The reader keeps a read-ahead buffer for record
+ * the fd without a copy; object_pages records (a memfd's contents) go out
+ * the same way. The reader keeps a read-ahead buffer for record
  * headers and bodies; ghost_read_raw drains what is already buffered, then
  * reads the rest of a page run directly into the destination.
  *
  * Stream checks on the reading side, each -EBADMSG with the byte offset:
  * bad magic, a record length of 0 or over GHOST_MAX_RECORD, a body that
- * does not decode or decodes to an empty oneof, a pages record before the
- * header (the page size is unknown) or whose raw run is absurd, a second
+ * does not decode or decodes to an empty oneof, a pages or object_pages
+ * record before the header (the page size is unknown) or whose raw run is
+ * absurd, a second
  * header, a record after `end`, and a stream that ends before `end`. Once
  * `end` has been read, a further ghost_read_record returns 0 and NULL:
- * the stream is complete. The raw bytes after a pages record must be read
+ * the stream is complete. The raw bytes after either must be read
  * with ghost_read_raw before the next record (a programmer's mistake
  * otherwise: -EINVAL).
  */
@@ -22,6 +24,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -186,9 +189,11 @@ int ghost_write_record(ghost_writer_t *w, const Cairn__Ghost__Record *rec,
     if (rec->r_case == CAIRN__GHOST__RECORD__R__NOT_SET)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "record with no kind set");
-    if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES)
+    if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES ||
+        rec->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "pages records go through ghost_write_pages");
+                               "pages records go through ghost_write_pages or "
+                               "ghost_write_object_pages");
     return s_buffer_record(w, rec, err);
 }
 
@@ -253,6 +258,33 @@ int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
         return r;
     w->bytes += want;
     return 0;
+}
+
+int ghost_write_object_pages(ghost_writer_t *w, uint64_t shmid, uint64_t offset,
+                             uint64_t n_pages, uint32_t page_size,
+                             const struct iovec *iov, int iovcnt, cairn_error_t *err)
+{
+    uint64_t want = n_pages * page_size;
+    if (!w || (iovcnt > 0 && !iov) || iovcnt < 0 || page_size == 0 ||
+        n_pages == 0 || want / page_size != n_pages || want > S_MAX_RAW_RUN ||
+        offset % page_size != 0 || s_iov_total(iov, iovcnt) != want)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "object pages run of %llu pages at %llu: bad "
+                               "arguments", (unsigned long long)n_pages,
+                               (unsigned long long)offset);
+    Cairn__Ghost__ObjectPages p = CAIRN__GHOST__OBJECT_PAGES__INIT;
+    p.shmid = shmid;
+    p.offset = offset;
+    p.n_pages = n_pages;
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_OBJECT_PAGES;
+    rec.object_pages = &p;
+    int r = s_buffer_record(w, &rec, err);
+    if (r == 0)
+        r = s_send_with_pages(w, iov, iovcnt, err);
+    if (r == 0)
+        w->bytes += want;
+    return r;
 }
 
 /* ---- reader -------------------------------------------------------- */
@@ -385,6 +417,21 @@ static int s_check_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec,
                                    (unsigned long long)at, (unsigned long long)n);
         return 0;
     }
+    case CAIRN__GHOST__RECORD__R_OBJECT_PAGES: {
+        uint64_t n = rec->object_pages->n_pages;
+        if (!r->seen_header)
+            return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                                   "object pages record before the header at offset %llu",
+                                   (unsigned long long)at);
+        if (n == 0 || n > S_MAX_RAW_RUN / r->page_size ||
+            rec->object_pages->offset % r->page_size != 0)
+            return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                                   "object pages record at offset %llu has %llu pages "
+                                   "at object offset %llu", (unsigned long long)at,
+                                   (unsigned long long)n,
+                                   (unsigned long long)rec->object_pages->offset);
+        return 0;
+    }
     case CAIRN__GHOST__RECORD__R__NOT_SET:
         return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
                                "record at offset %llu has no kind",
@@ -405,6 +452,8 @@ static void s_note_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec)
         r->page_size = rec->header->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
         r->raw_left = rec->pages->n_pages * r->page_size;
+    } else if (rec->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES) {
+        r->raw_left = rec->object_pages->n_pages * r->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_END) {
         r->seen_end = true;
     }
@@ -522,4 +571,52 @@ int ghost_read_raw(ghost_reader_t *r, void *dst, size_t len, cairn_error_t *err)
         r->raw_left -= (uint64_t)k;
     }
     return 0;
+}
+
+/* Seeks past `left` bytes the read-ahead buffer no longer holds. */
+static int s_seek_past(ghost_reader_t *r, uint64_t left, cairn_error_t *err)
+{
+    struct stat st;
+    off_t at = lseek(r->fd, 0, SEEK_CUR);
+    if (at < 0 || fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return -ESPIPE;
+    if ((uint64_t)at + left > (uint64_t)st.st_size)
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "image truncated at offset %llu inside page data "
+                               "(%llu more bytes expected)",
+                               (unsigned long long)st.st_size,
+                               (unsigned long long)((uint64_t)at + left - (uint64_t)st.st_size));
+    if (lseek(r->fd, (off_t)left, SEEK_CUR) < 0)
+        return -errno;
+    r->offset += left;
+    r->raw_left -= left;
+    return 0;
+}
+
+int ghost_skip_raw(ghost_reader_t *r, size_t len, cairn_error_t *err)
+{
+    if (!r || len > r->raw_left)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad raw skip");
+    size_t have = r->len - r->pos;
+    size_t take = have < len ? have : len;
+    s_consume(r, take);
+    r->raw_left -= take;
+    uint64_t left = len - take;
+    if (left == 0)
+        return 0;
+    int ret = s_seek_past(r, left, err);
+    if (ret != -ESPIPE)
+        return ret;
+    ret = 0;   /* not seekable: read through */
+    static const size_t chunk = 1u << 20;
+    uint8_t *scratch = malloc(chunk);
+    if (!scratch)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    while (ret == 0 && left > 0) {
+        size_t n = left < chunk ? (size_t)left : chunk;
+        ret = ghost_read_raw(r, scratch, n, err);
+        left -= n;
+    }
+    free(scratch);
+    return ret;
 }

@@ -1,7 +1,8 @@
 /* image.h - the checkpoint image stream (proto/ghost.proto).
  *
  * magic "CAIRNGH1", then records: u32 little-endian length + Record; a
- * Record{pages} is followed by n_pages * page_size raw bytes. The writer
+ * Record{pages} or Record{object_pages} is followed by n_pages * page_size
+ * raw bytes. The writer
  * and reader work on a plain fd (file, pipe or socket: no seeking), buffer
  * small records and pass page data straight through (large writes / reads
  * without an intermediate copy where possible).
@@ -38,14 +39,20 @@ int ghost_write_record(ghost_writer_t *w, const Cairn__Ghost__Record *rec,
 int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
                       uint32_t page_size, const struct iovec *iov, int iovcnt,
                       cairn_error_t *err);
+/* An object_pages record for [offset, offset + n_pages*page_size) of the
+ * shared object shmid (a memfd), followed by the bytes in iov (their total
+ * must be n_pages * page_size). */
+int ghost_write_object_pages(ghost_writer_t *w, uint64_t shmid, uint64_t offset,
+                             uint64_t n_pages, uint32_t page_size,
+                             const struct iovec *iov, int iovcnt, cairn_error_t *err);
 int ghost_writer_flush(ghost_writer_t *w, cairn_error_t *err);
 uint64_t ghost_writer_bytes(const ghost_writer_t *w);   /* written so far */
 
 /* The fd stays the caller's. NULL on ENOMEM. */
 ghost_reader_t *ghost_reader_new(int fd);
 ghost_reader_t *ghost_reader_free(ghost_reader_t *r);
-/* Next record into *ret (caller frees). After a pages record, its raw
- * bytes must be consumed with ghost_read_raw before the next call.
+/* Next record into *ret (caller frees). After a pages or object_pages
+ * record, its raw bytes must be consumed with ghost_read_raw before the next call.
  * Errors: -EBADMSG (bad magic, length over GHOST_MAX_RECORD, undecodable
  * record, stream ends early) with code INVALID_ARGUMENT and the byte offset
  * in the message. */
@@ -53,5 +60,10 @@ int ghost_read_record(ghost_reader_t *r, Cairn__Ghost__Record **ret,
                       cairn_error_t *err);
 int ghost_read_raw(ghost_reader_t *r, void *dst, size_t len, cairn_error_t *err);
 uint64_t ghost_reader_bytes(const ghost_reader_t *r);   /* consumed so far */
+/* Skips len pending raw bytes without copying them: lseek on a regular
+ * file (checked against its size: a truncated image is -EBADMSG), reads
+ * into a scratch buffer otherwise. For a reader of a file read from offset
+ * 0, ghost_reader_bytes() before the call is the raw bytes' file offset. */
+int ghost_skip_raw(ghost_reader_t *r, size_t len, cairn_error_t *err);
 
 #endif

@@ -4,9 +4,10 @@
  * Design, in four stages, each in its own block of this file:
  *
  *  1. load: the stream is read once, in order. Small records are kept per
- *     process; page data goes straight into one staging memfd (read into a
- *     window mapped over it, no intermediate copy) and is remembered as
- *     runs (vaddr, len, offset) of its process. The image is validated as
+ *     process; page data goes straight into one staging memfd (read into
+ *     a window mapped over it, no intermediate copy) and is remembered as
+ *     runs (vaddr, len, offset) of its process, a memfd's object pages as
+ *     runs (shmid, offset, len) of the image. The image is validated as
  *     it comes: header version and page size, pages inside dumped vmas,
  *     counts matching each process record and the End record, a tree whose
  *     root comes first and every parent before its children.
@@ -19,7 +20,11 @@
  *     the blob's stacks and the vdso scratch window. For the tree: the
  *     session and group of every process (refusing what fork cannot
  *     recreate), one pipe per pipe_id refilled with its unread bytes, one
- *     memfd per shared-memory object, a shared pid table, the control
+ *     memfd per shared-memory object (one an fd refers to is sized and
+ *     filled from its object pages, which win over its vmas' pages: the
+ *     vmas map it MAP_SHARED and take no pages of their own), one open
+ *     file description per group of fds sharing one (dup, fork), opened
+ *     with its flags at its offset, a shared pid table, the control
  *     pipes; all these "helper" fds sit above the highest fd of any
  *     process, so every process inherits them all and none collides with
  *     an fd number it must restore.
@@ -34,7 +39,8 @@
  *     `ready` from each process; our byte on `sync` for each once all have
  *     one): every group leader exists, so a process joins a group led by
  *     another (sibling or ancestor, by the table: new pids work too). Then
- *     it dup3s its pipe ends and reopens its files into their numbers,
+ *     it dup3s its pipe ends and shared descriptions into their numbers
+ *     (each fd keeps its own close-on-exec flag), reopens the rest,
  *     sets cwd, umask, personality, comm, handlers, drops glibc's rseq
  *     and jumps into its blob.
  *  4. supervise: the caller traces every task of the tree. Every thread
@@ -66,6 +72,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -125,16 +132,25 @@ typedef struct {
     int parent;            /* index of the parent process, -1 for the root */
 } s_proc_t;
 
+/* Object pages of one memfd, staged: [offset, offset + len) of object
+ * shmid is at staging offset off. */
+typedef struct {
+    uint64_t shmid, offset, len, off;
+} s_objrun_t;
+
 /* The image as loaded: records, page runs and the staging memfd. */
 typedef struct {
     s_rec_t *header;       /* Record{header} */
     s_rec_t *end;          /* Record{end} */
     s_proc_t *procs;       /* in image order: parents before children */
     size_t n_procs;        /* processes read so far */
-    int staging_fd;        /* memfd holding every page of every process */
-    uint64_t staging_len;  /* bytes used in it */
-    uint64_t pages;        /* pages read */
+    int staging_fd;        /* memfd holding every page, or the image file itself */
+    uint64_t staging_len;  /* bytes used in it (memfd only) */
+    bool direct;           /* staging_fd is the image file: raw bytes at their file offsets */
+    uint64_t pages;        /* pages read (object pages included) */
     uint64_t bytes;        /* stream bytes consumed */
+    s_objrun_t *objruns;   /* object pages of memfds, in stream order */
+    size_t n_objruns, cap_objruns;
 } s_image_t;
 
 static void s_recs_free(s_recs_t *r)
@@ -179,6 +195,7 @@ static void s_image_free(s_image_t *im)
     for (size_t i = 0; i < im->n_procs; i++)
         s_proc_free(&im->procs[i]);
     free(im->procs);
+    free(im->objruns);
     if (im->staging_fd >= 0)
         close(im->staging_fd);
     *im = (s_image_t){ .staging_fd = -1 };
@@ -252,24 +269,25 @@ static s_proc_t *s_cur(s_image_t *im)
     return im->n_procs ? &im->procs[im->n_procs - 1] : NULL;
 }
 
-/* Reads the raw bytes of a pages record into the staging memfd, through
- * a shared mapping of the new part of it. */
-static int s_load_pages(s_image_t *im, ghost_reader_t *r,
-                        const Cairn__Ghost__Pages *p, cairn_error_t *err)
+/* Stages len raw bytes; *ret_off says where they are in staging_fd. A
+ * regular-file image read from its start is its own staging area: the
+ * bytes stay where they are (skipped, not copied), which saves allocating
+ * and filling every page once more. Otherwise they go to the end of the
+ * staging memfd through a shared mapping whose pages are allocated in one
+ * batch. */
+static int s_stage(s_image_t *im, ghost_reader_t *r, uint64_t len,
+                   uint64_t *ret_off, cairn_error_t *err)
 {
-    uint64_t len = p->n_pages * S_PAGE;
-    const Cairn__Ghost__Vma *v;
     void *win;
     int ret;
 
-    if (p->n_pages == 0 || p->n_pages > (1ull << 36) / S_PAGE ||
-        p->vaddr % S_PAGE)
-        return s_bad(err, "pages record with a bad range",
-                     ghost_reader_bytes(r));
-    v = s_cur(im) ? s_vma_of(s_cur(im), p->vaddr, len) : NULL;
-    if (!v || !v->dumped)
-        return s_bad(err, "pages outside every dumped vma",
-                     ghost_reader_bytes(r));
+    if (im->direct) {
+        uint64_t at = ghost_reader_bytes(r);
+        ret = ghost_skip_raw(r, len, err);
+        if (ret == 0)
+            *ret_off = at;
+        return ret;
+    }
     if (ftruncate(im->staging_fd, (off_t)(im->staging_len + len)) < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM,
                                "staging memfd of %llu bytes: %s",
@@ -280,14 +298,79 @@ static int s_load_pages(s_image_t *im, ghost_reader_t *r,
     if (win == MAP_FAILED)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM,
                                "mapping the staging memfd: %s", strerror(errno));
+    madvise(win, len, MADV_POPULATE_WRITE);   /* a hint: one batch, not a fault per page */
     ret = ghost_read_raw(r, win, len, err);
     munmap(win, len);
     if (ret < 0)
         return ret;
-    ret = s_run_add(s_cur(im), p->vaddr, len, im->staging_len);
+    *ret_off = im->staging_len;
+    im->staging_len += len;
+    return 0;
+}
+
+/* Reads the raw bytes of a pages record into the staging memfd. */
+static int s_load_pages(s_image_t *im, ghost_reader_t *r,
+                        const Cairn__Ghost__Pages *p, cairn_error_t *err)
+{
+    uint64_t len = p->n_pages * S_PAGE, off;
+    const Cairn__Ghost__Vma *v;
+    int ret;
+
+    if (p->n_pages == 0 || p->n_pages > (1ull << 36) / S_PAGE ||
+        p->vaddr % S_PAGE)
+        return s_bad(err, "pages record with a bad range",
+                     ghost_reader_bytes(r));
+    v = s_cur(im) ? s_vma_of(s_cur(im), p->vaddr, len) : NULL;
+    if (!v || !v->dumped)
+        return s_bad(err, "pages outside every dumped vma",
+                     ghost_reader_bytes(r));
+    ret = s_stage(im, r, len, &off, err);
+    if (ret < 0)
+        return ret;
+    ret = s_run_add(s_cur(im), p->vaddr, len, off);
     if (ret < 0)
         return cairn_error_set(err, ret, CAIRN_SYSTEM, "out of memory");
-    im->staging_len += len;
+    im->pages += p->n_pages;
+    return 0;
+}
+
+/* The FD_MEMFD fd of a process on object shmid, NULL if none. */
+static const Cairn__Ghost__Fd *s_memfd_fd_of(const s_proc_t *pr, uint64_t shmid)
+{
+    for (size_t i = 0; i < pr->fds.n; i++) {
+        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
+        if (f->kind == CAIRN__GHOST__FD_KIND__FD_MEMFD && f->shmid == shmid)
+            return f;
+    }
+    return NULL;
+}
+
+/* Stages the raw bytes of an object_pages record: pages of a memfd an fd
+ * of the current process refers to, inside its size. */
+static int s_load_object_pages(s_image_t *im, ghost_reader_t *r,
+                               const Cairn__Ghost__ObjectPages *p,
+                               cairn_error_t *err)
+{
+    const Cairn__Ghost__Fd *f = s_cur(im) ? s_memfd_fd_of(s_cur(im), p->shmid) : NULL;
+    uint64_t len = p->n_pages * S_PAGE, off;
+    int ret;
+
+    if (!f || p->n_pages == 0 || p->n_pages > (1ull << 36) / S_PAGE ||
+        p->offset % S_PAGE || p->offset + len > S_ALIGN(f->size, S_PAGE))
+        return s_bad(err, "object pages of no memfd fd of the process, or "
+                     "outside its size", ghost_reader_bytes(r));
+    if (im->n_objruns == im->cap_objruns) {
+        size_t cap = im->cap_objruns ? im->cap_objruns * 2 : 16;
+        s_objrun_t *v = realloc(im->objruns, cap * sizeof *v);
+        if (!v)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        im->objruns = v;
+        im->cap_objruns = cap;
+    }
+    ret = s_stage(im, r, len, &off, err);
+    if (ret < 0)
+        return ret;
+    im->objruns[im->n_objruns++] = (s_objrun_t){ p->shmid, p->offset, len, off };
     im->pages += p->n_pages;
     return 0;
 }
@@ -345,6 +428,10 @@ static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
         ret = s_load_pages(im, r, rec->pages, err);
         cairn__ghost__record__free_unpacked(rec, NULL);
         return ret;
+    case CAIRN__GHOST__RECORD__R_OBJECT_PAGES:
+        ret = s_load_object_pages(im, r, rec->object_pages, err);
+        cairn__ghost__record__free_unpacked(rec, NULL);
+        return ret;
     case CAIRN__GHOST__RECORD__R_END:
         im->end = rec;
         return 0;
@@ -373,7 +460,7 @@ static int s_check_proc_counts(const s_proc_t *pr, uint64_t at,
     if (pr->threads.n == 0)
         return s_bad(err, "process without threads", at);
     for (size_t i = 0; i < pr->fds.n; i++)
-        if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_DIRECTORY)
+        if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_MEMFD)
             return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
                                    "process %u fd %d is of kind %d, which "
                                    "this restorer does not recreate", p->pid,
@@ -425,7 +512,11 @@ static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
 
     if (!r)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    im->staging_fd = memfd_create("ghost-staging", MFD_CLOEXEC);
+    struct stat st;
+    im->direct = fstat(in_fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                 lseek(in_fd, 0, SEEK_CUR) == 0;
+    im->staging_fd = im->direct ? fcntl(in_fd, F_DUPFD_CLOEXEC, 0)
+                                : memfd_create("ghost-staging", MFD_CLOEXEC);
     if (im->staging_fd < 0)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "memfd_create: %s",
                               strerror(errno));
@@ -469,7 +560,18 @@ typedef struct {
     uint64_t shmid;        /* its id in the image */
     int kind;              /* VMA_ANON_SHARED or VMA_MEMFD */
     int fd;                /* helper memfd */
+    bool from_fd;          /* a memfd fds refer to: sized and filled from
+                              the fd record and its object pages, which
+                              win over the pages of its vmas */
 } s_shm_t;
+
+/* An open file description several fds share (dup, fork), opened once by
+ * the caller and dup3'd into each of them. */
+typedef struct {
+    uint32_t pid;          /* the fd owning it in the image: its process */
+    int32_t fd;            /* and number */
+    int helper;            /* helper fd holding it */
+} s_ofd_t;
 
 /* Session and group of one process, decided before anything is made. */
 typedef struct {
@@ -494,6 +596,8 @@ struct s_tree {
     size_t n_pipes;
     s_shm_t *shm;          /* one per shared-memory object */
     size_t n_shm, cap_shm;
+    s_ofd_t *ofds;         /* one per shared open file description */
+    size_t n_ofds;
     int32_t *pids;         /* MAP_SHARED: restored pid of every process */
     pid_t caller_pgrp;     /* our process group (for "outside" groups) */
     bool new_pid;          /* --new-pid */
@@ -690,7 +794,7 @@ static uint64_t s_region_size(const s_proc_t *pr, size_t n_helpers)
     uint64_t n = S_ALIGN(ghost_restorer_blob_size, S_PAGE);
     uint64_t args = sizeof(struct gr_args) + 4096 +
                     pr->vmas.n * (sizeof(struct gr_vma) + sizeof(int32_t) * 2) +
-                    pr->n_runs * sizeof(struct gr_run) + 64 * 64 +
+                    (pr->n_runs + pr->vmas.n) * sizeof(struct gr_run) + 64 * 64 +
                     pr->process->process->mm->auxv.len + 16 * 1024;
     const Cairn__Ghost__Process *p = pr->process->process;
 
@@ -753,52 +857,78 @@ static uint64_t s_shm_size(const s_image_t *im, const Cairn__Ghost__Vma *v)
     return size;
 }
 
-static int s_shm_add(s_tree_t *t, const Cairn__Ghost__Vma *v, int fd,
-                     cairn_error_t *err)
+static const s_shm_t *s_shm_find(const s_tree_t *t, uint64_t shmid, int kind)
 {
-    if (t->n_shm == t->cap_shm) {
-        size_t cap = t->cap_shm ? t->cap_shm * 2 : 16;
-        s_shm_t *n = realloc(t->shm, cap * sizeof *n);
-        if (!n)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        t->shm = n;
-        t->cap_shm = cap;
-    }
-    t->shm[t->n_shm++] = (s_shm_t){ v->shmid, v->kind, fd };
-    return fd;
+    for (size_t i = 0; i < t->n_shm; i++)
+        if (t->shm[i].shmid == shmid && t->shm[i].kind == kind)
+            return &t->shm[i];
+    return NULL;
 }
 
-/* One memfd per shared-memory object (shmid) of the whole tree, so a
- * mapping shared between a parent and its child stays shared. */
-static int s_open_shmem(s_plan_t *pl, const Cairn__Ghost__Vma *v,
-                        cairn_error_t *err)
+/* The name a "/memfd:NAME (deleted)" had: NAME, at most 249 bytes. */
+static void s_memfd_name(const char *path, char *buf, size_t size)
 {
-    s_tree_t *t = pl->tree;
-    const char *name = "ghost-shmem";
-    char buf[256];
-    int fd;
+    const char *n = strncmp(path, "/memfd:", 7) == 0 ? path + 7 : "ghost-shmem";
+    size_t len = strlen(n);
 
-    for (size_t i = 0; i < t->n_shm; i++)
-        if (t->shm[i].shmid == v->shmid && t->shm[i].kind == (int)v->kind)
-            return t->shm[i].fd;
-    if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD &&
-        sscanf(v->path, "/memfd:%255[^(]", buf) == 1) {
-        size_t n = strlen(buf);
-        while (n && buf[n - 1] == ' ')
-            buf[--n] = '\0';
-        name = buf;
-    }
-    fd = memfd_create(name, MFD_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, (off_t)s_shm_size(t->im, v)) < 0) {
+    if (len >= 10 && !strcmp(n + len - 10, " (deleted)"))
+        len -= 10;
+    snprintf(buf, size, "%.*s", (int)(len < 249 ? len : 249), n);
+}
+
+/* A new memfd of size bytes for object shmid, filed as a helper. */
+static int s_shm_create(s_tree_t *t, uint64_t shmid, int kind, const char *name,
+                        uint64_t size, bool from_fd, cairn_error_t *err)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC);
+
+    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
         int e = errno;
         if (fd >= 0)
             close(fd);
         return cairn_error_set(err, -e, CAIRN_SYSTEM,
                                "memfd for shared memory %llu: %s",
-                               (unsigned long long)v->shmid, strerror(e));
+                               (unsigned long long)shmid, strerror(e));
     }
-    fd = s_helper_fd(pl, fd, err);
-    return fd < 0 ? fd : s_shm_add(t, v, fd, err);
+    if (t->n_shm == t->cap_shm) {
+        size_t cap = t->cap_shm ? t->cap_shm * 2 : 16;
+        s_shm_t *n = realloc(t->shm, cap * sizeof *n);
+        if (!n) {
+            close(fd);
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        }
+        t->shm = n;
+        t->cap_shm = cap;
+    }
+    fd = s_tree_helper(t, fd, err);
+    if (fd >= 0)
+        t->shm[t->n_shm++] = (s_shm_t){ shmid, kind, fd, from_fd };
+    return fd;
+}
+
+/* One memfd per shared-memory object (shmid) of the whole tree, so a
+ * mapping shared between a parent and its child stays shared; a memfd
+ * that fds refer to was made by s_tree_objects already. */
+static int s_open_shmem(s_plan_t *pl, const Cairn__Ghost__Vma *v,
+                        cairn_error_t *err)
+{
+    const s_shm_t *s = s_shm_find(pl->tree, v->shmid, (int)v->kind);
+    char name[256] = "ghost-shmem";
+
+    if (s)
+        return s->fd;
+    if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
+        s_memfd_name(v->path, name, sizeof name);
+    return s_shm_create(pl->tree, v->shmid, (int)v->kind, name,
+                        s_shm_size(pl->tree->im, v), false, err);
+}
+
+/* Whether the pages of vma v come from its object's pages instead. */
+static bool s_vma_from_object(const s_tree_t *t, const Cairn__Ghost__Vma *v)
+{
+    const s_shm_t *s = s_shm_find(t, v->shmid, (int)v->kind);
+
+    return v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && s && s->from_fd;
 }
 
 static bool s_vma_has_pages(const Cairn__Ghost__Vma *v)
@@ -867,18 +997,33 @@ static int s_plan_vmas(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
     return ret < 0 ? ret : 0;
 }
 
+/* The parts of run r the blob copies: a run loaded from contiguous
+ * pages records may span adjacent vmas, so it is cut at vma ends and
+ * the parts in vmas whose pages come from elsewhere are left out. */
+static void s_plan_run(s_plan_t *pl, const s_proc_t *pr, const struct gr_run *r)
+{
+    struct gr_args *a = pl->args;
+    uint64_t at = r->vaddr, end = r->vaddr + r->len;
+
+    while (at < end) {
+        const Cairn__Ghost__Vma *v = s_vma_of(pr, at, 1);
+        uint64_t stop = !v ? at + S_PAGE : v->end < end ? v->end : end;
+        if (v && s_vma_has_pages(v) && !s_vma_from_object(pl->tree, v))
+            a->runs[a->n_runs++] = (struct gr_run){ at, stop - at,
+                                                   r->off + (at - r->vaddr) };
+        at = stop;
+    }
+}
+
 static int s_plan_runs(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
 
-    a->runs = s_alloc(pl, (pr->n_runs + 1) * sizeof *a->runs, 64);
+    a->runs = s_alloc(pl, (pr->n_runs + pr->vmas.n + 1) * sizeof *a->runs, 64);
     if (!a->runs)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < pr->n_runs; i++) {
-        const Cairn__Ghost__Vma *v = s_vma_of(pr, pr->runs[i].vaddr, 1);
-        if (v && s_vma_has_pages(v))
-            a->runs[a->n_runs++] = pr->runs[i];
-    }
+    for (size_t i = 0; i < pr->n_runs; i++)
+        s_plan_run(pl, pr, &pr->runs[i]);
     return 0;
 }
 
@@ -1355,6 +1500,196 @@ static int s_index_of(const s_image_t *im, uint32_t pid)
     return -1;
 }
 
+/* Copies n bytes from src at src_off to dst at dst_off (the staged bytes
+ * may sit at any file offset, so no mapping). Returns 0 or an errno. */
+static int s_copy_range(int src, uint64_t src_off, int dst, uint64_t dst_off, size_t n)
+{
+    size_t cap = n < (4u << 20) ? n : (4u << 20);
+    uint8_t *buf = malloc(cap ? cap : 1);
+    int e = 0;
+    if (!buf)
+        return ENOMEM;
+    for (size_t done = 0; done < n && !e;) {
+        size_t want = n - done < cap ? n - done : cap;
+        ssize_t k = pread(src, buf, want, (off_t)(src_off + done));
+        if (k < 0)
+            e = errno;
+        else if (k == 0)
+            e = EIO;   /* the image ends before its staged bytes */
+        else if (pwrite(dst, buf, (size_t)k, (off_t)(dst_off + done)) != k)
+            e = EIO;   /* a memfd write is all or nothing short of ENOSPC */
+        else
+            done += (size_t)k;
+    }
+    free(buf);
+    return e;
+}
+
+/* Writes the staged object pages of shmid into its memfd, clipped to the
+ * object's size (the last page was padded). */
+static int s_shm_fill(const s_image_t *im, uint64_t shmid, int fd, uint64_t size,
+                      cairn_error_t *err)
+{
+    for (size_t i = 0; i < im->n_objruns; i++) {
+        const s_objrun_t *o = &im->objruns[i];
+        if (o->shmid != shmid || o->offset >= size)
+            continue;
+        size_t n = (size_t)(size - o->offset < o->len ? size - o->offset : o->len);
+        int e = s_copy_range(im->staging_fd, o->off, fd, o->offset, n);
+        if (e)
+            return cairn_error_set(err, -e, CAIRN_SYSTEM, "filling memfd %llu at "
+                                   "%llu: %s", (unsigned long long)shmid,
+                                   (unsigned long long)o->offset, strerror(e));
+    }
+    return 0;
+}
+
+/* One memfd per object the fds of the tree refer to (FD_MEMFD), of the
+ * fd's size and filled from its object pages: the whole truth of the
+ * object. Its vmas map this memfd (s_open_shmem) and take no pages of
+ * their own (s_vma_from_object), so mapping and fd see one object. */
+static int s_tree_objects(s_tree_t *t, cairn_error_t *err)
+{
+    char name[256];
+    int ret = 0;
+
+    for (size_t i = 0; i < t->im->n_procs && ret >= 0; i++) {
+        const s_proc_t *pr = &t->im->procs[i];
+        for (size_t j = 0; j < pr->fds.n && ret >= 0; j++) {
+            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd;
+            if (f->kind != CAIRN__GHOST__FD_KIND__FD_MEMFD ||
+                s_shm_find(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD))
+                continue;
+            s_memfd_name(f->path, name, sizeof name);
+            ret = s_shm_create(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD,
+                               name, f->size, true, err);
+            if (ret >= 0)
+                ret = s_shm_fill(t->im, f->shmid, ret, f->size, err);
+        }
+    }
+    return ret < 0 ? ret : 0;
+}
+
+/* Opens the open file description fd record f describes: its file (a
+ * memfd: its object, reopened through /proc/self/fd for an offset of its
+ * own), status flags and offset; O_CLOEXEC (the caller places it). The
+ * fd, or -errno with err set. */
+static int s_open_description(const s_tree_t *t, const Cairn__Ghost__Fd *f,
+                              cairn_error_t *err)
+{
+    int flags = f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
+    const s_shm_t *s = NULL;
+    char self[64];
+    const char *path = f->path;
+    int fd;
+
+    if (f->kind == CAIRN__GHOST__FD_KIND__FD_MEMFD) {
+        s = s_shm_find(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD);
+        if (!s)
+            return cairn_error_set(err, -ENOENT, CAIRN_INTERNAL, "fd %d: memfd "
+                                   "%llu was not recreated", f->fd,
+                                   (unsigned long long)f->shmid);
+        snprintf(self, sizeof self, "/proc/self/fd/%d", s->fd);
+        path = self;
+    } else if (strstr(path, " (deleted)") || path[0] != '/') {
+        return cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
+                               "fd %d: %s cannot be reopened", f->fd, f->path);
+    }
+    if (f->kind == CAIRN__GHOST__FD_KIND__FD_DIRECTORY)
+        flags |= O_DIRECTORY;
+    fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
+                               "fd %d: cannot reopen %s: %s", f->fd, f->path,
+                               strerror(errno));
+    if ((f->kind == CAIRN__GHOST__FD_KIND__FD_REGULAR || s) &&
+        lseek(fd, f->pos, SEEK_SET) != f->pos) {
+        int e = errno;
+        close(fd);
+        return cairn_error_set(err, -e, CAIRN_FAILED_PRECONDITION,
+                               "fd %d: cannot seek %s to %lld: %s", f->fd,
+                               f->path, (long long)f->pos, strerror(e));
+    }
+    return fd;
+}
+
+static const s_ofd_t *s_find_ofd(const s_tree_t *t, uint32_t pid, int32_t fd)
+{
+    for (size_t i = 0; i < t->n_ofds; i++)
+        if (t->ofds[i].pid == pid && t->ofds[i].fd == fd)
+            return &t->ofds[i];
+    return NULL;
+}
+
+/* The fd record f of process i shares: an earlier fd (a process before
+ * i, or i itself) that owns its description, of the same kind, not a
+ * pipe. NULL, with err set, if the image says otherwise. */
+static const Cairn__Ghost__Fd *s_share_origin(const s_image_t *im, size_t i,
+                                              const Cairn__Ghost__Fd *f,
+                                              cairn_error_t *err)
+{
+    int j = s_index_of(im, f->shares_pid);
+    uint32_t pid = im->procs[i].process->process->pid;
+
+    for (size_t k = 0; j >= 0 && (size_t)j <= i && k < im->procs[j].fds.n; k++) {
+        const Cairn__Ghost__Fd *o = im->procs[j].fds.v[k]->fd;
+        if (o->fd == f->shares_fd && !o->shares && o->kind == f->kind &&
+            o->kind != CAIRN__GHOST__FD_KIND__FD_PIPE && o != f)
+            return o;
+    }
+    cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT, "bad image: process "
+                    "%u fd %d shares the open file of process %u fd %d, which is "
+                    "not an earlier fd of its kind owning one", pid, f->fd,
+                    f->shares_pid, f->shares_fd);
+    return NULL;
+}
+
+/* Prefixes err's message with "process PID"; returns ret. */
+static int s_in_process(cairn_error_t *err, int ret, uint32_t pid)
+{
+    char why[CAIRN_ERROR_MESSAGE_MAX - 32];
+
+    if (!err)
+        return ret;
+    size_t n = strnlen(err->message, sizeof why - 1);
+
+    memcpy(why, err->message, n);
+    why[n] = '\0';
+    return cairn_error_set(err, ret, err->code, "process %u %s", pid, why);
+}
+
+/* One helper per open file description fds share (dup, fork): opened
+ * here once, dup3'd into every fd that has it, so their offset and
+ * status flags stay one. */
+static int s_tree_shared(s_tree_t *t, cairn_error_t *err)
+{
+    size_t n = 0;
+    int ret = 0;
+
+    for (size_t i = 0; i < t->im->n_procs; i++)
+        n += t->im->procs[i].fds.n;
+    t->ofds = calloc(n + 1, sizeof *t->ofds);
+    if (!t->ofds)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (size_t i = 0; i < t->im->n_procs && ret >= 0; i++) {
+        const s_proc_t *pr = &t->im->procs[i];
+        for (size_t j = 0; j < pr->fds.n && ret >= 0; j++) {
+            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd, *o;
+            if (!f->shares || s_find_ofd(t, f->shares_pid, f->shares_fd))
+                continue;
+            if (!(o = s_share_origin(t->im, i, f, err)))
+                return -EBADMSG;
+            ret = s_open_description(t, o, err);
+            if (ret < 0)
+                return s_in_process(err, ret, f->shares_pid);
+            ret = s_tree_helper(t, ret, err);
+            if (ret >= 0)
+                t->ofds[t->n_ofds++] = (s_ofd_t){ f->shares_pid, f->shares_fd, ret };
+        }
+    }
+    return ret < 0 ? ret : 0;
+}
+
 static int s_refuse_job(cairn_error_t *err, const Cairn__Ghost__Process *p,
                         const char *why)
 {
@@ -1486,6 +1821,7 @@ static void s_tree_free(s_tree_t *t)
     free(t->helpers);
     free(t->pipes);
     free(t->shm);
+    free(t->ofds);
     *t = (s_tree_t){ .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
 }
 
@@ -1495,7 +1831,7 @@ static size_t s_helpers_bound(const s_image_t *im)
     size_t n = 16;
 
     for (size_t i = 0; i < im->n_procs; i++)
-        n += im->procs[i].vmas.n + 2 * im->procs[i].fds.n + 1;
+        n += im->procs[i].vmas.n + 4 * im->procs[i].fds.n + 1;
     return n;
 }
 
@@ -1514,6 +1850,10 @@ static int s_plan(s_tree_t *t, s_image_t *im, bool new_pid, cairn_error_t *err)
         ret = s_tree_ctl(t, err);
     if (ret == 0)
         ret = s_tree_pipes(t, err);
+    if (ret == 0)
+        ret = s_tree_objects(t, err);
+    if (ret == 0)
+        ret = s_tree_shared(t, err);
     for (size_t i = 0; i < im->n_procs && ret == 0; i++) {
         t->plans[i].tree = t;
         ret = s_plan_one(&t->plans[i], &im->procs[i], s_helpers_bound(im), err);
@@ -1585,25 +1925,25 @@ static void s_child_place(const s_plan_t *pl, int fd, int target, bool cloexec)
     }
 }
 
+/* An fd whose open file description no other fd shares: opened here. */
 static void s_child_open(const s_plan_t *pl, const Cairn__Ghost__Fd *f)
 {
-    int flags = f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
-    int fd;
+    cairn_error_t e;
+    int fd = s_open_description(pl->tree, f, &e);
 
-    if (strstr(f->path, " (deleted)") || f->path[0] != '/')
-        s_child_fail(pl, ENOENT, f->fd, "fd %d: %s cannot be reopened",
-                     f->fd, f->path);
-    if (f->kind == CAIRN__GHOST__FD_KIND__FD_DIRECTORY)
-        flags |= O_DIRECTORY;
-    fd = open(f->path, flags | O_CLOEXEC);
     if (fd < 0)
-        s_child_fail(pl, errno, f->fd, "fd %d: cannot reopen %s: %s", f->fd,
-                     f->path, strerror(errno));
-    if (f->kind == CAIRN__GHOST__FD_KIND__FD_REGULAR &&
-        lseek(fd, f->pos, SEEK_SET) != f->pos)
-        s_child_fail(pl, errno, f->fd, "fd %d: cannot seek %s to %lld: %s",
-                     f->fd, f->path, (long long)f->pos, strerror(errno));
+        s_child_fail(pl, -fd, f->fd, "%s", e.message);
     s_child_place(pl, fd, f->fd, f->cloexec);
+}
+
+/* An fd on a description the caller opened once for every fd sharing it
+ * (s_tree_shared), with its own close-on-exec flag. */
+static void s_child_shared(const s_plan_t *pl, const s_ofd_t *o,
+                           const Cairn__Ghost__Fd *f)
+{
+    if (dup3(o->helper, f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
+        s_child_fail(pl, errno, f->fd, "fd %d: dup3 of a shared open file: %s",
+                     f->fd, strerror(errno));
 }
 
 /* The end of a pipe the caller recreated (with its data) into f->fd; the
@@ -1626,12 +1966,33 @@ static void s_child_pipe(const s_plan_t *pl, const Cairn__Ghost__Fd *f)
 
 static void s_child_fds(const s_plan_t *pl, const s_proc_t *pr)
 {
+    uint32_t pid = pr->process->process->pid;
+
     for (size_t i = 0; i < pr->fds.n; i++) {
         const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
+        const s_ofd_t *o = f->shares ? s_find_ofd(pl->tree, f->shares_pid, f->shares_fd)
+                                     : s_find_ofd(pl->tree, pid, f->fd);
         if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE)
             s_child_pipe(pl, f);
+        else if (o)
+            s_child_shared(pl, o, f);
         else
             s_child_open(pl, f);
+    }
+}
+
+/* Descriptions are opened O_NOCTTY (the caller opens shared ones); a
+ * session leader takes its first terminal fd as its controlling terminal,
+ * as opening it would have done, if that terminal has no session yet. */
+static void s_child_ctty(const s_tree_t *t, size_t i)
+{
+    const s_proc_t *pr = &t->im->procs[i];
+
+    for (size_t k = 0; t->jobs[i].setsid && k < pr->fds.n; k++) {
+        const Cairn__Ghost__Fd *f = pr->fds.v[k]->fd;
+        if (f->kind == CAIRN__GHOST__FD_KIND__FD_CHAR_DEVICE && isatty(f->fd))
+            if (ioctl(f->fd, TIOCSCTTY, 0) == 0)
+                return;
     }
 }
 
@@ -1745,6 +2106,7 @@ static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i)
     s_child_phase1(t, i);
     s_child_join_group(t, i);
     s_child_fds(pl, pr);
+    s_child_ctty(t, i);
     if (p->cwd[0] && chdir(p->cwd) < 0)
         s_child_fail(pl, errno, 0, "cwd %s: %s", p->cwd, strerror(errno));
     umask((mode_t)p->umask);

@@ -5,7 +5,9 @@
  * in a memfd, creates the root with clone3 (set_tid = the original pid
  * unless new_pid); every process creates its own children the same way
  * (so each is the child of its restored parent), takes its session and
- * process group, restores its fds (pipes between members shared again),
+ * process group, restores its fds (pipes between members, open file
+ * descriptions shared by dup or fork, memfds and their mappings shared
+ * again),
  * cwd and handlers in C, then jumps into the libc-free restorer
  * (restorer/) which rebuilds the address space and enters every thread
  * through a crafted rt_sigreturn frame. The caller is the ptrace tracer

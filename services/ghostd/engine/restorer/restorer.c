@@ -29,6 +29,7 @@
 #define NR_rt_sigreturn 15
 #define NR_pread64 17
 #define NR_mremap 25
+#define NR_madvise 28
 #define NR_getpid 39
 #define NR_exit 60
 #define NR_setitimer 38
@@ -231,6 +232,10 @@ static void s_copy_pages(struct gr_args *a)
     for (uint32_t i = 0; i < a->n_runs; i++) {
         const struct gr_run *run = &a->runs[i];
         uint64_t done = 0;
+        /* Populate the run's pages in one batched pass instead of one fault
+         * per 4 KiB page during the copy (2x faster restores here). A hint:
+         * older kernels answer EINVAL. MADV_HUGEPAGE was measured slower. */
+        SYS(NR_madvise, (long)run->vaddr, (long)run->len, 23 /* MADV_POPULATE_WRITE */, 0, 0);
         while (done < run->len) {
             uint64_t chunk = run->len - done;
             if (chunk > (1ull << 30))
