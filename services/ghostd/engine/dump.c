@@ -260,22 +260,6 @@ static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
     }
 }
 
-static int s_check_fds(pid_t pid, cairn_error_t *err)
-{
-    int *fds = NULL;
-    size_t n = 0;
-    int r = proc_list_dir(pid, "fd", &fds, &n, err);
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
-        char path[PATH_MAX];
-        r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), err);
-        if (r == -ENOENT)
-            r = 0;   /* closed meanwhile */
-    }
-    free(fds);
-    return r;
-}
-
 /* One pipe end seen in the tree. */
 typedef struct s_pipe_end {
     uint64_t ino;      /* pipe inode */
@@ -284,8 +268,10 @@ typedef struct s_pipe_end {
     int fd;            /* its fd number */
 } s_pipe_end_t;
 
-static int s_collect_pipe_ends(pid_t pid, s_pipe_end_t **v, size_t *n, size_t *cap,
-                               cairn_error_t *err)
+/* Describes every fd of pid (which refuses what cannot be dumped) and,
+ * when v is given, appends its pipe ends to *v. */
+static int s_scan_fds(pid_t pid, s_pipe_end_t **v, size_t *n, size_t *cap,
+                      cairn_error_t *err)
 {
     int *fds = NULL;
     size_t nf = 0;
@@ -298,7 +284,7 @@ static int s_collect_pipe_ends(pid_t pid, s_pipe_end_t **v, size_t *n, size_t *c
             r = 0;   /* closed meanwhile */
             continue;
         }
-        if (r < 0 || f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
+        if (r < 0 || !v || f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
             continue;
         if (*n == *cap) {
             size_t nc = *cap ? *cap * 2 : 32;
@@ -327,7 +313,7 @@ static int s_check_pipes(const pid_t *pids, size_t np, cairn_error_t *err)
     size_t n = 0, cap = 0;
     int r = 0;
     for (size_t i = 0; r == 0 && i < np; i++)
-        r = s_collect_pipe_ends(pids[i], &v, &n, &cap, err);
+        r = s_scan_fds(pids[i], &v, &n, &cap, err);
     for (size_t i = 0; r == 0 && i < n; i++) {
         bool reader = false;
         for (size_t j = 0; j < n && !reader; j++)
@@ -341,6 +327,11 @@ static int s_check_pipes(const pid_t *pids, size_t np, cairn_error_t *err)
     }
     free(v);
     return r;
+}
+
+static int s_check_fds(pid_t pid, cairn_error_t *err)
+{
+    return s_scan_fds(pid, NULL, NULL, NULL, err);
 }
 
 /* The vma kind from its maps line. 0, or a refusal. */
