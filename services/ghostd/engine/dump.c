@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -1153,7 +1154,8 @@ static int s_vma_record(pid_t pid, const proc_vma_t *v, Cairn__Ghost__Vma *out,
         return r;
     out->start = v->start, out->end = v->end, out->prot = v->prot;
     out->flags = (v->shared ? MAP_SHARED : MAP_PRIVATE) |
-                 ((v->vmflags & PROC_VMF_GROWSDOWN) ? MAP_GROWSDOWN : 0);
+                 ((v->vmflags & PROC_VMF_GROWSDOWN) ? MAP_GROWSDOWN : 0) |
+                 ((v->vmflags & PROC_VMF_NORESERVE) ? MAP_NORESERVE : 0);
     out->pgoff = v->pgoff, out->kind = k;
     out->path = (char *)v->path;
     out->dev = v->dev, out->ino = v->ino;
@@ -1349,11 +1351,64 @@ static int s_dump_run(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size
     return 0;
 }
 
-/* Dumps the pages of one vma that pagemap says are present or swapped;
- * pagemap is read S_PAGEMAP_BATCH entries (64 KiB) at a time. */
+/* PAGEMAP_SCAN (Linux 6.7, <linux/fs.h> of newer headers than Debian 12's):
+ * the kernel walks the page tables and returns only the populated ranges,
+ * so a huge sparse reservation -- ASan's terabytes of shadow, a runtime's
+ * arena -- costs its populated pages, not one pagemap entry per page. */
+struct s_page_region {
+    uint64_t start, end, categories;
+};
+struct s_pm_scan_arg {
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define S_PAGEMAP_SCAN _IOWR('f', 16, struct s_pm_scan_arg)
+#define S_PAGE_IS_PRESENT (1ull << 3)
+#define S_PAGE_IS_SWAPPED (1ull << 4)
+#define S_SCAN_REGIONS 512
+
+/* Dumps v's present or swapped pages found by PAGEMAP_SCAN. -ENOTTY when
+ * the kernel lacks it (nothing dumped yet: the caller falls back). */
+static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_error_t *err)
+{
+    struct s_page_region *reg = malloc(S_SCAN_REGIONS * sizeof(*reg));
+    bool readable = v->prot & PROT_READ;
+    uint64_t at = v->start;
+    int r = reg ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    while (r == 0 && at < v->end) {
+        struct s_pm_scan_arg a = {
+            .size = sizeof(a), .start = at, .end = v->end,
+            .vec = (uint64_t)(uintptr_t)reg, .vec_len = S_SCAN_REGIONS,
+            .category_anyof_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
+            .return_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
+        };
+        long n = ioctl(m->pagemap_fd, S_PAGEMAP_SCAN, &a);
+        if (n < 0) {
+            r = at == v->start && (errno == ENOTTY || errno == EINVAL)
+                    ? -ENOTTY
+                    : cairn_error_set(err, -errno, CAIRN_SYSTEM, "PAGEMAP_SCAN of %d at %#llx: %s",
+                                      (int)m->pid, (unsigned long long)at, strerror(errno));
+            break;
+        }
+        for (long i = 0; r == 0 && i < n; i++)
+            r = s_dump_run(c, m, readable, reg[i].start, (size_t)(reg[i].end - reg[i].start), err);
+        if (a.walk_end <= at)
+            break;   /* no progress: cannot happen, but never loop on it */
+        at = a.walk_end;
+    }
+    free(reg);
+    return r;
+}
+
+/* Dumps the pages of one vma that pagemap says are present or swapped:
+ * with PAGEMAP_SCAN where the kernel has it, else reading pagemap
+ * S_PAGEMAP_BATCH entries (64 KiB) at a time. */
 #define S_PAGEMAP_BATCH 8192
 static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_error_t *err)
 {
+    int scanned = s_dump_scanned(c, m, v, err);
+    if (scanned != -ENOTTY)
+        return scanned;
     size_t ps = c->page_size, npages = (v->end - v->start) / ps;
     bool readable = v->prot & PROT_READ;
     uint64_t *ent = malloc(S_PAGEMAP_BATCH * sizeof(*ent));

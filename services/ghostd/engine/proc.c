@@ -142,7 +142,7 @@ static uint32_t s_parse_vmflags(const char *p)
     static const struct { const char *f; uint32_t bit; } map[] = {
         { "gd", PROC_VMF_GROWSDOWN }, { "io", PROC_VMF_IO },
         { "pf", PROC_VMF_PFNMAP }, { "dd", PROC_VMF_DONTDUMP },
-        { "sh", PROC_VMF_SHARED },
+        { "sh", PROC_VMF_SHARED }, { "nr", PROC_VMF_NORESERVE },
     };
     uint32_t bits = PROC_VMF_HAVE;
     while (*p && *p != '\n') {

@@ -22,6 +22,7 @@
 #define PROC_VMF_PFNMAP    (1u << 2)   /* pf: VM_PFNMAP */
 #define PROC_VMF_DONTDUMP  (1u << 3)   /* dd */
 #define PROC_VMF_SHARED    (1u << 4)   /* sh */
+#define PROC_VMF_NORESERVE (1u << 5)   /* nr: MAP_NORESERVE, not accounted */
 #define PROC_VMF_HAVE      (1u << 31)  /* the VmFlags line was present */
 
 /* One line of /proc/PID/maps (plus VmFlags when read from smaps). */

@@ -990,6 +990,9 @@ static int s_plan_vmas(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
                                   "vma %#llx of unknown kind %d",
                                   (unsigned long long)v->start, v->kind);
         }
+        /* A reservation made without commit accounting (ASan's shadow, a
+         * runtime's heap arena) must stay so, or mapping it fails ENOMEM. */
+        g.map_flags |= v->flags & MAP_NORESERVE;
         if (ret >= 0)
             a->vmas[a->n_vmas++] = g;
     }
