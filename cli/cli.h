@@ -18,7 +18,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <time.h>
 #include <jansson.h>
 
 #include "cairn/error.h"
@@ -41,6 +44,20 @@
 #define TAKE_PTR(p) ({ __typeof__(p) _tp = (p); (p) = NULL; _tp; })
 static inline void cli_freep(void *p) { free(*(void **)p); }
 static inline void cli_json_decrefp(json_t **p) { json_decref(*p); }
+
+/* Milliseconds on CLOCK_MONOTONIC, for deadlines. */
+static inline int64_t cli_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Fills err for a failed allocation; returns -ENOMEM. */
+static inline int cli_oom(cairn_error_t *err)
+{
+    return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+}
 #define _cleanup_free_ _cleanup_(cli_freep)
 #define _cleanup_json_ _cleanup_(cli_json_decrefp)
 

@@ -31,10 +31,6 @@ const cli_option_t cli_config_generate_options[] = {
 };
 enum { O_HOSTS, O_APPLIANCE, O_NAME, O_OUTPUT };
 
-static int s_oom(cairn_error_t *err) {
-    return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-}
-
 /* Appliance names used by the nodes, each once, in order of first use. */
 static json_t *s_appliances_json(const cairn_description_t *d) {
     json_t *names = json_array();
@@ -86,7 +82,7 @@ int cli_cmd_config_check(cli_ctx *ctx, int argc, char **argv,
     result = s_check_json(d);
     cairn_description_free(d);
     if (!result)
-        return s_oom(err);
+        return cli_oom(err);
     *ret_result = result;
     return 0;
 }
@@ -130,7 +126,7 @@ static int s_write_atomic(const char *path, const char *text,
     int fd, r;
 
     if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-        return s_oom(err);
+        return cli_oom(err);
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return cairn_error_set_at(err, -errno, CAIRN_SYSTEM, path, 0, NULL,
@@ -169,7 +165,7 @@ static int s_generate_result(const char *output, const char *cluster,
                       (json_int_t)n, "xml", xml);
     }
     if (!v)
-        return s_oom(err);
+        return cli_oom(err);
     *ret = v;
     return 0;
 }
@@ -191,7 +187,7 @@ int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,
                                "config generate: --hosts LIST is required");
     list = strdup(a.values[O_HOSTS]);
     if (!list)
-        return s_oom(err);
+        return cli_oom(err);
     r = s_split_hosts(list, hosts, &n, err);
     if (r < 0)
         return r;

@@ -40,19 +40,6 @@ const cli_option_t cli_restart_options[] = {
 };
 enum { O_PID };
 
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int s_oom(cairn_error_t *err)
-{
-    return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-}
-
 /* path made absolute against the cwd into out. */
 static int s_absolute(const char *what, const char *path, char *out,
                       size_t size, cairn_error_t *err)
@@ -79,14 +66,14 @@ static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
                   const ProtobufCMessage *req, Cairn__Ghostd__Reply__MsgCase expect,
                   Cairn__Ghostd__Reply **ret, cairn_error_t *err)
 {
-    int64_t start = s_now_ms(), left;
+    int64_t start = cli_now_ms(), left;
     ProtobufCMessage *reply = NULL;
     cli_target_t t = { 0 };
     cairn_client_t *c = NULL;
     int r;
 
     r = cli_target_resolve(ctx, "ghostd", &t, err);
-    left = timeout_ms - (s_now_ms() - start);
+    left = timeout_ms - (cli_now_ms() - start);
     if (r == 0 && left < 1)
         r = cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT, "deadline of %d ms "
                             "passed before the request to ghostd was sent",
@@ -96,7 +83,7 @@ static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
                 ? cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--endpoint '%s': "
                                   "not an ipc://, tcp:// or inproc:// endpoint",
                                   t.endpoint)
-                : s_oom(err);
+                : cli_oom(err);
     if (r == 0) {
         cairn_client_set_timeout(c, (int)left);
         if (ctx->retries >= 0)
@@ -184,7 +171,7 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
     result = s_checkpoint_json(reply->checkpoint_reply);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     if (!result)
-        return s_oom(err);
+        return cli_oom(err);
     *ret_result = result;
     return 0;
 }
@@ -250,7 +237,7 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     result = s_restart_json(reply->restart_reply);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     if (!result)
-        return s_oom(err);
+        return cli_oom(err);
     *ret_result = result;
     return 0;
 }

@@ -40,19 +40,6 @@
 
 const cli_option_t cli_no_options[] = { { NULL, NULL, NULL } };
 
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int s_oom(cairn_error_t *err)
-{
-    return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-}
-
 int cli_cmd_version(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                     cairn_error_t *err)
 {
@@ -66,7 +53,7 @@ int cli_cmd_version(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     v = json_pack("{s:s, s:i}", "version", CAIRN_VERSION, "protocol",
                   (int)CAIRN_WIRE_VERSION);
     if (!v)
-        return s_oom(err);
+        return cli_oom(err);
     *ret_result = v;
     return 0;
 }
@@ -77,7 +64,7 @@ static int s_call_clusterd(const cli_ctx *ctx, const cli_target_t *t,
                            int64_t start_ms, const ProtobufCMessage *req,
                            Cairn__Clusterd__Reply **ret, cairn_error_t *err)
 {
-    int64_t left = ctx->timeout_ms - (s_now_ms() - start_ms);
+    int64_t left = ctx->timeout_ms - (cli_now_ms() - start_ms);
     ProtobufCMessage *reply = NULL;
     cairn_client_t *c;
     int r;
@@ -92,7 +79,7 @@ static int s_call_clusterd(const cli_ctx *ctx, const cli_target_t *t,
                    ? cairn_error_set(err, -EINVAL, CAIRN_USAGE,
                                      "--endpoint '%s': not an ipc://, tcp:// "
                                      "or inproc:// endpoint", t->endpoint)
-                   : s_oom(err);
+                   : cli_oom(err);
     cairn_client_set_timeout(c, (int)left);
     if (ctx->retries >= 0)
         cairn_client_set_retries(c, ctx->retries);
@@ -114,7 +101,7 @@ static int s_request(cli_ctx *ctx, const char *what,
                      cli_target_t *ret_target, Cairn__Clusterd__Reply **ret,
                      cairn_error_t *err)
 {
-    int64_t start = s_now_ms();
+    int64_t start = cli_now_ms();
     Cairn__Clusterd__Reply *reply = NULL;
     cli_target_t t = { 0 };
     int r;
@@ -177,7 +164,7 @@ int cli_cmd_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     cli_target_clear(&t);
     if (!result)
-        return s_oom(err);
+        return cli_oom(err);
     *ret_result = result;
     return 0;
 }
@@ -248,7 +235,7 @@ static int s_nodes_snapshot(cli_ctx *ctx, cli_target_t *ret_target,
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     if (!result) {
         cli_target_clear(ret_target);
-        return s_oom(err);
+        return cli_oom(err);
     }
     *ret_result = result;
     return 0;
@@ -333,7 +320,7 @@ static int s_event_json(zmq_msg_t frames[3], json_t **ret, cairn_error_t *err)
                      "observer", (json_int_t)ev->observer,
                      "time_ms", (json_int_t)ev->time_ms);
     protobuf_c_message_free_unpacked(body, NULL);
-    return *ret ? 0 : s_oom(err);
+    return *ret ? 0 : cli_oom(err);
 }
 
 /* Receives one whole message into frames[3]: 1 done, 0 nothing yet (or a
@@ -397,7 +384,7 @@ static int s_monitor_handshake(void *mon)
 static int s_connect_sub(void *zctx, void *sub, const char *endpoint,
                          int timeout_ms, cairn_error_t *err)
 {
-    int64_t deadline = s_now_ms() + timeout_ms;
+    int64_t deadline = cli_now_ms() + timeout_ms;
     char name[64];
     void *mon = NULL;
     int found = 0, e;
@@ -419,7 +406,7 @@ static int s_connect_sub(void *zctx, void *sub, const char *endpoint,
     }
     while (!found && !s_stop_signal) {
         zmq_pollitem_t p = { .socket = mon, .events = ZMQ_POLLIN };
-        int64_t left = deadline - s_now_ms();
+        int64_t left = deadline - cli_now_ms();
 
         if (left <= 0)
             break;
@@ -479,7 +466,7 @@ static int s_watch_loop(void *sub, FILE *out, long count, int64_t deadline)
 
     while (!s_stop_signal && (count == 0 || seen < count)) {
         zmq_pollitem_t p = { .socket = sub, .events = ZMQ_POLLIN };
-        int64_t left = deadline ? deadline - s_now_ms() : -1;
+        int64_t left = deadline ? deadline - cli_now_ms() : -1;
         cairn_error_t e = { 0 };
         zmq_msg_t frames[3];
         json_t *line = NULL;
@@ -550,7 +537,7 @@ static int s_watch(cli_ctx *ctx, void *zctx, FILE *out, long count,
     if (r == 0 && !s_stop_signal) {
         line = json_pack("{s:s, s:O}", "event", "snapshot", "nodes",
                          json_object_get(snap, "nodes"));
-        r = line ? s_watch_print(out, line) : s_oom(err);
+        r = line ? s_watch_print(out, line) : cli_oom(err);
         if (line && r < 0)   /* printed */
             r = s_watch_loop(sub, out, count, deadline);
     }
@@ -580,7 +567,7 @@ int cli_cmd_nodes_watch(cli_ctx *ctx, int argc, char **argv, FILE *in,
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     r = s_watch(ctx, zctx, out, count,
-                duration ? s_now_ms() + duration : 0, err);
+                duration ? cli_now_ms() + duration : 0, err);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     zmq_ctx_term(zctx);
@@ -610,7 +597,7 @@ static int s_one_node(const Cairn__Clusterd__Reply *reply, const char *what,
                                "clusterd at %s answered %s with %zu nodes, "
                                "expected 1", t->endpoint, what, nr->n_nodes);
     *ret = json_pack("{s:o*}", "node", s_node_json(nr->nodes[0]));
-    return *ret ? 0 : s_oom(err);
+    return *ret ? 0 : cli_oom(err);
 }
 
 /* Request{node_remove id} on t, the reply dropped: undoes an admission whose
@@ -626,7 +613,7 @@ static void s_unadmit(cli_ctx *ctx, const cli_target_t *t, uint32_t id)
     rreq.id = id;
     req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODE_REMOVE;
     req.node_remove = &rreq;
-    if (s_call_clusterd(ctx, t, s_now_ms(), &req.base, &reply, &e) == 0)
+    if (s_call_clusterd(ctx, t, cli_now_ms(), &req.base, &reply, &e) == 0)
         protobuf_c_message_free_unpacked(&reply->base, NULL);
 }
 
@@ -663,7 +650,7 @@ static int s_provision(cli_ctx *ctx, const cli_target_t *t, json_t *result,
         json_object_set(result, "netns", json_object_get(made, "netns")) |
         json_object_set(result, "rundir", json_object_get(made, "rundir"));
     json_decref(made);
-    return r ? s_oom(err) : 0;
+    return r ? cli_oom(err) : 0;
 }
 
 /* The node add arguments: id and address, checked. */
@@ -728,7 +715,7 @@ int cli_cmd_node_add(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
         areq.appliance = (char *)(a.values[O_APPLIANCE] ? a.values[O_APPLIANCE] : "");
         req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODE_ADD;
         req.node_add = &areq;
-        r = s_call_clusterd(ctx, &t, s_now_ms(), &req.base, &reply, err);
+        r = s_call_clusterd(ctx, &t, cli_now_ms(), &req.base, &reply, err);
     }
     if (r == 0 && reply->msg_case != CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY)
         r = cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR, "clusterd at %s "
@@ -741,7 +728,7 @@ int cli_cmd_node_add(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     if (r == 0)
         r = local ? s_provision(ctx, &t, result, address, err)
                   : json_object_set_new(result, "provisioned", json_false())
-                        ? s_oom(err) : 0;
+                        ? cli_oom(err) : 0;
     cli_target_clear(&t);
     if (r < 0)
         return r;
@@ -795,7 +782,7 @@ int cli_cmd_node_remove(cli_ctx *ctx, int argc, char **argv,
     if (r == 0 && (json_object_set_new(result, "deprovisioned",
                                        json_boolean(gone != NULL)) ||
                    (gone && json_object_update_missing(result, gone))))
-        r = s_oom(err);
+        r = cli_oom(err);
     cli_target_clear(&t);
     if (r < 0)
         return r;
@@ -841,5 +828,5 @@ int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
         id = t.node_id;
     cli_target_clear(&t);
     *ret_result = json_pack("{s:I, s:b}", "node", (json_int_t)id, "left", 1);
-    return *ret_result ? 0 : s_oom(err);
+    return *ret_result ? 0 : cli_oom(err);
 }

@@ -75,15 +75,7 @@ t_wait_socket() {
 # t_start_clusterd CONFIG NODE LOG: starts clusterd, waits until it serves.
 # Sets T_LAST_PID.
 t_start_clusterd() {
-    local config=$1 node=$2 log=$3 cluster
-    "$CLUSTERD" --config "$config" --node "$node" 2>"$log" &
-    T_LAST_PID=$!
-    T_PIDS+=("$T_LAST_PID")
-    cluster=$(sed -n 's/.*<cluster name="\([^"]*\)".*/\1/p' "$config")
-    if ! t_wait_socket "$T_TMP/run/$cluster/$node/clusterd.sock"; then
-        echo "clusterd did not come up; log:" >&2; cat "$log" >&2
-        return 1
-    fi
+    t_start_service clusterd "$CLUSTERD" "$@"
 }
 
 # t_require_netns: skips the test (77) unless we are root and may create

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "dump.h"
+#include "report.h"
 
 enum { S_EXIT_OK = 0, S_EXIT_FAILED = 1, S_EXIT_REFUSED = 2, S_EXIT_USAGE = 100 };
 
@@ -33,30 +34,13 @@ typedef struct s_args {
     bool check;            /* --check */
 } s_args_t;
 
-static void s_print(json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT);
-    if (s)
-        printf("%s\n", s);
-    free(s);
-    json_decref(j);
-    fflush(stdout);
-}
-
-static int s_fail(const cairn_error_t *err, int code)
-{
-    s_print(json_pack("{s:{s:s,s:s}}", "error", "code", cairn_code_name(err->code),
-                      "message", err->message));
-    return code;
-}
-
 static int s_usage(const char *why)
 {
     cairn_error_t err;
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
                     "%s; usage: ghost-dump --pid PID --out FILE [--leave-running] [--check]",
                     why);
-    return s_fail(&err, S_EXIT_USAGE);
+    return ghost_report_error(&err, S_EXIT_USAGE);
 }
 
 static int s_parse(int argc, char **argv, s_args_t *a)
@@ -93,14 +77,14 @@ static int s_check(const s_args_t *a)
     cairn_error_t err;
     ghost_dump_opts_t o = { .leave_running = a->leave_running };
     if (ghost_check((pid_t)a->pid, &o, &err) < 0)
-        return s_fail(&err, S_EXIT_REFUSED);
-    s_print(json_pack("{s:I,s:b}", "pid", (json_int_t)a->pid, "checkpointable", 1));
+        return ghost_report_error(&err, S_EXIT_REFUSED);
+    ghost_report(json_pack("{s:I,s:b}", "pid", (json_int_t)a->pid, "checkpointable", 1));
     return S_EXIT_OK;
 }
 
 static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
 {
-    s_print(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+    ghost_report(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
                       "pid", (json_int_t)a->pid, "image", a->out,
                       "image_bytes", (json_int_t)s->image_bytes,
                       "pages", (json_int_t)s->pages,
@@ -117,12 +101,12 @@ static int s_dump(const s_args_t *a)
     ghost_dump_opts_t o = { .leave_running = a->leave_running };
     /* refusals first, so a refused dump leaves no file behind */
     if (ghost_check((pid_t)a->pid, &o, &err) < 0)
-        return s_fail(&err, S_EXIT_REFUSED);
+        return ghost_report_error(&err, S_EXIT_REFUSED);
     int fd = open(a->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         cairn_error_set(&err, -errno, CAIRN_SYSTEM, "cannot create %s: %s", a->out,
                         strerror(errno));
-        return s_fail(&err, S_EXIT_FAILED);
+        return ghost_report_error(&err, S_EXIT_FAILED);
     }
     ghost_dump_stats_t s;
     int r = ghost_dump((pid_t)a->pid, &o, fd, &s, &err);
@@ -131,7 +115,7 @@ static int s_dump(const s_args_t *a)
                             strerror(errno));
     if (r < 0) {
         unlink(a->out);
-        return s_fail(&err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
+        return ghost_report_error(&err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
     }
     s_print_stats(a, &s);
     return S_EXIT_OK;

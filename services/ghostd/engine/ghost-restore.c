@@ -24,18 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "report.h"
 #include "restore.h"
-
-static void s_print(json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT);
-
-    if (s)
-        printf("%s\n", s);
-    fflush(stdout);
-    free(s);
-    json_decref(j);
-}
 
 /* The success line (see the top of this file). */
 static json_t *s_success(const ghost_restore_stats_t *st)
@@ -59,20 +49,13 @@ static json_t *s_success(const ghost_restore_stats_t *st)
                      "members", members);
 }
 
-static int s_fail(const cairn_error_t *err, int code)
-{
-    s_print(json_pack("{s:{s:s,s:s}}", "error", "code",
-                      cairn_code_name(err->code), "message", err->message));
-    return code;
-}
-
 static int s_usage(const char *why)
 {
     cairn_error_t err;
 
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
                     "%s; usage: ghost-restore --image FILE [--new-pid]", why);
-    return s_fail(&err, 100);
+    return ghost_report_error(&err, 100);
 }
 
 int main(int argc, char **argv)
@@ -103,14 +86,14 @@ int main(int argc, char **argv)
     if (fd < 0) {
         cairn_error_set(&err, -errno, CAIRN_NOT_FOUND, "cannot open image %s: %s",
                         image, strerror(errno));
-        return s_fail(&err, 1);
+        return ghost_report_error(&err, 1);
     }
     cairn_error_clear(&err);
     ret = ghost_restore(fd, &opts, &st, &err);
     close(fd);
     if (ret < 0)
-        return s_fail(&err, err.code == CAIRN_ALREADY_EXISTS ? 3 : 1);
-    s_print(s_success(&st));
+        return ghost_report_error(&err, err.code == CAIRN_ALREADY_EXISTS ? 3 : 1);
+    ghost_report(s_success(&st));
     free(st.members);
     return 0;
 }
