@@ -269,10 +269,29 @@ typedef struct s_pipe_end {
     int fd;            /* its fd number */
 } s_pipe_end_t;
 
-/* Describes every fd of pid (which refuses what cannot be dumped) and,
- * when v is given, appends its pipe ends to *v. */
-static int s_scan_fds(pid_t pid, s_pipe_end_t **v, size_t *n, size_t *cap,
-                      cairn_error_t *err)
+/* The pipe ends of a whole tree, gathered while its fds are checked. */
+typedef struct s_pipe_ends {
+    s_pipe_end_t *v;   /* ends, in scan order (owned) */
+    size_t n, cap;     /* used and allocated entries */
+} s_pipe_ends_t;
+
+static int s_add_pipe_end(s_pipe_ends_t *e, s_pipe_end_t end, cairn_error_t *err)
+{
+    if (e->n == e->cap) {
+        size_t nc = e->cap ? e->cap * 2 : 32;
+        s_pipe_end_t *nv = realloc(e->v, nc * sizeof(*nv));
+        if (!nv)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        e->v = nv;
+        e->cap = nc;
+    }
+    e->v[e->n++] = end;
+    return 0;
+}
+
+/* Describes every fd of pid (which refuses what cannot be dumped) and
+ * adds its pipe ends to *ends. */
+static int s_check_fds(pid_t pid, s_pipe_ends_t *ends, cairn_error_t *err)
 {
     int *fds = NULL;
     size_t nf = 0;
@@ -281,23 +300,11 @@ static int s_scan_fds(pid_t pid, s_pipe_end_t **v, size_t *n, size_t *cap,
         Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
         char path[PATH_MAX];
         r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), err);
-        if (r == -ENOENT) {
+        if (r == -ENOENT)
             r = 0;   /* closed meanwhile */
-            continue;
-        }
-        if (r < 0 || !v || f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
-            continue;
-        if (*n == *cap) {
-            size_t nc = *cap ? *cap * 2 : 32;
-            s_pipe_end_t *nv = realloc(*v, nc * sizeof(*nv));
-            if (!nv) {
-                r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-                break;
-            }
-            *v = nv;
-            *cap = nc;
-        }
-        (*v)[(*n)++] = (s_pipe_end_t){ f.pipe_id, f.pipe_write_end, pid, fds[i] };
+        else if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE)
+            r = s_add_pipe_end(ends, (s_pipe_end_t){ f.pipe_id, f.pipe_write_end, pid, fds[i] },
+                               err);
     }
     free(fds);
     return r;
@@ -308,31 +315,21 @@ static int s_scan_fds(pid_t pid, s_pipe_end_t **v, size_t *n, size_t *cap,
  * refused here, before anything changes -- not after the process was
  * killed. A read end whose writers are outside is fine: it reads what is
  * buffered, then end of file. */
-static int s_check_pipes(const pid_t *pids, size_t np, cairn_error_t *err)
+static int s_check_pipes(const s_pipe_ends_t *ends, cairn_error_t *err)
 {
-    s_pipe_end_t *v = NULL;
-    size_t n = 0, cap = 0;
-    int r = 0;
-    for (size_t i = 0; r == 0 && i < np; i++)
-        r = s_scan_fds(pids[i], &v, &n, &cap, err);
-    for (size_t i = 0; r == 0 && i < n; i++) {
+    const s_pipe_end_t *v = ends->v;
+    for (size_t i = 0; i < ends->n; i++) {
         bool reader = false;
-        for (size_t j = 0; j < n && !reader; j++)
+        for (size_t j = 0; j < ends->n && !reader; j++)
             reader = !v[j].write_end && v[j].ino == v[i].ino;
         if (v[i].write_end && !reader)
-            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                "process %d fd %d is the write end of pipe %llu whose "
-                                "read end is held outside the process tree (a shell "
-                                "pipeline?): it could not be reconnected at restart",
-                                (int)v[i].pid, v[i].fd, (unsigned long long)v[i].ino);
+            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                   "process %d fd %d is the write end of pipe %llu whose "
+                                   "read end is held outside the process tree (a shell "
+                                   "pipeline?): it could not be reconnected at restart",
+                                   (int)v[i].pid, v[i].fd, (unsigned long long)v[i].ino);
     }
-    free(v);
-    return r;
-}
-
-static int s_check_fds(pid_t pid, cairn_error_t *err)
-{
-    return s_scan_fds(pid, NULL, NULL, NULL, err);
+    return 0;
 }
 
 /* The vma kind from its maps line. 0, or a refusal. */
@@ -410,7 +407,7 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     return r;
 }
 
-static int s_check_one(pid_t pid, pid_t tracer, cairn_error_t *err)
+static int s_check_one(pid_t pid, pid_t tracer, s_pipe_ends_t *ends, cairn_error_t *err)
 {
     proc_stat_t st;
     int r = proc_read_stat(pid, &st, err);
@@ -431,7 +428,7 @@ static int s_check_one(pid_t pid, pid_t tracer, cairn_error_t *err)
         return r;
     if ((r = s_check_vmas(pid, err)) < 0)
         return r;
-    return s_check_fds(pid, err);
+    return s_check_fds(pid, ends, err);
 }
 
 /* pid and all its descendants, parents first; (*ret)[i*2+1] is the parent. */
@@ -482,13 +479,13 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
     pid_t *tree = NULL;
     size_t n = 0;
+    s_pipe_ends_t ends = { 0 };
     int r = s_tree(pid, &tree, &n, err);
     for (size_t i = 0; r == 0 && i < n; i++)
-        r = s_check_one(tree[i * 2], 0, err);
-    for (size_t i = 0; r == 0 && i < n; i++)
-        tree[i] = tree[i * 2];   /* pids only, for the tree-wide check */
+        r = s_check_one(tree[i * 2], 0, &ends, err);
     if (r == 0)
-        r = s_check_pipes(tree, n, err);
+        r = s_check_pipes(&ends, err);
+    free(ends.v);
     free(tree);
     return r;
 }
@@ -1825,18 +1822,13 @@ static void s_ctx_free(s_ctx_t *c)
 
 static int s_recheck_frozen(s_ctx_t *c, cairn_error_t *err)
 {
-    for (size_t i = 0; i < c->np; i++) {
-        int r = s_check_one(c->p[i].pid, getpid(), err);
-        if (r < 0)
-            return r;
-    }
-    pid_t *pids = malloc((c->np ? c->np : 1) * sizeof(*pids));
-    if (!pids)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (size_t i = 0; i < c->np; i++)
-        pids[i] = c->p[i].pid;
-    int r = s_check_pipes(pids, c->np, err);
-    free(pids);
+    s_pipe_ends_t ends = { 0 };
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < c->np; i++)
+        r = s_check_one(c->p[i].pid, getpid(), &ends, err);
+    if (r == 0)
+        r = s_check_pipes(&ends, err);
+    free(ends.v);
     return r;
 }
 
