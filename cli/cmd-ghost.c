@@ -112,7 +112,7 @@ static int s_timeout(const cli_ctx *ctx)
 
 static json_t *s_checkpoint_json(const Cairn__Ghostd__CheckpointReply *c)
 {
-    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
+    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:b}",
                      "pid", (json_int_t)c->pid, "dir", c->dir,
                      "image", c->image,
                      "image_bytes", (json_int_t)c->image_bytes,
@@ -121,6 +121,7 @@ static json_t *s_checkpoint_json(const Cairn__Ghostd__CheckpointReply *c)
                      "threads", (json_int_t)c->threads,
                      "freeze_ms", (double)c->freeze_us / 1000.0,
                      "dump_ms", (double)c->dump_us / 1000.0,
+                     "copy_threads", (json_int_t)c->copy_threads,
                      "left_running", (int)c->left_running);
 }
 

@@ -483,6 +483,7 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     Cairn__Ghostd__CheckpointReply cr = CAIRN__GHOSTD__CHECKPOINT_REPLY__INIT;
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
     json_t *lr = json_object_get(v, "left_running");
+    json_t *ct = json_object_get(v, "copy_threads");   /* optional */
     const char *missing = NULL;
     uint64_t f[6];
     char what[128];
@@ -501,6 +502,10 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     cr.freeze_us = f[4];
     cr.dump_us = f[5];
     cr.left_running = json_is_boolean(lr) ? json_is_true(lr) : j->leave_running;
+    cr.copy_threads = json_is_integer(ct) && json_integer_value(ct) > 0 &&
+                              json_integer_value(ct) < 1024
+                          ? (uint32_t)json_integer_value(ct)
+                          : 0;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY;
     reply.checkpoint_reply = &cr;
     cairn_log_info("checkpoint-done", "pid=%u image=%s bytes=%llu pages=%llu "

@@ -11,11 +11,13 @@ CAIRN="$CAIRN_BUILD/cli/cairn"
 CLUSTERD="$CAIRN_BUILD/services/clusterd/clusterd"
 T_TMP=$(mktemp -d /tmp/cairn-test.XXXXXX)
 T_PIDS=()
+T_MOUNTS=()
 T_FAILS=0
 
 t_cleanup() {
     for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
+    for m in "${T_MOUNTS[@]}"; do umount -l "$m" 2>/dev/null; done
     rm -rf "$T_TMP"
 }
 trap t_cleanup EXIT

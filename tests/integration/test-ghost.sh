@@ -12,7 +12,9 @@
 # (--leave-running, then again), restore twice from one image (the second
 # with --pid new while the first runs), refusals (a socket: the process is
 # left running and untouched), a bad DIR, a pid that does not exist, a
-# garbage image (an error, and nothing left running). Needs root (ptrace of
+# garbage image (an error, and nothing left running). The memory, threads
+# and process cases once more with the image on a huge=always tmpfs, where
+# the dump copies memory in place with several threads. Needs root (ptrace of
 # any process, clone3 set_tid): skips with 77 otherwise.
 . "$(dirname "$0")/lib.sh"
 
@@ -179,9 +181,10 @@ wait_verdict() {
         ! grep -q "^FAIL $mode" "$result"
 }
 
-# run_case MODE: start, checkpoint (killing it), restore, SIGUSR2, verdict.
+# run_case MODE [BASE]: start, checkpoint (killing it) into BASE/img-MODE
+# (BASE defaults to $T_TMP), restore, SIGUSR2, verdict.
 run_case() {
-    local mode=$1 result="$T_TMP/result-$1" img="$T_TMP/img-$1" out rc pid
+    local mode=$1 result="$T_TMP/result-$1" img="${2:-$T_TMP}/img-$1" out rc pid
     : >"$result"
     start_case "$mode" "$result" || { t_fail "$mode: start"; return; }
     pid=$CASE_PID
@@ -198,6 +201,7 @@ run_case() {
         and (.freeze_ms | type) == \"number\" and (.dump_ms | type) == \"number\""
     t_check "$mode: image file is image_bytes long" \
         [ "$(stat -c %s "$img/image.ghost")" = "$(jq .image_bytes <<<"$out")" ]
+    COPY_THREADS=$(jq .copy_threads <<<"$out")
     t_check "$mode: the process is gone after the checkpoint" reap_killed "$pid"
     out=$($C restart "$img" 2>"$T_TMP/err"); rc=$?
     t_check "$mode: restart exit 0 ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
@@ -215,7 +219,27 @@ run_case() {
 for mode in memory counter fpu signals sigsuspend files nanosleep pause read \
             process threads; do
     run_case "$mode"
+    if [ "$mode" = memory ]; then
+        : >"$T_TMP/blk"
+        [ "$(stat -c %o "$T_TMP/blk")" -lt 2097152 ] &&
+            t_check "memory: an image on a small-page fs is streamed" [ "$COPY_THREADS" = 0 ]
+    fi
 done
+
+# The image on a tmpfs with huge pages: ghost-dump copies anonymous memory
+# in place into the image file with several threads (engine/direct.c).
+HUGE="$T_TMP/huge"
+mkdir -p "$HUGE"
+if mount -t tmpfs -o huge=always,mode=0700 cairn-test-huge "$HUGE"; then
+    T_MOUNTS+=("$HUGE")
+    for mode in memory threads process; do
+        run_case "$mode" "$HUGE"
+        t_check "$mode on a huge tmpfs: copied in place (copy_threads $COPY_THREADS)" \
+            [ "${COPY_THREADS:-0}" -ge 1 ]
+    done
+else
+    t_fail "cannot mount a huge=always tmpfs for the in-place copy"
+fi
 
 # Checkpoint twice, then restore twice from one image.
 R="$T_TMP/result-twice"; : >"$R"

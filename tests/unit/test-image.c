@@ -3,7 +3,8 @@
  * feeds it, the reader never seeks), and every way a stream can be bad:
  * truncated at every byte, bad magic, oversized length, a garbage record,
  * records out of order, data after the end - each -EBADMSG naming the
- * offset. */
+ * offset. A run written as a room and filled afterwards (the dump's in-place
+ * copy) reads back like any other; a pipe has no room to leave. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -543,4 +544,71 @@ Test(image, skip_raw_past_the_end_of_a_file_is_ebadmsg)
     cairn__ghost__record__free_unpacked(rec, NULL);
     ghost_reader_free(r);
     close(fd);
+}
+
+/* The sample stream with its large run written as a room the caller fills
+ * itself (as ghost-dump's in-place copy does); the room and the run
+ * before it placed at the offsets the writer said. */
+static void s_write_sample_with_room(int fd)
+{
+    ghost_writer_t *w = ghost_writer_new(fd);
+    cairn_error_t err;
+    cr_assert_not_null(w);
+    s_write_header(w);
+    s_write_process(w);
+    s_write_thread(w);
+    uint8_t *a = s_pattern(3 * PAGE, 1);
+    struct iovec one = { a, 3 * PAGE };
+    cr_assert_eq(ghost_write_pages(w, 0x10000, 3, PAGE, &one, 1, &err), 0, "%s", err.message);
+    uint64_t before = ghost_writer_bytes(w), off = 0;
+    cr_assert_eq(ghost_write_pages_room(w, 0x200000, 600, PAGE, &off, &err), 0, "%s",
+                 err.message);
+    cr_assert_eq(ghost_writer_bytes(w), off + 600 * PAGE, "the room ends the stream so far");
+    cr_assert_gt(off, before, "the pages record precedes the room");
+    s_write_vma_fd_end(w, 603);
+    cr_assert_eq(ghost_writer_flush(w, &err), 0, "%s", err.message);
+    uint8_t *b = s_pattern(600 * PAGE, 7);
+    cr_assert_eq(pwrite(fd, b, 600 * PAGE, (off_t)off), (ssize_t)(600 * PAGE));
+    free(a);
+    free(b);
+    ghost_writer_free(w);
+}
+
+Test(image, room_filled_later_reads_back)
+{
+    char path[] = "/tmp/cairn-image-room.XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    unlink(path);
+    s_write_sample_with_room(fd);
+    cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+    ghost_reader_t *r = ghost_reader_new(fd);
+    s_check_head(r);
+    s_check_pages(r, 0x10000, 3, 1);
+    s_check_pages(r, 0x200000, 600, 7);
+    s_check_tail(r);
+    ghost_reader_free(r);
+    close(fd);
+}
+
+/* A pipe has no place to leave room in: a clear error, not a stream with
+ * a hole the reader would take for page data. */
+Test(image, room_in_a_pipe_is_refused)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    ghost_writer_t *w = ghost_writer_new(p[1]);
+    cairn_error_t err;
+    uint64_t off = 0;
+    cr_assert_eq(ghost_write_pages_room(w, 0x200000, 4, PAGE, &off, &err), -ESPIPE);
+    cr_assert(strstr(err.message, "room") != NULL, "%s", err.message);
+    ghost_writer_free(w);
+    close(p[0]);
+    close(p[1]);
+    FILE *f = tmpfile();
+    w = ghost_writer_new(fileno(f));
+    cr_assert_eq(ghost_write_pages_room(w, 0x200000, 0, PAGE, &off, &err), -EINVAL,
+                 "an empty run is refused");
+    ghost_writer_free(w);
+    fclose(f);
 }

@@ -63,6 +63,7 @@
 #include <linux/kcmp.h>
 
 #include "cairn-config.h"
+#include "direct.h"
 #include "dump.h"
 #include "image.h"
 #include "proc.h"
@@ -98,6 +99,7 @@ typedef struct s_proc {
     s_thread_t *t;         /* threads, leader first */
     size_t nt;
     uint64_t vdso_syscall; /* address of a `syscall` instruction, 0 if none */
+    proc_vmas_t vm;        /* its vmas, as the check on the frozen tree read them */
 } s_proc_t;
 
 /* An fd of the image that opened its own open file description (pipes
@@ -123,6 +125,7 @@ typedef struct s_ctx {
     size_t np;
     uint32_t page_size;
     ghost_writer_t *w;
+    ghost_direct_t *direct; /* page runs copied into the image file, or NULL */
     uint8_t *buf;          /* S_CHUNK bytes: the ring of memory windows */
     uint64_t pages;        /* written so far */
     uint64_t *pipes_done;  /* pipe inodes whose data is recorded */
@@ -371,7 +374,10 @@ static int s_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret
     return 0;
 }
 
-static int s_check_vmas(pid_t pid, cairn_error_t *err)
+/* Every vma of a kind the engine restores. With keep, the vmas read go
+ * there on success (smaps walks every page table: a frozen process's is
+ * read once, by the check, and reused to write the image). */
+static int s_check_vmas(pid_t pid, proc_vmas_t *keep, cairn_error_t *err)
 {
     proc_vmas_t vm = { 0 };
     int r = proc_read_vmas(pid, true, &vm, err);
@@ -379,7 +385,12 @@ static int s_check_vmas(pid_t pid, cairn_error_t *err)
         Cairn__Ghost__VmaKind k;
         r = s_vma_kind(pid, &vm.v[i], &k, err);
     }
-    proc_vmas_free(&vm);
+    if (r == 0 && keep) {
+        proc_vmas_free(keep);
+        *keep = vm;
+    } else {
+        proc_vmas_free(&vm);
+    }
     return r;
 }
 
@@ -407,7 +418,8 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     return r;
 }
 
-static int s_check_one(pid_t pid, pid_t tracer, s_pipe_ends_t *ends, cairn_error_t *err)
+static int s_check_one(pid_t pid, pid_t tracer, s_pipe_ends_t *ends, proc_vmas_t *keep,
+                       cairn_error_t *err)
 {
     proc_stat_t st;
     int r = proc_read_stat(pid, &st, err);
@@ -426,7 +438,7 @@ static int s_check_one(pid_t pid, pid_t tracer, s_pipe_ends_t *ends, cairn_error
                                "process %d is a zombie", (int)pid);
     if ((r = s_check_threads(pid, tracer, err)) < 0)
         return r;
-    if ((r = s_check_vmas(pid, err)) < 0)
+    if ((r = s_check_vmas(pid, keep, err)) < 0)
         return r;
     return s_check_fds(pid, ends, err);
 }
@@ -482,7 +494,7 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
     s_pipe_ends_t ends = { 0 };
     int r = s_tree(pid, &tree, &n, err);
     for (size_t i = 0; r == 0 && i < n; i++)
-        r = s_check_one(tree[i * 2], 0, &ends, err);
+        r = s_check_one(tree[i * 2], 0, &ends, NULL, err);
     if (r == 0)
         r = s_check_pipes(&ends, err);
     free(ends.v);
@@ -1215,6 +1227,7 @@ typedef struct s_mem {
     int mem_fd;        /* /proc/PID/mem */
     int pagemap_fd;    /* /proc/PID/pagemap */
     s_pipe_t *pipe;    /* the writer of this process's pages */
+    bool direct;       /* this vma's runs go through c->direct */
 } s_mem_t;
 
 static uint8_t *s_slot_buf(const s_pipe_t *q, uint64_t n)
@@ -1302,23 +1315,35 @@ static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len)
     pthread_mutex_unlock(&q->mu);
 }
 
-/* Reads [addr, addr+len) into dst; returns bytes read from the start (a
- * page multiple, maybe short where pages cannot be read). */
-static size_t s_read_mem(s_mem_t *m, bool readable, uint64_t addr, uint8_t *dst, size_t len)
+/* Waits until the writer has sent every submitted window, so that this
+ * thread may use c->w; -EPIPE once the writer has failed. */
+static int s_pipe_drain(s_pipe_t *q)
 {
-    size_t got = 0;
-    if (readable) {
-        struct iovec l = { dst, len }, rv = { (void *)(uintptr_t)addr, len };
-        ssize_t k = process_vm_readv(m->pid, &l, 1, &rv, 1, 0);
-        got = k > 0 ? (size_t)k : 0;
+    pthread_mutex_lock(&q->mu);
+    while (q->tail != q->head && q->rc == 0)
+        pthread_cond_wait(&q->cv, &q->mu);
+    int rc = q->rc;
+    pthread_mutex_unlock(&q->mu);
+    return rc < 0 ? -EPIPE : 0;
+}
+
+/* A run of present anonymous pages placed in the image file and queued
+ * for c->direct, in records of at most GHOST_DIRECT_BATCH bytes. */
+static int s_dump_run_direct(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr,
+                             size_t len, cairn_error_t *err)
+{
+    int r = s_pipe_drain(m->pipe);
+    while (r == 0 && len > 0) {
+        size_t n = len < GHOST_DIRECT_BATCH ? len : GHOST_DIRECT_BATCH;
+        uint64_t off = 0;
+        r = ghost_write_pages_room(c->w, addr, n / c->page_size, c->page_size, &off, err);
+        if (r == 0)
+            r = ghost_direct_add(c->direct, m->pid, m->mem_fd, readable, addr, off, n, err);
+        c->pages += r == 0 ? n / c->page_size : 0;
+        addr += n;
+        len -= n;
     }
-    while (got < len) {
-        ssize_t k = pread(m->mem_fd, dst + got, len - got, (off_t)(addr + got));
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    return got & ~(size_t)4095;
+    return r;
 }
 
 /* Queues a run of pages for writing, skipping single unreadable pages.
@@ -1327,14 +1352,15 @@ static size_t s_read_mem(s_mem_t *m, bool readable, uint64_t addr, uint8_t *dst,
 static int s_dump_run(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size_t len,
                       cairn_error_t *err)
 {
-    (void)err;
+    if (m->direct)
+        return s_dump_run_direct(c, m, readable, addr, len, err);
     size_t ps = c->page_size;
     while (len > 0) {
         size_t n = len < S_SLOT ? len : S_SLOT;
         uint8_t *buf = s_pipe_acquire(m->pipe);
         if (!buf)
             return -EPIPE;
-        size_t got = s_read_mem(m, readable, addr, buf, n);
+        size_t got = proc_read_mem(m->pid, m->mem_fd, readable, addr, buf, n);
         if (got > 0) {
             s_pipe_submit(m->pipe, addr, got);
             c->pages += got / ps;
@@ -1457,11 +1483,17 @@ static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_e
         Cairn__Ghost__VmaKind k;
         r = s_vma_kind(p->pid, v, &k, err);
         int pol = r == 0 ? s_dump_policy(k) : 0;
+        /* Present anonymous pages can always be read; the whole range of
+         * a file or shared mapping may have pages that cannot (past the
+         * end of the file), which the pipeline skips. */
+        m.direct = c->direct && pol == 1;
         if (pol == 1)
             r = s_dump_present(c, &m, v, err);
         else if (pol == 2)
             r = s_dump_run(c, &m, v->prot & PROT_READ, v->start, v->end - v->start, err);
     }
+    if (r == 0 && c->direct)
+        r = ghost_direct_flush(c->direct, err);   /* before mem_fd closes */
     if (started) {
         int w = s_pipe_stop(&q, r == 0 || r == -EPIPE ? err : NULL);
         if (r == 0 || r == -EPIPE)
@@ -1715,27 +1747,24 @@ static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm
 /* Everything of one process, in stream order. */
 static int s_write_process(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
 {
-    proc_vmas_t vm = { 0 };
+    const proc_vmas_t *vm = &p->vm;   /* frozen since the check read it */
     int *fds = NULL;
     size_t nfds = 0;
-    int r = proc_read_vmas(p->pid, true, &vm, err);
-    if (r == 0)
-        r = s_find_vdso_syscall(p, &vm, err);
+    int r = s_find_vdso_syscall(p, vm, err);
     if (r == 0)
         r = proc_list_dir(p->pid, "fd", &fds, &nfds, err);
     for (size_t i = 0; r == 0 && i < p->nt; i++)
         r = s_prepare_thread(&p->t[i], err);
     if (r == 0)
-        r = s_write_process_record(c, p, &vm, nfds, err);
+        r = s_write_process_record(c, p, vm, nfds, err);
     if (r == 0)
         r = s_write_threads(c, p, err);
     if (r == 0)
-        r = s_write_vmas(c, p, &vm, err);
+        r = s_write_vmas(c, p, vm, err);
     if (r == 0)
-        r = s_write_pages(c, p, &vm, err);
+        r = s_write_pages(c, p, vm, err);
     if (r == 0)
         r = s_write_fds(c, p, fds, nfds, err);
-    proc_vmas_free(&vm);
     free(fds);
     return r;
 }
@@ -1794,7 +1823,14 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
     c->buf = aligned_alloc(4096, S_CHUNK);   /* page-aligned: the kernel copies fastest */
     if (!c->w || !c->buf)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    int r = s_write_header(c, root, err);
+    cairn_error_t why;
+    int r = ghost_direct_new(out_fd, &c->direct, &why);
+    if (r == -EOPNOTSUPP)
+        r = 0;   /* a pipe, a socket, a write-only fd: the pages are streamed */
+    else if (r < 0)
+        *err = why;
+    if (r == 0)
+        r = s_write_header(c, root, err);
     for (size_t i = 0; r == 0 && i < c->np; i++)
         r = s_write_process(c, &c->p[i], err);
     if (r == 0)
@@ -1810,13 +1846,16 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 
 static void s_ctx_free(s_ctx_t *c)
 {
-    for (size_t i = 0; i < c->np; i++)
+    for (size_t i = 0; i < c->np; i++) {
         free(c->p[i].t);
+        proc_vmas_free(&c->p[i].vm);
+    }
     free(c->p);
     free(c->buf);
     free(c->pipes_done);
     free(c->fdrefs);
     free(c->objs);
+    ghost_direct_free(c->direct);
     ghost_writer_free(c->w);
 }
 
@@ -1825,7 +1864,7 @@ static int s_recheck_frozen(s_ctx_t *c, cairn_error_t *err)
     s_pipe_ends_t ends = { 0 };
     int r = 0;
     for (size_t i = 0; r == 0 && i < c->np; i++)
-        r = s_check_one(c->p[i].pid, getpid(), &ends, err);
+        r = s_check_one(c->p[i].pid, getpid(), &ends, &c->p[i].vm, err);
     if (r == 0)
         r = s_check_pipes(&ends, err);
     free(ends.v);
@@ -1852,6 +1891,7 @@ static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
     stats->processes = (uint32_t)c->np;
     for (size_t i = 0; i < c->np; i++)
         stats->threads += (uint32_t)c->p[i].nt;
+    stats->copy_threads = (uint32_t)ghost_direct_threads(c->direct);
     stats->freeze_us = t1 - t0;
     stats->dump_us = s_now_us() - t1;
     return 0;

@@ -29,6 +29,8 @@ typedef struct ghost_dump_stats {
     uint32_t threads;       /* threads in the image */
     uint64_t freeze_us;     /* first seize until every thread stopped */
     uint64_t dump_us;       /* from then until the image is fully written */
+    uint32_t copy_threads;  /* anonymous pages copied in place into the image
+                               file by this many threads; 0: streamed */
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not

@@ -84,7 +84,7 @@ static int s_check(const s_args_t *a)
 
 static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
 {
-    ghost_report(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+    ghost_report(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
                       "pid", (json_int_t)a->pid, "image", a->out,
                       "image_bytes", (json_int_t)s->image_bytes,
                       "pages", (json_int_t)s->pages,
@@ -92,6 +92,7 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
                       "threads", (json_int_t)s->threads,
                       "freeze_us", (json_int_t)s->freeze_us,
                       "dump_us", (json_int_t)s->dump_us,
+                      "copy_threads", (json_int_t)s->copy_threads,
                       "left_running", s->left_running));
 }
 
@@ -102,7 +103,7 @@ static int s_dump(const s_args_t *a)
     /* refusals first, so a refused dump leaves no file behind */
     if (ghost_check((pid_t)a->pid, &o, &err) < 0)
         return ghost_report_error(&err, S_EXIT_REFUSED);
-    int fd = open(a->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open(a->out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         cairn_error_set(&err, -errno, CAIRN_SYSTEM, "cannot create %s: %s", a->out,
                         strerror(errno));

@@ -227,6 +227,25 @@ static int s_send_with_pages(ghost_writer_t *w, const struct iovec *iov,
     return r;
 }
 
+/* Checks a pages run and buffers its record; its raw size into *ret_want. */
+static int s_buffer_pages_record(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
+                                 uint32_t page_size, uint64_t *ret_want, cairn_error_t *err)
+{
+    uint64_t want = n_pages * page_size;
+    if (n_pages == 0 || want / page_size != n_pages || want > S_MAX_RAW_RUN)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "pages run of %llu pages is empty or too large",
+                               (unsigned long long)n_pages);
+    Cairn__Ghost__Pages p = CAIRN__GHOST__PAGES__INIT;
+    p.vaddr = vaddr;
+    p.n_pages = n_pages;
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_PAGES;
+    rec.pages = &p;
+    *ret_want = want;
+    return s_buffer_record(w, &rec, err);
+}
+
 int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
                       uint32_t page_size, const struct iovec *iov, int iovcnt,
                       cairn_error_t *err)
@@ -235,27 +254,43 @@ int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "bad pages arguments");
     uint64_t want = n_pages * page_size;
-    if (n_pages == 0 || want / page_size != n_pages || want > S_MAX_RAW_RUN)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "pages run of %llu pages is empty or too large",
-                               (unsigned long long)n_pages);
     if (s_iov_total(iov, iovcnt) != want)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "pages run of %llu bytes given %llu bytes of data",
                                (unsigned long long)want,
                                (unsigned long long)s_iov_total(iov, iovcnt));
-    Cairn__Ghost__Pages p = CAIRN__GHOST__PAGES__INIT;
-    p.vaddr = vaddr;
-    p.n_pages = n_pages;
-    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
-    rec.r_case = CAIRN__GHOST__RECORD__R_PAGES;
-    rec.pages = &p;
-    int r = s_buffer_record(w, &rec, err);
+    int r = s_buffer_pages_record(w, vaddr, n_pages, page_size, &want, err);
     if (r < 0)
         return r;
     r = s_send_with_pages(w, iov, iovcnt, err);
     if (r < 0)
         return r;
+    w->bytes += want;
+    return 0;
+}
+
+int ghost_write_pages_room(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
+                           uint32_t page_size, uint64_t *ret_off, cairn_error_t *err)
+{
+    if (!w || !ret_off || page_size == 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "bad pages arguments");
+    if (lseek(w->fd, 0, SEEK_CUR) < 0)   /* before anything is written */
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM,
+                               "cannot leave room in the image: %s", strerror(errno));
+    uint64_t want = 0;
+    int r = s_buffer_pages_record(w, vaddr, n_pages, page_size, &want, err);
+    if (r == 0)
+        r = ghost_writer_flush(w, err);
+    if (r < 0)
+        return r;
+    /* The room is a hole until the caller fills it: the next record is
+     * written after it, so only the file position moves. */
+    off_t at = lseek(w->fd, 0, SEEK_CUR);
+    if (at < 0 || lseek(w->fd, (off_t)want, SEEK_CUR) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM,
+                               "cannot leave room in the image: %s", strerror(errno));
+    *ret_off = (uint64_t)at;
     w->bytes += want;
     return 0;
 }

@@ -39,6 +39,15 @@ int ghost_write_record(ghost_writer_t *w, const Cairn__Ghost__Record *rec,
 int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
                       uint32_t page_size, const struct iovec *iov, int iovcnt,
                       cairn_error_t *err);
+/* The same record as ghost_write_pages, for a writer on a regular file
+ * the caller will fill itself (pwrite or a shared mapping of the file):
+ * buffered records and the pages record are written, the file position
+ * then moves past n_pages*page_size bytes of room, and *ret_off is where
+ * that room starts. The room reads as zeros (a hole, maybe past the end
+ * of the file) until filled; the caller must fill all of it before the
+ * image is used. The fd must not be O_APPEND. -ESPIPE if it cannot seek. */
+int ghost_write_pages_room(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
+                           uint32_t page_size, uint64_t *ret_off, cairn_error_t *err);
 /* An object_pages record for [offset, offset + n_pages*page_size) of the
  * shared object shmid (a memfd), followed by the bytes in iov (their total
  * must be n_pages * page_size). */

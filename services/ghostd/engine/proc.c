@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "proc.h"
@@ -455,4 +456,25 @@ int proc_list_children(pid_t pid, pid_t **ret, size_t *ret_n, cairn_error_t *err
     *ret = (pid_t *)v;
     *ret_n = k;
     return 0;
+}
+
+size_t proc_read_mem(pid_t pid, int mem_fd, bool readable, uint64_t addr, void *dst,
+                     size_t len)
+{
+    uint8_t *d = dst;
+    size_t got = 0;
+    if (readable) {
+        struct iovec l = { d, len }, rv = { (void *)(uintptr_t)addr, len };
+        ssize_t k = process_vm_readv(pid, &l, 1, &rv, 1, 0);
+        got = k > 0 ? (size_t)k : 0;
+    }
+    while (got < len) {
+        ssize_t k = pread(mem_fd, d + got, len - got, (off_t)(addr + got));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    return got & ~(size_t)4095;
 }

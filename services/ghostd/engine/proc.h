@@ -102,4 +102,11 @@ int proc_list_dir(pid_t pid, const char *dir, int **ret, size_t *ret_n,
  * duplicates removed. Caller frees *ret. */
 int proc_list_children(pid_t pid, pid_t **ret, size_t *ret_n, cairn_error_t *err);
 
+/* Reads [addr, addr+len) of pid into dst: process_vm_readv when readable,
+ * then /proc/PID/mem (mem_fd, the caller's) for what that could not read
+ * (PROT_NONE, ...). Returns the bytes read from addr on, a multiple of 4096:
+ * short where a page cannot be read at all. Safe from several threads. */
+size_t proc_read_mem(pid_t pid, int mem_fd, bool readable, uint64_t addr, void *dst,
+                     size_t len);
+
 #endif
