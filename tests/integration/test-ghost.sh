@@ -277,6 +277,9 @@ R="$T_TMP/result-socket"; : >"$R"
 if start_case socket "$R"; then
     P=$CASE_PID
     FDS=$(sed -n "s/^ready $P fds=\([0-9]*\),\([0-9]*\)/\1|\2/p" "$R")
+    mkdir -p "$T_TMP/sock"   # an earlier image there must survive the refusal
+    head -c 100000 /dev/urandom >"$T_TMP/sock/image.ghost"
+    SUM=$(md5sum <"$T_TMP/sock/image.ghost")
     $C checkpoint "$P" --dir "$T_TMP/sock" >/dev/null 2>"$T_TMP/err"; rc=$?
     err=$(cat "$T_TMP/err")
     t_check "socket: refused with exit 1 ($err)" [ "$rc" -eq 1 ]
@@ -284,6 +287,9 @@ if start_case socket "$R"; then
         '.error.code == "failed-precondition" or .error.code == "unsupported"'
     t_json_check "socket: the message names fd $FDS" "$err" \
         ".error.message | test(\"fd ($FDS)\\\\b\")"
+    t_check "socket: the earlier image is intact" \
+        [ "$(md5sum <"$T_TMP/sock/image.ghost")" = "$SUM" ]
+    t_check "socket: no partial image left" [ ! -e "$T_TMP/sock/image.ghost.part" ]
     t_check "socket: still running, not stopped" [ "$(proc_state "$P")" = S ]
     t_check "socket: not traced" grep -q '^TracerPid:[[:space:]]*0$' "/proc/$P/status"
     kill -USR2 "$P"

@@ -121,6 +121,7 @@ typedef struct s_obj {
 /* The dump in progress. */
 typedef struct s_ctx {
     const ghost_dump_opts_t *opts;
+    const struct s_seen_list *seen; /* what the check before the freeze read */
     s_proc_t *p;           /* processes, parents before children */
     size_t np;
     uint32_t page_size;
@@ -374,13 +375,83 @@ static int s_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret
     return 0;
 }
 
+/* The vmas a check read for one process. */
+typedef struct s_seen {
+    pid_t pid;
+    proc_vmas_t vm;
+} s_seen_t;
+
+/* What the check before the freeze read, for the check on the frozen tree
+ * (s_read_vmas_since). */
+typedef struct s_seen_list {
+    s_seen_t *v;
+    size_t n;
+} s_seen_list_t;
+
+static void s_seen_free(s_seen_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        proc_vmas_free(&l->v[i].vm);
+    free(l->v);
+    *l = (s_seen_list_t){ 0 };
+}
+
+static const proc_vmas_t *s_seen_find(const s_seen_list_t *l, pid_t pid)
+{
+    for (size_t i = 0; l && i < l->n; i++)
+        if (l->v[i].pid == pid)
+            return &l->v[i].vm;
+    return NULL;
+}
+
+/* The same mappings, line for line (what /proc/PID/maps shows). */
+static bool s_same_layout(const proc_vmas_t *a, const proc_vmas_t *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++) {
+        const proc_vma_t *x = &a->v[i], *y = &b->v[i];
+        if (x->start != y->start || x->end != y->end || x->prot != y->prot ||
+            x->shared != y->shared || x->pgoff != y->pgoff || x->dev != y->dev ||
+            x->ino != y->ino || strcmp(x->path, y->path) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* The vmas of pid with their smaps VmFlags. smaps walks every page table
+ * (12 ms a GiB): when the process's maps are line for line what an
+ * earlier smaps read (before) showed, its flags are taken from there.
+ * The flags the engine uses (gd, io, pf, nr, sh) are fixed when a mapping
+ * is made, so only a mapping replaced in between by one identical in
+ * every maps field but those flags would be described by its predecessor's. */
+static int s_read_vmas_since(pid_t pid, const proc_vmas_t *before, proc_vmas_t *ret,
+                             cairn_error_t *err)
+{
+    if (!before || before->n == 0)
+        return proc_read_vmas(pid, true, ret, err);
+    proc_vmas_t now = { 0 };
+    int r = proc_read_vmas(pid, false, &now, err);
+    if (r < 0)
+        return r;
+    if (!s_same_layout(&now, before)) {
+        proc_vmas_free(&now);
+        return proc_read_vmas(pid, true, ret, err);
+    }
+    for (size_t i = 0; i < now.n; i++)
+        now.v[i].vmflags = before->v[i].vmflags;
+    *ret = now;
+    return 0;
+}
+
 /* Every vma of a kind the engine restores. With keep, the vmas read go
- * there on success (smaps walks every page table: a frozen process's is
- * read once, by the check, and reused to write the image). */
-static int s_check_vmas(pid_t pid, proc_vmas_t *keep, cairn_error_t *err)
+ * there on success: the image is written from what the check on the
+ * frozen tree saw. before: see s_read_vmas_since. */
+static int s_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
+                        cairn_error_t *err)
 {
     proc_vmas_t vm = { 0 };
-    int r = proc_read_vmas(pid, true, &vm, err);
+    int r = s_read_vmas_since(pid, before, &vm, err);
     for (size_t i = 0; r == 0 && i < vm.n; i++) {
         Cairn__Ghost__VmaKind k;
         r = s_vma_kind(pid, &vm.v[i], &k, err);
@@ -418,8 +489,8 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     return r;
 }
 
-static int s_check_one(pid_t pid, pid_t tracer, s_pipe_ends_t *ends, proc_vmas_t *keep,
-                       cairn_error_t *err)
+static int s_check_one(pid_t pid, pid_t tracer, s_pipe_ends_t *ends,
+                       const proc_vmas_t *before, proc_vmas_t *keep, cairn_error_t *err)
 {
     proc_stat_t st;
     int r = proc_read_stat(pid, &st, err);
@@ -438,7 +509,7 @@ static int s_check_one(pid_t pid, pid_t tracer, s_pipe_ends_t *ends, proc_vmas_t
                                "process %d is a zombie", (int)pid);
     if ((r = s_check_threads(pid, tracer, err)) < 0)
         return r;
-    if ((r = s_check_vmas(pid, keep, err)) < 0)
+    if ((r = s_check_vmas(pid, before, keep, err)) < 0)
         return r;
     return s_check_fds(pid, ends, err);
 }
@@ -485,7 +556,9 @@ static int s_tree(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
     return 0;
 }
 
-int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
+/* The check of the tree rooted at pid; with seen, the vmas read of each
+ * process are kept there. */
+static int s_check_tree(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
 {
     if (pid <= 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
@@ -493,13 +566,28 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
     size_t n = 0;
     s_pipe_ends_t ends = { 0 };
     int r = s_tree(pid, &tree, &n, err);
-    for (size_t i = 0; r == 0 && i < n; i++)
-        r = s_check_one(tree[i * 2], 0, &ends, NULL, err);
+    if (r == 0 && seen && !(seen->v = calloc(n, sizeof(*seen->v))))
+        r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        proc_vmas_t *keep = NULL;
+        if (seen) {
+            seen->v[i].pid = tree[i * 2];
+            keep = &seen->v[i].vm;
+            seen->n = i + 1;
+        }
+        r = s_check_one(tree[i * 2], 0, &ends, NULL, keep, err);
+    }
     if (r == 0)
         r = s_check_pipes(&ends, err);
     free(ends.v);
     free(tree);
     return r;
+}
+
+int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
+{
+    (void)opts;
+    return s_check_tree(pid, NULL, err);
 }
 
 /* ==== phase 2: freeze ================================================= */
@@ -1864,7 +1952,8 @@ static int s_recheck_frozen(s_ctx_t *c, cairn_error_t *err)
     s_pipe_ends_t ends = { 0 };
     int r = 0;
     for (size_t i = 0; r == 0 && i < c->np; i++)
-        r = s_check_one(c->p[i].pid, getpid(), &ends, &c->p[i].vm, err);
+        r = s_check_one(c->p[i].pid, getpid(), &ends, s_seen_find(c->seen, c->p[i].pid),
+                        &c->p[i].vm, err);
     if (r == 0)
         r = s_check_pipes(&ends, err);
     free(ends.v);
@@ -1905,12 +1994,15 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad arguments");
     opts = opts ? opts : &defaults;
     ghost_dump_stats_t s = { 0 };
-    int r = ghost_check(pid, opts, err);
+    s_seen_list_t seen = { 0 };
+    int r = s_check_tree(pid, &seen, err);
     if (r < 0) {
+        s_seen_free(&seen);
         *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
         return r;
     }
-    s_ctx_t c = { .opts = opts, .page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
+    s_ctx_t c = { .opts = opts, .seen = &seen,
+                  .page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
     r = s_run(&c, pid, out_fd, &s, err);
     if (r == 0 && !opts->leave_running) {
         s_kill_all(&c);
@@ -1927,6 +2019,7 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
         }
     }
     s_ctx_free(&c);
+    s_seen_free(&seen);
     *stats = s;
     return r;
 }

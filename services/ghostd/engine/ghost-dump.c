@@ -4,18 +4,21 @@
  *
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
- *             "threads":N,"freeze_us":N,"dump_us":N,"left_running":bool}
+ *             "threads":N,"freeze_us":N,"dump_us":N,"copy_threads":N,
+ *             "left_running":bool}
  *   --check  {"pid":N,"checkpointable":true}
  *   failure  {"error":{"code":"<cairn code name>","message":"..."}}
  * Exit codes: 0 done; 2 refused before anything changed (the process runs
  * on untouched); 1 failed during the dump (the process is detached and left
- * running if at all possible, the message says which; a partial FILE is
- * removed); 100 wrong usage. ghostd runs this per request so that a hostile
+ * running if at all possible, the message says which). The image is
+ * written as FILE.part and renamed to FILE when complete, so a refused or
+ * failed dump leaves no file and an earlier FILE intact; 100 wrong usage. ghostd runs this per request so that a hostile
  * process can never take the daemon down.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,26 +99,35 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
                       "left_running", s->left_running));
 }
 
+/* The image is written as OUT.part and renamed to OUT once complete: a
+ * refused or failed dump leaves no file behind and never touches an
+ * earlier image at OUT. */
 static int s_dump(const s_args_t *a)
 {
     cairn_error_t err;
     ghost_dump_opts_t o = { .leave_running = a->leave_running };
-    /* refusals first, so a refused dump leaves no file behind */
-    if (ghost_check((pid_t)a->pid, &o, &err) < 0)
-        return ghost_report_error(&err, S_EXIT_REFUSED);
-    int fd = open(a->out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char part[PATH_MAX];
+    if (snprintf(part, sizeof(part), "%s.part", a->out) >= (int)sizeof(part)) {
+        cairn_error_set(&err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT, "%s: path too long",
+                        a->out);
+        return ghost_report_error(&err, S_EXIT_FAILED);
+    }
+    int fd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        cairn_error_set(&err, -errno, CAIRN_SYSTEM, "cannot create %s: %s", a->out,
+        cairn_error_set(&err, -errno, CAIRN_SYSTEM, "cannot create %s: %s", part,
                         strerror(errno));
         return ghost_report_error(&err, S_EXIT_FAILED);
     }
     ghost_dump_stats_t s;
     int r = ghost_dump((pid_t)a->pid, &o, fd, &s, &err);
     if (close(fd) < 0 && r == 0)
-        r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "closing %s: %s", a->out,
+        r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "closing %s: %s", part,
+                            strerror(errno));
+    if (r == 0 && rename(part, a->out) < 0)
+        r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "renaming %s: %s", part,
                             strerror(errno));
     if (r < 0) {
-        unlink(a->out);
+        unlink(part);
         return ghost_report_error(&err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
     }
     s_print_stats(a, &s);
