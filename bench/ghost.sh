@@ -6,6 +6,8 @@
 #   freeze_ms, dump_ms     ghost-dump's freeze_us and dump_us (seize until
 #                          every thread stopped; then until the image is
 #                          written and fsync'ed)
+#   copy_threads           ghost-dump's: 0 the pages were streamed, N copied
+#                          in place into the image by N threads
 #   cold_dump_ms           dump_ms of a first, unmeasured dump of the same
 #                          victim (--leave-running) into the same fs, its
 #                          image removed before the measured one: on a VM
@@ -159,7 +161,7 @@ one() {
         | {bench:"ghost", resident_mib:$mib, fs:$fs, image_bytes:$d.image_bytes,
            pages:$d.pages, freeze_ms:($d.freeze_us / 1000 | r1),
            dump_ms:($d.dump_us / 1000 | r1), dump_mib_s:($imib / $ds | round),
-           cold_dump_ms:($c.dump_us / 1000 | r1),
+           cold_dump_ms:($c.dump_us / 1000 | r1), copy_threads:$d.copy_threads,
            restore_ms:($r.restore_us / 1000 | r1), restore_mib_s:($imib / $rs | round),
            total_ms:(($d.freeze_us + $d.dump_us + $r.restore_us) / 1000 | r1),
            wall_ms:{dump:$wd, restore:$wr}, verified:$verified}

@@ -158,6 +158,42 @@ static uint64_t s_verify(int fd, uint64_t base)
     return pages;
 }
 
+/* One test's world: a child, its /proc/PID/mem, an image file on a tmpfs
+ * of its own, a writer (header written) and a copier on it. */
+typedef struct s_fix {
+    pid_t pid;
+    uint64_t base;         /* the child's patterned mapping */
+    int mem, fd;
+    ghost_writer_t *w;
+    ghost_direct_t *d;
+} s_fix_t;
+
+/* mount_opts for the tmpfs; len, none_pages, hole_pages as s_child. */
+static void s_setup(s_fix_t *f, const char *mount_opts, size_t len, size_t none_pages,
+                    size_t hole_pages)
+{
+    s_mount(mount_opts);
+    f->pid = s_child(len, none_pages, hole_pages, &f->base);
+    f->mem = s_open_mem(f->pid);
+    f->fd = open(DIR "/image", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(f->fd, 0);
+    f->w = ghost_writer_new(f->fd);
+    f->d = NULL;
+    cairn_error_t err;
+    cr_assert_eq(ghost_direct_new(f->fd, &f->d, &err), 0, "%s", err.message);
+    cr_assert_geq(ghost_direct_threads(f->d), 1);
+    s_header(f->w);
+}
+
+static void s_teardown(s_fix_t *f)
+{
+    ghost_direct_free(f->d);
+    ghost_writer_free(f->w);
+    close(f->fd);
+    close(f->mem);
+    s_reap(f->pid);
+}
+
 /* Places [addr, addr+len) of pid as one pages record and queues it. */
 static int s_room(ghost_writer_t *w, ghost_direct_t *d, pid_t pid, int mem, bool readable,
                   uint64_t addr, size_t len, cairn_error_t *err)
@@ -172,88 +208,57 @@ static int s_room(ghost_writer_t *w, ghost_direct_t *d, pid_t pid, int mem, bool
  * tail read through /proc/PID/mem. */
 Test(direct, copies_in_place_across_batches, .timeout = 120)
 {
-    s_mount("huge=always,size=512m");
     size_t len = 70u << 20, none = 3;
-    uint64_t base;
-    pid_t pid = s_child(len, none, 0, &base);
-    int mem = s_open_mem(pid);
-    int fd = open(DIR "/image", O_RDWR | O_CREAT | O_TRUNC, 0600);
-    cr_assert_geq(fd, 0);
-    ghost_writer_t *w = ghost_writer_new(fd);
-    ghost_direct_t *d = NULL;
+    s_fix_t f;
+    s_setup(&f, "huge=always,size=512m", len, none, 0);
     cairn_error_t err;
-    cr_assert_eq(ghost_direct_new(fd, &d, &err), 0, "%s", err.message);
-    cr_assert_geq(ghost_direct_threads(d), 1);
-    s_header(w);
     size_t runs[] = { 5 * PAGE, 3u << 20, (33u << 20) + 7 * PAGE };
-    uint64_t at = base;
+    uint64_t at = f.base;
     for (size_t i = 0; i < 3; i++) {
-        cr_assert_eq(s_room(w, d, pid, mem, true, at, runs[i], &err), 0, "%s", err.message);
+        cr_assert_eq(s_room(f.w, f.d, f.pid, f.mem, true, at, runs[i], &err), 0, "%s",
+                     err.message);
         at += runs[i];
     }
-    size_t rest = (size_t)(base + len - at) - none * PAGE;
-    cr_assert_eq(s_room(w, d, pid, mem, true, at, rest, &err), 0, "%s", err.message);
+    size_t rest = (size_t)(f.base + len - at) - none * PAGE;
+    cr_assert_eq(s_room(f.w, f.d, f.pid, f.mem, true, at, rest, &err), 0, "%s", err.message);
     at += rest;
-    cr_assert_eq(s_room(w, d, pid, mem, false, at, none * PAGE, &err), 0, "%s", err.message);
-    cr_assert_eq(ghost_direct_flush(d, &err), 0, "%s", err.message);
-    s_end(w, len / PAGE);
-    cr_assert_eq(s_verify(fd, base), len / PAGE);
-    ghost_direct_free(d);
-    ghost_writer_free(w);
-    close(fd);
-    close(mem);
-    s_reap(pid);
+    cr_assert_eq(s_room(f.w, f.d, f.pid, f.mem, false, at, none * PAGE, &err), 0, "%s",
+                 err.message);
+    cr_assert_eq(ghost_direct_flush(f.d, &err), 0, "%s", err.message);
+    s_end(f.w, len / PAGE);
+    cr_assert_eq(s_verify(f.fd, f.base), len / PAGE);
+    s_teardown(&f);
 }
 
 /* An address the child has not mapped: the flush says which page, and
  * nothing pretends the room holds it. */
 Test(direct, unreadable_page_fails_the_flush, .timeout = 60)
 {
-    s_mount("huge=always,size=64m");
-    uint64_t base;
-    pid_t pid = s_child(4 * PAGE, 0, 4, &base);
-    int mem = s_open_mem(pid);
-    int fd = open(DIR "/image", O_RDWR | O_CREAT | O_TRUNC, 0600);
-    ghost_writer_t *w = ghost_writer_new(fd);
-    ghost_direct_t *d = NULL;
+    s_fix_t f;
+    s_setup(&f, "huge=always,size=64m", 4 * PAGE, 0, 4);
     cairn_error_t err;
-    cr_assert_eq(ghost_direct_new(fd, &d, &err), 0, "%s", err.message);
-    s_header(w);
-    cr_assert_eq(s_room(w, d, pid, mem, true, base, 8 * PAGE, &err), 0, "%s", err.message);
-    cr_assert_eq(ghost_direct_flush(d, &err), -EIO);
+    cr_assert_eq(s_room(f.w, f.d, f.pid, f.mem, true, f.base, 8 * PAGE, &err), 0, "%s",
+                 err.message);
+    cr_assert_eq(ghost_direct_flush(f.d, &err), -EIO);
     char want[64];
-    snprintf(want, sizeof(want), "%#llx", (unsigned long long)(base + 4 * PAGE));
+    snprintf(want, sizeof(want), "%#llx", (unsigned long long)(f.base + 4 * PAGE));
     cr_assert(strstr(err.message, "cannot read the page at") && strstr(err.message, want),
               "%s (want %s)", err.message, want);
-    ghost_direct_free(d);
-    ghost_writer_free(w);
-    close(fd);
-    close(mem);
-    s_reap(pid);
+    s_teardown(&f);
 }
 
 /* A tmpfs too small for the image: ENOSPC, named as such. */
 Test(direct, full_filesystem_is_enospc, .timeout = 60)
 {
-    s_mount("huge=always,size=4m");
-    uint64_t base;
     size_t len = 8u << 20;
-    pid_t pid = s_child(len, 0, 0, &base);
-    int mem = s_open_mem(pid);
-    int fd = open(DIR "/image", O_RDWR | O_CREAT | O_TRUNC, 0600);
-    ghost_writer_t *w = ghost_writer_new(fd);
-    ghost_direct_t *d = NULL;
+    s_fix_t f;
+    s_setup(&f, "huge=always,size=4m", len, 0, 0);
     cairn_error_t err;
-    cr_assert_eq(ghost_direct_new(fd, &d, &err), 0, "%s", err.message);
-    s_header(w);
-    cr_assert_eq(s_room(w, d, pid, mem, true, base, len, &err), 0, "%s", err.message);
-    cr_assert_eq(ghost_direct_flush(d, &err), -ENOSPC, "%s", err.message);
+    cr_assert_eq(s_room(f.w, f.d, f.pid, f.mem, true, f.base, len, &err), 0, "%s",
+                 err.message);
+    cr_assert_eq(ghost_direct_flush(f.d, &err), -ENOSPC, "%s", err.message);
     cr_assert(strstr(err.message, "cannot place page") != NULL, "%s", err.message);
-    ghost_direct_free(d);
-    ghost_writer_free(w);
-    close(fd);
-    close(mem);
-    s_reap(pid);
+    s_teardown(&f);
 }
 
 static void s_refused(int fd, const char *why)

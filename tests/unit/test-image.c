@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,8 +172,10 @@ static void s_write_vma_fd_end(ghost_writer_t *w, uint64_t total_pages)
 }
 
 /* The full sample stream: header, process, thread, vma, two page runs (one
- * from two iovecs, one large), fd, end. */
-static void s_write_sample(int fd)
+ * from two iovecs, one large), fd, end. With room (fd a file), the large
+ * run is written as a room and filled with pwrite afterwards, as
+ * ghost-dump's in-place copy does. */
+static void s_write_sample_as(int fd, bool room)
 {
     ghost_writer_t *w = ghost_writer_new(fd);
     cairn_error_t err;
@@ -186,12 +189,28 @@ static void s_write_sample(int fd)
     size_t big = 600 * PAGE;
     uint8_t *b = s_pattern(big, 7);
     struct iovec one = { b, big };
-    cr_assert_eq(ghost_write_pages(w, 0x200000, 600, PAGE, &one, 1, &err), 0, "%s", err.message);
+    uint64_t before = ghost_writer_bytes(w), off = 0;
+    if (room) {
+        cr_assert_eq(ghost_write_pages_room(w, 0x200000, 600, PAGE, &off, &err), 0, "%s",
+                     err.message);
+        cr_assert_eq(ghost_writer_bytes(w), off + big, "the room ends the stream so far");
+        cr_assert_gt(off, before, "the pages record precedes the room");
+    } else {
+        cr_assert_eq(ghost_write_pages(w, 0x200000, 600, PAGE, &one, 1, &err), 0, "%s",
+                     err.message);
+    }
     s_write_vma_fd_end(w, 603);
     cr_assert_eq(ghost_writer_flush(w, &err), 0, "%s", err.message);
+    if (room)
+        cr_assert_eq(pwrite(fd, b, big, (off_t)off), (ssize_t)big);
     free(a);
     free(b);
     ghost_writer_free(w);
+}
+
+static void s_write_sample(int fd)
+{
+    s_write_sample_as(fd, false);
 }
 
 static void *s_writer_thread(void *arg)
@@ -283,18 +302,24 @@ static void s_check_tail(ghost_reader_t *r)
     cr_assert_null(none, "after end: complete, no record");
 }
 
+/* Reads the sample stream from fd and checks every record and page. */
+static void s_check_sample(int fd)
+{
+    ghost_reader_t *r = ghost_reader_new(fd);
+    s_check_head(r);
+    s_check_pages(r, 0x10000, 3, 1);
+    s_check_pages(r, 0x200000, 600, 7);
+    s_check_tail(r);
+    ghost_reader_free(r);
+}
+
 Test(image, round_trip_through_pipe)
 {
     int p[2];
     cr_assert_eq(pipe(p), 0);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, s_writer_thread, (void *)(intptr_t)p[1]), 0);
-    ghost_reader_t *r = ghost_reader_new(p[0]);
-    s_check_head(r);
-    s_check_pages(r, 0x10000, 3, 1);
-    s_check_pages(r, 0x200000, 600, 7);
-    s_check_tail(r);
-    ghost_reader_free(r);
+    s_check_sample(p[0]);
     pthread_join(th, NULL);
     close(p[0]);
 }
@@ -425,7 +450,7 @@ Test(image, data_after_end)
     free(more);
 }
 
-Test(image, writer_refuses_mismatched_pages)
+Test(image, writer_refuses_bad_calls)
 {
     int p[2];
     cr_assert_eq(pipe(p), 0);
@@ -437,10 +462,21 @@ Test(image, writer_refuses_mismatched_pages)
     cr_assert_eq(ghost_write_pages(w, 0, 0, PAGE, &v, 0, &err), -EINVAL);
     Cairn__Ghost__Record empty = CAIRN__GHOST__RECORD__INIT;
     cr_assert_eq(ghost_write_record(w, &empty, &err), -EINVAL);
+    /* A pipe has no place to leave room in: a clear error, not a stream
+     * with a hole the reader would take for page data. */
+    uint64_t off = 0;
+    cr_assert_eq(ghost_write_pages_room(w, 0x200000, 4, PAGE, &off, &err), -ESPIPE);
+    cr_assert(strstr(err.message, "room") != NULL, "%s", err.message);
     cr_assert_eq(ghost_writer_bytes(w), 8, "only the magic");
     ghost_writer_free(w);
     close(p[0]);
     close(p[1]);
+    FILE *f = tmpfile();
+    w = ghost_writer_new(fileno(f));
+    cr_assert_eq(ghost_write_pages_room(w, 0x200000, 0, PAGE, &off, &err), -EINVAL,
+                 "an empty room is refused");
+    ghost_writer_free(w);
+    fclose(f);
 }
 
 Test(image, raw_must_be_consumed)
@@ -487,13 +523,20 @@ static void s_skip_pages(ghost_reader_t *r, int file_fd, uint64_t vaddr,
     cairn__ghost__record__free_unpacked(rec, NULL);
 }
 
-/* A file image: the skip seeks, and the offsets it reports are real. */
-Test(image, skip_raw_in_a_file_seeks_to_the_right_place)
+/* An unlinked temporary file (a seekable image). */
+static int s_tmpfd(void)
 {
-    char path[] = "/tmp/cairn-image-skip.XXXXXX";
+    char path[] = "/tmp/cairn-image.XXXXXX";
     int fd = mkstemp(path);
     cr_assert_geq(fd, 0);
     unlink(path);
+    return fd;
+}
+
+/* A file image: the skip seeks, and the offsets it reports are real. */
+Test(image, skip_raw_in_a_file_seeks_to_the_right_place)
+{
+    int fd = s_tmpfd();
     s_write_sample(fd);
     cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
     ghost_reader_t *r = ghost_reader_new(fd);
@@ -526,10 +569,7 @@ Test(image, skip_raw_through_a_pipe)
  * the end. */
 Test(image, skip_raw_past_the_end_of_a_file_is_ebadmsg)
 {
-    char path[] = "/tmp/cairn-image-skip.XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    unlink(path);
+    int fd = s_tmpfd();
     s_write_sample(fd);
     off_t size = lseek(fd, 0, SEEK_END);
     cr_assert_eq(ftruncate(fd, size / 2), 0);   /* inside the 600-page run */
@@ -546,69 +586,13 @@ Test(image, skip_raw_past_the_end_of_a_file_is_ebadmsg)
     close(fd);
 }
 
-/* The sample stream with its large run written as a room the caller fills
- * itself (as ghost-dump's in-place copy does); the room and the run
- * before it placed at the offsets the writer said. */
-static void s_write_sample_with_room(int fd)
-{
-    ghost_writer_t *w = ghost_writer_new(fd);
-    cairn_error_t err;
-    cr_assert_not_null(w);
-    s_write_header(w);
-    s_write_process(w);
-    s_write_thread(w);
-    uint8_t *a = s_pattern(3 * PAGE, 1);
-    struct iovec one = { a, 3 * PAGE };
-    cr_assert_eq(ghost_write_pages(w, 0x10000, 3, PAGE, &one, 1, &err), 0, "%s", err.message);
-    uint64_t before = ghost_writer_bytes(w), off = 0;
-    cr_assert_eq(ghost_write_pages_room(w, 0x200000, 600, PAGE, &off, &err), 0, "%s",
-                 err.message);
-    cr_assert_eq(ghost_writer_bytes(w), off + 600 * PAGE, "the room ends the stream so far");
-    cr_assert_gt(off, before, "the pages record precedes the room");
-    s_write_vma_fd_end(w, 603);
-    cr_assert_eq(ghost_writer_flush(w, &err), 0, "%s", err.message);
-    uint8_t *b = s_pattern(600 * PAGE, 7);
-    cr_assert_eq(pwrite(fd, b, 600 * PAGE, (off_t)off), (ssize_t)(600 * PAGE));
-    free(a);
-    free(b);
-    ghost_writer_free(w);
-}
 
 Test(image, room_filled_later_reads_back)
 {
-    char path[] = "/tmp/cairn-image-room.XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    unlink(path);
-    s_write_sample_with_room(fd);
+    int fd = s_tmpfd();
+    s_write_sample_as(fd, true);
     cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
-    ghost_reader_t *r = ghost_reader_new(fd);
-    s_check_head(r);
-    s_check_pages(r, 0x10000, 3, 1);
-    s_check_pages(r, 0x200000, 600, 7);
-    s_check_tail(r);
-    ghost_reader_free(r);
+    s_check_sample(fd);
     close(fd);
 }
 
-/* A pipe has no place to leave room in: a clear error, not a stream with
- * a hole the reader would take for page data. */
-Test(image, room_in_a_pipe_is_refused)
-{
-    int p[2];
-    cr_assert_eq(pipe(p), 0);
-    ghost_writer_t *w = ghost_writer_new(p[1]);
-    cairn_error_t err;
-    uint64_t off = 0;
-    cr_assert_eq(ghost_write_pages_room(w, 0x200000, 4, PAGE, &off, &err), -ESPIPE);
-    cr_assert(strstr(err.message, "room") != NULL, "%s", err.message);
-    ghost_writer_free(w);
-    close(p[0]);
-    close(p[1]);
-    FILE *f = tmpfile();
-    w = ghost_writer_new(fileno(f));
-    cr_assert_eq(ghost_write_pages_room(w, 0x200000, 0, PAGE, &off, &err), -EINVAL,
-                 "an empty run is refused");
-    ghost_writer_free(w);
-    fclose(f);
-}
