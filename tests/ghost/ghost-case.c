@@ -13,6 +13,10 @@
  * "FAIL <mode>: <what>\n", exiting 0 or 1. A setup that fails says
  * "FAIL <mode>: setup: ..." and never says ready.
  *
+ * Mode creds records who its two threads are (ids, groups, capabilities,
+ * securebits, no_new_privs, dumpable) and prints it after "ready <pid>";
+ * the test starts it through setpriv as various users.
+ *
  * Each check compares against values recorded before "ready", so a restore
  * that restarts the program, loses a page, a register, an offset, a
  * handler, a mask, a pending signal or a thread makes it fail.
@@ -30,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -756,10 +762,80 @@ static int s_case_socket(void)
 
 /* ---- main ----------------------------------------------------------------- */
 
+
+/* ---- creds: who each thread is ------------------------------------------ */
+
+/* The calling thread's credentials in one line: ids (fs ones included),
+ * groups, securebits, the dumpable flag, and the capability and
+ * no_new_privs lines of /proc/thread-self/status. */
+static void s_creds_line(char *buf, size_t size)
+{
+    uid_t ru, eu, su;
+    gid_t rg, eg, sg, groups[64];
+    char status[4096] = "";
+    int fd = open("/proc/thread-self/status", O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, status, sizeof status - 1) : -1;
+    size_t len;
+
+    if (fd >= 0)
+        close(fd);
+    status[n > 0 ? n : 0] = '\0';
+    getresuid(&ru, &eu, &su);
+    getresgid(&rg, &eg, &sg);
+    int ng = getgroups(64, groups);
+    len = (size_t)snprintf(buf, size, "uid %u %u %u fs %d gid %u %u %u fs %d secbits %d "
+                           "dumpable %d groups", ru, eu, su, setfsuid((uid_t)-1), rg, eg,
+                           sg, setfsgid((gid_t)-1), prctl(PR_GET_SECUREBITS),
+                           prctl(PR_GET_DUMPABLE));
+    for (int i = 0; i < ng && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, " %u", groups[i]);
+    for (char *line = strtok(status, "\n"); line && len < size; line = strtok(NULL, "\n"))
+        if (strncmp(line, "Cap", 3) == 0 || strncmp(line, "NoNewPrivs", 10) == 0)
+            len += (size_t)snprintf(buf + len, size - len, " | %s", line);
+}
+
+static char s_creds_thread_before[1024], s_creds_thread_after[1024];
+
+static void *s_creds_thread(void *arg)
+{
+    (void)arg;
+    s_creds_line(s_creds_thread_before, sizeof s_creds_thread_before);
+    while (!s_go)
+        usleep(1000);
+    s_creds_line(s_creds_thread_after, sizeof s_creds_thread_after);
+    return NULL;
+}
+
+/* Whatever ids, groups and capabilities the test started us with (as a
+ * user, with a trimmed bounding set, ...) must be every thread's again
+ * after the restore. */
+static int s_case_creds(void)
+{
+    char before[1024], after[1024];
+    pthread_t th;
+
+    s_creds_line(before, sizeof before);
+    if (pthread_create(&th, NULL, s_creds_thread, NULL) != 0)
+        s_setup_fail("pthread_create");
+    while (!s_creds_thread_before[0])
+        usleep(1000);
+    s_line("ready %d %s\n", (int)getpid(), before);
+    s_wait_pause();
+    pthread_join(th, NULL);
+    s_creds_line(after, sizeof after);
+    if (strcmp(before, after) != 0)
+        return s_failf("main thread: was [%s] now [%s]", before, after);
+    if (strcmp(s_creds_thread_before, s_creds_thread_after) != 0)
+        return s_failf("second thread: was [%s] now [%s]", s_creds_thread_before,
+                       s_creds_thread_after);
+    return 1;
+}
+
 static const struct {
     const char *mode;
     int (*run)(void);   /* setup, ready, wait, check; 0 on failure */
 } s_cases[] = {
+    { "creds", s_case_creds },
     { "memory", s_case_memory },
     { "counter", s_case_counter },
     { "fpu", s_case_fpu },

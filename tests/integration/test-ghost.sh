@@ -14,7 +14,9 @@
 # left running and untouched), a bad DIR, a pid that does not exist, a
 # garbage image (an error, and nothing left running). The memory, threads
 # and process cases once more with the image on a huge=always tmpfs, where
-# the dump copies memory in place with several threads. Needs root (ptrace of
+# the dump copies memory in place with several threads. The creds case as
+# root, as nobody, as a user with groups, and as root with a trimmed
+# bounding set, an ambient capability and no_new_privs. Needs root (ptrace of
 # any process, clone3 set_tid): skips with 77 otherwise.
 . "$(dirname "$0")/lib.sh"
 
@@ -136,10 +138,12 @@ GHOSTD_PID=$T_LAST_PID
 C="$CAIRN --config $T_TMP/c.xml"
 
 # start_case MODE RESULT: starts ghost-case MODE in its own session with
-# stdout appended to RESULT; waits for "ready". Sets CASE_PID.
+# stdout appended to RESULT (through "${CASE_WRAP[@]}", e.g. setpriv, when
+# set); waits for "ready". Sets CASE_PID.
+CASE_WRAP=()
 start_case() {
     local mode=$1 result=$2 i
-    setsid "$CASE" "$mode" "$WORK" >>"$result" 2>&1 &
+    setsid "${CASE_WRAP[@]}" "$CASE" "$mode" "$WORK" >>"$result" 2>&1 &
     CASE_PID=$!
     T_PIDS+=("$CASE_PID")
     for i in $(seq 1 100); do
@@ -240,6 +244,23 @@ if mount -t tmpfs -o huge=always,mode=0700 cairn-test-huge "$HUGE"; then
 else
     t_fail "cannot mount a huge=always tmpfs for the in-place copy"
 fi
+
+# Credentials: ids, groups, capability sets, no_new_privs and the dumpable
+# flag of both threads of ghost-case creds come back as they were, for
+# root, for nobody, for a user with groups, and for root with a trimmed
+# bounding set, an ambient capability and no_new_privs (setpriv, exec'ed
+# after setsid so the case itself is the checkpointed process).
+run_case creds
+for wrap in "--reuid=65534 --regid=65534 --clear-groups" \
+            "--reuid=1000 --regid=1000 --groups=27,100" \
+            "--bounding-set=-net_raw,-sys_time --inh-caps=+net_bind_service --ambient-caps=+net_bind_service --no-new-privs"; do
+    read -r -a CASE_WRAP <<<"setpriv $wrap"
+    run_case creds
+    t_check "creds ($wrap): the restored process is not root-as-restorer" \
+        grep -q "^ready [0-9]* uid $(sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' \
+            "/proc/$CASE_PID/status" 2>/dev/null) " "$T_TMP/result-creds"
+done
+CASE_WRAP=()
 
 # Checkpoint twice, then restore twice from one image.
 R="$T_TMP/result-twice"; : >"$R"

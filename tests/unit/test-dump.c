@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,7 +378,9 @@ static int s_run(const char *args, char *out, size_t size)
     return WEXITSTATUS(st);
 }
 
-static pid_t s_spawn_sleeper(bool with_socket)
+/* A child with fds 0-2 on /dev/null and nothing else, that runs setup
+ * (if any: 0 or it exits 1) and then pauses forever. */
+static pid_t s_spawn_pausing(int (*setup)(void))
 {
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
@@ -386,14 +389,24 @@ static pid_t s_spawn_sleeper(bool with_socket)
         int nul = open("/dev/null", O_RDWR);
         dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
         syscall(SYS_close_range, 3, ~0u, 0);
-        int sv[2];
-        if (with_socket && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        if (setup && setup() < 0)
             _exit(1);
         for (;;)
             pause();
     }
-    usleep(50000);
+    usleep(100000);
     return pid;
+}
+
+static int s_open_socket(void)
+{
+    int sv[2];
+    return socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+}
+
+static pid_t s_spawn_sleeper(bool with_socket)
+{
+    return s_spawn_pausing(with_socket ? s_open_socket : NULL);
 }
 
 static void s_stat_line(pid_t pid, char *buf, size_t size)
@@ -424,10 +437,43 @@ static void s_refused(pid_t pid, const char *want_code, const char *want_msg)
     cr_assert(strstr(out, want_code) != NULL, "%s", out);
     cr_assert(strstr(out, want_msg) != NULL, "%s", out);
     cr_assert_eq(access("/tmp/ghost-test-refused.img", F_OK), -1, "no file left");
+    cr_assert_eq(access("/tmp/ghost-test-refused.img.part", F_OK), -1, "no partial file");
     snprintf(args, sizeof(args), "--pid %d --check", (int)pid);
     cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
     s_stat_line(pid, after, sizeof(after));
     cr_assert_str_eq(before, after, "process state unchanged");
+}
+
+static void *s_other_uid_thread(void *arg)
+{
+    (void)arg;
+    /* The raw syscall changes this thread only (libc's setresuid would
+     * broadcast it to every thread). */
+    if (syscall(SYS_setresuid, 65534, 65534, 65534) != 0)
+        _exit(1);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static int s_start_other_uid_thread(void)
+{
+    pthread_t th;
+    return pthread_create(&th, NULL, s_other_uid_thread, NULL) == 0 ? 0 : -1;
+}
+
+/* A thread that is someone else than its process: the image holds one set
+ * of credentials, so the dump refuses instead of restoring it as the
+ * leader. */
+Test(dump, refuses_threads_with_other_credentials, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root (setresuid)");
+    pid_t pid = s_spawn_pausing(s_start_other_uid_thread);
+    s_refused(pid, "\"unsupported\"", "credentials other than its leader's");
+    s_assert_running_untraced(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 Test(dump, refuses_socket, .timeout = 60)

@@ -466,18 +466,40 @@ static int s_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
 }
 
 /* Every thread: not traced by anyone (but `tracer`, 0 before we seize). */
+/* A thread's credentials must be its process's: the image holds one set
+ * (threads that called setresuid(2) themselves, not through libc's
+ * broadcast, would all come back as the leader). */
+static int s_check_thread_creds(pid_t pid, pid_t tid, const proc_creds_t *leader,
+                                cairn_error_t *err)
+{
+    proc_creds_t c;
+    int r = proc_read_creds(tid, &c, err);
+    if (r == 0 && !proc_creds_equal(&c, leader))
+        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                            "process %d thread %d has credentials other than its "
+                            "leader's (uid %u/%u, gid %u/%u)", (int)pid, (int)tid,
+                            c.uid[0], c.uid[1], c.gid[0], c.gid[1]);
+    proc_creds_free(&c);
+    return r;
+}
+
+/* Every thread: not traced by anyone (but `tracer`, 0 before we seize),
+ * with its process's credentials. */
 static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
 {
     int *tids = NULL;
     size_t n = 0;
+    proc_creds_t leader = { 0 };
     int r = proc_list_dir(pid, "task", &tids, &n, err);
+    if (r == 0)
+        r = proc_read_creds(pid, &leader, err);
     for (size_t i = 0; r == 0 && i < n; i++) {
         proc_status_t st;
-        char name[64];
-        snprintf(name, sizeof(name), "%d", tids[i]);
         r = proc_read_status(tids[i], &st, err);
+        if (r == 0 && tids[i] != pid)
+            r = s_check_thread_creds(pid, tids[i], &leader, err);
         if (r == -ENOENT || r == -ESRCH) {
-            r = 0;
+            r = 0;   /* gone meanwhile: the freeze rescans */
             continue;
         }
         if (r == 0 && st.tracer_pid != 0 && st.tracer_pid != tracer)
@@ -485,6 +507,7 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
                                 "process %d thread %d is already traced by %d",
                                 (int)pid, tids[i], (int)st.tracer_pid);
     }
+    proc_creds_free(&leader);
     free(tids);
     return r;
 }
@@ -819,6 +842,15 @@ static int s_poke(pid_t pid, uint64_t addr, const void *src, size_t len, cairn_e
     return 0;
 }
 
+/* Runs syscall nr(a) in thread t, which writes its answer into the
+ * thread's scratch area, and copies len bytes of that answer into dst. */
+static int s_inject_read(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
+                         const char *what, void *dst, size_t len, cairn_error_t *err)
+{
+    int r = s_inject_ok(p, t, nr, a, what, err);
+    return r < 0 ? r : s_peek(t->tid, t->scratch, dst, len, err);
+}
+
 /* Prepares a thread for injection: registers and mask saved, all signals
  * blocked, scratch bytes saved. */
 static int s_prepare_thread(s_thread_t *t, cairn_error_t *err)
@@ -957,9 +989,7 @@ static int s_collect_sigactions(const s_proc_t *p, s_thread_t *t,
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (int sig = 1; sig <= S_NSIG; sig++) {
         uint64_t a[6] = { (uint64_t)sig, 0, t->scratch, 8, 0, 0 }, k[4];
-        int r = s_inject_ok(p, t, SYS_rt_sigaction, a, "rt_sigaction", err);
-        if (r == 0)
-            r = s_peek(t->tid, t->scratch, k, sizeof(k), err);
+        int r = s_inject_read(p, t, SYS_rt_sigaction, a, "rt_sigaction", k, sizeof(k), err);
         if (r < 0)
             return r;
         Cairn__Ghost__SigAction *sa = malloc(sizeof(*sa));
@@ -981,9 +1011,7 @@ static int s_collect_itimers(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Pro
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (int which = 0; which < 3; which++) {
         uint64_t a[6] = { (uint64_t)which, t->scratch, 0, 0, 0, 0 }, tv[4];
-        int r = s_inject_ok(p, t, SYS_getitimer, a, "getitimer", err);
-        if (r == 0)
-            r = s_peek(t->tid, t->scratch, tv, sizeof(tv), err);
+        int r = s_inject_read(p, t, SYS_getitimer, a, "getitimer", tv, sizeof(tv), err);
         if (r < 0)
             return r;
         Cairn__Ghost__Itimer *it = malloc(sizeof(*it));
@@ -998,22 +1026,26 @@ static int s_collect_itimers(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Pro
     return 0;
 }
 
-static int s_collect_rlimits(pid_t pid, Cairn__Ghost__Process *pr, cairn_error_t *err)
+/* Resource limits, read by the process itself (an injected prlimit64 on
+ * itself): prlimit(2) from outside needs CAP_SYS_RESOURCE for a process of
+ * another user, which a root without it (a container) lacks. */
+static int s_collect_rlimits(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Process *pr,
+                             cairn_error_t *err)
 {
     pr->rlimits = calloc(RLIM_NLIMITS, sizeof(*pr->rlimits));
     if (!pr->rlimits)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (int res = 0; res < RLIM_NLIMITS; res++) {
-        struct rlimit rl;
-        if (prlimit(pid, (__rlimit_resource_t)res, NULL, &rl) < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "prlimit(%d, %d): %s",
-                                   (int)pid, res, strerror(errno));
-        Cairn__Ghost__Rlimit *r = malloc(sizeof(*r));
-        if (!r)
+        uint64_t a[6] = { 0, (uint64_t)res, 0, t->scratch, 0, 0 }, rl[2];
+        int r = s_inject_read(p, t, SYS_prlimit64, a, "prlimit64", rl, sizeof(rl), err);
+        if (r < 0)
+            return r;
+        Cairn__Ghost__Rlimit *l = malloc(sizeof(*l));
+        if (!l)
             return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        cairn__ghost__rlimit__init(r);
-        r->resource = (uint32_t)res, r->cur = rl.rlim_cur, r->max = rl.rlim_max;
-        pr->rlimits[pr->n_rlimits++] = r;
+        cairn__ghost__rlimit__init(l);
+        l->resource = (uint32_t)res, l->cur = rl[0], l->max = rl[1];
+        pr->rlimits[pr->n_rlimits++] = l;
     }
     return 0;
 }
@@ -1072,7 +1104,40 @@ typedef struct s_pstrings {
     char cwd[PATH_MAX];
     char exe[PATH_MAX];
     char *auxv;
+    Cairn__Ghost__Creds creds;
+    proc_creds_t pc;       /* creds' arrays point into it */
 } s_pstrings_t;
+
+/* The process's credentials (the check made sure every thread has the
+ * leader's); securebits and the dumpable flag only the task can tell. */
+static int s_collect_creds(const s_proc_t *p, s_thread_t *t, s_pstrings_t *s,
+                           cairn_error_t *err)
+{
+    int r = proc_read_creds(p->pid, &s->pc, err);
+    int64_t bits = 0, dumpable = 0;
+    uint64_t a[6] = { PR_GET_SECUREBITS, 0, 0, 0, 0, 0 };
+    if (r == 0)
+        r = s_inject(p, t, SYS_prctl, a, &bits, err);
+    a[0] = PR_GET_DUMPABLE;
+    if (r == 0)
+        r = s_inject(p, t, SYS_prctl, a, &dumpable, err);
+    if (r == 0 && (bits < 0 || dumpable < 0))
+        r = cairn_error_set(err, -EIO, CAIRN_SYSTEM, "prctl in thread %d failed: %s",
+                            (int)t->tid, strerror((int)-(bits < 0 ? bits : dumpable)));
+    if (r < 0)
+        return r;
+    Cairn__Ghost__Creds *c = &s->creds;
+    cairn__ghost__creds__init(c);
+    c->n_uid = 4, c->uid = s->pc.uid;
+    c->n_gid = 4, c->gid = s->pc.gid;
+    c->n_groups = s->pc.n_groups, c->groups = s->pc.groups;
+    c->cap_inh = s->pc.cap_inh, c->cap_prm = s->pc.cap_prm, c->cap_eff = s->pc.cap_eff;
+    c->cap_bnd = s->pc.cap_bnd, c->cap_amb = s->pc.cap_amb;
+    c->securebits = (uint32_t)bits;
+    c->no_new_privs = s->pc.no_new_privs;
+    c->dumpable = (uint32_t)dumpable;
+    return 0;
+}
 
 static int s_collect_mm(const s_proc_t *p, s_thread_t *t, const proc_stat_t *st,
                         Cairn__Ghost__MmLayout *mm, s_pstrings_t *s, cairn_error_t *err)
@@ -1119,12 +1184,14 @@ static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
     pr->umask = status.umask;
     pr->mm = mm;
     pr->n_threads = (uint32_t)p->nt;
-    if ((r = s_collect_rlimits(p->pid, pr, err)) < 0 ||
+    if ((r = s_collect_rlimits(p, leader, pr, err)) < 0 ||
         (r = s_collect_sigactions(p, leader, pr, err)) < 0 ||
         (r = s_collect_itimers(p, leader, pr, err)) < 0 ||
         (r = s_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
-                               err)) < 0)
+                               err)) < 0 ||
+        (r = s_collect_creds(p, leader, s, err)) < 0)
         return r;
+    pr->creds = &s->creds;
     return s_collect_mm(p, leader, &st, mm, s, err);
 }
 
@@ -1171,16 +1238,13 @@ static int s_collect_thread(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Thre
     th->syscall_nr = (int64_t)t->regs.orig_rax < 0 ? -1 : (int64_t)t->regs.orig_rax;
     th->syscall_ret = th->syscall_nr < 0 ? 0 : (int64_t)t->regs.rax;
     uint64_t a[6] = { 0, t->scratch, 0, 0, 0, 0 }, ss[3];
-    int r = s_inject_ok(p, t, SYS_sigaltstack, a, "sigaltstack", err);
-    if (r == 0)
-        r = s_peek(t->tid, t->scratch, ss, sizeof(ss), err);
+    int r = s_inject_read(p, t, SYS_sigaltstack, a, "sigaltstack", ss, sizeof(ss), err);
     if (r < 0)
         return r;
     th->altstack_sp = ss[0], th->altstack_flags = (int32_t)ss[1], th->altstack_size = ss[2];
     uint64_t b2[6] = { PR_GET_TID_ADDRESS, t->scratch, 0, 0, 0, 0 }, addr = 0;
-    r = s_inject_ok(p, t, SYS_prctl, b2, "prctl(PR_GET_TID_ADDRESS)", err);
-    if (r == 0)
-        r = s_peek(t->tid, t->scratch, &addr, sizeof(addr), err);
+    r = s_inject_read(p, t, SYS_prctl, b2, "prctl(PR_GET_TID_ADDRESS)", &addr, sizeof(addr),
+                      err);
     if (r < 0)
         return r;
     th->clear_tid_addr = addr;
@@ -1828,6 +1892,7 @@ static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm
     }
     s_free_sigactions(&pr);
     free(s->auxv);
+    proc_creds_free(&s->pc);
     free(s);
     return r;
 }

@@ -302,6 +302,112 @@ static const char *s_field(const char *text, const char *key)
     return NULL;
 }
 
+/* "a b c d" into v[4]; false unless there are exactly four numbers. */
+static bool s_four(const char *line, uint32_t v[4])
+{
+    char *end = NULL;
+    for (int i = 0; i < 4; i++) {
+        unsigned long x = strtoul(line, &end, 10);
+        if (end == line || x > UINT32_MAX)
+            return false;
+        v[i] = (uint32_t)x;
+        line = end;
+    }
+    while (*line == ' ' || *line == '\t')
+        line++;
+    return *line == '\n' || *line == '\0';
+}
+
+/* The numbers of a "Groups:" line (its rest) into a malloc'ed array. */
+static int s_groups(const char *line, uint32_t **ret, size_t *ret_n)
+{
+    size_t n = 0, cap = 0;
+    uint32_t *g = NULL;
+    for (;;) {
+        while (*line == ' ' || *line == '\t')
+            line++;
+        if (*line < '0' || *line > '9')
+            break;
+        char *end = NULL;
+        unsigned long x = strtoul(line, &end, 10);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint32_t *ng = realloc(g, cap * sizeof(*g));
+            if (!ng) {
+                free(g);
+                return -ENOMEM;
+            }
+            g = ng;
+        }
+        g[n++] = (uint32_t)x;
+        line = end;
+    }
+    *ret = g;
+    *ret_n = n;
+    return 0;
+}
+
+int proc_read_creds(pid_t pid, proc_creds_t *ret, cairn_error_t *err)
+{
+    char *buf = NULL;
+    int r = proc_read_file(pid, "status", &buf, NULL, err);
+    if (r < 0)
+        return r;
+    proc_creds_t c = { 0 };
+    static const char *const caps[] = { "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb" };
+    uint64_t *capv[] = { &c.cap_inh, &c.cap_prm, &c.cap_eff, &c.cap_bnd, &c.cap_amb };
+    const char *v, *missing = NULL;
+    if (!(v = s_field(buf, "Uid")) || !s_four(v, c.uid))
+        missing = "Uid";
+    else if (!(v = s_field(buf, "Gid")) || !s_four(v, c.gid))
+        missing = "Gid";
+    else if (!(v = s_field(buf, "Groups")))
+        missing = "Groups";
+    for (size_t i = 0; !missing && i < 5; i++) {
+        if (!(v = s_field(buf, caps[i])))
+            missing = caps[i];
+        else
+            *capv[i] = strtoull(v, NULL, 16);
+    }
+    if (!missing && (v = s_field(buf, "Groups")) && s_groups(v, &c.groups, &c.n_groups) < 0) {
+        free(buf);
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    }
+    if (!missing) {
+        if ((v = s_field(buf, "NoNewPrivs")))
+            c.no_new_privs = strtol(v, NULL, 10) != 0;
+        if ((v = s_field(buf, "Seccomp")))
+            c.seccomp = (int)strtol(v, NULL, 10);
+    }
+    free(buf);
+    if (missing) {
+        proc_creds_free(&c);
+        return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
+                               "/proc/%d/status: no valid %s line", (int)pid, missing);
+    }
+    *ret = c;
+    return 0;
+}
+
+void proc_creds_free(proc_creds_t *c)
+{
+    if (!c)
+        return;
+    free(c->groups);
+    c->groups = NULL;
+    c->n_groups = 0;
+}
+
+bool proc_creds_equal(const proc_creds_t *a, const proc_creds_t *b)
+{
+    return memcmp(a->uid, b->uid, sizeof(a->uid)) == 0 &&
+           memcmp(a->gid, b->gid, sizeof(a->gid)) == 0 && a->n_groups == b->n_groups &&
+           (a->n_groups == 0 || memcmp(a->groups, b->groups, a->n_groups * sizeof(uint32_t)) == 0) &&
+           a->cap_inh == b->cap_inh && a->cap_prm == b->cap_prm && a->cap_eff == b->cap_eff &&
+           a->cap_bnd == b->cap_bnd && a->cap_amb == b->cap_amb &&
+           a->no_new_privs == b->no_new_privs;
+}
+
 int proc_read_status(pid_t pid, proc_status_t *ret, cairn_error_t *err)
 {
     char *buf = NULL;

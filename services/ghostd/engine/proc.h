@@ -63,6 +63,16 @@ typedef struct proc_status {
     int threads;           /* Threads */
 } proc_status_t;
 
+/* Credentials from /proc/PID/status (PID may be a thread id). */
+typedef struct proc_creds {
+    uint32_t uid[4], gid[4];   /* real, effective, saved, fs */
+    uint32_t *groups;          /* supplementary, malloc'ed: proc_creds_free */
+    size_t n_groups;
+    uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+    bool no_new_privs;
+    int seccomp;               /* Seccomp: 0 none, 1 strict, 2 filter */
+} proc_creds_t;
+
 /* The fields of /proc/PID/fdinfo/N the engine uses. */
 typedef struct proc_fdinfo {
     int64_t pos;           /* pos */
@@ -80,6 +90,12 @@ int proc_parse_maps_line(const char *line, proc_vma_t *ret);
 int proc_read_stat(pid_t pid, proc_stat_t *ret, cairn_error_t *err);
 int proc_read_status(pid_t pid, proc_status_t *ret, cairn_error_t *err);
 int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err);
+
+/* Caller frees with proc_creds_free. -EBADMSG if a line is missing. */
+int proc_read_creds(pid_t pid, proc_creds_t *ret, cairn_error_t *err);
+void proc_creds_free(proc_creds_t *c);
+/* Same ids, groups (in order), capability sets and no_new_privs. */
+bool proc_creds_equal(const proc_creds_t *a, const proc_creds_t *b);
 
 /* /proc/PID/personality (hex). */
 int proc_read_personality(pid_t pid, uint32_t *ret, cairn_error_t *err);

@@ -800,6 +800,7 @@ static uint64_t s_region_size(const s_proc_t *pr, size_t n_helpers)
 
     args += p->n_shared_pending * sizeof(struct gr_sigq);
     args += (p->n_rlimits + p->n_itimers) * 64;
+    args += p->creds ? (p->creds->n_groups + 1) * sizeof(uint32_t) + 64 : 0;
     args += (n_helpers + 1) * sizeof(int32_t);
     for (size_t i = 0; i < pr->threads.n; i++)
         args += sizeof(struct gr_thread) + s_frame_size(pr, i) +
@@ -1280,6 +1281,51 @@ static int s_plan_limits(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
     return 0;
 }
 
+/* The highest capability this kernel knows (bounding-set drops go up to
+ * it); 40 (CAP_CHECKPOINT_RESTORE) if it cannot be read. */
+static uint32_t s_cap_last(void)
+{
+    char buf[16] = { 0 };
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    long v = n > 0 ? strtol(buf, NULL, 10) : 40;
+    return v > 0 && v < 64 ? (uint32_t)v : 40;
+}
+
+/* Who the process was: every thread takes these last (restorer.c). An
+ * image without them (older than credentials) restores as the restorer. */
+static int s_plan_creds(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
+{
+    const Cairn__Ghost__Creds *c = pr->process->process->creds;
+    struct gr_creds *g = &pl->args->creds;
+
+    if (!c)
+        return 0;
+    if (c->n_uid != 4 || c->n_gid != 4 || c->n_groups > 65536)
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "process %u: credentials with %zu uids, %zu gids, %zu "
+                               "groups", pr->process->process->pid, c->n_uid, c->n_gid,
+                               c->n_groups);
+    g->groups = s_alloc(pl, (c->n_groups + 1) * sizeof(uint32_t), 8);
+    if (!g->groups)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
+    memcpy(g->uid, c->uid, sizeof g->uid);
+    memcpy(g->gid, c->gid, sizeof g->gid);
+    if (c->n_groups)
+        memcpy(g->groups, c->groups, c->n_groups * sizeof(uint32_t));
+    g->n_groups = (uint32_t)c->n_groups;
+    g->cap_inh = c->cap_inh, g->cap_prm = c->cap_prm, g->cap_eff = c->cap_eff;
+    g->cap_bnd = c->cap_bnd, g->cap_amb = c->cap_amb;
+    g->securebits = c->securebits;
+    g->no_new_privs = c->no_new_privs;
+    g->dumpable = c->dumpable;
+    g->cap_last = s_cap_last();
+    g->has = 1;
+    return 0;
+}
+
 static int s_plan_mm(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 {
     const Cairn__Ghost__MmLayout *m = pr->process->process->mm;
@@ -1367,6 +1413,8 @@ static int s_plan_one(s_plan_t *pl, const s_proc_t *pr, size_t n_helpers,
         ret = s_plan_signals(pl, pr, err);
     if (ret == 0)
         ret = s_plan_limits(pl, pr, err);
+    if (ret == 0)
+        ret = s_plan_creds(pl, pr, err);
     if (ret == 0)
         ret = s_plan_mm(pl, pr, err);
     if (ret == 0)
@@ -2183,7 +2231,8 @@ static int s_explain(const s_tree_t *t, pid_t who, int wstatus,
         "mapping a vma", "copying pages", "setting a vma's protection",
         "PR_SET_MM_MAP", "setting an rlimit", "setting thread state",
         "creating a thread", "re-queueing a pending signal", "setting an itimer",
-        "entering the process (rt_sigreturn)" };
+        "entering the process (rt_sigreturn)",
+        "setting credentials (step << 32 | tid)" };
     struct gr_status st;
 
     fcntl(t->status_r, F_SETFL, O_NONBLOCK);

@@ -15,7 +15,10 @@
  * protections -> close helper fds -> PR_SET_MM_MAP -> rlimits -> clone3
  * the other threads (each sets its own state and stops) -> leader state ->
  * re-queue pending signals -> itimers -> SIGSTOP (the tracer's cue) ->
- * rt_sigreturn. On any failure: a gr_status record on the status pipe and
+ * rt_sigreturn. Each thread takes its credentials last in its own state
+ * (they are per thread), once nothing privileged is left for it to do; the
+ * leader, after every other thread has, also puts the dumpable flag back
+ * (every change of uid resets it). On any failure: a gr_status record on the status pipe and
  * exit_group(1).
  */
 #include "restorer.h"
@@ -43,6 +46,12 @@
 #define NR_rt_tgsigqueueinfo 297
 #define NR_rt_sigqueueinfo 129
 #define NR_prlimit64 302
+#define NR_setgroups 116
+#define NR_setresuid 117
+#define NR_setresgid 119
+#define NR_setfsuid 122
+#define NR_setfsgid 123
+#define NR_capset 126
 #define NR_set_robust_list 273
 #define NR_rseq 334
 #define NR_clone3 435
@@ -50,6 +59,14 @@
 #define MAP_FIXED 0x10
 #define MREMAP_MAYMOVE 1
 #define MREMAP_FIXED 2
+#define PR_SET_DUMPABLE 4
+#define PR_CAPBSET_DROP 24
+#define PR_SET_SECUREBITS 28
+#define PR_SET_NO_NEW_PRIVS 38
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define SECBIT_NO_SETUID_FIXUP (1 << 2)
+#define CAP_VERSION_3 0x20080522
 #define PR_SET_MM 35
 #define PR_SET_MM_MAP 14
 #define ARCH_SET_GS 0x1001
@@ -285,7 +302,48 @@ static void s_process_state(struct gr_args *a)
     }
 }
 
-/* Kernel state private to the calling thread. */
+/* One credential step; a failure names the step and the thread. */
+static void s_cred_step(struct gr_args *a, const struct gr_thread *t, long r, uint64_t step)
+{
+    if (r < 0)
+        s_fail(a, GR_STAGE_CREDS, r, step << 32 | (uint32_t)t->tid);
+}
+
+/* The calling thread becomes who it was: groups, then ids with
+ * SECBIT_NO_SETUID_FIXUP so the capabilities survive the change of uid,
+ * the real securebits, the bounding set (CAP_SETPCAP is still there), the
+ * three sets, the ambient set, no_new_privs. */
+static void s_creds(struct gr_args *a, const struct gr_thread *t)
+{
+    const struct gr_creds *c = &a->creds;
+    struct { uint32_t version; int32_t pid; } hdr = { CAP_VERSION_3, 0 };
+    struct { uint32_t eff, prm, inh; } data[2] = {
+        { (uint32_t)c->cap_eff, (uint32_t)c->cap_prm, (uint32_t)c->cap_inh },
+        { (uint32_t)(c->cap_eff >> 32), (uint32_t)(c->cap_prm >> 32),
+          (uint32_t)(c->cap_inh >> 32) } };
+
+    if (!c->has)
+        return;
+    s_cred_step(a, t, SYS(NR_setgroups, c->n_groups, (long)c->groups, 0, 0, 0), 1);
+    s_cred_step(a, t, SYS(NR_prctl, PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0), 2);
+    s_cred_step(a, t, SYS(NR_setresgid, c->gid[0], c->gid[1], c->gid[2], 0, 0), 3);
+    SYS(NR_setfsgid, c->gid[3], 0, 0, 0, 0);
+    s_cred_step(a, t, SYS(NR_setresuid, c->uid[0], c->uid[1], c->uid[2], 0, 0), 4);
+    SYS(NR_setfsuid, c->uid[3], 0, 0, 0, 0);
+    s_cred_step(a, t, SYS(NR_prctl, PR_SET_SECUREBITS, c->securebits, 0, 0, 0), 5);
+    for (uint32_t cap = 0; cap <= c->cap_last && cap < 64; cap++)
+        if (!(c->cap_bnd & (1ull << cap)))
+            s_cred_step(a, t, SYS(NR_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0), 6);
+    s_cred_step(a, t, SYS(NR_capset, (long)&hdr, (long)data, 0, 0, 0), 7);
+    for (uint32_t cap = 0; cap <= c->cap_last && cap < 64; cap++)
+        if (c->cap_amb & (1ull << cap))
+            s_cred_step(a, t, SYS(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0),
+                        8);
+    if (c->no_new_privs)
+        s_cred_step(a, t, SYS(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 9);
+}
+
+/* Kernel state private to the calling thread, credentials last. */
 static void s_thread_state(struct gr_args *a, const struct gr_thread *t)
 {
     long r;
@@ -309,6 +367,7 @@ static void s_thread_state(struct gr_args *a, const struct gr_thread *t)
     r = SYS(NR_arch_prctl, ARCH_SET_GS, (long)t->gs_base, 0, 0, 0);
     if (r < 0)
         s_fail(a, GR_STAGE_THREAD, r, (uint64_t)t->tid);
+    s_creds(a, t);
 }
 
 /* Stops for the tracer (ghost-restore), then enters the target through
@@ -407,6 +466,9 @@ void gr_main(struct gr_args *a)
     s_process_state(a);
     s_clone_threads(a);
     s_thread_state(a, &a->threads[0]);
+    if (a->creds.has && a->creds.dumpable <= 1)   /* every thread is done */
+        s_cred_step(a, &a->threads[0],
+                    SYS(NR_prctl, PR_SET_DUMPABLE, a->creds.dumpable, 0, 0, 0), 10);
     s_queue_signals(a);
     s_itimers(a);
     SYS(NR_close, a->status_fd, 0, 0, 0, 0);

@@ -42,6 +42,7 @@ enum gr_stage {
     GR_STAGE_SIGQUEUE,     /* re-queue of a pending signal (arg: signo) */
     GR_STAGE_ITIMER,       /* setitimer (arg: which) */
     GR_STAGE_SIGRETURN,    /* rt_sigreturn returned (arg: tid) */
+    GR_STAGE_CREDS,        /* credentials (arg: step << 32 | tid) */
 };
 
 /* One record on the status pipe: written by the child or the blob when a
@@ -134,6 +135,19 @@ struct gr_thread {
     int32_t pad;
 };
 
+/* Who every thread becomes before it enters the program. */
+struct gr_creds {
+    uint32_t has;          /* 0: keep the restorer's (an image without them) */
+    uint32_t uid[4], gid[4];   /* real, effective, saved, fs */
+    uint32_t n_groups;
+    uint32_t securebits;
+    uint32_t no_new_privs;
+    uint32_t dumpable;     /* 0 or 1 are set; anything else is left */
+    uint32_t cap_last;     /* /proc/sys/kernel/cap_last_cap */
+    uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+    uint32_t *groups;
+};
+
 /* The argument block. Every pointer points into the region. */
 struct gr_args {
     uint64_t magic;                 /* GR_ARGS_MAGIC */
@@ -159,6 +173,7 @@ struct gr_args {
     struct gr_mm_map mm;
     int32_t pid;                    /* tgid after restore (for sigqueue) */
     int32_t threads_left;           /* futex: non-leaders not yet done */
+    struct gr_creds creds;
 };
 
 #endif
