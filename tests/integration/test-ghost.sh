@@ -14,7 +14,9 @@
 # left running and untouched), a bad DIR, a pid that does not exist, a
 # garbage image (an error, and nothing left running). The memory, threads
 # and process cases once more with the image on a huge=always tmpfs, where
-# the dump copies memory in place with several threads. The creds case as
+# the dump copies memory in place with several threads. A private file
+# mapping's file touched between checkpoint and restart: refused, then
+# restored once its mtime is back. The creds case as
 # root, as nobody, as a user with groups, and as root with a trimmed
 # bounding set, an ambient capability and no_new_privs. Needs root (ptrace of
 # any process, clone3 set_tid): skips with 77 otherwise.
@@ -243,6 +245,31 @@ if mount -t tmpfs -o huge=always,mode=0700 cairn-test-huge "$HUGE"; then
     done
 else
     t_fail "cannot mount a huge=always tmpfs for the in-place copy"
+fi
+
+# A private file mapping keeps only its written pages in the image: the
+# file must be the one the dump saw. Touched: the restart is refused and
+# nothing is left running; its mtime put back: the restart works.
+R="$T_TMP/result-memory"; : >"$R"
+if start_case memory "$R"; then
+    P=$CASE_PID
+    MEMFILE="$WORK/ghost-mem-$P"
+    out=$($C checkpoint "$P" --dir "$T_TMP/mapped" 2>"$T_TMP/err"); rc=$?
+    t_check "mapped file: checkpoint ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    reap_killed "$P"
+    touch -r "$MEMFILE" "$T_TMP/mtime-ref"
+    touch -d '2001-01-01' "$MEMFILE"
+    $C restart "$T_TMP/mapped" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+    t_err "mapped file changed: restart refused" failed-precondition "changed since the dump"
+    t_check "mapped file changed: nothing left running" [ "$(proc_state "$P")" = gone ]
+    touch -r "$T_TMP/mtime-ref" "$MEMFILE"
+    out=$($C restart "$T_TMP/mapped" 2>"$T_TMP/err"); rc=$?
+    t_check "mapped file back: restart ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    T_PIDS+=("$P")
+    kill -USR2 "$P" 2>/dev/null
+    t_check "mapped file back: PASS" wait_verdict "$R" memory
+else
+    t_fail "mapped file: start"
 fi
 
 # Credentials: ids, groups, capability sets, no_new_privs and the dumpable

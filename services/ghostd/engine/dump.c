@@ -20,7 +20,9 @@
  *  4. write   - records in the order of ghost.proto; memory through
  *               process_vm_readv (or /proc/PID/mem for unreadable vmas),
  *               anonymous pages only where pagemap says present or
- *               swapped; pipe contents copied with tee(2), so nothing is
+ *               swapped, a private file mapping's only where the process
+ *               wrote them (the rest is the file's, mapped again at
+ *               restore, which checks the file's size and mtime); pipe contents copied with tee(2), so nothing is
  *               consumed; every fd compared (kcmp KCMP_FILE) with the
  *               earlier fds of the image on the same file, so a dup'ed or
  *               fork-inherited one names the fd it shares its open file
@@ -981,15 +983,25 @@ static void s_free_sigactions(Cairn__Ghost__Process *pr)
     free(pr->shared_pending);
 }
 
-static int s_collect_sigactions(const s_proc_t *p, s_thread_t *t,
+/* Every signal's disposition. Only the task can tell a handler's flags,
+ * mask and restorer (an injected rt_sigaction each), but /proc says which
+ * signals are caught or ignored: the others are SIG_DFL, recorded so
+ * without asking (the kernel ignores a default action's flags and mask,
+ * and execve clears them) -- but for SIGCHLD, whose SA_NOCLDSTOP and
+ * SA_NOCLDWAIT matter even then. 64 injections were most of a small
+ * dump's fixed cost. */
+static int s_collect_sigactions(const s_proc_t *p, s_thread_t *t, const proc_status_t *st,
                                 Cairn__Ghost__Process *pr, cairn_error_t *err)
 {
+    uint64_t ask = st->has_sig ? st->sig_ign | st->sig_cgt | (1ull << (SIGCHLD - 1)) : ~0ull;
     pr->sigactions = calloc(S_NSIG, sizeof(*pr->sigactions));
     if (!pr->sigactions)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (int sig = 1; sig <= S_NSIG; sig++) {
-        uint64_t a[6] = { (uint64_t)sig, 0, t->scratch, 8, 0, 0 }, k[4];
-        int r = s_inject_read(p, t, SYS_rt_sigaction, a, "rt_sigaction", k, sizeof(k), err);
+        uint64_t a[6] = { (uint64_t)sig, 0, t->scratch, 8, 0, 0 }, k[4] = { 0 };
+        int r = (ask >> (sig - 1)) & 1
+                    ? s_inject_read(p, t, SYS_rt_sigaction, a, "rt_sigaction", k, sizeof(k), err)
+                    : 0;
         if (r < 0)
             return r;
         Cairn__Ghost__SigAction *sa = malloc(sizeof(*sa));
@@ -1185,7 +1197,7 @@ static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
     pr->mm = mm;
     pr->n_threads = (uint32_t)p->nt;
     if ((r = s_collect_rlimits(p, leader, pr, err)) < 0 ||
-        (r = s_collect_sigactions(p, leader, pr, err)) < 0 ||
+        (r = s_collect_sigactions(p, leader, &status, pr, err)) < 0 ||
         (r = s_collect_itimers(p, leader, pr, err)) < 0 ||
         (r = s_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
                                err)) < 0 ||
@@ -1289,7 +1301,9 @@ static int s_write_threads(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
 }
 
 /* Which pages of a vma of this kind are dumped: 0 none, 1 present only
- * (anonymous private: the rest is zero), 2 all. */
+ * (anonymous private: the rest is zero), 2 all, 3 the present anonymous
+ * ones (a private file mapping: the pages the process wrote; the others
+ * are the file's, mapped again at restore). */
 static int s_dump_policy(Cairn__Ghost__VmaKind k)
 {
     switch (k) {
@@ -1298,12 +1312,23 @@ static int s_dump_policy(Cairn__Ghost__VmaKind k)
     case CAIRN__GHOST__VMA_KIND__VMA_STACK:
         return 1;
     case CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE:
+        return 3;
     case CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED:
     case CAIRN__GHOST__VMA_KIND__VMA_MEMFD:
         return 2;
     default:
         return 0;
     }
+}
+
+/* stat of the object a file or shared mapping maps (/proc/PID/map_files:
+ * the mapped inode itself, whatever the path now names). */
+static int s_map_file_stat(pid_t pid, const proc_vma_t *v, struct stat *st)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid,
+             (unsigned long long)v->start, (unsigned long long)v->end);
+    return stat(path, st) < 0 ? -errno : 0;
 }
 
 static int s_vma_record(pid_t pid, const proc_vma_t *v, Cairn__Ghost__Vma *out,
@@ -1323,6 +1348,11 @@ static int s_vma_record(pid_t pid, const proc_vma_t *v, Cairn__Ghost__Vma *out,
     if (k == CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED || k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
         out->shmid = v->ino;
     out->dumped = s_dump_policy(k) != 0;
+    struct stat st;
+    if (k == CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE && s_map_file_stat(pid, v, &st) == 0) {
+        out->file_size = (uint64_t)st.st_size;
+        out->file_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    }
     return 0;
 }
 
@@ -1538,13 +1568,16 @@ struct s_pm_scan_arg {
     uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
 };
 #define S_PAGEMAP_SCAN _IOWR('f', 16, struct s_pm_scan_arg)
+#define S_PAGE_IS_FILE (1ull << 2)
 #define S_PAGE_IS_PRESENT (1ull << 3)
 #define S_PAGE_IS_SWAPPED (1ull << 4)
 #define S_SCAN_REGIONS 512
 
-/* Dumps v's present or swapped pages found by PAGEMAP_SCAN. -ENOTTY when
- * the kernel lacks it (nothing dumped yet: the caller falls back). */
-static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_error_t *err)
+/* Dumps v's present or swapped pages found by PAGEMAP_SCAN (anon_only:
+ * not those of the page cache). -ENOTTY when the kernel lacks it (nothing
+ * dumped yet: the caller falls back). */
+static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
+                          cairn_error_t *err)
 {
     struct s_page_region *reg = malloc(S_SCAN_REGIONS * sizeof(*reg));
     bool readable = v->prot & PROT_READ;
@@ -1554,6 +1587,8 @@ static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_err
         struct s_pm_scan_arg a = {
             .size = sizeof(a), .start = at, .end = v->end,
             .vec = (uint64_t)(uintptr_t)reg, .vec_len = S_SCAN_REGIONS,
+            .category_inverted = anon_only ? S_PAGE_IS_FILE : 0,
+            .category_mask = anon_only ? S_PAGE_IS_FILE : 0,
             .category_anyof_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
             .return_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
         };
@@ -1575,13 +1610,15 @@ static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_err
     return r;
 }
 
-/* Dumps the pages of one vma that pagemap says are present or swapped:
- * with PAGEMAP_SCAN where the kernel has it, else reading pagemap
+/* Dumps the pages of one vma that pagemap says are present or swapped
+ * (anon_only: and not page-cache pages): with PAGEMAP_SCAN where the
+ * kernel has it, else reading pagemap
  * S_PAGEMAP_BATCH entries (64 KiB) at a time. */
 #define S_PAGEMAP_BATCH 8192
-static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_error_t *err)
+static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
+                          cairn_error_t *err)
 {
-    int scanned = s_dump_scanned(c, m, v, err);
+    int scanned = s_dump_scanned(c, m, v, anon_only, err);
     if (scanned != -ENOTTY)
         return scanned;
     size_t ps = c->page_size, npages = (v->end - v->start) / ps;
@@ -1600,7 +1637,9 @@ static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_err
         }
         for (size_t j = 0; r == 0 && j < n; j++) {
             uint64_t a = v->start + (i + j) * ps;
-            if (ent[j] & (3ull << 62)) {
+            /* bit 63 present, 62 swapped, 61 a page-cache page */
+            bool file = (ent[j] & (1ull << 63)) && (ent[j] & (1ull << 61));
+            if ((ent[j] & (3ull << 62)) && !(anon_only && file)) {
                 if (run_len == 0)
                     run_start = a;
                 run_len += ps;
@@ -1614,6 +1653,21 @@ static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, cairn_err
     if (r == 0 && run_len > 0)
         r = s_dump_run(c, m, readable, run_start, run_len, err);
     return r;
+}
+
+/* Where the pages of a shared mapping that its object backs end: its size
+ * from the mapping's offset, in whole pages; -errno if the object cannot
+ * be looked at. */
+static int s_object_end(pid_t pid, const proc_vma_t *v, uint64_t *ret_end)
+{
+    struct stat st;
+    int r = s_map_file_stat(pid, v, &st);
+    if (r < 0)
+        return r;
+    uint64_t size = (uint64_t)st.st_size, ps = 4096;
+    uint64_t backed = size > v->pgoff ? (size - v->pgoff + ps - 1) / ps * ps : 0;
+    *ret_end = backed < v->end - v->start ? v->start + backed : v->end;
+    return 0;
 }
 
 static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
@@ -1635,14 +1689,16 @@ static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_e
         Cairn__Ghost__VmaKind k;
         r = s_vma_kind(p->pid, v, &k, err);
         int pol = r == 0 ? s_dump_policy(k) : 0;
-        /* Present anonymous pages can always be read; the whole range of
-         * a file or shared mapping may have pages that cannot (past the
-         * end of the file), which the pipeline skips. */
-        m.direct = c->direct && pol == 1;
-        if (pol == 1)
-            r = s_dump_present(c, &m, v, err);
-        else if (pol == 2)
-            r = s_dump_run(c, &m, v->prot & PROT_READ, v->start, v->end - v->start, err);
+        /* Present anonymous pages can always be read; a shared mapping
+         * cannot past the end of its object, which the pipeline finds page
+         * by page and the in-place copy needs to know first. */
+        uint64_t end = v->end;
+        m.direct = c->direct &&
+                   (pol == 1 || pol == 3 || (pol == 2 && s_object_end(p->pid, v, &end) == 0));
+        if (pol == 1 || pol == 3)
+            r = s_dump_present(c, &m, v, pol == 3, err);
+        else if (pol == 2 && end > v->start)
+            r = s_dump_run(c, &m, v->prot & PROT_READ, v->start, end - v->start, err);
     }
     if (r == 0 && c->direct)
         r = ghost_direct_flush(c->direct, err);   /* before mem_fd closes */

@@ -428,6 +428,12 @@ int proc_read_status(pid_t pid, proc_status_t *ret, cairn_error_t *err)
     }
     if ((v = s_field(buf, "Threads")))
         s.threads = (int)strtol(v, NULL, 10);
+    const char *ign = s_field(buf, "SigIgn"), *cgt = s_field(buf, "SigCgt");
+    if (ign && cgt) {
+        s.sig_ign = strtoull(ign, NULL, 16);
+        s.sig_cgt = strtoull(cgt, NULL, 16);
+        s.has_sig = true;
+    }
     free(buf);
     *ret = s;
     return 0;

@@ -61,6 +61,9 @@ typedef struct proc_status {
     uint32_t umask;        /* Umask (0 if the line is missing) */
     bool has_umask;        /* the Umask line was present */
     int threads;           /* Threads */
+    uint64_t sig_ign;      /* SigIgn: signals ignored (bit N-1: signal N) */
+    uint64_t sig_cgt;      /* SigCgt: signals with a handler */
+    bool has_sig;          /* both lines were present */
 } proc_status_t;
 
 /* Credentials from /proc/PID/status (PID may be a thread id). */

@@ -830,7 +830,13 @@ static int s_open_vma_file(s_plan_t *pl, const Cairn__Ghost__Vma *v,
                                "vma %#llx: cannot open %s: %s",
                                (unsigned long long)v->start, v->path,
                                strerror(errno));
-    if (fstat(fd, &st) == 0 && v->ino && (uint64_t)st.st_dev == v->dev &&
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return cairn_error_set(err, -e, CAIRN_SYSTEM, "fstat of %s: %s", v->path,
+                               strerror(e));
+    }
+    if (v->ino && (uint64_t)st.st_dev == v->dev &&
         (uint64_t)st.st_ino != v->ino) {
         close(fd);
         return cairn_error_set(err, -ESTALE, CAIRN_FAILED_PRECONDITION,
@@ -838,6 +844,19 @@ static int s_open_vma_file(s_plan_t *pl, const Cairn__Ghost__Vma *v,
                                "now %llu)", v->path,
                                (unsigned long long)v->ino,
                                (unsigned long long)st.st_ino);
+    }
+    /* Only its written pages are in the image: the rest must be the same
+     * file's as at the dump. */
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if (!shared && v->file_mtime_ns &&
+        ((uint64_t)st.st_size != v->file_size || mtime != v->file_mtime_ns)) {
+        close(fd);
+        return cairn_error_set(err, -ESTALE, CAIRN_FAILED_PRECONDITION,
+                               "%s changed since the dump (size %llu, mtime %lld ns; "
+                               "now %llu, %lld)", v->path,
+                               (unsigned long long)v->file_size,
+                               (long long)v->file_mtime_ns,
+                               (unsigned long long)st.st_size, (long long)mtime);
     }
     return s_helper_fd(pl, fd, err);
 }
