@@ -353,6 +353,13 @@ static void s_job_unwatch(ghostd_job_t *j)
 static void s_job_release(ghostd_job_t *j)
 {
     cairn_loop_t *loop = cairn_service_loop(j->gd->svc);
+    char part[sizeof j->image + 8];
+
+    /* ghost-dump writes DIR/image.ghost.part and renames it when done; a
+     * helper that crashed or was killed leaves it behind. */
+    if (j->kind == GHOSTD_CHECKPOINT && j->image[0] &&
+        snprintf(part, sizeof part, "%s.part", j->image) < (int)sizeof part)
+        unlink(part);
 
     s_job_unwatch(j);
     if (j->poll_timer > 0)

@@ -45,8 +45,8 @@ refuse) echo '{"error":{"code":"unsupported","message":"fd 3 is a socket: cannot
 precond) echo '{"error":{"code":"internal","message":"pid is traced"}}'; exit 2;;
 garbage) echo 'hello'; exit 0;;
 partial) echo '{"pid":1,"pages":2}'; exit 0;;
-crash) kill -SEGV \$\$;;
-hang) sleep 100;;
+crash) echo partial > "\$4.part"; kill -SEGV \$\$;;
+hang) echo partial > "\$4.part"; sleep 100;;
 err) echo '{"error":{"code":"not-found","message":"gone"}}'; exit 1;;
 weird) echo '{"error":{"code":"not-found","message":"odd"}}'; exit 111;;
 esac
@@ -100,6 +100,7 @@ fake precond checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "exit 2" failed-preco
 fake garbage checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "garbage" internal "JSON"
 fake partial checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "fields missing" internal "image_bytes"
 fake crash checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "crash" internal "signal 11"
+t_check "crash: ghostd removed the helper's partial image" [ ! -e "$T_TMP/f2/image.ghost.part" ]
 fake err checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "exit 1" not-found "gone"
 fake weird checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "exit 111" internal "status 111"
 echo hang > "$FAKE/mode"
@@ -109,6 +110,8 @@ sleep 0.5
 fake hang checkpoint "$VICTIM" --dir "$T_TMP/f4"; t_err "same pid twice" busy "already being checkpointed"
 wait "$HANG"; rc=$?; err=$(cat "$T_TMP/hang.err")
 t_err "hung helper" timeout "killed"
+sleep 0.3
+t_check "hung helper: its partial image removed" [ ! -e "$T_TMP/f3/image.ghost.part" ]
 t_check "hung helper reaped" [ -z "$(pgrep -f "$FAKE/libexec/ghost-dump")" ]
 fake ok checkpoint 99999999; t_err "no such pid" not-found "99999999"
 fake ok checkpoint 1; t_err "pid 1" invalid-argument
