@@ -28,6 +28,7 @@
 #include "image.h"
 
 #define PAGE 4096u
+#define S_BATCH (16u << 20)   /* small batches: the tests cross their edges */
 #define DIR "/tmp/cairn-test-direct"
 
 /* A private tmpfs at DIR with these options; skips without root. */
@@ -180,7 +181,7 @@ static void s_setup(s_fix_t *f, const char *mount_opts, size_t len, size_t none_
     f->w = ghost_writer_new(f->fd);
     f->d = NULL;
     cairn_error_t err;
-    cr_assert_eq(ghost_direct_new(f->fd, &f->d, &err), 0, "%s", err.message);
+    cr_assert_eq(ghost_direct_new(f->fd, S_BATCH, &f->d, &err), 0, "%s", err.message);
     cr_assert_geq(ghost_direct_threads(f->d), 1);
     s_header(f->w);
 }
@@ -203,7 +204,7 @@ static int s_room(ghost_writer_t *w, ghost_direct_t *d, pid_t pid, int mem, bool
     return r < 0 ? r : ghost_direct_add(d, pid, mem, readable, addr, off, len, err);
 }
 
-/* 70 MiB (more than one batch) in runs of odd sizes, a normal record
+/* 70 MiB (more than four batches) in runs of odd sizes, a normal record
  * between them so the rooms start at unaligned offsets, and a PROT_NONE
  * tail read through /proc/PID/mem. */
 Test(direct, copies_in_place_across_batches, .timeout = 120)
@@ -265,7 +266,7 @@ static void s_refused(int fd, const char *why)
 {
     ghost_direct_t *d = (void *)1;
     cairn_error_t err;
-    cr_assert_eq(ghost_direct_new(fd, &d, &err), -EOPNOTSUPP, "%s", why);
+    cr_assert_eq(ghost_direct_new(fd, 0, &d, &err), -EOPNOTSUPP, "%s", why);
     cr_assert(strstr(err.message, why) != NULL, "%s (want %s)", err.message, why);
     cr_assert_eq(d, (void *)1, "nothing returned on refusal");
 }
@@ -294,7 +295,7 @@ Test(direct, refuses_what_it_cannot_place_into, .timeout = 60)
     fd = open(DIR "/image", O_RDWR);
     ghost_direct_t *d = NULL;
     cairn_error_t err;
-    cr_assert_eq(ghost_direct_new(fd, &d, &err), 0, "%s", err.message);
+    cr_assert_eq(ghost_direct_new(fd, 0, &d, &err), 0, "%s", err.message);
     cr_assert_eq(ghost_direct_flush(d, &err), 0, "an empty flush is fine");
     ghost_direct_free(d);
     close(fd);

@@ -47,6 +47,7 @@ typedef struct s_piece {
 struct ghost_direct {
     int fd;                /* the image (caller's) */
     uint64_t page;
+    uint64_t batch;        /* flush once the queue spans this much file */
     s_piece_t *q;          /* queued pieces, ascending file offsets */
     size_t n, cap;
     uint64_t lo, hi;       /* file range of q[0..n) */
@@ -179,7 +180,7 @@ static int s_check_fd(int fd, cairn_error_t *err)
     return 0;
 }
 
-int ghost_direct_new(int fd, ghost_direct_t **ret, cairn_error_t *err)
+int ghost_direct_new(int fd, size_t batch, ghost_direct_t **ret, cairn_error_t *err)
 {
     int r = s_check_fd(fd, err);
     if (r < 0)
@@ -189,6 +190,7 @@ int ghost_direct_new(int fd, ghost_direct_t **ret, cairn_error_t *err)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     d->fd = fd;
     d->page = (uint64_t)sysconf(_SC_PAGESIZE);
+    d->batch = batch ? batch : GHOST_DIRECT_BATCH;
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->go, NULL);
     pthread_cond_init(&d->done, NULL);
@@ -255,7 +257,7 @@ int ghost_direct_add(ghost_direct_t *d, pid_t pid, int mem_fd, bool readable,
         n = n < len - done ? n : len - done;
         s_piece_t p = { pid, mem_fd, readable, addr + done, at, n };
         int r = 0;
-        if (d->n > 0 && p.off + p.len - d->lo > GHOST_DIRECT_BATCH)
+        if (d->n > 0 && p.off + p.len - d->lo > d->batch)
             r = ghost_direct_flush(d, err);
         if (r == 0)
             r = s_push(d, &p, err);

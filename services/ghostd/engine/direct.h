@@ -13,8 +13,8 @@
  * Use: ghost_direct_new on the image fd (-EOPNOTSUPP: stream instead);
  * ghost_direct_add for each run placed by ghost_write_pages_room;
  * ghost_direct_flush before the process's mem_fd is closed and before the
- * image is used. Queued copies are also flushed once they span
- * GHOST_DIRECT_BATCH bytes of the file. A page that cannot be read fails
+ * image is used. Queued copies are also flushed once they span a batch
+ * of the file. A page that cannot be read fails
  * the flush (its room would otherwise read as zeros), as does a failed
  * write. Only the calling thread uses the API; the helpers only read the
  * process's memory and write the image.
@@ -32,15 +32,19 @@
 
 #include "cairn/error.h"
 
-#define GHOST_DIRECT_BATCH (64u << 20)   /* file bytes mapped at once */
+/* File bytes mapped and copied at once by default. Measured: 1 GiB dumps
+ * in 119-127 ms with 1 GiB batches, 122-131 with 256 MiB ones, 138-147
+ * with 64 MiB ones (each batch maps, waits for its slowest piece, unmaps). */
+#define GHOST_DIRECT_BATCH (1024u << 20)
 #define GHOST_DIRECT_MAX_THREADS 4
 
 typedef struct ghost_direct ghost_direct_t;
 
-/* A copier for fd: 0 and *ret, or -EOPNOTSUPP with the reason (not a
- * regular file, not open for writing, O_APPEND, cannot seek) - the caller
- * then streams the pages - or -ENOMEM. */
-int ghost_direct_new(int fd, ghost_direct_t **ret, cairn_error_t *err);
+/* A copier for fd flushing every batch bytes of the file (0: the default
+ * GHOST_DIRECT_BATCH): 0 and *ret, or -EOPNOTSUPP with the reason (not a
+ * regular file, not open read-write, O_APPEND, cannot seek, a filesystem
+ * of small pages) - the caller then streams the pages - or -ENOMEM. */
+int ghost_direct_new(int fd, size_t batch, ghost_direct_t **ret, cairn_error_t *err);
 
 /* Queues the copy of len bytes (a page multiple) at addr in process pid
  * into file offset off: process_vm_readv when readable, through mem_fd

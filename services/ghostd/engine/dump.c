@@ -2033,7 +2033,7 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
     if (!c->w || !c->buf)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     cairn_error_t why;
-    int r = ghost_direct_new(out_fd, &c->direct, &why);
+    int r = ghost_direct_new(out_fd, 0, &c->direct, &why);
     if (r == -EOPNOTSUPP)
         r = 0;   /* a pipe, a socket, a write-only fd: the pages are streamed */
     else if (r < 0)
