@@ -2035,8 +2035,8 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
     cairn_error_t why;
     int r = ghost_direct_new(out_fd, 0, &c->direct, &why);
     if (r == -EOPNOTSUPP)
-        r = 0;   /* a pipe, a socket, a write-only fd: the pages are streamed */
-    else if (r < 0)
+        r = 0;   /* a pipe, a socket, a small-page fs...: the pages are streamed */
+    else if (r < 0 && err)
         *err = why;
     if (r == 0)
         r = s_write_header(c, root, err);
