@@ -13,6 +13,8 @@
  * "FAIL <mode>: <what>\n", exiting 0 or 1. A setup that fails says
  * "FAIL <mode>: setup: ..." and never says ready.
  *
+ * Mode seccomp installs a filter (getpriority fails with errno 42) that
+ * both threads must still have after the restore.
  * Mode creds records who its two threads are (ids, groups, capabilities,
  * securebits, no_new_privs, dumpable) and prints it after "ready <pid>";
  * the test starts it through setpriv as various users.
@@ -30,6 +32,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,9 +43,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #define S_PAGE 4096
 
@@ -831,11 +837,82 @@ static int s_case_creds(void)
     return 1;
 }
 
+
+/* ---- seccomp: a filter every thread keeps -------------------------------- */
+
+/* Whether getpriority(2) fails with errno 42 (what our filter answers) and
+ * /proc/thread-self/status counts one filter in mode 2. */
+static bool s_filtered(char *why, size_t size)
+{
+    char status[4096] = "";
+    int fd = open("/proc/thread-self/status", O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, status, sizeof status - 1) : -1;
+
+    if (fd >= 0)
+        close(fd);
+    status[n > 0 ? n : 0] = '\0';
+    errno = 0;
+    int r = getpriority(PRIO_PROCESS, 0);
+    int e = errno;
+    bool ok = r == -1 && e == 42 && strstr(status, "Seccomp:\t2\n") &&
+              strstr(status, "Seccomp_filters:\t1\n");
+    if (!ok)
+        snprintf(why, size, "getpriority %d errno %d; status %s %s", r, e,
+                 strstr(status, "Seccomp:\t2\n") ? "mode 2" : "not mode 2",
+                 strstr(status, "Seccomp_filters:\t1\n") ? "1 filter" : "not 1 filter");
+    return ok;
+}
+
+static char s_seccomp_thread_why[256];
+static volatile int s_seccomp_thread_ok = -1;
+
+static void *s_seccomp_thread(void *arg)
+{
+    (void)arg;
+    while (!s_go)
+        usleep(1000);
+    s_seccomp_thread_ok = s_filtered(s_seccomp_thread_why, sizeof s_seccomp_thread_why);
+    return NULL;
+}
+
+/* A filter (getpriority answers errno 42, the rest is allowed) installed
+ * before the second thread exists, so both have it; after the restore both
+ * must still be filtered. */
+static int s_case_seccomp(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpriority, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 42),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { sizeof f / sizeof f[0], f };
+    char why[256];
+    pthread_t th;
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+        s_setup_fail("seccomp");
+    if (!s_filtered(why, sizeof why))
+        s_setup_fail(why);
+    if (pthread_create(&th, NULL, s_seccomp_thread, NULL) != 0)
+        s_setup_fail("pthread_create");
+    s_line("ready %d\n", (int)getpid());
+    s_wait_pause();
+    pthread_join(th, NULL);
+    if (!s_filtered(why, sizeof why))
+        return s_failf("main thread: %s", why);
+    if (s_seccomp_thread_ok != 1)
+        return s_failf("second thread: %s", s_seccomp_thread_why);
+    return 1;
+}
+
 static const struct {
     const char *mode;
     int (*run)(void);   /* setup, ready, wait, check; 0 on failure */
 } s_cases[] = {
     { "creds", s_case_creds },
+    { "seccomp", s_case_seccomp },
     { "memory", s_case_memory },
     { "counter", s_case_counter },
     { "fpu", s_case_fpu },

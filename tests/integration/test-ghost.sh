@@ -16,7 +16,7 @@
 # and process cases once more with the image on a huge=always tmpfs, where
 # the dump copies memory in place with several threads. A private file
 # mapping's file touched between checkpoint and restart: refused, then
-# restored once its mtime is back. The creds case as
+# restored once its mtime is back. A seccomp filter kept by both threads. The creds case as
 # root, as nobody, as a user with groups, and as root with a trimmed
 # bounding set, an ambient capability and no_new_privs. Needs root (ptrace of
 # any process, clone3 set_tid): skips with 77 otherwise.
@@ -274,6 +274,10 @@ if start_case memory "$R"; then
 else
     t_fail "mapped file: start"
 fi
+
+# A seccomp filter (getpriority answers errno 42) in both threads of
+# ghost-case seccomp is there again after the restore.
+run_case seccomp
 
 # Credentials: ids, groups, capability sets, no_new_privs and the dumpable
 # flag of both threads of ghost-case creds come back as they were, for

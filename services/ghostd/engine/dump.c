@@ -62,7 +62,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/filter.h>
 #include <linux/kcmp.h>
+#include <linux/seccomp.h>
 
 #include "cairn-config.h"
 #include "direct.h"
@@ -642,9 +644,14 @@ static int s_wait_interrupt(pid_t tid, cairn_error_t *err)
     }
 }
 
+/* Seized with PTRACE_O_SUSPEND_SECCOMP where we may (CAP_SYS_ADMIN, no
+ * filter of our own): a sandboxed process's filters would otherwise judge
+ * our injected syscalls, and one that kills on prlimit64 would kill it. */
 static int s_seize_thread(s_thread_t *t, cairn_error_t *err)
 {
-    if (ptrace(PTRACE_SEIZE, t->tid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0)
+    if (ptrace(PTRACE_SEIZE, t->tid, 0,
+               (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP)) < 0 &&
+        ptrace(PTRACE_SEIZE, t->tid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0)
         return cairn_error_set(err, -errno, errno == EPERM ? CAIRN_FAILED_PRECONDITION
                                                            : CAIRN_SYSTEM,
                                "cannot seize thread %d: %s", (int)t->tid, strerror(errno));
@@ -1118,7 +1125,125 @@ typedef struct s_pstrings {
     char *auxv;
     Cairn__Ghost__Creds creds;
     proc_creds_t pc;       /* creds' arrays point into it */
+    Cairn__Ghost__SeccompFilter *filters;   /* n_filters, programs malloc'ed */
+    Cairn__Ghost__SeccompFilter **filterv;
+    size_t n_filters;
 } s_pstrings_t;
+
+static void s_free_filters(s_pstrings_t *s)
+{
+    for (size_t i = 0; i < s->n_filters; i++)
+        free(s->filters[i].prog.data);
+    free(s->filters);
+    free(s->filterv);
+    s->filters = NULL, s->filterv = NULL, s->n_filters = 0;
+}
+
+/* One thread's seccomp filters, newest first (index 0 is the last
+ * installed), into *ret (caller frees each prog and the array). */
+static int s_read_filters(pid_t tid, Cairn__Ghost__SeccompFilter **ret, size_t *ret_n,
+                          cairn_error_t *err)
+{
+    Cairn__Ghost__SeccompFilter *v = NULL;
+    size_t n = 0;
+    for (;; n++) {
+        long len = ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)n, NULL);
+        if (len < 0 && errno == ENOENT)
+            break;
+        Cairn__Ghost__SeccompFilter *nv = len > 0 ? realloc(v, (n + 1) * sizeof(*v)) : NULL;
+        uint8_t *prog = nv ? malloc((size_t)len * 8) : NULL;
+        struct { uint64_t filter_off, flags; } md = { n, 0 };
+        if (nv)
+            v = nv;
+        if (!prog || ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)n, prog) != len ||
+            ptrace(PTRACE_SECCOMP_GET_METADATA, tid, (void *)sizeof(md), &md) < 0) {
+            int e = len < 0 || !prog ? (len < 0 ? errno : ENOMEM) : errno;
+            free(prog);
+            for (size_t i = 0; i < n; i++)
+                free(v[i].prog.data);
+            free(v);
+            return cairn_error_set(err, -e, CAIRN_SYSTEM,
+                                   "seccomp filter %zu of thread %d: %s", n, (int)tid,
+                                   strerror(e));
+        }
+        cairn__ghost__seccomp_filter__init(&v[n]);
+        v[n].prog.data = prog, v[n].prog.len = (size_t)len * 8;
+        v[n].flags = (uint32_t)md.flags;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+/* A filter that hands syscalls to a user-space supervisor cannot come back
+ * without it: SECCOMP_RET_USER_NOTIF anywhere in the program. */
+static bool s_filter_notifies(const Cairn__Ghost__SeccompFilter *f)
+{
+    for (size_t i = 0; i + 8 <= f->prog.len; i += 8) {
+        const uint8_t *in = f->prog.data + i;
+        uint16_t code = (uint16_t)(in[0] | in[1] << 8);
+        uint32_t k = (uint32_t)in[4] | (uint32_t)in[5] << 8 | (uint32_t)in[6] << 16 |
+                     (uint32_t)in[7] << 24;
+        if (code == (BPF_RET | BPF_K) && (k & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_USER_NOTIF)
+            return true;
+    }
+    return false;
+}
+
+static bool s_same_filters(const Cairn__Ghost__SeccompFilter *a, size_t na,
+                           const Cairn__Ghost__SeccompFilter *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (a[i].flags != b[i].flags || a[i].prog.len != b[i].prog.len ||
+            memcmp(a[i].prog.data, b[i].prog.data, a[i].prog.len) != 0)
+            return false;
+    return true;
+}
+
+/* The process's seccomp filters (mode 2), oldest first, the same for every
+ * thread. Strict mode (1) cannot be entered again before the restored
+ * thread's last syscalls; a filter notifying a supervisor cannot work
+ * without it; threads with other filters than the leader's are not one
+ * process's: all refused. */
+static int s_collect_seccomp(const s_proc_t *p, s_pstrings_t *s, Cairn__Ghost__Process *pr,
+                             cairn_error_t *err)
+{
+    if (s->pc.seccomp == 1)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d is in strict seccomp mode", (int)p->pid);
+    if (s->pc.seccomp != 2)
+        return 0;
+    int r = s_read_filters(p->t[0].tid, &s->filters, &s->n_filters, err);
+    for (size_t i = 0; r == 0 && i < s->n_filters; i++)
+        if (s_filter_notifies(&s->filters[i]))
+            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                "process %d has a seccomp filter that notifies a "
+                                "supervisor (SECCOMP_RET_USER_NOTIF)", (int)p->pid);
+    for (size_t t = 1; r == 0 && t < p->nt; t++) {
+        Cairn__Ghost__SeccompFilter *o = NULL;
+        size_t no = 0;
+        r = s_read_filters(p->t[t].tid, &o, &no, err);
+        if (r == 0 && !s_same_filters(o, no, s->filters, s->n_filters))
+            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                "process %d thread %d has other seccomp filters than its "
+                                "leader", (int)p->pid, (int)p->t[t].tid);
+        for (size_t i = 0; i < no; i++)
+            free(o[i].prog.data);
+        free(o);
+    }
+    if (r == 0 && s->n_filters &&
+        !(s->filterv = calloc(s->n_filters, sizeof(*s->filterv))))
+        r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < s->n_filters; i++)   /* the image: oldest first */
+        s->filterv[i] = &s->filters[s->n_filters - 1 - i];
+    pr->n_seccomp = s->n_filters;
+    pr->seccomp = s->filterv;
+    return 0;
+}
 
 /* The process's credentials (the check made sure every thread has the
  * leader's); securebits and the dumpable flag only the task can tell. */
@@ -1201,7 +1326,8 @@ static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
         (r = s_collect_itimers(p, leader, pr, err)) < 0 ||
         (r = s_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
                                err)) < 0 ||
-        (r = s_collect_creds(p, leader, s, err)) < 0)
+        (r = s_collect_creds(p, leader, s, err)) < 0 ||
+        (r = s_collect_seccomp(p, s, pr, err)) < 0)
         return r;
     pr->creds = &s->creds;
     return s_collect_mm(p, leader, &st, mm, s, err);
@@ -1949,6 +2075,7 @@ static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm
     s_free_sigactions(&pr);
     free(s->auxv);
     proc_creds_free(&s->pc);
+    s_free_filters(s);
     free(s);
     return r;
 }

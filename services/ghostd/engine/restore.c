@@ -801,6 +801,8 @@ static uint64_t s_region_size(const s_proc_t *pr, size_t n_helpers)
     args += p->n_shared_pending * sizeof(struct gr_sigq);
     args += (p->n_rlimits + p->n_itimers) * 64;
     args += p->creds ? (p->creds->n_groups + 1) * sizeof(uint32_t) + 64 : 0;
+    for (size_t i = 0; i < p->n_seccomp; i++)
+        args += sizeof(struct gr_seccomp) + p->seccomp[i]->prog.len + 16;
     args += (n_helpers + 1) * sizeof(int32_t);
     for (size_t i = 0; i < pr->threads.n; i++)
         args += sizeof(struct gr_thread) + s_frame_size(pr, i) +
@@ -1300,6 +1302,34 @@ static int s_plan_limits(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
     return 0;
 }
 
+/* The seccomp filters every thread installs (restorer.c). */
+static int s_plan_seccomp(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
+{
+    const Cairn__Ghost__Process *p = pr->process->process;
+    struct gr_args *a = pl->args;
+
+    if (!p->n_seccomp)
+        return 0;
+    a->seccomp = s_alloc(pl, p->n_seccomp * sizeof *a->seccomp, 8);
+    if (!a->seccomp)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
+    for (size_t i = 0; i < p->n_seccomp; i++) {
+        const ProtobufCBinaryData *b = &p->seccomp[i]->prog;
+        void *prog;
+        if (b->len == 0 || b->len % 8 || b->len / 8 > 4096)   /* BPF_MAXINSNS */
+            return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                                   "process %u: seccomp filter %zu of %zu bytes", p->pid,
+                                   i, b->len);
+        if (!(prog = s_alloc(pl, b->len, 8)))
+            return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
+        memcpy(prog, b->data, b->len);
+        a->seccomp[i] = (struct gr_seccomp){ (uint64_t)(uintptr_t)prog,
+                                             (uint32_t)(b->len / 8), p->seccomp[i]->flags };
+    }
+    a->n_seccomp = (uint32_t)p->n_seccomp;
+    return 0;
+}
+
 /* The highest capability this kernel knows (bounding-set drops go up to
  * it); 40 (CAP_CHECKPOINT_RESTORE) if it cannot be read. */
 static uint32_t s_cap_last(void)
@@ -1434,6 +1464,8 @@ static int s_plan_one(s_plan_t *pl, const s_proc_t *pr, size_t n_helpers,
         ret = s_plan_limits(pl, pr, err);
     if (ret == 0)
         ret = s_plan_creds(pl, pr, err);
+    if (ret == 0)
+        ret = s_plan_seccomp(pl, pr, err);
     if (ret == 0)
         ret = s_plan_mm(pl, pr, err);
     if (ret == 0)
@@ -2251,7 +2283,8 @@ static int s_explain(const s_tree_t *t, pid_t who, int wstatus,
         "PR_SET_MM_MAP", "setting an rlimit", "setting thread state",
         "creating a thread", "re-queueing a pending signal", "setting an itimer",
         "entering the process (rt_sigreturn)",
-        "setting credentials (step << 32 | tid)" };
+        "setting credentials (step << 32 | tid)",
+        "installing a seccomp filter (index << 32 | tid)" };
     struct gr_status st;
 
     fcntl(t->status_r, F_SETFL, O_NONBLOCK);
@@ -2538,8 +2571,14 @@ static size_t s_n_threads(const s_image_t *im)
  * the whole tree until it runs or is gone. */
 static int s_spawn(s_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
 {
-    const long opts = PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
-                      PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK;
+    long opts = PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
+                PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK;
+    /* Filters a thread installs apply to the restorer's own last syscalls
+     * (setresuid, capset, the SIGSTOP...) unless suspended while we trace
+     * it: needs CAP_SYS_ADMIN and no filter of our own. */
+    for (size_t i = 0; i < t->im->n_procs; i++)
+        if (t->im->procs[i].process->process->n_seccomp)
+            opts |= PTRACE_O_SUSPEND_SECCOMP;
     uint32_t want = t->new_pid ? 0 : t->im->procs[0].process->process->pid;
     sigset_t all, old;
     pid_t pid;
@@ -2557,7 +2596,9 @@ static int s_spawn(s_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
                               "clone3 of the root%s: %s",
                               want ? " with set_tid" : "", strerror(errno));
     else if (ptrace(PTRACE_SEIZE, pid, 0, (void *)opts) < 0)
-        ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SEIZE: %s",
+        ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SEIZE%s: %s",
+                              (opts & PTRACE_O_SUSPEND_SECCOMP)
+                                  ? " (suspending seccomp, to restore filters)" : "",
                               strerror(errno));
     else if (write(t->go_w, &go, 1) != 1)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "go pipe: %s",

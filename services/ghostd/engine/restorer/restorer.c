@@ -52,6 +52,8 @@
 #define NR_setfsuid 122
 #define NR_setfsgid 123
 #define NR_capset 126
+#define NR_seccomp 317
+#define SECCOMP_SET_MODE_FILTER 1
 #define NR_set_robust_list 273
 #define NR_rseq 334
 #define NR_clone3 435
@@ -343,6 +345,23 @@ static void s_creds(struct gr_args *a, const struct gr_thread *t)
         s_cred_step(a, t, SYS(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 9);
 }
 
+/* The process's seccomp filters, oldest first, on the calling thread.
+ * Installed while the thread still has CAP_SYS_ADMIN (no no_new_privs
+ * needed); ghost-restore traces it with PTRACE_O_SUSPEND_SECCOMP, so the
+ * filters do not see the restorer's remaining syscalls, only the
+ * program's once it is detached. */
+static void s_seccomp(struct gr_args *a, const struct gr_thread *t)
+{
+    for (uint32_t i = 0; i < a->n_seccomp; i++) {
+        const struct gr_seccomp *f = &a->seccomp[i];
+        struct { uint16_t len; uint16_t pad[3]; uint64_t filter; } prog = {
+            (uint16_t)f->len, { 0, 0, 0 }, f->prog };
+        long r = SYS(NR_seccomp, SECCOMP_SET_MODE_FILTER, f->flags, (long)&prog, 0, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_SECCOMP, r, (uint64_t)i << 32 | (uint32_t)t->tid);
+    }
+}
+
 /* Kernel state private to the calling thread, credentials last. */
 static void s_thread_state(struct gr_args *a, const struct gr_thread *t)
 {
@@ -367,6 +386,7 @@ static void s_thread_state(struct gr_args *a, const struct gr_thread *t)
     r = SYS(NR_arch_prctl, ARCH_SET_GS, (long)t->gs_base, 0, 0, 0);
     if (r < 0)
         s_fail(a, GR_STAGE_THREAD, r, (uint64_t)t->tid);
+    s_seccomp(a, t);
     s_creds(a, t);
 }
 

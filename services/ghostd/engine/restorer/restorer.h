@@ -43,6 +43,7 @@ enum gr_stage {
     GR_STAGE_ITIMER,       /* setitimer (arg: which) */
     GR_STAGE_SIGRETURN,    /* rt_sigreturn returned (arg: tid) */
     GR_STAGE_CREDS,        /* credentials (arg: step << 32 | tid) */
+    GR_STAGE_SECCOMP,      /* a seccomp filter (arg: index << 32 | tid) */
 };
 
 /* One record on the status pipe: written by the child or the blob when a
@@ -148,6 +149,13 @@ struct gr_creds {
     uint32_t *groups;
 };
 
+/* A seccomp filter every thread installs (classic BPF). */
+struct gr_seccomp {
+    uint64_t prog;         /* struct sock_filter[len], in the region */
+    uint32_t len;          /* instructions */
+    uint32_t flags;        /* SECCOMP_FILTER_FLAG_* */
+};
+
 /* The argument block. Every pointer points into the region. */
 struct gr_args {
     uint64_t magic;                 /* GR_ARGS_MAGIC */
@@ -174,6 +182,9 @@ struct gr_args {
     int32_t pid;                    /* tgid after restore (for sigqueue) */
     int32_t threads_left;           /* futex: non-leaders not yet done */
     struct gr_creds creds;
+    uint32_t n_seccomp;             /* filters, oldest first */
+    uint32_t pad2;
+    struct gr_seccomp *seccomp;
 };
 
 #endif
