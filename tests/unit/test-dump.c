@@ -13,17 +13,21 @@
  * A parent and its forked child sharing open files (a dup, inherited fds)
  * and a memfd must have each sharing fd name the first fd it shares with,
  * and the memfd's data extents written once as object pages; a sealed
- * memfd is refused.
+ * memfd is refused. So are strict seccomp (before the freeze), a seccomp
+ * filter notifying a supervisor (after it: exit 1, left running) and a
+ * thread with credentials of its own.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -31,6 +35,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #include "dump.h"
 #include "image.h"
@@ -471,6 +477,69 @@ Test(dump, refuses_threads_with_other_credentials, .timeout = 60)
         cr_skip_test("needs root (setresuid)");
     pid_t pid = s_spawn_pausing(s_start_other_uid_thread);
     s_refused(pid, "\"unsupported\"", "credentials other than its leader's");
+    s_assert_running_untraced(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Strict seccomp: only read/write/exit/sigreturn, so it blocks in read()
+ * of a pipe nobody writes. */
+static int s_enter_strict_seccomp(void)
+{
+    int p[2];
+    char c;
+    if (pipe(p) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) < 0)
+        return -1;
+    for (;;)
+        if (read(p[0], &c, 1) < 0)
+            return -1;
+}
+
+/* Strict mode allows none of the syscalls a dump injects or a restore
+ * makes: refused before anything changes. */
+Test(dump, refuses_strict_seccomp, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    pid_t pid = s_spawn_pausing(s_enter_strict_seccomp);
+    s_refused(pid, "\"unsupported\"", "strict seccomp mode");
+    s_assert_running_untraced(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* A filter that hands getpriority to a supervisor (whose listener fd it
+ * then closes): the supervisor cannot come back with it. Only ptrace can
+ * read filters, so this is a failure after the freeze: exit 1, the
+ * process detached and running. */
+static int s_user_notif_filter(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpriority, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { sizeof f / sizeof f[0], f };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return -1;
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                      SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    return fd < 0 ? -1 : close((int)fd);
+}
+
+Test(dump, refuses_user_notif_seccomp_filter, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    pid_t pid = s_spawn_pausing(s_user_notif_filter);
+    char out[4096], args[256];
+    snprintf(args, sizeof(args), "--pid %d --out /tmp/ghost-test-notif.img --leave-running",
+             (int)pid);
+    cr_assert_eq(s_run(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert(strstr(out, "notifies a supervisor") != NULL, "%s", out);
+    cr_assert(strstr(out, "left running") != NULL, "%s", out);
+    cr_assert_eq(access("/tmp/ghost-test-notif.img", F_OK), -1, "no file left");
     s_assert_running_untraced(pid);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);

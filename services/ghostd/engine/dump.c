@@ -497,6 +497,10 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     int r = proc_list_dir(pid, "task", &tids, &n, err);
     if (r == 0)
         r = proc_read_creds(pid, &leader, err);
+    /* Strict mode allows no syscall we could inject, nor the restorer's. */
+    if (r == 0 && leader.seccomp == 1)
+        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                            "process %d is in strict seccomp mode", (int)pid);
     for (size_t i = 0; r == 0 && i < n; i++) {
         proc_status_t st;
         r = proc_read_status(tids[i], &st, err);
@@ -1203,17 +1207,13 @@ static bool s_same_filters(const Cairn__Ghost__SeccompFilter *a, size_t na,
 }
 
 /* The process's seccomp filters (mode 2), oldest first, the same for every
- * thread. Strict mode (1) cannot be entered again before the restored
- * thread's last syscalls; a filter notifying a supervisor cannot work
- * without it; threads with other filters than the leader's are not one
- * process's: all refused. */
+ * thread. A filter notifying a supervisor cannot work without it, and
+ * threads with other filters than the leader's are not one process's:
+ * both refused (after the freeze: only ptrace reads filters). */
 static int s_collect_seccomp(const s_proc_t *p, s_pstrings_t *s, Cairn__Ghost__Process *pr,
                              cairn_error_t *err)
 {
-    if (s->pc.seccomp == 1)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d is in strict seccomp mode", (int)p->pid);
-    if (s->pc.seccomp != 2)
+    if (s->pc.seccomp != 2)   /* strict mode (1) was refused by the check */
         return 0;
     int r = s_read_filters(p->t[0].tid, &s->filters, &s->n_filters, err);
     for (size_t i = 0; r == 0 && i < s->n_filters; i++)
