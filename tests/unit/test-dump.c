@@ -410,11 +410,6 @@ static int s_open_socket(void)
     return socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
 }
 
-static pid_t s_spawn_sleeper(bool with_socket)
-{
-    return s_spawn_pausing(with_socket ? s_open_socket : NULL);
-}
-
 static void s_stat_line(pid_t pid, char *buf, size_t size)
 {
     char path[64];
@@ -450,6 +445,17 @@ static void s_refused(pid_t pid, const char *want_code, const char *want_msg)
     cr_assert_str_eq(before, after, "process state unchanged");
 }
 
+/* A pausing child prepared by setup is refused like s_refused says, runs
+ * on untraced, and is killed afterwards. */
+static void s_refused_child(int (*setup)(void), const char *want_code, const char *want_msg)
+{
+    pid_t pid = s_spawn_pausing(setup);
+    s_refused(pid, want_code, want_msg);
+    s_assert_running_untraced(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
 static void *s_other_uid_thread(void *arg)
 {
     (void)arg;
@@ -475,11 +481,8 @@ Test(dump, refuses_threads_with_other_credentials, .timeout = 60)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root (setresuid)");
-    pid_t pid = s_spawn_pausing(s_start_other_uid_thread);
-    s_refused(pid, "\"unsupported\"", "credentials other than its leader's");
-    s_assert_running_untraced(pid);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    s_refused_child(s_start_other_uid_thread, "\"unsupported\"",
+                    "credentials other than its leader's");
 }
 
 /* Strict seccomp: only read/write/exit/sigreturn, so it blocks in read()
@@ -501,11 +504,7 @@ Test(dump, refuses_strict_seccomp, .timeout = 60)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root");
-    pid_t pid = s_spawn_pausing(s_enter_strict_seccomp);
-    s_refused(pid, "\"unsupported\"", "strict seccomp mode");
-    s_assert_running_untraced(pid);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    s_refused_child(s_enter_strict_seccomp, "\"unsupported\"", "strict seccomp mode");
 }
 
 /* A filter that hands getpriority to a supervisor (whose listener fd it
@@ -547,11 +546,7 @@ Test(dump, refuses_user_notif_seccomp_filter, .timeout = 60)
 
 Test(dump, refuses_socket, .timeout = 60)
 {
-    pid_t pid = s_spawn_sleeper(true);
-    s_refused(pid, "\"unsupported\"", "is a socket (socket:[");
-    s_assert_running_untraced(pid);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    s_refused_child(s_open_socket, "\"unsupported\"", "is a socket (socket:[");
 }
 
 /* A child writing into a pipe whose read end only we (outside its tree)
@@ -583,7 +578,7 @@ Test(dump, refuses_pipe_to_outside_the_tree, .timeout = 60)
 
 Test(dump, refuses_ptraced, .timeout = 60)
 {
-    pid_t pid = s_spawn_sleeper(false);
+    pid_t pid = s_spawn_pausing(NULL);
     cr_assert_eq(ptrace(PTRACE_SEIZE, pid, 0, 0), 0);
     char want[64];
     snprintf(want, sizeof(want), "already traced by %d", (int)getpid());
@@ -620,7 +615,7 @@ Test(dump, kills_without_leave_running, .timeout = 60)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root");
-    pid_t pid = s_spawn_sleeper(false);
+    pid_t pid = s_spawn_pausing(NULL);
     char out[4096], args[256];
     snprintf(args, sizeof(args), "--pid %d --out /tmp/ghost-test-kill.img", (int)pid);
     cr_assert_eq(s_run(args, out, sizeof(out)), 0, "%s", out);
