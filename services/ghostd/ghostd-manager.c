@@ -462,17 +462,6 @@ static int s_json_u64(json_t *v, const char *key, uint64_t *ret)
     return 0;
 }
 
-/* The numeric fields a reply needs; the first missing one in *ret_missing. */
-static int s_json_fields(json_t *v, const char *const keys[], uint64_t vals[],
-                         size_t n, const char **ret_missing)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s_json_u64(v, keys[i], &vals[i]) < 0) {
-            *ret_missing = keys[i];
-            return -EBADMSG;
-        }
-    return 0;
-}
 
 static void s_contract_fail(ghostd_job_t *j, const char *what)
 {
@@ -483,6 +472,22 @@ static void s_contract_fail(ghostd_job_t *j, const char *what)
     s_job_fail(j, CAIRN_INTERNAL, msg);
 }
 
+/* The helper's numbers keys[0..n) into vals; a missing one fails the job
+ * (a broken contract) and returns -EBADMSG. */
+static int s_job_numbers(ghostd_job_t *j, json_t *v, const char *const keys[],
+                         uint64_t vals[], size_t n)
+{
+    char what[128];
+
+    for (size_t i = 0; i < n; i++)
+        if (s_json_u64(v, keys[i], &vals[i]) < 0) {
+            snprintf(what, sizeof what, "lacks the number \"%s\"", keys[i]);
+            s_contract_fail(j, what);
+            return -EBADMSG;
+        }
+    return 0;
+}
+
 static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
 {
     static const char *const keys[] = { "image_bytes", "pages", "processes",
@@ -490,15 +495,10 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     Cairn__Ghostd__CheckpointReply cr = CAIRN__GHOSTD__CHECKPOINT_REPLY__INIT;
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
     json_t *lr = json_object_get(v, "left_running");
-    json_t *ct = json_object_get(v, "copy_threads");   /* optional */
-    const char *missing = NULL;
-    uint64_t f[6];
-    char what[128];
+    uint64_t f[6], threads = 0;
 
-    if (s_json_fields(v, keys, f, 6, &missing) < 0) {
-        snprintf(what, sizeof what, "lacks the number \"%s\"", missing);
-        return s_contract_fail(j, what);
-    }
+    if (s_job_numbers(j, v, keys, f, 6) < 0)
+        return;
     cr.pid = j->pid;
     cr.dir = j->dir;
     cr.image = j->image;
@@ -509,9 +509,9 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     cr.freeze_us = f[4];
     cr.dump_us = f[5];
     cr.left_running = json_is_boolean(lr) ? json_is_true(lr) : j->leave_running;
-    cr.copy_threads = json_is_integer(ct) && json_integer_value(ct) > 0 &&
-                              json_integer_value(ct) < 1024
-                          ? (uint32_t)json_integer_value(ct)
+    /* optional: older helpers do not say; 0 means streamed */
+    cr.copy_threads = s_json_u64(v, "copy_threads", &threads) == 0 && threads < 1024
+                          ? (uint32_t)threads
                           : 0;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY;
     reply.checkpoint_reply = &cr;
@@ -531,14 +531,11 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
                                         "restore_us" };
     Cairn__Ghostd__RestartReply rr = CAIRN__GHOSTD__RESTART_REPLY__INIT;
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
-    const char *missing = NULL;
     uint64_t f[7];
     char what[128];
 
-    if (s_json_fields(v, keys, f, 7, &missing) < 0) {
-        snprintf(what, sizeof what, "lacks the number \"%s\"", missing);
-        return s_contract_fail(j, what);
-    }
+    if (s_job_numbers(j, v, keys, f, 7) < 0)
+        return;
     if (f[0] == 0 || f[0] > INT_MAX)
         return s_contract_fail(j, "has no valid \"pid\"");
     if (!j->new_pid && f[0] != f[1]) {
