@@ -469,26 +469,37 @@ static int s_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
     return r;
 }
 
-/* Every thread: not traced by anyone (but `tracer`, 0 before we seize). */
-/* A thread's credentials must be its process's: the image holds one set
+/* One thread (the leader: leader NULL): gone meanwhile is fine (the freeze
+ * rescans); not traced by anyone but `tracer` (0 before we seize); the
+ * leader's credentials, which the image holds once for all threads
  * (threads that called setresuid(2) themselves, not through libc's
- * broadcast, would all come back as the leader). */
-static int s_check_thread_creds(pid_t pid, pid_t tid, const proc_creds_t *leader,
-                                cairn_error_t *err)
+ * broadcast, would all come back as the leader). With keep, the
+ * credentials read go there. */
+static int s_check_thread(pid_t pid, pid_t tid, pid_t tracer, const proc_creds_t *leader,
+                          proc_creds_t *keep, cairn_error_t *err)
 {
-    proc_creds_t c;
-    int r = proc_read_creds(tid, &c, err);
-    if (r == 0 && !proc_creds_equal(&c, leader))
+    proc_status_t st;
+    proc_creds_t c = { 0 };
+    int r = proc_read_status(tid, &st, &c, err);
+    if (r == -ENOENT || r == -ESRCH)
+        return tid == pid ? r : 0;
+    if (r == 0 && st.tracer_pid != 0 && st.tracer_pid != tracer)
+        r = cairn_error_set(err, -EBUSY, CAIRN_FAILED_PRECONDITION,
+                            "process %d thread %d is already traced by %d", (int)pid,
+                            (int)tid, (int)st.tracer_pid);
+    if (r == 0 && leader && !proc_creds_equal(&c, leader))
         r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                             "process %d thread %d has credentials other than its "
                             "leader's (uid %u/%u, gid %u/%u)", (int)pid, (int)tid,
                             c.uid[0], c.uid[1], c.gid[0], c.gid[1]);
-    proc_creds_free(&c);
+    if (r == 0 && keep)
+        *keep = c;
+    else
+        proc_creds_free(&c);
     return r;
 }
 
-/* Every thread: not traced by anyone (but `tracer`, 0 before we seize),
- * with its process's credentials. */
+/* Every thread: see s_check_thread. */
 static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
 {
     int *tids = NULL;
@@ -496,25 +507,14 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     proc_creds_t leader = { 0 };
     int r = proc_list_dir(pid, "task", &tids, &n, err);
     if (r == 0)
-        r = proc_read_creds(pid, &leader, err);
+        r = s_check_thread(pid, pid, tracer, NULL, &leader, err);
     /* Strict mode allows no syscall we could inject, nor the restorer's. */
     if (r == 0 && leader.seccomp == 1)
         r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                             "process %d is in strict seccomp mode", (int)pid);
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        proc_status_t st;
-        r = proc_read_status(tids[i], &st, err);
-        if (r == 0 && tids[i] != pid)
-            r = s_check_thread_creds(pid, tids[i], &leader, err);
-        if (r == -ENOENT || r == -ESRCH) {
-            r = 0;   /* gone meanwhile: the freeze rescans */
-            continue;
-        }
-        if (r == 0 && st.tracer_pid != 0 && st.tracer_pid != tracer)
-            r = cairn_error_set(err, -EBUSY, CAIRN_FAILED_PRECONDITION,
-                                "process %d thread %d is already traced by %d",
-                                (int)pid, tids[i], (int)st.tracer_pid);
-    }
+    for (size_t i = 0; r == 0 && i < n; i++)
+        if (tids[i] != pid)
+            r = s_check_thread(pid, tids[i], tracer, &leader, NULL, err);
     proc_creds_free(&leader);
     free(tids);
     return r;
@@ -822,14 +822,18 @@ static int s_inject(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[
     return rc;
 }
 
+/* s_inject whose syscall must succeed (its error says which); its result
+ * into *ret when ret is not NULL. */
 static int s_inject_ok(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
-                       const char *what, cairn_error_t *err)
+                       const char *what, int64_t *ret, cairn_error_t *err)
 {
     int64_t res = 0;
     int r = s_inject(p, t, nr, a, &res, err);
     if (r == 0 && res < 0 && res > -4096)
         r = cairn_error_set(err, (int)res, CAIRN_SYSTEM, "%s in thread %d failed: %s",
                             what, (int)t->tid, strerror((int)-res));
+    if (r == 0 && ret)
+        *ret = res;
     return r;
 }
 
@@ -860,7 +864,7 @@ static int s_poke(pid_t pid, uint64_t addr, const void *src, size_t len, cairn_e
 static int s_inject_read(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
                          const char *what, void *dst, size_t len, cairn_error_t *err)
 {
-    int r = s_inject_ok(p, t, nr, a, what, err);
+    int r = s_inject_ok(p, t, nr, a, what, NULL, err);
     return r < 0 ? r : s_peek(t->tid, t->scratch, dst, len, err);
 }
 
@@ -1245,22 +1249,18 @@ static int s_collect_seccomp(const s_proc_t *p, s_pstrings_t *s, Cairn__Ghost__P
     return 0;
 }
 
-/* The process's credentials (the check made sure every thread has the
- * leader's); securebits and the dumpable flag only the task can tell. */
+/* The process's credentials, s->pc (read with its status; the check made
+ * sure every thread has the leader's); securebits and the dumpable flag
+ * only the task can tell. */
 static int s_collect_creds(const s_proc_t *p, s_thread_t *t, s_pstrings_t *s,
                            cairn_error_t *err)
 {
-    int r = proc_read_creds(p->pid, &s->pc, err);
     int64_t bits = 0, dumpable = 0;
     uint64_t a[6] = { PR_GET_SECUREBITS, 0, 0, 0, 0, 0 };
+    uint64_t b[6] = { PR_GET_DUMPABLE, 0, 0, 0, 0, 0 };
+    int r = s_inject_ok(p, t, SYS_prctl, a, "prctl(PR_GET_SECUREBITS)", &bits, err);
     if (r == 0)
-        r = s_inject(p, t, SYS_prctl, a, &bits, err);
-    a[0] = PR_GET_DUMPABLE;
-    if (r == 0)
-        r = s_inject(p, t, SYS_prctl, a, &dumpable, err);
-    if (r == 0 && (bits < 0 || dumpable < 0))
-        r = cairn_error_set(err, -EIO, CAIRN_SYSTEM, "prctl in thread %d failed: %s",
-                            (int)t->tid, strerror((int)-(bits < 0 ? bits : dumpable)));
+        r = s_inject_ok(p, t, SYS_prctl, b, "prctl(PR_GET_DUMPABLE)", &dumpable, err);
     if (r < 0)
         return r;
     Cairn__Ghost__Creds *c = &s->creds;
@@ -1306,7 +1306,7 @@ static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
     s_thread_t *leader = &p->t[0];
     int r = proc_read_stat(p->pid, &st, err);
     if (r == 0)
-        r = proc_read_status(p->pid, &status, err);
+        r = proc_read_status(p->pid, &status, &s->pc, err);
     if (r == 0)
         r = proc_readlink(p->pid, "cwd", s->cwd, sizeof(s->cwd), err);
     if (r == 0)

@@ -347,21 +347,18 @@ static int s_groups(const char *line, uint32_t **ret, size_t *ret_n)
     return 0;
 }
 
-int proc_read_creds(pid_t pid, proc_creds_t *ret, cairn_error_t *err)
+/* The credential lines of a status file's text into *ret. */
+static int s_parse_creds(pid_t pid, const char *buf, proc_creds_t *ret, cairn_error_t *err)
 {
-    char *buf = NULL;
-    int r = proc_read_file(pid, "status", &buf, NULL, err);
-    if (r < 0)
-        return r;
     proc_creds_t c = { 0 };
     static const char *const caps[] = { "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb" };
     uint64_t *capv[] = { &c.cap_inh, &c.cap_prm, &c.cap_eff, &c.cap_bnd, &c.cap_amb };
-    const char *v, *missing = NULL;
+    const char *v, *groups = NULL, *missing = NULL;
     if (!(v = s_field(buf, "Uid")) || !s_four(v, c.uid))
         missing = "Uid";
     else if (!(v = s_field(buf, "Gid")) || !s_four(v, c.gid))
         missing = "Gid";
-    else if (!(v = s_field(buf, "Groups")))
+    else if (!(groups = s_field(buf, "Groups")))
         missing = "Groups";
     for (size_t i = 0; !missing && i < 5; i++) {
         if (!(v = s_field(buf, caps[i])))
@@ -369,22 +366,15 @@ int proc_read_creds(pid_t pid, proc_creds_t *ret, cairn_error_t *err)
         else
             *capv[i] = strtoull(v, NULL, 16);
     }
-    if (!missing && (v = s_field(buf, "Groups")) && s_groups(v, &c.groups, &c.n_groups) < 0) {
-        free(buf);
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    }
-    if (!missing) {
-        if ((v = s_field(buf, "NoNewPrivs")))
-            c.no_new_privs = strtol(v, NULL, 10) != 0;
-        if ((v = s_field(buf, "Seccomp")))
-            c.seccomp = (int)strtol(v, NULL, 10);
-    }
-    free(buf);
-    if (missing) {
-        proc_creds_free(&c);
+    if (missing)
         return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
                                "/proc/%d/status: no valid %s line", (int)pid, missing);
-    }
+    if (s_groups(groups, &c.groups, &c.n_groups) < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    if ((v = s_field(buf, "NoNewPrivs")))
+        c.no_new_privs = strtol(v, NULL, 10) != 0;
+    if ((v = s_field(buf, "Seccomp")))
+        c.seccomp = (int)strtol(v, NULL, 10);
     *ret = c;
     return 0;
 }
@@ -408,7 +398,8 @@ bool proc_creds_equal(const proc_creds_t *a, const proc_creds_t *b)
            a->no_new_privs == b->no_new_privs;
 }
 
-int proc_read_status(pid_t pid, proc_status_t *ret, cairn_error_t *err)
+int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,
+                     cairn_error_t *err)
 {
     char *buf = NULL;
     int r = proc_read_file(pid, "status", &buf, NULL, err);
@@ -434,9 +425,11 @@ int proc_read_status(pid_t pid, proc_status_t *ret, cairn_error_t *err)
         s.sig_cgt = strtoull(cgt, NULL, 16);
         s.has_sig = true;
     }
+    r = creds ? s_parse_creds(pid, buf, creds, err) : 0;
     free(buf);
-    *ret = s;
-    return 0;
+    if (r == 0)
+        *ret = s;
+    return r;
 }
 
 int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err)

@@ -91,11 +91,12 @@ void proc_vmas_free(proc_vmas_t *v);
 int proc_parse_maps_line(const char *line, proc_vma_t *ret);
 
 int proc_read_stat(pid_t pid, proc_stat_t *ret, cairn_error_t *err);
-int proc_read_status(pid_t pid, proc_status_t *ret, cairn_error_t *err);
+/* With creds (may be NULL), also the credentials from the same read; the
+ * caller frees them with proc_creds_free. -EBADMSG if a line is missing. */
+int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,
+                     cairn_error_t *err);
 int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err);
 
-/* Caller frees with proc_creds_free. -EBADMSG if a line is missing. */
-int proc_read_creds(pid_t pid, proc_creds_t *ret, cairn_error_t *err);
 void proc_creds_free(proc_creds_t *c);
 /* Same ids, groups (in order), capability sets and no_new_privs. */
 bool proc_creds_equal(const proc_creds_t *a, const proc_creds_t *b);
