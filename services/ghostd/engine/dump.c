@@ -1534,7 +1534,7 @@ typedef struct s_mem {
     pid_t pid;
     int mem_fd;        /* /proc/PID/mem */
     int pagemap_fd;    /* /proc/PID/pagemap */
-    s_pipe_t *pipe;    /* the writer of this process's pages */
+    s_pipe_t *pipe;    /* the writer of this process's pages, once started */
     bool direct;       /* this vma's runs go through c->direct */
 } s_mem_t;
 
@@ -1640,7 +1640,7 @@ static int s_pipe_drain(s_pipe_t *q)
 static int s_dump_run_direct(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr,
                              size_t len, cairn_error_t *err)
 {
-    int r = s_pipe_drain(m->pipe);
+    int r = m->pipe ? s_pipe_drain(m->pipe) : 0;
     while (r == 0 && len > 0) {
         size_t n = len < GHOST_DIRECT_BATCH ? len : GHOST_DIRECT_BATCH;
         uint64_t off = 0;
@@ -1800,7 +1800,7 @@ static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_e
 {
     char path[64];
     s_pipe_t q;
-    s_mem_t m = { p->pid, -1, -1, &q };
+    s_mem_t m = { p->pid, -1, -1, NULL };
     snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
     m.mem_fd = open(path, O_RDONLY | O_CLOEXEC);
     snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)p->pid);
@@ -1809,7 +1809,6 @@ static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_e
     if (m.mem_fd < 0 || m.pagemap_fd < 0)
         r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
                             strerror(errno));
-    bool started = r == 0 && (r = s_pipe_start(&q, c, err)) == 0;
     for (size_t i = 0; r == 0 && i < vm->n; i++) {
         const proc_vma_t *v = &vm->v[i];
         Cairn__Ghost__VmaKind k;
@@ -1821,6 +1820,9 @@ static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_e
         uint64_t end = v->end;
         m.direct = c->direct &&
                    (pol == 1 || pol == 3 || (pol == 2 && s_object_end(p->pid, v, &end) == 0));
+        /* The streaming writer thread only once something is streamed. */
+        if (r == 0 && pol != 0 && !m.direct && !m.pipe && (r = s_pipe_start(&q, c, err)) == 0)
+            m.pipe = &q;
         if (pol == 1 || pol == 3)
             r = s_dump_present(c, &m, v, pol == 3, err);
         else if (pol == 2 && end > v->start)
@@ -1828,7 +1830,7 @@ static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_e
     }
     if (r == 0 && c->direct)
         r = ghost_direct_flush(c->direct, err);   /* before mem_fd closes */
-    if (started) {
+    if (m.pipe) {
         int w = s_pipe_stop(&q, r == 0 || r == -EPIPE ? err : NULL);
         if (r == 0 || r == -EPIPE)
             r = w;
