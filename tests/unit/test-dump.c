@@ -3,7 +3,8 @@
  *
  * The main child sets known state (a patterned mapping, a file at a known
  * offset, a pipe to itself with unread data, a SIGUSR1 handler, SIGUSR2
- * blocked, umask 027, cwd /tmp, an altstack, RLIMIT_NOFILE 512), then
+ * blocked, SIGTRAP ignored, umask 027, cwd /tmp, an altstack,
+ * RLIMIT_NOFILE 512 and RLIMIT_STACK unlimited), then
  * blocks in read(2) on a control pipe. We dump it with leave_running,
  * decode the image with the reader and check the recorded values, then
  * wake it: it checks that its pipe data and memory are intact and that the
@@ -100,6 +101,7 @@ static void s_child_state(uint8_t **map, int *file_fd, int p[2])
         _exit(11);
     struct sigaction sa = { .sa_sigaction = s_handler, .sa_flags = SA_SIGINFO | SA_RESTART };
     sigaction(SIGUSR1, &sa, NULL);
+    signal(SIGTRAP, SIG_IGN);   /* a forced SIGTRAP would reset it */
     sigset_t m;
     sigemptyset(&m);
     sigaddset(&m, SIGUSR2);
@@ -111,6 +113,8 @@ static void s_child_state(uint8_t **map, int *file_fd, int p[2])
     sigaltstack(&ss, NULL);
     struct rlimit rl = { 512, 4096 };
     setrlimit(RLIMIT_NOFILE, &rl);
+    struct rlimit st = { RLIM_INFINITY, RLIM_INFINITY };
+    setrlimit(RLIMIT_STACK, &st);
 }
 
 /* The child: set state, say ready, block in read, then check itself. */
@@ -194,8 +198,12 @@ static void s_check_process(const Cairn__Ghost__Process *p, seen_t *s)
     cr_assert(sa->flags & SA_SIGINFO);
     cr_assert(sa->flags & SA_RESTART);
     cr_assert_eq(p->sigactions[SIGUSR2 - 1]->handler, 0, "SIG_DFL");
+    cr_assert_eq(p->sigactions[SIGTRAP - 1]->handler, (uint64_t)(uintptr_t)SIG_IGN);
+    cr_assert_eq(p->n_rlimits, RLIM_NLIMITS);
     cr_assert_eq(p->rlimits[RLIMIT_NOFILE]->cur, 512);
     cr_assert_eq(p->rlimits[RLIMIT_NOFILE]->max, 4096);
+    cr_assert_eq(p->rlimits[RLIMIT_STACK]->cur, RLIM_INFINITY);
+    cr_assert_eq(p->rlimits[RLIMIT_STACK]->max, RLIM_INFINITY);
     cr_assert_eq(p->n_itimers, 3);
     cr_assert_gt(p->mm->brk, 0);
     cr_assert_geq(p->mm->brk, p->mm->start_brk);
@@ -301,6 +309,21 @@ static seen_t s_decode(int fd, pid_t pid)
     return s;
 }
 
+/* SigIgn and SigCgt of pid, as /proc prints them. */
+static void s_dispositions(pid_t pid, char *out, size_t size)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    const char *ign = strstr(buf, "SigIgn:"), *cgt = strstr(buf, "SigCgt:");
+    cr_assert(ign && cgt);
+    snprintf(out, size, "%.24s %.24s", ign, cgt);
+}
+
 static void s_assert_running_untraced(pid_t pid)
 {
     char path[64], buf[4096];
@@ -324,9 +347,13 @@ Test(dump, records_state_and_leaves_running, .timeout = 60)
     ghost_dump_opts_t o = { .leave_running = true };
     ghost_dump_stats_t st;
     cairn_error_t err;
+    char before[64], after[64];
+    s_dispositions(c.pid, before, sizeof(before));
     int r = ghost_dump(c.pid, &o, fileno(img), &st, &err);
     cr_assert_eq(r, 0, "%s", err.message);
     cr_assert(st.left_running);
+    s_dispositions(c.pid, after, sizeof(after));
+    cr_assert_str_eq(after, before, "the injections left every disposition as it was");
     cr_assert_eq(st.processes, 1);
     cr_assert_eq(st.threads, 1);
     cr_assert_gt(st.pages, MAP_LEN / 4096);

@@ -790,7 +790,11 @@ static int s_wait_syscall_stop(pid_t tid, cairn_error_t *err)
     return 0;
 }
 
-/* Runs syscall nr(a[0..5]) in thread t; its result into *ret. */
+/* Runs syscall nr(a[0..5]) in thread t; its result into *ret. Two stops
+ * (syscall entry and exit): single-stepping the syscall instruction would
+ * take one, but the kernel reports the step with a forced SIGTRAP, and
+ * forcing a blocked or ignored signal resets its disposition to SIG_DFL
+ * for the whole process -- every signal is blocked here. */
 static int s_inject(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
                     int64_t *ret, cairn_error_t *err)
 {
@@ -1053,25 +1057,25 @@ static int s_collect_itimers(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Pro
     return 0;
 }
 
-/* Resource limits, read by the process itself (an injected prlimit64 on
- * itself): prlimit(2) from outside needs CAP_SYS_RESOURCE for a process of
- * another user, which a root without it (a container) lacks. */
-static int s_collect_rlimits(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Process *pr,
-                             cairn_error_t *err)
+/* Resource limits from /proc/PID/limits: prlimit(2) from outside needs
+ * CAP_SYS_RESOURCE for a process of another user, which a root without it
+ * (a container, this build VM) lacks, and injecting prlimit64 costs a stop
+ * per resource. */
+static int s_collect_rlimits(const s_proc_t *p, Cairn__Ghost__Process *pr, cairn_error_t *err)
 {
+    uint64_t rl[RLIM_NLIMITS][2];
+    int r = proc_read_limits(p->pid, rl, RLIM_NLIMITS, err);
+    if (r < 0)
+        return r;
     pr->rlimits = calloc(RLIM_NLIMITS, sizeof(*pr->rlimits));
     if (!pr->rlimits)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (int res = 0; res < RLIM_NLIMITS; res++) {
-        uint64_t a[6] = { 0, (uint64_t)res, 0, t->scratch, 0, 0 }, rl[2];
-        int r = s_inject_read(p, t, SYS_prlimit64, a, "prlimit64", rl, sizeof(rl), err);
-        if (r < 0)
-            return r;
         Cairn__Ghost__Rlimit *l = malloc(sizeof(*l));
         if (!l)
             return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
         cairn__ghost__rlimit__init(l);
-        l->resource = (uint32_t)res, l->cur = rl[0], l->max = rl[1];
+        l->resource = (uint32_t)res, l->cur = rl[res][0], l->max = rl[res][1];
         pr->rlimits[pr->n_rlimits++] = l;
     }
     return 0;
@@ -1321,7 +1325,7 @@ static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
     pr->umask = status.umask;
     pr->mm = mm;
     pr->n_threads = (uint32_t)p->nt;
-    if ((r = s_collect_rlimits(p, leader, pr, err)) < 0 ||
+    if ((r = s_collect_rlimits(p, pr, err)) < 0 ||
         (r = s_collect_sigactions(p, leader, &status, pr, err)) < 0 ||
         (r = s_collect_itimers(p, leader, pr, err)) < 0 ||
         (r = s_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,

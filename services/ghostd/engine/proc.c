@@ -455,6 +455,57 @@ int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err)
     return 0;
 }
 
+/* One value column of /proc/PID/limits: "unlimited" or a decimal. */
+static bool s_limit_value(const char *tok, uint64_t *ret)
+{
+    if (strcmp(tok, "unlimited") == 0) {
+        *ret = UINT64_MAX;   /* RLIM_INFINITY */
+        return true;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(tok, &end, 10);
+    if (errno || end == tok || *end)
+        return false;
+    *ret = v;
+    return true;
+}
+
+/* The kernel prints a header line, then one line per resource in
+ * resource order: the name left-justified in 25 columns and a space,
+ * then soft and hard limit, then (for some) the unit. Names contain
+ * spaces, so the values are found by column, not by field. */
+#define S_LIMITS_NAME_COLS 26
+int proc_read_limits(pid_t pid, uint64_t (*ret)[2], size_t n, cairn_error_t *err)
+{
+    char *buf = NULL;
+    int r = proc_read_file(pid, "limits", &buf, NULL, err);
+    if (r < 0)
+        return r;
+    uint64_t (*v)[2] = calloc(n ? n : 1, sizeof(*v));
+    size_t got = 0;
+    char *save = NULL, *line = strtok_r(buf, "\n", &save);   /* the header */
+    while (v && got < n && (line = strtok_r(NULL, "\n", &save))) {
+        char soft[32], hard[32];
+        if (strlen(line) <= S_LIMITS_NAME_COLS ||
+            sscanf(line + S_LIMITS_NAME_COLS, "%31s %31s", soft, hard) != 2 ||
+            !s_limit_value(soft, &v[got][0]) || !s_limit_value(hard, &v[got][1]))
+            break;
+        got++;
+    }
+    free(buf);
+    if (!v)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    if (got < n) {
+        free(v);
+        return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
+                               "/proc/%d/limits: %zu of %zu limits parse", (int)pid, got, n);
+    }
+    memcpy(ret, v, n * sizeof(*v));
+    free(v);
+    return 0;
+}
+
 int proc_read_personality(pid_t pid, uint32_t *ret, cairn_error_t *err)
 {
     char *buf = NULL;

@@ -96,6 +96,11 @@ int proc_read_stat(pid_t pid, proc_stat_t *ret, cairn_error_t *err);
 int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,
                      cairn_error_t *err);
 int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err);
+/* /proc/PID/limits: soft and hard value of each of the n resources
+ * (RLIMIT_CPU = 0 ...), RLIM_INFINITY for "unlimited". One read, no
+ * capability needed (prlimit(2) on another user's process needs
+ * CAP_SYS_RESOURCE); -EBADMSG if fewer than n lines parse. */
+int proc_read_limits(pid_t pid, uint64_t (*ret)[2], size_t n, cairn_error_t *err);
 
 void proc_creds_free(proc_creds_t *c);
 /* Same ids, groups (in order), capability sets and no_new_privs. */
