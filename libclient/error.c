@@ -94,6 +94,19 @@ int cairn_error_set(cairn_error_t *err, int ret, int code, const char *fmt, ...)
     return ret;
 }
 
+int cairn_error_append(cairn_error_t *err, int ret, const char *fmt, ...)
+{
+    if (!err)
+        return ret;
+    size_t n = strnlen(err->message, sizeof(err->message) - 1);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message + n, sizeof(err->message) - n, fmt, ap);
+    va_end(ap);
+    s_one_line(err->message);
+    return ret;
+}
+
 int cairn_error_set_at(cairn_error_t *err, int ret, int code, const char *file,
                        int line, const char *element, const char *fmt, ...)
 {

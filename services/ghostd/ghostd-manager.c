@@ -355,11 +355,14 @@ static void s_job_release(ghostd_job_t *j)
     cairn_loop_t *loop = cairn_service_loop(j->gd->svc);
     char part[sizeof j->image + 8];
 
-    /* ghost-dump writes DIR/image.ghost.part and renames it when done; a
-     * helper that crashed or was killed leaves it behind. */
+    /* ghost-dump writes DIR/image.ghost.part and renames it when done, or
+     * (--in-place) writes over DIR/image.ghost; one that crashed or was
+     * killed leaves the .part, or a half-new image, behind. */
     if (j->kind == GHOSTD_CHECKPOINT && j->image[0] &&
         snprintf(part, sizeof part, "%s.part", j->image) < (int)sizeof part)
         unlink(part);
+    if (j->kind == GHOSTD_CHECKPOINT && j->in_place && !j->exited && j->image[0])
+        unlink(j->image);
 
     s_job_unwatch(j);
     if (j->poll_timer > 0)
@@ -595,6 +598,7 @@ static void s_job_answer(ghostd_job_t *j, int status)
     json_t *v;
     char buf[256];
 
+    j->exited = WIFEXITED(status);
     if (!j->deferred)
         return;   /* already answered (timeout) */
     if (WIFSIGNALED(status)) {
@@ -772,11 +776,17 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
     j->kind = GHOSTD_CHECKPOINT;
     j->pid = cr->pid;
     j->leave_running = cr->leave_running;
+    j->in_place = cr->in_place;
     snprintf(j->dir, sizeof j->dir, "%s", dir);
     snprintf(j->image, sizeof j->image, "%s/%s", dir, GHOSTD_IMAGE_NAME);
     snprintf(pid_arg, sizeof pid_arg, "%u", cr->pid);
-    char *argv[] = { NULL, "--pid", pid_arg, "--out", j->image,
-                     cr->leave_running ? "--leave-running" : NULL, NULL };
+    char *argv[7] = { NULL, "--pid", pid_arg, "--out", j->image };
+    int n = 5;
+    if (cr->leave_running)
+        argv[n++] = "--leave-running";
+    if (cr->in_place)
+        argv[n++] = "--in-place";
+    argv[n] = NULL;
     r = s_job_run(j, req, argv, &err);
     return r < 0 ? s_fail(req, &err) : r;
 }

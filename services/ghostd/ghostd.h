@@ -45,6 +45,8 @@ typedef struct ghostd_job {
     cairn_deferred_t *deferred; /* the request to answer; owned */
     uint32_t pid;              /* checkpoint: the target process */
     bool leave_running;        /* checkpoint: --leave-running */
+    bool in_place;             /* checkpoint: --in-place */
+    bool exited;               /* the helper exited (did its own cleanup) */
     bool new_pid;              /* restart: --new-pid */
     char dir[4096];            /* image directory */
     char image[4200];          /* DIR/image.ghost */

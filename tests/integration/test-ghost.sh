@@ -4,13 +4,15 @@
 # Part 1 (the daemon's contract): a copy of ghostd outside the build tree
 # runs fake helpers from $CAIRN_LIBEXEC, so every mapping of a helper's exit
 # status and JSON line to a reply (ok, refused, garbage, crash, hang,
-# pid taken) and every argument check is tested without the engine.
+# pid taken), what is left of an image after each, and every argument check
+# is tested without the engine.
 #
 # Part 2 (the acceptance tests of the engine): each mode of
 # tests/ghost/ghost-case is started, checkpointed (and so killed), restored,
 # sent SIGUSR2, and must write "PASS <mode>" itself. Then: checkpoint twice
 # (--leave-running, then again), restore twice from one image (the second
-# with --pid new while the first runs), refusals (a socket: the process is
+# with --pid new while the first runs), a checkpoint written over the last
+# one in place (--in-place), refusals (a socket: the process is
 # left running and untouched), a bad DIR, a pid that does not exist, a
 # garbage image (an error, and nothing left running). The memory, threads
 # and process cases once more with the image on a huge=always tmpfs, where
@@ -40,7 +42,7 @@ cp "$GHOSTD" "$FAKE/bin/ghostd"
 cat > "$FAKE/libexec/ghost-dump" <<EOF
 #!/bin/bash
 case \$(cat "$FAKE/mode") in
-ok) echo '{"pid":'\$2',"image":"'\$4'","image_bytes":8192,"pages":2,"processes":1,"threads":3,"freeze_us":1500,"dump_us":2500,"left_running":false}'; exit 0;;
+ok) echo "\$*" > "$FAKE/args"; echo '{"pid":'\$2',"image":"'\$4'","image_bytes":8192,"pages":2,"processes":1,"threads":3,"freeze_us":1500,"dump_us":2500,"left_running":false}'; exit 0;;
 refuse) echo '{"error":{"code":"unsupported","message":"fd 3 is a socket: cannot be checkpointed"}}'; exit 2;;
 precond) echo '{"error":{"code":"internal","message":"pid is traced"}}'; exit 2;;
 garbage) echo 'hello'; exit 0;;
@@ -101,6 +103,17 @@ fake garbage checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "garbage" internal "J
 fake partial checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "fields missing" internal "image_bytes"
 fake crash checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "crash" internal "signal 11"
 t_check "crash: ghostd removed the helper's partial image" [ ! -e "$T_TMP/f2/image.ghost.part" ]
+mkdir -p "$T_TMP/f6"; echo old > "$T_TMP/f6/image.ghost"
+fake ok checkpoint "$VICTIM" --dir "$T_TMP/f6" --in-place --leave-running
+t_check "in place: the helper is told ($(cat "$FAKE/args"))" \
+    [ "$(cat "$FAKE/args")" = "--pid $VICTIM --out $T_TMP/f6/image.ghost --leave-running --in-place" ]
+fake refuse checkpoint "$VICTIM" --dir "$T_TMP/f6" --in-place; t_err "in place, refused" unsupported
+t_check "in place, refused: the image is kept" grep -qx old "$T_TMP/f6/image.ghost"
+fake crash checkpoint "$VICTIM" --dir "$T_TMP/f6" --in-place; t_err "in place, crash" internal "signal 11"
+t_check "in place, crash: ghostd removed the half-written image" [ ! -e "$T_TMP/f6/image.ghost" ]
+fake ok checkpoint "$VICTIM" --in-place
+t_check "--in-place without --dir is a usage error" [ "$rc" -eq 100 ]
+t_json_check "--in-place without --dir: says so" "$err" '.error.message | contains("--in-place needs --dir")'
 fake err checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "exit 1" not-found "gone"
 fake weird checkpoint "$VICTIM" --dir "$T_TMP/f2"; t_err "exit 111" internal "status 111"
 echo hang > "$FAKE/mode"
@@ -327,6 +340,32 @@ else
     t_fail "twice: start"
 fi
 
+# In place: a periodic checkpoint into the same --dir writes over the last
+# image (--in-place) instead of making a new file; the file ends with the
+# new image, which restores.
+R="$T_TMP/result-inplace"; : >"$R"
+if start_case memory "$R"; then
+    P=$CASE_PID
+    out=$($C checkpoint "$P" --dir "$T_TMP/inplace" --leave-running 2>"$T_TMP/err"); rc=$?
+    t_check "in place: first checkpoint ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    INO=$(stat -c %i "$T_TMP/inplace/image.ghost" 2>/dev/null)
+    out=$($C checkpoint "$P" --dir "$T_TMP/inplace" --in-place 2>"$T_TMP/err"); rc=$?
+    t_check "in place: second checkpoint ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    t_check "in place: the same file was written over" \
+        [ "$(stat -c %i "$T_TMP/inplace/image.ghost" 2>/dev/null)" = "$INO" ]
+    t_check "in place: the file is image_bytes long" \
+        [ "$(stat -c %s "$T_TMP/inplace/image.ghost")" = "$(jq .image_bytes <<<"$out")" ]
+    t_check "in place: no .part" [ ! -e "$T_TMP/inplace/image.ghost.part" ]
+    t_check "in place: gone after the checkpoint" reap_killed "$P"
+    out=$($C restart "$T_TMP/inplace" 2>"$T_TMP/err"); rc=$?
+    t_check "in place: restart ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    T_PIDS+=("$P")
+    kill -USR2 "$P" 2>/dev/null
+    t_check "in place: PASS" wait_verdict "$R" memory
+else
+    t_fail "in place: start"
+fi
+
 # Refusal: a socket fd. Exit 1, the fd named, the process untouched.
 R="$T_TMP/result-socket"; : >"$R"
 if start_case socket "$R"; then
@@ -345,6 +384,10 @@ if start_case socket "$R"; then
     t_check "socket: the earlier image is intact" \
         [ "$(md5sum <"$T_TMP/sock/image.ghost")" = "$SUM" ]
     t_check "socket: no partial image left" [ ! -e "$T_TMP/sock/image.ghost.part" ]
+    $C checkpoint "$P" --dir "$T_TMP/sock" --in-place >/dev/null 2>"$T_TMP/err"; rc=$?
+    t_check "socket, in place: refused ($(cat "$T_TMP/err"))" [ "$rc" -eq 1 ]
+    t_check "socket, in place: the image it would write over is intact" \
+        [ "$(md5sum <"$T_TMP/sock/image.ghost")" = "$SUM" ]
     t_check "socket: still running, not stopped" [ "$(proc_state "$P")" = S ]
     t_check "socket: not traced" grep -q '^TracerPid:[[:space:]]*0$' "/proc/$P/status"
     kill -USR2 "$P"

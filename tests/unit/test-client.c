@@ -431,3 +431,17 @@ Test(client, good_endpoints_are_accepted) {
         cairn_client_free(c);
     }
 }
+
+Test(error, append_keeps_the_code_and_cuts_to_fit) {
+    cairn_error_t err;
+    cr_assert_eq(cairn_error_set(&err, -EIO, CAIRN_SYSTEM, "first"), -EIO);
+    cr_assert_eq(cairn_error_append(&err, -EPIPE, "; then %d\nmore", 2), -EPIPE);
+    cr_assert_str_eq(err.message, "first; then 2 more");
+    cr_assert_eq(err.code, CAIRN_SYSTEM);
+    char big[2 * CAIRN_ERROR_MESSAGE_MAX];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    cairn_error_append(&err, 0, "%s", big);
+    cr_assert_eq(strlen(err.message), CAIRN_ERROR_MESSAGE_MAX - 1);
+    cr_assert_eq(cairn_error_append(NULL, -1, "x"), -1);
+}

@@ -16,7 +16,9 @@
  * and the memfd's data extents written once as object pages; a sealed
  * memfd is refused. So are strict seccomp (before the freeze), a seccomp
  * filter notifying a supervisor (after it: exit 1, left running) and a
- * thread with credentials of its own.
+ * thread with credentials of its own. ghost-dump --in-place writes over an
+ * image and ends the file with the new one; a refusal leaves the old one
+ * whole, a failed write removes it.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -411,6 +413,33 @@ static int s_run(const char *args, char *out, size_t size)
     return WEXITSTATUS(st);
 }
 
+/* The image at path reads record by record, pages included, to its end. */
+static void s_assert_whole_image(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    ghost_reader_t *r = ghost_reader_new(fd);
+    bool end = false;
+    for (;;) {
+        Cairn__Ghost__Record *rec = NULL;
+        cairn_error_t err;
+        cr_assert_eq(ghost_read_record(r, &rec, &err), 0, "%s", err.message);
+        if (!rec)
+            break;
+        if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
+            size_t len = rec->pages->n_pages * 4096;
+            void *b = malloc(len);
+            cr_assert_eq(ghost_read_raw(r, b, len, &err), 0, "%s", err.message);
+            free(b);
+        }
+        end |= rec->r_case == CAIRN__GHOST__RECORD__R_END;
+        cairn__ghost__record__free_unpacked(rec, NULL);
+    }
+    cr_assert(end);
+    ghost_reader_free(r);
+    close(fd);
+}
+
 /* A child with fds 0-2 on /dev/null and nothing else, that runs setup
  * (if any: 0 or it exits 1) and then pauses forever. */
 static pid_t s_spawn_pausing(int (*setup)(void))
@@ -651,29 +680,105 @@ Test(dump, kills_without_leave_running, .timeout = 60)
     int st;
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "killed after the dump");
-    int fd = open("/tmp/ghost-test-kill.img", O_RDONLY);
-    cr_assert_geq(fd, 0);
-    ghost_reader_t *r = ghost_reader_new(fd);
-    bool end = false;
-    for (;;) {
-        Cairn__Ghost__Record *rec = NULL;
-        cairn_error_t err;
-        cr_assert_eq(ghost_read_record(r, &rec, &err), 0, "%s", err.message);
-        if (!rec)
-            break;
-        if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
-            size_t len = rec->pages->n_pages * 4096;
-            void *b = malloc(len);
-            cr_assert_eq(ghost_read_raw(r, b, len, &err), 0, "%s", err.message);
-            free(b);
-        }
-        end |= rec->r_case == CAIRN__GHOST__RECORD__R_END;
-        cairn__ghost__record__free_unpacked(rec, NULL);
-    }
-    cr_assert(end);
-    ghost_reader_free(r);
-    close(fd);
+    s_assert_whole_image("/tmp/ghost-test-kill.img");
     unlink("/tmp/ghost-test-kill.img");
+}
+
+/* An image of pausing children: written over an 8 MiB file of 0xff, it
+ * ends where the image ends and reads whole. */
+#define INPLACE_IMG "/tmp/ghost-test-inplace.img"
+static void s_fill_file(const char *path, size_t len, uint8_t byte)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    uint8_t b[65536];
+    memset(b, byte, sizeof(b));
+    for (size_t off = 0; off < len; off += sizeof(b))
+        cr_assert_eq(write(fd, b, sizeof(b)), (ssize_t)sizeof(b));
+    close(fd);
+}
+
+static off_t s_file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    pid_t pid = s_spawn_pausing(NULL);
+    char out[4096], args[256];
+    s_fill_file(INPLACE_IMG, 8u << 20, 0xff);
+    snprintf(args, sizeof(args), "--pid %d --out %s --in-place --leave-running", (int)pid,
+             INPLACE_IMG);
+    for (int i = 0; i < 2; i++) {   /* over the junk, then over its own image */
+        cr_assert_eq(s_run(args, out, sizeof(out)), 0, "%s", out);
+        long long bytes = -1;
+        const char *b = strstr(out, "\"image_bytes\":");
+        cr_assert(b && sscanf(b, "\"image_bytes\":%lld", &bytes) == 1, "%s", out);
+        cr_assert_eq(s_file_size(INPLACE_IMG), (off_t)bytes, "the file ends with the image");
+        cr_assert_lt(bytes, 8 << 20);
+        s_assert_whole_image(INPLACE_IMG);
+        cr_assert_eq(access(INPLACE_IMG ".part", F_OK), -1, "no .part in place");
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    unlink(INPLACE_IMG);
+}
+
+/* Refused before the freeze: the image written over is left whole, and
+ * none is made where there was none. */
+Test(dump, in_place_refusal_keeps_the_image, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    pid_t pid = s_spawn_pausing(s_open_socket);
+    char out[4096], args[256];
+    s_fill_file(INPLACE_IMG, 1u << 20, 0x5c);
+    snprintf(args, sizeof(args), "--pid %d --out %s --in-place", (int)pid, INPLACE_IMG);
+    cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
+    cr_assert_eq(s_file_size(INPLACE_IMG), 1 << 20);
+    uint8_t b[4096];
+    int fd = open(INPLACE_IMG, O_RDONLY);
+    cr_assert_eq(read(fd, b, sizeof(b)), (ssize_t)sizeof(b));
+    close(fd);
+    cr_assert(b[0] == 0x5c && b[4095] == 0x5c, "untouched");
+    unlink(INPLACE_IMG);
+    cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
+    cr_assert_eq(access(INPLACE_IMG, F_OK), -1, "no file made by a refusal");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* A write that fails once the dump began (a file size limit: EFBIG with
+ * SIGXFSZ ignored): exit 1, the process left running, and the image
+ * written over removed rather than left half new. */
+Test(dump, in_place_failure_removes_the_image, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    pid_t pid = s_spawn_pausing(NULL);
+    char out[4096], args[512];
+    s_fill_file(INPLACE_IMG, 1u << 20, 0x5c);
+    snprintf(args, sizeof(args), "--pid %d --out %s --in-place\" || exit $?", (int)pid,
+             INPLACE_IMG);
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "sh -c \"trap '' XFSZ; ulimit -f 64; %s %s", s_ghost_dump(),
+             args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x: %s", st, out);
+    cr_assert(strstr(out, "the image written over at " INPLACE_IMG " was removed"), "%s", out);
+    cr_assert(strstr(out, "left running"), "%s", out);
+    cr_assert_eq(access(INPLACE_IMG, F_OK), -1, "removed");
+    s_assert_running_untraced(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 /* ---- shared open files and memfds ------------------------------------- */

@@ -64,6 +64,11 @@ void cairn_error_clear(cairn_error_t *err);
 int cairn_error_set(cairn_error_t *err, int ret, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Appends printf-style text to err's message (cut to fit), keeping its
+ * code and location; err may be NULL. Returns `ret`. */
+int cairn_error_append(cairn_error_t *err, int ret, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Same, with a location: file, line and element may be NULL/0. */
 int cairn_error_set_at(cairn_error_t *err, int ret, int code, const char *file,
                        int line, const char *element, const char *fmt, ...)

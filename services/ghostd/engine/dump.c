@@ -2159,6 +2159,20 @@ static int s_write_end(s_ctx_t *c, cairn_error_t *err)
     return r < 0 ? r : ghost_writer_flush(c->w, err);
 }
 
+/* Ends an image in a regular file where it ends (a file written over in
+ * place may have held a longer one: ghost-dump --in-place) and fsyncs. */
+static int s_finish_file(int fd, cairn_error_t *err)
+{
+    off_t end = lseek(fd, 0, SEEK_CUR);
+    if (end < 0 || ftruncate(fd, end) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot end the image: %s",
+                               strerror(errno));
+    if (fsync(fd) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "fsync of the image: %s",
+                               strerror(errno));
+    return 0;
+}
+
 static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 {
     c->w = ghost_writer_new(out_fd);
@@ -2178,9 +2192,8 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
     if (r == 0)
         r = s_write_end(c, err);
     struct stat st;
-    if (r == 0 && fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode) && fsync(out_fd) < 0)
-        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "fsync of the image: %s",
-                            strerror(errno));
+    if (r == 0 && fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode))
+        r = s_finish_file(out_fd, err);
     return r;
 }
 
@@ -2262,15 +2275,10 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
         s_kill_all(&c);
     } else {
         s.left_running = s_release_all(&c);
-        if (r < 0 && err) {
-            char why[CAIRN_ERROR_MESSAGE_MAX - 64];
-            size_t n = strnlen(err->message, sizeof(why) - 1);
-            memcpy(why, err->message, n);
-            why[n] = '\0';
-            cairn_error_set(err, r, err->code, "%s; %s", why,
-                            s.left_running ? "the process was left running"
-                                           : "the process could not be resumed cleanly");
-        }
+        if (r < 0)
+            cairn_error_append(err, r, "; %s",
+                               s.left_running ? "the process was left running"
+                                              : "the process could not be resumed cleanly");
     }
     s_ctx_free(&c);
     s_seen_free(&seen);

@@ -41,8 +41,9 @@ typedef struct ghost_dump_stats {
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err);
 
 /* Checkpoints the tree rooted at pid into out_fd (a file, pipe or socket;
- * the caller owns it and fsyncs nothing: ghost_dump fsyncs a regular file
- * itself before killing). On success fills *stats. On failure sets
+ * the caller owns it and fsyncs nothing: ghost_dump truncates a regular
+ * file where the image ends, so one may be written over, and fsyncs it
+ * before killing). On success fills *stats. On failure sets
  * stats->refused and stats->left_running and returns -errno with err set;
  * the tree is detached and left running whenever possible. */
 int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,

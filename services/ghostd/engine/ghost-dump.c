@@ -1,6 +1,6 @@
 /* ghost-dump - checkpoint one process tree into an image file.
  *
- *   ghost-dump --pid PID --out FILE [--leave-running] [--check]
+ *   ghost-dump --pid PID --out FILE [--leave-running] [--in-place] [--check]
  *
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
@@ -12,8 +12,12 @@
  * on untouched); 1 failed during the dump (the process is detached and left
  * running if at all possible, the message says which). The image is
  * written as FILE.part and renamed to FILE when complete, so a refused or
- * failed dump leaves no file and an earlier FILE intact; 100 wrong usage. ghostd runs this per request so that a hostile
- * process can never take the daemon down.
+ * failed dump leaves no file and an earlier FILE intact. --in-place writes
+ * over FILE itself instead, reusing the memory of the image it holds (on
+ * tmpfs the allocation of new pages costs more than the copy: periodic
+ * checkpoints pay it once); a refusal leaves FILE as it was, a failure
+ * once writing began removes it. 100 wrong usage. ghostd runs this per
+ * request so that a hostile process can never take the daemon down.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dump.h"
@@ -34,6 +39,7 @@ typedef struct s_args {
     long pid;              /* --pid */
     const char *out;       /* --out */
     bool leave_running;    /* --leave-running */
+    bool in_place;         /* --in-place */
     bool check;            /* --check */
 } s_args_t;
 
@@ -41,7 +47,8 @@ static int s_usage(const char *why)
 {
     cairn_error_t err;
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
-                    "%s; usage: ghost-dump --pid PID --out FILE [--leave-running] [--check]",
+                    "%s; usage: ghost-dump --pid PID --out FILE [--leave-running] "
+                    "[--in-place] [--check]",
                     why);
     return ghost_report_error(&err, S_EXIT_USAGE);
 }
@@ -52,6 +59,7 @@ static int s_parse(int argc, char **argv, s_args_t *a)
         { "pid", required_argument, NULL, 'p' },
         { "out", required_argument, NULL, 'o' },
         { "leave-running", no_argument, NULL, 'l' },
+        { "in-place", no_argument, NULL, 'i' },
         { "check", no_argument, NULL, 'c' },
         { NULL, 0, NULL, 0 },
     };
@@ -66,6 +74,7 @@ static int s_parse(int argc, char **argv, s_args_t *a)
             break;
         case 'o': a->out = optarg; break;
         case 'l': a->leave_running = true; break;
+        case 'i': a->in_place = true; break;
         case 'c': a->check = true; break;
         default: return -EINVAL;
         }
@@ -99,35 +108,57 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
                       "left_running", s->left_running));
 }
 
-/* The image is written as OUT.part and renamed to OUT once complete: a
- * refused or failed dump leaves no file behind and never touches an
- * earlier image at OUT. */
+/* The file the image is written into: OUT.part (into *part), renamed to
+ * OUT once complete, so a refused or failed dump leaves no file behind and
+ * never touches an earlier image at OUT; with --in-place OUT itself, as it
+ * is (*created says whether this made it). -1 and err on failure. */
+static int s_open_out(const s_args_t *a, char *part, size_t size, bool *created,
+                      cairn_error_t *err)
+{
+    *created = false;
+    if (snprintf(part, size, a->in_place ? "%s" : "%s.part", a->out) >= (int)size)
+        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT, "%s: path too long",
+                               a->out), -1;
+    int fd = a->in_place ? open(part, O_RDWR | O_CLOEXEC) : -1;
+    if (fd < 0 && (!a->in_place || errno == ENOENT)) {
+        fd = open(part, O_RDWR | O_CREAT | (a->in_place ? O_EXCL : O_TRUNC) | O_CLOEXEC, 0600);
+        *created = fd >= 0;
+    }
+    if (fd < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot %s %s: %s",
+                               a->in_place ? "open" : "create", part, strerror(errno)), -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "%s is not a regular file", part);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static int s_dump(const s_args_t *a)
 {
     cairn_error_t err;
     ghost_dump_opts_t o = { .leave_running = a->leave_running };
     char part[PATH_MAX];
-    if (snprintf(part, sizeof(part), "%s.part", a->out) >= (int)sizeof(part)) {
-        cairn_error_set(&err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT, "%s: path too long",
-                        a->out);
+    bool created;
+    int fd = s_open_out(a, part, sizeof(part), &created, &err);
+    if (fd < 0)
         return ghost_report_error(&err, S_EXIT_FAILED);
-    }
-    int fd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        cairn_error_set(&err, -errno, CAIRN_SYSTEM, "cannot create %s: %s", part,
-                        strerror(errno));
-        return ghost_report_error(&err, S_EXIT_FAILED);
-    }
     ghost_dump_stats_t s;
     int r = ghost_dump((pid_t)a->pid, &o, fd, &s, &err);
     if (close(fd) < 0 && r == 0)
         r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "closing %s: %s", part,
                             strerror(errno));
-    if (r == 0 && rename(part, a->out) < 0)
+    if (r == 0 && !a->in_place && rename(part, a->out) < 0)
         r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "renaming %s: %s", part,
                             strerror(errno));
     if (r < 0) {
-        unlink(part);
+        /* A refusal wrote nothing: an image written over stays whole. */
+        if (!a->in_place || created || !s.refused)
+            unlink(part);
+        if (a->in_place && !created && !s.refused)
+            cairn_error_append(&err, r, "; the image written over at %s was removed", part);
         return ghost_report_error(&err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
     }
     s_print_stats(a, &s);
