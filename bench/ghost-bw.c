@@ -1,7 +1,7 @@
 /* ghost-bw - the baselines of bench/ghost.sh: how fast memory can be read
  * out of another process, and how fast this machine copies memory.
  *
- *   ghost-bw --pid PID --addr ADDR --bytes N [--chunk BYTES] [--reps R]
+ *   ghost-bw --pid PID --addr ADDR --bytes N [--chunk BYTES] [--reps R] [--dir DIR]
  *
  * process_vm_readv: reads [ADDR, ADDR+N) of PID (a running ghost-victim)
  * in CHUNK-sized calls into one reused CHUNK buffer: the reading alone,
@@ -9,13 +9,21 @@
  * calls into consecutive parts of a resident buffer of N bytes, so the
  * bytes land in memory as an image's must. memcpy: the same N bytes from
  * a buffer of our own (written first, so resident) into the reused CHUNK
- * buffer. Each is run R times (default 3) and the best is kept. One line:
+ * buffer. With --dir, what any writer of an image on DIR's filesystem
+ * pays there: write_new_file, write(2) of the N bytes from our resident
+ * buffer in CHUNK calls into a new file of DIR, then fsync (each rep a new
+ * file, the last one unlinked first, as a dump's .part replaces the last
+ * image); write_over_file, the same into the last such file, whose pages
+ * exist. Each is run R times (default 3) and the best is kept. One line:
  *   {"process_vm_readv_mib_s":X,"process_vm_readv_resident_mib_s":Z,
- *    "memcpy_mib_s":Y,"bytes":N,"chunk_bytes":C,"reps":R}
+ *    "memcpy_mib_s":Y[,"write_new_file_mib_s":W,"write_over_file_mib_s":V],
+ *    "bytes":N,"chunk_bytes":C,"reps":R}
  * Exit codes: 100 wrong usage, 111 a system call failed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +32,7 @@
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct s_args {
     long pid;            /* --pid */
@@ -31,6 +40,7 @@ typedef struct s_args {
     size_t bytes;        /* --bytes */
     size_t chunk;        /* --chunk, default 8 MiB (the dump's window) */
     int reps;            /* --reps */
+    const char *dir;     /* --dir, or NULL */
 } s_args_t;
 
 static double s_now(void)
@@ -48,10 +58,15 @@ static int s_parse(int argc, char **argv, s_args_t *a)
         { "bytes", required_argument, NULL, 'b' },
         { "chunk", required_argument, NULL, 'c' },
         { "reps", required_argument, NULL, 'r' },
+        { "dir", required_argument, NULL, 'd' },
         { NULL, 0, NULL, 0 },
     };
     opterr = 0;
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        if (c == 'd') {
+            a->dir = optarg;
+            continue;
+        }
         char *end = NULL;
         unsigned long long v = strtoull(optarg, &end, 0);
         if (!*optarg || *end)
@@ -98,6 +113,61 @@ static double s_memcpy_pass(const s_args_t *a, const uint8_t *src, uint8_t *buf)
     return s_now() - t0;
 }
 
+/* One pass of write(2) of src (a->bytes) into fd from offset 0, then
+ * fsync; seconds, or -1. */
+static double s_write_pass(const s_args_t *a, const uint8_t *src, int fd)
+{
+    double t0 = s_now();
+    for (size_t off = 0; off < a->bytes;) {
+        size_t n = a->bytes - off < a->chunk ? a->bytes - off : a->chunk;
+        ssize_t k = pwrite(fd, src + off, n, (off_t)off);
+        if (k <= 0)
+            return -1;
+        off += (size_t)k;
+    }
+    if (fsync(fd) < 0)
+        return -1;
+    return s_now() - t0;
+}
+
+/* Best of a->reps writes into a new file of a->dir (*fresh) and over the
+ * last one (*over), seconds; 0 or -1 with errno. */
+static int s_file_passes(const s_args_t *a, const uint8_t *src, double *fresh, double *over)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/ghost-bw.%d", a->dir, (int)getpid()) >=
+        (int)sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    *fresh = *over = 1e9;
+    int fd = -1;
+    for (int i = 0; i < a->reps; i++) {
+        if (fd >= 0)
+            close(fd);
+        unlink(path);
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        double t = fd < 0 ? -1 : s_write_pass(a, src, fd);
+        if (t < 0)
+            break;
+        *fresh = t < *fresh ? t : *fresh;
+    }
+    for (int i = 0; fd >= 0 && *fresh < 1e9 && i < a->reps; i++) {
+        double t = s_write_pass(a, src, fd);
+        if (t < 0) {
+            *over = 1e9;
+            break;
+        }
+        *over = t < *over ? t : *over;
+    }
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(path);
+    errno = e;
+    return *fresh < 1e9 && *over < 1e9 ? 0 : -1;
+}
+
 static void *s_map(size_t n)
 {
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -112,7 +182,7 @@ int main(int argc, char **argv)
     s_args_t a = { .chunk = 8u << 20, .reps = 3 };
     if (s_parse(argc, argv, &a) < 0) {
         fprintf(stderr, "usage: ghost-bw --pid PID --addr ADDR --bytes N "
-                        "[--chunk BYTES] [--reps R]\n");
+                        "[--chunk BYTES] [--reps R] [--dir DIR]\n");
         return 100;
     }
     uint8_t *buf = s_map(a.chunk), *src = s_map(a.bytes), *big = s_map(a.bytes);
@@ -130,9 +200,16 @@ int main(int argc, char **argv)
         t = s_memcpy_pass(&a, src, buf);
         cpy = t < cpy ? t : cpy;
     }
-    double mib = (double)a.bytes / (1 << 20);
+    double mib = (double)a.bytes / (1 << 20), fresh = 0, over = 0;
+    if (a.dir && s_file_passes(&a, src, &fresh, &over) < 0) {
+        fprintf(stderr, "ghost-bw: writing a file in %s: %s\n", a.dir, strerror(errno));
+        return 111;
+    }
     printf("{\"process_vm_readv_mib_s\":%.0f,\"process_vm_readv_resident_mib_s\":%.0f,"
-           "\"memcpy_mib_s\":%.0f,\"bytes\":%zu,\"chunk_bytes\":%zu,\"reps\":%d}\n",
-           mib / pvr, mib / res, mib / cpy, a.bytes, a.chunk, a.reps);
+           "\"memcpy_mib_s\":%.0f,", mib / pvr, mib / res, mib / cpy);
+    if (a.dir)
+        printf("\"write_new_file_mib_s\":%.0f,\"write_over_file_mib_s\":%.0f,", mib / fresh,
+               mib / over);
+    printf("\"bytes\":%zu,\"chunk_bytes\":%zu,\"reps\":%d}\n", a.bytes, a.chunk, a.reps);
     return 0;
 }

@@ -6,14 +6,18 @@
 #   freeze_ms, dump_ms     ghost-dump's freeze_us and dump_us (seize until
 #                          every thread stopped; then until the image is
 #                          written and fsync'ed); dump_ms is the best of
-#                          dump_runs_ms: two dumps that leave the victim
-#                          running and the one that kills it (the
-#                          baselines are best of 3 as well)
+#                          dump_runs_ms: new images (FILE.part renamed),
+#                          two dumps that leave the victim running and the
+#                          one that kills it (the baselines are best of 3
+#                          as well)
+#   in_place_dump_ms       the best of in_place_dump_runs_ms: three dumps
+#                          written over the last image (--in-place: its
+#                          pages are reused, none allocated), before those
 #   copy_threads           ghost-dump's: 0 the pages were streamed, N copied
 #                          in place into the image by N threads
 #   cold_dump_ms           dump_ms of a first, unmeasured dump of the same
-#                          victim (--leave-running) into the same fs, its
-#                          image removed before the measured one: on a VM
+#                          victim (--leave-running) into the same fs (the
+#                          image the in-place dumps write over): on a VM
 #                          the first touch of guest memory the host has not
 #                          backed yet costs several times the copy itself;
 #                          the measured dump is the engine's, this one the
@@ -32,8 +36,17 @@
 #                          resident buffer as large as the region (the
 #                          bytes land in memory, as an image's must)
 #   baseline_memcpy_mib_s  the same bytes copied by memcpy in this process
+#   baseline_write_new_file_mib_s  the same bytes written (write(2), 8 MiB
+#                          calls, fsync) from a resident buffer into a new
+#                          file on the image's fs: what filling a new image
+#                          costs there, whoever fills it
+#   baseline_write_over_file_mib_s  the same into that file again, whose
+#                          pages exist
 #   dump_vs_pvr            dump_mib_s / baseline_process_vm_readv_mib_s
+#   in_place_dump_vs_pvr   in_place_dump_mib_s / the same
 #   dump_vs_pvr_resident   dump_mib_s / baseline_process_vm_readv_resident_mib_s
+#   dump_vs_write_new      dump_mib_s / baseline_write_new_file_mib_s
+#   in_place_dump_vs_write_over  in_place_dump_mib_s / baseline_write_over_file_mib_s
 #   verified               the restored victim checked every word of its
 #                          memory on SIGUSR2 and wrote PASS
 #
@@ -134,14 +147,21 @@ one() {
     start_victim "$mib" "$st"
     wait_status "$st" READY 120 || { fail "$mib" "$fs" victim "victim not ready"; return; }
     read -r _ addr bytes < "$st"
-    bw=$("$BW" --pid "$VPID" --addr "$addr" --bytes "$bytes") ||
+    bw=$("$BW" --pid "$VPID" --addr "$addr" --bytes "$bytes" --dir "$3") ||
         { fail "$mib" "$fs" baseline "ghost-bw failed"; return; }
     cj=$("$DUMP" --pid "$VPID" --out "$img" --leave-running) ||
         { fail "$mib" "$fs" dump "$cj"; return; }
+    # Three dumps written over the last image (--in-place), then two more
+    # new images that leave it running and the new one that kills it: the
+    # best of each three is in_place_dump_ms and dump_ms (the baselines are
+    # best of 3 too).
+    local runs=() inplace=() k
+    for k in 1 2 3; do
+        lj=$("$DUMP" --pid "$VPID" --out "$img" --leave-running --in-place) ||
+            { fail "$mib" "$fs" dump "$lj"; return; }
+        inplace+=("$(jq .dump_us <<<"$lj")")
+    done
     rm -f "$img"
-    # Two more dumps that leave it running, then the one that kills it: the
-    # best of the three is dump_ms (the baselines are best of 3 too).
-    local runs=() k
     for k in 1 2; do
         lj=$("$DUMP" --pid "$VPID" --out "$img" --leave-running) ||
             { fail "$mib" "$fs" dump "$lj"; return; }
@@ -166,16 +186,20 @@ one() {
     jq -cn --argjson mib "$mib" --arg fs "$fs" --argjson bw "$bw" --argjson d "$dj" \
         --argjson r "$rj" --argjson c "$cj" \
         --argjson runs "[${runs[0]},${runs[1]},$(jq .dump_us <<<"$dj")]" \
+        --argjson inplace "[${inplace[0]},${inplace[1]},${inplace[2]}]" \
         --argjson wd $((t1 - t0)) --argjson wr $((t2 - t1)) \
         --argjson verified "$verified" --arg check "$(cat "$st" 2>/dev/null)" '
         def r1: (. * 10 | round) / 10;
         def r2: (. * 100 | round) / 100;
         ($d.image_bytes / 1048576) as $imib
-        | ($runs | min / 1e6) as $ds | ($r.restore_us / 1e6) as $rs
+        | ($runs | min / 1e6) as $ds | ($inplace | min / 1e6) as $is
+        | ($r.restore_us / 1e6) as $rs
         | {bench:"ghost", resident_mib:$mib, fs:$fs, image_bytes:$d.image_bytes,
            pages:$d.pages, freeze_ms:($d.freeze_us / 1000 | r1),
            dump_ms:($ds * 1000 | r1), dump_mib_s:($imib / $ds | round),
            dump_runs_ms:[$runs[] / 1000 | r1],
+           in_place_dump_ms:($is * 1000 | r1), in_place_dump_mib_s:($imib / $is | round),
+           in_place_dump_runs_ms:[$inplace[] / 1000 | r1],
            cold_dump_ms:($c.dump_us / 1000 | r1), copy_threads:$d.copy_threads,
            restore_ms:($r.restore_us / 1000 | r1), restore_mib_s:($imib / $rs | round),
            total_ms:(($d.freeze_us + $d.dump_us + $r.restore_us) / 1000 | r1),
@@ -184,7 +208,12 @@ one() {
         + {baseline_process_vm_readv_mib_s:$bw.process_vm_readv_mib_s,
            baseline_process_vm_readv_resident_mib_s:$bw.process_vm_readv_resident_mib_s,
            baseline_memcpy_mib_s:$bw.memcpy_mib_s,
+           baseline_write_new_file_mib_s:$bw.write_new_file_mib_s,
+           baseline_write_over_file_mib_s:$bw.write_over_file_mib_s,
            dump_vs_pvr:($imib / $ds / $bw.process_vm_readv_mib_s | r2),
+           in_place_dump_vs_pvr:($imib / $is / $bw.process_vm_readv_mib_s | r2),
+           dump_vs_write_new:($imib / $ds / $bw.write_new_file_mib_s | r2),
+           in_place_dump_vs_write_over:($imib / $is / $bw.write_over_file_mib_s | r2),
            dump_vs_pvr_resident:($imib / $ds / $bw.process_vm_readv_resident_mib_s | r2),
            restore_vs_pvr:($imib / $rs / $bw.process_vm_readv_mib_s | r2),
            targets:{dump_vs_pvr:1.0, restore_mib_s:1024, total_ms_1gib:2000}}'
