@@ -3,12 +3,13 @@
  *
  * Streaming page runs through one writer is bound by one core doing two
  * copies (process_vm_readv into a buffer, write(2) into the page cache).
- * When the image is a seekable regular file, the dump instead leaves room
- * for each run in the file (ghost_write_pages_room) and queues its copy
- * here; the copies are shared between the calling thread and a few helpers
- * (one per CPU the dump may run on, at most GHOST_DIRECT_MAX_THREADS in
- * all), each reading a step of pages into its own cache-sized buffer and
- * pwrite-ing it at its place.
+ * When the image is a seekable regular file on a filesystem of huge pages,
+ * the dump instead leaves room for each run in the file
+ * (ghost_write_pages_room) and queues its copy here; the copies are shared
+ * between the calling thread and a few helpers (one per CPU the dump may
+ * run on, at most GHOST_DIRECT_MAX_THREADS in all), each populating a
+ * folio of a shared mapping of the file and reading the process's pages
+ * straight onto it (direct.c).
  *
  * Use: ghost_direct_new on the image fd (-EOPNOTSUPP: stream instead);
  * ghost_direct_add for each run placed by ghost_write_pages_room;
