@@ -678,7 +678,7 @@ static int s_case_process(void)
                    (long long)cur.it_value.tv_sec);
 }
 
-/* ---- threads: running, blocked on a futex, joining --------------------- */
+/* ---- threads: running, blocked on a futex, joining, signalled ---------- */
 
 #define S_THREADS 4
 static volatile uint64_t s_tcount[S_THREADS];
@@ -688,6 +688,13 @@ static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t s_cond = PTHREAD_COND_INITIALIZER;
 static int s_released;
 static int s_tls_bad;
+static volatile sig_atomic_t s_usr1_tls;   /* s_tls of the thread SIGUSR1 hit */
+
+static void s_on_usr1_tls(int sig)
+{
+    (void)sig;
+    s_usr1_tls = s_tls;
+}
 
 static void *s_spinner(void *arg)
 {
@@ -732,6 +739,17 @@ static int s_case_threads(void)
     for (int i = 0; i < S_THREADS; i++)
         if (s_tcount[i] == before[i])
             s_failf("thread %d is not running after restore", i);
+    /* pthread_kill uses the tid glibc keeps: right under a new pid too. */
+    struct sigaction sa = { .sa_handler = s_on_usr1_tls };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    int e = pthread_kill(t[1], SIGUSR1);
+    for (int i = 0; i < 200 && s_usr1_tls != 1001; i++)
+        usleep(1000);
+    if (e)
+        s_failf("pthread_kill of thread 1 after restore: %s", strerror(e));
+    else if (s_usr1_tls != 1001)
+        s_failf("pthread_kill of thread 1 hit the thread with TLS %d", (int)s_usr1_tls);
     pthread_mutex_lock(&s_lock);
     s_released = 1;
     pthread_cond_broadcast(&s_cond);

@@ -11,7 +11,8 @@
 # tests/ghost/ghost-case is started, checkpointed (and so killed), restored,
 # sent SIGUSR2, and must write "PASS <mode>" itself. Then: checkpoint twice
 # (--leave-running, then again), restore twice from one image (the second
-# with --pid new while the first runs), a checkpoint written over the last
+# with --pid new while the first runs), threads restored under new tids, a
+# checkpoint written over the last
 # one in place (--in-place), refusals (a socket: the process is
 # left running and untouched), a bad DIR, a pid that does not exist, a
 # garbage image (an error, and nothing left running). The memory, threads
@@ -338,6 +339,29 @@ if start_case signals "$R"; then
     t_check "twice: both restored copies PASS" wait_verdict "$R" signals 2
 else
     t_fail "twice: start"
+fi
+
+# --pid new: the threads come back under new tids, and the tids glibc
+# keeps for them follow (pthread_kill in ghost-case threads reaches the
+# thread it names).
+R="$T_TMP/result-newpid"; : >"$R"
+if start_case threads "$R"; then
+    P=$CASE_PID
+    out=$($C checkpoint "$P" --dir "$T_TMP/newpid" 2>"$T_TMP/err"); rc=$?
+    t_check "new pid: checkpoint ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    reap_killed "$P"
+    out=$($C restart "$T_TMP/newpid" --pid new 2>"$T_TMP/err"); rc=$?
+    t_check "new pid: restart ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    Q=$(jq -r .pid <<<"$out" 2>/dev/null)
+    t_json_check "new pid: another pid" "$out" ".pid != $P and .original_pid == $P"
+    if [ -n "$Q" ] && [ "$Q" != null ]; then
+        T_PIDS+=("$Q")
+        kill -USR2 "$Q"
+        if wait_verdict "$R" threads; then t_ok "new pid: threads PASS"
+        else t_fail "new pid: verdict: $(grep -E '^(PASS|FAIL)' "$R" || echo none)"; fi
+    fi
+else
+    t_fail "new pid: start"
 fi
 
 # In place: a periodic checkpoint into the same --dir writes over the last

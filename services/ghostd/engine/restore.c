@@ -243,6 +243,13 @@ static const Cairn__Ghost__Vma *s_vma_of(const s_proc_t *pr, uint64_t vaddr,
     return NULL;
 }
 
+/* [vaddr, vaddr + len) lies in one writable vma of the process. */
+static bool s_writable(const s_proc_t *pr, uint64_t vaddr, uint64_t len)
+{
+    const Cairn__Ghost__Vma *v = vaddr ? s_vma_of(pr, vaddr, len) : NULL;
+    return v && (v->prot & PROT_WRITE);
+}
+
 static int s_run_add(s_proc_t *pr, uint64_t vaddr, uint64_t len, uint64_t off)
 {
     struct gr_run *last = pr->n_runs ? &pr->runs[pr->n_runs - 1] : NULL;
@@ -1239,6 +1246,8 @@ static int s_plan_threads(s_plan_t *pl, const s_proc_t *pr, bool new_pid,
         if (t->rseq && t->rseq->addr)
             g->rseq = t->rseq->addr, g->rseq_len = t->rseq->len,
             g->rseq_sig = t->rseq->signature;
+        g->old_tid = (int32_t)t->tid;
+        g->fix_tid = new_pid && s_writable(pr, t->clear_tid_addr, sizeof(int32_t));
         ret = s_put_frame(pl, t, &g->frame, err);
         if (ret < 0)
             return ret;

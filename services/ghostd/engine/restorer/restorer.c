@@ -362,11 +362,26 @@ static void s_seccomp(struct gr_args *a, const struct gr_thread *t)
     }
 }
 
+/* Threading libraries keep a thread's tid in the word the kernel clears
+ * when it exits (glibc's struct pthread tid: set_tid_address and
+ * CLONE_CHILD_CLEARTID point at it) and use it for pthread_kill and for
+ * robust and PI mutex ownership. Restored under a new tid, a word still
+ * holding the old one gets the new one; a word holding anything else is
+ * not a cached tid and is left alone. */
+static void s_cached_tid(const struct gr_thread *t)
+{
+    volatile int32_t *w = (volatile int32_t *)(uintptr_t)t->clear_tid;
+
+    if (t->fix_tid && *w == t->old_tid)
+        *w = (int32_t)SYS(NR_gettid, 0, 0, 0, 0, 0);
+}
+
 /* Kernel state private to the calling thread, credentials last. */
 static void s_thread_state(struct gr_args *a, const struct gr_thread *t)
 {
     long r;
 
+    s_cached_tid(t);
     SYS(NR_set_tid_address, (long)t->clear_tid, 0, 0, 0, 0);
     if (t->robust) {
         r = SYS(NR_set_robust_list, (long)t->robust, (long)t->robust_len, 0,

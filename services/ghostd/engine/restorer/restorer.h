@@ -133,7 +133,12 @@ struct gr_thread {
     uint64_t frame;        /* the rt_sigframe: pretcode, then ucontext */
     uint64_t stack_top;    /* blob stack for this thread, 16-aligned */
     int32_t done;          /* futex: 1 once the thread's state is set */
-    int32_t pad;
+    int32_t old_tid;       /* the tid at the dump */
+    uint32_t fix_tid;      /* 1: the int32 at clear_tid holding old_tid is
+                              the thread library's cached tid: set it to the
+                              new one (a new pid; clear_tid in writable
+                              memory) */
+    uint32_t pad;
 };
 
 /* Who every thread becomes before it enters the program. */
