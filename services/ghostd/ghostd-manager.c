@@ -780,7 +780,7 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
     snprintf(j->dir, sizeof j->dir, "%s", dir);
     snprintf(j->image, sizeof j->image, "%s/%s", dir, GHOSTD_IMAGE_NAME);
     snprintf(pid_arg, sizeof pid_arg, "%u", cr->pid);
-    char *argv[7] = { NULL, "--pid", pid_arg, "--out", j->image };
+    char *argv[8] = { NULL, "--pid", pid_arg, "--out", j->image };   /* + 2 flags, NULL */
     int n = 5;
     if (cr->leave_running)
         argv[n++] = "--leave-running";
