@@ -13,6 +13,9 @@
  * "FAIL <mode>: <what>\n", exiting 0 or 1. A setup that fails says
  * "FAIL <mode>: setup: ..." and never says ready.
  *
+ * Mode anonfds holds an eventfd (a semaphore, dup'ed), two timerfds (one
+ * with time left, one fired and unread), a signalfd with SIGUSR1 pending
+ * and an epoll watching the eventfd and a pipe.
  * Mode seccomp installs a filter (getpriority fails with errno 42) that
  * both threads must still have after the restore.
  * Mode creds records who its two threads are (ids, groups, capabilities,
@@ -37,14 +40,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/fsuid.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/filter.h>
@@ -765,6 +772,98 @@ static int s_case_threads(void)
     return !s_fail[0];
 }
 
+/* ---- anonfds: eventfd, timerfd, signalfd, epoll ------------------------ */
+
+static int s_efd = -1, s_efd2 = -1, s_tlong = -1, s_tfired = -1, s_sfd = -1, s_ep = -1;
+static int s_epipe[2] = { -1, -1 };
+
+static void s_anonfds_setup(void)
+{
+    struct itimerspec lng = { { 7, 0 }, { 1000, 0 } }, once = { { 0, 0 }, { 0, 1000000 } };
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    s_efd = eventfd(5, EFD_NONBLOCK | EFD_SEMAPHORE);
+    s_efd2 = dup(s_efd);
+    s_tlong = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+    s_tfired = timerfd_create(CLOCK_BOOTTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+    s_sfd = signalfd(-1, &set, SFD_NONBLOCK);
+    s_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (s_efd < 0 || s_efd2 < 0 || s_tlong < 0 || s_tfired < 0 || s_sfd < 0 || s_ep < 0 ||
+        pipe(s_epipe) < 0)
+        s_setup_fail("making the fds");
+    if (timerfd_settime(s_tlong, 0, &lng, NULL) < 0 ||
+        timerfd_settime(s_tfired, 0, &once, NULL) < 0)
+        s_setup_fail("timerfd_settime");
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0xe };
+    if (epoll_ctl(s_ep, EPOLL_CTL_ADD, s_efd, &ev) < 0)
+        s_setup_fail("epoll_ctl");
+    ev = (struct epoll_event){ .events = EPOLLIN | EPOLLET, .data.u64 = 0x9 };
+    if (epoll_ctl(s_ep, EPOLL_CTL_ADD, s_epipe[0], &ev) < 0)
+        s_setup_fail("epoll_ctl");
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    raise(SIGUSR1);   /* pending, for the signalfd to read */
+    usleep(20000);    /* the 1 ms timer fires, unread */
+}
+
+static void s_anonfds_check_eventfd(void)
+{
+    uint64_t v = 0;
+    int reads = 0;
+    if (read(s_efd, &v, sizeof(v)) != sizeof(v) || v != 1)
+        s_failf("eventfd: semaphore read gave %llu (%s)", (unsigned long long)v, strerror(errno));
+    while (read(s_efd2, &v, sizeof(v)) == sizeof(v) && reads < 10)
+        reads++;
+    if (reads != 4)
+        s_failf("eventfd: its dup read %d more times, not 4 (a count of 5 shared)", reads);
+}
+
+static void s_anonfds_check_timers(void)
+{
+    struct itimerspec got;
+    uint64_t ticks = 0;
+    if (timerfd_gettime(s_tlong, &got) < 0 || got.it_interval.tv_sec != 7 ||
+        got.it_value.tv_sec < 900 || got.it_value.tv_sec > 1000)
+        s_failf("timerfd: %ld s left every %ld s, not ~1000 every 7",
+                (long)got.it_value.tv_sec, (long)got.it_interval.tv_sec);
+    if (read(s_tfired, &ticks, sizeof(ticks)) != sizeof(ticks) || ticks != 1)
+        s_failf("timerfd: the fired timer read %llu (%s), not 1", (unsigned long long)ticks,
+                strerror(errno));
+    if (!(fcntl(s_tfired, F_GETFD) & FD_CLOEXEC) || (fcntl(s_tlong, F_GETFD) & FD_CLOEXEC))
+        s_failf("timerfd: close-on-exec flags differ");
+}
+
+static void s_anonfds_check_epoll(void)
+{
+    struct epoll_event ev[4];
+    int n = epoll_wait(s_ep, ev, 4, 0);
+    if (n != 1 || ev[0].data.u64 != 0xe)
+        s_failf("epoll: %d ready (first data %#llx), not the eventfd alone", n,
+                n > 0 ? (unsigned long long)ev[0].data.u64 : 0ull);
+    if (write(s_epipe[1], "x", 1) != 1)
+        s_failf("epoll: write into the pipe");
+    n = epoll_wait(s_ep, ev, 4, 1000);
+    bool pipe_seen = false;
+    for (int i = 0; i < n; i++)
+        pipe_seen |= ev[i].data.u64 == 0x9;
+    if (!pipe_seen)
+        s_failf("epoll: the pipe's data did not wake it");
+}
+
+static int s_case_anonfds(void)
+{
+    struct signalfd_siginfo si;
+    s_anonfds_setup();
+    s_line("ready %d\n", (int)getpid());
+    s_wait_pause();
+    if (read(s_sfd, &si, sizeof(si)) != sizeof(si) || si.ssi_signo != SIGUSR1)
+        s_failf("signalfd: no pending SIGUSR1 (%s)", strerror(errno));
+    s_anonfds_check_epoll();     /* while the eventfd's count is not 0 */
+    s_anonfds_check_eventfd();
+    s_anonfds_check_timers();
+    return !s_fail[0];
+}
+
 /* ---- socket: must be refused, and left untouched ----------------------- */
 
 static int s_case_socket(void)
@@ -942,6 +1041,7 @@ static const struct {
     { "read", s_case_read },
     { "process", s_case_process },
     { "threads", s_case_threads },
+    { "anonfds", s_case_anonfds },
     { "socket", s_case_socket },
 };
 

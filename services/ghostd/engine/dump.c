@@ -67,6 +67,7 @@
 #include <linux/seccomp.h>
 
 #include "cairn-config.h"
+#include "anonfd.h"
 #include "direct.h"
 #include "dump.h"
 #include "image.h"
@@ -195,9 +196,10 @@ static int s_memfd_describe(pid_t pid, int fd, const struct stat *st,
     return 0;
 }
 
-/* Fills f (path into pathbuf) for fd, or refuses with the reason. */
+/* Fills f (path into pathbuf) for fd, or refuses with the reason; the
+ * state of an eventfd, timerfd, signalfd or epoll goes into *anon. */
 static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
-                         size_t size, cairn_error_t *err)
+                         size_t size, ghost_anon_t *anon, cairn_error_t *err)
 {
     char name[64], full[96];
     snprintf(name, sizeof(name), "fd/%d", fd);
@@ -263,6 +265,9 @@ static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
                                "process %d fd %d is the block device %s",
                                (int)pid, fd, pathbuf);
     default:
+        r = ghost_anon_describe(pid, fd, pathbuf, f, anon, err);
+        if (r != -ENOENT)
+            return r;
         return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                "process %d fd %d is %s (unsupported fd type)",
                                (int)pid, fd, pathbuf);
@@ -307,7 +312,9 @@ static int s_check_fds(pid_t pid, s_pipe_ends_t *ends, cairn_error_t *err)
     for (size_t i = 0; r == 0 && i < nf; i++) {
         Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
         char path[PATH_MAX];
-        r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), err);
+        ghost_anon_t anon = { 0 };
+        r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), &anon, err);
+        ghost_anon_free(&anon);
         if (r == -ENOENT)
             r = 0;   /* closed meanwhile */
         else if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE)
@@ -1938,9 +1945,16 @@ static int s_write_fd(s_ctx_t *c, s_proc_t *p, int fd, cairn_error_t *err)
     Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
     char path[PATH_MAX];
     uint8_t *data = NULL;
-    int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), err);
+    ghost_anon_t anon = { 0 };
+    int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), &anon, err);
     if (r == 0 && f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
         r = s_fd_share(c, p->pid, &f, err);
+    if (r == 0 && f.shares && f.kind == CAIRN__GHOST__FD_KIND__FD_EPOLL &&
+        f.shares_pid != (uint32_t)p->pid)
+        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                            "process %d fd %d is an epoll instance shared with process "
+                            "%u (inherited across fork): not restored",
+                            (int)p->pid, fd, f.shares_pid);
     if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_MEMFD)
         r = s_note_object(c, p->pid, &f, err);
     if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE && !f.pipe_write_end &&
@@ -1966,6 +1980,7 @@ static int s_write_fd(s_ctx_t *c, s_proc_t *p, int fd, cairn_error_t *err)
         r = s_put(c, &rec, err);
     }
     free(data);
+    ghost_anon_free(&anon);
     return r;
 }
 

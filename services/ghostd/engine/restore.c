@@ -89,6 +89,7 @@
 #include <unistd.h>
 #include <linux/sched.h>
 
+#include "anonfd.h"
 #include "image.h"
 #include "proc.h"
 #include "restorer/restorer.h"
@@ -466,13 +467,16 @@ static int s_check_proc_counts(const s_proc_t *pr, uint64_t at,
                      "record", at);
     if (pr->threads.n == 0)
         return s_bad(err, "process without threads", at);
-    for (size_t i = 0; i < pr->fds.n; i++)
-        if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_MEMFD)
+    for (size_t i = 0; i < pr->fds.n; i++) {
+        if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_EPOLL)
             return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
                                    "process %u fd %d is of kind %d, which "
                                    "this restorer does not recreate", p->pid,
                                    pr->fds.v[i]->fd->fd,
                                    (int)pr->fds.v[i]->fd->kind);
+        if (ghost_anon_check(pr->fds.v[i]->fd, err) < 0)
+            return cairn_error_append(err, -EBADMSG, " (process %u)", p->pid);
+    }
     return 0;
 }
 
@@ -1694,6 +1698,9 @@ static int s_open_description(const s_tree_t *t, const Cairn__Ghost__Fd *f,
     const char *path = f->path;
     int fd;
 
+    if (f->kind >= CAIRN__GHOST__FD_KIND__FD_EVENTFD &&
+        f->kind <= CAIRN__GHOST__FD_KIND__FD_EPOLL)
+        return ghost_anon_open(f, err);
     if (f->kind == CAIRN__GHOST__FD_KIND__FD_MEMFD) {
         s = s_shm_find(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD);
         if (!s)
@@ -2089,6 +2096,17 @@ static void s_child_fds(const s_plan_t *pl, const s_proc_t *pr)
             s_child_shared(pl, o, f);
         else
             s_child_open(pl, f);
+    }
+    /* An epoll watches fds by their numbers here: all of them are in
+     * place now. The fd owning the instance adds them; those sharing it
+     * see them. */
+    for (size_t i = 0; i < pr->fds.n; i++) {
+        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
+        cairn_error_t e;
+        int r = f->kind == CAIRN__GHOST__FD_KIND__FD_EPOLL && !f->shares
+                    ? ghost_anon_add_targets(f->fd, f, &e) : 0;
+        if (r < 0)
+            s_child_fail(pl, -r, f->fd, "%s", e.message);
     }
 }
 

@@ -1,0 +1,61 @@
+/* anonfd.h - eventfd, timerfd, signalfd and epoll fds: their state read
+ * from /proc/PID/fdinfo at dump, and the fd recreated from it at restore.
+ *
+ * These fds have no path to reopen: the kernel names them
+ * "anon_inode:[eventfd]" and so on, and tells their state in fdinfo (the
+ * eventfd's count, a timerfd's clock, ticks and time left, a signalfd's
+ * mask, every file an epoll watches with its events and data). The dump
+ * keeps that state in the fd record's sub-message; the restore makes a
+ * new object with it. An epoll's targets are added once every fd of its
+ * process is in place (ghost_anon_add_targets), through the fd numbers
+ * they were added with, which the dump checks still name those files.
+ *
+ * What does not come back: a timer set TFD_TIMER_ABSTIME is restored as
+ * the time it had left (the process does not run between dump and
+ * restore); an edge-triggered epoll item that was ready reports once more;
+ * an epoll instance shared across processes (fork) is refused by the dump.
+ */
+#ifndef GHOST_ANONFD_H
+#define GHOST_ANONFD_H
+
+#include <sys/types.h>
+
+#include "cairn/error.h"
+#include "ghost.pb-c.h"
+
+/* The sub-messages an Fd record points to; the caller's, released with
+ * ghost_anon_free (NULL-safe fields, zero-initialise it). */
+typedef struct ghost_anon {
+    Cairn__Ghost__EventFd ev;
+    Cairn__Ghost__TimerFd tf;
+    Cairn__Ghost__SignalFd sf;
+    Cairn__Ghost__Epoll ep;
+    Cairn__Ghost__EpollTarget *tv;    /* the epoll's targets (owned) */
+    Cairn__Ghost__EpollTarget **tp;   /* pointers into tv (owned) */
+} ghost_anon_t;
+
+/* Fd number fd of process pid (0: self) whose /proc link is `link`: if it
+ * is an eventfd, timerfd, signalfd or epoll, sets f->kind, f->path "" and
+ * the sub-message (pointing into *a) and returns 0, or refuses with the
+ * reason (-EOPNOTSUPP: fdinfo does not tell enough, an epoll target's fd
+ * no longer names its file); -ENOENT if it is none of them (err
+ * untouched). */
+int ghost_anon_describe(pid_t pid, int fd, const char *link, Cairn__Ghost__Fd *f,
+                        ghost_anon_t *a, cairn_error_t *err);
+
+void ghost_anon_free(ghost_anon_t *a);
+
+/* Whether an Fd record of one of these kinds is whole (its sub-message
+ * present and sane): 0 or -EBADMSG with err set. Other kinds: 0. */
+int ghost_anon_check(const Cairn__Ghost__Fd *f, cairn_error_t *err);
+
+/* A new object for f (one of these kinds), close-on-exec, with f's status
+ * flags; an epoll comes back empty (ghost_anon_add_targets). The fd, or
+ * -errno with err set. */
+int ghost_anon_open(const Cairn__Ghost__Fd *f, cairn_error_t *err);
+
+/* Adds f's epoll targets to epfd, each through its fd number in the
+ * calling process. 0 or -errno with err naming the target. */
+int ghost_anon_add_targets(int epfd, const Cairn__Ghost__Fd *f, cairn_error_t *err);
+
+#endif
