@@ -180,6 +180,16 @@ proc_state() {
     echo "${s:-gone}"
 }
 
+# restart_verdict WHAT DIR PID RESULT MODE: restarts DIR with its pid,
+# sends SIGUSR2, and the case must say PASS.
+restart_verdict() {
+    out=$($C restart "$2" 2>"$T_TMP/err"); rc=$?
+    t_check "$1: restart ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    T_PIDS+=("$3")
+    kill -USR2 "$3" 2>/dev/null
+    t_check "$1: PASS" wait_verdict "$4" "$5"
+}
+
 # running_free PID: PID runs or sleeps (R or S), neither stopped nor traced
 # ("R" too: under load it may be on its way back into its sleep).
 running_free() {
@@ -287,11 +297,7 @@ if start_case memory "$R"; then
     t_err "mapped file changed: restart refused" failed-precondition "changed since the dump"
     t_check "mapped file changed: nothing left running" [ "$(proc_state "$P")" = gone ]
     touch -r "$T_TMP/mtime-ref" "$MEMFILE"
-    out=$($C restart "$T_TMP/mapped" 2>"$T_TMP/err"); rc=$?
-    t_check "mapped file back: restart ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
-    T_PIDS+=("$P")
-    kill -USR2 "$P" 2>/dev/null
-    t_check "mapped file back: PASS" wait_verdict "$R" memory
+    restart_verdict "mapped file back" "$T_TMP/mapped" "$P" "$R" memory
 else
     t_fail "mapped file: start"
 fi
@@ -387,11 +393,7 @@ if start_case memory "$R"; then
         [ "$(stat -c %s "$T_TMP/inplace/image.ghost")" = "$(jq .image_bytes <<<"$out")" ]
     t_check "in place: no .part" [ ! -e "$T_TMP/inplace/image.ghost.part" ]
     t_check "in place: gone after the checkpoint" reap_killed "$P"
-    out=$($C restart "$T_TMP/inplace" 2>"$T_TMP/err"); rc=$?
-    t_check "in place: restart ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
-    T_PIDS+=("$P")
-    kill -USR2 "$P" 2>/dev/null
-    t_check "in place: PASS" wait_verdict "$R" memory
+    restart_verdict "in place" "$T_TMP/inplace" "$P" "$R" memory
 else
     t_fail "in place: start"
 fi

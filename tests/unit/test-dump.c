@@ -293,9 +293,11 @@ static void s_check_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec, p
     }
 }
 
-static seen_t s_decode(int fd, pid_t pid)
+/* Reads the image in fd from its start, record by record, handing each
+ * to fn (which must read a pages record's raw bytes). */
+static void s_each_record(int fd, void (*fn)(ghost_reader_t *, Cairn__Ghost__Record *, void *),
+                          void *ctx)
 {
-    seen_t s = { 0 };
     lseek(fd, 0, SEEK_SET);
     ghost_reader_t *r = ghost_reader_new(fd);
     for (;;) {
@@ -304,23 +306,47 @@ static seen_t s_decode(int fd, pid_t pid)
         cr_assert_eq(ghost_read_record(r, &rec, &err), 0, "%s", err.message);
         if (!rec)
             break;
-        s_check_record(r, rec, pid, &s);
+        fn(r, rec, ctx);
         cairn__ghost__record__free_unpacked(rec, NULL);
     }
     ghost_reader_free(r);
-    return s;
+}
+
+typedef struct {
+    pid_t pid;
+    seen_t s;
+} s_decoding_t;
+
+static void s_decode_one(ghost_reader_t *r, Cairn__Ghost__Record *rec, void *ctx)
+{
+    s_decoding_t *d = ctx;
+    s_check_record(r, rec, d->pid, &d->s);
+}
+
+static seen_t s_decode(int fd, pid_t pid)
+{
+    s_decoding_t d = { pid, { 0 } };
+    s_each_record(fd, s_decode_one, &d);
+    return d.s;
+}
+
+/* /proc/PID/status of pid into buf. */
+static void s_read_status(pid_t pid, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
 }
 
 /* SigIgn and SigCgt of pid, as /proc prints them. */
 static void s_dispositions(pid_t pid, char *out, size_t size)
 {
-    char path[64], buf[4096];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    char buf[4096];
+    s_read_status(pid, buf, sizeof(buf));
     const char *ign = strstr(buf, "SigIgn:"), *cgt = strstr(buf, "SigCgt:");
     cr_assert(ign && cgt);
     snprintf(out, size, "%.24s %.24s", ign, cgt);
@@ -328,13 +354,8 @@ static void s_dispositions(pid_t pid, char *out, size_t size)
 
 static void s_assert_running_untraced(pid_t pid)
 {
-    char path[64], buf[4096];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    char buf[4096];
+    s_read_status(pid, buf, sizeof(buf));
     cr_assert(strstr(buf, "TracerPid:\t0\n") != NULL, "not traced any more");
     cr_assert(strstr(buf, "State:\tS") != NULL || strstr(buf, "State:\tR") != NULL,
               "running or sleeping");
@@ -413,30 +434,27 @@ static int s_run(const char *args, char *out, size_t size)
     return WEXITSTATUS(st);
 }
 
+/* Skips a pages record's bytes; notes the end record. */
+static void s_skim_one(ghost_reader_t *r, Cairn__Ghost__Record *rec, void *ctx)
+{
+    cairn_error_t err;
+    if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
+        size_t len = rec->pages->n_pages * 4096;
+        void *b = malloc(len);
+        cr_assert_eq(ghost_read_raw(r, b, len, &err), 0, "%s", err.message);
+        free(b);
+    }
+    *(bool *)ctx |= rec->r_case == CAIRN__GHOST__RECORD__R_END;
+}
+
 /* The image at path reads record by record, pages included, to its end. */
 static void s_assert_whole_image(const char *path)
 {
     int fd = open(path, O_RDONLY);
     cr_assert_geq(fd, 0);
-    ghost_reader_t *r = ghost_reader_new(fd);
     bool end = false;
-    for (;;) {
-        Cairn__Ghost__Record *rec = NULL;
-        cairn_error_t err;
-        cr_assert_eq(ghost_read_record(r, &rec, &err), 0, "%s", err.message);
-        if (!rec)
-            break;
-        if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
-            size_t len = rec->pages->n_pages * 4096;
-            void *b = malloc(len);
-            cr_assert_eq(ghost_read_raw(r, b, len, &err), 0, "%s", err.message);
-            free(b);
-        }
-        end |= rec->r_case == CAIRN__GHOST__RECORD__R_END;
-        cairn__ghost__record__free_unpacked(rec, NULL);
-    }
+    s_each_record(fd, s_skim_one, &end);
     cr_assert(end);
-    ghost_reader_free(r);
     close(fd);
 }
 
@@ -458,6 +476,13 @@ static pid_t s_spawn_pausing(int (*setup)(void))
     }
     usleep(100000);
     return pid;
+}
+
+/* Kills and reaps a child of s_spawn_pausing. */
+static void s_end_child(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 static int s_open_socket(void)
@@ -508,8 +533,7 @@ static void s_refused_child(int (*setup)(void), const char *want_code, const cha
     pid_t pid = s_spawn_pausing(setup);
     s_refused(pid, want_code, want_msg);
     s_assert_running_untraced(pid);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    s_end_child(pid);
 }
 
 static void *s_other_uid_thread(void *arg)
@@ -596,8 +620,7 @@ Test(dump, refuses_user_notif_seccomp_filter, .timeout = 60)
     cr_assert(strstr(out, "left running") != NULL, "%s", out);
     cr_assert_eq(access("/tmp/ghost-test-notif.img", F_OK), -1, "no file left");
     s_assert_running_untraced(pid);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    s_end_child(pid);
 }
 
 Test(dump, refuses_socket, .timeout = 60)
@@ -643,8 +666,7 @@ Test(dump, refuses_ptraced, .timeout = 60)
     cr_assert_eq(waitpid(pid, NULL, __WALL), pid);
     cr_assert_eq(ptrace(PTRACE_DETACH, pid, 0, 0), 0);
     s_assert_running_untraced(pid);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    s_end_child(pid);
 }
 
 Test(dump, refuses_zombie, .timeout = 60)
@@ -704,13 +726,21 @@ static off_t s_file_size(const char *path)
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
-Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
+/* As root: a pausing child (after setup) and INPLACE_IMG, len bytes of
+ * byte, for it to be written over. */
+static pid_t s_in_place_start(int (*setup)(void), size_t len, uint8_t byte)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root");
-    pid_t pid = s_spawn_pausing(NULL);
+    pid_t pid = s_spawn_pausing(setup);
+    s_fill_file(INPLACE_IMG, len, byte);
+    return pid;
+}
+
+Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
+{
+    pid_t pid = s_in_place_start(NULL, 8u << 20, 0xff);
     char out[4096], args[256];
-    s_fill_file(INPLACE_IMG, 8u << 20, 0xff);
     snprintf(args, sizeof(args), "--pid %d --out %s --in-place --leave-running", (int)pid,
              INPLACE_IMG);
     for (int i = 0; i < 2; i++) {   /* over the junk, then over its own image */
@@ -723,8 +753,7 @@ Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
         s_assert_whole_image(INPLACE_IMG);
         cr_assert_eq(access(INPLACE_IMG ".part", F_OK), -1, "no .part in place");
     }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    s_end_child(pid);
     unlink(INPLACE_IMG);
 }
 
@@ -732,11 +761,8 @@ Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
  * none is made where there was none. */
 Test(dump, in_place_refusal_keeps_the_image, .timeout = 60)
 {
-    if (geteuid() != 0)
-        cr_skip_test("needs root");
-    pid_t pid = s_spawn_pausing(s_open_socket);
+    pid_t pid = s_in_place_start(s_open_socket, 1u << 20, 0x5c);
     char out[4096], args[256];
-    s_fill_file(INPLACE_IMG, 1u << 20, 0x5c);
     snprintf(args, sizeof(args), "--pid %d --out %s --in-place", (int)pid, INPLACE_IMG);
     cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
     cr_assert_eq(s_file_size(INPLACE_IMG), 1 << 20);
@@ -748,8 +774,7 @@ Test(dump, in_place_refusal_keeps_the_image, .timeout = 60)
     unlink(INPLACE_IMG);
     cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
     cr_assert_eq(access(INPLACE_IMG, F_OK), -1, "no file made by a refusal");
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    s_end_child(pid);
 }
 
 /* A write that fails once the dump began (a file size limit: EFBIG with
@@ -757,11 +782,8 @@ Test(dump, in_place_refusal_keeps_the_image, .timeout = 60)
  * written over removed rather than left half new. */
 Test(dump, in_place_failure_removes_the_image, .timeout = 60)
 {
-    if (geteuid() != 0)
-        cr_skip_test("needs root");
-    pid_t pid = s_spawn_pausing(NULL);
+    pid_t pid = s_in_place_start(NULL, 1u << 20, 0x5c);
     char out[4096], args[512];
-    s_fill_file(INPLACE_IMG, 1u << 20, 0x5c);
     snprintf(args, sizeof(args), "--pid %d --out %s --in-place\" || exit $?", (int)pid,
              INPLACE_IMG);
     char cmd[8192];
@@ -777,8 +799,7 @@ Test(dump, in_place_failure_removes_the_image, .timeout = 60)
     cr_assert(strstr(out, "left running"), "%s", out);
     cr_assert_eq(access(INPLACE_IMG, F_OK), -1, "removed");
     s_assert_running_untraced(pid);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    s_end_child(pid);
 }
 
 /* ---- shared open files and memfds ------------------------------------- */
