@@ -18,7 +18,8 @@
  * filter notifying a supervisor (after it: exit 1, left running) and a
  * thread with credentials of its own. ghost-dump --in-place writes over an
  * image and ends the file with the new one; a refusal leaves the old one
- * whole, a failed write removes it.
+ * whole, a failed write removes it. An epoll instance shared across a
+ * fork is refused before the freeze.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -534,6 +536,30 @@ static void s_refused_child(int (*setup)(void), const char *want_code, const cha
     s_refused(pid, want_code, want_msg);
     s_assert_running_untraced(pid);
     s_end_child(pid);
+}
+
+/* An epoll watching a pipe, then a fork: parent and child hold one
+ * instance (the child dies with its parent). */
+static int s_fork_with_epoll(void)
+{
+    int p[2], ep = epoll_create1(0);
+    struct epoll_event ev = { .events = EPOLLIN };
+    if (ep < 0 || pipe(p) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) < 0)
+        return -1;
+    pid_t k = fork();
+    if (k == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;)
+            pause();
+    }
+    return k > 0 ? 0 : -1;
+}
+
+Test(dump, refuses_epoll_shared_across_fork, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    s_refused_child(s_fork_with_epoll, "\"unsupported\"", "are one epoll instance");
 }
 
 static void *s_other_uid_thread(void *arg)

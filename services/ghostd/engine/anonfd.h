@@ -13,7 +13,8 @@
  * What does not come back: a timer set TFD_TIMER_ABSTIME is restored as
  * the time it had left (the process does not run between dump and
  * restore); an edge-triggered epoll item that was ready reports once more;
- * an epoll instance shared across processes (fork) is refused by the dump.
+ * an epoll instance shared across processes (fork) is refused by the dump
+ * before the freeze (dump.c).
  */
 #ifndef GHOST_ANONFD_H
 #define GHOST_ANONFD_H

@@ -274,15 +274,17 @@ static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
     }
 }
 
-/* One pipe end seen in the tree. */
+/* One pipe end, or one epoll fd, seen in the tree. */
 typedef struct s_pipe_end {
-    uint64_t ino;      /* pipe inode */
+    uint64_t ino;      /* pipe inode (0 for an epoll fd) */
     bool write_end;    /* else the read end */
+    bool epoll;        /* an epoll fd, not a pipe end */
     pid_t pid;         /* holder */
     int fd;            /* its fd number */
 } s_pipe_end_t;
 
-/* The pipe ends of a whole tree, gathered while its fds are checked. */
+/* The pipe ends and epoll fds of a whole tree, gathered while its fds are
+ * checked. */
 typedef struct s_pipe_ends {
     s_pipe_end_t *v;   /* ends, in scan order (owned) */
     size_t n, cap;     /* used and allocated entries */
@@ -303,7 +305,7 @@ static int s_add_pipe_end(s_pipe_ends_t *e, s_pipe_end_t end, cairn_error_t *err
 }
 
 /* Describes every fd of pid (which refuses what cannot be dumped) and
- * adds its pipe ends to *ends. */
+ * adds its pipe ends and epoll fds to *ends. */
 static int s_check_fds(pid_t pid, s_pipe_ends_t *ends, cairn_error_t *err)
 {
     int *fds = NULL;
@@ -317,8 +319,11 @@ static int s_check_fds(pid_t pid, s_pipe_ends_t *ends, cairn_error_t *err)
         ghost_anon_free(&anon);
         if (r == -ENOENT)
             r = 0;   /* closed meanwhile */
-        else if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE)
-            r = s_add_pipe_end(ends, (s_pipe_end_t){ f.pipe_id, f.pipe_write_end, pid, fds[i] },
+        else if (r == 0 && (f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE ||
+                            f.kind == CAIRN__GHOST__FD_KIND__FD_EPOLL))
+            r = s_add_pipe_end(ends, (s_pipe_end_t){ f.pipe_id, f.pipe_write_end,
+                                                     f.kind == CAIRN__GHOST__FD_KIND__FD_EPOLL,
+                                                     pid, fds[i] },
                                err);
     }
     free(fds);
@@ -335,8 +340,8 @@ static int s_check_pipes(const s_pipe_ends_t *ends, cairn_error_t *err)
     const s_pipe_end_t *v = ends->v;
     for (size_t i = 0; i < ends->n; i++) {
         bool reader = false;
-        for (size_t j = 0; j < ends->n && !reader; j++)
-            reader = !v[j].write_end && v[j].ino == v[i].ino;
+        for (size_t j = 0; j < ends->n && !reader && !v[i].epoll; j++)
+            reader = !v[j].epoll && !v[j].write_end && v[j].ino == v[i].ino;
         if (v[i].write_end && !reader)
             return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                    "process %d fd %d is the write end of pipe %llu whose "
@@ -344,6 +349,24 @@ static int s_check_pipes(const s_pipe_ends_t *ends, cairn_error_t *err)
                                    "pipeline?): it could not be reconnected at restart",
                                    (int)v[i].pid, v[i].fd, (unsigned long long)v[i].ino);
     }
+    return 0;
+}
+
+/* An epoll instance lists its targets by the fd numbers of the process
+ * that added them; the restore re-adds them in the process whose record
+ * owns the instance, so one shared with another process of the tree
+ * (inherited across fork) is refused here, before anything changes. */
+static int s_check_epolls(const s_pipe_ends_t *ends, cairn_error_t *err)
+{
+    const s_pipe_end_t *v = ends->v;
+    for (size_t i = 0; i < ends->n; i++)
+        for (size_t j = i + 1; v[i].epoll && j < ends->n; j++)
+            if (v[j].epoll && v[j].pid != v[i].pid &&
+                syscall(SYS_kcmp, v[i].pid, v[j].pid, KCMP_FILE, v[i].fd, v[j].fd) == 0)
+                return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                       "process %d fd %d and process %d fd %d are one epoll "
+                                       "instance (inherited across fork): not restored",
+                                       (int)v[i].pid, v[i].fd, (int)v[j].pid, v[j].fd);
     return 0;
 }
 
@@ -617,6 +640,8 @@ static int s_check_tree(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
     }
     if (r == 0)
         r = s_check_pipes(&ends, err);
+    if (r == 0)
+        r = s_check_epolls(&ends, err);
     free(ends.v);
     free(tree);
     return r;
@@ -1949,12 +1974,6 @@ static int s_write_fd(s_ctx_t *c, s_proc_t *p, int fd, cairn_error_t *err)
     int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), &anon, err);
     if (r == 0 && f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
         r = s_fd_share(c, p->pid, &f, err);
-    if (r == 0 && f.shares && f.kind == CAIRN__GHOST__FD_KIND__FD_EPOLL &&
-        f.shares_pid != (uint32_t)p->pid)
-        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                            "process %d fd %d is an epoll instance shared with process "
-                            "%u (inherited across fork): not restored",
-                            (int)p->pid, fd, f.shares_pid);
     if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_MEMFD)
         r = s_note_object(c, p->pid, &f, err);
     if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE && !f.pipe_write_end &&
@@ -2238,6 +2257,8 @@ static int s_recheck_frozen(s_ctx_t *c, cairn_error_t *err)
                         &c->p[i].vm, err);
     if (r == 0)
         r = s_check_pipes(&ends, err);
+    if (r == 0)
+        r = s_check_epolls(&ends, err);
     free(ends.v);
     return r;
 }
