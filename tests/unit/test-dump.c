@@ -839,7 +839,8 @@ static uint8_t s_obj_byte(uint64_t off)
 }
 
 /* fd 3 a file at offset 5, fd 42 its dup, fd 4 a memfd with two data
- * extents and a hole; a forked child inherits them all. Both pause. */
+ * extents and a hole, also mapped; a forked child inherits them all. Both
+ * pause. */
 static void s_share_child(int ready)
 {
     s_child_fds(ready, ready);
@@ -855,6 +856,9 @@ static void s_share_child(int ready)
         buf[i] = s_obj_byte((1u << 20) + i);
     if (pwrite(m, buf, 100, 1u << 20) != 100 || lseek(m, 77, SEEK_SET) != 77)
         _exit(31);
+    /* Mapped too: its pages are the object's, written once. */
+    if (mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0) == MAP_FAILED)
+        _exit(33);
     /* The ready pipe's read end is the test runner's, outside this tree:
      * once ready has been said, neither process keeps a write end (the
      * dump refuses a pipe it could not reconnect). */
@@ -876,6 +880,10 @@ typedef struct shares_seen {
     Cairn__Ghost__Fd *fd[2][64];  /* by process and fd number 0-63 (owned) */
     uint8_t *obj;                 /* object pages, by offset */
     uint64_t obj_pages, obj_records, shmid, pages, total_pages;
+    int memfd_vmas;               /* memfd mappings seen ... */
+    int memfd_vmas_dumped;        /* ... saying their pages follow */
+    uint64_t memfd_lo, memfd_hi;  /* the current process's memfd mapping */
+    uint64_t memfd_vma_pages;     /* pages records inside such a mapping */
 } shares_seen_t;
 
 static void s_shares_object(ghost_reader_t *r, const Cairn__Ghost__ObjectPages *o,
@@ -897,7 +905,14 @@ static void s_shares_record(ghost_reader_t *r, Cairn__Ghost__Record *rec, shares
     cairn_error_t err;
     if (rec->r_case == CAIRN__GHOST__RECORD__R_PROCESS) {
         s->pid[++*cur] = (pid_t)rec->process->pid;
+    } else if (rec->r_case == CAIRN__GHOST__RECORD__R_VMA &&
+               rec->vma->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD) {
+        s->memfd_vmas++;
+        s->memfd_vmas_dumped += rec->vma->dumped;
+        s->memfd_lo = rec->vma->start, s->memfd_hi = rec->vma->end;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
+        uint64_t a = rec->pages->vaddr;
+        s->memfd_vma_pages += a >= s->memfd_lo && a < s->memfd_hi ? rec->pages->n_pages : 0;
         void *b = malloc(rec->pages->n_pages * 4096);
         cr_assert_eq(ghost_read_raw(r, b, rec->pages->n_pages * 4096, &err), 0, "%s",
                      err.message);
@@ -985,6 +1000,9 @@ Test(dump, records_shared_open_files_and_memfds, .timeout = 60)
     for (uint64_t i = 0; i < OBJ_SIZE; i++)
         cr_assert_eq(s.obj[i], s_obj_byte(i), "object byte %llu", (unsigned long long)i);
     cr_assert_eq(s.total_pages, s.pages + s.obj_pages);
+    cr_assert_eq(s.memfd_vmas, 2, "the mapping, in both processes");
+    cr_assert_eq(s.memfd_vmas_dumped, 0, "a memfd an fd refers to: pages once, as its object's");
+    cr_assert_eq(s.memfd_vma_pages, 0);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 64; j++)
             cairn__ghost__fd__free_unpacked(s.fd[i][j], NULL);

@@ -141,6 +141,10 @@ typedef struct s_ctx {
     s_obj_t *objs;         /* memfds fds refer to, in image order */
     size_t nobjs;
     size_t objs_written;   /* objs[0..objs_written) have their pages out */
+    uint64_t *fd_memfds;   /* inodes of the memfds some fd of the tree refers
+                              to: written once as object pages, so their
+                              mappings' pages are not */
+    size_t nfd_memfds;
 } s_ctx_t;
 
 static uint64_t s_now_us(void)
@@ -1462,12 +1466,23 @@ static int s_write_threads(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
     return r;
 }
 
+static bool s_fd_memfd(const s_ctx_t *c, uint64_t ino)
+{
+    for (size_t i = 0; i < c->nfd_memfds; i++)
+        if (c->fd_memfds[i] == ino)
+            return true;
+    return false;
+}
+
 /* Which pages of a vma of this kind are dumped: 0 none, 1 present only
  * (anonymous private: the rest is zero), 2 all, 3 the present anonymous
  * ones (a private file mapping: the pages the process wrote; the others
- * are the file's, mapped again at restore). */
-static int s_dump_policy(Cairn__Ghost__VmaKind k)
+ * are the file's, mapped again at restore). A memfd some fd of the tree
+ * refers to: none (its object pages hold it all, restore.c). */
+static int s_dump_policy(const s_ctx_t *c, const proc_vma_t *v, Cairn__Ghost__VmaKind k)
 {
+    if (k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && s_fd_memfd(c, v->ino))
+        return 0;
     switch (k) {
     case CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE:
     case CAIRN__GHOST__VMA_KIND__VMA_HEAP:
@@ -1493,8 +1508,8 @@ static int s_map_file_stat(pid_t pid, const proc_vma_t *v, struct stat *st)
     return stat(path, st) < 0 ? -errno : 0;
 }
 
-static int s_vma_record(pid_t pid, const proc_vma_t *v, Cairn__Ghost__Vma *out,
-                        cairn_error_t *err)
+static int s_vma_record(const s_ctx_t *c, pid_t pid, const proc_vma_t *v,
+                        Cairn__Ghost__Vma *out, cairn_error_t *err)
 {
     Cairn__Ghost__VmaKind k;
     int r = s_vma_kind(pid, v, &k, err);
@@ -1509,7 +1524,7 @@ static int s_vma_record(pid_t pid, const proc_vma_t *v, Cairn__Ghost__Vma *out,
     out->dev = v->dev, out->ino = v->ino;
     if (k == CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED || k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
         out->shmid = v->ino;
-    out->dumped = s_dump_policy(k) != 0;
+    out->dumped = s_dump_policy(c, v, k) != 0;
     struct stat st;
     if (k == CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE && s_map_file_stat(pid, v, &st) == 0) {
         out->file_size = (uint64_t)st.st_size;
@@ -1522,7 +1537,7 @@ static int s_write_vmas(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_er
 {
     for (size_t i = 0; i < vm->n; i++) {
         Cairn__Ghost__Vma v = CAIRN__GHOST__VMA__INIT;
-        int r = s_vma_record(p->pid, &vm->v[i], &v, err);
+        int r = s_vma_record(c, p->pid, &vm->v[i], &v, err);
         if (r < 0)
             return r;
         Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
@@ -1849,7 +1864,7 @@ static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_e
         const proc_vma_t *v = &vm->v[i];
         Cairn__Ghost__VmaKind k;
         r = s_vma_kind(p->pid, v, &k, err);
-        int pol = r == 0 ? s_dump_policy(k) : 0;
+        int pol = r == 0 ? s_dump_policy(c, v, k) : 0;
         /* Present anonymous pages can always be read; a shared mapping
          * cannot past the end of its object, which the pipeline finds page
          * by page and the in-place copy needs to know first. */
@@ -2193,6 +2208,36 @@ static int s_write_end(s_ctx_t *c, cairn_error_t *err)
     return r < 0 ? r : ghost_writer_flush(c->w, err);
 }
 
+/* The memfds the fds of the tree refer to (as s_fd_describe tells one:
+ * a regular file named /memfd:... (deleted)), before any vma is written. */
+static int s_scan_fd_memfds(s_ctx_t *c, cairn_error_t *err)
+{
+    for (size_t i = 0; i < c->np; i++) {
+        int *fds = NULL;
+        size_t n = 0;
+        int r = proc_list_dir(c->p[i].pid, "fd", &fds, &n, err);
+        for (size_t j = 0; r == 0 && j < n; j++) {
+            char name[64], link[PATH_MAX], full[96];
+            struct stat st;
+            snprintf(name, sizeof(name), "fd/%d", fds[j]);
+            snprintf(full, sizeof(full), "/proc/%d/fd/%d", (int)c->p[i].pid, fds[j]);
+            if (proc_readlink(c->p[i].pid, name, link, sizeof(link), NULL) < 0 ||
+                strncmp(link, "/memfd:", 7) != 0 || !s_has_suffix(link, " (deleted)") ||
+                stat(full, &st) < 0 || !S_ISREG(st.st_mode) || s_fd_memfd(c, st.st_ino))
+                continue;
+            uint64_t *nv = realloc(c->fd_memfds, (c->nfd_memfds + 1) * sizeof(*nv));
+            if (!nv)
+                r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+            else
+                c->fd_memfds = nv, c->fd_memfds[c->nfd_memfds++] = st.st_ino;
+        }
+        free(fds);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* Ends an image in a regular file where it ends (a file written over in
  * place may have held a longer one: ghost-dump --in-place) and fsyncs. */
 static int s_finish_file(int fd, cairn_error_t *err)
@@ -2220,6 +2265,8 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
     else if (r < 0 && err)
         *err = why;
     if (r == 0)
+        r = s_scan_fd_memfds(c, err);
+    if (r == 0)
         r = s_write_header(c, root, err);
     for (size_t i = 0; r == 0 && i < c->np; i++)
         r = s_write_process(c, &c->p[i], err);
@@ -2244,6 +2291,7 @@ static void s_ctx_free(s_ctx_t *c)
     free(c->pipes_done);
     free(c->fdrefs);
     free(c->objs);
+    free(c->fd_memfds);
     ghost_direct_free(c->direct);
     ghost_writer_free(c->w);
 }

@@ -1663,10 +1663,34 @@ static int s_shm_fill(const s_image_t *im, uint64_t shmid, int fd, uint64_t size
  * fd's size and filled from its object pages: the whole truth of the
  * object. Its vmas map this memfd (s_open_shmem) and take no pages of
  * their own (s_vma_from_object), so mapping and fd see one object. */
+/* A memfd mapping whose pages the dump left out (an fd of the tree
+ * refers to the memfd: its object pages hold it) must have that fd, or
+ * it would come back as zeros. */
+static int s_check_fd_memfds(const s_image_t *im, cairn_error_t *err)
+{
+    for (size_t i = 0; i < im->n_procs; i++)
+        for (size_t j = 0; j < im->procs[i].vmas.n; j++) {
+            const Cairn__Ghost__Vma *v = im->procs[i].vmas.v[j]->vma;
+            bool has_fd = false;
+            if (v->kind != CAIRN__GHOST__VMA_KIND__VMA_MEMFD || v->dumped)
+                continue;
+            for (size_t k = 0; k < im->n_procs && !has_fd; k++)
+                has_fd = s_memfd_fd_of(&im->procs[k], v->shmid) != NULL;
+            if (!has_fd)
+                return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                                       "bad image: process %u maps memfd %llu at %#llx "
+                                       "without its pages, and no fd refers to it",
+                                       im->procs[i].process->process->pid,
+                                       (unsigned long long)v->shmid,
+                                       (unsigned long long)v->start);
+        }
+    return 0;
+}
+
 static int s_tree_objects(s_tree_t *t, cairn_error_t *err)
 {
     char name[256];
-    int ret = 0;
+    int ret = s_check_fd_memfds(t->im, err);
 
     for (size_t i = 0; i < t->im->n_procs && ret >= 0; i++) {
         const s_proc_t *pr = &t->im->procs[i];
