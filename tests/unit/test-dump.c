@@ -363,13 +363,15 @@ static void s_assert_running_untraced(pid_t pid)
               "running or sleeping");
 }
 
-Test(dump, records_state_and_leaves_running, .timeout = 60)
+/* Dumps the state child, leaving it running, and checks the image and
+ * the child (pagemap_read: the path of kernels without PAGEMAP_SCAN). */
+static void s_records_state(bool pagemap_read)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root for ptrace of children");
     child_t c = s_spawn();
     FILE *img = tmpfile();
-    ghost_dump_opts_t o = { .leave_running = true };
+    ghost_dump_opts_t o = { .leave_running = true, .pagemap_read = pagemap_read };
     ghost_dump_stats_t st;
     cairn_error_t err;
     char before[64], after[64];
@@ -392,6 +394,16 @@ Test(dump, records_state_and_leaves_running, .timeout = 60)
     cr_assert_eq(s.pages, st.pages);
     fclose(img);
     cr_assert_eq(s_finish(&c), 0, "the child found its state intact after the dump");
+}
+
+Test(dump, records_state_and_leaves_running, .timeout = 60)
+{
+    s_records_state(false);
+}
+
+Test(dump, records_state_reading_pagemap, .timeout = 60)
+{
+    s_records_state(true);
 }
 
 Test(dump, twice_in_a_row, .timeout = 60)

@@ -1756,6 +1756,8 @@ struct s_pm_scan_arg {
 static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
                           cairn_error_t *err)
 {
+    if (c->opts->pagemap_read)
+        return -ENOTTY;
     struct s_page_region *reg = malloc(S_SCAN_REGIONS * sizeof(*reg));
     bool readable = v->prot & PROT_READ;
     uint64_t at = v->start;

@@ -17,6 +17,9 @@
 
 typedef struct ghost_dump_opts {
     bool leave_running;     /* detach afterwards instead of SIGKILL */
+    bool pagemap_read;      /* find present pages by reading pagemap, as on
+                               kernels without PAGEMAP_SCAN (< 6.7, Debian
+                               12's own 6.1): tests that path anywhere */
 } ghost_dump_opts_t;
 
 typedef struct ghost_dump_stats {

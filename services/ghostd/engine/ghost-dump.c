@@ -1,6 +1,7 @@
 /* ghost-dump - checkpoint one process tree into an image file.
  *
  *   ghost-dump --pid PID --out FILE [--leave-running] [--in-place] [--check]
+ *              [--pagemap-read]
  *
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
@@ -16,7 +17,9 @@
  * over FILE itself instead, reusing the memory of the image it holds (on
  * tmpfs the allocation of new pages costs more than the copy: periodic
  * checkpoints pay it once); a refusal leaves FILE as it was, a failure
- * once writing began removes it. 100 wrong usage. ghostd runs this per
+ * once writing began removes it. --pagemap-read finds present pages the
+ * way kernels before 6.7 (without PAGEMAP_SCAN) must, to test that path on
+ * newer ones. 100 wrong usage. ghostd runs this per
  * request so that a hostile process can never take the daemon down.
  */
 #include <errno.h>
@@ -40,6 +43,7 @@ typedef struct s_args {
     const char *out;       /* --out */
     bool leave_running;    /* --leave-running */
     bool in_place;         /* --in-place */
+    bool pagemap_read;     /* --pagemap-read */
     bool check;            /* --check */
 } s_args_t;
 
@@ -48,7 +52,7 @@ static int s_usage(const char *why)
     cairn_error_t err;
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
                     "%s; usage: ghost-dump --pid PID --out FILE [--leave-running] "
-                    "[--in-place] [--check]",
+                    "[--in-place] [--check] [--pagemap-read]",
                     why);
     return ghost_report_error(&err, S_EXIT_USAGE);
 }
@@ -60,6 +64,7 @@ static int s_parse(int argc, char **argv, s_args_t *a)
         { "out", required_argument, NULL, 'o' },
         { "leave-running", no_argument, NULL, 'l' },
         { "in-place", no_argument, NULL, 'i' },
+        { "pagemap-read", no_argument, NULL, 'm' },
         { "check", no_argument, NULL, 'c' },
         { NULL, 0, NULL, 0 },
     };
@@ -75,6 +80,7 @@ static int s_parse(int argc, char **argv, s_args_t *a)
         case 'o': a->out = optarg; break;
         case 'l': a->leave_running = true; break;
         case 'i': a->in_place = true; break;
+        case 'm': a->pagemap_read = true; break;
         case 'c': a->check = true; break;
         default: return -EINVAL;
         }
@@ -139,7 +145,8 @@ static int s_open_out(const s_args_t *a, char *part, size_t size, bool *created,
 static int s_dump(const s_args_t *a)
 {
     cairn_error_t err;
-    ghost_dump_opts_t o = { .leave_running = a->leave_running };
+    ghost_dump_opts_t o = { .leave_running = a->leave_running,
+                            .pagemap_read = a->pagemap_read };
     char part[PATH_MAX];
     bool created;
     int fd = s_open_out(a, part, sizeof(part), &created, &err);
