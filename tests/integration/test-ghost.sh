@@ -21,7 +21,8 @@
 # mapping's file touched between checkpoint and restart: refused, then
 # restored once its mtime is back. A seccomp filter kept by both threads. The creds case as
 # root, as nobody, as a user with groups, and as root with a trimmed
-# bounding set, an ambient capability and no_new_privs. The memory case
+# bounding set, an ambient capability and no_new_privs. A restart whose pid
+# a zombie holds. The memory case
 # dumped reading pagemap (the path of kernels without PAGEMAP_SCAN) by the
 # engine alone. Needs root (ptrace of
 # any process, clone3 set_tid): skips with 77 otherwise.
@@ -354,6 +355,31 @@ if start_case signals "$R"; then
     t_check "twice: both restored copies PASS" wait_verdict "$R" signals 2
 else
     t_fail "twice: start"
+fi
+
+# The original pid held by a process that exited but is not reaped yet (a
+# tree just killed by its checkpoint, reaped a moment later): the restart
+# waits a little, then says who holds it; once reaped, it works. The case
+# runs under a parent that never reaps (exec sleep).
+R="$T_TMP/result-zombie"; : >"$R"
+setsid bash -c "\"$CASE\" pause \"$WORK\" >>\"$R\" 2>&1 & exec sleep 1000" &
+HOLDER=$!
+T_PIDS+=("$HOLDER")
+for i in $(seq 1 100); do grep -q '^ready' "$R" && break; sleep 0.05; done
+P=$(awk '/^ready/ { print $2; exit }' "$R")
+if [ -n "$P" ]; then
+    $C checkpoint "$P" --dir "$T_TMP/zombie" --leave-running >/dev/null 2>"$T_TMP/err"
+    t_check "zombie: checkpoint ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
+    kill -9 "$P"
+    sleep 0.2
+    t_check "zombie: the case is a zombie of its parent" [ "$(proc_state "$P")" = Z ]
+    $C restart "$T_TMP/zombie" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+    t_err "zombie: restart refused" already-exists "has not reaped"
+    kill -9 "$HOLDER"
+    for i in $(seq 1 100); do [ "$(proc_state "$P")" = gone ] && break; sleep 0.05; done
+    restart_verdict "zombie reaped" "$T_TMP/zombie" "$P" "$R" pause
+else
+    t_fail "zombie: start"
 fi
 
 # Kernels before 6.7 (Debian 12's own) have no PAGEMAP_SCAN: the dump

@@ -2589,24 +2589,55 @@ static int s_supervise(const s_tree_t *t, pid_t root, size_t n_threads,
 
 /* ---------------------------------------------------------------- main */
 
-/* Whether every id of the image is free (same-pid restore only): all or
- * nothing, checked before anything is made. */
-static int s_check_ids(const s_image_t *im, cairn_error_t *err)
+/* The first id of the image that a task still holds: 0 if none, else
+ * the id, with *dead set if that task has exited and only waits to be
+ * reaped (a zombie: a tree just killed by its checkpoint is reaped by
+ * its parents a moment later) and *parent its parent. */
+static uint32_t s_first_taken(const s_image_t *im, bool *dead, pid_t *parent, bool *is_pid)
 {
     for (size_t p = 0; p < im->n_procs; p++) {
         const s_proc_t *pr = &im->procs[p];
         for (size_t i = 0; i < pr->threads.n; i++) {
             char path[64];
             uint32_t tid = pr->threads.v[i]->thread->tid;
+            proc_stat_t st;
             snprintf(path, sizeof path, "/proc/%u", tid);
-            if (access(path, F_OK) == 0)
-                return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
-                                       "%s %u is taken by another process",
-                                       tid == pr->process->process->pid
-                                           ? "pid" : "thread id", tid);
+            if (access(path, F_OK) != 0)
+                continue;
+            bool known = proc_read_stat((pid_t)tid, &st, NULL) == 0;
+            *dead = known && (st.state == 'Z' || st.state == 'X');
+            *parent = known ? st.ppid : 0;
+            *is_pid = tid == pr->process->process->pid;
+            return tid;
         }
     }
     return 0;
+}
+
+/* Whether every id of the image is free (same-pid restore only): all or
+ * nothing, checked before anything is made. An id held by a task that
+ * has exited is waited for, up to S_REAP_GRACE_MS, to be reaped. */
+#define S_REAP_GRACE_MS 2000
+static int s_check_ids(const s_image_t *im, cairn_error_t *err)
+{
+    for (int waited = 0;; waited += 10) {
+        bool dead = false, is_pid = false;
+        pid_t parent = 0;
+        uint32_t tid = s_first_taken(im, &dead, &parent, &is_pid);
+        if (tid == 0)
+            return 0;
+        if (!dead)
+            return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                                   "%s %u is taken by another process",
+                                   is_pid ? "pid" : "thread id", tid);
+        if (waited >= S_REAP_GRACE_MS)
+            return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                                   "%s %u is still held by a process that exited and "
+                                   "that its parent %d has not reaped in %d ms",
+                                   is_pid ? "pid" : "thread id", tid, (int)parent,
+                                   S_REAP_GRACE_MS);
+        usleep(10000);
+    }
 }
 
 static size_t s_n_threads(const s_image_t *im)
