@@ -14,8 +14,9 @@
  * "FAIL <mode>: setup: ..." and never says ready.
  *
  * Mode anonfds holds an eventfd (a semaphore, dup'ed), two timerfds (one
- * with time left, one fired and unread), a signalfd with SIGUSR1 pending
- * and an epoll watching the eventfd and a pipe.
+ * with time left, one fired and unread), a signalfd with SIGUSR1 pending,
+ * an epoll watching the eventfd and a pipe, and an inotify watching a
+ * file as its watch 2.
  * Mode seccomp installs a filter (getpriority fails with errno 42) that
  * both threads must still have after the restore.
  * Mode creds records who its two threads are (ids, groups, capabilities,
@@ -31,6 +32,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -43,6 +45,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/fsuid.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -581,7 +584,9 @@ static int s_case_files(void)
 
 static int s_case_nanosleep(void)
 {
-    struct timespec req = { .tv_sec = 3600 }, rem;
+    /* the kernel writes the time left into rem when the dump interrupts
+     * the sleep; the restore returns EINTR with it */
+    struct timespec req = { .tv_sec = 3600 }, rem = { -1, -1 };
     int spurious = 0;
 
     s_line("ready %d\n", (int)getpid());
@@ -591,14 +596,36 @@ static int s_case_nanosleep(void)
         if (errno != EINTR)
             return s_failf("nanosleep failed with errno %d (%s)", errno,
                            strerror(errno));
-        if (rem.tv_sec > 3600 || rem.tv_sec < 0)
-            return s_failf("nanosleep remaining time %lld s is nonsense",
-                           (long long)rem.tv_sec);
+        if (rem.tv_sec > 3600 || rem.tv_sec < 0 || rem.tv_nsec < 0)
+            return s_failf("nanosleep remaining time %lld s %ld ns is nonsense",
+                           (long long)rem.tv_sec, rem.tv_nsec);
         spurious += !s_go;   /* ERESTART_RESTARTBLOCK may come back EINTR */
     }
     return spurious <= 1 ||
            s_failf("nanosleep returned EINTR %d times without a signal",
                    spurious);
+}
+
+/* poll is restarted by the kernel after a stop without the program
+ * seeing it; only SIGUSR2 (a handler ran) may make it return EINTR. */
+static int s_case_poll(void)
+{
+    int p[2], spurious = 0;
+
+    if (pipe(p) < 0)
+        s_setup_fail("pipe");
+    struct pollfd pf = { .fd = p[0], .events = POLLIN };
+    s_line("ready %d\n", (int)getpid());
+    while (!s_go) {
+        int n = poll(&pf, 1, 3600 * 1000);
+        if (n < 0 && errno != EINTR)
+            return s_failf("poll failed: %s", strerror(errno));
+        if (n == 0 || n > 0)
+            return s_failf("poll returned %d with nothing written", n);
+        spurious += !s_go;
+    }
+    return spurious == 0 ||
+           s_failf("poll returned EINTR %d times without a signal", spurious);
 }
 
 static int s_case_pause(void)
@@ -775,6 +802,8 @@ static int s_case_threads(void)
 /* ---- anonfds: eventfd, timerfd, signalfd, epoll ------------------------ */
 
 static int s_efd = -1, s_efd2 = -1, s_tlong = -1, s_tfired = -1, s_sfd = -1, s_ep = -1;
+static int s_ino = -1, s_ino_wd = -1;
+static char s_ino_file[4096];
 static int s_epipe[2] = { -1, -1 };
 
 static void s_anonfds_setup(void)
@@ -801,6 +830,17 @@ static void s_anonfds_setup(void)
     ev = (struct epoll_event){ .events = EPOLLIN | EPOLLET, .data.u64 = 0x9 };
     if (epoll_ctl(s_ep, EPOLL_CTL_ADD, s_epipe[0], &ev) < 0)
         s_setup_fail("epoll_ctl");
+    /* inotify: watch 1 on the directory, removed; the file's is watch 2 */
+    snprintf(s_ino_file, sizeof s_ino_file, "%s/ghost-inotify-%d", s_workdir, (int)getpid());
+    close(open(s_ino_file, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+    s_ino = inotify_init1(IN_NONBLOCK);
+    int wd1 = s_ino < 0 ? -1 : inotify_add_watch(s_ino, s_workdir, IN_CREATE);
+    if (wd1 < 0 || inotify_rm_watch(s_ino, wd1) < 0 ||
+        (s_ino_wd = inotify_add_watch(s_ino, s_ino_file, IN_MODIFY)) < 0)
+        s_setup_fail("inotify");
+    char drop[4096];
+    while (read(s_ino, drop, sizeof drop) > 0)   /* the IN_IGNORED of watch 1 */
+        ;
     sigprocmask(SIG_BLOCK, &set, NULL);
     raise(SIGUSR1);   /* pending, for the signalfd to read */
     usleep(20000);    /* the 1 ms timer fires, unread */
@@ -850,6 +890,24 @@ static void s_anonfds_check_epoll(void)
         s_failf("epoll: the pipe's data did not wake it");
 }
 
+static void s_anonfds_check_inotify(void)
+{
+    char buf[4096] __attribute__((aligned(8)));
+    int fd = open(s_ino_file, O_WRONLY | O_APPEND);
+    if (fd < 0 || write(fd, "x", 1) != 1)
+        s_failf("inotify: cannot write %s", s_ino_file);
+    if (fd >= 0)
+        close(fd);
+    ssize_t n = -1;
+    for (int i = 0; i < 100 && n < 0; i++, usleep(10000))
+        n = read(s_ino, buf, sizeof buf);
+    const struct inotify_event *ev = (const struct inotify_event *)buf;
+    if (n < (ssize_t)sizeof(*ev) || ev->wd != s_ino_wd || !(ev->mask & IN_MODIFY))
+        s_failf("inotify: no IN_MODIFY on watch %d (read %zd, wd %d)", s_ino_wd, n,
+                n >= (ssize_t)sizeof(*ev) ? ev->wd : -1);
+    unlink(s_ino_file);
+}
+
 static int s_case_anonfds(void)
 {
     struct signalfd_siginfo si;
@@ -861,6 +919,7 @@ static int s_case_anonfds(void)
     s_anonfds_check_epoll();     /* while the eventfd's count is not 0 */
     s_anonfds_check_eventfd();
     s_anonfds_check_timers();
+    s_anonfds_check_inotify();
     return !s_fail[0];
 }
 
@@ -1038,6 +1097,7 @@ static const struct {
     { "files", s_case_files },
     { "nanosleep", s_case_nanosleep },
     { "pause", s_case_pause },
+    { "poll", s_case_poll },
     { "read", s_case_read },
     { "process", s_case_process },
     { "threads", s_case_threads },

@@ -260,8 +260,8 @@ run_case() {
     else t_fail "$mode: verdict: $(grep -E '^(PASS|FAIL)' "$result" || echo none)"; fi
 }
 
-for mode in memory counter fpu signals sigsuspend files nanosleep pause read \
-            process threads anonfds; do
+for mode in memory counter fpu signals sigsuspend files nanosleep pause poll \
+            read process threads anonfds; do
     run_case "$mode"
     if [ "$mode" = memory ]; then
         : >"$T_TMP/blk"

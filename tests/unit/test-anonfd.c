@@ -1,10 +1,12 @@
-/* test-anonfd.c - eventfd, timerfd, signalfd and epoll fds (engine/anonfd.c)
+/* test-anonfd.c - eventfd, timerfd, signalfd, epoll, inotify fds (engine/anonfd.c)
  * in this process: each is made with known state, described from its
  * fdinfo as the dump does, recreated from that record as the restore does,
  * and the copy must behave as the original: the same count, semaphore-ness,
  * time left and pending expirations, signal mask, and epoll targets with
- * their events and data. An epoll target whose fd number was reused for
- * another file is refused; records without their state are bad images.
+ * their events and data, inotify watches with their numbers. An epoll
+ * target whose fd number was reused for another file, and an inotify watch
+ * on a deleted file, are refused; records without their state are bad
+ * images.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -200,6 +203,67 @@ Test(anonfd, epoll_target_renumbered_is_refused)
     cr_assert(strstr(err.message, "no longer names it"), "%s", err.message);
     ghost_anon_free(&a);
     close(ep), close(keep), close(p[0]), close(p[1]), close(q[0]), close(q[1]);
+}
+
+/* Watches with their numbers (one removed: the next number skips it),
+ * masks and paths; an event on the copy names the same watch. */
+Test(anonfd, inotify_watches_keep_their_numbers)
+{
+    char dir[] = "/tmp/ghost-anonfd-XXXXXX", file[64], other[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(file, sizeof(file), "%s/f", dir);
+    snprintf(other, sizeof(other), "%s/g", dir);
+    close(open(file, O_WRONLY | O_CREAT, 0600));
+    close(open(other, O_WRONLY | O_CREAT, 0600));
+    int in = inotify_init1(IN_NONBLOCK);
+    int a = inotify_add_watch(in, dir, IN_CREATE);
+    int b = inotify_add_watch(in, other, IN_ATTRIB);
+    cr_assert_eq(inotify_rm_watch(in, a), 0);
+    int c = inotify_add_watch(in, file, IN_MODIFY | IN_ONESHOT);
+    cr_assert(a == 1 && b == 2 && c == 3, "wds %d %d %d", a, b, c);
+    Cairn__Ghost__Fd f;
+    ghost_anon_t an = { 0 };
+    s_describe(in, &f, &an);
+    cr_assert_eq(f.kind, CAIRN__GHOST__FD_KIND__FD_INOTIFY);
+    cr_assert_eq(f.inotify->n_watches, 2);
+    cr_assert_eq(f.inotify->watches[0]->wd, 2);
+    cr_assert_str_eq(f.inotify->watches[0]->path, other);
+    cr_assert_eq(f.inotify->watches[1]->wd, 3);
+    cr_assert_str_eq(f.inotify->watches[1]->path, file);
+    cr_assert_eq(f.inotify->watches[1]->mask, IN_MODIFY | IN_ONESHOT);
+    int copy = s_recreate(&f);
+    int fd = open(file, O_WRONLY);
+    cr_assert_eq(write(fd, "x", 1), 1);
+    close(fd);
+    char buf[4096] __attribute__((aligned(8)));
+    ssize_t n = read(copy, buf, sizeof(buf));
+    cr_assert_geq(n, (ssize_t)sizeof(struct inotify_event));
+    const struct inotify_event *ev = (const struct inotify_event *)buf;
+    cr_assert_eq(ev->wd, 3, "the event names watch 3");
+    cr_assert(ev->mask & IN_MODIFY);
+    ghost_anon_free(&an);
+    close(in), close(copy);
+    unlink(file), unlink(other), rmdir(dir);
+}
+
+/* A watched file unlinked but kept alive by an open fd has no path to
+ * watch it by again. */
+Test(anonfd, inotify_watch_on_a_deleted_file_is_refused)
+{
+    char file[] = "/tmp/ghost-anonfd-del-XXXXXX";
+    int keep = mkstemp(file);
+    int in = inotify_init1(0);
+    cr_assert_geq(inotify_add_watch(in, file, IN_MODIFY), 1);
+    unlink(file);
+    const char *link = "anon_inode:inotify";
+    Cairn__Ghost__Fd f;
+    cairn__ghost__fd__init(&f);
+    ghost_anon_t a = { 0 };
+    cairn_error_t err = { 0 };
+    cr_assert_eq(ghost_anon_describe(0, in, link, &f, &a, &err), -EOPNOTSUPP);
+    cr_assert(strstr(err.message, "has no path"), "%s", err.message);
+    ghost_anon_free(&a);
+    close(in), close(keep);
 }
 
 Test(anonfd, other_fds_and_bad_records)

@@ -1,4 +1,4 @@
-/* anonfd.c - eventfd, timerfd, signalfd and epoll fds (anonfd.h).
+/* anonfd.c - eventfd, timerfd, signalfd, epoll and inotify fds (anonfd.h).
  *
  * Dump: the fd's fdinfo is read whole and the lines of its kind parsed
  * (formats of fs/eventfd.c, fs/timerfd.c, fs/signalfd.c,
@@ -6,8 +6,11 @@
  * initial value is only 32 bits wide); timerfd_create, timerfd_settime,
  * then TFD_IOC_SET_TICKS (settime clears the ticks); signalfd; an empty
  * epoll_create1, filled by ghost_anon_add_targets once its process has
- * all its fds.
+ * all its fds; inotify_init1 and each watch by its path, with its number.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE   /* open_by_handle_at */
+#endif
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -17,6 +20,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -41,8 +45,15 @@ void ghost_anon_free(ghost_anon_t *a)
         return;
     free(a->tv);
     free(a->tp);
+    for (size_t i = 0; i < a->nw; i++)
+        free(a->wv[i].path);
+    free(a->wv);
+    free(a->wp);
     a->tv = NULL;
     a->tp = NULL;
+    a->wv = NULL;
+    a->wp = NULL;
+    a->nw = 0;
 }
 
 /* The value after "key" on a line of fdinfo text, NULL if no line has it. */
@@ -216,6 +227,126 @@ static int s_anon_epoll(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f
     return 0;
 }
 
+/* An fd on the root of a mount of the filesystem with kernel dev_t kdev,
+ * as process pid sees it (its mountinfo, under /proc/PID/root): what
+ * open_by_handle_at needs to find an inode of that filesystem. -1 if none. */
+static int s_mount_fd(pid_t pid, unsigned kdev)
+{
+    char name[32], *info = NULL, want[32];
+    snprintf(name, sizeof(name), "mountinfo");
+    if (proc_read_file(pid, name, &info, NULL, NULL) < 0)
+        return -1;
+    snprintf(want, sizeof(want), "%u:%u", kdev >> 20, kdev & 0xfffff);
+    int fd = -1;
+    for (char *save = NULL, *l = strtok_r(info, "\n", &save); l && fd < 0;
+         l = strtok_r(NULL, "\n", &save)) {
+        char devs[32], root[PATH_MAX], point[PATH_MAX], path[PATH_MAX + 64];
+        if (sscanf(l, "%*d %*d %31s %4095s %4095s", devs, root, point) != 3 ||
+            strcmp(devs, want) != 0 || strcmp(root, "/") != 0)
+            continue;
+        if (pid)
+            snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, point);
+        else
+            snprintf(path, sizeof(path), "%s", point);
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);   /* not O_PATH: EBADF */
+    }
+    free(info);
+    return fd;
+}
+
+/* The path of the inode a file handle names (hex bytes), on the
+ * filesystem kdev: into out, 0; -1 if it has none (deleted, or on no
+ * mount the process sees). */
+static int s_handle_path(pid_t pid, unsigned kdev, unsigned type, const char *hex,
+                         unsigned bytes, char *out, size_t size)
+{
+    struct file_handle *h = bytes <= MAX_HANDLE_SZ ? malloc(sizeof(*h) + bytes) : NULL;
+    int mfd = h ? s_mount_fd(pid, kdev) : -1, r = -1;
+    if (mfd >= 0) {
+        h->handle_bytes = bytes;
+        h->handle_type = (int)type;
+        unsigned i = 0;
+        for (; i < bytes && sscanf(hex + 2 * i, "%2hhx", &h->f_handle[i]) == 1; i++)
+            ;
+        int fd = i == bytes ? open_by_handle_at(mfd, h, O_PATH | O_CLOEXEC) : -1;
+        char link[64];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = fd >= 0 ? readlink(link, out, size - 1) : -1;
+        if (n > 0) {
+            out[n] = '\0';
+            r = out[0] == '/' && !strstr(out, " (deleted)") ? 0 : -1;
+        }
+        if (fd >= 0)
+            close(fd);
+        close(mfd);
+    }
+    free(h);
+    return r;
+}
+
+/* One "inotify wd:..." line into w (its path owned by w). */
+static int s_inotify_watch(pid_t pid, int fd, const char *l, Cairn__Ghost__InotifyWatch *w,
+                           cairn_error_t *err)
+{
+    unsigned wd, kdev, mask, ignored, bytes, type;
+    unsigned long ino;
+    char hex[2 * MAX_HANDLE_SZ + 1], path[PATH_MAX];
+    if (sscanf(l, "%x ino:%lx sdev:%x mask:%x ignored_mask:%x fhandle-bytes:%x "
+                  "fhandle-type:%x f_handle:%256s",
+               &wd, &ino, &kdev, &mask, &ignored, &bytes, &type, hex) != 8)
+        return s_anon_bad(pid, fd, "an inotify watch's descriptor, mask and file handle", err);
+    struct stat st;
+    if (s_handle_path(pid, kdev, type, hex, bytes, path, sizeof(path)) < 0 ||
+        stat(path, &st) < 0 || st.st_ino != ino ||
+        st.st_dev != makedev(kdev >> 20, kdev & 0xfffff))
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d fd %d: inotify watch %u is on inode %lu, which "
+                               "has no path the restore could watch it by (deleted, or "
+                               "not under a mount the process sees)", (int)pid, fd, wd, ino);
+    cairn__ghost__inotify_watch__init(w);
+    w->wd = (int32_t)wd;
+    w->mask = mask;
+    w->ino = ino;
+    w->dev = st.st_dev;
+    w->path = strdup(path);
+    return w->path ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+}
+
+static int s_cmp_wd(const void *x, const void *y)
+{
+    int32_t a = ((const Cairn__Ghost__InotifyWatch *)x)->wd,
+            b = ((const Cairn__Ghost__InotifyWatch *)y)->wd;
+    return (a > b) - (a < b);
+}
+
+static int s_anon_inotify(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
+                          ghost_anon_t *a, cairn_error_t *err)
+{
+    size_t n = 0;
+    for (const char *l = s_info(text, "inotify wd:"); l; l = s_info(l, "inotify wd:"))
+        n++;
+    a->wv = calloc(n ? n : 1, sizeof(*a->wv));
+    a->wp = calloc(n ? n : 1, sizeof(*a->wp));
+    if (!a->wv || !a->wp)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    cairn__ghost__inotify__init(&a->in);
+    for (const char *l = s_info(text, "inotify wd:"); l && a->nw < n;
+         l = s_info(l, "inotify wd:")) {
+        int r = s_inotify_watch(pid, fd, l, &a->wv[a->nw], err);
+        if (r < 0)
+            return r;
+        a->nw++;
+    }
+    /* fdinfo lists the newest first; the restore adds them in order */
+    qsort(a->wv, a->nw, sizeof(*a->wv), s_cmp_wd);
+    for (size_t i = 0; i < a->nw; i++)
+        a->wp[i] = &a->wv[i];
+    a->in.watches = a->wp;
+    a->in.n_watches = a->nw;
+    f->inotify = &a->in;
+    return 0;
+}
+
 /* The anon-inode fds the restore recreates, by their /proc link. */
 static const struct {
     const char *link;
@@ -226,6 +357,7 @@ static const struct {
     { "anon_inode:[timerfd]", CAIRN__GHOST__FD_KIND__FD_TIMERFD, s_anon_timerfd },
     { "anon_inode:[signalfd]", CAIRN__GHOST__FD_KIND__FD_SIGNALFD, s_anon_signalfd },
     { "anon_inode:[eventpoll]", CAIRN__GHOST__FD_KIND__FD_EPOLL, s_anon_epoll },
+    { "anon_inode:inotify", CAIRN__GHOST__FD_KIND__FD_INOTIFY, s_anon_inotify },
 };
 
 int ghost_anon_describe(pid_t pid, int fd, const char *link, Cairn__Ghost__Fd *f,
@@ -268,6 +400,15 @@ int ghost_anon_check(const Cairn__Ghost__Fd *f, cairn_error_t *err)
         return f->timerfd ? 0 : s_bad(f, "has no timerfd state", err);
     case CAIRN__GHOST__FD_KIND__FD_SIGNALFD:
         return f->signalfd ? 0 : s_bad(f, "has no signalfd mask", err);
+    case CAIRN__GHOST__FD_KIND__FD_INOTIFY:
+        if (!f->inotify)
+            return s_bad(f, "has no inotify watches", err);
+        for (size_t i = 0; i < f->inotify->n_watches; i++)
+            if (!f->inotify->watches[i] || f->inotify->watches[i]->wd < 1 ||
+                !f->inotify->watches[i]->path || f->inotify->watches[i]->path[0] != '/' ||
+                (i > 0 && f->inotify->watches[i]->wd <= f->inotify->watches[i - 1]->wd))
+                return s_bad(f, "has a bad inotify watch (or watches out of order)", err);
+        return 0;
     case CAIRN__GHOST__FD_KIND__FD_EPOLL:
         if (!f->shares && !f->epoll)
             return s_bad(f, "has no epoll targets", err);
@@ -332,6 +473,53 @@ static int s_signalfd_open(const Cairn__Ghost__SignalFd *s, int nb)
     return signalfd(-1, &set, SFD_CLOEXEC | (nb ? SFD_NONBLOCK : 0));
 }
 
+/* Drops the IN_IGNORED events the watches removed while numbering left in
+ * the new instance's queue: it must start empty, as its events were not
+ * kept. */
+static int s_inotify_drain(int fd, cairn_error_t *err)
+{
+    int fl = fcntl(fd, F_GETFL);
+    char buf[4096];
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "inotify: F_SETFL: %s",
+                               strerror(errno));
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    if (fcntl(fd, F_SETFL, fl) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "inotify: F_SETFL: %s",
+                               strerror(errno));
+    return 0;
+}
+
+/* Each watch with its descriptor: a new instance hands out 1, 2, ...
+ * and never a number again until it wraps, so a watch whose number is
+ * higher than the next one is added and removed until it comes. Watches
+ * are in ascending order (ghost_anon_check). */
+#define S_WD_TRIES (1 << 20)
+static int s_inotify_set(int fd, const Cairn__Ghost__Inotify *in, cairn_error_t *err)
+{
+    for (size_t i = 0; i < in->n_watches; i++) {
+        const Cairn__Ghost__InotifyWatch *w = in->watches[i];
+        struct stat st;
+        if (stat(w->path, &st) < 0 || st.st_ino != w->ino || st.st_dev != w->dev)
+            return cairn_error_set(err, -ESTALE, CAIRN_FAILED_PRECONDITION,
+                                   "inotify watch %d: %s is not the file watched at the "
+                                   "dump", w->wd, w->path);
+        int wd = -1;
+        for (int k = 0; k < S_WD_TRIES; k++) {
+            wd = inotify_add_watch(fd, w->path, w->mask | IN_DONT_FOLLOW);
+            if (wd < 0 || wd >= w->wd)
+                break;
+            inotify_rm_watch(fd, wd);
+        }
+        if (wd != w->wd)
+            return cairn_error_set(err, wd < 0 ? -errno : -EEXIST, CAIRN_SYSTEM,
+                                   "inotify watch %d on %s: %s", w->wd, w->path,
+                                   wd < 0 ? strerror(errno) : "another descriptor came");
+    }
+    return s_inotify_drain(fd, err);
+}
+
 int ghost_anon_open(const Cairn__Ghost__Fd *f, cairn_error_t *err)
 {
     int r = ghost_anon_check(f, err), nb = f->flags & O_NONBLOCK, fd = -1;
@@ -348,6 +536,9 @@ int ghost_anon_open(const Cairn__Ghost__Fd *f, cairn_error_t *err)
     case CAIRN__GHOST__FD_KIND__FD_SIGNALFD:
         fd = s_signalfd_open(f->signalfd, nb);
         break;
+    case CAIRN__GHOST__FD_KIND__FD_INOTIFY:
+        fd = inotify_init1(IN_CLOEXEC | (nb ? IN_NONBLOCK : 0));
+        break;
     case CAIRN__GHOST__FD_KIND__FD_EPOLL:
         fd = epoll_create1(EPOLL_CLOEXEC);
         if (fd >= 0 && nb && fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
@@ -362,6 +553,7 @@ int ghost_anon_open(const Cairn__Ghost__Fd *f, cairn_error_t *err)
     if (fd < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "fd %d: cannot create its %s: %s",
                                f->fd, f->kind == CAIRN__GHOST__FD_KIND__FD_EPOLL ? "epoll"
+                               : f->kind == CAIRN__GHOST__FD_KIND__FD_INOTIFY ? "inotify"
                                : f->kind == CAIRN__GHOST__FD_KIND__FD_EVENTFD ? "eventfd"
                                : f->kind == CAIRN__GHOST__FD_KIND__FD_TIMERFD ? "timerfd"
                                                                                : "signalfd",
@@ -370,6 +562,8 @@ int ghost_anon_open(const Cairn__Ghost__Fd *f, cairn_error_t *err)
         r = s_eventfd_set(fd, f->eventfd, err);
     else if (f->kind == CAIRN__GHOST__FD_KIND__FD_TIMERFD)
         r = s_timerfd_set(fd, f->timerfd, err);
+    else if (f->kind == CAIRN__GHOST__FD_KIND__FD_INOTIFY)
+        r = s_inotify_set(fd, f->inotify, err);
     if (r < 0) {
         close(fd);
         return cairn_error_append(err, r, " (fd %d)", f->fd);

@@ -1,16 +1,22 @@
-/* anonfd.h - eventfd, timerfd, signalfd and epoll fds: their state read
+/* anonfd.h - eventfd, timerfd, signalfd, epoll and inotify fds: their state read
  * from /proc/PID/fdinfo at dump, and the fd recreated from it at restore.
  *
  * These fds have no path to reopen: the kernel names them
  * "anon_inode:[eventfd]" and so on, and tells their state in fdinfo (the
  * eventfd's count, a timerfd's clock, ticks and time left, a signalfd's
- * mask, every file an epoll watches with its events and data). The dump
+ * mask, every file an epoll watches with its events and data, every
+ * inotify watch with its descriptor, mask and file handle). The dump
  * keeps that state in the fd record's sub-message; the restore makes a
  * new object with it. An epoll's targets are added once every fd of its
  * process is in place (ghost_anon_add_targets), through the fd numbers
  * they were added with, which the dump checks still name those files.
  *
- * What does not come back: a timer set TFD_TIMER_ABSTIME is restored as
+ * An inotify watch is added again by the path of its inode (from the file
+ * handle fdinfo gives, at dump), added and removed until the kernel hands
+ * out the same descriptor (its numbers only grow).
+ *
+ * What does not come back: inotify events queued and not read; a timer
+ * set TFD_TIMER_ABSTIME is restored as
  * the time it had left (the process does not run between dump and
  * restore); an edge-triggered epoll item that was ready reports once more;
  * an epoll instance shared across processes (fork) is refused by the dump
@@ -33,10 +39,14 @@ typedef struct ghost_anon {
     Cairn__Ghost__Epoll ep;
     Cairn__Ghost__EpollTarget *tv;    /* the epoll's targets (owned) */
     Cairn__Ghost__EpollTarget **tp;   /* pointers into tv (owned) */
+    Cairn__Ghost__Inotify in;
+    Cairn__Ghost__InotifyWatch *wv;   /* the inotify's watches (owned) */
+    Cairn__Ghost__InotifyWatch **wp;  /* pointers into wv (owned) */
+    size_t nw;                        /* watches in wv, their paths owned */
 } ghost_anon_t;
 
 /* Fd number fd of process pid (0: self) whose /proc link is `link`: if it
- * is an eventfd, timerfd, signalfd or epoll, sets f->kind, f->path "" and
+ * is an eventfd, timerfd, signalfd, epoll or inotify, sets f->kind, f->path "" and
  * the sub-message (pointing into *a) and returns 0, or refuses with the
  * reason (-EOPNOTSUPP: fdinfo does not tell enough, an epoll target's fd
  * no longer names its file); -ENOENT if it is none of them (err

@@ -468,7 +468,7 @@ static int s_check_proc_counts(const s_proc_t *pr, uint64_t at,
     if (pr->threads.n == 0)
         return s_bad(err, "process without threads", at);
     for (size_t i = 0; i < pr->fds.n; i++) {
-        if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_EPOLL)
+        if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_INOTIFY)
             return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
                                    "process %u fd %d is of kind %d, which "
                                    "this restorer does not recreate", p->pid,
@@ -1083,13 +1083,40 @@ _Static_assert(sizeof(struct s_ucontext) == 304, "kernel ucontext");
 #define S_UC_SIGCONTEXT_SS 0x2
 #define S_UC_STRICT_RESTORE_SS 0x4
 
+/* The interrupted syscall of a thread and its return value then (-1, 0
+ * if it was in none). */
+static long long s_interrupted(const struct user_regs_struct *r, const Cairn__Ghost__Thread *t,
+                               long long *ret_val)
+{
+    *ret_val = t->syscall_nr >= 0 ? t->syscall_ret : (long long)r->rax;
+    return t->syscall_nr >= 0 ? t->syscall_nr : (long long)r->orig_rax;
+}
+
+/* ERESTART_RESTARTBLOCK means "continue with what the kernel kept in the
+ * task" (restart_syscall), which a new task does not have. Where running
+ * the syscall again from its registers is right or harmless, it is run
+ * again: poll and a futex wait (a program without signal handlers does
+ * not expect EINTR from them -- `tail -f` dies on it -- and may wait up to
+ * one timeout longer), and clock_nanosleep to an absolute time. A
+ * relative sleep returns EINTR, as issue 4 asks: the kernel wrote the time
+ * left into its remainder when the dump interrupted it (running it again
+ * would sleep it all over). */
+#define S_NR_POLL 7
+#define S_NR_FUTEX 202
+#define S_NR_CLOCK_NANOSLEEP 230
+#define S_TIMER_ABSTIME 1
+static bool s_rerun_restartblock(long long nr, const struct user_regs_struct *r)
+{
+    return nr == S_NR_POLL || nr == S_NR_FUTEX ||
+           (nr == S_NR_CLOCK_NANOSLEEP && (r->rsi & S_TIMER_ABSTIME));
+}
+
 /* Registers of a thread as it must resume: a syscall interrupted by the
  * dump is re-executed, or returns EINTR if it cannot be. */
 static void s_fix_restart(struct user_regs_struct *r,
                           const Cairn__Ghost__Thread *t)
 {
-    long long nr = t->syscall_nr >= 0 ? t->syscall_nr : (long long)r->orig_rax;
-    long long ret = t->syscall_nr >= 0 ? t->syscall_ret : (long long)r->rax;
+    long long ret, nr = s_interrupted(r, t, &ret);
 
     if (nr < 0)
         return;
@@ -1101,7 +1128,12 @@ static void s_fix_restart(struct user_regs_struct *r,
         r->rip -= 2;
         break;
     case S_ERESTART_RESTARTBLOCK:
-        r->rax = (unsigned long long)-EINTR;
+        if (s_rerun_restartblock(nr, r)) {
+            r->rax = (unsigned long long)nr;
+            r->rip -= 2;
+        } else {
+            r->rax = (unsigned long long)-EINTR;
+        }
         break;
     default:
         break;
@@ -1723,7 +1755,7 @@ static int s_open_description(const s_tree_t *t, const Cairn__Ghost__Fd *f,
     int fd;
 
     if (f->kind >= CAIRN__GHOST__FD_KIND__FD_EVENTFD &&
-        f->kind <= CAIRN__GHOST__FD_KIND__FD_EPOLL)
+        f->kind <= CAIRN__GHOST__FD_KIND__FD_INOTIFY)
         return ghost_anon_open(f, err);
     if (f->kind == CAIRN__GHOST__FD_KIND__FD_MEMFD) {
         s = s_shm_find(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD);
