@@ -66,6 +66,15 @@ static const char *s_info(const char *text, const char *key)
     return NULL;
 }
 
+/* Lines of fdinfo text starting with key. */
+static size_t s_count_info(const char *text, const char *key)
+{
+    size_t n = 0;
+    for (const char *l = s_info(text, key); l; l = s_info(l, key))
+        n++;
+    return n;
+}
+
 static int s_read_fdinfo(pid_t pid, int fd, char **ret, cairn_error_t *err)
 {
     char name[64];
@@ -194,9 +203,7 @@ static int s_epoll_target_ok(pid_t pid, int fd, int tfd, unsigned long ino, unsi
 static int s_anon_epoll(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
                         ghost_anon_t *a, cairn_error_t *err)
 {
-    size_t n = 0;
-    for (const char *l = s_info(text, "tfd:"); l; l = s_info(l, "tfd:"))
-        n++;
+    size_t n = s_count_info(text, "tfd:");
     a->tv = calloc(n ? n : 1, sizeof(*a->tv));
     a->tp = calloc(n ? n : 1, sizeof(*a->tp));
     if (!a->tv || !a->tp)
@@ -322,9 +329,7 @@ static int s_cmp_wd(const void *x, const void *y)
 static int s_anon_inotify(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
                           ghost_anon_t *a, cairn_error_t *err)
 {
-    size_t n = 0;
-    for (const char *l = s_info(text, "inotify wd:"); l; l = s_info(l, "inotify wd:"))
-        n++;
+    size_t n = s_count_info(text, "inotify wd:");
     a->wv = calloc(n ? n : 1, sizeof(*a->wv));
     a->wp = calloc(n ? n : 1, sizeof(*a->wp));
     if (!a->wv || !a->wp)
