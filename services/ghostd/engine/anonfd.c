@@ -267,7 +267,8 @@ static int s_mount_fd(pid_t pid, unsigned kdev)
 static int s_handle_path(pid_t pid, unsigned kdev, unsigned type, const char *hex,
                          unsigned bytes, char *out, size_t size)
 {
-    struct file_handle *h = bytes <= MAX_HANDLE_SZ ? malloc(sizeof(*h) + bytes) : NULL;
+    bool sane = bytes <= MAX_HANDLE_SZ && strlen(hex) == 2 * (size_t)bytes;
+    struct file_handle *h = sane ? malloc(sizeof(*h) + bytes) : NULL;
     int mfd = h ? s_mount_fd(pid, kdev) : -1, r = -1;
     if (mfd >= 0) {
         h->handle_bytes = bytes;
