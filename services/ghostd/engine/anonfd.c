@@ -1,8 +1,10 @@
 /* anonfd.c - eventfd, timerfd, signalfd, epoll and inotify fds (anonfd.h).
  *
  * Dump: the fd's fdinfo is read whole and the lines of its kind parsed
- * (formats of fs/eventfd.c, fs/timerfd.c, fs/signalfd.c,
- * fs/eventpoll.c). Restore: eventfd() then a write of the count (the
+ * (formats of fs/eventfd.c, fs/timerfd.c, fs/signalfd.c, fs/eventpoll.c,
+ * fs/notify/fdinfo.c); a timer's time comes from timerfd_gettime on a
+ * pidfd_getfd copy, an inotify watch's path from its file handle.
+ * Restore: eventfd() then a write of the count (the
  * initial value is only 32 bits wide); timerfd_create, timerfd_settime,
  * then TFD_IOC_SET_TICKS (settime clears the ticks); signalfd; an empty
  * epoll_create1, filled by ghost_anon_add_targets once its process has
