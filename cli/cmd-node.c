@@ -17,9 +17,10 @@
  * once clusterd let it go. The address is checked against the cluster's
  * subnet before anything is asked, so a bad one changes nothing.
  *
- * Watch. `nodes --watch` subscribes to clusterd's PUB socket first, waits
- * until the subscription is connected, then takes the `nodes` snapshot, so
- * no event falls between the two; it prints the snapshot and one JSON line
+ * Watch. `nodes --watch` subscribes to clusterd's event socket first
+ * (everything, then a sync topic of its own), waits until clusterd answers
+ * on the sync topic -- its subscriptions are then in effect -- and only
+ * then takes the `nodes` snapshot, so no event falls between the two; it prints the snapshot and one JSON line
  * per MemberEvent, each flushed, until --count, --duration-ms or a signal.
  */
 #include <arpa/inet.h>
@@ -358,6 +359,46 @@ static int s_recv_event(void *sub, zmq_msg_t frames[3], cairn_error_t *err)
                            "([topic][Header][MemberEvent])", n);
 }
 
+/* Whether a topic frame is a subscription marker (CAIRN_SYNC_TOPIC_PREFIX). */
+static bool s_is_sync(zmq_msg_t *topic)
+{
+    size_t n = strlen(CAIRN_SYNC_TOPIC_PREFIX);
+    return zmq_msg_size(topic) >= n && memcmp(zmq_msg_data(topic), CAIRN_SYNC_TOPIC_PREFIX, n) == 0;
+}
+
+/* Waits for the marker on our own sync topic: once it comes, clusterd has
+ * taken the subscription to everything too (it was sent first), so no
+ * event published from then on is lost. Events before it are dropped: the
+ * snapshot taken next holds their effect. */
+static int s_wait_sync(void *sub, const char *sync, int64_t deadline, cairn_error_t *err)
+{
+    while (!s_stop_signal) {
+        zmq_pollitem_t p = { .socket = sub, .events = ZMQ_POLLIN };
+        int64_t left = deadline - cli_now_ms();
+        zmq_msg_t frames[3];
+        cairn_error_t e = { 0 };
+
+        if (left <= 0)
+            break;
+        if (zmq_poll(&p, 1, (long)left) <= 0)
+            continue;
+        int r = s_recv_event(sub, frames, &e);
+        if (r <= 0)
+            continue;   /* nothing, or a malformed event: not the marker */
+        bool ours = zmq_msg_size(&frames[0]) == strlen(sync) &&
+                    memcmp(zmq_msg_data(&frames[0]), sync, strlen(sync)) == 0;
+        for (int i = 0; i < 3; i++)
+            zmq_msg_close(&frames[i]);
+        if (ours)
+            return 0;
+    }
+    if (s_stop_signal)
+        return 0;
+    return cairn_error_set(err, -ETIMEDOUT, CAIRN_UNAVAILABLE,
+                           "clusterd did not confirm the event subscription within the "
+                           "timeout");
+}
+
 /* Reads monitor events until a handshake succeeded: 1, or 0 if none yet. */
 static int s_monitor_handshake(void *mon)
 {
@@ -485,6 +526,11 @@ static int s_watch_loop(void *sub, FILE *out, long count, int64_t deadline)
             cli_print_error(stderr, &e);
             return CLI_EXIT_SYSTEM;
         }
+        if (r > 0 && s_is_sync(&frames[0])) {   /* another watcher's marker */
+            for (int i = 0; i < 3; i++)
+                zmq_msg_close(&frames[i]);
+            continue;
+        }
         if (r > 0) {
             r = s_event_json(frames, &line, &e);
             for (int i = 0; i < 3; i++)
@@ -524,13 +570,19 @@ static int s_watch(cli_ctx *ctx, void *zctx, FILE *out, long count,
     if (r == 0 && !(sub = zmq_socket(zctx, ZMQ_SUB)))
         r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "zmq_socket: %s",
                             zmq_strerror(errno));
+    char sync[64];
+    snprintf(sync, sizeof sync, "%s%d.%lld", CAIRN_SYNC_TOPIC_PREFIX, (int)getpid(),
+             (long long)cli_now_ms());
     if (r == 0) {
         zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
         zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, sync, strlen(sync));   /* after "" */
         r = s_connect_sub(zctx, sub, t.pub_endpoint, ctx->timeout_ms, err);
     }
+    if (r == 0)
+        r = s_wait_sync(sub, sync, cli_now_ms() + ctx->timeout_ms, err);
     cli_target_clear(&t);
-    /* subscribed: nothing published from here on is lost */
+    /* subscribed and confirmed: nothing published from here on is lost */
     if (r == 0 && !s_stop_signal)
         r = s_nodes_snapshot(ctx, &t, &snap, err);
     cli_target_clear(&t);

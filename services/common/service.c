@@ -664,6 +664,35 @@ int cairn_service_publish(cairn_service_t *svc, const char *topic,
     return cairn_wire_send(svc->pub, &hdr, msg, 0);
 }
 
+/* The XPUB hands up every new subscription (a frame: 1, then the topic)
+ * and the end of each last one (0, topic); they are read so none piles
+ * up. A subscription to a CAIRN_SYNC_TOPIC_PREFIX topic is answered with
+ * one marker on it: read in order from the subscriber's pipe, everything
+ * it subscribed before is in effect by now. */
+static int s_on_subscription(cairn_loop_t *loop, int fd, void *zsock, short revents,
+                             void *userdata)
+{
+    cairn_service_t *svc = userdata;
+    size_t plen = strlen(CAIRN_SYNC_TOPIC_PREFIX);
+    char topic[256];
+
+    (void)loop, (void)fd, (void)revents;
+    for (int i = 0; i < RECV_BATCH; i++) {
+        int n = zmq_recv(zsock, topic, sizeof topic - 1, ZMQ_DONTWAIT);
+        if (n < 0)
+            break;
+        if (n < 1 || (size_t)n > sizeof topic - 1 || topic[0] != 1 ||
+            (size_t)n - 1 < plen || memcmp(topic + 1, CAIRN_SYNC_TOPIC_PREFIX, plen) != 0)
+            continue;
+        topic[n] = '\0';
+        Cairn__Status empty = CAIRN__STATUS__INIT;
+        int r = cairn_service_publish(svc, topic + 1, 0, &empty.base);
+        if (r < 0)
+            cairn_log_warn(r, "sync-marker", "topic=%s", topic + 1);
+    }
+    return 0;
+}
+
 /* ---- binding --------------------------------------------------------- */
 
 static int s_mkdir_p(const char *path)
@@ -784,9 +813,11 @@ static int s_bind(cairn_service_t *svc)
         return r;
     if (svc->sdesc->pub_port == 0)
         return 0;
-    svc->pub = s_socket(svc, ZMQ_PUB);
+    /* XPUB: a PUB that also hands us new subscriptions, so a subscriber
+     * can learn when its own is in effect (s_on_subscription). */
+    svc->pub = s_socket(svc, ZMQ_XPUB);
     if (!svc->pub)
-        return cairn_log_err(-errno, "socket", "type=pub");
+        return cairn_log_err(-errno, "socket", "type=xpub");
     if ((r = s_bind_ipc(svc, svc->pub, ".pub.sock", &svc->pub_ipc_path)) < 0 ||
         (r = s_bind_tcp(svc, svc->pub, true)) < 0)
         return r;
@@ -1111,6 +1142,8 @@ static int s_start(cairn_service_t *svc)
         return r;
     if ((r = (int)cairn_loop_add_socket(svc->loop, svc->router, ZMQ_POLLIN,
                                         s_on_router, svc)) < 0 ||
+        (svc->pub && (r = (int)cairn_loop_add_socket(svc->loop, svc->pub, ZMQ_POLLIN,
+                                                     s_on_subscription, svc)) < 0) ||
         (r = (int)cairn_loop_add_fd(svc->loop, svc->sfd, ZMQ_POLLIN,
                                     s_on_signal, svc)) < 0)
         return cairn_log_err(r, "start", "msg=\"cannot watch sockets\"");

@@ -667,6 +667,47 @@ Test(service, publish_reaches_ipc_subscriber)
     cairn_frames_free(&f);
 }
 
+/* A subscriber to a sync topic of its own gets one marker on it once the
+ * service has taken its subscriptions; one to "tick" only never sees it. */
+Test(service, sync_topic_is_answered_once_subscribed)
+{
+    void *sub = new_socket(ZMQ_SUB), *tick = new_socket(ZMQ_SUB);
+    const char *sync = CAIRN_SYNC_TOPIC_PREFIX "test-1";
+    zmq_pollitem_t it = { .socket = sub, .events = ZMQ_POLLIN };
+    char ep[200];
+    cairn_frames_t f;
+    Cairn__Header *h = NULL;
+    bool marker = false;
+
+    cr_assert(wait_file(pubsock, 1000));
+    snprintf(ep, sizeof(ep), "ipc://%s", pubsock);
+    cr_assert_eq(zmq_setsockopt(tick, ZMQ_SUBSCRIBE, "tick", 4), 0);
+    cr_assert_eq(zmq_connect(tick, ep), 0);
+    cr_assert_eq(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, sync, strlen(sync)), 0);
+    cr_assert_eq(zmq_connect(sub, ep), 0);
+    while (!marker && zmq_poll(&it, 1, 2000) == 1) {
+        cr_assert_eq(cairn_wire_recv(sub, &f, 0), 0);
+        cr_assert_eq(f.n, 3, "[topic][Header][empty body]");
+        cr_assert_eq(cairn_frames_size(&f, 0), strlen(sync));
+        cr_assert_eq(memcmp(cairn_frames_data(&f, 0), sync, strlen(sync)), 0);
+        cr_assert_eq(cairn_wire_decode_header(cairn_frames_data(&f, 1),
+                                              cairn_frames_size(&f, 1), &h, NULL), 0);
+        cr_assert_eq(h->type, 0);
+        cr_assert_eq(cairn_frames_size(&f, 2), 0);
+        cairn__header__free_unpacked(h, NULL);
+        cairn_frames_free(&f);
+        marker = true;
+    }
+    cr_assert(marker, "the sync marker came");
+    /* the tick subscriber gets ticks, never the marker */
+    zmq_pollitem_t ti = { .socket = tick, .events = ZMQ_POLLIN };
+    for (int i = 0; i < 3 && zmq_poll(&ti, 1, 2000) == 1; i++) {
+        cr_assert_eq(cairn_wire_recv(tick, &f, 0), 0);
+        cr_assert_eq(memcmp(cairn_frames_data(&f, 0), "tick", 4), 0);
+        cairn_frames_free(&f);
+    }
+}
+
 static int reloads_reported(void)
 {
     reply_t r;

@@ -28,6 +28,13 @@ extern "C" {
 #define CAIRN_WIRE_VERSION 1u
 /* Largest frame accepted or sent (header or body). */
 #define CAIRN_WIRE_MAX_FRAME (16u * 1024u * 1024u)
+
+/* A subscriber that also subscribes to a topic of its own starting with
+ * this gets one event on that topic ([topic][Header type 0][empty body])
+ * once the service has taken its subscriptions: from then on it misses
+ * nothing published. Subscribers to every topic see other subscribers'
+ * markers and skip them. */
+#define CAIRN_SYNC_TOPIC_PREFIX "cairn.sync."
 /* Largest header frame: a Header is small; anything bigger is garbage. */
 #define CAIRN_WIRE_MAX_HEADER 1024u
 
