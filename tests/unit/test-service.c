@@ -708,6 +708,37 @@ Test(service, sync_topic_is_answered_once_subscribed)
     }
 }
 
+/* Garbage on the event socket (an XSUB may send any frames): ignored; the
+ * service still answers requests and sync subscriptions. */
+Test(service, garbage_on_the_event_socket_is_ignored)
+{
+    void *x = new_socket(ZMQ_XSUB), *sub = new_socket(ZMQ_SUB);
+    const char *sync = CAIRN_SYNC_TOPIC_PREFIX "after-garbage";
+    char ep[200], big[1000];
+    reply_t r;
+
+    cr_assert(wait_file(pubsock, 1000));
+    snprintf(ep, sizeof(ep), "ipc://%s", pubsock);
+    cr_assert_eq(zmq_connect(x, ep), 0);
+    usleep(100000);
+    memset(big, 1, sizeof(big));
+    memcpy(big + 1, CAIRN_SYNC_TOPIC_PREFIX, strlen(CAIRN_SYNC_TOPIC_PREFIX));
+    zmq_send(x, "", 0, 0);                              /* empty */
+    zmq_send(x, "\x05junk", 5, 0);                      /* not (un)subscribe */
+    zmq_send(x, big, sizeof(big), 0);                   /* a sync topic too long */
+    zmq_send(x, "\x01a", 2, ZMQ_SNDMORE);               /* multipart */
+    zmq_send(x, "\x01" CAIRN_SYNC_TOPIC_PREFIX, 1 + strlen(CAIRN_SYNC_TOPIC_PREFIX), 0);
+    zmq_send(x, "\x00nothing", 8, 0);                   /* unsubscribe unknown */
+    usleep(100000);
+    send_request(dealer, 1, cairn_wire_new_request_id(), "clusterd", 1, 1);
+    cr_assert(recv_reply(dealer, 2000, &r), "the service still answers");
+    reply_free(&r);
+    cr_assert_eq(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, sync, strlen(sync)), 0);
+    cr_assert_eq(zmq_connect(sub, ep), 0);
+    zmq_pollitem_t it = { .socket = sub, .events = ZMQ_POLLIN };
+    cr_assert_eq(zmq_poll(&it, 1, 2000), 1, "sync still answered");
+}
+
 static int reloads_reported(void)
 {
     reply_t r;
