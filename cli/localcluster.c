@@ -1194,6 +1194,35 @@ static int s_wait_ready(const json_t *nodes, int timeout_ms, cairn_error_t *err)
 
 /* In a child inside node 1's netns: TCP connect to every other node's
  * `port`; writes the ids that failed to fd as text. */
+/* One TCP connect to addr:port within the time left until deadline: 0,
+ * or the errno that ended it. A refused connection (the node's daemon not
+ * listening yet: it was just started) or an unreachable host (its link
+ * still coming up) is tried again until the deadline. */
+static int s_probe_one(const char *addr, int port, int64_t deadline)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+    int e = ETIMEDOUT;
+    inet_pton(AF_INET, addr, &sa.sin_addr);
+    for (;;) {
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s < 0)
+            return errno;
+        e = connect(s, (struct sockaddr *) &sa, sizeof(sa)) == 0 ? 0 : errno;
+        if (e == EINPROGRESS) {
+            struct pollfd p = { .fd = s, .events = POLLOUT };
+            int left = (int) (deadline - cli_now_ms());
+            socklen_t len = sizeof(e);
+            e = poll(&p, 1, left > 0 ? left : 0) != 1 ? ETIMEDOUT
+                : getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &len) < 0 ? errno : e;
+        }
+        close(s);
+        bool again = e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH;
+        if (!again || cli_now_ms() + 20 >= deadline)
+            return e;
+        usleep(20 * 1000);
+    }
+}
+
 static void s_child_probe(const json_t *st, int port, int fd)
 {
     json_t *nodes = json_object_get(st, "nodes");
@@ -1205,21 +1234,8 @@ static void s_child_probe(const json_t *st, int port, int fd)
     int64_t deadline = cli_now_ms() + S_CHECK_MS;
     for (size_t i = 1; i < json_array_size(nodes); i++) {
         const json_t *node = json_array_get(nodes, i);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
-        inet_pton(AF_INET, s_jstr(node, "address"), &sa.sin_addr);
-        int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        int ok = s >= 0 && (connect(s, (struct sockaddr *) &sa, sizeof(sa)) == 0 ||
-                            errno == EINPROGRESS);
-        struct pollfd p = { .fd = s, .events = POLLOUT };
-        int left = (int) (deadline - cli_now_ms());
-        int soerr = 0;
-        socklen_t len = sizeof(soerr);
-        ok = ok && poll(&p, 1, left > 0 ? left : 0) == 1 &&
-             getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0;
-        if (!ok)
+        if (s_probe_one(s_jstr(node, "address"), port, deadline) != 0)
             dprintf(fd, "%s%lld", i > 1 ? "," : "", json_integer_value(json_object_get(node, "id")));
-        if (s >= 0)
-            close(s);
     }
     _exit(0);
 }
