@@ -142,7 +142,8 @@ typedef struct s_ctx {
     size_t nobjs;
     size_t objs_written;   /* objs[0..objs_written) have their pages out */
     uint64_t *fd_memfds;   /* inodes of the memfds some fd of the tree refers
-                              to: written once as object pages, so their
+                              to (found by the check on the frozen tree):
+                              written once as object pages, so their
                               mappings' pages are not */
     size_t nfd_memfds;
 } s_ctx_t;
@@ -278,39 +279,62 @@ static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
     }
 }
 
-/* One pipe end, or one epoll fd, seen in the tree. */
-typedef struct s_pipe_end {
-    uint64_t ino;      /* pipe inode (0 for an epoll fd) */
-    bool write_end;    /* else the read end */
-    bool epoll;        /* an epoll fd, not a pipe end */
+/* The fds of a tree that whole-tree checks and the image need: pipe ends
+ * (both must be in the tree), epoll fds (one may not be shared between
+ * processes) and memfds (written once as object pages). */
+typedef enum { S_TREE_PIPE_READ, S_TREE_PIPE_WRITE, S_TREE_EPOLL, S_TREE_MEMFD } s_tree_fd_kind_t;
+
+typedef struct s_tree_fd {
+    s_tree_fd_kind_t kind;
+    uint64_t ino;      /* pipe inode, memfd object (0 for an epoll fd) */
     pid_t pid;         /* holder */
     int fd;            /* its fd number */
-} s_pipe_end_t;
+} s_tree_fd_t;
 
-/* The pipe ends and epoll fds of a whole tree, gathered while its fds are
- * checked. */
-typedef struct s_pipe_ends {
-    s_pipe_end_t *v;   /* ends, in scan order (owned) */
+/* Gathered while the tree's fds are checked. */
+typedef struct s_tree_fds {
+    s_tree_fd_t *v;    /* in scan order (owned) */
     size_t n, cap;     /* used and allocated entries */
-} s_pipe_ends_t;
+} s_tree_fds_t;
 
-static int s_add_pipe_end(s_pipe_ends_t *e, s_pipe_end_t end, cairn_error_t *err)
+static int s_add_tree_fd(s_tree_fds_t *e, s_tree_fd_t fd, cairn_error_t *err)
 {
     if (e->n == e->cap) {
         size_t nc = e->cap ? e->cap * 2 : 32;
-        s_pipe_end_t *nv = realloc(e->v, nc * sizeof(*nv));
+        s_tree_fd_t *nv = realloc(e->v, nc * sizeof(*nv));
         if (!nv)
             return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
         e->v = nv;
         e->cap = nc;
     }
-    e->v[e->n++] = end;
+    e->v[e->n++] = fd;
     return 0;
 }
 
+/* What f is to the tree checks; false for the fds they do not look at. */
+static bool s_tree_fd_of(const Cairn__Ghost__Fd *f, pid_t pid, s_tree_fd_t *ret)
+{
+    *ret = (s_tree_fd_t){ .pid = pid, .fd = f->fd };
+    switch (f->kind) {
+    case CAIRN__GHOST__FD_KIND__FD_PIPE:
+        ret->kind = f->pipe_write_end ? S_TREE_PIPE_WRITE : S_TREE_PIPE_READ;
+        ret->ino = f->pipe_id;
+        return true;
+    case CAIRN__GHOST__FD_KIND__FD_EPOLL:
+        ret->kind = S_TREE_EPOLL;
+        return true;
+    case CAIRN__GHOST__FD_KIND__FD_MEMFD:
+        ret->kind = S_TREE_MEMFD;
+        ret->ino = f->shmid;
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Describes every fd of pid (which refuses what cannot be dumped) and
- * adds its pipe ends and epoll fds to *ends. */
-static int s_check_fds(pid_t pid, s_pipe_ends_t *ends, cairn_error_t *err)
+ * adds those the tree checks need to *tfds. */
+static int s_check_fds(pid_t pid, s_tree_fds_t *tfds, cairn_error_t *err)
 {
     int *fds = NULL;
     size_t nf = 0;
@@ -319,16 +343,13 @@ static int s_check_fds(pid_t pid, s_pipe_ends_t *ends, cairn_error_t *err)
         Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
         char path[PATH_MAX];
         ghost_anon_t anon = { 0 };
+        s_tree_fd_t tf;
         r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), &anon, err);
         ghost_anon_free(&anon);
         if (r == -ENOENT)
             r = 0;   /* closed meanwhile */
-        else if (r == 0 && (f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE ||
-                            f.kind == CAIRN__GHOST__FD_KIND__FD_EPOLL))
-            r = s_add_pipe_end(ends, (s_pipe_end_t){ f.pipe_id, f.pipe_write_end,
-                                                     f.kind == CAIRN__GHOST__FD_KIND__FD_EPOLL,
-                                                     pid, fds[i] },
-                               err);
+        else if (r == 0 && s_tree_fd_of(&f, pid, &tf))
+            r = s_add_tree_fd(tfds, tf, err);
     }
     free(fds);
     return r;
@@ -339,14 +360,14 @@ static int s_check_fds(pid_t pid, s_pipe_ends_t *ends, cairn_error_t *err)
  * refused here, before anything changes -- not after the process was
  * killed. A read end whose writers are outside is fine: it reads what is
  * buffered, then end of file. */
-static int s_check_pipes(const s_pipe_ends_t *ends, cairn_error_t *err)
+static int s_check_pipes(const s_tree_fds_t *tfds, cairn_error_t *err)
 {
-    const s_pipe_end_t *v = ends->v;
-    for (size_t i = 0; i < ends->n; i++) {
+    const s_tree_fd_t *v = tfds->v;
+    for (size_t i = 0; i < tfds->n; i++) {
         bool reader = false;
-        for (size_t j = 0; j < ends->n && !reader && !v[i].epoll; j++)
-            reader = !v[j].epoll && !v[j].write_end && v[j].ino == v[i].ino;
-        if (v[i].write_end && !reader)
+        for (size_t j = 0; j < tfds->n && !reader && v[i].kind == S_TREE_PIPE_WRITE; j++)
+            reader = v[j].kind == S_TREE_PIPE_READ && v[j].ino == v[i].ino;
+        if (v[i].kind == S_TREE_PIPE_WRITE && !reader)
             return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                    "process %d fd %d is the write end of pipe %llu whose "
                                    "read end is held outside the process tree (a shell "
@@ -360,18 +381,25 @@ static int s_check_pipes(const s_pipe_ends_t *ends, cairn_error_t *err)
  * that added them; the restore re-adds them in the process whose record
  * owns the instance, so one shared with another process of the tree
  * (inherited across fork) is refused here, before anything changes. */
-static int s_check_epolls(const s_pipe_ends_t *ends, cairn_error_t *err)
+static int s_check_epolls(const s_tree_fds_t *tfds, cairn_error_t *err)
 {
-    const s_pipe_end_t *v = ends->v;
-    for (size_t i = 0; i < ends->n; i++)
-        for (size_t j = i + 1; v[i].epoll && j < ends->n; j++)
-            if (v[j].epoll && v[j].pid != v[i].pid &&
+    const s_tree_fd_t *v = tfds->v;
+    for (size_t i = 0; i < tfds->n; i++)
+        for (size_t j = i + 1; v[i].kind == S_TREE_EPOLL && j < tfds->n; j++)
+            if (v[j].kind == S_TREE_EPOLL && v[j].pid != v[i].pid &&
                 syscall(SYS_kcmp, v[i].pid, v[j].pid, KCMP_FILE, v[i].fd, v[j].fd) == 0)
                 return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                        "process %d fd %d and process %d fd %d are one epoll "
                                        "instance (inherited across fork): not restored",
                                        (int)v[i].pid, v[i].fd, (int)v[j].pid, v[j].fd);
     return 0;
+}
+
+/* The checks of a whole tree's fds, before and after the freeze. */
+static int s_check_tree_fds(const s_tree_fds_t *tfds, cairn_error_t *err)
+{
+    int r = s_check_pipes(tfds, err);
+    return r < 0 ? r : s_check_epolls(tfds, err);
 }
 
 /* The vma kind from its maps line. 0, or a refusal. */
@@ -554,7 +582,7 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     return r;
 }
 
-static int s_check_one(pid_t pid, pid_t tracer, s_pipe_ends_t *ends,
+static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
                        const proc_vmas_t *before, proc_vmas_t *keep, cairn_error_t *err)
 {
     proc_stat_t st;
@@ -576,7 +604,7 @@ static int s_check_one(pid_t pid, pid_t tracer, s_pipe_ends_t *ends,
         return r;
     if ((r = s_check_vmas(pid, before, keep, err)) < 0)
         return r;
-    return s_check_fds(pid, ends, err);
+    return s_check_fds(pid, tfds, err);
 }
 
 /* pid and all its descendants, parents first; (*ret)[i*2+1] is the parent. */
@@ -629,7 +657,7 @@ static int s_check_tree(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
     pid_t *tree = NULL;
     size_t n = 0;
-    s_pipe_ends_t ends = { 0 };
+    s_tree_fds_t tfds = { 0 };
     int r = s_tree(pid, &tree, &n, err);
     if (r == 0 && seen && !(seen->v = calloc(n, sizeof(*seen->v))))
         r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
@@ -640,13 +668,11 @@ static int s_check_tree(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
             keep = &seen->v[i].vm;
             seen->n = i + 1;
         }
-        r = s_check_one(tree[i * 2], 0, &ends, NULL, keep, err);
+        r = s_check_one(tree[i * 2], 0, &tfds, NULL, keep, err);
     }
     if (r == 0)
-        r = s_check_pipes(&ends, err);
-    if (r == 0)
-        r = s_check_epolls(&ends, err);
-    free(ends.v);
+        r = s_check_tree_fds(&tfds, err);
+    free(tfds.v);
     free(tree);
     return r;
 }
@@ -1474,6 +1500,19 @@ static bool s_fd_memfd(const s_ctx_t *c, uint64_t ino)
     return false;
 }
 
+/* Adds ino to the memfds some fd of the tree refers to, once. */
+static int s_note_fd_memfd(s_ctx_t *c, uint64_t ino, cairn_error_t *err)
+{
+    if (s_fd_memfd(c, ino))
+        return 0;
+    uint64_t *nv = realloc(c->fd_memfds, (c->nfd_memfds + 1) * sizeof(*nv));
+    if (!nv)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    c->fd_memfds = nv;
+    c->fd_memfds[c->nfd_memfds++] = ino;
+    return 0;
+}
+
 /* Which pages of a vma of this kind are dumped: 0 none, 1 present only
  * (anonymous private: the rest is zero), 2 all, 3 the present anonymous
  * ones (a private file mapping: the pages the process wrote; the others
@@ -2210,36 +2249,6 @@ static int s_write_end(s_ctx_t *c, cairn_error_t *err)
     return r < 0 ? r : ghost_writer_flush(c->w, err);
 }
 
-/* The memfds the fds of the tree refer to (as s_fd_describe tells one:
- * a regular file named /memfd:... (deleted)), before any vma is written. */
-static int s_scan_fd_memfds(s_ctx_t *c, cairn_error_t *err)
-{
-    for (size_t i = 0; i < c->np; i++) {
-        int *fds = NULL;
-        size_t n = 0;
-        int r = proc_list_dir(c->p[i].pid, "fd", &fds, &n, err);
-        for (size_t j = 0; r == 0 && j < n; j++) {
-            char name[64], link[PATH_MAX], full[96];
-            struct stat st;
-            snprintf(name, sizeof(name), "fd/%d", fds[j]);
-            snprintf(full, sizeof(full), "/proc/%d/fd/%d", (int)c->p[i].pid, fds[j]);
-            if (proc_readlink(c->p[i].pid, name, link, sizeof(link), NULL) < 0 ||
-                strncmp(link, "/memfd:", 7) != 0 || !s_has_suffix(link, " (deleted)") ||
-                stat(full, &st) < 0 || !S_ISREG(st.st_mode) || s_fd_memfd(c, st.st_ino))
-                continue;
-            uint64_t *nv = realloc(c->fd_memfds, (c->nfd_memfds + 1) * sizeof(*nv));
-            if (!nv)
-                r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-            else
-                c->fd_memfds = nv, c->fd_memfds[c->nfd_memfds++] = st.st_ino;
-        }
-        free(fds);
-        if (r < 0)
-            return r;
-    }
-    return 0;
-}
-
 /* Ends an image in a regular file where it ends (a file written over in
  * place may have held a longer one: ghost-dump --in-place) and fsyncs. */
 static int s_finish_file(int fd, cairn_error_t *err)
@@ -2266,8 +2275,6 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
         r = 0;   /* a pipe, a socket, a small-page fs...: the pages are streamed */
     else if (r < 0 && err)
         *err = why;
-    if (r == 0)
-        r = s_scan_fd_memfds(c, err);
     if (r == 0)
         r = s_write_header(c, root, err);
     for (size_t i = 0; r == 0 && i < c->np; i++)
@@ -2298,18 +2305,21 @@ static void s_ctx_free(s_ctx_t *c)
     ghost_writer_free(c->w);
 }
 
-static int s_recheck_frozen(s_ctx_t *c, cairn_error_t *err)
+/* The check again on the frozen tree; its fds the tree checks looked at
+ * into *ret_tfds (the caller frees v). */
+static int s_recheck_frozen(s_ctx_t *c, s_tree_fds_t *ret_tfds, cairn_error_t *err)
 {
-    s_pipe_ends_t ends = { 0 };
+    s_tree_fds_t tfds = { 0 };
     int r = 0;
     for (size_t i = 0; r == 0 && i < c->np; i++)
-        r = s_check_one(c->p[i].pid, getpid(), &ends, s_seen_find(c->seen, c->p[i].pid),
+        r = s_check_one(c->p[i].pid, getpid(), &tfds, s_seen_find(c->seen, c->p[i].pid),
                         &c->p[i].vm, err);
     if (r == 0)
-        r = s_check_pipes(&ends, err);
+        r = s_check_tree_fds(&tfds, err);
     if (r == 0)
-        r = s_check_epolls(&ends, err);
-    free(ends.v);
+        *ret_tfds = tfds;
+    else
+        free(tfds.v);
     return r;
 }
 
@@ -2320,10 +2330,15 @@ static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
     uint64_t t0 = s_now_us();
     int r = s_freeze(c, pid, err);
     uint64_t t1 = s_now_us();
-    if (r == 0 && (r = s_recheck_frozen(c, err)) < 0) {
+    s_tree_fds_t tfds = { 0 };
+    if (r == 0 && (r = s_recheck_frozen(c, &tfds, err)) < 0) {
         stats->refused = true;
         return r;
     }
+    for (size_t i = 0; r == 0 && i < tfds.n; i++)
+        if (tfds.v[i].kind == S_TREE_MEMFD)
+            r = s_note_fd_memfd(c, tfds.v[i].ino, err);
+    free(tfds.v);
     if (r == 0)
         r = s_write_image(c, pid, out_fd, err);
     if (r < 0)
