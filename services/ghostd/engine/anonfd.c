@@ -58,30 +58,13 @@ void ghost_anon_free(ghost_anon_t *a)
     a->nw = 0;
 }
 
-/* The value after "key" on a line of fdinfo text, NULL if no line has it. */
-static const char *s_info(const char *text, const char *key)
-{
-    size_t n = strlen(key);
-    for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-        if (strncmp(l, key, n) == 0)
-            return l + n;
-    return NULL;
-}
-
-/* Lines of fdinfo text starting with key. */
+/* Lines of fdinfo text starting with "key:". */
 static size_t s_count_info(const char *text, const char *key)
 {
     size_t n = 0;
-    for (const char *l = s_info(text, key); l; l = s_info(l, key))
+    for (const char *l = proc_field(text, key); l; l = proc_field(l, key))
         n++;
     return n;
-}
-
-static int s_read_fdinfo(pid_t pid, int fd, char **ret, cairn_error_t *err)
-{
-    char name[64];
-    snprintf(name, sizeof(name), "fdinfo/%d", fd);
-    return proc_read_file(pid, name, ret, NULL, err);
 }
 
 static int s_anon_bad(pid_t pid, int fd, const char *what, cairn_error_t *err)
@@ -94,7 +77,7 @@ static int s_anon_bad(pid_t pid, int fd, const char *what, cairn_error_t *err)
 static int s_anon_eventfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
                           ghost_anon_t *a, cairn_error_t *err)
 {
-    const char *count = s_info(text, "eventfd-count:"), *sem = s_info(text, "eventfd-semaphore:");
+    const char *count = proc_field(text, "eventfd-count"), *sem = proc_field(text, "eventfd-semaphore");
     unsigned long long v;
     int semaphore;
     if (!count || sscanf(count, "%llx", &v) != 1)
@@ -144,11 +127,11 @@ static int s_anon_timerfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd 
         return cairn_error_set(err, r, CAIRN_SYSTEM, "process %d fd %d: timerfd_gettime: %s",
                                (int)pid, fd, strerror(-r));
     char *now = NULL;
-    r = s_read_fdinfo(pid, fd, &now, err);
+    r = proc_read_fdinfo_text(pid, fd, &now, err);
     if (r < 0)
         return r;
-    const char *clk = s_info(now, "clockid:"), *ticks = s_info(now, "ticks:"),
-               *fl = s_info(now, "settime flags:");
+    const char *clk = proc_field(now, "clockid"), *ticks = proc_field(now, "ticks"),
+               *fl = proc_field(now, "settime flags");
     int clockid;
     unsigned flags;
     unsigned long long n;
@@ -171,7 +154,7 @@ static int s_anon_timerfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd 
 static int s_anon_signalfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
                            ghost_anon_t *a, cairn_error_t *err)
 {
-    const char *mask = s_info(text, "sigmask:");
+    const char *mask = proc_field(text, "sigmask");
     unsigned long long m;
     if (!mask || sscanf(mask, "%llx", &m) != 1)
         return s_anon_bad(pid, fd, "the signalfd's mask", err);
@@ -187,12 +170,10 @@ static int s_anon_signalfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd
 static int s_epoll_target_ok(pid_t pid, int fd, int tfd, unsigned long ino, unsigned kdev,
                              cairn_error_t *err)
 {
-    char path[64];
+    char name[32], path[64];
     struct stat st;
-    if (pid)
-        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, tfd);
-    else
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", tfd);
+    snprintf(name, sizeof(name), "fd/%d", tfd);
+    proc_path(path, sizeof(path), pid, name);
     if (stat(path, &st) == 0 && st.st_ino == ino &&
         st.st_dev == makedev(kdev >> 20, kdev & 0xfffff))
         return 0;
@@ -205,14 +186,14 @@ static int s_epoll_target_ok(pid_t pid, int fd, int tfd, unsigned long ino, unsi
 static int s_anon_epoll(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
                         ghost_anon_t *a, cairn_error_t *err)
 {
-    size_t n = s_count_info(text, "tfd:");
+    size_t n = s_count_info(text, "tfd");
     a->tv = calloc(n ? n : 1, sizeof(*a->tv));
     a->tp = calloc(n ? n : 1, sizeof(*a->tp));
     if (!a->tv || !a->tp)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     cairn__ghost__epoll__init(&a->ep);
     size_t k = 0;
-    for (const char *l = s_info(text, "tfd:"); l && k < n; l = s_info(l, "tfd:"), k++) {
+    for (const char *l = proc_field(text, "tfd"); l && k < n; l = proc_field(l, "tfd"), k++) {
         int tfd;
         unsigned events, kdev;
         unsigned long long data;
@@ -241,10 +222,10 @@ static int s_anon_epoll(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f
  * open_by_handle_at needs to find an inode of that filesystem. -1 if none. */
 static int s_mount_fd(pid_t pid, unsigned kdev)
 {
-    char name[32], *info = NULL, want[32];
-    snprintf(name, sizeof(name), "mountinfo");
-    if (proc_read_file(pid, name, &info, NULL, NULL) < 0)
+    char *info = NULL, want[32], seen_from[64];   /* the process's root */
+    if (proc_read_file(pid, "mountinfo", &info, NULL, NULL) < 0)
         return -1;
+    proc_path(seen_from, sizeof(seen_from), pid, "root");
     snprintf(want, sizeof(want), "%u:%u", kdev >> 20, kdev & 0xfffff);
     int fd = -1;
     for (char *save = NULL, *l = strtok_r(info, "\n", &save); l && fd < 0;
@@ -253,10 +234,7 @@ static int s_mount_fd(pid_t pid, unsigned kdev)
         if (sscanf(l, "%*d %*d %31s %4095s %4095s", devs, root, point) != 3 ||
             strcmp(devs, want) != 0 || strcmp(root, "/") != 0)
             continue;
-        if (pid)
-            snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, point);
-        else
-            snprintf(path, sizeof(path), "%s", point);
+        snprintf(path, sizeof(path), "%s%s", seen_from, point);
         fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);   /* not O_PATH: EBADF */
     }
     free(info);
@@ -332,14 +310,14 @@ static int s_cmp_wd(const void *x, const void *y)
 static int s_anon_inotify(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
                           ghost_anon_t *a, cairn_error_t *err)
 {
-    size_t n = s_count_info(text, "inotify wd:");
+    size_t n = s_count_info(text, "inotify wd");
     a->wv = calloc(n ? n : 1, sizeof(*a->wv));
     a->wp = calloc(n ? n : 1, sizeof(*a->wp));
     if (!a->wv || !a->wp)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     cairn__ghost__inotify__init(&a->in);
-    for (const char *l = s_info(text, "inotify wd:"); l && a->nw < n;
-         l = s_info(l, "inotify wd:")) {
+    for (const char *l = proc_field(text, "inotify wd"); l && a->nw < n;
+         l = proc_field(l, "inotify wd")) {
         int r = s_inotify_watch(pid, fd, l, &a->wv[a->nw], err);
         if (r < 0)
             return r;
@@ -375,7 +353,7 @@ int ghost_anon_describe(pid_t pid, int fd, const char *link, Cairn__Ghost__Fd *f
         if (strcmp(link, s_anon_kinds[i].link) != 0)
             continue;
         char *text = NULL;
-        int r = s_read_fdinfo(pid, fd, &text, err);
+        int r = proc_read_fdinfo_text(pid, fd, &text, err);
         if (r == 0) {
             f->kind = s_anon_kinds[i].kind;
             f->path = "";

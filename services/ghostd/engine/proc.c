@@ -22,7 +22,7 @@
 
 #include "proc.h"
 
-static void s_path(char *buf, size_t size, pid_t pid, const char *name)
+void proc_path(char *buf, size_t size, pid_t pid, const char *name)
 {
     if (pid == 0)
         snprintf(buf, size, "/proc/self/%s", name);
@@ -76,7 +76,7 @@ int proc_read_file(pid_t pid, const char *name, char **ret, size_t *ret_len,
                    cairn_error_t *err)
 {
     char path[128];
-    s_path(path, sizeof(path), pid, name);
+    proc_path(path, sizeof(path), pid, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return s_sys(err, errno, "cannot open", path);
@@ -96,7 +96,7 @@ int proc_readlink(pid_t pid, const char *name, char *buf, size_t size,
                   cairn_error_t *err)
 {
     char path[128];
-    s_path(path, sizeof(path), pid, name);
+    proc_path(path, sizeof(path), pid, name);
     ssize_t n = readlink(path, buf, size - 1);
     if (n < 0)
         return s_sys(err, errno, "cannot readlink", path);
@@ -292,8 +292,7 @@ int proc_read_stat(pid_t pid, proc_stat_t *ret, cairn_error_t *err)
     return 0;
 }
 
-/* Value of "Key:" in a status-like text, or NULL. */
-static const char *s_field(const char *text, const char *key)
+const char *proc_field(const char *text, const char *key)
 {
     size_t kl = strlen(key);
     for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
@@ -354,14 +353,14 @@ static int s_parse_creds(pid_t pid, const char *buf, proc_creds_t *ret, cairn_er
     static const char *const caps[] = { "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb" };
     uint64_t *capv[] = { &c.cap_inh, &c.cap_prm, &c.cap_eff, &c.cap_bnd, &c.cap_amb };
     const char *v, *groups = NULL, *missing = NULL;
-    if (!(v = s_field(buf, "Uid")) || !s_four(v, c.uid))
+    if (!(v = proc_field(buf, "Uid")) || !s_four(v, c.uid))
         missing = "Uid";
-    else if (!(v = s_field(buf, "Gid")) || !s_four(v, c.gid))
+    else if (!(v = proc_field(buf, "Gid")) || !s_four(v, c.gid))
         missing = "Gid";
-    else if (!(groups = s_field(buf, "Groups")))
+    else if (!(groups = proc_field(buf, "Groups")))
         missing = "Groups";
     for (size_t i = 0; !missing && i < 5; i++) {
-        if (!(v = s_field(buf, caps[i])))
+        if (!(v = proc_field(buf, caps[i])))
             missing = caps[i];
         else
             *capv[i] = strtoull(v, NULL, 16);
@@ -371,9 +370,9 @@ static int s_parse_creds(pid_t pid, const char *buf, proc_creds_t *ret, cairn_er
                                "/proc/%d/status: no valid %s line", (int)pid, missing);
     if (s_groups(groups, &c.groups, &c.n_groups) < 0)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    if ((v = s_field(buf, "NoNewPrivs")))
+    if ((v = proc_field(buf, "NoNewPrivs")))
         c.no_new_privs = strtol(v, NULL, 10) != 0;
-    if ((v = s_field(buf, "Seccomp")))
+    if ((v = proc_field(buf, "Seccomp")))
         c.seccomp = (int)strtol(v, NULL, 10);
     *ret = c;
     return 0;
@@ -406,20 +405,20 @@ int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,
     if (r < 0)
         return r;
     proc_status_t s = { 0 };
-    const char *v = s_field(buf, "TracerPid");
+    const char *v = proc_field(buf, "TracerPid");
     if (!v) {
         free(buf);
         return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
                                "/proc/%d/status has no TracerPid", (int)pid);
     }
     s.tracer_pid = (pid_t)strtol(v, NULL, 10);
-    if ((v = s_field(buf, "Umask"))) {
+    if ((v = proc_field(buf, "Umask"))) {
         s.umask = (uint32_t)strtoul(v, NULL, 8);
         s.has_umask = true;
     }
-    if ((v = s_field(buf, "Threads")))
+    if ((v = proc_field(buf, "Threads")))
         s.threads = (int)strtol(v, NULL, 10);
-    const char *ign = s_field(buf, "SigIgn"), *cgt = s_field(buf, "SigCgt");
+    const char *ign = proc_field(buf, "SigIgn"), *cgt = proc_field(buf, "SigCgt");
     if (ign && cgt) {
         s.sig_ign = strtoull(ign, NULL, 16);
         s.sig_cgt = strtoull(cgt, NULL, 16);
@@ -432,14 +431,20 @@ int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,
     return r;
 }
 
+int proc_read_fdinfo_text(pid_t pid, int fd, char **ret, cairn_error_t *err)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "fdinfo/%d", fd);
+    return proc_read_file(pid, name, ret, NULL, err);
+}
+
 int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err)
 {
-    char name[64], *buf = NULL;
-    snprintf(name, sizeof(name), "fdinfo/%d", fd);
-    int r = proc_read_file(pid, name, &buf, NULL, err);
+    char *buf = NULL;
+    int r = proc_read_fdinfo_text(pid, fd, &buf, err);
     if (r < 0)
         return r;
-    const char *pos = s_field(buf, "pos"), *flags = s_field(buf, "flags");
+    const char *pos = proc_field(buf, "pos"), *flags = proc_field(buf, "flags");
     if (!pos || !flags) {
         free(buf);
         return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
@@ -448,7 +453,7 @@ int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err)
     proc_fdinfo_t f = { 0 };
     f.pos = strtoll(pos, NULL, 10);
     f.flags = (int32_t)strtol(flags, NULL, 8);
-    const char *ino = s_field(buf, "ino");
+    const char *ino = proc_field(buf, "ino");
     f.ino = ino ? strtoull(ino, NULL, 10) : 0;
     free(buf);
     *ret = f;
@@ -549,7 +554,7 @@ int proc_list_dir(pid_t pid, const char *dir, int **ret, size_t *ret_n,
                   cairn_error_t *err)
 {
     char path[128];
-    s_path(path, sizeof(path), pid, dir);
+    proc_path(path, sizeof(path), pid, dir);
     DIR *d = opendir(path);
     if (!d)
         return s_sys(err, errno, "cannot open", path);

@@ -96,6 +96,15 @@ int proc_read_stat(pid_t pid, proc_stat_t *ret, cairn_error_t *err);
 int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,
                      cairn_error_t *err);
 int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err);
+/* The whole text of /proc/PID/fdinfo/FD (caller frees), for the lines of
+ * one kind of fd. */
+int proc_read_fdinfo_text(pid_t pid, int fd, char **ret, cairn_error_t *err);
+/* The value after "Key:" at the start of a line of a /proc text (status,
+ * fdinfo), or NULL; text may point just past an earlier match, to find
+ * the next line with the same key. */
+const char *proc_field(const char *text, const char *key);
+/* "/proc/PID/NAME", or "/proc/self/NAME" for pid 0, into buf. */
+void proc_path(char *buf, size_t size, pid_t pid, const char *name);
 /* /proc/PID/limits: soft and hard value of each of the n resources
  * (RLIMIT_CPU = 0 ...), RLIM_INFINITY for "unlimited". One read, no
  * capability needed (prlimit(2) on another user's process needs
