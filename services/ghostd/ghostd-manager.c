@@ -358,11 +358,12 @@ static void s_job_release(ghostd_job_t *j)
     /* ghost-dump writes DIR/image.ghost.part and renames it when done, or
      * (--in-place) writes over DIR/image.ghost; one that crashed or was
      * killed leaves the .part, or a half-new image, behind. */
-    if (j->kind == GHOSTD_CHECKPOINT && j->image[0] &&
-        snprintf(part, sizeof part, "%s.part", j->image) < (int)sizeof part)
-        unlink(part);
-    if (j->kind == GHOSTD_CHECKPOINT && j->in_place && !j->exited && j->image[0])
-        unlink(j->image);
+    if (j->kind == GHOSTD_CHECKPOINT && j->image[0]) {
+        if (snprintf(part, sizeof part, "%s.part", j->image) < (int)sizeof part)
+            unlink(part);
+        if (j->in_place && !j->exited)
+            unlink(j->image);
+    }
 
     s_job_unwatch(j);
     if (j->poll_timer > 0)

@@ -1691,10 +1691,6 @@ static int s_shm_fill(const s_image_t *im, uint64_t shmid, int fd, uint64_t size
     return 0;
 }
 
-/* One memfd per object the fds of the tree refer to (FD_MEMFD), of the
- * fd's size and filled from its object pages: the whole truth of the
- * object. Its vmas map this memfd (s_open_shmem) and take no pages of
- * their own (s_vma_from_object), so mapping and fd see one object. */
 /* A memfd mapping whose pages the dump left out (an fd of the tree
  * refers to the memfd: its object pages hold it) must have that fd, or
  * it would come back as zeros. */
@@ -1719,6 +1715,10 @@ static int s_check_fd_memfds(const s_image_t *im, cairn_error_t *err)
     return 0;
 }
 
+/* One memfd per object the fds of the tree refer to (FD_MEMFD), of the
+ * fd's size and filled from its object pages: the whole truth of the
+ * object. Its vmas map this memfd (s_open_shmem) and take no pages of
+ * their own (s_vma_from_object), so mapping and fd see one object. */
 static int s_tree_objects(s_tree_t *t, cairn_error_t *err)
 {
     char name[256];
@@ -2630,13 +2630,12 @@ static uint32_t s_first_taken(const s_image_t *im, bool *dead, pid_t *parent, bo
     for (size_t p = 0; p < im->n_procs; p++) {
         const s_proc_t *pr = &im->procs[p];
         for (size_t i = 0; i < pr->threads.n; i++) {
-            char path[64];
             uint32_t tid = pr->threads.v[i]->thread->tid;
             proc_stat_t st;
-            snprintf(path, sizeof path, "/proc/%u", tid);
-            if (access(path, F_OK) != 0)
-                continue;
-            bool known = proc_read_stat((pid_t)tid, &st, NULL) == 0;
+            int r = proc_read_stat((pid_t)tid, &st, NULL);
+            if (r == -ENOENT || r == -ESRCH)
+                continue;   /* free */
+            bool known = r == 0;   /* held, by what we may not be able to tell */
             *dead = known && (st.state == 'Z' || st.state == 'X');
             *parent = known ? st.ppid : 0;
             *is_pid = tid == pr->process->process->pid;
