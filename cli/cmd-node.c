@@ -359,11 +359,17 @@ static int s_recv_event(void *sub, zmq_msg_t frames[3], cairn_error_t *err)
                            "([topic][Header][MemberEvent])", n);
 }
 
-/* Whether a topic frame is a subscription marker (CAIRN_SYNC_TOPIC_PREFIX). */
-static bool s_is_sync(zmq_msg_t *topic)
+/* Whether a topic frame is s (whole), or starts with it. */
+static bool s_topic_is(zmq_msg_t *topic, const char *s, bool whole)
 {
-    size_t n = strlen(CAIRN_SYNC_TOPIC_PREFIX);
-    return zmq_msg_size(topic) >= n && memcmp(zmq_msg_data(topic), CAIRN_SYNC_TOPIC_PREFIX, n) == 0;
+    size_t n = strlen(s), m = zmq_msg_size(topic);
+    return (whole ? m == n : m >= n) && memcmp(zmq_msg_data(topic), s, n) == 0;
+}
+
+static void s_close_frames(zmq_msg_t frames[3])
+{
+    for (int i = 0; i < 3; i++)
+        zmq_msg_close(&frames[i]);
 }
 
 /* Waits for the marker on our own sync topic: once it comes, clusterd has
@@ -385,10 +391,8 @@ static int s_wait_sync(void *sub, const char *sync, int64_t deadline, cairn_erro
         int r = s_recv_event(sub, frames, &e);
         if (r <= 0)
             continue;   /* nothing, or a malformed event: not the marker */
-        bool ours = zmq_msg_size(&frames[0]) == strlen(sync) &&
-                    memcmp(zmq_msg_data(&frames[0]), sync, strlen(sync)) == 0;
-        for (int i = 0; i < 3; i++)
-            zmq_msg_close(&frames[i]);
+        bool ours = s_topic_is(&frames[0], sync, true);
+        s_close_frames(frames);
         if (ours)
             return 0;
     }
@@ -526,15 +530,13 @@ static int s_watch_loop(void *sub, FILE *out, long count, int64_t deadline)
             cli_print_error(stderr, &e);
             return CLI_EXIT_SYSTEM;
         }
-        if (r > 0 && s_is_sync(&frames[0])) {   /* another watcher's marker */
-            for (int i = 0; i < 3; i++)
-                zmq_msg_close(&frames[i]);
+        if (r > 0 && s_topic_is(&frames[0], CAIRN_SYNC_TOPIC_PREFIX, false)) {
+            s_close_frames(frames);   /* another watcher's marker */
             continue;
         }
         if (r > 0) {
             r = s_event_json(frames, &line, &e);
-            for (int i = 0; i < 3; i++)
-                zmq_msg_close(&frames[i]);
+            s_close_frames(frames);
         }
         if (r < 0) {   /* a bad event is reported and skipped */
             cli_print_error(stderr, &e);
