@@ -49,6 +49,13 @@
 #   in_place_dump_vs_write_over  in_place_dump_mib_s / baseline_write_over_file_mib_s
 #   verified               the restored victim checked every word of its
 #                          memory on SIGUSR2 and wrote PASS
+#   page_reporting_order   the guest kernel's free page reporting order
+#                          during the run (null: no page_reporting module):
+#                          free blocks of that order or more are handed
+#                          back to the hypervisor, whose next touch by the
+#                          guest faults in the host; at 9 every freed huge
+#                          page is, so each huge folio of a new image costs
+#                          a host fault per page (bench/README.md)
 #
 # The victim (bench/ghost-victim) maps N MiB, writes a pattern into every
 # word, then sleeps in sigsuspend. Each size is dumped to a file on tmpfs,
@@ -59,7 +66,11 @@
 #
 # Usage (root: ptrace, clone3 set_tid; from the source root):
 #   bench/ghost.sh [--build DIR] [--sizes "64 256 1024"] [--fs "shm huge"]
-# --build defaults to $CAIRN_BUILD, else ./build.
+#                  [--page-reporting keep|off]
+# --build defaults to $CAIRN_BUILD, else ./build. --page-reporting off
+# raises page_reporting_order above any block's order for the run (none is
+# reported; the old value is put back on exit): the engine measured
+# without the hypervisor's first touch of returned memory.
 # `ninja -C BUILD bench-ghost` runs the defaults.
 # Exit codes: 0 every size verified; 1 a step failed (its line says which);
 # 2 not built; 77 not root; 100 wrong usage.
@@ -67,11 +78,18 @@ set -u
 BUILD=${CAIRN_BUILD:-./build}
 SIZES="64 256 1024"
 FSES="shm huge"
+REPORTING=keep
+REPORTING_PARAM=/sys/module/page_reporting/parameters/page_reporting_order
 while [ $# -gt 0 ]; do
     case $1 in
     --build) BUILD=$2; shift 2 ;;
     --sizes) SIZES=$2; shift 2 ;;
     --fs) FSES=$2; shift 2 ;;
+    --page-reporting)
+        case ${2:-} in keep|off) REPORTING=$2 ;; *)
+            echo "{\"error\":{\"code\":\"usage\",\"message\":\"--page-reporting takes keep or off\"}}" >&2; exit 100 ;;
+        esac
+        shift 2 ;;
     *) echo "{\"error\":{\"code\":\"usage\",\"message\":\"unknown argument '$1'\"}}" >&2; exit 100 ;;
     esac
 done
@@ -89,13 +107,26 @@ SHMDIR=$(mktemp -d /dev/shm/cairn-bench-ghost.XXXXXX)
 HUGEDIR="$WORK/huge"
 MOUNTED=0
 PIDS=()
+OLD_ORDER=
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     [ "$MOUNTED" -eq 1 ] && umount "$HUGEDIR"
+    [ -n "$OLD_ORDER" ] && echo "$OLD_ORDER" > "$REPORTING_PARAM"
     rm -rf "$SHMDIR" "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if [ "$REPORTING" = off ]; then
+    [ -w "$REPORTING_PARAM" ] || {
+        echo "{\"error\":{\"code\":\"unsupported\",\"message\":\"--page-reporting off: $REPORTING_PARAM is not there (no free page reporting to hold off)\"}}" >&2
+        exit 2
+    }
+    OLD_ORDER=$(cat "$REPORTING_PARAM")
+    echo 11 > "$REPORTING_PARAM"   # above MAX_PAGE_ORDER (10): no block qualifies
+    sleep 3                        # blocks already queued are reported meanwhile
+fi
+ORDER=$(cat "$REPORTING_PARAM" 2>/dev/null || echo null)
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
@@ -188,7 +219,8 @@ one() {
         --argjson runs "[${runs[0]},${runs[1]},$(jq .dump_us <<<"$dj")]" \
         --argjson inplace "[${inplace[0]},${inplace[1]},${inplace[2]}]" \
         --argjson wd $((t1 - t0)) --argjson wr $((t2 - t1)) \
-        --argjson verified "$verified" --arg check "$(cat "$st" 2>/dev/null)" '
+        --argjson verified "$verified" --arg check "$(cat "$st" 2>/dev/null)" \
+        --argjson order "$ORDER" '
         def r1: (. * 10 | round) / 10;
         def r2: (. * 100 | round) / 100;
         ($d.image_bytes / 1048576) as $imib
@@ -203,10 +235,12 @@ one() {
            cold_dump_ms:($c.dump_us / 1000 | r1), copy_threads:$d.copy_threads,
            restore_ms:($r.restore_us / 1000 | r1), restore_mib_s:($imib / $rs | round),
            total_ms:(($d.freeze_us + $d.dump_us + $r.restore_us) / 1000 | r1),
-           wall_ms:{dump:$wd, restore:$wr}, verified:$verified}
+           wall_ms:{dump:$wd, restore:$wr}, verified:$verified,
+           page_reporting_order:$order}
         + (if $verified then {} else {check:$check} end)
         + {baseline_process_vm_readv_mib_s:$bw.process_vm_readv_mib_s,
            baseline_process_vm_readv_resident_mib_s:$bw.process_vm_readv_resident_mib_s,
+           baseline_process_vm_readv_dst16_mib_s:$bw.process_vm_readv_dst16_mib_s,
            baseline_memcpy_mib_s:$bw.memcpy_mib_s,
            baseline_write_new_file_mib_s:$bw.write_new_file_mib_s,
            baseline_write_over_file_mib_s:$bw.write_over_file_mib_s,

@@ -4,7 +4,9 @@
  * truncated at every byte, bad magic, oversized length, a garbage record,
  * records out of order, data after the end - each -EBADMSG naming the
  * offset. A run written as a room and filled afterwards (the dump's in-place
- * copy) reads back like any other; a pipe has no room to leave. */
+ * copy) reads back like any other; a pipe has no room to leave. Long runs
+ * start on a page of the stream (their pad is skipped by the reader); a
+ * pad over a page is refused, and a stream without pads (version 1) reads. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -311,6 +313,13 @@ static void s_skip_pages(ghost_reader_t *r, int file_fd, uint64_t vaddr,
     Cairn__Ghost__Record *rec = s_next(r, CAIRN__GHOST__RECORD__R_PAGES);
     cr_assert_eq(rec->pages->vaddr, vaddr);
     uint64_t at = ghost_reader_bytes(r);
+    /* Long runs are padded to start on a page of the stream; short ones
+     * follow their record at once. */
+    if (n >= GHOST_ALIGN_MIN_PAGES)
+        cr_assert(at % PAGE == 0 && rec->pages->pad > 0, "run of %llu pages at %llu",
+                  (unsigned long long)n, (unsigned long long)at);
+    else
+        cr_assert_eq(rec->pages->pad, 0);
     cairn_error_t err;
     cr_assert_eq(ghost_skip_raw(r, n * PAGE, &err), 0, "%s", err.message);
     cr_assert_eq(ghost_reader_bytes(r), at + n * PAGE);
@@ -598,3 +607,82 @@ Test(image, room_filled_later_reads_back)
     close(fd);
 }
 
+
+/* A header, then a pages record of n_pages with the given pad, then pad
+ * zero bytes and the raw pages (a hand-made stream: any pad, any place). */
+static uint8_t *s_stream_with_pad(uint64_t n_pages, uint32_t pad, size_t *ret_len)
+{
+    FILE *f = tmpfile();
+    ghost_writer_t *w = ghost_writer_new(fileno(f));
+    s_write_header(w);
+    cairn_error_t err;
+    cr_assert_eq(ghost_writer_flush(w, &err), 0, "%s", err.message);
+    ghost_writer_free(w);
+    Cairn__Ghost__Pages pg = CAIRN__GHOST__PAGES__INIT;
+    pg.vaddr = 0x400000;
+    pg.n_pages = n_pages;
+    pg.pad = pad;
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_PAGES;
+    rec.pages = &pg;
+    size_t n = cairn__ghost__record__get_packed_size(&rec);
+    size_t raw = pad + n_pages * PAGE;
+    uint8_t *b = calloc(1, 4 + n + raw);
+    s_le32(b, (uint32_t)n);
+    cairn__ghost__record__pack(&rec, b + 4);
+    uint8_t *pages = s_pattern(n_pages * PAGE, 5);
+    memcpy(b + 4 + n + pad, pages, n_pages * PAGE);
+    free(pages);
+    cr_assert_eq(write(fileno(f), b, 4 + n + raw), (ssize_t)(4 + n + raw));
+    free(b);
+    *ret_len = (size_t)lseek(fileno(f), 0, SEEK_END);
+    uint8_t *all = malloc(*ret_len);
+    cr_assert_eq(pread(fileno(f), all, *ret_len, 0), (ssize_t)*ret_len);
+    fclose(f);
+    return all;
+}
+
+/* Reads the hand-made stream up to its pages: rc of the pages record, and
+ * if it was read, the pages compared with what was written. */
+static int s_read_padded(const uint8_t *buf, size_t len, uint64_t n_pages,
+                         cairn_error_t *err)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_lt(len, 60000u, "fits the pipe");
+    cr_assert_eq(write(p[1], buf, len), (ssize_t)len);
+    close(p[1]);
+    ghost_reader_t *r = ghost_reader_new(p[0]);
+    Cairn__Ghost__Record *rec = NULL;
+    cr_assert_eq(ghost_read_record(r, &rec, err), 0, "%s", err->message);
+    cairn__ghost__record__free_unpacked(rec, NULL);
+    rec = NULL;
+    int rc = ghost_read_record(r, &rec, err);
+    if (rc == 0) {
+        uint8_t *got = malloc(n_pages * PAGE), *want = s_pattern(n_pages * PAGE, 5);
+        cr_assert_eq(ghost_read_raw(r, got, n_pages * PAGE, err), 0, "%s", err->message);
+        cr_assert_eq(memcmp(got, want, n_pages * PAGE), 0, "the pad is not page data");
+        free(got);
+        free(want);
+        cairn__ghost__record__free_unpacked(rec, NULL);
+    }
+    ghost_reader_free(r);
+    close(p[0]);
+    return rc;
+}
+
+Test(image, pad_is_skipped_and_bounded)
+{
+    cairn_error_t err;
+    size_t len;
+    uint8_t *b = s_stream_with_pad(2, 0, &len);   /* version 1: no pad */
+    cr_assert_eq(s_read_padded(b, len, 2, &err), 0, "%s", err.message);
+    free(b);
+    b = s_stream_with_pad(2, 777, &len);          /* any pad up to a page */
+    cr_assert_eq(s_read_padded(b, len, 2, &err), 0, "%s", err.message);
+    free(b);
+    b = s_stream_with_pad(2, PAGE + 1, &len);     /* more is garbage */
+    cr_assert_eq(s_read_padded(b, len, 2, &err), -EBADMSG);
+    cr_assert(strstr(err.message, "pads its pages") != NULL, "%s", err.message);
+    free(b);
+}

@@ -227,6 +227,41 @@ static int s_send_with_pages(ghost_writer_t *w, const struct iovec *iov,
     return r;
 }
 
+/* Appends n zero bytes to the buffer, flushing first if they would not fit. */
+static int s_buffer_zeros(ghost_writer_t *w, size_t n, cairn_error_t *err)
+{
+    if (w->len + n > S_WBUF_SIZE) {
+        int r = ghost_writer_flush(w, err);
+        if (r < 0)
+            return r;
+    }
+    memset(w->buf + w->len, 0, n);
+    w->len += n;
+    w->bytes += n;
+    return 0;
+}
+
+/* Buffers rec, a pages or object_pages record whose pad field is *pad,
+ * and that many zero bytes: set so the raw bytes that follow start at a
+ * multiple of page_size in the stream, for runs long enough to be worth
+ * it (image.h). The pad field is fixed32, so its value does not change
+ * the record's size once it is present. */
+static int s_buffer_raw_record(ghost_writer_t *w, const Cairn__Ghost__Record *rec,
+                               uint32_t *pad, uint64_t n_pages, uint32_t page_size,
+                               cairn_error_t *err)
+{
+    *pad = 0;
+    if (n_pages >= GHOST_ALIGN_MIN_PAGES && page_size <= S_WBUF_SIZE / 2) {
+        *pad = page_size;   /* present, for the size */
+        uint64_t end = w->bytes + 4 + cairn__ghost__record__get_packed_size(rec);
+        *pad = page_size - (uint32_t)(end % page_size);   /* 1 .. page_size */
+    }
+    int r = s_buffer_record(w, rec, err);
+    if (r == 0 && *pad)
+        r = s_buffer_zeros(w, *pad, err);
+    return r;
+}
+
 /* Checks a pages run and buffers its record; its raw size into *ret_want. */
 static int s_buffer_pages_record(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
                                  uint32_t page_size, uint64_t *ret_want, cairn_error_t *err)
@@ -243,7 +278,7 @@ static int s_buffer_pages_record(ghost_writer_t *w, uint64_t vaddr, uint64_t n_p
     rec.r_case = CAIRN__GHOST__RECORD__R_PAGES;
     rec.pages = &p;
     *ret_want = want;
-    return s_buffer_record(w, &rec, err);
+    return s_buffer_raw_record(w, &rec, &p.pad, n_pages, page_size, err);
 }
 
 int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
@@ -314,7 +349,7 @@ int ghost_write_object_pages(ghost_writer_t *w, uint64_t shmid, uint64_t offset,
     Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
     rec.r_case = CAIRN__GHOST__RECORD__R_OBJECT_PAGES;
     rec.object_pages = &p;
-    int r = s_buffer_record(w, &rec, err);
+    int r = s_buffer_raw_record(w, &rec, &p.pad, n_pages, page_size, err);
     if (r == 0)
         r = s_send_with_pages(w, iov, iovcnt, err);
     if (r == 0)
@@ -424,6 +459,18 @@ static int s_at_eof(ghost_reader_t *r, cairn_error_t *err)
     return k == 0 ? 1 : 0;
 }
 
+/* A raw run's pad is at most a page. */
+static int s_check_pad(const ghost_reader_t *r, uint32_t pad, uint64_t at,
+                       cairn_error_t *err)
+{
+    if (pad > r->page_size)
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "record at offset %llu pads its pages with %u bytes "
+                               "(page size %u)", (unsigned long long)at, pad,
+                               r->page_size);
+    return 0;
+}
+
 /* Checks a decoded record against the stream's order rules. */
 static int s_check_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec,
                           uint64_t at, cairn_error_t *err)
@@ -450,7 +497,7 @@ static int s_check_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec,
             return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
                                    "pages record at offset %llu has %llu pages",
                                    (unsigned long long)at, (unsigned long long)n);
-        return 0;
+        return s_check_pad(r, rec->pages->pad, at, err);
     }
     case CAIRN__GHOST__RECORD__R_OBJECT_PAGES: {
         uint64_t n = rec->object_pages->n_pages;
@@ -465,7 +512,7 @@ static int s_check_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec,
                                    "at object offset %llu", (unsigned long long)at,
                                    (unsigned long long)n,
                                    (unsigned long long)rec->object_pages->offset);
-        return 0;
+        return s_check_pad(r, rec->object_pages->pad, at, err);
     }
     case CAIRN__GHOST__RECORD__R__NOT_SET:
         return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
@@ -486,9 +533,9 @@ static void s_note_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec)
         r->seen_header = true;
         r->page_size = rec->header->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
-        r->raw_left = rec->pages->n_pages * r->page_size;
+        r->raw_left = rec->pages->pad + rec->pages->n_pages * r->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES) {
-        r->raw_left = rec->object_pages->n_pages * r->page_size;
+        r->raw_left = rec->object_pages->pad + rec->object_pages->n_pages * r->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_END) {
         r->seen_end = true;
     }
@@ -570,6 +617,16 @@ int ghost_read_record(ghost_reader_t *r, Cairn__Ghost__Record **ret,
     if (rc < 0)
         return rc;
     s_note_record(r, rec);
+    /* The pad is part of the raw run for the reader's accounting; the
+     * caller sees only the pages. */
+    uint32_t pad = rec->r_case == CAIRN__GHOST__RECORD__R_PAGES ? rec->pages->pad
+                   : rec->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES ? rec->object_pages->pad
+                   : 0;
+    rc = pad ? ghost_skip_raw(r, pad, err) : 0;
+    if (rc < 0) {
+        cairn__ghost__record__free_unpacked(rec, NULL);
+        return rc;
+    }
     *ret = rec;
     return 0;
 }

@@ -1,8 +1,14 @@
 /* image.h - the checkpoint image stream (proto/ghost.proto).
  *
  * magic "CAIRNGH1", then records: u32 little-endian length + Record; a
- * Record{pages} or Record{object_pages} is followed by n_pages * page_size
- * raw bytes. The writer
+ * Record{pages} or Record{object_pages} is followed by its pad (zero
+ * bytes) and n_pages * page_size raw bytes. The writer pads runs of
+ * GHOST_ALIGN_MIN_PAGES or more so their raw bytes start at a multiple of
+ * the page size in the stream: a file image then holds them page-aligned,
+ * which copies into or out of it need (a copy whose source and destination
+ * differ by a few bytes modulo 4 KiB runs at a third of the speed on
+ * x86 -- bench/README.md) and which keeps a run of a huge-page filesystem
+ * from straddling folios. The reader skips the pad. The writer
  * and reader work on a plain fd (file, pipe or socket: no seeking), buffer
  * small records and pass page data straight through (large writes / reads
  * without an intermediate copy where possible).
@@ -22,7 +28,9 @@
 #include "ghost.pb-c.h"
 
 #define GHOST_IMAGE_MAGIC "CAIRNGH1"
-#define GHOST_IMAGE_VERSION 1u
+#define GHOST_IMAGE_VERSION 2u       /* written */
+#define GHOST_IMAGE_VERSION_MIN 1u   /* oldest read: version 1 has no pads */
+#define GHOST_ALIGN_MIN_PAGES 16u    /* shorter runs are not padded (<= 1/16 waste) */
 #define GHOST_MAX_RECORD (1u << 20)
 
 typedef struct ghost_writer ghost_writer_t;

@@ -214,10 +214,10 @@ static int s_check_header(s_image_t *im, const Cairn__Ghost__ImageHeader *h,
 {
     long page = sysconf(_SC_PAGESIZE);
 
-    if (h->version != GHOST_IMAGE_VERSION)
+    if (h->version < GHOST_IMAGE_VERSION_MIN || h->version > GHOST_IMAGE_VERSION)
         return cairn_error_set(err, -EBADMSG, CAIRN_BAD_VERSION,
-                               "image version %u, this restorer reads %u",
-                               h->version, GHOST_IMAGE_VERSION);
+                               "image version %u, this restorer reads %u to %u",
+                               h->version, GHOST_IMAGE_VERSION_MIN, GHOST_IMAGE_VERSION);
     if (h->page_size != (uint32_t)page)
         return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
                                "image page size %u, this host uses %ld",
