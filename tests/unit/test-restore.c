@@ -23,6 +23,12 @@
  * open file descriptions (fd 3, its dup fd 42, both inherited) and a
  * memfd with a shared mapping of it: offsets must keep moving together
  * across processes, and mapping and fd must stay one object.
+ *
+ * ghost_restore_check (in this process) is run on a real image and on
+ * thousands of damaged copies of it (records' bytes changed, records
+ * dropped, repeated, swapped, cut): each is accepted or refused with a
+ * reason, never a crash (the ASan build runs it too), and nothing is
+ * left behind (fds, processes).
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -44,6 +50,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "image.h"
+#include "restore.h"
 
 #define MB (1u << 20)
 
@@ -1012,4 +1021,173 @@ Test(restore, shared_open_files_and_memfd_survive)
                  "no verdict from %d", root);
     cr_assert_eq(strncmp(line, "PASS", 4), 0, "%s", line);
     cr_assert_eq(waitpid(root, NULL, 0), root);
+}
+
+/* ------------------------------------------------- check and damage */
+
+/* One record of an image: [off, off + len) is its length prefix and
+ * body, raw the pad and page bytes after it. */
+typedef struct {
+    size_t off, len, raw;
+} s_span_t;
+
+/* The records of a well-formed image (magic skipped); their count. */
+static size_t s_spans(const uint8_t *buf, size_t n, s_span_t *v, size_t cap)
+{
+    size_t at = 8, k = 0;
+
+    while (at + 4 <= n && k < cap) {
+        uint32_t len = (uint32_t)buf[at] | (uint32_t)buf[at + 1] << 8 |
+                       (uint32_t)buf[at + 2] << 16 | (uint32_t)buf[at + 3] << 24;
+        Cairn__Ghost__Record *r = cairn__ghost__record__unpack(NULL, len, buf + at + 4);
+        cr_assert_not_null(r, "record at %zu does not decode", at);
+        size_t raw = r->r_case == CAIRN__GHOST__RECORD__R_PAGES
+                         ? r->pages->pad + r->pages->n_pages * 4096
+                     : r->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES
+                         ? r->object_pages->pad + r->object_pages->n_pages * 4096
+                         : 0;
+        cairn__ghost__record__free_unpacked(r, NULL);
+        v[k++] = (s_span_t){ at, 4 + len, raw };
+        at += 4 + len + raw;
+    }
+    cr_assert_eq(at, n, "the records cover the image");
+    return k;
+}
+
+static uint64_t s_rand(uint64_t *x)
+{
+    *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+    return *x;
+}
+
+/* A damaged copy of buf into out (room for 2n): one of several kinds of
+ * damage to the records (never to page bytes alone, which are data);
+ * its length. */
+static size_t s_damage(const uint8_t *buf, size_t n, const s_span_t *v, size_t k,
+                       uint64_t *rng, uint8_t *out)
+{
+    const s_span_t *a = &v[s_rand(rng) % k];
+    size_t whole = a->len + a->raw;
+
+    switch (s_rand(rng) % 6) {
+    case 0:   /* a few bytes of one record changed */
+    case 1:
+        memcpy(out, buf, n);
+        for (int i = 0, m = 1 + (int)(s_rand(rng) % 4); i < m; i++)
+            out[a->off + s_rand(rng) % a->len] = (uint8_t)s_rand(rng);
+        return n;
+    case 2:   /* one byte of one record set to an edge value */
+        memcpy(out, buf, n);
+        out[a->off + 4 + s_rand(rng) % (a->len - 4)] =
+            (uint8_t[]){ 0, 1, 0x7f, 0x80, 0xff }[s_rand(rng) % 5];
+        return n;
+    case 3:   /* one record dropped */
+        memcpy(out, buf, a->off);
+        memcpy(out + a->off, buf + a->off + whole, n - a->off - whole);
+        return n - whole;
+    case 4:   /* one record repeated */
+        memcpy(out, buf, a->off + whole);
+        memcpy(out + a->off + whole, buf + a->off, n - a->off);
+        return n + whole;
+    default:  /* cut inside or at the end of a record */
+        memcpy(out, buf, n);
+        return a->off + s_rand(rng) % whole;
+    }
+}
+
+static int s_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* ghost_restore_check on len bytes through a memfd. */
+static int s_check_bytes(const uint8_t *b, size_t len, ghost_restore_stats_t *st,
+                         cairn_error_t *err)
+{
+    int fd = memfd_create("damaged", MFD_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, b, len), (ssize_t)len);
+    lseek(fd, 0, SEEK_SET);
+    cairn_error_clear(err);
+    int ret = ghost_restore_check(fd, st, err);
+    close(fd);
+    return ret;
+}
+
+Test(restore, check_accepts_the_image_and_changes_nothing)
+{
+    char path[512], out[1024];
+    pid_t pid;
+
+    s_checkpoint("single", &pid);
+    snprintf(path, sizeof path, "%s/image", s_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    ghost_restore_stats_t st;
+    cairn_error_t err;
+    cr_assert_eq(ghost_restore_check(fd, &st, &err), 0, "%s", err.message);
+    close(fd);
+    cr_assert_eq(st.original_pid, pid);
+    cr_assert(st.same_pid, "the pid is free: it was dumped and reaped");
+    cr_assert_eq(st.processes, 1);
+    cr_assert_gt(st.pages, 0);
+    cr_assert_eq(kill(pid, 0), -1, "the check made nothing");
+    /* the tool says the same, and the image still restores */
+    cr_assert_eq(s_run(out, sizeof out, "%s --image %s --check", s_tool("ghost-restore"),
+                       path), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "\"pids_free\":true"), "%s", out);
+    cr_assert_eq(s_restore("", 0, out, sizeof out), pid, "%s", out);
+    cr_assert_eq(s_run(out, sizeof out, "%s --image %s --check", s_tool("ghost-restore"),
+                       path), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "\"pids_free\":false"), "%s", out);
+    s_expect_pass(pid);
+}
+
+Test(restore, damaged_images_are_checked_without_a_crash, .timeout = 170)
+{
+    char path[512];
+    pid_t pid;
+
+    s_checkpoint("single", &pid);
+    snprintf(path, sizeof path, "%s/image", s_dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f);
+    rewind(f);
+    uint8_t *buf = malloc(n), *out = malloc(2 * n);
+    cr_assert(buf && out);
+    cr_assert_eq(fread(buf, 1, n, f), n);
+    fclose(f);
+    static s_span_t v[4096];
+    size_t k = s_spans(buf, n, v, 4096);
+    const char *env = getenv("CAIRN_DAMAGE_ROUNDS");
+    int rounds = env ? atoi(env) : 1500, fds = s_count_fds(), refused = 0;
+    uint64_t seed = (uint64_t)time(NULL) | 1, rng = seed;
+    for (int i = 0; i < rounds; i++) {
+        uint64_t before = rng;
+        size_t len = s_damage(buf, n, v, k, &rng, out);
+        ghost_restore_stats_t st;
+        cairn_error_t err;
+        int ret = s_check_bytes(out, len, &st, &err);
+        if (ret < 0) {
+            refused++;
+            cr_assert(err.code != CAIRN_OK && err.message[0],
+                      "round %d (rng %llu): refused without a reason", i,
+                      (unsigned long long)before);
+        }
+    }
+    cr_assert_eq(s_count_fds(), fds, "the checks leaked fds (seed %llu)",
+                 (unsigned long long)seed);
+    cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1, "a check made a process");
+    cr_assert_gt(refused, rounds / 4, "most damage is refused (%d of %d)", refused, rounds);
+    free(buf);
+    free(out);
 }

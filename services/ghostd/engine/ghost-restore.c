@@ -2,6 +2,7 @@
  * runs one per request so a hostile image can never take the daemon down.
  *
  *   ghost-restore --image FILE [--new-pid]
+ *   ghost-restore --image FILE --check
  *
  * Prints exactly one JSON line on stdout: on success
  *   {"pid":N,"original_pid":N,"same_pid":B,"image_bytes":N,"pages":N,
@@ -9,16 +10,23 @@
  *    "members":[{"pid":N,"original_pid":N,"ppid":N,"threads":N},...]}
  * where pid is the root's and members lists every process, root first
  * (ppid 0 for the root), and on failure
- * {"error":{"code":"<cairn code name>","message":"..."}}.
+ * {"error":{"code":"<cairn code name>","message":"..."}}. --check reads,
+ * checks and plans the restore without making anything
+ * (ghost_restore_check) and prints
+ *   {"check":true,"original_pid":N,"pids_free":B,"image_bytes":N,
+ *    "pages":N,"processes":N,"threads":N,"check_us":N}
+ * pids_free: every original pid and thread id is free now.
  * Exit codes: 0 restored (the tree runs, no longer traced; the root is
  * reparented when this program exits right after); 1 failed (nothing is
  * left running); 3 the original pid of a process of the tree is taken and
- * --new-pid was not given (nothing was made); 100 wrong usage.
+ * --new-pid was not given (nothing was made); 100 wrong usage. With
+ * --check: 0 the image would be restored, 1 it would be refused.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,12 +57,23 @@ static json_t *s_success(const ghost_restore_stats_t *st)
                      "members", members);
 }
 
+/* The --check success line. */
+static json_t *s_checked(const ghost_restore_stats_t *st)
+{
+    return json_pack("{s:b,s:i,s:b,s:I,s:I,s:i,s:i,s:I}", "check", 1,
+                     "original_pid", (int)st->original_pid, "pids_free", st->same_pid,
+                     "image_bytes", (json_int_t)st->image_bytes,
+                     "pages", (json_int_t)st->pages,
+                     "processes", (int)st->processes, "threads", (int)st->threads,
+                     "check_us", (json_int_t)st->restore_us);
+}
+
 static int s_usage(const char *why)
 {
     cairn_error_t err;
 
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
-                    "%s; usage: ghost-restore --image FILE [--new-pid]", why);
+                    "%s; usage: ghost-restore --image FILE [--new-pid | --check]", why);
     return ghost_report_error(&err, 100);
 }
 
@@ -63,8 +82,10 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         { "image", required_argument, NULL, 'i' },
         { "new-pid", no_argument, NULL, 'n' },
+        { "check", no_argument, NULL, 'c' },
         { NULL, 0, NULL, 0 },
     };
+    bool check = false;
     ghost_restore_opts_t opts = { 0 };
     ghost_restore_stats_t st;
     cairn_error_t err;
@@ -77,11 +98,15 @@ int main(int argc, char **argv)
             image = optarg;
         else if (c == 'n')
             opts.new_pid = true;
+        else if (c == 'c')
+            check = true;
         else
             return s_usage("unknown option");
     }
     if (!image || optind != argc)
         return s_usage(image ? "unexpected argument" : "--image is required");
+    if (check && opts.new_pid)
+        return s_usage("--check restores nothing: it takes no --new-pid");
     fd = open(image, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         cairn_error_set(&err, -errno, CAIRN_NOT_FOUND, "cannot open image %s: %s",
@@ -89,6 +114,14 @@ int main(int argc, char **argv)
         return ghost_report_error(&err, 1);
     }
     cairn_error_clear(&err);
+    if (check) {
+        ret = ghost_restore_check(fd, &st, &err);
+        close(fd);
+        if (ret < 0)
+            return ghost_report_error(&err, 1);
+        ghost_report(s_checked(&st));
+        return 0;
+    }
     ret = ghost_restore(fd, &opts, &st, &err);
     close(fd);
     if (ret < 0)

@@ -148,6 +148,7 @@ typedef struct {
     int staging_fd;        /* memfd holding every page, or the image file itself */
     uint64_t staging_len;  /* bytes used in it (memfd only) */
     bool direct;           /* staging_fd is the image file: raw bytes at their file offsets */
+    bool check_only;       /* ghost_restore_check: raw bytes skipped, never staged */
     uint64_t pages;        /* pages read (object pages included) */
     uint64_t bytes;        /* stream bytes consumed */
     s_objrun_t *objruns;   /* object pages of memfds, in stream order */
@@ -289,7 +290,7 @@ static int s_stage(s_image_t *im, ghost_reader_t *r, uint64_t len,
     void *win;
     int ret;
 
-    if (im->direct) {
+    if (im->direct || im->check_only) {
         uint64_t at = ghost_reader_bytes(r);
         ret = ghost_skip_raw(r, len, err);
         if (ret == 0)
@@ -525,8 +526,9 @@ static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     struct stat st;
     im->direct = fstat(in_fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                 lseek(in_fd, 0, SEEK_CUR) == 0;
-    im->staging_fd = im->direct ? fcntl(in_fd, F_DUPFD_CLOEXEC, 0)
+                 lseek(in_fd, 0, SEEK_CUR) == 0 && !im->check_only;
+    /* A check plans with a staging fd too (it is only read at restore). */
+    im->staging_fd = im->direct || im->check_only ? fcntl(in_fd, F_DUPFD_CLOEXEC, 0)
                                 : memfd_create("ghost-staging", MFD_CLOEXEC);
     if (im->staging_fd < 0)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "memfd_create: %s",
@@ -1677,6 +1679,8 @@ static int s_copy_range(int src, uint64_t src_off, int dst, uint64_t dst_off, si
 static int s_shm_fill(const s_image_t *im, uint64_t shmid, int fd, uint64_t size,
                       cairn_error_t *err)
 {
+    if (im->check_only)   /* nothing staged: the contents are not checked */
+        return 0;
     for (size_t i = 0; i < im->n_objruns; i++) {
         const s_objrun_t *o = &im->objruns[i];
         if (o->shmid != shmid || o->offset >= size)
@@ -2749,6 +2753,38 @@ static void s_raise_nofile(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+int ghost_restore_check(int in_fd, ghost_restore_stats_t *ret_stats, cairn_error_t *err)
+{
+    s_image_t im = { .staging_fd = -1, .check_only = true };
+    s_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
+    uint64_t t0 = s_now_us();
+    int ret;
+
+    if (in_fd < 0 || !ret_stats)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "ghost_restore_check: bad arguments");
+    s_raise_nofile();
+    t.im = &im;
+    ret = s_load(in_fd, &im, err);
+    if (ret == 0)
+        ret = s_plan(&t, &im, false, err);
+    if (ret == 0) {
+        cairn_error_t taken;
+        *ret_stats = (ghost_restore_stats_t){
+            .original_pid = (pid_t)im.procs[0].process->process->pid,
+            .same_pid = s_check_ids(&im, &taken) == 0,
+            .image_bytes = im.bytes,
+            .pages = im.pages,
+            .processes = (uint32_t)im.n_procs,
+            .threads = (uint32_t)s_n_threads(&im),
+            .restore_us = s_now_us() - t0,
+        };
+    }
+    s_tree_free(&t);
+    s_image_free(&im);
+    return ret;
 }
 
 int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,

@@ -72,4 +72,16 @@ typedef struct ghost_restore_stats {
 int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
                   ghost_restore_stats_t *ret_stats, cairn_error_t *err);
 
+/* Reads and checks the whole image from in_fd as ghost_restore would and
+ * plans its restore -- the files it names opened, its layout checked
+ * against this host and its CPU -- but makes no process and changes
+ * nothing: what ghost_restore would refuse before making anything, this
+ * refuses with the same error (a taken pid excepted). Page data is
+ * skipped, not staged (a pipe is read through). On success *ret_stats has
+ * original_pid, image_bytes, pages, processes, threads; same_pid says
+ * whether every original pid and thread id is free now (a restore without
+ * new_pid would keep them); restore_us is the time the check took; pid 0,
+ * members NULL. */
+int ghost_restore_check(int in_fd, ghost_restore_stats_t *ret_stats, cairn_error_t *err);
+
 #endif
