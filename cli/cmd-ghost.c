@@ -32,16 +32,20 @@ const cli_option_t cli_checkpoint_options[] = {
     { "--in-place", NULL, "write over D's image, reusing its memory (faster "
       "for periodic checkpoints; needs --dir; a dump that fails once it "
       "began writing removes the image)" },
+    { "--check", NULL, "only say whether PID can be checkpointed now: the "
+      "same checks, nothing frozen or written (no --dir, --in-place)" },
     { NULL, NULL, NULL },
 };
-enum { O_DIR, O_LEAVE_RUNNING, O_IN_PLACE };
+enum { O_DIR, O_LEAVE_RUNNING, O_IN_PLACE, O_CHECK };
 
 const cli_option_t cli_restart_options[] = {
     { "--pid", "same|new", "restore with the original pid (default; "
       "already-exists if it is taken) or a new one" },
+    { "--check", NULL, "only read, check and plan the restore of DIR's image "
+      "here: nothing is made (no --pid)" },
     { NULL, NULL, NULL },
 };
-enum { O_PID };
+enum { O_PID, O_RESTART_CHECK };
 
 /* path made absolute against the cwd into out. */
 static int s_absolute(const char *what, const char *path, char *out,
@@ -115,6 +119,8 @@ static int s_timeout(const cli_ctx *ctx)
 
 static json_t *s_checkpoint_json(const Cairn__Ghostd__CheckpointReply *c)
 {
+    if (c->checked_only)
+        return json_pack("{s:I, s:b}", "pid", (json_int_t)c->pid, "checkpointable", 1);
     return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:b}",
                      "pid", (json_int_t)c->pid, "dir", c->dir,
                      "image", c->image,
@@ -145,6 +151,9 @@ static int s_checkpoint_args(int argc, char **argv, cli_args_t *a, long *ret_pid
     dir[0] = '\0';
     if (r == 0 && a->values[O_DIR])
         r = s_absolute("--dir", a->values[O_DIR], dir, size, err);
+    if (r == 0 && a->values[O_CHECK] && (a->values[O_DIR] || a->values[O_IN_PLACE]))
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "checkpoint: --check writes "
+                            "nothing: it takes no --dir or --in-place");
     if (r == 0 && a->values[O_IN_PLACE] && !a->values[O_DIR])
         r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "checkpoint: --in-place "
                             "needs --dir (the directory whose image it writes over)");
@@ -170,6 +179,7 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
     creq.dir = dir;
     creq.leave_running = a.values[O_LEAVE_RUNNING] != NULL;
     creq.in_place = a.values[O_IN_PLACE] != NULL;
+    creq.check_only = a.values[O_CHECK] != NULL;
     req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_CHECKPOINT;
     req.checkpoint = &creq;
     r = s_call(ctx, s_timeout(ctx), "checkpoint", &req.base,
@@ -184,8 +194,17 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
     return 0;
 }
 
-static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr)
+static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char *dir)
 {
+    if (rr->checked_only)
+        return json_pack("{s:s, s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:f}", "dir", dir,
+                         "restorable", 1, "original_pid", (json_int_t)rr->original_pid,
+                         "pids_free", (int)rr->pids_free,
+                         "image_bytes", (json_int_t)rr->image_bytes,
+                         "pages", (json_int_t)rr->pages,
+                         "processes", (json_int_t)rr->processes,
+                         "threads", (json_int_t)rr->threads,
+                         "check_ms", (double)rr->restore_us / 1000.0);
     return json_pack("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:f}",
                      "pid", (json_int_t)rr->pid,
                      "original_pid", (json_int_t)rr->original_pid,
@@ -197,9 +216,9 @@ static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr)
                      "restore_ms", (double)rr->restore_us / 1000.0);
 }
 
-/* The restart arguments: the absolute directory and --pid same|new. */
+/* The restart arguments: the absolute directory, --pid same|new, --check. */
 static int s_restart_args(int argc, char **argv, char *dir, size_t size,
-                          bool *ret_new_pid, cairn_error_t *err)
+                          bool *ret_new_pid, bool *ret_check, cairn_error_t *err)
 {
     cli_args_t a;
     const char *pid;
@@ -215,8 +234,13 @@ static int s_restart_args(int argc, char **argv, char *dir, size_t size,
     if (r == 0 && strcmp(pid, "same") != 0 && strcmp(pid, "new") != 0)
         r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--pid '%s': expected "
                             "same or new", pid);
-    if (r == 0)
+    if (r == 0 && a.values[O_RESTART_CHECK] && a.values[O_PID])
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "restart: --check restores "
+                            "nothing: it takes no --pid");
+    if (r == 0) {
         *ret_new_pid = strcmp(pid, "new") == 0;
+        *ret_check = a.values[O_RESTART_CHECK] != NULL;
+    }
     return r;
 }
 
@@ -227,22 +251,23 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
     Cairn__Ghostd__Reply *reply = NULL;
     char dir[PATH_MAX];
-    bool new_pid = false;
+    bool new_pid = false, check = false;
     json_t *result;
     int r;
 
-    r = s_restart_args(argc, argv, dir, sizeof dir, &new_pid, err);
+    r = s_restart_args(argc, argv, dir, sizeof dir, &new_pid, &check, err);
     if (r < 0)
         return r;
     rreq.dir = dir;
     rreq.new_pid = new_pid;
+    rreq.check_only = check;
     req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_RESTART;
     req.restart = &rreq;
     r = s_call(ctx, s_timeout(ctx), "restart", &req.base,
                CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY, &reply, err);
     if (r < 0)
         return r;
-    result = s_restart_json(reply->restart_reply);
+    result = s_restart_json(reply->restart_reply, dir);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     if (!result)
         return cli_oom(err);

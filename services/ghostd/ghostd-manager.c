@@ -251,7 +251,7 @@ static int s_check_busy(ghostd_t *gd, ghostd_kind_t kind, uint32_t pid,
                                    "pid %u is already being checkpointed "
                                    "(helper pid %d)", pid, (int)j->helper);
         if ((kind == GHOSTD_CHECKPOINT || j->kind == GHOSTD_CHECKPOINT) &&
-            strcmp(j->dir, dir) == 0)
+            dir[0] && strcmp(j->dir, dir) == 0)   /* checks have no dir */
             return cairn_error_set(err, -EBUSY, CAIRN_BUSY,
                                    "%s is in use by a running %s (helper pid "
                                    "%d)", dir, j->kind == GHOSTD_CHECKPOINT
@@ -528,6 +528,48 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     j->deferred = NULL;
 }
 
+/* A --check success line: ghost-dump's {"pid","checkpointable":true} or
+ * ghost-restore's {"check":true,"original_pid","pids_free",...}. */
+static void s_reply_checked(ghostd_job_t *j, json_t *v)
+{
+    static const char *const keys[] = { "original_pid", "image_bytes", "pages",
+                                        "processes", "threads", "check_us" };
+    Cairn__Ghostd__CheckpointReply cr = CAIRN__GHOSTD__CHECKPOINT_REPLY__INIT;
+    Cairn__Ghostd__RestartReply rr = CAIRN__GHOSTD__RESTART_REPLY__INIT;
+    Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
+    uint64_t f[6];
+
+    if (j->kind == GHOSTD_CHECKPOINT) {
+        if (!json_is_true(json_object_get(v, "checkpointable")))
+            return s_contract_fail(j, "has no \"checkpointable\": true");
+        cr.pid = j->pid;
+        cr.checked_only = true;
+        reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY;
+        reply.checkpoint_reply = &cr;
+        cairn_log_info("checkpoint-checked", "pid=%u", j->pid);
+    } else {
+        json_t *free_ids = json_object_get(v, "pids_free");
+        if (s_job_numbers(j, v, keys, f, 6) < 0)
+            return;
+        if (!json_is_boolean(free_ids))
+            return s_contract_fail(j, "has no boolean \"pids_free\"");
+        rr.original_pid = (uint32_t)f[0];
+        rr.image_bytes = f[1];
+        rr.pages = f[2];
+        rr.processes = (uint32_t)f[3];
+        rr.threads = (uint32_t)f[4];
+        rr.restore_us = f[5];
+        rr.checked_only = true;
+        rr.pids_free = json_is_true(free_ids);
+        reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
+        reply.restart_reply = &rr;
+        cairn_log_info("restart-checked", "image=%s original=%u pids_free=%d",
+                       j->image, rr.original_pid, (int)rr.pids_free);
+    }
+    cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
+    j->deferred = NULL;
+}
+
 static void s_reply_restart(ghostd_job_t *j, json_t *v)
 {
     static const char *const keys[] = { "pid", "original_pid", "image_bytes",
@@ -613,6 +655,8 @@ static void s_job_answer(ghostd_job_t *j, int status)
         s_reply_error(j, WEXITSTATUS(status), v);
     else if (!v)
         s_contract_fail(j, "is not one JSON object");
+    else if (j->check_only)
+        s_reply_checked(j, v);
     else if (j->kind == GHOSTD_CHECKPOINT)
         s_reply_checkpoint(j, v);
     else
@@ -765,11 +809,15 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
                                   "checkpoint: request body is empty");
     r = s_check_pid(cr->pid, &err);
-    if (r == 0)
+    if (r == 0 && cr->check_only && ((cr->dir && *cr->dir) || cr->in_place))
+        r = cairn_error_set(&err, -EINVAL, CAIRN_INVALID_ARGUMENT, "checkpoint: "
+                            "check_only writes nothing: it takes no dir or in_place");
+    dir[0] = '\0';
+    if (r == 0 && !cr->check_only)
         r = s_checkpoint_dir(gd, cr, dir, sizeof dir, &err);
     if (r == 0)
         r = s_check_busy(gd, GHOSTD_CHECKPOINT, cr->pid, dir, &err);
-    if (r == 0)
+    if (r == 0 && !cr->check_only)
         r = s_make_dir(dir, &err);
     if (r < 0)
         return s_fail(req, &err);
@@ -778,11 +826,18 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
     j->pid = cr->pid;
     j->leave_running = cr->leave_running;
     j->in_place = cr->in_place;
+    j->check_only = cr->check_only;
     snprintf(j->dir, sizeof j->dir, "%s", dir);
-    snprintf(j->image, sizeof j->image, "%s/%s", dir, GHOSTD_IMAGE_NAME);
+    /* A check names no image: nothing is removed after it. */
+    if (!cr->check_only)
+        snprintf(j->image, sizeof j->image, "%s/%s", dir, GHOSTD_IMAGE_NAME);
     snprintf(pid_arg, sizeof pid_arg, "%u", cr->pid);
     char *argv[8] = { NULL, "--pid", pid_arg, "--out", j->image };   /* + 2 flags, NULL */
     int n = 5;
+    if (cr->check_only) {
+        argv[3] = "--check";
+        n = 4;
+    }
     if (cr->leave_running)
         argv[n++] = "--leave-running";
     if (cr->in_place)
@@ -807,6 +862,9 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
                                   "restart: request body is empty");
     r = s_check_dir("restart", rr->dir, &err);
+    if (r == 0 && rr->check_only && rr->new_pid)
+        r = cairn_error_set(&err, -EINVAL, CAIRN_INVALID_ARGUMENT, "restart: "
+                            "check_only restores nothing: it takes no new_pid");
     if (r == 0) {
         snprintf(image, sizeof image, "%s/%s", rr->dir, GHOSTD_IMAGE_NAME);
         r = s_check_image(image, &err);
@@ -818,10 +876,11 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
     j = s_job_claim(gd);
     j->kind = GHOSTD_RESTART;
     j->new_pid = rr->new_pid;
+    j->check_only = rr->check_only;
     snprintf(j->dir, sizeof j->dir, "%s", rr->dir);
     snprintf(j->image, sizeof j->image, "%s", image);
     char *argv[] = { NULL, "--image", j->image,
-                     rr->new_pid ? "--new-pid" : NULL, NULL };
+                     rr->check_only ? "--check" : rr->new_pid ? "--new-pid" : NULL, NULL };
     r = s_job_run(j, req, argv, &err);
     return r < 0 ? s_fail(req, &err) : r;
 }

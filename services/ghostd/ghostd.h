@@ -48,6 +48,7 @@ typedef struct ghostd_job {
     bool in_place;             /* checkpoint: --in-place */
     bool exited;               /* the helper exited (did its own cleanup) */
     bool new_pid;              /* restart: --new-pid */
+    bool check_only;           /* either: the helper's --check (nothing written) */
     char dir[4096];            /* image directory */
     char image[4200];          /* DIR/image.ghost */
     char out[GHOSTD_OUTPUT_MAX]; /* helper stdout collected so far */

@@ -55,6 +55,7 @@ partial) echo '{"pid":1,"pages":2}'; exit 0;;
 crash) echo partial > "\$4.part"; kill -SEGV \$\$;;
 hang) echo partial > "\$4.part"; sleep 100;;
 err) echo '{"error":{"code":"not-found","message":"gone"}}'; exit 1;;
+checked) echo "\$*" > "$FAKE/args"; echo '{"pid":'\$2',"checkpointable":true}'; exit 0;;
 weird) echo '{"error":{"code":"not-found","message":"odd"}}'; exit 111;;
 esac
 EOF
@@ -64,6 +65,7 @@ case \$(cat "$FAKE/mode") in
 ok) echo '{"pid":4242,"original_pid":4242,"same_pid":true,"image_bytes":8192,"pages":2,"processes":1,"threads":1,"restore_us":1234}'; exit 0;;
 wrongpid) echo '{"pid":4243,"original_pid":4242,"same_pid":false,"image_bytes":8192,"pages":2,"processes":1,"threads":1,"restore_us":1234}'; exit 0;;
 taken) echo '{"error":{"code":"already-exists","message":"pid 4242 is taken"}}'; exit 3;;
+checked) echo "\$*" > "$FAKE/args"; echo '{"check":true,"original_pid":4242,"pids_free":true,"image_bytes":8192,"pages":2,"processes":1,"threads":1,"check_us":777}'; exit 0;;
 *) echo junk; exit 1;;
 esac
 EOF
@@ -149,6 +151,26 @@ fake taken restart "$T_TMP/f5"; t_err "pid taken" already-exists "taken"
 fake junk restart "$T_TMP/f5"; t_err "restore garbage" internal "no JSON"
 $F restart "$T_TMP/f5" --pid maybe >/dev/null 2>&1
 t_check "--pid maybe is a usage error" [ $? -eq 100 ]
+# --check: the helpers' checks, nothing written or made.
+fake checked checkpoint "$VICTIM" --check --leave-running
+t_check "checkpoint --check: exit 0 ($err)" [ "$rc" -eq 0 ]
+t_json_check "checkpoint --check: answer" "$out" ".pid == $VICTIM and .checkpointable == true"
+t_check "checkpoint --check: the helper is told ($(cat "$FAKE/args"))" \
+    [ "$(cat "$FAKE/args")" = "--pid $VICTIM --check --leave-running" ]
+fake checked checkpoint "$VICTIM" --check --dir "$T_TMP/f7"
+t_check "checkpoint --check --dir is a usage error" [ "$rc" -eq 100 ]
+t_check "checkpoint --check --dir: nothing made" [ ! -e "$T_TMP/f7" ]
+fake refuse checkpoint "$VICTIM" --check; t_err "checkpoint --check, refused" unsupported "fd 3"
+fake checked restart "$T_TMP/f5" --check
+t_check "restart --check: exit 0 ($err)" [ "$rc" -eq 0 ]
+t_json_check "restart --check: answer" "$out" ".dir == \"$T_TMP/f5\" and
+    .restorable == true and .original_pid == 4242 and .pids_free == true and
+    .image_bytes == 8192 and .pages == 2 and .check_ms == 0.777 and (has(\"pid\") | not)"
+t_check "restart --check: the helper is told ($(cat "$FAKE/args"))" \
+    [ "$(cat "$FAKE/args")" = "--image $T_TMP/f5/image.ghost --check" ]
+fake checked restart "$T_TMP/f5" --check --pid new
+t_check "restart --check --pid is a usage error" [ "$rc" -eq 100 ]
+fake ok restart "$T_TMP/f5" --check; t_err "restart --check answered a restore" internal "lacks"
 kill -0 "$VICTIM" 2>/dev/null
 t_check "the victim was never touched by ghostd" [ $? -eq 0 ]
 
@@ -300,7 +322,14 @@ if start_case memory "$R"; then
     $C restart "$T_TMP/mapped" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
     t_err "mapped file changed: restart refused" failed-precondition "changed since the dump"
     t_check "mapped file changed: nothing left running" [ "$(proc_state "$P")" = gone ]
+    $C restart "$T_TMP/mapped" --check >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+    t_err "mapped file changed: restart --check says why" failed-precondition "changed since the dump"
     touch -r "$T_TMP/mtime-ref" "$MEMFILE"
+    out=$($C restart "$T_TMP/mapped" --check 2>"$T_TMP/err"); rc=$?
+    t_check "mapped file back: restart --check ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    t_json_check "mapped file back: restorable, pid free" "$out" \
+        ".restorable == true and .original_pid == $P and .pids_free == true"
+    t_check "mapped file back: --check made nothing" [ "$(proc_state "$P")" = gone ]
     restart_verdict "mapped file back" "$T_TMP/mapped" "$P" "$R" memory
 else
     t_fail "mapped file: start"
@@ -331,6 +360,10 @@ CASE_WRAP=()
 R="$T_TMP/result-twice"; : >"$R"
 if start_case signals "$R"; then
     P=$CASE_PID
+    out=$($C checkpoint "$P" --check 2>"$T_TMP/err"); rc=$?
+    t_check "twice: checkpoint --check ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    t_json_check "twice: checkpointable" "$out" ".pid == $P and .checkpointable == true"
+    t_check "twice: running on, untraced, after --check" running_free "$P"
     out=$($C checkpoint "$P" --dir "$T_TMP/tw1" --leave-running 2>"$T_TMP/err"); rc=$?
     t_check "twice: first checkpoint, --leave-running ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
     t_json_check "twice: left_running" "$out" ".left_running == true"
@@ -344,6 +377,11 @@ if start_case signals "$R"; then
     T_PIDS+=("$P")
     $C restart "$T_TMP/tw1" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
     t_err "twice: same pid while it runs" already-exists
+    out=$($C restart "$T_TMP/tw1" --check 2>"$T_TMP/err"); rc=$?
+    t_check "twice: restart --check while it runs ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
+    t_json_check "twice: restorable, but not with its pid" "$out" \
+        ".restorable == true and .original_pid == $P and .pids_free == false"
+
     out=$($C restart "$T_TMP/tw1" --pid new 2>"$T_TMP/err"); rc=$?
     t_check "twice: restore 2 with --pid new ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
     Q=$(jq -r .pid <<<"$out" 2>/dev/null)
