@@ -13,6 +13,7 @@ T_TMP=$(mktemp -d /tmp/cairn-test.XXXXXX)
 T_PIDS=()
 T_MOUNTS=()
 T_FAILS=0
+T_SERVICES=()   # "PID LOG" of every daemon t_start_service started
 
 t_cleanup() {
     for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
@@ -31,7 +32,31 @@ t_check() {
     if "$@"; then t_ok "$what"; else t_fail "$what"; fi
 }
 
+# t_stop_services: SIGTERM to every daemon t_start_service started that
+# still runs, then its log must hold no sanitizer report: a daemon built
+# with ASan reports leaks only when it exits on its own, and an error
+# (abort_on_error) only in its log. A daemon that does not stop in 5 s is a
+# failure too.
+t_stop_services() {
+    local entry pid log i
+    for entry in "${T_SERVICES[@]}"; do
+        read -r pid log <<<"$entry"
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for entry in "${T_SERVICES[@]}"; do
+        read -r pid log <<<"$entry"
+        for ((i = 0; i < 250; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
+        kill -0 "$pid" 2>/dev/null && t_fail "daemon $pid did not stop on SIGTERM within 5 s"
+        if grep -qE 'ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:' "$log" 2>/dev/null; then
+            t_fail "daemon $pid: sanitizer report in $log"
+            grep -A30 -E 'ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:' "$log" >&2
+        fi
+    done
+    T_SERVICES=()
+}
+
 t_done() {
+    t_stop_services
     if [ "$T_FAILS" -eq 0 ]; then echo "PASS"; exit 0; fi
     echo "$T_FAILS check(s) failed" >&2; exit 1
 }
@@ -115,6 +140,7 @@ t_start_service() {
     "$bin" --config "$config" --node "$node" 2>"$log" &
     T_LAST_PID=$!
     T_PIDS+=("$T_LAST_PID")
+    T_SERVICES+=("$T_LAST_PID $log")
     cluster=$(sed -n 's/.*<cluster name="\([^"]*\)".*/\1/p' "$config")
     if ! t_wait_socket "$T_TMP/run/$cluster/$node/$name.sock"; then
         echo "$name did not come up; log:" >&2; cat "$log" >&2
