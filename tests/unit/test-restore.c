@@ -55,6 +55,10 @@
 #include "restore.h"
 
 #define MB (1u << 20)
+/* The helper's anonymous mapping: large enough that its pages (with the
+ * heap's) pass restore.c's S_COPY_HELPER_MIN, so every restore of it
+ * copies with the restorer's helper thread too. */
+#define S_ANON_MB 12u
 
 /* ------------------------------------------------------------ helper */
 
@@ -103,7 +107,7 @@ static void s_setup_memory(helper_t *h, const char *dir)
     int fd;
 
     h->heap = malloc(2 * MB);
-    h->anon = s_map(4 * MB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+    h->anon = s_map(S_ANON_MB * MB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
     h->shared = s_map(MB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1);
     fd = memfd_create("ghost-test", 0);
     if (ftruncate(fd, MB) == 0)
@@ -116,7 +120,7 @@ static void s_setup_memory(helper_t *h, const char *dir)
     close(fd);
     h->none = s_map(64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
     s_fill(h->heap, 2 * MB, 1);
-    s_fill(h->anon, 4 * MB, 2);
+    s_fill(h->anon, S_ANON_MB * MB, 2);
     s_fill(h->shared, MB, 3);
     s_fill(h->memfd, MB, 4);
     s_fill(h->filep, MB, 5);   /* private copy: the file stays zero */
@@ -175,7 +179,7 @@ static const char *s_verify(helper_t *h, unsigned long counter_at_ready)
     char buf[16] = { 0 }, cwd[512];
     sigset_t set;
 
-    if (!s_same(h->heap, 2 * MB, 1) || !s_same(h->anon, 4 * MB, 2))
+    if (!s_same(h->heap, 2 * MB, 1) || !s_same(h->anon, S_ANON_MB * MB, 2))
         return "heap or anonymous memory differs";
     if (!s_same(h->shared, MB, 3) || !s_same(h->memfd, MB, 4))
         return "shared anonymous or memfd memory differs";

@@ -11,7 +11,9 @@
  * the region through ptrace once every thread has left it).
  *
  * Order: unmap the old address space -> move vdso/vvar (two phases through
- * the scratch window) -> map every target vma -> pread the pages -> final
+ * the scratch window) -> map every target vma -> pread the pages (with one
+ * helper thread when planned: CLONE_UNTRACED, so the tracer never sees it;
+ * it exits before any other thread is made) -> final
  * protections -> close helper fds -> PR_SET_MM_MAP -> rlimits -> clone3
  * the other threads (each sets its own state and stops) -> leader state ->
  * re-queue pending signals -> itimers -> SIGSTOP (the tracer's cue) ->
@@ -32,6 +34,7 @@
 #define NR_rt_sigreturn 15
 #define NR_pread64 17
 #define NR_mremap 25
+#define NR_nanosleep 35
 #define NR_madvise 28
 #define NR_getpid 39
 #define NR_exit 60
@@ -77,7 +80,10 @@
 #define FUTEX_WAKE 1
 #define SIGSTOP 19
 #define CLONE_THREAD_FLAGS 0x00050f00ull  /* VM|FS|FILES|SIGHAND|THREAD|SYSVSEM */
+#define CLONE_UNTRACED 0x00800000ull
+#define CLONE_CHILD_CLEARTID 0x00200000ull
 #define EINTR 4
+#define EEXIST 17
 
 void *memset(void *dst, int c, unsigned long n);
 void *memcpy(void *dst, const void *src, unsigned long n);
@@ -87,7 +93,7 @@ void gr_thread_main(struct gr_args *a, struct gr_thread *t)
 
 /* Offset 0: the entry; offset GR_GADGET_OFFSET: the unmap gadget;
  * gr_clone_thread(a, t, clone_args, size): clone3 whose child calls
- * gr_thread_main(a, t) on its new stack. */
+ * gr_thread_main(a, t) on its new stack (t NULL: the page copy helper). */
 __asm__(
     ".section .text.entry,\"ax\",@progbits\n"
     ".globl gr_start\n"
@@ -246,26 +252,73 @@ static void s_map_vmas(struct gr_args *a)
     }
 }
 
+/* Copies [vaddr, vaddr + len) from the staging fd at off. */
+static void s_copy_piece(struct gr_args *a, uint64_t vaddr, uint64_t len, uint64_t off)
+{
+    uint64_t done = 0;
+
+    /* Populate the pages in one batched pass instead of one fault per
+     * 4 KiB page during the copy (2x faster restores here). A hint: older
+     * kernels answer EINVAL. MADV_HUGEPAGE was measured slower. */
+    SYS(NR_madvise, (long)vaddr, (long)len, 23 /* MADV_POPULATE_WRITE */, 0, 0);
+    while (done < len) {
+        long r = SYS(NR_pread64, a->staging_fd, (long)(vaddr + done), (long)(len - done),
+                     (long)(off + done), 0);
+        if (r <= 0)
+            s_fail(a, GR_STAGE_PAGES, r < 0 ? r : -5, vaddr + done);
+        done += (uint64_t)r;
+    }
+}
+
+/* Copies chunks of the page runs (GR_COPY_CHUNK bytes, or a run's end)
+ * taken in turn from a->copy_next until none is left: each caller's
+ * chunk numbers only grow, so its walk over the runs only moves forward. */
+static void s_copy_chunks(struct gr_args *a)
+{
+    uint32_t i = 0;
+    uint64_t before = 0;   /* chunks of the runs before run i */
+
+    for (;;) {
+        uint64_t c = __atomic_fetch_add(&a->copy_next, 1, __ATOMIC_RELAXED);
+        while (i < a->n_runs &&
+               c >= before + (a->runs[i].len + GR_COPY_CHUNK - 1) / GR_COPY_CHUNK)
+            before += (a->runs[i++].len + GR_COPY_CHUNK - 1) / GR_COPY_CHUNK;
+        if (i == a->n_runs)
+            return;
+        const struct gr_run *run = &a->runs[i];
+        uint64_t at = (c - before) * GR_COPY_CHUNK;
+        uint64_t len = run->len - at < GR_COPY_CHUNK ? run->len - at : GR_COPY_CHUNK;
+        s_copy_piece(a, run->vaddr + at, len, run->off + at);
+    }
+}
+
+/* The page copy: shared with a helper thread when one was planned and
+ * can be made (else the leader copies alone), which has exited when this
+ * returns. The helper is CLONE_UNTRACED (no event or exit for the tracer
+ * to take for a thread of the image); its tid is the kernel's pick, which
+ * a later set_tid may find still held for a moment (s_clone_threads). */
 static void s_copy_pages(struct gr_args *a)
 {
-    for (uint32_t i = 0; i < a->n_runs; i++) {
-        const struct gr_run *run = &a->runs[i];
-        uint64_t done = 0;
-        /* Populate the run's pages in one batched pass instead of one fault
-         * per 4 KiB page during the copy (2x faster restores here). A hint:
-         * older kernels answer EINVAL. MADV_HUGEPAGE was measured slower. */
-        SYS(NR_madvise, (long)run->vaddr, (long)run->len, 23 /* MADV_POPULATE_WRITE */, 0, 0);
-        while (done < run->len) {
-            uint64_t chunk = run->len - done;
-            if (chunk > (1ull << 30))
-                chunk = 1ull << 30;
-            long r = SYS(NR_pread64, a->staging_fd,
-                         (long)(run->vaddr + done), (long)chunk,
-                         (long)(run->off + done), 0);
-            if (r <= 0)
-                s_fail(a, GR_STAGE_PAGES, r < 0 ? r : -5, run->vaddr + done);
-            done += (uint64_t)r;
-        }
+    uint64_t cl[11];
+
+    a->copy_next = 0;
+    a->copy_busy = 0;
+    if (a->copy_stack_top) {
+        memset(cl, 0, sizeof cl);
+        cl[0] = CLONE_THREAD_FLAGS | CLONE_UNTRACED | CLONE_CHILD_CLEARTID;
+        cl[2] = (uint64_t)&a->copy_busy;            /* child_tid */
+        cl[5] = a->copy_stack_top - GR_STACK_SIZE;  /* stack */
+        cl[6] = GR_STACK_SIZE;                      /* stack_size */
+        a->copy_busy = 1;
+        if (gr_clone_thread(a, 0, cl, sizeof cl) < 0)
+            a->copy_busy = 0;   /* copy alone */
+    }
+    s_copy_chunks(a);
+    for (;;) {
+        int32_t busy = __atomic_load_n(&a->copy_busy, __ATOMIC_SEQ_CST);
+        if (!busy)
+            break;
+        SYS(NR_futex, (long)&a->copy_busy, FUTEX_WAIT, busy, 0, 0);
     }
 }
 
@@ -424,6 +477,11 @@ s_sigreturn(struct gr_args *a, const struct gr_thread *t)
 
 void gr_thread_main(struct gr_args *a, struct gr_thread *t)
 {
+    if (!t) {   /* the page copy helper */
+        s_copy_chunks(a);
+        for (;;)
+            SYS(NR_exit, 0, 0, 0, 0, 0);
+    }
     s_thread_state(a, t);
     __atomic_store_n(&t->done, 1, __ATOMIC_SEQ_CST);
     if (__atomic_sub_fetch(&a->threads_left, 1, __ATOMIC_SEQ_CST) == 0)
@@ -449,6 +507,15 @@ static void s_clone_threads(struct gr_args *a)
             cl[9] = 1;                          /* set_tid_size */
         }
         long r = gr_clone_thread(a, t, cl, sizeof cl);
+        /* A copy helper's tid (the kernel's pick, here or in another
+         * process of the tree) is freed a moment after its exit woke its
+         * leader: a set_tid equal to it may meet EEXIST until then (ids
+         * were checked free before the restore; up to 1 s here). */
+        for (int k = 0; r == -EEXIST && tid && k < 1000; k++) {
+            int64_t ms[2] = { 0, 1000000 };
+            SYS(NR_nanosleep, (long)ms, 0, 0, 0, 0);
+            r = gr_clone_thread(a, t, cl, sizeof cl);
+        }
         if (r < 0)
             s_fail(a, GR_STAGE_CLONE, r, (uint64_t)t->tid);
         t->tid = (int32_t)r;

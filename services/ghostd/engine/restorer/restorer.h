@@ -190,6 +190,16 @@ struct gr_args {
     uint32_t n_seccomp;             /* filters, oldest first */
     uint32_t pad2;
     struct gr_seccomp *seccomp;
+    uint64_t copy_stack_top;        /* the page copy's helper thread's stack;
+                                       0: the leader copies alone */
+    uint64_t copy_next;             /* next chunk of the page runs to copy */
+    int32_t copy_busy;              /* futex: 1 while the helper runs (the
+                                       kernel clears it at the helper's exit) */
+    int32_t pad3;
 };
+
+/* The page runs are copied in chunks of this size, taken in turn by the
+ * leader and (copy_stack_top) one helper thread. */
+#define GR_COPY_CHUNK (4ull << 20)
 
 #endif
