@@ -196,24 +196,27 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
 
 static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char *dir)
 {
-    if (rr->checked_only)
-        return json_pack("{s:s, s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:f}", "dir", dir,
-                         "restorable", 1, "original_pid", (json_int_t)rr->original_pid,
-                         "pids_free", (int)rr->pids_free,
-                         "image_bytes", (json_int_t)rr->image_bytes,
-                         "pages", (json_int_t)rr->pages,
-                         "processes", (json_int_t)rr->processes,
-                         "threads", (json_int_t)rr->threads,
-                         "check_ms", (double)rr->restore_us / 1000.0);
-    return json_pack("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:f}",
-                     "pid", (json_int_t)rr->pid,
-                     "original_pid", (json_int_t)rr->original_pid,
-                     "same_pid", (int)rr->same_pid,
-                     "image_bytes", (json_int_t)rr->image_bytes,
-                     "pages", (json_int_t)rr->pages,
-                     "processes", (json_int_t)rr->processes,
-                     "threads", (json_int_t)rr->threads,
-                     "restore_ms", (double)rr->restore_us / 1000.0);
+    json_t *o = rr->checked_only
+                    ? json_pack("{s:s, s:b, s:I, s:b}", "dir", dir, "restorable", 1,
+                                "original_pid", (json_int_t)rr->original_pid,
+                                "pids_free", (int)rr->pids_free)
+                    : json_pack("{s:I, s:I, s:b}", "pid", (json_int_t)rr->pid,
+                                "original_pid", (json_int_t)rr->original_pid,
+                                "same_pid", (int)rr->same_pid);
+    json_t *common = json_pack("{s:I, s:I, s:I, s:I, s:f}",
+                               "image_bytes", (json_int_t)rr->image_bytes,
+                               "pages", (json_int_t)rr->pages,
+                               "processes", (json_int_t)rr->processes,
+                               "threads", (json_int_t)rr->threads,
+                               rr->checked_only ? "check_ms" : "restore_ms",
+                               (double)rr->restore_us / 1000.0);
+
+    if (!o || !common || json_object_update(o, common) < 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    json_decref(common);
+    return o;
 }
 
 /* The restart arguments: the absolute directory, --pid same|new, --check. */

@@ -528,6 +528,18 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     j->deferred = NULL;
 }
 
+/* rr's numbers after its pid, in this order: original_pid, image_bytes,
+ * pages, processes, threads, and the restore's (or check's) time. */
+static void s_restart_numbers(Cairn__Ghostd__RestartReply *rr, const uint64_t f[6])
+{
+    rr->original_pid = (uint32_t)f[0];
+    rr->image_bytes = f[1];
+    rr->pages = f[2];
+    rr->processes = (uint32_t)f[3];
+    rr->threads = (uint32_t)f[4];
+    rr->restore_us = f[5];
+}
+
 /* A --check success line: ghost-dump's {"pid","checkpointable":true} or
  * ghost-restore's {"check":true,"original_pid","pids_free",...}. */
 static void s_reply_checked(ghostd_job_t *j, json_t *v)
@@ -553,12 +565,7 @@ static void s_reply_checked(ghostd_job_t *j, json_t *v)
             return;
         if (!json_is_boolean(free_ids))
             return s_contract_fail(j, "has no boolean \"pids_free\"");
-        rr.original_pid = (uint32_t)f[0];
-        rr.image_bytes = f[1];
-        rr.pages = f[2];
-        rr.processes = (uint32_t)f[3];
-        rr.threads = (uint32_t)f[4];
-        rr.restore_us = f[5];
+        s_restart_numbers(&rr, f);
         rr.checked_only = true;
         rr.pids_free = json_is_true(free_ids);
         reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
@@ -591,13 +598,8 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
         return s_contract_fail(j, what);
     }
     rr.pid = (uint32_t)f[0];
-    rr.original_pid = (uint32_t)f[1];
     rr.same_pid = f[0] == f[1];
-    rr.image_bytes = f[2];
-    rr.pages = f[3];
-    rr.processes = (uint32_t)f[4];
-    rr.threads = (uint32_t)f[5];
-    rr.restore_us = f[6];
+    s_restart_numbers(&rr, f + 1);
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
     reply.restart_reply = &rr;
     cairn_log_info("restart-done", "image=%s pid=%u original=%u bytes=%llu "

@@ -2781,70 +2781,40 @@ static void s_raise_nofile(void)
     }
 }
 
-int ghost_restore_check(int in_fd, ghost_restore_stats_t *ret_stats, cairn_error_t *err)
+/* Loads and plans the image from in_fd, then (unless check) makes the
+ * tree; the stats as ghost_restore and ghost_restore_check describe. */
+static int s_restore(int in_fd, bool check, bool new_pid, uint32_t timeout_ms,
+                     ghost_restore_stats_t *ret_stats, cairn_error_t *err)
 {
-    s_image_t im = { .staging_fd = -1, .check_only = true };
-    s_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
-    uint64_t t0 = s_now_us();
-    int ret;
-
-    if (in_fd < 0 || !ret_stats)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "ghost_restore_check: bad arguments");
-    s_raise_nofile();
-    t.im = &im;
-    ret = s_load(in_fd, &im, err);
-    if (ret == 0)
-        ret = s_plan(&t, &im, false, err);
-    if (ret == 0) {
-        cairn_error_t taken;
-        *ret_stats = (ghost_restore_stats_t){
-            .original_pid = (pid_t)im.procs[0].process->process->pid,
-            .same_pid = s_check_ids(&im, &taken) == 0,
-            .image_bytes = im.bytes,
-            .pages = im.pages,
-            .processes = (uint32_t)im.n_procs,
-            .threads = (uint32_t)s_n_threads(&im),
-            .restore_us = s_now_us() - t0,
-        };
-    }
-    s_tree_free(&t);
-    s_image_free(&im);
-    return ret;
-}
-
-int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
-                  ghost_restore_stats_t *ret_stats, cairn_error_t *err)
-{
-    s_image_t im = { .staging_fd = -1 };
+    s_image_t im = { .staging_fd = -1, .check_only = check };
     s_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
     ghost_restore_stats_t st = { 0 };
     uint64_t t0 = s_now_us();
-    uint32_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : 30000;
-    bool new_pid = opts && opts->new_pid;
+    cairn_error_t taken;
     int ret;
 
-    if (in_fd < 0 || !ret_stats)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "ghost_restore: bad arguments");
     s_raise_nofile();
     t.im = &im;
     ret = s_load(in_fd, &im, err);
-    if (ret == 0 && !new_pid)
+    if (ret == 0 && !new_pid && !check)
         ret = s_check_ids(&im, err);
     if (ret == 0)
         ret = s_plan(&t, &im, new_pid, err);
-    if (ret == 0 && !(st.members = calloc(im.n_procs, sizeof *st.members)))
+    if (ret == 0 && !check && !(st.members = calloc(im.n_procs, sizeof *st.members)))
         ret = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    if (ret == 0)
-        ret = s_spawn(&t, timeout, err);
+    if (ret == 0 && !check)
+        ret = s_spawn(&t, timeout_ms, err);
     if (ret < 0)
         free(st.members);
     if (ret == 0) {
-        s_members(&t, st.members);
-        st.pid = (pid_t)t.pids[0];
         st.original_pid = (pid_t)im.procs[0].process->process->pid;
-        st.same_pid = st.pid == st.original_pid;
+        if (check) {
+            st.same_pid = s_check_ids(&im, &taken) == 0;   /* would keep its ids */
+        } else {
+            s_members(&t, st.members);
+            st.pid = (pid_t)t.pids[0];
+            st.same_pid = st.pid == st.original_pid;
+        }
         st.image_bytes = im.bytes;
         st.pages = im.pages;
         st.processes = (uint32_t)im.n_procs;
@@ -2855,4 +2825,22 @@ int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
     s_tree_free(&t);
     s_image_free(&im);
     return ret;
+}
+
+int ghost_restore_check(int in_fd, ghost_restore_stats_t *ret_stats, cairn_error_t *err)
+{
+    if (in_fd < 0 || !ret_stats)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "ghost_restore_check: bad arguments");
+    return s_restore(in_fd, true, false, 0, ret_stats, err);
+}
+
+int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
+                  ghost_restore_stats_t *ret_stats, cairn_error_t *err)
+{
+    if (in_fd < 0 || !ret_stats)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "ghost_restore: bad arguments");
+    return s_restore(in_fd, false, opts && opts->new_pid,
+                     opts && opts->timeout_ms ? opts->timeout_ms : 30000, ret_stats, err);
 }
