@@ -6,7 +6,8 @@
  * their events and data, inotify watches with their numbers. An epoll
  * target whose fd number was reused for another file, and an inotify watch
  * on a deleted file, are refused; records without their state are bad
- * images.
+ * images. An eventfd's mode is probed where fdinfo does not tell it
+ * (kernels before 6.2), leaving its count as it was.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -57,7 +58,7 @@ Test(anonfd, eventfd_count_and_semaphore)
     uint64_t big = 0x123456789ull, v = 0;   /* wider than eventfd()'s initval */
     cr_assert_eq(write(e, &big, sizeof(big)), (ssize_t)sizeof(big));
     Cairn__Ghost__Fd f;
-    ghost_anon_t a = { 0 };
+    ghost_anon_t a = { .frozen = true };   /* nobody else uses it: may probe (< 6.2) */
     s_describe(e, &f, &a);
     cr_assert_eq(f.kind, CAIRN__GHOST__FD_KIND__FD_EVENTFD);
     cr_assert_eq(f.eventfd->count, big);
@@ -67,11 +68,58 @@ Test(anonfd, eventfd_count_and_semaphore)
     cr_assert_eq(read(c, &v, sizeof(v)), (ssize_t)sizeof(v));
     cr_assert_eq(v, 1, "a semaphore reads 1");
     Cairn__Ghost__Fd g;
-    ghost_anon_t b = { 0 };
+    ghost_anon_t b = { .frozen = true };
     s_describe(c, &g, &b);
     cr_assert_eq(g.eventfd->count, big - 1);
     ghost_anon_free(&a), ghost_anon_free(&b);
     close(e), close(c);
+}
+
+/* The count of eventfd e, from fdinfo. */
+static uint64_t s_eventfd_count(int e)
+{
+    char path[64], line[256];
+    unsigned long long v = UINT64_MAX;
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", e);
+    FILE *fi = fopen(path, "r");
+    cr_assert_not_null(fi);
+    while (fgets(line, sizeof(line), fi))
+        sscanf(line, "eventfd-count: %llx", &v);
+    fclose(fi);
+    return v;
+}
+
+/* Kernels before 6.2 do not tell the mode: the probe finds it, blocking or
+ * not, at any count, and leaves the count as it was; before a freeze the
+ * mode is not probed at all. */
+Test(anonfd, eventfd_mode_probed_where_fdinfo_does_not_say)
+{
+    static const uint64_t counts[] = { 0, 1, 5, 0x123456789ull };
+    for (int sem = 0; sem < 2; sem++)
+        for (int nb = 0; nb < 2; nb++)
+            for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+                int e = eventfd(0, (sem ? EFD_SEMAPHORE : 0) | (nb ? EFD_NONBLOCK : 0));
+                uint64_t c = counts[i];
+                cr_assert(c == 0 || write(e, &c, sizeof(c)) == (ssize_t)sizeof(c));
+                Cairn__Ghost__Fd f;
+                ghost_anon_t a = { .frozen = true, .force_probe = true };
+                s_describe(e, &f, &a);
+                cr_assert_eq(f.eventfd->semaphore, sem != 0, "count %llu: mode",
+                             (unsigned long long)c);
+                cr_assert_eq(f.eventfd->count, c);
+                cr_assert_eq(s_eventfd_count(e), c, "count %llu put back",
+                             (unsigned long long)c);
+                cr_assert_eq(fcntl(e, F_GETFL) & O_NONBLOCK, nb ? O_NONBLOCK : 0);
+                ghost_anon_free(&a);
+                close(e);
+            }
+    int e = eventfd(3, EFD_SEMAPHORE);
+    Cairn__Ghost__Fd f;
+    ghost_anon_t a = { 0 };   /* not frozen: fdinfo's word or nothing */
+    s_describe(e, &f, &a);
+    cr_assert_eq(s_eventfd_count(e), 3, "not touched");
+    ghost_anon_free(&a);
+    close(e);
 }
 
 Test(anonfd, timerfd_time_left_interval_and_ticks)

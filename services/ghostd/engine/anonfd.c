@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,24 +75,6 @@ static int s_anon_bad(pid_t pid, int fd, const char *what, cairn_error_t *err)
                            what);
 }
 
-static int s_anon_eventfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
-                          ghost_anon_t *a, cairn_error_t *err)
-{
-    const char *count = proc_field(text, "eventfd-count"), *sem = proc_field(text, "eventfd-semaphore");
-    unsigned long long v;
-    int semaphore;
-    if (!count || sscanf(count, "%llx", &v) != 1)
-        return s_anon_bad(pid, fd, "the eventfd's count", err);
-    /* Older kernels do not say whether it counts as a semaphore. */
-    if (!sem || sscanf(sem, "%d", &semaphore) != 1)
-        return s_anon_bad(pid, fd, "whether the eventfd is a semaphore (kernel < 6.2?)", err);
-    cairn__ghost__event_fd__init(&a->ev);
-    a->ev.count = v;
-    a->ev.semaphore = semaphore != 0;
-    f->eventfd = &a->ev;
-    return 0;
-}
-
 /* A descriptor of our own on the open file of fd in pid (pid 0: this
  * process): pidfd_getfd, which a tracer may use. -errno with err set. */
 static int s_grab_fd(pid_t pid, int fd, cairn_error_t *err)
@@ -105,6 +88,71 @@ static int s_grab_fd(pid_t pid, int fd, cairn_error_t *err)
         return cairn_error_set(err, -e, CAIRN_SYSTEM, "process %d fd %d: pidfd_getfd: %s",
                                (int)pid, fd, strerror(e));
     return got;
+}
+
+/* One 8-byte read or write of the eventfd e, once poll says it would not
+ * block (100 ms: nobody else should be using it): 0, or -1 with errno. */
+static int s_eventfd_io(int e, bool wr, uint64_t *v)
+{
+    struct pollfd p = { .fd = e, .events = wr ? POLLOUT : POLLIN };
+    int n = poll(&p, 1, 100);
+    if (n == 0)
+        errno = EAGAIN;
+    if (n <= 0)
+        return -1;
+    return (wr ? write(e, v, 8) : read(e, v, 8)) == 8 ? 0 : -1;
+}
+
+/* Whether the eventfd (count now `count`) is a semaphore, probed on a copy
+ * of its open file (anonfd.h): its count is the same afterwards. */
+static int s_probe_semaphore(pid_t pid, int fd, uint64_t count, bool *ret,
+                             cairn_error_t *err)
+{
+    if (count > UINT64_MAX - 3)
+        return s_anon_bad(pid, fd, "whether the eventfd is a semaphore, and its count "
+                          "is too close to the limit to probe it", err);
+    int e = s_grab_fd(pid, fd, err);
+    if (e < 0)
+        return e;
+    uint64_t two = 2, got = 0, one = 0;
+    int r = s_eventfd_io(e, true, &two) < 0 || s_eventfd_io(e, false, &got) < 0 ? -1 : 0;
+    if (r == 0 && got == 1)   /* a semaphore: count + 1 left, take one more */
+        r = s_eventfd_io(e, false, &one);
+    else if (r == 0 && got == count + 2)   /* a counter, emptied: put it back */
+        r = count ? s_eventfd_io(e, true, &count) : 0;
+    else if (r == 0)
+        r = -1, errno = EBUSY;   /* someone else read or wrote it meanwhile */
+    int saved = errno;
+    close(e);
+    if (r < 0)
+        return cairn_error_set(err, -saved, CAIRN_SYSTEM, "process %d fd %d: probing whether "
+                               "the eventfd is a semaphore (fdinfo does not say before "
+                               "Linux 6.2): %s", (int)pid, fd, strerror(saved));
+    *ret = got == 1;
+    return 0;
+}
+
+static int s_anon_eventfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
+                          ghost_anon_t *a, cairn_error_t *err)
+{
+    const char *count = proc_field(text, "eventfd-count"), *sem = proc_field(text, "eventfd-semaphore");
+    unsigned long long v;
+    int semaphore = 0;
+    bool told = sem && sscanf(sem, "%d", &semaphore) == 1, probed = false;
+    if (!count || sscanf(count, "%llx", &v) != 1)
+        return s_anon_bad(pid, fd, "the eventfd's count", err);
+    /* Kernels before 6.2 do not say whether it counts as a semaphore. */
+    if ((!told && a->frozen) || a->force_probe) {
+        int r = s_probe_semaphore(pid, fd, v, &probed, err);
+        if (r < 0)
+            return r;
+        semaphore = probed;
+    }
+    cairn__ghost__event_fd__init(&a->ev);
+    a->ev.count = v;
+    a->ev.semaphore = semaphore != 0;
+    f->eventfd = &a->ev;
+    return 0;
 }
 
 /* fdinfo alone would miss the expirations of a periodic timer that fired

@@ -15,6 +15,15 @@
  * handle fdinfo gives, at dump), added and removed until the kernel hands
  * out the same descriptor (its numbers only grow).
  *
+ * An eventfd's mode (EFD_SEMAPHORE) is in fdinfo from Linux 6.2; on older
+ * kernels (Debian 12's 6.1) it is probed while the tree is frozen
+ * (a->frozen), on a copy of the open file: 2 added to the count, one read
+ * taken (a semaphore gives 1, a counter all of it), the count put back.
+ * That assumes no process outside the tree uses the eventfd meanwhile;
+ * waiters on it are woken once (poll, epoll: a spurious readiness that
+ * epoll re-checks; a reader in the tree is stopped). Before the freeze the
+ * mode is left unknown (the check does not need it).
+ *
  * What does not come back: inotify events queued and not read; a timer
  * set TFD_TIMER_ABSTIME is restored as
  * the time it had left (the process does not run between dump and
@@ -25,6 +34,7 @@
 #ifndef GHOST_ANONFD_H
 #define GHOST_ANONFD_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "cairn/error.h"
@@ -43,6 +53,11 @@ typedef struct ghost_anon {
     Cairn__Ghost__InotifyWatch *wv;   /* the inotify's watches (owned) */
     Cairn__Ghost__InotifyWatch **wp;  /* pointers into wv (owned) */
     size_t nw;                        /* watches in wv, their paths owned */
+    /* Inputs, set before ghost_anon_describe: */
+    bool frozen;                      /* the fd's process (and its tree) is
+                                         frozen: state fdinfo does not tell
+                                         may be probed on the open file */
+    bool force_probe;                 /* probe even where fdinfo tells (tests) */
 } ghost_anon_t;
 
 /* Fd number fd of process pid (0: self) whose /proc link is `link`: if it

@@ -333,8 +333,9 @@ static bool s_tree_fd_of(const Cairn__Ghost__Fd *f, pid_t pid, s_tree_fd_t *ret)
 }
 
 /* Describes every fd of pid (which refuses what cannot be dumped) and
- * adds those the tree checks need to *tfds. */
-static int s_check_fds(pid_t pid, s_tree_fds_t *tfds, cairn_error_t *err)
+ * adds those the tree checks need to *tfds; frozen: pid's tree is
+ * stopped (anonfd.h may probe what fdinfo does not tell). */
+static int s_check_fds(pid_t pid, s_tree_fds_t *tfds, bool frozen, cairn_error_t *err)
 {
     int *fds = NULL;
     size_t nf = 0;
@@ -342,7 +343,7 @@ static int s_check_fds(pid_t pid, s_tree_fds_t *tfds, cairn_error_t *err)
     for (size_t i = 0; r == 0 && i < nf; i++) {
         Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
         char path[PATH_MAX];
-        ghost_anon_t anon = { 0 };
+        ghost_anon_t anon = { .frozen = frozen };
         s_tree_fd_t tf;
         r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), &anon, err);
         ghost_anon_free(&anon);
@@ -604,7 +605,7 @@ static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
         return r;
     if ((r = s_check_vmas(pid, before, keep, err)) < 0)
         return r;
-    return s_check_fds(pid, tfds, err);
+    return s_check_fds(pid, tfds, tracer != 0, err);
 }
 
 /* pid and all its descendants, parents first; (*ret)[i*2+1] is the parent. */
@@ -2026,7 +2027,7 @@ static int s_write_fd(s_ctx_t *c, s_proc_t *p, int fd, cairn_error_t *err)
     Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
     char path[PATH_MAX];
     uint8_t *data = NULL;
-    ghost_anon_t anon = { 0 };
+    ghost_anon_t anon = { .frozen = true, .force_probe = c->opts->probe_eventfds };
     int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), &anon, err);
     if (r == 0 && f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
         r = s_fd_share(c, p->pid, &f, err);

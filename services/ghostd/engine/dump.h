@@ -20,6 +20,9 @@ typedef struct ghost_dump_opts {
     bool pagemap_read;      /* find present pages by reading pagemap, as on
                                kernels without PAGEMAP_SCAN (< 6.7, Debian
                                12's own 6.1): tests that path anywhere */
+    bool probe_eventfds;    /* probe whether each eventfd is a semaphore even
+                               where fdinfo says (it does from Linux 6.2):
+                               tests the older kernels' path anywhere */
 } ghost_dump_opts_t;
 
 typedef struct ghost_dump_stats {

@@ -1,7 +1,7 @@
 /* ghost-dump - checkpoint one process tree into an image file.
  *
  *   ghost-dump --pid PID --out FILE [--leave-running] [--in-place] [--check]
- *              [--pagemap-read]
+ *              [--pagemap-read] [--probe-eventfds]
  *
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
@@ -19,7 +19,8 @@
  * checkpoints pay it once); a refusal leaves FILE as it was, a failure
  * once writing began removes it. --pagemap-read finds present pages the
  * way kernels before 6.7 (without PAGEMAP_SCAN) must, to test that path on
- * newer ones. 100 wrong usage. ghostd runs this per
+ * newer ones; --probe-eventfds finds whether each eventfd is a semaphore by
+ * probing it (anonfd.h), as on kernels before 6.2, likewise. 100 wrong usage. ghostd runs this per
  * request so that a hostile process can never take the daemon down.
  */
 #include <errno.h>
@@ -44,6 +45,7 @@ typedef struct s_args {
     bool leave_running;    /* --leave-running */
     bool in_place;         /* --in-place */
     bool pagemap_read;     /* --pagemap-read */
+    bool probe_eventfds;   /* --probe-eventfds */
     bool check;            /* --check */
 } s_args_t;
 
@@ -52,7 +54,7 @@ static int s_usage(const char *why)
     cairn_error_t err;
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
                     "%s; usage: ghost-dump --pid PID --out FILE [--leave-running] "
-                    "[--in-place] [--check] [--pagemap-read]",
+                    "[--in-place] [--check] [--pagemap-read] [--probe-eventfds]",
                     why);
     return ghost_report_error(&err, S_EXIT_USAGE);
 }
@@ -65,6 +67,7 @@ static int s_parse(int argc, char **argv, s_args_t *a)
         { "leave-running", no_argument, NULL, 'l' },
         { "in-place", no_argument, NULL, 'i' },
         { "pagemap-read", no_argument, NULL, 'm' },
+        { "probe-eventfds", no_argument, NULL, 'e' },
         { "check", no_argument, NULL, 'c' },
         { NULL, 0, NULL, 0 },
     };
@@ -81,6 +84,7 @@ static int s_parse(int argc, char **argv, s_args_t *a)
         case 'l': a->leave_running = true; break;
         case 'i': a->in_place = true; break;
         case 'm': a->pagemap_read = true; break;
+        case 'e': a->probe_eventfds = true; break;
         case 'c': a->check = true; break;
         default: return -EINVAL;
         }
@@ -146,7 +150,8 @@ static int s_dump(const s_args_t *a)
 {
     cairn_error_t err;
     ghost_dump_opts_t o = { .leave_running = a->leave_running,
-                            .pagemap_read = a->pagemap_read };
+                            .pagemap_read = a->pagemap_read,
+                            .probe_eventfds = a->probe_eventfds };
     char part[PATH_MAX];
     bool created;
     int fd = s_open_out(a, part, sizeof(part), &created, &err);
