@@ -21,8 +21,8 @@
  * taken (a semaphore gives 1, a counter all of it), the count put back.
  * That assumes no process outside the tree uses the eventfd meanwhile;
  * waiters on it are woken once (poll, epoll: a spurious readiness that
- * epoll re-checks; a reader in the tree is stopped). Before the freeze the
- * mode is left unknown (the check does not need it).
+ * epoll re-checks; a reader in the tree is stopped). Otherwise (the
+ * dump's checks, which do not need it) the mode is left unknown.
  *
  * What does not come back: inotify events queued and not read; a timer
  * set TFD_TIMER_ABSTIME is restored as

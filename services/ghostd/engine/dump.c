@@ -333,9 +333,10 @@ static bool s_tree_fd_of(const Cairn__Ghost__Fd *f, pid_t pid, s_tree_fd_t *ret)
 }
 
 /* Describes every fd of pid (which refuses what cannot be dumped) and
- * adds those the tree checks need to *tfds; frozen: pid's tree is
- * stopped (anonfd.h may probe what fdinfo does not tell). */
-static int s_check_fds(pid_t pid, s_tree_fds_t *tfds, bool frozen, cairn_error_t *err)
+ * adds those the tree checks need to *tfds. Nothing is probed (anonfd.h):
+ * what fdinfo does not tell is not needed to refuse, and the writing pass
+ * probes it once. */
+static int s_check_fds(pid_t pid, s_tree_fds_t *tfds, cairn_error_t *err)
 {
     int *fds = NULL;
     size_t nf = 0;
@@ -343,7 +344,7 @@ static int s_check_fds(pid_t pid, s_tree_fds_t *tfds, bool frozen, cairn_error_t
     for (size_t i = 0; r == 0 && i < nf; i++) {
         Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
         char path[PATH_MAX];
-        ghost_anon_t anon = { .frozen = frozen };
+        ghost_anon_t anon = { 0 };
         s_tree_fd_t tf;
         r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), &anon, err);
         ghost_anon_free(&anon);
@@ -605,7 +606,7 @@ static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
         return r;
     if ((r = s_check_vmas(pid, before, keep, err)) < 0)
         return r;
-    return s_check_fds(pid, tfds, tracer != 0, err);
+    return s_check_fds(pid, tfds, err);
 }
 
 /* pid and all its descendants, parents first; (*ret)[i*2+1] is the parent. */
