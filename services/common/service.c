@@ -808,9 +808,17 @@ static int s_bind(cairn_service_t *svc)
     svc->router = s_socket(svc, ZMQ_ROUTER);
     if (!svc->router)
         return cairn_log_err(-errno, "socket", "type=router");
-    if ((r = s_bind_ipc(svc, svc->router, ".sock", &svc->ipc_path)) < 0 ||
-        (r = s_bind_tcp(svc, svc->router, false)) < 0)
+    if ((r = s_bind_ipc(svc, svc->router, ".sock", &svc->ipc_path)) < 0)
         return r;
+    if (svc->ops->local_only) {
+        /* connect(2) on a unix socket needs write access to its file */
+        if (chmod(svc->ipc_path, 0600) < 0)
+            return cairn_log_err(-errno, "bind", "endpoint=ipc://%s msg=\"chmod 0600: %s\"",
+                                 svc->ipc_path, strerror(errno));
+        cairn_log_info("bind", "msg=\"requests on ipc only (mode 0600): no tcp endpoint\"");
+    } else if ((r = s_bind_tcp(svc, svc->router, false)) < 0) {
+        return r;
+    }
     if (svc->sdesc->pub_port == 0)
         return 0;
     /* XPUB: a PUB that also hands us new subscriptions, so a subscriber

@@ -76,6 +76,11 @@ typedef struct cairn_service_ops {
                   const cairn_description_t *newd, cairn_error_t *err);
     /* SIGTERM: drain (say goodbye to peers...). Sockets still open. May be NULL. */
     void (*stop)(cairn_service_t *svc, void *ctx);
+    /* Requests only on the ipc socket, made mode 0600 (its owner, root, may
+     * connect): for a service that acts as root for whoever asks, while
+     * requests carry no credentials and TCP peers are not authenticated
+     * (CURVE is not done). Its events are published as usual. */
+    bool local_only;
 } cairn_service_ops_t;
 
 /* Runs a daemon: parses argv (--config FILE, --node ID|NAME, --help,

@@ -939,4 +939,8 @@ const cairn_service_ops_t ghostd_ops = {
     .n_handlers = sizeof(s_handlers) / sizeof(s_handlers[0]),
     .start = s_start,
     .stop = s_stop,
+    /* A restart runs an image's code with the image's credentials, root's
+     * included: only root on this node may ask (ipc, 0600) until requests
+     * carry the caller's credentials and TCP peers are authenticated. */
+    .local_only = true,
 };

@@ -183,6 +183,12 @@ t_start_service ghostd "$GHOSTD" "$T_TMP/c.xml" 1 "$T_TMP/ghostd.log" || exit 1
 GHOSTD_PID=$T_LAST_PID
 C="$CAIRN --config $T_TMP/c.xml"
 
+# ghostd acts as root for whoever asks: requests only on its ipc socket,
+# which only root may connect to; nothing listens on its TCP port.
+t_check "ghostd: ipc socket mode 0600" [ "$(stat -c %a "$T_TMP/run/ghost/1/ghostd.sock")" = 600 ]
+t_check "ghostd: no TCP listener on its port $gport" \
+    bash -c "! exec 3<>/dev/tcp/127.0.0.1/$gport" 2>/dev/null
+
 # start_case MODE RESULT: starts ghost-case MODE in its own session with
 # stdout appended to RESULT (through "${CASE_WRAP[@]}", e.g. setpriv, when
 # set); waits for "ready". Sets CASE_PID.
