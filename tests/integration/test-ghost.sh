@@ -428,6 +428,18 @@ else
     t_fail "zombie: start"
 fi
 
+# engine_restore_verdict WHAT IMAGE PID RESULT MODE: PID (killed by its
+# dump) reaped, IMAGE restored by ghost-restore alone, SIGUSR2, PASS.
+engine_restore_verdict() {
+    local out
+    reap_killed "$3"
+    out=$("$ENGINE/ghost-restore" --image "$2" 2>&1)
+    t_json_check "$1: restored ($out)" "$out" ".pid == $3"
+    T_PIDS+=("$3")
+    kill -USR2 "$3" 2>/dev/null
+    t_check "$1: PASS" wait_verdict "$4" "$5"
+}
+
 # Kernels before 6.7 (Debian 12's own) have no PAGEMAP_SCAN: the dump
 # reads pagemap instead. Forced here (ghost-dump --pagemap-read, the engine
 # alone): it must pick the same pages, and the memory case must pass.
@@ -439,12 +451,7 @@ if start_case memory "$R"; then
     t_json_check "pagemap read: dumped ($b)" "$b" ".pages > 0"
     t_check "pagemap read: the same pages as PAGEMAP_SCAN ($(jq .pages <<<"$a") / $(jq .pages <<<"$b"))" \
         [ "$(jq .pages <<<"$a")" = "$(jq .pages <<<"$b")" ]
-    reap_killed "$P"
-    out=$("$ENGINE/ghost-restore" --image "$T_TMP/pm-read.img" 2>&1)
-    t_json_check "pagemap read: restored ($out)" "$out" ".pid == $P"
-    T_PIDS+=("$P")
-    kill -USR2 "$P" 2>/dev/null
-    t_check "pagemap read: PASS" wait_verdict "$R" memory
+    engine_restore_verdict "pagemap read" "$T_TMP/pm-read.img" "$P" "$R" memory
 else
     t_fail "pagemap read: start"
 fi
@@ -459,12 +466,7 @@ if start_case anonfds "$R"; then
     P=$CASE_PID
     b=$("$ENGINE/ghost-dump" --pid "$P" --out "$T_TMP/probe.img" --probe-eventfds 2>&1)
     t_json_check "eventfd probe: dumped ($b)" "$b" ".pages > 0"
-    reap_killed "$P"
-    out=$("$ENGINE/ghost-restore" --image "$T_TMP/probe.img" 2>&1)
-    t_json_check "eventfd probe: restored ($out)" "$out" ".pid == $P"
-    T_PIDS+=("$P")
-    kill -USR2 "$P" 2>/dev/null
-    t_check "eventfd probe: PASS" wait_verdict "$R" anonfds
+    engine_restore_verdict "eventfd probe" "$T_TMP/probe.img" "$P" "$R" anonfds
 else
     t_fail "eventfd probe: start"
 fi
