@@ -3,14 +3,18 @@
 # fails it when a test's worker printed a sanitizer report: criterion runs
 # each test in a worker process and, once the test passed, counts a worker
 # that LeakSanitizer aborts at exit only as a warning ("crashed during its
-# setup or teardown"), so a leak would otherwise pass. The worker's stderr
-# is kept and shown as it was.
+# setup or teardown"), so a leak would otherwise pass. stderr is shown as
+# it comes (a test killed at its timeout still shows what it printed) and
+# kept for the check.
 set -u
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-"$@" 2>"$log"
-rc=$?
-cat "$log" >&2
+trap 'exit 143' TERM INT
+# stdout as is (fd 3); stderr through tee into the log and on to stderr
+exec 3>&1
+"$@" 2>&1 1>&3 3>&- | tee "$log" >&2
+rc=${PIPESTATUS[0]}
+exec 3>&-
 if grep -qE 'ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:|crashed during its setup or teardown' "$log"; then
     echo "run-criterion: a sanitizer report or a crash after a test (above): failed" >&2
     exit 1
