@@ -11,8 +11,12 @@
 #
 #   sudo tools/kernel-test.sh [--build DIR] [--rounds N] [TEST...]
 #
-# TEST: unit/NAME (tests/test-NAME) or integration/ghost; default: unit
-# image dump direct anonfd restore, integration ghost. --rounds sets
+# TEST: unit/NAME (tests/test-NAME), integration/ghost, real/NAME (a real
+# program checkpointed, killed, restored and still printing:
+# tools/kernel-real.sh; python3 with a thread, node, perl, pipeline), or
+# cross/image (an image dumped on this machine's kernel must be refused
+# there, by ghost-restore --check and by the restore, with the reason);
+# default: all of them (real/node only where node is installed). --rounds sets
 # CAIRN_DAMAGE_ROUNDS for test-restore (default 200: emulation is slow).
 # Prints one JSON line per test ({"test","kernel","rc","failed":[...]})
 # and ends with `N passed, N failed`. Takes about 10 minutes. Not part of
@@ -29,11 +33,16 @@ while [ $# -gt 0 ]; do
     case $1 in
     --build) BUILD=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    unit/*|integration/ghost) TESTS+=("$1"); shift ;;
+    unit/*|integration/ghost|real/python3|real/node|real/perl|real/pipeline|cross/image)
+        TESTS+=("$1"); shift ;;
     *) echo "{\"error\":{\"code\":\"usage\",\"message\":\"unknown argument '$1'\"}}" >&2; exit 100 ;;
     esac
 done
-[ ${#TESTS[@]} -gt 0 ] || TESTS=(unit/image unit/dump unit/direct unit/anonfd unit/restore integration/ghost)
+if [ ${#TESTS[@]} -eq 0 ]; then
+    TESTS=(unit/image unit/dump unit/direct unit/anonfd unit/restore integration/ghost
+           real/python3 real/perl real/pipeline cross/image)
+    command -v node >/dev/null && TESTS+=(real/node)
+fi
 setup_fail() { echo "{\"error\":{\"code\":\"setup\",\"message\":\"$1\"}}" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || setup_fail "needs root (qemu's 9p export of /, the tests)"
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || setup_fail "no build directory"
@@ -78,6 +87,21 @@ for m in $MODS; do
     esac
 done
 
+# cross/image: an image of this machine's kernel for the guest to refuse
+# (a sleep started with no fd but 0-2, which ghost-dump then kills).
+if [[ " ${TESTS[*]} " == *" cross/image "* ]]; then
+    rm -f "$WORK/host.img"
+    (
+        for fd in /proc/$BASHPID/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done
+        exec setsid sleep 1000 </dev/null >/dev/null 2>&1
+    ) &
+    sp=$!
+    sleep 0.3
+    "$BUILD/services/ghostd/engine/ghost-dump" --pid "$sp" --out "$WORK/host.img" >/dev/null 2>&1 ||
+        { kill -9 "$sp" 2>/dev/null; setup_fail "cannot dump a sleep for cross/image"; }
+    wait "$sp" 2>/dev/null
+fi
+
 # The guest's /init: modules, 9p root, fresh /proc /sys /dev /tmp /run in
 # the chroot (the guest's own, so nothing of this machine's is touched),
 # then the tests.
@@ -105,6 +129,28 @@ for t in ${TESTS[*]}; do
     case \$t in
     unit/*) ./tests/test-\${t#unit/} --jobs 1 > "$WORK/out/\$n.log" 2>&1 ;;
     integration/ghost) bash "$PWD/tests/integration/test-ghost.sh" > "$WORK/out/\$n.log" 2>&1 ;;
+    real/python3) bash "$PWD/tools/kernel-real.sh" python3 python3 -c "
+import threading, time
+n = [0]
+def w():
+    while True: n[0] += 1; time.sleep(0.01)
+threading.Thread(target=w, daemon=True).start()
+while True: print(n[0], flush=True); time.sleep(0.2)" > "$WORK/out/\$n.log" 2>&1 ;;
+    real/node) bash "$PWD/tools/kernel-real.sh" node node -e \
+        'let i = 0; setInterval(() => console.log(i++), 200)' > "$WORK/out/\$n.log" 2>&1 ;;
+    real/perl) bash "$PWD/tools/kernel-real.sh" perl perl -e \
+        '\$|=1; for (\$i = 0;; \$i++) { print "\$i\n"; select(undef, undef, undef, 0.2) }' \
+        > "$WORK/out/\$n.log" 2>&1 ;;
+    real/pipeline) bash "$PWD/tools/kernel-real.sh" pipeline bash -c \
+        'while :; do echo x; sleep 0.2; done | while read l; do echo "got \$l"; done' \
+        > "$WORK/out/\$n.log" 2>&1 ;;
+    cross/image)
+        { "$BUILD/services/ghostd/engine/ghost-restore" --image "$WORK/host.img" --check
+          c=\$?
+          "$BUILD/services/ghostd/engine/ghost-restore" --image "$WORK/host.img"
+          r=\$?
+          [ "\$(uname -r)" != "$(uname -r)" ] && [ \$c = 1 ] && [ \$r = 1 ]
+        } > "$WORK/out/\$n.log" 2>&1 && grep -q "dumped on kernel" "$WORK/out/\$n.log" ;;
     esac
     echo \$? > "$WORK/out/\$n.rc"
 done
