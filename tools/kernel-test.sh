@@ -15,8 +15,11 @@
 # program checkpointed, killed, restored and still printing:
 # tools/kernel-real.sh; python3 with a thread, node, perl, pipeline), or
 # cross/image (an image dumped on this machine's kernel must be refused
-# there, by ghost-restore --check and by the restore, with the reason);
-# default: all of them (real/node only where node is installed). --rounds sets
+# there, by ghost-restore --check and by the restore, with the reason), or
+# cluster/up (the README's demo cluster: `cairn cluster up --nodes 4` in
+# network namespaces with cgroup v2 limits, as a stock Debian 12 has them,
+# every node alive, then `cluster down`); default: all of them (real/node
+# only where node is installed). --rounds sets
 # CAIRN_DAMAGE_ROUNDS for test-restore (default 200: emulation is slow).
 # Prints one JSON line per test ({"test","kernel","rc","failed":[...]})
 # and ends with `N passed, N failed`. Takes about 10 minutes. Not part of
@@ -33,14 +36,14 @@ while [ $# -gt 0 ]; do
     case $1 in
     --build) BUILD=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    unit/*|integration/ghost|real/python3|real/node|real/perl|real/pipeline|cross/image)
+    unit/*|integration/ghost|real/python3|real/node|real/perl|real/pipeline|cross/image|cluster/up)
         TESTS+=("$1"); shift ;;
     *) echo "{\"error\":{\"code\":\"usage\",\"message\":\"unknown argument '$1'\"}}" >&2; exit 100 ;;
     esac
 done
 if [ ${#TESTS[@]} -eq 0 ]; then
     TESTS=(unit/image unit/dump unit/direct unit/anonfd unit/restore integration/ghost
-           real/python3 real/perl real/pipeline cross/image)
+           real/python3 real/perl real/pipeline cross/image cluster/up)
     command -v node >/dev/null && TESTS+=(real/node)
 fi
 setup_fail() { echo "{\"error\":{\"code\":\"setup\",\"message\":\"$1\"}}" >&2; exit 2; }
@@ -75,8 +78,9 @@ KVER=$(ls "$WORK/root/lib/modules" | head -1)
 KERNEL="$WORK/root/boot/vmlinuz-$KVER"
 [ -f "$KERNEL" ] || setup_fail "no kernel in the package"
 cp "$WORK/root/bin/busybox" "$WORK/initrd/bin/"
-# virtio-pci and 9p are modules in Debian's kernel: loaded in this order.
-MODS="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p"
+# virtio-pci and 9p are modules in Debian's kernel: loaded in this order;
+# then the bridge and veth a local cluster needs.
+MODS="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p llc stp bridge veth"
 for m in $MODS; do
     f=$(find "$WORK/root/lib/modules/$KVER" -name "$m.ko*" | head -1)
     [ -n "$f" ] || setup_fail "module $m not in the package"
@@ -115,6 +119,7 @@ mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs d
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts; mount -t tmpfs tmpfs /host/dev/shm
 mount -t tmpfs tmpfs /host/run; mount -t tmpfs tmpfs /host/tmp
+mount -t cgroup2 none /host/sys/fs/cgroup   # as systemd mounts it on Debian 12
 chroot /host /bin/bash "$WORK/inner.sh"
 poweroff -f
 EOF
@@ -151,6 +156,20 @@ while True: print(n[0], flush=True); time.sleep(0.2)" > "$WORK/out/\$n.log" 2>&1
           r=\$?
           [ "\$(uname -r)" != "$(uname -r)" ] && [ \$c = 1 ] && [ \$r = 1 ]
         } > "$WORK/out/\$n.log" 2>&1 && grep -q "dumped on kernel" "$WORK/out/\$n.log" ;;
+    cluster/up)
+        { ip link set lo up
+          ./cli/cairn cluster up --nodes 4 --name kt && up=1
+          for i in \$(seq 1 60); do
+              a=\$(./cli/cairn nodes --cluster kt | jq '[.nodes[] | select(.state == "alive")] | length')
+              [ "\$a" = 4 ] && break
+              sleep 1
+          done
+          echo "alive: \$a"
+          m=\$(cat /sys/fs/cgroup/cairn/kt/1/cpu.max /sys/fs/cgroup/cairn/kt/1/memory.max | tr '\n' ' ')
+          echo "node 1 cpu.max, memory.max: \$m"
+          ./cli/cairn cluster down --name kt && down=1
+          [ "\${up:-}" = 1 ] && [ "\$a" = 4 ] && [ "\$m" = "50000 100000 536870912 " ] && [ "\${down:-}" = 1 ]
+        } > "$WORK/out/\$n.log" 2>&1 ;;
     esac
     echo \$? > "$WORK/out/\$n.rc"
 done
