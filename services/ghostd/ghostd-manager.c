@@ -834,11 +834,13 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
     if (!cr->check_only)
         snprintf(j->image, sizeof j->image, "%s/%s", dir, GHOSTD_IMAGE_NAME);
     snprintf(pid_arg, sizeof pid_arg, "%u", cr->pid);
-    char *argv[8] = { NULL, "--pid", pid_arg, "--out", j->image };   /* + 2 flags, NULL */
-    int n = 5;
+    char *argv[8] = { NULL, "--pid", pid_arg };   /* + --check or --out IMAGE, 2 flags, NULL */
+    int n = 3;
     if (cr->check_only) {
-        argv[3] = "--check";
-        n = 4;
+        argv[n++] = "--check";
+    } else {
+        argv[n++] = "--out";
+        argv[n++] = j->image;
     }
     if (cr->leave_running)
         argv[n++] = "--leave-running";

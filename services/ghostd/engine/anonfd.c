@@ -137,20 +137,19 @@ static int s_anon_eventfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd 
 {
     const char *count = proc_field(text, "eventfd-count"), *sem = proc_field(text, "eventfd-semaphore");
     unsigned long long v;
-    int semaphore = 0;
-    bool told = sem && sscanf(sem, "%d", &semaphore) == 1, probed = false;
+    int said = 0;
+    bool told = sem && sscanf(sem, "%d", &said) == 1, semaphore = said != 0;
     if (!count || sscanf(count, "%llx", &v) != 1)
         return s_anon_bad(pid, fd, "the eventfd's count", err);
     /* Kernels before 6.2 do not say whether it counts as a semaphore. */
     if ((!told && a->frozen) || a->force_probe) {
-        int r = s_probe_semaphore(pid, fd, v, &probed, err);
+        int r = s_probe_semaphore(pid, fd, v, &semaphore, err);
         if (r < 0)
             return r;
-        semaphore = probed;
     }
     cairn__ghost__event_fd__init(&a->ev);
     a->ev.count = v;
-    a->ev.semaphore = semaphore != 0;
+    a->ev.semaphore = semaphore;
     f->eventfd = &a->ev;
     return 0;
 }
@@ -212,6 +211,13 @@ static int s_anon_signalfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd
     return 0;
 }
 
+/* A kernel dev_t as fdinfo prints it (sdev: 12-bit major above a 20-bit
+ * minor) as a user-space dev_t. */
+static dev_t s_kernel_dev(unsigned kdev)
+{
+    return makedev(kdev >> 20, kdev & 0xfffff);
+}
+
 /* The fd an epoll target was added with must still name that file in
  * this process: the restore adds it again through that fd. fdinfo gives
  * the file's inode and its superblock's kernel dev_t. */
@@ -223,7 +229,7 @@ static int s_epoll_target_ok(pid_t pid, int fd, int tfd, unsigned long ino, unsi
     snprintf(name, sizeof(name), "fd/%d", tfd);
     proc_path(path, sizeof(path), pid, name);
     if (stat(path, &st) == 0 && st.st_ino == ino &&
-        st.st_dev == makedev(kdev >> 20, kdev & 0xfffff))
+        st.st_dev == s_kernel_dev(kdev))
         return 0;
     return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                            "process %d fd %d: the epoll instance watches a file added "
@@ -274,7 +280,7 @@ static int s_mount_fd(pid_t pid, unsigned kdev)
     if (proc_read_file(pid, "mountinfo", &info, NULL, NULL) < 0)
         return -1;
     proc_path(seen_from, sizeof(seen_from), pid, "root");
-    snprintf(want, sizeof(want), "%u:%u", kdev >> 20, kdev & 0xfffff);
+    snprintf(want, sizeof(want), "%u:%u", major(s_kernel_dev(kdev)), minor(s_kernel_dev(kdev)));
     int fd = -1;
     for (char *save = NULL, *l = strtok_r(info, "\n", &save); l && fd < 0;
          l = strtok_r(NULL, "\n", &save)) {
@@ -334,7 +340,7 @@ static int s_inotify_watch(pid_t pid, int fd, const char *l, Cairn__Ghost__Inoti
     struct stat st;
     if (s_handle_path(pid, kdev, type, hex, bytes, path, sizeof(path)) < 0 ||
         stat(path, &st) < 0 || st.st_ino != ino ||
-        st.st_dev != makedev(kdev >> 20, kdev & 0xfffff))
+        st.st_dev != s_kernel_dev(kdev))
         return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                "process %d fd %d: inotify watch %u is on inode %lu, which "
                                "has no path the restore could watch it by (deleted, or "

@@ -527,15 +527,23 @@ static int s_check_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec,
     }
 }
 
+/* The zero bytes between rec and its raw pages (0 for other records). */
+static uint32_t s_raw_pad(const Cairn__Ghost__Record *rec)
+{
+    return rec->r_case == CAIRN__GHOST__RECORD__R_PAGES ? rec->pages->pad
+           : rec->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES ? rec->object_pages->pad
+           : 0;
+}
+
 static void s_note_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec)
 {
     if (rec->r_case == CAIRN__GHOST__RECORD__R_HEADER) {
         r->seen_header = true;
         r->page_size = rec->header->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
-        r->raw_left = rec->pages->pad + rec->pages->n_pages * r->page_size;
+        r->raw_left = s_raw_pad(rec) + rec->pages->n_pages * r->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES) {
-        r->raw_left = rec->object_pages->pad + rec->object_pages->n_pages * r->page_size;
+        r->raw_left = s_raw_pad(rec) + rec->object_pages->n_pages * r->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_END) {
         r->seen_end = true;
     }
@@ -619,9 +627,7 @@ int ghost_read_record(ghost_reader_t *r, Cairn__Ghost__Record **ret,
     s_note_record(r, rec);
     /* The pad is part of the raw run for the reader's accounting; the
      * caller sees only the pages. */
-    uint32_t pad = rec->r_case == CAIRN__GHOST__RECORD__R_PAGES ? rec->pages->pad
-                   : rec->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES ? rec->object_pages->pad
-                   : 0;
+    uint32_t pad = s_raw_pad(rec);
     rc = pad ? ghost_skip_raw(r, pad, err) : 0;
     if (rc < 0) {
         cairn__ghost__record__free_unpacked(rec, NULL);
