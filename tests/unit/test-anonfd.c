@@ -26,20 +26,37 @@
 
 #include "anonfd.h"
 
-/* Describes fd (of this process) into *f, backed by *a. */
-static void s_describe(int fd, Cairn__Ghost__Fd *f, ghost_anon_t *a)
+/* ghost_anon_describe of fd (of this process) into *f, backed by *a. */
+static int s_try_describe(int fd, Cairn__Ghost__Fd *f, ghost_anon_t *a, cairn_error_t *err)
 {
     char path[64], link[256];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     ssize_t n = readlink(path, link, sizeof(link) - 1);
     cr_assert_gt(n, 0);
     link[n] = '\0';
-    cairn_error_t err = { 0 };
     cairn__ghost__fd__init(f);
     f->fd = fd;
     f->flags = fcntl(fd, F_GETFL);
-    int r = ghost_anon_describe(0, fd, link, f, a, &err);
-    cr_assert_eq(r, 0, "%s: %s", link, err.message);
+    return ghost_anon_describe(0, fd, link, f, a, err);
+}
+
+/* Describes fd (of this process) into *f, backed by *a. */
+static void s_describe(int fd, Cairn__Ghost__Fd *f, ghost_anon_t *a)
+{
+    cairn_error_t err = { 0 };
+    int r = s_try_describe(fd, f, a, &err);
+    cr_assert_eq(r, 0, "fd %d: %s", fd, err.message);
+}
+
+/* The dump must refuse fd, saying `why`. */
+static void s_expect_refused(int fd, const char *why)
+{
+    Cairn__Ghost__Fd f;
+    ghost_anon_t a = { 0 };
+    cairn_error_t err = { 0 };
+    cr_assert_eq(s_try_describe(fd, &f, &a, &err), -EOPNOTSUPP);
+    cr_assert(strstr(err.message, why), "%s", err.message);
+    ghost_anon_free(&a);
 }
 
 /* Recreates the fd f describes; the new fd. */
@@ -239,17 +256,7 @@ Test(anonfd, epoll_target_renumbered_is_refused)
     cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), 0);
     int keep = dup(p[0]);
     cr_assert_eq(dup2(q[0], p[0]), p[0]);
-    char path[64], link[256];
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", ep);
-    ssize_t n = readlink(path, link, sizeof(link) - 1);
-    link[n > 0 ? n : 0] = '\0';
-    Cairn__Ghost__Fd f;
-    cairn__ghost__fd__init(&f);
-    ghost_anon_t a = { 0 };
-    cairn_error_t err = { 0 };
-    cr_assert_eq(ghost_anon_describe(0, ep, link, &f, &a, &err), -EOPNOTSUPP);
-    cr_assert(strstr(err.message, "no longer names it"), "%s", err.message);
-    ghost_anon_free(&a);
+    s_expect_refused(ep, "no longer names it");
     close(ep), close(keep), close(p[0]), close(p[1]), close(q[0]), close(q[1]);
 }
 
@@ -303,14 +310,7 @@ Test(anonfd, inotify_watch_on_a_deleted_file_is_refused)
     int in = inotify_init1(0);
     cr_assert_geq(inotify_add_watch(in, file, IN_MODIFY), 1);
     unlink(file);
-    const char *link = "anon_inode:inotify";
-    Cairn__Ghost__Fd f;
-    cairn__ghost__fd__init(&f);
-    ghost_anon_t a = { 0 };
-    cairn_error_t err = { 0 };
-    cr_assert_eq(ghost_anon_describe(0, in, link, &f, &a, &err), -EOPNOTSUPP);
-    cr_assert(strstr(err.message, "has no path"), "%s", err.message);
-    ghost_anon_free(&a);
+    s_expect_refused(in, "has no path");
     close(in), close(keep);
 }
 
