@@ -428,12 +428,13 @@ else
     t_fail "zombie: start"
 fi
 
-# engine_restore_verdict WHAT IMAGE PID RESULT MODE: PID (killed by its
-# dump) reaped, IMAGE restored by ghost-restore alone, SIGUSR2, PASS.
+# engine_restore_verdict WHAT IMAGE PID RESULT MODE [FLAG...]: PID (killed
+# by its dump) reaped, IMAGE restored by ghost-restore alone (with the
+# FLAGs), SIGUSR2, PASS.
 engine_restore_verdict() {
     local out
     reap_killed "$3"
-    out=$("$ENGINE/ghost-restore" --image "$2" 2>&1)
+    out=$("$ENGINE/ghost-restore" --image "$2" "${@:6}" 2>&1)
     t_json_check "$1: restored ($out)" "$out" ".pid == $3"
     T_PIDS+=("$3")
     kill -USR2 "$3" 2>/dev/null
@@ -454,6 +455,19 @@ if start_case memory "$R"; then
     engine_restore_verdict "pagemap read" "$T_TMP/pm-read.img" "$P" "$R" memory
 else
     t_fail "pagemap read: start"
+fi
+
+# The restorer fills pages through process_vm_writev; where the kernel
+# refuses it, it preads them straight into place. Forced here
+# (ghost-restore --pread-pages): the memory case must pass.
+R="$T_TMP/result-pread"; : >"$R"
+if start_case memory "$R"; then
+    P=$CASE_PID
+    b=$("$ENGINE/ghost-dump" --pid "$P" --out "$T_TMP/pread.img" 2>&1)
+    t_json_check "pread pages: dumped ($b)" "$b" ".pages > 0"
+    engine_restore_verdict "pread pages" "$T_TMP/pread.img" "$P" "$R" memory --pread-pages
+else
+    t_fail "pread pages: start"
 fi
 
 # Kernels before 6.2 do not say in fdinfo whether an eventfd is a

@@ -1,7 +1,7 @@
 /* ghost-restore - restores one checkpoint image (a process tree); ghostd
  * runs one per request so a hostile image can never take the daemon down.
  *
- *   ghost-restore --image FILE [--new-pid]
+ *   ghost-restore --image FILE [--new-pid] [--pread-pages]
  *   ghost-restore --image FILE --check
  *
  * Prints exactly one JSON line on stdout: on success
@@ -21,6 +21,8 @@
  * left running); 3 the original pid of a process of the tree is taken and
  * --new-pid was not given (nothing was made); 100 wrong usage. With
  * --check: 0 the image would be restored, 1 it would be refused.
+ * --pread-pages makes the restorer pread the pages straight into place,
+ * its way where the kernel refuses process_vm_writev (for tests).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -73,7 +75,7 @@ static int s_usage(const char *why)
     cairn_error_t err;
 
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
-                    "%s; usage: ghost-restore --image FILE [--new-pid | --check]", why);
+                    "%s; usage: ghost-restore --image FILE [--new-pid] [--pread-pages] | --check", why);
     return ghost_report_error(&err, 100);
 }
 
@@ -83,6 +85,7 @@ int main(int argc, char **argv)
         { "image", required_argument, NULL, 'i' },
         { "new-pid", no_argument, NULL, 'n' },
         { "check", no_argument, NULL, 'c' },
+        { "pread-pages", no_argument, NULL, 'p' },
         { NULL, 0, NULL, 0 },
     };
     bool check = false;
@@ -100,6 +103,8 @@ int main(int argc, char **argv)
             opts.new_pid = true;
         else if (c == 'c')
             check = true;
+        else if (c == 'p')
+            opts.pread_pages = true;
         else
             return s_usage("unknown option");
     }
@@ -107,6 +112,8 @@ int main(int argc, char **argv)
         return s_usage(image ? "unexpected argument" : "--image is required");
     if (check && opts.new_pid)
         return s_usage("--check restores nothing: it takes no --new-pid");
+    if (check && opts.pread_pages)
+        return s_usage("--check restores nothing: it takes no --pread-pages");
     fd = open(image, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         cairn_error_set(&err, -errno, CAIRN_NOT_FOUND, "cannot open image %s: %s",

@@ -615,6 +615,7 @@ struct s_tree {
     int32_t *pids;         /* MAP_SHARED: restored pid of every process */
     pid_t caller_pgrp;     /* our process group (for "outside" groups) */
     bool new_pid;          /* --new-pid */
+    bool pread_pages;      /* ghost_restore_opts_t.pread_pages */
     int staging_fd;        /* helper: the staging memfd */
     int status_r, status_w;   /* status pipe: failures of any process */
     int go_r, go_w;           /* the root waits on go_r until seized */
@@ -823,6 +824,7 @@ static uint64_t s_region_size(const s_proc_t *pr, size_t n_helpers)
                 pr->threads.v[i]->thread->n_pending * sizeof(struct gr_sigq);
     n += S_ALIGN(args, S_PAGE);
     n += (pr->threads.n + 1) * GR_STACK_SIZE;   /* + the copy helper's */
+    n += 2 * GR_COPY_BUF;                       /* the copying threads' buffers */
     n += 64 * S_PAGE;   /* vdso scratch: vvar + vclock + vdso fit easily */
     return S_ALIGN(n, S_PAGE);
 }
@@ -1082,7 +1084,15 @@ static int s_plan_runs(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     for (size_t i = 0; i < pr->n_runs; i++)
         s_plan_run(pl, pr, &pr->runs[i]);
-    if (s_copy_helper_pays(a)) {
+    a->copy_pread = pl->tree->pread_pages;
+    bool helper = s_copy_helper_pays(a);
+    for (int i = 0; i < 1 + helper; i++) {
+        uint8_t *buf = s_alloc(pl, GR_COPY_BUF, S_PAGE);
+        if (!buf)
+            return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
+        a->copy_buf[i] = (uint64_t)(uintptr_t)buf;
+    }
+    if (helper) {
         uint8_t *stack = s_alloc(pl, GR_STACK_SIZE, S_PAGE);
         if (!stack)
             return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
@@ -2783,11 +2793,14 @@ static void s_raise_nofile(void)
 
 /* Loads and plans the image from in_fd, then (unless check) makes the
  * tree; the stats as ghost_restore and ghost_restore_check describe. */
-static int s_restore(int in_fd, bool check, bool new_pid, uint32_t timeout_ms,
+static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
                      ghost_restore_stats_t *ret_stats, cairn_error_t *err)
 {
+    bool new_pid = o->new_pid;
+    uint32_t timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
     s_image_t im = { .staging_fd = -1, .check_only = check };
-    s_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
+    s_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1,
+                   .pread_pages = o->pread_pages };
     ghost_restore_stats_t st = { 0 };
     uint64_t t0 = s_now_us();
     cairn_error_t taken;
@@ -2832,7 +2845,7 @@ int ghost_restore_check(int in_fd, ghost_restore_stats_t *ret_stats, cairn_error
     if (in_fd < 0 || !ret_stats)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "ghost_restore_check: bad arguments");
-    return s_restore(in_fd, true, false, 0, ret_stats, err);
+    return s_restore(in_fd, true, &(ghost_restore_opts_t){ 0 }, ret_stats, err);
 }
 
 int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
@@ -2841,6 +2854,5 @@ int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
     if (in_fd < 0 || !ret_stats)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "ghost_restore: bad arguments");
-    return s_restore(in_fd, false, opts && opts->new_pid,
-                     opts && opts->timeout_ms ? opts->timeout_ms : 30000, ret_stats, err);
+    return s_restore(in_fd, false, opts ? opts : &(ghost_restore_opts_t){ 0 }, ret_stats, err);
 }

@@ -34,6 +34,8 @@
 typedef struct ghost_restore_opts {
     bool new_pid;           /* a fresh pid instead of the original one */
     uint32_t timeout_ms;    /* for the process to reach its target; 0 = 30 s */
+    bool pread_pages;       /* the restorer preads pages straight into place,
+                               as where process_vm_writev is refused (tests) */
 } ghost_restore_opts_t;
 
 /* One restored process. */

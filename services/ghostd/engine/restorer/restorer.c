@@ -11,7 +11,7 @@
  * the region through ptrace once every thread has left it).
  *
  * Order: unmap the old address space -> move vdso/vvar (two phases through
- * the scratch window) -> map every target vma -> pread the pages (with one
+ * the scratch window) -> map every target vma -> copy the pages in (with one
  * helper thread when planned: CLONE_UNTRACED, so the tracer never sees it;
  * it exits before any other thread is made) -> final
  * protections -> close helper fds -> PR_SET_MM_MAP -> rlimits -> clone3
@@ -56,6 +56,7 @@
 #define NR_setfsgid 123
 #define NR_capset 126
 #define NR_seccomp 317
+#define NR_process_vm_writev 311
 #define SECCOMP_SET_MODE_FILTER 1
 #define NR_set_robust_list 273
 #define NR_rseq 334
@@ -252,17 +253,13 @@ static void s_map_vmas(struct gr_args *a)
     }
 }
 
-/* Copies [vaddr, vaddr + len) from the staging fd at off. */
-static void s_copy_piece(struct gr_args *a, uint64_t vaddr, uint64_t len, uint64_t off)
+/* Reads len bytes of the staging fd at off into buf; fails the restore
+ * on a short read (the image was checked to hold them). */
+static void s_read_staging(struct gr_args *a, void *buf, uint64_t len, uint64_t off,
+                           uint64_t vaddr)
 {
-    uint64_t done = 0;
-
-    /* Populate the pages in one batched pass instead of one fault per
-     * 4 KiB page during the copy (2x faster restores here). A hint: older
-     * kernels answer EINVAL. MADV_HUGEPAGE was measured slower. */
-    SYS(NR_madvise, (long)vaddr, (long)len, 23 /* MADV_POPULATE_WRITE */, 0, 0);
-    while (done < len) {
-        long r = SYS(NR_pread64, a->staging_fd, (long)(vaddr + done), (long)(len - done),
+    for (uint64_t done = 0; done < len;) {
+        long r = SYS(NR_pread64, a->staging_fd, (long)buf + (long)done, (long)(len - done),
                      (long)(off + done), 0);
         if (r <= 0)
             s_fail(a, GR_STAGE_PAGES, r < 0 ? r : -5, vaddr + done);
@@ -270,10 +267,50 @@ static void s_copy_piece(struct gr_args *a, uint64_t vaddr, uint64_t len, uint64
     }
 }
 
+/* Copies [vaddr, vaddr + len) from the staging fd at off, through buf
+ * (GR_COPY_BUF bytes).
+ *
+ * Why not pread straight into place: that writes every new page through
+ * this process's own mapping of it, and on a VM whose hypervisor shadows
+ * the guest's page tables (PVM here) the first touch of each 4 KiB page
+ * from user space is a trip to the hypervisor, 4-5 us: pread into fresh
+ * memory ran at 0.6-0.8 GiB/s, the same bytes through a reused buffer and
+ * process_vm_writev (the kernel fills the pages through its own mapping)
+ * at 3-4.5 GiB/s (bench/README.md). A kernel that refuses
+ * process_vm_writev (ENOSYS: built without it; EPERM) gets the old way:
+ * populate in one batched pass, then pread into place. */
+static void s_copy_piece(struct gr_args *a, uint8_t *buf, uint64_t vaddr, uint64_t len,
+                         uint64_t off)
+{
+    uint64_t done = 0;
+
+    while (!a->copy_pread && done < len) {
+        uint64_t n = len - done < GR_COPY_BUF ? len - done : GR_COPY_BUF;
+        s_read_staging(a, buf, n, off + done, vaddr + done);
+        struct { uint64_t base, len; } local = { (uint64_t)buf, n },
+                                       remote = { vaddr + done, n };
+        long r = s_sys6(NR_process_vm_writev, SYS(NR_getpid, 0, 0, 0, 0, 0), (long)&local,
+                        1, (long)&remote, 1, 0);
+        if (r == -38 /* ENOSYS */ || r == -1 /* EPERM */) {
+            a->copy_pread = 1;
+            break;
+        }
+        if (r != (long)n)
+            s_fail(a, GR_STAGE_PAGES, r < 0 ? r : -14, vaddr + done + (r > 0 ? (uint64_t)r : 0));
+        done += n;
+    }
+    if (done < len) {
+        /* A hint: older kernels answer EINVAL. */
+        SYS(NR_madvise, (long)(vaddr + done), (long)(len - done), 23 /* MADV_POPULATE_WRITE */,
+            0, 0);
+        s_read_staging(a, (void *)(vaddr + done), len - done, off + done, vaddr + done);
+    }
+}
+
 /* Copies chunks of the page runs (GR_COPY_CHUNK bytes, or a run's end)
  * taken in turn from a->copy_next until none is left: each caller's
  * chunk numbers only grow, so its walk over the runs only moves forward. */
-static void s_copy_chunks(struct gr_args *a)
+static void s_copy_chunks(struct gr_args *a, uint8_t *buf)
 {
     uint32_t i = 0;
     uint64_t before = 0;   /* chunks of the runs before run i */
@@ -288,7 +325,7 @@ static void s_copy_chunks(struct gr_args *a)
         const struct gr_run *run = &a->runs[i];
         uint64_t at = (c - before) * GR_COPY_CHUNK;
         uint64_t len = run->len - at < GR_COPY_CHUNK ? run->len - at : GR_COPY_CHUNK;
-        s_copy_piece(a, run->vaddr + at, len, run->off + at);
+        s_copy_piece(a, buf, run->vaddr + at, len, run->off + at);
     }
 }
 
@@ -313,7 +350,7 @@ static void s_copy_pages(struct gr_args *a)
         if (gr_clone_thread(a, 0, cl, sizeof cl) < 0)
             a->copy_busy = 0;   /* copy alone */
     }
-    s_copy_chunks(a);
+    s_copy_chunks(a, (uint8_t *)a->copy_buf[0]);
     for (;;) {
         int32_t busy = __atomic_load_n(&a->copy_busy, __ATOMIC_SEQ_CST);
         if (!busy)
@@ -478,7 +515,7 @@ s_sigreturn(struct gr_args *a, const struct gr_thread *t)
 void gr_thread_main(struct gr_args *a, struct gr_thread *t)
 {
     if (!t) {   /* the page copy helper */
-        s_copy_chunks(a);
+        s_copy_chunks(a, (uint8_t *)a->copy_buf[1]);
         for (;;)
             SYS(NR_exit, 0, 0, 0, 0, 0);
     }

@@ -196,10 +196,20 @@ struct gr_args {
     int32_t copy_busy;              /* futex: 1 while the helper runs (the
                                        kernel clears it at the helper's exit) */
     int32_t pad3;
+    uint64_t copy_buf[2];           /* GR_COPY_BUF bytes each, in the region:
+                                       pages pass through here on their way
+                                       in ([0] the leader's, [1] the helper's) */
+    uint32_t copy_pread;            /* set once process_vm_writev is refused:
+                                       pread straight into place from then on */
+    uint32_t pad4;
 };
 
 /* The page runs are copied in chunks of this size, taken in turn by the
  * leader and (copy_stack_top) one helper thread. */
 #define GR_COPY_CHUNK (4ull << 20)
+
+/* Each copying thread reads the staging fd into its own buffer of this
+ * size and writes it into place with process_vm_writev (restorer.c). */
+#define GR_COPY_BUF (1ull << 20)
 
 #endif
