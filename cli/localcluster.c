@@ -13,7 +13,8 @@
  * process whose netns, cgroup or `--config` argument belongs to the cluster
  * (plus the pids of the state file, checked against their start time), then
  * deletes links and namespaces in one `ip -batch`, removes the cgroups
- * leaves first and finally the cluster directory. An interrupted up() or a
+ * leaves first and finally the cluster directory (after unmounting what is
+ * mounted inside it: ghostd's image spool). An interrupted up() or a
  * kill -9 of the CLI is therefore undone by the same code path.
  *
  * Speed: the host side (namespaces, bridge, veth pairs created with their
@@ -43,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -165,11 +167,67 @@ static int s_rm_entry(const char *path, const struct stat *st, int flag, struct 
     return r < 0 && errno != ENOENT ? -1 : 0;
 }
 
-/* rm -rf path; 0 if it is gone (or never was), else -errno. */
+/* A mount point field of /proc/self/mountinfo with its octal escapes
+ * (\040 for a space...) undone, in place. */
+static void s_unescape_mount(char *p)
+{
+    char *o = p;
+    for (; *p; p++) {
+        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+            p[3] >= '0' && p[3] <= '7') {
+            *o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+            p += 3;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}
+
+/* Detaches every mount at or under path (ghostd mounts its image spool in
+ * a node's run dir, spool.h), the last mounted first: 0, or -errno of the
+ * first that could not be. */
+static int s_umount_under(const char *path)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    char **found = NULL, *line = NULL, mnt[PATH_MAX];
+    size_t n = 0, cap = 0, len = strlen(path);
+    int r = 0;
+    while (r == 0 && getline(&line, &cap, f) > 0) {
+        /* id parent major:minor root mount-point ... */
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+            continue;
+        s_unescape_mount(mnt);
+        if (strncmp(mnt, path, len) != 0 || (mnt[len] != '\0' && mnt[len] != '/'))
+            continue;
+        char **g = realloc(found, (n + 1) * sizeof(*g));
+        if (!g || !(g[n] = strdup(mnt)))
+            r = -ENOMEM;
+        found = g ? g : found;
+        n += r == 0;
+    }
+    free(line);
+    fclose(f);
+    for (size_t i = n; i-- > 0;) {   /* mountinfo lists parents first */
+        if (r == 0 && umount2(found[i], MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
+            r = -errno;
+        free(found[i]);
+    }
+    free(found);
+    return r;
+}
+
+/* rm -rf path, mounts inside it first detached; 0 if it is gone (or never
+ * was), else -errno. */
 static int s_rm_rf(const char *path)
 {
     if (!s_exists(path))
         return 0;
+    int r = s_umount_under(path);
+    if (r < 0)
+        return errno = -r, r;
     if (nftw(path, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
         return -errno;
     return 0;

@@ -3,7 +3,8 @@
  * Design. cairn_service_main() is a straight line: options -> description
  * -> node -> signals blocked + signalfd (before zmq_ctx_new, so libzmq's I/O
  * threads inherit the mask and never take SIGTERM) -> zmq context + loop ->
- * ops->start -> bind -> READY -> ops->ready -> loop -> STOPPING -> close.
+ * run dir made -> ops->start -> bind -> READY -> ops->ready -> loop ->
+ * STOPPING -> close.
  *
  * A request travels: ROUTER readable -> cairn_wire_recv -> [id][Header][Body]
  * shape check -> header decode (version, size) -> service name, is_reply ->
@@ -801,10 +802,8 @@ static void *s_socket(cairn_service_t *svc, int type)
 
 static int s_bind(cairn_service_t *svc)
 {
-    int r = s_mkdir_p(svc->node->rundir);
+    int r;
 
-    if (r < 0)
-        return cairn_log_err(r, "rundir", "path=%s", svc->node->rundir);
     svc->router = s_socket(svc, ZMQ_ROUTER);
     if (!svc->router)
         return cairn_log_err(-errno, "socket", "type=router");
@@ -1144,6 +1143,8 @@ static int s_start(cairn_service_t *svc)
     svc->loop = cairn_loop_new();
     if (!svc->zctx || !svc->loop)
         return cairn_log_err(-ENOMEM, "start", "msg=\"no zmq context or loop\"");
+    if ((r = s_mkdir_p(svc->node->rundir)) < 0)
+        return cairn_log_err(r, "rundir", "path=%s", svc->node->rundir);
     if (svc->ops->start && (r = svc->ops->start(svc, svc->ctx)) < 0)
         return cairn_log_err(r, "start", "msg=\"%s refused to start\"", svc->ops->name);
     if ((r = s_bind(svc)) < 0)

@@ -63,8 +63,8 @@ typedef struct cairn_service_ops {
     const ProtobufCMessageDescriptor *reply_desc;    /* the service's Reply */
     const cairn_handler_t *handlers;
     size_t n_handlers;
-    /* After the description is loaded and the node chosen, before binding.
-     * Builds the service's state in ctx. <0 aborts startup (exit 1). May be NULL. */
+    /* After the description is loaded, the node chosen and its run dir
+     * made, before binding. Builds the service's state in ctx. <0 aborts startup (exit 1). May be NULL. */
     int (*start)(cairn_service_t *svc, void *ctx);
     /* After READY has been sent, for work that needs the sockets bound
      * (contacting peers). May be NULL. */

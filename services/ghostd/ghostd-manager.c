@@ -779,20 +779,21 @@ static int s_fail(cairn_request_t *req, const cairn_error_t *err)
     return cairn_request_fail(req, err->code, "%s", err->message);
 }
 
-/* The checkpoint's directory: the request's, else <rundir>/ghost/<pid>-<ms>. */
+/* The checkpoint's directory: the request's, else <rundir>/ghost/<pid>-<ms>
+ * (the spool, spool.h). */
 static int s_checkpoint_dir(ghostd_t *gd, const Cairn__Ghostd__CheckpointRequest *cr,
                             char *out, size_t size, cairn_error_t *err)
 {
-    const cairn_node_desc_t *self = cairn_service_node(gd->svc);
-
     if (cr->dir && *cr->dir) {
         int r = s_check_dir("checkpoint", cr->dir, err);
         if (r == 0)
             snprintf(out, size, "%s", cr->dir);
         return r;
     }
-    snprintf(out, size, "%s/ghost/%u-%llu", self->rundir, cr->pid,
-             (unsigned long long)s_realtime_ms());
+    if (snprintf(out, size, "%s/%u-%llu", gd->spool.path, cr->pid,
+                 (unsigned long long)s_realtime_ms()) >= (int)size)
+        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
+                               "checkpoint: %s/...: path too long", gd->spool.path);
     return 0;
 }
 
@@ -891,6 +892,23 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
 
 /* ---- lifecycle -------------------------------------------------------- */
 
+/* The default image directory as a tmpfs of huge pages (spool.h); where
+ * that cannot be, checkpoints still go to it, streamed. */
+static void s_spool_start(ghostd_t *gd)
+{
+    cairn_error_t err = { 0 };
+    const char *rundir = cairn_service_node(gd->svc)->rundir;
+
+    int r = ghostd_spool_prepare(&gd->spool, rundir, &err);
+    if (r < 0)
+        cairn_log_warn(r, "spool", "path=%s msg=\"%s; images there are "
+                       "streamed, not copied in place\"", gd->spool.path, err.message);
+    else
+        cairn_log_info("spool", "path=%s mounted=%s huge=%s", gd->spool.path,
+                       gd->spool.mounted ? "here" : "already",
+                       gd->spool.mounted ? (gd->spool.huge ? "yes" : "no") : "unknown");
+}
+
 static int s_start(cairn_service_t *svc, void *ctx)
 {
     ghostd_t *gd = ctx;
@@ -905,12 +923,21 @@ static int s_start(cairn_service_t *svc, void *ctx)
         else
             cairn_log_info("helper", "path=%s", path);
     }
+    s_spool_start(gd);
     return 0;
 }
 
 static void s_stop(cairn_service_t *svc, void *ctx)
 {
-    ghostd_done(ctx);
+    ghostd_t *gd = ctx;
+
+    ghostd_done(gd);
+    int r = ghostd_spool_release(&gd->spool);
+    if (r == -ENOTEMPTY)
+        cairn_log_info("spool", "path=%s kept=mounted reason=\"it holds images\"",
+                       gd->spool.path);
+    else if (r < 0)
+        cairn_log_warn(r, "spool", "path=%s msg=\"cannot unmount\"", gd->spool.path);
 }
 
 void ghostd_done(ghostd_t *gd)

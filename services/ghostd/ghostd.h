@@ -18,6 +18,7 @@
 
 #include "ghostd.pb-c.h"
 #include "service.h"
+#include "spool.h"
 
 #define GHOSTD_MAX_JOBS 16                /* helpers running at once */
 #define GHOSTD_OUTPUT_MAX 65536           /* bytes of helper output kept */
@@ -60,6 +61,7 @@ typedef struct ghostd_job {
 typedef struct ghostd {
     cairn_service_t *svc;                 /* the skeleton; set in start */
     ghostd_job_t jobs[GHOSTD_MAX_JOBS];   /* running helpers */
+    ghostd_spool_t spool;                 /* <rundir>/ghost: default image dirs */
 } ghostd_t;
 
 /* The skeleton's view of ghostd: name, message types, handler table. */

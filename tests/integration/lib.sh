@@ -19,7 +19,21 @@ t_cleanup() {
     for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
     for m in "${T_MOUNTS[@]}"; do umount -l "$m" 2>/dev/null; done
+    t_umount_under "$T_TMP"
     rm -rf "$T_TMP"
+}
+
+# t_mounts_under DIR: the mount points at or under DIR, one a line, the
+# last mounted first (ghostd mounts its image spool in its run dir and
+# keeps it while images are in it).
+t_mounts_under() {
+    awk -v d="$1" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo | tac
+}
+
+# t_umount_under DIR: detaches every mount at or under DIR.
+t_umount_under() {
+    local m
+    for m in $(t_mounts_under "$1"); do umount -l "$m" 2>/dev/null; done
 }
 trap t_cleanup EXIT
 

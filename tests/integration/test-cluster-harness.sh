@@ -25,6 +25,7 @@ assert_gone() {
     t_check "$what: no cgroups" bash -c "! ls -d /sys/fs/cgroup/{cpu,memory,}/cairn/$name 2>/dev/null | grep -q ."
     t_check "$what: no processes" no_procs
     t_check "$what: no run dir" test ! -e "$CAIRN_RUN_BASE/$name"
+    t_check "$what: nothing mounted under it" test -z "$(t_mounts_under "$CAIRN_RUN_BASE/$name")"
 }
 
 # --- up: 4 nodes -----------------------------------------------------------
@@ -41,6 +42,12 @@ t_check "up bridge and subnet" jq -e --arg n "$name" \
 t_check "up traffic between namespaces" jq -e '.traffic_ok == true' <<<"$out"
 t_check "up elapsed under 3 s" jq -e '.elapsed_ms < 3000' <<<"$out"
 t_check "config file exists and validates" "$CAIRN" config check "$cfg" >/dev/null
+if jq -e '[.nodes[].services[].name] | index("ghostd")' <<<"$out" >/dev/null; then
+    for k in 1 2 3 4; do
+        t_check "node $k: ghostd's image spool is a tmpfs" \
+            test "$(findmnt -n -o FSTYPE --mountpoint "$CAIRN_RUN_BASE/$name/$k/ghost")" = tmpfs
+    done
+fi
 
 net=$(jq -r '.subnet | sub("\\.0/24$"; "")' <<<"$out")
 for k in 1 2 3 4; do

@@ -174,6 +174,13 @@ t_check "restart --check --pid is a usage error" [ "$rc" -eq 100 ]
 fake ok restart "$T_TMP/f5" --check; t_err "restart --check answered a restore" internal "lacks"
 kill -0 "$VICTIM" 2>/dev/null
 t_check "the victim was never touched by ghostd" [ $? -eq 0 ]
+# The spool: mounted at start; its checkpoint directories empty (the fake
+# helper wrote no image), so ghostd removes them and unmounts it at stop.
+FSPOOL="$T_TMP/run/gfake/1/ghost"
+t_check "fake: spool mounted on $FSPOOL" [ "$(findmnt -n -o FSTYPE --mountpoint "$FSPOOL")" = tmpfs ]
+t_stop_services
+t_check "fake: spool unmounted at stop ($(t_mounts_under "$FSPOOL"))" [ -z "$(t_mounts_under "$FSPOOL")" ]
+t_check "fake: its empty checkpoint directories removed" [ -z "$(ls -A "$FSPOOL")" ]
 
 # ---- part 2: the engine, end to end --------------------------------------
 
@@ -255,9 +262,11 @@ wait_verdict() {
 }
 
 # run_case MODE [BASE]: start, checkpoint (killing it) into BASE/img-MODE
-# (BASE defaults to $T_TMP), restore, SIGUSR2, verdict.
+# (BASE defaults to $T_TMP; "-": no --dir, ghostd's default directory),
+# restore, SIGUSR2, verdict.
 run_case() {
     local mode=$1 result="$T_TMP/result-$1" img="${2:-$T_TMP}/img-$1" out rc pid
+    local dir_arg=(--dir "$img")
     : >"$result"
     start_case "$mode" "$result" || { t_fail "$mode: start"; return; }
     pid=$CASE_PID
@@ -265,9 +274,11 @@ run_case() {
         kill -USR1 "$pid"
         for i in $(seq 1 40); do grep -q '^counter before' "$result" && break; sleep 0.05; done
     fi
-    out=$($C checkpoint "$pid" --dir "$img" 2>"$T_TMP/err"); rc=$?
+    [ "${2:-}" = - ] && dir_arg=()
+    out=$($C checkpoint "$pid" "${dir_arg[@]}" 2>"$T_TMP/err"); rc=$?
     t_check "$mode: checkpoint exit 0 ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
     [ "$rc" -eq 0 ] || { kill -9 "$pid"; return; }
+    [ "${2:-}" = - ] && img=$(jq -r .dir <<<"$out")
     t_json_check "$mode: checkpoint JSON" "$out" ".pid == $pid and
         .image == \"$img/image.ghost\" and .image_bytes > 0 and .pages > 0
         and .processes == 1 and .threads >= 1 and .left_running == false
@@ -301,19 +312,19 @@ for mode in memory counter fpu signals sigsuspend files nanosleep pause poll \
     fi
 done
 
-# The image on a tmpfs with huge pages: ghost-dump copies anonymous memory
-# in place into the image file with several threads (engine/direct.c).
-HUGE="$T_TMP/huge"
-mkdir -p "$HUGE"
-if mount -t tmpfs -o huge=always,mode=0700 cairn-test-huge "$HUGE"; then
-    T_MOUNTS+=("$HUGE")
+# ghostd's default image directory (its spool) is a tmpfs with huge pages
+# that it mounted: there ghost-dump copies anonymous memory in place into
+# the image file with several threads (engine/direct.c).
+SPOOL="$T_TMP/run/ghost/1/ghost"
+t_check "spool: a tmpfs mounted on $SPOOL ($(findmnt -n -o FSTYPE,OPTIONS --mountpoint "$SPOOL"))" \
+    [ "$(findmnt -n -o FSTYPE --mountpoint "$SPOOL")" = tmpfs ]
+if grep -q always /sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null; then
+    t_check "spool: with huge pages" bash -c "findmnt -n -o OPTIONS --mountpoint '$SPOOL' | grep -q huge=always"
     for mode in memory threads process; do
-        run_case "$mode" "$HUGE"
-        t_check "$mode on a huge tmpfs: copied in place (copy_threads $COPY_THREADS)" \
+        run_case "$mode" -
+        t_check "$mode in the spool: copied in place (copy_threads $COPY_THREADS)" \
             [ "${COPY_THREADS:-0}" -ge 1 ]
     done
-else
-    t_fail "cannot mount a huge=always tmpfs for the in-place copy"
 fi
 
 # A private file mapping keeps only its written pages in the image: the
@@ -582,4 +593,12 @@ t_check "real: no helper left under ghostd" [ -z "$(pgrep -P "$GHOSTD_PID")" ]
 t_check "real: nothing of the engine left running" \
     [ -z "$(pgrep -f "$CAIRN_BUILD/services/ghostd/engine/")" ]
 
+# A ghostd that stops with images in its spool keeps it mounted (they
+# would be lost); the next ghostd finds it and uses it as it is.
+if [ -n "$(ls -A "$SPOOL" 2>/dev/null)" ]; then
+    t_stop_services
+    t_check "spool with images: kept mounted at stop" [ -n "$(t_mounts_under "$SPOOL")" ]
+    t_start_service ghostd "$GHOSTD" "$T_TMP/c.xml" 1 "$T_TMP/ghostd2.log" || exit 1
+    t_check "spool with images: the next ghostd reuses it" grep -q "mounted=already" "$T_TMP/ghostd2.log"
+fi
 t_done

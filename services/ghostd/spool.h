@@ -1,0 +1,43 @@
+/* spool.h - ghostd's default image directory, <rundir>/ghost, kept on a
+ * tmpfs of huge pages.
+ *
+ * Checkpoints asked for without a directory go to <rundir>/ghost/<pid>-<ms>.
+ * The engine writes an image into a file of 2 MiB folios with several
+ * threads and one copy per byte, but streams it through one writer on a
+ * filesystem of small pages or on a disk (docs/ghost.md, bench/README.md).
+ * So at start ghostd mounts a tmpfs with huge=always on that directory,
+ * unless it is a mount already (an earlier ghostd's, or the admin's) or
+ * holds files (a mount would hide them). <rundir> is the node's runtime
+ * directory: nothing in it is meant to outlive a reboot, so a tmpfs takes
+ * nothing away; a checkpoint meant to last goes to a directory given with
+ * --dir. At stop ghostd unmounts the spool it mounted if no image is left
+ * in it, and keeps it otherwise (the next ghostd finds and reuses it);
+ * `cairn cluster down` unmounts what is left under a node's run dir.
+ */
+#ifndef GHOSTD_SPOOL_H
+#define GHOSTD_SPOOL_H
+
+#include <limits.h>
+#include <stdbool.h>
+
+#include "cairn/error.h"
+
+typedef struct ghostd_spool {
+    char path[PATH_MAX];   /* <rundir>/ghost */
+    bool mounted;          /* mounted by this ghostd */
+    bool huge;             /* the tmpfs has huge pages */
+} ghostd_spool_t;
+
+/* Makes <rundir>/ghost (0700) and mounts the tmpfs on it: 0 when it is
+ * mounted here (sp->mounted, sp->huge: huge=always was taken; a kernel
+ * without huge tmpfs pages gets a plain tmpfs), 0 when it was a mount
+ * already (sp->mounted false), else -errno and the reason in err, the
+ * spool then being the directory as it is (checkpoints still go there). */
+int ghostd_spool_prepare(ghostd_spool_t *sp, const char *rundir, cairn_error_t *err);
+
+/* Unmounts the spool if this ghostd mounted it and, once its empty
+ * checkpoint directories are removed, it holds nothing: 0 unmounted or
+ * nothing to do, -ENOTEMPTY images remain (left mounted), else -errno. */
+int ghostd_spool_release(ghostd_spool_t *sp);
+
+#endif
