@@ -62,7 +62,9 @@
 # the victim killed by ghost-dump, restored with ghost-restore, verified,
 # killed; the image is removed. --fs picks the tmpfs: "shm" is /dev/shm
 # (the machine's tmpfs: 4 KiB pages), "huge" a tmpfs mounted for the run
-# under a mktemp dir with huge=always (2 MiB folios); both by default.
+# under a mktemp dir with huge=always (2 MiB folios: the kind ghostd
+# mounts as its default image directory, services/ghostd/spool.h); both
+# by default.
 #
 # Usage (root: ptrace, clone3 set_tid; from the source root):
 #   bench/ghost.sh [--build DIR] [--sizes "64 256 1024"] [--fs "shm huge"]
