@@ -1023,6 +1023,81 @@ Test(dump, records_shared_open_files_and_memfds, .timeout = 60)
     unlink(SHARE_FILE);
 }
 
+/* Many fds on one file, each its own open file description but for the
+ * dups (dump.c orders the descriptions of one file in a tree by kcmp):
+ * every dup names the very fd it was dup'ed from, and no other fd of
+ * that file shares anything. */
+#define MANY_BASE 200
+#define MANY_FDS 1500
+#define MANY_DUPS 3000
+
+static int s_many_fds(void)
+{
+    struct rlimit rl = { MANY_DUPS + MANY_FDS + 16, MANY_DUPS + MANY_FDS + 16 };
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    for (int i = 0; i < MANY_FDS; i++) {
+        int fd = open("/dev/null", O_RDONLY);
+        if (fd < 0 || dup2(fd, MANY_BASE + i) < 0 || close(fd) < 0)
+            return -1;
+        if (i % 3 == 0 && dup2(MANY_BASE + i, MANY_DUPS + i) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+Test(dump, many_descriptions_of_one_file, .timeout = 120)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    pid_t pid = s_spawn_pausing(s_many_fds);
+    /* The last fd setup makes: its presence says setup is done. */
+    char last[64];
+    snprintf(last, sizeof(last), "/proc/%d/fd/%d", (int)pid,
+             MANY_DUPS + (MANY_FDS - 1) / 3 * 3);
+    for (int i = 0; i < 1000 && access(last, F_OK) < 0; i++)
+        usleep(10000);
+    cr_assert_eq(access(last, F_OK), 0, "child set up its fds");
+    FILE *img = tmpfile();
+    ghost_dump_opts_t o = { 0 };   /* killed by the dump */
+    ghost_dump_stats_t ds;
+    cairn_error_t err;
+    cr_assert_eq(ghost_dump(pid, &o, fileno(img), &ds, &err), 0, "%s", err.message);
+    s_end_child(pid);
+    lseek(fileno(img), 0, SEEK_SET);
+    ghost_reader_t *r = ghost_reader_new(fileno(img));
+    int owners = 0, dups = 0;
+    for (;;) {
+        Cairn__Ghost__Record *rec = NULL;
+        cr_assert_eq(ghost_read_record(r, &rec, &err), 0, "%s", err.message);
+        if (!rec)
+            break;
+        if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
+            void *b = malloc(rec->pages->n_pages * 4096);
+            cr_assert_eq(ghost_read_raw(r, b, rec->pages->n_pages * 4096, &err), 0);
+            free(b);
+        }
+        const Cairn__Ghost__Fd *f = rec->r_case == CAIRN__GHOST__RECORD__R_FD ? rec->fd : NULL;
+        if (f && f->fd >= MANY_BASE && f->fd < MANY_BASE + MANY_FDS) {
+            cr_assert(!f->shares, "fd %d owns its description (shares fd %d)", f->fd,
+                      f->shares_fd);
+            owners++;
+        } else if (f && f->fd >= MANY_DUPS) {
+            cr_assert(f->shares, "fd %d shares", f->fd);
+            cr_assert_eq(f->shares_fd, MANY_BASE + (f->fd - MANY_DUPS),
+                         "fd %d shares fd %d, not %d", f->fd, MANY_BASE + (f->fd - MANY_DUPS),
+                         f->shares_fd);
+            cr_assert_eq(f->shares_pid, (uint32_t)pid);
+            dups++;
+        }
+        cairn__ghost__record__free_unpacked(rec, NULL);
+    }
+    ghost_reader_free(r);
+    fclose(img);
+    cr_assert_eq(owners, MANY_FDS);
+    cr_assert_eq(dups, (MANY_FDS + 2) / 3);
+}
+
 Test(dump, refuses_sealed_memfd, .timeout = 60)
 {
     int ready[2];
