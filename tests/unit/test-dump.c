@@ -1046,6 +1046,32 @@ static int s_many_fds(void)
     return 0;
 }
 
+typedef struct {
+    pid_t pid;
+    int owners, dups;
+} s_many_count_t;
+
+/* Checks one fd record of the many-fds image against how setup made it. */
+static void s_many_one(ghost_reader_t *r, Cairn__Ghost__Record *rec, void *ctx)
+{
+    s_many_count_t *n = ctx;
+    bool end = false;
+    s_skim_one(r, rec, &end);
+    const Cairn__Ghost__Fd *f = rec->r_case == CAIRN__GHOST__RECORD__R_FD ? rec->fd : NULL;
+    if (f && f->fd >= MANY_BASE && f->fd < MANY_BASE + MANY_FDS) {
+        cr_assert(!f->shares, "fd %d owns its description (shares fd %d)", f->fd,
+                  f->shares_fd);
+        n->owners++;
+    } else if (f && f->fd >= MANY_DUPS) {
+        cr_assert(f->shares, "fd %d shares", f->fd);
+        cr_assert_eq(f->shares_fd, MANY_BASE + (f->fd - MANY_DUPS),
+                     "fd %d shares fd %d, not %d", f->fd, f->shares_fd,
+                     MANY_BASE + (f->fd - MANY_DUPS));
+        cr_assert_eq(f->shares_pid, (uint32_t)n->pid);
+        n->dups++;
+    }
+}
+
 Test(dump, many_descriptions_of_one_file, .timeout = 120)
 {
     if (geteuid() != 0)
@@ -1064,38 +1090,11 @@ Test(dump, many_descriptions_of_one_file, .timeout = 120)
     cairn_error_t err;
     cr_assert_eq(ghost_dump(pid, &o, fileno(img), &ds, &err), 0, "%s", err.message);
     s_end_child(pid);
-    lseek(fileno(img), 0, SEEK_SET);
-    ghost_reader_t *r = ghost_reader_new(fileno(img));
-    int owners = 0, dups = 0;
-    for (;;) {
-        Cairn__Ghost__Record *rec = NULL;
-        cr_assert_eq(ghost_read_record(r, &rec, &err), 0, "%s", err.message);
-        if (!rec)
-            break;
-        if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
-            void *b = malloc(rec->pages->n_pages * 4096);
-            cr_assert_eq(ghost_read_raw(r, b, rec->pages->n_pages * 4096, &err), 0);
-            free(b);
-        }
-        const Cairn__Ghost__Fd *f = rec->r_case == CAIRN__GHOST__RECORD__R_FD ? rec->fd : NULL;
-        if (f && f->fd >= MANY_BASE && f->fd < MANY_BASE + MANY_FDS) {
-            cr_assert(!f->shares, "fd %d owns its description (shares fd %d)", f->fd,
-                      f->shares_fd);
-            owners++;
-        } else if (f && f->fd >= MANY_DUPS) {
-            cr_assert(f->shares, "fd %d shares", f->fd);
-            cr_assert_eq(f->shares_fd, MANY_BASE + (f->fd - MANY_DUPS),
-                         "fd %d shares fd %d, not %d", f->fd, MANY_BASE + (f->fd - MANY_DUPS),
-                         f->shares_fd);
-            cr_assert_eq(f->shares_pid, (uint32_t)pid);
-            dups++;
-        }
-        cairn__ghost__record__free_unpacked(rec, NULL);
-    }
-    ghost_reader_free(r);
+    s_many_count_t n = { pid, 0, 0 };
+    s_each_record(fileno(img), s_many_one, &n);
     fclose(img);
-    cr_assert_eq(owners, MANY_FDS);
-    cr_assert_eq(dups, (MANY_FDS + 2) / 3);
+    cr_assert_eq(n.owners, MANY_FDS);
+    cr_assert_eq(n.dups, (MANY_FDS + 2) / 3);
 }
 
 Test(dump, refuses_sealed_memfd, .timeout = 60)
