@@ -745,8 +745,9 @@ Test(dump, kills_without_leave_running, .timeout = 60)
 }
 
 /* An image of pausing children: written over an 8 MiB file of 0xff, it
- * ends where the image ends and reads whole. */
-#define INPLACE_IMG "/tmp/ghost-test-inplace.img"
+ * ends where the image ends and reads whole. Each test has its own file:
+ * criterion runs them in parallel. */
+#define INPLACE_IMG(test) "/tmp/ghost-test-inplace-" test ".img"
 static void s_fill_file(const char *path, size_t len, uint8_t byte)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -764,54 +765,56 @@ static off_t s_file_size(const char *path)
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
-/* As root: a pausing child (after setup) and INPLACE_IMG, len bytes of
+/* As root: a pausing child (after setup) and the file img, len bytes of
  * byte, for it to be written over. */
-static pid_t s_in_place_start(int (*setup)(void), size_t len, uint8_t byte)
+static pid_t s_in_place_start(const char *img, int (*setup)(void), size_t len, uint8_t byte)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root");
     pid_t pid = s_spawn_pausing(setup);
-    s_fill_file(INPLACE_IMG, len, byte);
+    s_fill_file(img, len, byte);
     return pid;
 }
 
 Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
 {
-    pid_t pid = s_in_place_start(NULL, 8u << 20, 0xff);
+    static const char IMG[] = INPLACE_IMG("over");
+    pid_t pid = s_in_place_start(IMG, NULL, 8u << 20, 0xff);
     char out[4096], args[256];
     snprintf(args, sizeof(args), "--pid %d --out %s --in-place --leave-running", (int)pid,
-             INPLACE_IMG);
+             IMG);
     for (int i = 0; i < 2; i++) {   /* over the junk, then over its own image */
         cr_assert_eq(s_run(args, out, sizeof(out)), 0, "%s", out);
         long long bytes = -1;
         const char *b = strstr(out, "\"image_bytes\":");
         cr_assert(b && sscanf(b, "\"image_bytes\":%lld", &bytes) == 1, "%s", out);
-        cr_assert_eq(s_file_size(INPLACE_IMG), (off_t)bytes, "the file ends with the image");
+        cr_assert_eq(s_file_size(IMG), (off_t)bytes, "the file ends with the image");
         cr_assert_lt(bytes, 8 << 20);
-        s_assert_whole_image(INPLACE_IMG);
-        cr_assert_eq(access(INPLACE_IMG ".part", F_OK), -1, "no .part in place");
+        s_assert_whole_image(IMG);
+        cr_assert_eq(access(INPLACE_IMG("over") ".part", F_OK), -1, "no .part in place");
     }
     s_end_child(pid);
-    unlink(INPLACE_IMG);
+    unlink(IMG);
 }
 
 /* Refused before the freeze: the image written over is left whole, and
  * none is made where there was none. */
 Test(dump, in_place_refusal_keeps_the_image, .timeout = 60)
 {
-    pid_t pid = s_in_place_start(s_open_socket, 1u << 20, 0x5c);
+    static const char IMG[] = INPLACE_IMG("refusal");
+    pid_t pid = s_in_place_start(IMG, s_open_socket, 1u << 20, 0x5c);
     char out[4096], args[256];
-    snprintf(args, sizeof(args), "--pid %d --out %s --in-place", (int)pid, INPLACE_IMG);
+    snprintf(args, sizeof(args), "--pid %d --out %s --in-place", (int)pid, IMG);
     cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
-    cr_assert_eq(s_file_size(INPLACE_IMG), 1 << 20);
+    cr_assert_eq(s_file_size(IMG), 1 << 20);
     uint8_t b[4096];
-    int fd = open(INPLACE_IMG, O_RDONLY);
+    int fd = open(IMG, O_RDONLY);
     cr_assert_eq(read(fd, b, sizeof(b)), (ssize_t)sizeof(b));
     close(fd);
     cr_assert(b[0] == 0x5c && b[4095] == 0x5c, "untouched");
-    unlink(INPLACE_IMG);
+    unlink(IMG);
     cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
-    cr_assert_eq(access(INPLACE_IMG, F_OK), -1, "no file made by a refusal");
+    cr_assert_eq(access(IMG, F_OK), -1, "no file made by a refusal");
     s_end_child(pid);
 }
 
@@ -820,10 +823,11 @@ Test(dump, in_place_refusal_keeps_the_image, .timeout = 60)
  * written over removed rather than left half new. */
 Test(dump, in_place_failure_removes_the_image, .timeout = 60)
 {
-    pid_t pid = s_in_place_start(NULL, 1u << 20, 0x5c);
+    static const char IMG[] = INPLACE_IMG("failure");
+    pid_t pid = s_in_place_start(IMG, NULL, 1u << 20, 0x5c);
     char out[4096], args[512];
     snprintf(args, sizeof(args), "--pid %d --out %s --in-place\" || exit $?", (int)pid,
-             INPLACE_IMG);
+             IMG);
     char cmd[8192];
     snprintf(cmd, sizeof(cmd), "sh -c \"trap '' XFSZ; ulimit -f 64; %s %s", s_ghost_dump(),
              args);
@@ -833,9 +837,9 @@ Test(dump, in_place_failure_removes_the_image, .timeout = 60)
     out[n] = '\0';
     int st = pclose(p);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x: %s", st, out);
-    cr_assert(strstr(out, "the image written over at " INPLACE_IMG " was removed"), "%s", out);
+    cr_assert(strstr(out, "the image written over at " INPLACE_IMG("failure") " was removed"), "%s", out);
     cr_assert(strstr(out, "left running"), "%s", out);
-    cr_assert_eq(access(INPLACE_IMG, F_OK), -1, "removed");
+    cr_assert_eq(access(IMG, F_OK), -1, "removed");
     s_assert_running_untraced(pid);
     s_end_child(pid);
 }
