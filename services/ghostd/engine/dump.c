@@ -114,7 +114,9 @@ typedef struct s_fdref {
     pid_t pid;
     int fd;
     uint64_t dev, ino;     /* its file: only fds on the same one are compared */
-    int kcmp_errno;        /* set by s_fdref_cmp when kcmp failed on this key */
+    int kcmp_errno;        /* set by s_fdref_cmp when kcmp failed on this key, */
+    pid_t kcmp_pid;        /* ... comparing it with this process's */
+    int kcmp_fd;           /* ... fd */
 } s_fdref_t;
 
 /* A memfd that fds of the image refer to; its contents go out once. */
@@ -1985,9 +1987,10 @@ static int s_pipe_peek(pid_t pid, int fd, uint8_t **ret, size_t *ret_len, cairn_
  * as kcmp(KCMP_FILE) orders them (a total order: the kernel compares
  * obfuscated pointers), so finding the description of an fd costs
  * O(log n) kcmp calls where comparing it with every earlier fd on the same
- * file cost O(n): 10000 fds of /dev/null froze a process for 87 s. A kcmp
- * that fails is kept in the key's kcmp_errno (the key is the first
- * argument: tsearch compares the key it is given with the tree's). */
+ * file cost O(n): 10000 fds of /dev/null froze a process for 87 s. The
+ * first kcmp that fails is kept in the key, with the fd it was compared
+ * with (the key is the first argument: tsearch compares the key it is
+ * given with the tree's). */
 static int s_fdref_cmp(const void *ka, const void *kb)
 {
     s_fdref_t *a = (s_fdref_t *)ka;
@@ -1998,7 +2001,9 @@ static int s_fdref_cmp(const void *ka, const void *kb)
         return a->ino < b->ino ? -1 : 1;
     long k = syscall(SYS_kcmp, a->pid, b->pid, KCMP_FILE, a->fd, b->fd);
     if (k < 0 || k > 2) {
-        a->kcmp_errno = k < 0 ? errno : EINVAL;
+        if (!a->kcmp_errno)
+            *a = (s_fdref_t){ a->pid, a->fd, a->dev, a->ino, k < 0 ? errno : EINVAL,
+                              b->pid, b->fd };
         return -1;   /* any answer: the caller fails on kcmp_errno */
     }
     return k == 0 ? 0 : k == 1 ? -1 : 1;
@@ -2012,9 +2017,9 @@ static int s_fd_share(s_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f, cairn_error_t 
     s_fdref_t *key = malloc(sizeof(*key));
     if (!key)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    *key = (s_fdref_t){ pid, f->fd, f->dev, f->ino, 0 };
+    *key = (s_fdref_t){ pid, f->fd, f->dev, f->ino, 0, 0, 0 };
     s_fdref_t **at = tsearch(key, &c->fdrefs, s_fdref_cmp);
-    int e = key->kcmp_errno;
+    s_fdref_t failed = *key;
     if (!at) {
         free(key);
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
@@ -2023,9 +2028,11 @@ static int s_fd_share(s_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f, cairn_error_t 
     bool shares = first != key;
     if (shares)
         free(key);   /* else the tree owns it (tdestroy), even on failure */
+    int e = failed.kcmp_errno;
     if (e)
-        return cairn_error_set(err, -e, CAIRN_SYSTEM, "kcmp of process %d fd %d with an "
-                               "earlier fd of the image: %s", (int)pid, f->fd, strerror(e));
+        return cairn_error_set(err, -e, CAIRN_SYSTEM,
+                               "kcmp of process %d fd %d with process %d fd %d: %s", (int)pid,
+                               f->fd, (int)failed.kcmp_pid, failed.kcmp_fd, strerror(e));
     if (shares) {
         f->shares = true;
         f->shares_pid = (uint32_t)first->pid;
