@@ -83,6 +83,11 @@
 #define S_CHUNK (8u << 20)    /* the ring of memory read windows */
 #define S_XSAVE_MAX (64u * 1024u)
 #define S_NSIG 64
+/* A tree whose short-lived members come and go (a shell loop) is looked
+ * at again this many times, this long apart, before its last failure is
+ * reported (s_tree_moved): 20 x 2 ms, long enough for a parent to reap. */
+#define S_TREE_ATTEMPTS 20
+#define S_TREE_RETRY_NS 2000000
 
 /* One thread of a seized process. */
 typedef struct s_thread {
@@ -588,6 +593,30 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     return r;
 }
 
+/* Whether pid (a process or a thread) has exited and been reaped. */
+static bool s_vanished(pid_t pid)
+{
+    proc_stat_t st;
+    return proc_read_stat(pid, &st, NULL) < 0;
+}
+
+/* Whether it has exited: reaped, or a zombie. */
+static bool s_gone(pid_t pid)
+{
+    proc_stat_t st;
+    return proc_read_stat(pid, &st, NULL) < 0 || st.state == 'Z' || st.state == 'X';
+}
+
+/* Drops what the check of a process that left the tree meanwhile added. */
+static void s_forget_tree_fds(s_tree_fds_t *tfds, pid_t pid)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < tfds->n; i++)
+        if (tfds->v[i].pid != pid)
+            tfds->v[k++] = tfds->v[i];
+    tfds->n = k;
+}
+
 static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
                        const proc_vmas_t *before, proc_vmas_t *keep, cairn_error_t *err)
 {
@@ -655,12 +684,9 @@ static int s_tree(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
     return 0;
 }
 
-/* The check of the tree rooted at pid; with seen, the vmas read of each
- * process are kept there. */
-static int s_check_tree(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
+/* One look at the tree rooted at pid (s_check_tree). */
+static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
 {
-    if (pid <= 0)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
     pid_t *tree = NULL;
     size_t n = 0;
     s_tree_fds_t tfds = { 0 };
@@ -668,19 +694,61 @@ static int s_check_tree(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
     if (r == 0 && seen && !(seen->v = calloc(n, sizeof(*seen->v))))
         r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (size_t i = 0; r == 0 && i < n; i++) {
+        pid_t p = tree[i * 2];
         proc_vmas_t *keep = NULL;
         if (seen) {
-            seen->v[i].pid = tree[i * 2];
+            seen->v[i].pid = p;
             keep = &seen->v[i].vm;
             seen->n = i + 1;
         }
-        r = s_check_one(tree[i * 2], 0, &tfds, NULL, keep, err);
+        r = s_check_one(p, 0, &tfds, NULL, keep, err);
+        if (r < 0 && i > 0 && s_vanished(p)) {
+            /* Exited and reaped while it was looked at (a shell loop's
+             * commands do): the check of the frozen tree judges whoever
+             * is there then. */
+            if (keep)
+                seen->v[i].pid = 0;
+            s_forget_tree_fds(&tfds, p);
+            r = 0;
+        } else if (r < 0 && r != -ESRCH && i > 0 && s_gone(p)) {
+            r = cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
+                                "process %d is a zombie", (int)p);
+        }
     }
     if (r == 0)
         r = s_check_tree_fds(&tfds, err);
     free(tfds.v);
     free(tree);
     return r;
+}
+
+/* Whether a look at the tree rooted at root that failed with r met a tree
+ * whose members changed under it -- a process or thread other than the
+ * root exited, or was a zombie its parent had not reaped yet (every
+ * "exited" and "zombie" failure is -ESRCH) -- rather than something it
+ * holds: another look, once the parent has reaped it, may find the tree
+ * still. */
+static bool s_tree_moved(pid_t root, int r)
+{
+    return r == -ESRCH && !s_gone(root);
+}
+
+/* The check of the tree rooted at pid; with seen, the vmas read of each
+ * process are kept there. A zombie in it is looked at again (up to
+ * S_TREE_ATTEMPTS times, S_TREE_RETRY_NS apart) before it is refused:
+ * one that its parent is about to reap is no reason to refuse. */
+static int s_check_tree(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
+{
+    if (pid <= 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
+    for (int attempt = 1;; attempt++) {
+        int r = s_check_tree_once(pid, seen, err);
+        if (r == 0 || attempt == S_TREE_ATTEMPTS || !s_tree_moved(pid, r))
+            return r;
+        if (seen)
+            s_seen_free(seen);
+        nanosleep(&(struct timespec){ 0, S_TREE_RETRY_NS }, NULL);
+    }
 }
 
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
@@ -723,10 +791,14 @@ static int s_seize_thread(s_thread_t *t, cairn_error_t *err)
 {
     if (ptrace(PTRACE_SEIZE, t->tid, 0,
                (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP)) < 0 &&
-        ptrace(PTRACE_SEIZE, t->tid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0)
-        return cairn_error_set(err, -errno, errno == EPERM ? CAIRN_FAILED_PRECONDITION
-                                                           : CAIRN_SYSTEM,
-                               "cannot seize thread %d: %s", (int)t->tid, strerror(errno));
+        ptrace(PTRACE_SEIZE, t->tid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
+        int e = errno;
+        if (s_gone(t->tid))   /* a zombie cannot be seized (EPERM) */
+            return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
+                                   "thread %d exited while being frozen", (int)t->tid);
+        return cairn_error_set(err, -e, e == EPERM ? CAIRN_FAILED_PRECONDITION : CAIRN_SYSTEM,
+                               "cannot seize thread %d: %s", (int)t->tid, strerror(e));
+    }
     t->seized = true;
     if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_INTERRUPT %d: %s",
@@ -2389,15 +2461,14 @@ static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
     return 0;
 }
 
-int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
-               ghost_dump_stats_t *stats, cairn_error_t *err)
+/* One attempt; *ret_began says whether the image began to be written. */
+static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
+                       ghost_dump_stats_t *stats, bool *ret_froze, bool *ret_began,
+                       cairn_error_t *err)
 {
-    static const ghost_dump_opts_t defaults = { 0 };
-    if (!stats || out_fd < 0)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad arguments");
-    opts = opts ? opts : &defaults;
     ghost_dump_stats_t s = { 0 };
     s_seen_list_t seen = { 0 };
+    *ret_froze = *ret_began = false;
     int r = s_check_tree(pid, &seen, err);
     if (r < 0) {
         s_seen_free(&seen);
@@ -2406,7 +2477,9 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     }
     s_ctx_t c = { .opts = opts, .seen = &seen,
                   .page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
+    *ret_froze = true;
     r = s_run(&c, pid, out_fd, &s, err);
+    *ret_began = c.w != NULL;
     if (r == 0 && !opts->leave_running) {
         s_kill_all(&c);
     } else {
@@ -2419,5 +2492,28 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     s_ctx_free(&c);
     s_seen_free(&seen);
     *stats = s;
+    return r;
+}
+
+int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
+               ghost_dump_stats_t *stats, cairn_error_t *err)
+{
+    static const ghost_dump_opts_t defaults = { 0 };
+    if (!stats || out_fd < 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad arguments");
+    opts = opts ? opts : &defaults;
+    /* A member that exits while the tree is being frozen, or a zombie
+     * the freeze finds (its parent frozen before it reaped it), fails the
+     * attempt before anything is written: the tree is let go and looked
+     * at again (the check itself already waited for zombies it saw). */
+    int r;
+    for (int attempt = 1;; attempt++) {
+        bool froze = false, began = false;
+        r = s_dump_once(pid, opts, out_fd, stats, &froze, &began, err);
+        if (r == 0 || !froze || began || !stats->left_running ||
+            attempt == S_TREE_ATTEMPTS || !s_tree_moved(pid, r))
+            break;
+        nanosleep(&(struct timespec){ 0, S_TREE_RETRY_NS }, NULL);
+    }
     return r;
 }
