@@ -2,7 +2,10 @@
 # deps.sh - installs, with apt-get, every Debian package Cairn needs to
 # build, test and demo, skipping what is already there. Sourced by
 # tools/demo.sh and tools/test.sh so the package list lives in one place.
-set -euo pipefail
+# It sets no shell options: they would become its caller's (a `set -e`
+# here made tools/test.sh exit with meson's failure before printing the
+# `N passed, N failed` line CI reads). cairn_install_deps returns non-zero
+# when apt-get fails.
 
 CAIRN_PACKAGES=(
     build-essential meson ninja-build pkg-config python3
@@ -20,6 +23,6 @@ cairn_install_deps() {
     echo "installing: ${missing[*]}" >&2
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
+    $sudo apt-get update -qq || return 1
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
