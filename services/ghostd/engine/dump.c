@@ -1910,8 +1910,8 @@ static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon
  * (anon_only: and not page-cache pages): with PAGEMAP_SCAN where the
  * kernel has it, else reading pagemap S_PAGEMAP_BATCH entries (512 KiB)
  * at a time: the kernel fills an entry for every page, populated or not,
- * and with 8192 entries per read the calls cost a quarter more (58 s
- * against 44 s for the 14 TiB shadow of an ASan-built program). */
+ * and with 8192 entries per read the calls cost more (9.7 s against 8.5 s
+ * for the 14 TiB shadow of an ASan-built program, idle VM). */
 #define S_PAGEMAP_BATCH (1u << 16)
 static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
                           cairn_error_t *err)
