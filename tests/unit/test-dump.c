@@ -483,6 +483,9 @@ static pid_t s_spawn_pausing(int (*setup)(void))
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        /* Dies with the test's worker: a failed assertion skips
+         * s_end_child, and a setup may keep the child busy (s_fork_forever). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         s_drop_runner_maps();
         int nul = open("/dev/null", O_RDWR);
         dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
@@ -772,13 +775,10 @@ Test(dump, kills_without_leave_running, .timeout = 60)
 }
 
 /* A parent whose children come and go all the time, as a shell loop's
- * commands do: forks a child that exits at once and reaps it, forever --
- * or until the test's worker exits (a failed assertion skips
- * s_end_child, and an orphan forking forever would load the machine). */
+ * commands do: forks a child that exits at once and reaps it, forever
+ * (or until the test's worker exits: s_spawn_pausing). */
 static int s_fork_forever(void)
 {
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-        return -1;
     for (;;) {
         pid_t c = fork();
         if (c == 0)
