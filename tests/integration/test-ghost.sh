@@ -26,7 +26,8 @@
 # dumped reading pagemap (the path of kernels without PAGEMAP_SCAN) by the
 # engine alone, and the anonfds case with its eventfd's mode probed (the
 # path of kernels before 6.2). Needs root (ptrace of
-# any process, clone3 set_tid): skips with 77 otherwise.
+# any process, clone3 set_tid): skips with 77 otherwise. A process stopped
+# by SIGSTOP comes back stopped and passes once continued.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
@@ -412,6 +413,36 @@ if start_case signals "$R"; then
     t_check "twice: both restored copies PASS" wait_verdict "$R" signals 2
 else
     t_fail "twice: start"
+fi
+
+# A stopped process (job control: SIGSTOP) is checkpointed and comes back
+# stopped; SIGCONT lets it go on, and it passes.
+R="$T_TMP/result-stopped"; : >"$R"
+if start_case pause "$R"; then
+    P=$CASE_PID
+    kill -STOP "$P"
+    for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
+    out=$($C checkpoint "$P" --dir "$T_TMP/stopped" 2>"$T_TMP/err")
+    t_check "stopped: checkpoint ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
+    t_check "stopped: the process is gone after the checkpoint" reap_killed "$P"
+    out=$($C restart "$T_TMP/stopped" 2>"$T_TMP/err")
+    t_check "stopped: restart ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
+    T_PIDS+=("$P")
+    for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
+    t_check "stopped: restored stopped" [ "$(proc_state "$P")" = T ]
+    t_check "stopped: not traced" grep -q '^TracerPid:[[:space:]]*0$' "/proc/$P/status"
+    sleep 0.2
+    t_check "stopped: stays stopped" [ "$(proc_state "$P")" = T ]
+    # SIGUSR2 after SIGCONT: one sent while it is stopped would run its
+    # handler before pause() is entered again, and pause() would not
+    # return (docs/ghost.md, "Stopped processes").
+    kill -CONT "$P"
+    for i in $(seq 1 100); do [ "$(proc_state "$P")" != T ] && break; sleep 0.02; done
+    sleep 0.1
+    kill -USR2 "$P"
+    t_check "stopped: PASS once continued" wait_verdict "$R" pause
+else
+    t_fail "stopped: start"
 fi
 
 # The original pid held by a process that exited but is not reaped yet (a

@@ -1169,6 +1169,61 @@ Test(dump, many_descriptions_of_one_file, .timeout = 120)
     cr_assert_eq(n.dups, (MANY_FDS + 2) / 3);
 }
 
+/* The state letter of /proc/PID/stat. */
+static char s_proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    const char *p = strrchr(buf, ')');
+    cr_assert(p && p[1] == ' ', "stat of %d", (int)pid);
+    return p[2];
+}
+
+/* Reads the stop signal of the image's process record into *ctx. */
+static void s_stop_one(ghost_reader_t *r, Cairn__Ghost__Record *rec, void *ctx)
+{
+    bool end = false;
+    s_skim_one(r, rec, &end);
+    if (rec->r_case == CAIRN__GHOST__RECORD__R_PROCESS)
+        *(int *)ctx = (int)rec->process->stop_signal;
+}
+
+/* A stopped process (a shell's job stopped with SIGSTOP or ^Z) is dumped
+ * -- the injected calls run although it is stopped -- its image says so,
+ * and, left running, it is stopped still. */
+Test(dump, stopped_process, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    pid_t pid = s_spawn_pausing(NULL);
+    cr_assert_eq(kill(pid, SIGSTOP), 0);
+    for (int i = 0; i < 500 && s_proc_state(pid) != 'T'; i++)
+        usleep(10000);
+    cr_assert_eq(s_proc_state(pid), 'T');
+    FILE *img = tmpfile();
+    ghost_dump_opts_t o = { .leave_running = true };
+    ghost_dump_stats_t ds;
+    cairn_error_t err;
+    cr_assert_eq(ghost_dump(pid, &o, fileno(img), &ds, &err), 0, "%s", err.message);
+    int stop = -1;
+    s_each_record(fileno(img), s_stop_one, &stop);
+    fclose(img);
+    cr_assert_eq(stop, SIGSTOP, "the image says the process was stopped");
+    for (int i = 0; i < 100 && s_proc_state(pid) != 'T'; i++)
+        usleep(10000);
+    cr_assert_eq(s_proc_state(pid), 'T', "stopped still after the dump");
+    cr_assert_eq(kill(pid, SIGCONT), 0);
+    for (int i = 0; i < 500 && s_proc_state(pid) == 'T'; i++)
+        usleep(10000);
+    s_assert_running_untraced(pid);
+    s_end_child(pid);
+}
+
 Test(dump, refuses_sealed_memfd, .timeout = 60)
 {
     int ready[2];

@@ -97,6 +97,7 @@ typedef struct s_thread {
     bool injected;                    /* ran an injected syscall */
     bool mask_set;                    /* sigmask replaced by all-blocked */
     bool scratch_saved;               /* scratch bytes saved */
+    int stop_sig;                     /* the job-control stop it was in, 0 if none */
     struct user_regs_struct regs;     /* as the interrupt found them */
     uint64_t sigmask;                 /* as the interrupt found it */
     uint64_t scratch;                 /* scratch address in the tracee */
@@ -759,9 +760,17 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
 
 /* ==== phase 2: freeze ================================================= */
 
+/* Whether sig stops a process by default (job control). */
+static bool s_stop_signal(int sig)
+{
+    return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
 /* Waits for tid's PTRACE_EVENT_STOP, passing on signals that were being
- * delivered (so none is lost). */
-static int s_wait_interrupt(pid_t tid, cairn_error_t *err)
+ * delivered (so none is lost). *ret_stop_sig: the job-control signal the
+ * thread is stopped by (the stop reports it instead of SIGTRAP), 0 if it
+ * was running. */
+static int s_wait_interrupt(pid_t tid, int *ret_stop_sig, cairn_error_t *err)
 {
     for (;;) {
         int st;
@@ -774,8 +783,10 @@ static int s_wait_interrupt(pid_t tid, cairn_error_t *err)
         if (WIFEXITED(st) || WIFSIGNALED(st))
             return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                    "thread %d exited while being frozen", (int)tid);
-        if ((st >> 16) == PTRACE_EVENT_STOP)
+        if ((st >> 16) == PTRACE_EVENT_STOP) {
+            *ret_stop_sig = s_stop_signal(WSTOPSIG(st)) ? WSTOPSIG(st) : 0;
             return 0;
+        }
         /* a signal-delivery-stop came first: let the signal through */
         int sig = WSTOPSIG(st);
         if (ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig) < 0)
@@ -803,7 +814,7 @@ static int s_seize_thread(s_thread_t *t, cairn_error_t *err)
     if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_INTERRUPT %d: %s",
                                (int)t->tid, strerror(errno));
-    int r = s_wait_interrupt(t->tid, err);
+    int r = s_wait_interrupt(t->tid, &t->stop_sig, err);
     if (r < 0)
         return r;
     t->stopped = true;
@@ -911,23 +922,33 @@ static int s_freeze(s_ctx_t *c, pid_t root, cairn_error_t *err)
 
 /* ==== syscall injection ================================================ */
 
+/* Waits for tid's next syscall stop. A thread of a stopped process (job
+ * control: SIGSTOP, SIGTSTP, ...) reports its group stop again when it
+ * is resumed (PTRACE_EVENT_STOP): it is resumed once more, the stop
+ * stays the process's and comes back when it is detached. */
 static int s_wait_syscall_stop(pid_t tid, cairn_error_t *err)
 {
-    int st;
-    pid_t w;
-    while ((w = waitpid(tid, &st, __WALL)) < 0 && errno == EINTR)
-        ;
-    if (w < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "waitpid %d: %s", (int)tid,
-                               strerror(errno));
-    if (!WIFSTOPPED(st))
-        return cairn_error_set(err, -ESRCH, CAIRN_INTERNAL,
-                               "thread %d died during an injected syscall", (int)tid);
-    if (WSTOPSIG(st) != (SIGTRAP | 0x80))
-        return cairn_error_set(err, -EPROTO, CAIRN_INTERNAL,
-                               "thread %d stopped by signal %d during an injected syscall",
-                               (int)tid, WSTOPSIG(st));
-    return 0;
+    for (;;) {
+        int st;
+        pid_t w;
+        while ((w = waitpid(tid, &st, __WALL)) < 0 && errno == EINTR)
+            ;
+        if (w < 0)
+            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "waitpid %d: %s", (int)tid,
+                                   strerror(errno));
+        if (!WIFSTOPPED(st))
+            return cairn_error_set(err, -ESRCH, CAIRN_INTERNAL,
+                                   "thread %d died during an injected syscall", (int)tid);
+        if (WSTOPSIG(st) == (SIGTRAP | 0x80))
+            return 0;
+        if ((st >> 16) != PTRACE_EVENT_STOP)
+            return cairn_error_set(err, -EPROTO, CAIRN_INTERNAL,
+                                   "thread %d stopped by signal %d during an injected syscall",
+                                   (int)tid, WSTOPSIG(st));
+        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0)
+            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SYSCALL %d: %s",
+                                   (int)tid, strerror(errno));
+    }
 }
 
 /* Runs syscall nr(a[0..5]) in thread t; its result into *ret. Two stops
@@ -1459,6 +1480,7 @@ static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
         return r;
     snprintf(s->comm, sizeof(s->comm), "%s", st.comm);
     pr->pid = (uint32_t)p->pid;
+    pr->stop_signal = (uint32_t)p->t[0].stop_sig;
     pr->ppid = (uint32_t)p->parent;
     pr->pgid = (uint32_t)st.pgid, pr->sid = (uint32_t)st.sid;
     pr->comm = s->comm, pr->cwd = s->cwd;

@@ -2617,6 +2617,14 @@ static int s_release(const s_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
         ret = s_inject_munmap((pid_t)t->pids[i], region, pl->region_len,
                               region + GR_GADGET_OFFSET, pl->leader_mask, err);
     }
+    /* A process that was stopped (job control) gets its stop back as a
+     * pending SIGSTOP: its threads take it as they are let go, before
+     * any instruction of the program runs. */
+    for (size_t i = 0; ret == 0 && i < t->im->n_procs; i++)
+        if (t->im->procs[i].process->process->stop_signal &&
+            kill((pid_t)t->pids[i], SIGSTOP) < 0)
+            ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "stopping %d again: %s",
+                                  (int)t->pids[i], strerror(errno));
     for (size_t i = 0; ret == 0 && i < tr->n; i++)
         if (ptrace(PTRACE_DETACH, tr->tids[i], 0, 0) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM,
