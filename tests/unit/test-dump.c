@@ -1169,16 +1169,11 @@ Test(dump, many_descriptions_of_one_file, .timeout = 120)
     cr_assert_eq(n.dups, (MANY_FDS + 2) / 3);
 }
 
-/* The state letter of /proc/PID/stat. */
+/* The state letter of /proc/PID/stat (running as sleeping: s_stat_line). */
 static char s_proc_state(pid_t pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    char buf[512];
+    s_stat_line(pid, buf, sizeof(buf));
     const char *p = strrchr(buf, ')');
     cr_assert(p && p[1] == ' ', "stat of %d", (int)pid);
     return p[2];
