@@ -121,7 +121,7 @@ static json_t *s_checkpoint_json(const Cairn__Ghostd__CheckpointReply *c)
 {
     if (c->checked_only)
         return json_pack("{s:I, s:b}", "pid", (json_int_t)c->pid, "checkpointable", 1);
-    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:b}",
+    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:b}",
                      "pid", (json_int_t)c->pid, "dir", c->dir,
                      "image", c->image,
                      "image_bytes", (json_int_t)c->image_bytes,
@@ -131,6 +131,7 @@ static json_t *s_checkpoint_json(const Cairn__Ghostd__CheckpointReply *c)
                      "freeze_ms", (double)c->freeze_us / 1000.0,
                      "dump_ms", (double)c->dump_us / 1000.0,
                      "copy_threads", (json_int_t)c->copy_threads,
+                     "stopped", (json_int_t)c->stopped,
                      "left_running", (int)c->left_running);
 }
 
@@ -200,9 +201,10 @@ static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char 
                     ? json_pack("{s:s, s:b, s:I, s:b}", "dir", dir, "restorable", 1,
                                 "original_pid", (json_int_t)rr->original_pid,
                                 "pids_free", (int)rr->pids_free)
-                    : json_pack("{s:I, s:I, s:b}", "pid", (json_int_t)rr->pid,
+                    : json_pack("{s:I, s:I, s:b, s:I}", "pid", (json_int_t)rr->pid,
                                 "original_pid", (json_int_t)rr->original_pid,
-                                "same_pid", (int)rr->same_pid);
+                                "same_pid", (int)rr->same_pid,
+                                "stopped", (json_int_t)rr->stopped);
     json_t *common = json_pack("{s:I, s:I, s:I, s:I, s:f}",
                                "image_bytes", (json_int_t)rr->image_bytes,
                                "pages", (json_int_t)rr->pages,

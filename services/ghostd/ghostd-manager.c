@@ -499,7 +499,7 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     Cairn__Ghostd__CheckpointReply cr = CAIRN__GHOSTD__CHECKPOINT_REPLY__INIT;
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
     json_t *lr = json_object_get(v, "left_running");
-    uint64_t f[6], threads = 0;
+    uint64_t f[6], threads = 0, stopped = 0;
 
     if (s_job_numbers(j, v, keys, f, 6) < 0)
         return;
@@ -517,6 +517,9 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     cr.copy_threads = s_json_u64(v, "copy_threads", &threads) == 0 && threads < 1024
                           ? (uint32_t)threads
                           : 0;
+    cr.stopped = s_json_u64(v, "stopped", &stopped) == 0 && stopped <= f[2]
+                     ? (uint32_t)stopped
+                     : 0;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY;
     reply.checkpoint_reply = &cr;
     cairn_log_info("checkpoint-done", "pid=%u image=%s bytes=%llu pages=%llu "
@@ -584,7 +587,7 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
                                         "restore_us" };
     Cairn__Ghostd__RestartReply rr = CAIRN__GHOSTD__RESTART_REPLY__INIT;
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
-    uint64_t f[7];
+    uint64_t f[7], stopped = 0;
     char what[128];
 
     if (s_job_numbers(j, v, keys, f, 7) < 0)
@@ -600,6 +603,10 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
     rr.pid = (uint32_t)f[0];
     rr.same_pid = f[0] == f[1];
     s_restart_numbers(&rr, f + 1);
+    /* optional, as copy_threads: older helpers do not say */
+    rr.stopped = s_json_u64(v, "stopped", &stopped) == 0 && stopped <= f[4]
+                     ? (uint32_t)stopped
+                     : 0;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
     reply.restart_reply = &rr;
     cairn_log_info("restart-done", "image=%s pid=%u original=%u bytes=%llu "

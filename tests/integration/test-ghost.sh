@@ -283,6 +283,7 @@ run_case() {
     t_json_check "$mode: checkpoint JSON" "$out" ".pid == $pid and
         .image == \"$img/image.ghost\" and .image_bytes > 0 and .pages > 0
         and .processes == 1 and .threads >= 1 and .left_running == false
+        and .stopped == 0
         and (.freeze_ms | type) == \"number\" and (.dump_ms | type) == \"number\""
     t_check "$mode: image file is image_bytes long" \
         [ "$(stat -c %s "$img/image.ghost")" = "$(jq .image_bytes <<<"$out")" ]
@@ -291,7 +292,7 @@ run_case() {
     out=$($C restart "$img" 2>"$T_TMP/err"); rc=$?
     t_check "$mode: restart exit 0 ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
     [ "$rc" -eq 0 ] || return
-    t_json_check "$mode: restart JSON" "$out" ".pid == $pid and
+    t_json_check "$mode: restart JSON" "$out" ".pid == $pid and .stopped == 0 and
         .original_pid == $pid and .same_pid == true and .image_bytes > 0 and
         .pages > 0 and .processes == 1 and (.restore_ms | type) == \"number\""
     T_PIDS+=("$pid")
@@ -424,9 +425,13 @@ if start_case pause "$R"; then
     for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
     out=$($C checkpoint "$P" --dir "$T_TMP/stopped" 2>"$T_TMP/err")
     t_check "stopped: checkpoint ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
+    t_json_check "stopped: checkpoint says so" "$out" '.stopped == 1'
     t_check "stopped: the process is gone after the checkpoint" reap_killed "$P"
     out=$($C restart "$T_TMP/stopped" 2>"$T_TMP/err")
     t_check "stopped: restart ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
+    t_json_check "stopped: restart says so" "$out" '.stopped == 1'
+    out=$("$ENGINE/ghost-restore" --image "$T_TMP/stopped/image.ghost" --check)
+    t_json_check "stopped: the image restores" "$out" '.check == true and .processes == 1' 
     T_PIDS+=("$P")
     for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
     t_check "stopped: restored stopped" [ "$(proc_state "$P")" = T ]

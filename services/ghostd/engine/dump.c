@@ -2477,8 +2477,10 @@ static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
     stats->image_bytes = ghost_writer_bytes(c->w);
     stats->pages = c->pages;
     stats->processes = (uint32_t)c->np;
-    for (size_t i = 0; i < c->np; i++)
+    for (size_t i = 0; i < c->np; i++) {
         stats->threads += (uint32_t)c->p[i].nt;
+        stats->stopped += c->p[i].t[0].stop_sig != 0;
+    }
     stats->copy_threads = (uint32_t)ghost_direct_threads(c->direct);
     stats->freeze_us = t1 - t0;
     stats->dump_us = s_now_us() - t1;

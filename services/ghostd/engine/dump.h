@@ -37,6 +37,7 @@ typedef struct ghost_dump_stats {
     uint64_t dump_us;       /* from then until the image is fully written */
     uint32_t copy_threads;  /* anonymous pages copied in place into the image
                                file by this many threads; 0: streamed */
+    uint32_t stopped;       /* processes in a job-control stop (SIGSTOP, ^Z) */
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not

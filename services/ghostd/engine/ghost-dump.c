@@ -6,7 +6,7 @@
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
  *             "threads":N,"freeze_us":N,"dump_us":N,"copy_threads":N,
- *             "left_running":bool}
+ *             "stopped":N,"left_running":bool}
  *   --check  {"pid":N,"checkpointable":true}
  *   failure  {"error":{"code":"<cairn code name>","message":"..."}}
  * Exit codes: 0 done; 2 refused before anything changed (the process runs
@@ -106,7 +106,7 @@ static int s_check(const s_args_t *a)
 
 static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
 {
-    ghost_report(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+    ghost_report(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
                       "pid", (json_int_t)a->pid, "image", a->out,
                       "image_bytes", (json_int_t)s->image_bytes,
                       "pages", (json_int_t)s->pages,
@@ -115,6 +115,7 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
                       "freeze_us", (json_int_t)s->freeze_us,
                       "dump_us", (json_int_t)s->dump_us,
                       "copy_threads", (json_int_t)s->copy_threads,
+                      "stopped", (json_int_t)s->stopped,
                       "left_running", s->left_running));
 }
 

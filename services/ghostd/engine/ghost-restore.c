@@ -44,17 +44,19 @@ static json_t *s_success(const ghost_restore_stats_t *st)
 
     for (uint32_t i = 0; members && i < st->processes; i++)
         json_array_append_new(members, json_pack(
-            "{s:i,s:i,s:i,s:i}", "pid", (int)st->members[i].pid,
+            "{s:i,s:i,s:i,s:i,s:b}", "pid", (int)st->members[i].pid,
             "original_pid", (int)st->members[i].original_pid,
             "ppid", (int)st->members[i].ppid,
-            "threads", (int)st->members[i].threads));
-    return json_pack("{s:i,s:i,s:b,s:I,s:I,s:i,s:i,s:I,s:o*}", "pid",
+            "threads", (int)st->members[i].threads,
+            "stopped", st->members[i].stopped));
+    return json_pack("{s:i,s:i,s:b,s:I,s:I,s:i,s:i,s:i,s:I,s:o*}", "pid",
                      (int)st->pid, "original_pid", (int)st->original_pid,
                      "same_pid", st->same_pid,
                      "image_bytes", (json_int_t)st->image_bytes,
                      "pages", (json_int_t)st->pages,
                      "processes", (int)st->processes,
                      "threads", (int)st->threads,
+                     "stopped", (int)st->stopped,
                      "restore_us", (json_int_t)st->restore_us,
                      "members", members);
 }

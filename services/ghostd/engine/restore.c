@@ -2783,7 +2783,8 @@ static void s_members(const s_tree_t *t, ghost_restore_member_t *members)
             .pid = (pid_t)t->pids[i],
             .original_pid = (pid_t)pr->process->process->pid,
             .ppid = pr->parent < 0 ? 0 : (pid_t)t->pids[pr->parent],
-            .threads = (uint32_t)pr->threads.n };
+            .threads = (uint32_t)pr->threads.n,
+            .stopped = pr->process->process->stop_signal != 0 };
     }
 }
 
@@ -2840,6 +2841,8 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
         st.pages = im.pages;
         st.processes = (uint32_t)im.n_procs;
         st.threads = (uint32_t)s_n_threads(&im);
+        for (size_t i = 0; i < im.n_procs; i++)
+            st.stopped += im.procs[i].process->process->stop_signal != 0;
         st.restore_us = s_now_us() - t0;
         *ret_stats = st;
     }

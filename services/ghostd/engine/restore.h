@@ -44,6 +44,7 @@ typedef struct ghost_restore_member {
     pid_t original_pid;     /* its pid at dump time */
     pid_t ppid;             /* its parent's pid now, 0 for the root */
     uint32_t threads;       /* threads restored */
+    bool stopped;           /* restored in a job-control stop, as dumped */
 } ghost_restore_member_t;
 
 typedef struct ghost_restore_stats {
@@ -54,6 +55,7 @@ typedef struct ghost_restore_stats {
     uint64_t pages;         /* pages restored */
     uint32_t processes;     /* processes restored */
     uint32_t threads;       /* threads restored */
+    uint32_t stopped;       /* of the processes, those restored stopped */
     uint64_t restore_us;    /* from the first byte read until it runs */
     ghost_restore_member_t *members;   /* [processes], image order (root
                                           first); caller frees with free() */
