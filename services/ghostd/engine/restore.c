@@ -2605,6 +2605,52 @@ static int s_trace_until_held(const s_tree_t *t, s_trace_t *tr,
     return ret;
 }
 
+/* Whether the thread resumes by entering again the call the dump
+ * interrupted (s_fix_restart moves it back onto its syscall instruction). */
+static bool s_reenters(const Cairn__Ghost__Thread *th)
+{
+    struct user_regs_struct r, fixed;
+
+    if (th->regs.len != sizeof r)
+        return false;
+    memcpy(&r, th->regs.data, sizeof r);
+    fixed = r;
+    s_fix_restart(&fixed, th);
+    return fixed.rip != r.rip;
+}
+
+/* Process p is to come back stopped: each of its threads that was inside
+ * a blocking call is taken to that call's entry first, so that the
+ * SIGSTOP queued next stops it inside the call, as it was -- and a
+ * handled signal sent while it is stopped interrupts the call on SIGCONT
+ * (EINTR, or a restart with SA_RESTART) instead of running before the
+ * call starts anew. Only where nothing could come in between: the
+ * original tids (with --pid new the plan does not tell which traced
+ * thread is which) and no pending signal (it would be delivered on the
+ * way). */
+static int s_enter_interrupted(const s_tree_t *t, size_t p, cairn_error_t *err)
+{
+    const s_proc_t *pr = &t->im->procs[p];
+
+    if (t->new_pid || pr->process->process->n_shared_pending)
+        return 0;
+    for (size_t k = 0; k < pr->threads.n; k++) {
+        const Cairn__Ghost__Thread *th = pr->threads.v[k]->thread;
+        pid_t tid = (pid_t)th->tid;
+        int status = 0;
+
+        if (th->n_pending || !s_reenters(th))
+            continue;
+        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0 ||
+            waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status) ||
+            WSTOPSIG(status) != (SIGTRAP | 0x80))
+            return cairn_error_set(err, -EIO, CAIRN_INTERNAL,
+                                   "taking stopped thread %d back into its call: "
+                                   "unexpected stop %#x", (int)tid, status);
+    }
+    return 0;
+}
+
 /* Every process held: unmap each one's region through its leader, then
  * let every thread go. */
 static int s_release(const s_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
@@ -2620,11 +2666,14 @@ static int s_release(const s_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
     /* A process that was stopped (job control) gets its stop back as a
      * pending SIGSTOP: its threads take it as they are let go, before
      * any instruction of the program runs. */
-    for (size_t i = 0; ret == 0 && i < t->im->n_procs; i++)
-        if (t->im->procs[i].process->process->stop_signal &&
-            kill((pid_t)t->pids[i], SIGSTOP) < 0)
+    for (size_t i = 0; ret == 0 && i < t->im->n_procs; i++) {
+        if (!t->im->procs[i].process->process->stop_signal)
+            continue;
+        ret = s_enter_interrupted(t, i, err);
+        if (ret == 0 && kill((pid_t)t->pids[i], SIGSTOP) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "stopping %d again: %s",
                                   (int)t->pids[i], strerror(errno));
+    }
     for (size_t i = 0; ret == 0 && i < tr->n; i++)
         if (ptrace(PTRACE_DETACH, tr->tids[i], 0, 0) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM,
