@@ -685,6 +685,26 @@ static int s_tree(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
     return 0;
 }
 
+/* A process of the tree must have its own memory: a child made by vfork
+ * (posix_spawn, many a runtime's process launcher) shares its parent's
+ * until it calls exec or exits, and two images of one memory would come
+ * back as two (the parent then repeats its vfork). -EBUSY, a moment the
+ * next look is likely past (s_tree_moved); one that stays (a CLONE_VM
+ * process pair) is refused. */
+static int s_own_memory(pid_t parent, pid_t pid, cairn_error_t *err)
+{
+    long k = syscall(SYS_kcmp, parent, pid, KCMP_VM, 0, 0);
+    if (k == 0)
+        return cairn_error_set(err, -EBUSY, CAIRN_UNSUPPORTED,
+                               "process %d shares its memory with its parent %d (a vfork "
+                               "child that has not called exec yet, or CLONE_VM): not "
+                               "restorable", (int)pid, (int)parent);
+    if (k < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "kcmp of %d and %d: %s",
+                               (int)parent, (int)pid, strerror(errno));
+    return 0;
+}
+
 /* One look at the tree rooted at pid (s_check_tree). */
 static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
 {
@@ -703,6 +723,8 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
             seen->n = i + 1;
         }
         r = s_check_one(p, 0, &tfds, NULL, keep, err);
+        if (r == 0 && i > 0)
+            r = s_own_memory(tree[i * 2 + 1], p, err);
         if (r < 0 && i > 0 && s_vanished(p)) {
             /* Exited and reaped while it was looked at (a shell loop's
              * commands do): the check of the frozen tree judges whoever
@@ -726,18 +748,20 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
 /* Whether a look at the tree rooted at root that failed with r met a tree
  * whose members changed under it -- a process or thread other than the
  * root exited, or was a zombie its parent had not reaped yet (every
- * "exited" and "zombie" failure is -ESRCH) -- rather than something it
- * holds: another look, once the parent has reaped it, may find the tree
- * still. */
+ * "exited" and "zombie" failure is -ESRCH), or a vfork child had not
+ * called exec yet (-EBUSY, s_check_own_memory) -- rather than something
+ * it holds: another look, once the parent has reaped it, may find the
+ * tree still. */
 static bool s_tree_moved(pid_t root, int r)
 {
-    return r == -ESRCH && !s_gone(root);
+    return (r == -ESRCH || r == -EBUSY) && !s_gone(root);
 }
 
 /* The check of the tree rooted at pid; with seen, the vmas read of each
- * process are kept there. A zombie in it is looked at again (up to
- * S_TREE_ATTEMPTS times, S_TREE_RETRY_NS apart) before it is refused:
- * one that its parent is about to reap is no reason to refuse. */
+ * process are kept there. A zombie in it, or a vfork child sharing its
+ * parent's memory, is looked at again (up to S_TREE_ATTEMPTS times,
+ * S_TREE_RETRY_NS apart) before it is refused: one that its parent is
+ * about to reap, or that is about to exec, is no reason to refuse. */
 static int s_check_tree(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
 {
     if (pid <= 0)
@@ -2436,6 +2460,17 @@ static void s_ctx_free(s_ctx_t *c)
     ghost_writer_free(c->w);
 }
 
+/* The frozen tree's processes each have their own memory
+ * (s_own_memory). */
+static int s_check_own_memory(const s_ctx_t *c, cairn_error_t *err)
+{
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < c->np; i++)
+        if (c->p[i].parent != 0)
+            r = s_own_memory(c->p[i].parent, c->p[i].pid, err);
+    return r;
+}
+
 /* The check again on the frozen tree; its fds the tree checks looked at
  * into *ret_tfds (the caller frees v). */
 static int s_recheck_frozen(s_ctx_t *c, s_tree_fds_t *ret_tfds, cairn_error_t *err)
@@ -2447,6 +2482,8 @@ static int s_recheck_frozen(s_ctx_t *c, s_tree_fds_t *ret_tfds, cairn_error_t *e
                         &c->p[i].vm, err);
     if (r == 0)
         r = s_check_tree_fds(&tfds, err);
+    if (r == 0)
+        r = s_check_own_memory(c, err);
     if (r == 0)
         *ret_tfds = tfds;
     else
