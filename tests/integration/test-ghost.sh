@@ -445,6 +445,18 @@ if start_case pause "$R"; then
     t_check "stopped: no verdict while stopped" bash -c "! grep -q '^PASS\|^FAIL' '$R'"
     kill -CONT "$P"
     t_check "stopped: PASS once continued" wait_verdict "$R" pause
+    # The same with another pid and tid (--pid new): the thread is found
+    # by its registers, not its tid.
+    out=$($C restart "$T_TMP/stopped" --pid new 2>"$T_TMP/err")
+    t_check "stopped: restart --pid new ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
+    Q=$(jq -r .pid <<<"$out")
+    T_PIDS+=("$Q")
+    for i in $(seq 1 100); do [ "$(proc_state "$Q")" = T ] && break; sleep 0.02; done
+    t_check "stopped: --pid new restored stopped" [ "$(proc_state "$Q")" = T ]
+    kill -USR2 "$Q"
+    sleep 0.2
+    kill -CONT "$Q"
+    t_check "stopped: --pid new PASS once continued" wait_verdict "$R" pause 2
 else
     t_fail "stopped: start"
 fi

@@ -2619,27 +2619,52 @@ static bool s_reenters(const Cairn__Ghost__Thread *th)
     return fixed.rip != r.rip;
 }
 
+/* The thread of image process pr whose registers (as it resumes) are r:
+ * each thread has its own stack, so rsp and rip tell it, with the
+ * original tids or new ones alike. NULL if none. */
+static const Cairn__Ghost__Thread *s_image_thread(const s_proc_t *pr,
+                                                  const struct user_regs_struct *r)
+{
+    for (size_t k = 0; k < pr->threads.n; k++) {
+        const Cairn__Ghost__Thread *th = pr->threads.v[k]->thread;
+        struct user_regs_struct fixed;
+
+        if (th->regs.len != sizeof fixed)
+            continue;
+        memcpy(&fixed, th->regs.data, sizeof fixed);
+        s_fix_restart(&fixed, th);
+        if (fixed.rsp == r->rsp && fixed.rip == r->rip)
+            return th;
+    }
+    return NULL;
+}
+
 /* Process p is to come back stopped: each of its threads that was inside
  * a blocking call is taken to that call's entry first, so that the
  * SIGSTOP queued next stops it inside the call, as it was -- and a
  * handled signal sent while it is stopped interrupts the call on SIGCONT
  * (EINTR, or a restart with SA_RESTART) instead of running before the
- * call starts anew. Only where nothing could come in between: the
- * original tids (with --pid new the plan does not tell which traced
- * thread is which) and no pending signal (it would be delivered on the
- * way). */
-static int s_enter_interrupted(const s_tree_t *t, size_t p, cairn_error_t *err)
+ * call starts anew. Only where nothing could come in between: no pending
+ * signal (it would be delivered on the way). */
+static int s_enter_interrupted(const s_tree_t *t, const s_trace_t *tr, size_t p,
+                               cairn_error_t *err)
 {
     const s_proc_t *pr = &t->im->procs[p];
+    char path[64];
 
-    if (t->new_pid || pr->process->process->n_shared_pending)
+    if (pr->process->process->n_shared_pending)
         return 0;
-    for (size_t k = 0; k < pr->threads.n; k++) {
-        const Cairn__Ghost__Thread *th = pr->threads.v[k]->thread;
-        pid_t tid = (pid_t)th->tid;
+    for (size_t i = 0; i < tr->n; i++) {
+        pid_t tid = tr->tids[i];
+        struct user_regs_struct r;
+        const Cairn__Ghost__Thread *th;
         int status = 0;
 
-        if (th->n_pending || !s_reenters(th))
+        snprintf(path, sizeof path, "/proc/%d/task/%d", (int)t->pids[p], (int)tid);
+        if (access(path, F_OK) < 0 || ptrace(PTRACE_GETREGS, tid, 0, &r) < 0)
+            continue;   /* another process's thread */
+        th = s_image_thread(pr, &r);
+        if (!th || th->n_pending || !s_reenters(th))
             continue;
         if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0 ||
             waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status) ||
@@ -2669,7 +2694,7 @@ static int s_release(const s_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
     for (size_t i = 0; ret == 0 && i < t->im->n_procs; i++) {
         if (!t->im->procs[i].process->process->stop_signal)
             continue;
-        ret = s_enter_interrupted(t, i, err);
+        ret = s_enter_interrupted(t, tr, i, err);
         if (ret == 0 && kill((pid_t)t->pids[i], SIGSTOP) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "stopping %d again: %s",
                                   (int)t->pids[i], strerror(errno));
