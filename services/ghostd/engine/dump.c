@@ -699,7 +699,7 @@ static int s_own_memory(pid_t parent, pid_t pid, cairn_error_t *err)
                                "process %d shares its memory with its parent %d (a vfork "
                                "child that has not called exec yet, or CLONE_VM): not "
                                "restorable", (int)pid, (int)parent);
-    if (k < 0)
+    if (k < 0 && errno != ENOSYS)   /* a kernel without kcmp cannot tell */
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "kcmp of %d and %d: %s",
                                (int)parent, (int)pid, strerror(errno));
     return 0;
