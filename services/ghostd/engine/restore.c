@@ -2645,7 +2645,7 @@ static const Cairn__Ghost__Thread *s_image_thread(const s_proc_t *pr,
  * handled signal sent while it is stopped interrupts the call on SIGCONT
  * (EINTR, or a restart with SA_RESTART) instead of running before the
  * call starts anew. Only where nothing could come in between: no pending
- * signal (it would be delivered on the way). */
+ * signal of the image (it would be delivered on the way). */
 static int s_enter_interrupted(const s_tree_t *t, const s_trace_t *tr, size_t p,
                                cairn_error_t *err)
 {
@@ -2667,11 +2667,14 @@ static int s_enter_interrupted(const s_tree_t *t, const s_trace_t *tr, size_t p,
         if (!th || th->n_pending || !s_reenters(th))
             continue;
         if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0 ||
-            waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status) ||
-            WSTOPSIG(status) != (SIGTRAP | 0x80))
+            waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status))
             return cairn_error_set(err, -EIO, CAIRN_INTERNAL,
                                    "taking stopped thread %d back into its call: "
-                                   "unexpected stop %#x", (int)tid, status);
+                                   "status %#x", (int)tid, status);
+        /* A signal sent to it meanwhile stops it first: queued again (the
+         * stop took it off), it is delivered once the thread is let go. */
+        if (WSTOPSIG(status) != (SIGTRAP | 0x80) && (status >> 16) == 0)
+            syscall(SYS_tgkill, (pid_t)t->pids[p], tid, WSTOPSIG(status));
     }
     return 0;
 }
