@@ -466,6 +466,15 @@ static int s_json_u64(json_t *v, const char *key, uint64_t *ret)
     return 0;
 }
 
+/* A number a helper may leave out (an older one does not say): its value
+ * when present and at most max, else 0. */
+static uint32_t s_json_optional(json_t *v, const char *key, uint64_t max)
+{
+    uint64_t n = 0;
+
+    return s_json_u64(v, key, &n) == 0 && n <= max ? (uint32_t)n : 0;
+}
+
 
 static void s_contract_fail(ghostd_job_t *j, const char *what)
 {
@@ -499,7 +508,7 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     Cairn__Ghostd__CheckpointReply cr = CAIRN__GHOSTD__CHECKPOINT_REPLY__INIT;
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
     json_t *lr = json_object_get(v, "left_running");
-    uint64_t f[6], threads = 0, stopped = 0;
+    uint64_t f[6];
 
     if (s_job_numbers(j, v, keys, f, 6) < 0)
         return;
@@ -513,13 +522,8 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     cr.freeze_us = f[4];
     cr.dump_us = f[5];
     cr.left_running = json_is_boolean(lr) ? json_is_true(lr) : j->leave_running;
-    /* optional: older helpers do not say; 0 means streamed */
-    cr.copy_threads = s_json_u64(v, "copy_threads", &threads) == 0 && threads < 1024
-                          ? (uint32_t)threads
-                          : 0;
-    cr.stopped = s_json_u64(v, "stopped", &stopped) == 0 && stopped <= f[2]
-                     ? (uint32_t)stopped
-                     : 0;
+    cr.copy_threads = s_json_optional(v, "copy_threads", 1023);   /* 0: streamed */
+    cr.stopped = s_json_optional(v, "stopped", f[2]);
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY;
     reply.checkpoint_reply = &cr;
     cairn_log_info("checkpoint-done", "pid=%u image=%s bytes=%llu pages=%llu "
@@ -587,7 +591,7 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
                                         "restore_us" };
     Cairn__Ghostd__RestartReply rr = CAIRN__GHOSTD__RESTART_REPLY__INIT;
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
-    uint64_t f[7], stopped = 0;
+    uint64_t f[7];
     char what[128];
 
     if (s_job_numbers(j, v, keys, f, 7) < 0)
@@ -603,10 +607,7 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
     rr.pid = (uint32_t)f[0];
     rr.same_pid = f[0] == f[1];
     s_restart_numbers(&rr, f + 1);
-    /* optional, as copy_threads: older helpers do not say */
-    rr.stopped = s_json_u64(v, "stopped", &stopped) == 0 && stopped <= f[4]
-                     ? (uint32_t)stopped
-                     : 0;
+    rr.stopped = s_json_optional(v, "stopped", f[4]);
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
     reply.restart_reply = &rr;
     cairn_log_info("restart-done", "image=%s pid=%u original=%u bytes=%llu "

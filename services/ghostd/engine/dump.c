@@ -749,7 +749,7 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
  * whose members changed under it -- a process or thread other than the
  * root exited, or was a zombie its parent had not reaped yet (every
  * "exited" and "zombie" failure is -ESRCH), or a vfork child had not
- * called exec yet (-EBUSY, s_check_own_memory) -- rather than something
+ * called exec yet (-EBUSY, s_own_memory) -- rather than something
  * it holds: another look, once the parent has reaped it, may find the
  * tree still. */
 static bool s_tree_moved(pid_t root, int r)
@@ -2524,7 +2524,8 @@ static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
     return 0;
 }
 
-/* One attempt; *ret_began says whether the image began to be written. */
+/* One attempt; *ret_froze says whether the tree passed the check and was
+ * frozen, *ret_began whether the image began to be written. */
 static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
                        ghost_dump_stats_t *stats, bool *ret_froze, bool *ret_began,
                        cairn_error_t *err)

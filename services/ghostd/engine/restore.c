@@ -2605,25 +2605,14 @@ static int s_trace_until_held(const s_tree_t *t, s_trace_t *tr,
     return ret;
 }
 
-/* Whether the thread resumes by entering again the call the dump
- * interrupted (s_fix_restart moves it back onto its syscall instruction). */
-static bool s_reenters(const Cairn__Ghost__Thread *th)
-{
-    struct user_regs_struct r, fixed;
-
-    if (th->regs.len != sizeof r)
-        return false;
-    memcpy(&r, th->regs.data, sizeof r);
-    fixed = r;
-    s_fix_restart(&fixed, th);
-    return fixed.rip != r.rip;
-}
-
 /* The thread of image process pr whose registers (as it resumes) are r:
  * each thread has its own stack, so rsp and rip tell it, with the
- * original tids or new ones alike. NULL if none. */
+ * original tids or new ones alike. NULL if none. *ret_reenters: whether
+ * it resumes by entering again the call the dump interrupted
+ * (s_fix_restart moved it back onto its syscall instruction). */
 static const Cairn__Ghost__Thread *s_image_thread(const s_proc_t *pr,
-                                                  const struct user_regs_struct *r)
+                                                  const struct user_regs_struct *r,
+                                                  bool *ret_reenters)
 {
     for (size_t k = 0; k < pr->threads.n; k++) {
         const Cairn__Ghost__Thread *th = pr->threads.v[k]->thread;
@@ -2632,9 +2621,12 @@ static const Cairn__Ghost__Thread *s_image_thread(const s_proc_t *pr,
         if (th->regs.len != sizeof fixed)
             continue;
         memcpy(&fixed, th->regs.data, sizeof fixed);
+        uint64_t dumped_rip = fixed.rip;
         s_fix_restart(&fixed, th);
-        if (fixed.rsp == r->rsp && fixed.rip == r->rip)
+        if (fixed.rsp == r->rsp && fixed.rip == r->rip) {
+            *ret_reenters = fixed.rip != dumped_rip;
             return th;
+        }
     }
     return NULL;
 }
@@ -2658,13 +2650,14 @@ static int s_enter_interrupted(const s_tree_t *t, const s_trace_t *tr, size_t p,
         pid_t tid = tr->tids[i];
         struct user_regs_struct r;
         const Cairn__Ghost__Thread *th;
+        bool reenters = false;
         int status = 0;
 
         snprintf(path, sizeof path, "/proc/%d/task/%d", (int)t->pids[p], (int)tid);
         if (access(path, F_OK) < 0 || ptrace(PTRACE_GETREGS, tid, 0, &r) < 0)
             continue;   /* another process's thread */
-        th = s_image_thread(pr, &r);
-        if (!th || th->n_pending || !s_reenters(th))
+        th = s_image_thread(pr, &r, &reenters);
+        if (!th || th->n_pending || !reenters)
             continue;
         if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0 ||
             waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status))
