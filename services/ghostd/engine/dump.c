@@ -85,7 +85,9 @@
 #define S_NSIG 64
 /* A tree whose short-lived members come and go (a shell loop) is looked
  * at again this many times, this long apart, before its last failure is
- * reported (s_tree_moved): 20 x 2 ms, long enough for a parent to reap. */
+ * reported (s_tree_moved): 20 x 2 ms, long enough for a parent to reap.
+ * One budget serves a whole check or dump, the check's looks and the
+ * dump's attempts together (s_retry_t). */
 #define S_TREE_ATTEMPTS 20
 #define S_TREE_RETRY_NS 2000000
 
@@ -605,7 +607,7 @@ static bool s_vanished(pid_t pid)
 static bool s_gone(pid_t pid)
 {
     proc_stat_t st;
-    return proc_read_stat(pid, &st, NULL) < 0 || st.state == 'Z' || st.state == 'X';
+    return proc_read_stat(pid, &st, NULL) < 0 || proc_state_exited(st.state);
 }
 
 /* Drops what the check of a process that left the tree meanwhile added. */
@@ -633,7 +635,7 @@ static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
     if (st.flags & S_PF_KTHREAD)
         return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                "process %d is a kernel thread", (int)pid);
-    if (st.state == 'Z' || st.state == 'X')
+    if (proc_state_exited(st.state))
         return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                "process %d is a zombie", (int)pid);
     if ((r = s_check_threads(pid, tracer, err)) < 0)
@@ -757,29 +759,44 @@ static bool s_tree_moved(pid_t root, int r)
     return (r == -ESRCH || r == -EBUSY) && !s_gone(root);
 }
 
+/* The looks left to one ghost_check or ghost_dump (S_TREE_ATTEMPTS). */
+typedef struct s_retry {
+    int left;
+} s_retry_t;
+
+/* Whether another look may be taken; if so, waits S_TREE_RETRY_NS first. */
+static bool s_retry_again(s_retry_t *rt)
+{
+    if (rt->left <= 1)
+        return false;
+    rt->left--;
+    nanosleep(&(struct timespec){ 0, S_TREE_RETRY_NS }, NULL);
+    return true;
+}
+
 /* The check of the tree rooted at pid; with seen, the vmas read of each
  * process are kept there. A zombie in it, or a vfork child sharing its
- * parent's memory, is looked at again (up to S_TREE_ATTEMPTS times,
- * S_TREE_RETRY_NS apart) before it is refused: one that its parent is
- * about to reap, or that is about to exec, is no reason to refuse. */
-static int s_check_tree(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
+ * parent's memory, is looked at again while rt allows before it is
+ * refused: one that its parent is about to reap, or that is about to
+ * exec, is no reason to refuse. */
+static int s_check_tree(pid_t pid, s_seen_list_t *seen, s_retry_t *rt, cairn_error_t *err)
 {
     if (pid <= 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
-    for (int attempt = 1;; attempt++) {
+    for (;;) {
         int r = s_check_tree_once(pid, seen, err);
-        if (r == 0 || attempt == S_TREE_ATTEMPTS || !s_tree_moved(pid, r))
+        if (r == 0 || !s_tree_moved(pid, r) || !s_retry_again(rt))
             return r;
         if (seen)
             s_seen_free(seen);
-        nanosleep(&(struct timespec){ 0, S_TREE_RETRY_NS }, NULL);
     }
 }
 
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
 {
     (void)opts;
-    return s_check_tree(pid, NULL, err);
+    s_retry_t rt = { S_TREE_ATTEMPTS };
+    return s_check_tree(pid, NULL, &rt, err);
 }
 
 /* ==== phase 2: freeze ================================================= */
@@ -2527,13 +2544,13 @@ static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
 /* One attempt; *ret_froze says whether the tree passed the check and was
  * frozen, *ret_began whether the image began to be written. */
 static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
-                       ghost_dump_stats_t *stats, bool *ret_froze, bool *ret_began,
-                       cairn_error_t *err)
+                       ghost_dump_stats_t *stats, s_retry_t *rt, bool *ret_froze,
+                       bool *ret_began, cairn_error_t *err)
 {
     ghost_dump_stats_t s = { 0 };
     s_seen_list_t seen = { 0 };
     *ret_froze = *ret_began = false;
-    int r = s_check_tree(pid, &seen, err);
+    int r = s_check_tree(pid, &seen, rt, err);
     if (r < 0) {
         s_seen_free(&seen);
         *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
@@ -2569,15 +2586,16 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     /* A member that exits while the tree is being frozen, or a zombie
      * the freeze finds (its parent frozen before it reaped it), fails the
      * attempt before anything is written: the tree is let go and looked
-     * at again (the check itself already waited for zombies it saw). */
+     * at again (the check itself already waited for zombies it saw),
+     * from the same budget of looks as the check's. */
+    s_retry_t rt = { S_TREE_ATTEMPTS };
     int r;
-    for (int attempt = 1;; attempt++) {
+    for (;;) {
         bool froze = false, began = false;
-        r = s_dump_once(pid, opts, out_fd, stats, &froze, &began, err);
-        if (r == 0 || !froze || began || !stats->left_running ||
-            attempt == S_TREE_ATTEMPTS || !s_tree_moved(pid, r))
+        r = s_dump_once(pid, opts, out_fd, stats, &rt, &froze, &began, err);
+        if (r == 0 || !froze || began || !stats->left_running || !s_tree_moved(pid, r) ||
+            !s_retry_again(&rt))
             break;
-        nanosleep(&(struct timespec){ 0, S_TREE_RETRY_NS }, NULL);
     }
     return r;
 }

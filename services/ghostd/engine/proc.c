@@ -397,6 +397,11 @@ bool proc_creds_equal(const proc_creds_t *a, const proc_creds_t *b)
            a->no_new_privs == b->no_new_privs;
 }
 
+bool proc_state_exited(char state)
+{
+    return state == 'Z' || state == 'X';
+}
+
 int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,
                      cairn_error_t *err)
 {

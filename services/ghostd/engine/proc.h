@@ -91,6 +91,9 @@ void proc_vmas_free(proc_vmas_t *v);
 int proc_parse_maps_line(const char *line, proc_vma_t *ret);
 
 int proc_read_stat(pid_t pid, proc_stat_t *ret, cairn_error_t *err);
+/* Whether a task in this state (proc_stat_t.state) has exited and only
+ * waits to be reaped: a zombie, or dead. */
+bool proc_state_exited(char state);
 /* With creds (may be NULL), also the credentials from the same read; the
  * caller frees them with proc_creds_free. -EBADMSG if a line is missing. */
 int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,

@@ -2754,7 +2754,7 @@ static uint32_t s_first_taken(const s_image_t *im, bool *dead, pid_t *parent, bo
             if (r == -ENOENT || r == -ESRCH)
                 continue;   /* free */
             bool known = r == 0;   /* held, by what we may not be able to tell */
-            *dead = known && (st.state == 'Z' || st.state == 'X');
+            *dead = known && proc_state_exited(st.state);
             *parent = known ? st.ppid : 0;
             *is_pid = tid == pr->process->process->pid;
             return tid;
