@@ -1149,32 +1149,136 @@ static bool s_rerun_restartblock(long long nr, const struct user_regs_struct *r)
            (nr == S_NR_CLOCK_NANOSLEEP && (r->rsi & S_TIMER_ABSTIME));
 }
 
-/* Registers of a thread as it must resume: a syscall interrupted by the
- * dump is re-executed, or returns EINTR if it cannot be. */
-static void s_fix_restart(struct user_regs_struct *r,
+/* The number of a pending signal record (0 if it is not one). */
+static int s_pending_signo(const Cairn__Ghost__SigInfo *si)
+{
+    int32_t signo = 0;
+    if (si->raw.len >= sizeof signo)
+        memcpy(&signo, si->raw.data, sizeof signo);
+    return signo >= 1 && signo <= 64 ? signo : 0;
+}
+
+static uint64_t s_sigbit(int sig)
+{
+    return 1ull << (sig - 1);
+}
+
+/* The signals the kernel takes first from a queue (its SYNCHRONOUS_MASK):
+ * those a fault raises. */
+#define S_SYNC_SIGNALS                                                             \
+    (s_sigbit(SIGSEGV) | s_sigbit(SIGBUS) | s_sigbit(SIGILL) | s_sigbit(SIGTRAP) | \
+     s_sigbit(SIGFPE) | s_sigbit(SIGSYS))
+
+/* Of the signals in set, the one the kernel dequeues first: a synchronous
+ * one, else the lowest; 0 if set is empty. */
+static int s_first_dequeued(uint64_t set)
+{
+    uint64_t pick = set & S_SYNC_SIGNALS ? set & S_SYNC_SIGNALS : set;
+    return pick ? __builtin_ctzll(pick) + 1 : 0;
+}
+
+static const Cairn__Ghost__SigAction *s_sigaction(const Cairn__Ghost__Process *p, int sig)
+{
+    for (size_t i = 0; i < p->n_sigactions; i++)
+        if (p->sigactions[i]->signo == (uint32_t)sig)
+            return p->sigactions[i];
+    return NULL;   /* SIG_DFL */
+}
+
+/* Whether the thread goes on to its next pending signal after sig with
+ * action act (NULL: SIG_DFL) is dequeued without a handler: it is
+ * ignored, or its default is to ignore or to stop (and the thread, once
+ * continued, dequeues the next). Otherwise the process dies of it. */
+static bool s_dequeued_and_passed(int sig, const Cairn__Ghost__SigAction *act)
+{
+    if (act && act->handler == (uint64_t)(uintptr_t)SIG_IGN)
+        return true;
+    return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT ||
+           sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+/* The image's pending signals in v that thread t does not block; of the
+ * process-wide ones (shared), only those t is the one thread of pr not
+ * blocking: the kernel gives such a signal to that thread, and which of
+ * several would take it cannot be told. */
+static uint64_t s_pending_for(const s_proc_t *pr, const Cairn__Ghost__Thread *t,
+                              Cairn__Ghost__SigInfo *const *v, size_t n, bool shared)
+{
+    uint64_t set = 0;
+    for (size_t i = 0; i < n; i++) {
+        int sig = s_pending_signo(v[i]);
+        if (!sig || (t->sigmask & s_sigbit(sig)))
+            continue;
+        bool alone = true;
+        for (size_t k = 0; shared && alone && k < pr->threads.n; k++) {
+            const Cairn__Ghost__Thread *o = pr->threads.v[k]->thread;
+            alone = o == t || (o->sigmask & s_sigbit(sig));
+        }
+        if (alone)
+            set |= s_sigbit(sig);
+    }
+    return set;
+}
+
+/* The sa_flags of the handler the kernel will run first for thread t of
+ * process pr as it resumes, taking the image's pending signals in the
+ * kernel's order (its own queue, then the process's); -1 if no handler
+ * will run before it returns to its code. */
+static long long s_handler_on_resume(const s_proc_t *pr, const Cairn__Ghost__Thread *t)
+{
+    const Cairn__Ghost__Process *p = pr->process->process;
+    uint64_t queues[2] = {
+        s_pending_for(pr, t, t->pending, t->n_pending, false),
+        s_pending_for(pr, t, p->shared_pending, p->n_shared_pending, true),
+    };
+    for (int q = 0; q < 2; q++)
+        for (int sig; (sig = s_first_dequeued(queues[q])) != 0; queues[q] &= ~s_sigbit(sig)) {
+            const Cairn__Ghost__SigAction *act = s_sigaction(p, sig);
+            if (act && act->handler > (uint64_t)(uintptr_t)SIG_IGN)
+                return (long long)act->flags;
+            if (!s_dequeued_and_passed(sig, act))
+                return -1;
+        }
+    return -1;
+}
+
+/* Registers of thread t of process pr as it must resume: a syscall
+ * interrupted by the dump is re-executed, or returns EINTR if it cannot
+ * be. Where a pending signal of the image will run a handler as the
+ * thread resumes, the call returns as the kernel makes it return to a
+ * handler: EINTR, or re-executed for ERESTARTNOINTR and, with SA_RESTART,
+ * ERESTARTSYS -- re-executing it after the handler instead would wait
+ * again in a pause() or sigsuspend() that the signal was to end. */
+static void s_fix_restart(struct user_regs_struct *r, const s_proc_t *pr,
                           const Cairn__Ghost__Thread *t)
 {
     long long ret, nr = s_interrupted(r, t, &ret);
+    bool restart;
 
     if (nr < 0)
         return;
+    long long handled = s_handler_on_resume(pr, t);
     switch (-ret) {
     case S_ERESTARTSYS:
+        restart = handled < 0 || (handled & SA_RESTART);
+        break;
     case S_ERESTARTNOINTR:
+        restart = true;
+        break;
     case S_ERESTARTNOHAND:
-        r->rax = (unsigned long long)nr;
-        r->rip -= 2;
+        restart = handled < 0;
         break;
     case S_ERESTART_RESTARTBLOCK:
-        if (s_rerun_restartblock(nr, r)) {
-            r->rax = (unsigned long long)nr;
-            r->rip -= 2;
-        } else {
-            r->rax = (unsigned long long)-EINTR;
-        }
+        restart = handled < 0 && s_rerun_restartblock(nr, r);
         break;
     default:
-        break;
+        return;
+    }
+    if (restart) {
+        r->rax = (unsigned long long)nr;
+        r->rip -= 2;
+    } else {
+        r->rax = (unsigned long long)-EINTR;
     }
 }
 
@@ -1233,7 +1337,7 @@ static void s_fill_sigcontext(struct s_sigcontext *mc,
 
 /* The rt_sigframe of one thread: pretcode, ucontext (registers, mask,
  * altstack, fpstate pointer), then the xsave area. Returns its address. */
-static int s_put_frame(s_plan_t *pl, const Cairn__Ghost__Thread *t,
+static int s_put_frame(s_plan_t *pl, const s_proc_t *pr, const Cairn__Ghost__Thread *t,
                        uint64_t *ret_frame, cairn_error_t *err)
 {
     struct user_regs_struct regs;
@@ -1249,7 +1353,7 @@ static int s_put_frame(s_plan_t *pl, const Cairn__Ghost__Thread *t,
     if (ret < 0)
         return ret;
     memcpy(&regs, t->regs.data, sizeof regs);
-    s_fix_restart(&regs, t);
+    s_fix_restart(&regs, pr, t);
     frame = s_alloc(pl, 8 + sizeof *uc + 128, 64);
     if (!frame)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
@@ -1322,7 +1426,7 @@ static int s_plan_threads(s_plan_t *pl, const s_proc_t *pr, bool new_pid,
             g->rseq_sig = t->rseq->signature;
         g->old_tid = (int32_t)t->tid;
         g->fix_tid = new_pid && s_writable(pr, t->clear_tid_addr, sizeof(int32_t));
-        ret = s_put_frame(pl, t, &g->frame, err);
+        ret = s_put_frame(pl, pr, t, &g->frame, err);
         if (ret < 0)
             return ret;
         if (t->leader)
@@ -2622,7 +2726,7 @@ static const Cairn__Ghost__Thread *s_image_thread(const s_proc_t *pr,
             continue;
         memcpy(&fixed, th->regs.data, sizeof fixed);
         uint64_t dumped_rip = fixed.rip;
-        s_fix_restart(&fixed, th);
+        s_fix_restart(&fixed, pr, th);
         if (fixed.rsp == r->rsp && fixed.rip == r->rip) {
             *ret_reenters = fixed.rip != dumped_rip;
             return th;
