@@ -35,6 +35,7 @@
 
 #include "ghostd.h"
 #include "log.h"
+#include "proc.h"
 
 extern char **environ;
 
@@ -122,31 +123,12 @@ static int s_mkdir_p(const char *path, mode_t mode)
 
 /* ---- validation ------------------------------------------------------- */
 
-/* The "Key:\tvalue" line of /proc/PID/status, as a number; -1 if absent. */
-static long s_status_field(FILE *f, const char *key, char *state)
-{
-    char line[256];
-    size_t klen = strlen(key);
-    long v = -1;
-
-    rewind(f);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-            if (state)
-                *state = line[klen + 1 + strspn(line + klen + 1, " \t")];
-            else
-                v = strtol(line + klen + 1, NULL, 10);
-            break;
-        }
-    return v;
-}
-
 /* pid names a live process (not a thread, a zombie, ghostd itself). */
 static int s_check_pid(uint32_t pid, cairn_error_t *err)
 {
-    char path[64], state = '?';
-    FILE *f;
-    long tgid;
+    proc_status_t ps;
+    proc_stat_t st;
+    int r;
 
     if (pid == 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
@@ -157,19 +139,20 @@ static int s_check_pid(uint32_t pid, cairn_error_t *err)
     if (pid == (uint32_t)getpid())
         return cairn_error_set(err, -EINVAL, CAIRN_FAILED_PRECONDITION,
                                "pid %u is ghostd itself", pid);
-    snprintf(path, sizeof path, "/proc/%u/status", pid);
-    f = fopen(path, "re");
-    if (!f)
-        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND,
-                               "no process with pid %u", pid);
-    tgid = s_status_field(f, "Tgid", NULL);
-    s_status_field(f, "State", &state);
-    fclose(f);
-    if (tgid > 0 && (uint32_t)tgid != pid)
+    if (pid > INT_MAX)
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "no process with pid %u", pid);
+    r = proc_read_status((pid_t)pid, &ps, NULL, err);
+    if (r == 0)
+        r = proc_read_stat((pid_t)pid, &st, err);
+    if (r == -ENOENT || r == -ESRCH)
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "no process with pid %u", pid);
+    if (r < 0)
+        return r;
+    if (ps.tgid > 0 && (uint32_t)ps.tgid != pid)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "pid %u is a thread of process %ld; checkpoint "
-                               "the process", pid, tgid);
-    if (state == 'Z' || state == 'X')
+                               "pid %u is a thread of process %d; checkpoint "
+                               "the process", pid, (int)ps.tgid);
+    if (proc_state_exited(st.state))
         return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                "pid %u has exited (zombie)", pid);
     return 0;

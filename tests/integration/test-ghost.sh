@@ -654,6 +654,22 @@ $C checkpoint "$S" --dir "$T_TMP/afile/x" >/dev/null 2>"$T_TMP/err"; rc=$?; err=
 t_err "real: DIR under a file" invalid-argument
 $C checkpoint 99999999 >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
 t_err "real: no such pid" not-found
+# A thread's id names its process in the refusal; a zombie is refused.
+R="$T_TMP/result-tid"; : >"$R"
+if start_case threads "$R"; then
+    TID=$(ls "/proc/$CASE_PID/task" | grep -vx "$CASE_PID" | head -n 1)
+    $C checkpoint "$TID" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+    t_err "real: a thread id" invalid-argument "is a thread of process $CASE_PID"
+    kill -9 "$CASE_PID"; wait "$CASE_PID" 2>/dev/null
+else
+    t_fail "real: a thread id: start"
+fi
+read -r ZP ZPARENT < <(setsid sh -c 'sleep 0.01 >/dev/null 2>&1 & echo $! $$; exec sleep 30 >/dev/null 2>&1' </dev/null)
+T_PIDS+=("$ZPARENT")
+for i in $(seq 1 100); do [ "$(proc_state "$ZP")" = Z ] && break; sleep 0.02; done
+$C checkpoint "$ZP" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+t_err "real: a zombie" failed-precondition "has exited (zombie)"
+kill -9 "$ZPARENT" 2>/dev/null
 t_check "real: bad requests left the process alone" [ "$(proc_state "$S")" = S ]
 mkdir -p "$T_TMP/garbage" "$T_TMP/empty"
 head -c 200000 /dev/urandom > "$T_TMP/garbage/image.ghost"

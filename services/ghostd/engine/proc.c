@@ -417,6 +417,8 @@ int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,
                                "/proc/%d/status has no TracerPid", (int)pid);
     }
     s.tracer_pid = (pid_t)strtol(v, NULL, 10);
+    if ((v = proc_field(buf, "Tgid")))
+        s.tgid = (pid_t)strtol(v, NULL, 10);
     if ((v = proc_field(buf, "Umask"))) {
         s.umask = (uint32_t)strtoul(v, NULL, 8);
         s.has_umask = true;

@@ -57,6 +57,7 @@ typedef struct proc_stat {
 
 /* The fields of /proc/PID/status the engine uses. */
 typedef struct proc_status {
+    pid_t tgid;            /* Tgid: the process a thread id belongs to */
     pid_t tracer_pid;      /* TracerPid */
     uint32_t umask;        /* Umask (0 if the line is missing) */
     bool has_umask;        /* the Umask line was present */
