@@ -31,10 +31,13 @@
 #   baseline_process_vm_readv_mib_s  bench/ghost-bw: the victim's memory
 #                          read with process_vm_readv into one reused 8 MiB
 #                          buffer (reading alone, the buffer stays in the
-#                          cache), best of 3, measured just before the dump
+#                          cache), best of 3, measured before the dumps
+#                          and again before the killing one: the better
+#   baseline_process_vm_readv_runs_mib_s  those two, before and after
 #   baseline_process_vm_readv_resident_mib_s  the same reads into one
 #                          resident buffer as large as the region (the
-#                          bytes land in memory, as an image's must)
+#                          bytes land in memory, as an image's must), the
+#                          better of before and after
 #   baseline_memcpy_mib_s  the same bytes copied by memcpy in this process
 #   baseline_write_new_file_mib_s  the same bytes written (write(2), 8 MiB
 #                          calls, fsync) from a resident buffer into a new
@@ -175,7 +178,7 @@ gone() {
 # one MIB FS DIR: one measured checkpoint/restore cycle, one JSON line.
 one() {
     local mib=$1 fs=$2 dir=$3 st="$WORK/status" img="$3/ghost-$1.img"
-    local addr bytes bw cj dj lj rj t0 t1 t2 rpid verified=false
+    local addr bytes bw bw2 cj dj lj rj t0 t1 t2 rpid verified=false
     rm -f "$st"
     start_victim "$mib" "$st"
     wait_status "$st" READY 120 || { fail "$mib" "$fs" victim "victim not ready"; return; }
@@ -201,6 +204,11 @@ one() {
         runs+=("$(jq .dump_us <<<"$lj")")
         rm -f "$img"
     done
+    # The baselines again, after the dumps: this VM's process_vm_readv
+    # drifts by half within a minute; the best of both is the baseline,
+    # and both are reported.
+    bw2=$("$BW" --pid "$VPID" --addr "$addr" --bytes "$bytes") ||
+        { fail "$mib" "$fs" baseline "ghost-bw failed"; return; }
     t0=$(now_ms)
     dj=$("$DUMP" --pid "$VPID" --out "$img") ||
         { fail "$mib" "$fs" dump "$dj"; return; }
@@ -216,7 +224,7 @@ one() {
     kill -9 "$rpid" 2>/dev/null
     gone "$rpid"
     rm -f "$img"
-    jq -cn --argjson mib "$mib" --arg fs "$fs" --argjson bw "$bw" --argjson d "$dj" \
+    jq -cn --argjson mib "$mib" --arg fs "$fs" --argjson bw "$bw" --argjson bw2 "$bw2" --argjson d "$dj" \
         --argjson r "$rj" --argjson c "$cj" \
         --argjson runs "[${runs[0]},${runs[1]},$(jq .dump_us <<<"$dj")]" \
         --argjson inplace "[${inplace[0]},${inplace[1]},${inplace[2]}]" \
@@ -226,6 +234,8 @@ one() {
         def r1: (. * 10 | round) / 10;
         def r2: (. * 100 | round) / 100;
         ($d.image_bytes / 1048576) as $imib
+        | ([$bw.process_vm_readv_mib_s, $bw2.process_vm_readv_mib_s] | max) as $pvr
+        | ([$bw.process_vm_readv_resident_mib_s, $bw2.process_vm_readv_resident_mib_s] | max) as $pvr_res
         | ($runs | min / 1e6) as $ds | ($inplace | min / 1e6) as $is
         | ($r.restore_us / 1e6) as $rs
         | {bench:"ghost", resident_mib:$mib, fs:$fs, image_bytes:$d.image_bytes,
@@ -240,18 +250,19 @@ one() {
            wall_ms:{dump:$wd, restore:$wr}, verified:$verified,
            page_reporting_order:$order}
         + (if $verified then {} else {check:$check} end)
-        + {baseline_process_vm_readv_mib_s:$bw.process_vm_readv_mib_s,
-           baseline_process_vm_readv_resident_mib_s:$bw.process_vm_readv_resident_mib_s,
+        + {baseline_process_vm_readv_mib_s:$pvr,
+           baseline_process_vm_readv_runs_mib_s:[$bw.process_vm_readv_mib_s, $bw2.process_vm_readv_mib_s],
+           baseline_process_vm_readv_resident_mib_s:$pvr_res,
            baseline_process_vm_readv_dst16_mib_s:$bw.process_vm_readv_dst16_mib_s,
            baseline_memcpy_mib_s:$bw.memcpy_mib_s,
            baseline_write_new_file_mib_s:$bw.write_new_file_mib_s,
            baseline_write_over_file_mib_s:$bw.write_over_file_mib_s,
-           dump_vs_pvr:($imib / $ds / $bw.process_vm_readv_mib_s | r2),
-           in_place_dump_vs_pvr:($imib / $is / $bw.process_vm_readv_mib_s | r2),
+           dump_vs_pvr:($imib / $ds / $pvr | r2),
+           in_place_dump_vs_pvr:($imib / $is / $pvr | r2),
            dump_vs_write_new:($imib / $ds / $bw.write_new_file_mib_s | r2),
            in_place_dump_vs_write_over:($imib / $is / $bw.write_over_file_mib_s | r2),
-           dump_vs_pvr_resident:($imib / $ds / $bw.process_vm_readv_resident_mib_s | r2),
-           restore_vs_pvr:($imib / $rs / $bw.process_vm_readv_mib_s | r2),
+           dump_vs_pvr_resident:($imib / $ds / $pvr_res | r2),
+           restore_vs_pvr:($imib / $rs / $pvr | r2),
            targets:{dump_vs_pvr:1.0, restore_mib_s:1024, total_ms_1gib:2000}}'
     $verified || FAILED=1
 }
