@@ -17,6 +17,8 @@
  * with time left, one fired and unread), a signalfd with SIGUSR1 pending,
  * an epoll watching the eventfd and a pipe, and an inotify watching a
  * file as its watch 2.
+ * Mode pause-threads waits in pause() like pause, with a second thread
+ * that blocks SIGUSR2 and waits in pause() too.
  * Mode seccomp installs a filter (getpriority fails with errno 42) that
  * both threads must still have after the restore.
  * Mode creds records who its two threads are (ids, groups, capabilities,
@@ -641,6 +643,38 @@ static int s_case_pause(void)
            s_failf("pause() returned %d errno %d", r, errno);
 }
 
+/* Set once the second thread of pause-threads blocks SIGUSR2. */
+static volatile sig_atomic_t s_waiter_blocked;
+
+/* pause-threads' second thread: blocks SIGUSR2 and waits in pause(), so
+ * a SIGUSR2 sent to the process can only go to the main thread. */
+static void *s_blocking_waiter(void *arg)
+{
+    sigset_t m;
+
+    (void)arg;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &m, NULL);
+    s_waiter_blocked = 1;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/* pause, with a second thread that blocks the signal: a process-wide
+ * SIGUSR2 pending in the image is the main thread's to take. */
+static int s_case_pause_threads(void)
+{
+    pthread_t t;
+
+    if (pthread_create(&t, NULL, s_blocking_waiter, NULL))
+        s_setup_fail("pthread_create");
+    while (!s_waiter_blocked)
+        usleep(1000);
+    return s_case_pause();
+}
+
 static int s_pipe_w = -1;
 
 static void s_on_usr2_pipe(int sig)
@@ -1097,6 +1131,7 @@ static const struct {
     { "files", s_case_files },
     { "nanosleep", s_case_nanosleep },
     { "pause", s_case_pause },
+    { "pause-threads", s_case_pause_threads },
     { "poll", s_case_poll },
     { "read", s_case_read },
     { "process", s_case_process },

@@ -465,30 +465,34 @@ fi
 # the image: once restored and continued, its handler runs and the
 # pause() the process was stopped in returns EINTR, as it would have
 # (not entered again after the handler, waiting for a signal already
-# taken).
-R="$T_TMP/result-stopped-pending"; : >"$R"
-if start_case pause "$R"; then
+# taken). pause-threads: a second thread blocks the signal, so the
+# process-wide signal is the main thread's.
+for mode in pause pause-threads; do
+    R="$T_TMP/result-stopped-pending-$mode"; : >"$R"
+    W="stopped+pending ($mode)"
+    if ! start_case "$mode" "$R"; then
+        t_fail "$W: start"
+        continue
+    fi
     P=$CASE_PID
     kill -STOP "$P"
     for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
     kill -USR2 "$P"
-    t_check "stopped+pending: SIGUSR2 pending while stopped" \
-        bash -c "grep -q '^SigPnd:\|^ShdPnd:' /proc/$P/status && awk '/^(SigPnd|ShdPnd):/ { if (\$2 != \"0000000000000000\") f = 1 } END { exit !f }' /proc/$P/status"
-    out=$($C checkpoint "$P" --dir "$T_TMP/stopped-pending" 2>"$T_TMP/err")
-    t_check "stopped+pending: checkpoint ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
-    t_check "stopped+pending: the process is gone after the checkpoint" reap_killed "$P"
-    out=$($C restart "$T_TMP/stopped-pending" 2>"$T_TMP/err")
-    t_check "stopped+pending: restart ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
+    t_check "$W: SIGUSR2 pending while stopped" \
+        awk '/^(SigPnd|ShdPnd):/ { if ($2 != "0000000000000000") f = 1 } END { exit !f }' "/proc/$P/status"
+    out=$($C checkpoint "$P" --dir "$T_TMP/stopped-pending-$mode" 2>"$T_TMP/err")
+    t_check "$W: checkpoint ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
+    t_check "$W: the process is gone after the checkpoint" reap_killed "$P"
+    out=$($C restart "$T_TMP/stopped-pending-$mode" 2>"$T_TMP/err")
+    t_check "$W: restart ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
     T_PIDS+=("$P")
     for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
-    t_check "stopped+pending: restored stopped" [ "$(proc_state "$P")" = T ]
-    t_check "stopped+pending: no verdict while stopped" bash -c "! grep -q '^PASS\|^FAIL' '$R'"
+    t_check "$W: restored stopped" [ "$(proc_state "$P")" = T ]
+    t_check "$W: no verdict while stopped" bash -c "! grep -q '^PASS\|^FAIL' '$R'"
     kill -CONT "$P"
-    t_check "stopped+pending: PASS once continued (pause ended by the pending signal)" \
-        wait_verdict "$R" pause
-else
-    t_fail "stopped+pending: start"
-fi
+    t_check "$W: PASS once continued (pause ended by the pending signal)" \
+        wait_verdict "$R" "$mode"
+done
 
 # The original pid held by a process that exited but is not reaped yet (a
 # tree just killed by its checkpoint, reaped a moment later): the restart
