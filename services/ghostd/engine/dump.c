@@ -801,12 +801,6 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
 
 /* ==== phase 2: freeze ================================================= */
 
-/* Whether sig stops a process by default (job control). */
-static bool s_stop_signal(int sig)
-{
-    return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
-}
-
 /* Waits for tid's PTRACE_EVENT_STOP, passing on signals that were being
  * delivered (so none is lost). *ret_stop_sig: the job-control signal the
  * thread is stopped by (the stop reports it instead of SIGTRAP), 0 if it
@@ -825,7 +819,7 @@ static int s_wait_interrupt(pid_t tid, int *ret_stop_sig, cairn_error_t *err)
             return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                    "thread %d exited while being frozen", (int)tid);
         if ((st >> 16) == PTRACE_EVENT_STOP) {
-            *ret_stop_sig = s_stop_signal(WSTOPSIG(st)) ? WSTOPSIG(st) : 0;
+            *ret_stop_sig = proc_stop_signal(WSTOPSIG(st)) ? WSTOPSIG(st) : 0;
             return 0;
         }
         /* a signal-delivery-stop came first: let the signal through */

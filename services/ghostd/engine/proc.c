@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,6 +401,11 @@ bool proc_creds_equal(const proc_creds_t *a, const proc_creds_t *b)
 bool proc_state_exited(char state)
 {
     return state == 'Z' || state == 'X';
+}
+
+bool proc_stop_signal(int sig)
+{
+    return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
 }
 
 int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,

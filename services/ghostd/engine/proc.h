@@ -95,6 +95,9 @@ int proc_read_stat(pid_t pid, proc_stat_t *ret, cairn_error_t *err);
 /* Whether a task in this state (proc_stat_t.state) has exited and only
  * waits to be reaped: a zombie, or dead. */
 bool proc_state_exited(char state);
+/* Whether sig stops a process by default (job control: the stop that
+ * /proc shows as state T). */
+bool proc_stop_signal(int sig);
 /* With creds (may be NULL), also the credentials from the same read; the
  * caller frees them with proc_creds_free. -EBADMSG if a line is missing. */
 int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,

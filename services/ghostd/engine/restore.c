@@ -1194,7 +1194,7 @@ static bool s_dequeued_and_passed(int sig, const Cairn__Ghost__SigAction *act)
     if (act && act->handler == (uint64_t)(uintptr_t)SIG_IGN)
         return true;
     return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT ||
-           sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+           proc_stop_signal(sig);
 }
 
 /* The image's pending signals in v that thread t does not block; of the
