@@ -221,6 +221,13 @@ proc_state() {
     echo "${s:-gone}"
 }
 
+# wait_stopped PID: waits up to 2 s for PID to be stopped (state T).
+wait_stopped() {
+    local i
+    for i in $(seq 1 100); do [ "$(proc_state "$1")" = T ] && return 0; sleep 0.02; done
+    return 1
+}
+
 # restart_verdict WHAT DIR PID RESULT MODE: restarts DIR with its pid,
 # sends SIGUSR2, and the case must say PASS.
 restart_verdict() {
@@ -422,7 +429,7 @@ R="$T_TMP/result-stopped"; : >"$R"
 if start_case pause "$R"; then
     P=$CASE_PID
     kill -STOP "$P"
-    for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
+    wait_stopped "$P"
     out=$($C checkpoint "$P" --dir "$T_TMP/stopped" 2>"$T_TMP/err")
     t_check "stopped: checkpoint ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
     t_json_check "stopped: checkpoint says so" "$out" '.stopped == 1'
@@ -433,8 +440,7 @@ if start_case pause "$R"; then
     out=$("$ENGINE/ghost-restore" --image "$T_TMP/stopped/image.ghost" --check)
     t_json_check "stopped: the image restores" "$out" '.check == true and .processes == 1' 
     T_PIDS+=("$P")
-    for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
-    t_check "stopped: restored stopped" [ "$(proc_state "$P")" = T ]
+    t_check "stopped: restored stopped" wait_stopped "$P"
     t_check "stopped: not traced" grep -q '^TracerPid:[[:space:]]*0$' "/proc/$P/status"
     # SIGUSR2 while it is stopped: once continued, its handler must
     # interrupt the pause() it was stopped in (it is taken back into the
@@ -451,8 +457,7 @@ if start_case pause "$R"; then
     t_check "stopped: restart --pid new ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
     Q=$(jq -r .pid <<<"$out")
     T_PIDS+=("$Q")
-    for i in $(seq 1 100); do [ "$(proc_state "$Q")" = T ] && break; sleep 0.02; done
-    t_check "stopped: --pid new restored stopped" [ "$(proc_state "$Q")" = T ]
+    t_check "stopped: --pid new restored stopped" wait_stopped "$Q"
     kill -USR2 "$Q"
     sleep 0.2
     kill -CONT "$Q"
@@ -476,7 +481,7 @@ for mode in pause pause-threads; do
     fi
     P=$CASE_PID
     kill -STOP "$P"
-    for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
+    wait_stopped "$P"
     kill -USR2 "$P"
     t_check "$W: SIGUSR2 pending while stopped" \
         awk '/^(SigPnd|ShdPnd):/ { if ($2 != "0000000000000000") f = 1 } END { exit !f }' "/proc/$P/status"
@@ -486,8 +491,7 @@ for mode in pause pause-threads; do
     out=$($C restart "$T_TMP/stopped-pending-$mode" 2>"$T_TMP/err")
     t_check "$W: restart ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
     T_PIDS+=("$P")
-    for i in $(seq 1 100); do [ "$(proc_state "$P")" = T ] && break; sleep 0.02; done
-    t_check "$W: restored stopped" [ "$(proc_state "$P")" = T ]
+    t_check "$W: restored stopped" wait_stopped "$P"
     t_check "$W: no verdict while stopped" bash -c "! grep -q '^PASS\|^FAIL' '$R'"
     kill -CONT "$P"
     t_check "$W: PASS once continued (pause ended by the pending signal)" \
