@@ -67,7 +67,7 @@ static const struct { int code; const char *meaning; } s_exit_codes[] = {
     { CLI_EXIT_SYSTEM, "a system call failed" },
 };
 
-static json_t *s_options_json(const cli_option_t *options)
+static json_t *s_options_json(const cairn_option_t *options)
 {
     json_t *list = json_array();
 
@@ -223,13 +223,13 @@ static int s_prepare(const cli_ctx *ctx, int argc, char **argv,
 int cli_dispatch(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                  const cli_command_t **ret_cmd, cairn_error_t *err)
 {
-    char *cmd_argv[CLI_MAX_ARGS + 1];
+    char *cmd_argv[CAIRN_MAX_ARGS + 1];
     const cli_command_t *cmd;
     int n = 0, r;
 
-    if (argc > CLI_MAX_ARGS)
+    if (argc > CAIRN_MAX_ARGS)
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
-                               "more than %d arguments", CLI_MAX_ARGS);
+                               "more than %d arguments", CAIRN_MAX_ARGS);
     r = s_prepare(ctx, argc, argv, &cmd, cmd_argv, &n, err);
     if (r < 0)
         return r;

@@ -9,7 +9,7 @@
  * a single invocation and every line of a batch alike. The exit code is a
  * function of (return value, error code): see cli_exit_code() in output.h.
  *
- * Options are described as data (cli_option_t arrays); the same arrays drive
+ * Options are described as data (cairn_option_t arrays); the same arrays drive
  * parsing and the `cairn help` object, so the two cannot disagree.
  */
 #ifndef CAIRN_CLI_H
@@ -25,6 +25,9 @@
 #include <jansson.h>
 
 #include "cairn/error.h"
+#include "util/cleanup.h"
+#include "util/clock.h"
+#include "util/options.h"
 
 /* Exit codes, documented in docs/cli.md. */
 #define CLI_EXIT_OK 0           /* success */
@@ -37,28 +40,15 @@
 #define CLI_DEFAULT_TIMEOUT_MS 3000
 #define CLI_MAX_TIMEOUT_MS 3600000   /* one hour */
 #define CLI_MAX_RETRIES 100
-#define CLI_MAX_ARGS 64              /* options + positionals of one command */
 
-/* Cleanup helpers in the systemd manner. */
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define TAKE_PTR(p) ({ __typeof__(p) _tp = (p); (p) = NULL; _tp; })
-static inline void cli_freep(void *p) { free(*(void **)p); }
+/* json_decref is NULL-safe, so it serves as its own cleanup. */
 static inline void cli_json_decrefp(json_t **p) { json_decref(*p); }
-
-/* Milliseconds on CLOCK_MONOTONIC, for deadlines. */
-static inline int64_t cli_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Fills err for a failed allocation; returns -ENOMEM. */
 static inline int cli_oom(cairn_error_t *err)
 {
     return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
 }
-#define _cleanup_free_ _cleanup_(cli_freep)
 #define _cleanup_json_ _cleanup_(cli_json_decrefp)
 
 /* Global options of one invocation (or one batch line). The strings point
@@ -77,23 +67,6 @@ typedef struct cli_ctx {
     bool in_batch;         /* running a line of `cairn batch` */
 } cli_ctx;
 
-/* One option: name with its dashes, the value's placeholder (NULL for a
- * flag) and one line of help. Arrays end with an entry whose name is NULL. */
-typedef struct cli_option {
-    const char *name;   /* "--hosts" */
-    const char *arg;    /* "LIST", or NULL for a flag */
-    const char *help;   /* one line for `cairn help` */
-} cli_option_t;
-
-/* A command's parsed arguments: values[i] is the value of options[i] ("" for
- * a flag that is set, NULL when absent); pos[] the positional arguments. The
- * strings point into argv. */
-typedef struct cli_args {
-    const char *values[CLI_MAX_ARGS];  /* per option, NULL if absent */
-    const char *pos[CLI_MAX_ARGS];     /* positional arguments, in order */
-    size_t n_pos;                      /* number of positionals */
-} cli_args_t;
-
 /* A command handler: returns 0 with *ret_result set (caller owns it), or a
  * negative errno with err filled; *ret_result untouched on failure. */
 typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv,
@@ -110,7 +83,7 @@ typedef struct cli_command {
     const char *words;             /* "config check" */
     const char *synopsis;          /* positionals, "FILE" or "" */
     const char *help;              /* one line */
-    const cli_option_t *options;   /* the command's own options */
+    const cairn_option_t *options;   /* the command's own options */
     cli_cmd_fn run;                /* the handler, NULL for a stream */
     cli_stream_fn stream;          /* the streaming handler, or NULL; with
                                     * run too, used when --watch is given */
@@ -118,7 +91,7 @@ typedef struct cli_command {
 } cli_command_t;
 
 /* args.c: the global options, shared by main() and batch lines. */
-extern const cli_option_t cli_global_options[];
+extern const cairn_option_t cli_global_options[];
 
 /* Resets ctx to the defaults (no option given). */
 void cli_ctx_init(cli_ctx *ctx);
@@ -129,18 +102,6 @@ void cli_ctx_init(cli_ctx *ctx);
  * processing and is kept in rest. Returns 0 or -EINVAL (code usage). */
 int cli_parse_globals(cli_ctx *ctx, int argc, char **argv, char **rest,
                       int *ret_n_rest, cairn_error_t *err);
-
-/* Parses a command's own arguments against options; `what` names the
- * command in messages. Fails with a usage error on an unknown option, a
- * missing value, a value given to a flag, or more than max_pos positionals. */
-int cli_parse_args(const char *what, const cli_option_t *options, int argc,
-                   char **argv, size_t max_pos, cli_args_t *ret,
-                   cairn_error_t *err);
-
-/* Parses a decimal integer in [min, max]; 0 or -EINVAL (code usage, message
- * naming `option`). */
-int cli_parse_int(const char *option, const char *value, long min, long max,
-                  long *ret, cairn_error_t *err);
 
 /* target.c: the run base, the one rule shared by target resolution and the
  * local cluster harness: explicit_base (--run-base) when given, else
@@ -160,8 +121,8 @@ int cli_dispatch(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                  const cli_command_t **ret_cmd, cairn_error_t *err);
 
 /* The commands, one file per noun. */
-extern const cli_option_t cli_no_options[];
-extern const cli_option_t cli_config_generate_options[];
+extern const cairn_option_t cli_no_options[];
+extern const cairn_option_t cli_config_generate_options[];
 int cli_cmd_version(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                     cairn_error_t *err);
 int cli_cmd_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
@@ -170,8 +131,8 @@ int cli_cmd_nodes(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                   cairn_error_t *err);
 int cli_cmd_nodes_watch(cli_ctx *ctx, int argc, char **argv, FILE *in,
                         FILE *out, cairn_error_t *err);
-extern const cli_option_t cli_nodes_options[];
-extern const cli_option_t cli_node_add_options[];
+extern const cairn_option_t cli_nodes_options[];
+extern const cairn_option_t cli_node_add_options[];
 int cli_cmd_node_add(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                      cairn_error_t *err);
 int cli_cmd_node_remove(cli_ctx *ctx, int argc, char **argv,
@@ -182,8 +143,8 @@ int cli_cmd_config_check(cli_ctx *ctx, int argc, char **argv,
                          json_t **ret_result, cairn_error_t *err);
 int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,
                             json_t **ret_result, cairn_error_t *err);
-extern const cli_option_t cli_checkpoint_options[];
-extern const cli_option_t cli_restart_options[];
+extern const cairn_option_t cli_checkpoint_options[];
+extern const cairn_option_t cli_restart_options[];
 int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
                        json_t **ret_result, cairn_error_t *err);
 int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,

@@ -22,7 +22,7 @@
 /* A line's arguments, copied out of its JSON (strings owned). */
 typedef struct s_line {
     json_t *id;            /* the answer's id (owned reference) */
-    char *argv[CLI_MAX_ARGS];  /* owned copies of the arguments */
+    char *argv[CAIRN_MAX_ARGS];  /* owned copies of the arguments */
     int argc;              /* number of arguments */
 } s_line_t;
 
@@ -39,10 +39,10 @@ static int s_take_args(s_line_t *l, const json_t *args, size_t lineno,
     size_t i;
     json_t *v;
 
-    if (json_array_size(args) > CLI_MAX_ARGS)
+    if (json_array_size(args) > CAIRN_MAX_ARGS)
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
                                "line %zu: more than %d arguments", lineno,
-                               CLI_MAX_ARGS);
+                               CAIRN_MAX_ARGS);
     json_array_foreach(args, i, v) {
         if (!json_is_string(v))
             return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
@@ -101,7 +101,7 @@ static int s_parse_line(s_line_t *l, const char *text, size_t lineno,
 /* Runs a parsed line with its own copy of the global options. */
 static int s_run_line(const cli_ctx *base, s_line_t *l, json_t **ret_result,
                       cairn_error_t *err) {
-    char *rest[CLI_MAX_ARGS];
+    char *rest[CAIRN_MAX_ARGS];
     cli_ctx ctx = *base;
     const cli_command_t *cmd;
     int n = 0, r;
@@ -158,10 +158,10 @@ int cli_cmd_batch(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
     _cleanup_free_ char *line = NULL;
     size_t cap = 0, lineno = 0;
     bool all_ok = true;
-    cli_args_t a;
+    cairn_args_t a;
     int r;
 
-    r = cli_parse_args("batch", cli_no_options, argc, argv, 0, &a, err);
+    r = cairn_args_parse("batch", cli_no_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
     if (ctx->table)

@@ -13,7 +13,7 @@
 #include "cli.h"
 #include "localcluster.h"
 
-const cli_option_t cli_cluster_up_options[] = {
+const cairn_option_t cli_cluster_up_options[] = {
     { "--nodes", "N", "number of nodes, 1..253 (default 3)" },
     { "--cpus", "C", "CPU quota of each node, e.g. 0.5 (default 0.5)" },
     { "--mem", "SIZE", "memory limit of each node, bytes or K/M/G (default 512M)" },
@@ -25,7 +25,7 @@ const cli_option_t cli_cluster_up_options[] = {
 };
 enum { O_NODES, O_CPUS, O_MEM, O_NAME, O_LOOPBACK, O_START_TIMEOUT };
 
-const cli_option_t cli_cluster_name_options[] = {
+const cairn_option_t cli_cluster_name_options[] = {
     { "--name", "NAME", "cluster name (else --cluster, $CAIRN_CLUSTER, \"cairn\")" },
     { NULL, NULL, NULL },
 };
@@ -43,13 +43,13 @@ static const char *s_name(const cli_ctx *ctx, const char *opt)
     return env && *env ? env : NULL;
 }
 
-static int s_up_opts(const cli_args_t *a, localcluster_opts_t *o, cairn_error_t *err)
+static int s_up_opts(const cairn_args_t *a, localcluster_opts_t *o, cairn_error_t *err)
 {
     long v;
     int r = 0;
     o->nodes = S_DEFAULT_NODES;
     if (a->values[O_NODES]) {
-        r = cli_parse_int("--nodes", a->values[O_NODES], 1, LOCALCLUSTER_MAX_NODES, &v, err);
+        r = cairn_parse_long("--nodes", a->values[O_NODES], 1, LOCALCLUSTER_MAX_NODES, &v, err);
         o->nodes = (unsigned) v;
     }
     if (r == 0 && a->values[O_CPUS])
@@ -57,7 +57,7 @@ static int s_up_opts(const cli_args_t *a, localcluster_opts_t *o, cairn_error_t 
     if (r == 0 && a->values[O_MEM])
         r = localcluster_parse_size("--mem", a->values[O_MEM], &o->mem_bytes, err);
     if (r == 0 && a->values[O_START_TIMEOUT]) {
-        r = cli_parse_int("--start-timeout", a->values[O_START_TIMEOUT], 100, 600000, &v, err);
+        r = cairn_parse_long("--start-timeout", a->values[O_START_TIMEOUT], 100, 600000, &v, err);
         o->start_timeout_ms = (int) v;
     }
     o->loopback = a->values[O_LOOPBACK] != NULL;
@@ -68,8 +68,8 @@ int cli_cmd_cluster_up(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                        cairn_error_t *err)
 {
     localcluster_opts_t o;
-    cli_args_t a;
-    int r = cli_parse_args("cluster up", cli_cluster_up_options, argc, argv, 0, &a, err);
+    cairn_args_t a;
+    int r = cairn_args_parse("cluster up", cli_cluster_up_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
     localcluster_opts_init(&o);
@@ -84,8 +84,8 @@ int cli_cmd_cluster_up(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
 int cli_cmd_cluster_down(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                          cairn_error_t *err)
 {
-    cli_args_t a;
-    int r = cli_parse_args("cluster down", cli_cluster_name_options, argc, argv, 0, &a, err);
+    cairn_args_t a;
+    int r = cairn_args_parse("cluster down", cli_cluster_name_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
     return localcluster_down(s_name(ctx, a.values[0]), ctx->run_base, ret_result, err);
@@ -94,8 +94,8 @@ int cli_cmd_cluster_down(cli_ctx *ctx, int argc, char **argv, json_t **ret_resul
 int cli_cmd_cluster_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                            cairn_error_t *err)
 {
-    cli_args_t a;
-    int r = cli_parse_args("cluster status", cli_cluster_name_options, argc, argv, 0, &a, err);
+    cairn_args_t a;
+    int r = cairn_args_parse("cluster status", cli_cluster_name_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
     return localcluster_status(s_name(ctx, a.values[0]), ctx->run_base, ret_result, err);

@@ -17,10 +17,11 @@
 
 #include "cairn/description.h"
 #include "cli.h"
+#include "util/fileio.h"
 
 #define S_MAX_HOSTS 255
 
-const cli_option_t cli_config_generate_options[] = {
+const cairn_option_t cli_config_generate_options[] = {
     { "--hosts", "LIST", "comma-separated hosts: name, address or "
       "name=address; ids 1..n in order (required)" },
     { "--appliance", "NAME", "appliance of every node (default compute)" },
@@ -61,11 +62,11 @@ static json_t *s_check_json(const cairn_description_t *d) {
 int cli_cmd_config_check(cli_ctx *ctx, int argc, char **argv,
                          json_t **ret_result, cairn_error_t *err) {
     cairn_description_t *d = NULL;
-    cli_args_t a;
+    cairn_args_t a;
     json_t *result;
     int r;
 
-    r = cli_parse_args("config check", cli_no_options, argc, argv, 1, &a, err);
+    r = cairn_args_parse("config check", cli_no_options, argc, argv, 1, &a, err);
     if (r < 0)
         return r;
     if (a.n_pos != 1)
@@ -105,20 +106,6 @@ static int s_split_hosts(char *list, const char **hosts, size_t *ret_n,
     return 0;
 }
 
-static int s_write_all(int fd, const char *buf, size_t len) {
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Writes text to path atomically: a temp file beside it, fsync, rename. */
 static int s_write_atomic(const char *path, const char *text,
                           cairn_error_t *err) {
@@ -132,7 +119,7 @@ static int s_write_atomic(const char *path, const char *text,
         return cairn_error_set_at(err, -errno, CAIRN_SYSTEM, path, 0, NULL,
                                   "cannot create a file beside %s: %s", path,
                                   strerror(errno));
-    r = s_write_all(fd, text, strlen(text));
+    r = cairn_write_all(fd, text, strlen(text));
     if (r == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
         r = -errno;
     if (close(fd) < 0 && r == 0)
@@ -175,10 +162,10 @@ int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,
     const char *hosts[S_MAX_HOSTS], *cluster;
     _cleanup_free_ char *list = NULL, *xml = NULL;
     size_t n = 0;
-    cli_args_t a;
+    cairn_args_t a;
     int r;
 
-    r = cli_parse_args("config generate", cli_config_generate_options, argc,
+    r = cairn_args_parse("config generate", cli_config_generate_options, argc,
                        argv, 0, &a, err);
     if (r < 0)
         return r;

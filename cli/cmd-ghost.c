@@ -24,7 +24,7 @@
 
 #define S_DEFAULT_TIMEOUT_MS 120000
 
-const cli_option_t cli_checkpoint_options[] = {
+const cairn_option_t cli_checkpoint_options[] = {
     { "--dir", "D", "image directory, created (default <node rundir>/ghost/"
       "<pid>-<unix ms>); the image is D/image.ghost" },
     { "--leave-running", NULL, "let the process run on after the dump (else "
@@ -38,7 +38,7 @@ const cli_option_t cli_checkpoint_options[] = {
 };
 enum { O_DIR, O_LEAVE_RUNNING, O_IN_PLACE, O_CHECK };
 
-const cli_option_t cli_restart_options[] = {
+const cairn_option_t cli_restart_options[] = {
     { "--pid", "same|new", "restore with the original pid (default; "
       "already-exists if it is taken) or a new one" },
     { "--check", NULL, "only read, check and plan the restore of DIR's image "
@@ -73,14 +73,14 @@ static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
                   const ProtobufCMessage *req, Cairn__Ghostd__Reply__MsgCase expect,
                   Cairn__Ghostd__Reply **ret, cairn_error_t *err)
 {
-    int64_t start = cli_now_ms(), left;
+    int64_t start = (int64_t)cairn_now_ms(), left;
     ProtobufCMessage *reply = NULL;
     cli_target_t t = { 0 };
     cairn_client_t *c = NULL;
     int r;
 
     r = cli_target_resolve(ctx, "ghostd", &t, err);
-    left = timeout_ms - (cli_now_ms() - start);
+    left = timeout_ms - ((int64_t)cairn_now_ms() - start);
     if (r == 0 && left < 1)
         r = cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT, "deadline of %d ms "
                             "passed before the request to ghostd was sent",
@@ -137,17 +137,17 @@ static json_t *s_checkpoint_json(const Cairn__Ghostd__CheckpointReply *c)
 
 /* The checkpoint arguments: the pid and the absolute directory ("" when
  * ghostd is to pick it). */
-static int s_checkpoint_args(int argc, char **argv, cli_args_t *a, long *ret_pid,
+static int s_checkpoint_args(int argc, char **argv, cairn_args_t *a, long *ret_pid,
                              char *dir, size_t size, cairn_error_t *err)
 {
-    int r = cli_parse_args("checkpoint", cli_checkpoint_options, argc, argv, 1,
+    int r = cairn_args_parse("checkpoint", cli_checkpoint_options, argc, argv, 1,
                            a, err);
 
     if (r == 0 && a->n_pos == 0)
         r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "checkpoint: the pid of "
                             "the process is required (cairn checkpoint PID)");
     if (r == 0)
-        r = cli_parse_int("checkpoint: PID", a->pos[0], 1, INT_MAX, ret_pid,
+        r = cairn_parse_long("checkpoint: PID", a->pos[0], 1, INT_MAX, ret_pid,
                           err);
     dir[0] = '\0';
     if (r == 0 && a->values[O_DIR])
@@ -169,7 +169,7 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
     Cairn__Ghostd__Reply *reply = NULL;
     char dir[PATH_MAX];
     json_t *result;
-    cli_args_t a;
+    cairn_args_t a;
     long pid;
     int r;
 
@@ -225,9 +225,9 @@ static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char 
 static int s_restart_args(int argc, char **argv, char *dir, size_t size,
                           bool *ret_new_pid, bool *ret_check, cairn_error_t *err)
 {
-    cli_args_t a;
+    cairn_args_t a;
     const char *pid;
-    int r = cli_parse_args("restart", cli_restart_options, argc, argv, 1, &a,
+    int r = cairn_args_parse("restart", cli_restart_options, argc, argv, 1, &a,
                            err);
 
     if (r == 0 && a.n_pos == 0)

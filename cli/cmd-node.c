@@ -39,16 +39,16 @@
 #include "output.h"
 #include "target.h"
 
-const cli_option_t cli_no_options[] = { { NULL, NULL, NULL } };
+const cairn_option_t cli_no_options[] = { { NULL, NULL, NULL } };
 
 int cli_cmd_version(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                     cairn_error_t *err)
 {
-    cli_args_t a;
+    cairn_args_t a;
     json_t *v;
     int r;
 
-    r = cli_parse_args("version", cli_no_options, argc, argv, 0, &a, err);
+    r = cairn_args_parse("version", cli_no_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
     v = json_pack("{s:s, s:i}", "version", CAIRN_VERSION, "protocol",
@@ -65,7 +65,7 @@ static int s_call_clusterd(const cli_ctx *ctx, const cli_target_t *t,
                            int64_t start_ms, const ProtobufCMessage *req,
                            Cairn__Clusterd__Reply **ret, cairn_error_t *err)
 {
-    int64_t left = ctx->timeout_ms - (cli_now_ms() - start_ms);
+    int64_t left = ctx->timeout_ms - ((int64_t)cairn_now_ms() - start_ms);
     ProtobufCMessage *reply = NULL;
     cairn_client_t *c;
     int r;
@@ -102,7 +102,7 @@ static int s_request(cli_ctx *ctx, const char *what,
                      cli_target_t *ret_target, Cairn__Clusterd__Reply **ret,
                      cairn_error_t *err)
 {
-    int64_t start = cli_now_ms();
+    int64_t start = (int64_t)cairn_now_ms();
     Cairn__Clusterd__Reply *reply = NULL;
     cli_target_t t = { 0 };
     int r;
@@ -150,9 +150,9 @@ int cli_cmd_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     json_t *result;
     int r;
 
-    cli_args_t a;
+    cairn_args_t a;
 
-    r = cli_parse_args("status", cli_no_options, argc, argv, 0, &a, err);
+    r = cairn_args_parse("status", cli_no_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
     req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_STATUS;
@@ -207,7 +207,7 @@ static json_t *s_nodes_json(const cli_target_t *t,
                      s_self_json(t, nr), "nodes", nodes);
 }
 
-const cli_option_t cli_nodes_options[] = {
+const cairn_option_t cli_nodes_options[] = {
     { "--watch", NULL, "stream: the current members, then one JSON line per "
       "membership event (node-up, node-suspect, node-down, node-left)" },
     { "--count", "K", "with --watch: stop after K events, 1..1000000" },
@@ -246,10 +246,10 @@ int cli_cmd_nodes(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                   cairn_error_t *err)
 {
     cli_target_t t = { 0 };
-    cli_args_t a;
+    cairn_args_t a;
     int r;
 
-    r = cli_parse_args("nodes", cli_nodes_options, argc, argv, 0, &a, err);
+    r = cairn_args_parse("nodes", cli_nodes_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
     if (a.values[O_WATCH])   /* only reached inside a batch */
@@ -380,7 +380,7 @@ static int s_wait_sync(void *sub, const char *sync, int64_t deadline, cairn_erro
 {
     while (!s_stop_signal) {
         zmq_pollitem_t p = { .socket = sub, .events = ZMQ_POLLIN };
-        int64_t left = deadline - cli_now_ms();
+        int64_t left = deadline - (int64_t)cairn_now_ms();
         zmq_msg_t frames[3];
         cairn_error_t e = { 0 };
 
@@ -429,7 +429,7 @@ static int s_monitor_handshake(void *mon)
 static int s_connect_sub(void *zctx, void *sub, const char *endpoint,
                          int timeout_ms, cairn_error_t *err)
 {
-    int64_t deadline = cli_now_ms() + timeout_ms;
+    int64_t deadline = (int64_t)cairn_now_ms() + timeout_ms;
     char name[64];
     void *mon = NULL;
     int found = 0, e;
@@ -451,7 +451,7 @@ static int s_connect_sub(void *zctx, void *sub, const char *endpoint,
     }
     while (!found && !s_stop_signal) {
         zmq_pollitem_t p = { .socket = mon, .events = ZMQ_POLLIN };
-        int64_t left = deadline - cli_now_ms();
+        int64_t left = deadline - (int64_t)cairn_now_ms();
 
         if (left <= 0)
             break;
@@ -471,20 +471,20 @@ static int s_connect_sub(void *zctx, void *sub, const char *endpoint,
 static int s_watch_args(const cli_ctx *ctx, int argc, char **argv,
                         long *ret_count, long *ret_duration, cairn_error_t *err)
 {
-    cli_args_t a;
+    cairn_args_t a;
     int r;
 
     *ret_count = *ret_duration = 0;
-    r = cli_parse_args("nodes --watch", cli_nodes_options, argc, argv, 0, &a,
+    r = cairn_args_parse("nodes --watch", cli_nodes_options, argc, argv, 0, &a,
                        err);
     if (r == 0 && ctx->table)
         r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "nodes --watch prints "
                             "JSON lines; --table cannot be used with it");
     if (r == 0 && a.values[O_COUNT])
-        r = cli_parse_int("--count", a.values[O_COUNT], 1, 1000000, ret_count,
+        r = cairn_parse_long("--count", a.values[O_COUNT], 1, 1000000, ret_count,
                           err);
     if (r == 0 && a.values[O_DURATION])
-        r = cli_parse_int("--duration-ms", a.values[O_DURATION], 1, 86400000,
+        r = cairn_parse_long("--duration-ms", a.values[O_DURATION], 1, 86400000,
                           ret_duration, err);
     return r;
 }
@@ -511,7 +511,7 @@ static int s_watch_loop(void *sub, FILE *out, long count, int64_t deadline)
 
     while (!s_stop_signal && (count == 0 || seen < count)) {
         zmq_pollitem_t p = { .socket = sub, .events = ZMQ_POLLIN };
-        int64_t left = deadline ? deadline - cli_now_ms() : -1;
+        int64_t left = deadline ? deadline - (int64_t)cairn_now_ms() : -1;
         cairn_error_t e = { 0 };
         zmq_msg_t frames[3];
         json_t *line = NULL;
@@ -574,7 +574,7 @@ static int s_watch(cli_ctx *ctx, void *zctx, FILE *out, long count,
                             zmq_strerror(errno));
     char sync[64];
     snprintf(sync, sizeof sync, "%s%d.%lld", CAIRN_SYNC_TOPIC_PREFIX, (int)getpid(),
-             (long long)cli_now_ms());
+             (long long)(int64_t)cairn_now_ms());
     if (r == 0) {
         zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
         zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
@@ -582,7 +582,7 @@ static int s_watch(cli_ctx *ctx, void *zctx, FILE *out, long count,
         r = s_connect_sub(zctx, sub, t.pub_endpoint, ctx->timeout_ms, err);
     }
     if (r == 0)
-        r = s_wait_sync(sub, sync, cli_now_ms() + ctx->timeout_ms, err);
+        r = s_wait_sync(sub, sync, (int64_t)cairn_now_ms() + ctx->timeout_ms, err);
     cli_target_clear(&t);
     /* subscribed and confirmed: nothing published from here on is lost */
     if (r == 0 && !s_stop_signal)
@@ -621,7 +621,7 @@ int cli_cmd_nodes_watch(cli_ctx *ctx, int argc, char **argv, FILE *in,
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     r = s_watch(ctx, zctx, out, count,
-                duration ? cli_now_ms() + duration : 0, err);
+                duration ? (int64_t)cairn_now_ms() + duration : 0, err);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     zmq_ctx_term(zctx);
@@ -630,7 +630,7 @@ int cli_cmd_nodes_watch(cli_ctx *ctx, int argc, char **argv, FILE *in,
 
 /* ---- node add | remove | leave ------------------------------------------ */
 
-const cli_option_t cli_node_add_options[] = {
+const cairn_option_t cli_node_add_options[] = {
     { "--id", "N", "the new node's id, 1..255 (required)" },
     { "--address", "A", "its IPv4 or IPv6 address (required, except on a local "
       "cluster: default the subnet's .N)" },
@@ -667,7 +667,7 @@ static void s_unadmit(cli_ctx *ctx, const cli_target_t *t, uint32_t id)
     rreq.id = id;
     req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODE_REMOVE;
     req.node_remove = &rreq;
-    if (s_call_clusterd(ctx, t, cli_now_ms(), &req.base, &reply, &e) == 0)
+    if (s_call_clusterd(ctx, t, (int64_t)cairn_now_ms(), &req.base, &reply, &e) == 0)
         protobuf_c_message_free_unpacked(&reply->base, NULL);
 }
 
@@ -708,20 +708,20 @@ static int s_provision(cli_ctx *ctx, const cli_target_t *t, json_t *result,
 }
 
 /* The node add arguments: id and address, checked. */
-static int s_add_args(int argc, char **argv, cli_args_t *a, long *ret_id,
+static int s_add_args(int argc, char **argv, cairn_args_t *a, long *ret_id,
                       cairn_error_t *err)
 {
     unsigned char buf[sizeof(struct in6_addr)];
     const char *addr;
     int r;
 
-    r = cli_parse_args("node add", cli_node_add_options, argc, argv, 0, a, err);
+    r = cairn_args_parse("node add", cli_node_add_options, argc, argv, 0, a, err);
     if (r < 0)
         return r;
     if (!a->values[O_ID])
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "node add: --id N "
                                "is required");
-    r = cli_parse_int("--id", a->values[O_ID], 1, 255, ret_id, err);
+    r = cairn_parse_long("--id", a->values[O_ID], 1, 255, ret_id, err);
     addr = a->values[O_ADDRESS];
     if (r == 0 && addr && inet_pton(AF_INET, addr, buf) != 1 &&
         inet_pton(AF_INET6, addr, buf) != 1)
@@ -743,7 +743,7 @@ int cli_cmd_node_add(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     _cleanup_json_ json_t *result = NULL;
     cli_target_t t = { 0 };
     char address[64] = "";
-    cli_args_t a;
+    cairn_args_t a;
     long id;
     int r, local = 0;
 
@@ -769,7 +769,7 @@ int cli_cmd_node_add(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
         areq.appliance = (char *)(a.values[O_APPLIANCE] ? a.values[O_APPLIANCE] : "");
         req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODE_ADD;
         req.node_add = &areq;
-        r = s_call_clusterd(ctx, &t, cli_now_ms(), &req.base, &reply, err);
+        r = s_call_clusterd(ctx, &t, (int64_t)cairn_now_ms(), &req.base, &reply, err);
     }
     if (r == 0 && reply->msg_case != CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY)
         r = cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR, "clusterd at %s "
@@ -801,17 +801,17 @@ int cli_cmd_node_remove(cli_ctx *ctx, int argc, char **argv,
     Cairn__Clusterd__Reply *reply = NULL;
     _cleanup_json_ json_t *result = NULL, *gone = NULL;
     cli_target_t t = { 0 };
-    cli_args_t a;
+    cairn_args_t a;
     long id = 0;
     int r;
 
-    r = cli_parse_args("node remove", cli_no_options, argc, argv, 1, &a, err);
+    r = cairn_args_parse("node remove", cli_no_options, argc, argv, 1, &a, err);
     if (r == 0 && a.n_pos == 0)
         r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "node remove: the id "
                             "of the node to remove is required (cairn node "
                             "remove N)");
     if (r == 0)
-        r = cli_parse_int("node remove: N", a.pos[0], 1, 255, &id, err);
+        r = cairn_parse_long("node remove: N", a.pos[0], 1, 255, &id, err);
     if (r < 0)
         return r;
     rreq.id = (uint32_t)id;
@@ -853,10 +853,10 @@ int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     Cairn__Clusterd__Reply *reply = NULL;
     cli_target_t t = { 0 };
     uint32_t id = 0;
-    cli_args_t a;
+    cairn_args_t a;
     int r;
 
-    r = cli_parse_args("node leave", cli_no_options, argc, argv, 0, &a, err);
+    r = cairn_args_parse("node leave", cli_no_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
     if (ctx->endpoint) {   /* who is there? the answer names the node */

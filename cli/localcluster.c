@@ -333,14 +333,14 @@ static void s_reap(pid_t pid)
 /* Waits until none of s runs, up to ms; returns how many still run. */
 static size_t s_wait_gone(const s_pids_t *s, int ms)
 {
-    int64_t deadline = cli_now_ms() + ms;
+    int64_t deadline = (int64_t)cairn_now_ms() + ms;
     for (;;) {
         size_t alive = 0;
         for (size_t i = 0; i < s->n; i++) {
             s_reap(s->v[i]);
             alive += s_pid_alive(s->v[i], 0);
         }
-        if (alive == 0 || cli_now_ms() >= deadline)
+        if (alive == 0 || (int64_t)cairn_now_ms() >= deadline)
             return alive;
         s_sleep_ms(10);
     }
@@ -1220,7 +1220,7 @@ static int s_check_daemon(const json_t *node, const json_t *svc, cairn_error_t *
  * deadline. */
 static int s_wait_ready(const json_t *nodes, int timeout_ms, cairn_error_t *err)
 {
-    int64_t deadline = cli_now_ms() + timeout_ms;
+    int64_t deadline = (int64_t)cairn_now_ms() + timeout_ms;
     for (;;) {
         size_t pending = 0, i, j;
         json_t *node, *svc;
@@ -1239,7 +1239,7 @@ static int s_wait_ready(const json_t *nodes, int timeout_ms, cairn_error_t *err)
         }
         if (pending == 0)
             return 0;
-        if (cli_now_ms() >= deadline)
+        if ((int64_t)cairn_now_ms() >= deadline)
             return cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT,
                                    "%zu daemon(s) did not create their ipc socket within "
                                    "%d ms (first: %s of node %lld)", pending, timeout_ms,
@@ -1268,14 +1268,14 @@ static int s_probe_one(const char *addr, int port, int64_t deadline)
         e = connect(s, (struct sockaddr *) &sa, sizeof(sa)) == 0 ? 0 : errno;
         if (e == EINPROGRESS) {
             struct pollfd p = { .fd = s, .events = POLLOUT };
-            int left = (int) (deadline - cli_now_ms());
+            int left = (int) (deadline - (int64_t)cairn_now_ms());
             socklen_t len = sizeof(e);
             e = poll(&p, 1, left > 0 ? left : 0) != 1 ? ETIMEDOUT
                 : getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &len) < 0 ? errno : e;
         }
         close(s);
         bool again = e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH;
-        if (!again || cli_now_ms() + 20 >= deadline)
+        if (!again || (int64_t)cairn_now_ms() + 20 >= deadline)
             return e;
         usleep(20 * 1000);
     }
@@ -1289,7 +1289,7 @@ static void s_child_probe(const json_t *st, int port, int fd)
     int nfd = open(ns, O_RDONLY | O_CLOEXEC);
     if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0)
         _exit(2);
-    int64_t deadline = cli_now_ms() + S_CHECK_MS;
+    int64_t deadline = (int64_t)cairn_now_ms() + S_CHECK_MS;
     for (size_t i = 1; i < json_array_size(nodes); i++) {
         const json_t *node = json_array_get(nodes, i);
         if (s_probe_one(s_jstr(node, "address"), port, deadline) != 0)
@@ -1576,9 +1576,9 @@ static int s_sweep_cgroups(const s_inventory_t *inv, cairn_error_t *err)
     json_t *v;
     json_array_foreach(inv->cgroups, i, v) {
         const char *dir = json_string_value(v);
-        int64_t deadline = cli_now_ms() + 1000;
+        int64_t deadline = (int64_t)cairn_now_ms() + 1000;
         while (rmdir(dir) < 0 && errno != ENOENT) {
-            if (errno != EBUSY || cli_now_ms() >= deadline)
+            if (errno != EBUSY || (int64_t)cairn_now_ms() >= deadline)
                 return cairn_error_set(err, -errno, CAIRN_SYSTEM, "rmdir %s: %m", dir);
             s_sleep_ms(10);
         }
@@ -1706,7 +1706,7 @@ static int s_existing(const char *name, const char *dir, json_t **ret_result,
 static int s_up_locked(const localcluster_opts_t *o, const char *name, const char *run_base,
                        json_t **ret_result, cairn_error_t *err)
 {
-    int64_t t0 = cli_now_ms();
+    int64_t t0 = (int64_t)cairn_now_ms();
     char dir[PATH_MAX];
     bool stale = false;
     json_t *st = NULL;
@@ -1714,7 +1714,7 @@ static int s_up_locked(const localcluster_opts_t *o, const char *name, const cha
     int r = s_existing(name, dir, &st, &stale, err);
     if (r == 1) {
         json_object_set_new(st, "recovered_stale", json_false());
-        json_object_set_new(st, "elapsed_ms", json_integer(cli_now_ms() - t0));
+        json_object_set_new(st, "elapsed_ms", json_integer((int64_t)cairn_now_ms() - t0));
         *ret_result = st;
         return 0;
     }
@@ -1731,7 +1731,7 @@ static int s_up_locked(const localcluster_opts_t *o, const char *name, const cha
     s_state_refresh(st, NULL);
     json_object_set_new(st, "already_running", json_false());
     json_object_set_new(st, "recovered_stale", json_boolean(stale));
-    json_object_set_new(st, "elapsed_ms", json_integer(cli_now_ms() - t0));
+    json_object_set_new(st, "elapsed_ms", json_integer((int64_t)cairn_now_ms() - t0));
     *ret_result = st;
     return 0;
 }
@@ -1888,9 +1888,9 @@ static int s_node_teardown(const json_t *node, int wait_ms, json_t *report, cair
     free(b.s);
     json_array_foreach(json_object_get(node, "cgroup_paths"), j, v) {
         const char *dir = json_string_value(v);
-        int64_t deadline = cli_now_ms() + 1000;
+        int64_t deadline = (int64_t)cairn_now_ms() + 1000;
         while (r == 0 && rmdir(dir) < 0 && errno != ENOENT) {
-            if (errno != EBUSY || cli_now_ms() >= deadline)
+            if (errno != EBUSY || (int64_t)cairn_now_ms() >= deadline)
                 r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "rmdir %s: %m", dir);
             else
                 s_sleep_ms(10);

@@ -123,9 +123,9 @@ int localcluster_parse_cpus(const char *option, const char *value,
 /* The `cairn cluster up|down|status` handlers (cmd-cluster.c), shaped as
  * cli_cmd_fn (cli.h), with their option tables for the command table. */
 struct cli_ctx;
-struct cli_option;
-extern const struct cli_option cli_cluster_up_options[];
-extern const struct cli_option cli_cluster_name_options[];
+struct cairn_option;
+extern const struct cairn_option cli_cluster_up_options[];
+extern const struct cairn_option cli_cluster_name_options[];
 int cli_cmd_cluster_up(struct cli_ctx *ctx, int argc, char **argv,
                        json_t **ret_result, cairn_error_t *err);
 int cli_cmd_cluster_down(struct cli_ctx *ctx, int argc, char **argv,

@@ -62,14 +62,6 @@ struct cairn_loop {
     int64_t next_id;           /* last id handed out */
 };
 
-uint64_t cairn_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 cairn_loop_t *cairn_loop_new(void)
 {
     return calloc(1, sizeof(cairn_loop_t));

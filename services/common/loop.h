@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "util/clock.h"   /* timers run on cairn_now_ms() */
+
 typedef struct cairn_loop cairn_loop_t;
 
 /* revents: ZMQ_POLLIN / ZMQ_POLLOUT / ZMQ_POLLERR bits. Return 0 to go on,
@@ -50,8 +52,5 @@ int cairn_loop_cancel_timer(cairn_loop_t *loop, int64_t timer_id);
 int cairn_loop_run(cairn_loop_t *loop);
 /* Makes run() return `code` after the current callback. */
 void cairn_loop_quit(cairn_loop_t *loop, int code);
-
-/* Milliseconds on CLOCK_MONOTONIC. */
-uint64_t cairn_now_ms(void);
 
 #endif

@@ -35,7 +35,7 @@
 
 #include "ghostd.h"
 #include "log.h"
-#include "proc.h"
+#include "proc/proc.h"
 
 extern char **environ;
 

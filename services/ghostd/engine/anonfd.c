@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "anonfd.h"
-#include "proc.h"
+#include "proc/proc.h"
 
 #ifndef TFD_IOC_SET_TICKS
 #define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)

@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "direct.h"
-#include "proc.h"
+#include "proc/proc.h"
 
 #define S_PIECE (2u << 20)   /* one thread's unit of work: a PMD-sized folio */
 

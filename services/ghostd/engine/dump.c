@@ -72,7 +72,7 @@
 #include "direct.h"
 #include "dump.h"
 #include "image.h"
-#include "proc.h"
+#include "proc/proc.h"
 
 #define S_ERESTARTSYS 512
 #define S_ERESTARTNOINTR 513

@@ -92,7 +92,7 @@
 
 #include "anonfd.h"
 #include "image.h"
-#include "proc.h"
+#include "proc/proc.h"
 #include "restorer/restorer.h"
 
 extern const unsigned char ghost_restorer_blob[];

@@ -1,4 +1,4 @@
-/* proc.c - readers of /proc/PID files (proc.h).
+/* proc/proc.c - readers of /proc/PID files (proc.h).
  *
  * Design: each reader opens its file, parses it completely and closes it;
  * no reader keeps state. Text files are read whole with proc_read_file

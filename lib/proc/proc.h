@@ -1,4 +1,5 @@
-/* proc.h - readers of /proc/PID for the checkpoint engine.
+/* proc/proc.h - readers of /proc/PID: the engine, ghostd, probed and the
+ * schedulers link this library alone, without the checkpoint engine.
  *
  * Each reader parses one /proc file into a plain struct the caller owns;
  * none keeps state between calls, so the restore side can use them on its
@@ -6,8 +7,8 @@
  * cairn_error_t saying which file and why; ret_ outputs are untouched on
  * failure.
  */
-#ifndef GHOST_PROC_H
-#define GHOST_PROC_H
+#ifndef CAIRN_PROC_H
+#define CAIRN_PROC_H
 
 #include <stdbool.h>
 #include <stddef.h>
