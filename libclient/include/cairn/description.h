@@ -1,6 +1,6 @@
 /* cairn/description.h - the cluster description: one XML file for a cluster.
  *
- * Every daemon and the CLI read the same file (DESIGN §5). Loading parses it
+ * Every daemon and the CLI read the same file (docs/architecture.md §5). Loading parses it
  * with libxml2 (no network, no entity expansion), validates it against the
  * RelaxNG schema compiled into libcairn (libclient/cluster.rng), then checks
  * what a schema cannot: unique node ids, names and addresses, appliances that
