@@ -28,7 +28,6 @@
  * are received and answered TOO_LARGE by the wire decoder.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +44,7 @@
 #include "cairn/wire.h"
 #include "log.h"
 #include "service.h"
+#include "util/options.h"
 
 #if CAIRN_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -1015,20 +1015,38 @@ static int s_setup_watchdog(cairn_service_t *svc)
 
 /* ---- options ----------------------------------------------------------- */
 
+/* The daemons' options, in the order s_parse_args reads them. */
+enum {
+    S_OPT_CONFIG, S_OPT_NODE, S_OPT_NODE_ID, S_OPT_ADDRESS, S_OPT_NAME,
+    S_OPT_APPLIANCE, S_OPT_HELP, S_OPT_VERSION,
+};
+
+static const cairn_option_t s_options[] = {
+    [S_OPT_CONFIG] = { "--config", "FILE", "cluster description (default "
+                       "$CAIRN_CONFIG or /etc/cairn/cluster.xml)", "-c" },
+    [S_OPT_NODE] = { "--node", "ID|NAME", "this node (default: the node "
+                     "named like the host)", "-n" },
+    [S_OPT_NODE_ID] = { "--node-id", "N", "this node is N, hotplugged: not "
+                        "in the description" },
+    [S_OPT_ADDRESS] = { "--address", "A", "its address (with --node-id)" },
+    [S_OPT_NAME] = { "--name", "NAME", "its name (with --node-id; default "
+                     "n<N>)" },
+    [S_OPT_APPLIANCE] = { "--appliance", "APP", "its appliance (with "
+                          "--node-id; default the first node's)" },
+    [S_OPT_HELP] = { "--help", NULL, "this text", "-h" },
+    [S_OPT_VERSION] = { "--version", NULL, "the Cairn version", "-V" },
+    { NULL, NULL, NULL, NULL },
+};
+
 static void s_usage(const char *name, FILE *out)
 {
-    fprintf(out,
-            "Usage: %s [--config FILE] [--node ID|NAME]\n"
-            "       %s [--config FILE] --node-id N --address A [--name NAME] [--appliance APP]\n"
-            "  --config FILE   cluster description (default $CAIRN_CONFIG or\n"
-            "                  /etc/cairn/cluster.xml)\n"
-            "  --node ID|NAME  this node (default: the node named like the host)\n"
-            "  --node-id N     this node is N, hotplugged: not in the description\n"
-            "  --address A     its address (with --node-id)\n"
-            "  --name NAME     its name (with --node-id; default n<N>)\n"
-            "  --appliance APP its appliance (with --node-id; default the first node's)\n"
-            "  --help          this text\n"
-            "  --version       the Cairn version\n", name, name);
+    char synopsis[256];
+
+    snprintf(synopsis, sizeof(synopsis),
+             "[--config FILE] [--node ID|NAME]\n"
+             "       %s [--config FILE] --node-id N --address A [--name NAME] "
+             "[--appliance APP]", name);
+    cairn_options_usage(out, name, synopsis, s_options);
 }
 
 /* A --node-id value: 1..255, or 0 (then s_check_hotplug_args complains). */
@@ -1061,39 +1079,36 @@ static int s_check_hotplug_args(const cairn_service_t *svc)
 /* 0 to go on, or an exit code + 1 (help/version: 1, usage error: 101). */
 static int s_parse_args(cairn_service_t *svc, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "node", required_argument, NULL, 'n' },
-        { "node-id", required_argument, NULL, 'i' },
-        { "address", required_argument, NULL, 'a' },
-        { "name", required_argument, NULL, 'N' },
-        { "appliance", required_argument, NULL, 'A' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { 0 },
-    };
     const char *name = svc->ops->name;
-    int c;
+    cairn_args_t a;
+    cairn_error_t err;
 
-    optind = 0;
-    opterr = 1;
-    while ((c = getopt_long(argc, argv, "c:n:hV", opts, NULL)) >= 0) {
-        switch (c) {
-        case 'c': svc->config_path = optarg; break;
-        case 'n': svc->node_arg = optarg; break;
-        case 'i': svc->hot_id = s_parse_node_id(optarg); break;
-        case 'a': svc->hot_address = optarg; break;
-        case 'N': svc->hot_name = optarg; break;
-        case 'A': svc->hot_appliance = optarg; break;
-        case 'h': s_usage(name, stdout); return 1;
-        case 'V': printf("%s %s\n", name, CAIRN_VERSION); return 1;
-        default: s_usage(name, stderr); return EXIT_USAGE + 1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument '%s'\n", name, argv[optind]);
+    /* Positionals are taken, then refused without the usage text. */
+    if (cairn_args_parse(name, s_options, argc > 0 ? argc - 1 : 0, argv + 1,
+                         CAIRN_MAX_ARGS, &a, &err) < 0) {
+        fprintf(stderr, "%s\n", err.message);
+        s_usage(name, stderr);
         return EXIT_USAGE + 1;
     }
+    if (a.values[S_OPT_HELP]) {
+        s_usage(name, stdout);
+        return 1;
+    }
+    if (a.values[S_OPT_VERSION]) {
+        printf("%s %s\n", name, CAIRN_VERSION);
+        return 1;
+    }
+    if (a.n_pos > 0) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", name, a.pos[0]);
+        return EXIT_USAGE + 1;
+    }
+    svc->config_path = a.values[S_OPT_CONFIG];
+    svc->node_arg = a.values[S_OPT_NODE];
+    if (a.values[S_OPT_NODE_ID])
+        svc->hot_id = s_parse_node_id(a.values[S_OPT_NODE_ID]);
+    svc->hot_address = a.values[S_OPT_ADDRESS];
+    svc->hot_name = a.values[S_OPT_NAME];
+    svc->hot_appliance = a.values[S_OPT_APPLIANCE];
     if (s_check_hotplug_args(svc) < 0)
         return EXIT_USAGE + 1;
     if (!svc->config_path)
