@@ -34,11 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <zmq.h>
 
 #include "cairn/client.h"
 #include "cairn/wire.h"
+#include "util/clock.h"
 
 struct cairn_client {
     char *endpoint;        /* "ipc://...", "tcp://..." or "inproc://..." */
@@ -56,15 +56,8 @@ typedef struct s_call {
     const ProtobufCMessageDescriptor *reply_desc;/* how to decode the Reply */
     uint64_t request_id;                         /* same on every attempt */
     uint32_t type;                               /* req's oneof case */
-    int64_t end_ms;                              /* total deadline, monotonic */
+    uint64_t end_ms;                             /* deadline, cairn_now_ms() */
 } s_call_t;
-
-static int64_t s_now_ms(void) {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool s_has_prefix(const char *s, const char *prefix) {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -190,7 +183,7 @@ static int s_open_socket(cairn_client_t *c, void **ret_sock,
 static int s_send_request(const cairn_client_t *c, void *sock,
                           const s_call_t *call, cairn_error_t *err) {
     Cairn__Header hdr = CAIRN__HEADER__INIT;
-    int64_t left = call->end_ms - s_now_ms();
+    uint64_t left = cairn_ms_left(call->end_ms);
     int r;
 
     hdr.version = CAIRN_WIRE_VERSION;
@@ -198,7 +191,7 @@ static int s_send_request(const cairn_client_t *c, void *sock,
     hdr.source_node = c->source_node;
     hdr.service = c->service;
     hdr.type = call->type;
-    hdr.deadline_ms = left > 0 ? (uint64_t)left : 1;
+    hdr.deadline_ms = left > 0 ? left : 1;
     r = cairn_wire_send(sock, &hdr, call->req, ZMQ_DONTWAIT);
     if (r == -EAGAIN)
         return 0;
@@ -247,15 +240,16 @@ static int s_take_reply(const cairn_frames_t *f, const s_call_t *call,
 
 /* Waits on sock until our reply arrives (0) or attempt_end passes
  * (-ETIMEDOUT); other negative values are errors that end the call. */
-static int s_wait_reply(void *sock, const s_call_t *call, int64_t attempt_end,
+static int s_wait_reply(void *sock, const s_call_t *call, uint64_t attempt_end,
                         ProtobufCMessage **ret_reply, cairn_error_t *err) {
     zmq_pollitem_t item = { .socket = sock, .events = ZMQ_POLLIN };
 
-    for (int64_t now = s_now_ms(); now < attempt_end; now = s_now_ms()) {
+    for (uint64_t left = cairn_ms_left(attempt_end); left > 0;
+         left = cairn_ms_left(attempt_end)) {
         cairn_frames_t frames = { 0 };
         int r;
 
-        r = zmq_poll(&item, 1, (long)(attempt_end - now));
+        r = zmq_poll(&item, 1, (long)left);
         if (r < 0 && errno != EINTR)
             return s_zmq_error(err, "zmq_poll");
         if (r <= 0)
@@ -276,7 +270,7 @@ static int s_wait_reply(void *sock, const s_call_t *call, int64_t attempt_end,
 
 /* One attempt: new socket, send, wait until attempt_end. */
 static int s_attempt(cairn_client_t *c, const s_call_t *call,
-                     int64_t attempt_end, ProtobufCMessage **ret_reply,
+                     uint64_t attempt_end, ProtobufCMessage **ret_reply,
                      cairn_error_t *err) {
     void *sock = NULL;
     int r;
@@ -321,13 +315,13 @@ static int s_check_status(const cairn_client_t *c,
 /* Runs the attempts; returns 0 with *ret_reply or a negative errno. */
 static int s_run(cairn_client_t *c, const s_call_t *call,
                  ProtobufCMessage **ret_reply, cairn_error_t *err) {
-    int64_t slice = (int64_t)c->timeout_ms / (1 + (int64_t)c->retries);
+    uint64_t slice = (uint64_t)c->timeout_ms / (1 + (uint64_t)c->retries);
     int r = -ETIMEDOUT;
 
     if (slice < 1)
         slice = 1;
-    for (int i = 0; i <= c->retries && s_now_ms() < call->end_ms; i++) {
-        int64_t attempt_end = s_now_ms() + slice;
+    for (int i = 0; i <= c->retries && cairn_ms_left(call->end_ms) > 0; i++) {
+        uint64_t attempt_end = cairn_now_ms() + slice;
 
         if (i == c->retries || attempt_end > call->end_ms)
             attempt_end = call->end_ms;
@@ -364,7 +358,7 @@ int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
     if (r < 0)
         return r;
     call.request_id = cairn_wire_new_request_id();
-    call.end_ms = s_now_ms() + c->timeout_ms;
+    call.end_ms = cairn_now_ms() + (uint64_t)c->timeout_ms;
     r = s_run(c, &call, &reply, err);
     if (r < 0)
         return r;

@@ -14,13 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "cairn/client.h"
 #include "cairn/wire.h"
 #include "clusterd.pb-c.h"
+#include "util/clock.h"
 
 enum fake_mode {
     FAKE_ANSWER,        /* answer every request with node_id 7 */
@@ -52,13 +52,6 @@ static fake_t fk;
 /* Criterion asserts belong to the test's thread; the server thread counts
  * its failures instead, and teardown asserts there were none. */
 #define FAKE_CHECK(cond) ((cond) ? true : (atomic_fetch_add(&fk.errors, 1), false))
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Sends [rid][hdr][body] on the router. */
 static void fake_send(const void *rid, size_t rid_len, const Cairn__Header *hdr,
@@ -288,14 +281,14 @@ Test(client, silent_server_times_out_after_all_attempts) {
     Cairn__Clusterd__Reply *rep = (void *)&fk;   /* must stay untouched */
     cairn_error_t err;
     cairn_client_t *c;
-    int64_t t0, dt;
+    uint64_t t0, dt;
 
     fake_start(FAKE_NEVER);
     c = new_client(600, 2);
-    t0 = now_ms();
+    t0 = cairn_now_ms();
     cr_assert_eq(call_status(c, &rep, &err), -ETIMEDOUT);
-    dt = now_ms() - t0;
-    cr_assert(dt >= 590 && dt < 900, "took %lld ms", (long long)dt);
+    dt = cairn_now_ms() - t0;
+    cr_assert(dt >= 590 && dt < 900, "took %llu ms", (unsigned long long)dt);
     cr_assert_eq(rep, (void *)&fk);
     cr_assert_eq(err.code, CAIRN_TIMEOUT);
     cr_assert_not_null(strstr(err.message, "clusterd"), "%s", err.message);
@@ -363,14 +356,14 @@ Test(client, missing_ipc_socket_fails_at_once) {
     Cairn__Clusterd__Reply *rep = NULL;
     cairn_error_t err;
     cairn_client_t *c;
-    int64_t t0, dt;
+    uint64_t t0, dt;
     char path[128];
 
     c = new_client(5000, 2);   /* nothing bound */
-    t0 = now_ms();
+    t0 = cairn_now_ms();
     cr_assert_eq(call_status(c, &rep, &err), -ENOENT);
-    dt = now_ms() - t0;
-    cr_assert(dt < 100, "took %lld ms", (long long)dt);
+    dt = cairn_now_ms() - t0;
+    cr_assert(dt < 100, "took %llu ms", (unsigned long long)dt);
     cr_assert_null(rep);
     cr_assert_eq(err.code, CAIRN_UNAVAILABLE);
     snprintf(path, sizeof path, "%s/clusterd.sock", fk.dir);
