@@ -38,6 +38,7 @@
 
 #include "cairn/client.h"
 #include "cairn/wire.h"
+#include "util/cleanup.h"
 #include "util/clock.h"
 
 struct cairn_client {
@@ -58,6 +59,9 @@ typedef struct s_call {
     uint32_t type;                               /* req's oneof case */
     uint64_t end_ms;                             /* deadline, cairn_now_ms() */
 } s_call_t;
+
+/* An attempt's socket is closed on every way out (LINGER 0: at once). */
+CAIRN_DEFINE_CLEANUP(s_zmq_closep, void *, zmq_close)
 
 static bool s_has_prefix(const char *s, const char *prefix) {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -159,22 +163,18 @@ static int s_ensure_context(cairn_client_t *c, cairn_error_t *err) {
 /* Opens one attempt's DEALER, connected to the endpoint. */
 static int s_open_socket(cairn_client_t *c, void **ret_sock,
                          cairn_error_t *err) {
-    int linger = 0, immediate = 0, r;
-    void *sock;
+    _cleanup_(s_zmq_closep) void *sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    int linger = 0, immediate = 0;
 
-    sock = zmq_socket(c->zctx, ZMQ_DEALER);
     if (!sock)
         return s_zmq_error(err, "zmq_socket");
     if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
         zmq_setsockopt(sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate) < 0 ||
-        zmq_connect(sock, c->endpoint) < 0) {
-        r = cairn_error_set(err, errno ? -errno : -EIO, CAIRN_UNAVAILABLE,
-                            "cannot connect to %s at %s: %s", c->service,
-                            c->endpoint, zmq_strerror(errno));
-        zmq_close(sock);
-        return r;
-    }
-    *ret_sock = sock;
+        zmq_connect(sock, c->endpoint) < 0)
+        return cairn_error_set(err, errno ? -errno : -EIO, CAIRN_UNAVAILABLE,
+                               "cannot connect to %s at %s: %s", c->service,
+                               c->endpoint, zmq_strerror(errno));
+    *ret_sock = TAKE_PTR(sock);
     return 0;
 }
 
@@ -272,17 +272,16 @@ static int s_wait_reply(void *sock, const s_call_t *call, uint64_t attempt_end,
 static int s_attempt(cairn_client_t *c, const s_call_t *call,
                      uint64_t attempt_end, ProtobufCMessage **ret_reply,
                      cairn_error_t *err) {
-    void *sock = NULL;
+    _cleanup_(s_zmq_closep) void *sock = NULL;
     int r;
 
     r = s_open_socket(c, &sock, err);
     if (r < 0)
         return r;
     r = s_send_request(c, sock, call, err);
-    if (r == 0)
-        r = s_wait_reply(sock, call, attempt_end, ret_reply, err);
-    zmq_close(sock);
-    return r;
+    if (r < 0)
+        return r;
+    return s_wait_reply(sock, call, attempt_end, ret_reply, err);
 }
 
 /* The Reply's `cairn.Status status = 1`, or NULL when absent. */

@@ -35,6 +35,7 @@
 #include "log.h"
 #include "membership.h"
 #include "peer.h"
+#include "util/cleanup.h"
 
 #define MAX_ID 255
 #define MAX_GOSSIP 32
@@ -876,11 +877,10 @@ typedef struct relay {
 static void s_on_relay(void *userdata, uint32_t node, int code,
                        const char *message, ProtobufCMessage *reply)
 {
-    relay_t *rl = userdata;
+    _cleanup_free_ relay_t *rl = userdata;
     membership_t *m = rl->m;
     if (code != CAIRN_OK) {
         cairn_deferred_fail(m->svc, rl->d, CAIRN_TIMEOUT, "target did not answer");
-        free(rl);
         return;
     }
     m->members[node].last_heard = cairn_now_ms();
@@ -894,7 +894,6 @@ static void s_on_relay(void *userdata, uint32_t node, int code,
     rep.msg_case = CAIRN__CLUSTERD__REPLY__MSG_ACK;
     rep.ack = &ack;
     cairn_deferred_reply(m->svc, rl->d, &rep.base);
-    free(rl);
 }
 
 int membership_handle_ping_req(membership_t *m, cairn_request_t *req)
@@ -909,20 +908,18 @@ int membership_handle_ping_req(membership_t *m, cairn_request_t *req)
         !m->members[p->target].used)
         return cairn_request_fail(req, CAIRN_NOT_FOUND, "node %u is not a member I can ping",
                                   p->target);
-    relay_t *rl = calloc(1, sizeof(*rl));
+    _cleanup_free_ relay_t *rl = calloc(1, sizeof(*rl));
     if (!rl)
         return -ENOMEM;
     rl->m = m;
     rl->asker = p->from->id;
     rl->d = cairn_request_defer(req);
-    if (!rl->d) {
-        free(rl);
+    if (!rl->d)
         return -ENOMEM;
-    }
-    if (s_send_ping(m, p->target, m->t.ping_timeout_ms, s_on_relay, rl) < 0) {
+    if (s_send_ping(m, p->target, m->t.ping_timeout_ms, s_on_relay, rl) < 0)
         cairn_deferred_fail(m->svc, rl->d, CAIRN_UNAVAILABLE, "cannot reach target");
-        free(rl);
-    }
+    else
+        rl = NULL;   /* s_on_relay frees it */
     return CAIRN_REPLY_DEFERRED;
 }
 

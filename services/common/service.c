@@ -44,6 +44,7 @@
 #include "cairn/wire.h"
 #include "log.h"
 #include "service.h"
+#include "util/cleanup.h"
 #include "util/options.h"
 
 #if CAIRN_HAVE_SYSTEMD
@@ -552,20 +553,19 @@ int cairn_request_fail(cairn_request_t *req, int code, const char *fmt, ...)
 
 cairn_deferred_t *cairn_request_defer(cairn_request_t *req)
 {
-    cairn_deferred_t *d = calloc(1, sizeof(*d));
+    _cleanup_free_ cairn_deferred_t *d = NULL;
 
-    if (!d || req->deferred)
-        return free(d), req->deferred;
-    d->rid = malloc(req->rid_len ? req->rid_len : 1);
-    if (!d->rid)
-        return free(d), NULL;
+    if (req->deferred)
+        return req->deferred;
+    d = calloc(1, sizeof(*d));
+    if (!d || !(d->rid = malloc(req->rid_len ? req->rid_len : 1)))
+        return NULL;
     memcpy(d->rid, req->rid, req->rid_len);
     d->rid_len = req->rid_len;
-    d->hdr = req->hdr;           /* taken: the request no longer frees it */
-    req->hdr = NULL;
+    d->hdr = TAKE_PTR(req->hdr);   /* the request no longer frees it */
     d->slot = -1;
-    req->deferred = d;
-    return d;
+    req->deferred = TAKE_PTR(d);
+    return req->deferred;
 }
 
 /* Sends p (if any) to d's asker, caches it, frees d. */
@@ -743,7 +743,8 @@ static int s_claim_ipc_path(const char *path)
 static int s_bind_ipc(cairn_service_t *svc, void *sock, const char *suffix,
                       char **ret_path)
 {
-    char *path = NULL, ep[PATH_MAX + 8];
+    _cleanup_free_ char *path = NULL;
+    char ep[PATH_MAX + 8];
     int r;
 
     if (asprintf(&path, "%s/%s%s", svc->node->rundir, svc->ops->name, suffix) < 0)
@@ -759,28 +760,25 @@ static int s_bind_ipc(cairn_service_t *svc, void *sock, const char *suffix,
         r = cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"", ep,
                           zmq_strerror(errno));
     if (r < 0)
-        return free(path), r;
+        return r;
     cairn_log_info("bind", "endpoint=%s", ep);
-    *ret_path = path;
+    *ret_path = TAKE_PTR(path);
     return 0;
 }
 
 static int s_bind_tcp(cairn_service_t *svc, void *sock, bool pub)
 {
-    char *ep = cairn_description_tcp_endpoint(svc->desc, svc->node,
-                                              svc->ops->name, pub);
-    int r = 0;
+    _cleanup_free_ char *ep = cairn_description_tcp_endpoint(
+        svc->desc, svc->node, svc->ops->name, pub);
 
     if (!ep)
         return cairn_log_err(-errno, "bind", "msg=\"no tcp endpoint for %s\"",
                              svc->ops->name);
     if (zmq_bind(sock, ep) < 0)
-        r = cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"", ep,
-                          zmq_strerror(errno));
-    else
-        cairn_log_info("bind", "endpoint=%s", ep);
-    free(ep);
-    return r;
+        return cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"", ep,
+                             zmq_strerror(errno));
+    cairn_log_info("bind", "endpoint=%s", ep);
+    return 0;
 }
 
 static void *s_socket(cairn_service_t *svc, int type)
