@@ -73,7 +73,7 @@ int proc_readlink(pid_t pid, const char *name, char *buf, size_t size,
     return 0;
 }
 
-/* ---- maps / smaps -------------------------------------------------- */
+/* ---- maps / smaps ------------------------------------------------------ */
 
 int proc_parse_maps_line(const char *line, proc_vma_t *ret)
 {
@@ -182,7 +182,7 @@ void proc_vmas_free(proc_vmas_t *v)
     v->n = 0;
 }
 
-/* ---- stat / status / fdinfo ---------------------------------------- */
+/* ---- stat / status / fdinfo -------------------------------------------- */
 
 /* Field n (1-based, counting pid as 1 and comm as 2) after the ')'. */
 static int s_stat_fields(const char *after, uint64_t *f, int nf)
@@ -493,7 +493,7 @@ int proc_read_personality(pid_t pid, uint32_t *ret, cairn_error_t *err)
     return 0;
 }
 
-/* ---- directories --------------------------------------------------- */
+/* ---- directories ------------------------------------------------------- */
 
 static int s_cmp_int(const void *a, const void *b)
 {

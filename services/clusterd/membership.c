@@ -137,7 +137,7 @@ static uint64_t s_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* ---- table ---------------------------------------------------------- */
+/* ---- table ------------------------------------------------------------- */
 
 static int s_set_str(char **dst, const char *src)
 {
@@ -329,7 +329,7 @@ static void s_merge_all(membership_t *m, pb_member_t **list, size_t n)
         s_merge(m, list[i]);
 }
 
-/* ---- gossip --------------------------------------------------------- */
+/* ---- gossip ------------------------------------------------------------ */
 
 static void s_fill_member(const membership_t *m, uint32_t id, pb_member_t *pm)
 {
@@ -384,7 +384,7 @@ static void s_gossip_pick(membership_t *m, uint32_t dest, gossip_t *g)
     }
 }
 
-/* ---- talking to peers ----------------------------------------------- */
+/* ---- talking to peers -------------------------------------------------- */
 
 static int s_endpoint(const membership_t *m, uint32_t id, char *buf, size_t len)
 {
@@ -429,7 +429,7 @@ static void s_take_ack(membership_t *m, uint32_t node, ProtobufCMessage *reply)
     protobuf_c_message_free_unpacked(reply, NULL);
 }
 
-/* ---- probing -------------------------------------------------------- */
+/* ---- probing ----------------------------------------------------------- */
 
 static void s_suspect(membership_t *m, uint32_t id, uint64_t inc)
 {
@@ -582,7 +582,7 @@ static void s_probe_stray(membership_t *m)
                     s_on_stray, m);
 }
 
-/* ---- joining -------------------------------------------------------- */
+/* ---- joining ----------------------------------------------------------- */
 
 static void s_on_join(void *userdata, uint32_t node, int code,
                       const char *message, ProtobufCMessage *reply)
@@ -624,7 +624,7 @@ static void s_join(membership_t *m)
     }
 }
 
-/* ---- the protocol period -------------------------------------------- */
+/* ---- the protocol period ----------------------------------------------- */
 
 static void s_expire_suspects(membership_t *m, uint64_t now)
 {
@@ -660,7 +660,7 @@ static int s_on_tick(cairn_loop_t *loop, int64_t timer_id, void *userdata)
     return 0;
 }
 
-/* ---- lifecycle ------------------------------------------------------ */
+/* ---- lifecycle --------------------------------------------------------- */
 
 static int s_add_described(membership_t *m, const cairn_description_t *d)
 {
@@ -763,7 +763,7 @@ void membership_stop(membership_t *m)
     m->peers = cairn_peers_free(m->peers);
 }
 
-/* ---- handlers ------------------------------------------------------- */
+/* ---- handlers ---------------------------------------------------------- */
 
 static Cairn__Clusterd__NodeInfo *s_node_info(membership_t *m, cairn_request_t *req,
                                               uint32_t id)

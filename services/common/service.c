@@ -127,7 +127,7 @@ struct cairn_service {
     unsigned bad_suppressed;          /* lines not logged in it */
 };
 
-/* ---- small helpers ---------------------------------------------------- */
+/* ---- small helpers ----------------------------------------------------- */
 
 static void s_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void s_notify(const char *fmt, ...)
@@ -197,7 +197,7 @@ static void s_log_bad(cairn_service_t *svc, int code, const char *msg)
         svc->bad_suppressed++;
 }
 
-/* ---- packing and sending replies ------------------------------------- */
+/* ---- packing and sending replies --------------------------------------- */
 
 static int s_pack(const cairn_service_t *svc, const Cairn__Header *req,
                   const ProtobufCMessage *body, s_packed_t *ret)
@@ -262,7 +262,7 @@ static void s_reject(cairn_service_t *svc, const void *rid, size_t rid_len,
     s_packed_clear(&p);
 }
 
-/* ---- reply cache ----------------------------------------------------- */
+/* ---- reply cache ------------------------------------------------------- */
 
 static s_slot_t *s_cache_find(cairn_service_t *svc, uint64_t id, uint32_t type)
 {
@@ -337,7 +337,7 @@ static void s_cache_answer(cairn_service_t *svc, s_slot_t *s, const void *rid,
     s->pending->rid_len = rid_len;
 }
 
-/* ---- dispatch -------------------------------------------------------- */
+/* ---- dispatch ---------------------------------------------------------- */
 
 static const cairn_handler_t *s_find_handler(const cairn_service_t *svc,
                                              uint32_t type)
@@ -498,7 +498,7 @@ static int s_on_router(cairn_loop_t *loop, int fd, void *zsock, short revents,
     return 0;
 }
 
-/* ---- inside a handler ------------------------------------------------ */
+/* ---- inside a handler -------------------------------------------------- */
 
 const Cairn__Header *cairn_request_header(cairn_request_t *req)
 {
@@ -617,7 +617,7 @@ int cairn_deferred_fail(cairn_service_t *svc, cairn_deferred_t *d, int code,
     return s_deferred_finish(svc, d, &p);
 }
 
-/* ---- accessors and publishing ---------------------------------------- */
+/* ---- accessors and publishing ------------------------------------------ */
 
 cairn_loop_t *cairn_service_loop(cairn_service_t *svc)
 {
@@ -694,7 +694,7 @@ static int s_on_subscription(cairn_loop_t *loop, int fd, void *zsock, short reve
     return 0;
 }
 
-/* ---- binding --------------------------------------------------------- */
+/* ---- binding ----------------------------------------------------------- */
 
 static int s_mkdir_p(const char *path)
 {
@@ -829,7 +829,7 @@ static int s_bind(cairn_service_t *svc)
     return 0;
 }
 
-/* ---- description, node, reload --------------------------------------- */
+/* ---- description, node, reload ----------------------------------------- */
 
 /* Picks this node in d: by --node, else by host name, else the only one. */
 /* For a hotplugged node (--node-id): adds it to d unless d already names
@@ -950,7 +950,7 @@ static void s_reload(cairn_service_t *svc)
     s_notify("READY=1\nSTATUS=serving on node %u", svc->node->id);
 }
 
-/* ---- signals and watchdog -------------------------------------------- */
+/* ---- signals and watchdog ---------------------------------------------- */
 
 static int s_on_signal(cairn_loop_t *loop, int fd, void *zsock, short revents,
                        void *userdata)

@@ -119,7 +119,7 @@ static void s_assert_services(const cairn_description_t *d, const char *applianc
         cr_assert_str_eq(names[i], want[i], "%s[%zu]", appliance, i);
 }
 
-/* ---- valid samples --------------------------------------------------- */
+/* ---- valid samples ----------------------------------------------------- */
 
 Test(description, full_nodes)
 {
@@ -339,7 +339,7 @@ Test(description, misc_api)
     cr_assert_eq(cairn_description_n_nodes(NULL), 0);
 }
 
-/* ---- invalid samples ------------------------------------------------- */
+/* ---- invalid samples --------------------------------------------------- */
 
 /* Arrays, not pointers: criterion copies parameters into another process. */
 typedef struct bad_case {
@@ -490,7 +490,7 @@ Test(description, big_line_numbers)
     free(full);
 }
 
-/* ---- hostile input --------------------------------------------------- */
+/* ---- hostile input ----------------------------------------------------- */
 
 Test(description, garbage_and_empty)
 {
@@ -574,7 +574,7 @@ Test(description, external_dtd_is_not_fetched, .timeout = 10)
     unlink(dtd);
 }
 
-/* ---- generation ------------------------------------------------------ */
+/* ---- generation -------------------------------------------------------- */
 
 static cairn_description_t *s_generate_ok(const char *const *hosts, size_t n,
                                           const char *appliance, const char *run_base,
