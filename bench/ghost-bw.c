@@ -26,7 +26,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,8 +34,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "util/clock.h"
+#include "util/options.h"
 
 typedef struct s_args {
     long pid;            /* --pid */
@@ -49,43 +50,56 @@ typedef struct s_args {
 
 static double s_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)cairn_now_ns() / 1e9;
+}
+
+/* The options, as cairn_args_t values. */
+enum { S_OPT_PID, S_OPT_ADDR, S_OPT_BYTES, S_OPT_CHUNK, S_OPT_REPS, S_OPT_DIR };
+
+static const cairn_option_t s_options[] = {
+    [S_OPT_PID] = { "--pid", "PID", "the process to read (a ghost-victim)" },
+    [S_OPT_ADDR] = { "--addr", "ADDR", "start of its region" },
+    [S_OPT_BYTES] = { "--bytes", "N", "size of the region" },
+    [S_OPT_CHUNK] = { "--chunk", "BYTES", "bytes per call (default 8 MiB)" },
+    [S_OPT_REPS] = { "--reps", "R", "runs, the best kept (default 3)" },
+    [S_OPT_DIR] = { "--dir", "DIR", "also time writing a file there" },
+    { NULL, NULL, NULL },
+};
+
+/* A number as strtoull(base 0) reads it, the whole string. */
+static int s_number(const char *s, unsigned long long *ret)
+{
+    char *end = NULL;
+
+    *ret = strtoull(s, &end, 0);
+    return *s && !*end ? 0 : -EINVAL;
 }
 
 static int s_parse(int argc, char **argv, s_args_t *a)
 {
-    static const struct option opts[] = {
-        { "pid", required_argument, NULL, 'p' },
-        { "addr", required_argument, NULL, 'a' },
-        { "bytes", required_argument, NULL, 'b' },
-        { "chunk", required_argument, NULL, 'c' },
-        { "reps", required_argument, NULL, 'r' },
-        { "dir", required_argument, NULL, 'd' },
-        { NULL, 0, NULL, 0 },
-    };
-    opterr = 0;
-    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-        if (c == 'd') {
-            a->dir = optarg;
-            continue;
-        }
-        char *end = NULL;
-        unsigned long long v = strtoull(optarg, &end, 0);
-        if (!*optarg || *end)
+    unsigned long long v[S_OPT_DIR];
+    cairn_args_t args;
+    cairn_error_t err;
+
+    if (cairn_args_parse("ghost-bw", s_options, argc > 0 ? argc - 1 : 0,
+                         argv + 1, 0, &args, &err) < 0)
+        return -EINVAL;
+    for (int i = 0; i < S_OPT_DIR; i++)
+        if (args.values[i] && s_number(args.values[i], &v[i]) < 0)
             return -EINVAL;
-        switch (c) {
-        case 'p': a->pid = (long)v; break;
-        case 'a': a->addr = v; break;
-        case 'b': a->bytes = (size_t)v; break;
-        case 'c': a->chunk = (size_t)v; break;
-        case 'r': a->reps = (int)v; break;
-        default: return -EINVAL;
-        }
-    }
-    if (optind != argc || a->pid <= 0 || !a->addr || !a->bytes || !a->chunk ||
-        a->reps <= 0 || a->reps > 100)
+    if (args.values[S_OPT_PID])
+        a->pid = (long)v[S_OPT_PID];
+    if (args.values[S_OPT_ADDR])
+        a->addr = v[S_OPT_ADDR];
+    if (args.values[S_OPT_BYTES])
+        a->bytes = (size_t)v[S_OPT_BYTES];
+    if (args.values[S_OPT_CHUNK])
+        a->chunk = (size_t)v[S_OPT_CHUNK];
+    if (args.values[S_OPT_REPS])
+        a->reps = (int)v[S_OPT_REPS];
+    a->dir = args.values[S_OPT_DIR];
+    if (a->pid <= 0 || !a->addr || !a->bytes || !a->chunk || a->reps <= 0 ||
+        a->reps > 100)
         return -EINVAL;
     return 0;
 }

@@ -13,15 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+#include "util/clock.h"
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -66,13 +60,13 @@ static int client(void *ctx, const char *ep, long count)
     char msg[64], buf[256];
     memset(msg, 'x', sizeof(msg));
     for (long i = -100; i < count; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = cairn_now_ns();
         if (zmq_send(s, msg, sizeof(msg), 0) < 0)
             return die("send");
         if (zmq_recv(s, buf, sizeof(buf), 0) < 0)
             return die("recv (is the server running?)");
         if (i >= 0)
-            rtt[i] = now_ns() - t0;
+            rtt[i] = cairn_now_ns() - t0;
     }
     qsort(rtt, (size_t)count, sizeof(*rtt), cmp_u64);
     printf("{\"bench\":\"zmq-rtt\",\"endpoint\":\"%s\",\"count\":%ld,"

@@ -26,7 +26,8 @@ typedef struct s_line {
     int argc;              /* number of arguments */
 } s_line_t;
 
-static void s_line_clear(s_line_t *l) {
+static void s_line_clear(s_line_t *l)
+{
     json_decref(l->id);
     for (int i = 0; i < l->argc; i++)
         free(l->argv[i]);
@@ -35,7 +36,8 @@ static void s_line_clear(s_line_t *l) {
 
 /* Copies the strings of the JSON array args into l->argv. */
 static int s_take_args(s_line_t *l, const json_t *args, size_t lineno,
-                       cairn_error_t *err) {
+                       cairn_error_t *err)
+{
     size_t i;
     json_t *v;
 
@@ -59,7 +61,8 @@ static int s_take_args(s_line_t *l, const json_t *args, size_t lineno,
 
 /* Reads the id and the arguments of an object line. */
 static int s_parse_object(s_line_t *l, json_t *doc, size_t lineno,
-                          cairn_error_t *err) {
+                          cairn_error_t *err)
+{
     json_t *args = json_object_get(doc, "args"), *id;
     const char *key;
 
@@ -83,7 +86,8 @@ static int s_parse_object(s_line_t *l, json_t *doc, size_t lineno,
 /* Parses one input line into l; l->id is set (to the line number) first so
  * even a line that does not parse is answered with an id. */
 static int s_parse_line(s_line_t *l, const char *text, size_t lineno,
-                        cairn_error_t *err) {
+                        cairn_error_t *err)
+{
     _cleanup_json_ json_t *doc = NULL;
     json_error_t je;
 
@@ -100,7 +104,8 @@ static int s_parse_line(s_line_t *l, const char *text, size_t lineno,
 
 /* Runs a parsed line with its own copy of the global options. */
 static int s_run_line(const cli_ctx *base, s_line_t *l, json_t **ret_result,
-                      cairn_error_t *err) {
+                      cairn_error_t *err)
+{
     char *rest[CAIRN_MAX_ARGS];
     cli_ctx ctx = *base;
     const cli_command_t *cmd;
@@ -119,7 +124,8 @@ static int s_run_line(const cli_ctx *base, s_line_t *l, json_t **ret_result,
 
 /* The answer line for one input line. NULL only on ENOMEM. */
 static json_t *s_answer(s_line_t *l, int r, json_t *result,
-                        const cairn_error_t *err) {
+                        const cairn_error_t *err)
+{
     if (r == 0)
         return json_pack("{s:O, s:b, s:o}", "id", l->id, "ok", 1, "result",
                          result);
@@ -131,7 +137,8 @@ static json_t *s_answer(s_line_t *l, int r, json_t *result,
  * the command succeeded, 0 if it failed, -errno if the answer could not be
  * written. */
 static int s_handle_line(const cli_ctx *base, const char *text, size_t lineno,
-                         FILE *out) {
+                         FILE *out)
+{
     _cleanup_json_ json_t *answer = NULL;
     cairn_error_t err = { 0 };
     json_t *result = NULL;
@@ -149,12 +156,14 @@ static int s_handle_line(const cli_ctx *base, const char *text, size_t lineno,
     return w < 0 ? w : r == 0;
 }
 
-static bool s_blank(const char *s) {
+static bool s_blank(const char *s)
+{
     return s[strspn(s, " \t\r\n")] == '\0';
 }
 
 int cli_cmd_batch(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
-                  cairn_error_t *err) {
+                  cairn_error_t *err)
+{
     _cleanup_free_ char *line = NULL;
     size_t cap = 0, lineno = 0;
     bool all_ok = true;

@@ -33,7 +33,8 @@ const cairn_option_t cli_config_generate_options[] = {
 enum { O_HOSTS, O_APPLIANCE, O_NAME, O_OUTPUT };
 
 /* Appliance names used by the nodes, each once, in order of first use. */
-static json_t *s_appliances_json(const cairn_description_t *d) {
+static json_t *s_appliances_json(const cairn_description_t *d)
+{
     json_t *names = json_array();
 
     for (size_t i = 0; names && i < cairn_description_n_nodes(d); i++) {
@@ -50,7 +51,8 @@ static json_t *s_appliances_json(const cairn_description_t *d) {
     return names;
 }
 
-static json_t *s_check_json(const cairn_description_t *d) {
+static json_t *s_check_json(const cairn_description_t *d)
+{
     return json_pack("{s:b, s:s, s:s, s:I, s:I, s:o*}", "valid", 1,
                      "file", cairn_description_path(d),
                      "cluster", cairn_description_cluster(d),

@@ -265,7 +265,7 @@ int cli_cmd_nodes(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     return r;
 }
 
-/* ---- nodes --watch ------------------------------------------------------- */
+/* ---- nodes --watch ----------------------------------------------------- */
 
 static volatile sig_atomic_t s_stop_signal;
 
@@ -628,7 +628,7 @@ int cli_cmd_nodes_watch(cli_ctx *ctx, int argc, char **argv, FILE *in,
     return r < 0 && s_stop_signal ? CLI_EXIT_OK : r;
 }
 
-/* ---- node add | remove | leave ------------------------------------------ */
+/* ---- node add | remove | leave ----------------------------------------- */
 
 const cairn_option_t cli_node_add_options[] = {
     { "--id", "N", "the new node's id, 1..255 (required)" },

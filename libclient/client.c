@@ -34,11 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <zmq.h>
 
 #include "cairn/client.h"
 #include "cairn/wire.h"
+#include "util/cleanup.h"
+#include "util/clock.h"
 
 struct cairn_client {
     char *endpoint;        /* "ipc://...", "tcp://..." or "inproc://..." */
@@ -56,22 +57,20 @@ typedef struct s_call {
     const ProtobufCMessageDescriptor *reply_desc;/* how to decode the Reply */
     uint64_t request_id;                         /* same on every attempt */
     uint32_t type;                               /* req's oneof case */
-    int64_t end_ms;                              /* total deadline, monotonic */
+    uint64_t end_ms;                             /* deadline, cairn_now_ms() */
 } s_call_t;
 
-static int64_t s_now_ms(void) {
-    struct timespec ts;
+/* An attempt's socket is closed on every way out (LINGER 0: at once). */
+CAIRN_DEFINE_CLEANUP(s_zmq_closep, void *, zmq_close)
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool s_has_prefix(const char *s, const char *prefix) {
+static bool s_has_prefix(const char *s, const char *prefix)
+{
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
 /* An endpoint is one of our transports followed by a non-empty address. */
-static bool s_endpoint_valid(const char *endpoint) {
+static bool s_endpoint_valid(const char *endpoint)
+{
     static const char *const prefixes[] = { "ipc://", "tcp://", "inproc://" };
 
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
@@ -80,7 +79,8 @@ static bool s_endpoint_valid(const char *endpoint) {
     return false;
 }
 
-cairn_client_t *cairn_client_new(const char *endpoint, const char *service) {
+cairn_client_t *cairn_client_new(const char *endpoint, const char *service)
+{
     cairn_client_t *c;
 
     if (!endpoint || !service || !*service || !s_endpoint_valid(endpoint)) {
@@ -102,7 +102,8 @@ cairn_client_t *cairn_client_new(const char *endpoint, const char *service) {
     return c;
 }
 
-cairn_client_t *cairn_client_free(cairn_client_t *c) {
+cairn_client_t *cairn_client_free(cairn_client_t *c)
+{
     if (!c)
         return NULL;
     /* Every socket is closed when a call returns, so this does not block. */
@@ -114,28 +115,33 @@ cairn_client_t *cairn_client_free(cairn_client_t *c) {
     return NULL;
 }
 
-void cairn_client_set_timeout(cairn_client_t *c, int timeout_ms) {
+void cairn_client_set_timeout(cairn_client_t *c, int timeout_ms)
+{
     if (c && timeout_ms > 0)
         c->timeout_ms = timeout_ms;
 }
 
-void cairn_client_set_retries(cairn_client_t *c, int retries) {
+void cairn_client_set_retries(cairn_client_t *c, int retries)
+{
     if (c && retries >= 0)
         c->retries = retries;
 }
 
-void cairn_client_set_source_node(cairn_client_t *c, uint32_t node) {
+void cairn_client_set_source_node(cairn_client_t *c, uint32_t node)
+{
     if (c)
         c->source_node = node;
 }
 
-int cairn_client_last_attempts(const cairn_client_t *c) {
+int cairn_client_last_attempts(const cairn_client_t *c)
+{
     return c ? c->last_attempts : 0;
 }
 
 /* For an ipc:// endpoint on a path (not an abstract "@name"), a missing
  * socket file means the service is not running: say so at once. */
-static int s_check_socket_file(const cairn_client_t *c, cairn_error_t *err) {
+static int s_check_socket_file(const cairn_client_t *c, cairn_error_t *err)
+{
     const char *path;
     struct stat st;
 
@@ -149,14 +155,16 @@ static int s_check_socket_file(const cairn_client_t *c, cairn_error_t *err) {
                            c->service, path);
 }
 
-static int s_zmq_error(cairn_error_t *err, const char *what) {
+static int s_zmq_error(cairn_error_t *err, const char *what)
+{
     int e = errno ? errno : EIO;
 
     return cairn_error_set(err, -e, CAIRN_SYSTEM, "%s: %s", what,
                            zmq_strerror(e));
 }
 
-static int s_ensure_context(cairn_client_t *c, cairn_error_t *err) {
+static int s_ensure_context(cairn_client_t *c, cairn_error_t *err)
+{
     if (c->zctx)
         return 0;
     c->zctx = zmq_ctx_new();
@@ -165,32 +173,30 @@ static int s_ensure_context(cairn_client_t *c, cairn_error_t *err) {
 
 /* Opens one attempt's DEALER, connected to the endpoint. */
 static int s_open_socket(cairn_client_t *c, void **ret_sock,
-                         cairn_error_t *err) {
-    int linger = 0, immediate = 0, r;
-    void *sock;
+                         cairn_error_t *err)
+{
+    _cleanup_(s_zmq_closep) void *sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    int linger = 0, immediate = 0;
 
-    sock = zmq_socket(c->zctx, ZMQ_DEALER);
     if (!sock)
         return s_zmq_error(err, "zmq_socket");
     if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
         zmq_setsockopt(sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate) < 0 ||
-        zmq_connect(sock, c->endpoint) < 0) {
-        r = cairn_error_set(err, errno ? -errno : -EIO, CAIRN_UNAVAILABLE,
-                            "cannot connect to %s at %s: %s", c->service,
-                            c->endpoint, zmq_strerror(errno));
-        zmq_close(sock);
-        return r;
-    }
-    *ret_sock = sock;
+        zmq_connect(sock, c->endpoint) < 0)
+        return cairn_error_set(err, errno ? -errno : -EIO, CAIRN_UNAVAILABLE,
+                               "cannot connect to %s at %s: %s", c->service,
+                               c->endpoint, zmq_strerror(errno));
+    *ret_sock = TAKE_PTR(sock);
     return 0;
 }
 
 /* Sends [Header][Request]. A full pipe (-EAGAIN) is not an error: the
  * attempt then just waits out its time and the next one resends. */
 static int s_send_request(const cairn_client_t *c, void *sock,
-                          const s_call_t *call, cairn_error_t *err) {
+                          const s_call_t *call, cairn_error_t *err)
+{
     Cairn__Header hdr = CAIRN__HEADER__INIT;
-    int64_t left = call->end_ms - s_now_ms();
+    uint64_t left = cairn_ms_left(call->end_ms);
     int r;
 
     hdr.version = CAIRN_WIRE_VERSION;
@@ -198,7 +204,7 @@ static int s_send_request(const cairn_client_t *c, void *sock,
     hdr.source_node = c->source_node;
     hdr.service = c->service;
     hdr.type = call->type;
-    hdr.deadline_ms = left > 0 ? (uint64_t)left : 1;
+    hdr.deadline_ms = left > 0 ? left : 1;
     r = cairn_wire_send(sock, &hdr, call->req, ZMQ_DONTWAIT);
     if (r == -EAGAIN)
         return 0;
@@ -214,7 +220,8 @@ static int s_send_request(const cairn_client_t *c, void *sock,
 }
 
 /* Is this header the reply to our request? */
-static bool s_header_matches(const void *data, size_t len, uint64_t id) {
+static bool s_header_matches(const void *data, size_t len, uint64_t id)
+{
     Cairn__Header *hdr = NULL;
     bool ok;
 
@@ -229,7 +236,8 @@ static bool s_header_matches(const void *data, size_t len, uint64_t id) {
  * our reply, 0 when it is to be dropped (not ours, or not even a header we
  * can read), -EBADMSG when it is ours but the body does not decode. */
 static int s_take_reply(const cairn_frames_t *f, const s_call_t *call,
-                        ProtobufCMessage **ret_reply, cairn_error_t *err) {
+                        ProtobufCMessage **ret_reply, cairn_error_t *err)
+{
     ProtobufCMessage *reply = NULL;
     int r;
 
@@ -247,15 +255,17 @@ static int s_take_reply(const cairn_frames_t *f, const s_call_t *call,
 
 /* Waits on sock until our reply arrives (0) or attempt_end passes
  * (-ETIMEDOUT); other negative values are errors that end the call. */
-static int s_wait_reply(void *sock, const s_call_t *call, int64_t attempt_end,
-                        ProtobufCMessage **ret_reply, cairn_error_t *err) {
+static int s_wait_reply(void *sock, const s_call_t *call, uint64_t attempt_end,
+                        ProtobufCMessage **ret_reply, cairn_error_t *err)
+{
     zmq_pollitem_t item = { .socket = sock, .events = ZMQ_POLLIN };
 
-    for (int64_t now = s_now_ms(); now < attempt_end; now = s_now_ms()) {
+    for (uint64_t left = cairn_ms_left(attempt_end); left > 0;
+         left = cairn_ms_left(attempt_end)) {
         cairn_frames_t frames = { 0 };
         int r;
 
-        r = zmq_poll(&item, 1, (long)(attempt_end - now));
+        r = zmq_poll(&item, 1, (long)left);
         if (r < 0 && errno != EINTR)
             return s_zmq_error(err, "zmq_poll");
         if (r <= 0)
@@ -276,23 +286,24 @@ static int s_wait_reply(void *sock, const s_call_t *call, int64_t attempt_end,
 
 /* One attempt: new socket, send, wait until attempt_end. */
 static int s_attempt(cairn_client_t *c, const s_call_t *call,
-                     int64_t attempt_end, ProtobufCMessage **ret_reply,
-                     cairn_error_t *err) {
-    void *sock = NULL;
+                     uint64_t attempt_end, ProtobufCMessage **ret_reply,
+                     cairn_error_t *err)
+{
+    _cleanup_(s_zmq_closep) void *sock = NULL;
     int r;
 
     r = s_open_socket(c, &sock, err);
     if (r < 0)
         return r;
     r = s_send_request(c, sock, call, err);
-    if (r == 0)
-        r = s_wait_reply(sock, call, attempt_end, ret_reply, err);
-    zmq_close(sock);
-    return r;
+    if (r < 0)
+        return r;
+    return s_wait_reply(sock, call, attempt_end, ret_reply, err);
 }
 
 /* The Reply's `cairn.Status status = 1`, or NULL when absent. */
-static const Cairn__Status *s_reply_status(const ProtobufCMessage *reply) {
+static const Cairn__Status *s_reply_status(const ProtobufCMessage *reply)
+{
     const ProtobufCFieldDescriptor *fd;
 
     fd = protobuf_c_message_descriptor_get_field(reply->descriptor, 1);
@@ -306,7 +317,8 @@ static const Cairn__Status *s_reply_status(const ProtobufCMessage *reply) {
 /* 0 for a reply whose status is missing or OK, else -EREMOTEIO with the
  * service's code and message in err. */
 static int s_check_status(const cairn_client_t *c,
-                          const ProtobufCMessage *reply, cairn_error_t *err) {
+                          const ProtobufCMessage *reply, cairn_error_t *err)
+{
     const Cairn__Status *st = s_reply_status(reply);
 
     if (!st || st->code == CAIRN__STATUS_CODE__STATUS_OK)
@@ -320,14 +332,15 @@ static int s_check_status(const cairn_client_t *c,
 
 /* Runs the attempts; returns 0 with *ret_reply or a negative errno. */
 static int s_run(cairn_client_t *c, const s_call_t *call,
-                 ProtobufCMessage **ret_reply, cairn_error_t *err) {
-    int64_t slice = (int64_t)c->timeout_ms / (1 + (int64_t)c->retries);
+                 ProtobufCMessage **ret_reply, cairn_error_t *err)
+{
+    uint64_t slice = (uint64_t)c->timeout_ms / (1 + (uint64_t)c->retries);
     int r = -ETIMEDOUT;
 
     if (slice < 1)
         slice = 1;
-    for (int i = 0; i <= c->retries && s_now_ms() < call->end_ms; i++) {
-        int64_t attempt_end = s_now_ms() + slice;
+    for (int i = 0; i <= c->retries && cairn_ms_left(call->end_ms) > 0; i++) {
+        uint64_t attempt_end = cairn_now_ms() + slice;
 
         if (i == c->retries || attempt_end > call->end_ms)
             attempt_end = call->end_ms;
@@ -344,7 +357,8 @@ static int s_run(cairn_client_t *c, const s_call_t *call,
 
 int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
                       const ProtobufCMessageDescriptor *reply_desc,
-                      ProtobufCMessage **ret_reply, cairn_error_t *err) {
+                      ProtobufCMessage **ret_reply, cairn_error_t *err)
+{
     s_call_t call = { .req = req, .reply_desc = reply_desc };
     ProtobufCMessage *reply = NULL;
     int r;
@@ -364,7 +378,7 @@ int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
     if (r < 0)
         return r;
     call.request_id = cairn_wire_new_request_id();
-    call.end_ms = s_now_ms() + c->timeout_ms;
+    call.end_ms = cairn_now_ms() + (uint64_t)c->timeout_ms;
     r = s_run(c, &call, &reply, err);
     if (r < 0)
         return r;

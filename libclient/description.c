@@ -41,6 +41,9 @@
 #include <libxml/xmlerror.h>
 
 #include "cairn/description.h"
+#include "util/array.h"
+#include "util/cleanup.h"
+#include "util/fileio.h"
 
 extern const char cairn_cluster_schema_text[];
 
@@ -264,15 +267,9 @@ static const char *s_adopt(cairn_description_t *d, char *s)
 {
     if (!s)
         return NULL;
-    if (d->n_strings == d->cap_strings) {
-        size_t cap = d->cap_strings ? d->cap_strings * 2 : 32;
-        char **v = realloc(d->strings, cap * sizeof(*v));
-        if (!v) {
-            free(s);
-            return NULL;
-        }
-        d->strings = v;
-        d->cap_strings = cap;
+    if (CAIRN_GROW(d->strings, d->cap_strings, d->n_strings + 1, 32) < 0) {
+        free(s);
+        return NULL;
     }
     d->strings[d->n_strings++] = s;
     return s;
@@ -916,47 +913,17 @@ static int s_base_dir(const char *path, char **ret)
     return 0;
 }
 
+/* The file whole, at most S_MAX_FILE_SIZE bytes (-EFBIG past that). */
 static int s_read_file(const char *path, char **ret_buf, size_t *ret_len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    int r = fstat(fd, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
-    if (r < 0) {
-        close(fd);
-        return r;
-    }
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    for (ssize_t k = 1; buf && k > 0 && len <= S_MAX_FILE_SIZE;) {
-        if (len == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-        }
-        k = read(fd, buf + len, cap - len);
-        if (k < 0 && errno == EINTR)
-            k = 1;
-        else if (k < 0) {
-            r = -errno;
-            free(buf);
-            close(fd);
-            return r;
-        } else {
-            len += (size_t) k;
-        }
-    }
-    close(fd);
-    if (!buf)
-        return -ENOMEM;
-    *ret_buf = buf;
-    *ret_len = len;
-    return 0;
+
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    return cairn_read_fd(fd, S_MAX_FILE_SIZE, ret_buf, ret_len);
 }
 
 int cairn_description_load(const char *path, cairn_description_t **ret, cairn_error_t *err)
@@ -968,6 +935,8 @@ int cairn_description_load(const char *path, cairn_description_t **ret, cairn_er
     char *buf = NULL;
     size_t len = 0;
     int r = s_read_file(path, &buf, &len);
+    if (r == -EFBIG)   /* what s_parse says of a document that large */
+        return s_fail(&ld, 0, NULL, "document is larger than %u bytes", S_MAX_FILE_SIZE);
     if (r < 0) {
         cairn_error_set_at(err, r, CAIRN_SYSTEM, path, 0, NULL, "%s: cannot read: %s",
                            path, strerror(-r));

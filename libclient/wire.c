@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "cairn/wire.h"
+#include "util/cleanup.h"
 
 static const ProtobufCFieldDescriptor *s_first_oneof(const ProtobufCMessageDescriptor *d)
 {
@@ -122,15 +123,12 @@ int cairn_wire_pack(const ProtobufCMessage *msg, uint8_t **ret_buf, size_t *ret_
     size_t n = protobuf_c_message_get_packed_size(msg);
     if (n > CAIRN_WIRE_MAX_FRAME)
         return -EMSGSIZE;
-    uint8_t *buf = malloc(n ? n : 1);
+    _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
     if (!buf)
         return -ENOMEM;
-    size_t w = protobuf_c_message_pack(msg, buf);
-    if (w != n) {
-        free(buf);
+    if (protobuf_c_message_pack(msg, buf) != n)
         return -EINVAL;
-    }
-    *ret_buf = buf;
+    *ret_buf = TAKE_PTR(buf);
     *ret_len = n;
     return 0;
 }
@@ -152,15 +150,13 @@ void cairn_wire_reply_header(const Cairn__Header *req, uint32_t source_node,
 /* Sends one packed message as a frame; `more` adds ZMQ_SNDMORE. */
 static int s_send_packed(void *zsock, const ProtobufCMessage *m, int flags, bool more)
 {
-    uint8_t *buf = NULL;
+    _cleanup_free_ uint8_t *buf = NULL;
     size_t len = 0;
     int r = cairn_wire_pack(m, &buf, &len);
     if (r < 0)
         return r;
     r = zmq_send(zsock, buf, len, flags | (more ? ZMQ_SNDMORE : 0));
-    int e = errno;
-    free(buf);
-    return r < 0 ? -e : 0;
+    return r < 0 ? -errno : 0;   /* evaluated before buf is freed */
 }
 
 int cairn_wire_send(void *zsock, const Cairn__Header *hdr,

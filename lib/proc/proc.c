@@ -22,6 +22,9 @@
 #include <unistd.h>
 
 #include "proc.h"
+#include "util/array.h"
+#include "util/cleanup.h"
+#include "util/fileio.h"
 
 void proc_path(char *buf, size_t size, pid_t pid, const char *name)
 {
@@ -38,58 +41,20 @@ static int s_sys(cairn_error_t *err, int e, const char *what, const char *path)
                            "%s %s: %s", what, path, strerror(e));
 }
 
-/* Reads all of fd into a growing buffer. */
-static int s_slurp(int fd, char **ret, size_t *ret_len)
-{
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return -ENOMEM;
-    for (;;) {
-        if (cap - len < 2048) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return -ENOMEM;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t k = read(fd, buf + len, cap - len - 1);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            int e = errno;
-            free(buf);
-            return -e;
-        }
-        if (k == 0)
-            break;
-        len += (size_t)k;
-    }
-    buf[len] = '\0';
-    *ret = buf;
-    *ret_len = len;
-    return 0;
-}
-
 int proc_read_file(pid_t pid, const char *name, char **ret, size_t *ret_len,
                    cairn_error_t *err)
 {
+    _cleanup_close_ int fd = -1;
     char path[128];
+    int r;
+
     proc_path(path, sizeof(path), pid, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return s_sys(err, errno, "cannot open", path);
-    char *buf = NULL;
-    size_t len = 0;
-    int r = s_slurp(fd, &buf, &len);
-    close(fd);
+    r = cairn_read_fd(fd, 0, ret, ret_len);
     if (r < 0)
         return s_sys(err, -r, "cannot read", path);
-    *ret = buf;
-    if (ret_len)
-        *ret_len = len;
     return 0;
 }
 
@@ -108,7 +73,7 @@ int proc_readlink(pid_t pid, const char *name, char *buf, size_t size,
     return 0;
 }
 
-/* ---- maps / smaps -------------------------------------------------- */
+/* ---- maps / smaps ------------------------------------------------------ */
 
 int proc_parse_maps_line(const char *line, proc_vma_t *ret)
 {
@@ -161,14 +126,8 @@ static uint32_t s_parse_vmflags(const char *p)
 
 static int s_vmas_push(proc_vmas_t *l, size_t *cap, const proc_vma_t *v)
 {
-    if (l->n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        proc_vma_t *nv = realloc(l->v, nc * sizeof(*nv));
-        if (!nv)
-            return -ENOMEM;
-        l->v = nv;
-        *cap = nc;
-    }
+    if (CAIRN_GROW(l->v, *cap, l->n + 1, 64) < 0)
+        return -ENOMEM;
     l->v[l->n++] = *v;
     return 0;
 }
@@ -223,7 +182,7 @@ void proc_vmas_free(proc_vmas_t *v)
     v->n = 0;
 }
 
-/* ---- stat / status / fdinfo ---------------------------------------- */
+/* ---- stat / status / fdinfo -------------------------------------------- */
 
 /* Field n (1-based, counting pid as 1 and comm as 2) after the ')'. */
 static int s_stat_fields(const char *after, uint64_t *f, int nf)
@@ -321,8 +280,8 @@ static bool s_four(const char *line, uint32_t v[4])
 /* The numbers of a "Groups:" line (its rest) into a malloc'ed array. */
 static int s_groups(const char *line, uint32_t **ret, size_t *ret_n)
 {
+    _cleanup_free_ uint32_t *g = NULL;
     size_t n = 0, cap = 0;
-    uint32_t *g = NULL;
     for (;;) {
         while (*line == ' ' || *line == '\t')
             line++;
@@ -330,19 +289,12 @@ static int s_groups(const char *line, uint32_t **ret, size_t *ret_n)
             break;
         char *end = NULL;
         unsigned long x = strtoul(line, &end, 10);
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint32_t *ng = realloc(g, cap * sizeof(*g));
-            if (!ng) {
-                free(g);
-                return -ENOMEM;
-            }
-            g = ng;
-        }
+        if (CAIRN_GROW(g, cap, n + 1, 16) < 0)
+            return -ENOMEM;
         g[n++] = (uint32_t)x;
         line = end;
     }
-    *ret = g;
+    *ret = TAKE_PTR(g);
     *ret_n = n;
     return 0;
 }
@@ -541,7 +493,7 @@ int proc_read_personality(pid_t pid, uint32_t *ret, cairn_error_t *err)
     return 0;
 }
 
-/* ---- directories --------------------------------------------------- */
+/* ---- directories ------------------------------------------------------- */
 
 static int s_cmp_int(const void *a, const void *b)
 {
@@ -551,14 +503,8 @@ static int s_cmp_int(const void *a, const void *b)
 
 static int s_push_int(int **v, size_t *n, size_t *cap, int x)
 {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        int *nv = realloc(*v, nc * sizeof(int));
-        if (!nv)
-            return -ENOMEM;
-        *v = nv;
-        *cap = nc;
-    }
+    if (CAIRN_GROW(*v, *cap, *n + 1, 16) < 0)
+        return -ENOMEM;
     (*v)[(*n)++] = x;
     return 0;
 }

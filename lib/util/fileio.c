@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "cleanup.h"
 #include "fileio.h"
 
@@ -15,17 +16,9 @@ int cairn_read_fd(int fd, size_t max, char **ret, size_t *ret_len)
     for (;;) {
         ssize_t n;
 
-        if (len + 1 >= cap) {
-            size_t ncap = cap ? cap * 2 : 4096;
-            char *nb;
-
-            if (ncap < cap)
-                return -ENOMEM;
-            nb = realloc(buf, ncap);
-            if (!nb)
-                return -ENOMEM;
-            buf = nb, cap = ncap;
-        }
+        /* Room for one byte more and the NUL. */
+        if (CAIRN_GROW(buf, cap, len + 2, 4096) < 0)
+            return -ENOMEM;
         n = read(fd, buf + len, cap - len - 1);
         if (n < 0 && errno == EINTR)
             continue;

@@ -6,14 +6,39 @@
 
 #include "options.h"
 
+/* "-x" or "-xVALUE" against the table's aliases: getopt's short options,
+ * without bundling. */
+static int s_find_alias(const cairn_option_t *options, const char *arg,
+                        const char **ret_inline)
+{
+    for (int i = 0; options[i].name; i++) {
+        const char *alias = options[i].alias;
+
+        if (!alias || alias[0] != '-' || alias[1] != arg[1] || alias[2])
+            continue;
+        if (arg[2] && !options[i].arg)
+            return -1;
+        *ret_inline = arg[2] ? arg + 2 : NULL;
+        return i;
+    }
+    return -1;
+}
+
 int cairn_option_find(const cairn_option_t *options, const char *arg,
                       const char **ret_inline)
 {
     const char *eq = strchr(arg, '=');
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
 
-    if (strcmp(arg, "-h") == 0)
-        arg = "--help", len = strlen(arg);
+    if (arg[0] == '-' && arg[1] && arg[1] != '-') {
+        int i = s_find_alias(options, arg, ret_inline);
+
+        if (i >= 0 || strcmp(arg, "-h") != 0)
+            return i;
+        /* The one hard-wired alias, where --help has none of its own. */
+        i = cairn_option_find(options, "--help", ret_inline);
+        return i >= 0 && !options[i].alias ? i : -1;
+    }
     for (int i = 0; options[i].name; i++)
         if (strlen(options[i].name) == len &&
             strncmp(options[i].name, arg, len) == 0) {
@@ -102,12 +127,20 @@ int cairn_parse_long(const char *option, const char *value, long min,
 void cairn_options_usage(FILE *out, const char *prog, const char *synopsis,
                          const cairn_option_t *options)
 {
+    bool aliases = false;
+
+    for (int i = 0; options[i].name; i++)
+        aliases |= options[i].alias != NULL;
     fprintf(out, "usage: %s%s%s\n", prog, synopsis && *synopsis ? " " : "",
             synopsis ? synopsis : "");
     for (int i = 0; options[i].name; i++) {
         char left[64];
 
-        snprintf(left, sizeof left, "%s%s%s", options[i].name,
+        /* Long names line up under those that follow an alias. */
+        snprintf(left, sizeof left, "%s%s%s%s%s",
+                 options[i].alias ? options[i].alias : "",
+                 options[i].alias ? ", " : aliases ? "    " : "",
+                 options[i].name,
                  options[i].arg ? " " : "",
                  options[i].arg ? options[i].arg : "");
         fprintf(out, "  %-24s %s\n", left, options[i].help);

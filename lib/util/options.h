@@ -3,12 +3,14 @@
  *
  * Options are described as data (an array of cairn_option_t ending with a
  * NULL name); the same array drives parsing and the help text, so the two
- * cannot disagree. Options are long only (`--name VALUE` or
- * `--name=VALUE`); `-h` is the one short alias, of --help, when the table
- * has --help. "--" ends option processing. A value is missing when the
- * option is last or is followed by another "--option". Every failure is a
- * CAIRN_USAGE error naming the bad argument; nothing here prints except
- * cairn_options_usage.
+ * cannot disagree. Options are long (`--name VALUE` or `--name=VALUE`);
+ * an entry may also give a short alias ("-c"), taking its value as the
+ * next argument or attached (`-c FILE`, `-cFILE`), as getopt does (short
+ * flags are not bundled: "-hV" is unknown). In a table without an alias
+ * for it, `-h` stands for --help when the table has --help. "--" ends
+ * option processing. A value is missing when the option is last or is
+ * followed by another "--option". Every failure is a CAIRN_USAGE error
+ * naming the bad argument; nothing here prints except cairn_options_usage.
  */
 #ifndef CAIRN_UTIL_OPTIONS_H
 #define CAIRN_UTIL_OPTIONS_H
@@ -22,11 +24,13 @@
 #define CAIRN_MAX_ARGS 64   /* options + positionals of one command */
 
 /* One option: name with its dashes, the value's placeholder (NULL for a
- * flag) and one line of help. */
+ * flag), one line of help and, optionally, a short alias. Tables written
+ * {name, arg, help} have no alias. */
 typedef struct cairn_option {
     const char *name;   /* "--hosts" */
     const char *arg;    /* "LIST", or NULL for a flag */
     const char *help;   /* one line */
+    const char *alias;  /* "-c": one dash, one character; NULL for none */
 } cairn_option_t;
 
 /* Parsed arguments: values[i] is the value of options[i] ("" for a flag
@@ -38,8 +42,9 @@ typedef struct cairn_args {
     size_t n_pos;
 } cairn_args_t;
 
-/* Index of the option `arg` names ("--x" or "--x=..."), -1 if none; sets
- * *ret_inline to the text after '=' when there is one, else NULL. */
+/* Index of the option `arg` names ("--x", "--x=...", or a short alias
+ * "-x", "-xVALUE"), -1 if none; sets *ret_inline to the text after '='
+ * (after the alias, for "-xVALUE") when there is one, else NULL. */
 int cairn_option_find(const cairn_option_t *options, const char *arg,
                       const char **ret_inline);
 
@@ -60,7 +65,9 @@ int cairn_args_parse(const char *what, const cairn_option_t *options,
 int cairn_parse_long(const char *option, const char *value, long min,
                      long max, long *ret, cairn_error_t *err);
 
-/* Prints "usage: PROG SYNOPSIS" and one line per option. */
+/* Prints "usage: PROG SYNOPSIS" and one line per option ("-c, --config
+ * FILE" for an option with an alias, the others' names lined up with
+ * it). */
 void cairn_options_usage(FILE *out, const char *prog, const char *synopsis,
                          const cairn_option_t *options);
 

@@ -35,6 +35,7 @@
 #include "log.h"
 #include "membership.h"
 #include "peer.h"
+#include "util/cleanup.h"
 
 #define MAX_ID 255
 #define MAX_GOSSIP 32
@@ -136,7 +137,7 @@ static uint64_t s_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* ---- table ---------------------------------------------------------- */
+/* ---- table ------------------------------------------------------------- */
 
 static int s_set_str(char **dst, const char *src)
 {
@@ -328,7 +329,7 @@ static void s_merge_all(membership_t *m, pb_member_t **list, size_t n)
         s_merge(m, list[i]);
 }
 
-/* ---- gossip --------------------------------------------------------- */
+/* ---- gossip ------------------------------------------------------------ */
 
 static void s_fill_member(const membership_t *m, uint32_t id, pb_member_t *pm)
 {
@@ -383,7 +384,7 @@ static void s_gossip_pick(membership_t *m, uint32_t dest, gossip_t *g)
     }
 }
 
-/* ---- talking to peers ----------------------------------------------- */
+/* ---- talking to peers -------------------------------------------------- */
 
 static int s_endpoint(const membership_t *m, uint32_t id, char *buf, size_t len)
 {
@@ -428,7 +429,7 @@ static void s_take_ack(membership_t *m, uint32_t node, ProtobufCMessage *reply)
     protobuf_c_message_free_unpacked(reply, NULL);
 }
 
-/* ---- probing -------------------------------------------------------- */
+/* ---- probing ----------------------------------------------------------- */
 
 static void s_suspect(membership_t *m, uint32_t id, uint64_t inc)
 {
@@ -581,7 +582,7 @@ static void s_probe_stray(membership_t *m)
                     s_on_stray, m);
 }
 
-/* ---- joining -------------------------------------------------------- */
+/* ---- joining ----------------------------------------------------------- */
 
 static void s_on_join(void *userdata, uint32_t node, int code,
                       const char *message, ProtobufCMessage *reply)
@@ -623,7 +624,7 @@ static void s_join(membership_t *m)
     }
 }
 
-/* ---- the protocol period -------------------------------------------- */
+/* ---- the protocol period ----------------------------------------------- */
 
 static void s_expire_suspects(membership_t *m, uint64_t now)
 {
@@ -659,7 +660,7 @@ static int s_on_tick(cairn_loop_t *loop, int64_t timer_id, void *userdata)
     return 0;
 }
 
-/* ---- lifecycle ------------------------------------------------------ */
+/* ---- lifecycle --------------------------------------------------------- */
 
 static int s_add_described(membership_t *m, const cairn_description_t *d)
 {
@@ -762,7 +763,7 @@ void membership_stop(membership_t *m)
     m->peers = cairn_peers_free(m->peers);
 }
 
-/* ---- handlers ------------------------------------------------------- */
+/* ---- handlers ---------------------------------------------------------- */
 
 static Cairn__Clusterd__NodeInfo *s_node_info(membership_t *m, cairn_request_t *req,
                                               uint32_t id)
@@ -876,11 +877,10 @@ typedef struct relay {
 static void s_on_relay(void *userdata, uint32_t node, int code,
                        const char *message, ProtobufCMessage *reply)
 {
-    relay_t *rl = userdata;
+    _cleanup_free_ relay_t *rl = userdata;
     membership_t *m = rl->m;
     if (code != CAIRN_OK) {
         cairn_deferred_fail(m->svc, rl->d, CAIRN_TIMEOUT, "target did not answer");
-        free(rl);
         return;
     }
     m->members[node].last_heard = cairn_now_ms();
@@ -894,7 +894,6 @@ static void s_on_relay(void *userdata, uint32_t node, int code,
     rep.msg_case = CAIRN__CLUSTERD__REPLY__MSG_ACK;
     rep.ack = &ack;
     cairn_deferred_reply(m->svc, rl->d, &rep.base);
-    free(rl);
 }
 
 int membership_handle_ping_req(membership_t *m, cairn_request_t *req)
@@ -909,20 +908,18 @@ int membership_handle_ping_req(membership_t *m, cairn_request_t *req)
         !m->members[p->target].used)
         return cairn_request_fail(req, CAIRN_NOT_FOUND, "node %u is not a member I can ping",
                                   p->target);
-    relay_t *rl = calloc(1, sizeof(*rl));
+    _cleanup_free_ relay_t *rl = calloc(1, sizeof(*rl));
     if (!rl)
         return -ENOMEM;
     rl->m = m;
     rl->asker = p->from->id;
     rl->d = cairn_request_defer(req);
-    if (!rl->d) {
-        free(rl);
+    if (!rl->d)
         return -ENOMEM;
-    }
-    if (s_send_ping(m, p->target, m->t.ping_timeout_ms, s_on_relay, rl) < 0) {
+    if (s_send_ping(m, p->target, m->t.ping_timeout_ms, s_on_relay, rl) < 0)
         cairn_deferred_fail(m->svc, rl->d, CAIRN_UNAVAILABLE, "cannot reach target");
-        free(rl);
-    }
+    else
+        rl = NULL;   /* s_on_relay frees it */
     return CAIRN_REPLY_DEFERRED;
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util/fileio.h"
 
 #define LOG_LINE_MAX 2048
 
@@ -52,19 +53,6 @@ static void s_sanitize(char *s, size_t n)
             s[i] = '?';
 }
 
-static void s_write_all(const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t k = write(STDERR_FILENO, buf, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return;
-        buf += k;
-        len -= (size_t)k;
-    }
-}
-
 int cairn_log(cairn_log_level_t level, int ret, const char *event,
               const char *fmt, ...)
 {
@@ -96,7 +84,9 @@ int cairn_log(cairn_log_level_t level, int ret, const char *event,
     }
     s_sanitize(line, len);
     line[len++] = '\n';
-    s_write_all(line, len);
+    /* A log line that cannot be written is lost: there is nowhere to say
+     * so. cairn_write_all allocates nothing; errno is restored below. */
+    (void)cairn_write_all(STDERR_FILENO, line, len);
     errno = saved;
     return ret;
 }

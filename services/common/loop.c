@@ -26,6 +26,7 @@
 #include <zmq.h>
 
 #include "loop.h"
+#include "util/array.h"
 
 typedef struct s_watch {
     int64_t id;          /* > 0, unique in this loop */
@@ -79,23 +80,6 @@ cairn_loop_t *cairn_loop_free(cairn_loop_t *loop)
     return NULL;
 }
 
-/* Makes room for one more element of size `size` in *arr. */
-static int s_grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-    size_t ncap;
-    void *p;
-
-    if (n < *cap)
-        return 0;
-    ncap = *cap ? *cap * 2 : 8;
-    p = realloc(*arr, ncap * size);
-    if (!p)
-        return -ENOMEM;
-    *arr = p;
-    *cap = ncap;
-    return 0;
-}
-
 static int64_t s_add_watch(cairn_loop_t *loop, void *zsock, int fd,
                            short events, cairn_io_fn fn, void *userdata)
 {
@@ -103,8 +87,7 @@ static int64_t s_add_watch(cairn_loop_t *loop, void *zsock, int fd,
 
     if (!loop || !fn || (!zsock && fd < 0))
         return -EINVAL;
-    if (s_grow((void **)&loop->watches, &loop->cap_watches, loop->n_watches,
-               sizeof(s_watch_t)) < 0)
+    if (CAIRN_GROW(loop->watches, loop->cap_watches, loop->n_watches + 1, 8) < 0)
         return -ENOMEM;
     w = &loop->watches[loop->n_watches++];
     *w = (s_watch_t){ .id = ++loop->next_id, .zsock = zsock,
@@ -153,8 +136,7 @@ int64_t cairn_loop_add_timer(cairn_loop_t *loop, uint64_t after_ms,
 
     if (!loop || !fn)
         return -EINVAL;
-    if (s_grow((void **)&loop->timers, &loop->cap_timers, loop->n_timers,
-               sizeof(s_timer_t)) < 0)
+    if (CAIRN_GROW(loop->timers, loop->cap_timers, loop->n_timers + 1, 8) < 0)
         return -ENOMEM;
     t = &loop->timers[loop->n_timers++];
     *t = (s_timer_t){ .id = ++loop->next_id,

@@ -24,6 +24,7 @@
 #include "cairn/wire.h"
 #include "log.h"
 #include "peer.h"
+#include "util/array.h"
 
 typedef struct s_conn {
     uint32_t node;            /* peer node id, 0 = free slot */
@@ -49,6 +50,7 @@ struct cairn_peers {
     size_t n_conns;                              /* slots in conns */
     void **graveyard;                            /* forgotten sockets to close */
     size_t n_graveyard;                          /* entries in graveyard */
+    size_t cap_graveyard;                        /* allocated entries */
     int64_t reaper;                              /* timer closing them, 0 if none */
     s_pending_t **pending;                       /* pending requests */
     size_t n_pending;                            /* slots in pending */
@@ -87,7 +89,7 @@ static void s_reap(cairn_peers_t *p)
         zmq_close(p->graveyard[i]);
     free(p->graveyard);
     p->graveyard = NULL;
-    p->n_graveyard = 0;
+    p->n_graveyard = p->cap_graveyard = 0;
 }
 
 static int s_on_reap(cairn_loop_t *loop, int64_t timer_id, void *userdata)
@@ -102,14 +104,15 @@ static int s_on_reap(cairn_loop_t *loop, int64_t timer_id, void *userdata)
 static void s_conn_bury(cairn_peers_t *p, s_conn_t *c)
 {
     cairn_loop_t *loop = cairn_service_loop(p->svc);
-    void **g = realloc(p->graveyard, (p->n_graveyard + 1) * sizeof(*g));
-    if (!g || (!p->reaper && (p->reaper = cairn_loop_add_timer(loop, 0, 0, s_on_reap, p)) <= 0)) {
+    /* Out of memory: keep the connection rather than risk a close under a
+     * reader. */
+    if (CAIRN_GROW(p->graveyard, p->cap_graveyard, p->n_graveyard + 1, 4) < 0)
+        return;
+    if (!p->reaper &&
+        (p->reaper = cairn_loop_add_timer(loop, 0, 0, s_on_reap, p)) <= 0) {
         p->reaper = 0;
-        if (g)
-            p->graveyard = g;
-        return;   /* out of memory: keep the connection rather than risk a close under a reader */
+        return;
     }
-    p->graveyard = g;
     p->graveyard[p->n_graveyard++] = c->sock;
     cairn_loop_remove(loop, c->watch);
     free(c->endpoint);
@@ -158,14 +161,10 @@ static int s_add_pending(cairn_peers_t *p, s_pending_t *pd)
             p->pending[i] = pd;
             return 0;
         }
-    size_t n = p->n_pending ? p->n_pending * 2 : 16;
-    s_pending_t **np = realloc(p->pending, n * sizeof(*np));
-    if (!np)
+    size_t i = p->n_pending;
+    if (CAIRN_GROW_ZERO(p->pending, p->n_pending, i + 1, 16) < 0)
         return -ENOMEM;
-    memset(np + p->n_pending, 0, (n - p->n_pending) * sizeof(*np));
-    np[p->n_pending] = pd;
-    p->pending = np;
-    p->n_pending = n;
+    p->pending[i] = pd;
     return 0;
 }
 
@@ -282,15 +281,10 @@ static s_conn_t *s_free_conn_slot(cairn_peers_t *p)
     s_conn_t *c = s_find_conn(p, 0);
     if (c)
         return c;
-    size_t n = p->n_conns ? p->n_conns * 2 : 16;
-    s_conn_t *nc = realloc(p->conns, n * sizeof(*nc));
-    if (!nc)
+    size_t i = p->n_conns;
+    if (CAIRN_GROW_ZERO(p->conns, p->n_conns, i + 1, 16) < 0)
         return NULL;
-    memset(nc + p->n_conns, 0, (n - p->n_conns) * sizeof(*nc));
-    p->conns = nc;
-    c = &nc[p->n_conns];
-    p->n_conns = n;
-    return c;
+    return &p->conns[i];
 }
 
 /* The connection to node at endpoint, made or replaced as needed. */

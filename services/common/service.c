@@ -28,7 +28,6 @@
  * are received and answered TOO_LARGE by the wire decoder.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +44,8 @@
 #include "cairn/wire.h"
 #include "log.h"
 #include "service.h"
+#include "util/cleanup.h"
+#include "util/options.h"
 
 #if CAIRN_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -126,7 +127,7 @@ struct cairn_service {
     unsigned bad_suppressed;          /* lines not logged in it */
 };
 
-/* ---- small helpers ---------------------------------------------------- */
+/* ---- small helpers ----------------------------------------------------- */
 
 static void s_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void s_notify(const char *fmt, ...)
@@ -196,7 +197,7 @@ static void s_log_bad(cairn_service_t *svc, int code, const char *msg)
         svc->bad_suppressed++;
 }
 
-/* ---- packing and sending replies ------------------------------------- */
+/* ---- packing and sending replies --------------------------------------- */
 
 static int s_pack(const cairn_service_t *svc, const Cairn__Header *req,
                   const ProtobufCMessage *body, s_packed_t *ret)
@@ -261,7 +262,7 @@ static void s_reject(cairn_service_t *svc, const void *rid, size_t rid_len,
     s_packed_clear(&p);
 }
 
-/* ---- reply cache ----------------------------------------------------- */
+/* ---- reply cache ------------------------------------------------------- */
 
 static s_slot_t *s_cache_find(cairn_service_t *svc, uint64_t id, uint32_t type)
 {
@@ -336,7 +337,7 @@ static void s_cache_answer(cairn_service_t *svc, s_slot_t *s, const void *rid,
     s->pending->rid_len = rid_len;
 }
 
-/* ---- dispatch -------------------------------------------------------- */
+/* ---- dispatch ---------------------------------------------------------- */
 
 static const cairn_handler_t *s_find_handler(const cairn_service_t *svc,
                                              uint32_t type)
@@ -497,7 +498,7 @@ static int s_on_router(cairn_loop_t *loop, int fd, void *zsock, short revents,
     return 0;
 }
 
-/* ---- inside a handler ------------------------------------------------ */
+/* ---- inside a handler -------------------------------------------------- */
 
 const Cairn__Header *cairn_request_header(cairn_request_t *req)
 {
@@ -552,20 +553,19 @@ int cairn_request_fail(cairn_request_t *req, int code, const char *fmt, ...)
 
 cairn_deferred_t *cairn_request_defer(cairn_request_t *req)
 {
-    cairn_deferred_t *d = calloc(1, sizeof(*d));
+    _cleanup_free_ cairn_deferred_t *d = NULL;
 
-    if (!d || req->deferred)
-        return free(d), req->deferred;
-    d->rid = malloc(req->rid_len ? req->rid_len : 1);
-    if (!d->rid)
-        return free(d), NULL;
+    if (req->deferred)
+        return req->deferred;
+    d = calloc(1, sizeof(*d));
+    if (!d || !(d->rid = malloc(req->rid_len ? req->rid_len : 1)))
+        return NULL;
     memcpy(d->rid, req->rid, req->rid_len);
     d->rid_len = req->rid_len;
-    d->hdr = req->hdr;           /* taken: the request no longer frees it */
-    req->hdr = NULL;
+    d->hdr = TAKE_PTR(req->hdr);   /* the request no longer frees it */
     d->slot = -1;
-    req->deferred = d;
-    return d;
+    req->deferred = TAKE_PTR(d);
+    return req->deferred;
 }
 
 /* Sends p (if any) to d's asker, caches it, frees d. */
@@ -617,7 +617,7 @@ int cairn_deferred_fail(cairn_service_t *svc, cairn_deferred_t *d, int code,
     return s_deferred_finish(svc, d, &p);
 }
 
-/* ---- accessors and publishing ---------------------------------------- */
+/* ---- accessors and publishing ------------------------------------------ */
 
 cairn_loop_t *cairn_service_loop(cairn_service_t *svc)
 {
@@ -694,7 +694,7 @@ static int s_on_subscription(cairn_loop_t *loop, int fd, void *zsock, short reve
     return 0;
 }
 
-/* ---- binding --------------------------------------------------------- */
+/* ---- binding ----------------------------------------------------------- */
 
 static int s_mkdir_p(const char *path)
 {
@@ -743,7 +743,8 @@ static int s_claim_ipc_path(const char *path)
 static int s_bind_ipc(cairn_service_t *svc, void *sock, const char *suffix,
                       char **ret_path)
 {
-    char *path = NULL, ep[PATH_MAX + 8];
+    _cleanup_free_ char *path = NULL;
+    char ep[PATH_MAX + 8];
     int r;
 
     if (asprintf(&path, "%s/%s%s", svc->node->rundir, svc->ops->name, suffix) < 0)
@@ -759,28 +760,25 @@ static int s_bind_ipc(cairn_service_t *svc, void *sock, const char *suffix,
         r = cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"", ep,
                           zmq_strerror(errno));
     if (r < 0)
-        return free(path), r;
+        return r;
     cairn_log_info("bind", "endpoint=%s", ep);
-    *ret_path = path;
+    *ret_path = TAKE_PTR(path);
     return 0;
 }
 
 static int s_bind_tcp(cairn_service_t *svc, void *sock, bool pub)
 {
-    char *ep = cairn_description_tcp_endpoint(svc->desc, svc->node,
-                                              svc->ops->name, pub);
-    int r = 0;
+    _cleanup_free_ char *ep = cairn_description_tcp_endpoint(
+        svc->desc, svc->node, svc->ops->name, pub);
 
     if (!ep)
         return cairn_log_err(-errno, "bind", "msg=\"no tcp endpoint for %s\"",
                              svc->ops->name);
     if (zmq_bind(sock, ep) < 0)
-        r = cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"", ep,
-                          zmq_strerror(errno));
-    else
-        cairn_log_info("bind", "endpoint=%s", ep);
-    free(ep);
-    return r;
+        return cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"", ep,
+                             zmq_strerror(errno));
+    cairn_log_info("bind", "endpoint=%s", ep);
+    return 0;
 }
 
 static void *s_socket(cairn_service_t *svc, int type)
@@ -831,7 +829,7 @@ static int s_bind(cairn_service_t *svc)
     return 0;
 }
 
-/* ---- description, node, reload --------------------------------------- */
+/* ---- description, node, reload ----------------------------------------- */
 
 /* Picks this node in d: by --node, else by host name, else the only one. */
 /* For a hotplugged node (--node-id): adds it to d unless d already names
@@ -952,7 +950,7 @@ static void s_reload(cairn_service_t *svc)
     s_notify("READY=1\nSTATUS=serving on node %u", svc->node->id);
 }
 
-/* ---- signals and watchdog -------------------------------------------- */
+/* ---- signals and watchdog ---------------------------------------------- */
 
 static int s_on_signal(cairn_loop_t *loop, int fd, void *zsock, short revents,
                        void *userdata)
@@ -1015,20 +1013,38 @@ static int s_setup_watchdog(cairn_service_t *svc)
 
 /* ---- options ----------------------------------------------------------- */
 
+/* The daemons' options, in the order s_parse_args reads them. */
+enum {
+    S_OPT_CONFIG, S_OPT_NODE, S_OPT_NODE_ID, S_OPT_ADDRESS, S_OPT_NAME,
+    S_OPT_APPLIANCE, S_OPT_HELP, S_OPT_VERSION,
+};
+
+static const cairn_option_t s_options[] = {
+    [S_OPT_CONFIG] = { "--config", "FILE", "cluster description (default "
+                       "$CAIRN_CONFIG or /etc/cairn/cluster.xml)", "-c" },
+    [S_OPT_NODE] = { "--node", "ID|NAME", "this node (default: the node "
+                     "named like the host)", "-n" },
+    [S_OPT_NODE_ID] = { "--node-id", "N", "this node is N, hotplugged: not "
+                        "in the description" },
+    [S_OPT_ADDRESS] = { "--address", "A", "its address (with --node-id)" },
+    [S_OPT_NAME] = { "--name", "NAME", "its name (with --node-id; default "
+                     "n<N>)" },
+    [S_OPT_APPLIANCE] = { "--appliance", "APP", "its appliance (with "
+                          "--node-id; default the first node's)" },
+    [S_OPT_HELP] = { "--help", NULL, "this text", "-h" },
+    [S_OPT_VERSION] = { "--version", NULL, "the Cairn version", "-V" },
+    { NULL, NULL, NULL, NULL },
+};
+
 static void s_usage(const char *name, FILE *out)
 {
-    fprintf(out,
-            "Usage: %s [--config FILE] [--node ID|NAME]\n"
-            "       %s [--config FILE] --node-id N --address A [--name NAME] [--appliance APP]\n"
-            "  --config FILE   cluster description (default $CAIRN_CONFIG or\n"
-            "                  /etc/cairn/cluster.xml)\n"
-            "  --node ID|NAME  this node (default: the node named like the host)\n"
-            "  --node-id N     this node is N, hotplugged: not in the description\n"
-            "  --address A     its address (with --node-id)\n"
-            "  --name NAME     its name (with --node-id; default n<N>)\n"
-            "  --appliance APP its appliance (with --node-id; default the first node's)\n"
-            "  --help          this text\n"
-            "  --version       the Cairn version\n", name, name);
+    char synopsis[256];
+
+    snprintf(synopsis, sizeof(synopsis),
+             "[--config FILE] [--node ID|NAME]\n"
+             "       %s [--config FILE] --node-id N --address A [--name NAME] "
+             "[--appliance APP]", name);
+    cairn_options_usage(out, name, synopsis, s_options);
 }
 
 /* A --node-id value: 1..255, or 0 (then s_check_hotplug_args complains). */
@@ -1061,39 +1077,36 @@ static int s_check_hotplug_args(const cairn_service_t *svc)
 /* 0 to go on, or an exit code + 1 (help/version: 1, usage error: 101). */
 static int s_parse_args(cairn_service_t *svc, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "node", required_argument, NULL, 'n' },
-        { "node-id", required_argument, NULL, 'i' },
-        { "address", required_argument, NULL, 'a' },
-        { "name", required_argument, NULL, 'N' },
-        { "appliance", required_argument, NULL, 'A' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { 0 },
-    };
     const char *name = svc->ops->name;
-    int c;
+    cairn_args_t a;
+    cairn_error_t err;
 
-    optind = 0;
-    opterr = 1;
-    while ((c = getopt_long(argc, argv, "c:n:hV", opts, NULL)) >= 0) {
-        switch (c) {
-        case 'c': svc->config_path = optarg; break;
-        case 'n': svc->node_arg = optarg; break;
-        case 'i': svc->hot_id = s_parse_node_id(optarg); break;
-        case 'a': svc->hot_address = optarg; break;
-        case 'N': svc->hot_name = optarg; break;
-        case 'A': svc->hot_appliance = optarg; break;
-        case 'h': s_usage(name, stdout); return 1;
-        case 'V': printf("%s %s\n", name, CAIRN_VERSION); return 1;
-        default: s_usage(name, stderr); return EXIT_USAGE + 1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument '%s'\n", name, argv[optind]);
+    /* Positionals are taken, then refused without the usage text. */
+    if (cairn_args_parse(name, s_options, argc > 0 ? argc - 1 : 0, argv + 1,
+                         CAIRN_MAX_ARGS, &a, &err) < 0) {
+        fprintf(stderr, "%s\n", err.message);
+        s_usage(name, stderr);
         return EXIT_USAGE + 1;
     }
+    if (a.values[S_OPT_HELP]) {
+        s_usage(name, stdout);
+        return 1;
+    }
+    if (a.values[S_OPT_VERSION]) {
+        printf("%s %s\n", name, CAIRN_VERSION);
+        return 1;
+    }
+    if (a.n_pos > 0) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", name, a.pos[0]);
+        return EXIT_USAGE + 1;
+    }
+    svc->config_path = a.values[S_OPT_CONFIG];
+    svc->node_arg = a.values[S_OPT_NODE];
+    if (a.values[S_OPT_NODE_ID])
+        svc->hot_id = s_parse_node_id(a.values[S_OPT_NODE_ID]);
+    svc->hot_address = a.values[S_OPT_ADDRESS];
+    svc->hot_name = a.values[S_OPT_NAME];
+    svc->hot_appliance = a.values[S_OPT_APPLIANCE];
     if (s_check_hotplug_args(svc) < 0)
         return EXIT_USAGE + 1;
     if (!svc->config_path)

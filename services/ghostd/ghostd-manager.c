@@ -41,7 +41,7 @@ extern char **environ;
 
 #define S_POLL_MS 10   /* waitpid poll period of a running job */
 
-/* ---- small helpers ---------------------------------------------------- */
+/* ---- small helpers ----------------------------------------------------- */
 
 static uint64_t s_realtime_ms(void)
 {
@@ -121,7 +121,7 @@ static int s_mkdir_p(const char *path, mode_t mode)
     }
 }
 
-/* ---- validation ------------------------------------------------------- */
+/* ---- validation -------------------------------------------------------- */
 
 /* pid names a live process (not a thread, a zombie, ghostd itself). */
 static int s_check_pid(uint32_t pid, cairn_error_t *err)
@@ -247,7 +247,7 @@ static int s_check_busy(ghostd_t *gd, ghostd_kind_t kind, uint32_t pid,
     return 0;
 }
 
-/* ---- spawning --------------------------------------------------------- */
+/* ---- spawning ---------------------------------------------------------- */
 
 /* Signals default and unblocked, own process group, stdin /dev/null,
  * stdout the pipe, every other fd closed. */
@@ -304,7 +304,7 @@ static int s_spawn(const char *path, char *const argv[], pid_t *ret_pid,
     return 0;
 }
 
-/* ---- a job's life ----------------------------------------------------- */
+/* ---- a job's life ------------------------------------------------------ */
 
 static ghostd_job_t *s_job_claim(ghostd_t *gd)
 {
@@ -401,7 +401,7 @@ static int s_on_output(cairn_loop_t *loop, int fd, void *zsock, short revents,
     return 0;
 }
 
-/* ---- mapping a finished helper to a reply ----------------------------- */
+/* ---- mapping a finished helper to a reply ------------------------------ */
 
 /* The first non-empty line of the helper's output as a JSON object. */
 static json_t *s_job_json(ghostd_job_t *j)
@@ -761,7 +761,7 @@ static int s_job_run(ghostd_job_t *j, cairn_request_t *req, char *argv[],
     return r;
 }
 
-/* ---- handlers --------------------------------------------------------- */
+/* ---- handlers ---------------------------------------------------------- */
 
 static int s_fail(cairn_request_t *req, const cairn_error_t *err)
 {
@@ -881,7 +881,7 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
     return r < 0 ? s_fail(req, &err) : r;
 }
 
-/* ---- lifecycle -------------------------------------------------------- */
+/* ---- lifecycle --------------------------------------------------------- */
 
 /* The default image directory as a tmpfs of huge pages (spool.h); where
  * that cannot be, checkpoints still go to it, streamed. */

@@ -69,7 +69,7 @@ static const char *s_workdir = "/tmp";
 static volatile sig_atomic_t s_go;    /* SIGUSR2 arrived */
 static char s_fail[512];              /* first failure, "" if none */
 
-/* ---- reporting -------------------------------------------------------- */
+/* ---- reporting --------------------------------------------------------- */
 
 /* One line on stdout in one write(), so lines of concurrent processes
  * appending to the same file never interleave. */
@@ -286,7 +286,7 @@ static int s_case_memory(void)
     return s_mem_check();
 }
 
-/* ---- counter: a loop that continues where it was ------------------------ */
+/* ---- counter: a loop that continues where it was ----------------------- */
 
 static volatile uint64_t s_counter;
 static volatile uint64_t s_counter_at_usr1;
@@ -325,7 +325,7 @@ static int s_case_counter(void)
                    (unsigned long long)s_counter_at_usr1);
 }
 
-/* ---- fpu: x87, SSE and AVX registers ------------------------------------ */
+/* ---- fpu: x87, SSE and AVX registers ----------------------------------- */
 
 #define S_NREG 16
 static volatile int s_go_int;   /* s_go as a plain int for the asm loop */
@@ -582,7 +582,7 @@ static int s_case_files(void)
     return s_file_is(0, "0123XY6789") && s_file_is(1, "first\nsecond\n");
 }
 
-/* ---- syscalls sleeping across the dump ---------------------------------- */
+/* ---- syscalls sleeping across the dump --------------------------------- */
 
 static int s_case_nanosleep(void)
 {
@@ -709,7 +709,7 @@ static int s_case_read(void)
            s_failf("the pipe's unread contents were lost (read %zd)", n);
 }
 
-/* ---- process: umask, cwd, rlimits, itimer -------------------------------- */
+/* ---- process: umask, cwd, rlimits, itimer ------------------------------ */
 
 static int s_case_process(void)
 {
@@ -976,10 +976,10 @@ static int s_case_socket(void)
            s_failf("the socket's queued data was lost");
 }
 
-/* ---- main ----------------------------------------------------------------- */
+/* ---- main -------------------------------------------------------------- */
 
 
-/* ---- creds: who each thread is ------------------------------------------ */
+/* ---- creds: who each thread is ----------------------------------------- */
 
 /* The calling thread's credentials in one line: ids (fs ones included),
  * groups, securebits, the dumpable flag, and the capability and
@@ -1048,7 +1048,7 @@ static int s_case_creds(void)
 }
 
 
-/* ---- seccomp: a filter every thread keeps -------------------------------- */
+/* ---- seccomp: a filter every thread keeps ------------------------------ */
 
 /* Whether getpriority(2) fails with errno 42 (what our filter answers) and
  * /proc/thread-self/status counts one filter in mode 2. */

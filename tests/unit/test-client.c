@@ -14,13 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "cairn/client.h"
 #include "cairn/wire.h"
 #include "clusterd.pb-c.h"
+#include "util/clock.h"
 
 enum fake_mode {
     FAKE_ANSWER,        /* answer every request with node_id 7 */
@@ -53,22 +53,17 @@ static fake_t fk;
  * its failures instead, and teardown asserts there were none. */
 #define FAKE_CHECK(cond) ((cond) ? true : (atomic_fetch_add(&fk.errors, 1), false))
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sends [rid][hdr][body] on the router. */
 static void fake_send(const void *rid, size_t rid_len, const Cairn__Header *hdr,
-                      const ProtobufCMessage *body) {
+                      const ProtobufCMessage *body)
+{
     FAKE_CHECK(zmq_send(fk.router, rid, rid_len, ZMQ_SNDMORE) >= 0);
     FAKE_CHECK(cairn_wire_send(fk.router, hdr, body, 0) == 0);
 }
 
 static void fake_answer(const void *rid, size_t rid_len, const Cairn__Header *req,
-                        uint32_t node_id) {
+                        uint32_t node_id)
+{
     Cairn__Header hdr;
     Cairn__Status st = CAIRN__STATUS__INIT;
     Cairn__Clusterd__StatusReply sr = CAIRN__CLUSTERD__STATUS_REPLY__INIT;
@@ -84,7 +79,8 @@ static void fake_answer(const void *rid, size_t rid_len, const Cairn__Header *re
 }
 
 static void fake_wrong_first(const void *rid, size_t rid_len,
-                             const Cairn__Header *req) {
+                             const Cairn__Header *req)
+{
     Cairn__Clusterd__Reply empty = CAIRN__CLUSTERD__REPLY__INIT;
     Cairn__Header bad = *req;
 
@@ -98,7 +94,8 @@ static void fake_wrong_first(const void *rid, size_t rid_len,
 }
 
 /* A good reply header, then a body that claims a 127-byte field 1 and ends. */
-static void fake_garbage(const void *rid, size_t rid_len, const Cairn__Header *req) {
+static void fake_garbage(const void *rid, size_t rid_len, const Cairn__Header *req)
+{
     static const uint8_t junk[] = { 0x0a, 0x7f };
     Cairn__Header hdr;
     uint8_t *buf = NULL;
@@ -114,7 +111,8 @@ static void fake_garbage(const void *rid, size_t rid_len, const Cairn__Header *r
 }
 
 static void fake_respond(const void *rid, size_t rid_len, const Cairn__Header *req,
-                         int n) {
+                         int n)
+{
     switch (fk.mode) {
     case FAKE_ANSWER: fake_answer(rid, rid_len, req, 7); break;
     case FAKE_DROP_FIRST: if (n > 1) fake_answer(rid, rid_len, req, 7); break;
@@ -130,7 +128,8 @@ static void fake_respond(const void *rid, size_t rid_len, const Cairn__Header *r
 }
 
 /* Records one request [rid][hdr][body] and answers it per the mode. */
-static void fake_handle(const cairn_frames_t *f) {
+static void fake_handle(const cairn_frames_t *f)
+{
     Cairn__Header *req = NULL;
     int n;
 
@@ -151,7 +150,8 @@ static void fake_handle(const cairn_frames_t *f) {
     cairn__header__free_unpacked(req, NULL);
 }
 
-static void *fake_main(void *arg) {
+static void *fake_main(void *arg)
+{
     zmq_pollitem_t item = { .socket = fk.router, .events = ZMQ_POLLIN };
 
     (void)arg;
@@ -167,7 +167,8 @@ static void *fake_main(void *arg) {
     return NULL;
 }
 
-static void fake_start(enum fake_mode mode) {
+static void fake_start(enum fake_mode mode)
+{
     int linger = 0;
 
     fk.mode = mode;
@@ -181,14 +182,16 @@ static void fake_start(enum fake_mode mode) {
     cr_assert_eq(pthread_create(&fk.thread, NULL, fake_main, NULL), 0);
 }
 
-static void setup(void) {
+static void setup(void)
+{
     memset(&fk, 0, sizeof fk);
     snprintf(fk.dir, sizeof fk.dir, "/tmp/cairn-test-client-XXXXXX");
     cr_assert_not_null(mkdtemp(fk.dir));
     snprintf(fk.endpoint, sizeof fk.endpoint, "ipc://%s/clusterd.sock", fk.dir);
 }
 
-static void teardown(void) {
+static void teardown(void)
+{
     char path[128];
 
     if (fk.router) {
@@ -207,7 +210,8 @@ TestSuite(client, .init = setup, .fini = teardown, .timeout = 30);
 
 /* Calls Request{status} with the given timeout/retries. */
 static int call_status(cairn_client_t *c, Cairn__Clusterd__Reply **ret,
-                       cairn_error_t *err) {
+                       cairn_error_t *err)
+{
     Cairn__Clusterd__StatusRequest sreq = CAIRN__CLUSTERD__STATUS_REQUEST__INIT;
     Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
 
@@ -217,7 +221,8 @@ static int call_status(cairn_client_t *c, Cairn__Clusterd__Reply **ret,
                              (ProtobufCMessage **)ret, err);
 }
 
-static cairn_client_t *new_client(int timeout_ms, int retries) {
+static cairn_client_t *new_client(int timeout_ms, int retries)
+{
     cairn_client_t *c = cairn_client_new(fk.endpoint, "clusterd");
 
     cr_assert_not_null(c);
@@ -226,7 +231,8 @@ static cairn_client_t *new_client(int timeout_ms, int retries) {
     return c;
 }
 
-Test(client, ok_reply_is_decoded) {
+Test(client, ok_reply_is_decoded)
+{
     Cairn__Clusterd__Reply *rep = NULL;
     cairn_error_t err;
     cairn_client_t *c;
@@ -252,7 +258,8 @@ Test(client, ok_reply_is_decoded) {
     cairn_client_free(c);
 }
 
-Test(client, second_call_uses_a_new_request_id) {
+Test(client, second_call_uses_a_new_request_id)
+{
     Cairn__Clusterd__Reply *rep = NULL;
     cairn_client_t *c;
 
@@ -267,7 +274,8 @@ Test(client, second_call_uses_a_new_request_id) {
     cr_assert_null(cairn_client_free(c));
 }
 
-Test(client, dropped_request_is_retried_with_the_same_id) {
+Test(client, dropped_request_is_retried_with_the_same_id)
+{
     Cairn__Clusterd__Reply *rep = NULL;
     cairn_error_t err;
     cairn_client_t *c;
@@ -284,18 +292,19 @@ Test(client, dropped_request_is_retried_with_the_same_id) {
     cairn_client_free(c);
 }
 
-Test(client, silent_server_times_out_after_all_attempts) {
+Test(client, silent_server_times_out_after_all_attempts)
+{
     Cairn__Clusterd__Reply *rep = (void *)&fk;   /* must stay untouched */
     cairn_error_t err;
     cairn_client_t *c;
-    int64_t t0, dt;
+    uint64_t t0, dt;
 
     fake_start(FAKE_NEVER);
     c = new_client(600, 2);
-    t0 = now_ms();
+    t0 = cairn_now_ms();
     cr_assert_eq(call_status(c, &rep, &err), -ETIMEDOUT);
-    dt = now_ms() - t0;
-    cr_assert(dt >= 590 && dt < 900, "took %lld ms", (long long)dt);
+    dt = cairn_now_ms() - t0;
+    cr_assert(dt >= 590 && dt < 900, "took %llu ms", (unsigned long long)dt);
     cr_assert_eq(rep, (void *)&fk);
     cr_assert_eq(err.code, CAIRN_TIMEOUT);
     cr_assert_not_null(strstr(err.message, "clusterd"), "%s", err.message);
@@ -305,7 +314,8 @@ Test(client, silent_server_times_out_after_all_attempts) {
     cairn_client_free(c);
 }
 
-Test(client, no_retries_means_one_attempt) {
+Test(client, no_retries_means_one_attempt)
+{
     Cairn__Clusterd__Reply *rep = NULL;
     cairn_client_t *c;
 
@@ -317,7 +327,8 @@ Test(client, no_retries_means_one_attempt) {
     cairn_client_free(c);
 }
 
-Test(client, replies_not_ours_are_dropped) {
+Test(client, replies_not_ours_are_dropped)
+{
     Cairn__Clusterd__Reply *rep = NULL;
     cairn_error_t err;
     cairn_client_t *c;
@@ -331,7 +342,8 @@ Test(client, replies_not_ours_are_dropped) {
     cairn_client_free(c);
 }
 
-Test(client, error_status_reaches_the_caller) {
+Test(client, error_status_reaches_the_caller)
+{
     Cairn__Clusterd__Reply *rep = NULL;
     cairn_error_t err;
     cairn_client_t *c;
@@ -346,7 +358,8 @@ Test(client, error_status_reaches_the_caller) {
     cairn_client_free(c);
 }
 
-Test(client, undecodable_reply_is_ebadmsg) {
+Test(client, undecodable_reply_is_ebadmsg)
+{
     Cairn__Clusterd__Reply *rep = NULL;
     cairn_error_t err;
     cairn_client_t *c;
@@ -359,18 +372,19 @@ Test(client, undecodable_reply_is_ebadmsg) {
     cairn_client_free(c);
 }
 
-Test(client, missing_ipc_socket_fails_at_once) {
+Test(client, missing_ipc_socket_fails_at_once)
+{
     Cairn__Clusterd__Reply *rep = NULL;
     cairn_error_t err;
     cairn_client_t *c;
-    int64_t t0, dt;
+    uint64_t t0, dt;
     char path[128];
 
     c = new_client(5000, 2);   /* nothing bound */
-    t0 = now_ms();
+    t0 = cairn_now_ms();
     cr_assert_eq(call_status(c, &rep, &err), -ENOENT);
-    dt = now_ms() - t0;
-    cr_assert(dt < 100, "took %lld ms", (long long)dt);
+    dt = cairn_now_ms() - t0;
+    cr_assert(dt < 100, "took %llu ms", (unsigned long long)dt);
     cr_assert_null(rep);
     cr_assert_eq(err.code, CAIRN_UNAVAILABLE);
     snprintf(path, sizeof path, "%s/clusterd.sock", fk.dir);
@@ -381,7 +395,8 @@ Test(client, missing_ipc_socket_fails_at_once) {
     cairn_client_free(c);
 }
 
-Test(client, request_without_a_message_is_einval) {
+Test(client, request_without_a_message_is_einval)
+{
     Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
     ProtobufCMessage *rep = NULL;
     cairn_error_t err;
@@ -399,7 +414,8 @@ Test(client, request_without_a_message_is_einval) {
     cairn_client_free(c);
 }
 
-Test(client, bad_endpoints_are_refused) {
+Test(client, bad_endpoints_are_refused)
+{
     static const char *const bad[] = {
         "", "clusterd", "http://127.0.0.1:1", "ipc://", "tcp://", "inproc://",
         "IPC:///run/x.sock",
@@ -417,7 +433,8 @@ Test(client, bad_endpoints_are_refused) {
     cr_assert_null(cairn_client_free(NULL));
 }
 
-Test(client, good_endpoints_are_accepted) {
+Test(client, good_endpoints_are_accepted)
+{
     static const char *const good[] = {
         "ipc:///run/cairn/c/1/clusterd.sock", "tcp://10.0.0.1:7001",
         "inproc://clusterd",
@@ -432,7 +449,8 @@ Test(client, good_endpoints_are_accepted) {
     }
 }
 
-Test(error, append_keeps_the_code_and_cuts_to_fit) {
+Test(error, append_keeps_the_code_and_cuts_to_fit)
+{
     cairn_error_t err;
     cr_assert_eq(cairn_error_set(&err, -EIO, CAIRN_SYSTEM, "first"), -EIO);
     cr_assert_eq(cairn_error_append(&err, -EPIPE, "; then %d\nmore", 2), -EPIPE);

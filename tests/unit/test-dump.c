@@ -181,7 +181,7 @@ static int s_finish(child_t *c)
     return WEXITSTATUS(st);
 }
 
-/* ---- decoding the image ---------------------------------------------- */
+/* ---- decoding the image ------------------------------------------------ */
 
 typedef struct seen {
     bool header, process, thread, vma, end;
@@ -428,7 +428,7 @@ Test(dump, twice_in_a_row, .timeout = 60)
     cr_assert_eq(s_finish(&c), 0);
 }
 
-/* ---- the program ------------------------------------------------------ */
+/* ---- the program ------------------------------------------------------- */
 
 static const char *s_ghost_dump(void)
 {
@@ -942,7 +942,7 @@ Test(dump, in_place_failure_removes_the_image, .timeout = 60)
     s_end_child(pid);
 }
 
-/* ---- shared open files and memfds ------------------------------------- */
+/* ---- shared open files and memfds -------------------------------------- */
 
 #define SHARE_FILE "/tmp/ghost-test-dump.shared"
 #define OBJ_SIZE ((1u << 20) + 100)   /* data at 0 (2 pages) and 1 MiB (100 bytes) */

@@ -60,7 +60,7 @@
  * copies with the restorer's helper thread too. */
 #define S_ANON_MB 12u
 
-/* ------------------------------------------------------------ helper */
+/* ---- helper ------------------------------------------------------------ */
 
 /* The helper's state (a local of s_helper: no globals but the flag). */
 typedef struct {
@@ -258,7 +258,7 @@ static void s_helper(const char *mode, const char *dir, const char *report)
     _exit(0);
 }
 
-/* ------------------------------------------------------- tree helper */
+/* ---- tree helper ------------------------------------------------------- */
 
 /* Mode "tree": the root leads a new session and forks child "a" (in the
  * root's group) and child "b" (in a group of its own). Each child has a
@@ -431,7 +431,7 @@ static void s_tree_helper(const char *report)
     _exit(0);
 }
 
-/* ------------------------------------------------------- fds helper */
+/* ---- fds helper -------------------------------------------------------- */
 
 /* Mode "fds": fd 3 a file at offset 4 and fd 42 its dup; a memfd of
  * FDS_OBJ bytes (data at 0, a shared mapping of its second MiB, a hole
@@ -565,7 +565,7 @@ __attribute__((constructor)) static void s_maybe_helper(void)
         s_helper(mode, getenv("GHOST_TEST_DIR"), getenv("GHOST_TEST_REPORT"));
 }
 
-/* -------------------------------------------------------------- test */
+/* ---- test -------------------------------------------------------------- */
 
 static char s_dir[256];
 
@@ -858,7 +858,7 @@ Test(restore, bad_magic_is_refused)
     s_bad_image(s_bad_magic, "invalid-argument");
 }
 
-/* ------------------------------------------------------------- trees */
+/* ---- trees ------------------------------------------------------------- */
 
 /* The pids of the tree's members by their "ready" lines: m[0] child a,
  * m[1] child b, m[2] the root. */
@@ -1004,7 +1004,7 @@ Test(restore, tree_failure_kills_every_member)
     cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1, "a restored process was left");
 }
 
-/* -------------------------------------------------- shared files, memfd */
+/* ---- shared files, memfd ----------------------------------------------- */
 
 Test(restore, shared_open_files_and_memfd_survive)
 {
@@ -1027,7 +1027,7 @@ Test(restore, shared_open_files_and_memfd_survive)
     cr_assert_eq(waitpid(root, NULL, 0), root);
 }
 
-/* ------------------------------------------------- check and damage */
+/* ---- check and damage -------------------------------------------------- */
 
 /* One record of an image: [off, off + len) is its length prefix and
  * body, raw the pad and page bytes after it. */

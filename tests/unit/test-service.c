@@ -33,7 +33,7 @@
 #include "loop.h"
 #include "service.h"
 
-/* ---- the test service (runs in the child) ---------------------------- */
+/* ---- the test service (runs in the child) ------------------------------ */
 
 typedef struct {
     cairn_service_t *svc;      /* set by start */
@@ -155,7 +155,7 @@ static const cairn_service_ops_t ops = {
     .stop = t_stop,
 };
 
-/* ---- fixture (parent) ------------------------------------------------ */
+/* ---- fixture (parent) -------------------------------------------------- */
 
 static char dir[64];
 static char config[128], logpath[128], sock[160], pubsock[160], notifypath[128];
@@ -317,7 +317,7 @@ static void teardown(void)
     cr_assert_eq(system(cmd), 0);
 }
 
-/* ---- client helpers -------------------------------------------------- */
+/* ---- client helpers ---------------------------------------------------- */
 
 static size_t pack_header(uint8_t *buf, uint32_t version, uint64_t id,
                           const char *service, uint32_t type)
@@ -473,7 +473,7 @@ static void stop_daemon(void)
     cr_assert_neq(access(pubsock, F_OK), 0, "pub socket removed");
 }
 
-/* ---- tests ----------------------------------------------------------- */
+/* ---- tests ------------------------------------------------------------- */
 
 TestSuite(service, .init = setup, .fini = teardown, .timeout = 30);
 

@@ -223,6 +223,79 @@ Test(options, prints_a_usage_line_per_option)
     free(text);
 }
 
+static const cairn_option_t s_aliased[] = {
+    { "--config", "FILE", "the description", "-c" },
+    { "--version", NULL, "the version", "-V" },
+    { "--help", NULL, "this text", "-?" },
+    { "--node", "ID", "this node" },
+    { NULL, NULL, NULL, NULL },
+};
+
+Test(options, short_aliases_take_values_as_getopt_does)
+{
+    char *argv[] = { "-c", "a.xml", "-V", "pos" };
+    char *attached[] = { "-cb.xml" };
+    char *alias_help[] = { "-?" };
+    cairn_args_t a;
+    cairn_error_t err;
+
+    cr_assert_eq(cairn_args_parse("prog", s_aliased, 4, argv, 1, &a, &err), 0,
+                 "%s", err.message);
+    cr_assert_str_eq(a.values[0], "a.xml");
+    cr_assert_str_eq(a.values[1], "");
+    cr_assert_null(a.values[2]);
+    cr_assert_str_eq(a.pos[0], "pos");
+    cr_assert_eq(cairn_args_parse("prog", s_aliased, 1, attached, 0, &a, &err),
+                 0, "%s", err.message);
+    cr_assert_str_eq(a.values[0], "b.xml");
+    cr_assert_eq(cairn_args_parse("prog", s_aliased, 1, alias_help, 0, &a,
+                                  &err), 0, "%s", err.message);
+    cr_assert_str_eq(a.values[2], "");
+}
+
+Test(options, short_aliases_refuse_what_getopt_would_not_take)
+{
+    const char *inl = NULL;
+    cairn_args_t a;
+    cairn_error_t err;
+    char *missing[] = { "-c" };
+    char *bundled[] = { "-Vc" };
+    char *unknown[] = { "-x" };
+
+    cr_assert_eq(cairn_args_parse("prog", s_aliased, 1, missing, 0, &a, &err),
+                 -EINVAL);
+    cr_assert_str_eq(err.message, "option --config needs a value (FILE)");
+    cr_assert_eq(cairn_args_parse("prog", s_aliased, 1, bundled, 0, &a, &err),
+                 -EINVAL);
+    cr_assert_str_eq(err.message, "prog: unknown option '-Vc'");
+    cr_assert_eq(cairn_args_parse("prog", s_aliased, 1, unknown, 0, &a, &err),
+                 -EINVAL);
+    /* The alias is the table's: "-h" is not --help where --help has one,
+     * and stays --help in a table without aliases. */
+    cr_assert_eq(cairn_option_find(s_aliased, "-h", &inl), -1);
+    cr_assert_eq(cairn_option_find(s_opts, "-h", &inl), 3);
+    cr_assert_null(inl);
+    cr_assert_eq(cairn_option_find(s_opts, "-c", &inl), -1);
+    cr_assert_eq(cairn_option_find(s_opts, "-h=x", &inl), -1);
+}
+
+Test(options, usage_shows_the_alias)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    cairn_options_usage(f, "clusterd", "[--config FILE]", s_aliased);
+    fclose(f);
+    cr_assert_not_null(strstr(text, "  -c, --config FILE        the description\n"),
+                       "%s", text);
+    cr_assert_not_null(strstr(text, "  -V, --version            the version\n"),
+                       "%s", text);
+    cr_assert_not_null(strstr(text, "      --node ID            this node\n"),
+                       "%s", text);
+    free(text);
+}
+
 Test(clock, is_monotonic_and_consistent)
 {
     uint64_t ms = cairn_now_ms(), us = cairn_now_us(), ns = cairn_now_ns();

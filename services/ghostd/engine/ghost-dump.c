@@ -25,7 +25,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -36,6 +35,7 @@
 
 #include "dump.h"
 #include "report.h"
+#include "util/options.h"
 
 enum { S_EXIT_OK = 0, S_EXIT_FAILED = 1, S_EXIT_REFUSED = 2, S_EXIT_USAGE = 100 };
 
@@ -59,37 +59,46 @@ static int s_usage(const char *why)
     return ghost_report_error(&err, S_EXIT_USAGE);
 }
 
+/* The options, in the order of s_args_t. */
+enum {
+    S_OPT_PID, S_OPT_OUT, S_OPT_LEAVE_RUNNING, S_OPT_IN_PLACE,
+    S_OPT_PAGEMAP_READ, S_OPT_PROBE_EVENTFDS, S_OPT_CHECK,
+};
+
+static const cairn_option_t s_options[] = {
+    [S_OPT_PID] = { "--pid", "PID", "the root of the tree to dump" },
+    [S_OPT_OUT] = { "--out", "FILE", "the image (FILE.part until complete)" },
+    [S_OPT_LEAVE_RUNNING] = { "--leave-running", NULL,
+                              "the tree runs on after the dump" },
+    [S_OPT_IN_PLACE] = { "--in-place", NULL,
+                         "write over FILE itself, reusing its pages" },
+    [S_OPT_PAGEMAP_READ] = { "--pagemap-read", NULL,
+                             "find present pages as before PAGEMAP_SCAN" },
+    [S_OPT_PROBE_EVENTFDS] = { "--probe-eventfds", NULL,
+                               "probe eventfds for EFD_SEMAPHORE" },
+    [S_OPT_CHECK] = { "--check", NULL, "only say whether PID can be dumped" },
+    { NULL, NULL, NULL },
+};
+
 static int s_parse(int argc, char **argv, s_args_t *a)
 {
-    static const struct option opts[] = {
-        { "pid", required_argument, NULL, 'p' },
-        { "out", required_argument, NULL, 'o' },
-        { "leave-running", no_argument, NULL, 'l' },
-        { "in-place", no_argument, NULL, 'i' },
-        { "pagemap-read", no_argument, NULL, 'm' },
-        { "probe-eventfds", no_argument, NULL, 'e' },
-        { "check", no_argument, NULL, 'c' },
-        { NULL, 0, NULL, 0 },
-    };
-    opterr = 0;
-    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-        char *end = NULL;
-        switch (c) {
-        case 'p':
-            a->pid = strtol(optarg, &end, 10);
-            if (!*optarg || *end || a->pid <= 0 || a->pid > 0x3fffffff)
-                return -EINVAL;
-            break;
-        case 'o': a->out = optarg; break;
-        case 'l': a->leave_running = true; break;
-        case 'i': a->in_place = true; break;
-        case 'm': a->pagemap_read = true; break;
-        case 'e': a->probe_eventfds = true; break;
-        case 'c': a->check = true; break;
-        default: return -EINVAL;
-        }
-    }
-    if (optind != argc || a->pid <= 0 || (!a->check && !a->out))
+    cairn_args_t v;
+    cairn_error_t err;
+
+    if (cairn_args_parse("ghost-dump", s_options, argc > 0 ? argc - 1 : 0,
+                         argv + 1, 0, &v, &err) < 0)
+        return -EINVAL;
+    if (v.values[S_OPT_PID] &&
+        cairn_parse_long("--pid", v.values[S_OPT_PID], 1, 0x3fffffff, &a->pid,
+                         &err) < 0)
+        return -EINVAL;
+    a->out = v.values[S_OPT_OUT];
+    a->leave_running = v.values[S_OPT_LEAVE_RUNNING] != NULL;
+    a->in_place = v.values[S_OPT_IN_PLACE] != NULL;
+    a->pagemap_read = v.values[S_OPT_PAGEMAP_READ] != NULL;
+    a->probe_eventfds = v.values[S_OPT_PROBE_EVENTFDS] != NULL;
+    a->check = v.values[S_OPT_CHECK] != NULL;
+    if (a->pid <= 0 || (!a->check && !a->out))
         return -EINVAL;
     return 0;
 }

@@ -26,7 +26,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,6 +35,7 @@
 
 #include "report.h"
 #include "restore.h"
+#include "util/options.h"
 
 /* The success line (see the top of this file). */
 static json_t *s_success(const ghost_restore_stats_t *st)
@@ -81,36 +81,38 @@ static int s_usage(const char *why)
     return ghost_report_error(&err, 100);
 }
 
+/* The options, as cairn_args_t values. */
+enum { S_OPT_IMAGE, S_OPT_NEW_PID, S_OPT_CHECK, S_OPT_PREAD_PAGES };
+
+static const cairn_option_t s_options[] = {
+    [S_OPT_IMAGE] = { "--image", "FILE", "the image to restore" },
+    [S_OPT_NEW_PID] = { "--new-pid", NULL,
+                        "restore under new pids if the original ones are taken" },
+    [S_OPT_CHECK] = { "--check", NULL, "check and plan, restore nothing" },
+    [S_OPT_PREAD_PAGES] = { "--pread-pages", NULL,
+                            "the restorer preads the pages into place" },
+    { NULL, NULL, NULL },
+};
+
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "image", required_argument, NULL, 'i' },
-        { "new-pid", no_argument, NULL, 'n' },
-        { "check", no_argument, NULL, 'c' },
-        { "pread-pages", no_argument, NULL, 'p' },
-        { NULL, 0, NULL, 0 },
-    };
-    bool check = false;
+    bool check;
     ghost_restore_opts_t opts = { 0 };
     ghost_restore_stats_t st;
     cairn_error_t err;
-    const char *image = NULL;
-    int c, fd, ret;
+    cairn_args_t a;
+    const char *image;
+    int fd, ret;
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c == 'i')
-            image = optarg;
-        else if (c == 'n')
-            opts.new_pid = true;
-        else if (c == 'c')
-            check = true;
-        else if (c == 'p')
-            opts.pread_pages = true;
-        else
-            return s_usage("unknown option");
-    }
-    if (!image || optind != argc)
+    /* Positionals are taken here and refused below, to say which it was. */
+    if (cairn_args_parse("ghost-restore", s_options, argc > 0 ? argc - 1 : 0,
+                         argv + 1, CAIRN_MAX_ARGS, &a, &err) < 0)
+        return s_usage("unknown option");
+    image = a.values[S_OPT_IMAGE];
+    opts.new_pid = a.values[S_OPT_NEW_PID] != NULL;
+    check = a.values[S_OPT_CHECK] != NULL;
+    opts.pread_pages = a.values[S_OPT_PREAD_PAGES] != NULL;
+    if (!image || a.n_pos > 0)
         return s_usage(image ? "unexpected argument" : "--image is required");
     if (check && opts.new_pid)
         return s_usage("--check restores nothing: it takes no --new-pid");
