@@ -145,8 +145,8 @@ int cli_cmd_batch(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
 /* cmd-cluster.c: the local cluster harness (lib/harness). */
 extern const cairn_option_t cli_cluster_up_options[];
 extern const cairn_option_t cli_cluster_name_options[];
-int cli_cmd_cluster_up(cli_ctx *ctx, int argc, char **argv,
-                       json_t **ret_result, cairn_error_t *err);
+int cli_cmd_cluster_up(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                       cairn_error_t *err);
 int cli_cmd_cluster_down(cli_ctx *ctx, int argc, char **argv,
                          json_t **ret_result, cairn_error_t *err);
 int cli_cmd_cluster_status(cli_ctx *ctx, int argc, char **argv,

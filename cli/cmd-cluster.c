@@ -44,13 +44,15 @@ static const char *s_name(const cli_ctx *ctx, const char *opt)
     return env && *env ? env : NULL;
 }
 
-static int s_up_opts(const cairn_args_t *a, harness_opts_t *o, cairn_error_t *err)
+static int s_up_opts(const cairn_args_t *a, harness_opts_t *o,
+                     cairn_error_t *err)
 {
     long v;
     int r = 0;
     o->nodes = S_DEFAULT_NODES;
     if (a->values[O_NODES]) {
-        r = cairn_parse_long("--nodes", a->values[O_NODES], 1, HARNESS_MAX_NODES, &v, err);
+        r = cairn_parse_long("--nodes", a->values[O_NODES], 1,
+                             HARNESS_MAX_NODES, &v, err);
         o->nodes = (unsigned) v;
     }
     if (r == 0 && a->values[O_CPUS])
@@ -89,7 +91,8 @@ int cli_cmd_cluster_down(cli_ctx *ctx, int argc, char **argv, json_t **ret_resul
     int r = cairn_args_parse("cluster down", cli_cluster_name_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
-    return harness_down(s_name(ctx, a.values[0]), ctx->run_base, ret_result, err);
+    return harness_down(s_name(ctx, a.values[0]), ctx->run_base, ret_result,
+                        err);
 }
 
 int cli_cmd_cluster_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
@@ -99,5 +102,6 @@ int cli_cmd_cluster_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_res
     int r = cairn_args_parse("cluster status", cli_cluster_name_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
-    return harness_status(s_name(ctx, a.values[0]), ctx->run_base, ret_result, err);
+    return harness_status(s_name(ctx, a.values[0]), ctx->run_base, ret_result,
+                          err);
 }

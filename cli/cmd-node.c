@@ -33,8 +33,8 @@
 #include "cairn-config.h"
 #include "cairn/client.h"
 #include "cairn/wire.h"
-#include "clusterd.pb-c.h"
 #include "cli.h"
+#include "clusterd.pb-c.h"
 #include "harness/harness.h"
 #include "output.h"
 #include "target.h"
@@ -824,8 +824,7 @@ int cli_cmd_node_remove(cli_ctx *ctx, int argc, char **argv,
         return r;
     r = s_one_node(reply, "node remove", &t, &result, err);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
-    if (r == 0 && !ctx->endpoint &&
-        harness_exists(t.cluster, t.run_base)) {
+    if (r == 0 && !ctx->endpoint && harness_exists(t.cluster, t.run_base)) {
         r = harness_node_remove(t.cluster, t.run_base, (unsigned)id,
                                 S_REMOVE_WAIT_MS, &gone, err);
         if (r == -ENOENT)   /* not a node the harness made */
