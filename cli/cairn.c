@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "localcluster.h"
 #include "output.h"
 
 static const cli_command_t s_commands[] = {

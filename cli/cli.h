@@ -103,15 +103,6 @@ void cli_ctx_init(cli_ctx *ctx);
 int cli_parse_globals(cli_ctx *ctx, int argc, char **argv, char **rest,
                       int *ret_n_rest, cairn_error_t *err);
 
-/* target.c: the run base, the one rule shared by target resolution and the
- * local cluster harness: explicit_base (--run-base) when given, else
- * $CAIRN_RUN_BASE, else /run/cairn as root, else
- * ${XDG_RUNTIME_DIR:-/tmp}/cairn. Written to out without trailing slashes.
- * 0, or -ENAMETOOLONG / -EINVAL (code invalid-argument: too long, not
- * absolute). */
-int cli_run_base(const char *explicit_base, char *out, size_t size,
-                 cairn_error_t *err);
-
 /* cairn.c: runs one command line whose global options are already in ctx:
  * the help object when ctx->help or the command is `help`, else the command
  * named by the leading words of argv. Streaming commands are refused (a
@@ -151,5 +142,14 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                     cairn_error_t *err);
 int cli_cmd_batch(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
                   cairn_error_t *err);
+/* cmd-cluster.c: the local cluster harness (lib/harness). */
+extern const cairn_option_t cli_cluster_up_options[];
+extern const cairn_option_t cli_cluster_name_options[];
+int cli_cmd_cluster_up(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                       cairn_error_t *err);
+int cli_cmd_cluster_down(cli_ctx *ctx, int argc, char **argv,
+                         json_t **ret_result, cairn_error_t *err);
+int cli_cmd_cluster_status(cli_ctx *ctx, int argc, char **argv,
+                           json_t **ret_result, cairn_error_t *err);
 
 #endif

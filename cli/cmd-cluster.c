@@ -1,9 +1,10 @@
 /* cmd-cluster.c - `cairn cluster up|down|status`: a cluster on one machine.
  *
- * Design. Argument parsing only; the harness itself is localcluster.c. The
- * cluster is named by --name, else the global --cluster, else
- * $CAIRN_CLUSTER, else "cairn"; the run base is the global --run-base, else
- * localcluster's default ($CAIRN_RUN_BASE, /run/cairn as root,
+ * Design. Argument parsing only; the harness itself is lib/harness
+ * (harness/harness.h), which returns the JSON this prints. The cluster is
+ * named by --name, else the global --cluster, else $CAIRN_CLUSTER, else
+ * "cairn"; the run base is the global --run-base, else the run base rule
+ * (cairn_run_base: $CAIRN_RUN_BASE, /run/cairn as root,
  * ${XDG_RUNTIME_DIR:-/tmp}/cairn otherwise). Every verb answers one JSON
  * object (docs/local-cluster.md).
  */
@@ -11,7 +12,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
-#include "localcluster.h"
+#include "harness/harness.h"
 
 const cairn_option_t cli_cluster_up_options[] = {
     { "--nodes", "N", "number of nodes, 1..253 (default 3)" },
@@ -43,19 +44,21 @@ static const char *s_name(const cli_ctx *ctx, const char *opt)
     return env && *env ? env : NULL;
 }
 
-static int s_up_opts(const cairn_args_t *a, localcluster_opts_t *o, cairn_error_t *err)
+static int s_up_opts(const cairn_args_t *a, harness_opts_t *o,
+                     cairn_error_t *err)
 {
     long v;
     int r = 0;
     o->nodes = S_DEFAULT_NODES;
     if (a->values[O_NODES]) {
-        r = cairn_parse_long("--nodes", a->values[O_NODES], 1, LOCALCLUSTER_MAX_NODES, &v, err);
+        r = cairn_parse_long("--nodes", a->values[O_NODES], 1,
+                             HARNESS_MAX_NODES, &v, err);
         o->nodes = (unsigned) v;
     }
     if (r == 0 && a->values[O_CPUS])
-        r = localcluster_parse_cpus("--cpus", a->values[O_CPUS], &o->cpus, err);
+        r = harness_parse_cpus("--cpus", a->values[O_CPUS], &o->cpus, err);
     if (r == 0 && a->values[O_MEM])
-        r = localcluster_parse_size("--mem", a->values[O_MEM], &o->mem_bytes, err);
+        r = harness_parse_size("--mem", a->values[O_MEM], &o->mem_bytes, err);
     if (r == 0 && a->values[O_START_TIMEOUT]) {
         r = cairn_parse_long("--start-timeout", a->values[O_START_TIMEOUT], 100, 600000, &v, err);
         o->start_timeout_ms = (int) v;
@@ -67,18 +70,18 @@ static int s_up_opts(const cairn_args_t *a, localcluster_opts_t *o, cairn_error_
 int cli_cmd_cluster_up(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                        cairn_error_t *err)
 {
-    localcluster_opts_t o;
+    harness_opts_t o;
     cairn_args_t a;
     int r = cairn_args_parse("cluster up", cli_cluster_up_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
-    localcluster_opts_init(&o);
+    harness_opts_init(&o);
     r = s_up_opts(&a, &o, err);
     if (r < 0)
         return r;
     o.name = s_name(ctx, a.values[O_NAME]);
     o.run_base = ctx->run_base;
-    return localcluster_up(&o, ret_result, err);
+    return harness_up(&o, ret_result, err);
 }
 
 int cli_cmd_cluster_down(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
@@ -88,7 +91,8 @@ int cli_cmd_cluster_down(cli_ctx *ctx, int argc, char **argv, json_t **ret_resul
     int r = cairn_args_parse("cluster down", cli_cluster_name_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
-    return localcluster_down(s_name(ctx, a.values[0]), ctx->run_base, ret_result, err);
+    return harness_down(s_name(ctx, a.values[0]), ctx->run_base, ret_result,
+                        err);
 }
 
 int cli_cmd_cluster_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
@@ -98,5 +102,6 @@ int cli_cmd_cluster_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_res
     int r = cairn_args_parse("cluster status", cli_cluster_name_options, argc, argv, 0, &a, err);
     if (r < 0)
         return r;
-    return localcluster_status(s_name(ctx, a.values[0]), ctx->run_base, ret_result, err);
+    return harness_status(s_name(ctx, a.values[0]), ctx->run_base, ret_result,
+                          err);
 }

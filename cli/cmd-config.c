@@ -5,19 +5,16 @@
  * loaded description into a summary, or passes the loader's located error
  * (file, line, element, reason) through as code invalid-config, exit 2 --
  * an unreadable file included, since it is the input that is wrong.
- * generate writes the document atomically (temp file in the same directory,
- * fsync, rename) with --output, and otherwise returns it inside the JSON
- * result ("xml") so stdout stays one JSON document.
+ * generate fills libcairn's description builder for the hosts and has it
+ * write the document atomically (temp file in the same directory, fsync,
+ * rename) with --output, or returns it inside the JSON result ("xml") so
+ * stdout stays one JSON document.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cairn/description.h"
 #include "cli.h"
-#include "util/fileio.h"
 
 #define S_MAX_HOSTS 255
 
@@ -108,48 +105,25 @@ static int s_split_hosts(char *list, const char **hosts, size_t *ret_n,
     return 0;
 }
 
-/* Writes text to path atomically: a temp file beside it, fsync, rename. */
-static int s_write_atomic(const char *path, const char *text,
-                          cairn_error_t *err) {
-    _cleanup_free_ char *tmp = NULL;
-    int fd, r;
-
-    if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-        return cli_oom(err);
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return cairn_error_set_at(err, -errno, CAIRN_SYSTEM, path, 0, NULL,
-                                  "cannot create a file beside %s: %s", path,
-                                  strerror(errno));
-    r = cairn_write_all(fd, text, strlen(text));
-    if (r == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
-        r = -errno;
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -errno;
-    if (r < 0) {
-        unlink(tmp);
-        return cairn_error_set_at(err, r, CAIRN_SYSTEM, path, 0, NULL,
-                                  "cannot write %s: %s", path, strerror(-r));
-    }
-    return 0;
-}
-
-/* The JSON result of generate, writing the file first when asked. */
+/* The JSON result of generate: the builder's document written to output
+ * (atomically, by libcairn) or returned in "xml". */
 static int s_generate_result(const char *output, const char *cluster,
-                             size_t n, const char *xml, json_t **ret,
-                             cairn_error_t *err) {
+                             size_t n, cairn_description_builder_t *b,
+                             json_t **ret, cairn_error_t *err) {
+    _cleanup_free_ char *xml = NULL;
     json_t *v;
     int r;
 
     if (output) {
-        r = s_write_atomic(output, xml, err);
+        r = cairn_description_builder_write_file(b, output, err);
         if (r < 0)
             return r;
         v = json_pack("{s:s, s:s, s:I}", "file", output, "cluster", cluster,
                       "nodes", (json_int_t)n);
     } else {
+        r = cairn_description_builder_to_string(b, &xml, err);
+        if (r < 0)
+            return r;
         v = json_pack("{s:s, s:I, s:s}", "cluster", cluster, "nodes",
                       (json_int_t)n, "xml", xml);
     }
@@ -159,10 +133,14 @@ static int s_generate_result(const char *output, const char *cluster,
     return 0;
 }
 
+CAIRN_DEFINE_CLEANUP(s_builder_freep, cairn_description_builder_t *,
+                     cairn_description_builder_free)
+
 int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,
                             json_t **ret_result, cairn_error_t *err) {
     const char *hosts[S_MAX_HOSTS], *cluster;
-    _cleanup_free_ char *list = NULL, *xml = NULL;
+    _cleanup_(s_builder_freep) cairn_description_builder_t *b = NULL;
+    _cleanup_free_ char *list = NULL;
     size_t n = 0;
     cairn_args_t a;
     int r;
@@ -181,14 +159,14 @@ int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,
     if (r < 0)
         return r;
     cluster = a.values[O_NAME] ? a.values[O_NAME] : "cairn";
-    r = cairn_description_generate(cluster, hosts, n, a.values[O_APPLIANCE],
-                                   ctx->run_base, &xml, err);
-    if (r < 0) {
-        /* What the generator refuses came from our arguments. */
-        if (err->code != CAIRN_SYSTEM)
-            err->code = CAIRN_USAGE;
-        return r;
-    }
-    return s_generate_result(a.values[O_OUTPUT], cluster, n, xml, ret_result,
-                             err);
+    r = cairn_description_generate_builder(cluster, hosts, n,
+                                           a.values[O_APPLIANCE],
+                                           ctx->run_base, &b, err);
+    if (r == 0)
+        r = s_generate_result(a.values[O_OUTPUT], cluster, n, b, ret_result,
+                              err);
+    /* What the generator refuses came from our arguments. */
+    if (r < 0 && err->code != CAIRN_SYSTEM)
+        err->code = CAIRN_USAGE;
+    return r;
 }

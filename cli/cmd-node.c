@@ -12,7 +12,7 @@
  * Hotplug on a local cluster. When the target's description is the one
  * `cairn cluster up` wrote (its state.json exists beside it), node add also
  * provisions the node through the harness once clusterd admitted it
- * (localcluster_node_add: netns, veth, cgroup, daemons), and undoes the
+ * (harness_node_add, lib/harness: netns, veth, cgroup, daemons), and undoes the
  * admission (node_remove) if that fails; node remove tears the node down
  * once clusterd let it go. The address is checked against the cluster's
  * subnet before anything is asked, so a bad one changes nothing.
@@ -33,9 +33,9 @@
 #include "cairn-config.h"
 #include "cairn/client.h"
 #include "cairn/wire.h"
-#include "clusterd.pb-c.h"
 #include "cli.h"
-#include "localcluster.h"
+#include "clusterd.pb-c.h"
+#include "harness/harness.h"
 #include "output.h"
 #include "target.h"
 
@@ -677,7 +677,7 @@ static int s_provision(cli_ctx *ctx, const cli_target_t *t, json_t *result,
                        const char *address, cairn_error_t *err)
 {
     json_t *node = json_object_get(result, "node"), *made = NULL, *pids, *svc;
-    localcluster_node_t spec = {
+    harness_node_t spec = {
         .id = (unsigned)json_integer_value(json_object_get(node, "id")),
         .address = address,
         .name = json_string_value(json_object_get(node, "name")),
@@ -686,7 +686,7 @@ static int s_provision(cli_ctx *ctx, const cli_target_t *t, json_t *result,
     size_t i;
     int r;
 
-    r = localcluster_node_add(t->cluster, t->run_base, &spec, &made, err);
+    r = harness_node_add(t->cluster, t->run_base, &spec, &made, err);
     if (r < 0) {
         size_t len = strlen(err->message);
 
@@ -752,9 +752,9 @@ int cli_cmd_node_add(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
         r = cli_target_resolve(ctx, "clusterd", &t, err);
     /* a local cluster: the address must fit its subnet (default .N) */
     if (r == 0 && !ctx->endpoint)
-        r = local = localcluster_node_prepare(t.cluster, t.run_base,
-                                              (unsigned)id, a.values[O_ADDRESS],
-                                              address, sizeof address, err);
+        r = local = harness_node_prepare(t.cluster, t.run_base, (unsigned)id,
+                                         a.values[O_ADDRESS], address,
+                                         sizeof address, err);
     if (r >= 0 && !local && !a.values[O_ADDRESS])
         r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "node add: --address "
                             "is required (cluster %s is not a local cluster "
@@ -824,10 +824,9 @@ int cli_cmd_node_remove(cli_ctx *ctx, int argc, char **argv,
         return r;
     r = s_one_node(reply, "node remove", &t, &result, err);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
-    if (r == 0 && !ctx->endpoint &&
-        localcluster_exists(t.cluster, t.run_base)) {
-        r = localcluster_node_remove(t.cluster, t.run_base, (unsigned)id,
-                                     S_REMOVE_WAIT_MS, &gone, err);
+    if (r == 0 && !ctx->endpoint && harness_exists(t.cluster, t.run_base)) {
+        r = harness_node_remove(t.cluster, t.run_base, (unsigned)id,
+                                S_REMOVE_WAIT_MS, &gone, err);
         if (r == -ENOENT)   /* not a node the harness made */
             r = 0;
     }

@@ -48,32 +48,6 @@ static const char s_how[] =
     "--cluster/CAIRN_CLUSTER and --run-base/CAIRN_RUN_BASE, or give "
     "--endpoint URI";
 
-int cli_run_base(const char *explicit_base, char *out, size_t size,
-                 cairn_error_t *err)
-{
-    const char *env = s_env("CAIRN_RUN_BASE"), *xdg = s_env("XDG_RUNTIME_DIR");
-    int n;
-
-    if (explicit_base && *explicit_base)
-        n = snprintf(out, size, "%s", explicit_base);
-    else if (env)
-        n = snprintf(out, size, "%s", env);
-    else if (geteuid() == 0)
-        n = snprintf(out, size, "%s", CAIRN_DEFAULT_RUN_BASE);
-    else
-        n = snprintf(out, size, "%s/cairn", xdg ? xdg : "/tmp");
-    if (n < 0 || (size_t)n >= size)
-        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
-                               "run base too long (at most %zu bytes)",
-                               size - 1);
-    if (out[0] != '/')
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "run base '%s' is not an absolute path", out);
-    while (n > 1 && out[n - 1] == '/')
-        out[--n] = '\0';
-    return 0;
-}
-
 /* The description path by the order of target.h; *ret_path is malloc'ed. */
 static int s_find_description(const cli_ctx *ctx, char **ret_path,
                               cairn_error_t *err)
@@ -93,7 +67,7 @@ static int s_find_description(const cli_ctx *ctx, char **ret_path,
         *ret_path = strdup(given);
         return *ret_path ? 0 : -ENOMEM;
     }
-    r = cli_run_base(ctx->run_base, run_base, sizeof run_base, err);
+    r = cairn_run_base(ctx->run_base, run_base, sizeof run_base, err);
     if (r < 0)
         return r;
     cluster = ctx->cluster ? ctx->cluster : s_env("CAIRN_CLUSTER");

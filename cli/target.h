@@ -3,7 +3,7 @@
  * Resolution order (docs/cli.md, "Target"):
  *   1. --endpoint URI: that endpoint, no description needed;
  *   2. the cluster description: --config FILE, else $CAIRN_CONFIG, else
- *      <run-base>/<cluster>/cluster.xml (run-base = cli_run_base(): --run-base,
+ *      <run-base>/<cluster>/cluster.xml (run-base = cairn_run_base(): --run-base,
  *      $CAIRN_RUN_BASE, /run/cairn as root, else ${XDG_RUNTIME_DIR:-/tmp}/cairn;
  *      cluster = --cluster, $CAIRN_CLUSTER or "cairn"), else
  *      /etc/cairn/cluster.xml;

@@ -4,7 +4,9 @@
  * accessor; each invalid sample (bad-*.xml) is one row of a table giving the
  * line, element and a piece of the reason the loader must report. Hostile
  * inputs (garbage, entity bombs, external DTDs) go through load_memory, and
- * the generator's output is loaded back for 1, 4 and 16 hosts.
+ * the generator's output is loaded back for 1, 4 and 16 hosts. The builder
+ * (the one writer) is tested for escaping, a round trip of every element,
+ * refusal of invalid documents and atomic files; and the run base rule.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cairn/description.h"
@@ -777,4 +780,230 @@ Test(description, generate_max_hosts)
     xml = (char *) 0x1;
     cr_assert_eq(cairn_description_generate("big", hosts, 256, NULL, NULL, &xml, &err), -EINVAL);
     cr_assert_eq(xml, (char *) 0x1);
+}
+
+/* ---- the builder ---------------------------------------------------- */
+
+#define S_HOSTILE "a\"<&>'b"
+
+static cairn_description_builder_t *s_builder_min(const char *run_base)
+{
+    cairn_error_t err;
+    cairn_description_builder_t *b = cairn_description_builder_new("bld", run_base);
+    cr_assert_not_null(b);
+    cr_assert_eq(cairn_description_builder_add_service(b, "clusterd", 7100, 7101, &err),
+                 0, "%s", err.message);
+    cr_assert_eq(cairn_description_builder_add_appliance(
+                     b, "compute", (const char *[]){ "clusterd" }, 1, NULL, &err),
+                 0, "%s", err.message);
+    cr_assert_eq(cairn_description_builder_add_node(b, 1, "n1", "10.9.0.1", "compute",
+                                                    true, &err),
+                 0, "%s", err.message);
+    return b;
+}
+
+static char *s_builder_xml(cairn_description_builder_t *b)
+{
+    char *xml = NULL;
+    cairn_error_t err;
+    cr_assert_eq(cairn_description_builder_to_string(b, &xml, &err), 0, "%s", err.message);
+    cr_assert_not_null(xml);
+    return xml;
+}
+
+/* to_string fails with -EINVAL, code invalid-argument, `what` in the
+ * message, and leaves its output alone. */
+static void s_builder_refuses(cairn_description_builder_t *b, const char *what)
+{
+    char *xml = (char *) 0x1;
+    cairn_error_t err;
+    cr_assert_eq(cairn_description_builder_to_string(b, &xml, &err), -EINVAL,
+                 "expected a refusal mentioning '%s'", what);
+    cr_assert_eq(xml, (char *) 0x1);
+    cr_assert_eq(err.code, CAIRN_INVALID_ARGUMENT);
+    cr_assert(strstr(err.message, what), "'%s' not in '%s'", what, err.message);
+}
+
+Test(builder, escapes_hostile_values_and_loads_them_back)
+{
+    cairn_description_builder_t *b = s_builder_min("/tmp/" S_HOSTILE);
+    cairn_error_t err;
+    cr_assert_eq(cairn_description_builder_add_key(b, 1, "/keys/" S_HOSTILE ".pub",
+                                                   "/keys/" S_HOSTILE ".key", &err),
+                 0, "%s", err.message);
+    char *xml = s_builder_xml(b);
+    cr_assert_not_null(strstr(xml, "run-base=\"/tmp/a&quot;&lt;&amp;&gt;'b\""), "%s", xml);
+    cr_assert_null(strstr(xml, S_HOSTILE));
+    cairn_description_t *d = NULL;
+    cr_assert_eq(cairn_description_load_memory(xml, strlen(xml), "b.xml", &d, &err), 0,
+                 "%s", err.message);
+    cr_assert_str_eq(cairn_description_run_base(d), "/tmp/" S_HOSTILE);
+    cr_assert_str_eq(cairn_description_node(d, 0)->rundir, "/tmp/" S_HOSTILE "/bld/1");
+    cr_assert_str_eq(cairn_description_key(d, 0)->public_path, "/keys/" S_HOSTILE ".pub");
+    cr_assert_str_eq(cairn_description_key(d, 0)->secret_path, "/keys/" S_HOSTILE ".key");
+    cairn_description_free(d);
+    free(xml);
+    cairn_description_builder_free(b);
+}
+
+Test(builder, round_trips_every_element_through_the_loader)
+{
+    cairn_error_t err;
+    cairn_description_builder_t *b = cairn_description_builder_new("full", "/tmp/full");
+    /* sections added out of the schema's order on purpose */
+    cr_assert_eq(cairn_description_builder_set_security(b, "curve", &err), 0);
+    cr_assert_eq(cairn_description_builder_set_scheduler(b, "spread", &err), 0);
+    cr_assert_eq(cairn_description_builder_add_probe(b, "load", 500, &err), 0);
+    cairn_membership_desc_t m = { 300, 150, 2, 900, 4 };
+    cr_assert_eq(cairn_description_builder_set_membership(b, &m, &err), 0);
+    for (uint32_t id = 1; id <= 3; id++) {
+        char name[8], addr[16], key[32];
+        snprintf(name, sizeof(name), "h%u", id);
+        snprintf(addr, sizeof(addr), "10.9.1.%u", id);
+        snprintf(key, sizeof(key), "/keys/%u.pub", id);
+        cr_assert_eq(cairn_description_builder_add_node(b, id, name, addr,
+                                                        id == 3 ? "edge" : "core",
+                                                        id == 1, &err), 0);
+        cr_assert_eq(cairn_description_builder_add_key(b, id, key, NULL, &err), 0);
+    }
+    cr_assert_eq(cairn_description_builder_add_appliance(
+                     b, "core", (const char *[]){ "clusterd", "ghostd" }, 2, NULL, &err), 0);
+    cr_assert_eq(cairn_description_builder_add_appliance(
+                     b, "edge", (const char *[]){ "sched-spread" }, 1, "core", &err), 0);
+    cr_assert_eq(cairn_description_builder_add_service(b, "clusterd", 7100, 7101, &err), 0);
+    cr_assert_eq(cairn_description_builder_add_service(b, "ghostd", 7110, 0, &err), 0);
+    cr_assert_eq(cairn_description_builder_add_service(b, "sched-spread", 7150, 0, &err), 0);
+    char *xml = s_builder_xml(b);
+    cairn_description_t *d = NULL;
+    cr_assert_eq(cairn_description_load_memory(xml, strlen(xml), "f.xml", &d, &err), 0,
+                 "%s\n%s", err.message, xml);
+    cr_assert_eq(cairn_description_n_services(d), 3);
+    cr_assert_eq(cairn_description_service(d, "ghostd")->pub_port, 0);
+    s_assert_services(d, "edge", (const char *[]){ "clusterd", "ghostd", "sched-spread" }, 3);
+    cr_assert_eq(cairn_description_n_nodes(d), 3);
+    cr_assert(cairn_description_node(d, 0)->seed);
+    cr_assert_not(cairn_description_node(d, 1)->seed);
+    cr_assert_str_eq(cairn_description_node(d, 2)->appliance, "edge");
+    const cairn_membership_desc_t *got = cairn_description_membership(d);
+    cr_assert_eq(got->protocol_period_ms, 300);
+    cr_assert_eq(got->gossip_fanout, 4);
+    cr_assert_str_eq(cairn_description_policy(d), "spread");
+    cr_assert_eq(cairn_description_probe(d, 0)->period_ms, 500);
+    cr_assert_str_eq(cairn_description_security_mode(d), "curve");
+    cr_assert_eq(cairn_description_n_keys(d), 3);
+    /* written twice, the same text */
+    char *again = s_builder_xml(b);
+    cr_assert_str_eq(xml, again);
+    free(again);
+    free(xml);
+    cairn_description_free(d);
+    cairn_description_builder_free(b);
+}
+
+Test(builder, is_the_generator)
+{
+    const char *hosts[] = { "a=10.9.0.1", "10.9.0.2" };
+    char *gen = NULL, *built = NULL;
+    cairn_description_builder_t *b = NULL;
+    cairn_error_t err;
+    cr_assert_eq(cairn_description_generate("gen", hosts, 2, NULL, "/tmp/g", &gen, &err), 0);
+    cr_assert_eq(cairn_description_generate_builder("gen", hosts, 2, NULL, "/tmp/g", &b,
+                                                    &err), 0);
+    cr_assert_eq(cairn_description_builder_to_string(b, &built, &err), 0);
+    cr_assert_str_eq(gen, built);
+    free(gen);
+    free(built);
+    cairn_description_builder_free(b);
+}
+
+Test(builder, refuses_invalid_documents_with_the_loaders_reason)
+{
+    cairn_description_builder_t *b = s_builder_min(NULL);
+    cairn_error_t err;
+    cr_assert_eq(cairn_description_builder_add_node(b, 2, S_HOSTILE, "10.9.0.2",
+                                                    "compute", false, &err), 0);
+    s_builder_refuses(b, "node");
+    cairn_description_builder_free(b);
+
+    b = s_builder_min(NULL);
+    cairn_description_builder_add_node(b, 1, "n2", "10.9.0.2", "compute", false, &err);
+    s_builder_refuses(b, "node id 1 is already used");
+    cairn_description_builder_free(b);
+
+    b = s_builder_min(NULL);
+    cairn_description_builder_add_appliance(b, "web", (const char *[]){ "httpd" }, 1,
+                                            NULL, &err);
+    s_builder_refuses(b, "httpd");
+    cairn_description_builder_free(b);
+
+    b = cairn_description_builder_new(S_HOSTILE, NULL);   /* and no sections */
+    s_builder_refuses(b, "cluster");
+    cairn_description_builder_free(b);
+}
+
+Test(builder, refuses_bad_calls_at_once)
+{
+    cairn_description_builder_t *b = s_builder_min(NULL);
+    cairn_error_t err;
+    cr_assert_null(cairn_description_builder_new(NULL, NULL));
+    cr_assert_eq(cairn_description_builder_add_probe(b, "load", 1000, &err), -EINVAL);
+    cr_assert(strstr(err.message, "set_scheduler"), "%s", err.message);
+    cr_assert_eq(cairn_description_builder_add_node(b, 2, NULL, "10.9.0.2", "compute",
+                                                    false, &err), -EINVAL);
+    cr_assert_eq(err.code, CAIRN_INVALID_ARGUMENT);
+    cr_assert_eq(cairn_description_builder_add_service(b, NULL, 1, 0, &err), -EINVAL);
+    cr_assert_eq(cairn_description_builder_add_appliance(
+                     b, "x", (const char *[]){ NULL }, 1, NULL, &err), -EINVAL);
+    /* nothing of the refused calls went in */
+    char *xml = s_builder_xml(b);
+    cr_assert_null(strstr(xml, "probe"));
+    free(xml);
+    cr_assert_null(cairn_description_builder_free(b));
+    cr_assert_null(cairn_description_builder_free(NULL));
+}
+
+Test(builder, writes_files_atomically)
+{
+    char dir[] = "/tmp/cairn-builder-XXXXXX", path[PATH_MAX], bad[PATH_MAX];
+    cr_assert_not_null(mkdtemp(dir));
+    s_fmt(path, sizeof(path), "%s/cluster.xml", dir);
+    s_fmt(bad, sizeof(bad), "%s/missing/cluster.xml", dir);
+    cairn_description_builder_t *b = s_builder_min(dir);
+    cairn_description_t *d = NULL;
+    cairn_error_t err;
+    struct stat st;
+    cr_assert_eq(cairn_description_builder_write_file(b, path, &err), 0, "%s", err.message);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0644);
+    cr_assert_eq(cairn_description_load(path, &d, &err), 0, "%s", err.message);
+    cr_assert_str_eq(cairn_description_cluster(d), "bld");
+    cairn_description_free(d);
+    cr_assert_lt(cairn_description_builder_write_file(b, bad, &err), 0);
+    cr_assert_eq(err.code, CAIRN_SYSTEM);
+    cr_assert_str_eq(err.file, bad);
+    /* an invalid document is not written at all */
+    cairn_description_builder_add_node(b, 1, "dup", "10.9.0.9", "compute", false, &err);
+    unlink(path);
+    cr_assert_eq(cairn_description_builder_write_file(b, path, &err), -EINVAL);
+    cr_assert_neq(access(path, F_OK), 0);
+    cairn_description_builder_free(b);
+    cr_assert_eq(rmdir(dir), 0);
+}
+
+Test(run_base, the_one_rule)
+{
+    char out[64];
+    cairn_error_t err;
+    setenv("CAIRN_RUN_BASE", "/env/base//", 1);
+    cr_assert_eq(cairn_run_base("/given/", out, sizeof(out), &err), 0);
+    cr_assert_str_eq(out, "/given");
+    cr_assert_eq(cairn_run_base(NULL, out, sizeof(out), &err), 0);
+    cr_assert_str_eq(out, "/env/base");
+    cr_assert_eq(cairn_run_base("relative", out, sizeof(out), &err), -EINVAL);
+    cr_assert_eq(err.code, CAIRN_INVALID_ARGUMENT);
+    cr_assert_eq(cairn_run_base("/a/very/long/run/base", out, 8, &err), -ENAMETOOLONG);
+    unsetenv("CAIRN_RUN_BASE");
+    setenv("XDG_RUNTIME_DIR", "/xdg", 1);
+    cr_assert_eq(cairn_run_base("", out, sizeof(out), &err), 0);
+    cr_assert_str_eq(out, geteuid() == 0 ? CAIRN_DEFAULT_RUN_BASE : "/xdg/cairn");
 }

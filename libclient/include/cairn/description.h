@@ -9,7 +9,9 @@
  * file, the line, the element and the reason.
  *
  * The loaded description is immutable; all strings it returns live as long
- * as it does.
+ * as it does. Descriptions are written by one builder (below), through
+ * libxml2, and every document it writes is loaded back before it is handed
+ * out.
  */
 #ifndef CAIRN_DESCRIPTION_H
 #define CAIRN_DESCRIPTION_H
@@ -27,6 +29,8 @@ extern "C" {
 #define CAIRN_DEFAULT_RUN_BASE "/run/cairn"
 
 typedef struct cairn_description cairn_description_t;
+/* A description being written: see "the builder" below. */
+typedef struct cairn_description_builder cairn_description_builder_t;
 
 typedef struct cairn_node_desc {
     uint32_t id;              /* 1..255 */
@@ -157,6 +161,130 @@ int cairn_description_generate(const char *cluster, const char *const *hosts,
                                size_t n, const char *appliance,
                                const char *run_base, char **ret_xml,
                                cairn_error_t *err);
+
+/* The same document for hosts as a builder, to write with
+ * cairn_description_builder_write_file() or change before writing. On
+ * success *ret is a builder the caller frees with
+ * cairn_description_builder_free(); errors as cairn_description_generate(),
+ * *ret untouched. */
+int cairn_description_generate_builder(const char *cluster,
+                                       const char *const *hosts, size_t n,
+                                       const char *appliance,
+                                       const char *run_base,
+                                       cairn_description_builder_t **ret,
+                                       cairn_error_t *err);
+
+/* ---- the builder ------------------------------------------------------- */
+
+/* A description put together element by element, then written as XML
+ * through libxml2 (which escapes every value) and validated before it is
+ * handed out: the text is loaded back by cairn_description_load_memory(),
+ * so it passes the RelaxNG schema and every semantic check, or the call
+ * fails with the loader's located message ("<generated>:LINE: element:
+ * reason") and code INVALID_ARGUMENT. Values are not checked when added --
+ * the schema is the one place that knows what a name or a port may be --
+ * except that required strings must not be NULL.
+ *
+ * Ownership: the builder copies every string it is given (the caller's may
+ * go away at once); the XML text to_string returns is the caller's to
+ * free(). Elements come out in the schema's order whatever the order of the
+ * calls; within a section, in the order they were added. All calls return
+ * 0 or a negative errno with err filled (-EINVAL for a NULL argument or an
+ * invalid document, -ENOMEM); nothing is printed.
+ */
+
+/* New builder for cluster `cluster` whose run directories live under
+ * run_base (NULL: no run-base attribute, the loader's default applies).
+ * NULL if out of memory or cluster is NULL. */
+cairn_description_builder_t *cairn_description_builder_new(const char *cluster,
+                                                           const char *run_base);
+
+/* Frees b and everything it holds; accepts NULL; returns NULL. */
+cairn_description_builder_t *
+cairn_description_builder_free(cairn_description_builder_t *b);
+
+/* An XML comment written before <cluster> (replaces an earlier one). */
+int cairn_description_builder_comment(cairn_description_builder_t *b,
+                                      const char *text, cairn_error_t *err);
+
+/* <service name port [pub-port]>; pub_port 0 writes no pub-port. */
+int cairn_description_builder_add_service(cairn_description_builder_t *b,
+                                          const char *name, uint16_t port,
+                                          uint16_t pub_port,
+                                          cairn_error_t *err);
+
+/* <appliance name [extends]> with one <use> per services[0..n). */
+int cairn_description_builder_add_appliance(cairn_description_builder_t *b,
+                                            const char *name,
+                                            const char *const *services,
+                                            size_t n, const char *extends,
+                                            cairn_error_t *err);
+
+/* <node id name address appliance [seed="true"]>. */
+int cairn_description_builder_add_node(cairn_description_builder_t *b,
+                                       uint32_t id, const char *name,
+                                       const char *address,
+                                       const char *appliance, bool seed,
+                                       cairn_error_t *err);
+
+/* <membership> with every timing of m (NULL: the defaults of
+ * docs/description.md); replaces an earlier one. */
+int cairn_description_builder_set_membership(cairn_description_builder_t *b,
+                                             const cairn_membership_desc_t *m,
+                                             cairn_error_t *err);
+
+/* <scheduler policy>; a second call changes the policy, keeping probes. */
+int cairn_description_builder_set_scheduler(cairn_description_builder_t *b,
+                                            const char *policy,
+                                            cairn_error_t *err);
+
+/* <probe name period-ms> in the scheduler; -EINVAL before set_scheduler. */
+int cairn_description_builder_add_probe(cairn_description_builder_t *b,
+                                        const char *name, uint32_t period_ms,
+                                        cairn_error_t *err);
+
+/* <security mode> ("none" or "curve"); keys added before are kept. */
+int cairn_description_builder_set_security(cairn_description_builder_t *b,
+                                           const char *mode,
+                                           cairn_error_t *err);
+
+/* <key node public [secret]> in <security> (made without a mode if there
+ * is none yet); secret_path may be NULL. */
+int cairn_description_builder_add_key(cairn_description_builder_t *b,
+                                      uint32_t node, const char *public_path,
+                                      const char *secret_path,
+                                      cairn_error_t *err);
+
+/* What `cairn config generate` writes besides appliances and nodes: the
+ * default services and ports, membership timings, and the scheduler
+ * (policy balance, probes load and memory). */
+int cairn_description_builder_add_defaults(cairn_description_builder_t *b,
+                                           cairn_error_t *err);
+
+/* The document as UTF-8 XML, validated as said above. *ret_xml is a
+ * malloc'ed NUL-terminated string the caller frees; untouched on failure.
+ * b is unchanged and may be written again. */
+int cairn_description_builder_to_string(cairn_description_builder_t *b,
+                                        char **ret_xml, cairn_error_t *err);
+
+/* Validates as to_string, then writes path atomically: a temp file beside
+ * it, mode 0644, fsync, rename. A failed write leaves path as it was
+ * (code SYSTEM, err->file = path). */
+int cairn_description_builder_write_file(cairn_description_builder_t *b,
+                                         const char *path,
+                                         cairn_error_t *err);
+
+/* ---- the run base ------------------------------------------------------ */
+
+/* Where a cluster's run directories live on this host, the one rule shared
+ * by the CLI's target resolution and the local cluster harness:
+ * explicit_base (--run-base) when given and not empty, else
+ * $CAIRN_RUN_BASE, else CAIRN_DEFAULT_RUN_BASE as root, else
+ * ${XDG_RUNTIME_DIR:-/tmp}/cairn. Written to out without trailing slashes.
+ * 0, or -ENAMETOOLONG / -EINVAL (code INVALID_ARGUMENT: too long for size,
+ * not absolute). err may be NULL. */
+int cairn_run_base(const char *explicit_base, char *out, size_t size,
+                   cairn_error_t *err);
 
 /* The RelaxNG schema text compiled into the library (static storage). */
 const char *cairn_description_schema(void);

@@ -1,0 +1,137 @@
+/* harness/harness.h - a whole Cairn cluster on one machine
+ * (docs/architecture.md §2).
+ *
+ * The local cluster harness behind `cairn cluster up|down|status` and the
+ * provisioning half of `cairn node add|remove`. harness_up() builds N
+ * nodes: as root, a network namespace per node (cairn-<name>-<k>) on a
+ * veth pair (cv-<name>-<k> on the host, eth0 inside) to a bridge
+ * (cb-<name>, 10.77.<c>.254/24, node k is 10.77.<c>.k), a cgroup per node
+ * with a CPU quota and a memory limit (v1 or v2), a run directory per
+ * node, a cluster description written through libcairn's builder, and
+ * every daemon of every node as its own process. Without root it falls
+ * back to loopback (node k is 127.0.0.<k>, same ports, no limits) and
+ * says so. docs/local-cluster.md documents the behaviour and the JSON.
+ *
+ * Crash safety: state.json in the cluster directory is written (temp +
+ * rename) before each step that creates something, so down() can undo a
+ * partial up(); down() also sweeps by name pattern (namespaces, links,
+ * cgroups, processes whose netns, cgroup or command line belong to the
+ * cluster), so it works with a missing or truncated state file.
+ *
+ * Ownership and errors: strings passed in are borrowed for the duration
+ * of the call. Every call that can fail returns 0 with *ret_result a new
+ * JSON object the caller owns (json_decref), or a negative errno with err
+ * filled and *ret_result untouched. Nothing is printed: the caller prints.
+ * The library keeps no state between calls; it reads $CAIRN_RUN_BASE (the
+ * run base rule, cairn_run_base()), $CAIRN_SBIN (where daemons are) and
+ * $CAIRN_CLUSTER_TEST_PAUSE (a test hook), and may fork and wait for its
+ * own children (ip, the daemons, a traffic probe).
+ */
+#ifndef CAIRN_HARNESS_H
+#define CAIRN_HARNESS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/error.h"
+
+#define HARNESS_DEFAULT_NAME     "cairn"
+#define HARNESS_DEFAULT_CPUS     0.5
+#define HARNESS_DEFAULT_MEM      (512ull << 20)
+#define HARNESS_MAX_NODES        253   /* .254 is the bridge */
+#define HARNESS_DEFAULT_START_MS 10000 /* deadline for every socket */
+
+/* What up() builds. Strings are borrowed for the duration of the call. */
+typedef struct harness_opts {
+    const char *name;     /* [a-z0-9]{1,8}; NULL = "cairn" */
+    const char *run_base; /* NULL = the run base rule (cairn_run_base) */
+    unsigned nodes;       /* 1..HARNESS_MAX_NODES */
+    double cpus;          /* CPU quota per node, 0.01..1024 */
+    uint64_t mem_bytes;   /* memory limit per node, >= 16 MiB */
+    bool loopback;        /* loopback mode even as root */
+    int start_timeout_ms; /* <= 0: HARNESS_DEFAULT_START_MS */
+} harness_opts_t;
+
+/* Fills opts with the defaults (name NULL, 1 node, 0.5 CPU, 512 MiB). */
+void harness_opts_init(harness_opts_t *opts);
+
+/* Builds the cluster and waits until every daemon serves its ipc socket.
+ * A running cluster of that name is reported ("already_running": true)
+ * and left alone; a stale one (daemons gone, interrupted up) is removed
+ * first ("recovered_stale": true). On any failure everything made is
+ * undone. */
+int harness_up(const harness_opts_t *opts, json_t **ret_result,
+               cairn_error_t *err);
+
+/* Removes every namespace, link, cgroup, process and file of cluster
+ * `name` (NULL = "cairn") under run_base (NULL = default). A cluster with
+ * nothing left is not an error: the result says "removed": false. */
+int harness_down(const char *name, const char *run_base, json_t **ret_result,
+                 cairn_error_t *err);
+
+/* The state of cluster `name`: the up() object with each daemon's
+ * "running" refreshed. -ENOENT (code not-found) if it has no state file. */
+int harness_status(const char *name, const char *run_base, json_t **ret_result,
+                   cairn_error_t *err);
+
+/* Hotplug, behind `cairn node add|remove` on a cluster made by up(): one
+ * more node, or one less, in a running cluster. */
+typedef struct harness_node {
+    unsigned id; /* 1..255 */
+    const char
+        *address;     /* NULL = the subnet's .<id> (127.0.0.<id> in loopback) */
+    const char *name; /* as clusterd admitted it */
+    const char *appliance; /* as clusterd admitted it */
+    int start_timeout_ms;  /* <= 0: HARNESS_DEFAULT_START_MS */
+} harness_node_t;
+
+/* True if cluster `name` under run_base (NULL = default) was made by
+ * up(): its state.json exists. */
+bool harness_exists(const char *name, const char *run_base);
+
+/* Whether cluster `name` under run_base (NULL = default) was made by up()
+ * (its state.json exists): 0 no (nothing checked), 1 yes with the address
+ * node `id` will get in out (`address` checked: IPv4 inside the cluster's
+ * subnet, not its network, bridge or broadcast address -- else code
+ * usage; the default is the subnet's .<id>). Also refuses
+ * (already-exists) an id whose daemons run and an address another node of
+ * the cluster holds, and (failed-precondition) a cluster that is not
+ * running. */
+int harness_node_prepare(const char *name, const char *run_base, unsigned id,
+                         const char *address, char *out, size_t size,
+                         cairn_error_t *err);
+
+/* Provisions node spec in the running cluster: records it in state.json
+ * ("hotplug": true) before creating anything, then its netns, veth on the
+ * bridge, cgroup (the first node's limits) and run dir, and starts each
+ * daemon with `--config <cluster.xml> --node-id N --address A --name NAME
+ * --appliance APP`; returns when every daemon serves its ipc socket, with
+ * *ret_result the node's state entry. Leftovers of an earlier node with
+ * that id whose daemons are gone are removed first. On failure what was
+ * made for the node is undone. down() removes a hotplugged node like any
+ * other, with or without state. */
+int harness_node_add(const char *name, const char *run_base,
+                     const harness_node_t *spec, json_t **ret_result,
+                     cairn_error_t *err);
+
+/* Waits up to wait_ms for node id's daemons to exit by themselves, stops
+ * the rest (SIGTERM, then SIGKILL), removes its veth, netns, cgroups and
+ * run dir and drops it from state.json. *ret_result: {"id", "netns",
+ * "veth", "rundir", "processes_exited", "processes_killed"}. -ENOENT
+ * (not-found) if the cluster has no such node. */
+int harness_node_remove(const char *name, const char *run_base, unsigned id,
+                        int wait_ms, json_t **ret_result, cairn_error_t *err);
+
+/* Parses "512M", "1G", "65536", "64K" (binary multiples) into bytes.
+ * 0 or -EINVAL (code usage, message naming `option`). */
+int harness_parse_size(const char *option, const char *value, uint64_t *ret,
+                       cairn_error_t *err);
+
+/* Parses a CPU count such as "0.5" or "2" in [0.01, 1024]. 0 or -EINVAL
+ * (code usage). */
+int harness_parse_cpus(const char *option, const char *value, double *ret,
+                       cairn_error_t *err);
+
+#endif

@@ -1,0 +1,272 @@
+/* hotplug.c - one more node in a running local cluster, or one less.
+ *
+ * Behind `cairn node add|remove` once clusterd has admitted (or let go)
+ * the node. Adding records the node in state.json ("hotplug": true)
+ * before creating anything -- so a crash mid-add is swept by down like
+ * any node -- then makes its namespace, veth, cgroup (the limits of node
+ * 1) and run dir, and starts its daemons with --node-id, --address, --name
+ * and --appliance, since the node is not in cluster.xml. Leftovers of an
+ * earlier node with the same id whose daemons are gone (it left) are
+ * removed first, so an id can be reused. Removing waits for the node's
+ * daemons to exit by themselves (a removed clusterd stops), stops the
+ * rest, and removes what the node had.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness-private.h"
+
+/* ---- checks ------------------------------------------------------------ */
+
+int hx_hotplug_check(const json_t *st, unsigned id, const char *given,
+                     char *out, size_t size, cairn_error_t *err)
+{
+    const char *name = hx_jstr(st, "cluster"), *phase = hx_jstr(st, "phase");
+    size_t i;
+    json_t *node;
+    if (!phase || strcmp(phase, "running") != 0)
+        return cairn_error_set(
+            err, -EBUSY, CAIRN_FAILED_PRECONDITION,
+            "local cluster %s is not running (phase '%s'); run `cairn "
+            "cluster up` first",
+            name, phase ? phase : "?");
+    int r = hx_node_address(st, id, given, out, size, err);
+    if (r < 0)
+        return r;
+    json_array_foreach(json_object_get(st, "nodes"), i, node) {
+        unsigned k = (unsigned)json_integer_value(json_object_get(node, "id"));
+        pid_t pid = hx_node_running(node);
+        if (k == id && pid)
+            return cairn_error_set(
+                err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                "node %u of local cluster %s already runs (pid %d)", id, name,
+                (int)pid);
+        if (k != id && strcmp(hx_jstr(node, "address"), out) == 0)
+            return cairn_error_set(
+                err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                "address %s is already used by node %u of local cluster %s",
+                out, k, name);
+    }
+    return 0;
+}
+
+/* ---- tearing one node down --------------------------------------------- */
+
+/* Stops node's daemons, waiting up to wait_ms for them to exit by
+ * themselves first; report gets how many exited and were killed. */
+static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
+{
+    hx_pids_t pids = { 0 };
+    const char *ns = hx_jstr(node, "netns");
+    hx_node_pids(node, &pids);
+    json_t *nss = ns ? json_pack("[s]", ns) : NULL;
+    if (nss)
+        hx_find_procs(nss, NULL, &pids);
+    json_decref(nss);
+    size_t running = hx_wait_gone(&pids, 0);
+    size_t left = running ? hx_wait_gone(&pids, wait_ms) : 0;
+    size_t killed = left ? hx_kill_all(&pids) : 0;
+    hx_pids_free(&pids);
+    json_object_set_new(report, "processes_exited",
+                        json_integer((json_int_t)(running - left)));
+    json_object_set_new(report, "processes_killed",
+                        json_integer((json_int_t)killed));
+}
+
+/* Deletes node's veth and namespace, those that exist. */
+static int s_node_unlink(const json_t *node, cairn_error_t *err)
+{
+    const char *ns = hx_jstr(node, "netns"), *veth = hx_jstr(node, "veth");
+    char path[PATH_MAX];
+    hx_buf_t b = { 0 };
+    int r = 0;
+    if (veth && if_nametoindex(veth) > 0)
+        r = hx_batch_del_link(&b, veth);
+    snprintf(path, sizeof(path), HX_NETNS_DIR "/%s", ns ? ns : "");
+    if (r == 0 && ns && hx_exists(path))
+        r = hx_batch_del_netns(&b, ns);
+    if (r < 0)
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    else if (b.len > 0)
+        r = hx_ip_run(NULL, "host", b.s, err);
+    free(b.s);
+    return r;
+}
+
+/* Stops node's daemons and removes its link, namespace, cgroups and run
+ * dir; report gets what was done. */
+static int s_node_teardown(const json_t *node, int wait_ms, json_t *report,
+                           cairn_error_t *err)
+{
+    size_t j;
+    json_t *v;
+    s_node_stop(node, wait_ms, report);
+    int r = s_node_unlink(node, err);
+    json_array_foreach(json_object_get(node, "cgroup_paths"), j, v) r =
+        r ? r : hx_cg_remove(json_string_value(v), err);
+    if (r == 0 && hx_rm_rf(hx_jstr(node, "rundir")) < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot remove %s: %m",
+                            hx_jstr(node, "rundir"));
+    return r;
+}
+
+/* ---- adding ------------------------------------------------------------ */
+
+/* The per-node limits a new node gets: those of the cluster's first node. */
+static void s_limits(const json_t *st, harness_opts_t *o)
+{
+    const json_t *first = json_array_get(json_object_get(st, "nodes"), 0);
+    harness_opts_init(o);
+    if (json_is_number(json_object_get(first, "cpus")))
+        o->cpus = json_number_value(json_object_get(first, "cpus"));
+    if (json_is_integer(json_object_get(first, "mem_bytes")))
+        o->mem_bytes =
+            (uint64_t)json_integer_value(json_object_get(first, "mem_bytes"));
+}
+
+/* The plan of node spec, appended to st's nodes (st owns it). */
+static int s_plan(json_t *st, const harness_node_t *spec, const char *address,
+                  const harness_opts_t *o, json_t **ret_node,
+                  cairn_error_t *err)
+{
+    bool netns = strcmp(hx_jstr(st, "mode"), "netns") == 0;
+    json_t *services = NULL;
+    int r = hx_find_services(&services, err);
+    if (r < 0)
+        return r;
+    json_t *node = hx_plan_node(st, o, spec->id, hx_cg_of(st),
+                                netns ? hx_subnet_c(st) : -1, services);
+    json_decref(services);
+    if (!node)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    json_object_set_new(node, "address", json_string(address));
+    json_object_set_new(node, "name", json_string(spec->name));
+    json_object_set_new(node, "appliance", json_string(spec->appliance));
+    json_object_set_new(node, "hotplug", json_true());
+    json_array_append_new(json_object_get(st, "nodes"), node);
+    *ret_node = node;
+    return 0;
+}
+
+/* Waits for the daemons of the one node. */
+static int s_wait_node(json_t *node, int timeout_ms, cairn_error_t *err)
+{
+    json_t *one = json_pack("[O]", node);
+    int r =
+        one ? hx_wait_ready(
+                  one, timeout_ms > 0 ? timeout_ms : HARNESS_DEFAULT_START_MS,
+                  err)
+            : cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    json_decref(one);
+    return r;
+}
+
+/* Plans, records, creates and starts node spec in the cluster of st;
+ * *ret_node is set once the node is in st, even when a later step fails. */
+static int s_build(json_t *st, const harness_node_t *spec, const char *address,
+                   json_t **ret_node, cairn_error_t *err)
+{
+    hx_cg_t cg = hx_cg_of(st);
+    bool netns = strcmp(hx_jstr(st, "mode"), "netns") == 0;
+    harness_opts_t o;
+    json_t *node = NULL;
+    s_limits(st, &o);
+    int r = s_plan(st, spec, address, &o, &node, err);
+    if (r < 0)
+        return r;
+    *ret_node = node;
+    r = hx_check_rundir(hx_jstr(node, "rundir"), "", err);
+    r = r ? r : hx_mkdir_p(hx_jstr(node, "rundir"), err);
+    r = r ? r
+          : hx_state_save(st, hx_jstr(st, "run_dir"), err); /* intent first */
+    r = r || !netns ? r : hx_net_add_node(st, node, err);
+    r = r || cg == HX_CG_NONE
+            ? r
+            : hx_cg_create(cg, hx_jstr(st, "cluster"), spec->id, o.cpus,
+                           o.mem_bytes, err);
+    r = r ? r : hx_spawn_node(node, hx_jstr(st, "config"), err);
+    int r2 = hx_state_save(st, hx_jstr(st, "run_dir"), r ? NULL : err);
+    r = r ? r : r2;
+    return r ? r : s_wait_node(node, spec->start_timeout_ms, err);
+}
+
+/* The node's entry with "running" refreshed, a copy for the caller. */
+static json_t *s_node_result(json_t *node)
+{
+    json_t *one = json_pack("{s:[O]}", "nodes", node);
+    hx_state_refresh(one, NULL);
+    json_decref(one);
+    return json_deep_copy(node);
+}
+
+int hx_node_add_locked(const char *dir, const harness_node_t *spec,
+                       json_t **ret_result, cairn_error_t *err)
+{
+    char address[64];
+    json_t *st = hx_state_load(dir), *node = NULL, *old;
+    if (!st)
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND,
+                               "no local cluster at %s (no state.json)", dir);
+    int r = hx_hotplug_check(st, spec->id, spec->address, address,
+                             sizeof(address), err);
+    json_t *report = json_object();
+    if (r == 0 && !report)
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    /* leftovers of an earlier life of this id (it left, its daemons are
+     * gone) */
+    if (r == 0 && (old = hx_state_node(st, spec->id, NULL)) &&
+        (r = s_node_teardown(old, 0, report, err)) == 0)
+        r = hx_state_drop(st, spec->id, err);
+    if (r == 0 && (r = s_build(st, spec, address, &node, err)) < 0 && node) {
+        cairn_error_t later;
+        s_node_teardown(node, 0, report,
+                        &later); /* undo; the first error is reported */
+        hx_state_drop(st, spec->id, &later);
+    }
+    if (r == 0 && !(*ret_result = s_node_result(node)))
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    json_decref(report);
+    json_decref(st);
+    return r;
+}
+
+/* ---- removing ---------------------------------------------------------- */
+
+int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
+                          json_t **ret_result, cairn_error_t *err)
+{
+    json_t *st = hx_state_load(dir), *node;
+    if (!st)
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND,
+                               "no local cluster at %s (no state.json)", dir);
+    if (!(node = hx_state_node(st, id, NULL))) {
+        int r = cairn_error_set(
+            err, -ENOENT, CAIRN_NOT_FOUND,
+            "node %u is not a node of local cluster %s (%s/state.json)", id,
+            hx_jstr(st, "cluster"), dir);
+        json_decref(st);
+        return r;
+    }
+    /* clang-format off */
+    json_t *report = json_pack("{s:I, s:O, s:O, s:s}",
+                               "id", (json_int_t)id,
+                               "netns", json_object_get(node, "netns"),
+                               "veth", json_object_get(node, "veth"),
+                               "rundir", hx_jstr(node, "rundir"));
+    /* clang-format on */
+    int r =
+        report ? s_node_teardown(node, wait_ms, report, err)
+               : cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    r = r ? r : hx_state_drop(st, id, err);
+    json_decref(st);
+    if (r < 0) {
+        json_decref(report);
+        return r;
+    }
+    *ret_result = report;
+    return 0;
+}

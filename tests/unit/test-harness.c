@@ -1,0 +1,464 @@
+/* test-harness.c - the local cluster harness (lib/harness), linked
+ * directly: its pure pieces, without root or namespaces.
+ *
+ * The plan (names, addresses, cgroup paths, run dirs) for both modes and
+ * both cgroup versions, the subnet choice, a hotplugged node's address,
+ * the exact ip batches, the state file's round trip, the description it
+ * writes for N nodes (loaded back by libcairn's loader), the option
+ * parsers, and down/status of a cluster that does not exist. Building a
+ * real cluster is tests/integration/test-cluster-harness.sh.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cairn/description.h"
+#include "harness/harness-private.h"
+#include "harness/harness.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static json_t *s_services(void)
+{
+    return json_pack("[{s:s, s:s}, {s:s, s:s}]", "name", "clusterd", "binary",
+                     "/sbin/clusterd", "name", "ghostd", "binary",
+                     "/sbin/ghostd");
+}
+
+/* The plan of n nodes of cluster x under /run/t on site. */
+static json_t *s_plan(unsigned n, const hx_site_t *site)
+{
+    harness_opts_t o;
+    harness_opts_init(&o);
+    o.nodes = n;
+    json_t *services = s_services();
+    json_t *st = hx_plan_state(&o, "x", "/run/t", site, services);
+    json_decref(services);
+    cr_assert_not_null(st);
+    return st;
+}
+
+static const hx_site_t s_netns_v1 = {
+    .netns = true, .root = true, .cg = HX_CG_V1, .subnet = 5
+};
+static const hx_site_t s_loopback = {
+    .netns = false, .root = false, .cg = HX_CG_NONE, .subnet = -1
+};
+
+static void s_tmpdir(char *dir)
+{
+    strcpy(dir, "/tmp/cairn-harness-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+/* ---- the plan ---------------------------------------------------------- */
+
+Test(plan, netns_names_addresses_and_cgroups)
+{
+    json_t *st = s_plan(3, &s_netns_v1);
+    cr_assert_str_eq(hx_jstr(st, "mode"), "netns");
+    cr_assert_str_eq(hx_jstr(st, "cgroup"), "v1");
+    cr_assert_str_eq(hx_jstr(st, "bridge"), "cb-x");
+    cr_assert_str_eq(hx_jstr(st, "subnet"), "10.77.5.0/24");
+    cr_assert_str_eq(hx_jstr(st, "config"), "/run/t/x/cluster.xml");
+    cr_assert_str_eq(hx_jstr(st, "run_dir"), "/run/t/x");
+    cr_assert_str_eq(hx_jstr(st, "phase"), "creating");
+    cr_assert_null(json_object_get(st, "warning"));
+    cr_assert_eq(hx_subnet_c(st), 5);
+    cr_assert_eq(json_array_size(json_object_get(st, "nodes")), 3);
+    json_t *n3 = hx_state_node(st, 3, NULL);
+    cr_assert_str_eq(hx_jstr(n3, "name"), "n3");
+    cr_assert_str_eq(hx_jstr(n3, "address"), "10.77.5.3");
+    cr_assert_str_eq(hx_jstr(n3, "netns"), "cairn-x-3");
+    cr_assert_str_eq(hx_jstr(n3, "veth"), "cv-x-3");
+    cr_assert_str_eq(hx_jstr(n3, "rundir"), "/run/t/x/3");
+    cr_assert_str_eq(hx_jstr(n3, "cgroup"), "/sys/fs/cgroup/cpu/cairn/x/3");
+    json_t *paths = json_object_get(n3, "cgroup_paths");
+    cr_assert_eq(json_array_size(paths), 2);
+    cr_assert_str_eq(json_string_value(json_array_get(paths, 1)),
+                     "/sys/fs/cgroup/memory/cairn/x/3");
+    cr_assert_float_eq(json_real_value(json_object_get(n3, "cpus")), 0.5, 1e-9);
+    cr_assert_eq(json_integer_value(json_object_get(n3, "mem_bytes")),
+                 512 << 20);
+    json_t *svc = json_array_get(json_object_get(n3, "services"), 1);
+    cr_assert_str_eq(hx_jstr(svc, "name"), "ghostd");
+    cr_assert_eq(json_integer_value(json_object_get(svc, "pid")), 0);
+    cr_assert(json_is_false(json_object_get(svc, "running")));
+    json_decref(st);
+}
+
+Test(plan, cgroup_v2_is_one_directory)
+{
+    hx_site_t v2 = s_netns_v1;
+    v2.cg = HX_CG_V2;
+    json_t *st = s_plan(1, &v2);
+    json_t *n1 = hx_state_node(st, 1, NULL);
+    cr_assert_str_eq(hx_jstr(st, "cgroup"), "v2");
+    cr_assert_str_eq(hx_jstr(n1, "cgroup"), "/sys/fs/cgroup/cairn/x/1");
+    cr_assert_eq(json_array_size(json_object_get(n1, "cgroup_paths")), 1);
+    cr_assert_eq(hx_cg_of(st), HX_CG_V2);
+    json_decref(st);
+}
+
+Test(plan, loopback_has_no_network_and_says_why)
+{
+    json_t *st = s_plan(2, &s_loopback);
+    json_t *n2 = hx_state_node(st, 2, NULL);
+    cr_assert_str_eq(hx_jstr(st, "mode"), "loopback");
+    cr_assert(json_is_null(json_object_get(st, "cgroup")));
+    cr_assert(json_is_null(json_object_get(st, "bridge")));
+    cr_assert(json_is_null(json_object_get(st, "subnet")));
+    cr_assert_eq(hx_subnet_c(st), -1);
+    cr_assert_eq(hx_cg_of(st), HX_CG_NONE);
+    cr_assert_str_eq(hx_jstr(n2, "address"), "127.0.0.2");
+    cr_assert(json_is_null(json_object_get(n2, "netns")));
+    cr_assert(json_is_null(json_object_get(n2, "cpus")));
+    cr_assert_eq(json_array_size(json_object_get(n2, "cgroup_paths")), 0);
+    cr_assert(strstr(hx_jstr(st, "warning"), "not root: loopback mode"));
+    json_decref(st);
+    hx_site_t forced = s_loopback;
+    forced.root = true;
+    st = s_plan(1, &forced);
+    cr_assert(strstr(hx_jstr(st, "warning"), "(--loopback)"));
+    json_decref(st);
+}
+
+Test(plan, the_first_free_subnet)
+{
+    bool used[256] = { false };
+    cairn_error_t err;
+    int c = -1;
+    used[0] = used[1] = used[3] = true;
+    cr_assert_eq(hx_subnet_pick(used, &c, &err), 0);
+    cr_assert_eq(c, 2);
+    memset(used, 1, sizeof(used));
+    cr_assert_eq(hx_subnet_pick(used, &c, &err), -EADDRINUSE);
+    cr_assert_eq(err.code, CAIRN_UNAVAILABLE);
+    cr_assert_eq(c, 2);
+}
+
+Test(plan, run_dirs_must_fit_a_socket_path)
+{
+    cairn_error_t err;
+    char longdir[128];
+    memset(longdir, 'd', sizeof(longdir) - 1);
+    longdir[0] = '/';
+    longdir[sizeof(longdir) - 1] = '\0';
+    cr_assert_eq(hx_check_rundir("/run/cairn/x/1", "", &err), 0);
+    cr_assert_eq(hx_check_rundir(longdir, "; use a shorter run base", &err),
+                 -ENAMETOOLONG);
+    cr_assert(strstr(err.message, "use a shorter run base"), "%s", err.message);
+}
+
+/* A hotplugged node's address: `given` (NULL for the default) gives
+ * `want`, or fails with code usage and `what` in the message. */
+static void s_address(const json_t *st, unsigned id, const char *given,
+                      const char *want, const char *what)
+{
+    char out[64] = "";
+    cairn_error_t err;
+    int r = hx_node_address(st, id, given, out, sizeof(out), &err);
+    if (want) {
+        cr_assert_eq(r, 0, "%s", err.message);
+        cr_assert_str_eq(out, want);
+        return;
+    }
+    cr_assert_eq(r, -EINVAL, "expected a refusal of %s",
+                 given ? given : "(default)");
+    cr_assert_eq(err.code, CAIRN_USAGE);
+    cr_assert(strstr(err.message, what), "'%s' not in '%s'", what, err.message);
+}
+
+Test(plan, hotplug_addresses)
+{
+    json_t *st = s_plan(3, &s_netns_v1), *lo = s_plan(3, &s_loopback);
+    s_address(st, 9, NULL, "10.77.5.9", NULL);
+    s_address(st, 9, "10.77.5.42", "10.77.5.42", NULL);
+    s_address(st, 254, NULL, NULL, "exists only for ids 1..253");
+    s_address(st, 9, "10.77.5.254", NULL, "bridge");
+    s_address(st, 9, "10.77.5.0", NULL, "network");
+    s_address(st, 9, "10.77.5.255", NULL, "broadcast");
+    s_address(st, 9, "10.77.6.9", NULL,
+              "outside local cluster x's subnet 10.77.5.0/24");
+    s_address(st, 9, "fd00::9", NULL, "not an IPv4 address");
+    s_address(lo, 9, NULL, "127.0.0.9", NULL);
+    s_address(lo, 254, NULL, "127.0.0.254", NULL);
+    s_address(lo, 9, "10.0.0.9", NULL, "not a loopback address");
+    json_decref(st);
+    json_decref(lo);
+}
+
+/* ---- ip batches -------------------------------------------------------- */
+
+Test(ipbatch, the_host_side_of_a_cluster)
+{
+    json_t *st = s_plan(2, &s_netns_v1);
+    hx_buf_t b = { 0 };
+    cr_assert_eq(hx_batch_cluster(st, &b), 0);
+    cr_assert_str_eq(
+        b.s, "link add cb-x type bridge\n"
+             "addr add 10.77.5.254/24 dev cb-x\n"
+             "link set cb-x up\n"
+             "netns add cairn-x-1\n"
+             "link add cv-x-1 type veth peer name eth0 netns cairn-x-1\n"
+             "link set cv-x-1 master cb-x up\n"
+             "netns add cairn-x-2\n"
+             "link add cv-x-2 type veth peer name eth0 netns cairn-x-2\n"
+             "link set cv-x-2 master cb-x up\n");
+    cr_assert_eq(b.len, strlen(b.s));
+    free(b.s);
+    json_decref(st);
+}
+
+Test(ipbatch, inside_a_namespace_and_removal)
+{
+    hx_buf_t b = { 0 };
+    cr_assert_eq(hx_batch_node_inside(&b, "10.77.5.3"), 0);
+    cr_assert_str_eq(b.s, "link set lo up\naddr add 10.77.5.3/24 dev eth0\n"
+                          "link set eth0 up\n");
+    free(b.s);
+    b = (hx_buf_t){ 0 };
+    cr_assert_eq(hx_batch_del_link(&b, "cv-x-1"), 0);
+    cr_assert_eq(hx_batch_del_link(&b, "cb-x"), 0);
+    cr_assert_eq(hx_batch_del_netns(&b, "cairn-x-1"), 0);
+    cr_assert_str_eq(b.s,
+                     "link del cv-x-1\nlink del cb-x\nnetns del cairn-x-1\n");
+    free(b.s);
+}
+
+Test(ipbatch, a_long_batch_grows)
+{
+    hx_buf_t b = { 0 };
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(hx_batch_del_netns(&b, "cairn-x-100"), 0);
+    cr_assert_eq(b.len, 1000 * strlen("netns del cairn-x-100\n"));
+    cr_assert_geq(b.cap, b.len + 1);
+    free(b.s);
+}
+
+/* ---- the state file ---------------------------------------------------- */
+
+Test(state, round_trip)
+{
+    char dir[64], tmp[128];
+    cairn_error_t err;
+    s_tmpdir(dir);
+    json_t *st = s_plan(4, &s_netns_v1);
+    json_object_set_new(st, "run_dir", json_string(dir));
+    cr_assert_eq(hx_state_save(st, dir, &err), 0, "%s", err.message);
+    snprintf(tmp, sizeof(tmp), "%s/.state.json.tmp", dir);
+    cr_assert_neq(access(tmp, F_OK), 0, "the temp file stays behind");
+    json_t *back = hx_state_load(dir);
+    cr_assert_not_null(back);
+    cr_assert(json_equal(st, back));
+    /* dropping a node saves the smaller state */
+    cr_assert_eq(hx_state_drop(back, 2, &err), 0, "%s", err.message);
+    json_t *again = hx_state_load(dir);
+    cr_assert_eq(json_array_size(json_object_get(again, "nodes")), 3);
+    cr_assert_null(hx_state_node(again, 2, NULL));
+    json_decref(again);
+    json_decref(back);
+    json_decref(st);
+    /* a state file that is not an object is no state */
+    char path[128];
+    snprintf(path, sizeof(path), "%s/state.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("[1, 2]", f);
+    fclose(f);
+    cr_assert_null(hx_state_load(dir));
+    cr_assert_eq(hx_rm_rf(dir), 0);
+    cr_assert_neq(access(dir, F_OK), 0);
+    cr_assert_null(hx_state_load(dir));
+}
+
+Test(state, running_means_same_pid_and_start_time)
+{
+    json_t *st = s_plan(2, &s_loopback);
+    json_t *svc = json_array_get(
+        json_object_get(hx_state_node(st, 1, NULL), "services"), 0);
+    char state;
+    unsigned long long start;
+    size_t total = 0;
+    cr_assert_eq(hx_proc_stat(getpid(), &state, &start), 0);
+    json_object_set_new(svc, "pid", json_integer(getpid()));
+    json_object_set_new(svc, "start_time", json_integer((json_int_t)start));
+    cr_assert_eq(hx_state_refresh(st, &total), 1);
+    cr_assert_eq(total, 4);
+    cr_assert(json_is_true(json_object_get(svc, "running")));
+    cr_assert_eq(hx_node_running(hx_state_node(st, 1, NULL)), getpid());
+    cr_assert_eq(hx_node_running(hx_state_node(st, 2, NULL)), 0);
+    /* another start time: a reused pid, not the daemon */
+    json_object_set_new(svc, "start_time", json_integer((json_int_t)start + 1));
+    cr_assert_eq(hx_state_refresh(st, NULL), 0);
+    json_decref(st);
+}
+
+/* ---- the description --------------------------------------------------- */
+
+Test(describe, n_nodes_through_the_builder)
+{
+    json_t *st = s_plan(5, &s_netns_v1);
+    cairn_description_builder_t *b = NULL;
+    cairn_description_t *d = NULL;
+    cairn_error_t err;
+    char *xml = NULL;
+    cr_assert_eq(hx_desc_build(st, "/run/t", &b, &err), 0, "%s", err.message);
+    cr_assert_eq(cairn_description_builder_to_string(b, &xml, &err), 0, "%s",
+                 err.message);
+    cr_assert_not_null(
+        strstr(xml, "<!-- generated by `cairn cluster up`; removed by "
+                    "`cairn cluster down` -->\n<cluster name=\"x\" "
+                    "run-base=\"/run/t\">"),
+        "%s", xml);
+    cr_assert_eq(
+        cairn_description_load_memory(xml, strlen(xml), "x.xml", &d, &err), 0,
+        "%s", err.message);
+    cr_assert_eq(cairn_description_n_services(d), 7);
+    const char *const *names;
+    size_t n;
+    cr_assert_eq(cairn_description_appliance_services(d, "compute", &names, &n),
+                 0);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(names[0], "clusterd");
+    cr_assert_str_eq(names[1], "ghostd");
+    cr_assert_eq(
+        cairn_description_appliance_services(d, "frontend", &names, &n),
+        -ENOENT);
+    cr_assert_eq(cairn_description_n_nodes(d), 5);
+    for (size_t i = 0; i < 5; i++) {
+        const cairn_node_desc_t *node = cairn_description_node(d, i);
+        char addr[32];
+        snprintf(addr, sizeof(addr), "10.77.5.%zu", i + 1);
+        cr_assert_eq(node->id, i + 1);
+        cr_assert_str_eq(node->address, addr);
+        cr_assert_eq(node->seed, i == 0);
+    }
+    cr_assert_eq(cairn_description_membership(d)->protocol_period_ms, 200);
+    cr_assert_str_eq(cairn_description_policy(d), "balance");
+    cairn_description_free(d);
+    free(xml);
+    cairn_description_builder_free(b);
+    json_decref(st);
+}
+
+Test(describe, written_and_ports_copied_into_the_state)
+{
+    char dir[64], cfg[128];
+    cairn_error_t err;
+    s_tmpdir(dir);
+    snprintf(cfg, sizeof(cfg), "%s/cluster.xml", dir);
+    json_t *st = s_plan(2, &s_loopback);
+    json_object_set_new(st, "config", json_string(cfg));
+    cr_assert_eq(hx_desc_write(st, dir, &err), 0, "%s", err.message);
+    json_t *svcs = json_object_get(hx_state_node(st, 2, NULL), "services");
+    cr_assert_eq(
+        json_integer_value(json_object_get(json_array_get(svcs, 0), "port")),
+        7100);
+    cr_assert_eq(
+        json_integer_value(json_object_get(json_array_get(svcs, 1), "port")),
+        7110);
+    cr_assert_eq(hx_rm_rf(dir), 0);
+    json_decref(st);
+}
+
+/* ---- small pieces ------------------------------------------------------ */
+
+Test(pieces, option_values)
+{
+    uint64_t size = 0;
+    double cpus = 0;
+    cairn_error_t err;
+    cr_assert_eq(harness_parse_size("--mem", "512M", &size, &err), 0);
+    cr_assert_eq(size, 512ull << 20);
+    cr_assert_eq(harness_parse_size("--mem", "64k", &size, &err), 0);
+    cr_assert_eq(size, 64ull << 10);
+    cr_assert_eq(harness_parse_size("--mem", "65536", &size, &err), 0);
+    cr_assert_eq(size, 65536);
+    const char *bad_sizes[] = {
+        "", "-1", "1T", "1MB", "M", "99999999999999999G"
+    };
+    for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++) {
+        cr_assert_eq(harness_parse_size("--mem", bad_sizes[i], &size, &err),
+                     -EINVAL, "%s", bad_sizes[i]);
+        cr_assert_eq(err.code, CAIRN_USAGE);
+    }
+    cr_assert_eq(harness_parse_cpus("--cpus", "0.5", &cpus, &err), 0);
+    cr_assert_float_eq(cpus, 0.5, 1e-9);
+    cr_assert_eq(harness_parse_cpus("--cpus", "0.001", &cpus, &err), -EINVAL);
+    cr_assert_eq(harness_parse_cpus("--cpus", "2x", &cpus, &err), -EINVAL);
+    cr_assert(strstr(err.message, "--cpus: '2x'"), "%s", err.message);
+}
+
+Test(pieces, options_checked_before_anything)
+{
+    harness_opts_t o;
+    json_t *res = (json_t *)0x1;
+    cairn_error_t err;
+    harness_opts_init(&o);
+    o.nodes = 0;
+    cr_assert_eq(harness_up(&o, &res, &err), -EINVAL);
+    cr_assert_str_eq(err.message, "--nodes must be 1..253, got 0");
+    o.nodes = 1;
+    o.mem_bytes = 1 << 20;
+    cr_assert_eq(harness_up(&o, &res, &err), -EINVAL);
+    cr_assert(strstr(err.message, "--mem must be at least 16M"));
+    o.mem_bytes = HARNESS_DEFAULT_MEM;
+    o.name = "Bad_Name";
+    cr_assert_eq(harness_up(&o, &res, &err), -EINVAL);
+    cr_assert_eq(err.code, CAIRN_INVALID_ARGUMENT);
+    cr_assert(strstr(err.message, "[a-z0-9]{1,8}"));
+    cr_assert_eq(res, (json_t *)0x1);
+}
+
+Test(pieces, names_and_command_lines)
+{
+    cr_assert(hx_valid_name("abc123"));
+    cr_assert_not(hx_valid_name("toolong12"));
+    cr_assert_not(hx_valid_name("a-b"));
+    cr_assert(hx_match_k("cairn-x-12", "cairn-x-"));
+    cr_assert_not(hx_match_k("cairn-x-", "cairn-x-"));
+    cr_assert_not(hx_match_k("cairn-x-1a", "cairn-x-"));
+    json_t *names =
+        json_pack("[s, s, s]", "cairn-x-10", "cairn-x-2", "cairn-x-1");
+    hx_sort_names(names);
+    cr_assert_str_eq(json_string_value(json_array_get(names, 0)), "cairn-x-1");
+    cr_assert_str_eq(json_string_value(json_array_get(names, 2)), "cairn-x-10");
+    json_decref(names);
+    const char a1[] = "clusterd\0--config\0/run/c/x/cluster.xml\0--node\0001";
+    const char a2[] = "clusterd\0--config=/run/c/x/cluster.xml";
+    const char a3[] = "clusterd\0--config\0/run/c/y/cluster.xml";
+    cr_assert(hx_cmdline_has_config(a1, sizeof(a1), "/run/c/x/cluster.xml"));
+    cr_assert(hx_cmdline_has_config(a2, sizeof(a2), "/run/c/x/cluster.xml"));
+    cr_assert_not(
+        hx_cmdline_has_config(a3, sizeof(a3), "/run/c/x/cluster.xml"));
+}
+
+/* ---- a cluster that is not there --------------------------------------- */
+
+Test(missing, status_is_not_found_and_down_removes_nothing)
+{
+    char dir[64];
+    json_t *res = NULL;
+    cairn_error_t err;
+    s_tmpdir(dir);
+    cr_assert_eq(harness_status("hxut", dir, &res, &err), -ENOENT);
+    cr_assert_eq(err.code, CAIRN_NOT_FOUND);
+    cr_assert_not(harness_exists("hxut", dir));
+    char out[32];
+    cr_assert_eq(
+        harness_node_prepare("hxut", dir, 4, NULL, out, sizeof(out), &err), 0);
+    cr_assert_eq(harness_node_remove("hxut", dir, 4, 0, &res, &err), -ENOENT);
+    cr_assert_eq(harness_down("hxut", dir, &res, &err), 0, "%s", err.message);
+    cr_assert(json_is_false(json_object_get(res, "removed")));
+    cr_assert_eq(json_array_size(json_object_get(res, "netns")), 0);
+    cr_assert(json_is_false(json_object_get(res, "run_dir_removed")));
+    json_decref(res);
+    char lock[96];
+    snprintf(lock, sizeof(lock), "%s/.lock", dir);
+    unlink(lock); /* the lock of a run base stays, as documented */
+    cr_assert_eq(rmdir(dir), 0);
+}
