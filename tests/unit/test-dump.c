@@ -45,7 +45,7 @@
 
 #include "dump.h"
 #include "image.h"
-#include "proc.h"
+#include "proc/proc.h"
 
 #define MAP_LEN (16 * 4096)
 #define FILE_POS 1234
