@@ -73,16 +73,14 @@
 #include "dump.h"
 #include "image.h"
 #include "proc/proc.h"
+#include "engine.h"
+#include "seize.h"
+#include "signals.h"
+#include "tree.h"
 
-#define S_ERESTARTSYS 512
-#define S_ERESTARTNOINTR 513
-#define S_ERESTARTNOHAND 514
-#define S_ERESTART_RESTARTBLOCK 516
 #define S_PF_KTHREAD 0x00200000ul
-#define S_SCRATCH 64          /* bytes of stack scratch for injected calls */
 #define S_CHUNK (8u << 20)    /* the ring of memory read windows */
 #define S_XSAVE_MAX (64u * 1024u)
-#define S_NSIG 64
 /* A tree whose short-lived members come and go (a shell loop) is looked
  * at again this many times, this long apart, before its last failure is
  * reported (s_tree_moved): 20 x 2 ms, long enough for a parent to reap.
@@ -90,31 +88,6 @@
  * dump's attempts together (s_retry_t). */
 #define S_TREE_ATTEMPTS 20
 #define S_TREE_RETRY_NS 2000000
-
-/* One thread of a seized process. */
-typedef struct s_thread {
-    pid_t tid;
-    bool seized;                      /* PTRACE_SEIZE succeeded */
-    bool stopped;                     /* in a ptrace stop we caused */
-    bool injected;                    /* ran an injected syscall */
-    bool mask_set;                    /* sigmask replaced by all-blocked */
-    bool scratch_saved;               /* scratch bytes saved */
-    int stop_sig;                     /* the job-control stop it was in, 0 if none */
-    struct user_regs_struct regs;     /* as the interrupt found them */
-    uint64_t sigmask;                 /* as the interrupt found it */
-    uint64_t scratch;                 /* scratch address in the tracee */
-    uint8_t scratch_orig[S_SCRATCH];  /* its original bytes */
-} s_thread_t;
-
-/* One process of the tree. */
-typedef struct s_proc {
-    pid_t pid;
-    pid_t parent;          /* parent inside the tree, 0 for the root */
-    s_thread_t *t;         /* threads, leader first */
-    size_t nt;
-    uint64_t vdso_syscall; /* address of a `syscall` instruction, 0 if none */
-    proc_vmas_t vm;        /* its vmas, as the check on the frozen tree read them */
-} s_proc_t;
 
 /* An fd of the image that opened its own open file description (pipes
  * aside: those are shared by pipe_id): later fds are compared with it. */
@@ -139,8 +112,7 @@ typedef struct s_obj {
 typedef struct s_ctx {
     const ghost_dump_opts_t *opts;
     const struct s_seen_list *seen; /* what the check before the freeze read */
-    s_proc_t *p;           /* processes, parents before children */
-    size_t np;
+    dump_tree_t tree;      /* processes and threads, as frozen (seize.c) */
     uint32_t page_size;
     ghost_writer_t *w;
     ghost_direct_t *direct; /* page runs copied into the image file, or NULL */
@@ -596,20 +568,6 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     return r;
 }
 
-/* Whether pid (a process or a thread) has exited and been reaped. */
-static bool s_vanished(pid_t pid)
-{
-    proc_stat_t st;
-    return proc_read_stat(pid, &st, NULL) < 0;
-}
-
-/* Whether it has exited: reaped, or a zombie. */
-static bool s_gone(pid_t pid)
-{
-    proc_stat_t st;
-    return proc_read_stat(pid, &st, NULL) < 0 || proc_state_exited(st.state);
-}
-
 /* Drops what the check of a process that left the tree meanwhile added. */
 static void s_forget_tree_fds(s_tree_fds_t *tfds, pid_t pid)
 {
@@ -645,75 +603,13 @@ static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
     return s_check_fds(pid, tfds, err);
 }
 
-/* pid and all its descendants, parents first; (*ret)[i*2+1] is the parent. */
-static int s_tree(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
-{
-    size_t n = 1, cap = 16;
-    pid_t *v = malloc(cap * 2 * sizeof(pid_t));
-    if (!v)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    v[0] = root;
-    v[1] = 0;
-    int r = 0;
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        pid_t *ch = NULL;
-        size_t nc = 0;
-        r = proc_list_children(v[i * 2], &ch, &nc, err);
-        if (r == -ENOENT || r == -ESRCH)
-            r = i == 0 ? cairn_error_set(err, -ESRCH, CAIRN_NOT_FOUND, "no process %d",
-                                         (int)root) : 0;
-        for (size_t j = 0; r == 0 && j < nc; j++) {
-            if (n == cap) {
-                pid_t *nv = realloc(v, cap * 4 * sizeof(pid_t));
-                if (!nv) {
-                    r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-                    break;
-                }
-                v = nv;
-                cap *= 2;
-            }
-            v[n * 2] = ch[j];
-            v[n * 2 + 1] = v[i * 2];
-            n++;
-        }
-        free(ch);
-    }
-    if (r < 0) {
-        free(v);
-        return r;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
-}
-
-/* A process of the tree must have its own memory: a child made by vfork
- * (posix_spawn, many a runtime's process launcher) shares its parent's
- * until it calls exec or exits, and two images of one memory would come
- * back as two (the parent then repeats its vfork). -EBUSY, a moment the
- * next look is likely past (s_tree_moved); one that stays (a CLONE_VM
- * process pair) is refused. */
-static int s_own_memory(pid_t parent, pid_t pid, cairn_error_t *err)
-{
-    long k = syscall(SYS_kcmp, parent, pid, KCMP_VM, 0, 0);
-    if (k == 0)
-        return cairn_error_set(err, -EBUSY, CAIRN_UNSUPPORTED,
-                               "process %d shares its memory with its parent %d (a vfork "
-                               "child that has not called exec yet, or CLONE_VM): not "
-                               "restorable", (int)pid, (int)parent);
-    if (k < 0 && errno != ENOSYS)   /* a kernel without kcmp cannot tell */
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "kcmp of %d and %d: %s",
-                               (int)parent, (int)pid, strerror(errno));
-    return 0;
-}
-
 /* One look at the tree rooted at pid (s_check_tree). */
 static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
 {
     pid_t *tree = NULL;
     size_t n = 0;
     s_tree_fds_t tfds = { 0 };
-    int r = s_tree(pid, &tree, &n, err);
+    int r = tree_list(pid, &tree, &n, err);
     if (r == 0 && seen && !(seen->v = calloc(n, sizeof(*seen->v))))
         r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (size_t i = 0; r == 0 && i < n; i++) {
@@ -726,8 +622,8 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
         }
         r = s_check_one(p, 0, &tfds, NULL, keep, err);
         if (r == 0 && i > 0)
-            r = s_own_memory(tree[i * 2 + 1], p, err);
-        if (r < 0 && i > 0 && s_vanished(p)) {
+            r = tree_own_memory(tree[i * 2 + 1], p, err);
+        if (r < 0 && i > 0 && tree_vanished(p)) {
             /* Exited and reaped while it was looked at (a shell loop's
              * commands do): the check of the frozen tree judges whoever
              * is there then. */
@@ -735,7 +631,7 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
                 seen->v[i].pid = 0;
             s_forget_tree_fds(&tfds, p);
             r = 0;
-        } else if (r < 0 && r != -ESRCH && i > 0 && s_gone(p)) {
+        } else if (r < 0 && r != -ESRCH && i > 0 && tree_gone(p)) {
             r = cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                 "process %d is a zombie", (int)p);
         }
@@ -756,7 +652,7 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
  * tree still. */
 static bool s_tree_moved(pid_t root, int r)
 {
-    return (r == -ESRCH || r == -EBUSY) && !s_gone(root);
+    return (r == -ESRCH || r == -EBUSY) && !tree_gone(root);
 }
 
 /* The looks left to one ghost_check or ghost_dump (S_TREE_ATTEMPTS). */
@@ -799,465 +695,22 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
     return s_check_tree(pid, NULL, &rt, err);
 }
 
-/* ==== phase 2: freeze ================================================= */
-
-/* Waits for tid's PTRACE_EVENT_STOP, passing on signals that were being
- * delivered (so none is lost). *ret_stop_sig: the job-control signal the
- * thread is stopped by (the stop reports it instead of SIGTRAP), 0 if it
- * was running. */
-static int s_wait_interrupt(pid_t tid, int *ret_stop_sig, cairn_error_t *err)
-{
-    for (;;) {
-        int st;
-        pid_t w = waitpid(tid, &st, __WALL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "waitpid %d: %s",
-                                   (int)tid, strerror(errno));
-        if (WIFEXITED(st) || WIFSIGNALED(st))
-            return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
-                                   "thread %d exited while being frozen", (int)tid);
-        if ((st >> 16) == PTRACE_EVENT_STOP) {
-            *ret_stop_sig = proc_stop_signal(WSTOPSIG(st)) ? WSTOPSIG(st) : 0;
-            return 0;
-        }
-        /* a signal-delivery-stop came first: let the signal through */
-        int sig = WSTOPSIG(st);
-        if (ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig) < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_CONT %d: %s",
-                                   (int)tid, strerror(errno));
-    }
-}
-
-/* Seized with PTRACE_O_SUSPEND_SECCOMP where we may (CAP_SYS_ADMIN, no
- * filter of our own): a sandboxed process's filters would otherwise judge
- * our injected syscalls, and one that kills on prlimit64 would kill it. */
-static int s_seize_thread(s_thread_t *t, cairn_error_t *err)
-{
-    if (ptrace(PTRACE_SEIZE, t->tid, 0,
-               (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP)) < 0 &&
-        ptrace(PTRACE_SEIZE, t->tid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
-        int e = errno;
-        if (s_gone(t->tid))   /* a zombie cannot be seized (EPERM) */
-            return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
-                                   "thread %d exited while being frozen", (int)t->tid);
-        return cairn_error_set(err, -e, e == EPERM ? CAIRN_FAILED_PRECONDITION : CAIRN_SYSTEM,
-                               "cannot seize thread %d: %s", (int)t->tid, strerror(e));
-    }
-    t->seized = true;
-    if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_INTERRUPT %d: %s",
-                               (int)t->tid, strerror(errno));
-    int r = s_wait_interrupt(t->tid, &t->stop_sig, err);
-    if (r < 0)
-        return r;
-    t->stopped = true;
-    return 0;
-}
-
-static bool s_has_tid(const s_proc_t *p, pid_t tid)
-{
-    for (size_t i = 0; i < p->nt; i++)
-        if (p->t[i].tid == tid)
-            return true;
-    return false;
-}
-
-/* Seizes the threads of p not yet seized; *ret_new counts them. */
-static int s_seize_new_threads(s_proc_t *p, size_t *ret_new, cairn_error_t *err)
-{
-    int *tids = NULL;
-    size_t n = 0, added = 0;
-    int r = proc_list_dir(p->pid, "task", &tids, &n, err);
-    if (r < 0)
-        return r;
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        if (s_has_tid(p, tids[i]))
-            continue;
-        s_thread_t *nt = realloc(p->t, (p->nt + 1) * sizeof(*nt));
-        if (!nt) {
-            r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-            break;
-        }
-        p->t = nt;
-        s_thread_t *t = &p->t[p->nt++];
-        memset(t, 0, sizeof(*t));
-        t->tid = tids[i];
-        r = s_seize_thread(t, err);
-        added++;
-    }
-    free(tids);
-    /* leader first */
-    for (size_t i = 1; i < p->nt; i++)
-        if (p->t[i].tid == p->pid) {
-            s_thread_t tmp = p->t[0];
-            p->t[0] = p->t[i];
-            p->t[i] = tmp;
-        }
-    *ret_new = added;
-    return r;
-}
-
-static int s_add_proc(s_ctx_t *c, pid_t pid, pid_t parent, cairn_error_t *err)
-{
-    for (size_t i = 0; i < c->np; i++)
-        if (c->p[i].pid == pid)
-            return 0;
-    s_proc_t *np = realloc(c->p, (c->np + 1) * sizeof(*np));
-    if (!np)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    c->p = np;
-    memset(&c->p[c->np], 0, sizeof(s_proc_t));
-    c->p[c->np].pid = pid;
-    c->p[c->np].parent = parent;
-    c->np++;
-    return 0;
-}
-
-/* One pass: seize new threads everywhere and add new children. Returns the
- * number of new threads and processes in *ret_changes. */
-static int s_freeze_pass(s_ctx_t *c, size_t *ret_changes, cairn_error_t *err)
-{
-    size_t changes = 0;
-    for (size_t i = 0; i < c->np; i++) {
-        size_t added = 0;
-        int r = s_seize_new_threads(&c->p[i], &added, err);
-        if (r < 0)
-            return r;
-        changes += added;
-        pid_t *ch = NULL;
-        size_t nc = 0, before = c->np;
-        r = proc_list_children(c->p[i].pid, &ch, &nc, err);
-        for (size_t j = 0; r == 0 && j < nc; j++)
-            r = s_add_proc(c, ch[j], c->p[i].pid, err);
-        free(ch);
-        if (r < 0)
-            return r;
-        changes += c->np - before;
-    }
-    *ret_changes = changes;
-    return 0;
-}
-
-static int s_freeze(s_ctx_t *c, pid_t root, cairn_error_t *err)
-{
-    int r = s_add_proc(c, root, 0, err);
-    for (int pass = 0; r == 0; pass++) {
-        size_t changes = 0;
-        r = s_freeze_pass(c, &changes, err);
-        if (r == 0 && changes == 0)
-            return 0;
-        if (r == 0 && pass > 1000)
-            r = cairn_error_set(err, -EAGAIN, CAIRN_BUSY,
-                                "tree of %d keeps creating threads or processes", (int)root);
-    }
-    return r;
-}
-
-/* ==== syscall injection ================================================ */
-
-/* Waits for tid's next syscall stop. A thread of a stopped process (job
- * control: SIGSTOP, SIGTSTP, ...) reports its group stop again when it
- * is resumed (PTRACE_EVENT_STOP): it is resumed once more, the stop
- * stays the process's and comes back when it is detached. */
-static int s_wait_syscall_stop(pid_t tid, cairn_error_t *err)
-{
-    for (;;) {
-        int st;
-        pid_t w;
-        while ((w = waitpid(tid, &st, __WALL)) < 0 && errno == EINTR)
-            ;
-        if (w < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "waitpid %d: %s", (int)tid,
-                                   strerror(errno));
-        if (!WIFSTOPPED(st))
-            return cairn_error_set(err, -ESRCH, CAIRN_INTERNAL,
-                                   "thread %d died during an injected syscall", (int)tid);
-        if (WSTOPSIG(st) == (SIGTRAP | 0x80))
-            return 0;
-        if ((st >> 16) != PTRACE_EVENT_STOP)
-            return cairn_error_set(err, -EPROTO, CAIRN_INTERNAL,
-                                   "thread %d stopped by signal %d during an injected syscall",
-                                   (int)tid, WSTOPSIG(st));
-        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SYSCALL %d: %s",
-                                   (int)tid, strerror(errno));
-    }
-}
-
-/* Runs syscall nr(a[0..5]) in thread t; its result into *ret. Two stops
- * (syscall entry and exit): single-stepping the syscall instruction would
- * take one, but the kernel reports the step with a forced SIGTRAP, and
- * forcing a blocked or ignored signal resets its disposition to SIG_DFL
- * for the whole process -- every signal is blocked here. */
-static int s_inject(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
-                    int64_t *ret, cairn_error_t *err)
-{
-    if (!p->vdso_syscall)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d has no vdso syscall instruction to borrow",
-                               (int)p->pid);
-    struct user_regs_struct r = t->regs;
-    r.rip = p->vdso_syscall;
-    r.rax = (uint64_t)nr;
-    r.orig_rax = (uint64_t)-1;
-    r.rdi = a[0], r.rsi = a[1], r.rdx = a[2], r.r10 = a[3], r.r8 = a[4], r.r9 = a[5];
-    t->injected = true;
-    if (ptrace(PTRACE_SETREGS, t->tid, 0, &r) < 0 ||
-        ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "injecting into %d: %s",
-                               (int)t->tid, strerror(errno));
-    int rc = s_wait_syscall_stop(t->tid, err);   /* entry */
-    if (rc == 0 && ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
-        rc = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SYSCALL %d: %s",
-                             (int)t->tid, strerror(errno));
-    if (rc == 0)
-        rc = s_wait_syscall_stop(t->tid, err);   /* exit */
-    if (rc == 0 && ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
-        rc = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_GETREGS %d: %s",
-                             (int)t->tid, strerror(errno));
-    if (rc == 0)
-        *ret = (int64_t)r.rax;
-    return rc;
-}
-
-/* s_inject whose syscall must succeed (its error says which); its result
- * into *ret when ret is not NULL. */
-static int s_inject_ok(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
-                       const char *what, int64_t *ret, cairn_error_t *err)
-{
-    int64_t res = 0;
-    int r = s_inject(p, t, nr, a, &res, err);
-    if (r == 0 && res < 0 && res > -4096)
-        r = cairn_error_set(err, (int)res, CAIRN_SYSTEM, "%s in thread %d failed: %s",
-                            what, (int)t->tid, strerror((int)-res));
-    if (r == 0 && ret)
-        *ret = res;
-    return r;
-}
-
-static int s_peek(pid_t pid, uint64_t addr, void *dst, size_t len, cairn_error_t *err)
-{
-    struct iovec l = { dst, len }, rv = { (void *)(uintptr_t)addr, len };
-    ssize_t k = process_vm_readv(pid, &l, 1, &rv, 1, 0);
-    if (k != (ssize_t)len)
-        return cairn_error_set(err, k < 0 ? -errno : -EIO, CAIRN_SYSTEM,
-                               "cannot read %zu bytes at %#llx in %d", len,
-                               (unsigned long long)addr, (int)pid);
-    return 0;
-}
-
-static int s_poke(pid_t pid, uint64_t addr, const void *src, size_t len, cairn_error_t *err)
-{
-    struct iovec l = { (void *)src, len }, rv = { (void *)(uintptr_t)addr, len };
-    ssize_t k = process_vm_writev(pid, &l, 1, &rv, 1, 0);
-    if (k != (ssize_t)len)
-        return cairn_error_set(err, k < 0 ? -errno : -EIO, CAIRN_SYSTEM,
-                               "cannot write %zu bytes at %#llx in %d", len,
-                               (unsigned long long)addr, (int)pid);
-    return 0;
-}
-
-/* Runs syscall nr(a) in thread t, which writes its answer into the
- * thread's scratch area, and copies len bytes of that answer into dst. */
-static int s_inject_read(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
-                         const char *what, void *dst, size_t len, cairn_error_t *err)
-{
-    int r = s_inject_ok(p, t, nr, a, what, NULL, err);
-    return r < 0 ? r : s_peek(t->tid, t->scratch, dst, len, err);
-}
-
-/* Prepares a thread for injection: registers and mask saved, all signals
- * blocked, scratch bytes saved. */
-static int s_prepare_thread(s_thread_t *t, cairn_error_t *err)
-{
-    if (ptrace(PTRACE_GETREGS, t->tid, 0, &t->regs) < 0 ||
-        ptrace(PTRACE_GETSIGMASK, t->tid, (void *)sizeof(uint64_t), &t->sigmask) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "reading thread %d: %s",
-                               (int)t->tid, strerror(errno));
-    if (t->regs.cs != 0x33)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "thread %d is not in 64-bit mode (cs %#llx)", (int)t->tid,
-                               (unsigned long long)t->regs.cs);
-    uint64_t all = ~0ull;
-    if (ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(uint64_t), &all) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "blocking signals of %d: %s",
-                               (int)t->tid, strerror(errno));
-    t->mask_set = true;
-    t->scratch = ((t->regs.rsp - 1024) & ~63ull);
-    int r = s_peek(t->tid, t->scratch, t->scratch_orig, S_SCRATCH, err);
-    if (r == 0)
-        t->scratch_saved = true;
-    return r;
-}
-
-/* Registers to resume with after injections: the -ERESTART* logic the
- * kernel would have applied had we not run anything. */
-static struct user_regs_struct s_resume_regs(const s_thread_t *t)
-{
-    struct user_regs_struct r = t->regs;
-    if (!t->injected || (int64_t)r.orig_rax < 0)
-        return r;
-    int64_t ret = (int64_t)r.rax;
-    if (ret == -S_ERESTARTSYS || ret == -S_ERESTARTNOINTR || ret == -S_ERESTARTNOHAND) {
-        r.rax = r.orig_rax;
-        r.rip -= 2;
-    } else if (ret == -S_ERESTART_RESTARTBLOCK) {
-        r.rax = SYS_restart_syscall;
-        r.rip -= 2;
-    }
-    return r;
-}
-
-/* Puts a thread back as it was and detaches it. */
-static int s_release_thread(s_thread_t *t, cairn_error_t *err)
-{
-    int r = 0;
-    if (t->scratch_saved && s_poke(t->tid, t->scratch, t->scratch_orig, S_SCRATCH, err) < 0)
-        r = -EIO;
-    if (t->injected) {
-        struct user_regs_struct rr = s_resume_regs(t);
-        if (ptrace(PTRACE_SETREGS, t->tid, 0, &rr) < 0)
-            r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "restoring registers of %d: %s",
-                                (int)t->tid, strerror(errno));
-    }
-    if (t->mask_set &&
-        ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(uint64_t), &t->sigmask) < 0)
-        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "restoring sigmask of %d: %s",
-                            (int)t->tid, strerror(errno));
-    if (t->seized && ptrace(PTRACE_DETACH, t->tid, 0, 0) < 0 && errno != ESRCH)
-        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "detaching %d: %s", (int)t->tid,
-                            strerror(errno));
-    t->seized = t->stopped = t->injected = t->mask_set = t->scratch_saved = false;
-    return r;
-}
-
-/* Detaches everything; true if every thread is back to running. */
-static bool s_release_all(s_ctx_t *c)
-{
-    bool ok = true;
-    for (size_t i = 0; i < c->np; i++)
-        for (size_t j = 0; j < c->p[i].nt; j++) {
-            cairn_error_t e;
-            if (s_release_thread(&c->p[i].t[j], &e) < 0)
-                ok = false;
-        }
-    return ok;
-}
-
-static void s_kill_all(s_ctx_t *c)
-{
-    for (size_t i = 0; i < c->np; i++)
-        kill(c->p[i].pid, SIGKILL);
-    for (size_t i = 0; i < c->np; i++)
-        for (size_t j = 0; j < c->p[i].nt; j++)
-            c->p[i].t[j].seized = false;
-}
-
 /* ==== phase 3: collect ================================================= */
 
-/* Finds a `syscall` (0f 05) in the process's vdso. */
-static int s_find_vdso_syscall(s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
+/* What the collect calls put into a process record. */
+static void s_free_process_lists(Cairn__Ghost__Process *pr)
 {
-    for (size_t i = 0; i < vm->n; i++) {
-        const proc_vma_t *v = &vm->v[i];
-        if (strcmp(v->path, "[vdso]") != 0 || v->end - v->start > (1u << 20))
-            continue;
-        size_t len = v->end - v->start;
-        uint8_t *b = malloc(len);
-        if (!b)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        int r = s_peek(p->pid, v->start, b, len, err);
-        for (size_t k = 0; r == 0 && k + 1 < len; k++)
-            if (b[k] == 0x0f && b[k + 1] == 0x05) {
-                p->vdso_syscall = v->start + k;
-                break;
-            }
-        free(b);
-        return r;
-    }
-    return 0;
-}
-
-static void s_free_sigactions(Cairn__Ghost__Process *pr)
-{
-    for (size_t i = 0; i < pr->n_sigactions; i++)
-        free(pr->sigactions[i]);
-    free(pr->sigactions);
-    for (size_t i = 0; i < pr->n_itimers; i++)
-        free(pr->itimers[i]);
-    free(pr->itimers);
+    sig_free_process(pr);
     for (size_t i = 0; i < pr->n_rlimits; i++)
         free(pr->rlimits[i]);
     free(pr->rlimits);
-    for (size_t i = 0; i < pr->n_shared_pending; i++) {
-        free(pr->shared_pending[i]->raw.data);
-        free(pr->shared_pending[i]);
-    }
-    free(pr->shared_pending);
-}
-
-/* Every signal's disposition. Only the task can tell a handler's flags,
- * mask and restorer (an injected rt_sigaction each), but /proc says which
- * signals are caught or ignored: the others are SIG_DFL, recorded so
- * without asking (the kernel ignores a default action's flags and mask,
- * and execve clears them) -- but for SIGCHLD, whose SA_NOCLDSTOP and
- * SA_NOCLDWAIT matter even then. 64 injections were most of a small
- * dump's fixed cost. */
-static int s_collect_sigactions(const s_proc_t *p, s_thread_t *t, const proc_status_t *st,
-                                Cairn__Ghost__Process *pr, cairn_error_t *err)
-{
-    uint64_t ask = st->has_sig ? st->sig_ign | st->sig_cgt | (1ull << (SIGCHLD - 1)) : ~0ull;
-    pr->sigactions = calloc(S_NSIG, sizeof(*pr->sigactions));
-    if (!pr->sigactions)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (int sig = 1; sig <= S_NSIG; sig++) {
-        uint64_t a[6] = { (uint64_t)sig, 0, t->scratch, 8, 0, 0 }, k[4] = { 0 };
-        int r = (ask >> (sig - 1)) & 1
-                    ? s_inject_read(p, t, SYS_rt_sigaction, a, "rt_sigaction", k, sizeof(k), err)
-                    : 0;
-        if (r < 0)
-            return r;
-        Cairn__Ghost__SigAction *sa = malloc(sizeof(*sa));
-        if (!sa)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        cairn__ghost__sig_action__init(sa);
-        sa->signo = (uint32_t)sig;
-        sa->handler = k[0], sa->flags = k[1], sa->restorer = k[2], sa->mask = k[3];
-        pr->sigactions[pr->n_sigactions++] = sa;
-    }
-    return 0;
-}
-
-static int s_collect_itimers(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Process *pr,
-                             cairn_error_t *err)
-{
-    pr->itimers = calloc(3, sizeof(*pr->itimers));
-    if (!pr->itimers)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (int which = 0; which < 3; which++) {
-        uint64_t a[6] = { (uint64_t)which, t->scratch, 0, 0, 0, 0 }, tv[4];
-        int r = s_inject_read(p, t, SYS_getitimer, a, "getitimer", tv, sizeof(tv), err);
-        if (r < 0)
-            return r;
-        Cairn__Ghost__Itimer *it = malloc(sizeof(*it));
-        if (!it)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        cairn__ghost__itimer__init(it);
-        it->which = (uint32_t)which;
-        it->interval_ns = tv[0] * 1000000000ull + tv[1] * 1000ull;
-        it->value_ns = tv[2] * 1000000000ull + tv[3] * 1000ull;
-        pr->itimers[pr->n_itimers++] = it;
-    }
-    return 0;
 }
 
 /* Resource limits from /proc/PID/limits: prlimit(2) from outside needs
  * CAP_SYS_RESOURCE for a process of another user, which a root without it
  * (a container, this build VM) lacks, and injecting prlimit64 costs a stop
  * per resource. */
-static int s_collect_rlimits(const s_proc_t *p, Cairn__Ghost__Process *pr, cairn_error_t *err)
+static int s_collect_rlimits(const dump_proc_t *p, Cairn__Ghost__Process *pr, cairn_error_t *err)
 {
     uint64_t rl[RLIM_NLIMITS][2];
     int r = proc_read_limits(p->pid, rl, RLIM_NLIMITS, err);
@@ -1274,45 +727,6 @@ static int s_collect_rlimits(const s_proc_t *p, Cairn__Ghost__Process *pr, cairn
         l->resource = (uint32_t)res, l->cur = rl[res][0], l->max = rl[res][1];
         pr->rlimits[pr->n_rlimits++] = l;
     }
-    return 0;
-}
-
-/* Pending signals of tid: the thread's own, or (shared) the process's. */
-static int s_collect_pending(pid_t tid, bool shared, Cairn__Ghost__SigInfo ***ret,
-                             size_t *ret_n, cairn_error_t *err)
-{
-    Cairn__Ghost__SigInfo **v = NULL;
-    size_t n = 0;
-    for (;;) {
-        struct { uint64_t off; uint32_t flags; int32_t nr; } arg = {
-            n, shared ? PTRACE_PEEKSIGINFO_SHARED : 0, 1 };
-        uint8_t si[128];
-        long k = ptrace(PTRACE_PEEKSIGINFO, tid, &arg, si);
-        if (k < 0) {
-            free(v);
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_PEEKSIGINFO %d: %s",
-                                   (int)tid, strerror(errno));
-        }
-        if (k == 0)
-            break;
-        Cairn__Ghost__SigInfo **nv = realloc(v, (n + 1) * sizeof(*nv));
-        Cairn__Ghost__SigInfo *s = malloc(sizeof(*s));
-        uint8_t *raw = malloc(sizeof(si));
-        if (!nv || !s || !raw) {
-            free(nv ? nv : v);
-            free(s);
-            free(raw);
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        }
-        v = nv;
-        cairn__ghost__sig_info__init(s);
-        memcpy(raw, si, sizeof(si));
-        s->raw.data = raw;
-        s->raw.len = sizeof(si);
-        v[n++] = s;
-    }
-    *ret = v;
-    *ret_n = n;
     return 0;
 }
 
@@ -1414,7 +828,7 @@ static bool s_same_filters(const Cairn__Ghost__SeccompFilter *a, size_t na,
  * thread. A filter notifying a supervisor cannot work without it, and
  * threads with other filters than the leader's are not one process's:
  * both refused (after the freeze: only ptrace reads filters). */
-static int s_collect_seccomp(const s_proc_t *p, s_pstrings_t *s, Cairn__Ghost__Process *pr,
+static int s_collect_seccomp(const dump_proc_t *p, s_pstrings_t *s, Cairn__Ghost__Process *pr,
                              cairn_error_t *err)
 {
     if (s->pc.seccomp != 2)   /* strict mode (1) was refused by the check */
@@ -1452,15 +866,15 @@ static int s_collect_seccomp(const s_proc_t *p, s_pstrings_t *s, Cairn__Ghost__P
 /* The process's credentials, s->pc (read with its status; the check made
  * sure every thread has the leader's); securebits and the dumpable flag
  * only the task can tell. */
-static int s_collect_creds(const s_proc_t *p, s_thread_t *t, s_pstrings_t *s,
+static int s_collect_creds(const dump_proc_t *p, dump_thread_t *t, s_pstrings_t *s,
                            cairn_error_t *err)
 {
     int64_t bits = 0, dumpable = 0;
     uint64_t a[6] = { PR_GET_SECUREBITS, 0, 0, 0, 0, 0 };
     uint64_t b[6] = { PR_GET_DUMPABLE, 0, 0, 0, 0, 0 };
-    int r = s_inject_ok(p, t, SYS_prctl, a, "prctl(PR_GET_SECUREBITS)", &bits, err);
+    int r = seize_inject_ok(p, t, SYS_prctl, a, "prctl(PR_GET_SECUREBITS)", &bits, err);
     if (r == 0)
-        r = s_inject_ok(p, t, SYS_prctl, b, "prctl(PR_GET_DUMPABLE)", &dumpable, err);
+        r = seize_inject_ok(p, t, SYS_prctl, b, "prctl(PR_GET_DUMPABLE)", &dumpable, err);
     if (r < 0)
         return r;
     Cairn__Ghost__Creds *c = &s->creds;
@@ -1476,7 +890,7 @@ static int s_collect_creds(const s_proc_t *p, s_thread_t *t, s_pstrings_t *s,
     return 0;
 }
 
-static int s_collect_mm(const s_proc_t *p, s_thread_t *t, const proc_stat_t *st,
+static int s_collect_mm(const dump_proc_t *p, dump_thread_t *t, const proc_stat_t *st,
                         Cairn__Ghost__MmLayout *mm, s_pstrings_t *s, cairn_error_t *err)
 {
     s_mm_from_stat(st, mm);
@@ -1492,18 +906,18 @@ static int s_collect_mm(const s_proc_t *p, s_thread_t *t, const proc_stat_t *st,
     mm->exe_path = s->exe;
     uint64_t a[6] = { 0 };
     int64_t brk = 0;
-    r = s_inject(p, t, SYS_brk, a, &brk, err);
+    r = seize_inject(p, t, SYS_brk, a, &brk, err);
     mm->brk = (uint64_t)brk;
     return r;
 }
 
-static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
+static int s_collect_process(s_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Process *pr,
                              Cairn__Ghost__MmLayout *mm, s_pstrings_t *s,
                              cairn_error_t *err)
 {
     proc_stat_t st;
     proc_status_t status;
-    s_thread_t *leader = &p->t[0];
+    dump_thread_t *leader = &p->t[0];
     int r = proc_read_stat(p->pid, &st, err);
     if (r == 0)
         r = proc_read_status(p->pid, &status, &s->pc, err);
@@ -1523,9 +937,9 @@ static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
     pr->mm = mm;
     pr->n_threads = (uint32_t)p->nt;
     if ((r = s_collect_rlimits(p, pr, err)) < 0 ||
-        (r = s_collect_sigactions(p, leader, &status, pr, err)) < 0 ||
-        (r = s_collect_itimers(p, leader, pr, err)) < 0 ||
-        (r = s_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
+        (r = sig_collect_sigactions(p, leader, &status, pr, err)) < 0 ||
+        (r = sig_collect_itimers(p, leader, pr, err)) < 0 ||
+        (r = sig_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
                                err)) < 0 ||
         (r = s_collect_creds(p, leader, s, err)) < 0 ||
         (r = s_collect_seccomp(p, s, pr, err)) < 0)
@@ -1540,7 +954,7 @@ typedef struct s_tbufs {
     Cairn__Ghost__Rseq rseq;
 } s_tbufs_t;
 
-static int s_collect_thread_ptrace(s_thread_t *t, Cairn__Ghost__Thread *th, s_tbufs_t *b,
+static int s_collect_thread_ptrace(dump_thread_t *t, Cairn__Ghost__Thread *th, s_tbufs_t *b,
                                    cairn_error_t *err)
 {
     struct iovec xs = { b->xsave, sizeof(b->xsave) };
@@ -1562,10 +976,10 @@ static int s_collect_thread_ptrace(s_thread_t *t, Cairn__Ghost__Thread *th, s_tb
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "robust list of %d: %s",
                                (int)t->tid, strerror(errno));
     th->robust_list = head, th->robust_list_len = len;
-    return s_collect_pending(t->tid, false, &th->pending, &th->n_pending, err);
+    return sig_collect_pending(t->tid, false, &th->pending, &th->n_pending, err);
 }
 
-static int s_collect_thread(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Thread *th,
+static int s_collect_thread(const dump_proc_t *p, dump_thread_t *t, Cairn__Ghost__Thread *th,
                             s_tbufs_t *b, cairn_error_t *err)
 {
     th->tid = (uint32_t)t->tid;
@@ -1577,26 +991,17 @@ static int s_collect_thread(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Thre
     th->syscall_nr = (int64_t)t->regs.orig_rax < 0 ? -1 : (int64_t)t->regs.orig_rax;
     th->syscall_ret = th->syscall_nr < 0 ? 0 : (int64_t)t->regs.rax;
     uint64_t a[6] = { 0, t->scratch, 0, 0, 0, 0 }, ss[3];
-    int r = s_inject_read(p, t, SYS_sigaltstack, a, "sigaltstack", ss, sizeof(ss), err);
+    int r = seize_inject_read(p, t, SYS_sigaltstack, a, "sigaltstack", ss, sizeof(ss), err);
     if (r < 0)
         return r;
     th->altstack_sp = ss[0], th->altstack_flags = (int32_t)ss[1], th->altstack_size = ss[2];
     uint64_t b2[6] = { PR_GET_TID_ADDRESS, t->scratch, 0, 0, 0, 0 }, addr = 0;
-    r = s_inject_read(p, t, SYS_prctl, b2, "prctl(PR_GET_TID_ADDRESS)", &addr, sizeof(addr),
+    r = seize_inject_read(p, t, SYS_prctl, b2, "prctl(PR_GET_TID_ADDRESS)", &addr, sizeof(addr),
                       err);
     if (r < 0)
         return r;
     th->clear_tid_addr = addr;
     return s_collect_thread_ptrace(t, th, b, err);
-}
-
-static void s_free_pending(Cairn__Ghost__SigInfo **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i]->raw.data);
-        free(v[i]);
-    }
-    free(v);
 }
 
 /* ==== phase 4: write =================================================== */
@@ -1606,7 +1011,7 @@ static int s_put(s_ctx_t *c, Cairn__Ghost__Record *rec, cairn_error_t *err)
     return ghost_write_record(c->w, rec, err);
 }
 
-static int s_write_threads(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
+static int s_write_threads(s_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
 {
     s_tbufs_t *b = malloc(sizeof(*b));
     if (!b)
@@ -1621,7 +1026,7 @@ static int s_write_threads(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
             rec.thread = &th;
             r = s_put(c, &rec, err);
         }
-        s_free_pending(th.pending, th.n_pending);
+        sig_free_pending(th.pending, th.n_pending);
     }
     free(b);
     return r;
@@ -1707,7 +1112,7 @@ static int s_vma_record(const s_ctx_t *c, pid_t pid, const proc_vma_t *v,
     return 0;
 }
 
-static int s_write_vmas(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
+static int s_write_vmas(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
 {
     for (size_t i = 0; i < vm->n; i++) {
         Cairn__Ghost__Vma v = CAIRN__GHOST__VMA__INIT;
@@ -2025,7 +1430,7 @@ static int s_object_end(pid_t pid, const proc_vma_t *v, uint64_t *ret_end)
     return 0;
 }
 
-static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
+static int s_write_pages(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
 {
     char path[64];
     s_pipe_t q;
@@ -2187,7 +1592,7 @@ static int s_note_object(s_ctx_t *c, pid_t pid, const Cairn__Ghost__Fd *f,
     return 0;
 }
 
-static int s_write_fd(s_ctx_t *c, s_proc_t *p, int fd, cairn_error_t *err)
+static int s_write_fd(s_ctx_t *c, dump_proc_t *p, int fd, cairn_error_t *err)
 {
     Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
     char path[PATH_MAX];
@@ -2307,7 +1712,7 @@ static int s_write_objects(s_ctx_t *c, cairn_error_t *err)
 }
 
 /* The fds of one process, then the contents of the memfds they bring. */
-static int s_write_fds(s_ctx_t *c, s_proc_t *p, const int *fds, size_t n, cairn_error_t *err)
+static int s_write_fds(s_ctx_t *c, dump_proc_t *p, const int *fds, size_t n, cairn_error_t *err)
 {
     for (size_t i = 0; i < n; i++) {
         int r = s_write_fd(c, p, fds[i], err);
@@ -2317,7 +1722,7 @@ static int s_write_fds(s_ctx_t *c, s_proc_t *p, const int *fds, size_t n, cairn_
     return s_write_objects(c, err);
 }
 
-static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm,
+static int s_write_process_record(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
                                   size_t nfds, cairn_error_t *err)
 {
     Cairn__Ghost__Process pr = CAIRN__GHOST__PROCESS__INIT;
@@ -2334,7 +1739,7 @@ static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm
         rec.process = &pr;
         r = s_put(c, &rec, err);
     }
-    s_free_sigactions(&pr);
+    s_free_process_lists(&pr);
     free(s->auxv);
     proc_creds_free(&s->pc);
     s_free_filters(s);
@@ -2343,16 +1748,16 @@ static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm
 }
 
 /* Everything of one process, in stream order. */
-static int s_write_process(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
+static int s_write_process(s_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
 {
     const proc_vmas_t *vm = &p->vm;   /* frozen since the check read it */
     int *fds = NULL;
     size_t nfds = 0;
-    int r = s_find_vdso_syscall(p, vm, err);
+    int r = seize_find_vdso_syscall(p, vm, err);
     if (r == 0)
         r = proc_list_dir(p->pid, "fd", &fds, &nfds, err);
     for (size_t i = 0; r == 0 && i < p->nt; i++)
-        r = s_prepare_thread(&p->t[i], err);
+        r = seize_prepare_thread(&p->t[i], err);
     if (r == 0)
         r = s_write_process_record(c, p, vm, nfds, err);
     if (r == 0)
@@ -2395,7 +1800,7 @@ static int s_write_header(s_ctx_t *c, pid_t root, cairn_error_t *err)
     h.created_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     h.root_pid = (uint32_t)root;
     h.cairn_version = CAIRN_VERSION;
-    h.n_processes = (uint32_t)c->np;
+    h.n_processes = (uint32_t)c->tree.np;
     s_special_sizes(root, &h.vdso_size, &h.vvar_size);
     Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
     rec.r_case = CAIRN__GHOST__RECORD__R_HEADER;
@@ -2443,8 +1848,8 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
         *err = why;
     if (r == 0)
         r = s_write_header(c, root, err);
-    for (size_t i = 0; r == 0 && i < c->np; i++)
-        r = s_write_process(c, &c->p[i], err);
+    for (size_t i = 0; r == 0 && i < c->tree.np; i++)
+        r = s_write_process(c, &c->tree.p[i], err);
     if (r == 0)
         r = s_write_end(c, err);
     struct stat st;
@@ -2457,11 +1862,7 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 
 static void s_ctx_free(s_ctx_t *c)
 {
-    for (size_t i = 0; i < c->np; i++) {
-        free(c->p[i].t);
-        proc_vmas_free(&c->p[i].vm);
-    }
-    free(c->p);
+    seize_tree_free(&c->tree);
     free(c->buf);
     free(c->pipes_done);
     tdestroy(c->fdrefs, free);
@@ -2476,9 +1877,9 @@ static void s_ctx_free(s_ctx_t *c)
 static int s_check_own_memory(const s_ctx_t *c, cairn_error_t *err)
 {
     int r = 0;
-    for (size_t i = 0; r == 0 && i < c->np; i++)
-        if (c->p[i].parent != 0)
-            r = s_own_memory(c->p[i].parent, c->p[i].pid, err);
+    for (size_t i = 0; r == 0 && i < c->tree.np; i++)
+        if (c->tree.p[i].parent != 0)
+            r = tree_own_memory(c->tree.p[i].parent, c->tree.p[i].pid, err);
     return r;
 }
 
@@ -2488,9 +1889,9 @@ static int s_recheck_frozen(s_ctx_t *c, s_tree_fds_t *ret_tfds, cairn_error_t *e
 {
     s_tree_fds_t tfds = { 0 };
     int r = 0;
-    for (size_t i = 0; r == 0 && i < c->np; i++)
-        r = s_check_one(c->p[i].pid, getpid(), &tfds, s_seen_find(c->seen, c->p[i].pid),
-                        &c->p[i].vm, err);
+    for (size_t i = 0; r == 0 && i < c->tree.np; i++)
+        r = s_check_one(c->tree.p[i].pid, getpid(), &tfds, s_seen_find(c->seen, c->tree.p[i].pid),
+                        &c->tree.p[i].vm, err);
     if (r == 0)
         r = s_check_tree_fds(&tfds, err);
     if (r == 0)
@@ -2507,7 +1908,7 @@ static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
                  cairn_error_t *err)
 {
     uint64_t t0 = s_now_us();
-    int r = s_freeze(c, pid, err);
+    int r = seize_freeze(&c->tree, pid, err);
     uint64_t t1 = s_now_us();
     s_tree_fds_t tfds = { 0 };
     if (r == 0 && (r = s_recheck_frozen(c, &tfds, err)) < 0) {
@@ -2524,10 +1925,10 @@ static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
         return r;
     stats->image_bytes = ghost_writer_bytes(c->w);
     stats->pages = c->pages;
-    stats->processes = (uint32_t)c->np;
-    for (size_t i = 0; i < c->np; i++) {
-        stats->threads += (uint32_t)c->p[i].nt;
-        stats->stopped += c->p[i].t[0].stop_sig != 0;
+    stats->processes = (uint32_t)c->tree.np;
+    for (size_t i = 0; i < c->tree.np; i++) {
+        stats->threads += (uint32_t)c->tree.p[i].nt;
+        stats->stopped += c->tree.p[i].t[0].stop_sig != 0;
     }
     stats->copy_threads = (uint32_t)ghost_direct_threads(c->direct);
     stats->freeze_us = t1 - t0;
@@ -2556,9 +1957,9 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     r = s_run(&c, pid, out_fd, &s, err);
     *ret_began = c.w != NULL;
     if (r == 0 && !opts->leave_running) {
-        s_kill_all(&c);
+        seize_kill_all(&c.tree);
     } else {
-        s.left_running = s_release_all(&c);
+        s.left_running = seize_release_all(&c.tree);
         if (r < 0)
             cairn_error_append(err, r, "; %s",
                                s.left_running ? "the process was left running"

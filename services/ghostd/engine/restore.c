@@ -94,81 +94,37 @@
 #include "image.h"
 #include "proc/proc.h"
 #include "restorer/restorer.h"
+#include "engine.h"
+#include "seize.h"
+#include "signals.h"
 
-extern const unsigned char ghost_restorer_blob[];
-extern const size_t ghost_restorer_blob_size;
-
-#define S_PAGE 4096ull
-#define S_ALIGN(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 #define S_FPX_MAGIC1 0x46505853u
 #define S_FPX_MAGIC2 0x46505845u
 #define S_XSAVE_MIN 576u
-#define S_ERESTARTSYS 512
-#define S_ERESTARTNOINTR 513
-#define S_ERESTARTNOHAND 514
-#define S_ERESTART_RESTARTBLOCK 516
 #define S_USER_CS 0x33
 #define S_USER_DS 0x2b
-#define S_TASK_SIZE 0x7ffffffff000ull
 #define S_SS_AUTODISARM (1u << 31)
 
-typedef Cairn__Ghost__Record s_rec_t;
-
+extern const unsigned char ghost_restorer_blob[];
+extern const size_t ghost_restorer_blob_size;
 
 /* ---------------------------------------------------------------- load */
 
 #define S_MAX_PROCS 4096   /* processes in one image (bounds allocations) */
 
-/* A growable array of record pointers (owned). */
-typedef struct {
-    s_rec_t **v;           /* records */
-    size_t n, cap;         /* used, allocated */
-} s_recs_t;
-
-/* One process of the image: its records and where its pages are. */
-typedef struct {
-    s_rec_t *process;      /* Record{process} */
-    s_recs_t threads, vmas, fds;
-    struct gr_run *runs;   /* page data in the staging memfd, by vaddr */
-    size_t n_runs, cap_runs;
-    int parent;            /* index of the parent process, -1 for the root */
-} s_proc_t;
-
-/* Object pages of one memfd, staged: [offset, offset + len) of object
- * shmid is at staging offset off. */
-typedef struct {
-    uint64_t shmid, offset, len, off;
-} s_objrun_t;
-
-/* The image as loaded: records, page runs and the staging memfd. */
-typedef struct {
-    s_rec_t *header;       /* Record{header} */
-    s_rec_t *end;          /* Record{end} */
-    s_proc_t *procs;       /* in image order: parents before children */
-    size_t n_procs;        /* processes read so far */
-    int staging_fd;        /* memfd holding every page, or the image file itself */
-    uint64_t staging_len;  /* bytes used in it (memfd only) */
-    bool direct;           /* staging_fd is the image file: raw bytes at their file offsets */
-    bool check_only;       /* ghost_restore_check: raw bytes skipped, never staged */
-    uint64_t pages;        /* pages read (object pages included) */
-    uint64_t bytes;        /* stream bytes consumed */
-    s_objrun_t *objruns;   /* object pages of memfds, in stream order */
-    size_t n_objruns, cap_objruns;
-} s_image_t;
-
-static void s_recs_free(s_recs_t *r)
+static void s_recs_free(rst_recs_t *r)
 {
     for (size_t i = 0; i < r->n; i++)
         cairn__ghost__record__free_unpacked(r->v[i], NULL);
     free(r->v);
-    *r = (s_recs_t){ 0 };
+    *r = (rst_recs_t){ 0 };
 }
 
-static int s_recs_add(s_recs_t *r, s_rec_t *rec)
+static int s_recs_add(rst_recs_t *r, rst_rec_t *rec)
 {
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 16;
-        s_rec_t **v = realloc(r->v, cap * sizeof *v);
+        rst_rec_t **v = realloc(r->v, cap * sizeof *v);
         if (!v)
             return -ENOMEM;
         r->v = v;
@@ -178,7 +134,7 @@ static int s_recs_add(s_recs_t *r, s_rec_t *rec)
     return 0;
 }
 
-static void s_proc_free(s_proc_t *pr)
+static void s_proc_free(rst_proc_t *pr)
 {
     if (pr->process)
         cairn__ghost__record__free_unpacked(pr->process, NULL);
@@ -186,10 +142,10 @@ static void s_proc_free(s_proc_t *pr)
     s_recs_free(&pr->vmas);
     s_recs_free(&pr->fds);
     free(pr->runs);
-    *pr = (s_proc_t){ 0 };
+    *pr = (rst_proc_t){ 0 };
 }
 
-static void s_image_free(s_image_t *im)
+static void s_image_free(rst_image_t *im)
 {
     if (im->header)
         cairn__ghost__record__free_unpacked(im->header, NULL);
@@ -201,17 +157,10 @@ static void s_image_free(s_image_t *im)
     free(im->objruns);
     if (im->staging_fd >= 0)
         close(im->staging_fd);
-    *im = (s_image_t){ .staging_fd = -1 };
+    *im = (rst_image_t){ .staging_fd = -1 };
 }
 
-static int s_bad(cairn_error_t *err, const char *what, uint64_t at)
-{
-    return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                           "bad image: %s (at byte %llu)", what,
-                           (unsigned long long)at);
-}
-
-static int s_check_header(s_image_t *im, const Cairn__Ghost__ImageHeader *h,
+static int s_check_header(rst_image_t *im, const Cairn__Ghost__ImageHeader *h,
                           cairn_error_t *err)
 {
     long page = sysconf(_SC_PAGESIZE);
@@ -235,7 +184,7 @@ static int s_check_header(s_image_t *im, const Cairn__Ghost__ImageHeader *h,
 }
 
 /* The vma of a process holding [vaddr, vaddr + len). */
-static const Cairn__Ghost__Vma *s_vma_of(const s_proc_t *pr, uint64_t vaddr,
+static const Cairn__Ghost__Vma *s_vma_of(const rst_proc_t *pr, uint64_t vaddr,
                                          uint64_t len)
 {
     for (size_t i = 0; i < pr->vmas.n; i++) {
@@ -247,13 +196,13 @@ static const Cairn__Ghost__Vma *s_vma_of(const s_proc_t *pr, uint64_t vaddr,
 }
 
 /* [vaddr, vaddr + len) lies in one writable vma of the process. */
-static bool s_writable(const s_proc_t *pr, uint64_t vaddr, uint64_t len)
+static bool s_writable(const rst_proc_t *pr, uint64_t vaddr, uint64_t len)
 {
     const Cairn__Ghost__Vma *v = vaddr ? s_vma_of(pr, vaddr, len) : NULL;
     return v && (v->prot & PROT_WRITE);
 }
 
-static int s_run_add(s_proc_t *pr, uint64_t vaddr, uint64_t len, uint64_t off)
+static int s_run_add(rst_proc_t *pr, uint64_t vaddr, uint64_t len, uint64_t off)
 {
     struct gr_run *last = pr->n_runs ? &pr->runs[pr->n_runs - 1] : NULL;
 
@@ -274,7 +223,7 @@ static int s_run_add(s_proc_t *pr, uint64_t vaddr, uint64_t len, uint64_t off)
 }
 
 /* The process records are being read for (the last one). */
-static s_proc_t *s_cur(s_image_t *im)
+static rst_proc_t *s_cur(rst_image_t *im)
 {
     return im->n_procs ? &im->procs[im->n_procs - 1] : NULL;
 }
@@ -285,7 +234,7 @@ static s_proc_t *s_cur(s_image_t *im)
  * and filling every page once more. Otherwise they go to the end of the
  * staging memfd through a shared mapping whose pages are allocated in one
  * batch. */
-static int s_stage(s_image_t *im, ghost_reader_t *r, uint64_t len,
+static int s_stage(rst_image_t *im, ghost_reader_t *r, uint64_t len,
                    uint64_t *ret_off, cairn_error_t *err)
 {
     void *win;
@@ -319,20 +268,20 @@ static int s_stage(s_image_t *im, ghost_reader_t *r, uint64_t len,
 }
 
 /* Reads the raw bytes of a pages record into the staging memfd. */
-static int s_load_pages(s_image_t *im, ghost_reader_t *r,
+static int s_load_pages(rst_image_t *im, ghost_reader_t *r,
                         const Cairn__Ghost__Pages *p, cairn_error_t *err)
 {
-    uint64_t len = p->n_pages * S_PAGE, off;
+    uint64_t len = p->n_pages * RST_PAGE, off;
     const Cairn__Ghost__Vma *v;
     int ret;
 
-    if (p->n_pages == 0 || p->n_pages > (1ull << 36) / S_PAGE ||
-        p->vaddr % S_PAGE)
-        return s_bad(err, "pages record with a bad range",
+    if (p->n_pages == 0 || p->n_pages > (1ull << 36) / RST_PAGE ||
+        p->vaddr % RST_PAGE)
+        return rst_bad(err, "pages record with a bad range",
                      ghost_reader_bytes(r));
     v = s_cur(im) ? s_vma_of(s_cur(im), p->vaddr, len) : NULL;
     if (!v || !v->dumped)
-        return s_bad(err, "pages outside every dumped vma",
+        return rst_bad(err, "pages outside every dumped vma",
                      ghost_reader_bytes(r));
     ret = s_stage(im, r, len, &off, err);
     if (ret < 0)
@@ -345,7 +294,7 @@ static int s_load_pages(s_image_t *im, ghost_reader_t *r,
 }
 
 /* The FD_MEMFD fd of a process on object shmid, NULL if none. */
-static const Cairn__Ghost__Fd *s_memfd_fd_of(const s_proc_t *pr, uint64_t shmid)
+static const Cairn__Ghost__Fd *s_memfd_fd_of(const rst_proc_t *pr, uint64_t shmid)
 {
     for (size_t i = 0; i < pr->fds.n; i++) {
         const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
@@ -357,21 +306,21 @@ static const Cairn__Ghost__Fd *s_memfd_fd_of(const s_proc_t *pr, uint64_t shmid)
 
 /* Stages the raw bytes of an object_pages record: pages of a memfd an fd
  * of the current process refers to, inside its size. */
-static int s_load_object_pages(s_image_t *im, ghost_reader_t *r,
+static int s_load_object_pages(rst_image_t *im, ghost_reader_t *r,
                                const Cairn__Ghost__ObjectPages *p,
                                cairn_error_t *err)
 {
     const Cairn__Ghost__Fd *f = s_cur(im) ? s_memfd_fd_of(s_cur(im), p->shmid) : NULL;
-    uint64_t len = p->n_pages * S_PAGE, off;
+    uint64_t len = p->n_pages * RST_PAGE, off;
     int ret;
 
-    if (!f || p->n_pages == 0 || p->n_pages > (1ull << 36) / S_PAGE ||
-        p->offset % S_PAGE || p->offset + len > S_ALIGN(f->size, S_PAGE))
-        return s_bad(err, "object pages of no memfd fd of the process, or "
+    if (!f || p->n_pages == 0 || p->n_pages > (1ull << 36) / RST_PAGE ||
+        p->offset % RST_PAGE || p->offset + len > RST_ALIGN(f->size, RST_PAGE))
+        return rst_bad(err, "object pages of no memfd fd of the process, or "
                      "outside its size", ghost_reader_bytes(r));
     if (im->n_objruns == im->cap_objruns) {
         size_t cap = im->cap_objruns ? im->cap_objruns * 2 : 16;
-        s_objrun_t *v = realloc(im->objruns, cap * sizeof *v);
+        rst_objrun_t *v = realloc(im->objruns, cap * sizeof *v);
         if (!v)
             return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
         im->objruns = v;
@@ -380,45 +329,45 @@ static int s_load_object_pages(s_image_t *im, ghost_reader_t *r,
     ret = s_stage(im, r, len, &off, err);
     if (ret < 0)
         return ret;
-    im->objruns[im->n_objruns++] = (s_objrun_t){ p->shmid, p->offset, len, off };
+    im->objruns[im->n_objruns++] = (rst_objrun_t){ p->shmid, p->offset, len, off };
     im->pages += p->n_pages;
     return 0;
 }
 
 /* Starts the next process of the tree; takes ownership of rec. */
-static int s_take_process(s_image_t *im, s_rec_t *rec, uint64_t at,
+static int s_take_process(rst_image_t *im, rst_rec_t *rec, uint64_t at,
                           cairn_error_t *err)
 {
     if (im->n_procs == im->header->header->n_processes) {
         cairn__ghost__record__free_unpacked(rec, NULL);
-        return s_bad(err, "more processes than the header announced", at);
+        return rst_bad(err, "more processes than the header announced", at);
     }
     im->procs[im->n_procs++].process = rec;
     return 0;
 }
 
 /* Files one record; takes ownership of rec (freed on error too). */
-static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
+static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
                   cairn_error_t *err)
 {
     uint64_t at = ghost_reader_bytes(r);
-    s_proc_t *pr = s_cur(im);
+    rst_proc_t *pr = s_cur(im);
     int ret = 0;
 
     if (!im->header && rec->r_case != CAIRN__GHOST__RECORD__R_HEADER) {
         cairn__ghost__record__free_unpacked(rec, NULL);
-        return s_bad(err, "first record is not the header", at);
+        return rst_bad(err, "first record is not the header", at);
     }
     if (!pr && (rec->r_case == CAIRN__GHOST__RECORD__R_THREAD ||
                 rec->r_case == CAIRN__GHOST__RECORD__R_VMA ||
                 rec->r_case == CAIRN__GHOST__RECORD__R_FD)) {
         cairn__ghost__record__free_unpacked(rec, NULL);
-        return s_bad(err, "thread, vma or fd before any process", at);
+        return rst_bad(err, "thread, vma or fd before any process", at);
     }
     switch (rec->r_case) {
     case CAIRN__GHOST__RECORD__R_HEADER:
         if (im->header) {
-            ret = s_bad(err, "second header", at);
+            ret = rst_bad(err, "second header", at);
             break;
         }
         im->header = rec;
@@ -446,7 +395,7 @@ static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
         im->end = rec;
         return 0;
     default:
-        ret = s_bad(err, "unknown record type", at);
+        ret = rst_bad(err, "unknown record type", at);
         break;
     }
     if (ret == -ENOMEM)
@@ -456,19 +405,19 @@ static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
     return ret;
 }
 
-static int s_check_proc_counts(const s_proc_t *pr, uint64_t at,
+static int s_check_proc_counts(const rst_proc_t *pr, uint64_t at,
                                cairn_error_t *err)
 {
     const Cairn__Ghost__Process *p = pr->process->process;
 
     if (!p->mm)
-        return s_bad(err, "process record without its mm layout", at);
+        return rst_bad(err, "process record without its mm layout", at);
     if (p->n_threads != pr->threads.n || p->n_vmas != pr->vmas.n ||
         p->n_fds != pr->fds.n)
-        return s_bad(err, "thread/vma/fd counts differ from the process "
+        return rst_bad(err, "thread/vma/fd counts differ from the process "
                      "record", at);
     if (pr->threads.n == 0)
-        return s_bad(err, "process without threads", at);
+        return rst_bad(err, "process without threads", at);
     for (size_t i = 0; i < pr->fds.n; i++) {
         if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_INOTIFY)
             return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
@@ -484,41 +433,41 @@ static int s_check_proc_counts(const s_proc_t *pr, uint64_t at,
 
 /* Links every process to its parent: the root first (ppid 0), every
  * other one after its parent; pids and thread ids unique. */
-static int s_check_tree(s_image_t *im, uint64_t at, cairn_error_t *err)
+static int s_check_tree(rst_image_t *im, uint64_t at, cairn_error_t *err)
 {
     for (size_t i = 0; i < im->n_procs; i++) {
         const Cairn__Ghost__Process *p = im->procs[i].process->process;
         im->procs[i].parent = -1;
         for (size_t j = 0; j < i; j++) {
             if (im->procs[j].process->process->pid == p->pid)
-                return s_bad(err, "two processes with one pid", at);
+                return rst_bad(err, "two processes with one pid", at);
             if (im->procs[j].process->process->pid == p->ppid)
                 im->procs[i].parent = (int)j;
         }
         if (p->pid == 0 || (i == 0) != (p->ppid == 0))
-            return s_bad(err, "the first process is not the only root", at);
+            return rst_bad(err, "the first process is not the only root", at);
         if (i > 0 && im->procs[i].parent < 0)
-            return s_bad(err, "a process comes before its parent or its "
+            return rst_bad(err, "a process comes before its parent or its "
                          "parent is not in the image", at);
     }
     return 0;
 }
 
-static int s_check_counts(s_image_t *im, uint64_t at, cairn_error_t *err)
+static int s_check_counts(rst_image_t *im, uint64_t at, cairn_error_t *err)
 {
     int ret = 0;
 
     if (im->n_procs != im->header->header->n_processes)
-        return s_bad(err, "fewer processes than the header announced", at);
+        return rst_bad(err, "fewer processes than the header announced", at);
     for (size_t i = 0; i < im->n_procs && ret == 0; i++)
         ret = s_check_proc_counts(&im->procs[i], at, err);
     if (ret == 0 && im->end->end->total_pages != im->pages)
-        ret = s_bad(err, "end record's page count differs from the pages "
+        ret = rst_bad(err, "end record's page count differs from the pages "
                     "read", at);
     return ret < 0 ? ret : s_check_tree(im, at, err);
 }
 
-static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
+static int s_load(int in_fd, rst_image_t *im, cairn_error_t *err)
 {
     ghost_reader_t *r = ghost_reader_new(in_fd);
     int ret = 0;
@@ -535,7 +484,7 @@ static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "memfd_create: %s",
                               strerror(errno));
     while (ret == 0 && !im->end) {
-        s_rec_t *rec = NULL;
+        rst_rec_t *rec = NULL;
         ret = ghost_read_record(r, &rec, err);
         if (ret == 0)
             ret = s_take(im, r, rec, err);
@@ -549,28 +498,14 @@ static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
 
 /* ---------------------------------------------------------------- plan */
 
-typedef struct s_tree s_tree_t;
-
-/* The plan of one process: its region and what lives in it. */
-typedef struct {
-    s_tree_t *tree;        /* the whole restore (helper fds, pipes...) */
-    uint8_t *region;       /* the mapped region */
-    uint64_t region_len;
-    uint64_t used;         /* bump allocator over the region */
-    struct gr_args *args;
-    uint64_t xcr0;         /* features the sigframe xsave restores */
-    uint32_t xsave_max;    /* this CPU's xsave size for xcr0 */
-    uint64_t leader_mask;  /* the leader's target sigmask */
-} s_plan_t;
-
 /* One pipe of the tree, recreated by the caller with its unread data. */
-typedef struct {
+typedef struct rst_pipe {
     uint64_t id;           /* pipe_id (inode at dump time) */
     int end[2];            /* helper fds: read end, write end */
 } s_pipe_t;
 
 /* One shared-memory object (anonymous shared or memfd) of the tree. */
-typedef struct {
+typedef struct rst_shm {
     uint64_t shmid;        /* its id in the image */
     int kind;              /* VMA_ANON_SHARED or VMA_MEMFD */
     int fd;                /* helper memfd */
@@ -581,90 +516,20 @@ typedef struct {
 
 /* An open file description several fds share (dup, fork), opened once by
  * the caller and dup3'd into each of them. */
-typedef struct {
+typedef struct rst_ofd {
     uint32_t pid;          /* the fd owning it in the image: its process */
     int32_t fd;            /* and number */
     int helper;            /* helper fd holding it */
 } s_ofd_t;
 
 /* Session and group of one process, decided before anything is made. */
-typedef struct {
+typedef struct rst_job {
     bool setsid;           /* it leads its session: setsid() */
     int group;             /* index of its group leader; -1: the group of
                               the caller (the root's group was outside the
                               tree) */
 } s_job_t;
 
-/* The whole restore: one plan per process and what they share. Every
- * helper fd (files of vmas, memfds, pipes, the exe, the staging memfd,
- * the control pipes) is above every fd of every process of the image,
- * opened here before anything is made, and inherited down the tree. */
-struct s_tree {
-    s_image_t *im;         /* the image */
-    s_plan_t *plans;       /* [n_procs] */
-    s_job_t *jobs;         /* [n_procs] */
-    int *helpers;          /* every helper fd, ascending after planning */
-    size_t n_helpers, cap_helpers;
-    int base_fd;           /* lowest helper fd */
-    s_pipe_t *pipes;       /* one per pipe_id */
-    size_t n_pipes;
-    s_shm_t *shm;          /* one per shared-memory object */
-    size_t n_shm, cap_shm;
-    s_ofd_t *ofds;         /* one per shared open file description */
-    size_t n_ofds;
-    int32_t *pids;         /* MAP_SHARED: restored pid of every process */
-    pid_t caller_pgrp;     /* our process group (for "outside" groups) */
-    bool new_pid;          /* --new-pid */
-    bool pread_pages;      /* ghost_restore_opts_t.pread_pages */
-    int staging_fd;        /* helper: the staging memfd */
-    int status_r, status_w;   /* status pipe: failures of any process */
-    int go_r, go_w;           /* the root waits on go_r until seized */
-    int ready_r, ready_w;     /* each process: one byte after phase 1 */
-    int sync_r, sync_w;       /* then one byte each: all exist, go on */
-};
-
-static void *s_alloc(s_plan_t *pl, size_t len, size_t align)
-{
-    uint64_t at = S_ALIGN(pl->used, align);
-
-    if (at + len > pl->region_len)
-        return NULL;
-    pl->used = at + len;
-    return pl->region + at;
-}
-
-/* Moves fd above every image fd and files it as a helper (closing fd). */
-static int s_tree_helper(s_tree_t *t, int fd, cairn_error_t *err)
-{
-    int h;
-
-    if (fd < 0)
-        return cairn_error_set(err, -EBADF, CAIRN_SYSTEM, "helper fd: %s",
-                               strerror(errno));
-    h = fcntl(fd, F_DUPFD_CLOEXEC, t->base_fd);
-    close(fd);
-    if (h < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                               "moving a helper fd above %d: %s", t->base_fd,
-                               strerror(errno));
-    if (t->n_helpers == t->cap_helpers) {
-        size_t cap = t->cap_helpers ? t->cap_helpers * 2 : 64;
-        int *v = realloc(t->helpers, cap * sizeof *v);
-        if (!v) {
-            close(h);
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        }
-        t->helpers = v;
-        t->cap_helpers = cap;
-    }
-    t->helpers[t->n_helpers++] = h;
-    return h;
-}
-
-static int s_helper_fd(s_plan_t *pl, int fd, cairn_error_t *err)
-{
-    return s_tree_helper(pl->tree, fd, err);
-}
 static uint64_t s_xgetbv0(void)
 {
     uint32_t lo, hi;
@@ -689,7 +554,7 @@ static bool s_is_special(const char *path)
 }
 
 /* Where our vdso/vvar pieces go: same kernel, same relative layout. */
-static int s_plan_vdso(s_plan_t *pl, const s_proc_t *pr,
+static int s_plan_vdso(rst_plan_t *pl, const rst_proc_t *pr,
                        const proc_vmas_t *self, cairn_error_t *err)
 {
     const Cairn__Ghost__ImageHeader *h = pl->tree->im->header->header;
@@ -757,7 +622,7 @@ static int s_plan_vdso(s_plan_t *pl, const s_proc_t *pr,
 
 /* Whether [start, start + len) is clear of every target vma (with a guard
  * margin, so a growsdown stack or a heap never touches the region). */
-static bool s_target_free(const s_proc_t *pr, uint64_t start, uint64_t len)
+static bool s_target_free(const rst_proc_t *pr, uint64_t start, uint64_t len)
 {
     const uint64_t margin = 16ull << 20;
 
@@ -773,12 +638,12 @@ static bool s_target_free(const s_proc_t *pr, uint64_t start, uint64_t len)
 
 /* Maps the region at a place free in both layouts: candidates just above
  * every target vma, tried with MAP_FIXED_NOREPLACE. */
-static int s_map_region(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
+static int s_map_region(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     for (size_t i = 0; i <= pr->vmas.n; i++) {
         uint64_t at = i < pr->vmas.n ? pr->vmas.v[i]->vma->end : (1ull << 32);
-        at = S_ALIGN(at + (32ull << 20), 1ull << 21);
-        if (at + pl->region_len >= S_TASK_SIZE ||
+        at = RST_ALIGN(at + (32ull << 20), 1ull << 21);
+        if (at + pl->region_len >= RST_TASK_SIZE ||
             !s_target_free(pr, at, pl->region_len))
             continue;
         void *p = mmap((void *)at, pl->region_len,
@@ -797,16 +662,16 @@ static int s_map_region(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
                            (unsigned long long)pl->region_len);
 }
 
-static uint64_t s_frame_size(const s_proc_t *pr, size_t i)
+static uint64_t s_frame_size(const rst_proc_t *pr, size_t i)
 {
     const Cairn__Ghost__Thread *t = pr->threads.v[i]->thread;
-    return 1024 + S_ALIGN(t->xsave.len + 4, 64);
+    return 1024 + RST_ALIGN(t->xsave.len + 4, 64);
 }
 
 /* Bytes of one process's region; n_helpers bounds the close list. */
-static uint64_t s_region_size(const s_proc_t *pr, size_t n_helpers)
+static uint64_t s_region_size(const rst_proc_t *pr, size_t n_helpers)
 {
-    uint64_t n = S_ALIGN(ghost_restorer_blob_size, S_PAGE);
+    uint64_t n = RST_ALIGN(ghost_restorer_blob_size, RST_PAGE);
     uint64_t args = sizeof(struct gr_args) + 4096 +
                     pr->vmas.n * (sizeof(struct gr_vma) + sizeof(int32_t) * 2) +
                     (pr->n_runs + pr->vmas.n) * sizeof(struct gr_run) + 64 * 64 +
@@ -822,15 +687,15 @@ static uint64_t s_region_size(const s_proc_t *pr, size_t n_helpers)
     for (size_t i = 0; i < pr->threads.n; i++)
         args += sizeof(struct gr_thread) + s_frame_size(pr, i) +
                 pr->threads.v[i]->thread->n_pending * sizeof(struct gr_sigq);
-    n += S_ALIGN(args, S_PAGE);
+    n += RST_ALIGN(args, RST_PAGE);
     n += (pr->threads.n + 1) * GR_STACK_SIZE;   /* + the copy helper's */
     n += 2 * GR_COPY_BUF;                       /* the copying threads' buffers */
-    n += 64 * S_PAGE;   /* vdso scratch: vvar + vclock + vdso fit easily */
-    return S_ALIGN(n, S_PAGE);
+    n += 64 * RST_PAGE;   /* vdso scratch: vvar + vclock + vdso fit easily */
+    return RST_ALIGN(n, RST_PAGE);
 }
 
 /* The file a file-backed vma maps, opened as a helper fd. */
-static int s_open_vma_file(s_plan_t *pl, const Cairn__Ghost__Vma *v,
+static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
                            cairn_error_t *err)
 {
     bool shared = v->kind == CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
@@ -876,12 +741,12 @@ static int s_open_vma_file(s_plan_t *pl, const Cairn__Ghost__Vma *v,
                                (long long)v->file_mtime_ns,
                                (unsigned long long)st.st_size, (long long)mtime);
     }
-    return s_helper_fd(pl, fd, err);
+    return rst_helper(pl->tree, fd, err);
 }
 
 /* Size of a shared-memory object: the end of its furthest vma in any
  * process of the tree. */
-static uint64_t s_shm_size(const s_image_t *im, const Cairn__Ghost__Vma *v)
+static uint64_t s_shm_size(const rst_image_t *im, const Cairn__Ghost__Vma *v)
 {
     uint64_t size = 0;
 
@@ -895,7 +760,7 @@ static uint64_t s_shm_size(const s_image_t *im, const Cairn__Ghost__Vma *v)
     return size;
 }
 
-static const s_shm_t *s_shm_find(const s_tree_t *t, uint64_t shmid, int kind)
+static const s_shm_t *s_shm_find(const rst_tree_t *t, uint64_t shmid, int kind)
 {
     for (size_t i = 0; i < t->n_shm; i++)
         if (t->shm[i].shmid == shmid && t->shm[i].kind == kind)
@@ -915,7 +780,7 @@ static void s_memfd_name(const char *path, char *buf, size_t size)
 }
 
 /* A new memfd of size bytes for object shmid, filed as a helper. */
-static int s_shm_create(s_tree_t *t, uint64_t shmid, int kind, const char *name,
+static int s_shm_create(rst_tree_t *t, uint64_t shmid, int kind, const char *name,
                         uint64_t size, bool from_fd, cairn_error_t *err)
 {
     int fd = memfd_create(name, MFD_CLOEXEC);
@@ -938,7 +803,7 @@ static int s_shm_create(s_tree_t *t, uint64_t shmid, int kind, const char *name,
         t->shm = n;
         t->cap_shm = cap;
     }
-    fd = s_tree_helper(t, fd, err);
+    fd = rst_helper(t, fd, err);
     if (fd >= 0)
         t->shm[t->n_shm++] = (s_shm_t){ shmid, kind, fd, from_fd };
     return fd;
@@ -947,7 +812,7 @@ static int s_shm_create(s_tree_t *t, uint64_t shmid, int kind, const char *name,
 /* One memfd per shared-memory object (shmid) of the whole tree, so a
  * mapping shared between a parent and its child stays shared; a memfd
  * that fds refer to was made by s_tree_objects already. */
-static int s_open_shmem(s_plan_t *pl, const Cairn__Ghost__Vma *v,
+static int s_open_shmem(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
                         cairn_error_t *err)
 {
     const s_shm_t *s = s_shm_find(pl->tree, v->shmid, (int)v->kind);
@@ -962,7 +827,7 @@ static int s_open_shmem(s_plan_t *pl, const Cairn__Ghost__Vma *v,
 }
 
 /* Whether the pages of vma v come from its object's pages instead. */
-static bool s_vma_from_object(const s_tree_t *t, const Cairn__Ghost__Vma *v)
+static bool s_vma_from_object(const rst_tree_t *t, const Cairn__Ghost__Vma *v)
 {
     const s_shm_t *s = s_shm_find(t, v->shmid, (int)v->kind);
 
@@ -974,13 +839,13 @@ static bool s_vma_has_pages(const Cairn__Ghost__Vma *v)
     return v->kind != CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
 }
 
-static int s_plan_vmas(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
+static int s_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
     int *fds = calloc(pr->vmas.n + 1, sizeof *fds);
     int ret = 0;
 
-    a->vmas = s_alloc(pl, (pr->vmas.n + 1) * sizeof *a->vmas, 64);
+    a->vmas = rst_alloc(pl, (pr->vmas.n + 1) * sizeof *a->vmas, 64);
     if (!fds || !a->vmas) {
         free(fds);
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
@@ -1041,14 +906,14 @@ static int s_plan_vmas(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 /* The parts of run r the blob copies: a run loaded from contiguous
  * pages records may span adjacent vmas, so it is cut at vma ends and
  * the parts in vmas whose pages come from elsewhere are left out. */
-static void s_plan_run(s_plan_t *pl, const s_proc_t *pr, const struct gr_run *r)
+static void s_plan_run(rst_plan_t *pl, const rst_proc_t *pr, const struct gr_run *r)
 {
     struct gr_args *a = pl->args;
     uint64_t at = r->vaddr, end = r->vaddr + r->len;
 
     while (at < end) {
         const Cairn__Ghost__Vma *v = s_vma_of(pr, at, 1);
-        uint64_t stop = !v ? at + S_PAGE : v->end < end ? v->end : end;
+        uint64_t stop = !v ? at + RST_PAGE : v->end < end ? v->end : end;
         if (v && s_vma_has_pages(v) && !s_vma_from_object(pl->tree, v))
             a->runs[a->n_runs++] = (struct gr_run){ at, stop - at,
                                                    r->off + (at - r->vaddr) };
@@ -1075,11 +940,11 @@ static bool s_copy_helper_pays(const struct gr_args *a)
            CPU_COUNT(&set) > 1;
 }
 
-static int s_plan_runs(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
+static int s_plan_runs(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
 
-    a->runs = s_alloc(pl, (pr->n_runs + pr->vmas.n + 1) * sizeof *a->runs, 64);
+    a->runs = rst_alloc(pl, (pr->n_runs + pr->vmas.n + 1) * sizeof *a->runs, 64);
     if (!a->runs)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     for (size_t i = 0; i < pr->n_runs; i++)
@@ -1087,13 +952,13 @@ static int s_plan_runs(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
     a->copy_pread = pl->tree->pread_pages;
     bool helper = s_copy_helper_pays(a);
     for (int i = 0; i < 1 + helper; i++) {
-        uint8_t *buf = s_alloc(pl, GR_COPY_BUF, S_PAGE);
+        uint8_t *buf = rst_alloc(pl, GR_COPY_BUF, RST_PAGE);
         if (!buf)
             return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
         a->copy_buf[i] = (uint64_t)(uintptr_t)buf;
     }
     if (helper) {
-        uint8_t *stack = s_alloc(pl, GR_STACK_SIZE, S_PAGE);
+        uint8_t *stack = rst_alloc(pl, GR_STACK_SIZE, RST_PAGE);
         if (!stack)
             return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
         a->copy_stack_top = (uint64_t)(uintptr_t)(stack + GR_STACK_SIZE);
@@ -1121,168 +986,7 @@ _Static_assert(sizeof(struct s_ucontext) == 304, "kernel ucontext");
 #define S_UC_SIGCONTEXT_SS 0x2
 #define S_UC_STRICT_RESTORE_SS 0x4
 
-/* The interrupted syscall of a thread and its return value then (-1, 0
- * if it was in none). */
-static long long s_interrupted(const struct user_regs_struct *r, const Cairn__Ghost__Thread *t,
-                               long long *ret_val)
-{
-    *ret_val = t->syscall_nr >= 0 ? t->syscall_ret : (long long)r->rax;
-    return t->syscall_nr >= 0 ? t->syscall_nr : (long long)r->orig_rax;
-}
-
-/* ERESTART_RESTARTBLOCK means "continue with what the kernel kept in the
- * task" (restart_syscall), which a new task does not have. Where running
- * the syscall again from its registers is right or harmless, it is run
- * again: poll and a futex wait (a program without signal handlers does
- * not expect EINTR from them -- `tail -f` dies on it -- and may wait up to
- * one timeout longer), and clock_nanosleep to an absolute time. A
- * relative sleep returns EINTR, as issue 4 asks: the kernel wrote the time
- * left into its remainder when the dump interrupted it (running it again
- * would sleep it all over). */
-#define S_NR_POLL 7
-#define S_NR_FUTEX 202
-#define S_NR_CLOCK_NANOSLEEP 230
-#define S_TIMER_ABSTIME 1
-static bool s_rerun_restartblock(long long nr, const struct user_regs_struct *r)
-{
-    return nr == S_NR_POLL || nr == S_NR_FUTEX ||
-           (nr == S_NR_CLOCK_NANOSLEEP && (r->rsi & S_TIMER_ABSTIME));
-}
-
-/* The number of a pending signal record (0 if it is not one). */
-static int s_pending_signo(const Cairn__Ghost__SigInfo *si)
-{
-    int32_t signo = 0;
-    if (si->raw.len >= sizeof signo)
-        memcpy(&signo, si->raw.data, sizeof signo);
-    return signo >= 1 && signo <= 64 ? signo : 0;
-}
-
-static uint64_t s_sigbit(int sig)
-{
-    return 1ull << (sig - 1);
-}
-
-/* The signals the kernel takes first from a queue (its SYNCHRONOUS_MASK):
- * those a fault raises. */
-#define S_SYNC_SIGNALS                                                             \
-    (s_sigbit(SIGSEGV) | s_sigbit(SIGBUS) | s_sigbit(SIGILL) | s_sigbit(SIGTRAP) | \
-     s_sigbit(SIGFPE) | s_sigbit(SIGSYS))
-
-/* Of the signals in set, the one the kernel dequeues first: a synchronous
- * one, else the lowest; 0 if set is empty. */
-static int s_first_dequeued(uint64_t set)
-{
-    uint64_t pick = set & S_SYNC_SIGNALS ? set & S_SYNC_SIGNALS : set;
-    return pick ? __builtin_ctzll(pick) + 1 : 0;
-}
-
-static const Cairn__Ghost__SigAction *s_sigaction(const Cairn__Ghost__Process *p, int sig)
-{
-    for (size_t i = 0; i < p->n_sigactions; i++)
-        if (p->sigactions[i]->signo == (uint32_t)sig)
-            return p->sigactions[i];
-    return NULL;   /* SIG_DFL */
-}
-
-/* Whether the thread goes on to its next pending signal after sig with
- * action act (NULL: SIG_DFL) is dequeued without a handler: it is
- * ignored, or its default is to ignore or to stop (and the thread, once
- * continued, dequeues the next). Otherwise the process dies of it. */
-static bool s_dequeued_and_passed(int sig, const Cairn__Ghost__SigAction *act)
-{
-    if (act && act->handler == (uint64_t)(uintptr_t)SIG_IGN)
-        return true;
-    return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT ||
-           proc_stop_signal(sig);
-}
-
-/* The image's pending signals in v that thread t does not block; of the
- * process-wide ones (shared), only those t is the one thread of pr not
- * blocking: the kernel gives such a signal to that thread, and which of
- * several would take it cannot be told. */
-static uint64_t s_pending_for(const s_proc_t *pr, const Cairn__Ghost__Thread *t,
-                              Cairn__Ghost__SigInfo *const *v, size_t n, bool shared)
-{
-    uint64_t set = 0;
-    for (size_t i = 0; i < n; i++) {
-        int sig = s_pending_signo(v[i]);
-        if (!sig || (t->sigmask & s_sigbit(sig)))
-            continue;
-        bool alone = true;
-        for (size_t k = 0; shared && alone && k < pr->threads.n; k++) {
-            const Cairn__Ghost__Thread *o = pr->threads.v[k]->thread;
-            alone = o == t || (o->sigmask & s_sigbit(sig));
-        }
-        if (alone)
-            set |= s_sigbit(sig);
-    }
-    return set;
-}
-
-/* The sa_flags of the handler the kernel will run first for thread t of
- * process pr as it resumes, taking the image's pending signals in the
- * kernel's order (its own queue, then the process's); -1 if no handler
- * will run before it returns to its code. */
-static long long s_handler_on_resume(const s_proc_t *pr, const Cairn__Ghost__Thread *t)
-{
-    const Cairn__Ghost__Process *p = pr->process->process;
-    uint64_t queues[2] = {
-        s_pending_for(pr, t, t->pending, t->n_pending, false),
-        s_pending_for(pr, t, p->shared_pending, p->n_shared_pending, true),
-    };
-    for (int q = 0; q < 2; q++)
-        for (int sig; (sig = s_first_dequeued(queues[q])) != 0; queues[q] &= ~s_sigbit(sig)) {
-            const Cairn__Ghost__SigAction *act = s_sigaction(p, sig);
-            if (act && act->handler > (uint64_t)(uintptr_t)SIG_IGN)
-                return (long long)act->flags;
-            if (!s_dequeued_and_passed(sig, act))
-                return -1;
-        }
-    return -1;
-}
-
-/* Registers of thread t of process pr as it must resume: a syscall
- * interrupted by the dump is re-executed, or returns EINTR if it cannot
- * be. Where a pending signal of the image will run a handler as the
- * thread resumes, the call returns as the kernel makes it return to a
- * handler: EINTR, or re-executed for ERESTARTNOINTR and, with SA_RESTART,
- * ERESTARTSYS -- re-executing it after the handler instead would wait
- * again in a pause() or sigsuspend() that the signal was to end. */
-static void s_fix_restart(struct user_regs_struct *r, const s_proc_t *pr,
-                          const Cairn__Ghost__Thread *t)
-{
-    long long ret, nr = s_interrupted(r, t, &ret);
-    bool restart;
-
-    if (nr < 0)
-        return;
-    long long handled = s_handler_on_resume(pr, t);
-    switch (-ret) {
-    case S_ERESTARTSYS:
-        restart = handled < 0 || (handled & SA_RESTART);
-        break;
-    case S_ERESTARTNOINTR:
-        restart = true;
-        break;
-    case S_ERESTARTNOHAND:
-        restart = handled < 0;
-        break;
-    case S_ERESTART_RESTARTBLOCK:
-        restart = handled < 0 && s_rerun_restartblock(nr, r);
-        break;
-    default:
-        return;
-    }
-    if (restart) {
-        r->rax = (unsigned long long)nr;
-        r->rip -= 2;
-    } else {
-        r->rax = (unsigned long long)-EINTR;
-    }
-}
-
-static int s_check_xsave(const s_plan_t *pl, const Cairn__Ghost__Thread *t,
+static int s_check_xsave(const rst_plan_t *pl, const Cairn__Ghost__Thread *t,
                          cairn_error_t *err)
 {
     uint64_t bv;
@@ -1302,9 +1006,9 @@ static int s_check_xsave(const s_plan_t *pl, const Cairn__Ghost__Thread *t,
 }
 
 /* The xsave area with the sigframe's software bytes and end magic. */
-static uint64_t s_put_xsave(s_plan_t *pl, const Cairn__Ghost__Thread *t)
+static uint64_t s_put_xsave(rst_plan_t *pl, const Cairn__Ghost__Thread *t)
 {
-    uint8_t *x = s_alloc(pl, t->xsave.len + 4, 64);
+    uint8_t *x = rst_alloc(pl, t->xsave.len + 4, 64);
     uint32_t magic2 = S_FPX_MAGIC2, u32;
     uint64_t u64 = pl->xcr0;
 
@@ -1337,7 +1041,7 @@ static void s_fill_sigcontext(struct s_sigcontext *mc,
 
 /* The rt_sigframe of one thread: pretcode, ucontext (registers, mask,
  * altstack, fpstate pointer), then the xsave area. Returns its address. */
-static int s_put_frame(s_plan_t *pl, const s_proc_t *pr, const Cairn__Ghost__Thread *t,
+static int s_put_frame(rst_plan_t *pl, const rst_proc_t *pr, const Cairn__Ghost__Thread *t,
                        uint64_t *ret_frame, cairn_error_t *err)
 {
     struct user_regs_struct regs;
@@ -1353,8 +1057,8 @@ static int s_put_frame(s_plan_t *pl, const s_proc_t *pr, const Cairn__Ghost__Thr
     if (ret < 0)
         return ret;
     memcpy(&regs, t->regs.data, sizeof regs);
-    s_fix_restart(&regs, pr, t);
-    frame = s_alloc(pl, 8 + sizeof *uc + 128, 64);
+    sig_fix_restart(&regs, pr, t);
+    frame = rst_alloc(pl, 8 + sizeof *uc + 128, 64);
     if (!frame)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     uc = (struct s_ucontext *)(frame + 8);
@@ -1373,36 +1077,15 @@ static int s_put_frame(s_plan_t *pl, const s_proc_t *pr, const Cairn__Ghost__Thr
     return 0;
 }
 
-static int s_sigq_add(s_plan_t *pl, const Cairn__Ghost__SigInfo *si,
-                      int32_t thread, cairn_error_t *err)
-{
-    struct gr_sigq *q = &pl->args->sigq[pl->args->n_sigq];
-    int32_t signo;
-
-    if (si->raw.len != sizeof q->info)
-        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                               "bad image: pending siginfo of %zu bytes",
-                               si->raw.len);
-    memcpy(q->info, si->raw.data, sizeof q->info);
-    memcpy(&signo, si->raw.data, sizeof signo);
-    if (signo < 1 || signo > 64)
-        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                               "bad image: pending signal %d", signo);
-    q->signo = signo;
-    q->thread = thread;
-    pl->args->n_sigq++;
-    return 0;
-}
-
-static int s_plan_threads(s_plan_t *pl, const s_proc_t *pr, bool new_pid,
+static int s_plan_threads(rst_plan_t *pl, const rst_proc_t *pr, bool new_pid,
                           cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
     size_t n = pr->threads.n, k = 1;
     uint8_t *stacks;
 
-    a->threads = s_alloc(pl, n * sizeof *a->threads, 64);
-    stacks = s_alloc(pl, n * GR_STACK_SIZE, S_PAGE);
+    a->threads = rst_alloc(pl, n * sizeof *a->threads, 64);
+    stacks = rst_alloc(pl, n * GR_STACK_SIZE, RST_PAGE);
     if (!a->threads || !stacks)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     for (size_t i = 0; i < n; i++) {
@@ -1439,65 +1122,31 @@ static int s_plan_threads(s_plan_t *pl, const s_proc_t *pr, bool new_pid,
     return 0;
 }
 
-static int s_plan_signals(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
-{
-    const Cairn__Ghost__Process *p = pr->process->process;
-    struct gr_args *a = pl->args;
-    size_t n = p->n_shared_pending;
-    int ret = 0;
-
-    for (size_t i = 0; i < pr->threads.n; i++)
-        n += pr->threads.v[i]->thread->n_pending;
-    a->sigq = s_alloc(pl, (n + 1) * sizeof *a->sigq, 64);
-    if (!a->sigq)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0, k = 1; i < pr->threads.n && ret == 0; i++) {
-        const Cairn__Ghost__Thread *t = pr->threads.v[i]->thread;
-        int32_t slot = t->leader ? 0 : (int32_t)k++;   /* as s_plan_threads */
-        for (size_t j = 0; j < t->n_pending && ret == 0; j++)
-            ret = s_sigq_add(pl, t->pending[j], slot + 1, err);
-    }
-    for (size_t i = 0; i < p->n_shared_pending && ret == 0; i++)
-        ret = s_sigq_add(pl, p->shared_pending[i], 0, err);
-    return ret;
-}
-
-static int s_plan_limits(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
+/* The resource limits every process sets (restorer.c). */
+static int s_plan_rlimits(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     const Cairn__Ghost__Process *p = pr->process->process;
     struct gr_args *a = pl->args;
 
-    a->rlimits = s_alloc(pl, (p->n_rlimits + 1) * sizeof *a->rlimits, 64);
-    a->itimers = s_alloc(pl, (p->n_itimers + 1) * sizeof *a->itimers, 64);
-    if (!a->rlimits || !a->itimers)
+    a->rlimits = rst_alloc(pl, (p->n_rlimits + 1) * sizeof *a->rlimits, 64);
+    if (!a->rlimits)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     for (size_t i = 0; i < p->n_rlimits; i++)
         a->rlimits[a->n_rlimits++] = (struct gr_rlimit){
             .resource = p->rlimits[i]->resource, .cur = p->rlimits[i]->cur,
             .max = p->rlimits[i]->max };
-    for (size_t i = 0; i < p->n_itimers; i++) {
-        const Cairn__Ghost__Itimer *t = p->itimers[i];
-        if (!t->value_ns)
-            continue;
-        a->itimers[a->n_itimers++] = (struct gr_itimer){
-            .which = (int32_t)t->which,
-            .interval_sec = (int64_t)(t->interval_ns / 1000000000ull),
-            .interval_usec = (int64_t)(t->interval_ns % 1000000000ull / 1000),
-            .value_sec = (int64_t)(t->value_ns / 1000000000ull),
-            .value_usec = (int64_t)((t->value_ns % 1000000000ull + 999) / 1000) };
-    }
     return 0;
 }
 
 /* The seccomp filters every thread installs (restorer.c). */
-static int s_plan_seccomp(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
+static int s_plan_seccomp(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     const Cairn__Ghost__Process *p = pr->process->process;
     struct gr_args *a = pl->args;
 
     if (!p->n_seccomp)
         return 0;
-    a->seccomp = s_alloc(pl, p->n_seccomp * sizeof *a->seccomp, 8);
+    a->seccomp = rst_alloc(pl, p->n_seccomp * sizeof *a->seccomp, 8);
     if (!a->seccomp)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     for (size_t i = 0; i < p->n_seccomp; i++) {
@@ -1507,7 +1156,7 @@ static int s_plan_seccomp(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
             return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
                                    "process %u: seccomp filter %zu of %zu bytes", p->pid,
                                    i, b->len);
-        if (!(prog = s_alloc(pl, b->len, 8)))
+        if (!(prog = rst_alloc(pl, b->len, 8)))
             return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
         memcpy(prog, b->data, b->len);
         a->seccomp[i] = (struct gr_seccomp){ (uint64_t)(uintptr_t)prog,
@@ -1532,7 +1181,7 @@ static uint32_t s_cap_last(void)
 
 /* Who the process was: every thread takes these last (restorer.c). An
  * image without them (older than credentials) restores as the restorer. */
-static int s_plan_creds(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
+static int s_plan_creds(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     const Cairn__Ghost__Creds *c = pr->process->process->creds;
     struct gr_creds *g = &pl->args->creds;
@@ -1544,7 +1193,7 @@ static int s_plan_creds(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
                                "process %u: credentials with %zu uids, %zu gids, %zu "
                                "groups", pr->process->process->pid, c->n_uid, c->n_gid,
                                c->n_groups);
-    g->groups = s_alloc(pl, (c->n_groups + 1) * sizeof(uint32_t), 8);
+    g->groups = rst_alloc(pl, (c->n_groups + 1) * sizeof(uint32_t), 8);
     if (!g->groups)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     memcpy(g->uid, c->uid, sizeof g->uid);
@@ -1562,11 +1211,11 @@ static int s_plan_creds(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
     return 0;
 }
 
-static int s_plan_mm(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
+static int s_plan_mm(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     const Cairn__Ghost__MmLayout *m = pr->process->process->mm;
     struct gr_args *a = pl->args;
-    void *auxv = s_alloc(pl, m->auxv.len + 8, 64);
+    void *auxv = rst_alloc(pl, m->auxv.len + 8, 64);
     int fd;
 
     if (!auxv)
@@ -1577,7 +1226,7 @@ static int s_plan_mm(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
         return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
                                "cannot open the executable %s: %s",
                                m->exe_path, strerror(errno));
-    fd = s_helper_fd(pl, fd, err);   /* the blob closes it after PR_SET_MM_MAP */
+    fd = rst_helper(pl->tree, fd, err);   /* the blob closes it after PR_SET_MM_MAP */
     if (fd < 0)
         return fd;
     a->mm = (struct gr_mm_map){
@@ -1590,7 +1239,7 @@ static int s_plan_mm(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
 }
 
 /* keep = the region and our vdso/vvar pieces, sorted; close = helpers. */
-static int s_plan_keep(s_plan_t *pl)
+static int s_plan_keep(rst_plan_t *pl)
 {
     struct gr_args *a = pl->args;
     struct gr_range r = { (uint64_t)(uintptr_t)pl->region,
@@ -1606,7 +1255,7 @@ static int s_plan_keep(s_plan_t *pl)
             a->keep[j] = a->keep[j - 1];
             a->keep[j - 1] = t;
         }
-    a->unmap_end = S_TASK_SIZE;
+    a->unmap_end = RST_TASK_SIZE;
     return 0;
 }
 
@@ -1617,7 +1266,7 @@ static int s_cmp_int(const void *x, const void *y)
 
 /* One process's plan: its region, vmas, pages, threads, signals, limits
  * and mm; n_helpers bounds the helper fds the tree will hold. */
-static int s_plan_one(s_plan_t *pl, const s_proc_t *pr, size_t n_helpers,
+static int s_plan_one(rst_plan_t *pl, const rst_proc_t *pr, size_t n_helpers,
                       cairn_error_t *err)
 {
     proc_vmas_t self = { 0 };
@@ -1630,11 +1279,11 @@ static int s_plan_one(s_plan_t *pl, const s_proc_t *pr, size_t n_helpers,
     if (ret < 0)
         return ret;
     memcpy(pl->region, ghost_restorer_blob, ghost_restorer_blob_size);
-    pl->used = S_ALIGN(ghost_restorer_blob_size, S_PAGE);
-    pl->args = s_alloc(pl, sizeof *pl->args, 64);
+    pl->used = RST_ALIGN(ghost_restorer_blob_size, RST_PAGE);
+    pl->args = rst_alloc(pl, sizeof *pl->args, 64);
     pl->args->magic = GR_ARGS_MAGIC;
     pl->args->scratch = (uint64_t)(uintptr_t)pl->region + pl->region_len -
-                        64 * S_PAGE;
+                        64 * RST_PAGE;
     ret = proc_read_vmas(0, false, &self, err);
     if (ret == 0)
         ret = s_plan_vdso(pl, pr, &self, err);
@@ -1646,9 +1295,11 @@ static int s_plan_one(s_plan_t *pl, const s_proc_t *pr, size_t n_helpers,
     if (ret == 0)
         ret = s_plan_threads(pl, pr, pl->tree->new_pid, err);
     if (ret == 0)
-        ret = s_plan_signals(pl, pr, err);
+        ret = sig_plan_pending(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_limits(pl, pr, err);
+        ret = s_plan_rlimits(pl, pr, err);
+    if (ret == 0)
+        ret = sig_plan_itimers(pl, pr, err);
     if (ret == 0)
         ret = s_plan_creds(pl, pr, err);
     if (ret == 0)
@@ -1662,12 +1313,12 @@ static int s_plan_one(s_plan_t *pl, const s_proc_t *pr, size_t n_helpers,
 
 /* The blob of one process closes every helper of the tree but the status
  * pipe, the staging memfd and its own exe (closed after PR_SET_MM_MAP). */
-static int s_plan_close(s_plan_t *pl, cairn_error_t *err)
+static int s_plan_close(rst_plan_t *pl, cairn_error_t *err)
 {
-    const s_tree_t *t = pl->tree;
+    const rst_tree_t *t = pl->tree;
     struct gr_args *a = pl->args;
 
-    a->close_fds = s_alloc(pl, (t->n_helpers + 1) * sizeof(int32_t), 8);
+    a->close_fds = rst_alloc(pl, (t->n_helpers + 1) * sizeof(int32_t), 8);
     if (!a->close_fds)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     a->status_fd = t->status_w;
@@ -1683,7 +1334,7 @@ static int s_plan_close(s_plan_t *pl, cairn_error_t *err)
 
 /* A pipe whose write end is in the tree but not its read end would be
  * recreated without a reader: refused. */
-static bool s_pipe_has_reader(const s_image_t *im, uint64_t id)
+static bool s_pipe_has_reader(const rst_image_t *im, uint64_t id)
 {
     for (size_t i = 0; i < im->n_procs; i++)
         for (size_t j = 0; j < im->procs[i].fds.n; j++) {
@@ -1697,7 +1348,7 @@ static bool s_pipe_has_reader(const s_image_t *im, uint64_t id)
 
 /* Writes every unread byte the image holds for pipe id into w (the
  * write end, non-blocking: a pipe that cannot hold them is refused). */
-static int s_pipe_fill(const s_image_t *im, uint64_t id, int w,
+static int s_pipe_fill(const rst_image_t *im, uint64_t id, int w,
                        cairn_error_t *err)
 {
     for (size_t i = 0; i < im->n_procs; i++)
@@ -1720,7 +1371,7 @@ static int s_pipe_fill(const s_image_t *im, uint64_t id, int w,
 }
 
 /* One pipe for pipe_id f->pipe_id, refilled, both ends as helpers. */
-static int s_tree_pipe(s_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
+static int s_tree_pipe(rst_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
                        cairn_error_t *err)
 {
     s_pipe_t *p = &t->pipes[t->n_pipes];
@@ -1741,15 +1392,15 @@ static int s_tree_pipe(s_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
         return ret;
     }
     p->id = f->pipe_id;
-    p->end[0] = s_tree_helper(t, e[0], err);
-    p->end[1] = p->end[0] < 0 ? (close(e[1]), -1) : s_tree_helper(t, e[1], err);
+    p->end[0] = rst_helper(t, e[0], err);
+    p->end[1] = p->end[0] < 0 ? (close(e[1]), -1) : rst_helper(t, e[1], err);
     if (p->end[1] < 0)
         return p->end[0] < 0 ? p->end[0] : p->end[1];
     t->n_pipes++;
     return 0;
 }
 
-static const s_pipe_t *s_find_pipe(const s_tree_t *t, uint64_t id)
+static const s_pipe_t *s_find_pipe(const rst_tree_t *t, uint64_t id)
 {
     for (size_t i = 0; i < t->n_pipes; i++)
         if (t->pipes[i].id == id)
@@ -1758,7 +1409,7 @@ static const s_pipe_t *s_find_pipe(const s_tree_t *t, uint64_t id)
 }
 
 /* Every pipe of the tree, made here so that every process inherits it. */
-static int s_tree_pipes(s_tree_t *t, cairn_error_t *err)
+static int s_tree_pipes(rst_tree_t *t, cairn_error_t *err)
 {
     size_t n = 0;
     int ret = 0;
@@ -1769,7 +1420,7 @@ static int s_tree_pipes(s_tree_t *t, cairn_error_t *err)
     if (!t->pipes)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
-        const s_proc_t *pr = &t->im->procs[i];
+        const rst_proc_t *pr = &t->im->procs[i];
         for (size_t j = 0; j < pr->fds.n && ret == 0; j++) {
             const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd;
             if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE &&
@@ -1781,7 +1432,7 @@ static int s_tree_pipes(s_tree_t *t, cairn_error_t *err)
 }
 
 /* Index of the process whose pid is `pid`, -1 if none. */
-static int s_index_of(const s_image_t *im, uint32_t pid)
+static int s_index_of(const rst_image_t *im, uint32_t pid)
 {
     for (size_t i = 0; i < im->n_procs; i++)
         if (im->procs[i].process->process->pid == pid)
@@ -1816,13 +1467,13 @@ static int s_copy_range(int src, uint64_t src_off, int dst, uint64_t dst_off, si
 
 /* Writes the staged object pages of shmid into its memfd, clipped to the
  * object's size (the last page was padded). */
-static int s_shm_fill(const s_image_t *im, uint64_t shmid, int fd, uint64_t size,
+static int s_shm_fill(const rst_image_t *im, uint64_t shmid, int fd, uint64_t size,
                       cairn_error_t *err)
 {
     if (im->check_only)   /* nothing staged: the contents are not checked */
         return 0;
     for (size_t i = 0; i < im->n_objruns; i++) {
-        const s_objrun_t *o = &im->objruns[i];
+        const rst_objrun_t *o = &im->objruns[i];
         if (o->shmid != shmid || o->offset >= size)
             continue;
         size_t n = (size_t)(size - o->offset < o->len ? size - o->offset : o->len);
@@ -1838,7 +1489,7 @@ static int s_shm_fill(const s_image_t *im, uint64_t shmid, int fd, uint64_t size
 /* A memfd mapping whose pages the dump left out (an fd of the tree
  * refers to the memfd: its object pages hold it) must have that fd, or
  * it would come back as zeros. */
-static int s_check_fd_memfds(const s_image_t *im, cairn_error_t *err)
+static int s_check_fd_memfds(const rst_image_t *im, cairn_error_t *err)
 {
     for (size_t i = 0; i < im->n_procs; i++)
         for (size_t j = 0; j < im->procs[i].vmas.n; j++) {
@@ -1863,13 +1514,13 @@ static int s_check_fd_memfds(const s_image_t *im, cairn_error_t *err)
  * fd's size and filled from its object pages: the whole truth of the
  * object. Its vmas map this memfd (s_open_shmem) and take no pages of
  * their own (s_vma_from_object), so mapping and fd see one object. */
-static int s_tree_objects(s_tree_t *t, cairn_error_t *err)
+static int s_tree_objects(rst_tree_t *t, cairn_error_t *err)
 {
     char name[256];
     int ret = s_check_fd_memfds(t->im, err);
 
     for (size_t i = 0; i < t->im->n_procs && ret >= 0; i++) {
-        const s_proc_t *pr = &t->im->procs[i];
+        const rst_proc_t *pr = &t->im->procs[i];
         for (size_t j = 0; j < pr->fds.n && ret >= 0; j++) {
             const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd;
             if (f->kind != CAIRN__GHOST__FD_KIND__FD_MEMFD ||
@@ -1889,7 +1540,7 @@ static int s_tree_objects(s_tree_t *t, cairn_error_t *err)
  * memfd: its object, reopened through /proc/self/fd for an offset of its
  * own), status flags and offset; O_CLOEXEC (the caller places it). The
  * fd, or -errno with err set. */
-static int s_open_description(const s_tree_t *t, const Cairn__Ghost__Fd *f,
+static int s_open_description(const rst_tree_t *t, const Cairn__Ghost__Fd *f,
                               cairn_error_t *err)
 {
     int flags = f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
@@ -1931,7 +1582,7 @@ static int s_open_description(const s_tree_t *t, const Cairn__Ghost__Fd *f,
     return fd;
 }
 
-static const s_ofd_t *s_find_ofd(const s_tree_t *t, uint32_t pid, int32_t fd)
+static const s_ofd_t *s_find_ofd(const rst_tree_t *t, uint32_t pid, int32_t fd)
 {
     for (size_t i = 0; i < t->n_ofds; i++)
         if (t->ofds[i].pid == pid && t->ofds[i].fd == fd)
@@ -1942,7 +1593,7 @@ static const s_ofd_t *s_find_ofd(const s_tree_t *t, uint32_t pid, int32_t fd)
 /* The fd record f of process i shares: an earlier fd (a process before
  * i, or i itself) that owns its description, of the same kind, not a
  * pipe. NULL, with err set, if the image says otherwise. */
-static const Cairn__Ghost__Fd *s_share_origin(const s_image_t *im, size_t i,
+static const Cairn__Ghost__Fd *s_share_origin(const rst_image_t *im, size_t i,
                                               const Cairn__Ghost__Fd *f,
                                               cairn_error_t *err)
 {
@@ -1979,7 +1630,7 @@ static int s_in_process(cairn_error_t *err, int ret, uint32_t pid)
 /* One helper per open file description fds share (dup, fork): opened
  * here once, dup3'd into every fd that has it, so their offset and
  * status flags stay one. */
-static int s_tree_shared(s_tree_t *t, cairn_error_t *err)
+static int s_tree_shared(rst_tree_t *t, cairn_error_t *err)
 {
     size_t n = 0;
     int ret = 0;
@@ -1990,7 +1641,7 @@ static int s_tree_shared(s_tree_t *t, cairn_error_t *err)
     if (!t->ofds)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (size_t i = 0; i < t->im->n_procs && ret >= 0; i++) {
-        const s_proc_t *pr = &t->im->procs[i];
+        const rst_proc_t *pr = &t->im->procs[i];
         for (size_t j = 0; j < pr->fds.n && ret >= 0; j++) {
             const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd, *o;
             if (!f->shares || s_find_ofd(t, f->shares_pid, f->shares_fd))
@@ -2000,7 +1651,7 @@ static int s_tree_shared(s_tree_t *t, cairn_error_t *err)
             ret = s_open_description(t, o, err);
             if (ret < 0)
                 return s_in_process(err, ret, f->shares_pid);
-            ret = s_tree_helper(t, ret, err);
+            ret = rst_helper(t, ret, err);
             if (ret >= 0)
                 t->ofds[t->n_ofds++] = (s_ofd_t){ f->shares_pid, f->shares_fd, ret };
         }
@@ -2019,9 +1670,9 @@ static int s_refuse_job(cairn_error_t *err, const Cairn__Ghost__Process *p,
 /* Session of process i: it leads its own (setsid), or it is in its
  * parent's (inherited by fork); the root may also stay in the session
  * of the caller when its own session leader is not in the tree. */
-static int s_job_session(s_tree_t *t, size_t i, cairn_error_t *err)
+static int s_job_session(rst_tree_t *t, size_t i, cairn_error_t *err)
 {
-    const s_proc_t *pr = &t->im->procs[i];
+    const rst_proc_t *pr = &t->im->procs[i];
     const Cairn__Ghost__Process *p = pr->process->process;
 
     t->jobs[i].setsid = p->sid == p->pid;
@@ -2041,7 +1692,7 @@ static int s_job_session(s_tree_t *t, size_t i, cairn_error_t *err)
 /* Group of process i: its own, the group of a process of the tree, or
  * (when the leader is not in the tree) the root's group if it shares it:
  * the root then stays in the caller's group and so does i. */
-static int s_job_group(s_tree_t *t, size_t i, cairn_error_t *err)
+static int s_job_group(rst_tree_t *t, size_t i, cairn_error_t *err)
 {
     const Cairn__Ghost__Process *p = t->im->procs[i].process->process;
     const Cairn__Ghost__Process *root = t->im->procs[0].process->process;
@@ -2058,7 +1709,7 @@ static int s_job_group(s_tree_t *t, size_t i, cairn_error_t *err)
     return 0;
 }
 
-static int s_tree_jobs(s_tree_t *t, cairn_error_t *err)
+static int s_tree_jobs(rst_tree_t *t, cairn_error_t *err)
 {
     int ret = 0;
 
@@ -2073,7 +1724,7 @@ static int s_tree_jobs(s_tree_t *t, cairn_error_t *err)
     return ret;
 }
 
-static int s_ctl_pipe(s_tree_t *t, int *ret_mine, int *ret_helper,
+static int s_ctl_pipe(rst_tree_t *t, int *ret_mine, int *ret_helper,
                       bool helper_reads, cairn_error_t *err)
 {
     int e[2];
@@ -2082,13 +1733,13 @@ static int s_ctl_pipe(s_tree_t *t, int *ret_mine, int *ret_helper,
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s",
                                strerror(errno));
     *ret_mine = e[helper_reads ? 1 : 0];
-    *ret_helper = s_tree_helper(t, e[helper_reads ? 0 : 1], err);
+    *ret_helper = rst_helper(t, e[helper_reads ? 0 : 1], err);
     return *ret_helper < 0 ? *ret_helper : 0;
 }
 
 /* base_fd above every fd of every process; the control pipes; the pid
  * table every process writes its restored pid into. */
-static int s_tree_ctl(s_tree_t *t, cairn_error_t *err)
+static int s_tree_ctl(rst_tree_t *t, cairn_error_t *err)
 {
     int max = 2, ret;
 
@@ -2115,13 +1766,13 @@ static int s_tree_ctl(s_tree_t *t, cairn_error_t *err)
     if (ret == 0)
         ret = s_ctl_pipe(t, &t->sync_w, &t->sync_r, true, err);
     if (ret == 0)
-        ret = s_tree_helper(t, dup(t->im->staging_fd), err);
+        ret = rst_helper(t, dup(t->im->staging_fd), err);
     if (ret >= 0)
         t->staging_fd = ret;
     return ret < 0 ? ret : 0;
 }
 
-static void s_tree_free(s_tree_t *t)
+static void s_tree_free(rst_tree_t *t)
 {
     for (size_t i = 0; t->plans && i < t->im->n_procs; i++)
         if (t->plans[i].region)
@@ -2140,11 +1791,11 @@ static void s_tree_free(s_tree_t *t)
     free(t->pipes);
     free(t->shm);
     free(t->ofds);
-    *t = (s_tree_t){ .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
+    *t = (rst_tree_t){ .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
 }
 
 /* Helper fds the tree will hold at most: for the close lists. */
-static size_t s_helpers_bound(const s_image_t *im)
+static size_t s_helpers_bound(const rst_image_t *im)
 {
     size_t n = 16;
 
@@ -2154,7 +1805,7 @@ static size_t s_helpers_bound(const s_image_t *im)
 }
 
 /* Everything decided and opened before any process exists. */
-static int s_plan(s_tree_t *t, s_image_t *im, bool new_pid, cairn_error_t *err)
+static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, cairn_error_t *err)
 {
     int ret;
 
@@ -2201,25 +1852,8 @@ static int s_plan(s_tree_t *t, s_image_t *im, bool new_pid, cairn_error_t *err)
  *            cwd, umask, personality, comm, handlers; jump into the blob.
  */
 
-/* Reports a failure of the child's libc stage and exits. */
-static void __attribute__((noreturn, format(printf, 4, 5)))
-s_child_fail(const s_plan_t *pl, int e, int fd, const char *fmt, ...)
-{
-    struct gr_status st = { .stage = GR_STAGE_CHILD, .err = e,
-                            .arg = (uint64_t)fd,
-                            .pid = (int32_t)syscall(SYS_getpid) };
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(st.msg, sizeof st.msg, fmt, ap);
-    va_end(ap);
-    if (write(pl->tree->status_w, &st, sizeof st) < 0)
-        _exit(2);
-    _exit(1);
-}
-
 /* Closes every fd that is not a helper (helpers are sorted). */
-static void s_child_close_others(const s_tree_t *t)
+static void s_child_close_others(const rst_tree_t *t)
 {
     unsigned int from = 0;
 
@@ -2231,11 +1865,11 @@ static void s_child_close_others(const s_tree_t *t)
     syscall(SYS_close_range, from, ~0u, 0);
 }
 
-static void s_child_place(const s_plan_t *pl, int fd, int target, bool cloexec)
+static void s_child_place(const rst_plan_t *pl, int fd, int target, bool cloexec)
 {
     if (fd != target) {
         if (dup3(fd, target, cloexec ? O_CLOEXEC : 0) < 0)
-            s_child_fail(pl, errno, target, "fd %d: dup3: %s", target,
+            rst_child_fail(pl, errno, target, "fd %d: dup3: %s", target,
                          strerror(errno));
         close(fd);
     } else if (!cloexec) {
@@ -2244,45 +1878,45 @@ static void s_child_place(const s_plan_t *pl, int fd, int target, bool cloexec)
 }
 
 /* An fd whose open file description no other fd shares: opened here. */
-static void s_child_open(const s_plan_t *pl, const Cairn__Ghost__Fd *f)
+static void s_child_open(const rst_plan_t *pl, const Cairn__Ghost__Fd *f)
 {
     cairn_error_t e;
     int fd = s_open_description(pl->tree, f, &e);
 
     if (fd < 0)
-        s_child_fail(pl, -fd, f->fd, "%s", e.message);
+        rst_child_fail(pl, -fd, f->fd, "%s", e.message);
     s_child_place(pl, fd, f->fd, f->cloexec);
 }
 
 /* An fd on a description the caller opened once for every fd sharing it
  * (s_tree_shared), with its own close-on-exec flag. */
-static void s_child_shared(const s_plan_t *pl, const s_ofd_t *o,
+static void s_child_shared(const rst_plan_t *pl, const s_ofd_t *o,
                            const Cairn__Ghost__Fd *f)
 {
     if (dup3(o->helper, f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
-        s_child_fail(pl, errno, f->fd, "fd %d: dup3 of a shared open file: %s",
+        rst_child_fail(pl, errno, f->fd, "fd %d: dup3 of a shared open file: %s",
                      f->fd, strerror(errno));
 }
 
 /* The end of a pipe the caller recreated (with its data) into f->fd; the
  * status flags are the open file description's, shared by every process
  * holding that end, as they were. */
-static void s_child_pipe(const s_plan_t *pl, const Cairn__Ghost__Fd *f)
+static void s_child_pipe(const rst_plan_t *pl, const Cairn__Ghost__Fd *f)
 {
     const s_pipe_t *p = s_find_pipe(pl->tree, f->pipe_id);
 
     if (!p)
-        s_child_fail(pl, EPIPE, f->fd, "fd %d: pipe %llu was not recreated",
+        rst_child_fail(pl, EPIPE, f->fd, "fd %d: pipe %llu was not recreated",
                      f->fd, (unsigned long long)f->pipe_id);
     if (dup3(p->end[f->pipe_write_end], f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
-        s_child_fail(pl, errno, f->fd, "fd %d: dup3: %s", f->fd,
+        rst_child_fail(pl, errno, f->fd, "fd %d: dup3: %s", f->fd,
                      strerror(errno));
     if (fcntl(f->fd, F_SETFL, f->flags & (O_NONBLOCK | O_APPEND)) < 0)
-        s_child_fail(pl, errno, f->fd, "fd %d: F_SETFL: %s", f->fd,
+        rst_child_fail(pl, errno, f->fd, "fd %d: F_SETFL: %s", f->fd,
                      strerror(errno));
 }
 
-static void s_child_fds(const s_plan_t *pl, const s_proc_t *pr)
+static void s_child_fds(const rst_plan_t *pl, const rst_proc_t *pr)
 {
     uint32_t pid = pr->process->process->pid;
 
@@ -2306,16 +1940,16 @@ static void s_child_fds(const s_plan_t *pl, const s_proc_t *pr)
         int r = f->kind == CAIRN__GHOST__FD_KIND__FD_EPOLL && !f->shares
                     ? ghost_anon_add_targets(f->fd, f, &e) : 0;
         if (r < 0)
-            s_child_fail(pl, -r, f->fd, "%s", e.message);
+            rst_child_fail(pl, -r, f->fd, "%s", e.message);
     }
 }
 
 /* Descriptions are opened O_NOCTTY (the caller opens shared ones); a
  * session leader takes its first terminal fd as its controlling terminal,
  * as opening it would have done, if that terminal has no session yet. */
-static void s_child_ctty(const s_tree_t *t, size_t i)
+static void s_child_ctty(const rst_tree_t *t, size_t i)
 {
-    const s_proc_t *pr = &t->im->procs[i];
+    const rst_proc_t *pr = &t->im->procs[i];
 
     for (size_t k = 0; t->jobs[i].setsid && k < pr->fds.n; k++) {
         const Cairn__Ghost__Fd *f = pr->fds.v[k]->fd;
@@ -2325,25 +1959,10 @@ static void s_child_ctty(const s_tree_t *t, size_t i)
     }
 }
 
-/* Handlers, with the target's own sa_restorer: through the raw syscall,
- * as the kernel stores them. */
-static void s_child_sigactions(const s_plan_t *pl, const Cairn__Ghost__Process *p)
-{
-    for (size_t i = 0; i < p->n_sigactions; i++) {
-        const Cairn__Ghost__SigAction *s = p->sigactions[i];
-        uint64_t ksa[4] = { s->handler, s->flags, s->restorer, s->mask };
-        if (s->signo == SIGKILL || s->signo == SIGSTOP)
-            continue;
-        if (syscall(SYS_rt_sigaction, s->signo, ksa, NULL, 8) < 0)
-            s_child_fail(pl, errno, 0, "rt_sigaction(%u): %s", s->signo,
-                         strerror(errno));
-    }
-}
-
 /* glibc registered an rseq area for this thread in our TLS (and a fork
  * keeps the registration); the kernel would write into it after the blob
  * unmapped it. */
-static void s_child_drop_rseq(const s_plan_t *pl)
+static void s_child_drop_rseq(const rst_plan_t *pl)
 {
     void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
 
@@ -2351,7 +1970,7 @@ static void s_child_drop_rseq(const s_plan_t *pl)
         return;
     if (syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) < 0 &&
         syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) < 0)
-        s_child_fail(pl, errno, 0, "unregistering glibc's rseq: %s",
+        rst_child_fail(pl, errno, 0, "unregistering glibc's rseq: %s",
                      strerror(errno));
 }
 
@@ -2368,12 +1987,12 @@ static pid_t s_fork_pid(pid_t want)
     return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
 }
 
-static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i);
+static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i);
 
 /* Forks every child of process i, each into its own libc stage. */
-static void s_child_fork_children(s_tree_t *t, size_t i)
+static void s_child_fork_children(rst_tree_t *t, size_t i)
 {
-    const s_plan_t *pl = &t->plans[i];
+    const rst_plan_t *pl = &t->plans[i];
 
     for (size_t j = i + 1; j < t->im->n_procs; j++) {
         const Cairn__Ghost__Process *c = t->im->procs[j].process->process;
@@ -2384,22 +2003,22 @@ static void s_child_fork_children(s_tree_t *t, size_t i)
         if (pid == 0)
             s_child_main(t, j);
         if (pid < 0)
-            s_child_fail(pl, errno, 0, "clone3 of child %u%s: %s", c->pid,
+            rst_child_fail(pl, errno, 0, "clone3 of child %u%s: %s", c->pid,
                          t->new_pid ? "" : " with set_tid", strerror(errno));
     }
 }
 
 /* Phase 1: own session or group, the pid table, the children. */
-static void s_child_phase1(s_tree_t *t, size_t i)
+static void s_child_phase1(rst_tree_t *t, size_t i)
 {
-    const s_plan_t *pl = &t->plans[i];
+    const rst_plan_t *pl = &t->plans[i];
     const s_job_t *j = &t->jobs[i];
     char one = 1;
 
     if (j->setsid && setsid() < 0)
-        s_child_fail(pl, errno, 0, "setsid: %s", strerror(errno));
+        rst_child_fail(pl, errno, 0, "setsid: %s", strerror(errno));
     if (!j->setsid && j->group == (int)i && setpgid(0, 0) < 0)
-        s_child_fail(pl, errno, 0, "setpgid(0, 0): %s", strerror(errno));
+        rst_child_fail(pl, errno, 0, "setpgid(0, 0): %s", strerror(errno));
     t->pids[i] = (int32_t)syscall(SYS_getpid);
     s_child_fork_children(t, i);
     if (write(t->ready_w, &one, 1) != 1 || read(t->sync_r, &one, 1) != 1)
@@ -2408,7 +2027,7 @@ static void s_child_phase1(s_tree_t *t, size_t i)
 
 /* Phase 2, first step: the group led by another process of the tree, or
  * the caller's group (the root's group was outside the tree). */
-static void s_child_join_group(const s_tree_t *t, size_t i)
+static void s_child_join_group(const rst_tree_t *t, size_t i)
 {
     const s_job_t *j = &t->jobs[i];
     pid_t want = j->group < 0 ? t->caller_pgrp : (pid_t)t->pids[j->group];
@@ -2416,16 +2035,16 @@ static void s_child_join_group(const s_tree_t *t, size_t i)
     if (j->group == (int)i || getpgrp() == want)
         return;
     if (setpgid(0, want) < 0)
-        s_child_fail(&t->plans[i], errno, 0, "setpgid(0, %d) (group %u): %s",
+        rst_child_fail(&t->plans[i], errno, 0, "setpgid(0, %d) (group %u): %s",
                      want, t->im->procs[i].process->process->pgid,
                      strerror(errno));
 }
 
-static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i)
+static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
 {
-    const s_proc_t *pr = &t->im->procs[i];
+    const rst_proc_t *pr = &t->im->procs[i];
     const Cairn__Ghost__Process *p = pr->process->process;
-    s_plan_t *pl = &t->plans[i];
+    rst_plan_t *pl = &t->plans[i];
     struct gr_thread *lead = &pl->args->threads[0];
     char go;
 
@@ -2437,13 +2056,13 @@ static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i)
     s_child_fds(pl, pr);
     s_child_ctty(t, i);
     if (p->cwd[0] && chdir(p->cwd) < 0)
-        s_child_fail(pl, errno, 0, "cwd %s: %s", p->cwd, strerror(errno));
+        rst_child_fail(pl, errno, 0, "cwd %s: %s", p->cwd, strerror(errno));
     umask((mode_t)p->umask);
     if (personality(p->personality) < 0)
-        s_child_fail(pl, errno, 0, "personality(%#x): %s", p->personality,
+        rst_child_fail(pl, errno, 0, "personality(%#x): %s", p->personality,
                      strerror(errno));
     prctl(PR_SET_NAME, p->comm, 0, 0, 0);
-    s_child_sigactions(pl, p);
+    sig_child_sigactions(pl, p);
     s_child_drop_rseq(pl);
     pl->args->pid = (int32_t)syscall(SYS_getpid);
     __asm__ volatile("mov %0, %%rsp\n\t"
@@ -2501,7 +2120,7 @@ static ssize_t s_tslot(s_trace_t *tr, pid_t tid)
 }
 
 /* Explains why a process ended, from the status pipe. */
-static int s_explain(const s_tree_t *t, pid_t who, int wstatus,
+static int s_explain(const rst_tree_t *t, pid_t who, int wstatus,
                      cairn_error_t *err)
 {
     static const char *const stages[] = {
@@ -2603,7 +2222,7 @@ static int s_on_stop(s_trace_t *tr, pid_t tid, int status, cairn_error_t *err)
 
 /* The barrier: once every process has written its byte on `ready`, one
  * byte each on `sync` lets them all into phase 2. */
-static int s_barrier(const s_tree_t *t, s_trace_t *tr, cairn_error_t *err)
+static int s_barrier(const rst_tree_t *t, s_trace_t *tr, cairn_error_t *err)
 {
     char buf[256];
     ssize_t n;
@@ -2622,48 +2241,6 @@ static int s_barrier(const s_tree_t *t, s_trace_t *tr, cairn_error_t *err)
     return 0;
 }
 
-/* Runs one syscall in a held thread through the blob's gadget, with all
- * signals blocked, then puts its registers back. */
-static int s_inject_munmap(pid_t tid, uint64_t start, uint64_t len,
-                           uint64_t gadget, uint64_t mask, cairn_error_t *err)
-{
-    struct user_regs_struct saved, r;
-    uint64_t all = ~0ull;
-    int status, ret = 0;
-
-    if (ptrace(PTRACE_GETREGS, tid, 0, &saved) < 0 ||
-        ptrace(PTRACE_SETSIGMASK, tid, (void *)8, &all) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "ptrace(%d): %s",
-                               tid, strerror(errno));
-    r = saved;
-    r.rip = gadget;
-    r.rax = SYS_munmap;
-    r.rdi = start;
-    r.rsi = len;
-    r.orig_rax = (unsigned long long)-1;
-    ptrace(PTRACE_SETREGS, tid, 0, &r);
-    for (int step = 0; step < 2 && ret == 0; step++) {
-        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0 ||
-            waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status) ||
-            WSTOPSIG(status) != (SIGTRAP | 0x80))
-            ret = cairn_error_set(err, -EIO, CAIRN_INTERNAL,
-                                  "unmapping the restorer in %d: unexpected "
-                                  "stop %#x", tid, status);
-    }
-    if (ret == 0) {
-        ptrace(PTRACE_GETREGS, tid, 0, &r);
-        if ((long long)r.rax < 0)
-            ret = cairn_error_set(err, (int)r.rax, CAIRN_SYSTEM,
-                                  "unmapping the restorer: %s",
-                                  strerror((int)-r.rax));
-    }
-    if (ret == 0 && (ptrace(PTRACE_SETREGS, tid, 0, &saved) < 0 ||
-                     ptrace(PTRACE_SETSIGMASK, tid, (void *)8, &mask) < 0))
-        ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "ptrace(%d): %s",
-                              tid, strerror(errno));
-    return ret;
-}
-
 static uint64_t s_now_us(void)
 {
     struct timespec ts;
@@ -2674,7 +2251,7 @@ static uint64_t s_now_us(void)
 
 /* Until every thread of every process is held past its rt_sigreturn:
  * any exit on the way is a failure, explained from the status pipe. */
-static int s_trace_until_held(const s_tree_t *t, s_trace_t *tr,
+static int s_trace_until_held(const rst_tree_t *t, s_trace_t *tr,
                               size_t n_threads, uint32_t timeout_ms,
                               cairn_error_t *err)
 {
@@ -2714,7 +2291,7 @@ static int s_trace_until_held(const s_tree_t *t, s_trace_t *tr,
  * original tids or new ones alike. NULL if none. *ret_reenters: whether
  * it resumes by entering again the call the dump interrupted
  * (s_fix_restart moved it back onto its syscall instruction). */
-static const Cairn__Ghost__Thread *s_image_thread(const s_proc_t *pr,
+static const Cairn__Ghost__Thread *s_image_thread(const rst_proc_t *pr,
                                                   const struct user_regs_struct *r,
                                                   bool *ret_reenters)
 {
@@ -2726,7 +2303,7 @@ static const Cairn__Ghost__Thread *s_image_thread(const s_proc_t *pr,
             continue;
         memcpy(&fixed, th->regs.data, sizeof fixed);
         uint64_t dumped_rip = fixed.rip;
-        s_fix_restart(&fixed, pr, th);
+        sig_fix_restart(&fixed, pr, th);
         if (fixed.rsp == r->rsp && fixed.rip == r->rip) {
             *ret_reenters = fixed.rip != dumped_rip;
             return th;
@@ -2742,10 +2319,10 @@ static const Cairn__Ghost__Thread *s_image_thread(const s_proc_t *pr,
  * (EINTR, or a restart with SA_RESTART) instead of running before the
  * call starts anew. Only where nothing could come in between: no pending
  * signal of the image (it would be delivered on the way). */
-static int s_enter_interrupted(const s_tree_t *t, const s_trace_t *tr, size_t p,
+static int s_enter_interrupted(const rst_tree_t *t, const s_trace_t *tr, size_t p,
                                cairn_error_t *err)
 {
-    const s_proc_t *pr = &t->im->procs[p];
+    const rst_proc_t *pr = &t->im->procs[p];
     char path[64];
 
     if (pr->process->process->n_shared_pending)
@@ -2778,14 +2355,14 @@ static int s_enter_interrupted(const s_tree_t *t, const s_trace_t *tr, size_t p,
 
 /* Every process held: unmap each one's region through its leader, then
  * let every thread go. */
-static int s_release(const s_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
+static int s_release(const rst_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
 {
     int ret = 0;
 
     for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
-        const s_plan_t *pl = &t->plans[i];
+        const rst_plan_t *pl = &t->plans[i];
         uint64_t region = (uint64_t)(uintptr_t)pl->region;
-        ret = s_inject_munmap((pid_t)t->pids[i], region, pl->region_len,
+        ret = seize_inject_munmap((pid_t)t->pids[i], region, pl->region_len,
                               region + GR_GADGET_OFFSET, pl->leader_mask, err);
     }
     /* A process that was stopped (job control) gets its stop back as a
@@ -2827,7 +2404,7 @@ static void s_kill_tree(s_trace_t *tr, pid_t root)
     }
 }
 
-static int s_supervise(const s_tree_t *t, pid_t root, size_t n_threads,
+static int s_supervise(const rst_tree_t *t, pid_t root, size_t n_threads,
                        uint32_t timeout_ms, cairn_error_t *err)
 {
     s_trace_t tr = { 0 };
@@ -2847,10 +2424,10 @@ static int s_supervise(const s_tree_t *t, pid_t root, size_t n_threads,
  * the id, with *dead set if that task has exited and only waits to be
  * reaped (a zombie: a tree just killed by its checkpoint is reaped by
  * its parents a moment later) and *parent its parent. */
-static uint32_t s_first_taken(const s_image_t *im, bool *dead, pid_t *parent, bool *is_pid)
+static uint32_t s_first_taken(const rst_image_t *im, bool *dead, pid_t *parent, bool *is_pid)
 {
     for (size_t p = 0; p < im->n_procs; p++) {
-        const s_proc_t *pr = &im->procs[p];
+        const rst_proc_t *pr = &im->procs[p];
         for (size_t i = 0; i < pr->threads.n; i++) {
             uint32_t tid = pr->threads.v[i]->thread->tid;
             proc_stat_t st;
@@ -2871,7 +2448,7 @@ static uint32_t s_first_taken(const s_image_t *im, bool *dead, pid_t *parent, bo
  * nothing, checked before anything is made. An id held by a task that
  * has exited is waited for, up to S_REAP_GRACE_MS, to be reaped. */
 #define S_REAP_GRACE_MS 2000
-static int s_check_ids(const s_image_t *im, cairn_error_t *err)
+static int s_check_ids(const rst_image_t *im, cairn_error_t *err)
 {
     for (int waited = 0;; waited += 10) {
         bool dead = false, is_pid = false;
@@ -2893,7 +2470,7 @@ static int s_check_ids(const s_image_t *im, cairn_error_t *err)
     }
 }
 
-static size_t s_n_threads(const s_image_t *im)
+static size_t s_n_threads(const rst_image_t *im)
 {
     size_t n = 0;
 
@@ -2904,7 +2481,7 @@ static size_t s_n_threads(const s_image_t *im)
 
 /* Creates the root (which creates the rest), seizes it and supervises
  * the whole tree until it runs or is gone. */
-static int s_spawn(s_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
+static int s_spawn(rst_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
 {
     long opts = PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
                 PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK;
@@ -2949,10 +2526,10 @@ static int s_spawn(s_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
 
 /* The restored and original pid of every process, into members (the
  * caller's array of n_procs, allocated before anything was made). */
-static void s_members(const s_tree_t *t, ghost_restore_member_t *members)
+static void s_members(const rst_tree_t *t, ghost_restore_member_t *members)
 {
     for (size_t i = 0; i < t->im->n_procs; i++) {
-        const s_proc_t *pr = &t->im->procs[i];
+        const rst_proc_t *pr = &t->im->procs[i];
         members[i] = (ghost_restore_member_t){
             .pid = (pid_t)t->pids[i],
             .original_pid = (pid_t)pr->process->process->pid,
@@ -2981,8 +2558,8 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
 {
     bool new_pid = o->new_pid;
     uint32_t timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
-    s_image_t im = { .staging_fd = -1, .check_only = check };
-    s_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1,
+    rst_image_t im = { .staging_fd = -1, .check_only = check };
+    rst_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1,
                    .pread_pages = o->pread_pages };
     ghost_restore_stats_t st = { 0 };
     uint64_t t0 = s_now_us();
