@@ -74,6 +74,9 @@
 #include "image.h"
 #include "proc/proc.h"
 #include "engine.h"
+#include "files.h"
+#include "pipes.h"
+#include "shmem.h"
 #include "seize.h"
 #include "signals.h"
 #include "tree.h"
@@ -89,49 +92,6 @@
 #define S_TREE_ATTEMPTS 20
 #define S_TREE_RETRY_NS 2000000
 
-/* An fd of the image that opened its own open file description (pipes
- * aside: those are shared by pipe_id): later fds are compared with it. */
-typedef struct s_fdref {
-    pid_t pid;
-    int fd;
-    uint64_t dev, ino;     /* its file: only fds on the same one are compared */
-    int kcmp_errno;        /* set by s_fdref_cmp when kcmp failed on this key, */
-    pid_t kcmp_pid;        /* ... comparing it with this process's */
-    int kcmp_fd;           /* ... fd */
-} s_fdref_t;
-
-/* A memfd that fds of the image refer to; its contents go out once. */
-typedef struct s_obj {
-    uint64_t shmid;        /* its inode, as Vma.shmid */
-    pid_t pid;             /* the first process referring to it ... */
-    int fd;                /* ... through this fd */
-    uint64_t size;         /* its file size */
-} s_obj_t;
-
-/* The dump in progress. */
-typedef struct s_ctx {
-    const ghost_dump_opts_t *opts;
-    const struct s_seen_list *seen; /* what the check before the freeze read */
-    dump_tree_t tree;      /* processes and threads, as frozen (seize.c) */
-    uint32_t page_size;
-    ghost_writer_t *w;
-    ghost_direct_t *direct; /* page runs copied into the image file, or NULL */
-    uint8_t *buf;          /* S_CHUNK bytes: the ring of memory windows */
-    uint64_t pages;        /* written so far */
-    uint64_t *pipes_done;  /* pipe inodes whose data is recorded */
-    size_t npipes;
-    void *fdrefs;          /* tsearch tree of s_fdref_t: the fds owning
-                              their open file description, by s_fdref_cmp */
-    s_obj_t *objs;         /* memfds fds refer to, in image order */
-    size_t nobjs;
-    size_t objs_written;   /* objs[0..objs_written) have their pages out */
-    uint64_t *fd_memfds;   /* inodes of the memfds some fd of the tree refers
-                              to (found by the check on the frozen tree):
-                              written once as object pages, so their
-                              mappings' pages are not */
-    size_t nfd_memfds;
-} s_ctx_t;
-
 static uint64_t s_now_us(void)
 {
     struct timespec ts;
@@ -140,253 +100,6 @@ static uint64_t s_now_us(void)
 }
 
 /* ==== phase 1: checks on /proc ======================================= */
-
-static bool s_has_suffix(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
-/* Character devices a process may hold: the memory devices and ttys. */
-static bool s_char_dev_ok(dev_t rdev)
-{
-    unsigned ma = major(rdev), mi = minor(rdev);
-    if (ma == 1)
-        return mi == 3 || mi == 5 || mi == 7 || mi == 8 || mi == 9;
-    return ma == 136 || (ma == 4 && mi < 64) || (ma == 5 && mi == 0);
-}
-
-/* A memfd fd: FD_MEMFD, its object (inode, as the shmid of its vmas) and
- * size. Only a memfd made without MFD_ALLOW_SEALING (F_GET_SEALS is
- * exactly F_SEAL_SEAL) is taken: that is what the restore recreates. */
-static int s_memfd_describe(pid_t pid, int fd, const struct stat *st,
-                            Cairn__Ghost__Fd *f, cairn_error_t *err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-    int m = open(path, O_RDONLY | O_CLOEXEC);
-    if (m < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
-                               strerror(errno));
-    int seals = fcntl(m, F_GET_SEALS), e = errno;
-    close(m);
-    if (seals < 0)
-        return cairn_error_set(err, -e, CAIRN_SYSTEM, "F_GET_SEALS on %s: %s", path,
-                               strerror(e));
-    if (seals != F_SEAL_SEAL)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is the memfd %s with seals %#x "
-                               "(%s): only memfds made without MFD_ALLOW_SEALING "
-                               "are restored", (int)pid, fd, f->path, seals,
-                               seals == 0 ? "sealing allowed" : "sealed");
-    f->kind = CAIRN__GHOST__FD_KIND__FD_MEMFD;
-    f->shmid = st->st_ino;
-    f->size = (uint64_t)st->st_size;
-    return 0;
-}
-
-/* Fills f (path into pathbuf) for fd, or refuses with the reason; the
- * state of an eventfd, timerfd, signalfd or epoll goes into *anon. */
-static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
-                         size_t size, ghost_anon_t *anon, cairn_error_t *err)
-{
-    char name[64], full[96];
-    snprintf(name, sizeof(name), "fd/%d", fd);
-    int r = proc_readlink(pid, name, pathbuf, size, err);
-    if (r < 0)
-        return r;
-    struct stat st;
-    snprintf(full, sizeof(full), "/proc/%d/fd/%d", (int)pid, fd);
-    if (stat(full, &st) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot stat %s: %s",
-                               full, strerror(errno));
-    proc_fdinfo_t fi;
-    r = proc_read_fdinfo(pid, fd, &fi, err);
-    if (r < 0)
-        return r;
-    f->fd = fd;
-    f->flags = fi.flags & ~O_CLOEXEC;
-    f->cloexec = (fi.flags & O_CLOEXEC) != 0;
-    f->pos = fi.pos;
-    f->dev = st.st_dev;
-    f->ino = st.st_ino;
-    f->path = pathbuf;
-    switch (st.st_mode & S_IFMT) {
-    case S_IFREG:
-        if (strncmp(pathbuf, "/memfd:", 7) == 0 && s_has_suffix(pathbuf, " (deleted)"))
-            return s_memfd_describe(pid, fd, &st, f, err);
-        if (pathbuf[0] != '/' || strncmp(pathbuf, "/memfd:", 7) == 0)
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is %s (not a plain file)",
-                                   (int)pid, fd, pathbuf);
-        if (s_has_suffix(pathbuf, " (deleted)"))
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is a deleted file %s",
-                                   (int)pid, fd, pathbuf);
-        f->kind = CAIRN__GHOST__FD_KIND__FD_REGULAR;
-        return 0;
-    case S_IFDIR:
-        f->kind = CAIRN__GHOST__FD_KIND__FD_DIRECTORY;
-        return 0;
-    case S_IFIFO:
-        if (strncmp(pathbuf, "pipe:[", 6) != 0 || (fi.flags & O_ACCMODE) == O_RDWR)
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is a named FIFO %s",
-                                   (int)pid, fd, pathbuf);
-        f->kind = CAIRN__GHOST__FD_KIND__FD_PIPE;
-        f->pipe_id = st.st_ino;
-        f->pipe_write_end = (fi.flags & O_ACCMODE) == O_WRONLY;
-        f->path = "";
-        return 0;
-    case S_IFCHR:
-        if (!s_char_dev_ok(st.st_rdev))
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is the device %s (%u:%u)",
-                                   (int)pid, fd, pathbuf, major(st.st_rdev),
-                                   minor(st.st_rdev));
-        f->kind = CAIRN__GHOST__FD_KIND__FD_CHAR_DEVICE;
-        return 0;
-    case S_IFSOCK:
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is a socket (%s)", (int)pid, fd, pathbuf);
-    case S_IFBLK:
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is the block device %s",
-                               (int)pid, fd, pathbuf);
-    default:
-        r = ghost_anon_describe(pid, fd, pathbuf, f, anon, err);
-        if (r != -ENOENT)
-            return r;
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is %s (unsupported fd type)",
-                               (int)pid, fd, pathbuf);
-    }
-}
-
-/* The fds of a tree that whole-tree checks and the image need: pipe ends
- * (both must be in the tree), epoll fds (one may not be shared between
- * processes) and memfds (written once as object pages). */
-typedef enum { S_TREE_PIPE_READ, S_TREE_PIPE_WRITE, S_TREE_EPOLL, S_TREE_MEMFD } s_tree_fd_kind_t;
-
-typedef struct s_tree_fd {
-    s_tree_fd_kind_t kind;
-    uint64_t ino;      /* pipe inode, memfd object (0 for an epoll fd) */
-    pid_t pid;         /* holder */
-    int fd;            /* its fd number */
-} s_tree_fd_t;
-
-/* Gathered while the tree's fds are checked. */
-typedef struct s_tree_fds {
-    s_tree_fd_t *v;    /* in scan order (owned) */
-    size_t n, cap;     /* used and allocated entries */
-} s_tree_fds_t;
-
-static int s_add_tree_fd(s_tree_fds_t *e, s_tree_fd_t fd, cairn_error_t *err)
-{
-    if (e->n == e->cap) {
-        size_t nc = e->cap ? e->cap * 2 : 32;
-        s_tree_fd_t *nv = realloc(e->v, nc * sizeof(*nv));
-        if (!nv)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        e->v = nv;
-        e->cap = nc;
-    }
-    e->v[e->n++] = fd;
-    return 0;
-}
-
-/* What f is to the tree checks; false for the fds they do not look at. */
-static bool s_tree_fd_of(const Cairn__Ghost__Fd *f, pid_t pid, s_tree_fd_t *ret)
-{
-    *ret = (s_tree_fd_t){ .pid = pid, .fd = f->fd };
-    switch (f->kind) {
-    case CAIRN__GHOST__FD_KIND__FD_PIPE:
-        ret->kind = f->pipe_write_end ? S_TREE_PIPE_WRITE : S_TREE_PIPE_READ;
-        ret->ino = f->pipe_id;
-        return true;
-    case CAIRN__GHOST__FD_KIND__FD_EPOLL:
-        ret->kind = S_TREE_EPOLL;
-        return true;
-    case CAIRN__GHOST__FD_KIND__FD_MEMFD:
-        ret->kind = S_TREE_MEMFD;
-        ret->ino = f->shmid;
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* Describes every fd of pid (which refuses what cannot be dumped) and
- * adds those the tree checks need to *tfds. Nothing is probed (anonfd.h):
- * what fdinfo does not tell is not needed to refuse, and the writing pass
- * probes it once. */
-static int s_check_fds(pid_t pid, s_tree_fds_t *tfds, cairn_error_t *err)
-{
-    int *fds = NULL;
-    size_t nf = 0;
-    int r = proc_list_dir(pid, "fd", &fds, &nf, err);
-    for (size_t i = 0; r == 0 && i < nf; i++) {
-        Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
-        char path[PATH_MAX];
-        ghost_anon_t anon = { 0 };
-        s_tree_fd_t tf;
-        r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), &anon, err);
-        ghost_anon_free(&anon);
-        if (r == -ENOENT)
-            r = 0;   /* closed meanwhile */
-        else if (r == 0 && s_tree_fd_of(&f, pid, &tf))
-            r = s_add_tree_fd(tfds, tf, err);
-    }
-    free(fds);
-    return r;
-}
-
-/* A pipe whose write end is in the tree but whose read end is not cannot
- * be reconnected at restore (restore.c refuses such an image), so it is
- * refused here, before anything changes -- not after the process was
- * killed. A read end whose writers are outside is fine: it reads what is
- * buffered, then end of file. */
-static int s_check_pipes(const s_tree_fds_t *tfds, cairn_error_t *err)
-{
-    const s_tree_fd_t *v = tfds->v;
-    for (size_t i = 0; i < tfds->n; i++) {
-        bool reader = false;
-        for (size_t j = 0; j < tfds->n && !reader && v[i].kind == S_TREE_PIPE_WRITE; j++)
-            reader = v[j].kind == S_TREE_PIPE_READ && v[j].ino == v[i].ino;
-        if (v[i].kind == S_TREE_PIPE_WRITE && !reader)
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is the write end of pipe %llu whose "
-                                   "read end is held outside the process tree (a shell "
-                                   "pipeline?): it could not be reconnected at restart",
-                                   (int)v[i].pid, v[i].fd, (unsigned long long)v[i].ino);
-    }
-    return 0;
-}
-
-/* An epoll instance lists its targets by the fd numbers of the process
- * that added them; the restore re-adds them in the process whose record
- * owns the instance, so one shared with another process of the tree
- * (inherited across fork) is refused here, before anything changes. */
-static int s_check_epolls(const s_tree_fds_t *tfds, cairn_error_t *err)
-{
-    const s_tree_fd_t *v = tfds->v;
-    for (size_t i = 0; i < tfds->n; i++)
-        for (size_t j = i + 1; v[i].kind == S_TREE_EPOLL && j < tfds->n; j++)
-            if (v[j].kind == S_TREE_EPOLL && v[j].pid != v[i].pid &&
-                syscall(SYS_kcmp, v[i].pid, v[j].pid, KCMP_FILE, v[i].fd, v[j].fd) == 0)
-                return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                       "process %d fd %d and process %d fd %d are one epoll "
-                                       "instance (inherited across fork): not restored",
-                                       (int)v[i].pid, v[i].fd, (int)v[j].pid, v[j].fd);
-    return 0;
-}
-
-/* The checks of a whole tree's fds, before and after the freeze. */
-static int s_check_tree_fds(const s_tree_fds_t *tfds, cairn_error_t *err)
-{
-    int r = s_check_pipes(tfds, err);
-    return r < 0 ? r : s_check_epolls(tfds, err);
-}
 
 /* The vma kind from its maps line. 0, or a refusal. */
 static int s_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
@@ -416,7 +129,7 @@ static int s_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret
         *ret = CAIRN__GHOST__VMA_KIND__VMA_VSYSCALL;
     else if (strncmp(p, "/memfd:", 7) == 0)
         *ret = CAIRN__GHOST__VMA_KIND__VMA_MEMFD;
-    else if (p[0] != '/' || strncmp(p, "/SYSV", 5) == 0 || s_has_suffix(p, " (deleted)") ||
+    else if (p[0] != '/' || strncmp(p, "/SYSV", 5) == 0 || engine_has_suffix(p, " (deleted)") ||
              strncmp(p, "/dev/", 5) == 0)
         return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                "process %d maps %s at %#llx (not restorable)", (int)pid,
@@ -435,7 +148,7 @@ typedef struct s_seen {
 
 /* What the check before the freeze read, for the check on the frozen tree
  * (s_read_vmas_since). */
-typedef struct s_seen_list {
+typedef struct mem_seen {
     s_seen_t *v;
     size_t n;
 } s_seen_list_t;
@@ -568,17 +281,7 @@ static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     return r;
 }
 
-/* Drops what the check of a process that left the tree meanwhile added. */
-static void s_forget_tree_fds(s_tree_fds_t *tfds, pid_t pid)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < tfds->n; i++)
-        if (tfds->v[i].pid != pid)
-            tfds->v[k++] = tfds->v[i];
-    tfds->n = k;
-}
-
-static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
+static int s_check_one(pid_t pid, pid_t tracer, files_tree_fds_t *tfds,
                        const proc_vmas_t *before, proc_vmas_t *keep, cairn_error_t *err)
 {
     proc_stat_t st;
@@ -600,7 +303,7 @@ static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
         return r;
     if ((r = s_check_vmas(pid, before, keep, err)) < 0)
         return r;
-    return s_check_fds(pid, tfds, err);
+    return files_check(pid, tfds, err);
 }
 
 /* One look at the tree rooted at pid (s_check_tree). */
@@ -608,7 +311,7 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
 {
     pid_t *tree = NULL;
     size_t n = 0;
-    s_tree_fds_t tfds = { 0 };
+    files_tree_fds_t tfds = { 0 };
     int r = tree_list(pid, &tree, &n, err);
     if (r == 0 && seen && !(seen->v = calloc(n, sizeof(*seen->v))))
         r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
@@ -629,7 +332,7 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
              * is there then. */
             if (keep)
                 seen->v[i].pid = 0;
-            s_forget_tree_fds(&tfds, p);
+            files_forget(&tfds, p);
             r = 0;
         } else if (r < 0 && r != -ESRCH && i > 0 && tree_gone(p)) {
             r = cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
@@ -637,7 +340,7 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
         }
     }
     if (r == 0)
-        r = s_check_tree_fds(&tfds, err);
+        r = files_check_tree(&tfds, err);
     free(tfds.v);
     free(tree);
     return r;
@@ -911,7 +614,7 @@ static int s_collect_mm(const dump_proc_t *p, dump_thread_t *t, const proc_stat_
     return r;
 }
 
-static int s_collect_process(s_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Process *pr,
+static int s_collect_process(dump_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Process *pr,
                              Cairn__Ghost__MmLayout *mm, s_pstrings_t *s,
                              cairn_error_t *err)
 {
@@ -1004,14 +707,20 @@ static int s_collect_thread(const dump_proc_t *p, dump_thread_t *t, Cairn__Ghost
     return s_collect_thread_ptrace(t, th, b, err);
 }
 
+/* The memory writer's state (moving to mem.c). */
+struct mem_dump {
+    ghost_direct_t *direct; /* page runs copied into the image file, or NULL */
+    uint8_t *buf;          /* S_CHUNK bytes: the ring of memory windows */
+};
+
 /* ==== phase 4: write =================================================== */
 
-static int s_put(s_ctx_t *c, Cairn__Ghost__Record *rec, cairn_error_t *err)
+static int s_put(dump_ctx_t *c, Cairn__Ghost__Record *rec, cairn_error_t *err)
 {
-    return ghost_write_record(c->w, rec, err);
+    return ghost_write_record(c->out.w, rec, err);
 }
 
-static int s_write_threads(s_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
+static int s_write_threads(dump_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
 {
     s_tbufs_t *b = malloc(sizeof(*b));
     if (!b)
@@ -1032,35 +741,14 @@ static int s_write_threads(s_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
     return r;
 }
 
-static bool s_fd_memfd(const s_ctx_t *c, uint64_t ino)
-{
-    for (size_t i = 0; i < c->nfd_memfds; i++)
-        if (c->fd_memfds[i] == ino)
-            return true;
-    return false;
-}
-
-/* Adds ino to the memfds some fd of the tree refers to, once. */
-static int s_note_fd_memfd(s_ctx_t *c, uint64_t ino, cairn_error_t *err)
-{
-    if (s_fd_memfd(c, ino))
-        return 0;
-    uint64_t *nv = realloc(c->fd_memfds, (c->nfd_memfds + 1) * sizeof(*nv));
-    if (!nv)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    c->fd_memfds = nv;
-    c->fd_memfds[c->nfd_memfds++] = ino;
-    return 0;
-}
-
 /* Which pages of a vma of this kind are dumped: 0 none, 1 present only
  * (anonymous private: the rest is zero), 2 all, 3 the present anonymous
  * ones (a private file mapping: the pages the process wrote; the others
  * are the file's, mapped again at restore). A memfd some fd of the tree
  * refers to: none (its object pages hold it all, restore.c). */
-static int s_dump_policy(const s_ctx_t *c, const proc_vma_t *v, Cairn__Ghost__VmaKind k)
+static int s_dump_policy(const dump_ctx_t *c, const proc_vma_t *v, Cairn__Ghost__VmaKind k)
 {
-    if (k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && s_fd_memfd(c, v->ino))
+    if (k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && shmem_fd_memfd(c->shmem, v->ino))
         return 0;
     switch (k) {
     case CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE:
@@ -1087,7 +775,7 @@ static int s_map_file_stat(pid_t pid, const proc_vma_t *v, struct stat *st)
     return stat(path, st) < 0 ? -errno : 0;
 }
 
-static int s_vma_record(const s_ctx_t *c, pid_t pid, const proc_vma_t *v,
+static int s_vma_record(const dump_ctx_t *c, pid_t pid, const proc_vma_t *v,
                         Cairn__Ghost__Vma *out, cairn_error_t *err)
 {
     Cairn__Ghost__VmaKind k;
@@ -1112,7 +800,7 @@ static int s_vma_record(const s_ctx_t *c, pid_t pid, const proc_vma_t *v,
     return 0;
 }
 
-static int s_write_vmas(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
+static int s_write_vmas(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
 {
     for (size_t i = 0; i < vm->n; i++) {
         Cairn__Ghost__Vma v = CAIRN__GHOST__VMA__INIT;
@@ -1130,11 +818,11 @@ static int s_write_vmas(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn
 
 /* Memory goes out through a small pipeline: this thread reads windows of
  * pages (process_vm_readv, /proc/PID/mem) into a ring of S_SLOTS buffers
- * carved from c->buf while a writer thread sends the filled ones to the
+ * carved from c->mem->buf while a writer thread sends the filled ones to the
  * image, in order. Reading the next window overlaps writing the last: on
  * tmpfs a write (page-cache allocation and a copy) costs as much as the
  * read, so doing both on one thread halves the throughput. The writer
- * thread is the only user of c->w until s_pipe_stop has joined it; ptrace
+ * thread is the only user of c->out.w until s_pipe_stop has joined it; ptrace
  * stays on this thread. */
 #define S_SLOTS 4
 #define S_SLOT (S_CHUNK / S_SLOTS)
@@ -1147,7 +835,7 @@ typedef struct s_slot {
 
 /* The ring between the reading thread and the writer thread. */
 typedef struct s_pipe {
-    s_ctx_t *c;
+    dump_ctx_t *c;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;     /* any change of head, tail, closing or rc */
@@ -1165,12 +853,12 @@ typedef struct s_mem {
     int mem_fd;        /* /proc/PID/mem */
     int pagemap_fd;    /* /proc/PID/pagemap */
     s_pipe_t *pipe;    /* the writer of this process's pages, once started */
-    bool direct;       /* this vma's runs go through c->direct */
+    bool direct;       /* this vma's runs go through c->mem->direct */
 } s_mem_t;
 
 static uint8_t *s_slot_buf(const s_pipe_t *q, uint64_t n)
 {
-    return q->c->buf + (n % S_SLOTS) * S_SLOT;
+    return q->c->mem->buf + (n % S_SLOTS) * S_SLOT;
 }
 
 static void *s_pipe_writer(void *arg)
@@ -1185,8 +873,8 @@ static void *s_pipe_writer(void *arg)
         s_slot_t s = q->slot[q->tail % S_SLOTS];
         pthread_mutex_unlock(&q->mu);
         struct iovec v = { s_slot_buf(q, q->tail), s.len };
-        int r = ghost_write_pages(q->c->w, s.addr, s.len / q->c->page_size,
-                                  q->c->page_size, &v, 1, &q->err);
+        int r = ghost_write_pages(q->c->out.w, s.addr, s.len / q->c->out.page_size,
+                                  q->c->out.page_size, &v, 1, &q->err);
         pthread_mutex_lock(&q->mu);
         q->tail++;
         if (r < 0) {
@@ -1200,7 +888,7 @@ static void *s_pipe_writer(void *arg)
     return NULL;
 }
 
-static int s_pipe_start(s_pipe_t *q, s_ctx_t *c, cairn_error_t *err)
+static int s_pipe_start(s_pipe_t *q, dump_ctx_t *c, cairn_error_t *err)
 {
     *q = (s_pipe_t){ .c = c };
     pthread_mutex_init(&q->mu, NULL);
@@ -1254,7 +942,7 @@ static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len)
 }
 
 /* Waits until the writer has sent every submitted window, so that this
- * thread may use c->w; -EPIPE once the writer has failed. */
+ * thread may use c->out.w; -EPIPE once the writer has failed. */
 static int s_pipe_drain(s_pipe_t *q)
 {
     pthread_mutex_lock(&q->mu);
@@ -1266,18 +954,18 @@ static int s_pipe_drain(s_pipe_t *q)
 }
 
 /* A run of present anonymous pages placed in the image file and queued
- * for c->direct, in records of at most GHOST_DIRECT_BATCH bytes. */
-static int s_dump_run_direct(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr,
+ * for c->mem->direct, in records of at most GHOST_DIRECT_BATCH bytes. */
+static int s_dump_run_direct(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr,
                              size_t len, cairn_error_t *err)
 {
     int r = m->pipe ? s_pipe_drain(m->pipe) : 0;
     while (r == 0 && len > 0) {
         size_t n = len < GHOST_DIRECT_BATCH ? len : GHOST_DIRECT_BATCH;
         uint64_t off = 0;
-        r = ghost_write_pages_room(c->w, addr, n / c->page_size, c->page_size, &off, err);
+        r = ghost_write_pages_room(c->out.w, addr, n / c->out.page_size, c->out.page_size, &off, err);
         if (r == 0)
-            r = ghost_direct_add(c->direct, m->pid, m->mem_fd, readable, addr, off, n, err);
-        c->pages += r == 0 ? n / c->page_size : 0;
+            r = ghost_direct_add(c->mem->direct, m->pid, m->mem_fd, readable, addr, off, n, err);
+        c->out.pages += r == 0 ? n / c->out.page_size : 0;
         addr += n;
         len -= n;
     }
@@ -1287,12 +975,12 @@ static int s_dump_run_direct(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t add
 /* Queues a run of pages for writing, skipping single unreadable pages.
  * A write error shows here (or in s_pipe_stop) as -EPIPE from this side:
  * the caller takes the writer's own error from s_pipe_stop. */
-static int s_dump_run(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size_t len,
+static int s_dump_run(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size_t len,
                       cairn_error_t *err)
 {
     if (m->direct)
         return s_dump_run_direct(c, m, readable, addr, len, err);
-    size_t ps = c->page_size;
+    size_t ps = c->out.page_size;
     while (len > 0) {
         size_t n = len < S_SLOT ? len : S_SLOT;
         uint8_t *buf = s_pipe_acquire(m->pipe);
@@ -1301,7 +989,7 @@ static int s_dump_run(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size
         size_t got = proc_read_mem(m->pid, m->mem_fd, readable, addr, buf, n);
         if (got > 0) {
             s_pipe_submit(m->pipe, addr, got);
-            c->pages += got / ps;
+            c->out.pages += got / ps;
         }
         size_t adv = got < n ? got + ps : got;   /* skip the page that failed */
         if (adv > len)
@@ -1332,7 +1020,7 @@ struct s_pm_scan_arg {
 /* Dumps v's present or swapped pages found by PAGEMAP_SCAN (anon_only:
  * not those of the page cache). -ENOTTY when the kernel lacks it (nothing
  * dumped yet: the caller falls back). */
-static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
+static int s_dump_scanned(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
                           cairn_error_t *err)
 {
     if (c->opts->pagemap_read)
@@ -1375,13 +1063,13 @@ static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon
  * and with 8192 entries per read the calls cost more (9.7 s against 8.5 s
  * for the 14 TiB shadow of an ASan-built program, idle VM). */
 #define S_PAGEMAP_BATCH (1u << 16)
-static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
+static int s_dump_present(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
                           cairn_error_t *err)
 {
     int scanned = s_dump_scanned(c, m, v, anon_only, err);
     if (scanned != -ENOTTY)
         return scanned;
-    size_t ps = c->page_size, npages = (v->end - v->start) / ps;
+    size_t ps = c->out.page_size, npages = (v->end - v->start) / ps;
     bool readable = v->prot & PROT_READ;
     uint64_t *ent = malloc(S_PAGEMAP_BATCH * sizeof(*ent));
     uint64_t run_start = 0;
@@ -1430,7 +1118,7 @@ static int s_object_end(pid_t pid, const proc_vma_t *v, uint64_t *ret_end)
     return 0;
 }
 
-static int s_write_pages(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
+static int s_write_pages(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
 {
     char path[64];
     s_pipe_t q;
@@ -1452,7 +1140,7 @@ static int s_write_pages(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cair
          * cannot past the end of its object, which the pipeline finds page
          * by page and the in-place copy needs to know first. */
         uint64_t end = v->end;
-        m.direct = c->direct &&
+        m.direct = c->mem->direct &&
                    (pol == 1 || pol == 3 || (pol == 2 && s_object_end(p->pid, v, &end) == 0));
         /* The streaming writer thread only once something is streamed. */
         if (r == 0 && pol != 0 && !m.direct && !m.pipe && (r = s_pipe_start(&q, c, err)) == 0)
@@ -1462,8 +1150,8 @@ static int s_write_pages(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cair
         else if (pol == 2 && end > v->start)
             r = s_dump_run(c, &m, v->prot & PROT_READ, v->start, end - v->start, err);
     }
-    if (r == 0 && c->direct)
-        r = ghost_direct_flush(c->direct, err);   /* before mem_fd closes */
+    if (r == 0 && c->mem->direct)
+        r = ghost_direct_flush(c->mem->direct, err);   /* before mem_fd closes */
     if (m.pipe) {
         int w = s_pipe_stop(&q, r == 0 || r == -EPIPE ? err : NULL);
         if (r == 0 || r == -EPIPE)
@@ -1476,253 +1164,7 @@ static int s_write_pages(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cair
     return r;
 }
 
-static bool s_pipe_seen(s_ctx_t *c, uint64_t ino)
-{
-    for (size_t i = 0; i < c->npipes; i++)
-        if (c->pipes_done[i] == ino)
-            return true;
-    return false;
-}
-
-/* Copies the unread bytes of a pipe without consuming them: tee(2) from a
- * second read end into a pipe of our own of the same capacity. */
-static int s_pipe_peek(pid_t pid, int fd, uint8_t **ret, size_t *ret_len, cairn_error_t *err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-    int in = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), mine[2] = { -1, -1 };
-    if (in < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
-                               strerror(errno));
-    int cap = fcntl(in, F_GETPIPE_SZ), r = 0;
-    uint8_t *data = cap > 0 ? malloc((size_t)cap) : NULL;
-    if (!data || pipe2(mine, O_NONBLOCK | O_CLOEXEC) < 0 ||
-        fcntl(mine[1], F_SETPIPE_SZ, cap) < cap)
-        r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "cannot set up a copy of %s", path);
-    ssize_t n = r == 0 ? tee(in, mine[1], (size_t)cap, SPLICE_F_NONBLOCK) : 0;
-    if (n < 0 && errno == EAGAIN)
-        n = 0;   /* empty */
-    if (r == 0 && n < 0)
-        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "tee from %s: %s", path,
-                            strerror(errno));
-    if (r == 0 && n > 0 && read(mine[0], data, (size_t)n) != n)
-        r = cairn_error_set(err, -EIO, CAIRN_SYSTEM, "short copy of the pipe %s", path);
-    close(in);
-    if (mine[0] >= 0)
-        close(mine[0]), close(mine[1]);
-    if (r < 0) {
-        free(data);
-        return r;
-    }
-    *ret = data;
-    *ret_len = n > 0 ? (size_t)n : 0;
-    return 0;
-}
-
-/* The order of the fdrefs tree: by file, then by open file description
- * as kcmp(KCMP_FILE) orders them (a total order: the kernel compares
- * obfuscated pointers), so finding the description of an fd costs
- * O(log n) kcmp calls where comparing it with every earlier fd on the same
- * file cost O(n): 10000 fds of /dev/null froze a process for 87 s. The
- * first kcmp that fails is kept in the key, with the fd it was compared
- * with (the key is the first argument: tsearch compares the key it is
- * given with the tree's). */
-static int s_fdref_cmp(const void *ka, const void *kb)
-{
-    s_fdref_t *a = (s_fdref_t *)ka;
-    const s_fdref_t *b = kb;
-    if (a->dev != b->dev)
-        return a->dev < b->dev ? -1 : 1;
-    if (a->ino != b->ino)
-        return a->ino < b->ino ? -1 : 1;
-    long k = syscall(SYS_kcmp, a->pid, b->pid, KCMP_FILE, a->fd, b->fd);
-    if (k < 0 || k > 2) {
-        if (!a->kcmp_errno)
-            *a = (s_fdref_t){ a->pid, a->fd, a->dev, a->ino, k < 0 ? errno : EINVAL,
-                              b->pid, b->fd };
-        return -1;   /* any answer: the caller fails on kcmp_errno */
-    }
-    return k == 0 ? 0 : k == 1 ? -1 : 1;
-}
-
-/* Sets f->shares* to the first earlier fd of the image (this process's
- * lower fds, or any fd of a process written before) with the same open
- * file description; an fd sharing none is remembered for later ones. */
-static int s_fd_share(s_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f, cairn_error_t *err)
-{
-    s_fdref_t *key = malloc(sizeof(*key));
-    if (!key)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    *key = (s_fdref_t){ pid, f->fd, f->dev, f->ino, 0, 0, 0 };
-    s_fdref_t **at = tsearch(key, &c->fdrefs, s_fdref_cmp);
-    s_fdref_t failed = *key;
-    if (!at) {
-        free(key);
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    }
-    const s_fdref_t *first = *at;
-    bool shares = first != key;
-    if (shares)
-        free(key);   /* else the tree owns it (tdestroy), even on failure */
-    int e = failed.kcmp_errno;
-    if (e)
-        return cairn_error_set(err, -e, CAIRN_SYSTEM,
-                               "kcmp of process %d fd %d with process %d fd %d: %s", (int)pid,
-                               f->fd, (int)failed.kcmp_pid, failed.kcmp_fd, strerror(e));
-    if (shares) {
-        f->shares = true;
-        f->shares_pid = (uint32_t)first->pid;
-        f->shares_fd = first->fd;
-    }
-    return 0;
-}
-
-/* Remembers the memfd f refers to, once per image, for s_write_objects. */
-static int s_note_object(s_ctx_t *c, pid_t pid, const Cairn__Ghost__Fd *f,
-                         cairn_error_t *err)
-{
-    for (size_t i = 0; i < c->nobjs; i++)
-        if (c->objs[i].shmid == f->shmid)
-            return 0;
-    s_obj_t *nv = realloc(c->objs, (c->nobjs + 1) * sizeof(*nv));
-    if (!nv)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    c->objs = nv;
-    c->objs[c->nobjs++] = (s_obj_t){ f->shmid, pid, f->fd, f->size };
-    return 0;
-}
-
-static int s_write_fd(s_ctx_t *c, dump_proc_t *p, int fd, cairn_error_t *err)
-{
-    Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
-    char path[PATH_MAX];
-    uint8_t *data = NULL;
-    ghost_anon_t anon = { .frozen = true, .force_probe = c->opts->probe_eventfds };
-    int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), &anon, err);
-    if (r == 0 && f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
-        r = s_fd_share(c, p->pid, &f, err);
-    if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_MEMFD)
-        r = s_note_object(c, p->pid, &f, err);
-    if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE && !f.pipe_write_end &&
-        !s_pipe_seen(c, f.pipe_id)) {
-        size_t len = 0;
-        r = s_pipe_peek(p->pid, fd, &data, &len, err);
-        f.pipe_data.data = data;
-        f.pipe_data.len = len;
-        uint64_t *nv = r == 0 ? realloc(c->pipes_done, (c->npipes + 1) * 8) : NULL;
-        if (r == 0 && !nv)
-            r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        if (r == 0)
-            c->pipes_done = nv, c->pipes_done[c->npipes++] = f.pipe_id;
-        if (r == 0 && len > GHOST_MAX_RECORD - 4096)
-            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                "process %d fd %d: pipe holds %zu unread bytes (limit %u)",
-                                (int)p->pid, fd, len, GHOST_MAX_RECORD - 4096);
-    }
-    if (r == 0) {
-        Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
-        rec.r_case = CAIRN__GHOST__RECORD__R_FD;
-        rec.fd = &f;
-        r = s_put(c, &rec, err);
-    }
-    free(data);
-    ghost_anon_free(&anon);
-    return r;
-}
-
-#define S_OBJ_CHUNK (4u << 20)   /* object pages per record */
-
-/* Writes [off, end) of a memfd (o, opened as fd) as object_pages records
- * of up to S_OBJ_CHUNK bytes; the last page is zero-padded past the end
- * of the file. */
-static int s_write_extent(s_ctx_t *c, const s_obj_t *o, int fd, uint8_t *buf,
-                          uint64_t off, uint64_t end, cairn_error_t *err)
-{
-    size_t ps = c->page_size;
-    while (off < end) {
-        size_t n = end - off < S_OBJ_CHUNK ? (size_t)(end - off) : S_OBJ_CHUNK, got = 0;
-        while (got < n) {
-            ssize_t k = pread(fd, buf + got, n - got, (off_t)(off + got));
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k < 0)
-                return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                                       "reading memfd %llu of process %d at %llu: %s",
-                                       (unsigned long long)o->shmid, (int)o->pid,
-                                       (unsigned long long)(off + got), strerror(errno));
-            if (k == 0)
-                break;   /* shrunk meanwhile: the rest reads as zero */
-            got += (size_t)k;
-        }
-        size_t padded = (n + ps - 1) / ps * ps;
-        memset(buf + got, 0, padded - got);
-        struct iovec v = { buf, padded };
-        int r = ghost_write_object_pages(c->w, o->shmid, off, padded / ps, c->page_size,
-                                         &v, 1, err);
-        if (r < 0)
-            return r;
-        c->pages += padded / ps;
-        off += n;
-    }
-    return 0;
-}
-
-/* The contents of one memfd: its data extents (SEEK_DATA/SEEK_HOLE, so a
- * hole stays a hole; the whole file where the fs cannot tell), read
- * through /proc/PID/fd/N opened read-only. */
-static int s_write_object(s_ctx_t *c, const s_obj_t *o, cairn_error_t *err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)o->pid, o->fd);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    uint8_t *buf = fd >= 0 ? malloc(S_OBJ_CHUNK) : NULL;
-    int r = 0;
-    if (!buf)
-        r = fd < 0 ? cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
-                                     strerror(errno))
-                   : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    uint64_t at = 0, ps = c->page_size;
-    while (r == 0 && at < o->size) {
-        off_t data = lseek(fd, (off_t)at, SEEK_DATA), hole;
-        if (data < 0 && errno == ENXIO)
-            break;   /* only a hole is left */
-        if (data < 0)
-            data = (off_t)at, hole = (off_t)o->size;
-        else if ((hole = lseek(fd, data, SEEK_HOLE)) < 0)
-            hole = (off_t)o->size;
-        uint64_t end = (uint64_t)hole < o->size ? (uint64_t)hole : o->size;
-        r = s_write_extent(c, o, fd, buf, (uint64_t)data / ps * ps, end, err);
-        at = end > at ? end : at + ps;
-    }
-    free(buf);
-    if (fd >= 0)
-        close(fd);
-    return r;
-}
-
-/* Object pages of the memfds first referred to since the last call. */
-static int s_write_objects(s_ctx_t *c, cairn_error_t *err)
-{
-    for (; c->objs_written < c->nobjs; c->objs_written++) {
-        int r = s_write_object(c, &c->objs[c->objs_written], err);
-        if (r < 0)
-            return r;
-    }
-    return 0;
-}
-
-/* The fds of one process, then the contents of the memfds they bring. */
-static int s_write_fds(s_ctx_t *c, dump_proc_t *p, const int *fds, size_t n, cairn_error_t *err)
-{
-    for (size_t i = 0; i < n; i++) {
-        int r = s_write_fd(c, p, fds[i], err);
-        if (r < 0)
-            return r;
-    }
-    return s_write_objects(c, err);
-}
-
-static int s_write_process_record(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
+static int s_write_process_record(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
                                   size_t nfds, cairn_error_t *err)
 {
     Cairn__Ghost__Process pr = CAIRN__GHOST__PROCESS__INIT;
@@ -1748,7 +1190,7 @@ static int s_write_process_record(s_ctx_t *c, dump_proc_t *p, const proc_vmas_t 
 }
 
 /* Everything of one process, in stream order. */
-static int s_write_process(s_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
+static int s_write_process(dump_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
 {
     const proc_vmas_t *vm = &p->vm;   /* frozen since the check read it */
     int *fds = NULL;
@@ -1767,7 +1209,7 @@ static int s_write_process(s_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
     if (r == 0)
         r = s_write_pages(c, p, vm, err);
     if (r == 0)
-        r = s_write_fds(c, p, fds, nfds, err);
+        r = files_write(c, p, fds, nfds, err);
     free(fds);
     return r;
 }
@@ -1787,7 +1229,7 @@ static void s_special_sizes(pid_t pid, uint64_t *vdso, uint64_t *vvar)
     proc_vmas_free(&vm);
 }
 
-static int s_write_header(s_ctx_t *c, pid_t root, cairn_error_t *err)
+static int s_write_header(dump_ctx_t *c, pid_t root, cairn_error_t *err)
 {
     struct utsname u;
     struct timespec ts;
@@ -1796,7 +1238,7 @@ static int s_write_header(s_ctx_t *c, pid_t root, cairn_error_t *err)
     Cairn__Ghost__ImageHeader h = CAIRN__GHOST__IMAGE_HEADER__INIT;
     h.version = GHOST_IMAGE_VERSION;
     h.kernel_release = u.release;
-    h.page_size = c->page_size;
+    h.page_size = c->out.page_size;
     h.created_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     h.root_pid = (uint32_t)root;
     h.cairn_version = CAIRN_VERSION;
@@ -1808,16 +1250,16 @@ static int s_write_header(s_ctx_t *c, pid_t root, cairn_error_t *err)
     return s_put(c, &rec, err);
 }
 
-static int s_write_end(s_ctx_t *c, cairn_error_t *err)
+static int s_write_end(dump_ctx_t *c, cairn_error_t *err)
 {
     Cairn__Ghost__End e = CAIRN__GHOST__END__INIT;
-    e.total_pages = c->pages;
-    e.total_bytes = ghost_writer_bytes(c->w);
+    e.total_pages = c->out.pages;
+    e.total_bytes = ghost_writer_bytes(c->out.w);
     Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
     rec.r_case = CAIRN__GHOST__RECORD__R_END;
     rec.end = &e;
     int r = s_put(c, &rec, err);
-    return r < 0 ? r : ghost_writer_flush(c->w, err);
+    return r < 0 ? r : ghost_writer_flush(c->out.w, err);
 }
 
 /* Ends an image in a regular file where it ends (a file written over in
@@ -1834,14 +1276,16 @@ static int s_finish_file(int fd, cairn_error_t *err)
     return 0;
 }
 
-static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
+static int s_write_image(dump_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 {
-    c->w = ghost_writer_new(out_fd);
-    c->buf = aligned_alloc(4096, S_CHUNK);   /* page-aligned: the kernel copies fastest */
-    if (!c->w || !c->buf)
+    c->out.w = ghost_writer_new(out_fd);
+    c->mem = calloc(1, sizeof(*c->mem));
+    if (c->mem)
+        c->mem->buf = aligned_alloc(4096, S_CHUNK);   /* page-aligned: the kernel copies fastest */
+    if (!c->out.w || !c->mem || !c->mem->buf)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     cairn_error_t why;
-    int r = ghost_direct_new(out_fd, 0, &c->direct, &why);
+    int r = ghost_direct_new(out_fd, 0, &c->mem->direct, &why);
     if (r == -EOPNOTSUPP)
         r = 0;   /* a pipe, a socket, a small-page fs...: the pages are streamed */
     else if (r < 0 && err)
@@ -1860,21 +1304,34 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 
 /* ==== entry point ====================================================== */
 
-static void s_ctx_free(s_ctx_t *c)
+/* Each concern's state, empty. */
+static int s_ctx_init(dump_ctx_t *c, cairn_error_t *err)
+{
+    c->files = files_dump_new();
+    c->pipes = pipes_dump_new();
+    c->shmem = shmem_dump_new();
+    if (!c->files || !c->pipes || !c->shmem)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    return 0;
+}
+
+static void s_ctx_free(dump_ctx_t *c)
 {
     seize_tree_free(&c->tree);
-    free(c->buf);
-    free(c->pipes_done);
-    tdestroy(c->fdrefs, free);
-    free(c->objs);
-    free(c->fd_memfds);
-    ghost_direct_free(c->direct);
-    ghost_writer_free(c->w);
+    if (c->mem) {
+        free(c->mem->buf);
+        ghost_direct_free(c->mem->direct);
+        free(c->mem);
+    }
+    c->files = files_dump_free(c->files);
+    c->pipes = pipes_dump_free(c->pipes);
+    c->shmem = shmem_dump_free(c->shmem);
+    ghost_writer_free(c->out.w);
 }
 
 /* The frozen tree's processes each have their own memory
  * (s_own_memory). */
-static int s_check_own_memory(const s_ctx_t *c, cairn_error_t *err)
+static int s_check_own_memory(const dump_ctx_t *c, cairn_error_t *err)
 {
     int r = 0;
     for (size_t i = 0; r == 0 && i < c->tree.np; i++)
@@ -1885,15 +1342,15 @@ static int s_check_own_memory(const s_ctx_t *c, cairn_error_t *err)
 
 /* The check again on the frozen tree; its fds the tree checks looked at
  * into *ret_tfds (the caller frees v). */
-static int s_recheck_frozen(s_ctx_t *c, s_tree_fds_t *ret_tfds, cairn_error_t *err)
+static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_error_t *err)
 {
-    s_tree_fds_t tfds = { 0 };
+    files_tree_fds_t tfds = { 0 };
     int r = 0;
     for (size_t i = 0; r == 0 && i < c->tree.np; i++)
         r = s_check_one(c->tree.p[i].pid, getpid(), &tfds, s_seen_find(c->seen, c->tree.p[i].pid),
                         &c->tree.p[i].vm, err);
     if (r == 0)
-        r = s_check_tree_fds(&tfds, err);
+        r = files_check_tree(&tfds, err);
     if (r == 0)
         r = s_check_own_memory(c, err);
     if (r == 0)
@@ -1904,33 +1361,32 @@ static int s_recheck_frozen(s_ctx_t *c, s_tree_fds_t *ret_tfds, cairn_error_t *e
 }
 
 /* Phases 2-4 on a checked tree; stats->refused says how a failure ended. */
-static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
+static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
                  cairn_error_t *err)
 {
     uint64_t t0 = s_now_us();
     int r = seize_freeze(&c->tree, pid, err);
     uint64_t t1 = s_now_us();
-    s_tree_fds_t tfds = { 0 };
+    files_tree_fds_t tfds = { 0 };
     if (r == 0 && (r = s_recheck_frozen(c, &tfds, err)) < 0) {
         stats->refused = true;
         return r;
     }
-    for (size_t i = 0; r == 0 && i < tfds.n; i++)
-        if (tfds.v[i].kind == S_TREE_MEMFD)
-            r = s_note_fd_memfd(c, tfds.v[i].ino, err);
+    if (r == 0)
+        r = shmem_note_fd_memfds(c->shmem, &tfds, err);
     free(tfds.v);
     if (r == 0)
         r = s_write_image(c, pid, out_fd, err);
     if (r < 0)
         return r;
-    stats->image_bytes = ghost_writer_bytes(c->w);
-    stats->pages = c->pages;
+    stats->image_bytes = ghost_writer_bytes(c->out.w);
+    stats->pages = c->out.pages;
     stats->processes = (uint32_t)c->tree.np;
     for (size_t i = 0; i < c->tree.np; i++) {
         stats->threads += (uint32_t)c->tree.p[i].nt;
         stats->stopped += c->tree.p[i].t[0].stop_sig != 0;
     }
-    stats->copy_threads = (uint32_t)ghost_direct_threads(c->direct);
+    stats->copy_threads = (uint32_t)ghost_direct_threads(c->mem->direct);
     stats->freeze_us = t1 - t0;
     stats->dump_us = s_now_us() - t1;
     return 0;
@@ -1951,11 +1407,13 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
         *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
         return r;
     }
-    s_ctx_t c = { .opts = opts, .seen = &seen,
-                  .page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
+    dump_ctx_t c = { .opts = opts, .seen = &seen,
+                     .out.page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
     *ret_froze = true;
-    r = s_run(&c, pid, out_fd, &s, err);
-    *ret_began = c.w != NULL;
+    r = s_ctx_init(&c, err);
+    if (r == 0)
+        r = s_run(&c, pid, out_fd, &s, err);
+    *ret_began = c.out.w != NULL;
     if (r == 0 && !opts->leave_running) {
         seize_kill_all(&c.tree);
     } else {

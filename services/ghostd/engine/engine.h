@@ -63,6 +63,31 @@ typedef struct dump_tree {
     size_t np;
 } dump_tree_t;
 
+/* Where the image goes (dump.c). */
+typedef struct dump_out {
+    ghost_writer_t *w;     /* the image stream */
+    uint32_t page_size;
+    uint64_t pages;        /* pages written so far */
+} dump_out_t;
+
+typedef struct mem_dump mem_dump_t;       /* mem.c: the page ring, in-place copies */
+typedef struct mem_seen mem_seen_t;       /* mem.c: vmas read before the freeze */
+typedef struct files_dump files_dump_t;   /* files.c: fds owning their open file */
+typedef struct pipes_dump pipes_dump_t;   /* pipes.c: pipes whose data is out */
+typedef struct shmem_dump shmem_dump_t;   /* shmem.c: memfds fds refer to */
+
+/* One dump: each concern's state, owned by its file, side by side. */
+typedef struct dump_ctx {
+    const ghost_dump_opts_t *opts;
+    const mem_seen_t *seen; /* what the check before the freeze read */
+    dump_tree_t tree;      /* processes and threads, as frozen (seize.c) */
+    dump_out_t out;        /* the image (dump.c) */
+    mem_dump_t *mem;       /* NULL until the image is begun */
+    files_dump_t *files;
+    pipes_dump_t *pipes;
+    shmem_dump_t *shmem;
+} dump_ctx_t;
+
 /* Whether s ends with suf. */
 static inline bool engine_has_suffix(const char *s, const char *suf)
 {
@@ -140,12 +165,9 @@ struct rst_tree {
     int *helpers;          /* every helper fd, ascending after planning */
     size_t n_helpers, cap_helpers;
     int base_fd;           /* lowest helper fd */
-    struct rst_pipe *pipes;/* one per pipe_id */
-    size_t n_pipes;
-    struct rst_shm *shm;   /* one per shared-memory object */
-    size_t n_shm, cap_shm;
-    struct rst_ofd *ofds;  /* one per shared open file description */
-    size_t n_ofds;
+    struct pipes_rst *pipes;   /* pipes.c: one pipe per pipe_id */
+    struct shmem_rst *shm;     /* shmem.c: one memfd per shared object */
+    struct files_rst *files;   /* files.c: shared open file descriptions */
     int32_t *pids;         /* MAP_SHARED: restored pid of every process */
     pid_t caller_pgrp;     /* our process group (for "outside" groups) */
     bool new_pid;          /* --new-pid */

@@ -96,7 +96,11 @@
 #include "restorer/restorer.h"
 #include "engine.h"
 #include "seize.h"
+#include "files.h"
+#include "pipes.h"
+#include "shmem.h"
 #include "signals.h"
+#include "tree.h"
 
 #define S_FPX_MAGIC1 0x46505853u
 #define S_FPX_MAGIC2 0x46505845u
@@ -293,24 +297,13 @@ static int s_load_pages(rst_image_t *im, ghost_reader_t *r,
     return 0;
 }
 
-/* The FD_MEMFD fd of a process on object shmid, NULL if none. */
-static const Cairn__Ghost__Fd *s_memfd_fd_of(const rst_proc_t *pr, uint64_t shmid)
-{
-    for (size_t i = 0; i < pr->fds.n; i++) {
-        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
-        if (f->kind == CAIRN__GHOST__FD_KIND__FD_MEMFD && f->shmid == shmid)
-            return f;
-    }
-    return NULL;
-}
-
 /* Stages the raw bytes of an object_pages record: pages of a memfd an fd
  * of the current process refers to, inside its size. */
 static int s_load_object_pages(rst_image_t *im, ghost_reader_t *r,
                                const Cairn__Ghost__ObjectPages *p,
                                cairn_error_t *err)
 {
-    const Cairn__Ghost__Fd *f = s_cur(im) ? s_memfd_fd_of(s_cur(im), p->shmid) : NULL;
+    const Cairn__Ghost__Fd *f = s_cur(im) ? shmem_fd_of(s_cur(im), p->shmid) : NULL;
     uint64_t len = p->n_pages * RST_PAGE, off;
     int ret;
 
@@ -418,17 +411,7 @@ static int s_check_proc_counts(const rst_proc_t *pr, uint64_t at,
                      "record", at);
     if (pr->threads.n == 0)
         return rst_bad(err, "process without threads", at);
-    for (size_t i = 0; i < pr->fds.n; i++) {
-        if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_INOTIFY)
-            return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                                   "process %u fd %d is of kind %d, which "
-                                   "this restorer does not recreate", p->pid,
-                                   pr->fds.v[i]->fd->fd,
-                                   (int)pr->fds.v[i]->fd->kind);
-        if (ghost_anon_check(pr->fds.v[i]->fd, err) < 0)
-            return cairn_error_append(err, -EBADMSG, " (process %u)", p->pid);
-    }
-    return 0;
+    return files_check_loaded(pr, err);
 }
 
 /* Links every process to its parent: the root first (ppid 0), every
@@ -497,30 +480,6 @@ static int s_load(int in_fd, rst_image_t *im, cairn_error_t *err)
 }
 
 /* ---------------------------------------------------------------- plan */
-
-/* One pipe of the tree, recreated by the caller with its unread data. */
-typedef struct rst_pipe {
-    uint64_t id;           /* pipe_id (inode at dump time) */
-    int end[2];            /* helper fds: read end, write end */
-} s_pipe_t;
-
-/* One shared-memory object (anonymous shared or memfd) of the tree. */
-typedef struct rst_shm {
-    uint64_t shmid;        /* its id in the image */
-    int kind;              /* VMA_ANON_SHARED or VMA_MEMFD */
-    int fd;                /* helper memfd */
-    bool from_fd;          /* a memfd fds refer to: sized and filled from
-                              the fd record and its object pages, which
-                              win over the pages of its vmas */
-} s_shm_t;
-
-/* An open file description several fds share (dup, fork), opened once by
- * the caller and dup3'd into each of them. */
-typedef struct rst_ofd {
-    uint32_t pid;          /* the fd owning it in the image: its process */
-    int32_t fd;            /* and number */
-    int helper;            /* helper fd holding it */
-} s_ofd_t;
 
 /* Session and group of one process, decided before anything is made. */
 typedef struct rst_job {
@@ -744,96 +703,6 @@ static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
     return rst_helper(pl->tree, fd, err);
 }
 
-/* Size of a shared-memory object: the end of its furthest vma in any
- * process of the tree. */
-static uint64_t s_shm_size(const rst_image_t *im, const Cairn__Ghost__Vma *v)
-{
-    uint64_t size = 0;
-
-    for (size_t i = 0; i < im->n_procs; i++)
-        for (size_t j = 0; j < im->procs[i].vmas.n; j++) {
-            const Cairn__Ghost__Vma *w = im->procs[i].vmas.v[j]->vma;
-            if (w->shmid == v->shmid && w->kind == v->kind &&
-                w->pgoff + (w->end - w->start) > size)
-                size = w->pgoff + (w->end - w->start);
-        }
-    return size;
-}
-
-static const s_shm_t *s_shm_find(const rst_tree_t *t, uint64_t shmid, int kind)
-{
-    for (size_t i = 0; i < t->n_shm; i++)
-        if (t->shm[i].shmid == shmid && t->shm[i].kind == kind)
-            return &t->shm[i];
-    return NULL;
-}
-
-/* The name a "/memfd:NAME (deleted)" had: NAME, at most 249 bytes. */
-static void s_memfd_name(const char *path, char *buf, size_t size)
-{
-    const char *n = strncmp(path, "/memfd:", 7) == 0 ? path + 7 : "ghost-shmem";
-    size_t len = strlen(n);
-
-    if (len >= 10 && !strcmp(n + len - 10, " (deleted)"))
-        len -= 10;
-    snprintf(buf, size, "%.*s", (int)(len < 249 ? len : 249), n);
-}
-
-/* A new memfd of size bytes for object shmid, filed as a helper. */
-static int s_shm_create(rst_tree_t *t, uint64_t shmid, int kind, const char *name,
-                        uint64_t size, bool from_fd, cairn_error_t *err)
-{
-    int fd = memfd_create(name, MFD_CLOEXEC);
-
-    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return cairn_error_set(err, -e, CAIRN_SYSTEM,
-                               "memfd for shared memory %llu: %s",
-                               (unsigned long long)shmid, strerror(e));
-    }
-    if (t->n_shm == t->cap_shm) {
-        size_t cap = t->cap_shm ? t->cap_shm * 2 : 16;
-        s_shm_t *n = realloc(t->shm, cap * sizeof *n);
-        if (!n) {
-            close(fd);
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        }
-        t->shm = n;
-        t->cap_shm = cap;
-    }
-    fd = rst_helper(t, fd, err);
-    if (fd >= 0)
-        t->shm[t->n_shm++] = (s_shm_t){ shmid, kind, fd, from_fd };
-    return fd;
-}
-
-/* One memfd per shared-memory object (shmid) of the whole tree, so a
- * mapping shared between a parent and its child stays shared; a memfd
- * that fds refer to was made by s_tree_objects already. */
-static int s_open_shmem(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
-                        cairn_error_t *err)
-{
-    const s_shm_t *s = s_shm_find(pl->tree, v->shmid, (int)v->kind);
-    char name[256] = "ghost-shmem";
-
-    if (s)
-        return s->fd;
-    if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
-        s_memfd_name(v->path, name, sizeof name);
-    return s_shm_create(pl->tree, v->shmid, (int)v->kind, name,
-                        s_shm_size(pl->tree->im, v), false, err);
-}
-
-/* Whether the pages of vma v come from its object's pages instead. */
-static bool s_vma_from_object(const rst_tree_t *t, const Cairn__Ghost__Vma *v)
-{
-    const s_shm_t *s = s_shm_find(t, v->shmid, (int)v->kind);
-
-    return v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && s && s->from_fd;
-}
-
 static bool s_vma_has_pages(const Cairn__Ghost__Vma *v)
 {
     return v->kind != CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
@@ -883,7 +752,7 @@ static int s_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
             break;
         case CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED:
         case CAIRN__GHOST__VMA_KIND__VMA_MEMFD:
-            ret = fds[i] = s_open_shmem(pl, v, err);
+            ret = fds[i] = shmem_open_vma(pl, v, err);
             g.fd = fds[i];
             g.pgoff = v->pgoff;
             g.map_flags = MAP_SHARED;
@@ -914,7 +783,7 @@ static void s_plan_run(rst_plan_t *pl, const rst_proc_t *pr, const struct gr_run
     while (at < end) {
         const Cairn__Ghost__Vma *v = s_vma_of(pr, at, 1);
         uint64_t stop = !v ? at + RST_PAGE : v->end < end ? v->end : end;
-        if (v && s_vma_has_pages(v) && !s_vma_from_object(pl->tree, v))
+        if (v && s_vma_has_pages(v) && !shmem_vma_from_object(pl->tree, v))
             a->runs[a->n_runs++] = (struct gr_run){ at, stop - at,
                                                    r->off + (at - r->vaddr) };
         at = stop;
@@ -1332,333 +1201,6 @@ static int s_plan_close(rst_plan_t *pl, cairn_error_t *err)
 
 /* ---------------------------------------------------------- plan: tree */
 
-/* A pipe whose write end is in the tree but not its read end would be
- * recreated without a reader: refused. */
-static bool s_pipe_has_reader(const rst_image_t *im, uint64_t id)
-{
-    for (size_t i = 0; i < im->n_procs; i++)
-        for (size_t j = 0; j < im->procs[i].fds.n; j++) {
-            const Cairn__Ghost__Fd *f = im->procs[i].fds.v[j]->fd;
-            if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE &&
-                f->pipe_id == id && !f->pipe_write_end)
-                return true;
-        }
-    return false;
-}
-
-/* Writes every unread byte the image holds for pipe id into w (the
- * write end, non-blocking: a pipe that cannot hold them is refused). */
-static int s_pipe_fill(const rst_image_t *im, uint64_t id, int w,
-                       cairn_error_t *err)
-{
-    for (size_t i = 0; i < im->n_procs; i++)
-        for (size_t j = 0; j < im->procs[i].fds.n; j++) {
-            const Cairn__Ghost__Fd *f = im->procs[i].fds.v[j]->fd;
-            if (f->kind != CAIRN__GHOST__FD_KIND__FD_PIPE || f->pipe_id != id ||
-                f->pipe_data.len == 0)
-                continue;
-            if (f->pipe_data.len > 65536)
-                fcntl(w, F_SETPIPE_SZ, (int)f->pipe_data.len);
-            if (write(w, f->pipe_data.data, f->pipe_data.len) !=
-                (ssize_t)f->pipe_data.len)
-                return cairn_error_set(err, errno ? -errno : -EIO,
-                                       CAIRN_SYSTEM, "pipe %llu: refilling "
-                                       "%zu unread bytes failed: %s",
-                                       (unsigned long long)id,
-                                       f->pipe_data.len, strerror(errno));
-        }
-    return 0;
-}
-
-/* One pipe for pipe_id f->pipe_id, refilled, both ends as helpers. */
-static int s_tree_pipe(rst_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
-                       cairn_error_t *err)
-{
-    s_pipe_t *p = &t->pipes[t->n_pipes];
-    int e[2], ret;
-
-    if (!s_pipe_has_reader(t->im, f->pipe_id))
-        return cairn_error_set(err, -EPIPE, CAIRN_UNSUPPORTED,
-                               "process %u fd %d: write end of pipe %llu "
-                               "whose read end is outside the image", pid,
-                               f->fd, (unsigned long long)f->pipe_id);
-    if (pipe2(e, O_CLOEXEC | O_NONBLOCK) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s",
-                               strerror(errno));
-    ret = s_pipe_fill(t->im, f->pipe_id, e[1], err);
-    if (ret < 0) {
-        close(e[0]);
-        close(e[1]);
-        return ret;
-    }
-    p->id = f->pipe_id;
-    p->end[0] = rst_helper(t, e[0], err);
-    p->end[1] = p->end[0] < 0 ? (close(e[1]), -1) : rst_helper(t, e[1], err);
-    if (p->end[1] < 0)
-        return p->end[0] < 0 ? p->end[0] : p->end[1];
-    t->n_pipes++;
-    return 0;
-}
-
-static const s_pipe_t *s_find_pipe(const rst_tree_t *t, uint64_t id)
-{
-    for (size_t i = 0; i < t->n_pipes; i++)
-        if (t->pipes[i].id == id)
-            return &t->pipes[i];
-    return NULL;
-}
-
-/* Every pipe of the tree, made here so that every process inherits it. */
-static int s_tree_pipes(rst_tree_t *t, cairn_error_t *err)
-{
-    size_t n = 0;
-    int ret = 0;
-
-    for (size_t i = 0; i < t->im->n_procs; i++)
-        n += t->im->procs[i].fds.n;
-    t->pipes = calloc(n + 1, sizeof *t->pipes);
-    if (!t->pipes)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
-        const rst_proc_t *pr = &t->im->procs[i];
-        for (size_t j = 0; j < pr->fds.n && ret == 0; j++) {
-            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd;
-            if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE &&
-                !s_find_pipe(t, f->pipe_id))
-                ret = s_tree_pipe(t, pr->process->process->pid, f, err);
-        }
-    }
-    return ret;
-}
-
-/* Index of the process whose pid is `pid`, -1 if none. */
-static int s_index_of(const rst_image_t *im, uint32_t pid)
-{
-    for (size_t i = 0; i < im->n_procs; i++)
-        if (im->procs[i].process->process->pid == pid)
-            return (int)i;
-    return -1;
-}
-
-/* Copies n bytes from src at src_off to dst at dst_off (the staged bytes
- * may sit at any file offset, so no mapping). Returns 0 or an errno. */
-static int s_copy_range(int src, uint64_t src_off, int dst, uint64_t dst_off, size_t n)
-{
-    size_t cap = n < (4u << 20) ? n : (4u << 20);
-    uint8_t *buf = malloc(cap ? cap : 1);
-    int e = 0;
-    if (!buf)
-        return ENOMEM;
-    for (size_t done = 0; done < n && !e;) {
-        size_t want = n - done < cap ? n - done : cap;
-        ssize_t k = pread(src, buf, want, (off_t)(src_off + done));
-        if (k < 0)
-            e = errno;
-        else if (k == 0)
-            e = EIO;   /* the image ends before its staged bytes */
-        else if (pwrite(dst, buf, (size_t)k, (off_t)(dst_off + done)) != k)
-            e = EIO;   /* a memfd write is all or nothing short of ENOSPC */
-        else
-            done += (size_t)k;
-    }
-    free(buf);
-    return e;
-}
-
-/* Writes the staged object pages of shmid into its memfd, clipped to the
- * object's size (the last page was padded). */
-static int s_shm_fill(const rst_image_t *im, uint64_t shmid, int fd, uint64_t size,
-                      cairn_error_t *err)
-{
-    if (im->check_only)   /* nothing staged: the contents are not checked */
-        return 0;
-    for (size_t i = 0; i < im->n_objruns; i++) {
-        const rst_objrun_t *o = &im->objruns[i];
-        if (o->shmid != shmid || o->offset >= size)
-            continue;
-        size_t n = (size_t)(size - o->offset < o->len ? size - o->offset : o->len);
-        int e = s_copy_range(im->staging_fd, o->off, fd, o->offset, n);
-        if (e)
-            return cairn_error_set(err, -e, CAIRN_SYSTEM, "filling memfd %llu at "
-                                   "%llu: %s", (unsigned long long)shmid,
-                                   (unsigned long long)o->offset, strerror(e));
-    }
-    return 0;
-}
-
-/* A memfd mapping whose pages the dump left out (an fd of the tree
- * refers to the memfd: its object pages hold it) must have that fd, or
- * it would come back as zeros. */
-static int s_check_fd_memfds(const rst_image_t *im, cairn_error_t *err)
-{
-    for (size_t i = 0; i < im->n_procs; i++)
-        for (size_t j = 0; j < im->procs[i].vmas.n; j++) {
-            const Cairn__Ghost__Vma *v = im->procs[i].vmas.v[j]->vma;
-            bool has_fd = false;
-            if (v->kind != CAIRN__GHOST__VMA_KIND__VMA_MEMFD || v->dumped)
-                continue;
-            for (size_t k = 0; k < im->n_procs && !has_fd; k++)
-                has_fd = s_memfd_fd_of(&im->procs[k], v->shmid) != NULL;
-            if (!has_fd)
-                return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                                       "bad image: process %u maps memfd %llu at %#llx "
-                                       "without its pages, and no fd refers to it",
-                                       im->procs[i].process->process->pid,
-                                       (unsigned long long)v->shmid,
-                                       (unsigned long long)v->start);
-        }
-    return 0;
-}
-
-/* One memfd per object the fds of the tree refer to (FD_MEMFD), of the
- * fd's size and filled from its object pages: the whole truth of the
- * object. Its vmas map this memfd (s_open_shmem) and take no pages of
- * their own (s_vma_from_object), so mapping and fd see one object. */
-static int s_tree_objects(rst_tree_t *t, cairn_error_t *err)
-{
-    char name[256];
-    int ret = s_check_fd_memfds(t->im, err);
-
-    for (size_t i = 0; i < t->im->n_procs && ret >= 0; i++) {
-        const rst_proc_t *pr = &t->im->procs[i];
-        for (size_t j = 0; j < pr->fds.n && ret >= 0; j++) {
-            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd;
-            if (f->kind != CAIRN__GHOST__FD_KIND__FD_MEMFD ||
-                s_shm_find(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD))
-                continue;
-            s_memfd_name(f->path, name, sizeof name);
-            ret = s_shm_create(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD,
-                               name, f->size, true, err);
-            if (ret >= 0)
-                ret = s_shm_fill(t->im, f->shmid, ret, f->size, err);
-        }
-    }
-    return ret < 0 ? ret : 0;
-}
-
-/* Opens the open file description fd record f describes: its file (a
- * memfd: its object, reopened through /proc/self/fd for an offset of its
- * own), status flags and offset; O_CLOEXEC (the caller places it). The
- * fd, or -errno with err set. */
-static int s_open_description(const rst_tree_t *t, const Cairn__Ghost__Fd *f,
-                              cairn_error_t *err)
-{
-    int flags = f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
-    const s_shm_t *s = NULL;
-    char self[64];
-    const char *path = f->path;
-    int fd;
-
-    if (f->kind >= CAIRN__GHOST__FD_KIND__FD_EVENTFD &&
-        f->kind <= CAIRN__GHOST__FD_KIND__FD_INOTIFY)
-        return ghost_anon_open(f, err);
-    if (f->kind == CAIRN__GHOST__FD_KIND__FD_MEMFD) {
-        s = s_shm_find(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD);
-        if (!s)
-            return cairn_error_set(err, -ENOENT, CAIRN_INTERNAL, "fd %d: memfd "
-                                   "%llu was not recreated", f->fd,
-                                   (unsigned long long)f->shmid);
-        snprintf(self, sizeof self, "/proc/self/fd/%d", s->fd);
-        path = self;
-    } else if (strstr(path, " (deleted)") || path[0] != '/') {
-        return cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
-                               "fd %d: %s cannot be reopened", f->fd, f->path);
-    }
-    if (f->kind == CAIRN__GHOST__FD_KIND__FD_DIRECTORY)
-        flags |= O_DIRECTORY;
-    fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
-                               "fd %d: cannot reopen %s: %s", f->fd, f->path,
-                               strerror(errno));
-    if ((f->kind == CAIRN__GHOST__FD_KIND__FD_REGULAR || s) &&
-        lseek(fd, f->pos, SEEK_SET) != f->pos) {
-        int e = errno;
-        close(fd);
-        return cairn_error_set(err, -e, CAIRN_FAILED_PRECONDITION,
-                               "fd %d: cannot seek %s to %lld: %s", f->fd,
-                               f->path, (long long)f->pos, strerror(e));
-    }
-    return fd;
-}
-
-static const s_ofd_t *s_find_ofd(const rst_tree_t *t, uint32_t pid, int32_t fd)
-{
-    for (size_t i = 0; i < t->n_ofds; i++)
-        if (t->ofds[i].pid == pid && t->ofds[i].fd == fd)
-            return &t->ofds[i];
-    return NULL;
-}
-
-/* The fd record f of process i shares: an earlier fd (a process before
- * i, or i itself) that owns its description, of the same kind, not a
- * pipe. NULL, with err set, if the image says otherwise. */
-static const Cairn__Ghost__Fd *s_share_origin(const rst_image_t *im, size_t i,
-                                              const Cairn__Ghost__Fd *f,
-                                              cairn_error_t *err)
-{
-    int j = s_index_of(im, f->shares_pid);
-    uint32_t pid = im->procs[i].process->process->pid;
-
-    for (size_t k = 0; j >= 0 && (size_t)j <= i && k < im->procs[j].fds.n; k++) {
-        const Cairn__Ghost__Fd *o = im->procs[j].fds.v[k]->fd;
-        if (o->fd == f->shares_fd && !o->shares && o->kind == f->kind &&
-            o->kind != CAIRN__GHOST__FD_KIND__FD_PIPE && o != f)
-            return o;
-    }
-    cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT, "bad image: process "
-                    "%u fd %d shares the open file of process %u fd %d, which is "
-                    "not an earlier fd of its kind owning one", pid, f->fd,
-                    f->shares_pid, f->shares_fd);
-    return NULL;
-}
-
-/* Prefixes err's message with "process PID"; returns ret. */
-static int s_in_process(cairn_error_t *err, int ret, uint32_t pid)
-{
-    char why[CAIRN_ERROR_MESSAGE_MAX - 32];
-
-    if (!err)
-        return ret;
-    size_t n = strnlen(err->message, sizeof why - 1);
-
-    memcpy(why, err->message, n);
-    why[n] = '\0';
-    return cairn_error_set(err, ret, err->code, "process %u %s", pid, why);
-}
-
-/* One helper per open file description fds share (dup, fork): opened
- * here once, dup3'd into every fd that has it, so their offset and
- * status flags stay one. */
-static int s_tree_shared(rst_tree_t *t, cairn_error_t *err)
-{
-    size_t n = 0;
-    int ret = 0;
-
-    for (size_t i = 0; i < t->im->n_procs; i++)
-        n += t->im->procs[i].fds.n;
-    t->ofds = calloc(n + 1, sizeof *t->ofds);
-    if (!t->ofds)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (size_t i = 0; i < t->im->n_procs && ret >= 0; i++) {
-        const rst_proc_t *pr = &t->im->procs[i];
-        for (size_t j = 0; j < pr->fds.n && ret >= 0; j++) {
-            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd, *o;
-            if (!f->shares || s_find_ofd(t, f->shares_pid, f->shares_fd))
-                continue;
-            if (!(o = s_share_origin(t->im, i, f, err)))
-                return -EBADMSG;
-            ret = s_open_description(t, o, err);
-            if (ret < 0)
-                return s_in_process(err, ret, f->shares_pid);
-            ret = rst_helper(t, ret, err);
-            if (ret >= 0)
-                t->ofds[t->n_ofds++] = (s_ofd_t){ f->shares_pid, f->shares_fd, ret };
-        }
-    }
-    return ret < 0 ? ret : 0;
-}
-
 static int s_refuse_job(cairn_error_t *err, const Cairn__Ghost__Process *p,
                         const char *why)
 {
@@ -1679,7 +1221,7 @@ static int s_job_session(rst_tree_t *t, size_t i, cairn_error_t *err)
     if (t->jobs[i].setsid)
         return 0;
     if (pr->parent < 0)
-        return s_index_of(t->im, p->sid) < 0 ? 0 :
+        return tree_index_of(t->im, p->sid) < 0 ? 0 :
                s_refuse_job(err, p, "the root's session leader is one of "
                             "its descendants");
     if (t->im->procs[pr->parent].process->process->sid != p->sid)
@@ -1696,7 +1238,7 @@ static int s_job_group(rst_tree_t *t, size_t i, cairn_error_t *err)
 {
     const Cairn__Ghost__Process *p = t->im->procs[i].process->process;
     const Cairn__Ghost__Process *root = t->im->procs[0].process->process;
-    int l = s_index_of(t->im, p->pgid);
+    int l = tree_index_of(t->im, p->pgid);
 
     if (t->jobs[i].setsid && p->pgid != p->pid)
         return s_refuse_job(err, p, "leads its session but not its group");
@@ -1788,9 +1330,9 @@ static void s_tree_free(rst_tree_t *t)
     free(t->plans);
     free(t->jobs);
     free(t->helpers);
-    free(t->pipes);
-    free(t->shm);
-    free(t->ofds);
+    pipes_rst_free(t);
+    shmem_rst_free(t);
+    files_rst_free(t);
     *t = (rst_tree_t){ .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
 }
 
@@ -1818,11 +1360,7 @@ static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, cairn_error_t *e
     if (ret == 0)
         ret = s_tree_ctl(t, err);
     if (ret == 0)
-        ret = s_tree_pipes(t, err);
-    if (ret == 0)
-        ret = s_tree_objects(t, err);
-    if (ret == 0)
-        ret = s_tree_shared(t, err);
+        ret = files_plan(t, err);
     for (size_t i = 0; i < im->n_procs && ret == 0; i++) {
         t->plans[i].tree = t;
         ret = s_plan_one(&t->plans[i], &im->procs[i], s_helpers_bound(im), err);
@@ -1863,85 +1401,6 @@ static void s_child_close_others(const rst_tree_t *t)
         from = (unsigned int)t->helpers[i] + 1;
     }
     syscall(SYS_close_range, from, ~0u, 0);
-}
-
-static void s_child_place(const rst_plan_t *pl, int fd, int target, bool cloexec)
-{
-    if (fd != target) {
-        if (dup3(fd, target, cloexec ? O_CLOEXEC : 0) < 0)
-            rst_child_fail(pl, errno, target, "fd %d: dup3: %s", target,
-                         strerror(errno));
-        close(fd);
-    } else if (!cloexec) {
-        fcntl(fd, F_SETFD, 0);
-    }
-}
-
-/* An fd whose open file description no other fd shares: opened here. */
-static void s_child_open(const rst_plan_t *pl, const Cairn__Ghost__Fd *f)
-{
-    cairn_error_t e;
-    int fd = s_open_description(pl->tree, f, &e);
-
-    if (fd < 0)
-        rst_child_fail(pl, -fd, f->fd, "%s", e.message);
-    s_child_place(pl, fd, f->fd, f->cloexec);
-}
-
-/* An fd on a description the caller opened once for every fd sharing it
- * (s_tree_shared), with its own close-on-exec flag. */
-static void s_child_shared(const rst_plan_t *pl, const s_ofd_t *o,
-                           const Cairn__Ghost__Fd *f)
-{
-    if (dup3(o->helper, f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
-        rst_child_fail(pl, errno, f->fd, "fd %d: dup3 of a shared open file: %s",
-                     f->fd, strerror(errno));
-}
-
-/* The end of a pipe the caller recreated (with its data) into f->fd; the
- * status flags are the open file description's, shared by every process
- * holding that end, as they were. */
-static void s_child_pipe(const rst_plan_t *pl, const Cairn__Ghost__Fd *f)
-{
-    const s_pipe_t *p = s_find_pipe(pl->tree, f->pipe_id);
-
-    if (!p)
-        rst_child_fail(pl, EPIPE, f->fd, "fd %d: pipe %llu was not recreated",
-                     f->fd, (unsigned long long)f->pipe_id);
-    if (dup3(p->end[f->pipe_write_end], f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
-        rst_child_fail(pl, errno, f->fd, "fd %d: dup3: %s", f->fd,
-                     strerror(errno));
-    if (fcntl(f->fd, F_SETFL, f->flags & (O_NONBLOCK | O_APPEND)) < 0)
-        rst_child_fail(pl, errno, f->fd, "fd %d: F_SETFL: %s", f->fd,
-                     strerror(errno));
-}
-
-static void s_child_fds(const rst_plan_t *pl, const rst_proc_t *pr)
-{
-    uint32_t pid = pr->process->process->pid;
-
-    for (size_t i = 0; i < pr->fds.n; i++) {
-        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
-        const s_ofd_t *o = f->shares ? s_find_ofd(pl->tree, f->shares_pid, f->shares_fd)
-                                     : s_find_ofd(pl->tree, pid, f->fd);
-        if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE)
-            s_child_pipe(pl, f);
-        else if (o)
-            s_child_shared(pl, o, f);
-        else
-            s_child_open(pl, f);
-    }
-    /* An epoll watches fds by their numbers here: all of them are in
-     * place now. The fd owning the instance adds them; those sharing it
-     * see them. */
-    for (size_t i = 0; i < pr->fds.n; i++) {
-        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
-        cairn_error_t e;
-        int r = f->kind == CAIRN__GHOST__FD_KIND__FD_EPOLL && !f->shares
-                    ? ghost_anon_add_targets(f->fd, f, &e) : 0;
-        if (r < 0)
-            rst_child_fail(pl, -r, f->fd, "%s", e.message);
-    }
 }
 
 /* Descriptions are opened O_NOCTTY (the caller opens shared ones); a
@@ -2053,7 +1512,7 @@ static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
     s_child_close_others(t);
     s_child_phase1(t, i);
     s_child_join_group(t, i);
-    s_child_fds(pl, pr);
+    files_child(pl, pr);
     s_child_ctty(t, i);
     if (p->cwd[0] && chdir(p->cwd) < 0)
         rst_child_fail(pl, errno, 0, "cwd %s: %s", p->cwd, strerror(errno));

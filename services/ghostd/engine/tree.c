@@ -93,3 +93,13 @@ int tree_own_memory(pid_t parent, pid_t pid, cairn_error_t *err)
                                (int)parent, (int)pid, strerror(errno));
     return 0;
 }
+
+/* ---- restore -------------------------------------------------------- */
+
+int tree_index_of(const rst_image_t *im, uint32_t pid)
+{
+    for (size_t i = 0; i < im->n_procs; i++)
+        if (im->procs[i].process->process->pid == pid)
+            return (int)i;
+    return -1;
+}

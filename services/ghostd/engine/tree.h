@@ -26,4 +26,9 @@ bool tree_vanished(pid_t pid);
 /* Whether it has exited: reaped, or a zombie. */
 bool tree_gone(pid_t pid);
 
+/* ---- restore ------------------------------------------------------- */
+
+/* Index of the process of im whose pid is `pid`, -1 if none. */
+int tree_index_of(const rst_image_t *im, uint32_t pid);
+
 #endif
