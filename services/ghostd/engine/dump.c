@@ -74,6 +74,7 @@
 #include "image.h"
 #include "proc/proc.h"
 #include "engine.h"
+#include "creds.h"
 #include "files.h"
 #include "pipes.h"
 #include "shmem.h"
@@ -230,57 +231,6 @@ static int s_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
     return r;
 }
 
-/* One thread (the leader: leader NULL): gone meanwhile is fine (the freeze
- * rescans); not traced by anyone but `tracer` (0 before we seize); the
- * leader's credentials, which the image holds once for all threads
- * (threads that called setresuid(2) themselves, not through libc's
- * broadcast, would all come back as the leader). With keep, the
- * credentials read go there. */
-static int s_check_thread(pid_t pid, pid_t tid, pid_t tracer, const proc_creds_t *leader,
-                          proc_creds_t *keep, cairn_error_t *err)
-{
-    proc_status_t st;
-    proc_creds_t c = { 0 };
-    int r = proc_read_status(tid, &st, &c, err);
-    if (r == -ENOENT || r == -ESRCH)
-        return tid == pid ? r : 0;
-    if (r == 0 && st.tracer_pid != 0 && st.tracer_pid != tracer)
-        r = cairn_error_set(err, -EBUSY, CAIRN_FAILED_PRECONDITION,
-                            "process %d thread %d is already traced by %d", (int)pid,
-                            (int)tid, (int)st.tracer_pid);
-    if (r == 0 && leader && !proc_creds_equal(&c, leader))
-        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                            "process %d thread %d has credentials other than its "
-                            "leader's (uid %u/%u, gid %u/%u)", (int)pid, (int)tid,
-                            c.uid[0], c.uid[1], c.gid[0], c.gid[1]);
-    if (r == 0 && keep)
-        *keep = c;
-    else
-        proc_creds_free(&c);
-    return r;
-}
-
-/* Every thread: see s_check_thread. */
-static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
-{
-    int *tids = NULL;
-    size_t n = 0;
-    proc_creds_t leader = { 0 };
-    int r = proc_list_dir(pid, "task", &tids, &n, err);
-    if (r == 0)
-        r = s_check_thread(pid, pid, tracer, NULL, &leader, err);
-    /* Strict mode allows no syscall we could inject, nor the restorer's. */
-    if (r == 0 && leader.seccomp == 1)
-        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                            "process %d is in strict seccomp mode", (int)pid);
-    for (size_t i = 0; r == 0 && i < n; i++)
-        if (tids[i] != pid)
-            r = s_check_thread(pid, tids[i], tracer, &leader, NULL, err);
-    proc_creds_free(&leader);
-    free(tids);
-    return r;
-}
-
 static int s_check_one(pid_t pid, pid_t tracer, files_tree_fds_t *tfds,
                        const proc_vmas_t *before, proc_vmas_t *keep, cairn_error_t *err)
 {
@@ -299,7 +249,7 @@ static int s_check_one(pid_t pid, pid_t tracer, files_tree_fds_t *tfds,
     if (proc_state_exited(st.state))
         return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                "process %d is a zombie", (int)pid);
-    if ((r = s_check_threads(pid, tracer, err)) < 0)
+    if ((r = creds_check_threads(pid, tracer, err)) < 0)
         return r;
     if ((r = s_check_vmas(pid, before, keep, err)) < 0)
         return r;
@@ -400,39 +350,6 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
 
 /* ==== phase 3: collect ================================================= */
 
-/* What the collect calls put into a process record. */
-static void s_free_process_lists(Cairn__Ghost__Process *pr)
-{
-    sig_free_process(pr);
-    for (size_t i = 0; i < pr->n_rlimits; i++)
-        free(pr->rlimits[i]);
-    free(pr->rlimits);
-}
-
-/* Resource limits from /proc/PID/limits: prlimit(2) from outside needs
- * CAP_SYS_RESOURCE for a process of another user, which a root without it
- * (a container, this build VM) lacks, and injecting prlimit64 costs a stop
- * per resource. */
-static int s_collect_rlimits(const dump_proc_t *p, Cairn__Ghost__Process *pr, cairn_error_t *err)
-{
-    uint64_t rl[RLIM_NLIMITS][2];
-    int r = proc_read_limits(p->pid, rl, RLIM_NLIMITS, err);
-    if (r < 0)
-        return r;
-    pr->rlimits = calloc(RLIM_NLIMITS, sizeof(*pr->rlimits));
-    if (!pr->rlimits)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (int res = 0; res < RLIM_NLIMITS; res++) {
-        Cairn__Ghost__Rlimit *l = malloc(sizeof(*l));
-        if (!l)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        cairn__ghost__rlimit__init(l);
-        l->resource = (uint32_t)res, l->cur = rl[res][0], l->max = rl[res][1];
-        pr->rlimits[pr->n_rlimits++] = l;
-    }
-    return 0;
-}
-
 static void s_mm_from_stat(const proc_stat_t *st, Cairn__Ghost__MmLayout *mm)
 {
     mm->start_code = st->start_code, mm->end_code = st->end_code;
@@ -448,150 +365,8 @@ typedef struct s_pstrings {
     char cwd[PATH_MAX];
     char exe[PATH_MAX];
     char *auxv;
-    Cairn__Ghost__Creds creds;
-    proc_creds_t pc;       /* creds' arrays point into it */
-    Cairn__Ghost__SeccompFilter *filters;   /* n_filters, programs malloc'ed */
-    Cairn__Ghost__SeccompFilter **filterv;
-    size_t n_filters;
+    creds_dump_t cr;       /* the record's creds point into it */
 } s_pstrings_t;
-
-static void s_free_filters(s_pstrings_t *s)
-{
-    for (size_t i = 0; i < s->n_filters; i++)
-        free(s->filters[i].prog.data);
-    free(s->filters);
-    free(s->filterv);
-    s->filters = NULL, s->filterv = NULL, s->n_filters = 0;
-}
-
-/* One thread's seccomp filters, newest first (index 0 is the last
- * installed), into *ret (caller frees each prog and the array). */
-static int s_read_filters(pid_t tid, Cairn__Ghost__SeccompFilter **ret, size_t *ret_n,
-                          cairn_error_t *err)
-{
-    Cairn__Ghost__SeccompFilter *v = NULL;
-    size_t n = 0;
-    for (;; n++) {
-        long len = ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)n, NULL);
-        if (len < 0 && errno == ENOENT)
-            break;
-        Cairn__Ghost__SeccompFilter *nv = len > 0 ? realloc(v, (n + 1) * sizeof(*v)) : NULL;
-        uint8_t *prog = nv ? malloc((size_t)len * 8) : NULL;
-        struct { uint64_t filter_off, flags; } md = { n, 0 };
-        if (nv)
-            v = nv;
-        if (!prog || ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)n, prog) != len ||
-            ptrace(PTRACE_SECCOMP_GET_METADATA, tid, (void *)sizeof(md), &md) < 0) {
-            int e = len < 0 || !prog ? (len < 0 ? errno : ENOMEM) : errno;
-            free(prog);
-            for (size_t i = 0; i < n; i++)
-                free(v[i].prog.data);
-            free(v);
-            return cairn_error_set(err, -e, CAIRN_SYSTEM,
-                                   "seccomp filter %zu of thread %d: %s", n, (int)tid,
-                                   strerror(e));
-        }
-        cairn__ghost__seccomp_filter__init(&v[n]);
-        v[n].prog.data = prog, v[n].prog.len = (size_t)len * 8;
-        v[n].flags = (uint32_t)md.flags;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
-}
-
-/* A filter that hands syscalls to a user-space supervisor cannot come back
- * without it: SECCOMP_RET_USER_NOTIF anywhere in the program. */
-static bool s_filter_notifies(const Cairn__Ghost__SeccompFilter *f)
-{
-    for (size_t i = 0; i + 8 <= f->prog.len; i += 8) {
-        const uint8_t *in = f->prog.data + i;
-        uint16_t code = (uint16_t)(in[0] | in[1] << 8);
-        uint32_t k = (uint32_t)in[4] | (uint32_t)in[5] << 8 | (uint32_t)in[6] << 16 |
-                     (uint32_t)in[7] << 24;
-        if (code == (BPF_RET | BPF_K) && (k & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_USER_NOTIF)
-            return true;
-    }
-    return false;
-}
-
-static bool s_same_filters(const Cairn__Ghost__SeccompFilter *a, size_t na,
-                           const Cairn__Ghost__SeccompFilter *b, size_t nb)
-{
-    if (na != nb)
-        return false;
-    for (size_t i = 0; i < na; i++)
-        if (a[i].flags != b[i].flags || a[i].prog.len != b[i].prog.len ||
-            memcmp(a[i].prog.data, b[i].prog.data, a[i].prog.len) != 0)
-            return false;
-    return true;
-}
-
-/* The process's seccomp filters (mode 2), oldest first, the same for every
- * thread. A filter notifying a supervisor cannot work without it, and
- * threads with other filters than the leader's are not one process's:
- * both refused (after the freeze: only ptrace reads filters). */
-static int s_collect_seccomp(const dump_proc_t *p, s_pstrings_t *s, Cairn__Ghost__Process *pr,
-                             cairn_error_t *err)
-{
-    if (s->pc.seccomp != 2)   /* strict mode (1) was refused by the check */
-        return 0;
-    int r = s_read_filters(p->t[0].tid, &s->filters, &s->n_filters, err);
-    for (size_t i = 0; r == 0 && i < s->n_filters; i++)
-        if (s_filter_notifies(&s->filters[i]))
-            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                "process %d has a seccomp filter that notifies a "
-                                "supervisor (SECCOMP_RET_USER_NOTIF)", (int)p->pid);
-    for (size_t t = 1; r == 0 && t < p->nt; t++) {
-        Cairn__Ghost__SeccompFilter *o = NULL;
-        size_t no = 0;
-        r = s_read_filters(p->t[t].tid, &o, &no, err);
-        if (r == 0 && !s_same_filters(o, no, s->filters, s->n_filters))
-            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                "process %d thread %d has other seccomp filters than its "
-                                "leader", (int)p->pid, (int)p->t[t].tid);
-        for (size_t i = 0; i < no; i++)
-            free(o[i].prog.data);
-        free(o);
-    }
-    if (r == 0 && s->n_filters &&
-        !(s->filterv = calloc(s->n_filters, sizeof(*s->filterv))))
-        r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    if (r < 0)
-        return r;
-    for (size_t i = 0; i < s->n_filters; i++)   /* the image: oldest first */
-        s->filterv[i] = &s->filters[s->n_filters - 1 - i];
-    pr->n_seccomp = s->n_filters;
-    pr->seccomp = s->filterv;
-    return 0;
-}
-
-/* The process's credentials, s->pc (read with its status; the check made
- * sure every thread has the leader's); securebits and the dumpable flag
- * only the task can tell. */
-static int s_collect_creds(const dump_proc_t *p, dump_thread_t *t, s_pstrings_t *s,
-                           cairn_error_t *err)
-{
-    int64_t bits = 0, dumpable = 0;
-    uint64_t a[6] = { PR_GET_SECUREBITS, 0, 0, 0, 0, 0 };
-    uint64_t b[6] = { PR_GET_DUMPABLE, 0, 0, 0, 0, 0 };
-    int r = seize_inject_ok(p, t, SYS_prctl, a, "prctl(PR_GET_SECUREBITS)", &bits, err);
-    if (r == 0)
-        r = seize_inject_ok(p, t, SYS_prctl, b, "prctl(PR_GET_DUMPABLE)", &dumpable, err);
-    if (r < 0)
-        return r;
-    Cairn__Ghost__Creds *c = &s->creds;
-    cairn__ghost__creds__init(c);
-    c->n_uid = 4, c->uid = s->pc.uid;
-    c->n_gid = 4, c->gid = s->pc.gid;
-    c->n_groups = s->pc.n_groups, c->groups = s->pc.groups;
-    c->cap_inh = s->pc.cap_inh, c->cap_prm = s->pc.cap_prm, c->cap_eff = s->pc.cap_eff;
-    c->cap_bnd = s->pc.cap_bnd, c->cap_amb = s->pc.cap_amb;
-    c->securebits = (uint32_t)bits;
-    c->no_new_privs = s->pc.no_new_privs;
-    c->dumpable = (uint32_t)dumpable;
-    return 0;
-}
 
 static int s_collect_mm(const dump_proc_t *p, dump_thread_t *t, const proc_stat_t *st,
                         Cairn__Ghost__MmLayout *mm, s_pstrings_t *s, cairn_error_t *err)
@@ -623,7 +398,7 @@ static int s_collect_process(dump_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Proces
     dump_thread_t *leader = &p->t[0];
     int r = proc_read_stat(p->pid, &st, err);
     if (r == 0)
-        r = proc_read_status(p->pid, &status, &s->pc, err);
+        r = proc_read_status(p->pid, &status, &s->cr.pc, err);
     if (r == 0)
         r = proc_readlink(p->pid, "cwd", s->cwd, sizeof(s->cwd), err);
     if (r == 0)
@@ -639,15 +414,14 @@ static int s_collect_process(dump_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Proces
     pr->umask = status.umask;
     pr->mm = mm;
     pr->n_threads = (uint32_t)p->nt;
-    if ((r = s_collect_rlimits(p, pr, err)) < 0 ||
+    if ((r = creds_collect_rlimits(p, pr, err)) < 0 ||
         (r = sig_collect_sigactions(p, leader, &status, pr, err)) < 0 ||
         (r = sig_collect_itimers(p, leader, pr, err)) < 0 ||
         (r = sig_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
                                err)) < 0 ||
-        (r = s_collect_creds(p, leader, s, err)) < 0 ||
-        (r = s_collect_seccomp(p, s, pr, err)) < 0)
+        (r = creds_collect(p, leader, &s->cr, pr, err)) < 0)
         return r;
-    pr->creds = &s->creds;
+    pr->creds = &s->cr.creds;
     return s_collect_mm(p, leader, &st, mm, s, err);
 }
 
@@ -1181,10 +955,10 @@ static int s_write_process_record(dump_ctx_t *c, dump_proc_t *p, const proc_vmas
         rec.process = &pr;
         r = s_put(c, &rec, err);
     }
-    s_free_process_lists(&pr);
+    sig_free_process(&pr);
+    creds_free_rlimits(&pr);
     free(s->auxv);
-    proc_creds_free(&s->pc);
-    s_free_filters(s);
+    creds_free(&s->cr);
     free(s);
     return r;
 }

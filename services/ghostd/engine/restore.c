@@ -96,6 +96,7 @@
 #include "restorer/restorer.h"
 #include "engine.h"
 #include "seize.h"
+#include "creds.h"
 #include "files.h"
 #include "pipes.h"
 #include "shmem.h"
@@ -991,95 +992,6 @@ static int s_plan_threads(rst_plan_t *pl, const rst_proc_t *pr, bool new_pid,
     return 0;
 }
 
-/* The resource limits every process sets (restorer.c). */
-static int s_plan_rlimits(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
-{
-    const Cairn__Ghost__Process *p = pr->process->process;
-    struct gr_args *a = pl->args;
-
-    a->rlimits = rst_alloc(pl, (p->n_rlimits + 1) * sizeof *a->rlimits, 64);
-    if (!a->rlimits)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < p->n_rlimits; i++)
-        a->rlimits[a->n_rlimits++] = (struct gr_rlimit){
-            .resource = p->rlimits[i]->resource, .cur = p->rlimits[i]->cur,
-            .max = p->rlimits[i]->max };
-    return 0;
-}
-
-/* The seccomp filters every thread installs (restorer.c). */
-static int s_plan_seccomp(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
-{
-    const Cairn__Ghost__Process *p = pr->process->process;
-    struct gr_args *a = pl->args;
-
-    if (!p->n_seccomp)
-        return 0;
-    a->seccomp = rst_alloc(pl, p->n_seccomp * sizeof *a->seccomp, 8);
-    if (!a->seccomp)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < p->n_seccomp; i++) {
-        const ProtobufCBinaryData *b = &p->seccomp[i]->prog;
-        void *prog;
-        if (b->len == 0 || b->len % 8 || b->len / 8 > 4096)   /* BPF_MAXINSNS */
-            return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                                   "process %u: seccomp filter %zu of %zu bytes", p->pid,
-                                   i, b->len);
-        if (!(prog = rst_alloc(pl, b->len, 8)))
-            return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-        memcpy(prog, b->data, b->len);
-        a->seccomp[i] = (struct gr_seccomp){ (uint64_t)(uintptr_t)prog,
-                                             (uint32_t)(b->len / 8), p->seccomp[i]->flags };
-    }
-    a->n_seccomp = (uint32_t)p->n_seccomp;
-    return 0;
-}
-
-/* The highest capability this kernel knows (bounding-set drops go up to
- * it); 40 (CAP_CHECKPOINT_RESTORE) if it cannot be read. */
-static uint32_t s_cap_last(void)
-{
-    char buf[16] = { 0 };
-    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    long v = n > 0 ? strtol(buf, NULL, 10) : 40;
-    return v > 0 && v < 64 ? (uint32_t)v : 40;
-}
-
-/* Who the process was: every thread takes these last (restorer.c). An
- * image without them (older than credentials) restores as the restorer. */
-static int s_plan_creds(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
-{
-    const Cairn__Ghost__Creds *c = pr->process->process->creds;
-    struct gr_creds *g = &pl->args->creds;
-
-    if (!c)
-        return 0;
-    if (c->n_uid != 4 || c->n_gid != 4 || c->n_groups > 65536)
-        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                               "process %u: credentials with %zu uids, %zu gids, %zu "
-                               "groups", pr->process->process->pid, c->n_uid, c->n_gid,
-                               c->n_groups);
-    g->groups = rst_alloc(pl, (c->n_groups + 1) * sizeof(uint32_t), 8);
-    if (!g->groups)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    memcpy(g->uid, c->uid, sizeof g->uid);
-    memcpy(g->gid, c->gid, sizeof g->gid);
-    if (c->n_groups)
-        memcpy(g->groups, c->groups, c->n_groups * sizeof(uint32_t));
-    g->n_groups = (uint32_t)c->n_groups;
-    g->cap_inh = c->cap_inh, g->cap_prm = c->cap_prm, g->cap_eff = c->cap_eff;
-    g->cap_bnd = c->cap_bnd, g->cap_amb = c->cap_amb;
-    g->securebits = c->securebits;
-    g->no_new_privs = c->no_new_privs;
-    g->dumpable = c->dumpable;
-    g->cap_last = s_cap_last();
-    g->has = 1;
-    return 0;
-}
-
 static int s_plan_mm(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     const Cairn__Ghost__MmLayout *m = pr->process->process->mm;
@@ -1166,13 +1078,13 @@ static int s_plan_one(rst_plan_t *pl, const rst_proc_t *pr, size_t n_helpers,
     if (ret == 0)
         ret = sig_plan_pending(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_rlimits(pl, pr, err);
+        ret = creds_plan_rlimits(pl, pr, err);
     if (ret == 0)
         ret = sig_plan_itimers(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_creds(pl, pr, err);
+        ret = creds_plan(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_seccomp(pl, pr, err);
+        ret = creds_plan_seccomp(pl, pr, err);
     if (ret == 0)
         ret = s_plan_mm(pl, pr, err);
     if (ret == 0)
