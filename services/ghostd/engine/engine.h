@@ -161,7 +161,7 @@ typedef struct rst_plan {
 struct rst_tree {
     rst_image_t *im;       /* the image */
     rst_plan_t *plans;     /* [n_procs] */
-    struct rst_job *jobs;  /* [n_procs] */
+    struct tree_job *jobs; /* tree.c: session and group, [n_procs] */
     int *helpers;          /* every helper fd, ascending after planning */
     size_t n_helpers, cap_helpers;
     int base_fd;           /* lowest helper fd */
@@ -189,6 +189,23 @@ void *rst_alloc(rst_plan_t *pl, size_t len, size_t align);
 /* Moves fd above every image fd and files it as a helper of t (fd is
  * closed, even on failure): the helper fd, or -errno. */
 int rst_helper(rst_tree_t *t, int fd, cairn_error_t *err);
+
+/* Files rec (owned from then on) in r: 0 or -ENOMEM. */
+int rst_recs_add(rst_recs_t *r, rst_rec_t *rec);
+
+/* Frees every record, run and the staging fd; im is empty afterwards. */
+void rst_image_free(rst_image_t *im);
+
+/* base_fd above every fd of every process; the control pipes; the pid
+ * table every process writes its restored pid into. */
+int rst_tree_ctl(rst_tree_t *t, cairn_error_t *err);
+
+/* Helper fds the tree will hold at most: for the close lists. */
+size_t rst_helpers_bound(const rst_image_t *im);
+
+/* Unmaps the regions, closes every helper and control fd, frees every
+ * kind's state; t is empty afterwards. */
+void rst_tree_free(rst_tree_t *t);
 
 /* Reports a failure of a child's libc stage on the status pipe and exits. */
 void rst_child_fail(const rst_plan_t *pl, int e, int fd, const char *fmt, ...)

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -29,6 +30,7 @@
 
 #include "seize.h"
 #include "signals.h"
+#include "threads.h"
 #include "tree.h"
 
 /* ---- dump: freeze --------------------------------------------------- */
@@ -405,7 +407,7 @@ void seize_tree_free(dump_tree_t *tree)
     *tree = (dump_tree_t){ 0 };
 }
 
-/* ---- restore -------------------------------------------------------- */
+/* ---- restore: the restorer's region --------------------------------- */
 
 /* Runs one syscall in a held thread through the blob's gadget, with all
  * signals blocked, then puts its registers back. */
@@ -447,4 +449,139 @@ int seize_inject_munmap(pid_t tid, uint64_t start, uint64_t len,
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "ptrace(%d): %s",
                               tid, strerror(errno));
     return ret;
+}
+
+/* ---- restore: the trace of a restored tree --------------------------- */
+
+void seize_trace_free(seize_trace_t *tr)
+{
+    free(tr->tids);
+    free(tr->st);
+    *tr = (seize_trace_t){ 0 };
+}
+
+/* The slot of tid, added if new; -1 on ENOMEM. */
+static ssize_t s_tslot(seize_trace_t *tr, pid_t tid)
+{
+    for (size_t i = 0; i < tr->n; i++)
+        if (tr->tids[i] == tid)
+            return (ssize_t)i;
+    if (tr->n == tr->cap) {
+        size_t cap = tr->cap ? tr->cap * 2 : 64;
+        pid_t *t = realloc(tr->tids, cap * sizeof *t);
+        if (t)
+            tr->tids = t;
+        enum seize_tstate *s = t ? realloc(tr->st, cap * sizeof *s) : NULL;
+        if (!s)
+            return -1;
+        tr->st = s;
+        tr->cap = cap;
+    }
+    tr->tids[tr->n] = tid;
+    tr->st[tr->n] = SEIZE_RUNNING;
+    return (ssize_t)tr->n++;
+}
+
+/* One wait for any task of ours: 0 and the task, -EAGAIN after a short
+ * sleep with nothing to report (so the caller can poll its pipes),
+ * -ETIMEDOUT past the deadline, -ECHILD when no task is left. */
+int seize_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms)
+{
+    struct timespec now, left = { 0, 5000000 };
+    sigset_t chld;
+    pid_t w;
+
+    w = waitpid(-1, ret_status, __WALL | WNOHANG);
+    if (w > 0) {
+        *ret_tid = w;
+        return 0;
+    }
+    if (w < 0 && errno != EINTR)
+        return -errno;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    if (now_ms >= deadline_ms)
+        return -ETIMEDOUT;
+    if (deadline_ms - now_ms < 5)
+        left.tv_nsec = (long)(deadline_ms - now_ms) * 1000000;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigtimedwait(&chld, NULL, &left);
+    return -EAGAIN;
+}
+
+/* One ptrace stop of a restored thread, until it is held past its
+ * rt_sigreturn. Fork/clone events and the first stop of a new task are
+ * let through; a signal-delivery stop other than the blob's SIGSTOP is
+ * delivered. */
+int seize_on_stop(seize_trace_t *tr, pid_t tid, int status, cairn_error_t *err)
+{
+    ssize_t i = s_tslot(tr, tid);
+    int sig = WSTOPSIG(status), event = status >> 16;
+
+    if (i < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    if (event) {
+        ptrace(PTRACE_CONT, tid, 0, 0);
+        return 0;
+    }
+    if (sig == SIGSTOP && tr->st[i] == SEIZE_RUNNING) {
+        tr->st[i] = SEIZE_IN_SIGRETURN;
+        ptrace(PTRACE_SYSCALL, tid, 0, 0);   /* to rt_sigreturn's entry */
+        return 0;
+    }
+    if (sig == (SIGTRAP | 0x80) && tr->st[i] == SEIZE_IN_SIGRETURN) {
+        struct user_regs_struct r;
+        ptrace(PTRACE_GETREGS, tid, 0, &r);
+        if (r.orig_rax == SYS_rt_sigreturn && r.rax == (unsigned long long)-ENOSYS) {
+            ptrace(PTRACE_SYSCALL, tid, 0, 0);   /* to its exit */
+            return 0;
+        }
+        tr->st[i] = SEIZE_HELD;
+        tr->held++;
+        return 0;
+    }
+    ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig);
+    return 0;
+}
+
+/* Process p is to come back stopped: each of its threads that was inside
+ * a blocking call is taken to that call's entry first, so that the
+ * SIGSTOP queued next stops it inside the call, as it was -- and a
+ * handled signal sent while it is stopped interrupts the call on SIGCONT
+ * (EINTR, or a restart with SA_RESTART) instead of running before the
+ * call starts anew. Only where nothing could come in between: no pending
+ * signal of the image (it would be delivered on the way). */
+int seize_enter_interrupted(const rst_tree_t *t, const seize_trace_t *tr, size_t p,
+                               cairn_error_t *err)
+{
+    const rst_proc_t *pr = &t->im->procs[p];
+    char path[64];
+
+    if (pr->process->process->n_shared_pending)
+        return 0;
+    for (size_t i = 0; i < tr->n; i++) {
+        pid_t tid = tr->tids[i];
+        struct user_regs_struct r;
+        const Cairn__Ghost__Thread *th;
+        bool reenters = false;
+        int status = 0;
+
+        snprintf(path, sizeof path, "/proc/%d/task/%d", (int)t->pids[p], (int)tid);
+        if (access(path, F_OK) < 0 || ptrace(PTRACE_GETREGS, tid, 0, &r) < 0)
+            continue;   /* another process's thread */
+        th = threads_image_thread(pr, &r, &reenters);
+        if (!th || th->n_pending || !reenters)
+            continue;
+        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0 ||
+            waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status))
+            return cairn_error_set(err, -EIO, CAIRN_INTERNAL,
+                                   "taking stopped thread %d back into its call: "
+                                   "status %#x", (int)tid, status);
+        /* A signal sent to it meanwhile stops it first: queued again (the
+         * stop took it off), it is delivered once the thread is let go. */
+        if (WSTOPSIG(status) != (SIGTRAP | 0x80) && (status >> 16) == 0)
+            syscall(SYS_tgkill, (pid_t)t->pids[p], tid, WSTOPSIG(status));
+    }
+    return 0;
 }

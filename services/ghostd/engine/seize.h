@@ -61,4 +61,33 @@ int seize_peek(pid_t pid, uint64_t addr, void *dst, size_t len, cairn_error_t *e
 int seize_inject_munmap(pid_t tid, uint64_t start, uint64_t len, uint64_t gadget,
                         uint64_t mask, cairn_error_t *err);
 
+/* Per-thread progress of a restored tree as the tracer sees it. */
+enum seize_tstate { SEIZE_RUNNING, SEIZE_IN_SIGRETURN, SEIZE_HELD };
+
+/* Every traced thread of every process of a restored tree. */
+typedef struct seize_trace {
+    pid_t *tids;           /* threads seen so far */
+    enum seize_tstate *st; /* their progress */
+    size_t n, cap;         /* seen, allocated */
+    size_t held;           /* threads stopped after their rt_sigreturn */
+    size_t ready;          /* processes past phase 1 (bytes on `ready`) */
+    bool synced;           /* the barrier bytes are written */
+} seize_trace_t;
+
+void seize_trace_free(seize_trace_t *tr);
+
+/* One wait for any task of ours: 0 and the task, -EAGAIN after a short
+ * sleep with nothing to report, -ETIMEDOUT past deadline_ms (monotonic),
+ * -ECHILD when no task is left. */
+int seize_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms);
+
+/* One ptrace stop (status) of restored thread tid, until it is held past
+ * its rt_sigreturn. */
+int seize_on_stop(seize_trace_t *tr, pid_t tid, int status, cairn_error_t *err);
+
+/* Takes the threads of process p (to come back stopped) that were inside
+ * a blocking call back to that call's entry. */
+int seize_enter_interrupted(const rst_tree_t *t, const seize_trace_t *tr, size_t p,
+                            cairn_error_t *err);
+
 #endif

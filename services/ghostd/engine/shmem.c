@@ -24,6 +24,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "mem.h"
 #include "shmem.h"
 
 /* ---- dump ----------------------------------------------------------- */
@@ -459,6 +460,35 @@ static int s_tree_objects(rst_tree_t *t, cairn_error_t *err)
         }
     }
     return ret < 0 ? ret : 0;
+}
+
+/* Stages the raw bytes of an object_pages record: pages of a memfd an fd
+ * of the current process refers to, inside its size. */
+int shmem_load_object_pages(rst_image_t *im, const rst_proc_t *pr, ghost_reader_t *r,
+                            const Cairn__Ghost__ObjectPages *p, cairn_error_t *err)
+{
+    const Cairn__Ghost__Fd *f = pr ? shmem_fd_of(pr, p->shmid) : NULL;
+    uint64_t len = p->n_pages * RST_PAGE, off;
+    int ret;
+
+    if (!f || p->n_pages == 0 || p->n_pages > (1ull << 36) / RST_PAGE ||
+        p->offset % RST_PAGE || p->offset + len > RST_ALIGN(f->size, RST_PAGE))
+        return rst_bad(err, "object pages of no memfd fd of the process, or "
+                     "outside its size", ghost_reader_bytes(r));
+    if (im->n_objruns == im->cap_objruns) {
+        size_t cap = im->cap_objruns ? im->cap_objruns * 2 : 16;
+        rst_objrun_t *v = realloc(im->objruns, cap * sizeof *v);
+        if (!v)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        im->objruns = v;
+        im->cap_objruns = cap;
+    }
+    ret = mem_stage(im, r, len, &off, err);
+    if (ret < 0)
+        return ret;
+    im->objruns[im->n_objruns++] = (rst_objrun_t){ p->shmid, p->offset, len, off };
+    im->pages += p->n_pages;
+    return 0;
 }
 
 /* The memfd's object, reopened through /proc/self/fd for an offset of

@@ -27,6 +27,12 @@ bool shmem_fd_memfd(const shmem_dump_t *sd, uint64_t ino);
 /* The FD_MEMFD fd of a process on object shmid, NULL if none. */
 const Cairn__Ghost__Fd *shmem_fd_of(const rst_proc_t *pr, uint64_t shmid);
 
+/* Stages the raw bytes of an object_pages record: pages of a memfd an
+ * fd of process pr (the one records are read for, NULL before any)
+ * refers to, inside its size. */
+int shmem_load_object_pages(rst_image_t *im, const rst_proc_t *pr, ghost_reader_t *r,
+                            const Cairn__Ghost__ObjectPages *p, cairn_error_t *err);
+
 /* The helper memfd a shared vma v maps (made on first use, sized to its
  * furthest mapping in the tree), or -errno. */
 int shmem_open_vma(rst_plan_t *pl, const Cairn__Ghost__Vma *v, cairn_error_t *err);
