@@ -29,8 +29,10 @@
 
 #include "creds.h"
 #include "seize.h"
+#include "util/cleanup.h"
+#include "util/fileio.h"
 
-/* ---- dump: the check ------------------------------------------------ */
+/* ---- dump: the check --------------------------------------------------- */
 
 /* One thread (the leader: leader NULL): gone meanwhile is fine (the freeze
  * rescans); not traced by anyone but `tracer` (0 before we seize); the
@@ -83,7 +85,7 @@ int creds_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     return r;
 }
 
-/* ---- dump: collect -------------------------------------------------- */
+/* ---- dump: collect ----------------------------------------------------- */
 
 /* Resource limits from /proc/PID/limits: prlimit(2) from outside needs
  * CAP_SYS_RESOURCE for a process of another user, which a root without it
@@ -267,7 +269,7 @@ void creds_free(creds_dump_t *s)
     s_free_filters(s);
 }
 
-/* ---- restore -------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* The resource limits every process sets (restorer.c). */
 int creds_plan_rlimits(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
@@ -317,12 +319,10 @@ int creds_plan_seccomp(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
  * it); 40 (CAP_CHECKPOINT_RESTORE) if it cannot be read. */
 static uint32_t s_cap_last(void)
 {
-    char buf[16] = { 0 };
-    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    long v = n > 0 ? strtol(buf, NULL, 10) : 40;
+    _cleanup_free_ char *buf = NULL;
+    size_t n = 0;
+    long v = cairn_read_file("/proc/sys/kernel/cap_last_cap", 16, &buf, &n) == 0 && n > 0
+                 ? strtol(buf, NULL, 10) : 40;
     return v > 0 && v < 64 ? (uint32_t)v : 40;
 }
 

@@ -7,7 +7,7 @@
 
 #include "engine.h"
 
-/* ---- dump ---------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* The credentials part of a process record under construction: the
  * record's creds point into it (caller's; creds_free). */
@@ -35,7 +35,7 @@ int creds_collect(const dump_proc_t *p, dump_thread_t *t, creds_dump_t *s,
 
 void creds_free(creds_dump_t *s);
 
-/* ---- restore ------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* The resource limits every process sets (restorer.c). */
 int creds_plan_rlimits(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);

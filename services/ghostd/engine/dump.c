@@ -11,31 +11,18 @@
  *  3. collect - registers, xsave, sigmask, pending signals, rseq, robust
  *               list from ptrace; what only the task knows (sigactions,
  *               itimers, brk, sigaltstack, clear-tid address) by injected
- *               syscalls: the thread's registers point at a `syscall`
- *               instruction of its own vdso (no code is written), it runs
- *               to the syscall-exit stop under PTRACE_SYSCALL with every
- *               signal blocked (PTRACE_SETSIGMASK), and output lands in a
- *               64-byte scratch area below the red zone of its stack whose
- *               bytes are saved first and put back afterwards.
- *  4. write   - records in the order of ghost.proto; memory through
- *               process_vm_readv (or /proc/PID/mem for unreadable vmas),
- *               anonymous pages only where pagemap says present or
- *               swapped, a private file mapping's only where the process
- *               wrote them (the rest is the file's, mapped again at
- *               restore, which checks the file's size and mtime); pipe contents copied with tee(2), so nothing is
- *               consumed; every fd compared (kcmp KCMP_FILE) with the
- *               earlier fds of the image on the same file, so a dup'ed or
- *               fork-inherited one names the fd it shares its open file
- *               description with; a memfd fd's contents written once per
- *               image as object_pages (its data extents, SEEK_DATA/
- *               SEEK_HOLE, read through /proc/PID/fd/N). Then detach (restoring registers, mask and the
- *               interrupted syscall) or SIGKILL after fsync.
+ *               syscalls (seize.c).
+ *  4. write   - records in the order of ghost.proto, each kind written by
+ *               its own file: threads (threads.c), vmas and pages
+ *               (mem.c), fds (files.c: kcmp sharing; pipes.c: contents
+ *               copied with tee(2), nothing consumed; shmem.c: a memfd's
+ *               contents once per image as object_pages). Then detach
+ *               (restoring registers, mask and the interrupted syscall,
+ *               signals.c) or SIGKILL after fsync.
  *
- * An injected thread resumes from a syscall-exit stop, where the kernel no
- * longer applies its -ERESTART* logic; we apply it to the registers we put
- * back (re-execute, or restart_syscall for ERESTART_RESTARTBLOCK). The
- * image keeps the registers exactly as the interrupt found them, with
- * syscall_nr/syscall_ret, and the restorer decides.
+ * This file runs the phases; the state of each concern (the frozen tree,
+ * the page writer, fd references, pipes done, memfd objects) is owned by
+ * its kind's file and held side by side in dump_ctx_t (engine.h).
  */
 #include <dirent.h>
 #include <elf.h>
@@ -83,6 +70,7 @@
 #include "signals.h"
 #include "threads.h"
 #include "tree.h"
+#include "util/clock.h"
 
 #define S_PF_KTHREAD 0x00200000ul
 /* A tree whose short-lived members come and go (a shell loop) is looked
@@ -93,14 +81,7 @@
 #define S_TREE_ATTEMPTS 20
 #define S_TREE_RETRY_NS 2000000
 
-static uint64_t s_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* ==== phase 1: checks on /proc ======================================= */
+/* ---- check: /proc only, nothing changes -------------------------------- */
 
 static int s_check_one(pid_t pid, pid_t tracer, files_tree_fds_t *tfds,
                        const proc_vmas_t *before, proc_vmas_t *keep, cairn_error_t *err)
@@ -171,7 +152,7 @@ static int s_check_tree_once(pid_t pid, mem_seen_t *seen, cairn_error_t *err)
  * whose members changed under it -- a process or thread other than the
  * root exited, or was a zombie its parent had not reaped yet (every
  * "exited" and "zombie" failure is -ESRCH), or a vfork child had not
- * called exec yet (-EBUSY, s_own_memory) -- rather than something
+ * called exec yet (-EBUSY, tree_own_memory) -- rather than something
  * it holds: another look, once the parent has reaped it, may find the
  * tree still. */
 static bool s_tree_moved(pid_t root, int r)
@@ -219,7 +200,7 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
     return s_check_tree(pid, NULL, &rt, err);
 }
 
-/* ==== phase 3: collect ================================================= */
+/* ---- collect ----------------------------------------------------------- */
 
 static void s_mm_from_stat(const proc_stat_t *st, Cairn__Ghost__MmLayout *mm)
 {
@@ -289,14 +270,14 @@ static int s_collect_process(dump_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Proces
         (r = sig_collect_sigactions(p, leader, &status, pr, err)) < 0 ||
         (r = sig_collect_itimers(p, leader, pr, err)) < 0 ||
         (r = sig_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
-                               err)) < 0 ||
+                                 err)) < 0 ||
         (r = creds_collect(p, leader, &s->cr, pr, err)) < 0)
         return r;
     pr->creds = &s->cr.creds;
     return s_collect_mm(p, leader, &st, mm, s, err);
 }
 
-/* ==== phase 4: write =================================================== */
+/* ---- write ------------------------------------------------------------- */
 
 static int s_put(dump_ctx_t *c, Cairn__Ghost__Record *rec, cairn_error_t *err)
 {
@@ -417,7 +398,7 @@ static int s_write_image(dump_ctx_t *c, pid_t root, int out_fd, cairn_error_t *e
     return r;
 }
 
-/* ==== entry point ====================================================== */
+/* ---- entry point ------------------------------------------------------- */
 
 /* Each concern's state, empty. */
 static int s_ctx_init(dump_ctx_t *c, cairn_error_t *err)
@@ -441,7 +422,7 @@ static void s_ctx_free(dump_ctx_t *c)
 }
 
 /* The frozen tree's processes each have their own memory
- * (s_own_memory). */
+ * (tree_own_memory). */
 static int s_check_own_memory(const dump_ctx_t *c, cairn_error_t *err)
 {
     int r = 0;
@@ -475,9 +456,9 @@ static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_err
 static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
                  cairn_error_t *err)
 {
-    uint64_t t0 = s_now_us();
+    uint64_t t0 = cairn_now_us();
     int r = seize_freeze(&c->tree, pid, err);
-    uint64_t t1 = s_now_us();
+    uint64_t t1 = cairn_now_us();
     files_tree_fds_t tfds = { 0 };
     if (r == 0 && (r = s_recheck_frozen(c, &tfds, err)) < 0) {
         stats->refused = true;
@@ -499,7 +480,7 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
     }
     stats->copy_threads = (uint32_t)mem_copy_threads(c->mem);
     stats->freeze_us = t1 - t0;
-    stats->dump_us = s_now_us() - t1;
+    stats->dump_us = cairn_now_us() - t1;
     return 0;
 }
 

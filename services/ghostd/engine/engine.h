@@ -28,7 +28,7 @@
 #include "proc/proc.h"
 #include "restorer/restorer.h"
 
-/* ---- dump ---------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 #define DUMP_SCRATCH 64   /* bytes of stack scratch for injected calls */
 
@@ -95,7 +95,7 @@ static inline bool engine_has_suffix(const char *s, const char *suf)
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-/* ---- restore ------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 #define RST_PAGE 4096ull
 #define RST_ALIGN(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))

@@ -38,8 +38,10 @@
 #include "pipes.h"
 #include "shmem.h"
 #include "tree.h"
+#include "util/array.h"
+#include "util/cleanup.h"
 
-/* ---- the plain kinds ------------------------------------------------ */
+/* ---- the plain kinds --------------------------------------------------- */
 
 /* Character devices a process may hold: the memory devices and ttys. */
 static bool s_char_dev_ok(dev_t rdev)
@@ -142,7 +144,7 @@ static const files_kind_t s_chardev = {
     .open = s_open_chardev,
 };
 
-/* ---- the anon-inode kinds (anonfd.c) -------------------------------- */
+/* ---- the anon-inode kinds (anonfd.c) ----------------------------------- */
 
 static int s_describe_anon(const files_probe_t *p, Cairn__Ghost__Fd *f,
                            cairn_error_t *err)
@@ -203,7 +205,7 @@ static const files_kind_t s_anon = {
     .finish = s_finish_anon,
 };
 
-/* ---- the table ------------------------------------------------------ */
+/* ---- the table --------------------------------------------------------- */
 
 /* Every kind, in the order the dump offers an fd to them (a memfd before
  * a regular file: both are S_IFREG) and the restore plans them (pipes,
@@ -230,7 +232,7 @@ static bool s_kind_takes(const files_kind_t *k, mode_t type)
     return k->mode ? k->mode == type : !typed;
 }
 
-/* ---- dump: describing an fd ----------------------------------------- */
+/* ---- dump: describing an fd -------------------------------------------- */
 
 /* f for an fd no kind claimed: the refusal. */
 static int s_refuse(const files_probe_t *p, cairn_error_t *err)
@@ -299,18 +301,12 @@ static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
     return s_claim(&p, f, ret_kind, err);
 }
 
-/* ---- dump: the checks ----------------------------------------------- */
+/* ---- dump: the checks -------------------------------------------------- */
 
 static int s_add_tree_fd(files_tree_fds_t *e, files_tree_fd_t fd, cairn_error_t *err)
 {
-    if (e->n == e->cap) {
-        size_t nc = e->cap ? e->cap * 2 : 32;
-        files_tree_fd_t *nv = realloc(e->v, nc * sizeof(*nv));
-        if (!nv)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        e->v = nv;
-        e->cap = nc;
-    }
+    if (CAIRN_GROW(e->v, e->cap, e->n + 1, 32) < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     e->v[e->n++] = fd;
     return 0;
 }
@@ -363,7 +359,7 @@ int files_check_tree(const files_tree_fds_t *tfds, cairn_error_t *err)
     return r;
 }
 
-/* ---- dump: open file descriptions shared (kcmp) --------------------- */
+/* ---- dump: open file descriptions shared (kcmp) ------------------------ */
 
 /* An fd of the image that opened its own open file description (pipes
  * aside: those are shared by pipe_id): later fds are compared with it. */
@@ -452,7 +448,7 @@ static int s_fd_share(files_dump_t *fs, pid_t pid, Cairn__Ghost__Fd *f, cairn_er
     return 0;
 }
 
-/* ---- dump: writing the fd records ----------------------------------- */
+/* ---- dump: writing the fd records -------------------------------------- */
 
 static int s_write_fd(dump_ctx_t *c, dump_proc_t *p, int fd, cairn_error_t *err)
 {
@@ -493,7 +489,7 @@ int files_write(dump_ctx_t *c, dump_proc_t *p, const int *fds, size_t n,
     return 0;
 }
 
-/* ---- restore: checks and shared descriptions ------------------------ */
+/* ---- restore: checks and shared descriptions --------------------------- */
 
 int files_check_loaded(const rst_proc_t *pr, cairn_error_t *err)
 {
@@ -517,20 +513,17 @@ int files_reopen(const Cairn__Ghost__Fd *f, const char *path, int extra, bool se
                  cairn_error_t *err)
 {
     int flags = f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
-    int fd = open(path, flags | extra | O_CLOEXEC | O_NOCTTY);
+    _cleanup_close_ int fd = open(path, flags | extra | O_CLOEXEC | O_NOCTTY);
 
     if (fd < 0)
         return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
                                "fd %d: cannot reopen %s: %s", f->fd, f->path,
                                strerror(errno));
-    if (seek && lseek(fd, f->pos, SEEK_SET) != f->pos) {
-        int e = errno;
-        close(fd);
-        return cairn_error_set(err, -e, CAIRN_FAILED_PRECONDITION,
+    if (seek && lseek(fd, f->pos, SEEK_SET) != f->pos)
+        return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
                                "fd %d: cannot seek %s to %lld: %s", f->fd,
-                               f->path, (long long)f->pos, strerror(e));
-    }
-    return fd;
+                               f->path, (long long)f->pos, strerror(errno));
+    return TAKE_FD(fd);
 }
 
 /* Opens the open file description fd record f describes, by its kind:
@@ -659,14 +652,14 @@ int files_plan(rst_tree_t *t, cairn_error_t *err)
     return ret < 0 ? ret : s_tree_shared(t, err);
 }
 
-/* ---- restore: the child's fds --------------------------------------- */
+/* ---- restore: the child's fds ------------------------------------------ */
 
 static void s_child_place(const rst_plan_t *pl, int fd, int target, bool cloexec)
 {
     if (fd != target) {
         if (dup3(fd, target, cloexec ? O_CLOEXEC : 0) < 0)
             rst_child_fail(pl, errno, target, "fd %d: dup3: %s", target,
-                         strerror(errno));
+                           strerror(errno));
         close(fd);
     } else if (!cloexec) {
         fcntl(fd, F_SETFD, 0);
@@ -691,7 +684,7 @@ static void s_child_shared(const rst_plan_t *pl, const s_ofd_t *o,
 {
     if (dup3(o->helper, f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
         rst_child_fail(pl, errno, f->fd, "fd %d: dup3 of a shared open file: %s",
-                     f->fd, strerror(errno));
+                       f->fd, strerror(errno));
 }
 
 void files_child(const rst_plan_t *pl, const rst_proc_t *pr)

@@ -82,7 +82,7 @@ typedef struct files_kind {
     int (*finish)(const Cairn__Ghost__Fd *f, cairn_error_t *err);
 } files_kind_t;
 
-/* ---- dump ---------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* Describes every fd of pid (refusing what cannot be dumped) and adds
  * those the tree checks need to *tfds. */
@@ -101,7 +101,7 @@ files_dump_t *files_dump_free(files_dump_t *fs);   /* NULL-safe; NULL */
 int files_write(dump_ctx_t *c, dump_proc_t *p, const int *fds, size_t n,
                 cairn_error_t *err);
 
-/* ---- restore ------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* Every fd record of pr is of a kind this restorer recreates, and whole. */
 int files_check_loaded(const rst_proc_t *pr, cairn_error_t *err);

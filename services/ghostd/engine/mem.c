@@ -38,10 +38,12 @@
 #include "direct.h"
 #include "mem.h"
 #include "shmem.h"
+#include "util/array.h"
+#include "util/cleanup.h"
 
 #define S_CHUNK (8u << 20)    /* the ring of memory read windows */
 
-/* ---- dump: the check ------------------------------------------------ */
+/* ---- dump: the check --------------------------------------------------- */
 
 /* The vma kind from its maps line. 0, or a refusal. */
 static int s_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
@@ -142,7 +144,7 @@ static int s_read_vmas_since(pid_t pid, const proc_vmas_t *before, proc_vmas_t *
  * there on success: the image is written from what the check on the
  * frozen tree saw. before: see s_read_vmas_since. */
 int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
-                        cairn_error_t *err)
+                   cairn_error_t *err)
 {
     proc_vmas_t vm = { 0 };
     int r = s_read_vmas_since(pid, before, &vm, err);
@@ -159,7 +161,7 @@ int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
     return r;
 }
 
-/* ---- dump: vma records ---------------------------------------------- */
+/* ---- dump: vma records ------------------------------------------------- */
 
 /* The page writer of one dump. */
 struct mem_dump {
@@ -202,7 +204,7 @@ size_t mem_copy_threads(const mem_dump_t *m)
  * (anonymous private: the rest is zero), 2 all, 3 the present anonymous
  * ones (a private file mapping: the pages the process wrote; the others
  * are the file's, mapped again at restore). A memfd some fd of the tree
- * refers to: none (its object pages hold it all, restore.c). */
+ * refers to: none (its object pages hold it all, shmem.c). */
 static int s_dump_policy(const dump_ctx_t *c, const proc_vma_t *v, Cairn__Ghost__VmaKind k)
 {
     if (k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && shmem_fd_memfd(c->shmem, v->ino))
@@ -273,7 +275,7 @@ int mem_write_vmas(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_e
     return 0;
 }
 
-/* ---- dump: pages ---------------------------------------------------- */
+/* ---- dump: pages ------------------------------------------------------- */
 
 /* Memory goes out through a small pipeline: this thread reads windows of
  * pages (process_vm_readv, /proc/PID/mem) into a ring of S_SLOTS buffers
@@ -484,7 +486,7 @@ static int s_dump_scanned(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool a
 {
     if (c->opts->pagemap_read)
         return -ENOTTY;
-    struct s_page_region *reg = malloc(S_SCAN_REGIONS * sizeof(*reg));
+    _cleanup_free_ struct s_page_region *reg = malloc(S_SCAN_REGIONS * sizeof(*reg));
     bool readable = v->prot & PROT_READ;
     uint64_t at = v->start;
     int r = reg ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
@@ -511,7 +513,6 @@ static int s_dump_scanned(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool a
             break;   /* no progress: cannot happen, but never loop on it */
         at = a.walk_end;
     }
-    free(reg);
     return r;
 }
 
@@ -530,7 +531,7 @@ static int s_dump_present(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool a
         return scanned;
     size_t ps = c->out.page_size, npages = (v->end - v->start) / ps;
     bool readable = v->prot & PROT_READ;
-    uint64_t *ent = malloc(S_PAGEMAP_BATCH * sizeof(*ent));
+    _cleanup_free_ uint64_t *ent = malloc(S_PAGEMAP_BATCH * sizeof(*ent));
     uint64_t run_start = 0;
     size_t run_len = 0;
     int r = ent ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
@@ -556,7 +557,6 @@ static int s_dump_present(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool a
             }
         }
     }
-    free(ent);
     if (r == 0 && run_len > 0)
         r = s_dump_run(c, m, readable, run_start, run_len, err);
     return r;
@@ -638,11 +638,11 @@ void mem_special_sizes(pid_t pid, uint64_t *vdso, uint64_t *vvar)
     proc_vmas_free(&vm);
 }
 
-/* ---- restore: loading pages ----------------------------------------- */
+/* ---- restore: loading pages -------------------------------------------- */
 
 /* The vma of a process holding [vaddr, vaddr + len). */
 const Cairn__Ghost__Vma *mem_vma_of(const rst_proc_t *pr, uint64_t vaddr,
-                                         uint64_t len)
+                                    uint64_t len)
 {
     for (size_t i = 0; i < pr->vmas.n; i++) {
         const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
@@ -667,14 +667,8 @@ static int s_run_add(rst_proc_t *pr, uint64_t vaddr, uint64_t len, uint64_t off)
         last->len += len;
         return 0;
     }
-    if (pr->n_runs == pr->cap_runs) {
-        size_t cap = pr->cap_runs ? pr->cap_runs * 2 : 64;
-        struct gr_run *v = realloc(pr->runs, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        pr->runs = v;
-        pr->cap_runs = cap;
-    }
+    if (CAIRN_GROW(pr->runs, pr->cap_runs, pr->n_runs + 1, 64) < 0)
+        return -ENOMEM;
     pr->runs[pr->n_runs++] = (struct gr_run){ vaddr, len, off };
     return 0;
 }
@@ -686,7 +680,7 @@ static int s_run_add(rst_proc_t *pr, uint64_t vaddr, uint64_t len, uint64_t off)
  * staging memfd through a shared mapping whose pages are allocated in one
  * batch. */
 int mem_stage(rst_image_t *im, ghost_reader_t *r, uint64_t len,
-                   uint64_t *ret_off, cairn_error_t *err)
+              uint64_t *ret_off, cairn_error_t *err)
 {
     void *win;
     int ret;
@@ -729,11 +723,11 @@ int mem_load_pages(rst_image_t *im, rst_proc_t *pr, ghost_reader_t *r,
     if (p->n_pages == 0 || p->n_pages > (1ull << 36) / RST_PAGE ||
         p->vaddr % RST_PAGE)
         return rst_bad(err, "pages record with a bad range",
-                     ghost_reader_bytes(r));
+                       ghost_reader_bytes(r));
     v = pr ? mem_vma_of(pr, p->vaddr, len) : NULL;
     if (!v || !v->dumped)
         return rst_bad(err, "pages outside every dumped vma",
-                     ghost_reader_bytes(r));
+                       ghost_reader_bytes(r));
     ret = mem_stage(im, r, len, &off, err);
     if (ret < 0)
         return ret;
@@ -744,7 +738,7 @@ int mem_load_pages(rst_image_t *im, rst_proc_t *pr, ghost_reader_t *r,
     return 0;
 }
 
-/* ---- restore: the plan ---------------------------------------------- */
+/* ---- restore: the plan ------------------------------------------------- */
 
 static bool s_is_special(const char *path)
 {
@@ -868,47 +862,39 @@ static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
     bool shared = v->kind == CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
     int mode = shared && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
     struct stat st;
-    int fd;
 
     if (strstr(v->path, " (deleted)"))
         return cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
                                "vma %#llx maps the deleted file %s",
                                (unsigned long long)v->start, v->path);
-    fd = open(v->path, mode | O_CLOEXEC);
+    _cleanup_close_ int fd = open(v->path, mode | O_CLOEXEC);
     if (fd < 0)
         return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
                                "vma %#llx: cannot open %s: %s",
                                (unsigned long long)v->start, v->path,
                                strerror(errno));
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        return cairn_error_set(err, -e, CAIRN_SYSTEM, "fstat of %s: %s", v->path,
-                               strerror(e));
-    }
+    if (fstat(fd, &st) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "fstat of %s: %s", v->path,
+                               strerror(errno));
     if (v->ino && (uint64_t)st.st_dev == v->dev &&
-        (uint64_t)st.st_ino != v->ino) {
-        close(fd);
+        (uint64_t)st.st_ino != v->ino)
         return cairn_error_set(err, -ESTALE, CAIRN_FAILED_PRECONDITION,
                                "%s was replaced since the dump (inode %llu, "
                                "now %llu)", v->path,
                                (unsigned long long)v->ino,
                                (unsigned long long)st.st_ino);
-    }
     /* Only its written pages are in the image: the rest must be the same
      * file's as at the dump. */
     int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     if (!shared && v->file_mtime_ns &&
-        ((uint64_t)st.st_size != v->file_size || mtime != v->file_mtime_ns)) {
-        close(fd);
+        ((uint64_t)st.st_size != v->file_size || mtime != v->file_mtime_ns))
         return cairn_error_set(err, -ESTALE, CAIRN_FAILED_PRECONDITION,
                                "%s changed since the dump (size %llu, mtime %lld ns; "
                                "now %llu, %lld)", v->path,
                                (unsigned long long)v->file_size,
                                (long long)v->file_mtime_ns,
                                (unsigned long long)st.st_size, (long long)mtime);
-    }
-    return rst_helper(pl->tree, fd, err);
+    return rst_helper(pl->tree, TAKE_FD(fd), err);
 }
 
 static bool s_vma_has_pages(const Cairn__Ghost__Vma *v)

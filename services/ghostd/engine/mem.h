@@ -10,7 +10,7 @@
 
 #include "engine.h"
 
-/* ---- dump ---------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* The vmas a check read for one process. */
 typedef struct mem_seen_proc {
@@ -52,7 +52,7 @@ int mem_write_pages(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
 /* Bytes of pid's vdso and vvar mappings (0 if unreadable). */
 void mem_special_sizes(pid_t pid, uint64_t *vdso, uint64_t *vvar);
 
-/* ---- restore ------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* The vma of a process holding [vaddr, vaddr + len), NULL if none. */
 const Cairn__Ghost__Vma *mem_vma_of(const rst_proc_t *pr, uint64_t vaddr, uint64_t len);

@@ -21,7 +21,7 @@
 
 #include "pipes.h"
 
-/* ---- dump ----------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* The pipes whose unread data is in the image. */
 struct pipes_dump {
@@ -157,7 +157,7 @@ static void s_release(Cairn__Ghost__Fd *f)
     free(f->pipe_data.data);
 }
 
-/* ---- restore -------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* One pipe of the tree, recreated by the caller with its unread data. */
 typedef struct s_pipe {
@@ -289,13 +289,13 @@ static void s_child_pipe(const rst_plan_t *pl, const Cairn__Ghost__Fd *f)
 
     if (!p)
         rst_child_fail(pl, EPIPE, f->fd, "fd %d: pipe %llu was not recreated",
-                     f->fd, (unsigned long long)f->pipe_id);
+                       f->fd, (unsigned long long)f->pipe_id);
     if (dup3(p->end[f->pipe_write_end], f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
         rst_child_fail(pl, errno, f->fd, "fd %d: dup3: %s", f->fd,
-                     strerror(errno));
+                       strerror(errno));
     if (fcntl(f->fd, F_SETFL, f->flags & (O_NONBLOCK | O_APPEND)) < 0)
         rst_child_fail(pl, errno, f->fd, "fd %d: F_SETFL: %s", f->fd,
-                     strerror(errno));
+                       strerror(errno));
 }
 
 const files_kind_t pipes_kind = {

@@ -1,7 +1,9 @@
 /* restore.c - ghost_restore: a checkpoint image back to a running process
  * tree.
  *
- * Design, in four stages, each in its own block of this file:
+ * Design, in four stages, each a block of this file that calls into the
+ * file of each object kind (mem.c, threads.c, signals.c, creds.c,
+ * files.c, pipes.c, shmem.c, tree.c, seize.c):
  *
  *  1. load: the stream is read once, in order. Small records are kept per
  *     process; page data goes straight into one staging memfd (read into
@@ -54,13 +56,8 @@
  *     that is born meanwhile); the status pipe says which process and
  *     step failed and why.
  *
- * Sessions and groups: a process leading its session or group creates it;
- * one in another member's group joins it after the barrier. The root's
- * session or group, when led from outside the tree, is replaced by the
- * caller's (a session cannot be joined); members that shared it with the
- * root follow. Members in a session other than their parent's without
- * leading it, or in a group led from outside that the root is not in, are
- * refused before anything is made.
+ * Sessions and groups are decided and recreated by tree.c (its opening
+ * comment says how); the helper fds and control pipes are rst.c's.
  */
 #include "restore.h"
 
@@ -104,11 +101,12 @@
 #include "signals.h"
 #include "threads.h"
 #include "tree.h"
+#include "util/clock.h"
 
 extern const unsigned char ghost_restorer_blob[];
 extern const size_t ghost_restorer_blob_size;
 
-/* ---------------------------------------------------------------- load */
+/* ---- load -------------------------------------------------------------- */
 
 #define S_MAX_PROCS 4096   /* processes in one image (bounds allocations) */
 
@@ -222,7 +220,7 @@ static int s_check_proc_counts(const rst_proc_t *pr, uint64_t at,
     if (p->n_threads != pr->threads.n || p->n_vmas != pr->vmas.n ||
         p->n_fds != pr->fds.n)
         return rst_bad(err, "thread/vma/fd counts differ from the process "
-                     "record", at);
+                       "record", at);
     if (pr->threads.n == 0)
         return rst_bad(err, "process without threads", at);
     return files_check_loaded(pr, err);
@@ -238,7 +236,7 @@ static int s_check_counts(rst_image_t *im, uint64_t at, cairn_error_t *err)
         ret = s_check_proc_counts(&im->procs[i], at, err);
     if (ret == 0 && im->end->end->total_pages != im->pages)
         ret = rst_bad(err, "end record's page count differs from the pages "
-                    "read", at);
+                      "read", at);
     return ret < 0 ? ret : tree_check_image(im, at, err);
 }
 
@@ -271,7 +269,7 @@ static int s_load(int in_fd, rst_image_t *im, cairn_error_t *err)
     return ret;
 }
 
-/* ---------------------------------------------------------------- plan */
+/* ---- plan -------------------------------------------------------------- */
 
 /* Bytes of one process's region; n_helpers bounds the close list. */
 static uint64_t s_region_size(const rst_proc_t *pr, size_t n_helpers)
@@ -385,7 +383,7 @@ static int s_plan_close(rst_plan_t *pl, cairn_error_t *err)
     return 0;
 }
 
-/* ---------------------------------------------------------- plan: tree */
+/* ---- plan: tree -------------------------------------------------------- */
 
 /* Everything decided and opened before any process exists. */
 static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, cairn_error_t *err)
@@ -417,7 +415,7 @@ static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, cairn_error_t *e
     return ret;
 }
 
-/* --------------------------------------------------------------- child */
+/* ---- child ------------------------------------------------------------- */
 
 /* The libc stage of one process, in order (s_child_main):
  *   phase 1: close what is not a helper; setsid (session leader) or
@@ -478,7 +476,7 @@ static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
     umask((mode_t)p->umask);
     if (personality(p->personality) < 0)
         rst_child_fail(pl, errno, 0, "personality(%#x): %s", p->personality,
-                     strerror(errno));
+                       strerror(errno));
     prctl(PR_SET_NAME, p->comm, 0, 0, 0);
     sig_child_sigactions(pl, p);
     threads_child_drop_rseq(pl);
@@ -493,7 +491,7 @@ static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
     __builtin_unreachable();
 }
 
-/* ----------------------------------------------------------- supervise */
+/* ---- supervise --------------------------------------------------------- */
 
 /* Explains why a process ended, from the status pipe. */
 static int s_explain(const rst_tree_t *t, pid_t who, int wstatus,
@@ -554,21 +552,13 @@ static int s_barrier(const rst_tree_t *t, seize_trace_t *tr, cairn_error_t *err)
     return 0;
 }
 
-static uint64_t s_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Until every thread of every process is held past its rt_sigreturn:
  * any exit on the way is a failure, explained from the status pipe. */
 static int s_trace_until_held(const rst_tree_t *t, seize_trace_t *tr,
                               size_t n_threads, uint32_t timeout_ms,
                               cairn_error_t *err)
 {
-    uint64_t deadline = s_now_us() / 1000 + timeout_ms;
+    uint64_t deadline = cairn_now_ms() + timeout_ms;
     int ret = 0;
 
     fcntl(t->ready_r, F_SETFL, O_NONBLOCK);
@@ -609,7 +599,7 @@ static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t
         const rst_plan_t *pl = &t->plans[i];
         uint64_t region = (uint64_t)(uintptr_t)pl->region;
         ret = seize_inject_munmap((pid_t)t->pids[i], region, pl->region_len,
-                              region + GR_GADGET_OFFSET, pl->leader_mask, err);
+                                  region + GR_GADGET_OFFSET, pl->leader_mask, err);
     }
     /* A process that was stopped (job control) gets its stop back as a
      * pending SIGSTOP: its threads take it as they are let go, before
@@ -634,7 +624,7 @@ static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t
  * collect them until none is left, so nothing of the tree survives. */
 static void s_kill_tree(seize_trace_t *tr, pid_t root)
 {
-    uint64_t deadline = s_now_us() / 1000 + 10000;
+    uint64_t deadline = cairn_now_ms() + 10000;
     pid_t tid;
     int status;
 
@@ -664,7 +654,7 @@ static int s_supervise(const rst_tree_t *t, pid_t root, size_t n_threads,
     return ret;
 }
 
-/* ---------------------------------------------------------------- main */
+/* ---- main -------------------------------------------------------------- */
 
 static size_t s_n_threads(const rst_image_t *im)
 {
@@ -758,7 +748,7 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     rst_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1,
                    .pread_pages = o->pread_pages };
     ghost_restore_stats_t st = { 0 };
-    uint64_t t0 = s_now_us();
+    uint64_t t0 = cairn_now_us();
     cairn_error_t taken;
     int ret;
 
@@ -790,7 +780,7 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
         st.threads = (uint32_t)s_n_threads(&im);
         for (size_t i = 0; i < im.n_procs; i++)
             st.stopped += im.procs[i].process->process->stop_signal != 0;
-        st.restore_us = s_now_us() - t0;
+        st.restore_us = cairn_now_us() - t0;
         *ret_stats = st;
     }
     rst_tree_free(&t);

@@ -21,6 +21,7 @@
 #include "files.h"
 #include "pipes.h"
 #include "shmem.h"
+#include "util/array.h"
 
 int rst_bad(cairn_error_t *err, const char *what, uint64_t at)
 {
@@ -53,15 +54,9 @@ int rst_helper(rst_tree_t *t, int fd, cairn_error_t *err)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM,
                                "moving a helper fd above %d: %s", t->base_fd,
                                strerror(errno));
-    if (t->n_helpers == t->cap_helpers) {
-        size_t cap = t->cap_helpers ? t->cap_helpers * 2 : 64;
-        int *v = realloc(t->helpers, cap * sizeof *v);
-        if (!v) {
-            close(h);
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        }
-        t->helpers = v;
-        t->cap_helpers = cap;
+    if (CAIRN_GROW(t->helpers, t->cap_helpers, t->n_helpers + 1, 64) < 0) {
+        close(h);
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     }
     t->helpers[t->n_helpers++] = h;
     return h;
@@ -82,7 +77,7 @@ void rst_child_fail(const rst_plan_t *pl, int e, int fd, const char *fmt, ...)
     _exit(1);
 }
 
-/* ---- the image as loaded --------------------------------------------- */
+/* ---- the image as loaded ----------------------------------------------- */
 
 static void s_recs_free(rst_recs_t *r)
 {
@@ -94,14 +89,8 @@ static void s_recs_free(rst_recs_t *r)
 
 int rst_recs_add(rst_recs_t *r, rst_rec_t *rec)
 {
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 16;
-        rst_rec_t **v = realloc(r->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        r->v = v;
-        r->cap = cap;
-    }
+    if (CAIRN_GROW(r->v, r->cap, r->n + 1, 16) < 0)
+        return -ENOMEM;
     r->v[r->n++] = rec;
     return 0;
 }
@@ -132,7 +121,7 @@ void rst_image_free(rst_image_t *im)
     *im = (rst_image_t){ .staging_fd = -1 };
 }
 
-/* ---- the tree's helper fds and control pipes ------------------------ */
+/* ---- the tree's helper fds and control pipes --------------------------- */
 
 static int s_ctl_pipe(rst_tree_t *t, int *ret_mine, int *ret_helper,
                       bool helper_reads, cairn_error_t *err)

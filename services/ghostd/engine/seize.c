@@ -32,8 +32,10 @@
 #include "signals.h"
 #include "threads.h"
 #include "tree.h"
+#include "util/array.h"
+#include "util/clock.h"
 
-/* ---- dump: freeze --------------------------------------------------- */
+/* ---- dump: freeze ------------------------------------------------------ */
 
 /* Waits for tid's PTRACE_EVENT_STOP, passing on signals that were being
  * delivered (so none is lost). *ret_stop_sig: the job-control signal the
@@ -189,7 +191,7 @@ int seize_freeze(dump_tree_t *tree, pid_t root, cairn_error_t *err)
     return r;
 }
 
-/* ---- dump: syscall injection ---------------------------------------- */
+/* ---- dump: syscall injection ------------------------------------------- */
 
 /* Waits for tid's next syscall stop. A thread of a stopped process (job
  * control: SIGSTOP, SIGTSTP, ...) reports its group stop again when it
@@ -226,7 +228,7 @@ static int s_wait_syscall_stop(pid_t tid, cairn_error_t *err)
  * forcing a blocked or ignored signal resets its disposition to SIG_DFL
  * for the whole process -- every signal is blocked here. */
 int seize_inject(const dump_proc_t *p, dump_thread_t *t, long nr, const uint64_t a[6],
-                    int64_t *ret, cairn_error_t *err)
+                 int64_t *ret, cairn_error_t *err)
 {
     if (!p->vdso_syscall)
         return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
@@ -256,10 +258,10 @@ int seize_inject(const dump_proc_t *p, dump_thread_t *t, long nr, const uint64_t
     return rc;
 }
 
-/* s_inject whose syscall must succeed (its error says which); its result
+/* seize_inject whose syscall must succeed (its error says which); its result
  * into *ret when ret is not NULL. */
 int seize_inject_ok(const dump_proc_t *p, dump_thread_t *t, long nr, const uint64_t a[6],
-                       const char *what, int64_t *ret, cairn_error_t *err)
+                    const char *what, int64_t *ret, cairn_error_t *err)
 {
     int64_t res = 0;
     int r = seize_inject(p, t, nr, a, &res, err);
@@ -296,7 +298,7 @@ static int s_poke(pid_t pid, uint64_t addr, const void *src, size_t len, cairn_e
 /* Runs syscall nr(a) in thread t, which writes its answer into the
  * thread's scratch area, and copies len bytes of that answer into dst. */
 int seize_inject_read(const dump_proc_t *p, dump_thread_t *t, long nr, const uint64_t a[6],
-                         const char *what, void *dst, size_t len, cairn_error_t *err)
+                      const char *what, void *dst, size_t len, cairn_error_t *err)
 {
     int r = seize_inject_ok(p, t, nr, a, what, NULL, err);
     return r < 0 ? r : seize_peek(t->tid, t->scratch, dst, len, err);
@@ -349,7 +351,7 @@ int seize_find_vdso_syscall(dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t
     return 0;
 }
 
-/* ---- dump: release -------------------------------------------------- */
+/* ---- dump: release ----------------------------------------------------- */
 
 /* Puts a thread back as it was and detaches it. */
 static int s_release_thread(dump_thread_t *t, cairn_error_t *err)
@@ -407,12 +409,12 @@ void seize_tree_free(dump_tree_t *tree)
     *tree = (dump_tree_t){ 0 };
 }
 
-/* ---- restore: the restorer's region --------------------------------- */
+/* ---- restore: the restorer's region ------------------------------------ */
 
 /* Runs one syscall in a held thread through the blob's gadget, with all
  * signals blocked, then puts its registers back. */
 int seize_inject_munmap(pid_t tid, uint64_t start, uint64_t len,
-                           uint64_t gadget, uint64_t mask, cairn_error_t *err)
+                        uint64_t gadget, uint64_t mask, cairn_error_t *err)
 {
     struct user_regs_struct saved, r;
     uint64_t all = ~0ull;
@@ -451,7 +453,7 @@ int seize_inject_munmap(pid_t tid, uint64_t start, uint64_t len,
     return ret;
 }
 
-/* ---- restore: the trace of a restored tree --------------------------- */
+/* ---- restore: the trace of a restored tree ----------------------------- */
 
 void seize_trace_free(seize_trace_t *tr)
 {
@@ -466,17 +468,11 @@ static ssize_t s_tslot(seize_trace_t *tr, pid_t tid)
     for (size_t i = 0; i < tr->n; i++)
         if (tr->tids[i] == tid)
             return (ssize_t)i;
-    if (tr->n == tr->cap) {
-        size_t cap = tr->cap ? tr->cap * 2 : 64;
-        pid_t *t = realloc(tr->tids, cap * sizeof *t);
-        if (t)
-            tr->tids = t;
-        enum seize_tstate *s = t ? realloc(tr->st, cap * sizeof *s) : NULL;
-        if (!s)
-            return -1;
-        tr->st = s;
-        tr->cap = cap;
-    }
+    size_t cap = tr->cap, cap_st = tr->cap;   /* the two grow alike */
+    if (CAIRN_GROW(tr->tids, cap, tr->n + 1, 64) < 0 ||
+        CAIRN_GROW(tr->st, cap_st, tr->n + 1, 64) < 0)
+        return -1;
+    tr->cap = cap;
     tr->tids[tr->n] = tid;
     tr->st[tr->n] = SEIZE_RUNNING;
     return (ssize_t)tr->n++;
@@ -487,7 +483,7 @@ static ssize_t s_tslot(seize_trace_t *tr, pid_t tid)
  * -ETIMEDOUT past the deadline, -ECHILD when no task is left. */
 int seize_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms)
 {
-    struct timespec now, left = { 0, 5000000 };
+    struct timespec left = { 0, 5000000 };
     sigset_t chld;
     pid_t w;
 
@@ -498,8 +494,7 @@ int seize_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms)
     }
     if (w < 0 && errno != EINTR)
         return -errno;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    uint64_t now_ms = cairn_now_ms();
     if (now_ms >= deadline_ms)
         return -ETIMEDOUT;
     if (deadline_ms - now_ms < 5)
@@ -553,7 +548,7 @@ int seize_on_stop(seize_trace_t *tr, pid_t tid, int status, cairn_error_t *err)
  * call starts anew. Only where nothing could come in between: no pending
  * signal of the image (it would be delivered on the way). */
 int seize_enter_interrupted(const rst_tree_t *t, const seize_trace_t *tr, size_t p,
-                               cairn_error_t *err)
+                            cairn_error_t *err)
 {
     const rst_proc_t *pr = &t->im->procs[p];
     char path[64];

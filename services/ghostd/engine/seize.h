@@ -11,7 +11,7 @@
 
 #include "engine.h"
 
-/* ---- dump: freeze and release -------------------------------------- */
+/* ---- dump: freeze and release ------------------------------------------ */
 
 /* Seizes every thread of every process of the tree rooted at root,
  * rescanning task/ and children until stable; *tree collects them. */
@@ -27,7 +27,7 @@ void seize_kill_all(dump_tree_t *tree);
 /* Frees the threads and vmas of every process and the array. */
 void seize_tree_free(dump_tree_t *tree);
 
-/* ---- dump: syscall injection --------------------------------------- */
+/* ---- dump: syscall injection ------------------------------------------- */
 
 /* Finds a `syscall` instruction in p's vdso (vm: its vmas). */
 int seize_find_vdso_syscall(dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err);
@@ -53,7 +53,7 @@ int seize_inject_read(const dump_proc_t *p, dump_thread_t *t, long nr, const uin
 /* len bytes at addr in pid into dst (process_vm_readv). */
 int seize_peek(pid_t pid, uint64_t addr, void *dst, size_t len, cairn_error_t *err);
 
-/* ---- restore ------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* Runs munmap(start, len) in the held thread tid through the `syscall`
  * at gadget, all signals blocked, then puts its registers back and its

@@ -26,8 +26,10 @@
 
 #include "mem.h"
 #include "shmem.h"
+#include "util/array.h"
+#include "util/cleanup.h"
 
-/* ---- dump ----------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* A memfd that fds of the image refer to; its contents go out once. */
 typedef struct s_obj {
@@ -197,8 +199,8 @@ static int s_write_object(dump_ctx_t *c, const s_obj_t *o, cairn_error_t *err)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)o->pid, o->fd);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    uint8_t *buf = fd >= 0 ? malloc(S_OBJ_CHUNK) : NULL;
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    _cleanup_free_ uint8_t *buf = fd >= 0 ? malloc(S_OBJ_CHUNK) : NULL;
     int r = 0;
     if (!buf)
         r = fd < 0 ? cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
@@ -217,9 +219,6 @@ static int s_write_object(dump_ctx_t *c, const s_obj_t *o, cairn_error_t *err)
         r = s_write_extent(c, o, fd, buf, (uint64_t)data / ps * ps, end, err);
         at = end > at ? end : at + ps;
     }
-    free(buf);
-    if (fd >= 0)
-        close(fd);
     return r;
 }
 
@@ -235,7 +234,7 @@ static int s_write_objects(dump_ctx_t *c, cairn_error_t *err)
     return 0;
 }
 
-/* ---- restore -------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* One shared-memory object (anonymous shared or memfd) of the tree. */
 typedef struct rst_shm {
@@ -321,15 +320,9 @@ static int s_shm_create(rst_tree_t *t, uint64_t shmid, int kind, const char *nam
                                "memfd for shared memory %llu: %s",
                                (unsigned long long)shmid, strerror(e));
     }
-    if (t->shm->n == t->shm->cap) {
-        size_t cap = t->shm->cap ? t->shm->cap * 2 : 16;
-        s_shm_t *n = realloc(t->shm->v, cap * sizeof *n);
-        if (!n) {
-            close(fd);
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        }
-        t->shm->v = n;
-        t->shm->cap = cap;
+    if (CAIRN_GROW(t->shm->v, t->shm->cap, t->shm->n + 1, 16) < 0) {
+        close(fd);
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     }
     fd = rst_helper(t, fd, err);
     if (fd >= 0)
@@ -341,7 +334,7 @@ static int s_shm_create(rst_tree_t *t, uint64_t shmid, int kind, const char *nam
  * mapping shared between a parent and its child stays shared; a memfd
  * that fds refer to was made by s_tree_objects already. */
 int shmem_open_vma(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
-                        cairn_error_t *err)
+                   cairn_error_t *err)
 {
     const s_shm_t *s = s_shm_find(pl->tree, v->shmid, (int)v->kind);
     char name[256] = "ghost-shmem";
@@ -474,15 +467,9 @@ int shmem_load_object_pages(rst_image_t *im, const rst_proc_t *pr, ghost_reader_
     if (!f || p->n_pages == 0 || p->n_pages > (1ull << 36) / RST_PAGE ||
         p->offset % RST_PAGE || p->offset + len > RST_ALIGN(f->size, RST_PAGE))
         return rst_bad(err, "object pages of no memfd fd of the process, or "
-                     "outside its size", ghost_reader_bytes(r));
-    if (im->n_objruns == im->cap_objruns) {
-        size_t cap = im->cap_objruns ? im->cap_objruns * 2 : 16;
-        rst_objrun_t *v = realloc(im->objruns, cap * sizeof *v);
-        if (!v)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        im->objruns = v;
-        im->cap_objruns = cap;
-    }
+                       "outside its size", ghost_reader_bytes(r));
+    if (CAIRN_GROW(im->objruns, im->cap_objruns, im->n_objruns + 1, 16) < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     ret = mem_stage(im, r, len, &off, err);
     if (ret < 0)
         return ret;

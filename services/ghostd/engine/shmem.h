@@ -9,7 +9,7 @@
 
 extern const files_kind_t shmem_kind;
 
-/* ---- dump ---------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 shmem_dump_t *shmem_dump_new(void);
 shmem_dump_t *shmem_dump_free(shmem_dump_t *sd);   /* NULL-safe; NULL */
@@ -22,7 +22,7 @@ int shmem_note_fd_memfds(shmem_dump_t *sd, const files_tree_fds_t *tfds,
 /* Whether some fd of the tree refers to the memfd of inode ino. */
 bool shmem_fd_memfd(const shmem_dump_t *sd, uint64_t ino);
 
-/* ---- restore ------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* The FD_MEMFD fd of a process on object shmid, NULL if none. */
 const Cairn__Ghost__Fd *shmem_fd_of(const rst_proc_t *pr, uint64_t shmid);

@@ -38,7 +38,7 @@
 #define S_ERESTART_RESTARTBLOCK 516
 #define S_NSIG 64
 
-/* ---- dump ----------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* Every signal's disposition. Only the task can tell a handler's flags,
  * mask and restorer (an injected rt_sigaction each), but /proc says which
@@ -48,7 +48,7 @@
  * SA_NOCLDWAIT matter even then. 64 injections were most of a small
  * dump's fixed cost. */
 int sig_collect_sigactions(const dump_proc_t *p, dump_thread_t *t, const proc_status_t *st,
-                                Cairn__Ghost__Process *pr, cairn_error_t *err)
+                           Cairn__Ghost__Process *pr, cairn_error_t *err)
 {
     uint64_t ask = st->has_sig ? st->sig_ign | st->sig_cgt | (1ull << (SIGCHLD - 1)) : ~0ull;
     pr->sigactions = calloc(S_NSIG, sizeof(*pr->sigactions));
@@ -73,7 +73,7 @@ int sig_collect_sigactions(const dump_proc_t *p, dump_thread_t *t, const proc_st
 }
 
 int sig_collect_itimers(const dump_proc_t *p, dump_thread_t *t, Cairn__Ghost__Process *pr,
-                             cairn_error_t *err)
+                        cairn_error_t *err)
 {
     pr->itimers = calloc(3, sizeof(*pr->itimers));
     if (!pr->itimers)
@@ -97,7 +97,7 @@ int sig_collect_itimers(const dump_proc_t *p, dump_thread_t *t, Cairn__Ghost__Pr
 
 /* Pending signals of tid: the thread's own, or (shared) the process's. */
 int sig_collect_pending(pid_t tid, bool shared, Cairn__Ghost__SigInfo ***ret,
-                             size_t *ret_n, cairn_error_t *err)
+                        size_t *ret_n, cairn_error_t *err)
 {
     Cairn__Ghost__SigInfo **v = NULL;
     size_t n = 0;
@@ -174,7 +174,7 @@ void sig_restart_injected(struct user_regs_struct *r)
     }
 }
 
-/* ---- restore: how an interrupted call resumes ----------------------- */
+/* ---- restore: how an interrupted call resumes -------------------------- */
 
 /* The interrupted syscall of a thread and its return value then (-1, 0
  * if it was in none). */
@@ -305,7 +305,7 @@ static long long s_handler_on_resume(const rst_proc_t *pr, const Cairn__Ghost__T
  * ERESTARTSYS -- re-executing it after the handler instead would wait
  * again in a pause() or sigsuspend() that the signal was to end. */
 void sig_fix_restart(struct user_regs_struct *r, const rst_proc_t *pr,
-                          const Cairn__Ghost__Thread *t)
+                     const Cairn__Ghost__Thread *t)
 {
     long long ret, nr = s_interrupted(r, t, &ret);
     bool restart;
@@ -337,7 +337,7 @@ void sig_fix_restart(struct user_regs_struct *r, const rst_proc_t *pr,
     }
 }
 
-/* ---- restore: pending signals, itimers, handlers -------------------- */
+/* ---- restore: pending signals, itimers, handlers ----------------------- */
 
 static int s_sigq_add(rst_plan_t *pl, const Cairn__Ghost__SigInfo *si,
                       int32_t thread, cairn_error_t *err)
@@ -374,7 +374,7 @@ int sig_plan_pending(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     for (size_t i = 0, k = 1; i < pr->threads.n && ret == 0; i++) {
         const Cairn__Ghost__Thread *t = pr->threads.v[i]->thread;
-        int32_t slot = t->leader ? 0 : (int32_t)k++;   /* as s_plan_threads */
+        int32_t slot = t->leader ? 0 : (int32_t)k++;   /* as threads_plan */
         for (size_t j = 0; j < t->n_pending && ret == 0; j++)
             ret = s_sigq_add(pl, t->pending[j], slot + 1, err);
     }
@@ -416,6 +416,6 @@ void sig_child_sigactions(const rst_plan_t *pl, const Cairn__Ghost__Process *p)
             continue;
         if (syscall(SYS_rt_sigaction, s->signo, ksa, NULL, 8) < 0)
             rst_child_fail(pl, errno, 0, "rt_sigaction(%u): %s", s->signo,
-                         strerror(errno));
+                           strerror(errno));
     }
 }

@@ -12,7 +12,7 @@
 
 #include "engine.h"
 
-/* ---- dump ---------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* Every signal's disposition into pr->sigactions (st: p's status). */
 int sig_collect_sigactions(const dump_proc_t *p, dump_thread_t *t, const proc_status_t *st,
@@ -36,7 +36,7 @@ void sig_free_process(Cairn__Ghost__Process *pr);
  * as the kernel would have resumed it had we run nothing. */
 void sig_restart_injected(struct user_regs_struct *r);
 
-/* ---- restore ------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* Registers r of thread t of process pr as it must resume: a syscall the
  * dump interrupted is re-executed, or returns EINTR. */

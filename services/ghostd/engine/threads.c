@@ -39,7 +39,7 @@
 #define S_USER_DS 0x2b
 #define S_SS_AUTODISARM (1u << 31)
 
-/* ---- dump ----------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* Buffers owned by a thread record under construction. */
 typedef struct s_tbufs {
@@ -90,7 +90,7 @@ static int s_collect_thread(const dump_proc_t *p, dump_thread_t *t, Cairn__Ghost
     th->altstack_sp = ss[0], th->altstack_flags = (int32_t)ss[1], th->altstack_size = ss[2];
     uint64_t b2[6] = { PR_GET_TID_ADDRESS, t->scratch, 0, 0, 0, 0 }, addr = 0;
     r = seize_inject_read(p, t, SYS_prctl, b2, "prctl(PR_GET_TID_ADDRESS)", &addr, sizeof(addr),
-                      err);
+                          err);
     if (r < 0)
         return r;
     th->clear_tid_addr = addr;
@@ -118,7 +118,7 @@ int threads_write(dump_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
     return r;
 }
 
-/* ---- restore -------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 static uint64_t s_xgetbv0(void)
 {
@@ -255,7 +255,7 @@ static int s_put_frame(rst_plan_t *pl, const rst_proc_t *pr, const Cairn__Ghost_
 }
 
 int threads_plan(rst_plan_t *pl, const rst_proc_t *pr, bool new_pid,
-                          cairn_error_t *err)
+                 cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
     size_t n = pr->threads.n, k = 1;
@@ -308,8 +308,8 @@ int threads_plan(rst_plan_t *pl, const rst_proc_t *pr, bool new_pid,
  * it resumes by entering again the call the dump interrupted
  * (sig_fix_restart moved it back onto its syscall instruction). */
 const Cairn__Ghost__Thread *threads_image_thread(const rst_proc_t *pr,
-                                                  const struct user_regs_struct *r,
-                                                  bool *ret_reenters)
+                                                 const struct user_regs_struct *r,
+                                                 bool *ret_reenters)
 {
     for (size_t k = 0; k < pr->threads.n; k++) {
         const Cairn__Ghost__Thread *th = pr->threads.v[k]->thread;
@@ -340,5 +340,5 @@ void threads_child_drop_rseq(const rst_plan_t *pl)
     if (syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) < 0 &&
         syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) < 0)
         rst_child_fail(pl, errno, 0, "unregistering glibc's rseq: %s",
-                     strerror(errno));
+                       strerror(errno));
 }

@@ -7,12 +7,12 @@
 
 #include "engine.h"
 
-/* ---- dump ---------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* One Thread record per thread of p (prepared for injection). */
 int threads_write(dump_ctx_t *c, dump_proc_t *p, cairn_error_t *err);
 
-/* ---- restore ------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* Region bytes thread i of pr's sigframe takes (for sizing the region). */
 uint64_t threads_frame_size(const rst_proc_t *pr, size_t i);

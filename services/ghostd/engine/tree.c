@@ -32,8 +32,10 @@
 #include <linux/kcmp.h>
 
 #include "tree.h"
+#include "util/array.h"
+#include "util/cleanup.h"
 
-/* ---- dump ----------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* Whether pid (a process or a thread) has exited and been reaped. */
 bool tree_vanished(pid_t pid)
@@ -52,9 +54,9 @@ bool tree_gone(pid_t pid)
 /* pid and all its descendants, parents first; (*ret)[i*2+1] is the parent. */
 int tree_list(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
 {
-    size_t n = 1, cap = 16;
-    pid_t *v = malloc(cap * 2 * sizeof(pid_t));
-    if (!v)
+    _cleanup_free_ pid_t *v = NULL;   /* pairs: pid, parent */
+    size_t n = 1, cap = 0;
+    if (CAIRN_GROW(v, cap, 2, 32) < 0)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     v[0] = root;
     v[1] = 0;
@@ -67,14 +69,9 @@ int tree_list(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
             r = i == 0 ? cairn_error_set(err, -ESRCH, CAIRN_NOT_FOUND, "no process %d",
                                          (int)root) : 0;
         for (size_t j = 0; r == 0 && j < nc; j++) {
-            if (n == cap) {
-                pid_t *nv = realloc(v, cap * 4 * sizeof(pid_t));
-                if (!nv) {
-                    r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-                    break;
-                }
-                v = nv;
-                cap *= 2;
+            if (CAIRN_GROW(v, cap, (n + 1) * 2, 32) < 0) {
+                r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+                break;
             }
             v[n * 2] = ch[j];
             v[n * 2 + 1] = v[i * 2];
@@ -82,11 +79,9 @@ int tree_list(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
         }
         free(ch);
     }
-    if (r < 0) {
-        free(v);
+    if (r < 0)
         return r;
-    }
-    *ret = v;
+    *ret = TAKE_PTR(v);
     *ret_n = n;
     return 0;
 }
@@ -95,8 +90,8 @@ int tree_list(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
  * (posix_spawn, many a runtime's process launcher) shares its parent's
  * until it calls exec or exits, and two images of one memory would come
  * back as two (the parent then repeats its vfork). -EBUSY, a moment the
- * next look is likely past (s_tree_moved); one that stays (a CLONE_VM
- * process pair) is refused. */
+ * next look is likely past (dump.c's s_tree_moved); one that stays (a
+ * CLONE_VM process pair) is refused. */
 int tree_own_memory(pid_t parent, pid_t pid, cairn_error_t *err)
 {
     long k = syscall(SYS_kcmp, parent, pid, KCMP_VM, 0, 0);
@@ -111,7 +106,7 @@ int tree_own_memory(pid_t parent, pid_t pid, cairn_error_t *err)
     return 0;
 }
 
-/* ---- restore -------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 int tree_index_of(const rst_image_t *im, uint32_t pid)
 {
@@ -138,7 +133,7 @@ int tree_check_image(rst_image_t *im, uint64_t at, cairn_error_t *err)
             return rst_bad(err, "the first process is not the only root", at);
         if (i > 0 && im->procs[i].parent < 0)
             return rst_bad(err, "a process comes before its parent or its "
-                         "parent is not in the image", at);
+                           "parent is not in the image", at);
     }
     return 0;
 }
@@ -295,7 +290,7 @@ void tree_child_fork_children(rst_tree_t *t, size_t i,
             child_main(t, j);
         if (pid < 0)
             rst_child_fail(pl, errno, 0, "clone3 of child %u%s: %s", c->pid,
-                         t->new_pid ? "" : " with set_tid", strerror(errno));
+                           t->new_pid ? "" : " with set_tid", strerror(errno));
     }
 }
 
@@ -310,8 +305,8 @@ void tree_child_join_group(const rst_tree_t *t, size_t i)
         return;
     if (setpgid(0, want) < 0)
         rst_child_fail(&t->plans[i], errno, 0, "setpgid(0, %d) (group %u): %s",
-                     want, t->im->procs[i].process->process->pgid,
-                     strerror(errno));
+                       want, t->im->procs[i].process->process->pgid,
+                       strerror(errno));
 }
 
 /* Descriptions are opened O_NOCTTY (the caller opens shared ones); a

@@ -10,7 +10,7 @@
 
 #include "engine.h"
 
-/* ---- dump ---------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------- */
 
 /* root and all its descendants, parents first; (*ret)[i*2+1] is the
  * parent of (*ret)[i*2]. *ret is the caller's. */
@@ -26,7 +26,7 @@ bool tree_vanished(pid_t pid);
 /* Whether it has exited: reaped, or a zombie. */
 bool tree_gone(pid_t pid);
 
-/* ---- restore ------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 /* Index of the process of im whose pid is `pid`, -1 if none. */
 int tree_index_of(const rst_image_t *im, uint32_t pid);
