@@ -91,7 +91,8 @@ int creds_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
  * CAP_SYS_RESOURCE for a process of another user, which a root without it
  * (a container, this build VM) lacks, and injecting prlimit64 costs a stop
  * per resource. */
-int creds_collect_rlimits(const dump_proc_t *p, Cairn__Ghost__Process *pr, cairn_error_t *err)
+int creds_collect_rlimits(const dump_proc_t *p, Cairn__Ghost__Process *pr,
+                          cairn_error_t *err)
 {
     uint64_t rl[RLIM_NLIMITS][2];
     int r = proc_read_limits(p->pid, rl, RLIM_NLIMITS, err);

@@ -13,8 +13,8 @@
  * record's creds point into it (caller's; creds_free). */
 typedef struct creds_dump {
     Cairn__Ghost__Creds creds;
-    proc_creds_t pc;       /* read with the status; creds' arrays point into it */
-    Cairn__Ghost__SeccompFilter *filters;   /* n_filters, programs malloc'ed */
+    proc_creds_t pc; /* read with the status; creds' arrays point into it */
+    Cairn__Ghost__SeccompFilter *filters; /* n_filters, programs malloc'ed */
     Cairn__Ghost__SeccompFilter **filterv;
     size_t n_filters;
 } creds_dump_t;
@@ -38,10 +38,12 @@ void creds_free(creds_dump_t *s);
 /* ---- restore ----------------------------------------------------------- */
 
 /* The resource limits every process sets (restorer.c). */
-int creds_plan_rlimits(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
+int creds_plan_rlimits(rst_plan_t *pl, const rst_proc_t *pr,
+                       cairn_error_t *err);
 
 /* Credentials, then seccomp filters, every thread takes last. */
 int creds_plan(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
-int creds_plan_seccomp(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
+int creds_plan_seccomp(rst_plan_t *pl, const rst_proc_t *pr,
+                       cairn_error_t *err);
 
 #endif

@@ -24,49 +24,26 @@
  * the page writer, fd references, pipes done, memfd objects) is owned by
  * its kind's file and held side by side in dump_ctx_t (engine.h).
  */
-#include <dirent.h>
-#include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
-#include <search.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/ptrace.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
-#include <sys/time.h>
-#include <sys/uio.h>
-#include <sys/user.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/filter.h>
-#include <linux/kcmp.h>
-#include <linux/seccomp.h>
 
 #include "cairn-config.h"
-#include "anonfd.h"
-#include "direct.h"
-#include "dump.h"
-#include "image.h"
-#include "proc/proc.h"
-#include "engine.h"
 #include "creds.h"
+#include "dump.h"
+#include "engine.h"
 #include "files.h"
 #include "mem.h"
 #include "pipes.h"
-#include "shmem.h"
 #include "seize.h"
+#include "shmem.h"
 #include "signals.h"
 #include "threads.h"
 #include "tree.h"
@@ -198,6 +175,40 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
     (void)opts;
     s_retry_t rt = { S_TREE_ATTEMPTS };
     return s_check_tree(pid, NULL, &rt, err);
+}
+
+/* ---- freeze: then the check again, on the frozen tree ------------------ */
+
+/* The frozen tree's processes each have their own memory
+ * (tree_own_memory). */
+static int s_check_own_memory(const dump_ctx_t *c, cairn_error_t *err)
+{
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < c->tree.np; i++)
+        if (c->tree.p[i].parent != 0)
+            r = tree_own_memory(c->tree.p[i].parent, c->tree.p[i].pid, err);
+    return r;
+}
+
+/* The check again on the frozen tree; its fds the tree checks looked at
+ * into *ret_tfds (the caller frees v). */
+static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_error_t *err)
+{
+    files_tree_fds_t tfds = { 0 };
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < c->tree.np; i++) {
+        dump_proc_t *p = &c->tree.p[i];
+        r = s_check_one(p->pid, getpid(), &tfds, mem_seen_find(c->seen, p->pid), &p->vm, err);
+    }
+    if (r == 0)
+        r = files_check_tree(&tfds, err);
+    if (r == 0)
+        r = s_check_own_memory(c, err);
+    if (r == 0)
+        *ret_tfds = tfds;
+    else
+        free(tfds.v);
+    return r;
 }
 
 /* ---- collect ----------------------------------------------------------- */
@@ -419,37 +430,6 @@ static void s_ctx_free(dump_ctx_t *c)
     c->pipes = pipes_dump_free(c->pipes);
     c->shmem = shmem_dump_free(c->shmem);
     ghost_writer_free(c->out.w);
-}
-
-/* The frozen tree's processes each have their own memory
- * (tree_own_memory). */
-static int s_check_own_memory(const dump_ctx_t *c, cairn_error_t *err)
-{
-    int r = 0;
-    for (size_t i = 0; r == 0 && i < c->tree.np; i++)
-        if (c->tree.p[i].parent != 0)
-            r = tree_own_memory(c->tree.p[i].parent, c->tree.p[i].pid, err);
-    return r;
-}
-
-/* The check again on the frozen tree; its fds the tree checks looked at
- * into *ret_tfds (the caller frees v). */
-static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_error_t *err)
-{
-    files_tree_fds_t tfds = { 0 };
-    int r = 0;
-    for (size_t i = 0; r == 0 && i < c->tree.np; i++)
-        r = s_check_one(c->tree.p[i].pid, getpid(), &tfds, mem_seen_find(c->seen, c->tree.p[i].pid),
-                        &c->tree.p[i].vm, err);
-    if (r == 0)
-        r = files_check_tree(&tfds, err);
-    if (r == 0)
-        r = s_check_own_memory(c, err);
-    if (r == 0)
-        *ret_tfds = tfds;
-    else
-        free(tfds.v);
-    return r;
 }
 
 /* Phases 2-4 on a checked tree; stats->refused says how a failure ended. */

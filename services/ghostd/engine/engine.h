@@ -40,11 +40,11 @@ typedef struct dump_thread {
     bool injected;                    /* ran an injected syscall */
     bool mask_set;                    /* sigmask replaced by all-blocked */
     bool scratch_saved;               /* scratch bytes saved */
-    int stop_sig;                     /* the job-control stop it was in, 0 if none */
+    int stop_sig;                     /* its job-control stop, 0 if none */
     struct user_regs_struct regs;     /* as the interrupt found them */
     uint64_t sigmask;                 /* as the interrupt found it */
     uint64_t scratch;                 /* scratch address in the tracee */
-    uint8_t scratch_orig[DUMP_SCRATCH];  /* its original bytes */
+    uint8_t scratch_orig[DUMP_SCRATCH]; /* its original bytes */
 } dump_thread_t;
 
 /* One process of the tree. */
@@ -54,7 +54,7 @@ typedef struct dump_proc {
     dump_thread_t *t;      /* threads, leader first */
     size_t nt;
     uint64_t vdso_syscall; /* address of a `syscall` instruction, 0 if none */
-    proc_vmas_t vm;        /* its vmas, as the check on the frozen tree read them */
+    proc_vmas_t vm;        /* its vmas, as the frozen tree's check read them */
 } dump_proc_t;
 
 /* The tree being dumped, as seize.c froze it. */
@@ -70,11 +70,12 @@ typedef struct dump_out {
     uint64_t pages;        /* pages written so far */
 } dump_out_t;
 
-typedef struct mem_dump mem_dump_t;       /* mem.c: the page ring, in-place copies */
-typedef struct mem_seen mem_seen_t;       /* mem.c: vmas read before the freeze */
-typedef struct files_dump files_dump_t;   /* files.c: fds owning their open file */
-typedef struct pipes_dump pipes_dump_t;   /* pipes.c: pipes whose data is out */
-typedef struct shmem_dump shmem_dump_t;   /* shmem.c: memfds fds refer to */
+/* The state of each concern, owned by its file (opaque elsewhere). */
+typedef struct mem_dump mem_dump_t;       /* mem.c: page ring, copies */
+typedef struct mem_seen mem_seen_t;       /* mem.c: vmas read before */
+typedef struct files_dump files_dump_t;   /* files.c: fds and their files */
+typedef struct pipes_dump pipes_dump_t;   /* pipes.c: pipes written */
+typedef struct shmem_dump shmem_dump_t;   /* shmem.c: memfd objects */
 
 /* One dump: each concern's state, owned by its file, side by side. */
 typedef struct dump_ctx {
@@ -130,10 +131,12 @@ typedef struct rst_image {
     rst_rec_t *end;        /* Record{end} */
     rst_proc_t *procs;     /* in image order: parents before children */
     size_t n_procs;        /* processes read so far */
-    int staging_fd;        /* memfd holding every page, or the image file itself */
+    int staging_fd;        /* memfd holding every page, or the image file */
     uint64_t staging_len;  /* bytes used in it (memfd only) */
-    bool direct;           /* staging_fd is the image file: raw bytes at their file offsets */
-    bool check_only;       /* ghost_restore_check: raw bytes skipped, never staged */
+    bool direct;           /* staging_fd is the image file: raw bytes at
+                              their file offsets */
+    bool check_only;       /* ghost_restore_check: raw bytes skipped,
+                              never staged */
     uint64_t pages;        /* pages read (object pages included) */
     uint64_t bytes;        /* stream bytes consumed */
     rst_objrun_t *objruns; /* object pages of memfds, in stream order */

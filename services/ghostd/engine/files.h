@@ -56,14 +56,16 @@ typedef struct files_kind {
      * it is not of this kind; else -errno, a refusal with its reason (an
      * -ENOENT is an fd closed meanwhile). f's common fields (fd, flags,
      * pos, dev, ino, path) are set. */
-    int (*describe)(const files_probe_t *p, Cairn__Ghost__Fd *f, cairn_error_t *err);
+    int (*describe)(const files_probe_t *p, Cairn__Ghost__Fd *f,
+                    cairn_error_t *err);
     /* Whether the whole-tree checks need f; fills ino and write_end. */
     bool (*tree_fd)(const Cairn__Ghost__Fd *f, files_tree_fd_t *ret);
     /* Refuses a tree whose fds of this kind cannot come back together. */
     int (*check_tree)(const files_tree_fds_t *tfds, cairn_error_t *err);
     /* Records what f needs beyond its fields as it is written (data that
      * f then points to until release). */
-    int (*record)(dump_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f, cairn_error_t *err);
+    int (*record)(dump_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f,
+                  cairn_error_t *err);
     void (*release)(Cairn__Ghost__Fd *f);
     /* After a process's fds: what they brought (a memfd's contents). */
     int (*flush)(dump_ctx_t *c, cairn_error_t *err);
@@ -74,7 +76,8 @@ typedef struct files_kind {
     /* Before any process exists: the tree-wide objects (helpers). */
     int (*plan)(rst_tree_t *t, cairn_error_t *err);
     /* A new open file description for f, O_CLOEXEC: the fd or -errno. */
-    int (*open)(const rst_tree_t *t, const Cairn__Ghost__Fd *f, cairn_error_t *err);
+    int (*open)(const rst_tree_t *t, const Cairn__Ghost__Fd *f,
+                cairn_error_t *err);
     /* In the child, instead of open: puts f into its number itself
      * (fails the child on error). */
     void (*child)(const rst_plan_t *pl, const Cairn__Ghost__Fd *f);
@@ -118,7 +121,7 @@ void files_child(const rst_plan_t *pl, const rst_proc_t *pr);
 /* Opens path for fd record f with f's status flags (| extra), O_CLOEXEC
  * and O_NOCTTY, seeking to f->pos if seek: the fd or -errno (the message
  * names f->path). */
-int files_reopen(const Cairn__Ghost__Fd *f, const char *path, int extra, bool seek,
-                 cairn_error_t *err);
+int files_reopen(const Cairn__Ghost__Fd *f, const char *path, int extra,
+                 bool seek, cairn_error_t *err);
 
 #endif

@@ -172,8 +172,8 @@ struct mem_dump {
 int mem_dump_start(dump_ctx_t *c, int out_fd, cairn_error_t *err)
 {
     c->mem = calloc(1, sizeof(*c->mem));
-    if (c->mem)
-        c->mem->buf = aligned_alloc(4096, S_CHUNK);   /* page-aligned: the kernel copies fastest */
+    if (c->mem)   /* page-aligned: the kernel copies fastest */
+        c->mem->buf = aligned_alloc(4096, S_CHUNK);
     if (!c->mem || !c->mem->buf)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     cairn_error_t why;
@@ -419,14 +419,15 @@ static int s_pipe_drain(s_pipe_t *q)
 static int s_dump_run_direct(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr,
                              size_t len, cairn_error_t *err)
 {
+    uint32_t ps = c->out.page_size;
     int r = m->pipe ? s_pipe_drain(m->pipe) : 0;
     while (r == 0 && len > 0) {
         size_t n = len < GHOST_DIRECT_BATCH ? len : GHOST_DIRECT_BATCH;
         uint64_t off = 0;
-        r = ghost_write_pages_room(c->out.w, addr, n / c->out.page_size, c->out.page_size, &off, err);
+        r = ghost_write_pages_room(c->out.w, addr, n / ps, ps, &off, err);
         if (r == 0)
             r = ghost_direct_add(c->mem->direct, m->pid, m->mem_fd, readable, addr, off, n, err);
-        c->out.pages += r == 0 ? n / c->out.page_size : 0;
+        c->out.pages += r == 0 ? n / ps : 0;
         addr += n;
         len -= n;
     }

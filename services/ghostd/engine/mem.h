@@ -36,7 +36,7 @@ int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
 
 /* The page writer of c, for the image on out_fd: c->mem. */
 int mem_dump_start(dump_ctx_t *c, int out_fd, cairn_error_t *err);
-mem_dump_t *mem_dump_free(mem_dump_t *m);   /* NULL-safe; NULL */
+mem_dump_t *mem_dump_free(mem_dump_t *m); /* NULL-safe; NULL */
 
 /* Threads that copied pages in place into the image file; 0: streamed. */
 size_t mem_copy_threads(const mem_dump_t *m);
@@ -55,15 +55,16 @@ void mem_special_sizes(pid_t pid, uint64_t *vdso, uint64_t *vvar);
 /* ---- restore ----------------------------------------------------------- */
 
 /* The vma of a process holding [vaddr, vaddr + len), NULL if none. */
-const Cairn__Ghost__Vma *mem_vma_of(const rst_proc_t *pr, uint64_t vaddr, uint64_t len);
+const Cairn__Ghost__Vma *mem_vma_of(const rst_proc_t *pr, uint64_t vaddr,
+                                    uint64_t len);
 
 /* [vaddr, vaddr + len) lies in one writable vma of the process. */
 bool mem_writable(const rst_proc_t *pr, uint64_t vaddr, uint64_t len);
 
 /* Stages len raw bytes read from r; *ret_off says where they are in
  * im->staging_fd. */
-int mem_stage(rst_image_t *im, ghost_reader_t *r, uint64_t len, uint64_t *ret_off,
-              cairn_error_t *err);
+int mem_stage(rst_image_t *im, ghost_reader_t *r, uint64_t len,
+              uint64_t *ret_off, cairn_error_t *err);
 
 /* The raw bytes of a pages record of process pr (the one records are read
  * for, NULL before any), staged and remembered as a run. */

@@ -10,7 +10,7 @@
 extern const files_kind_t pipes_kind;
 
 pipes_dump_t *pipes_dump_new(void);
-pipes_dump_t *pipes_dump_free(pipes_dump_t *pd);   /* NULL-safe; NULL */
+pipes_dump_t *pipes_dump_free(pipes_dump_t *pd); /* NULL-safe; NULL */
 
 void pipes_rst_free(rst_tree_t *t);
 

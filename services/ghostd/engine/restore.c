@@ -59,44 +59,29 @@
  * Sessions and groups are decided and recreated by tree.c (its opening
  * comment says how); the helper fds and control pipes are rst.c's.
  */
-#include "restore.h"
-
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/ptrace.h>
-#include <sys/rseq.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/user.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-#include <linux/sched.h>
 
-#include "anonfd.h"
-#include "image.h"
-#include "proc/proc.h"
-#include "restorer/restorer.h"
-#include "engine.h"
-#include "seize.h"
 #include "creds.h"
+#include "engine.h"
 #include "files.h"
 #include "mem.h"
-#include "pipes.h"
+#include "restore.h"
+#include "seize.h"
 #include "shmem.h"
 #include "signals.h"
 #include "threads.h"

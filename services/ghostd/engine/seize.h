@@ -30,36 +30,40 @@ void seize_tree_free(dump_tree_t *tree);
 /* ---- dump: syscall injection ------------------------------------------- */
 
 /* Finds a `syscall` instruction in p's vdso (vm: its vmas). */
-int seize_find_vdso_syscall(dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err);
+int seize_find_vdso_syscall(dump_proc_t *p, const proc_vmas_t *vm,
+                            cairn_error_t *err);
 
 /* Saves t's registers and mask, blocks every signal, saves the scratch
  * bytes: t may then run injected syscalls. */
 int seize_prepare_thread(dump_thread_t *t, cairn_error_t *err);
 
 /* Runs syscall nr(a[0..5]) in thread t of p; its result into *ret. */
-int seize_inject(const dump_proc_t *p, dump_thread_t *t, long nr, const uint64_t a[6],
-                 int64_t *ret, cairn_error_t *err);
+int seize_inject(const dump_proc_t *p, dump_thread_t *t, long nr,
+                 const uint64_t a[6], int64_t *ret, cairn_error_t *err);
 
 /* seize_inject whose syscall must succeed (its error names `what`); its
  * result into *ret when ret is not NULL. */
-int seize_inject_ok(const dump_proc_t *p, dump_thread_t *t, long nr, const uint64_t a[6],
-                    const char *what, int64_t *ret, cairn_error_t *err);
+int seize_inject_ok(const dump_proc_t *p, dump_thread_t *t, long nr,
+                    const uint64_t a[6], const char *what, int64_t *ret,
+                    cairn_error_t *err);
 
 /* Runs syscall nr(a), which writes its answer into t's scratch area, and
  * copies len bytes of that answer into dst. */
-int seize_inject_read(const dump_proc_t *p, dump_thread_t *t, long nr, const uint64_t a[6],
-                      const char *what, void *dst, size_t len, cairn_error_t *err);
+int seize_inject_read(const dump_proc_t *p, dump_thread_t *t, long nr,
+                      const uint64_t a[6], const char *what, void *dst,
+                      size_t len, cairn_error_t *err);
 
 /* len bytes at addr in pid into dst (process_vm_readv). */
-int seize_peek(pid_t pid, uint64_t addr, void *dst, size_t len, cairn_error_t *err);
+int seize_peek(pid_t pid, uint64_t addr, void *dst, size_t len,
+               cairn_error_t *err);
 
 /* ---- restore ----------------------------------------------------------- */
 
 /* Runs munmap(start, len) in the held thread tid through the `syscall`
  * at gadget, all signals blocked, then puts its registers back and its
  * mask to `mask`. */
-int seize_inject_munmap(pid_t tid, uint64_t start, uint64_t len, uint64_t gadget,
-                        uint64_t mask, cairn_error_t *err);
+int seize_inject_munmap(pid_t tid, uint64_t start, uint64_t len,
+                        uint64_t gadget, uint64_t mask, cairn_error_t *err);
 
 /* Per-thread progress of a restored tree as the tracer sees it. */
 enum seize_tstate { SEIZE_RUNNING, SEIZE_IN_SIGRETURN, SEIZE_HELD };
@@ -87,7 +91,7 @@ int seize_on_stop(seize_trace_t *tr, pid_t tid, int status, cairn_error_t *err);
 
 /* Takes the threads of process p (to come back stopped) that were inside
  * a blocking call back to that call's entry. */
-int seize_enter_interrupted(const rst_tree_t *t, const seize_trace_t *tr, size_t p,
-                            cairn_error_t *err);
+int seize_enter_interrupted(const rst_tree_t *t, const seize_trace_t *tr,
+                            size_t p, cairn_error_t *err);
 
 #endif

@@ -182,8 +182,8 @@ static int s_write_extent(dump_ctx_t *c, const s_obj_t *o, int fd, uint8_t *buf,
         size_t padded = (n + ps - 1) / ps * ps;
         memset(buf + got, 0, padded - got);
         struct iovec v = { buf, padded };
-        int r = ghost_write_object_pages(c->out.w, o->shmid, off, padded / ps, c->out.page_size,
-                                         &v, 1, err);
+        int r = ghost_write_object_pages(c->out.w, o->shmid, off, padded / ps,
+                                         c->out.page_size, &v, 1, err);
         if (r < 0)
             return r;
         c->out.pages += padded / ps;

@@ -12,7 +12,7 @@ extern const files_kind_t shmem_kind;
 /* ---- dump -------------------------------------------------------------- */
 
 shmem_dump_t *shmem_dump_new(void);
-shmem_dump_t *shmem_dump_free(shmem_dump_t *sd);   /* NULL-safe; NULL */
+shmem_dump_t *shmem_dump_free(shmem_dump_t *sd); /* NULL-safe; NULL */
 
 /* Notes the memfds the fds of the frozen tree refer to (tfds): their
  * contents are object pages, so their mappings' pages are not dumped. */
@@ -30,12 +30,15 @@ const Cairn__Ghost__Fd *shmem_fd_of(const rst_proc_t *pr, uint64_t shmid);
 /* Stages the raw bytes of an object_pages record: pages of a memfd an
  * fd of process pr (the one records are read for, NULL before any)
  * refers to, inside its size. */
-int shmem_load_object_pages(rst_image_t *im, const rst_proc_t *pr, ghost_reader_t *r,
-                            const Cairn__Ghost__ObjectPages *p, cairn_error_t *err);
+int shmem_load_object_pages(rst_image_t *im, const rst_proc_t *pr,
+                            ghost_reader_t *r,
+                            const Cairn__Ghost__ObjectPages *p,
+                            cairn_error_t *err);
 
 /* The helper memfd a shared vma v maps (made on first use, sized to its
  * furthest mapping in the tree), or -errno. */
-int shmem_open_vma(rst_plan_t *pl, const Cairn__Ghost__Vma *v, cairn_error_t *err);
+int shmem_open_vma(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
+                   cairn_error_t *err);
 
 /* Whether the pages of vma v come from its object's pages instead. */
 bool shmem_vma_from_object(const rst_tree_t *t, const Cairn__Ghost__Vma *v);

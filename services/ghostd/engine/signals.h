@@ -15,12 +15,13 @@
 /* ---- dump -------------------------------------------------------------- */
 
 /* Every signal's disposition into pr->sigactions (st: p's status). */
-int sig_collect_sigactions(const dump_proc_t *p, dump_thread_t *t, const proc_status_t *st,
-                           Cairn__Ghost__Process *pr, cairn_error_t *err);
+int sig_collect_sigactions(const dump_proc_t *p, dump_thread_t *t,
+                           const proc_status_t *st, Cairn__Ghost__Process *pr,
+                           cairn_error_t *err);
 
 /* The three itimers into pr->itimers. */
-int sig_collect_itimers(const dump_proc_t *p, dump_thread_t *t, Cairn__Ghost__Process *pr,
-                        cairn_error_t *err);
+int sig_collect_itimers(const dump_proc_t *p, dump_thread_t *t,
+                        Cairn__Ghost__Process *pr, cairn_error_t *err);
 
 /* Pending signals of tid: the thread's own, or (shared) the process's;
  * *ret is the caller's, freed with sig_free_pending. */
