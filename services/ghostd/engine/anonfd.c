@@ -40,7 +40,7 @@
 #define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
 #endif
 
-/* ---- dump ------------------------------------------------------------ */
+/* ---- dump -------------------------------------------------------------- */
 
 void ghost_anon_free(ghost_anon_t *a)
 {
@@ -419,7 +419,7 @@ int ghost_anon_describe(pid_t pid, int fd, const char *link, Cairn__Ghost__Fd *f
     return -ENOENT;
 }
 
-/* ---- restore --------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------- */
 
 static int s_bad(const Cairn__Ghost__Fd *f, const char *what, cairn_error_t *err)
 {

@@ -29,7 +29,7 @@
  * the time it had left (the process does not run between dump and
  * restore); an edge-triggered epoll item that was ready reports once more;
  * an epoll instance shared across processes (fork) is refused by the dump
- * before the freeze (dump.c).
+ * before the freeze (files.c).
  */
 #ifndef GHOST_ANONFD_H
 #define GHOST_ANONFD_H

@@ -31,6 +31,7 @@
 
 #include "direct.h"
 #include "proc/proc.h"
+#include "util/array.h"
 
 #define S_PIECE (2u << 20)   /* one thread's unit of work: a PMD-sized folio */
 
@@ -227,13 +228,8 @@ ghost_direct_t *ghost_direct_free(ghost_direct_t *d)
 
 static int s_push(ghost_direct_t *d, const s_piece_t *p, cairn_error_t *err)
 {
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 256;
-        s_piece_t *q = realloc(d->q, cap * sizeof(*q));
-        if (!q)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        d->q = q, d->cap = cap;
-    }
+    if (CAIRN_GROW(d->q, d->cap, d->n + 1, 256) < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     if (d->n == 0)
         d->lo = p->off;
     d->q[d->n++] = *p;

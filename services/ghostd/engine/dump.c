@@ -11,78 +11,45 @@
  *  3. collect - registers, xsave, sigmask, pending signals, rseq, robust
  *               list from ptrace; what only the task knows (sigactions,
  *               itimers, brk, sigaltstack, clear-tid address) by injected
- *               syscalls: the thread's registers point at a `syscall`
- *               instruction of its own vdso (no code is written), it runs
- *               to the syscall-exit stop under PTRACE_SYSCALL with every
- *               signal blocked (PTRACE_SETSIGMASK), and output lands in a
- *               64-byte scratch area below the red zone of its stack whose
- *               bytes are saved first and put back afterwards.
- *  4. write   - records in the order of ghost.proto; memory through
- *               process_vm_readv (or /proc/PID/mem for unreadable vmas),
- *               anonymous pages only where pagemap says present or
- *               swapped, a private file mapping's only where the process
- *               wrote them (the rest is the file's, mapped again at
- *               restore, which checks the file's size and mtime); pipe contents copied with tee(2), so nothing is
- *               consumed; every fd compared (kcmp KCMP_FILE) with the
- *               earlier fds of the image on the same file, so a dup'ed or
- *               fork-inherited one names the fd it shares its open file
- *               description with; a memfd fd's contents written once per
- *               image as object_pages (its data extents, SEEK_DATA/
- *               SEEK_HOLE, read through /proc/PID/fd/N). Then detach (restoring registers, mask and the
- *               interrupted syscall) or SIGKILL after fsync.
+ *               syscalls (seize.c).
+ *  4. write   - records in the order of ghost.proto, each kind written by
+ *               its own file: threads (threads.c), vmas and pages
+ *               (mem.c), fds (files.c: kcmp sharing; pipes.c: contents
+ *               copied with tee(2), nothing consumed; shmem.c: a memfd's
+ *               contents once per image as object_pages). Then detach
+ *               (restoring registers, mask and the interrupted syscall,
+ *               signals.c) or SIGKILL after fsync.
  *
- * An injected thread resumes from a syscall-exit stop, where the kernel no
- * longer applies its -ERESTART* logic; we apply it to the registers we put
- * back (re-execute, or restart_syscall for ERESTART_RESTARTBLOCK). The
- * image keeps the registers exactly as the interrupt found them, with
- * syscall_nr/syscall_ret, and the restorer decides.
+ * This file runs the phases; the state of each concern (the frozen tree,
+ * the page writer, fd references, pipes done, memfd objects) is owned by
+ * its kind's file and held side by side in dump_ctx_t (engine.h).
  */
-#include <dirent.h>
-#include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
-#include <search.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/ptrace.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
-#include <sys/time.h>
-#include <sys/uio.h>
-#include <sys/user.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/filter.h>
-#include <linux/kcmp.h>
-#include <linux/seccomp.h>
 
 #include "cairn-config.h"
-#include "anonfd.h"
-#include "direct.h"
+#include "creds.h"
 #include "dump.h"
-#include "image.h"
-#include "proc/proc.h"
+#include "engine.h"
+#include "files.h"
+#include "mem.h"
+#include "pipes.h"
+#include "seize.h"
+#include "shmem.h"
+#include "signals.h"
+#include "threads.h"
+#include "tree.h"
+#include "util/clock.h"
 
-#define S_ERESTARTSYS 512
-#define S_ERESTARTNOINTR 513
-#define S_ERESTARTNOHAND 514
-#define S_ERESTART_RESTARTBLOCK 516
 #define S_PF_KTHREAD 0x00200000ul
-#define S_SCRATCH 64          /* bytes of stack scratch for injected calls */
-#define S_CHUNK (8u << 20)    /* the ring of memory read windows */
-#define S_XSAVE_MAX (64u * 1024u)
-#define S_NSIG 64
 /* A tree whose short-lived members come and go (a shell loop) is looked
  * at again this many times, this long apart, before its last failure is
  * reported (s_tree_moved): 20 x 2 ms, long enough for a parent to reap.
@@ -91,536 +58,9 @@
 #define S_TREE_ATTEMPTS 20
 #define S_TREE_RETRY_NS 2000000
 
-/* One thread of a seized process. */
-typedef struct s_thread {
-    pid_t tid;
-    bool seized;                      /* PTRACE_SEIZE succeeded */
-    bool stopped;                     /* in a ptrace stop we caused */
-    bool injected;                    /* ran an injected syscall */
-    bool mask_set;                    /* sigmask replaced by all-blocked */
-    bool scratch_saved;               /* scratch bytes saved */
-    int stop_sig;                     /* the job-control stop it was in, 0 if none */
-    struct user_regs_struct regs;     /* as the interrupt found them */
-    uint64_t sigmask;                 /* as the interrupt found it */
-    uint64_t scratch;                 /* scratch address in the tracee */
-    uint8_t scratch_orig[S_SCRATCH];  /* its original bytes */
-} s_thread_t;
+/* ---- check: /proc only, nothing changes -------------------------------- */
 
-/* One process of the tree. */
-typedef struct s_proc {
-    pid_t pid;
-    pid_t parent;          /* parent inside the tree, 0 for the root */
-    s_thread_t *t;         /* threads, leader first */
-    size_t nt;
-    uint64_t vdso_syscall; /* address of a `syscall` instruction, 0 if none */
-    proc_vmas_t vm;        /* its vmas, as the check on the frozen tree read them */
-} s_proc_t;
-
-/* An fd of the image that opened its own open file description (pipes
- * aside: those are shared by pipe_id): later fds are compared with it. */
-typedef struct s_fdref {
-    pid_t pid;
-    int fd;
-    uint64_t dev, ino;     /* its file: only fds on the same one are compared */
-    int kcmp_errno;        /* set by s_fdref_cmp when kcmp failed on this key, */
-    pid_t kcmp_pid;        /* ... comparing it with this process's */
-    int kcmp_fd;           /* ... fd */
-} s_fdref_t;
-
-/* A memfd that fds of the image refer to; its contents go out once. */
-typedef struct s_obj {
-    uint64_t shmid;        /* its inode, as Vma.shmid */
-    pid_t pid;             /* the first process referring to it ... */
-    int fd;                /* ... through this fd */
-    uint64_t size;         /* its file size */
-} s_obj_t;
-
-/* The dump in progress. */
-typedef struct s_ctx {
-    const ghost_dump_opts_t *opts;
-    const struct s_seen_list *seen; /* what the check before the freeze read */
-    s_proc_t *p;           /* processes, parents before children */
-    size_t np;
-    uint32_t page_size;
-    ghost_writer_t *w;
-    ghost_direct_t *direct; /* page runs copied into the image file, or NULL */
-    uint8_t *buf;          /* S_CHUNK bytes: the ring of memory windows */
-    uint64_t pages;        /* written so far */
-    uint64_t *pipes_done;  /* pipe inodes whose data is recorded */
-    size_t npipes;
-    void *fdrefs;          /* tsearch tree of s_fdref_t: the fds owning
-                              their open file description, by s_fdref_cmp */
-    s_obj_t *objs;         /* memfds fds refer to, in image order */
-    size_t nobjs;
-    size_t objs_written;   /* objs[0..objs_written) have their pages out */
-    uint64_t *fd_memfds;   /* inodes of the memfds some fd of the tree refers
-                              to (found by the check on the frozen tree):
-                              written once as object pages, so their
-                              mappings' pages are not */
-    size_t nfd_memfds;
-} s_ctx_t;
-
-static uint64_t s_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* ==== phase 1: checks on /proc ======================================= */
-
-static bool s_has_suffix(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
-/* Character devices a process may hold: the memory devices and ttys. */
-static bool s_char_dev_ok(dev_t rdev)
-{
-    unsigned ma = major(rdev), mi = minor(rdev);
-    if (ma == 1)
-        return mi == 3 || mi == 5 || mi == 7 || mi == 8 || mi == 9;
-    return ma == 136 || (ma == 4 && mi < 64) || (ma == 5 && mi == 0);
-}
-
-/* A memfd fd: FD_MEMFD, its object (inode, as the shmid of its vmas) and
- * size. Only a memfd made without MFD_ALLOW_SEALING (F_GET_SEALS is
- * exactly F_SEAL_SEAL) is taken: that is what the restore recreates. */
-static int s_memfd_describe(pid_t pid, int fd, const struct stat *st,
-                            Cairn__Ghost__Fd *f, cairn_error_t *err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-    int m = open(path, O_RDONLY | O_CLOEXEC);
-    if (m < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
-                               strerror(errno));
-    int seals = fcntl(m, F_GET_SEALS), e = errno;
-    close(m);
-    if (seals < 0)
-        return cairn_error_set(err, -e, CAIRN_SYSTEM, "F_GET_SEALS on %s: %s", path,
-                               strerror(e));
-    if (seals != F_SEAL_SEAL)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is the memfd %s with seals %#x "
-                               "(%s): only memfds made without MFD_ALLOW_SEALING "
-                               "are restored", (int)pid, fd, f->path, seals,
-                               seals == 0 ? "sealing allowed" : "sealed");
-    f->kind = CAIRN__GHOST__FD_KIND__FD_MEMFD;
-    f->shmid = st->st_ino;
-    f->size = (uint64_t)st->st_size;
-    return 0;
-}
-
-/* Fills f (path into pathbuf) for fd, or refuses with the reason; the
- * state of an eventfd, timerfd, signalfd or epoll goes into *anon. */
-static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
-                         size_t size, ghost_anon_t *anon, cairn_error_t *err)
-{
-    char name[64], full[96];
-    snprintf(name, sizeof(name), "fd/%d", fd);
-    int r = proc_readlink(pid, name, pathbuf, size, err);
-    if (r < 0)
-        return r;
-    struct stat st;
-    snprintf(full, sizeof(full), "/proc/%d/fd/%d", (int)pid, fd);
-    if (stat(full, &st) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot stat %s: %s",
-                               full, strerror(errno));
-    proc_fdinfo_t fi;
-    r = proc_read_fdinfo(pid, fd, &fi, err);
-    if (r < 0)
-        return r;
-    f->fd = fd;
-    f->flags = fi.flags & ~O_CLOEXEC;
-    f->cloexec = (fi.flags & O_CLOEXEC) != 0;
-    f->pos = fi.pos;
-    f->dev = st.st_dev;
-    f->ino = st.st_ino;
-    f->path = pathbuf;
-    switch (st.st_mode & S_IFMT) {
-    case S_IFREG:
-        if (strncmp(pathbuf, "/memfd:", 7) == 0 && s_has_suffix(pathbuf, " (deleted)"))
-            return s_memfd_describe(pid, fd, &st, f, err);
-        if (pathbuf[0] != '/' || strncmp(pathbuf, "/memfd:", 7) == 0)
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is %s (not a plain file)",
-                                   (int)pid, fd, pathbuf);
-        if (s_has_suffix(pathbuf, " (deleted)"))
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is a deleted file %s",
-                                   (int)pid, fd, pathbuf);
-        f->kind = CAIRN__GHOST__FD_KIND__FD_REGULAR;
-        return 0;
-    case S_IFDIR:
-        f->kind = CAIRN__GHOST__FD_KIND__FD_DIRECTORY;
-        return 0;
-    case S_IFIFO:
-        if (strncmp(pathbuf, "pipe:[", 6) != 0 || (fi.flags & O_ACCMODE) == O_RDWR)
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is a named FIFO %s",
-                                   (int)pid, fd, pathbuf);
-        f->kind = CAIRN__GHOST__FD_KIND__FD_PIPE;
-        f->pipe_id = st.st_ino;
-        f->pipe_write_end = (fi.flags & O_ACCMODE) == O_WRONLY;
-        f->path = "";
-        return 0;
-    case S_IFCHR:
-        if (!s_char_dev_ok(st.st_rdev))
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is the device %s (%u:%u)",
-                                   (int)pid, fd, pathbuf, major(st.st_rdev),
-                                   minor(st.st_rdev));
-        f->kind = CAIRN__GHOST__FD_KIND__FD_CHAR_DEVICE;
-        return 0;
-    case S_IFSOCK:
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is a socket (%s)", (int)pid, fd, pathbuf);
-    case S_IFBLK:
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is the block device %s",
-                               (int)pid, fd, pathbuf);
-    default:
-        r = ghost_anon_describe(pid, fd, pathbuf, f, anon, err);
-        if (r != -ENOENT)
-            return r;
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is %s (unsupported fd type)",
-                               (int)pid, fd, pathbuf);
-    }
-}
-
-/* The fds of a tree that whole-tree checks and the image need: pipe ends
- * (both must be in the tree), epoll fds (one may not be shared between
- * processes) and memfds (written once as object pages). */
-typedef enum { S_TREE_PIPE_READ, S_TREE_PIPE_WRITE, S_TREE_EPOLL, S_TREE_MEMFD } s_tree_fd_kind_t;
-
-typedef struct s_tree_fd {
-    s_tree_fd_kind_t kind;
-    uint64_t ino;      /* pipe inode, memfd object (0 for an epoll fd) */
-    pid_t pid;         /* holder */
-    int fd;            /* its fd number */
-} s_tree_fd_t;
-
-/* Gathered while the tree's fds are checked. */
-typedef struct s_tree_fds {
-    s_tree_fd_t *v;    /* in scan order (owned) */
-    size_t n, cap;     /* used and allocated entries */
-} s_tree_fds_t;
-
-static int s_add_tree_fd(s_tree_fds_t *e, s_tree_fd_t fd, cairn_error_t *err)
-{
-    if (e->n == e->cap) {
-        size_t nc = e->cap ? e->cap * 2 : 32;
-        s_tree_fd_t *nv = realloc(e->v, nc * sizeof(*nv));
-        if (!nv)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        e->v = nv;
-        e->cap = nc;
-    }
-    e->v[e->n++] = fd;
-    return 0;
-}
-
-/* What f is to the tree checks; false for the fds they do not look at. */
-static bool s_tree_fd_of(const Cairn__Ghost__Fd *f, pid_t pid, s_tree_fd_t *ret)
-{
-    *ret = (s_tree_fd_t){ .pid = pid, .fd = f->fd };
-    switch (f->kind) {
-    case CAIRN__GHOST__FD_KIND__FD_PIPE:
-        ret->kind = f->pipe_write_end ? S_TREE_PIPE_WRITE : S_TREE_PIPE_READ;
-        ret->ino = f->pipe_id;
-        return true;
-    case CAIRN__GHOST__FD_KIND__FD_EPOLL:
-        ret->kind = S_TREE_EPOLL;
-        return true;
-    case CAIRN__GHOST__FD_KIND__FD_MEMFD:
-        ret->kind = S_TREE_MEMFD;
-        ret->ino = f->shmid;
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* Describes every fd of pid (which refuses what cannot be dumped) and
- * adds those the tree checks need to *tfds. Nothing is probed (anonfd.h):
- * what fdinfo does not tell is not needed to refuse, and the writing pass
- * probes it once. */
-static int s_check_fds(pid_t pid, s_tree_fds_t *tfds, cairn_error_t *err)
-{
-    int *fds = NULL;
-    size_t nf = 0;
-    int r = proc_list_dir(pid, "fd", &fds, &nf, err);
-    for (size_t i = 0; r == 0 && i < nf; i++) {
-        Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
-        char path[PATH_MAX];
-        ghost_anon_t anon = { 0 };
-        s_tree_fd_t tf;
-        r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), &anon, err);
-        ghost_anon_free(&anon);
-        if (r == -ENOENT)
-            r = 0;   /* closed meanwhile */
-        else if (r == 0 && s_tree_fd_of(&f, pid, &tf))
-            r = s_add_tree_fd(tfds, tf, err);
-    }
-    free(fds);
-    return r;
-}
-
-/* A pipe whose write end is in the tree but whose read end is not cannot
- * be reconnected at restore (restore.c refuses such an image), so it is
- * refused here, before anything changes -- not after the process was
- * killed. A read end whose writers are outside is fine: it reads what is
- * buffered, then end of file. */
-static int s_check_pipes(const s_tree_fds_t *tfds, cairn_error_t *err)
-{
-    const s_tree_fd_t *v = tfds->v;
-    for (size_t i = 0; i < tfds->n; i++) {
-        bool reader = false;
-        for (size_t j = 0; j < tfds->n && !reader && v[i].kind == S_TREE_PIPE_WRITE; j++)
-            reader = v[j].kind == S_TREE_PIPE_READ && v[j].ino == v[i].ino;
-        if (v[i].kind == S_TREE_PIPE_WRITE && !reader)
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is the write end of pipe %llu whose "
-                                   "read end is held outside the process tree (a shell "
-                                   "pipeline?): it could not be reconnected at restart",
-                                   (int)v[i].pid, v[i].fd, (unsigned long long)v[i].ino);
-    }
-    return 0;
-}
-
-/* An epoll instance lists its targets by the fd numbers of the process
- * that added them; the restore re-adds them in the process whose record
- * owns the instance, so one shared with another process of the tree
- * (inherited across fork) is refused here, before anything changes. */
-static int s_check_epolls(const s_tree_fds_t *tfds, cairn_error_t *err)
-{
-    const s_tree_fd_t *v = tfds->v;
-    for (size_t i = 0; i < tfds->n; i++)
-        for (size_t j = i + 1; v[i].kind == S_TREE_EPOLL && j < tfds->n; j++)
-            if (v[j].kind == S_TREE_EPOLL && v[j].pid != v[i].pid &&
-                syscall(SYS_kcmp, v[i].pid, v[j].pid, KCMP_FILE, v[i].fd, v[j].fd) == 0)
-                return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                       "process %d fd %d and process %d fd %d are one epoll "
-                                       "instance (inherited across fork): not restored",
-                                       (int)v[i].pid, v[i].fd, (int)v[j].pid, v[j].fd);
-    return 0;
-}
-
-/* The checks of a whole tree's fds, before and after the freeze. */
-static int s_check_tree_fds(const s_tree_fds_t *tfds, cairn_error_t *err)
-{
-    int r = s_check_pipes(tfds, err);
-    return r < 0 ? r : s_check_epolls(tfds, err);
-}
-
-/* The vma kind from its maps line. 0, or a refusal. */
-static int s_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
-                      cairn_error_t *err)
-{
-    const char *p = v->path;
-    bool special = strcmp(p, "[vdso]") == 0 || strncmp(p, "[vvar", 5) == 0 ||
-                   strcmp(p, "[vsyscall]") == 0;
-    if (!special && (v->vmflags & (PROC_VMF_IO | PROC_VMF_PFNMAP)))
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d maps device memory at %#llx (%s)", (int)pid,
-                               (unsigned long long)v->start, p[0] ? p : "anonymous");
-    if (!p[0] || strncmp(p, "[anon:", 6) == 0)
-        *ret = v->shared ? CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED
-                         : CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE;
-    else if (strncmp(p, "[anon_shmem:", 12) == 0 || strcmp(p, "/dev/zero (deleted)") == 0)
-        *ret = CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED;
-    else if (strcmp(p, "[heap]") == 0)
-        *ret = CAIRN__GHOST__VMA_KIND__VMA_HEAP;
-    else if (strcmp(p, "[stack]") == 0)
-        *ret = CAIRN__GHOST__VMA_KIND__VMA_STACK;
-    else if (strcmp(p, "[vdso]") == 0)
-        *ret = CAIRN__GHOST__VMA_KIND__VMA_VDSO;
-    else if (strcmp(p, "[vvar]") == 0 || strcmp(p, "[vvar_vclock]") == 0)
-        *ret = CAIRN__GHOST__VMA_KIND__VMA_VVAR;
-    else if (strcmp(p, "[vsyscall]") == 0)
-        *ret = CAIRN__GHOST__VMA_KIND__VMA_VSYSCALL;
-    else if (strncmp(p, "/memfd:", 7) == 0)
-        *ret = CAIRN__GHOST__VMA_KIND__VMA_MEMFD;
-    else if (p[0] != '/' || strncmp(p, "/SYSV", 5) == 0 || s_has_suffix(p, " (deleted)") ||
-             strncmp(p, "/dev/", 5) == 0)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d maps %s at %#llx (not restorable)", (int)pid,
-                               p, (unsigned long long)v->start);
-    else
-        *ret = v->shared ? CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED
-                         : CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE;
-    return 0;
-}
-
-/* The vmas a check read for one process. */
-typedef struct s_seen {
-    pid_t pid;
-    proc_vmas_t vm;
-} s_seen_t;
-
-/* What the check before the freeze read, for the check on the frozen tree
- * (s_read_vmas_since). */
-typedef struct s_seen_list {
-    s_seen_t *v;
-    size_t n;
-} s_seen_list_t;
-
-static void s_seen_free(s_seen_list_t *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        proc_vmas_free(&l->v[i].vm);
-    free(l->v);
-    *l = (s_seen_list_t){ 0 };
-}
-
-static const proc_vmas_t *s_seen_find(const s_seen_list_t *l, pid_t pid)
-{
-    for (size_t i = 0; l && i < l->n; i++)
-        if (l->v[i].pid == pid)
-            return &l->v[i].vm;
-    return NULL;
-}
-
-/* The same mappings, line for line (what /proc/PID/maps shows). */
-static bool s_same_layout(const proc_vmas_t *a, const proc_vmas_t *b)
-{
-    if (a->n != b->n)
-        return false;
-    for (size_t i = 0; i < a->n; i++) {
-        const proc_vma_t *x = &a->v[i], *y = &b->v[i];
-        if (x->start != y->start || x->end != y->end || x->prot != y->prot ||
-            x->shared != y->shared || x->pgoff != y->pgoff || x->dev != y->dev ||
-            x->ino != y->ino || strcmp(x->path, y->path) != 0)
-            return false;
-    }
-    return true;
-}
-
-/* The vmas of pid with their smaps VmFlags. smaps walks every page table
- * (12 ms a GiB): when the process's maps are line for line what an
- * earlier smaps read (before) showed, its flags are taken from there.
- * The flags the engine uses (gd, io, pf, nr, sh) are fixed when a mapping
- * is made, so only a mapping replaced in between by one identical in
- * every maps field but those flags would be described by its predecessor's. */
-static int s_read_vmas_since(pid_t pid, const proc_vmas_t *before, proc_vmas_t *ret,
-                             cairn_error_t *err)
-{
-    if (!before || before->n == 0)
-        return proc_read_vmas(pid, true, ret, err);
-    proc_vmas_t now = { 0 };
-    int r = proc_read_vmas(pid, false, &now, err);
-    if (r < 0)
-        return r;
-    if (!s_same_layout(&now, before)) {
-        proc_vmas_free(&now);
-        return proc_read_vmas(pid, true, ret, err);
-    }
-    for (size_t i = 0; i < now.n; i++)
-        now.v[i].vmflags = before->v[i].vmflags;
-    *ret = now;
-    return 0;
-}
-
-/* Every vma of a kind the engine restores. With keep, the vmas read go
- * there on success: the image is written from what the check on the
- * frozen tree saw. before: see s_read_vmas_since. */
-static int s_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
-                        cairn_error_t *err)
-{
-    proc_vmas_t vm = { 0 };
-    int r = s_read_vmas_since(pid, before, &vm, err);
-    for (size_t i = 0; r == 0 && i < vm.n; i++) {
-        Cairn__Ghost__VmaKind k;
-        r = s_vma_kind(pid, &vm.v[i], &k, err);
-    }
-    if (r == 0 && keep) {
-        proc_vmas_free(keep);
-        *keep = vm;
-    } else {
-        proc_vmas_free(&vm);
-    }
-    return r;
-}
-
-/* One thread (the leader: leader NULL): gone meanwhile is fine (the freeze
- * rescans); not traced by anyone but `tracer` (0 before we seize); the
- * leader's credentials, which the image holds once for all threads
- * (threads that called setresuid(2) themselves, not through libc's
- * broadcast, would all come back as the leader). With keep, the
- * credentials read go there. */
-static int s_check_thread(pid_t pid, pid_t tid, pid_t tracer, const proc_creds_t *leader,
-                          proc_creds_t *keep, cairn_error_t *err)
-{
-    proc_status_t st;
-    proc_creds_t c = { 0 };
-    int r = proc_read_status(tid, &st, &c, err);
-    if (r == -ENOENT || r == -ESRCH)
-        return tid == pid ? r : 0;
-    if (r == 0 && st.tracer_pid != 0 && st.tracer_pid != tracer)
-        r = cairn_error_set(err, -EBUSY, CAIRN_FAILED_PRECONDITION,
-                            "process %d thread %d is already traced by %d", (int)pid,
-                            (int)tid, (int)st.tracer_pid);
-    if (r == 0 && leader && !proc_creds_equal(&c, leader))
-        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                            "process %d thread %d has credentials other than its "
-                            "leader's (uid %u/%u, gid %u/%u)", (int)pid, (int)tid,
-                            c.uid[0], c.uid[1], c.gid[0], c.gid[1]);
-    if (r == 0 && keep)
-        *keep = c;
-    else
-        proc_creds_free(&c);
-    return r;
-}
-
-/* Every thread: see s_check_thread. */
-static int s_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
-{
-    int *tids = NULL;
-    size_t n = 0;
-    proc_creds_t leader = { 0 };
-    int r = proc_list_dir(pid, "task", &tids, &n, err);
-    if (r == 0)
-        r = s_check_thread(pid, pid, tracer, NULL, &leader, err);
-    /* Strict mode allows no syscall we could inject, nor the restorer's. */
-    if (r == 0 && leader.seccomp == 1)
-        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                            "process %d is in strict seccomp mode", (int)pid);
-    for (size_t i = 0; r == 0 && i < n; i++)
-        if (tids[i] != pid)
-            r = s_check_thread(pid, tids[i], tracer, &leader, NULL, err);
-    proc_creds_free(&leader);
-    free(tids);
-    return r;
-}
-
-/* Whether pid (a process or a thread) has exited and been reaped. */
-static bool s_vanished(pid_t pid)
-{
-    proc_stat_t st;
-    return proc_read_stat(pid, &st, NULL) < 0;
-}
-
-/* Whether it has exited: reaped, or a zombie. */
-static bool s_gone(pid_t pid)
-{
-    proc_stat_t st;
-    return proc_read_stat(pid, &st, NULL) < 0 || proc_state_exited(st.state);
-}
-
-/* Drops what the check of a process that left the tree meanwhile added. */
-static void s_forget_tree_fds(s_tree_fds_t *tfds, pid_t pid)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < tfds->n; i++)
-        if (tfds->v[i].pid != pid)
-            tfds->v[k++] = tfds->v[i];
-    tfds->n = k;
-}
-
-static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
+static int s_check_one(pid_t pid, pid_t tracer, files_tree_fds_t *tfds,
                        const proc_vmas_t *before, proc_vmas_t *keep, cairn_error_t *err)
 {
     proc_stat_t st;
@@ -638,82 +78,20 @@ static int s_check_one(pid_t pid, pid_t tracer, s_tree_fds_t *tfds,
     if (proc_state_exited(st.state))
         return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                "process %d is a zombie", (int)pid);
-    if ((r = s_check_threads(pid, tracer, err)) < 0)
+    if ((r = creds_check_threads(pid, tracer, err)) < 0)
         return r;
-    if ((r = s_check_vmas(pid, before, keep, err)) < 0)
+    if ((r = mem_check_vmas(pid, before, keep, err)) < 0)
         return r;
-    return s_check_fds(pid, tfds, err);
-}
-
-/* pid and all its descendants, parents first; (*ret)[i*2+1] is the parent. */
-static int s_tree(pid_t root, pid_t **ret, size_t *ret_n, cairn_error_t *err)
-{
-    size_t n = 1, cap = 16;
-    pid_t *v = malloc(cap * 2 * sizeof(pid_t));
-    if (!v)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    v[0] = root;
-    v[1] = 0;
-    int r = 0;
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        pid_t *ch = NULL;
-        size_t nc = 0;
-        r = proc_list_children(v[i * 2], &ch, &nc, err);
-        if (r == -ENOENT || r == -ESRCH)
-            r = i == 0 ? cairn_error_set(err, -ESRCH, CAIRN_NOT_FOUND, "no process %d",
-                                         (int)root) : 0;
-        for (size_t j = 0; r == 0 && j < nc; j++) {
-            if (n == cap) {
-                pid_t *nv = realloc(v, cap * 4 * sizeof(pid_t));
-                if (!nv) {
-                    r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-                    break;
-                }
-                v = nv;
-                cap *= 2;
-            }
-            v[n * 2] = ch[j];
-            v[n * 2 + 1] = v[i * 2];
-            n++;
-        }
-        free(ch);
-    }
-    if (r < 0) {
-        free(v);
-        return r;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
-}
-
-/* A process of the tree must have its own memory: a child made by vfork
- * (posix_spawn, many a runtime's process launcher) shares its parent's
- * until it calls exec or exits, and two images of one memory would come
- * back as two (the parent then repeats its vfork). -EBUSY, a moment the
- * next look is likely past (s_tree_moved); one that stays (a CLONE_VM
- * process pair) is refused. */
-static int s_own_memory(pid_t parent, pid_t pid, cairn_error_t *err)
-{
-    long k = syscall(SYS_kcmp, parent, pid, KCMP_VM, 0, 0);
-    if (k == 0)
-        return cairn_error_set(err, -EBUSY, CAIRN_UNSUPPORTED,
-                               "process %d shares its memory with its parent %d (a vfork "
-                               "child that has not called exec yet, or CLONE_VM): not "
-                               "restorable", (int)pid, (int)parent);
-    if (k < 0 && errno != ENOSYS)   /* a kernel without kcmp cannot tell */
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "kcmp of %d and %d: %s",
-                               (int)parent, (int)pid, strerror(errno));
-    return 0;
+    return files_check(pid, tfds, err);
 }
 
 /* One look at the tree rooted at pid (s_check_tree). */
-static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
+static int s_check_tree_once(pid_t pid, mem_seen_t *seen, cairn_error_t *err)
 {
     pid_t *tree = NULL;
     size_t n = 0;
-    s_tree_fds_t tfds = { 0 };
-    int r = s_tree(pid, &tree, &n, err);
+    files_tree_fds_t tfds = { 0 };
+    int r = tree_list(pid, &tree, &n, err);
     if (r == 0 && seen && !(seen->v = calloc(n, sizeof(*seen->v))))
         r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (size_t i = 0; r == 0 && i < n; i++) {
@@ -726,22 +104,22 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
         }
         r = s_check_one(p, 0, &tfds, NULL, keep, err);
         if (r == 0 && i > 0)
-            r = s_own_memory(tree[i * 2 + 1], p, err);
-        if (r < 0 && i > 0 && s_vanished(p)) {
+            r = tree_own_memory(tree[i * 2 + 1], p, err);
+        if (r < 0 && i > 0 && tree_vanished(p)) {
             /* Exited and reaped while it was looked at (a shell loop's
              * commands do): the check of the frozen tree judges whoever
              * is there then. */
             if (keep)
                 seen->v[i].pid = 0;
-            s_forget_tree_fds(&tfds, p);
+            files_forget(&tfds, p);
             r = 0;
-        } else if (r < 0 && r != -ESRCH && i > 0 && s_gone(p)) {
+        } else if (r < 0 && r != -ESRCH && i > 0 && tree_gone(p)) {
             r = cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                 "process %d is a zombie", (int)p);
         }
     }
     if (r == 0)
-        r = s_check_tree_fds(&tfds, err);
+        r = files_check_tree(&tfds, err);
     free(tfds.v);
     free(tree);
     return r;
@@ -751,12 +129,12 @@ static int s_check_tree_once(pid_t pid, s_seen_list_t *seen, cairn_error_t *err)
  * whose members changed under it -- a process or thread other than the
  * root exited, or was a zombie its parent had not reaped yet (every
  * "exited" and "zombie" failure is -ESRCH), or a vfork child had not
- * called exec yet (-EBUSY, s_own_memory) -- rather than something
+ * called exec yet (-EBUSY, tree_own_memory) -- rather than something
  * it holds: another look, once the parent has reaped it, may find the
  * tree still. */
 static bool s_tree_moved(pid_t root, int r)
 {
-    return (r == -ESRCH || r == -EBUSY) && !s_gone(root);
+    return (r == -ESRCH || r == -EBUSY) && !tree_gone(root);
 }
 
 /* The looks left to one ghost_check or ghost_dump (S_TREE_ATTEMPTS). */
@@ -779,7 +157,7 @@ static bool s_retry_again(s_retry_t *rt)
  * parent's memory, is looked at again while rt allows before it is
  * refused: one that its parent is about to reap, or that is about to
  * exec, is no reason to refuse. */
-static int s_check_tree(pid_t pid, s_seen_list_t *seen, s_retry_t *rt, cairn_error_t *err)
+static int s_check_tree(pid_t pid, mem_seen_t *seen, s_retry_t *rt, cairn_error_t *err)
 {
     if (pid <= 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
@@ -788,7 +166,7 @@ static int s_check_tree(pid_t pid, s_seen_list_t *seen, s_retry_t *rt, cairn_err
         if (r == 0 || !s_tree_moved(pid, r) || !s_retry_again(rt))
             return r;
         if (seen)
-            s_seen_free(seen);
+            mem_seen_free(seen);
     }
 }
 
@@ -799,522 +177,41 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
     return s_check_tree(pid, NULL, &rt, err);
 }
 
-/* ==== phase 2: freeze ================================================= */
+/* ---- freeze: then the check again, on the frozen tree ------------------ */
 
-/* Waits for tid's PTRACE_EVENT_STOP, passing on signals that were being
- * delivered (so none is lost). *ret_stop_sig: the job-control signal the
- * thread is stopped by (the stop reports it instead of SIGTRAP), 0 if it
- * was running. */
-static int s_wait_interrupt(pid_t tid, int *ret_stop_sig, cairn_error_t *err)
-{
-    for (;;) {
-        int st;
-        pid_t w = waitpid(tid, &st, __WALL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "waitpid %d: %s",
-                                   (int)tid, strerror(errno));
-        if (WIFEXITED(st) || WIFSIGNALED(st))
-            return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
-                                   "thread %d exited while being frozen", (int)tid);
-        if ((st >> 16) == PTRACE_EVENT_STOP) {
-            *ret_stop_sig = proc_stop_signal(WSTOPSIG(st)) ? WSTOPSIG(st) : 0;
-            return 0;
-        }
-        /* a signal-delivery-stop came first: let the signal through */
-        int sig = WSTOPSIG(st);
-        if (ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig) < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_CONT %d: %s",
-                                   (int)tid, strerror(errno));
-    }
-}
-
-/* Seized with PTRACE_O_SUSPEND_SECCOMP where we may (CAP_SYS_ADMIN, no
- * filter of our own): a sandboxed process's filters would otherwise judge
- * our injected syscalls, and one that kills on prlimit64 would kill it. */
-static int s_seize_thread(s_thread_t *t, cairn_error_t *err)
-{
-    if (ptrace(PTRACE_SEIZE, t->tid, 0,
-               (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP)) < 0 &&
-        ptrace(PTRACE_SEIZE, t->tid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
-        int e = errno;
-        if (s_gone(t->tid))   /* a zombie cannot be seized (EPERM) */
-            return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
-                                   "thread %d exited while being frozen", (int)t->tid);
-        return cairn_error_set(err, -e, e == EPERM ? CAIRN_FAILED_PRECONDITION : CAIRN_SYSTEM,
-                               "cannot seize thread %d: %s", (int)t->tid, strerror(e));
-    }
-    t->seized = true;
-    if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_INTERRUPT %d: %s",
-                               (int)t->tid, strerror(errno));
-    int r = s_wait_interrupt(t->tid, &t->stop_sig, err);
-    if (r < 0)
-        return r;
-    t->stopped = true;
-    return 0;
-}
-
-static bool s_has_tid(const s_proc_t *p, pid_t tid)
-{
-    for (size_t i = 0; i < p->nt; i++)
-        if (p->t[i].tid == tid)
-            return true;
-    return false;
-}
-
-/* Seizes the threads of p not yet seized; *ret_new counts them. */
-static int s_seize_new_threads(s_proc_t *p, size_t *ret_new, cairn_error_t *err)
-{
-    int *tids = NULL;
-    size_t n = 0, added = 0;
-    int r = proc_list_dir(p->pid, "task", &tids, &n, err);
-    if (r < 0)
-        return r;
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        if (s_has_tid(p, tids[i]))
-            continue;
-        s_thread_t *nt = realloc(p->t, (p->nt + 1) * sizeof(*nt));
-        if (!nt) {
-            r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-            break;
-        }
-        p->t = nt;
-        s_thread_t *t = &p->t[p->nt++];
-        memset(t, 0, sizeof(*t));
-        t->tid = tids[i];
-        r = s_seize_thread(t, err);
-        added++;
-    }
-    free(tids);
-    /* leader first */
-    for (size_t i = 1; i < p->nt; i++)
-        if (p->t[i].tid == p->pid) {
-            s_thread_t tmp = p->t[0];
-            p->t[0] = p->t[i];
-            p->t[i] = tmp;
-        }
-    *ret_new = added;
-    return r;
-}
-
-static int s_add_proc(s_ctx_t *c, pid_t pid, pid_t parent, cairn_error_t *err)
-{
-    for (size_t i = 0; i < c->np; i++)
-        if (c->p[i].pid == pid)
-            return 0;
-    s_proc_t *np = realloc(c->p, (c->np + 1) * sizeof(*np));
-    if (!np)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    c->p = np;
-    memset(&c->p[c->np], 0, sizeof(s_proc_t));
-    c->p[c->np].pid = pid;
-    c->p[c->np].parent = parent;
-    c->np++;
-    return 0;
-}
-
-/* One pass: seize new threads everywhere and add new children. Returns the
- * number of new threads and processes in *ret_changes. */
-static int s_freeze_pass(s_ctx_t *c, size_t *ret_changes, cairn_error_t *err)
-{
-    size_t changes = 0;
-    for (size_t i = 0; i < c->np; i++) {
-        size_t added = 0;
-        int r = s_seize_new_threads(&c->p[i], &added, err);
-        if (r < 0)
-            return r;
-        changes += added;
-        pid_t *ch = NULL;
-        size_t nc = 0, before = c->np;
-        r = proc_list_children(c->p[i].pid, &ch, &nc, err);
-        for (size_t j = 0; r == 0 && j < nc; j++)
-            r = s_add_proc(c, ch[j], c->p[i].pid, err);
-        free(ch);
-        if (r < 0)
-            return r;
-        changes += c->np - before;
-    }
-    *ret_changes = changes;
-    return 0;
-}
-
-static int s_freeze(s_ctx_t *c, pid_t root, cairn_error_t *err)
-{
-    int r = s_add_proc(c, root, 0, err);
-    for (int pass = 0; r == 0; pass++) {
-        size_t changes = 0;
-        r = s_freeze_pass(c, &changes, err);
-        if (r == 0 && changes == 0)
-            return 0;
-        if (r == 0 && pass > 1000)
-            r = cairn_error_set(err, -EAGAIN, CAIRN_BUSY,
-                                "tree of %d keeps creating threads or processes", (int)root);
-    }
-    return r;
-}
-
-/* ==== syscall injection ================================================ */
-
-/* Waits for tid's next syscall stop. A thread of a stopped process (job
- * control: SIGSTOP, SIGTSTP, ...) reports its group stop again when it
- * is resumed (PTRACE_EVENT_STOP): it is resumed once more, the stop
- * stays the process's and comes back when it is detached. */
-static int s_wait_syscall_stop(pid_t tid, cairn_error_t *err)
-{
-    for (;;) {
-        int st;
-        pid_t w;
-        while ((w = waitpid(tid, &st, __WALL)) < 0 && errno == EINTR)
-            ;
-        if (w < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "waitpid %d: %s", (int)tid,
-                                   strerror(errno));
-        if (!WIFSTOPPED(st))
-            return cairn_error_set(err, -ESRCH, CAIRN_INTERNAL,
-                                   "thread %d died during an injected syscall", (int)tid);
-        if (WSTOPSIG(st) == (SIGTRAP | 0x80))
-            return 0;
-        if ((st >> 16) != PTRACE_EVENT_STOP)
-            return cairn_error_set(err, -EPROTO, CAIRN_INTERNAL,
-                                   "thread %d stopped by signal %d during an injected syscall",
-                                   (int)tid, WSTOPSIG(st));
-        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SYSCALL %d: %s",
-                                   (int)tid, strerror(errno));
-    }
-}
-
-/* Runs syscall nr(a[0..5]) in thread t; its result into *ret. Two stops
- * (syscall entry and exit): single-stepping the syscall instruction would
- * take one, but the kernel reports the step with a forced SIGTRAP, and
- * forcing a blocked or ignored signal resets its disposition to SIG_DFL
- * for the whole process -- every signal is blocked here. */
-static int s_inject(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
-                    int64_t *ret, cairn_error_t *err)
-{
-    if (!p->vdso_syscall)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d has no vdso syscall instruction to borrow",
-                               (int)p->pid);
-    struct user_regs_struct r = t->regs;
-    r.rip = p->vdso_syscall;
-    r.rax = (uint64_t)nr;
-    r.orig_rax = (uint64_t)-1;
-    r.rdi = a[0], r.rsi = a[1], r.rdx = a[2], r.r10 = a[3], r.r8 = a[4], r.r9 = a[5];
-    t->injected = true;
-    if (ptrace(PTRACE_SETREGS, t->tid, 0, &r) < 0 ||
-        ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "injecting into %d: %s",
-                               (int)t->tid, strerror(errno));
-    int rc = s_wait_syscall_stop(t->tid, err);   /* entry */
-    if (rc == 0 && ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
-        rc = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SYSCALL %d: %s",
-                             (int)t->tid, strerror(errno));
-    if (rc == 0)
-        rc = s_wait_syscall_stop(t->tid, err);   /* exit */
-    if (rc == 0 && ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
-        rc = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_GETREGS %d: %s",
-                             (int)t->tid, strerror(errno));
-    if (rc == 0)
-        *ret = (int64_t)r.rax;
-    return rc;
-}
-
-/* s_inject whose syscall must succeed (its error says which); its result
- * into *ret when ret is not NULL. */
-static int s_inject_ok(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
-                       const char *what, int64_t *ret, cairn_error_t *err)
-{
-    int64_t res = 0;
-    int r = s_inject(p, t, nr, a, &res, err);
-    if (r == 0 && res < 0 && res > -4096)
-        r = cairn_error_set(err, (int)res, CAIRN_SYSTEM, "%s in thread %d failed: %s",
-                            what, (int)t->tid, strerror((int)-res));
-    if (r == 0 && ret)
-        *ret = res;
-    return r;
-}
-
-static int s_peek(pid_t pid, uint64_t addr, void *dst, size_t len, cairn_error_t *err)
-{
-    struct iovec l = { dst, len }, rv = { (void *)(uintptr_t)addr, len };
-    ssize_t k = process_vm_readv(pid, &l, 1, &rv, 1, 0);
-    if (k != (ssize_t)len)
-        return cairn_error_set(err, k < 0 ? -errno : -EIO, CAIRN_SYSTEM,
-                               "cannot read %zu bytes at %#llx in %d", len,
-                               (unsigned long long)addr, (int)pid);
-    return 0;
-}
-
-static int s_poke(pid_t pid, uint64_t addr, const void *src, size_t len, cairn_error_t *err)
-{
-    struct iovec l = { (void *)src, len }, rv = { (void *)(uintptr_t)addr, len };
-    ssize_t k = process_vm_writev(pid, &l, 1, &rv, 1, 0);
-    if (k != (ssize_t)len)
-        return cairn_error_set(err, k < 0 ? -errno : -EIO, CAIRN_SYSTEM,
-                               "cannot write %zu bytes at %#llx in %d", len,
-                               (unsigned long long)addr, (int)pid);
-    return 0;
-}
-
-/* Runs syscall nr(a) in thread t, which writes its answer into the
- * thread's scratch area, and copies len bytes of that answer into dst. */
-static int s_inject_read(const s_proc_t *p, s_thread_t *t, long nr, const uint64_t a[6],
-                         const char *what, void *dst, size_t len, cairn_error_t *err)
-{
-    int r = s_inject_ok(p, t, nr, a, what, NULL, err);
-    return r < 0 ? r : s_peek(t->tid, t->scratch, dst, len, err);
-}
-
-/* Prepares a thread for injection: registers and mask saved, all signals
- * blocked, scratch bytes saved. */
-static int s_prepare_thread(s_thread_t *t, cairn_error_t *err)
-{
-    if (ptrace(PTRACE_GETREGS, t->tid, 0, &t->regs) < 0 ||
-        ptrace(PTRACE_GETSIGMASK, t->tid, (void *)sizeof(uint64_t), &t->sigmask) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "reading thread %d: %s",
-                               (int)t->tid, strerror(errno));
-    if (t->regs.cs != 0x33)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "thread %d is not in 64-bit mode (cs %#llx)", (int)t->tid,
-                               (unsigned long long)t->regs.cs);
-    uint64_t all = ~0ull;
-    if (ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(uint64_t), &all) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "blocking signals of %d: %s",
-                               (int)t->tid, strerror(errno));
-    t->mask_set = true;
-    t->scratch = ((t->regs.rsp - 1024) & ~63ull);
-    int r = s_peek(t->tid, t->scratch, t->scratch_orig, S_SCRATCH, err);
-    if (r == 0)
-        t->scratch_saved = true;
-    return r;
-}
-
-/* Registers to resume with after injections: the -ERESTART* logic the
- * kernel would have applied had we not run anything. */
-static struct user_regs_struct s_resume_regs(const s_thread_t *t)
-{
-    struct user_regs_struct r = t->regs;
-    if (!t->injected || (int64_t)r.orig_rax < 0)
-        return r;
-    int64_t ret = (int64_t)r.rax;
-    if (ret == -S_ERESTARTSYS || ret == -S_ERESTARTNOINTR || ret == -S_ERESTARTNOHAND) {
-        r.rax = r.orig_rax;
-        r.rip -= 2;
-    } else if (ret == -S_ERESTART_RESTARTBLOCK) {
-        r.rax = SYS_restart_syscall;
-        r.rip -= 2;
-    }
-    return r;
-}
-
-/* Puts a thread back as it was and detaches it. */
-static int s_release_thread(s_thread_t *t, cairn_error_t *err)
+/* The frozen tree's processes each have their own memory
+ * (tree_own_memory). */
+static int s_check_own_memory(const dump_ctx_t *c, cairn_error_t *err)
 {
     int r = 0;
-    if (t->scratch_saved && s_poke(t->tid, t->scratch, t->scratch_orig, S_SCRATCH, err) < 0)
-        r = -EIO;
-    if (t->injected) {
-        struct user_regs_struct rr = s_resume_regs(t);
-        if (ptrace(PTRACE_SETREGS, t->tid, 0, &rr) < 0)
-            r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "restoring registers of %d: %s",
-                                (int)t->tid, strerror(errno));
-    }
-    if (t->mask_set &&
-        ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(uint64_t), &t->sigmask) < 0)
-        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "restoring sigmask of %d: %s",
-                            (int)t->tid, strerror(errno));
-    if (t->seized && ptrace(PTRACE_DETACH, t->tid, 0, 0) < 0 && errno != ESRCH)
-        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "detaching %d: %s", (int)t->tid,
-                            strerror(errno));
-    t->seized = t->stopped = t->injected = t->mask_set = t->scratch_saved = false;
+    for (size_t i = 0; r == 0 && i < c->tree.np; i++)
+        if (c->tree.p[i].parent != 0)
+            r = tree_own_memory(c->tree.p[i].parent, c->tree.p[i].pid, err);
     return r;
 }
 
-/* Detaches everything; true if every thread is back to running. */
-static bool s_release_all(s_ctx_t *c)
+/* The check again on the frozen tree; its fds the tree checks looked at
+ * into *ret_tfds (the caller frees v). */
+static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_error_t *err)
 {
-    bool ok = true;
-    for (size_t i = 0; i < c->np; i++)
-        for (size_t j = 0; j < c->p[i].nt; j++) {
-            cairn_error_t e;
-            if (s_release_thread(&c->p[i].t[j], &e) < 0)
-                ok = false;
-        }
-    return ok;
-}
-
-static void s_kill_all(s_ctx_t *c)
-{
-    for (size_t i = 0; i < c->np; i++)
-        kill(c->p[i].pid, SIGKILL);
-    for (size_t i = 0; i < c->np; i++)
-        for (size_t j = 0; j < c->p[i].nt; j++)
-            c->p[i].t[j].seized = false;
-}
-
-/* ==== phase 3: collect ================================================= */
-
-/* Finds a `syscall` (0f 05) in the process's vdso. */
-static int s_find_vdso_syscall(s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
-{
-    for (size_t i = 0; i < vm->n; i++) {
-        const proc_vma_t *v = &vm->v[i];
-        if (strcmp(v->path, "[vdso]") != 0 || v->end - v->start > (1u << 20))
-            continue;
-        size_t len = v->end - v->start;
-        uint8_t *b = malloc(len);
-        if (!b)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        int r = s_peek(p->pid, v->start, b, len, err);
-        for (size_t k = 0; r == 0 && k + 1 < len; k++)
-            if (b[k] == 0x0f && b[k + 1] == 0x05) {
-                p->vdso_syscall = v->start + k;
-                break;
-            }
-        free(b);
-        return r;
+    files_tree_fds_t tfds = { 0 };
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < c->tree.np; i++) {
+        dump_proc_t *p = &c->tree.p[i];
+        r = s_check_one(p->pid, getpid(), &tfds, mem_seen_find(c->seen, p->pid), &p->vm, err);
     }
-    return 0;
+    if (r == 0)
+        r = files_check_tree(&tfds, err);
+    if (r == 0)
+        r = s_check_own_memory(c, err);
+    if (r == 0)
+        *ret_tfds = tfds;
+    else
+        free(tfds.v);
+    return r;
 }
 
-static void s_free_sigactions(Cairn__Ghost__Process *pr)
-{
-    for (size_t i = 0; i < pr->n_sigactions; i++)
-        free(pr->sigactions[i]);
-    free(pr->sigactions);
-    for (size_t i = 0; i < pr->n_itimers; i++)
-        free(pr->itimers[i]);
-    free(pr->itimers);
-    for (size_t i = 0; i < pr->n_rlimits; i++)
-        free(pr->rlimits[i]);
-    free(pr->rlimits);
-    for (size_t i = 0; i < pr->n_shared_pending; i++) {
-        free(pr->shared_pending[i]->raw.data);
-        free(pr->shared_pending[i]);
-    }
-    free(pr->shared_pending);
-}
-
-/* Every signal's disposition. Only the task can tell a handler's flags,
- * mask and restorer (an injected rt_sigaction each), but /proc says which
- * signals are caught or ignored: the others are SIG_DFL, recorded so
- * without asking (the kernel ignores a default action's flags and mask,
- * and execve clears them) -- but for SIGCHLD, whose SA_NOCLDSTOP and
- * SA_NOCLDWAIT matter even then. 64 injections were most of a small
- * dump's fixed cost. */
-static int s_collect_sigactions(const s_proc_t *p, s_thread_t *t, const proc_status_t *st,
-                                Cairn__Ghost__Process *pr, cairn_error_t *err)
-{
-    uint64_t ask = st->has_sig ? st->sig_ign | st->sig_cgt | (1ull << (SIGCHLD - 1)) : ~0ull;
-    pr->sigactions = calloc(S_NSIG, sizeof(*pr->sigactions));
-    if (!pr->sigactions)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (int sig = 1; sig <= S_NSIG; sig++) {
-        uint64_t a[6] = { (uint64_t)sig, 0, t->scratch, 8, 0, 0 }, k[4] = { 0 };
-        int r = (ask >> (sig - 1)) & 1
-                    ? s_inject_read(p, t, SYS_rt_sigaction, a, "rt_sigaction", k, sizeof(k), err)
-                    : 0;
-        if (r < 0)
-            return r;
-        Cairn__Ghost__SigAction *sa = malloc(sizeof(*sa));
-        if (!sa)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        cairn__ghost__sig_action__init(sa);
-        sa->signo = (uint32_t)sig;
-        sa->handler = k[0], sa->flags = k[1], sa->restorer = k[2], sa->mask = k[3];
-        pr->sigactions[pr->n_sigactions++] = sa;
-    }
-    return 0;
-}
-
-static int s_collect_itimers(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Process *pr,
-                             cairn_error_t *err)
-{
-    pr->itimers = calloc(3, sizeof(*pr->itimers));
-    if (!pr->itimers)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (int which = 0; which < 3; which++) {
-        uint64_t a[6] = { (uint64_t)which, t->scratch, 0, 0, 0, 0 }, tv[4];
-        int r = s_inject_read(p, t, SYS_getitimer, a, "getitimer", tv, sizeof(tv), err);
-        if (r < 0)
-            return r;
-        Cairn__Ghost__Itimer *it = malloc(sizeof(*it));
-        if (!it)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        cairn__ghost__itimer__init(it);
-        it->which = (uint32_t)which;
-        it->interval_ns = tv[0] * 1000000000ull + tv[1] * 1000ull;
-        it->value_ns = tv[2] * 1000000000ull + tv[3] * 1000ull;
-        pr->itimers[pr->n_itimers++] = it;
-    }
-    return 0;
-}
-
-/* Resource limits from /proc/PID/limits: prlimit(2) from outside needs
- * CAP_SYS_RESOURCE for a process of another user, which a root without it
- * (a container, this build VM) lacks, and injecting prlimit64 costs a stop
- * per resource. */
-static int s_collect_rlimits(const s_proc_t *p, Cairn__Ghost__Process *pr, cairn_error_t *err)
-{
-    uint64_t rl[RLIM_NLIMITS][2];
-    int r = proc_read_limits(p->pid, rl, RLIM_NLIMITS, err);
-    if (r < 0)
-        return r;
-    pr->rlimits = calloc(RLIM_NLIMITS, sizeof(*pr->rlimits));
-    if (!pr->rlimits)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (int res = 0; res < RLIM_NLIMITS; res++) {
-        Cairn__Ghost__Rlimit *l = malloc(sizeof(*l));
-        if (!l)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        cairn__ghost__rlimit__init(l);
-        l->resource = (uint32_t)res, l->cur = rl[res][0], l->max = rl[res][1];
-        pr->rlimits[pr->n_rlimits++] = l;
-    }
-    return 0;
-}
-
-/* Pending signals of tid: the thread's own, or (shared) the process's. */
-static int s_collect_pending(pid_t tid, bool shared, Cairn__Ghost__SigInfo ***ret,
-                             size_t *ret_n, cairn_error_t *err)
-{
-    Cairn__Ghost__SigInfo **v = NULL;
-    size_t n = 0;
-    for (;;) {
-        struct { uint64_t off; uint32_t flags; int32_t nr; } arg = {
-            n, shared ? PTRACE_PEEKSIGINFO_SHARED : 0, 1 };
-        uint8_t si[128];
-        long k = ptrace(PTRACE_PEEKSIGINFO, tid, &arg, si);
-        if (k < 0) {
-            free(v);
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_PEEKSIGINFO %d: %s",
-                                   (int)tid, strerror(errno));
-        }
-        if (k == 0)
-            break;
-        Cairn__Ghost__SigInfo **nv = realloc(v, (n + 1) * sizeof(*nv));
-        Cairn__Ghost__SigInfo *s = malloc(sizeof(*s));
-        uint8_t *raw = malloc(sizeof(si));
-        if (!nv || !s || !raw) {
-            free(nv ? nv : v);
-            free(s);
-            free(raw);
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        }
-        v = nv;
-        cairn__ghost__sig_info__init(s);
-        memcpy(raw, si, sizeof(si));
-        s->raw.data = raw;
-        s->raw.len = sizeof(si);
-        v[n++] = s;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
-}
+/* ---- collect ----------------------------------------------------------- */
 
 static void s_mm_from_stat(const proc_stat_t *st, Cairn__Ghost__MmLayout *mm)
 {
@@ -1331,152 +228,10 @@ typedef struct s_pstrings {
     char cwd[PATH_MAX];
     char exe[PATH_MAX];
     char *auxv;
-    Cairn__Ghost__Creds creds;
-    proc_creds_t pc;       /* creds' arrays point into it */
-    Cairn__Ghost__SeccompFilter *filters;   /* n_filters, programs malloc'ed */
-    Cairn__Ghost__SeccompFilter **filterv;
-    size_t n_filters;
+    creds_dump_t cr;       /* the record's creds point into it */
 } s_pstrings_t;
 
-static void s_free_filters(s_pstrings_t *s)
-{
-    for (size_t i = 0; i < s->n_filters; i++)
-        free(s->filters[i].prog.data);
-    free(s->filters);
-    free(s->filterv);
-    s->filters = NULL, s->filterv = NULL, s->n_filters = 0;
-}
-
-/* One thread's seccomp filters, newest first (index 0 is the last
- * installed), into *ret (caller frees each prog and the array). */
-static int s_read_filters(pid_t tid, Cairn__Ghost__SeccompFilter **ret, size_t *ret_n,
-                          cairn_error_t *err)
-{
-    Cairn__Ghost__SeccompFilter *v = NULL;
-    size_t n = 0;
-    for (;; n++) {
-        long len = ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)n, NULL);
-        if (len < 0 && errno == ENOENT)
-            break;
-        Cairn__Ghost__SeccompFilter *nv = len > 0 ? realloc(v, (n + 1) * sizeof(*v)) : NULL;
-        uint8_t *prog = nv ? malloc((size_t)len * 8) : NULL;
-        struct { uint64_t filter_off, flags; } md = { n, 0 };
-        if (nv)
-            v = nv;
-        if (!prog || ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)n, prog) != len ||
-            ptrace(PTRACE_SECCOMP_GET_METADATA, tid, (void *)sizeof(md), &md) < 0) {
-            int e = len < 0 || !prog ? (len < 0 ? errno : ENOMEM) : errno;
-            free(prog);
-            for (size_t i = 0; i < n; i++)
-                free(v[i].prog.data);
-            free(v);
-            return cairn_error_set(err, -e, CAIRN_SYSTEM,
-                                   "seccomp filter %zu of thread %d: %s", n, (int)tid,
-                                   strerror(e));
-        }
-        cairn__ghost__seccomp_filter__init(&v[n]);
-        v[n].prog.data = prog, v[n].prog.len = (size_t)len * 8;
-        v[n].flags = (uint32_t)md.flags;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
-}
-
-/* A filter that hands syscalls to a user-space supervisor cannot come back
- * without it: SECCOMP_RET_USER_NOTIF anywhere in the program. */
-static bool s_filter_notifies(const Cairn__Ghost__SeccompFilter *f)
-{
-    for (size_t i = 0; i + 8 <= f->prog.len; i += 8) {
-        const uint8_t *in = f->prog.data + i;
-        uint16_t code = (uint16_t)(in[0] | in[1] << 8);
-        uint32_t k = (uint32_t)in[4] | (uint32_t)in[5] << 8 | (uint32_t)in[6] << 16 |
-                     (uint32_t)in[7] << 24;
-        if (code == (BPF_RET | BPF_K) && (k & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_USER_NOTIF)
-            return true;
-    }
-    return false;
-}
-
-static bool s_same_filters(const Cairn__Ghost__SeccompFilter *a, size_t na,
-                           const Cairn__Ghost__SeccompFilter *b, size_t nb)
-{
-    if (na != nb)
-        return false;
-    for (size_t i = 0; i < na; i++)
-        if (a[i].flags != b[i].flags || a[i].prog.len != b[i].prog.len ||
-            memcmp(a[i].prog.data, b[i].prog.data, a[i].prog.len) != 0)
-            return false;
-    return true;
-}
-
-/* The process's seccomp filters (mode 2), oldest first, the same for every
- * thread. A filter notifying a supervisor cannot work without it, and
- * threads with other filters than the leader's are not one process's:
- * both refused (after the freeze: only ptrace reads filters). */
-static int s_collect_seccomp(const s_proc_t *p, s_pstrings_t *s, Cairn__Ghost__Process *pr,
-                             cairn_error_t *err)
-{
-    if (s->pc.seccomp != 2)   /* strict mode (1) was refused by the check */
-        return 0;
-    int r = s_read_filters(p->t[0].tid, &s->filters, &s->n_filters, err);
-    for (size_t i = 0; r == 0 && i < s->n_filters; i++)
-        if (s_filter_notifies(&s->filters[i]))
-            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                "process %d has a seccomp filter that notifies a "
-                                "supervisor (SECCOMP_RET_USER_NOTIF)", (int)p->pid);
-    for (size_t t = 1; r == 0 && t < p->nt; t++) {
-        Cairn__Ghost__SeccompFilter *o = NULL;
-        size_t no = 0;
-        r = s_read_filters(p->t[t].tid, &o, &no, err);
-        if (r == 0 && !s_same_filters(o, no, s->filters, s->n_filters))
-            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                "process %d thread %d has other seccomp filters than its "
-                                "leader", (int)p->pid, (int)p->t[t].tid);
-        for (size_t i = 0; i < no; i++)
-            free(o[i].prog.data);
-        free(o);
-    }
-    if (r == 0 && s->n_filters &&
-        !(s->filterv = calloc(s->n_filters, sizeof(*s->filterv))))
-        r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    if (r < 0)
-        return r;
-    for (size_t i = 0; i < s->n_filters; i++)   /* the image: oldest first */
-        s->filterv[i] = &s->filters[s->n_filters - 1 - i];
-    pr->n_seccomp = s->n_filters;
-    pr->seccomp = s->filterv;
-    return 0;
-}
-
-/* The process's credentials, s->pc (read with its status; the check made
- * sure every thread has the leader's); securebits and the dumpable flag
- * only the task can tell. */
-static int s_collect_creds(const s_proc_t *p, s_thread_t *t, s_pstrings_t *s,
-                           cairn_error_t *err)
-{
-    int64_t bits = 0, dumpable = 0;
-    uint64_t a[6] = { PR_GET_SECUREBITS, 0, 0, 0, 0, 0 };
-    uint64_t b[6] = { PR_GET_DUMPABLE, 0, 0, 0, 0, 0 };
-    int r = s_inject_ok(p, t, SYS_prctl, a, "prctl(PR_GET_SECUREBITS)", &bits, err);
-    if (r == 0)
-        r = s_inject_ok(p, t, SYS_prctl, b, "prctl(PR_GET_DUMPABLE)", &dumpable, err);
-    if (r < 0)
-        return r;
-    Cairn__Ghost__Creds *c = &s->creds;
-    cairn__ghost__creds__init(c);
-    c->n_uid = 4, c->uid = s->pc.uid;
-    c->n_gid = 4, c->gid = s->pc.gid;
-    c->n_groups = s->pc.n_groups, c->groups = s->pc.groups;
-    c->cap_inh = s->pc.cap_inh, c->cap_prm = s->pc.cap_prm, c->cap_eff = s->pc.cap_eff;
-    c->cap_bnd = s->pc.cap_bnd, c->cap_amb = s->pc.cap_amb;
-    c->securebits = (uint32_t)bits;
-    c->no_new_privs = s->pc.no_new_privs;
-    c->dumpable = (uint32_t)dumpable;
-    return 0;
-}
-
-static int s_collect_mm(const s_proc_t *p, s_thread_t *t, const proc_stat_t *st,
+static int s_collect_mm(const dump_proc_t *p, dump_thread_t *t, const proc_stat_t *st,
                         Cairn__Ghost__MmLayout *mm, s_pstrings_t *s, cairn_error_t *err)
 {
     s_mm_from_stat(st, mm);
@@ -1492,21 +247,21 @@ static int s_collect_mm(const s_proc_t *p, s_thread_t *t, const proc_stat_t *st,
     mm->exe_path = s->exe;
     uint64_t a[6] = { 0 };
     int64_t brk = 0;
-    r = s_inject(p, t, SYS_brk, a, &brk, err);
+    r = seize_inject(p, t, SYS_brk, a, &brk, err);
     mm->brk = (uint64_t)brk;
     return r;
 }
 
-static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
+static int s_collect_process(dump_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Process *pr,
                              Cairn__Ghost__MmLayout *mm, s_pstrings_t *s,
                              cairn_error_t *err)
 {
     proc_stat_t st;
     proc_status_t status;
-    s_thread_t *leader = &p->t[0];
+    dump_thread_t *leader = &p->t[0];
     int r = proc_read_stat(p->pid, &st, err);
     if (r == 0)
-        r = proc_read_status(p->pid, &status, &s->pc, err);
+        r = proc_read_status(p->pid, &status, &s->cr.pc, err);
     if (r == 0)
         r = proc_readlink(p->pid, "cwd", s->cwd, sizeof(s->cwd), err);
     if (r == 0)
@@ -1522,802 +277,25 @@ static int s_collect_process(s_ctx_t *c, s_proc_t *p, Cairn__Ghost__Process *pr,
     pr->umask = status.umask;
     pr->mm = mm;
     pr->n_threads = (uint32_t)p->nt;
-    if ((r = s_collect_rlimits(p, pr, err)) < 0 ||
-        (r = s_collect_sigactions(p, leader, &status, pr, err)) < 0 ||
-        (r = s_collect_itimers(p, leader, pr, err)) < 0 ||
-        (r = s_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
-                               err)) < 0 ||
-        (r = s_collect_creds(p, leader, s, err)) < 0 ||
-        (r = s_collect_seccomp(p, s, pr, err)) < 0)
+    if ((r = creds_collect_rlimits(p, pr, err)) < 0 ||
+        (r = sig_collect_sigactions(p, leader, &status, pr, err)) < 0 ||
+        (r = sig_collect_itimers(p, leader, pr, err)) < 0 ||
+        (r = sig_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
+                                 err)) < 0 ||
+        (r = creds_collect(p, leader, &s->cr, pr, err)) < 0)
         return r;
-    pr->creds = &s->creds;
+    pr->creds = &s->cr.creds;
     return s_collect_mm(p, leader, &st, mm, s, err);
 }
 
-/* Buffers owned by a thread record under construction. */
-typedef struct s_tbufs {
-    uint8_t xsave[S_XSAVE_MAX];
-    Cairn__Ghost__Rseq rseq;
-} s_tbufs_t;
+/* ---- write ------------------------------------------------------------- */
 
-static int s_collect_thread_ptrace(s_thread_t *t, Cairn__Ghost__Thread *th, s_tbufs_t *b,
-                                   cairn_error_t *err)
+static int s_put(dump_ctx_t *c, Cairn__Ghost__Record *rec, cairn_error_t *err)
 {
-    struct iovec xs = { b->xsave, sizeof(b->xsave) };
-    if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_X86_XSTATE, &xs) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "xsave of %d: %s", (int)t->tid,
-                               strerror(errno));
-    th->xsave.data = b->xsave;
-    th->xsave.len = xs.iov_len;
-    struct { uint64_t ptr; uint32_t size, sig, flags, pad; } rs = { 0 };
-    if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, t->tid, (void *)sizeof(rs), &rs) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "rseq of %d: %s", (int)t->tid,
-                               strerror(errno));
-    cairn__ghost__rseq__init(&b->rseq);
-    b->rseq.addr = rs.ptr, b->rseq.len = rs.size, b->rseq.signature = rs.sig;
-    th->rseq = &b->rseq;
-    uint64_t head = 0;
-    size_t len = 0;
-    if (syscall(SYS_get_robust_list, t->tid, &head, &len) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "robust list of %d: %s",
-                               (int)t->tid, strerror(errno));
-    th->robust_list = head, th->robust_list_len = len;
-    return s_collect_pending(t->tid, false, &th->pending, &th->n_pending, err);
+    return ghost_write_record(c->out.w, rec, err);
 }
 
-static int s_collect_thread(const s_proc_t *p, s_thread_t *t, Cairn__Ghost__Thread *th,
-                            s_tbufs_t *b, cairn_error_t *err)
-{
-    th->tid = (uint32_t)t->tid;
-    th->leader = t->tid == p->pid;
-    th->regs.data = (uint8_t *)&t->regs;
-    th->regs.len = sizeof(t->regs);
-    th->sigmask = t->sigmask;
-    th->fs_base = t->regs.fs_base, th->gs_base = t->regs.gs_base;
-    th->syscall_nr = (int64_t)t->regs.orig_rax < 0 ? -1 : (int64_t)t->regs.orig_rax;
-    th->syscall_ret = th->syscall_nr < 0 ? 0 : (int64_t)t->regs.rax;
-    uint64_t a[6] = { 0, t->scratch, 0, 0, 0, 0 }, ss[3];
-    int r = s_inject_read(p, t, SYS_sigaltstack, a, "sigaltstack", ss, sizeof(ss), err);
-    if (r < 0)
-        return r;
-    th->altstack_sp = ss[0], th->altstack_flags = (int32_t)ss[1], th->altstack_size = ss[2];
-    uint64_t b2[6] = { PR_GET_TID_ADDRESS, t->scratch, 0, 0, 0, 0 }, addr = 0;
-    r = s_inject_read(p, t, SYS_prctl, b2, "prctl(PR_GET_TID_ADDRESS)", &addr, sizeof(addr),
-                      err);
-    if (r < 0)
-        return r;
-    th->clear_tid_addr = addr;
-    return s_collect_thread_ptrace(t, th, b, err);
-}
-
-static void s_free_pending(Cairn__Ghost__SigInfo **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i]->raw.data);
-        free(v[i]);
-    }
-    free(v);
-}
-
-/* ==== phase 4: write =================================================== */
-
-static int s_put(s_ctx_t *c, Cairn__Ghost__Record *rec, cairn_error_t *err)
-{
-    return ghost_write_record(c->w, rec, err);
-}
-
-static int s_write_threads(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
-{
-    s_tbufs_t *b = malloc(sizeof(*b));
-    if (!b)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    int r = 0;
-    for (size_t i = 0; r == 0 && i < p->nt; i++) {
-        Cairn__Ghost__Thread th = CAIRN__GHOST__THREAD__INIT;
-        r = s_collect_thread(p, &p->t[i], &th, b, err);
-        if (r == 0) {
-            Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
-            rec.r_case = CAIRN__GHOST__RECORD__R_THREAD;
-            rec.thread = &th;
-            r = s_put(c, &rec, err);
-        }
-        s_free_pending(th.pending, th.n_pending);
-    }
-    free(b);
-    return r;
-}
-
-static bool s_fd_memfd(const s_ctx_t *c, uint64_t ino)
-{
-    for (size_t i = 0; i < c->nfd_memfds; i++)
-        if (c->fd_memfds[i] == ino)
-            return true;
-    return false;
-}
-
-/* Adds ino to the memfds some fd of the tree refers to, once. */
-static int s_note_fd_memfd(s_ctx_t *c, uint64_t ino, cairn_error_t *err)
-{
-    if (s_fd_memfd(c, ino))
-        return 0;
-    uint64_t *nv = realloc(c->fd_memfds, (c->nfd_memfds + 1) * sizeof(*nv));
-    if (!nv)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    c->fd_memfds = nv;
-    c->fd_memfds[c->nfd_memfds++] = ino;
-    return 0;
-}
-
-/* Which pages of a vma of this kind are dumped: 0 none, 1 present only
- * (anonymous private: the rest is zero), 2 all, 3 the present anonymous
- * ones (a private file mapping: the pages the process wrote; the others
- * are the file's, mapped again at restore). A memfd some fd of the tree
- * refers to: none (its object pages hold it all, restore.c). */
-static int s_dump_policy(const s_ctx_t *c, const proc_vma_t *v, Cairn__Ghost__VmaKind k)
-{
-    if (k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && s_fd_memfd(c, v->ino))
-        return 0;
-    switch (k) {
-    case CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE:
-    case CAIRN__GHOST__VMA_KIND__VMA_HEAP:
-    case CAIRN__GHOST__VMA_KIND__VMA_STACK:
-        return 1;
-    case CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE:
-        return 3;
-    case CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED:
-    case CAIRN__GHOST__VMA_KIND__VMA_MEMFD:
-        return 2;
-    default:
-        return 0;
-    }
-}
-
-/* stat of the object a file or shared mapping maps (/proc/PID/map_files:
- * the mapped inode itself, whatever the path now names). */
-static int s_map_file_stat(pid_t pid, const proc_vma_t *v, struct stat *st)
-{
-    char path[96];
-    snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid,
-             (unsigned long long)v->start, (unsigned long long)v->end);
-    return stat(path, st) < 0 ? -errno : 0;
-}
-
-static int s_vma_record(const s_ctx_t *c, pid_t pid, const proc_vma_t *v,
-                        Cairn__Ghost__Vma *out, cairn_error_t *err)
-{
-    Cairn__Ghost__VmaKind k;
-    int r = s_vma_kind(pid, v, &k, err);
-    if (r < 0)
-        return r;
-    out->start = v->start, out->end = v->end, out->prot = v->prot;
-    out->flags = (v->shared ? MAP_SHARED : MAP_PRIVATE) |
-                 ((v->vmflags & PROC_VMF_GROWSDOWN) ? MAP_GROWSDOWN : 0) |
-                 ((v->vmflags & PROC_VMF_NORESERVE) ? MAP_NORESERVE : 0);
-    out->pgoff = v->pgoff, out->kind = k;
-    out->path = (char *)v->path;
-    out->dev = v->dev, out->ino = v->ino;
-    if (k == CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED || k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
-        out->shmid = v->ino;
-    out->dumped = s_dump_policy(c, v, k) != 0;
-    struct stat st;
-    if (k == CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE && s_map_file_stat(pid, v, &st) == 0) {
-        out->file_size = (uint64_t)st.st_size;
-        out->file_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-    }
-    return 0;
-}
-
-static int s_write_vmas(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
-{
-    for (size_t i = 0; i < vm->n; i++) {
-        Cairn__Ghost__Vma v = CAIRN__GHOST__VMA__INIT;
-        int r = s_vma_record(c, p->pid, &vm->v[i], &v, err);
-        if (r < 0)
-            return r;
-        Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
-        rec.r_case = CAIRN__GHOST__RECORD__R_VMA;
-        rec.vma = &v;
-        if ((r = s_put(c, &rec, err)) < 0)
-            return r;
-    }
-    return 0;
-}
-
-/* Memory goes out through a small pipeline: this thread reads windows of
- * pages (process_vm_readv, /proc/PID/mem) into a ring of S_SLOTS buffers
- * carved from c->buf while a writer thread sends the filled ones to the
- * image, in order. Reading the next window overlaps writing the last: on
- * tmpfs a write (page-cache allocation and a copy) costs as much as the
- * read, so doing both on one thread halves the throughput. The writer
- * thread is the only user of c->w until s_pipe_stop has joined it; ptrace
- * stays on this thread. */
-#define S_SLOTS 4
-#define S_SLOT (S_CHUNK / S_SLOTS)
-
-/* One filled window waiting for the writer. */
-typedef struct s_slot {
-    uint64_t addr;         /* first page */
-    size_t len;            /* bytes, a page multiple */
-} s_slot_t;
-
-/* The ring between the reading thread and the writer thread. */
-typedef struct s_pipe {
-    s_ctx_t *c;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;     /* any change of head, tail, closing or rc */
-    s_slot_t slot[S_SLOTS];
-    uint64_t head;         /* windows submitted */
-    uint64_t tail;         /* windows written */
-    bool closing;          /* no more windows will come */
-    int rc;                /* first write error, 0 if none */
-    cairn_error_t err;     /* its reason */
-} s_pipe_t;
-
-/* Memory access to one process. */
-typedef struct s_mem {
-    pid_t pid;
-    int mem_fd;        /* /proc/PID/mem */
-    int pagemap_fd;    /* /proc/PID/pagemap */
-    s_pipe_t *pipe;    /* the writer of this process's pages, once started */
-    bool direct;       /* this vma's runs go through c->direct */
-} s_mem_t;
-
-static uint8_t *s_slot_buf(const s_pipe_t *q, uint64_t n)
-{
-    return q->c->buf + (n % S_SLOTS) * S_SLOT;
-}
-
-static void *s_pipe_writer(void *arg)
-{
-    s_pipe_t *q = arg;
-    pthread_mutex_lock(&q->mu);
-    for (;;) {
-        while (q->tail == q->head && !q->closing)
-            pthread_cond_wait(&q->cv, &q->mu);
-        if (q->tail == q->head)
-            break;
-        s_slot_t s = q->slot[q->tail % S_SLOTS];
-        pthread_mutex_unlock(&q->mu);
-        struct iovec v = { s_slot_buf(q, q->tail), s.len };
-        int r = ghost_write_pages(q->c->w, s.addr, s.len / q->c->page_size,
-                                  q->c->page_size, &v, 1, &q->err);
-        pthread_mutex_lock(&q->mu);
-        q->tail++;
-        if (r < 0) {
-            q->rc = r;
-            pthread_cond_broadcast(&q->cv);
-            break;
-        }
-        pthread_cond_broadcast(&q->cv);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return NULL;
-}
-
-static int s_pipe_start(s_pipe_t *q, s_ctx_t *c, cairn_error_t *err)
-{
-    *q = (s_pipe_t){ .c = c };
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
-    int r = pthread_create(&q->thread, NULL, s_pipe_writer, q);
-    if (r != 0) {
-        pthread_cond_destroy(&q->cv);
-        pthread_mutex_destroy(&q->mu);
-        return cairn_error_set(err, -r, CAIRN_SYSTEM, "cannot start the page writer: %s",
-                               strerror(r));
-    }
-    return 0;
-}
-
-/* Waits for the writer to drain the ring and joins it; returns its error
- * (into err) if it had one. */
-static int s_pipe_stop(s_pipe_t *q, cairn_error_t *err)
-{
-    pthread_mutex_lock(&q->mu);
-    q->closing = true;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    pthread_join(q->thread, NULL);
-    pthread_cond_destroy(&q->cv);
-    pthread_mutex_destroy(&q->mu);
-    if (q->rc < 0 && err)
-        *err = q->err;
-    return q->rc;
-}
-
-/* The buffer of the next free slot (waiting for the writer to free one),
- * or NULL once the writer has failed. */
-static uint8_t *s_pipe_acquire(s_pipe_t *q)
-{
-    pthread_mutex_lock(&q->mu);
-    while (q->head - q->tail >= S_SLOTS && q->rc == 0)
-        pthread_cond_wait(&q->cv, &q->mu);
-    uint8_t *b = q->rc == 0 ? s_slot_buf(q, q->head) : NULL;
-    pthread_mutex_unlock(&q->mu);
-    return b;
-}
-
-/* Hands the slot just filled (len > 0 bytes at addr) to the writer. */
-static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len)
-{
-    pthread_mutex_lock(&q->mu);
-    q->slot[q->head % S_SLOTS] = (s_slot_t){ addr, len };
-    q->head++;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-}
-
-/* Waits until the writer has sent every submitted window, so that this
- * thread may use c->w; -EPIPE once the writer has failed. */
-static int s_pipe_drain(s_pipe_t *q)
-{
-    pthread_mutex_lock(&q->mu);
-    while (q->tail != q->head && q->rc == 0)
-        pthread_cond_wait(&q->cv, &q->mu);
-    int rc = q->rc;
-    pthread_mutex_unlock(&q->mu);
-    return rc < 0 ? -EPIPE : 0;
-}
-
-/* A run of present anonymous pages placed in the image file and queued
- * for c->direct, in records of at most GHOST_DIRECT_BATCH bytes. */
-static int s_dump_run_direct(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr,
-                             size_t len, cairn_error_t *err)
-{
-    int r = m->pipe ? s_pipe_drain(m->pipe) : 0;
-    while (r == 0 && len > 0) {
-        size_t n = len < GHOST_DIRECT_BATCH ? len : GHOST_DIRECT_BATCH;
-        uint64_t off = 0;
-        r = ghost_write_pages_room(c->w, addr, n / c->page_size, c->page_size, &off, err);
-        if (r == 0)
-            r = ghost_direct_add(c->direct, m->pid, m->mem_fd, readable, addr, off, n, err);
-        c->pages += r == 0 ? n / c->page_size : 0;
-        addr += n;
-        len -= n;
-    }
-    return r;
-}
-
-/* Queues a run of pages for writing, skipping single unreadable pages.
- * A write error shows here (or in s_pipe_stop) as -EPIPE from this side:
- * the caller takes the writer's own error from s_pipe_stop. */
-static int s_dump_run(s_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size_t len,
-                      cairn_error_t *err)
-{
-    if (m->direct)
-        return s_dump_run_direct(c, m, readable, addr, len, err);
-    size_t ps = c->page_size;
-    while (len > 0) {
-        size_t n = len < S_SLOT ? len : S_SLOT;
-        uint8_t *buf = s_pipe_acquire(m->pipe);
-        if (!buf)
-            return -EPIPE;
-        size_t got = proc_read_mem(m->pid, m->mem_fd, readable, addr, buf, n);
-        if (got > 0) {
-            s_pipe_submit(m->pipe, addr, got);
-            c->pages += got / ps;
-        }
-        size_t adv = got < n ? got + ps : got;   /* skip the page that failed */
-        if (adv > len)
-            adv = len;
-        addr += adv;
-        len -= adv;
-    }
-    return 0;
-}
-
-/* PAGEMAP_SCAN (Linux 6.7, <linux/fs.h> of newer headers than Debian 12's):
- * the kernel walks the page tables and returns only the populated ranges,
- * so a huge sparse reservation -- ASan's terabytes of shadow, a runtime's
- * arena -- costs its populated pages, not one pagemap entry per page. */
-struct s_page_region {
-    uint64_t start, end, categories;
-};
-struct s_pm_scan_arg {
-    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define S_PAGEMAP_SCAN _IOWR('f', 16, struct s_pm_scan_arg)
-#define S_PAGE_IS_FILE (1ull << 2)
-#define S_PAGE_IS_PRESENT (1ull << 3)
-#define S_PAGE_IS_SWAPPED (1ull << 4)
-#define S_SCAN_REGIONS 512
-
-/* Dumps v's present or swapped pages found by PAGEMAP_SCAN (anon_only:
- * not those of the page cache). -ENOTTY when the kernel lacks it (nothing
- * dumped yet: the caller falls back). */
-static int s_dump_scanned(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
-                          cairn_error_t *err)
-{
-    if (c->opts->pagemap_read)
-        return -ENOTTY;
-    struct s_page_region *reg = malloc(S_SCAN_REGIONS * sizeof(*reg));
-    bool readable = v->prot & PROT_READ;
-    uint64_t at = v->start;
-    int r = reg ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    while (r == 0 && at < v->end) {
-        struct s_pm_scan_arg a = {
-            .size = sizeof(a), .start = at, .end = v->end,
-            .vec = (uint64_t)(uintptr_t)reg, .vec_len = S_SCAN_REGIONS,
-            .category_inverted = anon_only ? S_PAGE_IS_FILE : 0,
-            .category_mask = anon_only ? S_PAGE_IS_FILE : 0,
-            .category_anyof_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
-            .return_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
-        };
-        long n = ioctl(m->pagemap_fd, S_PAGEMAP_SCAN, &a);
-        if (n < 0) {
-            r = at == v->start && (errno == ENOTTY || errno == EINVAL)
-                    ? -ENOTTY
-                    : cairn_error_set(err, -errno, CAIRN_SYSTEM, "PAGEMAP_SCAN of %d at %#llx: %s",
-                                      (int)m->pid, (unsigned long long)at, strerror(errno));
-            break;
-        }
-        for (long i = 0; r == 0 && i < n; i++)
-            r = s_dump_run(c, m, readable, reg[i].start, (size_t)(reg[i].end - reg[i].start), err);
-        if (a.walk_end <= at)
-            break;   /* no progress: cannot happen, but never loop on it */
-        at = a.walk_end;
-    }
-    free(reg);
-    return r;
-}
-
-/* Dumps the pages of one vma that pagemap says are present or swapped
- * (anon_only: and not page-cache pages): with PAGEMAP_SCAN where the
- * kernel has it, else reading pagemap S_PAGEMAP_BATCH entries (512 KiB)
- * at a time: the kernel fills an entry for every page, populated or not,
- * and with 8192 entries per read the calls cost more (9.7 s against 8.5 s
- * for the 14 TiB shadow of an ASan-built program, idle VM). */
-#define S_PAGEMAP_BATCH (1u << 16)
-static int s_dump_present(s_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
-                          cairn_error_t *err)
-{
-    int scanned = s_dump_scanned(c, m, v, anon_only, err);
-    if (scanned != -ENOTTY)
-        return scanned;
-    size_t ps = c->page_size, npages = (v->end - v->start) / ps;
-    bool readable = v->prot & PROT_READ;
-    uint64_t *ent = malloc(S_PAGEMAP_BATCH * sizeof(*ent));
-    uint64_t run_start = 0;
-    size_t run_len = 0;
-    int r = ent ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (size_t i = 0; r == 0 && i < npages; i += S_PAGEMAP_BATCH) {
-        size_t n = npages - i < S_PAGEMAP_BATCH ? npages - i : S_PAGEMAP_BATCH;
-        off_t off = (off_t)((v->start / ps + i) * 8);
-        if (pread(m->pagemap_fd, ent, n * 8, off) != (ssize_t)(n * 8)) {
-            r = cairn_error_set(err, -EIO, CAIRN_SYSTEM, "pagemap of %d at %#llx",
-                                (int)m->pid, (unsigned long long)v->start);
-            break;
-        }
-        for (size_t j = 0; r == 0 && j < n; j++) {
-            uint64_t a = v->start + (i + j) * ps;
-            /* bit 63 present, 62 swapped, 61 a page-cache page */
-            bool file = (ent[j] & (1ull << 63)) && (ent[j] & (1ull << 61));
-            if ((ent[j] & (3ull << 62)) && !(anon_only && file)) {
-                if (run_len == 0)
-                    run_start = a;
-                run_len += ps;
-            } else if (run_len > 0) {
-                r = s_dump_run(c, m, readable, run_start, run_len, err);
-                run_len = 0;
-            }
-        }
-    }
-    free(ent);
-    if (r == 0 && run_len > 0)
-        r = s_dump_run(c, m, readable, run_start, run_len, err);
-    return r;
-}
-
-/* Where the pages of a shared mapping that its object backs end: its size
- * from the mapping's offset, in whole pages; -errno if the object cannot
- * be looked at. */
-static int s_object_end(pid_t pid, const proc_vma_t *v, uint64_t *ret_end)
-{
-    struct stat st;
-    int r = s_map_file_stat(pid, v, &st);
-    if (r < 0)
-        return r;
-    uint64_t size = (uint64_t)st.st_size, ps = 4096;
-    uint64_t backed = size > v->pgoff ? (size - v->pgoff + ps - 1) / ps * ps : 0;
-    *ret_end = backed < v->end - v->start ? v->start + backed : v->end;
-    return 0;
-}
-
-static int s_write_pages(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
-{
-    char path[64];
-    s_pipe_t q;
-    s_mem_t m = { p->pid, -1, -1, NULL };
-    snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
-    m.mem_fd = open(path, O_RDONLY | O_CLOEXEC);
-    snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)p->pid);
-    m.pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
-    int r = 0;
-    if (m.mem_fd < 0 || m.pagemap_fd < 0)
-        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
-                            strerror(errno));
-    for (size_t i = 0; r == 0 && i < vm->n; i++) {
-        const proc_vma_t *v = &vm->v[i];
-        Cairn__Ghost__VmaKind k;
-        r = s_vma_kind(p->pid, v, &k, err);
-        int pol = r == 0 ? s_dump_policy(c, v, k) : 0;
-        /* Present anonymous pages can always be read; a shared mapping
-         * cannot past the end of its object, which the pipeline finds page
-         * by page and the in-place copy needs to know first. */
-        uint64_t end = v->end;
-        m.direct = c->direct &&
-                   (pol == 1 || pol == 3 || (pol == 2 && s_object_end(p->pid, v, &end) == 0));
-        /* The streaming writer thread only once something is streamed. */
-        if (r == 0 && pol != 0 && !m.direct && !m.pipe && (r = s_pipe_start(&q, c, err)) == 0)
-            m.pipe = &q;
-        if (pol == 1 || pol == 3)
-            r = s_dump_present(c, &m, v, pol == 3, err);
-        else if (pol == 2 && end > v->start)
-            r = s_dump_run(c, &m, v->prot & PROT_READ, v->start, end - v->start, err);
-    }
-    if (r == 0 && c->direct)
-        r = ghost_direct_flush(c->direct, err);   /* before mem_fd closes */
-    if (m.pipe) {
-        int w = s_pipe_stop(&q, r == 0 || r == -EPIPE ? err : NULL);
-        if (r == 0 || r == -EPIPE)
-            r = w;
-    }
-    if (m.mem_fd >= 0)
-        close(m.mem_fd);
-    if (m.pagemap_fd >= 0)
-        close(m.pagemap_fd);
-    return r;
-}
-
-static bool s_pipe_seen(s_ctx_t *c, uint64_t ino)
-{
-    for (size_t i = 0; i < c->npipes; i++)
-        if (c->pipes_done[i] == ino)
-            return true;
-    return false;
-}
-
-/* Copies the unread bytes of a pipe without consuming them: tee(2) from a
- * second read end into a pipe of our own of the same capacity. */
-static int s_pipe_peek(pid_t pid, int fd, uint8_t **ret, size_t *ret_len, cairn_error_t *err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-    int in = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), mine[2] = { -1, -1 };
-    if (in < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
-                               strerror(errno));
-    int cap = fcntl(in, F_GETPIPE_SZ), r = 0;
-    uint8_t *data = cap > 0 ? malloc((size_t)cap) : NULL;
-    if (!data || pipe2(mine, O_NONBLOCK | O_CLOEXEC) < 0 ||
-        fcntl(mine[1], F_SETPIPE_SZ, cap) < cap)
-        r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "cannot set up a copy of %s", path);
-    ssize_t n = r == 0 ? tee(in, mine[1], (size_t)cap, SPLICE_F_NONBLOCK) : 0;
-    if (n < 0 && errno == EAGAIN)
-        n = 0;   /* empty */
-    if (r == 0 && n < 0)
-        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "tee from %s: %s", path,
-                            strerror(errno));
-    if (r == 0 && n > 0 && read(mine[0], data, (size_t)n) != n)
-        r = cairn_error_set(err, -EIO, CAIRN_SYSTEM, "short copy of the pipe %s", path);
-    close(in);
-    if (mine[0] >= 0)
-        close(mine[0]), close(mine[1]);
-    if (r < 0) {
-        free(data);
-        return r;
-    }
-    *ret = data;
-    *ret_len = n > 0 ? (size_t)n : 0;
-    return 0;
-}
-
-/* The order of the fdrefs tree: by file, then by open file description
- * as kcmp(KCMP_FILE) orders them (a total order: the kernel compares
- * obfuscated pointers), so finding the description of an fd costs
- * O(log n) kcmp calls where comparing it with every earlier fd on the same
- * file cost O(n): 10000 fds of /dev/null froze a process for 87 s. The
- * first kcmp that fails is kept in the key, with the fd it was compared
- * with (the key is the first argument: tsearch compares the key it is
- * given with the tree's). */
-static int s_fdref_cmp(const void *ka, const void *kb)
-{
-    s_fdref_t *a = (s_fdref_t *)ka;
-    const s_fdref_t *b = kb;
-    if (a->dev != b->dev)
-        return a->dev < b->dev ? -1 : 1;
-    if (a->ino != b->ino)
-        return a->ino < b->ino ? -1 : 1;
-    long k = syscall(SYS_kcmp, a->pid, b->pid, KCMP_FILE, a->fd, b->fd);
-    if (k < 0 || k > 2) {
-        if (!a->kcmp_errno)
-            *a = (s_fdref_t){ a->pid, a->fd, a->dev, a->ino, k < 0 ? errno : EINVAL,
-                              b->pid, b->fd };
-        return -1;   /* any answer: the caller fails on kcmp_errno */
-    }
-    return k == 0 ? 0 : k == 1 ? -1 : 1;
-}
-
-/* Sets f->shares* to the first earlier fd of the image (this process's
- * lower fds, or any fd of a process written before) with the same open
- * file description; an fd sharing none is remembered for later ones. */
-static int s_fd_share(s_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f, cairn_error_t *err)
-{
-    s_fdref_t *key = malloc(sizeof(*key));
-    if (!key)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    *key = (s_fdref_t){ pid, f->fd, f->dev, f->ino, 0, 0, 0 };
-    s_fdref_t **at = tsearch(key, &c->fdrefs, s_fdref_cmp);
-    s_fdref_t failed = *key;
-    if (!at) {
-        free(key);
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    }
-    const s_fdref_t *first = *at;
-    bool shares = first != key;
-    if (shares)
-        free(key);   /* else the tree owns it (tdestroy), even on failure */
-    int e = failed.kcmp_errno;
-    if (e)
-        return cairn_error_set(err, -e, CAIRN_SYSTEM,
-                               "kcmp of process %d fd %d with process %d fd %d: %s", (int)pid,
-                               f->fd, (int)failed.kcmp_pid, failed.kcmp_fd, strerror(e));
-    if (shares) {
-        f->shares = true;
-        f->shares_pid = (uint32_t)first->pid;
-        f->shares_fd = first->fd;
-    }
-    return 0;
-}
-
-/* Remembers the memfd f refers to, once per image, for s_write_objects. */
-static int s_note_object(s_ctx_t *c, pid_t pid, const Cairn__Ghost__Fd *f,
-                         cairn_error_t *err)
-{
-    for (size_t i = 0; i < c->nobjs; i++)
-        if (c->objs[i].shmid == f->shmid)
-            return 0;
-    s_obj_t *nv = realloc(c->objs, (c->nobjs + 1) * sizeof(*nv));
-    if (!nv)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    c->objs = nv;
-    c->objs[c->nobjs++] = (s_obj_t){ f->shmid, pid, f->fd, f->size };
-    return 0;
-}
-
-static int s_write_fd(s_ctx_t *c, s_proc_t *p, int fd, cairn_error_t *err)
-{
-    Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
-    char path[PATH_MAX];
-    uint8_t *data = NULL;
-    ghost_anon_t anon = { .frozen = true, .force_probe = c->opts->probe_eventfds };
-    int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), &anon, err);
-    if (r == 0 && f.kind != CAIRN__GHOST__FD_KIND__FD_PIPE)
-        r = s_fd_share(c, p->pid, &f, err);
-    if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_MEMFD)
-        r = s_note_object(c, p->pid, &f, err);
-    if (r == 0 && f.kind == CAIRN__GHOST__FD_KIND__FD_PIPE && !f.pipe_write_end &&
-        !s_pipe_seen(c, f.pipe_id)) {
-        size_t len = 0;
-        r = s_pipe_peek(p->pid, fd, &data, &len, err);
-        f.pipe_data.data = data;
-        f.pipe_data.len = len;
-        uint64_t *nv = r == 0 ? realloc(c->pipes_done, (c->npipes + 1) * 8) : NULL;
-        if (r == 0 && !nv)
-            r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        if (r == 0)
-            c->pipes_done = nv, c->pipes_done[c->npipes++] = f.pipe_id;
-        if (r == 0 && len > GHOST_MAX_RECORD - 4096)
-            r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                "process %d fd %d: pipe holds %zu unread bytes (limit %u)",
-                                (int)p->pid, fd, len, GHOST_MAX_RECORD - 4096);
-    }
-    if (r == 0) {
-        Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
-        rec.r_case = CAIRN__GHOST__RECORD__R_FD;
-        rec.fd = &f;
-        r = s_put(c, &rec, err);
-    }
-    free(data);
-    ghost_anon_free(&anon);
-    return r;
-}
-
-#define S_OBJ_CHUNK (4u << 20)   /* object pages per record */
-
-/* Writes [off, end) of a memfd (o, opened as fd) as object_pages records
- * of up to S_OBJ_CHUNK bytes; the last page is zero-padded past the end
- * of the file. */
-static int s_write_extent(s_ctx_t *c, const s_obj_t *o, int fd, uint8_t *buf,
-                          uint64_t off, uint64_t end, cairn_error_t *err)
-{
-    size_t ps = c->page_size;
-    while (off < end) {
-        size_t n = end - off < S_OBJ_CHUNK ? (size_t)(end - off) : S_OBJ_CHUNK, got = 0;
-        while (got < n) {
-            ssize_t k = pread(fd, buf + got, n - got, (off_t)(off + got));
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k < 0)
-                return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                                       "reading memfd %llu of process %d at %llu: %s",
-                                       (unsigned long long)o->shmid, (int)o->pid,
-                                       (unsigned long long)(off + got), strerror(errno));
-            if (k == 0)
-                break;   /* shrunk meanwhile: the rest reads as zero */
-            got += (size_t)k;
-        }
-        size_t padded = (n + ps - 1) / ps * ps;
-        memset(buf + got, 0, padded - got);
-        struct iovec v = { buf, padded };
-        int r = ghost_write_object_pages(c->w, o->shmid, off, padded / ps, c->page_size,
-                                         &v, 1, err);
-        if (r < 0)
-            return r;
-        c->pages += padded / ps;
-        off += n;
-    }
-    return 0;
-}
-
-/* The contents of one memfd: its data extents (SEEK_DATA/SEEK_HOLE, so a
- * hole stays a hole; the whole file where the fs cannot tell), read
- * through /proc/PID/fd/N opened read-only. */
-static int s_write_object(s_ctx_t *c, const s_obj_t *o, cairn_error_t *err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)o->pid, o->fd);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    uint8_t *buf = fd >= 0 ? malloc(S_OBJ_CHUNK) : NULL;
-    int r = 0;
-    if (!buf)
-        r = fd < 0 ? cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
-                                     strerror(errno))
-                   : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    uint64_t at = 0, ps = c->page_size;
-    while (r == 0 && at < o->size) {
-        off_t data = lseek(fd, (off_t)at, SEEK_DATA), hole;
-        if (data < 0 && errno == ENXIO)
-            break;   /* only a hole is left */
-        if (data < 0)
-            data = (off_t)at, hole = (off_t)o->size;
-        else if ((hole = lseek(fd, data, SEEK_HOLE)) < 0)
-            hole = (off_t)o->size;
-        uint64_t end = (uint64_t)hole < o->size ? (uint64_t)hole : o->size;
-        r = s_write_extent(c, o, fd, buf, (uint64_t)data / ps * ps, end, err);
-        at = end > at ? end : at + ps;
-    }
-    free(buf);
-    if (fd >= 0)
-        close(fd);
-    return r;
-}
-
-/* Object pages of the memfds first referred to since the last call. */
-static int s_write_objects(s_ctx_t *c, cairn_error_t *err)
-{
-    for (; c->objs_written < c->nobjs; c->objs_written++) {
-        int r = s_write_object(c, &c->objs[c->objs_written], err);
-        if (r < 0)
-            return r;
-    }
-    return 0;
-}
-
-/* The fds of one process, then the contents of the memfds they bring. */
-static int s_write_fds(s_ctx_t *c, s_proc_t *p, const int *fds, size_t n, cairn_error_t *err)
-{
-    for (size_t i = 0; i < n; i++) {
-        int r = s_write_fd(c, p, fds[i], err);
-        if (r < 0)
-            return r;
-    }
-    return s_write_objects(c, err);
-}
-
-static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm,
+static int s_write_process_record(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
                                   size_t nfds, cairn_error_t *err)
 {
     Cairn__Ghost__Process pr = CAIRN__GHOST__PROCESS__INIT;
@@ -2334,55 +312,40 @@ static int s_write_process_record(s_ctx_t *c, s_proc_t *p, const proc_vmas_t *vm
         rec.process = &pr;
         r = s_put(c, &rec, err);
     }
-    s_free_sigactions(&pr);
+    sig_free_process(&pr);
+    creds_free_rlimits(&pr);
     free(s->auxv);
-    proc_creds_free(&s->pc);
-    s_free_filters(s);
+    creds_free(&s->cr);
     free(s);
     return r;
 }
 
 /* Everything of one process, in stream order. */
-static int s_write_process(s_ctx_t *c, s_proc_t *p, cairn_error_t *err)
+static int s_write_process(dump_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
 {
     const proc_vmas_t *vm = &p->vm;   /* frozen since the check read it */
     int *fds = NULL;
     size_t nfds = 0;
-    int r = s_find_vdso_syscall(p, vm, err);
+    int r = seize_find_vdso_syscall(p, vm, err);
     if (r == 0)
         r = proc_list_dir(p->pid, "fd", &fds, &nfds, err);
     for (size_t i = 0; r == 0 && i < p->nt; i++)
-        r = s_prepare_thread(&p->t[i], err);
+        r = seize_prepare_thread(&p->t[i], err);
     if (r == 0)
         r = s_write_process_record(c, p, vm, nfds, err);
     if (r == 0)
-        r = s_write_threads(c, p, err);
+        r = threads_write(c, p, err);
     if (r == 0)
-        r = s_write_vmas(c, p, vm, err);
+        r = mem_write_vmas(c, p, vm, err);
     if (r == 0)
-        r = s_write_pages(c, p, vm, err);
+        r = mem_write_pages(c, p, vm, err);
     if (r == 0)
-        r = s_write_fds(c, p, fds, nfds, err);
+        r = files_write(c, p, fds, nfds, err);
     free(fds);
     return r;
 }
 
-static void s_special_sizes(pid_t pid, uint64_t *vdso, uint64_t *vvar)
-{
-    proc_vmas_t vm = { 0 };
-    *vdso = *vvar = 0;
-    if (proc_read_vmas(pid, false, &vm, NULL) < 0)
-        return;
-    for (size_t i = 0; i < vm.n; i++) {
-        if (strcmp(vm.v[i].path, "[vdso]") == 0)
-            *vdso += vm.v[i].end - vm.v[i].start;
-        else if (strncmp(vm.v[i].path, "[vvar", 5) == 0)
-            *vvar += vm.v[i].end - vm.v[i].start;
-    }
-    proc_vmas_free(&vm);
-}
-
-static int s_write_header(s_ctx_t *c, pid_t root, cairn_error_t *err)
+static int s_write_header(dump_ctx_t *c, pid_t root, cairn_error_t *err)
 {
     struct utsname u;
     struct timespec ts;
@@ -2391,28 +354,28 @@ static int s_write_header(s_ctx_t *c, pid_t root, cairn_error_t *err)
     Cairn__Ghost__ImageHeader h = CAIRN__GHOST__IMAGE_HEADER__INIT;
     h.version = GHOST_IMAGE_VERSION;
     h.kernel_release = u.release;
-    h.page_size = c->page_size;
+    h.page_size = c->out.page_size;
     h.created_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     h.root_pid = (uint32_t)root;
     h.cairn_version = CAIRN_VERSION;
-    h.n_processes = (uint32_t)c->np;
-    s_special_sizes(root, &h.vdso_size, &h.vvar_size);
+    h.n_processes = (uint32_t)c->tree.np;
+    mem_special_sizes(root, &h.vdso_size, &h.vvar_size);
     Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
     rec.r_case = CAIRN__GHOST__RECORD__R_HEADER;
     rec.header = &h;
     return s_put(c, &rec, err);
 }
 
-static int s_write_end(s_ctx_t *c, cairn_error_t *err)
+static int s_write_end(dump_ctx_t *c, cairn_error_t *err)
 {
     Cairn__Ghost__End e = CAIRN__GHOST__END__INIT;
-    e.total_pages = c->pages;
-    e.total_bytes = ghost_writer_bytes(c->w);
+    e.total_pages = c->out.pages;
+    e.total_bytes = ghost_writer_bytes(c->out.w);
     Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
     rec.r_case = CAIRN__GHOST__RECORD__R_END;
     rec.end = &e;
     int r = s_put(c, &rec, err);
-    return r < 0 ? r : ghost_writer_flush(c->w, err);
+    return r < 0 ? r : ghost_writer_flush(c->out.w, err);
 }
 
 /* Ends an image in a regular file where it ends (a file written over in
@@ -2429,22 +392,15 @@ static int s_finish_file(int fd, cairn_error_t *err)
     return 0;
 }
 
-static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
+static int s_write_image(dump_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 {
-    c->w = ghost_writer_new(out_fd);
-    c->buf = aligned_alloc(4096, S_CHUNK);   /* page-aligned: the kernel copies fastest */
-    if (!c->w || !c->buf)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    cairn_error_t why;
-    int r = ghost_direct_new(out_fd, 0, &c->direct, &why);
-    if (r == -EOPNOTSUPP)
-        r = 0;   /* a pipe, a socket, a small-page fs...: the pages are streamed */
-    else if (r < 0 && err)
-        *err = why;
+    c->out.w = ghost_writer_new(out_fd);
+    int r = c->out.w ? mem_dump_start(c, out_fd, err)
+                     : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     if (r == 0)
         r = s_write_header(c, root, err);
-    for (size_t i = 0; r == 0 && i < c->np; i++)
-        r = s_write_process(c, &c->p[i], err);
+    for (size_t i = 0; r == 0 && i < c->tree.np; i++)
+        r = s_write_process(c, &c->tree.p[i], err);
     if (r == 0)
         r = s_write_end(c, err);
     struct stat st;
@@ -2453,85 +409,58 @@ static int s_write_image(s_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
     return r;
 }
 
-/* ==== entry point ====================================================== */
+/* ---- entry point ------------------------------------------------------- */
 
-static void s_ctx_free(s_ctx_t *c)
+/* Each concern's state, empty. */
+static int s_ctx_init(dump_ctx_t *c, cairn_error_t *err)
 {
-    for (size_t i = 0; i < c->np; i++) {
-        free(c->p[i].t);
-        proc_vmas_free(&c->p[i].vm);
-    }
-    free(c->p);
-    free(c->buf);
-    free(c->pipes_done);
-    tdestroy(c->fdrefs, free);
-    free(c->objs);
-    free(c->fd_memfds);
-    ghost_direct_free(c->direct);
-    ghost_writer_free(c->w);
+    c->files = files_dump_new();
+    c->pipes = pipes_dump_new();
+    c->shmem = shmem_dump_new();
+    if (!c->files || !c->pipes || !c->shmem)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    return 0;
 }
 
-/* The frozen tree's processes each have their own memory
- * (s_own_memory). */
-static int s_check_own_memory(const s_ctx_t *c, cairn_error_t *err)
+static void s_ctx_free(dump_ctx_t *c)
 {
-    int r = 0;
-    for (size_t i = 0; r == 0 && i < c->np; i++)
-        if (c->p[i].parent != 0)
-            r = s_own_memory(c->p[i].parent, c->p[i].pid, err);
-    return r;
-}
-
-/* The check again on the frozen tree; its fds the tree checks looked at
- * into *ret_tfds (the caller frees v). */
-static int s_recheck_frozen(s_ctx_t *c, s_tree_fds_t *ret_tfds, cairn_error_t *err)
-{
-    s_tree_fds_t tfds = { 0 };
-    int r = 0;
-    for (size_t i = 0; r == 0 && i < c->np; i++)
-        r = s_check_one(c->p[i].pid, getpid(), &tfds, s_seen_find(c->seen, c->p[i].pid),
-                        &c->p[i].vm, err);
-    if (r == 0)
-        r = s_check_tree_fds(&tfds, err);
-    if (r == 0)
-        r = s_check_own_memory(c, err);
-    if (r == 0)
-        *ret_tfds = tfds;
-    else
-        free(tfds.v);
-    return r;
+    seize_tree_free(&c->tree);
+    c->mem = mem_dump_free(c->mem);
+    c->files = files_dump_free(c->files);
+    c->pipes = pipes_dump_free(c->pipes);
+    c->shmem = shmem_dump_free(c->shmem);
+    ghost_writer_free(c->out.w);
 }
 
 /* Phases 2-4 on a checked tree; stats->refused says how a failure ended. */
-static int s_run(s_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
+static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
                  cairn_error_t *err)
 {
-    uint64_t t0 = s_now_us();
-    int r = s_freeze(c, pid, err);
-    uint64_t t1 = s_now_us();
-    s_tree_fds_t tfds = { 0 };
+    uint64_t t0 = cairn_now_us();
+    int r = seize_freeze(&c->tree, pid, err);
+    uint64_t t1 = cairn_now_us();
+    files_tree_fds_t tfds = { 0 };
     if (r == 0 && (r = s_recheck_frozen(c, &tfds, err)) < 0) {
         stats->refused = true;
         return r;
     }
-    for (size_t i = 0; r == 0 && i < tfds.n; i++)
-        if (tfds.v[i].kind == S_TREE_MEMFD)
-            r = s_note_fd_memfd(c, tfds.v[i].ino, err);
+    if (r == 0)
+        r = shmem_note_fd_memfds(c->shmem, &tfds, err);
     free(tfds.v);
     if (r == 0)
         r = s_write_image(c, pid, out_fd, err);
     if (r < 0)
         return r;
-    stats->image_bytes = ghost_writer_bytes(c->w);
-    stats->pages = c->pages;
-    stats->processes = (uint32_t)c->np;
-    for (size_t i = 0; i < c->np; i++) {
-        stats->threads += (uint32_t)c->p[i].nt;
-        stats->stopped += c->p[i].t[0].stop_sig != 0;
+    stats->image_bytes = ghost_writer_bytes(c->out.w);
+    stats->pages = c->out.pages;
+    stats->processes = (uint32_t)c->tree.np;
+    for (size_t i = 0; i < c->tree.np; i++) {
+        stats->threads += (uint32_t)c->tree.p[i].nt;
+        stats->stopped += c->tree.p[i].t[0].stop_sig != 0;
     }
-    stats->copy_threads = (uint32_t)ghost_direct_threads(c->direct);
+    stats->copy_threads = (uint32_t)mem_copy_threads(c->mem);
     stats->freeze_us = t1 - t0;
-    stats->dump_us = s_now_us() - t1;
+    stats->dump_us = cairn_now_us() - t1;
     return 0;
 }
 
@@ -2542,30 +471,32 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
                        bool *ret_began, cairn_error_t *err)
 {
     ghost_dump_stats_t s = { 0 };
-    s_seen_list_t seen = { 0 };
+    mem_seen_t seen = { 0 };
     *ret_froze = *ret_began = false;
     int r = s_check_tree(pid, &seen, rt, err);
     if (r < 0) {
-        s_seen_free(&seen);
+        mem_seen_free(&seen);
         *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
         return r;
     }
-    s_ctx_t c = { .opts = opts, .seen = &seen,
-                  .page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
+    dump_ctx_t c = { .opts = opts, .seen = &seen,
+                     .out.page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
     *ret_froze = true;
-    r = s_run(&c, pid, out_fd, &s, err);
-    *ret_began = c.w != NULL;
+    r = s_ctx_init(&c, err);
+    if (r == 0)
+        r = s_run(&c, pid, out_fd, &s, err);
+    *ret_began = c.out.w != NULL;
     if (r == 0 && !opts->leave_running) {
-        s_kill_all(&c);
+        seize_kill_all(&c.tree);
     } else {
-        s.left_running = s_release_all(&c);
+        s.left_running = seize_release_all(&c.tree);
         if (r < 0)
             cairn_error_append(err, r, "; %s",
                                s.left_running ? "the process was left running"
                                               : "the process could not be resumed cleanly");
     }
     s_ctx_free(&c);
-    s_seen_free(&seen);
+    mem_seen_free(&seen);
     *stats = s;
     return r;
 }

@@ -56,7 +56,7 @@ struct ghost_reader {
     bool seen_end;         /* the end record was read */
 };
 
-/* ---- writer -------------------------------------------------------- */
+/* ---- writer ------------------------------------------------------------ */
 
 ghost_writer_t *ghost_writer_new(int fd)
 {
@@ -357,7 +357,7 @@ int ghost_write_object_pages(ghost_writer_t *w, uint64_t shmid, uint64_t offset,
     return r;
 }
 
-/* ---- reader -------------------------------------------------------- */
+/* ---- reader ------------------------------------------------------------ */
 
 ghost_reader_t *ghost_reader_new(int fd)
 {

@@ -1,7 +1,9 @@
 /* restore.c - ghost_restore: a checkpoint image back to a running process
  * tree.
  *
- * Design, in four stages, each in its own block of this file:
+ * Design, in four stages, each a block of this file that calls into the
+ * file of each object kind (mem.c, threads.c, signals.c, creds.c,
+ * files.c, pipes.c, shmem.c, tree.c, seize.c):
  *
  *  1. load: the stream is read once, in order. Small records are kept per
  *     process; page data goes straight into one staging memfd (read into
@@ -54,164 +56,46 @@
  *     that is born meanwhile); the status pipe says which process and
  *     step failed and why.
  *
- * Sessions and groups: a process leading its session or group creates it;
- * one in another member's group joins it after the barrier. The root's
- * session or group, when led from outside the tree, is replaced by the
- * caller's (a session cannot be joined); members that shared it with the
- * root follow. Members in a session other than their parent's without
- * leading it, or in a group led from outside that the root is not in, are
- * refused before anything is made.
+ * Sessions and groups are decided and recreated by tree.c (its opening
+ * comment says how); the helper fds and control pipes are rst.c's.
  */
-#include "restore.h"
-
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/ptrace.h>
-#include <sys/rseq.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/user.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-#include <linux/sched.h>
 
-#include "anonfd.h"
-#include "image.h"
-#include "proc/proc.h"
-#include "restorer/restorer.h"
+#include "creds.h"
+#include "engine.h"
+#include "files.h"
+#include "mem.h"
+#include "restore.h"
+#include "seize.h"
+#include "shmem.h"
+#include "signals.h"
+#include "threads.h"
+#include "tree.h"
+#include "util/clock.h"
 
 extern const unsigned char ghost_restorer_blob[];
 extern const size_t ghost_restorer_blob_size;
 
-#define S_PAGE 4096ull
-#define S_ALIGN(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
-#define S_FPX_MAGIC1 0x46505853u
-#define S_FPX_MAGIC2 0x46505845u
-#define S_XSAVE_MIN 576u
-#define S_ERESTARTSYS 512
-#define S_ERESTARTNOINTR 513
-#define S_ERESTARTNOHAND 514
-#define S_ERESTART_RESTARTBLOCK 516
-#define S_USER_CS 0x33
-#define S_USER_DS 0x2b
-#define S_TASK_SIZE 0x7ffffffff000ull
-#define S_SS_AUTODISARM (1u << 31)
-
-typedef Cairn__Ghost__Record s_rec_t;
-
-
-/* ---------------------------------------------------------------- load */
+/* ---- load -------------------------------------------------------------- */
 
 #define S_MAX_PROCS 4096   /* processes in one image (bounds allocations) */
 
-/* A growable array of record pointers (owned). */
-typedef struct {
-    s_rec_t **v;           /* records */
-    size_t n, cap;         /* used, allocated */
-} s_recs_t;
-
-/* One process of the image: its records and where its pages are. */
-typedef struct {
-    s_rec_t *process;      /* Record{process} */
-    s_recs_t threads, vmas, fds;
-    struct gr_run *runs;   /* page data in the staging memfd, by vaddr */
-    size_t n_runs, cap_runs;
-    int parent;            /* index of the parent process, -1 for the root */
-} s_proc_t;
-
-/* Object pages of one memfd, staged: [offset, offset + len) of object
- * shmid is at staging offset off. */
-typedef struct {
-    uint64_t shmid, offset, len, off;
-} s_objrun_t;
-
-/* The image as loaded: records, page runs and the staging memfd. */
-typedef struct {
-    s_rec_t *header;       /* Record{header} */
-    s_rec_t *end;          /* Record{end} */
-    s_proc_t *procs;       /* in image order: parents before children */
-    size_t n_procs;        /* processes read so far */
-    int staging_fd;        /* memfd holding every page, or the image file itself */
-    uint64_t staging_len;  /* bytes used in it (memfd only) */
-    bool direct;           /* staging_fd is the image file: raw bytes at their file offsets */
-    bool check_only;       /* ghost_restore_check: raw bytes skipped, never staged */
-    uint64_t pages;        /* pages read (object pages included) */
-    uint64_t bytes;        /* stream bytes consumed */
-    s_objrun_t *objruns;   /* object pages of memfds, in stream order */
-    size_t n_objruns, cap_objruns;
-} s_image_t;
-
-static void s_recs_free(s_recs_t *r)
-{
-    for (size_t i = 0; i < r->n; i++)
-        cairn__ghost__record__free_unpacked(r->v[i], NULL);
-    free(r->v);
-    *r = (s_recs_t){ 0 };
-}
-
-static int s_recs_add(s_recs_t *r, s_rec_t *rec)
-{
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 16;
-        s_rec_t **v = realloc(r->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        r->v = v;
-        r->cap = cap;
-    }
-    r->v[r->n++] = rec;
-    return 0;
-}
-
-static void s_proc_free(s_proc_t *pr)
-{
-    if (pr->process)
-        cairn__ghost__record__free_unpacked(pr->process, NULL);
-    s_recs_free(&pr->threads);
-    s_recs_free(&pr->vmas);
-    s_recs_free(&pr->fds);
-    free(pr->runs);
-    *pr = (s_proc_t){ 0 };
-}
-
-static void s_image_free(s_image_t *im)
-{
-    if (im->header)
-        cairn__ghost__record__free_unpacked(im->header, NULL);
-    if (im->end)
-        cairn__ghost__record__free_unpacked(im->end, NULL);
-    for (size_t i = 0; i < im->n_procs; i++)
-        s_proc_free(&im->procs[i]);
-    free(im->procs);
-    free(im->objruns);
-    if (im->staging_fd >= 0)
-        close(im->staging_fd);
-    *im = (s_image_t){ .staging_fd = -1 };
-}
-
-static int s_bad(cairn_error_t *err, const char *what, uint64_t at)
-{
-    return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                           "bad image: %s (at byte %llu)", what,
-                           (unsigned long long)at);
-}
-
-static int s_check_header(s_image_t *im, const Cairn__Ghost__ImageHeader *h,
+static int s_check_header(rst_image_t *im, const Cairn__Ghost__ImageHeader *h,
                           cairn_error_t *err)
 {
     long page = sysconf(_SC_PAGESIZE);
@@ -234,191 +118,46 @@ static int s_check_header(s_image_t *im, const Cairn__Ghost__ImageHeader *h,
     return 0;
 }
 
-/* The vma of a process holding [vaddr, vaddr + len). */
-static const Cairn__Ghost__Vma *s_vma_of(const s_proc_t *pr, uint64_t vaddr,
-                                         uint64_t len)
-{
-    for (size_t i = 0; i < pr->vmas.n; i++) {
-        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
-        if (vaddr >= v->start && vaddr + len <= v->end && vaddr + len > vaddr)
-            return v;
-    }
-    return NULL;
-}
-
-/* [vaddr, vaddr + len) lies in one writable vma of the process. */
-static bool s_writable(const s_proc_t *pr, uint64_t vaddr, uint64_t len)
-{
-    const Cairn__Ghost__Vma *v = vaddr ? s_vma_of(pr, vaddr, len) : NULL;
-    return v && (v->prot & PROT_WRITE);
-}
-
-static int s_run_add(s_proc_t *pr, uint64_t vaddr, uint64_t len, uint64_t off)
-{
-    struct gr_run *last = pr->n_runs ? &pr->runs[pr->n_runs - 1] : NULL;
-
-    if (last && last->vaddr + last->len == vaddr && last->off + last->len == off) {
-        last->len += len;
-        return 0;
-    }
-    if (pr->n_runs == pr->cap_runs) {
-        size_t cap = pr->cap_runs ? pr->cap_runs * 2 : 64;
-        struct gr_run *v = realloc(pr->runs, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        pr->runs = v;
-        pr->cap_runs = cap;
-    }
-    pr->runs[pr->n_runs++] = (struct gr_run){ vaddr, len, off };
-    return 0;
-}
-
 /* The process records are being read for (the last one). */
-static s_proc_t *s_cur(s_image_t *im)
+static rst_proc_t *s_cur(rst_image_t *im)
 {
     return im->n_procs ? &im->procs[im->n_procs - 1] : NULL;
 }
 
-/* Stages len raw bytes; *ret_off says where they are in staging_fd. A
- * regular-file image read from its start is its own staging area: the
- * bytes stay where they are (skipped, not copied), which saves allocating
- * and filling every page once more. Otherwise they go to the end of the
- * staging memfd through a shared mapping whose pages are allocated in one
- * batch. */
-static int s_stage(s_image_t *im, ghost_reader_t *r, uint64_t len,
-                   uint64_t *ret_off, cairn_error_t *err)
-{
-    void *win;
-    int ret;
-
-    if (im->direct || im->check_only) {
-        uint64_t at = ghost_reader_bytes(r);
-        ret = ghost_skip_raw(r, len, err);
-        if (ret == 0)
-            *ret_off = at;
-        return ret;
-    }
-    if (ftruncate(im->staging_fd, (off_t)(im->staging_len + len)) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                               "staging memfd of %llu bytes: %s",
-                               (unsigned long long)(im->staging_len + len),
-                               strerror(errno));
-    win = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, im->staging_fd,
-               (off_t)im->staging_len);
-    if (win == MAP_FAILED)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                               "mapping the staging memfd: %s", strerror(errno));
-    madvise(win, len, MADV_POPULATE_WRITE);   /* a hint: one batch, not a fault per page */
-    ret = ghost_read_raw(r, win, len, err);
-    munmap(win, len);
-    if (ret < 0)
-        return ret;
-    *ret_off = im->staging_len;
-    im->staging_len += len;
-    return 0;
-}
-
-/* Reads the raw bytes of a pages record into the staging memfd. */
-static int s_load_pages(s_image_t *im, ghost_reader_t *r,
-                        const Cairn__Ghost__Pages *p, cairn_error_t *err)
-{
-    uint64_t len = p->n_pages * S_PAGE, off;
-    const Cairn__Ghost__Vma *v;
-    int ret;
-
-    if (p->n_pages == 0 || p->n_pages > (1ull << 36) / S_PAGE ||
-        p->vaddr % S_PAGE)
-        return s_bad(err, "pages record with a bad range",
-                     ghost_reader_bytes(r));
-    v = s_cur(im) ? s_vma_of(s_cur(im), p->vaddr, len) : NULL;
-    if (!v || !v->dumped)
-        return s_bad(err, "pages outside every dumped vma",
-                     ghost_reader_bytes(r));
-    ret = s_stage(im, r, len, &off, err);
-    if (ret < 0)
-        return ret;
-    ret = s_run_add(s_cur(im), p->vaddr, len, off);
-    if (ret < 0)
-        return cairn_error_set(err, ret, CAIRN_SYSTEM, "out of memory");
-    im->pages += p->n_pages;
-    return 0;
-}
-
-/* The FD_MEMFD fd of a process on object shmid, NULL if none. */
-static const Cairn__Ghost__Fd *s_memfd_fd_of(const s_proc_t *pr, uint64_t shmid)
-{
-    for (size_t i = 0; i < pr->fds.n; i++) {
-        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
-        if (f->kind == CAIRN__GHOST__FD_KIND__FD_MEMFD && f->shmid == shmid)
-            return f;
-    }
-    return NULL;
-}
-
-/* Stages the raw bytes of an object_pages record: pages of a memfd an fd
- * of the current process refers to, inside its size. */
-static int s_load_object_pages(s_image_t *im, ghost_reader_t *r,
-                               const Cairn__Ghost__ObjectPages *p,
-                               cairn_error_t *err)
-{
-    const Cairn__Ghost__Fd *f = s_cur(im) ? s_memfd_fd_of(s_cur(im), p->shmid) : NULL;
-    uint64_t len = p->n_pages * S_PAGE, off;
-    int ret;
-
-    if (!f || p->n_pages == 0 || p->n_pages > (1ull << 36) / S_PAGE ||
-        p->offset % S_PAGE || p->offset + len > S_ALIGN(f->size, S_PAGE))
-        return s_bad(err, "object pages of no memfd fd of the process, or "
-                     "outside its size", ghost_reader_bytes(r));
-    if (im->n_objruns == im->cap_objruns) {
-        size_t cap = im->cap_objruns ? im->cap_objruns * 2 : 16;
-        s_objrun_t *v = realloc(im->objruns, cap * sizeof *v);
-        if (!v)
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        im->objruns = v;
-        im->cap_objruns = cap;
-    }
-    ret = s_stage(im, r, len, &off, err);
-    if (ret < 0)
-        return ret;
-    im->objruns[im->n_objruns++] = (s_objrun_t){ p->shmid, p->offset, len, off };
-    im->pages += p->n_pages;
-    return 0;
-}
-
 /* Starts the next process of the tree; takes ownership of rec. */
-static int s_take_process(s_image_t *im, s_rec_t *rec, uint64_t at,
+static int s_take_process(rst_image_t *im, rst_rec_t *rec, uint64_t at,
                           cairn_error_t *err)
 {
     if (im->n_procs == im->header->header->n_processes) {
         cairn__ghost__record__free_unpacked(rec, NULL);
-        return s_bad(err, "more processes than the header announced", at);
+        return rst_bad(err, "more processes than the header announced", at);
     }
     im->procs[im->n_procs++].process = rec;
     return 0;
 }
 
 /* Files one record; takes ownership of rec (freed on error too). */
-static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
+static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
                   cairn_error_t *err)
 {
     uint64_t at = ghost_reader_bytes(r);
-    s_proc_t *pr = s_cur(im);
+    rst_proc_t *pr = s_cur(im);
     int ret = 0;
 
     if (!im->header && rec->r_case != CAIRN__GHOST__RECORD__R_HEADER) {
         cairn__ghost__record__free_unpacked(rec, NULL);
-        return s_bad(err, "first record is not the header", at);
+        return rst_bad(err, "first record is not the header", at);
     }
     if (!pr && (rec->r_case == CAIRN__GHOST__RECORD__R_THREAD ||
                 rec->r_case == CAIRN__GHOST__RECORD__R_VMA ||
                 rec->r_case == CAIRN__GHOST__RECORD__R_FD)) {
         cairn__ghost__record__free_unpacked(rec, NULL);
-        return s_bad(err, "thread, vma or fd before any process", at);
+        return rst_bad(err, "thread, vma or fd before any process", at);
     }
     switch (rec->r_case) {
     case CAIRN__GHOST__RECORD__R_HEADER:
         if (im->header) {
-            ret = s_bad(err, "second header", at);
+            ret = rst_bad(err, "second header", at);
             break;
         }
         im->header = rec;
@@ -426,27 +165,27 @@ static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
     case CAIRN__GHOST__RECORD__R_PROCESS:
         return s_take_process(im, rec, at, err);
     case CAIRN__GHOST__RECORD__R_THREAD:
-        ret = s_recs_add(&pr->threads, rec);
+        ret = rst_recs_add(&pr->threads, rec);
         break;
     case CAIRN__GHOST__RECORD__R_VMA:
-        ret = s_recs_add(&pr->vmas, rec);
+        ret = rst_recs_add(&pr->vmas, rec);
         break;
     case CAIRN__GHOST__RECORD__R_FD:
-        ret = s_recs_add(&pr->fds, rec);
+        ret = rst_recs_add(&pr->fds, rec);
         break;
     case CAIRN__GHOST__RECORD__R_PAGES:
-        ret = s_load_pages(im, r, rec->pages, err);
+        ret = mem_load_pages(im, s_cur(im), r, rec->pages, err);
         cairn__ghost__record__free_unpacked(rec, NULL);
         return ret;
     case CAIRN__GHOST__RECORD__R_OBJECT_PAGES:
-        ret = s_load_object_pages(im, r, rec->object_pages, err);
+        ret = shmem_load_object_pages(im, s_cur(im), r, rec->object_pages, err);
         cairn__ghost__record__free_unpacked(rec, NULL);
         return ret;
     case CAIRN__GHOST__RECORD__R_END:
         im->end = rec;
         return 0;
     default:
-        ret = s_bad(err, "unknown record type", at);
+        ret = rst_bad(err, "unknown record type", at);
         break;
     }
     if (ret == -ENOMEM)
@@ -456,69 +195,37 @@ static int s_take(s_image_t *im, ghost_reader_t *r, s_rec_t *rec,
     return ret;
 }
 
-static int s_check_proc_counts(const s_proc_t *pr, uint64_t at,
+static int s_check_proc_counts(const rst_proc_t *pr, uint64_t at,
                                cairn_error_t *err)
 {
     const Cairn__Ghost__Process *p = pr->process->process;
 
     if (!p->mm)
-        return s_bad(err, "process record without its mm layout", at);
+        return rst_bad(err, "process record without its mm layout", at);
     if (p->n_threads != pr->threads.n || p->n_vmas != pr->vmas.n ||
         p->n_fds != pr->fds.n)
-        return s_bad(err, "thread/vma/fd counts differ from the process "
-                     "record", at);
+        return rst_bad(err, "thread/vma/fd counts differ from the process "
+                       "record", at);
     if (pr->threads.n == 0)
-        return s_bad(err, "process without threads", at);
-    for (size_t i = 0; i < pr->fds.n; i++) {
-        if (pr->fds.v[i]->fd->kind > CAIRN__GHOST__FD_KIND__FD_INOTIFY)
-            return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                                   "process %u fd %d is of kind %d, which "
-                                   "this restorer does not recreate", p->pid,
-                                   pr->fds.v[i]->fd->fd,
-                                   (int)pr->fds.v[i]->fd->kind);
-        if (ghost_anon_check(pr->fds.v[i]->fd, err) < 0)
-            return cairn_error_append(err, -EBADMSG, " (process %u)", p->pid);
-    }
-    return 0;
+        return rst_bad(err, "process without threads", at);
+    return files_check_loaded(pr, err);
 }
 
-/* Links every process to its parent: the root first (ppid 0), every
- * other one after its parent; pids and thread ids unique. */
-static int s_check_tree(s_image_t *im, uint64_t at, cairn_error_t *err)
-{
-    for (size_t i = 0; i < im->n_procs; i++) {
-        const Cairn__Ghost__Process *p = im->procs[i].process->process;
-        im->procs[i].parent = -1;
-        for (size_t j = 0; j < i; j++) {
-            if (im->procs[j].process->process->pid == p->pid)
-                return s_bad(err, "two processes with one pid", at);
-            if (im->procs[j].process->process->pid == p->ppid)
-                im->procs[i].parent = (int)j;
-        }
-        if (p->pid == 0 || (i == 0) != (p->ppid == 0))
-            return s_bad(err, "the first process is not the only root", at);
-        if (i > 0 && im->procs[i].parent < 0)
-            return s_bad(err, "a process comes before its parent or its "
-                         "parent is not in the image", at);
-    }
-    return 0;
-}
-
-static int s_check_counts(s_image_t *im, uint64_t at, cairn_error_t *err)
+static int s_check_counts(rst_image_t *im, uint64_t at, cairn_error_t *err)
 {
     int ret = 0;
 
     if (im->n_procs != im->header->header->n_processes)
-        return s_bad(err, "fewer processes than the header announced", at);
+        return rst_bad(err, "fewer processes than the header announced", at);
     for (size_t i = 0; i < im->n_procs && ret == 0; i++)
         ret = s_check_proc_counts(&im->procs[i], at, err);
     if (ret == 0 && im->end->end->total_pages != im->pages)
-        ret = s_bad(err, "end record's page count differs from the pages "
-                    "read", at);
-    return ret < 0 ? ret : s_check_tree(im, at, err);
+        ret = rst_bad(err, "end record's page count differs from the pages "
+                      "read", at);
+    return ret < 0 ? ret : tree_check_image(im, at, err);
 }
 
-static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
+static int s_load(int in_fd, rst_image_t *im, cairn_error_t *err)
 {
     ghost_reader_t *r = ghost_reader_new(in_fd);
     int ret = 0;
@@ -535,7 +242,7 @@ static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "memfd_create: %s",
                               strerror(errno));
     while (ret == 0 && !im->end) {
-        s_rec_t *rec = NULL;
+        rst_rec_t *rec = NULL;
         ret = ghost_read_record(r, &rec, err);
         if (ret == 0)
             ret = s_take(im, r, rec, err);
@@ -547,266 +254,12 @@ static int s_load(int in_fd, s_image_t *im, cairn_error_t *err)
     return ret;
 }
 
-/* ---------------------------------------------------------------- plan */
-
-typedef struct s_tree s_tree_t;
-
-/* The plan of one process: its region and what lives in it. */
-typedef struct {
-    s_tree_t *tree;        /* the whole restore (helper fds, pipes...) */
-    uint8_t *region;       /* the mapped region */
-    uint64_t region_len;
-    uint64_t used;         /* bump allocator over the region */
-    struct gr_args *args;
-    uint64_t xcr0;         /* features the sigframe xsave restores */
-    uint32_t xsave_max;    /* this CPU's xsave size for xcr0 */
-    uint64_t leader_mask;  /* the leader's target sigmask */
-} s_plan_t;
-
-/* One pipe of the tree, recreated by the caller with its unread data. */
-typedef struct {
-    uint64_t id;           /* pipe_id (inode at dump time) */
-    int end[2];            /* helper fds: read end, write end */
-} s_pipe_t;
-
-/* One shared-memory object (anonymous shared or memfd) of the tree. */
-typedef struct {
-    uint64_t shmid;        /* its id in the image */
-    int kind;              /* VMA_ANON_SHARED or VMA_MEMFD */
-    int fd;                /* helper memfd */
-    bool from_fd;          /* a memfd fds refer to: sized and filled from
-                              the fd record and its object pages, which
-                              win over the pages of its vmas */
-} s_shm_t;
-
-/* An open file description several fds share (dup, fork), opened once by
- * the caller and dup3'd into each of them. */
-typedef struct {
-    uint32_t pid;          /* the fd owning it in the image: its process */
-    int32_t fd;            /* and number */
-    int helper;            /* helper fd holding it */
-} s_ofd_t;
-
-/* Session and group of one process, decided before anything is made. */
-typedef struct {
-    bool setsid;           /* it leads its session: setsid() */
-    int group;             /* index of its group leader; -1: the group of
-                              the caller (the root's group was outside the
-                              tree) */
-} s_job_t;
-
-/* The whole restore: one plan per process and what they share. Every
- * helper fd (files of vmas, memfds, pipes, the exe, the staging memfd,
- * the control pipes) is above every fd of every process of the image,
- * opened here before anything is made, and inherited down the tree. */
-struct s_tree {
-    s_image_t *im;         /* the image */
-    s_plan_t *plans;       /* [n_procs] */
-    s_job_t *jobs;         /* [n_procs] */
-    int *helpers;          /* every helper fd, ascending after planning */
-    size_t n_helpers, cap_helpers;
-    int base_fd;           /* lowest helper fd */
-    s_pipe_t *pipes;       /* one per pipe_id */
-    size_t n_pipes;
-    s_shm_t *shm;          /* one per shared-memory object */
-    size_t n_shm, cap_shm;
-    s_ofd_t *ofds;         /* one per shared open file description */
-    size_t n_ofds;
-    int32_t *pids;         /* MAP_SHARED: restored pid of every process */
-    pid_t caller_pgrp;     /* our process group (for "outside" groups) */
-    bool new_pid;          /* --new-pid */
-    bool pread_pages;      /* ghost_restore_opts_t.pread_pages */
-    int staging_fd;        /* helper: the staging memfd */
-    int status_r, status_w;   /* status pipe: failures of any process */
-    int go_r, go_w;           /* the root waits on go_r until seized */
-    int ready_r, ready_w;     /* each process: one byte after phase 1 */
-    int sync_r, sync_w;       /* then one byte each: all exist, go on */
-};
-
-static void *s_alloc(s_plan_t *pl, size_t len, size_t align)
-{
-    uint64_t at = S_ALIGN(pl->used, align);
-
-    if (at + len > pl->region_len)
-        return NULL;
-    pl->used = at + len;
-    return pl->region + at;
-}
-
-/* Moves fd above every image fd and files it as a helper (closing fd). */
-static int s_tree_helper(s_tree_t *t, int fd, cairn_error_t *err)
-{
-    int h;
-
-    if (fd < 0)
-        return cairn_error_set(err, -EBADF, CAIRN_SYSTEM, "helper fd: %s",
-                               strerror(errno));
-    h = fcntl(fd, F_DUPFD_CLOEXEC, t->base_fd);
-    close(fd);
-    if (h < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                               "moving a helper fd above %d: %s", t->base_fd,
-                               strerror(errno));
-    if (t->n_helpers == t->cap_helpers) {
-        size_t cap = t->cap_helpers ? t->cap_helpers * 2 : 64;
-        int *v = realloc(t->helpers, cap * sizeof *v);
-        if (!v) {
-            close(h);
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        }
-        t->helpers = v;
-        t->cap_helpers = cap;
-    }
-    t->helpers[t->n_helpers++] = h;
-    return h;
-}
-
-static int s_helper_fd(s_plan_t *pl, int fd, cairn_error_t *err)
-{
-    return s_tree_helper(pl->tree, fd, err);
-}
-static uint64_t s_xgetbv0(void)
-{
-    uint32_t lo, hi;
-
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
-
-static uint32_t s_xsave_size(void)
-{
-    uint32_t a, b, c, d;
-
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
-                     : "a"(0xd), "c"(0));
-    return b;
-}
-
-static bool s_is_special(const char *path)
-{
-    return !strcmp(path, "[vdso]") || !strcmp(path, "[vvar]") ||
-           !strcmp(path, "[vvar_vclock]");
-}
-
-/* Where our vdso/vvar pieces go: same kernel, same relative layout. */
-static int s_plan_vdso(s_plan_t *pl, const s_proc_t *pr,
-                       const proc_vmas_t *self, cairn_error_t *err)
-{
-    const Cairn__Ghost__ImageHeader *h = pl->tree->im->header->header;
-    struct gr_args *a = pl->args;
-    uint64_t our_vdso = 0, target_vdso = 0, our_total = 0, target_total = 0;
-    struct utsname u;
-
-    for (size_t i = 0; i < self->n; i++)
-        if (!strcmp(self->v[i].path, "[vdso]"))
-            our_vdso = self->v[i].start;
-    for (size_t i = 0; i < pr->vmas.n; i++) {
-        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
-        if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_VDSO)
-            target_vdso = v->start;
-        if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_VDSO ||
-            v->kind == CAIRN__GHOST__VMA_KIND__VMA_VVAR)
-            target_total += v->end - v->start;
-    }
-    if (!target_vdso) {
-        a->drop_specials = 1;
-    } else {
-        uname(&u);
-        if (strcmp(u.release, h->kernel_release))
-            return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                                   "image dumped on kernel %s, this is %s: "
-                                   "its vdso may differ from ours",
-                                   h->kernel_release, u.release);
-        if (!our_vdso)
-            return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                                   "the image has a vdso but this process "
-                                   "has none to move there");
-    }
-    for (size_t i = 0; i < self->n; i++) {
-        const proc_vma_t *s = &self->v[i];
-        if (!s_is_special(s->path))
-            continue;
-        if (a->n_moves == GR_MAX_KEEP - 1)
-            return cairn_error_set(err, -ENOTSUP, CAIRN_INTERNAL,
-                                   "too many vdso/vvar pieces");
-        a->moves[a->n_moves++] = (struct gr_move){
-            s->start, s->start - our_vdso + target_vdso, s->end - s->start };
-        our_total += s->end - s->start;
-    }
-    if (target_vdso && our_total != target_total)
-        return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                               "vdso+vvar take %llu bytes in the image, %llu "
-                               "here: the layout differs",
-                               (unsigned long long)target_total,
-                               (unsigned long long)our_total);
-    for (size_t i = 0; target_vdso && i < pr->vmas.n; i++) {
-        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
-        bool ok = v->kind != CAIRN__GHOST__VMA_KIND__VMA_VDSO &&
-                  v->kind != CAIRN__GHOST__VMA_KIND__VMA_VVAR;
-        for (uint32_t m = 0; !ok && m < a->n_moves; m++)
-            ok = v->start >= a->moves[m].to &&
-                 v->end <= a->moves[m].to + a->moves[m].len;
-        if (!ok)
-            return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                                   "image %s at %#llx does not match this "
-                                   "kernel's vdso/vvar layout", v->path,
-                                   (unsigned long long)v->start);
-    }
-    return 0;
-}
-
-/* Whether [start, start + len) is clear of every target vma (with a guard
- * margin, so a growsdown stack or a heap never touches the region). */
-static bool s_target_free(const s_proc_t *pr, uint64_t start, uint64_t len)
-{
-    const uint64_t margin = 16ull << 20;
-
-    for (size_t i = 0; i < pr->vmas.n; i++) {
-        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
-        if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_VSYSCALL)
-            continue;
-        if (start < v->end + margin && v->start < start + len + margin)
-            return false;
-    }
-    return true;
-}
-
-/* Maps the region at a place free in both layouts: candidates just above
- * every target vma, tried with MAP_FIXED_NOREPLACE. */
-static int s_map_region(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
-{
-    for (size_t i = 0; i <= pr->vmas.n; i++) {
-        uint64_t at = i < pr->vmas.n ? pr->vmas.v[i]->vma->end : (1ull << 32);
-        at = S_ALIGN(at + (32ull << 20), 1ull << 21);
-        if (at + pl->region_len >= S_TASK_SIZE ||
-            !s_target_free(pr, at, pl->region_len))
-            continue;
-        void *p = mmap((void *)at, pl->region_len,
-                       PROT_READ | PROT_WRITE | PROT_EXEC,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-        if (p == (void *)at) {
-            pl->region = p;
-            return 0;
-        }
-        if (p != MAP_FAILED)
-            munmap(p, pl->region_len);
-    }
-    return cairn_error_set(err, -ENOMEM, CAIRN_UNSUPPORTED,
-                           "no address range of %llu bytes is free both in "
-                           "the target layout and here",
-                           (unsigned long long)pl->region_len);
-}
-
-static uint64_t s_frame_size(const s_proc_t *pr, size_t i)
-{
-    const Cairn__Ghost__Thread *t = pr->threads.v[i]->thread;
-    return 1024 + S_ALIGN(t->xsave.len + 4, 64);
-}
+/* ---- plan -------------------------------------------------------------- */
 
 /* Bytes of one process's region; n_helpers bounds the close list. */
-static uint64_t s_region_size(const s_proc_t *pr, size_t n_helpers)
+static uint64_t s_region_size(const rst_proc_t *pr, size_t n_helpers)
 {
-    uint64_t n = S_ALIGN(ghost_restorer_blob_size, S_PAGE);
+    uint64_t n = RST_ALIGN(ghost_restorer_blob_size, RST_PAGE);
     uint64_t args = sizeof(struct gr_args) + 4096 +
                     pr->vmas.n * (sizeof(struct gr_vma) + sizeof(int32_t) * 2) +
                     (pr->n_runs + pr->vmas.n) * sizeof(struct gr_run) + 64 * 64 +
@@ -820,777 +273,17 @@ static uint64_t s_region_size(const s_proc_t *pr, size_t n_helpers)
         args += sizeof(struct gr_seccomp) + p->seccomp[i]->prog.len + 16;
     args += (n_helpers + 1) * sizeof(int32_t);
     for (size_t i = 0; i < pr->threads.n; i++)
-        args += sizeof(struct gr_thread) + s_frame_size(pr, i) +
+        args += sizeof(struct gr_thread) + threads_frame_size(pr, i) +
                 pr->threads.v[i]->thread->n_pending * sizeof(struct gr_sigq);
-    n += S_ALIGN(args, S_PAGE);
+    n += RST_ALIGN(args, RST_PAGE);
     n += (pr->threads.n + 1) * GR_STACK_SIZE;   /* + the copy helper's */
     n += 2 * GR_COPY_BUF;                       /* the copying threads' buffers */
-    n += 64 * S_PAGE;   /* vdso scratch: vvar + vclock + vdso fit easily */
-    return S_ALIGN(n, S_PAGE);
-}
-
-/* The file a file-backed vma maps, opened as a helper fd. */
-static int s_open_vma_file(s_plan_t *pl, const Cairn__Ghost__Vma *v,
-                           cairn_error_t *err)
-{
-    bool shared = v->kind == CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
-    int mode = shared && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
-    struct stat st;
-    int fd;
-
-    if (strstr(v->path, " (deleted)"))
-        return cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
-                               "vma %#llx maps the deleted file %s",
-                               (unsigned long long)v->start, v->path);
-    fd = open(v->path, mode | O_CLOEXEC);
-    if (fd < 0)
-        return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
-                               "vma %#llx: cannot open %s: %s",
-                               (unsigned long long)v->start, v->path,
-                               strerror(errno));
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        return cairn_error_set(err, -e, CAIRN_SYSTEM, "fstat of %s: %s", v->path,
-                               strerror(e));
-    }
-    if (v->ino && (uint64_t)st.st_dev == v->dev &&
-        (uint64_t)st.st_ino != v->ino) {
-        close(fd);
-        return cairn_error_set(err, -ESTALE, CAIRN_FAILED_PRECONDITION,
-                               "%s was replaced since the dump (inode %llu, "
-                               "now %llu)", v->path,
-                               (unsigned long long)v->ino,
-                               (unsigned long long)st.st_ino);
-    }
-    /* Only its written pages are in the image: the rest must be the same
-     * file's as at the dump. */
-    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-    if (!shared && v->file_mtime_ns &&
-        ((uint64_t)st.st_size != v->file_size || mtime != v->file_mtime_ns)) {
-        close(fd);
-        return cairn_error_set(err, -ESTALE, CAIRN_FAILED_PRECONDITION,
-                               "%s changed since the dump (size %llu, mtime %lld ns; "
-                               "now %llu, %lld)", v->path,
-                               (unsigned long long)v->file_size,
-                               (long long)v->file_mtime_ns,
-                               (unsigned long long)st.st_size, (long long)mtime);
-    }
-    return s_helper_fd(pl, fd, err);
-}
-
-/* Size of a shared-memory object: the end of its furthest vma in any
- * process of the tree. */
-static uint64_t s_shm_size(const s_image_t *im, const Cairn__Ghost__Vma *v)
-{
-    uint64_t size = 0;
-
-    for (size_t i = 0; i < im->n_procs; i++)
-        for (size_t j = 0; j < im->procs[i].vmas.n; j++) {
-            const Cairn__Ghost__Vma *w = im->procs[i].vmas.v[j]->vma;
-            if (w->shmid == v->shmid && w->kind == v->kind &&
-                w->pgoff + (w->end - w->start) > size)
-                size = w->pgoff + (w->end - w->start);
-        }
-    return size;
-}
-
-static const s_shm_t *s_shm_find(const s_tree_t *t, uint64_t shmid, int kind)
-{
-    for (size_t i = 0; i < t->n_shm; i++)
-        if (t->shm[i].shmid == shmid && t->shm[i].kind == kind)
-            return &t->shm[i];
-    return NULL;
-}
-
-/* The name a "/memfd:NAME (deleted)" had: NAME, at most 249 bytes. */
-static void s_memfd_name(const char *path, char *buf, size_t size)
-{
-    const char *n = strncmp(path, "/memfd:", 7) == 0 ? path + 7 : "ghost-shmem";
-    size_t len = strlen(n);
-
-    if (len >= 10 && !strcmp(n + len - 10, " (deleted)"))
-        len -= 10;
-    snprintf(buf, size, "%.*s", (int)(len < 249 ? len : 249), n);
-}
-
-/* A new memfd of size bytes for object shmid, filed as a helper. */
-static int s_shm_create(s_tree_t *t, uint64_t shmid, int kind, const char *name,
-                        uint64_t size, bool from_fd, cairn_error_t *err)
-{
-    int fd = memfd_create(name, MFD_CLOEXEC);
-
-    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return cairn_error_set(err, -e, CAIRN_SYSTEM,
-                               "memfd for shared memory %llu: %s",
-                               (unsigned long long)shmid, strerror(e));
-    }
-    if (t->n_shm == t->cap_shm) {
-        size_t cap = t->cap_shm ? t->cap_shm * 2 : 16;
-        s_shm_t *n = realloc(t->shm, cap * sizeof *n);
-        if (!n) {
-            close(fd);
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-        }
-        t->shm = n;
-        t->cap_shm = cap;
-    }
-    fd = s_tree_helper(t, fd, err);
-    if (fd >= 0)
-        t->shm[t->n_shm++] = (s_shm_t){ shmid, kind, fd, from_fd };
-    return fd;
-}
-
-/* One memfd per shared-memory object (shmid) of the whole tree, so a
- * mapping shared between a parent and its child stays shared; a memfd
- * that fds refer to was made by s_tree_objects already. */
-static int s_open_shmem(s_plan_t *pl, const Cairn__Ghost__Vma *v,
-                        cairn_error_t *err)
-{
-    const s_shm_t *s = s_shm_find(pl->tree, v->shmid, (int)v->kind);
-    char name[256] = "ghost-shmem";
-
-    if (s)
-        return s->fd;
-    if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
-        s_memfd_name(v->path, name, sizeof name);
-    return s_shm_create(pl->tree, v->shmid, (int)v->kind, name,
-                        s_shm_size(pl->tree->im, v), false, err);
-}
-
-/* Whether the pages of vma v come from its object's pages instead. */
-static bool s_vma_from_object(const s_tree_t *t, const Cairn__Ghost__Vma *v)
-{
-    const s_shm_t *s = s_shm_find(t, v->shmid, (int)v->kind);
-
-    return v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && s && s->from_fd;
-}
-
-static bool s_vma_has_pages(const Cairn__Ghost__Vma *v)
-{
-    return v->kind != CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
-}
-
-static int s_plan_vmas(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
-{
-    struct gr_args *a = pl->args;
-    int *fds = calloc(pr->vmas.n + 1, sizeof *fds);
-    int ret = 0;
-
-    a->vmas = s_alloc(pl, (pr->vmas.n + 1) * sizeof *a->vmas, 64);
-    if (!fds || !a->vmas) {
-        free(fds);
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    }
-    for (size_t i = 0; i < pr->vmas.n && ret >= 0; i++) {
-        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
-        struct gr_vma g = { v->start, v->end, 0, -1, v->prot,
-                            v->prot | PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS };
-        fds[i] = -1;
-        switch (v->kind) {
-        case CAIRN__GHOST__VMA_KIND__VMA_VDSO:
-        case CAIRN__GHOST__VMA_KIND__VMA_VVAR:
-        case CAIRN__GHOST__VMA_KIND__VMA_VSYSCALL:
-            continue;
-        case CAIRN__GHOST__VMA_KIND__VMA_STACK:
-            g.map_flags |= v->flags & MAP_GROWSDOWN;
-            break;
-        case CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE:
-            g.map_flags |= v->flags & MAP_GROWSDOWN;
-            break;
-        case CAIRN__GHOST__VMA_KIND__VMA_HEAP:
-            break;
-        case CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE:
-        case CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED:
-            ret = fds[i] = s_open_vma_file(pl, v, err);
-            g.fd = fds[i];
-            g.pgoff = v->pgoff;
-            if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED) {
-                g.map_flags = MAP_SHARED;
-                g.map_prot = v->prot;
-            } else {
-                g.map_flags = MAP_PRIVATE;
-            }
-            break;
-        case CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED:
-        case CAIRN__GHOST__VMA_KIND__VMA_MEMFD:
-            ret = fds[i] = s_open_shmem(pl, v, err);
-            g.fd = fds[i];
-            g.pgoff = v->pgoff;
-            g.map_flags = MAP_SHARED;
-            break;
-        default:
-            ret = cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                                  "vma %#llx of unknown kind %d",
-                                  (unsigned long long)v->start, v->kind);
-        }
-        /* A reservation made without commit accounting (ASan's shadow, a
-         * runtime's heap arena) must stay so, or mapping it fails ENOMEM. */
-        g.map_flags |= v->flags & MAP_NORESERVE;
-        if (ret >= 0)
-            a->vmas[a->n_vmas++] = g;
-    }
-    free(fds);
-    return ret < 0 ? ret : 0;
-}
-
-/* The parts of run r the blob copies: a run loaded from contiguous
- * pages records may span adjacent vmas, so it is cut at vma ends and
- * the parts in vmas whose pages come from elsewhere are left out. */
-static void s_plan_run(s_plan_t *pl, const s_proc_t *pr, const struct gr_run *r)
-{
-    struct gr_args *a = pl->args;
-    uint64_t at = r->vaddr, end = r->vaddr + r->len;
-
-    while (at < end) {
-        const Cairn__Ghost__Vma *v = s_vma_of(pr, at, 1);
-        uint64_t stop = !v ? at + S_PAGE : v->end < end ? v->end : end;
-        if (v && s_vma_has_pages(v) && !s_vma_from_object(pl->tree, v))
-            a->runs[a->n_runs++] = (struct gr_run){ at, stop - at,
-                                                   r->off + (at - r->vaddr) };
-        at = stop;
-    }
-}
-
-/* Page data from which the restorer copies with a helper thread, where
- * this process may run on more than one CPU: two chunks, the least there
- * is to share. Measured (bench/README.md): 1 GiB from /dev/shm restored
- * in 0.51-0.55 s with the helper, 0.85-1.33 s without (one thread
- * allocating, clearing and filling every page). test-restore's helper
- * process is sized to pass it. */
-#define S_COPY_HELPER_MIN (2 * GR_COPY_CHUNK)
-
-static bool s_copy_helper_pays(const struct gr_args *a)
-{
-    uint64_t total = 0;
-    cpu_set_t set;
-
-    for (uint32_t i = 0; i < a->n_runs; i++)
-        total += a->runs[i].len;
-    return total >= S_COPY_HELPER_MIN && sched_getaffinity(0, sizeof set, &set) == 0 &&
-           CPU_COUNT(&set) > 1;
-}
-
-static int s_plan_runs(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
-{
-    struct gr_args *a = pl->args;
-
-    a->runs = s_alloc(pl, (pr->n_runs + pr->vmas.n + 1) * sizeof *a->runs, 64);
-    if (!a->runs)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < pr->n_runs; i++)
-        s_plan_run(pl, pr, &pr->runs[i]);
-    a->copy_pread = pl->tree->pread_pages;
-    bool helper = s_copy_helper_pays(a);
-    for (int i = 0; i < 1 + helper; i++) {
-        uint8_t *buf = s_alloc(pl, GR_COPY_BUF, S_PAGE);
-        if (!buf)
-            return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-        a->copy_buf[i] = (uint64_t)(uintptr_t)buf;
-    }
-    if (helper) {
-        uint8_t *stack = s_alloc(pl, GR_STACK_SIZE, S_PAGE);
-        if (!stack)
-            return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-        a->copy_stack_top = (uint64_t)(uintptr_t)(stack + GR_STACK_SIZE);
-    }
-    return 0;
-}
-
-/* The kernel's x86_64 struct sigcontext and struct ucontext. */
-struct s_sigcontext {
-    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
-    uint64_t di, si, bp, bx, dx, ax, cx, sp, ip, flags;
-    uint16_t cs, gs, fs, ss;
-    uint64_t err, trapno, oldmask, cr2, fpstate;
-    uint64_t reserved1[8];
-};
-struct s_ucontext {
-    uint64_t flags, link;
-    struct { uint64_t sp; int32_t flags; int32_t pad; uint64_t size; } stack;
-    struct s_sigcontext mc;
-    uint64_t sigmask;
-};
-_Static_assert(sizeof(struct s_sigcontext) == 256, "kernel sigcontext");
-_Static_assert(sizeof(struct s_ucontext) == 304, "kernel ucontext");
-#define S_UC_FP_XSTATE 0x1
-#define S_UC_SIGCONTEXT_SS 0x2
-#define S_UC_STRICT_RESTORE_SS 0x4
-
-/* The interrupted syscall of a thread and its return value then (-1, 0
- * if it was in none). */
-static long long s_interrupted(const struct user_regs_struct *r, const Cairn__Ghost__Thread *t,
-                               long long *ret_val)
-{
-    *ret_val = t->syscall_nr >= 0 ? t->syscall_ret : (long long)r->rax;
-    return t->syscall_nr >= 0 ? t->syscall_nr : (long long)r->orig_rax;
-}
-
-/* ERESTART_RESTARTBLOCK means "continue with what the kernel kept in the
- * task" (restart_syscall), which a new task does not have. Where running
- * the syscall again from its registers is right or harmless, it is run
- * again: poll and a futex wait (a program without signal handlers does
- * not expect EINTR from them -- `tail -f` dies on it -- and may wait up to
- * one timeout longer), and clock_nanosleep to an absolute time. A
- * relative sleep returns EINTR, as issue 4 asks: the kernel wrote the time
- * left into its remainder when the dump interrupted it (running it again
- * would sleep it all over). */
-#define S_NR_POLL 7
-#define S_NR_FUTEX 202
-#define S_NR_CLOCK_NANOSLEEP 230
-#define S_TIMER_ABSTIME 1
-static bool s_rerun_restartblock(long long nr, const struct user_regs_struct *r)
-{
-    return nr == S_NR_POLL || nr == S_NR_FUTEX ||
-           (nr == S_NR_CLOCK_NANOSLEEP && (r->rsi & S_TIMER_ABSTIME));
-}
-
-/* The number of a pending signal record (0 if it is not one). */
-static int s_pending_signo(const Cairn__Ghost__SigInfo *si)
-{
-    int32_t signo = 0;
-    if (si->raw.len >= sizeof signo)
-        memcpy(&signo, si->raw.data, sizeof signo);
-    return signo >= 1 && signo <= 64 ? signo : 0;
-}
-
-static uint64_t s_sigbit(int sig)
-{
-    return 1ull << (sig - 1);
-}
-
-/* The signals the kernel takes first from a queue (its SYNCHRONOUS_MASK):
- * those a fault raises. */
-#define S_SYNC_SIGNALS                                                             \
-    (s_sigbit(SIGSEGV) | s_sigbit(SIGBUS) | s_sigbit(SIGILL) | s_sigbit(SIGTRAP) | \
-     s_sigbit(SIGFPE) | s_sigbit(SIGSYS))
-
-/* Of the signals in set, the one the kernel dequeues first: a synchronous
- * one, else the lowest; 0 if set is empty. */
-static int s_first_dequeued(uint64_t set)
-{
-    uint64_t pick = set & S_SYNC_SIGNALS ? set & S_SYNC_SIGNALS : set;
-    return pick ? __builtin_ctzll(pick) + 1 : 0;
-}
-
-static const Cairn__Ghost__SigAction *s_sigaction(const Cairn__Ghost__Process *p, int sig)
-{
-    for (size_t i = 0; i < p->n_sigactions; i++)
-        if (p->sigactions[i]->signo == (uint32_t)sig)
-            return p->sigactions[i];
-    return NULL;   /* SIG_DFL */
-}
-
-/* Whether the thread goes on to its next pending signal after sig with
- * action act (NULL: SIG_DFL) is dequeued without a handler: it is
- * ignored, or its default is to ignore or to stop (and the thread, once
- * continued, dequeues the next). Otherwise the process dies of it. */
-static bool s_dequeued_and_passed(int sig, const Cairn__Ghost__SigAction *act)
-{
-    if (act && act->handler == (uint64_t)(uintptr_t)SIG_IGN)
-        return true;
-    return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT ||
-           proc_stop_signal(sig);
-}
-
-/* The image's pending signals in v that thread t does not block; of the
- * process-wide ones (shared), only those t is the one thread of pr not
- * blocking: the kernel gives such a signal to that thread, and which of
- * several would take it cannot be told. */
-static uint64_t s_pending_for(const s_proc_t *pr, const Cairn__Ghost__Thread *t,
-                              Cairn__Ghost__SigInfo *const *v, size_t n, bool shared)
-{
-    uint64_t set = 0;
-    for (size_t i = 0; i < n; i++) {
-        int sig = s_pending_signo(v[i]);
-        if (!sig || (t->sigmask & s_sigbit(sig)))
-            continue;
-        bool alone = true;
-        for (size_t k = 0; shared && alone && k < pr->threads.n; k++) {
-            const Cairn__Ghost__Thread *o = pr->threads.v[k]->thread;
-            alone = o == t || (o->sigmask & s_sigbit(sig));
-        }
-        if (alone)
-            set |= s_sigbit(sig);
-    }
-    return set;
-}
-
-/* The sa_flags of the handler the kernel will run first for thread t of
- * process pr as it resumes, taking the image's pending signals in the
- * kernel's order (its own queue, then the process's); -1 if no handler
- * will run before it returns to its code. */
-static long long s_handler_on_resume(const s_proc_t *pr, const Cairn__Ghost__Thread *t)
-{
-    const Cairn__Ghost__Process *p = pr->process->process;
-    uint64_t queues[2] = {
-        s_pending_for(pr, t, t->pending, t->n_pending, false),
-        s_pending_for(pr, t, p->shared_pending, p->n_shared_pending, true),
-    };
-    for (int q = 0; q < 2; q++)
-        for (int sig; (sig = s_first_dequeued(queues[q])) != 0; queues[q] &= ~s_sigbit(sig)) {
-            const Cairn__Ghost__SigAction *act = s_sigaction(p, sig);
-            if (act && act->handler > (uint64_t)(uintptr_t)SIG_IGN)
-                return (long long)act->flags;
-            if (!s_dequeued_and_passed(sig, act))
-                return -1;
-        }
-    return -1;
-}
-
-/* Registers of thread t of process pr as it must resume: a syscall
- * interrupted by the dump is re-executed, or returns EINTR if it cannot
- * be. Where a pending signal of the image will run a handler as the
- * thread resumes, the call returns as the kernel makes it return to a
- * handler: EINTR, or re-executed for ERESTARTNOINTR and, with SA_RESTART,
- * ERESTARTSYS -- re-executing it after the handler instead would wait
- * again in a pause() or sigsuspend() that the signal was to end. */
-static void s_fix_restart(struct user_regs_struct *r, const s_proc_t *pr,
-                          const Cairn__Ghost__Thread *t)
-{
-    long long ret, nr = s_interrupted(r, t, &ret);
-    bool restart;
-
-    if (nr < 0)
-        return;
-    long long handled = s_handler_on_resume(pr, t);
-    switch (-ret) {
-    case S_ERESTARTSYS:
-        restart = handled < 0 || (handled & SA_RESTART);
-        break;
-    case S_ERESTARTNOINTR:
-        restart = true;
-        break;
-    case S_ERESTARTNOHAND:
-        restart = handled < 0;
-        break;
-    case S_ERESTART_RESTARTBLOCK:
-        restart = handled < 0 && s_rerun_restartblock(nr, r);
-        break;
-    default:
-        return;
-    }
-    if (restart) {
-        r->rax = (unsigned long long)nr;
-        r->rip -= 2;
-    } else {
-        r->rax = (unsigned long long)-EINTR;
-    }
-}
-
-static int s_check_xsave(const s_plan_t *pl, const Cairn__Ghost__Thread *t,
-                         cairn_error_t *err)
-{
-    uint64_t bv;
-
-    if (t->xsave.len < S_XSAVE_MIN || t->xsave.len > pl->xsave_max)
-        return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                               "thread %u: xsave area of %zu bytes, this CPU "
-                               "uses %u", t->tid, t->xsave.len, pl->xsave_max);
-    memcpy(&bv, t->xsave.data + 512, sizeof bv);
-    if (bv & ~pl->xcr0)
-        return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                               "thread %u uses CPU state components %#llx "
-                               "this CPU does not enable (xcr0 %#llx)",
-                               t->tid, (unsigned long long)bv,
-                               (unsigned long long)pl->xcr0);
-    return 0;
-}
-
-/* The xsave area with the sigframe's software bytes and end magic. */
-static uint64_t s_put_xsave(s_plan_t *pl, const Cairn__Ghost__Thread *t)
-{
-    uint8_t *x = s_alloc(pl, t->xsave.len + 4, 64);
-    uint32_t magic2 = S_FPX_MAGIC2, u32;
-    uint64_t u64 = pl->xcr0;
-
-    if (!x)
-        return 0;
-    memcpy(x, t->xsave.data, t->xsave.len);
-    memset(x + 464, 0, 48);
-    u32 = S_FPX_MAGIC1;
-    memcpy(x + 464, &u32, 4);
-    u32 = (uint32_t)t->xsave.len + 4;
-    memcpy(x + 468, &u32, 4);
-    memcpy(x + 472, &u64, 8);
-    u32 = (uint32_t)t->xsave.len;
-    memcpy(x + 480, &u32, 4);
-    memcpy(x + t->xsave.len, &magic2, 4);
-    return (uint64_t)(uintptr_t)x;
-}
-
-static void s_fill_sigcontext(struct s_sigcontext *mc,
-                              const struct user_regs_struct *r)
-{
-    *mc = (struct s_sigcontext){
-        .r8 = r->r8, .r9 = r->r9, .r10 = r->r10, .r11 = r->r11,
-        .r12 = r->r12, .r13 = r->r13, .r14 = r->r14, .r15 = r->r15,
-        .di = r->rdi, .si = r->rsi, .bp = r->rbp, .bx = r->rbx,
-        .dx = r->rdx, .ax = r->rax, .cx = r->rcx, .sp = r->rsp,
-        .ip = r->rip, .flags = r->eflags, .cs = S_USER_CS, .ss = S_USER_DS,
-    };
-}
-
-/* The rt_sigframe of one thread: pretcode, ucontext (registers, mask,
- * altstack, fpstate pointer), then the xsave area. Returns its address. */
-static int s_put_frame(s_plan_t *pl, const s_proc_t *pr, const Cairn__Ghost__Thread *t,
-                       uint64_t *ret_frame, cairn_error_t *err)
-{
-    struct user_regs_struct regs;
-    uint8_t *frame;
-    struct s_ucontext *uc;
-    int ret;
-
-    if (t->regs.len != sizeof regs)
-        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                               "bad image: thread %u registers are %zu bytes, "
-                               "not %zu", t->tid, t->regs.len, sizeof regs);
-    ret = s_check_xsave(pl, t, err);
-    if (ret < 0)
-        return ret;
-    memcpy(&regs, t->regs.data, sizeof regs);
-    s_fix_restart(&regs, pr, t);
-    frame = s_alloc(pl, 8 + sizeof *uc + 128, 64);
-    if (!frame)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    uc = (struct s_ucontext *)(frame + 8);
-    uc->flags = S_UC_FP_XSTATE | S_UC_SIGCONTEXT_SS | S_UC_STRICT_RESTORE_SS;
-    s_fill_sigcontext(&uc->mc, &regs);
-    uc->sigmask = t->sigmask;
-    uc->stack.flags = t->altstack_flags & (SS_DISABLE | (int)S_SS_AUTODISARM);
-    if (!(uc->stack.flags & SS_DISABLE)) {
-        uc->stack.sp = t->altstack_sp;
-        uc->stack.size = t->altstack_size;
-    }
-    uc->mc.fpstate = s_put_xsave(pl, t);
-    if (!uc->mc.fpstate)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    *ret_frame = (uint64_t)(uintptr_t)frame;
-    return 0;
-}
-
-static int s_sigq_add(s_plan_t *pl, const Cairn__Ghost__SigInfo *si,
-                      int32_t thread, cairn_error_t *err)
-{
-    struct gr_sigq *q = &pl->args->sigq[pl->args->n_sigq];
-    int32_t signo;
-
-    if (si->raw.len != sizeof q->info)
-        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                               "bad image: pending siginfo of %zu bytes",
-                               si->raw.len);
-    memcpy(q->info, si->raw.data, sizeof q->info);
-    memcpy(&signo, si->raw.data, sizeof signo);
-    if (signo < 1 || signo > 64)
-        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                               "bad image: pending signal %d", signo);
-    q->signo = signo;
-    q->thread = thread;
-    pl->args->n_sigq++;
-    return 0;
-}
-
-static int s_plan_threads(s_plan_t *pl, const s_proc_t *pr, bool new_pid,
-                          cairn_error_t *err)
-{
-    struct gr_args *a = pl->args;
-    size_t n = pr->threads.n, k = 1;
-    uint8_t *stacks;
-
-    a->threads = s_alloc(pl, n * sizeof *a->threads, 64);
-    stacks = s_alloc(pl, n * GR_STACK_SIZE, S_PAGE);
-    if (!a->threads || !stacks)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < n; i++) {
-        const Cairn__Ghost__Thread *t = pr->threads.v[i]->thread;
-        size_t slot = t->leader ? 0 : k++;
-        struct gr_thread *g = &a->threads[slot];
-        int ret;
-        if (slot >= n || (t->leader && a->n_threads & 1))
-            return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                                   "bad image: not exactly one leader thread");
-        a->n_threads |= t->leader;
-        *g = (struct gr_thread){
-            .tid = new_pid ? 0 : (int32_t)t->tid, .leader = t->leader,
-            .fs_base = t->fs_base, .gs_base = t->gs_base,
-            .clear_tid = t->clear_tid_addr, .robust = t->robust_list,
-            .robust_len = t->robust_list_len,
-            .stack_top = (uint64_t)(uintptr_t)(stacks + (slot + 1) * GR_STACK_SIZE),
-        };
-        if (t->rseq && t->rseq->addr)
-            g->rseq = t->rseq->addr, g->rseq_len = t->rseq->len,
-            g->rseq_sig = t->rseq->signature;
-        g->old_tid = (int32_t)t->tid;
-        g->fix_tid = new_pid && s_writable(pr, t->clear_tid_addr, sizeof(int32_t));
-        ret = s_put_frame(pl, pr, t, &g->frame, err);
-        if (ret < 0)
-            return ret;
-        if (t->leader)
-            pl->leader_mask = t->sigmask;
-    }
-    if (!(a->n_threads & 1))
-        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                               "bad image: no leader thread");
-    a->n_threads = (uint32_t)n;
-    return 0;
-}
-
-static int s_plan_signals(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
-{
-    const Cairn__Ghost__Process *p = pr->process->process;
-    struct gr_args *a = pl->args;
-    size_t n = p->n_shared_pending;
-    int ret = 0;
-
-    for (size_t i = 0; i < pr->threads.n; i++)
-        n += pr->threads.v[i]->thread->n_pending;
-    a->sigq = s_alloc(pl, (n + 1) * sizeof *a->sigq, 64);
-    if (!a->sigq)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0, k = 1; i < pr->threads.n && ret == 0; i++) {
-        const Cairn__Ghost__Thread *t = pr->threads.v[i]->thread;
-        int32_t slot = t->leader ? 0 : (int32_t)k++;   /* as s_plan_threads */
-        for (size_t j = 0; j < t->n_pending && ret == 0; j++)
-            ret = s_sigq_add(pl, t->pending[j], slot + 1, err);
-    }
-    for (size_t i = 0; i < p->n_shared_pending && ret == 0; i++)
-        ret = s_sigq_add(pl, p->shared_pending[i], 0, err);
-    return ret;
-}
-
-static int s_plan_limits(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
-{
-    const Cairn__Ghost__Process *p = pr->process->process;
-    struct gr_args *a = pl->args;
-
-    a->rlimits = s_alloc(pl, (p->n_rlimits + 1) * sizeof *a->rlimits, 64);
-    a->itimers = s_alloc(pl, (p->n_itimers + 1) * sizeof *a->itimers, 64);
-    if (!a->rlimits || !a->itimers)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < p->n_rlimits; i++)
-        a->rlimits[a->n_rlimits++] = (struct gr_rlimit){
-            .resource = p->rlimits[i]->resource, .cur = p->rlimits[i]->cur,
-            .max = p->rlimits[i]->max };
-    for (size_t i = 0; i < p->n_itimers; i++) {
-        const Cairn__Ghost__Itimer *t = p->itimers[i];
-        if (!t->value_ns)
-            continue;
-        a->itimers[a->n_itimers++] = (struct gr_itimer){
-            .which = (int32_t)t->which,
-            .interval_sec = (int64_t)(t->interval_ns / 1000000000ull),
-            .interval_usec = (int64_t)(t->interval_ns % 1000000000ull / 1000),
-            .value_sec = (int64_t)(t->value_ns / 1000000000ull),
-            .value_usec = (int64_t)((t->value_ns % 1000000000ull + 999) / 1000) };
-    }
-    return 0;
-}
-
-/* The seccomp filters every thread installs (restorer.c). */
-static int s_plan_seccomp(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
-{
-    const Cairn__Ghost__Process *p = pr->process->process;
-    struct gr_args *a = pl->args;
-
-    if (!p->n_seccomp)
-        return 0;
-    a->seccomp = s_alloc(pl, p->n_seccomp * sizeof *a->seccomp, 8);
-    if (!a->seccomp)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < p->n_seccomp; i++) {
-        const ProtobufCBinaryData *b = &p->seccomp[i]->prog;
-        void *prog;
-        if (b->len == 0 || b->len % 8 || b->len / 8 > 4096)   /* BPF_MAXINSNS */
-            return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                                   "process %u: seccomp filter %zu of %zu bytes", p->pid,
-                                   i, b->len);
-        if (!(prog = s_alloc(pl, b->len, 8)))
-            return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-        memcpy(prog, b->data, b->len);
-        a->seccomp[i] = (struct gr_seccomp){ (uint64_t)(uintptr_t)prog,
-                                             (uint32_t)(b->len / 8), p->seccomp[i]->flags };
-    }
-    a->n_seccomp = (uint32_t)p->n_seccomp;
-    return 0;
-}
-
-/* The highest capability this kernel knows (bounding-set drops go up to
- * it); 40 (CAP_CHECKPOINT_RESTORE) if it cannot be read. */
-static uint32_t s_cap_last(void)
-{
-    char buf[16] = { 0 };
-    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    long v = n > 0 ? strtol(buf, NULL, 10) : 40;
-    return v > 0 && v < 64 ? (uint32_t)v : 40;
-}
-
-/* Who the process was: every thread takes these last (restorer.c). An
- * image without them (older than credentials) restores as the restorer. */
-static int s_plan_creds(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
-{
-    const Cairn__Ghost__Creds *c = pr->process->process->creds;
-    struct gr_creds *g = &pl->args->creds;
-
-    if (!c)
-        return 0;
-    if (c->n_uid != 4 || c->n_gid != 4 || c->n_groups > 65536)
-        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                               "process %u: credentials with %zu uids, %zu gids, %zu "
-                               "groups", pr->process->process->pid, c->n_uid, c->n_gid,
-                               c->n_groups);
-    g->groups = s_alloc(pl, (c->n_groups + 1) * sizeof(uint32_t), 8);
-    if (!g->groups)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    memcpy(g->uid, c->uid, sizeof g->uid);
-    memcpy(g->gid, c->gid, sizeof g->gid);
-    if (c->n_groups)
-        memcpy(g->groups, c->groups, c->n_groups * sizeof(uint32_t));
-    g->n_groups = (uint32_t)c->n_groups;
-    g->cap_inh = c->cap_inh, g->cap_prm = c->cap_prm, g->cap_eff = c->cap_eff;
-    g->cap_bnd = c->cap_bnd, g->cap_amb = c->cap_amb;
-    g->securebits = c->securebits;
-    g->no_new_privs = c->no_new_privs;
-    g->dumpable = c->dumpable;
-    g->cap_last = s_cap_last();
-    g->has = 1;
-    return 0;
-}
-
-static int s_plan_mm(s_plan_t *pl, const s_proc_t *pr, cairn_error_t *err)
-{
-    const Cairn__Ghost__MmLayout *m = pr->process->process->mm;
-    struct gr_args *a = pl->args;
-    void *auxv = s_alloc(pl, m->auxv.len + 8, 64);
-    int fd;
-
-    if (!auxv)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    memcpy(auxv, m->auxv.data, m->auxv.len);
-    fd = open(m->exe_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
-                               "cannot open the executable %s: %s",
-                               m->exe_path, strerror(errno));
-    fd = s_helper_fd(pl, fd, err);   /* the blob closes it after PR_SET_MM_MAP */
-    if (fd < 0)
-        return fd;
-    a->mm = (struct gr_mm_map){
-        m->start_code, m->end_code, m->start_data, m->end_data,
-        m->start_brk, m->brk, m->start_stack, m->arg_start, m->arg_end,
-        m->env_start, m->env_end, (uint64_t)(uintptr_t)auxv,
-        (uint32_t)m->auxv.len, (uint32_t)fd };
-    a->has_mm = 1;
-    return 0;
+    n += 64 * RST_PAGE;   /* vdso scratch: vvar + vclock + vdso fit easily */
+    return RST_ALIGN(n, RST_PAGE);
 }
 
 /* keep = the region and our vdso/vvar pieces, sorted; close = helpers. */
-static int s_plan_keep(s_plan_t *pl)
+static int s_plan_keep(rst_plan_t *pl)
 {
     struct gr_args *a = pl->args;
     struct gr_range r = { (uint64_t)(uintptr_t)pl->region,
@@ -1606,7 +299,7 @@ static int s_plan_keep(s_plan_t *pl)
             a->keep[j] = a->keep[j - 1];
             a->keep[j - 1] = t;
         }
-    a->unmap_end = S_TASK_SIZE;
+    a->unmap_end = RST_TASK_SIZE;
     return 0;
 }
 
@@ -1617,44 +310,40 @@ static int s_cmp_int(const void *x, const void *y)
 
 /* One process's plan: its region, vmas, pages, threads, signals, limits
  * and mm; n_helpers bounds the helper fds the tree will hold. */
-static int s_plan_one(s_plan_t *pl, const s_proc_t *pr, size_t n_helpers,
+static int s_plan_one(rst_plan_t *pl, const rst_proc_t *pr, size_t n_helpers,
                       cairn_error_t *err)
 {
-    proc_vmas_t self = { 0 };
     int ret;
 
-    pl->xcr0 = s_xgetbv0();
-    pl->xsave_max = s_xsave_size();
     pl->region_len = s_region_size(pr, n_helpers);
-    ret = s_map_region(pl, pr, err);
+    ret = mem_map_region(pl, pr, err);
     if (ret < 0)
         return ret;
     memcpy(pl->region, ghost_restorer_blob, ghost_restorer_blob_size);
-    pl->used = S_ALIGN(ghost_restorer_blob_size, S_PAGE);
-    pl->args = s_alloc(pl, sizeof *pl->args, 64);
+    pl->used = RST_ALIGN(ghost_restorer_blob_size, RST_PAGE);
+    pl->args = rst_alloc(pl, sizeof *pl->args, 64);
     pl->args->magic = GR_ARGS_MAGIC;
     pl->args->scratch = (uint64_t)(uintptr_t)pl->region + pl->region_len -
-                        64 * S_PAGE;
-    ret = proc_read_vmas(0, false, &self, err);
+                        64 * RST_PAGE;
+    ret = mem_plan_vdso(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_vdso(pl, pr, &self, err);
-    proc_vmas_free(&self);
+        ret = mem_plan_vmas(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_vmas(pl, pr, err);
+        ret = mem_plan_runs(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_runs(pl, pr, err);
+        ret = threads_plan(pl, pr, pl->tree->new_pid, err);
     if (ret == 0)
-        ret = s_plan_threads(pl, pr, pl->tree->new_pid, err);
+        ret = sig_plan_pending(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_signals(pl, pr, err);
+        ret = creds_plan_rlimits(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_limits(pl, pr, err);
+        ret = sig_plan_itimers(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_creds(pl, pr, err);
+        ret = creds_plan(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_seccomp(pl, pr, err);
+        ret = creds_plan_seccomp(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_mm(pl, pr, err);
+        ret = mem_plan_mm(pl, pr, err);
     if (ret == 0)
         ret = s_plan_keep(pl);
     return ret;
@@ -1662,12 +351,12 @@ static int s_plan_one(s_plan_t *pl, const s_proc_t *pr, size_t n_helpers,
 
 /* The blob of one process closes every helper of the tree but the status
  * pipe, the staging memfd and its own exe (closed after PR_SET_MM_MAP). */
-static int s_plan_close(s_plan_t *pl, cairn_error_t *err)
+static int s_plan_close(rst_plan_t *pl, cairn_error_t *err)
 {
-    const s_tree_t *t = pl->tree;
+    const rst_tree_t *t = pl->tree;
     struct gr_args *a = pl->args;
 
-    a->close_fds = s_alloc(pl, (t->n_helpers + 1) * sizeof(int32_t), 8);
+    a->close_fds = rst_alloc(pl, (t->n_helpers + 1) * sizeof(int32_t), 8);
     if (!a->close_fds)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     a->status_fd = t->status_w;
@@ -1679,482 +368,10 @@ static int s_plan_close(s_plan_t *pl, cairn_error_t *err)
     return 0;
 }
 
-/* ---------------------------------------------------------- plan: tree */
-
-/* A pipe whose write end is in the tree but not its read end would be
- * recreated without a reader: refused. */
-static bool s_pipe_has_reader(const s_image_t *im, uint64_t id)
-{
-    for (size_t i = 0; i < im->n_procs; i++)
-        for (size_t j = 0; j < im->procs[i].fds.n; j++) {
-            const Cairn__Ghost__Fd *f = im->procs[i].fds.v[j]->fd;
-            if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE &&
-                f->pipe_id == id && !f->pipe_write_end)
-                return true;
-        }
-    return false;
-}
-
-/* Writes every unread byte the image holds for pipe id into w (the
- * write end, non-blocking: a pipe that cannot hold them is refused). */
-static int s_pipe_fill(const s_image_t *im, uint64_t id, int w,
-                       cairn_error_t *err)
-{
-    for (size_t i = 0; i < im->n_procs; i++)
-        for (size_t j = 0; j < im->procs[i].fds.n; j++) {
-            const Cairn__Ghost__Fd *f = im->procs[i].fds.v[j]->fd;
-            if (f->kind != CAIRN__GHOST__FD_KIND__FD_PIPE || f->pipe_id != id ||
-                f->pipe_data.len == 0)
-                continue;
-            if (f->pipe_data.len > 65536)
-                fcntl(w, F_SETPIPE_SZ, (int)f->pipe_data.len);
-            if (write(w, f->pipe_data.data, f->pipe_data.len) !=
-                (ssize_t)f->pipe_data.len)
-                return cairn_error_set(err, errno ? -errno : -EIO,
-                                       CAIRN_SYSTEM, "pipe %llu: refilling "
-                                       "%zu unread bytes failed: %s",
-                                       (unsigned long long)id,
-                                       f->pipe_data.len, strerror(errno));
-        }
-    return 0;
-}
-
-/* One pipe for pipe_id f->pipe_id, refilled, both ends as helpers. */
-static int s_tree_pipe(s_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
-                       cairn_error_t *err)
-{
-    s_pipe_t *p = &t->pipes[t->n_pipes];
-    int e[2], ret;
-
-    if (!s_pipe_has_reader(t->im, f->pipe_id))
-        return cairn_error_set(err, -EPIPE, CAIRN_UNSUPPORTED,
-                               "process %u fd %d: write end of pipe %llu "
-                               "whose read end is outside the image", pid,
-                               f->fd, (unsigned long long)f->pipe_id);
-    if (pipe2(e, O_CLOEXEC | O_NONBLOCK) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s",
-                               strerror(errno));
-    ret = s_pipe_fill(t->im, f->pipe_id, e[1], err);
-    if (ret < 0) {
-        close(e[0]);
-        close(e[1]);
-        return ret;
-    }
-    p->id = f->pipe_id;
-    p->end[0] = s_tree_helper(t, e[0], err);
-    p->end[1] = p->end[0] < 0 ? (close(e[1]), -1) : s_tree_helper(t, e[1], err);
-    if (p->end[1] < 0)
-        return p->end[0] < 0 ? p->end[0] : p->end[1];
-    t->n_pipes++;
-    return 0;
-}
-
-static const s_pipe_t *s_find_pipe(const s_tree_t *t, uint64_t id)
-{
-    for (size_t i = 0; i < t->n_pipes; i++)
-        if (t->pipes[i].id == id)
-            return &t->pipes[i];
-    return NULL;
-}
-
-/* Every pipe of the tree, made here so that every process inherits it. */
-static int s_tree_pipes(s_tree_t *t, cairn_error_t *err)
-{
-    size_t n = 0;
-    int ret = 0;
-
-    for (size_t i = 0; i < t->im->n_procs; i++)
-        n += t->im->procs[i].fds.n;
-    t->pipes = calloc(n + 1, sizeof *t->pipes);
-    if (!t->pipes)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
-        const s_proc_t *pr = &t->im->procs[i];
-        for (size_t j = 0; j < pr->fds.n && ret == 0; j++) {
-            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd;
-            if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE &&
-                !s_find_pipe(t, f->pipe_id))
-                ret = s_tree_pipe(t, pr->process->process->pid, f, err);
-        }
-    }
-    return ret;
-}
-
-/* Index of the process whose pid is `pid`, -1 if none. */
-static int s_index_of(const s_image_t *im, uint32_t pid)
-{
-    for (size_t i = 0; i < im->n_procs; i++)
-        if (im->procs[i].process->process->pid == pid)
-            return (int)i;
-    return -1;
-}
-
-/* Copies n bytes from src at src_off to dst at dst_off (the staged bytes
- * may sit at any file offset, so no mapping). Returns 0 or an errno. */
-static int s_copy_range(int src, uint64_t src_off, int dst, uint64_t dst_off, size_t n)
-{
-    size_t cap = n < (4u << 20) ? n : (4u << 20);
-    uint8_t *buf = malloc(cap ? cap : 1);
-    int e = 0;
-    if (!buf)
-        return ENOMEM;
-    for (size_t done = 0; done < n && !e;) {
-        size_t want = n - done < cap ? n - done : cap;
-        ssize_t k = pread(src, buf, want, (off_t)(src_off + done));
-        if (k < 0)
-            e = errno;
-        else if (k == 0)
-            e = EIO;   /* the image ends before its staged bytes */
-        else if (pwrite(dst, buf, (size_t)k, (off_t)(dst_off + done)) != k)
-            e = EIO;   /* a memfd write is all or nothing short of ENOSPC */
-        else
-            done += (size_t)k;
-    }
-    free(buf);
-    return e;
-}
-
-/* Writes the staged object pages of shmid into its memfd, clipped to the
- * object's size (the last page was padded). */
-static int s_shm_fill(const s_image_t *im, uint64_t shmid, int fd, uint64_t size,
-                      cairn_error_t *err)
-{
-    if (im->check_only)   /* nothing staged: the contents are not checked */
-        return 0;
-    for (size_t i = 0; i < im->n_objruns; i++) {
-        const s_objrun_t *o = &im->objruns[i];
-        if (o->shmid != shmid || o->offset >= size)
-            continue;
-        size_t n = (size_t)(size - o->offset < o->len ? size - o->offset : o->len);
-        int e = s_copy_range(im->staging_fd, o->off, fd, o->offset, n);
-        if (e)
-            return cairn_error_set(err, -e, CAIRN_SYSTEM, "filling memfd %llu at "
-                                   "%llu: %s", (unsigned long long)shmid,
-                                   (unsigned long long)o->offset, strerror(e));
-    }
-    return 0;
-}
-
-/* A memfd mapping whose pages the dump left out (an fd of the tree
- * refers to the memfd: its object pages hold it) must have that fd, or
- * it would come back as zeros. */
-static int s_check_fd_memfds(const s_image_t *im, cairn_error_t *err)
-{
-    for (size_t i = 0; i < im->n_procs; i++)
-        for (size_t j = 0; j < im->procs[i].vmas.n; j++) {
-            const Cairn__Ghost__Vma *v = im->procs[i].vmas.v[j]->vma;
-            bool has_fd = false;
-            if (v->kind != CAIRN__GHOST__VMA_KIND__VMA_MEMFD || v->dumped)
-                continue;
-            for (size_t k = 0; k < im->n_procs && !has_fd; k++)
-                has_fd = s_memfd_fd_of(&im->procs[k], v->shmid) != NULL;
-            if (!has_fd)
-                return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                                       "bad image: process %u maps memfd %llu at %#llx "
-                                       "without its pages, and no fd refers to it",
-                                       im->procs[i].process->process->pid,
-                                       (unsigned long long)v->shmid,
-                                       (unsigned long long)v->start);
-        }
-    return 0;
-}
-
-/* One memfd per object the fds of the tree refer to (FD_MEMFD), of the
- * fd's size and filled from its object pages: the whole truth of the
- * object. Its vmas map this memfd (s_open_shmem) and take no pages of
- * their own (s_vma_from_object), so mapping and fd see one object. */
-static int s_tree_objects(s_tree_t *t, cairn_error_t *err)
-{
-    char name[256];
-    int ret = s_check_fd_memfds(t->im, err);
-
-    for (size_t i = 0; i < t->im->n_procs && ret >= 0; i++) {
-        const s_proc_t *pr = &t->im->procs[i];
-        for (size_t j = 0; j < pr->fds.n && ret >= 0; j++) {
-            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd;
-            if (f->kind != CAIRN__GHOST__FD_KIND__FD_MEMFD ||
-                s_shm_find(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD))
-                continue;
-            s_memfd_name(f->path, name, sizeof name);
-            ret = s_shm_create(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD,
-                               name, f->size, true, err);
-            if (ret >= 0)
-                ret = s_shm_fill(t->im, f->shmid, ret, f->size, err);
-        }
-    }
-    return ret < 0 ? ret : 0;
-}
-
-/* Opens the open file description fd record f describes: its file (a
- * memfd: its object, reopened through /proc/self/fd for an offset of its
- * own), status flags and offset; O_CLOEXEC (the caller places it). The
- * fd, or -errno with err set. */
-static int s_open_description(const s_tree_t *t, const Cairn__Ghost__Fd *f,
-                              cairn_error_t *err)
-{
-    int flags = f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
-    const s_shm_t *s = NULL;
-    char self[64];
-    const char *path = f->path;
-    int fd;
-
-    if (f->kind >= CAIRN__GHOST__FD_KIND__FD_EVENTFD &&
-        f->kind <= CAIRN__GHOST__FD_KIND__FD_INOTIFY)
-        return ghost_anon_open(f, err);
-    if (f->kind == CAIRN__GHOST__FD_KIND__FD_MEMFD) {
-        s = s_shm_find(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD);
-        if (!s)
-            return cairn_error_set(err, -ENOENT, CAIRN_INTERNAL, "fd %d: memfd "
-                                   "%llu was not recreated", f->fd,
-                                   (unsigned long long)f->shmid);
-        snprintf(self, sizeof self, "/proc/self/fd/%d", s->fd);
-        path = self;
-    } else if (strstr(path, " (deleted)") || path[0] != '/') {
-        return cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
-                               "fd %d: %s cannot be reopened", f->fd, f->path);
-    }
-    if (f->kind == CAIRN__GHOST__FD_KIND__FD_DIRECTORY)
-        flags |= O_DIRECTORY;
-    fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
-                               "fd %d: cannot reopen %s: %s", f->fd, f->path,
-                               strerror(errno));
-    if ((f->kind == CAIRN__GHOST__FD_KIND__FD_REGULAR || s) &&
-        lseek(fd, f->pos, SEEK_SET) != f->pos) {
-        int e = errno;
-        close(fd);
-        return cairn_error_set(err, -e, CAIRN_FAILED_PRECONDITION,
-                               "fd %d: cannot seek %s to %lld: %s", f->fd,
-                               f->path, (long long)f->pos, strerror(e));
-    }
-    return fd;
-}
-
-static const s_ofd_t *s_find_ofd(const s_tree_t *t, uint32_t pid, int32_t fd)
-{
-    for (size_t i = 0; i < t->n_ofds; i++)
-        if (t->ofds[i].pid == pid && t->ofds[i].fd == fd)
-            return &t->ofds[i];
-    return NULL;
-}
-
-/* The fd record f of process i shares: an earlier fd (a process before
- * i, or i itself) that owns its description, of the same kind, not a
- * pipe. NULL, with err set, if the image says otherwise. */
-static const Cairn__Ghost__Fd *s_share_origin(const s_image_t *im, size_t i,
-                                              const Cairn__Ghost__Fd *f,
-                                              cairn_error_t *err)
-{
-    int j = s_index_of(im, f->shares_pid);
-    uint32_t pid = im->procs[i].process->process->pid;
-
-    for (size_t k = 0; j >= 0 && (size_t)j <= i && k < im->procs[j].fds.n; k++) {
-        const Cairn__Ghost__Fd *o = im->procs[j].fds.v[k]->fd;
-        if (o->fd == f->shares_fd && !o->shares && o->kind == f->kind &&
-            o->kind != CAIRN__GHOST__FD_KIND__FD_PIPE && o != f)
-            return o;
-    }
-    cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT, "bad image: process "
-                    "%u fd %d shares the open file of process %u fd %d, which is "
-                    "not an earlier fd of its kind owning one", pid, f->fd,
-                    f->shares_pid, f->shares_fd);
-    return NULL;
-}
-
-/* Prefixes err's message with "process PID"; returns ret. */
-static int s_in_process(cairn_error_t *err, int ret, uint32_t pid)
-{
-    char why[CAIRN_ERROR_MESSAGE_MAX - 32];
-
-    if (!err)
-        return ret;
-    size_t n = strnlen(err->message, sizeof why - 1);
-
-    memcpy(why, err->message, n);
-    why[n] = '\0';
-    return cairn_error_set(err, ret, err->code, "process %u %s", pid, why);
-}
-
-/* One helper per open file description fds share (dup, fork): opened
- * here once, dup3'd into every fd that has it, so their offset and
- * status flags stay one. */
-static int s_tree_shared(s_tree_t *t, cairn_error_t *err)
-{
-    size_t n = 0;
-    int ret = 0;
-
-    for (size_t i = 0; i < t->im->n_procs; i++)
-        n += t->im->procs[i].fds.n;
-    t->ofds = calloc(n + 1, sizeof *t->ofds);
-    if (!t->ofds)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (size_t i = 0; i < t->im->n_procs && ret >= 0; i++) {
-        const s_proc_t *pr = &t->im->procs[i];
-        for (size_t j = 0; j < pr->fds.n && ret >= 0; j++) {
-            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd, *o;
-            if (!f->shares || s_find_ofd(t, f->shares_pid, f->shares_fd))
-                continue;
-            if (!(o = s_share_origin(t->im, i, f, err)))
-                return -EBADMSG;
-            ret = s_open_description(t, o, err);
-            if (ret < 0)
-                return s_in_process(err, ret, f->shares_pid);
-            ret = s_tree_helper(t, ret, err);
-            if (ret >= 0)
-                t->ofds[t->n_ofds++] = (s_ofd_t){ f->shares_pid, f->shares_fd, ret };
-        }
-    }
-    return ret < 0 ? ret : 0;
-}
-
-static int s_refuse_job(cairn_error_t *err, const Cairn__Ghost__Process *p,
-                        const char *why)
-{
-    return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                           "process %u (session %u, group %u): %s", p->pid,
-                           p->sid, p->pgid, why);
-}
-
-/* Session of process i: it leads its own (setsid), or it is in its
- * parent's (inherited by fork); the root may also stay in the session
- * of the caller when its own session leader is not in the tree. */
-static int s_job_session(s_tree_t *t, size_t i, cairn_error_t *err)
-{
-    const s_proc_t *pr = &t->im->procs[i];
-    const Cairn__Ghost__Process *p = pr->process->process;
-
-    t->jobs[i].setsid = p->sid == p->pid;
-    if (t->jobs[i].setsid)
-        return 0;
-    if (pr->parent < 0)
-        return s_index_of(t->im, p->sid) < 0 ? 0 :
-               s_refuse_job(err, p, "the root's session leader is one of "
-                            "its descendants");
-    if (t->im->procs[pr->parent].process->process->sid != p->sid)
-        return s_refuse_job(err, p, "in another session than its parent "
-                            "without leading it (the parent called setsid "
-                            "after forking it): cannot be recreated by fork");
-    return 0;
-}
-
-/* Group of process i: its own, the group of a process of the tree, or
- * (when the leader is not in the tree) the root's group if it shares it:
- * the root then stays in the caller's group and so does i. */
-static int s_job_group(s_tree_t *t, size_t i, cairn_error_t *err)
-{
-    const Cairn__Ghost__Process *p = t->im->procs[i].process->process;
-    const Cairn__Ghost__Process *root = t->im->procs[0].process->process;
-    int l = s_index_of(t->im, p->pgid);
-
-    if (t->jobs[i].setsid && p->pgid != p->pid)
-        return s_refuse_job(err, p, "leads its session but not its group");
-    t->jobs[i].group = l;
-    if (l >= 0 && t->im->procs[l].process->process->sid != p->sid)
-        return s_refuse_job(err, p, "its group leader is in another session");
-    if (l < 0 && (p->pgid != root->pgid || p->sid != root->sid))
-        return s_refuse_job(err, p, "its group leader is not in the tree and "
-                            "the root is not in that group");
-    return 0;
-}
-
-static int s_tree_jobs(s_tree_t *t, cairn_error_t *err)
-{
-    int ret = 0;
-
-    t->jobs = calloc(t->im->n_procs, sizeof *t->jobs);
-    if (!t->jobs)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    t->caller_pgrp = getpgrp();
-    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++)
-        ret = s_job_session(t, i, err);
-    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++)
-        ret = s_job_group(t, i, err);
-    return ret;
-}
-
-static int s_ctl_pipe(s_tree_t *t, int *ret_mine, int *ret_helper,
-                      bool helper_reads, cairn_error_t *err)
-{
-    int e[2];
-
-    if (pipe2(e, O_CLOEXEC) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s",
-                               strerror(errno));
-    *ret_mine = e[helper_reads ? 1 : 0];
-    *ret_helper = s_tree_helper(t, e[helper_reads ? 0 : 1], err);
-    return *ret_helper < 0 ? *ret_helper : 0;
-}
-
-/* base_fd above every fd of every process; the control pipes; the pid
- * table every process writes its restored pid into. */
-static int s_tree_ctl(s_tree_t *t, cairn_error_t *err)
-{
-    int max = 2, ret;
-
-    for (size_t i = 0; i < t->im->n_procs; i++)
-        for (size_t j = 0; j < t->im->procs[i].fds.n; j++)
-            if (t->im->procs[i].fds.v[j]->fd->fd > max)
-                max = t->im->procs[i].fds.v[j]->fd->fd;
-    if (max > 65535)
-        return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
-                               "fd %d is above what the restorer handles", max);
-    t->base_fd = max + 1;
-    t->pids = mmap(NULL, t->im->n_procs * sizeof *t->pids,
-                   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (t->pids == MAP_FAILED) {
-        t->pids = NULL;
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pid table: %s",
-                               strerror(errno));
-    }
-    ret = s_ctl_pipe(t, &t->status_r, &t->status_w, false, err);
-    if (ret == 0)
-        ret = s_ctl_pipe(t, &t->go_w, &t->go_r, true, err);
-    if (ret == 0)
-        ret = s_ctl_pipe(t, &t->ready_r, &t->ready_w, false, err);
-    if (ret == 0)
-        ret = s_ctl_pipe(t, &t->sync_w, &t->sync_r, true, err);
-    if (ret == 0)
-        ret = s_tree_helper(t, dup(t->im->staging_fd), err);
-    if (ret >= 0)
-        t->staging_fd = ret;
-    return ret < 0 ? ret : 0;
-}
-
-static void s_tree_free(s_tree_t *t)
-{
-    for (size_t i = 0; t->plans && i < t->im->n_procs; i++)
-        if (t->plans[i].region)
-            munmap(t->plans[i].region, t->plans[i].region_len);
-    for (size_t i = 0; i < t->n_helpers; i++)
-        close(t->helpers[i]);
-    int mine[] = { t->status_r, t->go_w, t->ready_r, t->sync_w };
-    for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++)
-        if (mine[i] >= 0)
-            close(mine[i]);
-    if (t->pids)
-        munmap(t->pids, t->im->n_procs * sizeof *t->pids);
-    free(t->plans);
-    free(t->jobs);
-    free(t->helpers);
-    free(t->pipes);
-    free(t->shm);
-    free(t->ofds);
-    *t = (s_tree_t){ .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
-}
-
-/* Helper fds the tree will hold at most: for the close lists. */
-static size_t s_helpers_bound(const s_image_t *im)
-{
-    size_t n = 16;
-
-    for (size_t i = 0; i < im->n_procs; i++)
-        n += im->procs[i].vmas.n + 4 * im->procs[i].fds.n + 1;
-    return n;
-}
+/* ---- plan: tree -------------------------------------------------------- */
 
 /* Everything decided and opened before any process exists. */
-static int s_plan(s_tree_t *t, s_image_t *im, bool new_pid, cairn_error_t *err)
+static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, cairn_error_t *err)
 {
     int ret;
 
@@ -2163,20 +380,16 @@ static int s_plan(s_tree_t *t, s_image_t *im, bool new_pid, cairn_error_t *err)
     t->plans = calloc(im->n_procs, sizeof *t->plans);
     if (!t->plans)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    ret = s_tree_jobs(t, err);
+    ret = tree_plan_jobs(t, err);
     if (ret == 0)
-        ret = s_tree_ctl(t, err);
+        ret = rst_tree_ctl(t, err);
     if (ret == 0)
-        ret = s_tree_pipes(t, err);
-    if (ret == 0)
-        ret = s_tree_objects(t, err);
-    if (ret == 0)
-        ret = s_tree_shared(t, err);
+        ret = files_plan(t, err);
     for (size_t i = 0; i < im->n_procs && ret == 0; i++) {
         t->plans[i].tree = t;
-        ret = s_plan_one(&t->plans[i], &im->procs[i], s_helpers_bound(im), err);
+        ret = s_plan_one(&t->plans[i], &im->procs[i], rst_helpers_bound(im), err);
     }
-    if (ret == 0 && t->n_helpers > s_helpers_bound(im))
+    if (ret == 0 && t->n_helpers > rst_helpers_bound(im))
         ret = cairn_error_set(err, -EOVERFLOW, CAIRN_INTERNAL,
                               "more helper fds than planned");
     if (ret < 0)
@@ -2187,7 +400,7 @@ static int s_plan(s_tree_t *t, s_image_t *im, bool new_pid, cairn_error_t *err)
     return ret;
 }
 
-/* --------------------------------------------------------------- child */
+/* ---- child ------------------------------------------------------------- */
 
 /* The libc stage of one process, in order (s_child_main):
  *   phase 1: close what is not a helper; setsid (session leader) or
@@ -2201,25 +414,8 @@ static int s_plan(s_tree_t *t, s_image_t *im, bool new_pid, cairn_error_t *err)
  *            cwd, umask, personality, comm, handlers; jump into the blob.
  */
 
-/* Reports a failure of the child's libc stage and exits. */
-static void __attribute__((noreturn, format(printf, 4, 5)))
-s_child_fail(const s_plan_t *pl, int e, int fd, const char *fmt, ...)
-{
-    struct gr_status st = { .stage = GR_STAGE_CHILD, .err = e,
-                            .arg = (uint64_t)fd,
-                            .pid = (int32_t)syscall(SYS_getpid) };
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(st.msg, sizeof st.msg, fmt, ap);
-    va_end(ap);
-    if (write(pl->tree->status_w, &st, sizeof st) < 0)
-        _exit(2);
-    _exit(1);
-}
-
 /* Closes every fd that is not a helper (helpers are sorted). */
-static void s_child_close_others(const s_tree_t *t)
+static void s_child_close_others(const rst_tree_t *t)
 {
     unsigned int from = 0;
 
@@ -2231,201 +427,25 @@ static void s_child_close_others(const s_tree_t *t)
     syscall(SYS_close_range, from, ~0u, 0);
 }
 
-static void s_child_place(const s_plan_t *pl, int fd, int target, bool cloexec)
-{
-    if (fd != target) {
-        if (dup3(fd, target, cloexec ? O_CLOEXEC : 0) < 0)
-            s_child_fail(pl, errno, target, "fd %d: dup3: %s", target,
-                         strerror(errno));
-        close(fd);
-    } else if (!cloexec) {
-        fcntl(fd, F_SETFD, 0);
-    }
-}
-
-/* An fd whose open file description no other fd shares: opened here. */
-static void s_child_open(const s_plan_t *pl, const Cairn__Ghost__Fd *f)
-{
-    cairn_error_t e;
-    int fd = s_open_description(pl->tree, f, &e);
-
-    if (fd < 0)
-        s_child_fail(pl, -fd, f->fd, "%s", e.message);
-    s_child_place(pl, fd, f->fd, f->cloexec);
-}
-
-/* An fd on a description the caller opened once for every fd sharing it
- * (s_tree_shared), with its own close-on-exec flag. */
-static void s_child_shared(const s_plan_t *pl, const s_ofd_t *o,
-                           const Cairn__Ghost__Fd *f)
-{
-    if (dup3(o->helper, f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
-        s_child_fail(pl, errno, f->fd, "fd %d: dup3 of a shared open file: %s",
-                     f->fd, strerror(errno));
-}
-
-/* The end of a pipe the caller recreated (with its data) into f->fd; the
- * status flags are the open file description's, shared by every process
- * holding that end, as they were. */
-static void s_child_pipe(const s_plan_t *pl, const Cairn__Ghost__Fd *f)
-{
-    const s_pipe_t *p = s_find_pipe(pl->tree, f->pipe_id);
-
-    if (!p)
-        s_child_fail(pl, EPIPE, f->fd, "fd %d: pipe %llu was not recreated",
-                     f->fd, (unsigned long long)f->pipe_id);
-    if (dup3(p->end[f->pipe_write_end], f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
-        s_child_fail(pl, errno, f->fd, "fd %d: dup3: %s", f->fd,
-                     strerror(errno));
-    if (fcntl(f->fd, F_SETFL, f->flags & (O_NONBLOCK | O_APPEND)) < 0)
-        s_child_fail(pl, errno, f->fd, "fd %d: F_SETFL: %s", f->fd,
-                     strerror(errno));
-}
-
-static void s_child_fds(const s_plan_t *pl, const s_proc_t *pr)
-{
-    uint32_t pid = pr->process->process->pid;
-
-    for (size_t i = 0; i < pr->fds.n; i++) {
-        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
-        const s_ofd_t *o = f->shares ? s_find_ofd(pl->tree, f->shares_pid, f->shares_fd)
-                                     : s_find_ofd(pl->tree, pid, f->fd);
-        if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE)
-            s_child_pipe(pl, f);
-        else if (o)
-            s_child_shared(pl, o, f);
-        else
-            s_child_open(pl, f);
-    }
-    /* An epoll watches fds by their numbers here: all of them are in
-     * place now. The fd owning the instance adds them; those sharing it
-     * see them. */
-    for (size_t i = 0; i < pr->fds.n; i++) {
-        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
-        cairn_error_t e;
-        int r = f->kind == CAIRN__GHOST__FD_KIND__FD_EPOLL && !f->shares
-                    ? ghost_anon_add_targets(f->fd, f, &e) : 0;
-        if (r < 0)
-            s_child_fail(pl, -r, f->fd, "%s", e.message);
-    }
-}
-
-/* Descriptions are opened O_NOCTTY (the caller opens shared ones); a
- * session leader takes its first terminal fd as its controlling terminal,
- * as opening it would have done, if that terminal has no session yet. */
-static void s_child_ctty(const s_tree_t *t, size_t i)
-{
-    const s_proc_t *pr = &t->im->procs[i];
-
-    for (size_t k = 0; t->jobs[i].setsid && k < pr->fds.n; k++) {
-        const Cairn__Ghost__Fd *f = pr->fds.v[k]->fd;
-        if (f->kind == CAIRN__GHOST__FD_KIND__FD_CHAR_DEVICE && isatty(f->fd))
-            if (ioctl(f->fd, TIOCSCTTY, 0) == 0)
-                return;
-    }
-}
-
-/* Handlers, with the target's own sa_restorer: through the raw syscall,
- * as the kernel stores them. */
-static void s_child_sigactions(const s_plan_t *pl, const Cairn__Ghost__Process *p)
-{
-    for (size_t i = 0; i < p->n_sigactions; i++) {
-        const Cairn__Ghost__SigAction *s = p->sigactions[i];
-        uint64_t ksa[4] = { s->handler, s->flags, s->restorer, s->mask };
-        if (s->signo == SIGKILL || s->signo == SIGSTOP)
-            continue;
-        if (syscall(SYS_rt_sigaction, s->signo, ksa, NULL, 8) < 0)
-            s_child_fail(pl, errno, 0, "rt_sigaction(%u): %s", s->signo,
-                         strerror(errno));
-    }
-}
-
-/* glibc registered an rseq area for this thread in our TLS (and a fork
- * keeps the registration); the kernel would write into it after the blob
- * unmapped it. */
-static void s_child_drop_rseq(const s_plan_t *pl)
-{
-    void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
-
-    if (__rseq_size == 0)
-        return;
-    if (syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) < 0 &&
-        syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) < 0)
-        s_child_fail(pl, errno, 0, "unregistering glibc's rseq: %s",
-                     strerror(errno));
-}
-
-/* clone3 as a fork: set_tid = want (0: any pid). Returns as fork does. */
-static pid_t s_fork_pid(pid_t want)
-{
-    struct clone_args ca = { .exit_signal = SIGCHLD };
-    pid_t set_tid = want;
-
-    if (want) {
-        ca.set_tid = (uint64_t)(uintptr_t)&set_tid;
-        ca.set_tid_size = 1;
-    }
-    return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
-}
-
-static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i);
-
-/* Forks every child of process i, each into its own libc stage. */
-static void s_child_fork_children(s_tree_t *t, size_t i)
-{
-    const s_plan_t *pl = &t->plans[i];
-
-    for (size_t j = i + 1; j < t->im->n_procs; j++) {
-        const Cairn__Ghost__Process *c = t->im->procs[j].process->process;
-        pid_t pid;
-        if (t->im->procs[j].parent != (int)i)
-            continue;
-        pid = s_fork_pid(t->new_pid ? 0 : (pid_t)c->pid);
-        if (pid == 0)
-            s_child_main(t, j);
-        if (pid < 0)
-            s_child_fail(pl, errno, 0, "clone3 of child %u%s: %s", c->pid,
-                         t->new_pid ? "" : " with set_tid", strerror(errno));
-    }
-}
+static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i);
 
 /* Phase 1: own session or group, the pid table, the children. */
-static void s_child_phase1(s_tree_t *t, size_t i)
+static void s_child_phase1(rst_tree_t *t, size_t i)
 {
-    const s_plan_t *pl = &t->plans[i];
-    const s_job_t *j = &t->jobs[i];
     char one = 1;
 
-    if (j->setsid && setsid() < 0)
-        s_child_fail(pl, errno, 0, "setsid: %s", strerror(errno));
-    if (!j->setsid && j->group == (int)i && setpgid(0, 0) < 0)
-        s_child_fail(pl, errno, 0, "setpgid(0, 0): %s", strerror(errno));
+    tree_child_session(t, i);
     t->pids[i] = (int32_t)syscall(SYS_getpid);
-    s_child_fork_children(t, i);
+    tree_child_fork_children(t, i, s_child_main);
     if (write(t->ready_w, &one, 1) != 1 || read(t->sync_r, &one, 1) != 1)
         _exit(1);   /* the caller is gone */
 }
 
-/* Phase 2, first step: the group led by another process of the tree, or
- * the caller's group (the root's group was outside the tree). */
-static void s_child_join_group(const s_tree_t *t, size_t i)
+static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
 {
-    const s_job_t *j = &t->jobs[i];
-    pid_t want = j->group < 0 ? t->caller_pgrp : (pid_t)t->pids[j->group];
-
-    if (j->group == (int)i || getpgrp() == want)
-        return;
-    if (setpgid(0, want) < 0)
-        s_child_fail(&t->plans[i], errno, 0, "setpgid(0, %d) (group %u): %s",
-                     want, t->im->procs[i].process->process->pgid,
-                     strerror(errno));
-}
-
-static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i)
-{
-    const s_proc_t *pr = &t->im->procs[i];
+    const rst_proc_t *pr = &t->im->procs[i];
     const Cairn__Ghost__Process *p = pr->process->process;
-    s_plan_t *pl = &t->plans[i];
+    rst_plan_t *pl = &t->plans[i];
     struct gr_thread *lead = &pl->args->threads[0];
     char go;
 
@@ -2433,18 +453,18 @@ static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i)
         _exit(1);   /* the caller is gone */
     s_child_close_others(t);
     s_child_phase1(t, i);
-    s_child_join_group(t, i);
-    s_child_fds(pl, pr);
-    s_child_ctty(t, i);
+    tree_child_join_group(t, i);
+    files_child(pl, pr);
+    tree_child_ctty(t, i);
     if (p->cwd[0] && chdir(p->cwd) < 0)
-        s_child_fail(pl, errno, 0, "cwd %s: %s", p->cwd, strerror(errno));
+        rst_child_fail(pl, errno, 0, "cwd %s: %s", p->cwd, strerror(errno));
     umask((mode_t)p->umask);
     if (personality(p->personality) < 0)
-        s_child_fail(pl, errno, 0, "personality(%#x): %s", p->personality,
-                     strerror(errno));
+        rst_child_fail(pl, errno, 0, "personality(%#x): %s", p->personality,
+                       strerror(errno));
     prctl(PR_SET_NAME, p->comm, 0, 0, 0);
-    s_child_sigactions(pl, p);
-    s_child_drop_rseq(pl);
+    sig_child_sigactions(pl, p);
+    threads_child_drop_rseq(pl);
     pl->args->pid = (int32_t)syscall(SYS_getpid);
     __asm__ volatile("mov %0, %%rsp\n\t"
                      "xor %%ebp, %%ebp\n\t"
@@ -2456,52 +476,10 @@ static void __attribute__((noreturn)) s_child_main(s_tree_t *t, size_t i)
     __builtin_unreachable();
 }
 
-/* ----------------------------------------------------------- supervise */
-
-/* Per-thread progress as the tracer sees it. */
-enum s_tstate { S_T_RUNNING, S_T_IN_SIGRETURN, S_T_HELD };
-
-/* Every traced thread of every process of the tree. */
-typedef struct {
-    pid_t *tids;           /* threads seen so far */
-    enum s_tstate *st;     /* their progress */
-    size_t n, cap;         /* seen, allocated */
-    size_t held;           /* threads stopped after their rt_sigreturn */
-    size_t ready;          /* processes past phase 1 (bytes on `ready`) */
-    bool synced;           /* the barrier bytes are written */
-} s_trace_t;
-
-static void s_trace_free(s_trace_t *tr)
-{
-    free(tr->tids);
-    free(tr->st);
-    *tr = (s_trace_t){ 0 };
-}
-
-/* The slot of tid, added if new; -1 on ENOMEM. */
-static ssize_t s_tslot(s_trace_t *tr, pid_t tid)
-{
-    for (size_t i = 0; i < tr->n; i++)
-        if (tr->tids[i] == tid)
-            return (ssize_t)i;
-    if (tr->n == tr->cap) {
-        size_t cap = tr->cap ? tr->cap * 2 : 64;
-        pid_t *t = realloc(tr->tids, cap * sizeof *t);
-        if (t)
-            tr->tids = t;
-        enum s_tstate *s = t ? realloc(tr->st, cap * sizeof *s) : NULL;
-        if (!s)
-            return -1;
-        tr->st = s;
-        tr->cap = cap;
-    }
-    tr->tids[tr->n] = tid;
-    tr->st[tr->n] = S_T_RUNNING;
-    return (ssize_t)tr->n++;
-}
+/* ---- supervise --------------------------------------------------------- */
 
 /* Explains why a process ended, from the status pipe. */
-static int s_explain(const s_tree_t *t, pid_t who, int wstatus,
+static int s_explain(const rst_tree_t *t, pid_t who, int wstatus,
                      cairn_error_t *err)
 {
     static const char *const stages[] = {
@@ -2538,72 +516,9 @@ static int s_explain(const s_tree_t *t, pid_t who, int wstatus,
                            "its target state", who, WEXITSTATUS(wstatus));
 }
 
-/* One wait for any task of ours: 0 and the task, -EAGAIN after a short
- * sleep with nothing to report (so the caller can poll its pipes),
- * -ETIMEDOUT past the deadline, -ECHILD when no task is left. */
-static int s_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms)
-{
-    struct timespec now, left = { 0, 5000000 };
-    sigset_t chld;
-    pid_t w;
-
-    w = waitpid(-1, ret_status, __WALL | WNOHANG);
-    if (w > 0) {
-        *ret_tid = w;
-        return 0;
-    }
-    if (w < 0 && errno != EINTR)
-        return -errno;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
-    if (now_ms >= deadline_ms)
-        return -ETIMEDOUT;
-    if (deadline_ms - now_ms < 5)
-        left.tv_nsec = (long)(deadline_ms - now_ms) * 1000000;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigtimedwait(&chld, NULL, &left);
-    return -EAGAIN;
-}
-
-/* One ptrace stop of a restored thread, until it is held past its
- * rt_sigreturn. Fork/clone events and the first stop of a new task are
- * let through; a signal-delivery stop other than the blob's SIGSTOP is
- * delivered. */
-static int s_on_stop(s_trace_t *tr, pid_t tid, int status, cairn_error_t *err)
-{
-    ssize_t i = s_tslot(tr, tid);
-    int sig = WSTOPSIG(status), event = status >> 16;
-
-    if (i < 0)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    if (event) {
-        ptrace(PTRACE_CONT, tid, 0, 0);
-        return 0;
-    }
-    if (sig == SIGSTOP && tr->st[i] == S_T_RUNNING) {
-        tr->st[i] = S_T_IN_SIGRETURN;
-        ptrace(PTRACE_SYSCALL, tid, 0, 0);   /* to rt_sigreturn's entry */
-        return 0;
-    }
-    if (sig == (SIGTRAP | 0x80) && tr->st[i] == S_T_IN_SIGRETURN) {
-        struct user_regs_struct r;
-        ptrace(PTRACE_GETREGS, tid, 0, &r);
-        if (r.orig_rax == SYS_rt_sigreturn && r.rax == (unsigned long long)-ENOSYS) {
-            ptrace(PTRACE_SYSCALL, tid, 0, 0);   /* to its exit */
-            return 0;
-        }
-        tr->st[i] = S_T_HELD;
-        tr->held++;
-        return 0;
-    }
-    ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig);
-    return 0;
-}
-
 /* The barrier: once every process has written its byte on `ready`, one
  * byte each on `sync` lets them all into phase 2. */
-static int s_barrier(const s_tree_t *t, s_trace_t *tr, cairn_error_t *err)
+static int s_barrier(const rst_tree_t *t, seize_trace_t *tr, cairn_error_t *err)
 {
     char buf[256];
     ssize_t n;
@@ -2622,63 +537,13 @@ static int s_barrier(const s_tree_t *t, s_trace_t *tr, cairn_error_t *err)
     return 0;
 }
 
-/* Runs one syscall in a held thread through the blob's gadget, with all
- * signals blocked, then puts its registers back. */
-static int s_inject_munmap(pid_t tid, uint64_t start, uint64_t len,
-                           uint64_t gadget, uint64_t mask, cairn_error_t *err)
-{
-    struct user_regs_struct saved, r;
-    uint64_t all = ~0ull;
-    int status, ret = 0;
-
-    if (ptrace(PTRACE_GETREGS, tid, 0, &saved) < 0 ||
-        ptrace(PTRACE_SETSIGMASK, tid, (void *)8, &all) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "ptrace(%d): %s",
-                               tid, strerror(errno));
-    r = saved;
-    r.rip = gadget;
-    r.rax = SYS_munmap;
-    r.rdi = start;
-    r.rsi = len;
-    r.orig_rax = (unsigned long long)-1;
-    ptrace(PTRACE_SETREGS, tid, 0, &r);
-    for (int step = 0; step < 2 && ret == 0; step++) {
-        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0 ||
-            waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status) ||
-            WSTOPSIG(status) != (SIGTRAP | 0x80))
-            ret = cairn_error_set(err, -EIO, CAIRN_INTERNAL,
-                                  "unmapping the restorer in %d: unexpected "
-                                  "stop %#x", tid, status);
-    }
-    if (ret == 0) {
-        ptrace(PTRACE_GETREGS, tid, 0, &r);
-        if ((long long)r.rax < 0)
-            ret = cairn_error_set(err, (int)r.rax, CAIRN_SYSTEM,
-                                  "unmapping the restorer: %s",
-                                  strerror((int)-r.rax));
-    }
-    if (ret == 0 && (ptrace(PTRACE_SETREGS, tid, 0, &saved) < 0 ||
-                     ptrace(PTRACE_SETSIGMASK, tid, (void *)8, &mask) < 0))
-        ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "ptrace(%d): %s",
-                              tid, strerror(errno));
-    return ret;
-}
-
-static uint64_t s_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Until every thread of every process is held past its rt_sigreturn:
  * any exit on the way is a failure, explained from the status pipe. */
-static int s_trace_until_held(const s_tree_t *t, s_trace_t *tr,
+static int s_trace_until_held(const rst_tree_t *t, seize_trace_t *tr,
                               size_t n_threads, uint32_t timeout_ms,
                               cairn_error_t *err)
 {
-    uint64_t deadline = s_now_us() / 1000 + timeout_ms;
+    uint64_t deadline = cairn_now_ms() + timeout_ms;
     int ret = 0;
 
     fcntl(t->ready_r, F_SETFL, O_NONBLOCK);
@@ -2688,7 +553,7 @@ static int s_trace_until_held(const s_tree_t *t, s_trace_t *tr,
         ret = s_barrier(t, tr, err);
         if (ret < 0)
             break;
-        ret = s_wait(&tid, &status, deadline);
+        ret = seize_wait(&tid, &status, deadline);
         if (ret == -EAGAIN)
             ret = 0;
         else if (ret == -ETIMEDOUT)
@@ -2704,89 +569,22 @@ static int s_trace_until_held(const s_tree_t *t, s_trace_t *tr,
         else if (ret == 0 && (WIFEXITED(status) || WIFSIGNALED(status)))
             ret = s_explain(t, tid, status, err);
         else if (ret == 0 && WIFSTOPPED(status))
-            ret = s_on_stop(tr, tid, status, err);
+            ret = seize_on_stop(tr, tid, status, err);
     }
     return ret;
 }
 
-/* The thread of image process pr whose registers (as it resumes) are r:
- * each thread has its own stack, so rsp and rip tell it, with the
- * original tids or new ones alike. NULL if none. *ret_reenters: whether
- * it resumes by entering again the call the dump interrupted
- * (s_fix_restart moved it back onto its syscall instruction). */
-static const Cairn__Ghost__Thread *s_image_thread(const s_proc_t *pr,
-                                                  const struct user_regs_struct *r,
-                                                  bool *ret_reenters)
-{
-    for (size_t k = 0; k < pr->threads.n; k++) {
-        const Cairn__Ghost__Thread *th = pr->threads.v[k]->thread;
-        struct user_regs_struct fixed;
-
-        if (th->regs.len != sizeof fixed)
-            continue;
-        memcpy(&fixed, th->regs.data, sizeof fixed);
-        uint64_t dumped_rip = fixed.rip;
-        s_fix_restart(&fixed, pr, th);
-        if (fixed.rsp == r->rsp && fixed.rip == r->rip) {
-            *ret_reenters = fixed.rip != dumped_rip;
-            return th;
-        }
-    }
-    return NULL;
-}
-
-/* Process p is to come back stopped: each of its threads that was inside
- * a blocking call is taken to that call's entry first, so that the
- * SIGSTOP queued next stops it inside the call, as it was -- and a
- * handled signal sent while it is stopped interrupts the call on SIGCONT
- * (EINTR, or a restart with SA_RESTART) instead of running before the
- * call starts anew. Only where nothing could come in between: no pending
- * signal of the image (it would be delivered on the way). */
-static int s_enter_interrupted(const s_tree_t *t, const s_trace_t *tr, size_t p,
-                               cairn_error_t *err)
-{
-    const s_proc_t *pr = &t->im->procs[p];
-    char path[64];
-
-    if (pr->process->process->n_shared_pending)
-        return 0;
-    for (size_t i = 0; i < tr->n; i++) {
-        pid_t tid = tr->tids[i];
-        struct user_regs_struct r;
-        const Cairn__Ghost__Thread *th;
-        bool reenters = false;
-        int status = 0;
-
-        snprintf(path, sizeof path, "/proc/%d/task/%d", (int)t->pids[p], (int)tid);
-        if (access(path, F_OK) < 0 || ptrace(PTRACE_GETREGS, tid, 0, &r) < 0)
-            continue;   /* another process's thread */
-        th = s_image_thread(pr, &r, &reenters);
-        if (!th || th->n_pending || !reenters)
-            continue;
-        if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0 ||
-            waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status))
-            return cairn_error_set(err, -EIO, CAIRN_INTERNAL,
-                                   "taking stopped thread %d back into its call: "
-                                   "status %#x", (int)tid, status);
-        /* A signal sent to it meanwhile stops it first: queued again (the
-         * stop took it off), it is delivered once the thread is let go. */
-        if (WSTOPSIG(status) != (SIGTRAP | 0x80) && (status >> 16) == 0)
-            syscall(SYS_tgkill, (pid_t)t->pids[p], tid, WSTOPSIG(status));
-    }
-    return 0;
-}
-
 /* Every process held: unmap each one's region through its leader, then
  * let every thread go. */
-static int s_release(const s_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
+static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t *err)
 {
     int ret = 0;
 
     for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
-        const s_plan_t *pl = &t->plans[i];
+        const rst_plan_t *pl = &t->plans[i];
         uint64_t region = (uint64_t)(uintptr_t)pl->region;
-        ret = s_inject_munmap((pid_t)t->pids[i], region, pl->region_len,
-                              region + GR_GADGET_OFFSET, pl->leader_mask, err);
+        ret = seize_inject_munmap((pid_t)t->pids[i], region, pl->region_len,
+                                  region + GR_GADGET_OFFSET, pl->leader_mask, err);
     }
     /* A process that was stopped (job control) gets its stop back as a
      * pending SIGSTOP: its threads take it as they are let go, before
@@ -2794,7 +592,7 @@ static int s_release(const s_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
     for (size_t i = 0; ret == 0 && i < t->im->n_procs; i++) {
         if (!t->im->procs[i].process->process->stop_signal)
             continue;
-        ret = s_enter_interrupted(t, tr, i, err);
+        ret = seize_enter_interrupted(t, tr, i, err);
         if (ret == 0 && kill((pid_t)t->pids[i], SIGSTOP) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "stopping %d again: %s",
                                   (int)t->pids[i], strerror(errno));
@@ -2809,9 +607,9 @@ static int s_release(const s_tree_t *t, const s_trace_t *tr, cairn_error_t *err)
 
 /* A failure: SIGKILL every task we know of (and any that shows up), then
  * collect them until none is left, so nothing of the tree survives. */
-static void s_kill_tree(s_trace_t *tr, pid_t root)
+static void s_kill_tree(seize_trace_t *tr, pid_t root)
 {
-    uint64_t deadline = s_now_us() / 1000 + 10000;
+    uint64_t deadline = cairn_now_ms() + 10000;
     pid_t tid;
     int status;
 
@@ -2819,7 +617,7 @@ static void s_kill_tree(s_trace_t *tr, pid_t root)
     for (size_t i = 0; i < tr->n; i++)
         kill(tr->tids[i], SIGKILL);
     for (;;) {
-        int ret = s_wait(&tid, &status, deadline);
+        int ret = seize_wait(&tid, &status, deadline);
         if (ret == 0 && WIFSTOPPED(status))
             kill(tid, SIGKILL), ptrace(PTRACE_CONT, tid, 0, 0);
         else if (ret < 0 && ret != -EAGAIN)
@@ -2827,73 +625,23 @@ static void s_kill_tree(s_trace_t *tr, pid_t root)
     }
 }
 
-static int s_supervise(const s_tree_t *t, pid_t root, size_t n_threads,
+static int s_supervise(const rst_tree_t *t, pid_t root, size_t n_threads,
                        uint32_t timeout_ms, cairn_error_t *err)
 {
-    s_trace_t tr = { 0 };
+    seize_trace_t tr = { 0 };
     int ret = s_trace_until_held(t, &tr, n_threads, timeout_ms, err);
 
     if (ret == 0)
         ret = s_release(t, &tr, err);
     if (ret < 0)
         s_kill_tree(&tr, root);
-    s_trace_free(&tr);
+    seize_trace_free(&tr);
     return ret;
 }
 
-/* ---------------------------------------------------------------- main */
+/* ---- main -------------------------------------------------------------- */
 
-/* The first id of the image that a task still holds: 0 if none, else
- * the id, with *dead set if that task has exited and only waits to be
- * reaped (a zombie: a tree just killed by its checkpoint is reaped by
- * its parents a moment later) and *parent its parent. */
-static uint32_t s_first_taken(const s_image_t *im, bool *dead, pid_t *parent, bool *is_pid)
-{
-    for (size_t p = 0; p < im->n_procs; p++) {
-        const s_proc_t *pr = &im->procs[p];
-        for (size_t i = 0; i < pr->threads.n; i++) {
-            uint32_t tid = pr->threads.v[i]->thread->tid;
-            proc_stat_t st;
-            int r = proc_read_stat((pid_t)tid, &st, NULL);
-            if (r == -ENOENT || r == -ESRCH)
-                continue;   /* free */
-            bool known = r == 0;   /* held, by what we may not be able to tell */
-            *dead = known && proc_state_exited(st.state);
-            *parent = known ? st.ppid : 0;
-            *is_pid = tid == pr->process->process->pid;
-            return tid;
-        }
-    }
-    return 0;
-}
-
-/* Whether every id of the image is free (same-pid restore only): all or
- * nothing, checked before anything is made. An id held by a task that
- * has exited is waited for, up to S_REAP_GRACE_MS, to be reaped. */
-#define S_REAP_GRACE_MS 2000
-static int s_check_ids(const s_image_t *im, cairn_error_t *err)
-{
-    for (int waited = 0;; waited += 10) {
-        bool dead = false, is_pid = false;
-        pid_t parent = 0;
-        uint32_t tid = s_first_taken(im, &dead, &parent, &is_pid);
-        if (tid == 0)
-            return 0;
-        if (!dead)
-            return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
-                                   "%s %u is taken by another process",
-                                   is_pid ? "pid" : "thread id", tid);
-        if (waited >= S_REAP_GRACE_MS)
-            return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
-                                   "%s %u is still held by a process that exited and "
-                                   "that its parent %d has not reaped in %d ms",
-                                   is_pid ? "pid" : "thread id", tid, (int)parent,
-                                   S_REAP_GRACE_MS);
-        usleep(10000);
-    }
-}
-
-static size_t s_n_threads(const s_image_t *im)
+static size_t s_n_threads(const rst_image_t *im)
 {
     size_t n = 0;
 
@@ -2904,7 +652,7 @@ static size_t s_n_threads(const s_image_t *im)
 
 /* Creates the root (which creates the rest), seizes it and supervises
  * the whole tree until it runs or is gone. */
-static int s_spawn(s_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
+static int s_spawn(rst_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
 {
     long opts = PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
                 PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK;
@@ -2922,7 +670,7 @@ static int s_spawn(s_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
 
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
-    pid = s_fork_pid((pid_t)want);
+    pid = tree_fork_pid((pid_t)want);
     if (pid == 0)
         s_child_main(t, 0);
     if (pid < 0)
@@ -2949,10 +697,10 @@ static int s_spawn(s_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
 
 /* The restored and original pid of every process, into members (the
  * caller's array of n_procs, allocated before anything was made). */
-static void s_members(const s_tree_t *t, ghost_restore_member_t *members)
+static void s_members(const rst_tree_t *t, ghost_restore_member_t *members)
 {
     for (size_t i = 0; i < t->im->n_procs; i++) {
-        const s_proc_t *pr = &t->im->procs[i];
+        const rst_proc_t *pr = &t->im->procs[i];
         members[i] = (ghost_restore_member_t){
             .pid = (pid_t)t->pids[i],
             .original_pid = (pid_t)pr->process->process->pid,
@@ -2981,11 +729,11 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
 {
     bool new_pid = o->new_pid;
     uint32_t timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
-    s_image_t im = { .staging_fd = -1, .check_only = check };
-    s_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1,
+    rst_image_t im = { .staging_fd = -1, .check_only = check };
+    rst_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1,
                    .pread_pages = o->pread_pages };
     ghost_restore_stats_t st = { 0 };
-    uint64_t t0 = s_now_us();
+    uint64_t t0 = cairn_now_us();
     cairn_error_t taken;
     int ret;
 
@@ -2993,7 +741,7 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     t.im = &im;
     ret = s_load(in_fd, &im, err);
     if (ret == 0 && !new_pid && !check)
-        ret = s_check_ids(&im, err);
+        ret = tree_check_ids(&im, err);
     if (ret == 0)
         ret = s_plan(&t, &im, new_pid, err);
     if (ret == 0 && !check && !(st.members = calloc(im.n_procs, sizeof *st.members)))
@@ -3005,7 +753,7 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     if (ret == 0) {
         st.original_pid = (pid_t)im.procs[0].process->process->pid;
         if (check) {
-            st.same_pid = s_check_ids(&im, &taken) == 0;   /* would keep its ids */
+            st.same_pid = tree_check_ids(&im, &taken) == 0;   /* would keep its ids */
         } else {
             s_members(&t, st.members);
             st.pid = (pid_t)t.pids[0];
@@ -3017,11 +765,11 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
         st.threads = (uint32_t)s_n_threads(&im);
         for (size_t i = 0; i < im.n_procs; i++)
             st.stopped += im.procs[i].process->process->stop_signal != 0;
-        st.restore_us = s_now_us() - t0;
+        st.restore_us = cairn_now_us() - t0;
         *ret_stats = st;
     }
-    s_tree_free(&t);
-    s_image_free(&im);
+    rst_tree_free(&t);
+    rst_image_free(&im);
     return ret;
 }
 
