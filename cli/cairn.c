@@ -1,6 +1,7 @@
 /* cairn.c - the `cairn` command: main, the command table, the help object.
  *
- * Design. `cairn [global options] <noun> <verb> [options]` (docs/architecture.md §7).
+ * Design. `cairn [global options] <noun> <verb> [options]`
+ * (docs/architecture.md §7).
  * main() pulls the global options out of argv (args.c), finds the command
  * by its words in s_commands -- one row per command with its synopsis,
  * options, handler and --table view -- and runs it. It is the only place

@@ -59,7 +59,8 @@ static json_t *s_check_json(const cairn_description_t *d)
 }
 
 int cli_cmd_config_check(cli_ctx *ctx, int argc, char **argv,
-                         json_t **ret_result, cairn_error_t *err) {
+                         json_t **ret_result, cairn_error_t *err)
+{
     cairn_description_t *d = NULL;
     cairn_args_t a;
     json_t *result;
@@ -89,7 +90,8 @@ int cli_cmd_config_check(cli_ctx *ctx, int argc, char **argv,
 
 /* Splits "h1,h2,..." in place into hosts[]; every item must be non-empty. */
 static int s_split_hosts(char *list, const char **hosts, size_t *ret_n,
-                         cairn_error_t *err) {
+                         cairn_error_t *err)
+{
     size_t n = 0;
 
     for (char *item; (item = strsep(&list, ",")) != NULL;) {
@@ -109,7 +111,8 @@ static int s_split_hosts(char *list, const char **hosts, size_t *ret_n,
  * (atomically, by libcairn) or returned in "xml". */
 static int s_generate_result(const char *output, const char *cluster,
                              size_t n, cairn_description_builder_t *b,
-                             json_t **ret, cairn_error_t *err) {
+                             json_t **ret, cairn_error_t *err)
+{
     _cleanup_free_ char *xml = NULL;
     json_t *v;
     int r;
@@ -137,7 +140,8 @@ CAIRN_DEFINE_CLEANUP(s_builder_freep, cairn_description_builder_t *,
                      cairn_description_builder_free)
 
 int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,
-                            json_t **ret_result, cairn_error_t *err) {
+                            json_t **ret_result, cairn_error_t *err)
+{
     const char *hosts[S_MAX_HOSTS], *cluster;
     _cleanup_(s_builder_freep) cairn_description_builder_t *b = NULL;
     _cleanup_free_ char *list = NULL;

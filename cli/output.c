@@ -1,10 +1,10 @@
 /* output.c - JSON printing, the error object, exit codes and --table views.
  *
  * Design. Everything `cairn` prints goes through here, so the contract of
- * docs/architecture.md §7 is kept in one place: one JSON document on stdout (indented for
- * a terminal, one compact line for a pipe, so `jq` and line readers both
- * work), errors as one compact line {"error":{...}} on stderr, write errors
- * detected (fflush) and reported to the caller. The --table views build a
+ * docs/architecture.md §7 is kept in one place: one JSON document on stdout
+ * (indented for a terminal, one compact line for a pipe, so `jq` and line
+ * readers both work), errors as one compact line {"error":{...}} on
+ * stderr, write errors detected (fflush) and reported to the caller. The --table views build a
  * small grid of strings and pad each column to its widest cell; a view only
  * reads the JSON result, so the table always shows what JSON would.
  */

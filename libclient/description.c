@@ -1,5 +1,5 @@
 /* description.c - the cluster description loader, builder and generator
- * (DESIGN §5).
+ * (docs/architecture.md §5).
  *
  * Loading runs in three passes, each stopping at the first error:
  *   1. parse: the bytes (read by us, so an unreadable file gives its errno)

@@ -782,7 +782,7 @@ Test(description, generate_max_hosts)
     cr_assert_eq(xml, (char *) 0x1);
 }
 
-/* ---- the builder ---------------------------------------------------- */
+/* ---- the builder ------------------------------------------------------- */
 
 #define S_HOSTILE "a\"<&>'b"
 

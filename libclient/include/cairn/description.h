@@ -1,11 +1,12 @@
 /* cairn/description.h - the cluster description: one XML file for a cluster.
  *
- * Every daemon and the CLI read the same file (docs/architecture.md §5). Loading parses it
- * with libxml2 (no network, no entity expansion), validates it against the
- * RelaxNG schema compiled into libcairn (libclient/cluster.rng), then checks
- * what a schema cannot: unique node ids, names and addresses, appliances that
- * exist and do not extend in a cycle, services that are declared, ports that
- * do not collide, keys for every node when CURVE is on. Every error names the
+ * Every daemon and the CLI read the same file (docs/architecture.md §5).
+ * Loading parses it with libxml2 (no network, no entity expansion),
+ * validates it against the RelaxNG schema compiled into libcairn
+ * (libclient/cluster.rng), then checks what a schema cannot: unique node
+ * ids, names and addresses, appliances that exist and do not extend in a
+ * cycle, services that are declared, ports that do not collide, keys for
+ * every node when CURVE is on. Every error names the
  * file, the line, the element and the reason.
  *
  * The loaded description is immutable; all strings it returns live as long
