@@ -1126,7 +1126,7 @@ Test(dump, records_shared_open_files_and_memfds, .timeout = 60)
 }
 
 /* Many fds on one file, each its own open file description but for the
- * dups (dump.c orders the descriptions of one file in a tree by kcmp):
+ * dups (files.c orders the descriptions of one file in a tree by kcmp):
  * every dup names the very fd it was dup'ed from, and no other fd of
  * that file shares anything. */
 #define MANY_BASE 200

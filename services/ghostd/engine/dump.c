@@ -13,8 +13,8 @@
  *               itimers, brk, sigaltstack, clear-tid address) by injected
  *               syscalls (seize.c).
  *  4. write   - records in the order of ghost.proto, each kind written by
- *               its own file: threads (threads.c), vmas and pages
- *               (mem.c), fds (files.c: kcmp sharing; pipes.c: contents
+ *               its own file: threads (threads.c), vmas (mem.c) and
+ *               pages (pages.c), fds (files.c: kcmp sharing; pipes.c: contents
  *               copied with tee(2), nothing consumed; shmem.c: a memfd's
  *               contents once per image as object_pages). Then detach
  *               (restoring registers, mask and the interrupted syscall,
@@ -41,6 +41,7 @@
 #include "engine.h"
 #include "files.h"
 #include "mem.h"
+#include "pages.h"
 #include "pipes.h"
 #include "seize.h"
 #include "shmem.h"
@@ -338,7 +339,7 @@ static int s_write_process(dump_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
     if (r == 0)
         r = mem_write_vmas(c, p, vm, err);
     if (r == 0)
-        r = mem_write_pages(c, p, vm, err);
+        r = pages_write(c, p, vm, err);
     if (r == 0)
         r = files_write(c, p, fds, nfds, err);
     free(fds);
@@ -395,7 +396,7 @@ static int s_finish_file(int fd, cairn_error_t *err)
 static int s_write_image(dump_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 {
     c->out.w = ghost_writer_new(out_fd);
-    int r = c->out.w ? mem_dump_start(c, out_fd, err)
+    int r = c->out.w ? pages_dump_start(c, out_fd, err)
                      : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     if (r == 0)
         r = s_write_header(c, root, err);
@@ -425,7 +426,7 @@ static int s_ctx_init(dump_ctx_t *c, cairn_error_t *err)
 static void s_ctx_free(dump_ctx_t *c)
 {
     seize_tree_free(&c->tree);
-    c->mem = mem_dump_free(c->mem);
+    c->pages = pages_dump_free(c->pages);
     c->files = files_dump_free(c->files);
     c->pipes = pipes_dump_free(c->pipes);
     c->shmem = shmem_dump_free(c->shmem);
@@ -458,7 +459,7 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
         stats->threads += (uint32_t)c->tree.p[i].nt;
         stats->stopped += c->tree.p[i].t[0].stop_sig != 0;
     }
-    stats->copy_threads = (uint32_t)mem_copy_threads(c->mem);
+    stats->copy_threads = (uint32_t)pages_copy_threads(c->pages);
     stats->freeze_us = t1 - t0;
     stats->dump_us = cairn_now_us() - t1;
     return 0;

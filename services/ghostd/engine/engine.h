@@ -4,8 +4,8 @@
  *
  * The engine is cut by object kind, as CRIU's is: each kind keeps its dump
  * side and its restore side in one file with a small header of its own
- * (seize, mem, files, pipes, shmem, signals, creds, threads, tree), so a
- * change to how a kind is saved sits next to how it comes back. dump.c
+ * (seize, mem, pages, files, pipes, shmem, signals, creds, threads, tree),
+ * so a change to how a kind is saved sits next to how it comes back. dump.c
  * and restore.c only run the phases. Here is what more than one kind
  * needs to see: the frozen tree and the output of a dump, the loaded
  * image and the plan of a restore. Each kind's own state is its own
@@ -71,8 +71,8 @@ typedef struct dump_out {
 } dump_out_t;
 
 /* The state of each concern, owned by its file (opaque elsewhere). */
-typedef struct mem_dump mem_dump_t;       /* mem.c: page ring, copies */
 typedef struct mem_seen mem_seen_t;       /* mem.c: vmas read before */
+typedef struct pages_dump pages_dump_t;   /* pages.c: page ring, copies */
 typedef struct files_dump files_dump_t;   /* files.c: fds and their files */
 typedef struct pipes_dump pipes_dump_t;   /* pipes.c: pipes written */
 typedef struct shmem_dump shmem_dump_t;   /* shmem.c: memfd objects */
@@ -83,7 +83,7 @@ typedef struct dump_ctx {
     const mem_seen_t *seen; /* what the check before the freeze read */
     dump_tree_t tree;      /* processes and threads, as frozen (seize.c) */
     dump_out_t out;        /* the image (dump.c) */
-    mem_dump_t *mem;       /* NULL until the image is begun */
+    pages_dump_t *pages;   /* NULL until the image is begun */
     files_dump_t *files;
     pipes_dump_t *pipes;
     shmem_dump_t *shmem;

@@ -1,53 +1,37 @@
-/* mem.c - the memory of a process, both directions: vmas and pages.
+/* mem.c - the vmas of a process, both directions; what they hold is
+ * pages.c's.
  *
  * Dump side. The check reads every vma with its smaps flags (reused from
  * the check before the freeze while the layout is line for line the
- * same) and refuses what cannot come back. Pages go out by kind:
- * anonymous ones only where pagemap says present or swapped (found with
- * PAGEMAP_SCAN where the kernel has it), a private file mapping's only
- * where the process wrote them (the rest is the file's, mapped again at
- * restore, which checks the file's size and mtime), a shared mapping's
- * all (but a memfd some fd refers to: its object pages hold it,
- * shmem.c). They are read through process_vm_readv (or /proc/PID/mem for
- * unreadable vmas) into a ring of windows a writer thread sends to the
- * image, or copied in place into the image file by several threads
- * (direct.c).
+ * same) and refuses what cannot come back. Each vma then goes out as a
+ * record: its kind, the size and mtime of a private mapping's file (the
+ * restore checks them), and whether its pages are dumped, by the policy
+ * that pages.c follows (mem_dump_policy).
  *
- * Restore side. Page data is staged as it is read: into one memfd, or
- * left where it is in an image file, and remembered as runs of its
- * process. The plan then lists the target vmas (files opened as helpers,
- * shared memory from shmem.c), cuts the runs at vma ends, moves our
- * vdso/vvar where the image had them (same kernel, same layout, else a
- * refusal), places the region where it is free in both layouts and sets
- * the mm layout.
+ * Restore side. The plan lists the target vmas (files opened as helpers,
+ * shared memory from shmem.c), moves our vdso/vvar where the image had
+ * them (same kernel, same layout, else a refusal), places the region
+ * where it is free in both layouts and sets the mm layout.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "direct.h"
 #include "mem.h"
 #include "shmem.h"
-#include "util/array.h"
 #include "util/cleanup.h"
-
-#define S_CHUNK (8u << 20)    /* the ring of memory read windows */
 
 /* ---- dump: the check --------------------------------------------------- */
 
 /* The vma kind from its maps line. 0, or a refusal. */
-static int s_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
-                      cairn_error_t *err)
+int mem_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
+                 cairn_error_t *err)
 {
     const char *p = v->path;
     bool special = strcmp(p, "[vdso]") == 0 || strncmp(p, "[vvar", 5) == 0 ||
@@ -150,7 +134,7 @@ int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
     int r = s_read_vmas_since(pid, before, &vm, err);
     for (size_t i = 0; r == 0 && i < vm.n; i++) {
         Cairn__Ghost__VmaKind k;
-        r = s_vma_kind(pid, &vm.v[i], &k, err);
+        r = mem_vma_kind(pid, &vm.v[i], &k, err);
     }
     if (r == 0 && keep) {
         proc_vmas_free(keep);
@@ -163,49 +147,13 @@ int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
 
 /* ---- dump: vma records ------------------------------------------------- */
 
-/* The page writer of one dump. */
-struct mem_dump {
-    ghost_direct_t *direct; /* page runs copied into the image file, or NULL */
-    uint8_t *buf;          /* S_CHUNK bytes: the ring of memory windows */
-};
-
-int mem_dump_start(dump_ctx_t *c, int out_fd, cairn_error_t *err)
-{
-    c->mem = calloc(1, sizeof(*c->mem));
-    if (c->mem)   /* page-aligned: the kernel copies fastest */
-        c->mem->buf = aligned_alloc(4096, S_CHUNK);
-    if (!c->mem || !c->mem->buf)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    cairn_error_t why;
-    int r = ghost_direct_new(out_fd, 0, &c->mem->direct, &why);
-    if (r == -EOPNOTSUPP)
-        r = 0;   /* a pipe, a socket, a small-page fs...: the pages are streamed */
-    else if (r < 0 && err)
-        *err = why;
-    return r;
-}
-
-mem_dump_t *mem_dump_free(mem_dump_t *m)
-{
-    if (m) {
-        free(m->buf);
-        ghost_direct_free(m->direct);
-    }
-    free(m);
-    return NULL;
-}
-
-size_t mem_copy_threads(const mem_dump_t *m)
-{
-    return m ? ghost_direct_threads(m->direct) : 0;
-}
-
 /* Which pages of a vma of this kind are dumped: 0 none, 1 present only
  * (anonymous private: the rest is zero), 2 all, 3 the present anonymous
  * ones (a private file mapping: the pages the process wrote; the others
  * are the file's, mapped again at restore). A memfd some fd of the tree
  * refers to: none (its object pages hold it all, shmem.c). */
-static int s_dump_policy(const dump_ctx_t *c, const proc_vma_t *v, Cairn__Ghost__VmaKind k)
+int mem_dump_policy(const dump_ctx_t *c, const proc_vma_t *v,
+                    Cairn__Ghost__VmaKind k)
 {
     if (k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && shmem_fd_memfd(c->shmem, v->ino))
         return 0;
@@ -226,7 +174,7 @@ static int s_dump_policy(const dump_ctx_t *c, const proc_vma_t *v, Cairn__Ghost_
 
 /* stat of the object a file or shared mapping maps (/proc/PID/map_files:
  * the mapped inode itself, whatever the path now names). */
-static int s_map_file_stat(pid_t pid, const proc_vma_t *v, struct stat *st)
+int mem_map_file_stat(pid_t pid, const proc_vma_t *v, struct stat *st)
 {
     char path[96];
     snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid,
@@ -238,7 +186,7 @@ static int s_vma_record(const dump_ctx_t *c, pid_t pid, const proc_vma_t *v,
                         Cairn__Ghost__Vma *out, cairn_error_t *err)
 {
     Cairn__Ghost__VmaKind k;
-    int r = s_vma_kind(pid, v, &k, err);
+    int r = mem_vma_kind(pid, v, &k, err);
     if (r < 0)
         return r;
     out->start = v->start, out->end = v->end, out->prot = v->prot;
@@ -250,9 +198,10 @@ static int s_vma_record(const dump_ctx_t *c, pid_t pid, const proc_vma_t *v,
     out->dev = v->dev, out->ino = v->ino;
     if (k == CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED || k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
         out->shmid = v->ino;
-    out->dumped = s_dump_policy(c, v, k) != 0;
+    out->dumped = mem_dump_policy(c, v, k) != 0;
     struct stat st;
-    if (k == CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE && s_map_file_stat(pid, v, &st) == 0) {
+    if (k == CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE &&
+        mem_map_file_stat(pid, v, &st) == 0) {
         out->file_size = (uint64_t)st.st_size;
         out->file_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     }
@@ -275,355 +224,6 @@ int mem_write_vmas(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_e
     return 0;
 }
 
-/* ---- dump: pages ------------------------------------------------------- */
-
-/* Memory goes out through a small pipeline: this thread reads windows of
- * pages (process_vm_readv, /proc/PID/mem) into a ring of S_SLOTS buffers
- * carved from c->mem->buf while a writer thread sends the filled ones to the
- * image, in order. Reading the next window overlaps writing the last: on
- * tmpfs a write (page-cache allocation and a copy) costs as much as the
- * read, so doing both on one thread halves the throughput. The writer
- * thread is the only user of c->out.w until s_pipe_stop has joined it; ptrace
- * stays on this thread. */
-#define S_SLOTS 4
-#define S_SLOT (S_CHUNK / S_SLOTS)
-
-/* One filled window waiting for the writer. */
-typedef struct s_slot {
-    uint64_t addr;         /* first page */
-    size_t len;            /* bytes, a page multiple */
-} s_slot_t;
-
-/* The ring between the reading thread and the writer thread. */
-typedef struct s_pipe {
-    dump_ctx_t *c;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;     /* any change of head, tail, closing or rc */
-    s_slot_t slot[S_SLOTS];
-    uint64_t head;         /* windows submitted */
-    uint64_t tail;         /* windows written */
-    bool closing;          /* no more windows will come */
-    int rc;                /* first write error, 0 if none */
-    cairn_error_t err;     /* its reason */
-} s_pipe_t;
-
-/* Memory access to one process. */
-typedef struct s_mem {
-    pid_t pid;
-    int mem_fd;        /* /proc/PID/mem */
-    int pagemap_fd;    /* /proc/PID/pagemap */
-    s_pipe_t *pipe;    /* the writer of this process's pages, once started */
-    bool direct;       /* this vma's runs go through c->mem->direct */
-} s_mem_t;
-
-static uint8_t *s_slot_buf(const s_pipe_t *q, uint64_t n)
-{
-    return q->c->mem->buf + (n % S_SLOTS) * S_SLOT;
-}
-
-static void *s_pipe_writer(void *arg)
-{
-    s_pipe_t *q = arg;
-    pthread_mutex_lock(&q->mu);
-    for (;;) {
-        while (q->tail == q->head && !q->closing)
-            pthread_cond_wait(&q->cv, &q->mu);
-        if (q->tail == q->head)
-            break;
-        s_slot_t s = q->slot[q->tail % S_SLOTS];
-        pthread_mutex_unlock(&q->mu);
-        struct iovec v = { s_slot_buf(q, q->tail), s.len };
-        int r = ghost_write_pages(q->c->out.w, s.addr, s.len / q->c->out.page_size,
-                                  q->c->out.page_size, &v, 1, &q->err);
-        pthread_mutex_lock(&q->mu);
-        q->tail++;
-        if (r < 0) {
-            q->rc = r;
-            pthread_cond_broadcast(&q->cv);
-            break;
-        }
-        pthread_cond_broadcast(&q->cv);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return NULL;
-}
-
-static int s_pipe_start(s_pipe_t *q, dump_ctx_t *c, cairn_error_t *err)
-{
-    *q = (s_pipe_t){ .c = c };
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
-    int r = pthread_create(&q->thread, NULL, s_pipe_writer, q);
-    if (r != 0) {
-        pthread_cond_destroy(&q->cv);
-        pthread_mutex_destroy(&q->mu);
-        return cairn_error_set(err, -r, CAIRN_SYSTEM, "cannot start the page writer: %s",
-                               strerror(r));
-    }
-    return 0;
-}
-
-/* Waits for the writer to drain the ring and joins it; returns its error
- * (into err) if it had one. */
-static int s_pipe_stop(s_pipe_t *q, cairn_error_t *err)
-{
-    pthread_mutex_lock(&q->mu);
-    q->closing = true;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    pthread_join(q->thread, NULL);
-    pthread_cond_destroy(&q->cv);
-    pthread_mutex_destroy(&q->mu);
-    if (q->rc < 0 && err)
-        *err = q->err;
-    return q->rc;
-}
-
-/* The buffer of the next free slot (waiting for the writer to free one),
- * or NULL once the writer has failed. */
-static uint8_t *s_pipe_acquire(s_pipe_t *q)
-{
-    pthread_mutex_lock(&q->mu);
-    while (q->head - q->tail >= S_SLOTS && q->rc == 0)
-        pthread_cond_wait(&q->cv, &q->mu);
-    uint8_t *b = q->rc == 0 ? s_slot_buf(q, q->head) : NULL;
-    pthread_mutex_unlock(&q->mu);
-    return b;
-}
-
-/* Hands the slot just filled (len > 0 bytes at addr) to the writer. */
-static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len)
-{
-    pthread_mutex_lock(&q->mu);
-    q->slot[q->head % S_SLOTS] = (s_slot_t){ addr, len };
-    q->head++;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-}
-
-/* Waits until the writer has sent every submitted window, so that this
- * thread may use c->out.w; -EPIPE once the writer has failed. */
-static int s_pipe_drain(s_pipe_t *q)
-{
-    pthread_mutex_lock(&q->mu);
-    while (q->tail != q->head && q->rc == 0)
-        pthread_cond_wait(&q->cv, &q->mu);
-    int rc = q->rc;
-    pthread_mutex_unlock(&q->mu);
-    return rc < 0 ? -EPIPE : 0;
-}
-
-/* A run of present anonymous pages placed in the image file and queued
- * for c->mem->direct, in records of at most GHOST_DIRECT_BATCH bytes. */
-static int s_dump_run_direct(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr,
-                             size_t len, cairn_error_t *err)
-{
-    uint32_t ps = c->out.page_size;
-    int r = m->pipe ? s_pipe_drain(m->pipe) : 0;
-    while (r == 0 && len > 0) {
-        size_t n = len < GHOST_DIRECT_BATCH ? len : GHOST_DIRECT_BATCH;
-        uint64_t off = 0;
-        r = ghost_write_pages_room(c->out.w, addr, n / ps, ps, &off, err);
-        if (r == 0)
-            r = ghost_direct_add(c->mem->direct, m->pid, m->mem_fd, readable, addr, off, n, err);
-        c->out.pages += r == 0 ? n / ps : 0;
-        addr += n;
-        len -= n;
-    }
-    return r;
-}
-
-/* Queues a run of pages for writing, skipping single unreadable pages.
- * A write error shows here (or in s_pipe_stop) as -EPIPE from this side:
- * the caller takes the writer's own error from s_pipe_stop. */
-static int s_dump_run(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size_t len,
-                      cairn_error_t *err)
-{
-    if (m->direct)
-        return s_dump_run_direct(c, m, readable, addr, len, err);
-    size_t ps = c->out.page_size;
-    while (len > 0) {
-        size_t n = len < S_SLOT ? len : S_SLOT;
-        uint8_t *buf = s_pipe_acquire(m->pipe);
-        if (!buf)
-            return -EPIPE;
-        size_t got = proc_read_mem(m->pid, m->mem_fd, readable, addr, buf, n);
-        if (got > 0) {
-            s_pipe_submit(m->pipe, addr, got);
-            c->out.pages += got / ps;
-        }
-        size_t adv = got < n ? got + ps : got;   /* skip the page that failed */
-        if (adv > len)
-            adv = len;
-        addr += adv;
-        len -= adv;
-    }
-    return 0;
-}
-
-/* PAGEMAP_SCAN (Linux 6.7, <linux/fs.h> of newer headers than Debian 12's):
- * the kernel walks the page tables and returns only the populated ranges,
- * so a huge sparse reservation -- ASan's terabytes of shadow, a runtime's
- * arena -- costs its populated pages, not one pagemap entry per page. */
-struct s_page_region {
-    uint64_t start, end, categories;
-};
-struct s_pm_scan_arg {
-    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define S_PAGEMAP_SCAN _IOWR('f', 16, struct s_pm_scan_arg)
-#define S_PAGE_IS_FILE (1ull << 2)
-#define S_PAGE_IS_PRESENT (1ull << 3)
-#define S_PAGE_IS_SWAPPED (1ull << 4)
-#define S_SCAN_REGIONS 512
-
-/* Dumps v's present or swapped pages found by PAGEMAP_SCAN (anon_only:
- * not those of the page cache). -ENOTTY when the kernel lacks it (nothing
- * dumped yet: the caller falls back). */
-static int s_dump_scanned(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
-                          cairn_error_t *err)
-{
-    if (c->opts->pagemap_read)
-        return -ENOTTY;
-    _cleanup_free_ struct s_page_region *reg = malloc(S_SCAN_REGIONS * sizeof(*reg));
-    bool readable = v->prot & PROT_READ;
-    uint64_t at = v->start;
-    int r = reg ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    while (r == 0 && at < v->end) {
-        struct s_pm_scan_arg a = {
-            .size = sizeof(a), .start = at, .end = v->end,
-            .vec = (uint64_t)(uintptr_t)reg, .vec_len = S_SCAN_REGIONS,
-            .category_inverted = anon_only ? S_PAGE_IS_FILE : 0,
-            .category_mask = anon_only ? S_PAGE_IS_FILE : 0,
-            .category_anyof_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
-            .return_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
-        };
-        long n = ioctl(m->pagemap_fd, S_PAGEMAP_SCAN, &a);
-        if (n < 0) {
-            r = at == v->start && (errno == ENOTTY || errno == EINVAL)
-                    ? -ENOTTY
-                    : cairn_error_set(err, -errno, CAIRN_SYSTEM, "PAGEMAP_SCAN of %d at %#llx: %s",
-                                      (int)m->pid, (unsigned long long)at, strerror(errno));
-            break;
-        }
-        for (long i = 0; r == 0 && i < n; i++)
-            r = s_dump_run(c, m, readable, reg[i].start, (size_t)(reg[i].end - reg[i].start), err);
-        if (a.walk_end <= at)
-            break;   /* no progress: cannot happen, but never loop on it */
-        at = a.walk_end;
-    }
-    return r;
-}
-
-/* Dumps the pages of one vma that pagemap says are present or swapped
- * (anon_only: and not page-cache pages): with PAGEMAP_SCAN where the
- * kernel has it, else reading pagemap S_PAGEMAP_BATCH entries (512 KiB)
- * at a time: the kernel fills an entry for every page, populated or not,
- * and with 8192 entries per read the calls cost more (9.7 s against 8.5 s
- * for the 14 TiB shadow of an ASan-built program, idle VM). */
-#define S_PAGEMAP_BATCH (1u << 16)
-static int s_dump_present(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool anon_only,
-                          cairn_error_t *err)
-{
-    int scanned = s_dump_scanned(c, m, v, anon_only, err);
-    if (scanned != -ENOTTY)
-        return scanned;
-    size_t ps = c->out.page_size, npages = (v->end - v->start) / ps;
-    bool readable = v->prot & PROT_READ;
-    _cleanup_free_ uint64_t *ent = malloc(S_PAGEMAP_BATCH * sizeof(*ent));
-    uint64_t run_start = 0;
-    size_t run_len = 0;
-    int r = ent ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (size_t i = 0; r == 0 && i < npages; i += S_PAGEMAP_BATCH) {
-        size_t n = npages - i < S_PAGEMAP_BATCH ? npages - i : S_PAGEMAP_BATCH;
-        off_t off = (off_t)((v->start / ps + i) * 8);
-        if (pread(m->pagemap_fd, ent, n * 8, off) != (ssize_t)(n * 8)) {
-            r = cairn_error_set(err, -EIO, CAIRN_SYSTEM, "pagemap of %d at %#llx",
-                                (int)m->pid, (unsigned long long)v->start);
-            break;
-        }
-        for (size_t j = 0; r == 0 && j < n; j++) {
-            uint64_t a = v->start + (i + j) * ps;
-            /* bit 63 present, 62 swapped, 61 a page-cache page */
-            bool file = (ent[j] & (1ull << 63)) && (ent[j] & (1ull << 61));
-            if ((ent[j] & (3ull << 62)) && !(anon_only && file)) {
-                if (run_len == 0)
-                    run_start = a;
-                run_len += ps;
-            } else if (run_len > 0) {
-                r = s_dump_run(c, m, readable, run_start, run_len, err);
-                run_len = 0;
-            }
-        }
-    }
-    if (r == 0 && run_len > 0)
-        r = s_dump_run(c, m, readable, run_start, run_len, err);
-    return r;
-}
-
-/* Where the pages of a shared mapping that its object backs end: its size
- * from the mapping's offset, in whole pages; -errno if the object cannot
- * be looked at. */
-static int s_object_end(pid_t pid, const proc_vma_t *v, uint64_t *ret_end)
-{
-    struct stat st;
-    int r = s_map_file_stat(pid, v, &st);
-    if (r < 0)
-        return r;
-    uint64_t size = (uint64_t)st.st_size, ps = 4096;
-    uint64_t backed = size > v->pgoff ? (size - v->pgoff + ps - 1) / ps * ps : 0;
-    *ret_end = backed < v->end - v->start ? v->start + backed : v->end;
-    return 0;
-}
-
-int mem_write_pages(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_error_t *err)
-{
-    char path[64];
-    s_pipe_t q;
-    s_mem_t m = { p->pid, -1, -1, NULL };
-    snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
-    m.mem_fd = open(path, O_RDONLY | O_CLOEXEC);
-    snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)p->pid);
-    m.pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
-    int r = 0;
-    if (m.mem_fd < 0 || m.pagemap_fd < 0)
-        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
-                            strerror(errno));
-    for (size_t i = 0; r == 0 && i < vm->n; i++) {
-        const proc_vma_t *v = &vm->v[i];
-        Cairn__Ghost__VmaKind k;
-        r = s_vma_kind(p->pid, v, &k, err);
-        int pol = r == 0 ? s_dump_policy(c, v, k) : 0;
-        /* Present anonymous pages can always be read; a shared mapping
-         * cannot past the end of its object, which the pipeline finds page
-         * by page and the in-place copy needs to know first. */
-        uint64_t end = v->end;
-        m.direct = c->mem->direct &&
-                   (pol == 1 || pol == 3 || (pol == 2 && s_object_end(p->pid, v, &end) == 0));
-        /* The streaming writer thread only once something is streamed. */
-        if (r == 0 && pol != 0 && !m.direct && !m.pipe && (r = s_pipe_start(&q, c, err)) == 0)
-            m.pipe = &q;
-        if (pol == 1 || pol == 3)
-            r = s_dump_present(c, &m, v, pol == 3, err);
-        else if (pol == 2 && end > v->start)
-            r = s_dump_run(c, &m, v->prot & PROT_READ, v->start, end - v->start, err);
-    }
-    if (r == 0 && c->mem->direct)
-        r = ghost_direct_flush(c->mem->direct, err);   /* before mem_fd closes */
-    if (m.pipe) {
-        int w = s_pipe_stop(&q, r == 0 || r == -EPIPE ? err : NULL);
-        if (r == 0 || r == -EPIPE)
-            r = w;
-    }
-    if (m.mem_fd >= 0)
-        close(m.mem_fd);
-    if (m.pagemap_fd >= 0)
-        close(m.pagemap_fd);
-    return r;
-}
-
 void mem_special_sizes(pid_t pid, uint64_t *vdso, uint64_t *vvar)
 {
     proc_vmas_t vm = { 0 };
@@ -639,7 +239,7 @@ void mem_special_sizes(pid_t pid, uint64_t *vdso, uint64_t *vvar)
     proc_vmas_free(&vm);
 }
 
-/* ---- restore: loading pages -------------------------------------------- */
+/* ---- restore: the vmas of a process ------------------------------------ */
 
 /* The vma of a process holding [vaddr, vaddr + len). */
 const Cairn__Ghost__Vma *mem_vma_of(const rst_proc_t *pr, uint64_t vaddr,
@@ -658,85 +258,6 @@ bool mem_writable(const rst_proc_t *pr, uint64_t vaddr, uint64_t len)
 {
     const Cairn__Ghost__Vma *v = vaddr ? mem_vma_of(pr, vaddr, len) : NULL;
     return v && (v->prot & PROT_WRITE);
-}
-
-static int s_run_add(rst_proc_t *pr, uint64_t vaddr, uint64_t len, uint64_t off)
-{
-    struct gr_run *last = pr->n_runs ? &pr->runs[pr->n_runs - 1] : NULL;
-
-    if (last && last->vaddr + last->len == vaddr && last->off + last->len == off) {
-        last->len += len;
-        return 0;
-    }
-    if (CAIRN_GROW(pr->runs, pr->cap_runs, pr->n_runs + 1, 64) < 0)
-        return -ENOMEM;
-    pr->runs[pr->n_runs++] = (struct gr_run){ vaddr, len, off };
-    return 0;
-}
-
-/* Stages len raw bytes; *ret_off says where they are in staging_fd. A
- * regular-file image read from its start is its own staging area: the
- * bytes stay where they are (skipped, not copied), which saves allocating
- * and filling every page once more. Otherwise they go to the end of the
- * staging memfd through a shared mapping whose pages are allocated in one
- * batch. */
-int mem_stage(rst_image_t *im, ghost_reader_t *r, uint64_t len,
-              uint64_t *ret_off, cairn_error_t *err)
-{
-    void *win;
-    int ret;
-
-    if (im->direct || im->check_only) {
-        uint64_t at = ghost_reader_bytes(r);
-        ret = ghost_skip_raw(r, len, err);
-        if (ret == 0)
-            *ret_off = at;
-        return ret;
-    }
-    if (ftruncate(im->staging_fd, (off_t)(im->staging_len + len)) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                               "staging memfd of %llu bytes: %s",
-                               (unsigned long long)(im->staging_len + len),
-                               strerror(errno));
-    win = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, im->staging_fd,
-               (off_t)im->staging_len);
-    if (win == MAP_FAILED)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                               "mapping the staging memfd: %s", strerror(errno));
-    madvise(win, len, MADV_POPULATE_WRITE);   /* a hint: one batch, not a fault per page */
-    ret = ghost_read_raw(r, win, len, err);
-    munmap(win, len);
-    if (ret < 0)
-        return ret;
-    *ret_off = im->staging_len;
-    im->staging_len += len;
-    return 0;
-}
-
-/* Reads the raw bytes of a pages record into the staging memfd. */
-int mem_load_pages(rst_image_t *im, rst_proc_t *pr, ghost_reader_t *r,
-                   const Cairn__Ghost__Pages *p, cairn_error_t *err)
-{
-    uint64_t len = p->n_pages * RST_PAGE, off;
-    const Cairn__Ghost__Vma *v;
-    int ret;
-
-    if (p->n_pages == 0 || p->n_pages > (1ull << 36) / RST_PAGE ||
-        p->vaddr % RST_PAGE)
-        return rst_bad(err, "pages record with a bad range",
-                       ghost_reader_bytes(r));
-    v = pr ? mem_vma_of(pr, p->vaddr, len) : NULL;
-    if (!v || !v->dumped)
-        return rst_bad(err, "pages outside every dumped vma",
-                       ghost_reader_bytes(r));
-    ret = mem_stage(im, r, len, &off, err);
-    if (ret < 0)
-        return ret;
-    ret = s_run_add(pr, p->vaddr, len, off);
-    if (ret < 0)
-        return cairn_error_set(err, ret, CAIRN_SYSTEM, "out of memory");
-    im->pages += p->n_pages;
-    return 0;
 }
 
 /* ---- restore: the plan ------------------------------------------------- */
@@ -898,11 +419,6 @@ static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
     return rst_helper(pl->tree, TAKE_FD(fd), err);
 }
 
-static bool s_vma_has_pages(const Cairn__Ghost__Vma *v)
-{
-    return v->kind != CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
-}
-
 int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
@@ -965,69 +481,6 @@ int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
     }
     free(fds);
     return ret < 0 ? ret : 0;
-}
-
-/* The parts of run r the blob copies: a run loaded from contiguous
- * pages records may span adjacent vmas, so it is cut at vma ends and
- * the parts in vmas whose pages come from elsewhere are left out. */
-static void s_plan_run(rst_plan_t *pl, const rst_proc_t *pr, const struct gr_run *r)
-{
-    struct gr_args *a = pl->args;
-    uint64_t at = r->vaddr, end = r->vaddr + r->len;
-
-    while (at < end) {
-        const Cairn__Ghost__Vma *v = mem_vma_of(pr, at, 1);
-        uint64_t stop = !v ? at + RST_PAGE : v->end < end ? v->end : end;
-        if (v && s_vma_has_pages(v) && !shmem_vma_from_object(pl->tree, v))
-            a->runs[a->n_runs++] = (struct gr_run){ at, stop - at,
-                                                   r->off + (at - r->vaddr) };
-        at = stop;
-    }
-}
-
-/* Page data from which the restorer copies with a helper thread, where
- * this process may run on more than one CPU: two chunks, the least there
- * is to share. Measured (bench/README.md): 1 GiB from /dev/shm restored
- * in 0.51-0.55 s with the helper, 0.85-1.33 s without (one thread
- * allocating, clearing and filling every page). test-restore's helper
- * process is sized to pass it. */
-#define S_COPY_HELPER_MIN (2 * GR_COPY_CHUNK)
-
-static bool s_copy_helper_pays(const struct gr_args *a)
-{
-    uint64_t total = 0;
-    cpu_set_t set;
-
-    for (uint32_t i = 0; i < a->n_runs; i++)
-        total += a->runs[i].len;
-    return total >= S_COPY_HELPER_MIN && sched_getaffinity(0, sizeof set, &set) == 0 &&
-           CPU_COUNT(&set) > 1;
-}
-
-int mem_plan_runs(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
-{
-    struct gr_args *a = pl->args;
-
-    a->runs = rst_alloc(pl, (pr->n_runs + pr->vmas.n + 1) * sizeof *a->runs, 64);
-    if (!a->runs)
-        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-    for (size_t i = 0; i < pr->n_runs; i++)
-        s_plan_run(pl, pr, &pr->runs[i]);
-    a->copy_pread = pl->tree->pread_pages;
-    bool helper = s_copy_helper_pays(a);
-    for (int i = 0; i < 1 + helper; i++) {
-        uint8_t *buf = rst_alloc(pl, GR_COPY_BUF, RST_PAGE);
-        if (!buf)
-            return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-        a->copy_buf[i] = (uint64_t)(uintptr_t)buf;
-    }
-    if (helper) {
-        uint8_t *stack = rst_alloc(pl, GR_STACK_SIZE, RST_PAGE);
-        if (!stack)
-            return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
-        a->copy_stack_top = (uint64_t)(uintptr_t)(stack + GR_STACK_SIZE);
-    }
-    return 0;
 }
 
 int mem_plan_mm(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)

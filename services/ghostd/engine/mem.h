@@ -1,12 +1,14 @@
-/* mem.h - the memory of a process: its vmas and their pages (mem.c).
+/* mem.h - the vmas of a process (mem.c); what they hold is pages.h's.
  *
- * Dump side: the vma check, the vma records and the page writer (a ring
- * of windows and a writer thread, or copies in place into the image
- * file). Restore side: page data staged as runs, the vmas, runs, vdso
- * moves, region placement and mm layout in the restorer's plan.
+ * Dump side: the vma check, the vma records and the dump policy that
+ * says which pages of a vma pages.c writes. Restore side: the vma that
+ * holds an address, and the vdso moves, region placement, vmas and mm
+ * layout in the restorer's plan.
  */
 #ifndef GHOST_MEM_H
 #define GHOST_MEM_H
+
+#include <sys/stat.h>
 
 #include "engine.h"
 
@@ -34,20 +36,23 @@ const proc_vmas_t *mem_seen_find(const mem_seen_t *l, pid_t pid);
 int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
                    cairn_error_t *err);
 
-/* The page writer of c, for the image on out_fd: c->mem. */
-int mem_dump_start(dump_ctx_t *c, int out_fd, cairn_error_t *err);
-mem_dump_t *mem_dump_free(mem_dump_t *m); /* NULL-safe; NULL */
+/* The kind of v, a vma of pid, into *ret: 0, or a refusal naming it. */
+int mem_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
+                 cairn_error_t *err);
 
-/* Threads that copied pages in place into the image file; 0: streamed. */
-size_t mem_copy_threads(const mem_dump_t *m);
+/* Which pages of v, of kind k, are dumped: 0 none, 1 present only, 2 all,
+ * 3 the present anonymous ones (the written pages of a private file
+ * mapping). The Vma record says whether any are; pages.c writes them. */
+int mem_dump_policy(const dump_ctx_t *c, const proc_vma_t *v,
+                    Cairn__Ghost__VmaKind k);
+
+/* stat of the object v, a file or shared mapping of pid, maps: 0 or
+ * -errno. */
+int mem_map_file_stat(pid_t pid, const proc_vma_t *v, struct stat *st);
 
 /* The Vma records of p (vm: its vmas, as the frozen check read them). */
 int mem_write_vmas(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
                    cairn_error_t *err);
-
-/* The pages of p's vmas the dump policy keeps. */
-int mem_write_pages(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
-                    cairn_error_t *err);
 
 /* Bytes of pid's vdso and vvar mappings (0 if unreadable). */
 void mem_special_sizes(pid_t pid, uint64_t *vdso, uint64_t *vvar);
@@ -61,25 +66,14 @@ const Cairn__Ghost__Vma *mem_vma_of(const rst_proc_t *pr, uint64_t vaddr,
 /* [vaddr, vaddr + len) lies in one writable vma of the process. */
 bool mem_writable(const rst_proc_t *pr, uint64_t vaddr, uint64_t len);
 
-/* Stages len raw bytes read from r; *ret_off says where they are in
- * im->staging_fd. */
-int mem_stage(rst_image_t *im, ghost_reader_t *r, uint64_t len,
-              uint64_t *ret_off, cairn_error_t *err);
-
-/* The raw bytes of a pages record of process pr (the one records are read
- * for, NULL before any), staged and remembered as a run. */
-int mem_load_pages(rst_image_t *im, rst_proc_t *pr, ghost_reader_t *r,
-                   const Cairn__Ghost__Pages *p, cairn_error_t *err);
-
 /* Maps pl's region (pl->region_len bytes) where it is free both here and
  * in pr's target layout. */
 int mem_map_region(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
 
-/* The vdso/vvar moves, the vmas, the page runs and the mm layout of pr
- * into pl's argument block. */
+/* The vdso/vvar moves, the vmas and the mm layout of pr into pl's
+ * argument block (its page runs: pages_plan_runs). */
 int mem_plan_vdso(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
 int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
-int mem_plan_runs(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
 int mem_plan_mm(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
 
 #endif

@@ -2,8 +2,8 @@
  * tree.
  *
  * Design, in four stages, each a block of this file that calls into the
- * file of each object kind (mem.c, threads.c, signals.c, creds.c,
- * files.c, pipes.c, shmem.c, tree.c, seize.c):
+ * file of each object kind (mem.c, pages.c, threads.c, signals.c,
+ * creds.c, files.c, pipes.c, shmem.c, tree.c, seize.c):
  *
  *  1. load: the stream is read once, in order. Small records are kept per
  *     process; page data goes straight into one staging memfd (read into
@@ -80,6 +80,7 @@
 #include "engine.h"
 #include "files.h"
 #include "mem.h"
+#include "pages.h"
 #include "restore.h"
 #include "seize.h"
 #include "shmem.h"
@@ -174,7 +175,7 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
         ret = rst_recs_add(&pr->fds, rec);
         break;
     case CAIRN__GHOST__RECORD__R_PAGES:
-        ret = mem_load_pages(im, s_cur(im), r, rec->pages, err);
+        ret = pages_load(im, s_cur(im), r, rec->pages, err);
         cairn__ghost__record__free_unpacked(rec, NULL);
         return ret;
     case CAIRN__GHOST__RECORD__R_OBJECT_PAGES:
@@ -329,7 +330,7 @@ static int s_plan_one(rst_plan_t *pl, const rst_proc_t *pr, size_t n_helpers,
     if (ret == 0)
         ret = mem_plan_vmas(pl, pr, err);
     if (ret == 0)
-        ret = mem_plan_runs(pl, pr, err);
+        ret = pages_plan_runs(pl, pr, err);
     if (ret == 0)
         ret = threads_plan(pl, pr, pl->tree->new_pid, err);
     if (ret == 0)

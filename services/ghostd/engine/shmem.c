@@ -24,7 +24,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "mem.h"
+#include "pages.h"
 #include "shmem.h"
 #include "util/array.h"
 #include "util/cleanup.h"
@@ -470,7 +470,7 @@ int shmem_load_object_pages(rst_image_t *im, const rst_proc_t *pr, ghost_reader_
                        "outside its size", ghost_reader_bytes(r));
     if (CAIRN_GROW(im->objruns, im->cap_objruns, im->n_objruns + 1, 16) < 0)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    ret = mem_stage(im, r, len, &off, err);
+    ret = pages_stage(im, r, len, &off, err);
     if (ret < 0)
         return ret;
     im->objruns[im->n_objruns++] = (rst_objrun_t){ p->shmid, p->offset, len, off };

@@ -1,0 +1,44 @@
+/* pages.h - what the vmas of a process hold (pages.c); the vmas are
+ * mem.h's.
+ *
+ * Dump side: the page writer (a ring of windows and a writer thread, or
+ * copies in place into the image file) and the pages of each process.
+ * Restore side: page data staged as runs, and the runs in the restorer's
+ * plan.
+ */
+#ifndef GHOST_PAGES_H
+#define GHOST_PAGES_H
+
+#include "engine.h"
+
+/* ---- dump -------------------------------------------------------------- */
+
+/* The page writer of c, for the image on out_fd: c->pages. */
+int pages_dump_start(dump_ctx_t *c, int out_fd, cairn_error_t *err);
+pages_dump_t *pages_dump_free(pages_dump_t *m); /* NULL-safe; NULL */
+
+/* Threads that copied pages in place into the image file; 0: streamed. */
+size_t pages_copy_threads(const pages_dump_t *m);
+
+/* The pages of p's vmas the dump policy keeps (vm: its vmas, as the
+ * frozen check read them). */
+int pages_write(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
+                cairn_error_t *err);
+
+/* ---- restore ----------------------------------------------------------- */
+
+/* Stages len raw bytes read from r; *ret_off says where they are in
+ * im->staging_fd. */
+int pages_stage(rst_image_t *im, ghost_reader_t *r, uint64_t len,
+                uint64_t *ret_off, cairn_error_t *err);
+
+/* The raw bytes of a pages record of process pr (the one records are read
+ * for, NULL before any), staged and remembered as a run. */
+int pages_load(rst_image_t *im, rst_proc_t *pr, ghost_reader_t *r,
+               const Cairn__Ghost__Pages *p, cairn_error_t *err);
+
+/* The page runs of pr into pl's argument block, with what the restorer
+ * copies them into place with. */
+int pages_plan_runs(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
+
+#endif
