@@ -130,6 +130,10 @@ int hx_batch_node_host(hx_buf_t *b, const char *netns, const char *veth,
 int hx_batch_node_inside(hx_buf_t *b, const char *address);
 int hx_batch_del_link(hx_buf_t *b, const char *link);
 int hx_batch_del_netns(hx_buf_t *b, const char *netns);
+/* Runs batch b on the host when it holds anything, or reports `built`, the
+ * failure (< 0, out of memory) that stopped its building; frees b's text
+ * either way. */
+int hx_batch_run_host(hx_buf_t *b, int built, cairn_error_t *err);
 
 /* ---- netns.c: namespaces, links, the subnet ---------------------------- */
 

@@ -89,12 +89,7 @@ static int s_node_unlink(const json_t *node, cairn_error_t *err)
     snprintf(path, sizeof(path), HX_NETNS_DIR "/%s", ns ? ns : "");
     if (r == 0 && ns && hx_exists(path))
         r = hx_batch_del_netns(&b, ns);
-    if (r < 0)
-        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
-    else if (b.len > 0)
-        r = hx_ip_run(NULL, "host", b.s, err);
-    free(b.s);
-    return r;
+    return hx_batch_run_host(&b, r, err);
 }
 
 /* Stops node's daemons and removes its link, namespace, cgroups and run
@@ -106,8 +101,10 @@ static int s_node_teardown(const json_t *node, int wait_ms, json_t *report,
     json_t *v;
     s_node_stop(node, wait_ms, report);
     int r = s_node_unlink(node, err);
-    json_array_foreach(json_object_get(node, "cgroup_paths"), j, v) r =
-        r ? r : hx_cg_remove(json_string_value(v), err);
+    json_array_foreach(json_object_get(node, "cgroup_paths"), j, v) {
+        if (r == 0)
+            r = hx_cg_remove(json_string_value(v), err);
+    }
     if (r == 0 && hx_rm_rf(hx_jstr(node, "rundir")) < 0)
         r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot remove %s: %m",
                             hx_jstr(node, "rundir"));

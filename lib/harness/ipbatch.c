@@ -192,3 +192,16 @@ int hx_ip_run(const char *netns, const char *where, const char *batch,
     int r = hx_ip_start(netns, &job, err);
     return r < 0 ? r : hx_ip_finish(&job, err);
 }
+
+int hx_batch_run_host(hx_buf_t *b, int built, cairn_error_t *err)
+{
+    int r = built;
+
+    if (r < 0)
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    else if (b->len > 0)
+        r = hx_ip_run(NULL, "host", b->s, err);
+    free(b->s);
+    *b = (hx_buf_t){ 0 };
+    return r;
+}

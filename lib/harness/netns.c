@@ -70,10 +70,11 @@ int hx_batch_cluster(const json_t *st, hx_buf_t *b)
     int r = hx_batch_bridge(b, bridge, hx_subnet_c(st));
     size_t i;
     json_t *node;
-    json_array_foreach(json_object_get(st, "nodes"), i, node) r =
-        r ? r
-          : hx_batch_node_host(b, hx_jstr(node, "netns"), hx_jstr(node, "veth"),
-                               bridge);
+    json_array_foreach(json_object_get(st, "nodes"), i, node) {
+        if (r == 0)
+            r = hx_batch_node_host(b, hx_jstr(node, "netns"),
+                                   hx_jstr(node, "veth"), bridge);
+    }
     return r;
 }
 

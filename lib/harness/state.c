@@ -96,14 +96,23 @@ int hx_state_drop(json_t *st, unsigned id, cairn_error_t *err)
     return hx_state_save(st, hx_jstr(st, "run_dir"), err);
 }
 
+/* The pid of a service entry whose process still runs (the same start
+ * time: not a reused pid), else 0. */
+static pid_t s_svc_live_pid(const json_t *svc)
+{
+    unsigned long long start;
+    pid_t pid = s_svc_pid(svc, &start);
+
+    return pid > 0 && start > 0 && hx_pid_alive(pid, start) ? pid : 0;
+}
+
 void hx_node_pids(const json_t *node, hx_pids_t *pids)
 {
     size_t j;
     json_t *svc;
     json_array_foreach(json_object_get(node, "services"), j, svc) {
-        unsigned long long start;
-        pid_t pid = s_svc_pid(svc, &start);
-        if (pid > 0 && start > 0 && hx_pid_alive(pid, start))
+        pid_t pid = s_svc_live_pid(svc);
+        if (pid > 0)
             hx_pids_add(pids, pid);
     }
 }
@@ -121,9 +130,8 @@ pid_t hx_node_running(const json_t *node)
     size_t j;
     json_t *svc;
     json_array_foreach(json_object_get(node, "services"), j, svc) {
-        unsigned long long start;
-        pid_t pid = s_svc_pid(svc, &start);
-        if (pid > 0 && start > 0 && hx_pid_alive(pid, start))
+        pid_t pid = s_svc_live_pid(svc);
+        if (pid > 0)
             return pid;
     }
     return 0;

@@ -65,16 +65,15 @@ static int s_sweep_net(const hx_inventory_t *inv, cairn_error_t *err)
     size_t i;
     json_t *v;
     int r = 0;
-    json_array_foreach(inv->links, i, v) r =
-        r ? r : hx_batch_del_link(&b, json_string_value(v));
-    json_array_foreach(inv->netns, i, v) r =
-        r ? r : hx_batch_del_netns(&b, json_string_value(v));
-    if (r < 0)
-        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
-    else if (b.len > 0)
-        r = hx_ip_run(NULL, "host", b.s, err);
-    free(b.s);
-    return r;
+    json_array_foreach(inv->links, i, v) {
+        if (r == 0)
+            r = hx_batch_del_link(&b, json_string_value(v));
+    }
+    json_array_foreach(inv->netns, i, v) {
+        if (r == 0)
+            r = hx_batch_del_netns(&b, json_string_value(v));
+    }
+    return hx_batch_run_host(&b, r, err);
 }
 
 static json_t *s_report(const char *name, const char *dir, bool removed,

@@ -37,8 +37,10 @@ static int s_record(json_t *st, const char *run_base, cairn_error_t *err)
     size_t i;
     json_t *node;
     int r = hx_mkdir_p(hx_jstr(st, "run_dir"), err);
-    json_array_foreach(json_object_get(st, "nodes"), i, node) r =
-        r ? r : hx_mkdir_p(hx_jstr(node, "rundir"), err);
+    json_array_foreach(json_object_get(st, "nodes"), i, node) {
+        if (r == 0)
+            r = hx_mkdir_p(hx_jstr(node, "rundir"), err);
+    }
     r = r ? r : hx_state_save(st, hx_jstr(st, "run_dir"), err);
     return r ? r : hx_desc_write(st, run_base, err);
 }
