@@ -205,6 +205,8 @@ int rst_tree_ctl(rst_tree_t *t, cairn_error_t *err);
 
 /* Helper fds the tree will hold at most: for the close lists. */
 size_t rst_helpers_bound(const rst_image_t *im);
+/* Fd records of every process of the image: bounds the tree's tables. */
+size_t rst_n_fds(const rst_image_t *im);
 
 /* Unmaps the regions, closes every helper and control fd, frees every
  * kind's state; t is empty afterwards. */

@@ -613,11 +613,9 @@ static int s_in_process(cairn_error_t *err, int ret, uint32_t pid)
  * status flags stay one. */
 static int s_tree_shared(rst_tree_t *t, cairn_error_t *err)
 {
-    size_t n = 0;
+    size_t n = rst_n_fds(t->im);
     int ret = 0;
 
-    for (size_t i = 0; i < t->im->n_procs; i++)
-        n += t->im->procs[i].fds.n;
     t->files = calloc(1, sizeof *t->files);
     if (t->files)
         t->files->v = calloc(n + 1, sizeof *t->files->v);

@@ -258,11 +258,9 @@ static const s_pipe_t *s_find_pipe(const rst_tree_t *t, uint64_t id)
 /* Every pipe of the tree, made here so that every process inherits it. */
 static int s_tree_pipes(rst_tree_t *t, cairn_error_t *err)
 {
-    size_t n = 0;
+    size_t n = rst_n_fds(t->im);
     int ret = 0;
 
-    for (size_t i = 0; i < t->im->n_procs; i++)
-        n += t->im->procs[i].fds.n;
     t->pipes = calloc(1, sizeof *t->pipes);
     if (t->pipes)
         t->pipes->v = calloc(n + 1, sizeof *t->pipes->v);

@@ -171,6 +171,15 @@ int rst_tree_ctl(rst_tree_t *t, cairn_error_t *err)
     return ret < 0 ? ret : 0;
 }
 
+size_t rst_n_fds(const rst_image_t *im)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < im->n_procs; i++)
+        n += im->procs[i].fds.n;
+    return n;
+}
+
 /* Helper fds the tree will hold at most: for the close lists. */
 size_t rst_helpers_bound(const rst_image_t *im)
 {
