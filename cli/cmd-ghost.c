@@ -197,14 +197,17 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
 
 static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char *dir)
 {
-    json_t *o = rr->checked_only
-                    ? json_pack("{s:s, s:b, s:I, s:b}", "dir", dir, "restorable", 1,
-                                "original_pid", (json_int_t)rr->original_pid,
-                                "pids_free", (int)rr->pids_free)
-                    : json_pack("{s:I, s:I, s:b, s:I}", "pid", (json_int_t)rr->pid,
-                                "original_pid", (json_int_t)rr->original_pid,
-                                "same_pid", (int)rr->same_pid,
-                                "stopped", (json_int_t)rr->stopped);
+    json_t *o =
+        rr->checked_only
+            ? json_pack("{s:s, s:b, s:I, s:b}", "dir", dir, "restorable", 1,
+                        "original_pid", (json_int_t)rr->original_pid,
+                        "pids_free", (int)rr->pids_free)
+            : json_pack("{s:I, s:I, s:b, s:I, s:s, s:s*}", "pid",
+                        (json_int_t)rr->pid, "original_pid",
+                        (json_int_t)rr->original_pid, "same_pid",
+                        (int)rr->same_pid, "stopped", (json_int_t)rr->stopped,
+                        "cgroup", rr->cgroup ? rr->cgroup : "", "unit",
+                        rr->unit && *rr->unit ? rr->unit : NULL);
     json_t *common = json_pack("{s:I, s:I, s:I, s:I, s:f}",
                                "image_bytes", (json_int_t)rr->image_bytes,
                                "pages", (json_int_t)rr->pages,

@@ -33,9 +33,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "cairn-config.h"
 #include "ghostd.h"
 #include "log.h"
 #include "proc/proc.h"
+
+#if CAIRN_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 extern char **environ;
 
@@ -458,6 +463,13 @@ static uint32_t s_json_optional(json_t *v, const char *key, uint64_t max)
     return s_json_u64(v, key, &n) == 0 && n <= max ? (uint32_t)n : 0;
 }
 
+/* A string a helper may leave out (an older one does not say): "" then. */
+static const char *s_json_string(json_t *v, const char *key)
+{
+    const char *s = json_string_value(json_object_get(v, key));
+
+    return s ? s : "";
+}
 
 static void s_contract_fail(ghostd_job_t *j, const char *what)
 {
@@ -591,11 +603,15 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
     rr.same_pid = f[0] == f[1];
     s_restart_numbers(&rr, f + 1);
     rr.stopped = s_json_optional(v, "stopped", f[4]);
+    rr.cgroup = (char *)s_json_string(v, "cgroup");
+    rr.unit = j->scope;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
     reply.restart_reply = &rr;
-    cairn_log_info("restart-done", "image=%s pid=%u original=%u bytes=%llu "
-                   "restore_us=%llu", j->image, rr.pid, rr.original_pid,
-                   (unsigned long long)f[2], (unsigned long long)f[6]);
+    cairn_log_info("restart-done",
+                   "image=%s pid=%u original=%u bytes=%llu "
+                   "restore_us=%llu cgroup=%s",
+                   j->image, rr.pid, rr.original_pid, (unsigned long long)f[2],
+                   (unsigned long long)f[6], rr.cgroup);
     cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
     j->deferred = NULL;
 }
@@ -875,8 +891,20 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
     j->check_only = rr->check_only;
     snprintf(j->dir, sizeof j->dir, "%s", rr->dir);
     snprintf(j->image, sizeof j->image, "%s", image);
-    char *argv[] = { NULL, "--image", j->image,
-                     rr->check_only ? "--check" : rr->new_pid ? "--new-pid" : NULL, NULL };
+    /* + --check or --new-pid, --scope UNIT --slice SLICE, NULL */
+    char *argv[9] = { NULL, "--image", j->image };
+    int n = 3;
+    if (rr->check_only || rr->new_pid)
+        argv[n++] = rr->check_only ? "--check" : "--new-pid";
+    if (!rr->check_only && gd->placement.mode == GHOSTD_PLACE_SCOPE &&
+        ghostd_placement_next_scope(&gd->placement, j->scope,
+                                    sizeof j->scope) == 0) {
+        argv[n++] = "--scope";
+        argv[n++] = j->scope;
+        argv[n++] = "--slice";
+        argv[n++] = GHOSTD_JOB_SLICE;
+    }
+    argv[n] = NULL;
     r = s_job_run(j, req, argv, &err);
     return r < 0 ? s_fail(req, &err) : r;
 }
@@ -915,6 +943,25 @@ static int s_start(cairn_service_t *svc, void *ctx)
             cairn_log_info("helper", "path=%s", path);
     }
     s_spool_start(gd);
+    ghostd_placement_init(&gd->placement);
+    cairn_log_info("placement", "mode=%s cgroup=%s unit=%s why=\"%s\"",
+                   gd->placement.mode == GHOSTD_PLACE_SCOPE ? "scope"
+                                                            : "inherit",
+                   gd->placement.cgroup,
+                   gd->placement.unit[0] ? gd->placement.unit : "(none)",
+                   gd->placement.why);
+    return 0;
+}
+
+/* systemctl status shows where restored processes go. */
+static int s_ready(cairn_service_t *svc, void *ctx)
+{
+#if CAIRN_HAVE_SYSTEMD
+    ghostd_t *gd = ctx;
+
+    sd_notifyf(0, "STATUS=serving on node %u; %s", cairn_service_node(svc)->id,
+               gd->placement.why);
+#endif
     return 0;
 }
 
@@ -958,6 +1005,7 @@ const cairn_service_ops_t ghostd_ops = {
     .handlers = s_handlers,
     .n_handlers = sizeof(s_handlers) / sizeof(s_handlers[0]),
     .start = s_start,
+    .ready = s_ready,
     .stop = s_stop,
     /* A restart runs an image's code with the image's credentials, root's
      * included: only root on this node may ask (ipc, 0600) until requests

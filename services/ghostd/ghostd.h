@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "ghostd.pb-c.h"
+#include "placement.h"
 #include "service.h"
 #include "spool.h"
 
@@ -52,6 +53,7 @@ typedef struct ghostd_job {
     bool check_only;           /* either: the helper's --check (nothing written) */
     char dir[4096];            /* image directory */
     char image[4200];          /* DIR/image.ghost */
+    char scope[64];            /* restart: the scope asked for, "" if none */
     char out[GHOSTD_OUTPUT_MAX]; /* helper stdout collected so far */
     size_t out_len;            /* bytes in out */
     bool truncated;            /* the helper printed more than out holds */
@@ -62,6 +64,7 @@ typedef struct ghostd {
     cairn_service_t *svc;                 /* the skeleton; set in start */
     ghostd_job_t jobs[GHOSTD_MAX_JOBS];   /* running helpers */
     ghostd_spool_t spool;                 /* <rundir>/ghost: default image dirs */
+    ghostd_placement_t placement;         /* where restored trees go */
 } ghostd_t;
 
 /* The skeleton's view of ghostd: name, message types, handler table. */
