@@ -99,7 +99,11 @@ int hx_pids_add(hx_pids_t *s, pid_t pid);
 void hx_pids_free(hx_pids_t *s);
 /* Waits until none of s runs, up to ms; how many still run. */
 size_t hx_wait_gone(const hx_pids_t *s, int ms);
-/* SIGTERM, grace, SIGKILL, grace; how many were signalled. */
+/* SIGTERM to all of s at once, up to term_ms for all to exit, SIGKILL to
+ * the rest, a grace; how many had to be SIGKILLed. *ret_running (may be
+ * NULL): how many ran (got the SIGTERM). */
+size_t hx_stop_all(const hx_pids_t *s, int term_ms, size_t *ret_running);
+/* hx_stop_all with HX_TERM_GRACE_MS; how many were signalled. */
 size_t hx_kill_all(const hx_pids_t *s);
 /* argv (NUL-separated) holds --config/-c <config> or --config=<config>. */
 bool hx_cmdline_has_config(const char *argv, size_t len, const char *config);

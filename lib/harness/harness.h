@@ -116,9 +116,9 @@ int harness_node_add(const char *name, const char *run_base,
                      const harness_node_t *spec, json_t **ret_result,
                      cairn_error_t *err);
 
-/* Waits up to wait_ms for node id's daemons to exit by themselves, stops
- * the rest (SIGTERM, then SIGKILL), removes its veth, netns, cgroups and
- * run dir and drops it from state.json. *ret_result: {"id", "netns",
+/* Stops node id's daemons -- SIGTERM to all at once, up to wait_ms for
+ * all together, SIGKILL to the rest -- removes its veth, netns, cgroups
+ * and run dir and drops it from state.json. *ret_result: {"id", "netns",
  * "veth", "rundir", "processes_exited", "processes_killed"}. -ENOENT
  * (not-found) if the cluster has no such node. */
 int harness_node_remove(const char *name, const char *run_base, unsigned id,

@@ -7,9 +7,10 @@
  * 1) and run dir, and starts its daemons with --node-id, --address, --name
  * and --appliance, since the node is not in cluster.xml. Leftovers of an
  * earlier node with the same id whose daemons are gone (it left) are
- * removed first, so an id can be reused. Removing waits for the node's
- * daemons to exit by themselves (a removed clusterd stops), stops the
- * rest, and removes what the node had.
+ * removed first, so an id can be reused. Removing stops the node's
+ * daemons together (SIGTERM to all, one deadline, SIGKILL to the rest:
+ * waiting for them one by one, or for a ghostd that never exits by
+ * itself, cost seconds) and removes what the node had.
  */
 #include <errno.h>
 #include <limits.h>
@@ -56,8 +57,10 @@ int hx_hotplug_check(const json_t *st, unsigned id, const char *given,
 
 /* ---- tearing one node down --------------------------------------------- */
 
-/* Stops node's daemons, waiting up to wait_ms for them to exit by
- * themselves first; report gets how many exited and were killed. */
+/* Stops node's daemons and whatever else runs in its namespace, all at
+ * once (a clusterd on SIGTERM leaves gracefully, the others drain), with
+ * one deadline of wait_ms for all; report gets how many exited by
+ * themselves and how many had to be killed. */
 static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
 {
     hx_pids_t pids = { 0 };
@@ -67,12 +70,10 @@ static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
     if (nss)
         hx_find_procs(nss, NULL, &pids);
     json_decref(nss);
-    size_t running = hx_wait_gone(&pids, 0);
-    size_t left = running ? hx_wait_gone(&pids, wait_ms) : 0;
-    size_t killed = left ? hx_kill_all(&pids) : 0;
+    size_t running = 0, killed = hx_stop_all(&pids, wait_ms, &running);
     hx_pids_free(&pids);
     json_object_set_new(report, "processes_exited",
-                        json_integer((json_int_t)(running - left)));
+                        json_integer((json_int_t)(running - killed)));
     json_object_set_new(report, "processes_killed",
                         json_integer((json_int_t)killed));
 }
