@@ -197,8 +197,15 @@ int hx_state_drop(json_t *st, unsigned id, cairn_error_t *err);
 /* The pids of node's services still running as started. */
 void hx_node_pids(const json_t *node, hx_pids_t *pids);
 void hx_state_pids(const json_t *st, hx_pids_t *pids);
+/* The pid of a service entry whose process still runs (the same start
+ * time: not a reused pid), else 0. */
+pid_t hx_svc_running(const json_t *svc);
 /* The first running daemon pid of node, 0 if none runs. */
 pid_t hx_node_running(const json_t *node);
+/* Appends node's service entries (references) to running or gone. */
+void hx_node_split(const json_t *node, json_t *running, json_t *gone);
+/* The "name" of every service entry of svcs, a new array. */
+json_t *hx_svc_names(const json_t *svcs);
 
 /* ---- plan.c: the plan -------------------------------------------------- */
 
@@ -261,12 +268,18 @@ int hx_up_locked(const harness_opts_t *o, const char *name,
 
 /* ---- hotplug.c --------------------------------------------------------- */
 
-/* Address and conflicts of a node to add to the running cluster of st. */
+/* Address and conflicts of a node to add to the running cluster of st:
+ * 0, or 1 when node id is provisioned and none of its daemons runs (a
+ * node that left, or crashed: clusterd tells which). */
 int hx_hotplug_check(const json_t *st, unsigned id, const char *given,
                      char *out, size_t size, cairn_error_t *err);
 int hx_node_add_locked(const char *dir, const harness_node_t *spec,
                        json_t **ret_result, cairn_error_t *err);
 int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
                           json_t **ret_result, cairn_error_t *err);
+int hx_node_stop_locked(const char *dir, unsigned id, int wait_ms,
+                        json_t **ret_result, cairn_error_t *err);
+int hx_node_restart_locked(const char *dir, unsigned id, int timeout_ms,
+                           json_t **ret_result, cairn_error_t *err);
 
 #endif
