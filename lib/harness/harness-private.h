@@ -35,6 +35,7 @@
 #define HX_SUN_PATH_MAX  108
 #define HX_HOST_LOCK     "/run/lock/cairn-cluster.lock"
 #define HX_BASE_MAX      257 /* a description's run-base is at most 256 bytes */
+#define HX_BASE_MARK     ".cairn-harness-made" /* in a run base up created */
 
 typedef enum { HX_CG_NONE = 0, HX_CG_V1 = 1, HX_CG_V2 = 2 } hx_cg_t;
 
@@ -79,6 +80,11 @@ int hx_mkdir_p(const char *path, cairn_error_t *err);
 int hx_write_knob(const char *path, const char *value, cairn_error_t *err);
 /* rm -rf, mounts inside detached first; 0 or -errno (errno set too). */
 int hx_rm_rf(const char *path);
+/* Marks run base `base` as made by the harness (up created it). */
+int hx_base_mark(const char *base, cairn_error_t *err);
+/* Removes run base `base` if the harness made it (its mark is there) and
+ * nothing else is left in it; true if it did. */
+bool hx_base_tidy(const char *base);
 /* Takes the up/down lock; the fd to close, or -errno. */
 int hx_lock(const char *run_base, cairn_error_t *err);
 int hx_buf_add(hx_buf_t *b, const char *fmt, ...)
@@ -263,6 +269,11 @@ int hx_down_locked(const char *name, const char *dir, json_t **ret_result,
 /* ---- up.c -------------------------------------------------------------- */
 
 int hx_check_opts(const harness_opts_t *o, cairn_error_t *err);
+/* Refuses (already-exists) the running cluster of st when it differs from
+ * what o gives (its *_given fields, loopback): up must not report a
+ * cluster of another shape as if it were the one asked for. */
+int hx_check_shape(const json_t *st, const harness_opts_t *o,
+                   cairn_error_t *err);
 int hx_up_locked(const harness_opts_t *o, const char *name,
                  const char *run_base, json_t **ret_result, cairn_error_t *err);
 

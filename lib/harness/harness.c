@@ -58,6 +58,19 @@ typedef struct s_op {
     int wait_ms;                /* the same; _RESTART: the start deadline */
 } s_op_t;
 
+/* After up and down: a run base up created goes once it is empty again
+ * (down's result says so; a failed up leaves nothing behind either). */
+static void s_tidy_base(const s_op_t *op, const char *base, bool fresh, int r,
+                        json_t *res)
+{
+    if (op->kind == S_OP_UP && fresh && hx_exists(base))
+        hx_base_mark(base, NULL); /* without it, the base just stays */
+    bool removed = (op->kind == S_OP_DOWN || (op->kind == S_OP_UP && r < 0)) &&
+                   hx_base_tidy(base);
+    if (op->kind == S_OP_DOWN && res)
+        json_object_set_new(res, "run_base_removed", json_boolean(removed));
+}
+
 /* Resolves the cluster, takes the lock, runs op, hands over its result. */
 static int s_run_locked(const char *name, const char *run_base,
                         const s_op_t *op, json_t **ret_result,
@@ -71,6 +84,10 @@ static int s_run_locked(const char *name, const char *run_base,
     int lock = hx_lock(base, err);
     if (lock < 0)
         return lock;
+    /* as root the lock is host-wide, so no other up makes the base
+     * meanwhile; without root the lock file is in the base, which then
+     * exists already and is never removed (it is never empty) */
+    bool fresh = !hx_exists(base);
     snprintf(dir, sizeof(dir), "%s/%s", base, name);
     switch (op->kind) {
     case S_OP_UP: r = hx_up_locked(op->opts, name, base, &res, err); break;
@@ -86,6 +103,7 @@ static int s_run_locked(const char *name, const char *run_base,
         r = hx_node_restart_locked(dir, op->id, op->wait_ms, &res, err);
         break;
     }
+    s_tidy_base(op, base, fresh, r, res);
     close(lock);
     if (r == 0)
         *ret_result = res;

@@ -53,14 +53,22 @@ typedef struct harness_opts {
     uint64_t mem_bytes;   /* memory limit per node, >= 16 MiB */
     bool loopback;        /* loopback mode even as root */
     int start_timeout_ms; /* <= 0: HARNESS_DEFAULT_START_MS */
+    bool nodes_given;     /* nodes was asked for: a running cluster of
+                           * another size is an error, not reported */
+    bool cpus_given;      /* the same for cpus */
+    bool mem_given;       /* the same for mem_bytes */
 } harness_opts_t;
 
-/* Fills opts with the defaults (name NULL, 1 node, 0.5 CPU, 512 MiB). */
+/* Fills opts with the defaults (name NULL, 1 node, 0.5 CPU, 512 MiB,
+ * nothing "given"). */
 void harness_opts_init(harness_opts_t *opts);
 
 /* Builds the cluster and waits until every daemon serves its ipc socket.
  * A running cluster of that name is reported ("already_running": true)
- * and left alone; a stale one (daemons gone, interrupted up) is removed
+ * and left alone -- unless it differs from what was given (nodes_given,
+ * cpus_given, mem_given; loopback asked of a netns cluster): then -EEXIST
+ * (already-exists), the message naming the running shape and the asked
+ * one; a stale one (daemons gone, interrupted up) is removed
  * first ("recovered_stale": true). On any failure everything made is
  * undone. */
 int harness_up(const harness_opts_t *opts, json_t **ret_result,
