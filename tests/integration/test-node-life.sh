@@ -87,6 +87,13 @@ wait_down() {
 # netns_empty ID: nothing runs in node ID's namespace.
 netns_empty() { [ -z "$(ip netns pids "cairn-$name-$1" 2>/dev/null)" ]; }
 
+# jq_ok JSON ARGS...: jq -e ARGS on JSON, which must not be empty (a
+# command that failed printed nothing, and jq -e passes on no input).
+jq_ok() {
+    local in=$1; shift
+    [ -n "$in" ] && jq -e "$@" <<<"$in" >/dev/null
+}
+
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 up=$("$CAIRN" cluster up --nodes 3) || { t_fail "cluster up exit $?"; t_done; }
@@ -103,17 +110,17 @@ rm_out=$("$CAIRN" node remove 4) || t_fail "node remove 4 exit $?"
 took=$(( $(now_ms) - t0 ))
 echo "node remove took $took ms: $(jq -c '{processes_exited, processes_killed}' <<<"$rm_out")"
 t_check "node remove within 1.5 s" test "$took" -lt 1500
-t_check "node remove killed nothing, every daemon exited" jq -e --argjson s "$services" \
-    '.deprovisioned == true and .processes_killed == 0 and .processes_exited >= ($s | length)' <<<"$rm_out"
+t_check "node remove killed nothing, every daemon exited" jq_ok "$rm_out" --argjson s "$services" \
+    '.deprovisioned == true and .processes_killed == 0 and .processes_exited >= ($s | length)'
 
 # --- leave, then add the id again -------------------------------------------------
 lv=$("$CAIRN" node leave --node 3) || t_fail "node leave 3 exit $?"
-t_check "node leave stops the node's other daemons" jq -e \
-    '.left == true and .stopped == true and .processes_killed == 0' <<<"$lv"
+t_check "node leave stops the node's other daemons" jq_ok "$lv" \
+    '.left == true and .stopped == true and .processes_killed == 0'
 t_check "nothing runs in node 3's namespace after leave" netns_empty 3
 t_check "others see 3 left" wait_state 5 3 left 1 2
 add=$("$CAIRN" node add --id 3) || t_fail "node add --id 3 after leave exit $?"
-t_check "node add of a left id provisions it again" jq -e '.provisioned == true and .node.id == 3' <<<"$add"
+t_check "node add of a left id provisions it again" jq_ok "$add" '.provisioned == true and .node.id == 3'
 t_check "node 3 alive again everywhere" wait_state 10 3 alive 1 2 3
 
 # --- leave, then remove ----------------------------------------------------------
@@ -125,8 +132,8 @@ t_check "node 5 alive again" wait_state 10 5 alive 1 2 3 5
 "$CAIRN" node leave --node 2 >/dev/null || t_fail "node leave 2 exit $?"
 t_check "others see 2 left" wait_state 5 2 left 1 3
 rm2=$("$CAIRN" node remove 2) || t_fail "node remove of a left node exit $?"
-t_check "node remove of a left node deprovisions it" jq -e \
-    '.node.state == "left" and .deprovisioned == true and .processes_killed == 0' <<<"$rm2"
+t_check "node remove of a left node deprovisions it" jq_ok "$rm2" \
+    '.node.state == "left" and .deprovisioned == true and .processes_killed == 0'
 t_check "node 2's namespace is gone" bash -c "! ip netns list | grep -q '^cairn-$name-2 '"
 t_check "node 2 dropped from the state" bash -c \
     "'$CAIRN' cluster status | jq -e '[.nodes[] | select(.id == 2)] | length == 0' >/dev/null"
@@ -138,8 +145,8 @@ wait_down 3 clusterd
 t_check "node add of a half-crashed node points to node restart" \
     expect_error 1 already-exists "node restart 3" "$CAIRN" node add --id 3
 rs=$("$CAIRN" node restart 3) || t_fail "node restart 3 exit $?"
-t_check "restart restarted clusterd only, the rest already running" jq -e --argjson s "$services" \
-    '.restarted == ["clusterd"] and .already_running == ($s - ["clusterd"]) and ([.node.services[].running] | all)' <<<"$rs"
+t_check "restart restarted clusterd only, the rest already running" jq_ok "$rs" --argjson s "$services" \
+    '.restarted == ["clusterd"] and .already_running == ($s - ["clusterd"]) and ([.node.services[].running] | all)'
 t_check "node 3 alive again with a higher incarnation" wait_reborn 10 3 "$inc" 1 3 5
 
 # --- kill -9 of every daemon, then node restart ----------------------------------
@@ -149,15 +156,15 @@ wait_down 3
 t_check "node add of a crashed node points to node restart" \
     expect_error 1 already-exists "node restart 3" "$CAIRN" node add --id 3
 rs=$("$CAIRN" node restart 3) || t_fail "node restart 3 (all dead) exit $?"
-t_check "restart restarted every daemon" jq -e --argjson s "$services" \
-    '.restarted == $s and .already_running == []' <<<"$rs"
+t_check "restart restarted every daemon" jq_ok "$rs" --argjson s "$services" \
+    '.restarted == $s and .already_running == []'
 t_check "node 3 alive again after a full crash" wait_reborn 10 3 "$inc" 1 3 5
 
 # --- restart of a healthy node: a no-op ----------------------------------------
 before=$(pids_of 3 | tr '\n' ' ')
 rs=$("$CAIRN" node restart 3) || t_fail "node restart of a running node exit $?"
-t_check "restart of a running node restarts nothing" jq -e --argjson s "$services" \
-    '.restarted == [] and .already_running == $s' <<<"$rs"
+t_check "restart of a running node restarts nothing" jq_ok "$rs" --argjson s "$services" \
+    '.restarted == [] and .already_running == $s'
 t_check "restart of a running node kept its pids" test "$(pids_of 3 | tr '\n' ' ')" = "$before"
 t_check "restart of an unknown node: not-found" expect_error 1 not-found "node 9" "$CAIRN" node restart 9
 
@@ -168,13 +175,13 @@ t_check "up with another size: already-exists naming both" \
 t_check "up with another --mem: already-exists" \
     expect_error 1 already-exists "--mem" "$CAIRN" cluster up --mem 64M
 again=$("$CAIRN" cluster up) || t_fail "plain up of a running cluster exit $?"
-t_check "plain up reports the running cluster" jq -e '.already_running == true' <<<"$again"
+t_check "plain up reports the running cluster" jq_ok "$again" '.already_running == true'
 again=$("$CAIRN" cluster up --nodes "$n") || t_fail "up with the same size exit $?"
-t_check "up with the same size reports it" jq -e '.already_running == true' <<<"$again"
+t_check "up with the same size reports it" jq_ok "$again" '.already_running == true'
 
 # --- down removes the run base it made -------------------------------------------
 down=$("$CAIRN" cluster down) || t_fail "cluster down exit $?"
-t_check "down says the run base went" jq -e '.removed == true and .run_base_removed == true' <<<"$down"
+t_check "down says the run base went" jq_ok "$down" '.removed == true and .run_base_removed == true'
 t_check "the run base is gone" test ! -e "$base"
 t_check "its parent stays" test -d "$T_TMP/base"
 t_done
