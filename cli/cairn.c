@@ -35,6 +35,9 @@ static const cli_command_t s_commands[] = {
       NULL, NULL },
     { "node leave", "", "make the asked node (--node) leave the cluster; its "
       "clusterd exits", cli_no_options, cli_cmd_node_leave, NULL, NULL },
+    { "node restart", "N", "on a local cluster, start again those daemons of "
+      "node N that are not running (after a crash); a no-op when all run",
+      cli_node_restart_options, cli_cmd_node_restart, NULL, NULL },
     { "config check", "FILE", "validate a cluster description; says file, "
       "line, element and reason when it is wrong", cli_no_options,
       cli_cmd_config_check, NULL, cli_table_object },

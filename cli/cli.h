@@ -130,6 +130,9 @@ int cli_cmd_node_remove(cli_ctx *ctx, int argc, char **argv,
                         json_t **ret_result, cairn_error_t *err);
 int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv,
                        json_t **ret_result, cairn_error_t *err);
+extern const cairn_option_t cli_node_restart_options[];
+int cli_cmd_node_restart(cli_ctx *ctx, int argc, char **argv,
+                         json_t **ret_result, cairn_error_t *err);
 int cli_cmd_config_check(cli_ctx *ctx, int argc, char **argv,
                          json_t **ret_result, cairn_error_t *err);
 int cli_cmd_config_generate(cli_ctx *ctx, int argc, char **argv,

@@ -64,6 +64,10 @@ static int s_up_opts(const cairn_args_t *a, harness_opts_t *o,
         o->start_timeout_ms = (int) v;
     }
     o->loopback = a->values[O_LOOPBACK] != NULL;
+    /* what was asked must match a cluster that already runs */
+    o->nodes_given = a->values[O_NODES] != NULL;
+    o->cpus_given = a->values[O_CPUS] != NULL;
+    o->mem_given = a->values[O_MEM] != NULL;
     return r;
 }
 

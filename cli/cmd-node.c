@@ -1,5 +1,5 @@
 /* cmd-node.c - `cairn version`, `cairn status`, `cairn nodes [--watch]`,
- * `cairn node add|remove|leave`.
+ * `cairn node add|remove|leave|restart`.
  *
  * Design. Every verb but --watch is one clusterd request: resolve the target
  * (target.c), send Request{status|nodes|node_add|node_remove|leave} through
@@ -15,7 +15,11 @@
  * (harness_node_add, lib/harness: netns, veth, cgroup, daemons), and undoes the
  * admission (node_remove) if that fails; node remove tears the node down
  * once clusterd let it go. The address is checked against the cluster's
- * subnet before anything is asked, so a bad one changes nothing.
+ * subnet before anything is asked, so a bad one changes nothing. node
+ * leave stops what still runs of the node once its clusterd left
+ * (harness_node_stop), so the id is free for a later node add; node
+ * restart asks no clusterd at all: it starts again, through the harness,
+ * the daemons of a node that are gone.
  *
  * Watch. `nodes --watch` subscribes to clusterd's event socket first
  * (everything, then a sync topic of its own), waits until clusterd answers
@@ -771,6 +775,13 @@ int cli_cmd_node_add(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
         req.node_add = &areq;
         r = s_call_clusterd(ctx, &t, (int64_t)cairn_now_ms(), &req.base, &reply, err);
     }
+    /* clusterd still counts a crashed node a member: bringing it back is a
+     * restart, not an add (a node that left is admitted again) */
+    if (r < 0 && local == 2 && err->code == CAIRN_ALREADY_EXISTS)
+        cairn_error_append(err, r, "; node %ld is provisioned on local "
+                           "cluster %s but none of its daemons runs: `cairn "
+                           "node restart %ld` brings it back, `cairn node "
+                           "remove %ld` removes it", id, t.cluster, id, id);
     if (r == 0 && reply->msg_case != CAIRN__CLUSTERD__REPLY__MSG_NODES_REPLY)
         r = cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR, "clusterd at %s "
                             "answered node add with another message",
@@ -843,6 +854,32 @@ int cli_cmd_node_remove(cli_ctx *ctx, int argc, char **argv,
     return 0;
 }
 
+/* On a local cluster, stops what still runs of node id once its clusterd
+ * left (ghostd and the others would otherwise run on, and keep the id
+ * taken) and adds the counts to result. */
+static int s_leave_stop(const cli_target_t *t, uint32_t id, json_t *result,
+                        cairn_error_t *err)
+{
+    _cleanup_json_ json_t *stopped = NULL;
+    int r;
+
+    if (!id || !harness_exists(t->cluster, t->run_base))
+        return json_object_set_new(result, "stopped", json_false())
+                   ? cli_oom(err) : 0;
+    r = harness_node_stop(t->cluster, t->run_base, id, S_REMOVE_WAIT_MS,
+                          &stopped, err);
+    if (r == -ENOENT)   /* not a node the harness made */
+        return json_object_set_new(result, "stopped", json_false())
+                   ? cli_oom(err) : 0;
+    if (r < 0)
+        return r;
+    json_object_del(stopped, "id");
+    if (json_object_set_new(result, "stopped", json_true()) ||
+        json_object_update(result, stopped))
+        return cli_oom(err);
+    return 0;
+}
+
 int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                        cairn_error_t *err)
 {
@@ -850,6 +887,7 @@ int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     Cairn__Clusterd__LeaveRequest lreq = CAIRN__CLUSTERD__LEAVE_REQUEST__INIT;
     Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
     Cairn__Clusterd__Reply *reply = NULL;
+    _cleanup_json_ json_t *result = NULL;
     cli_target_t t = { 0 };
     uint32_t id = 0;
     cairn_args_t a;
@@ -879,7 +917,77 @@ int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     if (t.node_id)
         id = t.node_id;
+    result = json_pack("{s:I, s:b}", "node", (json_int_t)id, "left", 1);
+    r = !result ? cli_oom(err)
+        : ctx->endpoint ? json_object_set_new(result, "stopped", json_false())
+                              ? cli_oom(err) : 0
+                        : s_leave_stop(&t, id, result, err);
     cli_target_clear(&t);
-    *ret_result = json_pack("{s:I, s:b}", "node", (json_int_t)id, "left", 1);
-    return *ret_result ? 0 : cli_oom(err);
+    if (r < 0)
+        return r;
+    *ret_result = TAKE_PTR(result);
+    return 0;
+}
+
+/* ---- node restart ------------------------------------------------------ */
+
+const cairn_option_t cli_node_restart_options[] = {
+    { "--start-timeout", "MS", "deadline for every restarted daemon's socket "
+      "(default 10000)" },
+    { NULL, NULL, NULL },
+};
+
+/* The local cluster ctx names: its name and run base from the description
+ * (--config, $CAIRN_CONFIG, <run-base>/<cluster>/cluster.xml), no node
+ * asked -- the node to restart may be the one that does not answer. */
+static int s_local_cluster(const cli_ctx *ctx, char **ret_name,
+                           char **ret_base, cairn_error_t *err)
+{
+    cairn_description_t *d = NULL;
+    int r = cli_target_load_description(ctx, &d, err);
+
+    if (r < 0)
+        return r;
+    *ret_name = strdup(cairn_description_cluster(d));
+    *ret_base = strdup(cairn_description_run_base(d));
+    cairn_description_free(d);
+    if (!*ret_name || !*ret_base)
+        return cli_oom(err);
+    if (!harness_exists(*ret_name, *ret_base))
+        return cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
+                               "cluster %s is not a local cluster made by "
+                               "`cairn cluster up` (no %s/%s/state.json): "
+                               "restart its daemons on their hosts",
+                               *ret_name, *ret_base, *ret_name);
+    return 0;
+}
+
+int cli_cmd_node_restart(cli_ctx *ctx, int argc, char **argv,
+                         json_t **ret_result, cairn_error_t *err)
+{
+    _cleanup_free_ char *name = NULL, *base = NULL;
+    cairn_args_t a;
+    long id = 0, timeout = 0;
+    int r;
+
+    r = cairn_args_parse("node restart", cli_node_restart_options, argc, argv,
+                         1, &a, err);
+    if (r == 0 && a.n_pos == 0)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "node restart: the id "
+                            "of the node is required (cairn node restart N)");
+    if (r == 0)
+        r = cairn_parse_long("node restart: N", a.pos[0], 1, 255, &id, err);
+    if (r == 0 && a.values[0])
+        r = cairn_parse_long("--start-timeout", a.values[0], 100, 600000,
+                             &timeout, err);
+    if (r == 0 && ctx->endpoint)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "node restart works "
+                            "on a local cluster's description, not on "
+                            "--endpoint");
+    if (r == 0)
+        r = s_local_cluster(ctx, &name, &base, err);
+    if (r < 0)
+        return r;
+    return harness_node_restart(name, base, (unsigned)id, (int)timeout,
+                                ret_result, err);
 }

@@ -4,7 +4,9 @@
 # root, loopback otherwise; see docs/local-cluster.md) and prints
 # `cairn nodes` once every node sees every other alive.
 # Running it again is harmless: `cluster up` reports a running cluster
-# instead of touching it.
+# instead of touching it, the daemons of a node that crashed are started
+# again (`cairn node restart`), and it exits non-zero, saying why, unless
+# every node ends up alive (a cluster of another size is refused by up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
@@ -16,12 +18,25 @@ ninja -C build >/dev/null
 cairn=./build/cli/cairn
 cluster=${CAIRN_CLUSTER:-cairn}
 nodes=${CAIRN_DEMO_NODES:-4}
-$cairn cluster up --nodes "$nodes" --name "$cluster" \
-    | jq -c '{cluster, mode, cgroup, already_running, nodes: [.nodes[] | {id, address}]}'
+up=$($cairn cluster up --nodes "$nodes" --name "$cluster")
+jq -c '{cluster, mode, cgroup, already_running, nodes: [.nodes[] | {id, address}]}' <<<"$up"
+# `up` leaves a running cluster as it is, crashed daemons included: bring
+# back those of every node that lost some (a no-op for a fresh cluster).
+for id in $(jq -r '.nodes[] | select([.services[].running] | all | not) | .id' <<<"$up"); do
+    echo "# node $id: some of its daemons are not running; cairn node restart $id" >&2
+    $cairn node restart --cluster "$cluster" "$id" | jq -c '{id, restarted, already_running}'
+done
+alive=0
 for _ in $(seq 1 50); do
     alive=$($cairn nodes --cluster "$cluster" | jq '[.nodes[] | select(.state == "alive")] | length')
     [ "$alive" -ge "$nodes" ] && break
     sleep 0.1
 done
 $cairn nodes --cluster "$cluster"
+if [ "$alive" -lt "$nodes" ]; then
+    echo "# error: only $alive of $nodes nodes of cluster '$cluster' are alive after 5 s;" \
+         "see $cairn cluster status --name $cluster, or start afresh with" \
+         "$cairn cluster down --name $cluster" >&2
+    exit 1
+fi
 echo "# cluster '$cluster' is up; try: $cairn nodes --watch --cluster $cluster, $cairn cluster down --name $cluster" >&2

@@ -5,7 +5,14 @@
  * it (ghostd mounts its image spool in a node's run dir, spool.h):
  * mountinfo lists parents first, so they are detached last-first. The
  * lock is host-wide as root because subnets and namespace names are.
+ *
+ * A run base that up had to create gets a mark file, HX_BASE_MARK; down
+ * removes the base again once nothing but the mark is in it (the last
+ * cluster of that base gone). A base somebody else made has no mark and
+ * is never removed, nor one holding anything else (such as the lock file
+ * <run-base>/.lock of a non-root harness).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -165,6 +172,53 @@ int hx_rm_rf(const char *path)
     if (nftw(path, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
         return -errno;
     return 0;
+}
+
+/* ---- the run base ------------------------------------------------------ */
+
+int hx_base_mark(const char *base, cairn_error_t *err)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/" HX_BASE_MARK, base);
+    _cleanup_close_ int fd =
+        open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "create %s: %m",
+                               path);
+    return 0;
+}
+
+CAIRN_DEFINE_CLEANUP(s_closedirp, DIR *, closedir)
+
+/* True if dir holds nothing but the mark (and the mark is there). */
+static bool s_only_mark(const char *dir)
+{
+    _cleanup_(s_closedirp) DIR *d = opendir(dir);
+    bool mark = false, other = false;
+    for (struct dirent *e; d && !other && (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (strcmp(e->d_name, HX_BASE_MARK) == 0)
+            mark = true;
+        else
+            other = true;
+    }
+    return d && mark && !other;
+}
+
+bool hx_base_tidy(const char *base)
+{
+    char path[PATH_MAX + 32];
+    if (!s_only_mark(base))
+        return false;
+    snprintf(path, sizeof(path), "%s/" HX_BASE_MARK, base);
+    if (unlink(path) < 0)
+        return false;
+    if (rmdir(base) == 0)
+        return true;
+    /* something came in meanwhile: keep the mark for a later down */
+    hx_base_mark(base, NULL);
+    return false;
 }
 
 /* ---- the lock ---------------------------------------------------------- */

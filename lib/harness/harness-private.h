@@ -35,6 +35,7 @@
 #define HX_SUN_PATH_MAX  108
 #define HX_HOST_LOCK     "/run/lock/cairn-cluster.lock"
 #define HX_BASE_MAX      257 /* a description's run-base is at most 256 bytes */
+#define HX_BASE_MARK     ".cairn-harness-made" /* in a run base up created */
 
 typedef enum { HX_CG_NONE = 0, HX_CG_V1 = 1, HX_CG_V2 = 2 } hx_cg_t;
 
@@ -79,6 +80,11 @@ int hx_mkdir_p(const char *path, cairn_error_t *err);
 int hx_write_knob(const char *path, const char *value, cairn_error_t *err);
 /* rm -rf, mounts inside detached first; 0 or -errno (errno set too). */
 int hx_rm_rf(const char *path);
+/* Marks run base `base` as made by the harness (up created it). */
+int hx_base_mark(const char *base, cairn_error_t *err);
+/* Removes run base `base` if the harness made it (its mark is there) and
+ * nothing else is left in it; true if it did. */
+bool hx_base_tidy(const char *base);
 /* Takes the up/down lock; the fd to close, or -errno. */
 int hx_lock(const char *run_base, cairn_error_t *err);
 int hx_buf_add(hx_buf_t *b, const char *fmt, ...)
@@ -99,7 +105,11 @@ int hx_pids_add(hx_pids_t *s, pid_t pid);
 void hx_pids_free(hx_pids_t *s);
 /* Waits until none of s runs, up to ms; how many still run. */
 size_t hx_wait_gone(const hx_pids_t *s, int ms);
-/* SIGTERM, grace, SIGKILL, grace; how many were signalled. */
+/* SIGTERM to all of s at once, up to term_ms for all to exit, SIGKILL to
+ * the rest, a grace; how many had to be SIGKILLed. *ret_running (may be
+ * NULL): how many ran (got the SIGTERM). */
+size_t hx_stop_all(const hx_pids_t *s, int term_ms, size_t *ret_running);
+/* hx_stop_all with HX_TERM_GRACE_MS; how many were signalled. */
 size_t hx_kill_all(const hx_pids_t *s);
 /* argv (NUL-separated) holds --config/-c <config> or --config=<config>. */
 bool hx_cmdline_has_config(const char *argv, size_t len, const char *config);
@@ -193,8 +203,15 @@ int hx_state_drop(json_t *st, unsigned id, cairn_error_t *err);
 /* The pids of node's services still running as started. */
 void hx_node_pids(const json_t *node, hx_pids_t *pids);
 void hx_state_pids(const json_t *st, hx_pids_t *pids);
+/* The pid of a service entry whose process still runs (the same start
+ * time: not a reused pid), else 0. */
+pid_t hx_svc_running(const json_t *svc);
 /* The first running daemon pid of node, 0 if none runs. */
 pid_t hx_node_running(const json_t *node);
+/* Appends node's service entries (references) to running or gone. */
+void hx_node_split(const json_t *node, json_t *running, json_t *gone);
+/* The "name" of every service entry of svcs, a new array. */
+json_t *hx_svc_names(const json_t *svcs);
 
 /* ---- plan.c: the plan -------------------------------------------------- */
 
@@ -252,17 +269,28 @@ int hx_down_locked(const char *name, const char *dir, json_t **ret_result,
 /* ---- up.c -------------------------------------------------------------- */
 
 int hx_check_opts(const harness_opts_t *o, cairn_error_t *err);
+/* Refuses (already-exists) the running cluster of st when it differs from
+ * what o gives (its *_given fields, loopback): up must not report a
+ * cluster of another shape as if it were the one asked for. */
+int hx_check_shape(const json_t *st, const harness_opts_t *o,
+                   cairn_error_t *err);
 int hx_up_locked(const harness_opts_t *o, const char *name,
                  const char *run_base, json_t **ret_result, cairn_error_t *err);
 
 /* ---- hotplug.c --------------------------------------------------------- */
 
-/* Address and conflicts of a node to add to the running cluster of st. */
+/* Address and conflicts of a node to add to the running cluster of st:
+ * 0, or 1 when node id is provisioned and none of its daemons runs (a
+ * node that left, or crashed: clusterd tells which). */
 int hx_hotplug_check(const json_t *st, unsigned id, const char *given,
                      char *out, size_t size, cairn_error_t *err);
 int hx_node_add_locked(const char *dir, const harness_node_t *spec,
                        json_t **ret_result, cairn_error_t *err);
 int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
                           json_t **ret_result, cairn_error_t *err);
+int hx_node_stop_locked(const char *dir, unsigned id, int wait_ms,
+                        json_t **ret_result, cairn_error_t *err);
+int hx_node_restart_locked(const char *dir, unsigned id, int timeout_ms,
+                           json_t **ret_result, cairn_error_t *err);
 
 #endif

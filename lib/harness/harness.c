@@ -2,8 +2,8 @@
  *
  * Every call resolves the cluster (name checked, run base by
  * cairn_run_base, the rule the CLI's target resolution uses too) and the
- * operations that change the machine -- up, down, node add, node remove
- * -- run under one exclusive flock (files.c): a host-wide one as root,
+ * operations that change the machine -- up, down, node add, remove, stop
+ * and restart -- run under one exclusive flock (files.c): a host-wide one as root,
  * because subnets and namespace names are host-wide, so two invocations
  * never pick the same subnet or sweep each other's half-built cluster.
  * status and the hotplug checks only read state.json and take no lock.
@@ -46,15 +46,30 @@ typedef enum {
     S_OP_UP,
     S_OP_DOWN,
     S_OP_NODE_ADD,
-    S_OP_NODE_REMOVE
+    S_OP_NODE_REMOVE,
+    S_OP_NODE_STOP,
+    S_OP_NODE_RESTART
 } s_op_kind_t;
 typedef struct s_op {
     s_op_kind_t kind;           /* which */
     const harness_opts_t *opts; /* S_OP_UP */
     const harness_node_t *node; /* S_OP_NODE_ADD */
-    unsigned id;                /* S_OP_NODE_REMOVE */
-    int wait_ms;                /* S_OP_NODE_REMOVE */
+    unsigned id;                /* S_OP_NODE_REMOVE, _STOP, _RESTART */
+    int wait_ms;                /* the same; _RESTART: the start deadline */
 } s_op_t;
+
+/* After up and down: a run base up created goes once it is empty again
+ * (down's result says so; a failed up leaves nothing behind either). */
+static void s_tidy_base(const s_op_t *op, const char *base, bool fresh, int r,
+                        json_t *res)
+{
+    if (op->kind == S_OP_UP && fresh && hx_exists(base))
+        hx_base_mark(base, NULL); /* without it, the base just stays */
+    bool removed = (op->kind == S_OP_DOWN || (op->kind == S_OP_UP && r < 0)) &&
+                   hx_base_tidy(base);
+    if (op->kind == S_OP_DOWN && res)
+        json_object_set_new(res, "run_base_removed", json_boolean(removed));
+}
 
 /* Resolves the cluster, takes the lock, runs op, hands over its result. */
 static int s_run_locked(const char *name, const char *run_base,
@@ -69,6 +84,10 @@ static int s_run_locked(const char *name, const char *run_base,
     int lock = hx_lock(base, err);
     if (lock < 0)
         return lock;
+    /* as root the lock is host-wide, so no other up makes the base
+     * meanwhile; without root the lock file is in the base, which then
+     * exists already and is never removed (it is never empty) */
+    bool fresh = !hx_exists(base);
     snprintf(dir, sizeof(dir), "%s/%s", base, name);
     switch (op->kind) {
     case S_OP_UP: r = hx_up_locked(op->opts, name, base, &res, err); break;
@@ -77,7 +96,14 @@ static int s_run_locked(const char *name, const char *run_base,
     case S_OP_NODE_REMOVE:
         r = hx_node_remove_locked(dir, op->id, op->wait_ms, &res, err);
         break;
+    case S_OP_NODE_STOP:
+        r = hx_node_stop_locked(dir, op->id, op->wait_ms, &res, err);
+        break;
+    case S_OP_NODE_RESTART:
+        r = hx_node_restart_locked(dir, op->id, op->wait_ms, &res, err);
+        break;
     }
+    s_tidy_base(op, base, fresh, r, res);
     close(lock);
     if (r == 0)
         *ret_result = res;
@@ -169,7 +195,7 @@ int harness_node_prepare(const char *name, const char *run_base, unsigned id,
         return 0;
     r = hx_hotplug_check(st, id, address, out, size, err);
     json_decref(st);
-    return r < 0 ? r : 1;
+    return r < 0 ? r : 1 + r;
 }
 
 int harness_node_add(const char *name, const char *run_base,
@@ -191,6 +217,30 @@ int harness_node_remove(const char *name, const char *run_base, unsigned id,
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "ret_result is required");
     s_op_t op = { .kind = S_OP_NODE_REMOVE, .id = id, .wait_ms = wait_ms };
+    return s_run_locked(name, run_base, &op, ret_result, err);
+}
+
+int harness_node_stop(const char *name, const char *run_base, unsigned id,
+                      int wait_ms, json_t **ret_result, cairn_error_t *err)
+{
+    if (!ret_result)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "ret_result is required");
+    s_op_t op = { .kind = S_OP_NODE_STOP, .id = id, .wait_ms = wait_ms };
+    return s_run_locked(name, run_base, &op, ret_result, err);
+}
+
+int harness_node_restart(const char *name, const char *run_base, unsigned id,
+                         int start_timeout_ms, json_t **ret_result,
+                         cairn_error_t *err)
+{
+    if (!ret_result)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "ret_result is required");
+    s_op_t op = { .kind = S_OP_NODE_RESTART,
+                  .id = id,
+                  .wait_ms = start_timeout_ms > 0 ? start_timeout_ms
+                                                  : HARNESS_DEFAULT_START_MS };
     return s_run_locked(name, run_base, &op, ret_result, err);
 }
 

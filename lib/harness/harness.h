@@ -1,8 +1,9 @@
 /* harness/harness.h - a whole Cairn cluster on one machine
  * (docs/architecture.md §2).
  *
- * The local cluster harness behind `cairn cluster up|down|status` and the
- * provisioning half of `cairn node add|remove`. harness_up() builds N
+ * The local cluster harness behind `cairn cluster up|down|status`, the
+ * provisioning half of `cairn node add|remove|leave` and `cairn node
+ * restart`. harness_up() builds N
  * nodes: as root, a network namespace per node (cairn-<name>-<k>) on a
  * veth pair (cv-<name>-<k> on the host, eth0 inside) to a bridge
  * (cb-<name>, 10.77.<c>.254/24, node k is 10.77.<c>.k), a cgroup per node
@@ -52,14 +53,22 @@ typedef struct harness_opts {
     uint64_t mem_bytes;   /* memory limit per node, >= 16 MiB */
     bool loopback;        /* loopback mode even as root */
     int start_timeout_ms; /* <= 0: HARNESS_DEFAULT_START_MS */
+    bool nodes_given;     /* nodes was asked for: a running cluster of
+                           * another size is an error, not reported */
+    bool cpus_given;      /* the same for cpus */
+    bool mem_given;       /* the same for mem_bytes */
 } harness_opts_t;
 
-/* Fills opts with the defaults (name NULL, 1 node, 0.5 CPU, 512 MiB). */
+/* Fills opts with the defaults (name NULL, 1 node, 0.5 CPU, 512 MiB,
+ * nothing "given"). */
 void harness_opts_init(harness_opts_t *opts);
 
 /* Builds the cluster and waits until every daemon serves its ipc socket.
  * A running cluster of that name is reported ("already_running": true)
- * and left alone; a stale one (daemons gone, interrupted up) is removed
+ * and left alone -- unless it differs from what was given (nodes_given,
+ * cpus_given, mem_given; loopback asked of a netns cluster): then -EEXIST
+ * (already-exists), the message naming the running shape and the asked
+ * one; a stale one (daemons gone, interrupted up) is removed
  * first ("recovered_stale": true). On any failure everything made is
  * undone. */
 int harness_up(const harness_opts_t *opts, json_t **ret_result,
@@ -76,8 +85,9 @@ int harness_down(const char *name, const char *run_base, json_t **ret_result,
 int harness_status(const char *name, const char *run_base, json_t **ret_result,
                    cairn_error_t *err);
 
-/* Hotplug, behind `cairn node add|remove` on a cluster made by up(): one
- * more node, or one less, in a running cluster. */
+/* Hotplug, behind `cairn node add|remove|leave|restart` on a cluster made
+ * by up(): one more node, or one less, in a running cluster; a node's
+ * daemons stopped, or those gone started again. */
 typedef struct harness_node {
     unsigned id; /* 1..255 */
     const char
@@ -98,7 +108,11 @@ bool harness_exists(const char *name, const char *run_base);
  * usage; the default is the subnet's .<id>). Also refuses
  * (already-exists) an id whose daemons run and an address another node of
  * the cluster holds, and (failed-precondition) a cluster that is not
- * running. */
+ * running. 2 instead of 1 when node `id` is provisioned but none of its
+ * daemons runs: a node that left (clusterd admits it again, and add
+ * reuses the slot) or that crashed (clusterd refuses it: `node restart`
+ * is the way back). The already-exists message of an id whose daemons
+ * partly run names those that do not and says `cairn node restart`. */
 int harness_node_prepare(const char *name, const char *run_base, unsigned id,
                          const char *address, char *out, size_t size,
                          cairn_error_t *err);
@@ -116,13 +130,37 @@ int harness_node_add(const char *name, const char *run_base,
                      const harness_node_t *spec, json_t **ret_result,
                      cairn_error_t *err);
 
-/* Waits up to wait_ms for node id's daemons to exit by themselves, stops
- * the rest (SIGTERM, then SIGKILL), removes its veth, netns, cgroups and
- * run dir and drops it from state.json. *ret_result: {"id", "netns",
+/* Stops node id's daemons -- SIGTERM to all at once, up to wait_ms for
+ * all together, SIGKILL to the rest -- removes its veth, netns, cgroups
+ * and run dir and drops it from state.json. *ret_result: {"id", "netns",
  * "veth", "rundir", "processes_exited", "processes_killed"}. -ENOENT
  * (not-found) if the cluster has no such node. */
 int harness_node_remove(const char *name, const char *run_base, unsigned id,
                         int wait_ms, json_t **ret_result, cairn_error_t *err);
+
+/* Stops node id's daemons like harness_node_remove (SIGTERM to all, one
+ * deadline wait_ms, SIGKILL to the rest) but keeps the node: namespace,
+ * veth, cgroups, run dir and state entry stay, for `node add --id`,
+ * `node restart`, `node remove` or down. Behind `cairn node leave` on a
+ * local cluster. *ret_result: {"id", "processes_exited",
+ * "processes_killed"}. -ENOENT (not-found) if the cluster has no such
+ * node. */
+int harness_node_stop(const char *name, const char *run_base, unsigned id,
+                      int wait_ms, json_t **ret_result, cairn_error_t *err);
+
+/* Starts again, in node id's existing namespace and cgroups, with the
+ * same command line and run dir, exactly those of its daemons that are
+ * not running, and waits up to start_timeout_ms (<= 0: the default) until
+ * they serve their ipc socket; their new pids go to state.json.
+ * *ret_result: {"id", "restarted": [service names], "already_running":
+ * [service names], "node": its state entry}; all running is a no-op
+ * ("restarted": []). -ENOENT (not-found) for no such cluster or node,
+ * failed-precondition when the cluster is not running or the node's
+ * namespace or cgroup is gone, unavailable/timeout as up() when a daemon
+ * dies or does not serve in time (those that started keep running). */
+int harness_node_restart(const char *name, const char *run_base, unsigned id,
+                         int start_timeout_ms, json_t **ret_result,
+                         cairn_error_t *err);
 
 /* Parses "512M", "1G", "65536", "64K" (binary multiples) into bytes.
  * 0 or -EINVAL (code usage, message naming `option`). */

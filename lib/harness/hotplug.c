@@ -7,9 +7,10 @@
  * 1) and run dir, and starts its daemons with --node-id, --address, --name
  * and --appliance, since the node is not in cluster.xml. Leftovers of an
  * earlier node with the same id whose daemons are gone (it left) are
- * removed first, so an id can be reused. Removing waits for the node's
- * daemons to exit by themselves (a removed clusterd stops), stops the
- * rest, and removes what the node had.
+ * removed first, so an id can be reused. Removing stops the node's
+ * daemons together (SIGTERM to all, one deadline, SIGKILL to the rest:
+ * waiting for them one by one, or for a ghostd that never exits by
+ * itself, cost seconds) and removes what the node had.
  */
 #include <errno.h>
 #include <limits.h>
@@ -22,42 +23,75 @@
 
 /* ---- checks ------------------------------------------------------------ */
 
+/* Refuses (failed-precondition) a cluster whose up did not finish. */
+static int s_check_running(const json_t *st, cairn_error_t *err)
+{
+    const char *phase = hx_jstr(st, "phase");
+    if (phase && strcmp(phase, "running") == 0)
+        return 0;
+    return cairn_error_set(err, -EBUSY, CAIRN_FAILED_PRECONDITION,
+                           "local cluster %s is not running (phase '%s'); run "
+                           "`cairn cluster up` first",
+                           hx_jstr(st, "cluster"), phase ? phase : "?");
+}
+
+/* Refuses (already-exists) node id of the cluster of st while one of its
+ * daemons runs, naming those that do not and how to start them again: a
+ * half-crashed node is restarted, not added. 1 when none of them runs. */
+static int s_check_id(const json_t *st, const json_t *node, cairn_error_t *err)
+{
+    json_t *running = json_array(), *gone = json_array(), *svc;
+    unsigned id = (unsigned)json_integer_value(json_object_get(node, "id"));
+    size_t j;
+    int r = 1;
+    if (!running || !gone)
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    else
+        hx_node_split(node, running, gone);
+    if (r == 1 && (svc = json_array_get(running, 0)))
+        r = cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                            "node %u of local cluster %s already runs (%s, "
+                            "pid %d)",
+                            id, hx_jstr(st, "cluster"), hx_jstr(svc, "name"),
+                            (int)hx_svc_running(svc));
+    json_array_foreach(r < 0 ? gone : NULL, j, svc) {
+        cairn_error_append(err, 0, "%s%s",
+                           j ? ", " : "; not running: ", hx_jstr(svc, "name"));
+    }
+    if (r < 0 && json_array_size(gone) > 0)
+        cairn_error_append(err, 0, " (`cairn node restart %u` starts %s again)",
+                           id, json_array_size(gone) > 1 ? "them" : "it");
+    json_decref(running);
+    json_decref(gone);
+    return r;
+}
+
 int hx_hotplug_check(const json_t *st, unsigned id, const char *given,
                      char *out, size_t size, cairn_error_t *err)
 {
-    const char *name = hx_jstr(st, "cluster"), *phase = hx_jstr(st, "phase");
     size_t i;
     json_t *node;
-    if (!phase || strcmp(phase, "running") != 0)
-        return cairn_error_set(
-            err, -EBUSY, CAIRN_FAILED_PRECONDITION,
-            "local cluster %s is not running (phase '%s'); run `cairn "
-            "cluster up` first",
-            name, phase ? phase : "?");
-    int r = hx_node_address(st, id, given, out, size, err);
-    if (r < 0)
-        return r;
-    json_array_foreach(json_object_get(st, "nodes"), i, node) {
+    int r = s_check_running(st, err), idle = 0;
+    r = r ? r : hx_node_address(st, id, given, out, size, err);
+    json_array_foreach(r < 0 ? NULL : json_object_get(st, "nodes"), i, node) {
         unsigned k = (unsigned)json_integer_value(json_object_get(node, "id"));
-        pid_t pid = hx_node_running(node);
-        if (k == id && pid)
-            return cairn_error_set(
-                err, -EEXIST, CAIRN_ALREADY_EXISTS,
-                "node %u of local cluster %s already runs (pid %d)", id, name,
-                (int)pid);
+        if (k == id && (idle = s_check_id(st, node, err)) < 0)
+            return idle;
         if (k != id && strcmp(hx_jstr(node, "address"), out) == 0)
             return cairn_error_set(
                 err, -EEXIST, CAIRN_ALREADY_EXISTS,
                 "address %s is already used by node %u of local cluster %s",
-                out, k, name);
+                out, k, hx_jstr(st, "cluster"));
     }
-    return 0;
+    return r < 0 ? r : idle;
 }
 
 /* ---- tearing one node down --------------------------------------------- */
 
-/* Stops node's daemons, waiting up to wait_ms for them to exit by
- * themselves first; report gets how many exited and were killed. */
+/* Stops node's daemons and whatever else runs in its namespace, all at
+ * once (a clusterd on SIGTERM leaves gracefully, the others drain), with
+ * one deadline of wait_ms for all; report gets how many exited by
+ * themselves and how many had to be killed. */
 static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
 {
     hx_pids_t pids = { 0 };
@@ -67,12 +101,10 @@ static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
     if (nss)
         hx_find_procs(nss, NULL, &pids);
     json_decref(nss);
-    size_t running = hx_wait_gone(&pids, 0);
-    size_t left = running ? hx_wait_gone(&pids, wait_ms) : 0;
-    size_t killed = left ? hx_kill_all(&pids) : 0;
+    size_t running = 0, killed = hx_stop_all(&pids, wait_ms, &running);
     hx_pids_free(&pids);
     json_object_set_new(report, "processes_exited",
-                        json_integer((json_int_t)(running - left)));
+                        json_integer((json_int_t)(running - killed)));
     json_object_set_new(report, "processes_killed",
                         json_integer((json_int_t)killed));
 }
@@ -210,6 +242,7 @@ int hx_node_add_locked(const char *dir, const harness_node_t *spec,
                                "no local cluster at %s (no state.json)", dir);
     int r = hx_hotplug_check(st, spec->id, spec->address, address,
                              sizeof(address), err);
+    r = r > 0 ? 0 : r; /* an idle node of that id: its leftovers go below */
     json_t *report = json_object();
     if (r == 0 && !report)
         r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
@@ -233,8 +266,10 @@ int hx_node_add_locked(const char *dir, const harness_node_t *spec,
 
 /* ---- removing ---------------------------------------------------------- */
 
-int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
-                          json_t **ret_result, cairn_error_t *err)
+/* st of the cluster in dir and its node id (st owns it), or -ENOENT
+ * (not-found) naming what is missing; *ret_st is the caller's. */
+static int s_load_node(const char *dir, unsigned id, json_t **ret_st,
+                       json_t **ret_node, cairn_error_t *err)
 {
     json_t *st = hx_state_load(dir), *node;
     if (!st)
@@ -248,6 +283,18 @@ int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
         json_decref(st);
         return r;
     }
+    *ret_st = st;
+    *ret_node = node;
+    return 0;
+}
+
+int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
+                          json_t **ret_result, cairn_error_t *err)
+{
+    json_t *st, *node;
+    int r = s_load_node(dir, id, &st, &node, err);
+    if (r < 0)
+        return r;
     /* clang-format off */
     json_t *report = json_pack("{s:I, s:O, s:O, s:s}",
                                "id", (json_int_t)id,
@@ -255,8 +302,7 @@ int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
                                "veth", json_object_get(node, "veth"),
                                "rundir", hx_jstr(node, "rundir"));
     /* clang-format on */
-    int r =
-        report ? s_node_teardown(node, wait_ms, report, err)
+    r = report ? s_node_teardown(node, wait_ms, report, err)
                : cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
     r = r ? r : hx_state_drop(st, id, err);
     json_decref(st);
@@ -266,4 +312,106 @@ int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
     }
     *ret_result = report;
     return 0;
+}
+
+/* ---- stopping and restarting ------------------------------------------- */
+
+int hx_node_stop_locked(const char *dir, unsigned id, int wait_ms,
+                        json_t **ret_result, cairn_error_t *err)
+{
+    json_t *st, *node;
+    int r = s_load_node(dir, id, &st, &node, err);
+    if (r < 0)
+        return r;
+    json_t *report = json_pack("{s:I}", "id", (json_int_t)id);
+    if (report)
+        s_node_stop(node, wait_ms, report);
+    json_decref(st);
+    if (!report)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    *ret_result = report;
+    return 0;
+}
+
+/* Refuses (failed-precondition) a node whose namespace or cgroups are
+ * gone: a restart puts daemons back into them, it does not make them. */
+static int s_node_intact(const json_t *node, cairn_error_t *err)
+{
+    char path[PATH_MAX];
+    const char *ns = hx_jstr(node, "netns"), *missing = NULL;
+    size_t j;
+    json_t *cg;
+    snprintf(path, sizeof(path), HX_NETNS_DIR "/%s", ns ? ns : "");
+    if (ns && !hx_exists(path))
+        missing = path;
+    json_array_foreach(json_object_get(node, "cgroup_paths"), j, cg) {
+        if (!missing && !hx_exists(json_string_value(cg)))
+            missing = json_string_value(cg);
+    }
+    if (!missing)
+        return 0;
+    return cairn_error_set(
+        err, -ENOENT, CAIRN_FAILED_PRECONDITION,
+        "node %lld cannot be restarted: %s is gone; `cairn node remove %lld` "
+        "and `cairn node add --id %lld` make it anew",
+        json_integer_value(json_object_get(node, "id")), missing,
+        json_integer_value(json_object_get(node, "id")),
+        json_integer_value(json_object_get(node, "id")));
+}
+
+/* Starts the services `gone` of node again (their entries get the new
+ * pids, st is saved) and waits until they serve. */
+static int s_restart(json_t *st, json_t *node, json_t *gone, int timeout_ms,
+                     cairn_error_t *err)
+{
+    /* a node entry holding only the services to start: the spawn and the
+     * wait act on them alone, and the pids land in node's own entries */
+    json_t *part = json_copy(node);
+    if (!part || json_object_set(part, "services", gone) < 0) {
+        json_decref(part);
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    }
+    int r = hx_spawn_node(part, hx_jstr(st, "config"), err);
+    int r2 = hx_state_save(st, hx_jstr(st, "run_dir"), r ? NULL : err);
+    r = r ? r : r2;
+    r = r ? r : s_wait_node(part, timeout_ms, err);
+    json_decref(part);
+    return r;
+}
+
+/* {"id", "restarted", "already_running", "node"}, node refreshed. */
+static json_t *s_restart_report(unsigned id, json_t *node,
+                                const json_t *running, const json_t *gone)
+{
+    json_t *copy = s_node_result(node);
+    /* clang-format off */
+    return json_pack("{s:I, s:o*, s:o*, s:o*}",
+                     "id", (json_int_t)id,
+                     "restarted", hx_svc_names(gone),
+                     "already_running", hx_svc_names(running),
+                     "node", copy);
+    /* clang-format on */
+}
+
+int hx_node_restart_locked(const char *dir, unsigned id, int timeout_ms,
+                           json_t **ret_result, cairn_error_t *err)
+{
+    json_t *st = NULL, *node = NULL, *running = json_array(),
+           *gone = json_array();
+    int r = s_load_node(dir, id, &st, &node, err);
+    if (r == 0 && (!running || !gone))
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    r = r ? r : s_check_running(st, err);
+    if (r == 0)
+        hx_node_split(node, running, gone);
+    if (r == 0 && json_array_size(gone) > 0)
+        r = s_node_intact(node, err);
+    if (r == 0 && json_array_size(gone) > 0)
+        r = s_restart(st, node, gone, timeout_ms, err);
+    if (r == 0 && !(*ret_result = s_restart_report(id, node, running, gone)))
+        r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    json_decref(running);
+    json_decref(gone);
+    json_decref(st);
+    return r;
 }

@@ -4,8 +4,10 @@
  * (same namespace inode as /run/netns/cairn-x-k, like `ip netns pids`), in
  * one of its cgroups (cgroup.c), started with `--config <its
  * cluster.xml>`, or recorded in state.json with the same start time -- so
- * a reused pid is never taken for a daemon. Stopping is SIGTERM, a grace
- * period, SIGKILL, a grace period; pids are reaped when they are ours.
+ * a reused pid is never taken for a daemon. Stopping is SIGTERM to all at
+ * once, one grace period for all, SIGKILL to the rest, a grace period: a
+ * node's daemons stop together, so stopping n of them costs one grace
+ * period at most, not n. Pids are reaped when they are ours.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -103,18 +105,43 @@ size_t hx_wait_gone(const hx_pids_t *s, int ms)
     }
 }
 
-size_t hx_kill_all(const hx_pids_t *s)
+/* SIGTERM to every one of s that runs, all at once; how many were. */
+static size_t s_term_all(const hx_pids_t *s)
 {
     size_t signalled = 0;
     for (size_t i = 0; i < s->n; i++)
         if (hx_pid_alive(s->v[i], 0) && kill(s->v[i], SIGTERM) == 0)
             signalled++;
-    if (signalled == 0 || hx_wait_gone(s, HX_TERM_GRACE_MS) == 0)
-        return signalled;
+    return signalled;
+}
+
+/* SIGKILL to every one of s still running; how many were. */
+static size_t s_kill_rest(const hx_pids_t *s)
+{
+    size_t killed = 0;
     for (size_t i = 0; i < s->n; i++)
-        if (hx_pid_alive(s->v[i], 0))
-            kill(s->v[i], SIGKILL);
-    hx_wait_gone(s, HX_KILL_GRACE_MS);
+        if (hx_pid_alive(s->v[i], 0) && kill(s->v[i], SIGKILL) == 0)
+            killed++;
+    return killed;
+}
+
+size_t hx_stop_all(const hx_pids_t *s, int term_ms, size_t *ret_running)
+{
+    size_t running = s_term_all(s), killed = 0;
+    /* one deadline for all: they stop in parallel, not one after another */
+    if (running > 0 && hx_wait_gone(s, term_ms) > 0) {
+        killed = s_kill_rest(s);
+        hx_wait_gone(s, HX_KILL_GRACE_MS);
+    }
+    if (ret_running)
+        *ret_running = running;
+    return killed;
+}
+
+size_t hx_kill_all(const hx_pids_t *s)
+{
+    size_t signalled = 0;
+    hx_stop_all(s, HX_TERM_GRACE_MS, &signalled);
     return signalled;
 }
 

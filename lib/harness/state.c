@@ -96,9 +96,7 @@ int hx_state_drop(json_t *st, unsigned id, cairn_error_t *err)
     return hx_state_save(st, hx_jstr(st, "run_dir"), err);
 }
 
-/* The pid of a service entry whose process still runs (the same start
- * time: not a reused pid), else 0. */
-static pid_t s_svc_live_pid(const json_t *svc)
+pid_t hx_svc_running(const json_t *svc)
 {
     unsigned long long start;
     pid_t pid = s_svc_pid(svc, &start);
@@ -111,7 +109,7 @@ void hx_node_pids(const json_t *node, hx_pids_t *pids)
     size_t j;
     json_t *svc;
     json_array_foreach(json_object_get(node, "services"), j, svc) {
-        pid_t pid = s_svc_live_pid(svc);
+        pid_t pid = hx_svc_running(svc);
         if (pid > 0)
             hx_pids_add(pids, pid);
     }
@@ -125,12 +123,32 @@ void hx_state_pids(const json_t *st, hx_pids_t *pids)
         hx_node_pids(node, pids);
 }
 
+void hx_node_split(const json_t *node, json_t *running, json_t *gone)
+{
+    size_t j;
+    json_t *svc;
+    json_array_foreach(json_object_get(node, "services"), j, svc) {
+        json_array_append(hx_svc_running(svc) ? running : gone, svc);
+    }
+}
+
+json_t *hx_svc_names(const json_t *svcs)
+{
+    json_t *names = json_array(), *svc;
+    size_t j;
+    json_array_foreach(svcs, j, svc) {
+        if (names && json_array_append(names, json_object_get(svc, "name")))
+            names = (json_decref(names), NULL);
+    }
+    return names;
+}
+
 pid_t hx_node_running(const json_t *node)
 {
     size_t j;
     json_t *svc;
     json_array_foreach(json_object_get(node, "services"), j, svc) {
-        pid_t pid = s_svc_live_pid(svc);
+        pid_t pid = hx_svc_running(svc);
         if (pid > 0)
             return pid;
     }

@@ -6,14 +6,16 @@
  * then the network, the cgroups, the daemons (pids recorded right after
  * the fork), the wait for every socket, the traffic check. On any failure
  * down's own code path undoes what was made, and the first error is the
- * one reported. A cluster that already runs is reported and left alone;
- * leftovers of one that does not are removed first.
+ * one reported. A cluster that already runs is reported and left alone
+ * -- or refused, when what was given (size, limits, mode) differs from
+ * what runs; leftovers of one that does not are removed first.
  *
  * Test hook: CAIRN_CLUSTER_TEST_PAUSE=<phase>:<ms> sleeps after a phase
  * (plan, net, cgroups, spawn) so a test can kill -9 the CLI there.
  */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +140,47 @@ static int s_existing(const char *name, const char *dir, json_t **ret_result,
     return stale ? hx_down_locked(name, dir, NULL, err) : 0;
 }
 
+/* The "cannot change a running cluster" error: what runs, what was asked. */
+static int s_shape_error(const json_t *st, const char *what, cairn_error_t *err)
+{
+    const char *name = hx_jstr(st, "cluster");
+    return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS,
+                           "local cluster %s already runs %s; a running "
+                           "cluster is not changed: `cairn cluster down "
+                           "--name %s` first, or leave the option out",
+                           name, what, name);
+}
+
+int hx_check_shape(const json_t *st, const harness_opts_t *o,
+                   cairn_error_t *err)
+{
+    const json_t *first = json_array_get(json_object_get(st, "nodes"), 0);
+    const json_t *cpus = json_object_get(first, "cpus");
+    const json_t *mem = json_object_get(first, "mem_bytes");
+    size_t n = json_array_size(json_object_get(st, "nodes"));
+    const char *mode = hx_jstr(st, "mode");
+    char what[160];
+    if (o->nodes_given && n != o->nodes)
+        snprintf(what, sizeof(what), "with %zu node(s), --nodes %u asked", n,
+                 o->nodes);
+    else if (o->cpus_given && json_is_number(cpus) &&
+             fabs(json_number_value(cpus) - o->cpus) > 1e-9)
+        snprintf(what, sizeof(what), "with --cpus %g per node, --cpus %g asked",
+                 json_number_value(cpus), o->cpus);
+    else if (o->mem_given && json_is_integer(mem) &&
+             (uint64_t)json_integer_value(mem) != o->mem_bytes)
+        snprintf(what, sizeof(what),
+                 "with --mem %llu bytes per node, --mem %llu asked",
+                 (unsigned long long)json_integer_value(mem),
+                 (unsigned long long)o->mem_bytes);
+    else if (o->loopback && strcmp(mode ? mode : "", "loopback") != 0)
+        snprintf(what, sizeof(what), "in %s mode, --loopback asked",
+                 mode ? mode : "?");
+    else
+        return 0;
+    return s_shape_error(st, what, err);
+}
+
 /* ---- up ---------------------------------------------------------------- */
 
 static void s_finish(json_t *st, bool already, bool stale, uint64_t t0)
@@ -149,6 +192,20 @@ static void s_finish(json_t *st, bool already, bool stale, uint64_t t0)
                         json_integer((json_int_t)(cairn_now_ms() - t0)));
 }
 
+/* The running cluster of st as the result, if it is what o asks for. */
+static int s_already(json_t *st, const harness_opts_t *o, uint64_t t0,
+                     json_t **ret_result, cairn_error_t *err)
+{
+    int r = hx_check_shape(st, o, err);
+    if (r < 0) {
+        json_decref(st);
+        return r;
+    }
+    s_finish(st, true, false, t0);
+    *ret_result = st;
+    return 0;
+}
+
 int hx_up_locked(const harness_opts_t *o, const char *name,
                  const char *run_base, json_t **ret_result, cairn_error_t *err)
 {
@@ -158,11 +215,8 @@ int hx_up_locked(const harness_opts_t *o, const char *name,
     json_t *st = NULL;
     snprintf(dir, sizeof(dir), "%s/%s", run_base, name);
     int r = s_existing(name, dir, &st, &stale, err);
-    if (r == 1) {
-        s_finish(st, true, false, t0);
-        *ret_result = st;
-        return 0;
-    }
+    if (r == 1)
+        return s_already(st, o, t0, ret_result, err);
     r = r ? r : hx_plan(o, name, run_base, &st, err);
     r = r ? r : hx_check_rundirs(st, err);
     if (r == 0 && (r = s_build(st, o, run_base, err)) < 0)

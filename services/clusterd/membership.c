@@ -1078,9 +1078,13 @@ int membership_handle_node_remove(membership_t *m, cairn_request_t *req)
     uint32_t id = r->node_remove->id;
     if (id == m->self)
         return membership_handle_leave(m, req);
-    if (id == 0 || id > MAX_ID || !m->members[id].used ||
-        m->members[id].state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT)
+    if (id == 0 || id > MAX_ID || !m->members[id].used)
         return cairn_request_fail(req, CAIRN_NOT_FOUND, "node %u is not a member", id);
+    /* It left already: nothing to gossip, and removing it again is no
+     * error, so `cairn node remove` can always clean up after a node that
+     * left (its entry, state left, is the answer). */
+    if (m->members[id].state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT)
+        return s_reply_nodes(m, req, &id, 1);
     s_transition(m, id, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT, m->members[id].inc + 1);
     /* Tell the node itself, so it stops instead of refuting. */
     s_send_ping(m, id, 2 * m->t.ping_timeout_ms, s_ignore_reply, NULL);

@@ -5,11 +5,17 @@
  * both cgroup versions, the subnet choice, a hotplugged node's address,
  * the exact ip batches, the state file's round trip, the description it
  * writes for N nodes (loaded back by libcairn's loader), the option
- * parsers, and down/status of a cluster that does not exist. Building a
- * real cluster is tests/integration/test-cluster-harness.sh.
+ * parsers, and down/status of a cluster that does not exist; for a
+ * node's life (issue 15): the shape a running cluster is compared with,
+ * the split of a node's daemons into running and gone, the hotplug check
+ * of an idle or half-running id, stopping processes together, and the
+ * run base mark. Building a real cluster is
+ * tests/integration/test-cluster-harness.sh, a node's life
+ * tests/integration/test-node-life.sh.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -461,4 +467,143 @@ Test(missing, status_is_not_found_and_down_removes_nothing)
     snprintf(lock, sizeof(lock), "%s/.lock", dir);
     unlink(lock); /* the lock of a run base stays, as documented */
     cr_assert_eq(rmdir(dir), 0);
+}
+
+/* ---- a node's life ----------------------------------------------------- */
+
+/* Marks service entry svc of st's node id as this process (running). */
+static void s_running_as_me(json_t *st, unsigned id, size_t svc_index)
+{
+    json_t *svc = json_array_get(
+        json_object_get(hx_state_node(st, id, NULL), "services"), svc_index);
+    char state;
+    unsigned long long start;
+    cr_assert_eq(hx_proc_stat(getpid(), &state, &start), 0);
+    json_object_set_new(svc, "pid", json_integer(getpid()));
+    json_object_set_new(svc, "start_time", json_integer((json_int_t)start));
+}
+
+Test(life, a_running_cluster_of_another_shape_is_refused)
+{
+    json_t *st = s_plan(3, &s_netns_v1);
+    harness_opts_t o;
+    cairn_error_t err;
+    harness_opts_init(&o);
+    o.nodes = 8; /* not given: not compared */
+    o.cpus = 2;
+    cr_assert_eq(hx_check_shape(st, &o, &err), 0);
+    o.nodes_given = true;
+    cr_assert_eq(hx_check_shape(st, &o, &err), -EEXIST);
+    cr_assert_eq(err.code, CAIRN_ALREADY_EXISTS);
+    cr_assert(strstr(err.message, "with 3 node(s), --nodes 8 asked"), "%s",
+              err.message);
+    o.nodes = 3;
+    cr_assert_eq(hx_check_shape(st, &o, &err), 0);
+    o.cpus_given = true;
+    cr_assert_eq(hx_check_shape(st, &o, &err), -EEXIST);
+    cr_assert(strstr(err.message, "--cpus 0.5 per node, --cpus 2 asked"), "%s",
+              err.message);
+    o.cpus = 0.5;
+    o.mem_given = true;
+    o.mem_bytes = 64ull << 20;
+    cr_assert_eq(hx_check_shape(st, &o, &err), -EEXIST);
+    cr_assert(strstr(err.message, "--mem"), "%s", err.message);
+    o.mem_bytes = HARNESS_DEFAULT_MEM;
+    cr_assert_eq(hx_check_shape(st, &o, &err), 0);
+    o.loopback = true;
+    cr_assert_eq(hx_check_shape(st, &o, &err), -EEXIST);
+    cr_assert(strstr(err.message, "in netns mode, --loopback asked"), "%s",
+              err.message);
+    json_decref(st);
+}
+
+Test(life, a_nodes_daemons_split_into_running_and_gone)
+{
+    json_t *st = s_plan(2, &s_loopback);
+    json_t *running = json_array(), *gone = json_array();
+    s_running_as_me(st, 1, 1); /* ghostd runs, clusterd is gone */
+    hx_node_split(hx_state_node(st, 1, NULL), running, gone);
+    json_t *r = hx_svc_names(running), *g = hx_svc_names(gone);
+    json_t *want_r = json_pack("[s]", "ghostd"),
+           *want_g = json_pack("[s]", "clusterd");
+    cr_assert(json_equal(r, want_r));
+    cr_assert(json_equal(g, want_g));
+    json_decref(r);
+    json_decref(g);
+    json_decref(want_r);
+    json_decref(want_g);
+    json_decref(running);
+    json_decref(gone);
+    json_decref(st);
+}
+
+Test(life, an_idle_id_is_reported_and_a_half_running_one_refused)
+{
+    json_t *st = s_plan(3, &s_netns_v1);
+    char out[32];
+    cairn_error_t err;
+    json_object_set_new(st, "phase", json_string("running"));
+    /* no daemon of node 2 runs: left or crashed, clusterd tells which */
+    cr_assert_eq(hx_hotplug_check(st, 2, NULL, out, sizeof(out), &err), 1);
+    cr_assert_eq(hx_hotplug_check(st, 9, NULL, out, sizeof(out), &err), 0);
+    s_running_as_me(st, 2, 0); /* its clusterd runs, its ghostd does not */
+    cr_assert_eq(hx_hotplug_check(st, 2, NULL, out, sizeof(out), &err),
+                 -EEXIST);
+    cr_assert_eq(err.code, CAIRN_ALREADY_EXISTS);
+    cr_assert(strstr(err.message, "already runs (clusterd, pid"), "%s",
+              err.message);
+    cr_assert(strstr(err.message, "not running: ghostd (`cairn node restart "
+                                  "2` starts it again)"),
+              "%s", err.message);
+    s_running_as_me(st, 2, 1); /* all run: no hint */
+    cr_assert_eq(hx_hotplug_check(st, 2, NULL, out, sizeof(out), &err),
+                 -EEXIST);
+    cr_assert_null(strstr(err.message, "node restart"), "%s", err.message);
+    json_decref(st);
+}
+
+/* A child that exits on SIGTERM, or (stubborn) ignores it. */
+static pid_t s_child(bool stubborn)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (stubborn)
+            signal(SIGTERM, SIG_IGN);
+        for (;;)
+            pause();
+    }
+    return pid;
+}
+
+Test(life, processes_stop_together_and_only_the_stubborn_are_killed)
+{
+    hx_pids_t pids = { 0 };
+    size_t running = 0;
+    pid_t polite = s_child(false), stubborn = s_child(true);
+    hx_sleep_ms(50); /* the stubborn one ignores SIGTERM by now */
+    cr_assert_eq(hx_pids_add(&pids, polite), 0);
+    cr_assert_eq(hx_pids_add(&pids, stubborn), 0);
+    cr_assert_eq(hx_stop_all(&pids, 300, &running), 1);
+    cr_assert_eq(running, 2);
+    cr_assert_eq(hx_wait_gone(&pids, 0), 0);
+    /* nothing left running: nothing signalled, nothing killed */
+    cr_assert_eq(hx_stop_all(&pids, 300, &running), 0);
+    cr_assert_eq(running, 0);
+    hx_pids_free(&pids);
+}
+
+Test(life, the_run_base_goes_only_when_made_and_empty)
+{
+    char base[64], path[96];
+    s_tmpdir(base);
+    cr_assert_not(hx_base_tidy(base)); /* not ours: no mark */
+    cr_assert_eq(hx_base_mark(base, NULL), 0);
+    snprintf(path, sizeof(path), "%s/other", base);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    cr_assert_not(hx_base_tidy(base)); /* not empty */
+    cr_assert(hx_exists(base));
+    cr_assert_eq(rmdir(path), 0);
+    cr_assert(hx_base_tidy(base));
+    cr_assert_not(hx_exists(base));
 }
