@@ -34,7 +34,8 @@ const cairn_option_t cli_global_options[] = {
     { "--timeout", "MS", "total deadline of each request in ms (default 3000)" },
     { "--retries", "N", "resends after the first attempt (default 2)" },
     { "--table", NULL, "print a human-readable table instead of JSON "
-      "(status, nodes, config check)" },
+      "(status, nodes, config check, checkpoint, restart: the commands "
+      "whose help says \"table\": true)" },
     { "--help", NULL, "print the commands and options as JSON" },
     { NULL, NULL, NULL },
 };
