@@ -27,14 +27,16 @@ const cairn_option_t cli_global_options[] = {
       "(else CAIRN_RUN_BASE, else /run/cairn as root, else "
       "${XDG_RUNTIME_DIR:-/tmp}/cairn); run base written by "
       "config generate" },
-    { "--node", "ID|NAME", "node to ask (else CAIRN_NODE, else the first "
-      "node whose service socket exists, else the first node)" },
+    { "--node", "ID|NAME", "node to ask, an error at once if it is down "
+      "(else CAIRN_NODE, else the first node running the service that is "
+      "not down)" },
     { "--endpoint", "URI", "talk to this endpoint (ipc://, tcp://) and skip "
       "the description" },
     { "--timeout", "MS", "total deadline of each request in ms (default 3000)" },
     { "--retries", "N", "resends after the first attempt (default 2)" },
     { "--table", NULL, "print a human-readable table instead of JSON "
-      "(status, nodes, config check)" },
+      "(status, nodes, config check, checkpoint, restart: the commands "
+      "whose help says \"table\": true)" },
     { "--help", NULL, "print the commands and options as JSON" },
     { NULL, NULL, NULL },
 };

@@ -8,7 +8,9 @@
  * that prints a result or an error and decides the exit code (output.h):
  * exactly one JSON document on stdout on success, nothing on stdout and one
  * {"error":{...}} line on stderr on failure, never usage text. The help
- * object is built from the same tables that drive parsing. Streaming
+ * object is built from the same tables that drive parsing: `cairn help`
+ * lists every command, `cairn help WORDS` and `cairn WORDS --help` give
+ * that one command's object, whose "table" says whether --table works. Streaming
  * commands (batch, nodes --watch) print their own JSON lines and return
  * their exit code.
  */
@@ -57,7 +59,8 @@ static const cli_command_t s_commands[] = {
     { "restart", "DIR", "bring the process checkpointed in DIR back to life", cli_restart_options, cli_cmd_restart, NULL, cli_table_object },
     { "batch", "", "read JSON commands from stdin, one per line; answer one "
       "JSON line each", cli_no_options, NULL, cli_cmd_batch, NULL },
-    { "help", "", "this list, as JSON", cli_no_options, NULL, NULL, NULL },
+    { "help", "[WORDS]", "this list, as JSON; with the words of a command, "
+      "that command's object alone", cli_no_options, NULL, NULL, NULL },
 };
 #define S_N_COMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -90,10 +93,19 @@ static json_t *s_command_json(const cli_command_t *c)
                      "table", c->table != NULL);
 }
 
-/* The help object: usage line, commands, global options, exit codes. */
-static int s_help(json_t **ret_result, cairn_error_t *err)
+/* The help object: usage line, commands, global options, exit codes; or,
+ * for one command, that command's object alone. */
+static int s_help(const cli_command_t *one, json_t **ret_result,
+                  cairn_error_t *err)
 {
-    json_t *commands = json_array(), *exits = json_array();
+    json_t *commands, *exits;
+
+    if (one) {
+        *ret_result = s_command_json(one);
+        return *ret_result ? 0 : cli_oom(err);
+    }
+    commands = json_array();
+    exits = json_array();
 
     for (size_t i = 0; commands && i < S_N_COMMANDS; i++)
         json_array_append_new(commands, s_command_json(&s_commands[i]));
@@ -182,6 +194,37 @@ static int s_find_command(int argc, char **argv, const cli_command_t **ret,
     return 0;
 }
 
+/* The command `cairn help WORDS` (exact: WORDS must be one command and
+ * nothing more) or `cairn WORDS... --help` (its leading words) asks about:
+ * *ret NULL, the whole help, when there are no words. Words that name no
+ * command are a usage error naming them. */
+static int s_help_subject(int argc, char **argv, bool exact,
+                          const cli_command_t **ret, cairn_error_t *err)
+{
+    const cli_command_t *cmd = NULL;
+    char words[256] = "";
+    int n = 0, used = 0;
+
+    for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        const cli_command_t *c;
+
+        if (!s_is_word(argv[i]))
+            continue;
+        snprintf(words + strlen(words), sizeof words - strlen(words), "%s%s",
+                 n++ ? " " : "", argv[i]);
+        if (n <= 2 && (c = s_lookup(words))) {
+            cmd = c;
+            used = n;
+        }
+    }
+    *ret = cmd;
+    if (n == 0 || (cmd && (!exact || n == used)))
+        return 0;
+    return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                           "help: '%s' is not a command; run 'cairn help' "
+                           "for the list", words);
+}
+
 /* True if cmd runs as a stream with these arguments: a streaming-only
  * command (batch), or one with a streaming mode asked by --watch (before
  * any "--"). */
@@ -199,22 +242,29 @@ static bool s_streams(const cli_command_t *cmd, int argc, char **argv)
 }
 
 /* Finds the command and checks what the context asks of it. *ret is NULL
- * for help. */
+ * for help, and *ret_subject then the command help is asked about (NULL:
+ * all of them). */
 static int s_prepare(const cli_ctx *ctx, int argc, char **argv,
                      const cli_command_t **ret, char **cmd_argv,
-                     int *ret_cmd_argc, cairn_error_t *err)
+                     int *ret_cmd_argc, const cli_command_t **ret_subject,
+                     cairn_error_t *err)
 {
     const cli_command_t *cmd = NULL;
+    cairn_args_t a;
     int r;
 
     *ret = NULL;
     if (ctx->help)
-        return 0;
+        return s_help_subject(argc, argv, false, ret_subject, err);
     r = s_find_command(argc, argv, &cmd, cmd_argv, ret_cmd_argc, err);
     if (r < 0)
         return r;
-    if (!cmd->run && !cmd->stream)   /* help */
-        return 0;
+    if (!cmd->run && !cmd->stream) {   /* help [WORDS] */
+        r = cairn_args_parse("help", cli_no_options, *ret_cmd_argc, cmd_argv,
+                             CAIRN_MAX_ARGS, &a, err);
+        return r < 0 ? r : s_help_subject(*ret_cmd_argc, cmd_argv, true,
+                                          ret_subject, err);
+    }
     if (ctx->table && !cmd->table)
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
                                "--table is not available for '%s'",
@@ -227,18 +277,18 @@ int cli_dispatch(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                  const cli_command_t **ret_cmd, cairn_error_t *err)
 {
     char *cmd_argv[CAIRN_MAX_ARGS + 1];
-    const cli_command_t *cmd;
+    const cli_command_t *cmd, *subject = NULL;
     int n = 0, r;
 
     if (argc > CAIRN_MAX_ARGS)
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
                                "more than %d arguments", CAIRN_MAX_ARGS);
-    r = s_prepare(ctx, argc, argv, &cmd, cmd_argv, &n, err);
+    r = s_prepare(ctx, argc, argv, &cmd, cmd_argv, &n, &subject, err);
     if (r < 0)
         return r;
     *ret_cmd = cmd;
     if (!cmd)
-        return s_help(ret_result, err);
+        return s_help(subject, ret_result, err);
     if (s_streams(cmd, n, cmd_argv))
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
                                "'%s%s' cannot run inside a batch", cmd->words,
@@ -271,15 +321,16 @@ static int s_main(cli_ctx *ctx, int argc, char **argv)
     _cleanup_free_ char **cmd_argv = calloc((size_t)argc + 1, sizeof *cmd_argv);
     _cleanup_json_ json_t *result = NULL;
     cairn_error_t err = { 0 };
-    const cli_command_t *cmd = NULL;
+    const cli_command_t *cmd = NULL, *subject = NULL;
     bool stream = false;
     int n = 0, r;
 
-    r = cmd_argv ? s_prepare(ctx, argc, argv, &cmd, cmd_argv, &n, &err)
+    r = cmd_argv ? s_prepare(ctx, argc, argv, &cmd, cmd_argv, &n, &subject,
+                             &err)
                  : cairn_error_set(&err, -ENOMEM, CAIRN_SYSTEM,
                                    "out of memory");
     if (r == 0 && !cmd)
-        r = s_help(&result, &err);
+        r = s_help(subject, &result, &err);
     else if (r == 0 && (stream = s_streams(cmd, n, cmd_argv)))
         r = cmd->stream(ctx, n, cmd_argv, stdin, stdout, &err);
     else if (r == 0)

@@ -2,8 +2,11 @@
  *
  * Design. Each verb is one ghostd request: resolve the target (target.c),
  * send Request{checkpoint|restart} through cairn_client_call() and turn the
- * Reply into the JSON documented in docs/cli.md (times in ms as floats from
- * the reply's us fields). A checkpoint or restore of a large process takes
+ * Reply into the JSON documented in docs/cli.md (times in ms from the
+ * reply's us fields, 3 decimals: cli_json_ms), with "answered_by" naming
+ * the node whose ghostd answered. The pid and the directory belong to this
+ * host, so with no --node the target falls over only among this host's
+ * nodes (cli_target_resolve_here), never to a ghostd on another host. A checkpoint or restore of a large process takes
  * seconds, so unless --timeout was given these verbs wait up to
  * S_DEFAULT_TIMEOUT_MS; ghostd kills its helper a little before the
  * deadline it is told and answers timeout. A relative DIR is made absolute
@@ -20,6 +23,7 @@
 #include "cairn/client.h"
 #include "cli.h"
 #include "ghostd.pb-c.h"
+#include "output.h"
 #include "target.h"
 
 #define S_DEFAULT_TIMEOUT_MS 120000
@@ -71,7 +75,8 @@ static int s_absolute(const char *what, const char *path, char *out,
  * its Reply (caller frees), which must be of case `expect`. */
 static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
                   const ProtobufCMessage *req, Cairn__Ghostd__Reply__MsgCase expect,
-                  Cairn__Ghostd__Reply **ret, cairn_error_t *err)
+                  Cairn__Ghostd__Reply **ret, json_t **ret_answered_by,
+                  cairn_error_t *err)
 {
     int64_t start = (int64_t)cairn_now_ms(), left;
     ProtobufCMessage *reply = NULL;
@@ -79,7 +84,8 @@ static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
     cairn_client_t *c = NULL;
     int r;
 
-    r = cli_target_resolve(ctx, "ghostd", &t, err);
+    /* the pid and the directory are this host's: never another host's ghostd */
+    r = cli_target_resolve_here(ctx, "ghostd", &t, err);
     left = timeout_ms - ((int64_t)cairn_now_ms() - start);
     if (r == 0 && left < 1)
         r = cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT, "deadline of %d ms "
@@ -104,12 +110,27 @@ static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
                             "answered %s with another message", t.endpoint,
                             what);
     }
+    if (r == 0 && !(*ret_answered_by = cli_target_node_json(&t))) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+        r = cli_oom(err);
+    }
     cairn_client_free(c);
     cli_target_clear(&t);
     if (r < 0)
         return r;
     *ret = (Cairn__Ghostd__Reply *)reply;
     return 0;
+}
+
+/* Hands result back with "answered_by" added; NULL (result freed) on
+ * ENOMEM. */
+static json_t *s_with_answered_by(json_t *result, json_t *by)
+{
+    if (result && json_object_set(result, "answered_by", by) < 0) {
+        json_decref(result);
+        return NULL;
+    }
+    return result;
 }
 
 static int s_timeout(const cli_ctx *ctx)
@@ -121,15 +142,15 @@ static json_t *s_checkpoint_json(const Cairn__Ghostd__CheckpointReply *c)
 {
     if (c->checked_only)
         return json_pack("{s:I, s:b}", "pid", (json_int_t)c->pid, "checkpointable", 1);
-    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:b}",
+    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:b}",
                      "pid", (json_int_t)c->pid, "dir", c->dir,
                      "image", c->image,
                      "image_bytes", (json_int_t)c->image_bytes,
                      "pages", (json_int_t)c->pages,
                      "processes", (json_int_t)c->processes,
                      "threads", (json_int_t)c->threads,
-                     "freeze_ms", (double)c->freeze_us / 1000.0,
-                     "dump_ms", (double)c->dump_us / 1000.0,
+                     "freeze_ms", cli_json_ms(c->freeze_us),
+                     "dump_ms", cli_json_ms(c->dump_us),
                      "copy_threads", (json_int_t)c->copy_threads,
                      "stopped", (json_int_t)c->stopped,
                      "left_running", (int)c->left_running);
@@ -167,6 +188,7 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
     Cairn__Ghostd__CheckpointRequest creq = CAIRN__GHOSTD__CHECKPOINT_REQUEST__INIT;
     Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
     Cairn__Ghostd__Reply *reply = NULL;
+    _cleanup_json_ json_t *by = NULL;
     char dir[PATH_MAX];
     json_t *result;
     cairn_args_t a;
@@ -184,10 +206,10 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
     req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_CHECKPOINT;
     req.checkpoint = &creq;
     r = s_call(ctx, s_timeout(ctx), "checkpoint", &req.base,
-               CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY, &reply, err);
+               CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY, &reply, &by, err);
     if (r < 0)
         return r;
-    result = s_checkpoint_json(reply->checkpoint_reply);
+    result = s_with_answered_by(s_checkpoint_json(reply->checkpoint_reply), by);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     if (!result)
         return cli_oom(err);
@@ -208,13 +230,13 @@ static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char 
                         (int)rr->same_pid, "stopped", (json_int_t)rr->stopped,
                         "cgroup", rr->cgroup ? rr->cgroup : "", "unit",
                         rr->unit && *rr->unit ? rr->unit : NULL);
-    json_t *common = json_pack("{s:I, s:I, s:I, s:I, s:f}",
+    json_t *common = json_pack("{s:I, s:I, s:I, s:I, s:o}",
                                "image_bytes", (json_int_t)rr->image_bytes,
                                "pages", (json_int_t)rr->pages,
                                "processes", (json_int_t)rr->processes,
                                "threads", (json_int_t)rr->threads,
                                rr->checked_only ? "check_ms" : "restore_ms",
-                               (double)rr->restore_us / 1000.0);
+                               cli_json_ms(rr->restore_us));
 
     if (!o || !common || json_object_update(o, common) < 0) {
         json_decref(o);
@@ -258,6 +280,7 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     Cairn__Ghostd__RestartRequest rreq = CAIRN__GHOSTD__RESTART_REQUEST__INIT;
     Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
     Cairn__Ghostd__Reply *reply = NULL;
+    _cleanup_json_ json_t *by = NULL;
     char dir[PATH_MAX];
     bool new_pid = false, check = false;
     json_t *result;
@@ -272,10 +295,10 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_RESTART;
     req.restart = &rreq;
     r = s_call(ctx, s_timeout(ctx), "restart", &req.base,
-               CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY, &reply, err);
+               CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY, &reply, &by, err);
     if (r < 0)
         return r;
-    result = s_restart_json(reply->restart_reply, dir);
+    result = s_with_answered_by(s_restart_json(reply->restart_reply, dir), by);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     if (!result)
         return cli_oom(err);

@@ -135,13 +135,16 @@ static json_t *s_status_json(const Cairn__Clusterd__StatusReply *s)
 
     for (size_t i = 0; services && i < s->n_services; i++)
         json_array_append_new(services, json_string(s->services[i]));
-    return json_pack("{s:{s:I, s:s, s:s}, s:s, s:s, s:o*, s:s, s:I, s:I}",
+    /* the reply names the node that answered: answered_by says the same */
+    return json_pack("{s:{s:I, s:s, s:s}, s:s, s:s, s:o*, s:s, s:I, s:I, "
+                     "s:{s:I, s:s}}",
                      "node", "id", (json_int_t)s->node_id, "name",
                      s->node_name, "address", s->address,
                      "cluster", s->cluster, "appliance", s->appliance,
                      "services", services, "version", s->version,
                      "uptime_ms", (json_int_t)s->uptime_ms,
-                     "pid", (json_int_t)s->pid);
+                     "pid", (json_int_t)s->pid, "answered_by", "id",
+                     (json_int_t)s->node_id, "name", s->node_name);
 }
 
 int cli_cmd_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
@@ -197,6 +200,20 @@ static json_t *s_self_json(const cli_target_t *t,
     return json_null();
 }
 
+/* The node that answered: the target's, else (--endpoint) the one that
+ * reports itself, else null. */
+static json_t *s_answered_by_json(const cli_target_t *t,
+                                  const Cairn__Clusterd__NodesReply *nr)
+{
+    if (t->node_id)
+        return cli_target_node_json(t);
+    for (size_t i = 0; i < nr->n_nodes; i++)
+        if (nr->nodes[i]->last_heard_ms == 0)
+            return json_pack("{s:I, s:s}", "id", (json_int_t)nr->nodes[i]->id,
+                             "name", nr->nodes[i]->name);
+    return json_null();
+}
+
 static json_t *s_nodes_json(const cli_target_t *t,
                             const Cairn__Clusterd__NodesReply *nr)
 {
@@ -207,8 +224,9 @@ static json_t *s_nodes_json(const cli_target_t *t,
             json_decref(nodes);
             return NULL;
         }
-    return json_pack("{s:s?, s:o, s:o*}", "cluster", t->cluster, "self",
-                     s_self_json(t, nr), "nodes", nodes);
+    return json_pack("{s:s?, s:o, s:o*, s:o*}", "cluster", t->cluster, "self",
+                     s_self_json(t, nr), "nodes", nodes, "answered_by",
+                     s_answered_by_json(t, nr));
 }
 
 const cairn_option_t cli_nodes_options[] = {
@@ -555,6 +573,8 @@ static int s_watch_loop(void *sub, FILE *out, long count, int64_t deadline)
     return CLI_EXIT_OK;
 }
 
+#define S_PUB_PROBE_MS 250   /* longest wait of a tcp event socket's probe */
+
 /* Subscribes, takes the snapshot, prints it and runs the loop. */
 static int s_watch(cli_ctx *ctx, void *zctx, FILE *out, long count,
                    int64_t deadline, cairn_error_t *err)
@@ -573,6 +593,10 @@ static int s_watch(cli_ctx *ctx, void *zctx, FILE *out, long count,
                             "for tcp use the description"
                             : "clusterd declares no pub-port in the "
                             "description: it publishes no events");
+    /* a dead event socket is "unavailable" now, not after --timeout */
+    if (r == 0)
+        r = cairn_endpoint_probe(t.pub_endpoint, "clusterd's event socket",
+                                 S_PUB_PROBE_MS, err);
     if (r == 0 && !(sub = zmq_socket(zctx, ZMQ_SUB)))
         r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "zmq_socket: %s",
                             zmq_strerror(errno));
@@ -654,7 +678,8 @@ static int s_one_node(const Cairn__Clusterd__Reply *reply, const char *what,
         return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
                                "clusterd at %s answered %s with %zu nodes, "
                                "expected 1", t->endpoint, what, nr->n_nodes);
-    *ret = json_pack("{s:o*}", "node", s_node_json(nr->nodes[0]));
+    *ret = json_pack("{s:o*, s:o*}", "node", s_node_json(nr->nodes[0]),
+                     "answered_by", cli_target_node_json(t));
     return *ret ? 0 : cli_oom(err);
 }
 
@@ -889,6 +914,7 @@ int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     Cairn__Clusterd__Reply *reply = NULL;
     _cleanup_json_ json_t *result = NULL;
     cli_target_t t = { 0 };
+    _cleanup_json_ json_t *by = NULL;   /* the node that answered */
     uint32_t id = 0;
     cairn_args_t a;
     int r;
@@ -905,6 +931,8 @@ int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
         if (r < 0)
             return r;
         id = reply->status_reply->node_id;
+        by = json_pack("{s:I, s:s}", "id", (json_int_t)id, "name",
+                       reply->status_reply->node_name);
         protobuf_c_message_free_unpacked(&reply->base, NULL);
         cli_target_clear(&t);
     }
@@ -915,9 +943,13 @@ int cli_cmd_node_leave(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     if (r < 0)
         return r;
     protobuf_c_message_free_unpacked(&reply->base, NULL);
-    if (t.node_id)
+    if (t.node_id) {
         id = t.node_id;
-    result = json_pack("{s:I, s:b}", "node", (json_int_t)id, "left", 1);
+        json_decref(by);
+        by = cli_target_node_json(&t);
+    }
+    result = json_pack("{s:I, s:b, s:O*}", "node", (json_int_t)id, "left", 1,
+                       "answered_by", by);
     r = !result ? cli_oom(err)
         : ctx->endpoint ? json_object_set_new(result, "stopped", json_false())
                               ? cli_oom(err) : 0

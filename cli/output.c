@@ -6,14 +6,39 @@
  * readers both work), errors as one compact line {"error":{...}} on
  * stderr, write errors detected (fflush) and reported to the caller. The --table views build a
  * small grid of strings and pad each column to its widest cell; a view only
- * reads the JSON result, so the table always shows what JSON would.
+ * reads the JSON result, so the table always shows what JSON would. Reals
+ * are rounded once, where they are made (cli_json_real), and printed with
+ * no more digits than that everywhere (JSON, batch lines, tables).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "output.h"
+
+/* Flags of every dump: reals with no more digits than they were rounded to. */
+#define S_DUMP_FLAGS (JSON_ENCODE_ANY | JSON_REAL_PRECISION(CLI_REAL_DIGITS))
+
+json_t *cli_json_real(double v, int decimals)
+{
+    static const double scale[] = { 1e0, 1e1, 1e2, 1e3, 1e4,
+                                    1e5, 1e6, 1e7, 1e8, 1e9 };
+    double f = scale[decimals < 0 ? 0 : decimals > 9 ? 9 : decimals];
+    double x = v * f;
+
+    /* half away from zero, in integers (no libm); beyond int64 a real has
+     * no decimals left to round */
+    if (x > -9.2e18 && x < 9.2e18)
+        x = (double)(int64_t)(x < 0 ? x - 0.5 : x + 0.5);
+    return json_real(x / f);
+}
+
+json_t *cli_json_ms(uint64_t us)
+{
+    return cli_json_real((double)us / 1000.0, CLI_MS_DECIMALS);
+}
 
 static int s_finish(FILE *out, int r)
 {
@@ -31,13 +56,13 @@ int cli_print_json(FILE *out, const json_t *doc)
     if (isatty(fileno(out)))
         flags = JSON_INDENT(2);
     errno = 0;
-    return s_finish(out, json_dumpf(doc, out, flags | JSON_ENCODE_ANY));
+    return s_finish(out, json_dumpf(doc, out, flags | S_DUMP_FLAGS));
 }
 
 int cli_print_json_line(FILE *out, const json_t *doc)
 {
     errno = 0;
-    return s_finish(out, json_dumpf(doc, out, JSON_COMPACT | JSON_ENCODE_ANY));
+    return s_finish(out, json_dumpf(doc, out, JSON_COMPACT | S_DUMP_FLAGS));
 }
 
 json_t *cli_error_json(const cairn_error_t *err)
@@ -115,7 +140,7 @@ static char *s_cell_text(const json_t *v)
         fclose(f);
         return s;
     }
-    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    return json_dumps(v, S_DUMP_FLAGS | JSON_COMPACT);
 }
 
 static int s_grid_add(s_grid_t *g, const char *const *cells)

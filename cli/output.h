@@ -8,10 +8,26 @@
 #ifndef CAIRN_CLI_OUTPUT_H
 #define CAIRN_CLI_OUTPUT_H
 
-#include <stdio.h>
 #include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "cairn/error.h"
+
+/* Reals. Every real `cairn` prints is made by cli_json_real, rounded to a
+ * fixed number of decimals for its kind (docs/cli.md, "Numbers"), and the
+ * printers below write reals with at most CLI_REAL_DIGITS significant
+ * digits, so a rounded value prints as itself: 0.079, not
+ * 0.079000000000000001. */
+#define CLI_MS_DECIMALS 3  /* durations in ms: to the microsecond */
+#define CLI_REAL_DIGITS 15 /* DBL_DIG: every such decimal survives */
+
+/* v rounded to `decimals` decimal places (0..9). Caller owns; NULL only on
+ * ENOMEM. */
+json_t *cli_json_real(double v, int decimals);
+
+/* A duration given in µs as ms with CLI_MS_DECIMALS decimals. */
+json_t *cli_json_ms(uint64_t us);
 
 /* Writes doc followed by "\n" and flushes: indented when `out` is a
  * terminal, compact (one line) otherwise. 0 or -errno (-EPIPE, -ENOSPC...). */

@@ -6,22 +6,28 @@
  * ones are tried in turn and every path tried is named in the error, with
  * the ways to point at a description, so a user is never left guessing.
  *
- * Endpoint. A socket file in the node's run directory means the service runs
- * on this host: use ipc. Otherwise tcp, and before handing it to the client
- * (which, being ZeroMQ, would patiently reconnect until the deadline) one
- * non-blocking connect() is tried for a short while: a refused or
- * unreachable port is reported at once as "unavailable"; a connect that
- * succeeds or is still pending leaves the verdict to the request itself.
+ * Liveness. ZeroMQ would patiently reconnect to a dead endpoint until the
+ * deadline, so every endpoint is probed before it is handed to the client,
+ * by libcairn's one probe (cairn_endpoint_probe): a connect() to an ipc
+ * socket file is answered at once (no listener: its daemon died and left
+ * the file); a tcp port gets a short non-blocking connect, and only a
+ * refused or unreachable one counts as down -- one still pending leaves the
+ * verdict to the request itself.
+ *
+ * Endpoint. A socket file in the node's run directory means the node runs
+ * on this host: ipc if something listens there, else the node is down.
+ * Without the file, tcp. A node named by --node is asked or reported down
+ * at once; with no node named, the first node that is not down is asked
+ * (fall-over), live ones on this host first, and the result says which one
+ * answered (cli_target_node_json).
  */
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
-#include <poll.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cairn/client.h"
 #include "target.h"
 
 #define S_PROBE_MAX_MS 250   /* longest the tcp probe may wait */
@@ -111,94 +117,26 @@ static bool s_socket_exists(const char *ipc)
            S_ISSOCK(st.st_mode);
 }
 
-static bool s_node_has_socket(const cairn_description_t *d,
-                              const cairn_node_desc_t *node,
-                              const char *service)
+/* The tcp probe's wait: short, and a part of the request's deadline. */
+static int s_probe_wait_ms(const cli_ctx *ctx)
 {
-    _cleanup_free_ char *ipc = cairn_description_ipc_endpoint(d, node, service);
+    int wait_ms = ctx->timeout_ms / 4;
 
-    return ipc && s_socket_exists(ipc);
+    return wait_ms < S_PROBE_MAX_MS ? wait_ms : S_PROBE_MAX_MS;
 }
 
-/* The node to ask: named, else first with a live socket, else first running
- * the service, else the first. */
-static int s_pick_node(const cli_ctx *ctx, const cairn_description_t *d,
-                       const char *service, uint32_t avoid,
-                       const cairn_node_desc_t **ret, cairn_error_t *err)
-{
-    const char *named = ctx->node ? ctx->node : s_env("CAIRN_NODE");
-    const cairn_node_desc_t *first = NULL;
-
-    if (named) {
-        *ret = cairn_description_lookup_node(d, named);
-        if (!*ret)
-            return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
-                                   "%s '%s': no node with that id or name in %s",
-                                   ctx->node ? "--node" : "CAIRN_NODE", named,
-                                   cairn_description_path(d));
-        if (avoid && (*ret)->id == avoid)
-            return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
-                                   "%s '%s' is node %u itself: ask another "
-                                   "node", ctx->node ? "--node" : "CAIRN_NODE",
-                                   named, avoid);
-        return 0;
-    }
-    for (size_t i = 0; i < cairn_description_n_nodes(d); i++) {
-        const cairn_node_desc_t *n = cairn_description_node(d, i);
-
-        if (!cairn_description_node_runs(d, n, service) || n->id == avoid)
-            continue;
-        if (s_node_has_socket(d, n, service)) {
-            *ret = n;
-            return 0;
-        }
-        if (!first)
-            first = n;
-    }
-    *ret = first ? first : cairn_description_node(d, 0);
-    return 0;
-}
-
-/* -ECONNREFUSED (or another definite connect error) when nobody listens at
- * address:port, 0 when connected or still trying after wait_ms, or when the
- * address is not a numeric one we can probe. */
-static int s_tcp_probe(const char *address, uint16_t port, int wait_ms)
-{
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-    struct addrinfo *ai = NULL;
-    char service[8];
-    int fd, r = 0, e = 0;
-    socklen_t len = sizeof e;
-
-    snprintf(service, sizeof service, "%u", port);
-    if (getaddrinfo(address, service, &hints, &ai) != 0)
-        return 0;
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-        struct pollfd p = { .fd = fd, .events = POLLOUT };
-
-        if (errno != EINPROGRESS)
-            r = -errno;
-        else if (poll(&p, 1, wait_ms) == 1 &&
-                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e)
-            r = -e;
-    }
-    if (fd >= 0)
-        close(fd);
-    freeaddrinfo(ai);
-    return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ENETUNREACH ? r : 0;
-}
-
-/* The endpoint of service on node: ipc if its socket exists, else tcp if
- * something may listen there. *ret is malloc'ed. */
-static int s_pick_endpoint(const cli_ctx *ctx, const cairn_description_t *d,
+/* The endpoint of service on node: ipc when something listens on its
+ * socket file, else tcp unless that port is known to be closed. A socket
+ * file with no listener (its daemon died) is an error at once: the node is
+ * on this host, so its tcp port is dead too. *ret is malloc'ed. */
+static int s_node_endpoint(const cli_ctx *ctx, const cairn_description_t *d,
                            const cairn_node_desc_t *node, const char *service,
                            char **ret, cairn_error_t *err)
 {
     _cleanup_free_ char *ipc = cairn_description_ipc_endpoint(d, node, service);
     const cairn_service_desc_t *svc = cairn_description_service(d, service);
-    int wait_ms = ctx->timeout_ms / 4, r;
+    _cleanup_free_ char *tcp = NULL;
+    int r;
 
     if (!ipc || !svc)
         return cairn_error_set(err, -ENOENT, CAIRN_UNAVAILABLE,
@@ -209,21 +147,139 @@ static int s_pick_endpoint(const cli_ctx *ctx, const cairn_description_t *d,
                                "node %u (%s) does not run %s: its appliance "
                                "'%s' does not use it", node->id, node->name,
                                service, node->appliance);
-    if (s_socket_exists(ipc)) {
+    r = cairn_endpoint_probe(ipc, service, 0, NULL);
+    if (r == 0) {
         *ret = TAKE_PTR(ipc);
         return 0;
     }
-    r = s_tcp_probe(node->address, svc->port,
-                    wait_ms < S_PROBE_MAX_MS ? wait_ms : S_PROBE_MAX_MS);
+    if (r != -ENOENT)
+        return cairn_error_set(err, r, CAIRN_UNAVAILABLE,
+                               "%s is not running on node %u (%s): no "
+                               "listener (connection refused) at %s",
+                               service, node->id, node->name, ipc + 6);
+    tcp = cairn_description_tcp_endpoint(d, node, service, false);
+    if (!tcp)
+        return cli_oom(err);
+    r = cairn_endpoint_probe(tcp, service, s_probe_wait_ms(ctx), NULL);
     if (r < 0)
         return cairn_error_set(err, r, CAIRN_UNAVAILABLE,
                                "%s is not running on node %u (%s): no socket "
                                "at %s and %s port %u: %s", service, node->id,
                                node->name, ipc + 6, node->address, svc->port,
                                strerror(-r));
-    *ret = cairn_description_tcp_endpoint(d, node, service, false);
-    return *ret ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM,
-                                      "out of memory");
+    *ret = TAKE_PTR(tcp);
+    return 0;
+}
+
+/* How the node is picked when none is named. */
+typedef struct s_pick {
+    uint32_t avoid; /* a node never picked (0: none); naming it is usage */
+    bool host_only; /* only nodes on this host, if this host has any */
+} s_pick_t;
+
+/* The node named by --node or $CAIRN_NODE, and its endpoint: no stand-in,
+ * so a node that is down is an error at once. */
+static int s_pick_named(const cli_ctx *ctx, const cairn_description_t *d,
+                        const char *service, const char *named,
+                        const s_pick_t *pick, const cairn_node_desc_t **ret,
+                        char **ret_endpoint, cairn_error_t *err)
+{
+    const char *opt = ctx->node ? "--node" : "CAIRN_NODE";
+    const cairn_node_desc_t *node = cairn_description_lookup_node(d, named);
+
+    if (!node)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "%s '%s': no node with that id or name in %s",
+                               opt, named, cairn_description_path(d));
+    if (pick->avoid && node->id == pick->avoid)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                               "%s '%s' is node %u itself: ask another node",
+                               opt, named, pick->avoid);
+    *ret = node;
+    return s_node_endpoint(ctx, d, node, service, ret_endpoint, err);
+}
+
+static bool s_candidate(const cairn_description_t *d,
+                        const cairn_node_desc_t *n, const char *service,
+                        const s_pick_t *pick)
+{
+    return cairn_description_node_runs(d, n, service) && n->id != pick->avoid;
+}
+
+/* The first candidate with a listener on its socket file on this host;
+ * *ret_local says whether any candidate has a socket file here at all. */
+static const cairn_node_desc_t *
+s_first_live_here(const cairn_description_t *d, const char *service,
+                  const s_pick_t *pick, char **ret_endpoint, bool *ret_local)
+{
+    *ret_local = false;
+    for (size_t i = 0; i < cairn_description_n_nodes(d); i++) {
+        const cairn_node_desc_t *n = cairn_description_node(d, i);
+        char *ipc;
+        int r;
+
+        if (!s_candidate(d, n, service, pick))
+            continue;
+        ipc = cairn_description_ipc_endpoint(d, n, service);
+        r = ipc ? cairn_endpoint_probe(ipc, service, 0, NULL) : -ENOMEM;
+        if (r == 0) {
+            *ret_endpoint = ipc;
+            return n;
+        }
+        *ret_local = *ret_local || r == -ECONNREFUSED;
+        free(ipc);
+    }
+    return NULL;
+}
+
+/* No node named: the first candidate, in document order, that is not down
+ * -- one live on this host first, then (unless host_only and this host has
+ * nodes) any whose endpoint is not known to be dead. A node that is down is
+ * skipped, never waited for. When every candidate is down, the first one's
+ * error says why, and that the others were tried. */
+static int s_pick_default(const cli_ctx *ctx, const cairn_description_t *d,
+                          const char *service, const s_pick_t *pick,
+                          const cairn_node_desc_t **ret, char **ret_endpoint,
+                          cairn_error_t *err)
+{
+    const cairn_node_desc_t *n;
+    size_t tried = 0;
+    bool local;
+    int first_r = 0;
+
+    n = s_first_live_here(d, service, pick, ret_endpoint, &local);
+    if (n) {
+        *ret = n;
+        return 0;
+    }
+    for (size_t i = 0; i < cairn_description_n_nodes(d); i++) {
+        _cleanup_free_ char *ipc = NULL;
+        cairn_error_t e;
+        int r;
+
+        n = cairn_description_node(d, i);
+        if (!s_candidate(d, n, service, pick))
+            continue;
+        ipc = cairn_description_ipc_endpoint(d, n, service);
+        if (pick->host_only && local && !(ipc && s_socket_exists(ipc)))
+            continue;
+        r = s_node_endpoint(ctx, d, n, service, ret_endpoint, tried ? &e : err);
+        if (r == 0) {
+            *ret = n;
+            return 0;
+        }
+        first_r = tried++ ? first_r : r;
+    }
+    if (tried == 0) /* no node runs it: let the first node say so */
+        return s_node_endpoint(ctx, d, cairn_description_node(d, 0), service,
+                               ret_endpoint, err);
+    if (tried > 1)
+        cairn_error_append(err, first_r,
+                           "; the %zu other node(s) running "
+                           "%s%s are down too",
+                           tried - 1, service,
+                           pick->host_only && local ? " on this host" : "");
+    return first_r;
 }
 
 /* The PUB endpoint of service on node: ipc when its socket file exists,
@@ -253,19 +309,22 @@ static int s_pick_pub_endpoint(const cairn_description_t *d,
 
 /* Fills t from the description: node, endpoints, names. */
 static int s_resolve_described(const cli_ctx *ctx, const char *service,
-                               uint32_t avoid, cli_target_t *t,
+                               const s_pick_t *pick, cli_target_t *t,
                                cairn_error_t *err)
 {
+    const char *named = ctx->node ? ctx->node : s_env("CAIRN_NODE");
     cairn_description_t *d = NULL;
-    const cairn_node_desc_t *node;
+    const cairn_node_desc_t *node = NULL;
     int r;
 
     r = cli_target_load_description(ctx, &d, err);
     if (r < 0)
         return r;
-    r = s_pick_node(ctx, d, service, avoid, &node, err);
-    if (r == 0)
-        r = s_pick_endpoint(ctx, d, node, service, &t->endpoint, err);
+    if (named)
+        r = s_pick_named(ctx, d, service, named, pick, &node, &t->endpoint,
+                         err);
+    else
+        r = s_pick_default(ctx, d, service, pick, &node, &t->endpoint, err);
     if (r == 0)
         r = s_pick_pub_endpoint(d, node, service, &t->pub_endpoint, err);
     if (r == 0) {
@@ -300,34 +359,70 @@ static int s_endpoint_pub(const char *endpoint, const char *service,
                ? -ENOMEM : 0;
 }
 
-int cli_target_resolve(const cli_ctx *ctx, const char *service,
-                       cli_target_t *ret, cairn_error_t *err)
+/* --endpoint: that endpoint, and the PUB socket beside an ipc one. An ipc
+ * socket nobody listens on is an error at once; a tcp one is left to the
+ * request: a given tcp endpoint keeps the client's timeout behaviour (a
+ * server still starting, a port forwarded later), as documented. */
+static int s_resolve_endpoint(const cli_ctx *ctx, const char *service,
+                              cli_target_t *t, cairn_error_t *err)
 {
-    return cli_target_resolve_other(ctx, service, 0, ret, err);
+    int r = 0;
+
+    if (strncmp(ctx->endpoint, "ipc://", 6) == 0)
+        r = cairn_endpoint_probe(ctx->endpoint, service, 0, err);
+    if (r < 0)
+        return r;
+    t->endpoint = strdup(ctx->endpoint);
+    if (!t->endpoint ||
+        s_endpoint_pub(ctx->endpoint, service, &t->pub_endpoint) < 0)
+        return cli_oom(err);
+    return 0;
 }
 
-int cli_target_resolve_other(const cli_ctx *ctx, const char *service,
-                             uint32_t avoid, cli_target_t *ret,
-                             cairn_error_t *err)
+static int s_resolve(const cli_ctx *ctx, const char *service,
+                     const s_pick_t *pick, cli_target_t *ret,
+                     cairn_error_t *err)
 {
     cli_target_t t = { 0 };
     int r;
 
-    if (ctx->endpoint) {
-        t.endpoint = strdup(ctx->endpoint);
-        r = t.endpoint && s_endpoint_pub(ctx->endpoint, service,
-                                         &t.pub_endpoint) == 0
-                ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM,
-                                      "out of memory");
-    } else {
-        r = s_resolve_described(ctx, service, avoid, &t, err);
-    }
+    if (ctx->endpoint)
+        r = s_resolve_endpoint(ctx, service, &t, err);
+    else
+        r = s_resolve_described(ctx, service, pick, &t, err);
     if (r < 0) {
         cli_target_clear(&t);
         return r;
     }
     *ret = t;
     return 0;
+}
+
+int cli_target_resolve(const cli_ctx *ctx, const char *service,
+                       cli_target_t *ret, cairn_error_t *err)
+{
+    return s_resolve(ctx, service, &(s_pick_t){ 0 }, ret, err);
+}
+
+int cli_target_resolve_other(const cli_ctx *ctx, const char *service,
+                             uint32_t avoid, cli_target_t *ret,
+                             cairn_error_t *err)
+{
+    return s_resolve(ctx, service, &(s_pick_t){ .avoid = avoid }, ret, err);
+}
+
+int cli_target_resolve_here(const cli_ctx *ctx, const char *service,
+                            cli_target_t *ret, cairn_error_t *err)
+{
+    return s_resolve(ctx, service, &(s_pick_t){ .host_only = true }, ret, err);
+}
+
+json_t *cli_target_node_json(const cli_target_t *t)
+{
+    if (!t->node_id)
+        return json_null();
+    return json_pack("{s:I, s:s?}", "id", (json_int_t)t->node_id, "name",
+                     t->node_name);
 }
 
 void cli_target_clear(cli_target_t *t)

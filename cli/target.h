@@ -7,12 +7,17 @@
  *      $CAIRN_RUN_BASE, /run/cairn as root, else ${XDG_RUNTIME_DIR:-/tmp}/cairn;
  *      cluster = --cluster, $CAIRN_CLUSTER or "cairn"), else
  *      /etc/cairn/cluster.xml;
- *   3. the node: --node ID|NAME, else $CAIRN_NODE, else the first node (in
- *      document order) running the service whose socket file exists, else
- *      the first node running the service;
- *   4. the endpoint: ipc://<rundir>/<service>.sock when that socket exists,
- *      else tcp://<address>:<port> -- after a short connect probe, so a
- *      port nobody listens on is "unavailable" at once, not a timeout.
+ *   3. the node: --node ID|NAME, else $CAIRN_NODE (a node that is down is
+ *      then an error at once); else the first node (in document order)
+ *      running the service whose socket file on this host has a listener,
+ *      else the first one running it whose tcp port is not known to be
+ *      closed (fall-over: a node that is down is skipped, not waited for);
+ *   4. the endpoint: ipc://<rundir>/<service>.sock when that socket file
+ *      exists (no listener on it: the node is down), else
+ *      tcp://<address>:<port> -- after a short connect probe, so a port
+ *      nobody listens on is "unavailable" at once, not a timeout.
+ * Every probe is cairn_endpoint_probe (cairn/client.h); --endpoint is
+ * probed the same way.
  */
 #ifndef CAIRN_CLI_TARGET_H
 #define CAIRN_CLI_TARGET_H
@@ -47,7 +52,9 @@ int cli_target_load_description(const cli_ctx *ctx,
 /* Resolves the endpoint of `service` for ctx. timeout_ms bounds the tcp
  * probe. On success fills *ret (release with cli_target_clear()); on failure
  * *ret is untouched: usage (no such --node), unavailable (service not
- * declared, not run by the node, nobody listening), or a description error. */
+ * declared, not run by the node, nobody listening -- at once, never after a
+ * wait: the named node's or, with no node named, every node's), or a
+ * description error. */
 int cli_target_resolve(const cli_ctx *ctx, const char *service,
                        cli_target_t *ret, cairn_error_t *err);
 
@@ -57,6 +64,17 @@ int cli_target_resolve(const cli_ctx *ctx, const char *service,
 int cli_target_resolve_other(const cli_ctx *ctx, const char *service,
                              uint32_t avoid, cli_target_t *ret,
                              cairn_error_t *err);
+
+/* Same, for requests about this host's processes and files (checkpoint,
+ * restart): when this host has nodes running the service, the default
+ * falls over only among them, never to a node on another host. */
+int cli_target_resolve_here(const cli_ctx *ctx, const char *service,
+                            cli_target_t *ret, cairn_error_t *err);
+
+/* The asked node as {"id":N,"name":"nN"} -- the "answered_by" field of a
+ * result -- or JSON null when it is unknown (--endpoint). Caller owns the
+ * reference; NULL only on ENOMEM. */
+json_t *cli_target_node_json(const cli_target_t *t);
 
 /* Frees what t owns and zeroes it; accepts a zeroed target. */
 void cli_target_clear(cli_target_t *t);

@@ -16,9 +16,16 @@
  * total deadline, which is never exceeded. Header.deadline_ms tells the
  * server how long the caller is still willing to wait.
  *
- * Before anything is sent to an ipc:// endpoint its socket file is looked
- * up, so "the service is not running here" is an immediate -ENOENT and not
- * a timeout.
+ * Before anything is sent to an ipc:// endpoint it is probed with one plain
+ * connect() (cairn_endpoint_probe), so "the service is not running here" is
+ * an immediate -ENOENT (no socket file) or -ECONNREFUSED (a socket file
+ * nobody listens on: a daemon killed with -9 leaves it behind) and not a
+ * timeout: ZeroMQ itself would silently reconnect until the deadline. The
+ * kernel answers a unix connect() at once, so the probe costs one accepted
+ * and closed connection on a live server, which ZeroMQ drops unnoticed.
+ * tcp:// endpoints are not probed here: a remote server that is slow to
+ * accept is the case the retries are for (the CLI probes them once, with a
+ * short wait, when it picks a node).
  *
  * Status: every service Reply has `cairn.Status status = 1`; it is read
  * generically through the reply descriptor, so one code path serves every
@@ -30,10 +37,15 @@
  * never logs: errors go to the caller's cairn_error_t.
  */
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <zmq.h>
 
 #include "cairn/client.h"
@@ -138,22 +150,124 @@ int cairn_client_last_attempts(const cairn_client_t *c)
     return c ? c->last_attempts : 0;
 }
 
-/* For an ipc:// endpoint on a path (not an abstract "@name"), a missing
- * socket file means the service is not running: say so at once. */
-static int s_check_socket_file(const cairn_client_t *c, cairn_error_t *err)
-{
-    const char *path;
-    struct stat st;
+/* ---- liveness probe ---------------------------------------------------- */
 
-    if (!s_has_prefix(c->endpoint, "ipc://"))
+/* connect() to the unix socket at path ("@name": abstract): 0 when it was
+ * accepted or may be (EAGAIN: a full backlog is a busy server), else the
+ * negative errno the kernel gave at once. A path too long for sun_path
+ * cannot be probed (nor reached by ZeroMQ: its own error will say so). */
+static int s_probe_unix(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    size_t len = strlen(path);
+    _cleanup_close_ int fd = -1;
+    socklen_t salen;
+
+    if (len >= sizeof sa.sun_path)
         return 0;
-    path = c->endpoint + strlen("ipc://");
-    if (path[0] == '@' || stat(path, &st) == 0 || errno != ENOENT)
+    memcpy(sa.sun_path, path, len);
+    if (path[0] == '@')
+        sa.sun_path[0] = '\0';
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
         return 0;
-    return cairn_error_set(err, -ENOENT, CAIRN_UNAVAILABLE,
-                           "%s is not running: no socket at %s",
-                           c->service, path);
+    salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    if (connect(fd, (struct sockaddr *)&sa, salen) == 0 || errno == EAGAIN ||
+        errno == EINPROGRESS)
+        return 0;
+    return -errno;
 }
+
+/* Splits "ADDRESS:PORT" ("[v6]:PORT" too) into host and port buffers. */
+static bool s_split_host_port(const char *hp, char *host, size_t hsize,
+                              char *port, size_t psize)
+{
+    const char *colon = strrchr(hp, ':');
+    size_t hlen;
+
+    if (!colon || !colon[1] || strlen(colon + 1) >= psize)
+        return false;
+    if (hp[0] == '[' && colon > hp && colon[-1] == ']')
+        hp++, hlen = (size_t)(colon - hp) - 1;
+    else
+        hlen = (size_t)(colon - hp);
+    if (hlen == 0 || hlen >= hsize)
+        return false;
+    memcpy(host, hp, hlen);
+    host[hlen] = '\0';
+    strcpy(port, colon + 1);
+    return true;
+}
+
+/* A non-blocking connect() to a numeric ADDRESS:PORT, waited on for at most
+ * wait_ms: a definite "nobody there" as a negative errno, else 0. */
+static int s_probe_tcp(const char *hp, int wait_ms)
+{
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+    struct addrinfo *ai = NULL;
+    _cleanup_close_ int fd = -1;
+    char host[256], port[8];
+    int r = 0, e = 0;
+    socklen_t elen = sizeof e;
+
+    if (!s_split_host_port(hp, host, sizeof host, port, sizeof port) ||
+        getaddrinfo(host, port, &hints, &ai) != 0)
+        return 0;
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+        if (errno != EINPROGRESS)
+            r = -errno;
+        else if (poll(&p, 1, wait_ms) == 1 &&
+                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) == 0 && e)
+            r = -e;
+    }
+    freeaddrinfo(ai);
+    return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ENETUNREACH ? r
+                                                                         : 0;
+}
+
+int cairn_endpoint_probe(const char *endpoint, const char *service, int wait_ms,
+                         cairn_error_t *err)
+{
+    const char *what = service && *service ? service : "the service";
+    int r;
+
+    if (!endpoint)
+        return 0;
+    if (s_has_prefix(endpoint, "ipc://")) {
+        const char *path = endpoint + strlen("ipc://");
+
+        r = s_probe_unix(path);
+        if (r == -ENOENT)
+            return cairn_error_set(err, r, CAIRN_UNAVAILABLE,
+                                   "%s is not running: no socket at %s", what,
+                                   path);
+        if (r == -ECONNREFUSED)
+            return cairn_error_set(err, r, CAIRN_UNAVAILABLE,
+                                   "%s is not running: no listener "
+                                   "(connection refused) at %s",
+                                   what, path);
+        return 0; /* EACCES and the like: let the request say */
+    }
+    if (!s_has_prefix(endpoint, "tcp://"))
+        return 0;
+    r = s_probe_tcp(endpoint + strlen("tcp://"), wait_ms > 0 ? wait_ms : 0);
+    if (r == -ECONNREFUSED)
+        return cairn_error_set(err, r, CAIRN_UNAVAILABLE,
+                               "%s is not running: no listener (connection "
+                               "refused) at %s",
+                               what, endpoint);
+    if (r < 0)
+        return cairn_error_set(err, r, CAIRN_UNAVAILABLE,
+                               "%s cannot be reached at %s: %s", what, endpoint,
+                               strerror(-r));
+    return 0;
+}
+
+/* ---- the call ---------------------------------------------------------- */
 
 static int s_zmq_error(cairn_error_t *err, const char *what)
 {
@@ -371,9 +485,12 @@ int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
     if (call.type == 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "request to %s has no message set", c->service);
-    r = s_check_socket_file(c, err);
-    if (r < 0)
-        return r;
+    /* ipc only: see the design note on tcp */
+    if (s_has_prefix(c->endpoint, "ipc://")) {
+        r = cairn_endpoint_probe(c->endpoint, c->service, 0, err);
+        if (r < 0)
+            return r;
+    }
     r = s_ensure_context(c, err);
     if (r < 0)
         return r;

@@ -1,7 +1,9 @@
 #!/bin/bash
 # test.sh - the README's test command: installs what is missing, builds with
 # ASan/UBSan in build-test/, runs every meson test suite and ends with one
-# line `N passed, N failed` (CI reads that line, not meson's summary).
+# line `N passed, N failed, N skipped`, or `0 passed, 1 failed` when the
+# dependencies, the setup or the build fail (CI reads that line, not meson's
+# summary).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh

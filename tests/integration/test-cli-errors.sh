@@ -114,7 +114,7 @@ expect_usage "empty host" config generate --hosts a,,b
 expect_usage --table= status --table=yes
 
 # --- help and version --------------------------------------------------------
-for h in --help help "-h" "status --help"; do
+for h in --help help "-h"; do
     # shellcheck disable=SC2086
     expect_ok $h
     check "cairn $h: no command list" \
@@ -122,6 +122,14 @@ for h in --help help "-h" "status --help"; do
     check "cairn $h: no global options" \
         jqe "$OUT" '[.global_options[].option] | index("--timeout") != null'
 done
+# A command's --help is that command's object alone (docs/cli.md, help).
+expect_ok status --help
+check "cairn status --help: the status command alone" \
+    jqe "$OUT" '.command == "status" and .table == true and (has("commands") | not)'
+expect_ok help status
+check "cairn help status: the same object" \
+    jqe "$OUT" '.command == "status" and .table == true and (has("commands") | not)'
+expect_usage "'stat'" help stat
 expect_ok version
 VERSION=$(printf '%s' "$OUT" | jq -r .version)
 check "version: $OUT" jqe "$OUT" '(.version | test("^[0-9]+\\.[0-9]+")) and .protocol == 1'
@@ -201,6 +209,13 @@ expect_usage "'7'" status --config "$TMP/cluster.xml" --node 7
 # An endpoint nobody answers: a timeout, within the deadline.
 expect_error 3 timeout --endpoint "tcp://127.0.0.1:$P1" --timeout 400 --retries 1 status
 check "timeout took ${MS} ms for --timeout 400" [ "$MS" -ge 350 -a "$MS" -lt 2000 ]
+# A socket file nobody listens on, as a daemon killed with -9 leaves behind:
+# unavailable at once (one connect() is refused), not a wait of --timeout.
+python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$TMP/stale.sock"
+expect_error 3 unavailable --endpoint "ipc://$TMP/stale.sock" --timeout 3000 status
+check "stale socket: message names it and the missing listener: $ERR" \
+    jqe "$ERR" ".error.message | contains(\"$TMP/stale.sock\") and contains(\"no listener (connection refused)\")"
+check "stale socket: took ${MS} ms, not the 3000 ms timeout" [ "$MS" -lt 1000 ]
 
 # --- a real clusterd ---------------------------------------------------------
 [ -x "$CLUSTERD" ] || { fail "$CLUSTERD not built"; exit 1; }

@@ -5,15 +5,21 @@
  * a mode (answer, drop the first request, never answer, send a wrong id
  * first, answer with an error, answer garbage); it records every request
  * header it saw so the tests can check what went over the wire: the same
- * request id on every retry, the service, the type, the deadline.
+ * request id on every retry, the service, the type, the deadline. The
+ * liveness probe (cairn_endpoint_probe) is tested against a live ROUTER, a
+ * socket file left with no listener, a missing one and a closed tcp port.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -393,6 +399,103 @@ Test(client, missing_ipc_socket_fails_at_once)
                        err.message);
     cr_assert_eq(cairn_client_last_attempts(c), 0);
     cairn_client_free(c);
+}
+
+/* Leaves a socket file at path with nobody listening on it, as a daemon
+ * killed with -9 does. */
+static void make_stale_socket(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0, "%s",
+                 strerror(errno));
+    cr_assert_eq(listen(fd, 1), 0);
+    close(fd);
+}
+
+Test(client, stale_ipc_socket_fails_at_once)
+{
+    Cairn__Clusterd__Reply *rep = NULL;
+    cairn_error_t err;
+    cairn_client_t *c;
+    uint64_t t0, dt;
+    char path[128];
+
+    snprintf(path, sizeof path, "%s/clusterd.sock", fk.dir);
+    make_stale_socket(path);
+    c = new_client(5000, 2);
+    t0 = cairn_now_ms();
+    cr_assert_eq(call_status(c, &rep, &err), -ECONNREFUSED);
+    dt = cairn_now_ms() - t0;
+    cr_assert(dt < 100, "took %llu ms", (unsigned long long)dt);
+    cr_assert_null(rep);
+    cr_assert_eq(err.code, CAIRN_UNAVAILABLE);
+    cr_assert_not_null(strstr(err.message, path), "%s", err.message);
+    cr_assert_not_null(strstr(err.message, "no listener (connection refused)"),
+                       "%s", err.message);
+    cr_assert_eq(cairn_client_last_attempts(c), 0);
+    cairn_client_free(c);
+}
+
+Test(client, probe_tells_live_missing_and_stale_ipc)
+{
+    char stale[128], missing[160];
+    cairn_error_t err;
+
+    fake_start(FAKE_ANSWER);
+    cr_assert_eq(cairn_endpoint_probe(fk.endpoint, "clusterd", 0, &err), 0,
+                 "%s", err.message);
+    snprintf(stale, sizeof stale, "%s/stale.sock", fk.dir);
+    make_stale_socket(stale);
+    snprintf(missing, sizeof missing, "ipc://%s", stale);
+    cr_assert_eq(cairn_endpoint_probe(missing, "ghostd", 0, &err),
+                 -ECONNREFUSED);
+    cr_assert_eq(err.code, CAIRN_UNAVAILABLE);
+    cr_assert_not_null(strstr(err.message, "ghostd is not running: no "
+                                           "listener (connection refused)"),
+                       "%s", err.message);
+    unlink(stale);
+    cr_assert_eq(cairn_endpoint_probe(missing, "ghostd", 0, &err), -ENOENT);
+    cr_assert_not_null(strstr(err.message, "no socket at"), "%s", err.message);
+    /* a live server still answers after being probed */
+    Cairn__Clusterd__Reply *rep = NULL;
+    cairn_client_t *c = new_client(2000, 0);
+
+    cr_assert_eq(call_status(c, &rep, &err), 0, "%s", err.message);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    cairn_client_free(c);
+}
+
+Test(client, probe_tells_a_closed_tcp_port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sa;
+    char endpoint[64];
+    cairn_error_t err;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    /* bound, not listening: a connect to it is refused */
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%u",
+             ntohs(sa.sin_port));
+    cr_assert_eq(cairn_endpoint_probe(endpoint, "clusterd", 200, &err),
+                 -ECONNREFUSED);
+    cr_assert_eq(err.code, CAIRN_UNAVAILABLE);
+    cr_assert_not_null(strstr(err.message, endpoint), "%s", err.message);
+    cr_assert_eq(listen(fd, 1), 0);
+    cr_assert_eq(cairn_endpoint_probe(endpoint, "clusterd", 200, &err), 0);
+    close(fd);
+    /* what cannot be probed is left to the request */
+    cr_assert_eq(cairn_endpoint_probe("inproc://x", "clusterd", 0, &err), 0);
+    cr_assert_eq(cairn_endpoint_probe("tcp://localhost:1", "clusterd", 0, &err),
+                 0);
+    cr_assert_eq(cairn_endpoint_probe("tcp://nonsense", "clusterd", 0, &err),
+                 0);
 }
 
 Test(client, request_without_a_message_is_einval)

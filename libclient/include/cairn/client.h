@@ -9,7 +9,9 @@
  * with another request id (late answers to an earlier attempt) are dropped.
  *
  * The total deadline is split evenly over 1 + retries attempts. No call
- * blocks longer than the deadline.
+ * blocks longer than the deadline. An ipc:// endpoint with no socket file,
+ * or a socket file nobody listens on (a daemon that died and left it), is
+ * not a slow server: the call fails at once (cairn_endpoint_probe).
  */
 #ifndef CAIRN_CLIENT_H
 #define CAIRN_CLIENT_H
@@ -27,6 +29,25 @@ extern "C" {
 #define CAIRN_CLIENT_DEFAULT_RETRIES 2
 
 typedef struct cairn_client cairn_client_t;
+
+/* Whether `service` listens at endpoint, found without sending it anything
+ * -- the one liveness probe of libcairn and the CLI.
+ *   ipc://PATH (or ipc://@NAME, abstract): one connect(), answered by the
+ *     kernel at once: -ENOENT no socket file (the service is not running
+ *     here), -ECONNREFUSED a socket file with no listener (a daemon that
+ *     died and left it, or a file that is not a socket);
+ *   tcp://ADDRESS:PORT with a numeric address: a non-blocking connect()
+ *     waited on for at most wait_ms: -ECONNREFUSED, -EHOSTUNREACH or
+ *     -ENETUNREACH when the port is closed or cannot be reached; with
+ *     wait_ms 0, only what the kernel knows at once;
+ * 0 otherwise: something listens, the connect is still pending after
+ * wait_ms (a slow or filtered network: the request itself will tell), or
+ * the endpoint is not one this can probe (inproc://, a host name, a
+ * malformed one: cairn_client_new says so). On failure err has code
+ * UNAVAILABLE and a message naming service, the socket or address and the
+ * cause ("no listener (connection refused)"). */
+int cairn_endpoint_probe(const char *endpoint, const char *service, int wait_ms,
+                         cairn_error_t *err);
 
 /* Creates a client for `service` ("clusterd", ...) at `endpoint`. Nothing
  * is connected until the first call. Returns NULL with errno set (EINVAL for
@@ -51,8 +72,9 @@ void cairn_client_set_source_node(cairn_client_t *c, uint32_t node);
  * Returns -EREMOTEIO when the service answered with another status (err has
  * its code and message), -ETIMEDOUT when no reply came before the deadline
  * (code TIMEOUT), -ENOENT when an ipc endpoint's socket file does not exist
- * (code UNAVAILABLE: the service is not running there), -EBADMSG for a reply
- * that does not decode. *ret_reply is untouched on failure. */
+ * and -ECONNREFUSED when nobody listens on it (code UNAVAILABLE, at once:
+ * the service is not running there; see cairn_endpoint_probe), -EBADMSG for
+ * a reply that does not decode. *ret_reply is untouched on failure. */
 int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
                       const ProtobufCMessageDescriptor *reply_desc,
                       ProtobufCMessage **ret_reply, cairn_error_t *err);
