@@ -36,7 +36,8 @@ static const cli_command_t s_commands[] = {
       "cluster, also tear it down)", cli_no_options, cli_cmd_node_remove,
       NULL, NULL },
     { "node leave", "", "make the asked node (--node) leave the cluster; its "
-      "clusterd exits", cli_no_options, cli_cmd_node_leave, NULL, NULL },
+      "clusterd exits, and on a local cluster its other daemons stop too",
+      cli_no_options, cli_cmd_node_leave, NULL, NULL },
     { "node restart", "N", "on a local cluster, start again those daemons of "
       "node N that are not running (after a crash); a no-op when all run",
       cli_node_restart_options, cli_cmd_node_restart, NULL, NULL },

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cairn/client.h"
 #include "harness-private.h"
 #include "util/clock.h"
 
@@ -240,7 +241,6 @@ static int s_check_daemon(const json_t *node, const json_t *svc,
     const char *rundir = hx_jstr(node, "rundir"), *name = hx_jstr(svc, "name");
     pid_t pid = (pid_t)json_integer_value(json_object_get(svc, "pid"));
     int status;
-    struct stat st;
     if (waitpid(pid, &status, WNOHANG) == pid) {
         snprintf(path, sizeof(path), "%s/%s.log", rundir, name);
         s_log_tail(path, tail, sizeof(tail));
@@ -252,8 +252,10 @@ static int s_check_daemon(const json_t *node, const json_t *svc,
             how, path, tail);
         return -1;
     }
-    snprintf(path, sizeof(path), "%s/%s.sock", rundir, name);
-    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode) ? 1 : 0;
+    /* A socket file is not enough: one left by a killed daemon of the same
+     * node (node restart) stays until the new one binds over it. */
+    snprintf(path, sizeof(path), "ipc://%s/%s.sock", rundir, name);
+    return cairn_endpoint_probe(path, name, 0, NULL) == 0 ? 1 : 0;
 }
 
 /* One pass over every daemon: how many do not serve yet (the first of
