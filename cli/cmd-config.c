@@ -8,13 +8,19 @@
  * generate fills libcairn's description builder for the hosts and has it
  * write the document atomically (temp file in the same directory, fsync,
  * rename) with --output, or returns it inside the JSON result ("xml") so
- * stdout stays one JSON document.
+ * stdout stays one JSON document. A missing parent directory of --output
+ * is made first (mode 0755, as mkdir -p): the standard path,
+ * /etc/cairn/cluster.xml, is in a directory nothing else creates, and
+ * every daemon and user must be able to read what is written there.
  */
 #include <errno.h>
+#include <libgen.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cairn/description.h"
 #include "cli.h"
+#include "util/fileio.h"
 
 #define S_MAX_HOSTS 255
 
@@ -23,8 +29,8 @@ const cairn_option_t cli_config_generate_options[] = {
       "name=address; ids 1..n in order (required)" },
     { "--appliance", "NAME", "appliance of every node (default compute)" },
     { "--name", "CLUSTER", "cluster name (default cairn)" },
-    { "--output", "FILE", "write the XML to FILE (atomically) instead of "
-      "returning it in \"xml\"" },
+    { "--output", "FILE", "write the XML to FILE (atomically; missing "
+      "directories made, mode 0755) instead of returning it in \"xml\"" },
     { NULL, NULL, NULL },
 };
 enum { O_HOSTS, O_APPLIANCE, O_NAME, O_OUTPUT };
@@ -107,6 +113,29 @@ static int s_split_hosts(char *list, const char **hosts, size_t *ret_n,
     return 0;
 }
 
+/* Makes the directory that will hold path when it is missing. */
+static int s_make_parent(const char *path, cairn_error_t *err)
+{
+    _cleanup_free_ char *copy = strdup(path);
+    const char *dir;
+    struct stat st;
+    int r;
+
+    if (!copy)
+        return cli_oom(err);
+    dir = dirname(copy);
+    if (stat(dir, &st) == 0)
+        return 0; /* there (or not a directory: the write says so) */
+    r = cairn_mkdir_p(dir, 0755);
+    if (r < 0) {
+        cairn_error_set(err, r, CAIRN_SYSTEM,
+                        "cannot create directory %s for %s: %s", dir, path,
+                        strerror(-r));
+        snprintf(err->file, sizeof err->file, "%s", path);
+    }
+    return r;
+}
+
 /* The JSON result of generate: the builder's document written to output
  * (atomically, by libcairn) or returned in "xml". */
 static int s_generate_result(const char *output, const char *cluster,
@@ -118,7 +147,9 @@ static int s_generate_result(const char *output, const char *cluster,
     int r;
 
     if (output) {
-        r = cairn_description_builder_write_file(b, output, err);
+        r = s_make_parent(output, err);
+        if (r == 0)
+            r = cairn_description_builder_write_file(b, output, err);
         if (r < 0)
             return r;
         v = json_pack("{s:s, s:s, s:I}", "file", output, "cluster", cluster,

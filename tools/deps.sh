@@ -1,11 +1,22 @@
 #!/bin/bash
-# deps.sh - installs, with apt-get, every Debian package Cairn needs to
-# build, test and demo, skipping what is already there. Sourced by
+# deps.sh - installs, with apt-get, the Debian packages Cairn needs to
+# build, test and demo that are missing, and nothing else. Sourced by
 # tools/demo.sh and tools/test.sh so the package list lives in one place.
+#
 # It sets no shell options: they would become its caller's (a `set -e`
 # here made tools/test.sh exit with meson's failure before printing the
 # `N passed, N failed` line CI reads). cairn_install_deps returns non-zero
 # when apt-get fails.
+#
+# What it promises a newcomer: when every package is there, no apt-get call
+# at all (not even `update`) and no output. Otherwise one line naming the
+# missing packages before anything is done, `apt-get install --no-upgrade`
+# of those only (never `apt-get upgrade`), apt's own output in a log file,
+# and one line at the end saying what was installed and where the log is.
+# A -dev package may need its installed library at the very same version
+# (libsystemd-dev pins libsystemd0, which pins systemd): apt-get -s tells
+# which installed packages the install would upgrade, and that list is
+# printed before apt runs, so nobody learns it afterwards from a changelog.
 
 CAIRN_PACKAGES=(
     build-essential meson ninja-build pkg-config python3
@@ -14,15 +25,47 @@ CAIRN_PACKAGES=(
     jq iproute2 procps psmisc util-linux
 )
 
-cairn_install_deps() {
-    local missing=() p
+# cairn_missing_packages: the packages of CAIRN_PACKAGES dpkg does not
+# list as installed, space-separated on stdout.
+cairn_missing_packages() {
+    local p missing=()
     for p in "${CAIRN_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    echo "installing: ${missing[*]}" >&2
-    local sudo=""
+    echo "${missing[*]}"
+}
+
+# cairn_forced_upgrades LOG PACKAGE...: the installed packages that
+# installing PACKAGE... would upgrade, from apt-get's simulation (an
+# `Inst NAME [OLD-VERSION] (NEW ...)` line is an upgrade; a new package has
+# no [OLD-VERSION]). The simulation's output is appended to LOG.
+cairn_forced_upgrades() {
+    local log=$1; shift
+    apt-get -s install --no-upgrade --no-install-recommends "$@" 2>>"$log" \
+        | tee -a "$log" | awk '$1 == "Inst" && $3 ~ /^\[/ { printf "%s%s", sep, $2; sep = " " }'
+}
+
+cairn_install_deps() {
+    local missing sudo="" log upgrades rc
+    missing=$(cairn_missing_packages)
+    [ -z "$missing" ] && return 0
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq || return 1
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    log=${CAIRN_APT_LOG:-$(mktemp -t cairn-apt.XXXXXX)}
+    echo "deps: installing missing packages: $missing (apt-get output in $log)" >&2
+    # shellcheck disable=SC2086  # $missing is a list of package names
+    {
+        $sudo apt-get update -qq &&
+            upgrades=$(cairn_forced_upgrades "$log" $missing) &&
+            { [ -z "$upgrades" ] ||
+                echo "deps: installing them also upgrades installed packages: $upgrades" >&3; } &&
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-upgrade \
+                --no-install-recommends $missing
+    } 3>&2 >>"$log" 2>&1
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "deps: apt-get failed (exit $rc) installing: $missing; last lines of $log:" >&2
+        tail -n 5 "$log" >&2
+        return 1
+    fi
+    echo "deps: installed $missing${upgrades:+ (upgraded: $upgrades)}; apt-get output in $log" >&2
 }

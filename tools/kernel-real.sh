@@ -2,13 +2,17 @@
 # kernel-real.sh NAME CMD... - one real program, inside kernel-test.sh's VM:
 # runs CMD in its own session (output to a file), checkpoints it with
 # ghost-dump (which kills it), restores it with ghost-restore, and exits 0
-# if it runs on and its output keeps growing. Prints what it saw.
+# if it runs on and its output keeps growing. Prints what it saw. Its
+# output and image live in directories of its own (mktemp), removed at
+# exit, so two runs never share a file.
 set -u
 E=$CAIRN_BUILD/services/ghostd/engine
 n=$1
 shift
-out=/tmp/real-$n.out
-img=/dev/shm/real-$n.img
+work=$(mktemp -d "/tmp/real-$n.XXXXXX") && shm=$(mktemp -d "/dev/shm/real-$n.XXXXXX") || exit 1
+trap 'rm -rf "$work" "$shm"' EXIT
+out=$work/out
+img=$shm/image
 setsid "$@" </dev/null >"$out" 2>&1 &
 p=$!
 sleep 3

@@ -1,7 +1,10 @@
 /* util/fileio.c - whole-file reads and writes (fileio.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "array.h"
@@ -77,4 +80,39 @@ int cairn_write_file(const char *path, const void *data, size_t len,
     if (close(fd) < 0 && r == 0 && errno != EINTR)
         r = -errno;
     return r;
+}
+
+int cairn_mkdir_p(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    struct stat st;
+    size_t len = strlen(path);
+
+    if (len == 0)
+        return -ENOENT;
+    if (len >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    /* Each prefix ending at a '/' (or the end), the root excepted. */
+    for (char *p = buf + 1;; p++) {
+        char c = *p;
+
+        if (c != '/' && c != '\0')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) == 0) {
+            if (chmod(buf, mode) < 0)
+                return -errno;
+        } else if (errno != EEXIST) {
+            return -errno;
+        }
+        /* EEXIST also for a file: say which, rather than fail later. */
+        if (stat(buf, &st) < 0)
+            return -errno;
+        if (!S_ISDIR(st.st_mode))
+            return -ENOTDIR;
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
 }

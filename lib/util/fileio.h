@@ -1,4 +1,4 @@
-/* util/fileio.h - whole-file reads and writes, retried on EINTR and short
+/* util/fileio.h - whole-file reads and writes (and mkdir -p), retried on EINTR and short
  * transfers, for /proc files, cgroup knobs, descriptions and images.
  *
  * Every call returns 0 or a negative errno; none prints. Buffers handed
@@ -27,5 +27,12 @@ int cairn_write_all(int fd, const void *buf, size_t len);
  * that refuses the value on close) is the call's failure. */
 int cairn_write_file(const char *path, const void *data, size_t len,
                      int flags, mode_t mode);
+
+/* mkdir -p: makes path and each missing parent, each with exactly mode
+ * (chmod after mkdir: the umask would make a 0755 directory for files
+ * every daemon reads 0700); directories already there are left as they
+ * are. -ENOTDIR when a component exists and is not a directory,
+ * -ENAMETOOLONG past PATH_MAX, -ENOENT for "". */
+int cairn_mkdir_p(const char *path, mode_t mode);
 
 #endif

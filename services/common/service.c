@@ -45,6 +45,7 @@
 #include "log.h"
 #include "service.h"
 #include "util/cleanup.h"
+#include "util/fileio.h"
 #include "util/options.h"
 
 #if CAIRN_HAVE_SYSTEMD
@@ -696,30 +697,14 @@ static int s_on_subscription(cairn_loop_t *loop, int fd, void *zsock, short reve
 
 /* ---- binding ----------------------------------------------------------- */
 
-static int s_mkdir_p(const char *path)
-{
-    char buf[PATH_MAX];
-
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return -ENAMETOOLONG;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 /* 0 if path is free (absent, or a stale socket now removed); -EADDRINUSE
- * if a live process accepts connections on it. */
-static int s_claim_ipc_path(const char *path)
+ * if a live process accepts connections on it, with that process's pid in
+ * *ret_pid (0 if the kernel does not say). */
+static int s_claim_ipc_path(const char *path, pid_t *ret_pid)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct ucred cred = { 0 };
+    socklen_t len = sizeof(cred);
     int fd, r;
 
     if (strlen(path) >= sizeof(sa.sun_path))
@@ -731,12 +716,67 @@ static int s_claim_ipc_path(const char *path)
     if (fd < 0)
         return -errno;
     r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    /* The listener's credentials, taken when it called listen(). */
+    if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        cred.pid = 0;
     close(fd);
-    if (r == 0)
+    if (r == 0) {
+        *ret_pid = cred.pid;
         return -EADDRINUSE;
+    }
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
     return 0;
+}
+
+/* The --config (or -c) argument pid was started with, in out; "" if none
+ * or unreadable. Only for the message of a refused bind. */
+static void s_pid_config(pid_t pid, char *out, size_t size)
+{
+    _cleanup_free_ char *cmd = NULL;
+    char path[64];
+    size_t len = 0;
+
+    out[0] = '\0';
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    if (pid <= 0 || cairn_read_file(path, 1 << 16, &cmd, &len) < 0)
+        return;
+    /* cmdline is NUL-separated: a, then the argument after it, if any. */
+    for (size_t i = 0; i < len; i += strlen(cmd + i) + 1) {
+        const char *a = cmd + i, *after = a + strlen(a) + 1;
+
+        if (strncmp(a, "--config=", 9) == 0)
+            after = a + 9;
+        else if (strcmp(a, "--config") != 0 && strcmp(a, "-c") != 0)
+            continue;
+        else if (after >= cmd + len)
+            return;
+        snprintf(out, size, "%s", after);
+        return;
+    }
+}
+
+/* Logs why path is taken: which process serves it and how to part the
+ * two clusters. A second cluster generated with the default name and run
+ * base shares the first one's run dirs, and this is where it shows. */
+static void s_log_in_use(const cairn_service_t *svc, const char *path,
+                         pid_t pid)
+{
+    char config[PATH_MAX], by[PATH_MAX + 16] = "";
+
+    s_pid_config(pid, config, sizeof(config));
+    if (config[0])
+        snprintf(by, sizeof(by), " (--config %s)", config);
+    cairn_log_err(-EADDRINUSE, "bind",
+                  "endpoint=ipc://%s pid=%d msg=\"another %s is running: "
+                  "pid %d%s serves the run dir %s, which this description "
+                  "(%s) gives to cluster '%s' node %u too; name this cluster "
+                  "apart (cairn config generate --name NAME, or --run-base "
+                  "DIR) or stop pid %d\"",
+                  path, (int)pid, svc->ops->name, (int)pid, by,
+                  svc->node->rundir, svc->config_path,
+                  cairn_description_cluster(svc->desc), svc->node->id,
+                  (int)pid);
 }
 
 /* Binds sock on ipc://<rundir>/<name><suffix>; *ret_path set on success. */
@@ -745,14 +785,14 @@ static int s_bind_ipc(cairn_service_t *svc, void *sock, const char *suffix,
 {
     _cleanup_free_ char *path = NULL;
     char ep[PATH_MAX + 8];
+    pid_t owner = 0;
     int r;
 
     if (asprintf(&path, "%s/%s%s", svc->node->rundir, svc->ops->name, suffix) < 0)
         return -ENOMEM;
-    r = s_claim_ipc_path(path);
+    r = s_claim_ipc_path(path, &owner);
     if (r == -EADDRINUSE)
-        cairn_log_err(r, "bind", "endpoint=ipc://%s msg=\"another %s is running\"",
-                      path, svc->ops->name);
+        s_log_in_use(svc, path, owner);
     else if (r < 0)
         cairn_log_err(r, "bind", "endpoint=ipc://%s", path);
     snprintf(ep, sizeof(ep), "ipc://%s", path);
@@ -774,9 +814,18 @@ static int s_bind_tcp(cairn_service_t *svc, void *sock, bool pub)
     if (!ep)
         return cairn_log_err(-errno, "bind", "msg=\"no tcp endpoint for %s\"",
                              svc->ops->name);
-    if (zmq_bind(sock, ep) < 0)
-        return cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"", ep,
-                             zmq_strerror(errno));
+    if (zmq_bind(sock, ep) < 0) {
+        int e = errno;
+
+        /* The usual cause: --node names another host's node. */
+        if (e == EADDRNOTAVAIL)
+            return cairn_log_err(-e, "bind",
+                                 "endpoint=%s msg=\"%s is not an address of "
+                                 "this host: is this host node %s (--node)?\"",
+                                 ep, svc->node->address, svc->node->name);
+        return cairn_log_err(-e, "bind", "endpoint=%s msg=\"%s\"", ep,
+                             zmq_strerror(e));
+    }
     cairn_log_info("bind", "endpoint=%s", ep);
     return 0;
 }
@@ -1156,7 +1205,7 @@ static int s_start(cairn_service_t *svc)
     svc->loop = cairn_loop_new();
     if (!svc->zctx || !svc->loop)
         return cairn_log_err(-ENOMEM, "start", "msg=\"no zmq context or loop\"");
-    if ((r = s_mkdir_p(svc->node->rundir)) < 0)
+    if ((r = cairn_mkdir_p(svc->node->rundir, 0755)) < 0)
         return cairn_log_err(r, "rundir", "path=%s", svc->node->rundir);
     if (svc->ops->start && (r = svc->ops->start(svc, svc->ctx)) < 0)
         return cairn_log_err(r, "start", "msg=\"%s refused to start\"", svc->ops->name);

@@ -183,8 +183,13 @@ expect_ok config generate --name rt --hosts a=127.0.0.1,b=127.0.0.2,127.0.0.3 \
 check "generate without --output: $OUT" jqe "$OUT" '.cluster == "rt" and .nodes == 3'
 printf '%s' "$OUT" | jq -j .xml > "$TMP/rt-stdout.xml"
 check "generate: --output and xml differ" cmp -s "$TMP/rt.xml" "$TMP/rt-stdout.xml"
+# A missing directory is made (README: --output /etc/cairn/cluster.xml);
+# one that cannot be made, a file being in the way, is a system error.
+expect_ok config generate --hosts 127.0.0.1 --output "$TMP/no/such/dir/c.xml"
+check "generate made no/such/dir/c.xml" test -s "$TMP/no/such/dir/c.xml"
+: > "$TMP/afile"
 expect_error 111 system config generate --hosts 127.0.0.1 \
-    --output "$TMP/no/such/dir/c.xml"
+    --output "$TMP/afile/dir/c.xml"
 
 # --- a node that is not running ----------------------------------------------
 P1=$(free_port); P2=$(free_port)

@@ -7,7 +7,9 @@
  * address the child has not mapped, and a filesystem that fills up.
  *
  * Each test mounts its own tmpfs in a private mount namespace (criterion
- * runs every test in a process of its own), so it needs root.
+ * runs every test in a process of its own), so it needs root. The mount
+ * point is a directory of its own (mkdtemp), and the test works there
+ * (cwd): two runs at once never share it, and the suite's fini removes it.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -29,19 +31,35 @@
 
 #define PAGE 4096u
 #define S_BATCH (16u << 20)   /* small batches: the tests cross their edges */
-#define DIR "/tmp/cairn-test-direct"
 
-/* A private tmpfs at DIR with these options; skips without root. */
+static char s_dir[64];   /* this test's mount point, "" before s_mount */
+
+/* A private tmpfs with these options at a new directory, made the cwd;
+ * skips without root. */
 static void s_mount(const char *opts)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root (a tmpfs of its own)");
     cr_assert_eq(unshare(CLONE_NEWNS), 0, "unshare: %s", strerror(errno));
     cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
-    mkdir(DIR, 0700);
-    cr_assert_eq(mount("cairn-test", DIR, "tmpfs", 0, opts), 0, "mount %s: %s", opts,
+    snprintf(s_dir, sizeof(s_dir), "/tmp/cairn-test-direct.XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir), "mkdtemp: %s", strerror(errno));
+    cr_assert_eq(mount("cairn-test", s_dir, "tmpfs", 0, opts), 0, "mount %s: %s", opts,
                  strerror(errno));
+    cr_assert_eq(chdir(s_dir), 0);
 }
+
+/* Suite fini: the mount point goes, with what is mounted there (and in it:
+ * MNT_DETACH takes the subtree), pass or fail. */
+static void s_unmount(void)
+{
+    if (!s_dir[0])
+        return;
+    if (chdir("/") < 0 || umount2(s_dir, MNT_DETACH) < 0 || rmdir(s_dir) < 0)
+        fprintf(stderr, "test-direct: cannot remove %s: %s\n", s_dir, strerror(errno));
+}
+
+TestSuite(direct, .fini = s_unmount);
 
 static uint8_t s_pat(uint64_t i)
 {
@@ -176,7 +194,7 @@ static void s_setup(s_fix_t *f, const char *mount_opts, size_t len, size_t none_
     s_mount(mount_opts);
     f->pid = s_child(len, none_pages, hole_pages, &f->base);
     f->mem = s_open_mem(f->pid);
-    f->fd = open(DIR "/image", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    f->fd = open("image", O_RDWR | O_CREAT | O_TRUNC, 0600);
     cr_assert_geq(f->fd, 0);
     f->w = ghost_writer_new(f->fd);
     f->d = NULL;
@@ -281,18 +299,18 @@ Test(direct, refuses_what_it_cannot_place_into, .timeout = 60)
     s_refused(p[1], "not a regular file");
     close(p[0]);
     close(p[1]);
-    mkdir(DIR "/small", 0700);
-    cr_assert_eq(mount("cairn-small", DIR "/small", "tmpfs", 0, "huge=never"), 0);
-    int fd = open(DIR "/small/image", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    mkdir("small", 0700);
+    cr_assert_eq(mount("cairn-small", "small", "tmpfs", 0, "huge=never"), 0);
+    int fd = open("small/image", O_RDWR | O_CREAT | O_TRUNC, 0600);
     s_refused(fd, "small pages");
     close(fd);
-    fd = open(DIR "/image", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    fd = open("image", O_WRONLY | O_CREAT | O_TRUNC, 0600);
     s_refused(fd, "reading and writing");
     close(fd);
-    fd = open(DIR "/image", O_RDWR | O_APPEND);
+    fd = open("image", O_RDWR | O_APPEND);
     s_refused(fd, "O_APPEND");
     close(fd);
-    fd = open(DIR "/image", O_RDWR);
+    fd = open("image", O_RDWR);
     ghost_direct_t *d = NULL;
     cairn_error_t err;
     cr_assert_eq(ghost_direct_new(fd, 0, &d, &err), 0, "%s", err.message);

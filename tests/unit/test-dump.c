@@ -20,10 +20,16 @@
  * image and ends the file with the new one; a refusal leaves the old one
  * whole, a failed write removes it. An epoll instance shared across a
  * fork is refused before the freeze.
+ *
+ * Every file a test makes (images, the children's files) is in a
+ * directory of its own, made by the suite's init (mkdtemp) and removed by
+ * its fini: two runs at once never share a path, and none is left behind.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -54,6 +60,41 @@
 #define READY_FD 101
 
 static char s_altstack[65536];
+
+static char s_dir[64];   /* this test's directory, "" before s_suite_init */
+
+/* path/name inside this test's directory, in one of 8 buffers used in
+ * turn: enough for one expression; copy a path that must last longer. */
+static const char *s_tmp(const char *name)
+{
+    static char ring[8][PATH_MAX];
+    static unsigned next;
+    char *p = ring[next++ % 8];
+
+    snprintf(p, PATH_MAX, "%s/%s", s_dir, name);
+    return p;
+}
+
+static void s_suite_init(void)
+{
+    snprintf(s_dir, sizeof(s_dir), "/tmp/ghost-test-dump.XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir), "mkdtemp: %s", strerror(errno));
+}
+
+static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path) < 0 ? -1 : 0;
+}
+
+/* Pass or fail, the directory goes with what is in it. */
+static void s_suite_fini(void)
+{
+    if (s_dir[0] && nftw(s_dir, s_rm, 16, FTW_DEPTH | FTW_PHYS) < 0)
+        fprintf(stderr, "test-dump: cannot remove %s: %s\n", s_dir, strerror(errno));
+}
+
+TestSuite(dump, .init = s_suite_init, .fini = s_suite_fini);
 
 static void s_handler(int sig, siginfo_t *si, void *uc)
 {
@@ -96,7 +137,7 @@ static void s_child_state(uint8_t **map, int *file_fd, int p[2])
                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     for (size_t i = 0; i < MAP_LEN; i++)
         (*map)[i] = s_pat(i);
-    *file_fd = open("/tmp/ghost-test-dump.file", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    *file_fd = open(s_tmp("dump.file"), O_RDWR | O_CREAT | O_TRUNC, 0600);
     char z[4096] = { 0 };
     if (write(*file_fd, z, sizeof(z)) != sizeof(z))
         _exit(10);
@@ -235,7 +276,7 @@ static void s_check_thread(const Cairn__Ghost__Thread *t, pid_t pid, seen_t *s)
 static void s_check_fd(const Cairn__Ghost__Fd *f, seen_t *s)
 {
     if (f->kind == CAIRN__GHOST__FD_KIND__FD_REGULAR &&
-        strcmp(f->path, "/tmp/ghost-test-dump.file") == 0) {
+        strcmp(f->path, s_tmp("dump.file")) == 0) {
         cr_assert_eq(f->pos, FILE_POS);
         cr_assert_eq(f->flags & O_ACCMODE, O_RDWR);
         s->file_ok = true;
@@ -542,14 +583,14 @@ static void s_refused(pid_t pid, const char *want_code, const char *want_msg)
 {
     char before[512], after[512], out[4096], args[256];
     /* A file left by an earlier failed run would read as this one's. */
-    unlink("/tmp/ghost-test-refused.img");
+    unlink(s_tmp("refused.img"));
     s_stat_line(pid, before, sizeof(before));
-    snprintf(args, sizeof(args), "--pid %d --out /tmp/ghost-test-refused.img", (int)pid);
+    snprintf(args, sizeof(args), "--pid %d --out %s", (int)pid, s_tmp("refused.img"));
     cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
     cr_assert(strstr(out, want_code) != NULL, "%s", out);
     cr_assert(strstr(out, want_msg) != NULL, "%s", out);
-    cr_assert_eq(access("/tmp/ghost-test-refused.img", F_OK), -1, "no file left");
-    cr_assert_eq(access("/tmp/ghost-test-refused.img.part", F_OK), -1, "no partial file");
+    cr_assert_eq(access(s_tmp("refused.img"), F_OK), -1, "no file left");
+    cr_assert_eq(access(s_tmp("refused.img.part"), F_OK), -1, "no partial file");
     snprintf(args, sizeof(args), "--pid %d --check", (int)pid);
     cr_assert_eq(s_run(args, out, sizeof(out)), 2, "%s", out);
     s_stat_line(pid, after, sizeof(after));
@@ -667,12 +708,12 @@ Test(dump, refuses_user_notif_seccomp_filter, .timeout = 60)
         cr_skip_test("needs root");
     pid_t pid = s_spawn_pausing(s_user_notif_filter);
     char out[4096], args[256];
-    snprintf(args, sizeof(args), "--pid %d --out /tmp/ghost-test-notif.img --leave-running",
-             (int)pid);
+    snprintf(args, sizeof(args), "--pid %d --out %s --leave-running", (int)pid,
+             s_tmp("notif.img"));
     cr_assert_eq(s_run(args, out, sizeof(out)), 1, "%s", out);
     cr_assert(strstr(out, "notifies a supervisor") != NULL, "%s", out);
     cr_assert(strstr(out, "left running") != NULL, "%s", out);
-    cr_assert_eq(access("/tmp/ghost-test-notif.img", F_OK), -1, "no file left");
+    cr_assert_eq(access(s_tmp("notif.img"), F_OK), -1, "no file left");
     s_assert_running_untraced(pid);
     s_end_child(pid);
 }
@@ -793,15 +834,15 @@ Test(dump, kills_without_leave_running, .timeout = 60)
         cr_skip_test("needs root");
     pid_t pid = s_spawn_pausing(NULL);
     char out[4096], args[256];
-    snprintf(args, sizeof(args), "--pid %d --out /tmp/ghost-test-kill.img", (int)pid);
+    snprintf(args, sizeof(args), "--pid %d --out %s", (int)pid, s_tmp("kill.img"));
     cr_assert_eq(s_run(args, out, sizeof(out)), 0, "%s", out);
     cr_assert(strstr(out, "\"left_running\":false") != NULL, "%s", out);
     cr_assert(strstr(out, "\"processes\":1") != NULL, "%s", out);
     int st;
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "killed after the dump");
-    s_assert_whole_image("/tmp/ghost-test-kill.img");
-    unlink("/tmp/ghost-test-kill.img");
+    s_assert_whole_image(s_tmp("kill.img"));
+    unlink(s_tmp("kill.img"));
 }
 
 /* A parent whose children come and go all the time, as a shell loop's
@@ -831,21 +872,19 @@ Test(dump, children_that_come_and_go, .timeout = 60)
     snprintf(args, sizeof(args), "--pid %d --check", (int)pid);
     for (int i = 0; i < 8; i++)
         cr_assert_eq(s_run(args, out, sizeof(out)), 0, "check %d: %s", i, out);
-    snprintf(args, sizeof(args), "--pid %d --out /tmp/ghost-test-churn.img --leave-running",
-             (int)pid);
+    snprintf(args, sizeof(args), "--pid %d --out %s --leave-running", (int)pid,
+             s_tmp("churn.img"));
     for (int i = 0; i < 8; i++) {
         cr_assert_eq(s_run(args, out, sizeof(out)), 0, "dump %d: %s", i, out);
-        s_assert_whole_image("/tmp/ghost-test-churn.img");
+        s_assert_whole_image(s_tmp("churn.img"));
     }
-    unlink("/tmp/ghost-test-churn.img");
+    unlink(s_tmp("churn.img"));
     s_assert_running_untraced(pid);
     s_end_child(pid);
 }
 
 /* An image of pausing children: written over an 8 MiB file of 0xff, it
- * ends where the image ends and reads whole. Each test has its own file:
- * criterion runs them in parallel. */
-#define INPLACE_IMG(test) "/tmp/ghost-test-inplace-" test ".img"
+ * ends where the image ends and reads whole. */
 static void s_fill_file(const char *path, size_t len, uint8_t byte)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -876,7 +915,8 @@ static pid_t s_in_place_start(const char *img, int (*setup)(void), size_t len, u
 
 Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
 {
-    static const char IMG[] = INPLACE_IMG("over");
+    char IMG[sizeof(s_dir) + 32];
+    snprintf(IMG, sizeof(IMG), "%s", s_tmp("inplace.img"));
     pid_t pid = s_in_place_start(IMG, NULL, 8u << 20, 0xff);
     char out[4096], args[256];
     snprintf(args, sizeof(args), "--pid %d --out %s --in-place --leave-running", (int)pid,
@@ -889,7 +929,7 @@ Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
         cr_assert_eq(s_file_size(IMG), (off_t)bytes, "the file ends with the image");
         cr_assert_lt(bytes, 8 << 20);
         s_assert_whole_image(IMG);
-        cr_assert_eq(access(INPLACE_IMG("over") ".part", F_OK), -1, "no .part in place");
+        cr_assert_eq(access(s_tmp("inplace.img.part"), F_OK), -1, "no .part in place");
     }
     s_end_child(pid);
     unlink(IMG);
@@ -899,7 +939,8 @@ Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
  * none is made where there was none. */
 Test(dump, in_place_refusal_keeps_the_image, .timeout = 60)
 {
-    static const char IMG[] = INPLACE_IMG("refusal");
+    char IMG[sizeof(s_dir) + 32];
+    snprintf(IMG, sizeof(IMG), "%s", s_tmp("inplace.img"));
     pid_t pid = s_in_place_start(IMG, s_open_socket, 1u << 20, 0x5c);
     char out[4096], args[256];
     snprintf(args, sizeof(args), "--pid %d --out %s --in-place", (int)pid, IMG);
@@ -921,7 +962,10 @@ Test(dump, in_place_refusal_keeps_the_image, .timeout = 60)
  * written over removed rather than left half new. */
 Test(dump, in_place_failure_removes_the_image, .timeout = 60)
 {
-    static const char IMG[] = INPLACE_IMG("failure");
+    char IMG[sizeof(s_dir) + 32];
+    snprintf(IMG, sizeof(IMG), "%s", s_tmp("inplace.img"));
+    char removed[sizeof(s_dir) + 96];
+    snprintf(removed, sizeof(removed), "the image written over at %s was removed", IMG);
     pid_t pid = s_in_place_start(IMG, NULL, 1u << 20, 0x5c);
     char out[4096], args[512];
     snprintf(args, sizeof(args), "--pid %d --out %s --in-place\" || exit $?", (int)pid,
@@ -935,7 +979,7 @@ Test(dump, in_place_failure_removes_the_image, .timeout = 60)
     out[n] = '\0';
     int st = pclose(p);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x: %s", st, out);
-    cr_assert(strstr(out, "the image written over at " INPLACE_IMG("failure") " was removed"), "%s", out);
+    cr_assert(strstr(out, removed), "%s", out);
     cr_assert(strstr(out, "left running"), "%s", out);
     cr_assert_eq(access(IMG, F_OK), -1, "removed");
     s_assert_running_untraced(pid);
@@ -944,7 +988,7 @@ Test(dump, in_place_failure_removes_the_image, .timeout = 60)
 
 /* ---- shared open files and memfds -------------------------------------- */
 
-#define SHARE_FILE "/tmp/ghost-test-dump.shared"
+#define SHARE_FILE s_tmp("dump.shared")
 #define OBJ_SIZE ((1u << 20) + 100)   /* data at 0 (2 pages) and 1 MiB (100 bytes) */
 
 static uint8_t s_obj_byte(uint64_t off)

@@ -841,6 +841,11 @@ Test(service, second_daemon_refuses_to_start)
     cr_assert(WIFEXITED(status));
     cr_assert_eq(WEXITSTATUS(status), 1);
     cr_assert(log_contains("another clusterd is running"));
+    /* The refusal says who holds the socket and how to part the two. */
+    char holder[64];
+    snprintf(holder, sizeof(holder), "another clusterd is running: pid %d", (int)child);
+    cr_assert(log_contains(holder), "the refusal names pid %d", (int)child);
+    cr_assert(log_contains("cairn config generate --name NAME"));
     cr_assert(access(sock, F_OK) == 0, "the first daemon's socket stays");
     cr_assert_eq(status_calls(dealer, cairn_wire_new_request_id()), 1);
     stop_daemon();
