@@ -24,6 +24,9 @@ CAIRN_PACKAGES=(
     libxml2-dev libjansson-dev libsystemd-dev libcriterion-dev
     jq iproute2 procps psmisc util-linux
 )
+# What only the test suite needs (tools/test.sh adds them): the systemd
+# suite boots Debian 12 under systemd-nspawn from a debootstrap'd rootfs.
+CAIRN_TEST_PACKAGES=(debootstrap systemd-container)
 
 # cairn_missing_packages: the packages of CAIRN_PACKAGES dpkg does not
 # list as installed, space-separated on stdout.

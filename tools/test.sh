@@ -7,6 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
+CAIRN_PACKAGES+=("${CAIRN_TEST_PACKAGES[@]}")
 cairn_install_deps || { echo "0 passed, 1 failed"; exit 1; }
 
 builddir=${CAIRN_TEST_BUILDDIR:-build-test}
