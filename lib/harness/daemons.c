@@ -45,11 +45,18 @@ static bool s_find_daemon(const char *svc, char *out, size_t size)
         char *slash = strrchr(exe, '/');
         if (slash)
             *slash = '\0';
-        int len = snprintf(out, size, "%s/../services/%s/%s", exe, svc, svc);
-        if (len > 0 && (size_t)len < size && access(out, X_OK) == 0 &&
-            realpath(out, real)) {
-            snprintf(out, size, "%s", real);
-            return true;
+        /* The build tree, then an installed prefix (bin/cairn beside
+         * sbin/<svc>, whatever the prefix). */
+        char tails[2][128];
+        snprintf(tails[0], sizeof(tails[0]), "../services/%s/%s", svc, svc);
+        snprintf(tails[1], sizeof(tails[1]), "../sbin/%s", svc);
+        for (size_t i = 0; i < 2; i++) {
+            int len = snprintf(out, size, "%s/%s", exe, tails[i]);
+            if (len > 0 && (size_t)len < size && access(out, X_OK) == 0 &&
+                realpath(out, real)) {
+                snprintf(out, size, "%s", real);
+                return true;
+            }
         }
     }
     snprintf(out, size, "/usr/local/sbin/%s", svc);
@@ -74,7 +81,8 @@ int hx_find_services(json_t **ret, cairn_error_t *err)
         return cairn_error_set(
             err, -ENOENT, CAIRN_FAILED_PRECONDITION,
             "no Cairn daemon found (looked for clusterd in $CAIRN_SBIN, "
-            "<cairn dir>/../services/clusterd/ and /usr/local/sbin)");
+            "<cairn dir>/../services/clusterd/, <cairn dir>/../sbin and "
+            "/usr/local/sbin)");
     }
     *ret = a;
     return 0;
