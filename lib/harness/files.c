@@ -55,21 +55,13 @@ bool hx_exists(const char *path)
 
 int hx_mkdir_p(const char *path, cairn_error_t *err)
 {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
-                               "path too long: %s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "mkdir %s: %m",
-                                   buf);
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "mkdir %s: %m", buf);
+    int r = cairn_mkdir_p(path, 0755);
+
+    if (r < 0)
+        return cairn_error_set(err, r, r == -ENAMETOOLONG
+                                           ? CAIRN_INVALID_ARGUMENT
+                                           : CAIRN_SYSTEM,
+                               "mkdir -p %s: %s", path, strerror(-r));
     return 0;
 }
 

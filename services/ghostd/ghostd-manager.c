@@ -37,6 +37,7 @@
 #include "ghostd.h"
 #include "log.h"
 #include "proc/proc.h"
+#include "util/fileio.h"
 
 #if CAIRN_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -99,33 +100,6 @@ static int s_helper_path(const char *name, char *out, size_t size,
                            name, self, self, env ? env : "(unset)");
 }
 
-/* mkdir -p with mode for every directory made. 0 or -errno. */
-static int s_mkdir_p(const char *path, mode_t mode)
-{
-    char buf[4096];
-    struct stat st;
-    size_t len = strlen(path);
-
-    if (len >= sizeof buf)
-        return -ENAMETOOLONG;
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; ; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-            return -errno;
-        if (stat(buf, &st) < 0)
-            return -errno;
-        if (!S_ISDIR(st.st_mode))
-            return -ENOTDIR;
-        *p = c;
-        if (c == '\0')
-            return 0;
-    }
-}
-
 /* ---- validation -------------------------------------------------------- */
 
 /* pid names a live process (not a thread, a zombie, ghostd itself). */
@@ -186,7 +160,7 @@ static int s_check_dir(const char *what, const char *dir, cairn_error_t *err)
 /* Creates the checkpoint directory (0700). */
 static int s_make_dir(const char *dir, cairn_error_t *err)
 {
-    int r = s_mkdir_p(dir, 0700);
+    int r = cairn_mkdir_p(dir, 0700);
 
     if (r == -ENOTDIR || r == -ENAMETOOLONG)
         return cairn_error_set(err, r, CAIRN_INVALID_ARGUMENT,

@@ -14,22 +14,6 @@ name="m$(( $$ % 100000 ))"
 export CAIRN_RUN_BASE="$T_TMP/run" CAIRN_CLUSTER="$name"
 trap '"$CAIRN" cluster down --name "$name" >/dev/null 2>&1; t_cleanup' EXIT
 
-# wait_state S ID STATE NODES...: every listed node sees node ID in STATE
-# within S seconds.
-wait_state() {
-    local limit=$1 id=$2 state=$3 i k ok; shift 3
-    for i in $(seq 1 $((limit * 10))); do
-        ok=1
-        for k in "$@"; do
-            "$CAIRN" nodes --node "$k" 2>/dev/null | jq -e --argjson id "$id" --arg s "$state" \
-                '.nodes[] | select(.id == $id) | .state == $s' >/dev/null || { ok=0; break; }
-        done
-        [ "$ok" -eq 1 ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # expect_error RC CODE CMD...: CMD fails with exit RC and error code CODE.
 expect_error() {
     local rc=$1 code=$2 out got; shift 2
@@ -41,7 +25,7 @@ expect_error() {
 up=$("$CAIRN" cluster up --nodes 3) || { t_fail "cluster up exit $?"; t_done; }
 net=$(jq -r '.subnet | sub("\\.0/24$"; "")' <<<"$up")
 for id in 1 2 3; do
-    t_check "node $id alive on all" wait_state 10 "$id" alive 1 2 3
+    t_check "node $id alive on all" t_wait_state 10 "$id" alive 1 2 3
 done
 
 # --- node add with a watcher ------------------------------------------------
@@ -58,7 +42,7 @@ wait "$watcher"
 t_check "watcher exits 0 after one event" test $? -eq 0
 t_check "watcher printed node-up for 4" jq -se \
     '.[1].event == "node-up" and .[1].node.id == 4 and .[1].node.state == "alive" and (.[1].observer > 0) and (.[1].time_ms > 0) and length == 2' "$T_TMP/watch"
-t_check "node 4 alive everywhere within 5 s" wait_state 5 4 alive 1 2 3 4
+t_check "node 4 alive everywhere within 5 s" t_wait_state 5 4 alive 1 2 3 4
 t_check "cluster status includes node 4" bash -c \
     "'$CAIRN' cluster status | jq -e '[.nodes[] | select(.id == 4) | .services[].running] | all and length > 0' >/dev/null"
 
@@ -75,7 +59,7 @@ t_check "--count without --watch: usage" expect_error 100 usage "$CAIRN" nodes -
 # --- node remove ---------------------------------------------------------------
 rm_out=$("$CAIRN" node remove 4) || t_fail "node remove exit $?"
 t_check "node remove result" jq -e '.node.id == 4 and .node.state == "left" and .deprovisioned == true' <<<"$rm_out"
-t_check "node 4 left everywhere within 5 s" wait_state 5 4 left 1 2 3
+t_check "node 4 left everywhere within 5 s" t_wait_state 5 4 left 1 2 3
 t_check "node 4 netns gone" bash -c "! ip netns list | grep -q '^cairn-$name-4 '"
 t_check "node 4 dropped from state" bash -c \
     "'$CAIRN' cluster status | jq -e '[.nodes[] | select(.id == 4)] | length == 0' >/dev/null"
@@ -83,7 +67,7 @@ t_check "node 4 dropped from state" bash -c \
 # --- node leave --------------------------------------------------------------------
 lv=$("$CAIRN" node leave --node 3) || t_fail "node leave exit $?"
 t_check "node leave result" jq -e '.node == 3 and .left == true' <<<"$lv"
-t_check "others see 3 left within 5 s" wait_state 5 3 left 1 2
+t_check "others see 3 left within 5 s" t_wait_state 5 3 left 1 2
 t_check "node 3 netns stays until down" bash -c "ip netns list | grep -q '^cairn-$name-3 '"
 
 down=$("$CAIRN" cluster down) || t_fail "cluster down exit $?"

@@ -17,22 +17,6 @@ base="$T_TMP/base/run"   # does not exist yet: up makes it
 export CAIRN_RUN_BASE="$base" CAIRN_CLUSTER="$name"
 trap '"$CAIRN" cluster down --name "$name" >/dev/null 2>&1; t_cleanup' EXIT
 
-# wait_state S ID STATE NODES...: every listed node sees node ID in STATE
-# within S seconds.
-wait_state() {
-    local limit=$1 id=$2 state=$3 i k ok; shift 3
-    for i in $(seq 1 $((limit * 10))); do
-        ok=1
-        for k in "$@"; do
-            "$CAIRN" nodes --node "$k" 2>/dev/null | jq -e --argjson id "$id" --arg s "$state" \
-                '.nodes[] | select(.id == $id) | .state == $s' >/dev/null || { ok=0; break; }
-        done
-        [ "$ok" -eq 1 ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # wait_reborn S ID INC NODES...: every listed node sees node ID alive with
 # an incarnation above INC within S seconds.
 wait_reborn() {
@@ -99,12 +83,12 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 up=$("$CAIRN" cluster up --nodes 3) || { t_fail "cluster up exit $?"; t_done; }
 services=$(jq -c '[.nodes[0].services[].name]' <<<"$up")
 for id in 1 2 3; do
-    t_check "node $id alive on all" wait_state 10 "$id" alive 1 2 3
+    t_check "node $id alive on all" t_wait_state 10 "$id" alive 1 2 3
 done
 
 # --- node remove: prompt, nothing killed --------------------------------------
 "$CAIRN" node add --id 4 >/dev/null || t_fail "node add 4 exit $?"
-t_check "node 4 alive on all" wait_state 10 4 alive 1 2 3 4
+t_check "node 4 alive on all" t_wait_state 10 4 alive 1 2 3 4
 t0=$(now_ms)
 rm_out=$("$CAIRN" node remove 4) || t_fail "node remove 4 exit $?"
 took=$(( $(now_ms) - t0 ))
@@ -118,19 +102,19 @@ lv=$("$CAIRN" node leave --node 3) || t_fail "node leave 3 exit $?"
 t_check "node leave stops the node's other daemons" jq_ok "$lv" \
     '.left == true and .stopped == true and .processes_killed == 0'
 t_check "nothing runs in node 3's namespace after leave" netns_empty 3
-t_check "others see 3 left" wait_state 5 3 left 1 2
+t_check "others see 3 left" t_wait_state 5 3 left 1 2
 add=$("$CAIRN" node add --id 3) || t_fail "node add --id 3 after leave exit $?"
 t_check "node add of a left id provisions it again" jq_ok "$add" '.provisioned == true and .node.id == 3'
-t_check "node 3 alive again everywhere" wait_state 10 3 alive 1 2 3
+t_check "node 3 alive again everywhere" t_wait_state 10 3 alive 1 2 3
 
 # --- leave, then remove ----------------------------------------------------------
 "$CAIRN" node add --id 5 >/dev/null || t_fail "node add 5 exit $?"
-t_check "node 5 alive on all" wait_state 10 5 alive 1 2 3 5
+t_check "node 5 alive on all" t_wait_state 10 5 alive 1 2 3 5
 "$CAIRN" node remove 5 >/dev/null || t_fail "node remove 5 exit $?"
 "$CAIRN" node add --id 5 >/dev/null || t_fail "node add 5 again exit $?"
-t_check "node 5 alive again" wait_state 10 5 alive 1 2 3 5
+t_check "node 5 alive again" t_wait_state 10 5 alive 1 2 3 5
 "$CAIRN" node leave --node 2 >/dev/null || t_fail "node leave 2 exit $?"
-t_check "others see 2 left" wait_state 5 2 left 1 3
+t_check "others see 2 left" t_wait_state 5 2 left 1 3
 rm2=$("$CAIRN" node remove 2) || t_fail "node remove of a left node exit $?"
 t_check "node remove of a left node deprovisions it" jq_ok "$rm2" \
     '.node.state == "left" and .deprovisioned == true and .processes_killed == 0'
