@@ -93,11 +93,48 @@ static int s_find_description(const cli_ctx *ctx, char **ret_path,
                            local, S_SYSTEM_DESCRIPTION, s_how);
 }
 
+/* How strongly an option was given: 2 on the command line, 1 from the
+ * environment, 0 not at all. */
+static int s_rank(const char *flag, const char *env)
+{
+    return flag ? 2 : s_env(env) ? 1 : 0;
+}
+
+/* A cluster named as strongly as the description was found (or more) must
+ * be the one it describes: `--cluster eight` with CAIRN_CONFIG=prod.xml, or
+ * with no local `eight` and /etc/cairn/cluster.xml describing `prod`, would
+ * otherwise talk to prod without a word. A --config given on the command
+ * line beats a CAIRN_CLUSTER from the environment. */
+static int s_check_cluster(const cli_ctx *ctx, const cairn_description_t *d,
+                           cairn_error_t *err)
+{
+    int cluster_rank = s_rank(ctx->cluster, "CAIRN_CLUSTER");
+    int config_rank = s_rank(ctx->config, "CAIRN_CONFIG");
+    const char *named = ctx->cluster ? ctx->cluster : s_env("CAIRN_CLUSTER");
+    const char *found = cairn_description_cluster(d);
+
+    if (cluster_rank == 0 || cluster_rank < config_rank ||
+        strcmp(named, found) == 0)
+        return 0;
+    return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                           "%s '%s': the description %s%s describes cluster "
+                           "'%s'; give that cluster's description with "
+                           "--config, or leave out %s",
+                           ctx->cluster ? "--cluster" : "CAIRN_CLUSTER", named,
+                           cairn_description_path(d),
+                           config_rank == 2   ? " (from --config)"
+                           : config_rank == 1 ? " (from CAIRN_CONFIG)"
+                                              : "",
+                           found,
+                           ctx->cluster ? "--cluster" : "CAIRN_CLUSTER");
+}
+
 int cli_target_load_description(const cli_ctx *ctx,
                                 cairn_description_t **ret,
                                 cairn_error_t *err)
 {
     _cleanup_free_ char *path = NULL;
+    cairn_description_t *d = NULL;
     int r;
 
     r = s_find_description(ctx, &path, err);
@@ -105,7 +142,15 @@ int cli_target_load_description(const cli_ctx *ctx,
         return cairn_error_set(err, r, CAIRN_SYSTEM, "out of memory");
     if (r < 0)
         return r;
-    return cairn_description_load(path, ret, err);
+    r = cairn_description_load(path, &d, err);
+    if (r == 0)
+        r = s_check_cluster(ctx, d, err);
+    if (r < 0) {
+        cairn_description_free(d);
+        return r;
+    }
+    *ret = d;
+    return 0;
 }
 
 /* The socket file behind an ipc:// endpoint exists. */

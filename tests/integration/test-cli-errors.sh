@@ -295,6 +295,20 @@ printf '["version"]\n["nodes"]\n' \
 RC=$?
 check "all-good batch: exit $RC, want 0" [ "$RC" = 0 ]
 
+# A named cluster must be the one the description found describes
+# (two.xml is cluster "cairn"): CAIRN_CONFIG with --cluster of another is a
+# usage error naming both; a --config on the command line beats a
+# CAIRN_CLUSTER from the environment.
+CAIRN_CONFIG="$TMP/two.xml" expect_usage "describes cluster 'cairn'" --cluster beta status
+CAIRN_CLUSTER=beta run --config "$TMP/two.xml" --timeout 500 status
+check "CAIRN_CLUSTER=beta --config two.xml: not a usage error (exit $RC): $ERR" \
+    [ "$RC" != 100 ]
+CAIRN_CLUSTER=beta expect_usage "describes cluster 'cairn'" \
+    --run-base "$TMP/no-such-base" --config "$TMP/two.xml" --cluster beta status
+run --config "$TMP/two.xml" --cluster cairn --timeout 500 status
+check "--cluster cairn --config two.xml: not a usage error (exit $RC): $ERR" \
+    [ "$RC" != 100 ]
+
 # Stopped: the node is unavailable again, quickly.
 kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null; DAEMON_PID=
 expect_error 3 unavailable --timeout 3000 status --config "$TMP/cluster.xml"
