@@ -105,32 +105,22 @@ size_t hx_wait_gone(const hx_pids_t *s, int ms)
     }
 }
 
-/* SIGTERM to every one of s that runs, all at once; how many were. */
-static size_t s_term_all(const hx_pids_t *s)
+/* sig to every one of s that still runs, all at once; how many were. */
+static size_t s_signal_all(const hx_pids_t *s, int sig)
 {
     size_t signalled = 0;
     for (size_t i = 0; i < s->n; i++)
-        if (hx_pid_alive(s->v[i], 0) && kill(s->v[i], SIGTERM) == 0)
+        if (hx_pid_alive(s->v[i], 0) && kill(s->v[i], sig) == 0)
             signalled++;
     return signalled;
 }
 
-/* SIGKILL to every one of s still running; how many were. */
-static size_t s_kill_rest(const hx_pids_t *s)
-{
-    size_t killed = 0;
-    for (size_t i = 0; i < s->n; i++)
-        if (hx_pid_alive(s->v[i], 0) && kill(s->v[i], SIGKILL) == 0)
-            killed++;
-    return killed;
-}
-
 size_t hx_stop_all(const hx_pids_t *s, int term_ms, size_t *ret_running)
 {
-    size_t running = s_term_all(s), killed = 0;
+    size_t running = s_signal_all(s, SIGTERM), killed = 0;
     /* one deadline for all: they stop in parallel, not one after another */
     if (running > 0 && hx_wait_gone(s, term_ms) > 0) {
-        killed = s_kill_rest(s);
+        killed = s_signal_all(s, SIGKILL);
         hx_wait_gone(s, HX_KILL_GRACE_MS);
     }
     if (ret_running)

@@ -162,18 +162,26 @@ t_start_service() {
     fi
 }
 
-# t_wait_state S ID STATE NODES...: every listed node sees node ID in STATE
-# within S seconds.
-t_wait_state() {
-    local limit=$1 id=$2 state=$3 i k ok; shift 3
+# t_wait_member S ID FILTER NODES...: every listed node's `cairn nodes`
+# holds member ID matching the jq FILTER (on the member object) within S
+# seconds.
+t_wait_member() {
+    local limit=$1 id=$2 filter=$3 i k ok; shift 3
     for i in $(seq 1 $((limit * 10))); do
         ok=1
         for k in "$@"; do
-            "$CAIRN" nodes --node "$k" 2>/dev/null | jq -e --argjson id "$id" --arg s "$state" \
-                '.nodes[] | select(.id == $id) | .state == $s' >/dev/null || { ok=0; break; }
+            "$CAIRN" nodes --node "$k" 2>/dev/null | jq -e --argjson id "$id" \
+                ".nodes[] | select(.id == \$id) | $filter" >/dev/null || { ok=0; break; }
         done
         [ "$ok" -eq 1 ] && return 0
         sleep 0.1
     done
     return 1
+}
+
+# t_wait_state S ID STATE NODES...: every listed node sees node ID in STATE
+# within S seconds.
+t_wait_state() {
+    local limit=$1 id=$2 state=$3; shift 3
+    t_wait_member "$limit" "$id" ".state == \"$state\"" "$@"
 }

@@ -20,18 +20,9 @@ trap '"$CAIRN" cluster down --name "$name" >/dev/null 2>&1; t_cleanup' EXIT
 # wait_reborn S ID INC NODES...: every listed node sees node ID alive with
 # an incarnation above INC within S seconds.
 wait_reborn() {
-    local limit=$1 id=$2 inc=$3 i k ok; shift 3
-    for i in $(seq 1 $((limit * 10))); do
-        ok=1
-        for k in "$@"; do
-            "$CAIRN" nodes --node "$k" 2>/dev/null | jq -e --argjson id "$id" --argjson inc "$inc" \
-                '.nodes[] | select(.id == $id) | .state == "alive" and .incarnation > $inc' >/dev/null ||
-                { ok=0; break; }
-        done
-        [ "$ok" -eq 1 ] && return 0
-        sleep 0.1
-    done
-    return 1
+    local limit=$1 id=$2 inc=$3; shift 3
+    [[ $inc =~ ^[0-9]+$ ]] || return 1
+    t_wait_member "$limit" "$id" ".state == \"alive\" and .incarnation > $inc" "$@"
 }
 
 # expect_error RC CODE PATTERN CMD...: CMD fails with exit RC, error code
