@@ -46,9 +46,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "cairn/client.h"
+#include "cairn/security.h"
 #include "cairn/wire.h"
 #include "util/cleanup.h"
 #include "util/clock.h"
@@ -61,6 +63,9 @@ struct cairn_client {
     int retries;           /* resends after the first attempt */
     uint32_t source_node;  /* Header.source_node */
     int last_attempts;     /* attempts made by the last call */
+    bool curve;            /* connect as a CURVE client (below) */
+    char server_key[CAIRN_KEY_LEN + 1];  /* the server's public key */
+    cairn_keypair_t own;   /* this client's keypair */
 };
 
 /* What one call is about: fixed across its attempts. */
@@ -143,6 +148,21 @@ void cairn_client_set_source_node(cairn_client_t *c, uint32_t node)
 {
     if (c)
         c->source_node = node;
+}
+
+int cairn_client_set_curve(cairn_client_t *c, const char *server_public,
+                           const cairn_keypair_t *own, cairn_error_t *err)
+{
+    if (!c || !own || !cairn_key_is_valid(server_public) ||
+        !cairn_key_is_valid(own->public_key) ||
+        !cairn_key_is_valid(own->secret_key))
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "a CURVE client needs the server's public key "
+                               "and a keypair of its own");
+    snprintf(c->server_key, sizeof c->server_key, "%s", server_public);
+    c->own = *own;
+    c->curve = true;
+    return 0;
 }
 
 int cairn_client_last_attempts(const cairn_client_t *c)
@@ -294,6 +314,8 @@ static int s_open_socket(cairn_client_t *c, void **ret_sock,
 
     if (!sock)
         return s_zmq_error(err, "zmq_socket");
+    if (c->curve && cairn_curve_client(sock, c->server_key, &c->own, err) < 0)
+        return -EINVAL;
     if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
         zmq_setsockopt(sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate) < 0 ||
         zmq_connect(sock, c->endpoint) < 0)
@@ -310,6 +332,7 @@ static int s_send_request(const cairn_client_t *c, void *sock,
                           const s_call_t *call, cairn_error_t *err)
 {
     Cairn__Header hdr = CAIRN__HEADER__INIT;
+    Cairn__User user = CAIRN__USER__INIT;
     uint64_t left = cairn_ms_left(call->end_ms);
     int r;
 
@@ -319,6 +342,11 @@ static int s_send_request(const cairn_client_t *c, void *sock,
     hdr.service = c->service;
     hdr.type = call->type;
     hdr.deadline_ms = left > 0 ? left : 1;
+    /* Believed by a server only over a CURVE connection from a member
+     * node's key, which only root there reads: then it is the truth. */
+    user.uid = (uint32_t)getuid();
+    user.gid = (uint32_t)getgid();
+    hdr.user = &user;
     r = cairn_wire_send(sock, &hdr, call->req, ZMQ_DONTWAIT);
     if (r == -EAGAIN)
         return 0;

@@ -279,16 +279,16 @@ int cairn_description_builder_set_security(cairn_description_builder_t *b,
 }
 
 int cairn_description_builder_add_key(cairn_description_builder_t *b,
-                                      uint32_t node, const char *public_path,
+                                      uint32_t node, const char *public_key,
                                       const char *secret_path,
                                       cairn_error_t *err)
 {
     char id[16];
-    if (!b || !public_path)
-        return s_missing("add_key", "public_path", err);
+    if (!b || !public_key)
+        return s_missing("add_key", "public_key", err);
     snprintf(id, sizeof(id), "%u", node);
     xmlNodePtr sec = s_section(b, S_SEC_SECURITY);
-    if (!sec || !s_add(sec, "key", "node", id, "public", public_path,
+    if (!sec || !s_add(sec, "key", "node", id, "public", public_key,
                        secret_path ? "secret" : NULL, secret_path, NULL))
         return s_oom(err);
     return 0;

@@ -46,6 +46,7 @@
 #include <libxml/xmlerror.h>
 
 #include "cairn/description.h"
+#include "cairn/security.h"
 #include "description-private.h"
 #include "util/array.h"
 #include "util/cleanup.h"
@@ -464,22 +465,24 @@ static int s_read_scheduler(s_loader_t *ld, xmlNodePtr sec)
     return ld->ret;
 }
 
-/* A key path as written, or joined to the loader's base dir if relative. */
-static const char *s_key_path(s_loader_t *ld, xmlNodePtr n, const char *name)
+/* A secret key path as written, or joined to the loader's base dir if
+ * relative; keys/node-<id>.key there when not given. */
+static const char *s_key_path(s_loader_t *ld, xmlNodePtr n, uint32_t node)
 {
-    xmlChar *v = xmlGetProp(n, (const xmlChar *) name);
+    xmlChar *v = xmlGetProp(n, (const xmlChar *) "secret");
     char *s = NULL;
-    if (!v)
-        return NULL;
-    if (desc_is_absolute((const char *) v))
-        s = strdup((const char *) v);
-    else if (asprintf(&s, "%s/%s", ld->base_dir, (const char *) v) < 0)
-        s = NULL;
+    int r;
+    if (v && desc_is_absolute((const char *) v))
+        r = (s = strdup((const char *) v)) ? 0 : -1;
+    else if (v)
+        r = asprintf(&s, "%s/%s", ld->base_dir, (const char *) v);
+    else
+        r = asprintf(&s, "%s/keys/node-%u.key", ld->base_dir, node);
     xmlFree(v);
-    const char *r = s_adopt(ld->d, s);
-    if (!r)
+    const char *path = r < 0 ? NULL : s_adopt(ld->d, s);
+    if (!path)
         s_fail_sys(ld, -ENOMEM, "out of memory");
-    return r;
+    return path;
 }
 
 static int s_read_security(s_loader_t *ld, xmlNodePtr sec)
@@ -495,8 +498,8 @@ static int s_read_security(s_loader_t *ld, xmlNodePtr sec)
         s_key_t *k = &d->keys[d->n_keys++];
         k->line = s_line(n);
         k->pub.node = s_attr_u32(n, "node", 0);
-        k->pub.public_path = s_key_path(ld, n, "public");
-        k->pub.secret_path = s_key_path(ld, n, "secret");
+        k->pub.public_key = s_attr(ld, n, "public");
+        k->pub.secret_path = s_key_path(ld, n, k->pub.node);
     }
     return ld->ret;
 }
@@ -755,6 +758,16 @@ static int s_check_security(s_loader_t *ld)
         if ((o = s_find_key(d, k->pub.node, i)))
             return s_fail(ld, k->line, "key", "node %u already has a key (line %d)",
                           k->pub.node, o->line);
+        if (!cairn_key_is_valid(k->pub.public_key))
+            return s_fail(ld, k->line, "key",
+                          "public key of node %u is not a Z85 CURVE key "
+                          "(cairn keys generate prints one)", k->pub.node);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(d->keys[j].pub.public_key, k->pub.public_key) == 0)
+                return s_fail(ld, k->line, "key",
+                              "node %u has the public key of node %u (line %d): "
+                              "every node needs its own keypair",
+                              k->pub.node, d->keys[j].pub.node, d->keys[j].line);
     }
     if (strcmp(d->security_mode, "curve") != 0)
         return 0;

@@ -229,6 +229,14 @@ size_t cairn_frames_size(const cairn_frames_t *f, size_t i)
     return zmq_msg_size(&((zmq_msg_t *)f->msgs)[i]);
 }
 
+const char *cairn_frames_property(const cairn_frames_t *f, size_t i,
+                                  const char *name)
+{
+    if (!f || i >= f->n || !name)
+        return NULL;
+    return zmq_msg_gets(&((zmq_msg_t *)f->msgs)[i], name);
+}
+
 void cairn_frames_free(cairn_frames_t *f)
 {
     if (!f || !f->msgs)

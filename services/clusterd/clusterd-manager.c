@@ -102,8 +102,11 @@ S_MEMBERSHIP_HANDLER(s_handle_node_remove, membership_handle_node_remove)
 S_MEMBERSHIP_HANDLER(s_handle_leave, membership_handle_leave)
 
 static const cairn_handler_t s_handlers[] = {
-    { CAIRN__CLUSTERD__REQUEST__MSG_STATUS, "status", s_handle_status },
-    { CAIRN__CLUSTERD__REQUEST__MSG_NODES, "nodes", s_handle_nodes },
+    { CAIRN__CLUSTERD__REQUEST__MSG_STATUS, "status", s_handle_status,
+      CAIRN_ACCESS_ANYONE },
+    { CAIRN__CLUSTERD__REQUEST__MSG_NODES, "nodes", s_handle_nodes,
+      CAIRN_ACCESS_ANYONE },
+    /* the rest: the members' protocol and the operator's changes (admin) */
     { CAIRN__CLUSTERD__REQUEST__MSG_PING, "ping", s_handle_ping },
     { CAIRN__CLUSTERD__REQUEST__MSG_PING_REQ, "ping-req", s_handle_ping_req },
     { CAIRN__CLUSTERD__REQUEST__MSG_JOIN, "join", s_handle_join },

@@ -29,6 +29,7 @@
 typedef struct s_conn {
     uint32_t node;            /* peer node id, 0 = free slot */
     char *endpoint;           /* where the DEALER is connected */
+    char key[CAIRN_KEY_LEN + 1]; /* the server key pinned, "" in mode none */
     void *sock;               /* the DEALER */
     int64_t watch;            /* loop watch id */
 } s_conn_t;
@@ -250,11 +251,16 @@ static int s_on_deadline(cairn_loop_t *loop, int64_t timer_id, void *userdata)
     return 0;
 }
 
-static void *s_dealer(cairn_peers_t *p, const char *endpoint)
+static void *s_dealer(cairn_peers_t *p, const char *endpoint, const char *key)
 {
+    const cairn_keypair_t *own = cairn_service_keypair(p->svc);
     void *s = zmq_socket(cairn_service_zmq_context(p->svc), ZMQ_DEALER);
     if (!s)
         return NULL;
+    if (own && cairn_curve_client(s, key, own, NULL) < 0) {
+        zmq_close(s);
+        return NULL;
+    }
     /* A short linger lets a goodbye sent just before stopping leave. */
     int linger = 100, hwm = 256, ivl = 100, ivl_max = 400;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
@@ -287,19 +293,46 @@ static s_conn_t *s_free_conn_slot(cairn_peers_t *p)
     return &p->conns[i];
 }
 
-/* The connection to node at endpoint, made or replaced as needed. */
-static s_conn_t *s_conn(cairn_peers_t *p, uint32_t node, const char *endpoint)
+/* The public key node's server has in mode curve ("" in mode none);
+ * false when mode curve gives node no key. */
+static bool s_server_key(cairn_peers_t *p, uint32_t node,
+                         char key[CAIRN_KEY_LEN + 1])
 {
+    const cairn_key_desc_t *k;
+
+    key[0] = '\0';
+    if (!cairn_service_keypair(p->svc))
+        return true;
+    k = cairn_description_find_key(cairn_service_description(p->svc), node);
+    if (!k)
+        return false;
+    snprintf(key, CAIRN_KEY_LEN + 1, "%s", k->public_key);
+    return true;
+}
+
+/* The connection to node at endpoint, made or replaced as needed (a new
+ * endpoint, or a new key after a reload). *ret_err: why not. */
+static s_conn_t *s_conn(cairn_peers_t *p, uint32_t node, const char *endpoint,
+                        int *ret_err)
+{
+    char key[CAIRN_KEY_LEN + 1];
     s_conn_t *c = s_find_conn(p, node);
-    if (c && strcmp(c->endpoint, endpoint) == 0)
+
+    *ret_err = -ENOMEM;
+    if (!s_server_key(p, node, key)) {
+        *ret_err = -ENOKEY;
+        return NULL;
+    }
+    if (c && strcmp(c->endpoint, endpoint) == 0 && strcmp(c->key, key) == 0)
         return c;
     if (c)
         s_conn_bury(p, c);
     c = s_free_conn_slot(p);
     if (!c)
         return NULL;
+    snprintf(c->key, sizeof(c->key), "%s", key);
     c->endpoint = strdup(endpoint);
-    c->sock = c->endpoint ? s_dealer(p, endpoint) : NULL;
+    c->sock = c->endpoint ? s_dealer(p, endpoint, key) : NULL;
     if (c->sock)
         c->watch = cairn_loop_add_socket(cairn_service_loop(p->svc), c->sock,
                                          ZMQ_POLLIN, s_on_readable, p);
@@ -312,9 +345,16 @@ static s_conn_t *s_conn(cairn_peers_t *p, uint32_t node, const char *endpoint)
 }
 
 static int s_send(cairn_peers_t *p, s_conn_t *c, uint64_t id,
-                  const ProtobufCMessage *req, uint32_t timeout_ms)
+                  const ProtobufCMessage *req, uint32_t timeout_ms,
+                  const cairn_caller_t *as)
 {
     Cairn__Header h = CAIRN__HEADER__INIT;
+    Cairn__User user = CAIRN__USER__INIT;
+    if (as && as->has_user) {
+        user.uid = as->uid;
+        user.gid = as->gid;
+        h.user = &user;
+    }
     h.version = CAIRN_WIRE_VERSION;
     h.request_id = id;
     h.source_node = cairn_service_node(p->svc)->id;
@@ -328,17 +368,27 @@ int cairn_peers_call(cairn_peers_t *p, uint32_t node, const char *endpoint,
                      const ProtobufCMessage *req, uint32_t timeout_ms,
                      cairn_peer_fn fn, void *userdata)
 {
+    return cairn_peers_call_as(p, node, endpoint, req, timeout_ms, NULL, fn,
+                               userdata);
+}
+
+int cairn_peers_call_as(cairn_peers_t *p, uint32_t node, const char *endpoint,
+                        const ProtobufCMessage *req, uint32_t timeout_ms,
+                        const cairn_caller_t *as, cairn_peer_fn fn,
+                        void *userdata)
+{
+    int r;
     if (cairn_wire_oneof_case(req) == 0 || node == 0)
         return -EINVAL;
-    s_conn_t *c = s_conn(p, node, endpoint);
+    s_conn_t *c = s_conn(p, node, endpoint, &r);
     if (!c)
-        return -ENOMEM;
+        return r;
     s_pending_t *pd = calloc(1, sizeof(*pd));
     if (!pd)
         return -ENOMEM;
     *pd = (s_pending_t){ .id = cairn_wire_new_request_id(), .node = node,
                          .fn = fn, .userdata = userdata, .owner = p };
-    int r = s_send(p, c, pd->id, req, timeout_ms);
+    r = s_send(p, c, pd->id, req, timeout_ms, as);
     if (r == 0)
         r = s_add_pending(p, pd);
     if (r == 0) {

@@ -36,11 +36,23 @@ cairn_peers_t *cairn_peers_free(cairn_peers_t *p);
 /* Sends req (a Request with its oneof set) to node at endpoint
  * ("tcp://addr:port"); if the node's endpoint changed, its connection is
  * replaced. Returns 0 and fn will run exactly once later, or -errno
- * (-EINVAL no oneof case, -EAGAIN peer queue full, -ENOMEM) and fn never
- * runs. */
+ * (-EINVAL no oneof case, -EAGAIN peer queue full, -ENOMEM, -ENOKEY in
+ * security mode curve when the description has no key for node) and fn
+ * never runs. In mode curve the connection is a CURVE client pinning
+ * node's key from the description, and is made anew when a reload
+ * changed that key. The request goes as this node's daemon (root here). */
 int cairn_peers_call(cairn_peers_t *p, uint32_t node, const char *endpoint,
                      const ProtobufCMessage *req, uint32_t timeout_ms,
                      cairn_peer_fn fn, void *userdata);
+
+/* Same, on behalf of `as` (NULL: the daemon itself): its uid and gid go
+ * in Header.user, which node believes because this node's key vouches
+ * for them (docs/security.md, "trusted hosts"). For a request a local
+ * user made here and that node carries out there. */
+int cairn_peers_call_as(cairn_peers_t *p, uint32_t node, const char *endpoint,
+                        const ProtobufCMessage *req, uint32_t timeout_ms,
+                        const cairn_caller_t *as, cairn_peer_fn fn,
+                        void *userdata);
 
 /* Drops the connection to node (it left, was removed, or came back and
  * needs a fresh one). Safe inside any callback, including a reply from that

@@ -53,6 +53,9 @@
 #endif
 
 #define CACHE_SIZE 256
+#define REFUSED_LOGGED 64        /* refused (address, key) pairs remembered */
+#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define ZAP_LOCAL_DOMAIN "cairn-local"
 #define HARD_CAP (64 * 1024 * 1024)
 #define BAD_FRAME_LOGS_PER_SEC 20
 #define RECV_BATCH 64
@@ -70,6 +73,8 @@ typedef struct s_packed {
 typedef struct s_slot {
     uint64_t request_id;          /* 0 = empty */
     uint32_t type;                /* Header.type of the request */
+    char who[72];                 /* s_caller_key of the asker: a retry
+                                   * from anyone else runs afresh */
     s_packed_t reply;             /* empty while pending */
     cairn_deferred_t *pending;    /* deferred request not yet answered */
 } s_slot_t;
@@ -98,6 +103,7 @@ struct cairn_request {
     int fail_code;                /* != 0 after cairn_request_fail */
     char *fail_msg;               /* its message (owned) */
     cairn_deferred_t *deferred;   /* set by cairn_request_defer */
+    cairn_caller_t caller;        /* who sent it */
 };
 
 struct cairn_service {
@@ -116,6 +122,11 @@ struct cairn_service {
     void *zctx;                       /* zmq context (owned) */
     void *router;                     /* request socket */
     void *pub;                        /* event socket, NULL if no pub port */
+    void *zap;                        /* ZAP handler (REP on ZAP_ENDPOINT) */
+    bool curve;                       /* security mode curve, fixed at start */
+    cairn_keypair_t keys;             /* this node's keypair when curve */
+    char refused[REFUSED_LOGGED][96]; /* refused peers already logged */
+    size_t refused_next;              /* next entry of refused to reuse */
     char *ipc_path;                   /* <rundir>/<name>.sock once bound */
     char *pub_ipc_path;               /* <rundir>/<name>.pub.sock once bound */
     cairn_loop_t *loop;               /* the loop (owned) */
@@ -192,8 +203,8 @@ static void s_log_bad(cairn_service_t *svc, int code, const char *msg)
         svc->bad_suppressed = 0;
     }
     if (svc->bad_in_window++ < BAD_FRAME_LOGS_PER_SEC)
-        cairn_log_warn(0, "bad-frame", "code=%s msg=\"%s\"",
-                       cairn_code_name(code), msg);
+        cairn_log_warn(0, code == CAIRN_PERMISSION_DENIED ? "denied" : "bad-frame",
+                       "code=%s msg=\"%s\"", cairn_code_name(code), msg);
     else
         svc->bad_suppressed++;
 }
@@ -265,18 +276,21 @@ static void s_reject(cairn_service_t *svc, const void *rid, size_t rid_len,
 
 /* ---- reply cache ------------------------------------------------------- */
 
-static s_slot_t *s_cache_find(cairn_service_t *svc, uint64_t id, uint32_t type)
+static s_slot_t *s_cache_find(cairn_service_t *svc, uint64_t id, uint32_t type,
+                               const char *who)
 {
     if (id == 0)
         return NULL;
     for (size_t i = 0; i < CACHE_SIZE; i++)
-        if (svc->cache[i].request_id == id && svc->cache[i].type == type)
+        if (svc->cache[i].request_id == id && svc->cache[i].type == type &&
+            strcmp(svc->cache[i].who, who) == 0)
             return &svc->cache[i];
     return NULL;
 }
 
 /* Takes the oldest slot for a new request id; -1 for id 0. */
-static long s_cache_claim(cairn_service_t *svc, uint64_t id, uint32_t type)
+static long s_cache_claim(cairn_service_t *svc, uint64_t id, uint32_t type,
+                          const char *who)
 {
     size_t i = svc->cache_next;
     s_slot_t *s = &svc->cache[i];
@@ -288,6 +302,7 @@ static long s_cache_claim(cairn_service_t *svc, uint64_t id, uint32_t type)
     if (s->pending)
         s->pending->slot = -1;
     *s = (s_slot_t){ .request_id = id, .type = type };
+    snprintf(s->who, sizeof(s->who), "%s", who);
     return (long)i;
 }
 
@@ -336,6 +351,200 @@ static void s_cache_answer(cairn_service_t *svc, s_slot_t *s, const void *rid,
     free(s->pending->rid);
     s->pending->rid = copy;
     s->pending->rid_len = rid_len;
+}
+
+/* ---- callers ----------------------------------------------------------- */
+
+bool cairn_caller_may_act_on(const cairn_caller_t *c, uint32_t owner_uid)
+{
+    return c && c->has_user && (c->uid == 0 || c->uid == owner_uid);
+}
+
+const char *cairn_caller_describe(const cairn_caller_t *c, char *buf,
+                                  size_t size)
+{
+    if (!c)
+        snprintf(buf, size, "nobody");
+    else if (c->kind == CAIRN_CALLER_LOCAL)
+        snprintf(buf, size, "uid %u (pid %d) on this node", c->uid, (int)c->pid);
+    else if (c->kind == CAIRN_CALLER_NODE)
+        snprintf(buf, size, "uid %u on node %u", c->uid, c->node);
+    else
+        snprintf(buf, size, "an unauthenticated tcp peer at %s", c->address);
+    return buf;
+}
+
+/* What tells two callers apart in the reply cache. */
+static const char *s_caller_key(const cairn_caller_t *c, char *buf, size_t size)
+{
+    if (c->kind == CAIRN_CALLER_LOCAL)
+        snprintf(buf, size, "L%u", c->uid);
+    else if (c->kind == CAIRN_CALLER_NODE)
+        snprintf(buf, size, "N%u:%u", c->node, c->uid);
+    else
+        snprintf(buf, size, "X%s", c->address);
+    return buf;
+}
+
+/* The last three ':'-separated numbers of s (libzmq's ipc peer address
+ * "<host>:<uid>:<gid>:<pid>", SO_PEERCRED) into v[0..3). */
+static bool s_parse_creds(const char *s, long long v[3])
+{
+    const char *end = s + strlen(s);
+
+    for (int k = 2; k >= 0; k--) {
+        const char *p = end;
+        while (p > s && p[-1] != ':')
+            p--;
+        char *stop = NULL;
+        if (p == end || (k > 0 && p == s))
+            return false;
+        errno = 0;
+        v[k] = strtoll(p, &stop, 10);
+        if (errno || stop != end || v[k] < 0 || v[k] > UINT32_MAX)
+            return false;
+        end = p - 1;
+    }
+    return true;
+}
+
+/* Who sent frames f (header h): the ZAP handler's verdict on the
+ * connection ("User-Id"), else an unauthenticated tcp peer. */
+static void s_caller_of(const cairn_service_t *svc, const cairn_frames_t *f,
+                        const Cairn__Header *h, cairn_caller_t *c)
+{
+    const char *user = cairn_frames_property(f, 1, "User-Id");
+    const char *addr = cairn_frames_property(f, 1, "Peer-Address");
+    long long v[3];
+    unsigned node = 0;
+
+    *c = (cairn_caller_t){ .kind = CAIRN_CALLER_NETWORK };
+    snprintf(c->address, sizeof(c->address), "%s", addr ? addr : "?");
+    if (user && strncmp(user, "local:", 6) == 0 && s_parse_creds(user, v)) {
+        *c = (cairn_caller_t){ .kind = CAIRN_CALLER_LOCAL, .node = svc->node->id,
+                               .has_user = true, .uid = (uint32_t)v[0],
+                               .gid = (uint32_t)v[1], .pid = (int32_t)v[2] };
+        snprintf(c->address, sizeof(c->address), "ipc");
+    } else if (user && sscanf(user, "node:%u", &node) == 1 && node) {
+        c->kind = CAIRN_CALLER_NODE;
+        c->node = node;
+        c->has_user = true;
+        /* A node vouching for nobody is its own daemon: root there. */
+        c->uid = h && h->user ? h->user->uid : 0;
+        c->gid = h && h->user ? h->user->gid : 0;
+    }
+}
+
+/* 0 when c may send a request of handler h, else PERMISSION_DENIED with
+ * the reason in msg. */
+static int s_check_access(const cairn_service_t *svc, const cairn_handler_t *h,
+                          const cairn_caller_t *c, char *msg, size_t len)
+{
+    char who[128];
+
+    if (h->access == CAIRN_ACCESS_ANYONE)
+        return 0;
+    if (c->kind == CAIRN_CALLER_NETWORK) {
+        if (h->access == CAIRN_ACCESS_ADMIN && !svc->curve)
+            return 0;   /* mode none: the network is trusted for admin */
+        snprintf(msg, len,
+                 "%s %s from %s refused: %s", svc->ops->name, h->name,
+                 cairn_caller_describe(c, who, sizeof(who)),
+                 svc->curve ? "only member nodes' CURVE keys are admitted"
+                            : "the cluster runs security mode none, where "
+                              "nobody vouches for a tcp peer's user; remote "
+                              "requests like this one need <security "
+                              "mode=\"curve\">");
+        return CAIRN_PERMISSION_DENIED;
+    }
+    if (h->access == CAIRN_ACCESS_USER || c->uid == 0)
+        return 0;
+    snprintf(msg, len, "%s %s is for root: asked by %s", svc->ops->name,
+             h->name, cairn_caller_describe(c, who, sizeof(who)));
+    return CAIRN_PERMISSION_DENIED;
+}
+
+/* ---- ZAP: who may connect ---------------------------------------------- */
+
+/* Logs a refused peer once per (address, key) while it is remembered. */
+static void s_log_refused(cairn_service_t *svc, const char *address,
+                          const char *key, const char *why)
+{
+    char entry[sizeof(svc->refused[0])];
+
+    snprintf(entry, sizeof(entry), "%s %s", address, key);
+    for (size_t i = 0; i < REFUSED_LOGGED; i++)
+        if (strcmp(svc->refused[i], entry) == 0)
+            return;
+    snprintf(svc->refused[svc->refused_next], sizeof(entry), "%s", entry);
+    svc->refused_next = (svc->refused_next + 1) % REFUSED_LOGGED;
+    cairn_log_warn(0, "peer-refused", "address=%s key=%s msg=\"%s\"", address,
+                   key, why);
+}
+
+/* The verdict on one ZAP request: 200 with a user id, or 400. */
+static const char *s_zap_verdict(cairn_service_t *svc, const cairn_frames_t *f,
+                                 char *user, size_t len)
+{
+    char z[16][64] = { { 0 } };
+    size_t n = f->n < 16 ? f->n : 16;
+    char key[CAIRN_KEY_LEN + 1] = "", fp[CAIRN_KEY_FINGERPRINT_LEN + 1] = "-";
+    long long v[3];
+
+    /* version, request id, domain, address, identity, mechanism, creds */
+    for (size_t i = 0; i < n && i < 6; i++)
+        snprintf(z[i], sizeof(z[i]), "%.*s", (int)cairn_frames_size(f, i),
+                 (const char *)cairn_frames_data(f, i));
+    if (strcmp(z[2], ZAP_LOCAL_DOMAIN) == 0 && strcmp(z[5], "NULL") == 0) {
+        if (!s_parse_creds(z[3], v)) {
+            s_log_refused(svc, z[3], "-", "ipc peer without SO_PEERCRED");
+            return "400";
+        }
+        snprintf(user, len, "local:%lld:%lld:%lld", v[0], v[1], v[2]);
+        return "200";
+    }
+    if (n == 7 && cairn_frames_size(f, 6) == 32 &&
+        !zmq_z85_encode(key, (const uint8_t *)cairn_frames_data(f, 6), 32))
+        key[0] = '\0';
+    cairn_key_fingerprint(key, fp);
+    uint32_t owner = cairn_description_key_owner(svc->desc, key);
+    if (svc->curve && strcmp(z[2], CAIRN_ZAP_DOMAIN) == 0 &&
+        strcmp(z[5], "CURVE") == 0 && owner) {
+        snprintf(user, len, "node:%u", owner);
+        return "200";
+    }
+    s_log_refused(svc, z[3], fp,
+                  key[0] ? "a CURVE key that is no node's in the description"
+                         : "not a CURVE handshake");
+    return "400";
+}
+
+static int s_on_zap(cairn_loop_t *loop, int fd, void *zsock, short revents,
+                    void *userdata)
+{
+    cairn_service_t *svc = userdata;
+
+    for (int i = 0; i < RECV_BATCH; i++) {
+        cairn_frames_t f;
+        char user[64] = "";
+
+        if (cairn_wire_recv(zsock, &f, ZMQ_DONTWAIT) < 0)
+            return 0;
+        const char *code = f.n >= 6 && !f.truncated
+                               ? s_zap_verdict(svc, &f, user, sizeof(user))
+                               : "500";
+        /* A REP socket must answer before it reads again. */
+        zmq_send(zsock, "1.0", 3, ZMQ_SNDMORE);
+        zmq_send(zsock, f.n > 1 ? cairn_frames_data(&f, 1) : "",
+                 f.n > 1 ? cairn_frames_size(&f, 1) : 0, ZMQ_SNDMORE);
+        zmq_send(zsock, code, 3, ZMQ_SNDMORE);
+        zmq_send(zsock, code[0] == '2' ? "OK" : "refused",
+                 code[0] == '2' ? 2 : 7, ZMQ_SNDMORE);
+        zmq_send(zsock, user, strlen(user), ZMQ_SNDMORE);
+        zmq_send(zsock, "", 0, 0);
+        cairn_frames_free(&f);
+    }
+    return 0;
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -391,7 +600,9 @@ static int s_pack_outcome(cairn_service_t *svc, cairn_request_t *req, int hr,
 static void s_run_handler(cairn_service_t *svc, cairn_request_t *req,
                           const cairn_handler_t *h)
 {
-    long slot = s_cache_claim(svc, req->hdr->request_id, req->hdr->type);
+    char who[72];
+    long slot = s_cache_claim(svc, req->hdr->request_id, req->hdr->type,
+                              s_caller_key(&req->caller, who, sizeof(who)));
     s_packed_t p = { 0 };
     int hr;
 
@@ -458,7 +669,15 @@ static void s_handle(cairn_service_t *svc, const cairn_frames_t *f)
         s_reject(svc, req.rid, req.rid_len, req.hdr, code, msg);
         goto out;
     }
-    s_slot_t *cached = s_cache_find(svc, req.hdr->request_id, req.hdr->type);
+    s_caller_of(svc, f, req.hdr, &req.caller);
+    const cairn_handler_t *h = s_find_handler(svc, req.hdr->type);
+    if ((code = s_check_access(svc, h, &req.caller, msg, sizeof(msg))) != 0) {
+        s_reject(svc, req.rid, req.rid_len, req.hdr, code, msg);
+        goto out;
+    }
+    char who[72];
+    s_slot_t *cached = s_cache_find(svc, req.hdr->request_id, req.hdr->type,
+                                    s_caller_key(&req.caller, who, sizeof(who)));
     if (cached) {
         s_cache_answer(svc, cached, req.rid, req.rid_len);
         goto out;
@@ -474,7 +693,7 @@ static void s_handle(cairn_service_t *svc, const cairn_frames_t *f)
         s_reject(svc, req.rid, req.rid_len, req.hdr, CAIRN_INTERNAL, "out of memory");
         goto out;
     }
-    s_run_handler(svc, &req, s_find_handler(svc, req.hdr->type));
+    s_run_handler(svc, &req, h);
 out:
     s_request_clear(&req);
 }
@@ -504,6 +723,11 @@ static int s_on_router(cairn_loop_t *loop, int fd, void *zsock, short revents,
 const Cairn__Header *cairn_request_header(cairn_request_t *req)
 {
     return req->hdr;
+}
+
+const cairn_caller_t *cairn_request_caller(cairn_request_t *req)
+{
+    return &req->caller;
 }
 
 const ProtobufCMessage *cairn_request_body(cairn_request_t *req)
@@ -643,6 +867,16 @@ const cairn_node_desc_t *cairn_service_node(cairn_service_t *svc)
 uint64_t cairn_service_uptime_ms(cairn_service_t *svc)
 {
     return cairn_now_ms() - svc->started_ms;
+}
+
+const char *cairn_service_security_mode(cairn_service_t *svc)
+{
+    return svc->curve ? "curve" : "none";
+}
+
+const cairn_keypair_t *cairn_service_keypair(cairn_service_t *svc)
+{
+    return svc->curve ? &svc->keys : NULL;
 }
 
 int cairn_service_publish(cairn_service_t *svc, const char *topic,
@@ -847,6 +1081,28 @@ static void *s_socket(cairn_service_t *svc, int type)
     return s;
 }
 
+/* Sets sock up for the tcp binds that follow: a CURVE server in mode
+ * curve, the NULL mechanism without ZAP otherwise. */
+static int s_tcp_security(cairn_service_t *svc, void *sock)
+{
+    cairn_error_t err;
+    int r = svc->curve ? cairn_curve_server(sock, &svc->keys, &err)
+                       : cairn_curve_off(sock, &err);
+
+    return r < 0 ? cairn_log_err(r, "bind", "msg=\"%s\"", err.message) : 0;
+}
+
+/* Any local user may connect (connect(2) on a unix socket needs write
+ * access to its file); what they may ask is the handlers' access and
+ * the caller's SO_PEERCRED, not the file mode. */
+static int s_open_ipc(cairn_service_t *svc, const char *path)
+{
+    if (chmod(path, 0666) < 0)
+        return cairn_log_err(-errno, "bind", "endpoint=ipc://%s msg=\"chmod 0666: %s\"",
+                             path, strerror(errno));
+    return 0;
+}
+
 static int s_bind(cairn_service_t *svc)
 {
     int r;
@@ -854,17 +1110,17 @@ static int s_bind(cairn_service_t *svc)
     svc->router = s_socket(svc, ZMQ_ROUTER);
     if (!svc->router)
         return cairn_log_err(-errno, "socket", "type=router");
-    if ((r = s_bind_ipc(svc, svc->router, ".sock", &svc->ipc_path)) < 0)
+    /* ipc first, with ZAP on: the handler records each peer's creds. */
+    if (zmq_setsockopt(svc->router, ZMQ_ZAP_DOMAIN, ZAP_LOCAL_DOMAIN,
+                       strlen(ZAP_LOCAL_DOMAIN)) < 0)
+        return cairn_log_err(-errno, "bind", "msg=\"ZAP_DOMAIN: %s\"",
+                             zmq_strerror(errno));
+    if ((r = s_bind_ipc(svc, svc->router, ".sock", &svc->ipc_path)) < 0 ||
+        (r = s_open_ipc(svc, svc->ipc_path)) < 0 ||
+        (r = s_tcp_security(svc, svc->router)) < 0 ||
+        (r = s_bind_tcp(svc, svc->router, false)) < 0)
         return r;
-    if (svc->ops->local_only) {
-        /* connect(2) on a unix socket needs write access to its file */
-        if (chmod(svc->ipc_path, 0600) < 0)
-            return cairn_log_err(-errno, "bind", "endpoint=ipc://%s msg=\"chmod 0600: %s\"",
-                                 svc->ipc_path, strerror(errno));
-        cairn_log_info("bind", "msg=\"requests on ipc only (mode 0600): no tcp endpoint\"");
-    } else if ((r = s_bind_tcp(svc, svc->router, false)) < 0) {
-        return r;
-    }
+    cairn_log_info("security", "mode=%s", svc->curve ? "curve" : "none");
     if (svc->sdesc->pub_port == 0)
         return 0;
     /* XPUB: a PUB that also hands us new subscriptions, so a subscriber
@@ -873,8 +1129,60 @@ static int s_bind(cairn_service_t *svc)
     if (!svc->pub)
         return cairn_log_err(-errno, "socket", "type=xpub");
     if ((r = s_bind_ipc(svc, svc->pub, ".pub.sock", &svc->pub_ipc_path)) < 0 ||
+        (r = s_open_ipc(svc, svc->pub_ipc_path)) < 0 ||
+        (r = s_tcp_security(svc, svc->pub)) < 0 ||
         (r = s_bind_tcp(svc, svc->pub, true)) < 0)
         return r;
+    return 0;
+}
+
+/* The ZAP handler, bound before any socket that consults it: libzmq
+ * 4.3 lets every handshake through when none is bound. */
+static int s_bind_zap(cairn_service_t *svc)
+{
+    int zero = 0;
+
+    svc->zap = zmq_socket(svc->zctx, ZMQ_REP);
+    if (!svc->zap)
+        return cairn_log_err(-errno, "socket", "type=zap");
+    zmq_setsockopt(svc->zap, ZMQ_LINGER, &zero, sizeof(zero));
+    if (zmq_bind(svc->zap, ZAP_ENDPOINT) < 0)
+        return cairn_log_err(-errno, "bind", "endpoint=%s msg=\"%s\"",
+                             ZAP_ENDPOINT, zmq_strerror(errno));
+    int64_t w = cairn_loop_add_socket(svc->loop, svc->zap, ZMQ_POLLIN, s_on_zap, svc);
+    return w < 0 ? cairn_log_err((int)w, "start", "msg=\"cannot watch zap\"") : 0;
+}
+
+/* Mode curve: this node's keypair, from the file its <key> names, which
+ * must hold the public key the description lists for it. */
+static int s_load_keys(cairn_service_t *svc)
+{
+    const cairn_key_desc_t *k;
+    char want[CAIRN_KEY_FINGERPRINT_LEN + 1], have[CAIRN_KEY_FINGERPRINT_LEN + 1];
+    cairn_error_t err;
+    int r;
+
+    svc->curve = cairn_description_curve(svc->desc);
+    if (!svc->curve)
+        return 0;
+    if (!(k = cairn_description_find_key(svc->desc, svc->node->id)))
+        return cairn_log_err(-ENOKEY, "keys",
+                             "node=%u msg=\"security mode curve, but the "
+                             "description has no <key> for node %u (cairn "
+                             "keys generate --node %u prints the element)\"",
+                             svc->node->id, svc->node->id, svc->node->id);
+    if ((r = cairn_keypair_read(k->secret_path, &svc->keys, &err)) < 0)
+        return cairn_log_err(r, "keys", "msg=\"%s\"", err.message);
+    if (strcmp(svc->keys.public_key, k->public_key) != 0) {
+        cairn_key_fingerprint(k->public_key, want);
+        cairn_key_fingerprint(svc->keys.public_key, have);
+        return cairn_log_err(-EKEYREJECTED, "keys",
+                             "file=%s msg=\"this secret key (public %s) is "
+                             "not the one the description lists for node %u "
+                             "(%s)\"", k->secret_path, have, svc->node->id, want);
+    }
+    cairn_key_fingerprint(svc->keys.public_key, have);
+    cairn_log_info("keys", "node=%u key=%s", svc->node->id, have);
     return 0;
 }
 
@@ -952,6 +1260,27 @@ static int s_load(cairn_service_t *svc, cairn_description_t **ret,
     return r;
 }
 
+/* The sockets keep the mode and the key they were bound with: a new
+ * description may change other nodes' keys (that is how a node joins
+ * or is cast out without restarts), not these. */
+static int s_check_reload_keys(const cairn_service_t *svc,
+                               const cairn_description_t *nd,
+                               const cairn_node_desc_t *node)
+{
+    const cairn_key_desc_t *k = cairn_description_find_key(nd, node->id);
+
+    if (cairn_description_curve(nd) != svc->curve)
+        return cairn_log_err(-EINVAL, "reload",
+                             "msg=\"security mode changed from %s: restart "
+                             "the daemon to change it\"",
+                             svc->curve ? "curve" : "none");
+    if (svc->curve && (!k || strcmp(k->public_key, svc->keys.public_key) != 0))
+        return cairn_log_err(-EKEYREJECTED, "reload",
+                             "msg=\"this node's own key changed: restart the "
+                             "daemon to serve the new one\"");
+    return 0;
+}
+
 /* Loads the new description; on any refusal the old one stays. */
 static int s_try_reload(cairn_service_t *svc)
 {
@@ -966,6 +1295,8 @@ static int s_try_reload(cairn_service_t *svc)
         goto fail;
     node = cairn_description_find_node(nd, svc->node->id);
     if ((r = s_check_node(svc, nd, node, "reload")) < 0)
+        goto fail;
+    if ((r = s_check_reload_keys(svc, nd, node)) < 0)
         goto fail;
     cairn_error_clear(&err);
     if (svc->ops->reload && (r = svc->ops->reload(svc, svc->ctx, nd, &err)) < 0) {
@@ -1207,9 +1538,11 @@ static int s_start(cairn_service_t *svc)
         return cairn_log_err(-ENOMEM, "start", "msg=\"no zmq context or loop\"");
     if ((r = cairn_mkdir_p(svc->node->rundir, 0755)) < 0)
         return cairn_log_err(r, "rundir", "path=%s", svc->node->rundir);
+    if ((r = s_load_keys(svc)) < 0)
+        return r;
     if (svc->ops->start && (r = svc->ops->start(svc, svc->ctx)) < 0)
         return cairn_log_err(r, "start", "msg=\"%s refused to start\"", svc->ops->name);
-    if ((r = s_bind(svc)) < 0)
+    if ((r = s_bind_zap(svc)) < 0 || (r = s_bind(svc)) < 0)
         return r;
     if ((r = (int)cairn_loop_add_socket(svc->loop, svc->router, ZMQ_POLLIN,
                                         s_on_router, svc)) < 0 ||
@@ -1228,6 +1561,8 @@ static void s_close(cairn_service_t *svc)
         zmq_close(svc->router);
     if (svc->pub)
         zmq_close(svc->pub);
+    if (svc->zap)
+        zmq_close(svc->zap);
     if (svc->zctx)
         zmq_ctx_term(svc->zctx);
     if (svc->ipc_path)

@@ -32,6 +32,7 @@
 
 #include "cairn/description.h"
 #include "cairn/error.h"
+#include "cairn/security.h"
 #include "common.pb-c.h"
 #include "loop.h"
 
@@ -51,11 +52,59 @@ typedef struct cairn_deferred cairn_deferred_t;
  * A negative return is an internal error: INTERNAL status is sent. */
 typedef int (*cairn_handler_fn)(void *ctx, cairn_request_t *req);
 
+/* Who may send a request, checked by the skeleton before the handler
+ * runs (the rule is stated once, in docs/security.md). A refusal is
+ * PERMISSION_DENIED naming the request and why. */
+typedef enum cairn_access {
+    /* Root on this node (ipc, uid 0), a member node's daemon over CURVE
+     * (vouching for nobody, or for root), and -- only with security mode
+     * none, where the network is trusted -- any tcp peer. The default. */
+    CAIRN_ACCESS_ADMIN = 0,
+    /* Any caller whose user is known: a local user (ipc, the kernel
+     * says who) or a user a member node vouches for (CURVE). Not a tcp
+     * peer in mode none: nobody vouches for it. The handler then checks
+     * that the caller may act on the object (cairn_caller_may_act_on). */
+    CAIRN_ACCESS_USER,
+    /* Anyone who can reach the socket: read-only requests. */
+    CAIRN_ACCESS_ANYONE,
+} cairn_access_t;
+
 typedef struct cairn_handler {
     uint32_t type;          /* Request oneof field number */
     const char *name;       /* for logs: "status", "nodes" */
     cairn_handler_fn fn;
+    cairn_access_t access;  /* who may ask; 0 = CAIRN_ACCESS_ADMIN */
 } cairn_handler_t;
+
+/* Who sent a request, from what the kernel and the CURVE handshake say,
+ * never from the message alone. */
+typedef enum cairn_caller_kind {
+    CAIRN_CALLER_LOCAL,    /* over ipc: uid, gid, pid from SO_PEERCRED */
+    CAIRN_CALLER_NODE,     /* over tcp with CURVE: node from its key; uid
+                            * and gid as that node vouches (Header.user),
+                            * root when it vouches for nobody */
+    CAIRN_CALLER_NETWORK,  /* over tcp in security mode none: unknown */
+} cairn_caller_kind_t;
+
+typedef struct cairn_caller {
+    cairn_caller_kind_t kind;
+    uint32_t node;         /* LOCAL: this node; NODE: the sender; NETWORK: 0 */
+    bool has_user;         /* uid/gid known (LOCAL, NODE) */
+    uint32_t uid;          /* the user the request is for */
+    uint32_t gid;          /* their group */
+    int32_t pid;           /* LOCAL: the connecting process, else 0 */
+    char address[64];      /* peer address, for logs ("ipc", an IP) */
+} cairn_caller_t;
+
+/* The rule, stated once: root may act on anything; another user only on
+ * what is theirs (owner_uid). False for a caller whose user is unknown. */
+bool cairn_caller_may_act_on(const cairn_caller_t *c, uint32_t owner_uid);
+
+/* One line naming the caller for messages and logs: "uid 1000 (pid 42)
+ * on this node", "uid 0 on node 3", "an unauthenticated tcp peer at
+ * 10.0.0.9". Writes into buf (size bytes) and returns it. */
+const char *cairn_caller_describe(const cairn_caller_t *c, char *buf,
+                                  size_t size);
 
 typedef struct cairn_service_ops {
     const char *name;                                /* "clusterd" */
@@ -76,11 +125,6 @@ typedef struct cairn_service_ops {
                   const cairn_description_t *newd, cairn_error_t *err);
     /* SIGTERM: drain (say goodbye to peers...). Sockets still open. May be NULL. */
     void (*stop)(cairn_service_t *svc, void *ctx);
-    /* Requests only on the ipc socket, made mode 0600 (its owner, root, may
-     * connect): for a service that acts as root for whoever asks, while
-     * requests carry no credentials and TCP peers are not authenticated
-     * (CURVE is not done). Its events are published as usual. */
-    bool local_only;
 } cairn_service_ops_t;
 
 /* Runs a daemon: parses argv (--config FILE, --node ID|NAME, --help,
@@ -97,6 +141,11 @@ void *cairn_service_zmq_context(cairn_service_t *svc);
 const cairn_description_t *cairn_service_description(cairn_service_t *svc);
 const cairn_node_desc_t *cairn_service_node(cairn_service_t *svc);
 uint64_t cairn_service_uptime_ms(cairn_service_t *svc);
+/* "curve" or "none": what the sockets between nodes run (fixed from
+ * startup; a reload that changes it is refused). */
+const char *cairn_service_security_mode(cairn_service_t *svc);
+/* This node's keypair in mode curve, NULL in mode none. */
+const cairn_keypair_t *cairn_service_keypair(cairn_service_t *svc);
 
 /* Publishes msg on the PUB socket with `topic` as first frame:
  * [topic][Header][msg]. -ENOTCONN if the service declares no pub port. */
@@ -105,6 +154,9 @@ int cairn_service_publish(cairn_service_t *svc, const char *topic,
 
 /* Inside a handler. */
 const Cairn__Header *cairn_request_header(cairn_request_t *req);
+/* Who sent the request (valid until the handler returns; copy it to keep
+ * it past a deferral). */
+const cairn_caller_t *cairn_request_caller(cairn_request_t *req);
 const ProtobufCMessage *cairn_request_body(cairn_request_t *req);
 ProtobufCMessage *cairn_request_reply(cairn_request_t *req);
 /* Zeroed memory freed after the reply is sent; NULL on ENOMEM. */

@@ -778,6 +778,19 @@ static int s_checkpoint_dir(ghostd_t *gd, const Cairn__Ghostd__CheckpointRequest
     return 0;
 }
 
+/* Until ghostd checks who owns a process and an image, only root acts. */
+static int s_check_root(cairn_request_t *req, const char *what)
+{
+    const cairn_caller_t *c = cairn_request_caller(req);
+    char who[128];
+
+    if (cairn_caller_may_act_on(c, 0))
+        return 0;
+    return cairn_request_fail(req, CAIRN_PERMISSION_DENIED, "%s is for root: "
+                              "asked by %s", what,
+                              cairn_caller_describe(c, who, sizeof(who)));
+}
+
 static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
 {
     ghostd_t *gd = ctx;
@@ -792,6 +805,8 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
     if (!cr)
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
                                   "checkpoint: request body is empty");
+    if ((r = s_check_root(req, "checkpoint")) != 0)
+        return r;
     r = s_check_pid(cr->pid, &err);
     if (r == 0 && cr->check_only && ((cr->dir && *cr->dir) || cr->in_place))
         r = cairn_error_set(&err, -EINVAL, CAIRN_INVALID_ARGUMENT, "checkpoint: "
@@ -847,6 +862,8 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
     if (!rr)
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
                                   "restart: request body is empty");
+    if ((r = s_check_root(req, "restart")) != 0)
+        return r;
     r = s_check_dir("restart", rr->dir, &err);
     if (r == 0 && rr->check_only && rr->new_pid)
         r = cairn_error_set(&err, -EINVAL, CAIRN_INVALID_ARGUMENT, "restart: "
@@ -968,8 +985,10 @@ void ghostd_done(ghostd_t *gd)
 }
 
 static const cairn_handler_t s_handlers[] = {
-    { CAIRN__GHOSTD__REQUEST__MSG_CHECKPOINT, "checkpoint", s_handle_checkpoint },
-    { CAIRN__GHOSTD__REQUEST__MSG_RESTART, "restart", s_handle_restart },
+    { CAIRN__GHOSTD__REQUEST__MSG_CHECKPOINT, "checkpoint", s_handle_checkpoint,
+      CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_RESTART, "restart", s_handle_restart,
+      CAIRN_ACCESS_USER },
 };
 
 const cairn_service_ops_t ghostd_ops = {
@@ -981,8 +1000,4 @@ const cairn_service_ops_t ghostd_ops = {
     .start = s_start,
     .ready = s_ready,
     .stop = s_stop,
-    /* A restart runs an image's code with the image's credentials, root's
-     * included: only root on this node may ask (ipc, 0600) until requests
-     * carry the caller's credentials and TCP peers are authenticated. */
-    .local_only = true,
 };

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cairn/description.h"
+#include "cairn/security.h"
 #include "util/clock.h"
 #include "util/fileio.h"
 
@@ -230,15 +231,19 @@ Test(description, full_keys_relative_to_file)
     cr_assert_eq(cairn_description_n_keys(d), 3);
     const cairn_key_desc_t *k = cairn_description_key(d, 0);
     cr_assert_eq(k->node, 1);
-    snprintf(want, sizeof(want), "%s/keys/n1.pub", dir);
-    cr_assert_str_eq(k->public_path, want);
+    cr_assert_str_eq(k->public_key, "9:8)ijjnU}[QJfK-!J4Wh41gfCl736{5K0)7NY%#");
     snprintf(want, sizeof(want), "%s/keys/n1.key", dir);
     cr_assert_str_eq(k->secret_path, want);
     k = cairn_description_key(d, 1);
-    cr_assert_str_eq(k->public_path, "/etc/cairn/n2.pub");
-    cr_assert_null(k->secret_path);
-    snprintf(want, sizeof(want), "%s/../v6.pub", dir);
-    cr_assert_str_eq(cairn_description_key(d, 2)->public_path, want);
+    cr_assert_str_eq(k->public_key, "nD-SA5*4!*-%b/?13Co:.DMhSn]ya%h@R.w1gI+Y");
+    cr_assert_str_eq(k->secret_path, "/etc/cairn/n2.key");
+    /* no secret given: keys/node-<id>.key beside the file */
+    snprintf(want, sizeof(want), "%s/keys/node-7.key", dir);
+    cr_assert_str_eq(cairn_description_key(d, 2)->secret_path, want);
+    cr_assert_eq(cairn_description_key_owner(d, "]u7[a24MF7OO+ua@+p#c8Vu/@+Mz$xqMmbQ*JVWr"), 7);
+    cr_assert_eq(cairn_description_key_owner(d, "-Ea9USMYy+WDrzMWm]V7xnBP$uC[q@kdeorHXTb-"), 0);
+    cr_assert_eq(cairn_description_find_key(d, 2), cairn_description_key(d, 1));
+    cr_assert_null(cairn_description_find_key(d, 3));
     cr_assert_null(cairn_description_key(d, 3));
     char path[PATH_MAX];
     s_path("valid-full.xml", path, sizeof(path));
@@ -256,8 +261,8 @@ Test(description, memory_keys_relative_to_cwd)
     cr_assert_eq(cairn_description_load_memory(xml, len, "inline", &d, &err), 0, "%s",
                  err.message);
     cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
-    snprintf(want, sizeof(want), "%s/keys/n1.pub", cwd);
-    cr_assert_str_eq(cairn_description_key(d, 0)->public_path, want);
+    snprintf(want, sizeof(want), "%s/keys/n1.key", cwd);
+    cr_assert_str_eq(cairn_description_key(d, 0)->secret_path, want);
     cr_assert_str_eq(cairn_description_path(d), "inline");
     cairn_description_free(d);
     free(xml);
@@ -824,11 +829,14 @@ static void s_builder_refuses(cairn_description_builder_t *b, const char *what)
     cr_assert(strstr(err.message, what), "'%s' not in '%s'", what, err.message);
 }
 
+/* A valid CURVE key holding the characters XML must escape. */
+#define S_XML_KEY "p<N-fOd*3s9anJ:S1ruwMXj}^9P+kF6I^BH+8NCw"
+
 Test(builder, escapes_hostile_values_and_loads_them_back)
 {
     cairn_description_builder_t *b = s_builder_min("/tmp/" S_HOSTILE);
     cairn_error_t err;
-    cr_assert_eq(cairn_description_builder_add_key(b, 1, "/keys/" S_HOSTILE ".pub",
+    cr_assert_eq(cairn_description_builder_add_key(b, 1, S_XML_KEY,
                                                    "/keys/" S_HOSTILE ".key", &err),
                  0, "%s", err.message);
     char *xml = s_builder_xml(b);
@@ -839,7 +847,7 @@ Test(builder, escapes_hostile_values_and_loads_them_back)
                  "%s", err.message);
     cr_assert_str_eq(cairn_description_run_base(d), "/tmp/" S_HOSTILE);
     cr_assert_str_eq(cairn_description_node(d, 0)->rundir, "/tmp/" S_HOSTILE "/bld/1");
-    cr_assert_str_eq(cairn_description_key(d, 0)->public_path, "/keys/" S_HOSTILE ".pub");
+    cr_assert_str_eq(cairn_description_key(d, 0)->public_key, S_XML_KEY);
     cr_assert_str_eq(cairn_description_key(d, 0)->secret_path, "/keys/" S_HOSTILE ".key");
     cairn_description_free(d);
     free(xml);
@@ -857,14 +865,16 @@ Test(builder, round_trips_every_element_through_the_loader)
     cairn_membership_desc_t m = { 300, 150, 2, 900, 4 };
     cr_assert_eq(cairn_description_builder_set_membership(b, &m, &err), 0);
     for (uint32_t id = 1; id <= 3; id++) {
-        char name[8], addr[16], key[32];
+        char name[8], addr[16];
+        const char *keys[] = { "9:8)ijjnU}[QJfK-!J4Wh41gfCl736{5K0)7NY%#",
+                               "nD-SA5*4!*-%b/?13Co:.DMhSn]ya%h@R.w1gI+Y",
+                               "]u7[a24MF7OO+ua@+p#c8Vu/@+Mz$xqMmbQ*JVWr" };
         snprintf(name, sizeof(name), "h%u", id);
         snprintf(addr, sizeof(addr), "10.9.1.%u", id);
-        snprintf(key, sizeof(key), "/keys/%u.pub", id);
         cr_assert_eq(cairn_description_builder_add_node(b, id, name, addr,
                                                         id == 3 ? "edge" : "core",
                                                         id == 1, &err), 0);
-        cr_assert_eq(cairn_description_builder_add_key(b, id, key, NULL, &err), 0);
+        cr_assert_eq(cairn_description_builder_add_key(b, id, keys[id - 1], NULL, &err), 0);
     }
     cr_assert_eq(cairn_description_builder_add_appliance(
                      b, "core", (const char *[]){ "clusterd", "ghostd" }, 2, NULL, &err), 0);

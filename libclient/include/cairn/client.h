@@ -29,6 +29,7 @@ extern "C" {
 #define CAIRN_CLIENT_DEFAULT_RETRIES 2
 
 typedef struct cairn_client cairn_client_t;
+struct cairn_keypair;   /* cairn/security.h */
 
 /* Whether `service` listens at endpoint, found without sending it anything
  * -- the one liveness probe of libcairn and the CLI.
@@ -63,6 +64,18 @@ void cairn_client_set_timeout(cairn_client_t *c, int timeout_ms);
 void cairn_client_set_retries(cairn_client_t *c, int retries);
 /* Node id stamped in Header.source_node; default 0 (a local client). */
 void cairn_client_set_source_node(cairn_client_t *c, uint32_t node);
+
+/* Makes every connection of c a CURVE client (cairn/security.h) of the
+ * server whose public key is server_public, with keypair own (copied).
+ * For tcp:// endpoints of a cluster whose description says mode="curve";
+ * a server that does not admit own's public key never answers, so the
+ * call ends in TIMEOUT. Every request also carries this process's uid and
+ * gid (Header.user), which a server believes only over such an
+ * authenticated connection. -EINVAL (INVALID_ARGUMENT) for a key that is
+ * not a Z85 CURVE key. */
+int cairn_client_set_curve(cairn_client_t *c, const char *server_public,
+                           const struct cairn_keypair *own,
+                           cairn_error_t *err);
 
 /* Sends req (a service Request with its oneof set; Header.type is taken from
  * the oneof case) and waits for the reply, decoded as reply_desc.

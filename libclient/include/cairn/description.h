@@ -64,8 +64,10 @@ typedef struct cairn_probe_desc {
 
 typedef struct cairn_key_desc {
     uint32_t node;            /* node id the key pair belongs to */
-    const char *public_path;  /* Z85 public key file */
-    const char *secret_path;  /* Z85 secret key file, NULL if not given */
+    const char *public_key;   /* Z85 CURVE public key, 40 characters */
+    const char *secret_path;  /* its secret key file: as given, relative to
+                               * the description's directory, default
+                               * keys/node-<id>.key there */
 } cairn_key_desc_t;
 
 /* Loads and validates path. On success *ret is a new description the caller
@@ -250,9 +252,10 @@ int cairn_description_builder_set_security(cairn_description_builder_t *b,
                                            cairn_error_t *err);
 
 /* <key node public [secret]> in <security> (made without a mode if there
- * is none yet); secret_path may be NULL. */
+ * is none yet): public_key a Z85 CURVE public key, secret_path may be
+ * NULL (the loader's default, keys/node-<id>.key beside the file). */
 int cairn_description_builder_add_key(cairn_description_builder_t *b,
-                                      uint32_t node, const char *public_path,
+                                      uint32_t node, const char *public_key,
                                       const char *secret_path,
                                       cairn_error_t *err);
 

@@ -100,6 +100,12 @@ typedef struct cairn_frames {
 } cairn_frames_t;
 int cairn_wire_recv(void *zsock, cairn_frames_t *ret, int flags);
 const void *cairn_frames_data(const cairn_frames_t *f, size_t i);
+/* A metadata property of frame i as libzmq set it on receipt, never from
+ * the peer's bytes: "Peer-Address" (for ipc, "<host>:<uid>:<gid>:<pid>"
+ * from SO_PEERCRED), "User-Id" (what the ZAP handler answered for the
+ * connection). NULL if absent; valid until cairn_frames_free. */
+const char *cairn_frames_property(const cairn_frames_t *f, size_t i,
+                                  const char *name);
 size_t cairn_frames_size(const cairn_frames_t *f, size_t i);
 void cairn_frames_free(cairn_frames_t *f);
 
