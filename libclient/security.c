@@ -336,14 +336,3 @@ int cairn_curve_client(void *zsock, const char *server_public,
         return r;
     return 0;
 }
-
-int cairn_curve_off(void *zsock, cairn_error_t *err)
-{
-    int zero = 0, r;
-
-    if ((r = s_sockopt(zsock, ZMQ_CURVE_SERVER, &zero, sizeof(zero),
-                       "CURVE_SERVER", err)) < 0 ||
-        (r = s_sockopt(zsock, ZMQ_ZAP_DOMAIN, "", 0, "ZAP_DOMAIN", err)) < 0)
-        return r;
-    return 0;
-}

@@ -55,7 +55,8 @@
 #define CACHE_SIZE 256
 #define REFUSED_LOGGED 64        /* refused (address, key) pairs remembered */
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
-#define ZAP_LOCAL_DOMAIN "cairn-local"
+#define ZAP_LOCAL_DOMAIN "cairn-local"   /* ipc: the peer's SO_PEERCRED */
+#define ZAP_TCP_DOMAIN "cairn-tcp"       /* tcp in mode none: nobody */
 #define HARD_CAP (64 * 1024 * 1024)
 #define BAD_FRAME_LOGS_PER_SEC 20
 #define RECV_BATCH 64
@@ -425,7 +426,9 @@ static void s_caller_of(const cairn_service_t *svc, const cairn_frames_t *f,
                                .has_user = true, .uid = (uint32_t)v[0],
                                .gid = (uint32_t)v[1], .pid = (int32_t)v[2] };
         snprintf(c->address, sizeof(c->address), "ipc");
-    } else if (user && sscanf(user, "node:%u", &node) == 1 && node) {
+    } else if (user && sscanf(user, "node:%u:", &node) == 1 && node &&
+               strchr(user + 5, ':') &&
+               cairn_description_key_owner(svc->desc, strchr(user + 5, ':') + 1) == node) {
         c->kind = CAIRN_CALLER_NODE;
         c->node = node;
         c->has_user = true;
@@ -442,10 +445,16 @@ static int s_check_access(const cairn_service_t *svc, const cairn_handler_t *h,
 {
     char who[128];
 
+    if (c->kind == CAIRN_CALLER_NETWORK && svc->curve) {
+        /* Only a connection whose key a reload removed gets here. */
+        snprintf(msg, len, "%s %s refused: the key of this connection from "
+                 "%s is no longer a member's", svc->ops->name, h->name, c->address);
+        return CAIRN_PERMISSION_DENIED;
+    }
     if (h->access == CAIRN_ACCESS_ANYONE)
         return 0;
     if (c->kind == CAIRN_CALLER_NETWORK) {
-        if (h->access == CAIRN_ACCESS_ADMIN && !svc->curve)
+        if (h->access == CAIRN_ACCESS_ADMIN)
             return 0;   /* mode none: the network is trusted for admin */
         snprintf(msg, len,
                  "%s %s from %s refused: %s", svc->ops->name, h->name,
@@ -503,6 +512,9 @@ static const char *s_zap_verdict(cairn_service_t *svc, const cairn_frames_t *f,
         snprintf(user, len, "local:%lld:%lld:%lld", v[0], v[1], v[2]);
         return "200";
     }
+    if (!svc->curve && strcmp(z[2], ZAP_TCP_DOMAIN) == 0 &&
+        strcmp(z[5], "NULL") == 0)
+        return "200";   /* no user id: an unauthenticated tcp peer */
     if (n == 7 && cairn_frames_size(f, 6) == 32 &&
         !zmq_z85_encode(key, (const uint8_t *)cairn_frames_data(f, 6), 32))
         key[0] = '\0';
@@ -510,7 +522,8 @@ static const char *s_zap_verdict(cairn_service_t *svc, const cairn_frames_t *f,
     uint32_t owner = cairn_description_key_owner(svc->desc, key);
     if (svc->curve && strcmp(z[2], CAIRN_ZAP_DOMAIN) == 0 &&
         strcmp(z[5], "CURVE") == 0 && owner) {
-        snprintf(user, len, "node:%u", owner);
+        /* the key too: a reload that drops it revokes open connections */
+        snprintf(user, len, "node:%u:%s", owner, key);
         return "200";
     }
     s_log_refused(svc, z[3], fp,
@@ -1082,14 +1095,22 @@ static void *s_socket(cairn_service_t *svc, int type)
 }
 
 /* Sets sock up for the tcp binds that follow: a CURVE server in mode
- * curve, the NULL mechanism without ZAP otherwise. */
-static int s_tcp_security(cairn_service_t *svc, void *sock)
+ * curve; in mode none the NULL mechanism under ZAP domain "cairn-tcp",
+ * so the handler tells these peers from ipc ones by domain, never by
+ * parsing an address. */
+static int s_tcp_security(cairn_service_t *svc, void *sock, bool zap)
 {
     cairn_error_t err;
-    int r = svc->curve ? cairn_curve_server(sock, &svc->keys, &err)
-                       : cairn_curve_off(sock, &err);
 
-    return r < 0 ? cairn_log_err(r, "bind", "msg=\"%s\"", err.message) : 0;
+    if (svc->curve) {
+        int r = cairn_curve_server(sock, &svc->keys, &err);
+        return r < 0 ? cairn_log_err(r, "bind", "msg=\"%s\"", err.message) : 0;
+    }
+    if (zap && zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, ZAP_TCP_DOMAIN,
+                              strlen(ZAP_TCP_DOMAIN)) < 0)
+        return cairn_log_err(-errno, "bind", "msg=\"ZAP_DOMAIN: %s\"",
+                             zmq_strerror(errno));
+    return 0;
 }
 
 /* Any local user may connect (connect(2) on a unix socket needs write
@@ -1117,7 +1138,7 @@ static int s_bind(cairn_service_t *svc)
                              zmq_strerror(errno));
     if ((r = s_bind_ipc(svc, svc->router, ".sock", &svc->ipc_path)) < 0 ||
         (r = s_open_ipc(svc, svc->ipc_path)) < 0 ||
-        (r = s_tcp_security(svc, svc->router)) < 0 ||
+        (r = s_tcp_security(svc, svc->router, true)) < 0 ||
         (r = s_bind_tcp(svc, svc->router, false)) < 0)
         return r;
     cairn_log_info("security", "mode=%s", svc->curve ? "curve" : "none");
@@ -1130,7 +1151,7 @@ static int s_bind(cairn_service_t *svc)
         return cairn_log_err(-errno, "socket", "type=xpub");
     if ((r = s_bind_ipc(svc, svc->pub, ".pub.sock", &svc->pub_ipc_path)) < 0 ||
         (r = s_open_ipc(svc, svc->pub_ipc_path)) < 0 ||
-        (r = s_tcp_security(svc, svc->pub)) < 0 ||
+        (r = s_tcp_security(svc, svc->pub, false)) < 0 ||
         (r = s_bind_tcp(svc, svc->pub, true)) < 0)
         return r;
     return 0;

@@ -7,6 +7,14 @@
  * 50 ms loop timer, and a 20 ms timer publishes "tick" events. The parent
  * talks to it with a raw DEALER through cairn_wire_* and checks replies,
  * error statuses, the event, SIGHUP and SIGTERM behaviour and the log.
+ *
+ * The `trust` suite checks who may ask what: "status" is open to anyone
+ * and says who the skeleton thinks asked, "nodes" needs a known user,
+ * "node-remove" is for admins (it answers FAILED_PRECONDITION "admin
+ * ran", so a refusal and a run tell apart). It drives ipc peers of
+ * different uids, tcp peers in mode none and, with <security
+ * mode="curve">, CURVE clients with a member's key, a stranger's key,
+ * no key, garbage at the handshake, and keys added or removed by SIGHUP.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -15,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +38,7 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
+#include "cairn/security.h"
 #include "cairn/wire.h"
 #include "clusterd.pb-c.h"
 #include "loop.h"
@@ -48,19 +59,26 @@ static int h_status(void *ctx, cairn_request_t *req)
     tsvc_t *t = ctx;
     Cairn__Clusterd__Reply *r = (Cairn__Clusterd__Reply *)cairn_request_reply(req);
     Cairn__Clusterd__StatusReply *s = cairn_request_alloc(req, sizeof(*s));
-    char buf[64];
+    char buf[96];
 
     if (!s)
         return -ENOMEM;
     cairn__clusterd__status_reply__init(s);
-    snprintf(buf, sizeof(buf), "calls=%d reloads=%d", ++t->status_calls,
-             t->reloads);
+    const cairn_caller_t *c = cairn_request_caller(req);
+    snprintf(buf, sizeof(buf), "calls=%d reloads=%d who=%c%u:%u:%d",
+             ++t->status_calls, t->reloads, "LNX"[c->kind], c->node, c->uid,
+             (int)c->pid);
     s->version = cairn_request_strdup(req, buf);
     s->node_id = cairn_service_node(t->svc)->id;
     s->pid = (uint32_t)getpid();
     r->status_reply = s;
     r->msg_case = CAIRN__CLUSTERD__REPLY__MSG_STATUS_REPLY;
     return CAIRN_REPLY_NOW;
+}
+
+static int h_admin(void *ctx, cairn_request_t *req)
+{
+    return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "admin ran");
 }
 
 static int answer_nodes(cairn_loop_t *loop, int64_t id, void *userdata)
@@ -139,8 +157,9 @@ static void t_stop(cairn_service_t *svc, void *ctx)
 }
 
 static const cairn_handler_t handlers[] = {
-    { CAIRN__CLUSTERD__REQUEST__MSG_STATUS, "status", h_status },
-    { CAIRN__CLUSTERD__REQUEST__MSG_NODES, "nodes", h_nodes },
+    { CAIRN__CLUSTERD__REQUEST__MSG_STATUS, "status", h_status, CAIRN_ACCESS_ANYONE },
+    { CAIRN__CLUSTERD__REQUEST__MSG_NODES, "nodes", h_nodes, CAIRN_ACCESS_USER },
+    { CAIRN__CLUSTERD__REQUEST__MSG_NODE_REMOVE, "node-remove", h_admin },
 };
 
 static const cairn_service_ops_t ops = {
@@ -148,7 +167,7 @@ static const cairn_service_ops_t ops = {
     .request_desc = &cairn__clusterd__request__descriptor,
     .reply_desc = &cairn__clusterd__reply__descriptor,
     .handlers = handlers,
-    .n_handlers = 2,
+    .n_handlers = 3,
     .start = t_start,
     .ready = t_ready,
     .reload = t_reload,
@@ -163,7 +182,7 @@ static int notify_fd = -1;  /* datagram socket standing in for systemd's NOTIFY_
 static int port;
 static pid_t child = -1;
 static void *zctx, *dealer;
-static void *extra_socks[4];      /* more sockets a test opened; closed in teardown */
+static void *extra_socks[8];      /* more sockets a test opened; closed in teardown */
 static int n_extra;
 
 /* A socket of `type` that teardown closes even if the test fails. */
@@ -173,10 +192,27 @@ static void *new_socket(int type)
     int linger = 0;
 
     cr_assert_not_null(s);
-    cr_assert_lt(n_extra, 4);
+    cr_assert_lt(n_extra, 8);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
     extra_socks[n_extra++] = s;
     return s;
+}
+
+/* The trust suite's keys: node 1 (the daemon), node 2 (a member whose
+ * daemon does not run: the tests speak with its key), node 3 (known only
+ * when a test adds it) and a stranger's. */
+static cairn_keypair_t key1, key2, key3, stranger;
+static bool curve;          /* the next config says mode curve */
+static int n_key_nodes = 2; /* nodes 1..n (2 or 3) in a curve config */
+
+/* The key attribute: XML-escaped, since Z85 has '<', '>' and '&'. */
+static void put_key(FILE *f, int node, const cairn_keypair_t *k)
+{
+    fprintf(f, "<key node=\"%d\" public=\"", node);
+    for (const char *c = k->public_key; *c; c++)
+        fputs(*c == '<' ? "&lt;" : *c == '>' ? "&gt;" : *c == '&' ? "&amp;"
+                                                  : (char[]){ *c, 0 }, f);
+    fprintf(f, "\"/>");
 }
 
 static void write_config(const char *path, int p)
@@ -188,9 +224,36 @@ static void write_config(const char *path, int p)
             "<cluster name=\"t\" run-base=\"%s\">\n"
             "  <services><service name=\"clusterd\" port=\"%d\" pub-port=\"%d\"/></services>\n"
             "  <appliances><appliance name=\"compute\"><use service=\"clusterd\"/></appliance></appliances>\n"
-            "  <nodes><node id=\"1\" name=\"n1\" address=\"127.0.0.1\" appliance=\"compute\"/></nodes>\n"
-            "</cluster>\n", dir, p, p + 1);
+            "  <nodes><node id=\"1\" name=\"n1\" address=\"127.0.0.1\" appliance=\"compute\"/>",
+            dir, p, p + 1);
+    if (curve) {
+        for (int i = 2; i <= n_key_nodes; i++)
+            fprintf(f, "<node id=\"%d\" name=\"n%d\" address=\"127.0.0.%d\" "
+                    "appliance=\"compute\"/>", i, i, i);
+        fprintf(f, "</nodes>\n  <security mode=\"curve\">");
+        put_key(f, 1, &key1);
+        put_key(f, 2, &key2);
+        if (n_key_nodes > 2)
+            put_key(f, 3, &key3);
+        fprintf(f, "</security>\n</cluster>\n");
+    } else {
+        fprintf(f, "</nodes>\n</cluster>\n");
+    }
     fclose(f);
+}
+
+/* Mode curve: fresh keys, node 1's secret where the description's
+ * default says (keys/node-1.key beside it). */
+static void make_keys(void)
+{
+    char path[160];
+
+    cr_assert_eq(cairn_keypair_generate(&key1, NULL), 0);
+    cr_assert_eq(cairn_keypair_generate(&key2, NULL), 0);
+    cr_assert_eq(cairn_keypair_generate(&key3, NULL), 0);
+    cr_assert_eq(cairn_keypair_generate(&stranger, NULL), 0);
+    snprintf(path, sizeof(path), "%s/keys/node-1.key", dir);
+    cr_assert_eq(cairn_keypair_write(path, &key1, "node 1", false, NULL), 0);
 }
 
 /* The daemon side: the test binary re-executed with CAIRN_TEST_DAEMON set
@@ -270,6 +333,8 @@ static int wait_exit(pid_t pid, int ms, int *status)
     return -1;
 }
 
+static bool log_contains(const char *needle);
+
 static void setup(void)
 {
     char ep[200];
@@ -283,9 +348,18 @@ static void setup(void)
     snprintf(pubsock, sizeof(pubsock), "%s/t/1/clusterd.pub.sock", dir);
     srand((unsigned)(getpid() ^ time(NULL)));
     port = 20000 + rand() % 30000;
+    if (curve)
+        make_keys();
     write_config(config, port);
     child = spawn();
-    cr_assert(wait_file(sock, 3000), "daemon bound its ipc socket");
+    if (!wait_file(sock, 3000)) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "cat '%s' >&2", logpath);
+        cr_assert_eq(system(cmd), 0);
+        cr_assert_fail("daemon bound its ipc socket");
+    }
+    for (int i = 0; i < 600 && !log_contains("info ready"); i++)
+        usleep(5000);
     zctx = zmq_ctx_new();
     dealer = zmq_socket(zctx, ZMQ_DEALER);
     zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof(linger));
@@ -314,7 +388,15 @@ static void teardown(void)
         close(notify_fd);
     notify_fd = -1;
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    curve = false;
+    n_key_nodes = 2;
     cr_assert_eq(system(cmd), 0);
+}
+
+static void setup_curve(void)
+{
+    curve = true;
+    setup();
 }
 
 /* ---- client helpers ---------------------------------------------------- */
@@ -336,8 +418,13 @@ static size_t pack_request(uint8_t *buf, uint32_t which)
     Cairn__Clusterd__Request r = CAIRN__CLUSTERD__REQUEST__INIT;
     Cairn__Clusterd__StatusRequest s = CAIRN__CLUSTERD__STATUS_REQUEST__INIT;
     Cairn__Clusterd__NodesRequest n = CAIRN__CLUSTERD__NODES_REQUEST__INIT;
+    Cairn__Clusterd__NodeRemoveRequest rm = CAIRN__CLUSTERD__NODE_REMOVE_REQUEST__INIT;
 
-    if (which == 1) {
+    if (which == 7) {
+        rm.id = 9;
+        r.node_remove = &rm;
+        r.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODE_REMOVE;
+    } else if (which == 1) {
         r.status = &s;
         r.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_STATUS;
     } else if (which == 2) {
@@ -881,4 +968,276 @@ Test(usage, bad_option_is_100_help_is_0)
     cr_assert_eq(cairn_service_main(&ops, &t, 2, help), 0);
     cr_assert_eq(cairn_service_main(&ops, &t, 2, version), 0);
     cr_assert_eq(cairn_service_main(&ops, &t, 3, missing), 1);
+}
+
+/* ---- trust: who may ask what ------------------------------------------- */
+
+#define NOBODY 65534u
+#define NO_VOUCH UINT32_MAX
+
+/* Sends request `body` (1 status, 2 nodes, 7 node-remove) on s, the
+ * header vouching for uid (NO_VOUCH: for nobody), and waits up to ms.
+ * Returns the reply's status code (-1: no reply) and, for a status
+ * reply, the test service's "who=..." into who. */
+static int ask(void *s, uint32_t body, uint32_t vouch, int ms, char *who,
+               size_t size)
+{
+    Cairn__Header h = CAIRN__HEADER__INIT;
+    Cairn__User u = CAIRN__USER__INIT;
+    uint8_t hb[256], bb[64];
+    reply_t r;
+    int code;
+
+    h.version = 1;
+    h.request_id = cairn_wire_new_request_id();
+    h.service = "clusterd";
+    h.type = body;
+    if (vouch != NO_VOUCH) {
+        u.uid = u.gid = vouch;
+        h.user = &u;
+    }
+    const void *data[2] = { hb, bb };
+    size_t len[2] = { cairn__header__pack(&h, hb), pack_request(bb, body) };
+    send_parts(s, 2, data, len);
+    if (!recv_reply(s, ms, &r))
+        return -1;
+    code = (int)r.reply->status->code;
+    if (who && r.reply->status_reply) {
+        const char *w = strstr(r.reply->status_reply->version, "who=");
+        snprintf(who, size, "%s", w ? w + 4 : "");
+    } else if (who) {
+        snprintf(who, size, "%s", r.reply->status->message);
+    }
+    reply_free(&r);
+    return code;
+}
+
+/* A DEALER to the daemon's tcp port: a CURVE client with keypair k
+ * (NULL: the NULL mechanism). */
+static void *tcp_dealer(const cairn_keypair_t *k)
+{
+    void *s = new_socket(ZMQ_DEALER);
+    char ep[64];
+
+    if (k)
+        cr_assert_eq(cairn_curve_client(s, key1.public_key, k, NULL), 0);
+    snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", port);
+    cr_assert_eq(zmq_connect(s, ep), 0);
+    return s;
+}
+
+static int count_in_log(const char *needle)
+{
+    char buf[65536];
+    FILE *f = fopen(logpath, "r");
+    size_t n;
+    int count = 0;
+
+    if (!f)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (const char *p = buf; (p = strstr(p, needle)); p += strlen(needle))
+        count++;
+    return count;
+}
+
+/* SIGHUP after rewriting the config, and waits for the reload's log. */
+static void reload_with(int nodes)
+{
+    int before = count_in_log("info reloaded");
+
+    n_key_nodes = nodes;
+    write_config(config, port);
+    cr_assert_eq(kill(child, SIGHUP), 0);
+    for (int i = 0; i < 400 && count_in_log("info reloaded") == before; i++)
+        usleep(5000);
+    cr_assert_gt(count_in_log("info reloaded"), before, "reloaded");
+}
+
+/* In a child turned into `nobody`: asks over ipc and exits with the
+ * number of checks that failed. */
+static int as_nobody(void)
+{
+    char ep[200], who[128], want[64];
+    int bad = 0;
+
+    if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+        return 100;
+    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    snprintf(ep, sizeof(ep), "ipc://%s", sock);
+    if (zmq_connect(s, ep) < 0)
+        return 101;
+    snprintf(want, sizeof(want), "L1:%u:%d", NOBODY, (int)getpid());
+    /* vouching for root over ipc changes nothing: the kernel says who */
+    bad += ask(s, 1, 0, 2000, who, sizeof(who)) != 0 || strcmp(who, want) != 0;
+    bad += ask(s, 2, 0, 2000, NULL, 0) != 0;               /* a user's read */
+    bad += ask(s, 7, 0, 2000, who, sizeof(who)) != CAIRN_PERMISSION_DENIED;
+    bad += strstr(who, "is for root") == NULL;
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return bad;
+}
+
+/* No suite-wide .init: criterion would run it before a test's own. */
+TestSuite(trust, .fini = teardown, .timeout = 30);
+
+Test(trust, ipc_callers_are_who_the_kernel_says, .init = setup)
+{
+    char who[128], want[64];
+    int status = -1;
+
+    snprintf(want, sizeof(want), "L1:0:%d", (int)getpid());
+    cr_assert_eq(ask(dealer, 1, NO_VOUCH, 2000, who, sizeof(who)), 0);
+    cr_assert_str_eq(who, want);
+    cr_assert_eq(ask(dealer, 7, NO_VOUCH, 2000, who, sizeof(who)),
+                 CAIRN_FAILED_PRECONDITION, "root runs admin requests: %s", who);
+    cr_assert_eq(chmod(dir, 0755), 0);   /* mkdtemp made it 0700 */
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(as_nobody());
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "nobody: %d checks failed", WEXITSTATUS(status));
+    cr_assert(log_contains("warn denied code=permission-denied"), "refusal logged");
+    stop_daemon();
+}
+
+Test(trust, mode_none_tcp_peers_are_nobody_in_particular, .init = setup)
+{
+    void *s = tcp_dealer(NULL);
+    char who[256];
+
+    cr_assert_eq(ask(s, 1, 0, 2000, who, sizeof(who)), 0);
+    cr_assert_eq(who[0], 'X', "an unauthenticated peer: %s", who);
+    cr_assert_eq(ask(s, 2, 0, 2000, who, sizeof(who)), CAIRN_PERMISSION_DENIED,
+                 "no user requests from the network in mode none");
+    cr_assert(strstr(who, "mode=\"curve\""), "the refusal says why: %s", who);
+    cr_assert_eq(ask(s, 7, NO_VOUCH, 2000, who, sizeof(who)),
+                 CAIRN_FAILED_PRECONDITION, "mode none trusts the network: %s", who);
+    stop_daemon();
+}
+
+Test(trust, curve_admits_only_member_keys, .init = setup_curve)
+{
+    char who[256], want[64];
+
+    cr_assert(log_contains("info security mode=curve"));
+    cr_assert_eq(ask(tcp_dealer(NULL), 1, NO_VOUCH, 700, NULL, 0), -1,
+                 "no CURVE, no answer");
+    cr_assert_eq(ask(tcp_dealer(&stranger), 1, NO_VOUCH, 700, NULL, 0), -1,
+                 "a key that is no node's gets nothing");
+    cr_assert_eq(ask(tcp_dealer(&stranger), 1, NO_VOUCH, 700, NULL, 0), -1);
+    /* The keyless peer fails at the greeting (mechanism NULL against
+     * CURVE), before ZAP; the stranger's two tries make one line. */
+    cr_assert_eq(count_in_log("peer-refused address=127.0.0.1 key="), 1);
+    void *member = tcp_dealer(&key2);
+    snprintf(want, sizeof(want), "N2:0:0");
+    cr_assert_eq(ask(member, 1, NO_VOUCH, 2000, who, sizeof(who)), 0);
+    cr_assert_str_eq(who, want, "node 2's daemon");
+    cr_assert_eq(ask(member, 7, NO_VOUCH, 2000, NULL, 0), CAIRN_FAILED_PRECONDITION);
+    cr_assert_eq(ask(member, 1, 1000, 2000, who, sizeof(who)), 0);
+    cr_assert_str_eq(who, "N2:1000:0", "the user node 2 vouches for");
+    cr_assert_eq(ask(member, 2, 1000, 2000, NULL, 0), 0);
+    cr_assert_eq(ask(member, 7, 1000, 2000, who, sizeof(who)),
+                 CAIRN_PERMISSION_DENIED, "a vouched user is not root: %s", who);
+    cr_assert_eq(ask(dealer, 1, NO_VOUCH, 2000, who, sizeof(who)), 0, "ipc as before");
+    cr_assert_eq(who[0], 'L');
+    stop_daemon();
+}
+
+Test(trust, sighup_admits_and_casts_out_keys, .init = setup_curve)
+{
+    char who[256];
+
+    cr_assert_eq(ask(tcp_dealer(&key3), 1, NO_VOUCH, 700, NULL, 0), -1);
+    reload_with(3);
+    void *three = tcp_dealer(&key3);
+    cr_assert_eq(ask(three, 1, NO_VOUCH, 2000, who, sizeof(who)), 0,
+                 "node 3's key admitted without a restart");
+    cr_assert_str_eq(who, "N3:0:0");
+    reload_with(2);
+    cr_assert_eq(ask(tcp_dealer(&key3), 1, NO_VOUCH, 700, NULL, 0), -1,
+                 "a removed node's key is refused again");
+    cr_assert_eq(ask(three, 1, NO_VOUCH, 2000, who, sizeof(who)),
+                 CAIRN_PERMISSION_DENIED,
+                 "and its open connection is answered no more: %s", who);
+    stop_daemon();
+}
+
+Test(trust, a_reload_cannot_change_the_mode, .init = setup_curve)
+{
+    int before = count_in_log("keeping the previous description");
+
+    curve = false;
+    write_config(config, port);
+    cr_assert_eq(kill(child, SIGHUP), 0);
+    for (int i = 0; i < 400 && count_in_log("keeping the previous description") == before; i++)
+        usleep(5000);
+    cr_assert(log_contains("security mode changed from curve"));
+    curve = true;
+    cr_assert_eq(ask(tcp_dealer(&key2), 1, NO_VOUCH, 2000, NULL, 0), 0, "still curve");
+    cr_assert_eq(ask(tcp_dealer(NULL), 1, NO_VOUCH, 500, NULL, 0), -1);
+    stop_daemon();
+}
+
+/* Raw bytes to the CURVE port, then gone. */
+static void hit_port(const void *data, size_t len)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    if (len)
+        cr_assert_eq(write(fd, data, len), (ssize_t)len);
+    usleep(20000);
+    close(fd);
+}
+
+Test(trust, garbage_at_the_handshake_harms_nobody, .init = setup_curve)
+{
+    /* ZMTP 3.0 greeting: signature, version, mechanism "CURVE", as-server 0 */
+    uint8_t greeting[64] = { 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0, 'C', 'U', 'R', 'V', 'E' };
+    uint8_t junk[4096], hello[64 + 200];
+    void *member = tcp_dealer(&key2);
+
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)rand();
+    memcpy(hello, greeting, 64);
+    hello[64] = 0x04;                /* a command frame ... */
+    hello[65] = 0xc8;                /* ... of 200 bytes of noise */
+    memcpy(hello + 66, junk, 198);
+    hit_port(junk, sizeof(junk));    /* noise */
+    hit_port(greeting, 11);          /* a greeting cut short */
+    hit_port(greeting, 64);          /* a greeting, then silence */
+    hit_port(hello, sizeof(hello));  /* a HELLO that is noise */
+    hit_port((uint8_t[]){ 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f }, 10);
+    hit_port(NULL, 0);               /* connect, say nothing */
+    cr_assert_eq(ask(member, 1, NO_VOUCH, 2000, NULL, 0), 0, "a member is still served");
+    cr_assert_eq(ask(tcp_dealer(&key2), 1, NO_VOUCH, 2000, NULL, 0), 0,
+                 "and a new member connection too");
+    stop_daemon();   /* exit 0, and no leak under ASan */
+}
+
+Test(trust, a_key_others_may_read_is_refused, .init = setup_curve)
+{
+    char key[160];
+    int status = -1;
+
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    snprintf(key, sizeof(key), "%s/keys/node-1.key", dir);
+    cr_assert_eq(chmod(key, 0644), 0);
+    unlink(sock);
+    child = spawn();
+    cr_assert_eq(wait_exit(child, 5000, &status), 0);
+    child = -1;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    cr_assert(log_contains("group or others may read it"));
 }

@@ -19,7 +19,9 @@
  * handler then admits only the description's keys. cairn_curve_client()
  * makes a socket a CURVE client of one server key (the skeleton's peer
  * DEALERs, libcairn's client, the CLI's SUB). Both only set socket
- * options: nothing is sent.
+ * options: nothing is sent. libzmq copies a socket's options into each
+ * bind or connect as it is made, and 4.3 cannot set a ZAP domain back to
+ * none, so a socket serving both ipc and tcp binds ipc first.
  *
  * Nothing here logs; every call that can fail returns 0 or a negative
  * errno with err filled (err may be NULL).
@@ -118,11 +120,6 @@ int cairn_curve_server(void *zsock, const cairn_keypair_t *own,
  * connects made after this call. */
 int cairn_curve_client(void *zsock, const char *server_public,
                        const cairn_keypair_t *own, cairn_error_t *err);
-
-/* Sets the socket back to the NULL mechanism (no ZAP domain) for the
- * binds or connects that follow: ipc endpoints, which the kernel
- * authenticates (SO_PEERCRED). */
-int cairn_curve_off(void *zsock, cairn_error_t *err);
 
 #ifdef __cplusplus
 }
