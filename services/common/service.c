@@ -57,6 +57,8 @@
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define ZAP_LOCAL_DOMAIN "cairn-local"   /* ipc: the peer's SO_PEERCRED */
 #define ZAP_TCP_DOMAIN "cairn-tcp"       /* tcp in mode none: nobody */
+#define MONITOR_ENDPOINT "inproc://cairn.handshakes"
+#define HANDSHAKE_LOG_EVERY_S 10
 #define HARD_CAP (64 * 1024 * 1024)
 #define BAD_FRAME_LOGS_PER_SEC 20
 #define RECV_BATCH 64
@@ -128,6 +130,9 @@ struct cairn_service {
     cairn_keypair_t keys;             /* this node's keypair when curve */
     char refused[REFUSED_LOGGED][96]; /* refused peers already logged */
     size_t refused_next;              /* next entry of refused to reuse */
+    void *monitor;                    /* handshake failures on the router */
+    uint64_t hs_window;               /* second the last summary was logged */
+    unsigned hs_failed;               /* failures not logged since */
     char *ipc_path;                   /* <rundir>/<name>.sock once bound */
     char *pub_ipc_path;               /* <rundir>/<name>.pub.sock once bound */
     cairn_loop_t *loop;               /* the loop (owned) */
@@ -558,6 +563,59 @@ static int s_on_zap(cairn_loop_t *loop, int fd, void *zsock, short revents,
         cairn_frames_free(&f);
     }
     return 0;
+}
+
+/* Handshakes that fail before ZAP (no CURVE at all, garbage, a greeting
+ * cut short) carry no peer address in libzmq 4.3's monitor events, so
+ * they are counted and logged at most every HANDSHAKE_LOG_EVERY_S. */
+static int s_on_monitor(cairn_loop_t *loop, int fd, void *zsock, short revents,
+                        void *userdata)
+{
+    cairn_service_t *svc = userdata;
+
+    for (int i = 0; i < RECV_BATCH; i++) {
+        cairn_frames_t f;
+        uint16_t event = 0;
+        uint32_t value = 0;
+
+        if (cairn_wire_recv(zsock, &f, ZMQ_DONTWAIT) < 0)
+            break;
+        if (f.n == 2 && cairn_frames_size(&f, 0) == 6) {
+            memcpy(&event, cairn_frames_data(&f, 0), 2);
+            memcpy(&value, (const uint8_t *)cairn_frames_data(&f, 0) + 2, 4);
+        }
+        if (event & (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
+            svc->hs_failed++;
+        uint64_t sec = cairn_now_ms() / 1000;
+        if (svc->hs_failed && sec >= svc->hs_window + HANDSHAKE_LOG_EVERY_S) {
+            cairn_log_warn(0, "handshake-failed",
+                           "endpoint=%.*s count=%u reason=0x%x msg=\"peers that "
+                           "spoke no %s or garbage; refused before any key "
+                           "was seen\"", (int)cairn_frames_size(&f, 1),
+                           (const char *)cairn_frames_data(&f, 1), svc->hs_failed,
+                           value, svc->curve ? "CURVE" : "ZMTP");
+            svc->hs_window = sec;
+            svc->hs_failed = 0;
+        }
+        cairn_frames_free(&f);
+    }
+    return 0;
+}
+
+/* Watches the router's handshakes (s_on_monitor). */
+static int s_watch_handshakes(cairn_service_t *svc)
+{
+    int events = ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+
+    if (zmq_socket_monitor(svc->router, MONITOR_ENDPOINT, events) < 0 ||
+        !(svc->monitor = zmq_socket(svc->zctx, ZMQ_PAIR)) ||
+        zmq_connect(svc->monitor, MONITOR_ENDPOINT) < 0)
+        return cairn_log_err(-errno, "monitor", "msg=\"%s\"", zmq_strerror(errno));
+    int64_t w = cairn_loop_add_socket(svc->loop, svc->monitor, ZMQ_POLLIN,
+                                      s_on_monitor, svc);
+    return w < 0 ? cairn_log_err((int)w, "monitor", "msg=\"cannot watch\"") : 0;
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -1563,7 +1621,8 @@ static int s_start(cairn_service_t *svc)
         return r;
     if (svc->ops->start && (r = svc->ops->start(svc, svc->ctx)) < 0)
         return cairn_log_err(r, "start", "msg=\"%s refused to start\"", svc->ops->name);
-    if ((r = s_bind_zap(svc)) < 0 || (r = s_bind(svc)) < 0)
+    if ((r = s_bind_zap(svc)) < 0 || (r = s_bind(svc)) < 0 ||
+        (r = s_watch_handshakes(svc)) < 0)
         return r;
     if ((r = (int)cairn_loop_add_socket(svc->loop, svc->router, ZMQ_POLLIN,
                                         s_on_router, svc)) < 0 ||
@@ -1578,6 +1637,10 @@ static int s_start(cairn_service_t *svc)
 static void s_close(cairn_service_t *svc)
 {
     s_cache_clear(svc);
+    if (svc->monitor) {
+        zmq_socket_monitor(svc->router, NULL, 0);
+        zmq_close(svc->monitor);
+    }
     if (svc->router)
         zmq_close(svc->router);
     if (svc->pub)

@@ -1135,6 +1135,8 @@ Test(trust, curve_admits_only_member_keys, .init = setup_curve)
     /* The keyless peer fails at the greeting (mechanism NULL against
      * CURVE), before ZAP; the stranger's two tries make one line. */
     cr_assert_eq(count_in_log("peer-refused address=127.0.0.1 key="), 1);
+    cr_assert(log_contains("warn handshake-failed endpoint=tcp://127.0.0.1:"),
+              "the keyless one is counted and logged without an address");
     void *member = tcp_dealer(&key2);
     snprintf(want, sizeof(want), "N2:0:0");
     cr_assert_eq(ask(member, 1, NO_VOUCH, 2000, who, sizeof(who)), 0);
