@@ -119,9 +119,10 @@ int cairn_curve_server(void *zsock, const cairn_keypair_t *own,
 int cairn_curve_client(void *zsock, const char *server_public,
                        const cairn_keypair_t *own, cairn_error_t *err);
 
-/* Sets the socket back to the NULL mechanism (no ZAP domain) for the
- * binds or connects that follow: ipc endpoints, which the kernel
- * authenticates (SO_PEERCRED). */
+/* Sets the socket back to the NULL mechanism for the binds or connects
+ * that follow: ipc endpoints, which the kernel authenticates
+ * (SO_PEERCRED). A ZAP domain set before stays (libzmq 4.3 cannot clear
+ * one), so connections to those binds still go to the ZAP handler. */
 int cairn_curve_off(void *zsock, cairn_error_t *err);
 
 #ifdef __cplusplus
