@@ -129,6 +129,13 @@ static int s_request(cli_ctx *ctx, const char *what,
     return 0;
 }
 
+/* A string field of a reply, or NULL when empty (a daemon too old to set
+ * it, or nothing to say): printed as null. */
+static const char *s_or_null(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
 static json_t *s_status_json(const Cairn__Clusterd__StatusReply *s)
 {
     json_t *services = json_array();
@@ -137,13 +144,16 @@ static json_t *s_status_json(const Cairn__Clusterd__StatusReply *s)
         json_array_append_new(services, json_string(s->services[i]));
     /* the reply names the node that answered: answered_by says the same */
     return json_pack("{s:{s:I, s:s, s:s}, s:s, s:s, s:o*, s:s, s:I, s:I, "
-                     "s:{s:I, s:s}}",
+                     "s:{s:s?, s:s?}, s:{s:I, s:s}}",
                      "node", "id", (json_int_t)s->node_id, "name",
                      s->node_name, "address", s->address,
                      "cluster", s->cluster, "appliance", s->appliance,
                      "services", services, "version", s->version,
                      "uptime_ms", (json_int_t)s->uptime_ms,
-                     "pid", (json_int_t)s->pid, "answered_by", "id",
+                     "pid", (json_int_t)s->pid,
+                     "security", "mode", s_or_null(s->security_mode),
+                     "key", s_or_null(s->key_fingerprint),
+                     "answered_by", "id",
                      (json_int_t)s->node_id, "name", s->node_name);
 }
 
