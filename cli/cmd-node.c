@@ -78,16 +78,9 @@ static int s_call_clusterd(const cli_ctx *ctx, const cli_target_t *t,
         return cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT,
                                "deadline of %d ms passed before the request "
                                "to clusterd was sent", ctx->timeout_ms);
-    c = cairn_client_new(t->endpoint, "clusterd");
-    if (!c)
-        return errno == EINVAL
-                   ? cairn_error_set(err, -EINVAL, CAIRN_USAGE,
-                                     "--endpoint '%s': not an ipc://, tcp:// "
-                                     "or inproc:// endpoint", t->endpoint)
-                   : cli_oom(err);
-    cairn_client_set_timeout(c, (int)left);
-    if (ctx->retries >= 0)
-        cairn_client_set_retries(c, ctx->retries);
+    r = cli_target_client(ctx, t, "clusterd", (int)left, &c, err);
+    if (r < 0)
+        return r;
     r = cairn_client_call(c, req, &cairn__clusterd__reply__descriptor, &reply,
                           err);
     cairn_client_free(c);
@@ -610,6 +603,8 @@ static int s_watch(cli_ctx *ctx, void *zctx, FILE *out, long count,
     if (r == 0 && !(sub = zmq_socket(zctx, ZMQ_SUB)))
         r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "zmq_socket: %s",
                             zmq_strerror(errno));
+    if (r == 0)   /* over tcp in mode curve, as the requests are */
+        r = cli_target_secure_socket(&t, sub, err);
     char sync[64];
     snprintf(sync, sizeof sync, "%s%d.%lld", CAIRN_SYNC_TOPIC_PREFIX, (int)getpid(),
              (long long)(int64_t)cairn_now_ms());
