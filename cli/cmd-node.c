@@ -705,8 +705,23 @@ static void s_unadmit(cli_ctx *ctx, const cli_target_t *t, uint32_t id)
         protobuf_c_message_free_unpacked(&reply->base, NULL);
 }
 
+/* The new node's key as {"public_key", "fingerprint", "secret_path"},
+ * null in security mode none. */
+static json_t *s_key_json(const json_t *made)
+{
+    const json_t *key = json_object_get(made, "key");
+
+    if (!json_is_object(key))
+        return json_null();
+    return json_pack("{s:O, s:O, s:O}", "public_key",
+                     json_object_get(key, "public"), "fingerprint",
+                     json_object_get(key, "fingerprint"), "secret_path",
+                     json_object_get(key, "secret_path"));
+}
+
 /* Provisions the admitted node on the local cluster and adds what the
- * harness did to result ("provisioned", "pids", "netns", "rundir"). */
+ * harness did to result ("provisioned", "pids", "netns", "rundir", "key",
+ * "reloaded"). */
 static int s_provision(cli_ctx *ctx, const cli_target_t *t, json_t *result,
                        const char *address, cairn_error_t *err)
 {
@@ -736,7 +751,9 @@ static int s_provision(cli_ctx *ctx, const cli_target_t *t, json_t *result,
     r = json_object_set_new(result, "provisioned", json_true()) |
         json_object_set_new(result, "pids", pids) |
         json_object_set(result, "netns", json_object_get(made, "netns")) |
-        json_object_set(result, "rundir", json_object_get(made, "rundir"));
+        json_object_set(result, "rundir", json_object_get(made, "rundir")) |
+        json_object_set_new(result, "key", s_key_json(made)) |
+        json_object_set(result, "reloaded", json_object_get(made, "reloaded"));
     json_decref(made);
     return r ? cli_oom(err) : 0;
 }
