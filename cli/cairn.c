@@ -47,9 +47,10 @@ static const cli_command_t s_commands[] = {
     { "config generate", "", "write a cluster description for a list of "
       "hosts (uses the global --run-base)", cli_config_generate_options,
       cli_cmd_config_generate, NULL, NULL },
-    { "keys generate", "", "make node N's CURVE keypair: write the secret "
-      "key where the description looks for it (0600), print the public key "
-      "and the <key> element", cli_keys_generate_options,
+    { "keys generate", "", "make the CURVE keypair of the node the global "
+      "--node N names: write the secret key where the description looks for "
+      "it (0600), print the public key and the <key> element",
+      cli_keys_generate_options,
       cli_cmd_keys_generate, NULL, cli_table_object },
     { "keys list", "", "every <key> of the description, and whether its "
       "secret file here exists, is readable, safe and matches",
