@@ -442,6 +442,8 @@ static bool s_same_host(const char *address, const char *host)
         return false;
     if (inet_pton(family, host, h) == 1)
         return memcmp(a, h, len) == 0;
+    if (inet_pton(family == AF_INET ? AF_INET6 : AF_INET, host, h) == 1)
+        return false;   /* a literal of the other family: no lookup */
     hints.ai_family = family;
     if (getaddrinfo(host, NULL, &hints, &res) != 0)
         return false;
