@@ -94,15 +94,28 @@ int hx_hotplug_check(const json_t *st, unsigned id, const char *given,
 
 /* ---- tearing one node down --------------------------------------------- */
 
+/* How many of node's daemons were started (have a pid recorded). */
+static size_t s_started(const json_t *node)
+{
+    size_t n = 0, j;
+    json_t *svc;
+    json_array_foreach(json_object_get(node, "services"), j, svc)
+        n += json_integer_value(json_object_get(svc, "pid")) > 0;
+    return n;
+}
+
 /* Stops node's daemons and whatever else runs in its namespace, all at
  * once (a clusterd on SIGTERM leaves gracefully, the others drain), with
  * one deadline of wait_ms for all; report gets how many exited by
- * themselves and how many had to be killed. */
+ * themselves and how many had to be killed. A daemon gone before the
+ * signal exited by itself too: a clusterd told it was removed stops on
+ * its own, often before the signal comes. */
 static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
 {
     hx_pids_t pids = { 0 };
     const char *ns = hx_jstr(node, "netns");
     hx_node_pids(node, &pids);
+    size_t gone = s_started(node) - pids.n;
     json_t *nss = ns ? json_pack("[s]", ns) : NULL;
     if (nss)
         hx_find_procs(nss, NULL, &pids);
@@ -110,7 +123,7 @@ static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
     size_t running = 0, killed = hx_stop_all(&pids, wait_ms, &running);
     hx_pids_free(&pids);
     json_object_set_new(report, "processes_exited",
-                        json_integer((json_int_t)(running - killed)));
+                        json_integer((json_int_t)(gone + running - killed)));
     json_object_set_new(report, "processes_killed",
                         json_integer((json_int_t)killed));
 }
