@@ -46,6 +46,9 @@ int hx_key_make(const json_t *st, json_t *node, cairn_error_t *err)
     snprintf(comment, sizeof(comment), "node %u of local cluster %s", id,
              hx_jstr(st, "cluster"));
     r = cairn_keypair_generate(&kp, err);
+    if (r == -ENOTSUP)
+        return cairn_error_append(err, r, "; `cairn cluster up --security "
+                                  "none` builds a cluster without keys");
     r = r ? r : cairn_keypair_write(path, &kp, comment, true, err);
     explicit_bzero(kp.secret_key, sizeof(kp.secret_key));
     if (r < 0)
