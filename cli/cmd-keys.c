@@ -346,11 +346,10 @@ static json_t *s_key_json(const cairn_description_t *d,
 /* The node whose key a tcp request from here would use, or null. */
 static json_t *s_client_node(const cli_ctx *ctx, const cairn_description_t *d)
 {
-    const char *key = ctx->key ? ctx->key : getenv("CAIRN_KEY");
     cairn_keypair_t kp;
     uint32_t node = 0;
 
-    if (cairn_description_client_keys(d, key && *key ? key : NULL, &kp, &node,
+    if (cairn_description_client_keys(d, cli_target_key_path(ctx), &kp, &node,
                                       NULL) < 0 || node == 0)
         return json_null();
     explicit_bzero(&kp, sizeof kp);

@@ -369,8 +369,7 @@ static int s_pick_pub_endpoint(const cairn_description_t *d,
 
 /* ---- security ---------------------------------------------------------- */
 
-/* --key, else $CAIRN_KEY; NULL: the description's node key files. */
-static const char *s_key_path(const cli_ctx *ctx)
+const char *cli_target_key_path(const cli_ctx *ctx)
 {
     return ctx->key ? ctx->key : s_env("CAIRN_KEY");
 }
@@ -390,7 +389,7 @@ static int s_curve_keys(const cli_ctx *ctx, const cairn_description_t *d,
                                "%s: security mode curve, but node %u has "
                                "no <key>", cairn_description_path(d),
                                node->id);
-    r = cairn_description_client_keys(d, s_key_path(ctx), &t->own,
+    r = cairn_description_client_keys(d, cli_target_key_path(ctx), &t->own,
                                       &t->own_node, err);
     if (r < 0)
         return cairn_error_append(err, r, " (node %u, %s, is asked over "

@@ -90,6 +90,10 @@ int cli_target_resolve_other(const cli_ctx *ctx, const char *service,
 int cli_target_resolve_here(const cli_ctx *ctx, const char *service,
                             cli_target_t *ret, cairn_error_t *err);
 
+/* The client's secret key file: --key, else $CAIRN_KEY; NULL for neither
+ * (then the description's node key files are tried). */
+const char *cli_target_key_path(const cli_ctx *ctx);
+
 /* A client of `service` at t's endpoint, with timeout_ms, ctx's retries and,
  * when t->curve, t's CURVE keys: the one way the CLI makes a client. The
  * caller frees it (cairn_client_free). Errors: usage for an endpoint
