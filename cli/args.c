@@ -30,8 +30,12 @@ const cairn_option_t cli_global_options[] = {
     { "--node", "ID|NAME", "node to ask, an error at once if it is down "
       "(else CAIRN_NODE, else the first node running the service that is "
       "not down)" },
-    { "--endpoint", "URI", "talk to this endpoint (ipc://, tcp://) and skip "
-      "the description" },
+    { "--endpoint", "URI", "talk to this endpoint (ipc://, tcp://) instead "
+      "of a node of the description (which a tcp:// one still reads for its "
+      "CURVE keys)" },
+    { "--key", "FILE", "secret key the client uses over tcp when the "
+      "description says security mode curve (else CAIRN_KEY, else the first "
+      "node key file of the description this process can read)" },
     { "--timeout", "MS", "total deadline of each request in ms (default 3000)" },
     { "--retries", "N", "resends after the first attempt (default 2)" },
     { "--table", NULL, "print a human-readable table instead of JSON "
@@ -42,8 +46,8 @@ const cairn_option_t cli_global_options[] = {
 };
 
 /* Indices into cli_global_options, in the same order. */
-enum { G_CONFIG, G_CLUSTER, G_RUN_BASE, G_NODE, G_ENDPOINT, G_TIMEOUT,
-       G_RETRIES, G_TABLE, G_HELP };
+enum { G_CONFIG, G_CLUSTER, G_RUN_BASE, G_NODE, G_ENDPOINT, G_KEY,
+       G_TIMEOUT, G_RETRIES, G_TABLE, G_HELP };
 
 void cli_ctx_init(cli_ctx *ctx)
 {
@@ -65,6 +69,7 @@ static int s_set_global(cli_ctx *ctx, int index, const char *value,
     case G_RUN_BASE: ctx->run_base = value; return 0;
     case G_NODE: ctx->node = value; return 0;
     case G_ENDPOINT: ctx->endpoint = value; return 0;
+    case G_KEY: ctx->key = value; return 0;
     case G_TABLE: ctx->table = true; return 0;
     case G_HELP: ctx->help = true; return 0;
     case G_TIMEOUT:

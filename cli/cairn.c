@@ -47,6 +47,14 @@ static const cli_command_t s_commands[] = {
     { "config generate", "", "write a cluster description for a list of "
       "hosts (uses the global --run-base)", cli_config_generate_options,
       cli_cmd_config_generate, NULL, NULL },
+    { "keys generate", "", "make the CURVE keypair of the node the global "
+      "--node N names: write the secret key where the description looks for "
+      "it (0600), print the public key and the <key> element",
+      cli_keys_generate_options,
+      cli_cmd_keys_generate, NULL, cli_table_object },
+    { "keys list", "", "every <key> of the description, and whether its "
+      "secret file here exists, is readable, safe and matches",
+      cli_no_options, cli_cmd_keys_list, NULL, cli_table_keys },
     { "cluster up", "", "build a cluster on this machine: a netns, veth, "
       "cgroup and run dir per node, every daemon started (loopback without "
       "root)", cli_cluster_up_options, cli_cmd_cluster_up, NULL, NULL },

@@ -59,6 +59,8 @@ typedef struct cli_ctx {
     const char *run_base;  /* --run-base DIR, NULL if not given */
     const char *node;      /* --node ID|NAME, NULL if not given */
     const char *endpoint;  /* --endpoint URI, NULL if not given */
+    const char *key;       /* --key FILE: the client's CURVE secret key,
+                            * NULL if not given (then $CAIRN_KEY) */
     int timeout_ms;        /* --timeout MS: total deadline of each request */
     bool timeout_set;      /* --timeout was given (else a verb may pick its own) */
     int retries;           /* --retries N, -1 = the library's default */
@@ -145,6 +147,12 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                     cairn_error_t *err);
 int cli_cmd_batch(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
                   cairn_error_t *err);
+/* cmd-keys.c: CURVE keys. */
+extern const cairn_option_t cli_keys_generate_options[];
+int cli_cmd_keys_generate(cli_ctx *ctx, int argc, char **argv,
+                          json_t **ret_result, cairn_error_t *err);
+int cli_cmd_keys_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                      cairn_error_t *err);
 /* cmd-cluster.c: the local cluster harness (lib/harness). */
 extern const cairn_option_t cli_cluster_up_options[];
 extern const cairn_option_t cli_cluster_name_options[];

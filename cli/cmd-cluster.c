@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "harness/harness.h"
@@ -22,9 +23,12 @@ const cairn_option_t cli_cluster_up_options[] = {
       "$CAIRN_CLUSTER, \"cairn\")" },
     { "--loopback", NULL, "loopback mode even as root: no namespaces, no cgroups" },
     { "--start-timeout", "MS", "deadline for every daemon's socket (default 10000)" },
+    { "--security", "curve|none", "CURVE between nodes with a keypair per "
+      "node (default), or no security at all" },
     { NULL, NULL, NULL },
 };
-enum { O_NODES, O_CPUS, O_MEM, O_NAME, O_LOOPBACK, O_START_TIMEOUT };
+enum { O_NODES, O_CPUS, O_MEM, O_NAME, O_LOOPBACK, O_START_TIMEOUT,
+       O_SECURITY };
 
 const cairn_option_t cli_cluster_name_options[] = {
     { "--name", "NAME", "cluster name (else --cluster, $CAIRN_CLUSTER, \"cairn\")" },
@@ -63,11 +67,17 @@ static int s_up_opts(const cairn_args_t *a, harness_opts_t *o,
         r = cairn_parse_long("--start-timeout", a->values[O_START_TIMEOUT], 100, 600000, &v, err);
         o->start_timeout_ms = (int) v;
     }
+    o->security = a->values[O_SECURITY];
+    if (r == 0 && o->security && strcmp(o->security, "curve") != 0 &&
+        strcmp(o->security, "none") != 0)
+        r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--security '%s': "
+                            "curve or none", o->security);
     o->loopback = a->values[O_LOOPBACK] != NULL;
     /* what was asked must match a cluster that already runs */
     o->nodes_given = a->values[O_NODES] != NULL;
     o->cpus_given = a->values[O_CPUS] != NULL;
     o->mem_given = a->values[O_MEM] != NULL;
+    o->security_given = a->values[O_SECURITY] != NULL;
     return r;
 }
 

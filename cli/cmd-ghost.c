@@ -91,19 +91,11 @@ static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
         r = cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT, "deadline of %d ms "
                             "passed before the request to ghostd was sent",
                             timeout_ms);
-    if (r == 0 && !(c = cairn_client_new(t.endpoint, "ghostd")))
-        r = errno == EINVAL
-                ? cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--endpoint '%s': "
-                                  "not an ipc://, tcp:// or inproc:// endpoint",
-                                  t.endpoint)
-                : cli_oom(err);
-    if (r == 0) {
-        cairn_client_set_timeout(c, (int)left);
-        if (ctx->retries >= 0)
-            cairn_client_set_retries(c, ctx->retries);
+    if (r == 0)
+        r = cli_target_client(ctx, &t, "ghostd", (int)left, &c, err);
+    if (r == 0)
         r = cairn_client_call(c, req, &cairn__ghostd__reply__descriptor,
                               &reply, err);
-    }
     if (r == 0 && ((Cairn__Ghostd__Reply *)reply)->msg_case != expect) {
         protobuf_c_message_free_unpacked(reply, NULL);
         r = cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR, "ghostd at %s "

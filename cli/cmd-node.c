@@ -78,16 +78,9 @@ static int s_call_clusterd(const cli_ctx *ctx, const cli_target_t *t,
         return cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT,
                                "deadline of %d ms passed before the request "
                                "to clusterd was sent", ctx->timeout_ms);
-    c = cairn_client_new(t->endpoint, "clusterd");
-    if (!c)
-        return errno == EINVAL
-                   ? cairn_error_set(err, -EINVAL, CAIRN_USAGE,
-                                     "--endpoint '%s': not an ipc://, tcp:// "
-                                     "or inproc:// endpoint", t->endpoint)
-                   : cli_oom(err);
-    cairn_client_set_timeout(c, (int)left);
-    if (ctx->retries >= 0)
-        cairn_client_set_retries(c, ctx->retries);
+    r = cli_target_client(ctx, t, "clusterd", (int)left, &c, err);
+    if (r < 0)
+        return r;
     r = cairn_client_call(c, req, &cairn__clusterd__reply__descriptor, &reply,
                           err);
     cairn_client_free(c);
@@ -129,6 +122,13 @@ static int s_request(cli_ctx *ctx, const char *what,
     return 0;
 }
 
+/* A string field of a reply, or NULL when empty (a daemon too old to set
+ * it, or nothing to say): printed as null. */
+static const char *s_or_null(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
 static json_t *s_status_json(const Cairn__Clusterd__StatusReply *s)
 {
     json_t *services = json_array();
@@ -137,13 +137,16 @@ static json_t *s_status_json(const Cairn__Clusterd__StatusReply *s)
         json_array_append_new(services, json_string(s->services[i]));
     /* the reply names the node that answered: answered_by says the same */
     return json_pack("{s:{s:I, s:s, s:s}, s:s, s:s, s:o*, s:s, s:I, s:I, "
-                     "s:{s:I, s:s}}",
+                     "s:{s:s?, s:s?}, s:{s:I, s:s}}",
                      "node", "id", (json_int_t)s->node_id, "name",
                      s->node_name, "address", s->address,
                      "cluster", s->cluster, "appliance", s->appliance,
                      "services", services, "version", s->version,
                      "uptime_ms", (json_int_t)s->uptime_ms,
-                     "pid", (json_int_t)s->pid, "answered_by", "id",
+                     "pid", (json_int_t)s->pid,
+                     "security", "mode", s_or_null(s->security_mode),
+                     "key", s_or_null(s->key_fingerprint),
+                     "answered_by", "id",
                      (json_int_t)s->node_id, "name", s->node_name);
 }
 
@@ -600,6 +603,8 @@ static int s_watch(cli_ctx *ctx, void *zctx, FILE *out, long count,
     if (r == 0 && !(sub = zmq_socket(zctx, ZMQ_SUB)))
         r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "zmq_socket: %s",
                             zmq_strerror(errno));
+    if (r == 0)   /* over tcp in mode curve, as the requests are */
+        r = cli_target_secure_socket(&t, sub, err);
     char sync[64];
     snprintf(sync, sizeof sync, "%s%d.%lld", CAIRN_SYNC_TOPIC_PREFIX, (int)getpid(),
              (long long)(int64_t)cairn_now_ms());
@@ -700,8 +705,23 @@ static void s_unadmit(cli_ctx *ctx, const cli_target_t *t, uint32_t id)
         protobuf_c_message_free_unpacked(&reply->base, NULL);
 }
 
+/* The new node's key as {"public_key", "fingerprint", "secret_path"},
+ * null in security mode none. */
+static json_t *s_key_json(const json_t *made)
+{
+    const json_t *key = json_object_get(made, "key");
+
+    if (!json_is_object(key))
+        return json_null();
+    return json_pack("{s:O, s:O, s:O}", "public_key",
+                     json_object_get(key, "public"), "fingerprint",
+                     json_object_get(key, "fingerprint"), "secret_path",
+                     json_object_get(key, "secret_path"));
+}
+
 /* Provisions the admitted node on the local cluster and adds what the
- * harness did to result ("provisioned", "pids", "netns", "rundir"). */
+ * harness did to result ("provisioned", "pids", "netns", "rundir", "key",
+ * "reloaded"). */
 static int s_provision(cli_ctx *ctx, const cli_target_t *t, json_t *result,
                        const char *address, cairn_error_t *err)
 {
@@ -731,7 +751,9 @@ static int s_provision(cli_ctx *ctx, const cli_target_t *t, json_t *result,
     r = json_object_set_new(result, "provisioned", json_true()) |
         json_object_set_new(result, "pids", pids) |
         json_object_set(result, "netns", json_object_get(made, "netns")) |
-        json_object_set(result, "rundir", json_object_get(made, "rundir"));
+        json_object_set(result, "rundir", json_object_get(made, "rundir")) |
+        json_object_set_new(result, "key", s_key_json(made)) |
+        json_object_set(result, "reloaded", json_object_get(made, "reloaded"));
     json_decref(made);
     return r ? cli_oom(err) : 0;
 }

@@ -275,3 +275,45 @@ int cli_table_nodes(FILE *out, const json_t *result)
     }
     return r < 0 ? r : s_grid_print(out, &g);
 }
+
+/* Columns of the keys table: header and the field of each key. */
+static const char *const s_key_columns[][2] = {
+    { "NODE", "node" }, { "NAME", "name" }, { "FINGERPRINT", "fingerprint" },
+    { "STATE", "state" }, { "MODE", "mode" }, { "SECRET_PATH", "secret_path" },
+};
+#define S_KEY_COLS (sizeof s_key_columns / sizeof s_key_columns[0])
+
+static int s_grid_add_key(s_grid_t *g, const json_t *key)
+{
+    char *cells[S_KEY_COLS] = { NULL };
+    int r = 0;
+
+    for (size_t c = 0; c < S_KEY_COLS && r == 0; c++)
+        if (!(cells[c] = s_cell_text(json_object_get(key, s_key_columns[c][1]))))
+            r = -ENOMEM;
+    if (r == 0)
+        r = s_grid_add(g, (const char *const *)cells);
+    for (size_t c = 0; c < S_KEY_COLS; c++)
+        free(cells[c]);
+    return r;
+}
+
+int cli_table_keys(FILE *out, const json_t *result)
+{
+    _cleanup_json_ json_t *rows = json_array();
+    s_grid_t g = { .rows = rows, .cols = S_KEY_COLS };
+    const char *header[S_KEY_COLS];
+    json_t *keys = json_object_get(result, "keys"), *key;
+    size_t i;
+    int r;
+
+    if (!rows || !json_is_array(keys))
+        return -EINVAL;
+    for (i = 0; i < S_KEY_COLS; i++)
+        header[i] = s_key_columns[i][0];
+    r = s_grid_add(&g, header);
+    json_array_foreach(keys, i, key)
+        if (r == 0)
+            r = s_grid_add_key(&g, key);
+    return r < 0 ? r : s_grid_print(out, &g);
+}

@@ -55,5 +55,7 @@ int cli_exit_code(int r, const cairn_error_t *err);
 int cli_table_object(FILE *out, const json_t *result);
 /* `cairn nodes`: one row per node, "*" in front of the asked node. */
 int cli_table_nodes(FILE *out, const json_t *result);
+/* `cairn keys list`: one row per key, its state on this host. */
+int cli_table_keys(FILE *out, const json_t *result);
 
 #endif

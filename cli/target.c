@@ -20,14 +20,26 @@
  * at once; with no node named, the first node that is not down is asked
  * (fall-over), live ones on this host first, and the result says which one
  * answered (cli_target_node_json).
+ *
+ * Security. In a description with <security mode="curve">, every tcp
+ * server is a CURVE server that admits only the nodes' keys, and a client
+ * it does not admit gets no answer at all. So the keys are settled here,
+ * before anything is sent: the node's public key is pinned, and the
+ * client's keypair must be readable now (--key, $CAIRN_KEY, or a node key
+ * file, which only root on a member reads); if it is not, the command
+ * fails at once with permission-denied instead of timing out. The event
+ * socket of a node asked over ipc is its ipc one too, so a subscriber
+ * needs keys exactly when the request does.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cairn/client.h"
 #include "target.h"
 
 #define S_PROBE_MAX_MS 250   /* longest the tcp probe may wait */
@@ -327,29 +339,193 @@ static int s_pick_default(const cli_ctx *ctx, const cairn_description_t *d,
     return first_r;
 }
 
-/* The PUB endpoint of service on node: ipc when its socket file exists,
- * else tcp on the pub port; NULL (not an error) if it publishes nothing. */
+static bool s_is_tcp(const char *endpoint)
+{
+    return endpoint && strncmp(endpoint, "tcp://", 6) == 0;
+}
+
+/* The PUB endpoint of service on node, the way its request endpoint goes:
+ * ipc beside the ipc socket (a node on this host), else tcp on the pub
+ * port; NULL (not an error) if it publishes nothing. */
 static int s_pick_pub_endpoint(const cairn_description_t *d,
                                const cairn_node_desc_t *node,
-                               const char *service, char **ret,
-                               cairn_error_t *err)
+                               const char *service, const char *endpoint,
+                               char **ret, cairn_error_t *err)
 {
     const cairn_service_desc_t *svc = cairn_description_service(d, service);
-    _cleanup_free_ char *ipc = NULL;
-    struct stat st;
 
     *ret = NULL;
     if (!svc || !svc->pub_port)
         return 0;
-    if (asprintf(&ipc, "ipc://%s/%s.pub.sock", node->rundir, service) < 0)
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    if (stat(ipc + 6, &st) == 0 && S_ISSOCK(st.st_mode)) {
-        *ret = TAKE_PTR(ipc);
-        return 0;
+    if (!s_is_tcp(endpoint)) {
+        if (asprintf(ret, "ipc://%s/%s.pub.sock", node->rundir, service) < 0)
+            *ret = NULL;
+    } else {
+        *ret = cairn_description_tcp_endpoint(d, node, service, true);
     }
-    *ret = cairn_description_tcp_endpoint(d, node, service, true);
     return *ret ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM,
                                       "out of memory");
+}
+
+/* ---- security ---------------------------------------------------------- */
+
+const char *cli_target_key_path(const cli_ctx *ctx)
+{
+    return ctx->key ? ctx->key : s_env("CAIRN_KEY");
+}
+
+/* Mode curve, node asked over tcp: pins its public key and takes the
+ * client's keypair now. No key readable is permission-denied at once,
+ * naming the files tried: a request without one would only time out. */
+static int s_curve_keys(const cli_ctx *ctx, const cairn_description_t *d,
+                        const cairn_node_desc_t *node, cli_target_t *t,
+                        cairn_error_t *err)
+{
+    const cairn_key_desc_t *k = cairn_description_find_key(d, node->id);
+    int r;
+
+    if (!k)   /* the loader gives every node of a curve description one */
+        return cairn_error_set(err, -ENOKEY, CAIRN_INVALID_CONFIG,
+                               "%s: security mode curve, but node %u has "
+                               "no <key>", cairn_description_path(d),
+                               node->id);
+    r = cairn_description_client_keys(d, cli_target_key_path(ctx), &t->own,
+                                      &t->own_node, err);
+    if (r < 0)
+        return cairn_error_append(err, r, " (node %u, %s, is asked over "
+                                  "tcp, where security mode curve needs a "
+                                  "key)", node->id, node->name);
+    snprintf(t->server_key, sizeof t->server_key, "%s", k->public_key);
+    t->curve = true;
+    return 0;
+}
+
+/* Host and port of tcp://HOST:PORT (HOST "[v6]" unbracketed); false for
+ * another endpoint. */
+static bool s_tcp_host_port(const char *endpoint, char *host, size_t size,
+                            unsigned *ret_port)
+{
+    const char *h = endpoint + 6, *colon;
+    size_t len;
+    char *end = NULL;
+    unsigned long port;
+
+    if (!s_is_tcp(endpoint) || !(colon = strrchr(h, ':')))
+        return false;
+    len = (size_t)(colon - h);
+    if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
+        h++;
+        len -= 2;
+    }
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    if (len == 0 || len >= size || errno || *end || port == 0 || port > 65535)
+        return false;
+    memcpy(host, h, len);
+    host[len] = '\0';
+    *ret_port = (unsigned)port;
+    return true;
+}
+
+/* Whether the IP literal `address` is `host` (a literal, or a name that
+ * resolves to it). */
+static bool s_same_host(const char *address, const char *host)
+{
+    unsigned char a[sizeof(struct in6_addr)], h[sizeof(struct in6_addr)];
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+    int family = strchr(address, ':') ? AF_INET6 : AF_INET;
+    size_t len = family == AF_INET6 ? 16 : 4;
+    bool same = false;
+
+    if (inet_pton(family, address, a) != 1)
+        return false;
+    if (inet_pton(family, host, h) == 1)
+        return memcmp(a, h, len) == 0;
+    if (inet_pton(family == AF_INET ? AF_INET6 : AF_INET, host, h) == 1)
+        return false;   /* a literal of the other family: no lookup */
+    hints.ai_family = family;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    for (struct addrinfo *ai = res; ai && !same; ai = ai->ai_next)
+        same = family == AF_INET
+                   ? memcmp(&((struct sockaddr_in *)ai->ai_addr)->sin_addr,
+                            a, len) == 0
+                   : memcmp(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr,
+                            a, len) == 0;
+    freeaddrinfo(res);
+    return same;
+}
+
+/* The node of d at --endpoint tcp://HOST:PORT, which must run service on
+ * PORT: its key is the one to pin. Anything else is a usage error saying
+ * what did not match. */
+static int s_node_at(const cairn_description_t *d, const char *endpoint,
+                     const char *service, const cairn_node_desc_t **ret,
+                     cairn_error_t *err)
+{
+    const cairn_service_desc_t *svc = cairn_description_service(d, service);
+    char host[256];
+    unsigned port;
+
+    if (!s_tcp_host_port(endpoint, host, sizeof host, &port))
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--endpoint '%s': "
+                               "not tcp://HOST:PORT", endpoint);
+    for (size_t i = 0; i < cairn_description_n_nodes(d); i++) {
+        const cairn_node_desc_t *n = cairn_description_node(d, i);
+
+        if (!s_same_host(n->address, host))
+            continue;
+        if (!svc || !cairn_description_node_runs(d, n, service))
+            return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                                   "--endpoint %s: node %u (%s) of %s is at "
+                                   "%s but does not run %s", endpoint, n->id,
+                                   n->name, cairn_description_path(d), host,
+                                   service);
+        if (svc->port != port)
+            return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                                   "--endpoint %s: node %u (%s) of %s is at "
+                                   "%s, but its %s listens on port %u, not %u",
+                                   endpoint, n->id, n->name,
+                                   cairn_description_path(d), host, service,
+                                   svc->port, port);
+        *ret = n;
+        return 0;
+    }
+    return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                           "--endpoint %s: %s runs security mode curve and "
+                           "names no node at %s, so the server's key is "
+                           "unknown; give the description of the cluster "
+                           "there with --config (or CAIRN_CONFIG)", endpoint,
+                           cairn_description_path(d), host);
+}
+
+/* --config or $CAIRN_CONFIG names a description. */
+static bool s_config_named(const cli_ctx *ctx)
+{
+    return ctx->config || s_env("CAIRN_CONFIG");
+}
+
+/* --endpoint tcp://: in mode curve, the keys for the description's node
+ * there. No description found (none named) is plain tcp, as mode none. */
+static int s_endpoint_curve(const cli_ctx *ctx, const char *service,
+                            cli_target_t *t, cairn_error_t *err)
+{
+    cairn_description_t *d = NULL;
+    const cairn_node_desc_t *node = NULL;
+    int r = cli_target_load_description(ctx, &d, err);
+
+    if (r == -ENOENT && err && err->code == CAIRN_UNAVAILABLE &&
+        !s_config_named(ctx)) {
+        cairn_error_clear(err);
+        return 0;
+    }
+    if (r == 0 && cairn_description_curve(d)) {
+        r = s_node_at(d, ctx->endpoint, service, &node, err);
+        if (r == 0)
+            r = s_curve_keys(ctx, d, node, t, err);
+    }
+    cairn_description_free(d);
+    return r;
 }
 
 /* Fills t from the description: node, endpoints, names. */
@@ -371,7 +547,10 @@ static int s_resolve_described(const cli_ctx *ctx, const char *service,
     else
         r = s_pick_default(ctx, d, service, pick, &node, &t->endpoint, err);
     if (r == 0)
-        r = s_pick_pub_endpoint(d, node, service, &t->pub_endpoint, err);
+        r = s_pick_pub_endpoint(d, node, service, t->endpoint,
+                                &t->pub_endpoint, err);
+    if (r == 0 && cairn_description_curve(d) && s_is_tcp(t->endpoint))
+        r = s_curve_keys(ctx, d, node, t, err);
     if (r == 0) {
         t->node_id = node->id;
         t->node_name = strdup(node->name);
@@ -407,7 +586,9 @@ static int s_endpoint_pub(const char *endpoint, const char *service,
 /* --endpoint: that endpoint, and the PUB socket beside an ipc one. An ipc
  * socket nobody listens on is an error at once; a tcp one is left to the
  * request: a given tcp endpoint keeps the client's timeout behaviour (a
- * server still starting, a port forwarded later), as documented. */
+ * server still starting, a port forwarded later), as documented. A tcp
+ * one gets the CURVE keys of the description's node there, in mode
+ * curve. */
 static int s_resolve_endpoint(const cli_ctx *ctx, const char *service,
                               cli_target_t *t, cairn_error_t *err)
 {
@@ -415,6 +596,8 @@ static int s_resolve_endpoint(const cli_ctx *ctx, const char *service,
 
     if (strncmp(ctx->endpoint, "ipc://", 6) == 0)
         r = cairn_endpoint_probe(ctx->endpoint, service, 0, err);
+    else if (s_is_tcp(ctx->endpoint))
+        r = s_endpoint_curve(ctx, service, t, err);
     if (r < 0)
         return r;
     t->endpoint = strdup(ctx->endpoint);
@@ -462,6 +645,39 @@ int cli_target_resolve_here(const cli_ctx *ctx, const char *service,
     return s_resolve(ctx, service, &(s_pick_t){ .host_only = true }, ret, err);
 }
 
+int cli_target_client(const cli_ctx *ctx, const cli_target_t *t,
+                      const char *service, int timeout_ms,
+                      cairn_client_t **ret, cairn_error_t *err)
+{
+    cairn_client_t *c = cairn_client_new(t->endpoint, service);
+    int r;
+
+    if (!c)
+        return errno == EINVAL
+                   ? cairn_error_set(err, -EINVAL, CAIRN_USAGE,
+                                     "--endpoint '%s': not an ipc://, tcp:// "
+                                     "or inproc:// endpoint", t->endpoint)
+                   : cli_oom(err);
+    cairn_client_set_timeout(c, timeout_ms);
+    if (ctx->retries >= 0)
+        cairn_client_set_retries(c, ctx->retries);
+    if (t->curve &&
+        (r = cairn_client_set_curve(c, t->server_key, &t->own, err)) < 0) {
+        cairn_client_free(c);
+        return r;
+    }
+    *ret = c;
+    return 0;
+}
+
+int cli_target_secure_socket(const cli_target_t *t, void *zsock,
+                             cairn_error_t *err)
+{
+    if (!t->curve || !s_is_tcp(t->pub_endpoint))
+        return 0;
+    return cairn_curve_client(zsock, t->server_key, &t->own, err);
+}
+
 json_t *cli_target_node_json(const cli_target_t *t)
 {
     if (!t->node_id)
@@ -478,5 +694,6 @@ void cli_target_clear(cli_target_t *t)
     free(t->description);
     free(t->run_base);
     free(t->pub_endpoint);
+    explicit_bzero(&t->own, sizeof t->own);   /* a secret key */
     memset(t, 0, sizeof *t);
 }

@@ -15,17 +15,29 @@
  *   4. the endpoint: ipc://<rundir>/<service>.sock when that socket file
  *      exists (no listener on it: the node is down), else
  *      tcp://<address>:<port> -- after a short connect probe, so a port
- *      nobody listens on is "unavailable" at once, not a timeout.
+ *      nobody listens on is "unavailable" at once, not a timeout;
+ *   5. security: over tcp, when the description says <security
+ *      mode="curve">, the client is a CURVE client pinning the node's
+ *      public key, with the keypair of --key FILE, else $CAIRN_KEY, else
+ *      the first node key file of the description this process can read;
+ *      none readable is permission-denied at once. With --endpoint
+ *      tcp://ADDR:PORT the description (when one is found) is read for
+ *      that: its node at ADDR running the service on PORT gives the key.
+ *      ipc needs none: the kernel says who connects.
  * Every probe is cairn_endpoint_probe (cairn/client.h); --endpoint is
- * probed the same way.
+ * probed the same way. Every client and subscriber of the CLI is made
+ * here (cli_target_client, cli_target_secure_socket), so no request
+ * leaves without the security its target needs.
  */
 #ifndef CAIRN_CLI_TARGET_H
 #define CAIRN_CLI_TARGET_H
 
 #include <stdint.h>
 
+#include "cairn/client.h"
 #include "cairn/description.h"
 #include "cairn/error.h"
+#include "cairn/security.h"
 #include "cli.h"
 
 typedef struct cli_target {
@@ -35,10 +47,17 @@ typedef struct cli_target {
     char *cluster;       /* cluster name (owned), NULL if unknown */
     char *description;   /* path of the description used (owned), or NULL */
     char *run_base;      /* the description's run base (owned), or NULL */
-    char *pub_endpoint;  /* the service's PUB endpoint (owned): ipc:// when
-                          * <rundir>/<service>.pub.sock exists, else tcp://
-                          * <address>:<pub-port>; NULL if it publishes nothing
-                          * or is unknown (--endpoint tcp://) */
+    char *pub_endpoint;  /* the service's PUB endpoint (owned): ipc://
+                          * <rundir>/<service>.pub.sock when the endpoint is
+                          * ipc, else tcp://<address>:<pub-port>; NULL if it
+                          * publishes nothing or is unknown (--endpoint
+                          * tcp://) */
+    bool curve;          /* tcp in security mode curve: connect as a CURVE
+                          * client of server_key with own */
+    char server_key[CAIRN_KEY_LEN + 1];  /* the node's public key, or "" */
+    cairn_keypair_t own; /* the client's keypair when curve; its secret is
+                          * wiped by cli_target_clear() */
+    uint32_t own_node;   /* the node whose key own is, 0 if none's */
 } cli_target_t;
 
 /* Finds and loads the cluster description by steps 2 above. On success *ret
@@ -70,6 +89,24 @@ int cli_target_resolve_other(const cli_ctx *ctx, const char *service,
  * falls over only among them, never to a node on another host. */
 int cli_target_resolve_here(const cli_ctx *ctx, const char *service,
                             cli_target_t *ret, cairn_error_t *err);
+
+/* The client's secret key file: --key, else $CAIRN_KEY; NULL for neither
+ * (then the description's node key files are tried). */
+const char *cli_target_key_path(const cli_ctx *ctx);
+
+/* A client of `service` at t's endpoint, with timeout_ms, ctx's retries and,
+ * when t->curve, t's CURVE keys: the one way the CLI makes a client. The
+ * caller frees it (cairn_client_free). Errors: usage for an endpoint
+ * libzmq cannot take, system when out of memory. */
+int cli_target_client(const cli_ctx *ctx, const cli_target_t *t,
+                      const char *service, int timeout_ms,
+                      cairn_client_t **ret, cairn_error_t *err);
+
+/* Makes zsock (a SUB of t's pub_endpoint) a CURVE client of t's node when
+ * that endpoint is tcp in mode curve; nothing otherwise. Call before
+ * connecting. */
+int cli_target_secure_socket(const cli_target_t *t, void *zsock,
+                             cairn_error_t *err);
 
 /* The asked node as {"id":N,"name":"nN"} -- the "answered_by" field of a
  * result -- or JSON null when it is unknown (--endpoint). Caller owns the

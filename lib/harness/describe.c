@@ -4,13 +4,19 @@
  * Written only through libcairn's description builder (escaping and
  * validation are its job): the default services, ports and membership
  * timings of `cairn config generate`, one appliance "compute" holding the
- * services whose daemons exist, every planned node on it, node 1 the
- * seed. The builder writes it atomically and validated; it is then loaded
- * back with cairn_description_load, the same loader the daemons use,
- * before anything starts, and each service's port is copied into the
- * state (the traffic check needs one).
+ * services whose daemons exist, every node of the state on it (hotplugged
+ * ones too, so every daemon and `cairn --node N` know them), the first one
+ * the seed, and in security mode curve <security mode="curve"> with every
+ * node's <key>: its public key inline, its secret at the default path
+ * beside the file (keys.c puts it there). The builder writes it atomically
+ * and validated; it is then loaded back with cairn_description_load, the
+ * same loader the daemons use, before anything starts, and each service's
+ * port is copied into the state (the traffic check needs one). Hotplug
+ * writes it again from the state whenever a node comes or goes.
  */
 #include <errno.h>
+#include <limits.h>
+#include <string.h>
 
 #include "harness-private.h"
 #include "util/cleanup.h"
@@ -55,6 +61,29 @@ static int s_nodes(cairn_description_builder_t *b, const json_t *st,
     return 0;
 }
 
+/* <security mode="curve"> and every node's <key>; nothing in mode none. */
+static int s_security(cairn_description_builder_t *b, const json_t *st,
+                      cairn_error_t *err)
+{
+    size_t i;
+    json_t *node;
+    if (!hx_curve(st))
+        return 0;
+    int r = cairn_description_builder_set_security(b, "curve", err);
+    json_array_foreach(r < 0 ? NULL : json_object_get(st, "nodes"), i, node) {
+        const char *pub = hx_jstr(json_object_get(node, "key"), "public");
+        unsigned id = (unsigned)json_integer_value(json_object_get(node, "id"));
+        if (!pub)
+            return cairn_error_set(err, -ENOKEY, CAIRN_INTERNAL,
+                                   "node %u of local cluster %s has no key",
+                                   id, hx_jstr(st, "cluster"));
+        r = cairn_description_builder_add_key(b, id, pub, NULL, err);
+        if (r < 0)
+            return r;
+    }
+    return r;
+}
+
 int hx_desc_build(const json_t *st, const char *run_base,
                   cairn_description_builder_t **ret, cairn_error_t *err)
 {
@@ -66,6 +95,7 @@ int hx_desc_build(const json_t *st, const char *run_base,
     r = r ? r : cairn_description_builder_add_defaults(b, err);
     r = r ? r : s_appliance(b, st, err);
     r = r ? r : s_nodes(b, st, err);
+    r = r ? r : s_security(b, st, err);
     if (r < 0)
         return r;
     *ret = TAKE_PTR(b);
@@ -97,4 +127,19 @@ int hx_desc_write(json_t *st, const char *run_base, cairn_error_t *err)
     if (r == 0)
         s_desc_ports(st, d);
     return r;
+}
+
+int hx_desc_rewrite(json_t *st, cairn_error_t *err)
+{
+    const char *dir = hx_jstr(st, "run_dir"), *name = hx_jstr(st, "cluster");
+    size_t dlen = dir ? strlen(dir) : 0, nlen = name ? strlen(name) : 0;
+    char base[PATH_MAX];
+    /* run_dir is <run base>/<name> (plan.c) */
+    if (!dir || !name || dlen <= nlen + 1 || dir[dlen - nlen - 1] != '/' ||
+        strcmp(dir + dlen - nlen, name) != 0 || dlen - nlen - 1 >= sizeof(base))
+        return cairn_error_set(err, -EINVAL, CAIRN_INTERNAL,
+                               "state.json: run_dir '%s' is not <run base>/%s",
+                               dir ? dir : "", name ? name : "?");
+    snprintf(base, sizeof(base), "%.*s", (int)(dlen - nlen - 1), dir);
+    return hx_desc_write(st, base, err);
 }

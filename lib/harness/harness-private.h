@@ -36,6 +36,7 @@
 #define HX_HOST_LOCK     "/run/lock/cairn-cluster.lock"
 #define HX_BASE_MAX      257 /* a description's run-base is at most 256 bytes */
 #define HX_BASE_MARK     ".cairn-harness-made" /* in a run base up created */
+#define HX_RELOAD_MS     5000 /* for every daemon to reload the description */
 
 typedef enum { HX_CG_NONE = 0, HX_CG_V1 = 1, HX_CG_V2 = 2 } hx_cg_t;
 
@@ -245,16 +246,48 @@ int hx_spawn_all(json_t *st, cairn_error_t *err);
 /* Polls every daemon of nodes until all serve, one dies, or timeout. */
 int hx_wait_ready(const json_t *nodes, int timeout_ms, cairn_error_t *err);
 
+/* ---- keys.c: the nodes' CURVE keys -------------------------------------- */
+
+/* st runs security mode curve (a state without "security" ran none). */
+bool hx_curve(const json_t *st);
+/* A new keypair for node of st: its secret written to
+ * <keys_dir>/node-<id>.key (0600; an older file replaced: a node added
+ * again gets a new key), node's "key" set to {"public", "fingerprint",
+ * "secret_path"}. Nothing in mode none. */
+int hx_key_make(const json_t *st, json_t *node, cairn_error_t *err);
+/* hx_key_make for every node of st. */
+int hx_keys_make_all(json_t *st, cairn_error_t *err);
+/* Removes node's secret key file; true if there was one. */
+bool hx_key_remove(const json_t *node);
+
+/* ---- reload.c: the daemons reload cluster.xml --------------------------- */
+
+/* SIGHUP to every running daemon of st's nodes but node `skip` (0: none),
+ * then waits up to timeout_ms until each has logged that it reloaded the
+ * description (its `reloaded` event, in <rundir>/<svc>.log after the
+ * signal). A daemon that refuses the file (its `keeping the previous
+ * description` line) is an error quoting its log, code
+ * failed-precondition; one that does not answer in time is timeout; one
+ * that exits meanwhile is skipped (it reads the file when restarted).
+ * *ret_count (may be NULL): how many reloaded. */
+int hx_reload(const json_t *st, unsigned skip, int timeout_ms,
+              size_t *ret_count, cairn_error_t *err);
+
 /* ---- describe.c: cluster.xml ------------------------------------------- */
 
 /* The description of st: default services and timings, one appliance
- * "compute" with the services of node 1, node 1 the seed. *ret is the
+ * "compute" with the services of node 1, every node of st (the first one
+ * the seed) and, in mode curve, <security mode="curve"> with each node's
+ * <key> (public key inline, secret at the default path). *ret is the
  * caller's (cairn_description_builder_free). */
 int hx_desc_build(const json_t *st, const char *run_base,
                   cairn_description_builder_t **ret, cairn_error_t *err);
 /* Writes st's "config" through the builder, loads it back and copies
  * each service's port into st. */
 int hx_desc_write(json_t *st, const char *run_base, cairn_error_t *err);
+/* hx_desc_write of a cluster made earlier (its run base from st's
+ * run_dir): its nodes changed (hotplug). */
+int hx_desc_rewrite(json_t *st, cairn_error_t *err);
 
 /* ---- sweep.c: down ----------------------------------------------------- */
 

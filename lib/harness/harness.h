@@ -8,7 +8,9 @@
  * veth pair (cv-<name>-<k> on the host, eth0 inside) to a bridge
  * (cb-<name>, 10.77.<c>.254/24, node k is 10.77.<c>.k), a cgroup per node
  * with a CPU quota and a memory limit (v1 or v2), a run directory per
- * node, a cluster description written through libcairn's builder, and
+ * node, a cluster description written through libcairn's builder, a
+ * CURVE keypair per node (security mode curve, the default: the secret in
+ * <cluster dir>/keys/node-<k>.key, the public key in the description), and
  * every daemon of every node as its own process. Without root it falls
  * back to loopback (node k is 127.0.0.<k>, same ports, no limits) and
  * says so. docs/local-cluster.md documents the behaviour and the JSON.
@@ -43,6 +45,7 @@
 #define HARNESS_DEFAULT_MEM      (512ull << 20)
 #define HARNESS_MAX_NODES        253   /* .254 is the bridge */
 #define HARNESS_DEFAULT_START_MS 10000 /* deadline for every socket */
+#define HARNESS_DEFAULT_SECURITY "curve" /* secure by default */
 
 /* What up() builds. Strings are borrowed for the duration of the call. */
 typedef struct harness_opts {
@@ -52,15 +55,17 @@ typedef struct harness_opts {
     double cpus;          /* CPU quota per node, 0.01..1024 */
     uint64_t mem_bytes;   /* memory limit per node, >= 16 MiB */
     bool loopback;        /* loopback mode even as root */
+    const char *security; /* "curve" or "none"; NULL = "curve" */
     int start_timeout_ms; /* <= 0: HARNESS_DEFAULT_START_MS */
     bool nodes_given;     /* nodes was asked for: a running cluster of
                            * another size is an error, not reported */
     bool cpus_given;      /* the same for cpus */
     bool mem_given;       /* the same for mem_bytes */
+    bool security_given;  /* the same for security */
 } harness_opts_t;
 
 /* Fills opts with the defaults (name NULL, 1 node, 0.5 CPU, 512 MiB,
- * nothing "given"). */
+ * security NULL: curve, nothing "given"). */
 void harness_opts_init(harness_opts_t *opts);
 
 /* Builds the cluster and waits until every daemon serves its ipc socket.
@@ -118,23 +123,30 @@ int harness_node_prepare(const char *name, const char *run_base, unsigned id,
                          cairn_error_t *err);
 
 /* Provisions node spec in the running cluster: records it in state.json
- * ("hotplug": true) before creating anything, then its netns, veth on the
- * bridge, cgroup (the first node's limits) and run dir, and starts each
- * daemon with `--config <cluster.xml> --node-id N --address A --name NAME
+ * ("hotplug": true) before creating anything; in security mode curve
+ * makes its keypair; writes it (and its <key>) into cluster.xml and has
+ * every running daemon of the other nodes reload it (SIGHUP, then each
+ * one's `reloaded` log line awaited), so their CURVE servers admit the new
+ * key before it connects; then creates its netns, veth on the bridge,
+ * cgroup (the first node's limits) and run dir, and starts each daemon
+ * with `--config <cluster.xml> --node-id N --address A --name NAME
  * --appliance APP`; returns when every daemon serves its ipc socket, with
- * *ret_result the node's state entry. Leftovers of an earlier node with
- * that id whose daemons are gone are removed first. On failure what was
- * made for the node is undone. down() removes a hotplugged node like any
- * other, with or without state. */
+ * *ret_result the node's state entry plus "reloaded" (how many daemons
+ * reloaded the description). Leftovers of an earlier node with that id
+ * whose daemons are gone are removed first. On failure what was made for
+ * the node is undone, cluster.xml included. down() removes a hotplugged
+ * node like any other, with or without state. */
 int harness_node_add(const char *name, const char *run_base,
                      const harness_node_t *spec, json_t **ret_result,
                      cairn_error_t *err);
 
 /* Stops node id's daemons -- SIGTERM to all at once, up to wait_ms for
- * all together, SIGKILL to the rest -- removes its veth, netns, cgroups
- * and run dir and drops it from state.json. *ret_result: {"id", "netns",
- * "veth", "rundir", "processes_exited", "processes_killed"}. -ENOENT
- * (not-found) if the cluster has no such node. */
+ * all together, SIGKILL to the rest -- removes its veth, netns, cgroups,
+ * run dir and key file, drops it from state.json and cluster.xml (node
+ * and <key>) and has the other nodes' daemons reload the description, so
+ * its key is admitted no more. *ret_result: {"id", "netns", "veth",
+ * "rundir", "processes_exited", "processes_killed", "key_removed",
+ * "reloaded"}. -ENOENT (not-found) if the cluster has no such node. */
 int harness_node_remove(const char *name, const char *run_base, unsigned id,
                         int wait_ms, json_t **ret_result, cairn_error_t *err);
 

@@ -3,14 +3,20 @@
  * Behind `cairn node add|remove` once clusterd has admitted (or let go)
  * the node. Adding records the node in state.json ("hotplug": true)
  * before creating anything -- so a crash mid-add is swept by down like
- * any node -- then makes its namespace, veth, cgroup (the limits of node
- * 1) and run dir, and starts its daemons with --node-id, --address, --name
- * and --appliance, since the node is not in cluster.xml. Leftovers of an
- * earlier node with the same id whose daemons are gone (it left) are
- * removed first, so an id can be reused. Removing stops the node's
- * daemons together (SIGTERM to all, one deadline, SIGKILL to the rest:
- * waiting for them one by one, or for a ghostd that never exits by
- * itself, cost seconds) and removes what the node had.
+ * any node -- then, in security mode curve, makes its keypair, writes the
+ * node (and its <key>) into cluster.xml and has every running daemon of
+ * the other nodes reload it (reload.c) before anything of the node runs:
+ * their CURVE servers must admit its key before it connects. Then it
+ * makes its namespace, veth, cgroup (the limits of node 1) and run dir,
+ * and starts its daemons with --node-id, --address, --name and
+ * --appliance (the daemons accept a description that names the node at
+ * that address). Leftovers of an earlier node with the same id whose
+ * daemons are gone (it left) are removed first, so an id can be reused.
+ * Removing stops the node's daemons together (SIGTERM to all, one
+ * deadline, SIGKILL to the rest: waiting for them one by one, or for a
+ * ghostd that never exits by itself, cost seconds), removes what the node
+ * had, its key file too, drops it from cluster.xml and has the others
+ * reload it, so its key is admitted no more.
  */
 #include <errno.h>
 #include <limits.h>
@@ -88,15 +94,28 @@ int hx_hotplug_check(const json_t *st, unsigned id, const char *given,
 
 /* ---- tearing one node down --------------------------------------------- */
 
+/* How many of node's daemons were started (have a pid recorded). */
+static size_t s_started(const json_t *node)
+{
+    size_t n = 0, j;
+    json_t *svc;
+    json_array_foreach(json_object_get(node, "services"), j, svc)
+        n += json_integer_value(json_object_get(svc, "pid")) > 0;
+    return n;
+}
+
 /* Stops node's daemons and whatever else runs in its namespace, all at
  * once (a clusterd on SIGTERM leaves gracefully, the others drain), with
  * one deadline of wait_ms for all; report gets how many exited by
- * themselves and how many had to be killed. */
+ * themselves and how many had to be killed. A daemon gone before the
+ * signal exited by itself too: a clusterd told it was removed stops on
+ * its own, often before the signal comes. */
 static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
 {
     hx_pids_t pids = { 0 };
     const char *ns = hx_jstr(node, "netns");
     hx_node_pids(node, &pids);
+    size_t gone = s_started(node) - pids.n;
     json_t *nss = ns ? json_pack("[s]", ns) : NULL;
     if (nss)
         hx_find_procs(nss, NULL, &pids);
@@ -104,7 +123,7 @@ static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
     size_t running = 0, killed = hx_stop_all(&pids, wait_ms, &running);
     hx_pids_free(&pids);
     json_object_set_new(report, "processes_exited",
-                        json_integer((json_int_t)(running - killed)));
+                        json_integer((json_int_t)(gone + running - killed)));
     json_object_set_new(report, "processes_killed",
                         json_integer((json_int_t)killed));
 }
@@ -194,10 +213,20 @@ static int s_wait_node(json_t *node, int timeout_ms, cairn_error_t *err)
     return r;
 }
 
+/* cluster.xml written again from st, and reloaded by every running
+ * daemon but node skip's; *ret_count (may be NULL): how many did. */
+static int s_describe(json_t *st, unsigned skip, size_t *ret_count,
+                      cairn_error_t *err)
+{
+    int r = hx_desc_rewrite(st, err);
+    return r ? r : hx_reload(st, skip, HX_RELOAD_MS, ret_count, err);
+}
+
 /* Plans, records, creates and starts node spec in the cluster of st;
- * *ret_node is set once the node is in st, even when a later step fails. */
+ * *ret_node is set once the node is in st, even when a later step fails.
+ * *ret_reloaded: how many daemons reloaded cluster.xml with it. */
 static int s_build(json_t *st, const harness_node_t *spec, const char *address,
-                   json_t **ret_node, cairn_error_t *err)
+                   json_t **ret_node, size_t *ret_reloaded, cairn_error_t *err)
 {
     hx_cg_t cg = hx_cg_of(st);
     bool netns = strcmp(hx_jstr(st, "mode"), "netns") == 0;
@@ -212,6 +241,10 @@ static int s_build(json_t *st, const harness_node_t *spec, const char *address,
     r = r ? r : hx_mkdir_p(hx_jstr(node, "rundir"), err);
     r = r ? r
           : hx_state_save(st, hx_jstr(st, "run_dir"), err); /* intent first */
+    r = r ? r : hx_key_make(st, node, err);
+    r = r ? r : hx_state_save(st, hx_jstr(st, "run_dir"), err);
+    /* the others admit its key before any of its daemons connects */
+    r = r ? r : s_describe(st, spec->id, ret_reloaded, err);
     r = r || !netns ? r : hx_net_add_node(st, node, err);
     r = r || cg == HX_CG_NONE
             ? r
@@ -230,6 +263,18 @@ static json_t *s_node_result(json_t *node)
     hx_state_refresh(one, NULL);
     json_decref(one);
     return json_deep_copy(node);
+}
+
+/* Undoes a node add that failed once node was in st: its namespace and
+ * the rest, its state entry, its key, its place in cluster.xml. Best
+ * effort: the first error is the one reported. */
+static void s_unbuild(json_t *st, json_t *node, unsigned id, json_t *report)
+{
+    cairn_error_t later;
+    s_node_teardown(node, 0, report, &later);
+    hx_key_remove(node);
+    hx_state_drop(st, id, &later);
+    s_describe(st, id, NULL, &later);
 }
 
 int hx_node_add_locked(const char *dir, const harness_node_t *spec,
@@ -251,13 +296,13 @@ int hx_node_add_locked(const char *dir, const harness_node_t *spec,
     if (r == 0 && (old = hx_state_node(st, spec->id, NULL)) &&
         (r = s_node_teardown(old, 0, report, err)) == 0)
         r = hx_state_drop(st, spec->id, err);
-    if (r == 0 && (r = s_build(st, spec, address, &node, err)) < 0 && node) {
-        cairn_error_t later;
-        s_node_teardown(node, 0, report,
-                        &later); /* undo; the first error is reported */
-        hx_state_drop(st, spec->id, &later);
-    }
-    if (r == 0 && !(*ret_result = s_node_result(node)))
+    size_t reloaded = 0;
+    if (r == 0 && (r = s_build(st, spec, address, &node, &reloaded, err)) < 0 &&
+        node)
+        s_unbuild(st, node, spec->id, report);
+    if (r == 0 && (!(*ret_result = s_node_result(node)) ||
+                   json_object_set_new(*ret_result, "reloaded",
+                                       json_integer((json_int_t)reloaded))))
         r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
     json_decref(report);
     json_decref(st);
@@ -304,7 +349,16 @@ int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
     /* clang-format on */
     r = report ? s_node_teardown(node, wait_ms, report, err)
                : cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    if (r == 0)
+        json_object_set_new(report, "key_removed",
+                            json_boolean(hx_key_remove(node)));
     r = r ? r : hx_state_drop(st, id, err);
+    /* its key, if any, is admitted no more */
+    size_t reloaded = 0;
+    r = r ? r : s_describe(st, id, &reloaded, err);
+    if (r == 0)
+        json_object_set_new(report, "reloaded",
+                            json_integer((json_int_t)reloaded));
     json_decref(st);
     if (r < 0) {
         json_decref(report);

@@ -54,7 +54,8 @@ json_t *hx_plan_node(const json_t *st, const harness_opts_t *o, unsigned k,
     json_t *none = json_null(); /* loopback: no netns, veth, limits */
     /* one key and its value a line */
     /* clang-format off */
-    return json_pack("{s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o}",
+    return json_pack("{s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, "
+                     "s:n}",
                      "id", (int)k,
                      "name", nm,
                      "address", addr,
@@ -66,14 +67,26 @@ json_t *hx_plan_node(const json_t *st, const harness_opts_t *o, unsigned k,
                      "mem_bytes", netns ? json_integer((json_int_t)o->mem_bytes)
                                         : none,
                      "rundir", rundir,
-                     "services", s_plan_services(services));
+                     "services", s_plan_services(services),
+                     "key"); /* keys.c: made once planned */
     /* clang-format on */
 }
 
 /* ---- the cluster ------------------------------------------------------- */
 
-static json_t *s_plan_head(const char *name, const char *run_base,
-                           const hx_site_t *site)
+/* {"mode", "keys_dir"}: the keys beside cluster.xml, in mode curve. */
+static json_t *s_plan_security(const harness_opts_t *o, const char *dir)
+{
+    const char *mode = o->security ? o->security : HARNESS_DEFAULT_SECURITY;
+    bool curve = strcmp(mode, "curve") == 0;
+    char keys[PATH_MAX + 8];
+    snprintf(keys, sizeof(keys), "%s/keys", dir);
+    return json_pack("{s:s, s:o}", "mode", mode, "keys_dir",
+                     curve ? json_string(keys) : json_null());
+}
+
+static json_t *s_plan_head(const harness_opts_t *o, const char *name,
+                           const char *run_base, const hx_site_t *site)
 {
     char dir[PATH_MAX], cfg[PATH_MAX + 16], bridge[IFNAMSIZ + 8], net[32];
     snprintf(dir, sizeof(dir), "%s/%s", run_base, name);
@@ -85,10 +98,11 @@ static json_t *s_plan_head(const char *name, const char *run_base,
                                         : json_null();
     /* one key and its value a line */
     /* clang-format off */
-    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:s, s:[]}",
+    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:o, s:o, s:s, s:[]}",
                      "cluster", name,
                      "mode", site->netns ? "netns" : "loopback",
                      "cgroup", cg,
+                     "security", s_plan_security(o, dir),
                      "config", cfg,
                      "run_dir", dir,
                      "bridge", site->netns ? json_string(bridge) : json_null(),
@@ -102,7 +116,7 @@ json_t *hx_plan_state(const harness_opts_t *o, const char *name,
                       const char *run_base, const hx_site_t *site,
                       const json_t *services)
 {
-    json_t *st = s_plan_head(name, run_base, site);
+    json_t *st = s_plan_head(o, name, run_base, site);
     json_t *nodes = json_object_get(st, "nodes");
     for (unsigned k = 1; st && k <= o->nodes; k++)
         json_array_append_new(

@@ -33,7 +33,8 @@ static void s_test_pause(const char *phase)
         hx_sleep_ms(atoi(v + n + 1));
 }
 
-/* The directories and the intent: state.json, then cluster.xml. */
+/* The directories, the nodes' keys (mode curve) and the intent:
+ * state.json, then cluster.xml. */
 static int s_record(json_t *st, const char *run_base, cairn_error_t *err)
 {
     size_t i;
@@ -43,6 +44,7 @@ static int s_record(json_t *st, const char *run_base, cairn_error_t *err)
         if (r == 0)
             r = hx_mkdir_p(hx_jstr(node, "rundir"), err);
     }
+    r = r ? r : hx_keys_make_all(st, err);
     r = r ? r : hx_state_save(st, hx_jstr(st, "run_dir"), err);
     return r ? r : hx_desc_write(st, run_base, err);
 }
@@ -92,6 +94,11 @@ int hx_check_opts(const harness_opts_t *o, cairn_error_t *err)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "--mem must be at least 16M, got %llu bytes",
                                (unsigned long long)o->mem_bytes);
+    if (o->security && strcmp(o->security, "curve") != 0 &&
+        strcmp(o->security, "none") != 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "--security must be curve or none, got '%s'",
+                               o->security);
     return 0;
 }
 
@@ -159,6 +166,7 @@ int hx_check_shape(const json_t *st, const harness_opts_t *o,
     const json_t *mem = json_object_get(first, "mem_bytes");
     size_t n = json_array_size(json_object_get(st, "nodes"));
     const char *mode = hx_jstr(st, "mode");
+    const char *security = hx_curve(st) ? "curve" : "none";
     char what[160];
     if (o->nodes_given && n != o->nodes)
         snprintf(what, sizeof(what), "with %zu node(s), --nodes %u asked", n,
@@ -176,6 +184,10 @@ int hx_check_shape(const json_t *st, const harness_opts_t *o,
     else if (o->loopback && strcmp(mode ? mode : "", "loopback") != 0)
         snprintf(what, sizeof(what), "in %s mode, --loopback asked",
                  mode ? mode : "?");
+    else if (o->security_given && o->security &&
+             strcmp(o->security, security) != 0)
+        snprintf(what, sizeof(what), "in security mode %s, --security %s "
+                 "asked", security, o->security);
     else
         return 0;
     return s_shape_error(st, what, err);

@@ -61,6 +61,21 @@ static int s_fill_services(cairn_request_t *req, const cairn_description_t *d,
     return 0;
 }
 
+/* The security mode and, in mode curve, this node's key fingerprint:
+ * what `cairn status` shows so an operator sees which mode runs. */
+static int s_fill_security(cairn_request_t *req, cairn_service_t *svc,
+                           Cairn__Clusterd__StatusReply *sr)
+{
+    const cairn_keypair_t *own = cairn_service_keypair(svc);
+    char fp[CAIRN_KEY_FINGERPRINT_LEN + 1] = "";
+
+    if (own)
+        cairn_key_fingerprint(own->public_key, fp);
+    sr->security_mode = (char *)cairn_service_security_mode(svc);
+    sr->key_fingerprint = cairn_request_strdup(req, fp);
+    return sr->key_fingerprint ? 0 : -ENOMEM;
+}
+
 static int s_handle_status(void *ctx, cairn_request_t *req)
 {
     clusterd_t *cd = ctx;
@@ -71,6 +86,8 @@ static int s_handle_status(void *ctx, cairn_request_t *req)
     if (!sr)
         return -ENOMEM;
     cairn__clusterd__status_reply__init(sr);
+    if (s_fill_security(req, cd->svc, sr) < 0)
+        return -ENOMEM;
     sr->node_id = self->id;
     sr->node_name = (char *)self->name;
     sr->address = (char *)self->address;

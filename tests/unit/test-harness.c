@@ -11,7 +11,12 @@
  * of an idle or half-running id, stopping processes together, and the
  * run base mark. Building a real cluster is
  * tests/integration/test-cluster-harness.sh, a node's life
- * tests/integration/test-node-life.sh.
+ * tests/integration/test-node-life.sh. Security (issue 17): the plan's
+ * mode, the keys written 0600 where the description looks for them and
+ * their <key>s, mode none without any, the shape check of --security, and
+ * the reload of cluster.xml awaited from each daemon's log (children that
+ * answer SIGHUP as daemons do, refuse, or ignore it); the CURVE cluster
+ * itself is tests/integration/test-cluster-curve.sh.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -20,9 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cairn/description.h"
+#include "cairn/security.h"
 #include "harness/harness-private.h"
 #include "harness/harness.h"
 
@@ -35,17 +42,38 @@ static json_t *s_services(void)
                      "/sbin/ghostd");
 }
 
-/* The plan of n nodes of cluster x under /run/t on site. */
-static json_t *s_plan(unsigned n, const hx_site_t *site)
+/* The plan of n nodes of cluster x under /run/t on site, in security mode
+ * `security` (NULL: the default). */
+static json_t *s_plan_mode(unsigned n, const hx_site_t *site,
+                           const char *security)
 {
     harness_opts_t o;
     harness_opts_init(&o);
     o.nodes = n;
+    o.security = security;
     json_t *services = s_services();
     json_t *st = hx_plan_state(&o, "x", "/run/t", site, services);
     json_decref(services);
     cr_assert_not_null(st);
     return st;
+}
+
+static json_t *s_plan(unsigned n, const hx_site_t *site)
+{
+    return s_plan_mode(n, site, NULL);
+}
+
+/* Gives every node of st a public key (no file written). */
+static void s_give_keys(json_t *st)
+{
+    size_t i;
+    json_t *node;
+    json_array_foreach(json_object_get(st, "nodes"), i, node) {
+        cairn_keypair_t kp;
+        cr_assert_eq(cairn_keypair_generate(&kp, NULL), 0);
+        json_object_set_new(node, "key",
+                            json_pack("{s:s}", "public", kp.public_key));
+    }
 }
 
 static const hx_site_t s_netns_v1 = {
@@ -74,6 +102,12 @@ Test(plan, netns_names_addresses_and_cgroups)
     cr_assert_str_eq(hx_jstr(st, "run_dir"), "/run/t/x");
     cr_assert_str_eq(hx_jstr(st, "phase"), "creating");
     cr_assert_null(json_object_get(st, "warning"));
+    /* secure by default: curve, the keys beside cluster.xml */
+    cr_assert(hx_curve(st));
+    json_t *sec = json_object_get(st, "security");
+    cr_assert_str_eq(hx_jstr(sec, "mode"), "curve");
+    cr_assert_str_eq(hx_jstr(sec, "keys_dir"), "/run/t/x/keys");
+    cr_assert(json_is_null(json_object_get(hx_state_node(st, 1, NULL), "key")));
     cr_assert_eq(hx_subnet_c(st), 5);
     cr_assert_eq(json_array_size(json_object_get(st, "nodes")), 3);
     json_t *n3 = hx_state_node(st, 3, NULL);
@@ -308,6 +342,7 @@ Test(state, running_means_same_pid_and_start_time)
 Test(describe, n_nodes_through_the_builder)
 {
     json_t *st = s_plan(5, &s_netns_v1);
+    s_give_keys(st);
     cairn_description_builder_t *b = NULL;
     cairn_description_t *d = NULL;
     cairn_error_t err;
@@ -345,21 +380,95 @@ Test(describe, n_nodes_through_the_builder)
     }
     cr_assert_eq(cairn_description_membership(d)->protocol_period_ms, 200);
     cr_assert_str_eq(cairn_description_policy(d), "balance");
+    /* every node's key, inline, its secret where keys.c writes it */
+    cr_assert(cairn_description_curve(d));
+    cr_assert_eq(cairn_description_n_keys(d), 5);
+    for (unsigned id = 1; id <= 5; id++) {
+        const cairn_key_desc_t *k = cairn_description_find_key(d, id);
+        char secret[64];
+        snprintf(secret, sizeof(secret), "/keys/node-%u.key", id);
+        cr_assert_not_null(k);
+        cr_assert_str_eq(k->public_key,
+                         hx_jstr(json_object_get(hx_state_node(st, id, NULL),
+                                                 "key"),
+                                 "public"));
+        cr_assert(strstr(k->secret_path, secret), "%s", k->secret_path);
+    }
     cairn_description_free(d);
     free(xml);
     cairn_description_builder_free(b);
     json_decref(st);
 }
 
+Test(describe, mode_none_has_no_keys_and_curve_needs_them)
+{
+    json_t *st = s_plan_mode(2, &s_netns_v1, "none");
+    cairn_description_builder_t *b = NULL;
+    cairn_error_t err;
+    char *xml = NULL;
+    cr_assert_not(hx_curve(st));
+    cr_assert(json_is_null(
+        json_object_get(json_object_get(st, "security"), "keys_dir")));
+    cr_assert_eq(hx_desc_build(st, "/run/t", &b, &err), 0, "%s", err.message);
+    cr_assert_eq(cairn_description_builder_to_string(b, &xml, &err), 0);
+    cr_assert_null(strstr(xml, "<security"), "%s", xml);
+    free(xml);
+    cairn_description_builder_free(b);
+    json_decref(st);
+    /* a curve plan whose keys were not made is refused, not written */
+    st = s_plan(2, &s_netns_v1);
+    b = NULL;
+    cr_assert_eq(hx_desc_build(st, "/run/t", &b, &err), -ENOKEY);
+    cr_assert(strstr(err.message, "node 1 of local cluster x has no key"), "%s",
+              err.message);
+    cr_assert_null(b);
+    json_decref(st);
+}
+
 Test(describe, written_and_ports_copied_into_the_state)
 {
-    char dir[64], cfg[128];
+    char dir[64], cfg[128], keys[128];
     cairn_error_t err;
     s_tmpdir(dir);
     snprintf(cfg, sizeof(cfg), "%s/cluster.xml", dir);
+    snprintf(keys, sizeof(keys), "%s/keys", dir);
     json_t *st = s_plan(2, &s_loopback);
     json_object_set_new(st, "config", json_string(cfg));
+    json_object_set_new(json_object_get(st, "security"), "keys_dir",
+                        json_string(keys));
+    cr_assert_eq(hx_keys_make_all(st, &err), 0, "%s", err.message);
     cr_assert_eq(hx_desc_write(st, dir, &err), 0, "%s", err.message);
+    /* the key files are where the loaded description looks, 0600, and
+     * hold the keys it lists */
+    cairn_description_t *d = NULL;
+    cr_assert_eq(cairn_description_load(cfg, &d, &err), 0, "%s", err.message);
+    for (unsigned id = 1; id <= 2; id++) {
+        const cairn_key_desc_t *k = cairn_description_find_key(d, id);
+        const json_t *key = json_object_get(hx_state_node(st, id, NULL), "key");
+        cairn_keypair_t kp;
+        struct stat sb;
+        cr_assert_not_null(k);
+        cr_assert_str_eq(k->secret_path, hx_jstr(key, "secret_path"));
+        cr_assert_eq(stat(k->secret_path, &sb), 0);
+        cr_assert_eq(sb.st_mode & 0777, 0600);
+        cr_assert_eq(cairn_keypair_read(k->secret_path, &kp, &err), 0, "%s",
+                     err.message);
+        cr_assert_str_eq(kp.public_key, k->public_key);
+        cr_assert_eq(strlen(hx_jstr(key, "fingerprint")),
+                     CAIRN_KEY_FINGERPRINT_LEN);
+    }
+    cairn_description_free(d);
+    /* a node added again gets a new key; a removed one's file goes */
+    json_t *n2 = hx_state_node(st, 2, NULL);
+    char old_pub[CAIRN_KEY_LEN + 1];
+    snprintf(old_pub, sizeof(old_pub), "%s",
+             hx_jstr(json_object_get(n2, "key"), "public"));
+    cr_assert_eq(hx_key_make(st, n2, &err), 0, "%s", err.message);
+    cr_assert_str_neq(hx_jstr(json_object_get(n2, "key"), "public"), old_pub);
+    cr_assert(hx_key_remove(n2));
+    cr_assert_not(hx_key_remove(n2));
+    cr_assert_neq(access(hx_jstr(json_object_get(n2, "key"), "secret_path"),
+                         F_OK), 0);
     json_t *svcs = json_object_get(hx_state_node(st, 2, NULL), "services");
     cr_assert_eq(
         json_integer_value(json_object_get(json_array_get(svcs, 0), "port")),
@@ -514,6 +623,19 @@ Test(life, a_running_cluster_of_another_shape_is_refused)
     cr_assert_eq(hx_check_shape(st, &o, &err), -EEXIST);
     cr_assert(strstr(err.message, "in netns mode, --loopback asked"), "%s",
               err.message);
+    o.loopback = false;
+    o.security = "none"; /* not given: not compared */
+    cr_assert_eq(hx_check_shape(st, &o, &err), 0);
+    o.security_given = true;
+    cr_assert_eq(hx_check_shape(st, &o, &err), -EEXIST);
+    cr_assert(strstr(err.message, "in security mode curve, --security none "
+                                  "asked"), "%s", err.message);
+    o.security = "curve";
+    cr_assert_eq(hx_check_shape(st, &o, &err), 0);
+    /* a state from before security ran none */
+    json_object_del(st, "security");
+    cr_assert_eq(hx_check_shape(st, &o, &err), -EEXIST);
+    cr_assert(strstr(err.message, "in security mode none"), "%s", err.message);
     json_decref(st);
 }
 
@@ -591,6 +713,112 @@ Test(life, processes_stop_together_and_only_the_stubborn_are_killed)
     cr_assert_eq(hx_stop_all(&pids, 300, &running), 0);
     cr_assert_eq(running, 0);
     hx_pids_free(&pids);
+}
+
+/* ---- reloading cluster.xml --------------------------------------------- */
+
+/* A child that on SIGHUP logs, into log, what a daemon logs: the line of a
+ * reload that took, of one it refused, or (deaf) nothing at all. */
+static pid_t s_hup_child(const char *log, const char *line)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        sigset_t hup;
+        int sig;
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
+        sigprocmask(SIG_BLOCK, &hup, NULL);
+        for (;;) {
+            sigwait(&hup, &sig);
+            FILE *f = line ? fopen(log, "a") : NULL;
+            if (f) {
+                fputs(line, f);
+                fclose(f);
+            }
+        }
+    }
+    return pid;
+}
+
+/* A one-node state in dir whose clusterd is pid (node 1) and whose node 2
+ * runs nothing. */
+static json_t *s_hup_state(const char *dir, pid_t pid)
+{
+    char rundir[96];
+    unsigned long long start;
+    char state;
+    json_t *st = s_plan(2, &s_loopback);
+    json_t *n1 = hx_state_node(st, 1, NULL);
+    json_t *svc = json_array_get(json_object_get(n1, "services"), 0);
+    snprintf(rundir, sizeof(rundir), "%s/1", dir);
+    cr_assert_eq(mkdir(rundir, 0755), 0);
+    json_object_set_new(n1, "rundir", json_string(rundir));
+    hx_sleep_ms(20); /* the child's start time is there */
+    cr_assert_eq(hx_proc_stat(pid, &state, &start), 0);
+    json_object_set_new(svc, "pid", json_integer(pid));
+    json_object_set_new(svc, "start_time", json_integer((json_int_t)start));
+    return st;
+}
+
+/* hx_reload of a daemon answering SIGHUP with line: its result. */
+static int s_reload_with(const char *line, size_t *count, cairn_error_t *err)
+{
+    char dir[64], log[128];
+    s_tmpdir(dir);
+    snprintf(log, sizeof(log), "%s/1/clusterd.log", dir);
+    pid_t pid = s_hup_child(log, line);
+    json_t *st = s_hup_state(dir, pid);
+    /* an older reload in the log does not count for this one */
+    FILE *f = fopen(log, "w");
+    fputs("clusterd[1] info reloaded file=old\n", f);
+    fclose(f);
+    int r = hx_reload(st, 0, 300, count, err);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    json_decref(st);
+    cr_assert_eq(hx_rm_rf(dir), 0);
+    return r;
+}
+
+Test(reload, every_daemon_is_awaited_and_a_refusal_is_an_error)
+{
+    cairn_error_t err;
+    size_t count = 9;
+    cr_assert_eq(s_reload_with("clusterd[1] info reload file=x\n"
+                               "clusterd[1] info reloaded file=x\n",
+                               &count, &err),
+                 0, "%s", err.message);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(s_reload_with("clusterd[1] err reload msg=\"bad\"\n"
+                               "clusterd[1] warn reload msg=\"keeping the "
+                               "previous description\"\n",
+                               &count, &err),
+                 -EINVAL);
+    cr_assert_eq(err.code, CAIRN_FAILED_PRECONDITION);
+    cr_assert(strstr(err.message, "clusterd of node 1"), "%s", err.message);
+    cr_assert(strstr(err.message, "msg=\"bad\""), "%s", err.message);
+    cr_assert_eq(s_reload_with(NULL, &count, &err), -ETIMEDOUT);
+    cr_assert_eq(err.code, CAIRN_TIMEOUT);
+    cr_assert(strstr(err.message, "did not reload the cluster description "
+                                  "within 300 ms"), "%s", err.message);
+}
+
+Test(reload, a_skipped_node_is_not_signalled)
+{
+    char dir[64], log[128];
+    cairn_error_t err;
+    size_t count = 9;
+    s_tmpdir(dir);
+    snprintf(log, sizeof(log), "%s/1/clusterd.log", dir);
+    pid_t pid = s_hup_child(log, NULL); /* deaf: would time out */
+    json_t *st = s_hup_state(dir, pid);
+    cr_assert_eq(hx_reload(st, 1, 300, &count, &err), 0, "%s", err.message);
+    cr_assert_eq(count, 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    json_decref(st);
+    cr_assert_eq(hx_rm_rf(dir), 0);
 }
 
 Test(life, the_run_base_goes_only_when_made_and_empty)
