@@ -56,9 +56,10 @@ typedef int (*cairn_handler_fn)(void *ctx, cairn_request_t *req);
  * runs (the rule is stated once, in docs/security.md). A refusal is
  * PERMISSION_DENIED naming the request and why. */
 typedef enum cairn_access {
-    /* Root on this node (ipc, uid 0), a member node's daemon over CURVE
-     * (vouching for nobody, or for root), and -- only with security mode
-     * none, where the network is trusted -- any tcp peer. The default. */
+    /* Root on this node (ipc, uid 0) or the user the daemon runs as, a
+     * member node's daemon over CURVE (vouching for nobody, for root or
+     * for that user), and -- only with security mode none, where the
+     * network is trusted -- any tcp peer. The default. */
     CAIRN_ACCESS_ADMIN = 0,
     /* Any caller whose user is known: a local user (ipc, the kernel
      * says who) or a user a member node vouches for (CURVE). Not a tcp
