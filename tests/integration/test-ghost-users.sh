@@ -423,5 +423,70 @@ for who in "$UA" root; do
 done
 t_check "B's process untouched through it all" untouched "$BP"
 
+# ---- from another node, over CURVE -----------------------------------------
+
+# A member node's request vouches for its user (Header.user, believed only
+# over CURVE from a member's key); ghostd judges that user as a local one.
+# Node 2 runs nothing: ghost-remote holds its key, as its daemon would.
+REMOTE="$CAIRN_BUILD/tests/ghost/ghost-remote"
+mkdir -p "$T_TMP/keys"
+# xml TEXT: TEXT escaped for an attribute (Z85 keys hold & < > ").
+xml() { sed -e 's/&/\&amp;/g; s/</\&lt;/g; s/>/\&gt;/g; s/"/\&quot;/g' <<<"$1"; }
+K1=$(xml "$("$REMOTE" keygen "$T_TMP/keys/n1.key")")
+K2=$(xml "$("$REMOTE" keygen "$T_TMP/keys/n2.key")")
+rport=$(t_free_port); rgport=$(t_free_port)
+cat > "$T_TMP/remote.xml" <<XML
+<cluster name="remote" run-base="$T_TMP/run">
+  <services>
+    <service name="clusterd" port="$rport" pub-port="$((rport + 1))"/>
+    <service name="ghostd" port="$rgport"/>
+  </services>
+  <appliances><appliance name="compute"><use service="clusterd"/><use service="ghostd"/></appliance></appliances>
+  <nodes>
+    <node id="1" name="n1" address="127.0.0.1" appliance="compute"/>
+    <node id="2" name="n2" address="127.0.0.2" appliance="compute"/>
+  </nodes>
+  <security mode="curve">
+    <key node="1" public="$K1" secret="keys/n1.key"/>
+    <key node="2" public="$K2" secret="keys/n2.key"/>
+  </security>
+</cluster>
+XML
+t_start_service ghostd "$GHOSTD" "$T_TMP/remote.xml" 1 "$T_TMP/ghostd-remote.log" || exit 1
+# remote USER VERB ARGS...: node 2 asks node 1's ghostd for USER; sets out, rc.
+remote() {
+    out=$("$REMOTE" "$T_TMP/remote.xml" 1 "$T_TMP/keys/n2.key" "$@" 2>&1); rc=$?
+}
+# refused_like PATTERN: the last remote request failed (exit 1) with output
+# matching the glob PATTERN.
+refused_like() { [ "$rc" -eq 1 ] && [[ "$out" == $1 ]]; }
+R="$WA/result-remote"
+if start_case "$UA" signals "$R"; then
+    P=$CASE_PID
+    remote "$UIDA:$(id -g "$UA")" checkpoint "$P" "$WA/img-remote"
+    t_check "node 2 for A: A's process checkpointed ($out)" [ "$rc" -eq 0 ]
+    t_check "node 2 for A: the image is A's" \
+        [ "$(stat -c %u "$WA/img-remote/image.ghost" 2>/dev/null)" = "$UIDA" ]
+    remote "$UIDA:$(id -g "$UA")" restart "$WA/img-remote"
+    t_check "node 2 for A: A's image restarted ($out)" [ "$rc" -eq 0 ]
+    Q=$(sed -n 's/^ok pid=\([0-9]*\).*/\1/p' <<<"$out")
+    if [ -n "$Q" ]; then
+        T_PIDS+=("$Q")
+        t_check "node 2 for A: the restored process is A's" [ "$(uid_of "$Q")" = "$UIDA" ]
+    fi
+    remote "$UIDA:$(id -g "$UA")" checkpoint "$ROOTP" - check
+    t_check "node 2 for A: root's process refused ($out)" \
+        refused_like "error permission-denied checkpoint: process $ROOTP is uid 0's*"
+    remote "$UIDA:$(id -g "$UA")" restart "$T_TMP/img-root" check
+    t_check "node 2 for A: root's image refused ($out)" \
+        refused_like "error permission-denied *belongs to uid 0,*"
+    remote root checkpoint "$P" - check
+    t_check "node 2 for root: A's process may be checkpointed ($out)" [ "$rc" -eq 0 ]
+    kill -USR2 "$P"
+    t_check "node 2: A's process, left running, PASS" verdict "$R" signals
+else
+    t_fail "remote: start"
+fi
+
 t_check "no helper left under ghostd" [ -z "$(pgrep -P "$GHOSTD_PID")" ]
 t_done
