@@ -271,10 +271,13 @@ int ghost_owner_fs_enter(ghost_owner_t *o, cairn_error_t *err)
     if (o->entered)
         return 0;
     int n = getgroups(0, NULL);
-    _cleanup_free_ uint32_t *saved = n > 0 ? calloc((size_t)n, sizeof(*saved)) : NULL;
-    if (n < 0 || (n > 0 && (!saved || getgroups(n, (gid_t *)saved) != n)))
-        return cairn_error_set(err, n < 0 || saved ? -errno : -ENOMEM, CAIRN_SYSTEM,
-                               "getgroups: %s", strerror(n < 0 || saved ? errno : ENOMEM));
+    if (n < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "getgroups: %s", strerror(errno));
+    _cleanup_free_ uint32_t *saved = calloc((size_t)n + 1, sizeof(*saved));
+    if (!saved)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    if (n > 0 && getgroups(n, (gid_t *)saved) != n)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "getgroups: %s", strerror(errno));
     if (setgroups(o->n_groups, (const gid_t *)o->groups) < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "setgroups for uid %u: %s",
                                o->uid, strerror(errno));
