@@ -13,8 +13,11 @@
  *       <code> <message>"; exits 0, 1 (an error reply) or 2 (a failure
  *       here).
  *
- * The CLI does not speak CURVE to a remote ghostd yet; this is the
- * smallest client that does, through the one client path (cairn/client.h).
+ * The CLI vouches for whoever runs it, and only root reads a node's key,
+ * so the CLI's remote requests are root's; a request for a user from
+ * another node comes from a daemon that vouches for them
+ * (cairn_peers_call_as). This is the smallest client that plays that
+ * daemon, through the one client path (cairn/client.h).
  */
 #include <errno.h>
 #include <grp.h>
