@@ -13,6 +13,15 @@
  *               the slot stays until the poll timer reaps it     [answered]
  *   stop:    SIGKILL every helper's group, reap it, answer UNAVAILABLE.
  *
+ * Who asks. Root may act on anything; a user who is not root (ipc: the
+ * kernel's SO_PEERCRED; a member node's daemon over CURVE: the uid it
+ * vouches for) only on what is theirs. The handler checks whose the
+ * process is (s_check_process_owner) and what a user's job may touch: no
+ * directory of theirs is made here (the helper makes it with their file
+ * rights), a default one goes under <spool>/uid-N, and leftovers are
+ * removed only inside a directory they own. The helper, told --as
+ * UID:GID, does the rest (engine/owner.h).
+ *
  * Polling waitpid, not SIGCHLD: the skeleton owns the signals. Reaping does
  * not wait for EOF either, since a process the helper made (a restored
  * tree) may hold a copy of the pipe. The helpers' contract (one JSON line on
@@ -311,6 +320,30 @@ static void s_job_unwatch(ghostd_job_t *j)
     j->out_fd = -1;
 }
 
+/* Removes path, left by a helper that crashed or was killed. For a
+ * user's job only inside a directory that user owns, whatever path led
+ * there: removing an entry of it is something they may do themselves, so
+ * no link they plant on the way makes root remove anyone else's file. */
+static void s_remove_leftover(const ghostd_job_t *j, const char *path)
+{
+    char dir[sizeof j->image + 8];
+    const char *slash = strrchr(path, '/');
+    struct stat st;
+
+    if (!j->for_user) {
+        unlink(path);
+        return;
+    }
+    if (!slash || snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >=
+                      (int)sizeof dir)
+        return;
+    int fd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == j->uid)
+        unlinkat(fd, slash + 1, 0);
+    if (fd >= 0)
+        close(fd);
+}
+
 /* Frees the slot: the helper is reaped and the request answered. */
 static void s_job_release(ghostd_job_t *j)
 {
@@ -322,9 +355,9 @@ static void s_job_release(ghostd_job_t *j)
      * killed leaves the .part, or a half-new image, behind. */
     if (j->kind == GHOSTD_CHECKPOINT && j->image[0]) {
         if (snprintf(part, sizeof part, "%s.part", j->image) < (int)sizeof part)
-            unlink(part);
+            s_remove_leftover(j, part);
         if (j->in_place && !j->exited)
-            unlink(j->image);
+            s_remove_leftover(j, j->image);
     }
 
     s_job_unwatch(j);
@@ -591,7 +624,8 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
 }
 
 /* The Status of a helper's exit code: 1 error (the JSON's code or
- * INTERNAL), 2 refused (FAILED_PRECONDITION or UNSUPPORTED), 3 pid taken. */
+ * INTERNAL), 2 refused (FAILED_PRECONDITION, UNSUPPORTED or, for a user's
+ * job, PERMISSION_DENIED), 3 pid taken. */
 static void s_reply_error(ghostd_job_t *j, int exit_code, json_t *v)
 {
     const char *msg = NULL, *name = s_helper_name(j->kind);
@@ -604,7 +638,7 @@ static void s_reply_error(ghostd_job_t *j, int exit_code, json_t *v)
         return s_job_fail(j, CAIRN_INTERNAL, buf);
     }
     code = s_json_error(v, CAIRN_INTERNAL, &msg);
-    if (exit_code == 2 && code != CAIRN_UNSUPPORTED)
+    if (exit_code == 2 && code != CAIRN_UNSUPPORTED && code != CAIRN_PERMISSION_DENIED)
         code = CAIRN_FAILED_PRECONDITION;
     else if (exit_code == 3)
         code = CAIRN_ALREADY_EXISTS;
@@ -736,8 +770,8 @@ static int s_job_run(ghostd_job_t *j, cairn_request_t *req, char *argv[],
     j->deferred = cairn_request_defer(req);
     if (j->deferred && s_job_watch(j, deadline) == 0) {
         cairn_log_info(j->kind == GHOSTD_CHECKPOINT ? "checkpoint" : "restart",
-                       "pid=%u image=%s helper=%d", j->pid, j->image,
-                       (int)j->helper);
+                       "pid=%u image=%s helper=%d as=%s", j->pid, j->image,
+                       (int)j->helper, j->for_user ? j->as_arg : "root");
         return CAIRN_REPLY_DEFERRED;
     }
     s_job_kill(j);
@@ -760,35 +794,91 @@ static int s_fail(cairn_request_t *req, const cairn_error_t *err)
     return cairn_request_fail(req, err->code, "%s", err->message);
 }
 
-/* The checkpoint's directory: the request's, else <rundir>/ghost/<pid>-<ms>
- * (the spool, spool.h). */
-static int s_checkpoint_dir(ghostd_t *gd, const Cairn__Ghostd__CheckpointRequest *cr,
+/* Whether the caller is a user the rule holds: not root (here, or as a
+ * member node vouches). The skeleton lets only callers whose user is
+ * known reach a handler. */
+static bool s_for_user(const cairn_caller_t *c)
+{
+    return !cairn_caller_may_act_on(c, 0);
+}
+
+/* Who job j works for (for_user, uid, gid, as_arg): the caller. */
+static void s_job_caller(ghostd_job_t *j, const cairn_caller_t *c)
+{
+    j->for_user = s_for_user(c);
+    j->uid = c->uid;
+    j->gid = c->gid;
+    snprintf(j->as_arg, sizeof j->as_arg, "%u:%u", c->uid, c->gid);
+}
+
+/* The checkpoint's directory: the request's, else <spool>/<pid>-<ms> for
+ * root and <spool>/uid-N/<pid>-<ms> for user N (spool.h); the user's
+ * directory in the spool is made (theirs, 0700) here. */
+static int s_checkpoint_dir(ghostd_t *gd, const cairn_caller_t *c,
+                            const Cairn__Ghostd__CheckpointRequest *cr,
                             char *out, size_t size, cairn_error_t *err)
 {
+    char base[PATH_MAX];
+
     if (cr->dir && *cr->dir) {
         int r = s_check_dir("checkpoint", cr->dir, err);
         if (r == 0)
             snprintf(out, size, "%s", cr->dir);
         return r;
     }
-    if (snprintf(out, size, "%s/%u-%llu", gd->spool.path, cr->pid,
+    int r = s_for_user(c)
+                ? ghostd_spool_user_dir(&gd->spool, c->uid, c->gid, base, sizeof base, err)
+                : (snprintf(base, sizeof base, "%s", gd->spool.path), 0);
+    if (r < 0)
+        return r;
+    if (snprintf(out, size, "%s/%u-%llu", base, cr->pid,
                  (unsigned long long)s_realtime_ms()) >= (int)size)
         return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
-                               "checkpoint: %s/...: path too long", gd->spool.path);
+                               "checkpoint: %s/...: path too long", base);
     return 0;
 }
 
-/* Until ghostd checks who owns a process and an image, only root acts. */
-static int s_check_root(cairn_request_t *req, const char *what)
+/* Whose a process is: its uid when its real, effective, saved and fs uids
+ * agree; else root's (a process between identities -- a setuid program --
+ * is root's to act on). */
+static uint32_t s_process_owner(const proc_creds_t *pc)
 {
-    const cairn_caller_t *c = cairn_request_caller(req);
-    char who[128];
+    for (int i = 1; i < 4; i++)
+        if (pc->uid[i] != pc->uid[0])
+            return 0;
+    return pc->uid[0];
+}
 
-    if (cairn_caller_may_act_on(c, 0))
+/* The rule (cairn_caller_may_act_on) on process pid, which s_check_pid
+ * found: root may checkpoint it, and its owner. This is ghostd's early,
+ * cheap look at the root of the tree; the helper holds every process of
+ * the tree to the whole rule once it is frozen (engine/owner.h). */
+static int s_check_process_owner(const cairn_caller_t *c, uint32_t pid, cairn_error_t *err)
+{
+    proc_status_t ps;
+    proc_creds_t pc = { 0 };
+    char who[128];
+    int r = proc_read_status((pid_t)pid, &ps, &pc, err);
+
+    if (r == -ENOENT || r == -ESRCH)
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "no process with pid %u", pid);
+    if (r < 0)
+        return r;
+    uint32_t owner = s_process_owner(&pc);
+    proc_creds_free(&pc);
+    if (cairn_caller_may_act_on(c, owner))
         return 0;
-    return cairn_request_fail(req, CAIRN_PERMISSION_DENIED, "%s is for root: "
-                              "asked by %s", what,
-                              cairn_caller_describe(c, who, sizeof(who)));
+    return cairn_error_set(err, -EPERM, CAIRN_PERMISSION_DENIED,
+                           "checkpoint: process %u is uid %u's; %s may checkpoint "
+                           "only its own processes (root may checkpoint any)", pid,
+                           owner, cairn_caller_describe(c, who, sizeof who));
+}
+
+/* Makes a root job's directory here; a user's is the helper's to make,
+ * with their file rights (ghostd makes nothing of theirs as root). */
+static int s_prepare_dir(const cairn_caller_t *c, const char *dir, cairn_error_t *err)
+{
+    return s_for_user(c) ? 0 : s_make_dir(dir, err);
 }
 
 static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
@@ -797,6 +887,7 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
     const Cairn__Ghostd__Request *body =
         (const Cairn__Ghostd__Request *)cairn_request_body(req);
     const Cairn__Ghostd__CheckpointRequest *cr = body->checkpoint;
+    const cairn_caller_t *caller = cairn_request_caller(req);
     char dir[4096], pid_arg[16];
     cairn_error_t err = { 0 };
     ghostd_job_t *j;
@@ -805,22 +896,23 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
     if (!cr)
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
                                   "checkpoint: request body is empty");
-    if ((r = s_check_root(req, "checkpoint")) != 0)
-        return r;
     r = s_check_pid(cr->pid, &err);
+    if (r == 0)
+        r = s_check_process_owner(caller, cr->pid, &err);
     if (r == 0 && cr->check_only && ((cr->dir && *cr->dir) || cr->in_place))
         r = cairn_error_set(&err, -EINVAL, CAIRN_INVALID_ARGUMENT, "checkpoint: "
                             "check_only writes nothing: it takes no dir or in_place");
     dir[0] = '\0';
     if (r == 0 && !cr->check_only)
-        r = s_checkpoint_dir(gd, cr, dir, sizeof dir, &err);
+        r = s_checkpoint_dir(gd, caller, cr, dir, sizeof dir, &err);
     if (r == 0)
         r = s_check_busy(gd, GHOSTD_CHECKPOINT, cr->pid, dir, &err);
     if (r == 0 && !cr->check_only)
-        r = s_make_dir(dir, &err);
+        r = s_prepare_dir(caller, dir, &err);
     if (r < 0)
         return s_fail(req, &err);
     j = s_job_claim(gd);
+    s_job_caller(j, caller);
     j->kind = GHOSTD_CHECKPOINT;
     j->pid = cr->pid;
     j->leave_running = cr->leave_running;
@@ -831,7 +923,8 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
     if (!cr->check_only)
         snprintf(j->image, sizeof j->image, "%s/%s", dir, GHOSTD_IMAGE_NAME);
     snprintf(pid_arg, sizeof pid_arg, "%u", cr->pid);
-    char *argv[8] = { NULL, "--pid", pid_arg };   /* + --check or --out IMAGE, 2 flags, NULL */
+    /* + --check or --out IMAGE, 2 flags, --as UID:GID, NULL */
+    char *argv[10] = { NULL, "--pid", pid_arg };
     int n = 3;
     if (cr->check_only) {
         argv[n++] = "--check";
@@ -843,6 +936,10 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
         argv[n++] = "--leave-running";
     if (cr->in_place)
         argv[n++] = "--in-place";
+    if (j->for_user) {
+        argv[n++] = "--as";
+        argv[n++] = j->as_arg;
+    }
     argv[n] = NULL;
     r = s_job_run(j, req, argv, &err);
     return r < 0 ? s_fail(req, &err) : r;
@@ -862,28 +959,29 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
     if (!rr)
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
                                   "restart: request body is empty");
-    if ((r = s_check_root(req, "restart")) != 0)
-        return r;
     r = s_check_dir("restart", rr->dir, &err);
     if (r == 0 && rr->check_only && rr->new_pid)
         r = cairn_error_set(&err, -EINVAL, CAIRN_INVALID_ARGUMENT, "restart: "
                             "check_only restores nothing: it takes no new_pid");
-    if (r == 0) {
+    if (r == 0)
         snprintf(image, sizeof image, "%s/%s", rr->dir, GHOSTD_IMAGE_NAME);
+    /* A user's image is looked at by the helper alone, with their file
+     * rights: root's stat here would tell them of files they cannot see. */
+    if (r == 0 && !s_for_user(cairn_request_caller(req)))
         r = s_check_image(image, &err);
-    }
     if (r == 0)
         r = s_check_busy(gd, GHOSTD_RESTART, 0, rr->dir, &err);
     if (r < 0)
         return s_fail(req, &err);
     j = s_job_claim(gd);
+    s_job_caller(j, cairn_request_caller(req));
     j->kind = GHOSTD_RESTART;
     j->new_pid = rr->new_pid;
     j->check_only = rr->check_only;
     snprintf(j->dir, sizeof j->dir, "%s", rr->dir);
     snprintf(j->image, sizeof j->image, "%s", image);
-    /* + --check or --new-pid, --scope UNIT --slice SLICE, NULL */
-    char *argv[9] = { NULL, "--image", j->image };
+    /* + --check or --new-pid, --scope UNIT --slice SLICE, --as UID:GID, NULL */
+    char *argv[11] = { NULL, "--image", j->image };
     int n = 3;
     if (rr->check_only || rr->new_pid)
         argv[n++] = rr->check_only ? "--check" : "--new-pid";
@@ -894,6 +992,10 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
         argv[n++] = j->scope;
         argv[n++] = "--slice";
         argv[n++] = GHOSTD_JOB_SLICE;
+    }
+    if (j->for_user) {
+        argv[n++] = "--as";
+        argv[n++] = j->as_arg;
     }
     argv[n] = NULL;
     r = s_job_run(j, req, argv, &err);

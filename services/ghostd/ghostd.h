@@ -8,6 +8,13 @@
  * line collected from a pipe the loop watches, the helper reaped by polling
  * waitpid (the skeleton owns the signals, so there is no SIGCHLD here), and
  * its exit status mapped to a Status. See docs/ghost.md for the contract.
+ *
+ * Who may ask (docs/ghost.md, "Who may checkpoint and restart what"):
+ * root, on anything; a user (over ipc, from the kernel; from a member
+ * node over CURVE, as it vouches), on what is theirs. ghostd checks what
+ * it can see cheaply (whose the process is) and hands the user to the
+ * helper (--as UID:GID), which holds the whole tree, frozen, or the whole
+ * image to the rule and works with the user's file rights.
  */
 #ifndef GHOSTD_H
 #define GHOSTD_H
@@ -51,6 +58,10 @@ typedef struct ghostd_job {
     bool exited;               /* the helper exited (did its own cleanup) */
     bool new_pid;              /* restart: --new-pid */
     bool check_only;           /* either: the helper's --check (nothing written) */
+    bool for_user;             /* a user who is not root asked: the helper
+                                  runs with --as UID:GID (engine/owner.h) */
+    uint32_t uid, gid;         /* for_user: who asked */
+    char as_arg[24];           /* for_user: "UID:GID" */
     char dir[4096];            /* image directory */
     char image[4200];          /* DIR/image.ghost */
     char scope[64];            /* restart: the scope asked for, "" if none */

@@ -12,7 +12,9 @@
 
 #include "spool.h"
 
-#define S_OPTS "mode=0700"
+/* 0711: users pass through to their own uid-N directory, list nothing. */
+#define S_MODE 0711
+#define S_OPTS "mode=0711"
 
 /* Is path the root of a mount? -errno if it cannot be told. */
 static int s_is_mount_root(const char *path)
@@ -33,8 +35,12 @@ static int s_is_mount_root(const char *path)
 }
 
 /* Entries of dir besides . and ..; rm_empty_dirs first removes those that
- * are empty directories. -errno if it cannot be read. */
-static long s_entries(const char *dir, bool rm_empty_dirs)
+ * are empty directories, and with users, empty ones in the users' uid-N
+ * directories too, then those left empty (in a user's directory only
+ * empty directories go, as the user could remove them: no link in there
+ * leads elsewhere, unlinkat works on the entry). -errno if it cannot be
+ * read. */
+static long s_entries_in(const char *dir, bool rm_empty_dirs, bool users)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -44,6 +50,10 @@ static long s_entries(const char *dir, bool rm_empty_dirs)
     while ((e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
+        char sub[PATH_MAX];
+        if (rm_empty_dirs && users && strncmp(e->d_name, "uid-", 4) == 0 &&
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) < (int)sizeof sub)
+            s_entries_in(sub, true, false);
         if (rm_empty_dirs && unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) == 0)
             continue;
         n++;
@@ -52,15 +62,31 @@ static long s_entries(const char *dir, bool rm_empty_dirs)
     return n;
 }
 
+static long s_entries(const char *dir, bool rm_empty_dirs)
+{
+    return s_entries_in(dir, rm_empty_dirs, true);
+}
+
+/* Users pass through a spool of root's to their uid-N directory: one made
+ * 0700 by an older ghostd gets the search bits (nothing else changes). */
+static void s_let_users_through(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 &&
+        (st.st_mode & 0011) != 0011)
+        chmod(path, (st.st_mode & 07777) | 0011);
+}
+
 int ghostd_spool_prepare(ghostd_spool_t *sp, const char *rundir, cairn_error_t *err)
 {
     *sp = (ghostd_spool_t){ 0 };
     if (snprintf(sp->path, sizeof sp->path, "%s/ghost", rundir) >= (int)sizeof sp->path)
         return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
                                "%s/ghost: path too long", rundir);
-    if (mkdir(sp->path, 0700) < 0 && errno != EEXIST)
+    if (mkdir(sp->path, S_MODE) < 0 && errno != EEXIST)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "mkdir %s: %s", sp->path,
                                strerror(errno));
+    s_let_users_through(sp->path);
     int r = s_is_mount_root(sp->path);
     if (r < 0)
         return cairn_error_set(err, r, CAIRN_SYSTEM, "stat %s: %s", sp->path, strerror(-r));
@@ -92,5 +118,30 @@ int ghostd_spool_release(ghostd_spool_t *sp)
     if (umount2(sp->path, UMOUNT_NOFOLLOW) < 0)
         return -errno;
     sp->mounted = false;
+    return 0;
+}
+
+int ghostd_spool_user_dir(const ghostd_spool_t *sp, uint32_t uid, uint32_t gid,
+                          char *out, size_t size, cairn_error_t *err)
+{
+    if (snprintf(out, size, "%s/uid-%u", sp->path, uid) >= (int)size)
+        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
+                               "%s/uid-%u: path too long", sp->path, uid);
+    if (mkdir(out, 0700) < 0 && errno != EEXIST)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "mkdir %s: %s", out,
+                               strerror(errno));
+    /* O_NOFOLLOW: whatever is there, it is this directory that is given. */
+    int fd = open(out, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    int r = fd < 0 ? -errno : 0;
+    if (r == 0 && (fstat(fd, &st) < 0 ||
+                   ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) < 0) ||
+                   ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)))
+        r = -errno;
+    if (fd >= 0)
+        close(fd);
+    if (r < 0)
+        return cairn_error_set(err, r, CAIRN_SYSTEM, "cannot give %s to uid %u: %s", out,
+                               uid, strerror(-r));
     return 0;
 }

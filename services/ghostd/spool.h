@@ -13,12 +13,21 @@
  * --dir. At stop ghostd unmounts the spool it mounted if no image is left
  * in it, and keeps it otherwise (the next ghostd finds and reuses it);
  * `cairn cluster down` unmounts what is left under a node's run dir.
+ *
+ * Users. The spool is root's, mode 0711: nobody but root makes anything
+ * at its top, and a user may pass through to their own directory,
+ * <rundir>/ghost/uid-<uid> (0700, theirs), which ghostd makes for a user's
+ * first checkpoint without --dir; the checkpoint's own directory inside
+ * it, and the image, the helper makes with the user's file rights.
+ * Nobody lists the spool, so users do not see each other's checkpoints.
  */
 #ifndef GHOSTD_SPOOL_H
 #define GHOSTD_SPOOL_H
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "cairn/error.h"
 
@@ -28,7 +37,7 @@ typedef struct ghostd_spool {
     bool huge;             /* the tmpfs has huge pages */
 } ghostd_spool_t;
 
-/* Makes <rundir>/ghost (0700) and mounts the tmpfs on it: 0 when it is
+/* Makes <rundir>/ghost (0711) and mounts the tmpfs on it: 0 when it is
  * mounted here (sp->mounted, sp->huge: huge=always was taken; a kernel
  * without huge tmpfs pages gets a plain tmpfs), 0 when it was a mount
  * already (sp->mounted false), else -errno and the reason in err, the
@@ -36,8 +45,17 @@ typedef struct ghostd_spool {
 int ghostd_spool_prepare(ghostd_spool_t *sp, const char *rundir, cairn_error_t *err);
 
 /* Unmounts the spool if this ghostd mounted it and, once its empty
- * checkpoint directories are removed, it holds nothing: 0 unmounted or
- * nothing to do, -ENOTEMPTY images remain (left mounted), else -errno. */
+ * checkpoint directories (and users' directories left empty) are
+ * removed, it holds nothing: 0 unmounted or nothing to do, -ENOTEMPTY
+ * images remain (left mounted), else -errno. */
 int ghostd_spool_release(ghostd_spool_t *sp);
+
+/* The spool's directory of user uid, <spool>/uid-<uid> into out: made if
+ * missing, and in any case a directory (not a link) owned by uid:gid with
+ * mode 0700 when this returns 0. Only root writes the spool's top, so
+ * nothing there is a user's making. -errno with code SYSTEM (or
+ * INVALID_ARGUMENT: path too long) otherwise. */
+int ghostd_spool_user_dir(const ghostd_spool_t *sp, uint32_t uid, uint32_t gid,
+                          char *out, size_t size, cairn_error_t *err);
 
 #endif

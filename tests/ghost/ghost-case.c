@@ -21,6 +21,7 @@
  * that blocks SIGUSR2 and waits in pause() too.
  * Mode seccomp installs a filter (getpriority fails with errno 42) that
  * both threads must still have after the restore.
+ * Mode undumpable is pause in a process that set PR_SET_DUMPABLE 0.
  * Mode creds records who its two threads are (ids, groups, capabilities,
  * securebits, no_new_privs, dumpable) and prints it after "ready <pid>";
  * the test starts it through setpriv as various users.
@@ -643,6 +644,15 @@ static int s_case_pause(void)
            s_failf("pause() returned %d errno %d", r, errno);
 }
 
+/* pause, in a process that said it must not be traced (PR_SET_DUMPABLE
+ * 0, as ssh-agent does): its user's ghostd requests must be refused. */
+static int s_case_undumpable(void)
+{
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        s_setup_fail("prctl(PR_SET_DUMPABLE, 0)");
+    return s_case_pause();
+}
+
 /* Set once the second thread of pause-threads blocks SIGUSR2. */
 static volatile sig_atomic_t s_waiter_blocked;
 
@@ -1132,6 +1142,7 @@ static const struct {
     { "nanosleep", s_case_nanosleep },
     { "pause", s_case_pause },
     { "pause-threads", s_case_pause_threads },
+    { "undumpable", s_case_undumpable },
     { "poll", s_case_poll },
     { "read", s_case_read },
     { "process", s_case_process },

@@ -1120,7 +1120,7 @@ static int s_check_bytes(const uint8_t *b, size_t len, ghost_restore_stats_t *st
     cr_assert_eq(write(fd, b, len), (ssize_t)len);
     lseek(fd, 0, SEEK_SET);
     cairn_error_clear(err);
-    int ret = ghost_restore_check(fd, st, err);
+    int ret = ghost_restore_check(fd, NULL, st, err);
     close(fd);
     return ret;
 }
@@ -1136,7 +1136,7 @@ Test(restore, check_accepts_the_image_and_changes_nothing)
     cr_assert_geq(fd, 0);
     ghost_restore_stats_t st;
     cairn_error_t err;
-    cr_assert_eq(ghost_restore_check(fd, &st, &err), 0, "%s", err.message);
+    cr_assert_eq(ghost_restore_check(fd, NULL, &st, &err), 0, "%s", err.message);
     close(fd);
     cr_assert_eq(st.original_pid, pid);
     cr_assert(st.same_pid, "the pid is free: it was dumped and reaped");

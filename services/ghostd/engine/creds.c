@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -64,8 +65,22 @@ static int s_check_thread(pid_t pid, pid_t tid, pid_t tracer, const proc_creds_t
     return r;
 }
 
+/* The leader's credentials are the owner's and the process is dumpable
+ * (owner.h (a)-(d)). The threads share them (s_check_thread), and once the
+ * tree is frozen they cannot change: the check of the frozen tree is the
+ * one that counts. */
+static int s_check_owner(pid_t pid, const ghost_owner_t *owner, const proc_creds_t *leader,
+                         cairn_error_t *err)
+{
+    char what[32];
+    snprintf(what, sizeof(what), "process %d", (int)pid);
+    int r = ghost_owner_check_creds(owner, leader, what, err);
+    return r < 0 ? r : ghost_owner_check_dumpable(owner, pid, err);
+}
+
 /* Every thread: see s_check_thread. */
-int creds_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
+int creds_check_threads(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
+                        cairn_error_t *err)
 {
     int *tids = NULL;
     size_t n = 0;
@@ -73,6 +88,8 @@ int creds_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err)
     int r = proc_list_dir(pid, "task", &tids, &n, err);
     if (r == 0)
         r = s_check_thread(pid, pid, tracer, NULL, &leader, err);
+    if (r == 0 && owner)
+        r = s_check_owner(pid, owner, &leader, err);
     /* Strict mode allows no syscall we could inject, nor the restorer's. */
     if (r == 0 && leader.seccomp == 1)
         r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,

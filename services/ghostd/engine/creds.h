@@ -6,6 +6,7 @@
 #define GHOST_CREDS_H
 
 #include "engine.h"
+#include "owner.h"
 
 /* ---- dump -------------------------------------------------------------- */
 
@@ -20,8 +21,11 @@ typedef struct creds_dump {
 } creds_dump_t;
 
 /* Every thread of pid: not traced by anyone but `tracer` (0 before we
- * seize), with the leader's credentials, not in strict seccomp mode. */
-int creds_check_threads(pid_t pid, pid_t tracer, cairn_error_t *err);
+ * seize), with the leader's credentials, not in strict seccomp mode; with
+ * an owner (a user who is not root asks: NULL for root), those
+ * credentials are the owner's and the process is dumpable (owner.h). */
+int creds_check_threads(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
+                        cairn_error_t *err);
 
 /* pr->rlimits, from /proc/PID/limits; freed by creds_free_rlimits. */
 int creds_collect_rlimits(const dump_proc_t *p, Cairn__Ghost__Process *pr,

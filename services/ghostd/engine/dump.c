@@ -41,6 +41,7 @@
 #include "engine.h"
 #include "files.h"
 #include "mem.h"
+#include "owner.h"
 #include "pages.h"
 #include "pipes.h"
 #include "seize.h"
@@ -61,8 +62,9 @@
 
 /* ---- check: /proc only, nothing changes -------------------------------- */
 
-static int s_check_one(pid_t pid, pid_t tracer, files_tree_fds_t *tfds,
-                       const proc_vmas_t *before, proc_vmas_t *keep, cairn_error_t *err)
+static int s_check_one(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
+                       files_tree_fds_t *tfds, const proc_vmas_t *before, proc_vmas_t *keep,
+                       cairn_error_t *err)
 {
     proc_stat_t st;
     int r = proc_read_stat(pid, &st, err);
@@ -79,7 +81,7 @@ static int s_check_one(pid_t pid, pid_t tracer, files_tree_fds_t *tfds,
     if (proc_state_exited(st.state))
         return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                "process %d is a zombie", (int)pid);
-    if ((r = creds_check_threads(pid, tracer, err)) < 0)
+    if ((r = creds_check_threads(pid, tracer, owner, err)) < 0)
         return r;
     if ((r = mem_check_vmas(pid, before, keep, err)) < 0)
         return r;
@@ -87,7 +89,8 @@ static int s_check_one(pid_t pid, pid_t tracer, files_tree_fds_t *tfds,
 }
 
 /* One look at the tree rooted at pid (s_check_tree). */
-static int s_check_tree_once(pid_t pid, mem_seen_t *seen, cairn_error_t *err)
+static int s_check_tree_once(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
+                             cairn_error_t *err)
 {
     pid_t *tree = NULL;
     size_t n = 0;
@@ -103,7 +106,7 @@ static int s_check_tree_once(pid_t pid, mem_seen_t *seen, cairn_error_t *err)
             keep = &seen->v[i].vm;
             seen->n = i + 1;
         }
-        r = s_check_one(p, 0, &tfds, NULL, keep, err);
+        r = s_check_one(p, 0, owner, &tfds, NULL, keep, err);
         if (r == 0 && i > 0)
             r = tree_own_memory(tree[i * 2 + 1], p, err);
         if (r < 0 && i > 0 && tree_vanished(p)) {
@@ -153,17 +156,18 @@ static bool s_retry_again(s_retry_t *rt)
     return true;
 }
 
-/* The check of the tree rooted at pid; with seen, the vmas read of each
- * process are kept there. A zombie in it, or a vfork child sharing its
- * parent's memory, is looked at again while rt allows before it is
- * refused: one that its parent is about to reap, or that is about to
- * exec, is no reason to refuse. */
-static int s_check_tree(pid_t pid, mem_seen_t *seen, s_retry_t *rt, cairn_error_t *err)
+/* The check of the tree rooted at pid (every member the owner's, when one
+ * is given); with seen, the vmas read of each process are kept there. A
+ * zombie in it, or a vfork child sharing its parent's memory, is looked at
+ * again while rt allows before it is refused: one that its parent is about
+ * to reap, or that is about to exec, is no reason to refuse. */
+static int s_check_tree(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
+                        s_retry_t *rt, cairn_error_t *err)
 {
     if (pid <= 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
     for (;;) {
-        int r = s_check_tree_once(pid, seen, err);
+        int r = s_check_tree_once(pid, owner, seen, err);
         if (r == 0 || !s_tree_moved(pid, r) || !s_retry_again(rt))
             return r;
         if (seen)
@@ -173,9 +177,8 @@ static int s_check_tree(pid_t pid, mem_seen_t *seen, s_retry_t *rt, cairn_error_
 
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
 {
-    (void)opts;
     s_retry_t rt = { S_TREE_ATTEMPTS };
-    return s_check_tree(pid, NULL, &rt, err);
+    return s_check_tree(pid, opts ? opts->owner : NULL, NULL, &rt, err);
 }
 
 /* ---- freeze: then the check again, on the frozen tree ------------------ */
@@ -192,14 +195,19 @@ static int s_check_own_memory(const dump_ctx_t *c, cairn_error_t *err)
 }
 
 /* The check again on the frozen tree; its fds the tree checks looked at
- * into *ret_tfds (the caller frees v). */
+ * into *ret_tfds (the caller frees v). For an owner this is the check that
+ * counts: a frozen process can change neither its credentials nor its
+ * dumpable flag, nor fork, until it is let go, so what is judged here is
+ * what gets written (the check before the freeze only spares the tree a
+ * stop when it would be refused anyway). */
 static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_error_t *err)
 {
     files_tree_fds_t tfds = { 0 };
     int r = 0;
     for (size_t i = 0; r == 0 && i < c->tree.np; i++) {
         dump_proc_t *p = &c->tree.p[i];
-        r = s_check_one(p->pid, getpid(), &tfds, mem_seen_find(c->seen, p->pid), &p->vm, err);
+        r = s_check_one(p->pid, getpid(), c->opts->owner, &tfds,
+                        mem_seen_find(c->seen, p->pid), &p->vm, err);
     }
     if (r == 0)
         r = files_check_tree(&tfds, err);
@@ -474,7 +482,7 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     ghost_dump_stats_t s = { 0 };
     mem_seen_t seen = { 0 };
     *ret_froze = *ret_began = false;
-    int r = s_check_tree(pid, &seen, rt, err);
+    int r = s_check_tree(pid, opts->owner, &seen, rt, err);
     if (r < 0) {
         mem_seen_free(&seen);
         *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };

@@ -15,11 +15,17 @@
 
 #include "cairn/error.h"
 
+struct ghost_owner;   /* owner.h */
+
 typedef struct ghost_dump_opts {
     bool leave_running;     /* detach afterwards instead of SIGKILL */
     bool pagemap_read;      /* find present pages by reading pagemap, as on
                                kernels without PAGEMAP_SCAN (< 6.7, Debian
                                12's own 6.1): tests that path anywhere */
+    const struct ghost_owner *owner;  /* a user who is not root asks: every
+                               process of the tree must be theirs (owner.h),
+                               checked before and again once it is frozen;
+                               NULL: root asks, no such rule */
     bool probe_eventfds;    /* probe whether each eventfd is a semaphore even
                                where fdinfo says (it does from Linux 6.2):
                                tests the older kernels' path anywhere */
@@ -41,10 +47,11 @@ typedef struct ghost_dump_stats {
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not
- * a zombie, a kernel thread, ourselves or already traced, and has only
- * vmas and fds the engine can restore. 0 if checkpointable; otherwise
- * -errno with code NOT_FOUND, FAILED_PRECONDITION or UNSUPPORTED and the
- * precise reason (which pid, which fd or vma, what kind). */
+ * a zombie, a kernel thread, ourselves or already traced, has only vmas
+ * and fds the engine can restore, and (opts->owner) is the owner's. 0 if
+ * checkpointable; otherwise -errno with code NOT_FOUND,
+ * FAILED_PRECONDITION, UNSUPPORTED or PERMISSION_DENIED and the precise
+ * reason (which pid, which fd or vma, what kind, whose). */
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err);
 
 /* Checkpoints the tree rooted at pid into out_fd (a file, pipe or socket;

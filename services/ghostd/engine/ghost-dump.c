@@ -1,7 +1,7 @@
 /* ghost-dump - checkpoint one process tree into an image file.
  *
  *   ghost-dump --pid PID --out FILE [--leave-running] [--in-place] [--check]
- *              [--pagemap-read] [--probe-eventfds]
+ *              [--pagemap-read] [--probe-eventfds] [--as UID:GID]
  *
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
@@ -22,6 +22,15 @@
  * newer ones; --probe-eventfds finds whether each eventfd is a semaphore by
  * probing it (anonfd.h), as on kernels before 6.2, likewise. 100 wrong usage. ghostd runs this per
  * request so that a hostile process can never take the daemon down.
+ *
+ * --as UID:GID: a user who is not root asked (ghostd says who). Every
+ * process of the tree must be theirs (owner.h; refused with
+ * permission-denied, exit 2, the tree untouched -- judged again once it is
+ * frozen), and every file operation on the image -- making FILE's
+ * directory (0700, parents too: ghostd makes none for a user), creating,
+ * renaming and removing FILE -- is made with the user's file rights, so the
+ * image is theirs and lands only where they may write. The dump itself
+ * (ptrace, /proc) keeps root's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +43,9 @@
 #include <unistd.h>
 
 #include "dump.h"
+#include "owner.h"
 #include "report.h"
+#include "util/fileio.h"
 #include "util/options.h"
 
 enum { S_EXIT_OK = 0, S_EXIT_FAILED = 1, S_EXIT_REFUSED = 2, S_EXIT_USAGE = 100 };
@@ -47,6 +58,8 @@ typedef struct s_args {
     bool pagemap_read;     /* --pagemap-read */
     bool probe_eventfds;   /* --probe-eventfds */
     bool check;            /* --check */
+    bool as_user;          /* --as: owner is set */
+    ghost_owner_t owner;   /* --as UID:GID: who asked (owned) */
 } s_args_t;
 
 static int s_usage(const char *why)
@@ -54,7 +67,8 @@ static int s_usage(const char *why)
     cairn_error_t err;
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
                     "%s; usage: ghost-dump --pid PID --out FILE [--leave-running] "
-                    "[--in-place] [--check] [--pagemap-read] [--probe-eventfds]",
+                    "[--in-place] [--check] [--pagemap-read] [--probe-eventfds] "
+                    "[--as UID:GID]",
                     why);
     return ghost_report_error(&err, S_EXIT_USAGE);
 }
@@ -62,7 +76,7 @@ static int s_usage(const char *why)
 /* The options, in the order of s_args_t. */
 enum {
     S_OPT_PID, S_OPT_OUT, S_OPT_LEAVE_RUNNING, S_OPT_IN_PLACE,
-    S_OPT_PAGEMAP_READ, S_OPT_PROBE_EVENTFDS, S_OPT_CHECK,
+    S_OPT_PAGEMAP_READ, S_OPT_PROBE_EVENTFDS, S_OPT_CHECK, S_OPT_AS,
 };
 
 static const cairn_option_t s_options[] = {
@@ -77,6 +91,8 @@ static const cairn_option_t s_options[] = {
     [S_OPT_PROBE_EVENTFDS] = { "--probe-eventfds", NULL,
                                "probe eventfds for EFD_SEMAPHORE" },
     [S_OPT_CHECK] = { "--check", NULL, "only say whether PID can be dumped" },
+    [S_OPT_AS] = { "--as", "UID:GID", "for this user (not root): their processes "
+                   "only, the image made with their file rights" },
     { NULL, NULL, NULL },
 };
 
@@ -100,15 +116,62 @@ static int s_parse(int argc, char **argv, s_args_t *a)
     a->check = v.values[S_OPT_CHECK] != NULL;
     if (a->pid <= 0 || (!a->check && !a->out))
         return -EINVAL;
+    if (v.values[S_OPT_AS] && ghost_owner_parse(v.values[S_OPT_AS], &a->owner, &err) < 0)
+        return -EINVAL;
+    a->as_user = v.values[S_OPT_AS] != NULL;
     return 0;
+}
+
+/* The user's file rights for what follows (--as), or nothing to do. */
+static int s_fs_user(s_args_t *a, cairn_error_t *err)
+{
+    return a->as_user ? ghost_owner_fs_enter(&a->owner, err) : 0;
+}
+
+/* Root's file rights back; the dump needs them (/proc/PID/map_files...). */
+static int s_fs_root(s_args_t *a, cairn_error_t *err)
+{
+    return a->as_user ? ghost_owner_fs_leave(&a->owner, err) : 0;
+}
+
+/* FILE's directory, made as the user (--as) with its parents, 0700; the
+ * errors a user can cause are named as ghostd names its own. */
+static int s_make_dir(const s_args_t *a, cairn_error_t *err)
+{
+    char dir[PATH_MAX];
+    char *slash;
+    if (snprintf(dir, sizeof(dir), "%s", a->out) >= (int)sizeof(dir))
+        return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
+                               "%s: path too long", a->out);
+    slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    int r = cairn_mkdir_p(dir, 0700);
+    if (r == 0)
+        return 0;
+    int code = r == -EACCES || r == -EPERM || r == -EROFS ? CAIRN_PERMISSION_DENIED
+               : r == -ENOTDIR || r == -ENAMETOOLONG       ? CAIRN_INVALID_ARGUMENT
+                                                           : CAIRN_FAILED_PRECONDITION;
+    return cairn_error_set(err, r, code, "cannot make directory %s as uid %u: %s", dir,
+                           a->owner.uid, strerror(-r));
+}
+
+/* Reports a failure; the owner rule's refusal (--as) says what it means. */
+static int s_fail(const s_args_t *a, cairn_error_t *err, int exit_code)
+{
+    if (a->as_user && err->code == CAIRN_PERMISSION_DENIED && err->message[0])
+        cairn_error_append(err, -EPERM, "; only root may checkpoint it");
+    return ghost_report_error(err, exit_code);
 }
 
 static int s_check(const s_args_t *a)
 {
     cairn_error_t err;
-    ghost_dump_opts_t o = { .leave_running = a->leave_running };
+    ghost_dump_opts_t o = { .leave_running = a->leave_running,
+                            .owner = a->as_user ? &a->owner : NULL };
     if (ghost_check((pid_t)a->pid, &o, &err) < 0)
-        return ghost_report_error(&err, S_EXIT_REFUSED);
+        return s_fail(a, &err, S_EXIT_REFUSED);
     ghost_report(json_pack("{s:I,s:b}", "pid", (json_int_t)a->pid, "checkpointable", 1));
     return S_EXIT_OK;
 }
@@ -145,8 +208,11 @@ static int s_open_out(const s_args_t *a, char *part, size_t size, bool *created,
         *created = fd >= 0;
     }
     if (fd < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot %s %s: %s",
-                               a->in_place ? "open" : "create", part, strerror(errno)), -1;
+        return cairn_error_set(err, -errno,
+                               errno == EACCES || errno == EPERM ? CAIRN_PERMISSION_DENIED
+                                                                 : CAIRN_SYSTEM,
+                               "cannot %s %s: %s", a->in_place ? "open" : "create", part,
+                               strerror(errno)), -1;
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "%s is not a regular file", part);
@@ -156,15 +222,60 @@ static int s_open_out(const s_args_t *a, char *part, size_t size, bool *created,
     return fd;
 }
 
-static int s_dump(const s_args_t *a)
+/* The image file, opened with the user's file rights (--as), its
+ * directory made first for them. */
+static int s_open_as(s_args_t *a, char *part, size_t size, bool *created,
+                     cairn_error_t *err)
+{
+    int fd = -1;
+    int r = s_fs_user(a, err);
+    if (r == 0 && a->as_user)
+        r = s_make_dir(a, err);
+    if (r == 0)
+        fd = s_open_out(a, part, size, created, err);
+    if (s_fs_root(a, err) < 0 && fd >= 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* After the dump: the image renamed into place, or what is left of it
+ * removed -- with the user's file rights (--as); without them, nothing is
+ * touched in the user's directory. */
+static int s_finish(s_args_t *a, const char *part, bool created,
+                    const ghost_dump_stats_t *s, int r, cairn_error_t *err)
+{
+    cairn_error_t fs_err;
+    if (s_fs_user(a, &fs_err) < 0) {
+        if (r == 0)
+            *err = fs_err;
+        return r < 0 ? r : -EPERM;
+    }
+    if (r == 0 && !a->in_place && rename(part, a->out) < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "renaming %s: %s", part,
+                            strerror(errno));
+    if (r < 0) {
+        /* A refusal wrote nothing: an image written over stays whole. */
+        if (!a->in_place || created || !s->refused)
+            unlink(part);
+        if (a->in_place && !created && !s->refused)
+            cairn_error_append(err, r, "; the image written over at %s was removed", part);
+    }
+    s_fs_root(a, NULL);
+    return r;
+}
+
+static int s_dump(s_args_t *a)
 {
     cairn_error_t err;
     ghost_dump_opts_t o = { .leave_running = a->leave_running,
                             .pagemap_read = a->pagemap_read,
-                            .probe_eventfds = a->probe_eventfds };
+                            .probe_eventfds = a->probe_eventfds,
+                            .owner = a->as_user ? &a->owner : NULL };
     char part[PATH_MAX];
     bool created;
-    int fd = s_open_out(a, part, sizeof(part), &created, &err);
+    int fd = s_open_as(a, part, sizeof(part), &created, &err);
     if (fd < 0)
         return ghost_report_error(&err, S_EXIT_FAILED);
     ghost_dump_stats_t s;
@@ -172,17 +283,9 @@ static int s_dump(const s_args_t *a)
     if (close(fd) < 0 && r == 0)
         r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "closing %s: %s", part,
                             strerror(errno));
-    if (r == 0 && !a->in_place && rename(part, a->out) < 0)
-        r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "renaming %s: %s", part,
-                            strerror(errno));
-    if (r < 0) {
-        /* A refusal wrote nothing: an image written over stays whole. */
-        if (!a->in_place || created || !s.refused)
-            unlink(part);
-        if (a->in_place && !created && !s.refused)
-            cairn_error_append(&err, r, "; the image written over at %s was removed", part);
-        return ghost_report_error(&err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
-    }
+    r = s_finish(a, part, created, &s, r, &err);
+    if (r < 0)
+        return s_fail(a, &err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
     s_print_stats(a, &s);
     return S_EXIT_OK;
 }
@@ -192,5 +295,7 @@ int main(int argc, char **argv)
     s_args_t a = { 0 };
     if (s_parse(argc, argv, &a) < 0)
         return s_usage("bad arguments");
-    return a.check ? s_check(&a) : s_dump(&a);
+    int code = a.check ? s_check(&a) : s_dump(&a);
+    ghost_owner_free(&a.owner);
+    return code;
 }

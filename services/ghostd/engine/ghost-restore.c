@@ -2,8 +2,8 @@
  * runs one per request so a hostile image can never take the daemon down.
  *
  *   ghost-restore --image FILE [--new-pid] [--pread-pages]
- *                 [--scope UNIT --slice SLICE]
- *   ghost-restore --image FILE --check
+ *                 [--scope UNIT --slice SLICE] [--as UID:GID]
+ *   ghost-restore --image FILE --check [--as UID:GID]
  *
  * Prints exactly one JSON line on stdout: on success
  *   {"pid":N,"original_pid":N,"same_pid":B,"image_bytes":N,"pages":N,
@@ -30,16 +30,31 @@
  * born there, outside ghostd.service (ghost_place_scope; exit 1
  * "unavailable" when systemd cannot, 2 "unsupported" when built without
  * libsystemd; nothing is made either way).
+ *
+ * Whose image (docs/ghost.md, "Who may checkpoint and restart what"): an
+ * image restores with the rights of whoever could have written it. One
+ * writable by its group or by others is refused (anyone could have
+ * changed what it runs). One owned by root restores as before. One owned
+ * by a user U -- and --as UID:GID, a user who is not root asking, may only
+ * restart an image they own -- restores as U's: every process in it must
+ * be U's (owner.h), every file it names is opened with U's file rights,
+ * and the helper keeps only the capabilities a restore needs, so nothing
+ * U wrote into it can reach beyond what U may do. Refusals are
+ * permission-denied (exit 1), before anything is made; --check obeys the
+ * same rules. The image is opened with the asking user's file rights.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "owner.h"
 #include "place.h"
 #include "report.h"
 #include "restore.h"
@@ -100,7 +115,7 @@ static int s_usage(const char *why)
     cairn_error_set(
         &err, -EINVAL, CAIRN_USAGE,
         "%s; usage: ghost-restore --image FILE [--new-pid] [--pread-pages] "
-        "[--scope UNIT --slice SLICE] | --check",
+        "[--scope UNIT --slice SLICE] [--as UID:GID] | --check [--as UID:GID]",
         why);
     return ghost_report_error(&err, 100);
 }
@@ -112,7 +127,8 @@ enum {
     S_OPT_CHECK,
     S_OPT_PREAD_PAGES,
     S_OPT_SCOPE,
-    S_OPT_SLICE
+    S_OPT_SLICE,
+    S_OPT_AS
 };
 
 static const cairn_option_t s_options[] = {
@@ -126,18 +142,152 @@ static const cairn_option_t s_options[] = {
     [S_OPT_SCOPE] = { "--scope", "UNIT",
                       "restore into this new systemd scope" },
     [S_OPT_SLICE] = { "--slice", "SLICE", "the scope's slice (with --scope)" },
+    [S_OPT_AS] = { "--as", "UID:GID", "for this user (not root): only an image "
+                   "of theirs, restored with their rights" },
     { NULL, NULL, NULL },
 };
 
+/* The image as the kernel has it: a regular file that only its owner
+ * (and root) may have written; with `asker` (--as), owned by them. */
+static int s_check_file(int fd, const char *image, const ghost_owner_t *asker,
+                        struct stat *ret, cairn_error_t *err)
+{
+    if (fstat(fd, ret) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "fstat %s: %s", image,
+                               strerror(errno));
+    if (!S_ISREG(ret->st_mode))
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "image %s is not a regular file", image);
+    if (ret->st_mode & (S_IWGRP | S_IWOTH))
+        return cairn_error_set(err, -EPERM, CAIRN_PERMISSION_DENIED,
+                               "image %s is writable by %s (mode %04o): anyone there "
+                               "could have changed what it runs; chmod go-w it first",
+                               image, ret->st_mode & S_IWOTH ? "others" : "its group",
+                               (unsigned)(ret->st_mode & 07777));
+    if (asker && ret->st_uid != asker->uid)
+        return cairn_error_set(err, -EPERM, CAIRN_PERMISSION_DENIED,
+                               "image %s belongs to uid %u, not to uid %u: only root "
+                               "or its owner may restart it", image,
+                               (unsigned)ret->st_uid, asker->uid);
+    return 0;
+}
+
+/* Opens the image with the asker's file rights (--as: theirs; else
+ * root's) and checks the file; *ret_fd and *ret_st on success. */
+static int s_open_image(const char *image, ghost_owner_t *asker, int *ret_fd,
+                        struct stat *ret_st, cairn_error_t *err)
+{
+    int r = asker ? ghost_owner_fs_enter(asker, err) : 0;
+    int fd = r == 0 ? open(image, O_RDONLY | O_CLOEXEC) : -1;
+    if (r == 0 && fd < 0) {
+        char as[32] = "";
+        int e = errno;
+        if (asker)
+            snprintf(as, sizeof(as), " as uid %u", asker->uid);
+        r = cairn_error_set(err, -e,
+                            e == EACCES || e == EPERM ? CAIRN_PERMISSION_DENIED
+                                                      : CAIRN_NOT_FOUND,
+                            "cannot open image %s%s: %s", image, as, strerror(e));
+    }
+    if (r == 0)
+        r = s_check_file(fd, image, asker, ret_st, err);
+    /* Back to root's for the scope (D-Bus), until the restore proper. */
+    if (asker && ghost_owner_fs_leave(asker, r < 0 ? NULL : err) < 0 && r == 0)
+        r = -EPERM;
+    if (r < 0) {
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* Whose rights the restore runs with: the asker's (--as), else the
+ * image's owner's when that is not root (its gid: the user database's,
+ * else the file's group); *ret_is unset for root's image. */
+static int s_principal(ghost_owner_t *asker, const struct stat *st, ghost_owner_t *ret,
+                       bool *ret_is, cairn_error_t *err)
+{
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+
+    *ret_is = false;
+    if (asker) {
+        *ret = *asker;
+        *asker = (ghost_owner_t){ 0 };   /* moved */
+        *ret_is = true;
+        return 0;
+    }
+    if (st->st_uid == 0)
+        return 0;
+    gid_t gid = getpwuid_r(st->st_uid, &pw, buf, sizeof(buf), &found) == 0 && found
+                    ? found->pw_gid : st->st_gid;
+    int r = ghost_owner_init(ret, st->st_uid, gid, err);
+    *ret_is = r == 0;
+    return r;
+}
+
+/* The restore runs with the principal's rights: their file access, and
+ * only the capabilities a restore needs (owner.h). */
+static int s_take_rights(ghost_owner_t *p, cairn_error_t *err)
+{
+    int r = ghost_owner_fs_enter(p, err);
+    return r < 0 ? r : ghost_owner_restrict_caps(err);
+}
+
+/* A failure of the restore or its check; the owner rule's refusal says
+ * which image and whose rights it restores with. */
+static int s_refused(const char *image, const ghost_owner_t *p, cairn_error_t *err)
+{
+    char msg[sizeof(err->message)];
+
+    if (p && err->code == CAIRN_PERMISSION_DENIED) {
+        snprintf(msg, sizeof(msg), "%s", err->message);
+        cairn_error_set(err, -EPERM, err->code, "restart refused: image %s is uid %u's, "
+                        "and %s", image, p->uid, msg);
+    }
+    return ghost_report_error(err, err->code == CAIRN_ALREADY_EXISTS ? 3 : 1);
+}
+
+/* Checks, plans and (unless check) restores the image open on fd, with
+ * the rights of principal p (NULL: root's image, root's rights). */
+static int s_run(int fd, const char *image, bool check, ghost_restore_opts_t *opts,
+                 ghost_owner_t *p, const char *unit)
+{
+    ghost_restore_stats_t st;
+    cairn_error_t err;
+    int ret;
+
+    cairn_error_clear(&err);
+    opts->owner = p;
+    if (p && (ret = s_take_rights(p, &err)) < 0)
+        return ghost_report_error(&err, 1);
+    if (check) {
+        ret = ghost_restore_check(fd, opts, &st, &err);
+        if (ret < 0)
+            return s_refused(image, p, &err);
+        ghost_report(s_checked(&st));
+        return 0;
+    }
+    ret = ghost_restore(fd, opts, &st, &err);
+    if (ret < 0)
+        return s_refused(image, p, &err);
+    ghost_report(s_success(&st, unit));
+    free(st.members);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    bool check;
+    bool check, as_user = false, has_principal = false;
     ghost_restore_opts_t opts = { 0 };
-    ghost_restore_stats_t st;
+    ghost_owner_t asker = { 0 }, principal = { 0 };
+    struct stat st;
     cairn_error_t err;
     cairn_args_t a;
     const char *image;
-    int fd, ret;
+    int fd = -1, ret;
 
     /* Positionals are taken here and refused below, to say which it was. */
     if (cairn_args_parse("ghost-restore", s_options, argc > 0 ? argc - 1 : 0,
@@ -157,31 +307,25 @@ int main(int argc, char **argv)
         return s_usage("--check restores nothing: it takes no --scope");
     if (!a.values[S_OPT_SCOPE] != !a.values[S_OPT_SLICE])
         return s_usage("--scope and --slice go together");
-    fd = open(image, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        cairn_error_set(&err, -errno, CAIRN_NOT_FOUND, "cannot open image %s: %s",
-                        image, strerror(errno));
-        return ghost_report_error(&err, 1);
+    if (a.values[S_OPT_AS]) {
+        if (ghost_owner_parse(a.values[S_OPT_AS], &asker, &err) < 0)
+            return s_usage(err.message);
+        as_user = true;
     }
     cairn_error_clear(&err);
-    if (check) {
-        ret = ghost_restore_check(fd, &st, &err);
-        close(fd);
-        if (ret < 0)
-            return ghost_report_error(&err, 1);
-        ghost_report(s_checked(&st));
-        return 0;
-    }
-    ret = s_place(a.values[S_OPT_SCOPE], a.values[S_OPT_SLICE], image, &err);
-    if (ret < 0) {
-        close(fd);
-        return ghost_report_error(&err, ret == -ENOTSUP ? 2 : 1);
-    }
-    ret = ghost_restore(fd, &opts, &st, &err);
-    close(fd);
+    ret = s_open_image(image, as_user ? &asker : NULL, &fd, &st, &err);
+    if (ret == 0)
+        ret = s_principal(as_user ? &asker : NULL, &st, &principal, &has_principal, &err);
+    if (ret == 0 && !check)
+        ret = s_place(a.values[S_OPT_SCOPE], a.values[S_OPT_SLICE], image, &err);
     if (ret < 0)
-        return ghost_report_error(&err, err.code == CAIRN_ALREADY_EXISTS ? 3 : 1);
-    ghost_report(s_success(&st, a.values[S_OPT_SCOPE]));
-    free(st.members);
-    return 0;
+        ret = ghost_report_error(&err, ret == -ENOTSUP ? 2 : 1);
+    else
+        ret = s_run(fd, image, check, &opts, has_principal ? &principal : NULL,
+                    a.values[S_OPT_SCOPE]);
+    if (fd >= 0)
+        close(fd);
+    ghost_owner_free(&asker);
+    ghost_owner_free(&principal);
+    return ret;
 }

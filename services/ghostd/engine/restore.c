@@ -80,6 +80,7 @@
 #include "engine.h"
 #include "files.h"
 #include "mem.h"
+#include "owner.h"
 #include "pages.h"
 #include "restore.h"
 #include "seize.h"
@@ -642,6 +643,18 @@ static int s_supervise(const rst_tree_t *t, pid_t root, size_t n_threads,
 
 /* ---- main -------------------------------------------------------------- */
 
+/* Every process of the image is the owner's (owner.h): checked on the
+ * whole loaded image, before anything is planned or opened. */
+static int s_check_owner(const rst_image_t *im, const ghost_owner_t *owner,
+                         cairn_error_t *err)
+{
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && owner && i < im->n_procs; i++)
+        r = ghost_owner_check_process(owner, im->procs[i].process->process, err);
+    return r;
+}
+
 static size_t s_n_threads(const rst_image_t *im)
 {
     size_t n = 0;
@@ -741,6 +754,8 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     s_raise_nofile();
     t.im = &im;
     ret = s_load(in_fd, &im, err);
+    if (ret == 0)
+        ret = s_check_owner(&im, o->owner, err);
     if (ret == 0 && !new_pid && !check)
         ret = tree_check_ids(&im, err);
     if (ret == 0)
@@ -774,12 +789,14 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     return ret;
 }
 
-int ghost_restore_check(int in_fd, ghost_restore_stats_t *ret_stats, cairn_error_t *err)
+int ghost_restore_check(int in_fd, const ghost_restore_opts_t *opts,
+                        ghost_restore_stats_t *ret_stats, cairn_error_t *err)
 {
     if (in_fd < 0 || !ret_stats)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "ghost_restore_check: bad arguments");
-    return s_restore(in_fd, true, &(ghost_restore_opts_t){ 0 }, ret_stats, err);
+    ghost_restore_opts_t o = { .owner = opts ? opts->owner : NULL };
+    return s_restore(in_fd, true, &o, ret_stats, err);
 }
 
 int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,

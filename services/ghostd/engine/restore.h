@@ -31,11 +31,17 @@
 
 #include "cairn/error.h"
 
+struct ghost_owner;   /* owner.h */
+
 typedef struct ghost_restore_opts {
     bool new_pid;           /* a fresh pid instead of the original one */
     uint32_t timeout_ms;    /* for the process to reach its target; 0 = 30 s */
     bool pread_pages;       /* the restorer preads pages straight into place,
                                as where process_vm_writev is refused (tests) */
+    const struct ghost_owner *owner;  /* the image is a user's who is not
+                               root: every process in it must be theirs
+                               (owner.h), else PERMISSION_DENIED before
+                               anything is planned; NULL: root's image */
 } ghost_restore_opts_t;
 
 /* One restored process. */
@@ -76,8 +82,8 @@ typedef struct ghost_restore_stats {
 int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
                   ghost_restore_stats_t *ret_stats, cairn_error_t *err);
 
-/* Reads and checks the whole image from in_fd as ghost_restore would and
- * plans its restore -- the files it names opened, its layout checked
+/* Reads and checks the whole image from in_fd as ghost_restore would (of
+ * opts, only owner counts; may be NULL) and plans its restore -- the files it names opened, its layout checked
  * against this host and its CPU -- but makes no process and changes
  * nothing: what ghost_restore would refuse before making anything, this
  * refuses with the same error (a taken pid excepted). Page data is
@@ -86,6 +92,7 @@ int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
  * whether every original pid and thread id is free now (a restore without
  * new_pid would keep them); restore_us is the time the check took; pid 0,
  * members NULL. */
-int ghost_restore_check(int in_fd, ghost_restore_stats_t *ret_stats, cairn_error_t *err);
+int ghost_restore_check(int in_fd, const ghost_restore_opts_t *opts,
+                        ghost_restore_stats_t *ret_stats, cairn_error_t *err);
 
 #endif
