@@ -25,8 +25,9 @@ CAIRN_PACKAGES=(
     jq iproute2 procps psmisc util-linux
 )
 # What only the test suite needs (tools/test.sh adds them): the systemd
-# suite boots Debian 12 under systemd-nspawn from a debootstrap'd rootfs.
-CAIRN_TEST_PACKAGES=(debootstrap systemd-container)
+# suite boots Debian 12 under systemd-nspawn from a debootstrap'd rootfs;
+# security-wire captures the bridge with tcpdump.
+CAIRN_TEST_PACKAGES=(debootstrap systemd-container tcpdump)
 
 # cairn_missing_packages: the packages of CAIRN_PACKAGES dpkg does not
 # list as installed, space-separated on stdout.
