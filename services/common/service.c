@@ -586,8 +586,11 @@ static int s_on_monitor(cairn_loop_t *loop, int fd, void *zsock, short revents,
             memcpy(&event, cairn_frames_data(&f, 0), 2);
             memcpy(&value, (const uint8_t *)cairn_frames_data(&f, 0) + 2, 4);
         }
-        if (event & (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
+        /* Not NO_DETAIL: a liveness probe that connects and closes (the
+         * CLI's) is one, and is nobody's attack. */
+        if ((event & ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) && f.n == 2 &&
+            cairn_frames_size(&f, 1) > 6 &&
+            memcmp(cairn_frames_data(&f, 1), "tcp://", 6) == 0)
             svc->hs_failed++;
         uint64_t sec = cairn_now_ms() / 1000;
         if (svc->hs_failed && sec >= svc->hs_window + HANDSHAKE_LOG_EVERY_S) {
@@ -608,8 +611,7 @@ static int s_on_monitor(cairn_loop_t *loop, int fd, void *zsock, short revents,
 /* Watches the router's handshakes (s_on_monitor). */
 static int s_watch_handshakes(cairn_service_t *svc)
 {
-    int events = ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    int events = ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
 
     if (zmq_socket_monitor(svc->router, MONITOR_ENDPOINT, events) < 0 ||
         !(svc->monitor = zmq_socket(svc->zctx, ZMQ_PAIR)) ||
