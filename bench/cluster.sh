@@ -21,6 +21,9 @@
 #
 # Usage (root; from the source root):
 #   bench/cluster.sh [--build DIR] [--nodes "2 4 8 16"] [--measure S] [--soak S]
+#                    [--security curve|none]
+# --security is `cluster up`'s (default curve, as there); every line says
+# which mode it ran ("security"), so the two can be compared run by run.
 # --build defaults to $CAIRN_BUILD, else ./build. --soak S runs, instead of
 # the sizes, 8 nodes for S seconds with every core saturated by busy loops
 # outside the nodes' cgroups and counts node-suspect / node-down lines in all
@@ -31,12 +34,14 @@ BUILD=${CAIRN_BUILD:-./build}
 SIZES="2 4 8 16"
 MEASURE=5
 SOAK=0
+SECURITY=curve
 while [ $# -gt 0 ]; do
     case $1 in
     --build) BUILD=$2; shift 2 ;;
     --nodes) SIZES=$2; shift 2 ;;
     --measure) MEASURE=$2; shift 2 ;;
     --soak) SOAK=$2; shift 2 ;;
+    --security) SECURITY=$2; shift 2 ;;
     *) echo "{\"error\":{\"code\":\"usage\",\"message\":\"unknown argument '$1'\"}}" >&2; exit 100 ;;
     esac
 done
@@ -83,7 +88,8 @@ up() {
     local n=$1 k t out rounds=0 left
     NAME="b$n$(( $$ % 10000 ))"
     T_UP=$(now_ms)
-    UP=$("$CAIRN" cluster up --nodes "$n" --cpus 0.5 --mem 64M --name "$NAME") || exit 3
+    UP=$("$CAIRN" cluster up --nodes "$n" --cpus 0.5 --mem 64M --name "$NAME" \
+         --security "$SECURITY") || exit 3
     declare -A done_at=()
     ALL_ALIVE_MS=-1
     while [ $(( $(now_ms) - T_UP )) -lt 20000 ]; do
@@ -192,8 +198,8 @@ bench_size() {
         --argjson mps "$mps" --argjson pps "$pps" --argjson rtt "$rtt" \
         --argjson period "$period" --argjson ping "$ping" --argjson susp "$susp" \
         --argjson pr "$POLL_ROUND_MS" --argjson dr "$dround" --argjson measure "$MEASURE" \
-        --argjson times "[$(IFS=,; echo "${times[*]}")]" \
-        '{bench: "cluster", nodes: $n, all_alive_ms: $aa,
+        --argjson times "[$(IFS=,; echo "${times[*]}")]" --arg sec "$SECURITY" \
+        '{bench: "cluster", nodes: $n, security: $sec, all_alive_ms: $aa,
           detect_median_ms: $med, detect_max_ms: $max,
           detect_median_periods: (if $med < 0 then null else ($med / $period * 10 | round / 10) end),
           detect_max_periods: (if $max < 0 then null else ($max / $period * 10 | round / 10) end),
@@ -232,7 +238,8 @@ soak() {
     down
     jq -cn --argjson s "$s" --argjson n "$n" --argjson c "$cores" --argjson sus "$sus" \
         --argjson d "$downs" --argjson a "$alive" --argjson rtt "$rtt" --argjson aa "$ALL_ALIVE_MS" \
-        '{bench: "cluster-soak", seconds: $s, nodes: $n, busy_loops: $c,
+        --arg sec "$SECURITY" \
+        '{bench: "cluster-soak", seconds: $s, nodes: $n, security: $sec, busy_loops: $c,
           false_suspicions: $sus, false_deaths: $d, nodes_all_alive_after: $a,
           all_alive_ms: $aa, baseline_zmq_rtt_us: $rtt}'
 }
