@@ -167,7 +167,7 @@ int hx_cg_create_all(const json_t *st, const harness_opts_t *o,
 /* Adds the pids of <dir>/cgroup.procs. */
 static void s_cg_procs(const char *dir, hx_pids_t *pids)
 {
-    char path[PATH_MAX + 16];
+    char path[2 * PATH_MAX];   /* dir may be a path joined to a name */
     snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
     _cleanup_fclose_ FILE *f = fopen(path, "re");
     int pid;

@@ -336,7 +336,7 @@ static int s_load_node(const char *dir, unsigned id, json_t **ret_st,
 int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
                           json_t **ret_result, cairn_error_t *err)
 {
-    json_t *st, *node;
+    json_t *st = NULL, *node = NULL;
     int r = s_load_node(dir, id, &st, &node, err);
     if (r < 0)
         return r;
@@ -373,7 +373,7 @@ int hx_node_remove_locked(const char *dir, unsigned id, int wait_ms,
 int hx_node_stop_locked(const char *dir, unsigned id, int wait_ms,
                         json_t **ret_result, cairn_error_t *err)
 {
-    json_t *st, *node;
+    json_t *st = NULL, *node = NULL;
     int r = s_load_node(dir, id, &st, &node, err);
     if (r < 0)
         return r;
