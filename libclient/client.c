@@ -305,8 +305,47 @@ static int s_ensure_context(cairn_client_t *c, cairn_error_t *err)
     return c->zctx ? 0 : s_zmq_error(err, "zmq_ctx_new");
 }
 
-/* Opens one attempt's DEALER, connected to the endpoint. */
-static int s_open_socket(cairn_client_t *c, void **ret_sock,
+/* A CURVE client's attempt watches its own handshake: a server that
+ * refuses our key says so (ZAP 400, libzmq's HANDSHAKE_FAILED_AUTH), and
+ * waiting out the deadline would only hide it. Attached before the
+ * connect, so no event is missed. NULL (no watch) on any failure. */
+static void *s_watch_handshake(cairn_client_t *c, void *sock)
+{
+    static const int events = ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    char ep[64];
+    void *mon;
+
+    snprintf(ep, sizeof ep, "inproc://cairn-client-handshake-%p", sock);
+    if (zmq_socket_monitor(sock, ep, events) < 0)
+        return NULL;
+    mon = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (mon && zmq_connect(mon, ep) == 0)
+        return mon;
+    if (mon)
+        zmq_close(mon);
+    zmq_socket_monitor(sock, NULL, 0);
+    return NULL;
+}
+
+static int s_refused_key(const cairn_client_t *c, void *mon, cairn_error_t *err)
+{
+    char fp[CAIRN_KEY_FINGERPRINT_LEN + 1];
+    cairn_frames_t f = { 0 };
+
+    /* [event:u16 value:u32][endpoint]: only AUTH failures are watched */
+    if (cairn_wire_recv(mon, &f, ZMQ_DONTWAIT) < 0)
+        return 0;
+    cairn_frames_free(&f);
+    cairn_key_fingerprint(c->own.public_key, fp);
+    return cairn_error_set(err, -EACCES, CAIRN_PERMISSION_DENIED,
+                           "%s at %s refused this client's CURVE key (%s): "
+                           "it admits only the keys of its cluster's nodes",
+                           c->service, c->endpoint, fp);
+}
+
+/* Opens one attempt's DEALER, connected to the endpoint; as a CURVE
+ * client, *ret_mon watches its handshake (NULL if it cannot). */
+static int s_open_socket(cairn_client_t *c, void **ret_sock, void **ret_mon,
                          cairn_error_t *err)
 {
     _cleanup_(s_zmq_closep) void *sock = zmq_socket(c->zctx, ZMQ_DEALER);
@@ -316,6 +355,8 @@ static int s_open_socket(cairn_client_t *c, void **ret_sock,
         return s_zmq_error(err, "zmq_socket");
     if (c->curve && cairn_curve_client(sock, c->server_key, &c->own, err) < 0)
         return -EINVAL;
+    if (c->curve)
+        *ret_mon = s_watch_handshake(c, sock);
     if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
         zmq_setsockopt(sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate) < 0 ||
         zmq_connect(sock, c->endpoint) < 0)
@@ -396,21 +437,27 @@ static int s_take_reply(const cairn_frames_t *f, const s_call_t *call,
 }
 
 /* Waits on sock until our reply arrives (0) or attempt_end passes
- * (-ETIMEDOUT); other negative values are errors that end the call. */
-static int s_wait_reply(void *sock, const s_call_t *call, uint64_t attempt_end,
+ * (-ETIMEDOUT); other negative values are errors that end the call. mon,
+ * when not NULL, is s_watch_handshake's. */
+static int s_wait_reply(const cairn_client_t *c, void *sock, void *mon,
+                        const s_call_t *call, uint64_t attempt_end,
                         ProtobufCMessage **ret_reply, cairn_error_t *err)
 {
-    zmq_pollitem_t item = { .socket = sock, .events = ZMQ_POLLIN };
+    zmq_pollitem_t items[2] = { { .socket = sock, .events = ZMQ_POLLIN },
+                                { .socket = mon, .events = ZMQ_POLLIN } };
 
     for (uint64_t left = cairn_ms_left(attempt_end); left > 0;
          left = cairn_ms_left(attempt_end)) {
         cairn_frames_t frames = { 0 };
         int r;
 
-        r = zmq_poll(&item, 1, (long)left);
+        r = zmq_poll(items, mon ? 2 : 1, (long)left);
         if (r < 0 && errno != EINTR)
             return s_zmq_error(err, "zmq_poll");
-        if (r <= 0)
+        if (r > 0 && mon && (items[1].revents & ZMQ_POLLIN) &&
+            (r = s_refused_key(c, mon, err)) < 0)
+            return r;
+        if (r <= 0 || !(items[0].revents & ZMQ_POLLIN))
             continue;
         r = cairn_wire_recv(sock, &frames, ZMQ_DONTWAIT);
         if (r == -EAGAIN || r == -EINTR)
@@ -431,16 +478,21 @@ static int s_attempt(cairn_client_t *c, const s_call_t *call,
                      uint64_t attempt_end, ProtobufCMessage **ret_reply,
                      cairn_error_t *err)
 {
-    _cleanup_(s_zmq_closep) void *sock = NULL;
+    void *sock = NULL, *mon = NULL;
     int r;
 
-    r = s_open_socket(c, &sock, err);
-    if (r < 0)
-        return r;
-    r = s_send_request(c, sock, call, err);
-    if (r < 0)
-        return r;
-    return s_wait_reply(sock, call, attempt_end, ret_reply, err);
+    r = s_open_socket(c, &sock, &mon, err);
+    if (r == 0)
+        r = s_send_request(c, sock, call, err);
+    if (r == 0)
+        r = s_wait_reply(c, sock, mon, call, attempt_end, ret_reply, err);
+    if (mon) {
+        zmq_socket_monitor(sock, NULL, 0);
+        zmq_close(mon);
+    }
+    if (sock)
+        zmq_close(sock);
+    return r;
 }
 
 /* The Reply's `cairn.Status status = 1`, or NULL when absent. */

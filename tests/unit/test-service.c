@@ -38,6 +38,7 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
+#include "cairn/client.h"
 #include "cairn/security.h"
 #include "cairn/wire.h"
 #include "clusterd.pb-c.h"
@@ -1242,4 +1243,32 @@ Test(trust, a_key_others_may_read_is_refused, .init = setup_curve)
     child = -1;
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
     cr_assert(log_contains("group or others may read it"));
+}
+
+Test(trust, a_client_with_a_strangers_key_is_told_at_once, .init = setup_curve)
+{
+    Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
+    Cairn__Clusterd__StatusRequest st = CAIRN__CLUSTERD__STATUS_REQUEST__INIT;
+    ProtobufCMessage *reply = NULL;
+    cairn_error_t err;
+    char ep[64];
+
+    req.status = &st;
+    req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_STATUS;
+    snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", port);
+    cairn_client_t *c = cairn_client_new(ep, "clusterd");
+    cairn_client_set_timeout(c, 5000);
+    cr_assert_eq(cairn_client_set_curve(c, key1.public_key, &stranger, &err), 0);
+    uint64_t t0 = cairn_now_ms();
+    cr_assert_eq(cairn_client_call(c, &req.base, &cairn__clusterd__reply__descriptor,
+                                   &reply, &err), -EACCES, "%s", err.message);
+    cr_assert_eq(err.code, CAIRN_PERMISSION_DENIED);
+    cr_assert(strstr(err.message, "refused this client's CURVE key"), "%s", err.message);
+    cr_assert_lt(cairn_now_ms() - t0, 2000, "told at once, not at the deadline");
+    cr_assert_eq(cairn_client_set_curve(c, key1.public_key, &key2, &err), 0);
+    cr_assert_eq(cairn_client_call(c, &req.base, &cairn__clusterd__reply__descriptor,
+                                   &reply, &err), 0, "%s", err.message);
+    protobuf_c_message_free_unpacked(reply, NULL);
+    cairn_client_free(c);
+    stop_daemon();
 }

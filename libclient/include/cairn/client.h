@@ -67,9 +67,11 @@ void cairn_client_set_source_node(cairn_client_t *c, uint32_t node);
 
 /* Makes every connection of c a CURVE client (cairn/security.h) of the
  * server whose public key is server_public, with keypair own (copied).
- * For tcp:// endpoints of a cluster whose description says mode="curve";
- * a server that does not admit own's public key never answers, so the
- * call ends in TIMEOUT. Every request also carries this process's uid and
+ * For tcp:// endpoints of a cluster whose description says mode="curve".
+ * A server that does not admit own's public key refuses the handshake,
+ * and the call fails at once with -EACCES (code PERMISSION_DENIED, the
+ * key's fingerprint in the message); a server that says nothing at all
+ * (not a CURVE server) still ends in TIMEOUT. Every request also carries this process's uid and
  * gid (Header.user), which a server believes only over such an
  * authenticated connection. -EINVAL (INVALID_ARGUMENT) for a key that is
  * not a Z85 CURVE key. */
