@@ -46,6 +46,8 @@
 /* The request size cluster.sh's baseline has always used. */
 #define RTT_SIZE 64
 #define RTT_WARMUP 100
+/* compare's round trips alternate between plain and CURVE this often. */
+#define RTT_BLOCK 100
 /* A client waits this long for an answer before it calls the server gone. */
 #define CLIENT_TIMEOUT_MS 5000
 /* compare's servers give up on a silent parent after this long. */
@@ -216,34 +218,57 @@ static int echo(void *s, int stop_on_empty)
     }
 }
 
-/* count timed round trips of RTT_SIZE bytes after RTT_WARMUP untimed ones
- * (the first of which also waits for the connection and, with CURVE, its
- * handshake). */
-static int rtt_measure(void *s, long count, struct rtt_stats *out)
+/* n round trips of RTT_SIZE bytes on s, their times in ns into rtt (NULL:
+ * untimed, a warm-up; the first round trip also waits for the connection
+ * and, with CURVE, its handshake). */
+static int round_trips(void *s, long n, uint64_t *rtt)
 {
-    uint64_t *rtt = calloc((size_t)count, sizeof(*rtt));
-    if (!rtt) {
-        fprintf(stderr, "zmq-rtt: out of memory\n");
-        return -1;
-    }
     char msg[RTT_SIZE], buf[256];
     memset(msg, 'x', sizeof(msg));
-    int r = 0;
-    for (long i = -RTT_WARMUP; i < count && r == 0; i++) {
+    for (long i = 0; i < n; i++) {
         uint64_t t0 = cairn_now_ns();
         if (zmq_send(s, msg, sizeof(msg), 0) < 0)
-            r = die("send");
-        else if (zmq_recv(s, buf, sizeof(buf), 0) != RTT_SIZE)
-            r = die("recv (is the server running?)");
-        else if (i >= 0)
+            return die("send");
+        int got = zmq_recv(s, buf, sizeof(buf), 0);
+        if (got < 0)
+            return die("recv (is the server running?)");
+        if (got != RTT_SIZE) {
+            fprintf(stderr, "zmq-rtt: a reply of %d bytes, not %d\n", got, RTT_SIZE);
+            return -1;
+        }
+        if (rtt)
             rtt[i] = cairn_now_ns() - t0;
     }
-    if (r == 0) {
-        qsort(rtt, (size_t)count, sizeof(*rtt), cmp_u64);
-        out->median_us = rtt[count / 2] / 1000.0;
-        out->p99_us = rtt[(count * 99) / 100] / 1000.0;
-        out->min_us = rtt[0] / 1000.0;
-    }
+    return 0;
+}
+
+/* Median, p99 and min of n >= 1 samples in ns (sorts them). */
+static void rtt_stats_of(uint64_t *rtt, long n, struct rtt_stats *out)
+{
+    qsort(rtt, (size_t)n, sizeof(*rtt), cmp_u64);
+    out->median_us = rtt[n / 2] / 1000.0;
+    out->p99_us = rtt[(n * 99) / 100] / 1000.0;
+    out->min_us = rtt[0] / 1000.0;
+}
+
+static uint64_t *samples_new(long n)
+{
+    uint64_t *v = calloc((size_t)n, sizeof(*v));
+    if (!v)
+        fprintf(stderr, "zmq-rtt: out of memory\n");
+    return v;
+}
+
+/* cluster.sh's measurement: RTT_WARMUP untimed round trips, then count
+ * timed ones. */
+static int rtt_measure(void *s, long count, struct rtt_stats *out)
+{
+    uint64_t *rtt = samples_new(count);
+    int r = rtt ? round_trips(s, RTT_WARMUP, NULL) : -1;
+    if (r == 0)
+        r = round_trips(s, count, rtt);
+    if (r == 0)
+        rtt_stats_of(rtt, count, out);
     free(rtt);
     return r;
 }
@@ -476,12 +501,9 @@ static void *client_socket(void *ctx, const struct trial *t, const struct server
     return s;
 }
 
-/* The client side of a round-trip measurement; an empty request ends
- * the server. */
-static int client_rtt(void *s, const struct cfg *c, struct rtt_stats *out)
+/* An empty request ends a compare server's echo loop. */
+static int server_stop_rtt(void *s)
 {
-    if (rtt_measure(s, c->count, out) != 0)
-        return -1;
     char buf[8];
     if (zmq_send(s, "", 0, 0) < 0 || zmq_recv(s, buf, sizeof(buf), 0) != 0)
         return die("stop the server");
@@ -518,14 +540,8 @@ static int client_stream(void *s, const struct cfg *c, int fd, double *mb_s, dou
     return r;
 }
 
-/* What one measurement yields. */
-struct figures {
-    struct rtt_stats rtt;
-    double mb_s, msgs_s;
-};
-
-/* One measurement: a server process, a context and socket of ours. */
-static int trial_run(const struct trial *t, struct figures *f)
+/* A stream measurement: a server process, a context and socket of ours. */
+static int stream_run(const struct trial *t, double *mb_s, double *msgs_s)
 {
     struct server srv;
     if (server_start(t, &srv) != 0)
@@ -536,13 +552,74 @@ static int trial_run(const struct trial *t, struct figures *f)
     if (!ctx)
         die("zmq_ctx_new");
     if (r == 0)
-        r = t->stream ? client_stream(s, t->cfg, srv.fd, &f->mb_s, &f->msgs_s)
-                      : client_rtt(s, t->cfg, &f->rtt);
+        r = client_stream(s, t->cfg, srv.fd, mb_s, msgs_s);
     if (s)
         zmq_close(s);
     if (ctx)
         zmq_ctx_term(ctx);
     return server_wait(&srv, r != 0) == 0 && r == 0 ? 0 : -1;
+}
+
+/* count round trips to each server in blocks of RTT_BLOCK, taking turns;
+ * which mode starts alternates with the run. */
+static int rtt_blocks(void *s[2], long count, long run, uint64_t *rtt[2])
+{
+    for (long done = 0; done < count; done += RTT_BLOCK) {
+        long n = count - done < RTT_BLOCK ? count - done : RTT_BLOCK;
+        for (int k = 0; k < 2; k++) {
+            int m = (int)((run + k) % 2);
+            if (round_trips(s[m], n, rtt[m] + done) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* The client half of an RTT run: a REQ socket per server in one context
+ * of ours (as one node talks to two), warmed up, then the blocks. */
+static int rtt_client(const struct trial t[2], const struct server srv[2], long run,
+                      struct rtt_stats out[2])
+{
+    const struct cfg *c = t[0].cfg;
+    void *ctx = ctx_new(c->io_threads), *s[2] = {NULL, NULL};
+    uint64_t *rtt[2] = {samples_new(c->count), samples_new(c->count)};
+    int r = ctx ? 0 : die("zmq_ctx_new");
+    if (!rtt[0] || !rtt[1])
+        r = -1;
+    for (int m = 0; m < 2 && r == 0; m++) {
+        s[m] = client_socket(ctx, &t[m], &srv[m]);
+        r = s[m] ? round_trips(s[m], RTT_WARMUP, NULL) : -1;
+    }
+    if (r == 0)
+        r = rtt_blocks(s, c->count, run, rtt);
+    for (int m = 0; m < 2 && r == 0; m++) {
+        rtt_stats_of(rtt[m], c->count, &out[m]);
+        r = server_stop_rtt(s[m]);
+    }
+    for (int m = 0; m < 2; m++) {
+        if (s[m])
+            zmq_close(s[m]);
+        free(rtt[m]);
+    }
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return r;
+}
+
+/* One RTT run: a plain and a CURVE server process side by side, so both
+ * modes see the same moments of this noisy machine. */
+static int rtt_run(const struct trial t[2], long run, struct rtt_stats out[2])
+{
+    struct server srv[2];
+    if (server_start(&t[0], &srv[0]) != 0)
+        return -1;
+    if (server_start(&t[1], &srv[1]) != 0) {
+        server_wait(&srv[0], 1);
+        return -1;
+    }
+    int r = rtt_client(t, srv, run, out);
+    int w0 = server_wait(&srv[0], r != 0), w1 = server_wait(&srv[1], r != 0);
+    return r == 0 && w0 == 0 && w1 == 0 ? 0 : -1;
 }
 
 #ifdef ZMQ_RTT_SODIUM
@@ -637,6 +714,15 @@ static void print_compare(const struct cfg *c, const struct results *res)
     print_mode("plain", res, 0, c->runs);
     printf(",");
     print_mode("curve", res, 1, c->runs);
+    double rr[MAX_RUNS], tr[MAX_RUNS];
+    for (long i = 0; i < c->runs; i++) {
+        rr[i] = res->rtt_med[1][i] / res->rtt_med[0][i];
+        tr[i] = res->mb_s[1][i] / res->mb_s[0][i];
+    }
+    printf(",");
+    print_list("runs_rtt_ratio", rr, c->runs, 2);
+    printf(",");
+    print_list("runs_throughput_ratio", tr, c->runs, 2);
     printf(",\"rtt_ratio\":%.2f,\"throughput_ratio\":%.2f,"
            "\"targets\":{\"rtt_ratio_max\":%.1f,\"throughput_ratio_min\":%.1f},"
            "\"met\":{\"rtt\":%s,\"throughput\":%s}}\n",
@@ -645,43 +731,60 @@ static void print_compare(const struct cfg *c, const struct results *res)
            thr_ratio >= TARGET_THROUGHPUT_RATIO ? "true" : "false");
 }
 
-/* Every measurement, alternating: plain and CURVE take turns going first,
- * so neither always follows the other on this noisy machine. */
+/* Every measurement, alternating: round trips interleave in blocks (see
+ * rtt_run), streams run one after the other, plain and CURVE taking turns
+ * going first so neither always follows the other. */
 static int compare_all(const struct cfg *c, struct results *res)
 {
     struct keypair server_keys, client_keys;
     if (keypair_new(&server_keys) != 0 || keypair_new(&client_keys) != 0)
         return -1;
     for (long run = 0; run < c->runs; run++) {
-        for (int stream = 0; stream < 2; stream++) {
-            for (int k = 0; k < 2; k++) {
-                int m = (int)((run + k) % 2);
-                struct trial t = {stream, m, c, &server_keys, &client_keys};
-                struct figures f;
-                if (trial_run(&t, &f) != 0)
-                    return -1;
-                if (stream) {
-                    res->mb_s[m][run] = f.mb_s;
-                    res->msgs_s[m][run] = f.msgs_s;
-                } else {
-                    res->rtt_med[m][run] = f.rtt.median_us;
-                    res->rtt_p99[m][run] = f.rtt.p99_us;
-                    res->rtt_min[m][run] = f.rtt.min_us;
-                }
-            }
+        struct trial rt[2] = {{0, 0, c, &server_keys, &client_keys},
+                              {0, 1, c, &server_keys, &client_keys}};
+        struct rtt_stats st[2];
+        if (rtt_run(rt, run, st) != 0)
+            return -1;
+        for (int m = 0; m < 2; m++) {
+            res->rtt_med[m][run] = st[m].median_us;
+            res->rtt_p99[m][run] = st[m].p99_us;
+            res->rtt_min[m][run] = st[m].min_us;
+        }
+        for (int k = 0; k < 2; k++) {
+            int m = (int)((run + k) % 2);
+            struct trial t = {1, m, c, &server_keys, &client_keys};
+            if (stream_run(&t, &res->mb_s[m][run], &res->msgs_s[m][run]) != 0)
+                return -1;
         }
     }
     return 0;
 }
 
+/* The 1-minute load average, -1 if unknown: other work on this shared
+ * machine shows in every figure, so the line says how busy it was. */
+static double loadavg(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
 static int cmd_compare(const struct cfg *c)
 {
     static struct results res;
+    double load0 = loadavg();
     if (compare_all(c, &res) != 0)
         return -1;
     printf("{\"bench\":\"zmq-curve\",\"transport\":\"%s\",\"runs\":%ld,\"io_threads\":%ld,"
-           "\"rtt_size\":%d,\"rtt_count\":%ld,\"size\":%ld,\"msgs\":%ld,",
-           c->transport, c->runs, c->io_threads, RTT_SIZE, c->count, c->size, c->msgs);
+           "\"rtt_size\":%d,\"rtt_count\":%ld,\"size\":%ld,\"msgs\":%ld,"
+           "\"loadavg_1m\":[%.2f,%.2f],",
+           c->transport, c->runs, c->io_threads, RTT_SIZE, c->count, c->size, c->msgs, load0,
+           loadavg());
     if (print_crypto(c->size) != 0)
         return -1;
     print_compare(c, &res);
