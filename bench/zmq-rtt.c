@@ -16,13 +16,15 @@
  * What CURVE costs on the wire (issue 17), self-contained:
  *   zmq-rtt compare [--transport tcp|ipc] [--count N] [--size BYTES]
  *                   [--msgs M] [--runs R] [--io-threads T]
- *     R times, alternating plain and CURVE, each measurement against a
- *     server process of its own (its own context, like another node) over
- *     127.0.0.1 or an ipc socket: N round trips of 64 bytes (REQ/REP) and a
- *     stream of M messages of BYTES (PUSH/PULL, a full pipe in flight);
- *     prints one JSON line with the medians over the runs, the ratios
- *     curve/plain against issue 17's targets, and what libsodium's
- *     crypto_box alone costs per message of those sizes.
+ *     R runs, each against server processes of its own (own contexts, like
+ *     other nodes) over 127.0.0.1 or an ipc socket: N round trips of 64
+ *     bytes (REQ/REP) to a plain and to a CURVE server, interleaved in
+ *     blocks of 100; then a stream of M messages of BYTES (PUSH/PULL, a
+ *     full pipe in flight) plain and with CURVE, one after the other,
+ *     taking turns going first. Prints one JSON line: the medians over the
+ *     runs, the ratios curve/plain against issue 17's targets, what
+ *     libsodium's crypto_box alone costs per message of those sizes, and
+ *     the load average (this machine is shared).
  * Exits 1 with a message on stderr on any error (a client gives up after
  * 5 s without an answer), 2 on a usage error.
  */
@@ -33,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -462,14 +465,16 @@ static int server_start(const struct trial *t, struct server *srv)
 }
 
 /* Reap the server: killed if the measurement failed, else it must have
- * finished cleanly for the measurement to count. */
-static int server_wait(struct server *srv, int failed)
+ * finished cleanly for the measurement to count. ru (if not NULL): the
+ * CPU time it used. */
+static int server_wait(struct server *srv, int failed, struct rusage *ru)
 {
     int st;
+    struct rusage ignored;
     if (failed)
         kill(srv->pid, SIGKILL);
     close(srv->fd);
-    while (waitpid(srv->pid, &st, 0) < 0) {
+    while (wait4(srv->pid, &st, 0, ru ? ru : &ignored) < 0) {
         if (errno != EINTR)
             return die("waitpid");
     }
@@ -510,10 +515,17 @@ static int server_stop_rtt(void *s)
     return 0;
 }
 
+/* What a stream measurement yields. */
+struct stream_figures {
+    double mb_s, msgs_s;
+    double cpu_us_per_msg;    /* CPU time of both processes, all threads */
+    double cores;             /* cpu_us_per_msg over the wall time per message */
+};
+
 /* The client side of a stream: send every message (zmq_send copies it
  * into a message of libzmq's, as an application's send does), then wait
  * for the receiver's timing. */
-static int client_stream(void *s, const struct cfg *c, int fd, double *mb_s, double *msgs_s)
+static int client_stream(void *s, const struct cfg *c, int fd, struct stream_figures *f)
 {
     char *buf = malloc((size_t)c->size);
     if (!buf) {
@@ -534,16 +546,27 @@ static int client_stream(void *s, const struct cfg *c, int fd, double *mb_s, dou
     }
     if (r == 0) {
         double s_elapsed = res.ns / 1e9;
-        *msgs_s = res.msgs / s_elapsed;
-        *mb_s = *msgs_s * (double)c->size / 1e6;
+        f->msgs_s = res.msgs / s_elapsed;
+        f->mb_s = f->msgs_s * (double)c->size / 1e6;
     }
     return r;
 }
 
-/* A stream measurement: a server process, a context and socket of ours. */
-static int stream_run(const struct trial *t, double *mb_s, double *msgs_s)
+static double cpu_us(const struct rusage *ru)
+{
+    return (ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e6 + ru->ru_utime.tv_usec +
+           ru->ru_stime.tv_usec;
+}
+
+/* A stream measurement: a server process, a context and socket of ours.
+ * The CPU time of both processes counts their setup and handshake too, a
+ * few ms against the stream's second or so. */
+static int stream_run(const struct trial *t, struct stream_figures *f)
 {
     struct server srv;
+    struct rusage self0, self1, child;
+    if (getrusage(RUSAGE_SELF, &self0) != 0)
+        return die("getrusage");
     if (server_start(t, &srv) != 0)
         return -1;
     void *ctx = ctx_new(t->cfg->io_threads);
@@ -552,12 +575,18 @@ static int stream_run(const struct trial *t, double *mb_s, double *msgs_s)
     if (!ctx)
         die("zmq_ctx_new");
     if (r == 0)
-        r = client_stream(s, t->cfg, srv.fd, mb_s, msgs_s);
+        r = client_stream(s, t->cfg, srv.fd, f);
     if (s)
         zmq_close(s);
     if (ctx)
         zmq_ctx_term(ctx);
-    return server_wait(&srv, r != 0) == 0 && r == 0 ? 0 : -1;
+    if (server_wait(&srv, r != 0, &child) != 0 || r != 0)
+        return -1;
+    if (getrusage(RUSAGE_SELF, &self1) != 0)
+        return die("getrusage");
+    f->cpu_us_per_msg = (cpu_us(&self1) - cpu_us(&self0) + cpu_us(&child)) / t->cfg->msgs;
+    f->cores = f->cpu_us_per_msg * f->msgs_s / 1e6;
+    return 0;
 }
 
 /* count round trips to each server in blocks of RTT_BLOCK, taking turns;
@@ -614,11 +643,11 @@ static int rtt_run(const struct trial t[2], long run, struct rtt_stats out[2])
     if (server_start(&t[0], &srv[0]) != 0)
         return -1;
     if (server_start(&t[1], &srv[1]) != 0) {
-        server_wait(&srv[0], 1);
+        server_wait(&srv[0], 1, NULL);
         return -1;
     }
     int r = rtt_client(t, srv, run, out);
-    int w0 = server_wait(&srv[0], r != 0), w1 = server_wait(&srv[1], r != 0);
+    int w0 = server_wait(&srv[0], r != 0, NULL), w1 = server_wait(&srv[1], r != 0, NULL);
     return r == 0 && w0 == 0 && w1 == 0 ? 0 : -1;
 }
 
@@ -693,14 +722,16 @@ static void print_list(const char *name, const double *v, long n, int decimals)
 struct results {
     double rtt_med[2][MAX_RUNS], rtt_p99[2][MAX_RUNS], rtt_min[2][MAX_RUNS];
     double mb_s[2][MAX_RUNS], msgs_s[2][MAX_RUNS];
+    double cpu_us_per_msg[2][MAX_RUNS], cores[2][MAX_RUNS];
 };
 
 static void print_mode(const char *name, const struct results *res, int m, long runs)
 {
     printf("\"%s\":{\"rtt_median_us\":%.1f,\"rtt_p99_us\":%.1f,\"rtt_min_us\":%.1f,"
-           "\"mb_s\":%.0f,\"msgs_s\":%.0f,",
+           "\"mb_s\":%.0f,\"msgs_s\":%.0f,\"cpu_us_per_msg\":%.1f,\"cores_busy\":%.2f,",
            name, median(res->rtt_med[m], runs), median(res->rtt_p99[m], runs),
-           median(res->rtt_min[m], runs), median(res->mb_s[m], runs), median(res->msgs_s[m], runs));
+           median(res->rtt_min[m], runs), median(res->mb_s[m], runs), median(res->msgs_s[m], runs),
+           median(res->cpu_us_per_msg[m], runs), median(res->cores[m], runs));
     print_list("runs_rtt_median_us", res->rtt_med[m], runs, 1);
     printf(",");
     print_list("runs_mb_s", res->mb_s[m], runs, 0);
@@ -753,8 +784,13 @@ static int compare_all(const struct cfg *c, struct results *res)
         for (int k = 0; k < 2; k++) {
             int m = (int)((run + k) % 2);
             struct trial t = {1, m, c, &server_keys, &client_keys};
-            if (stream_run(&t, &res->mb_s[m][run], &res->msgs_s[m][run]) != 0)
+            struct stream_figures f;
+            if (stream_run(&t, &f) != 0)
                 return -1;
+            res->mb_s[m][run] = f.mb_s;
+            res->msgs_s[m][run] = f.msgs_s;
+            res->cpu_us_per_msg[m][run] = f.cpu_us_per_msg;
+            res->cores[m][run] = f.cores;
         }
     }
     return 0;
