@@ -15,7 +15,7 @@
  *                                           public key (Z85)
  * What CURVE costs on the wire (issue 17), self-contained:
  *   zmq-rtt compare [--transport tcp|ipc] [--count N] [--size BYTES]
- *                   [--msgs M] [--runs R] [--io-threads T]
+ *                   [--msgs M] [--runs R] [--io-threads T] [--pin]
  *     R runs, each against server processes of its own (own contexts, like
  *     other nodes) over 127.0.0.1 or an ipc socket: N round trips of 64
  *     bytes (REQ/REP) to a plain and to a CURVE server, interleaved in
@@ -24,11 +24,13 @@
  *     taking turns going first. Prints one JSON line: the medians over the
  *     runs, the ratios curve/plain against issue 17's targets, what
  *     libsodium's crypto_box alone costs per message of those sizes, and
- *     the load average (this machine is shared).
+ *     the load average (this machine is shared). --pin keeps this process
+ *     on CPU 0 and the servers on CPU 1: two "nodes" of one CPU each.
  * Exits 1 with a message on stderr on any error (a client gives up after
  * 5 s without an answer), 2 on a usage error.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,6 +78,7 @@ struct cfg {
     long msgs;                /* messages per throughput measurement */
     long runs;                /* measurements of each kind per mode */
     long io_threads;          /* ZMQ_IO_THREADS of every context */
+    int pin;                  /* the client on CPU 0, every server on CPU 1 */
 };
 
 /* One measurement of compare: its server process and the client (us). */
@@ -427,6 +430,20 @@ static int server_main(const struct trial *t, int fd)
     return r;
 }
 
+/* Keep the calling thread, and the threads it creates from now on (a
+ * context's I/O threads), on one CPU. */
+static int pin_to(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+        fprintf(stderr, "zmq-rtt: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Fork the server of one measurement and learn its endpoint. The child
  * creates its own context after the fork (a libzmq context must not cross
  * one) and dies with us. */
@@ -446,7 +463,8 @@ static int server_start(const struct trial *t, struct server *srv)
     }
     if (pid == 0) {
         close(p[0]);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent ||
+            (t->cfg->pin && pin_to(1) != 0))
             _exit(1);
         _exit(server_main(t, p[1]) == 0 ? 0 : 1);
     }
@@ -814,12 +832,14 @@ static int cmd_compare(const struct cfg *c)
 {
     static struct results res;
     double load0 = loadavg();
+    if (c->pin && pin_to(0) != 0)
+        return -1;
     if (compare_all(c, &res) != 0)
         return -1;
-    printf("{\"bench\":\"zmq-curve\",\"transport\":\"%s\",\"runs\":%ld,\"io_threads\":%ld,"
+    printf("{\"bench\":\"zmq-curve\",\"transport\":\"%s\",\"runs\":%ld,\"io_threads\":%ld,\"pinned\":%s,"
            "\"rtt_size\":%d,\"rtt_count\":%ld,\"size\":%ld,\"msgs\":%ld,"
            "\"loadavg_1m\":[%.2f,%.2f],",
-           c->transport, c->runs, c->io_threads, RTT_SIZE, c->count, c->size, c->msgs, load0,
+           c->transport, c->runs, c->io_threads, c->pin ? "true" : "false", RTT_SIZE, c->count, c->size, c->msgs, load0,
            loadavg());
     if (print_crypto(c->size) != 0)
         return -1;
@@ -844,10 +864,15 @@ static int parse_long(const char *s, long min, long max, const char *what, long 
 
 static int parse_compare(int argc, char **argv, struct cfg *c)
 {
-    *c = (struct cfg){"tcp", 5000, 4096, 100000, 5, 1};
+    *c = (struct cfg){"tcp", 5000, 4096, 100000, 5, 1, 0};
     for (int i = 0; i < argc; i += 2) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int r;
+        if (strcmp(o, "--pin") == 0) {
+            c->pin = 1;
+            i--;    /* a flag: no value to skip */
+            continue;
+        }
         if (!v)
             r = -1;
         else if (strcmp(o, "--transport") == 0) {
@@ -877,7 +902,7 @@ static int usage(void)
             "usage: zmq-rtt server ENDPOINT [--curve]\n"
             "       zmq-rtt client ENDPOINT COUNT [--curve SERVER_PUBLIC_KEY]\n"
             "       zmq-rtt compare [--transport tcp|ipc] [--count N] [--size BYTES]\n"
-            "                       [--msgs M] [--runs R] [--io-threads T]\n");
+            "                       [--msgs M] [--runs R] [--io-threads T] [--pin]\n");
     return 2;
 }
 
