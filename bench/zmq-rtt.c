@@ -16,16 +16,19 @@
  * What CURVE costs on the wire (issue 17), self-contained:
  *   zmq-rtt compare [--transport tcp|ipc] [--count N] [--size BYTES]
  *                   [--msgs M] [--runs R] [--io-threads T] [--pin]
- *     R runs, each against server processes of its own (own contexts, like
- *     other nodes) over 127.0.0.1 or an ipc socket: N round trips of 64
- *     bytes (REQ/REP) to a plain and to a CURVE server, interleaved in
- *     blocks of 100; then a stream of M messages of BYTES (PUSH/PULL, a
- *     full pipe in flight) plain and with CURVE, one after the other,
- *     taking turns going first. Prints one JSON line: the medians over the
- *     runs, the ratios curve/plain against issue 17's targets, what
- *     libsodium's crypto_box alone costs per message of those sizes, and
- *     the load average (this machine is shared). --pin keeps this process
- *     on CPU 0 and the servers on CPU 1: two "nodes" of one CPU each.
+ *     R runs, each against a plain and a CURVE server process of its own
+ *     (own contexts, like other nodes) over 127.0.0.1 or an ipc socket:
+ *     N round trips of 64 bytes (REQ/REP) to each, in blocks of 100 taking
+ *     turns; then M messages of BYTES (rounded down to whole tenths) to
+ *     each (PUSH/PULL, a full pipe in flight), in 10 blocks taking turns,
+ *     each timed from its first send to its last message's arrival.
+ *     Taking turns, both modes see the same moments of this noisy machine.
+ *     Prints one JSON line: the medians over the runs, the ratios
+ *     curve/plain against issue 17's targets, the CPU time per streamed
+ *     message, what libsodium's crypto_box alone costs per message of
+ *     those sizes, and the load average (this machine is shared). --pin
+ *     keeps this process on CPU 0 and the servers on CPU 1: two "nodes"
+ *     of one CPU each.
  * Exits 1 with a message on stderr on any error (a client gives up after
  * 5 s without an answer), 2 on a usage error.
  */
@@ -53,6 +56,9 @@
 #define RTT_WARMUP 100
 /* compare's round trips alternate between plain and CURVE this often. */
 #define RTT_BLOCK 100
+/* compare's streams go in this many blocks per run and mode, plain and
+ * CURVE taking turns, after one untimed block each. */
+#define STREAM_BLOCKS 10
 /* A client waits this long for an answer before it calls the server gone. */
 #define CLIENT_TIMEOUT_MS 5000
 /* compare's servers give up on a silent parent after this long. */
@@ -87,12 +93,6 @@ struct trial {
     int curve;
     const struct cfg *cfg;
     const struct keypair *server_keys, *client_keys;
-};
-
-/* What a stream's receiver reports to the client through the pipe. */
-struct stream_result {
-    uint64_t ns;              /* first message received to last */
-    uint64_t msgs;            /* messages in that interval (all but the first) */
 };
 
 /* A compare server process and the pipe it reports through. */
@@ -370,30 +370,30 @@ static int read_full(int fd, void *p, size_t n)
     return 0;
 }
 
-/* The stream's receiver: times from the first message to the last, so
- * neither the connection nor the handshake counts, checks every size and
- * reports through fd. zmq_msg_recv hands over libzmq's buffer, as a
- * receiver that reads messages in place would. */
+/* The stream's receiver: one untimed block of messages, then the timed
+ * ones; checks every size and acknowledges every block through fd, so the
+ * client times each block from its first send to its last message's
+ * arrival. zmq_msg_recv hands over libzmq's buffer, as a receiver that
+ * reads messages in place would. */
 static int stream_sink(void *s, const struct cfg *c, int fd)
 {
+    long block = c->msgs / STREAM_BLOCKS, total = c->msgs + block;
     zmq_msg_t m;
     if (zmq_msg_init(&m) != 0)
         return die("zmq_msg_init");
-    uint64_t t0 = 0;
     int r = 0;
-    for (long i = 0; i < c->msgs && r == 0; i++) {
+    for (long i = 0; i < total && r == 0; i++) {
         if (zmq_msg_recv(&m, s, 0) < 0)
             r = die("stream recv");
         else if (zmq_msg_size(&m) != (size_t)c->size) {
             fprintf(stderr, "zmq-rtt: stream message %ld has %zu bytes, not %ld\n", i,
                     zmq_msg_size(&m), c->size);
             r = -1;
-        } else if (i == 0)
-            t0 = cairn_now_ns();
+        } else if ((i + 1) % block == 0)
+            r = write_full(fd, "k", 1);
     }
-    struct stream_result res = {.ns = cairn_now_ns() - t0, .msgs = (uint64_t)c->msgs - 1};
     zmq_msg_close(&m);
-    return r == 0 ? write_full(fd, &res, sizeof(res)) : -1;
+    return r;
 }
 
 /* Where a server binds: a port or socket file the system picks, so runs
@@ -540,10 +540,61 @@ struct stream_figures {
     double cores;             /* cpu_us_per_msg over the wall time per message */
 };
 
-/* The client side of a stream: send every message (zmq_send copies it
- * into a message of libzmq's, as an application's send does), then wait
- * for the receiver's timing. */
-static int client_stream(void *s, const struct cfg *c, int fd, struct stream_figures *f)
+/* What the client adds up over a run's timed blocks, per mode. */
+struct stream_tally {
+    uint64_t ns;
+    double client_cpu_us;
+};
+
+static int cpu_us(double *us)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return die("getrusage");
+    *us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
+          ru.ru_stime.tv_usec;
+    return 0;
+}
+
+/* One block on s (zmq_send copies each message into one of libzmq's, as
+ * an application's send does), until the receiver acknowledges its last
+ * message: a full pipe in flight all along, drained once at the end. */
+static int stream_block(void *s, const struct cfg *c, const char *buf, int fd)
+{
+    for (long i = 0; i < c->msgs / STREAM_BLOCKS; i++) {
+        if (zmq_send(s, buf, (size_t)c->size, 0) < 0)
+            return die("stream send");
+    }
+    char ack;
+    if (read_full(fd, &ack, 1) != 0) {
+        fprintf(stderr, "zmq-rtt: the receiver did not acknowledge a block\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* A timed block, added to tally. */
+static int stream_block_timed(void *s, const struct cfg *c, const char *buf, int fd,
+                              struct stream_tally *tally)
+{
+    double cpu0, cpu1;
+    if (cpu_us(&cpu0) != 0)
+        return -1;
+    uint64_t t0 = cairn_now_ns();
+    if (stream_block(s, c, buf, fd) != 0)
+        return -1;
+    tally->ns += cairn_now_ns() - t0;
+    if (cpu_us(&cpu1) != 0)
+        return -1;
+    tally->client_cpu_us += cpu1 - cpu0;
+    return 0;
+}
+
+/* The blocks of a run: an untimed one per stream (the connection, the
+ * handshake), then STREAM_BLOCKS each, taking turns; which mode starts
+ * alternates with the run. */
+static int stream_blocks(void *s[2], const struct server srv[2], const struct cfg *c, long run,
+                         struct stream_tally tally[2])
 {
     char *buf = malloc((size_t)c->size);
     if (!buf) {
@@ -552,58 +603,87 @@ static int client_stream(void *s, const struct cfg *c, int fd, struct stream_fig
     }
     memset(buf, 'y', (size_t)c->size);
     int r = 0;
-    for (long i = 0; i < c->msgs && r == 0; i++) {
-        if (zmq_send(s, buf, (size_t)c->size, 0) < 0)
-            r = die("stream send");
+    for (int m = 0; m < 2 && r == 0; m++)
+        r = stream_block(s[m], c, buf, srv[m].fd);
+    for (long b = 0; b < STREAM_BLOCKS && r == 0; b++) {
+        for (int k = 0; k < 2 && r == 0; k++) {
+            int m = (int)((run + k) % 2);
+            r = stream_block_timed(s[m], c, buf, srv[m].fd, &tally[m]);
+        }
     }
     free(buf);
-    struct stream_result res;
-    if (r == 0 && read_full(fd, &res, sizeof(res)) != 0) {
-        fprintf(stderr, "zmq-rtt: the receiver did not report\n");
-        r = -1;
-    }
-    if (r == 0) {
-        double s_elapsed = res.ns / 1e9;
-        f->msgs_s = res.msgs / s_elapsed;
-        f->mb_s = f->msgs_s * (double)c->size / 1e6;
-    }
     return r;
 }
 
-static double cpu_us(const struct rusage *ru)
+/* The client half of a stream run: a PUSH socket per server in one
+ * context of ours. */
+static int stream_client(const struct trial t[2], const struct server srv[2], long run,
+                         struct stream_tally tally[2])
+{
+    void *ctx = ctx_new(t[0].cfg->io_threads), *s[2] = {NULL, NULL};
+    int r = ctx ? 0 : die("zmq_ctx_new");
+    for (int m = 0; m < 2 && r == 0; m++) {
+        s[m] = client_socket(ctx, &t[m], &srv[m]);
+        r = s[m] ? 0 : -1;
+    }
+    if (r == 0)
+        r = stream_blocks(s, srv, t[0].cfg, run, tally);
+    for (int m = 0; m < 2; m++) {
+        if (s[m])
+            zmq_close(s[m]);
+    }
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return r;
+}
+
+/* Start the plain and the CURVE server of a run, side by side. */
+static int servers_start(const struct trial t[2], struct server srv[2])
+{
+    if (server_start(&t[0], &srv[0]) != 0)
+        return -1;
+    if (server_start(&t[1], &srv[1]) != 0) {
+        server_wait(&srv[0], 1, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int servers_wait(struct server srv[2], int failed, struct rusage ru[2])
+{
+    int w0 = server_wait(&srv[0], failed, ru ? &ru[0] : NULL);
+    int w1 = server_wait(&srv[1], failed, ru ? &ru[1] : NULL);
+    return failed || w0 != 0 || w1 != 0 ? -1 : 0;
+}
+
+static double rusage_us(const struct rusage *ru)
 {
     return (ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e6 + ru->ru_utime.tv_usec +
            ru->ru_stime.tv_usec;
 }
 
-/* A stream measurement: a server process, a context and socket of ours.
- * The CPU time of both processes counts their setup and handshake too, a
- * few ms against the stream's second or so. */
-static int stream_run(const struct trial *t, struct stream_figures *f)
+/* One stream run: a plain and a CURVE receiver process side by side, and
+ * blocks to each in turn, so both modes see the same moments of this
+ * noisy machine. A server's CPU time counts its setup, handshake and
+ * untimed block too, over all the messages it received. */
+static int stream_run(const struct trial t[2], long run, struct stream_figures out[2])
 {
-    struct server srv;
-    struct rusage self0, self1, child;
-    if (getrusage(RUSAGE_SELF, &self0) != 0)
-        return die("getrusage");
-    if (server_start(t, &srv) != 0)
+    const struct cfg *c = t[0].cfg;
+    struct server srv[2];
+    struct stream_tally tally[2] = {{0, 0}, {0, 0}};
+    struct rusage ru[2];
+    if (servers_start(t, srv) != 0)
         return -1;
-    void *ctx = ctx_new(t->cfg->io_threads);
-    void *s = ctx ? client_socket(ctx, t, &srv) : NULL;
-    int r = s ? 0 : -1;
-    if (!ctx)
-        die("zmq_ctx_new");
-    if (r == 0)
-        r = client_stream(s, t->cfg, srv.fd, f);
-    if (s)
-        zmq_close(s);
-    if (ctx)
-        zmq_ctx_term(ctx);
-    if (server_wait(&srv, r != 0, &child) != 0 || r != 0)
+    int r = stream_client(t, srv, run, tally);
+    if (servers_wait(srv, r != 0, ru) != 0)
         return -1;
-    if (getrusage(RUSAGE_SELF, &self1) != 0)
-        return die("getrusage");
-    f->cpu_us_per_msg = (cpu_us(&self1) - cpu_us(&self0) + cpu_us(&child)) / t->cfg->msgs;
-    f->cores = f->cpu_us_per_msg * f->msgs_s / 1e6;
+    for (int m = 0; m < 2; m++) {
+        out[m].msgs_s = c->msgs / (tally[m].ns / 1e9);
+        out[m].mb_s = out[m].msgs_s * (double)c->size / 1e6;
+        out[m].cpu_us_per_msg = tally[m].client_cpu_us / c->msgs +
+                                rusage_us(&ru[m]) / (c->msgs + c->msgs / STREAM_BLOCKS);
+        out[m].cores = out[m].cpu_us_per_msg * out[m].msgs_s / 1e6;
+    }
     return 0;
 }
 
@@ -658,15 +738,10 @@ static int rtt_client(const struct trial t[2], const struct server srv[2], long 
 static int rtt_run(const struct trial t[2], long run, struct rtt_stats out[2])
 {
     struct server srv[2];
-    if (server_start(&t[0], &srv[0]) != 0)
+    if (servers_start(t, srv) != 0)
         return -1;
-    if (server_start(&t[1], &srv[1]) != 0) {
-        server_wait(&srv[0], 1, NULL);
-        return -1;
-    }
     int r = rtt_client(t, srv, run, out);
-    int w0 = server_wait(&srv[0], r != 0, NULL), w1 = server_wait(&srv[1], r != 0, NULL);
-    return r == 0 && w0 == 0 && w1 == 0 ? 0 : -1;
+    return servers_wait(srv, r != 0, NULL);
 }
 
 #ifdef ZMQ_RTT_SODIUM
@@ -780,9 +855,8 @@ static void print_compare(const struct cfg *c, const struct results *res)
            thr_ratio >= TARGET_THROUGHPUT_RATIO ? "true" : "false");
 }
 
-/* Every measurement, alternating: round trips interleave in blocks (see
- * rtt_run), streams run one after the other, plain and CURVE taking turns
- * going first so neither always follows the other. */
+/* Every run: the round trips, then the streams, each interleaving plain
+ * and CURVE in blocks (rtt_run, stream_run). */
 static int compare_all(const struct cfg *c, struct results *res)
 {
     struct keypair server_keys, client_keys;
@@ -799,16 +873,16 @@ static int compare_all(const struct cfg *c, struct results *res)
             res->rtt_p99[m][run] = st[m].p99_us;
             res->rtt_min[m][run] = st[m].min_us;
         }
-        for (int k = 0; k < 2; k++) {
-            int m = (int)((run + k) % 2);
-            struct trial t = {1, m, c, &server_keys, &client_keys};
-            struct stream_figures f;
-            if (stream_run(&t, &f) != 0)
-                return -1;
-            res->mb_s[m][run] = f.mb_s;
-            res->msgs_s[m][run] = f.msgs_s;
-            res->cpu_us_per_msg[m][run] = f.cpu_us_per_msg;
-            res->cores[m][run] = f.cores;
+        struct trial ss[2] = {{1, 0, c, &server_keys, &client_keys},
+                              {1, 1, c, &server_keys, &client_keys}};
+        struct stream_figures f[2];
+        if (stream_run(ss, run, f) != 0)
+            return -1;
+        for (int m = 0; m < 2; m++) {
+            res->mb_s[m][run] = f[m].mb_s;
+            res->msgs_s[m][run] = f[m].msgs_s;
+            res->cpu_us_per_msg[m][run] = f[m].cpu_us_per_msg;
+            res->cores[m][run] = f[m].cores;
         }
     }
     return 0;
@@ -883,7 +957,7 @@ static int parse_compare(int argc, char **argv, struct cfg *c)
         else if (strcmp(o, "--size") == 0)
             r = parse_long(v, 1, 64L << 20, "--size", &c->size);
         else if (strcmp(o, "--msgs") == 0)
-            r = parse_long(v, 2, 100000000, "--msgs", &c->msgs);
+            r = parse_long(v, STREAM_BLOCKS, 100000000, "--msgs", &c->msgs);
         else if (strcmp(o, "--runs") == 0)
             r = parse_long(v, 1, MAX_RUNS, "--runs", &c->runs);
         else if (strcmp(o, "--io-threads") == 0)
@@ -893,6 +967,7 @@ static int parse_compare(int argc, char **argv, struct cfg *c)
         if (r != 0)
             return -1;
     }
+    c->msgs -= c->msgs % STREAM_BLOCKS;    /* whole blocks */
     return 0;
 }
 
