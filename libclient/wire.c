@@ -102,6 +102,15 @@ int cairn_wire_decode_header(const void *data, size_t len, Cairn__Header **ret,
     if (!h)
         return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
                                "header frame of %zu bytes does not decode", len);
+    /* A reply header echoes the service: with a name near the frame limit
+     * it would be over it, and the asker could not read the answer. */
+    if (h->service && strlen(h->service) > CAIRN_WIRE_MAX_SERVICE) {
+        size_t n = strlen(h->service);
+        cairn__header__free_unpacked(h, NULL);
+        return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
+                               "header names a service of %zu bytes (limit %u)",
+                               n, CAIRN_WIRE_MAX_SERVICE);
+    }
     if (h->version != CAIRN_WIRE_VERSION) {
         uint32_t v = h->version;
         cairn__header__free_unpacked(h, NULL);
