@@ -15,7 +15,12 @@
  * written with the engine's own writer (image.h), with a page size of 64
  * bytes where it does not matter so that page runs long enough to be
  * padded still make files of a few KB; each image is read back whole
- * before this program succeeds. Exit codes: 0 written, 1 failed, 100 usage.
+ * before this program succeeds. The output is the same on every run (no
+ * clock, no randomness), so a regenerated corpus diffs cleanly.
+ *
+ * A one-shot program: the output dir and the arena the filled messages
+ * live in are its only state, two file statics; any failure is printed
+ * and exits. Exit codes: 0 written, 1 failed, 100 usage.
  */
 #include <errno.h>
 #include <fcntl.h>
