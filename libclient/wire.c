@@ -53,6 +53,40 @@ int cairn_wire_set_oneof_case(ProtobufCMessage *msg, uint32_t type)
     return 0;
 }
 
+/* protobuf-c refuses field number 0, which no message may carry, only
+ * when the tag is one byte: written in two (0x82 0x00) it is kept as an
+ * unknown field, and the message packs back into bytes that no longer
+ * decode. True when m, or a message in it, holds such a field. */
+static bool s_has_field_zero(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return true;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *base = (const char *)m;
+        /* A message field's members: one pointer, or an array of n. */
+        ProtobufCMessage *const *subs =
+            (ProtobufCMessage *const *)(base + f->offset);
+        size_t n = 1;
+
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)(base + f->quantifier_offset);
+            subs = *(ProtobufCMessage *const *const *)subs;
+        } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            n = *(const uint32_t *)(base + f->quantifier_offset) == f->id;
+        }
+        for (size_t k = 0; k < n; k++)
+            if (subs[k] && s_has_field_zero(subs[k]))
+                return true;
+    }
+    return false;
+}
+
 int cairn_wire_decode_header(const void *data, size_t len, Cairn__Header **ret,
                              cairn_error_t *err)
 {
@@ -61,9 +95,22 @@ int cairn_wire_decode_header(const void *data, size_t len, Cairn__Header **ret,
                                "header frame of %zu bytes is over the limit of %u",
                                len, CAIRN_WIRE_MAX_HEADER);
     Cairn__Header *h = cairn__header__unpack(NULL, len, data);
+    if (h && s_has_field_zero(&h->base)) {
+        cairn__header__free_unpacked(h, NULL);
+        h = NULL;
+    }
     if (!h)
         return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
                                "header frame of %zu bytes does not decode", len);
+    /* A reply header echoes the service: with a name near the frame limit
+     * it would be over it, and the asker could not read the answer. */
+    if (h->service && strlen(h->service) > CAIRN_WIRE_MAX_SERVICE) {
+        size_t n = strlen(h->service);
+        cairn__header__free_unpacked(h, NULL);
+        return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
+                               "header names a service of %zu bytes (limit %u)",
+                               n, CAIRN_WIRE_MAX_SERVICE);
+    }
     if (h->version != CAIRN_WIRE_VERSION) {
         uint32_t v = h->version;
         cairn__header__free_unpacked(h, NULL);
@@ -103,6 +150,10 @@ int cairn_wire_decode_body(const ProtobufCMessageDescriptor *desc,
                                "message type %u is not a %s", expect_type,
                                desc->short_name);
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, data);
+    if (m && s_has_field_zero(m)) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        m = NULL;
+    }
     if (!m)
         return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
                                "%s body of %zu bytes does not decode",

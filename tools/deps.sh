@@ -26,8 +26,11 @@ CAIRN_PACKAGES=(
 )
 # What only the test suite needs (tools/test.sh adds them): the systemd
 # suite boots Debian 12 under systemd-nspawn from a debootstrap'd rootfs;
-# security-wire captures the bridge with tcpdump.
-CAIRN_TEST_PACKAGES=(debootstrap systemd-container tcpdump)
+# security-wire captures the links with tcpdump; the fuzz suite builds
+# with clang, whose libFuzzer (and sanitizer runtimes) Debian 12 ships in
+# libclang-rt-14-dev, only recommended by clang-14 (and recommendations
+# are not installed here).
+CAIRN_TEST_PACKAGES=(debootstrap systemd-container tcpdump clang libclang-rt-14-dev)
 
 # cairn_missing_packages: the packages of CAIRN_PACKAGES dpkg does not
 # list as installed, space-separated on stdout.

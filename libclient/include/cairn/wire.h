@@ -37,6 +37,9 @@ extern "C" {
 #define CAIRN_SYNC_TOPIC_PREFIX "cairn.sync."
 /* Largest header frame: a Header is small; anything bigger is garbage. */
 #define CAIRN_WIRE_MAX_HEADER 1024u
+/* Longest Header.service (the description allows 32 bytes): a reply
+ * echoes it, and the echo must stay under CAIRN_WIRE_MAX_HEADER. */
+#define CAIRN_WIRE_MAX_SERVICE  64u
 
 /* Returns the field number of the oneof case set in msg (the first oneof of
  * its descriptor), 0 if none is set or the message has no oneof. */
@@ -48,7 +51,7 @@ uint32_t cairn_wire_oneof_case(const ProtobufCMessage *msg);
 int cairn_wire_set_oneof_case(ProtobufCMessage *msg, uint32_t type);
 
 /* Unpacks a header frame. Checks size (<= CAIRN_WIRE_MAX_HEADER), decoding,
- * and version. On success *ret is a newly allocated header the caller frees
+ * the service name's length (<= CAIRN_WIRE_MAX_SERVICE) and version. On success *ret is a newly allocated header the caller frees
  * with cairn__header__free_unpacked(*, NULL). On failure returns -EBADMSG
  * (DECODE_ERROR), -EPROTO (BAD_VERSION) or -EMSGSIZE (TOO_LARGE) with err set,
  * and *ret untouched. */

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cairn/wire.h"
 #include "image.h"
 
 #define S_WBUF_SIZE (256u * 1024u)
@@ -575,12 +576,14 @@ static int s_read_body(ghost_reader_t *r, uint32_t n, uint64_t at,
     int rc = s_fill(r, n, err);
     if (rc < 0)
         return rc;
-    Cairn__Ghost__Record *rec =
-        cairn__ghost__record__unpack(NULL, n, r->buf + r->pos);
-    if (!rec)
+    /* Through the codec: it refuses what protobuf-c lets by (wire.c). */
+    ProtobufCMessage *m = NULL;
+    if (cairn_wire_decode_body(&cairn__ghost__record__descriptor,
+                               r->buf + r->pos, n, 0, &m, NULL) < 0)
         return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
                                "record at offset %llu (%u bytes) does not decode",
                                (unsigned long long)at, n);
+    Cairn__Ghost__Record *rec = (Cairn__Ghost__Record *)m;
     rc = s_check_record(r, rec, at, err);
     if (rc < 0) {
         cairn__ghost__record__free_unpacked(rec, NULL);
