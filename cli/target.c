@@ -96,6 +96,20 @@ static int s_find_description(const cli_ctx *ctx, char **ret_path,
         *ret_path = TAKE_PTR(local);
         return 0;
     }
+    /* A user who is not root has a run base of their own, but the
+     * clusters on this host are usually root's: look there too, unless a
+     * run base was named. */
+    if (!ctx->run_base && !s_env("CAIRN_RUN_BASE") &&
+        strcmp(run_base, CAIRN_DEFAULT_RUN_BASE) != 0) {
+        _cleanup_free_ char *roots = NULL;
+        if (asprintf(&roots, "%s/%s/cluster.xml", CAIRN_DEFAULT_RUN_BASE,
+                     cluster ? cluster : "cairn") < 0)
+            return -ENOMEM;
+        if (s_exists(roots)) {
+            *ret_path = TAKE_PTR(roots);
+            return 0;
+        }
+    }
     if (s_exists(S_SYSTEM_DESCRIPTION)) {
         *ret_path = strdup(S_SYSTEM_DESCRIPTION);
         return *ret_path ? 0 : -ENOMEM;

@@ -5,7 +5,8 @@
  *   2. the cluster description: --config FILE, else $CAIRN_CONFIG, else
  *      <run-base>/<cluster>/cluster.xml (run-base = cairn_run_base(): --run-base,
  *      $CAIRN_RUN_BASE, /run/cairn as root, else ${XDG_RUNTIME_DIR:-/tmp}/cairn;
- *      cluster = --cluster, $CAIRN_CLUSTER or "cairn"), else
+ *      cluster = --cluster, $CAIRN_CLUSTER or "cairn"), else (not root,
+ *      no run base named) /run/cairn/<cluster>/cluster.xml, else
  *      /etc/cairn/cluster.xml;
  *   3. the node: --node ID|NAME, else $CAIRN_NODE (a node that is down is
  *      then an error at once); else the first node (in document order)
