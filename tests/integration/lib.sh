@@ -69,6 +69,19 @@ t_stop_services() {
     T_SERVICES=()
 }
 
+# t_expect_error RC CODE CMD...: CMD fails with exit RC and JSON error code
+# CODE on stderr (what it printed is shown when not).
+t_expect_error() {
+    local rc=$1 code=$2 out got; shift 2
+    out=$("$@" 2>&1 >/dev/null); got=$?
+    [ "$got" -eq "$rc" ] && jq -e --arg c "$code" '.error.code == $c' <<<"$out" >/dev/null ||
+        { echo "  got exit $got: $out" >&2; return 1; }
+}
+
+# t_json_check WHAT JSON FILTER: a jq -e check on a JSON document.
+t_json_check() { t_check "$1" t_jq "$3" "$2"; }
+t_jq() { jq -e "$1" <<<"$2" >/dev/null; }
+
 t_done() {
     t_stop_services
     if [ "$T_FAILS" -eq 0 ]; then echo "PASS"; exit 0; fi

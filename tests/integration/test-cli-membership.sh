@@ -14,13 +14,6 @@ name="m$(( $$ % 100000 ))"
 export CAIRN_RUN_BASE="$T_TMP/run" CAIRN_CLUSTER="$name"
 trap '"$CAIRN" cluster down --name "$name" >/dev/null 2>&1; t_cleanup' EXIT
 
-# expect_error RC CODE CMD...: CMD fails with exit RC and error code CODE.
-expect_error() {
-    local rc=$1 code=$2 out got; shift 2
-    out=$("$@" 2>&1 >/dev/null); got=$?
-    [ "$got" -eq "$rc" ] && jq -e --arg c "$code" '.error.code == $c' <<<"$out" >/dev/null ||
-        { echo "  got exit $got: $out" >&2; return 1; }
-}
 
 up=$("$CAIRN" cluster up --nodes 3) || { t_fail "cluster up exit $?"; t_done; }
 net=$(jq -r '.subnet | sub("\\.0/24$"; "")' <<<"$up")
@@ -47,14 +40,14 @@ t_check "cluster status includes node 4" bash -c \
     "'$CAIRN' cluster status | jq -e '[.nodes[] | select(.id == 4) | .services[].running] | all and length > 0' >/dev/null"
 
 # --- refusals ----------------------------------------------------------------
-t_check "add a taken id: already-exists" expect_error 1 already-exists "$CAIRN" node add --id 2
-t_check "add a used address: already-exists" expect_error 1 already-exists "$CAIRN" node add --id 5 --address "$net.3"
-t_check "add without --id: usage" expect_error 100 usage "$CAIRN" node add --address "$net.5"
-t_check "add a bad --address: usage" expect_error 100 usage "$CAIRN" node add --id 5 --address not-an-ip
-t_check "add outside the subnet: usage" expect_error 100 usage "$CAIRN" node add --id 5 --address 192.0.2.5
-t_check "remove without an id: usage" expect_error 100 usage "$CAIRN" node remove
-t_check "watch with --table: usage" expect_error 100 usage "$CAIRN" --table nodes --watch
-t_check "--count without --watch: usage" expect_error 100 usage "$CAIRN" nodes --count 1
+t_check "add a taken id: already-exists" t_expect_error 1 already-exists "$CAIRN" node add --id 2
+t_check "add a used address: already-exists" t_expect_error 1 already-exists "$CAIRN" node add --id 5 --address "$net.3"
+t_check "add without --id: usage" t_expect_error 100 usage "$CAIRN" node add --address "$net.5"
+t_check "add a bad --address: usage" t_expect_error 100 usage "$CAIRN" node add --id 5 --address not-an-ip
+t_check "add outside the subnet: usage" t_expect_error 100 usage "$CAIRN" node add --id 5 --address 192.0.2.5
+t_check "remove without an id: usage" t_expect_error 100 usage "$CAIRN" node remove
+t_check "watch with --table: usage" t_expect_error 100 usage "$CAIRN" --table nodes --watch
+t_check "--count without --watch: usage" t_expect_error 100 usage "$CAIRN" nodes --count 1
 
 # --- node remove ---------------------------------------------------------------
 rm_out=$("$CAIRN" node remove 4) || t_fail "node remove exit $?"

@@ -22,13 +22,6 @@ dir="$CAIRN_RUN_BASE/$name"
 cfg="$dir/cluster.xml"
 trap '"$CAIRN" cluster down --name "$name" >/dev/null 2>&1; t_cleanup' EXIT
 
-# expect_error RC CODE CMD...: CMD fails with exit RC and error code CODE.
-expect_error() {
-    local rc=$1 code=$2 out got; shift 2
-    out=$("$@" 2>&1 >/dev/null); got=$?
-    [ "$got" -eq "$rc" ] && jq -e --arg c "$code" '.error.code == $c' <<<"$out" >/dev/null ||
-        { echo "  got exit $got: $out" >&2; return 1; }
-}
 
 # jq_ok JSON ARGS...: jq -e ARGS on JSON, which must not be empty.
 jq_ok() {
@@ -99,23 +92,23 @@ t_check "keys generate: key_element names the secret (not the default path)" jq_
 t_check "keys generate: file 0600" test "$(stat -c %a "$rogue")" = 600
 fp_rogue=$(jq -r .fingerprint <<<"$kg")
 before=$(md5sum <"$rogue")
-t_check "keys generate refuses to overwrite" expect_error 1 already-exists \
+t_check "keys generate refuses to overwrite" t_expect_error 1 already-exists \
     "$CAIRN" keys generate --node 9 --out "$rogue"
 t_check "... and leaves the file as it was" test "$(md5sum <"$rogue")" = "$before"
 before=$(md5sum <"$dir/keys/node-2.key")
-t_check "keys generate of a node with a key: already-exists" expect_error 1 already-exists \
+t_check "keys generate of a node with a key: already-exists" t_expect_error 1 already-exists \
     "$CAIRN" keys generate --node 2
 t_check "... node 2's key untouched" test "$(md5sum <"$dir/keys/node-2.key")" = "$before"
 kg2=$("$CAIRN" keys generate --node 9 --out "$rogue" --force) || t_fail "keys generate --force exit $?"
 t_check "--force makes a new key" jq_ok "$kg2" --arg old "$fp_rogue" '.fingerprint != $old'
 fp_rogue=$(jq -r .fingerprint <<<"$kg2")
-t_check "keys generate without --node: usage" expect_error 100 usage "$CAIRN" keys generate
+t_check "keys generate without --node: usage" t_expect_error 100 usage "$CAIRN" keys generate
 
 # --- tcp clients: a key not in the description gets nothing -------------------
 ep="tcp://$net.2:$port"
 t0=$(date +%s%N)
 t_check "a key that is no node's is refused: permission-denied, exit 1" \
-    expect_error 1 permission-denied \
+    t_expect_error 1 permission-denied \
     in_node1 "$CAIRN" --key "$rogue" --endpoint "$ep" --timeout 3000 status
 took=$(( ($(date +%s%N) - t0) / 1000000 ))
 t_check "... at once, not at the deadline ($took ms)" test "$took" -lt 1000
@@ -126,7 +119,7 @@ t_check "node 1's key gets node 2's answer over tcp" jq_ok "$out" \
     '.node.id == 2 and .security.mode == "curve"'
 out=$(in_node1 "$CAIRN" --endpoint "$ep" status) || t_fail "status without --key exit $?"
 t_check "root without --key uses a node key it reads" jq_ok "$out" '.node.id == 2'
-t_check "an endpoint that is no node of the description: usage" expect_error 100 usage \
+t_check "an endpoint that is no node of the description: usage" t_expect_error 100 usage \
     in_node1 "$CAIRN" --endpoint "tcp://$net.99:$port" status
 
 # A description whose run dirs are not here: every node is asked over tcp.
@@ -141,7 +134,7 @@ in_node1 "$CAIRN" --config "$remote/cluster.xml" --key "$dir/keys/node-1.key" --
     nodes --watch --duration-ms 500 >"$T_TMP/watch" 2>"$T_TMP/watch.err"
 t_check "nodes --watch subscribes over CURVE (snapshot printed)" \
     jq -se '.[0].event == "snapshot" and (.[0].nodes | length) == 3' "$T_TMP/watch"
-t_check "nodes --watch with a key that is no node's: exit 3" expect_error 3 unavailable \
+t_check "nodes --watch with a key that is no node's: exit 3" t_expect_error 3 unavailable \
     in_node1 "$CAIRN" --config "$remote/cluster.xml" --key "$rogue" --node 2 --timeout 1000 nodes --watch --duration-ms 500
 if command -v setpriv >/dev/null; then
     t0=$(date +%s%N)
@@ -180,7 +173,7 @@ t_check "node remove drops the key" jq_ok "$rm_out" \
 t_check "node 4's key file is gone" test ! -e "$dir/keys/node-4.key"
 t_check "cluster.xml without node 4 and its key" bash -c \
     "! grep -q '<node id=\"4\"' '$cfg' && test \$(grep -c '<key node=' '$cfg') -eq 3"
-t_check "node 4's old key is refused (permission-denied)" expect_error 1 permission-denied \
+t_check "node 4's old key is refused (permission-denied)" t_expect_error 1 permission-denied \
     in_node1 "$CAIRN" --key "$T_TMP/old4.key" --endpoint "$ep" --timeout 1000 --retries 0 status
 t_check "... node 2 logged the refusal of node 4's key" \
     grep -q "peer-refused .*key=$fp4" "$dir/2/clusterd.log"

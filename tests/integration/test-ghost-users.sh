@@ -63,8 +63,6 @@ WA="$T_TMP/home-a"; WB="$T_TMP/home-b"
 install -d -o "$UA" -g "$UA" -m 0700 "$WA"
 install -d -o "$UB" -g "$UB" -m 0700 "$WB"
 
-t_json_check() { t_check "$1" s_jq "$3" "$2"; }
-s_jq() { jq -e "$1" <<<"$2" >/dev/null; }
 
 # ---- ghostd's side, against a fake ghost-dump -----------------------------
 

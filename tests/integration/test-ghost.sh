@@ -37,9 +37,6 @@ ENGINE="$CAIRN_BUILD/services/ghostd/engine"
 WORK="$T_TMP/work"
 mkdir -p "$WORK"
 
-# t_json_check WHAT JSON FILTER: a jq -e check on a JSON document.
-t_json_check() { t_check "$1" s_jq "$3" "$2"; }
-s_jq() { jq -e "$1" <<<"$2" >/dev/null; }
 
 # ---- part 1: ghostd against fake helpers ---------------------------------
 
