@@ -637,13 +637,16 @@ static int stream_client(const struct trial t[2], const struct server srv[2], lo
     return r;
 }
 
-/* Start the plain and the CURVE server of a run, side by side. */
-static int servers_start(const struct trial t[2], struct server srv[2])
+/* Start the plain and the CURVE server of a run, side by side; which is
+ * forked first alternates with the run, in case the scheduler places the
+ * first one better. */
+static int servers_start(const struct trial t[2], struct server srv[2], long run)
 {
-    if (server_start(&t[0], &srv[0]) != 0)
+    int a = (int)(run % 2), b = 1 - a;
+    if (server_start(&t[a], &srv[a]) != 0)
         return -1;
-    if (server_start(&t[1], &srv[1]) != 0) {
-        server_wait(&srv[0], 1, NULL);
+    if (server_start(&t[b], &srv[b]) != 0) {
+        server_wait(&srv[a], 1, NULL);
         return -1;
     }
     return 0;
@@ -672,7 +675,7 @@ static int stream_run(const struct trial t[2], long run, struct stream_figures o
     struct server srv[2];
     struct stream_tally tally[2] = {{0, 0}, {0, 0}};
     struct rusage ru[2];
-    if (servers_start(t, srv) != 0)
+    if (servers_start(t, srv, run) != 0)
         return -1;
     int r = stream_client(t, srv, run, tally);
     if (servers_wait(srv, r != 0, ru) != 0)
@@ -738,7 +741,7 @@ static int rtt_client(const struct trial t[2], const struct server srv[2], long 
 static int rtt_run(const struct trial t[2], long run, struct rtt_stats out[2])
 {
     struct server srv[2];
-    if (servers_start(t, srv) != 0)
+    if (servers_start(t, srv, run) != 0)
         return -1;
     int r = rtt_client(t, srv, run, out);
     return servers_wait(srv, r != 0, NULL);
