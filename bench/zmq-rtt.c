@@ -25,8 +25,8 @@
  *     mode (PUSH/PULL, a full pipe in flight; M rounded down to whole
  *     tenths) in 10 blocks, each timed from its first send until the
  *     receiver acknowledges its last message. Prints one JSON line: the
- *     medians over the runs, the ratios curve/plain against issue 17's
- *     targets, the CPU time per streamed message, what libsodium's
+ *     medians over the runs, the ratios curve/plain (medians of each
+ *     run's) against issue 17's targets, the CPU time per streamed message, what libsodium's
  *     crypto_box alone costs per message of those sizes, and the load
  *     average (this machine is shared). --pin keeps this process on CPU 0
  *     and the servers on CPU 1: two "nodes" of one CPU each.
@@ -833,15 +833,18 @@ static void print_mode(const char *name, const struct results *res, int m, long 
     printf("}");
 }
 
+/* The ratios are medians of each run's curve/plain: the two modes of a run
+ * were measured moments apart by the same threads, so each run's ratio
+ * is a fair pair, while the best plain and the best CURVE run may have
+ * seen different machines. */
 static void print_compare(const struct cfg *c, const struct results *res)
 {
-    double rtt_ratio = median(res->rtt_med[1], c->runs) / median(res->rtt_med[0], c->runs);
-    double thr_ratio = median(res->mb_s[1], c->runs) / median(res->mb_s[0], c->runs);
     double rr[MAX_RUNS], tr[MAX_RUNS];
     for (long i = 0; i < c->runs; i++) {
         rr[i] = res->rtt_med[1][i] / res->rtt_med[0][i];
         tr[i] = res->mb_s[1][i] / res->mb_s[0][i];
     }
+    double rtt_ratio = median(rr, c->runs), thr_ratio = median(tr, c->runs);
     print_mode("plain", res, 0, c->runs);
     printf(",");
     print_mode("curve", res, 1, c->runs);
