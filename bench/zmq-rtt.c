@@ -16,19 +16,20 @@
  * What CURVE costs on the wire (issue 17), self-contained:
  *   zmq-rtt compare [--transport tcp|ipc] [--count N] [--size BYTES]
  *                   [--msgs M] [--runs R] [--io-threads T] [--pin]
- *     R runs, each against a plain and a CURVE server process of its own
- *     (own contexts, like other nodes) over 127.0.0.1 or an ipc socket:
- *     N round trips of 64 bytes (REQ/REP) to each, in blocks of 100 taking
- *     turns; then M messages of BYTES (rounded down to whole tenths) to
- *     each (PUSH/PULL, a full pipe in flight), in 10 blocks taking turns,
- *     each timed from its first send to its last message's arrival.
- *     Taking turns, both modes see the same moments of this noisy machine.
- *     Prints one JSON line: the medians over the runs, the ratios
- *     curve/plain against issue 17's targets, the CPU time per streamed
- *     message, what libsodium's crypto_box alone costs per message of
- *     those sizes, and the load average (this machine is shared). --pin
- *     keeps this process on CPU 0 and the servers on CPU 1: two "nodes"
- *     of one CPU each.
+ *     R runs, each against a server process of its own (its own context,
+ *     like another node) over 127.0.0.1 or an ipc socket. The server has
+ *     two sockets, one plain and one CURVE, and so has the client: the
+ *     same threads carry both modes, which take turns, so both see the same
+ *     moments of this noisy machine. A run: N round trips of 64 bytes
+ *     (REQ/REP) per mode in blocks of 100, then M messages of BYTES per
+ *     mode (PUSH/PULL, a full pipe in flight; M rounded down to whole
+ *     tenths) in 10 blocks, each timed from its first send until the
+ *     receiver acknowledges its last message. Prints one JSON line: the
+ *     medians over the runs, the ratios curve/plain (medians of each
+ *     run's) against issue 17's targets, the CPU time per streamed message, what libsodium's
+ *     crypto_box alone costs per message of those sizes, and the load
+ *     average (this machine is shared). --pin keeps this process on CPU 0
+ *     and the servers on CPU 1: two "nodes" of one CPU each.
  * Exits 1 with a message on stderr on any error (a client gives up after
  * 5 s without an answer), 2 on a usage error.
  */
@@ -54,15 +55,18 @@
 /* The request size cluster.sh's baseline has always used. */
 #define RTT_SIZE 64
 #define RTT_WARMUP 100
-/* compare's round trips alternate between plain and CURVE this often. */
+/* compare's round trips take turns between the modes this often. */
 #define RTT_BLOCK 100
-/* compare's streams go in this many blocks per run and mode, plain and
- * CURVE taking turns, after one untimed block each. */
+/* compare's streams: this many timed blocks per run and mode. */
 #define STREAM_BLOCKS 10
 /* A client waits this long for an answer before it calls the server gone. */
 #define CLIENT_TIMEOUT_MS 5000
-/* compare's servers give up on a silent parent after this long. */
+/* compare's servers give up on a silent client after this long, and leave
+ * this long for their last reply to go out when they close. */
 #define SERVER_TIMEOUT_MS 10000
+#define SERVER_LINGER_MS 1000
+/* At most this many runs. */
+#define MAX_RUNS 101
 /* Issue 17's targets. */
 #define TARGET_RTT_RATIO 1.2
 #define TARGET_THROUGHPUT_RATIO 0.5
@@ -79,27 +83,50 @@ struct rtt_stats {
 /* compare's settings. */
 struct cfg {
     const char *transport;    /* "tcp" or "ipc" */
-    long count;               /* round trips per RTT measurement */
-    long size;                /* bytes per throughput message */
-    long msgs;                /* messages per throughput measurement */
-    long runs;                /* measurements of each kind per mode */
+    long count;               /* round trips per run and mode */
+    long size;                /* bytes per stream message */
+    long msgs;                /* stream messages per run and mode */
+    long runs;
     long io_threads;          /* ZMQ_IO_THREADS of every context */
     int pin;                  /* the client on CPU 0, every server on CPU 1 */
 };
 
-/* One measurement of compare: its server process and the client (us). */
+/* One measurement of compare: round trips or a stream, in one run. Mode
+ * 0 is plain, 1 CURVE, everywhere. */
 struct trial {
-    int stream;               /* 0: REQ/REP round trips, 1: PUSH/PULL stream */
-    int curve;
+    int stream;
+    long run;
     const struct cfg *cfg;
     const struct keypair *server_keys, *client_keys;
 };
 
-/* A compare server process and the pipe it reports through. */
+/* One block of a trial's schedule, which both ends follow. */
+struct block {
+    int mode;
+    long n;                   /* round trips or messages */
+    int timed;
+};
+
+/* A compare server process: its endpoints (one per mode) and the pipe
+ * it reports through. */
 struct server {
     pid_t pid;
     int fd;
-    char endpoint[256];
+    char endpoint[2][256];
+};
+
+/* What a stream measurement yields, per mode. */
+struct stream_figures {
+    double mb_s, msgs_s;
+    double cpu_us_per_msg;    /* CPU time of both processes, all threads */
+    double cores;             /* cpu_us_per_msg over the wall time per message */
+};
+
+/* Everything compare measured, per mode and run. */
+struct results {
+    double rtt_med[2][MAX_RUNS], rtt_p99[2][MAX_RUNS], rtt_min[2][MAX_RUNS];
+    double mb_s[2][MAX_RUNS], msgs_s[2][MAX_RUNS];
+    double cpu_us_per_msg[2][MAX_RUNS], cores[2][MAX_RUNS];
 };
 
 static int die(const char *what)
@@ -120,11 +147,8 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* At most this many runs of each measurement. */
-#define MAX_RUNS 101
-
-/* The median of n values (the upper one of an even count), 1 <= n <=
- * MAX_RUNS. */
+/* The median of 1 <= n <= MAX_RUNS values (the upper one of an even
+ * count). */
 static double median(const double *v, long n)
 {
     double s[MAX_RUNS];
@@ -152,14 +176,14 @@ static void *ctx_new(long io_threads)
     return ctx;
 }
 
-/* A socket that never lingers (a benchmark's leftovers are worthless) and
- * waits at most timeout_ms in the direction that can block (opt). */
-static void *sock_new(void *ctx, int type, int opt, int timeout_ms)
+/* A socket that waits at most timeout_ms in the direction that can block
+ * (opt) and lingers linger_ms at close. */
+static void *sock_new(void *ctx, int type, int opt, int timeout_ms, int linger_ms)
 {
     void *s = zmq_socket(ctx, type);
     if (!s)
         return NULL;
-    if (set_int(s, ZMQ_LINGER, 0) != 0 || set_int(s, opt, timeout_ms) != 0) {
+    if (set_int(s, ZMQ_LINGER, linger_ms) != 0 || set_int(s, opt, timeout_ms) != 0) {
         zmq_close(s);
         return NULL;
     }
@@ -203,25 +227,22 @@ static int key_valid(const char *z85)
     return strlen(z85) == 40 && zmq_z85_decode(raw, z85) != NULL;
 }
 
-/* Answer every request with its first 256 bytes. With stop_on_empty an
- * empty request is answered and ends the loop (compare's servers);
- * otherwise only an error ends it (cluster.sh kills the server). */
-static int echo(void *s, int stop_on_empty)
+/* Answer n requests (n < 0: until an error) with their first 256 bytes. */
+static int echo_n(void *s, long n)
 {
     char buf[256];
-    for (;;) {
-        int n = zmq_recv(s, buf, sizeof(buf), 0);
-        if (n < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
+    long done = 0;
+    while (n < 0 || done < n) {
+        int got = zmq_recv(s, buf, sizeof(buf), 0);
+        if (got < 0 && zmq_errno() == EINTR)
+            continue;
+        if (got < 0)
             return die("recv");
-        }
-        size_t len = n > (int)sizeof(buf) ? sizeof(buf) : (size_t)n;
-        if (zmq_send(s, buf, len, 0) < 0)
+        if (zmq_send(s, buf, got > (int)sizeof(buf) ? sizeof(buf) : (size_t)got, 0) < 0)
             return die("send");
-        if (n == 0 && stop_on_empty)
-            return 0;
+        done++;
     }
+    return 0;
 }
 
 /* n round trips of RTT_SIZE bytes on s, their times in ns into rtt (NULL:
@@ -265,20 +286,6 @@ static uint64_t *samples_new(long n)
     return v;
 }
 
-/* cluster.sh's measurement: RTT_WARMUP untimed round trips, then count
- * timed ones. */
-static int rtt_measure(void *s, long count, struct rtt_stats *out)
-{
-    uint64_t *rtt = samples_new(count);
-    int r = rtt ? round_trips(s, RTT_WARMUP, NULL) : -1;
-    if (r == 0)
-        r = round_trips(s, count, rtt);
-    if (r == 0)
-        rtt_stats_of(rtt, count, out);
-    free(rtt);
-    return r;
-}
-
 /* ---- server and client: the two-process baseline of cluster.sh ---- */
 
 static int cmd_server(const char *ep, int curve)
@@ -302,41 +309,75 @@ static int cmd_server(const char *ep, int curve)
             r = die("stdout");
     }
     if (r == 0)
-        r = echo(s, 0);
+        r = echo_n(s, -1);
     if (s)
         zmq_close(s);
     zmq_ctx_term(ctx);
     return r;
 }
 
+/* RTT_WARMUP untimed round trips, then count timed ones. */
 static int cmd_client(const char *ep, long count, const char *server_key)
 {
     void *ctx = ctx_new(1);
     if (!ctx)
         return die("zmq_ctx_new");
-    void *s = sock_new(ctx, ZMQ_REQ, ZMQ_RCVTIMEO, CLIENT_TIMEOUT_MS);
+    void *s = sock_new(ctx, ZMQ_REQ, ZMQ_RCVTIMEO, CLIENT_TIMEOUT_MS, 0);
+    uint64_t *rtt = samples_new(count);
     struct keypair keys;
     struct rtt_stats st;
     int r = s ? 0 : die("zmq_socket");
+    if (!rtt)
+        r = -1;
     if (r == 0 && server_key)
         r = keypair_new(&keys) != 0 || curve_client(s, server_key, &keys) != 0 ? -1 : 0;
     if (r == 0 && zmq_connect(s, ep) != 0)
         r = die(ep);
     if (r == 0)
-        r = rtt_measure(s, count, &st);
+        r = round_trips(s, RTT_WARMUP, NULL);
+    if (r == 0)
+        r = round_trips(s, count, rtt);
     if (r == 0) {
+        rtt_stats_of(rtt, count, &st);
         /* The plain line is the one cluster.sh has always parsed. */
         printf("{\"bench\":\"zmq-rtt\",\"endpoint\":\"%s\",\"count\":%ld,"
                "\"median_us\":%.1f,\"p99_us\":%.1f,\"min_us\":%.1f%s}\n",
                ep, count, st.median_us, st.p99_us, st.min_us, server_key ? ",\"curve\":true" : "");
     }
+    free(rtt);
     if (s)
         zmq_close(s);
     zmq_ctx_term(ctx);
     return r;
 }
 
-/* ---- compare: a server process per measurement ---- */
+/* ---- compare: the schedule both ends follow ---- */
+
+/* Blocks in a trial: two untimed ones, one per mode (the connection, the
+ * handshake, a warm-up), then the timed ones, two at a time. */
+static long schedule_len(const struct trial *t)
+{
+    long pairs = t->stream ? STREAM_BLOCKS : (t->cfg->count + RTT_BLOCK - 1) / RTT_BLOCK;
+    return 2 + 2 * pairs;
+}
+
+/* Block i of a trial: the modes take turns, and which one starts
+ * alternates with the run, so neither always follows the other. */
+static struct block schedule_block(const struct trial *t, long i)
+{
+    struct block b = {(int)((t->run + i) % 2), 0, i >= 2};
+    if (t->stream)
+        b.n = t->cfg->msgs / STREAM_BLOCKS;
+    else if (!b.timed)
+        b.n = RTT_WARMUP;
+    else {
+        long left = t->cfg->count - (i - 2) / 2 * RTT_BLOCK;
+        b.n = left < RTT_BLOCK ? left : RTT_BLOCK;
+    }
+    return b;
+}
+
+/* ---- compare: the server process ---- */
 
 static int write_full(int fd, const void *p, size_t n)
 {
@@ -370,30 +411,59 @@ static int read_full(int fd, void *p, size_t n)
     return 0;
 }
 
-/* The stream's receiver: one untimed block of messages, then the timed
- * ones; checks every size and acknowledges every block through fd, so the
- * client times each block from its first send to its last message's
- * arrival. zmq_msg_recv hands over libzmq's buffer, as a receiver that
- * reads messages in place would. */
-static int stream_sink(void *s, const struct cfg *c, int fd)
+/* This process's CPU time so far, every thread (a context's I/O threads
+ * too), in µs. */
+static int cpu_now(double *us)
 {
-    long block = c->msgs / STREAM_BLOCKS, total = c->msgs + block;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return die("getrusage");
+    *us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
+          ru.ru_stime.tv_usec;
+    return 0;
+}
+
+/* Receive a block of n messages on s, check every size, add the CPU time
+ * it took to *cpu_us and acknowledge it through fd. zmq_msg_recv hands
+ * over libzmq's buffer, as a receiver that reads messages in place would. */
+static int sink_block(void *s, const struct cfg *c, long n, int fd, double *cpu_us)
+{
+    double c0, c1;
     zmq_msg_t m;
+    if (cpu_now(&c0) != 0)
+        return -1;
     if (zmq_msg_init(&m) != 0)
         return die("zmq_msg_init");
     int r = 0;
-    for (long i = 0; i < total && r == 0; i++) {
+    for (long i = 0; i < n && r == 0; i++) {
         if (zmq_msg_recv(&m, s, 0) < 0)
             r = die("stream recv");
         else if (zmq_msg_size(&m) != (size_t)c->size) {
-            fprintf(stderr, "zmq-rtt: stream message %ld has %zu bytes, not %ld\n", i,
+            fprintf(stderr, "zmq-rtt: a stream message of %zu bytes, not %ld\n",
                     zmq_msg_size(&m), c->size);
             r = -1;
-        } else if ((i + 1) % block == 0)
-            r = write_full(fd, "k", 1);
+        }
     }
     zmq_msg_close(&m);
-    return r;
+    if (r != 0 || cpu_now(&c1) != 0)
+        return -1;
+    *cpu_us += c1 - c0;
+    return write_full(fd, "k", 1);
+}
+
+/* The server's side of a trial: follow the schedule; a stream's server
+ * then reports its CPU time per mode over the timed blocks. */
+static int serve(void *s[2], const struct trial *t, int fd)
+{
+    double cpu[2] = {0, 0}, untimed = 0;
+    for (long i = 0; i < schedule_len(t); i++) {
+        struct block b = schedule_block(t, i);
+        int r = t->stream ? sink_block(s[b.mode], t->cfg, b.n, fd, b.timed ? &cpu[b.mode] : &untimed)
+                          : echo_n(s[b.mode], b.n);
+        if (r != 0)
+            return -1;
+    }
+    return t->stream ? write_full(fd, cpu, sizeof(cpu)) : 0;
 }
 
 /* Where a server binds: a port or socket file the system picks, so runs
@@ -403,29 +473,47 @@ static const char *bind_endpoint(const struct cfg *c)
     return strcmp(c->transport, "ipc") == 0 ? "ipc://*" : "tcp://127.0.0.1:*";
 }
 
-/* The server process's life: bind, tell the client where through fd,
- * serve one measurement, exit. */
-static int server_main(const struct trial *t, int fd)
+/* The server's socket of one mode, bound; its endpoint into ep. A REP
+ * lingers so that its last reply leaves before the process does. */
+static void *server_socket(void *ctx, const struct trial *t, int mode, char ep[256])
 {
-    void *ctx = ctx_new(t->cfg->io_threads);
-    if (!ctx)
-        return die("zmq_ctx_new");
-    void *s = sock_new(ctx, t->stream ? ZMQ_PULL : ZMQ_REP, ZMQ_RCVTIMEO, SERVER_TIMEOUT_MS);
-    char ep[256] = "";
-    size_t len = sizeof(ep) - 1;
+    void *s = sock_new(ctx, t->stream ? ZMQ_PULL : ZMQ_REP, ZMQ_RCVTIMEO, SERVER_TIMEOUT_MS,
+                       SERVER_LINGER_MS);
+    size_t len = 255;
     int r = s ? 0 : die("zmq_socket");
-    if (r == 0 && t->curve)
+    if (r == 0 && mode == 1)
         r = curve_server(s, t->server_keys);
     if (r == 0 && zmq_bind(s, bind_endpoint(t->cfg)) != 0)
         r = die(bind_endpoint(t->cfg));
+    memset(ep, 0, 256);
     if (r == 0 && zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len) != 0)
         r = die("ZMQ_LAST_ENDPOINT");
+    if (r != 0 && s) {
+        zmq_close(s);
+        s = NULL;
+    }
+    return s;
+}
+
+/* The server process's life: bind both sockets, tell the client where
+ * through fd, serve the trial, exit. */
+static int server_main(const struct trial *t, int fd)
+{
+    void *ctx = ctx_new(t->cfg->io_threads), *s[2] = {NULL, NULL};
+    char ep[2][256];
+    if (!ctx)
+        return die("zmq_ctx_new");
+    int r = 0;
+    for (int m = 0; m < 2 && r == 0; m++)
+        r = (s[m] = server_socket(ctx, t, m, ep[m])) ? 0 : -1;
     if (r == 0)
         r = write_full(fd, ep, sizeof(ep));
     if (r == 0)
-        r = t->stream ? stream_sink(s, t->cfg, fd) : echo(s, 1);
-    if (s)
-        zmq_close(s);
+        r = serve(s, t, fd);
+    for (int m = 0; m < 2; m++) {
+        if (s[m])
+            zmq_close(s[m]);
+    }
     zmq_ctx_term(ctx);
     return r;
 }
@@ -444,9 +532,9 @@ static int pin_to(int cpu)
     return 0;
 }
 
-/* Fork the server of one measurement and learn its endpoint. The child
- * creates its own context after the fork (a libzmq context must not cross
- * one) and dies with us. */
+/* Fork the server of a trial and learn its endpoints. The child creates
+ * its context after the fork (a libzmq context must not cross one; ours
+ * exists only while no server is being forked) and dies with us. */
 static int server_start(const struct trial *t, struct server *srv)
 {
     int p[2];
@@ -478,21 +566,19 @@ static int server_start(const struct trial *t, struct server *srv)
         close(srv->fd);
         return -1;
     }
-    srv->endpoint[sizeof(srv->endpoint) - 1] = '\0';
+    srv->endpoint[0][255] = srv->endpoint[1][255] = '\0';
     return 0;
 }
 
-/* Reap the server: killed if the measurement failed, else it must have
- * finished cleanly for the measurement to count. ru (if not NULL): the
- * CPU time it used. */
-static int server_wait(struct server *srv, int failed, struct rusage *ru)
+/* Reap the server: killed if the trial failed, else it must have
+ * finished cleanly for the trial to count. */
+static int server_wait(struct server *srv, int failed)
 {
     int st;
-    struct rusage ignored;
     if (failed)
         kill(srv->pid, SIGKILL);
     close(srv->fd);
-    while (wait4(srv->pid, &st, 0, ru ? ru : &ignored) < 0) {
+    while (waitpid(srv->pid, &st, 0) < 0) {
         if (errno != EINTR)
             return die("waitpid");
     }
@@ -505,63 +591,66 @@ static int server_wait(struct server *srv, int failed, struct rusage *ru)
     return 0;
 }
 
-/* The client's socket of a measurement, connected to srv. */
-static void *client_socket(void *ctx, const struct trial *t, const struct server *srv)
-{
-    void *s = t->stream ? sock_new(ctx, ZMQ_PUSH, ZMQ_SNDTIMEO, SERVER_TIMEOUT_MS)
-                        : sock_new(ctx, ZMQ_REQ, ZMQ_RCVTIMEO, CLIENT_TIMEOUT_MS);
-    if (!s) {
-        die("zmq_socket");
-        return NULL;
-    }
-    int r = t->curve ? curve_client(s, t->server_keys->pub, t->client_keys) : 0;
-    if (r == 0 && zmq_connect(s, srv->endpoint) != 0)
-        r = die(srv->endpoint);
-    if (r != 0) {
-        zmq_close(s);
-        return NULL;
-    }
-    return s;
-}
+/* ---- compare: the client ---- */
 
-/* An empty request ends a compare server's echo loop. */
-static int server_stop_rtt(void *s)
+/* A context of ours and a socket per mode, connected to srv's; on failure
+ * whatever was made is left for client_close. */
+static int client_open(const struct trial *t, const struct server *srv, void **ctx, void *s[2])
 {
-    char buf[8];
-    if (zmq_send(s, "", 0, 0) < 0 || zmq_recv(s, buf, sizeof(buf), 0) != 0)
-        return die("stop the server");
+    *ctx = ctx_new(t->cfg->io_threads);
+    if (!*ctx)
+        return die("zmq_ctx_new");
+    for (int m = 0; m < 2; m++) {
+        s[m] = t->stream ? sock_new(*ctx, ZMQ_PUSH, ZMQ_SNDTIMEO, SERVER_TIMEOUT_MS, 0)
+                         : sock_new(*ctx, ZMQ_REQ, ZMQ_RCVTIMEO, CLIENT_TIMEOUT_MS, 0);
+        if (!s[m])
+            return die("zmq_socket");
+        if (m == 1 && curve_client(s[m], t->server_keys->pub, t->client_keys) != 0)
+            return -1;
+        if (zmq_connect(s[m], srv->endpoint[m]) != 0)
+            return die(srv->endpoint[m]);
+    }
     return 0;
 }
 
-/* What a stream measurement yields. */
-struct stream_figures {
-    double mb_s, msgs_s;
-    double cpu_us_per_msg;    /* CPU time of both processes, all threads */
-    double cores;             /* cpu_us_per_msg over the wall time per message */
-};
-
-/* What the client adds up over a run's timed blocks, per mode. */
-struct stream_tally {
-    uint64_t ns;
-    double client_cpu_us;
-};
-
-static int cpu_us(double *us)
+static void client_close(void *ctx, void *s[2])
 {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return die("getrusage");
-    *us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
-          ru.ru_stime.tv_usec;
-    return 0;
+    for (int m = 0; m < 2; m++) {
+        if (s[m])
+            zmq_close(s[m]);
+    }
+    if (ctx)
+        zmq_ctx_term(ctx);
 }
 
-/* One block on s (zmq_send copies each message into one of libzmq's, as
- * an application's send does), until the receiver acknowledges its last
- * message: a full pipe in flight all along, drained once at the end. */
-static int stream_block(void *s, const struct cfg *c, const char *buf, int fd)
+/* The client's side of a round-trip trial. */
+static int rtt_client(const struct trial *t, const struct server *srv, struct rtt_stats out[2])
 {
-    for (long i = 0; i < c->msgs / STREAM_BLOCKS; i++) {
+    long count = t->cfg->count, filled[2] = {0, 0};
+    uint64_t *rtt[2] = {samples_new(count), samples_new(count)};
+    void *ctx = NULL, *s[2] = {NULL, NULL};
+    int r = rtt[0] && rtt[1] ? client_open(t, srv, &ctx, s) : -1;
+    for (long i = 0; i < schedule_len(t) && r == 0; i++) {
+        struct block b = schedule_block(t, i);
+        r = round_trips(s[b.mode], b.n, b.timed ? rtt[b.mode] + filled[b.mode] : NULL);
+        if (b.timed)
+            filled[b.mode] += b.n;
+    }
+    for (int m = 0; m < 2 && r == 0; m++)
+        rtt_stats_of(rtt[m], count, &out[m]);
+    client_close(ctx, s);
+    free(rtt[0]);
+    free(rtt[1]);
+    return r;
+}
+
+/* Send a block of n messages on s (zmq_send copies each into a message of
+ * libzmq's, as an application's send does) and wait until the receiver
+ * acknowledges the last: a full pipe in flight all along, drained once at
+ * the end. */
+static int stream_block(void *s, const struct cfg *c, const char *buf, long n, int fd)
+{
+    for (long i = 0; i < n; i++) {
         if (zmq_send(s, buf, (size_t)c->size, 0) < 0)
             return die("stream send");
     }
@@ -573,176 +662,82 @@ static int stream_block(void *s, const struct cfg *c, const char *buf, int fd)
     return 0;
 }
 
-/* A timed block, added to tally. */
-static int stream_block_timed(void *s, const struct cfg *c, const char *buf, int fd,
-                              struct stream_tally *tally)
+/* A timed block: its wall time added to *ns, our CPU time to *cpu_us. */
+static int stream_block_timed(void *s, const struct cfg *c, const char *buf, long n, int fd,
+                              uint64_t *ns, double *cpu_us)
 {
-    double cpu0, cpu1;
-    if (cpu_us(&cpu0) != 0)
+    double c0, c1;
+    if (cpu_now(&c0) != 0)
         return -1;
     uint64_t t0 = cairn_now_ns();
-    if (stream_block(s, c, buf, fd) != 0)
+    if (stream_block(s, c, buf, n, fd) != 0)
         return -1;
-    tally->ns += cairn_now_ns() - t0;
-    if (cpu_us(&cpu1) != 0)
+    *ns += cairn_now_ns() - t0;
+    if (cpu_now(&c1) != 0)
         return -1;
-    tally->client_cpu_us += cpu1 - cpu0;
+    *cpu_us += c1 - c0;
     return 0;
 }
 
-/* The blocks of a run: an untimed one per stream (the connection, the
- * handshake), then STREAM_BLOCKS each, taking turns; which mode starts
- * alternates with the run. */
-static int stream_blocks(void *s[2], const struct server srv[2], const struct cfg *c, long run,
-                         struct stream_tally tally[2])
+static void stream_figures_of(const struct cfg *c, uint64_t ns, double cpu_us,
+                              struct stream_figures *f)
 {
+    f->msgs_s = c->msgs / (ns / 1e9);
+    f->mb_s = f->msgs_s * (double)c->size / 1e6;
+    f->cpu_us_per_msg = cpu_us / c->msgs;
+    f->cores = f->cpu_us_per_msg * f->msgs_s / 1e6;
+}
+
+/* The client's side of a stream trial; the server's CPU time per mode
+ * comes last through the pipe. */
+static int stream_client(const struct trial *t, const struct server *srv,
+                         struct stream_figures out[2])
+{
+    const struct cfg *c = t->cfg;
+    uint64_t ns[2] = {0, 0};
+    double cpu[2] = {0, 0}, server_cpu[2];
     char *buf = malloc((size_t)c->size);
-    if (!buf) {
+    void *ctx = NULL, *s[2] = {NULL, NULL};
+    int r = buf ? client_open(t, srv, &ctx, s) : -1;
+    if (!buf)
         fprintf(stderr, "zmq-rtt: out of memory\n");
-        return -1;
+    else
+        memset(buf, 'y', (size_t)c->size);
+    for (long i = 0; i < schedule_len(t) && r == 0; i++) {
+        struct block b = schedule_block(t, i);
+        r = b.timed ? stream_block_timed(s[b.mode], c, buf, b.n, srv->fd, &ns[b.mode], &cpu[b.mode])
+                    : stream_block(s[b.mode], c, buf, b.n, srv->fd);
     }
-    memset(buf, 'y', (size_t)c->size);
-    int r = 0;
-    for (int m = 0; m < 2 && r == 0; m++)
-        r = stream_block(s[m], c, buf, srv[m].fd);
-    for (long b = 0; b < STREAM_BLOCKS && r == 0; b++) {
-        for (int k = 0; k < 2 && r == 0; k++) {
-            int m = (int)((run + k) % 2);
-            r = stream_block_timed(s[m], c, buf, srv[m].fd, &tally[m]);
-        }
-    }
-    free(buf);
-    return r;
-}
-
-/* The client half of a stream run: a PUSH socket per server in one
- * context of ours. */
-static int stream_client(const struct trial t[2], const struct server srv[2], long run,
-                         struct stream_tally tally[2])
-{
-    void *ctx = ctx_new(t[0].cfg->io_threads), *s[2] = {NULL, NULL};
-    int r = ctx ? 0 : die("zmq_ctx_new");
-    for (int m = 0; m < 2 && r == 0; m++) {
-        s[m] = client_socket(ctx, &t[m], &srv[m]);
-        r = s[m] ? 0 : -1;
-    }
-    if (r == 0)
-        r = stream_blocks(s, srv, t[0].cfg, run, tally);
-    for (int m = 0; m < 2; m++) {
-        if (s[m])
-            zmq_close(s[m]);
-    }
-    if (ctx)
-        zmq_ctx_term(ctx);
-    return r;
-}
-
-/* Start the plain and the CURVE server of a run, side by side. */
-static int servers_start(const struct trial t[2], struct server srv[2])
-{
-    if (server_start(&t[0], &srv[0]) != 0)
-        return -1;
-    if (server_start(&t[1], &srv[1]) != 0) {
-        server_wait(&srv[0], 1, NULL);
-        return -1;
-    }
-    return 0;
-}
-
-static int servers_wait(struct server srv[2], int failed, struct rusage ru[2])
-{
-    int w0 = server_wait(&srv[0], failed, ru ? &ru[0] : NULL);
-    int w1 = server_wait(&srv[1], failed, ru ? &ru[1] : NULL);
-    return failed || w0 != 0 || w1 != 0 ? -1 : 0;
-}
-
-static double rusage_us(const struct rusage *ru)
-{
-    return (ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e6 + ru->ru_utime.tv_usec +
-           ru->ru_stime.tv_usec;
-}
-
-/* One stream run: a plain and a CURVE receiver process side by side, and
- * blocks to each in turn, so both modes see the same moments of this
- * noisy machine. A server's CPU time counts its setup, handshake and
- * untimed block too, over all the messages it received. */
-static int stream_run(const struct trial t[2], long run, struct stream_figures out[2])
-{
-    const struct cfg *c = t[0].cfg;
-    struct server srv[2];
-    struct stream_tally tally[2] = {{0, 0}, {0, 0}};
-    struct rusage ru[2];
-    if (servers_start(t, srv) != 0)
-        return -1;
-    int r = stream_client(t, srv, run, tally);
-    if (servers_wait(srv, r != 0, ru) != 0)
-        return -1;
-    for (int m = 0; m < 2; m++) {
-        out[m].msgs_s = c->msgs / (tally[m].ns / 1e9);
-        out[m].mb_s = out[m].msgs_s * (double)c->size / 1e6;
-        out[m].cpu_us_per_msg = tally[m].client_cpu_us / c->msgs +
-                                rusage_us(&ru[m]) / (c->msgs + c->msgs / STREAM_BLOCKS);
-        out[m].cores = out[m].cpu_us_per_msg * out[m].msgs_s / 1e6;
-    }
-    return 0;
-}
-
-/* count round trips to each server in blocks of RTT_BLOCK, taking turns;
- * which mode starts alternates with the run. */
-static int rtt_blocks(void *s[2], long count, long run, uint64_t *rtt[2])
-{
-    for (long done = 0; done < count; done += RTT_BLOCK) {
-        long n = count - done < RTT_BLOCK ? count - done : RTT_BLOCK;
-        for (int k = 0; k < 2; k++) {
-            int m = (int)((run + k) % 2);
-            if (round_trips(s[m], n, rtt[m] + done) != 0)
-                return -1;
-        }
-    }
-    return 0;
-}
-
-/* The client half of an RTT run: a REQ socket per server in one context
- * of ours (as one node talks to two), warmed up, then the blocks. */
-static int rtt_client(const struct trial t[2], const struct server srv[2], long run,
-                      struct rtt_stats out[2])
-{
-    const struct cfg *c = t[0].cfg;
-    void *ctx = ctx_new(c->io_threads), *s[2] = {NULL, NULL};
-    uint64_t *rtt[2] = {samples_new(c->count), samples_new(c->count)};
-    int r = ctx ? 0 : die("zmq_ctx_new");
-    if (!rtt[0] || !rtt[1])
+    if (r == 0 && read_full(srv->fd, server_cpu, sizeof(server_cpu)) != 0) {
+        fprintf(stderr, "zmq-rtt: the receiver did not report its CPU time\n");
         r = -1;
-    for (int m = 0; m < 2 && r == 0; m++) {
-        s[m] = client_socket(ctx, &t[m], &srv[m]);
-        r = s[m] ? round_trips(s[m], RTT_WARMUP, NULL) : -1;
     }
-    if (r == 0)
-        r = rtt_blocks(s, c->count, run, rtt);
-    for (int m = 0; m < 2 && r == 0; m++) {
-        rtt_stats_of(rtt[m], c->count, &out[m]);
-        r = server_stop_rtt(s[m]);
-    }
-    for (int m = 0; m < 2; m++) {
-        if (s[m])
-            zmq_close(s[m]);
-        free(rtt[m]);
-    }
-    if (ctx)
-        zmq_ctx_term(ctx);
+    client_close(ctx, s);
+    free(buf);
+    for (int m = 0; m < 2 && r == 0; m++)
+        stream_figures_of(c, ns[m], cpu[m] + server_cpu[m], &out[m]);
     return r;
 }
 
-/* One RTT run: a plain and a CURVE server process side by side, so both
- * modes see the same moments of this noisy machine. */
-static int rtt_run(const struct trial t[2], long run, struct rtt_stats out[2])
+static int rtt_run(const struct trial *t, struct rtt_stats out[2])
 {
-    struct server srv[2];
-    if (servers_start(t, srv) != 0)
+    struct server srv;
+    if (server_start(t, &srv) != 0)
         return -1;
-    int r = rtt_client(t, srv, run, out);
-    return servers_wait(srv, r != 0, NULL);
+    int r = rtt_client(t, &srv, out);
+    return server_wait(&srv, r != 0);
 }
+
+static int stream_run(const struct trial *t, struct stream_figures out[2])
+{
+    struct server srv;
+    if (server_start(t, &srv) != 0)
+        return -1;
+    int r = stream_client(t, &srv, out);
+    return server_wait(&srv, r != 0);
+}
+
+/* ---- compare: the baselines and the line ---- */
 
 #ifdef ZMQ_RTT_SODIUM
 /* What libzmq's CURVE does to every message, without libzmq: box the
@@ -803,91 +798,6 @@ static int print_crypto(long size)
     return 0;
 }
 
-static void print_list(const char *name, const double *v, long n, int decimals)
-{
-    printf("\"%s\":[", name);
-    for (long i = 0; i < n; i++)
-        printf("%s%.*f", i ? "," : "", decimals, v[i]);
-    printf("]");
-}
-
-/* Per mode (0 plain, 1 curve), per run. */
-struct results {
-    double rtt_med[2][MAX_RUNS], rtt_p99[2][MAX_RUNS], rtt_min[2][MAX_RUNS];
-    double mb_s[2][MAX_RUNS], msgs_s[2][MAX_RUNS];
-    double cpu_us_per_msg[2][MAX_RUNS], cores[2][MAX_RUNS];
-};
-
-static void print_mode(const char *name, const struct results *res, int m, long runs)
-{
-    printf("\"%s\":{\"rtt_median_us\":%.1f,\"rtt_p99_us\":%.1f,\"rtt_min_us\":%.1f,"
-           "\"mb_s\":%.0f,\"msgs_s\":%.0f,\"cpu_us_per_msg\":%.1f,\"cores_busy\":%.2f,",
-           name, median(res->rtt_med[m], runs), median(res->rtt_p99[m], runs),
-           median(res->rtt_min[m], runs), median(res->mb_s[m], runs), median(res->msgs_s[m], runs),
-           median(res->cpu_us_per_msg[m], runs), median(res->cores[m], runs));
-    print_list("runs_rtt_median_us", res->rtt_med[m], runs, 1);
-    printf(",");
-    print_list("runs_mb_s", res->mb_s[m], runs, 0);
-    printf("}");
-}
-
-static void print_compare(const struct cfg *c, const struct results *res)
-{
-    double rtt_ratio = median(res->rtt_med[1], c->runs) / median(res->rtt_med[0], c->runs);
-    double thr_ratio = median(res->mb_s[1], c->runs) / median(res->mb_s[0], c->runs);
-    print_mode("plain", res, 0, c->runs);
-    printf(",");
-    print_mode("curve", res, 1, c->runs);
-    double rr[MAX_RUNS], tr[MAX_RUNS];
-    for (long i = 0; i < c->runs; i++) {
-        rr[i] = res->rtt_med[1][i] / res->rtt_med[0][i];
-        tr[i] = res->mb_s[1][i] / res->mb_s[0][i];
-    }
-    printf(",");
-    print_list("runs_rtt_ratio", rr, c->runs, 2);
-    printf(",");
-    print_list("runs_throughput_ratio", tr, c->runs, 2);
-    printf(",\"rtt_ratio\":%.2f,\"throughput_ratio\":%.2f,"
-           "\"targets\":{\"rtt_ratio_max\":%.1f,\"throughput_ratio_min\":%.1f},"
-           "\"met\":{\"rtt\":%s,\"throughput\":%s}}\n",
-           rtt_ratio, thr_ratio, TARGET_RTT_RATIO, TARGET_THROUGHPUT_RATIO,
-           rtt_ratio <= TARGET_RTT_RATIO ? "true" : "false",
-           thr_ratio >= TARGET_THROUGHPUT_RATIO ? "true" : "false");
-}
-
-/* Every run: the round trips, then the streams, each interleaving plain
- * and CURVE in blocks (rtt_run, stream_run). */
-static int compare_all(const struct cfg *c, struct results *res)
-{
-    struct keypair server_keys, client_keys;
-    if (keypair_new(&server_keys) != 0 || keypair_new(&client_keys) != 0)
-        return -1;
-    for (long run = 0; run < c->runs; run++) {
-        struct trial rt[2] = {{0, 0, c, &server_keys, &client_keys},
-                              {0, 1, c, &server_keys, &client_keys}};
-        struct rtt_stats st[2];
-        if (rtt_run(rt, run, st) != 0)
-            return -1;
-        for (int m = 0; m < 2; m++) {
-            res->rtt_med[m][run] = st[m].median_us;
-            res->rtt_p99[m][run] = st[m].p99_us;
-            res->rtt_min[m][run] = st[m].min_us;
-        }
-        struct trial ss[2] = {{1, 0, c, &server_keys, &client_keys},
-                              {1, 1, c, &server_keys, &client_keys}};
-        struct stream_figures f[2];
-        if (stream_run(ss, run, f) != 0)
-            return -1;
-        for (int m = 0; m < 2; m++) {
-            res->mb_s[m][run] = f[m].mb_s;
-            res->msgs_s[m][run] = f[m].msgs_s;
-            res->cpu_us_per_msg[m][run] = f[m].cpu_us_per_msg;
-            res->cores[m][run] = f[m].cores;
-        }
-    }
-    return 0;
-}
-
 /* The 1-minute load average, -1 if unknown: other work on this shared
  * machine shows in every figure, so the line says how busy it was. */
 static double loadavg(void)
@@ -902,6 +812,80 @@ static double loadavg(void)
     return l;
 }
 
+static void print_list(const char *name, const double *v, long n, int decimals)
+{
+    printf("\"%s\":[", name);
+    for (long i = 0; i < n; i++)
+        printf("%s%.*f", i ? "," : "", decimals, v[i]);
+    printf("]");
+}
+
+static void print_mode(const char *name, const struct results *res, int m, long runs)
+{
+    printf("\"%s\":{\"rtt_median_us\":%.1f,\"rtt_p99_us\":%.1f,\"rtt_min_us\":%.1f,"
+           "\"mb_s\":%.0f,\"msgs_s\":%.0f,\"cpu_us_per_msg\":%.1f,\"cores_busy\":%.2f,",
+           name, median(res->rtt_med[m], runs), median(res->rtt_p99[m], runs),
+           median(res->rtt_min[m], runs), median(res->mb_s[m], runs), median(res->msgs_s[m], runs),
+           median(res->cpu_us_per_msg[m], runs), median(res->cores[m], runs));
+    print_list("runs_rtt_median_us", res->rtt_med[m], runs, 1);
+    printf(",");
+    print_list("runs_mb_s", res->mb_s[m], runs, 0);
+    printf("}");
+}
+
+/* The ratios are medians of each run's curve/plain: the two modes of a run
+ * were measured moments apart by the same threads, so each run's ratio
+ * is a fair pair, while the best plain and the best CURVE run may have
+ * seen different machines. */
+static void print_compare(const struct cfg *c, const struct results *res)
+{
+    double rr[MAX_RUNS], tr[MAX_RUNS];
+    for (long i = 0; i < c->runs; i++) {
+        rr[i] = res->rtt_med[1][i] / res->rtt_med[0][i];
+        tr[i] = res->mb_s[1][i] / res->mb_s[0][i];
+    }
+    double rtt_ratio = median(rr, c->runs), thr_ratio = median(tr, c->runs);
+    print_mode("plain", res, 0, c->runs);
+    printf(",");
+    print_mode("curve", res, 1, c->runs);
+    printf(",");
+    print_list("runs_rtt_ratio", rr, c->runs, 2);
+    printf(",");
+    print_list("runs_throughput_ratio", tr, c->runs, 2);
+    printf(",\"rtt_ratio\":%.2f,\"throughput_ratio\":%.2f,"
+           "\"targets\":{\"rtt_ratio_max\":%.1f,\"throughput_ratio_min\":%.1f},"
+           "\"met\":{\"rtt\":%s,\"throughput\":%s}}\n",
+           rtt_ratio, thr_ratio, TARGET_RTT_RATIO, TARGET_THROUGHPUT_RATIO,
+           rtt_ratio <= TARGET_RTT_RATIO ? "true" : "false",
+           thr_ratio >= TARGET_THROUGHPUT_RATIO ? "true" : "false");
+}
+
+/* Every run: the round trips, then the stream. */
+static int compare_all(const struct cfg *c, struct results *res)
+{
+    struct keypair server_keys, client_keys;
+    if (keypair_new(&server_keys) != 0 || keypair_new(&client_keys) != 0)
+        return -1;
+    for (long run = 0; run < c->runs; run++) {
+        struct trial rt = {0, run, c, &server_keys, &client_keys};
+        struct trial st = {1, run, c, &server_keys, &client_keys};
+        struct rtt_stats r[2];
+        struct stream_figures f[2];
+        if (rtt_run(&rt, r) != 0 || stream_run(&st, f) != 0)
+            return -1;
+        for (int m = 0; m < 2; m++) {
+            res->rtt_med[m][run] = r[m].median_us;
+            res->rtt_p99[m][run] = r[m].p99_us;
+            res->rtt_min[m][run] = r[m].min_us;
+            res->mb_s[m][run] = f[m].mb_s;
+            res->msgs_s[m][run] = f[m].msgs_s;
+            res->cpu_us_per_msg[m][run] = f[m].cpu_us_per_msg;
+            res->cores[m][run] = f[m].cores;
+        }
+    }
+    return 0;
+}
+
 static int cmd_compare(const struct cfg *c)
 {
     static struct results res;
@@ -910,11 +894,11 @@ static int cmd_compare(const struct cfg *c)
         return -1;
     if (compare_all(c, &res) != 0)
         return -1;
-    printf("{\"bench\":\"zmq-curve\",\"transport\":\"%s\",\"runs\":%ld,\"io_threads\":%ld,\"pinned\":%s,"
-           "\"rtt_size\":%d,\"rtt_count\":%ld,\"size\":%ld,\"msgs\":%ld,"
+    printf("{\"bench\":\"zmq-curve\",\"transport\":\"%s\",\"runs\":%ld,\"io_threads\":%ld,"
+           "\"pinned\":%s,\"rtt_size\":%d,\"rtt_count\":%ld,\"size\":%ld,\"msgs\":%ld,"
            "\"loadavg_1m\":[%.2f,%.2f],",
-           c->transport, c->runs, c->io_threads, c->pin ? "true" : "false", RTT_SIZE, c->count, c->size, c->msgs, load0,
-           loadavg());
+           c->transport, c->runs, c->io_threads, c->pin ? "true" : "false", RTT_SIZE, c->count,
+           c->size, c->msgs, load0, loadavg());
     if (print_crypto(c->size) != 0)
         return -1;
     print_compare(c, &res);
