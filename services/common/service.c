@@ -586,18 +586,22 @@ static int s_on_monitor(cairn_loop_t *loop, int fd, void *zsock, short revents,
             memcpy(&event, cairn_frames_data(&f, 0), 2);
             memcpy(&value, (const uint8_t *)cairn_frames_data(&f, 0) + 2, 4);
         }
-        /* Not NO_DETAIL: a liveness probe that connects and closes (the
-         * CLI's) is one, and is nobody's attack. */
-        if ((event & ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) && f.n == 2 &&
+        /* Which side of a mismatch notices first is a race, so a peer
+         * without CURVE shows as PROTOCOL or as NO_DETAIL (so does a
+         * connect-only liveness probe: the line says so). ipc peers are
+         * the kernel's business, not counted. */
+        if ((event & (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                      ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)) && f.n == 2 &&
             cairn_frames_size(&f, 1) > 6 &&
             memcmp(cairn_frames_data(&f, 1), "tcp://", 6) == 0)
             svc->hs_failed++;
         uint64_t sec = cairn_now_ms() / 1000;
         if (svc->hs_failed && sec >= svc->hs_window + HANDSHAKE_LOG_EVERY_S) {
             cairn_log_warn(0, "handshake-failed",
-                           "endpoint=%.*s count=%u reason=0x%x msg=\"peers that "
-                           "spoke no %s or garbage; refused before any key "
-                           "was seen\"", (int)cairn_frames_size(&f, 1),
+                           "endpoint=%.*s count=%u reason=0x%x msg=\"tcp "
+                           "connections that ended before a %s handshake: "
+                           "peers without it, garbage, or connect-only "
+                           "probes; no key was seen\"", (int)cairn_frames_size(&f, 1),
                            (const char *)cairn_frames_data(&f, 1), svc->hs_failed,
                            value, svc->curve ? "CURVE" : "ZMTP");
             svc->hs_window = sec;
@@ -611,7 +615,8 @@ static int s_on_monitor(cairn_loop_t *loop, int fd, void *zsock, short revents,
 /* Watches the router's handshakes (s_on_monitor). */
 static int s_watch_handshakes(cairn_service_t *svc)
 {
-    int events = ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+    int events = ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
 
     if (zmq_socket_monitor(svc->router, MONITOR_ENDPOINT, events) < 0 ||
         !(svc->monitor = zmq_socket(svc->zctx, ZMQ_PAIR)) ||

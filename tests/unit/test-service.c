@@ -1134,13 +1134,10 @@ Test(trust, curve_admits_only_member_keys, .init = setup_curve)
                  "a key that is no node's gets nothing");
     cr_assert_eq(ask(tcp_dealer(&stranger), 1, NO_VOUCH, 700, NULL, 0), -1);
     /* The keyless peer fails at the greeting (mechanism NULL against
-     * CURVE), before ZAP; the stranger's two tries make one line. */
+     * CURVE), before ZAP; the stranger's two tries make one line. (Which
+     * side sees the mismatch first is a race, so whether the daemon counts
+     * the keyless one as a protocol failure is not asserted here.) */
     cr_assert_eq(count_in_log("peer-refused address=127.0.0.1 key="), 1);
-    /* written by the daemon when its monitor reports, a moment later */
-    for (int i = 0; i < 400 && !log_contains("warn handshake-failed endpoint=tcp://127.0.0.1:"); i++)
-        usleep(5000);
-    cr_assert(log_contains("warn handshake-failed endpoint=tcp://127.0.0.1:"),
-              "the keyless one is counted and logged without an address");
     void *member = tcp_dealer(&key2);
     snprintf(want, sizeof(want), "N2:0:0");
     cr_assert_eq(ask(member, 1, NO_VOUCH, 2000, who, sizeof(who)), 0);
@@ -1226,6 +1223,11 @@ Test(trust, garbage_at_the_handshake_harms_nobody, .init = setup_curve)
     hit_port((uint8_t[]){ 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f }, 10);
     hit_port(NULL, 0);               /* connect, say nothing */
     cr_assert_eq(ask(member, 1, NO_VOUCH, 2000, NULL, 0), 0, "a member is still served");
+    /* the noise HELLO is a protocol error the daemon itself sees */
+    for (int i = 0; i < 400 && !log_contains("warn handshake-failed endpoint=tcp://127.0.0.1:"); i++)
+        usleep(5000);
+    cr_assert(log_contains("warn handshake-failed endpoint=tcp://127.0.0.1:"),
+              "failed handshakes are counted and logged without an address");
     cr_assert_eq(ask(tcp_dealer(&key2), 1, NO_VOUCH, 2000, NULL, 0), 0,
                  "and a new member connection too");
     stop_daemon();   /* exit 0, and no leak under ASan */
