@@ -82,6 +82,13 @@ t_expect_error() {
 t_json_check() { t_check "$1" t_jq "$3" "$2"; }
 t_jq() { jq -e "$1" <<<"$2" >/dev/null; }
 
+# t_proc_state PID: the state letter of /proc/PID/stat, "gone" if none.
+t_proc_state() {
+    local s
+    s=$(sed -n 's/^[0-9]* (.*) \(.\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)
+    echo "${s:-gone}"
+}
+
 t_done() {
     t_stop_services
     if [ "$T_FAILS" -eq 0 ]; then echo "PASS"; exit 0; fi

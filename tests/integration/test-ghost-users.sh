@@ -154,15 +154,9 @@ t_denied() {
     [ $# -lt 2 ] || t_json_check "$1: says \"$2\"" "$err" ".error.message | contains(\"$2\")"
 }
 
-# proc_state PID: the state letter of /proc/PID/stat, "gone" if none.
-proc_state() {
-    local s
-    s=$(sed -n 's/^[0-9]* (.*) \(.\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)
-    echo "${s:-gone}"
-}
 # untouched PID: runs or sleeps, not stopped, not traced.
 untouched() {
-    case $(proc_state "$1") in R|S) ;; *) return 1 ;; esac
+    case $(t_proc_state "$1") in R|S) ;; *) return 1 ;; esac
     grep -q '^TracerPid:[[:space:]]*0$' "/proc/$1/status"
 }
 # uid_of PID: its real uid.
@@ -194,7 +188,7 @@ start_case() {
 gone() {
     local i
     for i in $(seq 1 60); do
-        case $(proc_state "$1") in Z|gone) wait "$1" 2>/dev/null; return 0;; esac
+        case $(t_proc_state "$1") in Z|gone) wait "$1" 2>/dev/null; return 0;; esac
         sleep 0.05
     done
     return 1

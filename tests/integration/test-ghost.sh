@@ -216,17 +216,11 @@ start_case() {
     return 1
 }
 
-# proc_state PID: the state letter of /proc/PID/stat, "gone" if none.
-proc_state() {
-    local s
-    s=$(sed -n 's/^[0-9]* (.*) \(.\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)
-    echo "${s:-gone}"
-}
 
 # wait_stopped PID: waits up to 2 s for PID to be stopped (state T).
 wait_stopped() {
     local i
-    for i in $(seq 1 100); do [ "$(proc_state "$1")" = T ] && return 0; sleep 0.02; done
+    for i in $(seq 1 100); do [ "$(t_proc_state "$1")" = T ] && return 0; sleep 0.02; done
     return 1
 }
 
@@ -243,7 +237,7 @@ restart_verdict() {
 # running_free PID: PID runs or sleeps (R or S), neither stopped nor traced
 # ("R" too: under load it may be on its way back into its sleep).
 running_free() {
-    case $(proc_state "$1") in R|S) ;; *) return 1 ;; esac
+    case $(t_proc_state "$1") in R|S) ;; *) return 1 ;; esac
     grep -q '^TracerPid:[[:space:]]*0$' "/proc/$1/status"
 }
 
@@ -252,7 +246,7 @@ running_free() {
 reap_killed() {
     local i
     for i in $(seq 1 60); do
-        case $(proc_state "$1") in Z|gone) wait "$1" 2>/dev/null; return 0;; esac
+        case $(t_proc_state "$1") in Z|gone) wait "$1" 2>/dev/null; return 0;; esac
         sleep 0.05
     done
     kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null
@@ -352,7 +346,7 @@ if start_case memory "$R"; then
     touch -d '2001-01-01' "$MEMFILE"
     $C restart "$T_TMP/mapped" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
     t_err "mapped file changed: restart refused" failed-precondition "changed since the dump"
-    t_check "mapped file changed: nothing left running" [ "$(proc_state "$P")" = gone ]
+    t_check "mapped file changed: nothing left running" [ "$(t_proc_state "$P")" = gone ]
     $C restart "$T_TMP/mapped" --check >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
     t_err "mapped file changed: restart --check says why" failed-precondition "changed since the dump"
     touch -r "$T_TMP/mtime-ref" "$MEMFILE"
@@ -360,7 +354,7 @@ if start_case memory "$R"; then
     t_check "mapped file back: restart --check ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
     t_json_check "mapped file back: restorable, pid free" "$out" \
         ".restorable == true and .original_pid == $P and .pids_free == true"
-    t_check "mapped file back: --check made nothing" [ "$(proc_state "$P")" = gone ]
+    t_check "mapped file back: --check made nothing" [ "$(t_proc_state "$P")" = gone ]
     restart_verdict "mapped file back" "$T_TMP/mapped" "$P" "$R" memory
 else
     t_fail "mapped file: start"
@@ -449,7 +443,7 @@ if start_case pause "$R"; then
     # call before it is stopped again), as it would have.
     kill -USR2 "$P"
     sleep 0.2
-    t_check "stopped: stays stopped" [ "$(proc_state "$P")" = T ]
+    t_check "stopped: stays stopped" [ "$(t_proc_state "$P")" = T ]
     t_check "stopped: no verdict while stopped" bash -c "! grep -q '^PASS\|^FAIL' '$R'"
     kill -CONT "$P"
     t_check "stopped: PASS once continued" wait_verdict "$R" pause
@@ -515,11 +509,11 @@ if [ -n "$P" ]; then
     t_check "zombie: checkpoint ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
     kill -9 "$P"
     sleep 0.2
-    t_check "zombie: the case is a zombie of its parent" [ "$(proc_state "$P")" = Z ]
+    t_check "zombie: the case is a zombie of its parent" [ "$(t_proc_state "$P")" = Z ]
     $C restart "$T_TMP/zombie" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
     t_err "zombie: restart refused" already-exists "has not reaped"
     kill -9 "$HOLDER"
-    for i in $(seq 1 100); do [ "$(proc_state "$P")" = gone ] && break; sleep 0.05; done
+    for i in $(seq 1 100); do [ "$(t_proc_state "$P")" = gone ] && break; sleep 0.05; done
     restart_verdict "zombie reaped" "$T_TMP/zombie" "$P" "$R" pause
 else
     t_fail "zombie: start"
@@ -676,11 +670,11 @@ else
 fi
 read -r ZP ZPARENT < <(setsid sh -c 'sleep 0.01 >/dev/null 2>&1 & echo $! $$; exec sleep 30 >/dev/null 2>&1' </dev/null)
 T_PIDS+=("$ZPARENT")
-for i in $(seq 1 100); do [ "$(proc_state "$ZP")" = Z ] && break; sleep 0.02; done
+for i in $(seq 1 100); do [ "$(t_proc_state "$ZP")" = Z ] && break; sleep 0.02; done
 $C checkpoint "$ZP" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
 t_err "real: a zombie" failed-precondition "has exited (zombie)"
 kill -9 "$ZPARENT" 2>/dev/null
-t_check "real: bad requests left the process alone" [ "$(proc_state "$S")" = S ]
+t_check "real: bad requests left the process alone" [ "$(t_proc_state "$S")" = S ]
 mkdir -p "$T_TMP/garbage" "$T_TMP/empty"
 head -c 200000 /dev/urandom > "$T_TMP/garbage/image.ghost"
 : > "$T_TMP/empty/image.ghost"
