@@ -142,7 +142,13 @@ zmq_rtt() {
     echo "$out"
 }
 RTT=$(zmq_rtt) || exit 1
-RTT_US=$(jq '.median_us' <<<"$RTT")
+# And the ipc round trip inside node 1 (a process to its own syncd is one):
+# what the relay leg of every request costs, for reading the lines.
+ns 1 "$B/zmq-rtt" server "ipc://$CAIRN_RUN_BASE/rtt.sock" >/dev/null 2>&1 &
+BG+=($!)
+sleep 0.1
+IPC_RTT=$(run "zmq-rtt ipc" ns 1 "$B/zmq-rtt" client "ipc://$CAIRN_RUN_BASE/rtt.sock" "$COUNT") || exit 1
+kill "${BG[-1]}" 2>/dev/null; wait "${BG[-1]}" 2>/dev/null; unset 'BG[-1]'
 
 # ---- Redis and etcd in node 1's namespace --------------------------------
 # Redis: no persistence at all (--save "" --appendonly no), like syncd,
@@ -224,7 +230,7 @@ T_REDIS=$(throughput "redis throughput" "$REDIS_PID" ns 1 "$B/bench-sync-redis" 
 T_ETCD=$(throughput "etcd throughput" "$ETCD_PID" ns 1 "$B/bench-sync-etcd" throughput "$A1:$EPORT" "${TP[@]}") || exit 1
 
 jq -cn --argjson nodes "$NODES" --arg sec "$SECURITY" --argjson ncpu "$(nproc)" \
-    --argjson rtt "$RTT" --argjson cached "$CACHED" --argjson remote "$REMOTE" \
+    --argjson rtt "$RTT" --argjson ipc "$IPC_RTT" --argjson cached "$CACHED" --argjson remote "$REMOTE" \
     --argjson local "$LOCAL" --argjson rl "$R_LOCAL" --argjson rr "$R_REMOTE" \
     --argjson el "$E_LOCAL" --argjson er "$E_REMOTE" --argjson ho "$HANDOFF" \
     --argjson tn "$T_NOCACHE" --argjson tc "$T_CACHED" --argjson tr "$T_REDIS" \
@@ -237,6 +243,7 @@ jq -cn --argjson nodes "$NODES" --arg sec "$SECURITY" --argjson ncpu "$(nproc)" 
   ({bench: "sync", nodes: $nodes, security: $sec, cpus: $ncpu, loadavg_1m: $load,
     baseline_zmq_rtt_us: {median: $rtt.median_us, p99: $rtt.p99_us, min: $rtt.min_us,
                           from: "node 2", to: "node 1", curve: ($sec == "curve")},
+    baseline_zmq_ipc_rtt_us: {median: $ipc.median_us, p99: $ipc.p99_us, min: $ipc.min_us},
     cached: {ns_per_pair: $cached.ns_per_pair, ns_per_pair_min: $cached.ns_per_pair_min,
              cached: $cached.cached, syscalls_per_pair: $cached.syscalls_per_pair,
              pthread_robust_ns_per_pair: $cached.baseline_pthread_robust_ns_per_pair,
