@@ -1010,6 +1010,32 @@ Test(home, cache_revoked_owner_died_and_caching_node_death)
                       strlen(SYNCD_MSG_NOT_RECOVERABLE)) == 0);
 }
 
+Test(home, cache_carries_the_owner_died_state_to_the_node_and_back)
+{
+    home_result_t r;
+    int32_t p = 20;
+
+    cr_assert_eq(ACQ(&r, CK(0), .name = "c", .node = 2, .pid = 20), HOME_DONE);
+    home_gone(H, 2, &p, 1);
+    /* granted cached while owner-died: the node's slot starts inconsistent */
+    cr_assert_eq(ACQ(&r, CK(1), .name = "c", .node = 2, .cache_ok = true), HOME_DONE);
+    cr_assert(r.cached);
+    cr_assert(r.owner_died);
+    uint64_t grant = r.token;
+    /* given back unused: still owner-died for the next */
+    cr_assert_eq(REL(&r, .name = "c", .node = 2), HOME_DONE);
+    cr_assert_eq(ACQ(&r, CK(2), .name = "c", .node = 2, .cache_ok = true), HOME_DONE);
+    cr_assert(r.cached);
+    cr_assert(r.owner_died);
+    cr_assert_gt(r.token, grant);
+    grant = r.token;
+    /* made consistent at the node: the revoke says so, the next is clean */
+    cr_assert_eq(ACQ(&r, CK(3), .name = "c", .node = 3), HOME_QUEUED);
+    home_revoked(H, "c", grant, grant + 2, false, false);
+    cr_assert_not(s_answer(CK(3))->owner_died);
+    cr_assert_eq(s_answer(CK(3))->token, grant + 3);
+}
+
 Test(home, cache_retry_with_the_same_tag_gets_the_same_grant)
 {
     home_result_t r;
