@@ -321,6 +321,13 @@ static void s_client_give(cairn_sync_t *s, cairn_client_t *c)
     pthread_mutex_unlock(&s->lock);
 }
 
+static void s_pause(void)
+{
+    struct timespec ts = { 0, S_RETRY_PAUSE_MS * 1000000L };
+
+    nanosleep(&ts, NULL);
+}
+
 static bool s_starts(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -404,13 +411,29 @@ static void s_reply_free(Cairn__Syncd__Reply *reply)
 }
 CAIRN_DEFINE_CLEANUP(s_reply_freep, Cairn__Syncd__Reply *, s_reply_free)
 
-/* A request whose reply is release_reply (or any status only). */
+/* A request whose reply is release_reply (or any status only). UNAVAILABLE
+ * (the home is recovering, a cache is being given back) is asked again for
+ * as long as a short call may take. */
 static int s_call_simple(cairn_sync_t *s, Cairn__Syncd__Request *req,
                          cairn_error_t *err)
 {
-    _cleanup_(s_reply_freep) Cairn__Syncd__Reply *reply = NULL;
+    uint64_t end = cairn_now_ms() + CAIRN_CLIENT_DEFAULT_TIMEOUT_MS;
+    cairn_error_t e;
+    int r;
 
-    return s_call_short(s, req, &reply, err);
+    for (;;) {
+        _cleanup_(s_reply_freep) Cairn__Syncd__Reply *reply = NULL;
+
+        cairn_error_clear(&e);
+        r = s_call_short(s, req, &reply, &e);
+        if (r != -EREMOTEIO || e.code != CAIRN_UNAVAILABLE ||
+            cairn_ms_left(end) <= S_RETRY_PAUSE_MS)
+            break;
+        s_pause();
+    }
+    if (r < 0 && err)
+        *err = e;
+    return r;
 }
 
 /* ---- waits ------------------------------------------------------------- */
@@ -461,13 +484,6 @@ static int64_t s_wait_deadline(const s_wait_t *w)
     if (w->timeout_ms < 0)
         return -1;
     return w->timeout_ms == 0 ? (int64_t)cairn_now_ms() : (int64_t)w->end_ms;
-}
-
-static void s_pause(void)
-{
-    struct timespec ts = { 0, S_RETRY_PAUSE_MS * 1000000L };
-
-    nanosleep(&ts, NULL);
 }
 
 /* Whether a failed call of a wait is worth sending again: no reply within
