@@ -98,7 +98,7 @@ struct cairn_sync {
     size_t n_pool, cap_pool;
     s_name_t *buckets[S_BUCKETS];
     s_table_t *tables;
-    size_t held_words;         /* words taken and not yet unlocked */
+    _Atomic long held_words;   /* words taken and not yet unlocked */
 };
 
 /* ---- thread ids -------------------------------------------------------- */
@@ -214,7 +214,7 @@ cairn_sync_t *cairn_sync_close(cairn_sync_t *s)
     for (s_table_t *t = s->tables, *nx; t; t = nx) {
         nx = t->next;
         /* a held word's link is on a robust list glibc walks: keep it */
-        if (s->held_words == 0)
+        if (atomic_load(&s->held_words) <= 0)
             synctab_unmap(&t->tab);
         free(t->path);
         free(t);
@@ -597,9 +597,7 @@ static bool s_slot_learn(cairn_sync_t *s, const char *name,
 
 static void s_held_add(cairn_sync_t *s, long d)
 {
-    pthread_mutex_lock(&s->lock);
-    s->held_words = (size_t)((long)s->held_words + d);
-    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add(&s->held_words, d);
 }
 
 /* Takes a cached word: SYNCTAB_TAKEN with g set (the return value then is
