@@ -13,7 +13,9 @@
  *
  * Who counts: members whose appliance runs syncd (a node without syncd can
  * be no home). Alive = alive or suspect (a suspect may still answer);
- * known = alive + dead; unknown (never heard of) and left do not count.
+ * known = alive + dead + unknown (a member not heard from yet: counting
+ * it keeps a node booting alone from being a quorum of one); left ones
+ * do not count.
  * Quorum: alive > known / 2.
  *
  * Home of a name: rendezvous hashing. score(name, id) = mix(fnv1a(name) ^
@@ -47,6 +49,7 @@ enum {
     M_ALIVE,           /* alive or suspect */
     M_DEAD,            /* declared dead */
     M_LEFT,            /* left or removed */
+    M_UNKNOWN,         /* a member clusterd has not heard from yet */
 };
 
 typedef struct member {
@@ -190,7 +193,10 @@ static int s_state_of(const char *s)
         return M_DEAD;
     if (strcmp(s, "left") == 0)
         return M_LEFT;
-    return M_NONE;   /* "unknown": never heard of, counts for nothing */
+    /* "unknown": a member of the description not heard from yet (at boot,
+     * or down since). It counts for the quorum: otherwise every node
+     * booting alone would be a quorum of one and home everything. */
+    return M_UNKNOWN;
 }
 
 /* Whether the node's appliance runs syncd; without a description (tests)
@@ -248,7 +254,7 @@ void view_apply_nodes(view_t *v, const Cairn__Clusterd__NodesReply *rep)
             continue;
         if (m->state == M_ALIVE)
             v->alive[v->n_alive++] = id;
-        if (m->state == M_ALIVE || m->state == M_DEAD)
+        if (m->state == M_ALIVE || m->state == M_DEAD || m->state == M_UNKNOWN)
             v->n_known++;
     }
     v->known = true;

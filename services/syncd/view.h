@@ -16,8 +16,8 @@
  *
  * Only members whose appliance runs syncd count (a node without syncd is
  * nobody's home). Quorum: the alive members are more than half of the
- * known ones (alive, suspect and dead; not left, removed, or never heard
- * of). Without quorum this node homes
+ * known ones (alive, suspect, dead, and members not heard from yet -- a
+ * node booting alone is no quorum; not left or removed). Without quorum this node homes
  * nothing and relays nothing (UNAVAILABLE "no quorum: A of K members
  * alive"): an isolated node must not grant what the majority's side may
  * grant too.
