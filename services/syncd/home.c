@@ -1410,6 +1410,61 @@ int home_destroy(home_t *h, const Cairn__Syncd__DestroyRequest *req,
     return s_ok(r);
 }
 
+/* ---- declare ---------------------------------------------------------- */
+
+/* The declare's want: every kind, its value checked for that kind. */
+static bool s_declare_want(const Cairn__Syncd__DeclareRequest *req,
+                           want_t *w, home_result_t *r)
+{
+    const pb_spec_t *spec = req->spec;
+
+    if (!spec || spec->kind < KIND(MUTEX) || spec->kind > KIND(CONDVAR)) {
+        s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": declare needs a kind "
+               "(mutex, rwlock, semaphore, barrier or condvar)", req->name);
+        return false;
+    }
+    int kind = (int)spec->kind;
+    bool valued = kind == KIND(SEMAPHORE) || kind == KIND(BARRIER);
+    if (spec->value && !valued) {
+        s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": a %s takes no value (%u)",
+               req->name, s_kind_name(kind), spec->value);
+        return false;
+    }
+    if (kind == KIND(BARRIER) && spec->value == 0) {
+        s_fail(r, CAIRN_INVALID_ARGUMENT, "barrier \"%s\": parties must be "
+               "at least 1", req->name);
+        return false;
+    }
+    if (kind == KIND(SEMAPHORE) && spec->value > SEM_MAX) {
+        s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": initial value %u is above "
+               "%u", req->name, spec->value, SEM_MAX);
+        return false;
+    }
+    /* A declared semaphore's value is what it says, 0 included; an
+     * existing one is checked only against a non-zero value. */
+    *w = (want_t){ .kind = kind, .value = spec->value,
+                   .make_value = spec->value, .shared = spec->shared,
+                   .no_cache = spec->no_cache };
+    return true;
+}
+
+int home_declare(home_t *h, const Cairn__Syncd__DeclareRequest *req,
+                 uint32_t uid, home_result_t *r)
+{
+    assert(h && req && r);
+    who_t who;
+    want_t w;
+    object_t *o;
+
+    if (!s_name_ok(req->name, "object", r) || !s_who(req->holder, uid, &who, r) ||
+        !s_declare_want(req, &w, r))
+        return HOME_DONE;
+    int rc = s_open(h, req->name, &w, true, uid, &o, r);
+    if (rc < 0)
+        return rc;
+    return rc == 0 ? s_ok(r) : HOME_DONE;
+}
+
 bool home_cancel(home_t *h, void *cookie)
 {
     cookie_slot_t *s = s_cookie_find(h, cookie);

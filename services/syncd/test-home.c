@@ -1520,3 +1520,64 @@ Test(home, many_objects_and_cookies)
     for (size_t i = 0; i < F.n_answers; i++)
         cr_assert_eq(((char *)F.answers[i].cookie - big) % 2, 1);
 }
+
+/* ---- declare ------------------------------------------------------------ */
+
+static int s_declare(const char *name, int kind, uint32_t value, bool shared,
+                     uint32_t uid, home_result_t *r)
+{
+    Cairn__Syncd__DeclareRequest d;
+    Cairn__Syncd__Spec sp;
+    Cairn__Syncd__Holder ho = s_holder(&(rq_t){ .uid = uid });
+
+    cairn__syncd__declare_request__init(&d);
+    cairn__syncd__spec__init(&sp);
+    sp.kind = kind;
+    sp.value = value;
+    sp.shared = shared;
+    d.name = (char *)name;
+    d.spec = &sp;
+    d.holder = &ho;
+    return home_declare(H, &d, uid, r);
+}
+
+Test(home, declare_makes_checks_and_refuses)
+{
+    home_result_t r;
+
+    /* a semaphore of 0 units: the first wait finds nothing */
+    cr_assert_eq(s_declare("gate", KIND(SEMAPHORE), 0, false, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_OK, "%s", r.message);
+    cr_assert_eq(ACQ(&r, CK(0), .name = "gate", .mode = MODE(SEM), .uid = 1000,
+                     .try_once = true), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_BUSY, "declared with 0 units");
+    /* declared again: the same kind matches, any value 0 matches */
+    cr_assert_eq(s_declare("gate", KIND(SEMAPHORE), 0, false, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_OK);
+    cr_assert_eq(s_declare("gate", KIND(MUTEX), 0, false, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_FAILED_PRECONDITION);
+    cr_assert_str_eq(r.message, "\"gate\" is a semaphore, not a mutex");
+    /* another user: not theirs, not shared */
+    cr_assert_eq(s_declare("gate", KIND(SEMAPHORE), 0, false, 1001, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_PERMISSION_DENIED);
+    /* shared: another user may use it */
+    cr_assert_eq(s_declare("open", KIND(CONDVAR), 0, true, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_OK);
+    cr_assert_eq(s_declare("open", KIND(CONDVAR), 0, false, 1001, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_OK, "%s", r.message);
+    /* barriers need parties; they must agree */
+    cr_assert_eq(s_declare("b", KIND(BARRIER), 0, false, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_INVALID_ARGUMENT);
+    cr_assert_eq(s_declare("b", KIND(BARRIER), 3, false, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_OK);
+    cr_assert_eq(s_declare("b", KIND(BARRIER), 4, false, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_FAILED_PRECONDITION);
+    /* no kind, a value on a mutex, a bad name */
+    cr_assert_eq(s_declare("m", 0, 0, false, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_INVALID_ARGUMENT);
+    cr_assert_eq(s_declare("m", KIND(MUTEX), 2, false, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_INVALID_ARGUMENT);
+    cr_assert_eq(s_declare("", KIND(MUTEX), 0, false, 1000, &r), HOME_DONE);
+    cr_assert_eq(r.code, CAIRN_INVALID_ARGUMENT);
+    cr_assert_eq(home_count(H), 3, "gate, open, b");
+}
