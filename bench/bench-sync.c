@@ -27,6 +27,12 @@
  *       and unlocks; the other notes the time its lock returns. Hand-off =
  *       the difference (one clock: the namespaces share the host's
  *       CLOCK_MONOTONIC). Role a prints the line after N acquisitions.
+ *   raw latency|throughput ZMQ-ENDPOINT ...
+ *       the transport's floor for the two modes above: every "lock" and
+ *       every "unlock" is one 64-byte REQ/REP round trip to a `zmq-rtt
+ *       server` (one single-threaded REP socket, as syncd's loop is one
+ *       thread), from a context and socket kept by each client process --
+ *       what a call costs when nothing but ZeroMQ runs
  *
  * Exit codes as bench-lock.h: 0, 1 failure (message on stderr), 2 usage.
  */
@@ -45,6 +51,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <zmq.h>
 
 #include "bench-lock.h"
 #include "cairn/sync.h"
@@ -191,6 +199,75 @@ static const bench_locker_t s_syncd = {
     .unlock = s_unlock,
     .close = s_close,
     .describe = s_describe,
+};
+
+/* ---- raw: one ZeroMQ round trip per call -------------------------------- */
+
+#define RAW_SIZE 64
+#define RAW_TIMEOUT_MS 5000
+
+struct raw {
+    void *ctx, *sock;
+};
+
+static void s_raw_close(void *p)
+{
+    struct raw *k = p;
+    if (!k)
+        return;
+    if (k->sock)
+        zmq_close(k->sock);
+    if (k->ctx)
+        zmq_ctx_term(k->ctx);
+    free(k);
+}
+
+static void *s_raw_open(const char *endpoint, char *err)
+{
+    struct raw *k = calloc(1, sizeof(*k));
+    int linger = 0, timeout = RAW_TIMEOUT_MS;
+    if (!k || !(k->ctx = zmq_ctx_new()) || !(k->sock = zmq_socket(k->ctx, ZMQ_REQ)) ||
+        zmq_setsockopt(k->sock, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
+        zmq_setsockopt(k->sock, ZMQ_RCVTIMEO, &timeout, sizeof(timeout)) < 0 ||
+        zmq_connect(k->sock, endpoint) < 0) {
+        snprintf(err, BENCH_ERR_MAX, "%s: %s", endpoint, zmq_strerror(zmq_errno()));
+        s_raw_close(k);
+        return NULL;
+    }
+    return k;
+}
+
+static int s_raw_call(void *p, const char *name, char *err)
+{
+    struct raw *k = p;
+    char msg[RAW_SIZE] = { 0 }, buf[256];
+    snprintf(msg, sizeof(msg), "%s", name);
+    if (zmq_send(k->sock, msg, sizeof(msg), 0) < 0) {
+        snprintf(err, BENCH_ERR_MAX, "send: %s", zmq_strerror(zmq_errno()));
+        return -EIO;
+    }
+    int got = zmq_recv(k->sock, buf, sizeof(buf), 0);
+    if (got != RAW_SIZE) {
+        snprintf(err, BENCH_ERR_MAX, "receive: %s",
+                 got < 0 ? zmq_strerror(zmq_errno()) : "a reply of another size");
+        return -EIO;
+    }
+    return 0;
+}
+
+static const char *s_raw_describe(void *p)
+{
+    (void)p;
+    return "\"method\":\"one 64-byte REQ/REP round trip per call\"";
+}
+
+static const bench_locker_t s_raw = {
+    .name = "zmq",
+    .open = s_raw_open,
+    .lock = s_raw_call,
+    .unlock = s_raw_call,
+    .close = s_raw_close,
+    .describe = s_raw_describe,
 };
 
 /* ---- cached: the fast path against a pthread mutex ----------------------- */
@@ -483,5 +560,7 @@ int main(int argc, char **argv)
     }
     if (argc >= 3 && !strcmp(argv[1], "handoff"))
         return s_handoff(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "raw"))
+        return bench_lock_main(&s_raw, argc - 1, argv + 1);
     return bench_lock_main(&s_syncd, argc, argv);
 }

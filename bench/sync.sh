@@ -23,7 +23,9 @@
 #   handoff     release on node 1 or 2 -> the waiter on the other runs;
 #               / RTT/2 (one one-way message)
 #   throughput  P processes x L locks each, no contention, on node 1, homes
-#               node 1, no_cache and cached; Redis and etcd the same
+#               node 1, no_cache and cached; Redis and etcd the same; and
+#               the transport's ceiling: the same clients making each call
+#               one raw ZeroMQ REQ/REP round trip over ipc (bench-sync raw)
 #
 # Usage (root; from the source root, with a built tree):
 #   bench/sync.sh [--build DIR] [--nodes N] [--count PAIRS] [--seconds S]
@@ -233,6 +235,13 @@ TP=(--procs "$PROCS" --locks "$LOCKS" --seconds "$SECONDS_T")
 T_NOCACHE=$(throughput "throughput no_cache" "$SYNCD1" ns 1 "$B/bench-sync" throughput "$(ep 1)" "${TP[@]}" --no-cache --home 1) || exit 1
 T_CACHED=$(throughput "throughput cached" "$SYNCD1" ns 1 "$B/bench-sync" throughput "$(ep 1)" "${TP[@]}" --home 1) || exit 1
 T_REDIS=$(throughput "redis throughput" "$REDIS_PID" ns 1 "$B/bench-sync-redis" throughput "$A1:$RPORT" "${TP[@]}") || exit 1
+# The transport's ceiling for the throughput line: the same clients, each
+# call one REQ/REP round trip over ipc to one zmq-rtt server in node 1.
+ns 1 "$B/zmq-rtt" server "ipc://$CAIRN_RUN_BASE/raw.sock" >/dev/null 2>&1 &
+BG+=($!)
+sleep 0.1
+T_RAW=$(run "zmq throughput" ns 1 "$B/bench-sync" raw throughput "ipc://$CAIRN_RUN_BASE/raw.sock" "${TP[@]}") || exit 1
+kill "${BG[-1]}" 2>/dev/null; wait "${BG[-1]}" 2>/dev/null; unset 'BG[-1]'
 T_ETCD=$(throughput "etcd throughput" "$ETCD_PID" ns 1 "$B/bench-sync-etcd" throughput "$A1:$EPORT" "${TP[@]}") || exit 1
 
 jq -cn --argjson nodes "$NODES" --arg sec "$SECURITY" --argjson ncpu "$(nproc)" \
@@ -240,7 +249,7 @@ jq -cn --argjson nodes "$NODES" --arg sec "$SECURITY" --argjson ncpu "$(nproc)" 
     --argjson local "$LOCAL" --argjson rl "$R_LOCAL" --argjson rr "$R_REMOTE" \
     --argjson el "$E_LOCAL" --argjson er "$E_REMOTE" --argjson ho "$HANDOFF" \
     --argjson tn "$T_NOCACHE" --argjson tc "$T_CACHED" --argjson tr "$T_REDIS" \
-    --argjson te "$T_ETCD" --arg rv "$REDIS_VERSION" --arg ev "$ETCD_VERSION" \
+    --argjson te "$T_ETCD" --argjson traw "$T_RAW" --arg rv "$REDIS_VERSION" --arg ev "$ETCD_VERSION" \
     --argjson load "$(cut -d' ' -f1 /proc/loadavg)" '
   def r2: . * 100 | round / 100;
   def us(x): x / 1000;
@@ -280,6 +289,8 @@ jq -cn --argjson nodes "$NODES" --arg sec "$SECURITY" --argjson ncpu "$(nproc)" 
                          server_cores: $tr.server_cores, clients_cpu_s: $tr.clients_cpu_s},
                  etcd: {pairs_per_s: $te.pairs_per_s, calls_per_s: $te.calls_per_s,
                         server_cores: $te.server_cores, clients_cpu_s: $te.clients_cpu_s},
+                 zmq_ipc_reqrep: {calls_per_s: $traw.calls_per_s, clients_cpu_s: $traw.clients_cpu_s},
+                 no_cache_over_zmq: ($tn.calls_per_s / $traw.calls_per_s | r2),
                  no_cache_over_redis: ($tn.pairs_per_s / $tr.pairs_per_s | r2),
                  no_cache_over_etcd: ($tn.pairs_per_s / $te.pairs_per_s | r2)},
     versions: {redis: $rv, etcd: $ev}}) as $o |
