@@ -106,6 +106,10 @@ int home_cond_signal(home_t *h, const Cairn__Syncd__CondSignalRequest *req,
                      uint32_t uid, home_result_t *r);
 int home_destroy(home_t *h, const Cairn__Syncd__DestroyRequest *req,
                  uint32_t uid, home_result_t *r);
+/* Makes the object from req->spec if it does not exist (value as given),
+ * else checks it matches (kind; value when non-zero). HOME_DONE always. */
+int home_declare(home_t *h, const Cairn__Syncd__DeclareRequest *req,
+                 uint32_t uid, home_result_t *r);
 
 /* A waiter stops waiting (its timeout passed, its relay gave up): removed
  * without an answer. Returns true if it was waiting. */
