@@ -172,6 +172,7 @@ struct s_op {
     bool at_local_home;         /* queued in home.c with this as cookie */
     bool cache_ok;              /* the acquire may cache at this node */
     bool one_phase;             /* cond: a phase the client runs itself */
+    bool waited;                /* queued at our home at least once */
     bool timed_out;             /* cond: the wait timed out */
     bool prepared;              /* cond: PREPARE done */
     bool ready;                 /* a queued home answer waits in `queued` */
@@ -227,6 +228,8 @@ typedef struct s_ls {
     bool answered[VIEW_MAX_NODES];
     size_t n_asked;
     s_rep_t **replies;          /* owned peer replies */
+    Cairn__Syncd__ObjectInfo **own;  /* this node's objects (in chunks) */
+    size_t n_own;
     size_t n_replies, cap_replies;
     void **chunks;              /* local objects' memory */
     size_t n_chunks, cap_chunks;
@@ -1252,6 +1255,7 @@ static void s_op_dispatch(s_op_t *op)
         }
         if (k == HOME_QUEUED) {
             op->at_local_home = true;
+            op->waited = true;
             if (op->deadline != UINT64_MAX)
                 op->timer = cairn_loop_add_timer(cairn_service_loop(r->svc),
                                                  cairn_ms_left(op->deadline), 0,
@@ -1370,6 +1374,9 @@ static void s_acquire_result(s_op_t *op, const s_outcome_t *o)
     if (o->owner_died)
         cairn_log_info("owner-died", "name=%s pid=%d token=%" PRIu64, a->name,
                        op->pid, o->token);
+    else if (op->waited)    /* one line per grant after a wait at our home */
+        cairn_log_info("grant", "name=%s node=%u pid=%d token=%" PRIu64, a->name,
+                       r->self, op->pid, o->token);
     if (o->cached) {
         cairn_error_t err;
         int k = cache_install(r->cache, a->name, op->caller.uid, o->token,
@@ -1563,8 +1570,8 @@ static void s_hw_answer(s_hw_t *hw, const home_result_t *hr)
             a.home = r->self;
             reply.acquire_reply = &a;
             reply.msg_case = CAIRN__SYNCD__REPLY__MSG_ACQUIRE_REPLY;
-            if (hw->timer)  /* it waited: one line per grant after a wait */
-                cairn_log_info("grant", "node=%u pid=%d token=%" PRIu64 " owner_died=%d",
+            /* an hw is a waiter: one line per grant after a wait */
+            cairn_log_info("grant", "node=%u pid=%d token=%" PRIu64 " owner_died=%d",
                                hw->node, hw->pid, hr->token, hr->owner_died);
             break;
         case CAIRN__SYNCD__REQUEST__MSG_BARRIER:
@@ -2420,9 +2427,13 @@ int relay_handle_announce(relay_t *r, cairn_request_t *req)
             bad++;
             continue;
         }
-        if (home_import(r->home, from, st, &err) < 0) {
+        int k = home_import(r->home, from, st, &err);
+        if (k < 0) {
             bad++;
             cairn_log_warn(0, "announce", "from=%u name=%s msg=\"%s\", ignoring",
+                           from, st->name, err.message);
+        } else if (k == 1) {
+            cairn_log_warn(0, "announce-conflict", "from=%u name=%s msg=\"%s\"",
                            from, st->name, err.message);
         }
     }
@@ -2606,8 +2617,8 @@ static void s_announce_all(relay_t *r, s_group_t *g)
         if (m == r->self) {
             for (size_t k = 0; k < g->n[m]; k++) {
                 cairn_error_t err;
-                if (home_import(r->home, m, g->objs[m][k], &err) < 0)
-                    cairn_log_warn(0, "announce", "name=%s msg=\"%s\", ignoring",
+                if (home_import(r->home, m, g->objs[m][k], &err) != 0)
+                    cairn_log_warn(0, "announce", "name=%s msg=\"%s\"",
                                    g->objs[m][k]->name, err.message);
             }
             r->done_view[m] = r->view_id;
@@ -2875,7 +2886,7 @@ static int s_cmp_info(const void *x, const void *y)
 static void s_ls_finish(relay_t *r, s_ls_t *l)
 {
     s_arena_t a = { .chunks = l->chunks, .n = l->n_chunks, .cap = l->cap_chunks };
-    size_t total = 0, k = 0, nu = 0;
+    size_t total = l->n_own, k = 0, nu = 0;
     for (size_t i = 0; i < l->n_replies; i++)
         total += l->replies[i]->ls_reply ? l->replies[i]->ls_reply->n_objects : 0;
     s_rep_t reply = CAIRN__SYNCD__REPLY__INIT;
@@ -2889,6 +2900,8 @@ static void s_ls_finish(relay_t *r, s_ls_t *l)
         s_ls_free(r, l);
         return;
     }
+    for (size_t i = 0; i < l->n_own; i++)
+        v[k++] = l->own[i];
     for (size_t i = 0; i < l->n_replies; i++)
         for (size_t j = 0; l->replies[i]->ls_reply && j < l->replies[i]->ls_reply->n_objects; j++)
             v[k++] = l->replies[i]->ls_reply->objects[j];
@@ -2959,24 +2972,10 @@ int relay_handle_ls(relay_t *r, cairn_request_t *req)
     l->id = s_next_id(r);
     l->next = r->lss;
     r->lss = l;
-    /* this node's own objects first, as one more reply */
+    /* this node's own objects, kept in the ls's chunks */
     s_arena_t a = { 0 };
-    s_rep_t *own = calloc(1, sizeof(*own));
-    Cairn__Syncd__LsReply *olr = calloc(1, sizeof(*olr));
-    if (!own || !olr || CAIRN_GROW(l->replies, l->cap_replies, 1, 8) < 0) {
-        free(own);
-        free(olr);
-        s_ls_free(r, l);
-        return -ENOMEM;
-    }
-    cairn__syncd__reply__init(own);
-    cairn__syncd__ls_reply__init(olr);
-    own->ls_reply = olr;
-    own->msg_case = CAIRN__SYNCD__REPLY__MSG_LS_REPLY;
-    l->replies[l->n_replies++] = own;
-    /* the arena keeps the infos; the reply's free must not free them */
-    if (s_local_objects(r, uid, &olr->objects, &olr->n_objects, s_arena_alloc, &a) < 0)
-        olr->n_objects = 0;
+    if (s_local_objects(r, uid, &l->own, &l->n_own, s_arena_alloc, &a) < 0)
+        l->n_own = 0;
     l->chunks = a.chunks, l->n_chunks = a.n, l->cap_chunks = a.cap;
     l->deferred = cairn_request_defer(req);
     if (!l->deferred) {

@@ -62,6 +62,18 @@ expect_err() {
 
 jq_ok() { local in=$1; shift; [ -n "$in" ] && jq -e "$@" <<<"$in" >/dev/null; }
 
+# hold_bg K NAME FILE: sync-tool hold in the background, its JSON line in
+# FILE once held (5 s at most); HOLD_PID is the tool's own pid (st runs in
+# a subshell, whose $! is not the holder).
+hold_bg() {
+    local i
+    st "$1" hold "$2" >"$3" 2>&1 &
+    HOLD_PID=""
+    for i in $(seq 1 50); do grep -q held "$3" 2>/dev/null && break; sleep 0.1; done
+    HOLD_PID=$(jq -r '.pid // empty' "$3" 2>/dev/null)
+    [ -n "$HOLD_PID" ]
+}
+
 # serving K: node K's syncd grants a lock (quorum, homes ready).
 serving() { st "$1" lock "ready-$1-$RANDOM" --timeout 2000 >/dev/null 2>&1; }
 wait_serving() {
@@ -105,6 +117,7 @@ fi
 for k in 1 2 3 4; do
     t_check "node $k's syncd still serves after bad input" serving "$k"
 done
+echo "bad input done at $((SECONDS - t0)) s"
 
 # --- barrier, condvar, semaphore -------------------------------------------------
 G=25
@@ -138,14 +151,13 @@ wait
 max=$(sort -k3,3n "$W/track" | awk '{c += $1; if (c > m) m = c} END {print m + 0}')
 t_check "semaphore of 3: observed maximum is 3 ($max)" test "$max" -eq 3
 t_check "semaphore: every wait was posted ($(wc -l < "$W/track") lines)" test "$(wc -l < "$W/track")" -eq 80
+echo "primitives done at $((SECONDS - t0)) s"
 
 # --- owner died: kill -9 of a remote holder, then a cut link ----------------------
 st 2 declare od1 --kind mutex --no-cache >/dev/null || t_fail "declare od1 exit $?"
-st 2 hold od1 >"$W/hold.od1" 2>&1 &
-for i in $(seq 1 50); do grep -q held "$W/hold.od1" && break; sleep 0.1; done
-hp=$(jq -r '.pid' "$W/hold.od1" 2>/dev/null)
+hold_bg 2 od1 "$W/hold.od1"
 echo "od1 held: $(cat "$W/hold.od1")"
-kill -9 "$hp" 2>/dev/null || t_fail "no holder pid for od1"
+kill -9 "$HOLD_PID" 2>/dev/null || t_fail "no holder pid for od1"
 out=$(st 3 lock od1 --consistent --timeout 10000) || t_fail "lock od1 after kill exit $?"
 t_check "kill -9 of a holder: the next acquirer gets owner-died" jq_ok "$out" '.owner_died == 1'
 out=$(st 4 lock od1 --timeout 5000)
@@ -154,48 +166,53 @@ t_check "after consistent, the next grant is clean" jq_ok "$out" '.owner_died ==
 # a name whose home is not node 4, held by node 4, then node 4 cut off
 cut=""
 for i in $(seq 1 20); do
-    st 4 hold "cut-$i" >"$W/hold.cut" 2>&1 &
-    hpid=$!
-    for j in $(seq 1 50); do grep -q held "$W/hold.cut" && break; sleep 0.1; done
+    hold_bg 4 "cut-$i" "$W/hold.cut" || continue
     if jq -e '.home != 4 and .home > 0' "$W/hold.cut" >/dev/null 2>&1; then cut="cut-$i"; break; fi
-    kill -9 "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null
+    kill -9 "$HOLD_PID" 2>/dev/null
 done
 echo "cut name: $cut ($(cat "$W/hold.cut"))"
 if [ -n "$cut" ]; then
     ip link set "cv-$name-4" down || t_fail "link cv-$name-4 down"
     out=$(st 1 lock "$cut" --consistent --timeout 30000) || t_fail "lock $cut after the cut exit $?"
     t_check "a holder's node cut off: owner-died after detection" jq_ok "$out" '.owner_died == 1'
-    kill -9 "$hpid" 2>/dev/null
+    kill -9 "$HOLD_PID" 2>/dev/null
     ip link set "cv-$name-4" up || t_fail "link cv-$name-4 up"
     t_check "node 4 alive again after the link is back" t_wait_state 30 4 alive 1 2 3
 else
     t_fail "no name homed away from node 4 in 20 tries"
 fi
+echo "owner-died checks done at $((SECONDS - t0)) s"
 
 # --- the home killed during contention ---------------------------------------------
 # a name whose home is not node 1 (node 1 keeps contending)
 fo="" H=0
 for i in $(seq 1 20); do
-    out=$(st 1 hold "fo-$i" 2>&1 & p=$!; sleep 0.5; kill -9 $p 2>/dev/null)
-    H=$(jq -r '.home // 0' <<<"$out" 2>/dev/null)
+    hold_bg 1 "fo-$i" "$W/hold.fo" || continue
+    kill -9 "$HOLD_PID" 2>/dev/null
+    H=$(jq -r '.home // 0' "$W/hold.fo" 2>/dev/null)
     if [ "${H:-0}" -gt 1 ]; then fo="fo-$i"; break; fi
 done
 echo "failover name $fo, home $H"
 if [ -n "$fo" ]; then
     : > "$W/log"
-    N=30
+    N=40
     others=()
     for k in 1 2 3 4; do [ "$k" -ne "$H" ] && others+=("$k"); done
     for k in "${others[@]}"; do
         for j in 1 2; do
-            st "$k" lock "$fo" --count $N --hold 3 --log "$W/log" --consistent \
+            st "$k" lock "$fo" --count $N --hold 5 --log "$W/log" --consistent \
                 --timeout 60000 >"$W/fo.$k.$j" 2>&1 &
         done
     done
-    sleep 1
+    sleep 0.7
+    kill_ns=$(date +%s%N)
     kill -9 "$(pid_of "$H" syncd)" "$(pid_of "$H" clusterd)" 2>/dev/null ||
         t_fail "kill of node $H's syncd and clusterd"
     wait
+    before=$(awk -v k="$kill_ns" '$2 < k' "$W/log" | wc -l)
+    after=$(awk -v k="$kill_ns" '$2 > k' "$W/log" | wc -l)
+    echo "grants before the kill: $before, after: $after"
+    t_check "the kill came during the contention" test "$before" -gt 0 -a "$after" -gt 0
     bad=0
     for f in "$W"/fo.*; do jq -e ".count == $N" "$f" >/dev/null 2>&1 || { bad=1; echo "  $f: $(head -c 300 "$f")" >&2; }; done
     t_check "every contender got its $N grants across the failover" test "$bad" -eq 0
