@@ -48,6 +48,11 @@
  * word, WAIT, its own relock; the relay passes each phase to the home with
  * the Holder filled and answers it as it comes.
  *
+ * A home's revoke travels on another connection than its grant, so it can
+ * overtake the grant it revokes: a revoke of a mutex the cache does not
+ * have while an acquire of it with cache_ok is on its way is kept (early)
+ * until that acquire's answer, and applied to the grant once installed.
+ *
  * Membership changes (view.c's callback): dead members' holdings and waits
  * dropped (home_node_dead), objects no longer ours handed over
  * (authoritative announce), local holdings and caches whose home changed
@@ -205,6 +210,7 @@ typedef struct s_revoke {
     char *name;
     uint64_t grant;
     cairn_deferred_t *deferred; /* remote home's request; NULL: our home */
+    bool early;                 /* came before the grant it revokes */
 } s_revoke_t;
 
 /* A revoke our home asked of another node, sent or to be re-sent. */
@@ -571,6 +577,10 @@ static void s_op_unqueue(s_op_t *op)
     op->at_local_home = false;
 }
 
+static void s_early_revokes(relay_t *r, const char *name, uint64_t grant,
+                            bool none_left);
+static bool s_cache_op_pending(relay_t *r, const char *name, const s_op_t *except);
+
 static void s_op_free(s_op_t *op)
 {
     relay_t *r = op->r;
@@ -579,6 +589,10 @@ static void s_op_free(s_op_t *op)
             *pp = op->next;
             break;
         }
+    if (op->cache_ok && op->req && r->revokes &&
+        op->req->msg_case == CAIRN__SYNCD__REQUEST__MSG_ACQUIRE &&
+        !s_cache_op_pending(r, op->req->acquire->name, op))
+        s_early_revokes(r, op->req->acquire->name, 0, true);
     s_op_stop_timer(op);
     s_op_unqueue(op);
     if (op->deferred)
@@ -1105,7 +1119,7 @@ static void s_on_cache_revoked(void *userdata, const char *name, uint64_t grant,
     relay_t *r = userdata;
     for (s_revoke_t **pp = &r->revokes; *pp;) {
         s_revoke_t *w = *pp;
-        if (strcmp(w->name, name) != 0 || w->grant > grant) {
+        if (w->early || strcmp(w->name, name) != 0 || w->grant > grant) {
             pp = &w->next;
             continue;
         }
@@ -1125,6 +1139,67 @@ static void s_on_cache_revoked(void *userdata, const char *name, uint64_t grant,
         }
         cairn_log_info("revoked", "name=%s grant=%" PRIu64 " last_token=%" PRIu64
                        " owner_died=%d", name, w->grant, last_token, owner_died);
+        free(w->name);
+        free(w);
+    }
+}
+
+/* Whether an acquire of name that may come back cached is on its way
+ * (other than `except`). */
+static bool s_cache_op_pending(relay_t *r, const char *name, const s_op_t *except)
+{
+    for (s_op_t *op = r->ops; op; op = op->next)
+        if (op != except && op->cache_ok && !op->finished &&
+            op->req->msg_case == CAIRN__SYNCD__REQUEST__MSG_ACQUIRE &&
+            strcmp(op->req->acquire->name, name) == 0)
+            return true;
+    return false;
+}
+
+static void s_revoke_reply(relay_t *r, cairn_deferred_t *d, uint64_t last,
+                           bool died, bool nr)
+{
+    s_rep_t reply = CAIRN__SYNCD__REPLY__INIT;
+    Cairn__Syncd__RevokeReply rv = CAIRN__SYNCD__REVOKE_REPLY__INIT;
+    rv.last_token = last;
+    rv.owner_died = died;
+    rv.not_recoverable = nr;
+    reply.revoke_reply = &rv;
+    reply.msg_case = CAIRN__SYNCD__REPLY__MSG_REVOKE_REPLY;
+    cairn_deferred_reply(r->svc, d, &reply.base);
+}
+
+/* Early revokes of name: with `grant` installed now (0: none will be),
+ * applied; those whose grant did not come (all when grant is 0 and no
+ * acquire is left on its way) answered "not here". */
+static void s_early_revokes(relay_t *r, const char *name, uint64_t grant,
+                            bool none_left)
+{
+    for (s_revoke_t **pp = &r->revokes; *pp;) {
+        s_revoke_t *w = *pp;
+        uint64_t last = 0;
+        bool died = false, nr = false;
+        int k = -ENOENT;
+        if (!w->early || strcmp(w->name, name) != 0 ||
+            (w->grant != grant && !none_left)) {
+            pp = &w->next;
+            continue;
+        }
+        if (grant && w->grant == grant)
+            k = cache_revoke(r->cache, name, grant, &last, &died, &nr);
+        cairn_log_debug("revoke-early", "name=%s grant=%" PRIu64 " k=%d", name,
+                        w->grant, k);
+        if (k == 0) {           /* held: the cache's callback answers */
+            w->early = false;
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        s_revoke_reply(r, w->deferred, k == 1 ? last : 0, k == 1 && died,
+                       k == 1 && nr);
+        if (k == 1)
+            cairn_log_info("revoked", "name=%s grant=%" PRIu64 " last_token=%"
+                           PRIu64, name, w->grant, last);
         free(w->name);
         free(w);
     }
@@ -1384,6 +1459,7 @@ static void s_acquire_result(s_op_t *op, const s_outcome_t *o)
         if (k == 0) {
             snprintf(op->table, sizeof(op->table), "%s", op->slot.table);
             op->slot_set = true;
+            s_early_revokes(r, a->name, o->token, false);
             s_op_finish(op, o);
             return;
         }
@@ -1516,6 +1592,8 @@ static void s_release_async(relay_t *r, uint32_t home, const char *name,
     req.msg_case = CAIRN__SYNCD__REQUEST__MSG_RELEASE;
     if (now_home)
         home = now_home;
+    cairn_log_debug("release-forward", "name=%s home=%u pid=%d tid=%d mode=%d",
+                    name, home, h.pid, h.tid, mode);
     if (home == r->self) {
         home_result_t hr;
         home_release(r->home, &rl, as ? as->uid : 0, &hr);
@@ -2255,13 +2333,16 @@ int relay_handle_revoke(relay_t *r, cairn_request_t *req)
     if (!s_name_ok(rv->name, "revoke", &o))
         return s_fail(req, &o);
     int k = cache_revoke(r->cache, rv->name, rv->grant, &last, &died, &nr);
-    if (k == 0) {
+    cairn_log_debug("revoke-asked", "name=%s grant=%" PRIu64 " k=%d", rv->name,
+                    rv->grant, k);
+    if (k == 0 || (k == -ENOENT && s_cache_op_pending(r, rv->name, NULL))) {
         s_revoke_t *w = calloc(1, sizeof(*w));
         if (!w || !(w->name = strdup(rv->name))) {
             free(w);
             return -ENOMEM;
         }
         w->grant = rv->grant;
+        w->early = k != 0;
         w->deferred = cairn_request_defer(req);
         if (!w->deferred) {
             free(w->name);
@@ -2493,6 +2574,12 @@ static void s_group_add(s_group_t *g, uint32_t node, Cairn__Syncd__ObjectState *
 {
     if (!node || node > VIEW_MAX_NODES || !st)
         return;
+    cairn_log_debug("announce-object", "to=%u name=%s holders=%zu holder_pid=%d "
+                    "last_token=%" PRIu64 " cached_at=%u grant=%" PRIu64
+                    " authoritative=%d", node, st->name, st->n_holders,
+                    st->n_holders ? st->holders[0]->holder->pid : 0,
+                    st->last_token, st->cached_at, st->cache_grant,
+                    st->authoritative);
     if (CAIRN_GROW(g->objs[node], g->cap[node], g->n[node] + 1, 8) == 0)
         g->objs[node][g->n[node]++] = st;
 }
