@@ -756,11 +756,17 @@ static int s_op_handler_end(s_op_t *op, cairn_request_t *req)
     op->inline_req = NULL;
     if (op->finished) {
         int ret;
+        s_rep_t *reply = (s_rep_t *)cairn_request_reply(req);
         if (op->out.code != CAIRN_OK)
             ret = s_fail(req, &op->out);
         else
-            ret = s_op_fill_reply(op, (s_rep_t *)cairn_request_reply(req),
-                                  s_req_alloc, req) < 0 ? -ENOMEM : CAIRN_REPLY_NOW;
+            ret = s_op_fill_reply(op, reply, s_req_alloc, req) < 0 ? -ENOMEM
+                                                                   : CAIRN_REPLY_NOW;
+        /* the reply is sent after op is gone: its table path goes along */
+        if (ret == CAIRN_REPLY_NOW && op->slot_set &&
+            reply->msg_case == CAIRN__SYNCD__REPLY__MSG_ACQUIRE_REPLY &&
+            !(reply->acquire_reply->table = cairn_request_strdup(req, op->table)))
+            ret = -ENOMEM;
         s_op_free(op);
         return ret;
     }
