@@ -3161,6 +3161,10 @@ void relay_stop(relay_t *r)
     }
     if (r->cache)
         cache_drop_all(r->cache);
+    /* the skeleton ends the zmq context after this returns: every socket
+     * of ours (the peers' DEALERs, the view's SUB) must be closed by then */
+    r->peers = cairn_peers_free(r->peers);
+    r->view = view_free(r->view);
 }
 
 relay_t *relay_free(relay_t *r)

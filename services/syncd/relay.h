@@ -30,8 +30,9 @@ relay_t *relay_free(relay_t *r);
 
 /* From ops->ready: starts following clusterd. 0 or -errno. */
 int relay_start(relay_t *r);
-/* From ops->stop: answers every waiting request UNAVAILABLE and drops
- * the node cache. */
+/* From ops->stop: answers every waiting request UNAVAILABLE, drops the
+ * node cache and closes every socket of ours (the skeleton ends the zmq
+ * context next). */
 void relay_stop(relay_t *r);
 
 int relay_handle_acquire(relay_t *r, cairn_request_t *req);
