@@ -162,7 +162,9 @@ struct s_op {
     s_op_t *next;               /* relay's list */
     relay_t *r;
     uint64_t attempt;           /* id of the current attempt (0: none) */
-    s_req_t *req;               /* owned copy, Holder filled */
+    s_req_t *req;               /* Holder filled: borrowed from the handler
+                                 * until it defers, then an owned copy */
+    bool req_owned;             /* req is ours to free */
     cairn_caller_t caller;      /* the local process */
     int32_t pid, tid;
     uint64_t tag;
@@ -598,7 +600,7 @@ static void s_op_free(s_op_t *op)
     if (op->deferred)
         cairn_deferred_fail(r->svc, op->deferred, CAIRN_UNAVAILABLE,
                             "syncd dropped the request");
-    if (op->req)
+    if (op->req && op->req_owned)
         cairn__syncd__request__free_unpacked(op->req, NULL);
     if (op->passthrough)
         protobuf_c_message_free_unpacked(&op->passthrough->base, NULL);
@@ -614,11 +616,9 @@ static s_op_t *s_op_new(relay_t *r, cairn_request_t *req, const s_req_t *copy_of
         return NULL;
     op->cookie = COOKIE_OP;
     op->r = r;
-    op->req = s_req_copy(copy_of);
-    if (!op->req) {
-        free(op);
-        return NULL;
-    }
+    /* most requests are answered inside their handler (a local home, an
+     * error): the copy is made only when the op outlives it */
+    op->req = (s_req_t *)copy_of;
     op->caller = *cairn_request_caller(req);
     op->pid = op->caller.pid;
     op->tid = tid;
@@ -629,6 +629,17 @@ static s_op_t *s_op_new(relay_t *r, cairn_request_t *req, const s_req_t *copy_of
     r->ops = op;
     return op;
 }
+
+/* Storage for the request of a step (built from op->req). */
+typedef struct s_step_req {
+    s_req_t req;
+    Cairn__Syncd__AcquireRequest acquire;
+    Cairn__Syncd__ReleaseRequest release;
+    Cairn__Syncd__CondWaitRequest cond;
+    Cairn__Syncd__Spec spec;
+    Cairn__Syncd__Holder holder;
+} s_step_req_t;
+static const char *s_step_build(const s_op_t *op, s_step_req_t *s);
 
 /* Fills reply (storage from alloc) with what op's client gets. */
 static int s_op_fill_reply(const s_op_t *op, s_rep_t *reply,
@@ -770,25 +781,25 @@ static int s_op_handler_end(s_op_t *op, cairn_request_t *req)
         s_op_free(op);
         return ret;
     }
-    op->deferred = cairn_request_defer(req);
+    s_req_t *own = s_req_copy(op->req);
+    op->deferred = own ? cairn_request_defer(req) : NULL;
     if (!op->deferred) {
+        if (own)
+            cairn__syncd__request__free_unpacked(own, NULL);
         s_op_free(op);
         return -ENOMEM;
+    }
+    op->req = own;
+    op->req_owned = true;
+    if (op->target) {   /* it pointed into the handler's request */
+        s_step_req_t scratch;
+        op->target = s_step_build(op, &scratch);
     }
     return CAIRN_REPLY_DEFERRED;
 }
 
 /* ---- one step's request ------------------------------------------------ */
 
-/* Storage for the request of a step (built from op->req). */
-typedef struct s_step_req {
-    s_req_t req;
-    Cairn__Syncd__AcquireRequest acquire;
-    Cairn__Syncd__ReleaseRequest release;
-    Cairn__Syncd__CondWaitRequest cond;
-    Cairn__Syncd__Spec spec;
-    Cairn__Syncd__Holder holder;
-} s_step_req_t;
 
 /* The request op's current step sends, and the name it is about. */
 static const char *s_step_build(const s_op_t *op, s_step_req_t *s)
