@@ -209,13 +209,13 @@ static int s_lock_args(int argc, char **argv, s_lock_args_t *ret,
 
     while (dash < argc && strcmp(argv[dash], "--") != 0)
         dash++;
-    r = s_name_arg("lock", cli_lock_options, dash, argv, &a, err);
-    if (r < 0)
-        return r;
-    if (dash == argc)
+    if (dash == argc && argc > 0)   /* `lock x cmd`: say what is missing */
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "lock: the command "
                                "to run goes after '--' (cairn lock NAME -- "
                                "CMD [ARGS...])");
+    r = s_name_arg("lock", cli_lock_options, dash, argv, &a, err);
+    if (r < 0)
+        return r;
     if (dash + 1 == argc || !*argv[dash + 1])
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "lock: no command "
                                "after '--'");
