@@ -128,13 +128,19 @@ static int64_t s_wait_ms(const cli_ctx *ctx)
 /* A failure of libcairn, made fit for cli_exit_code: a code set whatever
  * the library left, and a timeout that exits as one (3) even when a
  * daemon's Status said it. */
-static int s_sync_error(int r, cairn_error_t *err)
+static int s_sync_error(int r, const char *what, const char *name,
+                        cairn_error_t *err)
 {
+    char message[CAIRN_ERROR_MESSAGE_MAX];
+
     if (err->code == CAIRN_OK)
         cairn_error_set(err, r, r == -ETIMEDOUT ? CAIRN_TIMEOUT
                                 : r == -ENOMEM  ? CAIRN_SYSTEM
                                                 : CAIRN_INTERNAL,
                         "syncd: %s", strerror(-r));
+    /* libcairn's messages say what happened, not to which object */
+    snprintf(message, sizeof message, "%s", err->message);
+    cairn_error_set(err, r, err->code, "%s '%s': %s", what, name, message);
     return err->code == CAIRN_TIMEOUT ? -ETIMEDOUT : r;
 }
 
@@ -180,7 +186,7 @@ static int s_declare(cairn_sync_t *s, const char *name,
     if (!spec->shared && !spec->no_cache)
         return 0;
     r = cairn_sync_declare(s, name, spec, err);
-    return r < 0 ? s_sync_error(r, err) : 0;
+    return r < 0 ? s_sync_error(r, "declare", name, err) : 0;
 }
 
 /* ---- cairn lock -------------------------------------------------------- */
@@ -392,7 +398,7 @@ static int s_take(const cli_ctx *ctx, const s_lock_args_t *la,
     s = cairn_sync_open(t.endpoint, err);
     cli_target_clear(&t);
     if (!s)
-        return s_sync_error(-ENOTCONN, err);
+        return s_sync_error(-ENOTCONN, "lock", la->name, err);
     r = s_declare(s, la->name, &la->spec, err);
     if (r == 0) {
         r = cairn_mutex_lock(s, la->name,
@@ -402,7 +408,7 @@ static int s_take(const cli_ctx *ctx, const s_lock_args_t *la,
             cairn_error_clear(err);
             r = 0;
         } else if (r < 0)
-            r = s_sync_error(r, err);
+            r = s_sync_error(r, "lock", la->name, err);
     }
     if (r < 0) {
         cairn_sync_close(s);
@@ -429,7 +435,7 @@ static int s_give_back(cairn_sync_t *s, const s_lock_args_t *la,
         r = cairn_mutex_consistent(s, la->name, err);
     if (r == 0)
         r = cairn_mutex_unlock(s, la->name, err);
-    return r < 0 ? s_sync_error(r, err) : 0;
+    return r < 0 ? s_sync_error(r, "unlock", la->name, err) : 0;
 }
 
 /* Sends the grant to the waiting command and waits for it. Its exit code,
@@ -516,8 +522,8 @@ int cli_cmd_lock(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
 /* ---- cairn barrier ----------------------------------------------------- */
 
 /* Opens a session with this node's syncd (what waits must be its caller). */
-static int s_open(const cli_ctx *ctx, const char *what, cairn_sync_t **ret,
-                  json_t **ret_by, cairn_error_t *err)
+static int s_open(const cli_ctx *ctx, const char *what, const char *name,
+                  cairn_sync_t **ret, json_t **ret_by, cairn_error_t *err)
 {
     cli_target_t t = { 0 };
     cairn_sync_t *s;
@@ -529,7 +535,7 @@ static int s_open(const cli_ctx *ctx, const char *what, cairn_sync_t **ret,
     *ret_by = s ? cli_target_node_json(&t) : NULL;
     cli_target_clear(&t);
     if (!s)
-        return s_sync_error(-ENOTCONN, err);
+        return s_sync_error(-ENOTCONN, what, name, err);
     if (!*ret_by) {
         cairn_sync_close(s);
         return cli_oom(err);
@@ -558,7 +564,7 @@ int cli_cmd_barrier(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                              a.values[O_BARRIER_PARTIES], 1, UINT32_MAX,
                              &parties, err);
     if (r == 0)
-        r = s_open(ctx, "barrier", &s, &by, err);
+        r = s_open(ctx, "barrier", a.pos[0], &s, &by, err);
     if (r < 0)
         return r;
     spec.value = (uint32_t)parties;
@@ -567,7 +573,7 @@ int cli_cmd_barrier(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     if (r == 0) {
         r = cairn_barrier_wait(s, a.pos[0], (uint32_t)parties, s_wait_ms(ctx),
                                &generation, err);
-        r = r < 0 ? s_sync_error(r, err) : r;
+        r = r < 0 ? s_sync_error(r, "barrier", a.pos[0], err) : r;
     }
     cairn_sync_close(s);
     if (r < 0)
@@ -591,13 +597,13 @@ int cli_cmd_sync_destroy(cli_ctx *ctx, int argc, char **argv,
 
     r = s_name_arg("sync destroy", cli_no_options, argc, argv, &a, err);
     if (r == 0)
-        r = s_open(ctx, "sync destroy", &s, &by, err);
+        r = s_open(ctx, "sync destroy", a.pos[0], &s, &by, err);
     if (r < 0)
         return r;
     r = cairn_sync_destroy(s, a.pos[0], err);
     cairn_sync_close(s);
     if (r < 0)
-        return s_sync_error(r, err);
+        return s_sync_error(r, "sync destroy", a.pos[0], err);
     *ret_result = json_pack("{s:s, s:b, s:O}", "name", a.pos[0], "destroyed",
                             1, "answered_by", by);
     return *ret_result ? 0 : cli_oom(err);
