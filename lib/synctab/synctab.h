@@ -134,6 +134,15 @@ void synctab_assign(synctab_t *t, uint32_t i, uint64_t name_hash,
  * behalf; the process then puts it on its robust list): parked -> tid. */
 void synctab_grant_to(synctab_t *t, uint32_t i, int32_t tid);
 
+/* Takes a free word of a cached slot for thread tid of process pid (syncd
+ * answers a process's acquire on its behalf; the process then adopts it):
+ * 0 or OWNER_DIED -> tid, *token = grant + ++seq, *owner_died when the
+ * last holder died (the slot becomes INCONSISTENT). SYNCTAB_TAKEN,
+ * SYNCTAB_GO_SLOW (parked, not cached, at SEQ_MAX), -EBUSY (held),
+ * -EDEADLK (tid holds it already). */
+int synctab_grant_free(synctab_t *t, uint32_t i, int32_t pid, int32_t tid,
+                       uint64_t *token, bool *owner_died);
+
 /* Parked -> 0: free for the fast path. */
 void synctab_unpark(synctab_t *t, uint32_t i);
 

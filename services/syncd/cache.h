@@ -39,7 +39,14 @@ typedef void (*cache_revoked_fn)(void *userdata, const char *name,
  * caller owns the result. */
 cache_t *cache_new(cairn_service_t *svc, cache_revoked_fn fn, void *userdata,
                    cairn_error_t *err);
-/* Unmaps and removes every table. NULL-safe; returns NULL. */
+/* The same with its parts given: the loop for the re-check timer (NULL:
+ * none; revokes then finish only through cache_slot_released and
+ * cache_process_exit), the tables' directory, this node's id. What
+ * cache_new calls; the unit test builds a cache without a service. */
+cache_t *cache_new_in(cairn_loop_t *loop, const char *dir, uint32_t node,
+                      cache_revoked_fn fn, void *userdata, cairn_error_t *err);
+/* Parks every word (held ones at their unlock), unmaps and removes every
+ * table. NULL-safe; returns NULL. */
 cache_t *cache_free(cache_t *c);
 
 /* Whether a mutex of uid may be cached here now: the robust layout is

@@ -22,7 +22,17 @@
  *    requester's node (cached_at, cache_grant); any other request for it
  *    queues and makes the home ask that node to give it back (revoke); the
  *    node answers with the last token it handed out and whether its last
- *    holder died;
+ *    holder died. It is granted cached only when the requester's uid is
+ *    the object's owner uid and the object is not shared (the node's
+ *    tables are per user). A trylock (timeout 0) of a cached mutex asks
+ *    for it back and answers BUSY;
+ *  - a release (MODE_LOCK) of a cached mutex sent by the caching node
+ *    (holder.node == cached_at) gives the cache back unused (the relay
+ *    could not install it): the mutex is free and served onward, its last
+ *    token stays; from any other node it is "not the holder";
+ *  - tag 0 is no retry identity: only a non-zero (holder, tag) already
+ *    waiting re-binds (the new cookie replaces the old, HOME_QUEUED) or
+ *    already granted gets the same grant again (HOME_DONE);
  *  - a holder that dies (home_gone, home_node_dead) leaves a mutex
  *    owner-died: the next grant says so, and the mutex stays inconsistent
  *    until its holder calls consistent; unlocked inconsistent, it is not
@@ -106,6 +116,10 @@ int home_cond_signal(home_t *h, const Cairn__Syncd__CondSignalRequest *req,
                      uint32_t uid, home_result_t *r);
 int home_destroy(home_t *h, const Cairn__Syncd__DestroyRequest *req,
                  uint32_t uid, home_result_t *r);
+/* Makes the object from req->spec if it does not exist (value as given),
+ * else checks it matches (kind; value when non-zero). HOME_DONE always. */
+int home_declare(home_t *h, const Cairn__Syncd__DeclareRequest *req,
+                 uint32_t uid, home_result_t *r);
 
 /* A waiter stops waiting (its timeout passed, its relay gave up): removed
  * without an answer. Returns true if it was waiting. */
@@ -127,7 +141,8 @@ void home_node_dead(home_t *h, uint32_t node);
 
 /* Fills info (already initialised) for `name` with memory from alloc(ctx,
  * size) (zeroed, freed by the caller's arena). false: no such object.
- * home_id is what info->home says. */
+ * info->home is this node; info->name and info->state point at the home's
+ * own storage (valid until the next home_* call). */
 typedef void *(*home_alloc_fn)(void *ctx, size_t size);
 bool home_show(home_t *h, const char *name, Cairn__Syncd__ObjectInfo *info,
                home_alloc_fn alloc, void *ctx);
@@ -150,7 +165,11 @@ int home_hand_over(home_t *h, home_keep_fn keep, void *keep_ctx,
                    home_alloc_fn alloc, void *ctx);
 /* What a relay (or the old home) announced of an object this node is now
  * home of: merged in (holders added, last token raised, authoritative
- * values taken). from: the sender's node. */
+ * values taken). from: the sender's node. 0: merged; 1: merged, but two
+ * claims conflicted (two holders of a mutex, a cache and a holder): the
+ * one with the higher token is kept, the object marked owner-died, and
+ * err says which (the caller logs it); -EINVAL: a malformed state, nothing
+ * changed (err says why); -ENOMEM. */
 int home_import(home_t *h, uint32_t from,
                 const Cairn__Syncd__ObjectState *st, cairn_error_t *err);
 /* While recovering (a view change made this node home of objects whose

@@ -14,8 +14,10 @@
  * a member's death moves only the names it was home of, and every node
  * that sees the same members picks the same home.
  *
- * Quorum: the alive members are more than half of the known ones (alive,
- * suspect and dead; not left or removed). Without quorum this node homes
+ * Only members whose appliance runs syncd count (a node without syncd is
+ * nobody's home). Quorum: the alive members are more than half of the
+ * known ones (alive, suspect, dead, and members not heard from yet -- a
+ * node booting alone is no quorum; not left or removed). Without quorum this node homes
  * nothing and relays nothing (UNAVAILABLE "no quorum: A of K members
  * alive"): an isolated node must not grant what the majority's side may
  * grant too.
@@ -30,18 +32,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clusterd.pb-c.h"
 #include "service.h"
 
 #define VIEW_MAX_NODES 255
 
 typedef struct view view_t;
 
-/* Called (from the loop) after the alive set changed; old and now are the
- * view ids before and after. */
+/* Called (from the loop) when the view became known, the alive set
+ * changed, or quorum came or went; old and now are the view ids before
+ * and after (equal when only quorum changed). */
 typedef void (*view_changed_fn)(void *userdata, uint64_t old_view,
                                 uint64_t new_view);
 
-/* NULL on ENOMEM. Nothing is connected before view_start. */
+/* NULL on ENOMEM. Nothing is connected before view_start. svc may be
+ * NULL (tests: view_apply_nodes only). */
 view_t *view_new(cairn_service_t *svc, view_changed_fn fn, void *userdata);
 view_t *view_free(view_t *v);   /* NULL-safe; returns NULL */
 
@@ -67,6 +72,13 @@ size_t view_known_count(const view_t *v);
 uint32_t view_home(const view_t *v, const char *name);
 /* The home among an explicit member list (tests, the bench). */
 uint32_t view_home_among(const char *name, const uint32_t *ids, size_t n);
+/* The view id of a sorted list of alive ids; 0 for none. */
+uint64_t view_id_of(const uint32_t *sorted_ids, size_t n);
+/* Takes clusterd's whole member list (what view_start's asks do with each
+ * reply; tests call it on a view made with svc NULL, where every member
+ * counts as running syncd). Calls the changed callback when the view
+ * becomes known, its id changes, or quorum comes or goes. */
+void view_apply_nodes(view_t *v, const Cairn__Clusterd__NodesReply *rep);
 /* tcp://address:port of syncd on node (from the description), or NULL. */
 const char *view_endpoint(view_t *v, uint32_t node);
 
