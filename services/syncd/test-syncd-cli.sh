@@ -37,7 +37,9 @@ trap '"$CAIRN" cluster down --name "$name" >/dev/null 2>&1; t_cleanup' EXIT
 W="$T_TMP/work"
 mkdir -p "$W"
 
-# on K CMD...: CMD inside node K's network namespace.
+# on K CMD...: CMD inside node K's network namespace. (ip netns exec execs
+# CMD in place: `ip netns exec NS cairn ... &` gives $! = cairn's pid, which
+# `on ... &`, a subshell, would not.)
 on() { local k=$1; shift; ip netns exec "cairn-$name-$k" "$@"; }
 
 # jq_ok JSON ARGS...: jq -e ARGS on JSON, which must not be empty.
@@ -54,7 +56,7 @@ wait_for() {
 }
 
 # show_ok NAME FILTER: `sync show NAME` matches the jq FILTER.
-show_ok() { jq_ok "$("$CAIRN" sync show "$1" 2>/dev/null)" "$2"; }
+show_ok() { local n=$1; shift; jq_ok "$("$CAIRN" sync show "$n" 2>/dev/null)" "$@"; }
 
 # syncd_pids: "node pid" of every node's syncd, from cluster status.
 syncd_pids() {
@@ -178,7 +180,7 @@ t_check "the command keeps an fd its caller opened (3)" test "$out" = "fd three"
 
 # node 2 holds "held"; the holder is the parent of the command.
 rm -f "$W/holder.pid" "$W/ran"
-on 2 "$CAIRN" --node 2 lock held --no-cache -- sh -c "echo \$PPID \$CAIRN_LOCK_TOKEN > $W/holder.pid; sleep 4" &
+ip netns exec "cairn-$name-2" "$CAIRN" --node 2 lock held --no-cache -- sh -c "echo \$PPID \$CAIRN_LOCK_TOKEN > $W/holder.pid; sleep 4" &
 lockbg=$!
 t_check "node 2 holds 'held'" wait_for 10 test -s "$W/holder.pid"
 read -r holder holder_token < "$W/holder.pid"
@@ -195,7 +197,7 @@ t_check "lock --try while another holds it: busy, exit 1" \
 t_check "... and the command did not run" test ! -e "$W/ran"
 
 # a process of node 3 waits for it
-on 3 "$CAIRN" --node 3 lock held -- true &
+ip netns exec "cairn-$name-3" "$CAIRN" --node 3 lock held -- true &
 waiter=$!
 t_check "sync show: node 3's waiter queued" wait_for 5 show_ok held '(.waiters | length) == 1'
 sh=$("$CAIRN" sync show held)
@@ -232,7 +234,7 @@ t_check "then nobody holds or waits" show_ok held '(.holders | length) == 0 and 
 # ---- owner died -------------------------------------------------------------
 
 rm -f "$W/od.pid"
-on 2 "$CAIRN" --node 2 lock od -- sh -c "echo \$\$ > $W/od.pid; exec sleep 30" &
+ip netns exec "cairn-$name-2" "$CAIRN" --node 2 lock od -- sh -c "echo \$\$ > $W/od.pid; exec sleep 30" &
 odbg=$!
 t_check "node 2 holds 'od'" wait_for 10 test -s "$W/od.pid"
 cmdpid=$(cat "$W/od.pid")
