@@ -36,6 +36,9 @@ unset CAIRN_NODE CAIRN_CONFIG CAIRN_LOCK_TOKEN CAIRN_LOCK_OWNER_DIED
 trap '"$CAIRN" cluster down --name "$name" >/dev/null 2>&1; t_cleanup' EXIT
 W="$T_TMP/work"
 mkdir -p "$W"
+# Locks that should be granted soon get a deadline anyway, so that a lock
+# never granted is a failure of this test, not a hang until meson kills it.
+WAIT=(--timeout 30000)
 
 # on K CMD...: CMD inside node K's network namespace. (ip netns exec execs
 # CMD in place: `ip netns exec NS cairn ... &` gives $! = cairn's pid, which
@@ -99,7 +102,7 @@ contend() {
     for k in 1 2 3 4; do
         (
             for ((i = 0; i < rounds; i++)); do
-                on "$k" "$CAIRN" --node "$k" lock "$lock" "$@" -- "$W/incr.sh" "$file" \
+                on "$k" "$CAIRN" --node "$k" "${WAIT[@]}" lock "$lock" "$@" -- "$W/incr.sh" "$file" \
                     2>>"$file.err" || echo "node $k round $i exit $?" >> "$file.fail"
             done
         ) &
@@ -149,33 +152,33 @@ wait
 echo "info: without the lock, 20 increments gave $(cat "$W/race")"
 
 # A lock only node 1 uses stays cached there once released.
-"$CAIRN" --node 1 lock solo -- true
-"$CAIRN" --node 1 lock solo -- true
+"$CAIRN" --node 1 "${WAIT[@]}" lock solo -- true
+"$CAIRN" --node 1 "${WAIT[@]}" lock solo -- true
 t_check "a lock only node 1 used is cached at node 1" show_ok solo \
     '.cached_at == 1 and .kind == "mutex" and (.holders | length) == 0'
 
 # ---- exit status, timeout, --try, --print-token ---------------------------
 
-"$CAIRN" --node 2 lock st -- sh -c 'exit 7'
+"$CAIRN" --node 2 "${WAIT[@]}" lock st -- sh -c 'exit 7'
 t_check "lock exits with the command's status (7)" test $? -eq 7
-"$CAIRN" --node 2 lock st -- sh -c 'kill -TERM $$'
+"$CAIRN" --node 2 "${WAIT[@]}" lock st -- sh -c 'kill -TERM $$'
 t_check "lock exits 128+15 when the command dies of SIGTERM" test $? -eq 143
-out=$("$CAIRN" --node 2 lock st -- "$W/no-such-command" 2>"$W/err"); rc=$?
+out=$("$CAIRN" --node 2 "${WAIT[@]}" lock st -- "$W/no-such-command" 2>"$W/err"); rc=$?
 t_check "a command that does not exist: exit 127, not-found error, nothing on stdout" \
     eval '[ $rc -eq 127 ] && [ -z "$out" ] && jq -e ".error.code == \"not-found\" and (.error.message | test(\"no-such-command\"))" "$W/err" >/dev/null'
 t_check "... and the lock was given back" show_ok st '.state != "held" and (.holders | length) == 0'
-out=$("$CAIRN" --node 3 lock st -- sh -c 'echo "name=$CAIRN_LOCK_NAME token=$CAIRN_LOCK_TOKEN died=${CAIRN_LOCK_OWNER_DIED:-no}"')
+out=$("$CAIRN" --node 3 "${WAIT[@]}" lock st -- sh -c 'echo "name=$CAIRN_LOCK_NAME token=$CAIRN_LOCK_TOKEN died=${CAIRN_LOCK_OWNER_DIED:-no}"')
 t_check "the command sees CAIRN_LOCK_NAME and CAIRN_LOCK_TOKEN, no owner-died" \
     eval '[[ $out =~ ^name=st\ token=[0-9]{10,}\ died=no$ ]]'
-out=$("$CAIRN" --node 3 lock st --print-token -- sh -c 'echo "$CAIRN_LOCK_TOKEN"')
+out=$("$CAIRN" --node 3 "${WAIT[@]}" lock st --print-token -- sh -c 'echo "$CAIRN_LOCK_TOKEN"')
 tok_line=$(head -n1 <<<"$out"); tok_env=$(sed -n 2p <<<"$out")
 t_check "--print-token: one JSON line with the grant, then the command's output" \
     jq_ok "$tok_line" --arg t "$tok_env" '.name == "st" and .token == $t and .owner_died == false and (.home | . >= 1 and . <= 4) and (.cached | type) == "boolean"'
-"$CAIRN" --node 2 lock st -- sh -c 'exit 0' </dev/null
+"$CAIRN" --node 2 "${WAIT[@]}" lock st -- sh -c 'exit 0' </dev/null
 t_check "stdin and an exit 0 pass through" test $? -eq 0
-out=$(echo piped | "$CAIRN" --node 2 lock st -- cat)
+out=$(echo piped | "$CAIRN" --node 2 "${WAIT[@]}" lock st -- cat)
 t_check "the command reads lock's stdin" test "$out" = piped
-out=$("$CAIRN" --node 2 lock st -- sh -c 'cat <&3' 3<<<"fd three")
+out=$("$CAIRN" --node 2 "${WAIT[@]}" lock st -- sh -c 'cat <&3' 3<<<"fd three")
 t_check "the command keeps an fd its caller opened (3)" test "$out" = "fd three"
 
 # node 2 holds "held"; the holder is the parent of the command.
@@ -197,7 +200,7 @@ t_check "lock --try while another holds it: busy, exit 1" \
 t_check "... and the command did not run" test ! -e "$W/ran"
 
 # a process of node 3 waits for it
-ip netns exec "cairn-$name-3" "$CAIRN" --node 3 lock held -- true &
+ip netns exec "cairn-$name-3" "$CAIRN" --node 3 "${WAIT[@]}" lock held -- true &
 waiter=$!
 t_check "sync show: node 3's waiter queued" wait_for 5 show_ok held '(.waiters | length) == 1'
 sh=$("$CAIRN" sync show held)
@@ -325,6 +328,6 @@ for id in 1 2 3 4; do
     t_check "syncd of node $id still answers" eval "\"$CAIRN\" --node $id sync ls >/dev/null"
 done
 t_check "no syncd restarted (same pids)" test "$(syncd_pids)" = "$pids_before"
-t_check "a lock still works after all that" "$CAIRN" --node 3 lock counter -- true
+t_check "a lock still works after all that" "$CAIRN" --node 3 "${WAIT[@]}" lock counter -- true
 
 t_done
