@@ -27,9 +27,11 @@
  *
  * Owner died. A grant that says the previous holder died runs the command
  * with CAIRN_LOCK_OWNER_DIED=1: it is the one to repair what the lock
- * protects. If it exits 0 the mutex is marked consistent before the unlock;
- * otherwise it is unlocked inconsistent, which makes it not recoverable
- * (POSIX robust mutexes) until `cairn sync destroy NAME`.
+ * protects. If it exits 0 the mutex is marked consistent before the unlock.
+ * Otherwise lock exits without unlocking: a failed repair is a repairer
+ * that died, so the next holder is told owner-died in turn -- rather than
+ * unlock it inconsistent, which would make it not recoverable (POSIX
+ * robust mutexes) until `cairn sync destroy NAME`.
  *
  * Fencing tokens are printed as decimal strings: they are above 2^53, where
  * JSON readers that use doubles (jq 1.6, JavaScript) would round them.
@@ -37,7 +39,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
