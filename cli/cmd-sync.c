@@ -671,9 +671,9 @@ static const char *s_mode_name(Cairn__Syncd__Mode m)
     }
 }
 
-/* A string for JSON: as it is when it is UTF-8, else with each byte that
- * is not replaced by U+FFFD (names made through the C API are not checked
- * by this CLI). */
+/* A string for JSON: as it is when it is UTF-8, else with every non-ASCII
+ * byte replaced by U+FFFD (a name made through the C API need not be
+ * UTF-8, and jansson takes only UTF-8). */
 static json_t *s_json_text(const char *s)
 {
     json_t *j = json_string(s ? s : "");
