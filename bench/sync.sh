@@ -118,6 +118,9 @@ run() {
     echo "$out"
 }
 
+# The machine is shared: its load before the bench starts (at the end the
+# 1-minute average mostly counts the bench's own throughput clients).
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 UP=$("$CAIRN" cluster up --nodes "$NODES" --cpus "$(nproc)" --name "$NAME" \
      --security "$SECURITY") || die cluster "cluster up failed"
 UP_DONE=1
@@ -257,12 +260,12 @@ jq -cn --argjson nodes "$NODES" --arg sec "$SECURITY" --argjson ncpu "$(nproc)" 
     --argjson el "$E_LOCAL" --argjson er "$E_REMOTE" --argjson ho "$HANDOFF" \
     --argjson tn "$T_NOCACHE" --argjson tc "$T_CACHED" --argjson tcf "$T_CACHED_FIT" --argjson tr "$T_REDIS" \
     --argjson te "$T_ETCD" --argjson traw "$T_RAW" --arg rv "$REDIS_VERSION" --arg ev "$ETCD_VERSION" \
-    --argjson load "$(cut -d' ' -f1 /proc/loadavg)" '
+    --argjson load "$LOAD_BEFORE" '
   def r2: . * 100 | round / 100;
   def us(x): x / 1000;
   ($rtt.median_us) as $rtt_us |
   ($cached.ns_per_pair / 1000) as $c_us |
-  ({bench: "sync", nodes: $nodes, security: $sec, cpus: $ncpu, loadavg_1m: $load,
+  ({bench: "sync", nodes: $nodes, security: $sec, cpus: $ncpu, loadavg_1m_before: $load,
     baseline_zmq_rtt_us: {median: $rtt.median_us, p99: $rtt.p99_us, min: $rtt.min_us,
                           from: "node 2", to: "node 1", curve: ($sec == "curve")},
     baseline_zmq_ipc_rtt_us: {median: $ipc.median_us, p99: $ipc.p99_us, min: $ipc.min_us},
