@@ -674,6 +674,22 @@ static int s_run(cairn_client_t *c, const s_call_t *call,
                            c->last_attempts);
 }
 
+/* Fills what a call is about (type, a new request id, its deadline) for
+ * call->req, and makes the context. */
+static int s_call_start(cairn_client_t *c, s_call_t *call, cairn_error_t *err)
+{
+    call->type = cairn_wire_oneof_case(call->req);
+    if (call->type == 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "request to %s has no message set", c->service);
+    int r = s_ensure_context(c, err);
+    if (r < 0)
+        return r;
+    call->request_id = cairn_wire_new_request_id();
+    call->end_ms = cairn_now_ms() + (uint64_t)c->timeout_ms;
+    return 0;
+}
+
 int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
                       const ProtobufCMessageDescriptor *reply_desc,
                       ProtobufCMessage **ret_reply, cairn_error_t *err)
@@ -686,15 +702,9 @@ int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "cairn_client_call: missing argument");
     c->last_attempts = 0;
-    call.type = cairn_wire_oneof_case(req);
-    if (call.type == 0)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "request to %s has no message set", c->service);
-    r = s_ensure_context(c, err);
+    r = s_call_start(c, &call, err);
     if (r < 0)
         return r;
-    call.request_id = cairn_wire_new_request_id();
-    call.end_ms = cairn_now_ms() + (uint64_t)c->timeout_ms;
     r = s_run(c, &call, &reply, err);
     if (r < 0)
         return r;
@@ -717,15 +727,9 @@ int cairn_client_send(cairn_client_t *c, const ProtobufCMessage *req,
     if (!c || !req)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "cairn_client_send: missing argument");
-    call.type = cairn_wire_oneof_case(req);
-    if (call.type == 0)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "request to %s has no message set", c->service);
-    r = s_ensure_context(c, err);
+    r = s_call_start(c, &call, err);
     if (r < 0)
         return r;
-    call.request_id = cairn_wire_new_request_id();
-    call.end_ms = cairn_now_ms() + (uint64_t)c->timeout_ms;
     r = s_take_socket(c, &sock, &mon, err);
     if (r < 0)
         return r;
