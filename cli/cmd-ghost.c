@@ -81,7 +81,6 @@ static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
     int64_t start = (int64_t)cairn_now_ms(), left;
     ProtobufCMessage *reply = NULL;
     cli_target_t t = { 0 };
-    cairn_client_t *c = NULL;
     int r;
 
     /* the pid and the directory are this host's: never another host's ghostd */
@@ -92,21 +91,9 @@ static int s_call(const cli_ctx *ctx, int timeout_ms, const char *what,
                             "passed before the request to ghostd was sent",
                             timeout_ms);
     if (r == 0)
-        r = cli_target_client(ctx, &t, "ghostd", (int)left, &c, err);
-    if (r == 0)
-        r = cairn_client_call(c, req, &cairn__ghostd__reply__descriptor,
-                              &reply, err);
-    if (r == 0 && ((Cairn__Ghostd__Reply *)reply)->msg_case != expect) {
-        protobuf_c_message_free_unpacked(reply, NULL);
-        r = cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR, "ghostd at %s "
-                            "answered %s with another message", t.endpoint,
-                            what);
-    }
-    if (r == 0 && !(*ret_answered_by = cli_target_node_json(&t))) {
-        protobuf_c_message_free_unpacked(reply, NULL);
-        r = cli_oom(err);
-    }
-    cairn_client_free(c);
+        r = cli_target_call(ctx, &t, "ghostd", (int)left, req,
+                            &cairn__ghostd__reply__descriptor, expect, what,
+                            &reply, ret_answered_by, err);
     cli_target_clear(&t);
     if (r < 0)
         return r;

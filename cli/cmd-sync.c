@@ -621,26 +621,13 @@ static int s_call(const cli_ctx *ctx, const ProtobufCMessage *req,
 {
     ProtobufCMessage *reply = NULL;
     cli_target_t t = { 0 };
-    cairn_client_t *c = NULL;
     int r;
 
     r = cli_target_resolve(ctx, "syncd", &t, err);
     if (r == 0)
-        r = cli_target_client(ctx, &t, "syncd", ctx->timeout_ms, &c, err);
-    if (r == 0)
-        r = cairn_client_call(c, req, &cairn__syncd__reply__descriptor,
-                              &reply, err);
-    if (r == 0 && ((Cairn__Syncd__Reply *)reply)->msg_case != expect) {
-        protobuf_c_message_free_unpacked(reply, NULL);
-        r = cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR, "syncd at %s "
-                            "answered %s with another message", t.endpoint,
-                            what);
-    }
-    if (r == 0 && !(*ret_by = cli_target_node_json(&t))) {
-        protobuf_c_message_free_unpacked(reply, NULL);
-        r = cli_oom(err);
-    }
-    cairn_client_free(c);
+        r = cli_target_call(ctx, &t, "syncd", ctx->timeout_ms, req,
+                            &cairn__syncd__reply__descriptor, expect, what,
+                            &reply, ret_by, err);
     cli_target_clear(&t);
     if (r < 0)
         return r;

@@ -40,6 +40,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cairn/wire.h"
 #include "target.h"
 
 #define S_PROBE_MAX_MS 250   /* longest the tcp probe may wait */
@@ -710,4 +711,35 @@ void cli_target_clear(cli_target_t *t)
     free(t->pub_endpoint);
     explicit_bzero(&t->own, sizeof t->own);   /* a secret key */
     memset(t, 0, sizeof *t);
+}
+
+int cli_target_call(const cli_ctx *ctx, const cli_target_t *t,
+                    const char *service, int timeout_ms,
+                    const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *reply_desc,
+                    uint32_t expect, const char *what, ProtobufCMessage **ret,
+                    json_t **ret_by, cairn_error_t *err)
+{
+    ProtobufCMessage *reply = NULL;
+    cairn_client_t *c = NULL;
+    int r;
+
+    r = cli_target_client(ctx, t, service, timeout_ms, &c, err);
+    if (r == 0)
+        r = cairn_client_call(c, req, reply_desc, &reply, err);
+    if (r == 0 && cairn_wire_oneof_case(reply) != expect) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+        r = cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR, "%s at %s "
+                            "answered %s with another message", service,
+                            t->endpoint, what);
+    }
+    if (r == 0 && !(*ret_by = cli_target_node_json(t))) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+        r = cli_oom(err);
+    }
+    cairn_client_free(c);
+    if (r < 0)
+        return r;
+    *ret = reply;
+    return 0;
 }

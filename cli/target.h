@@ -91,6 +91,19 @@ int cli_target_resolve_other(const cli_ctx *ctx, const char *service,
 int cli_target_resolve_here(const cli_ctx *ctx, const char *service,
                             cli_target_t *ret, cairn_error_t *err);
 
+/* Sends req to `service` at t (a client of cli_target_client, with
+ * timeout_ms) and checks that the Reply (of reply_desc) is of oneof case
+ * `expect` -- `what` names the request in the error. On success *ret is
+ * the Reply (caller frees: protobuf_c_message_free_unpacked) and *ret_by
+ * the answering node (cli_target_node_json; caller owns). The one request
+ * path of the commands that ask a daemon once. */
+int cli_target_call(const cli_ctx *ctx, const cli_target_t *t,
+                    const char *service, int timeout_ms,
+                    const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *reply_desc,
+                    uint32_t expect, const char *what, ProtobufCMessage **ret,
+                    json_t **ret_by, cairn_error_t *err);
+
 /* The client's secret key file: --key, else $CAIRN_KEY; NULL for neither
  * (then the description's node key files are tried). */
 const char *cli_target_key_path(const cli_ctx *ctx);
