@@ -2506,6 +2506,7 @@ static void s_arena_clear(s_arena_t *a)
 /* ---- announcements and recovery -------------------------------------------- */
 
 static void s_check_recovered(relay_t *r);
+static void s_reannounce(relay_t *r, uint32_t node);
 
 int relay_handle_announce(relay_t *r, cairn_request_t *req)
 {
@@ -2536,7 +2537,11 @@ int relay_handle_announce(relay_t *r, cairn_request_t *req)
         }
     }
     if (an->done && from <= VIEW_MAX_NODES) {
+        bool again = from != r->self && an->view == r->view_id &&
+                     r->done_view[from] == an->view && view_alive(r->view, from);
         r->done_view[from] = an->view;
+        if (again)
+            s_reannounce(r, from);
         s_check_recovered(r);
     }
     if (bad && bad == an->n_objects)
@@ -2713,6 +2718,25 @@ static void s_on_announce_reply(void *userdata, uint32_t node, int code,
         protobuf_c_message_free_unpacked(reply, NULL);
 }
 
+/* Sends member m the objects g holds for it, and done for our view. */
+static void s_send_announce(relay_t *r, uint32_t m, const s_group_t *g)
+{
+    s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
+    Cairn__Syncd__AnnounceRequest an = CAIRN__SYNCD__ANNOUNCE_REQUEST__INIT;
+    const char *ep = view_endpoint(r->view, m);
+
+    an.view = r->view_id;
+    an.objects = g->objs[m];
+    an.n_objects = g->n[m];
+    an.done = true;
+    req.announce = &an;
+    req.msg_case = CAIRN__SYNCD__REQUEST__MSG_ANNOUNCE;
+    if (!ep || cairn_peers_call(r->peers, m, ep, &req.base, CALL_MS,
+                                s_on_announce_reply, NULL) < 0)
+        cairn_log_warn(0, "announce", "node=%u msg=\"cannot send\", its "
+                       "recovery ends by timeout", m);
+}
+
 /* Sends each alive member what it is now home of, and done. */
 static void s_announce_all(relay_t *r, s_group_t *g)
 {
@@ -2728,19 +2752,38 @@ static void s_announce_all(relay_t *r, s_group_t *g)
             r->done_view[m] = r->view_id;
             continue;
         }
-        s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
-        Cairn__Syncd__AnnounceRequest an = CAIRN__SYNCD__ANNOUNCE_REQUEST__INIT;
-        const char *ep = view_endpoint(r->view, m);
-        an.view = r->view_id;
-        an.objects = g->objs[m];
-        an.n_objects = g->n[m];
-        an.done = true;
-        req.announce = &an;
-        req.msg_case = CAIRN__SYNCD__REQUEST__MSG_ANNOUNCE;
-        if (!ep || cairn_peers_call(r->peers, m, ep, &req.base, CALL_MS,
-                                    s_on_announce_reply, NULL) < 0)
-            cairn_log_warn(0, "announce", "node=%u msg=\"cannot send\", its "
-                           "recovery ends by timeout", m);
+        s_send_announce(r, m, g);
+    }
+}
+
+/* A member that said done for our view twice restarted (its syncd, not
+ * its node: the view did not change) and lost its objects' state: what
+ * we hold of objects it is home of, and done, go to it again, and our
+ * waits there are sent again. */
+static void s_reannounce(relay_t *r, uint32_t node)
+{
+    s_group_t *g = calloc(1, sizeof(*g));
+    s_arena_t a = { 0 };
+
+    if (!g)
+        return;
+    for (s_proc_t *p = r->procs; p; p = p->next)
+        for (s_hold_t *h = p->holds; h; h = h->next)
+            if (view_home(r->view, h->name) == node)
+                s_group_add(g, node, s_state_of_hold(r, p, h, &a));
+    s_cache_ctx_t cc = { r, g, &a };
+    cache_each(r->cache, s_announce_cache, &cc);
+    cairn_log_info("reannounce", "node=%u objects=%zu msg=\"it said done for "
+                   "this view again: restarted\"", node, g->n[node]);
+    s_send_announce(r, node, g);
+    s_group_free(g);
+    free(g);
+    s_arena_clear(&a);
+    for (s_op_t *op = r->ops, *next; op; op = next) {
+        next = op->next;
+        if (!op->finished && !op->at_local_home && op->timer <= 0 &&
+            op->home == node && op->target)
+            s_op_dispatch(op);
     }
 }
 
