@@ -66,6 +66,22 @@ static const cli_command_t s_commands[] = {
       NULL },
     { "checkpoint", "PID", "freeze process PID into an image (killed after, unless --leave-running)", cli_checkpoint_options, cli_cmd_checkpoint, NULL, cli_table_object },
     { "restart", "DIR", "bring the process checkpointed in DIR back to life", cli_restart_options, cli_cmd_restart, NULL, cli_table_object },
+    { "lock", "NAME -- CMD [ARGS...]", "run CMD while holding the cluster "
+      "mutex NAME (a cluster-wide flock): waits for it (--timeout MS, else "
+      "as long as it takes), exits with CMD's status", cli_lock_options,
+      NULL, cli_cmd_lock, NULL },
+    { "barrier", "NAME", "wait at the cluster barrier NAME until --parties N "
+      "callers arrived; one of each generation is the serial one",
+      cli_barrier_options, cli_cmd_barrier, NULL, cli_table_object },
+    { "sync ls", "", "every lock, semaphore, barrier and condition variable "
+      "of the cluster the caller may see: home, state, holders, waiters",
+      cli_sync_ls_options, cli_cmd_sync_ls, NULL, cli_table_sync_ls },
+    { "sync show", "NAME", "one syncd object in full: home, holders with "
+      "node and pid, waiters in order, token, cache, value", cli_no_options,
+      cli_cmd_sync_show, NULL, cli_table_sync_show },
+    { "sync destroy", "NAME", "remove a syncd object nobody holds or waits "
+      "on (its owner or root)", cli_no_options, cli_cmd_sync_destroy, NULL,
+      cli_table_object },
     { "batch", "", "read JSON commands from stdin, one per line; answer one "
       "JSON line each", cli_no_options, NULL, cli_cmd_batch, NULL },
     { "help", "[WORDS]", "this list, as JSON; with the words of a command, "

@@ -163,4 +163,21 @@ int cli_cmd_cluster_down(cli_ctx *ctx, int argc, char **argv,
 int cli_cmd_cluster_status(cli_ctx *ctx, int argc, char **argv,
                            json_t **ret_result, cairn_error_t *err);
 
+/* cmd-sync.c: syncd's locks, barriers and objects. */
+extern const cairn_option_t cli_lock_options[];
+extern const cairn_option_t cli_barrier_options[];
+extern const cairn_option_t cli_sync_ls_options[];
+int cli_cmd_lock(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
+                 cairn_error_t *err);
+int cli_cmd_barrier(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                    cairn_error_t *err);
+int cli_cmd_sync_ls(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                    cairn_error_t *err);
+int cli_cmd_sync_show(cli_ctx *ctx, int argc, char **argv,
+                      json_t **ret_result, cairn_error_t *err);
+int cli_cmd_sync_destroy(cli_ctx *ctx, int argc, char **argv,
+                         json_t **ret_result, cairn_error_t *err);
+int cli_table_sync_ls(FILE *out, const json_t *result);
+int cli_table_sync_show(FILE *out, const json_t *result);
+
 #endif

@@ -182,6 +182,32 @@ static int s_grid_print(FILE *out, const s_grid_t *g)
     return fflush(out) == EOF || ferror(out) ? -(errno ? errno : EIO) : 0;
 }
 
+int cli_table_rows(FILE *out, const json_t *rows)
+{
+    _cleanup_json_ json_t *cells = json_array();
+    s_grid_t g = { .rows = cells, .cols = json_array_size(json_array_get(rows, 0)) };
+    json_t *row, *v;
+    size_t i, c;
+
+    if (!cells || !json_is_array(rows) || g.cols == 0 || g.cols > 16)
+        return -EINVAL;
+    json_array_foreach(rows, i, row) {
+        char *text[16] = { NULL };
+        int r = 0;
+
+        json_array_foreach(row, c, v)
+            if (c < g.cols && !(text[c] = s_cell_text(v)))
+                r = -ENOMEM;
+        if (r == 0)
+            r = s_grid_add(&g, (const char *const *)text);
+        for (c = 0; c < 16; c++)
+            free(text[c]);
+        if (r < 0)
+            return r;
+    }
+    return s_grid_print(out, &g);
+}
+
 /* Adds one KEY VALUE row per scalar of obj, prefixing nested keys. */
 static int s_grid_add_object(s_grid_t *g, const char *prefix,
                              const json_t *obj)

@@ -53,6 +53,9 @@ int cli_exit_code(int r, const cairn_error_t *err);
 /* An object as two columns, KEY and VALUE; nested objects flatten to dotted
  * keys, arrays of scalars join with ",". */
 int cli_table_object(FILE *out, const json_t *result);
+/* rows: an array of arrays of scalars (the first one the header, at most
+ * 16 columns), printed as padded columns (null as "-"). */
+int cli_table_rows(FILE *out, const json_t *rows);
 /* `cairn nodes`: one row per node, "*" in front of the asked node. */
 int cli_table_nodes(FILE *out, const json_t *result);
 /* `cairn keys list`: one row per key, its state on this host. */

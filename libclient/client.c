@@ -2,14 +2,23 @@
  *
  * Design (zguide ch. 4, "lazy pirate"). A client holds its endpoint, its
  * service name, its settings and one zmq context, created on the first call
- * and terminated in cairn_client_free(). Each attempt of a call opens a
- * fresh DEALER (ZMQ_LINGER 0, ZMQ_IMMEDIATE off, so the request is queued
- * until the connection is up), sends [Header][Request] and polls for the
- * answer. When the attempt's time is up the socket is closed -- dropping
- * whatever it still queued -- and a new one resends the *same* request id,
- * which the server answers from its reply cache. Replies that are not ours
- * (another request id, or not marked is_reply) are dropped and the wait goes
- * on within the same attempt.
+ * and terminated in cairn_client_free(). An attempt sends [Header][Request]
+ * on a DEALER (ZMQ_LINGER 0, ZMQ_IMMEDIATE off, so the request is queued
+ * until the connection is up) and polls for the answer. When the attempt's
+ * time is up the socket is closed -- dropping whatever it still queued --
+ * and a new one resends the *same* request id, which the server answers
+ * from its reply cache. Replies that are not ours (another request id, or
+ * not marked is_reply) are dropped and the wait goes on within the same
+ * attempt.
+ *
+ * Kept connection. The socket of an attempt that got its reply is kept for
+ * the next call: a fresh socket costs a connection, a handshake and some
+ * hundred system calls, more than the request itself on a local service.
+ * Each socket has a monitor watching for the end of its connection
+ * (ZMQ_EVENT_DISCONNECTED): a kept socket whose server went away is
+ * closed and the call starts afresh (an ipc endpoint probed again, below),
+ * and a disconnection while an attempt waits ends that attempt at once --
+ * a server that died does not hold the caller until the deadline.
  *
  * Time: the total deadline is split into 1 + retries attempts of
  * total / (1 + retries) ms (at least 1 ms); the last attempt runs to the
@@ -66,6 +75,9 @@ struct cairn_client {
     bool curve;            /* connect as a CURVE client (below) */
     char server_key[CAIRN_KEY_LEN + 1];  /* the server's public key */
     cairn_keypair_t own;   /* this client's keypair */
+    void *kept;            /* the last answered attempt's socket, reused by
+                            * the next call; NULL if none */
+    void *kept_mon;        /* its monitor (s_watch), NULL if none */
 };
 
 /* What one call is about: fixed across its attempts. */
@@ -79,6 +91,11 @@ typedef struct s_call {
 
 /* An attempt's socket is closed on every way out (LINGER 0: at once). */
 CAIRN_DEFINE_CLEANUP(s_zmq_closep, void *, zmq_close)
+
+static void s_unkeep(cairn_client_t *c);
+
+/* Attempts made again because their connection ended, at most. */
+#define S_MAX_RESETS 3
 
 static bool s_has_prefix(const char *s, const char *prefix)
 {
@@ -123,7 +140,9 @@ cairn_client_t *cairn_client_free(cairn_client_t *c)
 {
     if (!c)
         return NULL;
-    /* Every socket is closed when a call returns, so this does not block. */
+    /* Every other socket is closed when a call returns, and LINGER is 0,
+     * so this does not block. */
+    s_unkeep(c);
     if (c->zctx)
         zmq_ctx_term(c->zctx);
     free(c->endpoint);
@@ -305,17 +324,21 @@ static int s_ensure_context(cairn_client_t *c, cairn_error_t *err)
     return c->zctx ? 0 : s_zmq_error(err, "zmq_ctx_new");
 }
 
-/* A CURVE client's attempt watches its own handshake: a server that
- * refuses our key says so (ZAP 400, libzmq's HANDSHAKE_FAILED_AUTH), and
- * waiting out the deadline would only hide it. Attached before the
- * connect, so no event is missed. NULL (no watch) on any failure. */
-static void *s_watch_handshake(cairn_client_t *c, void *sock)
+/* Every socket has a monitor: the end of its connection
+ * (ZMQ_EVENT_DISCONNECTED: the server went away, the kept socket is stale)
+ * and, for a CURVE client, its own handshake: a server that refuses our
+ * key says so (ZAP 400, libzmq's HANDSHAKE_FAILED_AUTH), and waiting out
+ * the deadline would only hide it. Attached before the connect, so no
+ * event is missed. NULL (no watch) on any failure. */
+static void *s_watch(cairn_client_t *c, void *sock)
 {
-    static const int events = ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    int events = ZMQ_EVENT_DISCONNECTED;
     char ep[64];
     void *mon;
 
-    snprintf(ep, sizeof ep, "inproc://cairn-client-handshake-%p", sock);
+    if (c->curve)
+        events |= ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    snprintf(ep, sizeof ep, "inproc://cairn-client-monitor-%p", sock);
     if (zmq_socket_monitor(sock, ep, events) < 0)
         return NULL;
     mon = zmq_socket(c->zctx, ZMQ_PAIR);
@@ -327,55 +350,130 @@ static void *s_watch_handshake(cairn_client_t *c, void *sock)
     return NULL;
 }
 
-static int s_refused_key(const cairn_client_t *c, void *mon, cairn_error_t *err)
+/* Stops a monitor and closes it; NULL-safe. */
+static void s_unwatch(void *sock, void *mon)
 {
-    char fp[CAIRN_KEY_FINGERPRINT_LEN + 1];
-    cairn_frames_t f = { 0 };
-
-    /* [event:u16 value:u32][endpoint]: only AUTH failures are watched */
-    if (cairn_wire_recv(mon, &f, ZMQ_DONTWAIT) < 0)
-        return 0;
-    cairn_frames_free(&f);
-    cairn_key_fingerprint(c->own.public_key, fp);
-    return cairn_error_set(err, -EACCES, CAIRN_PERMISSION_DENIED,
-                           "%s at %s refused this client's CURVE key (%s): "
-                           "it admits only the keys of its cluster's nodes",
-                           c->service, c->endpoint, fp);
+    if (!mon)
+        return;
+    zmq_socket_monitor(sock, NULL, 0);
+    zmq_close(mon);
 }
 
-/* Opens one attempt's DEALER, connected to the endpoint; as a CURVE
- * client, *ret_mon watches its handshake (NULL if it cannot). */
+/* Closes the kept socket, if any. */
+static void s_unkeep(cairn_client_t *c)
+{
+    if (!c->kept)
+        return;
+    s_unwatch(c->kept, c->kept_mon);
+    zmq_close(c->kept);
+    c->kept = c->kept_mon = NULL;
+}
+
+/* Reads the monitor's pending events: -EACCES (err set) when the server
+ * refused our CURVE key, -ECONNRESET when the connection ended, 0 when
+ * nothing happened. */
+static int s_monitor_event(const cairn_client_t *c, void *mon,
+                           cairn_error_t *err)
+{
+    char fp[CAIRN_KEY_FINGERPRINT_LEN + 1];
+    int r = 0;
+
+    for (;;) {
+        cairn_frames_t f = { 0 };
+        uint16_t event = 0;
+
+        /* [event:u16 value:u32][endpoint] */
+        if (!mon || cairn_wire_recv(mon, &f, ZMQ_DONTWAIT) < 0)
+            return r;
+        if (f.n >= 1 && cairn_frames_size(&f, 0) >= sizeof(event))
+            memcpy(&event, cairn_frames_data(&f, 0), sizeof(event));
+        cairn_frames_free(&f);
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            cairn_key_fingerprint(c->own.public_key, fp);
+            return cairn_error_set(err, -EACCES, CAIRN_PERMISSION_DENIED,
+                                   "%s at %s refused this client's CURVE key "
+                                   "(%s): it admits only the keys of its "
+                                   "cluster's nodes", c->service, c->endpoint,
+                                   fp);
+        }
+        if (event == ZMQ_EVENT_DISCONNECTED)
+            r = -ECONNRESET;
+    }
+}
+
+/* Opens a DEALER connected to the endpoint, with its monitor in *ret_mon
+ * (NULL if it cannot have one). An ipc endpoint is probed first, so a
+ * service that is not running fails at once (see the design note). */
 static int s_open_socket(cairn_client_t *c, void **ret_sock, void **ret_mon,
                          cairn_error_t *err)
 {
-    _cleanup_(s_zmq_closep) void *sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    _cleanup_(s_zmq_closep) void *sock = NULL;
     int linger = 0, immediate = 0;
 
+    /* ipc only: see the design note on tcp */
+    if (s_has_prefix(c->endpoint, "ipc://")) {
+        int r = cairn_endpoint_probe(c->endpoint, c->service, 0, err);
+        if (r < 0)
+            return r;
+    }
+    sock = zmq_socket(c->zctx, ZMQ_DEALER);
     if (!sock)
         return s_zmq_error(err, "zmq_socket");
     if (c->curve && cairn_curve_client(sock, c->server_key, &c->own, err) < 0)
         return -EINVAL;
-    if (c->curve)
-        *ret_mon = s_watch_handshake(c, sock);
+    *ret_mon = s_watch(c, sock);
     if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
         zmq_setsockopt(sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate) < 0 ||
-        zmq_connect(sock, c->endpoint) < 0)
-        return cairn_error_set(err, errno ? -errno : -EIO, CAIRN_UNAVAILABLE,
+        zmq_connect(sock, c->endpoint) < 0) {
+        int e = errno ? errno : EIO;
+        s_unwatch(sock, *ret_mon);
+        *ret_mon = NULL;
+        return cairn_error_set(err, -e, CAIRN_UNAVAILABLE,
                                "cannot connect to %s at %s: %s", c->service,
-                               c->endpoint, zmq_strerror(errno));
+                               c->endpoint, zmq_strerror(e));
+    }
     *ret_sock = TAKE_PTR(sock);
     return 0;
 }
 
+/* The socket for the next request: the kept one while its connection
+ * lasts, else a new one. The caller owns *ret_sock and *ret_mon. */
+static int s_take_socket(cairn_client_t *c, void **ret_sock, void **ret_mon,
+                         cairn_error_t *err)
+{
+    if (c->kept && s_monitor_event(c, c->kept_mon, NULL) == 0) {
+        *ret_sock = c->kept;
+        *ret_mon = c->kept_mon;
+        c->kept = c->kept_mon = NULL;
+        return 0;
+    }
+    s_unkeep(c);
+    *ret_mon = NULL;
+    return s_open_socket(c, ret_sock, ret_mon, err);
+}
+
+/* Keeps sock (and its monitor) for the next request, or closes them. */
+static void s_give_socket(cairn_client_t *c, void *sock, void *mon, bool keep)
+{
+    if (keep && !c->kept) {
+        c->kept = sock;
+        c->kept_mon = mon;
+        return;
+    }
+    s_unwatch(sock, mon);
+    zmq_close(sock);
+}
+
 /* Sends [Header][Request]. A full pipe (-EAGAIN) is not an error: the
  * attempt then just waits out its time and the next one resends. */
-static int s_send_request(const cairn_client_t *c, void *sock,
-                          const s_call_t *call, cairn_error_t *err)
+/* Sends call's [Header][Request] without blocking: 0 or -errno (-EAGAIN
+ * when the pipe is full). */
+static int s_send_frames(const cairn_client_t *c, void *sock,
+                         const s_call_t *call)
 {
     Cairn__Header hdr = CAIRN__HEADER__INIT;
     Cairn__User user = CAIRN__USER__INIT;
     uint64_t left = cairn_ms_left(call->end_ms);
-    int r;
 
     hdr.version = CAIRN_WIRE_VERSION;
     hdr.request_id = call->request_id;
@@ -388,7 +486,13 @@ static int s_send_request(const cairn_client_t *c, void *sock,
     user.uid = (uint32_t)getuid();
     user.gid = (uint32_t)getgid();
     hdr.user = &user;
-    r = cairn_wire_send(sock, &hdr, call->req, ZMQ_DONTWAIT);
+    return cairn_wire_send(sock, &hdr, call->req, ZMQ_DONTWAIT);
+}
+
+static int s_send_request(const cairn_client_t *c, void *sock,
+                          const s_call_t *call, cairn_error_t *err)
+{
+    int r = s_send_frames(c, sock, call);
     if (r == -EAGAIN)
         return 0;
     if (r == -EMSGSIZE)
@@ -437,8 +541,9 @@ static int s_take_reply(const cairn_frames_t *f, const s_call_t *call,
 }
 
 /* Waits on sock until our reply arrives (0) or attempt_end passes
- * (-ETIMEDOUT); other negative values are errors that end the call. mon,
- * when not NULL, is s_watch_handshake's. */
+ * (-ETIMEDOUT); -ECONNRESET when the connection ended meanwhile (the
+ * attempt is over at once); other negative values are errors that end the
+ * call. mon, when not NULL, is s_watch's. */
 static int s_wait_reply(const cairn_client_t *c, void *sock, void *mon,
                         const s_call_t *call, uint64_t attempt_end,
                         ProtobufCMessage **ret_reply, cairn_error_t *err)
@@ -454,44 +559,46 @@ static int s_wait_reply(const cairn_client_t *c, void *sock, void *mon,
         r = zmq_poll(items, mon ? 2 : 1, (long)left);
         if (r < 0 && errno != EINTR)
             return s_zmq_error(err, "zmq_poll");
-        if (r > 0 && mon && (items[1].revents & ZMQ_POLLIN) &&
-            (r = s_refused_key(c, mon, err)) < 0)
+        if (r <= 0)
+            continue;
+        if (items[0].revents & ZMQ_POLLIN) {
+            r = cairn_wire_recv(sock, &frames, ZMQ_DONTWAIT);
+            if (r == -EAGAIN || r == -EINTR)
+                continue;
+            if (r < 0)
+                return cairn_error_set(err, r, CAIRN_SYSTEM, "receive: %s",
+                                       strerror(-r));
+            r = s_take_reply(&frames, call, ret_reply, err);
+            cairn_frames_free(&frames);
+            if (r != 0)
+                return r < 0 ? r : 0;
+        }
+        /* the reply first: a server that answers and then goes away
+         * (clusterd's leave) has answered */
+        if (mon && (items[1].revents & ZMQ_POLLIN) &&
+            (r = s_monitor_event(c, mon, err)) < 0)
             return r;
-        if (r <= 0 || !(items[0].revents & ZMQ_POLLIN))
-            continue;
-        r = cairn_wire_recv(sock, &frames, ZMQ_DONTWAIT);
-        if (r == -EAGAIN || r == -EINTR)
-            continue;
-        if (r < 0)
-            return cairn_error_set(err, r, CAIRN_SYSTEM, "receive: %s",
-                                   strerror(-r));
-        r = s_take_reply(&frames, call, ret_reply, err);
-        cairn_frames_free(&frames);
-        if (r != 0)
-            return r < 0 ? r : 0;
     }
     return -ETIMEDOUT;
 }
 
-/* One attempt: new socket, send, wait until attempt_end. */
-static int s_attempt(cairn_client_t *c, const s_call_t *call,
+/* One attempt: send on the kept socket or a new one, wait until
+ * attempt_end; the socket is kept when the reply came. */
+static int s_attempt(cairn_client_t *c, const s_call_t *call, int number,
                      uint64_t attempt_end, ProtobufCMessage **ret_reply,
                      cairn_error_t *err)
 {
     void *sock = NULL, *mon = NULL;
     int r;
 
-    r = s_open_socket(c, &sock, &mon, err);
-    if (r == 0)
-        r = s_send_request(c, sock, call, err);
+    r = s_take_socket(c, &sock, &mon, err);
+    if (r < 0)
+        return r;   /* nothing sent: not an attempt (a failed probe) */
+    c->last_attempts = number;
+    r = s_send_request(c, sock, call, err);
     if (r == 0)
         r = s_wait_reply(c, sock, mon, call, attempt_end, ret_reply, err);
-    if (mon) {
-        zmq_socket_monitor(sock, NULL, 0);
-        zmq_close(mon);
-    }
-    if (sock)
-        zmq_close(sock);
+    s_give_socket(c, sock, mon, r == 0);
     return r;
 }
 
@@ -524,6 +631,13 @@ static int s_check_status(const cairn_client_t *c,
                            c->service, cairn_code_name((int)st->code));
 }
 
+/* Sleeps until cairn_now_ms() reaches end. */
+static void s_sleep_until(uint64_t end)
+{
+    for (uint64_t left = cairn_ms_left(end); left > 0; left = cairn_ms_left(end))
+        poll(NULL, 0, (int)(left > 1000 ? 1000 : left));
+}
+
 /* Runs the attempts; returns 0 with *ret_reply or a negative errno. */
 static int s_run(cairn_client_t *c, const s_call_t *call,
                  ProtobufCMessage **ret_reply, cairn_error_t *err)
@@ -533,14 +647,25 @@ static int s_run(cairn_client_t *c, const s_call_t *call,
 
     if (slice < 1)
         slice = 1;
+    int resets = 0;
+
     for (int i = 0; i <= c->retries && cairn_ms_left(call->end_ms) > 0; i++) {
         uint64_t attempt_end = cairn_now_ms() + slice;
 
         if (i == c->retries || attempt_end > call->end_ms)
             attempt_end = call->end_ms;
-        c->last_attempts = i + 1;
-        r = s_attempt(c, call, attempt_end, ret_reply, err);
-        if (r != -ETIMEDOUT)
+        r = s_attempt(c, call, i + 1, attempt_end, ret_reply, err);
+        /* A connection that ended: the same attempt again at once on a
+         * new socket (an ipc server that died fails its probe there; one
+         * that restarted answers from its reply cache or afresh). A few
+         * times only: a connection that keeps ending is a timeout. */
+        if (r == -ECONNRESET && resets++ < S_MAX_RESETS) {
+            i--;
+            continue;
+        }
+        if (r == -ECONNRESET)   /* as before the kept socket: a timeout */
+            s_sleep_until(attempt_end);
+        else if (r != -ETIMEDOUT)
             return r;
     }
     return cairn_error_set(err, -ETIMEDOUT, CAIRN_TIMEOUT,
@@ -565,12 +690,6 @@ int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
     if (call.type == 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "request to %s has no message set", c->service);
-    /* ipc only: see the design note on tcp */
-    if (s_has_prefix(c->endpoint, "ipc://")) {
-        r = cairn_endpoint_probe(c->endpoint, c->service, 0, err);
-        if (r < 0)
-            return r;
-    }
     r = s_ensure_context(c, err);
     if (r < 0)
         return r;
@@ -585,5 +704,42 @@ int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
         return r;
     }
     *ret_reply = reply;
+    return 0;
+}
+
+int cairn_client_send(cairn_client_t *c, const ProtobufCMessage *req,
+                      cairn_error_t *err)
+{
+    s_call_t call = { .req = req };
+    void *sock = NULL, *mon = NULL;
+    int r;
+
+    if (!c || !req)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "cairn_client_send: missing argument");
+    call.type = cairn_wire_oneof_case(req);
+    if (call.type == 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "request to %s has no message set", c->service);
+    r = s_ensure_context(c, err);
+    if (r < 0)
+        return r;
+    call.request_id = cairn_wire_new_request_id();
+    call.end_ms = cairn_now_ms() + (uint64_t)c->timeout_ms;
+    r = s_take_socket(c, &sock, &mon, err);
+    if (r < 0)
+        return r;
+    r = s_send_frames(c, sock, &call);
+    /* kept either way: its reply, dropped by the next call's wait, must
+     * not cut the connection the request is queued on */
+    s_give_socket(c, sock, mon, true);
+    if (r == -EAGAIN)
+        return cairn_error_set(err, r, CAIRN_BUSY, "the queue to %s at %s is "
+                               "full", c->service, c->endpoint);
+    if (r < 0)
+        return cairn_error_set(err, r, r == -EMSGSIZE ? CAIRN_TOO_LARGE
+                                                      : CAIRN_SYSTEM,
+                               "cannot send to %s at %s: %s", c->service,
+                               c->endpoint, strerror(-r));
     return 0;
 }

@@ -39,4 +39,6 @@ if [ "$alive" -lt "$nodes" ]; then
          "$cairn cluster down --name $cluster" >&2
     exit 1
 fi
-echo "# cluster '$cluster' is up; try: $cairn nodes --watch --cluster $cluster, $cairn cluster down --name $cluster" >&2
+echo "# cluster '$cluster' is up; try: $cairn nodes --watch --cluster $cluster," \
+     "$cairn lock --cluster $cluster --node 2 demo -- hostname (a cluster-wide lock)," \
+     "$cairn cluster down --name $cluster" >&2

@@ -31,6 +31,13 @@ CAIRN_PACKAGES=(
 # libclang-rt-14-dev, only recommended by clang-14 (and recommendations
 # are not installed here).
 CAIRN_TEST_PACKAGES=(debootstrap systemd-container tcpdump clang libclang-rt-14-dev)
+# What only bench/sync.sh needs (it adds them itself): its baselines, Redis 7
+# and etcd 3.4 (the servers it starts inside the cluster's namespaces), and
+# the libraries of their clients, hiredis and gRPC's C core (etcd's native
+# protocol). Installing redis-server on a host that runs systemd also
+# enables Debian's own redis service on 127.0.0.1:6379; the bench does not
+# use it.
+CAIRN_BENCH_PACKAGES=(redis-server etcd-server libhiredis-dev libgrpc-dev)
 
 # cairn_missing_packages: the packages of CAIRN_PACKAGES dpkg does not
 # list as installed, space-separated on stdout.

@@ -50,6 +50,8 @@ typedef struct fake {
     atomic_int n_seen;              /* requests received */
     atomic_int errors;              /* failed checks on the server thread */
     Cairn__Header seen[FAKE_MAX_SEEN]; /* their headers (service not kept) */
+    char rid[FAKE_MAX_SEEN][32];    /* their routing ids: which connection */
+    size_t rid_len[FAKE_MAX_SEEN];
     char service[64];               /* service of the first request */
 } fake_t;
 
@@ -148,6 +150,9 @@ static void fake_handle(const cairn_frames_t *f)
     if (n < FAKE_MAX_SEEN) {
         fk.seen[n] = *req;
         fk.seen[n].service = NULL;
+        fk.rid_len[n] = cairn_frames_size(f, 0) < sizeof fk.rid[n]
+                            ? cairn_frames_size(f, 0) : sizeof fk.rid[n];
+        memcpy(fk.rid[n], cairn_frames_data(f, 0), fk.rid_len[n]);
     }
     if (n == 0)
         snprintf(fk.service, sizeof fk.service, "%s", req->service);
@@ -196,17 +201,25 @@ static void setup(void)
     snprintf(fk.endpoint, sizeof fk.endpoint, "ipc://%s/clusterd.sock", fk.dir);
 }
 
+/* Stops the fake server (its socket file stays, as a killed daemon's). */
+static void fake_stop(void)
+{
+    if (!fk.router)
+        return;
+    atomic_store(&fk.stop, true);
+    pthread_join(fk.thread, NULL);
+    zmq_close(fk.router);
+    zmq_ctx_term(fk.zctx);
+    fk.router = fk.zctx = NULL;
+    atomic_store(&fk.stop, false);
+    cr_expect_eq(atomic_load(&fk.errors), 0, "fake server checks failed");
+}
+
 static void teardown(void)
 {
     char path[128];
 
-    if (fk.router) {
-        atomic_store(&fk.stop, true);
-        pthread_join(fk.thread, NULL);
-        zmq_close(fk.router);
-        zmq_ctx_term(fk.zctx);
-        cr_expect_eq(atomic_load(&fk.errors), 0, "fake server checks failed");
-    }
+    fake_stop();
     snprintf(path, sizeof path, "%s/clusterd.sock", fk.dir);
     unlink(path);
     rmdir(fk.dir);
@@ -565,4 +578,89 @@ Test(error, append_keeps_the_code_and_cuts_to_fit)
     cairn_error_append(&err, 0, "%s", big);
     cr_assert_eq(strlen(err.message), CAIRN_ERROR_MESSAGE_MAX - 1);
     cr_assert_eq(cairn_error_append(NULL, -1, "x"), -1);
+}
+
+/* ---- the kept connection ------------------------------------------------ */
+
+static bool same_rid(int a, int b)
+{
+    return fk.rid_len[a] == fk.rid_len[b] &&
+           memcmp(fk.rid[a], fk.rid[b], fk.rid_len[a]) == 0;
+}
+
+Test(client, calls_share_one_connection)
+{
+    Cairn__Clusterd__Reply *rep = NULL;
+    cairn_client_t *c;
+
+    fake_start(FAKE_ANSWER);
+    c = new_client(2000, 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(call_status(c, &rep, NULL), 0);
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+    }
+    cr_assert_eq(atomic_load(&fk.n_seen), 3);
+    cr_assert(same_rid(0, 1) && same_rid(1, 2), "one connection for all calls");
+    cairn_client_free(c);
+}
+
+Test(client, send_goes_before_the_next_call_on_its_connection)
+{
+    Cairn__Clusterd__StatusRequest sreq = CAIRN__CLUSTERD__STATUS_REQUEST__INIT;
+    Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
+    Cairn__Clusterd__Reply *rep = NULL;
+    cairn_error_t err;
+    cairn_client_t *c;
+
+    fake_start(FAKE_ANSWER);
+    c = new_client(2000, 0);
+    req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_STATUS;
+    req.status = &sreq;
+    cr_assert_eq(cairn_client_send(c, &req.base, &err), 0, "%s", err.message);
+    cr_assert_eq(call_status(c, &rep, &err), 0, "%s", err.message);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    cr_assert_eq(atomic_load(&fk.n_seen), 2, "the sent request and the call's");
+    cr_assert(same_rid(0, 1), "both on one connection, so in order");
+    cr_assert_neq(fk.seen[0].request_id, fk.seen[1].request_id);
+    req.msg_case = 0;
+    cr_assert_eq(cairn_client_send(c, &req.base, &err), -EINVAL);
+    cairn_client_free(c);
+}
+
+Test(client, a_server_that_restarted_is_reached_again)
+{
+    Cairn__Clusterd__Reply *rep = NULL;
+    cairn_error_t err;
+    cairn_client_t *c;
+
+    fake_start(FAKE_ANSWER);
+    c = new_client(3000, 2);
+    cr_assert_eq(call_status(c, &rep, &err), 0, "%s", err.message);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    fake_stop();
+    fake_start(FAKE_ANSWER);
+    uint64_t t0 = cairn_now_ms();
+    cr_assert_eq(call_status(c, &rep, &err), 0, "%s", err.message);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    cr_assert_lt(cairn_now_ms() - t0, 1000, "not a retry after a timeout");
+    cairn_client_free(c);
+}
+
+Test(client, a_server_that_died_fails_at_once_on_the_kept_connection)
+{
+    Cairn__Clusterd__Reply *rep = NULL;
+    cairn_error_t err;
+    cairn_client_t *c;
+
+    fake_start(FAKE_ANSWER);
+    c = new_client(3000, 2);
+    cr_assert_eq(call_status(c, &rep, &err), 0, "%s", err.message);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    fake_stop();   /* its socket file stays: nobody listens on it */
+    uint64_t t0 = cairn_now_ms();
+    int r = call_status(c, &rep, &err);
+    cr_assert(r == -ECONNREFUSED || r == -ENOENT, "%d: %s", r, err.message);
+    cr_assert_eq(err.code, CAIRN_UNAVAILABLE);
+    cr_assert_lt(cairn_now_ms() - t0, 1000, "at once, not at the deadline");
+    cairn_client_free(c);
 }

@@ -94,6 +94,16 @@ int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
                       const ProtobufCMessageDescriptor *reply_desc,
                       ProtobufCMessage **ret_reply, cairn_error_t *err);
 
+/* Sends req and returns without waiting for its reply: for a request
+ * whose outcome the caller already knows (a release of what it holds).
+ * Goes on the connection the next call uses, so the server sees the two in
+ * order; the reply is dropped when that call waits. 0 once queued, or
+ * -EAGAIN (code BUSY: the queue is full; send it with cairn_client_call),
+ * -ENOENT/-ECONNREFUSED (an ipc service not running), -EINVAL, -EMSGSIZE,
+ * with err set. Nothing tells whether the server accepted it. */
+int cairn_client_send(cairn_client_t *c, const ProtobufCMessage *req,
+                      cairn_error_t *err);
+
 /* Number of attempts the last call made (1 = no retry); for tests and
  * diagnostics. */
 int cairn_client_last_attempts(const cairn_client_t *c);
