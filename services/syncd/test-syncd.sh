@@ -263,7 +263,8 @@ if [ -n "$fo" ]; then
                 --timeout 60000 >"$W/fo.$k.$j" 2>&1 &
         done
     done
-    sleep 0.7
+    # the kill once a few grants are logged (slow machines, sanitizers)
+    for i in $(seq 1 200); do [ "$(wc -l < "$W/log")" -ge 20 ] && break; sleep 0.05; done
     kill_ns=$(date +%s%N)
     kill -9 "$(pid_of "$H" syncd)" "$(pid_of "$H" clusterd)" 2>/dev/null ||
         t_fail "kill of node $H's syncd and clusterd"
