@@ -236,10 +236,10 @@ wait "$HB" || die failed "handoff side b: $(tr '"\n' "' " <"$CAIRN_RUN_BASE/hand
 TP=(--procs "$PROCS" --locks "$LOCKS" --seconds "$SECONDS_T")
 T_NOCACHE=$(throughput "throughput no_cache" "$SYNCD1" ns 1 "$B/bench-sync" throughput "$(ep 1)" "${TP[@]}" --no-cache --home 1) || exit 1
 # Cached: the home does not matter (no message), so no names are probed.
-# A user's table has SYNCTAB_SLOTS (4096) words and a cached mutex keeps
+# A user's table has SYNCTAB_SLOTS (16384) words and a cached mutex keeps
 # its word, so first P processes with the locks that fit twice over, then
 # P x L, which past the table is partly uncached.
-FIT=$(( 2048 / PROCS > 0 ? 2048 / PROCS : 1 ))
+FIT=$(( 8192 / PROCS > 0 ? 8192 / PROCS : 1 ))
 [ "$FIT" -gt "$LOCKS" ] && FIT=$LOCKS
 T_CACHED_FIT=$(throughput "throughput cached, fitting" "$SYNCD1" ns 1 "$B/bench-sync" throughput "$(ep 1)" \
     --procs "$PROCS" --locks "$FIT" --seconds "$SECONDS_T") || exit 1

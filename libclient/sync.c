@@ -87,14 +87,25 @@ typedef struct s_name {
     uint32_t home;             /* the home node syncd last named */
     bool declared;             /* spec was given by cairn_sync_declare */
     cairn_sync_spec_t spec;
+    int32_t held_by;           /* the thread holding the mutex through
+                                * syncd (not on a word), 0 if none */
     s_rwhold_t *rw;            /* this process's rwlock holds */
     size_t n_rw, cap_rw;
 } s_name_t;
 
+/* An idle client. One that carried a thread's release without waiting for
+ * the reply stays that thread's until its next call: the thread's next
+ * request then goes on the same connection, behind the release, so syncd
+ * never sees it first (a relock before the unlock). */
+typedef struct s_idle {
+    cairn_client_t *c;
+    int32_t owner_tid;         /* 0: anyone's */
+} s_idle_t;
+
 struct cairn_sync {
     char *endpoint;            /* ipc://.../syncd.sock */
     pthread_mutex_t lock;      /* guards everything below */
-    cairn_client_t **pool;     /* idle clients */
+    s_idle_t *pool;            /* idle clients */
     size_t n_pool, cap_pool;
     s_name_t *buckets[S_BUCKETS];
     s_table_t *tables;
@@ -202,7 +213,7 @@ cairn_sync_t *cairn_sync_close(cairn_sync_t *s)
     if (!s)
         return NULL;
     for (size_t i = 0; i < s->n_pool; i++)
-        cairn_client_free(s->pool[i]);
+        cairn_client_free(s->pool[i].c);
     free(s->pool);
     for (size_t b = 0; b < S_BUCKETS; b++)
         for (s_name_t *n = s->buckets[b], *nx; n; n = nx) {
@@ -284,13 +295,27 @@ static int s_check_name(const char *name, cairn_error_t *err)
 
 /* ---- calls ------------------------------------------------------------- */
 
+/* An idle client for the calling thread: the one it owes a reply to, else
+ * anyone's, else a new one. */
 static cairn_client_t *s_client_take(cairn_sync_t *s, cairn_error_t *err)
 {
     cairn_client_t *c = NULL;
+    int32_t tid = s_tid();
+    size_t pick = SIZE_MAX;
 
     pthread_mutex_lock(&s->lock);
-    if (s->n_pool > 0)
-        c = s->pool[--s->n_pool];
+    for (size_t i = s->n_pool; i-- > 0;) {
+        if (s->pool[i].owner_tid == tid) {
+            pick = i;
+            break;
+        }
+        if (s->pool[i].owner_tid == 0 && pick == SIZE_MAX)
+            pick = i;
+    }
+    if (pick != SIZE_MAX) {
+        c = s->pool[pick].c;
+        s->pool[pick] = s->pool[--s->n_pool];
+    }
     pthread_mutex_unlock(&s->lock);
     if (c)
         return c;
@@ -302,12 +327,13 @@ static cairn_client_t *s_client_take(cairn_sync_t *s, cairn_error_t *err)
     return c;
 }
 
-static void s_client_give(cairn_sync_t *s, cairn_client_t *c)
+/* Back to the pool; owner_tid: the thread whose next call must use it. */
+static void s_client_give(cairn_sync_t *s, cairn_client_t *c, int32_t owner_tid)
 {
     pthread_mutex_lock(&s->lock);
     if (s->n_pool == s->cap_pool) {
         size_t cap = s->cap_pool ? 2 * s->cap_pool : 4;
-        cairn_client_t **p = realloc(s->pool, cap * sizeof *p);
+        s_idle_t *p = realloc(s->pool, cap * sizeof *p);
 
         if (!p) {
             pthread_mutex_unlock(&s->lock);
@@ -317,7 +343,7 @@ static void s_client_give(cairn_sync_t *s, cairn_client_t *c)
         s->pool = p;
         s->cap_pool = cap;
     }
-    s->pool[s->n_pool++] = c;
+    s->pool[s->n_pool++] = (s_idle_t){ c, owner_tid };
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -381,7 +407,7 @@ static int s_call(cairn_sync_t *s, Cairn__Syncd__Request *req, int timeout_ms,
     cairn_client_set_retries(c, retries);
     r = cairn_client_call(c, &req->base, &cairn__syncd__reply__descriptor,
                           &reply, &e);
-    s_client_give(s, c);
+    s_client_give(s, c, 0);
     if (r == 0) {
         *ret_reply = (Cairn__Syncd__Reply *)reply;
         return 0;
@@ -649,6 +675,48 @@ static int s_word_lock(cairn_sync_t *s, const s_slot_t *sl, bool wait,
 
 /* A mutex lock through syncd; a grant on the node's word is adopted, a
  * use_slot answer waited on. SYNCTAB_GO_SLOW: ask again (new tag). */
+/* Records that tid holds name through syncd (0: nobody now). */
+static void s_held_by(cairn_sync_t *s, const char *name, int32_t tid)
+{
+    pthread_mutex_lock(&s->lock);
+    s_name_t *n = s_name_get(s, name, tid != 0);
+    if (n)
+        n->held_by = tid;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Whether the calling thread holds name through syncd; if so, it no
+ * longer does (it is unlocking). */
+static bool s_held_take(cairn_sync_t *s, const char *name)
+{
+    bool mine;
+
+    pthread_mutex_lock(&s->lock);
+    s_name_t *n = s_name_get(s, name, false);
+    mine = n && n->held_by == s_tid();
+    if (mine)
+        n->held_by = 0;
+    pthread_mutex_unlock(&s->lock);
+    return mine;
+}
+
+/* Sends a release syncd will accept -- the session saw the grant to this
+ * thread -- without waiting for its answer: the thread's next request goes
+ * on the same connection, behind it. The relay checks it again and carries
+ * it to the home. -errno when it could not be queued (then it goes as a
+ * call). */
+static int s_send_release(cairn_sync_t *s, Cairn__Syncd__Request *req)
+{
+    cairn_client_t *c = s_client_take(s, NULL);
+    int r;
+
+    if (!c)
+        return -ENOMEM;
+    r = cairn_client_send(c, &req->base, NULL);
+    s_client_give(s, c, r == 0 ? s_tid() : 0);
+    return r;
+}
+
 static int s_mutex_slow(cairn_sync_t *s, const char *name, const s_wait_t *w,
                         cairn_sync_grant_t *g, int *ret, cairn_error_t *err)
 {
@@ -694,7 +762,8 @@ static int s_mutex_slow(cairn_sync_t *s, const char *name, const s_wait_t *w,
     if (have_slot) {        /* syncd put our tid in the word */
         synctab_adopt(&sl.table->tab, sl.slot, s_tid());
         s_held_add(s, 1);
-    }
+    } else
+        s_held_by(s, name, s_tid());
     s_grant_set(g, a->token, a->home, false, a->owner_died);
     *ret = a->owner_died ? cairn_error_set(err, -EOWNERDEAD, CAIRN_OK,
                                            "the previous holder of %s died "
@@ -781,6 +850,8 @@ int cairn_mutex_unlock(cairn_sync_t *s, const char *name, cairn_error_t *err)
     rr.holder = &h;
     req.msg_case = CAIRN__SYNCD__REQUEST__MSG_RELEASE;
     req.release = &rr;
+    if (s_held_take(s, name) && s_send_release(s, &req) == 0)
+        return 0;
     return s_call_simple(s, &req, err);
 }
 

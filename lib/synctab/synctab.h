@@ -52,7 +52,7 @@
 
 #define SYNCTAB_MAGIC 0x43534e54u       /* "CSNT" */
 #define SYNCTAB_VERSION 1u
-#define SYNCTAB_SLOTS 4096u
+#define SYNCTAB_SLOTS 16384u    /* 2 MiB a user: 8 processes x 1000 locks fit */
 #define SYNCTAB_SLOT_SIZE 128u
 #define SYNCTAB_SEQ_MAX (1u << 20)
 

@@ -258,6 +258,23 @@ typedef struct s_job {
 } s_job_t;
 enum { JOB_ANSWER, JOB_REVOKE };
 
+/* A release the relay answered and carries to the home. A home that cannot
+ * take it now (UNAVAILABLE: not its home for a moment, recovering; or no
+ * answer) gets it again, at the home of the moment, for RELEASE_TRY_MS:
+ * dropped, it would leave the object held at the home by a holder that
+ * let go. */
+typedef struct s_rel {
+    struct s_rel *next;
+    uint64_t id;                /* of the peer call in flight, 0 if none */
+    char *name;
+    int mode;
+    uint32_t count;
+    Cairn__Syncd__Holder holder;
+    cairn_caller_t as;          /* the local caller it is for */
+    uint64_t until_ms;          /* cairn_now_ms() when it stops trying */
+    int64_t timer;              /* the next try, 0 if none */
+} s_rel_t;
+
 struct relay {
     cairn_service_t *svc;
     uint32_t self;
@@ -273,6 +290,7 @@ struct relay {
     s_ls_t *lss;
     s_job_t *jobs;
     size_t n_jobs, cap_jobs;
+    s_rel_t *rels;              /* releases on their way to a home */
     int64_t jobs_timer;
     uint64_t next_id;           /* attempt and request ids */
     /* membership as we last handled it */
@@ -1594,52 +1612,143 @@ static void s_cond_result(s_op_t *op, const s_outcome_t *o)
 
 /* ---- releases --------------------------------------------------------------- */
 
+#define RELEASE_TRY_MS 10000
+
+static void s_rel_free(relay_t *r, s_rel_t *rel)
+{
+    for (s_rel_t **pp = &r->rels; *pp; pp = &(*pp)->next)
+        if (*pp == rel) {
+            *pp = rel->next;
+            break;
+        }
+    if (rel->timer > 0)
+        cairn_loop_cancel_timer(cairn_service_loop(r->svc), rel->timer);
+    free(rel->name);
+    free(rel);
+}
+
+static void s_rel_send(relay_t *r, s_rel_t *rel);
+
+static int s_on_rel_retry(cairn_loop_t *loop, int64_t id, void *userdata)
+{
+    s_rel_t *rel = userdata;
+
+    (void)loop;
+    (void)id;
+    rel->timer = 0;
+    s_rel_send(s_relay_of_peers, rel);
+    return 0;
+}
+
+/* The home could not take it (why): again soon, or given up. */
+static void s_rel_again(relay_t *r, s_rel_t *rel, const char *why)
+{
+    rel->id = 0;
+    if (r->stopping || cairn_now_ms() >= rel->until_ms) {
+        cairn_log_warn(0, "release", "name=%s pid=%d tid=%d msg=\"%s\", "
+                       "given up: its home frees it when the process exits "
+                       "or the home changes", rel->name, rel->holder.pid,
+                       rel->holder.tid, why);
+        s_rel_free(r, rel);
+        return;
+    }
+    uint64_t ms = BACKOFF_MIN_MS +
+                  (uint64_t)(rand() % (BACKOFF_MAX_MS - BACKOFF_MIN_MS + 1));
+    rel->timer = cairn_loop_add_timer(cairn_service_loop(r->svc), ms, 0,
+                                      s_on_rel_retry, rel);
+    if (rel->timer <= 0)
+        s_rel_free(r, rel);
+}
+
 static void s_on_release_reply(void *userdata, uint32_t node, int code,
                                const char *message, ProtobufCMessage *reply)
 {
-    if (code != CAIRN_OK)
-        cairn_log_warn(0, "release", "node=%u msg=\"%s\", ignoring", node,
-                       message ? message : "");
+    relay_t *r = s_relay_of_peers;
+    uint64_t id = (uint64_t)(uintptr_t)userdata;
+    s_rel_t *rel = NULL;
+
     if (reply)
         protobuf_c_message_free_unpacked(reply, NULL);
+    for (rel = r ? r->rels : NULL; rel && rel->id != id; rel = rel->next)
+        ;
+    if (!rel)
+        return;
+    if (code == CAIRN_UNAVAILABLE || code == CAIRN_TIMEOUT) {
+        s_rel_again(r, rel, message ? message : "");
+        return;
+    }
+    if (code != CAIRN_OK)
+        cairn_log_warn(0, "release", "name=%s node=%u msg=\"%s\", ignoring",
+                       rel->name, node, message ? message : "");
+    s_rel_free(r, rel);
 }
 
-/* Forwards a release the relay already answered; ordered behind the
- * caller's earlier requests to that home on the same DEALER. */
+/* Sends rel to the home of the moment; frees it once taken or refused. */
+static void s_rel_send(relay_t *r, s_rel_t *rel)
+{
+    s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
+    Cairn__Syncd__ReleaseRequest rl = CAIRN__SYNCD__RELEASE_REQUEST__INIT;
+    Cairn__Syncd__Holder h = rel->holder;
+    uint32_t home = view_quorum(r->view) ? view_home(r->view, rel->name) : 0;
+
+    if (!home) {
+        s_rel_again(r, rel, "no home now (no quorum or no membership)");
+        return;
+    }
+    rl.name = rel->name;
+    rl.mode = rel->mode;
+    rl.count = rel->count;
+    rl.holder = &h;
+    req.release = &rl;
+    req.msg_case = CAIRN__SYNCD__REQUEST__MSG_RELEASE;
+    cairn_log_debug("release-forward", "name=%s home=%u pid=%d tid=%d mode=%d",
+                    rel->name, home, h.pid, h.tid, rel->mode);
+    if (home == r->self) {
+        home_result_t hr;
+        home_release(r->home, &rl, rel->as.uid, &hr);
+        if (hr.code == CAIRN_UNAVAILABLE) {
+            s_rel_again(r, rel, hr.message);
+            return;
+        }
+        if (hr.code != CAIRN_OK)
+            cairn_log_warn(0, "release", "name=%s msg=\"%s\", ignoring",
+                           rel->name, hr.message);
+        s_rel_free(r, rel);
+        return;
+    }
+    const char *ep = view_endpoint(r->view, home);
+    rel->id = s_next_id(r);
+    int k = ep ? cairn_peers_call_as(r->peers, home, ep, &req.base, CALL_MS,
+                                     &rel->as, s_on_release_reply,
+                                     (void *)(uintptr_t)rel->id) : -ENOENT;
+    if (k < 0)
+        s_rel_again(r, rel, strerror(-k));
+}
+
+/* Carries a release the relay already answered to the home; ordered
+ * behind the caller's earlier requests to that home on the same DEALER. */
 static void s_release_async(relay_t *r, uint32_t home, const char *name,
                             int mode, uint32_t count, const Cairn__Syncd__Holder *holder,
                             const cairn_caller_t *as)
 {
-    s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
-    Cairn__Syncd__ReleaseRequest rl = CAIRN__SYNCD__RELEASE_REQUEST__INIT;
-    Cairn__Syncd__Holder h = *holder;
-    uint32_t now_home = view_home(r->view, name);
+    s_rel_t *rel = calloc(1, sizeof(*rel));
 
-    rl.name = (char *)name;
-    rl.mode = mode;
-    rl.count = count;
-    rl.holder = &h;
-    req.release = &rl;
-    req.msg_case = CAIRN__SYNCD__REQUEST__MSG_RELEASE;
-    if (now_home)
-        home = now_home;
-    cairn_log_debug("release-forward", "name=%s home=%u pid=%d tid=%d mode=%d",
-                    name, home, h.pid, h.tid, mode);
-    if (home == r->self) {
-        home_result_t hr;
-        home_release(r->home, &rl, as ? as->uid : 0, &hr);
-        if (hr.code != CAIRN_OK)
-            cairn_log_warn(0, "release", "name=%s msg=\"%s\", ignoring", name,
-                           hr.message);
+    (void)home;   /* the home of the moment decides, not the grant's */
+    if (!rel || !(rel->name = strdup(name))) {
+        free(rel);
+        cairn_log_warn(0, "release", "name=%s msg=\"out of memory\", the home "
+                       "frees it when the holder's process exits", name);
         return;
     }
-    const char *ep = view_endpoint(r->view, home);
-    int k = ep ? cairn_peers_call_as(r->peers, home, ep, &req.base, CALL_MS, as,
-                                     s_on_release_reply, NULL) : -ENOENT;
-    if (k < 0)
-        cairn_log_warn(0, "release", "name=%s home=%u msg=\"%s\", the home "
-                       "frees it when the holder's process exits", name, home,
-                       strerror(-k));
+    rel->mode = mode;
+    rel->count = count;
+    rel->holder = *holder;
+    if (as)
+        rel->as = *as;
+    rel->until_ms = cairn_now_ms() + RELEASE_TRY_MS;
+    rel->next = r->rels;
+    r->rels = rel;
+    s_rel_send(r, rel);
 }
 
 /* ---- the home side: other relays' waiters ------------------------------ */
@@ -3228,6 +3337,8 @@ void relay_stop(relay_t *r)
         free(w->name);
         free(w);
     }
+    while (r->rels)
+        s_rel_free(r, r->rels);
     if (r->cache)
         cache_drop_all(r->cache);
     /* the skeleton ends the zmq context after this returns: every socket
