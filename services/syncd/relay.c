@@ -90,6 +90,7 @@
 #define BACKOFF_MIN_MS 10       /* retry of a home's UNAVAILABLE */
 #define BACKOFF_MAX_MS 50
 #define RECOVER_MS 3000         /* longest wait for every member's done */
+#define TRY_RETRY_MS 2000       /* a try's retries of a home not ready */
 #define REVOKE_RETRY_MS 200     /* a revoke whose peer did not answer */
 #define LS_MS 2000              /* ls: how long each member may take */
 #define RELOCK_TAG 0x5eedc0de5eedc0deull  /* cond relock's tag: tag ^ this */
@@ -172,6 +173,9 @@ struct s_op {
     cairn_deferred_t *deferred;    /* once deferred; owned */
     bool finished;              /* answered (reply filled or sent) */
     uint64_t deadline;          /* cairn_now_ms; UINT64_MAX: forever */
+    uint64_t retry_until;       /* a home's UNAVAILABLE is retried until
+                                 * then: the deadline, or for a try (0) a
+                                 * recovery's length */
     int64_t timer;              /* backoff / local timeout timer, 0 none */
     int step;
     uint32_t home;              /* where the current step went */
@@ -389,6 +393,15 @@ static bool s_timeout_ok(int64_t t, s_outcome_t *o)
 static uint64_t s_deadline(int64_t timeout_ms)
 {
     return timeout_ms < 0 ? UINT64_MAX : cairn_now_ms() + (uint64_t)timeout_ms;
+}
+
+/* A try (timeout 0) asks whether the object is free, not whether the
+ * cluster is recovering: a home that is not ready yet (a recovery ends in
+ * milliseconds when every member answers) is asked again for TRY_RETRY_MS,
+ * within a client's default call time. */
+static uint64_t s_retry_until(int64_t timeout_ms, uint64_t deadline)
+{
+    return timeout_ms == 0 ? cairn_now_ms() + TRY_RETRY_MS : deadline;
 }
 
 /* The reason this node relays or homes nothing now, or NULL. */
@@ -643,6 +656,7 @@ static s_op_t *s_op_new(relay_t *r, cairn_request_t *req, const s_req_t *copy_of
     op->tag = tag;
     op->inline_req = req;
     op->deadline = s_deadline(timeout_ms);
+    op->retry_until = s_retry_until(timeout_ms, op->deadline);
     op->next = r->ops;
     r->ops = op;
     return op;
@@ -1308,9 +1322,9 @@ static void s_on_op_reply(void *userdata, uint32_t node, int code,
 static void s_op_backoff(s_op_t *op)
 {
     uint64_t ms = BACKOFF_MIN_MS + (uint64_t)(rand() % (BACKOFF_MAX_MS - BACKOFF_MIN_MS + 1));
-    uint64_t left = cairn_ms_left(op->deadline);
+    uint64_t left = cairn_ms_left(op->retry_until);
 
-    if (op->deadline != UINT64_MAX && left < ms)
+    if (op->retry_until != UINT64_MAX && left < ms)
         ms = left;
     op->attempt = s_next_id(op->r);  /* late answers of the old one: ignored */
     s_op_stop_timer(op);
@@ -1406,7 +1420,7 @@ static int s_on_op_timer(cairn_loop_t *loop, int64_t id, void *userdata)
         s_op_result(op, &o);
         return 0;
     }
-    if (op->deadline != UINT64_MAX && cairn_ms_left(op->deadline) == 0 &&
+    if (op->retry_until != UINT64_MAX && cairn_ms_left(op->retry_until) == 0 &&
         op->step != STEP_RELOCK && op->step != STEP_UNLOCK && op->step != STEP_CANCEL) {
         s_outcome_set(&o, CAIRN_TIMEOUT, "timed out: the home of %s was not "
                       "available before the deadline", op->target);
@@ -1438,7 +1452,7 @@ static void s_op_result(s_op_t *op, const s_outcome_t *o)
     if (s_retryable(op, o)) {
         bool forever = op->step == STEP_RELOCK || op->step == STEP_UNLOCK ||
                        op->step == STEP_CANCEL;
-        if (forever || op->deadline == UINT64_MAX || cairn_ms_left(op->deadline) > 0) {
+        if (forever || op->retry_until == UINT64_MAX || cairn_ms_left(op->retry_until) > 0) {
             s_op_backoff(op);
             return;
         }
@@ -2011,6 +2025,7 @@ static int s_rebind(relay_t *r, s_op_t *op, cairn_request_t *req,
         return -ENOMEM;
     if (op->step == STEP_SEND || op->step == STEP_PREPARE || op->step == STEP_WAIT) {
         op->deadline = s_deadline(timeout_ms);
+        op->retry_until = s_retry_until(timeout_ms, op->deadline);
         if (op->at_local_home) {
             s_op_stop_timer(op);
             if (op->deadline != UINT64_MAX)
@@ -2615,6 +2630,7 @@ static void s_arena_clear(s_arena_t *a)
 /* ---- announcements and recovery -------------------------------------------- */
 
 static void s_check_recovered(relay_t *r);
+static void s_reannounce(relay_t *r, uint32_t node);
 
 int relay_handle_announce(relay_t *r, cairn_request_t *req)
 {
@@ -2645,7 +2661,11 @@ int relay_handle_announce(relay_t *r, cairn_request_t *req)
         }
     }
     if (an->done && from <= VIEW_MAX_NODES) {
+        bool again = from != r->self && an->view == r->view_id &&
+                     r->done_view[from] == an->view && view_alive(r->view, from);
         r->done_view[from] = an->view;
+        if (again)
+            s_reannounce(r, from);
         s_check_recovered(r);
     }
     if (bad && bad == an->n_objects)
@@ -2822,6 +2842,25 @@ static void s_on_announce_reply(void *userdata, uint32_t node, int code,
         protobuf_c_message_free_unpacked(reply, NULL);
 }
 
+/* Sends member m the objects g holds for it, and done for our view. */
+static void s_send_announce(relay_t *r, uint32_t m, const s_group_t *g)
+{
+    s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
+    Cairn__Syncd__AnnounceRequest an = CAIRN__SYNCD__ANNOUNCE_REQUEST__INIT;
+    const char *ep = view_endpoint(r->view, m);
+
+    an.view = r->view_id;
+    an.objects = g->objs[m];
+    an.n_objects = g->n[m];
+    an.done = true;
+    req.announce = &an;
+    req.msg_case = CAIRN__SYNCD__REQUEST__MSG_ANNOUNCE;
+    if (!ep || cairn_peers_call(r->peers, m, ep, &req.base, CALL_MS,
+                                s_on_announce_reply, NULL) < 0)
+        cairn_log_warn(0, "announce", "node=%u msg=\"cannot send\", its "
+                       "recovery ends by timeout", m);
+}
+
 /* Sends each alive member what it is now home of, and done. */
 static void s_announce_all(relay_t *r, s_group_t *g)
 {
@@ -2837,19 +2876,38 @@ static void s_announce_all(relay_t *r, s_group_t *g)
             r->done_view[m] = r->view_id;
             continue;
         }
-        s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
-        Cairn__Syncd__AnnounceRequest an = CAIRN__SYNCD__ANNOUNCE_REQUEST__INIT;
-        const char *ep = view_endpoint(r->view, m);
-        an.view = r->view_id;
-        an.objects = g->objs[m];
-        an.n_objects = g->n[m];
-        an.done = true;
-        req.announce = &an;
-        req.msg_case = CAIRN__SYNCD__REQUEST__MSG_ANNOUNCE;
-        if (!ep || cairn_peers_call(r->peers, m, ep, &req.base, CALL_MS,
-                                    s_on_announce_reply, NULL) < 0)
-            cairn_log_warn(0, "announce", "node=%u msg=\"cannot send\", its "
-                           "recovery ends by timeout", m);
+        s_send_announce(r, m, g);
+    }
+}
+
+/* A member that said done for our view twice restarted (its syncd, not
+ * its node: the view did not change) and lost its objects' state: what
+ * we hold of objects it is home of, and done, go to it again, and our
+ * waits there are sent again. */
+static void s_reannounce(relay_t *r, uint32_t node)
+{
+    s_group_t *g = calloc(1, sizeof(*g));
+    s_arena_t a = { 0 };
+
+    if (!g)
+        return;
+    for (s_proc_t *p = r->procs; p; p = p->next)
+        for (s_hold_t *h = p->holds; h; h = h->next)
+            if (view_home(r->view, h->name) == node)
+                s_group_add(g, node, s_state_of_hold(r, p, h, &a));
+    s_cache_ctx_t cc = { r, g, &a };
+    cache_each(r->cache, s_announce_cache, &cc);
+    cairn_log_info("reannounce", "node=%u objects=%zu msg=\"it said done for "
+                   "this view again: restarted\"", node, g->n[node]);
+    s_send_announce(r, node, g);
+    s_group_free(g);
+    free(g);
+    s_arena_clear(&a);
+    for (s_op_t *op = r->ops, *next; op; op = next) {
+        next = op->next;
+        if (!op->finished && !op->at_local_home && op->timer <= 0 &&
+            op->home == node && op->target)
+            s_op_dispatch(op);
     }
 }
 

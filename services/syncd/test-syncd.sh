@@ -12,6 +12,9 @@
 #   - kill -9 of a remote, uncached holder: the next acquirer gets
 #     owner-died; a holder's node cut off (veth down): owner-died after
 #     failure detection;
+#   - a home's syncd restarted alone (the view unchanged): the holders of
+#     its objects announce again (a trylock is busy, the holder's death
+#     after is owner-died);
 #   - the home of a name killed (its syncd and clusterd) during contention
 #     from the other nodes: every grant's token strictly increases across
 #     the failover and no two grant intervals overlap (from the --log).
@@ -217,6 +220,28 @@ else
 fi
 echo "owner-died checks done at $((SECONDS - t0)) s"
 
+# --- a home's syncd restarted (its clusterd alive: the view does not change) --
+rs=""
+for i in $(seq 1 20); do
+    st 1 declare "rs-$i" --kind mutex --no-cache >/dev/null || break
+    hold_bg 1 "rs-$i" "$W/hold.rs" || continue
+    if jq -e '.home == 2' "$W/hold.rs" >/dev/null 2>&1; then rs="rs-$i"; break; fi
+    kill -9 "$HOLD_PID" 2>/dev/null
+done
+if [ -n "$rs" ]; then
+    kill -9 "$(pid_of 2 syncd)" || t_fail "kill of node 2's syncd"
+    "$CAIRN" node restart 2 >/dev/null || t_fail "node restart 2 exit $?"
+    t_check "node 2's syncd serves again" wait_serving 2
+    t_check "a restarted home learns its holders again: a trylock is busy" \
+        expect_err busy "" st 3 lock "$rs" --timeout 0
+    kill -9 "$HOLD_PID"
+    out=$(st 3 lock "$rs" --consistent --timeout 10000) || t_fail "lock $rs after the restart exit $?"
+    t_check "...and the holder's death after it is owner-died" jq_ok "$out" '.owner_died == 1'
+else
+    t_fail "no name homed at node 2 in 20 tries"
+fi
+echo "restart checks done at $((SECONDS - t0)) s"
+
 # --- the home killed during contention ---------------------------------------------
 # a name whose home is not node 1 (node 1 keeps contending)
 fo="" H=0
@@ -238,7 +263,8 @@ if [ -n "$fo" ]; then
                 --timeout 60000 >"$W/fo.$k.$j" 2>&1 &
         done
     done
-    sleep 0.7
+    # the kill once a few grants are logged (slow machines, sanitizers)
+    for i in $(seq 1 200); do [ "$(wc -l < "$W/log")" -ge 20 ] && break; sleep 0.05; done
     kill_ns=$(date +%s%N)
     kill -9 "$(pid_of "$H" syncd)" "$(pid_of "$H" clusterd)" 2>/dev/null ||
         t_fail "kill of node $H's syncd and clusterd"
