@@ -61,6 +61,7 @@ typedef struct member {
 struct membership {
     cairn_service_t *svc;              /* the daemon */
     cairn_peers_t *peers;              /* connections to other clusterd */
+    struct probe *probes;              /* probes with callbacks to come */
     member_t members[MAX_ID + 1];      /* by id; [0] unused */
     uint32_t self;                     /* our id */
     uint16_t port;                     /* clusterd port (same on every node) */
@@ -78,6 +79,8 @@ struct membership {
 
 /* A probe in flight: one direct ping, then maybe k indirect ones. */
 typedef struct probe {
+    struct probe *next, *prev; /* in m->probes: freed at exit, when the
+                                * peers drop their callbacks */
     membership_t *m;
     uint32_t target;
     uint64_t inc;              /* target's incarnation when probed */
@@ -438,12 +441,23 @@ static void s_suspect(membership_t *m, uint32_t id, uint64_t inc)
         s_transition(m, id, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT, inc);
 }
 
+static void s_probe_unlink(probe_t *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->m->probes = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+}
+
 static void s_probe_done(probe_t *p)
 {
     if (--p->outstanding > 0)
         return;
     if (!p->acked && !p->m->leaving)
         s_suspect(p->m, p->target, p->inc);
+    s_probe_unlink(p);
     free(p);
 }
 
@@ -519,9 +533,15 @@ static void s_probe(membership_t *m, uint32_t target)
     probe_t *p = calloc(1, sizeof(*p));
     if (!p)
         return;
-    *p = (probe_t){ .m = m, .target = target, .inc = m->members[target].inc, .outstanding = 1 };
-    if (s_send_ping(m, target, m->t.ping_timeout_ms, s_on_direct, p) < 0)
+    *p = (probe_t){ .m = m, .target = target, .inc = m->members[target].inc,
+                    .outstanding = 1, .next = m->probes };
+    if (s_send_ping(m, target, m->t.ping_timeout_ms, s_on_direct, p) < 0) {
         free(p);
+        return;
+    }
+    if (m->probes)
+        m->probes->prev = p;
+    m->probes = p;
 }
 
 static void s_reshuffle(membership_t *m)
@@ -700,7 +720,12 @@ membership_t *membership_free(membership_t *m)
 {
     if (!m)
         return NULL;
-    cairn_peers_free(m->peers);
+    cairn_peers_free(m->peers);   /* drops the probes' callbacks */
+    while (m->probes) {
+        probe_t *p = m->probes;
+        m->probes = p->next;
+        free(p);
+    }
     for (uint32_t id = 0; id <= MAX_ID; id++) {
         free(m->members[id].name);
         free(m->members[id].address);
