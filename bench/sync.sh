@@ -24,9 +24,11 @@
 #               / RTT/2 (one one-way message)
 # Each latency line also gives transport_floor_us, what ZeroMQ alone costs
 # on its path, from the RTTs of this run: a call is one ipc round trip to
-# the node's syncd, plus one tcp round trip when the home is elsewhere (a
-# pair is two calls); a hand-off is two ipc one-ways (release in, grant
-# out) and one tcp one-way.
+# the node's syncd, plus one tcp round trip when the home is elsewhere; a
+# pair is one such call, as libcairn sends the unlock of a mutex it holds
+# through syncd without waiting for its answer (the next lock queues
+# behind it on the same connection); a hand-off is two ipc one-ways
+# (release in, grant out) and one tcp one-way.
 #   throughput  P processes x L locks each, no contention, on node 1, homes
 #               node 1, no_cache and cached; Redis and etcd the same; and
 #               the transport's ceiling: the same clients making each call
@@ -278,13 +280,13 @@ jq -cn --argjson nodes "$NODES" --arg sec "$SECURITY" --argjson ncpu "$(nproc)" 
              etcd_over_syncd: ($el.median_us / $c_us | r2)},
     remote: {median_us: $remote.median_us, p99_us: $remote.p99_us, home: $remote.home,
              client_node: 2, x_rtt: ($remote.median_us / $rtt_us | r2),
-             transport_floor_us: (2 * ($ipc.median_us + $rtt_us) | r2),
+             transport_floor_us: ($ipc.median_us + $rtt_us | r2),
              redis_us: $rr.median_us, etcd_us: $er.median_us,
              etcd_server_us: $er.server_us_per_pair,
              redis_over_syncd: ($rr.median_us / $remote.median_us | r2),
              etcd_over_syncd: ($er.median_us / $remote.median_us | r2)},
     local_home: {median_us: $local.median_us, p99_us: $local.p99_us, home: $local.home,
-                 client_node: 1, transport_floor_us: (2 * $ipc.median_us | r2),
+                 client_node: 1, transport_floor_us: ($ipc.median_us | r2),
                  redis_us: $rl.median_us, etcd_us: $el.median_us,
                  etcd_server_us: $el.server_us_per_pair,
                  redis_over_syncd: ($rl.median_us / $local.median_us | r2),
