@@ -255,7 +255,7 @@ static int s_declare_no_cache(tool_t *t, cairn_sync_kind_t kind)
 static int s_critical(tool_t *t)
 {
     const char *file = t->a.values[O_FILE];
-    long v;
+    long v = 0;
     int r;
 
     if (!file) {
@@ -460,7 +460,7 @@ static int s_cond_round(tool_t *t, const char *mutex, const char *file,
                         long parity, long *waits, long *turn)
 {
     cairn_error_t e = { 0 };
-    long v;
+    long v = 0;
     int r;
 
     r = cairn_mutex_lock(t->s, mutex, t->timeout_ms, NULL, &e);
