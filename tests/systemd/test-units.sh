@@ -6,7 +6,8 @@
 # when it lacks a package the build's programs need; each boot is
 # --volatile=overlay, so the cache stays pristine), installs this build into a staging dir bind-mounted
 # on /usr/local, and checks with systemctl what an operator would see:
-# clusterd.service and ghostd.service start and answer `cairn status`; a
+# clusterd.service, ghostd.service and syncd.service start and answer
+# (`cairn status`; `cairn lock` as root and as nobody through syncd); a
 # `sleep 1000` checkpointed and restarted lands in its own
 # cairn-job-N.scope in cairn.slice (the restart's JSON says so), and stays
 # alive across `systemctl restart ghostd` and `systemctl stop ghostd`;
@@ -88,9 +89,10 @@ stage_install() {
   <services>
     <service name="clusterd" port="7100" pub-port="7101"/>
     <service name="ghostd" port="7110" pub-port="7111"/>
+    <service name="syncd" port="7130" pub-port="7131"/>
   </services>
   <appliances>
-    <appliance name="compute"><use service="clusterd"/><use service="ghostd"/></appliance>
+    <appliance name="compute"><use service="clusterd"/><use service="ghostd"/><use service="syncd"/></appliance>
   </appliances>
   <nodes><node id="1" name="n1" address="127.0.0.1" appliance="compute" seed="true"/></nodes>
 </cluster>
@@ -128,7 +130,7 @@ boot() {
 # ptrace, which clusterd's SystemCallFilter= refuses (a leak check runs in
 # the other suites); the drop-in says so and only turns leak checks off.
 sanitizer_dropins() {
-    for u in clusterd ghostd; do
+    for u in clusterd ghostd syncd; do
         in_ct mkdir -p /run/systemd/system/$u.service.d
         in_ct sh -c "printf '[Service]\nEnvironment=ASAN_OPTIONS=detect_leaks=0\n' \
             >/run/systemd/system/$u.service.d/test.conf"
@@ -139,9 +141,9 @@ sanitizer_dropins() {
 # ---- the checks ------------------------------------------------------------
 
 start_units() {
-    in_ct systemctl start clusterd.service ghostd.service ||
+    in_ct systemctl start clusterd.service ghostd.service syncd.service ||
         { in_ct journalctl -b --no-pager -n 40; exit 1; }
-    for u in clusterd ghostd; do
+    for u in clusterd ghostd syncd; do
         [ "$(in_ct systemctl is-active $u)" = active ] && ok "$u active" ||
             fail "$u is $(in_ct systemctl is-active $u)"
     done
@@ -182,9 +184,30 @@ alive_after() {
     fi
 }
 
+# syncd under its sandbox: root's lock (the node cache's table made, a
+# process's pidfd watched) and another user's (its table chowned to it).
+sync_locks() {
+    local out
+    out=$(in_ct cairn lock --timeout 10000 --print-token sd-root -- true 2>&1) &&
+        ok "cairn lock as root under syncd.service: $out" ||
+        fail "cairn lock as root: $out"
+    out=$(in_ct setpriv --reuid=65534 --regid=65534 --clear-groups \
+        cairn lock --timeout 10000 --print-token sd-nobody -- true 2>&1) &&
+        ok "cairn lock as nobody under syncd.service: $out" ||
+        fail "cairn lock as nobody: $out"
+    out=$(in_ct sh -c 'find /run/cairn -name uid-65534.tab -exec stat -c "%n %u %a" {} +' 2>&1)
+    case "$out" in
+        *" 65534 600") ok "nobody's table is nobody's, 0600: $out" ;;
+        *) fail "nobody's table: '$out' ($(in_ct find /run/cairn 2>&1 | tr '\n' ' '))" ;;
+    esac
+    out=$(in_ct cairn sync show sd-root 2>&1)
+    echo "$out" | grep -q '"kind":"mutex"' && ok "cairn sync show sd-root" ||
+        fail "cairn sync show: $out"
+}
+
 security_score() {
     local out score
-    for u in clusterd ghostd; do
+    for u in clusterd ghostd syncd; do
         out=$(in_ct systemd-analyze security $u.service 2>&1 | tail -n 1)
         echo "$out"
         [ $u = clusterd ] || continue
@@ -201,6 +224,7 @@ boot
 sanitizer_dropins
 start_units
 checkpoint_restart && { alive_after restart; alive_after stop; }
+sync_locks
 security_score
 [ "$FAILS" = 0 ] || { in_ct journalctl -b --no-pager -n 30 -u ghostd; echo "$FAILS failed"; exit 1; }
 echo "all passed"
