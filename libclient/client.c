@@ -469,7 +469,7 @@ static void s_give_socket(cairn_client_t *c, void *sock, void *mon, bool keep)
 /* Sends call's [Header][Request] without blocking: 0 or -errno (-EAGAIN
  * when the pipe is full). */
 static int s_send_frames(const cairn_client_t *c, void *sock,
-                         const s_call_t *call)
+                         const s_call_t *call, bool no_reply)
 {
     Cairn__Header hdr = CAIRN__HEADER__INIT;
     Cairn__User user = CAIRN__USER__INIT;
@@ -486,13 +486,14 @@ static int s_send_frames(const cairn_client_t *c, void *sock,
     user.uid = (uint32_t)getuid();
     user.gid = (uint32_t)getgid();
     hdr.user = &user;
+    hdr.no_reply = no_reply;
     return cairn_wire_send(sock, &hdr, call->req, ZMQ_DONTWAIT);
 }
 
 static int s_send_request(const cairn_client_t *c, void *sock,
                           const s_call_t *call, cairn_error_t *err)
 {
-    int r = s_send_frames(c, sock, call);
+    int r = s_send_frames(c, sock, call, false);
     if (r == -EAGAIN)
         return 0;
     if (r == -EMSGSIZE)
@@ -733,9 +734,8 @@ int cairn_client_send(cairn_client_t *c, const ProtobufCMessage *req,
     r = s_take_socket(c, &sock, &mon, err);
     if (r < 0)
         return r;
-    r = s_send_frames(c, sock, &call);
-    /* kept either way: its reply, dropped by the next call's wait, must
-     * not cut the connection the request is queued on */
+    r = s_send_frames(c, sock, &call, true);
+    /* kept either way: closing it could drop the request still queued */
     s_give_socket(c, sock, mon, true);
     if (r == -EAGAIN)
         return cairn_error_set(err, r, CAIRN_BUSY, "the queue to %s at %s is "

@@ -677,6 +677,18 @@ static int s_pack_outcome(cairn_service_t *svc, cairn_request_t *req, int hr,
 }
 
 /* Runs the handler of a validated request and answers or parks it. */
+/* A request whose sender reads no reply (Header.no_reply) and that failed:
+ * said in the log, since nobody else hears it. */
+static void s_log_unanswered(const char *what, int hr, int code,
+                             const char *msg)
+{
+    if (hr < 0)
+        cairn_log_warn(hr, "unanswered", "type=%s code=internal", what);
+    else if (code)
+        cairn_log_warn(0, "unanswered", "type=%s code=%s msg=\"%s\"", what,
+                       cairn_code_name(code), msg ? msg : "");
+}
+
 static void s_run_handler(cairn_service_t *svc, cairn_request_t *req,
                           const cairn_handler_t *h)
 {
@@ -699,6 +711,11 @@ static void s_run_handler(cairn_service_t *svc, cairn_request_t *req,
         hr = cairn_log_err(-EINVAL, "handler-bug",
                            "type=%s msg=\"deferred without cairn_request_defer\"",
                            h->name);
+    if (req->hdr->no_reply) {
+        s_log_unanswered(h->name, hr, req->fail_code, req->fail_msg);
+        s_cache_fill(svc, slot, NULL);
+        return;
+    }
     if (s_pack_outcome(svc, req, hr, &p) < 0) {
         s_cache_fill(svc, slot, NULL);
         return;
@@ -877,7 +894,7 @@ cairn_deferred_t *cairn_request_defer(cairn_request_t *req)
 static int s_deferred_finish(cairn_service_t *svc, cairn_deferred_t *d,
                              s_packed_t *p)
 {
-    int r = p ? s_deliver(svc, d->rid, d->rid_len, p) : 0;
+    int r = p && !d->hdr->no_reply ? s_deliver(svc, d->rid, d->rid_len, p) : 0;
     bool ours = d->slot >= 0 && svc->cache[d->slot].pending == d;
 
     s_cache_fill(svc, ours ? d->slot : -1, p);

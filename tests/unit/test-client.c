@@ -622,6 +622,8 @@ Test(client, send_goes_before_the_next_call_on_its_connection)
     cr_assert_eq(atomic_load(&fk.n_seen), 2, "the sent request and the call's");
     cr_assert(same_rid(0, 1), "both on one connection, so in order");
     cr_assert_neq(fk.seen[0].request_id, fk.seen[1].request_id);
+    cr_assert(fk.seen[0].no_reply, "the sent request asks for no reply");
+    cr_assert_not(fk.seen[1].no_reply, "the call's does");
     req.msg_case = 0;
     cr_assert_eq(cairn_client_send(c, &req.base, &err), -EINVAL);
     cairn_client_free(c);

@@ -580,6 +580,26 @@ Test(service, good_request_ok_and_retry_is_cached)
     stop_daemon();
 }
 
+Test(service, a_request_marked_no_reply_is_run_and_not_answered)
+{
+    uint8_t h[256], b[64];
+    Cairn__Header hd = CAIRN__HEADER__INIT;
+    reply_t r;
+
+    hd.version = 1;
+    hd.request_id = cairn_wire_new_request_id();
+    hd.service = "clusterd";
+    hd.type = 1;
+    hd.no_reply = true;
+    const void *data[2] = { h, b };
+    size_t len[2] = { cairn__header__pack(&hd, h), pack_request(b, 1) };
+    send_parts(dealer, 2, data, len);
+    cr_assert_not(recv_reply(dealer, 300, &r), "no reply to a no_reply request");
+    /* it ran: the next status counts it */
+    cr_assert_eq(status_calls(dealer, cairn_wire_new_request_id()), 2);
+    stop_daemon();
+}
+
 Test(service, tcp_endpoint_answers)
 {
     void *s = new_socket(ZMQ_DEALER);

@@ -97,7 +97,8 @@ int cairn_client_call(cairn_client_t *c, const ProtobufCMessage *req,
 /* Sends req and returns without waiting for its reply: for a request
  * whose outcome the caller already knows (a release of what it holds).
  * Goes on the connection the next call uses, so the server sees the two in
- * order; the reply is dropped when that call waits. 0 once queued, or
+ * order; it is marked Header.no_reply, so the server sends no reply (and
+ * logs it if it fails anyway). 0 once queued, or
  * -EAGAIN (code BUSY: the queue is full; send it with cairn_client_call),
  * -ENOENT/-ECONNREFUSED (an ipc service not running), -EINVAL, -EMSGSIZE,
  * with err set. Nothing tells whether the server accepted it. */
