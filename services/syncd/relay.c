@@ -2197,6 +2197,39 @@ static int s_forward(relay_t *r, cairn_request_t *req, s_req_t *q, int32_t tid)
     return s_relay_op(r, req, q, tid, 0, 0, STEP_SEND, false, false);
 }
 
+/* Forwards a local client's request as it came, its `holder` filled in by
+ * this relay (node, pid and uid from the kernel, the tid the client gave):
+ * the common path of the requests that need nothing else of the relay
+ * (consistent, cond_signal, destroy, declare). Every Request's message
+ * has a `holder` field; it is found through the descriptors, so one
+ * function serves them all. */
+static int s_forward_filled(relay_t *r, cairn_request_t *req)
+{
+    const cairn_caller_t *c = cairn_request_caller(req);
+    const s_req_t *in = (const s_req_t *)cairn_request_body(req);
+    const ProtobufCFieldDescriptor *of =
+        protobuf_c_message_descriptor_get_field(in->base.descriptor, in->msg_case);
+    const ProtobufCMessage *inner =
+        *(ProtobufCMessage *const *)((const char *)in + of->offset);
+    const ProtobufCMessageDescriptor *d = inner->descriptor;
+    const ProtobufCFieldDescriptor *hf =
+        protobuf_c_message_descriptor_get_field_by_name(d, "holder");
+    ProtobufCMessage *copy = cairn_request_alloc(req, d->sizeof_message);
+    Cairn__Syncd__Holder *hd = cairn_request_alloc(req, sizeof(*hd));
+
+    assert(hf && hf->descriptor == &cairn__syncd__holder__descriptor);
+    if (!copy || !hd)
+        return -ENOMEM;
+    memcpy(copy, inner, d->sizeof_message);
+    int32_t tid = s_tid_of(c, *(Cairn__Syncd__Holder *const *)
+                                  ((const char *)inner + hf->offset));
+    s_local_holder(r, c, tid, hd);
+    *(Cairn__Syncd__Holder **)((char *)copy + hf->offset) = hd;
+    s_req_t q = *in;
+    *(ProtobufCMessage **)((char *)&q + of->offset) = copy;
+    return s_forward(r, req, &q, tid);
+}
+
 int relay_handle_release(relay_t *r, cairn_request_t *req)
 {
     const cairn_caller_t *c = cairn_request_caller(req);
@@ -2285,60 +2318,39 @@ int relay_handle_consistent(relay_t *r, cairn_request_t *req)
         return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION,
                                   SYNCD_MSG_NOT_HOLDER "%s is not held by thread "
                                   "%d of process %d", cs->name, tid, c->pid);
-    s_req_t q = *in;
-    Cairn__Syncd__ConsistentRequest cq = *cs;
-    Cairn__Syncd__Holder hd;
-    s_local_holder(r, c, tid, &hd);
-    cq.holder = &hd;
-    q.consistent = &cq;
-    return s_forward(r, req, &q, tid);
+    return s_forward_filled(r, req);
+}
+
+/* A request that needs nothing of the relay but a valid name: the home's
+ * side, or forwarded with its holder filled. */
+static int s_plain(relay_t *r, cairn_request_t *req, const char *name,
+                   const char *what)
+{
+    s_outcome_t o = { 0 };
+
+    if (!s_name_ok(name, what, &o))
+        return s_fail(req, &o);
+    if (!s_local(req))
+        return s_home_side(r, req);
+    return s_forward_filled(r, req);
 }
 
 int relay_handle_cond_signal(relay_t *r, cairn_request_t *req)
 {
-    const cairn_caller_t *c = cairn_request_caller(req);
     const s_req_t *in = (const s_req_t *)cairn_request_body(req);
-    const Cairn__Syncd__CondSignalRequest *sg = in->cond_signal;
-    s_outcome_t o = { 0 };
 
-    if (!s_name_ok(sg->name, "cond_signal", &o))
-        return s_fail(req, &o);
-    if (!s_local(req))
-        return s_home_side(r, req);
-    int32_t tid = s_tid_of(c, sg->holder);
-    s_req_t q = *in;
-    Cairn__Syncd__CondSignalRequest sq = *sg;
-    Cairn__Syncd__Holder hd;
-    s_local_holder(r, c, tid, &hd);
-    sq.holder = &hd;
-    q.cond_signal = &sq;
-    return s_forward(r, req, &q, tid);
+    return s_plain(r, req, in->cond_signal->name, "cond_signal");
 }
 
 int relay_handle_destroy(relay_t *r, cairn_request_t *req)
 {
-    const cairn_caller_t *c = cairn_request_caller(req);
     const s_req_t *in = (const s_req_t *)cairn_request_body(req);
-    const Cairn__Syncd__DestroyRequest *d = in->destroy;
-    s_outcome_t o = { 0 };
 
-    if (!s_name_ok(d->name, "destroy", &o))
-        return s_fail(req, &o);
-    if (!s_local(req))
-        return s_home_side(r, req);
-    int32_t tid = s_tid_of(c, d->holder);
-    s_req_t q = *in;
-    Cairn__Syncd__DestroyRequest dq = *d;
-    Cairn__Syncd__Holder hd;
-    s_local_holder(r, c, tid, &hd);
-    dq.holder = &hd;
-    q.destroy = &dq;
-    return s_forward(r, req, &q, tid);
+    return s_plain(r, req, in->destroy->name, "destroy");
 }
 
 int relay_handle_declare(relay_t *r, cairn_request_t *req)
 {
-    const cairn_caller_t *c = cairn_request_caller(req);
     const s_req_t *in = (const s_req_t *)cairn_request_body(req);
     const Cairn__Syncd__DeclareRequest *d = in->declare;
     s_outcome_t o = { 0 };
@@ -2355,14 +2367,7 @@ int relay_handle_declare(relay_t *r, cairn_request_t *req)
                                   "barrier needs at least 1 party", d->name);
     if (!s_local(req))
         return s_home_side(r, req);
-    int32_t tid = s_tid_of(c, d->holder);
-    s_req_t q = *in;
-    Cairn__Syncd__DeclareRequest dq = *d;
-    Cairn__Syncd__Holder hd;
-    s_local_holder(r, c, tid, &hd);
-    dq.holder = &hd;
-    q.declare = &dq;
-    return s_forward(r, req, &q, tid);
+    return s_forward_filled(r, req);
 }
 
 /* ---- barrier, cond_wait --------------------------------------------------------- */
