@@ -1859,62 +1859,87 @@ static void s_hw_drop(relay_t *r, uint32_t node, const int32_t *pids, size_t n,
     }
 }
 
+/* Whether a Request case is one a client (through its relay) may send. */
+static bool s_client_request(int msg_case)
+{
+    switch (msg_case) {
+    case CAIRN__SYNCD__REQUEST__MSG_ACQUIRE:
+    case CAIRN__SYNCD__REQUEST__MSG_RELEASE:
+    case CAIRN__SYNCD__REQUEST__MSG_CONSISTENT:
+    case CAIRN__SYNCD__REQUEST__MSG_BARRIER:
+    case CAIRN__SYNCD__REQUEST__MSG_COND_WAIT:
+    case CAIRN__SYNCD__REQUEST__MSG_COND_SIGNAL:
+    case CAIRN__SYNCD__REQUEST__MSG_DESTROY:
+    case CAIRN__SYNCD__REQUEST__MSG_DECLARE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The member `field` of message m, or NULL if its type has none. The
+ * client requests share field names (name, holder, timeout_ms, tag), so
+ * one path reads them all through the descriptors. */
+static void *s_member(ProtobufCMessage *m, const char *field)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, field);
+
+    return f ? (char *)m + f->offset : NULL;
+}
+
+/* *q becomes in with its message shallow-copied into req's arena (so its
+ * holder can be replaced); returns the copy, NULL on ENOMEM. */
+static ProtobufCMessage *s_copy_request(cairn_request_t *req, const s_req_t *in,
+                                        s_req_t *q)
+{
+    const ProtobufCFieldDescriptor *of =
+        protobuf_c_message_descriptor_get_field(in->base.descriptor, in->msg_case);
+    const ProtobufCMessage *inner =
+        *(ProtobufCMessage *const *)((const char *)in + of->offset);
+    ProtobufCMessage *copy =
+        cairn_request_alloc(req, inner->descriptor->sizeof_message);
+
+    if (!copy)
+        return NULL;
+    memcpy(copy, inner, inner->descriptor->sizeof_message);
+    *q = *in;
+    *(ProtobufCMessage **)((char *)q + of->offset) = copy;
+    return copy;
+}
+
 /* A client request of another node's relay, served here: the Holder's node
  * and uid forced to what the connection says. */
 static int s_home_side(relay_t *r, cairn_request_t *req)
 {
     const cairn_caller_t *c = cairn_request_caller(req);
     const s_req_t *in = (const s_req_t *)cairn_request_body(req);
-    s_req_t q = *in;
-    Cairn__Syncd__AcquireRequest a;
-    Cairn__Syncd__ReleaseRequest rl;
-    Cairn__Syncd__ConsistentRequest cs;
-    Cairn__Syncd__BarrierRequest b;
-    Cairn__Syncd__CondWaitRequest cw;
-    Cairn__Syncd__CondSignalRequest sg;
-    Cairn__Syncd__DestroyRequest d;
-    Cairn__Syncd__DeclareRequest dc;
+    s_req_t q;
+    ProtobufCMessage *m;
     Cairn__Syncd__Holder h = CAIRN__SYNCD__HOLDER__INIT;
-    Cairn__Syncd__Holder **hp = NULL;
+    Cairn__Syncd__Holder **hp;
     const Cairn__Syncd__Holder *given = NULL;
-    const char *name = "";
+    const Cairn__Syncd__CondWaitRequest *cw = NULL;
+    const char *name;
     int64_t timeout = 0;
     uint64_t tag = 0;
     char why[128];
     const char *bad;
     uint32_t home;
 
-    switch (in->msg_case) {
-    case CAIRN__SYNCD__REQUEST__MSG_ACQUIRE:
-        a = *in->acquire; q.acquire = &a; hp = &a.holder; name = a.name;
-        timeout = a.timeout_ms; tag = a.tag;
-        break;
-    case CAIRN__SYNCD__REQUEST__MSG_RELEASE:
-        rl = *in->release; q.release = &rl; hp = &rl.holder; name = rl.name;
-        break;
-    case CAIRN__SYNCD__REQUEST__MSG_CONSISTENT:
-        cs = *in->consistent; q.consistent = &cs; hp = &cs.holder; name = cs.name;
-        break;
-    case CAIRN__SYNCD__REQUEST__MSG_BARRIER:
-        b = *in->barrier; q.barrier = &b; hp = &b.holder; name = b.name;
-        timeout = b.timeout_ms; tag = b.tag;
-        break;
-    case CAIRN__SYNCD__REQUEST__MSG_COND_WAIT:
-        cw = *in->cond_wait; q.cond_wait = &cw; hp = &cw.holder; name = cw.name;
-        timeout = cw.timeout_ms; tag = cw.tag;
-        break;
-    case CAIRN__SYNCD__REQUEST__MSG_COND_SIGNAL:
-        sg = *in->cond_signal; q.cond_signal = &sg; hp = &sg.holder; name = sg.name;
-        break;
-    case CAIRN__SYNCD__REQUEST__MSG_DESTROY:
-        d = *in->destroy; q.destroy = &d; hp = &d.holder; name = d.name;
-        break;
-    case CAIRN__SYNCD__REQUEST__MSG_DECLARE:
-        dc = *in->declare; q.declare = &dc; hp = &dc.holder; name = dc.name;
-        break;
-    default:
+    if (!s_client_request(in->msg_case))
         return cairn_request_fail(req, CAIRN_UNSUPPORTED, "not a client request");
-    }
+    m = s_copy_request(req, in, &q);
+    if (!m)
+        return -ENOMEM;
+    hp = s_member(m, "holder");
+    name = *(char **)s_member(m, "name");
+    if (s_member(m, "timeout_ms"))
+        timeout = *(int64_t *)s_member(m, "timeout_ms");
+    if (s_member(m, "tag"))
+        tag = *(uint64_t *)s_member(m, "tag");
+    if (in->msg_case == CAIRN__SYNCD__REQUEST__MSG_COND_WAIT)
+        cw = q.cond_wait;
     given = *hp;
     if (given)
         h = *given;
@@ -1933,8 +1958,7 @@ static int s_home_side(relay_t *r, cairn_request_t *req)
     /* a relay's retry of a wait that is still here: re-bind */
     s_hw_t *hw = s_hw_find(r, c->node, h.pid, h.tid, tag, in->msg_case);
     if (hw) {
-        bool waiting = !(in->msg_case == CAIRN__SYNCD__REQUEST__MSG_COND_WAIT &&
-                         cw.phase != CAIRN__SYNCD__COND_WAIT_REQUEST__PHASE__PHASE_WAIT);
+        bool waiting = !(cw && cw->phase != CAIRN__SYNCD__COND_WAIT_REQUEST__PHASE__PHASE_WAIT);
         if (waiting) {
             cairn_deferred_fail(r->svc, hw->deferred, CAIRN_UNAVAILABLE,
                                 "superseded by a retry of the same request");
@@ -2207,26 +2231,17 @@ static int s_forward_filled(relay_t *r, cairn_request_t *req)
 {
     const cairn_caller_t *c = cairn_request_caller(req);
     const s_req_t *in = (const s_req_t *)cairn_request_body(req);
-    const ProtobufCFieldDescriptor *of =
-        protobuf_c_message_descriptor_get_field(in->base.descriptor, in->msg_case);
-    const ProtobufCMessage *inner =
-        *(ProtobufCMessage *const *)((const char *)in + of->offset);
-    const ProtobufCMessageDescriptor *d = inner->descriptor;
-    const ProtobufCFieldDescriptor *hf =
-        protobuf_c_message_descriptor_get_field_by_name(d, "holder");
-    ProtobufCMessage *copy = cairn_request_alloc(req, d->sizeof_message);
     Cairn__Syncd__Holder *hd = cairn_request_alloc(req, sizeof(*hd));
+    s_req_t q;
+    ProtobufCMessage *m = s_copy_request(req, in, &q);
+    Cairn__Syncd__Holder **hp = m ? s_member(m, "holder") : NULL;
 
-    assert(hf && hf->descriptor == &cairn__syncd__holder__descriptor);
-    if (!copy || !hd)
+    if (!m || !hd)
         return -ENOMEM;
-    memcpy(copy, inner, d->sizeof_message);
-    int32_t tid = s_tid_of(c, *(Cairn__Syncd__Holder *const *)
-                                  ((const char *)inner + hf->offset));
+    assert(hp);
+    int32_t tid = s_tid_of(c, *hp);
     s_local_holder(r, c, tid, hd);
-    *(Cairn__Syncd__Holder **)((char *)copy + hf->offset) = hd;
-    s_req_t q = *in;
-    *(ProtobufCMessage **)((char *)&q + of->offset) = copy;
+    *hp = hd;
     return s_forward(r, req, &q, tid);
 }
 
