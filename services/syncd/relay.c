@@ -220,14 +220,21 @@ typedef struct s_revoke {
 } s_revoke_t;
 
 /* A revoke our home asked of another node, sent or to be re-sent. */
+/* A request to a peer sent again until the peer takes it -- a revoke a
+ * home asks of a caching node, a release carried to a home: what their
+ * lists share. Each kind's struct begins with one. */
+typedef struct s_retry {
+    struct s_retry *next;
+    uint64_t id;                /* of the peer call in flight, 0 if none */
+    char *name;                 /* the object (owned) */
+    int64_t timer;              /* the next try, 0 if none */
+} s_retry_t;
+
 typedef struct s_out_revoke {
-    struct s_out_revoke *next;
+    s_retry_t rt;               /* first: in r->out_revokes */
     relay_t *r;
-    uint64_t id;
     uint32_t node;
-    char *name;
     uint64_t grant;
-    int64_t timer;
 } s_out_revoke_t;
 
 /* ls fanned out to the members. */
@@ -264,15 +271,12 @@ enum { JOB_ANSWER, JOB_REVOKE };
  * dropped, it would leave the object held at the home by a holder that
  * let go. */
 typedef struct s_rel {
-    struct s_rel *next;
-    uint64_t id;                /* of the peer call in flight, 0 if none */
-    char *name;
+    s_retry_t rt;               /* first: in r->rels */
     int mode;
     uint32_t count;
     Cairn__Syncd__Holder holder;
     cairn_caller_t as;          /* the local caller it is for */
     uint64_t until_ms;          /* cairn_now_ms() when it stops trying */
-    int64_t timer;              /* the next try, 0 if none */
 } s_rel_t;
 
 struct relay {
@@ -286,11 +290,11 @@ struct relay {
     s_op_t *ops;
     s_hw_t *hws;
     s_revoke_t *revokes;
-    s_out_revoke_t *out_revokes;
+    s_retry_t *out_revokes;     /* s_out_revoke_t */
     s_ls_t *lss;
     s_job_t *jobs;
     size_t n_jobs, cap_jobs;
-    s_rel_t *rels;              /* releases on their way to a home */
+    s_retry_t *rels;            /* s_rel_t: releases on their way to a home */
     int64_t jobs_timer;
     uint64_t next_id;           /* attempt and request ids */
     /* membership as we last handled it */
@@ -1047,23 +1051,44 @@ static const home_ops_t s_home_ops = {
 
 static void s_revoke_send(s_out_revoke_t *o);
 
-static void s_out_revoke_free(relay_t *r, s_out_revoke_t *o)
+/* The entry of list whose peer call is id, or NULL. */
+static s_retry_t *s_retry_find(s_retry_t *list, uint64_t id)
 {
-    for (s_out_revoke_t **pp = &r->out_revokes; *pp; pp = &(*pp)->next)
-        if (*pp == o) {
-            *pp = o->next;
+    while (list && list->id != id)
+        list = list->next;
+    return list;
+}
+
+static void s_retry_push(s_retry_t **list, s_retry_t *e)
+{
+    e->next = *list;
+    *list = e;
+}
+
+/* Takes e off list, cancels its timer and frees it (its struct began
+ * with e). */
+static void s_retry_drop(relay_t *r, s_retry_t **list, s_retry_t *e)
+{
+    for (s_retry_t **pp = list; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
             break;
         }
-    if (o->timer > 0)
-        cairn_loop_cancel_timer(cairn_service_loop(r->svc), o->timer);
-    free(o->name);
-    free(o);
+    if (e->timer > 0)
+        cairn_loop_cancel_timer(cairn_service_loop(r->svc), e->timer);
+    free(e->name);
+    free(e);
+}
+
+static void s_out_revoke_free(relay_t *r, s_out_revoke_t *o)
+{
+    s_retry_drop(r, &r->out_revokes, &o->rt);
 }
 
 static int s_on_revoke_retry(cairn_loop_t *loop, int64_t id, void *userdata)
 {
     s_out_revoke_t *o = userdata;
-    o->timer = 0;
+    o->rt.timer = 0;
     s_revoke_send(o);
     return 0;
 }
@@ -1072,12 +1097,10 @@ static void s_on_revoke_reply(void *userdata, uint32_t node, int code,
                               const char *message, ProtobufCMessage *reply)
 {
     relay_t *r = s_relay_of_peers;
-    s_out_revoke_t *o = NULL;
-    uint64_t id = (uint64_t)(uintptr_t)userdata;
+    s_out_revoke_t *o = r ? (s_out_revoke_t *)s_retry_find(
+                                r->out_revokes, (uint64_t)(uintptr_t)userdata)
+                          : NULL;
 
-    for (s_out_revoke_t *x = r ? r->out_revokes : NULL; x; x = x->next)
-        if (x->id == id)
-            o = x;
     if (!o) {
         if (reply)
             protobuf_c_message_free_unpacked(reply, NULL);
@@ -1087,7 +1110,7 @@ static void s_on_revoke_reply(void *userdata, uint32_t node, int code,
         s_rep_t *rep = (s_rep_t *)reply;
         const Cairn__Syncd__RevokeReply *rv =
             rep->msg_case == CAIRN__SYNCD__REPLY__MSG_REVOKE_REPLY ? rep->revoke_reply : NULL;
-        home_revoked(r->home, o->name, o->grant, rv ? rv->last_token : 0,
+        home_revoked(r->home, o->rt.name, o->grant, rv ? rv->last_token : 0,
                      rv && rv->owner_died, rv && rv->not_recoverable);
         protobuf_c_message_free_unpacked(reply, NULL);
         s_out_revoke_free(r, o);
@@ -1097,9 +1120,9 @@ static void s_on_revoke_reply(void *userdata, uint32_t node, int code,
         s_out_revoke_free(r, o);     /* home_node_dead takes the cache back */
         return;
     }
-    cairn_log_warn(0, "revoke", "name=%s node=%u msg=\"%s\", retrying", o->name,
+    cairn_log_warn(0, "revoke", "name=%s node=%u msg=\"%s\", retrying", o->rt.name,
                    o->node, message ? message : "");
-    o->timer = cairn_loop_add_timer(cairn_service_loop(r->svc), REVOKE_RETRY_MS,
+    o->rt.timer = cairn_loop_add_timer(cairn_service_loop(r->svc), REVOKE_RETRY_MS,
                                     0, s_on_revoke_retry, o);
 }
 
@@ -1110,14 +1133,14 @@ static void s_revoke_send(s_out_revoke_t *o)
     s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__RevokeRequest rv = CAIRN__SYNCD__REVOKE_REQUEST__INIT;
 
-    rv.name = o->name;
+    rv.name = o->rt.name;
     rv.grant = o->grant;
     req.revoke = &rv;
     req.msg_case = CAIRN__SYNCD__REQUEST__MSG_REVOKE;
-    o->id = s_next_id(r);
+    o->rt.id = s_next_id(r);
     if (!ep || cairn_peers_call(r->peers, o->node, ep, &req.base, CALL_MS,
-                                s_on_revoke_reply, (void *)(uintptr_t)o->id) < 0)
-        o->timer = cairn_loop_add_timer(cairn_service_loop(r->svc),
+                                s_on_revoke_reply, (void *)(uintptr_t)o->rt.id) < 0)
+        o->rt.timer = cairn_loop_add_timer(cairn_service_loop(r->svc),
                                         REVOKE_RETRY_MS, 0, s_on_revoke_retry, o);
 }
 
@@ -1147,7 +1170,7 @@ static void s_revoke_start(relay_t *r, uint32_t node, const char *name,
         return;
     }
     s_out_revoke_t *o = calloc(1, sizeof(*o));
-    if (!o || !(o->name = strdup(name))) {
+    if (!o || !(o->rt.name = strdup(name))) {
         free(o);
         cairn_log_err(0, "revoke", "name=%s msg=\"out of memory\"", name);
         return;
@@ -1155,8 +1178,7 @@ static void s_revoke_start(relay_t *r, uint32_t node, const char *name,
     o->r = r;
     o->node = node;
     o->grant = grant;
-    o->next = r->out_revokes;
-    r->out_revokes = o;
+    s_retry_push(&r->out_revokes, &o->rt);
     s_revoke_send(o);
 }
 
@@ -1616,15 +1638,7 @@ static void s_cond_result(s_op_t *op, const s_outcome_t *o)
 
 static void s_rel_free(relay_t *r, s_rel_t *rel)
 {
-    for (s_rel_t **pp = &r->rels; *pp; pp = &(*pp)->next)
-        if (*pp == rel) {
-            *pp = rel->next;
-            break;
-        }
-    if (rel->timer > 0)
-        cairn_loop_cancel_timer(cairn_service_loop(r->svc), rel->timer);
-    free(rel->name);
-    free(rel);
+    s_retry_drop(r, &r->rels, &rel->rt);
 }
 
 static void s_rel_send(relay_t *r, s_rel_t *rel);
@@ -1635,7 +1649,7 @@ static int s_on_rel_retry(cairn_loop_t *loop, int64_t id, void *userdata)
 
     (void)loop;
     (void)id;
-    rel->timer = 0;
+    rel->rt.timer = 0;
     s_rel_send(s_relay_of_peers, rel);
     return 0;
 }
@@ -1643,20 +1657,20 @@ static int s_on_rel_retry(cairn_loop_t *loop, int64_t id, void *userdata)
 /* The home could not take it (why): again soon, or given up. */
 static void s_rel_again(relay_t *r, s_rel_t *rel, const char *why)
 {
-    rel->id = 0;
+    rel->rt.id = 0;
     if (r->stopping || cairn_now_ms() >= rel->until_ms) {
         cairn_log_warn(0, "release", "name=%s pid=%d tid=%d msg=\"%s\", "
                        "given up: its home frees it when the process exits "
-                       "or the home changes", rel->name, rel->holder.pid,
+                       "or the home changes", rel->rt.name, rel->holder.pid,
                        rel->holder.tid, why);
         s_rel_free(r, rel);
         return;
     }
     uint64_t ms = BACKOFF_MIN_MS +
                   (uint64_t)(rand() % (BACKOFF_MAX_MS - BACKOFF_MIN_MS + 1));
-    rel->timer = cairn_loop_add_timer(cairn_service_loop(r->svc), ms, 0,
+    rel->rt.timer = cairn_loop_add_timer(cairn_service_loop(r->svc), ms, 0,
                                       s_on_rel_retry, rel);
-    if (rel->timer <= 0)
+    if (rel->rt.timer <= 0)
         s_rel_free(r, rel);
 }
 
@@ -1665,12 +1679,10 @@ static void s_on_release_reply(void *userdata, uint32_t node, int code,
 {
     relay_t *r = s_relay_of_peers;
     uint64_t id = (uint64_t)(uintptr_t)userdata;
-    s_rel_t *rel = NULL;
+    s_rel_t *rel = r ? (s_rel_t *)s_retry_find(r->rels, id) : NULL;
 
     if (reply)
         protobuf_c_message_free_unpacked(reply, NULL);
-    for (rel = r ? r->rels : NULL; rel && rel->id != id; rel = rel->next)
-        ;
     if (!rel)
         return;
     if (code == CAIRN_UNAVAILABLE || code == CAIRN_TIMEOUT) {
@@ -1679,7 +1691,7 @@ static void s_on_release_reply(void *userdata, uint32_t node, int code,
     }
     if (code != CAIRN_OK)
         cairn_log_warn(0, "release", "name=%s node=%u msg=\"%s\", ignoring",
-                       rel->name, node, message ? message : "");
+                       rel->rt.name, node, message ? message : "");
     s_rel_free(r, rel);
 }
 
@@ -1689,20 +1701,20 @@ static void s_rel_send(relay_t *r, s_rel_t *rel)
     s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__ReleaseRequest rl = CAIRN__SYNCD__RELEASE_REQUEST__INIT;
     Cairn__Syncd__Holder h = rel->holder;
-    uint32_t home = view_quorum(r->view) ? view_home(r->view, rel->name) : 0;
+    uint32_t home = view_quorum(r->view) ? view_home(r->view, rel->rt.name) : 0;
 
     if (!home) {
         s_rel_again(r, rel, "no home now (no quorum or no membership)");
         return;
     }
-    rl.name = rel->name;
+    rl.name = rel->rt.name;
     rl.mode = rel->mode;
     rl.count = rel->count;
     rl.holder = &h;
     req.release = &rl;
     req.msg_case = CAIRN__SYNCD__REQUEST__MSG_RELEASE;
     cairn_log_debug("release-forward", "name=%s home=%u pid=%d tid=%d mode=%d",
-                    rel->name, home, h.pid, h.tid, rel->mode);
+                    rel->rt.name, home, h.pid, h.tid, rel->mode);
     if (home == r->self) {
         home_result_t hr;
         home_release(r->home, &rl, rel->as.uid, &hr);
@@ -1712,15 +1724,15 @@ static void s_rel_send(relay_t *r, s_rel_t *rel)
         }
         if (hr.code != CAIRN_OK)
             cairn_log_warn(0, "release", "name=%s msg=\"%s\", ignoring",
-                           rel->name, hr.message);
+                           rel->rt.name, hr.message);
         s_rel_free(r, rel);
         return;
     }
     const char *ep = view_endpoint(r->view, home);
-    rel->id = s_next_id(r);
+    rel->rt.id = s_next_id(r);
     int k = ep ? cairn_peers_call_as(r->peers, home, ep, &req.base, CALL_MS,
                                      &rel->as, s_on_release_reply,
-                                     (void *)(uintptr_t)rel->id) : -ENOENT;
+                                     (void *)(uintptr_t)rel->rt.id) : -ENOENT;
     if (k < 0)
         s_rel_again(r, rel, strerror(-k));
 }
@@ -1734,7 +1746,7 @@ static void s_release_async(relay_t *r, uint32_t home, const char *name,
     s_rel_t *rel = calloc(1, sizeof(*rel));
 
     (void)home;   /* the home of the moment decides, not the grant's */
-    if (!rel || !(rel->name = strdup(name))) {
+    if (!rel || !(rel->rt.name = strdup(name))) {
         free(rel);
         cairn_log_warn(0, "release", "name=%s msg=\"out of memory\", the home "
                        "frees it when the holder's process exits", name);
@@ -1746,8 +1758,7 @@ static void s_release_async(relay_t *r, uint32_t home, const char *name,
     if (as)
         rel->as = *as;
     rel->until_ms = cairn_now_ms() + RELEASE_TRY_MS;
-    rel->next = r->rels;
-    r->rels = rel;
+    s_retry_push(&r->rels, &rel->rt);
     s_rel_send(r, rel);
 }
 
@@ -3358,7 +3369,7 @@ void relay_stop(relay_t *r)
         free(w);
     }
     while (r->rels)
-        s_rel_free(r, r->rels);
+        s_retry_drop(r, &r->rels, r->rels);
     if (r->cache)
         cache_drop_all(r->cache);
     /* the skeleton ends the zmq context after this returns: every socket
@@ -3375,7 +3386,7 @@ relay_t *relay_free(relay_t *r)
     while (r->procs)
         s_proc_free(r, r->procs);
     while (r->out_revokes)
-        s_out_revoke_free(r, r->out_revokes);
+        s_retry_drop(r, &r->out_revokes, r->out_revokes);
     for (size_t i = 0; i < r->n_jobs; i++)
         free(r->jobs[i].name);
     free(r->jobs);
