@@ -693,8 +693,12 @@ static void s_run_handler(cairn_service_t *svc, cairn_request_t *req,
                           const cairn_handler_t *h)
 {
     char who[72];
-    long slot = s_cache_claim(svc, req->hdr->request_id, req->hdr->type,
-                              s_caller_key(&req->caller, who, sizeof(who)));
+    /* nobody retries a request that reads no reply: no cache slot (it
+     * would push out a reply someone may ask for again) */
+    long slot = req->hdr->no_reply
+                    ? -1
+                    : s_cache_claim(svc, req->hdr->request_id, req->hdr->type,
+                                    s_caller_key(&req->caller, who, sizeof(who)));
     s_packed_t p = { 0 };
     int hr;
 

@@ -1945,10 +1945,12 @@ static int s_home_side(relay_t *r, cairn_request_t *req)
         return -ENOMEM;
     hp = s_member(m, "holder");
     name = *(char **)s_member(m, "name");
-    if (s_member(m, "timeout_ms"))
-        timeout = *(int64_t *)s_member(m, "timeout_ms");
-    if (s_member(m, "tag"))
-        tag = *(uint64_t *)s_member(m, "tag");
+    const int64_t *tp = s_member(m, "timeout_ms");
+    const uint64_t *gp = s_member(m, "tag");
+    if (tp)
+        timeout = *tp;
+    if (gp)
+        tag = *gp;
     if (in->msg_case == CAIRN__SYNCD__REQUEST__MSG_COND_WAIT)
         cw = q.cond_wait;
     given = *hp;
