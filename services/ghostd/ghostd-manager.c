@@ -1,6 +1,6 @@
 /* ghostd-manager.c - ghostd's handlers, jobs and lifecycle.
  *
- * Design. A request becomes a job in one of GHOSTD_MAX_JOBS slots:
+ * Design. A request becomes a job in one of GHOSTD_MAX_HELPERS slots:
  *
  *   handler: validate (pid, dir, image) -> busy? -> mkdir -p DIR (checkpoint)
  *            -> posix_spawn the helper (own process group, signals reset,
@@ -156,10 +156,10 @@ static int s_check_dir(const char *what, const char *dir, cairn_error_t *err)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "%s: dir '%s' is not an absolute path", what,
                                dir);
-    if (strlen(dir) >= sizeof(((ghostd_job_t *)0)->dir))
+    if (strlen(dir) >= sizeof(((ghostd_helper_t *)0)->dir))
         return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
                                "%s: dir is longer than %zu bytes", what,
-                               sizeof(((ghostd_job_t *)0)->dir) - 1);
+                               sizeof(((ghostd_helper_t *)0)->dir) - 1);
     if (strchr(dir, '\n'))
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "%s: dir contains a newline", what);
@@ -211,8 +211,8 @@ static int s_check_busy(ghostd_t *gd, ghostd_kind_t kind, uint32_t pid,
 {
     size_t used = 0;
 
-    for (size_t i = 0; i < GHOSTD_MAX_JOBS; i++) {
-        const ghostd_job_t *j = &gd->jobs[i];
+    for (size_t i = 0; i < GHOSTD_MAX_HELPERS; i++) {
+        const ghostd_helper_t *j = &gd->helpers[i];
         if (!j->used)
             continue;
         used++;
@@ -228,10 +228,10 @@ static int s_check_busy(ghostd_t *gd, ghostd_kind_t kind, uint32_t pid,
                                    "%d)", dir, j->kind == GHOSTD_CHECKPOINT
                                    ? "checkpoint" : "restart", (int)j->helper);
     }
-    if (used == GHOSTD_MAX_JOBS)
+    if (used == GHOSTD_MAX_HELPERS)
         return cairn_error_set(err, -EBUSY, CAIRN_BUSY,
                                "%d checkpoint/restart jobs are running; try "
-                               "again later", GHOSTD_MAX_JOBS);
+                               "again later", GHOSTD_MAX_HELPERS);
     return 0;
 }
 
@@ -294,11 +294,11 @@ static int s_spawn(const char *path, char *const argv[], pid_t *ret_pid,
 
 /* ---- a job's life ------------------------------------------------------ */
 
-static ghostd_job_t *s_job_claim(ghostd_t *gd)
+static ghostd_helper_t *s_helper_claim(ghostd_t *gd)
 {
-    for (size_t i = 0; i < GHOSTD_MAX_JOBS; i++)
-        if (!gd->jobs[i].used) {
-            ghostd_job_t *j = &gd->jobs[i];
+    for (size_t i = 0; i < GHOSTD_MAX_HELPERS; i++)
+        if (!gd->helpers[i].used) {
+            ghostd_helper_t *j = &gd->helpers[i];
             memset(j, 0, sizeof *j);
             j->gd = gd;
             j->used = true;
@@ -308,7 +308,7 @@ static ghostd_job_t *s_job_claim(ghostd_t *gd)
     return NULL;
 }
 
-static void s_job_unwatch(ghostd_job_t *j)
+static void s_helper_unwatch(ghostd_helper_t *j)
 {
     cairn_loop_t *loop = cairn_service_loop(j->gd->svc);
 
@@ -324,7 +324,7 @@ static void s_job_unwatch(ghostd_job_t *j)
  * user's job only inside a directory that user owns, whatever path led
  * there: removing an entry of it is something they may do themselves, so
  * no link they plant on the way makes root remove anyone else's file. */
-static void s_remove_leftover(const ghostd_job_t *j, const char *path)
+static void s_remove_leftover(const ghostd_helper_t *j, const char *path)
 {
     char dir[sizeof j->image + 8];
     const char *slash = strrchr(path, '/');
@@ -345,7 +345,7 @@ static void s_remove_leftover(const ghostd_job_t *j, const char *path)
 }
 
 /* Frees the slot: the helper is reaped and the request answered. */
-static void s_job_release(ghostd_job_t *j)
+static void s_helper_release(ghostd_helper_t *j)
 {
     cairn_loop_t *loop = cairn_service_loop(j->gd->svc);
     char part[sizeof j->image + 8];
@@ -360,7 +360,7 @@ static void s_job_release(ghostd_job_t *j)
             s_remove_leftover(j, j->image);
     }
 
-    s_job_unwatch(j);
+    s_helper_unwatch(j);
     if (j->poll_timer > 0)
         cairn_loop_cancel_timer(loop, j->poll_timer);
     if (j->deadline_timer > 0)
@@ -368,7 +368,7 @@ static void s_job_release(ghostd_job_t *j)
     j->used = false;
 }
 
-static void s_job_fail(ghostd_job_t *j, int code, const char *msg)
+static void s_helper_fail(ghostd_helper_t *j, int code, const char *msg)
 {
     if (!j->deferred)
         return;
@@ -382,7 +382,7 @@ static void s_job_fail(ghostd_job_t *j, int code, const char *msg)
 
 /* Reads what the helper printed, up to the cap; EOF or an error closes
  * the pipe. */
-static void s_job_drain(ghostd_job_t *j)
+static void s_helper_drain(ghostd_helper_t *j)
 {
     char scratch[4096];
 
@@ -396,7 +396,7 @@ static void s_job_drain(ghostd_job_t *j)
         if (n < 0 && errno == EAGAIN)
             return;
         if (n <= 0) {
-            s_job_unwatch(j);
+            s_helper_unwatch(j);
             return;
         }
         if (room)
@@ -409,14 +409,14 @@ static void s_job_drain(ghostd_job_t *j)
 static int s_on_output(cairn_loop_t *loop, int fd, void *zsock, short revents,
                        void *userdata)
 {
-    s_job_drain(userdata);
+    s_helper_drain(userdata);
     return 0;
 }
 
 /* ---- mapping a finished helper to a reply ------------------------------ */
 
 /* The first non-empty line of the helper's output as a JSON object. */
-static json_t *s_job_json(ghostd_job_t *j)
+static json_t *s_helper_json(ghostd_helper_t *j)
 {
     char *line = j->out, *end;
 
@@ -478,18 +478,18 @@ static const char *s_json_string(json_t *v, const char *key)
     return s ? s : "";
 }
 
-static void s_contract_fail(ghostd_job_t *j, const char *what)
+static void s_contract_fail(ghostd_helper_t *j, const char *what)
 {
     char msg[512];
 
     snprintf(msg, sizeof msg, "%s exited 0 but its output %s",
              s_helper_name(j->kind), what);
-    s_job_fail(j, CAIRN_INTERNAL, msg);
+    s_helper_fail(j, CAIRN_INTERNAL, msg);
 }
 
 /* The helper's numbers keys[0..n) into vals; a missing one fails the job
  * (a broken contract) and returns -EBADMSG. */
-static int s_job_numbers(ghostd_job_t *j, json_t *v, const char *const keys[],
+static int s_helper_numbers(ghostd_helper_t *j, json_t *v, const char *const keys[],
                          uint64_t vals[], size_t n)
 {
     char what[128];
@@ -503,7 +503,7 @@ static int s_job_numbers(ghostd_job_t *j, json_t *v, const char *const keys[],
     return 0;
 }
 
-static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
+static void s_reply_checkpoint(ghostd_helper_t *j, json_t *v)
 {
     static const char *const keys[] = { "image_bytes", "pages", "processes",
                                         "threads", "freeze_us", "dump_us" };
@@ -512,7 +512,7 @@ static void s_reply_checkpoint(ghostd_job_t *j, json_t *v)
     json_t *lr = json_object_get(v, "left_running");
     uint64_t f[6];
 
-    if (s_job_numbers(j, v, keys, f, 6) < 0)
+    if (s_helper_numbers(j, v, keys, f, 6) < 0)
         return;
     cr.pid = j->pid;
     cr.dir = j->dir;
@@ -551,7 +551,7 @@ static void s_restart_numbers(Cairn__Ghostd__RestartReply *rr, const uint64_t f[
 
 /* A --check success line: ghost-dump's {"pid","checkpointable":true} or
  * ghost-restore's {"check":true,"original_pid","pids_free",...}. */
-static void s_reply_checked(ghostd_job_t *j, json_t *v)
+static void s_reply_checked(ghostd_helper_t *j, json_t *v)
 {
     static const char *const keys[] = { "original_pid", "image_bytes", "pages",
                                         "processes", "threads", "check_us" };
@@ -570,7 +570,7 @@ static void s_reply_checked(ghostd_job_t *j, json_t *v)
         cairn_log_info("checkpoint-checked", "pid=%u", j->pid);
     } else {
         json_t *free_ids = json_object_get(v, "pids_free");
-        if (s_job_numbers(j, v, keys, f, 6) < 0)
+        if (s_helper_numbers(j, v, keys, f, 6) < 0)
             return;
         if (!json_is_boolean(free_ids))
             return s_contract_fail(j, "has no boolean \"pids_free\"");
@@ -586,7 +586,7 @@ static void s_reply_checked(ghostd_job_t *j, json_t *v)
     j->deferred = NULL;
 }
 
-static void s_reply_restart(ghostd_job_t *j, json_t *v)
+static void s_reply_restart(ghostd_helper_t *j, json_t *v)
 {
     static const char *const keys[] = { "pid", "original_pid", "image_bytes",
                                         "pages", "processes", "threads",
@@ -596,7 +596,7 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
     uint64_t f[7];
     char what[128];
 
-    if (s_job_numbers(j, v, keys, f, 7) < 0)
+    if (s_helper_numbers(j, v, keys, f, 7) < 0)
         return;
     if (f[0] == 0 || f[0] > INT_MAX)
         return s_contract_fail(j, "has no valid \"pid\"");
@@ -626,7 +626,7 @@ static void s_reply_restart(ghostd_job_t *j, json_t *v)
 /* The Status of a helper's exit code: 1 error (the JSON's code or
  * INTERNAL), 2 refused (FAILED_PRECONDITION, UNSUPPORTED or, for a user's
  * job, PERMISSION_DENIED), 3 pid taken. */
-static void s_reply_error(ghostd_job_t *j, int exit_code, json_t *v)
+static void s_reply_error(ghostd_helper_t *j, int exit_code, json_t *v)
 {
     const char *msg = NULL, *name = s_helper_name(j->kind);
     char buf[1024];
@@ -635,7 +635,7 @@ static void s_reply_error(ghostd_job_t *j, int exit_code, json_t *v)
     if (!v) {
         snprintf(buf, sizeof buf, "%s exited with status %d and printed no "
                  "JSON line%s", name, exit_code, j->out_len ? " (garbage)" : "");
-        return s_job_fail(j, CAIRN_INTERNAL, buf);
+        return s_helper_fail(j, CAIRN_INTERNAL, buf);
     }
     code = s_json_error(v, CAIRN_INTERNAL, &msg);
     if (exit_code == 2 && code != CAIRN_UNSUPPORTED && code != CAIRN_PERMISSION_DENIED)
@@ -649,11 +649,11 @@ static void s_reply_error(ghostd_job_t *j, int exit_code, json_t *v)
     else
         snprintf(buf, sizeof buf, "%s exited with status %d: %s", name,
                  exit_code, msg ? msg : "(no message)");
-    s_job_fail(j, code, buf);
+    s_helper_fail(j, code, buf);
 }
 
 /* Answers the request from the reaped helper's wait status and output. */
-static void s_job_answer(ghostd_job_t *j, int status)
+static void s_helper_answer(ghostd_helper_t *j, int status)
 {
     json_t *v;
     char buf[256];
@@ -665,9 +665,9 @@ static void s_job_answer(ghostd_job_t *j, int status)
         snprintf(buf, sizeof buf, "%s died with signal %d (%s)",
                  s_helper_name(j->kind), WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
-        return s_job_fail(j, CAIRN_INTERNAL, buf);
+        return s_helper_fail(j, CAIRN_INTERNAL, buf);
     }
-    v = s_job_json(j);
+    v = s_helper_json(j);
     if (WEXITSTATUS(status) != 0)
         s_reply_error(j, WEXITSTATUS(status), v);
     else if (!v)
@@ -683,24 +683,24 @@ static void s_job_answer(ghostd_job_t *j, int status)
 
 static int s_on_poll(cairn_loop_t *loop, int64_t timer_id, void *userdata)
 {
-    ghostd_job_t *j = userdata;
+    ghostd_helper_t *j = userdata;
     int status = 0;
     pid_t r = waitpid(j->helper, &status, WNOHANG);
 
     if (r == 0 || (r < 0 && errno == EINTR))
         return 0;
     if (r < 0) {   /* ECHILD: reaped elsewhere; nothing to read a status from */
-        s_job_fail(j, CAIRN_INTERNAL, "lost track of the helper process");
+        s_helper_fail(j, CAIRN_INTERNAL, "lost track of the helper process");
     } else {
-        s_job_drain(j);
-        s_job_answer(j, status);
+        s_helper_drain(j);
+        s_helper_answer(j, status);
     }
-    s_job_release(j);
+    s_helper_release(j);
     return 0;
 }
 
 /* Kills the helper and everything still in its process group. */
-static void s_job_kill(ghostd_job_t *j)
+static void s_helper_kill(ghostd_helper_t *j)
 {
     kill(-j->helper, SIGKILL);
     kill(j->helper, SIGKILL);
@@ -708,15 +708,15 @@ static void s_job_kill(ghostd_job_t *j)
 
 static int s_on_deadline(cairn_loop_t *loop, int64_t timer_id, void *userdata)
 {
-    ghostd_job_t *j = userdata;
+    ghostd_helper_t *j = userdata;
     char buf[256];
 
     j->deadline_timer = 0;   /* one-shot: fired */
-    s_job_kill(j);
+    s_helper_kill(j);
     snprintf(buf, sizeof buf, "%s did not finish within %llu ms; killed",
              s_helper_name(j->kind),
              (unsigned long long)(cairn_now_ms() - j->started_ms));
-    s_job_fail(j, CAIRN_TIMEOUT, buf);
+    s_helper_fail(j, CAIRN_TIMEOUT, buf);
     return 0;
 }
 
@@ -736,7 +736,7 @@ static uint64_t s_deadline_ms(cairn_request_t *req)
 }
 
 /* Registers the job's watch and timers. */
-static int s_job_watch(ghostd_job_t *j, uint64_t deadline_ms)
+static int s_helper_watch(ghostd_helper_t *j, uint64_t deadline_ms)
 {
     cairn_loop_t *loop = cairn_service_loop(j->gd->svc);
 
@@ -753,7 +753,7 @@ static int s_job_watch(ghostd_job_t *j, uint64_t deadline_ms)
 
 /* Spawns the job's helper with argv[1..] and defers the request. On
  * failure the slot is free again and err says why. */
-static int s_job_run(ghostd_job_t *j, cairn_request_t *req, char *argv[],
+static int s_helper_run(ghostd_helper_t *j, cairn_request_t *req, char *argv[],
                      cairn_error_t *err)
 {
     uint64_t deadline = s_deadline_ms(req);   /* before defer takes the header */
@@ -768,20 +768,20 @@ static int s_job_run(ghostd_job_t *j, cairn_request_t *req, char *argv[],
     }
     j->started_ms = cairn_now_ms();
     j->deferred = cairn_request_defer(req);
-    if (j->deferred && s_job_watch(j, deadline) == 0) {
+    if (j->deferred && s_helper_watch(j, deadline) == 0) {
         cairn_log_info(j->kind == GHOSTD_CHECKPOINT ? "checkpoint" : "restart",
                        "pid=%u image=%s helper=%d as=%s", j->pid, j->image,
                        (int)j->helper, j->for_user ? j->as_arg : "root");
         return CAIRN_REPLY_DEFERRED;
     }
-    s_job_kill(j);
+    s_helper_kill(j);
     while (waitpid(j->helper, NULL, 0) < 0 && errno == EINTR)
         ;
     r = j->deferred ? CAIRN_REPLY_DEFERRED
                     : cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL,
                                       "out of memory");
-    s_job_fail(j, CAIRN_INTERNAL, "out of memory");
-    s_job_release(j);
+    s_helper_fail(j, CAIRN_INTERNAL, "out of memory");
+    s_helper_release(j);
     return r;
 }
 
@@ -803,7 +803,7 @@ static bool s_for_user(const cairn_caller_t *c)
 }
 
 /* Who job j works for (for_user, uid, gid, as_arg): the caller. */
-static void s_job_caller(ghostd_job_t *j, const cairn_caller_t *c)
+static void s_helper_caller(ghostd_helper_t *j, const cairn_caller_t *c)
 {
     j->for_user = s_for_user(c);
     j->uid = c->uid;
@@ -890,7 +890,7 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
     const cairn_caller_t *caller = cairn_request_caller(req);
     char dir[4096], pid_arg[16];
     cairn_error_t err = { 0 };
-    ghostd_job_t *j;
+    ghostd_helper_t *j;
     int r;
 
     if (!cr)
@@ -911,8 +911,8 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
         r = s_prepare_dir(caller, dir, &err);
     if (r < 0)
         return s_fail(req, &err);
-    j = s_job_claim(gd);
-    s_job_caller(j, caller);
+    j = s_helper_claim(gd);
+    s_helper_caller(j, caller);
     j->kind = GHOSTD_CHECKPOINT;
     j->pid = cr->pid;
     j->leave_running = cr->leave_running;
@@ -941,7 +941,7 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
         argv[n++] = j->as_arg;
     }
     argv[n] = NULL;
-    r = s_job_run(j, req, argv, &err);
+    r = s_helper_run(j, req, argv, &err);
     return r < 0 ? s_fail(req, &err) : r;
 }
 
@@ -953,7 +953,7 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
     const Cairn__Ghostd__RestartRequest *rr = body->restart;
     cairn_error_t err = { 0 };
     char image[4200];
-    ghostd_job_t *j;
+    ghostd_helper_t *j;
     int r;
 
     if (!rr)
@@ -973,8 +973,8 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
         r = s_check_busy(gd, GHOSTD_RESTART, 0, rr->dir, &err);
     if (r < 0)
         return s_fail(req, &err);
-    j = s_job_claim(gd);
-    s_job_caller(j, cairn_request_caller(req));
+    j = s_helper_claim(gd);
+    s_helper_caller(j, cairn_request_caller(req));
     j->kind = GHOSTD_RESTART;
     j->new_pid = rr->new_pid;
     j->check_only = rr->check_only;
@@ -998,7 +998,7 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
         argv[n++] = j->as_arg;
     }
     argv[n] = NULL;
-    r = s_job_run(j, req, argv, &err);
+    r = s_helper_run(j, req, argv, &err);
     return r < 0 ? s_fail(req, &err) : r;
 }
 
@@ -1073,16 +1073,16 @@ static void s_stop(cairn_service_t *svc, void *ctx)
 
 void ghostd_done(ghostd_t *gd)
 {
-    for (size_t i = 0; i < GHOSTD_MAX_JOBS; i++) {
-        ghostd_job_t *j = &gd->jobs[i];
+    for (size_t i = 0; i < GHOSTD_MAX_HELPERS; i++) {
+        ghostd_helper_t *j = &gd->helpers[i];
         if (!j->used)
             continue;
-        s_job_kill(j);
+        s_helper_kill(j);
         while (waitpid(j->helper, NULL, 0) < 0 && errno == EINTR)
             ;
-        s_job_fail(j, CAIRN_UNAVAILABLE, "ghostd is stopping; the helper "
+        s_helper_fail(j, CAIRN_UNAVAILABLE, "ghostd is stopping; the helper "
                    "was killed");
-        s_job_release(j);
+        s_helper_release(j);
     }
 }
 

@@ -4,7 +4,7 @@
  * target process itself: each request runs one helper program of the engine
  * (engine/ghost-dump or engine/ghost-restore) as a child, so a hostile
  * process or image can only take a helper down, never the daemon. A request
- * is a job: validated, spawned, its reply deferred, the helper's one JSON
+ * runs one helper: validated, spawned, its reply deferred, the helper's one JSON
  * line collected from a pipe the loop watches, the helper reaped by polling
  * waitpid (the skeleton owns the signals, so there is no SIGCHLD here), and
  * its exit status mapped to a Status. See docs/ghost.md for the contract.
@@ -28,7 +28,7 @@
 #include "service.h"
 #include "spool.h"
 
-#define GHOSTD_MAX_JOBS 16                /* helpers running at once */
+#define GHOSTD_MAX_HELPERS 16                /* helpers running at once */
 #define GHOSTD_OUTPUT_MAX 65536           /* bytes of helper output kept */
 #define GHOSTD_DEFAULT_DEADLINE_MS 120000 /* when Header.deadline_ms is 0 */
 #define GHOSTD_MAX_DEADLINE_MS 3600000    /* one hour, like the CLI's cap */
@@ -42,7 +42,7 @@ typedef enum ghostd_kind {
 struct ghostd;
 
 /* One running helper and the request it answers. */
-typedef struct ghostd_job {
+typedef struct ghostd_helper {
     struct ghostd *gd;         /* the daemon this job belongs to */
     bool used;                 /* slot taken */
     ghostd_kind_t kind;        /* which helper, which reply */
@@ -69,11 +69,11 @@ typedef struct ghostd_job {
     size_t out_len;            /* bytes in out */
     bool truncated;            /* the helper printed more than out holds */
     uint64_t started_ms;       /* monotonic, when spawned */
-} ghostd_job_t;
+} ghostd_helper_t;
 
 typedef struct ghostd {
     cairn_service_t *svc;                 /* the skeleton; set in start */
-    ghostd_job_t jobs[GHOSTD_MAX_JOBS];   /* running helpers */
+    ghostd_helper_t helpers[GHOSTD_MAX_HELPERS]; /* running helpers */
     ghostd_spool_t spool;                 /* <rundir>/ghost: default image dirs */
     ghostd_placement_t placement;         /* where restored trees go */
 } ghostd_t;
