@@ -1147,7 +1147,7 @@ static int s_out_send_chunk(s_out_t *o, size_t n, bool last)
     req.migrate_chunk = &ch;
     /* A chunk is answered once in the restore's pipe: seconds at most; the
      * last one once the tree runs, within the client's deadline. */
-    int r = s_out_call(o, &req, last ? left : (left < 30000 ? left : 30000),
+    int r = s_out_call(o, &req, last ? left : (left < MIGRATE_CHUNK_MS ? left : MIGRATE_CHUNK_MS),
                        s_on_chunk_answer);
     if (r < 0)
         return r;

@@ -35,6 +35,8 @@
 #define MIGRATE_WINDOW 4             /* chunks in flight, source to target */
 #define MIGRATE_MAX 8                /* migrations at once, each direction */
 #define MIGRATE_BEGIN_MS 5000        /* the target must answer begin by then */
+#define MIGRATE_CHUNK_MS 5000        /* ... and each chunk but the last: one is
+                                        answered once in the restore's pipe */
 #define MIGRATE_IDLE_MS 30000        /* target: a stream silent this long fails */
 #define MIGRATE_KEEP_MS 600000       /* target: an ended migration's state is
                                         kept this long for status questions */
