@@ -708,6 +708,7 @@ static int s_in_spawn(s_in_t *in, bool new_pid, cairn_error_t *err)
     in->rst->for_user = in->uid != 0;
     in->rst->uid = in->uid;
     fcntl(p[1], F_SETFL, O_NONBLOCK);
+    fcntl(p[1], F_SETPIPE_SZ, (int)MIGRATE_CHUNK);   /* a chunk a write; else 64 KiB */
     in->pipe_fd = p[1];
     return 0;
 }
@@ -1467,6 +1468,7 @@ static int s_out_spawn_dump(s_out_t *o, cairn_error_t *err)
     o->dump->on_exit = s_out_on_exit;
     o->dump->hook_data = o;
     fcntl(img[0], F_SETFL, O_NONBLOCK);
+    fcntl(img[0], F_SETPIPE_SZ, (int)MIGRATE_CHUNK);   /* a chunk a read; else 64 KiB */
     o->img_fd = img[0];
     o->hold_fd = hold[1];
     return 0;
