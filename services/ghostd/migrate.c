@@ -4,7 +4,10 @@
  * source, s_in_t at the target), each a state machine driven by the loop:
  * pipe readiness, peer replies (cairn_peers: one DEALER per node, replies
  * matched by id, each call with its deadline), helper output and exit
- * (ghostd_helper_start's hooks) and timers. Nothing blocks.
+ * (ghostd_helper_start's hooks) and timers. Nothing blocks. The chunks go
+ * over a connection of their own (each source slot's own cairn_peers, so
+ * one DEALER per migration): begin, status, commit and abort go over the
+ * shared one and never wait behind a window of image bytes.
  *
  * Source. The target is asked first (begin: it checks and spawns
  * ghost-restore reading a pipe), so a refusal or a dead target costs the
@@ -34,9 +37,10 @@
  * ghost-dump dies while holding, the kernel lets the tree run: the target
  * is aborted, so the source's copy is the one.
  *
- * Target. The chunks are copied into a queue and written into the
- * restore's pipe (non-blocking, watched for POLLOUT); each chunk is
- * answered once written. The last one closes the pipe and is answered when
+ * Target. A chunk goes from the request straight into the restore's pipe
+ * (non-blocking; 1 MiB) and is answered at once; what the pipe does not
+ * take is copied into a queue written from a POLLOUT watch, and such a
+ * chunk is answered once written. The last one closes the pipe and is answered when
  * ghost-restore exits: the restored root's pid, or the restore's error.
  * Chunks out of order, for an unknown id, from another node or after a
  * failure are refused. A stream silent for MIGRATE_IDLE_MS fails. Abort
@@ -76,6 +80,7 @@
 #define S_ASK_MS 1000            /* timeout of one status or clusterd ask */
 #define S_QUEUE_MAX (2 * MIGRATE_WINDOW)  /* target: chunks buffered */
 #define S_ROOM_MARGIN (16ull << 20)       /* target: room beyond 2 x the job */
+#define S_PIPE_SIZE (1 << 20)             /* the image pipes (else 64 KiB) */
 
 /* ---- the tables -------------------------------------------------------- */
 
@@ -97,6 +102,10 @@ typedef struct s_out {
     cairn_caller_t as;            /* who asked: vouched to the target */
     uint32_t to;                  /* target node */
     char *endpoint;               /* its ghostd, tcp://...; owned */
+    cairn_peers_t *bulk;          /* the chunks' own connection (one DEALER
+                                     per migration, so begin, status or
+                                     abort never queue behind a window of
+                                     chunks); the slot's, kept across uses */
     uint32_t pid, uid, gid;       /* the tree's root and owner */
     char gpid[64];                /* the job, "" for a plain process */
     bool is_job;                  /* restored in its own pid namespace */
@@ -447,6 +456,48 @@ static void s_in_ack(s_in_t *in, s_chunk_t *c)
 static int s_in_on_writable(cairn_loop_t *loop, int fd, void *zsock, short revents,
                             void *userdata);
 
+/* Writes what the restore's pipe takes of p[0, n) without blocking: the
+ * bytes written, or -1 when the restore stopped reading (the pipe is
+ * closed then: the restore failed, and its exit says why). */
+static ssize_t s_in_write(s_in_t *in, const uint8_t *p, size_t n)
+{
+    size_t done = 0;
+
+    while (done < n && in->pipe_fd >= 0) {
+        ssize_t k = write(in->pipe_fd, p + done, n - done);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && errno == EAGAIN)
+            break;
+        if (k < 0) {
+            s_in_close_pipe(in);
+            return -1;
+        }
+        done += (size_t)k;
+    }
+    in->written += done;
+    return (ssize_t)done;
+}
+
+/* Watches the pipe for room (the queue is written from there). */
+static void s_in_watch(s_in_t *in)
+{
+    if (in->watch <= 0 && in->pipe_fd >= 0)
+        in->watch = cairn_loop_add_fd(s_loop(in->m), in->pipe_fd, ZMQ_POLLOUT,
+                                      s_in_on_writable, in);
+}
+
+/* The last chunk is wholly in the pipe: its end tells the restore the
+ * image is complete; the answer waits for the restore. */
+static void s_in_stream_ended(s_in_t *in, cairn_deferred_t *last_d)
+{
+    in->last_d = last_d;
+    s_in_close_pipe(in);
+    in->state = IN_RESTORING;
+    cairn_log_info("migrate-in-restoring", "id=%s bytes=%llu", in->id,
+                   (unsigned long long)in->written);
+}
+
 /* Writes queued chunks into the restore's pipe until it would block;
  * watches for POLLOUT then. A chunk wholly written is answered; the last
  * one closes the pipe and waits for the restore's end. */
@@ -454,41 +505,29 @@ static void s_in_pump(s_in_t *in)
 {
     while (in->q_n && in->pipe_fd >= 0) {
         s_chunk_t *c = &in->q[in->q_head];
-        while (c->off < c->len) {
-            ssize_t k = write(in->pipe_fd, c->data + c->off, c->len - c->off);
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k < 0 && errno == EAGAIN) {
-                if (in->watch <= 0)
-                    in->watch = cairn_loop_add_fd(s_loop(in->m), in->pipe_fd,
-                                                  ZMQ_POLLOUT, s_in_on_writable, in);
-                return;
-            }
-            if (k < 0) {
-                /* The restore stopped reading (it failed): its exit says why. */
-                s_in_close_pipe(in);
-                return;
-            }
-            c->off += (size_t)k;
-            in->written += (uint64_t)k;
+        ssize_t k = s_in_write(in, c->data + c->off, c->len - c->off);
+        if (k < 0)
+            return;
+        c->off += (size_t)k;
+        if (c->off < c->len) {
+            s_in_watch(in);
+            return;
         }
         bool last = c->last;
-        if (last) {
-            in->last_d = c->d;
-            c->d = NULL;
-        } else {
+        cairn_deferred_t *last_d = NULL;
+        cairn_log_debug("migrate-in-chunk", "id=%s seq=%llu queued=%zu written=%llu t_us=%llu",
+                        in->id, (unsigned long long)c->seq, in->q_n,
+                        (unsigned long long)in->written, (unsigned long long)cairn_now_us());
+        if (last)
+            last_d = TAKE_PTR(c->d);
+        else
             s_in_ack(in, c);
-        }
         free(c->data);
         *c = (s_chunk_t){ 0 };
         in->q_head = (in->q_head + 1) % S_QUEUE_MAX;
         in->q_n--;
-        if (last) {
-            s_in_close_pipe(in);
-            in->state = IN_RESTORING;
-            cairn_log_info("migrate-in-restoring", "id=%s bytes=%llu", in->id,
-                           (unsigned long long)in->written);
-        }
+        if (last)
+            s_in_stream_ended(in, last_d);
     }
     if (!in->q_n)
         s_in_unwatch(in);
@@ -641,6 +680,22 @@ static int s_reply_state(cairn_request_t *req, const char *id, const char *state
     return CAIRN_REPLY_NOW;
 }
 
+/* Answers a chunk written wholly into the pipe as it came. */
+static int s_reply_chunk(cairn_request_t *req, const s_in_t *in, uint64_t seq)
+{
+    Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
+    Cairn__Ghostd__MigrateChunkReply *cr = cairn_request_alloc(req, sizeof *cr);
+
+    if (!cr)
+        return -ENOMEM;
+    cairn__ghostd__migrate_chunk_reply__init(cr);
+    cr->seq = seq;
+    cr->written = in->written;
+    reply->msg_case = CAIRN__GHOSTD__REPLY__MSG_MIGRATE_CHUNK_REPLY;
+    reply->migrate_chunk_reply = cr;
+    return CAIRN_REPLY_NOW;
+}
+
 static int s_in_check_only(cairn_request_t *req, const Cairn__Ghostd__MigrateBeginRequest *b)
 {
     Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
@@ -708,7 +763,7 @@ static int s_in_spawn(s_in_t *in, bool new_pid, cairn_error_t *err)
     in->rst->for_user = in->uid != 0;
     in->rst->uid = in->uid;
     fcntl(p[1], F_SETFL, O_NONBLOCK);
-    fcntl(p[1], F_SETPIPE_SZ, (int)MIGRATE_CHUNK);   /* a chunk a write; else 64 KiB */
+    fcntl(p[1], F_SETPIPE_SZ, S_PIPE_SIZE);
     in->pipe_fd = p[1];
     return 0;
 }
@@ -798,12 +853,36 @@ int migrate_handle_chunk(void *ctx, cairn_request_t *req)
                                   "%zu chunks queued (at most %u bytes, %d chunks)",
                                   (unsigned long long)ch->seq, ch->data.len, in->q_n,
                                   MIGRATE_CHUNK, S_QUEUE_MAX);
+    cairn_log_debug("migrate-in-received", "id=%s seq=%llu t_us=%llu", in->id,
+                    (unsigned long long)ch->seq, (unsigned long long)cairn_now_us());
+    /* Nothing queued before it: straight from the request into the pipe,
+     * and only what the pipe did not take is copied and queued. */
+    size_t off = 0;
+    if (!in->q_n) {
+        ssize_t k = s_in_write(in, ch->data.data, ch->data.len);
+        off = k > 0 ? (size_t)k : 0;
+    }
+    in->touched_ms = cairn_now_ms();
+    if (off == ch->data.len && in->pipe_fd >= 0) {
+        cairn_log_debug("migrate-in-chunk", "id=%s seq=%llu direct written=%llu t_us=%llu",
+                        in->id, (unsigned long long)ch->seq,
+                        (unsigned long long)in->written, (unsigned long long)cairn_now_us());
+        in->next_seq++;
+        if (ch->last) {
+            cairn_deferred_t *d = cairn_request_defer(req);
+            if (!d)
+                return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+            s_in_stream_ended(in, d);
+            return CAIRN_REPLY_DEFERRED;
+        }
+        return s_reply_chunk(req, in, ch->seq);
+    }
     s_chunk_t *c = &in->q[(in->q_head + in->q_n) % S_QUEUE_MAX];
-    c->data = malloc(ch->data.len ? ch->data.len : 1);
+    c->data = malloc(ch->data.len - off ? ch->data.len - off : 1);
     if (!c->data)
         return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
-    memcpy(c->data, ch->data.data, ch->data.len);
-    c->len = ch->data.len;
+    memcpy(c->data, ch->data.data + off, ch->data.len - off);
+    c->len = ch->data.len - off;
     c->off = 0;
     c->seq = ch->seq;
     c->last = ch->last;
@@ -815,8 +894,10 @@ int migrate_handle_chunk(void *ctx, cairn_request_t *req)
     }
     in->q_n++;
     in->next_seq++;
-    in->touched_ms = cairn_now_ms();
-    s_in_pump(in);
+    /* Written from the pipe's watch, never from here: a chunk answered
+     * inside its own handler would free the request the skeleton still
+     * holds as deferred. */
+    s_in_watch(in);
     return CAIRN_REPLY_DEFERRED;
 }
 
@@ -892,6 +973,7 @@ int migrate_handle_abort(void *ctx, cairn_request_t *req)
 
 static void s_out_step(s_out_t *o);
 static void s_out_confirm(s_out_t *o);
+static void s_out_reset(s_out_t *o);
 
 /* Frees the slot once answered and no callback is due. */
 static void s_out_maybe_free(s_out_t *o)
@@ -902,8 +984,19 @@ static void s_out_maybe_free(s_out_t *o)
         cairn_loop_cancel_timer(s_loop(o->m), o->timer);
     free(o->endpoint);
     free(o->buf);
+    s_out_reset(o);
+}
+
+/* An empty slot again; its bulk connection is dropped (safe inside that
+ * connection's own callback) but the object kept for the next use. */
+static void s_out_reset(s_out_t *o)
+{
     migrate_t *m = o->m;
-    *o = (s_out_t){ .m = m, .img_fd = -1, .hold_fd = -1 };
+    cairn_peers_t *bulk = o->bulk;
+
+    if (bulk && o->to)
+        cairn_peers_forget(bulk, o->to);
+    *o = (s_out_t){ .m = m, .bulk = bulk, .img_fd = -1, .hold_fd = -1 };
 }
 
 static void s_out_close_img(s_out_t *o)
@@ -930,6 +1023,8 @@ static void s_out_verdict(s_out_t *o, const char *word)
 
 static int s_out_call(s_out_t *o, Cairn__Ghostd__Request *req, uint64_t timeout_ms,
                       cairn_peer_fn fn);
+static int s_out_call_on(s_out_t *o, cairn_peers_t *peers, Cairn__Ghostd__Request *req,
+                         uint64_t timeout_ms, cairn_peer_fn fn);
 
 static void s_on_abort_answer(void *userdata, uint32_t node, int code, const char *message,
                               ProtobufCMessage *reply)
@@ -1148,10 +1243,14 @@ static int s_out_send_chunk(s_out_t *o, size_t n, bool last)
     req.migrate_chunk = &ch;
     /* A chunk is answered once in the restore's pipe: seconds at most; the
      * last one once the tree runs, within the client's deadline. */
-    int r = s_out_call(o, &req, last ? left : (left < MIGRATE_CHUNK_MS ? left : MIGRATE_CHUNK_MS),
-                       s_on_chunk_answer);
+    int r = s_out_call_on(o, o->bulk, &req,
+                          last ? left : (left < MIGRATE_CHUNK_MS ? left : MIGRATE_CHUNK_MS),
+                          s_on_chunk_answer);
     if (r < 0)
         return r;
+    cairn_log_debug("migrate-chunk", "id=%s seq=%llu bytes=%zu in_flight=%u t_us=%llu",
+                    o->id, (unsigned long long)o->seq, n, o->in_flight + 1,
+                    (unsigned long long)cairn_now_us());
     o->seq++;
     o->in_flight++;
     if (last)
@@ -1239,6 +1338,9 @@ static void s_on_chunk_answer(void *userdata, uint32_t node, int code, const cha
 
     o->calls--;
     o->in_flight--;
+    cairn_log_debug("migrate-chunk-answer", "id=%s seq=%lld code=%s t_us=%llu", o->id,
+                    cr ? (long long)cr->seq : -1LL, cairn_code_name(code),
+                    (unsigned long long)cairn_now_us());
     if (o->state == OUT_STREAM && cr && cr->restored) {
         o->new_pid = cr->pid;
         o->restore_us = cr->restore_us;
@@ -1423,7 +1525,13 @@ static void s_out_confirm(s_out_t *o)
 static int s_out_call(s_out_t *o, Cairn__Ghostd__Request *req, uint64_t timeout_ms,
                       cairn_peer_fn fn)
 {
-    int r = cairn_peers_call_as(o->m->peers, o->to, o->endpoint, &req->base,
+    return s_out_call_on(o, o->m->peers, req, timeout_ms, fn);
+}
+
+static int s_out_call_on(s_out_t *o, cairn_peers_t *peers, Cairn__Ghostd__Request *req,
+                         uint64_t timeout_ms, cairn_peer_fn fn)
+{
+    int r = cairn_peers_call_as(peers, o->to, o->endpoint, &req->base,
                                 (uint32_t)(timeout_ms ? timeout_ms : 1),
                                 o->as.uid == 0 ? NULL : &o->as, fn, o);
     if (r == 0)
@@ -1468,7 +1576,7 @@ static int s_out_spawn_dump(s_out_t *o, cairn_error_t *err)
     o->dump->on_exit = s_out_on_exit;
     o->dump->hook_data = o;
     fcntl(img[0], F_SETFL, O_NONBLOCK);
-    fcntl(img[0], F_SETPIPE_SZ, (int)MIGRATE_CHUNK);   /* a chunk a read; else 64 KiB */
+    fcntl(img[0], F_SETPIPE_SZ, S_PIPE_SIZE);
     o->img_fd = img[0];
     o->hold_fd = hold[1];
     return 0;
@@ -1754,7 +1862,7 @@ int migrate_handle(void *ctx, cairn_request_t *req)
     deadline -= deadline / 20 < 1000 ? deadline / 20 : 1000;   /* answer in time */
     if (s_out_prepare(m, req, mr, o, &err) < 0) {
         free(o->endpoint);
-        *o = (s_out_t){ .m = m, .img_fd = -1, .hold_fd = -1 };
+        s_out_reset(o);
         cairn_log_info("refused", "code=%s msg=\"%s\"", cairn_code_name(err.code),
                        err.message);
         return cairn_request_fail(req, err.code, "%s", err.message);
@@ -1805,11 +1913,16 @@ int migrate_start(ghostd_t *gd)
         free(m);
         return -ENOMEM;
     }
+    gd->migrate = m;
     for (size_t i = 0; i < MIGRATE_MAX; i++) {
         m->out[i] = (s_out_t){ .m = m, .img_fd = -1, .hold_fd = -1 };
         m->in[i] = (s_in_t){ .m = m, .pipe_fd = -1 };
+        m->out[i].bulk = cairn_peers_new(gd->svc, "ghostd", &cairn__ghostd__reply__descriptor);
+        if (!m->out[i].bulk) {
+            migrate_stop(gd);
+            return -ENOMEM;
+        }
     }
-    gd->migrate = m;
     return 0;
 }
 
@@ -1870,6 +1983,8 @@ void migrate_stop(ghostd_t *gd)
         }
         s_in_free(in);
     }
+    for (size_t i = 0; i < MIGRATE_MAX; i++)
+        cairn_peers_free(m->out[i].bulk);
     cairn_peers_free(m->peers);
     cairn_peers_free(m->clusterd);
     free(m);

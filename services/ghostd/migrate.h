@@ -6,7 +6,7 @@
  *
  *   source (Request{migrate}, from a client):
  *     begin ──ok──► stream ──last chunk answered "runs"──► killing ──► done
- *       │             │ (chunks of 1 MiB, MIGRATE_WINDOW in flight)
+ *       │             │ (chunks of 256 KiB, MIGRATE_WINDOW in flight)
  *       │             └─ any failure: resume the tree, abort the target
  *       └─ refused: nothing was frozen
  *     The last chunk's answer lost (timeout, broken link): confirm --
@@ -31,8 +31,10 @@
 
 #include "ghostd.h"
 
-#define MIGRATE_CHUNK (1u << 20)     /* bytes of image per chunk */
-#define MIGRATE_WINDOW 4             /* chunks in flight, source to target */
+#define MIGRATE_CHUNK (256u << 10)   /* bytes of image per chunk */
+#define MIGRATE_WINDOW 64            /* chunks in flight, source to target:
+                                        16 MiB, so that the stream is not
+                                        bound by one chunk's round trip */
 #define MIGRATE_MAX 8                /* migrations at once, each direction */
 #define MIGRATE_BEGIN_MS 5000        /* the target must answer begin by then */
 #define MIGRATE_CHUNK_MS 5000        /* ... and each chunk but the last: one is
