@@ -1075,8 +1075,7 @@ int home_consistent(home_t *h, const Cairn__Syncd__ConsistentRequest *req,
     want_t w = { .kind = KIND(MUTEX) };
     object_t *o;
 
-    if (!home_name_ok(req->name, "mutex", r) ||
-        !s_who(req->holder, uid, &who, r))
+    if (!home_name_ok(req->name, "mutex", r) || !s_who(req->holder, uid, &who, r))
         return HOME_DONE;
     int rc = s_open(h, req->name, &w, false, uid, &o, r);
     if (rc < 0 || rc == OPEN_REFUSED)

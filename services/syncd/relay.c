@@ -666,8 +666,7 @@ int relay_handle_barrier(relay_t *r, cairn_request_t *req)
     const Cairn__Syncd__BarrierRequest *b = in->barrier;
     relay_outcome_t o = { 0 };
 
-    if (!relay_name_ok(b->name, "barrier", &o) ||
-        !s_timeout_ok(b->timeout_ms, &o))
+    if (!relay_name_ok(b->name, "barrier", &o) || !s_timeout_ok(b->timeout_ms, &o))
         return relay_fail(req, &o);
     if (b->parties < 1)
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "barrier %s: "
