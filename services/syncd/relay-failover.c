@@ -56,9 +56,9 @@ int relay_handle_announce(relay_t *r, cairn_request_t *req)
                            from, st->name, err.message);
         }
     }
-    if (an->done && from <= VIEW_MAX_NODES) {
+    if (an->done && from <= CAIRN_VIEW_MAX_NODES) {
         bool again = from != r->self && an->view == r->view_id &&
-                     r->done_view[from] == an->view && view_alive(r->view, from);
+                     r->done_view[from] == an->view && cairn_view_alive(r->view, from);
         r->done_view[from] = an->view;
         if (again)
             s_reannounce(r, from);
@@ -108,13 +108,13 @@ static int s_on_recover_timeout(cairn_loop_t *loop, int64_t id, void *userdata)
 
 /* Objects to announce, grouped by their new home. */
 typedef struct s_group {
-    Cairn__Syncd__ObjectState **objs[VIEW_MAX_NODES + 1];
-    size_t n[VIEW_MAX_NODES + 1], cap[VIEW_MAX_NODES + 1];
+    Cairn__Syncd__ObjectState **objs[CAIRN_VIEW_MAX_NODES + 1];
+    size_t n[CAIRN_VIEW_MAX_NODES + 1], cap[CAIRN_VIEW_MAX_NODES + 1];
 } s_group_t;
 
 static void s_group_add(s_group_t *g, uint32_t node, Cairn__Syncd__ObjectState *st)
 {
-    if (!node || node > VIEW_MAX_NODES || !st)
+    if (!node || node > CAIRN_VIEW_MAX_NODES || !st)
         return;
     cairn_log_debug("announce-object", "to=%u name=%s holders=%zu holder_pid=%d "
                     "last_token=%" PRIu64 " cached_at=%u grant=%" PRIu64
@@ -128,7 +128,7 @@ static void s_group_add(s_group_t *g, uint32_t node, Cairn__Syncd__ObjectState *
 
 static void s_group_free(s_group_t *g)
 {
-    for (size_t i = 0; i <= VIEW_MAX_NODES; i++)
+    for (size_t i = 0; i <= CAIRN_VIEW_MAX_NODES; i++)
         free(g->objs[i]);
 }
 
@@ -221,13 +221,13 @@ static void s_announce_cache(void *ctx, const cache_entry_t *e)
             st->n_holders = 1;
         }
     }
-    s_group_add(cc->g, view_home(r->view, e->name), st);
+    s_group_add(cc->g, cairn_view_home(r->view, e->name), st);
 }
 
 static bool s_keep(void *ctx, const char *name)
 {
     relay_t *r = ctx;
-    return view_home(r->view, name) == r->self;
+    return cairn_view_home(r->view, name) == r->self;
 }
 
 static void s_on_announce_reply(void *userdata, uint32_t node, int code,
@@ -245,7 +245,7 @@ static void s_send_announce(relay_t *r, uint32_t m, const s_group_t *g)
 {
     relay_req_t req = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__AnnounceRequest an = CAIRN__SYNCD__ANNOUNCE_REQUEST__INIT;
-    const char *ep = view_endpoint(r->view, m);
+    const char *ep = cairn_view_endpoint(r->view, m);
 
     an.view = r->view_id;
     an.objects = g->objs[m];
@@ -291,7 +291,7 @@ static void s_reannounce(relay_t *r, uint32_t node)
         return;
     for (relay_proc_t *p = r->procs; p; p = p->next)
         for (relay_hold_t *h = p->holds; h; h = h->next)
-            if (view_home(r->view, h->name) == node)
+            if (cairn_view_home(r->view, h->name) == node)
                 s_group_add(g, node, s_state_of_hold(r, p, h, &a));
     s_cache_ctx_t cc = { r, g, &a };
     cache_each(r->cache, s_announce_cache, &cc);
@@ -329,7 +329,7 @@ static void s_resend_ops(relay_t *r, const uint32_t *dead, size_t n_dead)
             relay_op_result(op, &o);
             continue;
         }
-        if (view_home(r->view, op->target) != op->home)
+        if (cairn_view_home(r->view, op->target) != op->home)
             relay_op_dispatch(op);
     }
 }
@@ -345,8 +345,8 @@ static bool s_in(const uint32_t *set, size_t n, uint32_t x)
 void relay_on_view(void *userdata, uint64_t old_view, uint64_t new_view)
 {
     relay_t *r = userdata;
-    uint32_t now[VIEW_MAX_NODES], dead[VIEW_MAX_NODES];
-    size_t n = view_members(r->view, now), n_dead = 0;
+    uint32_t now[CAIRN_VIEW_MAX_NODES], dead[CAIRN_VIEW_MAX_NODES];
+    size_t n = cairn_view_members(r->view, now), n_dead = 0;
     s_group_t *g = calloc(1, sizeof(*g));
     relay_arena_t a = { 0 };
 
@@ -357,7 +357,7 @@ void relay_on_view(void *userdata, uint64_t old_view, uint64_t new_view)
     r->n_members = n;
     r->view_id = new_view;
     cairn_log_info("view", "view=%016" PRIx64 " members=%zu dead=%zu quorum=%d",
-                   new_view, n, n_dead, view_quorum(r->view));
+                   new_view, n, n_dead, cairn_view_quorum(r->view));
     for (size_t i = 0; i < n_dead; i++) {
         relay_hw_drop(r, dead[i], NULL, 0, "the node is dead");
         home_node_dead(r->home, dead[i]);
@@ -369,7 +369,7 @@ void relay_on_view(void *userdata, uint64_t old_view, uint64_t new_view)
         cairn_log_err(0, "view", "msg=\"out of memory: no announcements\"");
         return;
     }
-    if (!view_quorum(r->view)) {
+    if (!cairn_view_quorum(r->view)) {
         cache_drop_all(r->cache);
         free(g);
         return;
@@ -381,13 +381,13 @@ void relay_on_view(void *userdata, uint64_t old_view, uint64_t new_view)
                        &a) < 0)
         cairn_log_err(0, "hand-over", "msg=\"out of memory\"");
     for (size_t i = 0; i < ns; i++)
-        s_group_add(g, view_home(r->view, states[i]->name), states[i]);
+        s_group_add(g, cairn_view_home(r->view, states[i]->name), states[i]);
     if (ns)
         cairn_log_info("hand-over", "objects=%zu", ns);
     /* local holdings whose home changed */
     for (relay_proc_t *p = r->procs; p; p = p->next)
         for (relay_hold_t *h = p->holds; h; h = h->next) {
-            uint32_t home = view_home(r->view, h->name);
+            uint32_t home = cairn_view_home(r->view, h->name);
             if (home == h->home)
                 continue;
             h->home = home;

@@ -185,7 +185,7 @@ static void s_on_revoke_reply(void *userdata, uint32_t node, int code,
         s_out_revoke_free(r, o);
         return;
     }
-    if (!view_alive(r->view, o->node)) {
+    if (!cairn_view_alive(r->view, o->node)) {
         s_out_revoke_free(r, o);     /* home_node_dead takes the cache back */
         return;
     }
@@ -198,7 +198,7 @@ static void s_on_revoke_reply(void *userdata, uint32_t node, int code,
 static void s_revoke_send(s_out_revoke_t *o)
 {
     relay_t *r = o->r;
-    const char *ep = view_endpoint(r->view, o->node);
+    const char *ep = cairn_view_endpoint(r->view, o->node);
     relay_req_t req = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__RevokeRequest rv = CAIRN__SYNCD__REVOKE_REQUEST__INIT;
 
@@ -612,7 +612,7 @@ int relay_home_side(relay_t *r, cairn_request_t *req)
     bad = relay_unusable(r, why, sizeof(why));
     if (bad)
         return cairn_request_fail(req, CAIRN_UNAVAILABLE, "%s", bad);
-    home = view_home(r->view, name);
+    home = cairn_view_home(r->view, name);
     if (home != r->self)
         return cairn_request_fail(req, CAIRN_UNAVAILABLE, "not home of %s: "
                                   "home is %u", name, home);

@@ -34,8 +34,8 @@ struct relay_ls {
     uint64_t id;
     cairn_deferred_t *deferred;
     size_t pending;             /* members still to answer */
-    uint32_t asked[VIEW_MAX_NODES];
-    bool answered[VIEW_MAX_NODES];
+    uint32_t asked[CAIRN_VIEW_MAX_NODES];
+    bool answered[CAIRN_VIEW_MAX_NODES];
     size_t n_asked;
     relay_rep_t **replies;      /* owned peer replies */
     Cairn__Syncd__ObjectInfo **own;  /* this node's objects (in chunks) */
@@ -126,7 +126,7 @@ int relay_handle_show(relay_t *r, cairn_request_t *req)
         return relay_fail(req, &o);
     if ((bad = relay_unusable(r, why, sizeof(why))))
         return cairn_request_fail(req, CAIRN_UNAVAILABLE, "%s", bad);
-    uint32_t home = view_home(r->view, name);
+    uint32_t home = cairn_view_home(r->view, name);
     if (home != r->self) {
         if (!relay_is_local(req))
             return cairn_request_fail(req, CAIRN_UNAVAILABLE, "not home of %s: "
@@ -287,8 +287,8 @@ int relay_handle_ls(relay_t *r, cairn_request_t *req)
         relay_ls_free(r, l);
         return -ENOMEM;
     }
-    uint32_t members[VIEW_MAX_NODES];
-    size_t n = view_members(r->view, members);
+    uint32_t members[CAIRN_VIEW_MAX_NODES];
+    size_t n = cairn_view_members(r->view, members);
     relay_req_t q = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__LsRequest lq = CAIRN__SYNCD__LS_REQUEST__INIT;
     lq.local_only = true;
@@ -297,7 +297,7 @@ int relay_handle_ls(relay_t *r, cairn_request_t *req)
     for (size_t i = 0; i < n; i++) {
         if (members[i] == r->self)
             continue;
-        const char *ep = view_endpoint(r->view, members[i]);
+        const char *ep = cairn_view_endpoint(r->view, members[i]);
         l->asked[l->n_asked++] = members[i];
         if (ep && cairn_peers_call_as(r->peers, members[i], ep, &q.base, LS_MS, c,
                                       s_on_ls_reply, (void *)(uintptr_t)l->id) == 0)

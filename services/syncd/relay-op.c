@@ -507,7 +507,7 @@ void relay_op_dispatch(relay_op_t *op)
     }
     memset(&s, 0, sizeof(s));
     op->target = s_step_build(op, &s);
-    op->home = view_home(r->view, op->target);
+    op->home = cairn_view_home(r->view, op->target);
     if (op->home == r->self) {
         home_result_t hr;
         int k = relay_home_exec(r, &s.req, op->caller.uid, op, &hr);
@@ -529,7 +529,7 @@ void relay_op_dispatch(relay_op_t *op)
         relay_op_result(op, &o);
         return;
     }
-    const char *ep = view_endpoint(r->view, op->home);
+    const char *ep = cairn_view_endpoint(r->view, op->home);
     int k = ep ? cairn_peers_call_as(r->peers, op->home, ep, &s.req.base,
                                      s_step_wait_ms(op, &s), &op->caller,
                                      s_on_op_reply, (void *)(uintptr_t)op->attempt)
@@ -831,7 +831,8 @@ static void s_rel_send(relay_t *r, s_rel_t *rel)
     relay_req_t req = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__ReleaseRequest rl = CAIRN__SYNCD__RELEASE_REQUEST__INIT;
     Cairn__Syncd__Holder h = rel->holder;
-    uint32_t home = view_quorum(r->view) ? view_home(r->view, rel->rt.name) : 0;
+    uint32_t home = cairn_view_quorum(r->view)
+                        ? cairn_view_home(r->view, rel->rt.name) : 0;
 
     if (!home) {
         s_rel_again(r, rel, "no home now (no quorum or no membership)");
@@ -858,7 +859,7 @@ static void s_rel_send(relay_t *r, s_rel_t *rel)
         s_rel_free(r, rel);
         return;
     }
-    const char *ep = view_endpoint(r->view, home);
+    const char *ep = cairn_view_endpoint(r->view, home);
     rel->rt.id = relay_next_id(r);
     int k = ep ? cairn_peers_call_as(r->peers, home, ep, &req.base, CALL_MS,
                                      &rel->as, s_on_release_reply,

@@ -191,7 +191,7 @@ typedef struct relay_arena {
 struct relay {
     cairn_service_t *svc;
     uint32_t self;
-    view_t *view;
+    cairn_view_t *view;
     home_t *home;
     cache_t *cache;
     cairn_peers_t *peers;
@@ -208,11 +208,11 @@ struct relay {
     int64_t jobs_timer;
     uint64_t next_id;           /* attempt and request ids */
     /* membership as we last handled it */
-    uint32_t members[VIEW_MAX_NODES];
+    uint32_t members[CAIRN_VIEW_MAX_NODES];
     size_t n_members;
     uint64_t view_id;           /* the view id of members[] */
     /* recovery: which members said done for which view */
-    uint64_t done_view[VIEW_MAX_NODES + 1];
+    uint64_t done_view[CAIRN_VIEW_MAX_NODES + 1];
     bool recovering;
     int64_t recover_timer;
     bool stopping;

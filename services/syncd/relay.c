@@ -132,11 +132,12 @@ static bool s_timeout_ok(int64_t t, relay_outcome_t *o)
 
 const char *relay_unusable(relay_t *r, char *buf, size_t size)
 {
-    if (!view_known(r->view))
+    if (!cairn_view_known(r->view))
         return "membership unknown: clusterd of this node not answering yet";
-    if (!view_quorum(r->view)) {
+    if (!cairn_view_quorum(r->view)) {
         snprintf(buf, size, "no quorum: %zu of %zu members alive",
-                 view_alive_count(r->view), view_known_count(r->view));
+                 cairn_view_alive_count(r->view),
+                 cairn_view_known_count(r->view));
         return buf;
     }
     return NULL;
@@ -400,7 +401,7 @@ static int s_reply_cached(relay_t *r, cairn_request_t *req, const char *name,
     if (!a)
         return -ENOMEM;
     cairn__syncd__acquire_reply__init(a);
-    a->home = view_home(r->view, name);
+    a->home = cairn_view_home(r->view, name);
     a->cached = true;
     a->slot = ref->slot;
     a->slot_gen = ref->gen;
@@ -763,7 +764,7 @@ static void s_add_node(uint32_t *set, size_t *n, uint32_t node)
     for (size_t i = 0; i < *n; i++)
         if (set[i] == node)
             return;
-    if (*n < VIEW_MAX_NODES)
+    if (*n < CAIRN_VIEW_MAX_NODES)
         set[(*n)++] = node;
 }
 
@@ -781,7 +782,7 @@ static void s_on_gone_reply(void *userdata, uint32_t node, int code,
 static void s_process_exit(relay_t *r, int32_t pid)
 {
     relay_proc_t *p = s_proc_find(r, pid);
-    uint32_t homes[VIEW_MAX_NODES];
+    uint32_t homes[CAIRN_VIEW_MAX_NODES];
     size_t nh = 0, n_ops = 0, n_holds = 0;
 
     cache_process_exit(r->cache, pid);
@@ -794,7 +795,7 @@ static void s_process_exit(relay_t *r, int32_t pid)
         relay_op_free(op);
     }
     for (relay_hold_t *h = p ? p->holds : NULL; h; h = h->next) {
-        uint32_t home = view_home(r->view, h->name);
+        uint32_t home = cairn_view_home(r->view, h->name);
         s_add_node(homes, &nh, home ? home : h->home);
         n_holds++;
     }
@@ -808,7 +809,7 @@ static void s_process_exit(relay_t *r, int32_t pid)
     req.gone = &g;
     req.msg_case = CAIRN__SYNCD__REQUEST__MSG_GONE;
     for (size_t i = 0; i < nh; i++) {
-        const char *ep = homes[i] == r->self ? NULL : view_endpoint(r->view, homes[i]);
+        const char *ep = homes[i] == r->self ? NULL : cairn_view_endpoint(r->view, homes[i]);
         if (ep)
             cairn_peers_call(r->peers, homes[i], ep, &req.base, CALL_MS,
                              s_on_gone_reply, NULL);
@@ -830,7 +831,7 @@ relay_t *relay_new(cairn_service_t *svc, cairn_error_t *err)
     r->svc = svc;
     r->self = cairn_service_node(svc)->id;
     r->next_id = (uint64_t)cairn_now_ms() << 20;
-    r->view = view_new(svc, relay_on_view, r);
+    r->view = cairn_view_new(svc, "syncd", relay_on_view, r);
     r->home = home_new(r->self, &relay_home_ops, r);
     r->peers = cairn_peers_new(svc, "syncd", &cairn__syncd__reply__descriptor);
     r->cache = cache_new(svc, relay_on_cache_revoked, r, err);
@@ -848,7 +849,7 @@ relay_t *relay_new(cairn_service_t *svc, cairn_error_t *err)
 
 int relay_start(relay_t *r)
 {
-    return view_start(r->view);
+    return cairn_view_start(r->view);
 }
 
 void relay_stop(relay_t *r)
@@ -888,7 +889,7 @@ void relay_stop(relay_t *r)
     /* the skeleton ends the zmq context after this returns: every socket
      * of ours (the peers' DEALERs, the view's SUB) must be closed by then */
     r->peers = cairn_peers_free(r->peers);
-    r->view = view_free(r->view);
+    r->view = cairn_view_free(r->view);
 }
 
 relay_t *relay_free(relay_t *r)
@@ -906,7 +907,7 @@ relay_t *relay_free(relay_t *r)
     r->peers = cairn_peers_free(r->peers);
     r->cache = cache_free(r->cache);
     r->home = home_free(r->home);
-    r->view = view_free(r->view);
+    r->view = cairn_view_free(r->view);
     if (s_relay_of_peers == r)
         s_relay_of_peers = NULL;
     free(r);
