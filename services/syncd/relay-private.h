@@ -15,8 +15,11 @@
  *  - relay-ls.c: ls and show.
  *
  * Ownership: the relay owns every record below (procs, ops, hws, revokes,
- * retries, lss, jobs); each is freed by the function of its part named
- * *_free or *_drop, which also unlinks it from its list.
+ * retries, lss, jobs), each on its list in struct relay; whoever frees one
+ * takes it off its list first (relay_op_free, relay_hw_free, relay_ls_free
+ * and relay_retry_drop do both), and relay_stop and relay_free free what
+ * is left. Records hold no pointers into requests once their handler has
+ * returned (an op copies its request when it defers).
  */
 #ifndef SYNCD_RELAY_PRIVATE_H
 #define SYNCD_RELAY_PRIVATE_H
