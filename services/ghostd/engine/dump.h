@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "cairn/error.h"
+#include "reasons.h"
 
 struct ghost_owner;   /* owner.h */
 
@@ -29,6 +30,9 @@ typedef struct ghost_dump_opts {
     bool probe_eventfds;    /* probe whether each eventfd is a semaphore even
                                where fdinfo says (it does from Linux 6.2):
                                tests the older kernels' path anywhere */
+    ghost_reasons_t *reasons; /* out, when not NULL: every refusal the check
+                               found (reasons.h), the first being the error;
+                               emptied when the dump is not refused */
 } ghost_dump_opts_t;
 
 typedef struct ghost_dump_stats {
@@ -51,7 +55,8 @@ typedef struct ghost_dump_stats {
  * and fds the engine can restore, and (opts->owner) is the owner's. 0 if
  * checkpointable; otherwise -errno with code NOT_FOUND,
  * FAILED_PRECONDITION, UNSUPPORTED or PERMISSION_DENIED and the precise
- * reason (which pid, which fd or vma, what kind, whose). */
+ * reason (which pid, which fd or vma, what kind, whose): the first of
+ * every reason found, which opts->reasons lists when given. */
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err);
 
 /* Checkpoints the tree rooted at pid into out_fd (a file, pipe or socket;

@@ -124,17 +124,18 @@ static int s_read_vmas_since(pid_t pid, const proc_vmas_t *before, proc_vmas_t *
     return 0;
 }
 
-/* Every vma of a kind the engine restores. With keep, the vmas read go
- * there on success: the image is written from what the check on the
+/* Every vma of a kind the engine restores (each refusal into rs, and on:
+ * reasons.h). With keep, the vmas read go there on success: the image is written from what the check on the
  * frozen tree saw. before: see s_read_vmas_since. */
 int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
-                   cairn_error_t *err)
+                   ghost_reasons_t *rs, cairn_error_t *err)
 {
     proc_vmas_t vm = { 0 };
     int r = s_read_vmas_since(pid, before, &vm, err);
     for (size_t i = 0; r == 0 && i < vm.n; i++) {
         Cairn__Ghost__VmaKind k;
-        r = mem_vma_kind(pid, &vm.v[i], &k, err);
+        r = ghost_reason_add(rs, mem_vma_kind(pid, &vm.v[i], &k, err), err, pid,
+                             "memory at %#llx", (unsigned long long)vm.v[i].start);
     }
     if (r == 0 && keep) {
         proc_vmas_free(keep);

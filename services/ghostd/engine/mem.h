@@ -32,9 +32,11 @@ const proc_vmas_t *mem_seen_find(const mem_seen_t *l, pid_t pid);
 
 /* Every vma of pid of a kind the engine restores. With keep, the vmas
  * read go there on success. before: what an earlier check read (its
- * smaps flags are reused while the layout is the same), or NULL. */
+ * smaps flags are reused while the layout is the same), or NULL. Each
+ * refusal goes into rs and the check goes on (without rs, the first is
+ * returned). */
 int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
-                   cairn_error_t *err);
+                   ghost_reasons_t *rs, cairn_error_t *err);
 
 /* The kind of v, a vma of pid, into *ret: 0, or a refusal naming it. */
 int mem_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
