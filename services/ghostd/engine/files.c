@@ -648,6 +648,26 @@ static int s_tree_shared(rst_tree_t *t, cairn_error_t *err)
     return ret < 0 ? ret : 0;
 }
 
+int files_check_paths(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *err)
+{
+    uint32_t pid = pr->process->process->pid;
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && i < pr->fds.n; i++) {
+        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
+        const files_kind_t *k = s_kind_of(f->kind);
+        if (f->shares || (k != &s_regular && k != &s_directory && k != &s_chardev))
+            continue;   /* an fd sharing a description is checked with its owner */
+        int fd = k->open(NULL, f, err);
+        if (fd >= 0)
+            close(fd);
+        else
+            s_in_process(err, fd, pid);
+        r = ghost_reason_add(rs, fd < 0 ? fd : 0, err, (pid_t)pid, "fd %d", f->fd);
+    }
+    return r;
+}
+
 int files_plan(rst_tree_t *t, cairn_error_t *err)
 {
     int ret = 0;

@@ -114,6 +114,12 @@ int files_write(dump_ctx_t *c, dump_proc_t *p, const int *fds, size_t n,
 /* Every fd record of pr is of a kind this restorer recreates, and whole. */
 int files_check_loaded(const rst_proc_t *pr, cairn_error_t *err);
 
+/* Restore check: every fd of pr reopened by its path (regular files,
+ * directories, devices) can be opened here as the plan and the child
+ * would open it, and is closed again; each refusal into rs (reasons.h),
+ * with the message the restore would give. */
+int files_check_paths(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *err);
+
 /* Each kind's tree-wide objects, then one helper per open file
  * description that fds share. */
 int files_plan(rst_tree_t *t, cairn_error_t *err);

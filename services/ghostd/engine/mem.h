@@ -72,6 +72,11 @@ bool mem_writable(const rst_proc_t *pr, uint64_t vaddr, uint64_t len);
  * in pr's target layout. */
 int mem_map_region(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
 
+/* Restore check: every file pr's vmas map (there, the same file as at
+ * the dump) and its executable can be opened here; each refusal into rs
+ * (reasons.h) and on. Opens with the caller's file rights, as the plan. */
+int mem_check_files(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *err);
+
 /* The vdso/vvar moves, the vmas and the mm layout of pr into pl's
  * argument block (its page runs: pages_plan_runs). */
 int mem_plan_vdso(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);

@@ -66,8 +66,13 @@ void ghost_reasons_put_first(ghost_reasons_t *rs, int r, const cairn_error_t *er
 {
     if (!rs || r >= 0 || !s_refusal_code(err))
         return;
-    if (rs->n > 0 && strcmp(rs->v[0].message, err->message) == 0)
-        return;
+    for (size_t i = 0; i < rs->n; i++)
+        if (strcmp(rs->v[i].message, err->message) == 0) {
+            ghost_reason_t g = rs->v[i];   /* found already: moved to the front */
+            memmove(&rs->v[1], &rs->v[0], i * sizeof(rs->v[0]));
+            rs->v[0] = g;
+            return;
+        }
     rs->total++;
     if (rs->n == GHOST_REASONS_MAX)
         rs->n--;   /* the last kept one makes room; it is still counted */

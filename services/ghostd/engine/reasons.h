@@ -64,7 +64,8 @@ int ghost_reason_add(ghost_reasons_t *rs, int r, const cairn_error_t *err, pid_t
 int ghost_reasons_first(const ghost_reasons_t *rs, cairn_error_t *err);
 
 /* Makes the refusal (r, err), which ended the check, the first reason
- * (when it is not already): the error and the list say the same first.
+ * (moved to the front when it was found already, else added there): the
+ * error and the list say the same first.
  * Any refusal code counts here, -ESRCH too (a zombie that stayed one);
  * an error that is no refusal changes nothing. */
 void ghost_reasons_put_first(ghost_reasons_t *rs, int r, const cairn_error_t *err,
