@@ -12,7 +12,10 @@
  * deadline it is told and answers timeout. A relative DIR is made absolute
  * here, against the caller's cwd: ghostd runs elsewhere and refuses one.
  * With no --dir, ghostd picks <rundir>/ghost/<pid>-<unix ms> and says so in
- * the reply ("dir").
+ * the reply ("dir"). A --check that ghostd answers with reasons (a
+ * checked_only reply listing why not) is this command's error: the first
+ * reason's code and message, every reason in the error's "reasons"
+ * (cli_ctx.error_extra), exit 1 as any refusal.
  */
 #include <errno.h>
 #include <limits.h>

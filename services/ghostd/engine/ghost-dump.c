@@ -9,6 +9,9 @@
  *             "stopped":N,"left_running":bool}
  *   --check  {"pid":N,"checkpointable":true}
  *   failure  {"error":{"code":"<cairn code name>","message":"..."}}
+ *   refusal  the same with "reasons":[{"code","pid","what","message"},...]
+ *            (every reason the check found, the first being the error;
+ *            "more_reasons":N beyond the 32 listed) -- reasons.h
  * Exit codes: 0 done; 2 refused before anything changed (the process runs
  * on untouched); 1 failed during the dump (the process is detached and left
  * running if at all possible, the message says which). The image is

@@ -17,7 +17,10 @@
  * (ghost_restore_check) and prints
  *   {"check":true,"original_pid":N,"pids_free":B,"image_bytes":N,
  *    "pages":N,"processes":N,"threads":N,"check_us":N}
- * pids_free: every original pid and thread id is free now.
+ * pids_free: every original pid and thread id is free now. A refused
+ * --check adds every reason it found to its error line:
+ * "reasons":[{"code","pid","what","message"},...] (reasons.h; the files
+ * the image names, the kernel, the room for its pages here: room.h).
  * Exit codes: 0 restored (the tree runs, no longer traced; the root is
  * reparented when this program exits right after); 1 failed (nothing is
  * left running); 3 the original pid of a process of the tree is taken and
