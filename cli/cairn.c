@@ -366,7 +366,7 @@ static int s_main(cli_ctx *ctx, int argc, char **argv)
     else if (r == 0)
         r = cmd->run(ctx, n, cmd_argv, &result, &err);
     if (r < 0) {
-        cli_print_error(stderr, &err);
+        cli_print_error_extra(stderr, &err, TAKE_PTR(ctx->error_extra));
         return cli_exit_code(r, &err);
     }
     if (stream)

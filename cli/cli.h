@@ -67,6 +67,10 @@ typedef struct cli_ctx {
     bool table;            /* --table: human table instead of JSON */
     bool help;             /* --help / -h seen */
     bool in_batch;         /* running a line of `cairn batch` */
+    json_t *error_extra;   /* a failed handler's fields for its error
+                            * object beyond code and message (a check's
+                            * "reasons"): owned; whoever prints the error
+                            * takes it (main, `cairn batch`) */
 } cli_ctx;
 
 /* A command handler: returns 0 with *ret_result set (caller owns it), or a

@@ -634,9 +634,75 @@ static void s_reply_restart(ghostd_helper_t *j, json_t *v)
     j->deferred = NULL;
 }
 
+/* Whether code is one of a check's refusals (a Reason's code). */
+static bool s_refusal_code(int code)
+{
+    return code == CAIRN_UNSUPPORTED || code == CAIRN_FAILED_PRECONDITION ||
+           code == CAIRN_PERMISSION_DENIED;
+}
+
+/* The helper's error.reasons, at most S_MAX_REASONS of them, into
+ * reasons[] (their strings point into v); how many. A reason whose code
+ * is no refusal code is a FAILED_PRECONDITION. */
+#define S_MAX_REASONS 64
+static size_t s_reasons(json_t *v, Cairn__Ghostd__Reason reasons[],
+                        Cairn__Ghostd__Reason *ptrs[])
+{
+    json_t *a = json_object_get(json_object_get(v, "error"), "reasons");
+    size_t n = 0;
+
+    for (size_t i = 0; json_is_array(a) && i < json_array_size(a) && n < S_MAX_REASONS; i++) {
+        json_t *o = json_array_get(a, i);
+        const char *name = json_string_value(json_object_get(o, "code"));
+        int code = name ? cairn_code_from_name(name) : -1;
+        uint64_t pid = 0;
+
+        if (!json_is_object(o))
+            continue;
+        cairn__ghostd__reason__init(&reasons[n]);
+        reasons[n].code = (Cairn__StatusCode)(s_refusal_code(code) ? code
+                                                                   : CAIRN_FAILED_PRECONDITION);
+        reasons[n].pid = s_json_u64(o, "pid", &pid) == 0 && pid <= INT_MAX ? (uint32_t)pid : 0;
+        reasons[n].what = (char *)s_json_string(o, "what");
+        reasons[n].message = (char *)s_json_string(o, "message");
+        ptrs[n] = &reasons[n];
+        n++;
+    }
+    return n;
+}
+
+/* A check the helper refused with its reasons: the checked_only reply
+ * that lists them (proto/ghostd.proto). */
+static void s_reply_reasons(ghostd_helper_t *j, json_t *v, Cairn__Ghostd__Reason *reasons[],
+                            size_t n)
+{
+    Cairn__Ghostd__CheckpointReply cr = CAIRN__GHOSTD__CHECKPOINT_REPLY__INIT;
+    Cairn__Ghostd__RestartReply rr = CAIRN__GHOSTD__RESTART_REPLY__INIT;
+    Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
+    uint32_t more = s_json_optional(json_object_get(v, "error"), "more_reasons", UINT32_MAX);
+
+    if (j->kind == GHOSTD_CHECKPOINT) {
+        cr.pid = j->pid;
+        cr.checked_only = true;
+        cr.n_reasons = n, cr.reasons = reasons, cr.more_reasons = more;
+        reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY;
+        reply.checkpoint_reply = &cr;
+    } else {
+        rr.checked_only = true;
+        rr.n_reasons = n, rr.reasons = reasons, rr.more_reasons = more;
+        reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
+        reply.restart_reply = &rr;
+    }
+    cairn_log_info(j->kind == GHOSTD_CHECKPOINT ? "checkpoint-checked" : "restart-checked",
+                   "pid=%u dir=%s refused reasons=%zu first=\"%s\"", j->pid, j->dir,
+                   n + more, reasons[0]->message);
+    cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
+    j->deferred = NULL;
+}
+
 /* The Status of a helper's exit code: 1 error (the JSON's code or
  * INTERNAL), 2 refused (FAILED_PRECONDITION, UNSUPPORTED or, for a user's
- * job, PERMISSION_DENIED), 3 pid taken. */
+ * job, PERMISSION_DENIED), 3 pid taken; the message into buf. */
 static int s_error_of(const ghostd_helper_t *j, int exit_code, json_t *v,
                       char *buf, size_t size)
 {
@@ -663,11 +729,24 @@ static int s_error_of(const ghostd_helper_t *j, int exit_code, json_t *v,
     return code;
 }
 
+/* Answers a helper's failure. A check's refusal that came with its
+ * reasons is answered with them instead (s_reply_reasons); a request's
+ * own refusal with more reasons than its first says so. */
 static void s_reply_error(ghostd_helper_t *j, int exit_code, json_t *v)
 {
+    Cairn__Ghostd__Reason reasons[S_MAX_REASONS], *ptrs[S_MAX_REASONS];
     char buf[1024];
+    size_t n = 0;
     int code = s_error_of(j, exit_code, v, buf, sizeof buf);
 
+    if (v && (exit_code == 1 || exit_code == 2) && s_refusal_code(code))
+        n = s_reasons(v, reasons, ptrs);
+    if (j->check_only && n > 0) {
+        s_reply_reasons(j, v, ptrs, n);
+        return;
+    }
+    if (n > 1 && strlen(buf) + 64 < sizeof buf)
+        strcat(buf, " (and more reasons: --check lists them all)");
     s_helper_fail(j, code, buf);
 }
 

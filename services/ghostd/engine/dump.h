@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "cairn/error.h"
+#include "reasons.h"
 
 struct ghost_owner;   /* owner.h */
 struct ghost_dump_stats;
@@ -37,6 +38,9 @@ typedef struct ghost_dump_opts {
      * (ghost-dump --hold-fd waits for ghostd's word there). */
     bool (*hold)(void *hold_data, const struct ghost_dump_stats *stats);
     void *hold_data;        /* for hold */
+    ghost_reasons_t *reasons; /* out, when not NULL: every refusal the check
+                               found (reasons.h), the first being the error;
+                               emptied when the dump is not refused */
 } ghost_dump_opts_t;
 
 typedef struct ghost_dump_stats {
@@ -61,7 +65,8 @@ typedef struct ghost_dump_stats {
  * and fds the engine can restore, and (opts->owner) is the owner's. 0 if
  * checkpointable; otherwise -errno with code NOT_FOUND,
  * FAILED_PRECONDITION, UNSUPPORTED or PERMISSION_DENIED and the precise
- * reason (which pid, which fd or vma, what kind, whose). */
+ * reason (which pid, which fd or vma, what kind, whose): the first of
+ * every reason found, which opts->reasons lists when given. */
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err);
 
 /* Checkpoints the tree rooted at pid into out_fd (a file, pipe or socket;

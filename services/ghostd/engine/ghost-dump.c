@@ -10,6 +10,9 @@
  *             "stopped":N,"left_running":bool}
  *   --check  {"pid":N,"checkpointable":true}
  *   failure  {"error":{"code":"<cairn code name>","message":"..."}}
+ *   refusal  the same with "reasons":[{"code","pid","what","message"},...]
+ *            (every reason the check found, the first being the error;
+ *            "more_reasons":N beyond the 32 listed) -- reasons.h
  * Exit codes: 0 done; 2 refused before anything changed (the process runs
  * on untouched); 1 failed during the dump (the process is detached and left
  * running if at all possible, the message says which). The image is
@@ -63,6 +66,7 @@
 #include "dump.h"
 #include "owner.h"
 #include "report.h"
+#include "util/cleanup.h"
 #include "util/fileio.h"
 #include "util/options.h"
 
@@ -199,23 +203,34 @@ static int s_make_dir(const s_args_t *a, cairn_error_t *err)
                            a->owner.uid, strerror(-r));
 }
 
-/* Reports a failure; the owner rule's refusal (--as) says what it means. */
-static int s_fail(const s_args_t *a, cairn_error_t *err, int exit_code)
+/* Reports a failure with the reasons of a refusal (rs: NULL or empty when
+ * there are none); the owner rule's refusal (--as) says what it means. */
+static int s_fail(const s_args_t *a, cairn_error_t *err, ghost_reasons_t *rs, int exit_code)
 {
-    if (a->as_user && err->code == CAIRN_PERMISSION_DENIED && err->message[0])
+    if (a->as_user && err->code == CAIRN_PERMISSION_DENIED && err->message[0]) {
         cairn_error_append(err, -EPERM, "; only root may checkpoint it");
-    return ghost_report_error(err, exit_code);
+        for (size_t i = 0; rs && i < rs->n; i++)
+            if (rs->v[i].code == CAIRN_PERMISSION_DENIED)
+                snprintf(rs->v[i].message + strlen(rs->v[i].message),
+                         sizeof(rs->v[i].message) - strlen(rs->v[i].message),
+                         "; only root may checkpoint it");
+    }
+    return ghost_report_refusal(err, rs, exit_code);
 }
 
 static int s_check(const s_args_t *a)
 {
     cairn_error_t err;
+    ghost_reasons_t rs = { 0 };
     ghost_dump_opts_t o = { .leave_running = a->leave_running,
-                            .owner = a->as_user ? &a->owner : NULL };
+                            .owner = a->as_user ? &a->owner : NULL, .reasons = &rs };
+    int code = S_EXIT_OK;
     if (ghost_check((pid_t)a->pid, &o, &err) < 0)
-        return s_fail(a, &err, S_EXIT_REFUSED);
-    ghost_report(json_pack("{s:I,s:b}", "pid", (json_int_t)a->pid, "checkpointable", 1));
-    return S_EXIT_OK;
+        code = s_fail(a, &err, &rs, S_EXIT_REFUSED);
+    else
+        ghost_report(json_pack("{s:I,s:b}", "pid", (json_int_t)a->pid, "checkpointable", 1));
+    ghost_reasons_free(&rs);
+    return code;
 }
 
 static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
@@ -386,10 +401,11 @@ static int s_dump_stream(s_args_t *a, ghost_dump_opts_t *o)
 static int s_dump(s_args_t *a)
 {
     cairn_error_t err;
+    _cleanup_(ghost_reasons_free) ghost_reasons_t rs = { 0 };
     ghost_dump_opts_t o = { .leave_running = a->leave_running,
                             .pagemap_read = a->pagemap_read,
                             .probe_eventfds = a->probe_eventfds,
-                            .owner = a->as_user ? &a->owner : NULL };
+                            .owner = a->as_user ? &a->owner : NULL, .reasons = &rs };
     char part[PATH_MAX];
     bool created;
     if (a->out_fd >= 0)
@@ -404,7 +420,8 @@ static int s_dump(s_args_t *a)
                             strerror(errno));
     r = s_finish(a, part, created, &s, r, &err);
     if (r < 0)
-        return s_fail(a, &err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
+        return s_fail(a, &err, s.refused ? &rs : NULL,
+                      s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
     s_print_stats(a, &s);
     return S_EXIT_OK;
 }
