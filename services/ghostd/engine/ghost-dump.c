@@ -393,7 +393,8 @@ static int s_dump_stream(s_args_t *a, ghost_dump_opts_t *o)
         return S_EXIT_OK;
     }
     if (r < 0)
-        return s_fail(a, &err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
+        return s_fail(a, &err, s.refused ? o->reasons : NULL,
+                      s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
     s_print_stats(a, &s);
     return S_EXIT_OK;
 }
