@@ -67,6 +67,10 @@ typedef struct cli_ctx {
     bool table;            /* --table: human table instead of JSON */
     bool help;             /* --help / -h seen */
     bool in_batch;         /* running a line of `cairn batch` */
+    json_t *error_extra;   /* a failed handler's fields for its error
+                            * object beyond code and message (a check's
+                            * "reasons"): owned; whoever prints the error
+                            * takes it (main, `cairn batch`) */
 } cli_ctx;
 
 /* A command handler: returns 0 with *ret_result set (caller owns it), or a
@@ -147,6 +151,10 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                     cairn_error_t *err);
 int cli_cmd_batch(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
                   cairn_error_t *err);
+/* cmd-migrate.c: moving a job to another node. */
+extern const cairn_option_t cli_migrate_options[];
+int cli_cmd_migrate(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                    cairn_error_t *err);
 /* cmd-keys.c: CURVE keys. */
 extern const cairn_option_t cli_keys_generate_options[];
 int cli_cmd_keys_generate(cli_ctx *ctx, int argc, char **argv,

@@ -62,9 +62,13 @@
 
 /* ---- check: /proc only, nothing changes -------------------------------- */
 
+/* One process: each refusal into rs and on (reasons.h). A kernel thread,
+ * the dumper and a process the owner may not dump are refused as a whole
+ * (nothing more is looked at); a zombie or a process gone ends the look
+ * (-ESRCH: the tree moved). */
 static int s_check_one(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
                        files_tree_fds_t *tfds, const proc_vmas_t *before, proc_vmas_t *keep,
-                       cairn_error_t *err)
+                       ghost_reasons_t *rs, cairn_error_t *err)
 {
     proc_stat_t st;
     int r = proc_read_stat(pid, &st, err);
@@ -73,57 +77,70 @@ static int s_check_one(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
                    ? cairn_error_set(err, -ESRCH, CAIRN_NOT_FOUND, "no process %d", (int)pid)
                    : r;
     if (pid == getpid() || pid == getppid())
-        return cairn_error_set(err, -EINVAL, CAIRN_FAILED_PRECONDITION,
-                               "process %d is the dumper or its parent", (int)pid);
+        return ghost_reason_add(rs, cairn_error_set(err, -EINVAL, CAIRN_FAILED_PRECONDITION,
+                                                    "process %d is the dumper or its parent",
+                                                    (int)pid),
+                                err, pid, "process");
     if (st.flags & S_PF_KTHREAD)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d is a kernel thread", (int)pid);
+        return ghost_reason_add(rs, cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                                    "process %d is a kernel thread", (int)pid),
+                                err, pid, "process");
     if (proc_state_exited(st.state))
         return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                "process %d is a zombie", (int)pid);
-    if ((r = creds_check_threads(pid, tracer, owner, err)) < 0)
+    r = creds_check_threads(pid, tracer, owner, rs, err);
+    if (r == CREDS_DENIED)
+        return 0;
+    if (r < 0 || (r = mem_check_vmas(pid, before, keep, rs, err)) < 0)
         return r;
-    if ((r = mem_check_vmas(pid, before, keep, err)) < 0)
-        return r;
-    return files_check(pid, tfds, err);
+    return files_check(pid, tfds, rs, err);
 }
 
-/* One look at the tree rooted at pid (s_check_tree). */
+/* One look at the tree rooted at pid (s_check_tree): rs holds what it
+ * found, and the first reason is its error. */
 static int s_check_tree_once(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
-                             cairn_error_t *err)
+                             ghost_reasons_t *rs, cairn_error_t *err)
 {
-    pid_t *tree = NULL;
+    pid_t *tree = NULL, p = pid;
     size_t n = 0;
     files_tree_fds_t tfds = { 0 };
+    ghost_reasons_clear(rs);
     int r = tree_list(pid, &tree, &n, err);
     if (r == 0 && seen && !(seen->v = calloc(n, sizeof(*seen->v))))
         r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (size_t i = 0; r == 0 && i < n; i++) {
-        pid_t p = tree[i * 2];
         proc_vmas_t *keep = NULL;
+        size_t kept = rs->n, found = rs->total;
+        p = tree[i * 2];
         if (seen) {
             seen->v[i].pid = p;
             keep = &seen->v[i].vm;
             seen->n = i + 1;
         }
-        r = s_check_one(p, 0, owner, &tfds, NULL, keep, err);
+        r = s_check_one(p, 0, owner, &tfds, NULL, keep, rs, err);
         if (r == 0 && i > 0)
             r = tree_own_memory(tree[i * 2 + 1], p, err);
-        if (r < 0 && i > 0 && tree_vanished(p)) {
+        bool refused = r < 0 || rs->total > found;
+        if (refused && i > 0 && tree_vanished(p)) {
             /* Exited and reaped while it was looked at (a shell loop's
              * commands do): the check of the frozen tree judges whoever
              * is there then. */
             if (keep)
                 seen->v[i].pid = 0;
             files_forget(&tfds, p);
+            ghost_reasons_cut(rs, kept, found);
             r = 0;
-        } else if (r < 0 && r != -ESRCH && i > 0 && tree_gone(p)) {
+        } else if (refused && r != -ESRCH && i > 0 && tree_gone(p)) {
             r = cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                 "process %d is a zombie", (int)p);
         }
     }
     if (r == 0)
-        r = files_check_tree(&tfds, err);
+        r = files_check_tree(&tfds, rs, err);
+    if (r == 0)
+        r = ghost_reasons_first(rs, err);
+    else
+        ghost_reasons_put_first(rs, r, err, p, "process");
     free(tfds.v);
     free(tree);
     return r;
@@ -162,12 +179,12 @@ static bool s_retry_again(s_retry_t *rt)
  * again while rt allows before it is refused: one that its parent is about
  * to reap, or that is about to exec, is no reason to refuse. */
 static int s_check_tree(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
-                        s_retry_t *rt, cairn_error_t *err)
+                        s_retry_t *rt, ghost_reasons_t *rs, cairn_error_t *err)
 {
     if (pid <= 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
     for (;;) {
-        int r = s_check_tree_once(pid, owner, seen, err);
+        int r = s_check_tree_once(pid, owner, seen, rs, err);
         if (r == 0 || !s_tree_moved(pid, r) || !s_retry_again(rt))
             return r;
         if (seen)
@@ -178,7 +195,11 @@ static int s_check_tree(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
 {
     s_retry_t rt = { S_TREE_ATTEMPTS };
-    return s_check_tree(pid, opts ? opts->owner : NULL, NULL, &rt, err);
+    ghost_reasons_t own = { 0 };
+    ghost_reasons_t *rs = opts && opts->reasons ? opts->reasons : &own;
+    int r = s_check_tree(pid, opts ? opts->owner : NULL, NULL, &rt, rs, err);
+    ghost_reasons_free(&own);
+    return r;
 }
 
 /* ---- freeze: then the check again, on the frozen tree ------------------ */
@@ -203,16 +224,24 @@ static int s_check_own_memory(const dump_ctx_t *c, cairn_error_t *err)
 static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_error_t *err)
 {
     files_tree_fds_t tfds = { 0 };
+    ghost_reasons_t *rs = c->reasons;
+    pid_t pid = 0;
     int r = 0;
+    ghost_reasons_clear(rs);
     for (size_t i = 0; r == 0 && i < c->tree.np; i++) {
         dump_proc_t *p = &c->tree.p[i];
+        pid = p->pid;
         r = s_check_one(p->pid, getpid(), c->opts->owner, &tfds,
-                        mem_seen_find(c->seen, p->pid), &p->vm, err);
+                        mem_seen_find(c->seen, p->pid), &p->vm, rs, err);
     }
     if (r == 0)
-        r = files_check_tree(&tfds, err);
+        r = files_check_tree(&tfds, rs, err);
     if (r == 0)
         r = s_check_own_memory(c, err);
+    if (r == 0)
+        r = ghost_reasons_first(rs, err);
+    else
+        ghost_reasons_put_first(rs, r, err, pid, "process");
     if (r == 0)
         *ret_tfds = tfds;
     else
@@ -476,27 +505,35 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
 /* One attempt; *ret_froze says whether the tree passed the check and was
  * frozen, *ret_began whether the image began to be written. */
 static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
-                       ghost_dump_stats_t *stats, s_retry_t *rt, bool *ret_froze,
-                       bool *ret_began, cairn_error_t *err)
+                       ghost_dump_stats_t *stats, s_retry_t *rt, ghost_reasons_t *rs,
+                       bool *ret_froze, bool *ret_began, cairn_error_t *err)
 {
     ghost_dump_stats_t s = { 0 };
     mem_seen_t seen = { 0 };
     *ret_froze = *ret_began = false;
-    int r = s_check_tree(pid, opts->owner, &seen, rt, err);
+    int r = s_check_tree(pid, opts->owner, &seen, rt, rs, err);
     if (r < 0) {
         mem_seen_free(&seen);
         *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
         return r;
     }
-    dump_ctx_t c = { .opts = opts, .seen = &seen,
+    dump_ctx_t c = { .opts = opts, .seen = &seen, .reasons = rs,
                      .out.page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
     *ret_froze = true;
     r = s_ctx_init(&c, err);
     if (r == 0)
         r = s_run(&c, pid, out_fd, &s, err);
     *ret_began = c.out.w != NULL;
-    if (r == 0 && !opts->leave_running) {
+    /* Held (migration): the tree stays frozen until the holder decides;
+     * its answer replaces leave_running. */
+    bool kill_it = r == 0 && !opts->leave_running;
+    if (r == 0 && opts->hold) {
+        s.held = true;
+        kill_it = opts->hold(opts->hold_data, &s);
+    }
+    if (kill_it) {
         seize_kill_all(&c.tree);
+        s.killed = true;
     } else {
         s.left_running = seize_release_all(&c.tree);
         if (r < 0)
@@ -523,13 +560,18 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
      * at again (the check itself already waited for zombies it saw),
      * from the same budget of looks as the check's. */
     s_retry_t rt = { S_TREE_ATTEMPTS };
+    ghost_reasons_t own = { 0 };
+    ghost_reasons_t *rs = opts->reasons ? opts->reasons : &own;
     int r;
     for (;;) {
         bool froze = false, began = false;
-        r = s_dump_once(pid, opts, out_fd, stats, &rt, &froze, &began, err);
+        r = s_dump_once(pid, opts, out_fd, stats, &rt, rs, &froze, &began, err);
         if (r == 0 || !froze || began || !stats->left_running || !s_tree_moved(pid, r) ||
             !s_retry_again(&rt))
             break;
     }
+    if (r == 0 || !stats->refused)
+        ghost_reasons_clear(rs);   /* a failure, not a refusal: no reasons */
+    ghost_reasons_free(&own);
     return r;
 }

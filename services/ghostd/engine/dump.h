@@ -14,8 +14,10 @@
 #include <sys/types.h>
 
 #include "cairn/error.h"
+#include "reasons.h"
 
 struct ghost_owner;   /* owner.h */
+struct ghost_dump_stats;
 
 typedef struct ghost_dump_opts {
     bool leave_running;     /* detach afterwards instead of SIGKILL */
@@ -29,6 +31,16 @@ typedef struct ghost_dump_opts {
     bool probe_eventfds;    /* probe whether each eventfd is a semaphore even
                                where fdinfo says (it does from Linux 6.2):
                                tests the older kernels' path anywhere */
+    /* Set: once the image is completely written the tree stays frozen and
+     * hold(hold_data, stats) decides its fate -- true kills it, false lets
+     * it go running (leave_running is then ignored). It is called once,
+     * only after a successful write, and may take as long as it likes
+     * (ghost-dump --hold-fd waits for ghostd's word there). */
+    bool (*hold)(void *hold_data, const struct ghost_dump_stats *stats);
+    void *hold_data;        /* for hold */
+    ghost_reasons_t *reasons; /* out, when not NULL: every refusal the check
+                               found (reasons.h), the first being the error;
+                               emptied when the dump is not refused */
 } ghost_dump_opts_t;
 
 typedef struct ghost_dump_stats {
@@ -44,6 +56,8 @@ typedef struct ghost_dump_stats {
     uint32_t copy_threads;  /* anonymous pages copied in place into the image
                                file by this many threads; 0: streamed */
     uint32_t stopped;       /* processes in a job-control stop (SIGSTOP, ^Z) */
+    bool held;              /* opts->hold ran: the tree waited, frozen */
+    bool killed;            /* the tree was killed after the dump */
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not
@@ -51,7 +65,8 @@ typedef struct ghost_dump_stats {
  * and fds the engine can restore, and (opts->owner) is the owner's. 0 if
  * checkpointable; otherwise -errno with code NOT_FOUND,
  * FAILED_PRECONDITION, UNSUPPORTED or PERMISSION_DENIED and the precise
- * reason (which pid, which fd or vma, what kind, whose). */
+ * reason (which pid, which fd or vma, what kind, whose): the first of
+ * every reason found, which opts->reasons lists when given. */
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err);
 
 /* Checkpoints the tree rooted at pid into out_fd (a file, pipe or socket;

@@ -81,6 +81,8 @@ typedef struct shmem_dump shmem_dump_t;   /* shmem.c: memfd objects */
 typedef struct dump_ctx {
     const ghost_dump_opts_t *opts;
     const mem_seen_t *seen; /* what the check before the freeze read */
+    ghost_reasons_t *reasons; /* the frozen tree's check files its refusals
+                               here (reasons.h) */
     dump_tree_t tree;      /* processes and threads, as frozen (seize.c) */
     dump_out_t out;        /* the image (dump.c) */
     pages_dump_t *pages;   /* NULL until the image is begun */

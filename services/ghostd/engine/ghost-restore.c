@@ -4,6 +4,7 @@
  *   ghost-restore --image FILE [--new-pid] [--pread-pages]
  *                 [--scope UNIT --slice SLICE] [--as UID:GID]
  *   ghost-restore --image FILE --check [--as UID:GID]
+ *   ghost-restore --image-fd N ...   (or --image -: stdin)
  *
  * Prints exactly one JSON line on stdout: on success
  *   {"pid":N,"original_pid":N,"same_pid":B,"image_bytes":N,"pages":N,
@@ -17,7 +18,10 @@
  * (ghost_restore_check) and prints
  *   {"check":true,"original_pid":N,"pids_free":B,"image_bytes":N,
  *    "pages":N,"processes":N,"threads":N,"check_us":N}
- * pids_free: every original pid and thread id is free now.
+ * pids_free: every original pid and thread id is free now. A refused
+ * --check adds every reason it found to its error line:
+ * "reasons":[{"code","pid","what","message"},...] (reasons.h; the files
+ * the image names, the kernel, the room for its pages here: room.h).
  * Exit codes: 0 restored (the tree runs, no longer traced; the root is
  * reparented when this program exits right after); 1 failed (nothing is
  * left running); 3 the original pid of a process of the tree is taken and
@@ -42,11 +46,18 @@
  * U wrote into it can reach beyond what U may do. Refusals are
  * permission-denied (exit 1), before anything is made; --check obeys the
  * same rules. The image is opened with the asking user's file rights.
+ *
+ * --image-fd N (--image - is fd 0): the image is read from an inherited fd,
+ * a pipe ghostd fills with a stream from another node (migrate.h); it is
+ * staged in a memfd as any non-file image is. A stream has no owner on
+ * disk to judge: it restores with the rights --as names (every process of
+ * it must be that user's), else root's -- ghostd names the job's owner.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +69,7 @@
 #include "place.h"
 #include "report.h"
 #include "restore.h"
+#include "util/cleanup.h"
 #include "util/options.h"
 
 /* The success line (see the top of this file). */
@@ -114,8 +126,9 @@ static int s_usage(const char *why)
 
     cairn_error_set(
         &err, -EINVAL, CAIRN_USAGE,
-        "%s; usage: ghost-restore --image FILE [--new-pid] [--pread-pages] "
-        "[--scope UNIT --slice SLICE] [--as UID:GID] | --check [--as UID:GID]",
+        "%s; usage: ghost-restore (--image FILE|- | --image-fd N) [--new-pid] "
+        "[--pread-pages] [--scope UNIT --slice SLICE] [--as UID:GID] | --check "
+        "[--as UID:GID]",
         why);
     return ghost_report_error(&err, 100);
 }
@@ -128,7 +141,8 @@ enum {
     S_OPT_PREAD_PAGES,
     S_OPT_SCOPE,
     S_OPT_SLICE,
-    S_OPT_AS
+    S_OPT_AS,
+    S_OPT_IMAGE_FD
 };
 
 static const cairn_option_t s_options[] = {
@@ -144,6 +158,8 @@ static const cairn_option_t s_options[] = {
     [S_OPT_SLICE] = { "--slice", "SLICE", "the scope's slice (with --scope)" },
     [S_OPT_AS] = { "--as", "UID:GID", "for this user (not root): only an image "
                    "of theirs, restored with their rights" },
+    [S_OPT_IMAGE_FD] = { "--image-fd", "N", "read the image from inherited fd N "
+                         "(a pipe) instead of a file" },
     { NULL, NULL, NULL },
 };
 
@@ -203,6 +219,29 @@ static int s_open_image(const char *image, ghost_owner_t *asker, int *ret_fd,
     return 0;
 }
 
+/* --image-fd: the inherited fd, which must be open; its principal is
+ * the asker (--as), else none (root's rights). */
+static int s_open_stream(int fd, ghost_owner_t *asker, int *ret_fd, ghost_owner_t *ret,
+                         bool *ret_is, cairn_error_t *err)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) < 0)
+        return cairn_error_set(err, -errno, CAIRN_USAGE, "--image-fd %d: %s", fd,
+                               strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return cairn_error_set(err, -EISDIR, CAIRN_INVALID_ARGUMENT,
+                               "--image-fd %d is a directory", fd);
+    *ret_is = false;
+    if (asker) {
+        *ret = *asker;
+        *asker = (ghost_owner_t){ 0 };   /* moved */
+        *ret_is = true;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
 /* Whose rights the restore runs with: the asker's (--as), else the
  * image's owner's when that is not root (its gid: the user database's,
  * else the file's group); *ret_is unset for root's image. */
@@ -236,18 +275,30 @@ static int s_take_rights(ghost_owner_t *p, cairn_error_t *err)
     return r < 0 ? r : ghost_owner_restrict_caps(err);
 }
 
-/* A failure of the restore or its check; the owner rule's refusal says
- * which image and whose rights it restores with. */
-static int s_refused(const char *image, const ghost_owner_t *p, cairn_error_t *err)
+/* The owner rule's refusal of one message, saying which image and whose
+ * rights it restores with. */
+static void s_owned(char *message, size_t size, const char *image, const ghost_owner_t *p)
 {
-    char msg[sizeof(err->message)];
+    char why[CAIRN_ERROR_MESSAGE_MAX];
 
-    if (p && err->code == CAIRN_PERMISSION_DENIED) {
-        snprintf(msg, sizeof(msg), "%s", err->message);
-        cairn_error_set(err, -EPERM, err->code, "restart refused: image %s is uid %u's, "
-                        "and %s", image, p->uid, msg);
-    }
-    return ghost_report_error(err, err->code == CAIRN_ALREADY_EXISTS ? 3 : 1);
+    snprintf(why, sizeof(why), "%s", message);
+    if (snprintf(message, size, "restart refused: image %s is uid %u's, and %s", image,
+                 p->uid, why) >= (int)size)
+        message[size - 1] = '\0';   /* cut, as every message is */
+}
+
+/* A failure of the restore or its check, with the check's reasons (rs:
+ * NULL or empty when there are none); the owner rule's refusal says
+ * which image and whose rights it restores with. */
+static int s_refused(const char *image, const ghost_owner_t *p, ghost_reasons_t *rs,
+                     cairn_error_t *err)
+{
+    if (p && err->code == CAIRN_PERMISSION_DENIED)
+        s_owned(err->message, sizeof(err->message), image, p);
+    for (size_t i = 0; p && rs && i < rs->n; i++)
+        if (rs->v[i].code == CAIRN_PERMISSION_DENIED)
+            s_owned(rs->v[i].message, sizeof(rs->v[i].message), image, p);
+    return ghost_report_refusal(err, rs, err->code == CAIRN_ALREADY_EXISTS ? 3 : 1);
 }
 
 /* Checks, plans and (unless check) restores the image open on fd, with
@@ -257,22 +308,24 @@ static int s_run(int fd, const char *image, bool check, ghost_restore_opts_t *op
 {
     ghost_restore_stats_t st;
     cairn_error_t err;
+    _cleanup_(ghost_reasons_free) ghost_reasons_t rs = { 0 };
     int ret;
 
     cairn_error_clear(&err);
     opts->owner = p;
+    opts->reasons = &rs;
     if (p && (ret = s_take_rights(p, &err)) < 0)
         return ghost_report_error(&err, 1);
     if (check) {
         ret = ghost_restore_check(fd, opts, &st, &err);
         if (ret < 0)
-            return s_refused(image, p, &err);
+            return s_refused(image, p, &rs, &err);
         ghost_report(s_checked(&st));
         return 0;
     }
     ret = ghost_restore(fd, opts, &st, &err);
     if (ret < 0)
-        return s_refused(image, p, &err);
+        return s_refused(image, p, NULL, &err);
     ghost_report(s_success(&st, unit));
     free(st.members);
     return 0;
@@ -294,6 +347,17 @@ int main(int argc, char **argv)
                          argv + 1, CAIRN_MAX_ARGS, &a, &err) < 0)
         return s_usage("unknown option");
     image = a.values[S_OPT_IMAGE];
+    long image_fd = -1;
+    if (a.values[S_OPT_IMAGE_FD] &&
+        cairn_parse_long("--image-fd", a.values[S_OPT_IMAGE_FD], 0, INT_MAX, &image_fd,
+                         &err) < 0)
+        return s_usage(err.message);
+    if (image && a.values[S_OPT_IMAGE_FD])
+        return s_usage("--image and --image-fd exclude each other");
+    if (image && strcmp(image, "-") == 0)
+        image_fd = 0;
+    if (image_fd >= 0)
+        image = image_fd == 0 ? "(stdin)" : "(stream)";
     opts.new_pid = a.values[S_OPT_NEW_PID] != NULL;
     check = a.values[S_OPT_CHECK] != NULL;
     opts.pread_pages = a.values[S_OPT_PREAD_PAGES] != NULL;
@@ -313,8 +377,12 @@ int main(int argc, char **argv)
         as_user = true;
     }
     cairn_error_clear(&err);
-    ret = s_open_image(image, as_user ? &asker : NULL, &fd, &st, &err);
-    if (ret == 0)
+    if (image_fd >= 0)
+        ret = s_open_stream((int)image_fd, as_user ? &asker : NULL, &fd, &principal,
+                            &has_principal, &err);
+    else
+        ret = s_open_image(image, as_user ? &asker : NULL, &fd, &st, &err);
+    if (ret == 0 && image_fd < 0)
         ret = s_principal(as_user ? &asker : NULL, &st, &principal, &has_principal, &err);
     if (ret == 0 && !check)
         ret = s_place(a.values[S_OPT_SCOPE], a.values[S_OPT_SLICE], image, &err);

@@ -124,17 +124,18 @@ static int s_read_vmas_since(pid_t pid, const proc_vmas_t *before, proc_vmas_t *
     return 0;
 }
 
-/* Every vma of a kind the engine restores. With keep, the vmas read go
- * there on success: the image is written from what the check on the
+/* Every vma of a kind the engine restores (each refusal into rs, and on:
+ * reasons.h). With keep, the vmas read go there on success: the image is written from what the check on the
  * frozen tree saw. before: see s_read_vmas_since. */
 int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
-                   cairn_error_t *err)
+                   ghost_reasons_t *rs, cairn_error_t *err)
 {
     proc_vmas_t vm = { 0 };
     int r = s_read_vmas_since(pid, before, &vm, err);
     for (size_t i = 0; r == 0 && i < vm.n; i++) {
         Cairn__Ghost__VmaKind k;
-        r = mem_vma_kind(pid, &vm.v[i], &k, err);
+        r = ghost_reason_add(rs, mem_vma_kind(pid, &vm.v[i], &k, err), err, pid,
+                             "memory at %#llx", (unsigned long long)vm.v[i].start);
     }
     if (r == 0 && keep) {
         proc_vmas_free(keep);
@@ -377,9 +378,9 @@ int mem_map_region(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
                            (unsigned long long)pl->region_len);
 }
 
-/* The file a file-backed vma maps, opened as a helper fd. */
-static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
-                           cairn_error_t *err)
+/* The file a file-backed vma maps, opened (O_CLOEXEC) and found the same
+ * as at the dump: the fd, or -errno with the refusal. */
+static int s_open_vma_file_checked(const Cairn__Ghost__Vma *v, cairn_error_t *err)
 {
     bool shared = v->kind == CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
     int mode = shared && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
@@ -389,7 +390,9 @@ static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
         return cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
                                "vma %#llx maps the deleted file %s",
                                (unsigned long long)v->start, v->path);
-    _cleanup_close_ int fd = open(v->path, mode | O_CLOEXEC);
+    /* O_NONBLOCK: a crafted image naming a FIFO must not hang us in
+     * open(2); it changes nothing for the mapping. */
+    _cleanup_close_ int fd = open(v->path, mode | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
                                "vma %#llx: cannot open %s: %s",
@@ -416,7 +419,42 @@ static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
                                (unsigned long long)v->file_size,
                                (long long)v->file_mtime_ns,
                                (unsigned long long)st.st_size, (long long)mtime);
-    return rst_helper(pl->tree, TAKE_FD(fd), err);
+    return TAKE_FD(fd);
+}
+
+/* The file a file-backed vma maps, opened as a helper fd. */
+static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
+                           cairn_error_t *err)
+{
+    int fd = s_open_vma_file_checked(v, err);
+    return fd < 0 ? fd : rst_helper(pl->tree, fd, err);
+}
+
+int mem_check_files(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *err)
+{
+    const Cairn__Ghost__Process *p = pr->process->process;
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && i < pr->vmas.n; i++) {
+        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
+        if (v->kind != CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE &&
+            v->kind != CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED)
+            continue;
+        int fd = s_open_vma_file_checked(v, err);
+        if (fd >= 0)
+            close(fd);
+        r = ghost_reason_add(rs, fd < 0 ? fd : 0, err, (pid_t)p->pid, "memory at %#llx",
+                             (unsigned long long)v->start);
+    }
+    int fd = r == 0 ? open(p->mm->exe_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+    if (r == 0 && fd < 0)
+        r = ghost_reason_add(rs, cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
+                                                 "cannot open the executable %s: %s",
+                                                 p->mm->exe_path, strerror(errno)),
+                             err, (pid_t)p->pid, "executable");
+    if (fd >= 0)
+        close(fd);
+    return r;
 }
 
 int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)

@@ -73,6 +73,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,6 +84,7 @@
 #include "owner.h"
 #include "pages.h"
 #include "restore.h"
+#include "room.h"
 #include "seize.h"
 #include "shmem.h"
 #include "signals.h"
@@ -644,15 +646,92 @@ static int s_supervise(const rst_tree_t *t, pid_t root, size_t n_threads,
 /* ---- main -------------------------------------------------------------- */
 
 /* Every process of the image is the owner's (owner.h): checked on the
- * whole loaded image, before anything is planned or opened. */
+ * whole loaded image, before anything is planned or opened; each refusal
+ * into rs (a check's; NULL: the first is the answer). */
 static int s_check_owner(const rst_image_t *im, const ghost_owner_t *owner,
-                         cairn_error_t *err)
+                         ghost_reasons_t *rs, cairn_error_t *err)
 {
     int r = 0;
 
-    for (size_t i = 0; r == 0 && owner && i < im->n_procs; i++)
-        r = ghost_owner_check_process(owner, im->procs[i].process->process, err);
+    for (size_t i = 0; r == 0 && owner && i < im->n_procs; i++) {
+        const Cairn__Ghost__Process *p = im->procs[i].process->process;
+        r = ghost_reason_add(rs, ghost_owner_check_process(owner, p, err), err,
+                             (pid_t)p->pid, "process");
+    }
     return r;
+}
+
+/* Bytes of memory the image's pages take once restored. */
+static uint64_t s_need(const rst_image_t *im)
+{
+    return im->pages * im->header->header->page_size;
+}
+
+/* The kernel the image's vdso was dumped on is this one (s_plan_vdso says
+ * the same, for the first process that has a vdso). */
+static int s_check_kernel(const rst_image_t *im, cairn_error_t *err)
+{
+    const Cairn__Ghost__ImageHeader *h = im->header->header;
+    struct utsname u;
+
+    uname(&u);
+    for (size_t i = 0; i < im->n_procs; i++)
+        for (size_t j = 0; j < im->procs[i].vmas.n; j++)
+            if (im->procs[i].vmas.v[j]->vma->kind == CAIRN__GHOST__VMA_KIND__VMA_VDSO &&
+                strcmp(u.release, h->kernel_release) != 0)
+                return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
+                                       "image dumped on kernel %s, this is %s: "
+                                       "its vdso may differ from ours",
+                                       h->kernel_release, u.release);
+    return 0;
+}
+
+/* The working directory of pr is there to enter. */
+static int s_check_cwd(const rst_proc_t *pr, cairn_error_t *err)
+{
+    const Cairn__Ghost__Process *p = pr->process->process;
+    int fd = p->cwd[0] ? open(p->cwd, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+
+    if (p->cwd[0] && fd < 0)
+        return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
+                               "process %u: cannot enter its working directory %s: %s",
+                               p->pid, p->cwd, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return 0;
+}
+
+/* The check's own look at this node, before the plan: the kernel, every
+ * file the image names (mapped, open, the executable, the cwd) and the
+ * room for its pages, each refusal into rs, so one answer lists them all
+ * (the plan stops at its first). */
+static int s_check_here(const rst_image_t *im, ghost_reasons_t *rs, cairn_error_t *err)
+{
+    int r = ghost_reason_add(rs, s_check_kernel(im, err), err, 0, "kernel");
+
+    for (size_t i = 0; r == 0 && i < im->n_procs; i++) {
+        const rst_proc_t *pr = &im->procs[i];
+        r = mem_check_files(pr, rs, err);
+        if (r == 0)
+            r = files_check_paths(pr, rs, err);
+        if (r == 0)
+            r = ghost_reason_add(rs, s_check_cwd(pr, err), err,
+                                 (pid_t)pr->process->process->pid, "cwd");
+    }
+    if (r == 0)
+        r = ghost_reason_add(rs, ghost_room_check(s_need(im), err), err, 0, "room");
+    return r;
+}
+
+/* A check's answer: its error is the first reason, the plan's refusal
+ * (which the list may hold already) brought to the front. */
+static int s_check_answer(ghost_reasons_t *rs, int ret, cairn_error_t *err)
+{
+    if (ret < 0) {
+        ghost_reasons_put_first(rs, ret, err, 0, "image");
+        return ret;
+    }
+    return ghost_reasons_first(rs, err);
 }
 
 static size_t s_n_threads(const rst_image_t *im)
@@ -751,15 +830,28 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     cairn_error_t taken;
     int ret;
 
+    ghost_reasons_t own = { 0 };
+    ghost_reasons_t *rs = !check ? NULL : o->reasons ? o->reasons : &own;
+
     s_raise_nofile();
+    ghost_reasons_clear(rs);
     t.im = &im;
     ret = s_load(in_fd, &im, err);
     if (ret == 0)
-        ret = s_check_owner(&im, o->owner, err);
+        ret = s_check_owner(&im, o->owner, rs, err);
+    /* Not the owner's (a check's reasons so far): nothing of it is opened
+     * with their rights. */
+    bool denied = check && rs->total > 0;
+    if (ret == 0 && check && !denied)
+        ret = s_check_here(&im, rs, err);
+    if (ret == 0 && !check)
+        ret = ghost_room_check(s_need(&im), err);
     if (ret == 0 && !new_pid && !check)
         ret = tree_check_ids(&im, err);
-    if (ret == 0)
+    if (ret == 0 && !denied)
         ret = s_plan(&t, &im, new_pid, err);
+    if (check)
+        ret = s_check_answer(rs, ret, err);
     if (ret == 0 && !check && !(st.members = calloc(im.n_procs, sizeof *st.members)))
         ret = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     if (ret == 0 && !check)
@@ -786,6 +878,7 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     }
     rst_tree_free(&t);
     rst_image_free(&im);
+    ghost_reasons_free(&own);
     return ret;
 }
 
@@ -795,7 +888,8 @@ int ghost_restore_check(int in_fd, const ghost_restore_opts_t *opts,
     if (in_fd < 0 || !ret_stats)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "ghost_restore_check: bad arguments");
-    ghost_restore_opts_t o = { .owner = opts ? opts->owner : NULL };
+    ghost_restore_opts_t o = { .owner = opts ? opts->owner : NULL,
+                               .reasons = opts ? opts->reasons : NULL };
     return s_restore(in_fd, true, &o, ret_stats, err);
 }
 
