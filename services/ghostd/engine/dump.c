@@ -612,13 +612,12 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     int r = opts->precopy ? s_precopy(pid, opts, out_fd, &rt, &pre, &pre_st, err) : 0;
     if (r < 0)   /* the tree ran all along */
         *stats = (ghost_dump_stats_t){ .refused = pre_st.refused, .left_running = true };
-    for (; r == 0;) {
+    for (bool again = r == 0; again;) {
         bool froze = false, began = false;
         r = s_dump_once(pid, opts, &pre, out_fd, stats, &rt, &froze, &began, err);
         stats->began = began;
-        if (r == 0 || !froze || began || !stats->left_running || !s_tree_moved(pid, r) ||
-            !s_retry_again(&rt))
-            break;
+        again = r < 0 && froze && !began && stats->left_running && s_tree_moved(pid, r) &&
+                s_retry_again(&rt);
     }
     if (opts->precopy)
         s_precopy_stats(&pre_st, pre.w != NULL, stats);
