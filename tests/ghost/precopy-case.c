@@ -21,11 +21,11 @@
  * without it, as fast as it can.
  *
  * Protocol (stdout: a file opened O_APPEND, one line per write):
- * "ready <pid>" once set up; on SIGUSR1 "at <count>"; on SIGUSR2 a full
- * check -- every hot page against the count, every other word of the
+ * "ready <pid>" once set up; on SIGUSR1 "at <pid> <count>"; on SIGUSR2 a
+ * full check -- every hot page against the count, every other word of the
  * region against the pattern, every live slot and block -- then "PASS
- * <count>" or "FAIL <what>", and it goes on counting (a FAIL stops the
- * writes). A failure of a step check says FAIL at once. SIGTERM ends it.
+ * <pid> <count>" or "FAIL <pid> <what>", and it goes on counting (a FAIL
+ * stops the writes). A failure of a step check says FAIL at once. SIGTERM ends it.
  * Exit codes: 100 wrong usage, 111 setup failed.
  */
 #ifndef _GNU_SOURCE
@@ -90,7 +90,7 @@ static void s_failf(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s_fail, sizeof(s_fail), fmt, ap);
     va_end(ap);
-    s_line("FAIL %s\n", s_fail);
+    s_line("FAIL %d %s\n", (int)getpid(), s_fail);
 }
 
 static void s_on_signal(int sig)
@@ -252,13 +252,13 @@ static void s_run(long rate_kib)
         }
         if (s_usr1) {
             s_usr1 = 0;
-            s_line("at %llu\n", (unsigned long long)s_count);
+            s_line("at %d %llu\n", (int)getpid(), (unsigned long long)s_count);
         }
         if (s_usr2) {
             s_usr2 = 0;
             s_check_all(s_count);
             if (!s_fail[0])
-                s_line("PASS %llu\n", (unsigned long long)s_count);
+                s_line("PASS %d %llu\n", (int)getpid(), (unsigned long long)s_count);
         }
         if (gap.tv_sec || gap.tv_nsec || s_fail[0])
             nanosleep(s_fail[0] ? &(struct timespec){ 0, 10000000 } : &gap, NULL);

@@ -580,6 +580,14 @@ static int s_precopy(pid_t pid, const ghost_dump_opts_t *opts, int out_fd, s_ret
             break;
         prev = bytes;
     }
+    /* The rounds' bytes reach the disk while the tree still runs: the
+     * fsync at the end of the frozen part then has only its own to
+     * write. */
+    struct stat sb;
+    if (r == 0 && (r = ghost_writer_flush(pre->w, err)) == 0 && fstat(out_fd, &sb) == 0 &&
+        S_ISREG(sb.st_mode) && fdatasync(out_fd) < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "fdatasync of the image: %s",
+                            strerror(errno));
     return r;
 }
 
