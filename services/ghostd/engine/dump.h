@@ -16,6 +16,7 @@
 #include "cairn/error.h"
 
 struct ghost_owner;   /* owner.h */
+struct ghost_dump_stats;
 
 #define GHOST_MAX_ROUNDS 64u    /* pre-copy rounds at most (round 0 included) */
 
@@ -38,6 +39,13 @@ typedef struct ghost_dump_opts {
                                (1..GHOST_MAX_ROUNDS) */
     uint64_t round_until;   /* pre-copy: freeze once a round copied at most
                                this many bytes */
+    /* Set: once the image is completely written the tree stays frozen and
+     * hold(hold_data, stats) decides its fate -- true kills it, false lets
+     * it go running (leave_running is then ignored). It is called once,
+     * only after a successful write, and may take as long as it likes
+     * (ghost-dump --hold-fd waits for ghostd's word there). */
+    bool (*hold)(void *hold_data, const struct ghost_dump_stats *stats);
+    void *hold_data;        /* for hold */
 } ghost_dump_opts_t;
 
 typedef struct ghost_dump_stats {
@@ -62,6 +70,8 @@ typedef struct ghost_dump_stats {
     uint64_t precopy_bytes; /* their sum: copied while the tree ran */
     uint64_t kept_pages;    /* pages of the frozen part a round's copy holds */
     uint64_t track_us;      /* the stop that gave the tree its userfaultfds */
+    bool held;              /* opts->hold ran: the tree waited, frozen */
+    bool killed;            /* the tree was killed after the dump */
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not
