@@ -20,6 +20,14 @@
  *               (restoring registers, mask and the interrupted syscall,
  *               signals.c) or SIGKILL after fsync.
  *
+ * Pre-copy (opts->precopy, docs/ghost.md): after the check and before
+ * the freeze, the tree's writes are tracked (track.c) and rounds of page
+ * copies go into the stream while it runs (pages_round): every present
+ * page, then what was written since, until a round is small enough or
+ * the rounds run out. The phases then run as above, on the same stream;
+ * the frozen part writes a tracked page that nothing wrote since the last
+ * round as a kept_pages record. The tracking is undone whatever happens.
+ *
  * This file runs the phases; the state of each concern (the frozen tree,
  * the page writer, fd references, pipes done, memfd objects) is owned by
  * its kind's file and held side by side in dump_ctx_t (engine.h).
@@ -48,6 +56,7 @@
 #include "shmem.h"
 #include "signals.h"
 #include "threads.h"
+#include "track.h"
 #include "tree.h"
 #include "util/clock.h"
 
@@ -390,7 +399,7 @@ static int s_write_header(dump_ctx_t *c, pid_t root, cairn_error_t *err)
     uname(&u);
     clock_gettime(CLOCK_REALTIME, &ts);
     Cairn__Ghost__ImageHeader h = CAIRN__GHOST__IMAGE_HEADER__INIT;
-    h.version = GHOST_IMAGE_VERSION;
+    h.version = c->track ? GHOST_IMAGE_VERSION_PRECOPY : GHOST_IMAGE_VERSION;
     h.kernel_release = u.release;
     h.page_size = c->out.page_size;
     h.created_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -432,9 +441,11 @@ static int s_finish_file(int fd, cairn_error_t *err)
 
 static int s_write_image(dump_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 {
-    c->out.w = ghost_writer_new(out_fd);
+    if (!c->out.w)
+        c->out.w = ghost_writer_new(out_fd);
     int r = c->out.w ? pages_dump_start(c, out_fd, err)
                      : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    c->out.began = true;
     if (r == 0)
         r = s_write_header(c, root, err);
     for (size_t i = 0; r == 0 && i < c->tree.np; i++)
@@ -467,7 +478,8 @@ static void s_ctx_free(dump_ctx_t *c)
     c->files = files_dump_free(c->files);
     c->pipes = pipes_dump_free(c->pipes);
     c->shmem = shmem_dump_free(c->shmem);
-    ghost_writer_free(c->out.w);
+    if (!c->out.borrowed)
+        ghost_writer_free(c->out.w);
 }
 
 /* Phases 2-4 on a checked tree; stats->refused says how a failure ended. */
@@ -497,16 +509,25 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
         stats->stopped += c->tree.p[i].t[0].stop_sig != 0;
     }
     stats->copy_threads = (uint32_t)pages_copy_threads(c->pages);
+    stats->kept_pages = c->out.kept;
     stats->freeze_us = t1 - t0;
     stats->dump_us = cairn_now_us() - t1;
     return 0;
 }
 
+/* What pre-copy hands the freeze: the stream the rounds began and the
+ * tracking (both NULL without pre-copy). */
+typedef struct s_pre {
+    ghost_writer_t *w;
+    track_t *track;
+} s_pre_t;
+
 /* One attempt; *ret_froze says whether the tree passed the check and was
  * frozen, *ret_began whether the image began to be written. */
-static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
-                       ghost_dump_stats_t *stats, s_retry_t *rt, ghost_reasons_t *rs,
-                       bool *ret_froze, bool *ret_began, cairn_error_t *err)
+static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, const s_pre_t *pre,
+                       int out_fd, ghost_dump_stats_t *stats, s_retry_t *rt,
+                       ghost_reasons_t *rs, bool *ret_froze, bool *ret_began,
+                       cairn_error_t *err)
 {
     ghost_dump_stats_t s = { 0 };
     mem_seen_t seen = { 0 };
@@ -517,13 +538,15 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
         *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
         return r;
     }
-    dump_ctx_t c = { .opts = opts, .seen = &seen, .reasons = rs,
-                     .out.page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
+    dump_ctx_t c = { .opts = opts, .seen = &seen, .reasons = rs, .track = pre->track,
+                     .out = { .w = pre->w, .borrowed = pre->w != NULL,
+                              .page_size = (uint32_t)sysconf(_SC_PAGESIZE) } };
     *ret_froze = true;
+    uint64_t t0 = cairn_now_us();
     r = s_ctx_init(&c, err);
     if (r == 0)
         r = s_run(&c, pid, out_fd, &s, err);
-    *ret_began = c.out.w != NULL;
+    *ret_began = c.out.began;
     /* Held (migration): the tree stays frozen until the holder decides;
      * its answer replaces leave_running. */
     bool kill_it = r == 0 && !opts->leave_running;
@@ -541,10 +564,81 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
                                s.left_running ? "the process was left running"
                                               : "the process could not be resumed cleanly");
     }
+    s.frozen_us = cairn_now_us() - t0;
     s_ctx_free(&c);
     mem_seen_free(&seen);
     *stats = s;
     return r;
+}
+
+/* ---- pre-copy ---------------------------------------------------------- */
+
+/* Whether the rounds are done after one that copied `bytes` (prev: the
+ * one before): small enough, out of rounds, or not getting smaller (the
+ * tree writes faster than the rounds copy: more rounds would not shorten
+ * the freeze). */
+static bool s_rounds_done(const ghost_dump_opts_t *o, uint32_t done, uint64_t bytes,
+                          uint64_t prev)
+{
+    return bytes <= o->round_until || done >= o->rounds || (done >= 3 && bytes >= prev);
+}
+
+/* The check, then the tracking and the rounds while the tree runs, into
+ * pre (the caller frees it); the figures into *st. A refusal (the check,
+ * a kernel without what tracking needs) leaves the tree untouched. */
+static int s_precopy(pid_t pid, const ghost_dump_opts_t *opts, int out_fd, s_retry_t *rt,
+                     ghost_reasons_t *rs, s_pre_t *pre, ghost_dump_stats_t *st,
+                     cairn_error_t *err)
+{
+    st->refused = st->left_running = true;
+    if (opts->rounds < 1 || opts->rounds > GHOST_MAX_ROUNDS)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "pre-copy rounds %u: 1 to %u", opts->rounds, GHOST_MAX_ROUNDS);
+    if (opts->pagemap_read)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "pre-copy finds written pages with PAGEMAP_SCAN: it cannot "
+                               "read pagemap instead");
+    int r = s_check_tree(pid, opts->owner, NULL, rt, rs, err);
+    if (r < 0)
+        return r;
+    r = track_start(pid, &pre->track, &st->track_us, err);
+    st->refused = r < 0 && err && err->code == CAIRN_UNSUPPORTED;
+    if (r < 0)
+        return r;
+    if (!(pre->w = ghost_writer_new(out_fd)))
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    uint32_t ps = (uint32_t)sysconf(_SC_PAGESIZE);
+    for (uint64_t prev = UINT64_MAX; r == 0;) {
+        uint64_t bytes = 0;
+        r = pages_round(pre->w, pre->track, st->rounds, ps, &bytes, err);
+        if (r < 0)
+            break;
+        st->round_bytes[st->rounds++] = bytes;
+        st->precopy_bytes += bytes;
+        if (s_rounds_done(opts, st->rounds, bytes, prev))
+            break;
+        prev = bytes;
+    }
+    /* The rounds' bytes reach the disk while the tree still runs: the
+     * fsync at the end of the frozen part then has only its own to
+     * write. */
+    struct stat sb;
+    if (r == 0 && (r = ghost_writer_flush(pre->w, err)) == 0 && fstat(out_fd, &sb) == 0 &&
+        S_ISREG(sb.st_mode) && fdatasync(out_fd) < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "fdatasync of the image: %s",
+                            strerror(errno));
+    return r;
+}
+
+/* The pre-copy figures of pre_st into the dump's *stats. */
+static void s_precopy_stats(const ghost_dump_stats_t *pre_st, bool wrote,
+                            ghost_dump_stats_t *stats)
+{
+    stats->rounds = pre_st->rounds;
+    memcpy(stats->round_bytes, pre_st->round_bytes, sizeof(stats->round_bytes));
+    stats->precopy_bytes = pre_st->precopy_bytes;
+    stats->track_us = pre_st->track_us;
+    stats->began = stats->began || wrote;
 }
 
 int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
@@ -562,14 +656,23 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     s_retry_t rt = { S_TREE_ATTEMPTS };
     ghost_reasons_t own = { 0 };
     ghost_reasons_t *rs = opts->reasons ? opts->reasons : &own;
-    int r;
-    for (;;) {
+    s_pre_t pre = { NULL, NULL };
+    ghost_dump_stats_t pre_st = { 0 };
+    int r = opts->precopy ? s_precopy(pid, opts, out_fd, &rt, rs, &pre, &pre_st, err) : 0;
+    if (r < 0)   /* the tree ran all along */
+        *stats = (ghost_dump_stats_t){ .refused = pre_st.refused, .left_running = true };
+    for (bool again = r == 0; again;) {
         bool froze = false, began = false;
-        r = s_dump_once(pid, opts, out_fd, stats, &rt, rs, &froze, &began, err);
-        if (r == 0 || !froze || began || !stats->left_running || !s_tree_moved(pid, r) ||
-            !s_retry_again(&rt))
-            break;
+        r = s_dump_once(pid, opts, &pre, out_fd, stats, &rt, rs, &froze, &began, err);
+        stats->began = began;
+        again = r < 0 && froze && !began && stats->left_running && s_tree_moved(pid, r) &&
+                s_retry_again(&rt);
     }
+    if (opts->precopy)
+        s_precopy_stats(&pre_st, pre.w != NULL, stats);
+    /* The tree runs on (or is dead): its pages are no longer tracked. */
+    track_free(pre.track);
+    ghost_writer_free(pre.w);
     if (r == 0 || !stats->refused)
         ghost_reasons_clear(rs);   /* a failure, not a refusal: no reasons */
     ghost_reasons_free(&own);

@@ -19,6 +19,8 @@
 struct ghost_owner;   /* owner.h */
 struct ghost_dump_stats;
 
+#define GHOST_MAX_ROUNDS 64u    /* pre-copy rounds at most (round 0 included) */
+
 typedef struct ghost_dump_opts {
     bool leave_running;     /* detach afterwards instead of SIGKILL */
     bool pagemap_read;      /* find present pages by reading pagemap, as on
@@ -31,6 +33,13 @@ typedef struct ghost_dump_opts {
     bool probe_eventfds;    /* probe whether each eventfd is a semaphore even
                                where fdinfo says (it does from Linux 6.2):
                                tests the older kernels' path anywhere */
+    bool precopy;           /* copy while the tree runs, tracking its writes
+                               (track.h), then freeze and write only what
+                               changed since (docs/ghost.md, "Pre-copy") */
+    uint32_t rounds;        /* pre-copy: rounds at most, round 0 included
+                               (1..GHOST_MAX_ROUNDS) */
+    uint64_t round_until;   /* pre-copy: freeze once a round copied at most
+                               this many bytes */
     /* Set: once the image is completely written the tree stays frozen and
      * hold(hold_data, stats) decides its fate -- true kills it, false lets
      * it go running (leave_running is then ignored). It is called once,
@@ -56,6 +65,15 @@ typedef struct ghost_dump_stats {
     uint32_t copy_threads;  /* anonymous pages copied in place into the image
                                file by this many threads; 0: streamed */
     uint32_t stopped;       /* processes in a job-control stop (SIGSTOP, ^Z) */
+    uint64_t frozen_us;     /* the tree stopped for the image: first seize
+                               until let go or killed */
+    bool began;             /* the output was written to (pre-copy rounds do
+                               before the freeze's refusals) */
+    uint32_t rounds;        /* pre-copy rounds; 0 without pre-copy */
+    uint64_t round_bytes[GHOST_MAX_ROUNDS]; /* page bytes of each round */
+    uint64_t precopy_bytes; /* their sum: copied while the tree ran */
+    uint64_t kept_pages;    /* pages of the frozen part a round's copy holds */
+    uint64_t track_us;      /* the stop that gave the tree its userfaultfds */
     bool held;              /* opts->hold ran: the tree waited, frozen */
     bool killed;            /* the tree was killed after the dump */
 } ghost_dump_stats_t;

@@ -67,7 +67,10 @@ typedef struct dump_tree {
 typedef struct dump_out {
     ghost_writer_t *w;     /* the image stream */
     uint32_t page_size;
-    uint64_t pages;        /* pages written so far */
+    uint64_t pages;        /* pages written so far (kept ones too) */
+    uint64_t kept;         /* of them, kept_pages: a pre-copy round's copy */
+    bool began;            /* the header was written */
+    bool borrowed;         /* w is the caller's (pre-copy rounds wrote first) */
 } dump_out_t;
 
 /* The state of each concern, owned by its file (opaque elsewhere). */
@@ -76,6 +79,7 @@ typedef struct pages_dump pages_dump_t;   /* pages.c: page ring, copies */
 typedef struct files_dump files_dump_t;   /* files.c: fds and their files */
 typedef struct pipes_dump pipes_dump_t;   /* pipes.c: pipes written */
 typedef struct shmem_dump shmem_dump_t;   /* shmem.c: memfd objects */
+struct track;                             /* track.h: pre-copy write tracking */
 
 /* One dump: each concern's state, owned by its file, side by side. */
 typedef struct dump_ctx {
@@ -89,6 +93,8 @@ typedef struct dump_ctx {
     files_dump_t *files;
     pipes_dump_t *pipes;
     shmem_dump_t *shmem;
+    struct track *track;   /* pre-copy: what the tree wrote since the last
+                              round (not owned); NULL: stop-and-copy */
 } dump_ctx_t;
 
 /* Whether s ends with suf. */
@@ -143,6 +149,8 @@ typedef struct rst_image {
     uint64_t bytes;        /* stream bytes consumed */
     rst_objrun_t *objruns; /* object pages of memfds, in stream order */
     size_t n_objruns, cap_objruns;
+    struct pages_rounds *rounds;  /* pages.c: pre-copy copies, NULL if none */
+    uint32_t n_rounds;     /* pre-copy round records read */
 } rst_image_t;
 
 typedef struct rst_tree rst_tree_t;

@@ -104,10 +104,14 @@ static int s_check_header(rst_image_t *im, const Cairn__Ghost__ImageHeader *h,
 {
     long page = sysconf(_SC_PAGESIZE);
 
-    if (h->version < GHOST_IMAGE_VERSION_MIN || h->version > GHOST_IMAGE_VERSION)
+    if (h->version < GHOST_IMAGE_VERSION_MIN || h->version > GHOST_IMAGE_VERSION_MAX)
         return cairn_error_set(err, -EBADMSG, CAIRN_BAD_VERSION,
                                "image version %u, this restorer reads %u to %u",
-                               h->version, GHOST_IMAGE_VERSION_MIN, GHOST_IMAGE_VERSION);
+                               h->version, GHOST_IMAGE_VERSION_MIN, GHOST_IMAGE_VERSION_MAX);
+    if ((im->n_rounds > 0) != (h->version >= GHOST_IMAGE_VERSION_PRECOPY))
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "bad image: version %u %s pre-copy rounds", h->version,
+                               im->n_rounds ? "after" : "without");
     if (h->page_size != (uint32_t)page)
         return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
                                "image page size %u, this host uses %ld",
@@ -148,7 +152,9 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
     rst_proc_t *pr = s_cur(im);
     int ret = 0;
 
-    if (!im->header && rec->r_case != CAIRN__GHOST__RECORD__R_HEADER) {
+    if (!im->header && rec->r_case != CAIRN__GHOST__RECORD__R_HEADER &&
+        rec->r_case != CAIRN__GHOST__RECORD__R_ROUND &&
+        rec->r_case != CAIRN__GHOST__RECORD__R_PAGES) {
         cairn__ghost__record__free_unpacked(rec, NULL);
         return rst_bad(err, "first record is not the header", at);
     }
@@ -165,7 +171,17 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
             break;
         }
         im->header = rec;
-        return s_check_header(im, rec->header, err);
+        ret = s_check_header(im, rec->header, err);
+        return ret < 0 ? ret : pages_rounds_end(im, at, err);
+    case CAIRN__GHOST__RECORD__R_ROUND:
+        ret = im->header ? rst_bad(err, "pre-copy round after the header", at)
+                         : pages_round_begin(im, rec->round, at, err);
+        cairn__ghost__record__free_unpacked(rec, NULL);
+        return ret;
+    case CAIRN__GHOST__RECORD__R_KEPT_PAGES:
+        ret = pages_load_kept(im, pr, rec->kept_pages, at, err);
+        cairn__ghost__record__free_unpacked(rec, NULL);
+        return ret;
     case CAIRN__GHOST__RECORD__R_PROCESS:
         return s_take_process(im, rec, at, err);
     case CAIRN__GHOST__RECORD__R_THREAD:
@@ -178,7 +194,8 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
         ret = rst_recs_add(&pr->fds, rec);
         break;
     case CAIRN__GHOST__RECORD__R_PAGES:
-        ret = pages_load(im, s_cur(im), r, rec->pages, err);
+        ret = im->header ? pages_load(im, s_cur(im), r, rec->pages, err)
+                         : pages_load_round(im, r, rec->pages, err);
         cairn__ghost__record__free_unpacked(rec, NULL);
         return ret;
     case CAIRN__GHOST__RECORD__R_OBJECT_PAGES:

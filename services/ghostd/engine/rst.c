@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "pages.h"
 #include "files.h"
 #include "pipes.h"
 #include "shmem.h"
@@ -116,6 +117,7 @@ void rst_image_free(rst_image_t *im)
         s_proc_free(&im->procs[i]);
     free(im->procs);
     free(im->objruns);
+    pages_rounds_free(im->rounds);
     if (im->staging_fd >= 0)
         close(im->staging_fd);
     *im = (rst_image_t){ .staging_fd = -1 };
