@@ -44,6 +44,9 @@ typedef struct ghost_dump_stats {
     uint32_t copy_threads;  /* anonymous pages copied in place into the image
                                file by this many threads; 0: streamed */
     uint32_t stopped;       /* processes in a job-control stop (SIGSTOP, ^Z) */
+    bool job;               /* the tree was a job: pid 1 of a pid namespace of
+                               its own, with its own mount namespace; the
+                               image names every process by its pid inside */
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not

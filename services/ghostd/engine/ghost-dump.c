@@ -178,7 +178,7 @@ static int s_check(const s_args_t *a)
 
 static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
 {
-    ghost_report(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+    ghost_report(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b}",
                       "pid", (json_int_t)a->pid, "image", a->out,
                       "image_bytes", (json_int_t)s->image_bytes,
                       "pages", (json_int_t)s->pages,
@@ -188,7 +188,7 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
                       "dump_us", (json_int_t)s->dump_us,
                       "copy_threads", (json_int_t)s->copy_threads,
                       "stopped", (json_int_t)s->stopped,
-                      "left_running", s->left_running));
+                      "left_running", s->left_running, "job", s->job));
 }
 
 /* The file the image is written into: OUT.part (into *part), renamed to
