@@ -66,6 +66,11 @@ static const cli_command_t s_commands[] = {
       NULL },
     { "checkpoint", "PID", "freeze process PID into an image (killed after, unless --leave-running)", cli_checkpoint_options, cli_cmd_checkpoint, NULL, cli_table_object },
     { "restart", "DIR", "bring the process checkpointed in DIR back to life", cli_restart_options, cli_cmd_restart, NULL, cli_table_object },
+    { "migrate", "GPID", "move job GPID (or --pid PID) to node --to while it "
+      "runs: stop-and-copy, the image streamed ghostd to ghostd; on any "
+      "failure it runs on where it was and the error says why; --check "
+      "lists every reason it cannot move", cli_migrate_options,
+      cli_cmd_migrate, NULL, cli_table_object },
     { "lock", "NAME -- CMD [ARGS...]", "run CMD while holding the cluster "
       "mutex NAME (a cluster-wide flock): waits for it (--timeout MS, else "
       "as long as it takes), exits with CMD's status", cli_lock_options,

@@ -147,6 +147,10 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                     cairn_error_t *err);
 int cli_cmd_batch(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
                   cairn_error_t *err);
+/* cmd-migrate.c: moving a job to another node. */
+extern const cairn_option_t cli_migrate_options[];
+int cli_cmd_migrate(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                    cairn_error_t *err);
 /* cmd-keys.c: CURVE keys. */
 extern const cairn_option_t cli_keys_generate_options[];
 int cli_cmd_keys_generate(cli_ctx *ctx, int argc, char **argv,

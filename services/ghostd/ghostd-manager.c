@@ -44,6 +44,7 @@
 
 #include "cairn-config.h"
 #include "ghostd.h"
+#include "migrate.h"
 #include "log.h"
 #include "proc/proc.h"
 #include "util/fileio.h"
@@ -240,7 +241,7 @@ static int s_check_busy(ghostd_t *gd, ghostd_kind_t kind, uint32_t pid,
 /* Signals default and unblocked, own process group, stdin /dev/null,
  * stdout the pipe, every other fd closed. */
 static int s_spawn_setup(posix_spawnattr_t *attr, posix_spawn_file_actions_t *fa,
-                         int out_fd)
+                         int out_fd, const int *fds, size_t n_fds)
 {
     sigset_t none, all;
     int r;
@@ -258,14 +259,20 @@ static int s_spawn_setup(posix_spawnattr_t *attr, posix_spawn_file_actions_t *fa
     if (!r) r = posix_spawn_file_actions_init(fa);
     if (!r) r = posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
     if (!r) r = posix_spawn_file_actions_adddup2(fa, out_fd, 1);
-    if (!r) r = posix_spawn_file_actions_addclosefrom_np(fa, 3);
+    /* Extra fds to 3, 4, ...: each is first copied above them all, so a
+     * source numbered 3 + k is not overwritten before it is used. */
+    for (size_t i = 0; !r && i < n_fds; i++)
+        r = posix_spawn_file_actions_adddup2(fa, fds[i], (int)(100 + i));
+    for (size_t i = 0; !r && i < n_fds; i++)
+        r = posix_spawn_file_actions_adddup2(fa, (int)(100 + i), (int)(3 + i));
+    if (!r) r = posix_spawn_file_actions_addclosefrom_np(fa, 3 + (int)n_fds);
     return -r;
 }
 
 /* Runs path argv with its stdout on a new pipe; *ret_fd is the pipe's read
  * end (non-blocking, close-on-exec). */
-static int s_spawn(const char *path, char *const argv[], pid_t *ret_pid,
-                   int *ret_fd, cairn_error_t *err)
+static int s_spawn(const char *path, char *const argv[], const int *fds,
+                   size_t n_fds, pid_t *ret_pid, int *ret_fd, cairn_error_t *err)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -275,7 +282,7 @@ static int s_spawn(const char *path, char *const argv[], pid_t *ret_pid,
     if (pipe2(p, O_CLOEXEC) < 0)
         return cairn_error_set(err, -errno, CAIRN_INTERNAL, "pipe2: %s",
                                strerror(errno));
-    r = s_spawn_setup(&attr, &fa, p[1]);
+    r = s_spawn_setup(&attr, &fa, p[1], fds, n_fds);
     if (r == 0)
         r = -posix_spawn(&pid, path, &fa, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -409,7 +416,11 @@ static void s_helper_drain(ghostd_helper_t *j)
 static int s_on_output(cairn_loop_t *loop, int fd, void *zsock, short revents,
                        void *userdata)
 {
-    s_helper_drain(userdata);
+    ghostd_helper_t *j = userdata;
+
+    s_helper_drain(j);
+    if (j->on_output)
+        j->on_output(j);
     return 0;
 }
 
@@ -626,16 +637,16 @@ static void s_reply_restart(ghostd_helper_t *j, json_t *v)
 /* The Status of a helper's exit code: 1 error (the JSON's code or
  * INTERNAL), 2 refused (FAILED_PRECONDITION, UNSUPPORTED or, for a user's
  * job, PERMISSION_DENIED), 3 pid taken. */
-static void s_reply_error(ghostd_helper_t *j, int exit_code, json_t *v)
+static int s_error_of(const ghostd_helper_t *j, int exit_code, json_t *v,
+                      char *buf, size_t size)
 {
     const char *msg = NULL, *name = s_helper_name(j->kind);
-    char buf[1024];
     int code;
 
     if (!v) {
-        snprintf(buf, sizeof buf, "%s exited with status %d and printed no "
+        snprintf(buf, size, "%s exited with status %d and printed no "
                  "JSON line%s", name, exit_code, j->out_len ? " (garbage)" : "");
-        return s_helper_fail(j, CAIRN_INTERNAL, buf);
+        return CAIRN_INTERNAL;
     }
     code = s_json_error(v, CAIRN_INTERNAL, &msg);
     if (exit_code == 2 && code != CAIRN_UNSUPPORTED && code != CAIRN_PERMISSION_DENIED)
@@ -645,11 +656,30 @@ static void s_reply_error(ghostd_helper_t *j, int exit_code, json_t *v)
     else if (exit_code != 1 && exit_code != 2)
         code = CAIRN_INTERNAL;
     if (exit_code >= 1 && exit_code <= 3 && msg)
-        snprintf(buf, sizeof buf, "%s", msg);
+        snprintf(buf, size, "%s", msg);
     else
-        snprintf(buf, sizeof buf, "%s exited with status %d: %s", name,
+        snprintf(buf, size, "%s exited with status %d: %s", name,
                  exit_code, msg ? msg : "(no message)");
+    return code;
+}
+
+static void s_reply_error(ghostd_helper_t *j, int exit_code, json_t *v)
+{
+    char buf[1024];
+    int code = s_error_of(j, exit_code, v, buf, sizeof buf);
+
     s_helper_fail(j, code, buf);
+}
+
+int ghostd_helper_error(const ghostd_helper_t *j, int status, json_t *v,
+                        char *buf, size_t size)
+{
+    if (WIFSIGNALED(status)) {
+        snprintf(buf, size, "%s died with signal %d (%s)", s_helper_name(j->kind),
+                 WTERMSIG(status), strsignal(WTERMSIG(status)));
+        return CAIRN_INTERNAL;
+    }
+    return s_error_of(j, WEXITSTATUS(status), v, buf, size);
 }
 
 /* Answers the request from the reaped helper's wait status and output. */
@@ -691,9 +721,14 @@ static int s_on_poll(cairn_loop_t *loop, int64_t timer_id, void *userdata)
         return 0;
     if (r < 0) {   /* ECHILD: reaped elsewhere; nothing to read a status from */
         s_helper_fail(j, CAIRN_INTERNAL, "lost track of the helper process");
+        if (j->on_exit)
+            j->on_exit(j, 255 << 8);   /* "exited with status 255" */
     } else {
         s_helper_drain(j);
-        s_helper_answer(j, status);
+        if (j->on_exit)
+            j->on_exit(j, status);
+        else
+            s_helper_answer(j, status);
     }
     s_helper_release(j);
     return 0;
@@ -704,6 +739,11 @@ static void s_helper_kill(ghostd_helper_t *j)
 {
     kill(-j->helper, SIGKILL);
     kill(j->helper, SIGKILL);
+}
+
+void ghostd_helper_kill(ghostd_helper_t *j)
+{
+    s_helper_kill(j);
 }
 
 static int s_on_deadline(cairn_loop_t *loop, int64_t timer_id, void *userdata)
@@ -761,7 +801,7 @@ static int s_helper_run(ghostd_helper_t *j, cairn_request_t *req, char *argv[],
     int r = s_helper_path(s_helper_name(j->kind), path, sizeof path, err);
 
     if (r == 0)
-        argv[0] = path, r = s_spawn(path, argv, &j->helper, &j->out_fd, err);
+        argv[0] = path, r = s_spawn(path, argv, NULL, 0, &j->helper, &j->out_fd, err);
     if (r < 0) {
         j->used = false;
         return r;
@@ -785,6 +825,41 @@ static int s_helper_run(ghostd_helper_t *j, cairn_request_t *req, char *argv[],
     return r;
 }
 
+int ghostd_helper_start(ghostd_t *gd, ghostd_kind_t kind, char *argv[],
+                        const int *fds, size_t n_fds, uint64_t deadline_ms,
+                        ghostd_helper_t **ret, cairn_error_t *err)
+{
+    char path[PATH_MAX];
+    ghostd_helper_t *j;
+    int r = s_helper_path(s_helper_name(kind), path, sizeof path, err);
+
+    if (r < 0)
+        return r;
+    j = s_helper_claim(gd);
+    if (!j)
+        return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "%d checkpoint/restart/"
+                               "migration helpers are running; try again later",
+                               GHOSTD_MAX_HELPERS);
+    j->kind = kind;
+    argv[0] = path;
+    r = s_spawn(path, argv, fds, n_fds, &j->helper, &j->out_fd, err);
+    argv[0] = NULL;
+    if (r < 0) {
+        j->used = false;
+        return r;
+    }
+    j->started_ms = cairn_now_ms();
+    if (s_helper_watch(j, deadline_ms) < 0) {
+        s_helper_kill(j);
+        while (waitpid(j->helper, NULL, 0) < 0 && errno == EINTR)
+            ;
+        s_helper_release(j);
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
+    }
+    *ret = j;
+    return 0;
+}
+
 /* ---- handlers ---------------------------------------------------------- */
 
 static int s_fail(cairn_request_t *req, const cairn_error_t *err)
@@ -800,6 +875,11 @@ static int s_fail(cairn_request_t *req, const cairn_error_t *err)
 static bool s_for_user(const cairn_caller_t *c)
 {
     return !cairn_caller_may_act_on(c, 0);
+}
+
+bool ghostd_for_user(const cairn_caller_t *c)
+{
+    return s_for_user(c);
 }
 
 /* Who job j works for (for_user, uid, gid, as_arg): the caller. */
@@ -847,6 +927,25 @@ static uint32_t s_process_owner(const proc_creds_t *pc)
         if (pc->uid[i] != pc->uid[0])
             return 0;
     return pc->uid[0];
+}
+
+int ghostd_process_owner(uint32_t pid, uint32_t *ret_uid, uint32_t *ret_gid,
+                         cairn_error_t *err)
+{
+    proc_status_t ps;
+    proc_creds_t pc = { 0 };
+    int r = s_check_pid(pid, err);
+
+    if (r == 0)
+        r = proc_read_status((pid_t)pid, &ps, &pc, err);
+    if (r == -ENOENT || r == -ESRCH)
+        return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "no process with pid %u", pid);
+    if (r < 0)
+        return r;
+    *ret_uid = s_process_owner(&pc);
+    *ret_gid = *ret_uid ? pc.gid[0] : 0;
+    proc_creds_free(&pc);
+    return 0;
 }
 
 /* The rule (cairn_caller_may_act_on) on process pid, which s_check_pid
@@ -1037,6 +1136,8 @@ static int s_start(cairn_service_t *svc, void *ctx)
     }
     s_spool_start(gd);
     ghostd_placement_init(&gd->placement);
+    if (migrate_start(gd) < 0)
+        return cairn_log_err(-ENOMEM, "start", "msg=\"out of memory\"");
     cairn_log_info("placement", "mode=%s cgroup=%s unit=%s why=\"%s\"",
                    gd->placement.mode == GHOSTD_PLACE_SCOPE ? "scope"
                                                             : "inherit",
@@ -1062,6 +1163,7 @@ static void s_stop(cairn_service_t *svc, void *ctx)
 {
     ghostd_t *gd = ctx;
 
+    migrate_stop(gd);   /* held trees resumed before their helpers go */
     ghostd_done(gd);
     int r = ghostd_spool_release(&gd->spool);
     if (r == -ENOTEMPTY)
@@ -1091,6 +1193,20 @@ static const cairn_handler_t s_handlers[] = {
       CAIRN_ACCESS_USER },
     { CAIRN__GHOSTD__REQUEST__MSG_RESTART, "restart", s_handle_restart,
       CAIRN_ACCESS_USER },
+    /* migration (migrate.h): a user moves their own; the target's side
+     * checks that the caller is the source node vouching for the owner */
+    { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE, "migrate", migrate_handle,
+      CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_BEGIN, "migrate_begin",
+      migrate_handle_begin, CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_CHUNK, "migrate_chunk",
+      migrate_handle_chunk, CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_STATUS, "migrate_status",
+      migrate_handle_status, CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_COMMIT, "migrate_commit",
+      migrate_handle_commit, CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_ABORT, "migrate_abort",
+      migrate_handle_abort, CAIRN_ACCESS_USER },
 };
 
 const cairn_service_ops_t ghostd_ops = {

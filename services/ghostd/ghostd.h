@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <jansson.h>
 
 #include "ghostd.pb-c.h"
 #include "placement.h"
@@ -69,6 +70,13 @@ typedef struct ghostd_helper {
     size_t out_len;            /* bytes in out */
     bool truncated;            /* the helper printed more than out holds */
     uint64_t started_ms;       /* monotonic, when spawned */
+    /* A helper another module drives (migrate.c) instead of a request:
+     * on_output runs after each read of new output, on_exit once the
+     * helper is reaped (waitpid's status), instead of a reply; the slot
+     * is freed right after on_exit returns. */
+    void (*on_output)(struct ghostd_helper *j);
+    void (*on_exit)(struct ghostd_helper *j, int status);
+    void *hook_data;           /* for the hooks */
 } ghostd_helper_t;
 
 typedef struct ghostd {
@@ -76,6 +84,7 @@ typedef struct ghostd {
     ghostd_helper_t helpers[GHOSTD_MAX_HELPERS]; /* running helpers */
     ghostd_spool_t spool;                 /* <rundir>/ghost: default image dirs */
     ghostd_placement_t placement;         /* where restored trees go */
+    struct migrate *migrate;              /* migrations in and out (migrate.h) */
 } ghostd_t;
 
 /* The skeleton's view of ghostd: name, message types, handler table. */
@@ -84,5 +93,32 @@ extern const cairn_service_ops_t ghostd_ops;
 /* Kills (SIGKILL to the helper's process group) and reaps every running
  * helper, answering its request UNAVAILABLE. Safe to call twice. */
 void ghostd_done(ghostd_t *gd);
+
+/* For modules that run helpers of their own (migrate.c). Runs helper
+ * `kind` with argv[1..] (argv[0] is set here) in a free slot, its stdout
+ * watched, reaped by the poll, killed at deadline_ms; fds[i] becomes fd
+ * 3 + i in the helper (the caller keeps its copies). The caller sets the
+ * hooks on *ret before the loop runs again. -EBUSY when every slot is
+ * taken, -ENOENT no helper program; err says why. */
+int ghostd_helper_start(ghostd_t *gd, ghostd_kind_t kind, char *argv[],
+                        const int *fds, size_t n_fds, uint64_t deadline_ms,
+                        ghostd_helper_t **ret, cairn_error_t *err);
+
+/* SIGKILLs the helper's process group (it is reaped by the poll). */
+void ghostd_helper_kill(ghostd_helper_t *j);
+
+/* The Status a finished helper's exit means (docs/ghost.md, the helpers'
+ * contract): its code, and the message in buf. v is its JSON error line
+ * or NULL. */
+int ghostd_helper_error(const ghostd_helper_t *j, int status, json_t *v,
+                        char *buf, size_t size);
+
+/* The caller is a user the ownership rule holds (not root). */
+bool ghostd_for_user(const cairn_caller_t *c);
+
+/* Whose a live process is (s_process_owner: its uid when its four uids
+ * agree, else root), and its gid; -ENOENT when it is gone. */
+int ghostd_process_owner(uint32_t pid, uint32_t *ret_uid, uint32_t *ret_gid,
+                         cairn_error_t *err);
 
 #endif

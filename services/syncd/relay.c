@@ -243,8 +243,8 @@ typedef struct s_ls {
     uint64_t id;
     cairn_deferred_t *deferred;
     size_t pending;             /* members still to answer */
-    uint32_t asked[VIEW_MAX_NODES];
-    bool answered[VIEW_MAX_NODES];
+    uint32_t asked[CAIRN_VIEW_MAX_NODES];
+    bool answered[CAIRN_VIEW_MAX_NODES];
     size_t n_asked;
     s_rep_t **replies;          /* owned peer replies */
     Cairn__Syncd__ObjectInfo **own;  /* this node's objects (in chunks) */
@@ -282,7 +282,7 @@ typedef struct s_rel {
 struct relay {
     cairn_service_t *svc;
     uint32_t self;
-    view_t *view;
+    cairn_view_t *view;
     home_t *home;
     cache_t *cache;
     cairn_peers_t *peers;
@@ -298,11 +298,11 @@ struct relay {
     int64_t jobs_timer;
     uint64_t next_id;           /* attempt and request ids */
     /* membership as we last handled it */
-    uint32_t members[VIEW_MAX_NODES];
+    uint32_t members[CAIRN_VIEW_MAX_NODES];
     size_t n_members;
     uint64_t view_id;           /* the view id of members[] */
     /* recovery: which members said done for which view */
-    uint64_t done_view[VIEW_MAX_NODES + 1];
+    uint64_t done_view[CAIRN_VIEW_MAX_NODES + 1];
     bool recovering;
     int64_t recover_timer;
     bool stopping;
@@ -411,11 +411,11 @@ static uint64_t s_retry_until(int64_t timeout_ms, uint64_t deadline)
 /* The reason this node relays or homes nothing now, or NULL. */
 static const char *s_unusable(relay_t *r, char *buf, size_t size)
 {
-    if (!view_known(r->view))
+    if (!cairn_view_known(r->view))
         return "membership unknown: clusterd of this node not answering yet";
-    if (!view_quorum(r->view)) {
+    if (!cairn_view_quorum(r->view)) {
         snprintf(buf, size, "no quorum: %zu of %zu members alive",
-                 view_alive_count(r->view), view_known_count(r->view));
+                 cairn_view_alive_count(r->view), cairn_view_known_count(r->view));
         return buf;
     }
     return NULL;
@@ -1116,7 +1116,7 @@ static void s_on_revoke_reply(void *userdata, uint32_t node, int code,
         s_out_revoke_free(r, o);
         return;
     }
-    if (!view_alive(r->view, o->node)) {
+    if (!cairn_view_alive(r->view, o->node)) {
         s_out_revoke_free(r, o);     /* home_node_dead takes the cache back */
         return;
     }
@@ -1129,7 +1129,7 @@ static void s_on_revoke_reply(void *userdata, uint32_t node, int code,
 static void s_revoke_send(s_out_revoke_t *o)
 {
     relay_t *r = o->r;
-    const char *ep = view_endpoint(r->view, o->node);
+    const char *ep = cairn_view_endpoint(r->view, o->node);
     s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__RevokeRequest rv = CAIRN__SYNCD__REVOKE_REQUEST__INIT;
 
@@ -1390,7 +1390,7 @@ static void s_op_dispatch(s_op_t *op)
     }
     memset(&s, 0, sizeof(s));
     op->target = s_step_build(op, &s);
-    op->home = view_home(r->view, op->target);
+    op->home = cairn_view_home(r->view, op->target);
     if (op->home == r->self) {
         home_result_t hr;
         int k = s_home_exec(r, &s.req, op->caller.uid, op, &hr);
@@ -1412,7 +1412,7 @@ static void s_op_dispatch(s_op_t *op)
         s_op_result(op, &o);
         return;
     }
-    const char *ep = view_endpoint(r->view, op->home);
+    const char *ep = cairn_view_endpoint(r->view, op->home);
     int k = ep ? cairn_peers_call_as(r->peers, op->home, ep, &s.req.base,
                                      s_step_wait_ms(op, &s), &op->caller,
                                      s_on_op_reply, (void *)(uintptr_t)op->attempt)
@@ -1701,7 +1701,7 @@ static void s_rel_send(relay_t *r, s_rel_t *rel)
     s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__ReleaseRequest rl = CAIRN__SYNCD__RELEASE_REQUEST__INIT;
     Cairn__Syncd__Holder h = rel->holder;
-    uint32_t home = view_quorum(r->view) ? view_home(r->view, rel->rt.name) : 0;
+    uint32_t home = cairn_view_quorum(r->view) ? cairn_view_home(r->view, rel->rt.name) : 0;
 
     if (!home) {
         s_rel_again(r, rel, "no home now (no quorum or no membership)");
@@ -1728,7 +1728,7 @@ static void s_rel_send(relay_t *r, s_rel_t *rel)
         s_rel_free(r, rel);
         return;
     }
-    const char *ep = view_endpoint(r->view, home);
+    const char *ep = cairn_view_endpoint(r->view, home);
     rel->rt.id = s_next_id(r);
     int k = ep ? cairn_peers_call_as(r->peers, home, ep, &req.base, CALL_MS,
                                      &rel->as, s_on_release_reply,
@@ -1964,7 +1964,7 @@ static int s_home_side(relay_t *r, cairn_request_t *req)
     bad = s_unusable(r, why, sizeof(why));
     if (bad)
         return cairn_request_fail(req, CAIRN_UNAVAILABLE, "%s", bad);
-    home = view_home(r->view, name);
+    home = cairn_view_home(r->view, name);
     if (home != r->self)
         return cairn_request_fail(req, CAIRN_UNAVAILABLE, "not home of %s: "
                                   "home is %u", name, home);
@@ -2141,7 +2141,7 @@ static int s_reply_cached(relay_t *r, cairn_request_t *req, const char *name,
     if (!a)
         return -ENOMEM;
     cairn__syncd__acquire_reply__init(a);
-    a->home = view_home(r->view, name);
+    a->home = cairn_view_home(r->view, name);
     a->cached = true;
     a->slot = ref->slot;
     a->slot_gen = ref->gen;
@@ -2563,7 +2563,7 @@ static void s_add_node(uint32_t *set, size_t *n, uint32_t node)
     for (size_t i = 0; i < *n; i++)
         if (set[i] == node)
             return;
-    if (*n < VIEW_MAX_NODES)
+    if (*n < CAIRN_VIEW_MAX_NODES)
         set[(*n)++] = node;
 }
 
@@ -2581,7 +2581,7 @@ static void s_on_gone_reply(void *userdata, uint32_t node, int code,
 static void s_process_exit(relay_t *r, int32_t pid)
 {
     s_proc_t *p = s_proc_find(r, pid);
-    uint32_t homes[VIEW_MAX_NODES];
+    uint32_t homes[CAIRN_VIEW_MAX_NODES];
     size_t nh = 0, n_ops = 0, n_holds = 0;
 
     cache_process_exit(r->cache, pid);
@@ -2594,7 +2594,7 @@ static void s_process_exit(relay_t *r, int32_t pid)
         s_op_free(op);
     }
     for (s_hold_t *h = p ? p->holds : NULL; h; h = h->next) {
-        uint32_t home = view_home(r->view, h->name);
+        uint32_t home = cairn_view_home(r->view, h->name);
         s_add_node(homes, &nh, home ? home : h->home);
         n_holds++;
     }
@@ -2608,7 +2608,7 @@ static void s_process_exit(relay_t *r, int32_t pid)
     req.gone = &g;
     req.msg_case = CAIRN__SYNCD__REQUEST__MSG_GONE;
     for (size_t i = 0; i < nh; i++) {
-        const char *ep = homes[i] == r->self ? NULL : view_endpoint(r->view, homes[i]);
+        const char *ep = homes[i] == r->self ? NULL : cairn_view_endpoint(r->view, homes[i]);
         if (ep)
             cairn_peers_call(r->peers, homes[i], ep, &req.base, CALL_MS,
                              s_on_gone_reply, NULL);
@@ -2693,9 +2693,9 @@ int relay_handle_announce(relay_t *r, cairn_request_t *req)
                            from, st->name, err.message);
         }
     }
-    if (an->done && from <= VIEW_MAX_NODES) {
+    if (an->done && from <= CAIRN_VIEW_MAX_NODES) {
         bool again = from != r->self && an->view == r->view_id &&
-                     r->done_view[from] == an->view && view_alive(r->view, from);
+                     r->done_view[from] == an->view && cairn_view_alive(r->view, from);
         r->done_view[from] = an->view;
         if (again)
             s_reannounce(r, from);
@@ -2745,13 +2745,13 @@ static int s_on_recover_timeout(cairn_loop_t *loop, int64_t id, void *userdata)
 
 /* Objects to announce, grouped by their new home. */
 typedef struct s_group {
-    Cairn__Syncd__ObjectState **objs[VIEW_MAX_NODES + 1];
-    size_t n[VIEW_MAX_NODES + 1], cap[VIEW_MAX_NODES + 1];
+    Cairn__Syncd__ObjectState **objs[CAIRN_VIEW_MAX_NODES + 1];
+    size_t n[CAIRN_VIEW_MAX_NODES + 1], cap[CAIRN_VIEW_MAX_NODES + 1];
 } s_group_t;
 
 static void s_group_add(s_group_t *g, uint32_t node, Cairn__Syncd__ObjectState *st)
 {
-    if (!node || node > VIEW_MAX_NODES || !st)
+    if (!node || node > CAIRN_VIEW_MAX_NODES || !st)
         return;
     cairn_log_debug("announce-object", "to=%u name=%s holders=%zu holder_pid=%d "
                     "last_token=%" PRIu64 " cached_at=%u grant=%" PRIu64
@@ -2765,7 +2765,7 @@ static void s_group_add(s_group_t *g, uint32_t node, Cairn__Syncd__ObjectState *
 
 static void s_group_free(s_group_t *g)
 {
-    for (size_t i = 0; i <= VIEW_MAX_NODES; i++)
+    for (size_t i = 0; i <= CAIRN_VIEW_MAX_NODES; i++)
         free(g->objs[i]);
 }
 
@@ -2856,13 +2856,13 @@ static void s_announce_cache(void *ctx, const cache_entry_t *e)
             st->n_holders = 1;
         }
     }
-    s_group_add(cc->g, view_home(r->view, e->name), st);
+    s_group_add(cc->g, cairn_view_home(r->view, e->name), st);
 }
 
 static bool s_keep(void *ctx, const char *name)
 {
     relay_t *r = ctx;
-    return view_home(r->view, name) == r->self;
+    return cairn_view_home(r->view, name) == r->self;
 }
 
 static void s_on_announce_reply(void *userdata, uint32_t node, int code,
@@ -2880,7 +2880,7 @@ static void s_send_announce(relay_t *r, uint32_t m, const s_group_t *g)
 {
     s_req_t req = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__AnnounceRequest an = CAIRN__SYNCD__ANNOUNCE_REQUEST__INIT;
-    const char *ep = view_endpoint(r->view, m);
+    const char *ep = cairn_view_endpoint(r->view, m);
 
     an.view = r->view_id;
     an.objects = g->objs[m];
@@ -2926,7 +2926,7 @@ static void s_reannounce(relay_t *r, uint32_t node)
         return;
     for (s_proc_t *p = r->procs; p; p = p->next)
         for (s_hold_t *h = p->holds; h; h = h->next)
-            if (view_home(r->view, h->name) == node)
+            if (cairn_view_home(r->view, h->name) == node)
                 s_group_add(g, node, s_state_of_hold(r, p, h, &a));
     s_cache_ctx_t cc = { r, g, &a };
     cache_each(r->cache, s_announce_cache, &cc);
@@ -2964,7 +2964,7 @@ static void s_resend_ops(relay_t *r, const uint32_t *dead, size_t n_dead)
             s_op_result(op, &o);
             continue;
         }
-        if (view_home(r->view, op->target) != op->home)
+        if (cairn_view_home(r->view, op->target) != op->home)
             s_op_dispatch(op);
     }
 }
@@ -2981,8 +2981,8 @@ static bool s_in(const uint32_t *set, size_t n, uint32_t x)
 static void s_on_view(void *userdata, uint64_t old_view, uint64_t new_view)
 {
     relay_t *r = userdata;
-    uint32_t now[VIEW_MAX_NODES], dead[VIEW_MAX_NODES];
-    size_t n = view_members(r->view, now), n_dead = 0;
+    uint32_t now[CAIRN_VIEW_MAX_NODES], dead[CAIRN_VIEW_MAX_NODES];
+    size_t n = cairn_view_members(r->view, now), n_dead = 0;
     s_group_t *g = calloc(1, sizeof(*g));
     s_arena_t a = { 0 };
 
@@ -2993,7 +2993,7 @@ static void s_on_view(void *userdata, uint64_t old_view, uint64_t new_view)
     r->n_members = n;
     r->view_id = new_view;
     cairn_log_info("view", "view=%016" PRIx64 " members=%zu dead=%zu quorum=%d",
-                   new_view, n, n_dead, view_quorum(r->view));
+                   new_view, n, n_dead, cairn_view_quorum(r->view));
     for (size_t i = 0; i < n_dead; i++) {
         s_hw_drop(r, dead[i], NULL, 0, "the node is dead");
         home_node_dead(r->home, dead[i]);
@@ -3005,7 +3005,7 @@ static void s_on_view(void *userdata, uint64_t old_view, uint64_t new_view)
         cairn_log_err(0, "view", "msg=\"out of memory: no announcements\"");
         return;
     }
-    if (!view_quorum(r->view)) {
+    if (!cairn_view_quorum(r->view)) {
         cache_drop_all(r->cache);
         free(g);
         return;
@@ -3016,13 +3016,13 @@ static void s_on_view(void *userdata, uint64_t old_view, uint64_t new_view)
     if (home_hand_over(r->home, s_keep, r, &states, &ns, s_arena_alloc, &a) < 0)
         cairn_log_err(0, "hand-over", "msg=\"out of memory\"");
     for (size_t i = 0; i < ns; i++)
-        s_group_add(g, view_home(r->view, states[i]->name), states[i]);
+        s_group_add(g, cairn_view_home(r->view, states[i]->name), states[i]);
     if (ns)
         cairn_log_info("hand-over", "objects=%zu", ns);
     /* local holdings whose home changed */
     for (s_proc_t *p = r->procs; p; p = p->next)
         for (s_hold_t *h = p->holds; h; h = h->next) {
-            uint32_t home = view_home(r->view, h->name);
+            uint32_t home = cairn_view_home(r->view, h->name);
             if (home == h->home)
                 continue;
             h->home = home;
@@ -3126,7 +3126,7 @@ int relay_handle_show(relay_t *r, cairn_request_t *req)
         return s_fail(req, &o);
     if ((bad = s_unusable(r, why, sizeof(why))))
         return cairn_request_fail(req, CAIRN_UNAVAILABLE, "%s", bad);
-    uint32_t home = view_home(r->view, name);
+    uint32_t home = cairn_view_home(r->view, name);
     if (home != r->self) {
         if (!s_local(req))
             return cairn_request_fail(req, CAIRN_UNAVAILABLE, "not home of %s: "
@@ -3286,8 +3286,8 @@ int relay_handle_ls(relay_t *r, cairn_request_t *req)
         s_ls_free(r, l);
         return -ENOMEM;
     }
-    uint32_t members[VIEW_MAX_NODES];
-    size_t n = view_members(r->view, members);
+    uint32_t members[CAIRN_VIEW_MAX_NODES];
+    size_t n = cairn_view_members(r->view, members);
     s_req_t q = CAIRN__SYNCD__REQUEST__INIT;
     Cairn__Syncd__LsRequest lq = CAIRN__SYNCD__LS_REQUEST__INIT;
     lq.local_only = true;
@@ -3296,7 +3296,7 @@ int relay_handle_ls(relay_t *r, cairn_request_t *req)
     for (size_t i = 0; i < n; i++) {
         if (members[i] == r->self)
             continue;
-        const char *ep = view_endpoint(r->view, members[i]);
+        const char *ep = cairn_view_endpoint(r->view, members[i]);
         l->asked[l->n_asked++] = members[i];
         if (ep && cairn_peers_call_as(r->peers, members[i], ep, &q.base, LS_MS, c,
                                       s_on_ls_reply, (void *)(uintptr_t)l->id) == 0)
@@ -3319,7 +3319,7 @@ relay_t *relay_new(cairn_service_t *svc, cairn_error_t *err)
     r->svc = svc;
     r->self = cairn_service_node(svc)->id;
     r->next_id = (uint64_t)cairn_now_ms() << 20;
-    r->view = view_new(svc, s_on_view, r);
+    r->view = cairn_view_new(svc, "syncd", s_on_view, r);
     r->home = home_new(r->self, &s_home_ops, r);
     r->peers = cairn_peers_new(svc, "syncd", &cairn__syncd__reply__descriptor);
     r->cache = cache_new(svc, s_on_cache_revoked, r, err);
@@ -3337,7 +3337,7 @@ relay_t *relay_new(cairn_service_t *svc, cairn_error_t *err)
 
 int relay_start(relay_t *r)
 {
-    return view_start(r->view);
+    return cairn_view_start(r->view);
 }
 
 void relay_stop(relay_t *r)
@@ -3377,7 +3377,7 @@ void relay_stop(relay_t *r)
     /* the skeleton ends the zmq context after this returns: every socket
      * of ours (the peers' DEALERs, the view's SUB) must be closed by then */
     r->peers = cairn_peers_free(r->peers);
-    r->view = view_free(r->view);
+    r->view = cairn_view_free(r->view);
 }
 
 relay_t *relay_free(relay_t *r)
@@ -3395,7 +3395,7 @@ relay_t *relay_free(relay_t *r)
     r->peers = cairn_peers_free(r->peers);
     r->cache = cache_free(r->cache);
     r->home = home_free(r->home);
-    r->view = view_free(r->view);
+    r->view = cairn_view_free(r->view);
     if (s_relay_of_peers == r)
         s_relay_of_peers = NULL;
     free(r);

@@ -23,8 +23,8 @@ Test(view, home_is_stable_when_a_member_goes)
     int moved = 0;
 
     for (int i = 0; i < NAMES; i++) {
-        uint32_t before = view_home_among(s_name(i), four, 4);
-        uint32_t after = view_home_among(s_name(i), three, 3);
+        uint32_t before = cairn_view_home_among(s_name(i), four, 4);
+        uint32_t after = cairn_view_home_among(s_name(i), three, 3);
         cr_assert(before >= 1 && before <= 4);
         if (before != 3)
             cr_assert_eq(after, before, "%s moved from %u to %u", s_name(i),
@@ -45,8 +45,8 @@ Test(view, home_moves_only_to_a_member_that_comes)
     int to_new = 0;
 
     for (int i = 0; i < NAMES; i++) {
-        uint32_t before = view_home_among(s_name(i), four, 4);
-        uint32_t after = view_home_among(s_name(i), five, 5);
+        uint32_t before = cairn_view_home_among(s_name(i), four, 4);
+        uint32_t after = cairn_view_home_among(s_name(i), five, 5);
         if (after != before) {
             cr_assert_eq(after, 9);
             to_new++;
@@ -62,8 +62,8 @@ Test(view, home_spreads_evenly_and_ignores_member_order)
     int count[5] = { 0 };
 
     for (int i = 0; i < NAMES; i++) {
-        uint32_t h = view_home_among(s_name(i), ids, 4);
-        cr_assert_eq(view_home_among(s_name(i), rev, 4), h);
+        uint32_t h = cairn_view_home_among(s_name(i), ids, 4);
+        cr_assert_eq(cairn_view_home_among(s_name(i), rev, 4), h);
         count[h]++;
     }
     /* 2500 each; a binomial's sd is ~43: 10% off would be ~6 sd */
@@ -74,22 +74,22 @@ Test(view, home_spreads_evenly_and_ignores_member_order)
     uint32_t near[] = { 200, 201 };
     int first = 0;
     for (int i = 0; i < NAMES; i++)
-        first += view_home_among(s_name(i), near, 2) == 200;
+        first += cairn_view_home_among(s_name(i), near, 2) == 200;
     cr_assert(first > 4700 && first < 5300, "%d", first);
-    cr_assert_eq(view_home_among("x", ids, 0), 0);
-    cr_assert_eq(view_home_among("x", ids, 1), 1);
+    cr_assert_eq(cairn_view_home_among("x", ids, 0), 0);
+    cr_assert_eq(cairn_view_home_among("x", ids, 1), 1);
 }
 
 Test(view, id_names_the_alive_set)
 {
     uint32_t a[] = { 1, 2, 4 }, b[] = { 1, 2, 3 }, c[] = { 1, 2 };
 
-    cr_assert_eq(view_id_of(a, 0), 0);
-    cr_assert_neq(view_id_of(a, 3), 0);
-    cr_assert_eq(view_id_of(a, 3), view_id_of((uint32_t[]){ 1, 2, 4 }, 3));
-    cr_assert_neq(view_id_of(a, 3), view_id_of(b, 3));
-    cr_assert_neq(view_id_of(c, 2), view_id_of(b, 3));
-    cr_assert_neq(view_id_of(c, 1), view_id_of(c, 2));
+    cr_assert_eq(cairn_view_id_of(a, 0), 0);
+    cr_assert_neq(cairn_view_id_of(a, 3), 0);
+    cr_assert_eq(cairn_view_id_of(a, 3), cairn_view_id_of((uint32_t[]){ 1, 2, 4 }, 3));
+    cr_assert_neq(cairn_view_id_of(a, 3), cairn_view_id_of(b, 3));
+    cr_assert_neq(cairn_view_id_of(c, 2), cairn_view_id_of(b, 3));
+    cr_assert_neq(cairn_view_id_of(c, 1), cairn_view_id_of(c, 2));
 }
 
 /* ---- the view from clusterd's lists ------------------------------------- */
@@ -135,84 +135,84 @@ static void s_reply(reply_t *r, size_t n, const uint32_t *ids,
 Test(view, alive_quorum_and_changes_follow_clusterd)
 {
     changes_t ch = { 0 };
-    view_t *v = view_new(NULL, on_changed, &ch);
+    cairn_view_t *v = cairn_view_new(NULL, "syncd", on_changed, &ch);
     reply_t r;
-    uint32_t out[VIEW_MAX_NODES];
+    uint32_t out[CAIRN_VIEW_MAX_NODES];
 
     cr_assert_not_null(v);
-    cr_assert_eq(view_start(v), -EINVAL, "no service to start with");
-    cr_assert_not(view_known(v));
-    cr_assert_not(view_quorum(v));
-    cr_assert_eq(view_home(v, "x"), 0, "nothing homed before clusterd answers");
+    cr_assert_eq(cairn_view_start(v), -EINVAL, "no service to start with");
+    cr_assert_not(cairn_view_known(v));
+    cr_assert_not(cairn_view_quorum(v));
+    cr_assert_eq(cairn_view_home(v, "x"), 0, "nothing homed before clusterd answers");
 
     /* suspect counts as alive; unknown counts as a member not heard from
      * (no quorum for a node booting alone); left counts for nothing */
     s_reply(&r, 5, (uint32_t[]){ 1, 2, 3, 4, 5 },
             (const char *[]){ "alive", "suspect", "dead", "left", "unknown" });
-    view_apply_nodes(v, &r.rep);
-    cr_assert(view_known(v));
+    cairn_view_apply_nodes(v, &r.rep);
+    cr_assert(cairn_view_known(v));
     cr_assert_eq(ch.n, 1);
     cr_assert_eq(ch.old_view, 0);
-    cr_assert_eq(view_alive_count(v), 2);
-    cr_assert_eq(view_known_count(v), 4);
-    cr_assert_not(view_quorum(v), "2 of 4");
-    cr_assert_eq(view_members(v, out), 2);
+    cr_assert_eq(cairn_view_alive_count(v), 2);
+    cr_assert_eq(cairn_view_known_count(v), 4);
+    cr_assert_not(cairn_view_quorum(v), "2 of 4");
+    cr_assert_eq(cairn_view_members(v, out), 2);
     cr_assert_eq(out[0], 1);
     cr_assert_eq(out[1], 2);
-    cr_assert_eq(view_id(v), view_id_of(out, 2));
-    cr_assert_eq(ch.new_view, view_id(v));
-    cr_assert(view_alive(v, 2));
-    cr_assert_not(view_alive(v, 3));
-    cr_assert_not(view_alive(v, 0));
-    cr_assert_not(view_alive(v, 256));
+    cr_assert_eq(cairn_view_id(v), cairn_view_id_of(out, 2));
+    cr_assert_eq(ch.new_view, cairn_view_id(v));
+    cr_assert(cairn_view_alive(v, 2));
+    cr_assert_not(cairn_view_alive(v, 3));
+    cr_assert_not(cairn_view_alive(v, 0));
+    cr_assert_not(cairn_view_alive(v, 256));
     for (int i = 0; i < 100; i++)
-        cr_assert_eq(view_home(v, s_name(i)), view_home_among(s_name(i), out, 2));
-    cr_assert_null(view_endpoint(v, 1), "no description, no endpoint");
+        cr_assert_eq(cairn_view_home(v, s_name(i)), cairn_view_home_among(s_name(i), out, 2));
+    cr_assert_null(cairn_view_endpoint(v, 1), "no description, no endpoint");
 
     /* the same list again: no change reported */
-    view_apply_nodes(v, &r.rep);
+    cairn_view_apply_nodes(v, &r.rep);
     cr_assert_eq(ch.n, 1);
 
     /* node 2 dies: 1 of 3, no quorum */
-    uint64_t before = view_id(v);
+    uint64_t before = cairn_view_id(v);
     s_reply(&r, 5, (uint32_t[]){ 1, 2, 3, 4, 5 },
             (const char *[]){ "alive", "dead", "dead", "left", "unknown" });
-    view_apply_nodes(v, &r.rep);
+    cairn_view_apply_nodes(v, &r.rep);
     cr_assert_eq(ch.n, 2);
     cr_assert_eq(ch.old_view, before);
     cr_assert_neq(ch.new_view, before);
-    cr_assert_not(view_quorum(v), "1 of 4");
+    cr_assert_not(cairn_view_quorum(v), "1 of 4");
 
     /* dead members removed from the list: 1 of 1 is a quorum again */
     s_reply(&r, 1, (uint32_t[]){ 1 }, (const char *[]){ "alive" });
-    view_apply_nodes(v, &r.rep);
+    cairn_view_apply_nodes(v, &r.rep);
     cr_assert_eq(ch.n, 3, "quorum came back, same alive set");
     cr_assert_eq(ch.old_view, ch.new_view);
-    cr_assert(view_quorum(v));
-    cr_assert_eq(view_known_count(v), 1);
+    cr_assert(cairn_view_quorum(v));
+    cr_assert_eq(cairn_view_known_count(v), 1);
 
     /* ids that cannot be nodes are ignored, the rest applied */
     s_reply(&r, 3, (uint32_t[]){ 0, 300, 7 },
             (const char *[]){ "alive", "alive", "alive" });
-    view_apply_nodes(v, &r.rep);
-    cr_assert_eq(view_members(v, out), 1);
+    cairn_view_apply_nodes(v, &r.rep);
+    cr_assert_eq(cairn_view_members(v, out), 1);
     cr_assert_eq(out[0], 7);
-    cr_assert_eq(view_home(v, "anything"), 7);
-    view_free(v);
+    cr_assert_eq(cairn_view_home(v, "anything"), 7);
+    cairn_view_free(v);
 }
 
 Test(view, even_split_is_no_quorum)
 {
-    view_t *v = view_new(NULL, NULL, NULL);
+    cairn_view_t *v = cairn_view_new(NULL, "syncd", NULL, NULL);
     reply_t r;
 
     s_reply(&r, 4, (uint32_t[]){ 1, 2, 3, 4 },
             (const char *[]){ "alive", "alive", "dead", "dead" });
-    view_apply_nodes(v, &r.rep);
-    cr_assert_not(view_quorum(v), "2 of 4 is not more than half");
+    cairn_view_apply_nodes(v, &r.rep);
+    cr_assert_not(cairn_view_quorum(v), "2 of 4 is not more than half");
     s_reply(&r, 4, (uint32_t[]){ 1, 2, 3, 4 },
             (const char *[]){ "alive", "alive", "suspect", "dead" });
-    view_apply_nodes(v, &r.rep);
-    cr_assert(view_quorum(v), "3 of 4");
-    view_free(v);
+    cairn_view_apply_nodes(v, &r.rep);
+    cr_assert(cairn_view_quorum(v), "3 of 4");
+    cairn_view_free(v);
 }

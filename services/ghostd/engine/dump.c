@@ -508,8 +508,16 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     if (r == 0)
         r = s_run(&c, pid, out_fd, &s, err);
     *ret_began = c.out.w != NULL;
-    if (r == 0 && !opts->leave_running) {
+    /* Held (migration): the tree stays frozen until the holder decides;
+     * its answer replaces leave_running. */
+    bool kill_it = r == 0 && !opts->leave_running;
+    if (r == 0 && opts->hold) {
+        s.held = true;
+        kill_it = opts->hold(opts->hold_data, &s);
+    }
+    if (kill_it) {
         seize_kill_all(&c.tree);
+        s.killed = true;
     } else {
         s.left_running = seize_release_all(&c.tree);
         if (r < 0)

@@ -16,6 +16,7 @@
 #include "cairn/error.h"
 
 struct ghost_owner;   /* owner.h */
+struct ghost_dump_stats;
 
 typedef struct ghost_dump_opts {
     bool leave_running;     /* detach afterwards instead of SIGKILL */
@@ -29,6 +30,13 @@ typedef struct ghost_dump_opts {
     bool probe_eventfds;    /* probe whether each eventfd is a semaphore even
                                where fdinfo says (it does from Linux 6.2):
                                tests the older kernels' path anywhere */
+    /* Set: once the image is completely written the tree stays frozen and
+     * hold(hold_data, stats) decides its fate -- true kills it, false lets
+     * it go running (leave_running is then ignored). It is called once,
+     * only after a successful write, and may take as long as it likes
+     * (ghost-dump --hold-fd waits for ghostd's word there). */
+    bool (*hold)(void *hold_data, const struct ghost_dump_stats *stats);
+    void *hold_data;        /* for hold */
 } ghost_dump_opts_t;
 
 typedef struct ghost_dump_stats {
@@ -44,6 +52,8 @@ typedef struct ghost_dump_stats {
     uint32_t copy_threads;  /* anonymous pages copied in place into the image
                                file by this many threads; 0: streamed */
     uint32_t stopped;       /* processes in a job-control stop (SIGSTOP, ^Z) */
+    bool held;              /* opts->hold ran: the tree waited, frozen */
+    bool killed;            /* the tree was killed after the dump */
     bool job;               /* the tree was a job: pid 1 of a pid namespace of
                                its own, with its own mount namespace; the
                                image names every process by its pid inside */

@@ -2,6 +2,7 @@
  *
  *   ghost-dump --pid PID --out FILE [--leave-running] [--in-place] [--check]
  *              [--pagemap-read] [--probe-eventfds] [--as UID:GID]
+ *   ghost-dump --pid PID --out-fd N [--hold-fd M] [--leave-running] ...
  *
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
@@ -23,6 +24,22 @@
  * probing it (anonfd.h), as on kernels before 6.2, likewise. 100 wrong usage. ghostd runs this per
  * request so that a hostile process can never take the daemon down.
  *
+ * --out-fd N: the image stream goes to the inherited fd N (a pipe: ghostd
+ * streams it to another node, services/ghostd/migrate.h) instead of a
+ * file; no .part, no rename, nothing made on disk, always streamed. The
+ * success line says "out_fd":N instead of "image".
+ *
+ * --hold-fd M (with --out-fd): once the image is completely written, fd N
+ * is closed (its reader sees the end) and the tree stays frozen --
+ * seized, nothing of it runs -- while the success line is printed with
+ * "held":true; then a line is read from fd M: "kill" kills the tree,
+ * "resume" -- or anything else, or the end of M (ghostd died: the job must
+ * never be lost) -- lets it go running. A second line follows,
+ * {"outcome":"killed"|"resumed","left_running":B}, and the exit is 0
+ * either way. A dump that fails before the hold prints its error line as
+ * usual and leaves the tree running. SIGPIPE is ignored meanwhile: a
+ * reader gone must not kill the holder of a frozen tree.
+ *
  * --as UID:GID: a user who is not root asked (ghostd says who). Every
  * process of the tree must be theirs (owner.h; refused with
  * permission-denied, exit 2, the tree untouched -- judged again once it is
@@ -35,6 +52,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +76,10 @@ typedef struct s_args {
     bool pagemap_read;     /* --pagemap-read */
     bool probe_eventfds;   /* --probe-eventfds */
     bool check;            /* --check */
+    int out_fd;            /* --out-fd N, -1 if not given */
+    int hold_fd;           /* --hold-fd M, -1 if not given */
     bool as_user;          /* --as: owner is set */
+    bool out_fd_closed;    /* the hold closed out_fd */
     ghost_owner_t owner;   /* --as UID:GID: who asked (owned) */
 } s_args_t;
 
@@ -66,9 +87,9 @@ static int s_usage(const char *why)
 {
     cairn_error_t err;
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
-                    "%s; usage: ghost-dump --pid PID --out FILE [--leave-running] "
-                    "[--in-place] [--check] [--pagemap-read] [--probe-eventfds] "
-                    "[--as UID:GID]",
+                    "%s; usage: ghost-dump --pid PID (--out FILE | --out-fd N "
+                    "[--hold-fd M]) [--leave-running] [--in-place] [--check] "
+                    "[--pagemap-read] [--probe-eventfds] [--as UID:GID]",
                     why);
     return ghost_report_error(&err, S_EXIT_USAGE);
 }
@@ -77,6 +98,7 @@ static int s_usage(const char *why)
 enum {
     S_OPT_PID, S_OPT_OUT, S_OPT_LEAVE_RUNNING, S_OPT_IN_PLACE,
     S_OPT_PAGEMAP_READ, S_OPT_PROBE_EVENTFDS, S_OPT_CHECK, S_OPT_AS,
+    S_OPT_OUT_FD, S_OPT_HOLD_FD,
 };
 
 static const cairn_option_t s_options[] = {
@@ -93,6 +115,10 @@ static const cairn_option_t s_options[] = {
     [S_OPT_CHECK] = { "--check", NULL, "only say whether PID can be dumped" },
     [S_OPT_AS] = { "--as", "UID:GID", "for this user (not root): their processes "
                    "only, the image made with their file rights" },
+    [S_OPT_OUT_FD] = { "--out-fd", "N", "stream the image into inherited fd N "
+                       "(a pipe) instead of a file" },
+    [S_OPT_HOLD_FD] = { "--hold-fd", "M", "with --out-fd: keep the tree frozen "
+                        "after the image, then read kill or resume from fd M" },
     { NULL, NULL, NULL },
 };
 
@@ -114,8 +140,24 @@ static int s_parse(int argc, char **argv, s_args_t *a)
     a->pagemap_read = v.values[S_OPT_PAGEMAP_READ] != NULL;
     a->probe_eventfds = v.values[S_OPT_PROBE_EVENTFDS] != NULL;
     a->check = v.values[S_OPT_CHECK] != NULL;
-    if (a->pid <= 0 || (!a->check && !a->out))
+    long fd = -1;
+    if (v.values[S_OPT_OUT_FD] &&
+        cairn_parse_long("--out-fd", v.values[S_OPT_OUT_FD], 3, INT_MAX, &fd, &err) < 0)
         return -EINVAL;
+    a->out_fd = (int)fd;
+    fd = -1;
+    if (v.values[S_OPT_HOLD_FD] &&
+        cairn_parse_long("--hold-fd", v.values[S_OPT_HOLD_FD], 3, INT_MAX, &fd, &err) < 0)
+        return -EINVAL;
+    a->hold_fd = (int)fd;
+    if (a->pid <= 0 || (!a->check && !a->out == (a->out_fd < 0)))
+        return -EINVAL;   /* exactly one of --out, --out-fd (none for --check) */
+    if (a->check && (a->out || a->out_fd >= 0 || a->hold_fd >= 0))
+        return -EINVAL;
+    if (a->out_fd >= 0 && (a->in_place || a->out_fd == a->hold_fd))
+        return -EINVAL;   /* a stream has nothing to write over */
+    if (a->hold_fd >= 0 && (a->out_fd < 0 || a->leave_running))
+        return -EINVAL;   /* the holder decides, not --leave-running */
     if (v.values[S_OPT_AS] && ghost_owner_parse(v.values[S_OPT_AS], &a->owner, &err) < 0)
         return -EINVAL;
     a->as_user = v.values[S_OPT_AS] != NULL;
@@ -178,8 +220,8 @@ static int s_check(const s_args_t *a)
 
 static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
 {
-    ghost_report(json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b}",
-                      "pid", (json_int_t)a->pid, "image", a->out,
+    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b}",
+                      "pid", (json_int_t)a->pid,
                       "image_bytes", (json_int_t)s->image_bytes,
                       "pages", (json_int_t)s->pages,
                       "processes", (json_int_t)s->processes,
@@ -188,7 +230,48 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
                       "dump_us", (json_int_t)s->dump_us,
                       "copy_threads", (json_int_t)s->copy_threads,
                       "stopped", (json_int_t)s->stopped,
-                      "left_running", s->left_running, "job", s->job));
+                      "left_running", s->left_running, "job", s->job);
+    if (j && a->out_fd >= 0)
+        json_object_set_new(j, "out_fd", json_integer(a->out_fd));
+    else if (j)
+        json_object_set_new(j, "image", json_string(a->out));
+    if (j && s->held)
+        json_object_set_new(j, "held", json_true());
+    ghost_report(j);
+}
+
+/* The holder's word, one line from fd: true for "kill"; "resume", anything
+ * else, an error or the end (ghostd died) let the tree go. */
+static bool s_read_verdict(int fd)
+{
+    char line[32];
+    size_t n = 0;
+
+    while (n < sizeof(line) - 1) {
+        ssize_t k = read(fd, line + n, 1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0 || line[n] == '\n')
+            break;
+        n++;
+    }
+    line[n] = '\0';
+    return strcmp(line, "kill") == 0;
+}
+
+/* ghost_dump_opts_t.hold: the image is whole; close the stream so its
+ * reader sees the end, say so (the success line, "held":true), and wait
+ * for the verdict. */
+static bool s_hold(void *data, const ghost_dump_stats_t *stats)
+{
+    s_args_t *a = data;
+    ghost_dump_stats_t s = *stats;
+
+    close(a->out_fd);
+    a->out_fd_closed = true;
+    s.left_running = false;   /* not yet decided */
+    s_print_stats(a, &s);
+    return s_read_verdict(a->hold_fd);
 }
 
 /* The file the image is written into: OUT.part (into *part), renamed to
@@ -266,6 +349,40 @@ static int s_finish(s_args_t *a, const char *part, bool created,
     return r;
 }
 
+/* --out-fd: the stream into the inherited fd; --hold-fd: the tree waits,
+ * frozen, for the holder's word (s_hold), and a second line says what
+ * became of it. */
+static int s_dump_stream(s_args_t *a, ghost_dump_opts_t *o)
+{
+    cairn_error_t err;
+    ghost_dump_stats_t s;
+    struct stat st;
+
+    if (fstat(a->out_fd, &st) < 0 || (a->hold_fd >= 0 && fstat(a->hold_fd, &st) < 0)) {
+        cairn_error_set(&err, -EBADF, CAIRN_USAGE, "--out-fd %d / --hold-fd %d: not "
+                        "an open fd", a->out_fd, a->hold_fd);
+        return ghost_report_error(&err, S_EXIT_USAGE);
+    }
+    if (a->hold_fd >= 0) {
+        signal(SIGPIPE, SIG_IGN);
+        o->hold = s_hold;
+        o->hold_data = a;
+    }
+    int r = ghost_dump((pid_t)a->pid, o, a->out_fd, &s, &err);
+    if (!a->out_fd_closed && close(a->out_fd) < 0 && r == 0)
+        r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "closing fd %d: %s", a->out_fd,
+                            strerror(errno));
+    if (s.held) {   /* the success line is out: the outcome follows */
+        ghost_report(json_pack("{s:s,s:b}", "outcome", s.killed ? "killed" : "resumed",
+                               "left_running", s.left_running));
+        return S_EXIT_OK;
+    }
+    if (r < 0)
+        return s_fail(a, &err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
+    s_print_stats(a, &s);
+    return S_EXIT_OK;
+}
+
 static int s_dump(s_args_t *a)
 {
     cairn_error_t err;
@@ -275,6 +392,8 @@ static int s_dump(s_args_t *a)
                             .owner = a->as_user ? &a->owner : NULL };
     char part[PATH_MAX];
     bool created;
+    if (a->out_fd >= 0)
+        return s_dump_stream(a, &o);
     int fd = s_open_as(a, part, sizeof(part), &created, &err);
     if (fd < 0)
         return ghost_report_error(&err, S_EXIT_FAILED);
@@ -292,7 +411,7 @@ static int s_dump(s_args_t *a)
 
 int main(int argc, char **argv)
 {
-    s_args_t a = { 0 };
+    s_args_t a = { .out_fd = -1, .hold_fd = -1 };
     if (s_parse(argc, argv, &a) < 0)
         return s_usage("bad arguments");
     int code = a.check ? s_check(&a) : s_dump(&a);

@@ -4,6 +4,7 @@
  *   ghost-restore --image FILE [--new-pid] [--pread-pages]
  *                 [--scope UNIT --slice SLICE] [--as UID:GID]
  *   ghost-restore --image FILE --check [--as UID:GID]
+ *   ghost-restore --image-fd N ...   (or --image -: stdin)
  *
  * Prints exactly one JSON line on stdout: on success
  *   {"pid":N,"original_pid":N,"same_pid":B,"image_bytes":N,"pages":N,
@@ -42,11 +43,18 @@
  * U wrote into it can reach beyond what U may do. Refusals are
  * permission-denied (exit 1), before anything is made; --check obeys the
  * same rules. The image is opened with the asking user's file rights.
+ *
+ * --image-fd N (--image - is fd 0): the image is read from an inherited fd,
+ * a pipe ghostd fills with a stream from another node (migrate.h); it is
+ * staged in a memfd as any non-file image is. A stream has no owner on
+ * disk to judge: it restores with the rights --as names (every process of
+ * it must be that user's), else root's -- ghostd names the job's owner.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,8 +125,9 @@ static int s_usage(const char *why)
 
     cairn_error_set(
         &err, -EINVAL, CAIRN_USAGE,
-        "%s; usage: ghost-restore --image FILE [--new-pid] [--pread-pages] "
-        "[--scope UNIT --slice SLICE] [--as UID:GID] | --check [--as UID:GID]",
+        "%s; usage: ghost-restore (--image FILE|- | --image-fd N) [--new-pid] "
+        "[--pread-pages] [--scope UNIT --slice SLICE] [--as UID:GID] | --check "
+        "[--as UID:GID]",
         why);
     return ghost_report_error(&err, 100);
 }
@@ -131,7 +140,8 @@ enum {
     S_OPT_PREAD_PAGES,
     S_OPT_SCOPE,
     S_OPT_SLICE,
-    S_OPT_AS
+    S_OPT_AS,
+    S_OPT_IMAGE_FD
 };
 
 static const cairn_option_t s_options[] = {
@@ -147,6 +157,8 @@ static const cairn_option_t s_options[] = {
     [S_OPT_SLICE] = { "--slice", "SLICE", "the scope's slice (with --scope)" },
     [S_OPT_AS] = { "--as", "UID:GID", "for this user (not root): only an image "
                    "of theirs, restored with their rights" },
+    [S_OPT_IMAGE_FD] = { "--image-fd", "N", "read the image from inherited fd N "
+                         "(a pipe) instead of a file" },
     { NULL, NULL, NULL },
 };
 
@@ -201,6 +213,29 @@ static int s_open_image(const char *image, ghost_owner_t *asker, int *ret_fd,
         if (fd >= 0)
             close(fd);
         return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* --image-fd: the inherited fd, which must be open; its principal is
+ * the asker (--as), else none (root's rights). */
+static int s_open_stream(int fd, ghost_owner_t *asker, int *ret_fd, ghost_owner_t *ret,
+                         bool *ret_is, cairn_error_t *err)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) < 0)
+        return cairn_error_set(err, -errno, CAIRN_USAGE, "--image-fd %d: %s", fd,
+                               strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return cairn_error_set(err, -EISDIR, CAIRN_INVALID_ARGUMENT,
+                               "--image-fd %d is a directory", fd);
+    *ret_is = false;
+    if (asker) {
+        *ret = *asker;
+        *asker = (ghost_owner_t){ 0 };   /* moved */
+        *ret_is = true;
     }
     *ret_fd = fd;
     return 0;
@@ -297,6 +332,17 @@ int main(int argc, char **argv)
                          argv + 1, CAIRN_MAX_ARGS, &a, &err) < 0)
         return s_usage("unknown option");
     image = a.values[S_OPT_IMAGE];
+    long image_fd = -1;
+    if (a.values[S_OPT_IMAGE_FD] &&
+        cairn_parse_long("--image-fd", a.values[S_OPT_IMAGE_FD], 0, INT_MAX, &image_fd,
+                         &err) < 0)
+        return s_usage(err.message);
+    if (image && a.values[S_OPT_IMAGE_FD])
+        return s_usage("--image and --image-fd exclude each other");
+    if (image && strcmp(image, "-") == 0)
+        image_fd = 0;
+    if (image_fd >= 0)
+        image = image_fd == 0 ? "(stdin)" : "(stream)";
     opts.new_pid = a.values[S_OPT_NEW_PID] != NULL;
     check = a.values[S_OPT_CHECK] != NULL;
     opts.pread_pages = a.values[S_OPT_PREAD_PAGES] != NULL;
@@ -316,8 +362,12 @@ int main(int argc, char **argv)
         as_user = true;
     }
     cairn_error_clear(&err);
-    ret = s_open_image(image, as_user ? &asker : NULL, &fd, &st, &err);
-    if (ret == 0)
+    if (image_fd >= 0)
+        ret = s_open_stream((int)image_fd, as_user ? &asker : NULL, &fd, &principal,
+                            &has_principal, &err);
+    else
+        ret = s_open_image(image, as_user ? &asker : NULL, &fd, &st, &err);
+    if (ret == 0 && image_fd < 0)
         ret = s_principal(as_user ? &asker : NULL, &st, &principal, &has_principal, &err);
     if (ret == 0 && !check)
         ret = s_place(a.values[S_OPT_SCOPE], a.values[S_OPT_SLICE], image, &err);

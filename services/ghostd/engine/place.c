@@ -1,5 +1,5 @@
 /* place.c - the restored tree's cgroup: a transient scope, or where the
- * helper runs (place.h).
+ * helper runs; a launched job's sub-cgroup (place.h).
  *
  * Design. systemd only moves a process into a scope it creates itself
  * (StartTransientUnit with PIDs = [us]); the method returns once the job is
@@ -8,9 +8,23 @@
  * 5 s at most). The bus is the system bus, else systemd's private socket
  * (root only; what systemctl uses when dbus is not running). Nothing here
  * forks: the caller makes the tree after we return.
+ *
+ * A job's sub-cgroup. Without systemd the node's cgroup is wherever ghostd
+ * runs (a local cluster puts it in .../cairn/<cluster>/<k> of the cpu and
+ * memory hierarchies on v1, of the unified one on v2). Each line
+ * "ID:CONTROLLERS:PATH" of /proc/self/cgroup whose PATH is not "/" names
+ * one hierarchy the node owns a cgroup of; its directory is the mount of
+ * that hierarchy (mountinfo: fstype cgroup2 for ID 0, else a cgroup mount
+ * whose super options hold every controller of the line) joined with PATH
+ * less the mount's root. The job's cgroup is NAME below it, made and
+ * entered by writing "0" (ourselves) to its cgroup.procs; on v2 the node's
+ * cgroup enables no controller for its children (the harness enables them
+ * only above it), so a process may stay beside the job's cgroup.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -81,6 +95,139 @@ int ghost_place_cgroup_of(pid_t pid, char *out, size_t size)
     }
     snprintf(out, size, "/");
     return 0;
+}
+
+/* ---- a job's sub-cgroup ------------------------------------------------ */
+
+/* Whether the comma list `opts` holds every name of the comma list `want`. */
+static bool s_opts_hold(const char *opts, const char *want)
+{
+    for (const char *w = want; *w;) {
+        size_t wl = strcspn(w, ",");
+        bool found = false;
+        for (const char *o = opts; *o && !found;) {
+            size_t ol = strcspn(o, ",");
+            found = ol == wl && strncmp(o, w, wl) == 0;
+            o += ol + (o[ol] == ',');
+        }
+        if (!found)
+            return false;
+        w += wl + (w[wl] == ',');
+    }
+    return true;
+}
+
+/* The directory of cgroup `path` of the hierarchy `ctrl` ("" for v2) from
+ * mountinfo, into out. -ENOENT when no mount shows it. */
+static int s_cgroup_dir(const char *mountinfo, const char *ctrl,
+                        const char *path, char *out, size_t size)
+{
+    char line[4096];
+
+    for (const char *l = mountinfo; l && *l;) {
+        size_t len = strcspn(l, "\n");
+        snprintf(line, sizeof line, "%.*s", (int)len, l);
+        l += len + (l[len] == '\n');
+        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - FSTYPE SRC SUPER */
+        char root[PATH_MAX], mnt[PATH_MAX], fstype[32], super[1024];
+        const char *dash = strstr(line, " - ");
+        if (!dash || sscanf(line, "%*s %*s %*s %4095s %4095s", root, mnt) != 2 ||
+            sscanf(dash + 3, "%31s %*s %1023s", fstype, super) != 2)
+            continue;
+        bool v2 = strcmp(fstype, "cgroup2") == 0;
+        if (*ctrl ? strcmp(fstype, "cgroup") != 0 || !s_opts_hold(super, ctrl) : !v2)
+            continue;
+        size_t rl = strcmp(root, "/") == 0 ? 0 : strlen(root);
+        if (rl && (strncmp(path, root, rl) != 0 || (path[rl] && path[rl] != '/')))
+            continue;   /* this mount does not show our cgroup */
+        int n = snprintf(out, size, "%s%s", mnt, path + rl);
+        return n > 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+    }
+    return -ENOENT;
+}
+
+/* The NAME directories under the caller's cgroups (not root ones), at
+ * most max, into dirs; their number, or -errno. */
+static int s_job_dirs(const char *name, char dirs[][PATH_MAX], size_t max)
+{
+    _cleanup_free_ char *cg = NULL, *mi = NULL;
+    char dir[PATH_MAX];
+    size_t n = 0;
+    int r = cairn_read_file("/proc/self/cgroup", 0, &cg, NULL);
+
+    if (r == 0)
+        r = cairn_read_file("/proc/self/mountinfo", 0, &mi, NULL);
+    if (r < 0)
+        return r;
+    for (char *line = cg, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2 || strcmp(c2 + 1, "/") == 0 || n == max)
+            continue;
+        *c2 = '\0';
+        if (s_cgroup_dir(mi, c1 + 1, c2 + 1, dir, sizeof dir) < 0)
+            continue;   /* a hierarchy not mounted here */
+        if (snprintf(dirs[n], PATH_MAX, "%s/%s", dir, name) >= PATH_MAX)
+            return -ENAMETOOLONG;
+        n++;
+    }
+    return (int)n;
+}
+
+#define S_MAX_HIERARCHIES 16
+
+static bool s_good_name(const char *name)
+{
+    return name && *name && !strchr(name, '/') && strcmp(name, ".") != 0 &&
+           strcmp(name, "..") != 0 && strlen(name) < 200;
+}
+
+int ghost_place_enter_cgroup(const char *name, cairn_error_t *err)
+{
+    char dirs[S_MAX_HIERARCHIES][PATH_MAX], procs[PATH_MAX + 16];
+
+    if (!s_good_name(name))
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "cgroup name '%s' is not one path component",
+                               name ? name : "");
+    int n = s_job_dirs(name, dirs, S_MAX_HIERARCHIES);
+    if (n < 0)
+        return cairn_error_set(err, n, CAIRN_FAILED_PRECONDITION,
+                               "cannot read our cgroups: %s", strerror(-n));
+    for (int i = 0; i < n; i++) {
+        if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST)
+            return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
+                                   "cannot make cgroup %s: %s", dirs[i],
+                                   strerror(errno));
+        if (snprintf(procs, sizeof procs, "%.*s/cgroup.procs", PATH_MAX - 1,
+                     dirs[i]) >= (int)sizeof procs)
+            return cairn_error_set(err, -ENAMETOOLONG, CAIRN_FAILED_PRECONDITION,
+                                   "cgroup path %s is too long", dirs[i]);
+        int r = cairn_write_file(procs, "0\n", 2, 0, 0);
+        if (r < 0)
+            return cairn_error_set(err, r, CAIRN_FAILED_PRECONDITION,
+                                   "cannot move into cgroup %s: %s", dirs[i],
+                                   strerror(-r));
+    }
+    return 0;
+}
+
+int ghost_place_remove_cgroup(const char *name)
+{
+    char dirs[S_MAX_HIERARCHIES][PATH_MAX];
+    int first = 0;
+
+    if (!s_good_name(name))
+        return -EINVAL;
+    int n = s_job_dirs(name, dirs, S_MAX_HIERARCHIES);
+    if (n < 0)
+        return n;
+    for (int i = 0; i < n; i++)
+        if (rmdir(dirs[i]) < 0 && errno != ENOENT && first == 0)
+            first = -errno;
+    return first;
 }
 
 /* ---- a transient scope ------------------------------------------------- */

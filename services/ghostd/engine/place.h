@@ -31,4 +31,21 @@ int ghost_place_scope(const char *unit, const char *slice,
  * else the cpu controller's, else "/". 0 or -errno (out untouched). */
 int ghost_place_cgroup_of(pid_t pid, char *out, size_t size);
 
+/* A job's own sub-cgroup (ghost-init --cgroup NAME, docs/jobs.md): in
+ * every mounted hierarchy (v1 controllers, the named systemd one, v2)
+ * where the caller is not in the root cgroup, makes <its cgroup>/NAME
+ * (0755) and moves the caller there, so what it forks next is born in the
+ * job's cgroup under the node's. NAME is one path component. 0 (also when
+ * every hierarchy had the caller at its root: nothing to make), or -errno
+ * with err set: -EINVAL (INVALID_ARGUMENT) for a bad NAME, else the mkdir's
+ * or the move's errno (FAILED_PRECONDITION); a move that fails halfway
+ * leaves the caller where it was in the hierarchies not reached yet. */
+int ghost_place_enter_cgroup(const char *name, cairn_error_t *err);
+
+/* Removes the NAME sub-cgroups ghost_place_enter_cgroup would make under
+ * the caller's cgroups (ghostd, once the job's last process is gone).
+ * 0 when none is left, else the first rmdir's -errno (-EBUSY: processes
+ * are still in one); missing ones are not an error. */
+int ghost_place_remove_cgroup(const char *name);
+
 #endif

@@ -1,7 +1,7 @@
-/* view.c - syncd's view of the membership (view.h has the contract).
+/* view.c - a service's view of the membership (view.h has the contract).
  *
  * Design. The view is a table of members by id (1..255): state, whether
- * its appliance runs syncd, its address. It is replaced whole by every
+ * its appliance runs the service, its address. It is replaced whole by every
  * NodesReply from the local clusterd (view_apply_nodes), which is the one
  * source of truth; clusterd's events (PUB on ipc://<rundir>/
  * clusterd.pub.sock) only say "ask again now", so a dropped or reordered
@@ -11,8 +11,8 @@
  * endpoint on this node (never blocking the loop; CURVE pinned in mode
  * curve like any peer).
  *
- * Who counts: members whose appliance runs syncd (a node without syncd can
- * be no home). Alive = alive or suspect (a suspect may still answer);
+ * Who counts: members whose appliance runs the service (a node without
+ * syncd can be no home of syncd's). Alive = alive or suspect (a suspect may still answer);
  * known = alive + dead + unknown (a member not heard from yet: counting
  * it keeps a node booting alone from being a quorum of one); left ones
  * do not count.
@@ -54,19 +54,20 @@ enum {
 
 typedef struct member {
     int state;                 /* M_* */
-    bool syncd;                /* its appliance runs syncd */
+    bool runs;                 /* its appliance runs the service */
     char *address;             /* owned; NULL if none given */
     char *endpoint;            /* owned; tcp://address:port, made on demand */
 } member_t;
 
 struct view {
     cairn_service_t *svc;      /* the daemon; NULL in tests */
-    view_changed_fn fn;        /* told of changes */
+    char *service;             /* whose members count; owned */
+    cairn_view_changed_fn fn;        /* told of changes */
     void *userdata;            /* its */
-    member_t members[VIEW_MAX_NODES + 1];   /* by id; [0] unused */
-    uint32_t alive[VIEW_MAX_NODES];          /* alive syncd members, sorted */
+    member_t members[CAIRN_VIEW_MAX_NODES + 1];   /* by id; [0] unused */
+    uint32_t alive[CAIRN_VIEW_MAX_NODES];   /* alive members, sorted */
     size_t n_alive;            /* their number */
-    size_t n_known;            /* alive + dead syncd members */
+    size_t n_known;            /* alive + dead members */
     uint64_t id;               /* view id, 0 until known */
     bool known;                /* clusterd answered once */
     bool quorum;               /* alive > known / 2 */
@@ -109,7 +110,7 @@ static uint64_t s_score(uint64_t name_hash, uint32_t id)
     return s_mix(name_hash ^ s_mix((uint64_t)id + 0x9e3779b97f4a7c15ull));
 }
 
-uint32_t view_home_among(const char *name, const uint32_t *ids, size_t n)
+uint32_t cairn_view_home_among(const char *name, const uint32_t *ids, size_t n)
 {
     uint64_t h = s_fnv1a(name, strlen(name), FNV_BASIS), best = 0;
     uint32_t home = 0;
@@ -124,7 +125,7 @@ uint32_t view_home_among(const char *name, const uint32_t *ids, size_t n)
     return home;
 }
 
-uint64_t view_id_of(const uint32_t *sorted_ids, size_t n)
+uint64_t cairn_view_id_of(const uint32_t *sorted_ids, size_t n)
 {
     uint64_t h = FNV_BASIS;
 
@@ -142,12 +143,18 @@ uint64_t view_id_of(const uint32_t *sorted_ids, size_t n)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-view_t *view_new(cairn_service_t *svc, view_changed_fn fn, void *userdata)
+cairn_view_t *cairn_view_new(cairn_service_t *svc, const char *service,
+                             cairn_view_changed_fn fn, void *userdata)
 {
-    view_t *v = calloc(1, sizeof(*v));
+    cairn_view_t *v = calloc(1, sizeof(*v));
 
     if (!v)
         return NULL;
+    v->service = strdup(service);
+    if (!v->service) {
+        free(v);
+        return NULL;
+    }
     v->svc = svc;
     v->fn = fn;
     v->userdata = userdata;
@@ -161,7 +168,7 @@ static void s_member_clear(member_t *m)
     *m = (member_t){ 0 };
 }
 
-view_t *view_free(view_t *v)
+cairn_view_t *cairn_view_free(cairn_view_t *v)
 {
     if (!v)
         return NULL;
@@ -175,8 +182,9 @@ view_t *view_free(view_t *v)
     if (v->sub)
         zmq_close(v->sub);
     cairn_peers_free(v->peers);
-    for (size_t i = 0; i <= VIEW_MAX_NODES; i++)
+    for (size_t i = 0; i <= CAIRN_VIEW_MAX_NODES; i++)
         s_member_clear(&v->members[i]);
+    free(v->service);
     free(v);
     return NULL;
 }
@@ -199,9 +207,9 @@ static int s_state_of(const char *s)
     return M_UNKNOWN;
 }
 
-/* Whether the node's appliance runs syncd; without a description (tests)
- * every member does. */
-static bool s_runs_syncd(const view_t *v, const char *appliance)
+/* Whether the node's appliance runs the service; without a description
+ * (tests) every member does. */
+static bool s_runs_service(const cairn_view_t *v, const char *appliance)
 {
     if (!v->svc)
         return true;
@@ -213,7 +221,7 @@ static bool s_runs_syncd(const view_t *v, const char *appliance)
                                                            &names, &n) < 0)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(names[i], "syncd") == 0)
+        if (strcmp(names[i], v->service) == 0)
             return true;
     return false;
 }
@@ -223,20 +231,20 @@ static bool s_same_str(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-void view_apply_nodes(view_t *v, const Cairn__Clusterd__NodesReply *rep)
+void cairn_view_apply_nodes(cairn_view_t *v, const Cairn__Clusterd__NodesReply *rep)
 {
-    bool seen[VIEW_MAX_NODES + 1] = { false };
+    bool seen[CAIRN_VIEW_MAX_NODES + 1] = { false };
     uint64_t old = v->id;
     bool old_quorum = v->quorum, was_known = v->known;
 
     for (size_t i = 0; rep && i < rep->n_nodes; i++) {
         const Cairn__Clusterd__NodeInfo *ni = rep->nodes[i];
-        if (!ni || ni->id == 0 || ni->id > VIEW_MAX_NODES)
+        if (!ni || ni->id == 0 || ni->id > CAIRN_VIEW_MAX_NODES)
             continue;   /* clusterd checks ids; ignore what cannot be one */
         member_t *m = &v->members[ni->id];
         seen[ni->id] = true;
         m->state = s_state_of(ni->state);
-        m->syncd = s_runs_syncd(v, ni->appliance);
+        m->runs = s_runs_service(v, ni->appliance);
         const char *addr = ni->address && *ni->address ? ni->address : NULL;
         if (!s_same_str(m->address, addr)) {
             free(m->address);
@@ -246,11 +254,11 @@ void view_apply_nodes(view_t *v, const Cairn__Clusterd__NodesReply *rep)
         }
     }
     v->n_alive = v->n_known = 0;
-    for (uint32_t id = 1; id <= VIEW_MAX_NODES; id++) {
+    for (uint32_t id = 1; id <= CAIRN_VIEW_MAX_NODES; id++) {
         member_t *m = &v->members[id];
         if (!seen[id])
             s_member_clear(m);   /* gone from clusterd's list: removed */
-        if (!m->syncd)
+        if (!m->runs)
             continue;
         if (m->state == M_ALIVE)
             v->alive[v->n_alive++] = id;
@@ -259,54 +267,54 @@ void view_apply_nodes(view_t *v, const Cairn__Clusterd__NodesReply *rep)
     }
     v->known = true;
     v->quorum = v->n_alive > v->n_known / 2;
-    v->id = view_id_of(v->alive, v->n_alive);
+    v->id = cairn_view_id_of(v->alive, v->n_alive);
     if (v->fn && (!was_known || old != v->id || old_quorum != v->quorum))
         v->fn(v->userdata, old, v->id);
 }
 
 /* ---- queries --------------------------------------------------------------- */
 
-bool view_known(const view_t *v) { return v->known; }
-bool view_quorum(const view_t *v) { return v->known && v->quorum; }
-uint64_t view_id(const view_t *v) { return v->id; }
-size_t view_alive_count(const view_t *v) { return v->n_alive; }
-size_t view_known_count(const view_t *v) { return v->n_known; }
+bool cairn_view_known(const cairn_view_t *v) { return v->known; }
+bool cairn_view_quorum(const cairn_view_t *v) { return v->known && v->quorum; }
+uint64_t cairn_view_id(const cairn_view_t *v) { return v->id; }
+size_t cairn_view_alive_count(const cairn_view_t *v) { return v->n_alive; }
+size_t cairn_view_known_count(const cairn_view_t *v) { return v->n_known; }
 
-bool view_alive(const view_t *v, uint32_t node)
+bool cairn_view_alive(const cairn_view_t *v, uint32_t node)
 {
-    return node >= 1 && node <= VIEW_MAX_NODES &&
-           v->members[node].state == M_ALIVE && v->members[node].syncd;
+    return node >= 1 && node <= CAIRN_VIEW_MAX_NODES &&
+           v->members[node].state == M_ALIVE && v->members[node].runs;
 }
 
-size_t view_members(const view_t *v, uint32_t out[VIEW_MAX_NODES])
+size_t cairn_view_members(const cairn_view_t *v, uint32_t out[CAIRN_VIEW_MAX_NODES])
 {
     memcpy(out, v->alive, v->n_alive * sizeof(*out));
     return v->n_alive;
 }
 
-uint32_t view_home(const view_t *v, const char *name)
+uint32_t cairn_view_home(const cairn_view_t *v, const char *name)
 {
     if (!v->known || !name)
         return 0;
-    return view_home_among(name, v->alive, v->n_alive);
+    return cairn_view_home_among(name, v->alive, v->n_alive);
 }
 
-const char *view_endpoint(view_t *v, uint32_t node)
+const char *cairn_view_endpoint(cairn_view_t *v, uint32_t node)
 {
-    if (!v->svc || node < 1 || node > VIEW_MAX_NODES)
+    if (!v->svc || node < 1 || node > CAIRN_VIEW_MAX_NODES)
         return NULL;
     member_t *m = &v->members[node];
     if (m->endpoint)
         return m->endpoint;
     const cairn_description_t *d = cairn_service_description(v->svc);
     const cairn_node_desc_t *nd = cairn_description_find_node(d, node);
-    const cairn_service_desc_t *sd = cairn_description_service(d, "syncd");
+    const cairn_service_desc_t *sd = cairn_description_service(d, v->service);
     if (!sd)
         return NULL;
     /* the description's own formatting (IPv6 brackets) when it knows the
      * node at that address; a hotplugged node by clusterd's address */
     if (nd && (!m->address || strcmp(nd->address, m->address) == 0))
-        m->endpoint = cairn_description_tcp_endpoint(d, nd, "syncd", false);
+        m->endpoint = cairn_description_tcp_endpoint(d, nd, v->service, false);
     else if (m->address && asprintf(&m->endpoint, strchr(m->address, ':')
                                     ? "tcp://[%s]:%u" : "tcp://%s:%u",
                                     m->address, sd->port) < 0)
@@ -316,12 +324,12 @@ const char *view_endpoint(view_t *v, uint32_t node)
 
 /* ---- asking clusterd ----------------------------------------------------------- */
 
-static void s_ask(view_t *v);
+static void s_ask(cairn_view_t *v);
 
 static void s_on_nodes(void *userdata, uint32_t node, int code,
                        const char *message, ProtobufCMessage *reply)
 {
-    view_t *v = userdata;
+    cairn_view_t *v = userdata;
     Cairn__Clusterd__Reply *rep = (Cairn__Clusterd__Reply *)reply;
 
     v->asking = false;
@@ -339,7 +347,7 @@ static void s_on_nodes(void *userdata, uint32_t node, int code,
             cairn_log_info("membership", "clusterd answered: %zu members",
                            rep->nodes_reply->n_nodes);
         v->warned = false;
-        view_apply_nodes(v, rep->nodes_reply);
+        cairn_view_apply_nodes(v, rep->nodes_reply);
     }
     if (reply)
         protobuf_c_message_free_unpacked(reply, NULL);
@@ -349,7 +357,7 @@ static void s_on_nodes(void *userdata, uint32_t node, int code,
     }
 }
 
-static void s_ask(view_t *v)
+static void s_ask(cairn_view_t *v)
 {
     if (v->asking) {
         v->stale = true;
@@ -388,7 +396,7 @@ static int s_on_timer(cairn_loop_t *loop, int64_t id, void *userdata)
 static int s_on_event(cairn_loop_t *loop, int fd, void *zsock, short revents,
                       void *userdata)
 {
-    view_t *v = userdata;
+    cairn_view_t *v = userdata;
     bool any = false;
     zmq_msg_t m;
 
@@ -401,7 +409,7 @@ static int s_on_event(cairn_loop_t *loop, int fd, void *zsock, short revents,
     return 0;
 }
 
-int view_start(view_t *v)
+int cairn_view_start(cairn_view_t *v)
 {
     if (!v->svc)
         return -EINVAL;

@@ -1,0 +1,114 @@
+#!/bin/bash
+# bench/migrate.sh - stop-and-copy migration (cairn migrate) against raw TCP
+# between the same two nodes' namespaces, one JSON line per size:
+#
+#   size_mib                the process's resident anonymous memory
+#                           (bench/ghost-victim, every page distinct)
+#   image_bytes, chunks     what went over the wire, in how many chunks
+#   total_ms                cairn migrate's total (request to answer)
+#   freeze_ms               frozen: from the freeze to the source's kill
+#   dump_ms, restore_ms     ghost-dump's and ghost-restore's own times
+#   wall_ms                 the CLI's wall clock
+#   baseline_tcp_mib_s      raw TCP, node 1's namespace to node 2's (a
+#                           python3 sender and receiver, 1 MiB writes, the
+#                           bytes discarded), measured in this run
+#   baseline_tcp_capped_mib_s  the same with sender and receiver in their
+#                           node's cgroup (the CPU quota the daemons get)
+#   ideal_ms                image_bytes / baseline_tcp_mib_s
+#   vs_ideal                total_ms / ideal_ms (target <= 1.3)
+#   vs_ideal_capped         total_ms / (image_bytes / baseline capped)
+#   verified                the moved process checked every word: PASS
+#
+# Needs root and netns (cairn cluster up). Usage, from the source root:
+#   sudo bench/migrate.sh [--build DIR] [--sizes "64 256"] [--cpus C] [--mem M]
+set -u
+BUILD=build-dev; SIZES="64 256"; CPUS=0.5; MEM=2G
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build) BUILD=$2; shift 2;;
+    --sizes) SIZES=$2; shift 2;;
+    --cpus) CPUS=$2; shift 2;;
+    --mem) MEM=$2; shift 2;;
+    *) echo "usage: $0 [--build DIR] [--sizes \"64 256\"] [--cpus C] [--mem M]" >&2; exit 100;;
+    esac
+done
+CAIRN=$BUILD/cli/cairn; VICTIM=$BUILD/bench/ghost-victim
+[ -x "$CAIRN" ] && [ -x "$VICTIM" ] || { echo "build $BUILD first" >&2; exit 100; }
+TMP=$(mktemp -d /tmp/cairn-bench-migrate.XXXXXX)
+name="bm$$"
+export CAIRN_RUN_BASE="$TMP/run" CAIRN_CLUSTER="$name"
+trap '"$CAIRN" cluster down --name "$name" >/dev/null 2>&1; pkill -f "$TMP/" ; rm -rf "$TMP"' EXIT
+
+"$CAIRN" cluster up --nodes 2 --name "$name" --cpus "$CPUS" --mem "$MEM" >"$TMP/up.json" || exit 111
+for i in $(seq 1 100); do
+    "$CAIRN" nodes --node 1 2>/dev/null | jq -e '[.nodes[] | select(.state == "alive")] | length == 2' \
+        >/dev/null && break
+    sleep 0.1
+done
+st=$("$CAIRN" cluster status)
+ns1=$(jq -r '.nodes[0].netns' <<<"$st"); ns2=$(jq -r '.nodes[1].netns' <<<"$st")
+addr2=$(jq -r '.nodes[1].address' <<<"$st")
+
+# tcp_mib_s CAPPED: MiB/s of 512 MiB sent from ns1 to ns2 (CAPPED: each
+# end in its node's cgroups first).
+tcp_mib_s() {
+    local capped=$1 port=$((20000 + RANDOM % 20000))
+    cat >"$TMP/recv.py" <<'PY'
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); c, _ = s.accept()
+buf = bytearray(1 << 20); v = memoryview(buf)
+while c.recv_into(v): pass
+PY
+    cat >"$TMP/send.py" <<'PY'
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+buf = b"x" * (1 << 20); n = int(sys.argv[3]); t = time.monotonic()
+for _ in range(n): c.sendall(buf)
+c.shutdown(socket.SHUT_WR); c.recv(1); print(n / (time.monotonic() - t))
+PY
+    local pre=""
+    if [ "$capped" = 1 ]; then
+        # enter(K): the shell's pid into node K's cgroups, then exec
+        pre='for d in $CG; do echo $$ > "$d/tasks"; done;'
+    fi
+    CG=$(jq -r '.nodes[1].cgroup_paths[]' <<<"$st" | tr '\n' ' ') \
+        ip netns exec "$ns2" bash -c "$pre exec python3 $TMP/recv.py $addr2 $port" &
+    local rpid=$!
+    sleep 0.5
+    CG=$(jq -r '.nodes[0].cgroup_paths[]' <<<"$st" | tr '\n' ' ') \
+        ip netns exec "$ns1" bash -c "$pre exec python3 $TMP/send.py $addr2 $port 512"
+    wait "$rpid"
+}
+tcp=$(tcp_mib_s 0); tcp_capped=$(tcp_mib_s 1)
+
+for size in $SIZES; do
+    status="$TMP/victim-$size"
+    pid=$(python3 -c "
+import subprocess, sys
+print(subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True).pid)" \
+        "$VICTIM" "$size" "$status")
+    for i in $(seq 1 600); do grep -q READY "$status" 2>/dev/null && break; sleep 0.05; done
+    t0=$(date +%s%N)
+    out=$("$CAIRN" --node 1 --timeout 600000 migrate --pid "$pid" --to 2) || {
+        echo "{\"size_mib\":$size,\"error\":$(jq -c .error <<<"$out" 2>/dev/null || echo null)}"
+        kill "$pid"; continue; }
+    wall=$(( ($(date +%s%N) - t0) / 1000000 ))
+    npid=$(jq -r .pid <<<"$out")
+    kill -USR2 "$npid"
+    for i in $(seq 1 200); do grep -qE 'PASS|FAIL' "$status" && break; sleep 0.05; done
+    verified=$(grep -oE 'PASS|FAIL' "$status" || echo none)
+    kill "$npid"
+    jq -c --argjson size "$size" --argjson wall "$wall" --argjson tcp "$tcp" \
+        --argjson tcpc "$tcp_capped" --arg v "$verified" '
+        (.image_bytes / 1048576 / $tcp * 1000) as $ideal |
+        (.image_bytes / 1048576 / $tcpc * 1000) as $idealc |
+        {size_mib: $size, image_bytes, chunks, total_ms, freeze_ms, dump_ms, restore_ms,
+         wall_ms: $wall, baseline_tcp_mib_s: ($tcp | floor),
+         baseline_tcp_capped_mib_s: ($tcpc | floor), ideal_ms: ($ideal | floor),
+         vs_ideal: ((.total_ms / $ideal) * 100 | round / 100),
+         vs_ideal_capped: ((.total_ms / $idealc) * 100 | round / 100),
+         migrate_mib_s: ((.image_bytes / 1048576) / (.total_ms / 1000) | floor),
+         verified: $v}' <<<"$out"
+done
