@@ -5,6 +5,8 @@
  * Usage:
  *   ghost-job launch DIR [VARIANT]   start a job, print "job <host pid of
  *                                    its pid 1>", wait for it to end
+ *   ghost-job body DIR               the same members under this process,
+ *                                    as a job's program (ghost-init's pid 2)
  *   ghost-job produce | ghost-job consume    (the job's pipeline; the
  *                                    log is fd $GHOST_JOB_LOG)
  *
@@ -20,7 +22,8 @@
  *   threads NS PID N W  the threaded one's Nth tick, W the least count of
  *                       its three workers (each counts every 10 ms)
  *   pipe NS PID N       the consumer read N, the producer's Nth number
- *   reaper NS PID N     the reaper's Nth tick (every 100 ms)
+ *   reaper NS PID N     the reaper's Nth tick (every 100 ms; "body" for
+ *                       the parent of `ghost-job body`)
  *   FAIL KIND NS PID: WHAT
  *
  * NS is the inode of the pid namespace the line was written in, read
@@ -236,8 +239,9 @@ static void __attribute__((noreturn)) s_threads(void)
     for (long k = 0; k < S_WORKERS; k++)
         if (pthread_create(&t, NULL, s_worker, (void *)k) != 0)
             s_fail("setup: pthread_create failed");
-    while (atomic_load(&s_worker_tid[S_WORKERS - 1]) == 0)
-        s_sleep_ms(1);
+    for (int k = 0; k < S_WORKERS; k++)
+        while (atomic_load(&s_worker_tid[k]) == 0)
+            s_sleep_ms(1);
     for (unsigned long n = 1;; n++) {
         long least = -1;
         s_check_self(pid0, ppid0);
@@ -343,7 +347,7 @@ static void __attribute__((noreturn)) s_own_mounts(void)
 
 /* Each child still there under its pid, with us as parent; nothing of
  * ours exited. */
-static void s_check_children(const pid_t *kids, int n)
+static void s_check_children(const pid_t *kids, int n, pid_t self)
 {
     int status;
     pid_t w;
@@ -352,17 +356,17 @@ static void s_check_children(const pid_t *kids, int n)
         s_fail("reaped %d (status %#x): a member exited", (int)w, status);
     for (int i = 0; i < n; i++) {
         pid_t p = 0, pp = 0;
-        if (s_stat_ids(kids[i], &p, &pp) < 0 || p != kids[i] || pp != 1)
-            s_fail("child %d is not there under its pid with parent 1 (pid %d, "
-                   "parent %d)", (int)kids[i], (int)p, (int)pp);
+        if (s_stat_ids(kids[i], &p, &pp) < 0 || p != kids[i] || pp != self)
+            s_fail("child %d is not there under its pid with parent %d (pid %d, "
+                   "parent %d)", (int)kids[i], (int)self, (int)p, (int)pp);
     }
 }
 
+static void __attribute__((noreturn)) s_parent(const char *variant);
+
 static void __attribute__((noreturn)) s_reaper(const char *dir, const char *variant)
 {
-    pid_t kids[S_MAX_CHILDREN];
     char path[4096];
-    int n = 0;
 
     s_kind = "reaper";
     if (getpid() != 1)
@@ -380,6 +384,15 @@ static void __attribute__((noreturn)) s_reaper(const char *dir, const char *vari
         snprintf(path, sizeof path, "%s/mnt/data", dir);   /* the job's files */
         close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
     }
+    s_parent(variant);
+}
+
+/* The members under us, then every 100 ms: we and they are who we were. */
+static void __attribute__((noreturn)) s_parent(const char *variant)
+{
+    pid_t kids[S_MAX_CHILDREN], pid0 = getpid(), ppid0 = getppid();
+    int n = 0;
+
     kids[n++] = s_spawn(s_counter);
     kids[n++] = s_spawn(s_threads);
     kids[n++] = s_spawn(s_pipeline);
@@ -388,11 +401,29 @@ static void __attribute__((noreturn)) s_reaper(const char *dir, const char *vari
     if (strcmp(variant, "mountns") == 0)
         kids[n++] = s_spawn(s_own_mounts);
     for (unsigned long k = 1;; k++) {
-        s_check_self(1, 0);
-        s_check_children(kids, n);
-        s_line("reaper %lu %d %lu", s_ns(), (int)getpid(), k);
+        s_check_self(pid0, ppid0);
+        s_check_children(kids, n, pid0);
+        s_line("%s %lu %d %lu", s_kind, s_ns(), (int)pid0, k);
         s_sleep_ms(100);
     }
+}
+
+/* ghost-job body DIR: the members under us, logging into DIR/log. */
+static int s_body(const char *dir)
+{
+    char path[4096];
+
+    s_kind = "body";
+    syscall(SYS_close_range, 3, ~0u, 0);   /* nothing of our caller's goes in */
+    snprintf(path, sizeof path, "%s/log", dir);
+    s_log = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (s_log < 0) {
+        fprintf(stderr, "ghost-job: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof path, "%d", s_log);
+    setenv("GHOST_JOB_LOG", path, 1);
+    s_parent("normal");
 }
 
 /* ---- the launcher ------------------------------------------------------ */
@@ -453,10 +484,12 @@ int main(int argc, char **argv)
     s_log = log ? atoi(log) : -1;
     if (argc >= 3 && strcmp(argv[1], "launch") == 0)
         return s_launch(argv[2], argc > 3 ? argv[3] : "normal");
+    if (argc == 3 && strcmp(argv[1], "body") == 0)
+        return s_body(argv[2]);
     if (argc == 2 && strcmp(argv[1], "produce") == 0)
         return s_produce();
     if (argc == 2 && strcmp(argv[1], "consume") == 0)
         return s_consume();
-    fprintf(stderr, "usage: ghost-job launch DIR [VARIANT] | produce | consume\n");
+    fprintf(stderr, "usage: ghost-job launch DIR [VARIANT] | body DIR | produce | consume\n");
     return 100;
 }

@@ -17,6 +17,8 @@
 #    /proc lists them, each counts on from where the image stopped, the
 #    pipeline loses and repeats nothing, the threads run;
 #  - --check plans a job image (pids free); --new-pid is refused for one;
+#  - the same for a job as ghostd starts it: ghost-init's reaper as pid 1,
+#    `ghost-job body` (the same members) as its program;
 #  - refusals, the job left running: a nested pid namespace, a member in a
 #    mount namespace of its own, a mount with files only the job has, a job
 #    whose /proc is the node's, one without a mount namespace, a member of
@@ -108,6 +110,50 @@ no_fail() {
         bash -c "! grep -q FAIL '$1'"
 }
 
+# side_by_side LOG IMAGE N P INSIDE PROCS PARENT: IMAGE (its job killed
+# at the dump, after its counter logged N and its consumer P) restored
+# twice: both copies have the pids and tids INSIDE, their /proc lists PROCS,
+# each counts on from N + 1 and reads on from P + 1 with no gap, its
+# threads and PARENT (reaper, body) run, no member finds a pid changed;
+# then both are killed.
+side_by_side() {
+    local log=$1 img=$2 n=$3 p=$4 want=$5 procs=$6 parent=$7 mark outb outc rcb rcc
+    local b c bns cns ns first gaps ran
+    mark=$(wc -l <"$log")
+    outb=$("$RESTORE" --image "$img"); rcb=$?
+    outc=$("$RESTORE" --image "$img"); rcc=$?
+    t_check "two restores of one job image side by side: exit 0 and 0 ($outb / $outc)" \
+        [ "$rcb" -eq 0 ] && [ "$rcc" -eq 0 ]
+    b=$(jq -r .host_pid <<<"$outb"); c=$(jq -r .host_pid <<<"$outc")
+    T_PIDS+=("$b" "$c")
+    t_json_check "copy B: every member under its pid inside" "$outb" \
+        ".job == true and .pid == 1 and ([.members[] | .pid == .original_pid] | all)"
+    t_check "copies B and C: the pids and tids inside of the first job ($(inside "$b") / $(inside "$c"))" \
+        [ "$(inside "$b")" = "$want" ] && [ "$(inside "$c")" = "$want" ]
+    t_check "copies B and C: each /proc lists those pids" \
+        [ "$(procs_seen "$b")" = "$procs" ] && [ "$(procs_seen "$c")" = "$procs" ]
+    bns=$(ns_of "$b"); cns=$(ns_of "$c")
+    t_check "copies B and C: two pid namespaces" [ "$bns" != "$cns" ]
+    t_check "both count" wait_count "$log" count 60 "$mark"
+    wait_count "$log" pipe 60 "$mark"
+    wait_count "$log" threads 20 "$mark"
+    for ns in "$bns" "$cns"; do
+        read -r _ first _ gaps < <(groups "$log" count "$mark" | awk -v ns="$ns" '$1 == ns')
+        t_check "copy in $ns: the count continues at $((n + 1)) ($first), no gap ($gaps)" \
+            [ "${first:-0}" -eq "$((n + 1))" ] && [ "${gaps:-1}" -eq 0 ]
+        read -r _ first _ gaps < <(groups "$log" pipe "$mark" | awk -v ns="$ns" '$1 == ns')
+        t_check "copy in $ns: the pipeline flows on at $((p + 1)) ($first), nothing lost ($gaps)" \
+            [ "${first:-0}" -eq "$((p + 1))" ] && [ "${gaps:-1}" -eq 0 ]
+        ran=$(lines "$log" threads "$mark" |
+            awk -v ns="$ns" '$2 == ns { if (f == "") f = $5; l = $5 } END { print l - f }')
+        t_check "copy in $ns: its threads run (each worker counted $ran more)" [ "${ran:-0}" -gt 3 ]
+        t_check "copy in $ns: its $parent runs" [ -n "$(lines "$log" "$parent" "$mark" |
+            awk -v ns="$ns" '$2 == ns')" ]
+    done
+    no_fail "$log" "copies B and C"
+    kill -9 "$b" "$c"
+}
+
 # ---- a job, dumped leaving it running, restored beside itself ------------
 
 J="$W/job"
@@ -173,37 +219,29 @@ t_check "--new-pid on a job image: exit 1 ($out)" [ "$rc" -eq 1 ]
 t_json_check "--new-pid on a job image: says it does not apply" "$out" \
     '.error.code == "invalid-argument" and (.error.message | contains("--new-pid does not apply"))'
 
-MARK=$(wc -l <"$J/log")
-outb=$("$RESTORE" --image "$W/img2/image.ghost"); rcb=$?
-outc=$("$RESTORE" --image "$W/img2/image.ghost"); rcc=$?
-t_check "two restores of one job image side by side: exit 0 and 0 ($outb / $outc)" \
-    [ "$rcb" -eq 0 ] && [ "$rcc" -eq 0 ]
-B=$(jq -r .host_pid <<<"$outb"); C=$(jq -r .host_pid <<<"$outc")
-T_PIDS+=("$B" "$C")
-t_check "copies B and C: the pids and tids inside of the first job ($(inside "$B") / $(inside "$C"))" \
-    [ "$(inside "$B")" = "$BEFORE" ] && [ "$(inside "$C")" = "$BEFORE" ]
-t_check "copies B and C: each /proc lists those pids" \
-    [ "$(procs_seen "$B")" = "$PROCS" ] && [ "$(procs_seen "$C")" = "$PROCS" ]
-BNS=$(ns_of "$B"); CNS=$(ns_of "$C")
-t_check "copies B and C: two pid namespaces" [ "$BNS" != "$CNS" ]
-t_check "both count" wait_count "$J/log" count 60 "$MARK"
-wait_count "$J/log" pipe 60 "$MARK"
-wait_count "$J/log" threads 20 "$MARK"
-for ns in "$BNS" "$CNS"; do
-    read -r _ first _ gaps < <(groups "$J/log" count "$MARK" | awk -v ns="$ns" '$1 == ns')
-    t_check "copy in $ns: the count continues at $((N2 + 1)) ($first), no gap ($gaps)" \
-        [ "${first:-0}" -eq "$((N2 + 1))" ] && [ "${gaps:-1}" -eq 0 ]
-    read -r _ first _ gaps < <(groups "$J/log" pipe "$MARK" | awk -v ns="$ns" '$1 == ns')
-    t_check "copy in $ns: the pipeline flows on at $((P2 + 1)) ($first), nothing lost ($gaps)" \
-        [ "${first:-0}" -eq "$((P2 + 1))" ] && [ "${gaps:-1}" -eq 0 ]
-    ran=$(lines "$J/log" threads "$MARK" |
-        awk -v ns="$ns" '$2 == ns { if (f == "") f = $5; l = $5 } END { print l - f }')
-    t_check "copy in $ns: its threads run (each worker counted $ran more)" [ "${ran:-0}" -gt 3 ]
-    t_check "copy in $ns: its reaper runs" [ -n "$(lines "$J/log" reaper "$MARK" |
-        awk -v ns="$ns" '$2 == ns && $3 == 1')" ]
-done
-no_fail "$J/log" "copies B and C"
-kill -9 "$B" "$C"
+side_by_side "$J/log" "$W/img2/image.ghost" "$N2" "$P2" "$BEFORE" "$PROCS" reaper
+
+# ---- a job as ghostd runs it: ghost-init's reaper, the program pid 2 ------
+
+GI="$W/init"
+mkdir -p "$GI/img"
+out=$("$ENGINE/ghost-init" --job "$GI" --gpid 1.1 -- "$JOB" body "$GI" </dev/null); rc=$?
+t_check "ghost-init starts a job ($out)" [ "$rc" -eq 0 ]
+G=$(jq -r .host_pid <<<"$out")
+T_PIDS+=("$G")
+t_check "ghost-init's job: counting" wait_count "$GI/log" count 20
+wait_count "$GI/log" pipe 20 && wait_count "$GI/log" threads 5
+GBEFORE=$(inside "$G")
+GPROCS=$(for p in $(tree_of "$G"); do awk '$1 == "NSpid:" { print $NF }' /proc/"$p"/status; done |
+    sort -n | tr '\n' ' ')
+out=$("$DUMP" --pid "$G" --out "$GI/img/image.ghost"); rc=$?
+t_check "dump of ghost-init's job: exit 0 ($out)" [ "$rc" -eq 0 ]
+t_json_check "dump: a job of 7 processes (the reaper, the program and its 5)" "$out" \
+    ".job == true and .processes == 7 and .left_running == false"
+for ((i = 0; i < 100; i++)); do [ "$(t_proc_state "$G")" = gone ] && break; sleep 0.02; done
+GNS=$(awk '$1 == "count" { ns = $2 } END { print ns }' "$GI/log")
+side_by_side "$GI/log" "$GI/img/image.ghost" "$(last "$GI/log" count "$GNS")" \
+    "$(last "$GI/log" pipe "$GNS")" "$GBEFORE" "$GPROCS" body
 
 # ---- refusals: the job runs on untouched ---------------------------------
 
