@@ -12,8 +12,10 @@
  * of 1, make a job. Every member must then be in the root's pid namespace
  * (a nested one is refused: its pids are another level) and in its mount
  * namespace, and the job's mounts must be the dumper's, /proc and below
- * aside: the restore gives the job a copy of the restorer's own, and the
- * job must find the same files at the same paths there. The image names
+ * aside, wherever the job sees files (a mount on one side only is fine
+ * where the job sees nothing at its path): the restore gives the job a
+ * copy of the restorer's own, and the job must find the same files at the
+ * same paths there. The image names
  * every process, thread, group and session by its id inside (the last
  * entry; 0 for a group or session led from outside the job); siginfo's
  * si_pid and the thread library's cached tids already hold ids inside.
