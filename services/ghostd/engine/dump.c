@@ -49,6 +49,7 @@
 #include "engine.h"
 #include "files.h"
 #include "mem.h"
+#include "ns.h"
 #include "owner.h"
 #include "pages.h"
 #include "pipes.h"
@@ -71,12 +72,16 @@
 
 /* ---- check: /proc only, nothing changes -------------------------------- */
 
-/* One process: each refusal into rs and on (reasons.h). A kernel thread,
- * the dumper and a process the owner may not dump are refused as a whole
- * (nothing more is looked at); a zombie or a process gone ends the look
- * (-ESRCH: the tree moved). */
-static int s_check_one(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
-                       files_tree_fds_t *tfds, const proc_vmas_t *before, proc_vmas_t *keep,
+/* One process of the tree rooted at root: each refusal into rs and on
+ * (reasons.h). The root (checked first) fills *ns with what its
+ * namespaces make of the tree (ns.c), which every other member must
+ * share; a refusal there ends the check, since the members are judged by
+ * it. A kernel thread, the dumper and a process the owner may not dump
+ * are refused as a whole (nothing more is looked at); a zombie or a
+ * process gone ends the look (-ESRCH: the tree moved). */
+static int s_check_one(pid_t pid, pid_t root, dump_ns_t *ns, pid_t tracer,
+                       const ghost_owner_t *owner, files_tree_fds_t *tfds,
+                       const proc_vmas_t *before, proc_vmas_t *keep,
                        ghost_reasons_t *rs, cairn_error_t *err)
 {
     proc_stat_t st;
@@ -97,9 +102,13 @@ static int s_check_one(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
     if (proc_state_exited(st.state))
         return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                "process %d is a zombie", (int)pid);
+    if (pid == root && (r = ns_dump_root(pid, ns, err)) < 0)
+        return r;
     r = creds_check_threads(pid, tracer, owner, rs, err);
     if (r == CREDS_DENIED)
         return 0;
+    if (r == 0 && pid != root && (r = ns_dump_member(ns, root, pid, err)) < 0)
+        r = ghost_reason_add(rs, r, err, pid, "namespace");
     if (r < 0 || (r = mem_check_vmas(pid, before, keep, rs, err)) < 0)
         return r;
     return files_check(pid, tfds, rs, err);
@@ -108,7 +117,7 @@ static int s_check_one(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
 /* One look at the tree rooted at pid (s_check_tree): rs holds what it
  * found, and the first reason is its error. */
 static int s_check_tree_once(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
-                             ghost_reasons_t *rs, cairn_error_t *err)
+                             ghost_reasons_t *rs, dump_ns_t *ns, cairn_error_t *err)
 {
     pid_t *tree = NULL, p = pid;
     size_t n = 0;
@@ -126,7 +135,7 @@ static int s_check_tree_once(pid_t pid, const ghost_owner_t *owner, mem_seen_t *
             keep = &seen->v[i].vm;
             seen->n = i + 1;
         }
-        r = s_check_one(p, 0, owner, &tfds, NULL, keep, rs, err);
+        r = s_check_one(p, pid, ns, 0, owner, &tfds, NULL, keep, rs, err);
         if (r == 0 && i > 0)
             r = tree_own_memory(tree[i * 2 + 1], p, err);
         bool refused = r < 0 || rs->total > found;
@@ -190,10 +199,12 @@ static bool s_retry_again(s_retry_t *rt)
 static int s_check_tree(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
                         s_retry_t *rt, ghost_reasons_t *rs, cairn_error_t *err)
 {
+    dump_ns_t ns = { 0 };   /* the frozen tree's is the one that counts */
+
     if (pid <= 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
     for (;;) {
-        int r = s_check_tree_once(pid, owner, seen, rs, err);
+        int r = s_check_tree_once(pid, owner, seen, rs, &ns, err);
         if (r == 0 || !s_tree_moved(pid, r) || !s_retry_again(rt))
             return r;
         if (seen)
@@ -240,7 +251,7 @@ static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_err
     for (size_t i = 0; r == 0 && i < c->tree.np; i++) {
         dump_proc_t *p = &c->tree.p[i];
         pid = p->pid;
-        r = s_check_one(p->pid, getpid(), c->opts->owner, &tfds,
+        r = s_check_one(p->pid, c->tree.p[0].pid, &c->ns, getpid(), c->opts->owner, &tfds,
                         mem_seen_find(c->seen, p->pid), &p->vm, rs, err);
     }
     if (r == 0)
@@ -316,10 +327,10 @@ static int s_collect_process(dump_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Proces
     if (r < 0)
         return r;
     snprintf(s->comm, sizeof(s->comm), "%s", st.comm);
-    pr->pid = (uint32_t)p->pid;
+    pr->pid = (uint32_t)p->vpid;   /* the ids inside, for a job (ns.c) */
     pr->stop_signal = (uint32_t)p->t[0].stop_sig;
-    pr->ppid = (uint32_t)p->parent;
-    pr->pgid = (uint32_t)st.pgid, pr->sid = (uint32_t)st.sid;
+    pr->ppid = (uint32_t)ns_dump_vpid(&c->tree, p->parent);
+    pr->pgid = (uint32_t)p->vpgid, pr->sid = (uint32_t)p->vsid;
     pr->comm = s->comm, pr->cwd = s->cwd;
     pr->umask = status.umask;
     pr->mm = mm;
@@ -403,7 +414,9 @@ static int s_write_header(dump_ctx_t *c, pid_t root, cairn_error_t *err)
     h.kernel_release = u.release;
     h.page_size = c->out.page_size;
     h.created_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    h.root_pid = (uint32_t)root;
+    h.root_pid = (uint32_t)ns_dump_vpid(&c->tree, root);
+    h.job = c->ns.job;
+    h.root_host_pid = c->ns.job ? (uint32_t)root : 0;
     h.cairn_version = CAIRN_VERSION;
     h.n_processes = (uint32_t)c->tree.np;
     mem_special_sizes(root, &h.vdso_size, &h.vvar_size);
@@ -495,6 +508,8 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
         return r;
     }
     if (r == 0)
+        r = ns_dump_ids(&c->ns, &c->tree, err);
+    if (r == 0)
         r = shmem_note_fd_memfds(c->shmem, &tfds, err);
     free(tfds.v);
     if (r == 0)
@@ -510,6 +525,7 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
     }
     stats->copy_threads = (uint32_t)pages_copy_threads(c->pages);
     stats->kept_pages = c->out.kept;
+    stats->job = c->ns.job;
     stats->freeze_us = t1 - t0;
     stats->dump_us = cairn_now_us() - t1;
     return 0;

@@ -76,6 +76,9 @@ typedef struct ghost_dump_stats {
     uint64_t track_us;      /* the stop that gave the tree its userfaultfds */
     bool held;              /* opts->hold ran: the tree waited, frozen */
     bool killed;            /* the tree was killed after the dump */
+    bool job;               /* the tree was a job: pid 1 of a pid namespace of
+                               its own, with its own mount namespace; the
+                               image names every process by its pid inside */
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not

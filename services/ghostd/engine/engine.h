@@ -35,6 +35,8 @@
 /* One thread of a seized process. */
 typedef struct dump_thread {
     pid_t tid;
+    pid_t vtid;                       /* its tid as the image names it: inside
+                                         a job's pid namespace (ns.c) */
     bool seized;                      /* PTRACE_SEIZE succeeded */
     bool stopped;                     /* in a ptrace stop we caused */
     bool injected;                    /* ran an injected syscall */
@@ -51,6 +53,9 @@ typedef struct dump_thread {
 typedef struct dump_proc {
     pid_t pid;
     pid_t parent;          /* parent inside the tree, 0 for the root */
+    pid_t vpid, vpgid, vsid; /* pid, group and session as the image names
+                              them: inside a job's pid namespace, 0 for
+                              one led from outside it (ns.c) */
     dump_thread_t *t;      /* threads, leader first */
     size_t nt;
     uint64_t vdso_syscall; /* address of a `syscall` instruction, 0 if none */
@@ -62,6 +67,15 @@ typedef struct dump_tree {
     dump_proc_t *p;        /* processes, parents before children */
     size_t np;
 } dump_tree_t;
+
+/* The tree's namespaces, as the check found them (ns.c). */
+typedef struct dump_ns {
+    bool job;              /* the root is pid 1 of a pid namespace of its own
+                              (one below the dumper's) with a mount namespace
+                              of its own: every pid is written as inside */
+    uint64_t pid_ns;       /* the root's pid namespace (inode) */
+    uint64_t mnt_ns;       /* the root's mount namespace (inode) */
+} dump_ns_t;
 
 /* Where the image goes (dump.c). */
 typedef struct dump_out {
@@ -88,6 +102,7 @@ typedef struct dump_ctx {
     ghost_reasons_t *reasons; /* the frozen tree's check files its refusals
                                here (reasons.h) */
     dump_tree_t tree;      /* processes and threads, as frozen (seize.c) */
+    dump_ns_t ns;          /* the tree's namespaces, as frozen (ns.c) */
     dump_out_t out;        /* the image (dump.c) */
     pages_dump_t *pages;   /* NULL until the image is begun */
     files_dump_t *files;
@@ -181,7 +196,12 @@ struct rst_tree {
     struct pipes_rst *pipes;   /* pipes.c: one pipe per pipe_id */
     struct shmem_rst *shm;     /* shmem.c: one memfd per shared object */
     struct files_rst *files;   /* files.c: shared open file descriptions */
-    int32_t *pids;         /* MAP_SHARED: restored pid of every process */
+    int32_t *pids;         /* MAP_SHARED: restored pid of every process, as
+                              it sees itself (inside the job for a job) */
+    int32_t *host_pids;    /* the same on the node, as the tracer sees them
+                              (ns.c; NULL until known: the same as pids
+                              unless job) */
+    bool job;              /* a job image: a fresh pid and mount namespace */
     pid_t caller_pgrp;     /* our process group (for "outside" groups) */
     bool new_pid;          /* --new-pid */
     bool pread_pages;      /* ghost_restore_opts_t.pread_pages */

@@ -35,6 +35,7 @@
 #include <linux/kcmp.h>
 
 #include "files.h"
+#include "ns.h"
 #include "pipes.h"
 #include "shmem.h"
 #include "tree.h"
@@ -467,6 +468,8 @@ static int s_write_fd(dump_ctx_t *c, dump_proc_t *p, int fd, cairn_error_t *err)
     int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), &anon, &k, err);
     if (r == 0 && k->by_description)
         r = s_fd_share(c->files, p->pid, &f, err);
+    if (r == 0 && f.shares)   /* named as the image names processes (ns.c) */
+        f.shares_pid = (uint32_t)ns_dump_vpid(&c->tree, (pid_t)f.shares_pid);
     if (r == 0 && k->record)
         r = k->record(c, p->pid, &f, err);
     if (r == 0) {

@@ -281,7 +281,7 @@ static void s_add_precopy(json_t *o, const ghost_dump_stats_t *s)
 
 static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
 {
-    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b}",
                       "pid", (json_int_t)a->pid,
                       "image_bytes", (json_int_t)s->image_bytes,
                       "pages", (json_int_t)s->pages,
@@ -292,7 +292,7 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
                       "frozen_us", (json_int_t)s->frozen_us,
                       "copy_threads", (json_int_t)s->copy_threads,
                       "stopped", (json_int_t)s->stopped,
-                      "left_running", s->left_running);
+                      "left_running", s->left_running, "job", s->job);
     if (j && a->out_fd >= 0)
         json_object_set_new(j, "out_fd", json_integer(a->out_fd));
     else if (j)

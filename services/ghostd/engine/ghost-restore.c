@@ -80,14 +80,16 @@ static json_t *s_success(const ghost_restore_stats_t *st, const char *unit)
 
     for (uint32_t i = 0; members && i < st->processes; i++)
         json_array_append_new(members, json_pack(
-            "{s:i,s:i,s:i,s:i,s:b}", "pid", (int)st->members[i].pid,
+            "{s:i,s:i,s:i,s:i,s:i,s:b}", "pid", (int)st->members[i].pid,
+            "host_pid", (int)st->members[i].host_pid,
             "original_pid", (int)st->members[i].original_pid,
             "ppid", (int)st->members[i].ppid,
             "threads", (int)st->members[i].threads,
             "stopped", st->members[i].stopped));
-    ghost_place_cgroup_of(st->pid, cgroup, sizeof cgroup);
-    return json_pack("{s:i,s:i,s:b,s:I,s:I,s:i,s:i,s:i,s:I,s:s,s:s*,s:o*}",
+    ghost_place_cgroup_of(st->host_pid, cgroup, sizeof cgroup);
+    return json_pack("{s:i,s:i,s:i,s:b,s:b,s:I,s:I,s:i,s:i,s:i,s:I,s:s,s:s*,s:o*}",
                      "pid", (int)st->pid, "original_pid", (int)st->original_pid,
+                     "host_pid", (int)st->host_pid, "job", st->job,
                      "same_pid", st->same_pid, "image_bytes",
                      (json_int_t)st->image_bytes, "pages",
                      (json_int_t)st->pages, "processes", (int)st->processes,
@@ -99,8 +101,9 @@ static json_t *s_success(const ghost_restore_stats_t *st, const char *unit)
 /* The --check success line. */
 static json_t *s_checked(const ghost_restore_stats_t *st)
 {
-    return json_pack("{s:b,s:i,s:b,s:I,s:I,s:i,s:i,s:I}", "check", 1,
+    return json_pack("{s:b,s:i,s:b,s:b,s:I,s:I,s:i,s:i,s:I}", "check", 1,
                      "original_pid", (int)st->original_pid, "pids_free", st->same_pid,
+                     "job", st->job,
                      "image_bytes", (json_int_t)st->image_bytes,
                      "pages", (json_int_t)st->pages,
                      "processes", (int)st->processes, "threads", (int)st->threads,

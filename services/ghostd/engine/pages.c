@@ -533,7 +533,7 @@ static int s_round_copy(s_round_t *o, track_proc_t *p, uint64_t addr, uint64_t l
         size_t got = proc_read_mem(track_pid(p), track_mem_fd(p), readable, addr, o->buf, n);
         if (got > 0) {
             struct iovec v = { o->buf, got };
-            r = ghost_write_round_pages(o->w, (uint32_t)track_pid(p), addr, got / ps, ps, &v,
+            r = ghost_write_round_pages(o->w, (uint32_t)track_image_pid(p), addr, got / ps, ps, &v,
                                         1, err);
             o->bytes += got;
         }

@@ -81,6 +81,7 @@
 #include "engine.h"
 #include "files.h"
 #include "mem.h"
+#include "ns.h"
 #include "owner.h"
 #include "pages.h"
 #include "restore.h"
@@ -472,6 +473,8 @@ static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
 
     if (i == 0 && read(t->go_r, &go, 1) != 1)
         _exit(1);   /* the caller is gone */
+    if (i == 0)
+        ns_child_root(t);   /* a job: its own mounts and /proc first */
     s_child_close_others(t);
     s_child_phase1(t, i);
     tree_child_join_group(t, i);
@@ -604,7 +607,7 @@ static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t
     for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
         const rst_plan_t *pl = &t->plans[i];
         uint64_t region = (uint64_t)(uintptr_t)pl->region;
-        ret = seize_inject_munmap((pid_t)t->pids[i], region, pl->region_len,
+        ret = seize_inject_munmap(ns_host_pid(t, i), region, pl->region_len,
                                   region + GR_GADGET_OFFSET, pl->leader_mask, err);
     }
     /* A process that was stopped (job control) gets its stop back as a
@@ -614,7 +617,7 @@ static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t
         if (!t->im->procs[i].process->process->stop_signal)
             continue;
         ret = seize_enter_interrupted(t, tr, i, err);
-        if (ret == 0 && kill((pid_t)t->pids[i], SIGSTOP) < 0)
+        if (ret == 0 && kill(ns_host_pid(t, i), SIGSTOP) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "stopping %d again: %s",
                                   (int)t->pids[i], strerror(errno));
     }
@@ -646,12 +649,14 @@ static void s_kill_tree(seize_trace_t *tr, pid_t root)
     }
 }
 
-static int s_supervise(const rst_tree_t *t, pid_t root, size_t n_threads,
+static int s_supervise(rst_tree_t *t, pid_t root, size_t n_threads,
                        uint32_t timeout_ms, cairn_error_t *err)
 {
     seize_trace_t tr = { 0 };
     int ret = s_trace_until_held(t, &tr, n_threads, timeout_ms, err);
 
+    if (ret == 0)   /* every task is held: each process's pid on the node */
+        ret = ns_host_pids(t, tr.tids, tr.n, err);
     if (ret == 0)
         ret = s_release(t, &tr, err);
     if (ret < 0)
@@ -772,7 +777,7 @@ static int s_spawn(rst_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
     for (size_t i = 0; i < t->im->n_procs; i++)
         if (t->im->procs[i].process->process->n_seccomp)
             opts |= PTRACE_O_SUSPEND_SECCOMP;
-    uint32_t want = t->new_pid ? 0 : t->im->procs[0].process->process->pid;
+    uint32_t want = t->new_pid || t->job ? 0 : t->im->procs[0].process->process->pid;
     sigset_t all, old;
     pid_t pid;
     int ret;
@@ -780,14 +785,15 @@ static int s_spawn(rst_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
 
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
-    pid = tree_fork_pid((pid_t)want);
+    pid = ns_clone_root(t, (pid_t)want);
     if (pid == 0)
         s_child_main(t, 0);
     if (pid < 0)
         ret = cairn_error_set(err, -errno, errno == EEXIST ? CAIRN_ALREADY_EXISTS
                                                            : CAIRN_SYSTEM,
                               "clone3 of the root%s: %s",
-                              want ? " with set_tid" : "", strerror(errno));
+                              t->job ? " into a new pid and mount namespace"
+                                     : want ? " with set_tid" : "", strerror(errno));
     else if (ptrace(PTRACE_SEIZE, pid, 0, (void *)opts) < 0)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SEIZE%s: %s",
                               (opts & PTRACE_O_SUSPEND_SECCOMP)
@@ -813,6 +819,7 @@ static void s_members(const rst_tree_t *t, ghost_restore_member_t *members)
         const rst_proc_t *pr = &t->im->procs[i];
         members[i] = (ghost_restore_member_t){
             .pid = (pid_t)t->pids[i],
+            .host_pid = ns_host_pid(t, i),
             .original_pid = (pid_t)pr->process->process->pid,
             .ppid = pr->parent < 0 ? 0 : (pid_t)t->pids[pr->parent],
             .threads = (uint32_t)pr->threads.n,
@@ -856,6 +863,9 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     ret = s_load(in_fd, &im, err);
     if (ret == 0)
         ret = s_check_owner(&im, o->owner, rs, err);
+    /* A job image asked for a new pid, say: the request is wrong. */
+    if (ret == 0)
+        ret = ns_plan(&t, new_pid, err);
     /* Not the owner's (a check's reasons so far): nothing of it is opened
      * with their rights. */
     bool denied = check && rs->total > 0;
@@ -863,7 +873,8 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
         ret = s_check_here(&im, rs, err);
     if (ret == 0 && !check)
         ret = ghost_room_check(s_need(&im), err);
-    if (ret == 0 && !new_pid && !check)
+    /* A job's ids are free in the fresh namespace the restore makes. */
+    if (ret == 0 && !new_pid && !check && !t.job)
         ret = tree_check_ids(&im, err);
     if (ret == 0 && !denied)
         ret = s_plan(&t, &im, new_pid, err);
@@ -877,11 +888,13 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
         free(st.members);
     if (ret == 0) {
         st.original_pid = (pid_t)im.procs[0].process->process->pid;
-        if (check) {
-            st.same_pid = tree_check_ids(&im, &taken) == 0;   /* would keep its ids */
+        st.job = t.job;
+        if (check) {   /* would keep its ids */
+            st.same_pid = t.job || tree_check_ids(&im, &taken) == 0;
         } else {
             s_members(&t, st.members);
             st.pid = (pid_t)t.pids[0];
+            st.host_pid = ns_host_pid(&t, 0);
             st.same_pid = st.pid == st.original_pid;
         }
         st.image_bytes = im.bytes;

@@ -50,7 +50,8 @@ typedef struct ghost_restore_opts {
 
 /* One restored process. */
 typedef struct ghost_restore_member {
-    pid_t pid;              /* its pid now */
+    pid_t pid;              /* its pid now (inside the job for a job) */
+    pid_t host_pid;         /* its pid on the node (pid unless a job) */
     pid_t original_pid;     /* its pid at dump time */
     pid_t ppid;             /* its parent's pid now, 0 for the root */
     uint32_t threads;       /* threads restored */
@@ -58,7 +59,11 @@ typedef struct ghost_restore_member {
 } ghost_restore_member_t;
 
 typedef struct ghost_restore_stats {
-    pid_t pid;              /* the restored root */
+    pid_t pid;              /* the restored root (a job's: 1, inside) */
+    pid_t host_pid;         /* the restored root's pid on the node (pid
+                               unless a job) */
+    bool job;               /* a job image: restored into a pid and mount
+                               namespace of its own, every pid as it was */
     pid_t original_pid;     /* its pid at dump time */
     bool same_pid;          /* pid == original_pid */
     uint64_t image_bytes;   /* bytes of the stream consumed */

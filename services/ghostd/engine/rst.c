@@ -205,6 +205,7 @@ void rst_tree_free(rst_tree_t *t)
             close(mine[i]);
     if (t->pids)
         munmap(t->pids, t->im->n_procs * sizeof *t->pids);
+    free(t->host_pids);
     free(t->plans);
     free(t->jobs);
     free(t->helpers);

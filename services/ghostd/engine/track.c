@@ -50,6 +50,7 @@
 
 #include "engine.h"
 #include "mem.h"
+#include "ns.h"
 #include "seize.h"
 #include "track.h"
 #include "util/array.h"
@@ -69,6 +70,7 @@ typedef struct s_range {
 
 struct track_proc {
     pid_t pid;
+    pid_t image_pid;       /* as the image names it (inside a job: ns.h) */
     int uffd;              /* our copy of its userfaultfd, -1 if none */
     int pagemap_fd;        /* /proc/PID/pagemap */
     int mem_fd;            /* /proc/PID/mem */
@@ -99,6 +101,11 @@ track_proc_t *track_find(track_t *t, pid_t pid)
         if (t->p[i].pid == pid && t->p[i].uffd >= 0)
             return &t->p[i];
     return NULL;
+}
+
+pid_t track_image_pid(const track_proc_t *p)
+{
+    return p->image_pid;
 }
 
 pid_t track_pid(const track_proc_t *p)
@@ -427,7 +434,9 @@ static int s_start_one(dump_proc_t *dp, track_proc_t *tp, cairn_error_t *err)
 {
     proc_vmas_t vm = { 0 };
     *tp = (track_proc_t){ .pid = dp->pid, .uffd = -1, .pagemap_fd = -1, .mem_fd = -1 };
-    int r = proc_read_vmas(dp->pid, false, &vm, err);
+    int r = ns_inner_pid(dp->pid, &tp->image_pid, err);
+    if (r == 0)
+        r = proc_read_vmas(dp->pid, false, &vm, err);
     if (r == 0)
         r = s_open_proc(dp->pid, "pagemap", &tp->pagemap_fd, err);
     if (r == 0)

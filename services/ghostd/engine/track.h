@@ -78,6 +78,9 @@ track_proc_t *track_proc(track_t *t, size_t i);
 /* The tracked process pid, or NULL. */
 track_proc_t *track_find(track_t *t, pid_t pid);
 pid_t track_pid(const track_proc_t *p);
+/* Its pid as the image names it: inside its pid namespace for a job's
+ * member (round pages must name what Process.pid will). */
+pid_t track_image_pid(const track_proc_t *p);
 /* Its /proc/PID/mem (the caller reads pages through it; not its own). */
 int track_mem_fd(const track_proc_t *p);
 
