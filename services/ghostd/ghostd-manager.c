@@ -1,4 +1,4 @@
-/* ghostd-manager.c - ghostd's handlers, jobs and lifecycle.
+/* ghostd-manager.c - ghostd's handlers, helpers and lifecycle.
  *
  * Design. A request becomes a job in one of GHOSTD_MAX_HELPERS slots:
  *
@@ -12,6 +12,12 @@
  *            deadline timer -> SIGKILL the helper's group, answer TIMEOUT;
  *               the slot stays until the poll timer reaps it     [answered]
  *   stop:    SIGKILL every helper's group, reap it, answer UNAVAILABLE.
+ *
+ * A run (jobs.c) takes the same path through ghostd_helper_start, kind
+ * GHOSTD_LAUNCH (ghost-init, with the job's environment): its success
+ * line goes to ghostd_jobs_launched, which answers, and a launch that
+ * did not succeed to ghostd_jobs_launch_failed when the slot is freed.
+ * The job requests themselves (run, ps, signal, wait) are jobs.c's.
  *
  * Who asks. Root may act on anything; a user who is not root (ipc: the
  * kernel's SO_PEERCRED; a member node's daemon over CURVE: the uid it
