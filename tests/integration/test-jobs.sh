@@ -158,6 +158,11 @@ t_check "the user is refused a signal to root's job" \
 t_check "and a wait for it" expect_err 1 permission-denied "uid 0's" ua 2 wait "$g1"
 t_check "and its logs" expect_err 1 permission-denied "" ua 2 logs "$g1"
 t_check "root's job still runs" test -d "/proc/$h1/task"
+jw=$(ua 3 run --node 1 --wait -- sh -c 'echo "mine $(id -u)"; exit 4')
+t_json_check "the user's job ran to its end on node 1 (run --wait)" "$jw" \
+    ".uid == $UIDA and .exit_code == 4 and .node == 1"
+t_check "the user reads its logs" \
+    test "$(ua 2 logs "$(jq -r .gpid <<<"$jw")")" = "mine $UIDA"
 t_json_check "the user kills their job" "$(ua 3 kill "$ga")" '.gpid == "'"$ga"'"'
 t_json_check "and waits for it: killed" "$(ua 1 wait "$ga")" '.exit_signal == 9'
 
