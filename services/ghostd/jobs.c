@@ -20,7 +20,9 @@
  * can -- ps when every node answered or timed out (each one listed with
  * reachable and why), signal and wait at the first decisive answer (the
  * job was found: its reply or its refusal), else when all said not-found.
- * A query lives until its last callback ran.
+ * A query lives until its last callback ran. One whose every answer was
+ * known at once (nobody to ask) is answered from a 0 ms timer: a
+ * deferred request must not be answered inside its own handler.
  *
  * Children. As a subreaper ghostd also inherits what a restore leaves
  * (the restored tree, once ghost-restore exits) and the orphans of a job
@@ -98,6 +100,8 @@ typedef struct s_query {
     char *errors[CAIRN_VIEW_MAX_NODES];   /* their messages; owned */
     Cairn__Ghostd__PsReply *local;        /* ps: this node's part; owned */
     uint32_t only_node;        /* ps: the node asked for, 0: all */
+    int64_t settle;            /* timer answering a query nobody had to
+                                  answer, 0 if none */
     struct s_query *next;      /* in jobs->queries */
 } s_query_t;
 
@@ -538,26 +542,34 @@ ghostd_jobs_t *ghostd_jobs_free(ghostd_jobs_t *jobs)
 
 /* ---- queries to other ghostds ---------------------------------------------- */
 
+/* Frees a PsReply s_local_ps made. NULL-safe. */
+static void s_ps_reply_free(Cairn__Ghostd__PsReply *ps)
+{
+    if (!ps)
+        return;
+    for (size_t i = 0; i < ps->n_jobs; i++)
+        free(ps->jobs[i]);
+    free(ps->jobs);
+    free(ps);
+}
+
 static void s_query_free(s_query_t *q)
 {
+    if (q->settle > 0)
+        cairn_loop_cancel_timer(cairn_service_loop(q->jobs->svc), q->settle);
     for (size_t i = 0; i < q->asked; i++) {
         if (q->replies[i])
             protobuf_c_message_free_unpacked(&q->replies[i]->base, NULL);
         free(q->errors[i]);
     }
-    if (q->local) {
-        for (size_t i = 0; i < q->local->n_jobs; i++)
-            free(q->local->jobs[i]);
-        free(q->local->jobs);
-        free(q->local);
-    }
+    s_ps_reply_free(q->local);
     free(q);
 }
 
 /* Unlinks q from the table and frees it once every callback ran. */
 static void s_query_maybe_free(s_query_t *q)
 {
-    if (q->heard < q->asked || q->d)
+    if (q->heard < q->asked || q->d || q->settle)
         return;
     for (s_query_t **p = &q->jobs->queries; *p; p = &(*p)->next)
         if (*p == q) {
@@ -649,6 +661,32 @@ static s_query_t *s_query_new(ghostd_jobs_t *jobs, s_qkind_t kind,
     q->next = jobs->queries;
     jobs->queries = q;
     return q;
+}
+
+static int s_on_settle(cairn_loop_t *loop, int64_t id, void *userdata)
+{
+    s_query_t *q = userdata;
+
+    q->settle = 0;
+    s_query_done(q);
+    s_query_maybe_free(q);
+    return 0;
+}
+
+/* After the asks: a query that heard everything already is answered from
+ * the loop, after its handler returned. */
+static int s_query_sent(s_query_t *q)
+{
+    if (q->heard == q->asked && q->d) {
+        q->settle = cairn_loop_add_timer(cairn_service_loop(q->jobs->svc), 0, 0,
+                                         s_on_settle, q);
+        if (q->settle < 0) {
+            q->settle = 0;
+            s_query_done(q);   /* cannot wait: answer now, as a last resort */
+        }
+    }
+    s_query_maybe_free(q);
+    return CAIRN_REPLY_DEFERRED;
 }
 
 /* The other alive ghostds (every ghostd of the description while the
@@ -900,10 +938,7 @@ static int s_run_forward(ghostd_jobs_t *jobs, cairn_request_t *req,
     if (!q)
         return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
     s_query_ask(q, node, &body->base, budget);
-    if (q->heard == q->asked)
-        s_query_done(q);
-    s_query_maybe_free(q);
-    return CAIRN_REPLY_DEFERRED;
+    return s_query_sent(q);
 }
 
 int ghostd_jobs_handle_run(void *ctx, cairn_request_t *req)
@@ -1078,12 +1113,16 @@ int ghostd_jobs_handle_ps(void *ctx, cairn_request_t *req)
     bool here = pr->local_only || pr->node == 0 || pr->node == jobs->self;
     if (!pr->local_only && pr->node != jobs->self)
         n = pr->node ? (others[0] = pr->node, 1) : s_others(jobs, others);
-    s_query_t *q = s_query_new(jobs, Q_PS, req);
-    if (!q)
+    Cairn__Ghostd__PsReply *local = here ? s_local_ps(jobs, c, pr) : NULL;
+    if (here && !local)
         return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+    s_query_t *q = s_query_new(jobs, Q_PS, req);
+    if (!q) {
+        s_ps_reply_free(local);
+        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+    }
     q->only_node = pr->node;
-    if (here && !(q->local = s_local_ps(jobs, c, pr)))
-        s_query_fail(q, CAIRN_INTERNAL, "out of memory");
+    q->local = local;
     Cairn__Ghostd__PsRequest sub = *pr;
     Cairn__Ghostd__Request fwd = CAIRN__GHOSTD__REQUEST__INIT;
     sub.local_only = true;
@@ -1093,10 +1132,7 @@ int ghostd_jobs_handle_ps(void *ctx, cairn_request_t *req)
     uint64_t budget = s_budget_ms(req, S_DEFAULT_DEADLINE_MS);
     for (size_t i = 0; q->d && i < n; i++)
         s_query_ask(q, others[i], &fwd.base, budget);
-    if (q->heard == q->asked)
-        s_query_done(q);
-    s_query_maybe_free(q);
-    return CAIRN_REPLY_DEFERRED;
+    return s_query_sent(q);
 }
 
 /* ---- signal and wait: finding the job ----------------------------------- */
@@ -1136,6 +1172,33 @@ static void s_reply_job(cairn_service_t *svc, cairn_deferred_t *d, s_qkind_t kin
         reply.wait_reply = &wr;
     }
     cairn_deferred_reply(svc, d, &reply.base);
+}
+
+/* Fills req's own reply (signal or wait) with job, answered when the
+ * handler returns: the messages live in the request's arena, their
+ * strings in the table. */
+static int s_reply_now(cairn_request_t *req, s_qkind_t kind, const ghostd_job_t *job)
+{
+    Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
+    Cairn__Ghostd__Job *m = cairn_request_alloc(req, sizeof *m);
+    Cairn__Ghostd__SignalReply *sr = cairn_request_alloc(req, sizeof *sr);
+    Cairn__Ghostd__WaitReply *wr = cairn_request_alloc(req, sizeof *wr);
+
+    if (!m || !sr || !wr)
+        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+    s_job_msg(job, m);
+    if (kind == Q_SIGNAL) {
+        cairn__ghostd__signal_reply__init(sr);
+        sr->job = m;
+        reply->msg_case = CAIRN__GHOSTD__REPLY__MSG_SIGNAL_REPLY;
+        reply->signal_reply = sr;
+    } else {
+        cairn__ghostd__wait_reply__init(wr);
+        wr->job = m;
+        reply->msg_case = CAIRN__GHOSTD__REPLY__MSG_WAIT_REPLY;
+        reply->wait_reply = wr;
+    }
+    return CAIRN_REPLY_NOW;
 }
 
 /* Nobody runs gpid: its directory says whether it ever ran and how it
@@ -1266,10 +1329,7 @@ static int s_find_elsewhere(ghostd_jobs_t *jobs, cairn_request_t *req, s_qkind_t
     snprintf(q->gpid, sizeof q->gpid, "%s", gpid);
     for (size_t i = 0; i < n && q->d; i++)
         s_query_ask(q, others[i], &fwd.base, budget);
-    if (q->heard == q->asked)
-        s_query_done(q);
-    s_query_maybe_free(q);
-    return CAIRN_REPLY_DEFERRED;
+    return s_query_sent(q);
 }
 
 /* The caller may act on job, else PERMISSION_DENIED in err. */
@@ -1337,7 +1397,6 @@ int ghostd_jobs_handle_signal(void *ctx, cairn_request_t *req)
     const Cairn__Ghostd__SignalRequest *sr = body->signal;
     const cairn_caller_t *c = cairn_request_caller(req);
     cairn_error_t err = { 0 };
-    Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
 
     if (!sr)
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "signal: request body is empty");
@@ -1365,18 +1424,7 @@ int ghostd_jobs_handle_signal(void *ctx, cairn_request_t *req)
     if (r < 0)
         return s_fail(req, &err);
     cairn_log_info("job-signal", "gpid=%s signal=%u", sr->gpid, sr->signal);
-    /* packed after we return: the messages live in the request's arena,
-     * their strings in the table */
-    Cairn__Ghostd__Job *m = cairn_request_alloc(req, sizeof *m);
-    Cairn__Ghostd__SignalReply *rp = cairn_request_alloc(req, sizeof *rp);
-    if (!m || !rp)
-        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
-    s_job_msg(job, m);
-    cairn__ghostd__signal_reply__init(rp);
-    rp->job = m;
-    reply->msg_case = CAIRN__GHOSTD__REPLY__MSG_SIGNAL_REPLY;
-    reply->signal_reply = rp;
-    return CAIRN_REPLY_NOW;
+    return s_reply_now(req, Q_SIGNAL, job);
 }
 
 /* ---- wait --------------------------------------------------------------------- */
@@ -1464,9 +1512,5 @@ int ghostd_jobs_handle_wait(void *ctx, cairn_request_t *req)
         return s_fail(req, &err);
     if (!job->exited)
         return s_wait_defer(job, req);
-    cairn_deferred_t *d = cairn_request_defer(req);
-    if (!d)
-        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
-    s_reply_job(jobs->svc, d, Q_WAIT, job);
-    return CAIRN_REPLY_DEFERRED;
+    return s_reply_now(req, Q_WAIT, job);
 }

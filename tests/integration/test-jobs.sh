@@ -204,6 +204,15 @@ t_check "wait past its deadline: timeout, answered by ghostd (exit 1)" \
     expect_err 1 timeout "still runs" c 2 wait "$g1" --timeout 1500
 t_check "root's job survived all that" test -d "/proc/$h1/task"
 
+# the daemons' logs (the harness's, appended across restarts): no
+# sanitizer report, from the ghostds stopped above (leaks) or running
+for k in 1 2 3 4; do
+    log="$T_TMP/run/$name/$k/ghostd.log"
+    if grep -qE 'ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:' "$log" 2>/dev/null; then
+        t_fail "ghostd $k: sanitizer report in its log"
+        grep -A30 -E 'ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:' "$log" >&2
+    fi
+done
 "$CAIRN" cluster down --name "$name" >/dev/null || t_fail "cluster down exit $?"
 t_check "cluster down ends the jobs" wait_for 5 test ! -d "/proc/$h1/task"
 t_done
