@@ -102,9 +102,10 @@ static int s_parse_line(s_line_t *l, const char *text, size_t lineno,
     return s_parse_object(l, doc, lineno, err);
 }
 
-/* Runs a parsed line with its own copy of the global options. */
+/* Runs a parsed line with its own copy of the global options; a failed
+ * command's error fields beyond code and message go to *ret_extra. */
 static int s_run_line(const cli_ctx *base, s_line_t *l, json_t **ret_result,
-                      cairn_error_t *err)
+                      json_t **ret_extra, cairn_error_t *err)
 {
     char *rest[CAIRN_MAX_ARGS];
     cli_ctx ctx = *base;
@@ -112,6 +113,7 @@ static int s_run_line(const cli_ctx *base, s_line_t *l, json_t **ret_result,
     int n = 0, r;
 
     ctx.in_batch = true;
+    ctx.error_extra = NULL;
     r = cli_parse_globals(&ctx, l->argc, l->argv, rest, &n, err);
     if (r < 0)
         return r;
@@ -119,18 +121,22 @@ static int s_run_line(const cli_ctx *base, s_line_t *l, json_t **ret_result,
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
                                "--table is not available in batch: answers "
                                "are JSON lines");
-    return cli_dispatch(&ctx, n, rest, ret_result, &cmd, err);
+    r = cli_dispatch(&ctx, n, rest, ret_result, &cmd, err);
+    *ret_extra = ctx.error_extra;
+    return r;
 }
 
-/* The answer line for one input line. NULL only on ENOMEM. */
-static json_t *s_answer(s_line_t *l, int r, json_t *result,
+/* The answer line for one input line (takes extra). NULL only on ENOMEM. */
+static json_t *s_answer(s_line_t *l, int r, json_t *result, json_t *extra,
                         const cairn_error_t *err)
 {
-    if (r == 0)
+    if (r == 0) {
+        json_decref(extra);
         return json_pack("{s:O, s:b, s:o}", "id", l->id, "ok", 1, "result",
                          result);
+    }
     return json_pack("{s:O, s:b, s:o*, s:i}", "id", l->id, "ok", 0, "error",
-                     cli_error_json(err), "exit", cli_exit_code(r, err));
+                     cli_error_json_extra(err, extra), "exit", cli_exit_code(r, err));
 }
 
 /* Handles one non-blank line: parse, run, print the answer. Returns 1 if
@@ -141,14 +147,14 @@ static int s_handle_line(const cli_ctx *base, const char *text, size_t lineno,
 {
     _cleanup_json_ json_t *answer = NULL;
     cairn_error_t err = { 0 };
-    json_t *result = NULL;
+    json_t *result = NULL, *extra = NULL;
     s_line_t l = { 0 };
     int r, w;
 
     r = s_parse_line(&l, text, lineno, &err);
     if (r == 0)
-        r = s_run_line(base, &l, &result, &err);
-    answer = s_answer(&l, r, result, &err);
+        r = s_run_line(base, &l, &result, &extra, &err);
+    answer = s_answer(&l, r, result, extra, &err);
     s_line_clear(&l);
     if (!answer)
         return -ENOMEM;

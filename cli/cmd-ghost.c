@@ -12,7 +12,10 @@
  * deadline it is told and answers timeout. A relative DIR is made absolute
  * here, against the caller's cwd: ghostd runs elsewhere and refuses one.
  * With no --dir, ghostd picks <rundir>/ghost/<pid>-<unix ms> and says so in
- * the reply ("dir").
+ * the reply ("dir"). A --check that ghostd answers with reasons (a
+ * checked_only reply listing why not) is this command's error: the first
+ * reason's code and message, every reason in the error's "reasons"
+ * (cli_ctx.error_extra), exit 1 as any refusal.
  */
 #include <errno.h>
 #include <limits.h>
@@ -117,6 +120,31 @@ static int s_timeout(const cli_ctx *ctx)
     return ctx->timeout_set ? ctx->timeout_ms : S_DEFAULT_TIMEOUT_MS;
 }
 
+/* A check's refusal (a checked_only reply with reasons) as the command's
+ * error: the first reason's code and message, and every reason in the
+ * error object's "reasons" (ctx->error_extra; docs/cli.md). */
+static int s_refused(cli_ctx *ctx, Cairn__Ghostd__Reason **reasons, size_t n,
+                     uint32_t more, cairn_error_t *err)
+{
+    json_t *a = json_array(), *extra = json_object();
+
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_pack("{s:s, s:I, s:s, s:s}", "code",
+                                           cairn_code_name((int)reasons[i]->code),
+                                           "pid", (json_int_t)reasons[i]->pid,
+                                           "what", reasons[i]->what,
+                                           "message", reasons[i]->message));
+    if (!a || !extra || json_object_set_new(extra, "reasons", a) < 0) {
+        json_decref(extra);
+        return cli_oom(err);
+    }
+    if (more)
+        json_object_set_new(extra, "more_reasons", json_integer(more));
+    json_decref(ctx->error_extra);
+    ctx->error_extra = extra;
+    return cairn_error_set(err, -EREMOTEIO, (int)reasons[0]->code, "%s", reasons[0]->message);
+}
+
 static json_t *s_checkpoint_json(const Cairn__Ghostd__CheckpointReply *c)
 {
     if (c->checked_only)
@@ -188,6 +216,13 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
                CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY, &reply, &by, err);
     if (r < 0)
         return r;
+    if (reply->checkpoint_reply->checked_only && reply->checkpoint_reply->n_reasons > 0) {
+        r = s_refused(ctx, reply->checkpoint_reply->reasons,
+                      reply->checkpoint_reply->n_reasons,
+                      reply->checkpoint_reply->more_reasons, err);
+        protobuf_c_message_free_unpacked(&reply->base, NULL);
+        return r;
+    }
     result = s_with_answered_by(s_checkpoint_json(reply->checkpoint_reply), by);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     if (!result)
@@ -203,9 +238,10 @@ static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char 
             ? json_pack("{s:s, s:b, s:I, s:b}", "dir", dir, "restorable", 1,
                         "original_pid", (json_int_t)rr->original_pid,
                         "pids_free", (int)rr->pids_free)
-            : json_pack("{s:I, s:I, s:b, s:I, s:s, s:s*}", "pid",
+            : json_pack("{s:I, s:I, s:b, s:I, s:b, s:I, s:s, s:s*}", "pid",
                         (json_int_t)rr->pid, "original_pid",
-                        (json_int_t)rr->original_pid, "same_pid",
+                        (json_int_t)rr->original_pid, "job", (int)rr->job,
+                        "host_pid", (json_int_t)rr->host_pid, "same_pid",
                         (int)rr->same_pid, "stopped", (json_int_t)rr->stopped,
                         "cgroup", rr->cgroup ? rr->cgroup : "", "unit",
                         rr->unit && *rr->unit ? rr->unit : NULL);
@@ -277,6 +313,12 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY, &reply, &by, err);
     if (r < 0)
         return r;
+    if (reply->restart_reply->checked_only && reply->restart_reply->n_reasons > 0) {
+        r = s_refused(ctx, reply->restart_reply->reasons, reply->restart_reply->n_reasons,
+                      reply->restart_reply->more_reasons, err);
+        protobuf_c_message_free_unpacked(&reply->base, NULL);
+        return r;
+    }
     result = s_with_answered_by(s_restart_json(reply->restart_reply, dir), by);
     protobuf_c_message_free_unpacked(&reply->base, NULL);
     if (!result)

@@ -67,9 +67,17 @@ int cli_print_json_line(FILE *out, const json_t *doc)
 
 json_t *cli_error_json(const cairn_error_t *err)
 {
+    return cli_error_json_extra(err, NULL);
+}
+
+json_t *cli_error_json_extra(const cairn_error_t *err, json_t *extra)
+{
     json_t *e = json_pack("{s:s, s:s}", "code", cairn_code_name(err->code),
                           "message", err->message);
 
+    if (e && json_is_object(extra))
+        json_object_update(e, extra);
+    json_decref(extra);
     if (!e)
         return NULL;
     if (err->file[0])
@@ -83,8 +91,13 @@ json_t *cli_error_json(const cairn_error_t *err)
 
 void cli_print_error(FILE *out, const cairn_error_t *err)
 {
+    cli_print_error_extra(out, err, NULL);
+}
+
+void cli_print_error_extra(FILE *out, const cairn_error_t *err, json_t *extra)
+{
     _cleanup_json_ json_t *doc = json_pack("{s:o*}", "error",
-                                           cli_error_json(err));
+                                           cli_error_json_extra(err, extra));
 
     if (doc)
         (void)cli_print_json_line(out, doc);

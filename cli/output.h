@@ -40,8 +40,16 @@ int cli_print_json_line(FILE *out, const json_t *doc);
  * "element"]}. Caller owns the result; NULL only on ENOMEM. */
 json_t *cli_error_json(const cairn_error_t *err);
 
+/* The same with extra's fields added (cli_ctx.error_extra: a check's
+ * "reasons"); takes ownership of extra, which may be NULL. */
+json_t *cli_error_json_extra(const cairn_error_t *err, json_t *extra);
+
 /* Prints {"error":{...}} as one line on out (stderr). */
 void cli_print_error(FILE *out, const cairn_error_t *err);
+
+/* The same with extra's fields in the error object; takes ownership of
+ * extra (NULL: none). */
+void cli_print_error_extra(FILE *out, const cairn_error_t *err, json_t *extra);
 
 /* Exit code for a failed command: r is its negative return value, err its
  * error. -EREMOTEIO (the service's own Status) -> 1, usage -> 100,

@@ -1,4 +1,4 @@
-/* ghostd-manager.c - ghostd's handlers, jobs and lifecycle.
+/* ghostd-manager.c - ghostd's handlers, helpers and lifecycle.
  *
  * Design. A request becomes a job in one of GHOSTD_MAX_HELPERS slots:
  *
@@ -12,6 +12,12 @@
  *            deadline timer -> SIGKILL the helper's group, answer TIMEOUT;
  *               the slot stays until the poll timer reaps it     [answered]
  *   stop:    SIGKILL every helper's group, reap it, answer UNAVAILABLE.
+ *
+ * A run (jobs.c) takes the same path through ghostd_helper_request, kind
+ * GHOSTD_LAUNCH (ghost-init, with the job's environment): its success
+ * line goes to ghostd_jobs_launched, which answers, and a launch that
+ * did not succeed to ghostd_jobs_launch_failed when the slot is freed.
+ * The job requests themselves (run, ps, signal, wait) are jobs.c's.
  *
  * Who asks. Root may act on anything; a user who is not root (ipc: the
  * kernel's SO_PEERCRED; a member node's daemon over CURVE: the uid it
@@ -36,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -45,6 +52,7 @@
 #include "cairn-config.h"
 #include "ghostd.h"
 #include "migrate.h"
+#include "jobs.h"
 #include "log.h"
 #include "proc/proc.h"
 #include "util/fileio.h"
@@ -69,7 +77,23 @@ static uint64_t s_realtime_ms(void)
 
 static const char *s_helper_name(ghostd_kind_t kind)
 {
-    return kind == GHOSTD_CHECKPOINT ? "ghost-dump" : "ghost-restore";
+    static const char *const names[] = {
+        [GHOSTD_CHECKPOINT] = "ghost-dump",
+        [GHOSTD_RESTART] = "ghost-restore",
+        [GHOSTD_LAUNCH] = "ghost-init",
+    };
+    return names[kind];
+}
+
+/* The request a helper answers, for logs. */
+static const char *s_request_name(ghostd_kind_t kind)
+{
+    static const char *const names[] = {
+        [GHOSTD_CHECKPOINT] = "checkpoint",
+        [GHOSTD_RESTART] = "restart",
+        [GHOSTD_LAUNCH] = "run",
+    };
+    return names[kind];
 }
 
 /* dir/name (or dir/sub/name) when it fits and is an executable file. */
@@ -269,10 +293,12 @@ static int s_spawn_setup(posix_spawnattr_t *attr, posix_spawn_file_actions_t *fa
     return -r;
 }
 
-/* Runs path argv with its stdout on a new pipe; *ret_fd is the pipe's read
- * end (non-blocking, close-on-exec). */
-static int s_spawn(const char *path, char *const argv[], const int *fds,
-                   size_t n_fds, pid_t *ret_pid, int *ret_fd, cairn_error_t *err)
+/* Runs path argv (environment envp, NULL: ours) with its stdout on a new
+ * pipe and fds[i] as its fd 3 + i; *ret_fd is the pipe's read end
+ * (non-blocking, close-on-exec). */
+static int s_spawn(const char *path, char *const argv[], char *const envp[],
+                   const int *fds, size_t n_fds, pid_t *ret_pid, int *ret_fd,
+                   cairn_error_t *err)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -284,7 +310,7 @@ static int s_spawn(const char *path, char *const argv[], const int *fds,
                                strerror(errno));
     r = s_spawn_setup(&attr, &fa, p[1], fds, n_fds);
     if (r == 0)
-        r = -posix_spawn(&pid, path, &fa, &attr, argv, environ);
+        r = -posix_spawn(&pid, path, &fa, &attr, argv, envp ? envp : environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(p[1]);
@@ -367,6 +393,8 @@ static void s_helper_release(ghostd_helper_t *j)
             s_remove_leftover(j, j->image);
     }
 
+    if (j->kind == GHOSTD_LAUNCH && !j->launched)
+        ghostd_jobs_launch_failed(j->gd->jobs, j->job);
     s_helper_unwatch(j);
     if (j->poll_timer > 0)
         cairn_loop_cancel_timer(loop, j->poll_timer);
@@ -379,9 +407,10 @@ static void s_helper_fail(ghostd_helper_t *j, int code, const char *msg)
 {
     if (!j->deferred)
         return;
-    cairn_log_warn(0, j->kind == GHOSTD_CHECKPOINT ? "checkpoint-failed"
-                                                   : "restart-failed",
-                   "pid=%u dir=%s code=%s msg=\"%s\"", j->pid, j->dir,
+    char event[32];
+
+    snprintf(event, sizeof event, "%s-failed", s_request_name(j->kind));
+    cairn_log_warn(0, event, "pid=%u dir=%s code=%s msg=\"%s\"", j->pid, j->dir,
                    cairn_code_name(code), msg);
     cairn_deferred_fail(j->gd->svc, j->deferred, code, msg);
     j->deferred = NULL;
@@ -621,22 +650,94 @@ static void s_reply_restart(ghostd_helper_t *j, json_t *v)
     rr.same_pid = f[0] == f[1];
     s_restart_numbers(&rr, f + 1);
     rr.stopped = s_json_optional(v, "stopped", f[4]);
+    /* A job's image: its pids are inside its namespace, and the node knows
+     * its root by host_pid (older helpers: the pid itself). */
+    rr.job = json_is_true(json_object_get(v, "job"));
+    rr.host_pid = s_json_optional(v, "host_pid", INT_MAX);
+    if (rr.host_pid == 0)
+        rr.host_pid = rr.pid;
     rr.cgroup = (char *)s_json_string(v, "cgroup");
     rr.unit = j->scope;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
     reply.restart_reply = &rr;
     cairn_log_info("restart-done",
-                   "image=%s pid=%u original=%u bytes=%llu "
+                   "image=%s pid=%u host_pid=%u original=%u bytes=%llu "
                    "restore_us=%llu cgroup=%s",
-                   j->image, rr.pid, rr.original_pid, (unsigned long long)f[2],
+                   j->image, rr.pid, rr.host_pid, rr.original_pid, (unsigned long long)f[2],
                    (unsigned long long)f[6], rr.cgroup);
+    cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
+    j->deferred = NULL;
+}
+
+/* Whether code is one of a check's refusals (a Reason's code). */
+static bool s_refusal_code(int code)
+{
+    return code == CAIRN_UNSUPPORTED || code == CAIRN_FAILED_PRECONDITION ||
+           code == CAIRN_PERMISSION_DENIED;
+}
+
+/* The helper's error.reasons, at most S_MAX_REASONS of them, into
+ * reasons[] (their strings point into v); how many. A reason whose code
+ * is no refusal code is a FAILED_PRECONDITION. */
+#define S_MAX_REASONS 64
+static size_t s_reasons(json_t *v, Cairn__Ghostd__Reason reasons[],
+                        Cairn__Ghostd__Reason *ptrs[])
+{
+    json_t *a = json_object_get(json_object_get(v, "error"), "reasons");
+    size_t n = 0;
+
+    for (size_t i = 0; json_is_array(a) && i < json_array_size(a) && n < S_MAX_REASONS; i++) {
+        json_t *o = json_array_get(a, i);
+        const char *name = json_string_value(json_object_get(o, "code"));
+        int code = name ? cairn_code_from_name(name) : -1;
+        uint64_t pid = 0;
+
+        if (!json_is_object(o))
+            continue;
+        cairn__ghostd__reason__init(&reasons[n]);
+        reasons[n].code = (Cairn__StatusCode)(s_refusal_code(code) ? code
+                                                                   : CAIRN_FAILED_PRECONDITION);
+        reasons[n].pid = s_json_u64(o, "pid", &pid) == 0 && pid <= INT_MAX ? (uint32_t)pid : 0;
+        reasons[n].what = (char *)s_json_string(o, "what");
+        reasons[n].message = (char *)s_json_string(o, "message");
+        ptrs[n] = &reasons[n];
+        n++;
+    }
+    return n;
+}
+
+/* A check the helper refused with its reasons: the checked_only reply
+ * that lists them (proto/ghostd.proto). */
+static void s_reply_reasons(ghostd_helper_t *j, json_t *v, Cairn__Ghostd__Reason *reasons[],
+                            size_t n)
+{
+    Cairn__Ghostd__CheckpointReply cr = CAIRN__GHOSTD__CHECKPOINT_REPLY__INIT;
+    Cairn__Ghostd__RestartReply rr = CAIRN__GHOSTD__RESTART_REPLY__INIT;
+    Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
+    uint32_t more = s_json_optional(json_object_get(v, "error"), "more_reasons", UINT32_MAX);
+
+    if (j->kind == GHOSTD_CHECKPOINT) {
+        cr.pid = j->pid;
+        cr.checked_only = true;
+        cr.n_reasons = n, cr.reasons = reasons, cr.more_reasons = more;
+        reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_CHECKPOINT_REPLY;
+        reply.checkpoint_reply = &cr;
+    } else {
+        rr.checked_only = true;
+        rr.n_reasons = n, rr.reasons = reasons, rr.more_reasons = more;
+        reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
+        reply.restart_reply = &rr;
+    }
+    cairn_log_info(j->kind == GHOSTD_CHECKPOINT ? "checkpoint-checked" : "restart-checked",
+                   "pid=%u dir=%s refused reasons=%zu first=\"%s\"", j->pid, j->dir,
+                   n + more, reasons[0]->message);
     cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
     j->deferred = NULL;
 }
 
 /* The Status of a helper's exit code: 1 error (the JSON's code or
  * INTERNAL), 2 refused (FAILED_PRECONDITION, UNSUPPORTED or, for a user's
- * job, PERMISSION_DENIED), 3 pid taken. */
+ * job, PERMISSION_DENIED), 3 pid taken; the message into buf. */
 static int s_error_of(const ghostd_helper_t *j, int exit_code, json_t *v,
                       char *buf, size_t size)
 {
@@ -663,11 +764,24 @@ static int s_error_of(const ghostd_helper_t *j, int exit_code, json_t *v,
     return code;
 }
 
+/* Answers a helper's failure. A check's refusal that came with its
+ * reasons is answered with them instead (s_reply_reasons); a request's
+ * own refusal with more reasons than its first says so. */
 static void s_reply_error(ghostd_helper_t *j, int exit_code, json_t *v)
 {
+    Cairn__Ghostd__Reason reasons[S_MAX_REASONS], *ptrs[S_MAX_REASONS];
     char buf[1024];
+    size_t n = 0;
     int code = s_error_of(j, exit_code, v, buf, sizeof buf);
 
+    if (v && (exit_code == 1 || exit_code == 2) && s_refusal_code(code))
+        n = s_reasons(v, reasons, ptrs);
+    if (j->check_only && n > 0) {
+        s_reply_reasons(j, v, ptrs, n);
+        return;
+    }
+    if (n > 1 && strlen(buf) + 64 < sizeof buf)
+        strcat(buf, " (and more reasons: --check lists them all)");
     s_helper_fail(j, code, buf);
 }
 
@@ -702,6 +816,8 @@ static void s_helper_answer(ghostd_helper_t *j, int status)
         s_reply_error(j, WEXITSTATUS(status), v);
     else if (!v)
         s_contract_fail(j, "is not one JSON object");
+    else if (j->kind == GHOSTD_LAUNCH)
+        j->launched = ghostd_jobs_launched(j->gd->jobs, j, v) == 0;
     else if (j->check_only)
         s_reply_checked(j, v);
     else if (j->kind == GHOSTD_CHECKPOINT)
@@ -791,17 +907,18 @@ static int s_helper_watch(ghostd_helper_t *j, uint64_t deadline_ms)
     return 0;
 }
 
-/* Spawns the job's helper with argv[1..] and defers the request. On
- * failure the slot is free again and err says why. */
+/* Spawns the job's helper with argv[1..] (environment envp, NULL: ours)
+ * and defers the request. On failure the slot is free again and err says
+ * why. */
 static int s_helper_run(ghostd_helper_t *j, cairn_request_t *req, char *argv[],
-                     cairn_error_t *err)
+                        char *const envp[], cairn_error_t *err)
 {
     uint64_t deadline = s_deadline_ms(req);   /* before defer takes the header */
     char path[PATH_MAX];
     int r = s_helper_path(s_helper_name(j->kind), path, sizeof path, err);
 
     if (r == 0)
-        argv[0] = path, r = s_spawn(path, argv, NULL, 0, &j->helper, &j->out_fd, err);
+        argv[0] = path, r = s_spawn(path, argv, envp, NULL, 0, &j->helper, &j->out_fd, err);
     if (r < 0) {
         j->used = false;
         return r;
@@ -809,9 +926,9 @@ static int s_helper_run(ghostd_helper_t *j, cairn_request_t *req, char *argv[],
     j->started_ms = cairn_now_ms();
     j->deferred = cairn_request_defer(req);
     if (j->deferred && s_helper_watch(j, deadline) == 0) {
-        cairn_log_info(j->kind == GHOSTD_CHECKPOINT ? "checkpoint" : "restart",
-                       "pid=%u image=%s helper=%d as=%s", j->pid, j->image,
-                       (int)j->helper, j->for_user ? j->as_arg : "root");
+        cairn_log_info(s_request_name(j->kind), "pid=%u image=%s helper=%d as=%s",
+                       j->pid, j->image, (int)j->helper,
+                       j->for_user ? j->as_arg : "root");
         return CAIRN_REPLY_DEFERRED;
     }
     s_helper_kill(j);
@@ -842,7 +959,7 @@ int ghostd_helper_start(ghostd_t *gd, ghostd_kind_t kind, char *argv[],
                                GHOSTD_MAX_HELPERS);
     j->kind = kind;
     argv[0] = path;
-    r = s_spawn(path, argv, fds, n_fds, &j->helper, &j->out_fd, err);
+    r = s_spawn(path, argv, NULL, fds, n_fds, &j->helper, &j->out_fd, err);
     argv[0] = NULL;
     if (r < 0) {
         j->used = false;
@@ -1040,7 +1157,7 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
         argv[n++] = j->as_arg;
     }
     argv[n] = NULL;
-    r = s_helper_run(j, req, argv, &err);
+    r = s_helper_run(j, req, argv, NULL, &err);
     return r < 0 ? s_fail(req, &err) : r;
 }
 
@@ -1097,8 +1214,41 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
         argv[n++] = j->as_arg;
     }
     argv[n] = NULL;
-    r = s_helper_run(j, req, argv, &err);
+    r = s_helper_run(j, req, argv, NULL, &err);
     return r < 0 ? s_fail(req, &err) : r;
+}
+
+/* ---- for jobs.c ------------------------------------------------------- */
+
+int ghostd_helper_request(ghostd_t *gd, cairn_request_t *req, ghostd_kind_t kind,
+                           char *argv[], char *const envp[], struct ghostd_job *job,
+                           const cairn_caller_t *caller, cairn_error_t *err)
+{
+    ghostd_helper_t *j = s_helper_claim(gd);
+
+    if (!j)
+        return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "%d helpers are running; "
+                               "try again later", GHOSTD_MAX_HELPERS);
+    s_helper_caller(j, caller);
+    j->kind = kind;
+    j->job = job;
+    return s_helper_run(j, req, argv, envp, err);
+}
+
+bool ghostd_helper_running(const ghostd_t *gd, pid_t pid)
+{
+    for (size_t i = 0; i < GHOSTD_MAX_HELPERS; i++)
+        if (gd->helpers[i].used && gd->helpers[i].helper == pid)
+            return true;
+    return false;
+}
+
+bool ghostd_launch_running(const ghostd_t *gd)
+{
+    for (size_t i = 0; i < GHOSTD_MAX_HELPERS; i++)
+        if (gd->helpers[i].used && gd->helpers[i].kind == GHOSTD_LAUNCH)
+            return true;
+    return false;
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -1127,7 +1277,7 @@ static int s_start(cairn_service_t *svc, void *ctx)
     char path[PATH_MAX];
 
     gd->svc = svc;
-    for (int k = GHOSTD_CHECKPOINT; k <= GHOSTD_RESTART; k++) {
+    for (int k = GHOSTD_CHECKPOINT; k <= GHOSTD_LAUNCH; k++) {
         if (s_helper_path(s_helper_name(k), path, sizeof path, &err) < 0)
             cairn_log_warn(0, "helper", "msg=\"%s\", requests will fail "
                            "until it is installed", err.message);
@@ -1144,19 +1294,24 @@ static int s_start(cairn_service_t *svc, void *ctx)
                    gd->placement.cgroup,
                    gd->placement.unit[0] ? gd->placement.unit : "(none)",
                    gd->placement.why);
-    return 0;
+    /* A job's reaper outlives ghost-init, its parent: it comes to us, so
+     * we hear of its end and reap it (jobs.c). */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+        cairn_log_warn(-errno, "subreaper", "msg=\"cannot become a child "
+                       "subreaper; jobs' exit statuses go to init\"");
+    return ghostd_jobs_new(gd, &gd->jobs);
 }
 
 /* systemctl status shows where restored processes go. */
 static int s_ready(cairn_service_t *svc, void *ctx)
 {
-#if CAIRN_HAVE_SYSTEMD
     ghostd_t *gd = ctx;
 
+#if CAIRN_HAVE_SYSTEMD
     sd_notifyf(0, "STATUS=serving on node %u; %s", cairn_service_node(svc)->id,
                gd->placement.why);
 #endif
-    return 0;
+    return ghostd_jobs_ready(gd->jobs);
 }
 
 static void s_stop(cairn_service_t *svc, void *ctx)
@@ -1186,6 +1341,7 @@ void ghostd_done(ghostd_t *gd)
                    "was killed");
         s_helper_release(j);
     }
+    gd->jobs = ghostd_jobs_free(gd->jobs);
 }
 
 static const cairn_handler_t s_handlers[] = {
@@ -1207,6 +1363,14 @@ static const cairn_handler_t s_handlers[] = {
       migrate_handle_commit, CAIRN_ACCESS_USER },
     { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_ABORT, "migrate_abort",
       migrate_handle_abort, CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_RUN, "run", ghostd_jobs_handle_run,
+      CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_PS, "ps", ghostd_jobs_handle_ps,
+      CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_SIGNAL, "signal", ghostd_jobs_handle_signal,
+      CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_WAIT, "wait", ghostd_jobs_handle_wait,
+      CAIRN_ACCESS_USER },
 };
 
 const cairn_service_ops_t ghostd_ops = {

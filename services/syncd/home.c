@@ -1,5 +1,7 @@
 /* home.c - the objects this node is home of, and every rule of the five
- * primitives (home.h is the contract, README.md the reasons).
+ * primitives (home.h is the contract, README.md the reasons). Moving homes
+ * (hand-over, import, recovering) is home-move.c; home-private.h holds the
+ * object model and the helpers the two share.
  *
  * Design. An object is a name, a kind, its spec and two lists: *holdings*
  * (who has it: one per mutex, one per read share or write lock of a
@@ -60,110 +62,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "home.h"
+#include "home-private.h"
 #include "synctab/synctab.h"
 #include "util/array.h"
 #include "util/cleanup.h"
 
-#define NAME_MAX_BYTES 255
-#define SEM_MAX 0x7fffffffu          /* SEM_VALUE_MAX on Linux */
 #define MIN_BUCKETS 64
 
-typedef Cairn__Syncd__Holder pb_holder_t;
-typedef Cairn__Syncd__Spec pb_spec_t;
-
-#define KIND(k) CAIRN__SYNCD__KIND__KIND_##k
-#define MODE(m) CAIRN__SYNCD__MODE__MODE_##m
 #define PHASE(p) CAIRN__SYNCD__COND_WAIT_REQUEST__PHASE__PHASE_##p
-
-/* Who: a thread of a process of a node, and the user it runs as. */
-typedef struct who {
-    uint32_t node;             /* node id */
-    int32_t pid;               /* process on that node */
-    int32_t tid;               /* thread of that process */
-    uint32_t uid;              /* the user (as the relay vouched) */
-} who_t;
-
-/* One grant alive: a mutex's holder, a rwlock share, a process's units. */
-typedef struct holding {
-    who_t who;                 /* the holder (semaphore: tid of the last grant) */
-    uint64_t tag;              /* the acquire's tag (retries find it) */
-    int mode;                  /* MODE_* */
-    uint64_t token;            /* the grant's token (semaphore: the last) */
-    uint64_t units;            /* semaphore units held; others 1 */
-    bool owner_died;           /* granted owner-died (a retry says it again) */
-} holding_t;
-
-/* One waiter, FIFO: an acquire, a barrier arrival, a condvar waiter. */
-typedef struct waiter {
-    who_t who;                 /* who waits */
-    uint64_t tag;              /* its tag: (who, tag) re-binds a retry */
-    void *cookie;              /* the relay's; NULL: condvar prepared only */
-    int mode;                  /* acquire: MODE_*; others MODE_UNSPECIFIED */
-    uint32_t count;            /* semaphore units wanted */
-    bool cache_ok;             /* mutex: may be granted cached */
-    bool signalled;            /* condvar: a signal came before its WAIT */
-    char *mutex;               /* condvar: the mutex it is used with (owned) */
-    uint64_t since_ms;         /* ops->now_ms when it queued */
-} waiter_t;
-
-/* A barrier party of the last completed generation (retries). */
-typedef struct arrival {
-    who_t who;                 /* the party */
-    uint64_t tag;              /* its tag */
-    bool serial;               /* it was the serial one */
-} arrival_t;
-
-typedef struct object {
-    struct object *next;       /* hash chain */
-    char *name;                /* owned */
-    uint64_t hash;             /* FNV-1a of name */
-    int kind;                  /* KIND_* */
-    uint32_t owner_uid;        /* who made it */
-    bool shared;               /* any user may use it */
-    bool no_cache;             /* mutex: never cached */
-    uint32_t value;            /* semaphore: initial value; barrier: parties */
-    uint64_t last;             /* the last token granted */
-    holding_t *holds;          /* holdings (owned) */
-    size_t n_holds, cap_holds;
-    waiter_t *waiters;         /* FIFO (owned) */
-    size_t n_waiters, cap_waiters;
-    /* mutex */
-    bool dirty;                /* owner died, not made consistent yet */
-    bool not_recoverable;      /* unlocked while dirty: every acquire fails */
-    uint32_t cached_at;        /* node caching it, 0 if none */
-    uint64_t cache_grant;      /* the cache grant's token */
-    bool cache_dirty;          /* dirty when cached (back if given back unused) */
-    bool revoke_asked;         /* ops->revoke sent for this cache grant */
-    who_t cache_who;           /* the request granted the cache (retries) */
-    uint64_t cache_tag;        /* its tag */
-    /* semaphore */
-    uint64_t sem_value;        /* free units */
-    bool sem_known;            /* value from an authoritative state or made here */
-    /* barrier */
-    uint64_t generation;       /* completions */
-    arrival_t *done;           /* parties of the last completed generation */
-    size_t n_done, cap_done;
-} object_t;
-
-/* cookie -> object of the waiter that has it. */
-typedef struct cookie_slot {
-    void *cookie;              /* NULL: empty */
-    object_t *obj;             /* its object */
-} cookie_slot_t;
-
-struct home {
-    uint32_t self;             /* this node */
-    home_ops_t ops;            /* callbacks */
-    void *userdata;            /* theirs */
-    object_t **buckets;        /* chained hash of objects */
-    size_t n_buckets;          /* power of two */
-    size_t n_objects;          /* objects */
-    cookie_slot_t *cookies;    /* open addressing, linear probing */
-    size_t cap_cookies;        /* power of two or 0 */
-    size_t n_cookies;          /* used slots */
-    bool recovering;           /* unknown names: UNAVAILABLE */
-};
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -178,7 +84,7 @@ static uint64_t s_fnv1a(const char *s)
     return h;
 }
 
-static const char *s_kind_name(int kind)
+const char *home_kind_name(int kind)
 {
     switch (kind) {
     case KIND(MUTEX): return "mutex";
@@ -190,9 +96,7 @@ static const char *s_kind_name(int kind)
     }
 }
 
-/* An error answer: r cleared, code and message set. HOME_DONE. */
-__attribute__((format(printf, 3, 4)))
-static int s_fail(home_result_t *r, int code, const char *fmt, ...)
+int home_fail(home_result_t *r, int code, const char *fmt, ...)
 {
     va_list ap;
 
@@ -210,7 +114,7 @@ static int s_ok(home_result_t *r)
     return HOME_DONE;
 }
 
-static bool s_same_thread(const who_t *a, const who_t *b)
+bool home_same_thread(const who_t *a, const who_t *b)
 {
     return a->node == b->node && a->pid == b->pid && a->tid == b->tid;
 }
@@ -220,16 +124,15 @@ static bool s_same_proc(const who_t *a, const who_t *b)
     return a->node == b->node && a->pid == b->pid;
 }
 
-/* A name of 1..255 bytes; *r says why not. Never reads past byte 256. */
-static bool s_name_ok(const char *name, const char *what, home_result_t *r)
+bool home_name_ok(const char *name, const char *what, home_result_t *r)
 {
     if (!name || !*name) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "%s name is empty", what);
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "%s name is empty", what);
         return false;
     }
     if (strnlen(name, NAME_MAX_BYTES + 1) > NAME_MAX_BYTES) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT,
-               "%s name is longer than %d bytes", what, NAME_MAX_BYTES);
+        home_fail(r, CAIRN_INVALID_ARGUMENT,
+                  "%s name is longer than %d bytes", what, NAME_MAX_BYTES);
         return false;
     }
     return true;
@@ -241,12 +144,12 @@ static bool s_who(const pb_holder_t *ph, uint32_t uid, who_t *who,
                   home_result_t *r)
 {
     if (!ph) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "no holder in the request");
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "no holder in the request");
         return false;
     }
     if (ph->node == 0 || ph->pid <= 0) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT,
-               "holder node %u pid %d: both must be > 0", ph->node, ph->pid);
+        home_fail(r, CAIRN_INVALID_ARGUMENT,
+                  "holder node %u pid %d: both must be > 0", ph->node, ph->pid);
         return false;
     }
     *who = (who_t){ .node = ph->node, .pid = ph->pid, .tid = ph->tid,
@@ -254,7 +157,7 @@ static bool s_who(const pb_holder_t *ph, uint32_t uid, who_t *who,
     return true;
 }
 
-static uint64_t s_max(uint64_t a, uint64_t b)
+uint64_t home_max(uint64_t a, uint64_t b)
 {
     return a > b ? a : b;
 }
@@ -266,7 +169,7 @@ static uint64_t s_next_token(home_t *h, object_t *o)
 {
     uint64_t floor = h->ops.now_us(h->userdata) << 4;
 
-    o->last = s_max(o->last + 1, floor);
+    o->last = home_max(o->last + 1, floor);
     return o->last;
 }
 
@@ -362,7 +265,7 @@ static void s_cookie_del(home_t *h, const void *cookie)
 
 /* ---- objects ------------------------------------------------------------ */
 
-static object_t *s_find(const home_t *h, const char *name)
+object_t *home_find(const home_t *h, const char *name)
 {
     uint64_t hash = s_fnv1a(name);
 
@@ -378,7 +281,7 @@ static void s_waiter_clear(waiter_t *w)
     w->mutex = NULL;
 }
 
-static object_t *s_object_free(home_t *h, object_t *o)
+object_t *home_object_free(home_t *h, object_t *o)
 {
     if (!o)
         return NULL;
@@ -415,9 +318,8 @@ static void s_rehash(home_t *h)
     h->n_buckets = n;
 }
 
-/* A new object (not yet in the table); NULL on ENOMEM. */
-static object_t *s_object_new(const char *name, int kind, uint32_t value,
-                              uint32_t owner, bool shared, bool no_cache)
+object_t *home_object_new(const char *name, int kind, uint32_t value,
+                          uint32_t owner, bool shared, bool no_cache)
 {
     _cleanup_free_ object_t *o = calloc(1, sizeof(*o));
     if (!o)
@@ -436,7 +338,7 @@ static object_t *s_object_new(const char *name, int kind, uint32_t value,
     return TAKE_PTR(o);
 }
 
-static void s_insert(home_t *h, object_t *o)
+void home_insert(home_t *h, object_t *o)
 {
     size_t b = o->hash & (h->n_buckets - 1);
 
@@ -446,8 +348,7 @@ static void s_insert(home_t *h, object_t *o)
     s_rehash(h);
 }
 
-/* Takes o out of the table (not freed). */
-static void s_unlink(home_t *h, object_t *o)
+void home_unlink(home_t *h, object_t *o)
 {
     object_t **p = &h->buckets[o->hash & (h->n_buckets - 1)];
 
@@ -482,21 +383,21 @@ static bool s_check(const object_t *o, const want_t *w, uint32_t uid,
                     home_result_t *r)
 {
     if (!s_may_use(o, uid)) {
-        s_fail(r, CAIRN_PERMISSION_DENIED,
-               "\"%s\" belongs to uid %u and is not shared", o->name,
-               o->owner_uid);
+        home_fail(r, CAIRN_PERMISSION_DENIED,
+                  "\"%s\" belongs to uid %u and is not shared", o->name,
+                  o->owner_uid);
         return false;
     }
     if (w->kind && o->kind != w->kind) {
-        s_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\" is a %s, not a %s",
-               o->name, s_kind_name(o->kind), s_kind_name(w->kind));
+        home_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\" is a %s, not a %s",
+                  o->name, home_kind_name(o->kind), home_kind_name(w->kind));
         return false;
     }
     if (w->value && o->value != w->value) {
-        s_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\" is a %s with %s %u, not %u",
-               o->name, s_kind_name(o->kind),
-               o->kind == KIND(BARRIER) ? "parties" : "initial value",
-               o->value, w->value);
+        home_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\" is a %s with %s %u, not %u",
+                  o->name, home_kind_name(o->kind),
+                  o->kind == KIND(BARRIER) ? "parties" : "initial value",
+                  o->value, w->value);
         return false;
     }
     return true;
@@ -510,22 +411,22 @@ static bool s_check(const object_t *o, const want_t *w, uint32_t uid,
 static int s_open(home_t *h, const char *name, const want_t *w, bool make,
                   uint32_t uid, object_t **ret_o, home_result_t *r)
 {
-    object_t *o = s_find(h, name);
+    object_t *o = home_find(h, name);
 
     *ret_o = NULL;
     if (!o) {
         if (h->recovering) {
-            s_fail(r, CAIRN_UNAVAILABLE,
-                   "recovering: \"%s\" is not known here yet", name);
+            home_fail(r, CAIRN_UNAVAILABLE,
+                      "recovering: \"%s\" is not known here yet", name);
             return OPEN_REFUSED;
         }
         if (!make)
             return OPEN_UNKNOWN;
-        o = s_object_new(name, w->kind, w->make_value, uid, w->shared,
-                         w->no_cache);
+        o = home_object_new(name, w->kind, w->make_value, uid, w->shared,
+                            w->no_cache);
         if (!o)
             return -ENOMEM;
-        s_insert(h, o);
+        home_insert(h, o);
         *ret_o = o;
         return 0;
     }
@@ -542,7 +443,7 @@ static holding_t *s_hold_find_tag(object_t *o, const who_t *who, uint64_t tag)
     if (!tag)
         return NULL;
     for (size_t i = 0; i < o->n_holds; i++)
-        if (o->holds[i].tag == tag && s_same_thread(&o->holds[i].who, who))
+        if (o->holds[i].tag == tag && home_same_thread(&o->holds[i].who, who))
             return &o->holds[i];
     return NULL;
 }
@@ -550,14 +451,13 @@ static holding_t *s_hold_find_tag(object_t *o, const who_t *who, uint64_t tag)
 static waiter_t *s_waiter_find_tag(object_t *o, const who_t *who, uint64_t tag)
 {
     for (size_t i = 0; i < o->n_waiters; i++)
-        if (o->waiters[i].tag == tag && s_same_thread(&o->waiters[i].who, who))
+        if (o->waiters[i].tag == tag &&
+            home_same_thread(&o->waiters[i].who, who))
             return &o->waiters[i];
     return NULL;
 }
 
-/* A holding added; room was reserved when its waiter queued (or by the
- * caller). */
-static holding_t *s_hold_add(object_t *o)
+holding_t *home_hold_add(object_t *o)
 {
     if (o->n_holds >= o->cap_holds)
         return NULL;
@@ -573,8 +473,7 @@ static void s_hold_remove(object_t *o, size_t i)
     o->n_holds--;
 }
 
-/* Room for `more` holdings: 0 or -ENOMEM. */
-static int s_hold_reserve(object_t *o, size_t more)
+int home_hold_reserve(object_t *o, size_t more)
 {
     return CAIRN_GROW(o->holds, o->cap_holds, o->n_holds + more, 4);
 }
@@ -587,7 +486,7 @@ static int s_waiter_add(home_t *h, object_t *o, waiter_t *w)
                   o->kind == KIND(SEMAPHORE);
 
     if (CAIRN_GROW(o->waiters, o->cap_waiters, o->n_waiters + 1, 4) < 0 ||
-        (grants && s_hold_reserve(o, o->n_waiters + 1) < 0) ||
+        (grants && home_hold_reserve(o, o->n_waiters + 1) < 0) ||
         (w->cookie && s_cookie_reserve(h) < 0))
         return -ENOMEM;
     w->since_ms = h->ops.now_ms(h->userdata);
@@ -691,14 +590,14 @@ static void s_mutex_grant(home_t *h, object_t *o, const who_t *who,
         r->cached = true;
         return;
     }
-    holding_t *g = s_hold_add(o);
+    holding_t *g = home_hold_add(o);
     assert(g);
     *g = (holding_t){ .who = *who, .tag = tag, .mode = MODE(LOCK),
                       .token = r->token, .units = 1,
                       .owner_died = o->dirty };
 }
 
-static void s_fail_all(home_t *h, object_t *o, const home_result_t *r)
+void home_fail_all(home_t *h, object_t *o, const home_result_t *r)
 {
     while (o->n_waiters)
         s_waiter_answer(h, o, 0, r);
@@ -710,10 +609,10 @@ static void s_mutex_serve(home_t *h, object_t *o)
     home_result_t r;
 
     if (o->not_recoverable && o->n_waiters && s_mutex_free(o)) {
-        s_fail(&r, CAIRN_FAILED_PRECONDITION,
-               SYNCD_MSG_NOT_RECOVERABLE "\"%s\" was unlocked while "
-               "inconsistent; destroy it to use the name again", o->name);
-        s_fail_all(h, o, &r);
+        home_fail(&r, CAIRN_FAILED_PRECONDITION,
+                  SYNCD_MSG_NOT_RECOVERABLE "\"%s\" was unlocked while "
+                  "inconsistent; destroy it to use the name again", o->name);
+        home_fail_all(h, o, &r);
         return;
     }
     if (!o->n_waiters || !s_mutex_free(o))
@@ -743,7 +642,7 @@ static void s_mutex_unhold(home_t *h, object_t *o, bool died)
 
 /* ---- rwlock -------------------------------------------------------------- */
 
-static bool s_rw_has_writer(const object_t *o)
+bool home_rw_has_writer(const object_t *o)
 {
     return o->n_holds && o->holds[0].mode == MODE(WRITE);
 }
@@ -751,7 +650,7 @@ static bool s_rw_has_writer(const object_t *o)
 static bool s_rw_holds(const object_t *o, const who_t *who, int mode)
 {
     for (size_t i = 0; i < o->n_holds; i++)
-        if (s_same_thread(&o->holds[i].who, who) &&
+        if (home_same_thread(&o->holds[i].who, who) &&
             (!mode || o->holds[i].mode == mode))
             return true;
     return false;
@@ -762,7 +661,7 @@ static void s_rw_grant(home_t *h, object_t *o, const who_t *who, uint64_t tag,
 {
     s_ok(r);
     r->token = s_next_token(h, o);
-    holding_t *g = s_hold_add(o);
+    holding_t *g = home_hold_add(o);
     assert(g);
     *g = (holding_t){ .who = *who, .tag = tag, .mode = mode,
                       .token = r->token, .units = 1 };
@@ -773,7 +672,7 @@ static void s_rw_serve(home_t *h, object_t *o)
 {
     while (o->n_waiters) {
         const waiter_t *w = &o->waiters[0];
-        if (w->mode == MODE(WRITE) ? o->n_holds > 0 : s_rw_has_writer(o))
+        if (w->mode == MODE(WRITE) ? o->n_holds > 0 : home_rw_has_writer(o))
             return;
         waiter_t t;
         home_result_t r;
@@ -786,7 +685,7 @@ static void s_rw_serve(home_t *h, object_t *o)
 
 /* ---- semaphore ----------------------------------------------------------- */
 
-static holding_t *s_sem_holding(object_t *o, const who_t *who)
+holding_t *home_sem_holding(object_t *o, const who_t *who)
 {
     for (size_t i = 0; i < o->n_holds; i++)
         if (s_same_proc(&o->holds[i].who, who))
@@ -800,9 +699,9 @@ static void s_sem_grant(home_t *h, object_t *o, const who_t *who, uint64_t tag,
     s_ok(r);
     r->token = s_next_token(h, o);
     o->sem_value -= count;
-    holding_t *g = s_sem_holding(o, who);
+    holding_t *g = home_sem_holding(o, who);
     if (!g) {
-        g = s_hold_add(o);
+        g = home_hold_add(o);
         assert(g);
         g->mode = MODE(SEM);
     }
@@ -831,8 +730,7 @@ static void s_sem_add(object_t *o, uint64_t units)
                                                   : o->sem_value + units;
 }
 
-/* Whatever changed, serve what can be served now. */
-static void s_serve(home_t *h, object_t *o)
+void home_serve(home_t *h, object_t *o)
 {
     switch (o->kind) {
     case KIND(MUTEX): s_mutex_serve(h, o); break;
@@ -867,17 +765,12 @@ home_t *home_free(home_t *h)
     for (size_t i = 0; i < h->n_buckets; i++)
         for (object_t *o = h->buckets[i], *next; o; o = next) {
             next = o->next;
-            s_object_free(h, o);
+            home_object_free(h, o);
         }
     free(h->buckets);
     free(h->cookies);
     free(h);
     return NULL;
-}
-
-void home_set_recovering(home_t *h, bool on)
-{
-    h->recovering = on;
 }
 
 size_t home_count(const home_t *h)
@@ -896,8 +789,8 @@ static int s_kind_of_mode(int mode, home_result_t *r)
     case MODE(WRITE): return KIND(RWLOCK);
     case MODE(SEM): return KIND(SEMAPHORE);
     default:
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "mode %d is not lock, read, write "
-               "or sem", mode);
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "mode %d is not lock, read, write "
+                  "or sem", mode);
         return 0;
     }
 }
@@ -915,18 +808,19 @@ static bool s_acquire_want(const Cairn__Syncd__AcquireRequest *req,
     if (!spec)
         return true;
     if (spec->kind && (int)spec->kind != kind) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": a %s request cannot use "
-               "a %s", req->name, s_kind_name(kind), s_kind_name(spec->kind));
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": a %s request cannot use "
+                  "a %s", req->name, home_kind_name(kind),
+                  home_kind_name(spec->kind));
         return false;
     }
     if (spec->value && kind != KIND(SEMAPHORE)) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": a %s takes no value (%u)",
-               req->name, s_kind_name(kind), spec->value);
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": a %s takes no value (%u)",
+                  req->name, home_kind_name(kind), spec->value);
         return false;
     }
     if (kind == KIND(SEMAPHORE) && spec->value > SEM_MAX) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": initial value %u is above "
-               "%u", req->name, spec->value, SEM_MAX);
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": initial value %u is "
+                  "above %u", req->name, spec->value, SEM_MAX);
         return false;
     }
     w->value = spec->value;
@@ -942,9 +836,9 @@ static bool s_acquire_want(const Cairn__Syncd__AcquireRequest *req,
 static int s_busy(const object_t *o, home_result_t *r)
 {
     if (o->cached_at)
-        return s_fail(r, CAIRN_BUSY, "\"%s\" is cached at node %u (asked "
-                      "back)", o->name, o->cached_at);
-    return s_fail(r, CAIRN_BUSY, "\"%s\" is not free", o->name);
+        return home_fail(r, CAIRN_BUSY, "\"%s\" is cached at node %u (asked "
+                         "back)", o->name, o->cached_at);
+    return home_fail(r, CAIRN_BUSY, "\"%s\" is not free", o->name);
 }
 
 /* A waiter for an acquire. */
@@ -967,7 +861,7 @@ static int s_mutex_acquire(home_t *h, object_t *o, const who_t *who,
     if (g)
         return s_grant_again(g, r);
     if (req->tag && o->cached_at && o->cache_tag == req->tag &&
-        s_same_thread(&o->cache_who, who)) {
+        home_same_thread(&o->cache_who, who)) {
         s_ok(r);
         r->token = o->cache_grant;
         r->owner_died = o->cache_dirty;
@@ -978,14 +872,14 @@ static int s_mutex_acquire(home_t *h, object_t *o, const who_t *who,
     if (w)
         return s_rebind(h, o, w, cookie);
     if (o->not_recoverable)
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_RECOVERABLE
-                      "\"%s\" was unlocked while inconsistent; destroy it "
-                      "to use the name again", o->name);
-    if (o->n_holds && s_same_thread(&o->holds[0].who, who))
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_DEADLOCK
-                      "\"%s\" is already held by this thread", o->name);
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_RECOVERABLE
+                         "\"%s\" was unlocked while inconsistent; destroy it "
+                         "to use the name again", o->name);
+    if (o->n_holds && home_same_thread(&o->holds[0].who, who))
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_DEADLOCK
+                         "\"%s\" is already held by this thread", o->name);
     if (s_mutex_free(o) && !o->n_waiters) {
-        if (s_hold_reserve(o, 1) < 0)
+        if (home_hold_reserve(o, 1) < 0)
             return -ENOMEM;
         s_mutex_grant(h, o, who, req->tag, req->cache_ok, r);
         return HOME_DONE;
@@ -1008,14 +902,14 @@ static int s_rw_acquire(home_t *h, object_t *o, const who_t *who,
         return s_rebind(h, o, w, cookie);
     if (s_rw_holds(o, who, MODE(WRITE)) ||
         (req->mode == MODE(WRITE) && s_rw_holds(o, who, 0)))
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_DEADLOCK
-                      "\"%s\" is already locked by this thread", o->name);
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_DEADLOCK
+                         "\"%s\" is already locked by this thread", o->name);
     bool now = req->mode == MODE(WRITE)
         ? o->n_holds == 0 && o->n_waiters == 0
-        : !s_rw_has_writer(o) &&
+        : !home_rw_has_writer(o) &&
           (o->n_waiters == 0 || s_rw_holds(o, who, MODE(READ)));
     if (now) {
-        if (s_hold_reserve(o, 1) < 0)
+        if (home_hold_reserve(o, 1) < 0)
             return -ENOMEM;
         s_rw_grant(h, o, who, req->tag, req->mode, r);
         return HOME_DONE;
@@ -1032,9 +926,9 @@ static int s_sem_acquire(home_t *h, object_t *o, const who_t *who,
     uint32_t count = req->count ? req->count : 1;
 
     if (count > SEM_MAX)
-        return s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": %u units is more "
-                      "than a semaphore can hold (%u)", o->name, count,
-                      SEM_MAX);
+        return home_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": %u units is more "
+                         "than a semaphore can hold (%u)", o->name, count,
+                         SEM_MAX);
     holding_t *g = s_hold_find_tag(o, who, req->tag);
     if (g)
         return s_grant_again(g, r);
@@ -1042,7 +936,7 @@ static int s_sem_acquire(home_t *h, object_t *o, const who_t *who,
     if (w)
         return s_rebind(h, o, w, cookie);
     if (!o->n_waiters && o->sem_value >= count) {
-        if (!s_sem_holding(o, who) && s_hold_reserve(o, 1) < 0)
+        if (!home_sem_holding(o, who) && home_hold_reserve(o, 1) < 0)
             return -ENOMEM;
         s_sem_grant(h, o, who, req->tag, count, r);
         return HOME_DONE;
@@ -1060,7 +954,7 @@ int home_acquire(home_t *h, const Cairn__Syncd__AcquireRequest *req,
     want_t w;
     object_t *o;
 
-    if (!s_name_ok(req->name, "object", r) || !s_who(req->holder, uid, &who, r) ||
+    if (!home_name_ok(req->name, "object", r) || !s_who(req->holder, uid, &who, r) ||
         !s_acquire_want(req, &w, r))
         return HOME_DONE;
     int rc = s_open(h, req->name, &w, true, uid, &o, r);
@@ -1080,9 +974,9 @@ static int s_mutex_release(home_t *h, object_t *o, const who_t *who,
 {
     if (o->cached_at) {
         if (who->node != o->cached_at)
-            return s_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
-                          "\"%s\" is cached at node %u", o->name,
-                          o->cached_at);
+            return home_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
+                             "\"%s\" is cached at node %u", o->name,
+                             o->cached_at);
         /* the caching node gives it back unused: free, served onward */
         o->cached_at = 0;
         o->revoke_asked = false;
@@ -1090,10 +984,10 @@ static int s_mutex_release(home_t *h, object_t *o, const who_t *who,
         s_mutex_serve(h, o);
         return s_ok(r);
     }
-    if (!o->n_holds || !s_same_thread(&o->holds[0].who, who))
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
-                      "\"%s\" is not held by node %u pid %d tid %d", o->name,
-                      who->node, who->pid, who->tid);
+    if (!o->n_holds || !home_same_thread(&o->holds[0].who, who))
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
+                         "\"%s\" is not held by node %u pid %d tid %d", o->name,
+                         who->node, who->pid, who->tid);
     s_mutex_unhold(h, o, false);
     return s_ok(r);
 }
@@ -1104,7 +998,7 @@ static int s_rw_release(home_t *h, object_t *o, const who_t *who, int mode,
     size_t i, any = o->n_holds;
 
     for (i = 0; i < o->n_holds; i++) {
-        if (!s_same_thread(&o->holds[i].who, who))
+        if (!home_same_thread(&o->holds[i].who, who))
             continue;
         if (o->holds[i].mode == mode)
             break;
@@ -1114,9 +1008,9 @@ static int s_rw_release(home_t *h, object_t *o, const who_t *who, int mode,
     if (i == o->n_holds)
         i = any;
     if (i == o->n_holds)
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
-                      "\"%s\" is not locked by node %u pid %d tid %d",
-                      o->name, who->node, who->pid, who->tid);
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
+                         "\"%s\" is not locked by node %u pid %d tid %d",
+                         o->name, who->node, who->pid, who->tid);
     s_hold_remove(o, i);
     s_rw_serve(h, o);
     return s_ok(r);
@@ -1128,9 +1022,10 @@ static int s_sem_post(home_t *h, object_t *o, const who_t *who, uint32_t count,
     if (!count)
         count = 1;
     if (count > SEM_MAX - o->sem_value)
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\": posting %u "
-                      "would take the value past %u", o->name, count, SEM_MAX);
-    holding_t *g = s_sem_holding(o, who);
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\": posting %u "
+                         "would take the value past %u", o->name, count,
+                         SEM_MAX);
+    holding_t *g = home_sem_holding(o, who);
     if (g) {
         g->units -= g->units < count ? g->units : count;
         if (!g->units)
@@ -1149,7 +1044,8 @@ int home_release(home_t *h, const Cairn__Syncd__ReleaseRequest *req,
     want_t w = { 0 };
     object_t *o;
 
-    if (!s_name_ok(req->name, "object", r) || !s_who(req->holder, uid, &who, r))
+    if (!home_name_ok(req->name, "object", r) ||
+        !s_who(req->holder, uid, &who, r))
         return HOME_DONE;
     w.kind = s_kind_of_mode(req->mode, r);
     if (!w.kind)
@@ -1159,9 +1055,10 @@ int home_release(home_t *h, const Cairn__Syncd__ReleaseRequest *req,
         return rc < 0 ? rc : HOME_DONE;
     if (rc == OPEN_UNKNOWN) {
         if (w.kind == KIND(SEMAPHORE))
-            return s_fail(r, CAIRN_NOT_FOUND, "no semaphore \"%s\"", req->name);
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
-                      "no %s \"%s\"", s_kind_name(w.kind), req->name);
+            return home_fail(r, CAIRN_NOT_FOUND, "no semaphore \"%s\"",
+                             req->name);
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
+                         "no %s \"%s\"", home_kind_name(w.kind), req->name);
     }
     switch (o->kind) {
     case KIND(MUTEX): return s_mutex_release(h, o, &who, r);
@@ -1178,20 +1075,20 @@ int home_consistent(home_t *h, const Cairn__Syncd__ConsistentRequest *req,
     want_t w = { .kind = KIND(MUTEX) };
     object_t *o;
 
-    if (!s_name_ok(req->name, "mutex", r) || !s_who(req->holder, uid, &who, r))
+    if (!home_name_ok(req->name, "mutex", r) || !s_who(req->holder, uid, &who, r))
         return HOME_DONE;
     int rc = s_open(h, req->name, &w, false, uid, &o, r);
     if (rc < 0 || rc == OPEN_REFUSED)
         return rc < 0 ? rc : HOME_DONE;
     if (rc == OPEN_UNKNOWN)
-        return s_fail(r, CAIRN_NOT_FOUND, "no mutex \"%s\"", req->name);
-    if (o->n_holds == 0 || !s_same_thread(&o->holds[0].who, &who))
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
-                      "\"%s\" is not held by node %u pid %d tid %d", o->name,
-                      who.node, who.pid, who.tid);
+        return home_fail(r, CAIRN_NOT_FOUND, "no mutex \"%s\"", req->name);
+    if (o->n_holds == 0 || !home_same_thread(&o->holds[0].who, &who))
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, SYNCD_MSG_NOT_HOLDER
+                         "\"%s\" is not held by node %u pid %d tid %d", o->name,
+                         who.node, who.pid, who.tid);
     if (!o->dirty)
-        return s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\" is consistent "
-                      "already", o->name);
+        return home_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\" is consistent "
+                         "already", o->name);
     o->dirty = false;
     o->holds[0].owner_died = false;
     return s_ok(r);
@@ -1203,7 +1100,7 @@ static const arrival_t *s_done_find(const object_t *o, const who_t *who,
                                     uint64_t tag)
 {
     for (size_t i = 0; tag && i < o->n_done; i++)
-        if (o->done[i].tag == tag && s_same_thread(&o->done[i].who, who))
+        if (o->done[i].tag == tag && home_same_thread(&o->done[i].who, who))
             return &o->done[i];
     return NULL;
 }
@@ -1240,11 +1137,11 @@ int home_barrier(home_t *h, const Cairn__Syncd__BarrierRequest *req,
     who_t who;
     object_t *o;
 
-    if (!s_name_ok(req->name, "barrier", r) || !s_who(req->holder, uid, &who, r))
+    if (!home_name_ok(req->name, "barrier", r) || !s_who(req->holder, uid, &who, r))
         return HOME_DONE;
     if (req->parties == 0)
-        return s_fail(r, CAIRN_INVALID_ARGUMENT, "barrier \"%s\": parties "
-                      "must be at least 1", req->name);
+        return home_fail(r, CAIRN_INVALID_ARGUMENT, "barrier \"%s\": parties "
+                         "must be at least 1", req->name);
     want_t w = { .kind = KIND(BARRIER), .value = req->parties,
                  .make_value = req->parties, .shared = req->shared };
     int rc = s_open(h, req->name, &w, true, uid, &o, r);
@@ -1279,9 +1176,9 @@ static int s_cond_prepare(home_t *h, object_t *o, const who_t *who,
     if (s_waiter_find_tag(o, who, req->tag))
         return s_ok(r);     /* a retried PREPARE: already queued */
     if (o->n_waiters && strcmp(o->waiters[0].mutex, req->mutex) != 0)
-        return s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\" is in use with "
-                      "mutex \"%s\", not \"%s\"", o->name,
-                      o->waiters[0].mutex, req->mutex);
+        return home_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\" is in use with "
+                         "mutex \"%s\", not \"%s\"", o->name,
+                         o->waiters[0].mutex, req->mutex);
     waiter_t w = { .who = *who, .tag = req->tag, .mutex = strdup(req->mutex) };
     if (!w.mutex)
         return -ENOMEM;
@@ -1312,15 +1209,15 @@ int home_cond(home_t *h, const Cairn__Syncd__CondWaitRequest *req,
     object_t *o;
     int phase = req->phase;
 
-    if (!s_name_ok(req->name, "condition variable", r) ||
+    if (!home_name_ok(req->name, "condition variable", r) ||
         !s_who(req->holder, uid, &who, r))
         return HOME_DONE;
     if (phase != PHASE(PREPARE) && phase != PHASE(WAIT) &&
         phase != PHASE(CANCEL))
-        return s_fail(r, CAIRN_INVALID_ARGUMENT, "condition variable \"%s\": "
-                      "phase %d is not prepare, wait or cancel", req->name,
-                      phase);
-    if (phase == PHASE(PREPARE) && !s_name_ok(req->mutex, "mutex", r))
+        return home_fail(r, CAIRN_INVALID_ARGUMENT, "condition variable "
+                         "\"%s\": phase %d is not prepare, wait or cancel",
+                         req->name, phase);
+    if (phase == PHASE(PREPARE) && !home_name_ok(req->mutex, "mutex", r))
         return HOME_DONE;
     want_t w = { .kind = KIND(CONDVAR), .shared = req->shared };
     int rc = s_open(h, req->name, &w, phase == PHASE(PREPARE), uid, &o, r);
@@ -1345,7 +1242,7 @@ int home_cond_signal(home_t *h, const Cairn__Syncd__CondSignalRequest *req,
     want_t w = { .kind = KIND(CONDVAR) };
     uint32_t woken = 0;
 
-    if (!s_name_ok(req->name, "condition variable", r) ||
+    if (!home_name_ok(req->name, "condition variable", r) ||
         !s_who(req->holder, uid, &who, r))
         return HOME_DONE;
     int rc = s_open(h, req->name, &w, false, uid, &o, r);
@@ -1382,31 +1279,31 @@ int home_destroy(home_t *h, const Cairn__Syncd__DestroyRequest *req,
                  uint32_t uid, home_result_t *r)
 {
     assert(h && req && r);
-    if (!s_name_ok(req->name, "object", r))
+    if (!home_name_ok(req->name, "object", r))
         return HOME_DONE;
-    object_t *o = s_find(h, req->name);
+    object_t *o = home_find(h, req->name);
     if (!o) {
         if (h->recovering)
-            return s_fail(r, CAIRN_UNAVAILABLE, "recovering: \"%s\" is not "
-                          "known here yet", req->name);
-        return s_fail(r, CAIRN_NOT_FOUND, "no object \"%s\"", req->name);
+            return home_fail(r, CAIRN_UNAVAILABLE, "recovering: \"%s\" is not "
+                             "known here yet", req->name);
+        return home_fail(r, CAIRN_NOT_FOUND, "no object \"%s\"", req->name);
     }
     if (uid != 0 && uid != o->owner_uid)
-        return s_fail(r, CAIRN_PERMISSION_DENIED, "only its owner (uid %u) "
-                      "or root may destroy \"%s\"", o->owner_uid, o->name);
+        return home_fail(r, CAIRN_PERMISSION_DENIED, "only its owner (uid %u) "
+                         "or root may destroy \"%s\"", o->owner_uid, o->name);
     if (o->cached_at) {
         s_revoke(h, o);
-        return s_fail(r, CAIRN_UNAVAILABLE, "\"%s\" is cached at node %u: "
-                      "asked back, try again", o->name, o->cached_at);
+        return home_fail(r, CAIRN_UNAVAILABLE, "\"%s\" is cached at node %u: "
+                         "asked back, try again", o->name, o->cached_at);
     }
     if (o->n_holds && (o->kind == KIND(MUTEX) || o->kind == KIND(RWLOCK)))
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\" is held",
-                      o->name);
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\" is held",
+                         o->name);
     if (o->n_waiters)
-        return s_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\" has %zu "
-                      "waiter(s)", o->name, o->n_waiters);
-    s_unlink(h, o);
-    s_object_free(h, o);
+        return home_fail(r, CAIRN_FAILED_PRECONDITION, "\"%s\" has %zu "
+                         "waiter(s)", o->name, o->n_waiters);
+    home_unlink(h, o);
+    home_object_free(h, o);
     return s_ok(r);
 }
 
@@ -1419,25 +1316,25 @@ static bool s_declare_want(const Cairn__Syncd__DeclareRequest *req,
     const pb_spec_t *spec = req->spec;
 
     if (!spec || spec->kind < KIND(MUTEX) || spec->kind > KIND(CONDVAR)) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": declare needs a kind "
-               "(mutex, rwlock, semaphore, barrier or condvar)", req->name);
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": declare needs a kind "
+                  "(mutex, rwlock, semaphore, barrier or condvar)", req->name);
         return false;
     }
     int kind = (int)spec->kind;
     bool valued = kind == KIND(SEMAPHORE) || kind == KIND(BARRIER);
     if (spec->value && !valued) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": a %s takes no value (%u)",
-               req->name, s_kind_name(kind), spec->value);
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": a %s takes no value (%u)",
+                  req->name, home_kind_name(kind), spec->value);
         return false;
     }
     if (kind == KIND(BARRIER) && spec->value == 0) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "barrier \"%s\": parties must be "
-               "at least 1", req->name);
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "barrier \"%s\": parties must be "
+                  "at least 1", req->name);
         return false;
     }
     if (kind == KIND(SEMAPHORE) && spec->value > SEM_MAX) {
-        s_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": initial value %u is above "
-               "%u", req->name, spec->value, SEM_MAX);
+        home_fail(r, CAIRN_INVALID_ARGUMENT, "\"%s\": initial value %u is "
+                  "above %u", req->name, spec->value, SEM_MAX);
         return false;
     }
     /* A declared semaphore's value is what it says, 0 included; an
@@ -1456,7 +1353,7 @@ int home_declare(home_t *h, const Cairn__Syncd__DeclareRequest *req,
     want_t w;
     object_t *o;
 
-    if (!s_name_ok(req->name, "object", r) || !s_who(req->holder, uid, &who, r) ||
+    if (!home_name_ok(req->name, "object", r) || !s_who(req->holder, uid, &who, r) ||
         !s_declare_want(req, &w, r))
         return HOME_DONE;
     int rc = s_open(h, req->name, &w, true, uid, &o, r);
@@ -1474,7 +1371,7 @@ bool home_cancel(home_t *h, void *cookie)
     for (size_t i = 0; i < o->n_waiters; i++)
         if (o->waiters[i].cookie == cookie) {
             s_waiter_drop(h, o, i);
-            s_serve(h, o);   /* a writer or a large count may have blocked others */
+            home_serve(h, o);   /* a writer or a large count may have blocked others */
             return true;
         }
     return false;
@@ -1485,14 +1382,14 @@ bool home_cancel(home_t *h, void *cookie)
 void home_revoked(home_t *h, const char *name, uint64_t grant,
                   uint64_t last_token, bool owner_died, bool not_recoverable)
 {
-    object_t *o = name ? s_find(h, name) : NULL;
+    object_t *o = name ? home_find(h, name) : NULL;
 
     if (!o || o->kind != KIND(MUTEX) || !o->cached_at ||
         o->cache_grant != grant)
         return;   /* stale: given back already, or an older grant */
     o->cached_at = 0;
     o->revoke_asked = false;
-    o->last = s_max(o->last, last_token);
+    o->last = home_max(o->last, last_token);
     o->dirty = o->dirty || owner_died;
     o->not_recoverable = o->not_recoverable || not_recoverable;
     s_mutex_serve(h, o);
@@ -1535,7 +1432,7 @@ static void s_bury(home_t *h, object_t *o, const dead_t *d)
         o->cached_at = 0;
         o->revoke_asked = false;
         o->dirty = true;
-        o->last = s_max(o->last, o->cache_grant + SYNCTAB_SEQ_MAX);
+        o->last = home_max(o->last, o->cache_grant + SYNCTAB_SEQ_MAX);
         changed = true;
     }
     for (size_t i = 0; i < o->n_holds;) {
@@ -1554,7 +1451,7 @@ static void s_bury(home_t *h, object_t *o, const dead_t *d)
         s_hold_remove(o, i);
     }
     if (changed)
-        s_serve(h, o);
+        home_serve(h, o);
 }
 
 static void s_bury_all(home_t *h, const dead_t *d)
@@ -1595,7 +1492,7 @@ static const char *s_state(const object_t *o)
     return o->n_holds ? "held" : "free";
 }
 
-static char *s_strdup_a(home_alloc_fn alloc, void *ctx, const char *s)
+char *home_strdup_a(home_alloc_fn alloc, void *ctx, const char *s)
 {
     size_t n = strlen(s) + 1;
     char *p = alloc(ctx, n);
@@ -1619,9 +1516,8 @@ static pb_holder_t *s_holder_a(home_alloc_fn alloc, void *ctx, const who_t *w)
     return p;
 }
 
-/* The holdings as Grant messages; false on ENOMEM. */
-static bool s_grants_a(const object_t *o, home_alloc_fn alloc, void *ctx,
-                       Cairn__Syncd__Grant ***ret, size_t *ret_n)
+bool home_grants_a(const object_t *o, home_alloc_fn alloc, void *ctx,
+                   Cairn__Syncd__Grant ***ret, size_t *ret_n)
 {
     if (!o->n_holds)
         return true;
@@ -1678,7 +1574,7 @@ bool home_show(home_t *h, const char *name, Cairn__Syncd__ObjectInfo *info,
 {
     assert(h && info && alloc);
     object_t *o = name && *name && strnlen(name, NAME_MAX_BYTES + 1) <=
-                  NAME_MAX_BYTES ? s_find(h, name) : NULL;
+                  NAME_MAX_BYTES ? home_find(h, name) : NULL;
     if (!o)
         return false;
     info->name = o->name;     /* the home's: valid until the next home_* call */
@@ -1693,7 +1589,7 @@ bool home_show(home_t *h, const char *name, Cairn__Syncd__ObjectInfo *info,
     info->generation = o->generation;
     info->state = (char *)s_state(o);
     /* out of memory: the lists stay empty, the rest is right */
-    if (!s_grants_a(o, alloc, ctx, &info->holders, &info->n_holders))
+    if (!home_grants_a(o, alloc, ctx, &info->holders, &info->n_holders))
         info->n_holders = 0, info->holders = NULL;
     if (!s_waiters_a(h, o, alloc, ctx, info))
         info->n_waiters = 0, info->waiters = NULL;
@@ -1722,317 +1618,4 @@ int home_names(home_t *h, uint32_t uid, const char ***names, size_t *n,
     *names = v;
     *n = k;
     return 0;
-}
-
-/* ---- moving homes -------------------------------------------------------------------- */
-
-static Cairn__Syncd__ObjectState *s_state_a(const object_t *o,
-                                            home_alloc_fn alloc, void *ctx)
-{
-    Cairn__Syncd__ObjectState *st = alloc(ctx, sizeof(*st));
-    pb_spec_t *spec = alloc(ctx, sizeof(*spec));
-
-    if (!st || !spec)
-        return NULL;
-    cairn__syncd__object_state__init(st);
-    cairn__syncd__spec__init(spec);
-    spec->kind = o->kind;
-    spec->value = o->value;
-    spec->shared = o->shared;
-    spec->no_cache = o->no_cache;
-    st->spec = spec;
-    st->name = s_strdup_a(alloc, ctx, o->name);
-    if (!st->name || !s_grants_a(o, alloc, ctx, &st->holders, &st->n_holders))
-        return NULL;
-    st->owner_uid = o->owner_uid;
-    st->last_token = o->last;
-    st->cached_at = o->cached_at;
-    st->cache_grant = o->cache_grant;
-    st->owner_died = o->dirty;
-    st->not_recoverable = o->not_recoverable;
-    st->authoritative = true;
-    st->sem_value = (uint32_t)o->sem_value;
-    st->generation = o->generation;
-    return st;
-}
-
-int home_hand_over(home_t *h, home_keep_fn keep, void *keep_ctx,
-                   Cairn__Syncd__ObjectState ***states, size_t *n,
-                   home_alloc_fn alloc, void *ctx)
-{
-    assert(h && keep && states && n && alloc);
-    size_t k = 0, moving = 0;
-
-    for (size_t b = 0; b < h->n_buckets; b++)
-        for (object_t *o = h->buckets[b]; o; o = o->next)
-            moving += !keep(keep_ctx, o->name);
-    Cairn__Syncd__ObjectState **v = alloc(ctx, (moving ? moving : 1) * sizeof(*v));
-    object_t **objs = calloc(moving ? moving : 1, sizeof(*objs));
-    if (!v || !objs) {
-        free(objs);
-        return -ENOMEM;
-    }
-    /* every state first: on ENOMEM nothing has moved */
-    for (size_t b = 0; b < h->n_buckets; b++)
-        for (object_t *o = h->buckets[b]; o; o = o->next) {
-            if (k == moving || keep(keep_ctx, o->name))
-                continue;
-            v[k] = s_state_a(o, alloc, ctx);
-            if (!v[k]) {
-                free(objs);
-                return -ENOMEM;
-            }
-            objs[k++] = o;
-        }
-    for (size_t i = 0; i < k; i++) {
-        object_t *o = objs[i];
-        home_result_t r;
-        s_unlink(h, o);
-        s_fail(&r, CAIRN_UNAVAILABLE, "moved: \"%s\" has a new home", o->name);
-        s_fail_all(h, o, &r);
-        s_object_free(h, o);
-    }
-    free(objs);
-    *states = v;
-    *n = k;
-    return 0;
-}
-
-/* ---- import ---------------------------------------------------------------------------- */
-
-static bool s_mode_fits(int kind, int mode)
-{
-    switch (kind) {
-    case KIND(MUTEX): return mode == MODE(LOCK);
-    case KIND(RWLOCK): return mode == MODE(READ) || mode == MODE(WRITE);
-    case KIND(SEMAPHORE): return mode == MODE(SEM);
-    default: return false;
-    }
-}
-
-static int s_import_check(uint32_t from, const Cairn__Syncd__ObjectState *st,
-                          cairn_error_t *err)
-{
-    home_result_t r;
-
-    if (!s_name_ok(st->name, "object", &r))
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "state from node %u: %s", from, r.message);
-    if (!st->spec || st->spec->kind < KIND(MUTEX) ||
-        st->spec->kind > KIND(CONDVAR))
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "state of \"%s\" from node %u: no kind",
-                               st->name, from);
-    if (st->spec->kind == KIND(BARRIER) && st->spec->value == 0)
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "state of \"%s\" from node %u: a barrier of 0 "
-                               "parties", st->name, from);
-    if (st->cached_at && (st->spec->kind != KIND(MUTEX) || !st->cache_grant))
-        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                               "state of \"%s\" from node %u: a cache needs a "
-                               "mutex and a grant", st->name, from);
-    for (size_t i = 0; i < st->n_holders; i++) {
-        const Cairn__Syncd__Grant *g = st->holders[i];
-        if (!g || !g->holder || !g->holder->node || g->holder->pid <= 0 ||
-            !s_mode_fits(st->spec->kind, g->mode))
-            return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
-                                   "state of \"%s\" from node %u: holder %zu "
-                                   "is not a holder of a %s", st->name, from,
-                                   i, s_kind_name(st->spec->kind));
-    }
-    return 0;
-}
-
-static who_t s_who_of(const pb_holder_t *p)
-{
-    return (who_t){ .node = p->node, .pid = p->pid, .tid = p->tid,
-                    .uid = p->uid };
-}
-
-/* A conflict: two claims on a mutex, the newer kept, owner-died. */
-__attribute__((format(printf, 4, 5)))
-static void s_conflict(object_t *o, cairn_error_t *err, int *conflicts,
-                       const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    o->dirty = true;
-    if ((*conflicts)++ == 0)
-        cairn_error_set(err, 1, CAIRN_FAILED_PRECONDITION,
-                        "\"%s\": %s; kept the newer, owner-died", o->name, msg);
-}
-
-static void s_import_cache(object_t *o, uint32_t node, uint64_t grant,
-                           cairn_error_t *err, int *conflicts)
-{
-    if (o->cached_at == node) {
-        o->cache_grant = s_max(o->cache_grant, grant);
-        return;
-    }
-    if (o->cached_at) {
-        s_conflict(o, err, conflicts, "cached at node %u (grant %llu) and at "
-                   "node %u (grant %llu)", o->cached_at,
-                   (unsigned long long)o->cache_grant, node,
-                   (unsigned long long)grant);
-        if (grant < o->cache_grant)
-            return;
-    } else if (o->n_holds) {
-        const holding_t *g = &o->holds[0];
-        s_conflict(o, err, conflicts, "held by node %u pid %d (token %llu) "
-                   "and cached at node %u (grant %llu)", g->who.node,
-                   g->who.pid, (unsigned long long)g->token, node,
-                   (unsigned long long)grant);
-        if (grant < g->token)
-            return;
-        o->n_holds = 0;
-    }
-    o->cached_at = node;
-    o->cache_grant = grant;
-    o->cache_dirty = false;
-    o->revoke_asked = false;
-    o->cache_who = (who_t){ 0 };
-    o->cache_tag = 0;
-}
-
-static void s_import_mutex_holder(object_t *o, const who_t *who,
-                                  uint64_t token, cairn_error_t *err,
-                                  int *conflicts)
-{
-    if (o->cached_at) {
-        if (who->node == o->cached_at)
-            return;   /* the caching node's own holder: the cache covers it */
-        s_conflict(o, err, conflicts, "cached at node %u (grant %llu) and "
-                   "held by node %u pid %d (token %llu)", o->cached_at,
-                   (unsigned long long)o->cache_grant, who->node, who->pid,
-                   (unsigned long long)token);
-        if (token < o->cache_grant)
-            return;
-        o->cached_at = 0;
-    } else if (o->n_holds) {
-        holding_t *g = &o->holds[0];
-        if (s_same_thread(&g->who, who)) {
-            g->token = s_max(g->token, token);
-            return;
-        }
-        s_conflict(o, err, conflicts, "held by node %u pid %d (token %llu) "
-                   "and by node %u pid %d (token %llu)", g->who.node,
-                   g->who.pid, (unsigned long long)g->token, who->node,
-                   who->pid, (unsigned long long)token);
-        if (token < g->token)
-            return;
-        o->n_holds = 0;
-    }
-    holding_t *g = s_hold_add(o);
-    assert(g);
-    *g = (holding_t){ .who = *who, .mode = MODE(LOCK), .token = token,
-                      .units = 1 };
-}
-
-static void s_import_rw_holder(object_t *o, const who_t *who, int mode,
-                               uint64_t token, cairn_error_t *err,
-                               int *conflicts)
-{
-    uint64_t top = 0;
-
-    for (size_t i = 0; i < o->n_holds; i++) {
-        if (o->holds[i].token == token && s_same_thread(&o->holds[i].who, who))
-            return;   /* announced twice */
-        top = s_max(top, o->holds[i].token);
-    }
-    if (o->n_holds && (mode == MODE(WRITE) || s_rw_has_writer(o))) {
-        s_conflict(o, err, conflicts, "a writer (node %u pid %d token %llu) "
-                   "and other holders", who->node, who->pid,
-                   (unsigned long long)token);
-        if (token < top)
-            return;
-        o->n_holds = 0;
-    }
-    holding_t *g = s_hold_add(o);
-    assert(g);
-    *g = (holding_t){ .who = *who, .mode = mode, .token = token, .units = 1 };
-}
-
-static void s_import_sem_holder(object_t *o, const who_t *who, uint64_t token,
-                                uint32_t count)
-{
-    holding_t *g = s_sem_holding(o, who);
-
-    if (!g) {
-        g = s_hold_add(o);
-        assert(g);
-        *g = (holding_t){ .who = *who, .mode = MODE(SEM) };
-    }
-    /* a process announced twice (by its relay, by the old home) counts once */
-    g->units = s_max(g->units, count ? count : 1);
-    g->token = s_max(g->token, token);
-}
-
-int home_import(home_t *h, uint32_t from, const Cairn__Syncd__ObjectState *st,
-                cairn_error_t *err)
-{
-    assert(h && st);
-    int conflicts = 0;
-    const pb_spec_t *spec = st->spec;
-
-    int rc = s_import_check(from, st, err);
-    if (rc < 0)
-        return rc;
-    object_t *o = s_find(h, st->name);
-    if (o && o->kind != (int)spec->kind)
-        return cairn_error_set(err, -EINVAL, CAIRN_FAILED_PRECONDITION,
-                               "\"%s\" is a %s here; node %u says %s",
-                               o->name, s_kind_name(o->kind), from,
-                               s_kind_name(spec->kind));
-    if (!o) {
-        o = s_object_new(st->name, spec->kind, spec->value, st->owner_uid,
-                         spec->shared, spec->no_cache);
-        if (!o)
-            return -ENOMEM;
-        o->sem_known = false;   /* until an authoritative state says */
-        s_insert(h, o);
-    }
-    if (s_hold_reserve(o, st->n_holders) < 0)
-        return -ENOMEM;
-    o->last = s_max(o->last, st->last_token);
-    if (st->cached_at) {
-        s_import_cache(o, st->cached_at, st->cache_grant, err, &conflicts);
-        o->last = s_max(o->last, st->cache_grant);
-    }
-    for (size_t i = 0; i < st->n_holders; i++) {
-        const Cairn__Syncd__Grant *g = st->holders[i];
-        who_t who = s_who_of(g->holder);
-        o->last = s_max(o->last, g->token);
-        if (o->kind == KIND(MUTEX))
-            s_import_mutex_holder(o, &who, g->token, err, &conflicts);
-        else if (o->kind == KIND(RWLOCK))
-            s_import_rw_holder(o, &who, g->mode, g->token, err, &conflicts);
-        else
-            s_import_sem_holder(o, &who, g->token, g->count);
-    }
-    if (st->authoritative) {
-        o->dirty = o->dirty || st->owner_died;
-        o->not_recoverable = o->not_recoverable || st->not_recoverable;
-        o->generation = s_max(o->generation, st->generation);
-        if (o->kind == KIND(SEMAPHORE)) {
-            o->sem_value = st->sem_value > SEM_MAX ? SEM_MAX : st->sem_value;
-            o->sem_known = true;
-        }
-    } else if (o->kind == KIND(SEMAPHORE) && !o->sem_known) {
-        /* README "Failure": initial value minus the units live processes
-         * hold (a post by one that never waited is lost with the home) */
-        uint64_t held = 0;
-        for (size_t i = 0; i < o->n_holds; i++)
-            held += o->holds[i].units;
-        o->sem_value = held >= o->value ? 0 : o->value - held;
-    }
-    /* the old home's holder of an owner-died mutex was told so */
-    if (o->kind == KIND(MUTEX) && o->n_holds && st->authoritative &&
-        st->owner_died)
-        o->holds[0].owner_died = true;
-    s_serve(h, o);
-    return conflicts ? 1 : 0;
 }

@@ -12,6 +12,9 @@
  * Every handler below is called by the skeleton with the request's caller
  * checked against the handler table's access; each returns
  * CAIRN_REPLY_NOW, CAIRN_REPLY_DEFERRED or a negative errno (INTERNAL).
+ * The handlers live in the part of the relay they belong to (relay.c: the
+ * client side; relay-home.c: revoke, gone; relay-failover.c: announce;
+ * relay-ls.c: ls, show); relay-private.h says what each part is.
  */
 #ifndef SYNCD_RELAY_H
 #define SYNCD_RELAY_H

@@ -182,8 +182,10 @@ out=$("$CAIRN" --node 2 "${WAIT[@]}" lock st -- sh -c 'cat <&3' 3<<<"fd three")
 t_check "the command keeps an fd its caller opened (3)" test "$out" = "fd three"
 
 # node 2 holds "held"; the holder is the parent of the command.
-rm -f "$W/holder.pid" "$W/ran"
-ip netns exec "cairn-$name-2" "$CAIRN" --node 2 lock held --no-cache -- sh -c "echo \$PPID \$CAIRN_LOCK_TOKEN > $W/holder.pid; sleep 4" &
+# It holds until the checks below are done (a file says so; 60 s at most):
+# a fixed hold was too short for them on a loaded machine under ASan.
+rm -f "$W/holder.pid" "$W/ran" "$W/release"
+ip netns exec "cairn-$name-2" "$CAIRN" --node 2 lock held --no-cache -- sh -c "echo \$PPID \$CAIRN_LOCK_TOKEN > $W/holder.pid; i=0; while [ ! -e $W/release ] && [ \$i -lt 600 ]; do sleep 0.1; i=\$((i + 1)); done" &
 lockbg=$!
 t_check "node 2 holds 'held'" wait_for 10 test -s "$W/holder.pid"
 read -r holder holder_token < "$W/holder.pid" 2>/dev/null || { holder=0; holder_token=0; }
@@ -230,6 +232,7 @@ t_check "sync show --table: holder and waiter rows" bash -c \
      '$CAIRN' --table sync show held | grep -Eq '^waiters\\.1 +n3 pid $waiter .*waiting [0-9]+ ms\$'"
 t_check "sync destroy of a held lock: failed-precondition" \
     t_expect_error 1 failed-precondition "$CAIRN" --node 1 sync destroy held
+touch "$W/release"
 wait "$lockbg"; t_check "the holder's lock exited 0" test $? -eq 0
 wait "$waiter"; t_check "the waiter got it after the holder: exit 0" test $? -eq 0
 t_check "then nobody holds or waits" show_ok held '(.holders | length) == 0 and (.waiters | length) == 0'

@@ -22,6 +22,9 @@
  * Mode seccomp installs a filter (getpriority fails with errno 42) that
  * both threads must still have after the restore.
  * Mode undumpable is pause in a process that set PR_SET_DUMPABLE 0.
+ * Mode unmovable holds a socket and a pty master and is traced from outside
+ * its tree: three reasons not to move; it counts (SIGUSR1 prints the
+ * count) and its tracer reports every stop it sees.
  * Mode creds records who its two threads are (ids, groups, capabilities,
  * securebits, no_new_privs, dumpable) and prints it after "ready <pid>";
  * the test starts it through setpriv as various users.
@@ -51,6 +54,7 @@
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -58,6 +62,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/filter.h>
@@ -986,6 +991,105 @@ static int s_case_socket(void)
            s_failf("the socket's queued data was lost");
 }
 
+/* ---- unmovable: every reason at once, and a check leaves it alone ------ */
+
+static volatile sig_atomic_t s_count_asked;   /* SIGUSR1: print the count */
+
+static void s_on_usr1_ask(int sig)
+{
+    s_count_asked = 1;
+}
+
+/* The tracer, a grandchild reparented away (so outside the tree): seizes
+ * target, says "tracer <pid>", then reports every stop it sees as "stop
+ * <signal>" and lets the signal through, until target is gone. */
+static void __attribute__((noreturn)) s_tracer(pid_t target)
+{
+    int st;
+
+    if (ptrace(PTRACE_SEIZE, target, 0, 0) < 0) {
+        s_line("FAIL unmovable: setup: PTRACE_SEIZE: %s\n", strerror(errno));
+        _exit(1);
+    }
+    s_line("tracer %d\n", (int)getpid());
+    while (waitpid(target, &st, __WALL) == target && WIFSTOPPED(st)) {
+        int event = st >> 16, sig = WSTOPSIG(st);
+        s_line("stop %d\n", sig);
+        ptrace(PTRACE_CONT, target, 0, event ? 0 : sig);
+    }
+    _exit(0);
+}
+
+/* Waits up to 2 s for a tracer to show in our status; its pid, or 0. */
+static pid_t s_traced_by(void)
+{
+    for (int i = 0; i < 200; i++, usleep(10000)) {
+        char buf[4096];
+        int fd = open("/proc/self/status", O_RDONLY);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        const char *t = strstr(buf, "TracerPid:");
+        if (t && atoi(t + 10) > 0)
+            return (pid_t)atoi(t + 10);
+    }
+    return 0;
+}
+
+/* Three reasons not to move at once: a socket (a socketpair's end; the
+ * other end is the tracer's), a pty master (/dev/ptmx: not a device the
+ * engine brings back) and a tracer outside the tree. It counts in a
+ * nanosleep loop (SIGUSR1: "count N"); SIGUSR2 ends it: the socket still
+ * holds its bytes, the pty master is one, the tracer is the same and the
+ * count went on. Its only fds are 0-2 and these two. */
+static int s_case_unmovable(void)
+{
+    struct sigaction sa = { .sa_handler = s_on_usr1_ask };
+    struct timespec tick = { 0, 2000000 };
+    struct stat st;
+    int sv[2], ptmx;
+    pid_t self = getpid(), c, tracer;
+    uint64_t count = 0;
+    char buf[8] = "";
+
+    syscall(SYS_close_range, 3, ~0u, 0);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || write(sv[0], "sock", 4) != 4)
+        s_setup_fail("socketpair");
+    if ((ptmx = open("/dev/ptmx", O_RDWR | O_NOCTTY)) < 0)
+        s_setup_fail("/dev/ptmx");
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);   /* Yama, if any */
+    if ((c = fork()) < 0)
+        s_setup_fail("fork");
+    if (c == 0) {
+        if (fork() == 0)
+            s_tracer(self);
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+    close(sv[0]);
+    if (!(tracer = s_traced_by()))
+        s_setup_fail("no tracer");
+    sigaction(SIGUSR1, &sa, NULL);
+    s_line("ready %d socket=%d ptmx=%d tracer=%d\n", (int)self, sv[1], ptmx, (int)tracer);
+    while (!s_go) {
+        nanosleep(&tick, NULL);
+        count++;
+        if (s_count_asked) {
+            s_count_asked = 0;
+            s_line("count %llu\n", (unsigned long long)count);
+        }
+    }
+    if (fstat(sv[1], &st) < 0 || !S_ISSOCK(st.st_mode) || read(sv[1], buf, 4) != 4 ||
+        memcmp(buf, "sock", 4) != 0)
+        return s_failf("fd %d: the socket or its queued bytes were lost", sv[1]);
+    if (fstat(ptmx, &st) < 0 || !S_ISCHR(st.st_mode))
+        return s_failf("fd %d is no longer the pty master", ptmx);
+    if (s_traced_by() != tracer)
+        return s_failf("traced by %d, no longer by %d", (int)s_traced_by(), (int)tracer);
+    return count > 0 || s_failf("it never counted");
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 
@@ -1149,6 +1253,7 @@ static const struct {
     { "threads", s_case_threads },
     { "anonfds", s_case_anonfds },
     { "socket", s_case_socket },
+    { "unmovable", s_case_unmovable },
 };
 
 int main(int argc, char **argv)

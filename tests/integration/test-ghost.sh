@@ -25,7 +25,11 @@
 # a zombie holds. The memory case
 # dumped reading pagemap (the path of kernels without PAGEMAP_SCAN) by the
 # engine alone, and the anonfds case with its eventfd's mode probed (the
-# path of kernels before 6.2). Needs root (ptrace of
+# path of kernels before 6.2). Why won't it move: a refused check lists
+# every reason (fakes: how ghostd and the CLI carry them; ghost-case
+# unmovable: a socket, a pty master and a tracer, three reasons, and the
+# process untouched by the checks; a changed file and no room under a
+# small memory cgroup, two). Needs root (ptrace of
 # any process, clone3 set_tid): skips with 77 otherwise. A process stopped
 # by SIGSTOP comes back stopped and passes once continued.
 . "$(dirname "$0")/lib.sh"
@@ -55,6 +59,7 @@ crash) echo partial > "\$4.part"; kill -SEGV \$\$;;
 hang) echo partial > "\$4.part"; sleep 100;;
 err) echo '{"error":{"code":"not-found","message":"gone"}}'; exit 1;;
 checked) echo "\$*" > "$FAKE/args"; echo '{"pid":'\$2',"checkpointable":true}'; exit 0;;
+reasons) echo '{"error":{"code":"failed-precondition","message":"process 9 thread 9 is already traced by 7","reasons":[{"code":"failed-precondition","pid":9,"what":"thread 9","message":"process 9 thread 9 is already traced by 7"},{"code":"unsupported","pid":9,"what":"fd 4","message":"process 9 fd 4 is a socket"},{"code":"bogus","pid":-3,"what":"fd 5","message":"odd"}],"more_reasons":5}}'; exit 2;;
 weird) echo '{"error":{"code":"not-found","message":"odd"}}'; exit 111;;
 esac
 EOF
@@ -64,6 +69,7 @@ case \$(cat "$FAKE/mode") in
 ok) echo '{"pid":4242,"original_pid":4242,"same_pid":true,"image_bytes":8192,"pages":2,"processes":1,"threads":1,"restore_us":1234}'; exit 0;;
 wrongpid) echo '{"pid":4243,"original_pid":4242,"same_pid":false,"image_bytes":8192,"pages":2,"processes":1,"threads":1,"restore_us":1234}'; exit 0;;
 taken) echo '{"error":{"code":"already-exists","message":"pid 4242 is taken"}}'; exit 3;;
+reasons) echo '{"error":{"code":"failed-precondition","message":"process 9 thread 9 is already traced by 7","reasons":[{"code":"failed-precondition","pid":9,"what":"thread 9","message":"process 9 thread 9 is already traced by 7"},{"code":"unsupported","pid":9,"what":"fd 4","message":"process 9 fd 4 is a socket"},{"code":"bogus","pid":-3,"what":"fd 5","message":"odd"}],"more_reasons":5}}'; exit 1;;
 checked) echo "\$*" > "$FAKE/args"; echo '{"check":true,"original_pid":4242,"pids_free":true,"image_bytes":8192,"pages":2,"processes":1,"threads":1,"check_us":777}'; exit 0;;
 *) echo junk; exit 1;;
 esac
@@ -170,6 +176,29 @@ t_check "restart --check: the helper is told ($(cat "$FAKE/args"))" \
 fake checked restart "$T_TMP/f5" --check --pid new
 t_check "restart --check --pid is a usage error" [ "$rc" -eq 100 ]
 fake ok restart "$T_TMP/f5" --check; t_err "restart --check answered a restore" internal "lacks"
+# Every reason of a refused check travels (Reason in ghostd.proto): the
+# error is the first, error.reasons lists them all with their code, pid
+# and what; a code that is no refusal's is failed-precondition; a request
+# refused for several reasons says --check lists them.
+# t_reasons WHAT: the last command's error carries the fake's reasons.
+t_reasons() {
+    t_err "$1" failed-precondition "already traced by 7"
+    t_json_check "$1: every reason, in order" "$err" '[.error.reasons[] | [.code, .pid, .what]] ==
+        [["failed-precondition", 9, "thread 9"], ["unsupported", 9, "fd 4"],
+         ["failed-precondition", 0, "fd 5"]] and .error.more_reasons == 5 and
+        .error.reasons[1].message == "process 9 fd 4 is a socket"'
+    t_json_check "$1: the error is the first reason" "$err" \
+        '.error.message == .error.reasons[0].message and .error.code == .error.reasons[0].code'
+}
+fake reasons checkpoint "$VICTIM" --check; t_reasons "checkpoint --check, refused for three reasons"
+fake reasons restart "$T_TMP/f5" --check; t_reasons "restart --check, refused for three reasons"
+echo reasons > "$FAKE/mode"
+out=$(printf '["checkpoint", "%s", "--check"]\n' "$VICTIM" | $F batch 2>"$T_TMP/err")
+t_json_check "batch: a refused check's reasons in its answer ($out)" "$out" \
+    '.ok == false and .exit == 1 and (.error.reasons | length) == 3 and .error.more_reasons == 5'
+fake reasons checkpoint "$VICTIM" --dir "$T_TMP/f8"
+t_err "checkpoint refused for three reasons" failed-precondition "--check lists them all"
+t_json_check "checkpoint refused: no list outside a check" "$err" '.error | has("reasons") | not'
 kill -0 "$VICTIM" 2>/dev/null
 t_check "the victim was never touched by ghostd" [ $? -eq 0 ]
 # The spool: mounted at start; its checkpoint directories empty (the fake
@@ -234,11 +263,15 @@ restart_verdict() {
     t_check "$1: PASS" wait_verdict "$4" "$5"
 }
 
-# running_free PID: PID runs or sleeps (R or S), neither stopped nor traced
-# ("R" too: under load it may be on its way back into its sleep).
-running_free() {
+# running_or_asleep PID: PID runs or sleeps (R or S): not stopped ("R"
+# too: under load it may be on its way back into its sleep).
+running_or_asleep() {
     case $(t_proc_state "$1") in R|S) ;; *) return 1 ;; esac
-    grep -q '^TracerPid:[[:space:]]*0$' "/proc/$1/status"
+}
+
+# running_free PID: running_or_asleep and not traced.
+running_free() {
+    running_or_asleep "$1" && grep -q '^TracerPid:[[:space:]]*0$' "/proc/$1/status"
 }
 
 # reap_killed PID: the case (our child) was killed by the dump; reap it so
@@ -332,9 +365,35 @@ if grep -q always /sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null;
     done
 fi
 
+# mem_cgroup_dir PID: the directory of PID's memory cgroup (v1: the
+# memory hierarchy's, else the unified one's).
+mem_cgroup_dir() {
+    local v1
+    v1=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3 }' "/proc/$1/cgroup")
+    if [ -n "$v1" ]; then echo "/sys/fs/cgroup/memory${v1%/}"
+    else echo "/sys/fs/cgroup$(awk -F: '$1 == 0 { print $3 }' "/proc/$1/cgroup" | sed 's|/$||')"; fi
+}
+
+# mem_cgroup_make NAME BYTES: a memory cgroup limited to BYTES beside
+# ours (v1) or at the unified hierarchy's root (v2), into MEMCG; false
+# when this machine lets us make none.
+mem_cgroup_make() {
+    local knob=memory.max
+    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+        grep -qw memory /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || return 1
+        MEMCG=/sys/fs/cgroup/$1
+    else
+        MEMCG="$(mem_cgroup_dir $$)/$1"; knob=memory.limit_in_bytes
+    fi
+    mkdir -p "$MEMCG" 2>/dev/null && echo "$2" > "$MEMCG/$knob"
+}
+
 # A private file mapping keeps only its written pages in the image: the
 # file must be the one the dump saw. Touched: the restart is refused and
-# nothing is left running; its mtime put back: the restart works.
+# nothing is left running; its mtime put back: the restart works. With
+# ghostd (so its helper, where a restored tree is born) in a memory cgroup
+# limited to half the image: no room, a reason of its own beside the
+# changed file in --check, and the restart refused before anything is made.
 R="$T_TMP/result-memory"; : >"$R"
 if start_case memory "$R"; then
     P=$CASE_PID
@@ -349,6 +408,30 @@ if start_case memory "$R"; then
     t_check "mapped file changed: nothing left running" [ "$(t_proc_state "$P")" = gone ]
     $C restart "$T_TMP/mapped" --check >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
     t_err "mapped file changed: restart --check says why" failed-precondition "changed since the dump"
+    NEED=$(( $(jq .pages <<<"$out") * 4096 ))
+    LIMIT=$(( NEED / 8192 * 4096 ))   # half, in whole pages (the kernel rounds)
+    if mem_cgroup_make "cairn-ghost-room-$$" "$LIMIT"; then
+        HOME_CG=$(mem_cgroup_dir "$GHOSTD_PID")
+        echo "$GHOSTD_PID" > "$MEMCG/cgroup.procs"
+        $C restart "$T_TMP/mapped" --check >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+        t_err "no room + file changed: --check refused" failed-precondition "changed since the dump"
+        t_json_check "no room + file changed: both reasons ($err)" "$err" \
+            "(.error.reasons | length) == 2 and
+             (.error.reasons[0].message | contains(\"changed since the dump\")) and
+             (.error.reasons[0].what | startswith(\"memory at 0x\")) and .error.reasons[0].pid == $P and
+             .error.reasons[1].what == \"room\" and .error.reasons[1].code == \"failed-precondition\" and
+             (.error.reasons[1].message | contains(\"needs $NEED bytes\") and (contains(\"limit_in_bytes $LIMIT\") or contains(\"memory.max $LIMIT\")))"
+        $C restart "$T_TMP/mapped" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+        t_err "no room: the restart refused" failed-precondition "no room here"
+        t_check "no room: nothing left running" [ "$(t_proc_state "$P")" = gone ]
+        out=$(sh -c "echo \$\$ > '$MEMCG/cgroup.procs'; exec '$ENGINE/ghost-restore' --image '$T_TMP/mapped/image.ghost' --check")
+        t_json_check "no room: ghost-restore --check alone, both reasons" "$out" \
+            '[.error.reasons[] | .what][1:] == ["room"] and (.error.reasons | length) == 2'
+        echo "$GHOSTD_PID" > "$HOME_CG/cgroup.procs"
+        rmdir "$MEMCG" 2>/dev/null
+    else
+        t_ok "no room: skipped (no memory cgroup can be made here)"
+    fi
     touch -r "$T_TMP/mtime-ref" "$MEMFILE"
     out=$($C restart "$T_TMP/mapped" --check 2>"$T_TMP/err"); rc=$?
     t_check "mapped file back: restart --check ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
@@ -650,6 +733,95 @@ if start_case socket "$R"; then
 else
     t_fail "socket: start"
 fi
+
+# Why won't it move: a socket, a pty master and a tracer outside the tree,
+# all at once, are three reasons, all listed (cairn checkpoint --check,
+# ghost-dump --check, cairn batch); the checkpoint itself is refused for
+# them. None of it touches the process: it counts on, is neither stopped
+# nor traced by anyone else, its tracer saw no stop but the test's
+# SIGUSR1s, and it passes.
+R="$T_TMP/result-unmovable"; : >"$R"
+# count_now: asks the case for its count (SIGUSR1) and prints it.
+count_now() {
+    local n i
+    n=$(grep -c '^count' "$R")
+    kill -USR1 "$P"
+    for i in $(seq 1 100); do
+        [ "$(grep -c '^count' "$R")" -gt "$n" ] && break
+        sleep 0.02
+    done
+    sed -n 's/^count //p' "$R" | tail -n 1
+}
+if start_case unmovable "$R"; then
+    P=$CASE_PID
+    read -r SOCK PTMX TRACER < <(sed -n "s/^ready $P socket=\([0-9]*\) ptmx=\([0-9]*\) tracer=\([0-9]*\)$/\1 \2 \3/p" "$R")
+    WHATS="[\"thread $P\", \"fd $SOCK\", \"fd $PTMX\"]"
+    C1=$(count_now)
+    $C checkpoint "$P" --check >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+    t_err "unmovable: --check refused" failed-precondition "already traced by $TRACER"
+    t_json_check "unmovable: three reasons: traced, the socket, the pty ($err)" "$err" \
+        "[.error.reasons[] | .what] == $WHATS and ([.error.reasons[] | .pid] | unique) == [$P]
+         and (.error.reasons | map(.code)) == [\"failed-precondition\", \"unsupported\", \"unsupported\"]
+         and (.error.reasons[1].message | contains(\"socket\"))
+         and (.error.reasons[2].message | contains(\"/dev/ptmx\"))
+         and .error.message == .error.reasons[0].message and (has(\"more_reasons\") | not)"
+    out=$("$ENGINE/ghost-dump" --pid "$P" --check); rc=$?
+    t_check "unmovable: ghost-dump --check exits 2 (refused, untouched) ($rc)" [ "$rc" -eq 2 ]
+    t_json_check "unmovable: ghost-dump --check lists the same three" "$out" \
+        "[.error.reasons[] | .what] == $WHATS"
+    out=$(printf '["checkpoint", "%s", "--check"]\n' "$P" | $C batch 2>/dev/null)
+    t_json_check "unmovable: batch lists the same three" "$out" \
+        "[.error.reasons[] | .what] == $WHATS"
+    $C checkpoint "$P" --dir "$T_TMP/unmovable" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+    t_err "unmovable: the checkpoint refused, saying there is more" failed-precondition \
+        "--check lists them all"
+    t_check "unmovable: no image" [ ! -e "$T_TMP/unmovable/image.ghost" ]
+    t_check "unmovable: no partial image" [ ! -e "$T_TMP/unmovable/image.ghost.part" ]
+    C2=$(count_now)
+    t_check "unmovable: it counted on through the checks ($C1 -> $C2)" [ "${C2:-0}" -gt "${C1:-0}" ]
+    t_check "unmovable: running, not stopped ($(t_proc_state "$P"))" running_or_asleep "$P"
+    t_check "unmovable: traced by its own tracer only" \
+        grep -q "^TracerPid:[[:space:]]*$TRACER\$" "/proc/$P/status"
+    # (its setup's SIGCHLD, a stop before "ready", is not the checks')
+    STOPS=$(sed -n '/^ready/,$p' "$R" | grep '^stop' | tr '\n' ' ')
+    t_check "unmovable: since ready its tracer saw no stop but the two SIGUSR1 ($STOPS)" \
+        [ "$STOPS" = "stop 10 stop 10 " ]
+    kill -USR2 "$P"
+    t_check "unmovable: untouched (PASS)" wait_verdict "$R" unmovable
+else
+    t_fail "unmovable: start"
+fi
+
+# Memory shared with a process outside the tree: a child writing into
+# shared anonymous memory its parent (outside) maps too. A restored copy
+# would write into a copy of its own, so the dump refuses, naming both.
+python3 -c '
+import mmap, os, sys, time
+m = mmap.mmap(-1, 4096, flags=mmap.MAP_SHARED)
+pid = os.fork()
+if pid == 0:
+    while True:
+        m[0] = (m[0] + 1) % 256
+        time.sleep(0.02)
+print(pid, flush=True)
+time.sleep(300)
+' </dev/null >"$T_TMP/shared.pid" 2>"$T_TMP/shared.err" & SHP=$!
+T_PIDS+=("$SHP")
+for _ in $(seq 1 100); do [ -s "$T_TMP/shared.pid" ] && break; sleep 0.05; done
+t_check "shared: the child is up" test -s "$T_TMP/shared.pid"
+SHC=$(cat "$T_TMP/shared.pid" 2>/dev/null || echo 0)
+T_PIDS+=("$SHC")
+out=$("$ENGINE/ghost-dump" --pid "$SHC" --check); rc=$?
+t_check "shared: ghost-dump --check refuses (exit 2: $rc)" [ "$rc" -eq 2 ]
+t_json_check "shared: the reason names the memory and the parent outside ($out)" "$out" \
+    ".error.code == \"unsupported\" and (.error.reasons | length) == 1
+     and (.error.reasons[0].what | startswith(\"memory at 0x\"))
+     and (.error.message | contains(\"shared anonymous memory\") and contains(\"process $SHP outside the tree\"))"
+$C checkpoint "$SHC" --dir "$T_TMP/shared" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+t_err "shared: the checkpoint refused" unsupported "outside the tree maps too"
+t_check "shared: no image" [ ! -e "$T_TMP/shared/image.ghost" ]
+t_check "shared: the child runs on" running_or_asleep "$SHC"
+kill "$SHC" "$SHP" 2>/dev/null
 
 # Bad arguments and a garbage image against the real helpers.
 sleep 1000 & S=$!

@@ -6,9 +6,13 @@
  * offset. A run written as a room and filled afterwards (the dump's in-place
  * copy) reads back like any other; a pipe has no room to leave. Long runs
  * start on a page of the stream (their pad is skipped by the reader); a
- * pad over a page is refused, and a stream without pads (version 1) reads. */
+ * pad over a page is refused, and a stream without pads (version 1) reads.
+ * Pre-copy rounds (a round record, pages naming their process) read before
+ * the header, and are refused anywhere else, as are kept_pages before the
+ * header and a round whose page size the header contradicts. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -685,4 +689,151 @@ Test(image, pad_is_skipped_and_bounded)
     cr_assert_eq(s_read_padded(b, len, 2, &err), -EBADMSG);
     cr_assert(strstr(err.message, "pads its pages") != NULL, "%s", err.message);
     free(b);
+}
+
+/* ---- pre-copy rounds (image version 3) ---------------------------------- */
+
+static void s_write_round(ghost_writer_t *w, uint32_t round, uint32_t page_size)
+{
+    Cairn__Ghost__Round rd = CAIRN__GHOST__ROUND__INIT;
+    rd.round = round;
+    rd.page_size = page_size;
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_ROUND;
+    rec.round = &rd;
+    s_write_rec(w, &rec);
+}
+
+static void s_write_kept(ghost_writer_t *w, uint64_t vaddr, uint64_t n)
+{
+    Cairn__Ghost__KeptPages k = CAIRN__GHOST__KEPT_PAGES__INIT;
+    k.vaddr = vaddr;
+    k.n_pages = n;
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_KEPT_PAGES;
+    rec.kept_pages = &k;
+    s_write_rec(w, &rec);
+}
+
+/* Writes what fill writes into a temporary file and reads it all back:
+ * the first error (0: complete), err filled. */
+static int s_read_written(void (*fill)(ghost_writer_t *), cairn_error_t *err)
+{
+    FILE *f = tmpfile();
+    ghost_writer_t *w = ghost_writer_new(fileno(f));
+    fill(w);
+    cr_assert_eq(ghost_writer_flush(w, err), 0);
+    ghost_writer_free(w);
+    off_t n = lseek(fileno(f), 0, SEEK_END);
+    uint8_t *buf = malloc((size_t)n);
+    cr_assert_eq(pread(fileno(f), buf, (size_t)n, 0), n);
+    fclose(f);
+    int rc = s_read_all(buf, (size_t)n, err);
+    free(buf);
+    return rc;
+}
+
+static void s_round_pages(ghost_writer_t *w, uint32_t pid, uint64_t vaddr, uint64_t n)
+{
+    uint8_t *data = s_pattern(n * PAGE, (uint8_t)vaddr);
+    struct iovec v = { data, n * PAGE };
+    cairn_error_t err;
+    cr_assert_eq(ghost_write_round_pages(w, pid, vaddr, n, PAGE, &v, 1, &err), 0, "%s",
+                 err.message);
+    free(data);
+}
+
+static void s_end(ghost_writer_t *w)
+{
+    Cairn__Ghost__End e = CAIRN__GHOST__END__INIT;
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_END;
+    rec.end = &e;
+    s_write_rec(w, &rec);
+}
+
+/* Two rounds (a long run, padded, and a short one), the header, a kept
+ * record, the end: the stream reads whole. */
+static void s_fill_rounds(ghost_writer_t *w)
+{
+    s_write_round(w, 0, PAGE);
+    s_round_pages(w, 4242, 0x10000, 20);
+    s_write_round(w, 1, PAGE);
+    s_round_pages(w, 4242, 0x12000, 1);
+    s_write_header(w);
+    s_write_kept(w, 0x10000, 20);
+    s_end(w);
+}
+
+Test(image, precopy_rounds_read_before_the_header)
+{
+    cairn_error_t err;
+    cr_assert_eq(s_read_written(s_fill_rounds, &err), 0, "%s", err.message);
+}
+
+static void s_fill_round_pages_without_round(ghost_writer_t *w)
+{
+    s_round_pages(w, 4242, 0x10000, 1);
+}
+
+static void s_fill_round_after_header(ghost_writer_t *w)
+{
+    s_write_header(w);
+    s_write_round(w, 0, PAGE);
+}
+
+static void s_fill_round_pages_after_header(ghost_writer_t *w)
+{
+    s_write_header(w);
+    s_round_pages(w, 4242, 0x10000, 1);
+}
+
+static void s_fill_other_page_size(ghost_writer_t *w)
+{
+    s_write_round(w, 0, 2 * PAGE);
+    s_write_header(w);
+}
+
+static void s_fill_kept_before_header(ghost_writer_t *w)
+{
+    s_write_round(w, 0, PAGE);
+    s_write_kept(w, 0x10000, 1);
+}
+
+static void s_fill_process_in_rounds(ghost_writer_t *w)
+{
+    s_write_round(w, 0, PAGE);
+    s_write_process(w);
+}
+
+Test(image, precopy_rounds_out_of_place_are_refused)
+{
+    static const struct {
+        void (*fill)(ghost_writer_t *);
+        const char *want;
+    } bad[] = {
+        { s_fill_round_pages_without_round, "pages record before the header" },
+        { s_fill_round_after_header, "round record after the header" },
+        { s_fill_round_pages_after_header, "names process 4242 after the header" },
+        { s_fill_other_page_size, "header at offset" },
+        { s_fill_kept_before_header, "before the header" },
+        { s_fill_process_in_rounds, "before the header" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cairn_error_t err;
+        cr_assert_eq(s_read_written(bad[i].fill, &err), -EBADMSG, "case %zu", i);
+        cr_assert(strstr(err.message, bad[i].want) != NULL, "case %zu: %s", i, err.message);
+    }
+}
+
+Test(image, round_pages_need_their_process)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    ghost_writer_t *w = ghost_writer_new(fd);
+    uint8_t page[PAGE] = { 0 };
+    struct iovec v = { page, PAGE };
+    cairn_error_t err;
+    cr_assert_eq(ghost_write_round_pages(w, 0, 0x10000, 1, PAGE, &v, 1, &err), -EINVAL);
+    ghost_writer_free(w);
+    close(fd);
 }

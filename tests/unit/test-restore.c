@@ -28,7 +28,8 @@
  * thousands of damaged copies of it (records' bytes changed, records
  * dropped, repeated, swapped, cut): each is accepted or refused with a
  * reason, never a crash (the ASan build runs it too), and nothing is
- * left behind (fds, processes).
+ * left behind (fds, processes). The same for an image of pre-copy rounds
+ * (ghost-dump --precopy), which must also restore and pass.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -709,17 +710,23 @@ static pid_t s_json_pid(const char *json)
     return p ? (pid_t)atoi(p + 6) : -1;
 }
 
-static void s_dump(pid_t pid, bool leave_running)
+/* ghost-dump of pid into the image with the options extra (" --..."). */
+static void s_dump_with(pid_t pid, bool leave_running, const char *extra)
 {
     char out[1024], image[512];
     int st;
 
     snprintf(image, sizeof image, "%s/image", s_dir);
-    cr_assert_eq(s_run(out, sizeof out, "%s --pid %d --out %s%s", s_tool("ghost-dump"),
-                       pid, image, leave_running ? " --leave-running" : ""),
+    cr_assert_eq(s_run(out, sizeof out, "%s --pid %d --out %s%s%s", s_tool("ghost-dump"),
+                       pid, image, leave_running ? " --leave-running" : "", extra),
                  0, "ghost-dump failed: %s", out);
     if (!leave_running)
         cr_assert_eq(waitpid(pid, &st, 0), pid);
+}
+
+static void s_dump(pid_t pid, bool leave_running)
+{
+    s_dump_with(pid, leave_running, "");
 }
 
 static pid_t s_restore(const char *extra, int want_rc, char *out, size_t size)
@@ -742,15 +749,21 @@ static void s_expect_pass(pid_t pid)
     cr_assert_eq(waitpid(pid, NULL, 0), pid);
 }
 
-static void s_checkpoint(const char *mode, pid_t *ret_pid)
+/* mode started, dumped with the options extra, killed. */
+static void s_checkpoint_with(const char *mode, const char *extra, pid_t *ret_pid)
 {
     char line[512];
     pid_t pid = s_start(mode);
 
     cr_assert_eq(s_report_has("ready", pid, 10000, line, sizeof line), 0);
     usleep(100000);
-    s_dump(pid, false);
+    s_dump_with(pid, false, extra);
     *ret_pid = pid;
+}
+
+static void s_checkpoint(const char *mode, pid_t *ret_pid)
+{
+    s_checkpoint_with(mode, "", ret_pid);
 }
 
 TestSuite(restore, .init = s_setup, .fini = s_teardown, .timeout = 60);
@@ -1154,12 +1167,13 @@ Test(restore, check_accepts_the_image_and_changes_nothing)
     s_expect_pass(pid);
 }
 
-Test(restore, damaged_images_are_checked_without_a_crash, .timeout = 170)
+/* Damaged copies of the image ghost-dump made (rounds of them, or
+ * CAIRN_DAMAGE_ROUNDS): each checked, accepted or refused with a reason,
+ * nothing left behind. */
+static void s_damage_rounds(int default_rounds)
 {
     char path[512];
-    pid_t pid;
 
-    s_checkpoint("single", &pid);
     snprintf(path, sizeof path, "%s/image", s_dir);
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f);
@@ -1173,7 +1187,7 @@ Test(restore, damaged_images_are_checked_without_a_crash, .timeout = 170)
     static s_span_t v[4096];
     size_t k = s_spans(buf, n, v, 4096);
     const char *env = getenv("CAIRN_DAMAGE_ROUNDS");
-    int rounds = env ? atoi(env) : 1500, fds = s_count_fds(), refused = 0;
+    int rounds = env ? atoi(env) : default_rounds, fds = s_count_fds(), refused = 0;
     uint64_t seed = (uint64_t)time(NULL) | 1, rng = seed;
     for (int i = 0; i < rounds; i++) {
         uint64_t before = rng;
@@ -1194,4 +1208,37 @@ Test(restore, damaged_images_are_checked_without_a_crash, .timeout = 170)
     cr_assert_gt(refused, rounds / 4, "most damage is refused (%d of %d)", refused, rounds);
     free(buf);
     free(out);
+}
+
+Test(restore, damaged_images_are_checked_without_a_crash, .timeout = 170)
+{
+    pid_t pid;
+
+    s_checkpoint("single", &pid);
+    s_damage_rounds(1500);
+}
+
+/* ---- pre-copy ------------------------------------------------------------ */
+
+/* An image of pre-copy rounds (ghost-dump --precopy: version 3, rounds
+ * before the header, kept pages) restores like any other, and its damaged
+ * copies -- rounds and kept records among what is changed, dropped,
+ * repeated and cut -- are refused with a reason or accepted, never a
+ * crash. */
+Test(restore, precopy_image_restores, .timeout = 120)
+{
+    char out[1024];
+    pid_t pid;
+
+    s_checkpoint_with("single", " --precopy --rounds 3", &pid);
+    cr_assert_eq(s_restore("", 0, out, sizeof out), pid, "%s", out);
+    s_expect_pass(pid);
+}
+
+Test(restore, damaged_precopy_images_are_checked_without_a_crash, .timeout = 170)
+{
+    pid_t pid;
+
+    s_checkpoint_with("single", " --precopy --rounds 3", &pid);
+    s_damage_rounds(800);
 }

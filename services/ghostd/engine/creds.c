@@ -78,25 +78,33 @@ static int s_check_owner(pid_t pid, const ghost_owner_t *owner, const proc_creds
     return r < 0 ? r : ghost_owner_check_dumpable(owner, pid, err);
 }
 
-/* Every thread: see s_check_thread. */
+/* Every thread: see s_check_thread. Each refusal is filed in rs and the
+ * check goes on (reasons.h); a permission refusal ends it with
+ * CREDS_DENIED (what else a process the asker may not dump holds is none
+ * of their business). */
 int creds_check_threads(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
-                        cairn_error_t *err)
+                        ghost_reasons_t *rs, cairn_error_t *err)
 {
     int *tids = NULL;
     size_t n = 0;
     proc_creds_t leader = { 0 };
     int r = proc_list_dir(pid, "task", &tids, &n, err);
     if (r == 0)
-        r = s_check_thread(pid, pid, tracer, NULL, &leader, err);
-    if (r == 0 && owner)
-        r = s_check_owner(pid, owner, &leader, err);
+        r = ghost_reason_add(rs, s_check_thread(pid, pid, tracer, NULL, &leader, err), err,
+                             pid, "thread %d", (int)pid);
+    if (r == 0 && owner && (r = s_check_owner(pid, owner, &leader, err)) < 0 &&
+        err->code == CAIRN_PERMISSION_DENIED && ghost_reason_add(rs, r, err, pid, "process") == 0)
+        r = CREDS_DENIED;
     /* Strict mode allows no syscall we could inject, nor the restorer's. */
     if (r == 0 && leader.seccomp == 1)
-        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                            "process %d is in strict seccomp mode", (int)pid);
+        r = ghost_reason_add(rs, cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                                 "process %d is in strict seccomp mode",
+                                                 (int)pid),
+                             err, pid, "process");
     for (size_t i = 0; r == 0 && i < n; i++)
         if (tids[i] != pid)
-            r = s_check_thread(pid, tids[i], tracer, &leader, NULL, err);
+            r = ghost_reason_add(rs, s_check_thread(pid, tids[i], tracer, &leader, NULL, err),
+                                 err, pid, "thread %d", (int)tids[i]);
     proc_creds_free(&leader);
     free(tids);
     return r;

@@ -7,6 +7,7 @@
 
 #include "engine.h"
 #include "owner.h"
+#include "reasons.h"
 
 /* ---- dump -------------------------------------------------------------- */
 
@@ -20,12 +21,17 @@ typedef struct creds_dump {
     size_t n_filters;
 } creds_dump_t;
 
+#define CREDS_DENIED 1   /* creds_check_threads: not the owner's */
+
 /* Every thread of pid: not traced by anyone but `tracer` (0 before we
  * seize), with the leader's credentials, not in strict seccomp mode; with
  * an owner (a user who is not root asks: NULL for root), those
- * credentials are the owner's and the process is dumpable (owner.h). */
+ * credentials are the owner's and the process is dumpable (owner.h).
+ * Each refusal goes into rs and the check goes on (0; reasons.h), but
+ * the owner's refusal ends it: CREDS_DENIED, the process is not to be
+ * looked at further. Without rs the first refusal is returned. */
 int creds_check_threads(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
-                        cairn_error_t *err);
+                        ghost_reasons_t *rs, cairn_error_t *err);
 
 /* pr->rlimits, from /proc/PID/limits; freed by creds_free_rlimits. */
 int creds_collect_rlimits(const dump_proc_t *p, Cairn__Ghost__Process *pr,

@@ -20,6 +20,14 @@
  *               (restoring registers, mask and the interrupted syscall,
  *               signals.c) or SIGKILL after fsync.
  *
+ * Pre-copy (opts->precopy, docs/ghost.md): after the check and before
+ * the freeze, the tree's writes are tracked (track.c) and rounds of page
+ * copies go into the stream while it runs (pages_round): every present
+ * page, then what was written since, until a round is small enough or
+ * the rounds run out. The phases then run as above, on the same stream;
+ * the frozen part writes a tracked page that nothing wrote since the last
+ * round as a kept_pages record. The tracking is undone whatever happens.
+ *
  * This file runs the phases; the state of each concern (the frozen tree,
  * the page writer, fd references, pipes done, memfd objects) is owned by
  * its kind's file and held side by side in dump_ctx_t (engine.h).
@@ -41,6 +49,7 @@
 #include "engine.h"
 #include "files.h"
 #include "mem.h"
+#include "ns.h"
 #include "owner.h"
 #include "pages.h"
 #include "pipes.h"
@@ -48,6 +57,7 @@
 #include "shmem.h"
 #include "signals.h"
 #include "threads.h"
+#include "track.h"
 #include "tree.h"
 #include "util/clock.h"
 
@@ -62,9 +72,17 @@
 
 /* ---- check: /proc only, nothing changes -------------------------------- */
 
-static int s_check_one(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
-                       files_tree_fds_t *tfds, const proc_vmas_t *before, proc_vmas_t *keep,
-                       cairn_error_t *err)
+/* One process of the tree rooted at root: each refusal into rs and on
+ * (reasons.h). The root (checked first) fills *ns with what its
+ * namespaces make of the tree (ns.c), which every other member must
+ * share; a refusal there ends the check, since the members are judged by
+ * it. A kernel thread, the dumper and a process the owner may not dump
+ * are refused as a whole (nothing more is looked at); a zombie or a
+ * process gone ends the look (-ESRCH: the tree moved). */
+static int s_check_one(pid_t pid, pid_t root, dump_ns_t *ns, pid_t tracer,
+                       const ghost_owner_t *owner, files_tree_fds_t *tfds,
+                       const proc_vmas_t *before, proc_vmas_t *keep,
+                       ghost_reasons_t *rs, cairn_error_t *err)
 {
     proc_stat_t st;
     int r = proc_read_stat(pid, &st, err);
@@ -73,57 +91,76 @@ static int s_check_one(pid_t pid, pid_t tracer, const ghost_owner_t *owner,
                    ? cairn_error_set(err, -ESRCH, CAIRN_NOT_FOUND, "no process %d", (int)pid)
                    : r;
     if (pid == getpid() || pid == getppid())
-        return cairn_error_set(err, -EINVAL, CAIRN_FAILED_PRECONDITION,
-                               "process %d is the dumper or its parent", (int)pid);
+        return ghost_reason_add(rs, cairn_error_set(err, -EINVAL, CAIRN_FAILED_PRECONDITION,
+                                                    "process %d is the dumper or its parent",
+                                                    (int)pid),
+                                err, pid, "process");
     if (st.flags & S_PF_KTHREAD)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d is a kernel thread", (int)pid);
+        return ghost_reason_add(rs, cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                                    "process %d is a kernel thread", (int)pid),
+                                err, pid, "process");
     if (proc_state_exited(st.state))
         return cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                "process %d is a zombie", (int)pid);
-    if ((r = creds_check_threads(pid, tracer, owner, err)) < 0)
+    if (pid == root && (r = ns_dump_root(pid, ns, err)) < 0)
         return r;
-    if ((r = mem_check_vmas(pid, before, keep, err)) < 0)
+    r = creds_check_threads(pid, tracer, owner, rs, err);
+    if (r == CREDS_DENIED)
+        return 0;
+    if (r == 0 && pid != root && (r = ns_dump_member(ns, root, pid, err)) < 0)
+        r = ghost_reason_add(rs, r, err, pid, "namespace");
+    if (r < 0 || (r = mem_check_vmas(pid, before, keep, rs, err)) < 0)
         return r;
-    return files_check(pid, tfds, err);
+    return files_check(pid, tfds, rs, err);
 }
 
-/* One look at the tree rooted at pid (s_check_tree). */
+/* One look at the tree rooted at pid (s_check_tree): rs holds what it
+ * found, and the first reason is its error. */
 static int s_check_tree_once(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
-                             cairn_error_t *err)
+                             ghost_reasons_t *rs, dump_ns_t *ns, cairn_error_t *err)
 {
-    pid_t *tree = NULL;
+    pid_t *tree = NULL, p = pid;
     size_t n = 0;
     files_tree_fds_t tfds = { 0 };
+    ghost_reasons_clear(rs);
     int r = tree_list(pid, &tree, &n, err);
     if (r == 0 && seen && !(seen->v = calloc(n, sizeof(*seen->v))))
         r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (size_t i = 0; r == 0 && i < n; i++) {
-        pid_t p = tree[i * 2];
         proc_vmas_t *keep = NULL;
+        size_t kept = rs->n, found = rs->total;
+        p = tree[i * 2];
         if (seen) {
             seen->v[i].pid = p;
             keep = &seen->v[i].vm;
             seen->n = i + 1;
         }
-        r = s_check_one(p, 0, owner, &tfds, NULL, keep, err);
+        r = s_check_one(p, pid, ns, 0, owner, &tfds, NULL, keep, rs, err);
         if (r == 0 && i > 0)
             r = tree_own_memory(tree[i * 2 + 1], p, err);
-        if (r < 0 && i > 0 && tree_vanished(p)) {
+        bool refused = r < 0 || rs->total > found;
+        if (refused && i > 0 && tree_vanished(p)) {
             /* Exited and reaped while it was looked at (a shell loop's
              * commands do): the check of the frozen tree judges whoever
              * is there then. */
             if (keep)
                 seen->v[i].pid = 0;
             files_forget(&tfds, p);
+            ghost_reasons_cut(rs, kept, found);
             r = 0;
-        } else if (r < 0 && r != -ESRCH && i > 0 && tree_gone(p)) {
+        } else if (refused && r != -ESRCH && i > 0 && tree_gone(p)) {
             r = cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION,
                                 "process %d is a zombie", (int)p);
         }
     }
     if (r == 0)
-        r = files_check_tree(&tfds, err);
+        r = files_check_tree(&tfds, rs, err);
+    if (r == 0)
+        r = mem_check_shared_outside(tree, n, 2, rs, err);
+    if (r == 0)
+        r = ghost_reasons_first(rs, err);
+    else
+        ghost_reasons_put_first(rs, r, err, p, "process");
     free(tfds.v);
     free(tree);
     return r;
@@ -162,12 +199,14 @@ static bool s_retry_again(s_retry_t *rt)
  * again while rt allows before it is refused: one that its parent is about
  * to reap, or that is about to exec, is no reason to refuse. */
 static int s_check_tree(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
-                        s_retry_t *rt, cairn_error_t *err)
+                        s_retry_t *rt, ghost_reasons_t *rs, cairn_error_t *err)
 {
+    dump_ns_t ns = { 0 };   /* the frozen tree's is the one that counts */
+
     if (pid <= 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
     for (;;) {
-        int r = s_check_tree_once(pid, owner, seen, err);
+        int r = s_check_tree_once(pid, owner, seen, rs, &ns, err);
         if (r == 0 || !s_tree_moved(pid, r) || !s_retry_again(rt))
             return r;
         if (seen)
@@ -178,7 +217,11 @@ static int s_check_tree(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
 {
     s_retry_t rt = { S_TREE_ATTEMPTS };
-    return s_check_tree(pid, opts ? opts->owner : NULL, NULL, &rt, err);
+    ghost_reasons_t own = { 0 };
+    ghost_reasons_t *rs = opts && opts->reasons ? opts->reasons : &own;
+    int r = s_check_tree(pid, opts ? opts->owner : NULL, NULL, &rt, rs, err);
+    ghost_reasons_free(&own);
+    return r;
 }
 
 /* ---- freeze: then the check again, on the frozen tree ------------------ */
@@ -203,16 +246,24 @@ static int s_check_own_memory(const dump_ctx_t *c, cairn_error_t *err)
 static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_error_t *err)
 {
     files_tree_fds_t tfds = { 0 };
+    ghost_reasons_t *rs = c->reasons;
+    pid_t pid = 0;
     int r = 0;
+    ghost_reasons_clear(rs);
     for (size_t i = 0; r == 0 && i < c->tree.np; i++) {
         dump_proc_t *p = &c->tree.p[i];
-        r = s_check_one(p->pid, getpid(), c->opts->owner, &tfds,
-                        mem_seen_find(c->seen, p->pid), &p->vm, err);
+        pid = p->pid;
+        r = s_check_one(p->pid, c->tree.p[0].pid, &c->ns, getpid(), c->opts->owner, &tfds,
+                        mem_seen_find(c->seen, p->pid), &p->vm, rs, err);
     }
     if (r == 0)
-        r = files_check_tree(&tfds, err);
+        r = files_check_tree(&tfds, rs, err);
     if (r == 0)
         r = s_check_own_memory(c, err);
+    if (r == 0)
+        r = ghost_reasons_first(rs, err);
+    else
+        ghost_reasons_put_first(rs, r, err, pid, "process");
     if (r == 0)
         *ret_tfds = tfds;
     else
@@ -278,10 +329,10 @@ static int s_collect_process(dump_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Proces
     if (r < 0)
         return r;
     snprintf(s->comm, sizeof(s->comm), "%s", st.comm);
-    pr->pid = (uint32_t)p->pid;
+    pr->pid = (uint32_t)p->vpid;   /* the ids inside, for a job (ns.c) */
     pr->stop_signal = (uint32_t)p->t[0].stop_sig;
-    pr->ppid = (uint32_t)p->parent;
-    pr->pgid = (uint32_t)st.pgid, pr->sid = (uint32_t)st.sid;
+    pr->ppid = (uint32_t)ns_dump_vpid(&c->tree, p->parent);
+    pr->pgid = (uint32_t)p->vpgid, pr->sid = (uint32_t)p->vsid;
     pr->comm = s->comm, pr->cwd = s->cwd;
     pr->umask = status.umask;
     pr->mm = mm;
@@ -361,11 +412,13 @@ static int s_write_header(dump_ctx_t *c, pid_t root, cairn_error_t *err)
     uname(&u);
     clock_gettime(CLOCK_REALTIME, &ts);
     Cairn__Ghost__ImageHeader h = CAIRN__GHOST__IMAGE_HEADER__INIT;
-    h.version = GHOST_IMAGE_VERSION;
+    h.version = c->track ? GHOST_IMAGE_VERSION_PRECOPY : GHOST_IMAGE_VERSION;
     h.kernel_release = u.release;
     h.page_size = c->out.page_size;
     h.created_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    h.root_pid = (uint32_t)root;
+    h.root_pid = (uint32_t)ns_dump_vpid(&c->tree, root);
+    h.job = c->ns.job;
+    h.root_host_pid = c->ns.job ? (uint32_t)root : 0;
     h.cairn_version = CAIRN_VERSION;
     h.n_processes = (uint32_t)c->tree.np;
     mem_special_sizes(root, &h.vdso_size, &h.vvar_size);
@@ -403,9 +456,11 @@ static int s_finish_file(int fd, cairn_error_t *err)
 
 static int s_write_image(dump_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
 {
-    c->out.w = ghost_writer_new(out_fd);
+    if (!c->out.w)
+        c->out.w = ghost_writer_new(out_fd);
     int r = c->out.w ? pages_dump_start(c, out_fd, err)
                      : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    c->out.began = true;
     if (r == 0)
         r = s_write_header(c, root, err);
     for (size_t i = 0; r == 0 && i < c->tree.np; i++)
@@ -438,7 +493,8 @@ static void s_ctx_free(dump_ctx_t *c)
     c->files = files_dump_free(c->files);
     c->pipes = pipes_dump_free(c->pipes);
     c->shmem = shmem_dump_free(c->shmem);
-    ghost_writer_free(c->out.w);
+    if (!c->out.borrowed)
+        ghost_writer_free(c->out.w);
 }
 
 /* Phases 2-4 on a checked tree; stats->refused says how a failure ended. */
@@ -454,6 +510,8 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
         return r;
     }
     if (r == 0)
+        r = ns_dump_ids(&c->ns, &c->tree, err);
+    if (r == 0)
         r = shmem_note_fd_memfds(c->shmem, &tfds, err);
     free(tfds.v);
     if (r == 0)
@@ -468,33 +526,45 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
         stats->stopped += c->tree.p[i].t[0].stop_sig != 0;
     }
     stats->copy_threads = (uint32_t)pages_copy_threads(c->pages);
+    stats->kept_pages = c->out.kept;
+    stats->job = c->ns.job;
     stats->freeze_us = t1 - t0;
     stats->dump_us = cairn_now_us() - t1;
     return 0;
 }
 
+/* What pre-copy hands the freeze: the stream the rounds began and the
+ * tracking (both NULL without pre-copy). */
+typedef struct s_pre {
+    ghost_writer_t *w;
+    track_t *track;
+} s_pre_t;
+
 /* One attempt; *ret_froze says whether the tree passed the check and was
  * frozen, *ret_began whether the image began to be written. */
-static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
-                       ghost_dump_stats_t *stats, s_retry_t *rt, bool *ret_froze,
-                       bool *ret_began, cairn_error_t *err)
+static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, const s_pre_t *pre,
+                       int out_fd, ghost_dump_stats_t *stats, s_retry_t *rt,
+                       ghost_reasons_t *rs, bool *ret_froze, bool *ret_began,
+                       cairn_error_t *err)
 {
     ghost_dump_stats_t s = { 0 };
     mem_seen_t seen = { 0 };
     *ret_froze = *ret_began = false;
-    int r = s_check_tree(pid, opts->owner, &seen, rt, err);
+    int r = s_check_tree(pid, opts->owner, &seen, rt, rs, err);
     if (r < 0) {
         mem_seen_free(&seen);
         *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
         return r;
     }
-    dump_ctx_t c = { .opts = opts, .seen = &seen,
-                     .out.page_size = (uint32_t)sysconf(_SC_PAGESIZE) };
+    dump_ctx_t c = { .opts = opts, .seen = &seen, .reasons = rs, .track = pre->track,
+                     .out = { .w = pre->w, .borrowed = pre->w != NULL,
+                              .page_size = (uint32_t)sysconf(_SC_PAGESIZE) } };
     *ret_froze = true;
+    uint64_t t0 = cairn_now_us();
     r = s_ctx_init(&c, err);
     if (r == 0)
         r = s_run(&c, pid, out_fd, &s, err);
-    *ret_began = c.out.w != NULL;
+    *ret_began = c.out.began;
     /* Held (migration): the tree stays frozen until the holder decides;
      * its answer replaces leave_running. */
     bool kill_it = r == 0 && !opts->leave_running;
@@ -512,10 +582,81 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
                                s.left_running ? "the process was left running"
                                               : "the process could not be resumed cleanly");
     }
+    s.frozen_us = cairn_now_us() - t0;
     s_ctx_free(&c);
     mem_seen_free(&seen);
     *stats = s;
     return r;
+}
+
+/* ---- pre-copy ---------------------------------------------------------- */
+
+/* Whether the rounds are done after one that copied `bytes` (prev: the
+ * one before): small enough, out of rounds, or not getting smaller (the
+ * tree writes faster than the rounds copy: more rounds would not shorten
+ * the freeze). */
+static bool s_rounds_done(const ghost_dump_opts_t *o, uint32_t done, uint64_t bytes,
+                          uint64_t prev)
+{
+    return bytes <= o->round_until || done >= o->rounds || (done >= 3 && bytes >= prev);
+}
+
+/* The check, then the tracking and the rounds while the tree runs, into
+ * pre (the caller frees it); the figures into *st. A refusal (the check,
+ * a kernel without what tracking needs) leaves the tree untouched. */
+static int s_precopy(pid_t pid, const ghost_dump_opts_t *opts, int out_fd, s_retry_t *rt,
+                     ghost_reasons_t *rs, s_pre_t *pre, ghost_dump_stats_t *st,
+                     cairn_error_t *err)
+{
+    st->refused = st->left_running = true;
+    if (opts->rounds < 1 || opts->rounds > GHOST_MAX_ROUNDS)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "pre-copy rounds %u: 1 to %u", opts->rounds, GHOST_MAX_ROUNDS);
+    if (opts->pagemap_read)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "pre-copy finds written pages with PAGEMAP_SCAN: it cannot "
+                               "read pagemap instead");
+    int r = s_check_tree(pid, opts->owner, NULL, rt, rs, err);
+    if (r < 0)
+        return r;
+    r = track_start(pid, &pre->track, &st->track_us, err);
+    st->refused = r < 0 && err && err->code == CAIRN_UNSUPPORTED;
+    if (r < 0)
+        return r;
+    if (!(pre->w = ghost_writer_new(out_fd)))
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    uint32_t ps = (uint32_t)sysconf(_SC_PAGESIZE);
+    for (uint64_t prev = UINT64_MAX; r == 0;) {
+        uint64_t bytes = 0;
+        r = pages_round(pre->w, pre->track, st->rounds, ps, &bytes, err);
+        if (r < 0)
+            break;
+        st->round_bytes[st->rounds++] = bytes;
+        st->precopy_bytes += bytes;
+        if (s_rounds_done(opts, st->rounds, bytes, prev))
+            break;
+        prev = bytes;
+    }
+    /* The rounds' bytes reach the disk while the tree still runs: the
+     * fsync at the end of the frozen part then has only its own to
+     * write. */
+    struct stat sb;
+    if (r == 0 && (r = ghost_writer_flush(pre->w, err)) == 0 && fstat(out_fd, &sb) == 0 &&
+        S_ISREG(sb.st_mode) && fdatasync(out_fd) < 0)
+        r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "fdatasync of the image: %s",
+                            strerror(errno));
+    return r;
+}
+
+/* The pre-copy figures of pre_st into the dump's *stats. */
+static void s_precopy_stats(const ghost_dump_stats_t *pre_st, bool wrote,
+                            ghost_dump_stats_t *stats)
+{
+    stats->rounds = pre_st->rounds;
+    memcpy(stats->round_bytes, pre_st->round_bytes, sizeof(stats->round_bytes));
+    stats->precopy_bytes = pre_st->precopy_bytes;
+    stats->track_us = pre_st->track_us;
+    stats->began = stats->began || wrote;
 }
 
 int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
@@ -531,13 +672,27 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
      * at again (the check itself already waited for zombies it saw),
      * from the same budget of looks as the check's. */
     s_retry_t rt = { S_TREE_ATTEMPTS };
-    int r;
-    for (;;) {
+    ghost_reasons_t own = { 0 };
+    ghost_reasons_t *rs = opts->reasons ? opts->reasons : &own;
+    s_pre_t pre = { NULL, NULL };
+    ghost_dump_stats_t pre_st = { 0 };
+    int r = opts->precopy ? s_precopy(pid, opts, out_fd, &rt, rs, &pre, &pre_st, err) : 0;
+    if (r < 0)   /* the tree ran all along */
+        *stats = (ghost_dump_stats_t){ .refused = pre_st.refused, .left_running = true };
+    for (bool again = r == 0; again;) {
         bool froze = false, began = false;
-        r = s_dump_once(pid, opts, out_fd, stats, &rt, &froze, &began, err);
-        if (r == 0 || !froze || began || !stats->left_running || !s_tree_moved(pid, r) ||
-            !s_retry_again(&rt))
-            break;
+        r = s_dump_once(pid, opts, &pre, out_fd, stats, &rt, rs, &froze, &began, err);
+        stats->began = began;
+        again = r < 0 && froze && !began && stats->left_running && s_tree_moved(pid, r) &&
+                s_retry_again(&rt);
     }
+    if (opts->precopy)
+        s_precopy_stats(&pre_st, pre.w != NULL, stats);
+    /* The tree runs on (or is dead): its pages are no longer tracked. */
+    track_free(pre.track);
+    ghost_writer_free(pre.w);
+    if (r == 0 || !stats->refused)
+        ghost_reasons_clear(rs);   /* a failure, not a refusal: no reasons */
+    ghost_reasons_free(&own);
     return r;
 }

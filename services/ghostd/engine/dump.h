@@ -14,9 +14,12 @@
 #include <sys/types.h>
 
 #include "cairn/error.h"
+#include "reasons.h"
 
 struct ghost_owner;   /* owner.h */
 struct ghost_dump_stats;
+
+#define GHOST_MAX_ROUNDS 64u    /* pre-copy rounds at most (round 0 included) */
 
 typedef struct ghost_dump_opts {
     bool leave_running;     /* detach afterwards instead of SIGKILL */
@@ -30,6 +33,13 @@ typedef struct ghost_dump_opts {
     bool probe_eventfds;    /* probe whether each eventfd is a semaphore even
                                where fdinfo says (it does from Linux 6.2):
                                tests the older kernels' path anywhere */
+    bool precopy;           /* copy while the tree runs, tracking its writes
+                               (track.h), then freeze and write only what
+                               changed since (docs/ghost.md, "Pre-copy") */
+    uint32_t rounds;        /* pre-copy: rounds at most, round 0 included
+                               (1..GHOST_MAX_ROUNDS) */
+    uint64_t round_until;   /* pre-copy: freeze once a round copied at most
+                               this many bytes */
     /* Set: once the image is completely written the tree stays frozen and
      * hold(hold_data, stats) decides its fate -- true kills it, false lets
      * it go running (leave_running is then ignored). It is called once,
@@ -37,6 +47,9 @@ typedef struct ghost_dump_opts {
      * (ghost-dump --hold-fd waits for ghostd's word there). */
     bool (*hold)(void *hold_data, const struct ghost_dump_stats *stats);
     void *hold_data;        /* for hold */
+    ghost_reasons_t *reasons; /* out, when not NULL: every refusal the check
+                               found (reasons.h), the first being the error;
+                               emptied when the dump is not refused */
 } ghost_dump_opts_t;
 
 typedef struct ghost_dump_stats {
@@ -52,8 +65,20 @@ typedef struct ghost_dump_stats {
     uint32_t copy_threads;  /* anonymous pages copied in place into the image
                                file by this many threads; 0: streamed */
     uint32_t stopped;       /* processes in a job-control stop (SIGSTOP, ^Z) */
+    uint64_t frozen_us;     /* the tree stopped for the image: first seize
+                               until let go or killed */
+    bool began;             /* the output was written to (pre-copy rounds do
+                               before the freeze's refusals) */
+    uint32_t rounds;        /* pre-copy rounds; 0 without pre-copy */
+    uint64_t round_bytes[GHOST_MAX_ROUNDS]; /* page bytes of each round */
+    uint64_t precopy_bytes; /* their sum: copied while the tree ran */
+    uint64_t kept_pages;    /* pages of the frozen part a round's copy holds */
+    uint64_t track_us;      /* the stop that gave the tree its userfaultfds */
     bool held;              /* opts->hold ran: the tree waited, frozen */
     bool killed;            /* the tree was killed after the dump */
+    bool job;               /* the tree was a job: pid 1 of a pid namespace of
+                               its own, with its own mount namespace; the
+                               image names every process by its pid inside */
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not
@@ -61,7 +86,8 @@ typedef struct ghost_dump_stats {
  * and fds the engine can restore, and (opts->owner) is the owner's. 0 if
  * checkpointable; otherwise -errno with code NOT_FOUND,
  * FAILED_PRECONDITION, UNSUPPORTED or PERMISSION_DENIED and the precise
- * reason (which pid, which fd or vma, what kind, whose). */
+ * reason (which pid, which fd or vma, what kind, whose): the first of
+ * every reason found, which opts->reasons lists when given. */
 int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err);
 
 /* Checkpoints the tree rooted at pid into out_fd (a file, pipe or socket;

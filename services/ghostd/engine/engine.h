@@ -35,6 +35,8 @@
 /* One thread of a seized process. */
 typedef struct dump_thread {
     pid_t tid;
+    pid_t vtid;                       /* its tid as the image names it: inside
+                                         a job's pid namespace (ns.c) */
     bool seized;                      /* PTRACE_SEIZE succeeded */
     bool stopped;                     /* in a ptrace stop we caused */
     bool injected;                    /* ran an injected syscall */
@@ -51,6 +53,9 @@ typedef struct dump_thread {
 typedef struct dump_proc {
     pid_t pid;
     pid_t parent;          /* parent inside the tree, 0 for the root */
+    pid_t vpid, vpgid, vsid; /* pid, group and session as the image names
+                              them: inside a job's pid namespace, 0 for
+                              one led from outside it (ns.c) */
     dump_thread_t *t;      /* threads, leader first */
     size_t nt;
     uint64_t vdso_syscall; /* address of a `syscall` instruction, 0 if none */
@@ -63,11 +68,23 @@ typedef struct dump_tree {
     size_t np;
 } dump_tree_t;
 
+/* The tree's namespaces, as the check found them (ns.c). */
+typedef struct dump_ns {
+    bool job;              /* the root is pid 1 of a pid namespace of its own
+                              (one below the dumper's) with a mount namespace
+                              of its own: every pid is written as inside */
+    uint64_t pid_ns;       /* the root's pid namespace (inode) */
+    uint64_t mnt_ns;       /* the root's mount namespace (inode) */
+} dump_ns_t;
+
 /* Where the image goes (dump.c). */
 typedef struct dump_out {
     ghost_writer_t *w;     /* the image stream */
     uint32_t page_size;
-    uint64_t pages;        /* pages written so far */
+    uint64_t pages;        /* pages written so far (kept ones too) */
+    uint64_t kept;         /* of them, kept_pages: a pre-copy round's copy */
+    bool began;            /* the header was written */
+    bool borrowed;         /* w is the caller's (pre-copy rounds wrote first) */
 } dump_out_t;
 
 /* The state of each concern, owned by its file (opaque elsewhere). */
@@ -76,17 +93,23 @@ typedef struct pages_dump pages_dump_t;   /* pages.c: page ring, copies */
 typedef struct files_dump files_dump_t;   /* files.c: fds and their files */
 typedef struct pipes_dump pipes_dump_t;   /* pipes.c: pipes written */
 typedef struct shmem_dump shmem_dump_t;   /* shmem.c: memfd objects */
+struct track;                             /* track.h: pre-copy write tracking */
 
 /* One dump: each concern's state, owned by its file, side by side. */
 typedef struct dump_ctx {
     const ghost_dump_opts_t *opts;
     const mem_seen_t *seen; /* what the check before the freeze read */
+    ghost_reasons_t *reasons; /* the frozen tree's check files its refusals
+                               here (reasons.h) */
     dump_tree_t tree;      /* processes and threads, as frozen (seize.c) */
+    dump_ns_t ns;          /* the tree's namespaces, as frozen (ns.c) */
     dump_out_t out;        /* the image (dump.c) */
     pages_dump_t *pages;   /* NULL until the image is begun */
     files_dump_t *files;
     pipes_dump_t *pipes;
     shmem_dump_t *shmem;
+    struct track *track;   /* pre-copy: what the tree wrote since the last
+                              round (not owned); NULL: stop-and-copy */
 } dump_ctx_t;
 
 /* Whether s ends with suf. */
@@ -141,6 +164,8 @@ typedef struct rst_image {
     uint64_t bytes;        /* stream bytes consumed */
     rst_objrun_t *objruns; /* object pages of memfds, in stream order */
     size_t n_objruns, cap_objruns;
+    struct pages_rounds *rounds;  /* pages.c: pre-copy copies, NULL if none */
+    uint32_t n_rounds;     /* pre-copy round records read */
 } rst_image_t;
 
 typedef struct rst_tree rst_tree_t;
@@ -171,7 +196,12 @@ struct rst_tree {
     struct pipes_rst *pipes;   /* pipes.c: one pipe per pipe_id */
     struct shmem_rst *shm;     /* shmem.c: one memfd per shared object */
     struct files_rst *files;   /* files.c: shared open file descriptions */
-    int32_t *pids;         /* MAP_SHARED: restored pid of every process */
+    int32_t *pids;         /* MAP_SHARED: restored pid of every process, as
+                              it sees itself (inside the job for a job) */
+    int32_t *host_pids;    /* the same on the node, as the tracer sees them
+                              (ns.c; NULL until known: the same as pids
+                              unless job) */
+    bool job;              /* a job image: a fresh pid and mount namespace */
     pid_t caller_pgrp;     /* our process group (for "outside" groups) */
     bool new_pid;          /* --new-pid */
     bool pread_pages;      /* ghost_restore_opts_t.pread_pages */

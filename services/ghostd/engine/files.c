@@ -35,6 +35,7 @@
 #include <linux/kcmp.h>
 
 #include "files.h"
+#include "ns.h"
 #include "pipes.h"
 #include "shmem.h"
 #include "tree.h"
@@ -162,19 +163,23 @@ static bool s_tree_fd_anon(const Cairn__Ghost__Fd *f, files_tree_fd_t *ret)
  * that added them; the restore re-adds them in the process whose record
  * owns the instance, so one shared with another process of the tree
  * (inherited across fork) is refused here, before anything changes. */
-static int s_check_epolls(const files_tree_fds_t *tfds, cairn_error_t *err)
+static int s_check_epolls(const files_tree_fds_t *tfds, ghost_reasons_t *rs,
+                          cairn_error_t *err)
 {
     const files_tree_fd_t *v = tfds->v;
     const Cairn__Ghost__FdKind ep = CAIRN__GHOST__FD_KIND__FD_EPOLL;
-    for (size_t i = 0; i < tfds->n; i++)
-        for (size_t j = i + 1; v[i].kind == ep && j < tfds->n; j++)
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < tfds->n; i++)
+        for (size_t j = i + 1; r == 0 && v[i].kind == ep && j < tfds->n; j++)
             if (v[j].kind == ep && v[j].pid != v[i].pid &&
                 syscall(SYS_kcmp, v[i].pid, v[j].pid, KCMP_FILE, v[i].fd, v[j].fd) == 0)
-                return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                       "process %d fd %d and process %d fd %d are one epoll "
-                                       "instance (inherited across fork): not restored",
-                                       (int)v[i].pid, v[i].fd, (int)v[j].pid, v[j].fd);
-    return 0;
+                r = ghost_reason_add(
+                    rs, cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                        "process %d fd %d and process %d fd %d are one epoll "
+                                        "instance (inherited across fork): not restored",
+                                        (int)v[i].pid, v[i].fd, (int)v[j].pid, v[j].fd),
+                    err, v[j].pid, "fd %d", v[j].fd);
+    return r;
 }
 
 static int s_open_anon(const rst_tree_t *t, const Cairn__Ghost__Fd *f,
@@ -311,11 +316,12 @@ static int s_add_tree_fd(files_tree_fds_t *e, files_tree_fd_t fd, cairn_error_t 
     return 0;
 }
 
-/* Describes every fd of pid (which refuses what cannot be dumped) and
- * adds those the tree checks need to *tfds. Nothing is probed (anonfd.h):
+/* Describes every fd of pid (which refuses what cannot be dumped: each
+ * refusal into rs, and on) and adds those the tree checks need to *tfds. Nothing is probed (anonfd.h):
  * what fdinfo does not tell is not needed to refuse, and the writing pass
  * probes it once. */
-int files_check(pid_t pid, files_tree_fds_t *tfds, cairn_error_t *err)
+int files_check(pid_t pid, files_tree_fds_t *tfds, ghost_reasons_t *rs,
+                cairn_error_t *err)
 {
     int *fds = NULL;
     size_t nf = 0;
@@ -334,6 +340,8 @@ int files_check(pid_t pid, files_tree_fds_t *tfds, cairn_error_t *err)
             r = 0;   /* closed meanwhile */
         else if (r == 0 && k->tree_fd && k->tree_fd(&f, &tf))
             r = s_add_tree_fd(tfds, tf, err);
+        else if (r < 0)
+            r = ghost_reason_add(rs, r, err, pid, "fd %d", fds[i]);
     }
     free(fds);
     return r;
@@ -350,12 +358,13 @@ void files_forget(files_tree_fds_t *tfds, pid_t pid)
 }
 
 /* The checks of a whole tree's fds, before and after the freeze. */
-int files_check_tree(const files_tree_fds_t *tfds, cairn_error_t *err)
+int files_check_tree(const files_tree_fds_t *tfds, ghost_reasons_t *rs,
+                     cairn_error_t *err)
 {
     int r = 0;
     for (size_t i = 0; r == 0 && i < S_NKINDS; i++)
         if (s_kinds[i]->check_tree)
-            r = s_kinds[i]->check_tree(tfds, err);
+            r = s_kinds[i]->check_tree(tfds, rs, err);
     return r;
 }
 
@@ -459,6 +468,8 @@ static int s_write_fd(dump_ctx_t *c, dump_proc_t *p, int fd, cairn_error_t *err)
     int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), &anon, &k, err);
     if (r == 0 && k->by_description)
         r = s_fd_share(c->files, p->pid, &f, err);
+    if (r == 0 && f.shares)   /* named as the image names processes (ns.c) */
+        f.shares_pid = (uint32_t)ns_dump_vpid(&c->tree, (pid_t)f.shares_pid);
     if (r == 0 && k->record)
         r = k->record(c, p->pid, &f, err);
     if (r == 0) {
@@ -638,6 +649,33 @@ static int s_tree_shared(rst_tree_t *t, cairn_error_t *err)
         }
     }
     return ret < 0 ? ret : 0;
+}
+
+int files_check_paths(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *err)
+{
+    uint32_t pid = pr->process->process->pid;
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && i < pr->fds.n; i++) {
+        const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
+        const files_kind_t *k = s_kind_of(f->kind);
+        if (f->shares || (k != &s_regular && k != &s_directory && k != &s_chardev))
+            continue;   /* an fd sharing a description is checked with its owner */
+        /* O_NONBLOCK: an image naming a FIFO or a modem line must not
+         * hang the check in open(2). */
+        int fd = strstr(f->path, " (deleted)") || f->path[0] != '/'
+                     ? cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
+                                       "fd %d: %s cannot be reopened", f->fd, f->path)
+                     : files_reopen(f, f->path,
+                                    O_NONBLOCK | (k == &s_directory ? O_DIRECTORY : 0),
+                                    k == &s_regular, err);
+        if (fd >= 0)
+            close(fd);
+        else
+            s_in_process(err, fd, pid);
+        r = ghost_reason_add(rs, fd < 0 ? fd : 0, err, (pid_t)pid, "fd %d", f->fd);
+    }
+    return r;
 }
 
 int files_plan(rst_tree_t *t, cairn_error_t *err)

@@ -60,8 +60,10 @@ typedef struct files_kind {
                     cairn_error_t *err);
     /* Whether the whole-tree checks need f; fills ino and write_end. */
     bool (*tree_fd)(const Cairn__Ghost__Fd *f, files_tree_fd_t *ret);
-    /* Refuses a tree whose fds of this kind cannot come back together. */
-    int (*check_tree)(const files_tree_fds_t *tfds, cairn_error_t *err);
+    /* Refuses a tree whose fds of this kind cannot come back together:
+     * each refusal into rs (reasons.h), or the first without rs. */
+    int (*check_tree)(const files_tree_fds_t *tfds, ghost_reasons_t *rs,
+                      cairn_error_t *err);
     /* Records what f needs beyond its fields as it is written (data that
      * f then points to until release). */
     int (*record)(dump_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f,
@@ -87,15 +89,18 @@ typedef struct files_kind {
 
 /* ---- dump -------------------------------------------------------------- */
 
-/* Describes every fd of pid (refusing what cannot be dumped) and adds
+/* Describes every fd of pid (refusing what cannot be dumped: each refusal
+ * into rs and on, reasons.h; without rs the first is returned) and adds
  * those the tree checks need to *tfds. */
-int files_check(pid_t pid, files_tree_fds_t *tfds, cairn_error_t *err);
+int files_check(pid_t pid, files_tree_fds_t *tfds, ghost_reasons_t *rs,
+                cairn_error_t *err);
 
 /* Drops what the check of pid (which left the tree) added. */
 void files_forget(files_tree_fds_t *tfds, pid_t pid);
 
 /* The checks of a whole tree's fds, before and after the freeze. */
-int files_check_tree(const files_tree_fds_t *tfds, cairn_error_t *err);
+int files_check_tree(const files_tree_fds_t *tfds, ghost_reasons_t *rs,
+                     cairn_error_t *err);
 
 files_dump_t *files_dump_new(void);
 files_dump_t *files_dump_free(files_dump_t *fs);   /* NULL-safe; NULL */
@@ -108,6 +113,12 @@ int files_write(dump_ctx_t *c, dump_proc_t *p, const int *fds, size_t n,
 
 /* Every fd record of pr is of a kind this restorer recreates, and whole. */
 int files_check_loaded(const rst_proc_t *pr, cairn_error_t *err);
+
+/* Restore check: every fd of pr reopened by its path (regular files,
+ * directories, devices) can be opened here as the plan and the child
+ * would open it, and is closed again; each refusal into rs (reasons.h),
+ * with the message the restore would give. */
+int files_check_paths(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *err);
 
 /* Each kind's tree-wide objects, then one helper per open file
  * description that fds share. */

@@ -2,14 +2,20 @@
  *
  *   ghost-dump --pid PID --out FILE [--leave-running] [--in-place] [--check]
  *              [--pagemap-read] [--probe-eventfds] [--as UID:GID]
+ *              [--precopy [--rounds N] [--round-until BYTES]]
  *   ghost-dump --pid PID --out-fd N [--hold-fd M] [--leave-running] ...
  *
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
- *             "threads":N,"freeze_us":N,"dump_us":N,"copy_threads":N,
- *             "stopped":N,"left_running":bool}
+ *             "threads":N,"freeze_us":N,"dump_us":N,"frozen_us":N,
+ *             "copy_threads":N,"stopped":N,"left_running":bool}
+ *            and with --precopy {"rounds":N,"round_bytes":[N,...],
+ *             "precopy_bytes":N,"kept_pages":N,"track_us":N}
  *   --check  {"pid":N,"checkpointable":true}
  *   failure  {"error":{"code":"<cairn code name>","message":"..."}}
+ *   refusal  the same with "reasons":[{"code","pid","what","message"},...]
+ *            (every reason the check found, the first being the error;
+ *            "more_reasons":N beyond the 32 listed) -- reasons.h
  * Exit codes: 0 done; 2 refused before anything changed (the process runs
  * on untouched); 1 failed during the dump (the process is detached and left
  * running if at all possible, the message says which). The image is
@@ -21,7 +27,12 @@
  * once writing began removes it. --pagemap-read finds present pages the
  * way kernels before 6.7 (without PAGEMAP_SCAN) must, to test that path on
  * newer ones; --probe-eventfds finds whether each eventfd is a semaphore by
- * probing it (anonfd.h), as on kernels before 6.2, likewise. 100 wrong usage. ghostd runs this per
+ * probing it (anonfd.h), as on kernels before 6.2, likewise. --precopy
+ * copies the tree's memory while it runs, in rounds (at most --rounds,
+ * 8 by default; until one copies at most --round-until bytes, 1 MiB by
+ * default), tracking what it writes, so that the freeze copies only what
+ * changed since the last round (docs/ghost.md, "Pre-copy"); a kernel
+ * without what that needs is a refusal (exit 2, unsupported). 100 wrong usage. ghostd runs this per
  * request so that a hostile process can never take the daemon down.
  *
  * --out-fd N: the image stream goes to the inherited fd N (a pipe: ghostd
@@ -63,6 +74,7 @@
 #include "dump.h"
 #include "owner.h"
 #include "report.h"
+#include "util/cleanup.h"
 #include "util/fileio.h"
 #include "util/options.h"
 
@@ -76,6 +88,9 @@ typedef struct s_args {
     bool pagemap_read;     /* --pagemap-read */
     bool probe_eventfds;   /* --probe-eventfds */
     bool check;            /* --check */
+    bool precopy;          /* --precopy */
+    long rounds;           /* --rounds */
+    long round_until;      /* --round-until */
     int out_fd;            /* --out-fd N, -1 if not given */
     int hold_fd;           /* --hold-fd M, -1 if not given */
     bool as_user;          /* --as: owner is set */
@@ -89,7 +104,8 @@ static int s_usage(const char *why)
     cairn_error_set(&err, -EINVAL, CAIRN_USAGE,
                     "%s; usage: ghost-dump --pid PID (--out FILE | --out-fd N "
                     "[--hold-fd M]) [--leave-running] [--in-place] [--check] "
-                    "[--pagemap-read] [--probe-eventfds] [--as UID:GID]",
+                    "[--pagemap-read] [--probe-eventfds] [--as UID:GID] "
+                    "[--precopy [--rounds N] [--round-until BYTES]]",
                     why);
     return ghost_report_error(&err, S_EXIT_USAGE);
 }
@@ -98,8 +114,11 @@ static int s_usage(const char *why)
 enum {
     S_OPT_PID, S_OPT_OUT, S_OPT_LEAVE_RUNNING, S_OPT_IN_PLACE,
     S_OPT_PAGEMAP_READ, S_OPT_PROBE_EVENTFDS, S_OPT_CHECK, S_OPT_AS,
-    S_OPT_OUT_FD, S_OPT_HOLD_FD,
+    S_OPT_PRECOPY, S_OPT_ROUNDS, S_OPT_ROUND_UNTIL, S_OPT_OUT_FD, S_OPT_HOLD_FD,
 };
+
+#define S_ROUNDS_DEFAULT 8
+#define S_ROUND_UNTIL_DEFAULT (1l << 20)
 
 static const cairn_option_t s_options[] = {
     [S_OPT_PID] = { "--pid", "PID", "the root of the tree to dump" },
@@ -115,6 +134,11 @@ static const cairn_option_t s_options[] = {
     [S_OPT_CHECK] = { "--check", NULL, "only say whether PID can be dumped" },
     [S_OPT_AS] = { "--as", "UID:GID", "for this user (not root): their processes "
                    "only, the image made with their file rights" },
+    [S_OPT_PRECOPY] = { "--precopy", NULL, "copy in rounds while the tree runs, then "
+                        "freeze for what changed since" },
+    [S_OPT_ROUNDS] = { "--rounds", "N", "pre-copy rounds at most (8)" },
+    [S_OPT_ROUND_UNTIL] = { "--round-until", "BYTES",
+                            "freeze once a round copied at most this (1048576)" },
     [S_OPT_OUT_FD] = { "--out-fd", "N", "stream the image into inherited fd N "
                        "(a pipe) instead of a file" },
     [S_OPT_HOLD_FD] = { "--hold-fd", "M", "with --out-fd: keep the tree frozen "
@@ -140,6 +164,19 @@ static int s_parse(int argc, char **argv, s_args_t *a)
     a->pagemap_read = v.values[S_OPT_PAGEMAP_READ] != NULL;
     a->probe_eventfds = v.values[S_OPT_PROBE_EVENTFDS] != NULL;
     a->check = v.values[S_OPT_CHECK] != NULL;
+    a->precopy = v.values[S_OPT_PRECOPY] != NULL;
+    a->rounds = S_ROUNDS_DEFAULT;
+    a->round_until = S_ROUND_UNTIL_DEFAULT;
+    if (v.values[S_OPT_ROUNDS] &&
+        cairn_parse_long("--rounds", v.values[S_OPT_ROUNDS], 1, GHOST_MAX_ROUNDS, &a->rounds,
+                         &err) < 0)
+        return -EINVAL;
+    if (v.values[S_OPT_ROUND_UNTIL] &&
+        cairn_parse_long("--round-until", v.values[S_OPT_ROUND_UNTIL], 0, 1l << 40,
+                         &a->round_until, &err) < 0)
+        return -EINVAL;
+    if (!a->precopy && (v.values[S_OPT_ROUNDS] || v.values[S_OPT_ROUND_UNTIL]))
+        return -EINVAL;   /* they mean nothing without it */
     long fd = -1;
     if (v.values[S_OPT_OUT_FD] &&
         cairn_parse_long("--out-fd", v.values[S_OPT_OUT_FD], 3, INT_MAX, &fd, &err) < 0)
@@ -199,28 +236,52 @@ static int s_make_dir(const s_args_t *a, cairn_error_t *err)
                            a->owner.uid, strerror(-r));
 }
 
-/* Reports a failure; the owner rule's refusal (--as) says what it means. */
-static int s_fail(const s_args_t *a, cairn_error_t *err, int exit_code)
+/* Reports a failure with the reasons of a refusal (rs: NULL or empty when
+ * there are none); the owner rule's refusal (--as) says what it means. */
+static int s_fail(const s_args_t *a, cairn_error_t *err, ghost_reasons_t *rs, int exit_code)
 {
-    if (a->as_user && err->code == CAIRN_PERMISSION_DENIED && err->message[0])
+    if (a->as_user && err->code == CAIRN_PERMISSION_DENIED && err->message[0]) {
         cairn_error_append(err, -EPERM, "; only root may checkpoint it");
-    return ghost_report_error(err, exit_code);
+        for (size_t i = 0; rs && i < rs->n; i++)
+            if (rs->v[i].code == CAIRN_PERMISSION_DENIED)
+                snprintf(rs->v[i].message + strlen(rs->v[i].message),
+                         sizeof(rs->v[i].message) - strlen(rs->v[i].message),
+                         "; only root may checkpoint it");
+    }
+    return ghost_report_refusal(err, rs, exit_code);
 }
 
 static int s_check(const s_args_t *a)
 {
     cairn_error_t err;
+    ghost_reasons_t rs = { 0 };
     ghost_dump_opts_t o = { .leave_running = a->leave_running,
-                            .owner = a->as_user ? &a->owner : NULL };
+                            .owner = a->as_user ? &a->owner : NULL, .reasons = &rs };
+    int code = S_EXIT_OK;
     if (ghost_check((pid_t)a->pid, &o, &err) < 0)
-        return s_fail(a, &err, S_EXIT_REFUSED);
-    ghost_report(json_pack("{s:I,s:b}", "pid", (json_int_t)a->pid, "checkpointable", 1));
-    return S_EXIT_OK;
+        code = s_fail(a, &err, &rs, S_EXIT_REFUSED);
+    else
+        ghost_report(json_pack("{s:I,s:b}", "pid", (json_int_t)a->pid, "checkpointable", 1));
+    ghost_reasons_free(&rs);
+    return code;
+}
+
+/* The pre-copy figures into o (o's own on failure: nothing is added). */
+static void s_add_precopy(json_t *o, const ghost_dump_stats_t *s)
+{
+    json_t *rb = json_array();
+    for (uint32_t i = 0; rb && i < s->rounds && i < GHOST_MAX_ROUNDS; i++)
+        json_array_append_new(rb, json_integer((json_int_t)s->round_bytes[i]));
+    json_object_set_new(o, "rounds", json_integer((json_int_t)s->rounds));
+    json_object_set_new(o, "round_bytes", rb ? rb : json_null());
+    json_object_set_new(o, "precopy_bytes", json_integer((json_int_t)s->precopy_bytes));
+    json_object_set_new(o, "kept_pages", json_integer((json_int_t)s->kept_pages));
+    json_object_set_new(o, "track_us", json_integer((json_int_t)s->track_us));
 }
 
 static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
 {
-    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b}",
                       "pid", (json_int_t)a->pid,
                       "image_bytes", (json_int_t)s->image_bytes,
                       "pages", (json_int_t)s->pages,
@@ -228,15 +289,18 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
                       "threads", (json_int_t)s->threads,
                       "freeze_us", (json_int_t)s->freeze_us,
                       "dump_us", (json_int_t)s->dump_us,
+                      "frozen_us", (json_int_t)s->frozen_us,
                       "copy_threads", (json_int_t)s->copy_threads,
                       "stopped", (json_int_t)s->stopped,
-                      "left_running", s->left_running);
+                      "left_running", s->left_running, "job", s->job);
     if (j && a->out_fd >= 0)
         json_object_set_new(j, "out_fd", json_integer(a->out_fd));
     else if (j)
         json_object_set_new(j, "image", json_string(a->out));
     if (j && s->held)
         json_object_set_new(j, "held", json_true());
+    if (j && a->precopy)
+        s_add_precopy(j, s);
     ghost_report(j);
 }
 
@@ -339,10 +403,12 @@ static int s_finish(s_args_t *a, const char *part, bool created,
         r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "renaming %s: %s", part,
                             strerror(errno));
     if (r < 0) {
-        /* A refusal wrote nothing: an image written over stays whole. */
-        if (!a->in_place || created || !s->refused)
+        /* A refusal wrote nothing (unless pre-copy rounds had): an image
+         * written over stays whole. */
+        bool changed = !s->refused || s->began;
+        if (!a->in_place || created || changed)
             unlink(part);
-        if (a->in_place && !created && !s->refused)
+        if (a->in_place && !created && changed)
             cairn_error_append(err, r, "; the image written over at %s was removed", part);
     }
     s_fs_root(a, NULL);
@@ -378,7 +444,8 @@ static int s_dump_stream(s_args_t *a, ghost_dump_opts_t *o)
         return S_EXIT_OK;
     }
     if (r < 0)
-        return s_fail(a, &err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
+        return s_fail(a, &err, s.refused ? o->reasons : NULL,
+                      s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
     s_print_stats(a, &s);
     return S_EXIT_OK;
 }
@@ -386,10 +453,14 @@ static int s_dump_stream(s_args_t *a, ghost_dump_opts_t *o)
 static int s_dump(s_args_t *a)
 {
     cairn_error_t err;
+    _cleanup_(ghost_reasons_free) ghost_reasons_t rs = { 0 };
     ghost_dump_opts_t o = { .leave_running = a->leave_running,
                             .pagemap_read = a->pagemap_read,
                             .probe_eventfds = a->probe_eventfds,
-                            .owner = a->as_user ? &a->owner : NULL };
+                            .owner = a->as_user ? &a->owner : NULL, .reasons = &rs,
+                            .precopy = a->precopy,
+                            .rounds = (uint32_t)a->rounds,
+                            .round_until = (uint64_t)a->round_until };
     char part[PATH_MAX];
     bool created;
     if (a->out_fd >= 0)
@@ -404,7 +475,8 @@ static int s_dump(s_args_t *a)
                             strerror(errno));
     r = s_finish(a, part, created, &s, r, &err);
     if (r < 0)
-        return s_fail(a, &err, s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
+        return s_fail(a, &err, s.refused ? &rs : NULL,
+                      s.refused ? S_EXIT_REFUSED : S_EXIT_FAILED);
     s_print_stats(a, &s);
     return S_EXIT_OK;
 }

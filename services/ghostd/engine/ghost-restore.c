@@ -18,7 +18,10 @@
  * (ghost_restore_check) and prints
  *   {"check":true,"original_pid":N,"pids_free":B,"image_bytes":N,
  *    "pages":N,"processes":N,"threads":N,"check_us":N}
- * pids_free: every original pid and thread id is free now.
+ * pids_free: every original pid and thread id is free now. A refused
+ * --check adds every reason it found to its error line:
+ * "reasons":[{"code","pid","what","message"},...] (reasons.h; the files
+ * the image names, the kernel, the room for its pages here: room.h).
  * Exit codes: 0 restored (the tree runs, no longer traced; the root is
  * reparented when this program exits right after); 1 failed (nothing is
  * left running); 3 the original pid of a process of the tree is taken and
@@ -66,6 +69,7 @@
 #include "place.h"
 #include "report.h"
 #include "restore.h"
+#include "util/cleanup.h"
 #include "util/options.h"
 
 /* The success line (see the top of this file). */
@@ -76,14 +80,16 @@ static json_t *s_success(const ghost_restore_stats_t *st, const char *unit)
 
     for (uint32_t i = 0; members && i < st->processes; i++)
         json_array_append_new(members, json_pack(
-            "{s:i,s:i,s:i,s:i,s:b}", "pid", (int)st->members[i].pid,
+            "{s:i,s:i,s:i,s:i,s:i,s:b}", "pid", (int)st->members[i].pid,
+            "host_pid", (int)st->members[i].host_pid,
             "original_pid", (int)st->members[i].original_pid,
             "ppid", (int)st->members[i].ppid,
             "threads", (int)st->members[i].threads,
             "stopped", st->members[i].stopped));
-    ghost_place_cgroup_of(st->pid, cgroup, sizeof cgroup);
-    return json_pack("{s:i,s:i,s:b,s:I,s:I,s:i,s:i,s:i,s:I,s:s,s:s*,s:o*}",
+    ghost_place_cgroup_of(st->host_pid, cgroup, sizeof cgroup);
+    return json_pack("{s:i,s:i,s:i,s:b,s:b,s:I,s:I,s:i,s:i,s:i,s:I,s:s,s:s*,s:o*}",
                      "pid", (int)st->pid, "original_pid", (int)st->original_pid,
+                     "host_pid", (int)st->host_pid, "job", st->job,
                      "same_pid", st->same_pid, "image_bytes",
                      (json_int_t)st->image_bytes, "pages",
                      (json_int_t)st->pages, "processes", (int)st->processes,
@@ -95,8 +101,9 @@ static json_t *s_success(const ghost_restore_stats_t *st, const char *unit)
 /* The --check success line. */
 static json_t *s_checked(const ghost_restore_stats_t *st)
 {
-    return json_pack("{s:b,s:i,s:b,s:I,s:I,s:i,s:i,s:I}", "check", 1,
+    return json_pack("{s:b,s:i,s:b,s:b,s:I,s:I,s:i,s:i,s:I}", "check", 1,
                      "original_pid", (int)st->original_pid, "pids_free", st->same_pid,
+                     "job", st->job,
                      "image_bytes", (json_int_t)st->image_bytes,
                      "pages", (json_int_t)st->pages,
                      "processes", (int)st->processes, "threads", (int)st->threads,
@@ -271,18 +278,30 @@ static int s_take_rights(ghost_owner_t *p, cairn_error_t *err)
     return r < 0 ? r : ghost_owner_restrict_caps(err);
 }
 
-/* A failure of the restore or its check; the owner rule's refusal says
- * which image and whose rights it restores with. */
-static int s_refused(const char *image, const ghost_owner_t *p, cairn_error_t *err)
+/* The owner rule's refusal of one message, saying which image and whose
+ * rights it restores with. */
+static void s_owned(char *message, size_t size, const char *image, const ghost_owner_t *p)
 {
-    char msg[sizeof(err->message)];
+    char why[CAIRN_ERROR_MESSAGE_MAX];
 
-    if (p && err->code == CAIRN_PERMISSION_DENIED) {
-        snprintf(msg, sizeof(msg), "%s", err->message);
-        cairn_error_set(err, -EPERM, err->code, "restart refused: image %s is uid %u's, "
-                        "and %s", image, p->uid, msg);
-    }
-    return ghost_report_error(err, err->code == CAIRN_ALREADY_EXISTS ? 3 : 1);
+    snprintf(why, sizeof(why), "%s", message);
+    if (snprintf(message, size, "restart refused: image %s is uid %u's, and %s", image,
+                 p->uid, why) >= (int)size)
+        message[size - 1] = '\0';   /* cut, as every message is */
+}
+
+/* A failure of the restore or its check, with the check's reasons (rs:
+ * NULL or empty when there are none); the owner rule's refusal says
+ * which image and whose rights it restores with. */
+static int s_refused(const char *image, const ghost_owner_t *p, ghost_reasons_t *rs,
+                     cairn_error_t *err)
+{
+    if (p && err->code == CAIRN_PERMISSION_DENIED)
+        s_owned(err->message, sizeof(err->message), image, p);
+    for (size_t i = 0; p && rs && i < rs->n; i++)
+        if (rs->v[i].code == CAIRN_PERMISSION_DENIED)
+            s_owned(rs->v[i].message, sizeof(rs->v[i].message), image, p);
+    return ghost_report_refusal(err, rs, err->code == CAIRN_ALREADY_EXISTS ? 3 : 1);
 }
 
 /* Checks, plans and (unless check) restores the image open on fd, with
@@ -292,22 +311,24 @@ static int s_run(int fd, const char *image, bool check, ghost_restore_opts_t *op
 {
     ghost_restore_stats_t st;
     cairn_error_t err;
+    _cleanup_(ghost_reasons_free) ghost_reasons_t rs = { 0 };
     int ret;
 
     cairn_error_clear(&err);
     opts->owner = p;
+    opts->reasons = &rs;
     if (p && (ret = s_take_rights(p, &err)) < 0)
         return ghost_report_error(&err, 1);
     if (check) {
         ret = ghost_restore_check(fd, opts, &st, &err);
         if (ret < 0)
-            return s_refused(image, p, &err);
+            return s_refused(image, p, &rs, &err);
         ghost_report(s_checked(&st));
         return 0;
     }
     ret = ghost_restore(fd, opts, &st, &err);
     if (ret < 0)
-        return s_refused(image, p, &err);
+        return s_refused(image, p, NULL, &err);
     ghost_report(s_success(&st, unit));
     free(st.members);
     return 0;

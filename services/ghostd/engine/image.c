@@ -13,7 +13,12 @@
  * does not decode or decodes to an empty oneof, a pages or object_pages
  * record before the header (the page size is unknown) or whose raw run is
  * absurd, a second
- * header, a record after `end`, and a stream that ends before `end`. Once
+ * header, a record after `end`, and a stream that ends before `end`.
+ * Pre-copy rounds (image.h) come before the header: a round record gives
+ * the page size (the same in every round and in the header), and only
+ * rounds and their pages records, each naming its process, may come
+ * before the header; after it a pages record names none, and a round is
+ * refused. Once
  * `end` has been read, a further ghost_read_record returns 0 and NULL:
  * the stream is complete. The raw bytes after either must be read
  * with ghost_read_raw before the next record (a programmer's mistake
@@ -51,7 +56,8 @@ struct ghost_reader {
     size_t len;            /* bytes valid in buf */
     uint64_t offset;       /* stream offset of buf[pos] */
     uint64_t raw_left;     /* raw page bytes still to read */
-    uint32_t page_size;    /* from the header record; 0 before it */
+    uint32_t page_size;    /* from the header or a round record; 0 before */
+    bool seen_round;       /* a round record was read */
     bool magic_ok;         /* magic read and checked */
     bool seen_header;      /* a header record was read */
     bool seen_end;         /* the end record was read */
@@ -264,8 +270,9 @@ static int s_buffer_raw_record(ghost_writer_t *w, const Cairn__Ghost__Record *re
 }
 
 /* Checks a pages run and buffers its record; its raw size into *ret_want. */
-static int s_buffer_pages_record(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
-                                 uint32_t page_size, uint64_t *ret_want, cairn_error_t *err)
+static int s_buffer_pages_record(ghost_writer_t *w, uint32_t pid, uint64_t vaddr,
+                                 uint64_t n_pages, uint32_t page_size, uint64_t *ret_want,
+                                 cairn_error_t *err)
 {
     uint64_t want = n_pages * page_size;
     if (n_pages == 0 || want / page_size != n_pages || want > S_MAX_RAW_RUN)
@@ -275,6 +282,7 @@ static int s_buffer_pages_record(ghost_writer_t *w, uint64_t vaddr, uint64_t n_p
     Cairn__Ghost__Pages p = CAIRN__GHOST__PAGES__INIT;
     p.vaddr = vaddr;
     p.n_pages = n_pages;
+    p.pid = pid;
     Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
     rec.r_case = CAIRN__GHOST__RECORD__R_PAGES;
     rec.pages = &p;
@@ -282,9 +290,11 @@ static int s_buffer_pages_record(ghost_writer_t *w, uint64_t vaddr, uint64_t n_p
     return s_buffer_raw_record(w, &rec, &p.pad, n_pages, page_size, err);
 }
 
-int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
-                      uint32_t page_size, const struct iovec *iov, int iovcnt,
-                      cairn_error_t *err)
+/* A pages record (pid: 0, or the process of a pre-copy round) and its
+ * bytes. */
+static int s_write_pages(ghost_writer_t *w, uint32_t pid, uint64_t vaddr, uint64_t n_pages,
+                         uint32_t page_size, const struct iovec *iov, int iovcnt,
+                         cairn_error_t *err)
 {
     if (!w || (iovcnt > 0 && !iov) || iovcnt < 0 || page_size == 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
@@ -295,7 +305,7 @@ int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
                                "pages run of %llu bytes given %llu bytes of data",
                                (unsigned long long)want,
                                (unsigned long long)s_iov_total(iov, iovcnt));
-    int r = s_buffer_pages_record(w, vaddr, n_pages, page_size, &want, err);
+    int r = s_buffer_pages_record(w, pid, vaddr, n_pages, page_size, &want, err);
     if (r < 0)
         return r;
     r = s_send_with_pages(w, iov, iovcnt, err);
@@ -303,6 +313,23 @@ int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
         return r;
     w->bytes += want;
     return 0;
+}
+
+int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
+                      uint32_t page_size, const struct iovec *iov, int iovcnt,
+                      cairn_error_t *err)
+{
+    return s_write_pages(w, 0, vaddr, n_pages, page_size, iov, iovcnt, err);
+}
+
+int ghost_write_round_pages(ghost_writer_t *w, uint32_t pid, uint64_t vaddr,
+                            uint64_t n_pages, uint32_t page_size,
+                            const struct iovec *iov, int iovcnt, cairn_error_t *err)
+{
+    if (pid == 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "pre-copy pages without their process");
+    return s_write_pages(w, pid, vaddr, n_pages, page_size, iov, iovcnt, err);
 }
 
 int ghost_write_pages_room(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
@@ -315,7 +342,7 @@ int ghost_write_pages_room(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
         return cairn_error_set(err, -errno, CAIRN_SYSTEM,
                                "cannot leave room in the image: %s", strerror(errno));
     uint64_t want = 0;
-    int r = s_buffer_pages_record(w, vaddr, n_pages, page_size, &want, err);
+    int r = s_buffer_pages_record(w, 0, vaddr, n_pages, page_size, &want, err);
     if (r == 0)
         r = ghost_writer_flush(w, err);
     if (r < 0)
@@ -472,6 +499,41 @@ static int s_check_pad(const ghost_reader_t *r, uint32_t pad, uint64_t at,
     return 0;
 }
 
+/* A page size the stream may use (a power of two), and the same as the
+ * rounds' once one said it. */
+static int s_check_page_size(const ghost_reader_t *r, uint32_t ps, const char *what,
+                             uint64_t at, cairn_error_t *err)
+{
+    if (ps == 0 || (ps & (ps - 1)) != 0 || (r->page_size && ps != r->page_size))
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "%s at offset %llu has page size %u", what,
+                               (unsigned long long)at, ps);
+    return 0;
+}
+
+/* A pages record: its process named in a pre-copy round and only there. */
+static int s_check_pages(const ghost_reader_t *r, const Cairn__Ghost__Pages *p, uint64_t at,
+                         cairn_error_t *err)
+{
+    if (!r->seen_header && !r->seen_round)
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "pages record before the header at offset %llu",
+                               (unsigned long long)at);
+    if (!r->seen_header && p->pid == 0)
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "pre-copy pages record at offset %llu names no process",
+                               (unsigned long long)at);
+    if (r->seen_header && p->pid != 0)
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "pages record at offset %llu names process %u after the "
+                               "header", (unsigned long long)at, p->pid);
+    if (p->n_pages == 0 || p->n_pages > S_MAX_RAW_RUN / r->page_size)
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "pages record at offset %llu has %llu pages",
+                               (unsigned long long)at, (unsigned long long)p->n_pages);
+    return s_check_pad(r, p->pad, at, err);
+}
+
 /* Checks a decoded record against the stream's order rules. */
 static int s_check_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec,
                           uint64_t at, cairn_error_t *err)
@@ -482,24 +544,27 @@ static int s_check_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec,
             return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
                                    "second header record at offset %llu",
                                    (unsigned long long)at);
-        if (rec->header->page_size == 0 ||
-            (rec->header->page_size & (rec->header->page_size - 1)) != 0)
+        return s_check_page_size(r, rec->header->page_size, "header", at, err);
+    case CAIRN__GHOST__RECORD__R_ROUND:
+        if (r->seen_header)
             return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                                   "header at offset %llu has page size %u",
-                                   (unsigned long long)at, rec->header->page_size);
-        return 0;
-    case CAIRN__GHOST__RECORD__R_PAGES: {
-        uint64_t n = rec->pages->n_pages;
+                                   "pre-copy round record after the header at offset %llu",
+                                   (unsigned long long)at);
+        return s_check_page_size(r, rec->round->page_size, "pre-copy round", at, err);
+    case CAIRN__GHOST__RECORD__R_PAGES:
+        return s_check_pages(r, rec->pages, at, err);
+    case CAIRN__GHOST__RECORD__R_KEPT_PAGES:
         if (!r->seen_header)
             return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                                   "pages record before the header at offset %llu",
+                                   "record at offset %llu before the header",
                                    (unsigned long long)at);
-        if (n == 0 || n > S_MAX_RAW_RUN / r->page_size)
+        if (rec->kept_pages->n_pages == 0 ||
+            rec->kept_pages->n_pages > S_MAX_RAW_RUN / r->page_size)
             return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
-                                   "pages record at offset %llu has %llu pages",
-                                   (unsigned long long)at, (unsigned long long)n);
-        return s_check_pad(r, rec->pages->pad, at, err);
-    }
+                                   "kept pages record at offset %llu has %llu pages",
+                                   (unsigned long long)at,
+                                   (unsigned long long)rec->kept_pages->n_pages);
+        return 0;
     case CAIRN__GHOST__RECORD__R_OBJECT_PAGES: {
         uint64_t n = rec->object_pages->n_pages;
         if (!r->seen_header)
@@ -541,6 +606,9 @@ static void s_note_record(ghost_reader_t *r, const Cairn__Ghost__Record *rec)
     if (rec->r_case == CAIRN__GHOST__RECORD__R_HEADER) {
         r->seen_header = true;
         r->page_size = rec->header->page_size;
+    } else if (rec->r_case == CAIRN__GHOST__RECORD__R_ROUND) {
+        r->seen_round = true;
+        r->page_size = rec->round->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_PAGES) {
         r->raw_left = s_raw_pad(rec) + rec->pages->n_pages * r->page_size;
     } else if (rec->r_case == CAIRN__GHOST__RECORD__R_OBJECT_PAGES) {

@@ -2,7 +2,10 @@
  *
  * magic "CAIRNGH1", then records: u32 little-endian length + Record; a
  * Record{pages} or Record{object_pages} is followed by its pad (zero
- * bytes) and n_pages * page_size raw bytes. The writer pads runs of
+ * bytes) and n_pages * page_size raw bytes. A pre-copy image (version 3)
+ * opens with its rounds: Record{round} and pages records naming their
+ * process (Pages.pid), before the header; the page size is the round's
+ * until the header says it again. The writer pads runs of
  * GHOST_ALIGN_MIN_PAGES or more so their raw bytes start at a multiple of
  * the page size in the stream: a file image then holds them page-aligned,
  * which copies into or out of it need (a copy whose source and destination
@@ -29,7 +32,9 @@
 
 #define GHOST_IMAGE_MAGIC "CAIRNGH1"
 #define GHOST_IMAGE_VERSION 2u       /* written */
+#define GHOST_IMAGE_VERSION_PRECOPY 3u  /* written after pre-copy rounds */
 #define GHOST_IMAGE_VERSION_MIN 1u   /* oldest read: version 1 has no pads */
+#define GHOST_IMAGE_VERSION_MAX 3u   /* newest read */
 #define GHOST_ALIGN_MIN_PAGES 16u    /* shorter runs are not padded (<= 1/16 waste) */
 #define GHOST_MAX_RECORD (1u << 20)
 
@@ -47,6 +52,11 @@ int ghost_write_record(ghost_writer_t *w, const Cairn__Ghost__Record *rec,
 int ghost_write_pages(ghost_writer_t *w, uint64_t vaddr, uint64_t n_pages,
                       uint32_t page_size, const struct iovec *iov, int iovcnt,
                       cairn_error_t *err);
+/* A pages record of a pre-copy round (before the header) for process pid
+ * (nonzero), followed by the bytes in iov, as ghost_write_pages. */
+int ghost_write_round_pages(ghost_writer_t *w, uint32_t pid, uint64_t vaddr,
+                            uint64_t n_pages, uint32_t page_size,
+                            const struct iovec *iov, int iovcnt, cairn_error_t *err);
 /* The same record as ghost_write_pages, for a writer on a regular file
  * the caller will fill itself (pwrite or a shared mapping of the file):
  * buffered records and the pages record are written, the file position

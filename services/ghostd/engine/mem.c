@@ -13,6 +13,7 @@
  * them (same kernel, same layout, else a refusal), places the region
  * where it is free in both layouts and sets the mm layout.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -124,17 +125,18 @@ static int s_read_vmas_since(pid_t pid, const proc_vmas_t *before, proc_vmas_t *
     return 0;
 }
 
-/* Every vma of a kind the engine restores. With keep, the vmas read go
- * there on success: the image is written from what the check on the
+/* Every vma of a kind the engine restores (each refusal into rs, and on:
+ * reasons.h). With keep, the vmas read go there on success: the image is written from what the check on the
  * frozen tree saw. before: see s_read_vmas_since. */
 int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
-                   cairn_error_t *err)
+                   ghost_reasons_t *rs, cairn_error_t *err)
 {
     proc_vmas_t vm = { 0 };
     int r = s_read_vmas_since(pid, before, &vm, err);
     for (size_t i = 0; r == 0 && i < vm.n; i++) {
         Cairn__Ghost__VmaKind k;
-        r = mem_vma_kind(pid, &vm.v[i], &k, err);
+        r = ghost_reason_add(rs, mem_vma_kind(pid, &vm.v[i], &k, err), err, pid,
+                             "memory at %#llx", (unsigned long long)vm.v[i].start);
     }
     if (r == 0 && keep) {
         proc_vmas_free(keep);
@@ -142,6 +144,119 @@ int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
     } else {
         proc_vmas_free(&vm);
     }
+    return r;
+}
+
+/* One shared object of the tree: its inode and where it first saw it. */
+typedef struct s_shared {
+    uint64_t dev, ino;
+    pid_t pid;             /* a member that maps it */
+    uint64_t start;        /* at this address */
+    const char *what;      /* "shared anonymous memory" or "a memfd" */
+    bool reported;
+} s_shared_t;
+
+static bool s_in_tree(const pid_t *tree, size_t n, size_t stride, pid_t pid)
+{
+    for (size_t i = 0; i < n; i++)
+        if (tree[i * stride] == pid)
+            return true;
+    return false;
+}
+
+/* The tree's shared anonymous and memfd objects into *ret (one entry
+ * each). */
+static int s_shared_objects(const pid_t *tree, size_t n, size_t stride, s_shared_t **ret,
+                            size_t *ret_n, cairn_error_t *err)
+{
+    s_shared_t *v = NULL;
+    size_t nv = 0, cap = 0;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        proc_vmas_t vm = { 0 };
+        if (proc_read_vmas(tree[i * stride], false, &vm, NULL) < 0)
+            continue;   /* gone: the tree's own check says so */
+        for (size_t k = 0; r == 0 && k < vm.n; k++) {
+            Cairn__Ghost__VmaKind kind;
+            const proc_vma_t *m = &vm.v[k];
+            if (m->ino == 0 || mem_vma_kind(tree[i * stride], m, &kind, NULL) < 0 ||
+                (kind != CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED &&
+                 kind != CAIRN__GHOST__VMA_KIND__VMA_MEMFD))
+                continue;
+            bool known = false;
+            for (size_t j = 0; j < nv && !known; j++)
+                known = v[j].dev == m->dev && v[j].ino == m->ino;
+            if (known)
+                continue;
+            if (nv == cap) {
+                size_t ncap = cap ? cap * 2 : 8;
+                s_shared_t *nvp = realloc(v, ncap * sizeof(*v));
+                if (!nvp) {
+                    r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+                    break;
+                }
+                v = nvp, cap = ncap;
+            }
+            v[nv++] = (s_shared_t){ m->dev, m->ino, tree[i * stride], m->start,
+                                    kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD
+                                        ? "a memfd" : "shared anonymous memory",
+                                    false };
+        }
+        proc_vmas_free(&vm);
+    }
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *ret = v, *ret_n = nv;
+    return 0;
+}
+
+int mem_check_shared_outside(const pid_t *tree, size_t n, size_t stride,
+                             ghost_reasons_t *rs, cairn_error_t *err)
+{
+    s_shared_t *objs = NULL;
+    size_t nobj = 0, left;
+    int r = s_shared_objects(tree, n, stride, &objs, &nobj, err);
+    if (r < 0 || nobj == 0) {
+        free(objs);
+        return r;
+    }
+    DIR *d = opendir("/proc");
+    if (!d) {
+        free(objs);
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "opendir /proc: %s",
+                               strerror(errno));
+    }
+    left = nobj;
+    struct dirent *e;
+    while (r == 0 && left > 0 && (e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == getpid() || s_in_tree(tree, n, stride, (pid_t)pid))
+            continue;
+        proc_vmas_t vm = { 0 };
+        if (proc_read_vmas((pid_t)pid, false, &vm, NULL) < 0)
+            continue;   /* gone, a kernel thread, or not ours to read */
+        for (size_t k = 0; r == 0 && k < vm.n; k++)
+            for (size_t j = 0; r == 0 && j < nobj; j++) {
+                s_shared_t *o = &objs[j];
+                if (o->reported || o->dev != vm.v[k].dev || o->ino != vm.v[k].ino)
+                    continue;
+                o->reported = true, left--;
+                r = ghost_reason_add(
+                    rs, cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                        "process %d maps %s at %#llx that process %ld "
+                                        "outside the tree maps too: a restored copy "
+                                        "would no longer share it",
+                                        (int)o->pid, o->what, (unsigned long long)o->start,
+                                        pid),
+                    err, o->pid, "memory at %#llx", (unsigned long long)o->start);
+            }
+        proc_vmas_free(&vm);
+    }
+    closedir(d);
+    free(objs);
     return r;
 }
 
@@ -377,9 +492,9 @@ int mem_map_region(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
                            (unsigned long long)pl->region_len);
 }
 
-/* The file a file-backed vma maps, opened as a helper fd. */
-static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
-                           cairn_error_t *err)
+/* The file a file-backed vma maps, opened (O_CLOEXEC) and found the same
+ * as at the dump: the fd, or -errno with the refusal. */
+static int s_open_vma_file_checked(const Cairn__Ghost__Vma *v, cairn_error_t *err)
 {
     bool shared = v->kind == CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
     int mode = shared && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
@@ -389,7 +504,9 @@ static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
         return cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
                                "vma %#llx maps the deleted file %s",
                                (unsigned long long)v->start, v->path);
-    _cleanup_close_ int fd = open(v->path, mode | O_CLOEXEC);
+    /* O_NONBLOCK: a crafted image naming a FIFO must not hang us in
+     * open(2); it changes nothing for the mapping. */
+    _cleanup_close_ int fd = open(v->path, mode | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
                                "vma %#llx: cannot open %s: %s",
@@ -416,7 +533,42 @@ static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
                                (unsigned long long)v->file_size,
                                (long long)v->file_mtime_ns,
                                (unsigned long long)st.st_size, (long long)mtime);
-    return rst_helper(pl->tree, TAKE_FD(fd), err);
+    return TAKE_FD(fd);
+}
+
+/* The file a file-backed vma maps, opened as a helper fd. */
+static int s_open_vma_file(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
+                           cairn_error_t *err)
+{
+    int fd = s_open_vma_file_checked(v, err);
+    return fd < 0 ? fd : rst_helper(pl->tree, fd, err);
+}
+
+int mem_check_files(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *err)
+{
+    const Cairn__Ghost__Process *p = pr->process->process;
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && i < pr->vmas.n; i++) {
+        const Cairn__Ghost__Vma *v = pr->vmas.v[i]->vma;
+        if (v->kind != CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE &&
+            v->kind != CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED)
+            continue;
+        int fd = s_open_vma_file_checked(v, err);
+        if (fd >= 0)
+            close(fd);
+        r = ghost_reason_add(rs, fd < 0 ? fd : 0, err, (pid_t)p->pid, "memory at %#llx",
+                             (unsigned long long)v->start);
+    }
+    int fd = r == 0 ? open(p->mm->exe_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+    if (r == 0 && fd < 0)
+        r = ghost_reason_add(rs, cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
+                                                 "cannot open the executable %s: %s",
+                                                 p->mm->exe_path, strerror(errno)),
+                             err, (pid_t)p->pid, "executable");
+    if (fd >= 0)
+        close(fd);
+    return r;
 }
 
 int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)

@@ -32,9 +32,22 @@ const proc_vmas_t *mem_seen_find(const mem_seen_t *l, pid_t pid);
 
 /* Every vma of pid of a kind the engine restores. With keep, the vmas
  * read go there on success. before: what an earlier check read (its
- * smaps flags are reused while the layout is the same), or NULL. */
+ * smaps flags are reused while the layout is the same), or NULL. Each
+ * refusal goes into rs and the check goes on (without rs, the first is
+ * returned). */
 int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
-                   cairn_error_t *err);
+                   ghost_reasons_t *rs, cairn_error_t *err);
+
+/* Memory the tree shares with a process outside it: shared anonymous
+ * memory (inherited from a parent outside, say) or a memfd another program
+ * maps too. A restore gives the tree its own copy, and the two would stop
+ * seeing each other's writes without a word, so each such object is a
+ * refusal (into rs, and on). tree: the tree's pids at tree[i * stride]
+ * for i < n. Reads the maps of every other process of the node, and only
+ * when the tree has such memory; a process that cannot be read (gone,
+ * another user's under a user's dump) is not looked at. */
+int mem_check_shared_outside(const pid_t *tree, size_t n, size_t stride,
+                             ghost_reasons_t *rs, cairn_error_t *err);
 
 /* The kind of v, a vma of pid, into *ret: 0, or a refusal naming it. */
 int mem_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
@@ -69,6 +82,11 @@ bool mem_writable(const rst_proc_t *pr, uint64_t vaddr, uint64_t len);
 /* Maps pl's region (pl->region_len bytes) where it is free both here and
  * in pr's target layout. */
 int mem_map_region(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
+
+/* Restore check: every file pr's vmas map (there, the same file as at
+ * the dump) and its executable can be opened here; each refusal into rs
+ * (reasons.h) and on. Opens with the caller's file rights, as the plan. */
+int mem_check_files(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *err);
 
 /* The vdso/vvar moves, the vmas and the mm layout of pr into pl's
  * argument block (its page runs: pages_plan_runs). */

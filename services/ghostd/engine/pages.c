@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@
 #include "mem.h"
 #include "pages.h"
 #include "shmem.h"
+#include "track.h"
 #include "util/array.h"
 #include "util/cleanup.h"
 
@@ -96,6 +98,7 @@ size_t pages_copy_threads(const pages_dump_t *m)
 typedef struct s_slot {
     uint64_t addr;         /* first page */
     size_t len;            /* bytes, a page multiple */
+    bool kept;             /* a kept_pages record: no bytes, its buffer unused */
 } s_slot_t;
 
 /* The ring between the reading thread and the writer thread. */
@@ -117,6 +120,19 @@ static uint8_t *s_slot_buf(const s_pipe_t *q, uint64_t n)
     return q->c->pages->buf + (n % S_SLOTS) * S_SLOT;
 }
 
+/* A kept_pages record: [addr, addr + n_pages pages) hold what the last
+ * pre-copy round copied of them. */
+static int s_write_kept(ghost_writer_t *w, uint64_t addr, uint64_t n_pages, cairn_error_t *err)
+{
+    Cairn__Ghost__KeptPages k = CAIRN__GHOST__KEPT_PAGES__INIT;
+    k.vaddr = addr;
+    k.n_pages = n_pages;
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_KEPT_PAGES;
+    rec.kept_pages = &k;
+    return ghost_write_record(w, &rec, err);
+}
+
 static void *s_pipe_writer(void *arg)
 {
     s_pipe_t *q = arg;
@@ -129,8 +145,10 @@ static void *s_pipe_writer(void *arg)
         s_slot_t s = q->slot[q->tail % S_SLOTS];
         pthread_mutex_unlock(&q->mu);
         struct iovec v = { s_slot_buf(q, q->tail), s.len };
-        int r = ghost_write_pages(q->c->out.w, s.addr, s.len / q->c->out.page_size,
-                                  q->c->out.page_size, &v, 1, &q->err);
+        int r = s.kept ? s_write_kept(q->c->out.w, s.addr, s.len / q->c->out.page_size,
+                                      &q->err)
+                       : ghost_write_pages(q->c->out.w, s.addr, s.len / q->c->out.page_size,
+                                           q->c->out.page_size, &v, 1, &q->err);
         pthread_mutex_lock(&q->mu);
         q->tail++;
         if (r < 0) {
@@ -187,11 +205,12 @@ static uint8_t *s_pipe_acquire(s_pipe_t *q)
     return b;
 }
 
-/* Hands the slot just filled (len > 0 bytes at addr) to the writer. */
-static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len)
+/* Hands the slot just filled (len > 0 bytes at addr; kept: none, a
+ * kept_pages record) to the writer. */
+static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len, bool kept)
 {
     pthread_mutex_lock(&q->mu);
-    q->slot[q->head % S_SLOTS] = (s_slot_t){ addr, len };
+    q->slot[q->head % S_SLOTS] = (s_slot_t){ addr, len, kept };
     q->head++;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
@@ -257,7 +276,7 @@ static int s_dump_run(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, s
             return -EPIPE;
         size_t got = proc_read_mem(m->pid, m->mem_fd, readable, addr, buf, n);
         if (got > 0) {
-            s_pipe_submit(m->pipe, addr, got);
+            s_pipe_submit(m->pipe, addr, got, false);
             c->out.pages += got / ps;
         }
         size_t adv = got < n ? got + ps : got;   /* skip the page that failed */
@@ -269,21 +288,10 @@ static int s_dump_run(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, s
     return 0;
 }
 
-/* PAGEMAP_SCAN (Linux 6.7, <linux/fs.h> of newer headers than Debian 12's):
- * the kernel walks the page tables and returns only the populated ranges,
- * so a huge sparse reservation -- ASan's terabytes of shadow, a runtime's
- * arena -- costs its populated pages, not one pagemap entry per page. */
-struct s_page_region {
-    uint64_t start, end, categories;
-};
-struct s_pm_scan_arg {
-    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define S_PAGEMAP_SCAN _IOWR('f', 16, struct s_pm_scan_arg)
-#define S_PAGE_IS_FILE (1ull << 2)
-#define S_PAGE_IS_PRESENT (1ull << 3)
-#define S_PAGE_IS_SWAPPED (1ull << 4)
+/* PAGEMAP_SCAN (track.h): the kernel walks the page tables and returns
+ * only the populated ranges, so a huge sparse reservation -- ASan's
+ * terabytes of shadow, a runtime's arena -- costs its populated pages,
+ * not one pagemap entry per page. */
 #define S_SCAN_REGIONS 512
 
 /* Dumps v's present or swapped pages found by PAGEMAP_SCAN (anon_only:
@@ -294,20 +302,20 @@ static int s_dump_scanned(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool a
 {
     if (c->opts->pagemap_read)
         return -ENOTTY;
-    _cleanup_free_ struct s_page_region *reg = malloc(S_SCAN_REGIONS * sizeof(*reg));
+    _cleanup_free_ struct track_page_region *reg = malloc(S_SCAN_REGIONS * sizeof(*reg));
     bool readable = v->prot & PROT_READ;
     uint64_t at = v->start;
     int r = reg ? 0 : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     while (r == 0 && at < v->end) {
-        struct s_pm_scan_arg a = {
+        struct track_pm_scan_arg a = {
             .size = sizeof(a), .start = at, .end = v->end,
             .vec = (uint64_t)(uintptr_t)reg, .vec_len = S_SCAN_REGIONS,
-            .category_inverted = anon_only ? S_PAGE_IS_FILE : 0,
-            .category_mask = anon_only ? S_PAGE_IS_FILE : 0,
-            .category_anyof_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
-            .return_mask = S_PAGE_IS_PRESENT | S_PAGE_IS_SWAPPED,
+            .category_inverted = anon_only ? TRACK_PAGE_IS_FILE : 0,
+            .category_mask = anon_only ? TRACK_PAGE_IS_FILE : 0,
+            .category_anyof_mask = TRACK_PAGE_IS_PRESENT | TRACK_PAGE_IS_SWAPPED,
+            .return_mask = TRACK_PAGE_IS_PRESENT | TRACK_PAGE_IS_SWAPPED,
         };
-        long n = ioctl(m->pagemap_fd, S_PAGEMAP_SCAN, &a);
+        long n = ioctl(m->pagemap_fd, TRACK_PAGEMAP_SCAN, &a);
         if (n < 0) {
             r = at == v->start && (errno == ENOTTY || errno == EINVAL)
                     ? -ENOTTY
@@ -370,6 +378,59 @@ static int s_dump_present(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, bool a
     return r;
 }
 
+/* ---- dump: what pre-copy rounds already hold --------------------------- */
+
+/* A kept_pages record for [addr, addr + len): through the ring, after the
+ * windows before it, or written here when the pages go in place. */
+static int s_dump_kept(dump_ctx_t *c, s_mem_t *m, uint64_t addr, size_t len,
+                       cairn_error_t *err)
+{
+    uint64_t n = len / c->out.page_size;
+    if (m->direct) {
+        int r = m->pipe ? s_pipe_drain(m->pipe) : 0;
+        if (r == 0)
+            r = s_write_kept(c->out.w, addr, n, err);
+        if (r < 0)
+            return r;
+    } else {
+        if (!s_pipe_acquire(m->pipe))
+            return -EPIPE;
+        s_pipe_submit(m->pipe, addr, len, true);
+    }
+    c->out.pages += n;
+    c->out.kept += n;
+    return 0;
+}
+
+/* A frozen scan's regions of one tracked vma (track_fn). */
+typedef struct s_frozen {
+    dump_ctx_t *c;
+    s_mem_t *m;
+    bool readable;
+} s_frozen_t;
+
+static int s_on_frozen(void *arg, track_proc_t *p, const track_region_t *reg, size_t n,
+                       cairn_error_t *err)
+{
+    s_frozen_t *f = arg;
+    (void)p;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < n; i++)
+        r = reg[i].kept ? s_dump_kept(f->c, f->m, reg[i].start, reg[i].end - reg[i].start, err)
+                        : s_dump_run(f->c, f->m, f->readable, reg[i].start,
+                                     reg[i].end - reg[i].start, err);
+    return r;
+}
+
+/* The present pages of a vma of a tracked process: those a pre-copy round
+ * holds as kept_pages records, the others copied now. */
+static int s_dump_tracked(dump_ctx_t *c, s_mem_t *m, track_proc_t *tp, const proc_vma_t *v,
+                          bool anon_only, cairn_error_t *err)
+{
+    s_frozen_t f = { c, m, v->prot & PROT_READ };
+    return track_scan_frozen(tp, v, anon_only, s_on_frozen, &f, err);
+}
+
 /* Where the pages of a shared mapping that its object backs end: its size
  * from the mapping's offset, in whole pages; -errno if the object cannot
  * be looked at. */
@@ -399,6 +460,7 @@ int pages_write(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
     if (m.mem_fd < 0 || m.pagemap_fd < 0)
         r = cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
                             strerror(errno));
+    track_proc_t *tp = track_find(c->track, p->pid);   /* NULL: not tracked */
     for (size_t i = 0; r == 0 && i < vm->n; i++) {
         const proc_vma_t *v = &vm->v[i];
         Cairn__Ghost__VmaKind k;
@@ -413,7 +475,9 @@ int pages_write(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
         /* The streaming writer thread only once something is streamed. */
         if (r == 0 && pol != 0 && !m.direct && !m.pipe && (r = s_pipe_start(&q, c, err)) == 0)
             m.pipe = &q;
-        if (pol == 1 || pol == 3)
+        if ((pol == 1 || pol == 3) && tp)
+            r = s_dump_tracked(c, &m, tp, v, pol == 3, err);
+        else if (pol == 1 || pol == 3)
             r = s_dump_present(c, &m, v, pol == 3, err);
         else if (pol == 2 && end > v->start)
             r = s_dump_run(c, &m, v->prot & PROT_READ, v->start, end - v->start, err);
@@ -429,6 +493,97 @@ int pages_write(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
         close(m.mem_fd);
     if (m.pagemap_fd >= 0)
         close(m.pagemap_fd);
+    return r;
+}
+
+/* ---- dump: pre-copy rounds --------------------------------------------- */
+
+/* One round's copying: each region track_scan_written reports is read
+ * while the process runs, S_CHUNK at a time, and written as pages records
+ * naming the process. A page that cannot be read (unmapped meanwhile, or
+ * never readable) is skipped and told to the tracker as lost, so the
+ * freeze copies it if it is still there. Reading and writing take turns
+ * on this thread: a round is not the freeze, and what the freeze waits
+ * for is the last round's few pages. */
+typedef struct s_round {
+    ghost_writer_t *w;
+    uint32_t page_size;
+    uint8_t *buf;          /* S_CHUNK bytes */
+    proc_vmas_t vm;        /* the vmas of the process being scanned */
+    uint64_t bytes;        /* page bytes written this round */
+} s_round_t;
+
+/* Whether the vma holding addr is readable through process_vm_readv. */
+static bool s_readable_at(const proc_vmas_t *vm, uint64_t addr)
+{
+    for (size_t i = 0; i < vm->n; i++)
+        if (addr >= vm->v[i].start && addr < vm->v[i].end)
+            return vm->v[i].prot & PROT_READ;
+    return false;
+}
+
+static int s_round_copy(s_round_t *o, track_proc_t *p, uint64_t addr, uint64_t len,
+                        cairn_error_t *err)
+{
+    uint32_t ps = o->page_size;
+    bool readable = s_readable_at(&o->vm, addr);
+    int r = 0;
+    while (r == 0 && len > 0) {
+        size_t n = len < S_CHUNK ? (size_t)len : S_CHUNK;
+        size_t got = proc_read_mem(track_pid(p), track_mem_fd(p), readable, addr, o->buf, n);
+        if (got > 0) {
+            struct iovec v = { o->buf, got };
+            r = ghost_write_round_pages(o->w, (uint32_t)track_image_pid(p), addr, got / ps, ps, &v,
+                                        1, err);
+            o->bytes += got;
+        }
+        size_t adv = got < n ? got + ps : got;   /* skip the page that failed */
+        if (r == 0 && got < n && track_lost(p, addr + got, addr + got + ps) < 0)
+            r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        adv = adv > len ? (size_t)len : adv;
+        addr += adv;
+        len -= adv;
+    }
+    return r;
+}
+
+static int s_on_written(void *arg, track_proc_t *p, const track_region_t *reg, size_t n,
+                        cairn_error_t *err)
+{
+    s_round_t *o = arg;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < n; i++)
+        r = s_round_copy(o, p, reg[i].start, reg[i].end - reg[i].start, err);
+    return r;
+}
+
+static int s_write_round(ghost_writer_t *w, uint32_t round, uint32_t page_size,
+                         cairn_error_t *err)
+{
+    Cairn__Ghost__Round rd = CAIRN__GHOST__ROUND__INIT;
+    rd.round = round;
+    rd.page_size = page_size;
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_ROUND;
+    rec.round = &rd;
+    return ghost_write_record(w, &rec, err);
+}
+
+int pages_round(ghost_writer_t *w, track_t *t, uint32_t round, uint32_t page_size,
+                uint64_t *ret_bytes, cairn_error_t *err)
+{
+    s_round_t o = { .w = w, .page_size = page_size, .buf = aligned_alloc(4096, S_CHUNK) };
+    int r = o.buf ? s_write_round(w, round, page_size, err)
+                  : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (size_t i = 0; r == 0 && i < track_count(t); i++) {
+        r = track_scan_written(t, track_proc(t, i), &o.vm, s_on_written, &o, err);
+        if (r == -ESRCH)
+            r = 0;   /* exited: the freeze will not find it either */
+    }
+    proc_vmas_free(&o.vm);
+    free(o.buf);
+    if (r == 0)
+        *ret_bytes = o.bytes;
     return r;
 }
 
@@ -510,6 +665,202 @@ int pages_load(rst_image_t *im, rst_proc_t *pr, ghost_reader_t *r,
     if (ret < 0)
         return cairn_error_set(err, ret, CAIRN_SYSTEM, "out of memory");
     im->pages += p->n_pages;
+    return 0;
+}
+
+/* ---- restore: pre-copy rounds ------------------------------------------ */
+
+/* The copies the rounds hold of one process's pages: map, the latest copy
+ * of each page (ascending, no overlap), and pend, the current round's,
+ * merged into map when the round ends -- a later copy of a page wins.
+ * Offsets are staging offsets, as a run's. Which of them are used is the
+ * frozen part's to say (kept_pages); the others are never placed. */
+typedef struct s_rpid {
+    uint32_t pid;          /* as the round's pages records name it */
+    struct gr_run *map;
+    size_t n_map, cap_map;
+    struct gr_run *pend;
+    size_t n_pend, cap_pend;
+} s_rpid_t;
+
+struct pages_rounds {
+    s_rpid_t *v;           /* one per process the rounds named */
+    size_t n, cap;
+};
+
+void pages_rounds_free(struct pages_rounds *rs)
+{
+    for (size_t i = 0; rs && i < rs->n; i++) {
+        free(rs->v[i].map);
+        free(rs->v[i].pend);
+    }
+    if (rs)
+        free(rs->v);
+    free(rs);
+}
+
+static s_rpid_t *s_rpid(struct pages_rounds *rs, uint32_t pid, bool add)
+{
+    for (size_t i = 0; rs && i < rs->n; i++)
+        if (rs->v[i].pid == pid)
+            return &rs->v[i];
+    if (!rs || !add || CAIRN_GROW_ZERO(rs->v, rs->cap, rs->n + 1, 16) < 0)
+        return NULL;
+    rs->v[rs->n].pid = pid;
+    return &rs->v[rs->n++];
+}
+
+static int s_cmp_run(const void *a, const void *b)
+{
+    const struct gr_run *x = a, *y = b;
+    return x->vaddr < y->vaddr ? -1 : x->vaddr > y->vaddr;
+}
+
+/* Staged bytes a later copy replaced are given back (a staging memfd
+ * only: an image file's bytes are the file's). */
+static void s_drop_staged(const rst_image_t *im, uint64_t off, uint64_t len)
+{
+    if (!im->direct && !im->check_only)
+        (void)fallocate(im->staging_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                        (off_t)len);
+}
+
+/* Appends the part [a, b) of map run m to out. */
+static int s_keep_part(struct gr_run **out, size_t *n, size_t *cap, const struct gr_run *m,
+                       uint64_t a, uint64_t b)
+{
+    if (a >= b)
+        return 0;
+    if (CAIRN_GROW(*out, *cap, *n + 1, 64) < 0)
+        return -ENOMEM;
+    (*out)[(*n)++] = (struct gr_run){ a, b - a, m->off + (a - m->vaddr) };
+    return 0;
+}
+
+/* map = what of map this round's copies leave, and those copies. */
+static int s_merge_pid(const rst_image_t *im, s_rpid_t *p, uint64_t at, cairn_error_t *err)
+{
+    struct gr_run *out = NULL;
+    size_t n = 0, cap = 0, j = 0;
+    qsort(p->pend, p->n_pend, sizeof(*p->pend), s_cmp_run);
+    for (size_t k = 1; k < p->n_pend; k++)
+        if (p->pend[k - 1].vaddr + p->pend[k - 1].len > p->pend[k].vaddr)
+            return rst_bad(err, "pre-copy pages copied twice in one round", at);
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < p->n_map; i++) {
+        const struct gr_run *m = &p->map[i];
+        uint64_t cur = m->vaddr, end = m->vaddr + m->len;
+        while (j < p->n_pend && p->pend[j].vaddr + p->pend[j].len <= cur)
+            j++;
+        for (size_t k = j; r == 0 && k < p->n_pend && p->pend[k].vaddr < end; k++) {
+            uint64_t ps = p->pend[k].vaddr, pe = ps + p->pend[k].len;
+            r = s_keep_part(&out, &n, &cap, m, cur, ps);
+            uint64_t os = ps > cur ? ps : cur, oe = pe < end ? pe : end;
+            if (os < oe)
+                s_drop_staged(im, m->off + (os - m->vaddr), oe - os);
+            cur = pe > cur ? pe : cur;
+        }
+        if (r == 0 && cur < end)
+            r = s_keep_part(&out, &n, &cap, m, cur, end);
+    }
+    for (size_t k = 0; r == 0 && k < p->n_pend; k++)
+        r = CAIRN_GROW(out, cap, n + 1, 64) < 0 ? -ENOMEM : (out[n++] = p->pend[k], 0);
+    if (r < 0) {
+        free(out);
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    }
+    qsort(out, n, sizeof(*out), s_cmp_run);
+    free(p->map);
+    p->map = out, p->n_map = n, p->cap_map = cap;
+    p->n_pend = 0;
+    return 0;
+}
+
+/* The round being read is complete: its copies override earlier ones. */
+static int s_rounds_merge(rst_image_t *im, uint64_t at, cairn_error_t *err)
+{
+    int r = 0;
+    for (size_t i = 0; r == 0 && im->rounds && i < im->rounds->n; i++)
+        r = s_merge_pid(im, &im->rounds->v[i], at, err);
+    return r;
+}
+
+int pages_round_begin(rst_image_t *im, const Cairn__Ghost__Round *rd, uint64_t at,
+                      cairn_error_t *err)
+{
+    if (rd->round != im->n_rounds)
+        return rst_bad(err, "pre-copy rounds out of order", at);
+    if (rd->page_size != RST_PAGE)
+        return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
+                               "image page size %u, this host uses %llu", rd->page_size,
+                               (unsigned long long)RST_PAGE);
+    if (!im->rounds && !(im->rounds = calloc(1, sizeof(*im->rounds))))
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    im->n_rounds++;
+    return s_rounds_merge(im, at, err);
+}
+
+int pages_rounds_end(rst_image_t *im, uint64_t at, cairn_error_t *err)
+{
+    return s_rounds_merge(im, at, err);
+}
+
+int pages_load_round(rst_image_t *im, ghost_reader_t *r, const Cairn__Ghost__Pages *p,
+                     cairn_error_t *err)
+{
+    uint64_t len = p->n_pages * RST_PAGE, off, at = ghost_reader_bytes(r);
+    if (im->n_rounds == 0 || p->pid == 0)
+        return rst_bad(err, "pages before the header outside a pre-copy round", at);
+    if (p->n_pages == 0 || p->n_pages > (1ull << 36) / RST_PAGE || p->vaddr % RST_PAGE ||
+        p->vaddr + len > RST_TASK_SIZE)
+        return rst_bad(err, "pre-copy pages record with a bad range", at);
+    s_rpid_t *rp = s_rpid(im->rounds, p->pid, true);
+    if (!rp || CAIRN_GROW(rp->pend, rp->cap_pend, rp->n_pend + 1, 64) < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    int ret = pages_stage(im, r, len, &off, err);
+    if (ret == 0)
+        rp->pend[rp->n_pend++] = (struct gr_run){ p->vaddr, len, off };
+    return ret;
+}
+
+/* The first run of map that ends past vaddr (binary search). */
+static size_t s_map_find(const s_rpid_t *rp, uint64_t vaddr)
+{
+    size_t lo = 0, hi = rp->n_map;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rp->map[mid].vaddr + rp->map[mid].len <= vaddr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int pages_load_kept(rst_image_t *im, rst_proc_t *pr, const Cairn__Ghost__KeptPages *k,
+                    uint64_t at, cairn_error_t *err)
+{
+    uint64_t len = k->n_pages * RST_PAGE;
+    const Cairn__Ghost__Vma *v;
+    if (k->n_pages == 0 || k->n_pages > (1ull << 36) / RST_PAGE || k->vaddr % RST_PAGE)
+        return rst_bad(err, "kept pages record with a bad range", at);
+    v = pr ? mem_vma_of(pr, k->vaddr, len) : NULL;
+    if (!v || !v->dumped)
+        return rst_bad(err, "kept pages outside every dumped vma", at);
+    const s_rpid_t *rp = s_rpid(im->rounds, pr->process->process->pid, false);
+    uint64_t a = k->vaddr, end = k->vaddr + len;
+    for (size_t i = rp ? s_map_find(rp, a) : 0; rp && i < rp->n_map && a < end; i++) {
+        const struct gr_run *m = &rp->map[i];
+        if (m->vaddr > a)
+            break;   /* a page no round copied */
+        uint64_t e = m->vaddr + m->len < end ? m->vaddr + m->len : end;
+        if (s_run_add(pr, a, e - a, m->off + (a - m->vaddr)) < 0)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        a = e;
+    }
+    if (a < end)
+        return rst_bad(err, "kept pages that no pre-copy round copied", at);
+    im->pages += k->n_pages;
     return 0;
 }
 

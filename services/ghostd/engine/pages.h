@@ -25,6 +25,14 @@ size_t pages_copy_threads(const pages_dump_t *m);
 int pages_write(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
                 cairn_error_t *err);
 
+struct track;
+/* One pre-copy round into w, while the tree runs: a round record, then
+ * for every process t tracks, the pages it wrote since the last round
+ * (every present one in round 0) as pages records naming it. *ret_bytes:
+ * the page bytes written. */
+int pages_round(ghost_writer_t *w, struct track *t, uint32_t round, uint32_t page_size,
+                uint64_t *ret_bytes, cairn_error_t *err);
+
 /* ---- restore ----------------------------------------------------------- */
 
 /* Stages len raw bytes read from r; *ret_off says where they are in
@@ -36,6 +44,24 @@ int pages_stage(rst_image_t *im, ghost_reader_t *r, uint64_t len,
  * for, NULL before any), staged and remembered as a run. */
 int pages_load(rst_image_t *im, rst_proc_t *pr, ghost_reader_t *r,
                const Cairn__Ghost__Pages *p, cairn_error_t *err);
+
+/* Pre-copy rounds (image version 3), read before the header. A round
+ * record: the one before it is complete (its copies override earlier
+ * ones of the same pages). */
+int pages_round_begin(rst_image_t *im, const Cairn__Ghost__Round *rd, uint64_t at,
+                      cairn_error_t *err);
+/* The raw bytes of a round's pages record, staged and remembered as the
+ * latest copy of those pages of process p->pid. */
+int pages_load_round(rst_image_t *im, ghost_reader_t *r, const Cairn__Ghost__Pages *p,
+                     cairn_error_t *err);
+/* The header came: the last round is complete. */
+int pages_rounds_end(rst_image_t *im, uint64_t at, cairn_error_t *err);
+/* A kept_pages record of process pr: runs of the latest copies the rounds
+ * hold of those pages (every page must have one). */
+int pages_load_kept(rst_image_t *im, rst_proc_t *pr, const Cairn__Ghost__KeptPages *k,
+                    uint64_t at, cairn_error_t *err);
+/* NULL-safe. */
+void pages_rounds_free(struct pages_rounds *rs);
 
 /* The page runs of pr into pl's argument block, with what the restorer
  * copies them into place with. */

@@ -68,22 +68,26 @@ static bool s_tree_fd(const Cairn__Ghost__Fd *f, files_tree_fd_t *ret)
  * refused here, before anything changes -- not after the process was
  * killed. A read end whose writers are outside is fine: it reads what is
  * buffered, then end of file. */
-static int s_check_tree(const files_tree_fds_t *tfds, cairn_error_t *err)
+static int s_check_tree(const files_tree_fds_t *tfds, ghost_reasons_t *rs,
+                        cairn_error_t *err)
 {
     const files_tree_fd_t *v = tfds->v;
     const Cairn__Ghost__FdKind pipe = CAIRN__GHOST__FD_KIND__FD_PIPE;
-    for (size_t i = 0; i < tfds->n; i++) {
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < tfds->n; i++) {
         bool writer = v[i].kind == pipe && v[i].write_end, reader = false;
         for (size_t j = 0; j < tfds->n && !reader && writer; j++)
             reader = v[j].kind == pipe && !v[j].write_end && v[j].ino == v[i].ino;
         if (writer && !reader)
-            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                                   "process %d fd %d is the write end of pipe %llu whose "
-                                   "read end is held outside the process tree (a shell "
-                                   "pipeline?): it could not be reconnected at restart",
-                                   (int)v[i].pid, v[i].fd, (unsigned long long)v[i].ino);
+            r = ghost_reason_add(
+                rs, cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                    "process %d fd %d is the write end of pipe %llu whose "
+                                    "read end is held outside the process tree (a shell "
+                                    "pipeline?): it could not be reconnected at restart",
+                                    (int)v[i].pid, v[i].fd, (unsigned long long)v[i].ino),
+                err, v[i].pid, "fd %d", v[i].fd);
     }
-    return 0;
+    return r;
 }
 
 static bool s_pipe_seen(const pipes_dump_t *pd, uint64_t ino)

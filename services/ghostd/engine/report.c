@@ -20,3 +20,30 @@ int ghost_report_error(const cairn_error_t *err, int exit_code)
                            "message", err->message));
     return exit_code;
 }
+
+json_t *ghost_reasons_json(const ghost_reasons_t *rs)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < rs->n; i++) {
+        const ghost_reason_t *g = &rs->v[i];
+        json_t *o = json_pack("{s:s,s:i,s:s,s:s}", "code", cairn_code_name(g->code),
+                              "pid", (int)g->pid, "what", g->what, "message", g->message);
+        if (!o || json_array_append_new(a, o) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+int ghost_report_refusal(const cairn_error_t *err, const ghost_reasons_t *rs, int exit_code)
+{
+    if (!rs || rs->n == 0)
+        return ghost_report_error(err, exit_code);
+    json_t *e = json_pack("{s:s,s:s,s:o*}", "code", cairn_code_name(err->code), "message",
+                          err->message, "reasons", ghost_reasons_json(rs));
+    if (e && rs->total > rs->n)
+        json_object_set_new(e, "more_reasons", json_integer((json_int_t)(rs->total - rs->n)));
+    ghost_report(e ? json_pack("{s:o}", "error", e) : NULL);
+    return exit_code;
+}

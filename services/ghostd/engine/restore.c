@@ -73,6 +73,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,9 +81,11 @@
 #include "engine.h"
 #include "files.h"
 #include "mem.h"
+#include "ns.h"
 #include "owner.h"
 #include "pages.h"
 #include "restore.h"
+#include "room.h"
 #include "seize.h"
 #include "shmem.h"
 #include "signals.h"
@@ -102,10 +105,14 @@ static int s_check_header(rst_image_t *im, const Cairn__Ghost__ImageHeader *h,
 {
     long page = sysconf(_SC_PAGESIZE);
 
-    if (h->version < GHOST_IMAGE_VERSION_MIN || h->version > GHOST_IMAGE_VERSION)
+    if (h->version < GHOST_IMAGE_VERSION_MIN || h->version > GHOST_IMAGE_VERSION_MAX)
         return cairn_error_set(err, -EBADMSG, CAIRN_BAD_VERSION,
                                "image version %u, this restorer reads %u to %u",
-                               h->version, GHOST_IMAGE_VERSION_MIN, GHOST_IMAGE_VERSION);
+                               h->version, GHOST_IMAGE_VERSION_MIN, GHOST_IMAGE_VERSION_MAX);
+    if ((im->n_rounds > 0) != (h->version >= GHOST_IMAGE_VERSION_PRECOPY))
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "bad image: version %u %s pre-copy rounds", h->version,
+                               im->n_rounds ? "after" : "without");
     if (h->page_size != (uint32_t)page)
         return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
                                "image page size %u, this host uses %ld",
@@ -146,7 +153,9 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
     rst_proc_t *pr = s_cur(im);
     int ret = 0;
 
-    if (!im->header && rec->r_case != CAIRN__GHOST__RECORD__R_HEADER) {
+    if (!im->header && rec->r_case != CAIRN__GHOST__RECORD__R_HEADER &&
+        rec->r_case != CAIRN__GHOST__RECORD__R_ROUND &&
+        rec->r_case != CAIRN__GHOST__RECORD__R_PAGES) {
         cairn__ghost__record__free_unpacked(rec, NULL);
         return rst_bad(err, "first record is not the header", at);
     }
@@ -163,7 +172,17 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
             break;
         }
         im->header = rec;
-        return s_check_header(im, rec->header, err);
+        ret = s_check_header(im, rec->header, err);
+        return ret < 0 ? ret : pages_rounds_end(im, at, err);
+    case CAIRN__GHOST__RECORD__R_ROUND:
+        ret = im->header ? rst_bad(err, "pre-copy round after the header", at)
+                         : pages_round_begin(im, rec->round, at, err);
+        cairn__ghost__record__free_unpacked(rec, NULL);
+        return ret;
+    case CAIRN__GHOST__RECORD__R_KEPT_PAGES:
+        ret = pages_load_kept(im, pr, rec->kept_pages, at, err);
+        cairn__ghost__record__free_unpacked(rec, NULL);
+        return ret;
     case CAIRN__GHOST__RECORD__R_PROCESS:
         return s_take_process(im, rec, at, err);
     case CAIRN__GHOST__RECORD__R_THREAD:
@@ -176,7 +195,8 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
         ret = rst_recs_add(&pr->fds, rec);
         break;
     case CAIRN__GHOST__RECORD__R_PAGES:
-        ret = pages_load(im, s_cur(im), r, rec->pages, err);
+        ret = im->header ? pages_load(im, s_cur(im), r, rec->pages, err)
+                         : pages_load_round(im, r, rec->pages, err);
         cairn__ghost__record__free_unpacked(rec, NULL);
         return ret;
     case CAIRN__GHOST__RECORD__R_OBJECT_PAGES:
@@ -453,6 +473,8 @@ static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
 
     if (i == 0 && read(t->go_r, &go, 1) != 1)
         _exit(1);   /* the caller is gone */
+    if (i == 0)
+        ns_child_root(t);   /* a job: its own mounts and /proc first */
     s_child_close_others(t);
     s_child_phase1(t, i);
     tree_child_join_group(t, i);
@@ -585,7 +607,7 @@ static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t
     for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
         const rst_plan_t *pl = &t->plans[i];
         uint64_t region = (uint64_t)(uintptr_t)pl->region;
-        ret = seize_inject_munmap((pid_t)t->pids[i], region, pl->region_len,
+        ret = seize_inject_munmap(ns_host_pid(t, i), region, pl->region_len,
                                   region + GR_GADGET_OFFSET, pl->leader_mask, err);
     }
     /* A process that was stopped (job control) gets its stop back as a
@@ -595,7 +617,7 @@ static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t
         if (!t->im->procs[i].process->process->stop_signal)
             continue;
         ret = seize_enter_interrupted(t, tr, i, err);
-        if (ret == 0 && kill((pid_t)t->pids[i], SIGSTOP) < 0)
+        if (ret == 0 && kill(ns_host_pid(t, i), SIGSTOP) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "stopping %d again: %s",
                                   (int)t->pids[i], strerror(errno));
     }
@@ -627,12 +649,14 @@ static void s_kill_tree(seize_trace_t *tr, pid_t root)
     }
 }
 
-static int s_supervise(const rst_tree_t *t, pid_t root, size_t n_threads,
+static int s_supervise(rst_tree_t *t, pid_t root, size_t n_threads,
                        uint32_t timeout_ms, cairn_error_t *err)
 {
     seize_trace_t tr = { 0 };
     int ret = s_trace_until_held(t, &tr, n_threads, timeout_ms, err);
 
+    if (ret == 0)   /* every task is held: each process's pid on the node */
+        ret = ns_host_pids(t, tr.tids, tr.n, err);
     if (ret == 0)
         ret = s_release(t, &tr, err);
     if (ret < 0)
@@ -644,15 +668,92 @@ static int s_supervise(const rst_tree_t *t, pid_t root, size_t n_threads,
 /* ---- main -------------------------------------------------------------- */
 
 /* Every process of the image is the owner's (owner.h): checked on the
- * whole loaded image, before anything is planned or opened. */
+ * whole loaded image, before anything is planned or opened; each refusal
+ * into rs (a check's; NULL: the first is the answer). */
 static int s_check_owner(const rst_image_t *im, const ghost_owner_t *owner,
-                         cairn_error_t *err)
+                         ghost_reasons_t *rs, cairn_error_t *err)
 {
     int r = 0;
 
-    for (size_t i = 0; r == 0 && owner && i < im->n_procs; i++)
-        r = ghost_owner_check_process(owner, im->procs[i].process->process, err);
+    for (size_t i = 0; r == 0 && owner && i < im->n_procs; i++) {
+        const Cairn__Ghost__Process *p = im->procs[i].process->process;
+        r = ghost_reason_add(rs, ghost_owner_check_process(owner, p, err), err,
+                             (pid_t)p->pid, "process");
+    }
     return r;
+}
+
+/* Bytes of memory the image's pages take once restored. */
+static uint64_t s_need(const rst_image_t *im)
+{
+    return im->pages * im->header->header->page_size;
+}
+
+/* The kernel the image's vdso was dumped on is this one (s_plan_vdso says
+ * the same, for the first process that has a vdso). */
+static int s_check_kernel(const rst_image_t *im, cairn_error_t *err)
+{
+    const Cairn__Ghost__ImageHeader *h = im->header->header;
+    struct utsname u;
+
+    uname(&u);
+    for (size_t i = 0; i < im->n_procs; i++)
+        for (size_t j = 0; j < im->procs[i].vmas.n; j++)
+            if (im->procs[i].vmas.v[j]->vma->kind == CAIRN__GHOST__VMA_KIND__VMA_VDSO &&
+                strcmp(u.release, h->kernel_release) != 0)
+                return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
+                                       "image dumped on kernel %s, this is %s: "
+                                       "its vdso may differ from ours",
+                                       h->kernel_release, u.release);
+    return 0;
+}
+
+/* The working directory of pr is there to enter. */
+static int s_check_cwd(const rst_proc_t *pr, cairn_error_t *err)
+{
+    const Cairn__Ghost__Process *p = pr->process->process;
+    int fd = p->cwd[0] ? open(p->cwd, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+
+    if (p->cwd[0] && fd < 0)
+        return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
+                               "process %u: cannot enter its working directory %s: %s",
+                               p->pid, p->cwd, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return 0;
+}
+
+/* The check's own look at this node, before the plan: the kernel, every
+ * file the image names (mapped, open, the executable, the cwd) and the
+ * room for its pages, each refusal into rs, so one answer lists them all
+ * (the plan stops at its first). */
+static int s_check_here(const rst_image_t *im, ghost_reasons_t *rs, cairn_error_t *err)
+{
+    int r = ghost_reason_add(rs, s_check_kernel(im, err), err, 0, "kernel");
+
+    for (size_t i = 0; r == 0 && i < im->n_procs; i++) {
+        const rst_proc_t *pr = &im->procs[i];
+        r = mem_check_files(pr, rs, err);
+        if (r == 0)
+            r = files_check_paths(pr, rs, err);
+        if (r == 0)
+            r = ghost_reason_add(rs, s_check_cwd(pr, err), err,
+                                 (pid_t)pr->process->process->pid, "cwd");
+    }
+    if (r == 0)
+        r = ghost_reason_add(rs, ghost_room_check(s_need(im), err), err, 0, "room");
+    return r;
+}
+
+/* A check's answer: its error is the first reason, the plan's refusal
+ * (which the list may hold already) brought to the front. */
+static int s_check_answer(ghost_reasons_t *rs, int ret, cairn_error_t *err)
+{
+    if (ret < 0) {
+        ghost_reasons_put_first(rs, ret, err, 0, "image");
+        return ret;
+    }
+    return ghost_reasons_first(rs, err);
 }
 
 static size_t s_n_threads(const rst_image_t *im)
@@ -676,7 +777,7 @@ static int s_spawn(rst_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
     for (size_t i = 0; i < t->im->n_procs; i++)
         if (t->im->procs[i].process->process->n_seccomp)
             opts |= PTRACE_O_SUSPEND_SECCOMP;
-    uint32_t want = t->new_pid ? 0 : t->im->procs[0].process->process->pid;
+    uint32_t want = t->new_pid || t->job ? 0 : t->im->procs[0].process->process->pid;
     sigset_t all, old;
     pid_t pid;
     int ret;
@@ -684,14 +785,15 @@ static int s_spawn(rst_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
 
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
-    pid = tree_fork_pid((pid_t)want);
+    pid = ns_clone_root(t, (pid_t)want);
     if (pid == 0)
         s_child_main(t, 0);
     if (pid < 0)
         ret = cairn_error_set(err, -errno, errno == EEXIST ? CAIRN_ALREADY_EXISTS
                                                            : CAIRN_SYSTEM,
                               "clone3 of the root%s: %s",
-                              want ? " with set_tid" : "", strerror(errno));
+                              t->job ? " into a new pid and mount namespace"
+                                     : want ? " with set_tid" : "", strerror(errno));
     else if (ptrace(PTRACE_SEIZE, pid, 0, (void *)opts) < 0)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "PTRACE_SEIZE%s: %s",
                               (opts & PTRACE_O_SUSPEND_SECCOMP)
@@ -717,6 +819,7 @@ static void s_members(const rst_tree_t *t, ghost_restore_member_t *members)
         const rst_proc_t *pr = &t->im->procs[i];
         members[i] = (ghost_restore_member_t){
             .pid = (pid_t)t->pids[i],
+            .host_pid = ns_host_pid(t, i),
             .original_pid = (pid_t)pr->process->process->pid,
             .ppid = pr->parent < 0 ? 0 : (pid_t)t->pids[pr->parent],
             .threads = (uint32_t)pr->threads.n,
@@ -751,15 +854,32 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     cairn_error_t taken;
     int ret;
 
+    ghost_reasons_t own = { 0 };
+    ghost_reasons_t *rs = !check ? NULL : o->reasons ? o->reasons : &own;
+
     s_raise_nofile();
+    ghost_reasons_clear(rs);
     t.im = &im;
     ret = s_load(in_fd, &im, err);
     if (ret == 0)
-        ret = s_check_owner(&im, o->owner, err);
-    if (ret == 0 && !new_pid && !check)
-        ret = tree_check_ids(&im, err);
+        ret = s_check_owner(&im, o->owner, rs, err);
+    /* A job image asked for a new pid, say: the request is wrong. */
     if (ret == 0)
+        ret = ns_plan(&t, new_pid, err);
+    /* Not the owner's (a check's reasons so far): nothing of it is opened
+     * with their rights. */
+    bool denied = check && rs->total > 0;
+    if (ret == 0 && check && !denied)
+        ret = s_check_here(&im, rs, err);
+    if (ret == 0 && !check)
+        ret = ghost_room_check(s_need(&im), err);
+    /* A job's ids are free in the fresh namespace the restore makes. */
+    if (ret == 0 && !new_pid && !check && !t.job)
+        ret = tree_check_ids(&im, err);
+    if (ret == 0 && !denied)
         ret = s_plan(&t, &im, new_pid, err);
+    if (check)
+        ret = s_check_answer(rs, ret, err);
     if (ret == 0 && !check && !(st.members = calloc(im.n_procs, sizeof *st.members)))
         ret = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     if (ret == 0 && !check)
@@ -768,11 +888,13 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
         free(st.members);
     if (ret == 0) {
         st.original_pid = (pid_t)im.procs[0].process->process->pid;
-        if (check) {
-            st.same_pid = tree_check_ids(&im, &taken) == 0;   /* would keep its ids */
+        st.job = t.job;
+        if (check) {   /* would keep its ids */
+            st.same_pid = t.job || tree_check_ids(&im, &taken) == 0;
         } else {
             s_members(&t, st.members);
             st.pid = (pid_t)t.pids[0];
+            st.host_pid = ns_host_pid(&t, 0);
             st.same_pid = st.pid == st.original_pid;
         }
         st.image_bytes = im.bytes;
@@ -786,6 +908,7 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     }
     rst_tree_free(&t);
     rst_image_free(&im);
+    ghost_reasons_free(&own);
     return ret;
 }
 
@@ -795,7 +918,8 @@ int ghost_restore_check(int in_fd, const ghost_restore_opts_t *opts,
     if (in_fd < 0 || !ret_stats)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "ghost_restore_check: bad arguments");
-    ghost_restore_opts_t o = { .owner = opts ? opts->owner : NULL };
+    ghost_restore_opts_t o = { .owner = opts ? opts->owner : NULL,
+                               .reasons = opts ? opts->reasons : NULL };
     return s_restore(in_fd, true, &o, ret_stats, err);
 }
 

@@ -30,6 +30,7 @@
 #include <sys/types.h>
 
 #include "cairn/error.h"
+#include "reasons.h"
 
 struct ghost_owner;   /* owner.h */
 
@@ -42,11 +43,15 @@ typedef struct ghost_restore_opts {
                                root: every process in it must be theirs
                                (owner.h), else PERMISSION_DENIED before
                                anything is planned; NULL: root's image */
+    ghost_reasons_t *reasons; /* ghost_restore_check, out when not NULL:
+                               every refusal found (reasons.h), the first
+                               being the error */
 } ghost_restore_opts_t;
 
 /* One restored process. */
 typedef struct ghost_restore_member {
-    pid_t pid;              /* its pid now */
+    pid_t pid;              /* its pid now (inside the job for a job) */
+    pid_t host_pid;         /* its pid on the node (pid unless a job) */
     pid_t original_pid;     /* its pid at dump time */
     pid_t ppid;             /* its parent's pid now, 0 for the root */
     uint32_t threads;       /* threads restored */
@@ -54,7 +59,11 @@ typedef struct ghost_restore_member {
 } ghost_restore_member_t;
 
 typedef struct ghost_restore_stats {
-    pid_t pid;              /* the restored root */
+    pid_t pid;              /* the restored root (a job's: 1, inside) */
+    pid_t host_pid;         /* the restored root's pid on the node (pid
+                               unless a job) */
+    bool job;               /* a job image: restored into a pid and mount
+                               namespace of its own, every pid as it was */
     pid_t original_pid;     /* its pid at dump time */
     bool same_pid;          /* pid == original_pid */
     uint64_t image_bytes;   /* bytes of the stream consumed */
@@ -78,15 +87,19 @@ typedef struct ghost_restore_stats {
  *   -ENOTSUP  UNSUPPORTED / FAILED_PRECONDITION: the image cannot be
  *             restored here (other kernel, CPU features, missing file,
  *             a session or group that cannot be recreated...);
+ *   -ENOMEM   FAILED_PRECONDITION: no room here for its pages (room.h);
  *   other     SYSTEM / INTERNAL: a step failed; the whole tree was killed. */
 int ghost_restore(int in_fd, const ghost_restore_opts_t *opts,
                   ghost_restore_stats_t *ret_stats, cairn_error_t *err);
 
 /* Reads and checks the whole image from in_fd as ghost_restore would (of
- * opts, only owner counts; may be NULL) and plans its restore -- the files it names opened, its layout checked
- * against this host and its CPU -- but makes no process and changes
- * nothing: what ghost_restore would refuse before making anything, this
- * refuses with the same error (a taken pid excepted). Page data is
+ * opts, only owner and reasons count; may be NULL) and plans its restore
+ * -- the files it names opened, its layout checked against this host and
+ * its CPU, the room for its pages (room.h) -- but makes no process and
+ * changes nothing: what ghost_restore would refuse before making
+ * anything, this refuses with the same error (a taken pid excepted), and
+ * every other reason it finds (files missing or changed, the kernel, the
+ * room) goes with it into opts->reasons. Page data is
  * skipped, not staged (a pipe is read through). On success *ret_stats has
  * original_pid, image_bytes, pages, processes, threads; same_pid says
  * whether every original pid and thread id is free now (a restore without

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "pages.h"
 #include "files.h"
 #include "pipes.h"
 #include "shmem.h"
@@ -116,6 +117,7 @@ void rst_image_free(rst_image_t *im)
         s_proc_free(&im->procs[i]);
     free(im->procs);
     free(im->objruns);
+    pages_rounds_free(im->rounds);
     if (im->staging_fd >= 0)
         close(im->staging_fd);
     *im = (rst_image_t){ .staging_fd = -1 };
@@ -203,6 +205,7 @@ void rst_tree_free(rst_tree_t *t)
             close(mine[i]);
     if (t->pids)
         munmap(t->pids, t->im->n_procs * sizeof *t->pids);
+    free(t->host_pids);
     free(t->plans);
     free(t->jobs);
     free(t->helpers);

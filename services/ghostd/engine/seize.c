@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ns.h"
 #include "seize.h"
 #include "signals.h"
 #include "threads.h"
@@ -562,7 +563,7 @@ int seize_enter_interrupted(const rst_tree_t *t, const seize_trace_t *tr, size_t
         bool reenters = false;
         int status = 0;
 
-        snprintf(path, sizeof path, "/proc/%d/task/%d", (int)t->pids[p], (int)tid);
+        snprintf(path, sizeof path, "/proc/%d/task/%d", (int)ns_host_pid(t, p), (int)tid);
         if (access(path, F_OK) < 0 || ptrace(PTRACE_GETREGS, tid, 0, &r) < 0)
             continue;   /* another process's thread */
         th = threads_image_thread(pr, &r, &reenters);
@@ -576,7 +577,7 @@ int seize_enter_interrupted(const rst_tree_t *t, const seize_trace_t *tr, size_t
         /* A signal sent to it meanwhile stops it first: queued again (the
          * stop took it off), it is delivered once the thread is let go. */
         if (WSTOPSIG(status) != (SIGTRAP | 0x80) && (status >> 16) == 0)
-            syscall(SYS_tgkill, (pid_t)t->pids[p], tid, WSTOPSIG(status));
+            syscall(SYS_tgkill, ns_host_pid(t, p), tid, WSTOPSIG(status));
     }
     return 0;
 }

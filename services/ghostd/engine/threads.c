@@ -75,7 +75,7 @@ static int s_collect_thread_ptrace(dump_thread_t *t, Cairn__Ghost__Thread *th, s
 static int s_collect_thread(const dump_proc_t *p, dump_thread_t *t, Cairn__Ghost__Thread *th,
                             s_tbufs_t *b, cairn_error_t *err)
 {
-    th->tid = (uint32_t)t->tid;
+    th->tid = (uint32_t)t->vtid;   /* inside, for a job (ns.c) */
     th->leader = t->tid == p->pid;
     th->regs.data = (uint8_t *)&t->regs;
     th->regs.len = sizeof(t->regs);

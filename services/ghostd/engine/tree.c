@@ -193,6 +193,12 @@ static int s_job_group(rst_tree_t *t, size_t i, cairn_error_t *err)
     if (l < 0 && (p->pgid != root->pgid || p->sid != root->sid))
         return s_refuse_job(err, p, "its group leader is not in the tree and "
                             "the root is not in that group");
+    /* Inside a job's pid namespace a group led from outside cannot be
+     * named: only fork keeps a process in it, so its parent must be. */
+    if (l < 0 && t->job && i > 0 && t->jobs[t->im->procs[i].parent].group >= 0)
+        return s_refuse_job(err, p, "in the group the job's root was started in, "
+                            "which its parent left: cannot be joined again from "
+                            "inside the job's pid namespace");
     return 0;
 }
 
@@ -303,6 +309,8 @@ void tree_child_join_group(const rst_tree_t *t, size_t i)
 
     if (j->group == (int)i || getpgrp() == want)
         return;
+    if (j->group < 0 && t->job)
+        return;   /* forked into the root's, the caller's (tree_plan_jobs) */
     if (setpgid(0, want) < 0)
         rst_child_fail(&t->plans[i], errno, 0, "setpgid(0, %d) (group %u): %s",
                        want, t->im->procs[i].process->process->pgid,
