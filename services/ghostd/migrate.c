@@ -69,6 +69,9 @@
 #include <zmq.h>
 
 #include "clusterd.pb-c.h"
+#include "engine/place.h"
+#include "jobinfo.h"
+#include "jobs.h"
 #include "log.h"
 #include "migrate.h"
 #include "peer.h"
@@ -159,6 +162,8 @@ typedef struct s_in {
     uint32_t from;                /* the source node */
     uint32_t uid, gid;            /* the job's owner */
     char gpid[64];
+    bool sub_cgroup;              /* a job restored in job-<gpid> sub-cgroups */
+    char unit[128];               /* a job restored in this scope, "" none */
     ghostd_helper_t *rst;         /* ghost-restore while it runs */
     int pipe_fd;                  /* write end of its image pipe, -1 closed */
     int64_t watch;                /* POLLOUT watch, 0 none */
@@ -176,8 +181,16 @@ typedef struct s_in {
     int64_t timer;                /* idle check */
 } s_in_t;
 
+/* A request for a job another node runs, carried there. */
+typedef struct s_fwd {
+    struct migrate *m;
+    cairn_deferred_t *d;          /* the client's request */
+    struct s_fwd *next;           /* in m->fwds */
+} s_fwd_t;
+
 typedef struct migrate {
     ghostd_t *gd;
+    s_fwd_t *fwds;                /* carried requests not answered yet */
     cairn_peers_t *peers;         /* to other ghostds */
     cairn_peers_t *clusterd;      /* to this node's clusterd */
     s_out_t out[MIGRATE_MAX];
@@ -549,7 +562,9 @@ static void s_in_members(s_in_t *in, json_t *v)
     if (!json_is_array(arr) || !(in->members = calloc(json_array_size(arr) + 1,
                                                       sizeof(pid_t))))
         return;
-    json_array_foreach(arr, i, e) in->members[in->n_members++] = (pid_t)s_u64(e, "pid");
+    /* a job's members: their pids inside, and host_pid (what kill needs) */
+    json_array_foreach(arr, i, e) in->members[in->n_members++] =
+        (pid_t)(s_u64(e, "host_pid") ? s_u64(e, "host_pid") : s_u64(e, "pid"));
 }
 
 static void s_in_restored(s_in_t *in, json_t *v)
@@ -558,7 +573,8 @@ static void s_in_restored(s_in_t *in, json_t *v)
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
     const char *cg = json_string_value(json_object_get(v, "cgroup"));
 
-    in->pid = (uint32_t)s_u64(v, "pid");
+    /* a job's root is its reaper, pid 1 inside: the node knows it by host_pid */
+    in->pid = (uint32_t)(s_u64(v, "host_pid") ? s_u64(v, "host_pid") : s_u64(v, "pid"));
     in->original_pid = (uint32_t)s_u64(v, "original_pid");
     in->processes = (uint32_t)s_u64(v, "processes");
     in->threads = (uint32_t)s_u64(v, "threads");
@@ -725,11 +741,51 @@ static int s_in_check_only(cairn_request_t *req, const Cairn__Ghostd__MigrateBeg
     return CAIRN_REPLY_NOW;
 }
 
+/* A job may come here: its record is in the shared jobs directory, names
+ * the gpid and the owner the source says, and this node does not run it
+ * already (nor receives it). */
+static int s_in_check_job(migrate_t *m, const Cairn__Ghostd__MigrateBeginRequest *b,
+                          cairn_error_t *err)
+{
+    ghostd_jobrec_t rec = { 0 };
+    char dir[PATH_MAX];
+    uint32_t node;
+    uint64_t seq;
+
+    if (ghostd_gpid_parse(b->gpid, &node, &seq) < 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "migrate_begin: "
+                               "'%.64s' is not a gpid", b->gpid);
+    if (b->new_pid)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "migrate_begin: a "
+                               "job keeps its pids: new_pid is for plain processes");
+    if (ghostd_jobs_running(m->gd->jobs, b->gpid))
+        return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS, "node %u runs job "
+                               "%s already", s_self(m), b->gpid);
+    for (size_t i = 0; i < MIGRATE_MAX; i++)
+        if ((m->in[i].state == IN_RECEIVING || m->in[i].state == IN_RESTORING ||
+             m->in[i].state == IN_RUNNING) && strcmp(m->in[i].gpid, b->gpid) == 0)
+            return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "node %u is receiving job "
+                                   "%s already (%s)", s_self(m), b->gpid, m->in[i].id);
+    snprintf(dir, sizeof dir, "%s/%s", ghostd_jobs_dir(m->gd->jobs), b->gpid);
+    int r = ghostd_jobrec_read(dir, &rec);
+    if (r < 0)
+        return cairn_error_set(err, r, CAIRN_FAILED_PRECONDITION, "node %u cannot read "
+                               "job %s's record %s/job.json (%s): the jobs directory must "
+                               "be the same on every node (docs/jobs.md)", s_self(m),
+                               b->gpid, dir, strerror(-r));
+    bool same = rec.uid == b->uid;
+    ghostd_jobrec_clear(&rec);
+    if (!same)
+        return cairn_error_set(err, -EPERM, CAIRN_PERMISSION_DENIED, "job %s's record "
+                               "names another owner than uid %u", b->gpid, b->uid);
+    return 0;
+}
+
 /* Spawns ghost-restore reading a new pipe; in->pipe_fd its write end. */
 static int s_in_spawn(s_in_t *in, bool new_pid, cairn_error_t *err)
 {
     ghostd_t *gd = in->m->gd;
-    char as[24], scope[64];
+    char as[24], scope[64], cg[80];
     int p[2];
 
     if (pipe2(p, O_CLOEXEC) < 0)
@@ -744,6 +800,13 @@ static int s_in_spawn(s_in_t *in, bool new_pid, cairn_error_t *err)
         argv[n++] = scope;
         argv[n++] = "--slice";
         argv[n++] = GHOSTD_JOB_SLICE;
+        if (in->gpid[0])
+            snprintf(in->unit, sizeof in->unit, "%s", scope);
+    } else if (in->gpid[0]) {   /* placed as a launched job is (docs/jobs.md) */
+        snprintf(cg, sizeof cg, "job-%s", in->gpid);
+        argv[n++] = "--cgroup";
+        argv[n++] = cg;
+        in->sub_cgroup = true;
     }
     if (in->uid != 0) {   /* a user's job restores with their rights */
         snprintf(as, sizeof as, "%u:%u", in->uid, in->gid);
@@ -801,6 +864,11 @@ int migrate_handle_begin(void *ctx, cairn_request_t *req)
         cairn_log_info("migrate-in-refused", "id=%s from=%u msg=\"%s\"", b->id, c->node, msg);
         return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "node %u cannot take "
                                   "the job: %s", s_self(m), msg);
+    }
+    if (b->gpid && *b->gpid && s_in_check_job(m, b, &err) < 0) {
+        cairn_log_info("migrate-in-refused", "id=%s from=%u msg=\"%s\"", b->id, c->node,
+                       err.message);
+        return cairn_request_fail(req, err.code, "%s", err.message);
     }
     if (!(in = s_in_claim(m)))
         return cairn_request_fail(req, CAIRN_BUSY, "%d migrations are under way on "
@@ -942,12 +1010,26 @@ int migrate_handle_commit(void *ctx, cairn_request_t *req)
     if (in->state != IN_RUNNING && in->state != IN_COMMITTED)
         return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "migration %s is %s, "
                                   "not running", in->id, s_in_state_name(in->state));
-    if (in->state == IN_RUNNING)
+    if (in->state == IN_RUNNING) {
         cairn_log_info("migrate-in-committed", "id=%s from=%u pid=%u gpid=%s", in->id,
                        in->from, in->pid, in->gpid);
+        int k = in->gpid[0] ? ghostd_jobs_arrived(((ghostd_t *)ctx)->jobs, in->gpid,
+                                                  (pid_t)in->pid, in->cgroup, in->unit,
+                                                  in->sub_cgroup)
+                            : 0;
+        if (k < 0)
+            cairn_log_warn(k, "migrate-in-committed", "id=%s gpid=%s msg=\"the job's "
+                           "table entry could not be made\"", in->id, in->gpid);
+    }
     in->state = IN_COMMITTED;
     in->touched_ms = cairn_now_ms();
-    return s_reply_state(req, in->id, "committed", in->pid, NULL);
+    r = s_reply_state(req, in->id, "committed", in->pid, NULL);
+    Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
+    Cairn__Ghostd__Job *job = in->gpid[0] ? cairn_request_alloc(req, sizeof *job) : NULL;
+    if (r == CAIRN_REPLY_NOW && job &&
+        ghostd_jobs_describe(((ghostd_t *)ctx)->jobs, in->gpid, job) == 0)
+        reply->migrate_state->job = job;
+    return r;
 }
 
 int migrate_handle_abort(void *ctx, cairn_request_t *req)
@@ -1069,6 +1151,8 @@ static void s_out_answer_failure(s_out_t *o)
                  "job runs on at node %u", o->gpid, o->to, o->fail_msg, s_self(o->m));
     cairn_log_warn(0, "migrate-failed", "id=%s pid=%u to=%u code=%s msg=\"%s\"", o->id,
                    o->pid, o->to, cairn_code_name(o->fail_code), o->fail_msg);
+    if (o->is_job)   /* it runs on here */
+        ghostd_jobs_set_migrating(o->m->gd->jobs, o->gpid, false);
     cairn_deferred_fail(o->m->gd->svc, o->deferred, o->fail_code, msg);
     o->deferred = NULL;
 }
@@ -1102,7 +1186,9 @@ static void s_out_fail(s_out_t *o, int code, const char *fmt, ...)
     }
 }
 
-static void s_out_succeed(s_out_t *o)
+/* Answers the client: moved; job is the target's word on it (NULL for a
+ * plain process, or when the commit's answer was lost). */
+static void s_out_succeed(s_out_t *o, Cairn__Ghostd__Job *job)
 {
     Cairn__Ghostd__MigrateReply mr = CAIRN__GHOSTD__MIGRATE_REPLY__INIT;
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
@@ -1121,6 +1207,7 @@ static void s_out_succeed(s_out_t *o)
     mr.threads = o->threads;
     mr.cgroup = o->cgroup;
     mr.chunks = (uint32_t)o->seq;
+    mr.job = job;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_MIGRATE_REPLY;
     reply.migrate_reply = &mr;
     cairn_log_info("migrate-done", "id=%s pid=%u to=%u new_pid=%u bytes=%llu "
@@ -1136,11 +1223,18 @@ static void s_on_commit_answer(void *userdata, uint32_t node, int code, const ch
                                ProtobufCMessage *reply)
 {
     s_out_t *o = userdata;
+    Cairn__Ghostd__Reply *rep = (Cairn__Ghostd__Reply *)reply;
+    const Cairn__Ghostd__MigrateState *st =
+        rep && rep->msg_case == CAIRN__GHOSTD__REPLY__MSG_MIGRATE_STATE
+            ? rep->migrate_state : NULL;
 
     o->calls--;
     if (code != CAIRN_OK)   /* the job runs there either way */
         cairn_log_warn(0, "migrate-commit", "id=%s to=%u code=%s msg=\"%s\", ignoring",
                        o->id, node, cairn_code_name(code), message);
+    /* The client hears of the move once the target's table has the job,
+     * so a ps right after the answer finds it there. */
+    s_out_succeed(o, st ? st->job : NULL);
     if (reply)
         protobuf_c_message_free_unpacked(reply, NULL);
     s_out_maybe_free(o);
@@ -1166,13 +1260,15 @@ static void s_out_on_exit(ghostd_helper_t *j, int status)
         cm.id = o->id;
         req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_COMMIT;
         req.migrate_commit = &cm;
-        s_out_call(o, &req, S_ASK_MS * 3, s_on_commit_answer);
-        s_out_succeed(o);
+        if (s_out_call(o, &req, S_ASK_MS * 3, s_on_commit_answer) < 0)
+            s_out_succeed(o, NULL);   /* the job runs there either way */
         o->state = OUT_ENDED;
     } else if (o->state == OUT_KILLING) {
         /* Told to kill, yet the source copy was let go (ghost-dump died
          * holding: the kernel resumes a tracer's tracees): the target's
-         * copy goes, so one remains. */
+         * copy goes, so one remains -- and the job is this node's again. */
+        if (o->is_job)
+            ghostd_jobs_take_back(o->m->gd->jobs, o->gpid);
         snprintf(msg, sizeof msg, "ghost-dump did not kill the source copy (%s): the "
                  "target's copy was aborted instead",
                  outcome ? outcome : WIFSIGNALED(status) ? "it died" : "no outcome");
@@ -1320,6 +1416,10 @@ static int s_out_on_readable(cairn_loop_t *loop, int fd, void *zsock, short reve
 /* The target runs the tree: kill the source's copy. */
 static void s_out_kill_source(s_out_t *o)
 {
+    /* The job leaves the table first: its reaper's end is the move, not
+     * the job's (no exit record). */
+    if (o->is_job)
+        ghostd_jobs_release(o->m->gd->jobs, o->gpid);
     o->state = OUT_KILLING;
     o->frozen_us = cairn_now_us() - (o->held_us - o->dump_us);
     s_out_verdict(o, "kill\n");
@@ -1628,13 +1728,17 @@ static int s_out_prepare(migrate_t *m, cairn_request_t *req,
     const cairn_caller_t *c = cairn_request_caller(req);
     const cairn_description_t *d = cairn_service_description(m->gd->svc);
     const cairn_node_desc_t *nd;
+    const ghostd_jobrec_t *rec = NULL;
     char who[128];
     int r;
 
-    if (mr->gpid && *mr->gpid)
-        return cairn_error_set(err, -ENOSYS, CAIRN_UNSUPPORTED, "migrate: jobs (gpid %s) "
-                               "are not in this ghostd's table yet; give --pid", mr->gpid);
-    if (!mr->pid)
+    if (mr->gpid && *mr->gpid && mr->pid)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "migrate: a gpid or a pid, not both");
+    if (mr->gpid && *mr->gpid && !(rec = ghostd_jobs_running(m->gd->jobs, mr->gpid)))
+        return cairn_error_set(err, -EREMOTE, CAIRN_NOT_FOUND, "migrate: job %s does "
+                               "not run on node %u", mr->gpid, s_self(m));
+    if (!rec && !mr->pid)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "migrate: a gpid or a pid is required");
     if (!mr->to)
@@ -1646,22 +1750,32 @@ static int s_out_prepare(migrate_t *m, cairn_request_t *req,
     if (!(nd = cairn_description_find_node(d, mr->to)))
         return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "migrate: no node %u in "
                                "the cluster description", mr->to);
-    if ((r = ghostd_process_owner(mr->pid, &o->uid, &o->gid, err)) < 0)
+    if (rec) {   /* a job: its reaper's tree, its owner's */
+        o->pid = (uint32_t)rec->host_pid;
+        o->uid = rec->uid;
+        o->gid = rec->gid;
+        o->is_job = true;
+        snprintf(o->gpid, sizeof o->gpid, "%s", rec->gpid);
+    } else if ((r = ghostd_process_owner(mr->pid, &o->uid, &o->gid, err)) < 0) {
         return r;
+    } else {
+        o->pid = mr->pid;
+    }
     if (!cairn_caller_may_act_on(c, o->uid))
-        return cairn_error_set(err, -EPERM, CAIRN_PERMISSION_DENIED, "migrate: process "
-                               "%u is uid %u's; %s may migrate only its own (root may "
-                               "migrate any)", mr->pid, o->uid,
+        return cairn_error_set(err, -EPERM, CAIRN_PERMISSION_DENIED, "migrate: %s %s%.0u "
+                               "is uid %u's; %s may migrate only its own (root may "
+                               "migrate any)", rec ? "job" : "process",
+                               rec ? rec->gpid : "", rec ? 0 : o->pid, o->uid,
                                cairn_caller_describe(c, who, sizeof who));
     for (size_t i = 0; i < MIGRATE_MAX; i++)
-        if (m->out[i].state != OUT_FREE && m->out[i].pid == mr->pid)
-            return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "migrate: pid %u is being "
-                                   "migrated (%s)", mr->pid, m->out[i].id);
+        if (&m->out[i] != o && m->out[i].state != OUT_FREE && m->out[i].pid == o->pid)
+            return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "migrate: %s%s%.0u is being "
+                                   "migrated (%s)", rec ? "job " : "pid ",
+                                   rec ? rec->gpid : "", rec ? 0 : o->pid, m->out[i].id);
     o->endpoint = cairn_description_tcp_endpoint(d, nd, "ghostd", false);
     if (!o->endpoint)
         return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "migrate: node %u runs no "
                                "ghostd", mr->to);
-    o->pid = mr->pid;
     o->to = mr->to;
     o->as = *c;
     return 0;
@@ -1838,6 +1952,100 @@ static int s_out_check(s_out_t *o, cairn_error_t *err)
     return 0;
 }
 
+/* ---- a job another node runs: the request carried there ------------------ */
+
+static void s_fwd_unlink(s_fwd_t *f)
+{
+    for (s_fwd_t **p = &f->m->fwds; *p; p = &(*p)->next)
+        if (*p == f) {
+            *p = f->next;
+            break;
+        }
+    free(f);
+}
+
+static void s_on_fwd_answer(void *userdata, uint32_t node, int code, const char *message,
+                            ProtobufCMessage *reply)
+{
+    s_fwd_t *f = userdata;
+    cairn_service_t *svc = f->m->gd->svc;
+
+    if (f->d && code == CAIRN_OK && reply)
+        cairn_deferred_reply(svc, f->d, reply);
+    else if (f->d)
+        cairn_deferred_fail(svc, f->d, code, message ? message : "");
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    s_fwd_unlink(f);
+}
+
+/* gpid is not in this node's table: its job.json names the node that runs
+ * it (the jobs directory is shared, docs/jobs.md), and the request goes
+ * there, local_only, on the caller's behalf; its answer is relayed. */
+static int s_forward(migrate_t *m, cairn_request_t *req,
+                     const Cairn__Ghostd__MigrateRequest *mr, uint64_t deadline)
+{
+    const cairn_caller_t *c = cairn_request_caller(req);
+    const cairn_description_t *d = cairn_service_description(m->gd->svc);
+    ghostd_jobrec_t rec = { 0 };
+    ghostd_exitrec_t ex;
+    char dir[PATH_MAX], who[128];
+    uint32_t node;
+    uint64_t seq;
+
+    if (ghostd_gpid_parse(mr->gpid, &node, &seq) < 0)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "migrate: '%.64s' is not "
+                                  "a gpid (NODE.SEQ, e.g. 1.7)", mr->gpid);
+    snprintf(dir, sizeof dir, "%s/%s", ghostd_jobs_dir(m->gd->jobs), mr->gpid);
+    if (mr->local_only || ghostd_jobrec_read(dir, &rec) < 0)
+        return cairn_request_fail(req, CAIRN_NOT_FOUND, "migrate: %s %s on node %u",
+                                  mr->local_only ? "job" : "no job", mr->gpid,
+                                  s_self(m));
+    node = rec.node;
+    uint32_t uid = rec.uid;
+    ghostd_jobrec_clear(&rec);
+    if (!cairn_caller_may_act_on(c, uid))
+        return cairn_request_fail(req, CAIRN_PERMISSION_DENIED, "migrate: job %s is uid "
+                                  "%u's; %s may migrate only its own (root may migrate "
+                                  "any)", mr->gpid, uid,
+                                  cairn_caller_describe(c, who, sizeof who));
+    if (ghostd_exitrec_read(dir, &ex) == 0)
+        return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "migrate: job %s has "
+                                  "exited (exit_code %d, exit_signal %d)", mr->gpid,
+                                  ex.exit_code, ex.exit_signal);
+    const cairn_node_desc_t *nd = cairn_description_find_node(d, node);
+    _cleanup_free_ char *ep = nd && node != s_self(m)
+                                  ? cairn_description_tcp_endpoint(d, nd, "ghostd", false)
+                                  : NULL;
+    if (!ep)
+        return cairn_request_fail(req, CAIRN_NOT_FOUND, "migrate: job %s is not in node "
+                                  "%u's table, and its record names node %u", mr->gpid,
+                                  s_self(m), node);
+    Cairn__Ghostd__MigrateRequest fwd = *mr;
+    Cairn__Ghostd__Request body = CAIRN__GHOSTD__REQUEST__INIT;
+    fwd.local_only = true;
+    body.msg_case = CAIRN__GHOSTD__REQUEST__MSG_MIGRATE;
+    body.migrate = &fwd;
+    s_fwd_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+    f->m = m;
+    /* The answer comes from the loop, never before this returns. */
+    int r = cairn_peers_call_as(m->peers, node, ep, &body.base, (uint32_t)deadline,
+                                c->uid == 0 ? NULL : c, s_on_fwd_answer, f);
+    if (r < 0) {
+        free(f);
+        return cairn_request_fail(req, CAIRN_UNAVAILABLE, "migrate: cannot reach node "
+                                  "%u, which runs job %s: %s", node, mr->gpid,
+                                  strerror(-r));
+    }
+    f->d = cairn_request_defer(req);   /* NULL: out of memory, answered by timeout */
+    f->next = m->fwds;
+    m->fwds = f;
+    cairn_log_info("migrate-carried", "gpid=%s node=%u to=%u", mr->gpid, node, mr->to);
+    return CAIRN_REPLY_DEFERRED;
+}
+
 /* ---- source: the request -------------------------------------------------- */
 
 int migrate_handle(void *ctx, cairn_request_t *req)
@@ -1860,9 +2068,12 @@ int migrate_handle(void *ctx, cairn_request_t *req)
     if (deadline > GHOSTD_MAX_DEADLINE_MS)
         deadline = GHOSTD_MAX_DEADLINE_MS;
     deadline -= deadline / 20 < 1000 ? deadline / 20 : 1000;   /* answer in time */
-    if (s_out_prepare(m, req, mr, o, &err) < 0) {
+    int pr = s_out_prepare(m, req, mr, o, &err);
+    if (pr < 0) {
         free(o->endpoint);
         s_out_reset(o);
+        if (pr == -EREMOTE && !mr->local_only)   /* another node runs it */
+            return s_forward(m, req, mr, deadline);
         cairn_log_info("refused", "code=%s msg=\"%s\"", cairn_code_name(err.code),
                        err.message);
         return cairn_request_fail(req, err.code, "%s", err.message);
@@ -1892,6 +2103,8 @@ int migrate_handle(void *ctx, cairn_request_t *req)
     o->deferred = cairn_request_defer(req);
     o->timer = cairn_loop_add_timer(s_loop(m), o->deadline_ms - cairn_now_ms(), 0,
                                     s_on_out_deadline, o);
+    if (o->is_job)
+        ghostd_jobs_set_migrating(m->gd->jobs, o->gpid, true);
     cairn_log_info("migrate", "id=%s pid=%u to=%u uid=%u", o->id, o->pid, o->to, o->uid);
     return CAIRN_REPLY_DEFERRED;
 }
@@ -1982,6 +2195,13 @@ void migrate_stop(ghostd_t *gd)
             in->rst = NULL;
         }
         s_in_free(in);
+    }
+    while (m->fwds) {   /* their peers go below, callbacks with them */
+        if (m->fwds->d)
+            cairn_deferred_fail(gd->svc, m->fwds->d, CAIRN_UNAVAILABLE,
+                                "ghostd is stopping; the request it carried to the "
+                                "job's node may still run there");
+        s_fwd_unlink(m->fwds);
     }
     for (size_t i = 0; i < MIGRATE_MAX; i++)
         cairn_peers_free(m->out[i].bulk);
