@@ -55,6 +55,7 @@
  * vouches and the skeleton refuses the target's side: migration needs
  * CURVE between nodes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -78,6 +79,7 @@
 #include "proc/proc.h"
 #include "util/cleanup.h"
 #include "util/clock.h"
+#include "util/fileio.h"
 
 #define S_CONFIRM_EVERY_MS 500   /* the source asks a silent target again */
 #define S_ASK_MS 1000            /* timeout of one status or clusterd ask */
@@ -177,6 +179,7 @@ typedef struct s_in {
     pid_t *members;               /* the restored tree, for an abort */
     size_t n_members;
     char error[1024];             /* failed: why */
+    pid_t helper;                 /* ghost-restore's pid, for the record */
     uint64_t touched_ms;          /* last chunk (idle) or end (forget) */
     int64_t timer;                /* idle check */
 } s_in_t;
@@ -417,6 +420,117 @@ static void s_in_kill(s_in_t *in)
             kill(in->members[i], SIGKILL);
 }
 
+/* ---- target: the record that outlives ghostd ----------------------------- */
+
+/* <rundir>/migrate/<id>.json: written when a migration begins here and
+ * again once its restored tree runs -- before the source is told so --
+ * and removed when it ends (committed, failed). A ghostd that starts
+ * finds what a killed predecessor left (s_in_recover): a tree that runs
+ * as recorded is "running" again, so the source, asking status, kills its
+ * copy and commits; a migration that had not reached running is failed
+ * once whatever it may have made is killed (the restore helper's group,
+ * a job's job-<gpid> sub-cgroup), so the source resumes. One copy either
+ * way, where a new ghostd's "unknown" used to make the source resume
+ * beside a copy running here. */
+static void s_in_record_path(const s_in_t *in, char *out, size_t size)
+{
+    snprintf(out, size, "%s/migrate/%s.json",
+             cairn_service_node(in->m->gd->svc)->rundir, in->id);
+}
+
+static void s_in_record(s_in_t *in)
+{
+    char path[PATH_MAX];
+    uint64_t hstart = 0, pstart = 0;
+    json_t *members = json_array();
+
+    for (size_t i = 0; members && i < in->n_members; i++)
+        json_array_append_new(members, json_integer(in->members[i]));
+    if (in->helper > 0)
+        ghostd_proc_start(in->helper, &hstart);
+    if (in->pid)
+        ghostd_proc_start((pid_t)in->pid, &pstart);
+    json_t *v = json_pack("{s:s,s:i,s:s,s:i,s:i,s:s,s:i,s:I,s:i,s:I,s:o,s:s,s:s,s:b}",
+                          "id", in->id, "from", (int)in->from, "gpid", in->gpid,
+                          "uid", (int)in->uid, "gid", (int)in->gid,
+                          "state", in->state == IN_RUNNING ? "running" : "receiving",
+                          "helper", (int)in->helper, "helper_start", (json_int_t)hstart,
+                          "pid", (int)in->pid, "pid_start", (json_int_t)pstart,
+                          "members", members ? members : json_array(),
+                          "cgroup", in->cgroup, "unit", in->unit,
+                          "sub_cgroup", in->sub_cgroup);
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    s_in_record_path(in, path, sizeof path);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    int r = text ? cairn_mkdir_p(path, 0700) : -ENOMEM;
+    *slash = '/';
+    if (r == 0) {
+        char tmp[PATH_MAX + 8];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        r = cairn_write_file(tmp, text, strlen(text), O_CREAT | O_TRUNC, 0600);
+        if (r == 0 && rename(tmp, path) < 0)
+            r = -errno;
+    }
+    if (r < 0)
+        cairn_log_warn(r, "migrate-in-record", "id=%s msg=\"cannot write %s: a ghostd "
+                       "restarted now would not know this migration, ignoring\"",
+                       in->id, path);
+    free(text);
+    json_decref(v);
+}
+
+static void s_in_unrecord(const s_in_t *in)
+{
+    char path[PATH_MAX];
+
+    s_in_record_path(in, path, sizeof path);
+    unlink(path);
+}
+
+/* Kills every process of the sub-cgroup `name` of this daemon's memory
+ * cgroup (v1 or v2): what a job's restore made there. */
+static void s_kill_cgroup(const char *name)
+{
+    char line[1024], path[PATH_MAX + 128];
+    FILE *f = fopen("/proc/self/cgroup", "re");
+
+    while (f && fgets(line, sizeof line, f)) {
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = '\0';
+        c2[1 + strcspn(c2 + 1, "\n")] = '\0';
+        if (line[0] == '0' && !c1[1])
+            snprintf(path, sizeof path, "/sys/fs/cgroup%s/%s/cgroup.procs", c2 + 1, name);
+        else if (strstr(c1 + 1, "memory"))
+            snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/%s/cgroup.procs", c2 + 1,
+                     name);
+        else
+            continue;
+        for (int round = 0; round < 5; round++) {   /* forks meanwhile: again */
+            FILE *p = fopen(path, "re");
+            int pid, n = 0;
+            while (p && fscanf(p, "%d", &pid) == 1)
+                n += kill(pid, SIGKILL) == 0;
+            if (p)
+                fclose(p);
+            if (!n)
+                break;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
+/* pid runs and is the process that started at `start` (0: unknown). */
+static bool s_same_process(pid_t pid, uint64_t start)
+{
+    uint64_t now = 0;
+
+    return pid > 0 && ghostd_proc_start(pid, &now) == 0 && (!start || now == start);
+}
+
 /* The migration failed here: nothing of it runs (what ran is killed),
  * every request still waiting is answered with why. */
 static void s_in_fail(s_in_t *in, int code, const char *fmt, ...)
@@ -431,6 +545,7 @@ static void s_in_fail(s_in_t *in, int code, const char *fmt, ...)
     vsnprintf(in->error, sizeof in->error, fmt, ap);
     va_end(ap);
     s_in_kill(in);
+    s_in_unrecord(in);
     in->state = IN_FAILED;
     in->touched_ms = cairn_now_ms();
     s_in_close_pipe(in);
@@ -583,6 +698,7 @@ static void s_in_restored(s_in_t *in, json_t *v)
     s_in_members(in, v);
     in->state = IN_RUNNING;
     in->touched_ms = cairn_now_ms();
+    s_in_record(in);   /* before the source hears it runs */
     cairn_log_info("migrate-in-running", "id=%s from=%u pid=%u original=%u "
                    "bytes=%llu restore_us=%llu", in->id, in->from, in->pid,
                    in->original_pid, (unsigned long long)in->written,
@@ -885,6 +1001,8 @@ int migrate_handle_begin(void *ctx, cairn_request_t *req)
         return cairn_request_fail(req, err.code, "node %u: %s", s_self(m), err.message);
     }
     in->timer = cairn_loop_add_timer(s_loop(m), 1000, 1000, s_in_on_idle, in);
+    in->helper = in->rst->helper;
+    s_in_record(in);
     cairn_log_info("migrate-in", "id=%s from=%u gpid=%s uid=%u helper=%d", in->id,
                    in->from, in->gpid, in->uid, (int)in->rst->helper);
     return s_reply_state(req, in->id, "receiving", 0, NULL);
@@ -1023,6 +1141,7 @@ int migrate_handle_commit(void *ctx, cairn_request_t *req)
     }
     in->state = IN_COMMITTED;
     in->touched_ms = cairn_now_ms();
+    s_in_unrecord(in);
     r = s_reply_state(req, in->id, "committed", in->pid, NULL);
     Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
     Cairn__Ghostd__Job *job = in->gpid[0] ? cairn_request_alloc(req, sizeof *job) : NULL;
@@ -1060,7 +1179,7 @@ static void s_out_reset(s_out_t *o);
 /* Frees the slot once answered and no callback is due. */
 static void s_out_maybe_free(s_out_t *o)
 {
-    if (o->state != OUT_ENDED || o->calls || o->dump)
+    if (o->state != OUT_ENDED || o->calls || o->dump || o->deferred)
         return;
     if (o->timer > 0)
         cairn_loop_cancel_timer(s_loop(o->m), o->timer);
@@ -1219,6 +1338,8 @@ static void s_out_succeed(s_out_t *o, Cairn__Ghostd__Job *job)
     o->deferred = NULL;
 }
 
+static int s_on_commit_again(cairn_loop_t *loop, int64_t timer_id, void *userdata);
+
 static void s_on_commit_answer(void *userdata, uint32_t node, int code, const char *message,
                                ProtobufCMessage *reply)
 {
@@ -1229,6 +1350,20 @@ static void s_on_commit_answer(void *userdata, uint32_t node, int code, const ch
             ? rep->migrate_state : NULL;
 
     o->calls--;
+    if ((code == CAIRN_TIMEOUT || code == CAIRN_UNAVAILABLE) &&
+        cairn_now_ms() + S_CONFIRM_EVERY_MS < o->deadline_ms) {
+        /* The target runs it but has not heard (its ghostd restarting:
+         * it finds the migration in its record): ask again. */
+        if (reply)
+            protobuf_c_message_free_unpacked(reply, NULL);
+        if (o->timer > 0)
+            cairn_loop_cancel_timer(s_loop(o->m), o->timer);
+        o->timer = cairn_loop_add_timer(s_loop(o->m), S_CONFIRM_EVERY_MS, 0,
+                                        s_on_commit_again, o);
+        if (o->timer > 0)
+            return;
+        o->timer = 0;
+    }
     if (code != CAIRN_OK)   /* the job runs there either way */
         cairn_log_warn(0, "migrate-commit", "id=%s to=%u code=%s msg=\"%s\", ignoring",
                        o->id, node, cairn_code_name(code), message);
@@ -1238,6 +1373,30 @@ static void s_on_commit_answer(void *userdata, uint32_t node, int code, const ch
     if (reply)
         protobuf_c_message_free_unpacked(reply, NULL);
     s_out_maybe_free(o);
+}
+
+/* Tells the target the job is its own (the source copy is gone); the
+ * client is answered with its answer. */
+static void s_out_commit(s_out_t *o)
+{
+    Cairn__Ghostd__MigrateCommitRequest cm = CAIRN__GHOSTD__MIGRATE_COMMIT_REQUEST__INIT;
+    Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
+
+    cm.id = o->id;
+    req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_COMMIT;
+    req.migrate_commit = &cm;
+    if (s_out_call(o, &req, S_ASK_MS * 3, s_on_commit_answer) < 0)
+        s_out_succeed(o, NULL);   /* the job runs there either way */
+}
+
+static int s_on_commit_again(cairn_loop_t *loop, int64_t timer_id, void *userdata)
+{
+    s_out_t *o = userdata;
+
+    o->timer = 0;
+    s_out_commit(o);
+    s_out_maybe_free(o);
+    return 0;
 }
 
 /* ghost-dump was reaped: the end of every path that froze the tree. */
@@ -1255,14 +1414,8 @@ static void s_out_on_exit(ghostd_helper_t *j, int status)
         o->hold_fd = -1;
     }
     if (o->state == OUT_KILLING && outcome && strcmp(outcome, "killed") == 0) {
-        Cairn__Ghostd__MigrateCommitRequest cm = CAIRN__GHOSTD__MIGRATE_COMMIT_REQUEST__INIT;
-        Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
-        cm.id = o->id;
-        req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_COMMIT;
-        req.migrate_commit = &cm;
-        if (s_out_call(o, &req, S_ASK_MS * 3, s_on_commit_answer) < 0)
-            s_out_succeed(o, NULL);   /* the job runs there either way */
         o->state = OUT_ENDED;
+        s_out_commit(o);
     } else if (o->state == OUT_KILLING) {
         /* Told to kill, yet the source copy was let go (ghost-dump died
          * holding: the kernel resumes a tracer's tracees): the target's
@@ -2109,6 +2262,80 @@ int migrate_handle(void *ctx, cairn_request_t *req)
     return CAIRN_REPLY_DEFERRED;
 }
 
+/* One record left by a ghostd that died: the migration again, running
+ * (its tree runs) or failed (what it made is killed). */
+static void s_in_recover_one(migrate_t *m, const char *path)
+{
+    json_error_t jerr;
+    json_t *v = json_load_file(path, 0, &jerr), *e;
+    const char *id = json_string_value(json_object_get(v, "id"));
+    const char *state = json_string_value(json_object_get(v, "state"));
+    const char *gpid = json_string_value(json_object_get(v, "gpid"));
+    s_in_t *in = id && state && gpid && strlen(id) < sizeof m->in[0].id ? s_in_claim(m) : NULL;
+    size_t i;
+
+    if (!in) {
+        cairn_log_warn(0, "migrate-in-record", "path=%s msg=\"unreadable or no slot, "
+                       "removed\"", path);
+        unlink(path);
+        json_decref(v);
+        return;
+    }
+    snprintf(in->id, sizeof in->id, "%s", id);
+    snprintf(in->gpid, sizeof in->gpid, "%s", gpid);
+    const char *cg = json_string_value(json_object_get(v, "cgroup"));
+    const char *unit = json_string_value(json_object_get(v, "unit"));
+    snprintf(in->cgroup, sizeof in->cgroup, "%s", cg ? cg : "");
+    snprintf(in->unit, sizeof in->unit, "%s", unit ? unit : "");
+    in->from = (uint32_t)s_u64(v, "from");
+    in->uid = (uint32_t)json_integer_value(json_object_get(v, "uid"));
+    in->gid = (uint32_t)json_integer_value(json_object_get(v, "gid"));
+    in->pid = (uint32_t)s_u64(v, "pid");
+    in->sub_cgroup = json_is_true(json_object_get(v, "sub_cgroup"));
+    json_t *arr = json_object_get(v, "members");
+    if (json_is_array(arr) && (in->members = calloc(json_array_size(arr) + 1, sizeof(pid_t))))
+        json_array_foreach(arr, i, e) in->members[in->n_members++] = (pid_t)json_integer_value(e);
+    in->touched_ms = cairn_now_ms();
+    in->timer = cairn_loop_add_timer(s_loop(m), 1000, 1000, s_in_on_idle, in);
+    if (strcmp(state, "running") == 0 && s_same_process((pid_t)in->pid, s_u64(v, "pid_start"))) {
+        in->state = IN_RUNNING;
+        cairn_log_info("migrate-in-recovered", "id=%s from=%u pid=%u gpid=%s state=running",
+                       in->id, in->from, in->pid, in->gpid);
+    } else {
+        pid_t helper = (pid_t)s_u64(v, "helper");
+        if (s_same_process(helper, s_u64(v, "helper_start")))
+            kill(-helper, SIGKILL);   /* its own process group */
+        if (in->sub_cgroup && in->gpid[0]) {
+            char name[80];
+            snprintf(name, sizeof name, "job-%s", in->gpid);
+            s_kill_cgroup(name);
+        }
+        in->state = IN_RECEIVING;   /* so that s_in_fail acts */
+        s_in_fail(in, CAIRN_UNAVAILABLE, "ghostd on node %u restarted during the "
+                  "migration; what it had restored was killed", s_self(m));
+    }
+    json_decref(v);
+}
+
+/* At start: the migrations a ghostd that died left records of. */
+static void s_in_recover(migrate_t *m)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 256];
+    DIR *d;
+
+    snprintf(dir, sizeof dir, "%s/migrate", cairn_service_node(m->gd->svc)->rundir);
+    if (!(d = opendir(dir)))
+        return;
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t n = strlen(de->d_name);
+        if (n > 5 && strcmp(de->d_name + n - 5, ".json") == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            s_in_recover_one(m, path);
+        }
+    }
+    closedir(d);
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 int migrate_start(ghostd_t *gd)
@@ -2136,6 +2363,7 @@ int migrate_start(ghostd_t *gd)
             return -ENOMEM;
         }
     }
+    s_in_recover(m);
     return 0;
 }
 
