@@ -22,9 +22,15 @@
  * until the target says the restored tree runs; ghost-dump is then told
  * "kill". Its final image byte is only ever sent with the chunk marked
  * last, so the target cannot finish a restore the source does not know of.
- * Exactly one copy runs at any time, with one documented exception (the
- * target's ghostd dies between the restore's end and its answer: see
- * docs/jobs.md, "Migration").
+ * The target records each migration under <rundir>/migrate before it
+ * says the copy runs, so a ghostd restarted there answers as its
+ * predecessor would have. Exactly one copy remains; what does not hold
+ * (a restored copy runs before the source's is killed, a source ghostd
+ * dying while it holds the tree) is listed in docs/jobs.md, "Migration".
+ *
+ * A job (gpid) moves with its table entry: jobs.h's release at the source
+ * once the target runs it, arrived at the target on commit. A gpid this
+ * node does not run is carried to the node its job.json names.
  */
 #ifndef GHOSTD_MIGRATE_H
 #define GHOSTD_MIGRATE_H
