@@ -108,6 +108,7 @@ typedef struct s_mm {
 struct lazy_srv {
     int pages_fd;              /* the page source (the caller's) */
     int sock;                  /* userfaultfds and readiness come here */
+    bool sock_done;            /* nobody is left to write on it */
     int stop_efd, done_efd;    /* the caller's stop; our end */
     s_fam_t *fam;              /* [n_fam], image order */
     size_t n_fam;
@@ -544,6 +545,10 @@ static int s_sock(lazy_srv_t *s)
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
                         .msg_controllen = sizeof(cbuf) };
     ssize_t n = recvmsg(s->sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n == 0) {   /* every process and the plan closed their end */
+        s->sock_done = true;
+        return 0;
+    }
     if (n < 0)
         return errno == EAGAIN || errno == EINTR ? 0 : s_fail(s, -errno, CAIRN_SYSTEM,
                                                              "lazy socket: %s", strerror(errno));
@@ -592,7 +597,7 @@ static void *s_main(void *arg)
             break;
         }
         pf[0] = (struct pollfd){ s->stop_efd, POLLIN, 0 };
-        pf[1] = (struct pollfd){ s->sock, POLLIN, 0 };
+        pf[1] = (struct pollfd){ s->sock_done ? -1 : s->sock, POLLIN, 0 };
         pf[2] = (struct pollfd){ ready ? s->pages_fd : -1, POLLIN, 0 };
         for (size_t k = 0; k < s->n_mm; k++)
             pf[3 + k] = (struct pollfd){ s->mm[k].uffd, POLLIN, 0 };
