@@ -1,7 +1,7 @@
 /* postcopy-pair - one post-copy move on one node: ghost-dump and
  * ghost-restore wired together as ghostd would wire them between nodes.
  *
- *   postcopy-pair ENGINE_DIR PID [--relay] [--cut-after BYTES]
+ *   postcopy-pair ENGINE_DIR PID [--relay] [--cut-after BYTES] [--kill-restore]
  *                 [--restore-arg ARG]... [--dump-arg ARG]...
  *
  * ghost-dump --pid PID --postcopy --out-fd 3 --hold-fd 4 --pages-fd 5
@@ -13,7 +13,9 @@
  * (implies --relay): once the restored tree runs and that many bytes went
  * from the source to the target, both relay sockets are closed -- the
  * page source dies mid-way -- and the dump is told `kill` (its target
- * ran). Output, one line each as it happens (the helpers' lines as they
+ * ran). --kill-restore: ghost-restore is SIGKILLed as soon as it says
+ * its tree runs (ghostd killing it, a crash), and the dump told `kill`.
+ * Output, one line each as it happens (the helpers' lines as they
  * are):
  *   dump <its first line>         restore <its first line>
  *   frozen_us N                   the source frozen until the target ran
@@ -101,6 +103,8 @@ static s_lines_t s_dump, s_rest;
 static int s_hold = -1;
 static uint64_t s_held_at, s_frozen_before;
 static bool s_running;
+static bool s_kill_restore;
+static pid_t s_rpid;
 
 static uint64_t s_field(const char *line, const char *name)
 {
@@ -136,6 +140,11 @@ static void s_on_rest(s_lines_t *l, char *line)
     } else if (l->seen == 1 && s_held_at) {
         s_running = true;
         printf("frozen_us %llu\n", (unsigned long long)(now - s_held_at + s_frozen_before));
+        if (s_kill_restore) {
+            kill(s_rpid, SIGKILL);
+            printf("killed restore\n");
+            s_say("kill\n");
+        }
     } else if (l->seen == 2) {
         s_say("kill\n");   /* the target is done with its source, or gone */
     }
@@ -163,7 +172,7 @@ static ssize_t s_relay(int from, int to)
 static int s_usage(void)
 {
     fprintf(stderr, "usage: postcopy-pair ENGINE_DIR PID [--relay] [--cut-after BYTES] "
-                    "[--restore-arg ARG]... [--dump-arg ARG]...\n");
+                    "[--kill-restore] [--restore-arg ARG]... [--dump-arg ARG]...\n");
     return 100;
 }
 
@@ -197,6 +206,8 @@ int main(int argc, char **argv)
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "--relay") == 0)
             relay = true;
+        else if (strcmp(argv[i], "--kill-restore") == 0)
+            s_kill_restore = true;
         else if (strcmp(argv[i], "--cut-after") == 0 && i + 1 < argc)
             cut = atoll(argv[++i]), relay = true;
         else if (strcmp(argv[i], "--restore-arg") == 0 && i + 1 < argc && nr < S_MAX_ARGS)
@@ -221,7 +232,7 @@ int main(int argc, char **argv)
     int dfds[3] = { img[1], hold[0], sd[0] };
     int rfds[2] = { img[0], relay ? sr[0] : sd[1] };
     pid_t dpid = s_spawn(dargv, dfds, 3, &s_dump.fd);
-    pid_t rpid = s_spawn(rargv, rfds, 2, &s_rest.fd);
+    pid_t rpid = s_rpid = s_spawn(rargv, rfds, 2, &s_rest.fd);
     if (dpid < 0 || rpid < 0) {
         perror("postcopy-pair: spawn");
         return 1;
