@@ -79,11 +79,11 @@ int lazy_frame_read(int fd, lazy_frame_t *f)
     if (r < 0)
         return r;
     bool pages = f->type == LAZY_PAGES || f->type == LAZY_REQ;
-    if (f->type < LAZY_REQ || f->type > LAZY_END ||
+    if (f->type < LAZY_REQ || f->type > LAZY_START ||
         (pages && (f->n_pages == 0 || f->n_pages > LAZY_MAX_PAGES || f->addr % LAZY_PAGE)) ||
         (f->type == LAZY_PAGES && f->len != f->n_pages * LAZY_PAGE) ||
         (f->type == LAZY_ERROR && f->len > LAZY_MAX_MESSAGE) ||
-        ((f->type == LAZY_REQ || f->type == LAZY_END) && f->len != 0))
+        ((f->type == LAZY_REQ || f->type == LAZY_END || f->type == LAZY_START) && f->len != 0))
         return -EPROTO;
     return 0;
 }
@@ -203,6 +203,7 @@ typedef struct s_serve {
     uint8_t *buf;          /* LAZY_MAX_PAGES pages */
     size_t cp, cr;         /* the push cursor: process, range */
     uint64_t cpage;        /*   and page within the range */
+    bool started;          /* the target said START: push */
     lazy_serve_stats_t *st;
     cairn_error_t *err;
 } s_serve_t;
@@ -325,7 +326,7 @@ static int s_alloc_sent(lazy_src_t *s)
 static int s_turn(s_serve_t *v, int *hold, bool *all_sent, lazy_serve_end_t *end)
 {
     struct pollfd pf[2] = { { v->fd, POLLIN, 0 }, { *hold, POLLIN, 0 } };
-    int k = poll(pf, *hold >= 0 ? 2 : 1, *all_sent ? -1 : 0);
+    int k = poll(pf, *hold >= 0 ? 2 : 1, *all_sent || !v->started ? -1 : 0);
     if (k < 0)
         return errno == EINTR ? 0 : cairn_error_set(v->err, -errno, CAIRN_SYSTEM, "poll: %s",
                                                     strerror(errno));
@@ -351,13 +352,17 @@ static int s_turn(s_serve_t *v, int *hold, bool *all_sent, lazy_serve_end_t *end
             *end = LAZY_SERVED;
             return 1;
         }
+        if (f.type == LAZY_START) {
+            v->started = true;
+            return 0;
+        }
         if (f.type != LAZY_REQ)
             return cairn_error_set(v->err, -EPROTO, CAIRN_INVALID_ARGUMENT,
                                    "the page source's target sent a frame of type %u",
                                    f.type);
         return s_answer(v, &f);
     }
-    if (*all_sent)
+    if (*all_sent || !v->started)
         return 0;
     int r = s_push(v, all_sent);
     if (r == 0 && *all_sent) {

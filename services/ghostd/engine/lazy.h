@@ -16,7 +16,9 @@
  * Every frame is a lazy_frame_t (24 bytes, little endian) and, for PAGES
  * and ERROR, `len` bytes after it:
  *
- *   target -> source  REQ   {pid, addr, n_pages}     send me these pages
+ *   target -> source  START {}                       every process is ready
+ *                                                    for its pages: push
+ *                     REQ   {pid, addr, n_pages}     send me these pages
  *                     END   {}                       every lazy page is in
  *                                                    place: stop
  *   source -> target  PAGES {pid, addr, n_pages, len = n_pages * 4096}
@@ -32,7 +34,10 @@
  * every page inside one lazy_pages record's range. A page may come more
  * than once (asked for while a push of it was under way): the target
  * keeps the first. Requests are answered before the next push, so a
- * fault waits at most for one push frame ahead of it.
+ * fault waits at most for the push frame under way and what the socket
+ * holds. The source pushes only after START: until then the target
+ * cannot take pages (its processes are not registered yet) and pushes
+ * would sit in the socket ahead of the answers to its first faults.
  */
 #ifndef GHOST_LAZY_H
 #define GHOST_LAZY_H
@@ -52,6 +57,7 @@ enum lazy_frame_type {
     LAZY_PAGES = 2,                /* source -> target, + the bytes */
     LAZY_ERROR = 3,                /* source -> target, + a message */
     LAZY_END = 4,                  /* either way */
+    LAZY_START = 5,                /* target -> source */
 };
 
 typedef struct lazy_frame {

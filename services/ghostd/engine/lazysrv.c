@@ -109,6 +109,7 @@ struct lazy_srv {
     int pages_fd;              /* the page source (the caller's) */
     int sock;                  /* userfaultfds and readiness come here */
     bool sock_done;            /* nobody is left to write on it */
+    bool pushing;              /* START went to the source */
     int stop_efd, done_efd;    /* the caller's stop; our end */
     s_fam_t *fam;              /* [n_fam], image order */
     size_t n_fam;
@@ -592,6 +593,15 @@ static void *s_main(void *arg)
 
     while (s->rc == 0 && !s_all(s, false)) {
         bool ready = s_all(s, true);
+        if (ready && !s->pushing) {   /* every process registered: push */
+            lazy_frame_t go = { LAZY_START, 0, 0, 0, 0 };
+            int r = lazy_frame_write(s->pages_fd, &go, NULL);
+            if (r < 0) {
+                s_fail(s, r, CAIRN_UNAVAILABLE, "the page source is gone (%s)", strerror(-r));
+                break;
+            }
+            s->pushing = true;
+        }
         if (CAIRN_GROW(pf, cap, s->n_mm + 3, 16) < 0) {
             s_fail(s, -ENOMEM, CAIRN_SYSTEM, "out of memory");
             break;
