@@ -2,7 +2,7 @@
  * ghost-restore wired together as ghostd would wire them between nodes.
  *
  *   postcopy-pair ENGINE_DIR PID [--relay] [--cut-after BYTES] [--kill-restore]
- *                 [--restore-arg ARG]... [--dump-arg ARG]...
+ *                 [--stop-copy] [--restore-arg ARG]... [--dump-arg ARG]...
  *
  * ghost-dump --pid PID --postcopy --out-fd 3 --hold-fd 4 --pages-fd 5
  * streams the image through a pipe into ghost-restore --image-fd 3
@@ -15,7 +15,10 @@
  * page source dies mid-way -- and the dump is told `kill` (its target
  * ran). --kill-restore: ghost-restore is SIGKILLed as soon as it says
  * its tree runs (ghostd killing it, a crash), and the dump told `kill`.
- * Output, one line each as it happens (the helpers' lines as they
+ * --stop-copy: the same move without post-copy, for comparison: the
+ * image holds every page, no page source; the dump is told `kill` once
+ * the restore's tree runs (as ghostd's migrate.c does). Output, one line
+ * each as it happens (the helpers' lines as they
  * are):
  *   dump <its first line>         restore <its first line>
  *   frozen_us N                   the source frozen until the target ran
@@ -104,6 +107,7 @@ static int s_hold = -1;
 static uint64_t s_held_at, s_frozen_before;
 static bool s_running;
 static bool s_kill_restore;
+static bool s_stop_copy;
 static pid_t s_rpid;
 
 static uint64_t s_field(const char *line, const char *name)
@@ -127,7 +131,8 @@ static void s_on_dump(s_lines_t *l, char *line)
     if (l->seen == 1 && strstr(line, "\"held\":true")) {
         s_held_at = s_now_us();
         s_frozen_before = s_field(line, "freeze_us") + s_field(line, "dump_us");
-        s_say("serve\n");
+        if (!s_stop_copy)
+            s_say("serve\n");
     }
 }
 
@@ -140,6 +145,8 @@ static void s_on_rest(s_lines_t *l, char *line)
     } else if (l->seen == 1 && s_held_at) {
         s_running = true;
         printf("frozen_us %llu\n", (unsigned long long)(now - s_held_at + s_frozen_before));
+        if (s_stop_copy)
+            s_say("kill\n");   /* the copy runs: the original goes */
         if (s_kill_restore) {
             kill(s_rpid, SIGKILL);
             printf("killed restore\n");
@@ -172,7 +179,8 @@ static ssize_t s_relay(int from, int to)
 static int s_usage(void)
 {
     fprintf(stderr, "usage: postcopy-pair ENGINE_DIR PID [--relay] [--cut-after BYTES] "
-                    "[--kill-restore] [--restore-arg ARG]... [--dump-arg ARG]...\n");
+                    "[--kill-restore] [--stop-copy] [--restore-arg ARG]... "
+                    "[--dump-arg ARG]...\n");
     return 100;
 }
 
@@ -188,24 +196,11 @@ int main(int argc, char **argv)
         return s_usage();
     snprintf(dump_bin, sizeof(dump_bin), "%s/ghost-dump", argv[1]);
     snprintf(rest_bin, sizeof(rest_bin), "%s/ghost-restore", argv[1]);
-    dargv[nd++] = dump_bin;
-    dargv[nd++] = "--pid";
-    dargv[nd++] = argv[2];
-    dargv[nd++] = "--postcopy";
-    dargv[nd++] = "--out-fd";
-    dargv[nd++] = "3";
-    dargv[nd++] = "--hold-fd";
-    dargv[nd++] = "4";
-    dargv[nd++] = "--pages-fd";
-    dargv[nd++] = "5";
-    rargv[nr++] = rest_bin;
-    rargv[nr++] = "--image-fd";
-    rargv[nr++] = "3";
-    rargv[nr++] = "--pages-fd";
-    rargv[nr++] = "4";
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "--relay") == 0)
             relay = true;
+        else if (strcmp(argv[i], "--stop-copy") == 0)
+            s_stop_copy = true;
         else if (strcmp(argv[i], "--kill-restore") == 0)
             s_kill_restore = true;
         else if (strcmp(argv[i], "--cut-after") == 0 && i + 1 < argc)
@@ -217,6 +212,16 @@ int main(int argc, char **argv)
         else
             return s_usage();
     }
+    char *dhead[] = { dump_bin, "--pid", argv[2], "--out-fd", "3", "--hold-fd", "4",
+                      "--postcopy", "--pages-fd", "5" };
+    char *rhead[] = { rest_bin, "--image-fd", "3", "--pages-fd", "4" };
+    int ndh = s_stop_copy ? 7 : 10, nrh = s_stop_copy ? 3 : 5;
+    memmove(dargv + ndh, dargv, (size_t)nd * sizeof(*dargv));
+    memcpy(dargv, dhead, (size_t)ndh * sizeof(*dargv));
+    memmove(rargv + nrh, rargv, (size_t)nr * sizeof(*rargv));
+    memcpy(rargv, rhead, (size_t)nrh * sizeof(*rargv));
+    nd += ndh;
+    nr += nrh;
     dargv[nd] = NULL;
     rargv[nr] = NULL;
     signal(SIGPIPE, SIG_IGN);
