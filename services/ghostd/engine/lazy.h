@@ -37,7 +37,9 @@
  * fault waits at most for the push frame under way and what the socket
  * holds. The source pushes only after START: until then the target
  * cannot take pages (its processes are not registered yet) and pushes
- * would sit in the socket ahead of the answers to its first faults.
+ * would sit in the socket ahead of the answers to its first faults; and
+ * the target says it only once its tree runs, so that the transfer does
+ * not slow down the restore's last steps (the freeze).
  */
 #ifndef GHOST_LAZY_H
 #define GHOST_LAZY_H
@@ -144,6 +146,12 @@ int lazy_srv_add(lazy_srv_t *s, size_t index, uint32_t vpid, uint64_t addr, uint
 /* Starts the serving thread. The processes with lazy ranges send their
  * userfaultfd on the other end of sock (lazy_child_send). */
 int lazy_srv_start(lazy_srv_t *s, cairn_error_t *err);
+
+/* The tree runs: the source may push from now on (START goes once every
+ * process is registered, which it is by then). Until this, only faults
+ * are served: pushes would take the CPUs and the page tables from the
+ * restore's last steps, which the tree waits for. */
+void lazy_srv_push(lazy_srv_t *s);
 
 /* An fd that becomes readable once the server has ended (every lazy page
  * in place, or failed). */

@@ -111,6 +111,8 @@ struct lazy_srv {
     bool sock_done;            /* nobody is left to write on it */
     bool pushing;              /* START went to the source */
     int stop_efd, done_efd;    /* the caller's stop; our end */
+    int push_efd;              /* the caller's word: the tree runs */
+    bool push;                 /* it came */
     s_fam_t *fam;              /* [n_fam], image order */
     size_t n_fam;
     s_mm_t *mm;
@@ -135,7 +137,8 @@ lazy_srv_t *lazy_srv_new(int pages_fd, int sock, size_t n_procs)
     s->buf = aligned_alloc(LAZY_PAGE, LAZY_MAX_PAGES * LAZY_PAGE);
     s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->done_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!s->fam || !s->buf || s->stop_efd < 0 || s->done_efd < 0) {
+    s->push_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!s->fam || !s->buf || s->stop_efd < 0 || s->done_efd < 0 || s->push_efd < 0) {
         s->n_fam = 0;
         (void)lazy_srv_finish(s, false, NULL, NULL);
         return NULL;
@@ -162,6 +165,12 @@ int lazy_srv_add(lazy_srv_t *s, size_t index, uint32_t vpid, uint64_t addr, uint
     f->left += n;
     s->st.pages += n;
     return 0;
+}
+
+void lazy_srv_push(lazy_srv_t *s)
+{
+    uint64_t one = 1;
+    (void)!write(s->push_efd, &one, sizeof(one));
 }
 
 int lazy_srv_done_fd(const lazy_srv_t *s)
@@ -593,7 +602,7 @@ static void *s_main(void *arg)
 
     while (s->rc == 0 && !s_all(s, false)) {
         bool ready = s_all(s, true);
-        if (ready && !s->pushing) {   /* every process registered: push */
+        if (ready && s->push && !s->pushing) {   /* the tree runs: push */
             lazy_frame_t go = { LAZY_START, 0, 0, 0, 0 };
             int r = lazy_frame_write(s->pages_fd, &go, NULL);
             if (r < 0) {
@@ -602,17 +611,18 @@ static void *s_main(void *arg)
             }
             s->pushing = true;
         }
-        if (CAIRN_GROW(pf, cap, s->n_mm + 3, 16) < 0) {
+        if (CAIRN_GROW(pf, cap, s->n_mm + 4, 16) < 0) {
             s_fail(s, -ENOMEM, CAIRN_SYSTEM, "out of memory");
             break;
         }
         pf[0] = (struct pollfd){ s->stop_efd, POLLIN, 0 };
         pf[1] = (struct pollfd){ s->sock_done ? -1 : s->sock, POLLIN, 0 };
         pf[2] = (struct pollfd){ ready ? s->pages_fd : -1, POLLIN, 0 };
-        for (size_t k = 0; k < s->n_mm; k++)
-            pf[3 + k] = (struct pollfd){ s->mm[k].uffd, POLLIN, 0 };
         size_t n_mm = s->n_mm;
-        if (poll(pf, 3 + n_mm, -1) < 0) {
+        for (size_t k = 0; k < n_mm; k++)
+            pf[3 + k] = (struct pollfd){ s->mm[k].uffd, POLLIN, 0 };
+        pf[3 + n_mm] = (struct pollfd){ s->push ? -1 : s->push_efd, POLLIN, 0 };
+        if (poll(pf, 4 + n_mm, -1) < 0) {
             if (errno != EINTR)
                 s_fail(s, -errno, CAIRN_SYSTEM, "poll: %s", strerror(errno));
             continue;
@@ -626,6 +636,8 @@ static void *s_main(void *arg)
                 s_drain(s, k);
         if (s->rc == 0 && pf[1].revents)
             s_sock(s);
+        if (pf[3 + n_mm].revents)
+            s->push = true;
         if (s->rc == 0 && pf[2].revents)
             s_source(s);
     }
@@ -688,6 +700,8 @@ int lazy_srv_finish(lazy_srv_t *s, bool stop, lazy_srv_stats_t *st, cairn_error_
         close(s->stop_efd);
     if (s->done_efd >= 0)
         close(s->done_efd);
+    if (s->push_efd >= 0)
+        close(s->push_efd);
     free(s);
     return rc;
 }

@@ -678,6 +678,8 @@ static int s_supervise(rst_tree_t *t, pid_t root, size_t n_threads,
     if (ret < 0)
         s_kill_tree(&tr, root);
     if (ret == 0 && t->lazy)
+        lazy_srv_push(t->lazy);   /* it runs: the rest of its pages may come */
+    if (ret == 0 && t->lazy)
         *keep = tr;
     else
         seize_trace_free(&tr);
