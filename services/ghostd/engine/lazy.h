@@ -135,7 +135,7 @@ typedef struct lazy_srv lazy_srv_t;
 
 /* A server for n_procs processes on page source pages_fd (the caller's)
  * that takes their userfaultfds from sock (taken over: closed by
- * lazy_srv_free). NULL on ENOMEM. */
+ * lazy_srv_finish; still the caller's if this fails). NULL on ENOMEM. */
 lazy_srv_t *lazy_srv_new(int pages_fd, int sock, size_t n_procs);
 
 /* Process index (image order) has the lazy range [addr, addr + len);

@@ -140,6 +140,7 @@ lazy_srv_t *lazy_srv_new(int pages_fd, int sock, size_t n_procs)
     s->push_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!s->fam || !s->buf || s->stop_efd < 0 || s->done_efd < 0 || s->push_efd < 0) {
         s->n_fam = 0;
+        s->sock = -1;   /* still the caller's on failure */
         (void)lazy_srv_finish(s, false, NULL, NULL);
         return NULL;
     }
