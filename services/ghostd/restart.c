@@ -777,11 +777,19 @@ static void s_restore_on_exit(ghostd_helper_t *j, int status)
 
     snprintf(dir, sizeof dir, "%s/%.31s", r->replica_dir, rs->gpid);
     int e = ghostd_jobrec_read(dir, &rec);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || e < 0 || !s_u64(v, "pid")) {
-        if (e < 0)
-            snprintf(msg, sizeof msg, "its replica's record is gone");
-        else
+    /* a job's root is pid 1 inside: its host pid is the reaper to watch */
+    uint64_t host_pid = s_u64(v, "host_pid");
+    bool restored = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    bool named = host_pid > 1 && host_pid <= INT32_MAX;
+    if (!restored || !named || e < 0) {
+        if (!restored)
             ghostd_helper_error(j, status, v, msg, sizeof msg);
+        else if (!named)
+            snprintf(msg, sizeof msg, "ghost-restore's answer lacks a valid host_pid");
+        else
+            snprintf(msg, sizeof msg, "its replica's record is gone");
+        if (restored && named)   /* nothing may run that nobody watches */
+            kill((pid_t)host_pid, SIGKILL);
         snprintf(why, sizeof why, "its node died and the restart from its checkpoint "
                  "on node %u failed: %s", s_self(r), msg);
         s_mark_lost(r, rs->gpid, why);
@@ -795,7 +803,7 @@ static void s_restore_on_exit(ghostd_helper_t *j, int status)
     uint32_t dead = rec.node;
     uint64_t lost = now > rec.last_checkpoint_ms ? now - rec.last_checkpoint_ms : 0;
     rec.node = s_self(r);
-    rec.host_pid = (int32_t)s_u64(v, "pid");
+    rec.host_pid = (int32_t)host_pid;
     rec.restarts++;
     rec.lost_ms += lost;
     rec.replica = 0;   /* the next checkpoint picks one among the others */
@@ -804,7 +812,6 @@ static void s_restore_on_exit(ghostd_helper_t *j, int status)
     rec.sub_cgroup = r->gd->placement.mode != GHOSTD_PLACE_SCOPE;
     char gpid[GHOSTD_GPID_MAX];
     snprintf(gpid, sizeof gpid, "%s", rs->gpid);
-    int32_t host_pid = rec.host_pid;
     uint32_t restarts = rec.restarts;
     e = ghostd_jobs_adopt_restored(r->gd->jobs, &rec);
     ghostd_jobrec_clear(&rec);
@@ -812,7 +819,7 @@ static void s_restore_on_exit(ghostd_helper_t *j, int status)
     if (e < 0) {
         cairn_log_err(e, "job-restart", "gpid=%s msg=\"restored (host pid %d) but the "
                       "table cannot take it; killing it\"", gpid, (int)host_pid);
-        kill(host_pid, SIGKILL);
+        kill((pid_t)host_pid, SIGKILL);
         return;
     }
     s_remove_dir(dir);
