@@ -651,14 +651,20 @@ static void s_reply_restart(ghostd_helper_t *j, json_t *v)
     rr.same_pid = f[0] == f[1];
     s_restart_numbers(&rr, f + 1);
     rr.stopped = s_json_optional(v, "stopped", f[4]);
+    /* A job's image: its pids are inside its namespace, and the node knows
+     * its root by host_pid (older helpers: the pid itself). */
+    rr.job = json_is_true(json_object_get(v, "job"));
+    rr.host_pid = s_json_optional(v, "host_pid", INT_MAX);
+    if (rr.host_pid == 0)
+        rr.host_pid = rr.pid;
     rr.cgroup = (char *)s_json_string(v, "cgroup");
     rr.unit = j->scope;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
     reply.restart_reply = &rr;
     cairn_log_info("restart-done",
-                   "image=%s pid=%u original=%u bytes=%llu "
+                   "image=%s pid=%u host_pid=%u original=%u bytes=%llu "
                    "restore_us=%llu cgroup=%s",
-                   j->image, rr.pid, rr.original_pid, (unsigned long long)f[2],
+                   j->image, rr.pid, rr.host_pid, rr.original_pid, (unsigned long long)f[2],
                    (unsigned long long)f[6], rr.cgroup);
     cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
     j->deferred = NULL;

@@ -396,9 +396,12 @@ static void __attribute__((noreturn)) s_reaper(const s_job_t *j, int tell)
 
     s_reaper_signals(&wait_mask);
     /* A mount namespace of the reaper's own (not the launcher's, which
-     * still reads the host's /proc after this). */
+     * still reads the host's /proc after this). Its mounts are slaves of
+     * the node's, as a restored job's are (ns.c): what the node mounts
+     * later reaches the job where the node's mounts are shared (systemd),
+     * and nothing the job mounts (its /proc) leaks out. */
     if (unshare(CLONE_NEWNS) < 0 ||
-        mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("none", "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
         s_tell(tell, CAIRN_FAILED_PRECONDITION, errno,
                "cannot mount the job's /proc");
