@@ -388,7 +388,9 @@ static void s_adopt(ghostd_jobs_t *jobs, const char *gpid)
     }
     bool ended = ghostd_exitrec_read(dir, &ex) == 0;
     uint64_t now = s_realtime_ms();
-    if (ended && now > ex.end_ms + GHOSTD_JOB_KEEP_MS) {
+    /* declared lost while this node was dead: the ghostd that marked it
+     * lists it (and restart.c kills what is left of it here) */
+    if ((ended && ex.lost[0]) || (ended && now > ex.end_ms + GHOSTD_JOB_KEEP_MS)) {
         ghostd_jobrec_clear(&rec);
         return;
     }
@@ -1629,10 +1631,12 @@ int ghostd_jobs_mark_lost(ghostd_jobs_t *jobs, const char *gpid, const char *why
     return 0;
 }
 
-void ghostd_jobs_supersede(ghostd_jobs_t *jobs, const char *gpid, const char *why)
+void ghostd_jobs_supersede(ghostd_jobs_t *jobs, const char *gpid_arg, const char *why)
 {
+    char gpid[GHOSTD_GPID_MAX], cg[64];
+
+    snprintf(gpid, sizeof gpid, "%s", gpid_arg);   /* may be the record's own */
     ghostd_job_t *job = s_find(jobs, gpid);
-    char cg[64];
 
     if (!job || job->launching)
         return;
@@ -1642,6 +1646,7 @@ void ghostd_jobs_supersede(ghostd_jobs_t *jobs, const char *gpid, const char *wh
                    "was killed\"", gpid, (int)job->rec.host_pid, why);
     /* No exit record: the job lives on elsewhere; the sweep reaps it. */
     s_job_drop(job, why);
+    restart_job_ended(jobs->gd, gpid, 0);   /* its checkpoints stop here */
     s_cgroup_name(gpid, cg, sizeof cg);
     ghost_place_kill_cgroup(cg);
 }
