@@ -71,6 +71,25 @@ static const cli_command_t s_commands[] = {
       "failure it runs on where it was and the error says why; --check "
       "lists every reason it cannot move", cli_migrate_options,
       cli_cmd_migrate, NULL, cli_table_object },
+    { "run", "-- CMD [ARGS...]", "start CMD as a job of the cluster (its own "
+      "pid namespace, stdout/stderr in its directory) on the node --node "
+      "names, else this host's; prints the job with its gpid",
+      cli_run_options, cli_cmd_run, NULL, cli_table_object },
+    { "ps", "", "every job of the cluster the caller may see (root: all; "
+      "--node: one node's), from every alive ghostd; a node that does not "
+      "answer is listed unreachable", cli_ps_options, cli_cmd_ps, NULL,
+      cli_table_ps },
+    { "signal", "GPID", "send a signal (--signal, default TERM) to job GPID, "
+      "wherever it runs", cli_signal_options, cli_cmd_signal, NULL,
+      cli_table_object },
+    { "kill", "GPID", "end job GPID and everything in it (SIGKILL)",
+      cli_no_options, cli_cmd_kill, NULL, cli_table_object },
+    { "wait", "GPID", "wait until job GPID ends; prints it with exit_code "
+      "and exit_signal (exit 0 whatever they are)", cli_no_options,
+      cli_cmd_wait, NULL, cli_table_object },
+    { "logs", "GPID", "print job GPID's stdout (--stderr: its stderr) as "
+      "written; --follow until it ends", cli_logs_options, NULL, cli_cmd_logs,
+      NULL },
     { "lock", "NAME -- CMD [ARGS...]", "run CMD while holding the cluster "
       "mutex NAME (a cluster-wide flock): waits for it (--timeout MS, else "
       "as long as it takes), exits with CMD's status", cli_lock_options,

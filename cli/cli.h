@@ -171,6 +171,25 @@ int cli_cmd_cluster_down(cli_ctx *ctx, int argc, char **argv,
 int cli_cmd_cluster_status(cli_ctx *ctx, int argc, char **argv,
                            json_t **ret_result, cairn_error_t *err);
 
+/* cmd-job.c: jobs (ghostd): run, ps, signal, kill, wait, logs. */
+extern const cairn_option_t cli_run_options[];
+extern const cairn_option_t cli_ps_options[];
+extern const cairn_option_t cli_signal_options[];
+extern const cairn_option_t cli_logs_options[];
+int cli_cmd_run(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                cairn_error_t *err);
+int cli_cmd_ps(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+               cairn_error_t *err);
+int cli_cmd_signal(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                   cairn_error_t *err);
+int cli_cmd_kill(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                 cairn_error_t *err);
+int cli_cmd_wait(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                 cairn_error_t *err);
+int cli_cmd_logs(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
+                 cairn_error_t *err);
+int cli_table_ps(FILE *out, const json_t *result);
+
 /* cmd-sync.c: syncd's locks, barriers and objects. */
 extern const cairn_option_t cli_lock_options[];
 extern const cairn_option_t cli_barrier_options[];

@@ -238,9 +238,10 @@ static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char 
             ? json_pack("{s:s, s:b, s:I, s:b}", "dir", dir, "restorable", 1,
                         "original_pid", (json_int_t)rr->original_pid,
                         "pids_free", (int)rr->pids_free)
-            : json_pack("{s:I, s:I, s:b, s:I, s:s, s:s*}", "pid",
+            : json_pack("{s:I, s:I, s:b, s:I, s:b, s:I, s:s, s:s*}", "pid",
                         (json_int_t)rr->pid, "original_pid",
-                        (json_int_t)rr->original_pid, "same_pid",
+                        (json_int_t)rr->original_pid, "job", (int)rr->job,
+                        "host_pid", (json_int_t)rr->host_pid, "same_pid",
                         (int)rr->same_pid, "stopped", (json_int_t)rr->stopped,
                         "cgroup", rr->cgroup ? rr->cgroup : "", "unit",
                         rr->unit && *rr->unit ? rr->unit : NULL);

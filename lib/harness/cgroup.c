@@ -6,8 +6,9 @@
  * memory.max, +cpu +memory enabled in the subtree_control of every level
  * above. v1 (cpu and memory hierarchies mounted): the same path under
  * cpu/ and memory/, with cpu.cfs_quota_us and memory.limit_in_bytes.
- * Finding is by name (every directory under .../cairn/x), so down needs no
- * state; removal goes leaves first and retries a cgroup whose last
+ * Finding is by name (every directory under .../cairn/x, and the jobs'
+ * sub-cgroups under each node's), so down needs no state; removal goes
+ * leaves first and retries a cgroup whose last
  * processes are still leaving, then takes the shared "cairn" parents when
  * no other cluster uses them.
  */
@@ -175,8 +176,8 @@ static void s_cg_procs(const char *dir, hx_pids_t *pids)
         hx_pids_add(pids, pid);
 }
 
-/* The node directories under top (sorted), their processes added. */
-static json_t *s_cg_leaves(const char *top, hx_pids_t *pids)
+/* The directories under top (sorted), their processes added. */
+static json_t *s_cg_subdirs(const char *top, hx_pids_t *pids)
 {
     char leaf[PATH_MAX + 300];
     DIR *d = opendir(top);
@@ -192,6 +193,26 @@ static json_t *s_cg_leaves(const char *top, hx_pids_t *pids)
         closedir(d);
     hx_sort_names(leaves);
     return leaves;
+}
+
+/* The node directories under top, each after its own sub-cgroups (the
+ * job-<gpid> cgroups ghostd's jobs live in: docs/jobs.md), so removal
+ * goes leaves first; every process in them added. */
+static json_t *s_cg_leaves(const char *top, hx_pids_t *pids)
+{
+    json_t *nodes = s_cg_subdirs(top, pids), *all = nodes ? json_array() : NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(nodes, i, v) {
+        json_t *subs = all ? s_cg_subdirs(json_string_value(v), pids) : NULL;
+        if (subs)
+            json_array_extend(all, subs);
+        json_decref(subs);
+        if (all)
+            json_array_append(all, v);
+    }
+    json_decref(nodes);
+    return all;
 }
 
 void hx_find_cgroups(const char *name, json_t *out, hx_pids_t *pids)

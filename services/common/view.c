@@ -286,6 +286,19 @@ bool cairn_view_alive(const cairn_view_t *v, uint32_t node)
            v->members[node].state == M_ALIVE && v->members[node].runs;
 }
 
+const char *cairn_view_state(const cairn_view_t *v, uint32_t node)
+{
+    static const char *const names[] = {
+        [M_ALIVE] = "alive", [M_DEAD] = "dead", [M_LEFT] = "left",
+        [M_UNKNOWN] = "unknown",
+    };
+
+    if (node < 1 || node > CAIRN_VIEW_MAX_NODES || !v->members[node].runs ||
+        v->members[node].state == M_NONE)
+        return NULL;
+    return names[v->members[node].state];
+}
+
 size_t cairn_view_members(const cairn_view_t *v, uint32_t out[CAIRN_VIEW_MAX_NODES])
 {
     memcpy(out, v->alive, v->n_alive * sizeof(*out));

@@ -71,6 +71,10 @@ size_t cairn_view_members(const cairn_view_t *v, uint32_t out[CAIRN_VIEW_MAX_NOD
 /* Alive and known counts, for messages. */
 size_t cairn_view_alive_count(const cairn_view_t *v);
 size_t cairn_view_known_count(const cairn_view_t *v);
+/* Whether node is a member running the service, and then its state as
+ * clusterd says: "alive" (or suspect), "dead", "left" or "unknown" (not
+ * heard from yet); NULL for a node that is not one. */
+const char *cairn_view_state(const cairn_view_t *v, uint32_t node);
 /* The home of name among the alive members; 0 if the view is unknown or
  * empty. */
 uint32_t cairn_view_home(const cairn_view_t *v, const char *name);

@@ -1,4 +1,4 @@
-/* ghostd-manager.c - ghostd's handlers, jobs and lifecycle.
+/* ghostd-manager.c - ghostd's handlers, helpers and lifecycle.
  *
  * Design. A request becomes a job in one of GHOSTD_MAX_HELPERS slots:
  *
@@ -12,6 +12,12 @@
  *            deadline timer -> SIGKILL the helper's group, answer TIMEOUT;
  *               the slot stays until the poll timer reaps it     [answered]
  *   stop:    SIGKILL every helper's group, reap it, answer UNAVAILABLE.
+ *
+ * A run (jobs.c) takes the same path through ghostd_helper_request, kind
+ * GHOSTD_LAUNCH (ghost-init, with the job's environment): its success
+ * line goes to ghostd_jobs_launched, which answers, and a launch that
+ * did not succeed to ghostd_jobs_launch_failed when the slot is freed.
+ * The job requests themselves (run, ps, signal, wait) are jobs.c's.
  *
  * Who asks. Root may act on anything; a user who is not root (ipc: the
  * kernel's SO_PEERCRED; a member node's daemon over CURVE: the uid it
@@ -36,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -45,6 +52,8 @@
 #include "cairn-config.h"
 #include "ghostd.h"
 #include "migrate.h"
+#include "restart.h"
+#include "jobs.h"
 #include "log.h"
 #include "proc/proc.h"
 #include "util/fileio.h"
@@ -69,7 +78,23 @@ static uint64_t s_realtime_ms(void)
 
 static const char *s_helper_name(ghostd_kind_t kind)
 {
-    return kind == GHOSTD_CHECKPOINT ? "ghost-dump" : "ghost-restore";
+    static const char *const names[] = {
+        [GHOSTD_CHECKPOINT] = "ghost-dump",
+        [GHOSTD_RESTART] = "ghost-restore",
+        [GHOSTD_LAUNCH] = "ghost-init",
+    };
+    return names[kind];
+}
+
+/* The request a helper answers, for logs. */
+static const char *s_request_name(ghostd_kind_t kind)
+{
+    static const char *const names[] = {
+        [GHOSTD_CHECKPOINT] = "checkpoint",
+        [GHOSTD_RESTART] = "restart",
+        [GHOSTD_LAUNCH] = "run",
+    };
+    return names[kind];
 }
 
 /* dir/name (or dir/sub/name) when it fits and is an executable file. */
@@ -269,10 +294,12 @@ static int s_spawn_setup(posix_spawnattr_t *attr, posix_spawn_file_actions_t *fa
     return -r;
 }
 
-/* Runs path argv with its stdout on a new pipe; *ret_fd is the pipe's read
- * end (non-blocking, close-on-exec). */
-static int s_spawn(const char *path, char *const argv[], const int *fds,
-                   size_t n_fds, pid_t *ret_pid, int *ret_fd, cairn_error_t *err)
+/* Runs path argv (environment envp, NULL: ours) with its stdout on a new
+ * pipe and fds[i] as its fd 3 + i; *ret_fd is the pipe's read end
+ * (non-blocking, close-on-exec). */
+static int s_spawn(const char *path, char *const argv[], char *const envp[],
+                   const int *fds, size_t n_fds, pid_t *ret_pid, int *ret_fd,
+                   cairn_error_t *err)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -284,7 +311,7 @@ static int s_spawn(const char *path, char *const argv[], const int *fds,
                                strerror(errno));
     r = s_spawn_setup(&attr, &fa, p[1], fds, n_fds);
     if (r == 0)
-        r = -posix_spawn(&pid, path, &fa, &attr, argv, environ);
+        r = -posix_spawn(&pid, path, &fa, &attr, argv, envp ? envp : environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(p[1]);
@@ -367,6 +394,8 @@ static void s_helper_release(ghostd_helper_t *j)
             s_remove_leftover(j, j->image);
     }
 
+    if (j->kind == GHOSTD_LAUNCH && !j->launched)
+        ghostd_jobs_launch_failed(j->gd->jobs, j->job);
     s_helper_unwatch(j);
     if (j->poll_timer > 0)
         cairn_loop_cancel_timer(loop, j->poll_timer);
@@ -379,9 +408,10 @@ static void s_helper_fail(ghostd_helper_t *j, int code, const char *msg)
 {
     if (!j->deferred)
         return;
-    cairn_log_warn(0, j->kind == GHOSTD_CHECKPOINT ? "checkpoint-failed"
-                                                   : "restart-failed",
-                   "pid=%u dir=%s code=%s msg=\"%s\"", j->pid, j->dir,
+    char event[32];
+
+    snprintf(event, sizeof event, "%s-failed", s_request_name(j->kind));
+    cairn_log_warn(0, event, "pid=%u dir=%s code=%s msg=\"%s\"", j->pid, j->dir,
                    cairn_code_name(code), msg);
     cairn_deferred_fail(j->gd->svc, j->deferred, code, msg);
     j->deferred = NULL;
@@ -621,14 +651,20 @@ static void s_reply_restart(ghostd_helper_t *j, json_t *v)
     rr.same_pid = f[0] == f[1];
     s_restart_numbers(&rr, f + 1);
     rr.stopped = s_json_optional(v, "stopped", f[4]);
+    /* A job's image: its pids are inside its namespace, and the node knows
+     * its root by host_pid (older helpers: the pid itself). */
+    rr.job = json_is_true(json_object_get(v, "job"));
+    rr.host_pid = s_json_optional(v, "host_pid", INT_MAX);
+    if (rr.host_pid == 0)
+        rr.host_pid = rr.pid;
     rr.cgroup = (char *)s_json_string(v, "cgroup");
     rr.unit = j->scope;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
     reply.restart_reply = &rr;
     cairn_log_info("restart-done",
-                   "image=%s pid=%u original=%u bytes=%llu "
+                   "image=%s pid=%u host_pid=%u original=%u bytes=%llu "
                    "restore_us=%llu cgroup=%s",
-                   j->image, rr.pid, rr.original_pid, (unsigned long long)f[2],
+                   j->image, rr.pid, rr.host_pid, rr.original_pid, (unsigned long long)f[2],
                    (unsigned long long)f[6], rr.cgroup);
     cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
     j->deferred = NULL;
@@ -781,6 +817,8 @@ static void s_helper_answer(ghostd_helper_t *j, int status)
         s_reply_error(j, WEXITSTATUS(status), v);
     else if (!v)
         s_contract_fail(j, "is not one JSON object");
+    else if (j->kind == GHOSTD_LAUNCH)
+        j->launched = ghostd_jobs_launched(j->gd->jobs, j, v) == 0;
     else if (j->check_only)
         s_reply_checked(j, v);
     else if (j->kind == GHOSTD_CHECKPOINT)
@@ -870,17 +908,18 @@ static int s_helper_watch(ghostd_helper_t *j, uint64_t deadline_ms)
     return 0;
 }
 
-/* Spawns the job's helper with argv[1..] and defers the request. On
- * failure the slot is free again and err says why. */
+/* Spawns the job's helper with argv[1..] (environment envp, NULL: ours)
+ * and defers the request. On failure the slot is free again and err says
+ * why. */
 static int s_helper_run(ghostd_helper_t *j, cairn_request_t *req, char *argv[],
-                     cairn_error_t *err)
+                        char *const envp[], cairn_error_t *err)
 {
     uint64_t deadline = s_deadline_ms(req);   /* before defer takes the header */
     char path[PATH_MAX];
     int r = s_helper_path(s_helper_name(j->kind), path, sizeof path, err);
 
     if (r == 0)
-        argv[0] = path, r = s_spawn(path, argv, NULL, 0, &j->helper, &j->out_fd, err);
+        argv[0] = path, r = s_spawn(path, argv, envp, NULL, 0, &j->helper, &j->out_fd, err);
     if (r < 0) {
         j->used = false;
         return r;
@@ -888,9 +927,9 @@ static int s_helper_run(ghostd_helper_t *j, cairn_request_t *req, char *argv[],
     j->started_ms = cairn_now_ms();
     j->deferred = cairn_request_defer(req);
     if (j->deferred && s_helper_watch(j, deadline) == 0) {
-        cairn_log_info(j->kind == GHOSTD_CHECKPOINT ? "checkpoint" : "restart",
-                       "pid=%u image=%s helper=%d as=%s", j->pid, j->image,
-                       (int)j->helper, j->for_user ? j->as_arg : "root");
+        cairn_log_info(s_request_name(j->kind), "pid=%u image=%s helper=%d as=%s",
+                       j->pid, j->image, (int)j->helper,
+                       j->for_user ? j->as_arg : "root");
         return CAIRN_REPLY_DEFERRED;
     }
     s_helper_kill(j);
@@ -921,7 +960,7 @@ int ghostd_helper_start(ghostd_t *gd, ghostd_kind_t kind, char *argv[],
                                GHOSTD_MAX_HELPERS);
     j->kind = kind;
     argv[0] = path;
-    r = s_spawn(path, argv, fds, n_fds, &j->helper, &j->out_fd, err);
+    r = s_spawn(path, argv, NULL, fds, n_fds, &j->helper, &j->out_fd, err);
     argv[0] = NULL;
     if (r < 0) {
         j->used = false;
@@ -1119,7 +1158,7 @@ static int s_handle_checkpoint(void *ctx, cairn_request_t *req)
         argv[n++] = j->as_arg;
     }
     argv[n] = NULL;
-    r = s_helper_run(j, req, argv, &err);
+    r = s_helper_run(j, req, argv, NULL, &err);
     return r < 0 ? s_fail(req, &err) : r;
 }
 
@@ -1176,8 +1215,41 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
         argv[n++] = j->as_arg;
     }
     argv[n] = NULL;
-    r = s_helper_run(j, req, argv, &err);
+    r = s_helper_run(j, req, argv, NULL, &err);
     return r < 0 ? s_fail(req, &err) : r;
+}
+
+/* ---- for jobs.c ------------------------------------------------------- */
+
+int ghostd_helper_request(ghostd_t *gd, cairn_request_t *req, ghostd_kind_t kind,
+                           char *argv[], char *const envp[], struct ghostd_job *job,
+                           const cairn_caller_t *caller, cairn_error_t *err)
+{
+    ghostd_helper_t *j = s_helper_claim(gd);
+
+    if (!j)
+        return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "%d helpers are running; "
+                               "try again later", GHOSTD_MAX_HELPERS);
+    s_helper_caller(j, caller);
+    j->kind = kind;
+    j->job = job;
+    return s_helper_run(j, req, argv, envp, err);
+}
+
+bool ghostd_helper_running(const ghostd_t *gd, pid_t pid)
+{
+    for (size_t i = 0; i < GHOSTD_MAX_HELPERS; i++)
+        if (gd->helpers[i].used && gd->helpers[i].helper == pid)
+            return true;
+    return false;
+}
+
+bool ghostd_launch_running(const ghostd_t *gd)
+{
+    for (size_t i = 0; i < GHOSTD_MAX_HELPERS; i++)
+        if (gd->helpers[i].used && gd->helpers[i].kind == GHOSTD_LAUNCH)
+            return true;
+    return false;
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -1206,7 +1278,7 @@ static int s_start(cairn_service_t *svc, void *ctx)
     char path[PATH_MAX];
 
     gd->svc = svc;
-    for (int k = GHOSTD_CHECKPOINT; k <= GHOSTD_RESTART; k++) {
+    for (int k = GHOSTD_CHECKPOINT; k <= GHOSTD_LAUNCH; k++) {
         if (s_helper_path(s_helper_name(k), path, sizeof path, &err) < 0)
             cairn_log_warn(0, "helper", "msg=\"%s\", requests will fail "
                            "until it is installed", err.message);
@@ -1215,7 +1287,7 @@ static int s_start(cairn_service_t *svc, void *ctx)
     }
     s_spool_start(gd);
     ghostd_placement_init(&gd->placement);
-    if (migrate_start(gd) < 0)
+    if (migrate_start(gd) < 0 || restart_start(gd) < 0)
         return cairn_log_err(-ENOMEM, "start", "msg=\"out of memory\"");
     cairn_log_info("placement", "mode=%s cgroup=%s unit=%s why=\"%s\"",
                    gd->placement.mode == GHOSTD_PLACE_SCOPE ? "scope"
@@ -1223,19 +1295,25 @@ static int s_start(cairn_service_t *svc, void *ctx)
                    gd->placement.cgroup,
                    gd->placement.unit[0] ? gd->placement.unit : "(none)",
                    gd->placement.why);
-    return 0;
+    /* A job's reaper outlives ghost-init, its parent: it comes to us, so
+     * we hear of its end and reap it (jobs.c). */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+        cairn_log_warn(-errno, "subreaper", "msg=\"cannot become a child "
+                       "subreaper; jobs' exit statuses go to init\"");
+    return ghostd_jobs_new(gd, &gd->jobs);
 }
 
 /* systemctl status shows where restored processes go. */
 static int s_ready(cairn_service_t *svc, void *ctx)
 {
-#if CAIRN_HAVE_SYSTEMD
     ghostd_t *gd = ctx;
 
+#if CAIRN_HAVE_SYSTEMD
     sd_notifyf(0, "STATUS=serving on node %u; %s", cairn_service_node(svc)->id,
                gd->placement.why);
 #endif
-    return 0;
+    int r = ghostd_jobs_ready(gd->jobs);
+    return r < 0 ? r : restart_ready(gd);
 }
 
 static void s_stop(cairn_service_t *svc, void *ctx)
@@ -1243,6 +1321,7 @@ static void s_stop(cairn_service_t *svc, void *ctx)
     ghostd_t *gd = ctx;
 
     migrate_stop(gd);   /* held trees resumed before their helpers go */
+    restart_stop(gd);   /* before the helpers and the table go */
     ghostd_done(gd);
     int r = ghostd_spool_release(&gd->spool);
     if (r == -ENOTEMPTY)
@@ -1265,6 +1344,7 @@ void ghostd_done(ghostd_t *gd)
                    "was killed");
         s_helper_release(j);
     }
+    gd->jobs = ghostd_jobs_free(gd->jobs);
 }
 
 static const cairn_handler_t s_handlers[] = {
@@ -1286,6 +1366,17 @@ static const cairn_handler_t s_handlers[] = {
       migrate_handle_commit, CAIRN_ACCESS_USER },
     { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_ABORT, "migrate_abort",
       migrate_handle_abort, CAIRN_ACCESS_USER },
+    /* restart on failure (restart.h): between member nodes' ghostds only */
+    { CAIRN__GHOSTD__REQUEST__MSG_REPLICA_PUT, "replica_put", restart_handle_put },
+    { CAIRN__GHOSTD__REQUEST__MSG_REPLICA_DROP, "replica_drop", restart_handle_drop },
+    { CAIRN__GHOSTD__REQUEST__MSG_RUN, "run", ghostd_jobs_handle_run,
+      CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_PS, "ps", ghostd_jobs_handle_ps,
+      CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_SIGNAL, "signal", ghostd_jobs_handle_signal,
+      CAIRN_ACCESS_USER },
+    { CAIRN__GHOSTD__REQUEST__MSG_WAIT, "wait", ghostd_jobs_handle_wait,
+      CAIRN_ACCESS_USER },
 };
 
 const cairn_service_ops_t ghostd_ops = {

@@ -38,9 +38,12 @@
 typedef enum ghostd_kind {
     GHOSTD_CHECKPOINT,
     GHOSTD_RESTART,
+    GHOSTD_LAUNCH,             /* ghost-init: a job cairn run starts (jobs.h) */
 } ghostd_kind_t;
 
 struct ghostd;
+struct ghostd_job;
+struct ghostd_jobs;
 
 /* One running helper and the request it answers. */
 typedef struct ghostd_helper {
@@ -77,6 +80,8 @@ typedef struct ghostd_helper {
     void (*on_output)(struct ghostd_helper *j);
     void (*on_exit)(struct ghostd_helper *j, int status);
     void *hook_data;           /* for the hooks */
+    struct ghostd_job *job;    /* LAUNCH: the job being launched (jobs.c's) */
+    bool launched;             /* LAUNCH: jobs.c took the job and answered */
 } ghostd_helper_t;
 
 typedef struct ghostd {
@@ -85,13 +90,16 @@ typedef struct ghostd {
     ghostd_spool_t spool;                 /* <rundir>/ghost: default image dirs */
     ghostd_placement_t placement;         /* where restored trees go */
     struct migrate *migrate;              /* migrations in and out (migrate.h) */
+    struct ghostd_jobs *jobs;             /* the jobs cairn run started (jobs.h) */
+    struct restart *restart;              /* checkpoints, replicas, restarts (restart.h) */
 } ghostd_t;
 
 /* The skeleton's view of ghostd: name, message types, handler table. */
 extern const cairn_service_ops_t ghostd_ops;
 
 /* Kills (SIGKILL to the helper's process group) and reaps every running
- * helper, answering its request UNAVAILABLE. Safe to call twice. */
+ * helper, answering its request UNAVAILABLE; frees the job table (the
+ * jobs run on). Safe to call twice. */
 void ghostd_done(ghostd_t *gd);
 
 /* For modules that run helpers of their own (migrate.c). Runs helper
@@ -120,5 +128,23 @@ bool ghostd_for_user(const cairn_caller_t *c);
  * agree, else root), and its gid; -ENOENT when it is gone. */
 int ghostd_process_owner(uint32_t pid, uint32_t *ret_uid, uint32_t *ret_gid,
                          cairn_error_t *err);
+/* Runs the helper of `kind` (argv[0] is filled in; argv[1..] its
+ * arguments) with envp as its environment (NULL: ghostd's) for req, whose
+ * reply it defers: the generic path (docs/ghost.md, the helpers'
+ * contract) answers failures; a LAUNCH's success line goes to
+ * ghostd_jobs_launched, and a LAUNCH that did not succeed to
+ * ghostd_jobs_launch_failed when its slot is freed. job: the LAUNCH's job,
+ * else NULL. CAIRN_REPLY_DEFERRED, or -errno with err set (BUSY when every
+ * slot is taken; nothing was run). */
+int ghostd_helper_request(ghostd_t *gd, cairn_request_t *req, ghostd_kind_t kind,
+                           char *argv[], char *const envp[], struct ghostd_job *job,
+                           const cairn_caller_t *caller, cairn_error_t *err);
+
+/* Whether pid is a running helper's (jobs.c reaps every other child). */
+bool ghostd_helper_running(const ghostd_t *gd, pid_t pid);
+
+/* Whether a LAUNCH helper runs now (its reaper may be our child any
+ * moment, not yet known to the job table). */
+bool ghostd_launch_running(const ghostd_t *gd);
 
 #endif

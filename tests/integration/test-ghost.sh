@@ -792,6 +792,37 @@ else
     t_fail "unmovable: start"
 fi
 
+# Memory shared with a process outside the tree: a child writing into
+# shared anonymous memory its parent (outside) maps too. A restored copy
+# would write into a copy of its own, so the dump refuses, naming both.
+python3 -c '
+import mmap, os, sys, time
+m = mmap.mmap(-1, 4096, flags=mmap.MAP_SHARED)
+pid = os.fork()
+if pid == 0:
+    while True:
+        m[0] = (m[0] + 1) % 256
+        time.sleep(0.02)
+print(pid, flush=True)
+time.sleep(300)
+' </dev/null >"$T_TMP/shared.pid" 2>"$T_TMP/shared.err" & SHP=$!
+T_PIDS+=("$SHP")
+for _ in $(seq 1 100); do [ -s "$T_TMP/shared.pid" ] && break; sleep 0.05; done
+t_check "shared: the child is up" test -s "$T_TMP/shared.pid"
+SHC=$(cat "$T_TMP/shared.pid" 2>/dev/null || echo 0)
+T_PIDS+=("$SHC")
+out=$("$ENGINE/ghost-dump" --pid "$SHC" --check); rc=$?
+t_check "shared: ghost-dump --check refuses (exit 2: $rc)" [ "$rc" -eq 2 ]
+t_json_check "shared: the reason names the memory and the parent outside ($out)" "$out" \
+    ".error.code == \"unsupported\" and (.error.reasons | length) == 1
+     and (.error.reasons[0].what | startswith(\"memory at 0x\"))
+     and (.error.message | contains(\"shared anonymous memory\") and contains(\"process $SHP outside the tree\"))"
+$C checkpoint "$SHC" --dir "$T_TMP/shared" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
+t_err "shared: the checkpoint refused" unsupported "outside the tree maps too"
+t_check "shared: no image" [ ! -e "$T_TMP/shared/image.ghost" ]
+t_check "shared: the child runs on" running_or_asleep "$SHC"
+kill "$SHC" "$SHP" 2>/dev/null
+
 # Bad arguments and a garbage image against the real helpers.
 sleep 1000 & S=$!
 T_PIDS+=("$S")

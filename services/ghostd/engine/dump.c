@@ -157,6 +157,8 @@ static int s_check_tree_once(pid_t pid, const ghost_owner_t *owner, mem_seen_t *
     if (r == 0)
         r = files_check_tree(&tfds, rs, err);
     if (r == 0)
+        r = mem_check_shared_outside(tree, n, 2, rs, err);
+    if (r == 0)
         r = ghost_reasons_first(rs, err);
     else
         ghost_reasons_put_first(rs, r, err, p, "process");

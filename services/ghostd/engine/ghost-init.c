@@ -8,7 +8,7 @@
  *
  *   launcher (this program, ghostd's child): places itself (a transient
  *     scope, or the job's sub-cgroup NAME under the node's: place.h), then
- *     unshares a pid namespace and forks
+ *     clone3(CLONE_NEWPID)s
  *   the reaper (pid 1 inside): unshares a mount namespace, makes every
  *     mount in it private and mounts the pid namespace's own /proc,
  *     becomes the user, makes DIR/stdout and DIR/stderr (0600), forks
@@ -41,11 +41,14 @@
  * by a signal: the namespace's init cannot raise a signal on itself). If
  * the reaper dies, the kernel kills the namespace: the job ends with it.
  *
- * Why unshare + fork rather than clone3: unshare(CLONE_NEWPID) makes the
- * next child the new namespace's pid 1, exactly what clone3 with
- * CLONE_NEWPID makes, but through glibc's own fork, which keeps its
- * per-thread state (the cached tid, the atfork handlers) right in the
- * child; a raw clone3 without a stack would not.
+ * Why clone3 and not unshare + fork: unshare(CLONE_NEWPID) would put
+ * every later child of the launcher in the job's namespace too (an ASan
+ * build's leak checker clones a tracer at exit, and hung there), where
+ * clone3 with CLONE_NEWPID makes that one child the namespace's pid 1.
+ * The raw system call skips glibc's fork bookkeeping (atfork handlers,
+ * the tid cached in the child's thread block), which the reaper does not
+ * need: it makes plain system calls, and the program comes from glibc's
+ * own fork in the reaper, which sets it right.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +65,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -392,9 +396,12 @@ static void __attribute__((noreturn)) s_reaper(const s_job_t *j, int tell)
 
     s_reaper_signals(&wait_mask);
     /* A mount namespace of the reaper's own (not the launcher's, which
-     * still reads the host's /proc after this). */
+     * still reads the host's /proc after this). Its mounts are slaves of
+     * the node's, as a restored job's are (ns.c): what the node mounts
+     * later reaches the job where the node's mounts are shared (systemd),
+     * and nothing the job mounts (its /proc) leaks out. */
     if (unshare(CLONE_NEWNS) < 0 ||
-        mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("none", "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
         s_tell(tell, CAIRN_FAILED_PRECONDITION, errno,
                "cannot mount the job's /proc");
@@ -466,6 +473,22 @@ static int s_status_error(char *msg, cairn_error_t *err)
     return cairn_error_set(err, -EIO, code, "%s", msg);
 }
 
+/* clone3's arguments, version 0 (linux/sched.h's struct clone_args,
+ * which cannot be included beside sched.h). */
+struct s_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+        stack_size, tls;
+};
+
+/* fork() into a new pid namespace: 0 in the child (pid 1 there), its pid
+ * here, -1 with errno. */
+static pid_t s_clone_newpid(void)
+{
+    struct s_clone_args args = { .flags = CLONE_NEWPID, .exit_signal = SIGCHLD };
+
+    return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+}
+
 static int s_launch(const s_job_t *j, pid_t *ret_pid, cairn_error_t *err)
 {
     char status[1100];
@@ -474,14 +497,7 @@ static int s_launch(const s_job_t *j, pid_t *ret_pid, cairn_error_t *err)
     if (pipe2(p, O_CLOEXEC) < 0)
         return cairn_error_set(err, -errno, CAIRN_INTERNAL, "pipe2: %s",
                                strerror(errno));
-    if (unshare(CLONE_NEWPID) < 0) {
-        int e = errno;
-        close(p[0]);
-        close(p[1]);
-        return cairn_error_set(err, -e, CAIRN_FAILED_PRECONDITION, "cannot make "
-                               "the job's pid namespace: %s", strerror(e));
-    }
-    pid_t pid = fork();
+    pid_t pid = s_clone_newpid();
     if (pid == 0) {
         close(p[0]);
         s_reaper(j, p[1]);
@@ -490,7 +506,10 @@ static int s_launch(const s_job_t *j, pid_t *ret_pid, cairn_error_t *err)
     close(p[1]);
     if (pid < 0) {
         close(p[0]);
-        return cairn_error_set(err, -e, CAIRN_INTERNAL, "fork: %s", strerror(e));
+        return cairn_error_set(err, -e, e == EPERM || e == EINVAL || e == ENOSPC
+                               ? CAIRN_FAILED_PRECONDITION : CAIRN_INTERNAL,
+                               "cannot make the job's pid namespace (clone3): %s",
+                               strerror(e));
     }
     s_read_status(p[0], status, sizeof status);
     close(p[0]);

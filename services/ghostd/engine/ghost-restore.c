@@ -2,7 +2,7 @@
  * runs one per request so a hostile image can never take the daemon down.
  *
  *   ghost-restore --image FILE [--new-pid] [--pread-pages]
- *                 [--scope UNIT --slice SLICE] [--as UID:GID]
+ *                 [--scope UNIT --slice SLICE | --cgroup NAME] [--as UID:GID]
  *   ghost-restore --image FILE --check [--as UID:GID]
  *   ghost-restore --image-fd N ...   (or --image -: stdin)
  *   ghost-restore --image-fd N --pages-fd P ...   (post-copy)
@@ -35,6 +35,11 @@
  * born there, outside ghostd.service (ghost_place_scope; exit 1
  * "unavailable" when systemd cannot, 2 "unsupported" when built without
  * libsystemd; nothing is made either way).
+ * --cgroup NAME: before anything is made, make the sub-cgroup NAME of
+ * this helper's cgroups and move there (ghost_place_enter_cgroup), as
+ * ghost-init places a job it launches: a job restarted from a checkpoint
+ * lives in job-<gpid> under the node's cgroup like a launched one (exit 1
+ * "failed-precondition" when that cannot be; nothing is made).
  *
  * Whose image (docs/ghost.md, "Who may checkpoint and restart what"): an
  * image restores with the rights of whoever could have written it. One
@@ -128,12 +133,15 @@ static json_t *s_checked(const ghost_restore_stats_t *st)
                      "check_us", (json_int_t)st->restore_us);
 }
 
-/* Into the scope when one is asked for (place.h), before anything is made. */
-static int s_place(const char *unit, const char *slice, const char *image,
-                   cairn_error_t *err)
+/* Into the scope or the sub-cgroup when one is asked for (place.h),
+ * before anything is made. */
+static int s_place(const char *unit, const char *slice, const char *cgroup,
+                   const char *image, cairn_error_t *err)
 {
     char description[512];
 
+    if (cgroup)
+        return ghost_place_enter_cgroup(cgroup, err);
     if (!unit)
         return 0;
     snprintf(description, sizeof description,
@@ -148,8 +156,8 @@ static int s_usage(const char *why)
     cairn_error_set(
         &err, -EINVAL, CAIRN_USAGE,
         "%s; usage: ghost-restore (--image FILE|- | --image-fd N) [--pages-fd P] "
-        "[--new-pid] [--pread-pages] [--scope UNIT --slice SLICE] [--as UID:GID] | "
-        "--check [--as UID:GID]",
+        "[--new-pid] [--pread-pages] [--scope UNIT --slice SLICE | --cgroup NAME] "
+        "[--as UID:GID] | --check [--as UID:GID]",
         why);
     return ghost_report_error(&err, 100);
 }
@@ -164,7 +172,8 @@ enum {
     S_OPT_SLICE,
     S_OPT_AS,
     S_OPT_IMAGE_FD,
-    S_OPT_PAGES_FD
+    S_OPT_PAGES_FD,
+    S_OPT_CGROUP
 };
 
 static const cairn_option_t s_options[] = {
@@ -184,7 +193,9 @@ static const cairn_option_t s_options[] = {
                          "(a pipe) instead of a file" },
     [S_OPT_PAGES_FD] = { "--pages-fd", "P", "post-copy: the lazy pages come from "
                          "the page source on inherited fd P" },
-    { NULL, NULL, NULL },
+    [S_OPT_CGROUP] = { "--cgroup", "NAME", "restore into sub-cgroup NAME of ours "
+                       "(a job's job-<gpid>)" },
+    [S_OPT_CGROUP + 1] = { NULL, NULL, NULL },
 };
 
 /* The image as the kernel has it: a regular file that only its owner
@@ -436,6 +447,8 @@ int main(int argc, char **argv)
         return s_usage("--check restores nothing: it takes no --pages-fd");
     if (!a.values[S_OPT_SCOPE] != !a.values[S_OPT_SLICE])
         return s_usage("--scope and --slice go together");
+    if (a.values[S_OPT_CGROUP] && (check || a.values[S_OPT_SCOPE]))
+        return s_usage("--cgroup places a restore: not with --check or --scope");
     if (a.values[S_OPT_AS]) {
         if (ghost_owner_parse(a.values[S_OPT_AS], &asker, &err) < 0)
             return s_usage(err.message);
@@ -450,7 +463,8 @@ int main(int argc, char **argv)
     if (ret == 0 && image_fd < 0)
         ret = s_principal(as_user ? &asker : NULL, &st, &principal, &has_principal, &err);
     if (ret == 0 && !check)
-        ret = s_place(a.values[S_OPT_SCOPE], a.values[S_OPT_SLICE], image, &err);
+        ret = s_place(a.values[S_OPT_SCOPE], a.values[S_OPT_SLICE],
+                      a.values[S_OPT_CGROUP], image, &err);
     if (ret < 0)
         ret = ghost_report_error(&err, ret == -ENOTSUP ? 2 : 1);
     else

@@ -13,6 +13,7 @@
  * them (same kernel, same layout, else a refusal), places the region
  * where it is free in both layouts and sets the mm layout.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -143,6 +144,119 @@ int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
     } else {
         proc_vmas_free(&vm);
     }
+    return r;
+}
+
+/* One shared object of the tree: its inode and where it first saw it. */
+typedef struct s_shared {
+    uint64_t dev, ino;
+    pid_t pid;             /* a member that maps it */
+    uint64_t start;        /* at this address */
+    const char *what;      /* "shared anonymous memory" or "a memfd" */
+    bool reported;
+} s_shared_t;
+
+static bool s_in_tree(const pid_t *tree, size_t n, size_t stride, pid_t pid)
+{
+    for (size_t i = 0; i < n; i++)
+        if (tree[i * stride] == pid)
+            return true;
+    return false;
+}
+
+/* The tree's shared anonymous and memfd objects into *ret (one entry
+ * each). */
+static int s_shared_objects(const pid_t *tree, size_t n, size_t stride, s_shared_t **ret,
+                            size_t *ret_n, cairn_error_t *err)
+{
+    s_shared_t *v = NULL;
+    size_t nv = 0, cap = 0;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        proc_vmas_t vm = { 0 };
+        if (proc_read_vmas(tree[i * stride], false, &vm, NULL) < 0)
+            continue;   /* gone: the tree's own check says so */
+        for (size_t k = 0; r == 0 && k < vm.n; k++) {
+            Cairn__Ghost__VmaKind kind;
+            const proc_vma_t *m = &vm.v[k];
+            if (m->ino == 0 || mem_vma_kind(tree[i * stride], m, &kind, NULL) < 0 ||
+                (kind != CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED &&
+                 kind != CAIRN__GHOST__VMA_KIND__VMA_MEMFD))
+                continue;
+            bool known = false;
+            for (size_t j = 0; j < nv && !known; j++)
+                known = v[j].dev == m->dev && v[j].ino == m->ino;
+            if (known)
+                continue;
+            if (nv == cap) {
+                size_t ncap = cap ? cap * 2 : 8;
+                s_shared_t *nvp = realloc(v, ncap * sizeof(*v));
+                if (!nvp) {
+                    r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+                    break;
+                }
+                v = nvp, cap = ncap;
+            }
+            v[nv++] = (s_shared_t){ m->dev, m->ino, tree[i * stride], m->start,
+                                    kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD
+                                        ? "a memfd" : "shared anonymous memory",
+                                    false };
+        }
+        proc_vmas_free(&vm);
+    }
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *ret = v, *ret_n = nv;
+    return 0;
+}
+
+int mem_check_shared_outside(const pid_t *tree, size_t n, size_t stride,
+                             ghost_reasons_t *rs, cairn_error_t *err)
+{
+    s_shared_t *objs = NULL;
+    size_t nobj = 0, left;
+    int r = s_shared_objects(tree, n, stride, &objs, &nobj, err);
+    if (r < 0 || nobj == 0) {
+        free(objs);
+        return r;
+    }
+    DIR *d = opendir("/proc");
+    if (!d) {
+        free(objs);
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "opendir /proc: %s",
+                               strerror(errno));
+    }
+    left = nobj;
+    struct dirent *e;
+    while (r == 0 && left > 0 && (e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == getpid() || s_in_tree(tree, n, stride, (pid_t)pid))
+            continue;
+        proc_vmas_t vm = { 0 };
+        if (proc_read_vmas((pid_t)pid, false, &vm, NULL) < 0)
+            continue;   /* gone, a kernel thread, or not ours to read */
+        for (size_t k = 0; r == 0 && k < vm.n; k++)
+            for (size_t j = 0; r == 0 && j < nobj; j++) {
+                s_shared_t *o = &objs[j];
+                if (o->reported || o->dev != vm.v[k].dev || o->ino != vm.v[k].ino)
+                    continue;
+                o->reported = true, left--;
+                r = ghost_reason_add(
+                    rs, cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                        "process %d maps %s at %#llx that process %ld "
+                                        "outside the tree maps too: a restored copy "
+                                        "would no longer share it",
+                                        (int)o->pid, o->what, (unsigned long long)o->start,
+                                        pid),
+                    err, o->pid, "memory at %#llx", (unsigned long long)o->start);
+            }
+        proc_vmas_free(&vm);
+    }
+    closedir(d);
+    free(objs);
     return r;
 }
 

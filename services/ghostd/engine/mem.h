@@ -38,6 +38,17 @@ const proc_vmas_t *mem_seen_find(const mem_seen_t *l, pid_t pid);
 int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
                    ghost_reasons_t *rs, cairn_error_t *err);
 
+/* Memory the tree shares with a process outside it: shared anonymous
+ * memory (inherited from a parent outside, say) or a memfd another program
+ * maps too. A restore gives the tree its own copy, and the two would stop
+ * seeing each other's writes without a word, so each such object is a
+ * refusal (into rs, and on). tree: the tree's pids at tree[i * stride]
+ * for i < n. Reads the maps of every other process of the node, and only
+ * when the tree has such memory; a process that cannot be read (gone,
+ * another user's under a user's dump) is not looked at. */
+int mem_check_shared_outside(const pid_t *tree, size_t n, size_t stride,
+                             ghost_reasons_t *rs, cairn_error_t *err);
+
 /* The kind of v, a vma of pid, into *ret: 0, or a refusal naming it. */
 int mem_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
                  cairn_error_t *err);
