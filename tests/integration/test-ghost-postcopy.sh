@@ -19,6 +19,10 @@
 #  - a job (ghost-init's reaper, ghost-job's body): restored post-copy in
 #    a fresh pid namespace with every pid inside as it was, counting on
 #    from where the image stopped;
+#  - a job forking all the time (python3: 256 MiB of a known pattern,
+#    a child forked in a loop samples it and exits): children forked
+#    while pages are missing get theirs too (the server's fork events),
+#    parent and children find every sample right;
 #  - refusals: a post-copy image restored without its page source (the
 #    original resumed by `resume`, passes); usage errors.
 # Needs root (ptrace, userfaultfd for kernel faults, namespaces): 77
@@ -249,6 +253,60 @@ if [ -n "$H" ] && [ -d "/proc/$H" ]; then
     kill -9 "$A"
 else
     t_fail "job: ghost-init did not start ($out)"
+fi
+
+# ---- a job forking while its pages come -----------------------------------
+
+F="$T_TMP/fork"
+mkdir -p "$F/job"
+cat >"$F/f.py" <<'PY'
+import os, sys
+chunk = os.urandom(1 << 20)
+buf = bytearray(chunk) * 256
+out = open(sys.argv[1], "a", buffering=1)
+out.write("ready %d\n" % os.getpid())
+def check():
+    for k in range(0, 256, 37):
+        off = k << 20
+        if buf[off:off + 4096] != chunk[:4096] or buf[off + 777777:off + 777877] != chunk[777777:777877]:
+            return False
+    return True
+i = 0
+while True:
+    i += 1
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if check() else 1)
+    _, st = os.waitpid(pid, 0)
+    good = check()
+    if i % 20 == 0 or st != 0 or not good:
+        out.write("%s %d %d\n" % ("ok" if st == 0 and good else "FAIL", i, st))
+PY
+if command -v python3 >/dev/null; then
+    out=$(bash -c 'for f in /proc/self/fd/*; do n=${f##*/};
+                   [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$0" "$@"' \
+          "$ENGINE/ghost-init" --job "$F/job" --gpid 1.2 -- "$(command -v python3)" \
+          "$F/f.py" "$F/log" </dev/null 2>"$F/init.err")
+    H=$(jq -r '.host_pid // empty' <<<"$out" 2>/dev/null)
+    [ -n "$H" ] && T_PIDS+=("$H")
+    for i in $(seq 1 400); do grep -q '^ok' "$F/log" 2>/dev/null && break; sleep 0.05; done
+    if [ -n "$H" ] && grep -q '^ok' "$F/log"; then
+        pair "$T_TMP/fork.out" "$H"
+        r1=$(line "$T_TMP/fork.out" restore); r2=$(line "$T_TMP/fork.out" restore_end)
+        t_json_check "fork: every page in ($r2)" "$r2" '.outcome == "complete"'
+        A=$(jq -r .host_pid <<<"$r1")
+        T_PIDS+=("$A")
+        n=$(grep -c '^ok' "$F/log")
+        for i in $(seq 1 200); do [ "$(grep -c '^ok' "$F/log")" -gt "$((n + 1))" ] && break; sleep 0.05; done
+        t_check "fork: it forks and checks on after the move" [ "$(grep -c '^ok' "$F/log")" -gt "$((n + 1))" ]
+        t_check "fork: no child nor parent found a sample wrong" bash -c "! grep -q FAIL '$F/log'"
+        echo "fork: $(jq .forks <<<"$r2") forks while pages came"
+        kill -9 "$A"
+    else
+        t_fail "fork: the job did not start ($out $(cat "$F/init.err"))"
+    fi
+else
+    echo "fork: no python3 here, skipped"
 fi
 
 # ---- refusals and usage ---------------------------------------------------
