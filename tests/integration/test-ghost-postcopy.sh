@@ -83,10 +83,12 @@ verdict() {
 }
 
 # pair OUT PID ARGS...: one post-copy move of PID, the driver's lines into
-# OUT (60 s at most).
+# OUT (60 s at most); the helpers' stderr (a sanitizer's report) with them.
 pair() {
     local out=$1 pid=$2; shift 2
     timeout 60 "$PAIR" "$ENGINE" "$pid" "$@" >"$out" 2>&1
+    t_check "$(basename "$out" .out): no sanitizer report" \
+        bash -c "! grep -q 'Sanitizer' '$out'"
 }
 
 # line OUT KIND: the JSON of the driver's line KIND.
@@ -283,7 +285,7 @@ while True:
         out.write("%s %d %d\n" % ("ok" if st == 0 and good else "FAIL", i, st))
 PY
 if command -v python3 >/dev/null; then
-    out=$(bash -c 'for f in /proc/self/fd/*; do n=${f##*/};
+    out=$(ASAN_OPTIONS=detect_leaks=0 bash -c 'for f in /proc/self/fd/*; do n=${f##*/};
                    [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$0" "$@"' \
           "$ENGINE/ghost-init" --job "$F/job" --gpid 1.2 -- "$(command -v python3)" \
           "$F/f.py" "$F/log" </dev/null 2>"$F/init.err")
