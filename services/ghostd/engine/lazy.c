@@ -313,12 +313,14 @@ bool lazy_hold_resumes(int fd)
     return fd >= 0 && s_holder_word(&fd) == 'r';
 }
 
-/* The bitmaps of every process. */
+/* The bitmaps of every process, empty (nothing sent yet). */
 static int s_alloc_sent(lazy_src_t *s)
 {
-    for (size_t i = 0; i < s->n; i++)
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->p[i].sent);
         if (!(s->p[i].sent = calloc((s->p[i].pages + 63) / 64 + 1, sizeof(uint64_t))))
             return -ENOMEM;
+    }
     return 0;
 }
 
