@@ -934,6 +934,7 @@ int ghost_restore_check(int in_fd, const ghost_restore_opts_t *opts,
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "ghost_restore_check: bad arguments");
     ghost_restore_opts_t o = { .owner = opts ? opts->owner : NULL,
+                               .image_path = opts ? opts->image_path : NULL,
                                .reasons = opts ? opts->reasons : NULL };
     return s_restore(in_fd, true, &o, ret_stats, err);
 }
