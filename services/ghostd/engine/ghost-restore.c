@@ -372,6 +372,7 @@ int main(int argc, char **argv)
         image_fd = 0;
     if (image_fd >= 0)
         image = image_fd == 0 ? "(stdin)" : "(stream)";
+    opts.image_path = image_fd < 0 ? image : NULL;   /* a delta's parents are beside it */
     opts.new_pid = a.values[S_OPT_NEW_PID] != NULL;
     check = a.values[S_OPT_CHECK] != NULL;
     opts.pread_pages = a.values[S_OPT_PREAD_PAGES] != NULL;
