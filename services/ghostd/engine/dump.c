@@ -413,7 +413,13 @@ static int s_write_header(dump_ctx_t *c, pid_t root, cairn_error_t *err)
     uname(&u);
     clock_gettime(CLOCK_REALTIME, &ts);
     Cairn__Ghost__ImageHeader h = CAIRN__GHOST__IMAGE_HEADER__INIT;
-    h.version = c->track ? GHOST_IMAGE_VERSION_PRECOPY : GHOST_IMAGE_VERSION;
+    h.version = c->opts->delta  ? GHOST_IMAGE_VERSION_DELTA
+                : c->opts->track ? GHOST_IMAGE_VERSION
+                : c->track       ? GHOST_IMAGE_VERSION_PRECOPY
+                                 : GHOST_IMAGE_VERSION;
+    h.parent = c->opts->delta ? (char *)c->opts->parent : (char *)"";
+    h.parent_id = c->opts->delta ? c->opts->parent_id : 0;
+    h.image_id = c->opts->image_id;
     h.kernel_release = u.release;
     h.page_size = c->out.page_size;
     h.created_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -533,6 +539,8 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
     stats->copy_threads = (uint32_t)pages_copy_threads(c->pages);
     stats->kept_pages = c->out.kept;
     stats->lazy_pages = lazy_src_pages(c->lazy);
+    for (size_t i = 0; c->opts->track && i < c->tree.np; i++)
+        stats->untracked += !track_find(c->track, c->tree.p[i].pid);
     stats->job = c->ns.job;
     stats->freeze_us = t1 - t0;
     stats->dump_us = cairn_now_us() - t1;
@@ -700,7 +708,15 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     s_retry_t rt = { S_TREE_ATTEMPTS };
     ghost_reasons_t own = { 0 };
     ghost_reasons_t *rs = opts->reasons ? opts->reasons : &own;
-    s_pre_t pre = { NULL, NULL };
+    *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
+    if (opts->track && (opts->precopy || opts->hold || !opts->leave_running))
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "an incremental checkpoint leaves the tree running, "
+                               "without pre-copy or a hold");
+    if (opts->delta && (!opts->track || !opts->parent || !opts->parent[0]))
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "a delta needs the tracking and its parent");
+    s_pre_t pre = { NULL, opts->track };
     ghost_dump_stats_t pre_st = { 0 };
     int r = opts->precopy ? s_precopy(pid, opts, out_fd, &rt, rs, &pre, &pre_st, err) : 0;
     if (r < 0)   /* the tree ran all along */
@@ -714,8 +730,10 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     }
     if (opts->precopy)
         s_precopy_stats(&pre_st, pre.w != NULL, stats);
-    /* The tree runs on (or is dead): its pages are no longer tracked. */
-    track_free(pre.track);
+    /* The tree runs on (or is dead): its pages are no longer tracked --
+     * unless the tracking is the caller's (incremental checkpoints). */
+    if (!opts->track)
+        track_free(pre.track);
     ghost_writer_free(pre.w);
     if (r == 0 || !stats->refused)
         ghost_reasons_clear(rs);   /* a failure, not a refusal: no reasons */

@@ -60,6 +60,18 @@ typedef struct ghost_dump_opts {
                                (lazy.h; docs/ghost.md, "Post-copy") */
     int pages_fd;           /* postcopy: the page source */
     int hold_fd;            /* postcopy: the holder's words while serving */
+    /* Incremental checkpoints (ghost-dump --serve-fd, docs/ghost.md): the
+     * caller's long-lived write tracking of the tree (track.h; not
+     * precopy). The frozen part registers what is new, copies what it
+     * must and write-protects every page of the tracked mappings again,
+     * so the next checkpoint sees only what is written after this one. */
+    struct track *track;
+    bool delta;             /* with track: a page nothing wrote since the
+                               last checkpoint is a kept_pages record naming
+                               the parent's copy (image version 4) */
+    const char *parent;     /* delta: the parent's file name, same directory */
+    uint64_t parent_id;     /* delta: the parent's image_id */
+    uint64_t image_id;      /* this image's id (header), 0: none */
     ghost_reasons_t *reasons; /* out, when not NULL: every refusal the check
                                found (reasons.h), the first being the error;
                                emptied when the dump is not refused */
@@ -89,6 +101,9 @@ typedef struct ghost_dump_stats {
     uint64_t track_us;      /* the stop that gave the tree its userfaultfds */
     bool held;              /* opts->hold ran: the tree waited, frozen */
     bool killed;            /* the tree was killed after the dump */
+    uint32_t untracked;     /* opts->track: processes of the tree it does not
+                               track (born since): copied whole, and the
+                               tracking must start again to follow them */
     bool job;               /* the tree was a job: pid 1 of a pid namespace of
                                its own, with its own mount namespace; the
                                image names every process by its pid inside */

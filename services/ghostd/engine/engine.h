@@ -171,6 +171,9 @@ typedef struct rst_image {
     struct pages_rounds *rounds;  /* pages.c: pre-copy copies, NULL if none */
     uint32_t n_rounds;     /* pre-copy round records read */
     uint64_t lazy_pages;   /* post-copy: pages listed lazy (in pages too) */
+    bool chain;            /* a delta's parents were loaded (chain.c): their
+                              pages are in rounds, the staging is a memfd */
+    uint32_t chain_len;    /* images in the chain, the delta itself included */
 } rst_image_t;
 
 typedef struct rst_tree rst_tree_t;

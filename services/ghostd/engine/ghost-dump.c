@@ -67,6 +67,21 @@
  * The second line adds "served":true,"pages_requested":N,"requests":N,
  * "pages_pushed":N,"serve_us":N,"target_done":B and, if P broke,
  * "serve_error":{"code","message"}.
+ * --serve-fd C: the tracker of incremental checkpoints (serve.h,
+ * docs/ghost.md "Incremental checkpoints"). It tracks the tree's writes
+ * and stays; each line "checkpoint DIR" read from fd C writes
+ * DIR/image.ghost.N -- a full image first, then deltas naming the one
+ * before, a full one again after --compact-every K deltas (16) or when
+ * the chain outgrows twice the full one -- points DIR/image.ghost at it
+ * and answers one line on stdout:
+ *   {"checkpoint":N,"image":"DIR/image.ghost.N","latest":"DIR/image.ghost",
+ *    "full":B,"why_full":"..."|null,"freeze_us":N,"frozen_us":N,"dump_us":N,
+ *    "image_bytes":N,"pages":N,"kept_pages":N,"processes":N,
+ *    "chain":["image.ghost.B",...,"image.ghost.N"],"chain_bytes":N,"pid":N,
+ *    "job":B}
+ * or an error line as above (the chain as it was; the next is full). The
+ * end of C stops it: {"stopped":true,"checkpoints":N}, exit 0 (1: the
+ * tree is gone). The tree runs on between checkpoints and after.
  *
  * --as UID:GID: a user who is not root asked (ghostd says who). Every
  * process of the tree must be theirs (owner.h; refused with
@@ -90,7 +105,9 @@
 
 #include "dump.h"
 #include "owner.h"
+#include "chain.h"
 #include "report.h"
+#include "serve.h"
 #include "util/cleanup.h"
 #include "util/fileio.h"
 #include "util/options.h"
@@ -110,6 +127,8 @@ typedef struct s_args {
     long round_until;      /* --round-until */
     int out_fd;            /* --out-fd N, -1 if not given */
     int hold_fd;           /* --hold-fd M, -1 if not given */
+    int serve_fd;          /* --serve-fd C, -1 if not given */
+    long compact_every;    /* --compact-every K */
     bool as_user;          /* --as: owner is set */
     bool out_fd_closed;    /* the hold closed out_fd */
     bool postcopy;         /* --postcopy */
@@ -125,7 +144,8 @@ static int s_usage(const char *why)
                     "[--hold-fd M]) [--leave-running] [--in-place] [--check] "
                     "[--pagemap-read] [--probe-eventfds] [--as UID:GID] "
                     "[--precopy [--rounds N] [--round-until BYTES]] "
-                    "[--postcopy --pages-fd P]",
+                    "[--postcopy --pages-fd P]; or ghost-dump --pid PID "
+                    "--serve-fd C [--compact-every K] [--as UID:GID]",
                     why);
     return ghost_report_error(&err, S_EXIT_USAGE);
 }
@@ -136,6 +156,7 @@ enum {
     S_OPT_PAGEMAP_READ, S_OPT_PROBE_EVENTFDS, S_OPT_CHECK, S_OPT_AS,
     S_OPT_PRECOPY, S_OPT_ROUNDS, S_OPT_ROUND_UNTIL, S_OPT_OUT_FD, S_OPT_HOLD_FD,
     S_OPT_POSTCOPY, S_OPT_PAGES_FD,
+    S_OPT_SERVE_FD, S_OPT_COMPACT_EVERY,
 };
 
 #define S_ROUNDS_DEFAULT 8
@@ -167,6 +188,10 @@ static const cairn_option_t s_options[] = {
     [S_OPT_POSTCOPY] = { "--postcopy", NULL, "list private anonymous pages instead of "
                          "copying them; serve them on --pages-fd once told serve" },
     [S_OPT_PAGES_FD] = { "--pages-fd", "P", "with --postcopy: the page source fd" },
+    [S_OPT_SERVE_FD] = { "--serve-fd", "C", "stay, tracking writes: each line \"checkpoint "
+                         "DIR\" on fd C writes what changed since the last one" },
+    [S_OPT_COMPACT_EVERY] = { "--compact-every", "K", "with --serve-fd: a full image "
+                              "after K deltas (16)" },
     { NULL, NULL, NULL },
 };
 
@@ -211,6 +236,23 @@ static int s_parse(int argc, char **argv, s_args_t *a)
         cairn_parse_long("--hold-fd", v.values[S_OPT_HOLD_FD], 3, INT_MAX, &fd, &err) < 0)
         return -EINVAL;
     a->hold_fd = (int)fd;
+    fd = -1;
+    if (v.values[S_OPT_SERVE_FD] &&
+        cairn_parse_long("--serve-fd", v.values[S_OPT_SERVE_FD], 0, INT_MAX, &fd, &err) < 0)
+        return -EINVAL;
+    a->serve_fd = (int)fd;
+    a->compact_every = SERVE_COMPACT_EVERY;
+    if (v.values[S_OPT_COMPACT_EVERY] &&
+        (a->serve_fd < 0 ||
+         cairn_parse_long("--compact-every", v.values[S_OPT_COMPACT_EVERY], 0, CHAIN_MAX - 2,
+                          &a->compact_every, &err) < 0))
+        return -EINVAL;
+    if (a->serve_fd >= 0 && (a->out || a->out_fd >= 0 || a->hold_fd >= 0 || a->check ||
+                             a->precopy || a->in_place || a->pagemap_read || a->pid <= 0 ||
+                             v.values[S_OPT_POSTCOPY] || v.values[S_OPT_PAGES_FD]))
+        return -EINVAL;   /* the tracker writes its own files, running */
+    if (a->serve_fd >= 0)
+        goto owner;
     if (a->pid <= 0 || (!a->check && !a->out == (a->out_fd < 0)))
         return -EINVAL;   /* exactly one of --out, --out-fd (none for --check) */
     if (a->check && (a->out || a->out_fd >= 0 || a->hold_fd >= 0))
@@ -229,6 +271,7 @@ static int s_parse(int argc, char **argv, s_args_t *a)
         (a->postcopy && (a->hold_fd < 0 || a->precopy || a->pages_fd == a->out_fd ||
                          a->pages_fd == a->hold_fd)))
         return -EINVAL;   /* post-copy: held, streamed, its own fds; not pre-copy */
+owner:
     if (v.values[S_OPT_AS] && ghost_owner_parse(v.values[S_OPT_AS], &a->owner, &err) < 0)
         return -EINVAL;
     a->as_user = v.values[S_OPT_AS] != NULL;
@@ -548,10 +591,20 @@ static int s_dump(s_args_t *a)
 
 int main(int argc, char **argv)
 {
-    s_args_t a = { .out_fd = -1, .hold_fd = -1, .pages_fd = -1 };
+    s_args_t a = { .out_fd = -1, .hold_fd = -1, .pages_fd = -1, .serve_fd = -1 };
     if (s_parse(argc, argv, &a) < 0)
         return s_usage("bad arguments");
-    int code = a.check ? s_check(&a) : s_dump(&a);
+    int code;
+    if (a.serve_fd >= 0) {
+        ghost_serve_opts_t so = { .compact_every = (uint32_t)a.compact_every,
+                                  .owner = a.as_user ? &a.owner : NULL };
+        struct stat st;
+        if (fstat(a.serve_fd, &st) < 0)
+            return s_usage("--serve-fd: not an open fd");
+        code = ghost_serve((pid_t)a.pid, a.serve_fd, &so);
+    } else {
+        code = a.check ? s_check(&a) : s_dump(&a);
+    }
     ghost_owner_free(&a.owner);
     return code;
 }

@@ -432,6 +432,7 @@ int main(int argc, char **argv)
         return s_usage("--pages-fd: not an open fd");
     opts.postcopy = pages_fd >= 0;
     opts.pages_fd = (int)pages_fd;
+    opts.image_path = image_fd < 0 ? image : NULL;   /* a delta's parents are beside it */
     opts.new_pid = a.values[S_OPT_NEW_PID] != NULL;
     check = a.values[S_OPT_CHECK] != NULL;
     opts.pread_pages = a.values[S_OPT_PREAD_PAGES] != NULL;

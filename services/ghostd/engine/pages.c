@@ -458,11 +458,14 @@ static int s_on_frozen(void *arg, track_proc_t *p, const track_region_t *reg, si
 }
 
 /* The present pages of a vma of a tracked process: those a pre-copy round
- * holds as kept_pages records, the others copied now. */
+ * (or, for a delta, the parent checkpoint) holds as kept_pages records,
+ * the others copied now. */
 static int s_dump_tracked(dump_ctx_t *c, s_mem_t *m, track_proc_t *tp, const proc_vma_t *v,
                           bool anon_only, cairn_error_t *err)
 {
     s_frozen_t f = { c, m, v->prot & PROT_READ };
+    if (c->opts->track)   /* incremental: protected again for the next one */
+        return track_scan_checkpoint(tp, v, anon_only, c->opts->delta, s_on_frozen, &f, err);
     return track_scan_frozen(tp, v, anon_only, s_on_frozen, &f, err);
 }
 
@@ -897,8 +900,82 @@ int pages_load_kept(rst_image_t *im, rst_proc_t *pr, const Cairn__Ghost__KeptPag
         a = e;
     }
     if (a < end)
-        return rst_bad(err, "kept pages that no pre-copy round copied", at);
+        return rst_bad(err, im->chain ? "kept pages its parent does not hold"
+                                      : "kept pages that no pre-copy round copied", at);
     im->pages += k->n_pages;
+    return 0;
+}
+
+/* ---- restore: a delta's parents ---------------------------------------- */
+
+/* The parents of a delta (chain.c) are read oldest first, each into the
+ * same maps the pre-copy rounds use: pend gathers one image's view of
+ * every page of a process -- its own pages, and its kept ones resolved
+ * against the image before it -- and becomes the map when the image ends,
+ * so the map is always exactly one checkpoint's memory. */
+
+int pages_chain_begin(rst_image_t *im, cairn_error_t *err)
+{
+    if (!im->rounds && !(im->rounds = calloc(1, sizeof(*im->rounds))))
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    return 0;
+}
+
+int pages_chain_pages(rst_image_t *im, uint32_t pid, ghost_reader_t *r,
+                      const Cairn__Ghost__Pages *p, cairn_error_t *err)
+{
+    uint64_t len = p->n_pages * RST_PAGE, off, at = ghost_reader_bytes(r);
+    if (p->n_pages == 0 || p->n_pages > (1ull << 36) / RST_PAGE || p->vaddr % RST_PAGE ||
+        p->vaddr + len > RST_TASK_SIZE)
+        return rst_bad(err, "pages record with a bad range", at);
+    s_rpid_t *rp = s_rpid(im->rounds, pid, true);
+    if (!rp || CAIRN_GROW(rp->pend, rp->cap_pend, rp->n_pend + 1, 64) < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    int ret = pages_stage(im, r, len, &off, err);
+    if (ret == 0)
+        rp->pend[rp->n_pend++] = (struct gr_run){ p->vaddr, len, off };
+    return ret;
+}
+
+int pages_chain_kept(rst_image_t *im, uint32_t pid, const Cairn__Ghost__KeptPages *k,
+                     uint64_t at, cairn_error_t *err)
+{
+    uint64_t len = k->n_pages * RST_PAGE;
+    if (k->n_pages == 0 || k->n_pages > (1ull << 36) / RST_PAGE || k->vaddr % RST_PAGE ||
+        k->vaddr + len > RST_TASK_SIZE)
+        return rst_bad(err, "kept pages record with a bad range", at);
+    s_rpid_t *rp = s_rpid(im->rounds, pid, true);
+    if (!rp)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    uint64_t a = k->vaddr, end = k->vaddr + len;
+    for (size_t i = s_map_find(rp, a); i < rp->n_map && a < end; i++) {
+        const struct gr_run *m = &rp->map[i];
+        if (m->vaddr > a)
+            break;   /* a page the image before did not hold */
+        uint64_t e = m->vaddr + m->len < end ? m->vaddr + m->len : end;
+        if (CAIRN_GROW(rp->pend, rp->cap_pend, rp->n_pend + 1, 64) < 0)
+            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        rp->pend[rp->n_pend++] = (struct gr_run){ a, e - a, m->off + (a - m->vaddr) };
+        a = e;
+    }
+    if (a < end)
+        return rst_bad(err, "kept pages its parent does not hold", at);
+    return 0;
+}
+
+int pages_chain_end(rst_image_t *im, uint64_t at, cairn_error_t *err)
+{
+    for (size_t i = 0; im->rounds && i < im->rounds->n; i++) {
+        s_rpid_t *p = &im->rounds->v[i];
+        qsort(p->pend, p->n_pend, sizeof(*p->pend), s_cmp_run);
+        for (size_t k = 1; k < p->n_pend; k++)
+            if (p->pend[k - 1].vaddr + p->pend[k - 1].len > p->pend[k].vaddr)
+                return rst_bad(err, "pages held twice in one image", at);
+        struct gr_run *old = p->map;
+        size_t cap = p->cap_map;
+        p->map = p->pend, p->n_map = p->n_pend, p->cap_map = p->cap_pend;
+        p->pend = old, p->n_pend = 0, p->cap_pend = cap;
+    }
     return 0;
 }
 

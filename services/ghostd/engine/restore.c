@@ -78,6 +78,7 @@
 #include <unistd.h>
 
 #include "creds.h"
+#include "chain.h"
 #include "engine.h"
 #include "files.h"
 #include "lazyrst.h"
@@ -110,10 +111,19 @@ static int s_check_header(rst_image_t *im, const Cairn__Ghost__ImageHeader *h,
         return cairn_error_set(err, -EBADMSG, CAIRN_BAD_VERSION,
                                "image version %u, this restorer reads %u to %u",
                                h->version, GHOST_IMAGE_VERSION_MIN, GHOST_IMAGE_VERSION_MAX);
-    if ((im->n_rounds > 0) != (h->version >= GHOST_IMAGE_VERSION_PRECOPY))
+    if ((im->n_rounds > 0) != (h->version == GHOST_IMAGE_VERSION_PRECOPY))
         return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
                                "bad image: version %u %s pre-copy rounds", h->version,
                                im->n_rounds ? "after" : "without");
+    bool delta = h->version == GHOST_IMAGE_VERSION_DELTA;
+    if (delta != (h->parent && h->parent[0]))
+        return cairn_error_set(err, -EBADMSG, CAIRN_INVALID_ARGUMENT,
+                               "bad image: version %u %s a parent", h->version,
+                               delta ? "without" : "with");
+    if (delta && !im->chain)
+        return cairn_error_set(err, -EBADMSG, CAIRN_FAILED_PRECONDITION,
+                               "image is a delta of %s: restore it from its file, "
+                               "beside its parent chain", h->parent);
     if (h->page_size != (uint32_t)page)
         return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
                                "image page size %u, this host uses %ld",
@@ -260,11 +270,14 @@ static int s_load(int in_fd, rst_image_t *im, cairn_error_t *err)
     if (!r)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     struct stat st;
+    /* A delta's pages and its parents' share one staging memfd. */
     im->direct = fstat(in_fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                 lseek(in_fd, 0, SEEK_CUR) == 0 && !im->check_only;
+                 lseek(in_fd, 0, SEEK_CUR) == 0 && !im->check_only && !im->chain;
     /* A check plans with a staging fd too (it is only read at restore). */
-    im->staging_fd = im->direct || im->check_only ? fcntl(in_fd, F_DUPFD_CLOEXEC, 0)
-                                : memfd_create("ghost-staging", MFD_CLOEXEC);
+    if (im->staging_fd < 0)   /* chain_load may have made it */
+        im->staging_fd = im->direct || im->check_only ? fcntl(in_fd, F_DUPFD_CLOEXEC, 0)
+                                                      : memfd_create("ghost-staging",
+                                                                     MFD_CLOEXEC);
     if (im->staging_fd < 0)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "memfd_create: %s",
                               strerror(errno));
@@ -929,7 +942,9 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     s_raise_nofile();
     ghost_reasons_clear(rs);
     t.im = &im;
-    ret = s_load(in_fd, &im, err);
+    ret = chain_load(&im, in_fd, o->image_path, err);
+    if (ret == 0)
+        ret = s_load(in_fd, &im, err);
     if (ret == 0)
         ret = s_check_owner(&im, o->owner, rs, err);
     /* A job image asked for a new pid, say: the request is wrong. */
@@ -1002,6 +1017,7 @@ int ghost_restore_check(int in_fd, const ghost_restore_opts_t *opts,
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "ghost_restore_check: bad arguments");
     ghost_restore_opts_t o = { .owner = opts ? opts->owner : NULL,
+                               .image_path = opts ? opts->image_path : NULL,
                                .reasons = opts ? opts->reasons : NULL };
     return s_restore(in_fd, true, &o, ret_stats, err);
 }

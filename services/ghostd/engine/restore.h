@@ -44,6 +44,10 @@ typedef struct ghost_restore_opts {
                                root: every process in it must be theirs
                                (owner.h), else PERMISSION_DENIED before
                                anything is planned; NULL: root's image */
+    const char *image_path; /* the image's file, when it is one: a delta
+                               (incremental checkpoints) finds its parents
+                               beside it (chain.h); NULL: a stream, which
+                               must stand alone */
     ghost_reasons_t *reasons; /* ghost_restore_check, out when not NULL:
                                every refusal found (reasons.h), the first
                                being the error */
