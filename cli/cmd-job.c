@@ -38,6 +38,7 @@
 #include "ghostd.pb-c.h"
 #include "output.h"
 #include "target.h"
+#include "util/options.h"
 
 extern char **environ;
 
@@ -53,9 +54,14 @@ const cairn_option_t cli_run_options[] = {
     { "--env", "K=V", "set K in the job's environment (repeatable; the job "
       "gets this environment with these over it)" },
     { "--wait", NULL, "wait for the job to end and print it ended" },
+    { "--checkpoint-every", "SEC", "checkpoint the job every SEC seconds "
+      "(1..86400), each replicated to another node" },
+    { "--restart-on-failure", NULL, "restart the job from its last checkpoint "
+      "on a live node if its node dies (needs --checkpoint-every)" },
     { NULL, NULL, NULL },
 };
-enum { O_RUN_NAME, O_RUN_CWD, O_RUN_ENV, O_RUN_WAIT };
+enum { O_RUN_NAME, O_RUN_CWD, O_RUN_ENV, O_RUN_WAIT, O_RUN_CHECKPOINT_EVERY,
+       O_RUN_RESTART };
 
 const cairn_option_t cli_ps_options[] = {
     { "--user", "U", "only the jobs of user U (name or uid)" },
@@ -146,7 +152,7 @@ static json_t *s_job_json(const Cairn__Ghostd__Job *j)
 
     for (size_t i = 0; argv && i < j->n_argv; i++)
         json_array_append_new(argv, json_string(j->argv[i]));
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o, s:I, s:s, s:o, s:I, s:I,"
+    json_t *v = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o, s:I, s:s, s:o, s:I, s:I,"
                      " s:I, s:I, s:I, s:o*, s:s, s:I, s:s, s:s, s:b, s:o, s:o}",
                      "gpid", j->gpid ? j->gpid : "", "node", (json_int_t)j->node,
                      "host_pid", (json_int_t)j->host_pid, "pid", (json_int_t)j->pid,
@@ -164,6 +170,22 @@ static json_t *s_job_json(const Cairn__Ghostd__Job *j)
                      "exited", (int)j->exited,
                      "exit_code", j->exited ? json_integer(j->exit_code) : json_null(),
                      "exit_signal", j->exited ? json_integer(j->exit_signal) : json_null());
+    /* restart on failure (docs/jobs.md) */
+    if (v && (json_object_set_new(v, "checkpoint_every_s",
+                                  json_integer(j->checkpoint_every_s)) < 0 ||
+              json_object_set_new(v, "restart_on_failure",
+                                  json_boolean(j->restart_on_failure)) < 0 ||
+              json_object_set_new(v, "last_checkpoint_ms", j->last_checkpoint_ms
+                                  ? json_integer((json_int_t)j->last_checkpoint_ms)
+                                  : json_null()) < 0 ||
+              json_object_set_new(v, "replica", j->replica ? json_integer(j->replica)
+                                                           : json_null()) < 0 ||
+              json_object_set_new(v, "lost", j->lost && *j->lost ? json_string(j->lost)
+                                                                 : json_null()) < 0)) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
 }
 
 /* result with "answered_by": by added (by's reference is shared). */
@@ -251,6 +273,8 @@ typedef struct s_run_args {
     size_t n_cmd;
     const char *env[S_MAX_ENV];
     size_t n_env;
+    long checkpoint_every_s;   /* 0: none */
+    bool restart_on_failure;
 } s_run_args_t;
 
 static int s_run_args(int argc, char **argv, s_run_args_t *ra, cairn_error_t *err)
@@ -277,6 +301,15 @@ static int s_run_args(int argc, char **argv, s_run_args_t *ra, cairn_error_t *er
     ra->n_cmd = (size_t)(argc - dash - 1);
     ra->name = a.values[O_RUN_NAME];
     ra->wait = a.values[O_RUN_WAIT] != NULL;
+    ra->restart_on_failure = a.values[O_RUN_RESTART] != NULL;
+    if (a.values[O_RUN_CHECKPOINT_EVERY] &&
+        (r = cairn_parse_long("--checkpoint-every", a.values[O_RUN_CHECKPOINT_EVERY],
+                              1, 86400, &ra->checkpoint_every_s, err)) < 0)
+        return r;
+    if (ra->restart_on_failure && !ra->checkpoint_every_s)
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "run: --restart-on-failure "
+                               "restarts from the last checkpoint: give "
+                               "--checkpoint-every SEC too");
     const char *cwd = a.values[O_RUN_CWD];
     if (cwd && cwd[0] != '/')
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "run: --cwd '%s' is not "
@@ -320,6 +353,8 @@ int cli_cmd_run(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     rr.cwd = ra->cwd;
     rr.name = (char *)(ra->name ? ra->name : "");
     rr.node = node;
+    rr.checkpoint_every_s = (uint32_t)ra->checkpoint_every_s;
+    rr.restart_on_failure = ra->restart_on_failure;
     req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_RUN;
     req.run = &rr;
     r = s_call(ctx, s_timeout(ctx, S_RUN_TIMEOUT_MS), "run", &req.base,

@@ -52,6 +52,7 @@
 #include "cairn-config.h"
 #include "ghostd.h"
 #include "migrate.h"
+#include "restart.h"
 #include "jobs.h"
 #include "log.h"
 #include "proc/proc.h"
@@ -1286,7 +1287,7 @@ static int s_start(cairn_service_t *svc, void *ctx)
     }
     s_spool_start(gd);
     ghostd_placement_init(&gd->placement);
-    if (migrate_start(gd) < 0)
+    if (migrate_start(gd) < 0 || restart_start(gd) < 0)
         return cairn_log_err(-ENOMEM, "start", "msg=\"out of memory\"");
     cairn_log_info("placement", "mode=%s cgroup=%s unit=%s why=\"%s\"",
                    gd->placement.mode == GHOSTD_PLACE_SCOPE ? "scope"
@@ -1311,7 +1312,8 @@ static int s_ready(cairn_service_t *svc, void *ctx)
     sd_notifyf(0, "STATUS=serving on node %u; %s", cairn_service_node(svc)->id,
                gd->placement.why);
 #endif
-    return ghostd_jobs_ready(gd->jobs);
+    int r = ghostd_jobs_ready(gd->jobs);
+    return r < 0 ? r : restart_ready(gd);
 }
 
 static void s_stop(cairn_service_t *svc, void *ctx)
@@ -1319,6 +1321,7 @@ static void s_stop(cairn_service_t *svc, void *ctx)
     ghostd_t *gd = ctx;
 
     migrate_stop(gd);   /* held trees resumed before their helpers go */
+    restart_stop(gd);   /* before the helpers and the table go */
     ghostd_done(gd);
     int r = ghostd_spool_release(&gd->spool);
     if (r == -ENOTEMPTY)
@@ -1363,6 +1366,9 @@ static const cairn_handler_t s_handlers[] = {
       migrate_handle_commit, CAIRN_ACCESS_USER },
     { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_ABORT, "migrate_abort",
       migrate_handle_abort, CAIRN_ACCESS_USER },
+    /* restart on failure (restart.h): between member nodes' ghostds only */
+    { CAIRN__GHOSTD__REQUEST__MSG_REPLICA_PUT, "replica_put", restart_handle_put },
+    { CAIRN__GHOSTD__REQUEST__MSG_REPLICA_DROP, "replica_drop", restart_handle_drop },
     { CAIRN__GHOSTD__REQUEST__MSG_RUN, "run", ghostd_jobs_handle_run,
       CAIRN_ACCESS_USER },
     { CAIRN__GHOSTD__REQUEST__MSG_PS, "ps", ghostd_jobs_handle_ps,

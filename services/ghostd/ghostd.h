@@ -91,6 +91,7 @@ typedef struct ghostd {
     ghostd_placement_t placement;         /* where restored trees go */
     struct migrate *migrate;              /* migrations in and out (migrate.h) */
     struct ghostd_jobs *jobs;             /* the jobs cairn run started (jobs.h) */
+    struct restart *restart;              /* checkpoints, replicas, restarts (restart.h) */
 } ghostd_t;
 
 /* The skeleton's view of ghostd: name, message types, handler table. */

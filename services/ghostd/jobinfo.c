@@ -160,7 +160,7 @@ int ghostd_jobrec_set_argv(ghostd_jobrec_t *r, char *const *argv, size_t n)
     return 0;
 }
 
-int ghostd_jobrec_write(const char *dir, const ghostd_jobrec_t *r)
+char *ghostd_jobrec_dumps(const ghostd_jobrec_t *r)
 {
     json_t *argv = json_array();
 
@@ -173,17 +173,37 @@ int ghostd_jobrec_write(const char *dir, const ghostd_jobrec_t *r)
         "host_start", (json_int_t)r->host_start, "moves", (json_int_t)r->moves,
         "restarts", (json_int_t)r->restarts, "cgroup", r->cgroup,
         "unit", r->unit, "sub_cgroup", (int)r->sub_cgroup);
+    if (v && (json_object_set_new(v, "checkpoint_every_s",
+                                  json_integer((json_int_t)r->checkpoint_every_s)) < 0 ||
+              json_object_set_new(v, "restart_on_failure",
+                                  json_boolean(r->restart_on_failure)) < 0 ||
+              json_object_set_new(v, "last_checkpoint_ms",
+                                  json_integer((json_int_t)r->last_checkpoint_ms)) < 0 ||
+              json_object_set_new(v, "replica", json_integer((json_int_t)r->replica)) < 0 ||
+              json_object_set_new(v, "lost_ms", json_integer((json_int_t)r->lost_ms)) < 0)) {
+        json_decref(v);
+        v = NULL;
+    }
     char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     if (!text)
-        return -ENOMEM;
+        return NULL;
     size_t len = strlen(text);
     char *line = realloc(text, len + 2);
     if (!line) {
         free(text);
-        return -ENOMEM;
+        return NULL;
     }
     memcpy(line + len, "\n", 2);
+    return line;
+}
+
+int ghostd_jobrec_write(const char *dir, const ghostd_jobrec_t *r)
+{
+    char *line = ghostd_jobrec_dumps(r);
+
+    if (!line)
+        return -ENOMEM;
     int rr = s_write_record(dir, "job.json", line, 0644, -1, -1);
     free(line);
     return rr;
@@ -229,28 +249,40 @@ static int s_get_argv(json_t *v, ghostd_jobrec_t *r)
     return 0;
 }
 
-int ghostd_jobrec_read(const char *dir, ghostd_jobrec_t *ret)
+/* An optional non-negative integer member: 0 when absent. */
+static int s_get_opt_u64(json_t *v, const char *key, uint64_t max, uint64_t *ret)
 {
-    uint64_t u[9];
+    if (!json_object_get(v, key)) {
+        *ret = 0;
+        return 0;
+    }
+    return s_get_u64(v, key, max, ret);
+}
+
+static int s_jobrec_from(json_t *v, ghostd_jobrec_t *ret)
+{
+    uint64_t u[13];
     static const char *const keys[] = { "uid", "gid", "start_ms", "node",
                                         "host_pid", "host_start", "moves",
                                         "restarts" };
     static const uint64_t max[] = { UINT32_MAX, UINT32_MAX, UINT64_MAX, 255,
                                     INT32_MAX, UINT64_MAX, UINT32_MAX, UINT32_MAX };
+    static const char *const opt_keys[] = { "checkpoint_every_s", "last_checkpoint_ms",
+                                            "replica", "lost_ms" };
+    static const uint64_t opt_max[] = { 86400, UINT64_MAX, 255, UINT64_MAX };
     uint32_t node;
     uint64_t seq;
-    int r;
-    json_t *v = s_read_json(dir, "job.json", &r);
+    json_t *rof = json_object_get(v, "restart_on_failure");
+    int r = s_get_str(v, "gpid", ret->gpid, sizeof ret->gpid);
 
-    ghostd_jobrec_clear(ret);
-    memset(ret, 0, sizeof *ret);
-    if (!v)
-        return r;
-    r = s_get_str(v, "gpid", ret->gpid, sizeof ret->gpid);
     if (r == 0 && ghostd_gpid_parse(ret->gpid, &node, &seq) < 0)
         r = -EBADMSG;
     for (size_t i = 0; r == 0 && i < sizeof keys / sizeof keys[0]; i++)
         r = s_get_u64(v, keys[i], max[i], &u[i]);
+    for (size_t i = 0; r == 0 && i < sizeof opt_keys / sizeof opt_keys[0]; i++)
+        r = s_get_opt_u64(v, opt_keys[i], opt_max[i], &u[8 + i]);
+    if (r == 0 && rof && !json_is_boolean(rof))
+        r = -EBADMSG;
     if (r == 0)
         r = s_get_str(v, "name", ret->name, sizeof ret->name);
     if (r == 0)
@@ -259,19 +291,52 @@ int ghostd_jobrec_read(const char *dir, ghostd_jobrec_t *ret)
         r = s_get_str(v, "unit", ret->unit, sizeof ret->unit);
     if (r == 0)
         r = s_get_argv(v, ret);
-    if (r == 0) {
-        ret->uid = (uint32_t)u[0];
-        ret->gid = (uint32_t)u[1];
-        ret->start_ms = u[2];
-        ret->node = (uint32_t)u[3];
-        ret->host_pid = (int32_t)u[4];
-        ret->host_start = u[5];
-        ret->moves = (uint32_t)u[6];
-        ret->restarts = (uint32_t)u[7];
-        ret->sub_cgroup = json_is_true(json_object_get(v, "sub_cgroup"));
-    } else {
+    if (r < 0) {
         ghostd_jobrec_clear(ret);
+        return r;
     }
+    ret->uid = (uint32_t)u[0];
+    ret->gid = (uint32_t)u[1];
+    ret->start_ms = u[2];
+    ret->node = (uint32_t)u[3];
+    ret->host_pid = (int32_t)u[4];
+    ret->host_start = u[5];
+    ret->moves = (uint32_t)u[6];
+    ret->restarts = (uint32_t)u[7];
+    ret->sub_cgroup = json_is_true(json_object_get(v, "sub_cgroup"));
+    ret->checkpoint_every_s = (uint32_t)u[8];
+    ret->last_checkpoint_ms = u[9];
+    ret->replica = (uint32_t)u[10];
+    ret->lost_ms = u[11];
+    ret->restart_on_failure = json_is_true(rof);
+    return 0;
+}
+
+int ghostd_jobrec_read(const char *dir, ghostd_jobrec_t *ret)
+{
+    int r;
+    json_t *v = s_read_json(dir, "job.json", &r);
+
+    ghostd_jobrec_clear(ret);
+    memset(ret, 0, sizeof *ret);
+    if (!v)
+        return r;
+    r = s_jobrec_from(v, ret);
+    json_decref(v);
+    return r;
+}
+
+int ghostd_jobrec_loads(const char *text, size_t len, ghostd_jobrec_t *ret)
+{
+    json_t *v = json_loadb(text, len, 0, NULL);
+
+    ghostd_jobrec_clear(ret);
+    memset(ret, 0, sizeof *ret);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return -EBADMSG;
+    }
+    int r = s_jobrec_from(v, ret);
     json_decref(v);
     return r;
 }
@@ -290,10 +355,13 @@ int ghostd_exitrec_read(const char *dir, ghostd_exitrec_t *ret)
         json_integer_value(code) >= -1 && json_integer_value(code) <= 255 &&
         json_integer_value(sig) >= 0 && json_integer_value(sig) <= 64 &&
         s_get_u64(v, "end_ms", UINT64_MAX, &end) == 0 ? 0 : -EBADMSG;
-    if (r == 0)
+    const char *lost = json_string_value(json_object_get(v, "lost"));
+    if (r == 0) {
         *ret = (ghostd_exitrec_t){ .exit_code = (int32_t)json_integer_value(code),
                                    .exit_signal = (int32_t)json_integer_value(sig),
                                    .end_ms = end };
+        snprintf(ret->lost, sizeof ret->lost, "%s", lost ? lost : "");
+    }
     json_decref(v);
     return r;
 }
@@ -301,12 +369,28 @@ int ghostd_exitrec_read(const char *dir, ghostd_exitrec_t *ret)
 int ghostd_exitrec_write(const char *dir, const ghostd_exitrec_t *r,
                          uint32_t uid, uint32_t gid)
 {
-    char text[128];
+    json_t *v = json_pack("{s:i,s:i,s:I}", "exit_code", (int)r->exit_code,
+                          "exit_signal", (int)r->exit_signal,
+                          "end_ms", (json_int_t)r->end_ms);
 
-    snprintf(text, sizeof text, "{\"exit_code\":%d,\"exit_signal\":%d,"
-             "\"end_ms\":%llu}\n", r->exit_code, r->exit_signal,
-             (unsigned long long)r->end_ms);
-    return s_write_record(dir, "exit", text, 0600, (int)uid, (int)gid);
+    if (v && r->lost[0] && json_object_set_new(v, "lost", json_string(r->lost)) < 0) {
+        json_decref(v);
+        v = NULL;
+    }
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!text)
+        return -ENOMEM;
+    size_t len = strlen(text);
+    char *line = realloc(text, len + 2);
+    if (!line) {
+        free(text);
+        return -ENOMEM;
+    }
+    memcpy(line + len, "\n", 2);
+    int rr = s_write_record(dir, "exit", line, 0600, (int)uid, (int)gid);
+    free(line);
+    return rr;
 }
 
 /* ---- /proc --------------------------------------------------------------- */

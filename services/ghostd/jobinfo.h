@@ -20,8 +20,13 @@
  *              that runs the job; host_start is the reaper's start time
  *              (clock ticks after boot, /proc/PID/stat field 22): with
  *              host_pid it names one process for the life of the boot;
- *   exit      {"exit_code","exit_signal","end_ms"} -- ghost-init's reaper
- *              writes it; ghostd writes it for a job that ended without.
+ *              Restart on failure adds "checkpoint_every_s",
+ *              "restart_on_failure", "last_checkpoint_ms", "replica",
+ *              "lost_ms" (optional: 0 when absent);
+ *   exit      {"exit_code","exit_signal","end_ms"[,"lost"]} -- ghost-init's
+ *              reaper writes it; ghostd writes it for a job that ended
+ *              without, and with "lost" (why) for a job whose node died
+ *              and that nobody restarts (restart.h).
  */
 #ifndef GHOSTD_JOBINFO_H
 #define GHOSTD_JOBINFO_H
@@ -63,6 +68,12 @@ typedef struct ghostd_jobrec {
     char cgroup[GHOSTD_CGROUP_MAX]; /* the reaper's cgroup */
     char unit[128];                /* its systemd scope, "" if none */
     bool sub_cgroup;               /* in job-<gpid> sub-cgroups of ghostd's */
+    /* restart on failure (restart.h); absent from older records: 0 */
+    uint32_t checkpoint_every_s;   /* periodic checkpoints, 0: none */
+    bool restart_on_failure;       /* restarted elsewhere if its node dies */
+    uint64_t last_checkpoint_ms;   /* unix ms of the last replicated one, 0 none */
+    uint32_t replica;              /* the node holding it, 0 none */
+    uint64_t lost_ms;              /* work lost by its restarts, in total */
 } ghostd_jobrec_t;
 
 /* Frees what r owns (argv); safe twice and on a zeroed record. */
@@ -80,11 +91,21 @@ int ghostd_jobrec_write(const char *dir, const ghostd_jobrec_t *r);
  * type, a bad gpid). */
 int ghostd_jobrec_read(const char *dir, ghostd_jobrec_t *ret);
 
+/* The record as one line of JSON (what job.json holds); caller frees.
+ * NULL on ENOMEM. */
+char *ghostd_jobrec_dumps(const ghostd_jobrec_t *r);
+
+/* Parses text (len bytes) as ghostd_jobrec_read does a file: -EBADMSG for
+ * anything but a job record. */
+int ghostd_jobrec_loads(const char *text, size_t len, ghostd_jobrec_t *ret);
+
 /* The exit record. */
 typedef struct ghostd_exitrec {
     int32_t exit_code;    /* its exit status, -1 when killed by a signal */
     int32_t exit_signal;  /* the signal that killed it, else 0 */
     uint64_t end_ms;      /* unix ms */
+    char lost[256];       /* "" unless the job was lost: why (its node
+                           * died and nobody restarts it), "lost" in JSON */
 } ghostd_exitrec_t;
 
 /* Reads dir/exit. -ENOENT when absent, -EBADMSG when malformed. */

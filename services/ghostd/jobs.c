@@ -51,6 +51,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "peer.h"
+#include "restart.h"
 #include "util/cleanup.h"
 #include "util/fileio.h"
 #include "view.h"
@@ -252,6 +253,19 @@ static void s_job_msg(const ghostd_job_t *job, Cairn__Ghostd__Job *m)
     m->name = (char *)job->rec.name;
     m->dir = (char *)job->dir;
     m->cgroup = (char *)job->rec.cgroup;
+    m->lost_ms = job->rec.lost_ms;
+    m->checkpoint_every_s = job->rec.checkpoint_every_s;
+    m->restart_on_failure = job->rec.restart_on_failure;
+    m->last_checkpoint_ms = job->rec.last_checkpoint_ms;
+    m->replica = job->rec.replica;
+    if (job->exited && job->exit.lost[0]) {
+        m->state = "lost";
+        m->lost = (char *)job->exit.lost;
+        m->exited = true;
+        m->exit_code = job->exit.exit_code;
+        m->exit_signal = job->exit.exit_signal;
+        return;
+    }
     if (job->exited) {
         m->state = "exited";
         m->exited = true;
@@ -317,6 +331,7 @@ static void s_job_ended(ghostd_job_t *job)
     cairn_log_info("job-exit", "gpid=%s host_pid=%d exit_code=%d exit_signal=%d",
                    job->rec.gpid, (int)job->rec.host_pid, job->exit.exit_code,
                    job->exit.exit_signal);
+    restart_job_ended(job->jobs->gd, job->rec.gpid, job->rec.replica);
     while (job->n_waits)
         s_wait_answer(job->waits[0], job, CAIRN_OK, NULL);
 }
@@ -374,7 +389,9 @@ static void s_adopt(ghostd_jobs_t *jobs, const char *gpid)
     }
     bool ended = ghostd_exitrec_read(dir, &ex) == 0;
     uint64_t now = s_realtime_ms();
-    if (ended && now > ex.end_ms + GHOSTD_JOB_KEEP_MS) {
+    /* declared lost while this node was dead: the ghostd that marked it
+     * lists it (and restart.c kills what is left of it here) */
+    if ((ended && ex.lost[0]) || (ended && now > ex.end_ms + GHOSTD_JOB_KEEP_MS)) {
         ghostd_jobrec_clear(&rec);
         return;
     }
@@ -387,6 +404,7 @@ static void s_adopt(ghostd_jobs_t *jobs, const char *gpid)
     snprintf(job->dir, sizeof job->dir, "%s", dir);
     if (!ended && s_job_watch(job) == 0) {
         cairn_log_info("job-adopted", "gpid=%s host_pid=%d", gpid, (int)rec.host_pid);
+        restart_job_running(jobs->gd, gpid);
         return;
     }
     if (!ended) {   /* it ended while no ghostd watched, leaving no record */
@@ -751,6 +769,14 @@ static int s_check_run(const Cairn__Ghostd__RunRequest *rr, cairn_error_t *err)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "run: name must be one line shorter than %d bytes",
                                GHOSTD_JOB_NAME_MAX);
+    if (rr->checkpoint_every_s > RESTART_MAX_EVERY_S)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "run: checkpoint_every_s %u is not 1..%d seconds",
+                               rr->checkpoint_every_s, RESTART_MAX_EVERY_S);
+    if (rr->restart_on_failure && !rr->checkpoint_every_s)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "run: restart_on_failure restarts from the last "
+                               "checkpoint: it needs checkpoint_every_s");
     return 0;
 }
 
@@ -853,6 +879,8 @@ static int s_run_here(ghostd_jobs_t *jobs, cairn_request_t *req,
     job->rec.gid = c->gid;
     job->rec.node = jobs->self;
     job->rec.start_ms = s_realtime_ms();
+    job->rec.checkpoint_every_s = rr->checkpoint_every_s;
+    job->rec.restart_on_failure = rr->restart_on_failure;
     snprintf(job->rec.name, sizeof job->rec.name, "%s", rr->name ? rr->name : "");
     int r = ghostd_jobrec_set_argv(&job->rec, rr->argv, rr->n_argv);
     if (r < 0)
@@ -897,6 +925,8 @@ int ghostd_jobs_launched(ghostd_jobs_t *jobs, ghostd_helper_t *h, json_t *line)
     cairn_log_info("job-start", "gpid=%s host_pid=%d uid=%u cgroup=%s argv0=\"%s\"",
                    job->rec.gpid, (int)job->rec.host_pid, job->rec.uid,
                    job->rec.cgroup, job->rec.argv[0]);
+    if (!job->exited)
+        restart_job_running(jobs->gd, job->rec.gpid);
     s_job_msg(job, &m);
     rr.job = &m;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RUN_REPLY;
@@ -1516,7 +1546,7 @@ int ghostd_jobs_handle_wait(void *ctx, cairn_request_t *req)
     return s_reply_now(req, Q_WAIT, job);
 }
 
-/* ---- migration (jobs.h) ----------------------------------------------------- */
+/* ---- for restart.c ------------------------------------------------------------ */
 
 const char *ghostd_jobs_dir(const ghostd_jobs_t *jobs)
 {
@@ -1525,10 +1555,104 @@ const char *ghostd_jobs_dir(const ghostd_jobs_t *jobs)
 
 const ghostd_jobrec_t *ghostd_jobs_running(const ghostd_jobs_t *jobs, const char *gpid)
 {
-    ghostd_job_t *job = gpid ? s_find(jobs, gpid) : NULL;
+    const ghostd_job_t *job = jobs ? s_find(jobs, gpid) : NULL;
 
     return job && !job->launching && !job->exited ? &job->rec : NULL;
 }
+
+bool ghostd_jobs_has(const ghostd_jobs_t *jobs, const char *gpid)
+{
+    return jobs && s_find(jobs, gpid) != NULL;
+}
+
+int ghostd_jobs_checkpointed(ghostd_jobs_t *jobs, const char *gpid, uint64_t ms,
+                             uint32_t replica)
+{
+    ghostd_job_t *job = s_find(jobs, gpid);
+
+    if (!job || job->launching || job->exited)
+        return -ENOENT;
+    job->rec.last_checkpoint_ms = ms;
+    job->rec.replica = replica;
+    return ghostd_jobrec_write(job->dir, &job->rec);
+}
+
+int ghostd_jobs_adopt_restored(ghostd_jobs_t *jobs, ghostd_jobrec_t *rec)
+{
+    ghostd_job_t *job = s_find(jobs, rec->gpid);
+
+    if (job && !job->exited)
+        return -EEXIST;
+    if (job)   /* an ended entry of an earlier life here */
+        s_job_drop(job, "the job was restarted");
+    if (!(job = s_job_new(jobs)))
+        return -ENOSPC;
+    job->rec = *rec;
+    memset(rec, 0, sizeof *rec);   /* argv is the table's now */
+    snprintf(job->dir, sizeof job->dir, "%s/%s", jobs->dir, job->rec.gpid);
+    job->rec.host_start = 0;       /* the restored reaper's, read now */
+    int r = s_job_watch(job);
+    if (r < 0) {
+        s_job_ended(job);
+        return 0;
+    }
+    r = ghostd_jobrec_write(job->dir, &job->rec);
+    if (r < 0)
+        cairn_log_warn(r, "job", "gpid=%s msg=\"cannot write %s/job.json, "
+                       "ignoring\"", job->rec.gpid, job->dir);
+    restart_job_running(jobs->gd, job->rec.gpid);
+    return 0;
+}
+
+int ghostd_jobs_mark_lost(ghostd_jobs_t *jobs, const char *gpid, const char *why)
+{
+    ghostd_job_t *job = s_find(jobs, gpid);
+    ghostd_jobrec_t rec = { 0 };
+    char dir[PATH_MAX];
+
+    if (job && !job->exited)
+        return -EEXIST;   /* it runs here */
+    snprintf(dir, sizeof dir, "%s/%s", jobs->dir, gpid);
+    int r = ghostd_jobrec_read(dir, &rec);
+    if (r < 0)
+        return r;
+    ghostd_exitrec_t ex = { .exit_code = -1, .exit_signal = 0, .end_ms = s_realtime_ms() };
+    snprintf(ex.lost, sizeof ex.lost, "%s", why);
+    r = ghostd_exitrec_write(dir, &ex, rec.uid, rec.gid);
+    if (r < 0 || job || !(job = s_job_new(jobs))) {
+        ghostd_jobrec_clear(&rec);
+        return r < 0 ? r : 0;
+    }
+    job->rec = rec;
+    snprintf(job->dir, sizeof job->dir, "%s", dir);
+    job->exit = ex;
+    job->exited = true;
+    job->ended_at = cairn_now_ms();
+    cairn_log_warn(0, "job-lost", "gpid=%s node=%u msg=\"%s\"", gpid, rec.node, why);
+    return 0;
+}
+
+void ghostd_jobs_supersede(ghostd_jobs_t *jobs, const char *gpid_arg, const char *why)
+{
+    char gpid[GHOSTD_GPID_MAX], cg[64];
+
+    snprintf(gpid, sizeof gpid, "%s", gpid_arg);   /* may be the record's own */
+    ghostd_job_t *job = s_find(jobs, gpid);
+
+    if (!job || job->launching)
+        return;
+    if (!job->exited && job->pidfd >= 0)
+        s_pidfd_signal(job->pidfd, SIGKILL);   /* the namespace dies with it */
+    cairn_log_warn(0, "job-superseded", "gpid=%s host_pid=%d msg=\"%s; this copy "
+                   "was killed\"", gpid, (int)job->rec.host_pid, why);
+    /* No exit record: the job lives on elsewhere; the sweep reaps it. */
+    s_job_drop(job, why);
+    restart_job_ended(jobs->gd, gpid, 0);   /* its checkpoints stop here */
+    s_cgroup_name(gpid, cg, sizeof cg);
+    ghost_place_kill_cgroup(cg);
+}
+
+/* ---- for migrate.c (migration, jobs.h) -------------------------------------- */
 
 void ghostd_jobs_set_migrating(ghostd_jobs_t *jobs, const char *gpid, bool migrating)
 {
@@ -1549,6 +1673,7 @@ void ghostd_jobs_release(ghostd_jobs_t *jobs, const char *gpid)
     snprintf(msg, sizeof msg, "wait: job %s moved to another node; wait again", gpid);
     cairn_log_info("job-left", "gpid=%s host_pid=%d", gpid, (int)job->rec.host_pid);
     s_job_drop(job, msg);
+    restart_job_ended(jobs->gd, gpid, 0);   /* its checkpoints go on from the target */
 }
 
 void ghostd_jobs_take_back(ghostd_jobs_t *jobs, const char *gpid)
@@ -1593,6 +1718,7 @@ int ghostd_jobs_arrived(ghostd_jobs_t *jobs, const char *gpid, pid_t host_pid,
         s_job_ended(job);   /* it ended already */
         return -ESRCH;
     }
+    restart_job_running(jobs->gd, gpid);   /* checkpoints, if it asked for them */
     return 0;
 }
 

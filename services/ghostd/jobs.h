@@ -102,4 +102,40 @@ int ghostd_jobs_handle_ps(void *ctx, cairn_request_t *req);
 int ghostd_jobs_handle_signal(void *ctx, cairn_request_t *req);
 int ghostd_jobs_handle_wait(void *ctx, cairn_request_t *req);
 
+/* ---- for restart.c (restart on failure, restart.h) ---- */
+
+/* <run base>/<cluster>/jobs. */
+const char *ghostd_jobs_dir(const ghostd_jobs_t *jobs);
+
+/* The record of job gpid when it runs here (launched, not ended), else
+ * NULL; valid until the table changes (the loop runs again). */
+const ghostd_jobrec_t *ghostd_jobs_running(const ghostd_jobs_t *jobs, const char *gpid);
+
+/* Whether the table holds gpid at all (running, launching or ended). */
+bool ghostd_jobs_has(const ghostd_jobs_t *jobs, const char *gpid);
+
+/* A checkpoint of gpid begun at unix ms `ms` is whole on node replica:
+ * the record says so and job.json is rewritten. -ENOENT when the job no
+ * longer runs here, else 0 or job.json's -errno. */
+int ghostd_jobs_checkpointed(ghostd_jobs_t *jobs, const char *gpid, uint64_t ms,
+                             uint32_t replica);
+
+/* A job restored here from its replica joins the table: rec (taken: its
+ * argv is the table's, *rec is zeroed) has node, host_pid, cgroup,
+ * restarts and lost_ms already set; its reaper is watched, job.json
+ * written, its checkpoints started. -EEXIST when it runs here already,
+ * -ENOSPC table full. */
+int ghostd_jobs_adopt_restored(ghostd_jobs_t *jobs, ghostd_jobrec_t *rec);
+
+/* Job gpid of a dead node that nobody restarts: its exit record is
+ * written with lost = why (exit_code -1), and it is listed here, state
+ * "lost", for GHOSTD_JOB_KEEP_MS. -EEXIST when it runs here. */
+int ghostd_jobs_mark_lost(ghostd_jobs_t *jobs, const char *gpid, const char *why);
+
+/* This node's copy of gpid is stale (its job.json names another node, or
+ * it was declared lost, while this node was cut off): it is SIGKILLed
+ * with its whole sub-cgroup and leaves the table, without an exit record
+ * (the job lives on elsewhere). */
+void ghostd_jobs_supersede(ghostd_jobs_t *jobs, const char *gpid, const char *why);
+
 #endif

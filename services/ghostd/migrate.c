@@ -488,41 +488,6 @@ static void s_in_unrecord(const s_in_t *in)
     unlink(path);
 }
 
-/* Kills every process of the sub-cgroup `name` of this daemon's memory
- * cgroup (v1 or v2): what a job's restore made there. */
-static void s_kill_cgroup(const char *name)
-{
-    char line[1024], path[PATH_MAX + 128];
-    FILE *f = fopen("/proc/self/cgroup", "re");
-
-    while (f && fgets(line, sizeof line, f)) {
-        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (!c2)
-            continue;
-        *c2 = '\0';
-        c2[1 + strcspn(c2 + 1, "\n")] = '\0';
-        if (line[0] == '0' && !c1[1])
-            snprintf(path, sizeof path, "/sys/fs/cgroup%s/%s/cgroup.procs", c2 + 1, name);
-        else if (strstr(c1 + 1, "memory"))
-            snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/%s/cgroup.procs", c2 + 1,
-                     name);
-        else
-            continue;
-        for (int round = 0; round < 5; round++) {   /* forks meanwhile: again */
-            FILE *p = fopen(path, "re");
-            int pid, n = 0;
-            while (p && fscanf(p, "%d", &pid) == 1)
-                n += kill(pid, SIGKILL) == 0;
-            if (p)
-                fclose(p);
-            if (!n)
-                break;
-        }
-    }
-    if (f)
-        fclose(f);
-}
-
 /* pid runs and is the process that started at `start` (0: unknown). */
 static bool s_same_process(pid_t pid, uint64_t start)
 {
@@ -2308,7 +2273,7 @@ static void s_in_recover_one(migrate_t *m, const char *path)
         if (in->sub_cgroup && in->gpid[0]) {
             char name[80];
             snprintf(name, sizeof name, "job-%s", in->gpid);
-            s_kill_cgroup(name);
+            ghost_place_kill_cgroup(name);
         }
         in->state = IN_RECEIVING;   /* so that s_in_fail acts */
         s_in_fail(in, CAIRN_UNAVAILABLE, "ghostd on node %u restarted during the "

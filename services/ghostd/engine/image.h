@@ -33,8 +33,9 @@
 #define GHOST_IMAGE_MAGIC "CAIRNGH1"
 #define GHOST_IMAGE_VERSION 2u       /* written */
 #define GHOST_IMAGE_VERSION_PRECOPY 3u  /* written after pre-copy rounds */
+#define GHOST_IMAGE_VERSION_DELTA 4u /* a delta: kept_pages name its parent's */
 #define GHOST_IMAGE_VERSION_MIN 1u   /* oldest read: version 1 has no pads */
-#define GHOST_IMAGE_VERSION_MAX 3u   /* newest read */
+#define GHOST_IMAGE_VERSION_MAX 4u   /* newest read */
 #define GHOST_ALIGN_MIN_PAGES 16u    /* shorter runs are not padded (<= 1/16 waste) */
 #define GHOST_MAX_RECORD (1u << 20)
 

@@ -63,6 +63,18 @@ int pages_load_kept(rst_image_t *im, rst_proc_t *pr, const Cairn__Ghost__KeptPag
 /* NULL-safe. */
 void pages_rounds_free(struct pages_rounds *rs);
 
+/* A delta's parents (chain.c), oldest first, into im->rounds (which the
+ * caller made): a pages record of process pid (as Process.pid says), its
+ * raw bytes staged; a kept_pages record of it, resolved against the image
+ * before (every page must be there); the image's end: what it held of
+ * every process becomes what the next image's kept_pages name. */
+int pages_chain_begin(rst_image_t *im, cairn_error_t *err);   /* makes im->rounds */
+int pages_chain_pages(rst_image_t *im, uint32_t pid, ghost_reader_t *r,
+                      const Cairn__Ghost__Pages *p, cairn_error_t *err);
+int pages_chain_kept(rst_image_t *im, uint32_t pid, const Cairn__Ghost__KeptPages *k,
+                     uint64_t at, cairn_error_t *err);
+int pages_chain_end(rst_image_t *im, uint64_t at, cairn_error_t *err);
+
 /* The page runs of pr into pl's argument block, with what the restorer
  * copies them into place with. */
 int pages_plan_runs(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);

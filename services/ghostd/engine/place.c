@@ -23,7 +23,9 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
@@ -228,6 +230,54 @@ int ghost_place_remove_cgroup(const char *name)
         if (rmdir(dirs[i]) < 0 && errno != ENOENT && first == 0)
             first = -errno;
     return first;
+}
+
+/* SIGKILLs every process listed in dir/cgroup.procs; how many were. */
+static int s_kill_procs(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    _cleanup_free_ char *text = NULL;
+    int n = 0;
+
+    snprintf(path, sizeof path, "%.*s/cgroup.procs", PATH_MAX - 1, dir);
+    if (cairn_read_file(path, 0, &text, NULL) < 0)
+        return 0;
+    for (char *p = text, *end; *p; p = end) {
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (pid > 1 && kill((pid_t)pid, SIGKILL) == 0)
+            n++;
+        while (*end == '\n')
+            end++;
+    }
+    return n;
+}
+
+int ghost_place_kill_cgroup(const char *name)
+{
+    char dirs[S_MAX_HIERARCHIES][PATH_MAX];
+    int total = 0;
+
+    if (!s_good_name(name))
+        return -EINVAL;
+    int n = s_job_dirs(name, dirs, S_MAX_HIERARCHIES);
+    if (n < 0)
+        return n;
+    /* A pid namespace's init takes its namespace with it, but a process
+     * forking meanwhile may add one: again until empty, 1 s at most. */
+    for (int round = 0; round < 100; round++) {
+        int killed = 0;
+        for (int i = 0; i < n; i++)
+            killed += s_kill_procs(dirs[i]);
+        total += killed;
+        if (!killed)
+            break;
+        usleep(10000);
+    }
+    for (int i = 0; i < n; i++)
+        rmdir(dirs[i]);
+    return total;
 }
 
 /* ---- a transient scope ------------------------------------------------- */

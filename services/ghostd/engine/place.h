@@ -48,4 +48,10 @@ int ghost_place_enter_cgroup(const char *name, cairn_error_t *err);
  * are still in one); missing ones are not an error. */
 int ghost_place_remove_cgroup(const char *name);
 
+/* SIGKILLs every process in the NAME sub-cgroups of the caller's cgroups
+ * until they are empty (1 s at most), then removes them: a job's stale
+ * copy, whose job.json names another node now (restart.h). The number of
+ * processes signalled (0: none there, or no such cgroup), or -errno. */
+int ghost_place_kill_cgroup(const char *name);
+
 #endif

@@ -340,6 +340,39 @@ int track_scan_frozen(track_proc_t *p, const proc_vma_t *v, bool anon_only, trac
                        : r;
 }
 
+int track_scan_checkpoint(track_proc_t *p, const proc_vma_t *v, bool anon_only, bool keep,
+                          track_fn fn, void *arg, cairn_error_t *err)
+{
+    bool tracked_anon_only;
+    /* A mapping made since the last checkpoint: registered now, its pages
+     * are unprotected (written, copied) and protected by this walk. */
+    if (s_tracked_kind(p->pid, v, &tracked_anon_only))
+        s_register(p, v);
+    s_scan_t s = {
+        .flags = TRACK_PM_SCAN_WP_MATCHING,
+        .mask = anon_only ? TRACK_PAGE_IS_FILE : 0,
+        .inverted = anon_only ? TRACK_PAGE_IS_FILE : 0,
+        .anyof = TRACK_PAGE_IS_PRESENT | TRACK_PAGE_IS_SWAPPED,
+        .ret_mask = TRACK_PAGE_IS_WPALLOWED | TRACK_PAGE_IS_WRITTEN | TRACK_PAGE_IS_PRESENT |
+                    TRACK_PAGE_IS_SWAPPED,
+        .frozen = keep,
+    };
+    int r = s_walk(p, v->start, v->end, &s, fn, arg, err);
+    return r == -ESRCH ? cairn_error_set(err, r, CAIRN_SYSTEM, "process %d exited while frozen",
+                                         (int)p->pid)
+                       : r;
+}
+
+bool track_same_tree(const track_t *t, const pid_t *pids, size_t n, size_t stride)
+{
+    if (!t || t->n != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!track_find((track_t *)t, pids[i * stride]))
+            return false;
+    return true;
+}
+
 /* ---- start and end ----------------------------------------------------- */
 
 /* A refusal of pre-copy: why (errno e, if any), and what still works. */

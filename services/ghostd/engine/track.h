@@ -101,6 +101,20 @@ int track_scan_written(track_t *t, track_proc_t *p, proc_vmas_t *vm, track_fn fn
 int track_scan_frozen(track_proc_t *p, const proc_vma_t *v, bool anon_only, track_fn fn,
                       void *arg, cairn_error_t *err);
 
+/* At an incremental checkpoint's freeze (ghost-dump --serve-fd), for vma
+ * v of p: registers v if it is new, then calls fn with its present or
+ * swapped pages (anon_only as above) and write-protects them all in the
+ * same walk, so that the next checkpoint sees only what is written after
+ * this one. keep: a region is kept when nothing wrote it since the last
+ * checkpoint (still protected, registered, resident) -- its content is
+ * that checkpoint's; !keep (a full image): nothing is kept. */
+int track_scan_checkpoint(track_proc_t *p, const proc_vma_t *v, bool anon_only, bool keep,
+                          track_fn fn, void *arg, cairn_error_t *err);
+
+/* Whether t tracks exactly the n processes pids[0], pids[stride], ...
+ * (a tree that gained or lost one needs its tracking started again). */
+bool track_same_tree(const track_t *t, const pid_t *pids, size_t n, size_t stride);
+
 /* A region a round found written but could not copy: never kept. */
 int track_lost(track_proc_t *p, uint64_t start, uint64_t end);
 

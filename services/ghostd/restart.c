@@ -1,0 +1,1131 @@
+/* restart.c - restart on failure: periodic checkpoints, their replicas,
+ * and restarts from them when a node dies (restart.h).
+ *
+ * Design. Three tables, all driven by the loop, nothing blocks but the
+ * writes of a replica's chunks into its spool file (a tmpfs):
+ *
+ * - s_ckpt_t, one per job of this node with checkpoint_every_s: its
+ *   repeating timer, the ghost-dump of the tick under way (a helper with
+ *   on_exit hooked, as migrate.c runs its own), then the transfer of the
+ *   image to the replica: the image file is read 1 MiB at a time and sent
+ *   as replica_put chunks, RESTART_WINDOW unanswered at most. The image is
+ *   written in place over the last one (ghost-dump --in-place), so a
+ *   periodic checkpoint reuses its pages instead of allocating the image
+ *   anew; the replica's copy is the one that counts (a failed in-place
+ *   dump removes the local file, never the replica's). An s_ckpt_t whose
+ *   job ended is freed once no callback of it is due.
+ *
+ * - s_in_t, one per replica transfer under way here: the .part file,
+ *   the next seq. Seq 0 of a new id replaces whatever the gpid had under
+ *   way; the last chunk renames the image into place and writes the
+ *   job's record beside it.
+ *
+ * - the scan, every RESTART_SCAN_MS and at every view change: with
+ *   quorum, the jobs of dead nodes (restart from the replica here, or
+ *   mark lost when this node is the gpid's home and nobody can restart
+ *   it); always, this node's stale copies (jobs.c supersedes them); now
+ *   and then, replicas nobody needs any more.
+ *
+ * Times: last_checkpoint_ms is when the tick began (before the freeze),
+ * so lost_ms (now - that) never under-counts the work lost.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+
+#include "engine/place.h"
+#include "jobinfo.h"
+#include "jobs.h"
+#include "log.h"
+#include "peer.h"
+#include "restart.h"
+#include "util/cleanup.h"
+#include "util/clock.h"
+#include "util/fileio.h"
+#include "view.h"
+
+CAIRN_DEFINE_CLEANUP(s_json_decrefp, json_t *, json_decref);
+
+#define S_GC_EVERY 10              /* scans between replica clean-ups */
+#define S_MAX_RESTORES 4           /* restores from replicas at once */
+
+typedef enum { CK_IDLE, CK_DUMPING, CK_SENDING } s_ck_state_t;
+
+/* A job of this node checkpointed every `every_s`. */
+typedef struct s_ckpt {
+    struct restart *r;
+    char gpid[GHOSTD_GPID_MAX];
+    uint32_t every_s;
+    int64_t timer;                /* the tick, repeating */
+    s_ck_state_t state;
+    bool gone;                    /* the job ended: free once nothing is due */
+    ghostd_helper_t *dump;        /* ghost-dump while it runs */
+    uint64_t began_ms;            /* unix ms the tick began */
+    uint64_t began_mono;          /* monotonic ms, for the log */
+    uint64_t frozen_us, image_bytes;
+    /* the transfer */
+    char id[96];
+    int fd;                       /* the image, -1 closed */
+    uint64_t size, off;           /* image bytes, bytes sent */
+    uint64_t seq;                 /* next chunk */
+    unsigned in_flight;           /* chunks unanswered */
+    bool last_sent, failed;
+    uint32_t replica, prev_replica; /* now, and the last whole one's */
+    unsigned calls;               /* peer callbacks due */
+    uint64_t done, failures;      /* checkpoints replicated, failed */
+    struct s_ckpt *next;
+} s_ckpt_t;
+
+/* A replica coming in. */
+typedef struct s_in {
+    bool used;
+    char id[96];
+    char gpid[GHOSTD_GPID_MAX];
+    uint32_t from;
+    int fd;                       /* image.ghost.part */
+    uint64_t next_seq, written;
+    uint64_t touched_ms;          /* monotonic */
+} s_in_t;
+
+/* A restore from a replica under way. */
+typedef struct s_restore {
+    struct restart *r;
+    bool used;
+    char gpid[GHOSTD_GPID_MAX];
+    ghostd_helper_t *rst;
+} s_restore_t;
+
+typedef struct restart {
+    ghostd_t *gd;
+    cairn_view_t *view;           /* the alive ghostds, quorum */
+    cairn_peers_t *peers;         /* to them */
+    s_ckpt_t *ckpts;              /* this node's checkpointed jobs */
+    s_in_t in[RESTART_MAX_IN];
+    s_restore_t restores[S_MAX_RESTORES];
+    int64_t scan_timer;
+    unsigned scans;
+    char ckpt_dir[3072];          /* <spool>/ckpt */
+    char replica_dir[3072];       /* <spool>/replicas */
+    uint8_t *buf;                 /* RESTART_CHUNK: one chunk's bytes */
+} restart_t;
+
+static cairn_loop_t *s_loop(const restart_t *r)
+{
+    return cairn_service_loop(r->gd->svc);
+}
+
+static uint32_t s_self(const restart_t *r)
+{
+    return cairn_service_node(r->gd->svc)->id;
+}
+
+static uint64_t s_realtime_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void s_mkdir(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) < 0 && errno != EEXIST)
+        cairn_log_warn(-errno, "restart", "msg=\"cannot make %s, ignoring\"", path);
+}
+
+/* Removes dir and the files restart.c makes in it. */
+static void s_remove_dir(const char *dir)
+{
+    static const char *const files[] = { "image.ghost", "image.ghost.part",
+                                         "job.json", "job.json.tmp" };
+    char path[PATH_MAX + 32];
+
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* The last JSON object line of a helper's output, or NULL. */
+static json_t *s_helper_line(const ghostd_helper_t *j)
+{
+    char text[GHOSTD_OUTPUT_MAX + 1];
+    char *line, *save = NULL;
+    json_t *last = NULL;
+
+    memcpy(text, j->out, j->out_len);
+    text[j->out_len] = '\0';
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *v = json_loads(line, 0, NULL);
+        if (json_is_object(v)) {
+            json_decref(last);
+            last = v;
+        } else {
+            json_decref(v);
+        }
+    }
+    return last;
+}
+
+static uint64_t s_u64(json_t *v, const char *key)
+{
+    json_t *f = json_object_get(v, key);
+
+    return json_is_integer(f) && json_integer_value(f) > 0
+               ? (uint64_t)json_integer_value(f) : 0;
+}
+
+/* The replica of gpid: the rendezvous home of the gpid among the alive
+ * ghostds but this node; 0 when there is none. */
+static uint32_t s_pick_replica(restart_t *r, const char *gpid)
+{
+    uint32_t ids[CAIRN_VIEW_MAX_NODES], others[CAIRN_VIEW_MAX_NODES];
+    size_t n = cairn_view_members(r->view, ids), k = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] != s_self(r))
+            others[k++] = ids[i];
+    return k ? cairn_view_home_among(gpid, others, k) : 0;
+}
+
+/* ---- the checkpoints of this node's jobs ------------------------------- */
+
+static s_ckpt_t *s_ckpt_find(restart_t *r, const char *gpid)
+{
+    for (s_ckpt_t *c = r->ckpts; c; c = c->next)
+        if (!c->gone && strcmp(c->gpid, gpid) == 0)
+            return c;
+    return NULL;
+}
+
+static void s_ckpt_close(s_ckpt_t *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* Frees c once it is gone and nothing of it is due. */
+static void s_ckpt_maybe_free(s_ckpt_t *c)
+{
+    restart_t *r = c->r;
+
+    if (!c->gone || c->calls || c->dump)
+        return;
+    for (s_ckpt_t **p = &r->ckpts; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    s_ckpt_close(c);
+    free(c);
+}
+
+static void s_drop_replica_at(restart_t *r, uint32_t node, const char *gpid);
+
+/* The transfer ended (ok or not): back to idle. */
+static void s_ckpt_finish(s_ckpt_t *c, bool ok, const char *why)
+{
+    restart_t *r = c->r;
+    uint64_t took = cairn_now_ms() - c->began_mono;
+
+    s_ckpt_close(c);
+    c->state = CK_IDLE;
+    if (!ok) {
+        c->failures++;
+        cairn_log_warn(0, "checkpoint-failed", "gpid=%s replica=%u msg=\"%s; the "
+                       "next one in %u s\"", c->gpid, c->replica, why, c->every_s);
+        return;
+    }
+    c->done++;
+    int w = ghostd_jobs_checkpointed(r->gd->jobs, c->gpid, c->began_ms, c->replica);
+    if (w < 0 && w != -ENOENT)
+        cairn_log_warn(w, "checkpoint", "gpid=%s msg=\"cannot rewrite job.json, "
+                       "ignoring\"", c->gpid);
+    cairn_log_info("checkpoint", "gpid=%s replica=%u image_bytes=%llu frozen_us=%llu "
+                   "took_ms=%llu n=%llu", c->gpid, c->replica,
+                   (unsigned long long)c->image_bytes, (unsigned long long)c->frozen_us,
+                   (unsigned long long)took, (unsigned long long)c->done);
+    if (c->prev_replica && c->prev_replica != c->replica)
+        s_drop_replica_at(r, c->prev_replica, c->gpid);
+    c->prev_replica = c->replica;
+}
+
+static void s_ckpt_pump(s_ckpt_t *c);
+
+static void s_on_put_answer(void *userdata, uint32_t node, int code, const char *message,
+                            ProtobufCMessage *reply)
+{
+    s_ckpt_t *c = userdata;
+    Cairn__Ghostd__Reply *rep = (Cairn__Ghostd__Reply *)reply;
+    bool complete = code == CAIRN_OK && rep &&
+                    rep->msg_case == CAIRN__GHOSTD__REPLY__MSG_REPLICA_PUT_REPLY &&
+                    rep->replica_put_reply->complete;
+
+    c->calls--;
+    c->in_flight--;
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    if (c->gone || c->state != CK_SENDING) {
+        s_ckpt_maybe_free(c);
+        return;
+    }
+    if (code != CAIRN_OK && !c->failed) {
+        char why[1200];
+        snprintf(why, sizeof why, "replica node %u: %s", node,
+                 message ? message : cairn_code_name(code));
+        c->failed = true;
+        if (c->in_flight == 0)
+            s_ckpt_finish(c, false, why);
+        else
+            cairn_log_warn(0, "checkpoint", "gpid=%s msg=\"%s\"", c->gpid, why);
+        return;
+    }
+    if (c->failed) {
+        if (c->in_flight == 0)
+            s_ckpt_finish(c, false, "the replica refused a chunk");
+        return;
+    }
+    if (c->last_sent && c->in_flight == 0) {
+        s_ckpt_finish(c, complete, "the replica did not say the image is whole");
+        return;
+    }
+    s_ckpt_pump(c);
+}
+
+/* Sends chunks while the window has room. */
+static void s_ckpt_pump(s_ckpt_t *c)
+{
+    restart_t *r = c->r;
+    const char *ep = cairn_view_endpoint(r->view, c->replica);
+
+    while (!c->last_sent && c->in_flight < RESTART_WINDOW) {
+        Cairn__Ghostd__ReplicaPutRequest put = CAIRN__GHOSTD__REPLICA_PUT_REQUEST__INIT;
+        Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
+        _cleanup_free_ char *record = NULL;
+        size_t want = c->size - c->off < RESTART_CHUNK ? c->size - c->off : RESTART_CHUNK;
+        ssize_t got = want ? pread(c->fd, r->buf, want, (off_t)c->off) : 0;
+
+        if (got < 0 || (size_t)got != want) {
+            c->failed = true;
+            if (c->in_flight == 0)
+                s_ckpt_finish(c, false, "cannot read the image back");
+            return;
+        }
+        put.id = c->id;
+        put.gpid = c->gpid;
+        put.seq = c->seq;
+        put.data.data = r->buf;
+        put.data.len = want;
+        put.last = c->off + want == c->size;
+        if (put.last) {
+            const ghostd_jobrec_t *rec = ghostd_jobs_running(r->gd->jobs, c->gpid);
+            if (!rec || !(record = ghostd_jobrec_dumps(rec))) {
+                c->failed = true;
+                if (c->in_flight == 0)
+                    s_ckpt_finish(c, false, "the job no longer runs here");
+                return;
+            }
+            put.record = record;
+            put.checkpoint_ms = c->began_ms;
+        }
+        req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_REPLICA_PUT;
+        req.replica_put = &put;
+        int e = ep ? cairn_peers_call(r->peers, c->replica, ep, &req.base,
+                                      RESTART_CHUNK_MS, s_on_put_answer, c)
+                   : -EHOSTUNREACH;
+        if (e < 0) {
+            c->failed = true;
+            if (c->in_flight == 0)
+                s_ckpt_finish(c, false, "cannot reach the replica");
+            return;
+        }
+        c->calls++;
+        c->in_flight++;
+        c->seq++;
+        c->off += want;
+        c->last_sent = put.last;
+    }
+}
+
+/* The image is written: send it to the replica. */
+static void s_ckpt_send(s_ckpt_t *c, const char *image)
+{
+    restart_t *r = c->r;
+    struct stat st;
+
+    c->replica = s_pick_replica(r, c->gpid);
+    if (!c->replica) {
+        s_ckpt_finish(c, false, "no other alive ghostd to hold the replica");
+        return;
+    }
+    c->fd = open(image, O_RDONLY | O_CLOEXEC);
+    if (c->fd < 0 || fstat(c->fd, &st) < 0 || st.st_size <= 0) {
+        s_ckpt_finish(c, false, "cannot open the image just written");
+        return;
+    }
+    c->size = (uint64_t)st.st_size;
+    c->off = 0;
+    c->seq = 0;
+    c->last_sent = false;
+    c->failed = false;
+    snprintf(c->id, sizeof c->id, "%u-%s-%llu", s_self(r), c->gpid,
+             (unsigned long long)c->began_ms);
+    c->state = CK_SENDING;
+    s_ckpt_pump(c);
+}
+
+static void s_ckpt_on_dump_exit(ghostd_helper_t *j, int status)
+{
+    s_ckpt_t *c = j->hook_data;
+    _cleanup_(s_json_decrefp) json_t *v = s_helper_line(j);
+    char msg[1200];
+
+    c->dump = NULL;
+    j->exited = WIFEXITED(status);   /* it cleaned up after itself: keep the image */
+    if (c->gone) {
+        s_ckpt_maybe_free(c);
+        return;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        ghostd_helper_error(j, status, v, msg, sizeof msg);
+        c->state = CK_IDLE;
+        c->failures++;
+        cairn_log_warn(0, "checkpoint-failed", "gpid=%s msg=\"ghost-dump: %s; the "
+                       "next one in %u s\"", c->gpid, msg, c->every_s);
+        return;
+    }
+    c->frozen_us = s_u64(v, "frozen_us");
+    c->image_bytes = s_u64(v, "image_bytes");
+    s_ckpt_send(c, j->image);
+}
+
+/* One tick: dumps the job in place, unless the last one is still under
+ * way, the job is gone, or this side has no quorum. */
+static int s_ckpt_on_tick(cairn_loop_t *loop, int64_t id, void *userdata)
+{
+    s_ckpt_t *c = userdata;
+    restart_t *r = c->r;
+    const ghostd_jobrec_t *rec = ghostd_jobs_running(r->gd->jobs, c->gpid);
+    char dir[PATH_MAX], pid[16];
+    cairn_error_t err = { 0 };
+
+    if (!rec)
+        return 0;   /* ended or not yet watched: restart_job_ended stops us */
+    if (c->state != CK_IDLE) {
+        cairn_log_info("checkpoint-skipped", "gpid=%s msg=\"the last one is still "
+                       "%s\"", c->gpid, c->state == CK_DUMPING ? "dumping" : "sending");
+        return 0;
+    }
+    if (!cairn_view_known(r->view) || !cairn_view_quorum(r->view))
+        return 0;   /* cut off: the majority may restart it; nothing to replicate to */
+    snprintf(dir, sizeof dir, "%s/%.31s", r->ckpt_dir, c->gpid);
+    s_mkdir(dir, 0700);
+    snprintf(pid, sizeof pid, "%d", (int)rec->host_pid);
+    char image[sizeof dir + 16];
+    snprintf(image, sizeof image, "%s/" GHOSTD_IMAGE_NAME, dir);
+    char *argv[] = { NULL, "--pid", pid, "--out", image, "--leave-running",
+                     "--in-place", NULL };
+    c->began_ms = s_realtime_ms();
+    c->began_mono = cairn_now_ms();
+    int e = ghostd_helper_start(r->gd, GHOSTD_CHECKPOINT, argv, NULL, 0,
+                                GHOSTD_DEFAULT_DEADLINE_MS, &c->dump, &err);
+    if (e < 0) {
+        cairn_log_warn(e, "checkpoint-skipped", "gpid=%s msg=\"%s\"", c->gpid,
+                       err.message);
+        return 0;
+    }
+    c->dump->pid = (uint32_t)rec->host_pid;   /* a checkpoint asked meanwhile is busy */
+    c->dump->leave_running = true;
+    c->dump->in_place = true;
+    snprintf(c->dump->dir, sizeof c->dump->dir, "%s", dir);
+    snprintf(c->dump->image, sizeof c->dump->image, "%s", image);
+    c->dump->on_exit = s_ckpt_on_dump_exit;
+    c->dump->hook_data = c;
+    c->state = CK_DUMPING;
+    return 0;
+}
+
+void restart_job_running(ghostd_t *gd, const char *gpid)
+{
+    restart_t *r = gd->restart;
+    const ghostd_jobrec_t *rec = r ? ghostd_jobs_running(gd->jobs, gpid) : NULL;
+
+    if (!rec || !rec->checkpoint_every_s || s_ckpt_find(r, gpid))
+        return;
+    s_ckpt_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        cairn_log_err(-ENOMEM, "checkpoint", "gpid=%s msg=\"out of memory: no "
+                      "checkpoints for this job\"", gpid);
+        return;
+    }
+    c->r = r;
+    c->fd = -1;
+    snprintf(c->gpid, sizeof c->gpid, "%s", gpid);
+    c->every_s = rec->checkpoint_every_s;
+    c->prev_replica = rec->replica;
+    c->timer = cairn_loop_add_timer(s_loop(r), (uint64_t)c->every_s * 1000,
+                                    (uint64_t)c->every_s * 1000, s_ckpt_on_tick, c);
+    if (c->timer < 0) {
+        cairn_log_err((int)c->timer, "checkpoint", "gpid=%s msg=\"no timer: no "
+                      "checkpoints for this job\"", gpid);
+        free(c);
+        return;
+    }
+    c->next = r->ckpts;
+    r->ckpts = c;
+    cairn_log_info("checkpoints", "gpid=%s every_s=%u restart_on_failure=%s", gpid,
+                   c->every_s, rec->restart_on_failure ? "yes" : "no");
+}
+
+static void s_ckpt_stop(s_ckpt_t *c)
+{
+    restart_t *r = c->r;
+    char dir[PATH_MAX];
+
+    if (c->timer > 0)
+        cairn_loop_cancel_timer(s_loop(r), c->timer);
+    c->timer = 0;
+    if (c->dump)
+        ghostd_helper_kill(c->dump);   /* on_exit frees c once reaped */
+    snprintf(dir, sizeof dir, "%s/%.31s", r->ckpt_dir, c->gpid);
+    s_remove_dir(dir);
+    c->gone = true;
+    s_ckpt_maybe_free(c);
+}
+
+void restart_job_ended(ghostd_t *gd, const char *gpid, uint32_t replica)
+{
+    restart_t *r = gd->restart;
+    s_ckpt_t *c = r ? s_ckpt_find(r, gpid) : NULL;
+
+    if (!r)
+        return;
+    if (c)
+        s_ckpt_stop(c);
+    if (replica && replica != s_self(r))
+        s_drop_replica_at(r, replica, gpid);
+}
+
+/* ---- dropping a replica elsewhere --------------------------------------- */
+
+static void s_on_drop_answer(void *userdata, uint32_t node, int code, const char *message,
+                             ProtobufCMessage *reply)
+{
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    if (code != CAIRN_OK)
+        cairn_log_info("replica-drop", "node=%u msg=\"%s, ignoring\"", node,
+                       message ? message : cairn_code_name(code));
+}
+
+/* Best effort: a replica left behind is removed by its own node's
+ * clean-up once the job's record names another replica or an end. */
+static void s_drop_replica_at(restart_t *r, uint32_t node, const char *gpid)
+{
+    Cairn__Ghostd__ReplicaDropRequest drop = CAIRN__GHOSTD__REPLICA_DROP_REQUEST__INIT;
+    Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
+    const char *ep = cairn_view_alive(r->view, node) ? cairn_view_endpoint(r->view, node)
+                                                    : NULL;
+
+    if (!ep)
+        return;
+    drop.gpid = (char *)gpid;
+    req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_REPLICA_DROP;
+    req.replica_drop = &drop;
+    cairn_peers_call(r->peers, node, ep, &req.base, 3000, s_on_drop_answer, NULL);
+}
+
+/* ---- the replica's side ------------------------------------------------- */
+
+static void s_in_free(s_in_t *in)
+{
+    if (in->fd >= 0)
+        close(in->fd);
+    memset(in, 0, sizeof *in);
+    in->fd = -1;
+}
+
+static s_in_t *s_in_find_gpid(restart_t *r, const char *gpid)
+{
+    for (size_t i = 0; i < RESTART_MAX_IN; i++)
+        if (r->in[i].used && strcmp(r->in[i].gpid, gpid) == 0)
+            return &r->in[i];
+    return NULL;
+}
+
+/* A free slot, dropping transfers silent for RESTART_IN_IDLE_MS. */
+static s_in_t *s_in_claim(restart_t *r)
+{
+    uint64_t now = cairn_now_ms();
+
+    for (size_t i = 0; i < RESTART_MAX_IN; i++)
+        if (r->in[i].used && now > r->in[i].touched_ms + RESTART_IN_IDLE_MS) {
+            char part[PATH_MAX + 64];
+            snprintf(part, sizeof part, "%s/%.31s/image.ghost.part", r->replica_dir,
+                     r->in[i].gpid);
+            unlink(part);
+            s_in_free(&r->in[i]);
+        }
+    for (size_t i = 0; i < RESTART_MAX_IN; i++)
+        if (!r->in[i].used)
+            return &r->in[i];
+    return NULL;
+}
+
+static int s_reply_put(cairn_request_t *req, uint64_t seq, uint64_t written, bool complete)
+{
+    Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
+    Cairn__Ghostd__ReplicaPutReply *pr = cairn_request_alloc(req, sizeof *pr);
+
+    if (!pr)
+        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+    cairn__ghostd__replica_put_reply__init(pr);
+    pr->seq = seq;
+    pr->written = written;
+    pr->complete = complete;
+    reply->msg_case = CAIRN__GHOSTD__REPLY__MSG_REPLICA_PUT_REPLY;
+    reply->replica_put_reply = pr;
+    return CAIRN_REPLY_NOW;
+}
+
+/* seq 0: a new image for p->gpid, replacing whatever was under way. */
+static int s_in_begin(restart_t *r, cairn_request_t *req,
+                      const Cairn__Ghostd__ReplicaPutRequest *p, uint32_t from,
+                      s_in_t **ret)
+{
+    char dir[PATH_MAX], part[PATH_MAX + 32];
+    s_in_t *in = s_in_find_gpid(r, p->gpid);
+
+    if (in)
+        s_in_free(in);
+    if (!(in = s_in_claim(r)))
+        return cairn_request_fail(req, CAIRN_BUSY, "node %u receives %d replicas "
+                                  "already; try again later", s_self(r), RESTART_MAX_IN);
+    snprintf(dir, sizeof dir, "%s/%.31s", r->replica_dir, p->gpid);
+    s_mkdir(dir, 0700);
+    snprintf(part, sizeof part, "%s/image.ghost.part", dir);
+    in->fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (in->fd < 0)
+        return cairn_request_fail(req, CAIRN_SYSTEM, "node %u: cannot make %s: %s",
+                                  s_self(r), part, strerror(errno));
+    in->used = true;
+    snprintf(in->id, sizeof in->id, "%s", p->id);
+    snprintf(in->gpid, sizeof in->gpid, "%s", p->gpid);
+    in->from = from;
+    *ret = in;
+    return 0;
+}
+
+/* The last chunk is written: the image goes into place, its record
+ * beside it. */
+static int s_in_complete(restart_t *r, cairn_request_t *req, s_in_t *in,
+                         const Cairn__Ghostd__ReplicaPutRequest *p)
+{
+    char dir[PATH_MAX], part[PATH_MAX + 32], image[PATH_MAX + 32];
+    ghostd_jobrec_t rec = { 0 };
+    uint64_t seq = in->next_seq - 1, written = in->written;
+
+    snprintf(dir, sizeof dir, "%s/%.31s", r->replica_dir, in->gpid);
+    snprintf(part, sizeof part, "%s/image.ghost.part", dir);
+    snprintf(image, sizeof image, "%s/" GHOSTD_IMAGE_NAME, dir);
+    int e = !p->record ? -EBADMSG
+                       : ghostd_jobrec_loads(p->record, strlen(p->record), &rec);
+    if (e == 0 && strcmp(rec.gpid, in->gpid) != 0)
+        e = -EBADMSG;
+    if (e < 0) {
+        ghostd_jobrec_clear(&rec);
+        unlink(part);
+        s_in_free(in);
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_put: the last "
+                                  "chunk's record is not the job's record");
+    }
+    rec.last_checkpoint_ms = p->checkpoint_ms;
+    rec.replica = s_self(r);
+    if (fsync(in->fd) < 0 || rename(part, image) < 0)
+        e = -errno;
+    if (e == 0)
+        e = ghostd_jobrec_write(dir, &rec);
+    s_in_free(in);
+    if (e < 0) {
+        ghostd_jobrec_clear(&rec);
+        return cairn_request_fail(req, CAIRN_SYSTEM, "node %u: cannot keep the replica "
+                                  "of %s: %s", s_self(r), p->gpid, strerror(-e));
+    }
+    cairn_log_info("replica", "gpid=%s from=%u image_bytes=%llu checkpoint_ms=%llu",
+                   rec.gpid, rec.node, (unsigned long long)written,
+                   (unsigned long long)p->checkpoint_ms);
+    ghostd_jobrec_clear(&rec);
+    return s_reply_put(req, seq, written, true);
+}
+
+int restart_handle_put(void *ctx, cairn_request_t *req)
+{
+    ghostd_t *gd = ctx;
+    restart_t *r = gd->restart;
+    const Cairn__Ghostd__Request *body = (const Cairn__Ghostd__Request *)cairn_request_body(req);
+    const Cairn__Ghostd__ReplicaPutRequest *p = body->replica_put;
+    const cairn_caller_t *c = cairn_request_caller(req);
+    uint32_t node;
+    uint64_t seqn;
+    s_in_t *in;
+
+    if (!p || !p->id || !*p->id || strlen(p->id) >= sizeof r->in[0].id)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_put: no id");
+    if (!p->gpid || ghostd_gpid_parse(p->gpid, &node, &seqn) < 0)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_put: '%.64s' "
+                                  "is not a gpid", p->gpid ? p->gpid : "");
+    if (c->kind != CAIRN_CALLER_NODE || c->node == s_self(r))
+        return cairn_request_fail(req, CAIRN_PERMISSION_DENIED, "replica_put: only "
+                                  "another member node's ghostd keeps a replica here");
+    if (p->data.len > RESTART_CHUNK)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_put: a chunk "
+                                  "holds at most %u bytes", RESTART_CHUNK);
+    in = s_in_find_gpid(r, p->gpid);
+    if (p->seq == 0) {
+        int e = s_in_begin(r, req, p, c->node, &in);
+        if (e != 0)
+            return e;
+    } else if (!in || strcmp(in->id, p->id) != 0 || in->from != c->node) {
+        return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "replica_put: no "
+                                  "transfer %s under way here", p->id);
+    } else if (p->seq != in->next_seq) {
+        uint64_t want = in->next_seq;
+        char part[PATH_MAX + 64];
+        snprintf(part, sizeof part, "%s/%.31s/image.ghost.part", r->replica_dir, in->gpid);
+        unlink(part);
+        s_in_free(in);
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_put: chunk %llu "
+                                  "where %llu was due; the transfer is dropped",
+                                  (unsigned long long)p->seq, (unsigned long long)want);
+    }
+    if (cairn_write_all(in->fd, p->data.data, p->data.len) < 0) {
+        int e = errno;
+        char part[PATH_MAX + 64];
+        snprintf(part, sizeof part, "%s/%.31s/image.ghost.part", r->replica_dir, in->gpid);
+        unlink(part);
+        s_in_free(in);
+        return cairn_request_fail(req, CAIRN_SYSTEM, "node %u: cannot write the replica: "
+                                  "%s", s_self(r), strerror(e));
+    }
+    in->written += p->data.len;
+    in->next_seq++;
+    in->touched_ms = cairn_now_ms();
+    if (p->last)
+        return s_in_complete(r, req, in, p);
+    return s_reply_put(req, p->seq, in->written, false);
+}
+
+int restart_handle_drop(void *ctx, cairn_request_t *req)
+{
+    ghostd_t *gd = ctx;
+    restart_t *r = gd->restart;
+    const Cairn__Ghostd__Request *body = (const Cairn__Ghostd__Request *)cairn_request_body(req);
+    const Cairn__Ghostd__ReplicaDropRequest *d = body->replica_drop;
+    char dir[PATH_MAX];
+    uint32_t node;
+    uint64_t seq;
+
+    if (!d || !d->gpid || ghostd_gpid_parse(d->gpid, &node, &seq) < 0)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_drop: no gpid");
+    s_in_t *in = s_in_find_gpid(r, d->gpid);
+    if (in)
+        s_in_free(in);
+    snprintf(dir, sizeof dir, "%s/%.31s", r->replica_dir, d->gpid);
+    s_remove_dir(dir);
+    cairn_log_info("replica-dropped", "gpid=%s", d->gpid);
+    return s_reply_put(req, 0, 0, false);
+}
+
+/* ---- restarts ------------------------------------------------------------ */
+
+static s_restore_t *s_restore_find(restart_t *r, const char *gpid)
+{
+    for (size_t i = 0; i < S_MAX_RESTORES; i++)
+        if (r->restores[i].used && strcmp(r->restores[i].gpid, gpid) == 0)
+            return &r->restores[i];
+    return NULL;
+}
+
+static void s_mark_lost(restart_t *r, const char *gpid, const char *why)
+{
+    int e = ghostd_jobs_mark_lost(r->gd->jobs, gpid, why);
+
+    if (e < 0 && e != -EEXIST)
+        cairn_log_warn(e, "job-lost", "gpid=%s msg=\"cannot write its exit record: %s\"",
+                       gpid, why);
+}
+
+static void s_restore_on_exit(ghostd_helper_t *j, int status)
+{
+    s_restore_t *rs = j->hook_data;
+    restart_t *r = rs->r;
+    _cleanup_(s_json_decrefp) json_t *v = s_helper_line(j);
+    char dir[PATH_MAX], msg[1200], why[1400];
+    ghostd_jobrec_t rec = { 0 };
+
+    snprintf(dir, sizeof dir, "%s/%.31s", r->replica_dir, rs->gpid);
+    int e = ghostd_jobrec_read(dir, &rec);
+    /* a job's root is pid 1 inside: its host pid is the reaper to watch */
+    uint64_t host_pid = s_u64(v, "host_pid");
+    bool restored = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    bool named = host_pid > 1 && host_pid <= INT32_MAX;
+    if (!restored || !named || e < 0) {
+        if (!restored)
+            ghostd_helper_error(j, status, v, msg, sizeof msg);
+        else if (!named)
+            snprintf(msg, sizeof msg, "ghost-restore's answer lacks a valid host_pid");
+        else
+            snprintf(msg, sizeof msg, "its replica's record is gone");
+        if (restored && named)   /* nothing may run that nobody watches */
+            kill((pid_t)host_pid, SIGKILL);
+        snprintf(why, sizeof why, "its node died and the restart from its checkpoint "
+                 "on node %u failed: %s", s_self(r), msg);
+        s_mark_lost(r, rs->gpid, why);
+        ghostd_jobrec_clear(&rec);
+        rs->used = false;
+        return;
+    }
+    const char *cg = json_string_value(json_object_get(v, "cgroup"));
+    const char *unit = json_string_value(json_object_get(v, "unit"));
+    uint64_t now = s_realtime_ms();
+    uint32_t dead = rec.node;
+    uint64_t lost = now > rec.last_checkpoint_ms ? now - rec.last_checkpoint_ms : 0;
+    rec.node = s_self(r);
+    rec.host_pid = (int32_t)host_pid;
+    rec.restarts++;
+    rec.lost_ms += lost;
+    rec.replica = 0;   /* the next checkpoint picks one among the others */
+    snprintf(rec.cgroup, sizeof rec.cgroup, "%s", cg ? cg : "");
+    snprintf(rec.unit, sizeof rec.unit, "%s", unit ? unit : "");
+    rec.sub_cgroup = r->gd->placement.mode != GHOSTD_PLACE_SCOPE;
+    char gpid[GHOSTD_GPID_MAX];
+    snprintf(gpid, sizeof gpid, "%s", rs->gpid);
+    uint32_t restarts = rec.restarts;
+    e = ghostd_jobs_adopt_restored(r->gd->jobs, &rec);
+    ghostd_jobrec_clear(&rec);
+    rs->used = false;
+    if (e < 0) {
+        cairn_log_err(e, "job-restart", "gpid=%s msg=\"restored (host pid %d) but the "
+                      "table cannot take it; killing it\"", gpid, (int)host_pid);
+        kill((pid_t)host_pid, SIGKILL);
+        return;
+    }
+    s_remove_dir(dir);
+    cairn_log_info("job-restart", "gpid=%s dead_node=%u host_pid=%d restarts=%u "
+                   "lost_ms=%llu restore_us=%llu", gpid, dead, (int)host_pid, restarts,
+                   (unsigned long long)lost, (unsigned long long)s_u64(v, "restore_us"));
+}
+
+/* Restores gpid from its replica here (ghost-restore, placed as ghost-init
+ * places a launch). */
+static void s_restart_job(restart_t *r, const char *gpid, const ghostd_jobrec_t *rec)
+{
+    ghostd_t *gd = r->gd;
+    char image[PATH_MAX + 32], scope[160], cg[64];
+    cairn_error_t err = { 0 };
+    s_restore_t *rs = NULL;
+
+    if (s_restore_find(r, gpid))
+        return;   /* under way */
+    for (size_t i = 0; i < S_MAX_RESTORES && !rs; i++)
+        if (!r->restores[i].used)
+            rs = &r->restores[i];
+    if (!rs)
+        return;   /* the next scan */
+    snprintf(image, sizeof image, "%s/%.31s/" GHOSTD_IMAGE_NAME, r->replica_dir, gpid);
+    if (access(image, R_OK) < 0) {
+        char why[300];
+        snprintf(why, sizeof why, "its node %u died and its replica on node %u holds "
+                 "no complete image", rec->node, s_self(r));
+        s_mark_lost(r, gpid, why);
+        return;
+    }
+    char *argv[10] = { NULL, "--image", image };
+    int n = 3;
+    if (gd->placement.mode == GHOSTD_PLACE_SCOPE) {
+        snprintf(scope, sizeof scope, "cairn-job-%s.scope", gpid);
+        argv[n++] = "--scope";
+        argv[n++] = scope;
+        argv[n++] = "--slice";
+        argv[n++] = GHOSTD_JOB_SLICE;
+    } else {
+        snprintf(cg, sizeof cg, "job-%.31s", gpid);
+        argv[n++] = "--cgroup";
+        argv[n++] = cg;
+    }
+    argv[n] = NULL;
+    int e = ghostd_helper_start(gd, GHOSTD_RESTART, argv, NULL, 0,
+                                GHOSTD_DEFAULT_DEADLINE_MS, &rs->rst, &err);
+    if (e < 0) {
+        cairn_log_warn(e, "job-restart", "gpid=%s msg=\"%s; again at the next scan\"",
+                       gpid, err.message);
+        return;
+    }
+    rs->used = true;
+    rs->r = r;
+    snprintf(rs->gpid, sizeof rs->gpid, "%s", gpid);
+    rs->rst->on_exit = s_restore_on_exit;
+    rs->rst->hook_data = rs;
+    cairn_log_info("job-restarting", "gpid=%s dead_node=%u checkpoint_ms=%llu helper=%d",
+                   gpid, rec->node, (unsigned long long)rec->last_checkpoint_ms,
+                   (int)rs->rst->helper);
+}
+
+/* One job of the jobs directory, whose node may be dead. */
+static void s_scan_job(restart_t *r, const char *jobs_dir, const char *gpid)
+{
+    char dir[PATH_MAX], exit_path[PATH_MAX + 8], why[400];
+    ghostd_jobrec_t rec = { 0 };
+
+    snprintf(dir, sizeof dir, "%s/%.31s", jobs_dir, gpid);
+    snprintf(exit_path, sizeof exit_path, "%s/exit", dir);
+    if (access(exit_path, F_OK) == 0 || ghostd_jobrec_read(dir, &rec) < 0)
+        return;   /* ended (or lost already), or no record */
+    const char *state = cairn_view_state(r->view, rec.node);
+    if (rec.node == s_self(r) || !state || strcmp(state, "dead") != 0) {
+        ghostd_jobrec_clear(&rec);
+        return;
+    }
+    if (rec.restart_on_failure && rec.replica == s_self(r)) {
+        s_restart_job(r, gpid, &rec);
+    } else if (rec.restart_on_failure && rec.replica && cairn_view_alive(r->view, rec.replica)) {
+        ;   /* its replica's to restart */
+    } else if (cairn_view_home(r->view, gpid) == s_self(r)) {
+        if (!rec.restart_on_failure)
+            snprintf(why, sizeof why, "node %u died (declared dead by clusterd) and the "
+                     "job was not run with --restart-on-failure", rec.node);
+        else if (!rec.replica)
+            snprintf(why, sizeof why, "node %u died before a first checkpoint of the "
+                     "job was replicated", rec.node);
+        else
+            snprintf(why, sizeof why, "node %u died and node %u, which held its last "
+                     "checkpoint, is dead too", rec.node, rec.replica);
+        s_mark_lost(r, gpid, why);
+    }
+    ghostd_jobrec_clear(&rec);
+}
+
+/* Whether the view holds any member dead. */
+static bool s_any_dead(restart_t *r)
+{
+    const cairn_description_t *d = cairn_service_description(r->gd->svc);
+
+    for (size_t i = 0; i < cairn_description_n_nodes(d); i++) {
+        const char *st = cairn_view_state(r->view, cairn_description_node(d, i)->id);
+        if (st && strcmp(st, "dead") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* This node's copy of gpid is stale when job.json names another node or
+ * its exit record says it was lost. */
+static bool s_stale(restart_t *r, const char *jobs_dir, const char *gpid)
+{
+    char dir[PATH_MAX];
+    ghostd_jobrec_t rec = { 0 };
+    ghostd_exitrec_t ex = { 0 };
+
+    snprintf(dir, sizeof dir, "%s/%.31s", jobs_dir, gpid);
+    if (ghostd_jobrec_read(dir, &rec) < 0)
+        return false;
+    bool stale = rec.node != s_self(r) ||
+                 (ghostd_exitrec_read(dir, &ex) == 0 && ex.lost[0]);
+    ghostd_jobrec_clear(&rec);
+    return stale;
+}
+
+/* Replicas here nobody needs: the job ended, or names another replica. */
+static void s_gc_replicas(restart_t *r, const char *jobs_dir)
+{
+    DIR *d = opendir(r->replica_dir);
+    uint32_t node;
+    uint64_t seq;
+
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char jdir[PATH_MAX], rdir[PATH_MAX], exit_path[PATH_MAX + 8];
+        ghostd_jobrec_t rec = { 0 };
+        if (ghostd_gpid_parse(e->d_name, &node, &seq) < 0 ||
+            s_in_find_gpid(r, e->d_name) || s_restore_find(r, e->d_name))
+            continue;
+        snprintf(jdir, sizeof jdir, "%s/%.31s", jobs_dir, e->d_name);
+        snprintf(exit_path, sizeof exit_path, "%s/exit", jdir);
+        int rd = ghostd_jobrec_read(jdir, &rec);
+        bool keep = rd == 0 && access(exit_path, F_OK) < 0 &&
+                    (rec.replica == s_self(r) || rec.replica == 0);
+        ghostd_jobrec_clear(&rec);
+        if (keep || (rd < 0 && rd != -ENOENT))
+            continue;
+        snprintf(rdir, sizeof rdir, "%s/%.31s", r->replica_dir, e->d_name);
+        s_remove_dir(rdir);
+        cairn_log_info("replica-dropped", "gpid=%s msg=\"no longer needed\"", e->d_name);
+    }
+    if (d)
+        closedir(d);
+}
+
+static void s_scan(restart_t *r, bool fence_only)
+{
+    const char *jobs_dir = ghostd_jobs_dir(r->gd->jobs);
+    bool act = !fence_only && cairn_view_known(r->view) && cairn_view_quorum(r->view) &&
+               s_any_dead(r);
+    bool gc = !fence_only && ++r->scans % S_GC_EVERY == 0;
+    DIR *d = opendir(jobs_dir);
+    uint32_t node;
+    uint64_t seq;
+
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (ghostd_gpid_parse(e->d_name, &node, &seq) < 0)
+            continue;
+        if (ghostd_jobs_running(r->gd->jobs, e->d_name)) {
+            if (s_stale(r, jobs_dir, e->d_name))
+                ghostd_jobs_supersede(r->gd->jobs, e->d_name, "job.json names another "
+                                      "node or says the job was lost");
+        } else if (act) {
+            s_scan_job(r, jobs_dir, e->d_name);
+        }
+    }
+    if (d)
+        closedir(d);
+    if (gc)
+        s_gc_replicas(r, jobs_dir);
+}
+
+static int s_on_scan(cairn_loop_t *loop, int64_t id, void *userdata)
+{
+    s_scan(userdata, false);
+    return 0;
+}
+
+static void s_on_view(void *userdata, uint64_t old_view, uint64_t new_view)
+{
+    s_scan(userdata, false);
+}
+
+/* At start: the copies this node still runs of jobs whose job.json names
+ * another node now, or that were declared lost, are killed with their
+ * sub-cgroups (they are not in the table: jobs.c takes back only jobs
+ * whose record names this node, and a lost one as ended). */
+static void s_fence_at_start(restart_t *r)
+{
+    const char *jobs_dir = ghostd_jobs_dir(r->gd->jobs);
+    DIR *d = opendir(jobs_dir);
+    uint32_t node;
+    uint64_t seq;
+    char cg[64];
+
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (ghostd_gpid_parse(e->d_name, &node, &seq) < 0 ||
+            ghostd_jobs_running(r->gd->jobs, e->d_name) || !s_stale(r, jobs_dir, e->d_name))
+            continue;
+        snprintf(cg, sizeof cg, "job-%.31s", e->d_name);
+        int n = ghost_place_kill_cgroup(cg);
+        if (n > 0)
+            cairn_log_warn(0, "job-superseded", "gpid=%s killed=%d msg=\"a stale copy "
+                           "(job.json names another node or says lost) was killed\"",
+                           e->d_name, n);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+int restart_start(ghostd_t *gd)
+{
+    restart_t *r = calloc(1, sizeof *r);
+
+    if (!r || !(r->buf = malloc(RESTART_CHUNK))) {
+        free(r);
+        return -ENOMEM;
+    }
+    r->gd = gd;
+    for (size_t i = 0; i < RESTART_MAX_IN; i++)
+        r->in[i].fd = -1;
+    snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%.*s/ckpt", 3000, gd->spool.path);
+    snprintf(r->replica_dir, sizeof r->replica_dir, "%.*s/replicas", 3000,
+             gd->spool.path);
+    s_mkdir(r->ckpt_dir, 0700);
+    s_mkdir(r->replica_dir, 0700);
+    r->view = cairn_view_new(gd->svc, "ghostd", s_on_view, r);
+    r->peers = cairn_peers_new(gd->svc, "ghostd", &cairn__ghostd__reply__descriptor);
+    if (!r->view || !r->peers) {
+        cairn_view_free(r->view);
+        cairn_peers_free(r->peers);
+        free(r->buf);
+        free(r);
+        return -ENOMEM;
+    }
+    gd->restart = r;
+    return 0;
+}
+
+int restart_ready(ghostd_t *gd)
+{
+    restart_t *r = gd->restart;
+
+    if (!r)
+        return 0;
+    s_fence_at_start(r);
+    s_scan(r, true);
+    int e = cairn_view_start(r->view);
+    if (e < 0)
+        cairn_log_warn(e, "restart", "msg=\"cannot follow the membership; no job "
+                       "is restarted from here\"");
+    r->scan_timer = cairn_loop_add_timer(s_loop(r), RESTART_SCAN_MS, RESTART_SCAN_MS,
+                                         s_on_scan, r);
+    return 0;
+}
+
+void restart_stop(ghostd_t *gd)
+{
+    restart_t *r = gd ? gd->restart : NULL;
+
+    if (!r)
+        return;
+    /* peers first: their callbacks never run after this */
+    r->peers = cairn_peers_free(r->peers);
+    r->view = cairn_view_free(r->view);
+    if (r->scan_timer > 0)
+        cairn_loop_cancel_timer(s_loop(r), r->scan_timer);
+    while (r->ckpts) {
+        s_ckpt_t *c = r->ckpts;
+        r->ckpts = c->next;
+        if (c->timer > 0)
+            cairn_loop_cancel_timer(s_loop(r), c->timer);
+        if (c->dump) {   /* ghostd_done kills and reaps it; no hook after */
+            c->dump->on_exit = NULL;
+            c->dump->hook_data = NULL;
+        }
+        s_ckpt_close(c);
+        free(c);
+    }
+    for (size_t i = 0; i < S_MAX_RESTORES; i++)
+        if (r->restores[i].used && r->restores[i].rst) {
+            r->restores[i].rst->on_exit = NULL;
+            r->restores[i].rst->hook_data = NULL;
+        }
+    for (size_t i = 0; i < RESTART_MAX_IN; i++)
+        if (r->in[i].used) {
+            char part[PATH_MAX + 64];
+            snprintf(part, sizeof part, "%s/%.31s/image.ghost.part", r->replica_dir,
+                     r->in[i].gpid);
+            unlink(part);
+            s_in_free(&r->in[i]);
+        }
+    free(r->buf);
+    free(r);
+    gd->restart = NULL;
+}
