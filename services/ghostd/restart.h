@@ -48,6 +48,7 @@
 #ifndef GHOSTD_RESTART_H
 #define GHOSTD_RESTART_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ghostd.h"
@@ -79,6 +80,13 @@ void restart_job_running(ghostd_t *gd, const char *gpid);
 /* jobs.c: gpid ended here; its checkpoints stop and its replica node
  * (0: none) is told to drop the copy. */
 void restart_job_ended(ghostd_t *gd, const char *gpid, uint32_t replica);
+
+/* migrate.c: the job whose reaper is host_pid is leaving this node
+ * (moving) or stays after all (!moving). Leaving: its tracker is killed
+ * (the kernel drops its write protection with its fds) and no checkpoint
+ * is taken until it stays again or ends here (restart_job_ended). Not a
+ * checkpointed job: nothing. */
+void restart_job_moving(ghostd_t *gd, uint32_t host_pid, bool moving);
 
 /* Handlers (ghostd-manager.c's table; member nodes only). */
 int restart_handle_put(void *ctx, cairn_request_t *req);
