@@ -5,14 +5,16 @@
  * writes of a replica's chunks into its spool file (a tmpfs):
  *
  * - s_ckpt_t, one per job of this node with checkpoint_every_s: its
- *   repeating timer, the ghost-dump of the tick under way (a helper with
- *   on_exit hooked, as migrate.c runs its own), then the transfer of the
- *   image to the replica: the image file is read 1 MiB at a time and sent
- *   as replica_put chunks, RESTART_WINDOW unanswered at most. The image is
- *   written in place over the last one (ghost-dump --in-place), so a
- *   periodic checkpoint reuses its pages instead of allocating the image
- *   anew; the replica's copy is the one that counts (a failed in-place
- *   dump removes the local file, never the replica's). An s_ckpt_t whose
+ *   repeating timer, its tracker (ghost-dump --serve-fd 3: a helper with
+ *   no deadline, on_output reading its answers line by line, fd 3 our
+ *   pipe of "checkpoint DIR" lines; its end stops it), then the transfer
+ *   of the files the replica lacks of the answer's chain (the newest
+ *   alone when the replica confirmed the chain before it): each file read
+ *   1 MiB at a time and sent as replica_put chunks, RESTART_WINDOW
+ *   unanswered at most. A replica that refuses a delta for want of its
+ *   parents is sent the chain whole at once. With no tracker slot, the
+ *   tick dumps the job whole in place (ghost-dump --in-place over
+ *   image.ghost, then a file, as before trackers). An s_ckpt_t whose
  *   job ended is freed once no callback of it is due.
  *
  * - s_in_t, one per replica transfer under way here: the .part file,
