@@ -20,8 +20,8 @@
 #   image_bytes                 the last image sent to the replica
 #   meets_target                frozen_ms <= 10
 #   baseline_dd_mib_s           dd of 2 GiB /dev/zero -> /dev/null, this run
-#   frozen_vs_copy              frozen_ms against the time the baseline takes
-#                               to copy the image: a full dump is bound by it
+#   frozen_vs_copy              the first (full) one's freeze against the time
+#                               the baseline takes to copy its image
 # Exit codes: 0 a line was printed; 1 a step failed; 77 not root.
 set -u
 BUILD=${CAIRN_BUILD:-build-dev}
@@ -91,5 +91,6 @@ jq -cn --argjson mib "$MIB" --argjson every "$EVERY" --argjson frozen "$frozen" 
      took_ms_runs: $took, full_runs: $full, sent_bytes_runs: $sent,
      image_bytes: $bytes, meets_target: ($f <= 10),
      baseline_dd_mib_s: ($dd | floor),
-     frozen_vs_copy: (if $dd > 0 then ($f / (($bytes / 1048576) / $dd * 1000) * 100 | round) / 100
+     frozen_vs_copy: (if $dd > 0 and ($sent | length) > 0
+                      then ($frozen[0] / (($sent[0] / 1048576) / $dd * 1000) * 100 | round) / 100
                       else null end)}'
