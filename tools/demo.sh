@@ -41,4 +41,6 @@ if [ "$alive" -lt "$nodes" ]; then
 fi
 echo "# cluster '$cluster' is up; try: $cairn nodes --watch --cluster $cluster," \
      "$cairn lock --cluster $cluster --node 2 demo -- hostname (a cluster-wide lock)," \
+     "$cairn run --cluster $cluster -- sh -c 'while sleep 1; do date; done' (a job;" \
+     "then $cairn ps --cluster $cluster --table, $cairn migrate --cluster $cluster GPID --to 3)," \
      "$cairn cluster down --name $cluster" >&2

@@ -48,6 +48,7 @@
 #include "dump.h"
 #include "engine.h"
 #include "files.h"
+#include "lazy.h"
 #include "mem.h"
 #include "ns.h"
 #include "owner.h"
@@ -424,6 +425,7 @@ static int s_write_header(dump_ctx_t *c, pid_t root, cairn_error_t *err)
     h.created_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     h.root_pid = (uint32_t)ns_dump_vpid(&c->tree, root);
     h.job = c->ns.job;
+    h.lazy = c->lazy != NULL;
     h.root_host_pid = c->ns.job ? (uint32_t)root : 0;
     h.cairn_version = CAIRN_VERSION;
     h.n_processes = (uint32_t)c->tree.np;
@@ -487,6 +489,8 @@ static int s_ctx_init(dump_ctx_t *c, cairn_error_t *err)
     c->files = files_dump_new();
     c->pipes = pipes_dump_new();
     c->shmem = shmem_dump_new();
+    if (c->opts->postcopy && !(c->lazy = lazy_src_new()))
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     if (!c->files || !c->pipes || !c->shmem)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     return 0;
@@ -499,6 +503,7 @@ static void s_ctx_free(dump_ctx_t *c)
     c->files = files_dump_free(c->files);
     c->pipes = pipes_dump_free(c->pipes);
     c->shmem = shmem_dump_free(c->shmem);
+    c->lazy = lazy_src_free(c->lazy);
     if (!c->out.borrowed)
         ghost_writer_free(c->out.w);
 }
@@ -533,6 +538,7 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
     }
     stats->copy_threads = (uint32_t)pages_copy_threads(c->pages);
     stats->kept_pages = c->out.kept;
+    stats->lazy_pages = lazy_src_pages(c->lazy);
     for (size_t i = 0; c->opts->track && i < c->tree.np; i++)
         stats->untracked += !track_find(c->track, c->tree.p[i].pid);
     stats->job = c->ns.job;
@@ -547,6 +553,23 @@ typedef struct s_pre {
     ghost_writer_t *w;
     track_t *track;
 } s_pre_t;
+
+/* Post-copy: the frozen tree serves its lazy pages (lazy_serve); whether
+ * it must die then. Once served, its pages may be half on the target,
+ * which may run: it dies, unless the holder says `resume` -- while
+ * serving, or after a page source that broke (the target never ran). */
+static bool s_serve(dump_ctx_t *c, const ghost_dump_opts_t *opts, ghost_dump_stats_t *s)
+{
+    s->served = true;
+    lazy_serve_end_t e = lazy_serve(c->lazy, opts->pages_fd, opts->hold_fd, &s->serve,
+                                    &s->serve_error);
+    if (e == LAZY_RESUMED)
+        return false;
+    if (e == LAZY_SERVED)
+        return true;
+    s->serve_broken = true;
+    return !lazy_hold_resumes(opts->hold_fd);
+}
 
 /* One attempt; *ret_froze says whether the tree passed the check and was
  * frozen, *ret_began whether the image began to be written. */
@@ -578,7 +601,10 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, const s_pre_t *
     bool kill_it = r == 0 && !opts->leave_running;
     if (r == 0 && opts->hold) {
         s.held = true;
-        kill_it = opts->hold(opts->hold_data, &s);
+        int verdict = opts->hold(opts->hold_data, &s);
+        kill_it = verdict != GHOST_HOLD_RESUME;
+        if (verdict == GHOST_HOLD_SERVE && c.lazy)
+            kill_it = s_serve(&c, opts, &s);
     }
     if (kill_it) {
         seize_kill_all(&c.tree);

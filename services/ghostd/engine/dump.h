@@ -14,12 +14,16 @@
 #include <sys/types.h>
 
 #include "cairn/error.h"
+#include "lazy.h"
 #include "reasons.h"
 
 struct ghost_owner;   /* owner.h */
 struct ghost_dump_stats;
 
 #define GHOST_MAX_ROUNDS 64u    /* pre-copy rounds at most (round 0 included) */
+
+/* What ghost_dump_opts_t.hold decides. */
+enum { GHOST_HOLD_RESUME = 0, GHOST_HOLD_KILL = 1, GHOST_HOLD_SERVE = 2 };
 
 typedef struct ghost_dump_opts {
     bool leave_running;     /* detach afterwards instead of SIGKILL */
@@ -41,12 +45,21 @@ typedef struct ghost_dump_opts {
     uint64_t round_until;   /* pre-copy: freeze once a round copied at most
                                this many bytes */
     /* Set: once the image is completely written the tree stays frozen and
-     * hold(hold_data, stats) decides its fate -- true kills it, false lets
-     * it go running (leave_running is then ignored). It is called once,
-     * only after a successful write, and may take as long as it likes
-     * (ghost-dump --hold-fd waits for ghostd's word there). */
-    bool (*hold)(void *hold_data, const struct ghost_dump_stats *stats);
+     * hold(hold_data, stats) decides its fate -- GHOST_HOLD_KILL kills it,
+     * GHOST_HOLD_RESUME lets it go running (leave_running is then
+     * ignored), GHOST_HOLD_SERVE (postcopy) serves its lazy pages on
+     * pages_fd first (lazy_serve), then kills it, or lets it go if the
+     * holder says `resume` on hold_fd meanwhile (its target never ran) or
+     * after a page source that broke. It is called once, only after a
+     * successful write, and may take as long as it likes (ghost-dump
+     * --hold-fd waits for ghostd's word there). */
+    int (*hold)(void *hold_data, const struct ghost_dump_stats *stats);
     void *hold_data;        /* for hold */
+    bool postcopy;          /* the pages of private anonymous memory are
+                               listed, not copied: they are served later
+                               (lazy.h; docs/ghost.md, "Post-copy") */
+    int pages_fd;           /* postcopy: the page source */
+    int hold_fd;            /* postcopy: the holder's words while serving */
     /* Incremental checkpoints (ghost-dump --serve-fd, docs/ghost.md): the
      * caller's long-lived write tracking of the tree (track.h; not
      * precopy). The frozen part registers what is new, copies what it
@@ -94,6 +107,12 @@ typedef struct ghost_dump_stats {
     bool job;               /* the tree was a job: pid 1 of a pid namespace of
                                its own, with its own mount namespace; the
                                image names every process by its pid inside */
+    uint64_t lazy_pages;    /* postcopy: pages listed, not copied */
+    bool served;            /* postcopy: the holder said serve */
+    lazy_serve_stats_t serve; /* what serving did */
+    bool serve_broken;      /* the page source failed before every page was
+                               sent (serve_error says why) */
+    cairn_error_t serve_error;
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not

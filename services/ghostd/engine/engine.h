@@ -110,6 +110,8 @@ typedef struct dump_ctx {
     shmem_dump_t *shmem;
     struct track *track;   /* pre-copy: what the tree wrote since the last
                               round (not owned); NULL: stop-and-copy */
+    struct lazy_src *lazy; /* post-copy: the lazy ranges listed (lazy.h);
+                              NULL: every page is copied */
 } dump_ctx_t;
 
 /* Whether s ends with suf. */
@@ -139,6 +141,8 @@ typedef struct rst_proc {
     rst_recs_t threads, vmas, fds;
     struct gr_run *runs;   /* page data in the staging memfd, by vaddr */
     size_t n_runs, cap_runs;
+    struct gr_run *lazy;   /* post-copy: lazy pages, ascending (off unused) */
+    size_t n_lazy, cap_lazy;
     int parent;            /* index of the parent process, -1 for the root */
 } rst_proc_t;
 
@@ -166,6 +170,7 @@ typedef struct rst_image {
     size_t n_objruns, cap_objruns;
     struct pages_rounds *rounds;  /* pages.c: pre-copy copies, NULL if none */
     uint32_t n_rounds;     /* pre-copy round records read */
+    uint64_t lazy_pages;   /* post-copy: pages listed lazy (in pages too) */
     bool chain;            /* a delta's parents were loaded (chain.c): their
                               pages are in rounds, the staging is a memfd */
     uint32_t chain_len;    /* images in the chain, the delta itself included */
@@ -213,6 +218,9 @@ struct rst_tree {
     int go_r, go_w;           /* the root waits on go_r until seized */
     int ready_r, ready_w;     /* each process: one byte after phase 1 */
     int sync_r, sync_w;       /* then one byte each: all exist, go on */
+    struct lazy_srv *lazy;    /* post-copy: the page server (lazysrv.c),
+                                 NULL otherwise */
+    int lazy_sock;            /* helper: its socket, for the processes */
 };
 
 /* -EBADMSG, INVALID_ARGUMENT: "bad image: what (at byte at)". */

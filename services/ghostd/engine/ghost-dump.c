@@ -4,6 +4,7 @@
  *              [--pagemap-read] [--probe-eventfds] [--as UID:GID]
  *              [--precopy [--rounds N] [--round-until BYTES]]
  *   ghost-dump --pid PID --out-fd N [--hold-fd M] [--leave-running] ...
+ *   ghost-dump --pid PID --postcopy --out-fd N --hold-fd M --pages-fd P ...
  *
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
@@ -51,6 +52,21 @@
  * usual and leaves the tree running. SIGPIPE is ignored meanwhile: a
  * reader gone must not kill the holder of a frozen tree.
  *
+ * --postcopy (with --out-fd N --hold-fd M --pages-fd P): the image lists
+ * the present pages of private anonymous memory (lazy_pages records)
+ * instead of holding them, and the held tree serves them on P (lazy.h's
+ * frames; docs/ghost.md, "Post-copy"). The success line adds
+ * "postcopy":true,"lazy_pages":N. The words on M: `kill` and `resume` as
+ * above; `serve` starts answering the target's page requests on P and
+ * pushing every lazy page in address order. Once serving began the
+ * tree's pages may be half on the target, which may run: the tree is
+ * killed once every page was sent and the target said END (or closed P,
+ * or the holder says `kill`), and it runs again only if the holder says
+ * `resume` -- while serving, or after P broke (the line after that is
+ * waited for: the holder knows whether the target ran; its end kills).
+ * The second line adds "served":true,"pages_requested":N,"requests":N,
+ * "pages_pushed":N,"serve_us":N,"target_done":B and, if P broke,
+ * "serve_error":{"code","message"}.
  * --serve-fd C: the tracker of incremental checkpoints (serve.h,
  * docs/ghost.md "Incremental checkpoints"). It tracks the tree's writes
  * and stays; each line "checkpoint DIR" read from fd C writes
@@ -115,6 +131,8 @@ typedef struct s_args {
     long compact_every;    /* --compact-every K */
     bool as_user;          /* --as: owner is set */
     bool out_fd_closed;    /* the hold closed out_fd */
+    bool postcopy;         /* --postcopy */
+    int pages_fd;          /* --pages-fd P, -1 if not given */
     ghost_owner_t owner;   /* --as UID:GID: who asked (owned) */
 } s_args_t;
 
@@ -125,7 +143,8 @@ static int s_usage(const char *why)
                     "%s; usage: ghost-dump --pid PID (--out FILE | --out-fd N "
                     "[--hold-fd M]) [--leave-running] [--in-place] [--check] "
                     "[--pagemap-read] [--probe-eventfds] [--as UID:GID] "
-                    "[--precopy [--rounds N] [--round-until BYTES]]; or ghost-dump --pid PID "
+                    "[--precopy [--rounds N] [--round-until BYTES]] "
+                    "[--postcopy --pages-fd P]; or ghost-dump --pid PID "
                     "--serve-fd C [--compact-every K] [--as UID:GID]",
                     why);
     return ghost_report_error(&err, S_EXIT_USAGE);
@@ -136,6 +155,7 @@ enum {
     S_OPT_PID, S_OPT_OUT, S_OPT_LEAVE_RUNNING, S_OPT_IN_PLACE,
     S_OPT_PAGEMAP_READ, S_OPT_PROBE_EVENTFDS, S_OPT_CHECK, S_OPT_AS,
     S_OPT_PRECOPY, S_OPT_ROUNDS, S_OPT_ROUND_UNTIL, S_OPT_OUT_FD, S_OPT_HOLD_FD,
+    S_OPT_POSTCOPY, S_OPT_PAGES_FD,
     S_OPT_SERVE_FD, S_OPT_COMPACT_EVERY,
 };
 
@@ -165,6 +185,9 @@ static const cairn_option_t s_options[] = {
                        "(a pipe) instead of a file" },
     [S_OPT_HOLD_FD] = { "--hold-fd", "M", "with --out-fd: keep the tree frozen "
                         "after the image, then read kill or resume from fd M" },
+    [S_OPT_POSTCOPY] = { "--postcopy", NULL, "list private anonymous pages instead of "
+                         "copying them; serve them on --pages-fd once told serve" },
+    [S_OPT_PAGES_FD] = { "--pages-fd", "P", "with --postcopy: the page source fd" },
     [S_OPT_SERVE_FD] = { "--serve-fd", "C", "stay, tracking writes: each line \"checkpoint "
                          "DIR\" on fd C writes what changed since the last one" },
     [S_OPT_COMPACT_EVERY] = { "--compact-every", "K", "with --serve-fd: a full image "
@@ -225,7 +248,8 @@ static int s_parse(int argc, char **argv, s_args_t *a)
                           &a->compact_every, &err) < 0))
         return -EINVAL;
     if (a->serve_fd >= 0 && (a->out || a->out_fd >= 0 || a->hold_fd >= 0 || a->check ||
-                             a->precopy || a->in_place || a->pagemap_read || a->pid <= 0))
+                             a->precopy || a->in_place || a->pagemap_read || a->pid <= 0 ||
+                             v.values[S_OPT_POSTCOPY] || v.values[S_OPT_PAGES_FD]))
         return -EINVAL;   /* the tracker writes its own files, running */
     if (a->serve_fd >= 0)
         goto owner;
@@ -237,6 +261,16 @@ static int s_parse(int argc, char **argv, s_args_t *a)
         return -EINVAL;   /* a stream has nothing to write over */
     if (a->hold_fd >= 0 && (a->out_fd < 0 || a->leave_running))
         return -EINVAL;   /* the holder decides, not --leave-running */
+    fd = -1;
+    if (v.values[S_OPT_PAGES_FD] &&
+        cairn_parse_long("--pages-fd", v.values[S_OPT_PAGES_FD], 3, INT_MAX, &fd, &err) < 0)
+        return -EINVAL;
+    a->pages_fd = (int)fd;
+    a->postcopy = v.values[S_OPT_POSTCOPY] != NULL;
+    if (a->postcopy != (a->pages_fd >= 0) ||
+        (a->postcopy && (a->hold_fd < 0 || a->precopy || a->pages_fd == a->out_fd ||
+                         a->pages_fd == a->hold_fd)))
+        return -EINVAL;   /* post-copy: held, streamed, its own fds; not pre-copy */
 owner:
     if (v.values[S_OPT_AS] && ghost_owner_parse(v.values[S_OPT_AS], &a->owner, &err) < 0)
         return -EINVAL;
@@ -344,12 +378,17 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
         json_object_set_new(j, "held", json_true());
     if (j && a->precopy)
         s_add_precopy(j, s);
+    if (j && a->postcopy) {
+        json_object_set_new(j, "postcopy", json_true());
+        json_object_set_new(j, "lazy_pages", json_integer((json_int_t)s->lazy_pages));
+    }
     ghost_report(j);
 }
 
-/* The holder's word, one line from fd: true for "kill"; "resume", anything
- * else, an error or the end (ghostd died) let the tree go. */
-static bool s_read_verdict(int fd)
+/* The holder's word, one line from fd: GHOST_HOLD_KILL for "kill",
+ * GHOST_HOLD_SERVE for "serve" (postcopy); "resume", anything else, an
+ * error or the end (ghostd died) let the tree go. */
+static int s_read_verdict(int fd, bool postcopy)
 {
     char line[32];
     size_t n = 0;
@@ -363,13 +402,15 @@ static bool s_read_verdict(int fd)
         n++;
     }
     line[n] = '\0';
-    return strcmp(line, "kill") == 0;
+    if (strcmp(line, "kill") == 0)
+        return GHOST_HOLD_KILL;
+    return postcopy && strcmp(line, "serve") == 0 ? GHOST_HOLD_SERVE : GHOST_HOLD_RESUME;
 }
 
 /* ghost_dump_opts_t.hold: the image is whole; close the stream so its
  * reader sees the end, say so (the success line, "held":true), and wait
  * for the verdict. */
-static bool s_hold(void *data, const ghost_dump_stats_t *stats)
+static int s_hold(void *data, const ghost_dump_stats_t *stats)
 {
     s_args_t *a = data;
     ghost_dump_stats_t s = *stats;
@@ -378,7 +419,7 @@ static bool s_hold(void *data, const ghost_dump_stats_t *stats)
     a->out_fd_closed = true;
     s.left_running = false;   /* not yet decided */
     s_print_stats(a, &s);
-    return s_read_verdict(a->hold_fd);
+    return s_read_verdict(a->hold_fd, a->postcopy);
 }
 
 /* The file the image is written into: OUT.part (into *part), renamed to
@@ -458,6 +499,24 @@ static int s_finish(s_args_t *a, const char *part, bool created,
     return r;
 }
 
+/* What serving the lazy pages did, into o (the outcome line). */
+static void s_add_served(json_t *o, const ghost_dump_stats_t *s)
+{
+    const lazy_serve_stats_t *v = &s->serve;
+    json_object_set_new(o, "served", json_true());
+    json_object_set_new(o, "lazy_pages", json_integer((json_int_t)v->pages));
+    json_object_set_new(o, "pages_requested", json_integer((json_int_t)v->requested));
+    json_object_set_new(o, "requests", json_integer((json_int_t)v->requests));
+    json_object_set_new(o, "pages_pushed", json_integer((json_int_t)v->pushed));
+    json_object_set_new(o, "serve_us", json_integer((json_int_t)v->serve_us));
+    json_object_set_new(o, "target_done", json_boolean(v->target_done));
+    if (s->serve_broken)
+        json_object_set_new(o, "serve_error",
+                            json_pack("{s:s,s:s}", "code",
+                                      cairn_code_name(s->serve_error.code), "message",
+                                      s->serve_error.message));
+}
+
 /* --out-fd: the stream into the inherited fd; --hold-fd: the tree waits,
  * frozen, for the holder's word (s_hold), and a second line says what
  * became of it. */
@@ -467,9 +526,10 @@ static int s_dump_stream(s_args_t *a, ghost_dump_opts_t *o)
     ghost_dump_stats_t s;
     struct stat st;
 
-    if (fstat(a->out_fd, &st) < 0 || (a->hold_fd >= 0 && fstat(a->hold_fd, &st) < 0)) {
-        cairn_error_set(&err, -EBADF, CAIRN_USAGE, "--out-fd %d / --hold-fd %d: not "
-                        "an open fd", a->out_fd, a->hold_fd);
+    if (fstat(a->out_fd, &st) < 0 || (a->hold_fd >= 0 && fstat(a->hold_fd, &st) < 0) ||
+        (a->pages_fd >= 0 && fstat(a->pages_fd, &st) < 0)) {
+        cairn_error_set(&err, -EBADF, CAIRN_USAGE, "--out-fd %d / --hold-fd %d / "
+                        "--pages-fd %d: not an open fd", a->out_fd, a->hold_fd, a->pages_fd);
         return ghost_report_error(&err, S_EXIT_USAGE);
     }
     if (a->hold_fd >= 0) {
@@ -482,8 +542,11 @@ static int s_dump_stream(s_args_t *a, ghost_dump_opts_t *o)
         r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "closing fd %d: %s", a->out_fd,
                             strerror(errno));
     if (s.held) {   /* the success line is out: the outcome follows */
-        ghost_report(json_pack("{s:s,s:b}", "outcome", s.killed ? "killed" : "resumed",
-                               "left_running", s.left_running));
+        json_t *j = json_pack("{s:s,s:b}", "outcome", s.killed ? "killed" : "resumed",
+                              "left_running", s.left_running);
+        if (j && s.served)
+            s_add_served(j, &s);
+        ghost_report(j);
         return S_EXIT_OK;
     }
     if (r < 0)
@@ -503,7 +566,9 @@ static int s_dump(s_args_t *a)
                             .owner = a->as_user ? &a->owner : NULL, .reasons = &rs,
                             .precopy = a->precopy,
                             .rounds = (uint32_t)a->rounds,
-                            .round_until = (uint64_t)a->round_until };
+                            .round_until = (uint64_t)a->round_until,
+                            .postcopy = a->postcopy, .pages_fd = a->pages_fd,
+                            .hold_fd = a->hold_fd };
     char part[PATH_MAX];
     bool created;
     if (a->out_fd >= 0)
@@ -526,7 +591,7 @@ static int s_dump(s_args_t *a)
 
 int main(int argc, char **argv)
 {
-    s_args_t a = { .out_fd = -1, .hold_fd = -1, .serve_fd = -1 };
+    s_args_t a = { .out_fd = -1, .hold_fd = -1, .pages_fd = -1, .serve_fd = -1 };
     if (s_parse(argc, argv, &a) < 0)
         return s_usage("bad arguments");
     int code;

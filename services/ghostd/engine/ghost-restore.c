@@ -5,6 +5,7 @@
  *                 [--scope UNIT --slice SLICE | --cgroup NAME] [--as UID:GID]
  *   ghost-restore --image FILE --check [--as UID:GID]
  *   ghost-restore --image-fd N ...   (or --image -: stdin)
+ *   ghost-restore --image-fd N --pages-fd P ...   (post-copy)
  *
  * Prints exactly one JSON line on stdout: on success
  *   {"pid":N,"original_pid":N,"same_pid":B,"image_bytes":N,"pages":N,
@@ -51,6 +52,23 @@
  * U wrote into it can reach beyond what U may do. Refusals are
  * permission-denied (exit 1), before anything is made; --check obeys the
  * same rules. The image is opened with the asking user's file rights.
+ *
+ * --pages-fd P: a post-copy image (ghost-dump --postcopy; docs/ghost.md,
+ * "Post-copy"): its lazy pages come from the page source on inherited fd
+ * P (lazy.h's frames; ghostd bridges it to the source's ghost-dump). The
+ * tree runs as soon as everything else is in place: the success line is
+ * printed then, with "lazy_pages":N and "postcopy":true, and this helper
+ * stays, serving the tree's faults from P and taking the pushed pages,
+ * until every lazy page is in; then a second line
+ *   {"outcome":"complete","lazy_pages":N,"received":N,"faults":N,
+ *    "requested":N,"zero_pages":N,"dropped":N,"forks":N,"serve_us":N}
+ * and exit 0. If the source fails first (P ends or errs, an ERROR frame,
+ * END with pages missing) the tree is killed -- it must never run with
+ * pages missing, which would read as zeros -- and the second line is
+ * {"outcome":"killed",...,"error":{"code","message"}}, exit 1. If this
+ * helper dies meanwhile, the kernel kills the tree (it stays traced with
+ * PTRACE_O_EXITKILL until every page is in). A post-copy image without
+ * --pages-fd is refused (failed-precondition), nothing made.
  *
  * --image-fd N (--image - is fd 0): the image is read from an inherited fd,
  * a pipe ghostd fills with a stream from another node (migrate.h); it is
@@ -137,9 +155,9 @@ static int s_usage(const char *why)
 
     cairn_error_set(
         &err, -EINVAL, CAIRN_USAGE,
-        "%s; usage: ghost-restore (--image FILE|- | --image-fd N) [--new-pid] "
-        "[--pread-pages] [--scope UNIT --slice SLICE | --cgroup NAME] [--as UID:GID] | --check "
-        "[--as UID:GID]",
+        "%s; usage: ghost-restore (--image FILE|- | --image-fd N) [--pages-fd P] "
+        "[--new-pid] [--pread-pages] [--scope UNIT --slice SLICE | --cgroup NAME] "
+        "[--as UID:GID] | --check [--as UID:GID]",
         why);
     return ghost_report_error(&err, 100);
 }
@@ -154,6 +172,7 @@ enum {
     S_OPT_SLICE,
     S_OPT_AS,
     S_OPT_IMAGE_FD,
+    S_OPT_PAGES_FD,
     S_OPT_CGROUP
 };
 
@@ -172,6 +191,8 @@ static const cairn_option_t s_options[] = {
                    "of theirs, restored with their rights" },
     [S_OPT_IMAGE_FD] = { "--image-fd", "N", "read the image from inherited fd N "
                          "(a pipe) instead of a file" },
+    [S_OPT_PAGES_FD] = { "--pages-fd", "P", "post-copy: the lazy pages come from "
+                         "the page source on inherited fd P" },
     [S_OPT_CGROUP] = { "--cgroup", "NAME", "restore into sub-cgroup NAME of ours "
                        "(a job's job-<gpid>)" },
     [S_OPT_CGROUP + 1] = { NULL, NULL, NULL },
@@ -315,6 +336,29 @@ static int s_refused(const char *image, const ghost_owner_t *p, ghost_reasons_t 
     return ghost_report_refusal(err, rs, err->code == CAIRN_ALREADY_EXISTS ? 3 : 1);
 }
 
+/* Post-copy: the tree runs; its lazy pages come (ghost_restore_lazy),
+ * then the second line says how that ended. */
+static int s_window(struct ghost_lazy *lz)
+{
+    ghost_lazy_stats_t ls;
+    cairn_error_t err;
+    cairn_error_clear(&err);
+    int r = ghost_restore_lazy(lz, &ls, &err);
+    const lazy_srv_stats_t *v = &ls.srv;
+    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+                          "outcome", r < 0 ? "killed" : "complete",
+                          "lazy_pages", (json_int_t)v->pages, "received", (json_int_t)v->received,
+                          "faults", (json_int_t)v->faults, "requested", (json_int_t)v->requested,
+                          "zero_pages", (json_int_t)v->zero, "dropped", (json_int_t)v->dropped,
+                          "forks", (json_int_t)v->forks, "serve_us", (json_int_t)v->serve_us);
+    if (j && r < 0)
+        json_object_set_new(j, "error", json_pack("{s:s,s:s}", "code",
+                                                  cairn_code_name(err.code), "message",
+                                                  err.message));
+    ghost_report(j);
+    return r < 0 ? 1 : 0;
+}
+
 /* Checks, plans and (unless check) restores the image open on fd, with
  * the rights of principal p (NULL: root's image, root's rights). */
 static int s_run(int fd, const char *image, bool check, ghost_restore_opts_t *opts,
@@ -340,9 +384,14 @@ static int s_run(int fd, const char *image, bool check, ghost_restore_opts_t *op
     ret = ghost_restore(fd, opts, &st, &err);
     if (ret < 0)
         return s_refused(image, p, NULL, &err);
-    ghost_report(s_success(&st, unit));
+    json_t *j = s_success(&st, unit);
+    if (j && opts->postcopy) {
+        json_object_set_new(j, "postcopy", json_true());
+        json_object_set_new(j, "lazy_pages", json_integer((json_int_t)st.lazy_pages));
+    }
+    ghost_report(j);
     free(st.members);
-    return 0;
+    return st.lazy ? s_window(st.lazy) : 0;
 }
 
 int main(int argc, char **argv)
@@ -372,6 +421,17 @@ int main(int argc, char **argv)
         image_fd = 0;
     if (image_fd >= 0)
         image = image_fd == 0 ? "(stdin)" : "(stream)";
+    long pages_fd = -1;
+    if (a.values[S_OPT_PAGES_FD] &&
+        cairn_parse_long("--pages-fd", a.values[S_OPT_PAGES_FD], 0, INT_MAX, &pages_fd,
+                         &err) < 0)
+        return s_usage(err.message);
+    if (pages_fd >= 0 && (pages_fd == image_fd || pages_fd <= 2))
+        return s_usage("--pages-fd must be an fd of its own above 2");
+    if (pages_fd >= 0 && fcntl((int)pages_fd, F_GETFD) < 0)
+        return s_usage("--pages-fd: not an open fd");
+    opts.postcopy = pages_fd >= 0;
+    opts.pages_fd = (int)pages_fd;
     opts.image_path = image_fd < 0 ? image : NULL;   /* a delta's parents are beside it */
     opts.new_pid = a.values[S_OPT_NEW_PID] != NULL;
     check = a.values[S_OPT_CHECK] != NULL;
@@ -384,6 +444,8 @@ int main(int argc, char **argv)
         return s_usage("--check restores nothing: it takes no --pread-pages");
     if (check && a.values[S_OPT_SCOPE])
         return s_usage("--check restores nothing: it takes no --scope");
+    if (check && opts.postcopy)
+        return s_usage("--check restores nothing: it takes no --pages-fd");
     if (!a.values[S_OPT_SCOPE] != !a.values[S_OPT_SLICE])
         return s_usage("--scope and --slice go together");
     if (a.values[S_OPT_CGROUP] && (check || a.values[S_OPT_SCOPE]))

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "direct.h"
+#include "lazy.h"
 #include "mem.h"
 #include "pages.h"
 #include "shmem.h"
@@ -99,6 +100,7 @@ typedef struct s_slot {
     uint64_t addr;         /* first page */
     size_t len;            /* bytes, a page multiple */
     bool kept;             /* a kept_pages record: no bytes, its buffer unused */
+    bool lazy;             /* a lazy_pages record (post-copy): the same */
 } s_slot_t;
 
 /* The ring between the reading thread and the writer thread. */
@@ -133,6 +135,19 @@ static int s_write_kept(ghost_writer_t *w, uint64_t addr, uint64_t n_pages, cair
     return ghost_write_record(w, &rec, err);
 }
 
+/* A lazy_pages record (post-copy): [addr, addr + n_pages pages) are
+ * present and come from the page source later. */
+static int s_write_lazy(ghost_writer_t *w, uint64_t addr, uint64_t n_pages, cairn_error_t *err)
+{
+    Cairn__Ghost__LazyPages l = CAIRN__GHOST__LAZY_PAGES__INIT;
+    l.vaddr = addr;
+    l.n_pages = n_pages;
+    Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
+    rec.r_case = CAIRN__GHOST__RECORD__R_LAZY_PAGES;
+    rec.lazy_pages = &l;
+    return ghost_write_record(w, &rec, err);
+}
+
 static void *s_pipe_writer(void *arg)
 {
     s_pipe_t *q = arg;
@@ -145,7 +160,9 @@ static void *s_pipe_writer(void *arg)
         s_slot_t s = q->slot[q->tail % S_SLOTS];
         pthread_mutex_unlock(&q->mu);
         struct iovec v = { s_slot_buf(q, q->tail), s.len };
-        int r = s.kept ? s_write_kept(q->c->out.w, s.addr, s.len / q->c->out.page_size,
+        int r = s.lazy ? s_write_lazy(q->c->out.w, s.addr, s.len / q->c->out.page_size,
+                                      &q->err)
+              : s.kept ? s_write_kept(q->c->out.w, s.addr, s.len / q->c->out.page_size,
                                       &q->err)
                        : ghost_write_pages(q->c->out.w, s.addr, s.len / q->c->out.page_size,
                                            q->c->out.page_size, &v, 1, &q->err);
@@ -206,11 +223,11 @@ static uint8_t *s_pipe_acquire(s_pipe_t *q)
 }
 
 /* Hands the slot just filled (len > 0 bytes at addr; kept: none, a
- * kept_pages record) to the writer. */
-static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len, bool kept)
+ * kept_pages record; lazy: none, a lazy_pages record) to the writer. */
+static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len, bool kept, bool lazy)
 {
     pthread_mutex_lock(&q->mu);
-    q->slot[q->head % S_SLOTS] = (s_slot_t){ addr, len, kept };
+    q->slot[q->head % S_SLOTS] = (s_slot_t){ addr, len, kept, lazy };
     q->head++;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
@@ -233,11 +250,27 @@ static int s_pipe_drain(s_pipe_t *q)
 /* Memory access to one process. */
 typedef struct s_mem {
     pid_t pid;
+    uint32_t vpid;     /* its pid as the image names it */
     int mem_fd;        /* /proc/PID/mem */
     int pagemap_fd;    /* /proc/PID/pagemap */
     s_pipe_t *pipe;    /* the writer of this process's pages, once started */
     bool direct;       /* this vma's runs go through c->pages->direct */
+    bool lazy;         /* this vma's runs are listed, not copied (post-copy) */
 } s_mem_t;
+
+/* Post-copy: a run of present pages listed as a lazy_pages record, after
+ * the windows before it, and remembered for serving (lazy.h). */
+static int s_dump_lazy(dump_ctx_t *c, s_mem_t *m, uint64_t addr, size_t len,
+                       cairn_error_t *err)
+{
+    if (lazy_src_add(c->lazy, m->pid, m->vpid, addr, len) < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    if (!s_pipe_acquire(m->pipe))
+        return -EPIPE;
+    s_pipe_submit(m->pipe, addr, len, false, true);
+    c->out.pages += len / c->out.page_size;
+    return 0;
+}
 
 /* A run of present anonymous pages placed in the image file and queued
  * for c->pages->direct, in records of at most GHOST_DIRECT_BATCH bytes. */
@@ -266,6 +299,8 @@ static int s_dump_run_direct(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t 
 static int s_dump_run(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, size_t len,
                       cairn_error_t *err)
 {
+    if (m->lazy)
+        return s_dump_lazy(c, m, addr, len, err);
     if (m->direct)
         return s_dump_run_direct(c, m, readable, addr, len, err);
     size_t ps = c->out.page_size;
@@ -276,7 +311,7 @@ static int s_dump_run(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, s
             return -EPIPE;
         size_t got = proc_read_mem(m->pid, m->mem_fd, readable, addr, buf, n);
         if (got > 0) {
-            s_pipe_submit(m->pipe, addr, got, false);
+            s_pipe_submit(m->pipe, addr, got, false, false);
             c->out.pages += got / ps;
         }
         size_t adv = got < n ? got + ps : got;   /* skip the page that failed */
@@ -395,7 +430,7 @@ static int s_dump_kept(dump_ctx_t *c, s_mem_t *m, uint64_t addr, size_t len,
     } else {
         if (!s_pipe_acquire(m->pipe))
             return -EPIPE;
-        s_pipe_submit(m->pipe, addr, len, true);
+        s_pipe_submit(m->pipe, addr, len, true, false);
     }
     c->out.pages += n;
     c->out.kept += n;
@@ -454,7 +489,7 @@ int pages_write(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
 {
     char path[64];
     s_pipe_t q;
-    s_mem_t m = { p->pid, -1, -1, NULL };
+    s_mem_t m = { p->pid, (uint32_t)p->vpid, -1, -1, NULL, false, false };
     snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
     m.mem_fd = open(path, O_RDONLY | O_CLOEXEC);
     snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)p->pid);
@@ -473,7 +508,10 @@ int pages_write(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
          * cannot past the end of its object, which the pipeline finds page
          * by page and the in-place copy needs to know first. */
         uint64_t end = v->end;
-        m.direct = c->pages->direct &&
+        /* Post-copy: readable private anonymous memory is listed; what
+         * cannot be read through process_vm_readv is copied now. */
+        m.lazy = c->lazy && pol == 1 && (v->prot & PROT_READ);
+        m.direct = c->pages->direct && !m.lazy &&
                    (pol == 1 || pol == 3 || (pol == 2 && s_object_end(p->pid, v, &end) == 0));
         /* The streaming writer thread only once something is streamed. */
         if (r == 0 && pol != 0 && !m.direct && !m.pipe && (r = s_pipe_start(&q, c, err)) == 0)

@@ -81,6 +81,7 @@
 #include "chain.h"
 #include "engine.h"
 #include "files.h"
+#include "lazyrst.h"
 #include "mem.h"
 #include "ns.h"
 #include "owner.h"
@@ -191,6 +192,10 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
         return ret;
     case CAIRN__GHOST__RECORD__R_KEPT_PAGES:
         ret = pages_load_kept(im, pr, rec->kept_pages, at, err);
+        cairn__ghost__record__free_unpacked(rec, NULL);
+        return ret;
+    case CAIRN__GHOST__RECORD__R_LAZY_PAGES:
+        ret = lazy_load(im, pr, rec->lazy_pages, at, err);
         cairn__ghost__record__free_unpacked(rec, NULL);
         return ret;
     case CAIRN__GHOST__RECORD__R_PROCESS:
@@ -364,6 +369,8 @@ static int s_plan_one(rst_plan_t *pl, const rst_proc_t *pr, size_t n_helpers,
     if (ret == 0)
         ret = mem_plan_vmas(pl, pr, err);
     if (ret == 0)
+        lazy_plan_proc(pl, pr, (size_t)(pl - pl->tree->plans));
+    if (ret == 0)
         ret = pages_plan_runs(pl, pr, err);
     if (ret == 0)
         ret = threads_plan(pl, pr, pl->tree->new_pid, err);
@@ -405,8 +412,10 @@ static int s_plan_close(rst_plan_t *pl, cairn_error_t *err)
 
 /* ---- plan: tree -------------------------------------------------------- */
 
-/* Everything decided and opened before any process exists. */
-static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, cairn_error_t *err)
+/* Everything decided and opened before any process exists (pages_fd:
+ * post-copy's page source, -1: none). */
+static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, int pages_fd,
+                  cairn_error_t *err)
 {
     int ret;
 
@@ -418,6 +427,8 @@ static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, cairn_error_t *e
     ret = tree_plan_jobs(t, err);
     if (ret == 0)
         ret = rst_tree_ctl(t, err);
+    if (ret == 0 && pages_fd >= 0)
+        ret = lazy_plan_tree(t, pages_fd, err);
     if (ret == 0)
         ret = files_plan(t, err);
     for (size_t i = 0; i < im->n_procs && ret == 0; i++) {
@@ -502,6 +513,7 @@ static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
     prctl(PR_SET_NAME, p->comm, 0, 0, 0);
     sig_child_sigactions(pl, p);
     threads_child_drop_rseq(pl);
+    lazy_child(t, i);
     pl->args->pid = (int32_t)syscall(SYS_getpid);
     __asm__ volatile("mov %0, %%rsp\n\t"
                      "xor %%ebp, %%ebp\n\t"
@@ -526,7 +538,8 @@ static int s_explain(const rst_tree_t *t, pid_t who, int wstatus,
         "creating a thread", "re-queueing a pending signal", "setting an itimer",
         "entering the process (rt_sigreturn)",
         "setting credentials (step << 32 | tid)",
-        "installing a seccomp filter (index << 32 | tid)" };
+        "installing a seccomp filter (index << 32 | tid)",
+        "registering a post-copy vma with its userfaultfd" };
     struct gr_status st;
 
     fcntl(t->status_r, F_SETFL, O_NONBLOCK);
@@ -634,11 +647,13 @@ static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "stopping %d again: %s",
                                   (int)t->pids[i], strerror(errno));
     }
+    /* Post-copy: the tree runs still traced, so that it dies with us
+     * (PTRACE_O_EXITKILL) while pages are missing (lazy_window). */
     for (size_t i = 0; ret == 0 && i < tr->n; i++)
-        if (ptrace(PTRACE_DETACH, tr->tids[i], 0, 0) < 0)
+        if (ptrace(t->lazy ? PTRACE_CONT : PTRACE_DETACH, tr->tids[i], 0, 0) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                                  "detaching thread %d: %s", tr->tids[i],
-                                  strerror(errno));
+                                  "%s thread %d: %s", t->lazy ? "resuming" : "detaching",
+                                  tr->tids[i], strerror(errno));
     return ret;
 }
 
@@ -662,8 +677,9 @@ static void s_kill_tree(seize_trace_t *tr, pid_t root)
     }
 }
 
+/* Until the tree runs; post-copy: its tasks, still traced, into *keep. */
 static int s_supervise(rst_tree_t *t, pid_t root, size_t n_threads,
-                       uint32_t timeout_ms, cairn_error_t *err)
+                       uint32_t timeout_ms, seize_trace_t *keep, cairn_error_t *err)
 {
     seize_trace_t tr = { 0 };
     int ret = s_trace_until_held(t, &tr, n_threads, timeout_ms, err);
@@ -674,7 +690,12 @@ static int s_supervise(rst_tree_t *t, pid_t root, size_t n_threads,
         ret = s_release(t, &tr, err);
     if (ret < 0)
         s_kill_tree(&tr, root);
-    seize_trace_free(&tr);
+    if (ret == 0 && t->lazy)
+        lazy_srv_push(t->lazy);   /* it runs: the rest of its pages may come */
+    if (ret == 0 && t->lazy)
+        *keep = tr;
+    else
+        seize_trace_free(&tr);
     return ret;
 }
 
@@ -779,8 +800,11 @@ static size_t s_n_threads(const rst_image_t *im)
 }
 
 /* Creates the root (which creates the rest), seizes it and supervises
- * the whole tree until it runs or is gone. */
-static int s_spawn(rst_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
+ * the whole tree until it runs or is gone; post-copy: the page server
+ * starts once the root exists (a thread before the clone would leave the
+ * child's libc as the thread had it), and the traced tasks go to *keep. */
+static int s_spawn(rst_tree_t *t, uint32_t timeout_ms, seize_trace_t *keep,
+                   cairn_error_t *err)
 {
     long opts = PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
                 PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK;
@@ -812,11 +836,13 @@ static int s_spawn(rst_tree_t *t, uint32_t timeout_ms, cairn_error_t *err)
                               (opts & PTRACE_O_SUSPEND_SECCOMP)
                                   ? " (suspending seccomp, to restore filters)" : "",
                               strerror(errno));
+    else if (t->lazy && (ret = lazy_srv_start(t->lazy, err)) < 0)
+        ;
     else if (write(t->go_w, &go, 1) != 1)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "go pipe: %s",
                               strerror(errno));
     else
-        ret = s_supervise(t, pid, s_n_threads(t->im), timeout_ms, err);
+        ret = s_supervise(t, pid, s_n_threads(t->im), timeout_ms, keep, err);
     if (ret < 0 && pid > 0 && kill(pid, SIGKILL) == 0)
         while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
@@ -850,6 +876,49 @@ static void s_raise_nofile(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+/* A post-copy window handed to the caller (ghost_restore_lazy). */
+struct ghost_lazy {
+    lazy_srv_t *srv;       /* the page server, running */
+    seize_trace_t tr;      /* every task of the tree, traced */
+    pid_t root;            /* the root's pid on the node */
+};
+
+int ghost_restore_lazy(struct ghost_lazy *lz, ghost_lazy_stats_t *ret, cairn_error_t *err)
+{
+    ghost_lazy_stats_t st = { 0 };
+    if (!lz)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "ghost_restore_lazy: no window");
+    int r = lazy_window(lz->srv, &lz->tr, lz->root, &st.srv, &st.killed, err);
+    if (r < 0)
+        cairn_error_append(err, r, "; the restored tree was killed: it cannot run with pages "
+                           "missing");
+    seize_trace_free(&lz->tr);
+    free(lz);
+    if (ret)
+        *ret = st;
+    return r;
+}
+
+/* A post-copy image restores only with its page source, and a page
+ * source only goes with a post-copy image. */
+static int s_check_lazy(const rst_image_t *im, const ghost_restore_opts_t *o,
+                        cairn_error_t *err)
+{
+    bool lazy = im->header->header->lazy;
+    if (lazy && !o->postcopy)
+        return cairn_error_set(err, -ENOTSUP, CAIRN_FAILED_PRECONDITION,
+                               "a post-copy image: its %llu lazy pages come from its source, "
+                               "which a restore needs (ghost-restore --pages-fd)",
+                               (unsigned long long)im->lazy_pages);
+    if (!lazy && o->postcopy)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "a page source was given for an image that is not post-copy");
+    if (o->postcopy && o->pages_fd < 0)
+        return cairn_error_set(err, -EBADF, CAIRN_INVALID_ARGUMENT, "post-copy: no page source");
+    return 0;
 }
 
 /* Loads and plans the image from in_fd, then (unless check) makes the
@@ -891,14 +960,19 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     /* A job's ids are free in the fresh namespace the restore makes. */
     if (ret == 0 && !new_pid && !check && !t.job)
         ret = tree_check_ids(&im, err);
+    if (ret == 0 && !check)
+        ret = s_check_lazy(&im, o, err);
     if (ret == 0 && !denied)
-        ret = s_plan(&t, &im, new_pid, err);
+        ret = s_plan(&t, &im, new_pid, !check && o->postcopy ? o->pages_fd : -1, err);
     if (check)
         ret = s_check_answer(rs, ret, err);
     if (ret == 0 && !check && !(st.members = calloc(im.n_procs, sizeof *st.members)))
         ret = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    seize_trace_t kept = { 0 };
     if (ret == 0 && !check)
-        ret = s_spawn(&t, timeout_ms, err);
+        ret = s_spawn(&t, timeout_ms, &kept, err);
+    if (ret == 0 && t.lazy && !(st.lazy = malloc(sizeof(*st.lazy))))
+        ret = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     if (ret < 0)
         free(st.members);
     if (ret == 0) {
@@ -908,12 +982,18 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
             st.same_pid = t.job || tree_check_ids(&im, &taken) == 0;
         } else {
             s_members(&t, st.members);
+            if (st.lazy) {   /* the window is the caller's now */
+                *st.lazy = (struct ghost_lazy){ t.lazy, kept, ns_host_pid(&t, 0) };
+                t.lazy = NULL;
+                kept = (seize_trace_t){ 0 };
+            }
             st.pid = (pid_t)t.pids[0];
             st.host_pid = ns_host_pid(&t, 0);
             st.same_pid = st.pid == st.original_pid;
         }
         st.image_bytes = im.bytes;
         st.pages = im.pages;
+        st.lazy_pages = im.lazy_pages;
         st.processes = (uint32_t)im.n_procs;
         st.threads = (uint32_t)s_n_threads(&im);
         for (size_t i = 0; i < im.n_procs; i++)
@@ -921,6 +1001,9 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
         st.restore_us = cairn_now_us() - t0;
         *ret_stats = st;
     }
+    if (ret < 0 && kept.n)   /* made, but not handed over: never half-filled */
+        s_kill_tree(&kept, ns_host_pid(&t, 0));
+    seize_trace_free(&kept);
     rst_tree_free(&t);
     rst_image_free(&im);
     ghost_reasons_free(&own);

@@ -30,6 +30,7 @@
 #include <sys/types.h>
 
 #include "cairn/error.h"
+#include "lazy.h"
 #include "reasons.h"
 
 struct ghost_owner;   /* owner.h */
@@ -50,6 +51,10 @@ typedef struct ghost_restore_opts {
     ghost_reasons_t *reasons; /* ghost_restore_check, out when not NULL:
                                every refusal found (reasons.h), the first
                                being the error */
+    bool postcopy;          /* a post-copy image: its lazy pages come from
+                               pages_fd (lazy.h) after the tree runs */
+    int pages_fd;           /* with postcopy: the page source (the caller's;
+                               it must stay open until ghost_restore_lazy) */
 } ghost_restore_opts_t;
 
 /* One restored process. */
@@ -78,12 +83,36 @@ typedef struct ghost_restore_stats {
     uint64_t restore_us;    /* from the first byte read until it runs */
     ghost_restore_member_t *members;   /* [processes], image order (root
                                           first); caller frees with free() */
+    uint64_t lazy_pages;    /* post-copy: of pages, those still to come */
+    struct ghost_lazy *lazy; /* post-copy: the window still open (the tree
+                               runs and its lazy pages come): the caller
+                               must end it with ghost_restore_lazy */
 } ghost_restore_stats_t;
+
+/* How a post-copy window ended. */
+typedef struct ghost_lazy_stats {
+    lazy_srv_stats_t srv;   /* the page server's figures */
+    bool killed;            /* the tree was killed: its pages could not
+                               all come (err says why) */
+} ghost_lazy_stats_t;
+
+/* Ends a post-copy restore's window (stats->lazy, taken over and freed):
+ * the tree runs, traced by the caller (if the caller dies, the kernel
+ * kills the tree: it must never run with pages missing), while every
+ * lazy page comes from the page source; then it is let go. If the source
+ * fails (gone, an error, pages it never sent) the tree is killed. 0, or
+ * -errno with err set and *ret (may be NULL) saying so. */
+int ghost_restore_lazy(struct ghost_lazy *lz, ghost_lazy_stats_t *ret, cairn_error_t *err);
 
 /* Restores the image read from in_fd (file, pipe or socket; stays the
  * caller's). On success the whole tree runs detached from the caller (the
  * root is still its child until the caller exits: ghost-restore exits
  * right away) and *ret_stats is filled (members owned by the caller).
+ * A post-copy image needs opts->postcopy and its page source; the tree
+ * then runs still traced, its lazy pages coming, until the caller ends
+ * the window with ghost_restore_lazy (stats->lazy). A post-copy image
+ * without a page source is refused (FAILED_PRECONDITION), and so is a
+ * page source for an image that is not (INVALID_ARGUMENT).
  * Errors, with err set to the precise reason:
  *   -EBADMSG  INVALID_ARGUMENT / BAD_VERSION: the image is malformed;
  *   -EEXIST   ALREADY_EXISTS: the original pid of a process (or a thread

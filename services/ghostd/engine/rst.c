@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "pages.h"
 #include "files.h"
+#include "lazy.h"
 #include "pipes.h"
 #include "shmem.h"
 #include "util/array.h"
@@ -104,6 +105,7 @@ static void s_proc_free(rst_proc_t *pr)
     s_recs_free(&pr->vmas);
     s_recs_free(&pr->fds);
     free(pr->runs);
+    free(pr->lazy);
     *pr = (rst_proc_t){ 0 };
 }
 
@@ -212,5 +214,6 @@ void rst_tree_free(rst_tree_t *t)
     pipes_rst_free(t);
     shmem_rst_free(t);
     files_rst_free(t);
+    (void)lazy_srv_finish(t->lazy, true, NULL, NULL);   /* a restore that failed */
     *t = (rst_tree_t){ .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
 }

@@ -13,9 +13,10 @@
  * Order: unmap the old address space -> move vdso/vvar (two phases through
  * the scratch window) -> map every target vma -> copy the pages in (with one
  * helper thread when planned: CLONE_UNTRACED, so the tracer never sees it;
- * it exits before any other thread is made) -> final
- * protections -> close helper fds -> PR_SET_MM_MAP -> rlimits -> clone3
- * the other threads (each sets its own state and stops) -> leader state ->
+ * it exits before any other thread is made) -> post-copy: the lazy vmas
+ * registered with the process's userfaultfd -> final protections -> close
+ * helper fds -> PR_SET_MM_MAP -> rlimits -> clone3 the other threads (each
+ * sets its own state and stops) -> leader state ->
  * re-queue pending signals -> itimers -> SIGSTOP (the tracer's cue) ->
  * rt_sigreturn. Each thread takes its credentials last in its own state
  * (they are per thread), once nothing privileged is left for it to do; the
@@ -28,6 +29,7 @@
 #define NR_read 0
 #define NR_write 1
 #define NR_close 3
+#define NR_ioctl 16
 #define NR_mmap 9
 #define NR_mprotect 10
 #define NR_munmap 11
@@ -83,6 +85,8 @@
 #define CLONE_THREAD_FLAGS 0x00050f00ull  /* VM|FS|FILES|SIGHAND|THREAD|SYSVSEM */
 #define CLONE_UNTRACED 0x00800000ull
 #define CLONE_CHILD_CLEARTID 0x00200000ull
+#define UFFDIO_REGISTER 0xc020aa00ul   /* _IOWR(0xAA, 0, struct uffdio_register) */
+#define UFFDIO_REGISTER_MODE_MISSING 1
 #define EINTR 4
 #define EEXIST 17
 
@@ -359,6 +363,32 @@ static void s_copy_pages(struct gr_args *a)
     }
 }
 
+/* Post-copy: every lazy vma registered with the process's userfaultfd
+ * (MISSING: a fault there waits for the page server), now that the pages
+ * of the image are in and before anything -- the kernel's rseq update,
+ * a thread's cached tid -- can touch one; then the server is told, and
+ * our copy of the userfaultfd closed (the server holds its own). */
+static void s_register_lazy(struct gr_args *a)
+{
+    if (a->uffd_fd < 0)
+        return;
+    for (uint32_t i = 0; i < a->n_vmas; i++) {
+        const struct gr_vma *v = &a->vmas[i];
+        struct { uint64_t start, len, mode, ioctls; } reg = {
+            v->start, v->end - v->start, UFFDIO_REGISTER_MODE_MISSING, 0 };
+        if (!v->lazy)
+            continue;
+        long r = SYS(NR_ioctl, a->uffd_fd, (long)UFFDIO_REGISTER, (long)&reg, 0, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_UFFD, r, v->start);
+    }
+    uint32_t word = a->lazy_index | GR_LAZY_READY;
+    long r = SYS(NR_write, a->lazy_sock, (long)&word, sizeof word, 0, 0);
+    if (r != (long)sizeof word)
+        s_fail(a, GR_STAGE_UFFD, r < 0 ? r : -5, 0);
+    SYS(NR_close, a->uffd_fd, 0, 0, 0, 0);
+}
+
 static void s_protect(struct gr_args *a)
 {
     for (uint32_t i = 0; i < a->n_vmas; i++) {
@@ -601,6 +631,7 @@ void gr_main(struct gr_args *a)
     s_move_specials(a);
     s_map_vmas(a);
     s_copy_pages(a);
+    s_register_lazy(a);
     s_protect(a);
     s_process_state(a);
     s_clone_threads(a);

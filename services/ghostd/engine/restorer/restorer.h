@@ -44,6 +44,7 @@ enum gr_stage {
     GR_STAGE_SIGRETURN,    /* rt_sigreturn returned (arg: tid) */
     GR_STAGE_CREDS,        /* credentials (arg: step << 32 | tid) */
     GR_STAGE_SECCOMP,      /* a seccomp filter (arg: index << 32 | tid) */
+    GR_STAGE_UFFD,         /* registering a lazy vma (arg: vma start) */
 };
 
 /* One record on the status pipe: written by the child or the blob when a
@@ -71,6 +72,9 @@ struct gr_vma {
     uint32_t prot;         /* final PROT_* */
     uint32_t map_prot;     /* PROT_* while pages are copied in */
     uint32_t map_flags;    /* MAP_PRIVATE/SHARED | MAP_ANONYMOUS | MAP_GROWSDOWN */
+    uint32_t lazy;         /* 1: holds post-copy pages: registered with the
+                              process's userfaultfd (gr_args.uffd_fd) */
+    uint32_t pad;
 };
 
 /* Page data of [vaddr, vaddr + len) at `off` in the staging memfd. */
@@ -202,7 +206,19 @@ struct gr_args {
     uint32_t copy_pread;            /* set once process_vm_writev is refused:
                                        pread straight into place from then on */
     uint32_t pad4;
+    /* Post-copy (lazy.h): the process's userfaultfd, made in its libc
+     * stage (-1: none), with which the blob registers every lazy vma once
+     * the other pages are in, before anything could touch them; then it
+     * says so on lazy_sock (uint32 lazy_index | GR_LAZY_READY: the page
+     * server may fill them from then on) and closes the userfaultfd. */
+    int32_t uffd_fd;
+    int32_t lazy_sock;              /* the page server's socket (a helper) */
+    uint32_t lazy_index;            /* this process's index in the image */
+    uint32_t pad5;
 };
+
+/* The blob's word on gr_args.lazy_sock: its lazy vmas are registered. */
+#define GR_LAZY_READY 0x80000000u
 
 /* The page runs are copied in chunks of this size, taken in turn by the
  * leader and (copy_stack_top) one helper thread. */
