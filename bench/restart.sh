@@ -7,20 +7,25 @@
 #
 # A 2-node local cluster; on node 1, `cairn run --checkpoint-every SEC
 # --restart-on-failure -- ghost-victim MIB` (every page of MIB MiB
-# written once, then idle); K checkpoints are taken, each written in place
-# over the last (ghost-dump --in-place into ghostd's huge-page spool) and
-# replicated to node 2. From ghostd's log lines:
+# written once, then idle); K checkpoints are taken by the job's tracker
+# (ghost-dump --serve-fd: the first a full image, the next ones deltas)
+# and only the new file of each is replicated to node 2. From ghostd's
+# log lines:
 #   frozen_ms, frozen_runs_ms   the job stopped for each checkpoint (best, all)
+#   frozen_full_ms              the first (full) one
+#   frozen_delta_ms             the best of the later ones (deltas)
 #   took_ms_runs                tick to replica complete, each
-#   image_bytes                 the image sent to the replica
+#   full_runs                   whether each was full
+#   sent_bytes_runs             bytes replicated for each
+#   image_bytes                 the last image sent to the replica
 #   meets_target                frozen_ms <= 10
 #   baseline_dd_mib_s           dd of 2 GiB /dev/zero -> /dev/null, this run
-#   frozen_vs_copy              frozen_ms against the time the baseline takes
-#                               to copy the image: a full dump is bound by it
+#   frozen_vs_copy              the first (full) one's freeze against the time
+#                               the baseline takes to copy its image
 # Exit codes: 0 a line was printed; 1 a step failed; 77 not root.
 set -u
 BUILD=${CAIRN_BUILD:-build-dev}
-MIB=1024 EVERY=3 COUNT=3
+MIB=1024 EVERY=3 COUNT=5
 while [ $# -gt 0 ]; do
     case $1 in
     --build) BUILD=$2; shift 2 ;;
@@ -71,15 +76,21 @@ lines=$(grep "checkpoint gpid=$gpid " "$LOG" | head -n "$COUNT")
 field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$lines"; }
 frozen=$(field frozen_us | jq -sc 'map(. / 1000)')
 took=$(field took_ms | jq -sc '.')
+sent=$(field sent_bytes | jq -sc '.')
+full=$(sed -n "s/.* full=\([a-z]*\) .*/\1/p" <<<"$lines" | jq -Rsc 'split("\n") | map(select(. != "") | . == "yes")')
 bytes=$(field image_bytes | tail -n1)
 dd_mib_s=$(dd if=/dev/zero of=/dev/null bs=1M count=2048 2>&1 |
     sed -n 's/.* s, \([0-9.]*\) \([GM]\)B\/s/\1 \2/p' |
     awk '{ print ($2 == "G" ? $1 * 1000 : $1) * 1000000 / 1048576 }')
 jq -cn --argjson mib "$MIB" --argjson every "$EVERY" --argjson frozen "$frozen" \
-    --argjson took "$took" --argjson bytes "${bytes:-0}" --argjson dd "${dd_mib_s:-0}" '
+    --argjson took "$took" --argjson bytes "${bytes:-0}" --argjson dd "${dd_mib_s:-0}" \
+    --argjson sent "${sent:-[]}" --argjson full "${full:-[]}" '
     ($frozen | min) as $f |
     {bench: "restart", mib: $mib, every_s: $every, frozen_ms: $f, frozen_runs_ms: $frozen,
-     took_ms_runs: $took, image_bytes: $bytes, meets_target: ($f <= 10),
+     frozen_full_ms: $frozen[0], frozen_delta_ms: ($frozen[1:] | min),
+     took_ms_runs: $took, full_runs: $full, sent_bytes_runs: $sent,
+     image_bytes: $bytes, meets_target: ($f <= 10),
      baseline_dd_mib_s: ($dd | floor),
-     frozen_vs_copy: (if $dd > 0 then ($f / (($bytes / 1048576) / $dd * 1000) * 100 | round) / 100
+     frozen_vs_copy: (if $dd > 0 and ($sent | length) > 0
+                      then ($frozen[0] / (($sent[0] / 1048576) / $dd * 1000) * 100 | round) / 100
                       else null end)}'

@@ -901,8 +901,9 @@ static int s_helper_watch(ghostd_helper_t *j, uint64_t deadline_ms)
                                  s_on_output, j);
     j->poll_timer = cairn_loop_add_timer(loop, S_POLL_MS, S_POLL_MS,
                                          s_on_poll, j);
-    j->deadline_timer = cairn_loop_add_timer(loop, deadline_ms, 0,
-                                             s_on_deadline, j);
+    j->deadline_timer = deadline_ms ? cairn_loop_add_timer(loop, deadline_ms, 0,
+                                                           s_on_deadline, j)
+                                    : 0;   /* no deadline: a tracker stays */
     if (j->watch < 0 || j->poll_timer < 0 || j->deadline_timer < 0)
         return -ENOMEM;
     return 0;

@@ -29,7 +29,9 @@
 #include "service.h"
 #include "spool.h"
 
-#define GHOSTD_MAX_HELPERS 16                /* helpers running at once */
+#define GHOSTD_MAX_HELPERS 32          /* helpers running at once */
+#define GHOSTD_MAX_TRACKERS 16         /* of which restart.c's trackers, at most:
+                                          requests keep the other half */
 #define GHOSTD_OUTPUT_MAX 65536           /* bytes of helper output kept */
 #define GHOSTD_DEFAULT_DEADLINE_MS 120000 /* when Header.deadline_ms is 0 */
 #define GHOSTD_MAX_DEADLINE_MS 3600000    /* one hour, like the CLI's cap */
@@ -105,8 +107,9 @@ void ghostd_done(ghostd_t *gd);
 /* For modules that run helpers of their own (migrate.c). Runs helper
  * `kind` with argv[1..] (argv[0] is set here) in a free slot, its stdout
  * watched, reaped by the poll, killed at deadline_ms; fds[i] becomes fd
- * 3 + i in the helper (the caller keeps its copies). The caller sets the
- * hooks on *ret before the loop runs again. -EBUSY when every slot is
+ * 3 + i in the helper (the caller keeps its copies); deadline_ms 0: none
+ * (restart.c's trackers stay). The caller sets the hooks on *ret before
+ * the loop runs again. -EBUSY when every slot is
  * taken, -ENOENT no helper program; err says why. */
 int ghostd_helper_start(ghostd_t *gd, ghostd_kind_t kind, char *argv[],
                         const int *fds, size_t n_fds, uint64_t deadline_ms,

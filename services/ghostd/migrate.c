@@ -77,6 +77,7 @@
 #include "migrate.h"
 #include "peer.h"
 #include "proc/proc.h"
+#include "restart.h"
 #include "util/cleanup.h"
 #include "util/clock.h"
 #include "util/fileio.h"
@@ -1224,6 +1225,7 @@ static void s_out_answer_failure(s_out_t *o)
 {
     char msg[1400];
 
+    restart_job_moving(o->m->gd, o->pid, false);   /* it stays: checkpoints go on */
     if (!o->deferred)
         return;
     snprintf(msg, sizeof msg, "migration of %s%s%u to node %u failed: %s; the job "
@@ -1770,6 +1772,7 @@ static int s_out_spawn_dump(s_out_t *o, cairn_error_t *err)
         close(img[1]);
         return cairn_error_set(err, -errno, CAIRN_INTERNAL, "pipe2: %s", strerror(errno));
     }
+    restart_job_moving(o->m->gd, o->pid, true);   /* its tracker lets go first */
     snprintf(pid, sizeof pid, "%u", o->pid);
     char *argv[10] = { NULL, "--pid", pid, "--out-fd", "3", "--hold-fd", "4" };
     int n = 7;

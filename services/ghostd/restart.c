@@ -5,14 +5,16 @@
  * writes of a replica's chunks into its spool file (a tmpfs):
  *
  * - s_ckpt_t, one per job of this node with checkpoint_every_s: its
- *   repeating timer, the ghost-dump of the tick under way (a helper with
- *   on_exit hooked, as migrate.c runs its own), then the transfer of the
- *   image to the replica: the image file is read 1 MiB at a time and sent
- *   as replica_put chunks, RESTART_WINDOW unanswered at most. The image is
- *   written in place over the last one (ghost-dump --in-place), so a
- *   periodic checkpoint reuses its pages instead of allocating the image
- *   anew; the replica's copy is the one that counts (a failed in-place
- *   dump removes the local file, never the replica's). An s_ckpt_t whose
+ *   repeating timer, its tracker (ghost-dump --serve-fd 3: a helper with
+ *   no deadline, on_output reading its answers line by line, fd 3 our
+ *   pipe of "checkpoint DIR" lines; its end stops it), then the transfer
+ *   of the files the replica lacks of the answer's chain (the newest
+ *   alone when the replica confirmed the chain before it): each file read
+ *   1 MiB at a time and sent as replica_put chunks, RESTART_WINDOW
+ *   unanswered at most. A replica that refuses a delta for want of its
+ *   parents is sent the chain whole at once. With no tracker slot, the
+ *   tick dumps the job whole in place (ghost-dump --in-place over
+ *   image.ghost, then a file, as before trackers). An s_ckpt_t whose
  *   job ended is freed once no callback of it is due.
  *
  * - s_in_t, one per replica transfer under way here: the .part file,
@@ -58,6 +60,10 @@ CAIRN_DEFINE_CLEANUP(s_json_decrefp, json_t *, json_decref);
 
 #define S_GC_EVERY 10              /* scans between replica clean-ups */
 #define S_MAX_RESTORES 4           /* restores from replicas at once */
+#define S_MAX_CHAIN 64             /* files of a chain (the tracker compacts at 17) */
+#define S_FILE_MAX 32              /* "image.ghost.N" */
+
+typedef char s_name_t[S_FILE_MAX];
 
 typedef enum { CK_IDLE, CK_DUMPING, CK_SENDING } s_ck_state_t;
 
@@ -69,14 +75,32 @@ typedef struct s_ckpt {
     int64_t timer;                /* the tick, repeating */
     s_ck_state_t state;
     bool gone;                    /* the job ended: free once nothing is due */
-    ghostd_helper_t *dump;        /* ghost-dump while it runs */
+    ghostd_helper_t *dump;        /* ghost-dump while it runs (full, untracked) */
+    /* the tracker (incremental checkpoints): ghost-dump --serve-fd 3 */
+    ghostd_helper_t *tracker;     /* NULL when none runs */
+    int cmd_fd;                   /* its fd 3's other end, -1 none */
+    bool untracked;               /* said once: no tracker slot, full dumps */
+    bool moving;                  /* migrating away: no checkpoints */
     uint64_t began_ms;            /* unix ms the tick began */
     uint64_t began_mono;          /* monotonic ms, for the log */
     uint64_t frozen_us, image_bytes;
-    /* the transfer */
-    char id[96];
-    int fd;                       /* the image, -1 closed */
-    uint64_t size, off;           /* image bytes, bytes sent */
+    bool full;                    /* this checkpoint's image is full */
+    /* This checkpoint's chain (the tracker's answer), the full image
+     * first; n_chain 0: a whole image.ghost (untracked). The files
+     * chain[send_from ..] are sent, one transfer each. */
+    s_name_t chain[S_MAX_CHAIN];
+    size_t n_chain, send_from, send_at;
+    /* What replica held_by holds for sure: held[0 .. n_held) */
+    uint32_t held_by;
+    s_name_t held[S_MAX_CHAIN];
+    size_t n_held;
+    bool resent;                  /* this checkpoint sends the whole chain again */
+    int fail_code;                /* the replica's refusal */
+    /* the transfer of one file */
+    char id[128];
+    int fd;                       /* the file, -1 closed */
+    uint64_t size, off;           /* file bytes, bytes sent */
+    uint64_t sent_bytes;          /* this checkpoint's, all files */
     uint64_t seq;                 /* next chunk */
     unsigned in_flight;           /* chunks unanswered */
     bool last_sent, failed;
@@ -89,10 +113,11 @@ typedef struct s_ckpt {
 /* A replica coming in. */
 typedef struct s_in {
     bool used;
-    char id[96];
+    char id[128];
     char gpid[GHOSTD_GPID_MAX];
+    s_name_t file;                /* image.ghost.N, "" a whole image.ghost */
     uint32_t from;
-    int fd;                       /* image.ghost.part */
+    int fd;                       /* <file>.part */
     uint64_t next_seq, written;
     uint64_t touched_ms;          /* monotonic */
 } s_in_t;
@@ -110,6 +135,7 @@ typedef struct restart {
     cairn_view_t *view;           /* the alive ghostds, quorum */
     cairn_peers_t *peers;         /* to them */
     s_ckpt_t *ckpts;              /* this node's checkpointed jobs */
+    unsigned trackers;            /* of them, with a tracker running */
     s_in_t in[RESTART_MAX_IN];
     s_restore_t restores[S_MAX_RESTORES];
     int64_t scan_timer;
@@ -143,18 +169,37 @@ static void s_mkdir(const char *path, mode_t mode)
         cairn_log_warn(-errno, "restart", "msg=\"cannot make %s, ignoring\"", path);
 }
 
-/* Removes dir and the files restart.c makes in it. */
+/* Removes dir and the files restart.c and a tracker make in it (image.ghost,
+ * image.ghost.N, their .part, the symlink's temporary, job.json). */
 static void s_remove_dir(const char *dir)
 {
-    static const char *const files[] = { "image.ghost", "image.ghost.part",
-                                         "job.json", "job.json.tmp" };
-    char path[PATH_MAX + 32];
+    DIR *d = opendir(dir);
+    char path[PATH_MAX + 300];
 
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strncmp(e->d_name, GHOSTD_IMAGE_NAME, strlen(GHOSTD_IMAGE_NAME)) == 0 ||
+            strncmp(e->d_name, "." GHOSTD_IMAGE_NAME, strlen(GHOSTD_IMAGE_NAME) + 1) == 0 ||
+            strncmp(e->d_name, "job.json", 8) == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    if (d)
+        closedir(d);
     rmdir(dir);
+}
+
+/* name is image.ghost.N (N decimal, no sign, at most 19 digits). */
+static bool s_file_name_ok(const char *name)
+{
+    size_t k = strlen(GHOSTD_IMAGE_NAME);
+    size_t len = strlen(name);
+
+    if (len <= k + 1 || len > k + 20 || strncmp(name, GHOSTD_IMAGE_NAME ".", k + 1) != 0)
+        return false;
+    for (const char *p = name + k + 1; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
 }
 
 /* The last JSON object line of a helper's output, or NULL. */
@@ -216,50 +261,97 @@ static void s_ckpt_close(s_ckpt_t *c)
     c->fd = -1;
 }
 
-/* Frees c once it is gone and nothing of it is due. */
+/* The tracker is told to stop: the end of its fd 3 (it answers "stopped"
+ * and exits; the kernel drops its write protection with its fds). */
+static void s_tracker_stop(s_ckpt_t *c)
+{
+    if (c->cmd_fd >= 0)
+        close(c->cmd_fd);
+    c->cmd_fd = -1;
+}
+
+/* Frees c once it is gone and nothing of it is due; its local chain goes
+ * with it. */
 static void s_ckpt_maybe_free(s_ckpt_t *c)
 {
     restart_t *r = c->r;
+    char dir[PATH_MAX];
 
-    if (!c->gone || c->calls || c->dump)
+    if (!c->gone || c->calls || c->dump || c->tracker)
         return;
     for (s_ckpt_t **p = &r->ckpts; *p; p = &(*p)->next)
         if (*p == c) {
             *p = c->next;
             break;
         }
+    snprintf(dir, sizeof dir, "%s/%.31s", r->ckpt_dir, c->gpid);
+    s_remove_dir(dir);
     s_ckpt_close(c);
+    s_tracker_stop(c);
     free(c);
 }
 
 static void s_drop_replica_at(restart_t *r, uint32_t node, const char *gpid);
+static void s_ckpt_send_file(s_ckpt_t *c);
 
-/* The transfer ended (ok or not): back to idle. */
+/* The transfer ended (ok or not): back to idle. A replica that refused a
+ * delta for want of its parents is sent the whole chain at once. */
 static void s_ckpt_finish(s_ckpt_t *c, bool ok, const char *why)
 {
     restart_t *r = c->r;
     uint64_t took = cairn_now_ms() - c->began_mono;
 
     s_ckpt_close(c);
-    c->state = CK_IDLE;
     if (!ok) {
+        c->n_held = 0;   /* what the replica holds is not known any more */
+        if (c->n_chain && c->send_from > 0 && !c->resent &&
+            c->fail_code == CAIRN_FAILED_PRECONDITION) {
+            cairn_log_info("checkpoint-resend", "gpid=%s replica=%u msg=\"%s; sending "
+                           "the whole chain\"", c->gpid, c->replica, why);
+            c->resent = true;
+            c->send_from = c->send_at = 0;
+            s_ckpt_send_file(c);
+            return;
+        }
+        c->state = CK_IDLE;
         c->failures++;
         cairn_log_warn(0, "checkpoint-failed", "gpid=%s replica=%u msg=\"%s; the "
                        "next one in %u s\"", c->gpid, c->replica, why, c->every_s);
         return;
     }
+    c->state = CK_IDLE;
     c->done++;
     int w = ghostd_jobs_checkpointed(r->gd->jobs, c->gpid, c->began_ms, c->replica);
     if (w < 0 && w != -ENOENT)
         cairn_log_warn(w, "checkpoint", "gpid=%s msg=\"cannot rewrite job.json, "
                        "ignoring\"", c->gpid);
-    cairn_log_info("checkpoint", "gpid=%s replica=%u image_bytes=%llu frozen_us=%llu "
-                   "took_ms=%llu n=%llu", c->gpid, c->replica,
-                   (unsigned long long)c->image_bytes, (unsigned long long)c->frozen_us,
-                   (unsigned long long)took, (unsigned long long)c->done);
+    cairn_log_info("checkpoint", "gpid=%s replica=%u file=%s full=%s chain=%zu "
+                   "image_bytes=%llu sent_bytes=%llu frozen_us=%llu took_ms=%llu n=%llu",
+                   c->gpid, c->replica, c->n_chain ? c->chain[c->n_chain - 1]
+                   : GHOSTD_IMAGE_NAME, c->full ? "yes" : "no", c->n_chain,
+                   (unsigned long long)c->image_bytes, (unsigned long long)c->sent_bytes,
+                   (unsigned long long)c->frozen_us, (unsigned long long)took,
+                   (unsigned long long)c->done);
     if (c->prev_replica && c->prev_replica != c->replica)
         s_drop_replica_at(r, c->prev_replica, c->gpid);
     c->prev_replica = c->replica;
+}
+
+/* A file is whole on the replica: it holds the chain up to it. */
+static void s_ckpt_file_done(s_ckpt_t *c)
+{
+    s_ckpt_close(c);
+    if (c->n_chain == 0 || c->send_at + 1 >= c->n_chain) {
+        if (c->n_chain) {
+            memcpy(c->held, c->chain, c->n_chain * sizeof c->chain[0]);
+            c->n_held = c->n_chain;
+        }
+        c->held_by = c->replica;
+        s_ckpt_finish(c, true, NULL);
+        return;
+    }
+    c->send_at++;
+    s_ckpt_send_file(c);
 }
 
 static void s_ckpt_pump(s_ckpt_t *c);
@@ -286,6 +378,7 @@ static void s_on_put_answer(void *userdata, uint32_t node, int code, const char 
         snprintf(why, sizeof why, "replica node %u: %s", node,
                  message ? message : cairn_code_name(code));
         c->failed = true;
+        c->fail_code = code;
         if (c->in_flight == 0)
             s_ckpt_finish(c, false, why);
         else
@@ -298,17 +391,21 @@ static void s_on_put_answer(void *userdata, uint32_t node, int code, const char 
         return;
     }
     if (c->last_sent && c->in_flight == 0) {
-        s_ckpt_finish(c, complete, "the replica did not say the image is whole");
+        if (complete)
+            s_ckpt_file_done(c);
+        else
+            s_ckpt_finish(c, false, "the replica did not say the image is whole");
         return;
     }
     s_ckpt_pump(c);
 }
 
-/* Sends chunks while the window has room. */
+/* Sends chunks of the file while the window has room. */
 static void s_ckpt_pump(s_ckpt_t *c)
 {
     restart_t *r = c->r;
     const char *ep = cairn_view_endpoint(r->view, c->replica);
+    char *chain[S_MAX_CHAIN];
 
     while (!c->last_sent && c->in_flight < RESTART_WINDOW) {
         Cairn__Ghostd__ReplicaPutRequest put = CAIRN__GHOSTD__REPLICA_PUT_REQUEST__INIT;
@@ -329,6 +426,8 @@ static void s_ckpt_pump(s_ckpt_t *c)
         put.data.data = r->buf;
         put.data.len = want;
         put.last = c->off + want == c->size;
+        if (c->n_chain)
+            put.file = c->chain[c->send_at];
         if (put.last) {
             const ghostd_jobrec_t *rec = ghostd_jobs_running(r->gd->jobs, c->gpid);
             if (!rec || !(record = ghostd_jobrec_dumps(rec))) {
@@ -339,6 +438,10 @@ static void s_ckpt_pump(s_ckpt_t *c)
             }
             put.record = record;
             put.checkpoint_ms = c->began_ms;
+            for (size_t i = 0; c->n_chain && i <= c->send_at; i++)
+                chain[i] = c->chain[i];
+            put.n_chain = c->n_chain ? c->send_at + 1 : 0;
+            put.chain = chain;
         }
         req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_REPLICA_PUT;
         req.replica_put = &put;
@@ -355,23 +458,22 @@ static void s_ckpt_pump(s_ckpt_t *c)
         c->in_flight++;
         c->seq++;
         c->off += want;
+        c->sent_bytes += want;
         c->last_sent = put.last;
     }
 }
 
-/* The image is written: send it to the replica. */
-static void s_ckpt_send(s_ckpt_t *c, const char *image)
+/* Starts the transfer of chain[send_at] (or of the whole image.ghost). */
+static void s_ckpt_send_file(s_ckpt_t *c)
 {
     restart_t *r = c->r;
+    char path[PATH_MAX + 64];
     struct stat st;
 
-    c->replica = s_pick_replica(r, c->gpid);
-    if (!c->replica) {
-        s_ckpt_finish(c, false, "no other alive ghostd to hold the replica");
-        return;
-    }
-    c->fd = open(image, O_RDONLY | O_CLOEXEC);
-    if (c->fd < 0 || fstat(c->fd, &st) < 0 || st.st_size <= 0) {
+    snprintf(path, sizeof path, "%s/%.31s/%s", r->ckpt_dir, c->gpid,
+             c->n_chain ? c->chain[c->send_at] : GHOSTD_IMAGE_NAME);
+    c->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (c->fd < 0 || fstat(c->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
         s_ckpt_finish(c, false, "cannot open the image just written");
         return;
     }
@@ -380,10 +482,37 @@ static void s_ckpt_send(s_ckpt_t *c, const char *image)
     c->seq = 0;
     c->last_sent = false;
     c->failed = false;
-    snprintf(c->id, sizeof c->id, "%u-%s-%llu", s_self(r), c->gpid,
-             (unsigned long long)c->began_ms);
+    c->fail_code = 0;
+    snprintf(c->id, sizeof c->id, "%u-%s-%llu-%zu", s_self(r), c->gpid,
+             (unsigned long long)c->began_ms, c->send_at);
     c->state = CK_SENDING;
     s_ckpt_pump(c);
+}
+
+/* The checkpoint is written: send the replica what it lacks of it -- the
+ * newest file when it holds the chain before it, else the whole chain
+ * from its full image (a new replica, one that failed, a new chain). */
+static void s_ckpt_send(s_ckpt_t *c)
+{
+    restart_t *r = c->r;
+
+    c->replica = s_pick_replica(r, c->gpid);
+    c->sent_bytes = 0;
+    c->resent = false;
+    if (!c->replica) {
+        s_ckpt_finish(c, false, "no other alive ghostd to hold the replica");
+        return;
+    }
+    c->send_from = 0;
+    if (c->n_chain && c->held_by == c->replica && c->n_held < c->n_chain) {
+        size_t k = 0;
+        while (k < c->n_held && strcmp(c->held[k], c->chain[k]) == 0)
+            k++;
+        if (k == c->n_held)
+            c->send_from = k;
+    }
+    c->send_at = c->send_from;
+    s_ckpt_send_file(c);
 }
 
 static void s_ckpt_on_dump_exit(ghostd_helper_t *j, int status)
@@ -408,20 +537,228 @@ static void s_ckpt_on_dump_exit(ghostd_helper_t *j, int status)
     }
     c->frozen_us = s_u64(v, "frozen_us");
     c->image_bytes = s_u64(v, "image_bytes");
-    s_ckpt_send(c, j->image);
+    c->full = true;
+    c->n_chain = 0;
+    c->n_held = 0;   /* the replica's chain, if any, is replaced whole */
+    s_ckpt_send(c);
 }
 
-/* One tick: dumps the job in place, unless the last one is still under
- * way, the job is gone, or this side has no quorum. */
+/* ---- the tracker ---------------------------------------------------------- */
+
+/* One answer of the tracker: a checkpoint written (sent on to the
+ * replica), a refusal (this checkpoint failed; its next one is full), or
+ * its last word ("stopped"). */
+static void s_tracker_answer(s_ckpt_t *c, ghostd_helper_t *j, json_t *v)
+{
+    char msg[1200];
+
+    if (json_is_true(json_object_get(v, "stopped")) || c->gone)
+        return;
+    if (c->state != CK_DUMPING) {
+        cairn_log_warn(0, "tracker", "gpid=%s msg=\"an answer nobody asked for, ignoring\"",
+                       c->gpid);
+        return;
+    }
+    j->pid = 0;   /* checkpoints of the job may be asked again */
+    json_t *chain = json_object_get(v, "chain");
+    size_t n = json_array_size(chain);
+    bool ok = json_is_integer(json_object_get(v, "checkpoint")) && n > 0 &&
+              n <= S_MAX_CHAIN;
+    for (size_t i = 0; ok && i < n; i++) {
+        const char *name = json_string_value(json_array_get(chain, i));
+        ok = name && s_file_name_ok(name);
+        if (ok)
+            snprintf(c->chain[i], sizeof c->chain[i], "%s", name);
+    }
+    if (!ok) {
+        if (json_object_get(v, "error"))
+            ghostd_helper_error(j, 1 << 8, v, msg, sizeof msg);
+        else
+            snprintf(msg, sizeof msg, "its answer names no chain of at most %d files",
+                     S_MAX_CHAIN);
+        c->state = CK_IDLE;
+        c->failures++;
+        cairn_log_warn(0, "checkpoint-failed", "gpid=%s msg=\"tracker: %s; the next "
+                       "one in %u s\"", c->gpid, msg, c->every_s);
+        return;
+    }
+    c->n_chain = n;
+    c->full = json_is_true(json_object_get(v, "full"));
+    c->frozen_us = s_u64(v, "frozen_us");
+    c->image_bytes = s_u64(v, "image_bytes");
+    s_ckpt_send(c);
+}
+
+/* Each whole line the tracker printed is one answer; the rest waits. */
+static void s_tracker_lines(ghostd_helper_t *j)
+{
+    s_ckpt_t *c = j->hook_data;
+    size_t start = 0;
+
+    for (;;) {
+        char *nl = memchr(j->out + start, '\n', j->out_len - start);
+        if (!nl)
+            break;
+        size_t len = (size_t)(nl - (j->out + start));
+        json_t *v = json_loadb(j->out + start, len, 0, NULL);
+        if (json_is_object(v))
+            s_tracker_answer(c, j, v);
+        else if (len)
+            cairn_log_warn(0, "tracker", "gpid=%s msg=\"a line that is no JSON object, "
+                           "ignoring\"", c->gpid);
+        json_decref(v);
+        start += len + 1;
+    }
+    if (start == 0 && j->out_len == sizeof j->out - 1)
+        start = j->out_len;   /* one line longer than all we keep: dropped */
+    memmove(j->out, j->out + start, j->out_len - start);
+    j->out_len -= start;
+}
+
+static void s_tracker_on_output(ghostd_helper_t *j)
+{
+    s_tracker_lines(j);
+}
+
+static void s_tracker_on_exit(ghostd_helper_t *j, int status)
+{
+    s_ckpt_t *c = j->hook_data;
+    restart_t *r = c->r;
+    char msg[1200];
+
+    s_tracker_lines(j);
+    c->tracker = NULL;
+    r->trackers--;
+    s_tracker_stop(c);
+    if (c->gone) {
+        s_ckpt_maybe_free(c);
+        return;
+    }
+    if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0) {
+        ghostd_helper_error(j, status, NULL, msg, sizeof msg);
+        cairn_log_warn(0, "tracker-ended", "gpid=%s msg=\"%s; the next checkpoint "
+                       "starts a new one (full)\"", c->gpid, msg);
+    } else {
+        cairn_log_info("tracker-ended", "gpid=%s", c->gpid);
+    }
+    if (c->state == CK_DUMPING) {
+        c->state = CK_IDLE;
+        c->failures++;
+        cairn_log_warn(0, "checkpoint-failed", "gpid=%s msg=\"the tracker ended before "
+                       "it answered; the next one in %u s\"", c->gpid, c->every_s);
+    }
+}
+
+/* A tracker for c's job (pid), if a tracker slot is free: 0, or -errno
+ * (then the checkpoint is a full dump). */
+static int s_tracker_start(s_ckpt_t *c, pid_t pid, const char *dir)
+{
+    restart_t *r = c->r;
+    char pidbuf[16];
+    char *argv[] = { NULL, "--pid", pidbuf, "--serve-fd", "3", NULL };
+    cairn_error_t err = { 0 };
+    int p[2];
+
+    if (r->trackers >= GHOSTD_MAX_TRACKERS) {
+        if (!c->untracked)
+            cairn_log_warn(0, "checkpoint-untracked", "gpid=%s msg=\"%d jobs are "
+                           "tracked already: this one's checkpoints are full dumps\"",
+                           c->gpid, GHOSTD_MAX_TRACKERS);
+        c->untracked = true;
+        return -EBUSY;
+    }
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    snprintf(pidbuf, sizeof pidbuf, "%d", (int)pid);
+    int e = ghostd_helper_start(r->gd, GHOSTD_CHECKPOINT, argv, &p[0], 1, 0, &c->tracker,
+                                &err);
+    close(p[0]);
+    if (e < 0) {
+        close(p[1]);
+        c->tracker = NULL;
+        cairn_log_warn(e, "checkpoint-untracked", "gpid=%s msg=\"no tracker: %s; a full "
+                       "dump instead\"", c->gpid, err.message);
+        return e;
+    }
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    c->cmd_fd = p[1];
+    c->untracked = false;
+    r->trackers++;
+    snprintf(c->tracker->dir, sizeof c->tracker->dir, "%s", dir);
+    c->tracker->on_output = s_tracker_on_output;
+    c->tracker->on_exit = s_tracker_on_exit;
+    c->tracker->hook_data = c;
+    cairn_log_info("tracker", "gpid=%s pid=%d helper=%d", c->gpid, (int)pid,
+                   (int)c->tracker->helper);
+    return 0;
+}
+
+/* Asks the tracker for a checkpoint into dir: 0, or -errno (it is
+ * stopped: the next tick starts a new one). */
+static int s_tracker_ask(s_ckpt_t *c, pid_t pid, const char *dir)
+{
+    char line[PATH_MAX + 16];
+    int n = snprintf(line, sizeof line, "checkpoint %s\n", dir);
+
+    if (n < 0 || (size_t)n >= sizeof line || write(c->cmd_fd, line, (size_t)n) != n) {
+        int e = n < 0 || (size_t)n >= sizeof line ? -ENAMETOOLONG : -errno;
+        cairn_log_warn(e, "checkpoint-failed", "gpid=%s msg=\"cannot ask the tracker; "
+                       "it is stopped\"", c->gpid);
+        s_tracker_stop(c);
+        ghostd_helper_kill(c->tracker);
+        return e;
+    }
+    c->tracker->pid = (uint32_t)pid;   /* a checkpoint asked meanwhile is busy */
+    c->state = CK_DUMPING;
+    return 0;
+}
+
+/* A full in-place dump (no tracker slot): image.ghost a file of its own,
+ * never written through a tracker's symlink. */
+static void s_full_dump(s_ckpt_t *c, pid_t host_pid, const char *dir)
+{
+    restart_t *r = c->r;
+    char pid[16], image[PATH_MAX + 16];
+    cairn_error_t err = { 0 };
+    struct stat st;
+
+    snprintf(image, sizeof image, "%s/" GHOSTD_IMAGE_NAME, dir);
+    if (lstat(image, &st) == 0 && !S_ISREG(st.st_mode)) {
+        s_remove_dir(dir);   /* an old tracker's chain */
+        s_mkdir(dir, 0700);
+    }
+    snprintf(pid, sizeof pid, "%d", (int)host_pid);
+    char *argv[] = { NULL, "--pid", pid, "--out", image, "--leave-running",
+                     "--in-place", NULL };
+    int e = ghostd_helper_start(r->gd, GHOSTD_CHECKPOINT, argv, NULL, 0,
+                                GHOSTD_DEFAULT_DEADLINE_MS, &c->dump, &err);
+    if (e < 0) {
+        cairn_log_warn(e, "checkpoint-skipped", "gpid=%s msg=\"%s\"", c->gpid,
+                       err.message);
+        return;
+    }
+    c->dump->pid = (uint32_t)host_pid;   /* a checkpoint asked meanwhile is busy */
+    c->dump->leave_running = true;
+    c->dump->in_place = true;
+    snprintf(c->dump->dir, sizeof c->dump->dir, "%s", dir);
+    snprintf(c->dump->image, sizeof c->dump->image, "%s", image);
+    c->dump->on_exit = s_ckpt_on_dump_exit;
+    c->dump->hook_data = c;
+    c->state = CK_DUMPING;
+}
+
+/* One tick: asks the job's tracker for a checkpoint (starting one first
+ * if none runs), or dumps the job whole in place when no tracker slot is
+ * free -- unless the last one is still under way, the job is gone or
+ * moving, or this side has no quorum. */
 static int s_ckpt_on_tick(cairn_loop_t *loop, int64_t id, void *userdata)
 {
     s_ckpt_t *c = userdata;
     restart_t *r = c->r;
     const ghostd_jobrec_t *rec = ghostd_jobs_running(r->gd->jobs, c->gpid);
-    char dir[PATH_MAX], pid[16];
-    cairn_error_t err = { 0 };
+    char dir[PATH_MAX];
 
-    if (!rec)
+    if (!rec || c->moving)
         return 0;   /* ended or not yet watched: restart_job_ended stops us */
     if (c->state != CK_IDLE) {
         cairn_log_info("checkpoint-skipped", "gpid=%s msg=\"the last one is still "
@@ -432,28 +769,14 @@ static int s_ckpt_on_tick(cairn_loop_t *loop, int64_t id, void *userdata)
         return 0;   /* cut off: the majority may restart it; nothing to replicate to */
     snprintf(dir, sizeof dir, "%s/%.31s", r->ckpt_dir, c->gpid);
     s_mkdir(dir, 0700);
-    snprintf(pid, sizeof pid, "%d", (int)rec->host_pid);
-    char image[sizeof dir + 16];
-    snprintf(image, sizeof image, "%s/" GHOSTD_IMAGE_NAME, dir);
-    char *argv[] = { NULL, "--pid", pid, "--out", image, "--leave-running",
-                     "--in-place", NULL };
     c->began_ms = s_realtime_ms();
     c->began_mono = cairn_now_ms();
-    int e = ghostd_helper_start(r->gd, GHOSTD_CHECKPOINT, argv, NULL, 0,
-                                GHOSTD_DEFAULT_DEADLINE_MS, &c->dump, &err);
-    if (e < 0) {
-        cairn_log_warn(e, "checkpoint-skipped", "gpid=%s msg=\"%s\"", c->gpid,
-                       err.message);
-        return 0;
-    }
-    c->dump->pid = (uint32_t)rec->host_pid;   /* a checkpoint asked meanwhile is busy */
-    c->dump->leave_running = true;
-    c->dump->in_place = true;
-    snprintf(c->dump->dir, sizeof c->dump->dir, "%s", dir);
-    snprintf(c->dump->image, sizeof c->dump->image, "%s", image);
-    c->dump->on_exit = s_ckpt_on_dump_exit;
-    c->dump->hook_data = c;
-    c->state = CK_DUMPING;
+    if (c->tracker && c->cmd_fd < 0)
+        return 0;   /* stopping: the next tick starts a new one */
+    if (c->tracker || s_tracker_start(c, rec->host_pid, dir) == 0)
+        s_tracker_ask(c, rec->host_pid, dir);
+    else
+        s_full_dump(c, rec->host_pid, dir);
     return 0;
 }
 
@@ -461,10 +784,13 @@ void restart_job_running(ghostd_t *gd, const char *gpid)
 {
     restart_t *r = gd->restart;
     const ghostd_jobrec_t *rec = r ? ghostd_jobs_running(gd->jobs, gpid) : NULL;
+    s_ckpt_t *c = rec ? s_ckpt_find(r, gpid) : NULL;
 
-    if (!rec || !rec->checkpoint_every_s || s_ckpt_find(r, gpid))
+    if (c)
+        c->moving = false;   /* it stayed (a migration that failed) */
+    if (!rec || !rec->checkpoint_every_s || c)
         return;
-    s_ckpt_t *c = calloc(1, sizeof *c);
+    c = calloc(1, sizeof *c);
     if (!c) {
         cairn_log_err(-ENOMEM, "checkpoint", "gpid=%s msg=\"out of memory: no "
                       "checkpoints for this job\"", gpid);
@@ -472,6 +798,7 @@ void restart_job_running(ghostd_t *gd, const char *gpid)
     }
     c->r = r;
     c->fd = -1;
+    c->cmd_fd = -1;
     snprintf(c->gpid, sizeof c->gpid, "%s", gpid);
     c->every_s = rec->checkpoint_every_s;
     c->prev_replica = rec->replica;
@@ -489,18 +816,37 @@ void restart_job_running(ghostd_t *gd, const char *gpid)
                    c->every_s, rec->restart_on_failure ? "yes" : "no");
 }
 
+void restart_job_moving(ghostd_t *gd, uint32_t host_pid, bool moving)
+{
+    restart_t *r = gd ? gd->restart : NULL;
+
+    for (s_ckpt_t *c = r ? r->ckpts : NULL; c; c = c->next) {
+        const ghostd_jobrec_t *rec = ghostd_jobs_running(gd->jobs, c->gpid);
+        if (c->gone || !rec || rec->host_pid <= 0 || (uint32_t)rec->host_pid != host_pid)
+            continue;
+        c->moving = moving;
+        if (moving && c->tracker) {
+            /* killed, not asked to stop: a checkpoint under way would hold
+             * the tree the migration's dump is about to freeze; the
+             * kernel drops the write protection with the tracker's fds */
+            s_tracker_stop(c);
+            ghostd_helper_kill(c->tracker);
+            cairn_log_info("tracker-stopping", "gpid=%s msg=\"the job is migrating\"",
+                           c->gpid);
+        }
+    }
+}
+
 static void s_ckpt_stop(s_ckpt_t *c)
 {
     restart_t *r = c->r;
-    char dir[PATH_MAX];
 
     if (c->timer > 0)
         cairn_loop_cancel_timer(s_loop(r), c->timer);
     c->timer = 0;
     if (c->dump)
         ghostd_helper_kill(c->dump);   /* on_exit frees c once reaped */
-    snprintf(dir, sizeof dir, "%s/%.31s", r->ckpt_dir, c->gpid);
-    s_remove_dir(dir);
+    s_tracker_stop(c);                 /* it stops; on_exit frees c */
     c->gone = true;
     s_ckpt_maybe_free(c);
 }
@@ -557,6 +903,23 @@ static void s_in_free(s_in_t *in)
     in->fd = -1;
 }
 
+/* The .part file a transfer writes. */
+static void s_in_part(const restart_t *r, const s_in_t *in, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/%.31s/%s.part", r->replica_dir, in->gpid,
+             in->file[0] ? in->file : GHOSTD_IMAGE_NAME);
+}
+
+/* Drops a transfer and its .part file. */
+static void s_in_abandon(restart_t *r, s_in_t *in)
+{
+    char part[PATH_MAX + 64];
+
+    s_in_part(r, in, part, sizeof part);
+    unlink(part);
+    s_in_free(in);
+}
+
 static s_in_t *s_in_find_gpid(restart_t *r, const char *gpid)
 {
     for (size_t i = 0; i < RESTART_MAX_IN; i++)
@@ -571,13 +934,8 @@ static s_in_t *s_in_claim(restart_t *r)
     uint64_t now = cairn_now_ms();
 
     for (size_t i = 0; i < RESTART_MAX_IN; i++)
-        if (r->in[i].used && now > r->in[i].touched_ms + RESTART_IN_IDLE_MS) {
-            char part[PATH_MAX + 64];
-            snprintf(part, sizeof part, "%s/%.31s/image.ghost.part", r->replica_dir,
-                     r->in[i].gpid);
-            unlink(part);
-            s_in_free(&r->in[i]);
-        }
+        if (r->in[i].used && now > r->in[i].touched_ms + RESTART_IN_IDLE_MS)
+            s_in_abandon(r, &r->in[i]);
     for (size_t i = 0; i < RESTART_MAX_IN; i++)
         if (!r->in[i].used)
             return &r->in[i];
@@ -605,67 +963,137 @@ static int s_in_begin(restart_t *r, cairn_request_t *req,
                       const Cairn__Ghostd__ReplicaPutRequest *p, uint32_t from,
                       s_in_t **ret)
 {
-    char dir[PATH_MAX], part[PATH_MAX + 32];
+    char dir[PATH_MAX], part[PATH_MAX + 64];
     s_in_t *in = s_in_find_gpid(r, p->gpid);
 
+    if (p->file && *p->file && !s_file_name_ok(p->file))
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_put: '%.64s' is "
+                                  "no image.ghost.N", p->file);
     if (in)
-        s_in_free(in);
+        s_in_abandon(r, in);
     if (!(in = s_in_claim(r)))
         return cairn_request_fail(req, CAIRN_BUSY, "node %u receives %d replicas "
                                   "already; try again later", s_self(r), RESTART_MAX_IN);
     snprintf(dir, sizeof dir, "%s/%.31s", r->replica_dir, p->gpid);
     s_mkdir(dir, 0700);
-    snprintf(part, sizeof part, "%s/image.ghost.part", dir);
+    snprintf(in->gpid, sizeof in->gpid, "%s", p->gpid);
+    snprintf(in->file, sizeof in->file, "%s", p->file ? p->file : "");
+    s_in_part(r, in, part, sizeof part);
     in->fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (in->fd < 0)
+    if (in->fd < 0) {
+        int e = errno;
+        s_in_free(in);
         return cairn_request_fail(req, CAIRN_SYSTEM, "node %u: cannot make %s: %s",
-                                  s_self(r), part, strerror(errno));
+                                  s_self(r), part, strerror(e));
+    }
     in->used = true;
     snprintf(in->id, sizeof in->id, "%s", p->id);
-    snprintf(in->gpid, sizeof in->gpid, "%s", p->gpid);
     in->from = from;
     *ret = in;
     return 0;
 }
 
-/* The last chunk is written: the image goes into place, its record
- * beside it. */
+/* Whether the chain of a file's last chunk is one the replica can keep:
+ * at most S_MAX_CHAIN names image.ghost.N, the file last; NULL or why not. */
+static const char *s_in_chain_bad(const s_in_t *in, const Cairn__Ghostd__ReplicaPutRequest *p)
+{
+    if (!in->file[0])
+        return p->n_chain ? "a chain names the files of image.ghost.N transfers only" : NULL;
+    if (p->n_chain == 0 || p->n_chain > S_MAX_CHAIN)
+        return "the chain of an image.ghost.N holds 1 to 64 names";
+    for (size_t i = 0; i < p->n_chain; i++)
+        if (!p->chain[i] || !s_file_name_ok(p->chain[i]))
+            return "the chain names a file that is no image.ghost.N";
+    if (strcmp(p->chain[p->n_chain - 1], in->file) != 0)
+        return "the chain does not end with the file sent";
+    return NULL;
+}
+
+/* dir/image.ghost names file now (a new symlink renamed over it), and
+ * the files of older chains go: only now, with a whole chain named. */
+static int s_in_point(const char *dir, const char *file,
+                      const Cairn__Ghostd__ReplicaPutRequest *p)
+{
+    char tmp[PATH_MAX + 32], latest[PATH_MAX + 32], path[PATH_MAX + 300];
+
+    snprintf(tmp, sizeof tmp, "%s/." GHOSTD_IMAGE_NAME ".link", dir);
+    snprintf(latest, sizeof latest, "%s/" GHOSTD_IMAGE_NAME, dir);
+    unlink(tmp);
+    if (symlink(file, tmp) < 0 || rename(tmp, latest) < 0) {
+        int e = -errno;
+        unlink(tmp);
+        return e;
+    }
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        bool keep = !s_file_name_ok(e->d_name);
+        for (size_t i = 0; !keep && i < p->n_chain; i++)
+            keep = strcmp(e->d_name, p->chain[i]) == 0;
+        if (!keep) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d)
+        closedir(d);
+    return 0;
+}
+
+/* The last chunk is written: the file goes into place -- a whole image
+ * renamed over image.ghost, or a chain's file renamed to its name and,
+ * when every file before it is here, named by the image.ghost symlink --
+ * and the job's record beside it. */
 static int s_in_complete(restart_t *r, cairn_request_t *req, s_in_t *in,
                          const Cairn__Ghostd__ReplicaPutRequest *p)
 {
-    char dir[PATH_MAX], part[PATH_MAX + 32], image[PATH_MAX + 32];
+    char dir[PATH_MAX], part[PATH_MAX + 64], image[PATH_MAX + 64], file[S_FILE_MAX];
     ghostd_jobrec_t rec = { 0 };
     uint64_t seq = in->next_seq - 1, written = in->written;
+    const char *bad = s_in_chain_bad(in, p);
 
     snprintf(dir, sizeof dir, "%s/%.31s", r->replica_dir, in->gpid);
-    snprintf(part, sizeof part, "%s/image.ghost.part", dir);
-    snprintf(image, sizeof image, "%s/" GHOSTD_IMAGE_NAME, dir);
-    int e = !p->record ? -EBADMSG
-                       : ghostd_jobrec_loads(p->record, strlen(p->record), &rec);
+    s_in_part(r, in, part, sizeof part);
+    snprintf(file, sizeof file, "%s", in->file);
+    snprintf(image, sizeof image, "%s/%s", dir, file[0] ? file : GHOSTD_IMAGE_NAME);
+    int e = bad || !p->record ? -EBADMSG
+                              : ghostd_jobrec_loads(p->record, strlen(p->record), &rec);
     if (e == 0 && strcmp(rec.gpid, in->gpid) != 0)
         e = -EBADMSG;
     if (e < 0) {
         ghostd_jobrec_clear(&rec);
-        unlink(part);
-        s_in_free(in);
-        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_put: the last "
-                                  "chunk's record is not the job's record");
+        s_in_abandon(r, in);
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_put: %s", bad ? bad
+                                  : "the last chunk's record is not the job's record");
     }
     rec.last_checkpoint_ms = p->checkpoint_ms;
     rec.replica = s_self(r);
     if (fsync(in->fd) < 0 || rename(part, image) < 0)
         e = -errno;
+    s_in_free(in);
+    for (size_t i = 0; e == 0 && file[0] && i + 1 < p->n_chain; i++) {
+        char parent[PATH_MAX + 64];
+        struct stat st;
+        snprintf(parent, sizeof parent, "%s/%s", dir, p->chain[i]);
+        if (lstat(parent, &st) < 0 || !S_ISREG(st.st_mode)) {
+            ghostd_jobrec_clear(&rec);
+            return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "node %u holds no "
+                                      "%s of the chain of %s; send the chain whole",
+                                      s_self(r), p->chain[i], file);
+        }
+    }
+    if (e == 0 && file[0])
+        e = s_in_point(dir, file, p);
     if (e == 0)
         e = ghostd_jobrec_write(dir, &rec);
-    s_in_free(in);
     if (e < 0) {
         ghostd_jobrec_clear(&rec);
         return cairn_request_fail(req, CAIRN_SYSTEM, "node %u: cannot keep the replica "
                                   "of %s: %s", s_self(r), p->gpid, strerror(-e));
     }
-    cairn_log_info("replica", "gpid=%s from=%u image_bytes=%llu checkpoint_ms=%llu",
-                   rec.gpid, rec.node, (unsigned long long)written,
-                   (unsigned long long)p->checkpoint_ms);
+    cairn_log_info("replica", "gpid=%s from=%u file=%s chain=%zu image_bytes=%llu "
+                   "checkpoint_ms=%llu", rec.gpid, rec.node,
+                   file[0] ? file : GHOSTD_IMAGE_NAME, p->n_chain,
+                   (unsigned long long)written, (unsigned long long)p->checkpoint_ms);
     ghostd_jobrec_clear(&rec);
     return s_reply_put(req, seq, written, true);
 }
@@ -700,22 +1128,16 @@ int restart_handle_put(void *ctx, cairn_request_t *req)
     } else if (!in || strcmp(in->id, p->id) != 0 || in->from != c->node) {
         return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "replica_put: no "
                                   "transfer %s under way here", p->id);
-    } else if (p->seq != in->next_seq) {
+    } else if (p->seq != in->next_seq || strcmp(in->file, p->file ? p->file : "") != 0) {
         uint64_t want = in->next_seq;
-        char part[PATH_MAX + 64];
-        snprintf(part, sizeof part, "%s/%.31s/image.ghost.part", r->replica_dir, in->gpid);
-        unlink(part);
-        s_in_free(in);
+        s_in_abandon(r, in);
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "replica_put: chunk %llu "
                                   "where %llu was due; the transfer is dropped",
                                   (unsigned long long)p->seq, (unsigned long long)want);
     }
     if (cairn_write_all(in->fd, p->data.data, p->data.len) < 0) {
         int e = errno;
-        char part[PATH_MAX + 64];
-        snprintf(part, sizeof part, "%s/%.31s/image.ghost.part", r->replica_dir, in->gpid);
-        unlink(part);
-        s_in_free(in);
+        s_in_abandon(r, in);
         return cairn_request_fail(req, CAIRN_SYSTEM, "node %u: cannot write the replica: "
                                   "%s", s_self(r), strerror(e));
     }
@@ -1109,6 +1531,12 @@ void restart_stop(ghostd_t *gd)
             c->dump->on_exit = NULL;
             c->dump->hook_data = NULL;
         }
+        if (c->tracker) {   /* likewise: killed, its registrations dropped */
+            c->tracker->on_output = NULL;
+            c->tracker->on_exit = NULL;
+            c->tracker->hook_data = NULL;
+        }
+        s_tracker_stop(c);
         s_ckpt_close(c);
         free(c);
     }
@@ -1118,13 +1546,8 @@ void restart_stop(ghostd_t *gd)
             r->restores[i].rst->hook_data = NULL;
         }
     for (size_t i = 0; i < RESTART_MAX_IN; i++)
-        if (r->in[i].used) {
-            char part[PATH_MAX + 64];
-            snprintf(part, sizeof part, "%s/%.31s/image.ghost.part", r->replica_dir,
-                     r->in[i].gpid);
-            unlink(part);
-            s_in_free(&r->in[i]);
-        }
+        if (r->in[i].used)
+            s_in_abandon(r, &r->in[i]);
     free(r->buf);
     free(r);
     gd->restart = NULL;

@@ -6,18 +6,23 @@
  * Three parts, each a small state machine in restart.c:
  *
  *   checkpoint (the job's node): a loop timer per job run with
- *     checkpoint_every_s; each tick runs ghost-dump --leave-running
- *     --in-place into <spool>/ckpt/<gpid>/image.ghost (the job is frozen
- *     for its own dump only, the image written over the last one), then
+ *     checkpoint_every_s and a tracker (ghost-dump --serve-fd 3, at most
+ *     GHOSTD_MAX_TRACKERS); each tick asks it for "checkpoint
+ *     <spool>/ckpt/<gpid>" (image.ghost.N: a full image, then deltas;
+ *     image.ghost a symlink to the newest) -- or, with no tracker slot,
+ *     runs ghost-dump --leave-running --in-place into image.ghost -- then
+ *     sends the replica what it lacks of the chain (the new file, or the
+ *     chain whole):
  *       idle ──tick──► dumping ──ok──► sending ──last chunk answered──► idle
  *                         └─ refused/failed: logged, next tick     └─ failed: next tick
  *     A tick while the last checkpoint still dumps or sends is skipped:
  *     checkpoints never queue up behind a slow replica.
  *
- *   replica (another node): the image comes in chunks (Request{replica_put})
- *     into <spool>/replicas/<gpid>/image.ghost.part, renamed over
- *     image.ghost once whole, with the job's record beside it (job.json,
- *     last_checkpoint_ms set): a replica is never half an image. The
+ *   replica (another node): each file comes in chunks (Request{replica_put})
+ *     into <spool>/replicas/<gpid>/<file>.part, renamed once whole; when
+ *     it holds every file of the chain before it, the image.ghost symlink
+ *     names it and older chains' files go; the job's record beside it
+ *     (job.json, last_checkpoint_ms set): a replica is never half a chain. The
  *     replica node is the rendezvous home of the gpid among the alive
  *     ghostds but the job's own node, chosen anew at every checkpoint, so
  *     a replica that dies is replaced by the next one (and a replica no
@@ -48,6 +53,7 @@
 #ifndef GHOSTD_RESTART_H
 #define GHOSTD_RESTART_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ghostd.h"
@@ -79,6 +85,13 @@ void restart_job_running(ghostd_t *gd, const char *gpid);
 /* jobs.c: gpid ended here; its checkpoints stop and its replica node
  * (0: none) is told to drop the copy. */
 void restart_job_ended(ghostd_t *gd, const char *gpid, uint32_t replica);
+
+/* migrate.c: the job whose reaper is host_pid is leaving this node
+ * (moving) or stays after all (!moving). Leaving: its tracker is killed
+ * (the kernel drops its write protection with its fds) and no checkpoint
+ * is taken until it stays again or ends here (restart_job_ended). Not a
+ * checkpointed job: nothing. */
+void restart_job_moving(ghostd_t *gd, uint32_t host_pid, bool moving);
 
 /* Handlers (ghostd-manager.c's table; member nodes only). */
 int restart_handle_put(void *ctx, cairn_request_t *req);

@@ -1,16 +1,21 @@
 #!/bin/bash
 # test-restart - restart on failure on a 4-node local cluster (issue 19,
 # item 6; docs/jobs.md "Restart on failure"):
-#   - a counter job run on node 2 with --checkpoint-every 1
-#     --restart-on-failure: ps shows its checkpoints replicated to another
-#     node (last_checkpoint_ms, replica), the replica holds the image;
+#   - a counter job (one process, its count in memory) run on node 2 with
+#     --checkpoint-every 1 --restart-on-failure: ps shows its checkpoints
+#     replicated to another node (last_checkpoint_ms, replica), the
+#     replica holds the image; the checkpoints are incremental (a tracker:
+#     the first full, the next ones deltas): the replica holds the chain
+#     image.ghost.N with image.ghost naming the newest, and a delta sends
+#     a small part of what the full image sent;
 #   - a second job on node 2 without --restart-on-failure;
 #   - node 2 dies: its daemons SIGKILLed, its veth cut, and the job's
 #     processes there frozen (cgroup freezer: a dead machine runs nothing;
 #     they stay as the stale copy the node finds when it comes back --
 #     SIGSTOP would not do: a stopped member of an orphaned process group
 #     gets SIGHUP when another member exits, and the job would end);
-#   - the counter resumes on another node from its last checkpoint within
+#   - the counter resumes on another node from its last checkpoint (a
+#     chain with deltas) within
 #     detection + restore time: same gpid, restarts 1, lost_ms > 0, its
 #     count resumes from the checkpoint (may repeat what was lost since,
 #     never skips);
@@ -95,8 +100,12 @@ t_check "--checkpoint-every 0 is a usage error" \
 
 # --- a counter checkpointed every second on node 2 --------------------------------
 log="$T_TMP/count.log"; : >"$log"
+# one process that never forks (a shell's sleep would be a new process at
+# each checkpoint: a tree that changed, a full image every time)
+count='open(my $f, ">>", $ARGV[0]) or die; $f->autoflush(1); my $i = 0;
+       while (1) { $i++; print $f "$i\n"; select(undef, undef, undef, 0.05); }'
 j=$(c 1 run --node 2 --checkpoint-every 1 --restart-on-failure --name counter -- \
-    bash -c "i=0; while :; do i=\$((i + 1)); echo \$i >>$log; sleep 0.05; done") ||
+    perl -e "$count" "$log") ||
     { t_fail "run the counter"; t_done; }
 g=$(jq -r .gpid <<<"$j"); reaper=$(jq -r .host_pid <<<"$j")
 t_json_check "counter runs on node 2 with its checkpoint settings" "$j" \
@@ -114,11 +123,29 @@ t_check "job.json names the replica" \
 n0=$(job 1 "$g" | jq .last_checkpoint_ms)
 newer() { job_has 1 "$g" ".last_checkpoint_ms > $n0"; }
 t_check "checkpoints go on, each over the last" wait_for 5 newer
+# node 2's log: "checkpoint gpid=G replica=R file=image.ghost.N full=yes|no ...
+# sent_bytes=B ..." per checkpoint replicated
+ckpts() { grep -h "checkpoint gpid=$g " "$T_TMP/run/$name/2/ghostd.log"; }
+deltas() { [ "$(ckpts | grep -c 'full=no')" -ge 3 ]; }
+t_check "later checkpoints are deltas (3 within 8 s)" wait_for 8 deltas
+rdir="$T_TMP/run/$name/$replica/ghost/replicas/$g"
+t_check "the replica's image.ghost is a symlink into its chain" \
+    bash -c "test -L '$rdir/image.ghost' && test -s '$rdir/image.ghost' && ls '$rdir'/image.ghost.[0-9]* >/dev/null"
+full_sent=$(ckpts | grep 'full=yes' | head -1 | sed -E 's/.* sent_bytes=([0-9]+).*/\1/')
+delta_sent=$(ckpts | grep 'full=no' | tail -1 | sed -E 's/.* sent_bytes=([0-9]+).*/\1/')
+echo "first full checkpoint sent $full_sent bytes, the last delta $delta_sent"
+t_check "a delta sends less than a quarter of the full image" \
+    test "${delta_sent:-0}" -gt 0 -a "${delta_sent:-0}" -lt "$(( ${full_sent:-0} / 4 ))"
 
 # --- node 2 dies ------------------------------------------------------------------
 t0=$(date +%s%N)
 for p in $(pids_of 2); do kill -9 "$p"; done
 t_check "node 2's jobs frozen" freeze "$reaper" "$preaper"
+# what the replica holds now is what the restart reads: a chain with deltas
+held=$(cd "$rdir" && ls image.ghost.[0-9]* 2>/dev/null | wc -l)
+echo "the replica holds $held files of the chain, image.ghost -> $(readlink "$rdir/image.ghost")"
+t_check "the replica holds a chain with deltas (a full image and at least one delta)" \
+    test "$held" -ge 2
 ip link set "cv-$name-2" down || t_fail "cut node 2's link"
 stale=$(cat "$ICE/cgroup.procs")
 t_check "node 2 declared dead" t_wait_state 30 2 dead 1 3 4
@@ -147,7 +174,7 @@ thaw   # the machine's processes run again, unless its ghostd killed them
 gone() { local p; for p in $stale; do [ -e "/proc/$p" ] && [ "$(t_proc_state "$p")" != Z ] && return 1; done; return 0; }
 t_check "node 2's stale copies were killed" wait_for 10 gone
 t_check "the restarted counter still counts" grows "$log"
-t_check "one copy of the counter" test "$(pgrep -fc -- "echo \\\$i >>$log")" -le 2
+t_check "one copy of the counter (its reaper and perl)" test "$(pgrep -fc -- "$log")" -le 2
 t_check "count never skipped" count_ok "$log"
 c 1 kill "$g" >/dev/null || t_fail "kill the counter"
 if [ "$T_FAILS" -gt 0 ]; then   # what the ghostds said, for the failure
