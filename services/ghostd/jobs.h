@@ -64,12 +64,7 @@ void ghostd_jobs_launch_failed(ghostd_jobs_t *jobs, ghostd_job_t *job);
  * runs it, and takes it back if its copy was resumed after all; the
  * target adopts it on commit, rewriting job.json. */
 
-/* The jobs directory (<run base>/<cluster>/jobs). */
-const char *ghostd_jobs_dir(const ghostd_jobs_t *jobs);
-
-/* The record of gpid when this node runs it (not launching, not ended),
- * else NULL. Valid until the table changes. */
-const ghostd_jobrec_t *ghostd_jobs_running(const ghostd_jobs_t *jobs, const char *gpid);
+/* (ghostd_jobs_dir and ghostd_jobs_running, below, serve it too.) */
 
 /* Marks gpid's job migrating (ps shows state "migrating") or not. */
 void ghostd_jobs_set_migrating(ghostd_jobs_t *jobs, const char *gpid, bool migrating);
