@@ -14,9 +14,15 @@
 #                           bytes discarded), measured in this run
 #   baseline_tcp_capped_mib_s  the same with sender and receiver in their
 #                           node's cgroup (the CPU quota the daemons get)
+#   baseline_engine_ms      the engine alone on the same process: ghost-dump
+#                           --leave-running --out-fd into a pipe read by
+#                           ghost-restore --image-fd --new-pid, same host,
+#                           no ghostd, no network, no CPU quota (the copy
+#                           killed after): what no migration can beat
 #   ideal_ms                image_bytes / baseline_tcp_mib_s
 #   vs_ideal                total_ms / ideal_ms (target <= 1.3)
 #   vs_ideal_capped         total_ms / (image_bytes / baseline capped)
+#   vs_engine               total_ms / baseline_engine_ms
 #   verified                the moved process checked every word: PASS
 #
 # Needs root and netns (cairn cluster up). Usage, from the source root:
@@ -33,6 +39,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 CAIRN=$BUILD/cli/cairn; VICTIM=$BUILD/bench/ghost-victim
+ENGINE=$BUILD/services/ghostd/engine
 [ -x "$CAIRN" ] && [ -x "$VICTIM" ] || { echo "build $BUILD first" >&2; exit 100; }
 TMP=$(mktemp -d /tmp/cairn-bench-migrate.XXXXXX)
 name="bm$$"
@@ -90,6 +97,13 @@ print(subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess
       stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True).pid)" \
         "$VICTIM" "$size" "$status")
     for i in $(seq 1 600); do grep -q READY "$status" 2>/dev/null && break; sleep 0.05; done
+    # the engine alone: dump into a pipe, restore a copy from it
+    t0=$(date +%s%N)
+    "$ENGINE/ghost-dump" --pid "$pid" --leave-running --out-fd 3 \
+        3> >("$ENGINE/ghost-restore" --image-fd 0 --new-pid >"$TMP/engine.json") >/dev/null
+    for i in $(seq 1 600); do [ -s "$TMP/engine.json" ] && break; sleep 0.01; done
+    engine=$(( ($(date +%s%N) - t0) / 1000000 ))
+    kill -9 "$(jq -r '.pid // 0' "$TMP/engine.json")" 2>/dev/null; rm -f "$TMP/engine.json"
     t0=$(date +%s%N)
     out=$("$CAIRN" --node 1 --timeout 600000 migrate --pid "$pid" --to 2) || {
         echo "{\"size_mib\":$size,\"error\":$(jq -c .error <<<"$out" 2>/dev/null || echo null)}"
@@ -101,14 +115,16 @@ print(subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess
     verified=$(grep -oE 'PASS|FAIL' "$status" || echo none)
     kill "$npid"
     jq -c --argjson size "$size" --argjson wall "$wall" --argjson tcp "$tcp" \
-        --argjson tcpc "$tcp_capped" --arg v "$verified" '
+        --argjson tcpc "$tcp_capped" --arg v "$verified" --argjson engine "$engine" '
         (.image_bytes / 1048576 / $tcp * 1000) as $ideal |
         (.image_bytes / 1048576 / $tcpc * 1000) as $idealc |
         {size_mib: $size, image_bytes, chunks, total_ms, freeze_ms, dump_ms, restore_ms,
          wall_ms: $wall, baseline_tcp_mib_s: ($tcp | floor),
-         baseline_tcp_capped_mib_s: ($tcpc | floor), ideal_ms: ($ideal | floor),
+         baseline_tcp_capped_mib_s: ($tcpc | floor), baseline_engine_ms: $engine,
+         ideal_ms: ($ideal | floor),
          vs_ideal: ((.total_ms / $ideal) * 100 | round / 100),
          vs_ideal_capped: ((.total_ms / $idealc) * 100 | round / 100),
+         vs_engine: ((.total_ms / $engine) * 100 | round / 100),
          migrate_mib_s: ((.image_bytes / 1048576) / (.total_ms / 1000) | floor),
          verified: $v}' <<<"$out"
 done

@@ -106,6 +106,7 @@ struct cairn_request {
     int fail_code;                /* != 0 after cairn_request_fail */
     char *fail_msg;               /* its message (owned) */
     cairn_deferred_t *deferred;   /* set by cairn_request_defer */
+    long slot;                    /* its reply cache slot, -1 if none */
     cairn_caller_t caller;        /* who sent it */
 };
 
@@ -704,13 +705,12 @@ static void s_run_handler(cairn_service_t *svc, cairn_request_t *req,
 
     cairn_log_debug("request", "type=%s request-id=%llu", h->name,
                     (unsigned long long)req->hdr->request_id);
+    req->slot = slot;
     hr = h->fn(svc->ctx, req);
-    if (hr == CAIRN_REPLY_DEFERRED && req->deferred) {
-        if (slot >= 0)
-            svc->cache[slot].pending = req->deferred;
-        req->deferred->slot = slot;
+    /* Deferred: the deferred holds the slot, and may even be answered
+     * and freed already; req->deferred is not looked at again. */
+    if (hr == CAIRN_REPLY_DEFERRED && req->deferred)
         return;
-    }
     if (hr == CAIRN_REPLY_DEFERRED)
         hr = cairn_log_err(-EINVAL, "handler-bug",
                            "type=%s msg=\"deferred without cairn_request_defer\"",
@@ -748,7 +748,7 @@ static int s_check_header(const cairn_service_t *svc, const Cairn__Header *h,
 /* Handles one received message; frame 0 is the routing id. */
 static void s_handle(cairn_service_t *svc, const cairn_frames_t *f)
 {
-    cairn_request_t req = { .svc = svc, .rid = cairn_frames_data(f, 0),
+    cairn_request_t req = { .svc = svc, .slot = -1, .rid = cairn_frames_data(f, 0),
                             .rid_len = cairn_frames_size(f, 0) };
     cairn_error_t err;
     char msg[256];
@@ -889,7 +889,12 @@ cairn_deferred_t *cairn_request_defer(cairn_request_t *req)
     memcpy(d->rid, req->rid, req->rid_len);
     d->rid_len = req->rid_len;
     d->hdr = TAKE_PTR(req->hdr);   /* the request no longer frees it */
-    d->slot = -1;
+    /* The slot is the deferred's from now on, so that an answer sent
+     * before the handler returns (the handler's own work finished at
+     * once) fills it as a later one would. */
+    d->slot = req->slot;
+    if (d->slot >= 0)
+        req->svc->cache[d->slot].pending = d;
     req->deferred = TAKE_PTR(d);
     return req->deferred;
 }

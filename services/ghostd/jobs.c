@@ -73,6 +73,7 @@ struct ghostd_job {
     ghostd_exitrec_t exit;     /* how */
     uint64_t ended_at;         /* monotonic ms we saw it end */
     bool killed;               /* SIGKILL sent to the reaper from here */
+    bool migrating;            /* being moved to another node (migrate.c) */
     struct s_wait **waits;     /* wait requests deferred on it */
     size_t n_waits;
 };
@@ -272,11 +273,11 @@ static void s_job_msg(const ghostd_job_t *job, Cairn__Ghostd__Job *m)
         m->exit_signal = job->exit.exit_signal;
         return;
     }
-    m->state = "running";
+    m->state = job->migrating ? "migrating" : "running";
     if (ghostd_job_sample(job->rec.host_pid, &s) == 0) {
         uint64_t now = s_realtime_ms();
         uint64_t age = now > job->rec.start_ms ? now - job->rec.start_ms : 1;
-        m->state = s.stopped ? "stopped" : "running";
+        m->state = job->migrating ? "migrating" : s.stopped ? "stopped" : "running";
         m->processes = s.processes;
         m->rss_bytes = s.rss_bytes;
         m->cpu_percent = (double)s.cpu_ms * 100.0 / (double)(age ? age : 1);
@@ -1649,4 +1650,85 @@ void ghostd_jobs_supersede(ghostd_jobs_t *jobs, const char *gpid_arg, const char
     restart_job_ended(jobs->gd, gpid, 0);   /* its checkpoints stop here */
     s_cgroup_name(gpid, cg, sizeof cg);
     ghost_place_kill_cgroup(cg);
+}
+
+/* ---- for migrate.c (migration, jobs.h) -------------------------------------- */
+
+void ghostd_jobs_set_migrating(ghostd_jobs_t *jobs, const char *gpid, bool migrating)
+{
+    ghostd_job_t *job = gpid ? s_find(jobs, gpid) : NULL;
+
+    if (job)
+        job->migrating = migrating;
+}
+
+void ghostd_jobs_release(ghostd_jobs_t *jobs, const char *gpid)
+{
+    ghostd_job_t *job = gpid ? s_find(jobs, gpid) : NULL;
+    char msg[96];
+
+    if (!job || job->exited)
+        return;
+    /* Waits follow the job only if asked again: their answer says where. */
+    snprintf(msg, sizeof msg, "wait: job %s moved to another node; wait again", gpid);
+    cairn_log_info("job-left", "gpid=%s host_pid=%d", gpid, (int)job->rec.host_pid);
+    s_job_drop(job, msg);
+    restart_job_ended(jobs->gd, gpid, 0);   /* its checkpoints go on from the target */
+}
+
+void ghostd_jobs_take_back(ghostd_jobs_t *jobs, const char *gpid)
+{
+    if (!gpid || s_find(jobs, gpid))
+        return;
+    s_adopt(jobs, gpid);
+}
+
+int ghostd_jobs_arrived(ghostd_jobs_t *jobs, const char *gpid, pid_t host_pid,
+                        const char *cgroup, const char *unit, bool sub_cgroup)
+{
+    char dir[PATH_MAX];
+    ghostd_job_t *job;
+    int r;
+
+    if (s_find(jobs, gpid))
+        return -EEXIST;
+    if (!(job = s_job_new(jobs)))
+        return -ENOMEM;
+    snprintf(dir, sizeof dir, "%s/%s", jobs->dir, gpid);
+    snprintf(job->dir, sizeof job->dir, "%s", dir);
+    if ((r = ghostd_jobrec_read(dir, &job->rec)) < 0) {
+        s_job_drop(job, "");
+        return r;
+    }
+    job->rec.node = jobs->self;
+    job->rec.host_pid = (int32_t)host_pid;
+    job->rec.host_start = 0;   /* s_job_watch reads it */
+    job->rec.moves++;
+    snprintf(job->rec.cgroup, sizeof job->rec.cgroup, "%s", cgroup ? cgroup : "");
+    snprintf(job->rec.unit, sizeof job->rec.unit, "%s", unit ? unit : "");
+    job->rec.sub_cgroup = sub_cgroup;
+    int w = s_job_watch(job);
+    int k = ghostd_jobrec_write(dir, &job->rec);
+    if (k < 0)
+        cairn_log_warn(k, "job", "gpid=%s msg=\"cannot write %s/job.json, ignoring\"",
+                       gpid, dir);
+    cairn_log_info("job-arrived", "gpid=%s host_pid=%d moves=%u cgroup=%s", gpid,
+                   (int)host_pid, job->rec.moves, job->rec.cgroup);
+    if (w < 0) {
+        s_job_ended(job);   /* it ended already */
+        return -ESRCH;
+    }
+    restart_job_running(jobs->gd, gpid);   /* checkpoints, if it asked for them */
+    return 0;
+}
+
+int ghostd_jobs_describe(const ghostd_jobs_t *jobs, const char *gpid,
+                         Cairn__Ghostd__Job *m)
+{
+    ghostd_job_t *job = gpid ? s_find(jobs, gpid) : NULL;
+
+    if (!job || job->launching)
+        return -ENOENT;
+    s_job_msg(job, m);
+    return 0;
 }

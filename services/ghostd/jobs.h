@@ -58,6 +58,39 @@ int ghostd_jobs_launched(ghostd_jobs_t *jobs, ghostd_helper_t *h, json_t *line);
  * leaves the table. NULL-safe. */
 void ghostd_jobs_launch_failed(ghostd_jobs_t *jobs, ghostd_job_t *job);
 
+/* ---- for migration (migrate.c) ----
+ * A job moves with its record: the source marks it migrating while it
+ * streams, lets it go (no exit record: it did not end) once the target
+ * runs it, and takes it back if its copy was resumed after all; the
+ * target adopts it on commit, rewriting job.json. */
+
+/* (ghostd_jobs_dir and ghostd_jobs_running, below, serve it too.) */
+
+/* Marks gpid's job migrating (ps shows state "migrating") or not. */
+void ghostd_jobs_set_migrating(ghostd_jobs_t *jobs, const char *gpid, bool migrating);
+
+/* gpid's job left this node: out of the table without an exit record,
+ * its reaper no longer watched (and reaped as an orphan once killed). */
+void ghostd_jobs_release(ghostd_jobs_t *jobs, const char *gpid);
+
+/* Takes gpid's job back from its job.json after a release whose move
+ * did not happen (the tree was resumed here). */
+void ghostd_jobs_take_back(ghostd_jobs_t *jobs, const char *gpid);
+
+/* A job restored here by a migration now belongs to this node: its
+ * job.json (read from the jobs directory) gets this node, reaper
+ * host_pid and its start time, cgroup, unit, sub_cgroup and moves + 1, is
+ * written back, and the job joins the table with its reaper watched.
+ * 0 or -errno (-ENOENT no such record, -ESRCH the reaper is gone: the job
+ * joins the table ended). */
+int ghostd_jobs_arrived(ghostd_jobs_t *jobs, const char *gpid, pid_t host_pid,
+                        const char *cgroup, const char *unit, bool sub_cgroup);
+
+/* Fills m with gpid's job in this table (strings point into the table:
+ * valid until it changes). -ENOENT when it is not here. */
+int ghostd_jobs_describe(const ghostd_jobs_t *jobs, const char *gpid,
+                         Cairn__Ghostd__Job *m);
+
 /* The handlers (ctx: ghostd_t). */
 int ghostd_jobs_handle_run(void *ctx, cairn_request_t *req);
 int ghostd_jobs_handle_ps(void *ctx, cairn_request_t *req);

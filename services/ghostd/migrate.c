@@ -4,7 +4,10 @@
  * source, s_in_t at the target), each a state machine driven by the loop:
  * pipe readiness, peer replies (cairn_peers: one DEALER per node, replies
  * matched by id, each call with its deadline), helper output and exit
- * (ghostd_helper_start's hooks) and timers. Nothing blocks.
+ * (ghostd_helper_start's hooks) and timers. Nothing blocks. The chunks go
+ * over a connection of their own (each source slot's own cairn_peers, so
+ * one DEALER per migration): begin, status, commit and abort go over the
+ * shared one and never wait behind a window of image bytes.
  *
  * Source. The target is asked first (begin: it checks and spawns
  * ghost-restore reading a pipe), so a refusal or a dead target costs the
@@ -34,9 +37,10 @@
  * ghost-dump dies while holding, the kernel lets the tree run: the target
  * is aborted, so the source's copy is the one.
  *
- * Target. The chunks are copied into a queue and written into the
- * restore's pipe (non-blocking, watched for POLLOUT); each chunk is
- * answered once written. The last one closes the pipe and is answered when
+ * Target. A chunk goes from the request straight into the restore's pipe
+ * (non-blocking; 1 MiB) and is answered at once; what the pipe does not
+ * take is copied into a queue written from a POLLOUT watch, and such a
+ * chunk is answered once written. The last one closes the pipe and is answered when
  * ghost-restore exits: the restored root's pid, or the restore's error.
  * Chunks out of order, for an unknown id, from another node or after a
  * failure are refused. A stream silent for MIGRATE_IDLE_MS fails. Abort
@@ -51,6 +55,7 @@
  * vouches and the skeleton refuses the target's side: migration needs
  * CURVE between nodes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -65,6 +70,9 @@
 #include <zmq.h>
 
 #include "clusterd.pb-c.h"
+#include "engine/place.h"
+#include "jobinfo.h"
+#include "jobs.h"
 #include "log.h"
 #include "migrate.h"
 #include "peer.h"
@@ -72,11 +80,13 @@
 #include "restart.h"
 #include "util/cleanup.h"
 #include "util/clock.h"
+#include "util/fileio.h"
 
 #define S_CONFIRM_EVERY_MS 500   /* the source asks a silent target again */
 #define S_ASK_MS 1000            /* timeout of one status or clusterd ask */
 #define S_QUEUE_MAX (2 * MIGRATE_WINDOW)  /* target: chunks buffered */
 #define S_ROOM_MARGIN (16ull << 20)       /* target: room beyond 2 x the job */
+#define S_PIPE_SIZE (1 << 20)             /* the image pipes (else 64 KiB) */
 
 /* ---- the tables -------------------------------------------------------- */
 
@@ -98,6 +108,10 @@ typedef struct s_out {
     cairn_caller_t as;            /* who asked: vouched to the target */
     uint32_t to;                  /* target node */
     char *endpoint;               /* its ghostd, tcp://...; owned */
+    cairn_peers_t *bulk;          /* the chunks' own connection (one DEALER
+                                     per migration, so begin, status or
+                                     abort never queue behind a window of
+                                     chunks); the slot's, kept across uses */
     uint32_t pid, uid, gid;       /* the tree's root and owner */
     char gpid[64];                /* the job, "" for a plain process */
     bool is_job;                  /* restored in its own pid namespace */
@@ -151,6 +165,8 @@ typedef struct s_in {
     uint32_t from;                /* the source node */
     uint32_t uid, gid;            /* the job's owner */
     char gpid[64];
+    bool sub_cgroup;              /* a job restored in job-<gpid> sub-cgroups */
+    char unit[128];               /* a job restored in this scope, "" none */
     ghostd_helper_t *rst;         /* ghost-restore while it runs */
     int pipe_fd;                  /* write end of its image pipe, -1 closed */
     int64_t watch;                /* POLLOUT watch, 0 none */
@@ -164,12 +180,21 @@ typedef struct s_in {
     pid_t *members;               /* the restored tree, for an abort */
     size_t n_members;
     char error[1024];             /* failed: why */
+    pid_t helper;                 /* ghost-restore's pid, for the record */
     uint64_t touched_ms;          /* last chunk (idle) or end (forget) */
     int64_t timer;                /* idle check */
 } s_in_t;
 
+/* A request for a job another node runs, carried there. */
+typedef struct s_fwd {
+    struct migrate *m;
+    cairn_deferred_t *d;          /* the client's request */
+    struct s_fwd *next;           /* in m->fwds */
+} s_fwd_t;
+
 typedef struct migrate {
     ghostd_t *gd;
+    s_fwd_t *fwds;                /* carried requests not answered yet */
     cairn_peers_t *peers;         /* to other ghostds */
     cairn_peers_t *clusterd;      /* to this node's clusterd */
     s_out_t out[MIGRATE_MAX];
@@ -396,6 +421,82 @@ static void s_in_kill(s_in_t *in)
             kill(in->members[i], SIGKILL);
 }
 
+/* ---- target: the record that outlives ghostd ----------------------------- */
+
+/* <rundir>/migrate/<id>.json: written when a migration begins here and
+ * again once its restored tree runs -- before the source is told so --
+ * and removed when it ends (committed, failed). A ghostd that starts
+ * finds what a killed predecessor left (s_in_recover): a tree that runs
+ * as recorded is "running" again, so the source, asking status, kills its
+ * copy and commits; a migration that had not reached running is failed
+ * once whatever it may have made is killed (the restore helper's group,
+ * a job's job-<gpid> sub-cgroup), so the source resumes. One copy either
+ * way, where a new ghostd's "unknown" used to make the source resume
+ * beside a copy running here. */
+static void s_in_record_path(const s_in_t *in, char *out, size_t size)
+{
+    snprintf(out, size, "%s/migrate/%s.json",
+             cairn_service_node(in->m->gd->svc)->rundir, in->id);
+}
+
+static void s_in_record(s_in_t *in)
+{
+    char path[PATH_MAX];
+    uint64_t hstart = 0, pstart = 0;
+    json_t *members = json_array();
+
+    for (size_t i = 0; members && i < in->n_members; i++)
+        json_array_append_new(members, json_integer(in->members[i]));
+    if (in->helper > 0)
+        ghostd_proc_start(in->helper, &hstart);
+    if (in->pid)
+        ghostd_proc_start((pid_t)in->pid, &pstart);
+    json_t *v = json_pack("{s:s,s:i,s:s,s:i,s:i,s:s,s:i,s:I,s:i,s:I,s:o,s:s,s:s,s:b}",
+                          "id", in->id, "from", (int)in->from, "gpid", in->gpid,
+                          "uid", (int)in->uid, "gid", (int)in->gid,
+                          "state", in->state == IN_RUNNING ? "running" : "receiving",
+                          "helper", (int)in->helper, "helper_start", (json_int_t)hstart,
+                          "pid", (int)in->pid, "pid_start", (json_int_t)pstart,
+                          "members", members ? members : json_array(),
+                          "cgroup", in->cgroup, "unit", in->unit,
+                          "sub_cgroup", in->sub_cgroup);
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    s_in_record_path(in, path, sizeof path);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    int r = text ? cairn_mkdir_p(path, 0700) : -ENOMEM;
+    *slash = '/';
+    if (r == 0) {
+        char tmp[PATH_MAX + 8];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        r = cairn_write_file(tmp, text, strlen(text), O_CREAT | O_TRUNC, 0600);
+        if (r == 0 && rename(tmp, path) < 0)
+            r = -errno;
+    }
+    if (r < 0)
+        cairn_log_warn(r, "migrate-in-record", "id=%s msg=\"cannot write %s: a ghostd "
+                       "restarted now would not know this migration, ignoring\"",
+                       in->id, path);
+    free(text);
+    json_decref(v);
+}
+
+static void s_in_unrecord(const s_in_t *in)
+{
+    char path[PATH_MAX];
+
+    s_in_record_path(in, path, sizeof path);
+    unlink(path);
+}
+
+/* pid runs and is the process that started at `start` (0: unknown). */
+static bool s_same_process(pid_t pid, uint64_t start)
+{
+    uint64_t now = 0;
+
+    return pid > 0 && ghostd_proc_start(pid, &now) == 0 && (!start || now == start);
+}
+
 /* The migration failed here: nothing of it runs (what ran is killed),
  * every request still waiting is answered with why. */
 static void s_in_fail(s_in_t *in, int code, const char *fmt, ...)
@@ -410,6 +511,7 @@ static void s_in_fail(s_in_t *in, int code, const char *fmt, ...)
     vsnprintf(in->error, sizeof in->error, fmt, ap);
     va_end(ap);
     s_in_kill(in);
+    s_in_unrecord(in);
     in->state = IN_FAILED;
     in->touched_ms = cairn_now_ms();
     s_in_close_pipe(in);
@@ -448,6 +550,48 @@ static void s_in_ack(s_in_t *in, s_chunk_t *c)
 static int s_in_on_writable(cairn_loop_t *loop, int fd, void *zsock, short revents,
                             void *userdata);
 
+/* Writes what the restore's pipe takes of p[0, n) without blocking: the
+ * bytes written, or -1 when the restore stopped reading (the pipe is
+ * closed then: the restore failed, and its exit says why). */
+static ssize_t s_in_write(s_in_t *in, const uint8_t *p, size_t n)
+{
+    size_t done = 0;
+
+    while (done < n && in->pipe_fd >= 0) {
+        ssize_t k = write(in->pipe_fd, p + done, n - done);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && errno == EAGAIN)
+            break;
+        if (k < 0) {
+            s_in_close_pipe(in);
+            return -1;
+        }
+        done += (size_t)k;
+    }
+    in->written += done;
+    return (ssize_t)done;
+}
+
+/* Watches the pipe for room (the queue is written from there). */
+static void s_in_watch(s_in_t *in)
+{
+    if (in->watch <= 0 && in->pipe_fd >= 0)
+        in->watch = cairn_loop_add_fd(s_loop(in->m), in->pipe_fd, ZMQ_POLLOUT,
+                                      s_in_on_writable, in);
+}
+
+/* The last chunk is wholly in the pipe: its end tells the restore the
+ * image is complete; the answer waits for the restore. */
+static void s_in_stream_ended(s_in_t *in, cairn_deferred_t *last_d)
+{
+    in->last_d = last_d;
+    s_in_close_pipe(in);
+    in->state = IN_RESTORING;
+    cairn_log_info("migrate-in-restoring", "id=%s bytes=%llu", in->id,
+                   (unsigned long long)in->written);
+}
+
 /* Writes queued chunks into the restore's pipe until it would block;
  * watches for POLLOUT then. A chunk wholly written is answered; the last
  * one closes the pipe and waits for the restore's end. */
@@ -455,41 +599,29 @@ static void s_in_pump(s_in_t *in)
 {
     while (in->q_n && in->pipe_fd >= 0) {
         s_chunk_t *c = &in->q[in->q_head];
-        while (c->off < c->len) {
-            ssize_t k = write(in->pipe_fd, c->data + c->off, c->len - c->off);
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k < 0 && errno == EAGAIN) {
-                if (in->watch <= 0)
-                    in->watch = cairn_loop_add_fd(s_loop(in->m), in->pipe_fd,
-                                                  ZMQ_POLLOUT, s_in_on_writable, in);
-                return;
-            }
-            if (k < 0) {
-                /* The restore stopped reading (it failed): its exit says why. */
-                s_in_close_pipe(in);
-                return;
-            }
-            c->off += (size_t)k;
-            in->written += (uint64_t)k;
+        ssize_t k = s_in_write(in, c->data + c->off, c->len - c->off);
+        if (k < 0)
+            return;
+        c->off += (size_t)k;
+        if (c->off < c->len) {
+            s_in_watch(in);
+            return;
         }
         bool last = c->last;
-        if (last) {
-            in->last_d = c->d;
-            c->d = NULL;
-        } else {
+        cairn_deferred_t *last_d = NULL;
+        cairn_log_debug("migrate-in-chunk", "id=%s seq=%llu queued=%zu written=%llu t_us=%llu",
+                        in->id, (unsigned long long)c->seq, in->q_n,
+                        (unsigned long long)in->written, (unsigned long long)cairn_now_us());
+        if (last)
+            last_d = TAKE_PTR(c->d);
+        else
             s_in_ack(in, c);
-        }
         free(c->data);
         *c = (s_chunk_t){ 0 };
         in->q_head = (in->q_head + 1) % S_QUEUE_MAX;
         in->q_n--;
-        if (last) {
-            s_in_close_pipe(in);
-            in->state = IN_RESTORING;
-            cairn_log_info("migrate-in-restoring", "id=%s bytes=%llu", in->id,
-                           (unsigned long long)in->written);
-        }
+        if (last)
+            s_in_stream_ended(in, last_d);
     }
     if (!in->q_n)
         s_in_unwatch(in);
@@ -511,7 +643,9 @@ static void s_in_members(s_in_t *in, json_t *v)
     if (!json_is_array(arr) || !(in->members = calloc(json_array_size(arr) + 1,
                                                       sizeof(pid_t))))
         return;
-    json_array_foreach(arr, i, e) in->members[in->n_members++] = (pid_t)s_u64(e, "pid");
+    /* a job's members: their pids inside, and host_pid (what kill needs) */
+    json_array_foreach(arr, i, e) in->members[in->n_members++] =
+        (pid_t)(s_u64(e, "host_pid") ? s_u64(e, "host_pid") : s_u64(e, "pid"));
 }
 
 static void s_in_restored(s_in_t *in, json_t *v)
@@ -520,7 +654,8 @@ static void s_in_restored(s_in_t *in, json_t *v)
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
     const char *cg = json_string_value(json_object_get(v, "cgroup"));
 
-    in->pid = (uint32_t)s_u64(v, "pid");
+    /* a job's root is its reaper, pid 1 inside: the node knows it by host_pid */
+    in->pid = (uint32_t)(s_u64(v, "host_pid") ? s_u64(v, "host_pid") : s_u64(v, "pid"));
     in->original_pid = (uint32_t)s_u64(v, "original_pid");
     in->processes = (uint32_t)s_u64(v, "processes");
     in->threads = (uint32_t)s_u64(v, "threads");
@@ -529,6 +664,7 @@ static void s_in_restored(s_in_t *in, json_t *v)
     s_in_members(in, v);
     in->state = IN_RUNNING;
     in->touched_ms = cairn_now_ms();
+    s_in_record(in);   /* before the source hears it runs */
     cairn_log_info("migrate-in-running", "id=%s from=%u pid=%u original=%u "
                    "bytes=%llu restore_us=%llu", in->id, in->from, in->pid,
                    in->original_pid, (unsigned long long)in->written,
@@ -642,6 +778,22 @@ static int s_reply_state(cairn_request_t *req, const char *id, const char *state
     return CAIRN_REPLY_NOW;
 }
 
+/* Answers a chunk written wholly into the pipe as it came. */
+static int s_reply_chunk(cairn_request_t *req, const s_in_t *in, uint64_t seq)
+{
+    Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
+    Cairn__Ghostd__MigrateChunkReply *cr = cairn_request_alloc(req, sizeof *cr);
+
+    if (!cr)
+        return -ENOMEM;
+    cairn__ghostd__migrate_chunk_reply__init(cr);
+    cr->seq = seq;
+    cr->written = in->written;
+    reply->msg_case = CAIRN__GHOSTD__REPLY__MSG_MIGRATE_CHUNK_REPLY;
+    reply->migrate_chunk_reply = cr;
+    return CAIRN_REPLY_NOW;
+}
+
 static int s_in_check_only(cairn_request_t *req, const Cairn__Ghostd__MigrateBeginRequest *b)
 {
     Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
@@ -671,11 +823,51 @@ static int s_in_check_only(cairn_request_t *req, const Cairn__Ghostd__MigrateBeg
     return CAIRN_REPLY_NOW;
 }
 
+/* A job may come here: its record is in the shared jobs directory, names
+ * the gpid and the owner the source says, and this node does not run it
+ * already (nor receives it). */
+static int s_in_check_job(migrate_t *m, const Cairn__Ghostd__MigrateBeginRequest *b,
+                          cairn_error_t *err)
+{
+    ghostd_jobrec_t rec = { 0 };
+    char dir[PATH_MAX];
+    uint32_t node;
+    uint64_t seq;
+
+    if (ghostd_gpid_parse(b->gpid, &node, &seq) < 0)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "migrate_begin: "
+                               "'%.64s' is not a gpid", b->gpid);
+    if (b->new_pid)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "migrate_begin: a "
+                               "job keeps its pids: new_pid is for plain processes");
+    if (ghostd_jobs_running(m->gd->jobs, b->gpid))
+        return cairn_error_set(err, -EEXIST, CAIRN_ALREADY_EXISTS, "node %u runs job "
+                               "%s already", s_self(m), b->gpid);
+    for (size_t i = 0; i < MIGRATE_MAX; i++)
+        if ((m->in[i].state == IN_RECEIVING || m->in[i].state == IN_RESTORING ||
+             m->in[i].state == IN_RUNNING) && strcmp(m->in[i].gpid, b->gpid) == 0)
+            return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "node %u is receiving job "
+                                   "%s already (%s)", s_self(m), b->gpid, m->in[i].id);
+    snprintf(dir, sizeof dir, "%s/%s", ghostd_jobs_dir(m->gd->jobs), b->gpid);
+    int r = ghostd_jobrec_read(dir, &rec);
+    if (r < 0)
+        return cairn_error_set(err, r, CAIRN_FAILED_PRECONDITION, "node %u cannot read "
+                               "job %s's record %s/job.json (%s): the jobs directory must "
+                               "be the same on every node (docs/jobs.md)", s_self(m),
+                               b->gpid, dir, strerror(-r));
+    bool same = rec.uid == b->uid;
+    ghostd_jobrec_clear(&rec);
+    if (!same)
+        return cairn_error_set(err, -EPERM, CAIRN_PERMISSION_DENIED, "job %s's record "
+                               "names another owner than uid %u", b->gpid, b->uid);
+    return 0;
+}
+
 /* Spawns ghost-restore reading a new pipe; in->pipe_fd its write end. */
 static int s_in_spawn(s_in_t *in, bool new_pid, cairn_error_t *err)
 {
     ghostd_t *gd = in->m->gd;
-    char as[24], scope[64];
+    char as[24], scope[64], cg[80];
     int p[2];
 
     if (pipe2(p, O_CLOEXEC) < 0)
@@ -690,6 +882,13 @@ static int s_in_spawn(s_in_t *in, bool new_pid, cairn_error_t *err)
         argv[n++] = scope;
         argv[n++] = "--slice";
         argv[n++] = GHOSTD_JOB_SLICE;
+        if (in->gpid[0])
+            snprintf(in->unit, sizeof in->unit, "%s", scope);
+    } else if (in->gpid[0]) {   /* placed as a launched job is (docs/jobs.md) */
+        snprintf(cg, sizeof cg, "job-%s", in->gpid);
+        argv[n++] = "--cgroup";
+        argv[n++] = cg;
+        in->sub_cgroup = true;
     }
     if (in->uid != 0) {   /* a user's job restores with their rights */
         snprintf(as, sizeof as, "%u:%u", in->uid, in->gid);
@@ -709,7 +908,7 @@ static int s_in_spawn(s_in_t *in, bool new_pid, cairn_error_t *err)
     in->rst->for_user = in->uid != 0;
     in->rst->uid = in->uid;
     fcntl(p[1], F_SETFL, O_NONBLOCK);
-    fcntl(p[1], F_SETPIPE_SZ, (int)MIGRATE_CHUNK);   /* a chunk a write; else 64 KiB */
+    fcntl(p[1], F_SETPIPE_SZ, S_PIPE_SIZE);
     in->pipe_fd = p[1];
     return 0;
 }
@@ -748,6 +947,11 @@ int migrate_handle_begin(void *ctx, cairn_request_t *req)
         return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "node %u cannot take "
                                   "the job: %s", s_self(m), msg);
     }
+    if (b->gpid && *b->gpid && s_in_check_job(m, b, &err) < 0) {
+        cairn_log_info("migrate-in-refused", "id=%s from=%u msg=\"%s\"", b->id, c->node,
+                       err.message);
+        return cairn_request_fail(req, err.code, "%s", err.message);
+    }
     if (!(in = s_in_claim(m)))
         return cairn_request_fail(req, CAIRN_BUSY, "%d migrations are under way on "
                                   "node %u; try again later", MIGRATE_MAX, s_self(m));
@@ -763,6 +967,8 @@ int migrate_handle_begin(void *ctx, cairn_request_t *req)
         return cairn_request_fail(req, err.code, "node %u: %s", s_self(m), err.message);
     }
     in->timer = cairn_loop_add_timer(s_loop(m), 1000, 1000, s_in_on_idle, in);
+    in->helper = in->rst->helper;
+    s_in_record(in);
     cairn_log_info("migrate-in", "id=%s from=%u gpid=%s uid=%u helper=%d", in->id,
                    in->from, in->gpid, in->uid, (int)in->rst->helper);
     return s_reply_state(req, in->id, "receiving", 0, NULL);
@@ -799,12 +1005,36 @@ int migrate_handle_chunk(void *ctx, cairn_request_t *req)
                                   "%zu chunks queued (at most %u bytes, %d chunks)",
                                   (unsigned long long)ch->seq, ch->data.len, in->q_n,
                                   MIGRATE_CHUNK, S_QUEUE_MAX);
+    cairn_log_debug("migrate-in-received", "id=%s seq=%llu t_us=%llu", in->id,
+                    (unsigned long long)ch->seq, (unsigned long long)cairn_now_us());
+    /* Nothing queued before it: straight from the request into the pipe,
+     * and only what the pipe did not take is copied and queued. */
+    size_t off = 0;
+    if (!in->q_n) {
+        ssize_t k = s_in_write(in, ch->data.data, ch->data.len);
+        off = k > 0 ? (size_t)k : 0;
+    }
+    in->touched_ms = cairn_now_ms();
+    if (off == ch->data.len && in->pipe_fd >= 0) {
+        cairn_log_debug("migrate-in-chunk", "id=%s seq=%llu direct written=%llu t_us=%llu",
+                        in->id, (unsigned long long)ch->seq,
+                        (unsigned long long)in->written, (unsigned long long)cairn_now_us());
+        in->next_seq++;
+        if (ch->last) {
+            cairn_deferred_t *d = cairn_request_defer(req);
+            if (!d)
+                return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+            s_in_stream_ended(in, d);
+            return CAIRN_REPLY_DEFERRED;
+        }
+        return s_reply_chunk(req, in, ch->seq);
+    }
     s_chunk_t *c = &in->q[(in->q_head + in->q_n) % S_QUEUE_MAX];
-    c->data = malloc(ch->data.len ? ch->data.len : 1);
+    c->data = malloc(ch->data.len - off ? ch->data.len - off : 1);
     if (!c->data)
         return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
-    memcpy(c->data, ch->data.data, ch->data.len);
-    c->len = ch->data.len;
+    memcpy(c->data, ch->data.data + off, ch->data.len - off);
+    c->len = ch->data.len - off;
     c->off = 0;
     c->seq = ch->seq;
     c->last = ch->last;
@@ -816,8 +1046,10 @@ int migrate_handle_chunk(void *ctx, cairn_request_t *req)
     }
     in->q_n++;
     in->next_seq++;
-    in->touched_ms = cairn_now_ms();
-    s_in_pump(in);
+    /* Written from the pipe's watch, never from here: a chunk answered
+     * inside its own handler would free the request the skeleton still
+     * holds as deferred. */
+    s_in_watch(in);
     return CAIRN_REPLY_DEFERRED;
 }
 
@@ -862,12 +1094,27 @@ int migrate_handle_commit(void *ctx, cairn_request_t *req)
     if (in->state != IN_RUNNING && in->state != IN_COMMITTED)
         return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "migration %s is %s, "
                                   "not running", in->id, s_in_state_name(in->state));
-    if (in->state == IN_RUNNING)
+    if (in->state == IN_RUNNING) {
         cairn_log_info("migrate-in-committed", "id=%s from=%u pid=%u gpid=%s", in->id,
                        in->from, in->pid, in->gpid);
+        int k = in->gpid[0] ? ghostd_jobs_arrived(((ghostd_t *)ctx)->jobs, in->gpid,
+                                                  (pid_t)in->pid, in->cgroup, in->unit,
+                                                  in->sub_cgroup)
+                            : 0;
+        if (k < 0)
+            cairn_log_warn(k, "migrate-in-committed", "id=%s gpid=%s msg=\"the job's "
+                           "table entry could not be made\"", in->id, in->gpid);
+    }
     in->state = IN_COMMITTED;
     in->touched_ms = cairn_now_ms();
-    return s_reply_state(req, in->id, "committed", in->pid, NULL);
+    s_in_unrecord(in);
+    r = s_reply_state(req, in->id, "committed", in->pid, NULL);
+    Cairn__Ghostd__Reply *reply = (Cairn__Ghostd__Reply *)cairn_request_reply(req);
+    Cairn__Ghostd__Job *job = in->gpid[0] ? cairn_request_alloc(req, sizeof *job) : NULL;
+    if (r == CAIRN_REPLY_NOW && job &&
+        ghostd_jobs_describe(((ghostd_t *)ctx)->jobs, in->gpid, job) == 0)
+        reply->migrate_state->job = job;
+    return r;
 }
 
 int migrate_handle_abort(void *ctx, cairn_request_t *req)
@@ -893,18 +1140,30 @@ int migrate_handle_abort(void *ctx, cairn_request_t *req)
 
 static void s_out_step(s_out_t *o);
 static void s_out_confirm(s_out_t *o);
+static void s_out_reset(s_out_t *o);
 
 /* Frees the slot once answered and no callback is due. */
 static void s_out_maybe_free(s_out_t *o)
 {
-    if (o->state != OUT_ENDED || o->calls || o->dump)
+    if (o->state != OUT_ENDED || o->calls || o->dump || o->deferred)
         return;
     if (o->timer > 0)
         cairn_loop_cancel_timer(s_loop(o->m), o->timer);
     free(o->endpoint);
     free(o->buf);
+    s_out_reset(o);
+}
+
+/* An empty slot again; its bulk connection is dropped (safe inside that
+ * connection's own callback) but the object kept for the next use. */
+static void s_out_reset(s_out_t *o)
+{
     migrate_t *m = o->m;
-    *o = (s_out_t){ .m = m, .img_fd = -1, .hold_fd = -1 };
+    cairn_peers_t *bulk = o->bulk;
+
+    if (bulk && o->to)
+        cairn_peers_forget(bulk, o->to);
+    *o = (s_out_t){ .m = m, .bulk = bulk, .img_fd = -1, .hold_fd = -1 };
 }
 
 static void s_out_close_img(s_out_t *o)
@@ -931,6 +1190,8 @@ static void s_out_verdict(s_out_t *o, const char *word)
 
 static int s_out_call(s_out_t *o, Cairn__Ghostd__Request *req, uint64_t timeout_ms,
                       cairn_peer_fn fn);
+static int s_out_call_on(s_out_t *o, cairn_peers_t *peers, Cairn__Ghostd__Request *req,
+                         uint64_t timeout_ms, cairn_peer_fn fn);
 
 static void s_on_abort_answer(void *userdata, uint32_t node, int code, const char *message,
                               ProtobufCMessage *reply)
@@ -976,6 +1237,8 @@ static void s_out_answer_failure(s_out_t *o)
                  "job runs on at node %u", o->gpid, o->to, o->fail_msg, s_self(o->m));
     cairn_log_warn(0, "migrate-failed", "id=%s pid=%u to=%u code=%s msg=\"%s\"", o->id,
                    o->pid, o->to, cairn_code_name(o->fail_code), o->fail_msg);
+    if (o->is_job)   /* it runs on here */
+        ghostd_jobs_set_migrating(o->m->gd->jobs, o->gpid, false);
     cairn_deferred_fail(o->m->gd->svc, o->deferred, o->fail_code, msg);
     o->deferred = NULL;
 }
@@ -1009,7 +1272,9 @@ static void s_out_fail(s_out_t *o, int code, const char *fmt, ...)
     }
 }
 
-static void s_out_succeed(s_out_t *o)
+/* Answers the client: moved; job is the target's word on it (NULL for a
+ * plain process, or when the commit's answer was lost). */
+static void s_out_succeed(s_out_t *o, Cairn__Ghostd__Job *job)
 {
     Cairn__Ghostd__MigrateReply mr = CAIRN__GHOSTD__MIGRATE_REPLY__INIT;
     Cairn__Ghostd__Reply reply = CAIRN__GHOSTD__REPLY__INIT;
@@ -1028,6 +1293,7 @@ static void s_out_succeed(s_out_t *o)
     mr.threads = o->threads;
     mr.cgroup = o->cgroup;
     mr.chunks = (uint32_t)o->seq;
+    mr.job = job;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_MIGRATE_REPLY;
     reply.migrate_reply = &mr;
     cairn_log_info("migrate-done", "id=%s pid=%u to=%u new_pid=%u bytes=%llu "
@@ -1039,18 +1305,65 @@ static void s_out_succeed(s_out_t *o)
     o->deferred = NULL;
 }
 
+static int s_on_commit_again(cairn_loop_t *loop, int64_t timer_id, void *userdata);
+
 static void s_on_commit_answer(void *userdata, uint32_t node, int code, const char *message,
                                ProtobufCMessage *reply)
 {
     s_out_t *o = userdata;
+    Cairn__Ghostd__Reply *rep = (Cairn__Ghostd__Reply *)reply;
+    const Cairn__Ghostd__MigrateState *st =
+        rep && rep->msg_case == CAIRN__GHOSTD__REPLY__MSG_MIGRATE_STATE
+            ? rep->migrate_state : NULL;
 
     o->calls--;
+    if ((code == CAIRN_TIMEOUT || code == CAIRN_UNAVAILABLE) &&
+        cairn_now_ms() + S_CONFIRM_EVERY_MS < o->deadline_ms) {
+        /* The target runs it but has not heard (its ghostd restarting:
+         * it finds the migration in its record): ask again. */
+        if (reply)
+            protobuf_c_message_free_unpacked(reply, NULL);
+        if (o->timer > 0)
+            cairn_loop_cancel_timer(s_loop(o->m), o->timer);
+        o->timer = cairn_loop_add_timer(s_loop(o->m), S_CONFIRM_EVERY_MS, 0,
+                                        s_on_commit_again, o);
+        if (o->timer > 0)
+            return;
+        o->timer = 0;
+    }
     if (code != CAIRN_OK)   /* the job runs there either way */
         cairn_log_warn(0, "migrate-commit", "id=%s to=%u code=%s msg=\"%s\", ignoring",
                        o->id, node, cairn_code_name(code), message);
+    /* The client hears of the move once the target's table has the job,
+     * so a ps right after the answer finds it there. */
+    s_out_succeed(o, st ? st->job : NULL);
     if (reply)
         protobuf_c_message_free_unpacked(reply, NULL);
     s_out_maybe_free(o);
+}
+
+/* Tells the target the job is its own (the source copy is gone); the
+ * client is answered with its answer. */
+static void s_out_commit(s_out_t *o)
+{
+    Cairn__Ghostd__MigrateCommitRequest cm = CAIRN__GHOSTD__MIGRATE_COMMIT_REQUEST__INIT;
+    Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
+
+    cm.id = o->id;
+    req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_COMMIT;
+    req.migrate_commit = &cm;
+    if (s_out_call(o, &req, S_ASK_MS * 3, s_on_commit_answer) < 0)
+        s_out_succeed(o, NULL);   /* the job runs there either way */
+}
+
+static int s_on_commit_again(cairn_loop_t *loop, int64_t timer_id, void *userdata)
+{
+    s_out_t *o = userdata;
+
+    o->timer = 0;
+    s_out_commit(o);
+    s_out_maybe_free(o);
+    return 0;
 }
 
 /* ghost-dump was reaped: the end of every path that froze the tree. */
@@ -1068,18 +1381,14 @@ static void s_out_on_exit(ghostd_helper_t *j, int status)
         o->hold_fd = -1;
     }
     if (o->state == OUT_KILLING && outcome && strcmp(outcome, "killed") == 0) {
-        Cairn__Ghostd__MigrateCommitRequest cm = CAIRN__GHOSTD__MIGRATE_COMMIT_REQUEST__INIT;
-        Cairn__Ghostd__Request req = CAIRN__GHOSTD__REQUEST__INIT;
-        cm.id = o->id;
-        req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_COMMIT;
-        req.migrate_commit = &cm;
-        s_out_call(o, &req, S_ASK_MS * 3, s_on_commit_answer);
-        s_out_succeed(o);
         o->state = OUT_ENDED;
+        s_out_commit(o);
     } else if (o->state == OUT_KILLING) {
         /* Told to kill, yet the source copy was let go (ghost-dump died
          * holding: the kernel resumes a tracer's tracees): the target's
-         * copy goes, so one remains. */
+         * copy goes, so one remains -- and the job is this node's again. */
+        if (o->is_job)
+            ghostd_jobs_take_back(o->m->gd->jobs, o->gpid);
         snprintf(msg, sizeof msg, "ghost-dump did not kill the source copy (%s): the "
                  "target's copy was aborted instead",
                  outcome ? outcome : WIFSIGNALED(status) ? "it died" : "no outcome");
@@ -1150,10 +1459,14 @@ static int s_out_send_chunk(s_out_t *o, size_t n, bool last)
     req.migrate_chunk = &ch;
     /* A chunk is answered once in the restore's pipe: seconds at most; the
      * last one once the tree runs, within the client's deadline. */
-    int r = s_out_call(o, &req, last ? left : (left < MIGRATE_CHUNK_MS ? left : MIGRATE_CHUNK_MS),
-                       s_on_chunk_answer);
+    int r = s_out_call_on(o, o->bulk, &req,
+                          last ? left : (left < MIGRATE_CHUNK_MS ? left : MIGRATE_CHUNK_MS),
+                          s_on_chunk_answer);
     if (r < 0)
         return r;
+    cairn_log_debug("migrate-chunk", "id=%s seq=%llu bytes=%zu in_flight=%u t_us=%llu",
+                    o->id, (unsigned long long)o->seq, n, o->in_flight + 1,
+                    (unsigned long long)cairn_now_us());
     o->seq++;
     o->in_flight++;
     if (last)
@@ -1223,6 +1536,10 @@ static int s_out_on_readable(cairn_loop_t *loop, int fd, void *zsock, short reve
 /* The target runs the tree: kill the source's copy. */
 static void s_out_kill_source(s_out_t *o)
 {
+    /* The job leaves the table first: its reaper's end is the move, not
+     * the job's (no exit record). */
+    if (o->is_job)
+        ghostd_jobs_release(o->m->gd->jobs, o->gpid);
     o->state = OUT_KILLING;
     o->frozen_us = cairn_now_us() - (o->held_us - o->dump_us);
     s_out_verdict(o, "kill\n");
@@ -1241,6 +1558,9 @@ static void s_on_chunk_answer(void *userdata, uint32_t node, int code, const cha
 
     o->calls--;
     o->in_flight--;
+    cairn_log_debug("migrate-chunk-answer", "id=%s seq=%lld code=%s t_us=%llu", o->id,
+                    cr ? (long long)cr->seq : -1LL, cairn_code_name(code),
+                    (unsigned long long)cairn_now_us());
     if (o->state == OUT_STREAM && cr && cr->restored) {
         o->new_pid = cr->pid;
         o->restore_us = cr->restore_us;
@@ -1425,7 +1745,13 @@ static void s_out_confirm(s_out_t *o)
 static int s_out_call(s_out_t *o, Cairn__Ghostd__Request *req, uint64_t timeout_ms,
                       cairn_peer_fn fn)
 {
-    int r = cairn_peers_call_as(o->m->peers, o->to, o->endpoint, &req->base,
+    return s_out_call_on(o, o->m->peers, req, timeout_ms, fn);
+}
+
+static int s_out_call_on(s_out_t *o, cairn_peers_t *peers, Cairn__Ghostd__Request *req,
+                         uint64_t timeout_ms, cairn_peer_fn fn)
+{
+    int r = cairn_peers_call_as(peers, o->to, o->endpoint, &req->base,
                                 (uint32_t)(timeout_ms ? timeout_ms : 1),
                                 o->as.uid == 0 ? NULL : &o->as, fn, o);
     if (r == 0)
@@ -1471,7 +1797,7 @@ static int s_out_spawn_dump(s_out_t *o, cairn_error_t *err)
     o->dump->on_exit = s_out_on_exit;
     o->dump->hook_data = o;
     fcntl(img[0], F_SETFL, O_NONBLOCK);
-    fcntl(img[0], F_SETPIPE_SZ, (int)MIGRATE_CHUNK);   /* a chunk a read; else 64 KiB */
+    fcntl(img[0], F_SETPIPE_SZ, S_PIPE_SIZE);
     o->img_fd = img[0];
     o->hold_fd = hold[1];
     return 0;
@@ -1523,13 +1849,17 @@ static int s_out_prepare(migrate_t *m, cairn_request_t *req,
     const cairn_caller_t *c = cairn_request_caller(req);
     const cairn_description_t *d = cairn_service_description(m->gd->svc);
     const cairn_node_desc_t *nd;
+    const ghostd_jobrec_t *rec = NULL;
     char who[128];
     int r;
 
-    if (mr->gpid && *mr->gpid)
-        return cairn_error_set(err, -ENOSYS, CAIRN_UNSUPPORTED, "migrate: jobs (gpid %s) "
-                               "are not in this ghostd's table yet; give --pid", mr->gpid);
-    if (!mr->pid)
+    if (mr->gpid && *mr->gpid && mr->pid)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "migrate: a gpid or a pid, not both");
+    if (mr->gpid && *mr->gpid && !(rec = ghostd_jobs_running(m->gd->jobs, mr->gpid)))
+        return cairn_error_set(err, -EREMOTE, CAIRN_NOT_FOUND, "migrate: job %s does "
+                               "not run on node %u", mr->gpid, s_self(m));
+    if (!rec && !mr->pid)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "migrate: a gpid or a pid is required");
     if (!mr->to)
@@ -1541,22 +1871,32 @@ static int s_out_prepare(migrate_t *m, cairn_request_t *req,
     if (!(nd = cairn_description_find_node(d, mr->to)))
         return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "migrate: no node %u in "
                                "the cluster description", mr->to);
-    if ((r = ghostd_process_owner(mr->pid, &o->uid, &o->gid, err)) < 0)
+    if (rec) {   /* a job: its reaper's tree, its owner's */
+        o->pid = (uint32_t)rec->host_pid;
+        o->uid = rec->uid;
+        o->gid = rec->gid;
+        o->is_job = true;
+        snprintf(o->gpid, sizeof o->gpid, "%s", rec->gpid);
+    } else if ((r = ghostd_process_owner(mr->pid, &o->uid, &o->gid, err)) < 0) {
         return r;
+    } else {
+        o->pid = mr->pid;
+    }
     if (!cairn_caller_may_act_on(c, o->uid))
-        return cairn_error_set(err, -EPERM, CAIRN_PERMISSION_DENIED, "migrate: process "
-                               "%u is uid %u's; %s may migrate only its own (root may "
-                               "migrate any)", mr->pid, o->uid,
+        return cairn_error_set(err, -EPERM, CAIRN_PERMISSION_DENIED, "migrate: %s %s%.0u "
+                               "is uid %u's; %s may migrate only its own (root may "
+                               "migrate any)", rec ? "job" : "process",
+                               rec ? rec->gpid : "", rec ? 0 : o->pid, o->uid,
                                cairn_caller_describe(c, who, sizeof who));
     for (size_t i = 0; i < MIGRATE_MAX; i++)
-        if (m->out[i].state != OUT_FREE && m->out[i].pid == mr->pid)
-            return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "migrate: pid %u is being "
-                                   "migrated (%s)", mr->pid, m->out[i].id);
+        if (&m->out[i] != o && m->out[i].state != OUT_FREE && m->out[i].pid == o->pid)
+            return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "migrate: %s%s%.0u is being "
+                                   "migrated (%s)", rec ? "job " : "pid ",
+                                   rec ? rec->gpid : "", rec ? 0 : o->pid, m->out[i].id);
     o->endpoint = cairn_description_tcp_endpoint(d, nd, "ghostd", false);
     if (!o->endpoint)
         return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "migrate: node %u runs no "
                                "ghostd", mr->to);
-    o->pid = mr->pid;
     o->to = mr->to;
     o->as = *c;
     return 0;
@@ -1733,6 +2073,100 @@ static int s_out_check(s_out_t *o, cairn_error_t *err)
     return 0;
 }
 
+/* ---- a job another node runs: the request carried there ------------------ */
+
+static void s_fwd_unlink(s_fwd_t *f)
+{
+    for (s_fwd_t **p = &f->m->fwds; *p; p = &(*p)->next)
+        if (*p == f) {
+            *p = f->next;
+            break;
+        }
+    free(f);
+}
+
+static void s_on_fwd_answer(void *userdata, uint32_t node, int code, const char *message,
+                            ProtobufCMessage *reply)
+{
+    s_fwd_t *f = userdata;
+    cairn_service_t *svc = f->m->gd->svc;
+
+    if (f->d && code == CAIRN_OK && reply)
+        cairn_deferred_reply(svc, f->d, reply);
+    else if (f->d)
+        cairn_deferred_fail(svc, f->d, code, message ? message : "");
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    s_fwd_unlink(f);
+}
+
+/* gpid is not in this node's table: its job.json names the node that runs
+ * it (the jobs directory is shared, docs/jobs.md), and the request goes
+ * there, local_only, on the caller's behalf; its answer is relayed. */
+static int s_forward(migrate_t *m, cairn_request_t *req,
+                     const Cairn__Ghostd__MigrateRequest *mr, uint64_t deadline)
+{
+    const cairn_caller_t *c = cairn_request_caller(req);
+    const cairn_description_t *d = cairn_service_description(m->gd->svc);
+    ghostd_jobrec_t rec = { 0 };
+    ghostd_exitrec_t ex;
+    char dir[PATH_MAX], who[128];
+    uint32_t node;
+    uint64_t seq;
+
+    if (ghostd_gpid_parse(mr->gpid, &node, &seq) < 0)
+        return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT, "migrate: '%.64s' is not "
+                                  "a gpid (NODE.SEQ, e.g. 1.7)", mr->gpid);
+    snprintf(dir, sizeof dir, "%s/%s", ghostd_jobs_dir(m->gd->jobs), mr->gpid);
+    if (mr->local_only || ghostd_jobrec_read(dir, &rec) < 0)
+        return cairn_request_fail(req, CAIRN_NOT_FOUND, "migrate: %s %s on node %u",
+                                  mr->local_only ? "job" : "no job", mr->gpid,
+                                  s_self(m));
+    node = rec.node;
+    uint32_t uid = rec.uid;
+    ghostd_jobrec_clear(&rec);
+    if (!cairn_caller_may_act_on(c, uid))
+        return cairn_request_fail(req, CAIRN_PERMISSION_DENIED, "migrate: job %s is uid "
+                                  "%u's; %s may migrate only its own (root may migrate "
+                                  "any)", mr->gpid, uid,
+                                  cairn_caller_describe(c, who, sizeof who));
+    if (ghostd_exitrec_read(dir, &ex) == 0)
+        return cairn_request_fail(req, CAIRN_FAILED_PRECONDITION, "migrate: job %s has "
+                                  "exited (exit_code %d, exit_signal %d)", mr->gpid,
+                                  ex.exit_code, ex.exit_signal);
+    const cairn_node_desc_t *nd = cairn_description_find_node(d, node);
+    _cleanup_free_ char *ep = nd && node != s_self(m)
+                                  ? cairn_description_tcp_endpoint(d, nd, "ghostd", false)
+                                  : NULL;
+    if (!ep)
+        return cairn_request_fail(req, CAIRN_NOT_FOUND, "migrate: job %s is not in node "
+                                  "%u's table, and its record names node %u", mr->gpid,
+                                  s_self(m), node);
+    Cairn__Ghostd__MigrateRequest fwd = *mr;
+    Cairn__Ghostd__Request body = CAIRN__GHOSTD__REQUEST__INIT;
+    fwd.local_only = true;
+    body.msg_case = CAIRN__GHOSTD__REQUEST__MSG_MIGRATE;
+    body.migrate = &fwd;
+    s_fwd_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+    f->m = m;
+    /* The answer comes from the loop, never before this returns. */
+    int r = cairn_peers_call_as(m->peers, node, ep, &body.base, (uint32_t)deadline,
+                                c->uid == 0 ? NULL : c, s_on_fwd_answer, f);
+    if (r < 0) {
+        free(f);
+        return cairn_request_fail(req, CAIRN_UNAVAILABLE, "migrate: cannot reach node "
+                                  "%u, which runs job %s: %s", node, mr->gpid,
+                                  strerror(-r));
+    }
+    f->d = cairn_request_defer(req);   /* NULL: out of memory, answered by timeout */
+    f->next = m->fwds;
+    m->fwds = f;
+    cairn_log_info("migrate-carried", "gpid=%s node=%u to=%u", mr->gpid, node, mr->to);
+    return CAIRN_REPLY_DEFERRED;
+}
+
 /* ---- source: the request -------------------------------------------------- */
 
 int migrate_handle(void *ctx, cairn_request_t *req)
@@ -1755,9 +2189,12 @@ int migrate_handle(void *ctx, cairn_request_t *req)
     if (deadline > GHOSTD_MAX_DEADLINE_MS)
         deadline = GHOSTD_MAX_DEADLINE_MS;
     deadline -= deadline / 20 < 1000 ? deadline / 20 : 1000;   /* answer in time */
-    if (s_out_prepare(m, req, mr, o, &err) < 0) {
+    int pr = s_out_prepare(m, req, mr, o, &err);
+    if (pr < 0) {
         free(o->endpoint);
-        *o = (s_out_t){ .m = m, .img_fd = -1, .hold_fd = -1 };
+        s_out_reset(o);
+        if (pr == -EREMOTE && !mr->local_only)   /* another node runs it */
+            return s_forward(m, req, mr, deadline);
         cairn_log_info("refused", "code=%s msg=\"%s\"", cairn_code_name(err.code),
                        err.message);
         return cairn_request_fail(req, err.code, "%s", err.message);
@@ -1787,8 +2224,84 @@ int migrate_handle(void *ctx, cairn_request_t *req)
     o->deferred = cairn_request_defer(req);
     o->timer = cairn_loop_add_timer(s_loop(m), o->deadline_ms - cairn_now_ms(), 0,
                                     s_on_out_deadline, o);
+    if (o->is_job)
+        ghostd_jobs_set_migrating(m->gd->jobs, o->gpid, true);
     cairn_log_info("migrate", "id=%s pid=%u to=%u uid=%u", o->id, o->pid, o->to, o->uid);
     return CAIRN_REPLY_DEFERRED;
+}
+
+/* One record left by a ghostd that died: the migration again, running
+ * (its tree runs) or failed (what it made is killed). */
+static void s_in_recover_one(migrate_t *m, const char *path)
+{
+    json_error_t jerr;
+    json_t *v = json_load_file(path, 0, &jerr), *e;
+    const char *id = json_string_value(json_object_get(v, "id"));
+    const char *state = json_string_value(json_object_get(v, "state"));
+    const char *gpid = json_string_value(json_object_get(v, "gpid"));
+    s_in_t *in = id && state && gpid && strlen(id) < sizeof m->in[0].id ? s_in_claim(m) : NULL;
+    size_t i;
+
+    if (!in) {
+        cairn_log_warn(0, "migrate-in-record", "path=%s msg=\"unreadable or no slot, "
+                       "removed\"", path);
+        unlink(path);
+        json_decref(v);
+        return;
+    }
+    snprintf(in->id, sizeof in->id, "%s", id);
+    snprintf(in->gpid, sizeof in->gpid, "%s", gpid);
+    const char *cg = json_string_value(json_object_get(v, "cgroup"));
+    const char *unit = json_string_value(json_object_get(v, "unit"));
+    snprintf(in->cgroup, sizeof in->cgroup, "%s", cg ? cg : "");
+    snprintf(in->unit, sizeof in->unit, "%s", unit ? unit : "");
+    in->from = (uint32_t)s_u64(v, "from");
+    in->uid = (uint32_t)json_integer_value(json_object_get(v, "uid"));
+    in->gid = (uint32_t)json_integer_value(json_object_get(v, "gid"));
+    in->pid = (uint32_t)s_u64(v, "pid");
+    in->sub_cgroup = json_is_true(json_object_get(v, "sub_cgroup"));
+    json_t *arr = json_object_get(v, "members");
+    if (json_is_array(arr) && (in->members = calloc(json_array_size(arr) + 1, sizeof(pid_t))))
+        json_array_foreach(arr, i, e) in->members[in->n_members++] = (pid_t)json_integer_value(e);
+    in->touched_ms = cairn_now_ms();
+    in->timer = cairn_loop_add_timer(s_loop(m), 1000, 1000, s_in_on_idle, in);
+    if (strcmp(state, "running") == 0 && s_same_process((pid_t)in->pid, s_u64(v, "pid_start"))) {
+        in->state = IN_RUNNING;
+        cairn_log_info("migrate-in-recovered", "id=%s from=%u pid=%u gpid=%s state=running",
+                       in->id, in->from, in->pid, in->gpid);
+    } else {
+        pid_t helper = (pid_t)s_u64(v, "helper");
+        if (s_same_process(helper, s_u64(v, "helper_start")))
+            kill(-helper, SIGKILL);   /* its own process group */
+        if (in->sub_cgroup && in->gpid[0]) {
+            char name[80];
+            snprintf(name, sizeof name, "job-%s", in->gpid);
+            ghost_place_kill_cgroup(name);
+        }
+        in->state = IN_RECEIVING;   /* so that s_in_fail acts */
+        s_in_fail(in, CAIRN_UNAVAILABLE, "ghostd on node %u restarted during the "
+                  "migration; what it had restored was killed", s_self(m));
+    }
+    json_decref(v);
+}
+
+/* At start: the migrations a ghostd that died left records of. */
+static void s_in_recover(migrate_t *m)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 256];
+    DIR *d;
+
+    snprintf(dir, sizeof dir, "%s/migrate", cairn_service_node(m->gd->svc)->rundir);
+    if (!(d = opendir(dir)))
+        return;
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t n = strlen(de->d_name);
+        if (n > 5 && strcmp(de->d_name + n - 5, ".json") == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            s_in_recover_one(m, path);
+        }
+    }
+    closedir(d);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -1808,11 +2321,17 @@ int migrate_start(ghostd_t *gd)
         free(m);
         return -ENOMEM;
     }
+    gd->migrate = m;
     for (size_t i = 0; i < MIGRATE_MAX; i++) {
         m->out[i] = (s_out_t){ .m = m, .img_fd = -1, .hold_fd = -1 };
         m->in[i] = (s_in_t){ .m = m, .pipe_fd = -1 };
+        m->out[i].bulk = cairn_peers_new(gd->svc, "ghostd", &cairn__ghostd__reply__descriptor);
+        if (!m->out[i].bulk) {
+            migrate_stop(gd);
+            return -ENOMEM;
+        }
     }
-    gd->migrate = m;
+    s_in_recover(m);
     return 0;
 }
 
@@ -1873,6 +2392,15 @@ void migrate_stop(ghostd_t *gd)
         }
         s_in_free(in);
     }
+    while (m->fwds) {   /* their peers go below, callbacks with them */
+        if (m->fwds->d)
+            cairn_deferred_fail(gd->svc, m->fwds->d, CAIRN_UNAVAILABLE,
+                                "ghostd is stopping; the request it carried to the "
+                                "job's node may still run there");
+        s_fwd_unlink(m->fwds);
+    }
+    for (size_t i = 0; i < MIGRATE_MAX; i++)
+        cairn_peers_free(m->out[i].bulk);
     cairn_peers_free(m->peers);
     cairn_peers_free(m->clusterd);
     free(m);

@@ -6,7 +6,7 @@
  *
  *   source (Request{migrate}, from a client):
  *     begin ──ok──► stream ──last chunk answered "runs"──► killing ──► done
- *       │             │ (chunks of 1 MiB, MIGRATE_WINDOW in flight)
+ *       │             │ (chunks of 256 KiB, MIGRATE_WINDOW in flight)
  *       │             └─ any failure: resume the tree, abort the target
  *       └─ refused: nothing was frozen
  *     The last chunk's answer lost (timeout, broken link): confirm --
@@ -22,17 +22,25 @@
  * until the target says the restored tree runs; ghost-dump is then told
  * "kill". Its final image byte is only ever sent with the chunk marked
  * last, so the target cannot finish a restore the source does not know of.
- * Exactly one copy runs at any time, with one documented exception (the
- * target's ghostd dies between the restore's end and its answer: see
- * docs/jobs.md, "Migration").
+ * The target records each migration under <rundir>/migrate before it
+ * says the copy runs, so a ghostd restarted there answers as its
+ * predecessor would have. Exactly one copy remains; what does not hold
+ * (a restored copy runs before the source's is killed, a source ghostd
+ * dying while it holds the tree) is listed in docs/jobs.md, "Migration".
+ *
+ * A job (gpid) moves with its table entry: jobs.h's release at the source
+ * once the target runs it, arrived at the target on commit. A gpid this
+ * node does not run is carried to the node its job.json names.
  */
 #ifndef GHOSTD_MIGRATE_H
 #define GHOSTD_MIGRATE_H
 
 #include "ghostd.h"
 
-#define MIGRATE_CHUNK (1u << 20)     /* bytes of image per chunk */
-#define MIGRATE_WINDOW 4             /* chunks in flight, source to target */
+#define MIGRATE_CHUNK (256u << 10)   /* bytes of image per chunk */
+#define MIGRATE_WINDOW 64            /* chunks in flight, source to target:
+                                        16 MiB, so that the stream is not
+                                        bound by one chunk's round trip */
 #define MIGRATE_MAX 8                /* migrations at once, each direction */
 #define MIGRATE_BEGIN_MS 5000        /* the target must answer begin by then */
 #define MIGRATE_CHUNK_MS 5000        /* ... and each chunk but the last: one is

@@ -4,7 +4,9 @@
  * that reuses clusterd.proto's Request/Reply but has test handlers: "status"
  * answers with a per-process call counter (so a retry answered from the
  * reply cache is observable), "nodes" defers its reply and answers from a
- * 50 ms loop timer, and a 20 ms timer publishes "tick" events. The parent
+ * 50 ms loop timer, "leave" defers its reply and answers it before its
+ * handler returns (work that finished at once), and a 20 ms timer
+ * publishes "tick" events. The parent
  * talks to it with a raw DEALER through cairn_wire_* and checks replies,
  * error statuses, the event, SIGHUP and SIGTERM behaviour and the log.
  *
@@ -53,6 +55,7 @@ typedef struct {
     int nodes_calls;           /* handler runs of "nodes" */
     int reloads;               /* accepted reloads */
     cairn_deferred_t *pending; /* the deferred "nodes" request */
+    int leave_calls;           /* handler runs of "leave" */
 } tsvc_t;
 
 static int h_status(void *ctx, cairn_request_t *req)
@@ -119,6 +122,26 @@ static int h_nodes(void *ctx, cairn_request_t *req)
     return CAIRN_REPLY_DEFERRED;
 }
 
+/* Defers, then answers at once: the skeleton must not touch the freed
+ * deferred after the handler returns, and the answer fills the cache. */
+static int h_leave(void *ctx, cairn_request_t *req)
+{
+    tsvc_t *t = ctx;
+    Cairn__Clusterd__Reply r = CAIRN__CLUSTERD__REPLY__INIT;
+    Cairn__Clusterd__StatusReply s = CAIRN__CLUSTERD__STATUS_REPLY__INIT;
+    char buf[32];
+    cairn_deferred_t *d = cairn_request_defer(req);
+
+    if (!d)
+        return -ENOMEM;
+    snprintf(buf, sizeof(buf), "leave_calls=%d", ++t->leave_calls);
+    s.version = buf;
+    r.status_reply = &s;
+    r.msg_case = CAIRN__CLUSTERD__REPLY__MSG_STATUS_REPLY;
+    cairn_deferred_reply(t->svc, d, &r.base);
+    return CAIRN_REPLY_DEFERRED;
+}
+
 static int tick(cairn_loop_t *loop, int64_t id, void *userdata)
 {
     tsvc_t *t = userdata;
@@ -161,6 +184,7 @@ static const cairn_handler_t handlers[] = {
     { CAIRN__CLUSTERD__REQUEST__MSG_STATUS, "status", h_status, CAIRN_ACCESS_ANYONE },
     { CAIRN__CLUSTERD__REQUEST__MSG_NODES, "nodes", h_nodes, CAIRN_ACCESS_USER },
     { CAIRN__CLUSTERD__REQUEST__MSG_NODE_REMOVE, "node-remove", h_admin },
+    { CAIRN__CLUSTERD__REQUEST__MSG_LEAVE, "leave", h_leave },
 };
 
 static const cairn_service_ops_t ops = {
@@ -168,7 +192,7 @@ static const cairn_service_ops_t ops = {
     .request_desc = &cairn__clusterd__request__descriptor,
     .reply_desc = &cairn__clusterd__reply__descriptor,
     .handlers = handlers,
-    .n_handlers = 3,
+    .n_handlers = 4,
     .start = t_start,
     .ready = t_ready,
     .reload = t_reload,
@@ -420,6 +444,7 @@ static size_t pack_request(uint8_t *buf, uint32_t which)
     Cairn__Clusterd__StatusRequest s = CAIRN__CLUSTERD__STATUS_REQUEST__INIT;
     Cairn__Clusterd__NodesRequest n = CAIRN__CLUSTERD__NODES_REQUEST__INIT;
     Cairn__Clusterd__NodeRemoveRequest rm = CAIRN__CLUSTERD__NODE_REMOVE_REQUEST__INIT;
+    Cairn__Clusterd__LeaveRequest lv = CAIRN__CLUSTERD__LEAVE_REQUEST__INIT;
 
     if (which == 7) {
         rm.id = 9;
@@ -431,6 +456,9 @@ static size_t pack_request(uint8_t *buf, uint32_t which)
     } else if (which == 2) {
         r.nodes = &n;
         r.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_NODES;
+    } else if (which == 8) {
+        r.leave = &lv;
+        r.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_LEAVE;
     }
     return cairn__clusterd__request__pack(&r, buf);
 }
@@ -741,6 +769,31 @@ Test(service, deferred_reply_and_pending_retry)
     cr_assert_str_eq(r.reply->nodes_reply->nodes[0]->state, "calls=1");
     reply_free(&r);
     cr_assert_not(recv_reply(dealer, 100, &r), "the old connection gets nothing");
+    stop_daemon();
+}
+
+/* A handler may answer its deferred request before it returns (its work
+ * finished at once): the reply arrives, a retry gets it from the cache
+ * without a second run, and nothing freed is touched (ASan). */
+Test(service, deferred_answered_inside_its_handler)
+{
+    uint64_t id = cairn_wire_new_request_id();
+    reply_t r;
+
+    for (int i = 0; i < 3; i++) {
+        send_request(dealer, 1, id, "clusterd", 8, 8);
+        cr_assert(recv_reply(dealer, 2000, &r), "reply %d arrived", i);
+        cr_assert_eq(r.hdr->request_id, id);
+        cr_assert_eq(r.reply->status->code, 0);
+        cr_assert_eq(r.reply->msg_case, CAIRN__CLUSTERD__REPLY__MSG_STATUS_REPLY);
+        cr_assert_str_eq(r.reply->status_reply->version, "leave_calls=1",
+                         "retry %d answered from the cache", i);
+        reply_free(&r);
+    }
+    send_request(dealer, 1, cairn_wire_new_request_id(), "clusterd", 8, 8);
+    cr_assert(recv_reply(dealer, 2000, &r));
+    cr_assert_str_eq(r.reply->status_reply->version, "leave_calls=2");
+    reply_free(&r);
     stop_daemon();
 }
 
