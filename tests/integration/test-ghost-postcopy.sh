@@ -28,59 +28,12 @@
 # Needs root (ptrace, userfaultfd for kernel faults, namespaces): 77
 # otherwise.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-precopy-case.sh"
 
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
 ENGINE="$CAIRN_BUILD/services/ghostd/engine"
-PC="$CAIRN_BUILD/tests/ghost/precopy-case"
 PAIR="$CAIRN_BUILD/tests/ghost/postcopy-pair"
 JOB="$CAIRN_BUILD/tests/ghost/ghost-job"
-
-# start_pc RESULT ARGS...: precopy-case ARGS in its own session, no fd but
-# 0-2, stdout appended to RESULT; waits for "ready". Sets PC_PID.
-start_pc() {
-    local result=$1 i; shift
-    setsid bash -c 'for f in /proc/self/fd/*; do n=${f##*/};
-                    [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$0" "$@"' \
-        "$PC" "$@" </dev/null >>"$result" 2>&1 &
-    PC_PID=$!
-    T_PIDS+=("$PC_PID")
-    for i in $(seq 1 200); do
-        grep -q "^ready $PC_PID" "$result" && return 0
-        sleep 0.05
-    done
-    echo "precopy-case did not get ready:" >&2; cat "$result" >&2
-    return 1
-}
-
-# count_of PID RESULT: sends SIGUSR1, prints the count PID says it is at.
-count_of() {
-    local n before i
-    before=$(grep -c "^at $1 " "$2")
-    kill -USR1 "$1"
-    for i in $(seq 1 100); do
-        n=$(grep -c "^at $1 " "$2")
-        [ "$n" -gt "$before" ] && { awk -v p="$1" '$1 == "at" && $2 == p { c = $3 } END { print c }' "$2"; return; }
-        sleep 0.02
-    done
-    echo 0
-}
-
-# verdict WHAT PID RESULT [AFTER]: SIGUSR2, then PID must say PASS (with a
-# count past AFTER) and never FAIL.
-verdict() {
-    local what=$1 pid=$2 result=$3 after=${4:-0} before i line
-    before=$(grep -c "^PASS $pid " "$result")
-    kill -USR2 "$pid"
-    for i in $(seq 1 200); do
-        [ "$(grep -c "^PASS $pid " "$result")" -gt "$before" ] && break
-        grep -q "^FAIL $pid " "$result" && break
-        sleep 0.05
-    done
-    line=$(grep -E "^(PASS|FAIL) $pid " "$result" | tail -1)
-    t_check "$what: $line" [ "${line%% *}" = PASS ]
-    t_check "$what: no FAIL" [ -z "$(grep "^FAIL $pid " "$result")" ]
-    t_check "$what: counted on past $after (${line##* })" [ "${line##* }" -gt "$after" ]
-}
 
 # pair OUT PID ARGS...: one post-copy move of PID, the driver's lines into
 # OUT (60 s at most); the helpers' stderr (a sanitizer's report) with them.
