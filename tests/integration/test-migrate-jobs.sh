@@ -86,8 +86,10 @@ copies() { pgrep -fc -- "ghost-init --job [^ ]* --gpid $1 "; }
 # to go: use with wait_for).
 reapers_are() {
     [ "$(copies "$1")" -eq "$2" ] && return 0
-    ps -eo pid,ppid,stat,wchan:16,args | grep -E -- "ghost-init --job [^ ]* --gpid $1 " |
-        grep -v grep | cut -c1-140 >"$T_TMP/reapers"
+    local p
+    for p in $(pgrep -f -- "ghost-init --job [^ ]* --gpid $1 "); do
+        echo "  $(ps -o pid=,ppid=,stat=,wchan:16= -p "$p") $(grep -E ':(memory|cpu,cpuacct):' /proc/$p/cgroup | tr '\n' ' ')"
+    done >"$T_TMP/reapers"
     return 1
 }
 # ps_is GPID FILTER: cairn ps (from node 4) lists GPID and FILTER holds.
@@ -269,6 +271,7 @@ else
     where=$([ "$rc" -eq 0 ] && echo 2 || echo 1)
 fi
 t_check "window (a): one copy" wait_for 10 reapers_are "$gb" 1
+reapers_are "$gb" 1 || cat "$T_TMP/reapers" >&2
 t_check "window (a): ps lists it on node $where, running" \
     wait_for 10 ps_is "$gb" ".node == $where and .state == \"running\""
 t_check "window (a): counts on" grows "$gb"
@@ -316,5 +319,9 @@ t_check "a job that has exited" err_is failed-precondition "has exited" c 2 migr
 gh=$(c 2 run -- sleep 1002 | jq -r .gpid)
 t_check "to the node it runs on" err_is invalid-argument "on node 2 already" c 4 migrate "$gh" --to 2
 c 2 kill "$gh" >/dev/null
+
+# under ASan a daemon's error lands in its log (and kills it)
+t_check "no sanitizer report in the daemons' logs" \
+    bash -c '! grep -l "Sanitizer" "$1"/*/*.log' _ "$CAIRN_RUN_BASE/$name"
 
 t_done
