@@ -752,8 +752,19 @@ Test(service, deferred_reply_and_pending_retry)
     snprintf(ep, sizeof(ep), "ipc://%s", sock);
     cr_assert_eq(zmq_connect(other, ep), 0);
     send_request(dealer, 1, id, "clusterd", 2, 2);
-    usleep(10 * 1000);
-    /* The retry from a new connection takes over the pending request. */
+    /* The daemon has taken it once a status asked after it on the same
+     * connection is answered (one pipe is read in order; two are fair-
+     * queued, so under load a retry sent 10 ms later could be read
+     * first, and the first request would then take the retry over). */
+    uint64_t sid = cairn_wire_new_request_id();
+    send_request(dealer, 1, sid, "clusterd", 1, 1);
+    for (bool seen = false; !seen;) {
+        cr_assert(recv_reply(dealer, 5000, &r), "status after the deferred request");
+        seen = r.hdr->request_id == sid;
+        reply_free(&r);
+    }
+    /* The retry from a new connection takes over the pending request (or,
+     * 50 ms on, finds it answered in the cache). */
     send_request(other, 1, id, "clusterd", 2, 2);
     cr_assert(recv_reply(other, 2000, &r), "deferred reply arrived");
     cr_assert_eq(r.hdr->request_id, id);
