@@ -1,6 +1,9 @@
 /* migrate.h - moving a running process tree (a job, or a plain process)
- * from this node to another: stop-and-copy, the image streamed from this
- * ghostd to the target's over ZeroMQ, with no file in between.
+ * from this node to another: stop-and-copy, or pre-copy (the held
+ * ghost-dump's rounds go down the same stream while the tree runs), the
+ * image streamed from this ghostd to the target's over ZeroMQ, with no
+ * file in between. MigrateRequest.mode chooses; "auto" is the size rule
+ * below; post-copy is refused until the page source is bridged.
  *
  * Two sides, each a small state machine in migrate.c:
  *
