@@ -1,9 +1,15 @@
 #!/bin/bash
-# bench/migrate.sh - stop-and-copy migration (cairn migrate) against raw TCP
-# between the same two nodes' namespaces, one JSON line per size:
+# bench/migrate.sh - migration (cairn migrate --mode) against raw TCP
+# between the same two nodes' namespaces, one JSON line per size and mode:
 #
 #   size_mib                the process's resident anonymous memory
-#                           (bench/ghost-victim, every page distinct)
+#                           (bench/ghost-victim, every page distinct, idle;
+#                           with --rate KIB_S tests/ghost/precopy-case
+#                           writing that many KiB a second: the issue's
+#                           pre-copy case is --sizes 512 --rate 1024)
+#   mode                    --modes: stop-copy, pre-copy (post-copy is
+#                           not bridged between ghostds yet)
+#   rounds, precopy_bytes   pre-copy: rounds copied while it ran, bytes
 #   image_bytes, chunks     what went over the wire, in how many chunks
 #   total_ms                cairn migrate's total (request to answer)
 #   freeze_ms               frozen: from the freeze to the source's kill
@@ -27,19 +33,24 @@
 #
 # Needs root and netns (cairn cluster up). Usage, from the source root:
 #   sudo bench/migrate.sh [--build DIR] [--sizes "64 256"] [--cpus C] [--mem M]
+#                         [--modes "stop-copy pre-copy"] [--rate KIB_S]
 set -u
-BUILD=build-dev; SIZES="64 256"; CPUS=0.5; MEM=2G
+BUILD=build-dev; SIZES="64 256"; CPUS=0.5; MEM=2G; MODES="stop-copy pre-copy"; RATE=0
 while [ $# -gt 0 ]; do
     case $1 in
+    --modes) MODES=$2; shift 2;;
+    --rate) RATE=$2; shift 2;;
     --build) BUILD=$2; shift 2;;
     --sizes) SIZES=$2; shift 2;;
     --cpus) CPUS=$2; shift 2;;
     --mem) MEM=$2; shift 2;;
-    *) echo "usage: $0 [--build DIR] [--sizes \"64 256\"] [--cpus C] [--mem M]" >&2; exit 100;;
+    *) echo "usage: $0 [--build DIR] [--sizes \"64 256\"] [--cpus C] [--mem M]" \
+            "[--modes \"stop-copy pre-copy\"] [--rate KIB_S]" >&2; exit 100;;
     esac
 done
 CAIRN=$BUILD/cli/cairn; VICTIM=$BUILD/bench/ghost-victim
 ENGINE=$BUILD/services/ghostd/engine
+[ "$RATE" != 0 ] && VICTIM=$BUILD/tests/ghost/precopy-case
 [ -x "$CAIRN" ] && [ -x "$VICTIM" ] || { echo "build $BUILD first" >&2; exit 100; }
 TMP=$(mktemp -d /tmp/cairn-bench-migrate.XXXXXX)
 name="bm$$"
@@ -90,13 +101,17 @@ PY
 tcp=$(tcp_mib_s 0); tcp_capped=$(tcp_mib_s 1)
 
 for size in $SIZES; do
-    status="$TMP/victim-$size"
+  for mode in $MODES; do
+    status="$TMP/victim-$size-$mode"
+    # ghost-victim MIB STATUS; precopy-case MIB RATE, its lines on stdout
+    if [ "$RATE" != 0 ]; then args=("$VICTIM" "$size" "$RATE"); else args=("$VICTIM" "$size" "$status"); fi
     pid=$(python3 -c "
 import subprocess, sys
-print(subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+out = open(sys.argv[1], 'a') if sys.argv[2] != '0' else subprocess.DEVNULL
+print(subprocess.Popen(sys.argv[3:], stdin=subprocess.DEVNULL, stdout=out,
       stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True).pid)" \
-        "$VICTIM" "$size" "$status")
-    for i in $(seq 1 600); do grep -q READY "$status" 2>/dev/null && break; sleep 0.05; done
+        "$status" "$RATE" "${args[@]}")
+    for i in $(seq 1 600); do grep -qi ready "$status" 2>/dev/null && break; sleep 0.05; done
     # the engine alone: dump into a pipe, restore a copy from it
     t0=$(date +%s%N)
     "$ENGINE/ghost-dump" --pid "$pid" --leave-running --out-fd 3 \
@@ -105,8 +120,8 @@ print(subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess
     engine=$(( ($(date +%s%N) - t0) / 1000000 ))
     kill -9 "$(jq -r '.pid // 0' "$TMP/engine.json")" 2>/dev/null; rm -f "$TMP/engine.json"
     t0=$(date +%s%N)
-    out=$("$CAIRN" --node 1 --timeout 600000 migrate --pid "$pid" --to 2) || {
-        echo "{\"size_mib\":$size,\"error\":$(jq -c .error <<<"$out" 2>/dev/null || echo null)}"
+    out=$("$CAIRN" --node 1 --timeout 600000 migrate --pid "$pid" --to 2 --mode "$mode") || {
+        echo "{\"size_mib\":$size,\"mode\":\"$mode\",\"error\":$(jq -c .error <<<"$out" 2>/dev/null || echo null)}"
         kill "$pid"; continue; }
     wall=$(( ($(date +%s%N) - t0) / 1000000 ))
     npid=$(jq -r .pid <<<"$out")
@@ -115,10 +130,10 @@ print(subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess
     verified=$(grep -oE 'PASS|FAIL' "$status" || echo none)
     kill "$npid"
     jq -c --argjson size "$size" --argjson wall "$wall" --argjson tcp "$tcp" \
-        --argjson tcpc "$tcp_capped" --arg v "$verified" --argjson engine "$engine" '
+        --argjson tcpc "$tcp_capped" --arg v "$verified" --argjson engine "$engine" --argjson rate "$RATE" '
         (.image_bytes / 1048576 / $tcp * 1000) as $ideal |
         (.image_bytes / 1048576 / $tcpc * 1000) as $idealc |
-        {size_mib: $size, image_bytes, chunks, total_ms, freeze_ms, dump_ms, restore_ms,
+        {size_mib: $size, mode, rounds, precopy_bytes, rate_kib_s: $rate, image_bytes, chunks, total_ms, freeze_ms, dump_ms, restore_ms,
          wall_ms: $wall, baseline_tcp_mib_s: ($tcp | floor),
          baseline_tcp_capped_mib_s: ($tcpc | floor), baseline_engine_ms: $engine,
          ideal_ms: ($ideal | floor),
@@ -127,4 +142,5 @@ print(subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess
          vs_engine: ((.total_ms / $engine) * 100 | round / 100),
          migrate_mib_s: ((.image_bytes / 1048576) / (.total_ms / 1000) | floor),
          verified: $v}' <<<"$out"
+  done
 done

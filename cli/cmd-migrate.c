@@ -1,5 +1,5 @@
-/* cmd-migrate.c - `cairn migrate GPID --to NODE [--check]` and
- * `cairn migrate --pid PID --to NODE [--check]`.
+/* cmd-migrate.c - `cairn migrate GPID --to NODE [--mode M] [--check]` and
+ * `cairn migrate --pid PID --to NODE [--mode M] [--check]`.
  *
  * Design. One ghostd request, Request{migrate}, to the node the job runs
  * on: for --pid the node asked (--node, else this host's: the pid is this
@@ -9,7 +9,9 @@
  * which the error's message says). --to takes a node id or name, resolved
  * through the description. The JSON (docs/cli.md): from, to, image_bytes,
  * freeze_ms, total_ms, dump_ms, restore_ms, pid (on the target),
- * source_pid, the job after the move; --check: movable and every reason
+ * source_pid, the job after the move, mode (the one used: --mode auto
+ * resolved), resident_bytes, rounds and precopy_bytes (pre-copy),
+ * lazy_pages (post-copy); --check: movable and every reason
  * it is not ("reasons"), nothing frozen. A move takes seconds for large
  * jobs, so unless --timeout was given the verb waits up to
  * S_DEFAULT_TIMEOUT_MS.
@@ -32,9 +34,12 @@ const cairn_option_t cli_migrate_options[] = {
       "job (restored under new pids)" },
     { "--check", NULL, "only say whether it could move now and every reason "
       "it could not: nothing is frozen or sent" },
+    { "--mode", "MODE", "stop-copy (the default), pre-copy (copy while it runs, "
+      "freeze for what changed), post-copy (run at once, memory follows; a failure "
+      "meanwhile loses the job), auto (pre-copy from 64 MiB resident, else stop-copy)" },
     { NULL, NULL, NULL },
 };
-enum { O_TO, O_PID, O_CHECK };
+enum { O_TO, O_PID, O_CHECK, O_MODE };
 
 /* --to NODE: an id, or a name of the description. */
 static int s_node_id(const cli_ctx *ctx, const char *node, uint32_t *ret,
@@ -88,7 +93,7 @@ static json_t *s_reply_json(const Cairn__Ghostd__MigrateReply *m)
                          "movable", (int)m->movable, "reasons", reasons,
                          "check_ms", cli_json_ms(m->total_us));
     }
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, "
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, "
                      "s:o, s:s, s:o}",
                      "gpid", m->gpid ? m->gpid : "", "from", (json_int_t)m->from,
                      "to", (json_int_t)m->to, "source_pid", (json_int_t)m->source_pid,
@@ -100,6 +105,17 @@ static json_t *s_reply_json(const Cairn__Ghostd__MigrateReply *m)
                      "restore_ms", cli_json_ms(m->restore_us),
                      "total_ms", cli_json_ms(m->total_us),
                      "cgroup", m->cgroup ? m->cgroup : "", "job", s_job_json(m->job));
+    _cleanup_json_ json_t *more = json_pack("{s:s, s:I, s:I, s:I, s:I}",
+                                            "mode", m->mode ? m->mode : "",
+                                            "resident_bytes", (json_int_t)m->resident_bytes,
+                                            "rounds", (json_int_t)m->rounds,
+                                            "precopy_bytes", (json_int_t)m->precopy_bytes,
+                                            "lazy_pages", (json_int_t)m->lazy_pages);
+    if (o && (!more || json_object_update(o, more) < 0)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 /* The arguments: the gpid or --pid, --to, --check. */
@@ -130,6 +146,11 @@ static int s_args(const cli_ctx *ctx, int argc, char **argv,
     mr->pid = (uint32_t)pid;
     mr->gpid = a.n_pos > 0 ? (char *)a.pos[0] : "";
     mr->check_only = a.values[O_CHECK] != NULL;
+    mr->mode = a.values[O_MODE] ? (char *)a.values[O_MODE] : "";
+    if (*mr->mode && strcmp(mr->mode, "stop-copy") && strcmp(mr->mode, "pre-copy") &&
+        strcmp(mr->mode, "post-copy") && strcmp(mr->mode, "auto"))
+        return cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--mode %s: one of stop-copy, "
+                               "pre-copy, post-copy, auto", mr->mode);
     return 0;
 }
 

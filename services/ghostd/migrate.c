@@ -115,6 +115,10 @@ typedef struct s_out {
     uint32_t pid, uid, gid;       /* the tree's root and owner */
     char gpid[64];                /* the job, "" for a plain process */
     bool is_job;                  /* restored in its own pid namespace */
+    migrate_mode_t mode;          /* resolved: never MIGRATE_AUTO */
+    uint64_t rss;                 /* the tree's resident bytes when asked */
+    uint32_t rounds;              /* pre-copy: ghost-dump's figures */
+    uint64_t precopy_bytes;
     uint64_t t0_us;               /* request received (monotonic) */
     uint64_t deadline_ms;         /* the client's deadline (monotonic ms) */
     ghostd_helper_t *dump;        /* ghost-dump while it runs, else NULL */
@@ -213,6 +217,38 @@ static uint32_t s_self(const migrate_t *m)
 }
 
 /* ---- small helpers ------------------------------------------------------ */
+
+static const char *const s_mode_names[] = {
+    [MIGRATE_STOP_COPY] = "stop-copy",
+    [MIGRATE_PRE_COPY] = "pre-copy",
+    [MIGRATE_POST_COPY] = "post-copy",
+    [MIGRATE_AUTO] = "auto",
+};
+
+int migrate_mode_parse(const char *name, migrate_mode_t *ret)
+{
+    if (!name || !*name) {
+        *ret = MIGRATE_STOP_COPY;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof s_mode_names / sizeof *s_mode_names; i++)
+        if (strcmp(name, s_mode_names[i]) == 0) {
+            *ret = (migrate_mode_t)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+const char *migrate_mode_name(migrate_mode_t mode)
+{
+    return (unsigned)mode < sizeof s_mode_names / sizeof *s_mode_names
+               ? s_mode_names[mode] : "unknown";
+}
+
+migrate_mode_t migrate_mode_auto(uint64_t rss)
+{
+    return rss >= MIGRATE_AUTO_PRECOPY ? MIGRATE_PRE_COPY : MIGRATE_STOP_COPY;
+}
 
 /* Resident bytes of the tree rooted at pid (statm), 0 where unreadable. */
 static uint64_t s_tree_rss(pid_t pid, int depth)
@@ -1293,13 +1329,17 @@ static void s_out_succeed(s_out_t *o, Cairn__Ghostd__Job *job)
     mr.threads = o->threads;
     mr.cgroup = o->cgroup;
     mr.chunks = (uint32_t)o->seq;
+    mr.mode = (char *)migrate_mode_name(o->mode);
+    mr.rounds = o->rounds;
+    mr.precopy_bytes = o->precopy_bytes;
+    mr.resident_bytes = o->rss;
     mr.job = job;
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_MIGRATE_REPLY;
     reply.migrate_reply = &mr;
-    cairn_log_info("migrate-done", "id=%s pid=%u to=%u new_pid=%u bytes=%llu "
-                   "frozen_us=%llu total_us=%llu", o->id, o->pid, o->to, o->new_pid,
-                   (unsigned long long)o->bytes, (unsigned long long)o->frozen_us,
-                   (unsigned long long)mr.total_us);
+    cairn_log_info("migrate-done", "id=%s pid=%u to=%u mode=%s new_pid=%u bytes=%llu "
+                   "rounds=%u frozen_us=%llu total_us=%llu", o->id, o->pid, o->to,
+                   mr.mode, o->new_pid, (unsigned long long)o->bytes, o->rounds,
+                   (unsigned long long)o->frozen_us, (unsigned long long)mr.total_us);
     if (o->deferred)
         cairn_deferred_reply(o->m->gd->svc, o->deferred, &reply.base);
     o->deferred = NULL;
@@ -1434,6 +1474,8 @@ static void s_out_on_output(ghostd_helper_t *j)
         o->freeze_us = s_u64(v, "freeze_us");
         o->processes = (uint32_t)s_u64(v, "processes");
         o->threads = (uint32_t)s_u64(v, "threads");
+        o->rounds = (uint32_t)s_u64(v, "rounds");
+        o->precopy_bytes = s_u64(v, "precopy_bytes");
         s_out_step(o);
     }
     json_decref(v);
@@ -1774,8 +1816,11 @@ static int s_out_spawn_dump(s_out_t *o, cairn_error_t *err)
     }
     restart_job_moving(o->m->gd, o->pid, true);   /* its tracker lets go first */
     snprintf(pid, sizeof pid, "%u", o->pid);
-    char *argv[10] = { NULL, "--pid", pid, "--out-fd", "3", "--hold-fd", "4" };
+    char *argv[12] = { NULL, "--pid", pid, "--out-fd", "3", "--hold-fd", "4" };
     int n = 7;
+    if (o->mode == MIGRATE_PRE_COPY)   /* rounds while it runs: ghost-dump's
+                                          defaults (8, until one <= 1 MiB) */
+        argv[n++] = "--precopy";
     if (ghostd_for_user(&o->as)) {
         snprintf(as, sizeof as, "%u:%u", o->as.uid, o->as.gid);
         argv[n++] = "--as";
@@ -1893,6 +1938,15 @@ static int s_out_prepare(migrate_t *m, cairn_request_t *req,
             return cairn_error_set(err, -EBUSY, CAIRN_BUSY, "migrate: %s%s%.0u is being "
                                    "migrated (%s)", rec ? "job " : "pid ",
                                    rec ? rec->gpid : "", rec ? 0 : o->pid, m->out[i].id);
+    if ((r = migrate_mode_parse(mr->mode, &o->mode)) < 0)
+        return cairn_error_set(err, r, CAIRN_INVALID_ARGUMENT, "migrate: mode '%s': one "
+                               "of stop-copy, pre-copy, post-copy, auto", mr->mode);
+    o->rss = s_tree_rss((pid_t)o->pid, 0);
+    if (o->mode == MIGRATE_AUTO)
+        o->mode = migrate_mode_auto(o->rss);
+    if (o->mode == MIGRATE_POST_COPY)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED, "migrate: "
+                               "post-copy between ghostds is not implemented yet");
     o->endpoint = cairn_description_tcp_endpoint(d, nd, "ghostd", false);
     if (!o->endpoint)
         return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "migrate: node %u runs no "

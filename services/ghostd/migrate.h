@@ -1,6 +1,9 @@
 /* migrate.h - moving a running process tree (a job, or a plain process)
- * from this node to another: stop-and-copy, the image streamed from this
- * ghostd to the target's over ZeroMQ, with no file in between.
+ * from this node to another: stop-and-copy, or pre-copy (the held
+ * ghost-dump's rounds go down the same stream while the tree runs), the
+ * image streamed from this ghostd to the target's over ZeroMQ, with no
+ * file in between. MigrateRequest.mode chooses; "auto" is the size rule
+ * below; post-copy is refused until the page source is bridged.
  *
  * Two sides, each a small state machine in migrate.c:
  *
@@ -48,6 +51,28 @@
 #define MIGRATE_IDLE_MS 30000        /* target: a stream silent this long fails */
 #define MIGRATE_KEEP_MS 600000       /* target: an ended migration's state is
                                         kept this long for status questions */
+
+/* How a tree moves (MigrateRequest.mode; docs/jobs.md, "Migration"). */
+typedef enum {
+    MIGRATE_STOP_COPY,   /* frozen for the whole transfer; nothing can be lost */
+    MIGRATE_PRE_COPY,    /* rounds while it runs, frozen for what changed since */
+    MIGRATE_POST_COPY,   /* the copy runs at once, its memory follows; a
+                            failure before the last page loses the job */
+    MIGRATE_AUTO,        /* the size rule below decides */
+} migrate_mode_t;
+
+/* auto: pre-copy from this many resident bytes, stop-and-copy below (the
+ * stream moves ~60-180 MiB/s here, so below it stop-and-copy freezes a
+ * few hundred ms at most, and the rounds' tracking and second copy are
+ * not worth it). Never post-copy: only asked for. */
+#define MIGRATE_AUTO_PRECOPY (64ull << 20)
+
+/* "stop-copy" (also "" and NULL), "pre-copy", "post-copy", "auto" into
+ * *ret: 0, or -EINVAL for anything else. */
+int migrate_mode_parse(const char *name, migrate_mode_t *ret);
+const char *migrate_mode_name(migrate_mode_t mode);
+/* The auto rule for a tree of rss resident bytes. */
+migrate_mode_t migrate_mode_auto(uint64_t rss);
 
 /* From ops->start: the module's state in gd->migrate. 0 or -ENOMEM. */
 int migrate_start(ghostd_t *gd);

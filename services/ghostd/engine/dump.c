@@ -552,6 +552,7 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
 typedef struct s_pre {
     ghost_writer_t *w;
     track_t *track;
+    const ghost_dump_stats_t *st;   /* the rounds' figures, NULL without */
 } s_pre_t;
 
 /* Post-copy: the frozen tree serves its lazy pages (lazy_serve); whether
@@ -570,6 +571,9 @@ static bool s_serve(dump_ctx_t *c, const ghost_dump_opts_t *opts, ghost_dump_sta
     s->serve_broken = true;
     return !lazy_hold_resumes(opts->hold_fd);
 }
+
+static void s_precopy_stats(const ghost_dump_stats_t *pre_st, bool wrote,
+                            ghost_dump_stats_t *stats);
 
 /* One attempt; *ret_froze says whether the tree passed the check and was
  * frozen, *ret_began whether the image began to be written. */
@@ -601,6 +605,8 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, const s_pre_t *
     bool kill_it = r == 0 && !opts->leave_running;
     if (r == 0 && opts->hold) {
         s.held = true;
+        if (pre->st)   /* the held line reports the rounds too (migrate.c) */
+            s_precopy_stats(pre->st, true, &s);
         int verdict = opts->hold(opts->hold_data, &s);
         kill_it = verdict != GHOST_HOLD_RESUME;
         if (verdict == GHOST_HOLD_SERVE && c.lazy)
@@ -716,8 +722,8 @@ int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,
     if (opts->delta && (!opts->track || !opts->parent || !opts->parent[0]))
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "a delta needs the tracking and its parent");
-    s_pre_t pre = { NULL, opts->track };
     ghost_dump_stats_t pre_st = { 0 };
+    s_pre_t pre = { NULL, opts->track, opts->precopy ? &pre_st : NULL };
     int r = opts->precopy ? s_precopy(pid, opts, out_fd, &rt, rs, &pre, &pre_st, err) : 0;
     if (r < 0)   /* the tree ran all along */
         *stats = (ghost_dump_stats_t){ .refused = pre_st.refused, .left_running = true };
