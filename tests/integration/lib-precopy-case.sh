@@ -57,3 +57,9 @@ verdict() {
 untracked() {
     ! grep -q '^VmFlags:.* uw' "/proc/$1/smaps"
 }
+
+# reap_killed PID: waits until the pid a dump killed is free again.
+reap_killed() {
+    local i
+    for i in $(seq 1 100); do [ "$(t_proc_state "$1")" = gone ] && return; sleep 0.02; done
+}

@@ -33,12 +33,6 @@
 ENGINE="$CAIRN_BUILD/services/ghostd/engine"
 CASE="$CAIRN_BUILD/tests/ghost/ghost-case"
 
-# reap_killed PID: waits until the pid a dump killed is free again.
-reap_killed() {
-    local i
-    for i in $(seq 1 100); do [ "$(t_proc_state "$1")" = gone ] && return; sleep 0.02; done
-}
-
 # restore WHAT IMAGE PID: ghost-restore IMAGE; the process comes back as PID.
 restore() {
     local out

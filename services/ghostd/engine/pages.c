@@ -783,7 +783,8 @@ static int s_merge_pid(const rst_image_t *im, s_rpid_t *p, uint64_t at, cairn_er
 {
     struct gr_run *out = NULL;
     size_t n = 0, cap = 0, j = 0;
-    qsort(p->pend, p->n_pend, sizeof(*p->pend), s_cmp_run);
+    if (p->n_pend > 1)   /* (qsort's array may not be NULL, even empty) */
+        qsort(p->pend, p->n_pend, sizeof(*p->pend), s_cmp_run);
     for (size_t k = 1; k < p->n_pend; k++)
         if (p->pend[k - 1].vaddr + p->pend[k - 1].len > p->pend[k].vaddr)
             return rst_bad(err, "pre-copy pages copied twice in one round", at);
@@ -810,7 +811,8 @@ static int s_merge_pid(const rst_image_t *im, s_rpid_t *p, uint64_t at, cairn_er
         free(out);
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     }
-    qsort(out, n, sizeof(*out), s_cmp_run);
+    if (n > 1)
+        qsort(out, n, sizeof(*out), s_cmp_run);
     free(p->map);
     p->map = out, p->n_map = n, p->cap_map = cap;
     p->n_pend = 0;
@@ -967,7 +969,8 @@ int pages_chain_end(rst_image_t *im, uint64_t at, cairn_error_t *err)
 {
     for (size_t i = 0; im->rounds && i < im->rounds->n; i++) {
         s_rpid_t *p = &im->rounds->v[i];
-        qsort(p->pend, p->n_pend, sizeof(*p->pend), s_cmp_run);
+        if (p->n_pend > 1)
+            qsort(p->pend, p->n_pend, sizeof(*p->pend), s_cmp_run);
         for (size_t k = 1; k < p->n_pend; k++)
             if (p->pend[k - 1].vaddr + p->pend[k - 1].len > p->pend[k].vaddr)
                 return rst_bad(err, "pages held twice in one image", at);
