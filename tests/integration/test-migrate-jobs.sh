@@ -81,13 +81,13 @@ counts_ok() {
 }
 # copies GPID: how many copies of the job run -- reapers (ghost-init,
 # whose command line names the gpid) on this machine, whatever node.
-copies() { pgrep -fc -- "ghost-init --job [^ ]* --gpid $1 "; }
+copies() { pgrep -fc -- "ghost-init --job [^ ]*/$name/jobs/$1 --gpid $1 "; }
 # reapers_are GPID N: N copies of it run (a killed copy takes a moment
 # to go: use with wait_for).
 reapers_are() {
     [ "$(copies "$1")" -eq "$2" ] && return 0
     local p
-    for p in $(pgrep -f -- "ghost-init --job [^ ]* --gpid $1 "); do
+    for p in $(pgrep -f -- "ghost-init --job [^ ]*/$name/jobs/$1 --gpid $1 "); do
         echo "  $(ps -o pid=,ppid=,stat=,wchan:16= -p "$p") $(grep -E ':(memory|cpu,cpuacct):' /proc/$p/cgroup | tr '\n' ' ')"
     done >"$T_TMP/reapers"
     return 1

@@ -61,7 +61,7 @@ counts_ok() {
     counts "$1" | awk 'NR != $1 || $2 != 2 || $3 != 1 { bad = 1; print "  line " NR ": " $0 > "/dev/stderr"; exit }
                        END { exit bad || NR == 0 }'
 }
-copies() { pgrep -fc -- "ghost-init --job [^ ]* --gpid $1 "; }
+copies() { pgrep -fc -- "ghost-init --job [^ ]*/$name/jobs/$1 --gpid $1 "; }
 # mem_ok GPID N: after SIGUSR1, the job's N-th "mem" line says ok.
 mem_lines_ge() { [ "$(c 1 logs "$1" | grep -c '^mem')" -ge "$2" ]; }
 mem_ok() {
