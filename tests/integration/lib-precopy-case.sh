@@ -63,3 +63,19 @@ reap_killed() {
     local i
     for i in $(seq 1 100); do [ "$(t_proc_state "$1")" = gone ] && return; sleep 0.02; done
 }
+
+# start_pc_tree RESULT "ARGS_A" "ARGS_B": a bash (no fd but 0-2, its own
+# session) running precopy-case ARGS_A and precopy-case ARGS_B as its
+# children, stdout appended to RESULT; waits until both said "ready". Sets
+# ROOT (the bash) and KIDS (the two cases; fewer when one did not start).
+start_pc_tree() {
+    local result=$1 a=$2 b=$3 i
+    setsid bash -c 'for f in /proc/self/fd/*; do n=${f##*/};
+                    [ "$n" -gt 2 ] && eval "exec $n>&-"; done
+                    "$0" $1 & "$0" $2 & wait' "$PC" "$a" "$b" </dev/null >>"$result" 2>&1 &
+    ROOT=$!
+    T_PIDS+=("$ROOT")
+    for i in $(seq 1 200); do [ "$(grep -c '^ready' "$result")" -eq 2 ] && break; sleep 0.05; done
+    mapfile -t KIDS < <(awk '/^ready/ { print $2 }' "$result")
+    T_PIDS+=("${KIDS[@]}")
+}

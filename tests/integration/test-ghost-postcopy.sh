@@ -99,15 +99,8 @@ fi
 # ---- a tree: bash and two cases -----------------------------------------
 
 R="$T_TMP/result-tree"; : >"$R"
-setsid bash -c 'for f in /proc/self/fd/*; do n=${f##*/};
-                [ "$n" -gt 2 ] && eval "exec $n>&-"; done
-                "$0" 32 & "$0" 16 2048 & wait' "$PC" </dev/null >>"$R" 2>&1 &
-ROOT=$!
-T_PIDS+=("$ROOT")
-for i in $(seq 1 200); do [ "$(grep -c '^ready' "$R")" -eq 2 ] && break; sleep 0.05; done
-mapfile -t KIDS < <(awk '/^ready/ { print $2 }' "$R")
+start_pc_tree "$R" 32 "16 2048"
 if [ "${#KIDS[@]}" -eq 2 ]; then
-    T_PIDS+=("${KIDS[@]}")
     pair "$T_TMP/tree.out" "$ROOT" --restore-arg --new-pid
     r1=$(line "$T_TMP/tree.out" restore); r2=$(line "$T_TMP/tree.out" restore_end)
     t_json_check "tree: three processes restored post-copy ($r1)" "$r1" '.processes == 3'

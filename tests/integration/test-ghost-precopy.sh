@@ -87,15 +87,8 @@ fi
 # ---- a tree: bash and two cases ------------------------------------------
 
 R="$T_TMP/result-tree"; : >"$R"
-setsid bash -c 'for f in /proc/self/fd/*; do n=${f##*/};
-                [ "$n" -gt 2 ] && eval "exec $n>&-"; done
-                "$0" 16 & "$0" 16 2048 & wait' "$PC" </dev/null >>"$R" 2>&1 &
-ROOT=$!
-T_PIDS+=("$ROOT")
-for i in $(seq 1 200); do [ "$(grep -c '^ready' "$R")" -eq 2 ] && break; sleep 0.05; done
-mapfile -t KIDS < <(awk '/^ready/ { print $2 }' "$R")
+start_pc_tree "$R" 16 "16 2048"
 if [ "${#KIDS[@]}" -eq 2 ]; then
-    T_PIDS+=("${KIDS[@]}")
     out=$("$ENGINE/ghost-dump" --pid "$ROOT" --out "$T_TMP/tree.img" --precopy --rounds 3 2>&1)
     t_json_check "tree: dumped ($out)" "$out" ".processes == 3 and .rounds >= 1 and .kept_pages > 0"
     for k in "$ROOT" "${KIDS[@]}"; do reap_killed "$k"; done
