@@ -1190,6 +1190,15 @@ static void s_out_maybe_free(s_out_t *o)
     s_out_reset(o);
 }
 
+/* The end of a peer's answer to o: the reply (if any) freed, o freed if
+ * that answer was all it still waited for. */
+static void s_out_answered(s_out_t *o, ProtobufCMessage *reply)
+{
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    s_out_maybe_free(o);
+}
+
 /* An empty slot again; its bulk connection is dropped (safe inside that
  * connection's own callback) but the object kept for the next use. */
 static void s_out_reset(s_out_t *o)
@@ -1238,9 +1247,7 @@ static void s_on_abort_answer(void *userdata, uint32_t node, int code, const cha
     if (code != CAIRN_OK)
         cairn_log_info("migrate-abort", "id=%s to=%u answer=%s msg=\"%s\"", o->id, node,
                        cairn_code_name(code), message);
-    if (reply)
-        protobuf_c_message_free_unpacked(reply, NULL);
-    s_out_maybe_free(o);
+    s_out_answered(o, reply);
 }
 
 static void s_out_abort_target(s_out_t *o, const char *why)
@@ -1377,9 +1384,7 @@ static void s_on_commit_answer(void *userdata, uint32_t node, int code, const ch
     /* The client hears of the move once the target's table has the job,
      * so a ps right after the answer finds it there. */
     s_out_succeed(o, st ? st->job : NULL);
-    if (reply)
-        protobuf_c_message_free_unpacked(reply, NULL);
-    s_out_maybe_free(o);
+    s_out_answered(o, reply);
 }
 
 /* Tells the target the job is its own (the source copy is gone); the
@@ -1634,9 +1639,7 @@ static void s_on_chunk_answer(void *userdata, uint32_t node, int code, const cha
     } else {
         s_out_step(o);
     }
-    if (reply)
-        protobuf_c_message_free_unpacked(reply, NULL);
-    s_out_maybe_free(o);
+    s_out_answered(o, reply);
 }
 
 /* ---- source: confirming a lost answer -------------------------------------- */
@@ -1701,9 +1704,7 @@ static void s_on_nodes_answer(void *userdata, uint32_t node, int code, const cha
         s_out_confirm_deadline(o);
         s_out_confirm_later(o);
     }
-    if (reply)
-        protobuf_c_message_free_unpacked(reply, NULL);
-    s_out_maybe_free(o);
+    s_out_answered(o, reply);
 }
 
 /* Asks this node's clusterd whether the target is dead. */
@@ -1761,9 +1762,7 @@ static void s_on_status_answer(void *userdata, uint32_t node, int code, const ch
     } else {
         s_out_ask_clusterd(o);
     }
-    if (reply)
-        protobuf_c_message_free_unpacked(reply, NULL);
-    s_out_maybe_free(o);
+    s_out_answered(o, reply);
 }
 
 static void s_out_confirm(s_out_t *o)
