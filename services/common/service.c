@@ -677,7 +677,6 @@ static int s_pack_outcome(cairn_service_t *svc, cairn_request_t *req, int hr,
     return r;
 }
 
-/* Runs the handler of a validated request and answers or parks it. */
 /* A request whose sender reads no reply (Header.no_reply) and that failed:
  * said in the log, since nobody else hears it. */
 static void s_log_unanswered(const char *what, int hr, int code,
@@ -690,6 +689,7 @@ static void s_log_unanswered(const char *what, int hr, int code,
                        cairn_code_name(code), msg ? msg : "");
 }
 
+/* Runs the handler of a validated request and answers or parks it. */
 static void s_run_handler(cairn_service_t *svc, cairn_request_t *req,
                           const cairn_handler_t *h)
 {
