@@ -15,6 +15,10 @@ uint64_t cairn_now_ns(void);
 uint64_t cairn_now_us(void);
 uint64_t cairn_now_ms(void);
 
+/* Wall-clock time (CLOCK_REALTIME) in ms since the epoch: for timestamps
+ * shown to people or written into records, never for deadlines. */
+uint64_t cairn_realtime_ms(void);
+
 /* Milliseconds left until deadline_ms (a cairn_now_ms() value), 0 once it
  * has passed. */
 uint64_t cairn_ms_left(uint64_t deadline_ms);

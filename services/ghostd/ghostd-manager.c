@@ -56,6 +56,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "proc/proc.h"
+#include "util/clock.h"
 #include "util/fileio.h"
 
 #if CAIRN_HAVE_SYSTEMD
@@ -67,14 +68,6 @@ extern char **environ;
 #define S_POLL_MS 10   /* waitpid poll period of a running job */
 
 /* ---- small helpers ----------------------------------------------------- */
-
-static uint64_t s_realtime_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static const char *s_helper_name(ghostd_kind_t kind)
 {
@@ -1031,7 +1024,7 @@ static int s_checkpoint_dir(ghostd_t *gd, const cairn_caller_t *c,
     if (r < 0)
         return r;
     if (snprintf(out, size, "%s/%u-%llu", base, cr->pid,
-                 (unsigned long long)s_realtime_ms()) >= (int)size)
+                 (unsigned long long)cairn_realtime_ms()) >= (int)size)
         return cairn_error_set(err, -ENAMETOOLONG, CAIRN_INVALID_ARGUMENT,
                                "checkpoint: %s/...: path too long", base);
     return 0;

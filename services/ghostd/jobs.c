@@ -53,6 +53,7 @@
 #include "peer.h"
 #include "restart.h"
 #include "util/cleanup.h"
+#include "util/clock.h"
 #include "util/fileio.h"
 #include "view.h"
 
@@ -122,14 +123,6 @@ struct ghostd_jobs {
 };
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static uint64_t s_realtime_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int s_pidfd_open(pid_t pid)
 {
@@ -275,7 +268,7 @@ static void s_job_msg(const ghostd_job_t *job, Cairn__Ghostd__Job *m)
     }
     m->state = job->migrating ? "migrating" : "running";
     if (ghostd_job_sample(job->rec.host_pid, &s) == 0) {
-        uint64_t now = s_realtime_ms();
+        uint64_t now = cairn_realtime_ms();
         uint64_t age = now > job->rec.start_ms ? now - job->rec.start_ms : 1;
         m->state = job->migrating ? "migrating" : s.stopped ? "stopped" : "running";
         m->processes = s.processes;
@@ -294,7 +287,7 @@ static ghostd_exitrec_t s_exit_without_record(const ghostd_job_t *job,
                                               bool reaped, int status)
 {
     ghostd_exitrec_t e = { .exit_code = -1, .exit_signal = 0,
-                           .end_ms = s_realtime_ms() };
+                           .end_ms = cairn_realtime_ms() };
 
     if (reaped && WIFSIGNALED(status))
         e.exit_signal = WTERMSIG(status);
@@ -388,7 +381,7 @@ static void s_adopt(ghostd_jobs_t *jobs, const char *gpid)
         return;
     }
     bool ended = ghostd_exitrec_read(dir, &ex) == 0;
-    uint64_t now = s_realtime_ms();
+    uint64_t now = cairn_realtime_ms();
     /* declared lost while this node was dead: the ghostd that marked it
      * lists it (and restart.c kills what is left of it here) */
     if ((ended && ex.lost[0]) || (ended && now > ex.end_ms + GHOSTD_JOB_KEEP_MS)) {
@@ -878,7 +871,7 @@ static int s_run_here(ghostd_jobs_t *jobs, cairn_request_t *req,
     job->rec.uid = c->uid;
     job->rec.gid = c->gid;
     job->rec.node = jobs->self;
-    job->rec.start_ms = s_realtime_ms();
+    job->rec.start_ms = cairn_realtime_ms();
     job->rec.checkpoint_every_s = rr->checkpoint_every_s;
     job->rec.restart_on_failure = rr->restart_on_failure;
     snprintf(job->rec.name, sizeof job->rec.name, "%s", rr->name ? rr->name : "");
@@ -1616,7 +1609,7 @@ int ghostd_jobs_mark_lost(ghostd_jobs_t *jobs, const char *gpid, const char *why
     int r = ghostd_jobrec_read(dir, &rec);
     if (r < 0)
         return r;
-    ghostd_exitrec_t ex = { .exit_code = -1, .exit_signal = 0, .end_ms = s_realtime_ms() };
+    ghostd_exitrec_t ex = { .exit_code = -1, .exit_signal = 0, .end_ms = cairn_realtime_ms() };
     snprintf(ex.lost, sizeof ex.lost, "%s", why);
     r = ghostd_exitrec_write(dir, &ex, rec.uid, rec.gid);
     if (r < 0 || job || !(job = s_job_new(jobs))) {

@@ -155,14 +155,6 @@ static uint32_t s_self(const restart_t *r)
     return cairn_service_node(r->gd->svc)->id;
 }
 
-static uint64_t s_realtime_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void s_mkdir(const char *path, mode_t mode)
 {
     if (mkdir(path, mode) < 0 && errno != EEXIST)
@@ -769,7 +761,7 @@ static int s_ckpt_on_tick(cairn_loop_t *loop, int64_t id, void *userdata)
         return 0;   /* cut off: the majority may restart it; nothing to replicate to */
     snprintf(dir, sizeof dir, "%s/%.31s", r->ckpt_dir, c->gpid);
     s_mkdir(dir, 0700);
-    c->began_ms = s_realtime_ms();
+    c->began_ms = cairn_realtime_ms();
     c->began_mono = cairn_now_ms();
     if (c->tracker && c->cmd_fd < 0)
         return 0;   /* stopping: the next tick starts a new one */
@@ -1221,7 +1213,7 @@ static void s_restore_on_exit(ghostd_helper_t *j, int status)
     }
     const char *cg = json_string_value(json_object_get(v, "cgroup"));
     const char *unit = json_string_value(json_object_get(v, "unit"));
-    uint64_t now = s_realtime_ms();
+    uint64_t now = cairn_realtime_ms();
     uint32_t dead = rec.node;
     uint64_t lost = now > rec.last_checkpoint_ms ? now - rec.last_checkpoint_ms : 0;
     rec.node = s_self(r);

@@ -36,6 +36,7 @@
 #include "cache.h"
 #include "log.h"
 #include "synctab/synctab.h"
+#include "util/clock.h"
 #include "util/fileio.h"
 
 #define RECHECK_MS 20
@@ -252,7 +253,6 @@ static void s_arm(cache_t *c)
 cache_t *cache_new_in(cairn_loop_t *loop, const char *dir, uint32_t node,
                       cache_revoked_fn fn, void *userdata, cairn_error_t *err)
 {
-    struct timespec ts;
     cache_t *c;
     int r;
 
@@ -274,8 +274,7 @@ cache_t *cache_new_in(cairn_loop_t *loop, const char *dir, uint32_t node,
         cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
         return NULL;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    c->start_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    c->start_ms = cairn_realtime_ms();
     c->loop = loop;
     c->node = node;
     c->revoked = fn;

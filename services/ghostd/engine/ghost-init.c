@@ -72,6 +72,7 @@
 
 #include "place.h"
 #include "report.h"
+#include "util/clock.h"
 #include "util/options.h"
 
 #define S_MAX_GROUPS 1024
@@ -316,14 +317,6 @@ static void s_reaper_signals(sigset_t *ret_wait)
         sigdelset(ret_wait, s_forwarded[i]);
 }
 
-static uint64_t s_realtime_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* DIR/exit: written to DIR/exit.tmp, then renamed, so a reader sees a
  * whole record or none. Errors are nobody's to hear: ghostd writes one
  * itself for a job that ended without it. */
@@ -334,7 +327,7 @@ static void s_write_exit(const char *dir, int status)
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     int n = snprintf(rec, sizeof rec, "{\"exit_code\":%d,\"exit_signal\":%d,"
                      "\"end_ms\":%llu}\n", code, sig,
-                     (unsigned long long)s_realtime_ms());
+                     (unsigned long long)cairn_realtime_ms());
 
     snprintf(tmp, sizeof tmp, "%s/exit.tmp", dir);
     snprintf(final, sizeof final, "%s/exit", dir);
