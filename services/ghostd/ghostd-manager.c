@@ -779,6 +779,41 @@ static void s_reply_error(ghostd_helper_t *j, int exit_code, json_t *v)
     s_helper_fail(j, code, buf);
 }
 
+json_t *ghostd_helper_line(const ghostd_helper_t *j, int index)
+{
+    char text[GHOSTD_OUTPUT_MAX + 1];
+    char *line, *save = NULL;
+    json_t *last = NULL;
+    int k = 0;
+
+    memcpy(text, j->out, j->out_len);
+    text[j->out_len] = '\0';
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (index >= 0 && k++ < index)
+            continue;
+        json_t *v = json_loads(line, 0, NULL);
+        if (!json_is_object(v)) {
+            json_decref(v);
+            if (index >= 0)
+                return NULL;
+            continue;
+        }
+        if (index >= 0)
+            return v;
+        json_decref(last);
+        last = v;
+    }
+    return last;
+}
+
+uint64_t ghostd_json_u64(json_t *v, const char *key)
+{
+    json_t *f = json_object_get(v, key);
+
+    return json_is_integer(f) && json_integer_value(f) > 0
+               ? (uint64_t)json_integer_value(f) : 0;
+}
+
 int ghostd_helper_error(const ghostd_helper_t *j, int status, json_t *v,
                         char *buf, size_t size)
 {

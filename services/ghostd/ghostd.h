@@ -118,6 +118,15 @@ int ghostd_helper_start(ghostd_t *gd, ghostd_kind_t kind, char *argv[],
 /* SIGKILLs the helper's process group (it is reaped by the poll). */
 void ghostd_helper_kill(ghostd_helper_t *j);
 
+/* Line `index` of helper j's output (0 the first) as a JSON object, NULL
+ * when there is no such line or it is not an object; index -1: the last
+ * line that is one. The caller owns the result. */
+json_t *ghostd_helper_line(const ghostd_helper_t *j, int index);
+
+/* v's integer field key when it is positive, else 0 (absent, not an
+ * integer, or not above 0). */
+uint64_t ghostd_json_u64(json_t *v, const char *key);
+
 /* The Status a finished helper's exit means (docs/ghost.md, the helpers'
  * contract): its code, and the message in buf. v is its JSON error line
  * or NULL. */

@@ -273,36 +273,6 @@ static uint64_t s_tree_rss(pid_t pid, int depth)
     return total;
 }
 
-/* The first line of a helper's output that parses as a JSON object,
- * starting at line `index` (0 the first). */
-static json_t *s_line(const ghostd_helper_t *j, int index)
-{
-    char text[GHOSTD_OUTPUT_MAX + 1];
-    char *line, *save = NULL;
-    int k = 0;
-
-    memcpy(text, j->out, j->out_len);
-    text[j->out_len] = '\0';
-    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (k++ < index)
-            continue;
-        json_t *v = json_loads(line, 0, NULL);
-        if (v && json_is_object(v))
-            return v;
-        json_decref(v);
-        return NULL;
-    }
-    return NULL;
-}
-
-static uint64_t s_u64(json_t *v, const char *key)
-{
-    json_t *f = json_object_get(v, key);
-
-    return json_is_integer(f) && json_integer_value(f) > 0
-               ? (uint64_t)json_integer_value(f) : 0;
-}
-
 /* The room this node's memory cgroup (and its ancestors) leaves: limit
  * less usage, the tightest; UINT64_MAX when nothing limits it. */
 static uint64_t s_room_of(const char *dir, const char *limit_name,
@@ -681,7 +651,8 @@ static void s_in_members(s_in_t *in, json_t *v)
         return;
     /* a job's members: their pids inside, and host_pid (what kill needs) */
     json_array_foreach(arr, i, e) in->members[in->n_members++] =
-        (pid_t)(s_u64(e, "host_pid") ? s_u64(e, "host_pid") : s_u64(e, "pid"));
+        (pid_t)(ghostd_json_u64(e, "host_pid") ? ghostd_json_u64(e, "host_pid")
+                                                : ghostd_json_u64(e, "pid"));
 }
 
 static void s_in_restored(s_in_t *in, json_t *v)
@@ -691,11 +662,12 @@ static void s_in_restored(s_in_t *in, json_t *v)
     const char *cg = json_string_value(json_object_get(v, "cgroup"));
 
     /* a job's root is its reaper, pid 1 inside: the node knows it by host_pid */
-    in->pid = (uint32_t)(s_u64(v, "host_pid") ? s_u64(v, "host_pid") : s_u64(v, "pid"));
-    in->original_pid = (uint32_t)s_u64(v, "original_pid");
-    in->processes = (uint32_t)s_u64(v, "processes");
-    in->threads = (uint32_t)s_u64(v, "threads");
-    in->restore_us = s_u64(v, "restore_us");
+    in->pid = (uint32_t)(ghostd_json_u64(v, "host_pid") ? ghostd_json_u64(v, "host_pid")
+                                                        : ghostd_json_u64(v, "pid"));
+    in->original_pid = (uint32_t)ghostd_json_u64(v, "original_pid");
+    in->processes = (uint32_t)ghostd_json_u64(v, "processes");
+    in->threads = (uint32_t)ghostd_json_u64(v, "threads");
+    in->restore_us = ghostd_json_u64(v, "restore_us");
     snprintf(in->cgroup, sizeof in->cgroup, "%s", cg ? cg : "");
     s_in_members(in, v);
     in->state = IN_RUNNING;
@@ -726,11 +698,11 @@ static void s_in_restored(s_in_t *in, json_t *v)
 static void s_in_on_exit(ghostd_helper_t *j, int status)
 {
     s_in_t *in = j->hook_data;
-    json_t *v = s_line(j, 0);
+    json_t *v = ghostd_helper_line(j, 0);
     char msg[1024];
 
     in->rst = NULL;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && v && s_u64(v, "pid") &&
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && v && ghostd_json_u64(v, "pid") &&
         in->state == IN_RESTORING) {
         s_in_restored(in, v);
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && v) {
@@ -1415,7 +1387,8 @@ static int s_on_commit_again(cairn_loop_t *loop, int64_t timer_id, void *userdat
 static void s_out_on_exit(ghostd_helper_t *j, int status)
 {
     s_out_t *o = j->hook_data;
-    json_t *first = s_line(j, 0), *second = o->held ? s_line(j, 1) : NULL;
+    json_t *first = ghostd_helper_line(j, 0);
+    json_t *second = o->held ? ghostd_helper_line(j, 1) : NULL;
     const char *outcome = second ? json_string_value(json_object_get(second, "outcome")) : NULL;
     char msg[1024];
 
@@ -1471,16 +1444,16 @@ static void s_out_on_output(ghostd_helper_t *j)
 
     if (o->held)
         return;
-    json_t *v = s_line(j, 0);
+    json_t *v = ghostd_helper_line(j, 0);
     if (v && json_is_true(json_object_get(v, "held"))) {
         o->held = true;
         o->held_us = cairn_now_us();
-        o->dump_us = s_u64(v, "dump_us");
-        o->freeze_us = s_u64(v, "freeze_us");
-        o->processes = (uint32_t)s_u64(v, "processes");
-        o->threads = (uint32_t)s_u64(v, "threads");
-        o->rounds = (uint32_t)s_u64(v, "rounds");
-        o->precopy_bytes = s_u64(v, "precopy_bytes");
+        o->dump_us = ghostd_json_u64(v, "dump_us");
+        o->freeze_us = ghostd_json_u64(v, "freeze_us");
+        o->processes = (uint32_t)ghostd_json_u64(v, "processes");
+        o->threads = (uint32_t)ghostd_json_u64(v, "threads");
+        o->rounds = (uint32_t)ghostd_json_u64(v, "rounds");
+        o->precopy_bytes = ghostd_json_u64(v, "precopy_bytes");
         s_out_step(o);
     }
     json_decref(v);
@@ -2049,7 +2022,7 @@ static void s_check_finish(s_check_t *k)
 static void s_check_on_dump(ghostd_helper_t *j, int status)
 {
     s_check_t *k = j->hook_data;
-    json_t *v = s_line(j, 0);
+    json_t *v = ghostd_helper_line(j, 0);
     char msg[1024];
 
     k->o->dump = NULL;
@@ -2308,23 +2281,24 @@ static void s_in_recover_one(migrate_t *m, const char *path)
     const char *unit = json_string_value(json_object_get(v, "unit"));
     snprintf(in->cgroup, sizeof in->cgroup, "%s", cg ? cg : "");
     snprintf(in->unit, sizeof in->unit, "%s", unit ? unit : "");
-    in->from = (uint32_t)s_u64(v, "from");
+    in->from = (uint32_t)ghostd_json_u64(v, "from");
     in->uid = (uint32_t)json_integer_value(json_object_get(v, "uid"));
     in->gid = (uint32_t)json_integer_value(json_object_get(v, "gid"));
-    in->pid = (uint32_t)s_u64(v, "pid");
+    in->pid = (uint32_t)ghostd_json_u64(v, "pid");
     in->sub_cgroup = json_is_true(json_object_get(v, "sub_cgroup"));
     json_t *arr = json_object_get(v, "members");
     if (json_is_array(arr) && (in->members = calloc(json_array_size(arr) + 1, sizeof(pid_t))))
         json_array_foreach(arr, i, e) in->members[in->n_members++] = (pid_t)json_integer_value(e);
     in->touched_ms = cairn_now_ms();
     in->timer = cairn_loop_add_timer(s_loop(m), 1000, 1000, s_in_on_idle, in);
-    if (strcmp(state, "running") == 0 && s_same_process((pid_t)in->pid, s_u64(v, "pid_start"))) {
+    if (strcmp(state, "running") == 0 &&
+        s_same_process((pid_t)in->pid, ghostd_json_u64(v, "pid_start"))) {
         in->state = IN_RUNNING;
         cairn_log_info("migrate-in-recovered", "id=%s from=%u pid=%u gpid=%s state=running",
                        in->id, in->from, in->pid, in->gpid);
     } else {
-        pid_t helper = (pid_t)s_u64(v, "helper");
-        if (s_same_process(helper, s_u64(v, "helper_start")))
+        pid_t helper = (pid_t)ghostd_json_u64(v, "helper");
+        if (s_same_process(helper, ghostd_json_u64(v, "helper_start")))
             kill(-helper, SIGKILL);   /* its own process group */
         if (in->sub_cgroup && in->gpid[0]) {
             char name[80];

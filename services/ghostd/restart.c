@@ -194,35 +194,6 @@ static bool s_file_name_ok(const char *name)
     return true;
 }
 
-/* The last JSON object line of a helper's output, or NULL. */
-static json_t *s_helper_line(const ghostd_helper_t *j)
-{
-    char text[GHOSTD_OUTPUT_MAX + 1];
-    char *line, *save = NULL;
-    json_t *last = NULL;
-
-    memcpy(text, j->out, j->out_len);
-    text[j->out_len] = '\0';
-    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        json_t *v = json_loads(line, 0, NULL);
-        if (json_is_object(v)) {
-            json_decref(last);
-            last = v;
-        } else {
-            json_decref(v);
-        }
-    }
-    return last;
-}
-
-static uint64_t s_u64(json_t *v, const char *key)
-{
-    json_t *f = json_object_get(v, key);
-
-    return json_is_integer(f) && json_integer_value(f) > 0
-               ? (uint64_t)json_integer_value(f) : 0;
-}
-
 /* The replica of gpid: the rendezvous home of the gpid among the alive
  * ghostds but this node; 0 when there is none. */
 static uint32_t s_pick_replica(restart_t *r, const char *gpid)
@@ -510,7 +481,7 @@ static void s_ckpt_send(s_ckpt_t *c)
 static void s_ckpt_on_dump_exit(ghostd_helper_t *j, int status)
 {
     s_ckpt_t *c = j->hook_data;
-    _cleanup_(s_json_decrefp) json_t *v = s_helper_line(j);
+    _cleanup_(s_json_decrefp) json_t *v = ghostd_helper_line(j, -1);
     char msg[1200];
 
     c->dump = NULL;
@@ -527,8 +498,8 @@ static void s_ckpt_on_dump_exit(ghostd_helper_t *j, int status)
                        "next one in %u s\"", c->gpid, msg, c->every_s);
         return;
     }
-    c->frozen_us = s_u64(v, "frozen_us");
-    c->image_bytes = s_u64(v, "image_bytes");
+    c->frozen_us = ghostd_json_u64(v, "frozen_us");
+    c->image_bytes = ghostd_json_u64(v, "image_bytes");
     c->full = true;
     c->n_chain = 0;
     c->n_held = 0;   /* the replica's chain, if any, is replaced whole */
@@ -576,8 +547,8 @@ static void s_tracker_answer(s_ckpt_t *c, ghostd_helper_t *j, json_t *v)
     }
     c->n_chain = n;
     c->full = json_is_true(json_object_get(v, "full"));
-    c->frozen_us = s_u64(v, "frozen_us");
-    c->image_bytes = s_u64(v, "image_bytes");
+    c->frozen_us = ghostd_json_u64(v, "frozen_us");
+    c->image_bytes = ghostd_json_u64(v, "image_bytes");
     s_ckpt_send(c);
 }
 
@@ -1185,14 +1156,14 @@ static void s_restore_on_exit(ghostd_helper_t *j, int status)
 {
     s_restore_t *rs = j->hook_data;
     restart_t *r = rs->r;
-    _cleanup_(s_json_decrefp) json_t *v = s_helper_line(j);
+    _cleanup_(s_json_decrefp) json_t *v = ghostd_helper_line(j, -1);
     char dir[PATH_MAX], msg[1200], why[1400];
     ghostd_jobrec_t rec = { 0 };
 
     snprintf(dir, sizeof dir, "%s/%.31s", r->replica_dir, rs->gpid);
     int e = ghostd_jobrec_read(dir, &rec);
     /* a job's root is pid 1 inside: its host pid is the reaper to watch */
-    uint64_t host_pid = s_u64(v, "host_pid");
+    uint64_t host_pid = ghostd_json_u64(v, "host_pid");
     bool restored = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     bool named = host_pid > 1 && host_pid <= INT32_MAX;
     if (!restored || !named || e < 0) {
@@ -1239,7 +1210,8 @@ static void s_restore_on_exit(ghostd_helper_t *j, int status)
     s_remove_dir(dir);
     cairn_log_info("job-restart", "gpid=%s dead_node=%u host_pid=%d restarts=%u "
                    "lost_ms=%llu restore_us=%llu", gpid, dead, (int)host_pid, restarts,
-                   (unsigned long long)lost, (unsigned long long)s_u64(v, "restore_us"));
+                   (unsigned long long)lost,
+                   (unsigned long long)ghostd_json_u64(v, "restore_us"));
 }
 
 /* Restores gpid from its replica here (ghost-restore, placed as ghost-init
