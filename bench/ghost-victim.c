@@ -1,8 +1,9 @@
 /* ghost-victim - the process bench/ghost.sh checkpoints and restores.
  *
- *   ghost-victim MIB STATUSFILE
+ *   ghost-victim MIB STATUSFILE [--thp]
  *
- * Maps MIB MiB of private anonymous memory, writes a pattern into every
+ * Maps MIB MiB of private anonymous memory (--thp: asks for transparent
+ * huge pages, MADV_HUGEPAGE, and aligns it on 2 MiB), writes a pattern into every
  * 64-bit word of it (so every page is resident and distinct), then writes
  * "READY <hex address> <bytes>" to STATUSFILE and waits in sigsuspend with
  * SIGUSR2 blocked otherwise. Each SIGUSR2 makes it check the whole pattern
@@ -13,6 +14,7 @@
  * Exit codes: 100 wrong usage, 111 a system call failed.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,16 +66,23 @@ static int s_status(const char *path, const char *line)
 int main(int argc, char **argv)
 {
     char *end = NULL;
-    long mib = argc == 3 ? strtol(argv[1], &end, 10) : 0;
-    if (argc != 3 || *end || mib <= 0 || mib > (1l << 20)) {
-        fprintf(stderr, "usage: ghost-victim MIB STATUSFILE\n");
+    bool thp = argc == 4 && strcmp(argv[3], "--thp") == 0;
+    long mib = argc == 3 || thp ? strtol(argv[1], &end, 10) : 0;
+    if ((argc != 3 && !thp) || *end || mib <= 0 || mib > (1l << 20)) {
+        fprintf(stderr, "usage: ghost-victim MIB STATUSFILE [--thp]\n");
         return 100;
     }
-    size_t bytes = (size_t)mib << 20;
-    uint64_t *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED)
+    size_t bytes = (size_t)mib << 20, huge = (size_t)2 << 20;
+    uint8_t *at = mmap(NULL, bytes + (thp ? huge : 0), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (at == MAP_FAILED)
         return 111;
+    if (thp) {   /* a huge page needs a 2 MiB aligned start */
+        at = (uint8_t *)(((uintptr_t)at + huge - 1) & ~(uintptr_t)(huge - 1));
+        if (madvise(at, bytes, MADV_HUGEPAGE) < 0)
+            return 111;
+    }
+    uint64_t *mem = (uint64_t *)at;
     s_fill(mem, bytes / 8);
 
     sigset_t usr2, waiting;

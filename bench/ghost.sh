@@ -24,6 +24,11 @@
 #                          engine's plus the hypervisor's
 #   restore_ms             ghost-restore's restore_us (first image byte read
 #                          until the process runs)
+#   stream_restore_ms      the same image restored again from a pipe
+#                          (cat IMAGE | ghost-restore --image -), as a
+#                          migration's is: its pages read straight into
+#                          place (restore-inplace.c); stream_restore_mib_s,
+#                          stream_placed_mib (what was read into place)
 #   dump_mib_s, restore_mib_s  image_bytes over dump_ms, restore_ms
 #   total_ms               freeze, dump and restore of the killing dump
 #   wall_ms                the same steps as seen from here (exec, image
@@ -51,7 +56,7 @@
 #   dump_vs_write_new      dump_mib_s / baseline_write_new_file_mib_s
 #   in_place_dump_vs_write_over  in_place_dump_mib_s / baseline_write_over_file_mib_s
 #   verified               the restored victim checked every word of its
-#                          memory on SIGUSR2 and wrote PASS
+#                          memory on SIGUSR2 and wrote PASS (both restores)
 #   page_reporting_order   the guest kernel's free page reporting order
 #                          during the run (null: no page_reporting module):
 #                          free blocks of that order or more are handed
@@ -63,7 +68,8 @@
 # The victim (bench/ghost-victim) maps N MiB, writes a pattern into every
 # word, then sleeps in sigsuspend. Each size is dumped to a file on tmpfs,
 # the victim killed by ghost-dump, restored with ghost-restore, verified,
-# killed; the image is removed. --fs picks the tmpfs: "shm" is /dev/shm
+# killed, restored again from a pipe, verified, killed; the image is
+# removed. --fs picks the tmpfs: "shm" is /dev/shm
 # (the machine's tmpfs: 4 KiB pages), "huge" a tmpfs mounted for the run
 # under a mktemp dir with huge=always (2 MiB folios: the kind ghostd
 # mounts as its default image directory, services/ghostd/spool.h); both
@@ -223,9 +229,20 @@ one() {
     kill -USR2 "$rpid" && wait_status "$st" PASS 60 && verified=true
     kill -9 "$rpid" 2>/dev/null
     gone "$rpid"
+    # The same image again, read from a pipe (as a migration's is): one
+    # process's pages read straight into place (restore-inplace.c).
+    local sj spid sverified=false
+    sj=$(cat "$img" | "$RESTORE" --image -) && spid=$(jq -r .pid <<<"$sj") ||
+        { fail "$mib" "$fs" restore "streamed: $sj"; rm -f "$img"; return; }
+    PIDS+=("$spid")
+    rm -f "$st"
+    kill -USR2 "$spid" && wait_status "$st" PASS 60 && sverified=true
+    kill -9 "$spid" 2>/dev/null
+    gone "$spid"
+    $sverified || verified=false
     rm -f "$img"
     jq -cn --argjson mib "$mib" --arg fs "$fs" --argjson bw "$bw" --argjson bw2 "$bw2" --argjson d "$dj" \
-        --argjson r "$rj" --argjson c "$cj" \
+        --argjson r "$rj" --argjson c "$cj" --argjson s "$sj" \
         --argjson runs "[${runs[0]},${runs[1]},$(jq .dump_us <<<"$dj")]" \
         --argjson inplace "[${inplace[0]},${inplace[1]},${inplace[2]}]" \
         --argjson wd $((t1 - t0)) --argjson wr $((t2 - t1)) \
@@ -246,6 +263,9 @@ one() {
            in_place_dump_runs_ms:[$inplace[] / 1000 | r1],
            cold_dump_ms:($c.dump_us / 1000 | r1), copy_threads:$d.copy_threads,
            restore_ms:($r.restore_us / 1000 | r1), restore_mib_s:($imib / $rs | round),
+           stream_restore_ms:($s.restore_us / 1000 | r1),
+           stream_restore_mib_s:($imib / ($s.restore_us / 1e6) | round),
+           stream_placed_mib:(($s.placed_bytes // 0) / 1048576 | r1),
            total_ms:(($d.freeze_us + $d.dump_us + $r.restore_us) / 1000 | r1),
            wall_ms:{dump:$wd, restore:$wr}, verified:$verified,
            page_reporting_order:$order}

@@ -7,12 +7,15 @@
 #                           with --rate KIB_S tests/ghost/precopy-case
 #                           writing that many KiB a second: the issue's
 #                           pre-copy case is --sizes 512 --rate 1024)
-#   mode                    --modes: stop-copy, pre-copy (post-copy is
-#                           not bridged between ghostds yet)
+#   mode                    --modes: stop-copy, pre-copy, post-copy
+#                           (the copy runs at once; freeze_ms ends there,
+#                           total_ms too: its pages follow, then verified)
+#   lazy_pages              post-copy: pages that followed the running copy
 #   rounds, precopy_bytes   pre-copy: rounds copied while it ran, bytes
 #   image_bytes, chunks     what went over the wire, in how many chunks
 #   total_ms                cairn migrate's total (request to answer)
-#   freeze_ms               frozen: from the freeze to the source's kill
+#   freeze_ms               frozen: from the freeze until the target said
+#                           its copy runs
 #   dump_ms, restore_ms     ghost-dump's and ghost-restore's own times
 #   wall_ms                 the CLI's wall clock
 #   baseline_tcp_mib_s      raw TCP, node 1's namespace to node 2's (a
@@ -30,22 +33,31 @@
 #   vs_ideal_capped         total_ms / (image_bytes / baseline capped)
 #   vs_engine               total_ms / baseline_engine_ms
 #   verified                the moved process checked every word: PASS
+#   link_mbit               --link-mbit R: both nodes' links shaped to R
+#                           Mbit/s (tc tbf on each namespace's interface,
+#                           egress), as a real network bounds them; the
+#                           baselines are measured through the same shaping.
+#                           0: unshaped (veth speed, which on this VM is the
+#                           CPU's copy speed, not a network's)
 #
 # Needs root and netns (cairn cluster up). Usage, from the source root:
 #   sudo bench/migrate.sh [--build DIR] [--sizes "64 256"] [--cpus C] [--mem M]
 #                         [--modes "stop-copy pre-copy"] [--rate KIB_S]
+#                         [--link-mbit R]
 set -u
 BUILD=build-dev; SIZES="64 256"; CPUS=0.5; MEM=2G; MODES="stop-copy pre-copy"; RATE=0
+LINK=0
 while [ $# -gt 0 ]; do
     case $1 in
     --modes) MODES=$2; shift 2;;
     --rate) RATE=$2; shift 2;;
+    --link-mbit) LINK=$2; shift 2;;
     --build) BUILD=$2; shift 2;;
     --sizes) SIZES=$2; shift 2;;
     --cpus) CPUS=$2; shift 2;;
     --mem) MEM=$2; shift 2;;
     *) echo "usage: $0 [--build DIR] [--sizes \"64 256\"] [--cpus C] [--mem M]" \
-            "[--modes \"stop-copy pre-copy\"] [--rate KIB_S]" >&2; exit 100;;
+            "[--modes \"stop-copy pre-copy\"] [--rate KIB_S] [--link-mbit R]" >&2; exit 100;;
     esac
 done
 CAIRN=$BUILD/cli/cairn; VICTIM=$BUILD/bench/ghost-victim
@@ -67,6 +79,16 @@ st=$("$CAIRN" cluster status)
 ns1=$(jq -r '.nodes[0].netns' <<<"$st"); ns2=$(jq -r '.nodes[1].netns' <<<"$st")
 addr2=$(jq -r '.nodes[1].address' <<<"$st")
 
+# shape NS: egress of NS's one interface limited to $LINK Mbit/s (tbf; the
+# burst a 1 Gbit NIC's ring would hold, latency bound 50 ms).
+shape() {
+    local ifc
+    ifc=$(ip -n "$1" -o link show | awk -F': ' '$2 != "lo" {sub(/@.*/, "", $2); print $2; exit}')
+    tc -n "$1" qdisc replace dev "$ifc" root tbf rate "${LINK}mbit" burst 256kb latency 50ms ||
+        { echo "cannot shape $1's $ifc (tc tbf)" >&2; exit 111; }
+}
+if [ "$LINK" != 0 ]; then shape "$ns1"; shape "$ns2"; fi
+
 # tcp_mib_s CAPPED: MiB/s of 512 MiB sent from ns1 to ns2 (CAPPED: each
 # end in its node's cgroups first).
 tcp_mib_s() {
@@ -80,7 +102,13 @@ while c.recv_into(v): pass
 PY
     cat >"$TMP/send.py" <<'PY'
 import socket, sys, time
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+for _ in range(600):   # the receiver may not listen yet on a loaded machine
+    try:
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2]))); break
+    except ConnectionRefusedError:
+        time.sleep(0.05)
+else:
+    sys.exit("the receiver never listened")
 buf = b"x" * (1 << 20); n = int(sys.argv[3]); t = time.monotonic()
 for _ in range(n): c.sendall(buf)
 c.shutdown(socket.SHUT_WR); c.recv(1); print(n / (time.monotonic() - t))
@@ -90,12 +118,14 @@ PY
         # enter(K): the shell's pid into node K's cgroups, then exec
         pre='for d in $CG; do echo $$ > "$d/tasks"; done;'
     fi
+    # cgroups joined before `ip netns exec`, which mounts a sysfs of the
+    # namespace's own: /sys/fs/cgroup is not there inside
     CG=$(jq -r '.nodes[1].cgroup_paths[]' <<<"$st" | tr '\n' ' ') \
-        ip netns exec "$ns2" bash -c "$pre exec python3 $TMP/recv.py $addr2 $port" &
+        bash -c "$pre exec ip netns exec $ns2 python3 $TMP/recv.py $addr2 $port" &
     local rpid=$!
     sleep 0.5
     CG=$(jq -r '.nodes[0].cgroup_paths[]' <<<"$st" | tr '\n' ' ') \
-        ip netns exec "$ns1" bash -c "$pre exec python3 $TMP/send.py $addr2 $port 512"
+        bash -c "$pre exec ip netns exec $ns1 python3 $TMP/send.py $addr2 $port 512"
     wait "$rpid"
 }
 tcp=$(tcp_mib_s 0); tcp_capped=$(tcp_mib_s 1)
@@ -105,7 +135,10 @@ for size in $SIZES; do
     status="$TMP/victim-$size-$mode"
     # ghost-victim MIB STATUS; precopy-case MIB RATE, its lines on stdout
     if [ "$RATE" != 0 ]; then args=("$VICTIM" "$size" "$RATE"); else args=("$VICTIM" "$size" "$status"); fi
-    pid=$(python3 -c "
+    # on node 1: in its network namespace, as ghostd refuses a process
+    # whose namespace is not its node's (nsenter: no mount namespace of
+    # its own, which `ip netns exec` would give)
+    pid=$(nsenter --net="/run/netns/$ns1" python3 -c "
 import subprocess, sys
 out = open(sys.argv[1], 'a') if sys.argv[2] != '0' else subprocess.DEVNULL
 print(subprocess.Popen(sys.argv[3:], stdin=subprocess.DEVNULL, stdout=out,
@@ -114,8 +147,9 @@ print(subprocess.Popen(sys.argv[3:], stdin=subprocess.DEVNULL, stdout=out,
     for i in $(seq 1 600); do grep -qi ready "$status" 2>/dev/null && break; sleep 0.05; done
     # the engine alone: dump into a pipe, restore a copy from it
     t0=$(date +%s%N)
-    "$ENGINE/ghost-dump" --pid "$pid" --leave-running --out-fd 3 \
-        3> >("$ENGINE/ghost-restore" --image-fd 0 --new-pid >"$TMP/engine.json") >/dev/null
+    nsenter --net="/run/netns/$ns1" "$ENGINE/ghost-dump" --pid "$pid" --leave-running --out-fd 3 \
+        3> >(nsenter --net="/run/netns/$ns1" "$ENGINE/ghost-restore" --image-fd 0 --new-pid \
+                 >"$TMP/engine.json") >/dev/null
     for i in $(seq 1 600); do [ -s "$TMP/engine.json" ] && break; sleep 0.01; done
     engine=$(( ($(date +%s%N) - t0) / 1000000 ))
     kill -9 "$(jq -r '.pid // 0' "$TMP/engine.json")" 2>/dev/null; rm -f "$TMP/engine.json"
@@ -130,10 +164,11 @@ print(subprocess.Popen(sys.argv[3:], stdin=subprocess.DEVNULL, stdout=out,
     verified=$(grep -oE 'PASS|FAIL' "$status" || echo none)
     kill "$npid"
     jq -c --argjson size "$size" --argjson wall "$wall" --argjson tcp "$tcp" \
-        --argjson tcpc "$tcp_capped" --arg v "$verified" --argjson engine "$engine" --argjson rate "$RATE" '
+        --argjson tcpc "$tcp_capped" --arg v "$verified" --argjson engine "$engine" --argjson rate "$RATE" \
+        --argjson link "$LINK" '
         (.image_bytes / 1048576 / $tcp * 1000) as $ideal |
         (.image_bytes / 1048576 / $tcpc * 1000) as $idealc |
-        {size_mib: $size, mode, rounds, precopy_bytes, rate_kib_s: $rate, image_bytes, chunks, total_ms, freeze_ms, dump_ms, restore_ms,
+        {size_mib: $size, mode, rounds, precopy_bytes, lazy_pages, rate_kib_s: $rate, image_bytes, chunks, total_ms, freeze_ms, dump_ms, restore_ms,
          wall_ms: $wall, baseline_tcp_mib_s: ($tcp | floor),
          baseline_tcp_capped_mib_s: ($tcpc | floor), baseline_engine_ms: $engine,
          ideal_ms: ($ideal | floor),
@@ -141,6 +176,6 @@ print(subprocess.Popen(sys.argv[3:], stdin=subprocess.DEVNULL, stdout=out,
          vs_ideal_capped: ((.total_ms / $idealc) * 100 | round / 100),
          vs_engine: ((.total_ms / $engine) * 100 | round / 100),
          migrate_mib_s: ((.image_bytes / 1048576) / (.total_ms / 1000) | floor),
-         verified: $v}' <<<"$out"
+         link_mbit: $link, verified: $v}' <<<"$out"
   done
 done

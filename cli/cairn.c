@@ -90,6 +90,17 @@ static const cli_command_t s_commands[] = {
     { "logs", "GPID", "print job GPID's stdout (--stderr: its stderr) as "
       "written; --follow until it ends", cli_logs_options, NULL, cli_cmd_logs,
       NULL },
+    { "sched show", "", "the scheduler policy of the node --node names (or "
+      "--all): policy, pid, parameters, counters, what it knows of the "
+      "cluster's load", cli_sched_show_options, cli_cmd_sched_show, NULL,
+      cli_table_object },
+    { "sched swap", "POLICY", "stop the node's scheduler policy and start "
+      "POLICY (rr, mosix, mem) in its place (--node N, --all); running jobs "
+      "are not touched, placements asked meanwhile are held",
+      cli_sched_swap_options, cli_cmd_sched_swap, NULL, NULL },
+    { "sched log", "", "the node's newest scheduler decisions, each with its "
+      "reason; --follow streams new ones as JSON lines, across swaps",
+      cli_sched_log_options, cli_cmd_sched_log, cli_cmd_sched_follow, NULL },
     { "lock", "NAME -- CMD [ARGS...]", "run CMD while holding the cluster "
       "mutex NAME (a cluster-wide flock): waits for it (--timeout MS, else "
       "as long as it takes), exits with CMD's status", cli_lock_options,
@@ -106,6 +117,18 @@ static const cli_command_t s_commands[] = {
     { "sync destroy", "NAME", "remove a syncd object nobody holds or waits "
       "on (its owner or root)", cli_no_options, cli_cmd_sync_destroy, NULL,
       cli_table_object },
+    { "load", "", "the asked node's load as its probed sees it: its own "
+      "vector with its jobs, the few peers' vectors it knows (with their ages), "
+      "the probes and the gossip", cli_no_options, cli_cmd_load, NULL, NULL },
+    { "selftest", "", "a battery against the live cluster: every service "
+      "answers on every node, membership agrees, a lock, a DSM page, a "
+      "checkpoint/restart, a migration there and back, a stream -- each step "
+      "timed; fails naming the failed steps", cli_selftest_options,
+      cli_cmd_selftest, NULL, cli_table_selftest },
+    { "top", "", "a live terminal view of nodes (state, load, memory, jobs) "
+      "and jobs (gpid, node, cpu, rss, moves), refreshed from events; q quits; "
+      "--once prints one snapshot (--json: as JSON)", cli_top_options, NULL,
+      cli_cmd_top, NULL },
     { "batch", "", "read JSON commands from stdin, one per line; answer one "
       "JSON line each", cli_no_options, NULL, cli_cmd_batch, NULL },
     { "help", "[WORDS]", "this list, as JSON; with the words of a command, "
@@ -275,8 +298,8 @@ static int s_help_subject(int argc, char **argv, bool exact,
 }
 
 /* True if cmd runs as a stream with these arguments: a streaming-only
- * command (batch), or one with a streaming mode asked by --watch (before
- * any "--"). */
+ * command (batch), or one with a streaming mode asked by --watch or
+ * --follow (before any "--"). */
 static bool s_streams(const cli_command_t *cmd, int argc, char **argv)
 {
     if (!cmd->stream)
@@ -285,7 +308,8 @@ static bool s_streams(const cli_command_t *cmd, int argc, char **argv)
         return true;
     for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--watch") == 0 ||
-            strncmp(argv[i], "--watch=", 8) == 0)
+            strncmp(argv[i], "--watch=", 8) == 0 ||
+            strcmp(argv[i], "--follow") == 0)
             return true;
     return false;
 }
@@ -341,7 +365,7 @@ int cli_dispatch(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     if (s_streams(cmd, n, cmd_argv))
         return cairn_error_set(err, -EINVAL, CAIRN_USAGE,
                                "'%s%s' cannot run inside a batch", cmd->words,
-                               cmd->run ? " --watch" : "");
+                               cmd->run ? " --watch/--follow" : "");
     return cmd->run(ctx, n, cmd_argv, ret_result, err);
 }
 

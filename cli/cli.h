@@ -92,7 +92,8 @@ typedef struct cli_command {
     const cairn_option_t *options;   /* the command's own options */
     cli_cmd_fn run;                /* the handler, NULL for a stream */
     cli_stream_fn stream;          /* the streaming handler, or NULL; with
-                                    * run too, used when --watch is given */
+                                    * run too, used when --watch (or
+                                    * --follow) is given */
     cli_table_fn table;            /* --table view, NULL if none */
 } cli_command_t;
 
@@ -126,6 +127,13 @@ int cli_cmd_status(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                    cairn_error_t *err);
 int cli_cmd_nodes(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                   cairn_error_t *err);
+/* A membership event [topic][Header][MemberEvent] (frames[3], as
+ * cli_target_recv_event gives them) as the line `nodes --watch` prints:
+ * {"event","node":{...},"observer","time_ms"}. *ret is the caller's;
+ * -EBADMSG (code decode-error) for a bad event. */
+struct zmq_msg_t;
+int cli_member_event_json(struct zmq_msg_t *frames, json_t **ret,
+                          cairn_error_t *err);
 int cli_cmd_nodes_watch(cli_ctx *ctx, int argc, char **argv, FILE *in,
                         FILE *out, cairn_error_t *err);
 extern const cairn_option_t cli_nodes_options[];
@@ -190,6 +198,28 @@ int cli_cmd_logs(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
                  cairn_error_t *err);
 int cli_table_ps(FILE *out, const json_t *result);
 
+/* cmd-sched.c: the scheduler policy of a node (show, swap, log). */
+extern const cairn_option_t cli_sched_show_options[];
+extern const cairn_option_t cli_sched_swap_options[];
+extern const cairn_option_t cli_sched_log_options[];
+int cli_cmd_sched_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                       cairn_error_t *err);
+int cli_cmd_sched_swap(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                       cairn_error_t *err);
+int cli_cmd_sched_log(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                      cairn_error_t *err);
+int cli_cmd_sched_follow(cli_ctx *ctx, int argc, char **argv, FILE *in,
+                         FILE *out, cairn_error_t *err);
+
+/* cmd-load.c: a node's load as its probed sees it. */
+struct Cairn__Probed__LoadVector;
+/* A probed LoadVector as `cairn load` prints it; with_jobs adds its job
+ * list ("job"). Caller owns; NULL on ENOMEM. */
+json_t *cli_load_vector_json(const struct Cairn__Probed__LoadVector *v,
+                             bool with_jobs);
+int cli_cmd_load(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                 cairn_error_t *err);
+
 /* cmd-sync.c: syncd's locks, barriers and objects. */
 extern const cairn_option_t cli_lock_options[];
 extern const cairn_option_t cli_barrier_options[];
@@ -206,5 +236,16 @@ int cli_cmd_sync_destroy(cli_ctx *ctx, int argc, char **argv,
                          json_t **ret_result, cairn_error_t *err);
 int cli_table_sync_ls(FILE *out, const json_t *result);
 int cli_table_sync_show(FILE *out, const json_t *result);
+
+/* cmd-selftest.c: a battery of round trips against the live cluster. */
+extern const cairn_option_t cli_selftest_options[];
+int cli_cmd_selftest(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                     cairn_error_t *err);
+int cli_table_selftest(FILE *out, const json_t *result);
+
+/* cmd-top.c: the live view of nodes and jobs. */
+extern const cairn_option_t cli_top_options[];
+int cli_cmd_top(cli_ctx *ctx, int argc, char **argv, FILE *in, FILE *out,
+                cairn_error_t *err);
 
 #endif

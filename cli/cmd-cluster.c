@@ -22,7 +22,7 @@ const cairn_option_t cli_cluster_up_options[] = {
     { "--name", "NAME", "cluster name, [a-z0-9]{1,8} (else --cluster, "
       "$CAIRN_CLUSTER, \"cairn\")" },
     { "--loopback", NULL, "loopback mode even as root: no namespaces, no cgroups" },
-    { "--start-timeout", "MS", "deadline for every daemon's socket (default 10000)" },
+    { "--start-timeout", "MS", "deadline for every daemon's socket (default 30000)" },
     { "--security", "curve|none", "CURVE between nodes with a keypair per "
       "node (default), or no security at all" },
     { NULL, NULL, NULL },

@@ -50,9 +50,11 @@ const cairn_option_t cli_restart_options[] = {
       "already-exists if it is taken) or a new one" },
     { "--check", NULL, "only read, check and plan the restore of DIR's image "
       "here: nothing is made (no --pid)" },
+    { "--no-verify", NULL, "let the restored tree go without comparing it with "
+      "its image (docs/ghost.md, \"The verifier\")" },
     { NULL, NULL, NULL },
 };
-enum { O_PID, O_RESTART_CHECK };
+enum { O_PID, O_RESTART_CHECK, O_NO_VERIFY };
 
 /* path made absolute against the cwd into out. */
 static int s_absolute(const char *what, const char *path, char *out,
@@ -231,6 +233,22 @@ int cli_cmd_checkpoint(cli_ctx *ctx, int argc, char **argv,
     return 0;
 }
 
+/* What the restore's verifier let pass, and its time; null when it did
+ * not run (--no-verify). */
+static json_t *s_verify_json(const Cairn__Ghostd__RestartReply *rr)
+{
+    if (!rr->verified)
+        return json_null();
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < rr->n_cosmetic; i++) {
+        const Cairn__Ghostd__VerifyDiff *d = rr->cosmetic[i];
+        json_array_append_new(list, json_pack("{s:I,s:s,s:s,s:s}", "pid", (json_int_t)d->pid,
+                                              "what", d->what, "want", d->want, "got",
+                                              d->got));
+    }
+    return json_pack("{s:o*,s:I}", "cosmetic", list, "us", (json_int_t)rr->verify_us);
+}
+
 static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char *dir)
 {
     json_t *o =
@@ -258,12 +276,15 @@ static json_t *s_restart_json(const Cairn__Ghostd__RestartReply *rr, const char 
         o = NULL;
     }
     json_decref(common);
+    if (o && !rr->checked_only)
+        json_object_set_new(o, "verify", s_verify_json(rr));
     return o;
 }
 
 /* The restart arguments: the absolute directory, --pid same|new, --check. */
 static int s_restart_args(int argc, char **argv, char *dir, size_t size,
-                          bool *ret_new_pid, bool *ret_check, cairn_error_t *err)
+                          bool *ret_new_pid, bool *ret_check, bool *ret_no_verify,
+                          cairn_error_t *err)
 {
     cairn_args_t a;
     const char *pid;
@@ -279,12 +300,13 @@ static int s_restart_args(int argc, char **argv, char *dir, size_t size,
     if (r == 0 && strcmp(pid, "same") != 0 && strcmp(pid, "new") != 0)
         r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "--pid '%s': expected "
                             "same or new", pid);
-    if (r == 0 && a.values[O_RESTART_CHECK] && a.values[O_PID])
+    if (r == 0 && a.values[O_RESTART_CHECK] && (a.values[O_PID] || a.values[O_NO_VERIFY]))
         r = cairn_error_set(err, -EINVAL, CAIRN_USAGE, "restart: --check restores "
-                            "nothing: it takes no --pid");
+                            "nothing: it takes no %s", a.values[O_PID] ? "--pid" : "--no-verify");
     if (r == 0) {
         *ret_new_pid = strcmp(pid, "new") == 0;
         *ret_check = a.values[O_RESTART_CHECK] != NULL;
+        *ret_no_verify = a.values[O_NO_VERIFY] != NULL;
     }
     return r;
 }
@@ -297,16 +319,17 @@ int cli_cmd_restart(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
     Cairn__Ghostd__Reply *reply = NULL;
     _cleanup_json_ json_t *by = NULL;
     char dir[PATH_MAX];
-    bool new_pid = false, check = false;
+    bool new_pid = false, check = false, no_verify = false;
     json_t *result;
     int r;
 
-    r = s_restart_args(argc, argv, dir, sizeof dir, &new_pid, &check, err);
+    r = s_restart_args(argc, argv, dir, sizeof dir, &new_pid, &check, &no_verify, err);
     if (r < 0)
         return r;
     rreq.dir = dir;
     rreq.new_pid = new_pid;
     rreq.check_only = check;
+    rreq.no_verify = no_verify;
     req.msg_case = CAIRN__GHOSTD__REQUEST__MSG_RESTART;
     req.restart = &rreq;
     r = s_call(ctx, s_timeout(ctx), "restart", &req.base,

@@ -327,6 +327,15 @@ static int s_run_args(int argc, char **argv, s_run_args_t *ra, cairn_error_t *er
 static int s_wait_gpid(cli_ctx *ctx, const char *gpid, json_t **ret_result,
                        cairn_error_t *err);
 
+/* Where the run went and why (docs/scheduler.md): "placed_by" (the policy,
+ * "request" for --node, "local"), "placement", "held_ms". */
+static json_t *s_placement_json(const Cairn__Ghostd__RunReply *rr)
+{
+    return json_pack("{s:s, s:s, s:I}", "placed_by", rr->placed_by ? rr->placed_by : "",
+                     "placement", rr->placement ? rr->placement : "",
+                     "held_ms", (json_int_t)rr->held_ms);
+}
+
 int cli_cmd_run(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                 cairn_error_t *err)
 {
@@ -361,15 +370,27 @@ int cli_cmd_run(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                CAIRN__GHOSTD__REPLY__MSG_RUN_REPLY, &reply, &by, err);
     if (r < 0)
         return r;
+    _cleanup_json_ json_t *placed = s_placement_json(reply->run_reply);
+    json_t *job = NULL;
     if (ra->wait) {
         char gpid[64];
         snprintf(gpid, sizeof gpid, "%s", reply->run_reply->job->gpid);
         protobuf_c_message_free_unpacked(&reply->base, NULL);
-        return s_wait_gpid(ctx, gpid, ret_result, err);
+        r = s_wait_gpid(ctx, gpid, &job, err);
+        if (r < 0)
+            return r;
+    } else {
+        job = s_job_json(reply->run_reply->job);
+        protobuf_c_message_free_unpacked(&reply->base, NULL);
+        if ((r = s_result(job, by, &job, err)) < 0)
+            return r;
     }
-    json_t *job = s_job_json(reply->run_reply->job);
-    protobuf_c_message_free_unpacked(&reply->base, NULL);
-    return s_result(job, by, ret_result, err);
+    if (!placed || json_object_update(job, placed) < 0) {
+        json_decref(job);
+        return cli_oom(err);
+    }
+    *ret_result = job;
+    return 0;
 }
 
 /* ---- ps ----------------------------------------------------------------- */
@@ -429,20 +450,6 @@ int cli_cmd_ps(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                     ret_result, err);
 }
 
-/* Human size: 12K, 3.4M, 1.2G. */
-static void s_size(char *out, size_t size, json_int_t bytes)
-{
-    const char *unit = "KMGT";
-    double v = (double)bytes / 1024.0;
-    int u = 0;
-
-    while (v >= 1024.0 && u < 3) {
-        v /= 1024.0;
-        u++;
-    }
-    snprintf(out, size, v < 10 ? "%.1f%c" : "%.0f%c", v, unit[u]);
-}
-
 int cli_table_ps(FILE *out, const json_t *result)
 {
     json_t *rows = json_array(), *job, *node;
@@ -457,7 +464,7 @@ int cli_table_ps(FILE *out, const json_t *result)
         struct tm tm;
         json_t *a;
         size_t k;
-        s_size(rss, sizeof rss, json_integer_value(json_object_get(job, "rss_bytes")));
+        cli_size_text(rss, sizeof rss, json_integer_value(json_object_get(job, "rss_bytes")));
         strftime(start, sizeof start, "%H:%M:%S", localtime_r(&t, &tm));
         json_array_foreach(json_object_get(job, "argv"), k, a) {
             size_t len = strlen(cmd);

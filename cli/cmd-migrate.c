@@ -37,9 +37,11 @@ const cairn_option_t cli_migrate_options[] = {
     { "--mode", "MODE", "stop-copy (the default), pre-copy (copy while it runs, "
       "freeze for what changed), post-copy (run at once, memory follows; a failure "
       "meanwhile loses the job), auto (pre-copy from 64 MiB resident, else stop-copy)" },
+    { "--no-verify", NULL, "the target lets the restored tree go without comparing it "
+      "with its image (docs/ghost.md, \"The verifier\")" },
     { NULL, NULL, NULL },
 };
-enum { O_TO, O_PID, O_CHECK, O_MODE };
+enum { O_TO, O_PID, O_CHECK, O_MODE, O_NO_VERIFY };
 
 /* --to NODE: an id, or a name of the description. */
 static int s_node_id(const cli_ctx *ctx, const char *node, uint32_t *ret,
@@ -146,6 +148,7 @@ static int s_args(const cli_ctx *ctx, int argc, char **argv,
     mr->pid = (uint32_t)pid;
     mr->gpid = a.n_pos > 0 ? (char *)a.pos[0] : "";
     mr->check_only = a.values[O_CHECK] != NULL;
+    mr->no_verify = a.values[O_NO_VERIFY] != NULL;
     mr->mode = a.values[O_MODE] ? (char *)a.values[O_MODE] : "";
     if (*mr->mode && strcmp(mr->mode, "stop-copy") && strcmp(mr->mode, "pre-copy") &&
         strcmp(mr->mode, "post-copy") && strcmp(mr->mode, "auto"))

@@ -310,8 +310,7 @@ static const char *s_member_state(int state)
     }
 }
 
-/* One event line from [topic][Header][MemberEvent]. */
-static int s_event_json(zmq_msg_t frames[3], json_t **ret, cairn_error_t *err)
+int cli_member_event_json(zmq_msg_t *frames, json_t **ret, cairn_error_t *err)
 {
     Cairn__Header *hdr = NULL;
     ProtobufCMessage *body = NULL;
@@ -349,41 +348,6 @@ static int s_event_json(zmq_msg_t frames[3], json_t **ret, cairn_error_t *err)
     return *ret ? 0 : cli_oom(err);
 }
 
-/* Receives one whole message into frames[3]: 1 done, 0 nothing yet (or a
- * message that is not three frames, dropped with err set and -EBADMSG),
- * -errno on a zmq failure. */
-static int s_recv_event(void *sub, zmq_msg_t frames[3], cairn_error_t *err)
-{
-    size_t n = 0;
-    int more = 1;
-
-    while (more) {
-        size_t len = sizeof more;
-        zmq_msg_t *f = &frames[n < 3 ? n : 2];
-
-        if (n >= 3)
-            zmq_msg_close(f);
-        zmq_msg_init(f);
-        if (zmq_msg_recv(f, sub, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            int e = errno;
-
-            zmq_msg_close(f);
-            for (size_t i = 0; i < n && i < 3; i++)
-                zmq_msg_close(&frames[i]);
-            return e == EAGAIN && n == 0 ? 0 : -e;
-        }
-        n++;
-        zmq_getsockopt(sub, ZMQ_RCVMORE, &more, &len);
-    }
-    if (n == 3)
-        return 1;
-    for (size_t i = 0; i < n && i < 3; i++)
-        zmq_msg_close(&frames[i]);
-    return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
-                           "membership event of %zu frame(s), expected 3 "
-                           "([topic][Header][MemberEvent])", n);
-}
-
 /* Whether a topic frame is s (whole), or starts with it. */
 static bool s_topic_is(zmq_msg_t *topic, const char *s, bool whole)
 {
@@ -391,11 +355,6 @@ static bool s_topic_is(zmq_msg_t *topic, const char *s, bool whole)
     return (whole ? m == n : m >= n) && memcmp(zmq_msg_data(topic), s, n) == 0;
 }
 
-static void s_close_frames(zmq_msg_t frames[3])
-{
-    for (int i = 0; i < 3; i++)
-        zmq_msg_close(&frames[i]);
-}
 
 /* Waits for the marker on our own sync topic: once it comes, clusterd has
  * taken the subscription to everything too (it was sent first), so no
@@ -413,11 +372,11 @@ static int s_wait_sync(void *sub, const char *sync, int64_t deadline, cairn_erro
             break;
         if (zmq_poll(&p, 1, (long)left) <= 0)
             continue;
-        int r = s_recv_event(sub, frames, &e);
+        int r = cli_target_recv_event(sub, frames, &e);
         if (r <= 0)
             continue;   /* nothing, or a malformed event: not the marker */
         bool ours = s_topic_is(&frames[0], sync, true);
-        s_close_frames(frames);
+        cli_target_close_event(frames);
         if (ours)
             return 0;
     }
@@ -546,7 +505,7 @@ static int s_watch_loop(void *sub, FILE *out, long count, int64_t deadline)
             break;
         if (zmq_poll(&p, 1, (long)left) <= 0)
             continue;   /* timeout or EINTR: the loop condition decides */
-        r = s_recv_event(sub, frames, &e);
+        r = cli_target_recv_event(sub, frames, &e);
         if (r == 0)
             continue;
         if (r < 0 && r != -EBADMSG) {
@@ -556,12 +515,12 @@ static int s_watch_loop(void *sub, FILE *out, long count, int64_t deadline)
             return CLI_EXIT_SYSTEM;
         }
         if (r > 0 && s_topic_is(&frames[0], CAIRN_SYNC_TOPIC_PREFIX, false)) {
-            s_close_frames(frames);   /* another watcher's marker */
+            cli_target_close_event(frames);   /* another watcher's marker */
             continue;
         }
         if (r > 0) {
-            r = s_event_json(frames, &line, &e);
-            s_close_frames(frames);
+            r = cli_member_event_json(frames, &line, &e);
+            cli_target_close_event(frames);
         }
         if (r < 0) {   /* a bad event is reported and skipped */
             cli_print_error(stderr, &e);

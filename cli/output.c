@@ -195,6 +195,19 @@ static int s_grid_print(FILE *out, const s_grid_t *g)
     return fflush(out) == EOF || ferror(out) ? -(errno ? errno : EIO) : 0;
 }
 
+void cli_size_text(char *out, size_t size, int64_t bytes)
+{
+    const char *unit = "KMGT";
+    double v = (double)bytes / 1024.0;
+    int u = 0;
+
+    while (v >= 1024.0 && u < 3) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(out, size, v < 10 ? "%.1f%c" : "%.0f%c", v, unit[u]);
+}
+
 int cli_table_rows(FILE *out, const json_t *rows)
 {
     _cleanup_json_ json_t *cells = json_array();

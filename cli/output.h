@@ -57,6 +57,9 @@ void cli_print_error_extra(FILE *out, const cairn_error_t *err, json_t *extra);
  * else -> 1. */
 int cli_exit_code(int r, const cairn_error_t *err);
 
+/* bytes as people read them in a view: 12K, 3.4M, 1.2G (binary units). */
+void cli_size_text(char *out, size_t size, int64_t bytes);
+
 /* --table views. Each prints plain aligned text; 0 or -errno. */
 /* An object as two columns, KEY and VALUE; nested objects flatten to dotted
  * keys, arrays of scalars join with ",". */

@@ -743,3 +743,43 @@ int cli_target_call(const cli_ctx *ctx, const cli_target_t *t,
     *ret = reply;
     return 0;
 }
+
+/* ---- events ------------------------------------------------------------- */
+
+int cli_target_recv_event(void *sub, zmq_msg_t frames[3], cairn_error_t *err)
+{
+    size_t n = 0;
+    int more = 1;
+
+    while (more) {
+        size_t len = sizeof more;
+        zmq_msg_t *f = &frames[n < 3 ? n : 2];
+
+        if (n >= 3)
+            zmq_msg_close(f);
+        zmq_msg_init(f);
+        if (zmq_msg_recv(f, sub, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            int e = errno;
+
+            zmq_msg_close(f);
+            for (size_t i = 0; i < n && i < 3; i++)
+                zmq_msg_close(&frames[i]);
+            return e == EAGAIN && n == 0 ? 0 : -e;
+        }
+        n++;
+        zmq_getsockopt(sub, ZMQ_RCVMORE, &more, &len);
+    }
+    if (n == 3)
+        return 1;
+    for (size_t i = 0; i < n && i < 3; i++)
+        zmq_msg_close(&frames[i]);
+    return cairn_error_set(err, -EBADMSG, CAIRN_DECODE_ERROR,
+                           "event of %zu frame(s), expected 3 "
+                           "([topic][Header][event])", n);
+}
+
+void cli_target_close_event(zmq_msg_t frames[3])
+{
+    for (int i = 0; i < 3; i++)
+        zmq_msg_close(&frames[i]);
+}

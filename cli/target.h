@@ -34,6 +34,7 @@
 #define CAIRN_CLI_TARGET_H
 
 #include <stdint.h>
+#include <zmq.h>
 
 #include "cairn/client.h"
 #include "cairn/description.h"
@@ -126,6 +127,13 @@ int cli_target_secure_socket(const cli_target_t *t, void *zsock,
  * result -- or JSON null when it is unknown (--endpoint). Caller owns the
  * reference; NULL only on ENOMEM. */
 json_t *cli_target_node_json(const cli_target_t *t);
+
+/* Receives one whole event [topic][Header][body] from a SUB socket into
+ * frames[3]: 1 done (close them with cli_target_close_event), 0 nothing
+ * yet, -EBADMSG (err set) for a message that is not three frames
+ * (dropped), -errno on a zmq failure. */
+int cli_target_recv_event(void *sub, zmq_msg_t frames[3], cairn_error_t *err);
+void cli_target_close_event(zmq_msg_t frames[3]);
 
 /* Frees what t owns and zeroes it; accepts a zeroed target. */
 void cli_target_clear(cli_target_t *t);

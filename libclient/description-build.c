@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,30 @@ int cairn_description_builder_add_service(cairn_description_builder_t *b,
     return 0;
 }
 
+int cairn_description_builder_set_metrics_port(cairn_description_builder_t *b,
+                                               const char *name, uint16_t port,
+                                               cairn_error_t *err)
+{
+    char p[8];
+    if (!b || !name)
+        return s_missing("set_metrics_port", "name", err);
+    xmlNodePtr sec = b->sections[S_SEC_SERVICES];
+    for (xmlNodePtr n = sec ? xmlFirstElementChild(sec) : NULL; n;
+         n = xmlNextElementSibling(n)) {
+        xmlChar *have = xmlGetProp(n, (const xmlChar *) "name");
+        bool match = have && strcmp((const char *) have, name) == 0;
+        xmlFree(have);
+        if (!match)
+            continue;
+        snprintf(p, sizeof(p), "%u", port);
+        if (!xmlSetProp(n, (const xmlChar *) "metrics-port", (const xmlChar *) p))
+            return s_oom(err);
+        return 0;
+    }
+    return cairn_error_set(err, -ENOENT, CAIRN_INVALID_ARGUMENT,
+                           "set_metrics_port: no service '%s' added", name);
+}
+
 int cairn_description_builder_add_appliance(cairn_description_builder_t *b,
                                             const char *name,
                                             const char *const *services,
@@ -205,7 +230,7 @@ int cairn_description_builder_add_node(cairn_description_builder_t *b,
 
 /* The timings `generate` writes (docs/description.md). */
 static const cairn_membership_desc_t s_default_membership = {
-    .protocol_period_ms = 200, .ping_timeout_ms = 100, .indirect_checks = 3,
+    .protocol_period_ms = 600, .ping_timeout_ms = 100, .indirect_checks = 3,
     .suspect_timeout_ms = 800, .gossip_fanout = 6,
 };
 
@@ -298,16 +323,17 @@ typedef struct s_default_service {
     const char *name;          /* service name */
     uint16_t port;             /* ROUTER port */
     uint16_t pub_port;         /* PUB port, 0 if none */
+    uint16_t metrics_port;     /* HTTP metrics port (docs/metrics.md) */
 } s_default_service_t;
 
 static const s_default_service_t s_default_services[] = {
-    { "clusterd", 7100, 7101 },
-    { "ghostd", 7110, 7111 },
-    { "dsmd", 7120, 7121 },
-    { "syncd", 7130, 7131 },
-    { "probed", 7140, 7141 },
-    { "sched-balance", 7150, 0 },
-    { "kernetd", 7160, 7161 },
+    { "clusterd", 7100, 7101, 7109 },
+    { "ghostd", 7110, 7111, 7119 },
+    { "dsmd", 7120, 7121, 7129 },
+    { "syncd", 7130, 7131, 7139 },
+    { "probed", 7140, 7141, 7149 },
+    { "sched", 7150, 7151, 7159 },   /* whichever policy runs (sched-<policy>) */
+    { "kernetd", 7160, 7161, 7169 },
 };
 
 #define S_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -320,11 +346,18 @@ int cairn_description_builder_add_defaults(cairn_description_builder_t *b,
         const s_default_service_t *s = &s_default_services[i];
         r = cairn_description_builder_add_service(b, s->name, s->port,
                                                   s->pub_port, err);
+        r = r ? r : cairn_description_builder_set_metrics_port(b, s->name,
+                                                              s->metrics_port, err);
     }
     r = r ? r : cairn_description_builder_set_membership(b, NULL, err);
-    r = r ? r : cairn_description_builder_set_scheduler(b, "balance", err);
-    r = r ? r : cairn_description_builder_add_probe(b, "load", 1000, err);
-    return r ? r : cairn_description_builder_add_probe(b, "memory", 2000, err);
+    r = r ? r : cairn_description_builder_set_scheduler(b, CAIRN_SCHED_DEFAULT_POLICY,
+                                                     err);
+    /* probed's probes (docs/scheduler.md, "Defaults") */
+    r = r ? r : cairn_description_builder_add_probe(b, "cpu", 1000, err);
+    r = r ? r : cairn_description_builder_add_probe(b, "runqueue", 1000, err);
+    r = r ? r : cairn_description_builder_add_probe(b, "memory", 1000, err);
+    r = r ? r : cairn_description_builder_add_probe(b, "jobs", 2000, err);
+    return r ? r : cairn_description_builder_add_probe(b, "migration-cost", 2000, err);
 }
 
 /* The document as text: sections put under the root in the schema's
@@ -411,9 +444,8 @@ int cairn_description_builder_write_file(cairn_description_builder_t *b,
 /* ---- generation -------------------------------------------------------- */
 
 static const char *const s_compute_uses[] = {
-    "clusterd", "ghostd", "dsmd", "syncd", "probed", "kernetd",
+    "clusterd", "ghostd", "dsmd", "syncd", "probed", "sched", "kernetd",
 };
-static const char *const s_frontend_uses[] = { "sched-balance" };
 
 /* True if s is 1..max chars, first in `first`, the rest in `rest`
  * (character sets as strspn takes them). */
@@ -430,8 +462,9 @@ static int s_gen_appliances(cairn_description_builder_t *b, cairn_error_t *err)
 {
     int r = cairn_description_builder_add_appliance(
         b, "compute", s_compute_uses, S_ELEMS(s_compute_uses), NULL, err);
+    /* a frontend is a compute node people log in to: nothing more runs */
     return r ? r : cairn_description_builder_add_appliance(
-        b, "frontend", s_frontend_uses, S_ELEMS(s_frontend_uses), "compute", err);
+        b, "frontend", NULL, 0, "compute", err);
 }
 
 /* Resolves a host name to its first address, as a literal. */

@@ -111,6 +111,9 @@ struct cairn_description {
     cairn_membership_desc_t membership; /* defaults where not given */
     s_probe_t *probes;         /* document order */
     size_t n_probes;           /* entries in probes */
+    cairn_gossip_desc_t gossip; /* defaults where not given */
+    cairn_sched_desc_t sched;  /* defaults where not given */
+    int scheduler_line;        /* line of <scheduler>, 0 if absent */
     s_key_t *keys;             /* document order */
     size_t n_keys;             /* entries in keys */
     char **strings;            /* pool: every string above is one of these */
@@ -376,6 +379,7 @@ static int s_read_services(s_loader_t *ld, xmlNodePtr sec)
         s->pub.name = s_attr(ld, n, "name");
         s->pub.port = (uint16_t) s_attr_u32(n, "port", 0);
         s->pub.pub_port = (uint16_t) s_attr_u32(n, "pub-port", 0);
+        s->pub.metrics_port = (uint16_t) s_attr_u32(n, "metrics-port", 0);
     }
     return ld->ret;
 }
@@ -442,7 +446,7 @@ static int s_read_nodes(s_loader_t *ld, xmlNodePtr sec)
 static void s_read_membership(s_loader_t *ld, xmlNodePtr n)
 {
     cairn_membership_desc_t *m = &ld->d->membership;
-    m->protocol_period_ms = s_attr_u32(n, "protocol-period-ms", 200);
+    m->protocol_period_ms = s_attr_u32(n, "protocol-period-ms", 600);
     m->ping_timeout_ms = s_attr_u32(n, "ping-timeout-ms", 100);
     m->indirect_checks = s_attr_u32(n, "indirect-checks", 3);
     m->suspect_timeout_ms = s_attr_u32(n, "suspect-timeout-ms", 800);
@@ -450,10 +454,33 @@ static void s_read_membership(s_loader_t *ld, xmlNodePtr n)
     ld->d->membership_line = n ? s_line(n) : 0;
 }
 
+static void s_read_gossip(s_loader_t *ld, xmlNodePtr n)
+{
+    cairn_gossip_desc_t *g = &ld->d->gossip;
+    g->period_ms = s_attr_u32(n, "gossip-period-ms", 0);
+    g->fanout = s_attr_u32(n, "gossip-fanout", 2);
+    g->window = s_attr_u32(n, "window", 8);
+    ld->d->scheduler_line = n ? s_line(n) : 0;
+}
+
+static void s_read_sched_params(s_loader_t *ld, xmlNodePtr n)
+{
+    cairn_sched_desc_t *p = &ld->d->sched;
+    p->balance_period_ms = s_attr_u32(n, "balance-period-ms", 0);
+    p->stability_margin_pct = s_attr_u32(n, "stability-margin-pct", 25);
+    p->hold_periods = s_attr_u32(n, "hold-periods", 4);
+    p->high_water_pct = s_attr_u32(n, "high-water-pct", 85);
+    p->mem_margin_pct = s_attr_u32(n, "mem-margin-pct", 10);
+    p->placement_hold_ms = s_attr_u32(n, "placement-hold-ms", 10000);
+    p->ghost_file_max = s_attr_u32(n, "ghost-file-max", CAIRN_GHOST_FILE_MAX_DEFAULT);
+}
+
 static int s_read_scheduler(s_loader_t *ld, xmlNodePtr sec)
 {
     cairn_description_t *d = ld->d;
     d->policy = s_attr(ld, sec, "policy");
+    s_read_gossip(ld, sec);
+    s_read_sched_params(ld, sec);
     d->probes = s_array_for(ld, sec, sizeof(*d->probes));
     for (xmlNodePtr n = xmlFirstElementChild(sec); n && d->probes;
          n = xmlNextElementSibling(n)) {
@@ -528,6 +555,8 @@ static int s_read_tree(s_loader_t *ld, xmlNodePtr root)
     s_read_membership(ld, s_is(n, "membership") ? n : NULL);
     if (s_is(n, "membership"))
         n = xmlNextElementSibling(n);
+    s_read_gossip(ld, NULL);
+    s_read_sched_params(ld, NULL);
     if (s_is(n, "scheduler")) {
         if (s_read_scheduler(ld, n) < 0)
             return ld->ret;
@@ -549,14 +578,34 @@ static const s_service_t *s_find_service(const cairn_description_t *d, const cha
     return NULL;
 }
 
-/* The service among the first `before` with port or pub-port == port. */
+/* The service among the first `before` with port, pub-port or
+ * metrics-port == port. */
 static const s_service_t *s_port_user(const cairn_description_t *d, uint16_t port,
                                       size_t before)
 {
     for (size_t i = 0; i < before; i++)
-        if (d->services[i].pub.port == port || d->services[i].pub.pub_port == port)
+        if (d->services[i].pub.port == port || d->services[i].pub.pub_port == port ||
+            d->services[i].pub.metrics_port == port)
             return &d->services[i];
     return NULL;
+}
+
+/* metrics-port: not the service's own port or pub-port, nobody else's. */
+static int s_check_metrics_port(s_loader_t *ld, size_t i)
+{
+    const s_service_t *s = &ld->d->services[i], *o;
+    uint16_t m = s->pub.metrics_port;
+    if (m == 0)
+        return 0;
+    if (m == s->pub.port || m == s->pub.pub_port)
+        return s_fail(ld, s->line, "service",
+                      "metrics-port %u of service '%s' is the same as its %s", m,
+                      s->pub.name, m == s->pub.port ? "port" : "pub-port");
+    if ((o = s_port_user(ld->d, m, i)))
+        return s_fail(ld, s->line, "service",
+                      "metrics-port %u is already used by service '%s' (line %d)",
+                      m, o->pub.name, o->line);
+    return 0;
 }
 
 static int s_check_service(s_loader_t *ld, size_t i)
@@ -569,7 +618,7 @@ static int s_check_service(s_loader_t *ld, size_t i)
         return s_fail(ld, s->line, "service", "port %u is already used by service '%s' (line %d)",
                       s->pub.port, o->pub.name, o->line);
     if (s->pub.pub_port == 0)
-        return 0;
+        return s_check_metrics_port(ld, i);
     if (s->pub.pub_port == s->pub.port)
         return s_fail(ld, s->line, "service", "pub-port %u of service '%s' is the same as its port",
                       s->pub.pub_port, s->pub.name);
@@ -577,7 +626,7 @@ static int s_check_service(s_loader_t *ld, size_t i)
         return s_fail(ld, s->line, "service",
                       "pub-port %u is already used by service '%s' (line %d)",
                       s->pub.pub_port, o->pub.name, o->line);
-    return 0;
+    return s_check_metrics_port(ld, i);
 }
 
 static s_appliance_t *s_find_appliance(const cairn_description_t *d, const char *name,
@@ -725,9 +774,58 @@ static int s_check_membership(s_loader_t *ld)
     return 0;
 }
 
+/* Bounds that keep a typo from flooding the network or the memory: a
+ * period under 10 ms, a fanout or a window past the 255 nodes a cluster
+ * can have. */
+static int s_check_gossip(s_loader_t *ld)
+{
+    const cairn_gossip_desc_t *g = &ld->d->gossip;
+    int line = ld->d->scheduler_line;
+    if (g->period_ms != 0 && g->period_ms < 10)
+        return s_fail(ld, line, "scheduler", "gossip-period-ms must be at least 10 (or 0: "
+                      "the shortest probe period), not %u", g->period_ms);
+    if (g->fanout == 0 || g->fanout > 255)
+        return s_fail(ld, line, "scheduler", "gossip-fanout must be 1..255, not %u", g->fanout);
+    if (g->window == 0 || g->window > 255)
+        return s_fail(ld, line, "scheduler", "window must be 1..255, not %u", g->window);
+    return 0;
+}
+
+/* Bounds that keep a policy useful: a balance check that is not a busy
+ * loop, a move that can happen at all, a hold that ends, ushering that
+ * starts before the limit, a held run that cannot outlive its client. */
+static int s_check_sched_params(s_loader_t *ld)
+{
+    const cairn_sched_desc_t *p = &ld->d->sched;
+    int line = ld->d->scheduler_line;
+    if (p->balance_period_ms != 0 && (p->balance_period_ms < 100 || p->balance_period_ms > 600000))
+        return s_fail(ld, line, "scheduler", "balance-period-ms must be 100..600000 (or 0: the "
+                      "gossip period), not %u", p->balance_period_ms);
+    if (p->stability_margin_pct > 400)
+        return s_fail(ld, line, "scheduler", "stability-margin-pct must be 0..400 (hundredths "
+                      "of a CPU), not %u", p->stability_margin_pct);
+    if (p->hold_periods == 0 || p->hold_periods > 100)
+        return s_fail(ld, line, "scheduler", "hold-periods must be 1..100, not %u", p->hold_periods);
+    if (p->high_water_pct < 10 || p->high_water_pct > 99)
+        return s_fail(ld, line, "scheduler", "high-water-pct must be 10..99, not %u",
+                      p->high_water_pct);
+    if (p->mem_margin_pct > 100)
+        return s_fail(ld, line, "scheduler", "mem-margin-pct must be 0..100, not %u",
+                      p->mem_margin_pct);
+    if (p->placement_hold_ms > 60000)
+        return s_fail(ld, line, "scheduler", "placement-hold-ms must be 0..60000, not %u",
+                      p->placement_hold_ms);
+    if (p->ghost_file_max == 0 || p->ghost_file_max > CAIRN_GHOST_FILE_MAX_LIMIT)
+        return s_fail(ld, line, "scheduler", "ghost-file-max must be 1..%u (bytes), not %u",
+                      CAIRN_GHOST_FILE_MAX_LIMIT, p->ghost_file_max);
+    return 0;
+}
+
 static int s_check_probes(s_loader_t *ld)
 {
     const cairn_description_t *d = ld->d;
+    if (s_check_gossip(ld) < 0 || s_check_sched_params(ld) < 0)
+        return ld->ret;
     for (size_t i = 0; i < d->n_probes; i++) {
         const s_probe_t *p = &d->probes[i];
         if (p->pub.period_ms == 0)
@@ -1094,6 +1192,16 @@ const char *cairn_description_policy(const cairn_description_t *d)
 size_t cairn_description_n_probes(const cairn_description_t *d)
 {
     return d ? d->n_probes : 0;
+}
+
+const cairn_gossip_desc_t *cairn_description_gossip(const cairn_description_t *d)
+{
+    return d ? &d->gossip : NULL;
+}
+
+const cairn_sched_desc_t *cairn_description_sched(const cairn_description_t *d)
+{
+    return d ? &d->sched : NULL;
 }
 
 const cairn_probe_desc_t *cairn_description_probe(const cairn_description_t *d, size_t i)

@@ -21,7 +21,7 @@
 CAIRN_PACKAGES=(
     build-essential meson ninja-build pkg-config python3
     libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
-    libxml2-dev libjansson-dev libsystemd-dev libcriterion-dev
+    libxml2-dev libjansson-dev libsystemd-dev libcriterion-dev libmicrohttpd-dev
     jq iproute2 procps psmisc util-linux
 )
 # What only the test suite needs (tools/test.sh adds them): the systemd
@@ -29,8 +29,23 @@ CAIRN_PACKAGES=(
 # security-wire captures the links with tcpdump; the fuzz suite builds
 # with clang, whose libFuzzer (and sanitizer runtimes) Debian 12 ships in
 # libclang-rt-14-dev, only recommended by clang-14 (and recommendations
-# are not installed here).
-CAIRN_TEST_PACKAGES=(debootstrap systemd-container tcpdump clang libclang-rt-14-dev)
+# are not installed here). ghost-sqlite checkpoints a sqlite3 shell in
+# the middle of a transaction.
+CAIRN_TEST_PACKAGES=(debootstrap systemd-container tcpdump clang libclang-rt-14-dev sqlite3)
+# The kmod suite (tests/kmod): the Debian kernel it boots in qemu, its
+# headers for Kbuild, qemu and a static busybox for the initramfs.
+CAIRN_TEST_PACKAGES+=(linux-image-amd64 linux-headers-amd64 qemu-system-x86 busybox-static cpio)
+# ghost-programs checkpoints real servers (redis-server, with redis-cli from
+# redis-tools; python3's http.server) and the engine's network lock for
+# TCP connections runs nft (docs/ghost.md, "Sockets: TCP and UDP").
+CAIRN_TEST_PACKAGES+=(nftables redis-server redis-tools)
+# The systemd suite's package test (tests/systemd/test-package.sh) builds
+# the .debs with dpkg-buildpackage (debian/control's Build-Depends: dh-dkms
+# for cairn-dkms, scdoc for the man pages) and runs lintian on them.
+CAIRN_TEST_PACKAGES+=(dpkg-dev debhelper dh-dkms scdoc lintian git)
+# metrics scrapes every daemon's /metrics with curl; dashboard drives
+# chromium with node (puppeteer-core: cairn_install_npm_deps below).
+CAIRN_TEST_PACKAGES+=(curl chromium nodejs)
 # What only bench/sync.sh needs (it adds them itself): its baselines, Redis 7
 # and etcd 3.4 (the servers it starts inside the cluster's namespaces), and
 # the libraries of their clients, hiredis and gRPC's C core (etcd's native
@@ -82,4 +97,26 @@ cairn_install_deps() {
         return 1
     fi
     echo "deps: installed $missing${upgrades:+ (upgraded: $upgrades)}; apt-get output in $log" >&2
+}
+
+# cairn_install_npm_deps: test-dashboard's browser driver, puppeteer-core
+# as pinned by tests/dashboard/package-lock.json, installed with `npm ci`
+# into tests/dashboard/node_modules (kept out of git) when it is not there
+# yet; Debian's npm first if there is no npm (nodejs from Debian has none).
+# Silent when all is there; otherwise one line, npm's output in a log.
+# Returns non-zero when it cannot install (the test then skips, saying so).
+cairn_install_npm_deps() {
+    local dir log sudo=""
+    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/dashboard"
+    [ -d "$dir/node_modules/puppeteer-core" ] && return 0
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    log=${CAIRN_NPM_LOG:-$(mktemp -t cairn-npm.XXXXXX)}
+    echo "deps: installing puppeteer-core into $dir/node_modules (npm output in $log)" >&2
+    if ! command -v npm >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-upgrade \
+            --no-install-recommends npm >>"$log" 2>&1 ||
+            { echo "deps: apt-get could not install npm; see $log" >&2; return 1; }
+    fi
+    npm ci --prefix "$dir" --no-audit --no-fund >>"$log" 2>&1 ||
+        { echo "deps: npm ci failed in $dir; see $log" >&2; return 1; }
 }

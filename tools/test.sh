@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 . tools/deps.sh
 CAIRN_PACKAGES+=("${CAIRN_TEST_PACKAGES[@]}")
 cairn_install_deps || { echo "0 passed, 1 failed"; exit 1; }
+cairn_install_npm_deps || echo "test.sh: the dashboard test will skip (no puppeteer-core)" >&2
 
 fuzz=${CAIRN_TEST_FUZZ:-1}
 logs=()          # the testlog.json of each build that ran its tests

@@ -3,7 +3,9 @@
  * A daemon binary is looked for in $CAIRN_SBIN/<svc>, then next to the
  * running program's build tree (<dir of exe>/../services/<svc>/<svc>),
  * then /usr/local/sbin/<svc>; the appliance holds the services whose
- * daemon exists. Each daemon is started as systemd would on a real host:
+ * daemon exists. Service "sched" is whichever policy runs: the program
+ * sched-<policy> (services/sched/sched-<policy> in a build tree), the
+ * default policy's at up, another after a swap (sched.c). Each daemon is started as systemd would on a real host:
  * the forked child joins its node's cgroups, enters its namespace, calls
  * setsid, takes /dev/null as stdin and <rundir>/<svc>.log as stdout and
  * stderr, closes every other descriptor and executes the daemon. All are
@@ -11,6 +13,7 @@
  * every child together against one deadline, and a daemon that exits
  * first fails the whole start with the last lines of its log.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,51 +32,116 @@
 
 /* ---- finding the daemons ----------------------------------------------- */
 
-/* Path of service svc's daemon in out, or false if none is installed. */
-static bool s_find_daemon(const char *svc, char *out, size_t size)
+#define S_N_DIRS 4
+
+/* Where the programs of daemon folder svc are looked for, in order:
+ * $CAIRN_SBIN, the build tree (<dir of exe>/../services/<svc>), an
+ * installed prefix (bin/cairn beside sbin/, whatever the prefix),
+ * /usr/local/sbin. An entry is "" when it does not apply. */
+static void s_search_dirs(const char *svc, char dirs[S_N_DIRS][PATH_MAX])
 {
-    char exe[PATH_MAX], real[PATH_MAX];
+    char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     const char *sbin = getenv("CAIRN_SBIN");
-    if (sbin && *sbin) {
-        snprintf(out, size, "%s/%s", sbin, svc);
-        if (access(out, X_OK) == 0)
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    if (slash)
+        *slash = '\0';
+    memset(dirs, 0, S_N_DIRS * sizeof(dirs[0]));
+    if (sbin && strlen(sbin) < PATH_MAX)
+        memcpy(dirs[0], sbin, strlen(sbin) + 1);
+    if (slash && snprintf(dirs[1], PATH_MAX, "%s/../services/%s", exe, svc) >=
+                     PATH_MAX)
+        dirs[1][0] = '\0';
+    if (slash && snprintf(dirs[2], PATH_MAX, "%s/../sbin", exe) >= PATH_MAX)
+        dirs[2][0] = '\0';
+    memcpy(dirs[3], "/usr/local/sbin", sizeof("/usr/local/sbin"));
+}
+
+/* Path of program `bin` of daemon folder `svc` (services/<svc>/<bin> in
+ * a build tree) in out, or false if it is not installed. */
+static bool s_find_program(const char *svc, const char *bin, char *out,
+                           size_t size)
+{
+    char dirs[S_N_DIRS][PATH_MAX], path[PATH_MAX + 72], real[PATH_MAX];
+    s_search_dirs(svc, dirs);
+    for (size_t i = 0; i < S_N_DIRS; i++) {
+        if (!dirs[i][0])
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dirs[i], bin) >=
+            (int)sizeof(path))
+            continue;
+        if (access(path, X_OK) == 0 && realpath(path, real)) {
+            snprintf(out, size, "%s", real);
             return true;
-    }
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
-        /* The build tree, then an installed prefix (bin/cairn beside
-         * sbin/<svc>, whatever the prefix). */
-        char tails[2][128];
-        snprintf(tails[0], sizeof(tails[0]), "../services/%s/%s", svc, svc);
-        snprintf(tails[1], sizeof(tails[1]), "../sbin/%s", svc);
-        for (size_t i = 0; i < 2; i++) {
-            int len = snprintf(out, size, "%s/%s", exe, tails[i]);
-            if (len > 0 && (size_t)len < size && access(out, X_OK) == 0 &&
-                realpath(out, real)) {
-                snprintf(out, size, "%s", real);
-                return true;
-            }
         }
     }
-    snprintf(out, size, "/usr/local/sbin/%s", svc);
-    return access(out, X_OK) == 0;
+    return false;
+}
+
+json_t *hx_policies(void)
+{
+    char dirs[S_N_DIRS][PATH_MAX], path[PATH_MAX + 300];
+    json_t *names = json_array();
+    s_search_dirs("sched", dirs);
+    for (size_t i = 0; names && i < S_N_DIRS; i++) {
+        DIR *dir = dirs[i][0] ? opendir(dirs[i]) : NULL;
+        struct dirent *de;
+        while (dir && (de = readdir(dir))) {
+            const char *policy = de->d_name + 6;
+            struct stat st;
+            if (snprintf(path, sizeof(path), "%s/%s", dirs[i], de->d_name) >=
+                (int)sizeof(path))
+                continue;
+            if (strncmp(de->d_name, "sched-", 6) != 0 || !*policy ||
+                strchr(policy, '.') || stat(path, &st) < 0 ||
+                !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+                continue;
+            bool seen = false;
+            for (size_t k = 0; k < json_array_size(names); k++)
+                seen |= strcmp(json_string_value(json_array_get(names, k)),
+                               policy) == 0;
+            if (!seen)
+                json_array_append_new(names, json_string(policy));
+        }
+        if (dir)
+            closedir(dir);
+    }
+    if (names)
+        hx_sort_names(names);
+    return names;
+}
+
+bool hx_find_policy(const char *policy, char *out, size_t size)
+{
+    char bin[64];
+    snprintf(bin, sizeof(bin), "sched-%s", policy);
+    return s_find_program("sched", bin, out, size);
+}
+
+/* The entry of service svc, or NULL when its daemon is not installed:
+ * service "sched" is run by the default policy's daemon. */
+static json_t *s_service_entry(const char *svc)
+{
+    char bin[PATH_MAX];
+    if (strcmp(svc, "sched") == 0)
+        return hx_find_policy(CAIRN_SCHED_DEFAULT_POLICY, bin, sizeof(bin))
+                   ? json_pack("{s:s, s:s, s:s}", "name", svc, "binary", bin,
+                               "policy", CAIRN_SCHED_DEFAULT_POLICY)
+                   : NULL;
+    return s_find_program(svc, svc, bin, sizeof(bin))
+               ? json_pack("{s:s, s:s}", "name", svc, "binary", bin)
+               : NULL;
 }
 
 int hx_find_services(json_t **ret, cairn_error_t *err)
 {
     static const char *const known[] = {
-        "clusterd", "ghostd", "dsmd", "syncd", "probed", "kernetd",
+        "clusterd", "ghostd", "dsmd", "syncd", "probed", "sched", "kernetd",
     };
-    json_t *a = json_array();
-    char bin[PATH_MAX];
+    json_t *a = json_array(), *e;
     for (size_t i = 0; a && i < sizeof(known) / sizeof(known[0]); i++)
-        if (s_find_daemon(known[i], bin, sizeof(bin)))
-            json_array_append_new(
-                a, json_pack("{s:s, s:s}", "name", known[i], "binary", bin));
+        if ((e = s_service_entry(known[i])))
+            json_array_append_new(a, e);
     if (!a)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
     if (json_array_size(a) == 0) {
@@ -131,6 +199,19 @@ static void s_child_join(const json_t *node)
     }
 }
 
+/* The node's daemons are what keeps it in the cluster: when the node's
+ * memory runs out, the kernel is to kill the job that outgrew it, never
+ * them -- as each unit's OOMScoreAdjust=-900 says on a real host. ghostd
+ * starts its helpers (and so the jobs) 1000 above its own, within 0..1000.
+ * Without the right to lower it (no CAP_SYS_RESOURCE: no root, or a
+ * container) the daemons keep the default 0, and the jobs get 1000. */
+static void s_child_oom(void)
+{
+    cairn_error_t e;
+
+    (void)hx_write_knob("/proc/self/oom_score_adj", HX_DAEMON_OOM_ADJ, &e);
+}
+
 /* The daemon is not a unit of whatever supervises the harness. */
 static void s_child_env(void)
 {
@@ -149,6 +230,7 @@ static void s_child_daemon(const json_t *node, const char *bin,
     char id[16];
     s_child_stdio(log);
     s_child_join(node);
+    s_child_oom();
     setsid();
     s_child_env();
     snprintf(id, sizeof(id), "%lld",
@@ -167,26 +249,34 @@ static void s_child_daemon(const json_t *node, const char *bin,
 
 /* ---- starting ---------------------------------------------------------- */
 
+int hx_spawn_service(const json_t *node, json_t *svc, const char *config,
+                     cairn_error_t *err)
+{
+    char log[PATH_MAX + 64], sock[PATH_MAX + 64], state;
+    const char *rundir = hx_jstr(node, "rundir"), *name = hx_jstr(svc, "name");
+    unsigned long long start = 0;
+    snprintf(log, sizeof(log), "%s/%s.log", rundir, name);
+    snprintf(sock, sizeof(sock), "%s/%s.sock", rundir, name);
+    unlink(sock);
+    pid_t pid = fork();
+    if (pid < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "fork: %m");
+    if (pid == 0)
+        s_child_daemon(node, hx_jstr(svc, "binary"), config, log);
+    hx_proc_stat(pid, &state, &start);
+    json_object_set_new(svc, "pid", json_integer(pid));
+    json_object_set_new(svc, "start_time", json_integer((json_int_t)start));
+    return 0;
+}
+
 int hx_spawn_node(json_t *node, const char *config, cairn_error_t *err)
 {
     size_t j;
     json_t *svc;
     json_array_foreach(json_object_get(node, "services"), j, svc) {
-        char log[PATH_MAX + 64], sock[PATH_MAX + 64], state;
-        const char *rundir = hx_jstr(node, "rundir"),
-                   *name = hx_jstr(svc, "name");
-        unsigned long long start = 0;
-        snprintf(log, sizeof(log), "%s/%s.log", rundir, name);
-        snprintf(sock, sizeof(sock), "%s/%s.sock", rundir, name);
-        unlink(sock);
-        pid_t pid = fork();
-        if (pid < 0)
-            return cairn_error_set(err, -errno, CAIRN_SYSTEM, "fork: %m");
-        if (pid == 0)
-            s_child_daemon(node, hx_jstr(svc, "binary"), config, log);
-        hx_proc_stat(pid, &state, &start);
-        json_object_set_new(svc, "pid", json_integer(pid));
-        json_object_set_new(svc, "start_time", json_integer((json_int_t)start));
+        int r = hx_spawn_service(node, svc, config, err);
+        if (r < 0)
+            return r;
     }
     return 0;
 }

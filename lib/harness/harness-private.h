@@ -30,6 +30,7 @@
 #define HX_MIN_MEM       (16ull << 20)
 #define HX_TERM_GRACE_MS 2000 /* SIGTERM to SIGKILL */
 #define HX_KILL_GRACE_MS 2000 /* SIGKILL to giving up */
+#define HX_DAEMON_OOM_ADJ "-900" /* a daemon's oom_score_adj (the units' OOMScoreAdjust) */
 #define HX_CHECK_MS      1000 /* the traffic check's deadline */
 #define HX_CG_BUSY_MS    1000 /* a cgroup's last processes leaving */
 #define HX_SUN_PATH_MAX  108
@@ -239,8 +240,19 @@ int hx_node_address(const json_t *st, unsigned id, const char *given, char *out,
 
 /* ---- daemons.c --------------------------------------------------------- */
 
-/* [{name, binary}] of every known service whose daemon is installed. */
+/* [{name, binary}] of every known service whose daemon is installed
+ * ("sched" with "policy": the default policy's program). */
 int hx_find_services(json_t **ret, cairn_error_t *err);
+/* The program of scheduler policy `policy` (sched-<policy>) in out, or
+ * false when it is not installed. */
+bool hx_find_policy(const char *policy, char *out, size_t size);
+/* The policies installed (every sched-<policy> found), sorted; a new
+ * array, NULL on ENOMEM. */
+json_t *hx_policies(void);
+/* Starts service entry svc of node in the node's namespace and cgroups;
+ * its "pid" and "start_time" set. */
+int hx_spawn_service(const json_t *node, json_t *svc, const char *config,
+                     cairn_error_t *err);
 int hx_spawn_node(json_t *node, const char *config, cairn_error_t *err);
 int hx_spawn_all(json_t *st, cairn_error_t *err);
 /* Polls every daemon of nodes until all serve, one dies, or timeout. */
@@ -312,6 +324,11 @@ int hx_up_locked(const harness_opts_t *o, const char *name,
 
 /* ---- hotplug.c --------------------------------------------------------- */
 
+/* Refuses (failed-precondition) a cluster whose up did not finish. */
+int hx_check_running(const json_t *st, cairn_error_t *err);
+/* Waits for the daemons of the one node (timeout_ms <= 0: the default). */
+int hx_wait_node(json_t *node, int timeout_ms, cairn_error_t *err);
+
 /* Address and conflicts of a node to add to the running cluster of st:
  * 0, or 1 when node id is provisioned and none of its daemons runs (a
  * node that left, or crashed: clusterd tells which). */
@@ -325,5 +342,11 @@ int hx_node_stop_locked(const char *dir, unsigned id, int wait_ms,
                         json_t **ret_result, cairn_error_t *err);
 int hx_node_restart_locked(const char *dir, unsigned id, int timeout_ms,
                            json_t **ret_result, cairn_error_t *err);
+
+/* ---- sched.c: swapping the scheduler policy ----------------------------- */
+
+int hx_sched_swap_locked(const char *dir, unsigned id, const char *policy,
+                         int timeout_ms, json_t **ret_result,
+                         cairn_error_t *err);
 
 #endif

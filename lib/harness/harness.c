@@ -2,8 +2,8 @@
  *
  * Every call resolves the cluster (name checked, run base by
  * cairn_run_base, the rule the CLI's target resolution uses too) and the
- * operations that change the machine -- up, down, node add, remove, stop
- * and restart -- run under one exclusive flock (files.c): a host-wide one as root,
+ * operations that change the machine -- up, down, node add, remove, stop,
+ * restart and the scheduler's swap -- run under one exclusive flock (files.c): a host-wide one as root,
  * because subnets and namespace names are host-wide, so two invocations
  * never pick the same subnet or sweep each other's half-built cluster.
  * status and the hotplug checks only read state.json and take no lock.
@@ -48,14 +48,17 @@ typedef enum {
     S_OP_NODE_ADD,
     S_OP_NODE_REMOVE,
     S_OP_NODE_STOP,
-    S_OP_NODE_RESTART
+    S_OP_NODE_RESTART,
+    S_OP_SCHED_SWAP
 } s_op_kind_t;
 typedef struct s_op {
     s_op_kind_t kind;           /* which */
     const harness_opts_t *opts; /* S_OP_UP */
     const harness_node_t *node; /* S_OP_NODE_ADD */
     unsigned id;                /* S_OP_NODE_REMOVE, _STOP, _RESTART */
-    int wait_ms;                /* the same; _RESTART: the start deadline */
+    int wait_ms;                /* the same; _RESTART, _SWAP: the start
+                                   deadline */
+    const char *policy;         /* S_OP_SCHED_SWAP (id 0: every node) */
 } s_op_t;
 
 /* After up and down: a run base up created goes once it is empty again
@@ -101,6 +104,10 @@ static int s_run_locked(const char *name, const char *run_base,
         break;
     case S_OP_NODE_RESTART:
         r = hx_node_restart_locked(dir, op->id, op->wait_ms, &res, err);
+        break;
+    case S_OP_SCHED_SWAP:
+        r = hx_sched_swap_locked(dir, op->id, op->policy, op->wait_ms, &res,
+                                 err);
         break;
     }
     s_tidy_base(op, base, fresh, r, res);
@@ -239,6 +246,21 @@ int harness_node_restart(const char *name, const char *run_base, unsigned id,
                                "ret_result is required");
     s_op_t op = { .kind = S_OP_NODE_RESTART,
                   .id = id,
+                  .wait_ms = start_timeout_ms > 0 ? start_timeout_ms
+                                                  : HARNESS_DEFAULT_START_MS };
+    return s_run_locked(name, run_base, &op, ret_result, err);
+}
+
+int harness_sched_swap(const char *name, const char *run_base, unsigned id,
+                       const char *policy, int start_timeout_ms,
+                       json_t **ret_result, cairn_error_t *err)
+{
+    if (!policy || !ret_result)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "policy and ret_result are required");
+    s_op_t op = { .kind = S_OP_SCHED_SWAP,
+                  .id = id,
+                  .policy = policy,
                   .wait_ms = start_timeout_ms > 0 ? start_timeout_ms
                                                   : HARNESS_DEFAULT_START_MS };
     return s_run_locked(name, run_base, &op, ret_result, err);

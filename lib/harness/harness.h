@@ -3,7 +3,7 @@
  *
  * The local cluster harness behind `cairn cluster up|down|status`, the
  * provisioning half of `cairn node add|remove|leave` and `cairn node
- * restart`. harness_up() builds N
+ * restart`, and `cairn sched swap` on a local cluster. harness_up() builds N
  * nodes: as root, a network namespace per node (cairn-<name>-<k>) on a
  * veth pair (cv-<name>-<k> on the host, eth0 inside) to a bridge
  * (cb-<name>, 10.77.<c>.254/24, node k is 10.77.<c>.k), a cgroup per node
@@ -44,7 +44,10 @@
 #define HARNESS_DEFAULT_CPUS     0.5
 #define HARNESS_DEFAULT_MEM      (512ull << 20)
 #define HARNESS_MAX_NODES        253   /* .254 is the bridge */
-#define HARNESS_DEFAULT_START_MS 10000 /* deadline for every socket */
+#define HARNESS_DEFAULT_START_MS 30000 /* deadline for every socket: a loaded
+                                        * machine or a sanitizer build starts
+                                        * daemons in seconds; waiting ends as
+                                        * soon as the last socket exists */
 #define HARNESS_DEFAULT_SECURITY "curve" /* secure by default */
 
 /* What up() builds. Strings are borrowed for the duration of the call. */
@@ -173,6 +176,22 @@ int harness_node_stop(const char *name, const char *run_base, unsigned id,
 int harness_node_restart(const char *name, const char *run_base, unsigned id,
                          int start_timeout_ms, json_t **ret_result,
                          cairn_error_t *err);
+
+/* Swaps the scheduler policy of node id (0: every node) for `policy`
+ * (docs/scheduler.md, "Swapping a policy"): its service "sched" is
+ * stopped and the program sched-<policy> started in its place, in the
+ * node's namespace and cgroups, recorded in state.json (the entry's
+ * "policy" and "binary": a node restart starts that one), and awaited
+ * until it serves (start_timeout_ms, <= 0: the default). Nothing is
+ * touched unless the policy is installed (else not-found, naming the
+ * installed ones), the cluster runs and every node asked has a "sched"
+ * (else failed-precondition); a node whose new policy does not come up
+ * gets its previous one back, and the error says both. *ret_result:
+ * {"policy", "nodes": [{"id", "policy", "previous", "pid",
+ * "stopped_pid", "swap_ms"}]}. */
+int harness_sched_swap(const char *name, const char *run_base, unsigned id,
+                       const char *policy, int start_timeout_ms,
+                       json_t **ret_result, cairn_error_t *err);
 
 /* Parses "512M", "1G", "65536", "64K" (binary multiples) into bytes.
  * 0 or -EINVAL (code usage, message naming `option`). */

@@ -29,8 +29,7 @@
 
 /* ---- checks ------------------------------------------------------------ */
 
-/* Refuses (failed-precondition) a cluster whose up did not finish. */
-static int s_check_running(const json_t *st, cairn_error_t *err)
+int hx_check_running(const json_t *st, cairn_error_t *err)
 {
     const char *phase = hx_jstr(st, "phase");
     if (phase && strcmp(phase, "running") == 0)
@@ -77,7 +76,7 @@ int hx_hotplug_check(const json_t *st, unsigned id, const char *given,
 {
     size_t i;
     json_t *node;
-    int r = s_check_running(st, err), idle = 0;
+    int r = hx_check_running(st, err), idle = 0;
     r = r ? r : hx_node_address(st, id, given, out, size, err);
     json_array_foreach(r < 0 ? NULL : json_object_get(st, "nodes"), i, node) {
         unsigned k = (unsigned)json_integer_value(json_object_get(node, "id"));
@@ -120,10 +119,13 @@ static void s_node_stop(const json_t *node, int wait_ms, json_t *report)
     if (nss)
         hx_find_procs(nss, NULL, &pids);
     json_decref(nss);
-    size_t running = 0, killed = hx_stop_all(&pids, wait_ms, &running);
-    hx_pids_free(&pids);
+    size_t killed = hx_stop_all(&pids, wait_ms, NULL);
+    /* Every process found either exited or was killed: one that exited on
+     * its own between being found and being signalled (a removed clusterd
+     * stops by itself) was signalled by nobody, and still exited. */
     json_object_set_new(report, "processes_exited",
-                        json_integer((json_int_t)(gone + running - killed)));
+                        json_integer((json_int_t)(gone + pids.n - killed)));
+    hx_pids_free(&pids);
     json_object_set_new(report, "processes_killed",
                         json_integer((json_int_t)killed));
 }
@@ -200,8 +202,7 @@ static int s_plan(json_t *st, const harness_node_t *spec, const char *address,
     return 0;
 }
 
-/* Waits for the daemons of the one node. */
-static int s_wait_node(json_t *node, int timeout_ms, cairn_error_t *err)
+int hx_wait_node(json_t *node, int timeout_ms, cairn_error_t *err)
 {
     json_t *one = json_pack("[O]", node);
     int r =
@@ -253,7 +254,7 @@ static int s_build(json_t *st, const harness_node_t *spec, const char *address,
     r = r ? r : hx_spawn_node(node, hx_jstr(st, "config"), err);
     int r2 = hx_state_save(st, hx_jstr(st, "run_dir"), r ? NULL : err);
     r = r ? r : r2;
-    return r ? r : s_wait_node(node, spec->start_timeout_ms, err);
+    return r ? r : hx_wait_node(node, spec->start_timeout_ms, err);
 }
 
 /* The node's entry with "running" refreshed, a copy for the caller. */
@@ -428,7 +429,7 @@ static int s_restart(json_t *st, json_t *node, json_t *gone, int timeout_ms,
     int r = hx_spawn_node(part, hx_jstr(st, "config"), err);
     int r2 = hx_state_save(st, hx_jstr(st, "run_dir"), r ? NULL : err);
     r = r ? r : r2;
-    r = r ? r : s_wait_node(part, timeout_ms, err);
+    r = r ? r : hx_wait_node(part, timeout_ms, err);
     json_decref(part);
     return r;
 }
@@ -455,7 +456,7 @@ int hx_node_restart_locked(const char *dir, unsigned id, int timeout_ms,
     int r = s_load_node(dir, id, &st, &node, err);
     if (r == 0 && (!running || !gone))
         r = cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
-    r = r ? r : s_check_running(st, err);
+    r = r ? r : hx_check_running(st, err);
     if (r == 0)
         hx_node_split(node, running, gone);
     if (r == 0 && json_array_size(gone) > 0)

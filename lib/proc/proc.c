@@ -104,22 +104,52 @@ int proc_parse_maps_line(const char *line, proc_vma_t *ret)
     return 0;
 }
 
-static uint32_t s_parse_vmflags(const char *p)
+/* Every VmFlags mnemonic the kernel prints (Documentation/filesystems/
+ * proc.rst): those the engine acts on as bits, those it has no use for
+ * (the protection, already in the maps line; accounting, soft-dirty and
+ * driver flags) as 0. A flag not listed sets PROC_VMF_UNKNOWN, so a new
+ * kernel's flag is refused by name rather than lost. */
+static const struct { char f[3]; uint32_t bit; } s_vmflag_names[] = {
+    { "gd", PROC_VMF_GROWSDOWN }, { "io", PROC_VMF_IO },
+    { "pf", PROC_VMF_PFNMAP }, { "dd", PROC_VMF_DONTDUMP },
+    { "sh", PROC_VMF_SHARED }, { "nr", PROC_VMF_NORESERVE },
+    { "dc", PROC_VMF_DONTCOPY }, { "wf", PROC_VMF_WIPEONFORK },
+    { "hg", PROC_VMF_HUGEPAGE }, { "nh", PROC_VMF_NOHUGEPAGE },
+    { "mg", PROC_VMF_MERGEABLE }, { "lo", PROC_VMF_LOCKED },
+    { "lf", PROC_VMF_LOCKONFAULT }, { "dp", PROC_VMF_DROPPABLE },
+    { "sr", PROC_VMF_SEQREAD }, { "rr", PROC_VMF_RANDREAD },
+    { "sl", PROC_VMF_SEALED }, { "mr", PROC_VMF_MAYREAD },
+    { "mw", PROC_VMF_MAYWRITE }, { "me", PROC_VMF_MAYEXEC },
+    { "ht", PROC_VMF_HUGETLB },
+    { "ss", PROC_VMF_SHADOWSTK }, { "gu", PROC_VMF_MAYBE_GUARD },
+    { "ac", PROC_VMF_ACCOUNT },
+    { "rd", 0 }, { "wr", 0 }, { "ex", 0 }, { "ms", 0 },
+    { "sd", 0 }, { "de", 0 }, { "mm", 0 }, { "dw", 0 }, { "sf", 0 },
+    { "ar", 0 }, { "mp", 0 },
+    /* A userfaultfd's ranges: the engine's own (pre-copy's write-protect
+     * tracking, post-copy's missing pages while they are served); a
+     * program's own uffd is an fd, refused as one of an unknown kind. */
+    { "um", 0 }, { "uw", 0 }, { "ui", 0 },
+};
+
+static uint32_t s_parse_vmflags(const char *p, char unknown[4])
 {
-    static const struct { const char *f; uint32_t bit; } map[] = {
-        { "gd", PROC_VMF_GROWSDOWN }, { "io", PROC_VMF_IO },
-        { "pf", PROC_VMF_PFNMAP }, { "dd", PROC_VMF_DONTDUMP },
-        { "sh", PROC_VMF_SHARED }, { "nr", PROC_VMF_NORESERVE },
-    };
     uint32_t bits = PROC_VMF_HAVE;
     while (*p && *p != '\n') {
         while (*p == ' ')
             p++;
-        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-            if (strncmp(p, map[i].f, 2) == 0 && (p[2] == ' ' || p[2] == '\n' || !p[2]))
-                bits |= map[i].bit;
-        while (*p && *p != ' ' && *p != '\n')
-            p++;
+        size_t n = strcspn(p, " \n");
+        bool known = n == 0;
+        for (size_t i = 0; !known && i < sizeof(s_vmflag_names) / sizeof(s_vmflag_names[0]); i++)
+            if (n == 2 && strncmp(p, s_vmflag_names[i].f, 2) == 0) {
+                bits |= s_vmflag_names[i].bit;
+                known = true;
+            }
+        if (!known && !(bits & PROC_VMF_UNKNOWN)) {
+            bits |= PROC_VMF_UNKNOWN;
+            snprintf(unknown, 4, "%.*s", (int)(n < 3 ? n : 3), p);
+        }
+        p += n;
     }
     return bits;
 }
@@ -137,8 +167,21 @@ static int s_vmas_push(proc_vmas_t *l, size_t *cap, const proc_vma_t *v)
 static int s_vmas_line(proc_vmas_t *l, size_t *cap, const char *line)
 {
     if (strncmp(line, "VmFlags:", 8) == 0) {
-        if (l->n > 0)
-            l->v[l->n - 1].vmflags = s_parse_vmflags(line + 8);
+        if (l->n > 0) {
+            proc_vma_t *v = &l->v[l->n - 1];
+            const char *p = line + 8 + strspn(line + 8, " ");
+            v->vmflags |= s_parse_vmflags(line + 8, v->unknown_flag);
+            snprintf(v->vmflags_text, sizeof(v->vmflags_text), "%.*s",
+                     (int)strcspn(p, "\n"), p);
+            for (size_t n = strlen(v->vmflags_text); n > 0 && v->vmflags_text[n - 1] == ' ';)
+                v->vmflags_text[--n] = '\0';   /* the kernel ends it with a space */
+        }
+        return 0;
+    }
+    /* Printed before VmFlags, only where the CPU has protection keys. */
+    if (strncmp(line, "ProtectionKey:", 14) == 0) {
+        if (l->n > 0 && strtoul(line + 14, NULL, 10) != 0)
+            l->v[l->n - 1].vmflags |= PROC_VMF_PKEY;
         return 0;
     }
     proc_vma_t v;
@@ -214,10 +257,13 @@ static void s_stat_fill(proc_stat_t *s, const uint64_t *f)
     s->ppid = (pid_t)f[4];
     s->pgid = (pid_t)f[5];
     s->sid = (pid_t)f[6];
+    s->tty_nr = (uint32_t)f[7];
+    s->tpgid = (pid_t)(int64_t)f[8];
     s->flags = (unsigned long)f[9];
     s->start_code = f[26];
     s->end_code = f[27];
     s->start_stack = f[28];
+    s->exit_signal = (int)(int64_t)f[38];
     s->start_data = f[45];
     s->end_data = f[46];
     s->start_brk = f[47];
@@ -259,6 +305,14 @@ const char *proc_field(const char *text, const char *key)
         if (strncmp(p, key, kl) == 0 && p[kl] == ':')
             return p + kl + 1;
     return NULL;
+}
+
+size_t proc_field_count(const char *text, const char *key)
+{
+    size_t n = 0;
+    for (const char *l = proc_field(text, key); l; l = proc_field(l, key))
+        n++;
+    return n;
 }
 
 /* "a b c d" into v[4]; false unless there are exactly four numbers. */
@@ -403,25 +457,31 @@ int proc_read_fdinfo_text(pid_t pid, int fd, char **ret, cairn_error_t *err)
     return proc_read_file(pid, name, ret, NULL, err);
 }
 
+int proc_parse_fdinfo(const char *text, proc_fdinfo_t *ret)
+{
+    const char *pos = proc_field(text, "pos"), *flags = proc_field(text, "flags");
+    if (!pos || !flags)
+        return -EBADMSG;
+    proc_fdinfo_t f = { 0 };
+    f.pos = strtoll(pos, NULL, 10);
+    f.flags = (int32_t)strtol(flags, NULL, 8);
+    const char *ino = proc_field(text, "ino");
+    f.ino = ino ? strtoull(ino, NULL, 10) : 0;
+    *ret = f;
+    return 0;
+}
+
 int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err)
 {
     char *buf = NULL;
     int r = proc_read_fdinfo_text(pid, fd, &buf, err);
     if (r < 0)
         return r;
-    const char *pos = proc_field(buf, "pos"), *flags = proc_field(buf, "flags");
-    if (!pos || !flags) {
-        free(buf);
-        return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
-                               "/proc/%d/fdinfo/%d lacks pos or flags", (int)pid, fd);
-    }
-    proc_fdinfo_t f = { 0 };
-    f.pos = strtoll(pos, NULL, 10);
-    f.flags = (int32_t)strtol(flags, NULL, 8);
-    const char *ino = proc_field(buf, "ino");
-    f.ino = ino ? strtoull(ino, NULL, 10) : 0;
+    r = proc_parse_fdinfo(buf, ret);
     free(buf);
-    *ret = f;
+    if (r < 0)
+        return cairn_error_set(err, r, CAIRN_INTERNAL,
+                               "/proc/%d/fdinfo/%d lacks pos or flags", (int)pid, fd);
     return 0;
 }
 

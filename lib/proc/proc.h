@@ -24,6 +24,31 @@
 #define PROC_VMF_DONTDUMP  (1u << 3)   /* dd */
 #define PROC_VMF_SHARED    (1u << 4)   /* sh */
 #define PROC_VMF_NORESERVE (1u << 5)   /* nr: MAP_NORESERVE, not accounted */
+/* What madvise/mlock/mmap set and a restore puts back (ghost images keep
+ * these bits: never renumber them). */
+#define PROC_VMF_DONTCOPY  (1u << 6)   /* dc: MADV_DONTFORK */
+#define PROC_VMF_WIPEONFORK (1u << 7)  /* wf: MADV_WIPEONFORK */
+#define PROC_VMF_HUGEPAGE  (1u << 8)   /* hg: MADV_HUGEPAGE */
+#define PROC_VMF_NOHUGEPAGE (1u << 9)  /* nh: MADV_NOHUGEPAGE */
+#define PROC_VMF_MERGEABLE (1u << 10)  /* mg: MADV_MERGEABLE (KSM) */
+#define PROC_VMF_LOCKED    (1u << 11)  /* lo: mlock, MAP_LOCKED */
+#define PROC_VMF_LOCKONFAULT (1u << 12) /* lf: mlock2(MLOCK_ONFAULT) */
+#define PROC_VMF_DROPPABLE (1u << 13)  /* dp: MAP_DROPPABLE */
+#define PROC_VMF_SEQREAD   (1u << 14)  /* sr: MADV_SEQUENTIAL */
+#define PROC_VMF_RANDREAD  (1u << 15)  /* rr: MADV_RANDOM */
+#define PROC_VMF_SEALED    (1u << 16)  /* sl: mseal */
+/* What the mapping may take (mprotect): the access its file was opened
+ * with, for a shared file mapping. */
+#define PROC_VMF_MAYREAD   (1u << 17)  /* mr */
+#define PROC_VMF_MAYWRITE  (1u << 18)  /* mw */
+#define PROC_VMF_MAYEXEC   (1u << 19)  /* me */
+/* What the engine cannot put back (mem.c refuses each, by name). */
+#define PROC_VMF_HUGETLB   (1u << 20)  /* ht: hugetlbfs */
+#define PROC_VMF_SHADOWSTK (1u << 22)  /* ss: shadow stack */
+#define PROC_VMF_PKEY      (1u << 23)  /* ProtectionKey: a key other than 0 */
+#define PROC_VMF_UNKNOWN   (1u << 24)  /* a flag not in the table below */
+#define PROC_VMF_MAYBE_GUARD (1u << 25) /* gu: MADV_GUARD_INSTALL was used here */
+#define PROC_VMF_ACCOUNT   (1u << 26)  /* ac: commit-accounted (was writable private) */
 #define PROC_VMF_HAVE      (1u << 31)  /* the VmFlags line was present */
 
 /* One line of /proc/PID/maps (plus VmFlags when read from smaps). */
@@ -37,6 +62,9 @@ typedef struct proc_vma {
     uint64_t ino;          /* inode, 0 for anonymous */
     char path[512];        /* path or [name], "" for anonymous */
     uint32_t vmflags;      /* PROC_VMF_*, 0 unless read from smaps */
+    char vmflags_text[128]; /* the VmFlags line as is ("rd wr mr mw me ac"),
+                               "" unless read from smaps */
+    char unknown_flag[4];  /* PROC_VMF_UNKNOWN: the first such flag's name */
 } proc_vma_t;
 
 /* A list of vmas; free with proc_vmas_free. */
@@ -49,7 +77,12 @@ typedef struct proc_vmas {
 typedef struct proc_stat {
     char state;            /* R S D T t Z X I ... */
     pid_t ppid, pgid, sid;
+    uint32_t tty_nr;       /* controlling terminal (its encoding in stat:
+                              minor's low byte, major, minor's rest), 0 */
+    pid_t tpgid;           /* that terminal's foreground group, -1 */
     unsigned long flags;   /* PF_* (PF_KTHREAD = 0x00200000) */
+    int exit_signal;       /* field 38: the signal its parent gets at its
+                              exit (SIGCHLD for a fork) */
     uint64_t start_code, end_code, start_stack;     /* fields 26-28 */
     uint64_t start_data, end_data, start_brk;       /* fields 45-47 */
     uint64_t arg_start, arg_end, env_start, env_end; /* fields 48-51 */
@@ -104,6 +137,9 @@ bool proc_stop_signal(int sig);
 int proc_read_status(pid_t pid, proc_status_t *ret, proc_creds_t *creds,
                      cairn_error_t *err);
 int proc_read_fdinfo(pid_t pid, int fd, proc_fdinfo_t *ret, cairn_error_t *err);
+/* The same from fdinfo text already read (proc_read_fdinfo_text):
+ * 0, or -EBADMSG if it lacks pos or flags (*ret untouched). */
+int proc_parse_fdinfo(const char *text, proc_fdinfo_t *ret);
 /* The whole text of /proc/PID/fdinfo/FD (caller frees), for the lines of
  * one kind of fd. */
 int proc_read_fdinfo_text(pid_t pid, int fd, char **ret, cairn_error_t *err);
@@ -111,6 +147,9 @@ int proc_read_fdinfo_text(pid_t pid, int fd, char **ret, cairn_error_t *err);
  * fdinfo), or NULL; text may point just past an earlier match, to find
  * the next line with the same key. */
 const char *proc_field(const char *text, const char *key);
+/* How many lines of text start with "Key:" (fdinfo's "tfd", "lock",
+ * "inotify wd", ... one line each). */
+size_t proc_field_count(const char *text, const char *key);
 /* "/proc/PID/NAME", or "/proc/self/NAME" for pid 0, into buf. */
 void proc_path(char *buf, size_t size, pid_t pid, const char *name);
 /* /proc/PID/limits: soft and hard value of each of the n resources

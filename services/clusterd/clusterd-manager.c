@@ -2,7 +2,8 @@
  *
  * Status answers who this node is; everything about other nodes (Nodes, the
  * SWIM messages, hotplug, leave) belongs to membership.c, which this file
- * wires into the skeleton's start/ready/reload/stop callbacks.
+ * wires into the skeleton's start/ready/reload/stop callbacks, as it wires
+ * the dashboard (dashboard.c) when clusterd has a metrics-port.
  */
 #include <errno.h>
 #include <unistd.h>
@@ -13,15 +14,21 @@
 static int s_start(cairn_service_t *svc, void *ctx)
 {
     clusterd_t *cd = ctx;
+    int r;
+
     cd->svc = svc;
     cd->members = membership_new(svc);
-    return cd->members ? 0 : -ENOMEM;
+    if (!cd->members)
+        return -ENOMEM;
+    cd->dash = dashboard_new(svc, &r);
+    return r;
 }
 
 static int s_ready(cairn_service_t *svc, void *ctx)
 {
     clusterd_t *cd = ctx;
-    return membership_start(cd->members);
+    int r = membership_start(cd->members);
+    return r < 0 ? r : dashboard_start(cd->dash);
 }
 
 static int s_reload(cairn_service_t *svc, void *ctx,
@@ -36,11 +43,14 @@ static void s_stop(cairn_service_t *svc, void *ctx)
 {
     clusterd_t *cd = ctx;
     membership_stop(cd->members);
+    /* its sockets close before the skeleton ends the zmq context */
+    cd->dash = dashboard_free(cd->dash);
 }
 
 void clusterd_done(clusterd_t *cd)
 {
     cd->members = membership_free(cd->members);
+    cd->dash = dashboard_free(cd->dash);
 }
 
 /* Copies the appliance's service names into the reply's arena. */

@@ -8,12 +8,14 @@
 #define CLUSTERD_H
 
 #include "clusterd.pb-c.h"
+#include "dashboard.h"
 #include "membership.h"
 #include "service.h"
 
 typedef struct clusterd {
     cairn_service_t *svc;       /* the skeleton running us; set in start */
     membership_t *members;      /* SWIM membership; owned */
+    dashboard_t *dash;          /* the dashboard, NULL without metrics-port; owned */
 } clusterd_t;
 
 /* The skeleton's view of clusterd: name, message types, handler table. */

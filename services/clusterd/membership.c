@@ -1,6 +1,7 @@
 /* membership.c - SWIM failure detection and gossip for clusterd.
  *
- * Design (Das, Gupta & Motivala, "SWIM", 2002, with the usual refinements):
+ * Design (Das, Gupta & Motivala, "SWIM", 2002, with Lifeguard's refinements,
+ * Dadgar, Phillips & Currey 2018; docs/membership.md):
  *
  * - Table: one slot per node id (1..255). Each member has (state,
  *   incarnation); updates are ordered by incarnation, then by state rank
@@ -9,18 +10,30 @@
  *   dead rejoins with a higher incarnation. A node starts with its
  *   incarnation at the wall clock in ms, so a restarted node always
  *   outranks what the cluster remembers of its previous life.
- * - Probe cycle, every protocol period: ping the next member of a shuffled
- *   round-robin list of alive/suspect members; no ack within ping-timeout ->
- *   ask k others to ping it (ping-req); none of them succeeds within twice
- *   ping-timeout -> suspect. A suspect not refuted within suspect-timeout is
- *   dead. Every member that hears a suspicion runs its own timer.
+ * - Probe cycle, every protocol period (numbered by the wall clock, so all
+ *   nodes agree): ping the member a rotating number of places after us in
+ *   the id-ranked live list, so each member is probed by exactly one other
+ *   per period; no ack within ping-timeout -> ask k others to ping it
+ *   (ping-req; they nack when the target does not answer either); no ack
+ *   within twice ping-timeout -> suspect, and tell it (buddy ping).
+ * - Suspicion (Lifeguard): whoever hears of one pings the suspect itself
+ *   and, getting no answer, adds itself to the suspicion's suspected_by;
+ *   the timeout shrinks from suspect-timeout to an eighth of it as those
+ *   confirmations reach K = 3. Every member runs its own timer.
+ * - Local health (Lifeguard): a node that finds itself slow (timers running
+ *   late, no nack from any helper, having to refute) raises a score that
+ *   stretches its timeouts, keeps it from suspecting on a late timeout, and
+ *   travels on its own entry so the others are patient with it too.
  * - Gossip: a state change is queued for lambda*log2(n) transmissions and
  *   piggybacked, at most gossip-fanout at a time, on pings, ping-reqs and
- *   acks; nothing is broadcast. A message to a member we suspect or think
- *   dead always carries that member's own entry, so it can refute at once.
- * - Joining: a node not yet in contact sends Join to the seeds and gets the
- *   full table back. Unknown and dead members are probed now and then too,
- *   which heals partitions and finds nodes that started late.
+ *   acks, and pushed to 3 random members every 100 ms (at once for a
+ *   suspicion, death or refutation) while any is left. A message to a
+ *   member we suspect or think dead always carries that member's own entry,
+ *   so it can refute at once.
+ * - Joining: a node not yet in contact sends Join with its whole table to
+ *   the seeds and gets theirs back (push-pull); every ~30 s each node does
+ *   the same with a random member. Unknown and dead members are probed now
+ *   and then too, which heals partitions and finds nodes that started late.
  * - Hotplug: node-add admits a node that is not in the description (checked
  *   for a free id, name and address, gossiped as "unknown"); its clusterd
  *   then joins like any other. node-remove and leave gossip "left".
@@ -34,6 +47,7 @@
 
 #include "log.h"
 #include "membership.h"
+#include "metrics.h"
 #include "peer.h"
 #include "util/cleanup.h"
 
@@ -41,8 +55,17 @@
 #define MAX_GOSSIP 32
 #define GOSSIP_LAMBDA 3
 #define STRAY_PROBE_EVERY 3       /* ticks between probes of unknown/dead members */
-#define JOIN_EVERY 3              /* ticks between join attempts while alone */
 #define LEAVE_NOTIFY 3            /* members told directly when leaving */
+#define GOSSIP_INTERVAL_MS 100    /* news is pushed this often ... */
+#define GOSSIP_NODES 3            /* ... to this many random members */
+#define JOIN_RETRY_MS 300         /* join attempts while alone */
+#define JOIN_TIMEOUT_MS 1000
+#define SYNC_EVERY_MS 30000       /* push-pull with a random member, on average */
+#define CONFIRMATIONS 3           /* Lifeguard's K: independent suspicions that
+                                   * shrink a suspicion to its minimum */
+#define MAX_SUSPECTERS 8          /* suspecters kept (and gossiped) per member */
+#define HEALTH_MAX 8              /* local health multiplier's ceiling */
+#define PATIENCE_DECAY_MS 60000   /* a refuting member's extra patience fades */
 
 typedef Cairn__Clusterd__Member pb_member_t;
 
@@ -55,6 +78,15 @@ typedef struct member {
     uint64_t inc;              /* incarnation */
     uint64_t last_heard;       /* cairn_now_ms() of the last direct message, 0 never */
     uint64_t suspect_deadline; /* when a suspect becomes dead */
+    uint64_t suspect_since;    /* when this node began to suspect it */
+    uint32_t sus_by[MAX_SUSPECTERS]; /* who found it unreachable at this
+                                      * incarnation, the originator first */
+    size_t n_sus_by;
+    bool confirming;           /* a confirmation ping of it is in flight */
+    int health;                /* its local health, as it last said */
+    int patience;              /* 0.. HEALTH_MAX: raised each time it refuted a
+                                * suspicion of ours, lowered by one a minute */
+    uint64_t patience_at;      /* cairn_now_ms() of its last change */
     int gossip_left;           /* transmissions left for the current state */
 } member_t;
 
@@ -68,23 +100,40 @@ struct membership {
     cairn_membership_desc_t t;         /* timings */
     int64_t tick_timer;                /* protocol period timer */
     uint64_t ticks;                    /* periods elapsed */
-    uint32_t order[MAX_ID];            /* probe round-robin */
-    size_t n_order, pos;               /* its size and cursor */
     unsigned rng;                      /* rand_r state */
     bool in_contact;                   /* heard from another member */
     bool leaving;                      /* self is left; stop probing */
     cairn_deferred_t *leave_req;       /* client waiting for our leave */
     int leave_outstanding;             /* goodbyes not yet answered */
+    int64_t gossip_timer;              /* news, joins and syncs: every GOSSIP_INTERVAL_MS */
+    int64_t soon_timer;                /* a gossip round right away, 0 when none is due */
+    int64_t expiry_timer;              /* at the earliest suspicion deadline, 0 none */
+    uint64_t expiry_at;                /* that deadline */
+    uint64_t last_tick;                /* cairn_now_ms() of the last period's tick */
+    uint64_t last_gossip;              /* and of the last gossip timer's run */
+    uint64_t last_join;                /* of the last join attempt */
+    uint64_t next_sync;                /* of the next push-pull */
+    cairn_metric_t *m_members;         /* cairn_members{state} */
+    cairn_metric_t *m_changes;         /* cairn_member_changes_total{state} */
+    int health;                        /* Lifeguard's local health: 0 healthy ..
+                                        * HEALTH_MAX; our timeouts are x (1 + health) */
 };
 
-/* A probe in flight: one direct ping, then maybe k indirect ones. */
+/* A probe in flight: one direct ping, then maybe k indirect ones (or a
+ * lone confirmation ping of a member someone else suspects). */
 typedef struct probe {
     struct probe *next, *prev; /* in m->probes: freed at exit, when the
                                 * peers drop their callbacks */
     membership_t *m;
     uint32_t target;
     uint64_t inc;              /* target's incarnation when probed */
+    uint64_t sent;             /* cairn_now_ms() when the direct ping left */
+    uint32_t timeout;          /* its timeout */
     bool acked;
+    bool late;                 /* our loop ran late: the probe proves nothing */
+    bool retry;                /* a second try after a late one */
+    int helpers;               /* ping-reqs sent */
+    int nacks;                 /* helpers that answered "target did not answer" */
     int outstanding;           /* callbacks still to come */
 } probe_t;
 
@@ -175,8 +224,12 @@ static void s_publish(membership_t *m, uint32_t id)
     const char *topic = s_event_topic(mb->state);
     if (!topic)
         return;
-    cairn_log_info(topic, "id=%u name=%s address=%s incarnation=%llu",
-                   id, mb->name, mb->address, (unsigned long long)mb->inc);
+    uint64_t now = s_wall_ms();
+    /* time_ms: when this table changed, so a log alone times detection
+     * and convergence (bench/cluster.sh) without polling. */
+    cairn_log_info(topic, "id=%u name=%s address=%s incarnation=%llu time_ms=%llu",
+                   id, mb->name, mb->address, (unsigned long long)mb->inc,
+                   (unsigned long long)now);
     pb_member_t pm = CAIRN__CLUSTERD__MEMBER__INIT;
     pm.id = id;
     pm.name = mb->name;
@@ -187,10 +240,105 @@ static void s_publish(membership_t *m, uint32_t id)
     Cairn__Clusterd__MemberEvent ev = CAIRN__CLUSTERD__MEMBER_EVENT__INIT;
     ev.member = &pm;
     ev.observer = m->self;
-    ev.time_ms = s_wall_ms();
+    ev.time_ms = now;
+    cairn_metric_add(m->m_changes, 1, s_state_name(mb->state));
     int r = cairn_service_publish(m->svc, topic, 1, &ev.base);
     if (r < 0 && r != -ENOTCONN)
         cairn_log_warn(r, "publish", "topic=%s, ignoring", topic);
+}
+
+/* Members that are alive or suspect, this node included. */
+static size_t s_n_live(const membership_t *m)
+{
+    size_t n = 0;
+    for (uint32_t id = 1; id <= MAX_ID; id++)
+        n += m->members[id].used && s_is_live(m->members[id].state);
+    return n;
+}
+
+/* Our timeouts, stretched while this node is itself slow (Lifeguard's
+ * local health awareness): a late answer we were too slow to read must not
+ * make a healthy member suspect. */
+static uint32_t s_ping_timeout(const membership_t *m)
+{
+    return m->t.ping_timeout_ms * (uint32_t)(1 + m->health);
+}
+
+/* Towards member `id`: stretched by its own health too, as it told us (a
+ * node that knows it is starved asks the others for patience). */
+/* How slow member `id` is known to be: what it says of itself, or what
+ * its refutations taught us (a starved node may be too slow to say). */
+static int s_slowness(const membership_t *m, uint32_t id)
+{
+    const member_t *mb = &m->members[id];
+    return mb->health > mb->patience ? mb->health : mb->patience;
+}
+
+static uint32_t s_ping_timeout_to(const membership_t *m, uint32_t id)
+{
+    int h = s_slowness(m, id) > m->health ? s_slowness(m, id) : m->health;
+    return m->t.ping_timeout_ms * (uint32_t)(1 + h);
+}
+
+static void s_health(membership_t *m, int delta, const char *why)
+{
+    int h = m->health + delta;
+    h = h < 0 ? 0 : h > HEALTH_MAX ? HEALTH_MAX : h;
+    if (h == m->health)
+        return;
+    if (h > m->health)
+        cairn_log_debug("health", "score=%d why=%s", h, why);
+    m->health = h;
+}
+
+static uint64_t s_suspect_min(const membership_t *m)
+{
+    return m->t.suspect_timeout_ms / 8;
+}
+
+static void s_arm_expiry(membership_t *m);
+
+/* Lifeguard's dynamic suspicion: suspect-timeout S with no independent
+ * confirmation, shrinking as log(c + 1) / log(K + 1) to S / 8 once K other
+ * members have found it unreachable too (K = CONFIRMATIONS, fewer in a
+ * cluster too small to have that many). Every one of them has told the
+ * member (the pings carry the suspicion), so a live one has had K + 1
+ * chances to refute. */
+static uint64_t s_suspect_timeout(const membership_t *m, const member_t *mb)
+{
+    /* log(c + 1) / log(k + 1) in thousandths, [k][c] */
+    static const unsigned frac[4][4] = {
+        { 1000, 1000, 1000, 1000 }, { 0, 1000, 1000, 1000 },
+        { 0, 631, 1000, 1000 }, { 0, 500, 792, 1000 },
+    };
+    uint64_t slow = 1 + (uint64_t)(mb->health > mb->patience ? mb->health : mb->patience);
+    uint64_t smax = m->t.suspect_timeout_ms * slow, smin = s_suspect_min(m) * slow;
+    size_t n = s_n_live(m);
+    size_t k = n >= 2 + CONFIRMATIONS ? CONFIRMATIONS : n > 2 ? n - 2 : 0;
+    size_t c = mb->n_sus_by > 1 ? mb->n_sus_by - 1 : 0;
+    if (c > 3)
+        c = 3;
+    return smax - (smax - smin) * frac[k][c] / 1000;
+}
+
+/* Adds `who` to the suspecters of member `id` and shortens its suspicion to
+ * match; true when `who` is new. */
+static bool s_add_suspecter(membership_t *m, uint32_t id, uint32_t who)
+{
+    member_t *mb = &m->members[id];
+    if (who == 0 || who > MAX_ID || who == id)
+        return false;
+    for (size_t i = 0; i < mb->n_sus_by; i++)
+        if (mb->sus_by[i] == who)
+            return false;
+    if (mb->n_sus_by >= MAX_SUSPECTERS)
+        return false;
+    mb->sus_by[mb->n_sus_by++] = who;
+    uint64_t d = mb->suspect_since + s_suspect_timeout(m, mb);
+    if (d < mb->suspect_deadline)
+        mb->suspect_deadline = d;
+    s_arm_expiry(m);
+    return true;
 }
 
 /* Moves a member to a new (state, inc), queues it for gossip, publishes. */
@@ -198,6 +346,9 @@ static void s_transition(membership_t *m, uint32_t id, int state, uint64_t inc)
 {
     member_t *mb = &m->members[id];
     bool changed = mb->state != state;
+    bool fresh = changed || inc != mb->inc;   /* a new suspicion, if suspect */
+    if (fresh)
+        mb->n_sus_by = 0;
     /* A member back from the dead (restarted, or its link restored) gets a
      * fresh connection: the old one may sit in reconnect backoff and make
      * the first probes of the new life fail. */
@@ -206,8 +357,11 @@ static void s_transition(membership_t *m, uint32_t id, int state, uint64_t inc)
     mb->state = state;
     mb->inc = inc;
     mb->gossip_left = s_gossip_limit(m);
-    if (state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT && changed)
-        mb->suspect_deadline = cairn_now_ms() + m->t.suspect_timeout_ms;
+    if (state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT && fresh) {
+        mb->suspect_since = cairn_now_ms();
+        mb->suspect_deadline = mb->suspect_since + s_suspect_timeout(m, mb);
+        s_arm_expiry(m);
+    }
     if (changed)
         s_publish(m, id);
 }
@@ -249,6 +403,7 @@ static void s_merge_self(membership_t *m, const pb_member_t *u)
         u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD) {
         me->inc = u->incarnation + 1;
         me->gossip_left = s_gossip_limit(m);
+        s_health(m, 1, "refuted");
         cairn_log_info("refute", "was=%s incarnation=%llu", s_state_name(u->state),
                        (unsigned long long)me->inc);
     } else if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT) {
@@ -273,20 +428,25 @@ static void s_update_identity(membership_t *m, const pb_member_t *u, member_t *m
     }
 }
 
-/* What we make of a gossiped death. A member we heard from directly within
- * the last suspect-timeout is not taken as dead on hearsay: the rumour may
- * come from a node that was itself cut off (after a partition heals, the
- * isolated side believes everyone else died). We suspect it instead, which
- * runs our own timer and gives it time to refute; further rumours while
- * we still hear from it change nothing. */
+/* What we make of a gossiped death. A member we had alive is not taken as
+ * dead on hearsay: the rumour may come from a node that was itself cut off
+ * (after a partition heals, the isolated side believes everyone else
+ * died). We suspect it instead, which runs our own (short) timer and pings
+ * it, carrying the suspicion, so a live member refutes at once. A member we
+ * suspect already is dead unless we have heard from it since. */
 static int s_local_verdict(const membership_t *m, const pb_member_t *u, const member_t *mb)
 {
-    if (u->state != CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD ||
-        !s_is_live(mb->state) || !mb->last_heard ||
-        cairn_now_ms() - mb->last_heard >= m->t.suspect_timeout_ms)
+    if (u->state != CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD)
         return (int)u->state;
-    return CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT;
+    if (mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE ||
+        (mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT &&
+         mb->last_heard > mb->suspect_since))
+        return CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT;
+    return CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD;
 }
+
+static void s_confirm_probe(membership_t *m, uint32_t target);
+static void s_gossip_soon(membership_t *m);
 
 /* Applies one gossiped or direct update. */
 static void s_merge(membership_t *m, const pb_member_t *u)
@@ -307,11 +467,49 @@ static void s_merge(membership_t *m, const pb_member_t *u)
         if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN)
             return;
     }
+    if (u->incarnation >= mb->inc)
+        mb->health = u->health > HEALTH_MAX ? HEALTH_MAX : (int)u->health;
+    if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT &&
+        mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT && u->incarnation == mb->inc) {
+        /* the same suspicion: take its confirmations, and pass them on */
+        bool grew = false;
+        for (size_t i = 0; i < u->n_suspected_by; i++)
+            grew |= s_add_suspecter(m, u->id, u->suspected_by[i]);
+        if (grew)
+            mb->gossip_left = s_gossip_limit(m);
+        return;
+    }
     if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN ||
         !s_newer((int)u->state, u->incarnation, mb))
         return;
     s_update_identity(m, u, mb);
-    s_transition(m, u->id, s_local_verdict(m, u, mb), u->incarnation);
+    int was = mb->state;
+    if (u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE &&
+        (was == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT ||
+         was == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD) && mb->inc > 0) {
+        /* it was alive after all: slow, not dead. Give it more time from
+         * now on (x 1 + patience on our timeouts towards it). */
+        mb->patience = mb->patience + 2 > HEALTH_MAX ? HEALTH_MAX : mb->patience + 2;
+        mb->patience_at = cairn_now_ms();
+    }
+    int st = s_local_verdict(m, u, mb);
+    s_transition(m, u->id, st, u->incarnation);
+    if (st == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT &&
+        u->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD) {
+        /* someone's timer ran out: ours gets the shortest, unless the
+         * member answers the ping below */
+        if (was != CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT)
+            mb->suspect_deadline = mb->suspect_since + s_suspect_min(m);
+        s_arm_expiry(m);
+        s_confirm_probe(m, u->id);
+    } else if (st == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT) {
+        for (size_t i = 0; i < u->n_suspected_by; i++)
+            s_add_suspecter(m, u->id, u->suspected_by[i]);
+        s_confirm_probe(m, u->id);
+    }
+    if (st == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT ||
+        st == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD)
+        s_gossip_soon(m);
 }
 
 /* A message came straight from `from`: it is alive at its incarnation. */
@@ -344,6 +542,11 @@ static void s_fill_member(const membership_t *m, uint32_t id, pb_member_t *pm)
     pm->appliance = mb->appliance;
     pm->state = (Cairn__Clusterd__MemberState)mb->state;
     pm->incarnation = mb->inc;
+    pm->health = (uint32_t)(id == m->self ? m->health : mb->health);
+    if (mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT) {
+        pm->suspected_by = (uint32_t *)mb->sus_by;   /* borrowed, like the strings */
+        pm->n_suspected_by = mb->n_sus_by;
+    }
 }
 
 static void s_gossip_push(const membership_t *m, gossip_t *g, uint32_t id)
@@ -367,7 +570,11 @@ static void s_gossip_pick(membership_t *m, uint32_t dest, gossip_t *g)
                          d->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD ||
                          d->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT))
         s_gossip_push(m, g, dest);
-    size_t fanout = m->t.gossip_fanout < MAX_GOSSIP - 1 ? m->t.gossip_fanout : MAX_GOSSIP - 1;
+    /* while we are slow, every message says so (our entry carries our
+     * health): no extra message, and whoever pings us learns it */
+    if (m->health > 0)
+        s_gossip_push(m, g, m->self);
+    size_t fanout = m->t.gossip_fanout < MAX_GOSSIP - 2 ? m->t.gossip_fanout : MAX_GOSSIP - 2;
     size_t limit = g->n + fanout;   /* the dest's own entry comes on top */
     while (g->n < limit) {
         uint32_t best = 0;
@@ -434,44 +641,6 @@ static void s_take_ack(membership_t *m, uint32_t node, ProtobufCMessage *reply)
 
 /* ---- probing ----------------------------------------------------------- */
 
-static void s_suspect(membership_t *m, uint32_t id, uint64_t inc)
-{
-    member_t *mb = &m->members[id];
-    if (mb->used && mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE && mb->inc == inc)
-        s_transition(m, id, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT, inc);
-}
-
-static void s_probe_unlink(probe_t *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        p->m->probes = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-}
-
-static void s_probe_done(probe_t *p)
-{
-    if (--p->outstanding > 0)
-        return;
-    if (!p->acked && !p->m->leaving)
-        s_suspect(p->m, p->target, p->inc);
-    s_probe_unlink(p);
-    free(p);
-}
-
-static void s_on_indirect(void *userdata, uint32_t node, int code,
-                          const char *message, ProtobufCMessage *reply)
-{
-    probe_t *p = userdata;
-    if (code == CAIRN_OK) {
-        p->acked = true;
-        s_take_ack(p->m, node, reply);
-    }
-    s_probe_done(p);
-}
-
 static size_t s_random_live(membership_t *m, uint32_t exclude, uint32_t *out, size_t k)
 {
     uint32_t cand[MAX_ID];
@@ -488,6 +657,120 @@ static size_t s_random_live(membership_t *m, uint32_t exclude, uint32_t *out, si
         out[i] = cand[i];
     }
     return n < k ? n : k;
+}
+
+/* An answer that proves the member alive: heard, in contact. */
+static void s_acked(membership_t *m, uint32_t node, ProtobufCMessage *reply)
+{
+    m->members[node].last_heard = cairn_now_ms();
+    m->in_contact = true;
+    s_take_ack(m, node, reply);
+}
+
+/* A ping to a member that expects nothing of the answer but its gossip:
+ * news rounds, probes of unknown/dead members (which join late starters
+ * and heal partitions), the buddy ping of a new suspect. Never suspects. */
+static void s_on_quiet(void *userdata, uint32_t node, int code,
+                       const char *message, ProtobufCMessage *reply)
+{
+    membership_t *m = userdata;
+    if (code == CAIRN_OK)
+        s_acked(m, node, reply);
+}
+
+static probe_t *s_probe_new(membership_t *m, uint32_t target, uint32_t timeout)
+{
+    probe_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    *p = (probe_t){ .m = m, .target = target, .inc = m->members[target].inc,
+                    .sent = cairn_now_ms(), .timeout = timeout, .outstanding = 1 };
+    return p;
+}
+
+static void s_probe_link(probe_t *p)
+{
+    membership_t *m = p->m;
+    p->next = m->probes;
+    if (m->probes)
+        m->probes->prev = p;
+    m->probes = p;
+}
+
+static void s_probe_unlink(probe_t *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->m->probes = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+}
+
+/* True when a timeout fired well after its deadline: this node was too
+ * slow to read the answer in time, so the failure says nothing about the
+ * target (Lifeguard: the prober's own health). */
+static bool s_late(membership_t *m, uint64_t sent, uint32_t timeout)
+{
+    return cairn_now_ms() > sent + timeout + m->t.ping_timeout_ms / 2;
+}
+
+/* This node found member `id` unreachable at incarnation `inc`: it
+ * suspects it (or confirms someone else's suspicion), spreads that at once
+ * and tells the member itself (Lifeguard's buddy system), so a live one
+ * refutes within a round trip. */
+static void s_suspect(membership_t *m, uint32_t id, uint64_t inc)
+{
+    member_t *mb = &m->members[id];
+    if (!mb->used || mb->inc != inc || m->leaving)
+        return;
+    if (mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE) {
+        s_transition(m, id, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT, inc);
+        s_add_suspecter(m, id, m->self);
+        s_send_ping(m, id, s_ping_timeout(m), s_on_quiet, m);
+    } else if (mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT) {
+        if (!s_add_suspecter(m, id, m->self))
+            return;
+        mb->gossip_left = s_gossip_limit(m);
+    } else {
+        return;
+    }
+    s_gossip_soon(m);
+}
+
+static void s_probe(membership_t *m, uint32_t target, bool retry);
+
+static void s_probe_done(probe_t *p)
+{
+    if (--p->outstanding > 0)
+        return;
+    membership_t *m = p->m;
+    if (!p->acked && !p->late && p->helpers > 0 && p->nacks == 0) {
+        /* not one helper answered, not even "no answer": it is our own
+         * side that is cut off or slow */
+        s_health(m, 1, "no-nack");
+    } else if (!p->acked && !p->late) {
+        s_suspect(m, p->target, p->inc);
+    } else if (p->late && !p->retry && !m->leaving) {
+        /* the answer may have come while we were not running: ask again
+         * now rather than leave the member unprobed for a period */
+        s_probe(m, p->target, true);
+    }
+    s_probe_unlink(p);
+    free(p);
+}
+
+static void s_on_indirect(void *userdata, uint32_t node, int code,
+                          const char *message, ProtobufCMessage *reply)
+{
+    probe_t *p = userdata;
+    if (code == CAIRN_OK) {
+        p->acked = true;
+        s_take_ack(p->m, node, reply);
+    } else if (code == CAIRN_UNAVAILABLE) {
+        p->nacks++;   /* the helper answered: the target did not */
+    }
+    s_probe_done(p);
 }
 
 static void s_send_indirect(membership_t *m, probe_t *p)
@@ -507,8 +790,11 @@ static void s_send_indirect(membership_t *m, probe_t *p)
         Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
         req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_PING_REQ;
         req.ping_req = &pr;
-        if (s_call(m, helpers[i], &req.base, 2 * m->t.ping_timeout_ms, s_on_indirect, p) == 0)
+        if (s_call(m, helpers[i], &req.base, 2 * s_ping_timeout_to(m, p->target),
+                   s_on_indirect, p) == 0) {
             p->outstanding++;
+            p->helpers++;
+        }
     }
 }
 
@@ -519,71 +805,87 @@ static void s_on_direct(void *userdata, uint32_t node, int code,
     membership_t *m = p->m;
     if (code == CAIRN_OK) {
         p->acked = true;
-        m->members[node].last_heard = cairn_now_ms();
-        m->in_contact = true;
-        s_take_ack(m, node, reply);
+        s_health(m, -1, "ack");
+        s_acked(m, node, reply);
+    } else if (s_late(m, p->sent, p->timeout)) {
+        p->late = true;
+        s_health(m, 1, "late");
     } else if (!m->leaving && m->members[node].used && s_is_live(m->members[node].state)) {
         s_send_indirect(m, p);
     }
     s_probe_done(p);
 }
 
-static void s_probe(membership_t *m, uint32_t target)
+static void s_probe(membership_t *m, uint32_t target, bool retry)
 {
-    probe_t *p = calloc(1, sizeof(*p));
+    probe_t *p = s_probe_new(m, target, s_ping_timeout_to(m, target));
     if (!p)
         return;
-    *p = (probe_t){ .m = m, .target = target, .inc = m->members[target].inc,
-                    .outstanding = 1, .next = m->probes };
-    if (s_send_ping(m, target, m->t.ping_timeout_ms, s_on_direct, p) < 0) {
+    p->retry = retry;
+    if (s_send_ping(m, target, p->timeout, s_on_direct, p) < 0) {
         free(p);
         return;
     }
-    if (m->probes)
-        m->probes->prev = p;
-    m->probes = p;
+    s_probe_link(p);
 }
 
-static void s_reshuffle(membership_t *m)
+/* A confirmation ping: someone suspects `target`; we ping it ourselves.
+ * No answer (and we were not slow): we are one more independent suspecter,
+ * which shortens everyone's suspicion. An answer: the ping carried the
+ * suspicion, and the member's refutation comes back with the ack. */
+static void s_on_confirm(void *userdata, uint32_t node, int code,
+                         const char *message, ProtobufCMessage *reply)
 {
-    m->n_order = 0;
-    for (uint32_t id = 1; id <= MAX_ID; id++)
-        if (id != m->self && m->members[id].used && s_is_live(m->members[id].state))
-            m->order[m->n_order++] = id;
-    for (size_t i = m->n_order; i > 1; i--) {
-        size_t j = (size_t)rand_r(&m->rng) % i;
-        uint32_t t = m->order[i - 1];
-        m->order[i - 1] = m->order[j];
-        m->order[j] = t;
-    }
-    m->pos = 0;
+    probe_t *p = userdata;
+    membership_t *m = p->m;
+    m->members[node].confirming = false;
+    if (code == CAIRN_OK)
+        s_acked(m, node, reply);
+    else if (m->health == 0 && !s_late(m, p->sent, p->timeout))
+        s_suspect(m, node, p->inc);
+    s_probe_unlink(p);
+    free(p);
 }
 
-static void s_probe_next(membership_t *m)
+static void s_confirm_probe(membership_t *m, uint32_t target)
 {
-    for (int tries = 0; tries < 2; tries++) {
-        while (m->pos < m->n_order) {
-            uint32_t id = m->order[m->pos++];
-            if (m->members[id].used && s_is_live(m->members[id].state)) {
-                s_probe(m, id);
-                return;
-            }
-        }
-        s_reshuffle(m);
+    member_t *mb = &m->members[target];
+    if (m->leaving || mb->confirming)
+        return;
+    probe_t *p = s_probe_new(m, target, s_ping_timeout_to(m, target));
+    if (!p)
+        return;
+    if (s_send_ping(m, target, p->timeout, s_on_confirm, p) < 0) {
+        free(p);
+        return;
     }
+    mb->confirming = true;
+    s_probe_link(p);
 }
 
-/* A ping to a member we have not heard or think dead: joins late starters
- * and heals partitions. The probe does not suspect anyone on failure. */
-static void s_on_stray(void *userdata, uint32_t node, int code,
-                       const char *message, ProtobufCMessage *reply)
+/* The member to probe in period `tick` (wall clock / period, the same on
+ * every node): rank the live members by id, and in each period every one
+ * probes the one `1 + tick mod (n - 1)` places after it. Each member is
+ * then probed by exactly one other in every period, and by each other in
+ * turn over n - 1 periods, so a crash is first probed within one period
+ * (half of one, median) where a random order leaves gaps of several.
+ * While the views differ, some member may be probed twice and another
+ * not at all in a period, no worse than a random order. 0: nobody. */
+static uint32_t s_probe_target(const membership_t *m, uint64_t tick)
 {
-    membership_t *m = userdata;
-    if (code == CAIRN_OK) {
-        m->members[node].last_heard = cairn_now_ms();
-        m->in_contact = true;
-        s_take_ack(m, node, reply);
+    uint32_t live[MAX_ID];
+    size_t n = 0, me = 0;
+    for (uint32_t id = 1; id <= MAX_ID; id++) {
+        if (!m->members[id].used || !s_is_live(m->members[id].state))
+            continue;
+        if (id == m->self)
+            me = n;
+        live[n++] = id;
     }
+    if (n < 2)
+        return 0;
+    size_t step = 1 + (size_t)(tick % (n - 1));
+    return live[(me + step) % n];
 }
 
 static void s_probe_stray(membership_t *m)
@@ -599,10 +901,76 @@ static void s_probe_stray(membership_t *m)
     }
     if (n)
         s_send_ping(m, cand[(size_t)rand_r(&m->rng) % n], m->t.protocol_period_ms,
-                    s_on_stray, m);
+                    s_on_quiet, m);
 }
 
-/* ---- joining ----------------------------------------------------------- */
+/* ---- gossip rounds ----------------------------------------------------- */
+
+static bool s_has_news(const membership_t *m)
+{
+    for (uint32_t id = 1; id <= MAX_ID; id++)
+        if (m->members[id].used && m->members[id].gossip_left > 0)
+            return true;
+    return false;
+}
+
+/* News (entries still to be retransmitted) goes to GOSSIP_NODES random
+ * alive members now, on pings whose acks bring theirs back: a change
+ * reaches everyone in O(log n) rounds whatever the probe period, and a
+ * quiet cluster sends nothing here. */
+static void s_gossip_round(membership_t *m)
+{
+    if (m->leaving || !s_has_news(m))
+        return;
+    uint32_t to[GOSSIP_NODES];
+    size_t k = s_random_live(m, 0, to, GOSSIP_NODES);
+    for (size_t i = 0; i < k; i++)
+        s_send_ping(m, to[i], s_ping_timeout(m), s_on_quiet, m);
+}
+
+static int s_on_soon(cairn_loop_t *loop, int64_t timer_id, void *userdata)
+{
+    membership_t *m = userdata;
+    m->soon_timer = 0;
+    s_gossip_round(m);
+    return 0;
+}
+
+/* A suspicion, a death or a refutation is worth a round of its own rather
+ * than waiting up to GOSSIP_INTERVAL_MS. */
+static void s_gossip_soon(membership_t *m)
+{
+    if (m->soon_timer > 0 || m->leaving)
+        return;
+    int64_t t = cairn_loop_add_timer(cairn_service_loop(m->svc), 1, 0, s_on_soon, m);
+    if (t > 0)
+        m->soon_timer = t;
+}
+
+/* ---- joining and push-pull --------------------------------------------- */
+
+/* The Join request, with our whole table (push-pull); `from` and `all`
+ * are the caller's storage. */
+static void s_join_request(membership_t *m, pb_member_t *from, pb_member_t *items,
+                           pb_member_t **ptrs, Cairn__Clusterd__JoinRequest *jr,
+                           Cairn__Clusterd__Request *req)
+{
+    s_fill_member(m, m->self, from);
+    cairn__clusterd__join_request__init(jr);
+    jr->from = from;
+    size_t n = 0;
+    for (uint32_t id = 1; id <= MAX_ID; id++)
+        if (m->members[id].used && id != m->self) {
+            s_fill_member(m, id, &items[n]);
+            ptrs[n] = &items[n];
+            n++;
+        }
+    jr->members = ptrs;
+    jr->n_members = n;
+    cairn__clusterd__request__init(req);
+    req->msg_case = CAIRN__CLUSTERD__REQUEST__MSG_JOIN;
+    req->join = jr;
+}
 
 static void s_on_join(void *userdata, uint32_t node, int code,
                       const char *message, ProtobufCMessage *reply)
@@ -630,30 +998,85 @@ static void s_join(membership_t *m)
     bool any_seed = false;
     for (size_t i = 0; i < cairn_description_n_nodes(d); i++)
         any_seed |= cairn_description_node(d, i)->seed;
-    pb_member_t from;
-    s_fill_member(m, m->self, &from);
-    Cairn__Clusterd__JoinRequest jr = CAIRN__CLUSTERD__JOIN_REQUEST__INIT;
-    jr.from = &from;
-    Cairn__Clusterd__Request req = CAIRN__CLUSTERD__REQUEST__INIT;
-    req.msg_case = CAIRN__CLUSTERD__REQUEST__MSG_JOIN;
-    req.join = &jr;
+    pb_member_t from, items[MAX_ID], *ptrs[MAX_ID];
+    Cairn__Clusterd__JoinRequest jr;
+    Cairn__Clusterd__Request req;
+    s_join_request(m, &from, items, ptrs, &jr, &req);
+    m->last_join = cairn_now_ms();
     for (size_t i = 0; i < cairn_description_n_nodes(d); i++) {
         const cairn_node_desc_t *n = cairn_description_node(d, i);
         if (n->id != m->self && (n->seed || !any_seed) && m->members[n->id].used)
-            s_call(m, n->id, &req.base, JOIN_EVERY * m->t.protocol_period_ms, s_on_join, m);
+            s_call(m, n->id, &req.base, JOIN_TIMEOUT_MS, s_on_join, m);
     }
+}
+
+/* Anti-entropy: the whole table both ways with one random member, so what
+ * gossip missed (a lost message, a member added while a node was away) is
+ * made good at a slow rate. */
+static void s_sync(membership_t *m)
+{
+    uint32_t to;
+    if (s_random_live(m, 0, &to, 1) != 1)
+        return;
+    pb_member_t from, items[MAX_ID], *ptrs[MAX_ID];
+    Cairn__Clusterd__JoinRequest jr;
+    Cairn__Clusterd__Request req;
+    s_join_request(m, &from, items, ptrs, &jr, &req);
+    s_call(m, to, &req.base, JOIN_TIMEOUT_MS, s_on_join, m);
 }
 
 /* ---- the protocol period ----------------------------------------------- */
 
 static void s_expire_suspects(membership_t *m, uint64_t now)
 {
+    /* a slow node gives its suspects longer: their refutations may be
+     * sitting unread in its socket */
+    uint64_t grace = (uint64_t)m->health * s_suspect_min(m);
     for (uint32_t id = 1; id <= MAX_ID; id++) {
         member_t *mb = &m->members[id];
         if (mb->used && mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT &&
-            mb->suspect_deadline <= now)
+            mb->suspect_deadline + grace <= now) {
             s_transition(m, id, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD, mb->inc);
+            s_gossip_soon(m);
+        }
     }
+}
+
+static int s_on_expiry(cairn_loop_t *loop, int64_t timer_id, void *userdata)
+{
+    membership_t *m = userdata;
+    uint64_t due = m->expiry_at;
+    m->expiry_timer = 0;
+    m->expiry_at = 0;
+    /* run late (we were not scheduled): answers may be waiting unread,
+     * the gossip timer expires what is still due after reading them */
+    if (cairn_now_ms() <= due + m->t.ping_timeout_ms / 2)
+        s_expire_suspects(m, cairn_now_ms());
+    s_arm_expiry(m);
+    return 0;
+}
+
+/* Keeps a timer at the earliest suspicion deadline, so a suspect dies on
+ * time rather than at the next gossip round. */
+static void s_arm_expiry(membership_t *m)
+{
+    uint64_t first = 0;
+    for (uint32_t id = 1; id <= MAX_ID; id++) {
+        const member_t *mb = &m->members[id];
+        if (mb->used && mb->state == CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT &&
+            (!first || mb->suspect_deadline < first))
+            first = mb->suspect_deadline;
+    }
+    if (!first || m->leaving || (m->expiry_timer > 0 && m->expiry_at <= first))
+        return;
+    cairn_loop_t *loop = cairn_service_loop(m->svc);
+    if (m->expiry_timer > 0)
+        cairn_loop_cancel_timer(loop, m->expiry_timer);
+    uint64_t now = cairn_now_ms();
+    uint64_t at = first + (uint64_t)m->health * s_suspect_min(m);
+    int64_t t = cairn_loop_add_timer(loop, at > now ? at - now : 0, 0, s_on_expiry, m);
+    m->expiry_timer = t > 0 ? t : 0;
+    m->expiry_at = t > 0 ? at : 0;
 }
 
 static bool s_alone(const membership_t *m)
@@ -665,18 +1088,94 @@ static bool s_alone(const membership_t *m)
     return true;
 }
 
+static uint64_t s_sync_delay(membership_t *m)
+{
+    return SYNC_EVERY_MS / 2 + (uint64_t)rand_r(&m->rng) % SYNC_EVERY_MS;
+}
+
+/* Every GOSSIP_INTERVAL_MS: news, joining while alone, push-pull now and
+ * then, and suspicions that ran out. */
+static int s_on_gossip(cairn_loop_t *loop, int64_t timer_id, void *userdata)
+{
+    membership_t *m = userdata;
+    uint64_t now = cairn_now_ms();
+    /* a round far behind its time: we were not running, and answers
+     * (refutations among them) may be waiting unread; expire nothing yet */
+    bool late = m->last_gossip && now > m->last_gossip + GOSSIP_INTERVAL_MS +
+                                            m->t.ping_timeout_ms / 2;
+    m->last_gossip = now;
+    if (!late)
+        s_expire_suspects(m, now);
+    if (m->leaving)
+        return 0;
+    if (s_alone(m) && now >= m->last_join + JOIN_RETRY_MS)
+        s_join(m);
+    if (now >= m->next_sync) {
+        s_sync(m);
+        m->next_sync = now + s_sync_delay(m);
+    }
+    s_gossip_round(m);
+    return 0;
+}
+
+static int s_on_tick(cairn_loop_t *loop, int64_t timer_id, void *userdata);
+
+/* The members known here by state, for the metrics, once a period. */
+static void s_count_states(membership_t *m)
+{
+    static const int states[] = {
+        CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_UNKNOWN, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_ALIVE,
+        CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_SUSPECT, CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_DEAD,
+        CAIRN__CLUSTERD__MEMBER_STATE__MEMBER_LEFT,
+    };
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        unsigned n = 0;
+        for (uint32_t id = 1; id <= MAX_ID; id++)
+            n += m->members[id].used && m->members[id].state == states[i];
+        cairn_metric_set(m->m_members, n, s_state_name(states[i]));
+    }
+}
+
+/* Arms the next tick at the next multiple of the period on the wall clock
+ * (plus a few ms by node id, so the nodes' probes do not all leave in the
+ * same millisecond): every node then agrees on the period's number. */
+static int s_arm_tick(membership_t *m)
+{
+    uint64_t p = m->t.protocol_period_ms, w = s_wall_ms();
+    uint64_t off = (m->self * 7u) % (p / 4 + 1);
+    uint64_t next = (w - off) / p * p + p + off;
+    m->tick_timer = cairn_loop_add_timer(cairn_service_loop(m->svc), next - w, 0, s_on_tick, m);
+    return m->tick_timer < 0 ? (int)m->tick_timer : 0;
+}
+
 static int s_on_tick(cairn_loop_t *loop, int64_t timer_id, void *userdata)
 {
     membership_t *m = userdata;
-    s_expire_suspects(m, cairn_now_ms());
+    uint64_t now = cairn_now_ms();
+    bool late = m->last_tick && now > m->last_tick + m->t.protocol_period_ms +
+                                          m->t.ping_timeout_ms / 2;
+    m->last_tick = now;
+    s_count_states(m);
+    if (late)
+        s_health(m, 1, "late-tick");
+    for (uint32_t id = 1; id <= MAX_ID; id++) {
+        member_t *mb = &m->members[id];
+        if (mb->patience > 0 && now >= mb->patience_at + PATIENCE_DECAY_MS) {
+            mb->patience--;
+            mb->patience_at = now;
+        }
+    }
     if (m->leaving)
         return 0;
-    if (s_alone(m) && m->ticks % JOIN_EVERY == 0)
-        s_join(m);
-    s_probe_next(m);
+    uint32_t target = s_probe_target(m, s_wall_ms() / m->t.protocol_period_ms);
+    if (target)
+        s_probe(m, target, false);
     if (m->ticks % STRAY_PROBE_EVERY == 1)
         s_probe_stray(m);
     m->ticks++;
+    int r = s_arm_tick(m);
+    if (r < 0)
+        cairn_log_warn(r, "tick", "msg=\"cannot arm the next period\"");
     return 0;
 }
 
@@ -737,10 +1236,20 @@ membership_t *membership_free(membership_t *m)
 
 int membership_start(membership_t *m)
 {
+    cairn_loop_t *loop = cairn_service_loop(m->svc);
+    cairn_metrics_t *reg = cairn_service_metrics(m->svc);
+    m->m_members = cairn_metrics_gauge(reg, "cairn_members",
+                                       "Members this node knows, by state.", "state");
+    m->m_changes = cairn_metrics_counter(reg, "cairn_member_changes_total",
+                                         "Members seen entering a state.", "state");
+    s_count_states(m);
     s_publish(m, m->self);
-    m->tick_timer = cairn_loop_add_timer(cairn_service_loop(m->svc), 1,
-                                         m->t.protocol_period_ms, s_on_tick, m);
-    return m->tick_timer < 0 ? (int)m->tick_timer : 0;
+    m->next_sync = cairn_now_ms() + s_sync_delay(m);
+    int r = s_arm_tick(m);
+    if (r < 0)
+        return r;
+    m->gossip_timer = cairn_loop_add_timer(loop, 1, GOSSIP_INTERVAL_MS, s_on_gossip, m);
+    return m->gossip_timer < 0 ? (int)m->gossip_timer : 0;
 }
 
 uint64_t membership_incarnation(const membership_t *m)
@@ -784,6 +1293,11 @@ void membership_stop(membership_t *m)
         return;
     if (!m->leaving)
         s_announce_leave(m, s_ignore_reply);
+    if (m->soon_timer > 0)
+        cairn_loop_cancel_timer(cairn_service_loop(m->svc), m->soon_timer);
+    if (m->expiry_timer > 0)
+        cairn_loop_cancel_timer(cairn_service_loop(m->svc), m->expiry_timer);
+    m->soon_timer = m->expiry_timer = 0;
     /* Close connections now: the zmq context ends right after us. */
     m->peers = cairn_peers_free(m->peers);
 }
@@ -905,7 +1419,9 @@ static void s_on_relay(void *userdata, uint32_t node, int code,
     _cleanup_free_ relay_t *rl = userdata;
     membership_t *m = rl->m;
     if (code != CAIRN_OK) {
-        cairn_deferred_fail(m->svc, rl->d, CAIRN_TIMEOUT, "target did not answer");
+        /* UNAVAILABLE, not TIMEOUT: the asker tells this nack from its
+         * own deadline passing (Lifeguard) */
+        cairn_deferred_fail(m->svc, rl->d, CAIRN_UNAVAILABLE, "target did not answer");
         return;
     }
     m->members[node].last_heard = cairn_now_ms();
@@ -941,7 +1457,10 @@ int membership_handle_ping_req(membership_t *m, cairn_request_t *req)
     rl->d = cairn_request_defer(req);
     if (!rl->d)
         return -ENOMEM;
-    if (s_send_ping(m, p->target, m->t.ping_timeout_ms, s_on_relay, rl) < 0)
+    /* the timeout stretched by the target's health but not by ours: the
+     * asker waits twice that, and our nack must reach it before then */
+    uint32_t t = m->t.ping_timeout_ms * (uint32_t)(1 + s_slowness(m, p->target));
+    if (s_send_ping(m, p->target, t, s_on_relay, rl) < 0)
         cairn_deferred_fail(m->svc, rl->d, CAIRN_UNAVAILABLE, "cannot reach target");
     else
         rl = NULL;   /* s_on_relay frees it */
@@ -1000,6 +1519,7 @@ int membership_handle_join(membership_t *m, cairn_request_t *req)
                                   "with `cairn node add`", from->id);
     }
     s_heard_from(m, from);
+    s_merge_all(m, r->join->members, r->join->n_members);   /* push-pull */
     uint32_t ids[MAX_ID];
     size_t n = 0;
     for (uint32_t id = 1; id <= MAX_ID; id++)

@@ -1,7 +1,9 @@
 /* membership.h - SWIM membership of clusterd.
  *
  * The member table, the probe cycle (ping, indirect ping-req, suspicion,
- * death), gossip piggybacked on every protocol message, join through seeds,
+ * confirmations, death), Lifeguard's local health, gossip piggybacked on
+ * every protocol message and pushed in rounds of its own, push-pull join
+ * through seeds and with a random member now and then,
  * hotplug (add/remove), graceful leave, and the node-up/-suspect/-down/-left
  * events. All timings come from the description's <membership>.
  *

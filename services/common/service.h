@@ -148,6 +148,13 @@ const char *cairn_service_security_mode(cairn_service_t *svc);
 /* This node's keypair in mode curve, NULL in mode none. */
 const cairn_keypair_t *cairn_service_keypair(cairn_service_t *svc);
 
+/* The service's metrics registry (services/common/metrics.h): declare
+ * the service's own families from ops->start on; the skeleton's HTTP
+ * server shows them with its own at /metrics when the description gives
+ * the service a metrics-port (docs/metrics.md). */
+typedef struct cairn_metrics cairn_metrics_t;
+cairn_metrics_t *cairn_service_metrics(cairn_service_t *svc);
+
 /* Publishes msg on the PUB socket with `topic` as first frame:
  * [topic][Header][msg]. -ENOTCONN if the service declares no pub port. */
 int cairn_service_publish(cairn_service_t *svc, const char *topic,

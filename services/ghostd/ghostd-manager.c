@@ -50,12 +50,16 @@
 #include <zmq.h>
 
 #include "cairn-config.h"
+#include "engine/place.h"
 #include "ghostd.h"
 #include "migrate.h"
+#include "place-hold.h"
 #include "restart.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics.h"
 #include "proc/proc.h"
+#include "util/cleanup.h"
 #include "util/clock.h"
 #include "util/fileio.h"
 
@@ -287,6 +291,57 @@ static int s_spawn_setup(posix_spawnattr_t *attr, posix_spawn_file_actions_t *fa
     return -r;
 }
 
+/* The OOM score of what ghostd spawns. The node's daemons are not what
+ * the kernel is to kill when the node's memory runs out (ghostd died so,
+ * with nothing logged, under 16 jobs on a node of the harness): a job
+ * that outgrew the node is. ghostd's helpers -- and so the jobs and the
+ * restored trees they make -- run S_JOB_OOM_ABOVE above ghostd's own
+ * oom_score_adj (a unit's OOMScoreAdjust=-900, the harness's), within
+ * 0..1000: -900 gives them 100, and a ghostd left at 0 (no right to lower
+ * it: no CAP_SYS_RESOURCE, as in a container) gives them 1000. A full
+ * 1000 above is what makes it hold: the kernel adds adj/1000 of the
+ * cgroup's limit to a process's resident pages, so a job 1000 above a
+ * daemon outranks it whatever their sizes (at 500 above, a sanitizer
+ * ghostd of 160 MiB on a node of 300 MiB still outranked jobs of 6 MiB).
+ * posix_spawn cannot set it in the child, and ghostd must never take the
+ * value itself, not even around a spawn: a memory cgroup that ran out
+ * during one would kill ghostd. So the helper takes it as its first step,
+ * from GHOST_HELPER_OOM_ENV in its environment (place.h,
+ * ghost_place_take_oom), and drops the variable so a job never sees it. */
+#define S_JOB_OOM_ABOVE 1000
+
+/* What a helper gets: S_JOB_OOM_ABOVE above ours, within 0..1000. */
+static int s_job_oom_adj(void)
+{
+    _cleanup_free_ char *text = NULL;
+    int own = 0;
+
+    if (cairn_read_file("/proc/self/oom_score_adj", 16, &text, NULL) == 0)
+        own = atoi(text);
+    int v = own + S_JOB_OOM_ABOVE;
+    return v < 0 ? 0 : v > 1000 ? 1000 : v;
+}
+
+/* envp (NULL: ours) with GHOST_HELPER_OOM_ENV=adj added: a new array
+ * whose entries are envp's but *ret_ours, the one to free with the array;
+ * NULL on ENOMEM. */
+static char **s_env_with_oom(char *const envp[], int adj, char **ret_ours)
+{
+    char *const *src = envp ? envp : environ;
+    size_t n = 0;
+
+    while (src[n])
+        n++;
+    char **env = calloc(n + 2, sizeof *env);
+    if (!env || asprintf(&env[n], "%s=%d", GHOST_HELPER_OOM_ENV, adj) < 0) {
+        free(env);
+        return NULL;
+    }
+    memcpy(env, src, n * sizeof *env);
+    *ret_ours = env[n];
+    return env;
+}
+
 /* Runs path argv (environment envp, NULL: ours) with its stdout on a new
  * pipe and fds[i] as its fd 3 + i; *ret_fd is the pipe's read end
  * (non-blocking, close-on-exec). */
@@ -299,12 +354,16 @@ static int s_spawn(const char *path, char *const argv[], char *const envp[],
     int p[2], r;
     pid_t pid;
 
+    _cleanup_free_ char *ours = NULL;
+    _cleanup_free_ char **env = s_env_with_oom(envp, s_job_oom_adj(), &ours);
+    if (!env)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
     if (pipe2(p, O_CLOEXEC) < 0)
         return cairn_error_set(err, -errno, CAIRN_INTERNAL, "pipe2: %s",
                                strerror(errno));
     r = s_spawn_setup(&attr, &fa, p[1], fds, n_fds);
     if (r == 0)
-        r = -posix_spawn(&pid, path, &fa, &attr, argv, envp ? envp : environ);
+        r = -posix_spawn(&pid, path, &fa, &attr, argv, env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(p[1]);
@@ -406,6 +465,9 @@ static void s_helper_fail(ghostd_helper_t *j, int code, const char *msg)
     snprintf(event, sizeof event, "%s-failed", s_request_name(j->kind));
     cairn_log_warn(0, event, "pid=%u dir=%s code=%s msg=\"%s\"", j->pid, j->dir,
                    cairn_code_name(code), msg);
+    if (j->kind != GHOSTD_LAUNCH)
+        ghostd_metrics_op(j->gd, j->kind == GHOSTD_CHECKPOINT ? "checkpoint" : "restore",
+                          "failed", 0);
     cairn_deferred_fail(j->gd->svc, j->deferred, code, msg);
     j->deferred = NULL;
 }
@@ -537,6 +599,32 @@ static int s_helper_numbers(ghostd_helper_t *j, json_t *v, const char *const key
     return 0;
 }
 
+/* ghostd's own families; declared at start so that a scrape lists them
+ * before the first operation (declaring again finds the same family). */
+static cairn_metric_t *s_metric_ops(cairn_metrics_t *reg)
+{
+    return cairn_metrics_counter(reg, "cairn_ghost_operations_total",
+                                 "Checkpoints, restores and outgoing migrations, "
+                                 "by result.", "operation,result");
+}
+
+static cairn_metric_t *s_metric_bytes(cairn_metrics_t *reg)
+{
+    return cairn_metrics_counter(reg, "cairn_ghost_image_bytes_total",
+                                 "Image bytes written by checkpoints, read by "
+                                 "restores, streamed by outgoing migrations.",
+                                 "operation");
+}
+
+void ghostd_metrics_op(ghostd_t *gd, const char *op, const char *result,
+                       uint64_t bytes)
+{
+    cairn_metrics_t *reg = cairn_service_metrics(gd->svc);
+
+    cairn_metric_add(s_metric_ops(reg), 1, op, result);
+    cairn_metric_add(s_metric_bytes(reg), (double)bytes, op);
+}
+
 static void s_reply_checkpoint(ghostd_helper_t *j, json_t *v)
 {
     static const char *const keys[] = { "image_bytes", "pages", "processes",
@@ -567,6 +655,7 @@ static void s_reply_checkpoint(ghostd_helper_t *j, json_t *v)
                    j->image, (unsigned long long)f[0], (unsigned long long)f[1],
                    (unsigned long long)f[4], (unsigned long long)f[5],
                    (int)cr.left_running);
+    ghostd_metrics_op(j->gd, "checkpoint", "ok", f[0]);
     cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
     j->deferred = NULL;
 }
@@ -620,8 +709,38 @@ static void s_reply_checked(ghostd_helper_t *j, json_t *v)
     j->deferred = NULL;
 }
 
+#define S_MAX_COSMETIC 64   /* as GHOST_VERIFY_MAX */
+
+/* The helper's "verify" object (ghost-restore.c): whether it ran, its
+ * time, and the cosmetic differences into d[] / p[] (their strings point
+ * into v); null or absent (--no-verify, older helpers): not verified. */
+static void s_restart_verify(Cairn__Ghostd__RestartReply *rr, json_t *v,
+                             Cairn__Ghostd__VerifyDiff *d, Cairn__Ghostd__VerifyDiff **p)
+{
+    json_t *vf = json_object_get(v, "verify"), *e;
+    size_t i;
+
+    if (!json_is_object(vf))
+        return;
+    rr->verified = true;
+    rr->verify_us = ghostd_json_u64(vf, "us");
+    json_array_foreach(json_object_get(vf, "cosmetic"), i, e) {
+        if (rr->n_cosmetic >= S_MAX_COSMETIC || !json_is_object(e))
+            break;
+        Cairn__Ghostd__VerifyDiff *x = &d[rr->n_cosmetic];
+        cairn__ghostd__verify_diff__init(x);
+        x->pid = (uint32_t)ghostd_json_u64(e, "pid");
+        x->what = (char *)s_json_string(e, "what");
+        x->want = (char *)s_json_string(e, "want");
+        x->got = (char *)s_json_string(e, "got");
+        p[rr->n_cosmetic++] = x;
+    }
+    rr->cosmetic = p;
+}
+
 static void s_reply_restart(ghostd_helper_t *j, json_t *v)
 {
+    Cairn__Ghostd__VerifyDiff diffs[S_MAX_COSMETIC], *diffp[S_MAX_COSMETIC];
     static const char *const keys[] = { "pid", "original_pid", "image_bytes",
                                         "pages", "processes", "threads",
                                         "restore_us" };
@@ -652,6 +771,7 @@ static void s_reply_restart(ghostd_helper_t *j, json_t *v)
         rr.host_pid = rr.pid;
     rr.cgroup = (char *)s_json_string(v, "cgroup");
     rr.unit = j->scope;
+    s_restart_verify(&rr, v, diffs, diffp);
     reply.msg_case = CAIRN__GHOSTD__REPLY__MSG_RESTART_REPLY;
     reply.restart_reply = &rr;
     cairn_log_info("restart-done",
@@ -659,6 +779,7 @@ static void s_reply_restart(ghostd_helper_t *j, json_t *v)
                    "restore_us=%llu cgroup=%s",
                    j->image, rr.pid, rr.host_pid, rr.original_pid, (unsigned long long)f[2],
                    (unsigned long long)f[6], rr.cgroup);
+    ghostd_metrics_op(j->gd, "restore", "ok", f[2]);
     cairn_deferred_reply(j->gd->svc, j->deferred, &reply.base);
     j->deferred = NULL;
 }
@@ -937,6 +1058,32 @@ static int s_helper_watch(ghostd_helper_t *j, uint64_t deadline_ms)
     return 0;
 }
 
+/* Spawns j's helper at path with argv[1..] (argv[0] is the caller's
+ * NULL; environment envp, NULL: ours) and fds as 3.... A dump (checkpoint,
+ * check, tracker, migration) also gets the description's ghost-file-max,
+ * so a migration's check and its dump refuse alike. */
+static int s_spawn_helper(ghostd_helper_t *j, char *path, char *argv[], char *const envp[],
+                          const int *fds, size_t n_fds, cairn_error_t *err)
+{
+    char max_arg[16], *dargv[32];
+    size_t n = 1;
+    if (j->kind == GHOSTD_CHECKPOINT) {
+        const cairn_description_t *d = cairn_service_description(j->gd->svc);
+        snprintf(max_arg, sizeof max_arg, "%u", cairn_description_sched(d)->ghost_file_max);
+        for (; argv[n]; n++)
+            if (n + 3 > sizeof dargv / sizeof dargv[0])
+                return cairn_error_set(err, -E2BIG, CAIRN_INTERNAL, "ghost-dump: %zu "
+                                       "arguments", n);
+        memcpy(dargv, argv, n * sizeof(*argv));
+        dargv[n] = "--ghost-file-max", dargv[n + 1] = max_arg, dargv[n + 2] = NULL;
+        argv = dargv;
+    }
+    argv[0] = path;
+    int r = s_spawn(path, argv, envp, fds, n_fds, &j->helper, &j->out_fd, err);
+    argv[0] = NULL;
+    return r;
+}
+
 /* Spawns the job's helper with argv[1..] (environment envp, NULL: ours)
  * and defers the request. On failure the slot is free again and err says
  * why. */
@@ -948,7 +1095,7 @@ static int s_helper_run(ghostd_helper_t *j, cairn_request_t *req, char *argv[],
     int r = s_helper_path(s_helper_name(j->kind), path, sizeof path, err);
 
     if (r == 0)
-        argv[0] = path, r = s_spawn(path, argv, envp, NULL, 0, &j->helper, &j->out_fd, err);
+        r = s_spawn_helper(j, path, argv, envp, NULL, 0, err);
     if (r < 0) {
         j->used = false;
         return r;
@@ -967,6 +1114,10 @@ static int s_helper_run(ghostd_helper_t *j, cairn_request_t *req, char *argv[],
     r = j->deferred ? CAIRN_REPLY_DEFERRED
                     : cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL,
                                       "out of memory");
+    /* Refused (nothing deferred): a LAUNCH's job is still the caller's,
+     * which drops it (jobs-run.c); the release must not drop it too. */
+    if (r < 0)
+        j->job = NULL;
     s_helper_fail(j, CAIRN_INTERNAL, "out of memory");
     s_helper_release(j);
     return r;
@@ -988,9 +1139,7 @@ int ghostd_helper_start(ghostd_t *gd, ghostd_kind_t kind, char *argv[],
                                "migration helpers are running; try again later",
                                GHOSTD_MAX_HELPERS);
     j->kind = kind;
-    argv[0] = path;
-    r = s_spawn(path, argv, NULL, fds, n_fds, &j->helper, &j->out_fd, err);
-    argv[0] = NULL;
+    r = s_spawn_helper(j, path, argv, NULL, fds, n_fds, err);
     if (r < 0) {
         j->used = false;
         return r;
@@ -1206,9 +1355,10 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
         return cairn_request_fail(req, CAIRN_INVALID_ARGUMENT,
                                   "restart: request body is empty");
     r = s_check_dir("restart", rr->dir, &err);
-    if (r == 0 && rr->check_only && rr->new_pid)
+    if (r == 0 && rr->check_only && (rr->new_pid || rr->no_verify))
         r = cairn_error_set(&err, -EINVAL, CAIRN_INVALID_ARGUMENT, "restart: "
-                            "check_only restores nothing: it takes no new_pid");
+                            "check_only restores nothing: it takes no %s",
+                            rr->new_pid ? "new_pid" : "no_verify");
     if (r == 0)
         snprintf(image, sizeof image, "%s/%s", rr->dir, GHOSTD_IMAGE_NAME);
     /* A user's image is looked at by the helper alone, with their file
@@ -1226,11 +1376,14 @@ static int s_handle_restart(void *ctx, cairn_request_t *req)
     j->check_only = rr->check_only;
     snprintf(j->dir, sizeof j->dir, "%s", rr->dir);
     snprintf(j->image, sizeof j->image, "%s", image);
-    /* + --check or --new-pid, --scope UNIT --slice SLICE, --as UID:GID, NULL */
-    char *argv[11] = { NULL, "--image", j->image };
+    /* + --check or --new-pid, --no-verify, --scope UNIT --slice SLICE,
+     * --as UID:GID, NULL */
+    char *argv[12] = { NULL, "--image", j->image };
     int n = 3;
     if (rr->check_only || rr->new_pid)
         argv[n++] = rr->check_only ? "--check" : "--new-pid";
+    if (!rr->check_only && rr->no_verify)
+        argv[n++] = "--no-verify";
     if (!rr->check_only && gd->placement.mode == GHOSTD_PLACE_SCOPE &&
         ghostd_placement_next_scope(&gd->placement, j->scope,
                                     sizeof j->scope) == 0) {
@@ -1296,7 +1449,7 @@ static void s_spool_start(ghostd_t *gd)
                        "streamed, not copied in place\"", gd->spool.path, err.message);
     else
         cairn_log_info("spool", "path=%s mounted=%s huge=%s", gd->spool.path,
-                       gd->spool.mounted ? "here" : "already",
+                       gd->spool.adopted ? "adopted" : gd->spool.mounted ? "here" : "already",
                        gd->spool.mounted ? (gd->spool.huge ? "yes" : "no") : "unknown");
 }
 
@@ -1307,6 +1460,8 @@ static int s_start(cairn_service_t *svc, void *ctx)
     char path[PATH_MAX];
 
     gd->svc = svc;
+    s_metric_ops(cairn_service_metrics(svc));
+    s_metric_bytes(cairn_service_metrics(svc));
     for (int k = GHOSTD_CHECKPOINT; k <= GHOSTD_LAUNCH; k++) {
         if (s_helper_path(s_helper_name(k), path, sizeof path, &err) < 0)
             cairn_log_warn(0, "helper", "msg=\"%s\", requests will fail "
@@ -1316,7 +1471,7 @@ static int s_start(cairn_service_t *svc, void *ctx)
     }
     s_spool_start(gd);
     ghostd_placement_init(&gd->placement);
-    if (migrate_start(gd) < 0 || restart_start(gd) < 0)
+    if (migrate_start(gd) < 0 || restart_start(gd) < 0 || place_hold_start(gd) < 0)
         return cairn_log_err(-ENOMEM, "start", "msg=\"out of memory\"");
     cairn_log_info("placement", "mode=%s cgroup=%s unit=%s why=\"%s\"",
                    gd->placement.mode == GHOSTD_PLACE_SCOPE ? "scope"
@@ -1349,6 +1504,7 @@ static void s_stop(cairn_service_t *svc, void *ctx)
 {
     ghostd_t *gd = ctx;
 
+    place_hold_stop(gd); /* held runs answered while the table is there */
     migrate_stop(gd);   /* held trees resumed before their helpers go */
     restart_stop(gd);   /* before the helpers and the table go */
     ghostd_done(gd);
@@ -1395,6 +1551,8 @@ static const cairn_handler_t s_handlers[] = {
       migrate_handle_commit, CAIRN_ACCESS_USER },
     { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_ABORT, "migrate_abort",
       migrate_handle_abort, CAIRN_ACCESS_USER },
+    /* post-copy's page relay: member nodes' ghostds only (ADMIN) */
+    { CAIRN__GHOSTD__REQUEST__MSG_MIGRATE_PAGES, "migrate_pages", migrate_handle_pages },
     /* restart on failure (restart.h): between member nodes' ghostds only */
     { CAIRN__GHOSTD__REQUEST__MSG_REPLICA_PUT, "replica_put", restart_handle_put },
     { CAIRN__GHOSTD__REQUEST__MSG_REPLICA_DROP, "replica_drop", restart_handle_drop },

@@ -30,7 +30,7 @@
 #include "spool.h"
 
 #define GHOSTD_MAX_HELPERS 32          /* helpers running at once */
-#define GHOSTD_MAX_TRACKERS 16         /* of which restart.c's trackers, at most:
+#define GHOSTD_MAX_TRACKERS 16         /* of which restart-ckpt.c's trackers, at most:
                                           requests keep the other half */
 #define GHOSTD_OUTPUT_MAX 65536           /* bytes of helper output kept */
 #define GHOSTD_DEFAULT_DEADLINE_MS 120000 /* when Header.deadline_ms is 0 */
@@ -94,6 +94,8 @@ typedef struct ghostd {
     struct migrate *migrate;              /* migrations in and out (migrate.h) */
     struct ghostd_jobs *jobs;             /* the jobs cairn run started (jobs.h) */
     struct restart *restart;              /* checkpoints, replicas, restarts (restart.h) */
+    struct place_hold *hold;              /* runs without a node: the policy
+                                             asked, held (place-hold.h) */
 } ghostd_t;
 
 /* The skeleton's view of ghostd: name, message types, handler table. */
@@ -108,7 +110,7 @@ void ghostd_done(ghostd_t *gd);
  * `kind` with argv[1..] (argv[0] is set here) in a free slot, its stdout
  * watched, reaped by the poll, killed at deadline_ms; fds[i] becomes fd
  * 3 + i in the helper (the caller keeps its copies); deadline_ms 0: none
- * (restart.c's trackers stay). The caller sets the hooks on *ret before
+ * (restart-ckpt.c's trackers stay). The caller sets the hooks on *ret before
  * the loop runs again. -EBUSY when every slot is
  * taken, -ENOENT no helper program; err says why. */
 int ghostd_helper_start(ghostd_t *gd, ghostd_kind_t kind, char *argv[],
@@ -146,14 +148,21 @@ int ghostd_process_owner(uint32_t pid, uint32_t *ret_uid, uint32_t *ret_gid,
  * contract) answers failures; a LAUNCH's success line goes to
  * ghostd_jobs_launched, and a LAUNCH that did not succeed to
  * ghostd_jobs_launch_failed when its slot is freed. job: the LAUNCH's job,
- * else NULL. CAIRN_REPLY_DEFERRED, or -errno with err set (BUSY when every
- * slot is taken; nothing was run). */
+ * else NULL: once deferred, the job is the helper's (launched or
+ * dropped there); on -errno it stays the caller's. CAIRN_REPLY_DEFERRED,
+ * or -errno with err set (BUSY when every slot is taken; nothing runs). */
 int ghostd_helper_request(ghostd_t *gd, cairn_request_t *req, ghostd_kind_t kind,
                            char *argv[], char *const envp[], struct ghostd_job *job,
                            const cairn_caller_t *caller, cairn_error_t *err);
 
 /* Whether pid is a running helper's (jobs.c reaps every other child). */
 bool ghostd_helper_running(const ghostd_t *gd, pid_t pid);
+
+/* Counts one checkpoint, restore or migration ("checkpoint", "restore",
+ * "migration") that ended with `result` ("ok", "failed") and its image's
+ * bytes, in ghostd's metrics (docs/metrics.md). */
+void ghostd_metrics_op(ghostd_t *gd, const char *op, const char *result,
+                       uint64_t bytes);
 
 /* Whether a LAUNCH helper runs now (its reaper may be our child any
  * moment, not yet known to the job table). */

@@ -180,7 +180,11 @@ char *ghostd_jobrec_dumps(const ghostd_jobrec_t *r)
               json_object_set_new(v, "last_checkpoint_ms",
                                   json_integer((json_int_t)r->last_checkpoint_ms)) < 0 ||
               json_object_set_new(v, "replica", json_integer((json_int_t)r->replica)) < 0 ||
-              json_object_set_new(v, "lost_ms", json_integer((json_int_t)r->lost_ms)) < 0)) {
+              json_object_set_new(v, "lost_ms", json_integer((json_int_t)r->lost_ms)) < 0 ||
+              (r->migrating_to &&
+               (json_object_set_new(v, "migrating_to",
+                                    json_integer((json_int_t)r->migrating_to)) < 0 ||
+                json_object_set_new(v, "migration", json_string(r->migration)) < 0)))) {
         json_decref(v);
         v = NULL;
     }
@@ -268,8 +272,8 @@ static int s_jobrec_from(json_t *v, ghostd_jobrec_t *ret)
     static const uint64_t max[] = { UINT32_MAX, UINT32_MAX, UINT64_MAX, 255,
                                     INT32_MAX, UINT64_MAX, UINT32_MAX, UINT32_MAX };
     static const char *const opt_keys[] = { "checkpoint_every_s", "last_checkpoint_ms",
-                                            "replica", "lost_ms" };
-    static const uint64_t opt_max[] = { 86400, UINT64_MAX, 255, UINT64_MAX };
+                                            "replica", "lost_ms", "migrating_to" };
+    static const uint64_t opt_max[] = { 86400, UINT64_MAX, 255, UINT64_MAX, 255 };
     uint32_t node;
     uint64_t seq;
     json_t *rof = json_object_get(v, "restart_on_failure");
@@ -291,6 +295,10 @@ static int s_jobrec_from(json_t *v, ghostd_jobrec_t *ret)
         r = s_get_str(v, "unit", ret->unit, sizeof ret->unit);
     if (r == 0)
         r = s_get_argv(v, ret);
+    ret->migration[0] = '\0';
+    if (r == 0 && u[12] && s_get_str(v, "migration", ret->migration,
+                                     sizeof ret->migration) < 0)
+        r = -EBADMSG;   /* a move under way names its id */
     if (r < 0) {
         ghostd_jobrec_clear(ret);
         return r;
@@ -308,6 +316,7 @@ static int s_jobrec_from(json_t *v, ghostd_jobrec_t *ret)
     ret->last_checkpoint_ms = u[9];
     ret->replica = (uint32_t)u[10];
     ret->lost_ms = u[11];
+    ret->migrating_to = (uint32_t)u[12];
     ret->restart_on_failure = json_is_true(rof);
     return 0;
 }

@@ -22,7 +22,8 @@
  *              host_pid it names one process for the life of the boot;
  *              Restart on failure adds "checkpoint_every_s",
  *              "restart_on_failure", "last_checkpoint_ms", "replica",
- *              "lost_ms" (optional: 0 when absent);
+ *              "lost_ms" (optional: 0 when absent); a move under way
+ *              adds "migrating_to" and "migration" (its id);
  *   exit      {"exit_code","exit_signal","end_ms"[,"lost"]} -- ghost-init's
  *              reaper writes it; ghostd writes it for a job that ended
  *              without, and with "lost" (why) for a job whose node died
@@ -74,6 +75,12 @@ typedef struct ghostd_jobrec {
     uint64_t last_checkpoint_ms;   /* unix ms of the last replicated one, 0 none */
     uint32_t replica;              /* the node holding it, 0 none */
     uint64_t lost_ms;              /* work lost by its restarts, in total */
+    /* a migration under way (absent: none): written by the source before
+     * the tree freezes, cleared when the move fails, gone when the target
+     * rewrites the record at commit -- so a ghostd that died mid-move
+     * leaves its successor what to settle (jobs-settle.c) */
+    uint32_t migrating_to;         /* the target node, 0 none */
+    char migration[64];            /* the migration's id, "" none */
 } ghostd_jobrec_t;
 
 /* Frees what r owns (argv); safe twice and on a zeroed record. */

@@ -66,15 +66,20 @@ void ghostd_jobs_launch_failed(ghostd_jobs_t *jobs, ghostd_job_t *job);
 
 /* (ghostd_jobs_dir and ghostd_jobs_running, below, serve it too.) */
 
-/* Marks gpid's job migrating (ps shows state "migrating") or not. */
-void ghostd_jobs_set_migrating(ghostd_jobs_t *jobs, const char *gpid, bool migrating);
+/* Marks gpid's job migrating to node `to` by migration `id` (ps shows
+ * state "migrating"; job.json records the move before anything freezes,
+ * for a successor of a ghostd that dies mid-move: jobs-settle.c) or, with
+ * migrating false, not any more (the mark cleared). */
+void ghostd_jobs_set_migrating(ghostd_jobs_t *jobs, const char *gpid, bool migrating,
+                               uint32_t to, const char *id);
 
 /* gpid's job left this node: out of the table without an exit record,
  * its reaper no longer watched (and reaped as an orphan once killed). */
 void ghostd_jobs_release(ghostd_jobs_t *jobs, const char *gpid);
 
 /* Takes gpid's job back from its job.json after a release whose move
- * did not happen (the tree was resumed here). */
+ * did not happen (the tree was resumed here; the target's copy is this
+ * ghostd's to abort): the move's mark cleared. */
 void ghostd_jobs_take_back(ghostd_jobs_t *jobs, const char *gpid);
 
 /* A job restored here by a migration now belongs to this node: its
@@ -85,6 +90,17 @@ void ghostd_jobs_take_back(ghostd_jobs_t *jobs, const char *gpid);
  * joins the table ended). */
 int ghostd_jobs_arrived(ghostd_jobs_t *jobs, const char *gpid, pid_t host_pid,
                         const char *cgroup, const char *unit, bool sub_cgroup);
+
+/* gpid arrived post-copy and its pages are still coming (pending), or
+ * they all came: while pending, a reaper that ends without an exit record
+ * was killed for its holes and the job is recorded lost. */
+void ghostd_jobs_set_pages_pending(ghostd_jobs_t *jobs, const char *gpid, bool pending);
+
+/* gpid's pages stopped coming (post-copy): the job is killed if it still
+ * runs here, its exit record says lost = why (ps: state "lost", wait
+ * answers it), as ghostd_jobs_mark_lost does for a job not in the table.
+ * 0 or -errno of the record's write. */
+int ghostd_jobs_lose(ghostd_jobs_t *jobs, const char *gpid, const char *why);
 
 /* Fills m with gpid's job in this table (strings point into the table:
  * valid until it changes). -ENOENT when it is not here. */

@@ -3,12 +3,17 @@
  * ghost-dump's rounds go down the same stream while the tree runs), the
  * image streamed from this ghostd to the target's over ZeroMQ, with no
  * file in between. MigrateRequest.mode chooses; "auto" is the size rule
- * below; post-copy is refused until the page source is bridged.
+ * below. Post-copy: the copy runs as soon as all but the private
+ * anonymous pages are in, and those follow through the page source,
+ * relayed between the ghostds (migrate-relay.h) until every one came.
  *
  * Two sides, each a small state machine in migrate.c:
  *
  *   source (Request{migrate}, from a client):
  *     begin ──ok──► stream ──last chunk answered "runs"──► killing ──► done
+ *                     │  post-copy: "held" ─► `serve`, P relayed; "runs" ─►
+ *                     │  serving (job handed over, commit) ──► done once
+ *                     │  ghost-dump served every page (or `kill`: relay ended)
  *       │             │ (chunks of 256 KiB, MIGRATE_WINDOW in flight)
  *       │             └─ any failure: resume the tree, abort the target
  *       └─ refused: nothing was frozen
@@ -48,6 +53,11 @@
 #define MIGRATE_BEGIN_MS 5000        /* the target must answer begin by then */
 #define MIGRATE_CHUNK_MS 5000        /* ... and each chunk but the last: one is
                                         answered once in the restore's pipe */
+#define MIGRATE_LAST_MS 10000        /* the last chunk, answered once the tree
+                                        runs: unanswered by then, the target is
+                                        asked its state (a target ghostd that
+                                        died never answers; waiting for the
+                                        client's deadline left no time to ask) */
 #define MIGRATE_IDLE_MS 30000        /* target: a stream silent this long fails */
 #define MIGRATE_KEEP_MS 600000       /* target: an ended migration's state is
                                         kept this long for status questions */
@@ -64,7 +74,9 @@ typedef enum {
 /* auto: pre-copy from this many resident bytes, stop-and-copy below (the
  * stream moves ~60-180 MiB/s here, so below it stop-and-copy freezes a
  * few hundred ms at most, and the rounds' tracking and second copy are
- * not worth it). Never post-copy: only asked for. */
+ * not worth it). Never post-copy, not even when pre-copy does not
+ * converge: a failure in its window loses the job, a risk only the user
+ * may take (docs/jobs.md, "Modes"). */
 #define MIGRATE_AUTO_PRECOPY (64ull << 20)
 
 /* "stop-copy" (also "" and NULL), "pre-copy", "post-copy", "auto" into
@@ -89,5 +101,10 @@ int migrate_handle_chunk(void *ctx, cairn_request_t *req);
 int migrate_handle_status(void *ctx, cairn_request_t *req);
 int migrate_handle_commit(void *ctx, cairn_request_t *req);
 int migrate_handle_abort(void *ctx, cairn_request_t *req);
+int migrate_handle_pages(void *ctx, cairn_request_t *req);
+
+/* The MigrateState a ghostd's reply holds (to status, commit, abort,
+ * begin), NULL if it holds none (an error Status, another kind). */
+const Cairn__Ghostd__MigrateState *migrate_state_of(const ProtobufCMessage *reply);
 
 #endif

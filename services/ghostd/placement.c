@@ -1,12 +1,8 @@
 /* placement.c - the mode ghostd restores in, and the scopes' names
  * (placement.h).
  *
- * Design. "systemd started us as a service" is read from two facts, both
- * needed: $SYSTEMD_EXEC_PID equals our pid (systemd >= 248 sets it for the
- * process it executes; a daemon the harness forks from a CLI that itself
- * runs under a unit inherits a foreign value), and sd_pid_get_unit names a
- * .service (a shell's session scope is not one). Everything else keeps the
- * tree where ghostd is.
+ * Design. "systemd started us as a service" is services/common/unit.h's
+ * test; everything else keeps the tree where ghostd is.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -19,48 +15,16 @@
 #include "cairn-config.h"
 #include "place.h"
 #include "placement.h"
-
-#if CAIRN_HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#include <systemd/sd-login.h>
-#endif
-
-/* systemd executed this very process. */
-static bool s_executed_by_systemd(void)
-{
-    const char *v = getenv("SYSTEMD_EXEC_PID");
-
-    return v && atol(v) == (long)getpid();
-}
-
-/* Our unit when it is a .service of a booted systemd, into p->unit. */
-static bool s_our_service(ghostd_placement_t *p)
-{
-#if CAIRN_HAVE_SYSTEMD
-    char *unit = NULL;
-    size_t len;
-    bool ok = sd_booted() > 0 && sd_pid_get_unit(0, &unit) >= 0 &&
-              (len = strlen(unit)) > 8 &&
-              strcmp(unit + len - 8, ".service") == 0;
-
-    if (ok)
-        snprintf(p->unit, sizeof p->unit, "%s", unit);
-    free(unit);
-    return ok;
-#else
-    (void)p;
-    return false;
-#endif
-}
+#include "unit.h"
 
 void ghostd_placement_init(ghostd_placement_t *p)
 {
-    bool by_systemd = s_executed_by_systemd();
+    bool by_systemd = cairn_executed_by_systemd();
 
     memset(p, 0, sizeof *p);
     if (ghost_place_cgroup_of(getpid(), p->cgroup, sizeof p->cgroup) < 0)
         snprintf(p->cgroup, sizeof p->cgroup, "(unknown)");
-    if (by_systemd && s_our_service(p)) {
+    if (by_systemd && cairn_systemd_service_unit(p->unit, sizeof p->unit)) {
         p->mode = GHOSTD_PLACE_SCOPE;
         p->why = "a systemd service: each restore gets its own scope "
                  "in " GHOSTD_JOB_SLICE;

@@ -3,7 +3,9 @@
  * when clusterd declares its node dead (docs/jobs.md, "Restart on
  * failure"; issue 19, item 6).
  *
- * Three parts, each a small state machine in restart.c:
+ * Three parts, each a small state machine: the checkpoint in
+ * restart-ckpt.c, the replica in restart-replica.c, the restart in
+ * restart.c:
  *
  *   checkpoint (the job's node): a loop timer per job run with
  *     checkpoint_every_s and a tracker (ghost-dump --serve-fd 3, at most

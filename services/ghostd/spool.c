@@ -11,10 +11,13 @@
 #include <unistd.h>
 
 #include "spool.h"
+#include "util/cleanup.h"
 
 /* 0711: users pass through to their own uid-N directory, list nothing. */
 #define S_MODE 0711
 #define S_OPTS "mode=0711"
+/* The tmpfs's source name: how a later ghostd knows the mount for its own. */
+#define S_SOURCE "cairn-ghost"
 
 /* Is path the root of a mount? -errno if it cannot be told. */
 static int s_is_mount_root(const char *path)
@@ -32,6 +35,37 @@ static int s_is_mount_root(const char *path)
     if (stat(path, &self) < 0 || stat(parent, &up) < 0)
         return -errno;
     return self.st_dev != up.st_dev;
+}
+
+/* Is the top mount on path a spool an earlier ghostd mounted (a tmpfs
+ * named S_SOURCE)? 1 (and *ret_huge: it has huge=always), 0 when not (an
+ * admin's mount, or a path mountinfo escapes: never taken for ours), or
+ * -errno. mountinfo lists the mounts on one point bottom first. */
+static int s_is_ours(const char *path, bool *ret_huge)
+{
+    _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+    _cleanup_free_ char *line = NULL;
+    size_t cap = 0;
+    int ours = 0;
+    bool huge = false;
+
+    if (!f)
+        return -errno;
+    /* "id parent maj:min root point options [tags] - fstype source super" */
+    while (getline(&line, &cap, f) > 0) {
+        char point[PATH_MAX], fstype[16], source[sizeof S_SOURCE + 1];
+        const char *sep = strstr(line, " - ");
+
+        if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 ||
+            strcmp(point, path) != 0)
+            continue;
+        ours = sscanf(sep + 3, "%15s %12s", fstype, source) == 2 &&
+               strcmp(fstype, "tmpfs") == 0 && strcmp(source, S_SOURCE) == 0;
+        huge = ours && strstr(sep, ",huge=always");
+    }
+    if (ours)
+        *ret_huge = huge;
+    return ours;
 }
 
 /* Entries of dir besides . and ..; rm_empty_dirs first removes those that
@@ -90,8 +124,17 @@ int ghostd_spool_prepare(ghostd_spool_t *sp, const char *rundir, cairn_error_t *
     int r = s_is_mount_root(sp->path);
     if (r < 0)
         return cairn_error_set(err, r, CAIRN_SYSTEM, "stat %s: %s", sp->path, strerror(-r));
-    if (r == 1)
-        return 0;   /* an earlier ghostd's, or the admin's: theirs to keep */
+    if (r == 1) {
+        /* An earlier ghostd's is adopted: unmounted at stop once empty,
+         * as that ghostd would have if a watchdog or a crash had not
+         * ended it first. The admin's is theirs to keep. */
+        r = s_is_ours(sp->path, &sp->huge);
+        if (r < 0)
+            return cairn_error_set(err, r, CAIRN_SYSTEM, "/proc/self/mountinfo: %s",
+                                   strerror(-r));
+        sp->mounted = sp->adopted = r == 1;
+        return 0;
+    }
     long n = s_entries(sp->path, false);
     if (n != 0)
         return cairn_error_set(err, n < 0 ? (int)n : -ENOTEMPTY, CAIRN_FAILED_PRECONDITION,
@@ -99,9 +142,9 @@ int ghostd_spool_prepare(ghostd_spool_t *sp, const char *rundir, cairn_error_t *
                                n < 0 ? strerror((int)-n) : "holds files");
     /* MS_NOEXEC: images are read and mapped, never run. */
     unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-    sp->huge = mount("cairn-ghost", sp->path, "tmpfs", fl, S_OPTS ",huge=always") == 0;
+    sp->huge = mount(S_SOURCE, sp->path, "tmpfs", fl, S_OPTS ",huge=always") == 0;
     /* EINVAL: a kernel without huge tmpfs pages takes a plain tmpfs. */
-    if (!sp->huge && (errno != EINVAL || mount("cairn-ghost", sp->path, "tmpfs", fl, S_OPTS) < 0))
+    if (!sp->huge && (errno != EINVAL || mount(S_SOURCE, sp->path, "tmpfs", fl, S_OPTS) < 0))
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "mount tmpfs on %s: %s", sp->path,
                                strerror(errno));
     sp->mounted = true;

@@ -6,8 +6,11 @@
  * threads and one copy per byte, but streams it through one writer on a
  * filesystem of small pages or on a disk (docs/ghost.md, bench/README.md).
  * So at start ghostd mounts a tmpfs with huge=always on that directory,
- * unless it is a mount already (an earlier ghostd's, or the admin's) or
- * holds files (a mount would hide them). <rundir> is the node's runtime
+ * unless it is a mount already or holds files (a mount would hide them).
+ * A mount already there is an earlier ghostd's (a tmpfs named
+ * cairn-ghost: one that stopped with images in it, or that a watchdog or
+ * a crash ended before it could unmount), which this ghostd adopts as if
+ * it had mounted it, or the admin's, which it uses and leaves alone. <rundir> is the node's runtime
  * directory: nothing in it is meant to outlive a reboot, so a tmpfs takes
  * nothing away; a checkpoint meant to last goes to a directory given with
  * --dir. At stop ghostd unmounts the spool it mounted if no image is left
@@ -33,18 +36,21 @@
 
 typedef struct ghostd_spool {
     char path[PATH_MAX];   /* <rundir>/ghost */
-    bool mounted;          /* mounted by this ghostd */
+    bool mounted;          /* this ghostd's to unmount at stop */
+    bool adopted;          /* ...mounted by an earlier ghostd */
     bool huge;             /* the tmpfs has huge pages */
 } ghostd_spool_t;
 
 /* Makes <rundir>/ghost (0711) and mounts the tmpfs on it: 0 when it is
  * mounted here (sp->mounted, sp->huge: huge=always was taken; a kernel
- * without huge tmpfs pages gets a plain tmpfs), 0 when it was a mount
- * already (sp->mounted false), else -errno and the reason in err, the
+ * without huge tmpfs pages gets a plain tmpfs), 0 when it was an earlier
+ * ghostd's mount (sp->mounted and sp->adopted, sp->huge as it was
+ * mounted), 0 when it was another mount (sp->mounted false, sp->huge
+ * unknown), else -errno and the reason in err, the
  * spool then being the directory as it is (checkpoints still go there). */
 int ghostd_spool_prepare(ghostd_spool_t *sp, const char *rundir, cairn_error_t *err);
 
-/* Unmounts the spool if this ghostd mounted it and, once its empty
+/* Unmounts the spool if this ghostd mounted or adopted it and, once its empty
  * checkpoint directories (and users' directories left empty) are
  * removed, it holds nothing: 0 unmounted or nothing to do, -ENOTEMPTY
  * images remain (left mounted), else -errno. */

@@ -125,6 +125,18 @@ Test(jobinfo, job_record_round_trip)
     cr_assert(back.moves == 2 && back.restarts == 1 && back.sub_cgroup);
     cr_assert_str_eq(back.cgroup, "/cairn/x/4/job-4.17");
     cr_assert_str_eq(back.unit, "");
+    cr_assert(back.migrating_to == 0 && back.migration[0] == '\0');
+    /* a move under way, then its mark gone again */
+    r.migrating_to = 2;
+    snprintf(r.migration, sizeof r.migration, "4-4242-1796628821-7");
+    cr_assert_eq(ghostd_jobrec_write(s_dir, &r), 0);
+    cr_assert_eq(ghostd_jobrec_read(s_dir, &back), 0);
+    cr_assert_eq(back.migrating_to, 2);
+    cr_assert_str_eq(back.migration, "4-4242-1796628821-7");
+    r.migrating_to = 0;
+    cr_assert_eq(ghostd_jobrec_write(s_dir, &r), 0);
+    cr_assert_eq(ghostd_jobrec_read(s_dir, &back), 0);
+    cr_assert(back.migrating_to == 0 && back.migration[0] == '\0');
     ghostd_jobrec_clear(&r);
     ghostd_jobrec_clear(&back);
     ghostd_jobrec_clear(&back);   /* twice is fine */
@@ -156,6 +168,10 @@ Test(jobinfo, damaged_job_records_are_refused)
         "\"node\":1,\"host_pid\":2,\"host_start\":3,\"moves\":0,\"restarts\":0,\"cgroup\":\"/\",\"unit\":\"\"}",
         "{\"gpid\":\"1.1\",\"uid\":0,\"gid\":0,\"argv\":[\"x\"],\"name\":\"\",\"start_ms\":1,"
         "\"node\":256,\"host_pid\":2,\"host_start\":3,\"moves\":0,\"restarts\":0,\"cgroup\":\"/\",\"unit\":\"\"}",
+        /* a move under way without its id */
+        "{\"gpid\":\"1.1\",\"uid\":0,\"gid\":0,\"argv\":[\"x\"],\"name\":\"\",\"start_ms\":1,"
+        "\"node\":1,\"host_pid\":2,\"host_start\":3,\"moves\":0,\"restarts\":0,\"cgroup\":\"/\",\"unit\":\"\","
+        "\"migrating_to\":2}",
     };
     ghostd_jobrec_t r = { 0 };
     char empty[300];

@@ -1,10 +1,11 @@
-/* home-private.h - what the two files of syncd's home share: the object
+/* home-private.h - what the three files of syncd's home share: the object
  * model (objects, their holdings and waiters, the table they live in) and
- * the helpers both use. home.h is the module's interface; nothing outside
+ * the helpers they use. home.h is the module's interface; nothing outside
  * home*.c includes this file.
  *
- *  - home.c: the objects and every rule of the five primitives (requests,
- *    events, introspection);
+ *  - home.c: every rule of the five primitives (requests, events);
+ *  - home-table.c: the table of objects, the cookie index, the holdings
+ *    and waiters lists, the home's lifecycle, introspection;
  *  - home-move.c: moving homes: an object's state handed over to its new
  *    home, a state announced by a relay or the old home imported, and the
  *    recovering mode while the announcements come in.
@@ -132,7 +133,7 @@ bool home_same_thread(const who_t *a, const who_t *b);
 bool home_name_ok(const char *name, const char *what, home_result_t *r);
 uint64_t home_max(uint64_t a, uint64_t b);
 
-/* ---- home.c: objects, holdings, serving -------------------------------- */
+/* ---- home-table.c: objects ---------------------------------------------- */
 
 object_t *home_find(const home_t *h, const char *name);
 /* A new object (not yet in the table); NULL on ENOMEM. */
@@ -144,11 +145,42 @@ void home_unlink(home_t *h, object_t *o);
 /* Frees o (already out of the table) and its waiters' cookies, without
  * answers. NULL-safe; returns NULL. */
 object_t *home_object_free(home_t *h, object_t *o);
+/* Root, the owner, or anyone when o is shared. */
+bool home_may_use(const object_t *o, uint32_t uid);
+/* The slot of a waiter's cookie (which object it waits on), or NULL. */
+cookie_slot_t *home_cookie_find(home_t *h, const void *cookie);
+
+/* ---- home-table.c: holdings and waiters --------------------------------- */
+
+/* who's holding taken with tag (tag 0: none), or NULL. */
+holding_t *home_hold_find_tag(object_t *o, const who_t *who, uint64_t tag);
+/* who's waiter queued with tag, or NULL. */
+waiter_t *home_waiter_find_tag(object_t *o, const who_t *who, uint64_t tag);
 /* A holding added; room was reserved when its waiter queued (or by the
  * caller). */
 holding_t *home_hold_add(object_t *o);
+/* Removes holding i, keeping the others' order. */
+void home_hold_remove(object_t *o, size_t i);
 /* Room for `more` holdings: 0 or -ENOMEM. */
 int home_hold_reserve(object_t *o, size_t more);
+/* Frees what a waiter owns (its mutex string). */
+void home_waiter_clear(waiter_t *w);
+/* Queues a waiter (copied; *w's mutex string moves in). Reserves what
+ * serving it will need. 0 or -ENOMEM (nothing changed). */
+int home_waiter_add(home_t *h, object_t *o, waiter_t *w);
+/* Takes waiter i off the list into *out (the caller clears it). */
+void home_waiter_take(home_t *h, object_t *o, size_t i, waiter_t *out);
+/* Drops waiter i without an answer. */
+void home_waiter_drop(home_t *h, object_t *o, size_t i);
+/* Takes waiter i off and answers it with r. */
+void home_waiter_answer(home_t *h, object_t *o, size_t i,
+                        const home_result_t *r);
+/* A retry re-binds: the new cookie replaces the old one. HOME_QUEUED or
+ * -ENOMEM. */
+int home_waiter_rebind(home_t *h, object_t *o, waiter_t *w, void *cookie);
+
+/* ---- home.c: serving ----------------------------------------------------- */
+
 bool home_rw_has_writer(const object_t *o);
 /* A semaphore's holding of who's process, or NULL. */
 holding_t *home_sem_holding(object_t *o, const who_t *who);
@@ -157,7 +189,7 @@ void home_fail_all(home_t *h, object_t *o, const home_result_t *r);
 /* Whatever changed, serve what can be served now. */
 void home_serve(home_t *h, object_t *o);
 
-/* ---- home.c: introspection --------------------------------------------- */
+/* ---- home-table.c: introspection --------------------------------------- */
 
 /* s copied into memory from alloc(ctx); NULL on ENOMEM. */
 char *home_strdup_a(home_alloc_fn alloc, void *ctx, const char *s);

@@ -83,7 +83,13 @@ static void s_home_answer(void *userdata, void *cookie, const home_result_t *hr)
 {
     relay_t *r = userdata;
     int kind = *(int *)cookie;
+    uint64_t queued = kind == COOKIE_HW ? ((relay_hw_t *)cookie)->queued_ns
+                                        : ((relay_op_t *)cookie)->queued_ns;
 
+    /* every wait at this home ends here: a local process's or a peer's */
+    cairn_metric_add(r->m_waits, 1, cairn_code_name(hr->code));
+    if (queued)
+        cairn_metric_observe(r->m_wait_s, cairn_metrics_since(queued));
     if (kind == COOKIE_HW) {
         s_hw_answer((relay_hw_t *)cookie, hr);
         return;
@@ -660,6 +666,7 @@ int relay_home_side(relay_t *r, cairn_request_t *req)
         return relay_op_fill_reply(&fake, reply, relay_req_alloc, req) < 0
                    ? -ENOMEM : CAIRN_REPLY_NOW;
     }
+    hw->queued_ns = cairn_now_ns();
     hw->deferred = cairn_request_defer(req);
     if (!hw->deferred) {
         home_cancel(r->home, hw);

@@ -519,6 +519,7 @@ void relay_op_dispatch(relay_op_t *op)
         if (k == HOME_QUEUED) {
             op->at_local_home = true;
             op->waited = true;
+            op->queued_ns = cairn_now_ns();
             if (op->deadline != UINT64_MAX)
                 op->timer = cairn_loop_add_timer(cairn_service_loop(r->svc),
                                                  cairn_ms_left(op->deadline), 0,

@@ -30,6 +30,7 @@
 
 #include "cache.h"
 #include "home.h"
+#include "metrics.h"
 #include "peer.h"
 #include "relay.h"
 #include "service.h"
@@ -129,6 +130,7 @@ struct relay_op {
     bool cache_ok;              /* the acquire may cache at this node */
     bool one_phase;             /* cond: a phase the client runs itself */
     bool waited;                /* queued at our home at least once */
+    uint64_t queued_ns;         /* cairn_now_ns() when last queued there */
     bool timed_out;             /* cond: the wait timed out */
     bool prepared;              /* cond: PREPARE done */
     bool ready;                 /* a queued home answer waits in `queued` */
@@ -152,6 +154,7 @@ struct relay_hw {
     int32_t pid, tid;
     uint64_t tag;
     uint64_t timeout_ms;
+    uint64_t queued_ns;         /* cairn_now_ns() when queued */
 };
 
 /* A revoke asked of this node's cache, waiting for the holder's unlock:
@@ -219,6 +222,8 @@ struct relay {
     bool recovering;
     int64_t recover_timer;
     bool stopping;
+    cairn_metric_t *m_waits;    /* cairn_sync_waits_total{result} */
+    cairn_metric_t *m_wait_s;   /* cairn_sync_wait_seconds */
 };
 
 /* ---- relay.c: small helpers -------------------------------------------- */

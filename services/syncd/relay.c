@@ -821,6 +821,23 @@ static void s_process_exit(relay_t *r, int32_t pid)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+/* Waits at this node's homes (docs/metrics.md): how many ended, how,
+ * and how long they took -- 1 ms (a release right after) to 5 min. */
+static void s_declare_metrics(relay_t *r)
+{
+    static const double bounds[] = { 0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300 };
+    cairn_metrics_t *reg = cairn_service_metrics(r->svc);
+
+    r->m_waits = cairn_metrics_counter(reg, "cairn_sync_waits_total",
+                                       "Waits at this node's homes (locks, semaphores, "
+                                       "barriers, condition variables) answered, by "
+                                       "status.", "result");
+    r->m_wait_s = cairn_metrics_histogram(reg, "cairn_sync_wait_seconds",
+                                          "How long an answered wait at this node's "
+                                          "homes lasted.", NULL, bounds,
+                                          sizeof(bounds) / sizeof(bounds[0]));
+}
+
 relay_t *relay_new(cairn_service_t *svc, cairn_error_t *err)
 {
     relay_t *r = calloc(1, sizeof(*r));
@@ -835,6 +852,7 @@ relay_t *relay_new(cairn_service_t *svc, cairn_error_t *err)
     r->home = home_new(r->self, &relay_home_ops, r);
     r->peers = cairn_peers_new(svc, "syncd", &cairn__syncd__reply__descriptor);
     r->cache = cache_new(svc, relay_on_cache_revoked, r, err);
+    s_declare_metrics(r);
     if (!r->view || !r->home || !r->peers) {
         cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
         return relay_free(r);

@@ -17,12 +17,17 @@
  * with time left, one fired and unread), a signalfd with SIGUSR1 pending,
  * an epoll watching the eventfd and a pipe, and an inotify watching a
  * file as its watch 2.
+ * Mode fanotify holds a group a user may make (FAN_REPORT_FID) marking
+ * workdir/fan-watched; mode fanotify-dropped one only root may make
+ * (events with open fds), made before becoming GHOST_CASE_BECOME=UID:GID.
  * Mode pause-threads waits in pause() like pause, with a second thread
  * that blocks SIGUSR2 and waits in pause() too.
  * Mode seccomp installs a filter (getpriority fails with errno 42) that
  * both threads must still have after the restore.
  * Mode undumpable is pause in a process that set PR_SET_DUMPABLE 0.
- * Mode unmovable holds a socket and a pty master and is traced from outside
+ * Mode socket holds a netlink socket (a kind never restored) with an
+ * answer queued: the checkpoint must be refused and leave it untouched.
+ * Mode unmovable holds a socket and a pty master with unread output and is traced from outside
  * its tree: three reasons not to move; it counts (SIGUSR1 prints the
  * count) and its tracer reports every stop it sees.
  * Mode creds records who its two threads are (ids, groups, capabilities,
@@ -37,6 +42,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -49,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/fanotify.h>
 #include <sys/eventfd.h>
 #include <sys/fsuid.h>
 #include <sys/inotify.h>
@@ -66,6 +73,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/seccomp.h>
 
 #define S_PAGE 4096
@@ -957,6 +966,72 @@ static void s_anonfds_check_inotify(void)
     unlink(s_ino_file);
 }
 
+/* A fanotify group watching a file of the process's own (an inode mark
+ * on workdir/fan-watched), made by fanotify_init(flags): reads the
+ * group's flags back from fdinfo after the restore. */
+static int s_fanotify_group(unsigned flags)
+{
+    int fd = fanotify_init(flags, O_RDONLY);
+    int f = open("fan-watched", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0 || f < 0)
+        s_setup_fail("fanotify_init / fan-watched");
+    close(f);
+    if (fanotify_mark(fd, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, "fan-watched") < 0)
+        s_setup_fail("fanotify_mark");
+    return fd;
+}
+
+/* The group's fdinfo says flags `want` (its "fanotify flags:%x" line). */
+static int s_fanotify_check(int fd, unsigned want)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    int i = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = i < 0 ? -1 : read(i, buf, sizeof buf - 1);
+    if (i >= 0)
+        close(i);
+    if (n <= 0)
+        return s_failf("fanotify fd %d: no fdinfo", fd);
+    buf[n] = '\0';
+    const char *l = strstr(buf, "fanotify flags:");
+    unsigned got = 0;
+    if (!l || sscanf(l, "fanotify flags:%x", &got) != 1 || !strstr(buf, "fanotify ino:"))
+        return s_failf("fanotify fd %d: no group or no mark after the restore", fd);
+    return (got & ~(unsigned)(FAN_CLOEXEC | FAN_NONBLOCK)) == want ||
+           s_failf("fanotify fd %d: flags %#x, not %#x", fd, got, want);
+}
+
+/* A group as a user makes one (no CAP_SYS_ADMIN: file handles, not fds,
+ * in its events): a user's restore makes it again. */
+static int s_case_fanotify(void)
+{
+    unsigned flags = FAN_CLASS_NOTIF | FAN_REPORT_FID;
+    int fd = s_fanotify_group(flags);
+    s_line("ready %d\n", (int)getpid());
+    pause();
+    return s_fanotify_check(fd, flags);
+}
+
+/* A group root made (events carrying open fds of the files, which only
+ * CAP_SYS_ADMIN may have), then the process became the user
+ * GHOST_CASE_BECOME ("UID:GID", no groups, no capabilities left) and
+ * dumpable again: its image is that user's, and a restore for them must
+ * not make the privileged group (test-ghost-users.sh). */
+static int s_case_fanotify_dropped(void)
+{
+    const char *who = getenv("GHOST_CASE_BECOME");
+    unsigned uid = 0, gid = 0;
+    if (!who || sscanf(who, "%u:%u", &uid, &gid) != 2)
+        s_setup_fail("GHOST_CASE_BECOME");
+    int fd = s_fanotify_group(FAN_CLASS_NOTIF);
+    if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0 ||
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+        s_setup_fail("becoming the user");
+    s_line("ready %d\n", (int)getpid());
+    pause();
+    return s_fanotify_check(fd, FAN_CLASS_NOTIF);
+}
+
 static int s_case_anonfds(void)
 {
     struct signalfd_siginfo si;
@@ -974,21 +1049,31 @@ static int s_case_anonfds(void)
 
 /* ---- socket: must be refused, and left untouched ----------------------- */
 
+/* A netlink socket: a kind of socket the engine does not restore (unix
+ * ones it does), refused up front, its queued answer still there after. */
 static int s_case_socket(void)
 {
-    int sv[2];
-    char buf[8] = "";
+    struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+    struct {
+        struct nlmsghdr h;
+        struct rtgenmsg g;
+    } req = { .h = { .nlmsg_len = sizeof req, .nlmsg_type = RTM_GETLINK,
+                     .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 7 },
+              .g = { .rtgen_family = AF_UNSPEC } };
+    char buf[8192];
     struct stat st;
+    int nl = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
 
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 ||
-        write(sv[0], "sock", 4) != 4)
-        s_setup_fail("socketpair");
-    s_line("ready %d fds=%d,%d\n", (int)getpid(), sv[0], sv[1]);
+    if (nl < 0 || sendto(nl, &req, sizeof req, 0, (struct sockaddr *)&sa, sizeof sa) < 0)
+        s_setup_fail("netlink socket");
+    s_line("ready %d fds=%d\n", (int)getpid(), nl);
     s_wait_pause();
-    if (fstat(sv[1], &st) < 0 || !S_ISSOCK(st.st_mode))
-        return s_failf("fd %d is no longer a socket", sv[1]);
-    return (read(sv[1], buf, 4) == 4 && memcmp(buf, "sock", 4) == 0) ||
-           s_failf("the socket's queued data was lost");
+    if (fstat(nl, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return s_failf("fd %d is no longer a socket", nl);
+    ssize_t n = recv(nl, buf, sizeof buf, MSG_DONTWAIT);
+    return (n > (ssize_t)sizeof(struct nlmsghdr) &&
+            ((struct nlmsghdr *)buf)->nlmsg_seq == 7) ||
+           s_failf("the socket's queued answer was lost");
 }
 
 /* ---- unmovable: every reason at once, and a check leaves it alone ------ */
@@ -1038,17 +1123,18 @@ static pid_t s_traced_by(void)
 }
 
 /* Three reasons not to move at once: a socket (a socketpair's end; the
- * other end is the tracer's), a pty master (/dev/ptmx: not a device the
- * engine brings back) and a tracer outside the tree. It counts in a
- * nanosleep loop (SIGUSR1: "count N"); SIGUSR2 ends it: the socket still
- * holds its bytes, the pty master is one, the tracer is the same and the
- * count went on. Its only fds are 0-2 and these two. */
+ * other end is the tracer's), a pty master holding output its slave wrote
+ * and nobody read (bytes that cannot be taken without loss) and a tracer
+ * outside the tree. It counts in a nanosleep loop (SIGUSR1: "count N");
+ * SIGUSR2 ends it: the socket still holds its bytes, the pty master its
+ * unread output, the tracer is the same and the count went on. Its only
+ * fds are 0-2 and these two. */
 static int s_case_unmovable(void)
 {
     struct sigaction sa = { .sa_handler = s_on_usr1_ask };
     struct timespec tick = { 0, 2000000 };
     struct stat st;
-    int sv[2], ptmx;
+    int sv[2], ptmx, pts;
     pid_t self = getpid(), c, tracer;
     uint64_t count = 0;
     char buf[8] = "";
@@ -1056,7 +1142,9 @@ static int s_case_unmovable(void)
     syscall(SYS_close_range, 3, ~0u, 0);
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || write(sv[0], "sock", 4) != 4)
         s_setup_fail("socketpair");
-    if ((ptmx = open("/dev/ptmx", O_RDWR | O_NOCTTY)) < 0)
+    if ((ptmx = open("/dev/ptmx", O_RDWR | O_NOCTTY)) < 0 || unlockpt(ptmx) < 0 ||
+        (pts = open(ptsname(ptmx), O_RDWR | O_NOCTTY)) < 0 || write(pts, "tty", 3) != 3 ||
+        close(pts) < 0)
         s_setup_fail("/dev/ptmx");
     prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);   /* Yama, if any */
     if ((c = fork()) < 0)
@@ -1083,8 +1171,9 @@ static int s_case_unmovable(void)
     if (fstat(sv[1], &st) < 0 || !S_ISSOCK(st.st_mode) || read(sv[1], buf, 4) != 4 ||
         memcmp(buf, "sock", 4) != 0)
         return s_failf("fd %d: the socket or its queued bytes were lost", sv[1]);
-    if (fstat(ptmx, &st) < 0 || !S_ISCHR(st.st_mode))
-        return s_failf("fd %d is no longer the pty master", ptmx);
+    if (fstat(ptmx, &st) < 0 || !S_ISCHR(st.st_mode) || read(ptmx, buf, 3) != 3 ||
+        memcmp(buf, "tty", 3) != 0)
+        return s_failf("fd %d: the pty master or its unread output was lost", ptmx);
     if (s_traced_by() != tracer)
         return s_failf("traced by %d, no longer by %d", (int)s_traced_by(), (int)tracer);
     return count > 0 || s_failf("it never counted");
@@ -1252,6 +1341,8 @@ static const struct {
     { "process", s_case_process },
     { "threads", s_case_threads },
     { "anonfds", s_case_anonfds },
+    { "fanotify", s_case_fanotify },
+    { "fanotify-dropped", s_case_fanotify_dropped },
     { "socket", s_case_socket },
     { "unmovable", s_case_unmovable },
 };

@@ -233,6 +233,9 @@ int main(int argc, char **argv)
         perror("postcopy-pair: setup");
         return 1;
     }
+    /* A 1 MiB image pipe, as ghostd's (migrate.c): a small post-copy
+     * image never waits inside the freeze for its reader. */
+    fcntl(img[0], F_SETPIPE_SZ, 1 << 20);
     /* Without a relay the two helpers hold the two ends of sd. */
     int dfds[3] = { img[1], hold[0], sd[0] };
     int rfds[2] = { img[0], relay ? sr[0] : sd[1] };

@@ -95,6 +95,31 @@ t_done() {
     echo "$T_FAILS check(s) failed" >&2; exit 1
 }
 
+# t_reap PID: waits up to 3 s for PID (killed by its checkpoint) to be
+# gone or a zombie, and reaps it if it is our child, so its pid is free for
+# the restore; after 3 s SIGKILLs and reaps it, and is false.
+t_reap() {
+    local i
+    for i in $(seq 1 60); do
+        case $(t_proc_state "$1") in Z|gone) wait "$1" 2>/dev/null; return 0;; esac
+        sleep 0.05
+    done
+    kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null
+    return 1
+}
+
+# t_verdict RESULT NAME: waits up to 10 s for a "PASS NAME" or "FAIL NAME"
+# line in RESULT (a ghost-case or ghost-state program's verdict); true on
+# PASS.
+t_verdict() {
+    local i
+    for i in $(seq 1 200); do
+        grep -qE "^(PASS|FAIL) $2" "$1" && break
+        sleep 0.05
+    done
+    grep -qx "PASS $2" "$1"
+}
+
 # t_free_port: a TCP port nobody listens on, with the next one free too.
 t_free_port() {
     local p
@@ -146,6 +171,13 @@ t_require_netns() {
     local probe="cairnprobe$$"
     ip netns add "$probe" 2>/dev/null || { echo "SKIP: ip netns add not permitted"; exit 77; }
     ip netns del "$probe"
+}
+
+# t_require_built PATH...: skips the test (77) unless every PATH is an
+# executable (a binary of the build tree the test needs).
+t_require_built() {
+    local p
+    for p in "$@"; do [ -x "$p" ] || { echo "SKIP: $p not built"; exit 77; }; done
 }
 
 # t_description_ghostd FILE CLUSTER PORT GHOST_PORT: a one-node description
@@ -205,3 +237,42 @@ t_wait_state() {
     local limit=$1 id=$2 state=$3; shift 3
     t_wait_member "$limit" "$id" ".state == \"$state\"" "$@"
 }
+
+# t_wait_for S CMD...: CMD succeeds within S seconds (tried every 100 ms).
+t_wait_for() {
+    local limit=$1 i; shift
+    for ((i = 0; i < limit * 10; i++)); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+
+# t_ghostds_see N: each of nodes 1..N's ghostd lists N reachable ghostds
+# (ps) within 15 s -- a local cluster's jobs can go anywhere from then on.
+t_ghostds_see() {
+    local n=$1 k
+    for ((k = 1; k <= n; k++)); do
+        t_check "ghostd $k sees $n ghostds" t_wait_for 15 s_t_all_reachable "$k" "$n"
+    done
+}
+s_t_all_reachable() {
+    CAIRN_NODE=$1 "$CAIRN" ps | jq -e --argjson n "$2" \
+        '[.nodes[] | select(.reachable)] | length == $n' >/dev/null
+}
+
+# t_cluster_up PREFIX N: a local cluster of N nodes, 1 GiB each, named
+# PREFIX<pid> ($T_CLUSTER; CAIRN_RUN_BASE and CAIRN_CLUSTER exported so
+# the CLI finds it), torn down on exit; every node alive to every node
+# and every ghostd seeing all N. A cluster that does not come up ends the
+# test (failed).
+t_cluster_up() {
+    local k ids
+    T_CLUSTER="$1$(( $$ % 100000 ))"
+    export CAIRN_RUN_BASE="$T_TMP/run" CAIRN_CLUSTER="$T_CLUSTER"
+    trap 't_cluster_down; t_cleanup' EXIT
+    "$CAIRN" cluster up --nodes "$2" --mem 1G --start-timeout 60000 >"$T_TMP/up.json" ||
+        { t_fail "cluster up: $(cat "$T_TMP/up.json")"; t_done; }
+    ids=$(seq 1 "$2")
+    # shellcheck disable=SC2086 # the ids are words
+    for k in $ids; do t_check "node $k alive" t_wait_state 15 "$k" alive $ids; done
+    t_ghostds_see "$2"
+}
+t_cluster_down() { "$CAIRN" cluster down --name "$T_CLUSTER" >/dev/null 2>&1; }

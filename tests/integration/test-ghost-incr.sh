@@ -22,7 +22,10 @@
 #   - a job (ghost-init's reaper, precopy-case as pid 2) tracked, a delta,
 #     restored from the chain into a fresh pid namespace: PASS;
 #   - usage: a bad command line answered with an error, the tracker goes on;
-#     --serve-fd with --out refused.
+#     --serve-fd with --out refused;
+#   - durability after the thaw: a checkpoint whose fsync fails (the job
+#     already running again) is an error, not a checkpoint: image.ghost
+#     names the one before, which restores (PASS); the next one is full.
 # Needs root; 77 on a kernel without write-protect async userfaultfd.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-precopy-case.sh"
@@ -51,6 +54,13 @@ ckpt() {
         sleep 0.02
     done
     echo '{"error":"no answer"}'
+}
+
+# ckpt_is WHAT DIR ANSWERS FILTER: one checkpoint whose answer must pass
+# the jq FILTER; the answer is left in $out.
+ckpt_is() {
+    out=$(ckpt "$2" "$3")
+    t_json_check "$1 ($out)" "$out" "$4"
 }
 
 # ---- chain: full, deltas, compaction -------------------------------------
@@ -150,6 +160,53 @@ verdict "kill: runs on" "$P" "$R"
 out=$("$ENGINE/ghost-dump" --pid "$P" --serve-fd 3 --out "$T_TMP/x" 3</dev/null 2>&1); rc=$?
 t_check "usage: --serve-fd with --out (exit $rc)" [ "$rc" -eq 100 ]
 kill -9 "$P"
+
+# ---- durability after the thaw --------------------------------------------
+
+# The image is fsync'ed once the tree runs again, and a checkpoint is only
+# answered once it is durable: here fsync fails (ext4 on a loop device
+# whose backing file's tmpfs is full, so writeback gets ENOSPC). The answer
+# is an error, the process runs, image.ghost still names the last good
+# delta and the chain restores from it; the next checkpoint is full.
+R="$T_TMP/result-sync"; : >"$R"
+L="$T_TMP/sync-lo" M="$T_TMP/sync-fs"
+mkdir -p "$L" "$M"
+if mount -t tmpfs -o size=40m tmpfs "$L" && truncate -s 32M "$L/disk" &&
+   mkfs.ext4 -q "$L/disk" && mount -o loop "$L/disk" "$M"; then
+    T_MOUNTS+=("$M" "$L")
+    start_pc "$R" 8 256 || t_fail "sync: start"
+    P=$PC_PID
+    serve "$P" "$T_TMP/cmd4" "$T_TMP/ans4"
+    ckpt_is "sync: full, durable after the thaw" "$M/ck" "$T_TMP/ans4" \
+        '.full and .durable_us > 0 and .steps_us.sync == 0 and .frozen_us > 0'
+    sleep 0.2
+    at=$(count_of "$P" "$R")
+    ckpt_is "sync: a delta" "$M/ck" "$T_TMP/ans4" '(.full | not) and .checkpoint == 2'
+    dd if=/dev/zero of="$L/fill" bs=1M 2>/dev/null
+    sleep 0.2
+    ckpt_is "sync: fsync fails, not reported taken" "$M/ck" "$T_TMP/ans4" \
+        '.error.message | test("fsync") and test("left running")'
+    t_check "sync: image.ghost still names the last good one" \
+        [ "$(readlink "$M/ck/image.ghost")" = image.ghost.2 ]
+    t_check "sync: nothing of the failed one left" \
+        [ ! -e "$M/ck/image.ghost.3" -a ! -e "$M/ck/image.ghost.3.part" ]
+    t_check "sync: the process runs (state $(t_proc_state "$P"))" \
+        [ "$(t_proc_state "$P")" != t ]
+    c1=$(count_of "$P" "$R"); sleep 0.2; c2=$(count_of "$P" "$R")
+    t_check "sync: and counts on ($c1 -> $c2)" [ "$c2" -gt "$c1" ]
+    ckpt_is "sync: the next one is full" "$T_TMP/sync-ck" "$T_TMP/ans4" \
+        '.full and .checkpoint == 1'
+    exec 7>&-
+    wait "$TR"
+    kill -9 "$P"; reap_killed "$P"
+    out=$("$ENGINE/ghost-restore" --image "$M/ck/image.ghost" 2>&1)
+    t_json_check "sync: restored from the chain before the failure ($out)" "$out" ".pid == $P"
+    sleep 0.3
+    verdict "sync: restored" "$P" "$R" "$at"
+    kill -9 "$P"
+else
+    echo "note: no loop-mounted ext4 here, the fsync failure case is not run"
+fi
 
 # ---- a job ---------------------------------------------------------------
 

@@ -8,7 +8,9 @@
 #  - memory: precopy-case with 256 MiB of patterned memory, writing as
 #    fast as it can (it unmaps, maps and frees while its pages come): the
 #    copy (--new-pid: the frozen original still holds its pid) runs at
-#    once, the page server ends (every lazy page in), the copy checks
+#    once without waiting for any page (the restorer's own pages came in
+#    the image), the page server ends (every lazy page in, the untouched
+#    ones as ZERO frames), the copy checks
 #    every word (PASS) and counts on; the original was killed, never ran
 #    again; the figures (pages asked for by faults, pushed) are reported;
 #  - a tree (bash and two cases): both copies pass;
@@ -74,7 +76,19 @@ if start_pc "$R" 256; then
         '.outcome == "complete" and .received == .lazy_pages and (.error | not)'
     t_json_check "memory: the source served every page and was killed" "$d2" \
         '.outcome == "killed" and .served and .target_done and
-         .pages_pushed + .pages_requested >= .lazy_pages and (.serve_error | not)'
+         .pages_pushed + .pages_requested + .pages_absent >= .lazy_pages and
+         (.serve_error | not)'
+    t_json_check "memory: the untouched pages came as ZERO, as many as the copy took" "$d2" \
+        ".pages_absent > 0 and .pages_absent == $(jq .absent <<<"$r2")"
+    t_json_check "memory: the restore waited for no page before the copy ran" "$r2" \
+        '.early_faults == 0'
+    t_json_check "memory: the dump says where its freeze went" "$d1" \
+        '.steps_us.seize >= 0 and .steps_us.pages >= 0 and .steps_us.end >= 0'
+    t_json_check "memory: the restore says where its time went" "$r1" \
+        '.steps_us.load >= 0 and .steps_us.spawn >= 0 and .steps_us.release >= 0'
+    t_json_check "memory: the dump listed the vmas whole, without walking them" "$d1" \
+        '.lazy_pages >= .lazy_resident_pages and .lazy_resident_pages >= 65536 and
+         .steps_us.pages < 1000000'
     t_check "memory: both helpers exit 0" grep -q '^exits dump=0 restore=0' "$T_TMP/mem.out"
     echo "memory: frozen $(awk '$1 == "frozen_us" { print $2 }' "$T_TMP/mem.out") us" \
          "(source frozen until the copy ran), $(jq .faults <<<"$r2") faults," \

@@ -13,6 +13,10 @@
 #     copies the pages written since the last one; restored, PASS, counting
 #     on past where it was;
 #   - a tree (bash and two cases): both come back and pass;
+#   - streamed (ghost-dump --out-fd piped into ghost-restore --image -, as
+#     a migration does): busy and the tree pass, their rounds' pages read
+#     into place (placed_bytes); a stream cut after its rounds is refused
+#     with nothing left running;
 #   - idle: 256 MiB written at 1 MiB/s, dumped stop-and-copy and with
 #     pre-copy, both --leave-running: the frozen times are reported (not
 #     asserted), the pre-copy image restores and passes, and after each
@@ -69,6 +73,7 @@ if start_pc "$R" 64; then
     sleep 0.3
     at=$(count_of "$P" "$R")
     out=$("$ENGINE/ghost-dump" --pid "$P" --out "$T_TMP/busy.img" --precopy 2>&1)
+    echo "$out" >"$T_TMP/busy-dump.json"
     t_json_check "busy: dumped ($out)" "$out" ".pid == $P and .left_running == false
         and .rounds >= 2 and (.round_bytes | length) == .rounds
         and .precopy_bytes == (.round_bytes | add)
@@ -82,6 +87,56 @@ if start_pc "$R" 64; then
     kill -9 "$P"
 else
     t_fail "busy: start"
+fi
+
+# ---- streamed: the image piped into ghost-restore, as a migration does --
+
+# The rounds' pages are read into place as they come (restore-inplace.c):
+# a later round's copy of a page is read over the earlier one, and pages
+# the frozen part does not name any more are dropped. busy writes all the
+# time, so its rounds supersede each other's pages: it must still PASS.
+# pc_streamed PID ARGS...: ghost-dump --precopy --leave-running ARGS into a
+# pipe read by ghost-restore --image - --new-pid (the stream ends before
+# a dump that kills would have killed, so the original pids may still be
+# taken: a migration between nodes has its own); DUMP and RST hold their
+# lines, NEW the copy's pid.
+pc_streamed() {
+    local pid=$1; shift
+    RST=$( { "$ENGINE/ghost-dump" --pid "$pid" --out-fd 3 --precopy --leave-running "$@" \
+               3>&1 >"$T_TMP/streamed-dump.json" 2>&1; } |
+           "$ENGINE/ghost-restore" --image - --new-pid 2>&1)
+    DUMP=$(cat "$T_TMP/streamed-dump.json")
+    NEW=$(jq -r '.pid // 0' <<<"$RST" 2>/dev/null)
+    [ "$NEW" -gt 0 ] 2>/dev/null && T_PIDS+=("$NEW")
+}
+R="$T_TMP/result-busy-streamed"; : >"$R"
+if start_pc "$R" 64; then
+    P=$PC_PID
+    sleep 0.3
+    at=$(count_of "$P" "$R")
+    pc_streamed "$P"
+    t_json_check "busy, streamed: dumped ($DUMP)" "$DUMP" ".rounds >= 2 and .kept_pages > 0"
+    t_json_check "busy, streamed: restored, its rounds' pages read into place ($RST)" "$RST" \
+        ".pid != $P and .placed_bytes >= 64 * 1048576 and (.tail_us | type) == \"number\""
+    sleep 0.3
+    verdict "busy, streamed: the copy" "$NEW" "$R" "$at"
+    verdict "busy, streamed: the original, left running" "$P" "$R" "$at"
+    kill -9 "$P" "$NEW"
+else
+    t_fail "busy, streamed: start"
+fi
+
+# A stream that ends after the rounds (the source died, the link broke):
+# refused, and nothing of it is left -- the pages placed so far were
+# ghost-restore's own memory, gone with it.
+if [ -s "$T_TMP/busy.img" ]; then
+    bp=$(jq -r '.pid' "$T_TMP/busy-dump.json")
+    reap_killed "$bp"
+    cut_at=$(( $(stat -c %s "$T_TMP/busy.img") * 9 / 10 ))
+    out=$(head -c "$cut_at" "$T_TMP/busy.img" | "$ENGINE/ghost-restore" --image - 2>&1); rc=$?
+    t_check "cut stream: refused, exit 1 ($out)" [ "$rc" -eq 1 ]
+    t_json_check "cut stream: the reason" "$out" '.error.code == "invalid-argument"'
+    t_check "cut stream: no process $bp left" [ "$(t_proc_state "$bp")" = gone ]
 fi
 
 # ---- a tree: bash and two cases ------------------------------------------
@@ -99,6 +154,22 @@ if [ "${#KIDS[@]}" -eq 2 ]; then
     kill -9 "$ROOT" "${KIDS[@]}"
 else
     t_fail "tree: start ($(cat "$R"))"
+fi
+
+# The same tree streamed: one process's pages placed, the others staged.
+R="$T_TMP/result-tree-streamed"; : >"$R"
+start_pc_tree "$R" 16 "16 2048"
+if [ "${#KIDS[@]}" -eq 2 ]; then
+    pc_streamed "$ROOT" --rounds 3
+    t_json_check "tree, streamed: dumped ($DUMP)" "$DUMP" ".processes == 3 and .rounds >= 1"
+    t_json_check "tree, streamed: restored ($RST)" "$RST" \
+        ".pid != $ROOT and .processes == 3 and .placed_bytes > 0"
+    mapfile -t COPIES < <(jq -r '.members[1:][].pid' <<<"$RST")
+    sleep 0.3
+    for k in "${COPIES[@]}"; do verdict "tree, streamed: copy $k" "$k" "$R"; done
+    kill -9 "$ROOT" "${KIDS[@]}" "${COPIES[@]}" "$NEW"
+else
+    t_fail "tree, streamed: start ($(cat "$R"))"
 fi
 
 # ---- idle: 256 MiB written at 1 MiB/s ------------------------------------

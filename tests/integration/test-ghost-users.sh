@@ -101,8 +101,9 @@ fake() {
 GIDA=$(id -g "$UA")
 fake ok checkpoint "$AP" --dir "$WA/f1"
 t_check "fake: A's checkpoint (rc=$rc $err)" [ "$rc" -eq 0 ]
+# (and the description's limit for unlinked files: the default here)
 t_check "fake: the helper is told who asked ($(cat "$FAKE/args"))" \
-    [ "$(cat "$FAKE/args")" = "--pid $AP --out $WA/f1/image.ghost --as $UIDA:$GIDA" ]
+    [ "$(cat "$FAKE/args")" = "--pid $AP --out $WA/f1/image.ghost --as $UIDA:$GIDA --ghost-file-max 1048576" ]
 t_check "fake: ghostd made no directory of A's" [ ! -e "$WA/f1" ]
 fake ok restart "$WA/f1"
 t_check "fake: A's restart: the helper is told who asked ($(cat "$FAKE/args"))" \
@@ -183,27 +184,6 @@ start_case() {
     return 1
 }
 
-# gone PID: waits up to 3 s for PID (killed by its checkpoint) to be gone
-# or a zombie, and reaps it if it is our child.
-gone() {
-    local i
-    for i in $(seq 1 60); do
-        case $(t_proc_state "$1") in Z|gone) wait "$1" 2>/dev/null; return 0;; esac
-        sleep 0.05
-    done
-    return 1
-}
-
-# verdict RESULT MODE: SIGUSR2 went out; waits up to 10 s for PASS.
-verdict() {
-    local i
-    for i in $(seq 1 200); do
-        grep -qE "^(PASS|FAIL) $2" "$1" && break
-        sleep 0.05
-    done
-    grep -q "^PASS $2\$" "$1"
-}
-
 # ---- A on A's own processes ----------------------------------------------
 
 # user_round MODE [DIR]: A starts MODE, checkpoints it (into DIR, else the
@@ -221,7 +201,7 @@ user_round() {
         [ "$(stat -c %u "$img/image.ghost")" = "$UIDA" ]
     t_check "A $mode: its directory is A's, 0700 ($(stat -c '%U %a' "$img"))" \
         [ "$(stat -c '%u %a' "$img")" = "$UIDA 700" ]
-    t_check "A $mode: the process is gone after the checkpoint" gone "$pid"
+    t_check "A $mode: the process is gone after the checkpoint" t_reap "$pid"
     as "$UA" restart "$img"
     t_ok_run "A $mode: A restarts it"
     [ "$rc" -eq 0 ] || return
@@ -229,7 +209,7 @@ user_round() {
     T_PIDS+=("$pid")
     t_check "A $mode: restored as A (uid $(uid_of "$pid"))" [ "$(uid_of "$pid")" = "$UIDA" ]
     kill -USR2 "$pid"
-    t_check "A $mode: PASS after the restore" verdict "$result" "$mode"
+    t_check "A $mode: PASS after the restore" t_verdict "$result" "$mode"
     LAST_IMG=$img
 }
 
@@ -240,6 +220,28 @@ user_round threads "$WA/img-threads"
 user_round seccomp "$WA/img-seccomp"
 user_round anonfds "$WA/img-anonfds"
 user_round creds "$WA/img-creds"
+user_round fanotify "$WA/img-fanotify"
+# A fanotify group only root may make (its events carry open fds of the
+# files), held by a process that became A afterwards: A's image, and A's
+# restore must not make root's group -- the restorer keeps CAP_SYS_ADMIN
+# (seccomp) but turns it off while it makes a user's fanotify group.
+R="$WA/result-fanotify-dropped"
+install -o "$UA" -m 0600 /dev/null "$R"
+(cd "$WA" && GHOST_CASE_BECOME="$UIDA:$GIDA" exec setsid "$CASE" fanotify-dropped "$WA" \
+    >>"$R" 2>&1) &
+P=$!
+T_PIDS+=("$P")
+for i in $(seq 1 100); do grep -q "^ready $P" "$R" && break; sleep 0.05; done
+as "$UA" checkpoint "$P" --dir "$WA/img-fanotify-dropped"
+t_ok_run "A checkpoints their process holding a group root made"
+if [ "$rc" -eq 0 ]; then
+    t_reap "$P"
+    as "$UA" restart "$WA/img-fanotify-dropped"
+    refused=no
+    [ "$rc" -ne 0 ] && grep -q 'fanotify_init.*Operation not permitted' <<<"$err" && refused=yes
+    t_check "A's restart does not make root's fanotify group (rc=$rc $err)" [ "$refused" = yes ]
+    t_check "nothing of it runs" bash -c "! kill -0 $P 2>/dev/null"
+fi
 # In place: A writes over their last image.
 R="$WA/result-inplace"
 if start_case "$UA" memory "$R"; then
@@ -250,12 +252,12 @@ if start_case "$UA" memory "$R"; then
     as "$UA" checkpoint "$P" --dir "$WA/img-inplace" --in-place
     t_ok_run "A in place: written over"
     t_check "A in place: the same file" [ "$(stat -c %i "$WA/img-inplace/image.ghost")" = "$INO" ]
-    gone "$P"
+    t_reap "$P"
     as "$UA" restart "$WA/img-inplace"
     t_ok_run "A in place: restart"
     T_PIDS+=("$P")
     kill -USR2 "$P"
-    t_check "A in place: PASS" verdict "$R" memory
+    t_check "A in place: PASS" t_verdict "$R" memory
 else
     t_fail "A in place: start"
 fi
@@ -296,13 +298,13 @@ if start_case "$UA" pause "$R"; then
     # Root checkpoints and restarts A's process.
     as_root checkpoint "$P" --dir "$T_TMP/root-of-a"
     t_ok_run "root checkpoints A's process"
-    gone "$P"
+    t_reap "$P"
     as_root restart "$T_TMP/root-of-a"
     t_ok_run "root restarts it"
     T_PIDS+=("$P")
     t_check "root's restart: the process is A's" [ "$(uid_of "$P")" = "$UIDA" ]
     kill -USR2 "$P"
-    t_check "root's checkpoint and restart of A's process: PASS" verdict "$R" pause
+    t_check "root's checkpoint and restart of A's process: PASS" t_verdict "$R" pause
 else
     t_fail "A check: start"
 fi
@@ -475,7 +477,7 @@ if start_case "$UA" signals "$R"; then
     remote root checkpoint "$P" - check
     t_check "node 2 for root: A's process may be checkpointed ($out)" [ "$rc" -eq 0 ]
     kill -USR2 "$P"
-    t_check "node 2: A's process, left running, PASS" verdict "$R" signals
+    t_check "node 2: A's process, left running, PASS" t_verdict "$R" signals
 else
     t_fail "remote: start"
 fi

@@ -118,7 +118,7 @@ t_check "crash: ghostd removed the helper's partial image" [ ! -e "$T_TMP/f2/ima
 mkdir -p "$T_TMP/f6"; echo old > "$T_TMP/f6/image.ghost"
 fake ok checkpoint "$VICTIM" --dir "$T_TMP/f6" --in-place --leave-running
 t_check "in place: the helper is told ($(cat "$FAKE/args"))" \
-    [ "$(cat "$FAKE/args")" = "--pid $VICTIM --out $T_TMP/f6/image.ghost --leave-running --in-place" ]
+    [ "$(cat "$FAKE/args")" = "--pid $VICTIM --out $T_TMP/f6/image.ghost --leave-running --in-place --ghost-file-max 1048576" ]
 fake refuse checkpoint "$VICTIM" --dir "$T_TMP/f6" --in-place; t_err "in place, refused" unsupported
 t_check "in place, refused: the image is kept" grep -qx old "$T_TMP/f6/image.ghost"
 fake crash checkpoint "$VICTIM" --dir "$T_TMP/f6" --in-place; t_err "in place, crash" internal "signal 11"
@@ -161,7 +161,7 @@ fake checked checkpoint "$VICTIM" --check --leave-running
 t_check "checkpoint --check: exit 0 ($err)" [ "$rc" -eq 0 ]
 t_json_check "checkpoint --check: answer" "$out" ".pid == $VICTIM and .checkpointable == true"
 t_check "checkpoint --check: the helper is told ($(cat "$FAKE/args"))" \
-    [ "$(cat "$FAKE/args")" = "--pid $VICTIM --check --leave-running" ]
+    [ "$(cat "$FAKE/args")" = "--pid $VICTIM --check --leave-running --ghost-file-max 1048576" ]
 fake checked checkpoint "$VICTIM" --check --dir "$T_TMP/f7"
 t_check "checkpoint --check --dir is a usage error" [ "$rc" -eq 100 ]
 t_check "checkpoint --check --dir: nothing made" [ ! -e "$T_TMP/f7" ]
@@ -274,18 +274,6 @@ running_free() {
     running_or_asleep "$1" && grep -q '^TracerPid:[[:space:]]*0$' "/proc/$1/status"
 }
 
-# reap_killed PID: the case (our child) was killed by the dump; reap it so
-# its pid is free for the restore. Fails if it still runs after 3 s.
-reap_killed() {
-    local i
-    for i in $(seq 1 60); do
-        case $(t_proc_state "$1") in Z|gone) wait "$1" 2>/dev/null; return 0;; esac
-        sleep 0.05
-    done
-    kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null
-    return 1
-}
-
 # wait_verdict RESULT MODE [COUNT]: waits up to 10 s for COUNT (default 1)
 # PASS/FAIL lines of MODE; true if all are PASS.
 wait_verdict() {
@@ -324,7 +312,7 @@ run_case() {
     t_check "$mode: image file is image_bytes long" \
         [ "$(stat -c %s "$img/image.ghost")" = "$(jq .image_bytes <<<"$out")" ]
     COPY_THREADS=$(jq .copy_threads <<<"$out")
-    t_check "$mode: the process is gone after the checkpoint" reap_killed "$pid"
+    t_check "$mode: the process is gone after the checkpoint" t_reap "$pid"
     out=$($C restart "$img" 2>"$T_TMP/err"); rc=$?
     t_check "$mode: restart exit 0 ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
     [ "$rc" -eq 0 ] || return
@@ -400,7 +388,7 @@ if start_case memory "$R"; then
     MEMFILE="$WORK/ghost-mem-$P"
     out=$($C checkpoint "$P" --dir "$T_TMP/mapped" 2>"$T_TMP/err"); rc=$?
     t_check "mapped file: checkpoint ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
-    reap_killed "$P"
+    t_reap "$P"
     touch -r "$MEMFILE" "$T_TMP/mtime-ref"
     touch -d '2001-01-01' "$MEMFILE"
     $C restart "$T_TMP/mapped" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
@@ -477,7 +465,7 @@ if start_case signals "$R"; then
     t_check "twice: still running after --leave-running" running_free "$P"
     out=$($C checkpoint "$P" --dir "$T_TMP/tw2" 2>"$T_TMP/err"); rc=$?
     t_check "twice: second checkpoint ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
-    t_check "twice: gone after the second" reap_killed "$P"
+    t_check "twice: gone after the second" t_reap "$P"
     out=$($C restart "$T_TMP/tw1" 2>"$T_TMP/err"); rc=$?
     t_check "twice: restore 1 from the first image ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
     t_json_check "twice: restore 1 has the original pid" "$out" ".pid == $P"
@@ -512,7 +500,7 @@ if start_case pause "$R"; then
     out=$($C checkpoint "$P" --dir "$T_TMP/stopped" 2>"$T_TMP/err")
     t_check "stopped: checkpoint ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
     t_json_check "stopped: checkpoint says so" "$out" '.stopped == 1'
-    t_check "stopped: the process is gone after the checkpoint" reap_killed "$P"
+    t_check "stopped: the process is gone after the checkpoint" t_reap "$P"
     out=$($C restart "$T_TMP/stopped" 2>"$T_TMP/err")
     t_check "stopped: restart ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
     t_json_check "stopped: restart says so" "$out" '.stopped == 1'
@@ -566,7 +554,7 @@ for mode in pause pause-threads; do
         awk '/^(SigPnd|ShdPnd):/ { if ($2 != "0000000000000000") f = 1 } END { exit !f }' "/proc/$P/status"
     out=$($C checkpoint "$P" --dir "$T_TMP/stopped-pending-$mode" 2>"$T_TMP/err")
     t_check "$W: checkpoint ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
-    t_check "$W: the process is gone after the checkpoint" reap_killed "$P"
+    t_check "$W: the process is gone after the checkpoint" t_reap "$P"
     out=$($C restart "$T_TMP/stopped-pending-$mode" 2>"$T_TMP/err")
     t_check "$W: restart ($(cat "$T_TMP/err"))" [ $? -eq 0 ]
     T_PIDS+=("$P")
@@ -607,7 +595,7 @@ fi
 # FLAGs), SIGUSR2, PASS.
 engine_restore_verdict() {
     local out
-    reap_killed "$3"
+    t_reap "$3"
     out=$("$ENGINE/ghost-restore" --image "$2" "${@:6}" 2>&1)
     t_json_check "$1: restored ($out)" "$out" ".pid == $3"
     T_PIDS+=("$3")
@@ -644,6 +632,67 @@ else
     t_fail "pread pages: start"
 fi
 
+# An image read from a pipe (what a migration gives ghost-restore): the
+# private anonymous pages of one process go straight to where they will
+# live, in ghost-restore's own memory, which the restored process inherits
+# (restore-inplace.c); the rest is staged. For each case: placed bytes
+# reported, its mappings exactly as before the dump (/proc/PID/maps: the
+# placed vmas must be one mapping each, of their range and protection),
+# and PASS. (Not for threads: two adjacent anonymous vmas of the same
+# protection -- a thread's stack beside another mapping -- come back as
+# one, from a file as from a stream, since each restore maps them afresh
+# and the kernel merges them; known, docs/ghost.md.)
+# maps_coarsened BEFORE AFTER: AFTER's mappings are BEFORE's, except that
+# adjacent ones of the same protection may have come back as one (the
+# known merge above, which a sanitizer build's own mappings show in every
+# case): the same ranges once neighbours of equal protection are joined,
+# and no boundary in AFTER that BEFORE lacks (a placed vma split in two).
+maps_coarsened() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+def read(p):
+    return [(int(a, 16), int(b, 16), perm) for a, b, perm in
+            (l.split()[0].split('-') + [l.split()[1]] for l in open(p))]
+def joined(m):
+    out = []
+    for a, b, perm in m:
+        if out and out[-1][1] == a and out[-1][2] == perm:
+            out[-1] = (out[-1][0], b, perm)
+        else:
+            out.append((a, b, perm))
+    return out
+before, after = read(sys.argv[1]), read(sys.argv[2])
+edges = {x for a, b, _ in before for x in (a, b)}
+ok = joined(before) == joined(after) and all(a in edges and b in edges for a, b, _ in after)
+sys.exit(0 if ok else 1)
+PY
+}
+
+for mode in memory threads files process; do
+    R="$T_TMP/result-stream-$mode"; : >"$R"
+    start_case "$mode" "$R" || { t_fail "streamed $mode: start"; continue; }
+    P=$CASE_PID
+    sleep 0.1
+    cut -d' ' -f1-2 "/proc/$P/maps" >"$T_TMP/stream-maps-before"
+    b=$("$ENGINE/ghost-dump" --pid "$P" --out "$T_TMP/stream.img" 2>&1)
+    t_json_check "streamed $mode: dumped ($b)" "$b" ".pages > 0"
+    t_reap "$P"
+    out=$(cat "$T_TMP/stream.img" | "$ENGINE/ghost-restore" --image - 2>&1)
+    t_json_check "streamed $mode: restored from a pipe ($out)" "$out" \
+        ".pid == $P and .placed_bytes > 0 and .placed_bytes <= .pages * 4096
+         and (.tail_us | type) == \"number\""
+    T_PIDS+=("$P")
+    cut -d' ' -f1-2 "/proc/$P/maps" >"$T_TMP/stream-maps-after"
+    [ "$mode" = threads ] ||
+        t_check "streamed $mode: /proc/PID/maps as before the dump, no mapping split
+$(diff "$T_TMP/stream-maps-before" "$T_TMP/stream-maps-after")" \
+            maps_coarsened "$T_TMP/stream-maps-before" "$T_TMP/stream-maps-after"
+    kill -USR2 "$P" 2>/dev/null
+    t_check "streamed $mode: PASS" wait_verdict "$R" "$mode"
+    kill -9 "$P" 2>/dev/null
+    rm -f "$T_TMP/stream.img"
+done
+
 # Kernels before 6.2 do not say in fdinfo whether an eventfd is a
 # semaphore: the dump probes it while the tree is frozen. Forced here
 # (ghost-dump --probe-eventfds): ghost-case anonfds (a semaphore eventfd
@@ -667,7 +716,7 @@ if start_case threads "$R"; then
     P=$CASE_PID
     out=$($C checkpoint "$P" --dir "$T_TMP/newpid" 2>"$T_TMP/err"); rc=$?
     t_check "new pid: checkpoint ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
-    reap_killed "$P"
+    t_reap "$P"
     out=$($C restart "$T_TMP/newpid" --pid new 2>"$T_TMP/err"); rc=$?
     t_check "new pid: restart ($(cat "$T_TMP/err"))" [ "$rc" -eq 0 ]
     Q=$(jq -r .pid <<<"$out" 2>/dev/null)
@@ -698,17 +747,18 @@ if start_case memory "$R"; then
     t_check "in place: the file is image_bytes long" \
         [ "$(stat -c %s "$T_TMP/inplace/image.ghost")" = "$(jq .image_bytes <<<"$out")" ]
     t_check "in place: no .part" [ ! -e "$T_TMP/inplace/image.ghost.part" ]
-    t_check "in place: gone after the checkpoint" reap_killed "$P"
+    t_check "in place: gone after the checkpoint" t_reap "$P"
     restart_verdict "in place" "$T_TMP/inplace" "$P" "$R" memory
 else
     t_fail "in place: start"
 fi
 
-# Refusal: a socket fd. Exit 1, the fd named, the process untouched.
+# Refusal: a socket fd of a kind never restored (netlink; unix sockets
+# are). Exit 1, the fd named, the process untouched.
 R="$T_TMP/result-socket"; : >"$R"
 if start_case socket "$R"; then
     P=$CASE_PID
-    FDS=$(sed -n "s/^ready $P fds=\([0-9]*\),\([0-9]*\)/\1|\2/p" "$R")
+    FDS=$(sed -n "s/^ready $P fds=\([0-9]*\)/\1/p" "$R")
     mkdir -p "$T_TMP/sock"   # an earlier image there must survive the refusal
     head -c 100000 /dev/urandom >"$T_TMP/sock/image.ghost"
     SUM=$(md5sum <"$T_TMP/sock/image.ghost")
@@ -734,7 +784,9 @@ else
     t_fail "socket: start"
 fi
 
-# Why won't it move: a socket, a pty master and a tracer outside the tree,
+# Why won't it move: a socket, a pty master holding output nobody read
+# (ptys move, but not bytes that cannot be taken without loss) and a
+# tracer outside the tree,
 # all at once, are three reasons, all listed (cairn checkpoint --check,
 # ghost-dump --check, cairn batch); the checkpoint itself is refused for
 # them. None of it touches the process: it counts on, is neither stopped
@@ -755,23 +807,26 @@ count_now() {
 if start_case unmovable "$R"; then
     P=$CASE_PID
     read -r SOCK PTMX TRACER < <(sed -n "s/^ready $P socket=\([0-9]*\) ptmx=\([0-9]*\) tracer=\([0-9]*\)$/\1 \2 \3/p" "$R")
-    WHATS="[\"thread $P\", \"fd $SOCK\", \"fd $PTMX\"]"
+    # the socket's reason comes from the whole tree's check (its peer is the
+    # tracer's), after the per-fd ones: the order is not the point
+    WHATS="([\"thread $P\", \"fd $SOCK\", \"fd $PTMX\"] | sort)"
     C1=$(count_now)
     $C checkpoint "$P" --check >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
     t_err "unmovable: --check refused" failed-precondition "already traced by $TRACER"
     t_json_check "unmovable: three reasons: traced, the socket, the pty ($err)" "$err" \
-        "[.error.reasons[] | .what] == $WHATS and ([.error.reasons[] | .pid] | unique) == [$P]
+        "([.error.reasons[] | .what] | sort) == $WHATS and ([.error.reasons[] | .pid] | unique) == [$P]
          and (.error.reasons | map(.code)) == [\"failed-precondition\", \"unsupported\", \"unsupported\"]
-         and (.error.reasons[1].message | contains(\"socket\"))
-         and (.error.reasons[2].message | contains(\"/dev/ptmx\"))
+         and any(.error.reasons[]; .what == \"fd $SOCK\" and (.message | contains(\"socket\")))
+         and any(.error.reasons[]; .what == \"fd $PTMX\" and (.message | contains(\"/dev/ptmx\"))
+                                  and (.message | contains(\"3 unread bytes\")))
          and .error.message == .error.reasons[0].message and (has(\"more_reasons\") | not)"
     out=$("$ENGINE/ghost-dump" --pid "$P" --check); rc=$?
     t_check "unmovable: ghost-dump --check exits 2 (refused, untouched) ($rc)" [ "$rc" -eq 2 ]
     t_json_check "unmovable: ghost-dump --check lists the same three" "$out" \
-        "[.error.reasons[] | .what] == $WHATS"
+        "([.error.reasons[] | .what] | sort) == $WHATS"
     out=$(printf '["checkpoint", "%s", "--check"]\n' "$P" | $C batch 2>/dev/null)
     t_json_check "unmovable: batch lists the same three" "$out" \
-        "[.error.reasons[] | .what] == $WHATS"
+        "([.error.reasons[] | .what] | sort) == $WHATS"
     $C checkpoint "$P" --dir "$T_TMP/unmovable" >/dev/null 2>"$T_TMP/err"; rc=$?; err=$(cat "$T_TMP/err")
     t_err "unmovable: the checkpoint refused, saying there is more" failed-precondition \
         "--check lists them all"
@@ -867,6 +922,26 @@ if [ -n "$(ls -A "$SPOOL" 2>/dev/null)" ]; then
     t_stop_services
     t_check "spool with images: kept mounted at stop" [ -n "$(t_mounts_under "$SPOOL")" ]
     t_start_service ghostd "$GHOSTD" "$T_TMP/c.xml" 1 "$T_TMP/ghostd2.log" || exit 1
-    t_check "spool with images: the next ghostd reuses it" grep -q "mounted=already" "$T_TMP/ghostd2.log"
+    t_check "spool with images: the next ghostd adopts it" grep -q "mounted=adopted" "$T_TMP/ghostd2.log"
 fi
+
+# A ghostd ended by SIGKILL (systemd's watchdog, a crash) leaves its spool
+# mounted; the next one adopts it, and unmounts it at stop once it is empty
+# (one stacked mount more per crash otherwise).
+t_stop_services
+rm -rf "${SPOOL:?}"/*
+t_start_service ghostd "$GHOSTD" "$T_TMP/c.xml" 1 "$T_TMP/ghostd3.log" || exit 1
+kill -KILL "$T_LAST_PID"
+wait "$T_LAST_PID" 2>/dev/null
+t_check "killed ghostd: its spool left mounted" [ -n "$(t_mounts_under "$SPOOL")" ]
+t_start_service ghostd "$GHOSTD" "$T_TMP/c.xml" 1 "$T_TMP/ghostd4.log" || exit 1
+# (waited for: the killed one's ipc socket is still there, so the start
+# returns before the new ghostd has come as far as its spool)
+t_check "killed ghostd: the next one adopts its spool" \
+    t_wait_for 20 grep -q "mounted=adopted" "$T_TMP/ghostd4.log"
+t_check "killed ghostd: one mount on the spool ($(t_mounts_under "$SPOOL" | wc -l))" \
+    [ "$(t_mounts_under "$SPOOL" | wc -l)" = 1 ]
+t_stop_services
+t_check "killed ghostd: the adopted spool unmounted at stop ($(t_mounts_under "$SPOOL"))" \
+    [ -z "$(t_mounts_under "$SPOOL")" ]
 t_done

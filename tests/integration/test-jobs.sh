@@ -59,25 +59,17 @@ expect_err() {
 }
 # ps_has K GPID FILTER: node K's ps lists GPID and FILTER holds on it.
 ps_has() { c "$1" ps | jq -e --arg g "$2" ".jobs[] | select(.gpid == \$g) | $3" >/dev/null; }
-# wait_for S CMD...: CMD succeeds within S seconds.
-wait_for() {
-    local limit=$1 i; shift
-    for ((i = 0; i < limit * 10; i++)); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
 pid_of() {
     "$CAIRN" cluster status | jq -r --argjson id "$1" --arg s "$2" \
         '.nodes[] | select(.id == $id) | .services[] | select(.name == $s) | .pid'
 }
-# wait for every ghostd to see the others (ps lists four reachable nodes)
-all_reachable() { c "$1" ps | jq -e '[.nodes[] | select(.reachable)] | length == 4' >/dev/null; }
-for k in 1 2 3 4; do t_check "ghostd $k sees four ghostds" wait_for 15 all_reachable "$k"; done
+t_ghostds_see 4
 
 # --- run here and elsewhere ------------------------------------------------
-j1=$(cd / && c 1 run --name here -- sh -c 'echo pid=$$; ls /proc | grep -E "^[0-9]+$" | tr "\n" " "; echo; echo to-err >&2; exec sleep 1000')
+j1=$(cd / && c 1 run --node 1 --name here -- sh -c 'echo pid=$$; ls /proc | grep -E "^[0-9]+$" | tr "\n" " "; echo; echo to-err >&2; exec sleep 1000')
 g1=$(jq -r .gpid <<<"$j1"); h1=$(jq -r .host_pid <<<"$j1")
-t_json_check "run on node 1: gpid 1.N, node 1, pid 2, running, root's" "$j1" \
-    '(.gpid | test("^1\\.[0-9]+$")) and .node == 1 and .pid == 2 and .state == "running" and .uid == 0 and .name == "here" and .answered_by.id == 1'
+t_json_check "run on node 1: gpid 1.N, node 1, pid 2, running, root's, placed by the request" "$j1" \
+    '(.gpid | test("^1\\.[0-9]+$")) and .node == 1 and .pid == 2 and .state == "running" and .uid == 0 and .name == "here" and .answered_by.id == 1 and .placed_by == "request" and .held_ms == 0'
 j3=$(cd / && c 1 run --node 3 --env CAIRN_T=seen -- sh -c 'echo "t=$CAIRN_T cwd=$(pwd)"; exec sleep 1000')
 g3=$(jq -r .gpid <<<"$j3"); h3=$(jq -r .host_pid <<<"$j3")
 t_json_check "run --node 3 from node 1: gpid 3.N on node 3" "$j3" \
@@ -95,6 +87,9 @@ t_check "the environment and the cwd as given (--env over ours, cwd /)" \
 if [ "$cgroup_mode" != null ]; then
     t_check "job 1 is in its node's sub-cgroup job-$g1" grep -q "/cairn/$name/1/job-$g1\$" "/proc/$h1/cgroup"
     t_check "job 3 is in its node's sub-cgroup job-$g3" grep -q "/cairn/$name/3/job-$g3\$" "/proc/$h3/cgroup"
+    shares=/sys/fs/cgroup/cpu/cairn/$name/1/job-$g1/cpu.shares
+    [ -f "$shares" ] && t_check "job 1 weighs an eighth of a daemon on the CPU (cpu.shares $(cat "$shares"))" \
+        grep -qx 128 "$shares"
 fi
 for k in 1 2 3 4; do
     t_check "ps from node $k lists $g1 on node 1 and $g3 on node 3" \
@@ -109,17 +104,17 @@ t_check "ps --table" bash -c '"$CAIRN" ps --table | grep -q "^GPID"'
 
 # --- signals, exit statuses --------------------------------------------------
 t_json_check "signal STOP from node 2 to node 3's job" "$(c 2 signal "$g3" --signal STOP)" '.signal == 19'
-t_check "ps says stopped" wait_for 5 ps_has 4 "$g3" '.state == "stopped"'
+t_check "ps says stopped" t_wait_for 5 ps_has 4 "$g3" '.state == "stopped"'
 c 4 signal "$g3" --signal SIGCONT >/dev/null || t_fail "signal CONT exit $?"
-t_check "ps says running again" wait_for 5 ps_has 1 "$g3" '.state == "running"'
+t_check "ps says running again" t_wait_for 5 ps_has 1 "$g3" '.state == "running"'
 t_json_check "kill from node 2" "$(c 2 kill "$g3")" '.gpid == "'"$g3"'"'
 t_json_check "wait from node 4: killed by 9" "$(c 4 wait "$g3")" \
     '.exited and .state == "exited" and .exit_signal == 9 and .exit_code == -1 and .node == 3'
-t_check "the job's processes are gone" wait_for 5 test ! -d "/proc/$h3/task"
+t_check "the job's processes are gone" t_wait_for 5 test ! -d "/proc/$h3/task"
 [ "$cgroup_mode" != null ] && t_check "its sub-cgroup is removed" \
-    wait_for 5 bash -c '! ls -d /sys/fs/cgroup/*/cairn/'"$name"'/3/job-'"$g3"' 2>/dev/null | grep -q .'
+    t_wait_for 5 bash -c '! ls -d /sys/fs/cgroup/*/cairn/'"$name"'/3/job-'"$g3"' 2>/dev/null | grep -q .'
 
-jt=$(c 3 run -- sh -c 'trap "echo got-term; exit 3" TERM; while :; do sleep 0.1; done' | jq -r .gpid)
+jt=$(c 3 run --node 3 -- sh -c 'trap "echo got-term; exit 3" TERM; while :; do sleep 0.1; done' | jq -r .gpid)
 sleep 0.3
 c 1 signal "$jt" >/dev/null || t_fail "signal TERM exit $?"
 t_json_check "TERM forwarded to the program: its trap's exit 3" "$(c 2 wait "$jt")" \
@@ -127,12 +122,12 @@ t_json_check "TERM forwarded to the program: its trap's exit 3" "$(c 2 wait "$jt
 t_check "its trap printed" grep -qx got-term <<<"$(c 1 logs "$jt")"
 t_json_check "an exit code (7)" "$(c 2 run --node 4 --wait -- sh -c 'exit 7')" \
     '.exited and .exit_code == 7 and .node == 4'
-t_json_check "a death by signal inside (SEGV)" "$(c 1 run --wait -- sh -c 'kill -SEGV $$')" \
+t_json_check "a death by signal inside (SEGV)" "$(c 1 run --node 1 --wait -- sh -c 'kill -SEGV $$')" \
     '.exited and .exit_signal == 11 and .exit_code == -1'
 t_json_check "wait on an ended job answers at once" "$(c 3 wait "$jt")" '.exit_code == 3'
 t_check "a signal to an ended job: failed-precondition" \
     expect_err 1 failed-precondition 'has exited' c 1 signal "$jt"
-jf=$(c 2 run -- sh -c 'for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done' | jq -r .gpid)
+jf=$(c 2 run --node 2 -- sh -c 'for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done' | jq -r .gpid)
 t_check "logs --follow prints until the job ends" \
     bash -c '[ "$(CAIRN_NODE=1 "$CAIRN" logs "$1" --follow | grep -c "^line-")" -eq 5 ]' _ "$jf"
 
@@ -152,7 +147,7 @@ t_check "the user's ps lists their job and no one else's" \
 t_check "root's ps lists it too, and --user narrows to it" \
     bash -c '"$CAIRN" ps --user "$1" | jq -e --arg g "$2" "(.jobs | length) >= 1 and all(.jobs[]; .user == \"$1\") and any(.jobs[]; .gpid == \$g)" >/dev/null' _ "$UA" "$ga"
 t_json_check "the user signals their own job (STOP) from node 1" "$(ua 1 signal "$ga" --signal STOP)" '.signal == 19'
-t_check "it stopped" wait_for 5 ps_has 1 "$ga" '.state == "stopped"'
+t_check "it stopped" t_wait_for 5 ps_has 1 "$ga" '.state == "stopped"'
 t_check "the user is refused a signal to root's job" \
     expect_err 1 permission-denied "uid 0's" ua 3 signal "$g1" --signal KILL
 t_check "and a wait for it" expect_err 1 permission-denied "uid 0's" ua 2 wait "$g1"
@@ -173,7 +168,7 @@ for i in $(seq 50); do kill -0 "$gp" 2>/dev/null || break; sleep 0.1; done
 t_check "node 1's job runs while its ghostd is down" test -d "/proc/$h1/task"
 "$CAIRN" node restart 1 >/dev/null || t_fail "node restart 1 exit $?"
 t_check "a restarted ghostd keeps its job (same reaper)" \
-    wait_for 10 ps_has 2 "$g1" '.state == "running" and .host_pid == '"$h1"
+    t_wait_for 10 ps_has 2 "$g1" '.state == "running" and .host_pid == '"$h1"
 t_json_check "and signals it" "$(c 3 signal "$g1" --signal CONT)" '.node == 1'
 gp=$(pid_of 4 ghostd)
 kill -TERM "$gp"
@@ -189,11 +184,11 @@ t_check "no '--': usage" expect_err 100 usage "after '--'" c 1 run sleep 1
 t_check "a relative cwd: usage" expect_err 100 usage "not an absolute" c 1 run --cwd rel -- true
 jobs_before=$(ls "$T_TMP/run/$name/jobs" | wc -l)
 t_check "a missing program: not-found" \
-    expect_err 1 not-found "cannot execute /no/such" c 2 run -- /no/such
+    expect_err 1 not-found "cannot execute /no/such" c 2 run --node 2 -- /no/such
 t_check "nothing left of it: no job directory, no job in ps" \
     bash -c '[ "$(ls "$1" | wc -l)" -eq "$2" ] && CAIRN_NODE=2 "$CAIRN" ps | jq -e "all(.jobs[]; .argv[0] != \"/no/such\")" >/dev/null' \
     _ "$T_TMP/run/$name/jobs" "$jobs_before"
-t_check "a missing cwd: not-found" expect_err 1 not-found "/no/dir" c 2 run --cwd /no/dir -- true
+t_check "a missing cwd: not-found" expect_err 1 not-found "/no/dir" c 2 run --node 2 --cwd /no/dir -- true
 t_check "an unknown gpid: not-found" expect_err 1 not-found "no job 9\\.99" c 1 signal 9.99
 t_check "an unknown gpid's wait: not-found" expect_err 1 not-found "no job 2\\.999" c 3 wait 2.999
 t_check "a malformed gpid: invalid-argument" expect_err 1 invalid-argument "not a gpid" c 1 kill 01.x
@@ -214,5 +209,5 @@ for k in 1 2 3 4; do
     fi
 done
 "$CAIRN" cluster down --name "$name" >/dev/null || t_fail "cluster down exit $?"
-t_check "cluster down ends the jobs" wait_for 5 test ! -d "/proc/$h1/task"
+t_check "cluster down ends the jobs" t_wait_for 5 test ! -d "/proc/$h1/task"
 t_done

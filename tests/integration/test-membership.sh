@@ -3,7 +3,7 @@
 # (network namespaces, `cairn cluster up`), observed through `cairn nodes`:
 #   (a) after up, every node sees all 4 alive (how soon: bench/cluster.sh);
 #   (b) kill -9 of a node's clusterd: every other node reports it dead, not
-#       sooner than the description's suspect timeout allows (how soon:
+#       sooner than the description's timings allow (how soon:
 #       bench/cluster.sh; the wait gives up at twice the bound the timings
 #       imply, which only a broken detector reaches, not a loaded machine);
 #   (c) a cut link (host side of the node's veth down): the others see it
@@ -114,8 +114,9 @@ done
 # The detection bound, from the description: the dead node is probed within
 # ~1 period by someone (plus up to a period of tick phase), the direct ping
 # (ping-timeout) and the indirect ones (2 x ping-timeout) fail -> suspect;
-# the suspicion reaches the others by gossip within ~2 periods; each waits
-# suspect-timeout and expires it at its next tick.
+# the suspicion reaches the others at once (gossip rounds of their own);
+# each waits at most suspect-timeout, down to an eighth of it once enough
+# others have confirmed (docs/membership.md).
 attr() { sed -n "s/.*<membership[^>]* $1=\"\([0-9]*\)\".*/\1/p" "$cfg"; }
 period=$(attr protocol-period-ms); ping=$(attr ping-timeout-ms); susp=$(attr suspect-timeout-ms)
 have_timings() { [ -n "$period" ] && [ -n "$ping" ] && [ -n "$susp" ]; }
@@ -125,14 +126,16 @@ slack=500
 bound=$(( susp + 4 * period + 3 * ping + slack ))
 limit=$(( 2 * bound + 2000 ))
 echo "  timings: protocol-period=${period}ms ping-timeout=${ping}ms suspect-timeout=${susp}ms -> detection bound ${bound}ms (waits up to ${limit}ms)"
-# Polled times only overstate: a node reported dead sooner than the suspect
-# timeout after the failure expired a suspicion early.
-not_early() { [ "$1" -ge "$susp" ]; }
+# Polled times only overstate: a node reported dead sooner than the direct
+# and indirect ping timeouts plus the shortest suspicion (suspect-timeout / 8,
+# after every confirmation) after the failure expired a suspicion early.
+early=$(( 3 * ping + susp / 8 ))
+not_early() { [ "$1" -ge "$early" ]; }
 
 pid_of() { "$CAIRN" cluster status --name "$name" | jq -r --argjson k "$1" \
     '.nodes[] | select(.id == $k) | .services[] | select(.name == "clusterd") | .pid'; }
 
-# --- (b) kill -9: dead everywhere, never before the suspect timeout ---------
+# --- (b) kill -9: dead everywhere, never before the timings allow ----------
 pid4=$(pid_of 4)
 inc4=$(state 1 4 | cut -d' ' -f2)
 W0=$(now_ms)   # before the failure: a time measured from it only overstates
@@ -141,7 +144,7 @@ wait_state 4 dead "$limit" 1 2 3; rc=$?
 report "(b) node 4 (kill -9) reported dead" 1 2 3
 t_check "(b) every other node reports the killed node dead" test "$rc" -eq 0
 t=$(min_at 1 2 3)
-t_check "(b) ... none before the suspect timeout (${susp}ms; first at ${t}ms)" not_early "$t"
+t_check "(b) ... none before the timings allow (${early}ms; first at ${t}ms)" not_early "$t"
 echo "  (b) slowest observer: $(max_at 1 2 3)ms (bound ${bound}ms; figures: bench/cluster.sh)"
 never() { [[ "$SEEN" != *:$1* ]]; }
 t_check "(b) ... never as left" never left
@@ -156,7 +159,7 @@ wait_state 3 dead "$limit" 1 2; rc=$?
 report "(c) node 3 (link cut) reported dead" 1 2
 t_check "(c) the others report the cut node dead" test "$rc" -eq 0
 t=$(min_at 1 2)
-t_check "(c) ... none before the suspect timeout (${susp}ms; first at ${t}ms)" not_early "$t"
+t_check "(c) ... none before the timings allow (${early}ms; first at ${t}ms)" not_early "$t"
 echo "  (c) slowest observer: $(max_at 1 2)ms (bound ${bound}ms)"
 suspect_log() {   # node 1's log, since the cut: node-suspect id=3 then node-down id=3
     tail -n +"$((lines1 + 1))" "$log1" | grep -E " (node-suspect|node-down) id=3 " |
@@ -176,7 +179,8 @@ echo "  (c) node 3 sees nodes 1 and 2 alive again after $(( $(now_ms) - W0 ))ms"
 t_check "(c) the healed node sees the others alive" test "$rc" -eq 0
 # While isolated, node 3 declared nodes 1 and 2 dead; after the heal its
 # stale gossip must not make a healthy node declare another healthy one dead
-# (clusterd takes such a rumour as suspicion while it still hears the node).
+# (clusterd takes a rumoured death of a member it has alive as suspicion, and
+# pings it: a live member refutes).
 for k in 1 2; do
     o=$((3 - k))
     if tail -n +"$((lines1 + 1))" "$CAIRN_RUN_BASE/$name/$k/clusterd.log" 2>/dev/null | grep -q " node-down id=$o "; then
@@ -207,9 +211,19 @@ report "(e) node 2 (SIGTERM) reported left" 1 3 4
 t_check "(e) the others see the stopped node left within 3 s" test "$rc" -eq 0
 t_check "(e) ... never as dead (polled: ${SEEN# })" never dead
 sleep 0.5
+# view_answered K: node K's view, asked up to 3 times (a loaded machine can
+# let one 500 ms ask go unanswered; that is no membership failure)
+view_answered() {
+    local i out
+    for i in 1 2 3; do
+        out=$(view "$1")
+        [ -n "$out" ] && { echo "$out"; return 0; }
+    done
+    return 1
+}
 t_check "(e) still left, not dead, a moment later" \
     jq -e -s 'map(.nodes[] | select(.id == 2) | .state == "left") | length == 3 and all' \
-    <<<"$(view 1; view 3; view 4)" >/dev/null
+    <<<"$(view_answered 1; view_answered 3; view_answered 4)" >/dev/null
 exited() {   # not running (a zombie counts as exited: `cluster status` says so)
     "$CAIRN" cluster status --name "$name" |
         jq -e '.nodes[] | select(.id == 2) | .services[] | select(.name == "clusterd") | .running == false' >/dev/null

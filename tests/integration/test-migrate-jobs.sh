@@ -20,6 +20,10 @@
 #   - the target's ghostd killed (a) after the restored copy ran but before
 #     it heard so, (b) right after it recorded the copy running: one copy
 #     after the restarted ghostd answers (docs/jobs.md, "Migration");
+#   - the source's ghostd stopped and killed (c) before it heard the copy
+#     runs (ghost-dump resumes the source: the next ghostd aborts the
+#     target's copy), (d) the moment it runs (killed for the move: the next
+#     ghostd commits the target's; or (c) again): one copy, listed once;
 #   - refusals: an unknown gpid, a job that has exited, a job on the node
 #     it is asked to go to.
 # Needs root, netns, python3, useradd/runuser (skips with 77).
@@ -51,13 +55,7 @@ for k in 1 2 3 4; do t_check "node $k alive" t_wait_state 15 "$k" alive 1 2 3 4;
 
 # c K ARGS...: the CLI at node K's ghostd.
 c() { local k=$1; shift; CAIRN_NODE=$k "$CAIRN" "$@"; }
-wait_for() {
-    local limit=$1 i; shift
-    for ((i = 0; i < limit * 10; i++)); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
-all_reachable() { c "$1" ps | jq -e '[.nodes[] | select(.reachable)] | length == 4' >/dev/null; }
-for k in 1 2 3 4; do t_check "ghostd $k sees four ghostds" wait_for 15 all_reachable "$k"; done
+t_ghostds_see 4
 
 # migrate ASKED GPID TO: `cairn migrate` asked at node ASKED; JSON in $out.
 migrate() {
@@ -83,7 +81,7 @@ counts_ok() {
 # whose command line names the gpid) on this machine, whatever node.
 copies() { pgrep -fc -- "ghost-init --job [^ ]*/$name/jobs/$1 --gpid $1 "; }
 # reapers_are GPID N: N copies of it run (a killed copy takes a moment
-# to go: use with wait_for).
+# to go: use with t_wait_for).
 reapers_are() {
     [ "$(copies "$1")" -eq "$2" ] && return 0
     local p
@@ -107,7 +105,7 @@ while True:
     time.sleep(0.02)
 EOF
 chmod 644 "$counter"
-job=$(c 1 run --name counter -- python3 "$counter")
+job=$(c 1 run --node 1 --name counter -- python3 "$counter")
 g=$(jq -r .gpid <<<"$job")
 t_json_check "counter runs on node 1 as pid 2" "$job" '.node == 1 and .pid == 2 and .moves == 0'
 t_check "counter counts" grows "$g"
@@ -125,7 +123,7 @@ for hop in "2 2" "3 4" "1 1"; do   # "TO ASKED": each move asked at another node
     t_check "counter $from -> $to: ps right after lists it on node $to, moves $moves" \
         ps_is "$g" ".node == $to and .moves == $moves and .host_pid == $npid and .state == \"running\""
     t_check "counter $from -> $to: one copy (the source's killed one gone)" \
-        wait_for 5 reapers_are "$g" 1
+        t_wait_for 5 reapers_are "$g" 1
     reapers_are "$g" 1 || cat "$T_TMP/reapers" >&2
     t_check "counter $from -> $to: the new reaper runs" test -d "/proc/$npid/task"
     t_check "counter $from -> $to: counts on" grows "$g"
@@ -143,7 +141,7 @@ t_json_check "wait from node 3: ended on node 1 by TERM, after 3 moves" "$w" \
     '.exited and .exit_signal == 15 and .node == 1 and .moves == 3'
 t_check "its exit record was written on the last node" test -s "$CAIRN_RUN_BASE/$name/jobs/$g/exit"
 t_check "logs after the end: still whole" counts_ok "$g"
-t_check "no copy left" wait_for 5 reapers_are "$g" 0
+t_check "no copy left" t_wait_for 5 reapers_are "$g" 0
 reapers_are "$g" 0 || cat "$T_TMP/reapers" >&2
 
 # ---- a multi-threaded job -----------------------------------------------------------
@@ -162,13 +160,13 @@ while True:
     time.sleep(1)
 EOF
 chmod 644 "$threaded"
-gt=$(c 1 run -- python3 "$threaded" | jq -r .gpid)
+gt=$(c 1 run --node 1 -- python3 "$threaded" | jq -r .gpid)
 t_check "threaded job counts" grows "$gt"
 migrate 1 "$gt" 3
 t_json_check "threaded job moved 1 -> 3, both threads" "$out" \
     ".to == 3 and .job.node == 3 and .threads >= 3"
 t_check "threaded: counts on" grows "$gt"
-t_check "threaded: one copy" wait_for 5 reapers_are "$gt" 1
+t_check "threaded: one copy" t_wait_for 5 reapers_are "$gt" 1
 migrate 2 "$gt" 1
 t_json_check "threaded job moved back 3 -> 1 (asked at 2)" "$out" '.job.node == 1 and .job.moves == 2'
 t_check "threaded: counts on again" grows "$gt"
@@ -177,7 +175,7 @@ c 1 kill "$gt" >/dev/null
 
 # ---- sh -c 'producer | consumer' ------------------------------------------------------
 
-gp=$(c 1 run -- sh -c 'i=0; while :; do i=$((i + 1)); echo $i; sleep 0.02; done |
+gp=$(c 1 run --node 1 -- sh -c 'i=0; while :; do i=$((i + 1)); echo $i; sleep 0.02; done |
       while read -r n; do echo "$n 2 1"; done' | jq -r .gpid)
 t_check "pipeline job counts" grows "$gp"
 migrate 1 "$gp" 4
@@ -195,14 +193,14 @@ useradd --no-create-home --user-group --shell /usr/sbin/nologin "$UA" 2>/dev/nul
 UIDA=$(id -u "$UA")
 ua() { (cd / && runuser -u "$UA" -- env CAIRN_NODE="$1" CAIRN_RUN_BASE="$CAIRN_RUN_BASE" \
         CAIRN_CLUSTER="$CAIRN_CLUSTER" "$CAIRN" "${@:2}"); }
-gu=$(ua 2 run -- sleep 1000 | jq -r .gpid)
-groot=$(c 2 run -- sleep 1001 | jq -r .gpid)
+gu=$(ua 2 run --node 2 -- sleep 1000 | jq -r .gpid)
+groot=$(c 2 run --node 2 -- sleep 1001 | jq -r .gpid)
 t_json_check "the user's --check of their job: movable" "$(ua 3 migrate "$gu" --to 1 --check)" \
     '.movable and (.reasons | length) == 0'
 out=$(ua 3 migrate "$gu" --to 1 2>&1)
-t_json_check "the user moves their own job 2 -> 1 (asked at 3)" "$out" \
+t_json_check "the user moves their own job 2 -> 1 (asked at 3): $(head -c 600 <<<"$out")" "$out" \
     '.job.node == 1 and .job.moves == 1 and .from == 2'
-t_check "  one copy" wait_for 5 reapers_are "$gu" 1
+t_check "  one copy" t_wait_for 5 reapers_are "$gu" 1
 hu=$(jq -r '.pid // 0' <<<"$out")
 t_check "it runs as the user on node 1" \
     bash -c 'grep -q "^Uid:[[:space:]]*$2[[:space:]]" /proc/$1/status' _ "$hu" "$UIDA"
@@ -226,6 +224,12 @@ node_pid() {
 glog="$CAIRN_RUN_BASE/$name/2/ghostd.log"
 # in_log N PATTERN: node 2's log has at least N lines matching PATTERN.
 in_log() { [ "$(grep -c -- "$2" "$glog" 2>/dev/null)" -ge "$1" ]; }
+# stop_on_log PATTERN PID: in the background (its pid in $stopper), stops
+# PID with SIGSTOP the moment node 2's log gets a line matching PATTERN.
+stop_on_log() {
+    (timeout 120 tail -n0 -F "$glog" 2>/dev/null | grep -m1 -q -- "$1" && kill -STOP "$2") &
+    stopper=$!
+}
 big="$T_TMP/big.py"
 cat >"$big" <<'EOF'
 import os, time
@@ -242,21 +246,19 @@ chmod 644 "$big"
 # the restored copy runs (its end never heard, no "running" recorded): the
 # next ghostd kills that copy (its job-<gpid> sub-cgroup), answers failed,
 # and the source resumes.
-gb=$(c 1 run -- python3 "$big" | jq -r .gpid)
+gb=$(c 1 run --node 1 -- python3 "$big" | jq -r .gpid)
 t_check "window (a): the job counts" grows "$gb"
 pid2=$(node_pid 2 ghostd)
 n0=$(grep -c "migrate-in-running" "$glog")
 # stop node 2's ghostd the moment the last chunk is in the restore's pipe
-(timeout 120 tail -n0 -F "$glog" 2>/dev/null | grep -m1 -q migrate-in-restoring &&
-    kill -STOP "$pid2") &
-stopper=$!
+stop_on_log migrate-in-restoring "$pid2"
 c 1 migrate "$gb" --to 2 >"$T_TMP/wa.out" 2>&1 &
 mig=$!
 wait "$stopper"
 # the restored copy runs (the window), or ghostd 2 answered first (missed)
 hit_or_missed() { reapers_are "$gb" 2 || in_log $((n0 + 1)) migrate-in-running; }
 t_check "window (a): the restored copy runs, or ghostd 2 answered before it stopped" \
-    wait_for 90 hit_or_missed
+    t_wait_for 90 hit_or_missed
 hit=1; in_log $((n0 + 1)) migrate-in-running && hit=0
 kill -KILL "$pid2"
 "$CAIRN" node restart 2 >/dev/null || t_fail "node restart 2"
@@ -270,10 +272,10 @@ else
     echo "  (window (a) missed: ghostd 2 had answered; the move completed)"
     where=$([ "$rc" -eq 0 ] && echo 2 || echo 1)
 fi
-t_check "window (a): one copy" wait_for 10 reapers_are "$gb" 1
+t_check "window (a): one copy" t_wait_for 10 reapers_are "$gb" 1
 reapers_are "$gb" 1 || cat "$T_TMP/reapers" >&2
 t_check "window (a): ps lists it on node $where, running" \
-    wait_for 10 ps_is "$gb" ".node == $where and .state == \"running\""
+    t_wait_for 10 ps_is "$gb" ".node == $where and .state == \"running\""
 t_check "window (a): counts on" grows "$gb"
 # Not checked here: its output never going back. The restored copy ran
 # from the freeze until the new ghostd killed it, and what it printed
@@ -285,26 +287,88 @@ c 1 kill "$gb" >/dev/null
 # answer sent or not): the next ghostd knows it runs; the source kills
 # its own copy and commits, or resumes if it heard nothing definite --
 # either way one copy, listed once, where it runs.
-for k in 1 2 3 4; do t_check "window (b): ghostd $k sees four ghostds" wait_for 15 all_reachable "$k"; done
-gb=$(c 1 run -- python3 "$counter" | jq -r .gpid)
+t_ghostds_see 4   # window (b) starts with every ghostd seeing the others
+gb=$(c 1 run --node 1 -- python3 "$counter" | jq -r .gpid)
 t_check "window (b): the job counts" grows "$gb"
 n0=$(grep -c "migrate-in-running" "$glog")
 c 1 migrate "$gb" --to 2 >"$T_TMP/wb.out" 2>&1 &
 mig=$!
-t_check "window (b): the restored copy runs" wait_for 60 in_log $((n0 + 1)) migrate-in-running
+t_check "window (b): the restored copy runs" t_wait_for 60 in_log $((n0 + 1)) migrate-in-running
 kill -KILL "$(node_pid 2 ghostd)"
 "$CAIRN" node restart 2 >/dev/null || t_fail "node restart 2"
 wait "$mig"; rc=$?; out=$(cat "$T_TMP/wb.out"); echo "  answer (exit $rc): ${out:0:300}"
 where=$([ "$rc" -eq 0 ] && echo 2 || echo 1)
-t_check "window (b): one copy" wait_for 10 reapers_are "$gb" 1
+t_check "window (b): one copy" t_wait_for 10 reapers_are "$gb" 1
 listed_once() {
     c 4 ps | jq -e --arg g "$1" --argjson n "$2" \
         '[.jobs[] | select(.gpid == $g)] | length == 1 and .[0].node == $n' >/dev/null
 }
-t_check "window (b): ps lists it once, on node $where" wait_for 10 listed_once "$gb" "$where"
+t_check "window (b): ps lists it once, on node $where" t_wait_for 10 listed_once "$gb" "$where"
 t_check "window (b): counts on" grows "$gb"
 t_check "window (b): never back, repeated or skipped" counts_ok "$gb"
 c 1 kill "$gb" >/dev/null
+
+# (c) the SOURCE's ghostd stopped the moment node 2 starts restoring (the
+# answer that the copy runs never reaches it), then killed once node 2's
+# copy runs: ghost-dump lets the held tree run again on node 1, and node
+# 2's copy runs uncommitted -- two copies. The next ghostd on node 1 finds
+# the move in job.json (migrating_to, migration) and, its reaper running,
+# has node 2 abort its copy (jobs-settle.c): one copy, on node 1.
+t_ghostds_see 4
+gc=$(c 1 run --node 1 -- python3 "$big" | jq -r .gpid)
+t_check "window (c): the job counts" grows "$gc"
+t_check "window (c): job.json has no move recorded" \
+    bash -c "! grep -q migrating_to '$CAIRN_RUN_BASE/$name/jobs/$gc/job.json'"
+pid1=$(node_pid 1 ghostd)
+n0=$(grep -c "migrate-in-running" "$glog")
+stop_on_log migrate-in-restoring "$pid1"
+c 3 --timeout 20000 migrate "$gc" --to 2 >"$T_TMP/wc.out" 2>&1 &
+mig=$!
+wait "$stopper"
+t_check "window (c): the move is recorded in job.json while under way" \
+    jq -e '.migrating_to == 2 and (.migration | length > 0)' "$CAIRN_RUN_BASE/$name/jobs/$gc/job.json"
+t_check "window (c): node 2's copy runs (uncommitted)" t_wait_for 90 in_log $((n0 + 1)) migrate-in-running
+kill -KILL "$pid1"
+"$CAIRN" node restart 1 >/dev/null || t_fail "node restart 1"
+wait "$mig"
+echo "  answer: $(head -c 300 "$T_TMP/wc.out")"
+settled() { grep -q "job-settled.*gpid=$gc" "$CAIRN_RUN_BASE/$name/1/ghostd.log"; }
+t_check "window (c): node 1's next ghostd settled the move" t_wait_for 30 settled
+grep -h "job-settle.*gpid=$gc" "$CAIRN_RUN_BASE/$name/1/ghostd.log" | head -3 | cut -c1-300
+t_check "window (c): one copy" t_wait_for 15 reapers_are "$gc" 1
+reapers_are "$gc" 1 || cat "$T_TMP/reapers" >&2
+t_check "window (c): ps lists it once, on node 1, running" \
+    t_wait_for 10 ps_is "$gc" '.node == 1 and .state == "running"'
+t_check "window (c): the mark is gone from job.json" \
+    bash -c "! grep -q migrating_to '$CAIRN_RUN_BASE/$name/jobs/$gc/job.json'"
+t_check "window (c): counts on" grows "$gc"
+
+# (d) the source's ghostd stopped the moment node 2's copy runs, then
+# killed: either it had told ghost-dump to kill the held tree (the copy
+# here is gone: the next ghostd asks node 2, finds its copy running and
+# commits it -- the job is node 2's), or the answer had not reached it
+# (as (c): node 2's copy is aborted). Either way one copy, listed once,
+# where it runs.
+pid1=$(node_pid 1 ghostd)
+n0=$(grep -c "migrate-in-running" "$glog")
+stop_on_log migrate-in-running "$pid1"
+c 3 --timeout 20000 migrate "$gc" --to 2 >"$T_TMP/wd.out" 2>&1 &
+mig=$!
+wait "$stopper"
+sleep 0.5
+kill -KILL "$pid1"
+"$CAIRN" node restart 1 >/dev/null || t_fail "node restart 1"
+wait "$mig"
+# (or, under load, the move had ended before the stop: nothing to settle)
+unmarked() { ! grep -q migrating_to "$CAIRN_RUN_BASE/$name/jobs/$gc/job.json"; }
+t_check "window (d): the move settled (no mark left in job.json)" t_wait_for 30 unmarked
+echo "  $(grep -h "job-settled.*gpid=$gc" "$CAIRN_RUN_BASE/$name/1/ghostd.log" | tail -1 | cut -c1-300)"
+t_check "window (d): one copy" t_wait_for 15 reapers_are "$gc" 1
+where=$(jq -r .node "$CAIRN_RUN_BASE/$name/jobs/$gc/job.json")
+t_check "window (d): ps lists it once, on node $where (its job.json's), running" \
+    t_wait_for 10 listed_once "$gc" "$where"
+t_check "window (d): counts on" grows "$gc"
+c 1 kill "$gc" >/dev/null
 
 # ---- refusals -------------------------------------------------------------------------
 
@@ -316,7 +380,7 @@ err_is() {
 }
 t_check "an unknown gpid" err_is not-found "no job 3.999" c 1 migrate 3.999 --to 2
 t_check "a job that has exited" err_is failed-precondition "has exited" c 2 migrate "$g" --to 3
-gh=$(c 2 run -- sleep 1002 | jq -r .gpid)
+gh=$(c 2 run --node 2 -- sleep 1002 | jq -r .gpid)
 t_check "to the node it runs on" err_is invalid-argument "on node 2 already" c 4 migrate "$gh" --to 2
 c 2 kill "$gh" >/dev/null
 

@@ -33,11 +33,14 @@ for id in 1 2 3 4; do
     t_check "node $id alive" t_wait_state 15 "$id" alive 1 2 3 4
 done
 
-# spawn CMD...: starts CMD in a session of its own, every fd above 2
-# closed, stdio /dev/null (the test's own fds would be pipes to outside:
-# not migratable); prints its pid.
+# spawn CMD...: starts CMD on node 1 -- in its network namespace, as a
+# process of that node is (ghostd refuses one whose namespace is not its
+# node's: the restore would change it) -- in a session of its own, every
+# fd above 2 closed, stdio /dev/null (the test's own fds would be pipes
+# to outside: not migratable); prints its pid. nsenter, not `ip netns
+# exec`, which would give it a mount namespace of its own as well.
 spawn() {
-    python3 - "$@" <<'PY'
+    nsenter --net="/run/netns/cairn-$name-1" python3 - "$@" <<'PY'
 import subprocess, sys
 p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
@@ -175,7 +178,9 @@ old=$(cat "$knob")
 vstatus="$T_TMP/room.status"
 vpid=$(spawn "$VICTIM" 96 "$vstatus")
 for i in $(seq 1 100); do grep -q READY "$vstatus" 2>/dev/null && break; sleep 0.05; done
-echo $((160 << 20)) >"$knob"
+# room of 64 MiB beside what the node uses: under the 96 MiB job itself
+used=$(cat "$(dirname "$knob")/memory.usage_in_bytes" "$(dirname "$knob")/memory.current" 2>/dev/null | head -1)
+echo $(( used + (64 << 20) )) >"$knob"
 out=$("$CAIRN" --node 1 migrate --pid "$vpid" --to 3 --check 2>&1)
 t_json_check "no room: --check lists the memory reason" "$out" \
     '.movable == false and (.reasons | any(test("memory")))'

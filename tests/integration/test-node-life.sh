@@ -84,7 +84,10 @@ t0=$(now_ms)
 rm_out=$("$CAIRN" node remove 4) || t_fail "node remove 4 exit $?"
 took=$(( $(now_ms) - t0 ))
 echo "node remove took $took ms: $(jq -c '{processes_exited, processes_killed}' <<<"$rm_out")"
-t_check "node remove within 1.5 s" test "$took" -lt 1500
+# Prompt: under the 3 s its daemons are given to stop (cli/cmd-node.c
+# S_REMOVE_WAIT_MS), which a remove that waited them out would reach;
+# 1.5 s failed under sanitizers at load 18 (the daemons exit slowly there).
+t_check "node remove within 3 s" test "$took" -lt 3000
 t_check "node remove killed nothing, every daemon exited" jq_ok "$rm_out" --argjson s "$services" \
     '.deprovisioned == true and .processes_killed == 0 and .processes_exited >= ($s | length)'
 

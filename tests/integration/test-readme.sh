@@ -19,13 +19,14 @@ export CAIRN_RUN_BASE="$T_TMP/run"   # the demo's /run/cairn, here
 
 # free_ports FILE: moves the ports of a generated description away from
 # the defaults (7100..., maybe taken on a shared machine): clusterd's, the
-# first, to a free pair, the others after it.
+# first, to a free pair (and its metrics port after them), the others after it.
 free_ports() {
     local file=$1 p
     p=$(t_free_port)
     awk -v base="$p" '
-        /<service / { q = base + 2 * n++; sub(/ port="[0-9]+"/, " port=\"" q "\"");
-                      sub(/ pub-port="[0-9]+"/, " pub-port=\"" q + 1 "\"") }
+        /<service / { q = base + 3 * n++; sub(/ port="[0-9]+"/, " port=\"" q "\"");
+                      sub(/ pub-port="[0-9]+"/, " pub-port=\"" q + 1 "\"");
+                      sub(/ metrics-port="[0-9]+"/, " metrics-port=\"" q + 2 "\"") }
         { print }' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
 }
 

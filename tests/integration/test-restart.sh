@@ -46,13 +46,7 @@ trap 'thaw; "$CAIRN" cluster down --name "$name" >/dev/null 2>&1; rmdir "$ICE" 2
 for k in 1 2 3 4; do t_check "node $k alive on all" t_wait_state 15 "$k" alive 1 2 3 4; done
 
 c() { local k=$1; shift; CAIRN_NODE=$k "$CAIRN" "$@"; }
-wait_for() {
-    local limit=$1 i; shift
-    for ((i = 0; i < limit * 10; i++)); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
-all_reachable() { c "$1" ps | jq -e '[.nodes[] | select(.reachable)] | length == 4' >/dev/null; }
-for k in 1 2 3 4; do t_check "ghostd $k sees four ghostds" wait_for 15 all_reachable "$k"; done
+t_ghostds_see 4
 # job K GPID: the job as node K's ps lists it ("" if not listed).
 job() { c "$1" ps | jq -c --arg g "$2" '.jobs[] | select(.gpid == $g)'; }
 job_has() { job "$1" "$2" | jq -e "$3" >/dev/null 2>&1; }
@@ -113,7 +107,7 @@ t_json_check "counter runs on node 2 with its checkpoint settings" "$j" \
 o=$(c 1 run --node 2 --name plain -- sleep 1000) || t_fail "run the plain job"
 gp=$(jq -r .gpid <<<"$o"); preaper=$(jq -r .host_pid <<<"$o")
 t_check "counter counts" grows "$log"
-t_check "a checkpoint replicated within 5 s" wait_for 5 job_has 1 "$g" \
+t_check "a checkpoint replicated within 5 s" t_wait_for 5 job_has 1 "$g" \
     '.last_checkpoint_ms != null and .replica != null and .replica != 2'
 replica=$(job 1 "$g" | jq -r .replica)
 t_check "the replica node $replica holds the image" \
@@ -122,12 +116,12 @@ t_check "job.json names the replica" \
     jq -e --argjson r "$replica" '.replica == $r' "$T_TMP/run/$name/jobs/$g/job.json"
 n0=$(job 1 "$g" | jq .last_checkpoint_ms)
 newer() { job_has 1 "$g" ".last_checkpoint_ms > $n0"; }
-t_check "checkpoints go on, each over the last" wait_for 5 newer
+t_check "checkpoints go on, each over the last" t_wait_for 5 newer
 # node 2's log: "checkpoint gpid=G replica=R file=image.ghost.N full=yes|no ...
 # sent_bytes=B ..." per checkpoint replicated
 ckpts() { grep -h "checkpoint gpid=$g " "$T_TMP/run/$name/2/ghostd.log"; }
 deltas() { [ "$(ckpts | grep -c 'full=no')" -ge 3 ]; }
-t_check "later checkpoints are deltas (3 within 8 s)" wait_for 8 deltas
+t_check "later checkpoints are deltas (3 within 8 s)" t_wait_for 8 deltas
 rdir="$T_TMP/run/$name/$replica/ghost/replicas/$g"
 t_check "the replica's image.ghost is a symlink into its chain" \
     bash -c "test -L '$rdir/image.ghost' && test -s '$rdir/image.ghost' && ls '$rdir'/image.ghost.[0-9]* >/dev/null"
@@ -149,7 +143,7 @@ t_check "the replica holds a chain with deltas (a full image and at least one de
 ip link set "cv-$name-2" down || t_fail "cut node 2's link"
 stale=$(cat "$ICE/cgroup.procs")
 t_check "node 2 declared dead" t_wait_state 30 2 dead 1 3 4
-t_check "the counter runs again on another node, restarts 1" wait_for 30 job_has 1 "$g" \
+t_check "the counter runs again on another node, restarts 1" t_wait_for 30 job_has 1 "$g" \
     '.state == "running" and .node != 2 and .restarts == 1 and .lost_ms > 0'
 t1=$(date +%s%N)
 echo "restarted $(( (t1 - t0) / 1000000 )) ms after the kill"
@@ -158,12 +152,12 @@ t_json_check "same gpid, its checkpoint settings kept" "$nj" \
     '.checkpoint_every_s == 1 and .restart_on_failure == true'
 t_check "the count goes on" grows "$log"
 t_check "the count resumed from the checkpoint: never skipped" count_ok "$log"
-t_check "the plain job is reported lost, with why" wait_for 10 job_has 1 "$gp" \
+t_check "the plain job is reported lost, with why" t_wait_for 10 job_has 1 "$gp" \
     '.state == "lost" and (.lost | test("node 2 died")) and .exited == true'
 w=$(c 3 --timeout 5000 wait "$gp") || t_fail "wait for the lost job exit $?"
 t_json_check "wait from another node says the lost job ended, lost" "$w" \
     '.exited == true and .exit_code == -1 and .state == "lost"'
-t_check "a new checkpoint of the restarted counter replicated elsewhere" wait_for 10 job_has 1 "$g" \
+t_check "a new checkpoint of the restarted counter replicated elsewhere" t_wait_for 10 job_has 1 "$g" \
     '.replica != null and .replica != .node'
 
 # --- node 2 comes back ------------------------------------------------------------
@@ -172,7 +166,7 @@ ip link set "cv-$name-2" up || t_fail "link of node 2 up"
 t_check "node 2 alive again" t_wait_state 30 2 alive 1 3 4
 thaw   # the machine's processes run again, unless its ghostd killed them
 gone() { local p; for p in $stale; do [ -e "/proc/$p" ] && [ "$(t_proc_state "$p")" != Z ] && return 1; done; return 0; }
-t_check "node 2's stale copies were killed" wait_for 10 gone
+t_check "node 2's stale copies were killed" t_wait_for 10 gone
 t_check "the restarted counter still counts" grows "$log"
 t_check "one copy of the counter (its reaper and perl)" test "$(pgrep -fc -- "$log")" -le 2
 t_check "count never skipped" count_ok "$log"

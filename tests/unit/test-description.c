@@ -177,15 +177,17 @@ Test(description, full_services_and_appliances)
     cr_assert_str_eq(s->name, "clusterd");
     cr_assert_eq(s->port, 7100);
     cr_assert_eq(s->pub_port, 7101);
+    cr_assert_eq(s->metrics_port, 9100);
     cr_assert_eq(cairn_description_service(d, "dsmd")->port, 7120);
     cr_assert_eq(cairn_description_service(d, "dsmd")->pub_port, 0);
+    cr_assert_eq(cairn_description_service(d, "dsmd")->metrics_port, 0);
     cr_assert_null(cairn_description_service(d, "syncd"));
     cr_assert_null(cairn_description_service_at(d, 4));
 
     s_assert_services(d, "base", (const char *[]){ "clusterd" }, 1);
     s_assert_services(d, "compute", (const char *[]){ "clusterd", "ghostd", "dsmd" }, 3);
     s_assert_services(d, "frontend",
-                      (const char *[]){ "clusterd", "ghostd", "dsmd", "sched-balance" }, 4);
+                      (const char *[]){ "clusterd", "ghostd", "dsmd", "sched" }, 4);
     s_assert_services(d, "empty", NULL, 0);
     const char *const *names = (const char *const *) 0x1;
     size_t n = 42;
@@ -195,12 +197,25 @@ Test(description, full_services_and_appliances)
 
     const cairn_node_desc_t *n1 = cairn_description_node(d, 0);
     const cairn_node_desc_t *v6 = cairn_description_node(d, 2);
-    cr_assert(cairn_description_node_runs(d, n1, "sched-balance"));
+    cr_assert(cairn_description_node_runs(d, n1, "sched"));
     cr_assert(cairn_description_node_runs(d, n1, "clusterd"));
     cr_assert(cairn_description_node_runs(d, v6, "clusterd"));
     cr_assert_not(cairn_description_node_runs(d, v6, "ghostd"));
     cr_assert_not(cairn_description_node_runs(d, v6, "nosuch"));
     cairn_description_free(d);
+}
+
+/* d's scheduler parameters are want's, field by field (a failure names it). */
+static void s_assert_sched(const cairn_description_t *d, cairn_sched_desc_t want)
+{
+    const cairn_sched_desc_t *p = cairn_description_sched(d);
+    cr_assert_eq(p->balance_period_ms, want.balance_period_ms);
+    cr_assert_eq(p->stability_margin_pct, want.stability_margin_pct);
+    cr_assert_eq(p->hold_periods, want.hold_periods);
+    cr_assert_eq(p->high_water_pct, want.high_water_pct);
+    cr_assert_eq(p->mem_margin_pct, want.mem_margin_pct);
+    cr_assert_eq(p->placement_hold_ms, want.placement_hold_ms);
+    cr_assert_eq(p->ghost_file_max, want.ghost_file_max);
 }
 
 Test(description, full_membership_scheduler)
@@ -219,6 +234,11 @@ Test(description, full_membership_scheduler)
     cr_assert_str_eq(cairn_description_probe(d, 1)->name, "memory");
     cr_assert_eq(cairn_description_probe(d, 1)->period_ms, 2000);
     cr_assert_null(cairn_description_probe(d, 2));
+    const cairn_gossip_desc_t *g = cairn_description_gossip(d);
+    cr_assert_eq(g->period_ms, 500);
+    cr_assert_eq(g->fanout, 3);
+    cr_assert_eq(g->window, 4);
+    s_assert_sched(d, (cairn_sched_desc_t){ 2000, 40, 3, 80, 15, 4000, 65536 });
     cairn_description_free(d);
 }
 
@@ -308,7 +328,7 @@ Test(description, minimal_defaults)
     cr_assert_str_eq(n->rundir, CAIRN_DEFAULT_RUN_BASE "/mini/3");
     cr_assert_not(n->seed);
     const cairn_membership_desc_t *m = cairn_description_membership(d);
-    cr_assert_eq(m->protocol_period_ms, 200);
+    cr_assert_eq(m->protocol_period_ms, 600);
     cr_assert_eq(m->ping_timeout_ms, 100);
     cr_assert_eq(m->indirect_checks, 3);
     cr_assert_eq(m->suspect_timeout_ms, 800);
@@ -326,7 +346,7 @@ Test(description, partial_membership_and_v6_loopback)
 {
     cairn_description_t *d = s_load_ok("valid-partial-membership.xml");
     const cairn_membership_desc_t *m = cairn_description_membership(d);
-    cr_assert_eq(m->protocol_period_ms, 200);
+    cr_assert_eq(m->protocol_period_ms, 600);
     cr_assert_eq(m->ping_timeout_ms, 150);
     cr_assert_eq(m->gossip_fanout, 6);
     const cairn_node_desc_t *n = cairn_description_node(d, 0);
@@ -371,6 +391,8 @@ static bad_case_t s_bad[] = {
     { "bad-port-collision.xml", 4, "service", "port 7101 is already used by service 'clusterd' (line 3)" },
     { "bad-pub-port-collision.xml", 4, "service", "pub-port 7100 is already used by service 'clusterd' (line 3)" },
     { "bad-pub-port-self.xml", 4, "service", "pub-port 7110 of service 'ghostd' is the same as its port" },
+    { "bad-metrics-port-self.xml", 4, "service", "metrics-port 7110 of service 'ghostd' is the same as its port" },
+    { "bad-metrics-port-collision.xml", 4, "service", "metrics-port 7101 is already used by service 'clusterd' (line 3)" },
     { "bad-ping-timeout.xml", 14, "membership", "ping-timeout-ms (200) must be less than protocol-period-ms (200)" },
     { "bad-membership-zero.xml", 14, "membership", "gossip-fanout must be greater than 0" },
     { "bad-curve-no-key.xml", 16, "security", "node 2 ('n2', line 12) has no <key>" },
@@ -378,6 +400,13 @@ static bad_case_t s_bad[] = {
     { "bad-dup-key.xml", 16, "key", "node 1 already has a key (line 16)" },
     { "bad-probe-period-zero.xml", 15, "probe", "probe 'load' has period-ms 0" },
     { "bad-dup-probe.xml", 15, "probe", "probe 'load' is already declared (line 15)" },
+    { "bad-gossip-period.xml", 15, "scheduler", "gossip-period-ms must be at least 10 (or 0: the shortest probe period), not 5" },
+    { "bad-gossip-fanout.xml", 15, "scheduler", "gossip-fanout must be 1..255, not 0" },
+    { "bad-window.xml", 15, "scheduler", "window must be 1..255, not 300" },
+    { "bad-high-water.xml", 15, "scheduler", "high-water-pct must be 10..99, not 100" },
+    { "bad-placement-hold.xml", 15, "scheduler", "placement-hold-ms must be 0..60000, not 90000" },
+    { "bad-ghost-file-max.xml", 15, "scheduler", "ghost-file-max must be 1..1073741824 (bytes), not 0" },
+    { "bad-ghost-file-max-big.xml", 15, "scheduler", "ghost-file-max must be 1..1073741824 (bytes), not 4294967295" },
     { "bad-rundir-relative.xml", 12, "node", "rundir 'run/n2' of node 'n2' is not an absolute path" },
     { "bad-run-base-relative.xml", 1, "cluster", "run-base 'run' is not an absolute path" },
     { "bad-no-nodes.xml", 10, "nodes", "a required child element is missing" },
@@ -605,10 +634,11 @@ static cairn_description_t *s_generate_ok(const char *const *hosts, size_t n,
 
 static void s_check_defaults(const cairn_description_t *d)
 {
-    static const struct { const char *name; uint16_t port, pub; } want[] = {
-        { "clusterd", 7100, 7101 }, { "ghostd", 7110, 7111 }, { "dsmd", 7120, 7121 },
-        { "syncd", 7130, 7131 },    { "probed", 7140, 7141 }, { "sched-balance", 7150, 0 },
-        { "kernetd", 7160, 7161 },
+    static const struct { const char *name; uint16_t port, pub, metrics; } want[] = {
+        { "clusterd", 7100, 7101, 7109 }, { "ghostd", 7110, 7111, 7119 },
+        { "dsmd", 7120, 7121, 7129 },     { "syncd", 7130, 7131, 7139 },
+        { "probed", 7140, 7141, 7149 },   { "sched", 7150, 7151, 7159 },
+        { "kernetd", 7160, 7161, 7169 },
     };
     cr_assert_eq(cairn_description_n_services(d), 7);
     for (size_t i = 0; i < 7; i++) {
@@ -616,23 +646,34 @@ static void s_check_defaults(const cairn_description_t *d)
         cr_assert_str_eq(s->name, want[i].name);
         cr_assert_eq(s->port, want[i].port, "%s", s->name);
         cr_assert_eq(s->pub_port, want[i].pub, "%s", s->name);
+        cr_assert_eq(s->metrics_port, want[i].metrics, "%s", s->name);
     }
     s_assert_services(d, "compute", (const char *[]){ "clusterd", "ghostd", "dsmd", "syncd",
-                                                      "probed", "kernetd" }, 6);
+                                                      "probed", "sched", "kernetd" }, 7);
     s_assert_services(d, "frontend", (const char *[]){ "clusterd", "ghostd", "dsmd", "syncd",
-                                                       "probed", "kernetd", "sched-balance" }, 7);
+                                                       "probed", "sched", "kernetd" }, 7);
     const cairn_membership_desc_t *m = cairn_description_membership(d);
-    cr_assert_eq(m->protocol_period_ms, 200);
+    cr_assert_eq(m->protocol_period_ms, 600);
     cr_assert_eq(m->ping_timeout_ms, 100);
     cr_assert_eq(m->indirect_checks, 3);
     cr_assert_eq(m->suspect_timeout_ms, 800);
     cr_assert_eq(m->gossip_fanout, 6);
-    cr_assert_str_eq(cairn_description_policy(d), "balance");
-    cr_assert_eq(cairn_description_n_probes(d), 2);
-    cr_assert_str_eq(cairn_description_probe(d, 0)->name, "load");
-    cr_assert_eq(cairn_description_probe(d, 0)->period_ms, 1000);
-    cr_assert_str_eq(cairn_description_probe(d, 1)->name, "memory");
-    cr_assert_eq(cairn_description_probe(d, 1)->period_ms, 2000);
+    cr_assert_str_eq(cairn_description_policy(d), CAIRN_SCHED_DEFAULT_POLICY);
+    static const struct { const char *name; uint32_t period; } probes[] = {
+        { "cpu", 1000 }, { "runqueue", 1000 }, { "memory", 1000 },
+        { "jobs", 2000 }, { "migration-cost", 2000 },
+    };
+    cr_assert_eq(cairn_description_n_probes(d), 5);
+    for (size_t i = 0; i < 5; i++) {
+        cr_assert_str_eq(cairn_description_probe(d, i)->name, probes[i].name);
+        cr_assert_eq(cairn_description_probe(d, i)->period_ms, probes[i].period);
+    }
+    const cairn_gossip_desc_t *g = cairn_description_gossip(d);
+    cr_assert_eq(g->period_ms, 0);
+    cr_assert_eq(g->fanout, 2);
+    cr_assert_eq(g->window, 8);
+    s_assert_sched(d, (cairn_sched_desc_t){ 0, 25, 4, 85, 10, 10000,
+                                            CAIRN_GHOST_FILE_MAX_DEFAULT });
     cr_assert_str_eq(cairn_description_security_mode(d), "none");
 }
 
@@ -674,7 +715,7 @@ Test(description, generate_four_hosts_mixed)
         cr_assert_eq(n->id, i + 1);
         cr_assert_str_eq(n->appliance, "frontend");
         cr_assert_eq(n->seed, i == 0);
-        cr_assert(cairn_description_node_runs(d, n, "sched-balance"));
+        cr_assert(cairn_description_node_runs(d, n, "sched"));
     }
     char *s = cairn_description_tcp_endpoint(d, cairn_description_node(d, 2), "kernetd", true);
     cr_assert_str_eq(s, "tcp://[fd00::5]:7161");
@@ -883,12 +924,17 @@ Test(builder, round_trips_every_element_through_the_loader)
     cr_assert_eq(cairn_description_builder_add_service(b, "clusterd", 7100, 7101, &err), 0);
     cr_assert_eq(cairn_description_builder_add_service(b, "ghostd", 7110, 0, &err), 0);
     cr_assert_eq(cairn_description_builder_add_service(b, "sched-spread", 7150, 0, &err), 0);
+    cr_assert_eq(cairn_description_builder_set_metrics_port(b, "ghostd", 9119, &err), 0);
+    cr_assert_eq(cairn_description_builder_set_metrics_port(b, "dsmd", 9129, &err), -ENOENT);
+    cr_assert(strstr(err.message, "'dsmd'"), "%s", err.message);
     char *xml = s_builder_xml(b);
     cairn_description_t *d = NULL;
     cr_assert_eq(cairn_description_load_memory(xml, strlen(xml), "f.xml", &d, &err), 0,
                  "%s\n%s", err.message, xml);
     cr_assert_eq(cairn_description_n_services(d), 3);
     cr_assert_eq(cairn_description_service(d, "ghostd")->pub_port, 0);
+    cr_assert_eq(cairn_description_service(d, "ghostd")->metrics_port, 9119);
+    cr_assert_eq(cairn_description_service(d, "clusterd")->metrics_port, 0);
     s_assert_services(d, "edge", (const char *[]){ "clusterd", "ghostd", "sched-spread" }, 3);
     cr_assert_eq(cairn_description_n_nodes(d), 3);
     cr_assert(cairn_description_node(d, 0)->seed);

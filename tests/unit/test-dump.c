@@ -19,7 +19,10 @@
  * thread with credentials of its own. ghost-dump --in-place writes over an
  * image and ends the file with the new one; a refusal leaves the old one
  * whole, a failed write removes it. An epoll instance shared across a
- * fork is refused before the freeze.
+ * fork is refused before the freeze. A process whose controlling terminal
+ * belongs to a session led from outside its tree is refused (a job
+ * checkpointed without its shell); its session leader's tree is not, and
+ * /proc says which terminal and foreground group they have.
  *
  * Every file a test makes (images, the children's files) is in a
  * directory of its own, made by the suite's init (mkdtemp) and removed by
@@ -42,7 +45,9 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <linux/netlink.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -547,10 +552,11 @@ static void s_end_child(pid_t pid)
     waitpid(pid, NULL, 0);
 }
 
+/* A socket kind the engine does not restore (a netlink socket: a unix
+ * socketpair is restored now). */
 static int s_open_socket(void)
 {
-    int sv[2];
-    return socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
 }
 
 static void s_stat_line(pid_t pid, char *buf, size_t size)
@@ -917,7 +923,10 @@ Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
 {
     char IMG[sizeof(s_dir) + 32];
     snprintf(IMG, sizeof(IMG), "%s", s_tmp("inplace.img"));
-    pid_t pid = s_in_place_start(IMG, NULL, 8u << 20, 0xff);
+    /* junk longer than the image, so its end must be cut: 64 MiB (a
+     * sanitizer build's child, a fork of this test, dumps to 8 MiB and
+     * more) */
+    pid_t pid = s_in_place_start(IMG, NULL, 64u << 20, 0xff);
     char out[4096], args[256];
     snprintf(args, sizeof(args), "--pid %d --out %s --in-place --leave-running", (int)pid,
              IMG);
@@ -927,7 +936,7 @@ Test(dump, in_place_writes_over_an_image_and_ends_it_there, .timeout = 60)
         const char *b = strstr(out, "\"image_bytes\":");
         cr_assert(b && sscanf(b, "\"image_bytes\":%lld", &bytes) == 1, "%s", out);
         cr_assert_eq(s_file_size(IMG), (off_t)bytes, "the file ends with the image");
-        cr_assert_lt(bytes, 8 << 20);
+        cr_assert_lt(bytes, 64 << 20);
         s_assert_whole_image(IMG);
         cr_assert_eq(access(s_tmp("inplace.img.part"), F_OK), -1, "no .part in place");
     }
@@ -1293,16 +1302,22 @@ Test(dump, stopped_process, .timeout = 60)
     s_end_child(pid);
 }
 
-Test(dump, refuses_sealed_memfd, .timeout = 60)
+/* Seals are restored now (issue 16's memory area, ghost-state's
+ * memory-memfd-seals); a hugetlb memfd is refused. */
+Test(dump, refuses_hugetlb_memfd, .timeout = 60)
 {
+    int probe = memfd_create("ghost-probe", MFD_HUGETLB);
+    if (probe < 0)
+        cr_skip_test("no hugetlb memfds here: %s", strerror(errno));
+    close(probe);
     int ready[2];
     char c;
     cr_assert_eq(pipe(ready), 0);
     pid_t pid = fork();
     if (pid == 0) {
         s_child_fds(ready[1], ready[1]);
-        int m = memfd_create("ghost-sealed", MFD_ALLOW_SEALING);
-        if (m < 0 || fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK) < 0 || write(READY_FD, "R", 1) != 1)
+        int m = memfd_create("ghost-huge", MFD_HUGETLB);
+        if (m < 0 || write(READY_FD, "R", 1) != 1)
             _exit(1);
         for (;;)
             pause();
@@ -1314,6 +1329,61 @@ Test(dump, refuses_sealed_memfd, .timeout = 60)
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     cr_assert_eq(r, -EOPNOTSUPP, "%d %s", r, err.message);
-    cr_assert(strstr(err.message, "memfd /memfd:ghost-sealed (deleted) with seals") != NULL,
-              "%s", err.message);
+    cr_assert(strstr(err.message, "is a hugetlb memfd") != NULL, "%s", err.message);
+}
+
+/* A session on a pty: its leader took the slave as its controlling
+ * terminal, its child (a job) is in the foreground. The job alone is
+ * refused -- its session leader is outside its tree -- the leader's tree
+ * is not, and /proc's tty_nr and tpgid say so. */
+Test(dump, refuses_a_job_whose_session_is_led_outside, .timeout = 60)
+{
+    int ready[2], m = posix_openpt(O_RDWR | O_NOCTTY);
+    char name[64];
+    pid_t job = 0;
+    cr_assert(m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0);
+    cr_assert_eq(ptsname_r(m, name, sizeof name), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pid_t leader = fork();
+    if (leader == 0) {   /* no pipe end kept: the tree must be checkable */
+        int t;
+        s_child_fds(ready[1], ready[1]);
+        close(CTL_FD);
+        if (setsid() < 0 || (t = open(name, O_RDWR)) < 0)
+            _exit(1);
+        pid_t c = fork();
+        if (c == 0) {
+            close(READY_FD);
+            for (;;)
+                pause();
+        }
+        if (c < 0 || setpgid(c, c) < 0 || tcsetpgrp(t, c) < 0 ||
+            write(READY_FD, &c, sizeof c) != sizeof c)
+            _exit(1);
+        close(READY_FD);
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    cr_assert_eq(read(ready[0], &job, sizeof job), (ssize_t)sizeof job, "session ready");
+    proc_stat_t st;
+    cr_assert_eq(proc_read_stat(job, &st, NULL), 0);
+    struct stat ts;
+    cr_assert_eq(stat(name, &ts), 0);
+    unsigned ma = (st.tty_nr >> 8) & 0xfff;
+    unsigned mi = (st.tty_nr & 0xff) | ((st.tty_nr >> 12) & 0xfff00);
+    cr_expect_eq(makedev(ma, mi), ts.st_rdev, "tty_nr %#x is %s", st.tty_nr, name);
+    cr_expect_eq(st.tpgid, job, "tpgid %d, job %d", (int)st.tpgid, (int)job);
+    cairn_error_t err;
+    int r_job = ghost_check(job, NULL, &err);
+    char why[sizeof err.message];
+    snprintf(why, sizeof why, "%s", err.message);
+    int r_leader = ghost_check(leader, NULL, &err);
+    kill(job, SIGKILL);
+    kill(leader, SIGKILL);
+    waitpid(leader, NULL, 0);
+    close(m);
+    cr_assert_eq(r_job, -EOPNOTSUPP, "%d %s", r_job, why);
+    cr_assert(strstr(why, "a session cannot be joined") != NULL, "%s", why);
+    cr_assert_eq(r_leader, 0, "%d %s", r_leader, err.message);
 }

@@ -378,8 +378,8 @@ Test(describe, n_nodes_through_the_builder)
         cr_assert_str_eq(node->address, addr);
         cr_assert_eq(node->seed, i == 0);
     }
-    cr_assert_eq(cairn_description_membership(d)->protocol_period_ms, 200);
-    cr_assert_str_eq(cairn_description_policy(d), "balance");
+    cr_assert_eq(cairn_description_membership(d)->protocol_period_ms, 600);
+    cr_assert_str_eq(cairn_description_policy(d), CAIRN_SCHED_DEFAULT_POLICY);
     /* every node's key, inline, its secret where keys.c writes it */
     cr_assert(cairn_description_curve(d));
     cr_assert_eq(cairn_description_n_keys(d), 5);

@@ -5,7 +5,10 @@
  * bytes before it pushes, pushes only after START and then every page
  * once, in address order, ends on the target's END; a request for pages
  * that are not lazy gets an ERROR frame and ends the serving (broken); a
- * holder's `resume` while serving stops it (resumed), `kill` ends it. */
+ * holder's `resume` while serving stops it (resumed), `kill` ends it;
+ * pages the child never touched are pushed as ZERO frames (no bytes),
+ * the touched ones as PAGES, every page of the range exactly once; the
+ * runs both sides keep (lazy_runs_*) add, merge and cut right. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -126,11 +129,19 @@ Test(lazy, frames_round_trip_and_bad_ones_refused)
         { LAZY_ERROR, 1, 0, 0, LAZY_MAX_MESSAGE + 1 },   /* message too long */
         { LAZY_END, 0, 0, 0, 4 },
         { LAZY_START, 0, 0, 0, 1 },
+        { LAZY_ZERO, 1, 0x1000, 0, 0 },                  /* no pages */
+        { LAZY_ZERO, 1, 0x1000, LAZY_MAX_ZERO + 1, 0 },  /* too many */
+        { LAZY_ZERO, 1, 0x1008, 1, 0 },                  /* not aligned */
+        { LAZY_ZERO, 1, 0x1000, 1, LAZY_PAGE },          /* bytes */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cr_assert_eq(write(sv[0], &bad[i], sizeof(bad[i])), (ssize_t)sizeof(bad[i]));
         cr_assert_eq(lazy_frame_read(sv[1], &in), -EPROTO, "bad frame %zu", i);
     }
+    lazy_frame_t zero = { LAZY_ZERO, 7, 0x200000, LAZY_MAX_ZERO, 0 };   /* 4 TiB, no bytes */
+    cr_assert_eq(lazy_frame_write(sv[0], &zero, NULL), 0);
+    cr_assert_eq(lazy_frame_read(sv[1], &in), 0);
+    cr_assert_eq(memcmp(&in, &zero, sizeof(in)), 0);
     cr_assert_eq(write(sv[0], &out, 10), 10);   /* a header cut short */
     close(sv[0]);
     cr_assert_eq(lazy_frame_read(sv[1], &in), -EPIPE);
@@ -275,5 +286,113 @@ Test(lazy, the_holder_resumes_or_kills_while_serving)
     close(hp[1]);
     cr_assert_not(lazy_hold_resumes(hp[0]), "the end is no resume");
     close(hp[0]);
+    s_reap(child);
+}
+
+Test(lazy, runs_add_merge_and_cut)
+{
+    lazy_runs_t r = { 0 };
+    const uint64_t P = LAZY_PAGE;
+    uint64_t none = 1;
+    cr_assert_eq(lazy_runs_cut(&r, 0, 8 * P, &none), 0);   /* an empty set: no array yet */
+    cr_assert_eq(none, 0);
+    cr_assert_eq(lazy_runs_put(&r, 10 * P, 20 * P), 0);
+    cr_assert_eq(lazy_runs_put(&r, 30 * P, 40 * P), 0);
+    cr_assert_eq(lazy_runs_put(&r, 20 * P, 25 * P), 0);   /* merged with the first */
+    cr_assert_eq(lazy_runs_put(&r, 5 * P, 10 * P), 0);    /* and before it */
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.v[0].a, 5 * P);
+    cr_assert_eq(r.v[0].b, 25 * P);
+    cr_assert_eq(r.bytes, 30 * P);
+    cr_assert_eq(lazy_runs_put(&r, 25 * P, 30 * P), 0);   /* joins both */
+    cr_assert_eq(r.n, 1);
+    cr_assert_eq(r.bytes, 35 * P);
+    uint64_t cut = 0;
+    cr_assert_eq(lazy_runs_cut(&r, 12 * P, 14 * P, &cut), 0);   /* a hole */
+    cr_assert_eq(cut, 2 * P);
+    cr_assert_eq(r.n, 2);
+    cr_assert_null(lazy_runs_at(&r, 13 * P));
+    cr_assert_not_null(lazy_runs_at(&r, 14 * P));
+    cr_assert_eq(lazy_runs_next(&r, 12 * P)->a, 14 * P);
+    cr_assert_eq(lazy_runs_cut(&r, 0, 6 * P, &cut), 0);         /* a head */
+    cr_assert_eq(cut, P);
+    cr_assert_eq(lazy_runs_cut(&r, 11 * P, 20 * P, &cut), 0);   /* a tail, a run's head */
+    cr_assert_eq(cut, 7 * P);
+    cr_assert_eq(lazy_runs_cut(&r, 11 * P, 20 * P, &cut), 0);   /* nothing left there */
+    cr_assert_eq(cut, 0);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.bytes, 25 * P);
+    cr_assert_eq(lazy_runs_cut(&r, 0, 100 * P, &cut), 0);       /* everything */
+    cr_assert_eq(cut, 25 * P);
+    cr_assert_eq(r.n, 0);
+    cr_assert_eq(r.bytes, 0);
+    cr_assert_null(lazy_runs_next(&r, 0));
+    lazy_runs_free(&r);
+}
+
+Test(lazy, pages_never_touched_are_pushed_as_zero)
+{
+    /* A child holding only every fourth page of a 64-page range. */
+    const uint64_t n = 64;
+    uint8_t *m = mmap(NULL, n * LAZY_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    for (uint64_t p = 0; p < n; p += 4)
+        memset(m + p * LAZY_PAGE, (int)(p + 1), LAZY_PAGE);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        raise(SIGSTOP);
+        _exit(0);
+    }
+    int st;
+    cr_assert_eq(waitpid(child, &st, WUNTRACED), child);
+    uint64_t base = (uint64_t)(uintptr_t)m;
+    munmap(m, n * LAZY_PAGE);
+    int sv[2];
+    s_pair(sv);
+    s_srv_t s = { .src = lazy_src_new(), .fd = sv[0], .hold = -1 };
+    cr_assert_eq(lazy_src_add(s.src, child, 9, base, n * LAZY_PAGE), 0);
+    s_start(&s);
+    lazy_frame_t go = { LAZY_START, 0, 0, 0, 0 };
+    cr_assert_eq(lazy_frame_write(sv[1], &go, NULL), 0);
+    uint64_t next = base, bytes = 0, zero = 0;
+    static uint8_t buf[LAZY_MAX_PAGES * LAZY_PAGE];
+    for (;;) {
+        lazy_frame_t h;
+        cr_assert_eq(lazy_frame_read(sv[1], &h), 0);
+        if (h.type == LAZY_END)
+            break;
+        cr_assert_eq(h.addr, next, "every page once, in order");
+        next += (uint64_t)h.n_pages * LAZY_PAGE;
+        if (h.type == LAZY_ZERO) {
+            for (uint32_t k = 0; k < h.n_pages; k++)
+                cr_assert_neq(((h.addr - base) / LAZY_PAGE + k) % 4, 0, "a held page sent as ZERO");
+            zero += h.n_pages;
+            continue;
+        }
+        cr_assert_eq(h.type, LAZY_PAGES);
+        cr_assert_eq(lazy_read_full(sv[1], buf, h.len), 0);
+        for (uint32_t k = 0; k < h.n_pages; k++) {
+            uint64_t p = (h.addr - base) / LAZY_PAGE + k;
+            cr_assert_eq(buf[k * LAZY_PAGE + 100], p % 4 ? 0 : (uint8_t)(p + 1), "page %llu",
+                         (unsigned long long)p);
+        }
+        bytes += h.n_pages;
+    }
+    cr_assert_eq(next, base + n * LAZY_PAGE);
+    cr_assert_eq(bytes + zero, n);
+    cr_assert_geq(zero, n / 2, "the untouched pages went as ZERO (%llu)",
+                  (unsigned long long)zero);
+    lazy_frame_t end = { LAZY_END, 0, 0, 0, 0 };
+    cr_assert_eq(lazy_frame_write(sv[1], &end, NULL), 0);
+    pthread_join(s.th, NULL);
+    cr_assert_eq(s.end, LAZY_SERVED);
+    cr_assert_eq(s.st.absent, zero);
+    cr_assert_eq(s.st.pushed, bytes);
+    lazy_src_free(s.src);
+    close(sv[0]);
+    close(sv[1]);
     s_reap(child);
 }

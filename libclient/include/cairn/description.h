@@ -28,6 +28,9 @@ extern "C" {
 #endif
 
 #define CAIRN_DEFAULT_RUN_BASE "/run/cairn"
+/* The scheduler policy a generated description (and a local cluster) runs:
+ * round robin, which never moves a job by itself (docs/scheduler.md). */
+#define CAIRN_SCHED_DEFAULT_POLICY "rr"
 
 typedef struct cairn_description cairn_description_t;
 /* A description being written: see "the builder" below. */
@@ -47,6 +50,8 @@ typedef struct cairn_service_desc {
     const char *name;         /* "clusterd", "ghostd", ... */
     uint16_t port;            /* ROUTER tcp port on the node address */
     uint16_t pub_port;        /* PUB tcp port, 0 if the service publishes nothing */
+    uint16_t metrics_port;    /* HTTP port of its metrics (docs/metrics.md),
+                               * 0: no HTTP listener */
 } cairn_service_desc_t;
 
 typedef struct cairn_membership_desc {
@@ -61,6 +66,36 @@ typedef struct cairn_probe_desc {
     const char *name;         /* "load", "memory", ... */
     uint32_t period_ms;
 } cairn_probe_desc_t;
+
+/* probed's dissemination, from <scheduler>'s attributes (docs/scheduler.md). */
+typedef struct cairn_gossip_desc {
+    uint32_t period_ms;       /* every period a node's vector goes to a few
+                               * peers; 0: the shortest probe period */
+    uint32_t fanout;          /* peers per period, default 2 */
+    uint32_t window;          /* peers' vectors a node keeps, default 8 */
+} cairn_gossip_desc_t;
+
+/* The policies' and ghostd's placement parameters, from <scheduler>'s
+ * attributes (docs/scheduler.md, "Parameters"); defaults where not given. */
+typedef struct cairn_sched_desc {
+    uint32_t balance_period_ms;    /* a balance check at most this often;
+                                    * 0 (default): probed's gossip period */
+    uint32_t stability_margin_pct; /* hundredths of a CPU a move must gain
+                                    * beyond one job's load: 25 */
+    uint32_t hold_periods;         /* balance periods a moved job stays: 4 */
+    uint32_t high_water_pct;       /* ushering starts at this % of the
+                                    * node's memory limit: 85 */
+    uint32_t mem_margin_pct;       /* sched-mem's free-memory gap, % of the
+                                    * larger limit: 10 */
+    uint32_t placement_hold_ms;    /* ghostd holds a run this long at most
+                                    * while no policy answers: 10000 */
+    uint32_t ghost_file_max;       /* bytes of an open unlinked file a
+                                    * checkpoint saves, larger refused
+                                    * (ghost-dump --ghost-file-max) */
+} cairn_sched_desc_t;
+
+#define CAIRN_GHOST_FILE_MAX_DEFAULT (1u << 20)   /* ghost-dump's own */
+#define CAIRN_GHOST_FILE_MAX_LIMIT (1u << 30)
 
 typedef struct cairn_key_desc {
     uint32_t node;            /* node id the key pair belongs to */
@@ -139,6 +174,10 @@ const cairn_membership_desc_t *cairn_description_membership(const cairn_descript
 const char *cairn_description_policy(const cairn_description_t *d); /* active policy, "" if none */
 size_t cairn_description_n_probes(const cairn_description_t *d);
 const cairn_probe_desc_t *cairn_description_probe(const cairn_description_t *d, size_t i);
+/* The gossip settings: given ones, defaults for the others. */
+const cairn_gossip_desc_t *cairn_description_gossip(const cairn_description_t *d);
+/* The scheduler's parameters: given ones, defaults for the others. */
+const cairn_sched_desc_t *cairn_description_sched(const cairn_description_t *d);
 
 /* "none" or "curve". */
 const char *cairn_description_security_mode(const cairn_description_t *d);
@@ -216,6 +255,12 @@ int cairn_description_builder_add_service(cairn_description_builder_t *b,
                                           uint16_t pub_port,
                                           cairn_error_t *err);
 
+/* Adds metrics-port="port" to the <service> named `name` added before;
+ * -ENOENT (err says which) when there is none. */
+int cairn_description_builder_set_metrics_port(cairn_description_builder_t *b,
+                                               const char *name, uint16_t port,
+                                               cairn_error_t *err);
+
 /* <appliance name [extends]> with one <use> per services[0..n). */
 int cairn_description_builder_add_appliance(cairn_description_builder_t *b,
                                             const char *name,
@@ -260,8 +305,9 @@ int cairn_description_builder_add_key(cairn_description_builder_t *b,
                                       cairn_error_t *err);
 
 /* What `cairn config generate` writes besides appliances and nodes: the
- * default services and ports, membership timings, and the scheduler
- * (policy balance, probes load and memory). */
+ * default services and ports (service "sched": whichever policy runs),
+ * membership timings, and the scheduler (policy
+ * CAIRN_SCHED_DEFAULT_POLICY and its probes). */
 int cairn_description_builder_add_defaults(cairn_description_builder_t *b,
                                            cairn_error_t *err);
 

@@ -32,6 +32,7 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/kcmp.h>
 
 #include "anonfd.h"
 #include "proc/proc.h"
@@ -59,15 +60,6 @@ void ghost_anon_free(ghost_anon_t *a)
     a->nw = 0;
 }
 
-/* Lines of fdinfo text starting with "key:". */
-static size_t s_count_info(const char *text, const char *key)
-{
-    size_t n = 0;
-    for (const char *l = proc_field(text, key); l; l = proc_field(l, key))
-        n++;
-    return n;
-}
-
 static int s_anon_bad(pid_t pid, int fd, const char *what, cairn_error_t *err)
 {
     return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
@@ -77,7 +69,7 @@ static int s_anon_bad(pid_t pid, int fd, const char *what, cairn_error_t *err)
 
 /* A descriptor of our own on the open file of fd in pid (pid 0: this
  * process): pidfd_getfd, which a tracer may use. -errno with err set. */
-static int s_grab_fd(pid_t pid, int fd, cairn_error_t *err)
+int ghost_anon_grab_fd(pid_t pid, int fd, cairn_error_t *err)
 {
     int pfd = pid ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
     int got = pid ? (pfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pfd, fd, 0)) : dup(fd);
@@ -111,7 +103,7 @@ static int s_probe_semaphore(pid_t pid, int fd, uint64_t count, bool *ret,
     if (count > UINT64_MAX - 3)
         return s_anon_bad(pid, fd, "whether the eventfd is a semaphore, and its count "
                           "is too close to the limit to probe it", err);
-    int e = s_grab_fd(pid, fd, err);
+    int e = ghost_anon_grab_fd(pid, fd, err);
     if (e < 0)
         return e;
     uint64_t two = 2, got = 0, one = 0;
@@ -165,7 +157,7 @@ static int s_anon_timerfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd 
 {
     (void)text;
     struct itimerspec its;
-    int t = s_grab_fd(pid, fd, err);
+    int t = ghost_anon_grab_fd(pid, fd, err);
     if (t < 0)
         return t;
     int r = timerfd_gettime(t, &its) < 0 ? -errno : 0;
@@ -213,34 +205,67 @@ static int s_anon_signalfd(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd
 
 /* A kernel dev_t as fdinfo prints it (sdev: 12-bit major above a 20-bit
  * minor) as a user-space dev_t. */
-static dev_t s_kernel_dev(unsigned kdev)
+dev_t ghost_anon_kernel_dev(unsigned kdev)
 {
     return makedev(kdev >> 20, kdev & 0xfffff);
 }
 
-/* The fd an epoll target was added with must still name that file in
- * this process: the restore adds it again through that fd. fdinfo gives
- * the file's inode and its superblock's kernel dev_t. */
-static int s_epoll_target_ok(pid_t pid, int fd, int tfd, unsigned long ino, unsigned kdev,
-                             cairn_error_t *err)
+/* The fd of process pid holding the file epoll fd watches as its
+ * toff-th item added as tfd (kcmp KCMP_EPOLL_TFD over the process's fds;
+ * only files on inode ino are asked): the fd, or -1 if none does (the
+ * file is held by another process only). */
+static int s_epoll_holder(pid_t pid, int fd, int tfd, unsigned toff, unsigned long ino)
+{
+    struct kcmp_epoll_slot slot = { .efd = (uint32_t)fd, .tfd = (uint32_t)tfd, .toff = toff };
+    int *fds = NULL, found = -1;
+    size_t n = 0;
+    if (proc_list_dir(pid, "fd", &fds, &n, NULL) < 0)
+        return -1;
+    for (size_t i = 0; i < n && found < 0; i++) {
+        char name[32], path[64];
+        struct stat st;
+        snprintf(name, sizeof(name), "fd/%d", fds[i]);
+        proc_path(path, sizeof(path), pid, name);
+        if (fds[i] != fd && stat(path, &st) == 0 && st.st_ino == ino &&
+            syscall(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, fds[i], &slot) == 0)
+            found = fds[i];
+    }
+    free(fds);
+    return found;
+}
+
+/* The fd an epoll target was added with (tfd, its toff-th item of that
+ * number) must name its file in this process, or another fd must: the
+ * restore adds it through that fd's file put at number tfd for the
+ * moment (t->moved, t->file_fd). fdinfo gives the file's inode and its
+ * superblock's kernel dev_t. */
+static int s_epoll_target_ok(pid_t pid, int fd, int tfd, unsigned toff, unsigned long ino,
+                             unsigned kdev, Cairn__Ghost__EpollTarget *t, cairn_error_t *err)
 {
     char name[32], path[64];
     struct stat st;
     snprintf(name, sizeof(name), "fd/%d", tfd);
     proc_path(path, sizeof(path), pid, name);
-    if (stat(path, &st) == 0 && st.st_ino == ino &&
-        st.st_dev == s_kernel_dev(kdev))
+    struct kcmp_epoll_slot slot = { .efd = (uint32_t)fd, .tfd = (uint32_t)tfd, .toff = toff };
+    if (stat(path, &st) == 0 && st.st_ino == ino && st.st_dev == ghost_anon_kernel_dev(kdev) &&
+        syscall(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, tfd, &slot) == 0)
         return 0;
+    int holder = s_epoll_holder(pid, fd, tfd, toff, ino);
+    if (holder >= 0) {
+        t->moved = true;
+        t->file_fd = holder;
+        return 0;
+    }
     return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                            "process %d fd %d: the epoll instance watches a file added "
-                           "as fd %d, which no longer names it (closed or replaced)",
-                           (int)pid, fd, tfd);
+                           "as fd %d, which no fd of the process holds now (held by "
+                           "another process only)", (int)pid, fd, tfd);
 }
 
 static int s_anon_epoll(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
                         ghost_anon_t *a, cairn_error_t *err)
 {
-    size_t n = s_count_info(text, "tfd");
+    size_t n = proc_field_count(text, "tfd");
     a->tv = calloc(n ? n : 1, sizeof(*a->tv));
     a->tp = calloc(n ? n : 1, sizeof(*a->tp));
     if (!a->tv || !a->tp)
@@ -256,10 +281,13 @@ static int s_anon_epoll(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f
         if (sscanf(l, "%d events: %x data: %llx pos:%lli ino:%lx sdev:%x", &tfd, &events,
                    &data, &pos, &ino, &kdev) != 6)
             return s_anon_bad(pid, fd, "an epoll target's fd, events and data", err);
-        int r = s_epoll_target_ok(pid, fd, tfd, ino, kdev, err);
+        unsigned toff = 0;   /* earlier items added with the same number */
+        for (size_t j = 0; j < k; j++)
+            toff += a->tv[j].fd == tfd;
+        cairn__ghost__epoll_target__init(&a->tv[k]);
+        int r = s_epoll_target_ok(pid, fd, tfd, toff, ino, kdev, &a->tv[k], err);
         if (r < 0)
             return r;
-        cairn__ghost__epoll_target__init(&a->tv[k]);
         a->tv[k].fd = tfd;
         a->tv[k].events = events;
         a->tv[k].data = data;
@@ -280,7 +308,7 @@ static int s_mount_fd(pid_t pid, unsigned kdev)
     if (proc_read_file(pid, "mountinfo", &info, NULL, NULL) < 0)
         return -1;
     proc_path(seen_from, sizeof(seen_from), pid, "root");
-    snprintf(want, sizeof(want), "%u:%u", major(s_kernel_dev(kdev)), minor(s_kernel_dev(kdev)));
+    snprintf(want, sizeof(want), "%u:%u", major(ghost_anon_kernel_dev(kdev)), minor(ghost_anon_kernel_dev(kdev)));
     int fd = -1;
     for (char *save = NULL, *l = strtok_r(info, "\n", &save); l && fd < 0;
          l = strtok_r(NULL, "\n", &save)) {
@@ -298,8 +326,8 @@ static int s_mount_fd(pid_t pid, unsigned kdev)
 /* The path of the inode a file handle names (hex bytes), on the
  * filesystem kdev: into out, 0; -1 if it has none (deleted, or on no
  * mount the process sees). */
-static int s_handle_path(pid_t pid, unsigned kdev, unsigned type, const char *hex,
-                         unsigned bytes, char *out, size_t size)
+int ghost_anon_handle_path(pid_t pid, unsigned kdev, unsigned type, const char *hex,
+                           unsigned bytes, char *out, size_t size)
 {
     bool sane = bytes <= MAX_HANDLE_SZ && strlen(hex) == 2 * (size_t)bytes;
     struct file_handle *h = sane ? malloc(sizeof(*h) + bytes) : NULL;
@@ -338,9 +366,9 @@ static int s_inotify_watch(pid_t pid, int fd, const char *l, Cairn__Ghost__Inoti
                &wd, &ino, &kdev, &mask, &ignored, &bytes, &type, hex) != 8)
         return s_anon_bad(pid, fd, "an inotify watch's descriptor, mask and file handle", err);
     struct stat st;
-    if (s_handle_path(pid, kdev, type, hex, bytes, path, sizeof(path)) < 0 ||
+    if (ghost_anon_handle_path(pid, kdev, type, hex, bytes, path, sizeof(path)) < 0 ||
         stat(path, &st) < 0 || st.st_ino != ino ||
-        st.st_dev != s_kernel_dev(kdev))
+        st.st_dev != ghost_anon_kernel_dev(kdev))
         return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                "process %d fd %d: inotify watch %u is on inode %lu, which "
                                "has no path the restore could watch it by (deleted, or "
@@ -361,10 +389,28 @@ static int s_cmp_wd(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
+int ghost_anon_refuse_queued(pid_t pid, int fd, const char *what, cairn_error_t *err)
+{
+    int c = ghost_anon_grab_fd(pid, fd, err), queued = 0;
+    if (c < 0)
+        return c;
+    int r = ioctl(c, FIONREAD, &queued) < 0 ? -errno : 0;
+    close(c);
+    if (r < 0)
+        return cairn_error_set(err, r, CAIRN_SYSTEM, "process %d fd %d: %s FIONREAD: %s",
+                               (int)pid, fd, what, strerror(-r));
+    if (queued > 0)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d fd %d: the %s holds %d bytes of events not read "
+                               "yet, which a new one could not be given back", (int)pid, fd,
+                               what, queued);
+    return 0;
+}
+
 static int s_anon_inotify(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd *f,
                           ghost_anon_t *a, cairn_error_t *err)
 {
-    size_t n = s_count_info(text, "inotify wd");
+    size_t n = proc_field_count(text, "inotify wd");
     a->wv = calloc(n ? n : 1, sizeof(*a->wv));
     a->wp = calloc(n ? n : 1, sizeof(*a->wp));
     if (!a->wv || !a->wp)
@@ -377,6 +423,9 @@ static int s_anon_inotify(pid_t pid, int fd, const char *text, Cairn__Ghost__Fd 
             return r;
         a->nw++;
     }
+    int r = ghost_anon_refuse_queued(pid, fd, "inotify instance", err);
+    if (r < 0)
+        return r;
     /* fdinfo lists the newest first; the restore adds them in order */
     qsort(a->wv, a->nw, sizeof(*a->wv), s_cmp_wd);
     for (size_t i = 0; i < a->nw; i++)
@@ -453,7 +502,8 @@ int ghost_anon_check(const Cairn__Ghost__Fd *f, cairn_error_t *err)
         if (!f->shares && !f->epoll)
             return s_bad(f, "has no epoll targets", err);
         for (size_t i = 0; f->epoll && i < f->epoll->n_targets; i++)
-            if (!f->epoll->targets[i] || f->epoll->targets[i]->fd < 0)
+            if (!f->epoll->targets[i] || f->epoll->targets[i]->fd < 0 ||
+                (f->epoll->targets[i]->moved && f->epoll->targets[i]->file_fd < 0))
                 return s_bad(f, "has a bad epoll target", err);
         return 0;
     default:
@@ -611,15 +661,41 @@ int ghost_anon_open(const Cairn__Ghost__Fd *f, cairn_error_t *err)
     return fd;
 }
 
+/* Adds the file of t->file_fd as item t->fd (the number the kernel keys
+ * it by, and the program later names it by): that file is put at t->fd
+ * for the moment, and what held the number (if anything) put back with
+ * its close-on-exec flag. */
+static int s_epoll_add_moved(int epfd, const Cairn__Ghost__EpollTarget *t,
+                             struct epoll_event *ev)
+{
+    int fdflags = fcntl(t->fd, F_GETFD), saved = -1, r;
+    if (fdflags >= 0 && (saved = fcntl(t->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return -1;
+    r = dup3(t->file_fd, t->fd, O_CLOEXEC) < 0 ? -1 : epoll_ctl(epfd, EPOLL_CTL_ADD, t->fd, ev);
+    int e = errno;
+    if (saved >= 0) {
+        if (dup3(saved, t->fd, fdflags & FD_CLOEXEC ? O_CLOEXEC : 0) < 0)
+            r = -1, e = errno;
+        close(saved);
+    } else {
+        close(t->fd);
+    }
+    errno = e;
+    return r;
+}
+
 int ghost_anon_add_targets(int epfd, const Cairn__Ghost__Fd *f, cairn_error_t *err)
 {
     for (size_t i = 0; f->epoll && i < f->epoll->n_targets; i++) {
         const Cairn__Ghost__EpollTarget *t = f->epoll->targets[i];
         struct epoll_event ev = { .events = t->events, .data.u64 = t->data };
-        if (epoll_ctl(epfd, EPOLL_CTL_ADD, t->fd, &ev) < 0)
+        int r = t->moved ? s_epoll_add_moved(epfd, t, &ev)
+                         : epoll_ctl(epfd, EPOLL_CTL_ADD, t->fd, &ev);
+        if (r < 0)
             return cairn_error_set(err, -errno, CAIRN_SYSTEM,
-                                   "fd %d: adding fd %d to the epoll instance: %s", f->fd,
-                                   t->fd, strerror(errno));
+                                   "fd %d: adding fd %d (the file of fd %d) to the epoll "
+                                   "instance: %s", f->fd, t->fd,
+                                   t->moved ? t->file_fd : t->fd, strerror(errno));
     }
     return 0;
 }

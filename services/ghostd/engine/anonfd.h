@@ -9,7 +9,7 @@
  * keeps that state in the fd record's sub-message; the restore makes a
  * new object with it. An epoll's targets are added once every fd of its
  * process is in place (ghost_anon_add_targets), through the fd numbers
- * they were added with, which the dump checks still name those files.
+ * they were added with.
  *
  * An inotify watch is added again by the path of its inode (from the file
  * handle fdinfo gives, at dump), added and removed until the kernel hands
@@ -24,7 +24,12 @@
  * epoll re-checks; a reader in the tree is stopped). Otherwise (the
  * dump's checks, which do not need it) the mode is left unknown.
  *
- * What does not come back: inotify events queued and not read; a timer
+ * An inotify instance holding events not read yet is refused (they
+ * could not be given back to a new instance). An epoll target whose fd
+ * number no longer names its file is found among the process's fds by
+ * kcmp(KCMP_EPOLL_TFD) and added through a temporary copy at its number.
+ *
+ * What does not come back: a timer
  * set TFD_TIMER_ABSTIME is restored as
  * the time it had left (the process does not run between dump and
  * restore); an edge-triggered epoll item that was ready reports once more;
@@ -71,6 +76,18 @@ int ghost_anon_describe(pid_t pid, int fd, const char *link, Cairn__Ghost__Fd *f
 
 void ghost_anon_free(ghost_anon_t *a);
 
+/* For the kinds that read fdinfo alike (fanotify.c): */
+/* A descriptor of our own on fd's open file in pid (pidfd_getfd; pid 0:
+ * this process): the fd, or -errno with err set. */
+int ghost_anon_grab_fd(pid_t pid, int fd, cairn_error_t *err);
+/* A kernel dev_t as fdinfo prints it (sdev:) as a user-space dev_t. */
+dev_t ghost_anon_kernel_dev(unsigned kdev);
+/* The path of the inode an fdinfo file handle (hex bytes) names on the
+ * filesystem kdev, as process pid sees it: into out, 0; -1 if it has none
+ * (deleted, or on no mount the process sees). */
+int ghost_anon_handle_path(pid_t pid, unsigned kdev, unsigned type, const char *hex,
+                           unsigned bytes, char *out, size_t size);
+
 /* Whether an Fd record of one of these kinds is whole (its sub-message
  * present and sane): 0 or -EBADMSG with err set. Other kinds: 0. */
 int ghost_anon_check(const Cairn__Ghost__Fd *f, cairn_error_t *err);
@@ -83,5 +100,12 @@ int ghost_anon_open(const Cairn__Ghost__Fd *f, cairn_error_t *err);
 /* Adds f's epoll targets to epfd, each through its fd number in the
  * calling process. 0 or -errno with err naming the target. */
 int ghost_anon_add_targets(int epfd, const Cairn__Ghost__Fd *f, cairn_error_t *err);
+
+/* Events queued and not read cannot be put into a new inotify instance
+ * or fanotify group (and reading them would take them from the process):
+ * refused, never lost. FIONREAD on a copy of pid's fd tells how many
+ * bytes wait: 0 when none, -EOPNOTSUPP (UNSUPPORTED) naming `what` ("inotify
+ * instance") and the count when some, else the -errno of looking. */
+int ghost_anon_refuse_queued(pid_t pid, int fd, const char *what, cairn_error_t *err);
 
 #endif

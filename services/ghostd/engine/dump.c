@@ -48,18 +48,22 @@
 #include "dump.h"
 #include "engine.h"
 #include "files.h"
+#include "inetsk.h"
 #include "lazy.h"
 #include "mem.h"
 #include "ns.h"
 #include "owner.h"
 #include "pages.h"
 #include "pipes.h"
+#include "procstate.h"
 #include "seize.h"
 #include "shmem.h"
 #include "signals.h"
+#include "verify.h"
 #include "threads.h"
 #include "track.h"
 #include "tree.h"
+#include "tty.h"
 #include "util/clock.h"
 
 #define S_PF_KTHREAD 0x00200000ul
@@ -108,21 +112,24 @@ static int s_check_one(pid_t pid, pid_t root, dump_ns_t *ns, pid_t tracer,
     r = creds_check_threads(pid, tracer, owner, rs, err);
     if (r == CREDS_DENIED)
         return 0;
-    if (r == 0 && pid != root && (r = ns_dump_member(ns, root, pid, err)) < 0)
+    if (r == 0 && (r = ns_dump_member(ns, root, pid, err)) < 0)
         r = ghost_reason_add(rs, r, err, pid, "namespace");
-    if (r < 0 || (r = mem_check_vmas(pid, before, keep, rs, err)) < 0)
+    if (r < 0 || (r = mem_check_vmas(pid, before, keep, rs, err)) < 0 ||
+        (r = procstate_check(pid, &st, before != NULL, rs, err)) < 0 ||
+        (r = tty_check_process(pid, root, &st, rs, err)) < 0)
         return r;
     return files_check(pid, tfds, rs, err);
 }
 
 /* One look at the tree rooted at pid (s_check_tree): rs holds what it
  * found, and the first reason is its error. */
-static int s_check_tree_once(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
+static int s_check_tree_once(pid_t pid, const ghost_dump_opts_t *opts, mem_seen_t *seen,
                              ghost_reasons_t *rs, dump_ns_t *ns, cairn_error_t *err)
 {
     pid_t *tree = NULL, p = pid;
     size_t n = 0;
-    files_tree_fds_t tfds = { 0 };
+    const ghost_owner_t *owner = opts ? opts->owner : NULL;
+    files_tree_fds_t tfds = { .ghost_file_max = opts ? opts->ghost_file_max : 0 };
     ghost_reasons_clear(rs);
     int r = tree_list(pid, &tree, &n, err);
     if (r == 0 && seen && !(seen->v = calloc(n, sizeof(*seen->v))))
@@ -199,7 +206,7 @@ static bool s_retry_again(s_retry_t *rt)
  * zombie in it, or a vfork child sharing its parent's memory, is looked at
  * again while rt allows before it is refused: one that its parent is about
  * to reap, or that is about to exec, is no reason to refuse. */
-static int s_check_tree(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
+static int s_check_tree(pid_t pid, const ghost_dump_opts_t *opts, mem_seen_t *seen,
                         s_retry_t *rt, ghost_reasons_t *rs, cairn_error_t *err)
 {
     dump_ns_t ns = { 0 };   /* the frozen tree's is the one that counts */
@@ -207,7 +214,7 @@ static int s_check_tree(pid_t pid, const ghost_owner_t *owner, mem_seen_t *seen,
     if (pid <= 0)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad pid %d", (int)pid);
     for (;;) {
-        int r = s_check_tree_once(pid, owner, seen, rs, &ns, err);
+        int r = s_check_tree_once(pid, opts, seen, rs, &ns, err);
         if (r == 0 || !s_tree_moved(pid, r) || !s_retry_again(rt))
             return r;
         if (seen)
@@ -220,7 +227,7 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err)
     s_retry_t rt = { S_TREE_ATTEMPTS };
     ghost_reasons_t own = { 0 };
     ghost_reasons_t *rs = opts && opts->reasons ? opts->reasons : &own;
-    int r = s_check_tree(pid, opts ? opts->owner : NULL, NULL, &rt, rs, err);
+    int r = s_check_tree(pid, opts, NULL, &rt, rs, err);
     ghost_reasons_free(&own);
     return r;
 }
@@ -246,7 +253,7 @@ static int s_check_own_memory(const dump_ctx_t *c, cairn_error_t *err)
  * stop when it would be refused anyway). */
 static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_error_t *err)
 {
-    files_tree_fds_t tfds = { 0 };
+    files_tree_fds_t tfds = { .ghost_file_max = c->opts->ghost_file_max };
     ghost_reasons_t *rs = c->reasons;
     pid_t pid = 0;
     int r = 0;
@@ -254,8 +261,13 @@ static int s_recheck_frozen(dump_ctx_t *c, files_tree_fds_t *ret_tfds, cairn_err
     for (size_t i = 0; r == 0 && i < c->tree.np; i++) {
         dump_proc_t *p = &c->tree.p[i];
         pid = p->pid;
+        /* What the check before the freeze read spares the frozen one an
+         * smaps walk only where the freeze must be short (post-copy,
+         * pre-copy, deltas): madvise and mlock change VmFlags without
+         * changing the layout, so elsewhere smaps is read again (mem.h). */
+        bool hurried = c->opts->postcopy || c->opts->precopy || c->opts->delta;
         r = s_check_one(p->pid, c->tree.p[0].pid, &c->ns, getpid(), c->opts->owner, &tfds,
-                        mem_seen_find(c->seen, p->pid), &p->vm, rs, err);
+                        hurried ? mem_seen_find(c->seen, p->pid) : NULL, &p->vm, rs, err);
     }
     if (r == 0)
         r = files_check_tree(&tfds, rs, err);
@@ -289,7 +301,9 @@ typedef struct s_pstrings {
     char cwd[PATH_MAX];
     char exe[PATH_MAX];
     char *auxv;
+    char *timers;          /* /proc/PID/timers (verify.h) */
     creds_dump_t cr;       /* the record's creds point into it */
+    procstate_dump_t ps;   /* the record's procstate points into it */
 } s_pstrings_t;
 
 static int s_collect_mm(const dump_proc_t *p, dump_thread_t *t, const proc_stat_t *st,
@@ -336,16 +350,23 @@ static int s_collect_process(dump_ctx_t *c, dump_proc_t *p, Cairn__Ghost__Proces
     pr->pgid = (uint32_t)p->vpgid, pr->sid = (uint32_t)p->vsid;
     pr->comm = s->comm, pr->cwd = s->cwd;
     pr->umask = status.umask;
+    tty_collect_process(&c->tree, &st, pr);
     pr->mm = mm;
     pr->n_threads = (uint32_t)p->nt;
+    pr->lazy_resident_pages = c->lazy ? lazy_resident_pages(p->pid) : 0;
+    c->lazy_resident += pr->lazy_resident_pages;
     if ((r = creds_collect_rlimits(p, pr, err)) < 0 ||
         (r = sig_collect_sigactions(p, leader, &status, pr, err)) < 0 ||
         (r = sig_collect_itimers(p, leader, pr, err)) < 0 ||
         (r = sig_collect_pending(p->pid, true, &pr->shared_pending, &pr->n_shared_pending,
                                  err)) < 0 ||
-        (r = creds_collect(p, leader, &s->cr, pr, err)) < 0)
+        (r = creds_collect(p, leader, &s->cr, pr, err)) < 0 ||
+        (r = procstate_collect(p, leader, &s->ps, err)) < 0)
         return r;
     pr->creds = &s->cr.creds;
+    if ((r = ghost_verify_collect_process(p->pid, pr, &s->timers, err)) < 0)
+        return r;
+    pr->procstate = &s->ps.ps;
     return s_collect_mm(p, leader, &st, mm, s, err);
 }
 
@@ -376,34 +397,83 @@ static int s_write_process_record(dump_ctx_t *c, dump_proc_t *p, const proc_vmas
     sig_free_process(&pr);
     creds_free_rlimits(&pr);
     free(s->auxv);
+    free(s->timers);
     creds_free(&s->cr);
+    procstate_free(&s->ps);
     free(s);
     return r;
 }
 
-/* Everything of one process, in stream order. */
-static int s_write_process(dump_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
+/* The calling thread's nanoseconds on a CPU and waiting on a runqueue
+ * (/proc/thread-self/schedstat); both 0 where the kernel keeps none. */
+static void s_schedstat(uint64_t *ret_cpu_ns, uint64_t *ret_wait_ns)
+{
+    unsigned long long cpu = 0, wait = 0;
+    FILE *f = fopen("/proc/thread-self/schedstat", "re");
+    if (f && fscanf(f, "%llu %llu", &cpu, &wait) != 2)
+        cpu = wait = 0;
+    if (f)
+        fclose(f);
+    *ret_cpu_ns = cpu;
+    *ret_wait_ns = wait;
+}
+
+/* Adds the time since *at to *step and moves *at to now. */
+static void s_step(uint64_t *step, uint64_t *at)
+{
+    uint64_t now = cairn_now_us();
+    *step += now - *at;
+    *at = now;
+}
+
+/* Everything of one process, in stream order; each part's time into st. */
+static int s_write_process(dump_ctx_t *c, dump_proc_t *p, ghost_dump_steps_t *st,
+                           cairn_error_t *err)
 {
     const proc_vmas_t *vm = &p->vm;   /* frozen since the check read it */
     int *fds = NULL;
     size_t nfds = 0;
+    uint64_t at = cairn_now_us();
     int r = seize_find_vdso_syscall(p, vm, err);
     if (r == 0)
         r = proc_list_dir(p->pid, "fd", &fds, &nfds, err);
+    if (r == 0)
+        r = procstate_check_frozen(p, err);
     for (size_t i = 0; r == 0 && i < p->nt; i++)
         r = seize_prepare_thread(&p->t[i], err);
     if (r == 0)
         r = s_write_process_record(c, p, vm, nfds, err);
     if (r == 0)
         r = threads_write(c, p, err);
+    s_step(&st->state_us, &at);
     if (r == 0)
         r = mem_write_vmas(c, p, vm, err);
+    s_step(&st->vmas_us, &at);
     if (r == 0)
         r = pages_write(c, p, vm, err);
+    s_step(&st->pages_us, &at);
     if (r == 0)
         r = files_write(c, p, fds, nfds, err);
+    s_step(&st->files_us, &at);
     free(fds);
     return r;
+}
+
+/* ImageHeader.placed_pid: the process with the most resident anonymous
+ * memory -- a job's program, not its small reaper, whose pages come
+ * first -- as the image names it; 0 when none holds any. */
+static uint32_t s_placed_pid(const dump_tree_t *t)
+{
+    uint64_t best = 0;
+    uint32_t pid = 0;
+    for (size_t i = 0; i < t->np; i++) {
+        uint64_t n = lazy_resident_pages(t->p[i].pid);
+        if (n > best) {
+            best = n;
+            pid = (uint32_t)t->p[i].vpid;
+        }
+    }
+    return pid;
 }
 
 static int s_write_header(dump_ctx_t *c, pid_t root, cairn_error_t *err)
@@ -429,6 +499,7 @@ static int s_write_header(dump_ctx_t *c, pid_t root, cairn_error_t *err)
     h.root_host_pid = c->ns.job ? (uint32_t)root : 0;
     h.cairn_version = CAIRN_VERSION;
     h.n_processes = (uint32_t)c->tree.np;
+    h.placed_pid = s_placed_pid(&c->tree);
     mem_special_sizes(root, &h.vdso_size, &h.vvar_size);
     Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
     rec.r_case = CAIRN__GHOST__RECORD__R_HEADER;
@@ -449,21 +520,33 @@ static int s_write_end(dump_ctx_t *c, cairn_error_t *err)
 }
 
 /* Ends an image in a regular file where it ends (a file written over in
- * place may have held a longer one: ghost-dump --in-place) and fsyncs. */
-static int s_finish_file(int fd, cairn_error_t *err)
+ * place may have held a longer one: ghost-dump --in-place). */
+static int s_cut_file(int fd, cairn_error_t *err)
 {
     off_t end = lseek(fd, 0, SEEK_CUR);
     if (end < 0 || ftruncate(fd, end) < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot end the image: %s",
                                strerror(errno));
+    return 0;
+}
+
+static int s_sync_file(int fd, cairn_error_t *err)
+{
     if (fsync(fd) < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "fsync of the image: %s",
                                strerror(errno));
     return 0;
 }
 
-static int s_write_image(dump_ctx_t *c, pid_t root, int out_fd, cairn_error_t *err)
+/* The image into out_fd. A regular file is fsync'ed here only when the
+ * tree may not run on afterwards (killed, or held for someone who may
+ * kill it): otherwise *ret_sync is set and the caller syncs it once the
+ * tree is let go -- durability is not worth a longer stop, and the image
+ * is only reported written once it is durable. */
+static int s_write_image(dump_ctx_t *c, pid_t root, int out_fd, ghost_dump_steps_t *steps,
+                         bool *ret_sync, cairn_error_t *err)
 {
+    uint64_t at = cairn_now_us();
     if (!c->out.w)
         c->out.w = ghost_writer_new(out_fd);
     int r = c->out.w ? pages_dump_start(c, out_fd, err)
@@ -471,13 +554,22 @@ static int s_write_image(dump_ctx_t *c, pid_t root, int out_fd, cairn_error_t *e
     c->out.began = true;
     if (r == 0)
         r = s_write_header(c, root, err);
+    s_step(&steps->state_us, &at);
     for (size_t i = 0; r == 0 && i < c->tree.np; i++)
-        r = s_write_process(c, &c->tree.p[i], err);
+        r = s_write_process(c, &c->tree.p[i], steps, err);
+    at = cairn_now_us();
     if (r == 0)
         r = s_write_end(c, err);
     struct stat st;
-    if (r == 0 && fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode))
-        r = s_finish_file(out_fd, err);
+    bool file = r == 0 && fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (file)
+        r = s_cut_file(out_fd, err);
+    s_step(&steps->end_us, &at);
+    bool later = c->opts->leave_running && !c->opts->hold;
+    if (file && r == 0 && !later)
+        r = s_sync_file(out_fd, err);
+    s_step(&steps->sync_us, &at);
+    *ret_sync = file && r == 0 && later;
     return r;
 }
 
@@ -510,11 +602,12 @@ static void s_ctx_free(dump_ctx_t *c)
 
 /* Phases 2-4 on a checked tree; stats->refused says how a failure ended. */
 static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats,
-                 cairn_error_t *err)
+                 bool *ret_sync, cairn_error_t *err)
 {
     uint64_t t0 = cairn_now_us();
     int r = seize_freeze(&c->tree, pid, err);
-    uint64_t t1 = cairn_now_us();
+    uint64_t t1 = cairn_now_us(), at = t1;
+    stats->steps.seize_us = t1 - t0;
     files_tree_fds_t tfds = { 0 };
     if (r == 0 && (r = s_recheck_frozen(c, &tfds, err)) < 0) {
         stats->refused = true;
@@ -525,8 +618,9 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
     if (r == 0)
         r = shmem_note_fd_memfds(c->shmem, &tfds, err);
     free(tfds.v);
+    s_step(&stats->steps.check_us, &at);
     if (r == 0)
-        r = s_write_image(c, pid, out_fd, err);
+        r = s_write_image(c, pid, out_fd, &stats->steps, ret_sync, err);
     if (r < 0)
         return r;
     stats->image_bytes = ghost_writer_bytes(c->out.w);
@@ -539,6 +633,7 @@ static int s_run(dump_ctx_t *c, pid_t pid, int out_fd, ghost_dump_stats_t *stats
     stats->copy_threads = (uint32_t)pages_copy_threads(c->pages);
     stats->kept_pages = c->out.kept;
     stats->lazy_pages = lazy_src_pages(c->lazy);
+    stats->lazy_resident = c->lazy_resident;
     for (size_t i = 0; c->opts->track && i < c->tree.np; i++)
         stats->untracked += !track_find(c->track, c->tree.p[i].pid);
     stats->job = c->ns.job;
@@ -585,7 +680,7 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, const s_pre_t *
     ghost_dump_stats_t s = { 0 };
     mem_seen_t seen = { 0 };
     *ret_froze = *ret_began = false;
-    int r = s_check_tree(pid, opts->owner, &seen, rt, rs, err);
+    int r = s_check_tree(pid, opts, &seen, rt, rs, err);
     if (r < 0) {
         mem_seen_free(&seen);
         *stats = (ghost_dump_stats_t){ .refused = true, .left_running = true };
@@ -595,10 +690,19 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, const s_pre_t *
                      .out = { .w = pre->w, .borrowed = pre->w != NULL,
                               .page_size = (uint32_t)sysconf(_SC_PAGESIZE) } };
     *ret_froze = true;
+    bool sync_after = false;
+    /* Only a freeze that copies what changed is hurried: a full one
+     * copies the whole tree, for seconds, which the node's daemons must
+     * not lose a CPU to. */
+    seize_sched_t sched = { .changed = false };
+    if (opts->delta || opts->precopy)
+        seize_hurry(&sched);
+    uint64_t cpu0, wait0, cpu1, wait1;
+    s_schedstat(&cpu0, &wait0);
     uint64_t t0 = cairn_now_us();
     r = s_ctx_init(&c, err);
     if (r == 0)
-        r = s_run(&c, pid, out_fd, &s, err);
+        r = s_run(&c, pid, out_fd, &s, &sync_after, err);
     *ret_began = c.out.began;
     /* Held (migration): the tree stays frozen until the holder decides;
      * its answer replaces leave_running. */
@@ -612,6 +716,10 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, const s_pre_t *
         if (verdict == GHOST_HOLD_SERVE && c.lazy)
             kill_it = s_serve(&c, opts, &s);
     }
+    uint64_t released = cairn_now_us();
+    /* Before the tree runs again: its connections out of repair mode. */
+    if (!kill_it)
+        c.inet = inetsk_dump_end(c.inet, false);
     if (kill_it) {
         seize_kill_all(&c.tree);
         s.killed = true;
@@ -623,6 +731,26 @@ static int s_dump_once(pid_t pid, const ghost_dump_opts_t *opts, const s_pre_t *
                                               : "the process could not be resumed cleanly");
     }
     s.frozen_us = cairn_now_us() - t0;
+    /* Killed: the locks between its own connections lifted (one nft run)
+     * once nobody waits for it. */
+    c.inet = inetsk_dump_end(c.inet, true);
+    s.steps.release_us = t0 + s.frozen_us - released;
+    s_schedstat(&cpu1, &wait1);
+    s.dumper_cpu_us = (cpu1 - cpu0) / 1000;
+    s.dumper_runqueue_us = (wait1 - wait0) / 1000;
+    s.dumper_asleep_us = s.frozen_us > s.dumper_cpu_us + s.dumper_runqueue_us
+                             ? s.frozen_us - s.dumper_cpu_us - s.dumper_runqueue_us
+                             : 0;
+    seize_hurry_end(&sched);
+    if (r == 0 && sync_after) {   /* the tree runs again: now make it last */
+        r = s_sync_file(out_fd, err);
+        s.durable_us = cairn_now_us() - t0 - s.frozen_us;
+        if (r < 0)
+            cairn_error_append(err, r, "; %s", s.left_running
+                                                    ? "the process was left running"
+                                                    : "the process could not be resumed "
+                                                      "cleanly");
+    }
     s_ctx_free(&c);
     mem_seen_free(&seen);
     *stats = s;
@@ -656,7 +784,7 @@ static int s_precopy(pid_t pid, const ghost_dump_opts_t *opts, int out_fd, s_ret
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
                                "pre-copy finds written pages with PAGEMAP_SCAN: it cannot "
                                "read pagemap instead");
-    int r = s_check_tree(pid, opts->owner, NULL, rt, rs, err);
+    int r = s_check_tree(pid, opts, NULL, rt, rs, err);
     if (r < 0)
         return r;
     r = track_start(pid, &pre->track, &st->track_us, err);

@@ -34,6 +34,10 @@ typedef struct ghost_dump_opts {
                                process of the tree must be theirs (owner.h),
                                checked before and again once it is frozen;
                                NULL: root asks, no such rule */
+    uint64_t ghost_file_max; /* an unlinked open file's contents go into the
+                               image up to this many bytes, a bigger one is
+                               refused; 0: GHOST_FILE_MAX_DEFAULT
+                               (ghostfile.h) */
     bool probe_eventfds;    /* probe whether each eventfd is a semaphore even
                                where fdinfo says (it does from Linux 6.2):
                                tests the older kernels' path anywhere */
@@ -77,6 +81,25 @@ typedef struct ghost_dump_opts {
                                emptied when the dump is not refused */
 } ghost_dump_opts_t;
 
+/* Where the tree's stop went, step by step (ghost_dump_stats_t.steps; in
+ * the JSON as "steps_us"): their sum is about frozen_us. */
+typedef struct ghost_dump_steps {
+    uint64_t seize_us;      /* every thread stopped (freeze_us) */
+    uint64_t check_us;      /* the check again on the frozen tree, the ids
+                               inside a job, the memfds its fds hold */
+    uint64_t state_us;      /* header, process and thread records: /proc
+                               reads and injected syscalls */
+    uint64_t vmas_us;       /* the vma records */
+    uint64_t pages_us;      /* page tables walked, pages copied, kept runs */
+    uint64_t files_us;      /* fds, pipes, memfd objects */
+    uint64_t end_us;        /* the end record, the stream flushed, the file
+                               cut where the image ends */
+    uint64_t sync_us;       /* fsync of the image while frozen: only when
+                               the tree is killed or held after (else it
+                               follows the thaw: durable_us) */
+    uint64_t release_us;    /* threads put back and let go (or killed) */
+} ghost_dump_steps_t;
+
 typedef struct ghost_dump_stats {
     bool refused;           /* set on every failure: true if the process was
                                refused before anything changed (exit 2) */
@@ -107,12 +130,23 @@ typedef struct ghost_dump_stats {
     bool job;               /* the tree was a job: pid 1 of a pid namespace of
                                its own, with its own mount namespace; the
                                image names every process by its pid inside */
-    uint64_t lazy_pages;    /* postcopy: pages listed, not copied */
+    uint64_t lazy_pages;    /* postcopy: pages listed, not copied (the
+                               ranges' extent: whole vmas) */
+    uint64_t lazy_resident; /* postcopy: of them, about how many the tree
+                               held (what they take on the target) */
     bool served;            /* postcopy: the holder said serve */
     lazy_serve_stats_t serve; /* what serving did */
     bool serve_broken;      /* the page source failed before every page was
                                sent (serve_error says why) */
     cairn_error_t serve_error;
+    ghost_dump_steps_t steps; /* the frozen part, step by step */
+    /* The same stop seen from the dumper's thread (its schedstat): on a CPU,
+     * waiting for one, and the rest, asleep -- waiting for the frozen
+     * threads to run (the seize, injected syscalls) or for its own
+     * helpers. cpu + runqueue is what a dumper alone would take here. */
+    uint64_t dumper_cpu_us, dumper_runqueue_us, dumper_asleep_us;
+    uint64_t durable_us;    /* the image file's fsync once the tree ran again
+                               (leave_running without a hold); 0 if none */
 } ghost_dump_stats_t;
 
 /* The refusal checks, on /proc only: the tree rooted at pid exists, is not
@@ -126,8 +160,10 @@ int ghost_check(pid_t pid, const ghost_dump_opts_t *opts, cairn_error_t *err);
 
 /* Checkpoints the tree rooted at pid into out_fd (a file, pipe or socket;
  * the caller owns it and fsyncs nothing: ghost_dump truncates a regular
- * file where the image ends, so one may be written over, and fsyncs it
- * before killing). On success fills *stats. On failure sets
+ * file where the image ends, so one may be written over, and fsyncs it --
+ * before killing the tree, or once it runs again when it is left running:
+ * either way it returns 0 only once the image is durable). On success
+ * fills *stats. On failure sets
  * stats->refused and stats->left_running and returns -errno with err set;
  * the tree is detached and left running whenever possible. */
 int ghost_dump(pid_t pid, const ghost_dump_opts_t *opts, int out_fd,

@@ -45,6 +45,9 @@ typedef struct dump_thread {
     int stop_sig;                     /* its job-control stop, 0 if none */
     struct user_regs_struct regs;     /* as the interrupt found them */
     uint64_t sigmask;                 /* as the interrupt found it */
+    uint64_t clear_tid;               /* its clear-tid word (threads.c) */
+    uint64_t rseq;                    /* its rseq area, 0 if none */
+    uint32_t rseq_len;
     uint64_t scratch;                 /* scratch address in the tracee */
     uint8_t scratch_orig[DUMP_SCRATCH]; /* its original bytes */
 } dump_thread_t;
@@ -60,6 +63,8 @@ typedef struct dump_proc {
     size_t nt;
     uint64_t vdso_syscall; /* address of a `syscall` instruction, 0 if none */
     proc_vmas_t vm;        /* its vmas, as the frozen tree's check read them */
+    int32_t session_keyring; /* its leader's session keyring serial, 0 until
+                              its threads are collected (procstate.c) */
 } dump_proc_t;
 
 /* The tree being dumped, as seize.c froze it. */
@@ -75,6 +80,9 @@ typedef struct dump_ns {
                               of its own: every pid is written as inside */
     uint64_t pid_ns;       /* the root's pid namespace (inode) */
     uint64_t mnt_ns;       /* the root's mount namespace (inode) */
+    uint64_t node_ns[7];   /* the dumper's (the node's) user, net, ipc, uts,
+                              cgroup, time and time_for_children namespaces
+                              (ns.c's s_node_ns order; 0: the kernel has none) */
 } dump_ns_t;
 
 /* Where the image goes (dump.c). */
@@ -108,10 +116,13 @@ typedef struct dump_ctx {
     files_dump_t *files;
     pipes_dump_t *pipes;
     shmem_dump_t *shmem;
+    struct inetsk_dump *inet; /* inetsk.c: connections in repair mode; NULL
+                              until the first */
     struct track *track;   /* pre-copy: what the tree wrote since the last
                               round (not owned); NULL: stop-and-copy */
     struct lazy_src *lazy; /* post-copy: the lazy ranges listed (lazy.h);
                               NULL: every page is copied */
+    uint64_t lazy_resident; /* post-copy: pages the tree held, about */
 } dump_ctx_t;
 
 /* Whether s ends with suf. */
@@ -126,6 +137,9 @@ static inline bool engine_has_suffix(const char *s, const char *suf)
 #define RST_PAGE 4096ull
 #define RST_ALIGN(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 #define RST_TASK_SIZE 0x7ffffffff000ull
+/* A run's off with this bit: its pages are in place at its vaddr, in our
+ * own memory (restore-inplace.h), not in the staging fd. */
+#define RST_PLACED (1ull << 63)
 
 typedef Cairn__Ghost__Record rst_rec_t;
 
@@ -158,6 +172,8 @@ typedef struct rst_image {
     rst_rec_t *end;        /* Record{end} */
     rst_proc_t *procs;     /* in image order: parents before children */
     size_t n_procs;        /* processes read so far */
+    rst_recs_t ghost_files;   /* Record{ghost_file}: unlinked files' bytes
+                                 (ghostfile.c) */
     int staging_fd;        /* memfd holding every page, or the image file */
     uint64_t staging_len;  /* bytes used in it (memfd only) */
     bool direct;           /* staging_fd is the image file: raw bytes at
@@ -174,6 +190,8 @@ typedef struct rst_image {
     bool chain;            /* a delta's parents were loaded (chain.c): their
                               pages are in rounds, the staging is a memfd */
     uint32_t chain_len;    /* images in the chain, the delta itself included */
+    struct inplace *inplace;  /* restore-inplace.c: pages read into place,
+                                 NULL when they are all staged */
 } rst_image_t;
 
 typedef struct rst_tree rst_tree_t;
@@ -204,6 +222,9 @@ struct rst_tree {
     struct pipes_rst *pipes;   /* pipes.c: one pipe per pipe_id */
     struct shmem_rst *shm;     /* shmem.c: one memfd per shared object */
     struct files_rst *files;   /* files.c: shared open file descriptions */
+    struct ghostfile_rst *ghosts; /* ghostfile.c: one helper per unlinked file */
+    struct tty_rst *tty;       /* tty.c: one master per pty of the image */
+    struct unixsk_rst *unixsk; /* unixsk.c: one socket per inode */
     int32_t *pids;         /* MAP_SHARED: restored pid of every process, as
                               it sees itself (inside the job for a job) */
     int32_t *host_pids;    /* the same on the node, as the tracer sees them
@@ -213,6 +234,10 @@ struct rst_tree {
     pid_t caller_pgrp;     /* our process group (for "outside" groups) */
     bool new_pid;          /* --new-pid */
     bool pread_pages;      /* ghost_restore_opts_t.pread_pages */
+    bool for_user;         /* a user's image (ghost_restore_opts_t.owner):
+                              what the kernel grants on a capability the
+                              restorer keeps but the user lacks is made
+                              without it (fanotify.c) */
     int staging_fd;        /* helper: the staging memfd */
     int status_r, status_w;   /* status pipe: failures of any process */
     int go_r, go_w;           /* the root waits on go_r until seized */
@@ -221,6 +246,11 @@ struct rst_tree {
     struct lazy_srv *lazy;    /* post-copy: the page server (lazysrv.c),
                                  NULL otherwise */
     int lazy_sock;            /* helper: its socket, for the processes */
+    uint64_t synced_us;       /* when every process passed the barrier */
+    uint64_t held_us;         /* when every thread was held */
+    struct ghost_verify *verify; /* the verifier's findings (verify.h);
+                                    NULL: --no-verify */
+    uint64_t verify_us;       /* the verifier's time */
 };
 
 /* -EBADMSG, INVALID_ARGUMENT: "bad image: what (at byte at)". */

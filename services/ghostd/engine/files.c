@@ -34,23 +34,29 @@
 #include <unistd.h>
 #include <linux/kcmp.h>
 
+#include "fanotify.h"
 #include "files.h"
+#include "ghostfile.h"
+#include "inetsk.h"
+#include "locks.h"
 #include "ns.h"
 #include "pipes.h"
+#include "seize.h"
 #include "shmem.h"
 #include "tree.h"
+#include "tty.h"
+#include "unixsk.h"
 #include "util/array.h"
 #include "util/cleanup.h"
 
 /* ---- the plain kinds --------------------------------------------------- */
 
-/* Character devices a process may hold: the memory devices and ttys. */
+/* Character devices a process may hold, reopened by path: the memory
+ * devices (terminals are tty.c's). */
 static bool s_char_dev_ok(dev_t rdev)
 {
     unsigned ma = major(rdev), mi = minor(rdev);
-    if (ma == 1)
-        return mi == 3 || mi == 5 || mi == 7 || mi == 8 || mi == 9;
-    return ma == 136 || (ma == 4 && mi < 64) || (ma == 5 && mi == 0);
+    return ma == 1 && (mi == 3 || mi == 5 || mi == 7 || mi == 8 || mi == 9);
 }
 
 static int s_describe_regular(const files_probe_t *p, Cairn__Ghost__Fd *f,
@@ -213,10 +219,13 @@ static const files_kind_t s_anon = {
 /* ---- the table --------------------------------------------------------- */
 
 /* Every kind, in the order the dump offers an fd to them (a memfd before
- * a regular file: both are S_IFREG) and the restore plans them (pipes,
- * then memfds). */
+ * a regular file, and an unlinked one: all S_IFREG; a pipe before a named
+ * FIFO; a terminal before other character devices) and the restore plans
+ * them (pipes and FIFOs, then memfds, then ptys). */
 static const files_kind_t *const s_kinds[] = {
-    &pipes_kind, &shmem_kind, &s_regular, &s_directory, &s_chardev, &s_anon,
+    &pipes_kind, &fifo_kind, &shmem_kind, &ghostfile_kind, &s_regular, &s_directory,
+    &tty_kind, &tty_ctty_kind, &s_chardev, &s_anon, &fanotify_kind, &inetsk_kind,
+    &unixsk_kind,
 };
 #define S_NKINDS (sizeof(s_kinds) / sizeof(s_kinds[0]))
 
@@ -278,8 +287,8 @@ static int s_claim(const files_probe_t *p, Cairn__Ghost__Fd *f,
 /* Fills f (path into pathbuf) for fd, or refuses with the reason; the
  * state of an anon-inode fd goes into *anon; *ret_kind is its kind. */
 static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
-                         size_t size, ghost_anon_t *anon, const files_kind_t **ret_kind,
-                         cairn_error_t *err)
+                         size_t size, ghost_anon_t *anon, uint64_t ghost_max,
+                         const files_kind_t **ret_kind, cairn_error_t *err)
 {
     char name[64], full[96];
     snprintf(name, sizeof(name), "fd/%d", fd);
@@ -292,18 +301,24 @@ static int s_fd_describe(pid_t pid, int fd, Cairn__Ghost__Fd *f, char *pathbuf,
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot stat %s: %s",
                                full, strerror(errno));
     proc_fdinfo_t fi;
-    r = proc_read_fdinfo(pid, fd, &fi, err);
+    _cleanup_free_ char *info = NULL;   /* read once: the locks are in it too */
+    r = proc_read_fdinfo_text(pid, fd, &info, err);
     if (r < 0)
         return r;
+    if (proc_parse_fdinfo(info, &fi) < 0)
+        return cairn_error_set(err, -EBADMSG, CAIRN_INTERNAL,
+                               "/proc/%d/fdinfo/%d lacks pos or flags", (int)pid, fd);
     f->fd = fd;
     f->flags = fi.flags & ~O_CLOEXEC;
     f->cloexec = (fi.flags & O_CLOEXEC) != 0;
     f->pos = fi.pos;
+    f->mode = (uint32_t)st.st_mode;   /* the verifier's (verify.h) */
     f->dev = st.st_dev;
     f->ino = st.st_ino;
     f->path = pathbuf;
-    files_probe_t p = { pid, fd, pathbuf, &st, &fi, anon };
-    return s_claim(&p, f, ret_kind, err);
+    files_probe_t p = { pid, fd, pathbuf, &st, &fi, anon, ghost_max, info };
+    r = s_claim(&p, f, ret_kind, err);
+    return r < 0 ? r : locks_describe(pid, fd, info, f, err);
 }
 
 /* ---- dump: the checks -------------------------------------------------- */
@@ -332,8 +347,12 @@ int files_check(pid_t pid, files_tree_fds_t *tfds, ghost_reasons_t *rs,
         ghost_anon_t anon = { 0 };
         const files_kind_t *k = NULL;
         files_tree_fd_t tf = { .kind = CAIRN__GHOST__FD_KIND__FD_REGULAR };
-        r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), &anon, &k, err);
+        r = s_fd_describe(pid, fds[i], &f, path, sizeof(path), &anon, tfds->ghost_file_max, &k,
+                          err);
         ghost_anon_free(&anon);
+        locks_release(&f);
+        if (k && k->release)
+            k->release(&f);
         if (r == 0)
             tf = (files_tree_fd_t){ .kind = f.kind, .pid = pid, .fd = f.fd };
         if (r == -ENOENT)
@@ -459,13 +478,49 @@ static int s_fd_share(files_dump_t *fs, pid_t pid, Cairn__Ghost__Fd *f, cairn_er
 
 /* ---- dump: writing the fd records -------------------------------------- */
 
+/* An owner for signal-driven I/O on fd (F_SETOWN / F_SETOWN_EX, and
+ * dnotify's F_NOTIFY, which makes its caller the owner) or a signal for
+ * it (F_SETSIG): both live in the open file description, no /proc file
+ * shows them, so they are asked of the leader (fcntl injected). The
+ * restore would reopen the file without them and the program would wait
+ * for SIGIO, SIGURG or its dnotify signal forever: refused. */
+static int s_check_fd_owner(dump_proc_t *p, int fd, cairn_error_t *err)
+{
+    dump_thread_t *t = &p->t[0];
+    uint64_t a[6] = { (uint64_t)fd, F_GETOWN_EX, t->scratch, 0, 0, 0 };
+    struct f_owner_ex owner = { 0 };
+    int64_t sig = 0;
+    int r = seize_inject_read(p, t, SYS_fcntl, a, "fcntl(F_GETOWN_EX)", &owner, sizeof(owner),
+                              err);
+    if (r < 0)
+        return r;
+    a[1] = F_GETSIG;
+    if ((r = seize_inject_ok(p, t, SYS_fcntl, a, "fcntl(F_GETSIG)", &sig, err)) < 0)
+        return r;
+    if (owner.pid)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "fd %d of process %d has an owner for signal-driven I/O "
+                               "(F_SETOWN %s %d, or dnotify's F_NOTIFY): not restored", fd,
+                               (int)p->pid, owner.type == F_OWNER_TID ? "thread"
+                                            : owner.type == F_OWNER_PGRP ? "group" : "process",
+                               (int)owner.pid);
+    if (sig)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "fd %d of process %d has signal %d for its I/O (F_SETSIG): not "
+                               "restored", fd, (int)p->pid, (int)sig);
+    return 0;
+}
+
 static int s_write_fd(dump_ctx_t *c, dump_proc_t *p, int fd, cairn_error_t *err)
 {
     Cairn__Ghost__Fd f = CAIRN__GHOST__FD__INIT;
     char path[PATH_MAX];
     ghost_anon_t anon = { .frozen = true, .force_probe = c->opts->probe_eventfds };
     const files_kind_t *k = NULL;
-    int r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), &anon, &k, err);
+    int r = s_check_fd_owner(p, fd, err);
+    if (r == 0)
+        r = s_fd_describe(p->pid, fd, &f, path, sizeof(path), &anon, c->opts->ghost_file_max,
+                          &k, err);
     if (r == 0 && k->by_description)
         r = s_fd_share(c->files, p->pid, &f, err);
     if (r == 0 && f.shares)   /* named as the image names processes (ns.c) */
@@ -481,6 +536,7 @@ static int s_write_fd(dump_ctx_t *c, dump_proc_t *p, int fd, cairn_error_t *err)
     if (k && k->release)
         k->release(&f);
     ghost_anon_free(&anon);
+    locks_release(&f);
     return r;
 }
 
@@ -514,7 +570,7 @@ int files_check_loaded(const rst_proc_t *pr, cairn_error_t *err)
                                    "process %u fd %d is of kind %d, which "
                                    "this restorer does not recreate", p->pid,
                                    f->fd, (int)f->kind);
-        if (k->check && k->check(f, err) < 0)
+        if ((k->check && k->check(f, err) < 0) || locks_check(f, err) < 0)
             return cairn_error_append(err, -EBADMSG, " (process %u)", p->pid);
     }
     return 0;
@@ -659,6 +715,15 @@ int files_check_paths(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *
     for (size_t i = 0; r == 0 && i < pr->fds.n; i++) {
         const Cairn__Ghost__Fd *f = pr->fds.v[i]->fd;
         const files_kind_t *k = s_kind_of(f->kind);
+        struct stat st;
+        if (!f->shares && k == &fifo_kind && (stat(f->path, &st) < 0 || !S_ISFIFO(st.st_mode))) {
+            r = ghost_reason_add(rs, cairn_error_set(err, -ENOENT, CAIRN_FAILED_PRECONDITION,
+                                                     "process %u fd %d: the named FIFO %s "
+                                                     "is gone (or no longer a FIFO)", pid,
+                                                     f->fd, f->path),
+                                 err, (pid_t)pid, "fd %d", f->fd);
+            continue;
+        }
         if (f->shares || (k != &s_regular && k != &s_directory && k != &s_chardev))
             continue;   /* an fd sharing a description is checked with its owner */
         /* O_NONBLOCK: an image naming a FIFO or a modem line must not
@@ -676,6 +741,21 @@ int files_check_paths(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *
         r = ghost_reason_add(rs, fd < 0 ? fd : 0, err, (pid_t)pid, "fd %d", f->fd);
     }
     return r;
+}
+
+int files_each_fd(rst_tree_t *t,
+                  int (*fn)(rst_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
+                            cairn_error_t *err),
+                  cairn_error_t *err)
+{
+    int ret = 0;
+
+    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
+        const rst_proc_t *pr = &t->im->procs[i];
+        for (size_t j = 0; j < pr->fds.n && ret == 0; j++)
+            ret = fn(t, pr->process->process->pid, pr->fds.v[j]->fd, err);
+    }
+    return ret;
 }
 
 int files_plan(rst_tree_t *t, cairn_error_t *err)
@@ -747,6 +827,8 @@ void files_child(const rst_plan_t *pl, const rst_proc_t *pr)
         cairn_error_t e;
         const files_kind_t *k = s_kind_of(f->kind);
         int r = k && k->finish && !f->shares ? k->finish(f, &e) : 0;
+        if (r == 0)
+            r = locks_take(f, &e);   /* flock, OFD; POSIX ones in the blob */
         if (r < 0)
             rst_child_fail(pl, -r, f->fd, "%s", e.message);
     }

@@ -24,6 +24,8 @@ typedef struct files_probe {
     const struct stat *st;     /* stat through that link */
     const proc_fdinfo_t *fi;   /* its fdinfo */
     ghost_anon_t *anon;        /* an anon-inode fd's state goes here */
+    uint64_t ghost_file_max;   /* ghost_dump_opts_t's (0: the default) */
+    const char *info;          /* its fdinfo's whole text */
 } files_probe_t;
 
 /* An fd the whole-tree checks look at (files_kind_t.tree_fd). */
@@ -39,6 +41,7 @@ typedef struct files_tree_fd {
 typedef struct files_tree_fds {
     files_tree_fd_t *v;        /* in scan order */
     size_t n, cap;             /* used and allocated entries */
+    uint64_t ghost_file_max;   /* input: ghost_dump_opts_t's */
 } files_tree_fds_t;
 
 #define FILES_NOT_MINE 1   /* files_kind_t.describe: another kind's fd */
@@ -125,6 +128,14 @@ int files_check_paths(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *
 int files_plan(rst_tree_t *t, cairn_error_t *err);
 
 void files_rst_free(rst_tree_t *t);
+
+/* Calls fn on every fd record of the image, in image order (pid: its
+ * process's), until one fails: 0 or that failure. For the plans of the
+ * kinds that make tree-wide objects (pipes, unlinked files). */
+int files_each_fd(rst_tree_t *t,
+                  int (*fn)(rst_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
+                            cairn_error_t *err),
+                  cairn_error_t *err);
 
 /* In the child's libc stage: every fd of pr into its number. */
 void files_child(const rst_plan_t *pl, const rst_proc_t *pr);

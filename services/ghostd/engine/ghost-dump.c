@@ -2,14 +2,17 @@
  *
  *   ghost-dump --pid PID --out FILE [--leave-running] [--in-place] [--check]
  *              [--pagemap-read] [--probe-eventfds] [--as UID:GID]
- *              [--precopy [--rounds N] [--round-until BYTES]]
+ *              [--ghost-file-max BYTES] [--precopy [--rounds N] [--round-until BYTES]]
  *   ghost-dump --pid PID --out-fd N [--hold-fd M] [--leave-running] ...
  *   ghost-dump --pid PID --postcopy --out-fd N --hold-fd M --pages-fd P ...
  *
  * One job, one JSON line on stdout, nothing else there:
  *   success  {"pid":N,"image":"FILE","image_bytes":N,"pages":N,"processes":N,
  *             "threads":N,"freeze_us":N,"dump_us":N,"frozen_us":N,
- *             "copy_threads":N,"stopped":N,"left_running":bool}
+ *             "copy_threads":N,"stopped":N,"left_running":bool,
+ *             "steps_us":{"seize","check","state","vmas","pages","files",
+ *             "end","sync","release"},"dumper_us":{"cpu","runqueue","asleep"},
+ *             "durable_us":N}
  *            and with --precopy {"rounds":N,"round_bytes":[N,...],
  *             "precopy_bytes":N,"kept_pages":N,"track_us":N}
  *   --check  {"pid":N,"checkpointable":true}
@@ -28,7 +31,10 @@
  * once writing began removes it. --pagemap-read finds present pages the
  * way kernels before 6.7 (without PAGEMAP_SCAN) must, to test that path on
  * newer ones; --probe-eventfds finds whether each eventfd is a semaphore by
- * probing it (anonfd.h), as on kernels before 6.2, likewise. --precopy
+ * probing it (anonfd.h), as on kernels before 6.2, likewise.
+ * --ghost-file-max sets how big an open file unlinked from every
+ * directory may be for its contents to go into the image (1 MiB by
+ * default; a bigger one is refused, ghostfile.h). --precopy
  * copies the tree's memory while it runs, in rounds (at most --rounds,
  * 8 by default; until one copies at most --round-until bytes, 1 MiB by
  * default), tracking what it writes, so that the freeze copies only what
@@ -53,10 +59,13 @@
  * reader gone must not kill the holder of a frozen tree.
  *
  * --postcopy (with --out-fd N --hold-fd M --pages-fd P): the image lists
- * the present pages of private anonymous memory (lazy_pages records)
- * instead of holding them, and the held tree serves them on P (lazy.h's
+ * the vmas of private anonymous memory whole (lazy_pages records, no
+ * page-table walk; but the pages the restore touches first) instead of
+ * holding their pages, and the held tree serves them on P (lazy.h's
  * frames; docs/ghost.md, "Post-copy"). The success line adds
- * "postcopy":true,"lazy_pages":N. The words on M: `kill` and `resume` as
+ * "postcopy":true,"lazy_pages":N (the ranges' extent),
+ * "lazy_resident_pages":N (of them, about how many the tree held: what
+ * comes as bytes). The words on M: `kill` and `resume` as
  * above; `serve` starts answering the target's page requests on P and
  * pushing every lazy page in address order. Once serving began the
  * tree's pages may be half on the target, which may run: the tree is
@@ -65,7 +74,8 @@
  * `resume` -- while serving, or after P broke (the line after that is
  * waited for: the holder knows whether the target ran; its end kills).
  * The second line adds "served":true,"pages_requested":N,"requests":N,
- * "pages_pushed":N,"serve_us":N,"target_done":B and, if P broke,
+ * "pages_pushed":N,"pages_absent":N (pushed as ZERO: never touched),
+ * "serve_us":N,"target_done":B and, if P broke,
  * "serve_error":{"code","message"}.
  * --serve-fd C: the tracker of incremental checkpoints (serve.h,
  * docs/ghost.md "Incremental checkpoints"). It tracks the tree's writes
@@ -78,7 +88,7 @@
  *    "full":B,"why_full":"..."|null,"freeze_us":N,"frozen_us":N,"dump_us":N,
  *    "image_bytes":N,"pages":N,"kept_pages":N,"processes":N,
  *    "chain":["image.ghost.B",...,"image.ghost.N"],"chain_bytes":N,"pid":N,
- *    "job":B}
+ *    "job":B,"steps_us":{...},"dumper_us":{...},"durable_us":N}
  * or an error line as above (the chain as it was; the next is full). The
  * end of C stops it: {"stopped":true,"checkpoints":N}, exit 0 (1: the
  * tree is gone). The tree runs on between checkpoints and after.
@@ -106,6 +116,7 @@
 #include "dump.h"
 #include "owner.h"
 #include "chain.h"
+#include "place.h"
 #include "report.h"
 #include "serve.h"
 #include "util/cleanup.h"
@@ -121,6 +132,7 @@ typedef struct s_args {
     bool in_place;         /* --in-place */
     bool pagemap_read;     /* --pagemap-read */
     bool probe_eventfds;   /* --probe-eventfds */
+    long ghost_file_max;   /* --ghost-file-max, 0 if not given */
     bool check;            /* --check */
     bool precopy;          /* --precopy */
     long rounds;           /* --rounds */
@@ -143,7 +155,7 @@ static int s_usage(const char *why)
                     "%s; usage: ghost-dump --pid PID (--out FILE | --out-fd N "
                     "[--hold-fd M]) [--leave-running] [--in-place] [--check] "
                     "[--pagemap-read] [--probe-eventfds] [--as UID:GID] "
-                    "[--precopy [--rounds N] [--round-until BYTES]] "
+                    "[--ghost-file-max BYTES] [--precopy [--rounds N] [--round-until BYTES]] "
                     "[--postcopy --pages-fd P]; or ghost-dump --pid PID "
                     "--serve-fd C [--compact-every K] [--as UID:GID]",
                     why);
@@ -156,7 +168,7 @@ enum {
     S_OPT_PAGEMAP_READ, S_OPT_PROBE_EVENTFDS, S_OPT_CHECK, S_OPT_AS,
     S_OPT_PRECOPY, S_OPT_ROUNDS, S_OPT_ROUND_UNTIL, S_OPT_OUT_FD, S_OPT_HOLD_FD,
     S_OPT_POSTCOPY, S_OPT_PAGES_FD,
-    S_OPT_SERVE_FD, S_OPT_COMPACT_EVERY,
+    S_OPT_SERVE_FD, S_OPT_COMPACT_EVERY, S_OPT_GHOST_FILE_MAX,
 };
 
 #define S_ROUNDS_DEFAULT 8
@@ -192,6 +204,8 @@ static const cairn_option_t s_options[] = {
                          "DIR\" on fd C writes what changed since the last one" },
     [S_OPT_COMPACT_EVERY] = { "--compact-every", "K", "with --serve-fd: a full image "
                               "after K deltas (16)" },
+    [S_OPT_GHOST_FILE_MAX] = { "--ghost-file-max", "BYTES", "an unlinked open file's "
+                               "contents go into the image up to this (1048576)" },
     { NULL, NULL, NULL },
 };
 
@@ -213,6 +227,10 @@ static int s_parse(int argc, char **argv, s_args_t *a)
     a->pagemap_read = v.values[S_OPT_PAGEMAP_READ] != NULL;
     a->probe_eventfds = v.values[S_OPT_PROBE_EVENTFDS] != NULL;
     a->check = v.values[S_OPT_CHECK] != NULL;
+    if (v.values[S_OPT_GHOST_FILE_MAX] &&
+        cairn_parse_long("--ghost-file-max", v.values[S_OPT_GHOST_FILE_MAX], 1, 1l << 40,
+                         &a->ghost_file_max, &err) < 0)
+        return -EINVAL;
     a->precopy = v.values[S_OPT_PRECOPY] != NULL;
     a->rounds = S_ROUNDS_DEFAULT;
     a->round_until = S_ROUND_UNTIL_DEFAULT;
@@ -333,6 +351,7 @@ static int s_check(const s_args_t *a)
     cairn_error_t err;
     ghost_reasons_t rs = { 0 };
     ghost_dump_opts_t o = { .leave_running = a->leave_running,
+                            .ghost_file_max = (uint64_t)a->ghost_file_max,
                             .owner = a->as_user ? &a->owner : NULL, .reasons = &rs };
     int code = S_EXIT_OK;
     if (ghost_check((pid_t)a->pid, &o, &err) < 0)
@@ -374,6 +393,11 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
         json_object_set_new(j, "out_fd", json_integer(a->out_fd));
     else if (j)
         json_object_set_new(j, "image", json_string(a->out));
+    if (j) {
+        json_object_set_new(j, "steps_us", ghost_steps_json(&s->steps));
+        json_object_set_new(j, "dumper_us", ghost_dumper_json(s));
+        json_object_set_new(j, "durable_us", json_integer((json_int_t)s->durable_us));
+    }
     if (j && s->held)
         json_object_set_new(j, "held", json_true());
     if (j && a->precopy)
@@ -381,6 +405,8 @@ static void s_print_stats(const s_args_t *a, const ghost_dump_stats_t *s)
     if (j && a->postcopy) {
         json_object_set_new(j, "postcopy", json_true());
         json_object_set_new(j, "lazy_pages", json_integer((json_int_t)s->lazy_pages));
+        json_object_set_new(j, "lazy_resident_pages",
+                            json_integer((json_int_t)s->lazy_resident));
     }
     ghost_report(j);
 }
@@ -508,6 +534,7 @@ static void s_add_served(json_t *o, const ghost_dump_stats_t *s)
     json_object_set_new(o, "pages_requested", json_integer((json_int_t)v->requested));
     json_object_set_new(o, "requests", json_integer((json_int_t)v->requests));
     json_object_set_new(o, "pages_pushed", json_integer((json_int_t)v->pushed));
+    json_object_set_new(o, "pages_absent", json_integer((json_int_t)v->absent));
     json_object_set_new(o, "serve_us", json_integer((json_int_t)v->serve_us));
     json_object_set_new(o, "target_done", json_boolean(v->target_done));
     if (s->serve_broken)
@@ -563,6 +590,7 @@ static int s_dump(s_args_t *a)
     ghost_dump_opts_t o = { .leave_running = a->leave_running,
                             .pagemap_read = a->pagemap_read,
                             .probe_eventfds = a->probe_eventfds,
+                            .ghost_file_max = (uint64_t)a->ghost_file_max,
                             .owner = a->as_user ? &a->owner : NULL, .reasons = &rs,
                             .precopy = a->precopy,
                             .rounds = (uint32_t)a->rounds,
@@ -592,12 +620,16 @@ static int s_dump(s_args_t *a)
 int main(int argc, char **argv)
 {
     s_args_t a = { .out_fd = -1, .hold_fd = -1, .pages_fd = -1, .serve_fd = -1 };
+    cairn_error_t oom_err = { 0 };
+    if (ghost_place_take_oom(&oom_err) < 0)
+        return ghost_report_error(&oom_err, 1);
     if (s_parse(argc, argv, &a) < 0)
         return s_usage("bad arguments");
     int code;
     if (a.serve_fd >= 0) {
         ghost_serve_opts_t so = { .compact_every = (uint32_t)a.compact_every,
-                                  .owner = a.as_user ? &a.owner : NULL };
+                                  .owner = a.as_user ? &a.owner : NULL,
+                                  .ghost_file_max = (uint64_t)a.ghost_file_max };
         struct stat st;
         if (fstat(a.serve_fd, &st) < 0)
             return s_usage("--serve-fd: not an open fd");

@@ -523,6 +523,8 @@ int main(int argc, char **argv)
     s_job_t j = { 0 };
     pid_t pid = 0;
 
+    if (ghost_place_take_oom(&err) < 0)
+        return ghost_report_error(&err, 1);
     if (s_parse(argc, argv, &j, &err) < 0)
         return ghost_report_error(&err, 100);
     if (s_place(&j, &err) < 0 || s_launch(&j, &pid, &err) < 0)

@@ -1,7 +1,7 @@
 /* ghost-restore - restores one checkpoint image (a process tree); ghostd
  * runs one per request so a hostile image can never take the daemon down.
  *
- *   ghost-restore --image FILE [--new-pid] [--pread-pages]
+ *   ghost-restore --image FILE [--new-pid] [--pread-pages] [--no-verify]
  *                 [--scope UNIT --slice SLICE | --cgroup NAME] [--as UID:GID]
  *   ghost-restore --image FILE --check [--as UID:GID]
  *   ghost-restore --image-fd N ...   (or --image -: stdin)
@@ -9,8 +9,11 @@
  *
  * Prints exactly one JSON line on stdout: on success
  *   {"pid":N,"original_pid":N,"same_pid":B,"image_bytes":N,"pages":N,
- *    "processes":N,"threads":N,"restore_us":N,"cgroup":S[,"unit":S],
- *    "members":[{"pid":N,"original_pid":N,"ppid":N,"threads":N},...]}
+ *    "processes":N,"threads":N,"restore_us":N,"tail_us":N,"placed_bytes":N,
+ *    "cgroup":S[,"unit":S],
+ *    "members":[{"pid":N,"original_pid":N,"ppid":N,"threads":N},...],
+ *    "steps_us":{"load","plan","spawn","held","release","verify"},
+ *    "verify":{"cosmetic":[{"pid","what","want","got"},...],"us":N}}
  * where pid is the root's, members lists every process, root first
  * (ppid 0 for the root), cgroup is the root's cgroup (place.h) and unit
  * the scope given with --scope, and on failure
@@ -28,6 +31,11 @@
  * left running); 3 the original pid of a process of the tree is taken and
  * --new-pid was not given (nothing was made); 100 wrong usage. With
  * --check: 0 the image would be restored, 1 it would be refused.
+ * Before the tree is let go, the verifier compares each process's /proc
+ * with its image (verify.h): a fatal difference fails the restore (exit
+ * 1, the tree killed, the error naming process, what, want and got); the
+ * cosmetic ones are listed in "verify" ("verify":null with --no-verify,
+ * which skips it).
  * --pread-pages makes the restorer pread the pages straight into place,
  * its way where the kernel refuses process_vm_writev (for tests).
  * --scope UNIT --slice SLICE: before anything is made, ask systemd for the
@@ -61,7 +69,12 @@
  * stays, serving the tree's faults from P and taking the pushed pages,
  * until every lazy page is in; then a second line
  *   {"outcome":"complete","lazy_pages":N,"received":N,"faults":N,
- *    "requested":N,"zero_pages":N,"dropped":N,"forks":N,"serve_us":N}
+ *    "requested":N,"zero_pages":N,"dropped":N,"forks":N,"serve_us":N,
+ *    "absent":N,"early_faults":N}
+ * (lazy_pages: the ranges' extent; received: of them, come; absent: of
+ * those, never touched at the source, left to read as zeros;
+ * early_faults: faults before the tree ran, each a round trip the
+ * freeze waited for)
  * and exit 0. If the source fails first (P ends or errs, an ERROR frame,
  * END with pages missing) the tree is killed -- it must never run with
  * pages missing, which would read as zeros -- and the second line is
@@ -110,7 +123,7 @@ static json_t *s_success(const ghost_restore_stats_t *st, const char *unit)
             "threads", (int)st->members[i].threads,
             "stopped", st->members[i].stopped));
     ghost_place_cgroup_of(st->host_pid, cgroup, sizeof cgroup);
-    return json_pack("{s:i,s:i,s:i,s:b,s:b,s:I,s:I,s:i,s:i,s:i,s:I,s:s,s:s*,s:o*}",
+    json_t *j = json_pack("{s:i,s:i,s:i,s:b,s:b,s:I,s:I,s:i,s:i,s:i,s:I,s:s,s:s*,s:o*}",
                      "pid", (int)st->pid, "original_pid", (int)st->original_pid,
                      "host_pid", (int)st->host_pid, "job", st->job,
                      "same_pid", st->same_pid, "image_bytes",
@@ -119,6 +132,38 @@ static json_t *s_success(const ghost_restore_stats_t *st, const char *unit)
                      "threads", (int)st->threads, "stopped", (int)st->stopped,
                      "restore_us", (json_int_t)st->restore_us, "cgroup", cgroup,
                      "unit", unit, "members", members);
+    if (j) {   /* where the time went once the stream had ended, and what
+                  was read straight into place (docs/ghost.md, "Page data") */
+        json_object_set_new(j, "tail_us", json_integer((json_int_t)st->tail_us));
+        json_object_set_new(j, "placed_bytes", json_integer((json_int_t)st->placed_bytes));
+    }
+    return j;
+}
+
+/* Where restore_us went (restore.h, enum ghost_restore_step). */
+static json_t *s_steps(const ghost_restore_stats_t *st)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < GHOST_RESTORE_STEPS; i++)
+        json_object_set_new(o, ghost_restore_step_names[i],
+                            json_integer((json_int_t)st->steps_us[i]));
+    return o;
+}
+
+/* What the verifier found and let pass (verify.h): the cosmetic
+ * differences, and its time. */
+static json_t *s_verified(const ghost_restore_stats_t *st)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < st->verify.n; i++) {
+        const ghost_verify_diff_t *d = &st->verify.v[i];
+        json_array_append_new(list, json_pack("{s:i,s:s,s:s,s:s}", "pid", (int)d->pid,
+                                              "what", d->what, "want", d->want, "got",
+                                              d->got));
+    }
+    return json_pack("{s:o*,s:I,s:I}", "cosmetic", list, "more",
+                     (json_int_t)(st->verify.n_cosmetic - st->verify.n), "us",
+                     (json_int_t)st->steps_us[GHOST_RESTORE_VERIFY]);
 }
 
 /* The --check success line. */
@@ -156,7 +201,7 @@ static int s_usage(const char *why)
     cairn_error_set(
         &err, -EINVAL, CAIRN_USAGE,
         "%s; usage: ghost-restore (--image FILE|- | --image-fd N) [--pages-fd P] "
-        "[--new-pid] [--pread-pages] [--scope UNIT --slice SLICE | --cgroup NAME] "
+        "[--new-pid] [--pread-pages] [--no-verify] [--scope UNIT --slice SLICE | --cgroup NAME] "
         "[--as UID:GID] | --check [--as UID:GID]",
         why);
     return ghost_report_error(&err, 100);
@@ -173,7 +218,8 @@ enum {
     S_OPT_AS,
     S_OPT_IMAGE_FD,
     S_OPT_PAGES_FD,
-    S_OPT_CGROUP
+    S_OPT_CGROUP,
+    S_OPT_NO_VERIFY
 };
 
 static const cairn_option_t s_options[] = {
@@ -195,7 +241,9 @@ static const cairn_option_t s_options[] = {
                          "the page source on inherited fd P" },
     [S_OPT_CGROUP] = { "--cgroup", "NAME", "restore into sub-cgroup NAME of ours "
                        "(a job's job-<gpid>)" },
-    [S_OPT_CGROUP + 1] = { NULL, NULL, NULL },
+    [S_OPT_NO_VERIFY] = { "--no-verify", NULL, "let the tree go without comparing its "
+                          "/proc with the image (verify.h)" },
+    [S_OPT_NO_VERIFY + 1] = { NULL, NULL, NULL },
 };
 
 /* The image as the kernel has it: a regular file that only its owner
@@ -351,6 +399,10 @@ static int s_window(struct ghost_lazy *lz)
                           "faults", (json_int_t)v->faults, "requested", (json_int_t)v->requested,
                           "zero_pages", (json_int_t)v->zero, "dropped", (json_int_t)v->dropped,
                           "forks", (json_int_t)v->forks, "serve_us", (json_int_t)v->serve_us);
+    if (j) {
+        json_object_set_new(j, "absent", json_integer((json_int_t)v->absent));
+        json_object_set_new(j, "early_faults", json_integer((json_int_t)v->early_faults));
+    }
     if (j && r < 0)
         json_object_set_new(j, "error", json_pack("{s:s,s:s}", "code",
                                                   cairn_code_name(err.code), "message",
@@ -381,6 +433,7 @@ static int s_run(int fd, const char *image, bool check, ghost_restore_opts_t *op
         ghost_report(s_checked(&st));
         return 0;
     }
+    opts->exiting = !opts->postcopy;   /* we exit right after the line */
     ret = ghost_restore(fd, opts, &st, &err);
     if (ret < 0)
         return s_refused(image, p, NULL, &err);
@@ -389,8 +442,13 @@ static int s_run(int fd, const char *image, bool check, ghost_restore_opts_t *op
         json_object_set_new(j, "postcopy", json_true());
         json_object_set_new(j, "lazy_pages", json_integer((json_int_t)st.lazy_pages));
     }
+    if (j) {
+        json_object_set_new(j, "steps_us", s_steps(&st));
+        json_object_set_new(j, "verify", opts->no_verify ? json_null() : s_verified(&st));
+    }
     ghost_report(j);
     free(st.members);
+    ghost_verify_free(&st.verify);
     return st.lazy ? s_window(st.lazy) : 0;
 }
 
@@ -404,6 +462,9 @@ int main(int argc, char **argv)
     cairn_args_t a;
     const char *image;
     int fd = -1, ret;
+
+    if (ghost_place_take_oom(&err) < 0)
+        return ghost_report_error(&err, 1);
 
     /* Positionals are taken here and refused below, to say which it was. */
     if (cairn_args_parse("ghost-restore", s_options, argc > 0 ? argc - 1 : 0,
@@ -436,10 +497,13 @@ int main(int argc, char **argv)
     opts.new_pid = a.values[S_OPT_NEW_PID] != NULL;
     check = a.values[S_OPT_CHECK] != NULL;
     opts.pread_pages = a.values[S_OPT_PREAD_PAGES] != NULL;
+    opts.no_verify = a.values[S_OPT_NO_VERIFY] != NULL;
     if (!image || a.n_pos > 0)
         return s_usage(image ? "unexpected argument" : "--image is required");
     if (check && opts.new_pid)
         return s_usage("--check restores nothing: it takes no --new-pid");
+    if (check && opts.no_verify)
+        return s_usage("--check restores nothing: it takes no --no-verify");
     if (check && opts.pread_pages)
         return s_usage("--check restores nothing: it takes no --pread-pages");
     if (check && a.values[S_OPT_SCOPE])

@@ -15,6 +15,11 @@
 int lazy_load(rst_image_t *im, rst_proc_t *pr, const Cairn__Ghost__LazyPages *l, uint64_t at,
               cairn_error_t *err);
 
+/* Pages the image's lazy ranges will take here: per process, what it
+ * held at the freeze (Process.lazy_resident_pages) if that is less than
+ * its ranges' extent (whole vmas, touched or not). */
+uint64_t lazy_need_pages(const rst_image_t *im);
+
 /* Before the plan of any process: the page server of a post-copy restore
  * (pages_fd: the page source, the caller's) with every lazy range of the
  * image, and the socket on which the restored processes send it their

@@ -13,9 +13,14 @@
  *  - a fault at an address whose page is lazy and has not come yet asks
  *    the source for it (and up to S_AHEAD pages after it, not asked yet);
  *    the faulting thread sleeps until UFFDIO_COPY puts the page in. A
- *    fault anywhere else in a registered vma (memory the process never
- *    touched before the dump, the stack growing, the heap growing, a
- *    page it dropped since) gets a zero page, as it would have.
+ *    fault anywhere else in a registered vma (a page the source said it
+ *    never touched, the stack growing, the heap growing, a page the
+ *    process dropped since) gets a zero page, as it would have.
+ *  - a ZERO run from the source (pages it never touched) is only
+ *    forgotten: nothing is placed (a 1 TiB reservation costs no page
+ *    table), so a later fault there gets a zero page, and once the
+ *    userfaultfd is closed the kernel gives one; a thread already
+ *    waiting in it (its page asked for) gets its zero page now.
  *  - a page from the source goes into every process that still misses
  *    it, at the address it has there now; it is read from the source only
  *    once every process is registered (before that, a copy would find no
@@ -74,19 +79,13 @@
 
 /* ---- the server's state ------------------------------------------------ */
 
-/* A lazy range of a process of the image; its pages are bits first.. of
- * the family's bitmaps. */
-typedef struct s_range {
-    uint64_t addr, n, first;
-} s_range_t;
-
-/* A process of the image: its lazy pages and which have come. */
+/* A process of the image: its lazy pages and which have come (runs, not
+ * bits: a range may span a whole untouched reservation). */
 typedef struct s_fam {
     uint32_t vpid;             /* as the image and the source name it */
-    s_range_t *r;
-    size_t n, cap;
-    uint64_t pages, left;      /* lazy pages; of them, not come yet */
-    uint64_t *got, *asked;     /* a bit per page */
+    lazy_runs_t ranges;        /* its lazy ranges */
+    lazy_runs_t missing;       /* of them, not come yet */
+    lazy_runs_t asked;         /* of those, asked for */
     bool arrived;              /* its userfaultfd came */
     bool ready;                /* its blob registered the lazy vmas */
 } s_fam_t;
@@ -152,19 +151,11 @@ int lazy_srv_add(lazy_srv_t *s, size_t index, uint32_t vpid, uint64_t addr, uint
     if (index >= s->n_fam)
         return -EINVAL;
     s_fam_t *f = &s->fam[index];
-    s_range_t *last = f->n ? &f->r[f->n - 1] : NULL;
-    uint64_t n = len / LAZY_PAGE;
     f->vpid = vpid;
-    if (last && last->addr + last->n * LAZY_PAGE == addr) {
-        last->n += n;
-    } else {
-        if (CAIRN_GROW(f->r, f->cap, f->n + 1, 16) < 0)
-            return -ENOMEM;
-        f->r[f->n++] = (s_range_t){ addr, n, f->pages };
-    }
-    f->pages += n;
-    f->left += n;
-    s->st.pages += n;
+    if (lazy_runs_put(&f->ranges, addr, addr + len) < 0 ||
+        lazy_runs_put(&f->missing, addr, addr + len) < 0)
+        return -ENOMEM;
+    s->st.pages += len / LAZY_PAGE;
     return 0;
 }
 
@@ -177,30 +168,6 @@ void lazy_srv_push(lazy_srv_t *s)
 int lazy_srv_done_fd(const lazy_srv_t *s)
 {
     return s->done_efd;
-}
-
-static bool s_bit(const uint64_t *b, uint64_t i)
-{
-    return b[i / 64] >> (i % 64) & 1;
-}
-
-static void s_set(uint64_t *b, uint64_t i)
-{
-    b[i / 64] |= 1ull << (i % 64);
-}
-
-/* The range of f holding image page addr, or NULL. */
-static const s_range_t *s_range_of(const s_fam_t *f, uint64_t addr)
-{
-    size_t lo = 0, hi = f->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (f->r[mid].addr + f->r[mid].n * LAZY_PAGE <= addr)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < f->n && f->r[lo].addr <= addr ? &f->r[lo] : NULL;
 }
 
 /* The server's first failure (later ones are its consequences): rc. */
@@ -313,7 +280,7 @@ static ssize_t s_mm_add(lazy_srv_t *s, size_t f, int uffd, const s_mm_t *like)
 {
     s_mm_t m = { .fam = f, .uffd = uffd };
     const s_fam_t *fa = &s->fam[f];
-    size_t n = like ? like->n : fa->n;
+    size_t n = like ? like->n : fa->ranges.n;
     if (n && !(m.iv = malloc(n * sizeof(*m.iv)))) {
         close(uffd);
         return -ENOMEM;
@@ -321,7 +288,8 @@ static ssize_t s_mm_add(lazy_srv_t *s, size_t f, int uffd, const s_mm_t *like)
     m.n = m.cap = n;
     for (size_t i = 0; i < n; i++)
         m.iv[i] = like ? like->iv[i]
-                       : (s_iv_t){ fa->r[i].addr, fa->r[i].addr, fa->r[i].n * LAZY_PAGE };
+                       : (s_iv_t){ fa->ranges.v[i].a, fa->ranges.v[i].a,
+                                   fa->ranges.v[i].b - fa->ranges.v[i].a };
     if (CAIRN_GROW(s->mm, s->cap_mm, s->n_mm + 1, 8) < 0) {
         free(m.iv);
         close(uffd);
@@ -344,18 +312,19 @@ static void s_mm_gone(s_mm_t *m)
 /* ---- faults and events ------------------------------------------------- */
 
 /* Asks the source for image page img of family f and the few after it
- * that nobody asked for yet (within its range). */
+ * that have not come and nobody asked for yet (within its range). */
 static int s_ask(lazy_srv_t *s, s_fam_t *f, uint64_t img)
 {
-    const s_range_t *r = s_range_of(f, img);
-    if (!r)
-        return 0;
-    uint64_t i = r->first + (img - r->addr) / LAZY_PAGE, end = r->first + r->n;
-    if (s_bit(f->got, i) || s_bit(f->asked, i))
-        return 0;   /* on its way */
-    uint32_t n = 0;
-    while (i + n < end && n < S_AHEAD && !s_bit(f->got, i + n) && !s_bit(f->asked, i + n))
-        s_set(f->asked, i + n++);
+    const lazy_run_t *m = lazy_runs_at(&f->missing, img);
+    if (!m || lazy_runs_at(&f->asked, img))
+        return 0;   /* come, or on its way */
+    uint64_t end = img + (uint64_t)S_AHEAD * LAZY_PAGE;
+    const lazy_run_t *next = lazy_runs_next(&f->asked, img);
+    end = m->b < end ? m->b : end;
+    end = next && next->a < end ? next->a : end;
+    if (lazy_runs_put(&f->asked, img, end) < 0)
+        return s_fail(s, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    uint32_t n = (uint32_t)((end - img) / LAZY_PAGE);
     lazy_frame_t q = { LAZY_REQ, f->vpid, img, n, 0 };
     int rc = lazy_frame_write(s->pages_fd, &q, NULL);
     s->st.requested += n;
@@ -371,6 +340,7 @@ static int s_fault(lazy_srv_t *s, size_t k, uint64_t addr)
     uint64_t page = addr & ~(uint64_t)(LAZY_PAGE - 1);
     s_iv_t *v = s_iv_at(m, page);
     s->st.faults++;
+    s->st.early_faults += !s->push;   /* the restore is waiting for it */
     if (v)
         return s_ask(s, &s->fam[m->fam], v->img + (page - v->cur));
     struct uffdio_zeropage z = { .range = { page, LAZY_PAGE } };
@@ -430,10 +400,26 @@ static int s_drain(lazy_srv_t *s, size_t k)
 
 /* ---- pages from the source --------------------------------------------- */
 
-/* One pass of copying the image pages [img, img + len) (bytes at data)
- * into mm m where it misses them: 0, or the errno that stopped it
- * (EAGAIN: an event is unread; ENOENT: no registered mapping there;
- * ESRCH: the mm is gone). Pages there already are skipped. */
+/* Places len bytes at dst of an mm: a copy of src, or zero pages (src
+ * NULL); -1 and errno on failure, the bytes placed before it in *done. */
+static int s_place(int uffd, uint64_t dst, uint64_t len, const uint8_t *src, int64_t *done)
+{
+    if (src) {
+        struct uffdio_copy c = { .dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len };
+        int r = ioctl(uffd, UFFDIO_COPY, &c);
+        *done = c.copy;
+        return r;
+    }
+    struct uffdio_zeropage z = { .range = { dst, len } };
+    int r = ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+    *done = z.zeropage;
+    return r;
+}
+
+/* One pass of placing the image pages [img, img + len) (bytes at data;
+ * NULL: zero pages) into mm m where it misses them: 0, or the errno that
+ * stopped it (EAGAIN: an event is unread; ENOENT: no registered mapping
+ * there; ESRCH: the mm is gone). Pages there already are skipped. */
 static int s_copy_pass(s_mm_t *m, uint64_t img, uint64_t len, const uint8_t *data)
 {
     for (size_t i = 0; i < m->n; i++) {
@@ -441,13 +427,12 @@ static int s_copy_pass(s_mm_t *m, uint64_t img, uint64_t len, const uint8_t *dat
         uint64_t os = img > v.img ? img : v.img;
         uint64_t oe = img + len < v.img + v.len ? img + len : v.img + v.len;
         while (os < oe) {
-            struct uffdio_copy c = { .dst = v.cur + (os - v.img),
-                                     .src = (uint64_t)(uintptr_t)(data + (os - img)),
-                                     .len = oe - os };
-            if (ioctl(m->uffd, UFFDIO_COPY, &c) == 0)
+            int64_t done = 0;
+            if (s_place(m->uffd, v.cur + (os - v.img), oe - os, data ? data + (os - img) : NULL,
+                        &done) == 0)
                 break;
             int e = errno;
-            os += c.copy > 0 ? (uint64_t)c.copy : 0;
+            os += done > 0 ? (uint64_t)done : 0;
             if (e == EEXIST)
                 os += LAZY_PAGE;   /* there already: a zero page raced it in */
             else if (e != EINTR)
@@ -457,8 +442,8 @@ static int s_copy_pass(s_mm_t *m, uint64_t img, uint64_t len, const uint8_t *dat
     return 0;
 }
 
-/* Copies the image pages [img, img + len) into mm k where it misses
- * them and forgets them there. Refused because an event is unread (a
+/* Places the image pages [img, img + len) (data NULL: zero pages) into
+ * mm k where it misses them and forgets them there. Refused because an event is unread (a
  * fork, a move, a drop under way), the events are read first and the
  * copy tried again; a place that still has no registered mapping after
  * that was unmapped: its pages are dropped. */
@@ -489,33 +474,78 @@ static int s_fill_mm(lazy_srv_t *s, size_t k, uint64_t img, uint64_t len, const 
     return r < 0 ? s_fail(s, r, CAIRN_SYSTEM, "out of memory") : 0;
 }
 
+/* The family of the frame's pages, or NULL (then the server failed):
+ * they must be inside one lazy range of that process. */
+static s_fam_t *s_frame_fam(lazy_srv_t *s, const lazy_frame_t *f)
+{
+    s_fam_t *fa = NULL;
+    for (size_t i = 0; i < s->n_fam && !fa; i++)
+        if (s->fam[i].ranges.n && s->fam[i].vpid == f->pid)
+            fa = &s->fam[i];
+    const lazy_run_t *rg = fa ? lazy_runs_at(&fa->ranges, f->addr) : NULL;
+    if (!rg || f->addr + (uint64_t)f->n_pages * LAZY_PAGE > rg->b) {
+        s_fail(s, -EPROTO, CAIRN_INVALID_ARGUMENT, "the page source sent pages that are "
+               "not lazy pages of the image (process %u at %#llx)", f->pid,
+               (unsigned long long)f->addr);
+        return NULL;
+    }
+    return fa;
+}
+
+/* [a, b) of family fa came: no longer missing nor asked. */
+static int s_came(lazy_srv_t *s, s_fam_t *fa, uint64_t a, uint64_t b, bool zero)
+{
+    uint64_t cut = 0;
+    if (lazy_runs_cut(&fa->missing, a, b, &cut) < 0 || lazy_runs_cut(&fa->asked, a, b, NULL) < 0)
+        return s_fail(s, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    s->st.received += cut / LAZY_PAGE;
+    s->st.absent += zero ? cut / LAZY_PAGE : 0;
+    return s->rc;
+}
+
 static int s_pages(lazy_srv_t *s, const lazy_frame_t *f)
 {
     int r = lazy_read_full(s->pages_fd, s->buf, f->len);
     if (r < 0)
         return s_fail(s, r, CAIRN_UNAVAILABLE, "the page source is gone (%s)", strerror(-r));
-    size_t fi = s->n_fam;
-    for (size_t i = 0; i < s->n_fam; i++)
-        if (s->fam[i].pages && s->fam[i].vpid == f->pid)
-            fi = i;
-    s_fam_t *fa = fi < s->n_fam ? &s->fam[fi] : NULL;
-    const s_range_t *rg = fa ? s_range_of(fa, f->addr) : NULL;
-    if (!rg || f->addr + (uint64_t)f->n_pages * LAZY_PAGE > rg->addr + rg->n * LAZY_PAGE)
-        return s_fail(s, -EPROTO, CAIRN_INVALID_ARGUMENT, "the page source sent pages that are "
-                      "not lazy pages of the image (process %u at %#llx)", f->pid,
-                      (unsigned long long)f->addr);
+    s_fam_t *fa = s_frame_fam(s, f);
+    if (!fa)
+        return s->rc;
     uint64_t len = (uint64_t)f->n_pages * LAZY_PAGE;
     for (size_t k = 0; k < s->n_mm && s->rc == 0; k++)   /* forks append */
-        if (s->mm[k].fam == fi && s->mm[k].uffd >= 0)
+        if (&s->fam[s->mm[k].fam] == fa && s->mm[k].uffd >= 0)
             s_fill_mm(s, k, f->addr, len, s->buf);
-    uint64_t first = rg->first + (f->addr - rg->addr) / LAZY_PAGE;
-    for (uint64_t i = 0; i < f->n_pages; i++)
-        if (!s_bit(fa->got, first + i)) {
-            s_set(fa->got, first + i);
-            fa->left--;
-            s->st.received++;
+    return s->rc ? s->rc : s_came(s, fa, f->addr, f->addr + len, false);
+}
+
+/* A ZERO run: pages the source never touched. Nothing is placed but
+ * where a thread waits (asked for), so a huge untouched range costs no
+ * page table; each mm forgets the run (a fault there now gets a zero
+ * page, as once the userfaultfd is closed). */
+static int s_zero(lazy_srv_t *s, const lazy_frame_t *f)
+{
+    s_fam_t *fa = s_frame_fam(s, f);
+    if (!fa)
+        return s->rc;
+    uint64_t a = f->addr, b = a + (uint64_t)f->n_pages * LAZY_PAGE;
+    /* The asked parts, copied: placing reads events, whose faults ask. */
+    lazy_runs_t wait = { 0 };
+    for (const lazy_run_t *q = lazy_runs_next(&fa->asked, a); q && q->a < b;
+         q = lazy_runs_next(&fa->asked, q->b))
+        if (lazy_runs_put(&wait, q->a > a ? q->a : a, q->b < b ? q->b : b) < 0) {
+            lazy_runs_free(&wait);
+            return s_fail(s, -ENOMEM, CAIRN_SYSTEM, "out of memory");
         }
-    return s->rc;
+    for (size_t k = 0; k < s->n_mm && s->rc == 0; k++) {
+        if (&s->fam[s->mm[k].fam] != fa || s->mm[k].uffd < 0)
+            continue;
+        for (size_t j = 0; j < wait.n && s->rc == 0 && s->mm[k].uffd >= 0; j++)
+            s_fill_mm(s, k, wait.v[j].a, wait.v[j].b - wait.v[j].a, NULL);
+        if (s->rc == 0 && s->mm[k].uffd >= 0 && s_iv_cut(&s->mm[k], a, b, true, NULL) < 0)
+            s_fail(s, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    }
+    lazy_runs_free(&wait);
+    return s->rc ? s->rc : s_came(s, fa, a, b, true);
 }
 
 /* One frame from the source. */
@@ -531,6 +561,8 @@ static int s_source(lazy_srv_t *s)
     switch (f.type) {
     case LAZY_PAGES:
         return s_pages(s, &f);
+    case LAZY_ZERO:
+        return s_zero(s, &f);
     case LAZY_ERROR:
         if (lazy_read_full(s->pages_fd, msg, f.len) < 0)
             snprintf(msg, sizeof(msg), "(its message was cut)");
@@ -568,7 +600,7 @@ static int s_sock(lazy_srv_t *s)
     if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
         memcpy(&fd, CMSG_DATA(c), sizeof(int));
     size_t i = word & ~GR_LAZY_READY;
-    if (n != (ssize_t)sizeof(word) || i >= s->n_fam || !s->fam[i].pages ||
+    if (n != (ssize_t)sizeof(word) || i >= s->n_fam || !s->fam[i].ranges.n ||
         (fd >= 0) == !!(word & GR_LAZY_READY)) {
         if (fd >= 0)
             close(fd);
@@ -589,7 +621,7 @@ static int s_sock(lazy_srv_t *s)
 static bool s_all(const lazy_srv_t *s, bool ready_only)
 {
     for (size_t i = 0; i < s->n_fam; i++)
-        if (s->fam[i].pages && (ready_only ? !s->fam[i].ready : s->fam[i].left > 0))
+        if (s->fam[i].ranges.n && (ready_only ? !s->fam[i].ready : s->fam[i].missing.bytes > 0))
             return false;
     return true;
 }
@@ -632,13 +664,13 @@ static void *s_main(void *arg)
             s->rc = -ECANCELED;   /* the restore failed: nothing to report */
             break;
         }
+        if (pf[3 + n_mm].revents)   /* first: a fault beside it came after */
+            s->push = true;
         for (size_t k = 0; k < n_mm && s->rc == 0; k++)
             if (pf[3 + k].revents)
                 s_drain(s, k);
         if (s->rc == 0 && pf[1].revents)
             s_sock(s);
-        if (pf[3 + n_mm].revents)
-            s->push = true;
         if (s->rc == 0 && pf[2].revents)
             s_source(s);
     }
@@ -657,12 +689,6 @@ static void *s_main(void *arg)
 
 int lazy_srv_start(lazy_srv_t *s, cairn_error_t *err)
 {
-    for (size_t i = 0; i < s->n_fam; i++) {
-        s_fam_t *f = &s->fam[i];
-        if (f->pages && (!(f->got = calloc(f->pages / 64 + 1, 8)) ||
-                         !(f->asked = calloc(f->pages / 64 + 1, 8))))
-            return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    }
     int r = pthread_create(&s->thread, NULL, s_main, s);
     if (r != 0)
         return cairn_error_set(err, -r, CAIRN_SYSTEM, "cannot start the page server: %s",
@@ -688,9 +714,9 @@ int lazy_srv_finish(lazy_srv_t *s, bool stop, lazy_srv_stats_t *st, cairn_error_
     for (size_t k = 0; k < s->n_mm; k++)
         s_mm_gone(&s->mm[k]);
     for (size_t i = 0; i < s->n_fam; i++) {
-        free(s->fam[i].r);
-        free(s->fam[i].got);
-        free(s->fam[i].asked);
+        lazy_runs_free(&s->fam[i].ranges);
+        lazy_runs_free(&s->fam[i].missing);
+        lazy_runs_free(&s->fam[i].asked);
     }
     free(s->fam);
     free(s->mm);
@@ -722,7 +748,7 @@ int lazy_load(rst_image_t *im, rst_proc_t *pr, const Cairn__Ghost__LazyPages *l,
     uint64_t len = l->n_pages * RST_PAGE;
     if (!im->header || !im->header->header->lazy)
         return rst_bad(err, "lazy pages in an image that is not post-copy", at);
-    if (l->n_pages == 0 || l->n_pages > (1ull << 36) / RST_PAGE || l->vaddr % RST_PAGE)
+    if (l->n_pages == 0 || l->n_pages > (1ull << 24) || l->vaddr % RST_PAGE)
         return rst_bad(err, "lazy pages record with a bad range", at);
     const Cairn__Ghost__Vma *v = pr ? mem_vma_of(pr, l->vaddr, len) : NULL;
     if (!v || !v->dumped || !s_private_anon(v))
@@ -741,6 +767,19 @@ int lazy_load(rst_image_t *im, rst_proc_t *pr, const Cairn__Ghost__LazyPages *l,
     im->lazy_pages += l->n_pages;
     im->pages += l->n_pages;
     return 0;
+}
+
+uint64_t lazy_need_pages(const rst_image_t *im)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < im->n_procs; i++) {
+        const rst_proc_t *pr = &im->procs[i];
+        uint64_t extent = 0, held = pr->process->process->lazy_resident_pages;
+        for (size_t j = 0; j < pr->n_lazy; j++)
+            extent += pr->lazy[j].len / RST_PAGE;
+        n += held && held < extent ? held : extent;
+    }
+    return n;
 }
 
 int lazy_plan_tree(rst_tree_t *t, int pages_fd, cairn_error_t *err)

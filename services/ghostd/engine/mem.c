@@ -19,13 +19,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#ifndef MAP_DROPPABLE
+#define MAP_DROPPABLE 0x08   /* 6.11 */
+#endif
+
 #include "mem.h"
 #include "shmem.h"
+#include "track.h"
 #include "util/cleanup.h"
 
 /* ---- dump: the check --------------------------------------------------- */
@@ -58,7 +64,12 @@ int mem_vma_kind(pid_t pid, const proc_vma_t *v, Cairn__Ghost__VmaKind *ret,
         *ret = CAIRN__GHOST__VMA_KIND__VMA_VSYSCALL;
     else if (strncmp(p, "/memfd:", 7) == 0)
         *ret = CAIRN__GHOST__VMA_KIND__VMA_MEMFD;
-    else if (p[0] != '/' || strncmp(p, "/SYSV", 5) == 0 || engine_has_suffix(p, " (deleted)") ||
+    else if (strncmp(p, "/SYSV", 5) == 0)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d attaches SysV shared memory %s at %#llx: a "
+                               "system object outside the tree, not restorable",
+                               (int)pid, p, (unsigned long long)v->start);
+    else if (p[0] != '/' || engine_has_suffix(p, " (deleted)") ||
              strncmp(p, "/dev/", 5) == 0)
         return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                                "process %d maps %s at %#llx (not restorable)", (int)pid,
@@ -85,27 +96,47 @@ const proc_vmas_t *mem_seen_find(const mem_seen_t *l, pid_t pid)
     return NULL;
 }
 
-/* The same mappings, line for line (what /proc/PID/maps shows). */
-static bool s_same_layout(const proc_vmas_t *a, const proc_vmas_t *b)
+/* Whether b is a, or a grown or shrunk at one end (a heap's brk, a
+ * stack growing down): the same mapping, whose flags are a's. */
+static bool s_same_mapping(const proc_vma_t *a, const proc_vma_t *b)
 {
-    if (a->n != b->n)
+    return (a->start == b->start || a->end == b->end) && a->prot == b->prot &&
+           a->shared == b->shared && a->dev == b->dev && a->ino == b->ino &&
+           (a->start != b->start || a->pgoff == b->pgoff) && strcmp(a->path, b->path) == 0;
+}
+
+/* A mapping made since the earlier read: its flags from what maps says.
+ * false when it might be device memory (io, pf: only smaps tells) --
+ * anything but anonymous memory or a regular file. */
+static bool s_flags_from_maps(proc_vma_t *v)
+{
+    const char *p = v->path;
+    if (p[0] && strncmp(p, "[anon:", 6) != 0 && strcmp(p, "[heap]") != 0 &&
+        (p[0] != '/' || strncmp(p, "/dev/", 5) == 0 || v->dev == 0))
         return false;
-    for (size_t i = 0; i < a->n; i++) {
-        const proc_vma_t *x = &a->v[i], *y = &b->v[i];
-        if (x->start != y->start || x->end != y->end || x->prot != y->prot ||
-            x->shared != y->shared || x->pgoff != y->pgoff || x->dev != y->dev ||
-            x->ino != y->ino || strcmp(x->path, y->path) != 0)
-            return false;
-    }
+    v->vmflags = PROC_VMF_HAVE | (v->shared ? PROC_VMF_SHARED : 0);
     return true;
 }
 
+/* v's flags are those an earlier read of the same mapping saw. */
+static void s_take_flags(proc_vma_t *v, const proc_vma_t *seen)
+{
+    v->vmflags = seen->vmflags;
+    memcpy(v->vmflags_text, seen->vmflags_text, sizeof(v->vmflags_text));
+}
+
 /* The vmas of pid with their smaps VmFlags. smaps walks every page table
- * (12 ms a GiB): when the process's maps are line for line what an
- * earlier smaps read (before) showed, its flags are taken from there.
- * The flags the engine uses (gd, io, pf, nr, sh) are fixed when a mapping
- * is made, so only a mapping replaced in between by one identical in
- * every maps field but those flags would be described by its predecessor's. */
+ * (12 ms a GiB, far more on a busy machine: inside the freeze, the walk
+ * post-copy otherwise avoids), so the flags of a mapping an earlier smaps
+ * read (before) showed are taken from there -- the same mapping, or it
+ * grown at one end -- and those of one made since, anonymous or of a
+ * regular file, from maps: the flags the engine uses (gd, io, pf, nr,
+ * sh) are fixed when a mapping is made, and such a new one cannot be
+ * device memory (io, pf). Its MAP_GROWSDOWN or MAP_NORESERVE is not
+ * seen (restored without). Anything else new reads smaps whole. The
+ * madvise/mlock/mseal flags can change without a change of layout: a
+ * change made between the two reads is not seen, which is why dump.c
+ * passes before only for the dumps whose freeze must be short. */
 static int s_read_vmas_since(pid_t pid, const proc_vmas_t *before, proc_vmas_t *ret,
                              cairn_error_t *err)
 {
@@ -115,13 +146,107 @@ static int s_read_vmas_since(pid_t pid, const proc_vmas_t *before, proc_vmas_t *
     int r = proc_read_vmas(pid, false, &now, err);
     if (r < 0)
         return r;
-    if (!s_same_layout(&now, before)) {
+    bool known = true;
+    for (size_t i = 0, j = 0; known && i < now.n; i++) {
+        proc_vma_t *v = &now.v[i];
+        while (j < before->n && before->v[j].end <= v->start)
+            j++;   /* both sorted by address */
+        if (j < before->n && s_same_mapping(&before->v[j], v))
+            s_take_flags(v, &before->v[j]);
+        else if (j > 0 && s_same_mapping(&before->v[j - 1], v))
+            s_take_flags(v, &before->v[j - 1]);   /* a stack grown below */
+        else
+            known = s_flags_from_maps(v);
+    }
+    if (!known) {
         proc_vmas_free(&now);
         return proc_read_vmas(pid, true, ret, err);
     }
-    for (size_t i = 0; i < now.n; i++)
-        now.v[i].vmflags = before->v[i].vmflags;
     *ret = now;
+    return 0;
+}
+
+/* The memfd a VMA_MEMFD vma v maps, read through map_files into *m; a
+ * refusal when it is mapped writable under a write seal
+ * (F_SEAL_FUTURE_WRITE added after the mapping: no new mapping may be
+ * writable). The check and the record both read it. */
+static int s_memfd_at(pid_t pid, const proc_vma_t *v, Cairn__Ghost__Memfd *m,
+                      cairn_error_t *err)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid,
+             (unsigned long long)v->start, (unsigned long long)v->end);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s (the memfd "
+                               "%s, for its mode and seals): %s", path, v->path,
+                               strerror(errno));
+    int r = shmem_memfd_read(fd, v->path, m, err);
+    if (r == 0 && (m->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) && v->shared &&
+        (v->prot & PROT_WRITE))
+        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                            "process %d maps the memfd %s writable at %#llx under "
+                            "a write seal (%#x): not restorable", (int)pid, v->path,
+                            (unsigned long long)v->start, m->seals);
+    return r;
+}
+
+/* The smaps flags of v the restore cannot put back: a refusal naming
+ * the first, or 0. The madvise, mlock and mseal flags (mem_plan_vmas)
+ * and the may-bits (the access its file is reopened with) are restored. */
+static int s_check_vmflags(pid_t pid, const proc_vma_t *v, cairn_error_t *err)
+{
+    static const struct { uint32_t bit; const char *what; } refused[] = {
+        { PROC_VMF_HUGETLB, "is hugetlb memory (ht)" },
+        { PROC_VMF_SHADOWSTK, "is a shadow stack (ss)" },
+        { PROC_VMF_PKEY, "has a memory protection key (ProtectionKey)" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (v->vmflags & refused[i].bit)
+            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                   "process %d: the mapping at %#llx (%s) %s: not restorable",
+                                   (int)pid, (unsigned long long)v->start,
+                                   v->path[0] ? v->path : "anonymous", refused[i].what);
+    if (v->vmflags & PROC_VMF_UNKNOWN)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d: the mapping at %#llx has the VmFlag '%s', "
+                               "unknown to this engine: not restorable", (int)pid,
+                               (unsigned long long)v->start, v->unknown_flag);
+    return 0;
+}
+
+/* PAGEMAP_SCAN's category of a guard region page (6.14). */
+#define S_PAGE_IS_GUARD (1ull << 8)
+
+/* Guard regions (MADV_GUARD_INSTALL) are markers in the page tables, no
+ * vma of their own; smaps says "gu" where one may be (it stays after
+ * MADV_GUARD_REMOVE), so PAGEMAP_SCAN asks that vma for its first. A
+ * refusal naming it: a guard that came back as memory would turn the
+ * program's overflow trap into a silent write. */
+static int s_check_guards(pid_t pid, const proc_vma_t *v, cairn_error_t *err)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
+                               strerror(errno));
+    struct track_page_region reg;
+    struct track_pm_scan_arg a = {
+        .size = sizeof a, .start = v->start, .end = v->end,
+        .vec = (uint64_t)(uintptr_t)&reg, .vec_len = 1, .max_pages = 1,
+        .category_anyof_mask = S_PAGE_IS_GUARD, .return_mask = S_PAGE_IS_GUARD,
+    };
+    long n = ioctl(fd, TRACK_PAGEMAP_SCAN, &a);
+    if (n < 0)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d: the mapping at %#llx may hold guard regions "
+                               "(gu) and PAGEMAP_SCAN cannot tell (%s): not restorable",
+                               (int)pid, (unsigned long long)v->start, strerror(errno));
+    if (n > 0)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d has a guard region (MADV_GUARD_INSTALL) at %#llx: "
+                               "not restorable", (int)pid, (unsigned long long)reg.start);
     return 0;
 }
 
@@ -135,9 +260,18 @@ int mem_check_vmas(pid_t pid, const proc_vmas_t *before, proc_vmas_t *keep,
     int r = s_read_vmas_since(pid, before, &vm, err);
     for (size_t i = 0; r == 0 && i < vm.n; i++) {
         Cairn__Ghost__VmaKind k;
-        r = ghost_reason_add(rs, mem_vma_kind(pid, &vm.v[i], &k, err), err, pid,
-                             "memory at %#llx", (unsigned long long)vm.v[i].start);
+        int e = mem_vma_kind(pid, &vm.v[i], &k, err);
+        if (e == 0)
+            e = s_check_vmflags(pid, &vm.v[i], err);
+        if (e == 0 && (vm.v[i].vmflags & PROC_VMF_MAYBE_GUARD))
+            e = s_check_guards(pid, &vm.v[i], err);
+        Cairn__Ghost__Memfd m;
+        if (e == 0 && k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
+            e = s_memfd_at(pid, &vm.v[i], &m, err);
+        r = ghost_reason_add(rs, e, err, pid, "memory at %#llx",
+                             (unsigned long long)vm.v[i].start);
     }
+
     if (r == 0 && keep) {
         proc_vmas_free(keep);
         *keep = vm;
@@ -297,8 +431,36 @@ int mem_map_file_stat(pid_t pid, const proc_vma_t *v, struct stat *st)
     return stat(path, st) < 0 ? -errno : 0;
 }
 
+/* The VmFlags an image keeps: what the restorer puts back, and the
+ * may-bits a shared file mapping's file is reopened for. */
+#define S_VMF_KEPT (PROC_VMF_DONTDUMP | PROC_VMF_DONTCOPY | PROC_VMF_WIPEONFORK |   \
+                    PROC_VMF_HUGEPAGE | PROC_VMF_NOHUGEPAGE | PROC_VMF_MERGEABLE | \
+                    PROC_VMF_LOCKED | PROC_VMF_LOCKONFAULT | PROC_VMF_DROPPABLE |  \
+                    PROC_VMF_SEQREAD | PROC_VMF_RANDREAD | PROC_VMF_SEALED |       \
+                    PROC_VMF_MAYREAD | PROC_VMF_MAYWRITE | PROC_VMF_MAYEXEC |      \
+                    PROC_VMF_GROWSDOWN | PROC_VMF_NORESERVE | PROC_VMF_SHARED |    \
+                    PROC_VMF_ACCOUNT | PROC_VMF_HAVE)
+
+/* The memfd of v for its record, refused as the image is written when it
+ * is sealed against writing and no fd of the tree refers to it (its pages
+ * would come in through a writable mapping): only the frozen tree's fds
+ * say so. */
+static int s_vma_memfd(const dump_ctx_t *c, pid_t pid, const proc_vma_t *v,
+                       Cairn__Ghost__Memfd *m, cairn_error_t *err)
+{
+    int r = s_memfd_at(pid, v, m, err);
+    if (r == 0 && (m->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) &&
+        !shmem_fd_memfd(c->shmem, v->ino))
+        r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                            "process %d maps the memfd %s sealed against writing "
+                            "(%#x) and no fd of the tree refers to it: not "
+                            "restorable", (int)pid, v->path, m->seals);
+    return r;
+}
+
 static int s_vma_record(const dump_ctx_t *c, pid_t pid, const proc_vma_t *v,
-                        Cairn__Ghost__Vma *out, cairn_error_t *err)
+                        Cairn__Ghost__Vma *out, Cairn__Ghost__Memfd *m,
+                        cairn_error_t *err)
 {
     Cairn__Ghost__VmaKind k;
     int r = mem_vma_kind(pid, v, &k, err);
@@ -310,10 +472,17 @@ static int s_vma_record(const dump_ctx_t *c, pid_t pid, const proc_vma_t *v,
                  ((v->vmflags & PROC_VMF_NORESERVE) ? MAP_NORESERVE : 0);
     out->pgoff = v->pgoff, out->kind = k;
     out->path = (char *)v->path;
+    out->smaps_flags = (char *)v->vmflags_text;   /* the verifier's (verify.h) */
     out->dev = v->dev, out->ino = v->ino;
     if (k == CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED || k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
         out->shmid = v->ino;
     out->dumped = mem_dump_policy(c, v, k) != 0;
+    out->vm_flags = v->vmflags & S_VMF_KEPT;
+    if (k == CAIRN__GHOST__VMA_KIND__VMA_MEMFD) {
+        if ((r = s_vma_memfd(c, pid, v, m, err)) < 0)
+            return r;
+        out->memfd = m;
+    }
     struct stat st;
     if (k == CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE &&
         mem_map_file_stat(pid, v, &st) == 0) {
@@ -327,7 +496,8 @@ int mem_write_vmas(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm, cairn_e
 {
     for (size_t i = 0; i < vm->n; i++) {
         Cairn__Ghost__Vma v = CAIRN__GHOST__VMA__INIT;
-        int r = s_vma_record(c, p->pid, &vm->v[i], &v, err);
+        Cairn__Ghost__Memfd m = CAIRN__GHOST__MEMFD__INIT;
+        int r = s_vma_record(c, p->pid, &vm->v[i], &v, &m, err);
         if (r < 0)
             return r;
         Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
@@ -497,7 +667,10 @@ int mem_map_region(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 static int s_open_vma_file_checked(const Cairn__Ghost__Vma *v, cairn_error_t *err)
 {
     bool shared = v->kind == CAIRN__GHOST__VMA_KIND__VMA_FILE_SHARED;
-    int mode = shared && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
+    /* A shared mapping may take PROT_WRITE later (mprotect) only if its
+     * file was open for writing: mw says it was. */
+    bool may_write = (v->prot & PROT_WRITE) || (v->vm_flags & PROC_VMF_MAYWRITE);
+    int mode = shared && may_write ? O_RDWR : O_RDONLY;
     struct stat st;
 
     if (strstr(v->path, " (deleted)"))
@@ -571,6 +744,74 @@ int mem_check_files(const rst_proc_t *pr, ghost_reasons_t *rs, cairn_error_t *er
     return r;
 }
 
+/* What the restorer puts back on v beyond its mapping (GR_VMA_*), from
+ * the VmFlags the image kept. */
+static uint32_t s_gr_flags(const Cairn__Ghost__Vma *v)
+{
+    static const struct { uint32_t vmf, gr; } map[] = {
+        { PROC_VMF_DONTDUMP, GR_VMA_DONTDUMP }, { PROC_VMF_DONTCOPY, GR_VMA_DONTFORK },
+        { PROC_VMF_WIPEONFORK, GR_VMA_WIPEONFORK }, { PROC_VMF_HUGEPAGE, GR_VMA_HUGEPAGE },
+        { PROC_VMF_NOHUGEPAGE, GR_VMA_NOHUGEPAGE }, { PROC_VMF_MERGEABLE, GR_VMA_MERGEABLE },
+        { PROC_VMF_SEQREAD, GR_VMA_SEQUENTIAL }, { PROC_VMF_RANDREAD, GR_VMA_RANDOM },
+        { PROC_VMF_LOCKED, GR_VMA_LOCK }, { PROC_VMF_LOCKONFAULT, GR_VMA_LOCKONFAULT },
+        { PROC_VMF_SEALED, GR_VMA_SEAL },
+    };
+    uint32_t f = 0;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (v->vm_flags & map[i].vmf)
+            f |= map[i].gr;
+    /* A droppable mapping is made wipe-on-fork by the kernel itself. */
+    if (v->vm_flags & PROC_VMF_DROPPABLE)
+        f &= ~GR_VMA_WIPEONFORK;
+    return f;
+}
+
+/* "[anon:NAME]" (PR_SET_VMA_ANON_NAME; "[anon_shmem:NAME]" for shared
+ * memory): NAME copied into the region for the restorer, or 0. */
+static int s_anon_name(rst_plan_t *pl, const Cairn__Ghost__Vma *v, uint64_t *ret,
+                       cairn_error_t *err)
+{
+    const char *p = v->path, *name = NULL;
+    if (strncmp(p, "[anon:", 6) == 0)
+        name = p + 6;
+    else if (strncmp(p, "[anon_shmem:", 12) == 0)
+        name = p + 12;
+    size_t n = name ? strlen(name) : 0;
+    *ret = 0;
+    if (!name || n < 2 || name[n - 1] != ']')
+        return 0;
+    char *s = rst_alloc(pl, n, 8);
+    if (!s)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
+    memcpy(s, name, n - 1);
+    s[n - 1] = '\0';
+    *ret = (uint64_t)(uintptr_t)s;
+    return 0;
+}
+
+/* Whether one of runs[0..n) holds a page of v (the runs need not be
+ * sorted: a scan, made only for s_map_as_is's few candidates). */
+static bool s_has_run(const struct gr_run *runs, size_t n, const Cairn__Ghost__Vma *v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (runs[i].vaddr < v->end && v->start < runs[i].vaddr + runs[i].len)
+            return true;
+    return false;
+}
+
+/* A private mapping that was never writable (no "ac": the kernel sets it
+ * on the first writable private mapping of a range and keeps it) and has
+ * no page of its own in the image is mapped with its own protection, not
+ * writable for a copy-in that does not come: it would gain "ac". */
+static bool s_map_as_is(const rst_proc_t *pr, const Cairn__Ghost__Vma *v)
+{
+    return (v->vm_flags & PROC_VMF_HAVE) && !(v->vm_flags & PROC_VMF_ACCOUNT) &&
+           !(v->prot & PROT_WRITE) &&
+           (v->kind == CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE ||
+            v->kind == CAIRN__GHOST__VMA_KIND__VMA_FILE_PRIVATE) &&
+           !s_has_run(pr->runs, pr->n_runs, v) && !s_has_run(pr->lazy, pr->n_lazy, v);
+}
+
 int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
@@ -598,6 +839,8 @@ int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
             break;
         case CAIRN__GHOST__VMA_KIND__VMA_ANON_PRIVATE:
             g.map_flags |= v->flags & MAP_GROWSDOWN;
+            if (v->vm_flags & PROC_VMF_DROPPABLE)
+                g.map_flags = MAP_DROPPABLE | MAP_ANONYMOUS;
             break;
         case CAIRN__GHOST__VMA_KIND__VMA_HEAP:
             break;
@@ -619,6 +862,10 @@ int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
             g.fd = fds[i];
             g.pgoff = v->pgoff;
             g.map_flags = MAP_SHARED;
+            /* Its pages come from the object (no copy through here), which
+             * may be sealed against writing by now. */
+            if (shmem_vma_from_object(pl->tree, v))
+                g.map_prot = v->prot;
             break;
         default:
             ret = cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
@@ -628,6 +875,11 @@ int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
         /* A reservation made without commit accounting (ASan's shadow, a
          * runtime's heap arena) must stay so, or mapping it fails ENOMEM. */
         g.map_flags |= v->flags & MAP_NORESERVE;
+        if (s_map_as_is(pr, v))
+            g.map_prot = v->prot;
+        g.flags = s_gr_flags(v);
+        if (ret >= 0)
+            ret = s_anon_name(pl, v, &g.anon_name, err);
         if (ret >= 0)
             a->vmas[a->n_vmas++] = g;
     }

@@ -94,4 +94,14 @@ int mem_plan_vdso(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
 int mem_plan_vmas(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
 int mem_plan_mm(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err);
 
+/* ---- verify (verify-mem.c) -------------------------------------------- */
+
+struct ghost_verify;
+
+/* The verifier's memory area (verify.h's ghost_verify_fn): the mode,
+ * seals and size of every memfd of pr (its FD_MEMFD fds, its memfd
+ * mappings) against the restored process's; the vmas themselves are
+ * verify.c's memory check. */
+int mem_verify(const rst_proc_t *pr, pid_t pid, struct ghost_verify *v, cairn_error_t *err);
+
 #endif

@@ -33,6 +33,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -307,6 +308,50 @@ static int s_job_mounts(pid_t root, const dump_ns_t *ns, cairn_error_t *err)
 
 /* ---- dump -------------------------------------------------------------- */
 
+/* The namespaces besides pid and mount: the restore makes every process
+ * in its own (the node's), so a process in another -- unshare(2), a
+ * container -- would come back in the node's without a word (its
+ * hostname, its network, its SysV IPC, its user ids' meaning...):
+ * refused. The dumper's are the node's (ghostd's, or the one a dump runs
+ * in by hand), read once per dump into dump_ns_t.node_ns. */
+static const char *const s_node_ns[] = { "user", "net", "ipc", "uts", "cgroup", "time",
+                                         "time_for_children" };
+_Static_assert(sizeof s_node_ns / sizeof s_node_ns[0] ==
+                   sizeof ((dump_ns_t *)0)->node_ns / sizeof(uint64_t),
+               "dump_ns_t.node_ns holds one inode per name");
+
+/* The dumper's own, into ns (0 for one the kernel does not have). */
+static int s_read_node_namespaces(uint64_t ns[], cairn_error_t *err)
+{
+    for (size_t i = 0; i < sizeof s_node_ns / sizeof s_node_ns[0]; i++) {
+        int r = s_ns_ino(0, s_node_ns[i], &ns[i], err);
+        if (r == -ENOENT)
+            ns[i] = 0;   /* a kernel without that namespace */
+        else if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int s_node_namespaces(const dump_ns_t *ns, pid_t pid, cairn_error_t *err)
+{
+    for (size_t i = 0; i < sizeof s_node_ns / sizeof s_node_ns[0]; i++) {
+        uint64_t theirs = 0;
+        if (ns->node_ns[i] == 0)
+            continue;
+        int r = s_ns_ino(pid, s_node_ns[i], &theirs, err);
+        if (r < 0)
+            return r;
+        if (theirs != ns->node_ns[i])
+            return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                                   "process %d has its own %s namespace (%s:[%" PRIu64
+                                   "], the node's %" PRIu64 "): the restore would put it in "
+                                   "the node's", (int)pid, s_node_ns[i], s_node_ns[i], theirs,
+                                   ns->node_ns[i]);
+    }
+    return 0;
+}
+
 int ns_dump_root(pid_t root, dump_ns_t *ret, cairn_error_t *err)
 {
     pid_t self[S_MAX_LEVELS], ids[S_MAX_LEVELS];
@@ -320,6 +365,8 @@ int ns_dump_root(pid_t root, dump_ns_t *ret, cairn_error_t *err)
         r = s_ns_ino(root, "pid", &d.pid_ns, err);
     if (r == 0)
         r = s_ns_ino(root, "mnt", &d.mnt_ns, err);
+    if (r == 0)
+        r = s_read_node_namespaces(d.node_ns, err);
     if (r < 0)
         return r;
     if (n < ns)
@@ -340,6 +387,26 @@ int ns_dump_root(pid_t root, dump_ns_t *ret, cairn_error_t *err)
     if (d.job && (r = s_job_mounts(root, &d, err)) < 0)
         return r;
     *ret = d;
+    return 0;
+}
+
+/* A process whose root directory is not the node's (chroot(2)) would come
+ * back with the restorer's: refused. A job's root is its mount namespace's,
+ * the node's / there too. */
+static int s_node_root(pid_t pid, cairn_error_t *err)
+{
+    char path[64];
+    struct stat ours, theirs;
+
+    proc_path(path, sizeof path, pid, "root");
+    if (stat("/", &ours) < 0 || stat(path, &theirs) < 0)
+        return cairn_error_set(err, -errno, errno == ENOENT || errno == ESRCH
+                                   ? CAIRN_NOT_FOUND : CAIRN_SYSTEM,
+                               "cannot stat %s: %s", path, strerror(errno));
+    if (ours.st_dev != theirs.st_dev || ours.st_ino != theirs.st_ino)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "process %d is chrooted (its root directory is not the "
+                               "node's /): the restore would give it the node's", (int)pid);
     return 0;
 }
 
@@ -376,6 +443,10 @@ int ns_dump_member(const dump_ns_t *ns, pid_t root, pid_t pid, cairn_error_t *er
                                "the members of %s share one", (int)pid,
                                ns->job ? "the job's pid 1" : "the tree's root", (int)root,
                                ns->job ? "a job" : "a tree");
+    if (r == 0)
+        r = s_node_namespaces(ns, pid, err);
+    if (r == 0 && !ns->job)
+        r = s_node_root(pid, err);
     return r;
 }
 

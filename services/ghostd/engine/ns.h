@@ -20,8 +20,11 @@
  * proc of its own, or whose mounts are not the node's (other than /proc). */
 int ns_dump_root(pid_t root, dump_ns_t *ret, cairn_error_t *err);
 
-/* pid (a member of the tree rooted at root) is in the root's pid and mount
- * namespaces; else a refusal naming the namespace it is in. */
+/* pid (a member of the tree rooted at root, or root itself) is in the
+ * root's pid and mount namespaces and in the node's (the dumper's) user,
+ * net, ipc, uts, cgroup and time ones, and -- unless a job -- has the
+ * node's root directory (no chroot); else a refusal naming the namespace
+ * or the root. */
 int ns_dump_member(const dump_ns_t *ns, pid_t root, pid_t pid, cairn_error_t *err);
 
 /* Every process's vpid, vpgid, vsid and every thread's vtid, from /proc of

@@ -13,8 +13,9 @@
  * (direct.c).
  *
  * Restore side. Page data is staged as it is read: into one memfd, or
- * left where it is in an image file, and remembered as runs of its
- * process. The plan cuts the runs at vma ends, leaves out the parts whose
+ * left where it is in an image file, or -- one process's private
+ * anonymous memory, from a stream -- read straight into place
+ * (restore-inplace.c), and remembered as runs of its process. The plan cuts the runs at vma ends, leaves out the parts whose
  * pages come from elsewhere, and gives the restorer what it copies them
  * into place with (its buffers, a helper thread where that pays).
  */
@@ -36,6 +37,7 @@
 #include "lazy.h"
 #include "mem.h"
 #include "pages.h"
+#include "restore-inplace.h"
 #include "shmem.h"
 #include "track.h"
 #include "util/array.h"
@@ -113,6 +115,10 @@ typedef struct s_pipe {
     uint64_t head;         /* windows submitted */
     uint64_t tail;         /* windows written */
     bool closing;          /* no more windows will come */
+    bool inline_;          /* no writer thread: each window written as it
+                              is submitted (post-copy: a few small
+                              records, which a hand-off per window to a
+                              thread would only delay in the freeze) */
     int rc;                /* first write error, 0 if none */
     cairn_error_t err;     /* its reason */
 } s_pipe_t;
@@ -148,6 +154,17 @@ static int s_write_lazy(ghost_writer_t *w, uint64_t addr, uint64_t n_pages, cair
     return ghost_write_record(w, &rec, err);
 }
 
+/* Writes window n (its record, and its bytes if it has some). */
+static int s_slot_write(s_pipe_t *q, uint64_t n)
+{
+    s_slot_t s = q->slot[n % S_SLOTS];
+    struct iovec v = { s_slot_buf(q, n), s.len };
+    uint32_t ps = q->c->out.page_size;
+    return s.lazy ? s_write_lazy(q->c->out.w, s.addr, s.len / ps, &q->err)
+         : s.kept ? s_write_kept(q->c->out.w, s.addr, s.len / ps, &q->err)
+                  : ghost_write_pages(q->c->out.w, s.addr, s.len / ps, ps, &v, 1, &q->err);
+}
+
 static void *s_pipe_writer(void *arg)
 {
     s_pipe_t *q = arg;
@@ -157,15 +174,8 @@ static void *s_pipe_writer(void *arg)
             pthread_cond_wait(&q->cv, &q->mu);
         if (q->tail == q->head)
             break;
-        s_slot_t s = q->slot[q->tail % S_SLOTS];
         pthread_mutex_unlock(&q->mu);
-        struct iovec v = { s_slot_buf(q, q->tail), s.len };
-        int r = s.lazy ? s_write_lazy(q->c->out.w, s.addr, s.len / q->c->out.page_size,
-                                      &q->err)
-              : s.kept ? s_write_kept(q->c->out.w, s.addr, s.len / q->c->out.page_size,
-                                      &q->err)
-                       : ghost_write_pages(q->c->out.w, s.addr, s.len / q->c->out.page_size,
-                                           q->c->out.page_size, &v, 1, &q->err);
+        int r = s_slot_write(q, q->tail);
         pthread_mutex_lock(&q->mu);
         q->tail++;
         if (r < 0) {
@@ -179,12 +189,12 @@ static void *s_pipe_writer(void *arg)
     return NULL;
 }
 
-static int s_pipe_start(s_pipe_t *q, dump_ctx_t *c, cairn_error_t *err)
+static int s_pipe_start(s_pipe_t *q, dump_ctx_t *c, bool inline_, cairn_error_t *err)
 {
-    *q = (s_pipe_t){ .c = c };
+    *q = (s_pipe_t){ .c = c, .inline_ = inline_ };
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
-    int r = pthread_create(&q->thread, NULL, s_pipe_writer, q);
+    int r = inline_ ? 0 : pthread_create(&q->thread, NULL, s_pipe_writer, q);
     if (r != 0) {
         pthread_cond_destroy(&q->cv);
         pthread_mutex_destroy(&q->mu);
@@ -202,7 +212,8 @@ static int s_pipe_stop(s_pipe_t *q, cairn_error_t *err)
     q->closing = true;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
-    pthread_join(q->thread, NULL);
+    if (!q->inline_)
+        pthread_join(q->thread, NULL);
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
     if (q->rc < 0 && err)
@@ -229,6 +240,11 @@ static void s_pipe_submit(s_pipe_t *q, uint64_t addr, size_t len, bool kept, boo
     pthread_mutex_lock(&q->mu);
     q->slot[q->head % S_SLOTS] = (s_slot_t){ addr, len, kept, lazy };
     q->head++;
+    if (q->inline_ && q->rc == 0) {   /* this thread is the writer */
+        int r = s_slot_write(q, q->tail);
+        q->tail++;
+        q->rc = r < 0 ? r : 0;
+    }
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
 }
@@ -258,17 +274,22 @@ typedef struct s_mem {
     bool lazy;         /* this vma's runs are listed, not copied (post-copy) */
 } s_mem_t;
 
-/* Post-copy: a run of present pages listed as a lazy_pages record, after
- * the windows before it, and remembered for serving (lazy.h). */
+/* Post-copy: a range listed as lazy_pages records (of at most
+ * S_LAZY_RECORD each: what a restore takes in one), after the windows
+ * before it, and remembered for serving (lazy.h). */
+#define S_LAZY_RECORD (64ull << 30)
 static int s_dump_lazy(dump_ctx_t *c, s_mem_t *m, uint64_t addr, size_t len,
                        cairn_error_t *err)
 {
     if (lazy_src_add(c->lazy, m->pid, m->vpid, addr, len) < 0)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    if (!s_pipe_acquire(m->pipe))
-        return -EPIPE;
-    s_pipe_submit(m->pipe, addr, len, false, true);
-    c->out.pages += len / c->out.page_size;
+    for (size_t n = 0; len > 0; addr += n, len -= n) {
+        n = len < S_LAZY_RECORD ? len : S_LAZY_RECORD;
+        if (!s_pipe_acquire(m->pipe))
+            return -EPIPE;
+        s_pipe_submit(m->pipe, addr, n, false, true);
+        c->out.pages += n / c->out.page_size;
+    }
     return 0;
 }
 
@@ -321,6 +342,29 @@ static int s_dump_run(dump_ctx_t *c, s_mem_t *m, bool readable, uint64_t addr, s
         len -= adv;
     }
     return 0;
+}
+
+/* Post-copy: vma v listed lazy whole, its pages not walked (the source
+ * finds the ones it holds while it serves, after the copy runs), but for
+ * the hot pages (lazy_hot_pages, sorted) inside it, which go in the image
+ * so that no round trip to the source happens before the copy runs. */
+static int s_dump_lazy_vma(dump_ctx_t *c, s_mem_t *m, const proc_vma_t *v, const uint64_t *hot,
+                           size_t n_hot, cairn_error_t *err)
+{
+    uint64_t at = v->start, ps = c->out.page_size;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < n_hot; i++) {
+        if (hot[i] < at || hot[i] >= v->end)
+            continue;
+        if (hot[i] > at)
+            r = s_dump_lazy(c, m, at, hot[i] - at, err);
+        m->lazy = false;
+        if (r == 0)
+            r = s_dump_run(c, m, true, hot[i], ps, err);
+        m->lazy = true;
+        at = hot[i] + ps;
+    }
+    return r == 0 && at < v->end ? s_dump_lazy(c, m, at, v->end - at, err) : r;
 }
 
 /* PAGEMAP_SCAN (track.h): the kernel walks the page tables and returns
@@ -490,6 +534,10 @@ int pages_write(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
     char path[64];
     s_pipe_t q;
     s_mem_t m = { p->pid, (uint32_t)p->vpid, -1, -1, NULL, false, false };
+    _cleanup_free_ uint64_t *hot = NULL;
+    size_t n_hot = 0;
+    if (c->lazy && lazy_hot_pages(p, &hot, &n_hot) < 0)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
     m.mem_fd = open(path, O_RDONLY | O_CLOEXEC);
     snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)p->pid);
@@ -508,15 +556,21 @@ int pages_write(dump_ctx_t *c, dump_proc_t *p, const proc_vmas_t *vm,
          * cannot past the end of its object, which the pipeline finds page
          * by page and the in-place copy needs to know first. */
         uint64_t end = v->end;
-        /* Post-copy: readable private anonymous memory is listed; what
-         * cannot be read through process_vm_readv is copied now. */
-        m.lazy = c->lazy && pol == 1 && (v->prot & PROT_READ);
+        /* Post-copy: readable private anonymous memory is listed whole;
+         * what cannot be read through process_vm_readv is copied now, and
+         * so is locked memory (resident by definition: mlock at restore
+         * would fault it all in from the page server). */
+        m.lazy = c->lazy && pol == 1 && (v->prot & PROT_READ) &&
+                 !(v->vmflags & (PROC_VMF_LOCKED | PROC_VMF_LOCKONFAULT));
         m.direct = c->pages->direct && !m.lazy &&
                    (pol == 1 || pol == 3 || (pol == 2 && s_object_end(p->pid, v, &end) == 0));
         /* The streaming writer thread only once something is streamed. */
-        if (r == 0 && pol != 0 && !m.direct && !m.pipe && (r = s_pipe_start(&q, c, err)) == 0)
+        if (r == 0 && pol != 0 && !m.direct && !m.pipe &&
+            (r = s_pipe_start(&q, c, c->lazy != NULL, err)) == 0)
             m.pipe = &q;
-        if ((pol == 1 || pol == 3) && tp)
+        if (m.lazy)
+            r = s_dump_lazy_vma(c, &m, v, hot, n_hot, err);
+        else if ((pol == 1 || pol == 3) && tp)
             r = s_dump_tracked(c, &m, tp, v, pol == 3, err);
         else if (pol == 1 || pol == 3)
             r = s_dump_present(c, &m, v, pol == 3, err);
@@ -598,12 +652,28 @@ static int s_on_written(void *arg, track_proc_t *p, const track_region_t *reg, s
     return r;
 }
 
+/* Round.placed_pid: as the header's (dump.c), over the tracked processes. */
+static uint32_t s_placed_pid(track_t *t)
+{
+    uint64_t best = 0;
+    uint32_t pid = 0;
+    for (size_t i = 0; i < track_count(t); i++) {
+        uint64_t n = lazy_resident_pages(track_pid(track_proc(t, i)));
+        if (n > best) {
+            best = n;
+            pid = (uint32_t)track_image_pid(track_proc(t, i));
+        }
+    }
+    return pid;
+}
+
 static int s_write_round(ghost_writer_t *w, uint32_t round, uint32_t page_size,
-                         cairn_error_t *err)
+                         uint32_t placed_pid, cairn_error_t *err)
 {
     Cairn__Ghost__Round rd = CAIRN__GHOST__ROUND__INIT;
     rd.round = round;
     rd.page_size = page_size;
+    rd.placed_pid = placed_pid;
     Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
     rec.r_case = CAIRN__GHOST__RECORD__R_ROUND;
     rec.round = &rd;
@@ -614,7 +684,7 @@ int pages_round(ghost_writer_t *w, track_t *t, uint32_t round, uint32_t page_siz
                 uint64_t *ret_bytes, cairn_error_t *err)
 {
     s_round_t o = { .w = w, .page_size = page_size, .buf = aligned_alloc(4096, S_CHUNK) };
-    int r = o.buf ? s_write_round(w, round, page_size, err)
+    int r = o.buf ? s_write_round(w, round, page_size, s_placed_pid(t), err)
                   : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     for (size_t i = 0; r == 0 && i < track_count(t); i++) {
         r = track_scan_written(t, track_proc(t, i), &o.vm, s_on_written, &o, err);
@@ -699,7 +769,11 @@ int pages_load(rst_image_t *im, rst_proc_t *pr, ghost_reader_t *r,
     if (!v || !v->dumped)
         return rst_bad(err, "pages outside every dumped vma",
                        ghost_reader_bytes(r));
-    ret = pages_stage(im, r, len, &off, err);
+    ret = inplace_vma_ok(v) ? inplace_read(im, r, pr->process->process->pid, p->vaddr, len,
+                                           v, &off, err)
+                            : -EAGAIN;
+    if (ret == -EAGAIN)
+        ret = pages_stage(im, r, len, &off, err);
     if (ret < 0)
         return ret;
     ret = s_run_add(pr, p->vaddr, len, off);
@@ -758,10 +832,11 @@ static int s_cmp_run(const void *a, const void *b)
 }
 
 /* Staged bytes a later copy replaced are given back (a staging memfd
- * only: an image file's bytes are the file's). */
+ * only: an image file's bytes are the file's; placed pages a later copy
+ * did not overwrite are dropped by inplace_plan). */
 static void s_drop_staged(const rst_image_t *im, uint64_t off, uint64_t len)
 {
-    if (!im->direct && !im->check_only)
+    if (!im->direct && !im->check_only && !(off & RST_PLACED))
         (void)fallocate(im->staging_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
                         (off_t)len);
 }
@@ -839,6 +914,7 @@ int pages_round_begin(rst_image_t *im, const Cairn__Ghost__Round *rd, uint64_t a
                                (unsigned long long)RST_PAGE);
     if (!im->rounds && !(im->rounds = calloc(1, sizeof(*im->rounds))))
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    inplace_name(im, rd->placed_pid);
     im->n_rounds++;
     return s_rounds_merge(im, at, err);
 }
@@ -860,7 +936,11 @@ int pages_load_round(rst_image_t *im, ghost_reader_t *r, const Cairn__Ghost__Pag
     s_rpid_t *rp = s_rpid(im->rounds, p->pid, true);
     if (!rp || CAIRN_GROW(rp->pend, rp->cap_pend, rp->n_pend + 1, 64) < 0)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    int ret = pages_stage(im, r, len, &off, err);
+    int ret = inplace_read(im, r, p->pid, p->vaddr, len, NULL, &off, err);
+    if (ret == 0)
+        inplace_collapse(im, p->vaddr, len);
+    if (ret == -EAGAIN)
+        ret = pages_stage(im, r, len, &off, err);
     if (ret == 0)
         rp->pend[rp->n_pend++] = (struct gr_run){ p->vaddr, len, off };
     return ret;
@@ -991,11 +1071,15 @@ static bool s_vma_has_pages(const Cairn__Ghost__Vma *v)
 
 /* The parts of run r the blob copies: a run loaded from contiguous
  * pages records may span adjacent vmas, so it is cut at vma ends and
- * the parts in vmas whose pages come from elsewhere are left out. */
+ * the parts in vmas whose pages come from elsewhere are left out; a
+ * placed run is in place already (inplace_plan kept it only there). */
 static void s_plan_run(rst_plan_t *pl, const rst_proc_t *pr, const struct gr_run *r)
 {
     struct gr_args *a = pl->args;
     uint64_t at = r->vaddr, end = r->vaddr + r->len;
+
+    if (r->off & RST_PLACED)
+        return;
 
     while (at < end) {
         const Cairn__Ghost__Vma *v = mem_vma_of(pr, at, 1);

@@ -1,31 +1,40 @@
-/* pipes.c - pipes, both directions: the fd kind FD_PIPE.
+/* pipes.c - pipes and named FIFOs, both directions: the fd kind FD_PIPE,
+ * and the pipe object, data and descriptions FD_FIFO (fifo.c) shares.
  *
  * Dump side. A pipe is known by its inode (pipe_id), not by its path; its
  * unread bytes are copied with tee(2) from a second read end, so nothing
- * is consumed, and recorded once per pipe, on the first read end written.
- * Both ends must be in the tree, or the pipe could not be reconnected:
- * the check refuses a write end whose reader is outside.
+ * is consumed, and recorded once per pipe, on the first readable end
+ * written. Both ends must be in the tree, or the pipe could not be
+ * reconnected: the check refuses a write end whose reader is outside.
+ * Which fds share an open file description is found by kcmp, as for any
+ * file (files.c): each description keeps its own status flags.
  *
  * Restore side. The caller makes one pipe per pipe_id before any process
- * exists, refills it with its unread bytes and keeps both ends as helper
- * fds every process inherits; each process dup3s its ends into their
- * numbers. The status flags belong to the open file description, shared
- * by every process holding that end, as they were.
+ * exists (a FIFO: its path opened O_RDWR), refills it with its unread
+ * bytes and keeps it as helper fds every process inherits. Each open file
+ * description of the image is then opened anew through the helper's
+ * /proc/self/fd link (a pipe's inode may be opened again like a FIFO's),
+ * with its own status flags, and dup'ed into the fds sharing it, as for
+ * any file: so O_NONBLOCK set on one description of an end does not show
+ * on another. An image from before (no Fd.pipe_by_description) gets one
+ * description per end, shared by all its fds, as its dump assumed.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pipes.h"
 
 /* ---- dump -------------------------------------------------------------- */
 
-/* The pipes whose unread data is in the image. */
+/* The pipes (and FIFOs) whose unread data is in the image. */
 struct pipes_dump {
-    uint64_t *done;        /* their inodes */
+    uint64_t (*done)[2];   /* their device and inode */
     size_t n;
 };
 
@@ -45,11 +54,15 @@ pipes_dump_t *pipes_dump_free(pipes_dump_t *pd)
 static int s_describe(const files_probe_t *p, Cairn__Ghost__Fd *f, cairn_error_t *err)
 {
     int acc = p->fi->flags & O_ACCMODE;
-    if (strncmp(p->path, "pipe:[", 6) != 0 || acc == O_RDWR)
+    if (strncmp(p->path, "pipe:[", 6) != 0)
+        return FILES_NOT_MINE;   /* a named FIFO (fifo.c) */
+    if (acc == O_RDWR)
         return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is a named FIFO %s",
+                               "process %d fd %d is an anonymous pipe %s opened "
+                               "read-write (through /proc): not restored",
                                (int)p->pid, p->fd, p->path);
     f->kind = CAIRN__GHOST__FD_KIND__FD_PIPE;
+    f->pipe_by_description = true;
     f->pipe_id = p->st->st_ino;
     f->pipe_write_end = acc == O_WRONLY;
     f->path = "";
@@ -90,10 +103,10 @@ static int s_check_tree(const files_tree_fds_t *tfds, ghost_reasons_t *rs,
     return r;
 }
 
-static bool s_pipe_seen(const pipes_dump_t *pd, uint64_t ino)
+static bool s_pipe_seen(const pipes_dump_t *pd, uint64_t dev, uint64_t ino)
 {
     for (size_t i = 0; i < pd->n; i++)
-        if (pd->done[i] == ino)
+        if (pd->done[i][0] == dev && pd->done[i][1] == ino)
             return true;
     return false;
 }
@@ -133,22 +146,24 @@ static int s_pipe_peek(pid_t pid, int fd, uint8_t **ret, size_t *ret_len, cairn_
     return 0;
 }
 
-/* The unread bytes of the pipe, on the first of its read ends written. */
-static int s_record(dump_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f, cairn_error_t *err)
+int pipes_record(dump_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f, cairn_error_t *err)
 {
     pipes_dump_t *pd = c->pipes;
-    if (f->pipe_write_end || s_pipe_seen(pd, f->pipe_id))
+    if (f->pipe_write_end || f->shares || s_pipe_seen(pd, f->dev, f->pipe_id))
         return 0;
     uint8_t *data = NULL;
     size_t len = 0;
     int r = s_pipe_peek(pid, f->fd, &data, &len, err);
     f->pipe_data.data = data;
     f->pipe_data.len = len;
-    uint64_t *nv = r == 0 ? realloc(pd->done, (pd->n + 1) * 8) : NULL;
+    uint64_t(*nv)[2] = r == 0 ? realloc(pd->done, (pd->n + 1) * sizeof *nv) : NULL;
     if (r == 0 && !nv)
         r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    if (r == 0)
-        pd->done = nv, pd->done[pd->n++] = f->pipe_id;
+    if (r == 0) {
+        pd->done = nv;
+        pd->done[pd->n][0] = f->dev;
+        pd->done[pd->n++][1] = f->pipe_id;
+    }
     if (r == 0 && len > GHOST_MAX_RECORD - 4096)
         r = cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
                             "process %d fd %d: pipe holds %zu unread bytes (limit %u)",
@@ -156,22 +171,24 @@ static int s_record(dump_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f, cairn_error_t
     return r;
 }
 
-static void s_release(Cairn__Ghost__Fd *f)
+void pipes_release(Cairn__Ghost__Fd *f)
 {
     free(f->pipe_data.data);
 }
 
 /* ---- restore ----------------------------------------------------------- */
 
-/* One pipe of the tree, recreated by the caller with its unread data. */
+/* One pipe or FIFO of the tree, recreated by the caller with its data. */
 typedef struct s_pipe {
+    Cairn__Ghost__FdKind kind;   /* FD_PIPE or FD_FIFO */
     uint64_t id;           /* pipe_id (inode at dump time) */
-    int end[2];            /* helper fds: read end, write end */
+    int end[2];            /* helper fds: read end, write end (a FIFO: one
+                              O_RDWR open in both) */
 } s_pipe_t;
 
-/* Every pipe of the tree. */
+/* Every pipe and FIFO of the tree. */
 struct pipes_rst {
-    s_pipe_t *v;           /* one per pipe_id */
+    s_pipe_t *v;           /* one per (kind, pipe_id) */
     size_t n;
 };
 
@@ -181,6 +198,12 @@ void pipes_rst_free(rst_tree_t *t)
         free(t->pipes->v);
     free(t->pipes);
     t->pipes = NULL;
+}
+
+static bool s_is_pipe(const Cairn__Ghost__Fd *f)
+{
+    return f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE ||
+           f->kind == CAIRN__GHOST__FD_KIND__FD_FIFO;
 }
 
 /* A pipe whose write end is in the tree but not its read end would be
@@ -197,16 +220,16 @@ static bool s_pipe_has_reader(const rst_image_t *im, uint64_t id)
     return false;
 }
 
-/* Writes every unread byte the image holds for pipe id into w (the
- * write end, non-blocking: a pipe that cannot hold them is refused). */
-static int s_pipe_fill(const rst_image_t *im, uint64_t id, int w,
+/* Writes every unread byte the image holds for the pipe or FIFO of g
+ * into w (the write end, non-blocking: a pipe that cannot hold them is
+ * refused). */
+static int s_pipe_fill(const rst_image_t *im, const Cairn__Ghost__Fd *g, int w,
                        cairn_error_t *err)
 {
     for (size_t i = 0; i < im->n_procs; i++)
         for (size_t j = 0; j < im->procs[i].fds.n; j++) {
             const Cairn__Ghost__Fd *f = im->procs[i].fds.v[j]->fd;
-            if (f->kind != CAIRN__GHOST__FD_KIND__FD_PIPE || f->pipe_id != id ||
-                f->pipe_data.len == 0)
+            if (f->kind != g->kind || f->pipe_id != g->pipe_id || f->pipe_data.len == 0)
                 continue;
             if (f->pipe_data.len > 65536)
                 fcntl(w, F_SETPIPE_SZ, (int)f->pipe_data.len);
@@ -215,33 +238,93 @@ static int s_pipe_fill(const rst_image_t *im, uint64_t id, int w,
                 return cairn_error_set(err, errno ? -errno : -EIO,
                                        CAIRN_SYSTEM, "pipe %llu: refilling "
                                        "%zu unread bytes failed: %s",
-                                       (unsigned long long)id,
+                                       (unsigned long long)g->pipe_id,
                                        f->pipe_data.len, strerror(errno));
         }
     return 0;
 }
 
-/* One pipe for pipe_id f->pipe_id, refilled, both ends as helpers. */
+/* Both ends of a new anonymous pipe for f, O_NONBLOCK. */
+static int s_make_pipe(uint32_t pid, const rst_image_t *im, const Cairn__Ghost__Fd *f,
+                       int e[2], cairn_error_t *err)
+{
+    if (!s_pipe_has_reader(im, f->pipe_id))
+        return cairn_error_set(err, -EPIPE, CAIRN_UNSUPPORTED,
+                               "process %u fd %d: write end of pipe %llu "
+                               "whose read end is outside the image", pid,
+                               f->fd, (unsigned long long)f->pipe_id);
+    if (pipe2(e, O_CLOEXEC | O_NONBLOCK) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s", strerror(errno));
+    return 0;
+}
+
+/* The FIFO of f opened by its path, O_RDWR (never blocks, and keeps it
+ * open, with its data, until every description is opened) in both
+ * e[0] and e[1]. A FIFO is a file system object like any other file: if
+ * its path is gone or no longer a FIFO, the restore fails. One that
+ * already holds data (someone outside the tree kept it open) would mix
+ * it with the image's: refused. */
+static int s_open_fifo(uint32_t pid, const Cairn__Ghost__Fd *f, bool has_data, int e[2],
+                       cairn_error_t *err)
+{
+    struct stat st;
+    int fd = open(f->path, O_RDWR | O_NONBLOCK | O_CLOEXEC), queued = 0;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+        int e2 = fd < 0 ? errno : EEXIST;
+        if (fd >= 0)
+            close(fd);
+        return cairn_error_set(err, -e2, CAIRN_FAILED_PRECONDITION,
+                               "process %u fd %d: the named FIFO %s: %s", pid, f->fd,
+                               f->path, e2 == EEXIST ? "no longer a FIFO" : strerror(e2));
+    }
+    if (has_data && ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) {
+        close(fd);
+        return cairn_error_set(err, -EBUSY, CAIRN_FAILED_PRECONDITION,
+                               "process %u fd %d: the named FIFO %s already holds %d "
+                               "bytes (held open outside the tree): its %s of the "
+                               "image would mix with them", pid, f->fd, f->path, queued,
+                               "unread bytes");
+    }
+    e[0] = fd;
+    e[1] = dup(fd);
+    if (e[1] < 0) {
+        close(fd);
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "dup: %s", strerror(errno));
+    }
+    return 0;
+}
+
+/* Whether the image holds unread bytes for the FIFO or pipe of g. */
+static bool s_has_data(const rst_image_t *im, const Cairn__Ghost__Fd *g)
+{
+    for (size_t i = 0; i < im->n_procs; i++)
+        for (size_t j = 0; j < im->procs[i].fds.n; j++) {
+            const Cairn__Ghost__Fd *f = im->procs[i].fds.v[j]->fd;
+            if (f->kind == g->kind && f->pipe_id == g->pipe_id && f->pipe_data.len)
+                return true;
+        }
+    return false;
+}
+
+/* One pipe (or FIFO) for f->pipe_id, refilled, both ends as helpers. */
 static int s_tree_pipe(rst_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
                        cairn_error_t *err)
 {
     s_pipe_t *p = &t->pipes->v[t->pipes->n];
     int e[2], ret;
 
-    if (!s_pipe_has_reader(t->im, f->pipe_id))
-        return cairn_error_set(err, -EPIPE, CAIRN_UNSUPPORTED,
-                               "process %u fd %d: write end of pipe %llu "
-                               "whose read end is outside the image", pid,
-                               f->fd, (unsigned long long)f->pipe_id);
-    if (pipe2(e, O_CLOEXEC | O_NONBLOCK) < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "pipe: %s",
-                               strerror(errno));
-    ret = s_pipe_fill(t->im, f->pipe_id, e[1], err);
+    ret = f->kind == CAIRN__GHOST__FD_KIND__FD_FIFO
+              ? s_open_fifo(pid, f, s_has_data(t->im, f), e, err)
+              : s_make_pipe(pid, t->im, f, e, err);
+    if (ret < 0)
+        return ret;
+    ret = s_pipe_fill(t->im, f, e[1], err);
     if (ret < 0) {
         close(e[0]);
         close(e[1]);
         return ret;
     }
+    p->kind = f->kind;
     p->id = f->pipe_id;
     p->end[0] = rst_helper(t, e[0], err);
     p->end[1] = p->end[0] < 0 ? (close(e[1]), -1) : rst_helper(t, e[1], err);
@@ -251,53 +334,56 @@ static int s_tree_pipe(rst_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f,
     return 0;
 }
 
-static const s_pipe_t *s_find_pipe(const rst_tree_t *t, uint64_t id)
+static const s_pipe_t *s_find_pipe(const rst_tree_t *t, const Cairn__Ghost__Fd *f)
 {
     for (size_t i = 0; i < t->pipes->n; i++)
-        if (t->pipes->v[i].id == id)
+        if (t->pipes->v[i].kind == f->kind && t->pipes->v[i].id == f->pipe_id)
             return &t->pipes->v[i];
     return NULL;
 }
 
-/* Every pipe of the tree, made here so that every process inherits it. */
+/* The pipe or FIFO of f, unless made already. */
+static int s_visit(rst_tree_t *t, uint32_t pid, const Cairn__Ghost__Fd *f, cairn_error_t *err)
+{
+    return s_is_pipe(f) && !s_find_pipe(t, f) ? s_tree_pipe(t, pid, f, err) : 0;
+}
+
+/* Every pipe and FIFO of the tree, made here so that every process
+ * inherits it. */
 static int s_tree_pipes(rst_tree_t *t, cairn_error_t *err)
 {
     size_t n = rst_n_fds(t->im);
-    int ret = 0;
 
     t->pipes = calloc(1, sizeof *t->pipes);
     if (t->pipes)
         t->pipes->v = calloc(n + 1, sizeof *t->pipes->v);
     if (!t->pipes || !t->pipes->v)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    for (size_t i = 0; i < t->im->n_procs && ret == 0; i++) {
-        const rst_proc_t *pr = &t->im->procs[i];
-        for (size_t j = 0; j < pr->fds.n && ret == 0; j++) {
-            const Cairn__Ghost__Fd *f = pr->fds.v[j]->fd;
-            if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE &&
-                !s_find_pipe(t, f->pipe_id))
-                ret = s_tree_pipe(t, pr->process->process->pid, f, err);
-        }
-    }
-    return ret;
+    return files_each_fd(t, s_visit, err);
 }
 
-/* The end of a pipe the caller recreated (with its data) into f->fd; the
- * status flags are the open file description's, shared by every process
- * holding that end, as they were. */
-static void s_child_pipe(const rst_plan_t *pl, const Cairn__Ghost__Fd *f)
+int pipes_open(const rst_tree_t *t, const Cairn__Ghost__Fd *f, cairn_error_t *err)
 {
-    const s_pipe_t *p = s_find_pipe(pl->tree, f->pipe_id);
+    const s_pipe_t *p = t->pipes ? s_find_pipe(t, f) : NULL;
+    char path[64];
 
     if (!p)
-        rst_child_fail(pl, EPIPE, f->fd, "fd %d: pipe %llu was not recreated",
-                       f->fd, (unsigned long long)f->pipe_id);
-    if (dup3(p->end[f->pipe_write_end], f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
-        rst_child_fail(pl, errno, f->fd, "fd %d: dup3: %s", f->fd,
-                       strerror(errno));
-    if (fcntl(f->fd, F_SETFL, f->flags & (O_NONBLOCK | O_APPEND)) < 0)
-        rst_child_fail(pl, errno, f->fd, "fd %d: F_SETFL: %s", f->fd,
-                       strerror(errno));
+        return cairn_error_set(err, -EPIPE, CAIRN_INTERNAL, "fd %d: pipe %llu was not "
+                               "recreated", f->fd, (unsigned long long)f->pipe_id);
+    if (f->kind == CAIRN__GHOST__FD_KIND__FD_PIPE && !f->pipe_by_description) {
+        /* an older image: one description per end, as its dump assumed */
+        int fd = fcntl(p->end[f->pipe_write_end], F_DUPFD_CLOEXEC, 0);
+        if (fd < 0 || fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_APPEND)) < 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return cairn_error_set(err, -e, CAIRN_SYSTEM, "fd %d: pipe %llu: %s", f->fd,
+                                   (unsigned long long)f->pipe_id, strerror(e));
+        }
+        return fd;
+    }
+    snprintf(path, sizeof path, "/proc/self/fd/%d", p->end[f->pipe_write_end]);
+    return files_reopen(f, path, 0, false, err);
 }
 
 const files_kind_t pipes_kind = {
@@ -305,11 +391,12 @@ const files_kind_t pipes_kind = {
     .first = CAIRN__GHOST__FD_KIND__FD_PIPE,
     .last = CAIRN__GHOST__FD_KIND__FD_PIPE,
     .mode = S_IFIFO,
+    .by_description = true,
     .describe = s_describe,
     .tree_fd = s_tree_fd,
     .check_tree = s_check_tree,
-    .record = s_record,
-    .release = s_release,
+    .record = pipes_record,
+    .release = pipes_release,
     .plan = s_tree_pipes,
-    .child = s_child_pipe,
+    .open = pipes_open,
 };

@@ -186,6 +186,38 @@ static bool s_good_name(const char *name)
            strcmp(name, "..") != 0 && strlen(name) < 200;
 }
 
+/* A job's CPU weight beside its node's daemons, which sit in the node's
+ * cgroup itself: v1 cpu.shares (1024 by default, each daemon task counts
+ * as 1024 too), v2 cpu.weight (100) where the controller is enabled. An
+ * eighth: a node whose 0.5 CPU sixteen jobs kept busy left clusterd a
+ * 17th of it, too late to answer SWIM's pings, and the node was declared
+ * dead with every job on it (issue 20); with jobs at an eighth a waking
+ * daemon gets a third of the CPU against sixteen of them, and jobs among
+ * themselves share as before. Idle daemons take nothing from the jobs. */
+#define S_JOB_CPU_SHARES "128"
+#define S_JOB_CPU_WEIGHT "12"
+
+/* Writes the job's CPU weight into dir, the one of the two knobs dir
+ * has; 0 also when it has neither (not a cpu hierarchy). */
+static int s_job_cpu_weight(const char *dir, cairn_error_t *err)
+{
+    static const char *const knob[2][2] = {
+        { "cpu.shares", S_JOB_CPU_SHARES }, { "cpu.weight", S_JOB_CPU_WEIGHT },
+    };
+    char path[PATH_MAX + 16];
+
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%.*s/%s", PATH_MAX - 1, dir, knob[i][0]);
+        if (access(path, W_OK) < 0)
+            continue;
+        int r = cairn_write_file(path, knob[i][1], strlen(knob[i][1]), 0, 0);
+        if (r < 0)
+            return cairn_error_set(err, r, CAIRN_FAILED_PRECONDITION,
+                                   "cannot write %s: %s", path, strerror(-r));
+    }
+    return 0;
+}
+
 int ghost_place_enter_cgroup(const char *name, cairn_error_t *err)
 {
     char dirs[S_MAX_HIERARCHIES][PATH_MAX], procs[PATH_MAX + 16];
@@ -203,6 +235,9 @@ int ghost_place_enter_cgroup(const char *name, cairn_error_t *err)
             return cairn_error_set(err, -errno, CAIRN_FAILED_PRECONDITION,
                                    "cannot make cgroup %s: %s", dirs[i],
                                    strerror(errno));
+        int w = s_job_cpu_weight(dirs[i], err);
+        if (w < 0)
+            return w;
         if (snprintf(procs, sizeof procs, "%.*s/cgroup.procs", PATH_MAX - 1,
                      dirs[i]) >= (int)sizeof procs)
             return cairn_error_set(err, -ENAMETOOLONG, CAIRN_FAILED_PRECONDITION,
@@ -409,3 +444,26 @@ int ghost_place_scope(const char *unit, const char *slice,
 }
 
 #endif
+
+int ghost_place_take_oom(cairn_error_t *err)
+{
+    const char *v = getenv(GHOST_HELPER_OOM_ENV);
+    char *end;
+
+    if (!v)
+        return 0;
+    errno = 0;
+    long adj = strtol(v, &end, 10);
+    if (errno || end == v || *end || adj < -1000 || adj > 1000)
+        return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT,
+                               "%s=%.32s is not an oom_score_adj (-1000..1000)",
+                               GHOST_HELPER_OOM_ENV, v);
+    char buf[16];
+    snprintf(buf, sizeof buf, "%ld", adj);
+    int r = cairn_write_file("/proc/self/oom_score_adj", buf, strlen(buf), 0, 0);
+    if (r < 0)
+        return cairn_error_set(err, r, CAIRN_INTERNAL,
+                               "cannot set oom_score_adj %ld: %s", adj, strerror(-r));
+    unsetenv(GHOST_HELPER_OOM_ENV);
+    return 0;
+}

@@ -35,7 +35,10 @@ int ghost_place_cgroup_of(pid_t pid, char *out, size_t size);
  * every mounted hierarchy (v1 controllers, the named systemd one, v2)
  * where the caller is not in the root cgroup, makes <its cgroup>/NAME
  * (0755) and moves the caller there, so what it forks next is born in the
- * job's cgroup under the node's. NAME is one path component. 0 (also when
+ * job's cgroup under the node's, with an eighth of a daemon's CPU weight
+ * (cpu.shares 128, or cpu.weight 12 where v2's cpu controller is on: the
+ * node's daemons keep answering under a full load of jobs). NAME is one
+ * path component. 0 (also when
  * every hierarchy had the caller at its root: nothing to make), or -errno
  * with err set: -EINVAL (INVALID_ARGUMENT) for a bad NAME, else the mkdir's
  * or the move's errno (FAILED_PRECONDITION); a move that fails halfway
@@ -53,5 +56,17 @@ int ghost_place_remove_cgroup(const char *name);
  * copy, whose job.json names another node now (restart.h). The number of
  * processes signalled (0: none there, or no such cgroup), or -errno. */
 int ghost_place_kill_cgroup(const char *name);
+
+/* The OOM score ghostd asks of a helper -- and so of the jobs and the
+ * restored trees it makes -- travels in the helper's environment under
+ * this name (ghostd-manager.c says why). */
+#define GHOST_HELPER_OOM_ENV "CAIRN_HELPER_OOM_ADJ"
+
+/* A helper's first step: takes the oom_score_adj GHOST_HELPER_OOM_ENV
+ * names (raising one's own needs no privilege) and removes the variable
+ * from the environment, so a job never sees it. 0 also when it is not
+ * set (run by hand); -errno with err set when the value is not a number
+ * in -1000..1000 or cannot be written. */
+int ghost_place_take_oom(cairn_error_t *err);
 
 #endif

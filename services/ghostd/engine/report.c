@@ -47,3 +47,20 @@ int ghost_report_refusal(const cairn_error_t *err, const ghost_reasons_t *rs, in
     ghost_report(e ? json_pack("{s:o}", "error", e) : NULL);
     return exit_code;
 }
+
+json_t *ghost_steps_json(const ghost_dump_steps_t *st)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+                     "seize", (json_int_t)st->seize_us, "check", (json_int_t)st->check_us,
+                     "state", (json_int_t)st->state_us, "vmas", (json_int_t)st->vmas_us,
+                     "pages", (json_int_t)st->pages_us, "files", (json_int_t)st->files_us,
+                     "end", (json_int_t)st->end_us, "sync", (json_int_t)st->sync_us,
+                     "release", (json_int_t)st->release_us);
+}
+
+json_t *ghost_dumper_json(const ghost_dump_stats_t *st)
+{
+    return json_pack("{s:I,s:I,s:I}", "cpu", (json_int_t)st->dumper_cpu_us, "runqueue",
+                     (json_int_t)st->dumper_runqueue_us, "asleep",
+                     (json_int_t)st->dumper_asleep_us);
+}

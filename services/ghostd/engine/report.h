@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "cairn/error.h"
+#include "dump.h"
 #include "reasons.h"
 
 /* Prints j compactly as one line and flushes; takes ownership of j (NULL:
@@ -29,5 +30,13 @@ json_t *ghost_reasons_json(const ghost_reasons_t *rs);
 /* Prints err as the error line with rs's reasons when it holds any (rs
  * may be NULL); returns exit_code. */
 int ghost_report_refusal(const cairn_error_t *err, const ghost_reasons_t *rs, int exit_code);
+
+/* The frozen part's steps as {"seize":N,"check":N,...} in microseconds
+ * (a dump's "steps_us"; new reference, NULL on ENOMEM). */
+json_t *ghost_steps_json(const ghost_dump_steps_t *st);
+
+/* The frozen part seen from the dumper's thread, {"cpu":N,"runqueue":N,
+ * "asleep":N} in microseconds (a dump's "dumper_us"; new reference). */
+json_t *ghost_dumper_json(const ghost_dump_stats_t *st);
 
 #endif

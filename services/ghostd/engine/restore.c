@@ -7,7 +7,9 @@
  *
  *  1. load: the stream is read once, in order. Small records are kept per
  *     process; page data goes straight into one staging memfd (read into
- *     a window mapped over it, no intermediate copy) and is remembered as
+ *     a window mapped over it, no intermediate copy) -- or, for one
+ *     process of a stream, into place in our own memory, which it will
+ *     inherit (restore-inplace.c) -- and is remembered as
  *     runs (vaddr, len, offset) of its process, a memfd's object pages as
  *     runs (shmid, offset, len) of the image. The image is validated as
  *     it comes: header version and page size, pages inside dumped vmas,
@@ -81,18 +83,25 @@
 #include "chain.h"
 #include "engine.h"
 #include "files.h"
+#include "inetsk.h"
+#include "locks.h"
 #include "lazyrst.h"
 #include "mem.h"
 #include "ns.h"
 #include "owner.h"
 #include "pages.h"
+#include "procstate.h"
 #include "restore.h"
+#include "verify.h"
+#include "restore-inplace.h"
 #include "room.h"
 #include "seize.h"
 #include "shmem.h"
 #include "signals.h"
 #include "threads.h"
 #include "tree.h"
+#include "tty.h"
+#include "unixsk.h"
 #include "util/clock.h"
 
 extern const unsigned char ghost_restorer_blob[];
@@ -183,6 +192,7 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
             break;
         }
         im->header = rec;
+        inplace_name(im, rec->header->placed_pid);
         ret = s_check_header(im, rec->header, err);
         return ret < 0 ? ret : pages_rounds_end(im, at, err);
     case CAIRN__GHOST__RECORD__R_ROUND:
@@ -208,6 +218,9 @@ static int s_take(rst_image_t *im, ghost_reader_t *r, rst_rec_t *rec,
         break;
     case CAIRN__GHOST__RECORD__R_FD:
         ret = rst_recs_add(&pr->fds, rec);
+        break;
+    case CAIRN__GHOST__RECORD__R_GHOST_FILE:
+        ret = rst_recs_add(&im->ghost_files, rec);
         break;
     case CAIRN__GHOST__RECORD__R_PAGES:
         ret = im->header ? pages_load(im, s_cur(im), r, rec->pages, err)
@@ -262,7 +275,8 @@ static int s_check_counts(rst_image_t *im, uint64_t at, cairn_error_t *err)
     return ret < 0 ? ret : tree_check_image(im, at, err);
 }
 
-static int s_load(int in_fd, rst_image_t *im, cairn_error_t *err)
+/* place: a stream's pages may be read into place (restore-inplace.h). */
+static int s_load(int in_fd, rst_image_t *im, bool place, cairn_error_t *err)
 {
     ghost_reader_t *r = ghost_reader_new(in_fd);
     int ret = 0;
@@ -273,12 +287,14 @@ static int s_load(int in_fd, rst_image_t *im, cairn_error_t *err)
     /* A delta's pages and its parents' share one staging memfd. */
     im->direct = fstat(in_fd, &st) == 0 && S_ISREG(st.st_mode) &&
                  lseek(in_fd, 0, SEEK_CUR) == 0 && !im->check_only && !im->chain;
+    if (place && !im->direct && !im->check_only && !im->chain)
+        ret = inplace_start(im, err);
     /* A check plans with a staging fd too (it is only read at restore). */
     if (im->staging_fd < 0)   /* chain_load may have made it */
         im->staging_fd = im->direct || im->check_only ? fcntl(in_fd, F_DUPFD_CLOEXEC, 0)
                                                       : memfd_create("ghost-staging",
                                                                      MFD_CLOEXEC);
-    if (im->staging_fd < 0)
+    if (ret == 0 && im->staging_fd < 0)
         ret = cairn_error_set(err, -errno, CAIRN_SYSTEM, "memfd_create: %s",
                               strerror(errno));
     while (ret == 0 && !im->end) {
@@ -289,6 +305,8 @@ static int s_load(int in_fd, rst_image_t *im, cairn_error_t *err)
     }
     if (ret == 0)
         ret = s_check_counts(im, ghost_reader_bytes(r), err);
+    if (ret == 0)
+        ret = inplace_plan(im, err);
     im->bytes = ghost_reader_bytes(r);
     ghost_reader_free(r);
     return ret;
@@ -312,6 +330,9 @@ static uint64_t s_region_size(const rst_proc_t *pr, size_t n_helpers)
     for (size_t i = 0; i < p->n_seccomp; i++)
         args += sizeof(struct gr_seccomp) + p->seccomp[i]->prog.len + 16;
     args += (n_helpers + 1) * sizeof(int32_t);
+    args += (locks_posix(pr, NULL) + 1) * sizeof(struct gr_lock);
+    args += procstate_region_bytes(pr);
+    args += (GR_MAX_KEEP + pr->vmas.n + 1) * sizeof(struct gr_range);
     for (size_t i = 0; i < pr->threads.n; i++)
         args += sizeof(struct gr_thread) + threads_frame_size(pr, i) +
                 pr->threads.v[i]->thread->n_pending * sizeof(struct gr_sigq);
@@ -322,17 +343,23 @@ static uint64_t s_region_size(const rst_proc_t *pr, size_t n_helpers)
     return RST_ALIGN(n, RST_PAGE);
 }
 
-/* keep = the region and our vdso/vvar pieces, sorted; close = helpers. */
-static int s_plan_keep(rst_plan_t *pl)
+/* keep = the region, our vdso/vvar pieces and the placed vmas, sorted. */
+static int s_plan_keep(rst_plan_t *pl, cairn_error_t *err)
 {
     struct gr_args *a = pl->args;
     struct gr_range r = { (uint64_t)(uintptr_t)pl->region,
                           (uint64_t)(uintptr_t)pl->region + pl->region_len };
 
+    a->keep = rst_alloc(pl, (1 + a->n_moves + a->n_vmas) * sizeof(*a->keep), 64);
+    if (!a->keep)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
     a->keep[a->n_keep++] = r;
     for (uint32_t i = 0; i < a->n_moves; i++)
         a->keep[a->n_keep++] = (struct gr_range){
             a->moves[i].from, a->moves[i].from + a->moves[i].len };
+    for (uint32_t i = 0; i < a->n_vmas; i++)
+        if (a->vmas[i].placed)
+            a->keep[a->n_keep++] = (struct gr_range){ a->vmas[i].start, a->vmas[i].end };
     for (uint32_t i = 1; i < a->n_keep; i++)
         for (uint32_t j = i; j > 0 && a->keep[j].start < a->keep[j - 1].start; j--) {
             struct gr_range t = a->keep[j];
@@ -346,6 +373,25 @@ static int s_plan_keep(rst_plan_t *pl)
 static int s_cmp_int(const void *x, const void *y)
 {
     return *(const int *)x - *(const int *)y;
+}
+
+/* The vmas whose pages were read into place (restore-inplace.h): the
+ * process inherits them mapped read-write; the blob keeps them, maps
+ * nothing over them and sets their protection. */
+static void s_plan_placed(rst_plan_t *pl)
+{
+    const rst_tree_t *t = pl->tree;
+    struct gr_args *a = pl->args;
+    size_t i = (size_t)(pl - t->plans);
+
+    for (uint32_t k = 0; k < a->n_vmas; k++) {
+        struct gr_vma *v = &a->vmas[k];
+        if (v->fd < 0 && !(v->map_flags & (MAP_GROWSDOWN | MAP_NORESERVE)) &&
+            inplace_vma_placed(t->im, i, v->start, v->end)) {
+            v->placed = 1;
+            v->map_prot = PROT_READ | PROT_WRITE;
+        }
+    }
 }
 
 /* One process's plan: its region, vmas, pages, threads, signals, limits
@@ -369,11 +415,15 @@ static int s_plan_one(rst_plan_t *pl, const rst_proc_t *pr, size_t n_helpers,
     if (ret == 0)
         ret = mem_plan_vmas(pl, pr, err);
     if (ret == 0)
+        s_plan_placed(pl);
+    if (ret == 0)
         lazy_plan_proc(pl, pr, (size_t)(pl - pl->tree->plans));
     if (ret == 0)
         ret = pages_plan_runs(pl, pr, err);
     if (ret == 0)
         ret = threads_plan(pl, pr, pl->tree->new_pid, err);
+    if (ret == 0)
+        ret = procstate_plan(pl, pr, err);
     if (ret == 0)
         ret = sig_plan_pending(pl, pr, err);
     if (ret == 0)
@@ -387,13 +437,13 @@ static int s_plan_one(rst_plan_t *pl, const rst_proc_t *pr, size_t n_helpers,
     if (ret == 0)
         ret = mem_plan_mm(pl, pr, err);
     if (ret == 0)
-        ret = s_plan_keep(pl);
+        ret = s_plan_keep(pl, err);
     return ret;
 }
 
 /* The blob of one process closes every helper of the tree but the status
  * pipe, the staging memfd and its own exe (closed after PR_SET_MM_MAP). */
-static int s_plan_close(rst_plan_t *pl, cairn_error_t *err)
+static int s_plan_close(rst_plan_t *pl, const rst_proc_t *pr, cairn_error_t *err)
 {
     const rst_tree_t *t = pl->tree;
     struct gr_args *a = pl->args;
@@ -407,6 +457,12 @@ static int s_plan_close(rst_plan_t *pl, cairn_error_t *err)
         if (t->helpers[i] != t->status_w && t->helpers[i] != t->staging_fd &&
             t->helpers[i] != (int)a->mm.exe_fd)
             a->close_fds[a->n_close++] = t->helpers[i];
+    /* POSIX locks after the closes, which would drop them (locks.c) */
+    a->n_locks = (uint32_t)locks_posix(pr, NULL);
+    a->locks = rst_alloc(pl, (a->n_locks + 1) * sizeof *a->locks, 8);
+    if (!a->locks)
+        return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "plan too big");
+    locks_posix(pr, a->locks);
     return 0;
 }
 
@@ -442,7 +498,7 @@ static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, int pages_fd,
         return ret;
     qsort(t->helpers, t->n_helpers, sizeof t->helpers[0], s_cmp_int);
     for (size_t i = 0; i < im->n_procs && ret == 0; i++)
-        ret = s_plan_close(&t->plans[i], err);
+        ret = s_plan_close(&t->plans[i], &im->procs[i], err);
     return ret;
 }
 
@@ -450,12 +506,14 @@ static int s_plan(rst_tree_t *t, rst_image_t *im, bool new_pid, int pages_fd,
 
 /* The libc stage of one process, in order (s_child_main):
  *   phase 1: close what is not a helper; setsid (session leader) or
- *            setpgid(0, 0) (group leader); its pid into the pid table;
+ *            setpgid(0, 0) (group leader); a session leader's controlling
+ *            terminal (inherited by its children); its pid into the pid table;
  *            clone3 every child of its own (set_tid = the original pid),
  *            each running this same stage; one byte on `ready`;
  *   barrier: one byte from `sync`, written by the caller once every
  *            process of the tree has passed phase 1;
- *   phase 2: join a group led by another process (it exists now); its
+ *   phase 2: join a group led by another process (it exists now); a
+ *            session leader's terminal's foreground group; its
  *            own fds into their numbers (pipes from the tree's helpers),
  *            cwd, umask, personality, comm, handlers; jump into the blob.
  */
@@ -481,6 +539,7 @@ static void s_child_phase1(rst_tree_t *t, size_t i)
     char one = 1;
 
     tree_child_session(t, i);
+    tty_child_ctty(t, i);
     t->pids[i] = (int32_t)syscall(SYS_getpid);
     tree_child_fork_children(t, i, s_child_main);
     if (write(t->ready_w, &one, 1) != 1 || read(t->sync_r, &one, 1) != 1)
@@ -502,8 +561,8 @@ static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
     s_child_close_others(t);
     s_child_phase1(t, i);
     tree_child_join_group(t, i);
+    tty_child_foreground(t, i);
     files_child(pl, pr);
-    tree_child_ctty(t, i);
     if (p->cwd[0] && chdir(p->cwd) < 0)
         rst_child_fail(pl, errno, 0, "cwd %s: %s", p->cwd, strerror(errno));
     umask((mode_t)p->umask);
@@ -512,8 +571,15 @@ static void __attribute__((noreturn)) s_child_main(rst_tree_t *t, size_t i)
                        strerror(errno));
     prctl(PR_SET_NAME, p->comm, 0, 0, 0);
     sig_child_sigactions(pl, p);
+    procstate_child(pl, p);
     threads_child_drop_rseq(pl);
     lazy_child(t, i);
+    /* Every signal blocked in the blob, glibc's own two too (its
+     * sigfillset leaves out SIGCANCEL and SIGSETXID, 32 and 33): a POSIX
+     * timer the blob arms, or a pending signal it queues again, may be
+     * one of them, and must wait for the program's mask. */
+    uint64_t all = ~0ull;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(all));
     pl->args->pid = (int32_t)syscall(SYS_getpid);
     __asm__ volatile("mov %0, %%rsp\n\t"
                      "xor %%ebp, %%ebp\n\t"
@@ -539,7 +605,12 @@ static int s_explain(const rst_tree_t *t, pid_t who, int wstatus,
         "entering the process (rt_sigreturn)",
         "setting credentials (step << 32 | tid)",
         "installing a seccomp filter (index << 32 | tid)",
-        "registering a post-copy vma with its userfaultfd" };
+        "registering a post-copy vma with its userfaultfd",
+        "taking a POSIX file lock again (fd << 32 | index; someone else locked "
+        "the file since the dump?)",
+        "setting a vma's flags (madvise, mlock, mseal, name)",
+        "setting a thread's settings (step << 32 | tid)",
+        "making a POSIX timer (step << 32 | timer id)" };
     struct gr_status st;
 
     fcntl(t->status_r, F_SETFL, O_NONBLOCK);
@@ -577,6 +648,11 @@ static int s_barrier(const rst_tree_t *t, seize_trace_t *tr, cairn_error_t *err)
         tr->ready += (size_t)n;
     if (tr->synced || tr->ready < t->im->n_procs)
         return 0;
+    ((rst_tree_t *)t)->synced_us = cairn_now_us();
+    /* every pid exists now: the sockets' queues with their credentials */
+    int r = unixsk_tree_ready((rst_tree_t *)t, err);
+    if (r < 0)
+        return r;
     for (size_t left = t->im->n_procs; left > 0; left -= (size_t)n) {
         n = write(t->sync_w, buf, left < sizeof buf ? left : sizeof buf);
         if (n <= 0)
@@ -603,7 +679,7 @@ static int s_trace_until_held(const rst_tree_t *t, seize_trace_t *tr,
         ret = s_barrier(t, tr, err);
         if (ret < 0)
             break;
-        ret = seize_wait(&tid, &status, deadline);
+        ret = seize_wait(&tid, &status, deadline, tr->synced ? -1 : t->ready_r);
         if (ret == -EAGAIN)
             ret = 0;
         else if (ret == -ETIMEDOUT)
@@ -624,9 +700,25 @@ static int s_trace_until_held(const rst_tree_t *t, seize_trace_t *tr,
     return ret;
 }
 
-/* Every process held: unmap each one's region through its leader, then
- * let every thread go. */
-static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t *err)
+/* The verifier (verify.h): every process held, its region gone, so its
+ * /proc shows what the program will find. */
+static int s_verify(rst_tree_t *t, cairn_error_t *err)
+{
+    uint64_t t0 = cairn_now_us();
+    pid_t *pids = calloc(t->im->n_procs, sizeof(*pids));
+    if (!pids)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    for (size_t i = 0; i < t->im->n_procs; i++)
+        pids[i] = ns_host_pid(t, i);
+    int ret = ghost_verify_tree(t->im, pids, t->verify, err);
+    free(pids);
+    t->verify_us = cairn_now_us() - t0;
+    return ret;
+}
+
+/* Every process held: unmap each one's region through its leader, verify
+ * (unless asked not to), then let every thread go. */
+static int s_release(rst_tree_t *t, const seize_trace_t *tr, cairn_error_t *err)
 {
     int ret = 0;
 
@@ -636,6 +728,8 @@ static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t
         ret = seize_inject_munmap(ns_host_pid(t, i), region, pl->region_len,
                                   region + GR_GADGET_OFFSET, pl->leader_mask, err);
     }
+    if (ret == 0 && t->verify)
+        ret = s_verify(t, err);
     /* A process that was stopped (job control) gets its stop back as a
      * pending SIGSTOP: its threads take it as they are let go, before
      * any instruction of the program runs. */
@@ -648,7 +742,10 @@ static int s_release(const rst_tree_t *t, const seize_trace_t *tr, cairn_error_t
                                   (int)t->pids[i], strerror(errno));
     }
     /* Post-copy: the tree runs still traced, so that it dies with us
-     * (PTRACE_O_EXITKILL) while pages are missing (lazy_window). */
+     * (PTRACE_O_EXITKILL) while pages are missing (lazy_window); the
+     * server hears it runs before it can fault (early_faults). */
+    if (ret == 0 && t->lazy)
+        lazy_srv_push(t->lazy);
     for (size_t i = 0; ret == 0 && i < tr->n; i++)
         if (ptrace(t->lazy ? PTRACE_CONT : PTRACE_DETACH, tr->tids[i], 0, 0) < 0)
             ret = cairn_error_set(err, -errno, CAIRN_SYSTEM,
@@ -669,7 +766,7 @@ static void s_kill_tree(seize_trace_t *tr, pid_t root)
     for (size_t i = 0; i < tr->n; i++)
         kill(tr->tids[i], SIGKILL);
     for (;;) {
-        int ret = seize_wait(&tid, &status, deadline);
+        int ret = seize_wait(&tid, &status, deadline, -1);
         if (ret == 0 && WIFSTOPPED(status))
             kill(tid, SIGKILL), ptrace(PTRACE_CONT, tid, 0, 0);
         else if (ret < 0 && ret != -EAGAIN)
@@ -683,15 +780,18 @@ static int s_supervise(rst_tree_t *t, pid_t root, size_t n_threads,
 {
     seize_trace_t tr = { 0 };
     int ret = s_trace_until_held(t, &tr, n_threads, timeout_ms, err);
+    t->held_us = cairn_now_us();
 
     if (ret == 0)   /* every task is held: each process's pid on the node */
         ret = ns_host_pids(t, tr.tids, tr.n, err);
+    /* Every socket is back: its connections unlocked before the program
+     * sends on them, so nothing it sends waits for a retransmission. */
+    if (ret == 0)
+        ret = inetsk_lock_image(t->im, false, err);
     if (ret == 0)
         ret = s_release(t, &tr, err);
     if (ret < 0)
         s_kill_tree(&tr, root);
-    if (ret == 0 && t->lazy)
-        lazy_srv_push(t->lazy);   /* it runs: the rest of its pages may come */
     if (ret == 0 && t->lazy)
         *keep = tr;
     else
@@ -713,6 +813,9 @@ static int s_check_owner(const rst_image_t *im, const ghost_owner_t *owner,
         const Cairn__Ghost__Process *p = im->procs[i].process->process;
         r = ghost_reason_add(rs, ghost_owner_check_process(owner, p, err), err,
                              (pid_t)p->pid, "process");
+        if (r == 0)
+            r = ghost_reason_add(rs, procstate_check_owner(&im->procs[i], err), err,
+                                 (pid_t)p->pid, "process");
     }
     return r;
 }
@@ -720,7 +823,7 @@ static int s_check_owner(const rst_image_t *im, const ghost_owner_t *owner,
 /* Bytes of memory the image's pages take once restored. */
 static uint64_t s_need(const rst_image_t *im)
 {
-    return im->pages * im->header->header->page_size;
+    return (im->pages - im->lazy_pages + lazy_need_pages(im)) * im->header->header->page_size;
 }
 
 /* The kernel the image's vdso was dumped on is this one (s_plan_vdso says
@@ -770,6 +873,8 @@ static int s_check_here(const rst_image_t *im, ghost_reasons_t *rs, cairn_error_
         r = mem_check_files(pr, rs, err);
         if (r == 0)
             r = files_check_paths(pr, rs, err);
+        if (r == 0)
+            r = tty_check_here(im, pr, rs, err);
         if (r == 0)
             r = ghost_reason_add(rs, s_check_cwd(pr, err), err,
                                  (pid_t)pr->process->process->pid, "cwd");
@@ -921,6 +1026,25 @@ static int s_check_lazy(const rst_image_t *im, const ghost_restore_opts_t *o,
     return 0;
 }
 
+const char *const ghost_restore_step_names[GHOST_RESTORE_STEPS] = {
+    "load", "plan", "spawn", "held", "release", "verify" };
+
+/* Where the restore's time went, from the timestamps of its steps (a
+ * check's end at the plan). */
+static void s_steps(const rst_tree_t *t, uint64_t t0, uint64_t t_load, uint64_t t_plan,
+                    uint64_t *us)
+{
+    uint64_t now = cairn_now_us();
+    uint64_t synced = t->synced_us ? t->synced_us : t_plan;
+    uint64_t held = t->held_us ? t->held_us : synced;
+    us[GHOST_RESTORE_LOAD] = t_load - t0;
+    us[GHOST_RESTORE_PLAN] = t_plan - t_load;
+    us[GHOST_RESTORE_SPAWN] = synced - t_plan;
+    us[GHOST_RESTORE_HELD] = held - synced;
+    us[GHOST_RESTORE_VERIFY] = t->verify_us;
+    us[GHOST_RESTORE_RELEASE] = now - held - t->verify_us;
+}
+
 /* Loads and plans the image from in_fd, then (unless check) makes the
  * tree; the stats as ghost_restore and ghost_restore_check describe. */
 static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
@@ -930,8 +1054,9 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     uint32_t timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
     rst_image_t im = { .staging_fd = -1, .check_only = check };
     rst_tree_t t = { .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1,
-                   .pread_pages = o->pread_pages };
+                   .pread_pages = o->pread_pages, .for_user = o->owner != NULL };
     ghost_restore_stats_t st = { 0 };
+    t.verify = check || o->no_verify ? NULL : &st.verify;
     uint64_t t0 = cairn_now_us();
     cairn_error_t taken;
     int ret;
@@ -944,7 +1069,8 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     t.im = &im;
     ret = chain_load(&im, in_fd, o->image_path, err);
     if (ret == 0)
-        ret = s_load(in_fd, &im, err);
+        ret = s_load(in_fd, &im, !check && !o->postcopy && !o->pread_pages, err);
+    uint64_t t_end = cairn_now_us();   /* the stream is in */
     if (ret == 0)
         ret = s_check_owner(&im, o->owner, rs, err);
     /* A job image asked for a new pid, say: the request is wrong. */
@@ -962,6 +1088,10 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
         ret = tree_check_ids(&im, err);
     if (ret == 0 && !check)
         ret = s_check_lazy(&im, o, err);
+    /* Its connections locked while they come back (inetsk.h): from the
+     * plan on, which opens the sockets fds share, until every task is
+     * held (s_supervise). */
+    bool locked = ret == 0 && !check && (ret = inetsk_lock_image(&im, true, err)) == 0;
     if (ret == 0 && !denied)
         ret = s_plan(&t, &im, new_pid, !check && o->postcopy ? o->pages_fd : -1, err);
     if (check)
@@ -969,12 +1099,17 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
     if (ret == 0 && !check && !(st.members = calloc(im.n_procs, sizeof *st.members)))
         ret = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     seize_trace_t kept = { 0 };
+    uint64_t t_plan = cairn_now_us();
     if (ret == 0 && !check)
         ret = s_spawn(&t, timeout_ms, &kept, err);
+    if (locked && ret < 0)   /* made or not, nothing of it is held for */
+        inetsk_lock_image(&im, false, NULL);
     if (ret == 0 && t.lazy && !(st.lazy = malloc(sizeof(*st.lazy))))
         ret = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
-    if (ret < 0)
+    if (ret < 0) {
         free(st.members);
+        ghost_verify_free(&st.verify);
+    }
     if (ret == 0) {
         st.original_pid = (pid_t)im.procs[0].process->process->pid;
         st.job = t.job;
@@ -999,8 +1134,13 @@ static int s_restore(int in_fd, bool check, const ghost_restore_opts_t *o,
         for (size_t i = 0; i < im.n_procs; i++)
             st.stopped += im.procs[i].process->process->stop_signal != 0;
         st.restore_us = cairn_now_us() - t0;
+        s_steps(&t, t0, t_end, t_plan, st.steps_us);
+        st.tail_us = cairn_now_us() - t_end;
+        st.placed_bytes = inplace_bytes(&im);
         *ret_stats = st;
     }
+    if (ret == 0 && o->exiting)   /* our copy of the placed pages: the exit's */
+        im.inplace = inplace_leave(im.inplace);
     if (ret < 0 && kept.n)   /* made, but not handed over: never half-filled */
         s_kill_tree(&kept, ns_host_pid(&t, 0));
     seize_trace_free(&kept);

@@ -2,7 +2,8 @@
  * process tree back to life from an image stream (image.h).
  *
  * ghost_restore reads and validates the whole image, stages the page data
- * in a memfd, creates the root with clone3 (set_tid = the original pid
+ * in a memfd (or leaves it in an image file, or reads one process's
+ * straight into place from a stream: restore-inplace.h), creates the root with clone3 (set_tid = the original pid
  * unless new_pid); every process creates its own children the same way
  * (so each is the child of its restored parent), takes its session and
  * process group, restores its fds (pipes between members, open file
@@ -32,6 +33,7 @@
 #include "cairn/error.h"
 #include "lazy.h"
 #include "reasons.h"
+#include "verify.h"
 
 struct ghost_owner;   /* owner.h */
 
@@ -55,6 +57,13 @@ typedef struct ghost_restore_opts {
                                pages_fd (lazy.h) after the tree runs */
     int pages_fd;           /* with postcopy: the page source (the caller's;
                                it must stay open until ghost_restore_lazy) */
+    bool no_verify;         /* skip the verifier (verify.h): the tree is let
+                               go without its /proc compared with the image */
+    bool exiting;           /* the caller exits right after a success: the
+                               pages read into place (restore-inplace.h) are
+                               left mapped for its exit to drop, not
+                               unmapped first (512 MiB of small pages:
+                               15-160 ms before the caller's answer) */
 } ghost_restore_opts_t;
 
 /* One restored process. */
@@ -66,6 +75,20 @@ typedef struct ghost_restore_member {
     uint32_t threads;       /* threads restored */
     bool stopped;           /* restored in a job-control stop, as dumped */
 } ghost_restore_member_t;
+
+/* The steps of a restore, in order: the image read (until its end came:
+ * with a stream, while the dump writes it); the checks and the plan; the
+ * tree made until every process passed the barrier; until every thread
+ * was held past its rt_sigreturn (the restorers' work: vmas, pages,
+ * threads); the regions unmapped and the tree let go; of that, the
+ * verifier's comparison of the tree with its image (verify.h). */
+enum ghost_restore_step {
+    GHOST_RESTORE_LOAD, GHOST_RESTORE_PLAN, GHOST_RESTORE_SPAWN, GHOST_RESTORE_HELD,
+    GHOST_RESTORE_RELEASE, GHOST_RESTORE_VERIFY, GHOST_RESTORE_STEPS
+};
+
+/* Their names in JSON ("steps_us"). */
+extern const char *const ghost_restore_step_names[GHOST_RESTORE_STEPS];
 
 typedef struct ghost_restore_stats {
     pid_t pid;              /* the restored root (a job's: 1, inside) */
@@ -81,9 +104,19 @@ typedef struct ghost_restore_stats {
     uint32_t threads;       /* threads restored */
     uint32_t stopped;       /* of the processes, those restored stopped */
     uint64_t restore_us;    /* from the first byte read until it runs */
+    uint64_t steps_us[GHOST_RESTORE_STEPS]; /* where restore_us went
+                               (ghost_restore_step_names) */
+    uint64_t tail_us;       /* of it, from the image's end record until it
+                               runs: what a restore adds to a migration's
+                               freeze once the last byte came */
+    uint64_t placed_bytes;  /* page bytes read straight into place
+                               (restore-inplace.h), not staged */
     ghost_restore_member_t *members;   /* [processes], image order (root
                                           first); caller frees with free() */
     uint64_t lazy_pages;    /* post-copy: of pages, those still to come */
+    ghost_verify_t verify;  /* the verifier's differences, all cosmetic on
+                               success (empty with no_verify); the caller
+                               frees them with ghost_verify_free */
     struct ghost_lazy *lazy; /* post-copy: the window still open (the tree
                                runs and its lazy pages come): the caller
                                must end it with ghost_restore_lazy */

@@ -21,8 +21,12 @@
 #include "pages.h"
 #include "files.h"
 #include "lazy.h"
+#include "ghostfile.h"
 #include "pipes.h"
+#include "tty.h"
+#include "restore-inplace.h"
 #include "shmem.h"
+#include "unixsk.h"
 #include "util/array.h"
 
 int rst_bad(cairn_error_t *err, const char *what, uint64_t at)
@@ -117,9 +121,11 @@ void rst_image_free(rst_image_t *im)
         cairn__ghost__record__free_unpacked(im->end, NULL);
     for (size_t i = 0; i < im->n_procs; i++)
         s_proc_free(&im->procs[i]);
+    s_recs_free(&im->ghost_files);
     free(im->procs);
     free(im->objruns);
     pages_rounds_free(im->rounds);
+    inplace_free(im->inplace);
     if (im->staging_fd >= 0)
         close(im->staging_fd);
     *im = (rst_image_t){ .staging_fd = -1 };
@@ -212,8 +218,11 @@ void rst_tree_free(rst_tree_t *t)
     free(t->jobs);
     free(t->helpers);
     pipes_rst_free(t);
+    tty_rst_free(t);
+    unixsk_rst_free(t);
     shmem_rst_free(t);
     files_rst_free(t);
+    ghostfile_rst_free(t);
     (void)lazy_srv_finish(t->lazy, true, NULL, NULL);   /* a restore that failed */
     *t = (rst_tree_t){ .status_r = -1, .go_w = -1, .ready_r = -1, .sync_w = -1 };
 }

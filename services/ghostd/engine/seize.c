@@ -16,12 +16,15 @@
  * the process's leader, through the blob's own `syscall` gadget.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -37,6 +40,30 @@
 #include "util/clock.h"
 
 /* ---- dump: freeze ------------------------------------------------------ */
+
+/* Nice, not a real-time policy: a real-time dumper that met a freeze
+ * longer than planned (a delta of a job that wrote much) could starve
+ * the node's daemons meanwhile; nice -20 takes nearly all of a CPU it
+ * competes for and still leaves the others their share. The callers only
+ * hurry freezes that copy what changed, never a full dump. */
+#define S_HURRY_NICE (-20)
+
+void seize_hurry(seize_sched_t *ret_old)
+{
+    *ret_old = (seize_sched_t){ .changed = false };
+    errno = 0;
+    int was = getpriority(PRIO_PROCESS, 0);   /* this thread (Linux) */
+    if (was == -1 && errno != 0)
+        return;
+    if (was > S_HURRY_NICE && setpriority(PRIO_PROCESS, 0, S_HURRY_NICE) == 0)
+        *ret_old = (seize_sched_t){ .changed = true, .nice = was };
+}
+
+void seize_hurry_end(const seize_sched_t *old)
+{
+    if (old->changed)
+        (void)setpriority(PRIO_PROCESS, 0, old->nice);
+}
 
 /* Waits for tid's PTRACE_EVENT_STOP, passing on signals that were being
  * delivered (so none is lost). *ret_stop_sig: the job-control signal the
@@ -482,7 +509,7 @@ static ssize_t s_tslot(seize_trace_t *tr, pid_t tid)
 /* One wait for any task of ours: 0 and the task, -EAGAIN after a short
  * sleep with nothing to report (so the caller can poll its pipes),
  * -ETIMEDOUT past the deadline, -ECHILD when no task is left. */
-int seize_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms)
+int seize_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms, int wake_fd)
 {
     struct timespec left = { 0, 5000000 };
     sigset_t chld;
@@ -502,7 +529,18 @@ int seize_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms)
         left.tv_nsec = (long)(deadline_ms - now_ms) * 1000000;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
-    sigtimedwait(&chld, NULL, &left);
+    /* Woken by SIGCHLD or by wake_fd (the restore's barrier pipe: a byte
+     * there is no signal, and each wait for it cost up to the 5 ms). */
+    int sfd = wake_fd >= 0 ? signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK) : -1;
+    if (sfd < 0) {
+        sigtimedwait(&chld, NULL, &left);
+        return -EAGAIN;
+    }
+    struct pollfd pf[2] = { { sfd, POLLIN, 0 }, { wake_fd, POLLIN, 0 } };
+    struct signalfd_siginfo si;
+    if (poll(pf, 2, (int)(left.tv_nsec / 1000000)) > 0 && pf[0].revents)
+        (void)!read(sfd, &si, sizeof(si));   /* taken, as sigtimedwait would */
+    close(sfd);
     return -EAGAIN;
 }
 

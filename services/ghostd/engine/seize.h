@@ -13,6 +13,22 @@
 
 /* ---- dump: freeze and release ------------------------------------------ */
 
+/* The calling thread's scheduling before seize_hurry, for seize_hurry_end. */
+typedef struct seize_sched {
+    bool changed;          /* seize_hurry changed it */
+    int nice;              /* its nice value before */
+} seize_sched_t;
+
+/* Raises the calling thread's priority (nice -20) while a tree is frozen
+ * for a short while (the tracking's stop, a delta, pre-copy's last
+ * freeze): every moment the dumper waits for a CPU the tree waits too.
+ * Threads it starts meanwhile inherit it. Without the right to (no
+ * CAP_SYS_NICE), nothing changes. */
+void seize_hurry(seize_sched_t *ret_old);
+
+/* Puts the calling thread's priority back as seize_hurry found it. */
+void seize_hurry_end(const seize_sched_t *old);
+
 /* Seizes every thread of every process of the tree rooted at root,
  * rescanning task/ and children until stable; *tree collects them. */
 int seize_freeze(dump_tree_t *tree, pid_t root, cairn_error_t *err);
@@ -80,10 +96,11 @@ typedef struct seize_trace {
 
 void seize_trace_free(seize_trace_t *tr);
 
-/* One wait for any task of ours: 0 and the task, -EAGAIN after a short
- * sleep with nothing to report, -ETIMEDOUT past deadline_ms (monotonic),
- * -ECHILD when no task is left. */
-int seize_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms);
+/* One wait for any task of ours (SIGCHLD blocked by the caller): 0 and
+ * the task, -EAGAIN after a short sleep with nothing to report (cut
+ * short when wake_fd, -1: none, becomes readable), -ETIMEDOUT past
+ * deadline_ms (monotonic), -ECHILD when no task is left. */
+int seize_wait(pid_t *ret_tid, int *ret_status, uint64_t deadline_ms, int wake_fd);
 
 /* One ptrace stop (status) of restored thread tid, until it is held past
  * its rt_sigreturn. */

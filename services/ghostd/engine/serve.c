@@ -194,6 +194,9 @@ static void s_answer(const s_serve_t *s, const char *path, const char *why,
     if (j) {
         json_object_set_new(j, "why_full", why ? json_string(why) : json_null());
         json_object_set_new(j, "job", json_boolean(st->job));
+        json_object_set_new(j, "steps_us", ghost_steps_json(&st->steps));
+        json_object_set_new(j, "dumper_us", ghost_dumper_json(st));
+        json_object_set_new(j, "durable_us", json_integer((json_int_t)st->durable_us));
     }
     ghost_report(j);
 }
@@ -238,7 +241,8 @@ static int s_checkpoint(s_serve_t *s, const char *dir)
         ;
     ghost_dump_opts_t o = { .leave_running = true, .track = s->t, .delta = why == NULL,
                             .parent = parent, .parent_id = s->last_id, .image_id = id,
-                            .owner = s->o->owner, .reasons = &rs };
+                            .owner = s->o->owner, .reasons = &rs,
+                            .ghost_file_max = s->o->ghost_file_max };
     r = ghost_dump(s->pid, &o, fd, &st, &err);
     if (close(fd) < 0 && r == 0)
         r = cairn_error_set(&err, -errno, CAIRN_SYSTEM, "closing %s: %s", part,

@@ -20,6 +20,7 @@ struct ghost_owner;
 typedef struct ghost_serve_opts {
     uint32_t compact_every;       /* at most this many deltas after a full */
     struct ghost_owner *owner;    /* --as: their processes, their files */
+    uint64_t ghost_file_max;      /* --ghost-file-max, 0: the default */
 } ghost_serve_opts_t;
 
 /* Serves commands from cmd_fd until its end; the exit code of ghost-dump

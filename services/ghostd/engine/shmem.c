@@ -5,11 +5,14 @@
  * image: its contents go out once, as object_pages records of its data
  * extents (SEEK_DATA/SEEK_HOLE, read through /proc/PID/fd/N), after the
  * fds of the first process referring to it; its mappings take no pages
- * of their own (mem.c asks shmem_fd_memfd). Only a memfd made without
- * MFD_ALLOW_SEALING is taken: that is what the restore recreates.
+ * of their own (mem.c asks shmem_fd_memfd). Its mode, seals and size go
+ * with it (Memfd, on the fd record and on a memfd vma); a hugetlb memfd
+ * is refused.
  *
- * Restore side. One memfd per shared-memory object (shmid) of the whole
- * tree, so a mapping shared between a parent and its child stays shared.
+ * Restore side. One object per shared-memory object (shmid) of the whole
+ * tree, so a mapping shared between a parent and its child stays shared:
+ * a memfd made with its mode, filled, then sealed; for shared anonymous
+ * memory the kernel's own shmem file ("/dev/zero (deleted)").
  * One an fd refers to is made first, of the fd's size and filled from its
  * object pages, which win over its vmas' pages: mapping and fd see one
  * object; an fd reopens it through /proc/self/fd for an offset of its
@@ -21,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -68,29 +73,53 @@ shmem_dump_t *shmem_dump_free(shmem_dump_t *sd)
     return NULL;
 }
 
-/* A memfd fd: FD_MEMFD, its object (inode, as the shmid of its vmas) and
- * size. Only a memfd made without MFD_ALLOW_SEALING (F_GET_SEALS is
- * exactly F_SEAL_SEAL) is taken: that is what the restore recreates. */
-static int s_memfd_describe(pid_t pid, int fd, const struct stat *st,
-                            Cairn__Ghost__Fd *f, cairn_error_t *err)
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
+
+int shmem_memfd_read(int fd, const char *what, Cairn__Ghost__Memfd *ret, cairn_error_t *err)
+{
+    struct stat st;
+    struct statfs sfs;
+    if (fstat(fd, &st) < 0 || fstatfs(fd, &sfs) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "stat of %s: %s", what,
+                               strerror(errno));
+    if ((unsigned long)sfs.f_type == HUGETLBFS_MAGIC)
+        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
+                               "%s is a hugetlb memfd (MFD_HUGETLB): not restorable", what);
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "F_GET_SEALS on %s: %s", what,
+                               strerror(errno));
+    cairn__ghost__memfd__init(ret);
+    ret->mode = st.st_mode & 07777;
+    ret->seals = (uint32_t)seals;
+    ret->size = (uint64_t)st.st_size;
+    ret->has = true;
+    return 0;
+}
+
+/* The state of process pid's memfd fd into *ret (what: for messages). */
+static int s_memfd_read_fd(pid_t pid, int fd, Cairn__Ghost__Memfd *ret, cairn_error_t *err)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-    int m = open(path, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int m = open(path, O_RDONLY | O_CLOEXEC);
     if (m < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "cannot open %s: %s", path,
                                strerror(errno));
-    int seals = fcntl(m, F_GET_SEALS), e = errno;
-    close(m);
-    if (seals < 0)
-        return cairn_error_set(err, -e, CAIRN_SYSTEM, "F_GET_SEALS on %s: %s", path,
-                               strerror(e));
-    if (seals != F_SEAL_SEAL)
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "process %d fd %d is the memfd %s with seals %#x "
-                               "(%s): only memfds made without MFD_ALLOW_SEALING "
-                               "are restored", (int)pid, fd, f->path, seals,
-                               seals == 0 ? "sealing allowed" : "sealed");
+    return shmem_memfd_read(m, path, ret, err);
+}
+
+/* A memfd fd: FD_MEMFD, its object (inode, as the shmid of its vmas) and
+ * size; its mode and seals are read again as it is written (s_record). */
+static int s_memfd_describe(pid_t pid, int fd, const struct stat *st,
+                            Cairn__Ghost__Fd *f, cairn_error_t *err)
+{
+    Cairn__Ghost__Memfd m;
+    int r = s_memfd_read_fd(pid, fd, &m, err);
+    if (r < 0)
+        return r;
     f->kind = CAIRN__GHOST__FD_KIND__FD_MEMFD;
     f->shmid = st->st_ino;
     f->size = (uint64_t)st->st_size;
@@ -141,10 +170,18 @@ int shmem_note_fd_memfds(shmem_dump_t *sd, const files_tree_fds_t *tfds,
     return r;
 }
 
-/* Remembers the memfd f refers to, once per image, for s_write_objects. */
-static int s_note_object(dump_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f,
-                         cairn_error_t *err)
+/* The memfd f refers to: its mode and seals on f (until s_release), and
+ * the object remembered once per image, for s_write_objects. */
+static int s_record(dump_ctx_t *c, pid_t pid, Cairn__Ghost__Fd *f,
+                    cairn_error_t *err)
 {
+    Cairn__Ghost__Memfd *m = malloc(sizeof *m);
+    if (!m)
+        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    f->memfd = m;   /* freed by s_release, whatever happens */
+    int r = s_memfd_read_fd(pid, f->fd, m, err);
+    if (r < 0)
+        return r;
     shmem_dump_t *sd = c->shmem;
     for (size_t i = 0; i < sd->nobjs; i++)
         if (sd->objs[i].shmid == f->shmid)
@@ -220,6 +257,12 @@ static int s_write_object(dump_ctx_t *c, const s_obj_t *o, cairn_error_t *err)
         at = end > at ? end : at + ps;
     }
     return r;
+}
+
+static void s_release(Cairn__Ghost__Fd *f)
+{
+    free(f->memfd);
+    f->memfd = NULL;
 }
 
 /* Object pages of the memfds first referred to since the last call. */
@@ -306,23 +349,84 @@ static void s_memfd_name(const char *path, char *buf, size_t size)
     snprintf(buf, size, "%.*s", (int)(len < 249 ? len : 249), n);
 }
 
-/* A new memfd of size bytes for object shmid, filed as a helper. */
-static int s_shm_create(rst_tree_t *t, uint64_t shmid, int kind, const char *name,
-                        uint64_t size, bool from_fd, cairn_error_t *err)
-{
-    int fd = memfd_create(name, MFD_CLOEXEC);
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
 
-    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+/* A memfd as m describes it (NULL: a plain one, sealing not allowed, as
+ * the images before Memfd): made with MFD_EXEC unless it had F_SEAL_EXEC,
+ * so the vm.memfd_noexec sysctl does not seal it on its own, its mode
+ * set, size bytes long. Its seals come after its filling (s_shm_seal). */
+static int s_memfd_make(const char *name, const Cairn__Ghost__Memfd *m, uint64_t size)
+{
+    unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+    if (!m || !(m->seals & F_SEAL_EXEC))
+        flags |= MFD_EXEC;
+    int fd = memfd_create(name, flags);
+    if (fd < 0 && errno == EINVAL && (flags & MFD_EXEC))
+        fd = memfd_create(name, flags & ~MFD_EXEC);   /* before 6.3 */
+    if (fd < 0)
+        return -errno;
+    if ((m && m->has && fchmod(fd, m->mode) < 0) || ftruncate(fd, (off_t)size) < 0) {
         int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return cairn_error_set(err, -e, CAIRN_SYSTEM,
-                               "memfd for shared memory %llu: %s",
-                               (unsigned long long)shmid, strerror(e));
-    }
-    if (CAIRN_GROW(t->shm->v, t->shm->cap, t->shm->n + 1, 16) < 0) {
         close(fd);
-        return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+        return -e;
+    }
+    return fd;
+}
+
+/* The object of shared anonymous memory as the kernel makes it: a shmem
+ * file that /proc/PID/maps shows as "/dev/zero (deleted)", reached
+ * through our own mapping's /proc/self/map_files entry (root, or
+ * CAP_SYS_ADMIN, only: without, a memfd holds it, which maps shows
+ * otherwise). */
+static int s_dev_zero_make(uint64_t size)
+{
+    void *p = mmap(NULL, size ? size : 4096, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    char path[80];
+    snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)p,
+             (unsigned long)p + (size ? size : 4096));
+    int fd = open(path, O_RDWR | O_CLOEXEC), e = errno;
+    munmap(p, size ? size : 4096);
+    return fd < 0 ? -e : fd;
+}
+
+/* The seals of m on the memfd fd, once its contents are in. */
+static int s_shm_seal(int fd, uint64_t shmid, const Cairn__Ghost__Memfd *m, cairn_error_t *err)
+{
+    unsigned seals = m && m->has ? m->seals : F_SEAL_SEAL;
+    if (seals && fcntl(fd, F_ADD_SEALS, seals) < 0)
+        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "sealing memfd %llu (%#x): %s",
+                               (unsigned long long)shmid, seals, strerror(errno));
+    return 0;
+}
+
+/* A new shared-memory object of size bytes for shmid, filed as a helper:
+ * a memfd as m says (sealed now unless from_fd: the caller seals it
+ * after its filling), or shared anonymous memory. */
+static int s_shm_create(rst_tree_t *t, uint64_t shmid, int kind, const char *name,
+                        const Cairn__Ghost__Memfd *m, uint64_t size, bool from_fd,
+                        cairn_error_t *err)
+{
+    int fd = -ENOSYS;
+    if (kind == CAIRN__GHOST__VMA_KIND__VMA_ANON_SHARED)
+        fd = s_dev_zero_make(size);
+    if (fd == -EACCES || fd == -EPERM || kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
+        fd = s_memfd_make(name, kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD ? m : NULL, size);
+    if (fd < 0)
+        return cairn_error_set(err, fd, CAIRN_SYSTEM, "shared memory %llu: %s",
+                               (unsigned long long)shmid, strerror(-fd));
+    int r = 0;
+    if (kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD && !from_fd)
+        r = s_shm_seal(fd, shmid, m, err);
+    if (r == 0 && CAIRN_GROW(t->shm->v, t->shm->cap, t->shm->n + 1, 16) < 0)
+        r = cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
+    if (r < 0) {
+        close(fd);
+        return r;
     }
     fd = rst_helper(t, fd, err);
     if (fd >= 0)
@@ -332,7 +436,9 @@ static int s_shm_create(rst_tree_t *t, uint64_t shmid, int kind, const char *nam
 
 /* One memfd per shared-memory object (shmid) of the whole tree, so a
  * mapping shared between a parent and its child stays shared; a memfd
- * that fds refer to was made by s_tree_objects already. */
+ * that fds refer to was made by s_tree_objects already. A memfd only
+ * mapped is as long as its file was (or its furthest mapping, for an
+ * image without it). */
 int shmem_open_vma(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
                    cairn_error_t *err)
 {
@@ -341,10 +447,13 @@ int shmem_open_vma(rst_plan_t *pl, const Cairn__Ghost__Vma *v,
 
     if (s)
         return s->fd;
-    if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD)
+    uint64_t size = s_shm_size(pl->tree->im, v);
+    if (v->kind == CAIRN__GHOST__VMA_KIND__VMA_MEMFD) {
         s_memfd_name(v->path, name, sizeof name);
-    return s_shm_create(pl->tree, v->shmid, (int)v->kind, name,
-                        s_shm_size(pl->tree->im, v), false, err);
+        if (v->memfd && v->memfd->has && v->memfd->size > size)
+            size = v->memfd->size;
+    }
+    return s_shm_create(pl->tree, v->shmid, (int)v->kind, name, v->memfd, size, false, err);
 }
 
 /* Whether the pages of vma v come from its object's pages instead. */
@@ -446,10 +555,12 @@ static int s_tree_objects(rst_tree_t *t, cairn_error_t *err)
                 s_shm_find(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD))
                 continue;
             s_memfd_name(f->path, name, sizeof name);
-            ret = s_shm_create(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD,
-                               name, f->size, true, err);
+            int fd = ret = s_shm_create(t, f->shmid, CAIRN__GHOST__VMA_KIND__VMA_MEMFD,
+                                        name, f->memfd, f->size, true, err);
             if (ret >= 0)
-                ret = s_shm_fill(t->im, f->shmid, ret, f->size, err);
+                ret = s_shm_fill(t->im, f->shmid, fd, f->size, err);
+            if (ret >= 0)
+                ret = s_shm_seal(fd, f->shmid, f->memfd, err);
         }
     }
     return ret < 0 ? ret : 0;
@@ -501,7 +612,8 @@ const files_kind_t shmem_kind = {
     .by_description = true,
     .describe = s_describe,
     .tree_fd = s_tree_fd,
-    .record = s_note_object,
+    .record = s_record,
+    .release = s_release,
     .flush = s_write_objects,
     .plan = s_tree_objects,
     .open = s_open,

@@ -5,7 +5,17 @@
 #ifndef GHOST_SHMEM_H
 #define GHOST_SHMEM_H
 
+#include <fcntl.h>
+
 #include "files.h"
+
+/* Seals newer than this libc's headers (kernel 5.1, 6.3). */
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
 
 extern const files_kind_t shmem_kind;
 
@@ -18,6 +28,11 @@ shmem_dump_t *shmem_dump_free(shmem_dump_t *sd); /* NULL-safe; NULL */
  * contents are object pages, so their mappings' pages are not dumped. */
 int shmem_note_fd_memfds(shmem_dump_t *sd, const files_tree_fds_t *tfds,
                          cairn_error_t *err);
+
+/* The mode, seals and size of the memfd fd (what: its name in messages)
+ * into *ret; a refusal for a hugetlb memfd. */
+int shmem_memfd_read(int fd, const char *what, Cairn__Ghost__Memfd *ret,
+                     cairn_error_t *err);
 
 /* Whether some fd of the tree refers to the memfd of inode ino. */
 bool shmem_fd_memfd(const shmem_dump_t *sd, uint64_t ino);

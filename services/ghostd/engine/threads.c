@@ -27,9 +27,11 @@
 #include <unistd.h>
 
 #include "mem.h"
+#include "procstate.h"
 #include "seize.h"
 #include "signals.h"
 #include "threads.h"
+#include "verify.h"
 
 #define S_XSAVE_MAX (64u * 1024u)
 #define S_FPX_MAGIC1 0x46505853u
@@ -45,6 +47,7 @@
 typedef struct s_tbufs {
     uint8_t xsave[S_XSAVE_MAX];
     Cairn__Ghost__Rseq rseq;
+    procstate_thread_t state;   /* th->state points into it */
 } s_tbufs_t;
 
 static int s_collect_thread_ptrace(dump_thread_t *t, Cairn__Ghost__Thread *th, s_tbufs_t *b,
@@ -63,6 +66,7 @@ static int s_collect_thread_ptrace(dump_thread_t *t, Cairn__Ghost__Thread *th, s
     cairn__ghost__rseq__init(&b->rseq);
     b->rseq.addr = rs.ptr, b->rseq.len = rs.size, b->rseq.signature = rs.sig;
     th->rseq = &b->rseq;
+    t->rseq = rs.ptr, t->rseq_len = rs.size;   /* post-copy: lazy_hot_pages */
     uint64_t head = 0;
     size_t len = 0;
     if (syscall(SYS_get_robust_list, t->tid, &head, &len) < 0)
@@ -72,8 +76,8 @@ static int s_collect_thread_ptrace(dump_thread_t *t, Cairn__Ghost__Thread *th, s
     return sig_collect_pending(t->tid, false, &th->pending, &th->n_pending, err);
 }
 
-static int s_collect_thread(const dump_proc_t *p, dump_thread_t *t, Cairn__Ghost__Thread *th,
-                            s_tbufs_t *b, cairn_error_t *err)
+static int s_collect_thread(dump_proc_t *p, dump_thread_t *t, const dump_proc_t *up,
+                            Cairn__Ghost__Thread *th, s_tbufs_t *b, cairn_error_t *err)
 {
     th->tid = (uint32_t)t->vtid;   /* inside, for a job (ns.c) */
     th->leader = t->tid == p->pid;
@@ -94,6 +98,11 @@ static int s_collect_thread(const dump_proc_t *p, dump_thread_t *t, Cairn__Ghost
     if (r < 0)
         return r;
     th->clear_tid_addr = addr;
+    t->clear_tid = addr;
+    r = procstate_collect_thread(p, t, up, &b->state, err);
+    if (r < 0)
+        return r;
+    th->state = &b->state.st;
     return s_collect_thread_ptrace(t, th, b, err);
 }
 
@@ -103,9 +112,16 @@ int threads_write(dump_ctx_t *c, dump_proc_t *p, cairn_error_t *err)
     if (!b)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     int r = 0;
+    const dump_proc_t *up = NULL;   /* its parent, written before it */
+    for (size_t i = 0; i < c->tree.np; i++)
+        if (p->parent && c->tree.p[i].pid == p->parent)
+            up = &c->tree.p[i];
     for (size_t i = 0; r == 0 && i < p->nt; i++) {
         Cairn__Ghost__Thread th = CAIRN__GHOST__THREAD__INIT;
-        r = s_collect_thread(p, &p->t[i], &th, b, err);
+        char comm[64];
+        r = s_collect_thread(p, &p->t[i], up, &th, b, err);
+        if (r == 0)
+            r = ghost_verify_collect_thread(p->t[i].tid, comm, sizeof(comm), &th, err);
         if (r == 0) {
             Cairn__Ghost__Record rec = CAIRN__GHOST__RECORD__INIT;
             rec.r_case = CAIRN__GHOST__RECORD__R_THREAD;

@@ -490,6 +490,8 @@ int track_start(pid_t root, track_t **ret, uint64_t *ret_freeze_us, cairn_error_
 {
     dump_tree_t tree = { 0 };
     track_t *t = calloc(1, sizeof(*t));
+    seize_sched_t sched;
+    seize_hurry(&sched);
     uint64_t t0 = cairn_now_us();
     int r = t ? seize_freeze(&tree, root, err)
               : cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
@@ -500,6 +502,7 @@ int track_start(pid_t root, track_t **ret, uint64_t *ret_freeze_us, cairn_error_
         r = s_start_one(&tree.p[i], &t->p[i], err);
     }
     bool resumed = seize_release_all(&tree);
+    seize_hurry_end(&sched);
     seize_tree_free(&tree);
     if (r == 0 && !resumed)
         r = cairn_error_set(err, -EIO, CAIRN_SYSTEM,

@@ -23,7 +23,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/ioctl.h>
 #include <linux/sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,21 +314,6 @@ void tree_child_join_group(const rst_tree_t *t, size_t i)
         rst_child_fail(&t->plans[i], errno, 0, "setpgid(0, %d) (group %u): %s",
                        want, t->im->procs[i].process->process->pgid,
                        strerror(errno));
-}
-
-/* Descriptions are opened O_NOCTTY (the caller opens shared ones); a
- * session leader takes its first terminal fd as its controlling terminal,
- * as opening it would have done, if that terminal has no session yet. */
-void tree_child_ctty(const rst_tree_t *t, size_t i)
-{
-    const rst_proc_t *pr = &t->im->procs[i];
-
-    for (size_t k = 0; t->jobs[i].setsid && k < pr->fds.n; k++) {
-        const Cairn__Ghost__Fd *f = pr->fds.v[k]->fd;
-        if (f->kind == CAIRN__GHOST__FD_KIND__FD_CHAR_DEVICE && isatty(f->fd))
-            if (ioctl(f->fd, TIOCSCTTY, 0) == 0)
-                return;
-    }
 }
 
 void tree_child_session(const rst_tree_t *t, size_t i)

@@ -48,12 +48,11 @@ pid_t tree_fork_pid(pid_t want);
 
 /* In process i's libc stage (each fails the child on error): its own
  * session or group; its children forked, each running child_main; the
- * group led by another process joined (after the barrier); the
- * controlling terminal of a session leader. */
+ * group led by another process joined (after the barrier). The
+ * controlling terminal is tty.c's. */
 void tree_child_session(const rst_tree_t *t, size_t i);
 void tree_child_fork_children(rst_tree_t *t, size_t i,
                               void (*child_main)(rst_tree_t *t, size_t i));
 void tree_child_join_group(const rst_tree_t *t, size_t i);
-void tree_child_ctty(const rst_tree_t *t, size_t i);
 
 #endif

@@ -10,13 +10,14 @@
  * (offset GR_GADGET_OFFSET: `syscall; ud2`, used by ghost-restore to unmap
  * the region through ptrace once every thread has left it).
  *
- * Order: unmap the old address space -> move vdso/vvar (two phases through
- * the scratch window) -> map every target vma -> copy the pages in (with one
+ * Order: unmap the old address space (but the vmas whose pages ghost-restore
+ * read into place before it forked us) -> move vdso/vvar (two phases through
+ * the scratch window) -> map every other target vma -> copy the staged pages in (with one
  * helper thread when planned: CLONE_UNTRACED, so the tracer never sees it;
  * it exits before any other thread is made) -> post-copy: the lazy vmas
- * registered with the process's userfaultfd -> final protections -> close
+ * registered with the process's userfaultfd -> final protections -> MDWE -> close
  * helper fds -> PR_SET_MM_MAP -> rlimits -> clone3 the other threads (each
- * sets its own state and stops) -> leader state ->
+ * sets its own state and stops) -> POSIX timers -> leader state ->
  * re-queue pending signals -> itimers -> SIGSTOP (the tracer's cue) ->
  * rt_sigreturn. Each thread takes its credentials last in its own state
  * (they are per thread), once nothing privileged is left for it to do; the
@@ -30,6 +31,7 @@
 #define NR_write 1
 #define NR_close 3
 #define NR_ioctl 16
+#define NR_fcntl 72
 #define NR_mmap 9
 #define NR_mprotect 10
 #define NR_munmap 11
@@ -57,12 +59,23 @@
 #define NR_setfsuid 122
 #define NR_setfsgid 123
 #define NR_capset 126
+#define NR_mlock2 325
+#define NR_mseal 462
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#define MLOCK_ONFAULT 1
 #define NR_seccomp 317
 #define NR_process_vm_writev 311
 #define SECCOMP_SET_MODE_FILTER 1
 #define NR_set_robust_list 273
 #define NR_rseq 334
 #define NR_clone3 435
+#define NR_sched_setaffinity 203
+#define NR_timer_create 222
+#define NR_timer_settime 223
+#define NR_ioprio_set 251
+#define NR_sched_setattr 314
+#define NR_setpriority 141
 
 #define MAP_FIXED 0x10
 #define MREMAP_MAYMOVE 1
@@ -76,6 +89,19 @@
 #define SECBIT_NO_SETUID_FIXUP (1 << 2)
 #define CAP_VERSION_3 0x20080522
 #define PR_SET_MM 35
+#define PR_SET_PDEATHSIG 1
+#define PR_SET_NAME 15
+#define PR_SET_TSC 26
+#define PR_SET_TIMERSLACK 29
+#define PR_MCE_KILL 33
+#define PR_MCE_KILL_SET 1
+#define PR_SET_SPECULATION_CTRL 53
+#define PR_SPEC_STORE_BYPASS 0
+#define PR_SPEC_INDIRECT_BRANCH 1
+#define PR_SET_IO_FLUSHER 57
+#define PR_TIMER_CREATE_RESTORE_IDS 77
+#define PR_SET_MDWE 65
+#define SIGEV_THREAD_ID 4
 #define PR_SET_MM_MAP 14
 #define ARCH_SET_GS 0x1001
 #define ARCH_SET_FS 0x1002
@@ -249,6 +275,8 @@ static void s_map_vmas(struct gr_args *a)
 {
     for (uint32_t i = 0; i < a->n_vmas; i++) {
         const struct gr_vma *v = &a->vmas[i];
+        if (v->placed)
+            continue;   /* inherited with its pages, kept by s_unmap_old */
         long r = s_sys6(NR_mmap, (long)v->start, (long)(v->end - v->start),
                         v->map_prot, v->map_flags | MAP_FIXED, v->fd,
                         (long)v->pgoff);
@@ -402,12 +430,48 @@ static void s_protect(struct gr_args *a)
     }
 }
 
+/* The state of each vma beyond its mapping, once its pages are in and
+ * the rlimits (RLIMIT_MEMLOCK) are set, before any thread or fork:
+ * madvise flags, then its name, then mlock (after the pages: it would
+ * fault them all in) and mseal last (nothing may change it after). A
+ * plain vma costs no syscall. */
+static void s_vma_flags(struct gr_args *a)
+{
+    static const struct { uint32_t bit; int advice; } adv[] = {
+        { GR_VMA_DONTDUMP, 16 }, { GR_VMA_DONTFORK, 10 }, { GR_VMA_WIPEONFORK, 18 },
+        { GR_VMA_HUGEPAGE, 14 }, { GR_VMA_NOHUGEPAGE, 15 }, { GR_VMA_MERGEABLE, 12 },
+        { GR_VMA_SEQUENTIAL, 2 }, { GR_VMA_RANDOM, 1 },
+    };
+    for (uint32_t i = 0; i < a->n_vmas; i++) {
+        const struct gr_vma *v = &a->vmas[i];
+        long len = (long)(v->end - v->start), r = 0;
+        for (uint32_t k = 0; k < sizeof adv / sizeof adv[0] && r >= 0; k++)
+            if (v->flags & adv[k].bit)
+                r = SYS(NR_madvise, (long)v->start, len, adv[k].advice, 0, 0);
+        if (r >= 0 && v->anon_name)
+            r = SYS(NR_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, (long)v->start, len,
+                    (long)v->anon_name);
+        if (r >= 0 && (v->flags & (GR_VMA_LOCK | GR_VMA_LOCKONFAULT)))
+            r = SYS(NR_mlock2, (long)v->start, len,
+                    (v->flags & GR_VMA_LOCKONFAULT) ? MLOCK_ONFAULT : 0, 0, 0);
+        if (r >= 0 && (v->flags & GR_VMA_SEAL))
+            r = SYS(NR_mseal, (long)v->start, len, 0, 0, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_VMA_FLAGS, r, v->start);
+    }
+}
+
 static void s_process_state(struct gr_args *a)
 {
     long r;
 
     for (uint32_t i = 0; i < a->n_close; i++)
         SYS(NR_close, a->close_fds[i], 0, 0, 0, 0);
+    for (uint32_t i = 0; i < a->n_locks; i++) {   /* F_SETLK = 6 */
+        r = SYS(NR_fcntl, a->locks[i].fd, 6, (long)&a->locks[i].type, 0, 0);
+        if (r < 0)
+            s_fail(a, GR_STAGE_LOCK, r, (uint64_t)(uint32_t)a->locks[i].fd << 32 | i);
+    }
     if (a->has_mm) {
         r = SYS(NR_prctl, PR_SET_MM, PR_SET_MM_MAP, (long)&a->mm,
                 sizeof a->mm, 0);
@@ -496,6 +560,55 @@ static void s_cached_tid(const struct gr_thread *t)
         *w = (int32_t)SYS(NR_gettid, 0, 0, 0, 0, 0);
 }
 
+/* One step of a thread's settings; a failure names the step and the
+ * thread. */
+static void s_tstate_step(struct gr_args *a, const struct gr_thread *t, long r, uint64_t step)
+{
+    if (r < 0)
+        s_fail(a, GR_STAGE_TSTATE, r, step << 32 | (uint32_t)t->tid);
+}
+
+/* The calling thread's settings (procstate.c): name, timer slack,
+ * scheduling, cpus, io priority, prctl flags. Before its seccomp filters
+ * and credentials, while it may still raise its priority. */
+static void s_tstate(struct gr_args *a, const struct gr_thread *t)
+{
+    const struct gr_tstate *st = &t->st;
+
+    if (!st->has)
+        return;
+    s_tstate_step(a, t, SYS(NR_prctl, PR_SET_NAME, (long)st->comm, 0, 0, 0), 1);
+    if (st->timer_slack)
+        s_tstate_step(a, t, SYS(NR_prctl, PR_SET_TIMERSLACK, (long)st->timer_slack, 0, 0, 0),
+                      2);
+    s_tstate_step(a, t, SYS(NR_sched_setattr, 0, (long)&st->sched, 0, 0, 0), 3);
+    /* sched_setattr takes the nice value of SCHED_OTHER and SCHED_BATCH
+     * only; a SCHED_IDLE thread keeps one too (setpriority's) */
+    if (st->sched.nice)
+        s_tstate_step(a, t, SYS(NR_setpriority, 0 /* PRIO_PROCESS */, 0, st->sched.nice, 0, 0),
+                      12);
+    if (st->affinity_len)
+        s_tstate_step(a, t, SYS(NR_sched_setaffinity, 0, st->affinity_len,
+                                (long)st->affinity, 0, 0), 4);
+    if (st->ioprio)
+        s_tstate_step(a, t, SYS(NR_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, st->ioprio, 0, 0),
+                      5);
+    if (st->pdeathsig)
+        s_tstate_step(a, t, SYS(NR_prctl, PR_SET_PDEATHSIG, st->pdeathsig, 0, 0, 0), 6);
+    if (st->mce_kill >= 0)
+        s_tstate_step(a, t, SYS(NR_prctl, PR_MCE_KILL, PR_MCE_KILL_SET, st->mce_kill, 0, 0), 7);
+    if (st->tsc)
+        s_tstate_step(a, t, SYS(NR_prctl, PR_SET_TSC, st->tsc, 0, 0, 0), 8);
+    if (st->io_flusher)
+        s_tstate_step(a, t, SYS(NR_prctl, PR_SET_IO_FLUSHER, 1, 0, 0, 0), 9);
+    if (st->spec_ssb)
+        s_tstate_step(a, t, SYS(NR_prctl, PR_SET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS,
+                                st->spec_ssb, 0, 0), 10);
+    if (st->spec_ib)
+        s_tstate_step(a, t, SYS(NR_prctl, PR_SET_SPECULATION_CTRL, PR_SPEC_INDIRECT_BRANCH,
+                                st->spec_ib, 0, 0), 11);
+}
+
 /* Kernel state private to the calling thread, credentials last. */
 static void s_thread_state(struct gr_args *a, const struct gr_thread *t)
 {
@@ -521,6 +634,7 @@ static void s_thread_state(struct gr_args *a, const struct gr_thread *t)
     r = SYS(NR_arch_prctl, ARCH_SET_GS, (long)t->gs_base, 0, 0, 0);
     if (r < 0)
         s_fail(a, GR_STAGE_THREAD, r, (uint64_t)t->tid);
+    s_tstate(a, t);
     s_seccomp(a, t);
     s_creds(a, t);
 }
@@ -624,6 +738,48 @@ static void s_itimers(struct gr_args *a)
     }
 }
 
+/* One timer, made with its id (t->id in the timer_t the kernel reads
+ * when asked to restore ids; on an older kernel, which picks the next
+ * free id itself, the id it picked must be the one wanted) and armed
+ * with the time it had left. */
+static void s_timer(struct gr_args *a, const struct gr_timer *t)
+{
+    struct { uint64_t value; int32_t signo, notify, tid, pad[11]; } ev;
+    int32_t id = t->id;
+
+    memset(&ev, 0, sizeof ev);
+    ev.value = t->value;
+    ev.signo = t->signo;
+    ev.notify = t->notify;
+    if (t->notify & SIGEV_THREAD_ID)
+        ev.tid = a->threads[t->thread - 1].tid;
+    long r = SYS(NR_timer_create, t->clock, (long)&ev, (long)&id, 0, 0);
+    if (r < 0)
+        s_fail(a, GR_STAGE_TIMER, r, 1ull << 32 | (uint32_t)t->id);
+    if (id != t->id)
+        s_fail(a, GR_STAGE_TIMER, -EEXIST, 2ull << 32 | (uint32_t)t->id);
+    if (!t->value_sec && !t->value_nsec)
+        return;
+    int64_t its[4] = { t->interval_sec, t->interval_nsec, t->value_sec, t->value_nsec };
+    r = SYS(NR_timer_settime, id, 0, (long)its, 0, 0);
+    if (r < 0)
+        s_fail(a, GR_STAGE_TIMER, r, 3ull << 32 | (uint32_t)t->id);
+}
+
+/* The POSIX timers, once every thread exists (a timer may signal one);
+ * with the kernel's restore-ids mode on, which only this thread may use
+ * (the others are past their state, waiting to be let into the program). */
+static void s_timers(struct gr_args *a)
+{
+    if (!a->n_timers)
+        return;
+    long on = SYS(NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0);
+    for (uint32_t i = 0; i < a->n_timers; i++)
+        s_timer(a, &a->timers[i]);
+    if (on == 0)
+        SYS(NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
+}
+
 void gr_main(struct gr_args *a)
 {
     a->threads[0].tid = a->pid;
@@ -633,8 +789,14 @@ void gr_main(struct gr_args *a)
     s_copy_pages(a);
     s_register_lazy(a);
     s_protect(a);
+    /* memory-deny-write-execute only now: it would refuse the writable
+     * mapping of an executable vma while its pages are copied in */
+    if (a->mdwe)
+        s_tstate_step(a, &a->threads[0], SYS(NR_prctl, PR_SET_MDWE, a->mdwe, 0, 0, 0), 13);
     s_process_state(a);
+    s_vma_flags(a);
     s_clone_threads(a);
+    s_timers(a);
     s_thread_state(a, &a->threads[0]);
     if (a->creds.has && a->creds.dumpable <= 1)   /* every thread is done */
         s_cred_step(a, &a->threads[0],

@@ -23,7 +23,7 @@
 
 #define GR_ARGS_MAGIC 0x43524e52455354ull   /* "CRNREST" */
 #define GR_GADGET_OFFSET 8                   /* `syscall; ud2` in the blob */
-#define GR_MAX_KEEP 8                        /* region + vdso/vvar pieces */
+#define GR_MAX_KEEP 8                        /* vdso/vvar pieces to move */
 #define GR_STACK_SIZE (64 * 1024)            /* per blob thread */
 
 /* What the blob was doing when it failed (gr_status.stage). */
@@ -45,7 +45,27 @@ enum gr_stage {
     GR_STAGE_CREDS,        /* credentials (arg: step << 32 | tid) */
     GR_STAGE_SECCOMP,      /* a seccomp filter (arg: index << 32 | tid) */
     GR_STAGE_UFFD,         /* registering a lazy vma (arg: vma start) */
+    GR_STAGE_LOCK,         /* a POSIX file lock (arg: fd << 32 | index) */
+    GR_STAGE_VMA_FLAGS,    /* madvise, mlock, mseal or the anon name of a
+                              vma (arg: vma start) */
+    GR_STAGE_TSTATE,       /* a thread's settings (arg: step << 32 | tid;
+                              step 13: the process's MDWE, by the leader) */
+    GR_STAGE_TIMER,        /* a POSIX timer (arg: step << 32 | timer id) */
 };
+
+/* gr_vma.flags: the state of a vma beyond its mapping, put back once its
+ * pages are in (madvise, mlock2, mseal, PR_SET_VMA_ANON_NAME). */
+#define GR_VMA_DONTDUMP    (1u << 0)   /* MADV_DONTDUMP */
+#define GR_VMA_DONTFORK    (1u << 1)   /* MADV_DONTFORK */
+#define GR_VMA_WIPEONFORK  (1u << 2)   /* MADV_WIPEONFORK */
+#define GR_VMA_HUGEPAGE    (1u << 3)   /* MADV_HUGEPAGE */
+#define GR_VMA_NOHUGEPAGE  (1u << 4)   /* MADV_NOHUGEPAGE */
+#define GR_VMA_MERGEABLE   (1u << 5)   /* MADV_MERGEABLE */
+#define GR_VMA_SEQUENTIAL  (1u << 6)   /* MADV_SEQUENTIAL */
+#define GR_VMA_RANDOM      (1u << 7)   /* MADV_RANDOM */
+#define GR_VMA_LOCK        (1u << 8)   /* mlock2 */
+#define GR_VMA_LOCKONFAULT (1u << 9)   /* mlock2(MLOCK_ONFAULT) */
+#define GR_VMA_SEAL        (1u << 10)  /* mseal */
 
 /* One record on the status pipe: written by the child or the blob when a
  * step fails, just before it exits. */
@@ -74,7 +94,12 @@ struct gr_vma {
     uint32_t map_flags;    /* MAP_PRIVATE/SHARED | MAP_ANONYMOUS | MAP_GROWSDOWN */
     uint32_t lazy;         /* 1: holds post-copy pages: registered with the
                               process's userfaultfd (gr_args.uffd_fd) */
+    uint32_t placed;       /* 1: inherited mapped read-write with its pages
+                              in place (restore-inplace.h): kept, not mapped
+                              again; only its protection is set */
+    uint32_t flags;        /* GR_VMA_*: 0 for a plain vma (no syscall) */
     uint32_t pad;
+    uint64_t anon_name;    /* "[anon:NAME]": NAME, in the region; 0: none */
 };
 
 /* Page data of [vaddr, vaddr + len) at `off` in the staging memfd. */
@@ -125,6 +150,47 @@ struct gr_mm_map {
     uint32_t exe_fd;
 };
 
+/* The kernel's struct sched_attr (SCHED_ATTR_SIZE_VER0). */
+struct gr_sched_attr {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+};
+
+/* A thread's settings outside registers and signals (procstate.c), set
+ * by the thread itself before its seccomp filters and credentials. */
+struct gr_tstate {
+    uint32_t has;          /* 0: an image without them: nothing is set */
+    uint32_t affinity_len; /* bytes at affinity, 0: left as inherited */
+    char comm[16];         /* PR_SET_NAME */
+    uint64_t timer_slack;  /* PR_SET_TIMERSLACK, 0: left */
+    struct gr_sched_attr sched;   /* sched_setattr */
+    uint64_t affinity;     /* the cpu mask, in the region */
+    int32_t ioprio;        /* ioprio_set, 0: left */
+    int32_t pdeathsig;     /* PR_SET_PDEATHSIG, 0: none */
+    int32_t mce_kill;      /* PR_MCE_KILL_SET, -1: the default */
+    int32_t tsc;           /* PR_SET_TSC, 0: left */
+    int32_t io_flusher;    /* PR_SET_IO_FLUSHER 1, 0: left */
+    int32_t spec_ssb;      /* PR_SET_SPECULATION_CTRL, 0: left */
+    int32_t spec_ib;
+    int32_t pad;
+};
+
+/* A POSIX timer to make again with its id (procstate.c). */
+struct gr_timer {
+    int32_t id;            /* the timer_t the program holds */
+    int32_t clock;
+    int32_t notify;        /* sigev_notify */
+    int32_t signo;
+    uint64_t value;        /* sigev_value */
+    int32_t thread;        /* SIGEV_THREAD_ID: 1 + index in gr_args.threads */
+    int32_t pad;
+    int64_t interval_sec, interval_nsec;
+    int64_t value_sec, value_nsec;   /* 0, 0: disarmed */
+};
+
 /* Per-thread state the blob sets before the thread's rt_sigreturn. */
 struct gr_thread {
     int32_t tid;           /* set_tid for clone3; 0 = any (new pid); the
@@ -143,6 +209,7 @@ struct gr_thread {
                               new one (a new pid; clear_tid in writable
                               memory) */
     uint32_t pad;
+    struct gr_tstate st;   /* its settings (procstate.c) */
 };
 
 /* Who every thread becomes before it enters the program. */
@@ -165,11 +232,26 @@ struct gr_seccomp {
     uint32_t flags;        /* SECCOMP_FILTER_FLAG_* */
 };
 
+/* A POSIX file lock the blob takes after it closed the helpers (which
+ * would drop it: locks.c). type..len are struct flock's layout, so the
+ * blob passes &type to fcntl(F_SETLK). */
+struct gr_lock {
+    int32_t fd;
+    int32_t pad;
+    int16_t type;          /* F_RDLCK / F_WRLCK */
+    int16_t whence;        /* SEEK_SET */
+    int32_t pad2;
+    int64_t start, len;    /* len 0: to the end of the file */
+    int32_t pid;           /* unused (l_pid) */
+    int32_t pad3;
+};
+
 /* The argument block. Every pointer points into the region. */
 struct gr_args {
     uint64_t magic;                 /* GR_ARGS_MAGIC */
     uint64_t unmap_end;             /* unmap [0, unmap_end) minus keep[] */
-    struct gr_range keep[GR_MAX_KEEP];
+    struct gr_range *keep;          /* sorted: the region, vdso/vvar pieces,
+                                       the placed vmas */
     uint32_t n_keep;
     uint32_t n_moves;
     struct gr_move moves[GR_MAX_KEEP];
@@ -215,6 +297,15 @@ struct gr_args {
     int32_t lazy_sock;              /* the page server's socket (a helper) */
     uint32_t lazy_index;            /* this process's index in the image */
     uint32_t pad5;
+    /* issue 16, files: POSIX locks, taken after the helpers are closed */
+    uint32_t n_locks;
+    uint32_t pad6;
+    struct gr_lock *locks;
+    uint32_t n_timers;              /* POSIX timers, made by the leader once
+                                       every thread exists (procstate.c) */
+    uint32_t mdwe;                  /* PR_SET_MDWE once the vmas have their
+                                       protections, 0: none (procstate.c) */
+    struct gr_timer *timers;
 };
 
 /* The blob's word on gr_args.lazy_sock: its lazy vmas are registered. */
