@@ -205,6 +205,10 @@ typedef struct rst_plan {
     struct gr_args *args;
     uint64_t xcr0;         /* features the sigframe xsave restores */
     uint32_t xsave_max;    /* this CPU's xsave size for xcr0 */
+    uint32_t xsave_user;   /* the size a sigframe may restore: xcr0's
+                              features but the dynamic ones (AMX tile
+                              data), which a process has only on request */
+    uint64_t xdynamic;     /* those dynamic features (XFD) */
     uint64_t leader_mask;  /* the leader's target sigmask */
 } rst_plan_t;
 

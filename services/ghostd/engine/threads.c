@@ -144,13 +144,37 @@ static uint64_t s_xgetbv0(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
-static uint32_t s_xsave_size(void)
+static void s_cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
-    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
+                     : "a"(leaf), "c"(sub));
+}
 
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
-                     : "a"(0xd), "c"(0));
-    return b;
+/* The xsave sizes of this CPU: all of xcr0's features (CPUID 0xd.0 EBX),
+ * and the standard-format size of those but the dynamic ones (CPUID
+ * 0xd.i ECX bit 2, XFD: AMX tile data) -- the kernel's user size of a
+ * process that did not ask for them (arch_prctl ARCH_REQ_XCOMP_PERM):
+ * a sigframe that says more is restored as its legacy part only (x87 and
+ * SSE; the AVX upper halves were lost on a CPU with AMX). */
+static void s_xsave_sizes(rst_plan_t *pl)
+{
+    uint32_t r[4];
+
+    s_cpuid(0xd, 0, r);
+    pl->xsave_max = r[1];
+    pl->xsave_user = S_XSAVE_MIN;
+    pl->xdynamic = 0;
+    for (uint32_t i = 2; i < 63; i++) {
+        if (!(pl->xcr0 & (1ull << i)))
+            continue;
+        s_cpuid(0xd, i, r);
+        if (r[2] & 4u) {
+            pl->xdynamic |= 1ull << i;
+            continue;
+        }
+        if (r[1] + r[0] > pl->xsave_user)
+            pl->xsave_user = r[1] + r[0];
+    }
 }
 
 uint64_t threads_frame_size(const rst_proc_t *pr, size_t i)
@@ -195,28 +219,41 @@ static int s_check_xsave(const rst_plan_t *pl, const Cairn__Ghost__Thread *t,
                                "this CPU does not enable (xcr0 %#llx)",
                                t->tid, (unsigned long long)bv,
                                (unsigned long long)pl->xcr0);
+    if (bv & pl->xdynamic)
+        return cairn_error_set(err, -ENOTSUP, CAIRN_UNSUPPORTED,
+                               "thread %u holds dynamic CPU state (components "
+                               "%#llx: AMX tiles), which a restored process "
+                               "has only once it asks for it: not restored",
+                               t->tid, (unsigned long long)(bv & pl->xdynamic));
     return 0;
+}
+
+/* The bytes of t's xsave area a sigframe restores: up to this CPU's user
+ * size (the dynamic parts beyond it are in their init state, checked). */
+static uint32_t s_xsave_len(const rst_plan_t *pl, const Cairn__Ghost__Thread *t)
+{
+    return t->xsave.len < pl->xsave_user ? (uint32_t)t->xsave.len : pl->xsave_user;
 }
 
 /* The xsave area with the sigframe's software bytes and end magic. */
 static uint64_t s_put_xsave(rst_plan_t *pl, const Cairn__Ghost__Thread *t)
 {
-    uint8_t *x = rst_alloc(pl, t->xsave.len + 4, 64);
+    uint32_t len = s_xsave_len(pl, t);
+    uint8_t *x = rst_alloc(pl, len + 4, 64);
     uint32_t magic2 = S_FPX_MAGIC2, u32;
-    uint64_t u64 = pl->xcr0;
+    uint64_t u64 = pl->xcr0 & ~pl->xdynamic;
 
     if (!x)
         return 0;
-    memcpy(x, t->xsave.data, t->xsave.len);
+    memcpy(x, t->xsave.data, len);
     memset(x + 464, 0, 48);
     u32 = S_FPX_MAGIC1;
     memcpy(x + 464, &u32, 4);
-    u32 = (uint32_t)t->xsave.len + 4;
+    u32 = len + 4;
     memcpy(x + 468, &u32, 4);
     memcpy(x + 472, &u64, 8);
-    u32 = (uint32_t)t->xsave.len;
-    memcpy(x + 480, &u32, 4);
-    memcpy(x + t->xsave.len, &magic2, 4);
+    memcpy(x + 480, &len, 4);
+    memcpy(x + len, &magic2, 4);
     return (uint64_t)(uintptr_t)x;
 }
 
@@ -278,7 +315,7 @@ int threads_plan(rst_plan_t *pl, const rst_proc_t *pr, bool new_pid,
     uint8_t *stacks;
 
     pl->xcr0 = s_xgetbv0();
-    pl->xsave_max = s_xsave_size();
+    s_xsave_sizes(pl);
 
     a->threads = rst_alloc(pl, n * sizeof *a->threads, 64);
     stacks = rst_alloc(pl, n * GR_STACK_SIZE, RST_PAGE);
