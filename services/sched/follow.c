@@ -253,9 +253,10 @@ static void s_job_of(sched_t *s, const Cairn__Ghostd__Job *g, bool first,
     if (!j->cost_ms)
         j->cost_ms = S_DEFAULT_COST_MS + j->rss_bytes / S_DEFAULT_BYTES_PER_MS;
     /* Arrived since the last list (or before this daemon, with nothing
-     * saying when): held from now. */
-    if (g->moves > 0 && !s_had_job(s, g->gpid) && !s_held(s, g->gpid) &&
-        !(first && jl))
+     * saying when): held from now -- also when a hold of it is on record,
+     * which is then this node's sending it away earlier: a job back within
+     * a hold window of its last arrival was moved on again at once. */
+    if (g->moves > 0 && !s_had_job(s, g->gpid) && !(first && jl))
         sched_follow_hold(s, g->gpid);
     const sched_held_t *h = s_held(s, g->gpid);
     if (h)
