@@ -57,6 +57,10 @@ typedef struct jobs_wait {
     cairn_deferred_t *d;       /* the request; owned */
     int64_t timer;             /* its deadline */
     uint64_t since;            /* monotonic ms of the request */
+    uint64_t deadline;         /* monotonic ms its answer is due */
+    cairn_caller_t caller;     /* on whose behalf */
+    bool forwarded;            /* asked by another ghostd (local_only),
+                                  which follows a moved job itself */
 } jobs_wait_t;
 
 typedef enum { Q_RUN, Q_PS, Q_SIGNAL, Q_WAIT } jobs_qkind_t;
@@ -77,6 +81,10 @@ typedef struct jobs_query {
     uint32_t only_node;        /* ps: the node asked for, 0: all */
     int64_t settle;            /* timer answering a query nobody had to
                                   answer, 0 if none */
+    uint32_t signal;           /* signal: the signal */
+    uint64_t deadline;         /* signal, wait: monotonic ms the answer is due */
+    int64_t retry;             /* signal, wait: timer of the next search for
+                                  a moving job, 0 if none */
     struct jobs_query *next;   /* in jobs->queries */
 } jobs_query_t;
 
@@ -116,6 +124,11 @@ ghostd_job_t *jobs_job_new(ghostd_jobs_t *jobs);
 /* Takes job out of the table and frees it; its waits are answered
  * UNAVAILABLE with msg. */
 void jobs_job_drop(ghostd_job_t *job, const char *msg);
+/* job left this node alive (migrated, superseded): its waits follow it --
+ * a client's wait becomes a search of the cluster (jobs-query.c), a wait
+ * another ghostd forwarded is answered UNAVAILABLE with msg (that ghostd
+ * searches). job keeps no wait. */
+void jobs_waits_follow(ghostd_job_t *job, const char *msg);
 /* Fills m (Job) from job; strings point into job (valid until it
  * changes). A running job is sampled now. */
 void jobs_job_msg(const ghostd_job_t *job, Cairn__Ghostd__Job *m);

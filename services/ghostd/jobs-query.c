@@ -14,6 +14,15 @@
  * A job nobody runs is judged from its directory alone (whether it ever
  * ran, how it ended). A wait on a job of this node is deferred on the job
  * until it ends or the request's deadline.
+ *
+ * Following. A job is in no table while it moves (the source released
+ * it, the target has not committed it), and a busy node may not answer
+ * in time. A signal or wait that found nobody while the job's record
+ * says it has not ended -- and it is moving or a node did not answer --
+ * searches again every S_FOLLOW_MS until its deadline, here first; a
+ * client's wait on a job that leaves this node does the same
+ * (jobs_waits_follow). Without it `cairn wait` of a job a scheduler
+ * balances failed with "moved to another node" (seen in test-sched).
  */
 #include <errno.h>
 #include <signal.h>
@@ -29,6 +38,7 @@
 #include "util/clock.h"
 
 #define S_DEFAULT_DEADLINE_MS 3000 /* a request without Header.deadline_ms */
+#define S_FOLLOW_MS 250            /* between two searches for a moving job */
 
 /* ---- queries to other ghostds ---------------------------------------------- */
 
@@ -43,6 +53,8 @@ void jobs_query_free(jobs_query_t *q)
 {
     if (q->settle > 0)
         cairn_loop_cancel_timer(cairn_service_loop(q->jobs->svc), q->settle);
+    if (q->retry > 0)
+        cairn_loop_cancel_timer(cairn_service_loop(q->jobs->svc), q->retry);
     for (size_t i = 0; i < q->asked; i++) {
         if (q->replies[i])
             protobuf_c_message_free_unpacked(&q->replies[i]->base, NULL);
@@ -55,7 +67,7 @@ void jobs_query_free(jobs_query_t *q)
 /* Unlinks q from the table and frees it once every callback ran. */
 static void s_query_maybe_free(jobs_query_t *q)
 {
-    if (q->heard < q->asked || q->d || q->settle)
+    if (q->heard < q->asked || q->d || q->settle || q->retry)
         return;
     for (jobs_query_t **p = &q->jobs->queries; *p; p = &(*p)->next)
         if (*p == q) {
@@ -83,6 +95,7 @@ static void s_query_fail(jobs_query_t *q, int code, const char *msg)
 
 static void s_query_done(jobs_query_t *q);
 static void s_query_heard(jobs_query_t *q, size_t i);
+static bool s_follow(jobs_query_t *q, bool worth_it);
 
 static void s_on_peer(void *userdata, uint32_t node, int code, const char *message,
                       ProtobufCMessage *reply)
@@ -129,8 +142,9 @@ void jobs_query_ask(jobs_query_t *q, uint32_t node, const ProtobufCMessage *req,
     q->heard++;
 }
 
-jobs_query_t *jobs_query_new(ghostd_jobs_t *jobs, jobs_qkind_t kind,
-                              cairn_request_t *req)
+/* A new query in the table, answering nothing yet (q->d NULL). */
+static jobs_query_t *s_query_alloc(ghostd_jobs_t *jobs, jobs_qkind_t kind,
+                                   const cairn_caller_t *caller)
 {
     jobs_query_t *q = calloc(1, sizeof *q);
 
@@ -138,14 +152,25 @@ jobs_query_t *jobs_query_new(ghostd_jobs_t *jobs, jobs_qkind_t kind,
         return NULL;
     q->jobs = jobs;
     q->kind = kind;
-    q->caller = *cairn_request_caller(req);
+    q->caller = *caller;
+    q->next = jobs->queries;
+    jobs->queries = q;
+    return q;
+}
+
+jobs_query_t *jobs_query_new(ghostd_jobs_t *jobs, jobs_qkind_t kind,
+                              cairn_request_t *req)
+{
+    jobs_query_t *q = s_query_alloc(jobs, kind, cairn_request_caller(req));
+
+    if (!q)
+        return NULL;
     q->d = cairn_request_defer(req);
     if (!q->d) {
+        jobs->queries = q->next;   /* s_query_alloc put it first */
         free(q);
         return NULL;
     }
-    q->next = jobs->queries;
-    jobs->queries = q;
     return q;
 }
 
@@ -476,7 +501,7 @@ static void s_not_running(jobs_query_t *q, const char *unreached)
         snprintf(msg, sizeof msg, "job %s has exited (exit_code %d, exit_signal %d)",
                  q->gpid, job.exit.exit_code, job.exit.exit_signal);
         s_query_fail(q, CAIRN_FAILED_PRECONDITION, msg);
-    } else {
+    } else if (!s_follow(q, job.rec.migrating_to != 0 || *unreached)) {
         snprintf(msg, sizeof msg, "job %s is not running on any node that "
                  "answered; its node %u %s", q->gpid, job.rec.node,
                  *unreached ? "did not answer" : "does not have it");
@@ -548,35 +573,47 @@ static int s_check_gpid(const char *what, const char *gpid, cairn_error_t *err)
     return 0;
 }
 
-/* Asks every other alive ghostd for gpid (kind signal or wait), with req's
- * body marked local_only. */
-static int s_find_elsewhere(ghostd_jobs_t *jobs, cairn_request_t *req, jobs_qkind_t kind,
-                            const char *gpid, uint64_t budget)
+/* Asks every other alive ghostd for q's job (signal or wait, local_only),
+ * with the time left to q's deadline. */
+static void s_ask_others(jobs_query_t *q)
 {
-    const Cairn__Ghostd__Request *body =
-        (const Cairn__Ghostd__Request *)cairn_request_body(req);
-    Cairn__Ghostd__SignalRequest sr;
-    Cairn__Ghostd__WaitRequest wr;
+    Cairn__Ghostd__SignalRequest sr = CAIRN__GHOSTD__SIGNAL_REQUEST__INIT;
+    Cairn__Ghostd__WaitRequest wr = CAIRN__GHOSTD__WAIT_REQUEST__INIT;
     Cairn__Ghostd__Request fwd = CAIRN__GHOSTD__REQUEST__INIT;
     uint32_t others[CAIRN_VIEW_MAX_NODES];
-    size_t n = s_others(jobs, others);
+    size_t n = s_others(q->jobs, others);
+    uint64_t now = cairn_now_ms();
+    uint64_t budget = q->deadline > now ? q->deadline - now : 1;
 
-    fwd.msg_case = body->msg_case;
-    if (kind == Q_SIGNAL) {
-        sr = *body->signal;
+    if (q->kind == Q_SIGNAL) {
+        sr.gpid = q->gpid;
+        sr.signal = q->signal;
         sr.local_only = true;
+        fwd.msg_case = CAIRN__GHOSTD__REQUEST__MSG_SIGNAL;
         fwd.signal = &sr;
     } else {
-        wr = *body->wait;
+        wr.gpid = q->gpid;
         wr.local_only = true;
+        fwd.msg_case = CAIRN__GHOSTD__REQUEST__MSG_WAIT;
         fwd.wait = &wr;
     }
+    for (size_t i = 0; i < n && q->d; i++)
+        jobs_query_ask(q, others[i], &fwd.base, budget);
+}
+
+/* Looks for gpid (kind signal or wait) at every other alive ghostd, for
+ * req; sig is the signal's number. */
+static int s_find_elsewhere(ghostd_jobs_t *jobs, cairn_request_t *req, jobs_qkind_t kind,
+                            const char *gpid, uint32_t sig, uint64_t budget)
+{
     jobs_query_t *q = jobs_query_new(jobs, kind, req);
+
     if (!q)
         return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
     snprintf(q->gpid, sizeof q->gpid, "%s", gpid);
-    for (size_t i = 0; i < n && q->d; i++)
-        jobs_query_ask(q, others[i], &fwd.base, budget);
+    q->signal = sig;
+    q->deadline = cairn_now_ms() + budget;
+    s_ask_others(q);
     return jobs_query_sent(q);
 }
 
@@ -659,7 +696,7 @@ int ghostd_jobs_handle_signal(void *ctx, cairn_request_t *req)
         if (sr->local_only)
             return cairn_request_fail(req, CAIRN_NOT_FOUND, "signal: job %s does "
                                       "not run on node %u", sr->gpid, jobs->self);
-        return s_find_elsewhere(jobs, req, Q_SIGNAL, sr->gpid,
+        return s_find_elsewhere(jobs, req, Q_SIGNAL, sr->gpid, sr->signal,
                                 jobs_budget_ms(req, S_DEFAULT_DEADLINE_MS));
     }
     r = s_check_owner(c, job, "signal", &err);
@@ -677,12 +714,12 @@ int ghostd_jobs_handle_signal(void *ctx, cairn_request_t *req)
 
 /* ---- wait --------------------------------------------------------------------- */
 
-/* Answers w (job: its end, NULL: code and msg) and frees it. */
-void jobs_wait_answer(jobs_wait_t *w, const ghostd_job_t *job, int code,
-                          const char *msg)
+/* Takes w off its job, cancels its deadline and frees it; its request,
+ * unanswered, is the caller's. */
+static cairn_deferred_t *s_wait_detach(jobs_wait_t *w)
 {
     ghostd_job_t *owner = w->job;
-    cairn_service_t *svc = owner->jobs->svc;
+    cairn_deferred_t *d = w->d;
 
     for (size_t i = 0; i < owner->n_waits; i++)
         if (owner->waits[i] == w) {
@@ -692,12 +729,22 @@ void jobs_wait_answer(jobs_wait_t *w, const ghostd_job_t *job, int code,
             break;
         }
     if (w->timer > 0)
-        cairn_loop_cancel_timer(cairn_service_loop(svc), w->timer);
-    if (job)
-        s_reply_job(svc, w->d, Q_WAIT, job);
-    else
-        cairn_deferred_fail(svc, w->d, code, msg);
+        cairn_loop_cancel_timer(cairn_service_loop(owner->jobs->svc), w->timer);
     free(w);
+    return d;
+}
+
+/* Answers w (job: its end, NULL: code and msg) and frees it. */
+void jobs_wait_answer(jobs_wait_t *w, const ghostd_job_t *job, int code,
+                          const char *msg)
+{
+    cairn_service_t *svc = w->job->jobs->svc;
+    cairn_deferred_t *d = s_wait_detach(w);
+
+    if (job)
+        s_reply_job(svc, d, Q_WAIT, job);
+    else
+        cairn_deferred_fail(svc, d, code, msg);
 }
 
 static int s_on_wait_deadline(cairn_loop_t *loop, int64_t id, void *userdata)
@@ -712,28 +759,44 @@ static int s_on_wait_deadline(cairn_loop_t *loop, int64_t id, void *userdata)
     return 0;
 }
 
-static int s_wait_defer(ghostd_job_t *job, cairn_request_t *req)
+/* Defers d on job until it ends or budget ms pass; d is job's then.
+ * -ENOMEM (d still the caller's). */
+static int s_wait_attach(ghostd_job_t *job, cairn_deferred_t *d, const cairn_caller_t *caller,
+                         uint64_t budget, bool forwarded)
 {
-    uint64_t budget = jobs_budget_ms(req, 120000);
     jobs_wait_t **grown = realloc(job->waits, (job->n_waits + 1) * sizeof *grown);
     jobs_wait_t *w = grown ? calloc(1, sizeof *w) : NULL;
 
     if (grown)
         job->waits = grown;
     if (!w)
-        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+        return -ENOMEM;
     w->job = job;
     w->since = cairn_now_ms();
+    w->deadline = w->since + budget;
+    w->caller = *caller;
+    w->forwarded = forwarded;
     w->timer = cairn_loop_add_timer(cairn_service_loop(job->jobs->svc), budget, 0,
                                     s_on_wait_deadline, w);
-    w->d = w->timer > 0 ? cairn_request_defer(req) : NULL;
-    if (!w->d) {
-        if (w->timer > 0)
-            cairn_loop_cancel_timer(cairn_service_loop(job->jobs->svc), w->timer);
+    if (w->timer <= 0) {
         free(w);
-        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+        return -ENOMEM;
     }
+    w->d = d;
     job->waits[job->n_waits++] = w;
+    return 0;
+}
+
+static int s_wait_defer(ghostd_job_t *job, cairn_request_t *req, bool forwarded)
+{
+    uint64_t budget = jobs_budget_ms(req, 120000);
+    cairn_caller_t caller = *cairn_request_caller(req);
+    cairn_deferred_t *d = cairn_request_defer(req);
+
+    if (!d)
+        return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
+    if (s_wait_attach(job, d, &caller, budget, forwarded) < 0)
+        cairn_deferred_fail(job->jobs->svc, d, CAIRN_INTERNAL, "out of memory");
     return CAIRN_REPLY_DEFERRED;
 }
 
@@ -754,11 +817,122 @@ int ghostd_jobs_handle_wait(void *ctx, cairn_request_t *req)
         if (wr->local_only)
             return cairn_request_fail(req, CAIRN_NOT_FOUND, "wait: job %s does "
                                       "not run on node %u", wr->gpid, jobs->self);
-        return s_find_elsewhere(jobs, req, Q_WAIT, wr->gpid, jobs_budget_ms(req, 120000));
+        return s_find_elsewhere(jobs, req, Q_WAIT, wr->gpid, 0, jobs_budget_ms(req, 120000));
     }
     if (s_check_owner(cairn_request_caller(req), job, "wait", &err) < 0)
         return jobs_fail(req, &err);
     if (!job->exited)
-        return s_wait_defer(job, req);
+        return s_wait_defer(job, req, wr->local_only);
     return s_reply_now(req, Q_WAIT, job);
+}
+
+/* ---- following a moving job ------------------------------------------------ */
+
+static void s_search(jobs_query_t *q);
+
+static int s_on_follow(cairn_loop_t *loop, int64_t id, void *userdata)
+{
+    jobs_query_t *q = userdata;
+
+    q->retry = 0;
+    s_search(q);   /* q may be gone after */
+    return 0;
+}
+
+/* A new query of q's kind, caller, job and deadline answering d, which
+ * searches again in S_FOLLOW_MS; NULL (d still the caller's) when it
+ * cannot be made. */
+static jobs_query_t *s_follow_later(ghostd_jobs_t *jobs, jobs_qkind_t kind,
+                                    const cairn_caller_t *caller, const char *gpid,
+                                    uint32_t sig, uint64_t deadline, cairn_deferred_t *d)
+{
+    jobs_query_t *q = s_query_alloc(jobs, kind, caller);
+
+    if (!q)
+        return NULL;
+    snprintf(q->gpid, sizeof q->gpid, "%s", gpid);
+    q->signal = sig;
+    q->deadline = deadline;
+    q->retry = cairn_loop_add_timer(cairn_service_loop(jobs->svc), S_FOLLOW_MS, 0,
+                                    s_on_follow, q);
+    if (q->retry <= 0) {
+        q->retry = 0;
+        s_query_maybe_free(q);
+        return NULL;
+    }
+    q->d = d;
+    return q;
+}
+
+/* q found nobody running its job, which has not ended: when worth_it
+ * (the job is moving, or a node did not answer) and time is left, a new
+ * query answers q's request after searching again, and true. */
+static bool s_follow(jobs_query_t *q, bool worth_it)
+{
+    if (!worth_it || !q->d || (q->kind != Q_SIGNAL && q->kind != Q_WAIT) ||
+        cairn_now_ms() + S_FOLLOW_MS >= q->deadline)
+        return false;
+    if (!s_follow_later(q->jobs, q->kind, &q->caller, q->gpid, q->signal, q->deadline,
+                        q->d))
+        return false;
+    q->d = NULL;
+    return true;
+}
+
+/* q's job is in this node's table: served here as its handler would. */
+static void s_serve_here(jobs_query_t *q, ghostd_job_t *job)
+{
+    cairn_error_t err = { 0 };
+    uint64_t now = cairn_now_ms();
+    int r = s_check_owner(&q->caller, job, q->kind == Q_WAIT ? "wait" : "signal", &err);
+
+    if (r == 0 && q->kind == Q_WAIT) {
+        if (job->exited) {
+            s_reply_job(q->jobs->svc, q->d, Q_WAIT, job);
+        } else if (s_wait_attach(job, q->d, &q->caller,
+                                 q->deadline > now ? q->deadline - now : 1, false) < 0) {
+            s_query_fail(q, CAIRN_INTERNAL, "out of memory");
+            return;
+        }
+        q->d = NULL;
+        return;
+    }
+    if (r == 0 && job->exited)
+        r = cairn_error_set(&err, -ESRCH, CAIRN_FAILED_PRECONDITION, "signal: job "
+                            "%s has exited (exit_code %d, exit_signal %d)", q->gpid,
+                            job->exit.exit_code, job->exit.exit_signal);
+    if (r == 0)
+        r = s_send(job, (int)q->signal, &err);
+    if (r < 0)
+        return s_query_fail(q, err.code, err.message);
+    cairn_log_info("job-signal", "gpid=%s signal=%u", q->gpid, q->signal);
+    s_reply_job(q->jobs->svc, q->d, Q_SIGNAL, job);
+    q->d = NULL;
+}
+
+/* q's search, again: here first, then every other alive ghostd. */
+static void s_search(jobs_query_t *q)
+{
+    ghostd_job_t *job = jobs_find(q->jobs, q->gpid);
+
+    if (job && !job->launching) {
+        s_serve_here(q, job);
+        s_query_maybe_free(q);
+        return;
+    }
+    s_ask_others(q);
+    jobs_query_sent(q);
+}
+
+void jobs_waits_follow(ghostd_job_t *job, const char *msg)
+{
+    while (job->n_waits) {
+        jobs_wait_t *w = job->waits[0];
+        if (w->forwarded || !s_follow_later(job->jobs, Q_WAIT, &w->caller, job->rec.gpid,
+                                            0, w->deadline, w->d)) {
+            jobs_wait_answer(w, NULL, CAIRN_UNAVAILABLE, msg);
+            continue;
+        }
+        s_wait_detach(w);   /* its request is the new query's */
+    }
 }

@@ -601,7 +601,9 @@ void ghostd_jobs_supersede(ghostd_jobs_t *jobs, const char *gpid_arg, const char
         jobs_pidfd_signal(job->pidfd, SIGKILL);   /* the namespace dies with it */
     cairn_log_warn(0, "job-superseded", "gpid=%s host_pid=%d msg=\"%s; this copy "
                    "was killed\"", gpid, (int)job->rec.host_pid, why);
-    /* No exit record: the job lives on elsewhere; the sweep reaps it. */
+    /* No exit record: the job lives on elsewhere (waits follow it); the
+     * sweep reaps this copy. */
+    jobs_waits_follow(job, why);
     jobs_job_drop(job, why);
     restart_job_ended(jobs->gd, gpid, 0);   /* its checkpoints stop here */
     jobs_cgroup_name(gpid, cg, sizeof cg);
@@ -633,9 +635,11 @@ void ghostd_jobs_release(ghostd_jobs_t *jobs, const char *gpid)
 
     if (!job || job->exited)
         return;
-    /* Waits follow the job only if asked again: their answer says where. */
-    snprintf(msg, sizeof msg, "wait: job %s moved to another node; wait again", gpid);
+    /* A client's wait follows the job; a forwarded one is told, and its
+     * ghostd follows. */
+    snprintf(msg, sizeof msg, "wait: job %s moved to another node", gpid);
     cairn_log_info("job-left", "gpid=%s host_pid=%d", gpid, (int)job->rec.host_pid);
+    jobs_waits_follow(job, msg);
     jobs_job_drop(job, msg);
     restart_job_ended(jobs->gd, gpid, 0);   /* its checkpoints go on from the target */
 }

@@ -14,7 +14,8 @@
 #     moved as one, counting on;
 #   - cairn signal, cairn wait and cairn logs after the moves: the exit
 #     record the reaper writes on the last node answers wait from
-#     another node;
+#     another node; waits started before the moves, at the job's node and
+#     at another, follow the job and answer its end;
 #   - a user who is not root migrates their own job (and --check lists
 #     nothing against it) and is refused root's;
 #   - the target's ghostd killed (a) after the restored copy ran but before
@@ -109,6 +110,12 @@ job=$(c 1 run --node 1 --name counter -- python3 "$counter")
 g=$(jq -r .gpid <<<"$job")
 t_json_check "counter runs on node 1 as pid 2" "$job" '.node == 1 and .pid == 2 and .moves == 0'
 t_check "counter counts" grows "$g"
+# Two waits started before the moves follow the job: one asked at its
+# node (the job leaves that ghostd), one at node 4 (forwarded).
+c 1 --timeout 300000 wait "$g" >"$T_TMP/wait1.out" 2>&1 &
+wait1=$!
+c 4 --timeout 300000 wait "$g" >"$T_TMP/wait4.out" 2>&1 &
+wait4=$!
 from=1; moves=0
 for hop in "2 2" "3 4" "1 1"; do   # "TO ASKED": each move asked at another node
     set -- $hop; to=$1; asked=$2
@@ -140,6 +147,12 @@ w=$(c 3 wait "$g")
 t_json_check "wait from node 3: ended on node 1 by TERM, after 3 moves" "$w" \
     '.exited and .exit_signal == 15 and .node == 1 and .moves == 3'
 t_check "its exit record was written on the last node" test -s "$CAIRN_RUN_BASE/$name/jobs/$g/exit"
+for k in 1 4; do
+    pid_var=wait$k
+    wait "${!pid_var}"; rc=$?
+    t_json_check "the wait started at node $k before the moves followed them (exit $rc)" \
+        "$(cat "$T_TMP/wait$k.out")" '.exited and .exit_signal == 15 and .node == 1 and .moves == 3'
+done
 t_check "logs after the end: still whole" counts_ok "$g"
 t_check "no copy left" t_wait_for 5 reapers_are "$g" 0
 reapers_are "$g" 0 || cat "$T_TMP/reapers" >&2
