@@ -65,3 +65,16 @@ room_for_daemons() {
         fi
     done
 }
+
+# oom_report: what the kernel killed for memory lately and each node's
+# cgroup figures (stderr): a job gone from a check is told from a move.
+oom_report() {
+    local k dir
+    dmesg 2>/dev/null | grep -iE "out of memory|oom-kill|killed process" | tail -5 >&2
+    for k in $("$CAIRN" cluster status | jq -r '.nodes[].id'); do
+        dir=/sys/fs/cgroup/memory/cairn/$CAIRN_CLUSTER/$k
+        [ -f "$dir/memory.failcnt" ] &&
+            echo "  node $k: usage $(( $(cat "$dir/memory.usage_in_bytes") >> 20 )) MiB of $(( $(cat "$dir/memory.limit_in_bytes") >> 20 )), max $(( $(cat "$dir/memory.max_usage_in_bytes") >> 20 )), failcnt $(cat "$dir/memory.failcnt")" >&2
+    done
+    return 0
+}

@@ -40,10 +40,11 @@ trap t_cleanup EXIT
 t_fail() { echo "FAIL: $*" >&2; T_FAILS=$((T_FAILS + 1)); }
 t_ok() { echo "ok: $*"; }
 
-# t_check DESCRIPTION COMMAND...: runs COMMAND, counts a failure if it fails.
+# t_check DESCRIPTION COMMAND...: runs COMMAND, counts a failure if it
+# fails; COMMAND's success or 1 (`t_check ... || diagnose`).
 t_check() {
     local what=$1; shift
-    if "$@"; then t_ok "$what"; else t_fail "$what"; fi
+    if "$@"; then t_ok "$what"; else t_fail "$what"; return 1; fi
 }
 
 # t_stop_services: SIGTERM to every daemon t_start_service started that

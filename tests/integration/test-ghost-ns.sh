@@ -261,7 +261,7 @@ refused() {
     t_check "$1 ($2): refused, exit 2 ($out)" [ "$rc" -eq 2 ]
     t_json_check "$1 ($2): says why" "$out" \
         ".error.code == \"unsupported\" and (.error.message | contains(\"$3\"))"
-    t_check "$1 ($2): no image left" [ ! -e "$d/image.ghost" ] && [ ! -e "$d/image.ghost.part" ]
+    t_check "$1 ($2): no image left" test ! -e "$d/image.ghost" -a ! -e "$d/image.ghost.part"
     n=$(lines "$d/log" count | wc -l)
     t_check "$1 ($2): the job runs on" wait_count "$d/log" count "$((n + 5))"
     t_check "$1 ($2): untraced" [ "$(awk '$1 == "TracerPid:" { print $2 }' /proc/"$pid"/status)" = 0 ]

@@ -18,7 +18,7 @@ command -v python3 >/dev/null || { echo "SKIP: no python3"; exit 77; }
 t_cluster_up tp 4
 
 gpid=$("$CAIRN" run --node 3 --name toptest -- sleep 300 | jq -r .gpid)
-t_check "a job on node 3 ($gpid)" [ -n "$gpid" ] && [ "$gpid" != null ]
+t_check "a job on node 3 ($gpid)" test -n "$gpid" -a "$gpid" != null
 
 # ---- --once --json ---------------------------------------------------------
 out=$("$CAIRN" top --once --json 2>"$T_TMP/err"); rc=$?
