@@ -347,7 +347,8 @@ int migrate_relay_receive(migrate_relay_t *r, cairn_request_t *req,
         s_changed(r);
         return cairn_request_fail(req, CAIRN_INTERNAL, "out of memory");
     }
-    memcpy(m->data, p->data.data + now.off, rest);
+    if (rest)   /* an empty message (the end alone) has no data at all */
+        memcpy(m->data, p->data.data + now.off, rest);
     m->len = rest;
     m->off = 0;
     r->q_n++;
