@@ -15,7 +15,33 @@ T_MOUNTS=()
 T_FAILS=0
 T_SERVICES=()   # "PID LOG" of every daemon t_start_service started
 
+# t_sanitizer_reports DIR: every sanitizer report in a log under DIR, on
+# stderr with its file -- a cluster's daemons log under the test's run
+# directory, which the cleanup removes: a daemon that died in CI is then
+# seen only here.
+t_sanitizer_reports() {
+    local f
+    grep -rlE 'ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:' --include='*.log' "$1" 2>/dev/null |
+        while read -r f; do
+            echo "---- sanitizer report in ${f#"$1"/} ----" >&2
+            grep -m1 -A40 -E 'ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:' "$f" >&2
+        done
+}
+
+# t_cluster_daemons_alive: every daemon of the local cluster $CAIRN_CLUSTER
+# runs, else false with the dead ones named on stderr. For a test whose
+# later steps would only wait out their deadlines on a dead daemon.
+t_cluster_daemons_alive() {
+    local dead
+    dead=$("$CAIRN" cluster status 2>/dev/null |
+        jq -r '.nodes[] | .id as $k | .services[] | select(.running | not) | "\(.name)@\($k)"' | tr '\n' ' ')
+    [ -z "$dead" ] && return 0
+    echo "  dead: $dead" >&2
+    return 1
+}
+
 t_cleanup() {
+    [ -n "${T_TMP:-}" ] && [ -d "$T_TMP" ] && t_sanitizer_reports "$T_TMP"
     for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
     for m in "${T_MOUNTS[@]}"; do umount -l "$m" 2>/dev/null; done

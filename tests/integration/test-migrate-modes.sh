@@ -180,6 +180,8 @@ t_check "post-copy back: one copy once the pages came" t_wait_for 60 copies_are 
 t_check "post-copy back: its memory is whole" mem_ok "$g" 5
 t_check "post-copy: never back, repeated or skipped, pid 2 under the reaper" counts_ok "$g"
 t_check "post-copy: no page relay broke" bash -c "! grep -h migrate-relay-broken $(glog 1) $(glog 2)"
+# the steps below would wait out their deadlines on a dead daemon (600 s)
+t_check "every daemon still runs" t_cluster_daemons_alive || t_done
 
 # The target's ghost-restore killed before its first line: stopped as
 # soon as it is spawned (at begin, long before the image can be in), so
@@ -216,6 +218,7 @@ t_check "restore killed before it ran: exactly one copy" t_wait_for 10 copies_ar
 t_check "restore killed before it ran: counts on" grows "$g"
 t_check "restore killed before it ran: its memory is whole" mem_ok "$g" 6
 t_check "restore killed before it ran: never back, repeated or skipped" counts_ok "$g"
+t_check "every daemon still runs" t_cluster_daemons_alive || t_done
 
 # The source's ghost-dump killed while it serves the pages (the copy ran):
 # the job is lost, said loudly (ps, wait, the target's log), and no copy
