@@ -119,6 +119,7 @@ struct lazy_srv {
     uint8_t *buf;              /* LAZY_MAX_PAGES pages from the source */
     pthread_t thread;
     bool started;
+    bool joined;          /* the thread was joined (lazy_srv_join) */
     int rc;                    /* 0 done, -ECANCELED stopped, else failed */
     cairn_error_t err;
     lazy_srv_stats_t st;
@@ -678,8 +679,11 @@ static void *s_main(void *arg)
         lazy_frame_t e = { LAZY_END, 0, 0, 0, 0 };
         (void)lazy_frame_write(s->pages_fd, &e, NULL);
     }
-    for (size_t k = 0; k < s->n_mm; k++)
-        s_mm_gone(&s->mm[k]);   /* closing unregisters what is left */
+    /* Closing unregisters what is left: done here once every page came;
+     * after a failure by lazy_srv_finish, once the caller killed the tree
+     * (until then a thread on a missing page stays blocked, not zeroed). */
+    for (size_t k = 0; s->rc == 0 && k < s->n_mm; k++)
+        s_mm_gone(&s->mm[k]);
     free(pf);
     s->st.serve_us = cairn_now_us() - t0;
     uint64_t one = 1;
@@ -697,15 +701,25 @@ int lazy_srv_start(lazy_srv_t *s, cairn_error_t *err)
     return 0;
 }
 
+/* Waits for the server's thread once (it has ended when done_fd is
+ * readable, or after stop); its result. The userfaultfds stay open. */
+static int s_join(lazy_srv_t *s)
+{
+    if (s->started && !s->joined) {
+        pthread_join(s->thread, NULL);
+        s->joined = true;
+    }
+    return s->started ? s->rc : -ECANCELED;
+}
+
 int lazy_srv_finish(lazy_srv_t *s, bool stop, lazy_srv_stats_t *st, cairn_error_t *err)
 {
     if (!s)
         return 0;
     uint64_t one = 1;
-    if (stop && s->started)
+    if (stop && s->started && !s->joined)
         (void)!write(s->stop_efd, &one, sizeof(one));
-    if (s->started)
-        pthread_join(s->thread, NULL);
+    s_join(s);
     int rc = s->started ? s->rc : -ECANCELED;
     if (rc < 0 && rc != -ECANCELED && err)
         *err = s->err;
@@ -993,11 +1007,16 @@ int lazy_window(lazy_srv_t *srv, seize_trace_t *tr, pid_t root, lazy_srv_stats_t
             break;
         s_wait(sfd, done, 1000);
     }
-    int rc = lazy_srv_finish(srv, false, st, err);
-    *ret_killed = rc < 0;
-    if (rc < 0)
+    /* A failed server's tree dies before its userfaultfds close: closed,
+     * they let a thread blocked on a missing page read zeros and run on
+     * (seen: the copy died of SIGSEGV, its end recorded as a crash before
+     * ghostd could say its pages were lost). */
+    bool failed = s_join(srv) < 0;
+    if (failed)
         s_kill_all(&ts, root, sfd);
-    else
+    int rc = lazy_srv_finish(srv, false, st, err);
+    *ret_killed = failed || rc < 0;
+    if (!*ret_killed)
         s_detach_all(&ts, sfd);
     if (sfd >= 0)
         close(sfd);
