@@ -5,9 +5,15 @@
  * cpu.cfs_quota_us / cpu.cfs_period_us), else the host's CPUs (the cpuN
  * lines of /proc/stat). Busy: the cgroup's CPU time between two samples
  * over the time between them -- v2 cpu.stat usage_usec, v1 cpuacct.usage,
- * or the summed times of its processes (nodecg.h says when) -- else the
- * host's non-idle share of /proc/stat times its CPUs. The first sample
- * has nothing to compare with and says 0.
+ * or its processes' times (nodecg.h says when) -- else the host's non-idle
+ * share of /proc/stat times its CPUs. The first sample has nothing to
+ * compare with and says 0.
+ *
+ * Processes' times are summed as deltas, each process against its own
+ * last time (one new since then counts whole): a sum of totals fell by
+ * the time of every job that left -- migrated away or ended -- and a node
+ * busy with fourteen jobs read 0 CPU (where cpuacct is not mounted with
+ * cpu, as here); sched-mosix then sent it jobs back.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,13 +21,21 @@
 #include <string.h>
 
 #include "probe.h"
+#include "util/array.h"
 #include "util/cleanup.h"
+
+typedef struct s_proc_ticks {
+    long pid;
+    uint64_t ticks;     /* utime + stime at the last sample */
+} s_proc_ticks_t;
 
 typedef struct s_cpu {
     bool have;          /* a previous sample */
     uint64_t busy;      /* ns of CPU (cgroup), or busy jiffies (host) */
     uint64_t total;     /* host: all jiffies; cgroup: unused */
     uint64_t at_ns;     /* when */
+    s_proc_ticks_t *procs;  /* processes' times: the last sample's, by pid */
+    size_t n_procs;
 } s_cpu_t;
 
 static int s_host_cpus(const probe_env_t *env, double *ret)
@@ -69,9 +83,25 @@ static int s_quota(const probe_env_t *env, double *ret)
 /* ---- busy time ------------------------------------------------------------ */
 
 typedef struct s_sum {
-    const probe_env_t *env;
-    uint64_t ticks;
+    const s_cpu_t *last;     /* the previous sample's times */
+    s_proc_ticks_t *now;     /* this sample's, grown here */
+    size_t n_now, cap_now;
+    uint64_t delta;          /* ticks since the previous sample */
+    int error;               /* -ENOMEM */
 } s_sum_t;
+
+static int s_cmp_pid(const void *a, const void *b)
+{
+    long x = ((const s_proc_ticks_t *)a)->pid, y = ((const s_proc_ticks_t *)b)->pid;
+    return x < y ? -1 : x > y;
+}
+
+static const s_proc_ticks_t *s_last_of(const s_cpu_t *last, long pid)
+{
+    s_proc_ticks_t key = { .pid = pid };
+    return last->n_procs ? bsearch(&key, last->procs, last->n_procs, sizeof(key), s_cmp_pid)
+                         : NULL;
+}
 
 static int s_sum_procs(const char *root, const char *dir, void *ud)
 {
@@ -80,20 +110,47 @@ static int s_sum_procs(const char *root, const char *dir, void *ud)
 
     if (nodecg_read(root, dir, "cgroup.procs", &procs) < 0)
         return 0;   /* removed meanwhile */
-    for (char *p = procs, *end; *p; p = end) {
+    for (char *p = procs, *end; *p && !s->error; p = end) {
         long pid = strtol(p, &end, 10);
         if (end == p)
             break;
         char state;
         uint64_t ticks;
-        if (nodecg_pid_stat(root, pid, &state, &ticks) == 0)
-            s->ticks += ticks;   /* a process gone meanwhile: not counted */
+        if (nodecg_pid_stat(root, pid, &state, &ticks) < 0)
+            continue;   /* gone meanwhile: its last times are not ours to count */
+        const s_proc_ticks_t *was = s_last_of(s->last, pid);
+        s->delta += !was ? ticks : ticks > was->ticks ? ticks - was->ticks : 0;
+        if (CAIRN_GROW(s->now, s->cap_now, s->n_now + 1, 64) < 0) {
+            s->error = -ENOMEM;
+            break;
+        }
+        s->now[s->n_now++] = (s_proc_ticks_t){ .pid = pid, .ticks = ticks };
     }
     return 0;
 }
 
+/* The node's processes' CPU time since the previous sample, in ns, added
+ * to s->busy as the running count; s->procs becomes this sample's. */
+static int s_procs_ns(const probe_env_t *env, s_cpu_t *st, uint64_t *ret)
+{
+    s_sum_t s = { .last = st };
+
+    nodecg_walk(env->root, env->cg->cpu, s_sum_procs, &s);
+    if (s.error) {
+        free(s.now);
+        return s.error;
+    }
+    if (s.n_now)
+        qsort(s.now, s.n_now, sizeof(*s.now), s_cmp_pid);
+    free(st->procs);
+    st->procs = s.now;
+    st->n_procs = s.n_now;
+    *ret = st->busy + s.delta * (1000000000ull / (uint64_t)(env->clk_tck > 0 ? env->clk_tck : 100));
+    return 0;
+}
+
 /* The cgroup's CPU time in ns. */
-static int s_cgroup_ns(const probe_env_t *env, uint64_t *ret)
+static int s_cgroup_ns(const probe_env_t *env, s_cpu_t *st, uint64_t *ret)
 {
     const nodecg_t *cg = env->cg;
 
@@ -109,10 +166,7 @@ static int s_cgroup_ns(const probe_env_t *env, uint64_t *ret)
     }
     if (*cg->cpuacct)
         return nodecg_read_u64(env->root, cg->cpuacct, "cpuacct.usage", ret);
-    s_sum_t s = { .env = env };
-    nodecg_walk(env->root, cg->cpu, s_sum_procs, &s);
-    *ret = s.ticks * (1000000000ull / (uint64_t)(env->clk_tck > 0 ? env->clk_tck : 100));
-    return 0;
+    return s_procs_ns(env, st, ret);
 }
 
 /* Host: busy and total jiffies of /proc/stat's "cpu " line. */
@@ -144,7 +198,7 @@ static int s_sample(void *state, const probe_env_t *env, loadvec_t *v,
     int r = cg ? s_quota(env, &cpus) : s_host_cpus(env, &cpus);
 
     if (r == 0)
-        r = cg ? s_cgroup_ns(env, &busy) : s_host_jiffies(env, &busy, &total);
+        r = cg ? s_cgroup_ns(env, s, &busy) : s_host_jiffies(env, &busy, &total);
     if (r < 0)
         return cairn_error_set(err, r, CAIRN_SYSTEM, "cannot read the %s's CPU "
                                "figures under %s: %s", cg ? "node cgroup" : "host",
@@ -155,14 +209,27 @@ static int s_sample(void *state, const probe_env_t *env, loadvec_t *v,
     else if (s->have && !cg && total > s->total)
         load = busy > s->busy ? (double)(busy - s->busy) / (double)(total - s->total) * cpus
                               : 0;
-    *s = (s_cpu_t){ .have = true, .busy = busy, .total = total, .at_ns = env->now_ns };
+    s->have = true;
+    s->busy = busy;
+    s->total = total;
+    s->at_ns = env->now_ns;
     v->cpus = cpus;
     v->cpu_load = load;
     return 0;
+}
+
+static void s_fini(void *state)
+{
+    s_cpu_t *s = state;
+
+    free(s->procs);
+    s->procs = NULL;
+    s->n_procs = 0;
 }
 
 const probe_ops_t probe_cpu = {
     .name = "cpu",
     .state_size = sizeof(s_cpu_t),
     .sample = s_sample,
+    .fini = s_fini,
 };

@@ -1,6 +1,7 @@
 /* test-probes.c - every probe's parsing, over fixture trees
  * (services/probed/fixtures): a node cgroup on cgroup v1 with cpuacct
- * mounted apart (this build machine), one on v2 with probed in a leaf
+ * mounted apart (this build machine; v1-left: a job left between the
+ * samples), one on v2 with probed in a leaf
  * below the node's limits, and a host without a node cgroup. Each tree
  * has a t0 and a t1 taken one second later, so the rates are checked
  * too. Then the jobs probe over ghostd's job lists, migration-cost, and
@@ -100,6 +101,18 @@ Test(probes, cpu_v1_sums_the_processes)
     cr_assert_float_eq(r.v.cpu_load, 0.0, 1e-9, "nothing to compare with yet");
     s_sample(&r, &probe_cpu, 1);
     /* 45 ticks of 10 ms in 1 s (pids 101 and 200 in a job's sub-cgroup) */
+    cr_assert_float_eq(r.v.cpu_load, 0.45, 1e-9, "got %g", r.v.cpu_load);
+    s_teardown(&r, &probe_cpu);
+}
+
+/* A job with 5 s of CPU left between the samples (migrated away): the
+ * others' 45 ticks still count -- the sum of totals fell, and read 0. */
+Test(probes, cpu_v1_a_job_that_left_takes_only_its_own_time)
+{
+    s_run_t r;
+    s_setup(&r, "v1-left");
+    s_sample(&r, &probe_cpu, 0);
+    s_sample(&r, &probe_cpu, 1);
     cr_assert_float_eq(r.v.cpu_load, 0.45, 1e-9, "got %g", r.v.cpu_load);
     s_teardown(&r, &probe_cpu);
 }
