@@ -162,7 +162,7 @@ probe_traffic() {
 
 # makespan_run WORK SWAP...: the 16 jobs submitted to node 1, then SWAP
 # (a command: true, or the swap to mosix), then every job waited for; the
-# makespan in ms on stdout.
+# makespan in ms on stdout, the ms SWAP ended at in $SWAPPED_AT_FILE.
 MAKESPAN_LENGTHS=(1 8 2 7 3 6 4 5 5 4 6 3 7 2 8 1)   # CPU seconds: 72 in all
 makespan_run() {
     local work=$1 t0 g L gs=(); shift
@@ -173,6 +173,7 @@ makespan_run() {
         gs+=("$g")
     done
     "$@" || fail swap "$* failed"
+    now_ms >"$SWAPPED_AT_FILE"
     local w end=0
     for g in "${gs[@]}"; do
         # wait answers once the job ends; a node busy with 16 jobs may miss
@@ -201,13 +202,17 @@ makespan() {
     wait_for 30 serves 1 rr || fail timeout "no sched-rr serves node 1 in 30 s"
     slow_membership || fail config "could not raise clusterd's suspect timeout"
     load0=$(cut -d' ' -f1 /proc/loadavg)
+    SWAPPED_AT_FILE=/dev/null
     rr_ms=$(makespan_run "$work" true) || exit 3
     echo "# norebalance (rr) makespan: $rr_ms ms" >&2
-    swap_at=$(now_ms)
+    SWAPPED_AT_FILE=$(mktemp)
     mosix_ms=$(makespan_run "$work" swap_all mosix) || exit 3
+    swap_at=$(cat "$SWAPPED_AT_FILE"); rm -f "$SWAPPED_AT_FILE"
     echo "# mosix makespan: $mosix_ms ms" >&2
     load1=$(cut -d' ' -f1 /proc/loadavg)
     D=$(all_decisions)
+    # SCHED_BENCH_DECISIONS=FILE keeps every node's decision log there
+    [ -n "${SCHED_BENCH_DECISIONS:-}" ] && printf '%s\n' "$D" >"$SCHED_BENCH_DECISIONS"
     fed=$(jq -c --argjson t "$swap_at" '[range(2; 5) as $n | [.[] | select(.kind == "balance" and .to == $n and .time_ms >= $t) | .time_ms] | (min // null) | if . then . - $t else null end]' <<<"$D")
     moves=$(jq '[.[] | select(.kind == "balance" and (.outcome | startswith("ok")))] | length' <<<"$D")
     failed=$(jq '[.[] | select(.kind == "balance" and ((.outcome | startswith("failed")) or (.outcome | startswith("unknown"))))] | length' <<<"$D")
