@@ -101,6 +101,10 @@ struct ghostd_jobs {
     jobs_query_t *queries;     /* in flight */
     struct jobs_settle *settles; /* moves left under way, being settled */
     int64_t sweep_timer, expire_timer;
+    /* The sub-cgroups of jobs that left this node alive (migrated away):
+     * removed by the sweep once their killed processes are gone. */
+    char (*left_cgroups)[GHOSTD_GPID_MAX + 8];
+    size_t n_left_cgroups;
 };
 
 /* The daemon of a handler's ctx. */

@@ -386,10 +386,55 @@ static bool s_is_reaper(const ghostd_jobs_t *jobs, pid_t pid)
     return false;
 }
 
+#define S_LEFT_CGROUPS_MAX 1024   /* beyond: the oldest is forgotten */
+
+/* Notes cg, the sub-cgroup of a job that left, for the sweep. */
+static void s_left_cgroup(ghostd_jobs_t *jobs, const char *cg)
+{
+    if (jobs->n_left_cgroups == S_LEFT_CGROUPS_MAX) {
+        memmove(jobs->left_cgroups, jobs->left_cgroups + 1,
+                --jobs->n_left_cgroups * sizeof *jobs->left_cgroups);
+    } else {
+        void *grown = realloc(jobs->left_cgroups,
+                              (jobs->n_left_cgroups + 1) * sizeof *jobs->left_cgroups);
+        if (!grown)
+            return;   /* an empty cgroup stays: nothing is lost */
+        jobs->left_cgroups = grown;
+    }
+    snprintf(jobs->left_cgroups[jobs->n_left_cgroups++], sizeof *jobs->left_cgroups, "%s", cg);
+}
+
+/* Removes the left sub-cgroups that are empty by now (or gone). */
+static void s_sweep_left_cgroups(ghostd_jobs_t *jobs)
+{
+    for (size_t i = 0; i < jobs->n_left_cgroups;) {
+        int r = ghost_place_remove_cgroup(jobs->left_cgroups[i]);
+        if (r == 0 || r == -ENOENT || r == -EINVAL)
+            memmove(&jobs->left_cgroups[i], &jobs->left_cgroups[i + 1],
+                    (--jobs->n_left_cgroups - i) * sizeof *jobs->left_cgroups);
+        else
+            i++;   /* its processes still die: next sweep */
+    }
+}
+
+void ghostd_jobs_cgroup_wanted(ghostd_jobs_t *jobs, const char *gpid)
+{
+    char cg[GHOSTD_GPID_MAX + 8];
+
+    jobs_cgroup_name(gpid, cg, sizeof cg);
+    for (size_t i = 0; i < jobs->n_left_cgroups; i++)
+        if (strcmp(jobs->left_cgroups[i], cg) == 0) {
+            memmove(&jobs->left_cgroups[i], &jobs->left_cgroups[i + 1],
+                    (--jobs->n_left_cgroups - i) * sizeof *jobs->left_cgroups);
+            return;
+        }
+}
+
 static int s_on_sweep(cairn_loop_t *loop, int64_t id, void *userdata)
 {
     ghostd_jobs_t *jobs = userdata;
 
+    s_sweep_left_cgroups(jobs);
     if (ghostd_launch_running(jobs->gd))
         return 0;
     for (int i = 0; i < 64; i++) {
@@ -498,6 +543,7 @@ ghostd_jobs_t *ghostd_jobs_free(ghostd_jobs_t *jobs)
         cairn_loop_cancel_timer(loop, jobs->sweep_timer);
     if (jobs->expire_timer > 0)
         cairn_loop_cancel_timer(loop, jobs->expire_timer);
+    free(jobs->left_cgroups);
     free(jobs);
     return NULL;
 }
@@ -639,6 +685,11 @@ void ghostd_jobs_release(ghostd_jobs_t *jobs, const char *gpid)
      * ghostd follows. */
     snprintf(msg, sizeof msg, "wait: job %s moved to another node", gpid);
     cairn_log_info("job-left", "gpid=%s host_pid=%d", gpid, (int)job->rec.host_pid);
+    if (job->rec.sub_cgroup) {   /* emptied once ghost-dump killed the tree */
+        char cg[GHOSTD_GPID_MAX + 8];
+        jobs_cgroup_name(gpid, cg, sizeof cg);
+        s_left_cgroup(jobs, cg);
+    }
     jobs_waits_follow(job, msg);
     jobs_job_drop(job, msg);
     restart_job_ended(jobs->gd, gpid, 0);   /* its checkpoints go on from the target */
@@ -648,6 +699,7 @@ void ghostd_jobs_take_back(ghostd_jobs_t *jobs, const char *gpid)
 {
     if (!gpid || jobs_find(jobs, gpid))
         return;
+    ghostd_jobs_cgroup_wanted(jobs, gpid);
     s_adopt(jobs, gpid, false);
     ghostd_jobs_set_migrating(jobs, gpid, false, 0, NULL);
 }

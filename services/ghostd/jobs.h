@@ -81,6 +81,10 @@ void ghostd_jobs_release(ghostd_jobs_t *jobs, const char *gpid);
  * did not happen (the tree was resumed here; the target's copy is this
  * ghostd's to abort): the move's mark cleared. */
 void ghostd_jobs_take_back(ghostd_jobs_t *jobs, const char *gpid);
+/* gpid is about to be placed on this node again (a migration in): its
+ * sub-cgroup, left from an earlier stay, is no longer the sweep's to
+ * remove. */
+void ghostd_jobs_cgroup_wanted(ghostd_jobs_t *jobs, const char *gpid);
 
 /* A job restored here by a migration now belongs to this node: its
  * job.json (read from the jobs directory) gets this node, reaper

@@ -645,6 +645,7 @@ static int s_in_spawn(migrate_in_t *in, bool new_pid, cairn_error_t *err)
             snprintf(in->unit, sizeof in->unit, "%s", scope);
     } else if (in->gpid[0]) {   /* placed as a launched job is (docs/jobs.md) */
         snprintf(cg, sizeof cg, "job-%s", in->gpid);
+        ghostd_jobs_cgroup_wanted(gd->jobs, in->gpid);   /* back: not the sweep's */
         argv[n++] = "--cgroup";
         argv[n++] = cg;
         in->sub_cgroup = true;

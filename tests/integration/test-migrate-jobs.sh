@@ -136,6 +136,18 @@ for hop in "2 2" "3 4" "1 1"; do   # "TO ASKED": each move asked at another node
     t_check "counter $from -> $to: counts on" grows "$g"
     from=$to
 done
+# The nodes it left keep no sub-cgroup of it (each ghostd's sweep removes
+# it once the killed copy is gone); node 1, where it runs, has its own.
+left_cgroups() {
+    local k d n=0
+    for k in 2 3; do
+        for d in /sys/fs/cgroup/cpu/cairn/$name/$k /sys/fs/cgroup/cairn/$name/$k; do
+            [ -d "$d/job-$g" ] && n=$((n + 1))
+        done
+    done
+    [ "$n" -eq 0 ]
+}
+t_check "counter: nodes 2 and 3 keep no cgroup of it" t_wait_for 10 left_cgroups
 t_check "counter: never back, repeated or skipped, pid 2 under the reaper throughout" \
     counts_ok "$g"
 
