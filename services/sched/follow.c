@@ -12,7 +12,7 @@
  *
  * Commitments. A placement or a migration changes a node's load before
  * any vector can show it; until that node's vector sampled after it (by
- * SCHED_SETTLE_MS) arrives, the demand is added to what the policy sees
+ * SCHED_SETTLE_MS and a probe period) arrives, the demand is added to what the policy sees
  * (sched_node_t.pending_*). Without that, the sixteen placements of one
  * period all go to the node that looked idle, and balancing sends a
  * second job after the first before the target's vector says it is busy.
@@ -111,18 +111,22 @@ static const Cairn__Probed__LoadVector *s_vector(const sched_t *s, uint32_t node
     return NULL;
 }
 
-/* Drops the commitments a vector shows by now, or too old to matter. */
+/* Drops the commitments a vector shows by now, or too old to matter. A
+ * vector shows a move once its CPU figure covers a whole period after it:
+ * one sampled 250 ms after a job arrived on an idle node counted a quarter
+ * of the job, and node 1 sent seven of sixteen jobs to the one node that
+ * still looked light (bench/sched.sh --part makespan). */
 static void s_prune_commits(sched_t *s)
 {
     uint64_t now = cairn_realtime_ms();
-    uint64_t stale = (uint64_t)s->params.stale_periods * s->params.gossip_period_ms +
-                     SCHED_SETTLE_MS;
+    uint64_t settle = (uint64_t)s->params.gossip_period_ms + SCHED_SETTLE_MS;
+    uint64_t stale = (uint64_t)s->params.stale_periods * s->params.gossip_period_ms + settle;
     size_t k = 0;
 
     for (size_t i = 0; i < s->n_commits; i++) {
         const sched_commit_t *c = &s->commits[i];
         const Cairn__Probed__LoadVector *v = s_vector(s, c->node);
-        bool shown = v && v->sampled_ms >= c->unix_ms + SCHED_SETTLE_MS;
+        bool shown = v && v->sampled_ms >= c->unix_ms + settle;
         if (!shown && now - c->unix_ms <= stale)
             s->commits[k++] = *c;
     }

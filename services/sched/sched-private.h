@@ -27,7 +27,8 @@
 #define SCHED_COMMITS 128   /* placements and moves not yet in a vector */
 #define SCHED_HELD 256      /* jobs moved (or tried) lately */
 #define SCHED_SETTLE_MS 250 /* a vector sampled this long after a move
-                             * shows it */
+                             * shows it, and a probe period more (its CPU
+                             * figure covers the period before it) */
 
 /* Demand placed on or moved to (or away from) a node, counted until a
  * vector of that node sampled after it arrives. */
