@@ -200,6 +200,10 @@ makespan() {
     "$CAIRN" cluster up --nodes 4 --cpus 0.5 --mem 512M --name "$NAME" --start-timeout 30000 >/dev/null ||
         fail cluster-up "cluster up --nodes 4 failed"
     wait_for 30 serves 1 rr || fail timeout "no sched-rr serves node 1 in 30 s"
+    # and every ghostd sees the others (their views lag clusterd's)
+    ghostds_see_all() { local k; for k in 1 2 3 4; do
+        c "$k" ps | jq -e '[.nodes[] | select(.reachable)] | length == 4' >/dev/null || return 1; done; }
+    wait_for 30 ghostds_see_all || fail timeout "the ghostds do not see each other in 30 s"
     slow_membership || fail config "could not raise clusterd's suspect timeout"
     load0=$(cut -d' ' -f1 /proc/loadavg)
     SWAPPED_AT_FILE=/dev/null

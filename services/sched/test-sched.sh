@@ -50,6 +50,9 @@ CONFIG=$(jq -r .config "$STATE")
 grep -q '<service name="sched"' "$CONFIG" ||
     { echo "SKIP: the description runs no service sched (harness defaults)"; exit 77; }
 for k in 1 2 3 4; do t_check "node $k alive" t_wait_state 15 "$k" alive 1 2 3 4; done
+# ghostd's view lags clusterd's by up to its 2 s ask: a run rr placed on
+# node 2 was refused "node 2 is unknown" by node 1's ghostd
+t_ghostds_see 4
 
 . "$CAIRN_SOURCE/services/sched/lib-sched.sh"
 t_check "clusterd's suspect timeout raised (lib-sched.sh: slow_membership)" slow_membership
@@ -186,7 +189,15 @@ t_check "every node has 256 MiB for its jobs again" room_for_daemons 256
 
 # ---- ushering ---------------------------------------------------------------------------------
 
+# The ballast fills its 100 MiB under sched-rr and only then mosix comes
+# back: filling it takes CPU (seconds under ASan), and mosix once balanced
+# it, then the grower, to an idle node before either had grown -- nothing
+# was left to usher. Held, it takes no CPU; the grower's 3 MiB/s next to
+# nothing.
+t_check "every node swapped to rr for the ballast" swap_all rr
 ballast=$(c 1 run --node 1 -- "$WORK" hold 100 | jq -r .gpid)
+t_check "the ballast holds its 100 MiB" wait_for 60 bash -c "CAIRN_NODE=1 '$CAIRN' logs $ballast | grep -q held"
+t_check "every node swapped back to mosix" swap_all mosix
 grower=$(c 1 run --node 1 -- "$WORK" grow 3 150 | jq -r .gpid)
 ushered() { decisions 1 | jq -e --arg g "$grower" '[.[] | select(.kind == "usher" and .gpid == $g and (.outcome | startswith("ok")))] | length > 0' >/dev/null; }
 t_check "the growing job is ushered off node 1" wait_for 90 ushered
