@@ -37,6 +37,9 @@ typedef struct sched_commit {
     uint64_t unix_ms;      /* when it happened */
     double cpu;
     int64_t mem;
+    bool have_used;        /* the node's vector was known then: */
+    uint64_t used_before;  /* its mem_used, which must move by half of
+                              mem before the vector counts as showing it */
 } sched_commit_t;
 
 /* A job that moved, arrived or whose move failed: when (monotonic). */
