@@ -674,6 +674,24 @@ static int s_send(ghostd_job_t *job, int sig, cairn_error_t *err)
     return 0;
 }
 
+/* Signals job, in this node's table, for caller c: its owner or root,
+ * and not ended; logged. 0, or -errno with err. */
+static int s_signal_here(const cairn_caller_t *c, ghostd_job_t *job, uint32_t sig,
+                         cairn_error_t *err)
+{
+    int r = s_check_owner(c, job, "signal", err);
+
+    if (r == 0 && job->exited)
+        r = cairn_error_set(err, -ESRCH, CAIRN_FAILED_PRECONDITION, "signal: job "
+                            "%s has exited (exit_code %d, exit_signal %d)",
+                            job->rec.gpid, job->exit.exit_code, job->exit.exit_signal);
+    if (r == 0)
+        r = s_send(job, (int)sig, err);
+    if (r == 0)
+        cairn_log_info("job-signal", "gpid=%s signal=%u", job->rec.gpid, sig);
+    return r;
+}
+
 int ghostd_jobs_handle_signal(void *ctx, cairn_request_t *req)
 {
     ghostd_jobs_t *jobs = jobs_gd(ctx)->jobs;
@@ -699,16 +717,8 @@ int ghostd_jobs_handle_signal(void *ctx, cairn_request_t *req)
         return s_find_elsewhere(jobs, req, Q_SIGNAL, sr->gpid, sr->signal,
                                 jobs_budget_ms(req, S_DEFAULT_DEADLINE_MS));
     }
-    r = s_check_owner(c, job, "signal", &err);
-    if (r == 0 && job->exited)
-        r = cairn_error_set(&err, -ESRCH, CAIRN_FAILED_PRECONDITION, "signal: job "
-                            "%s has exited (exit_code %d, exit_signal %d)", sr->gpid,
-                            job->exit.exit_code, job->exit.exit_signal);
-    if (r == 0)
-        r = s_send(job, (int)sr->signal, &err);
-    if (r < 0)
+    if (s_signal_here(c, job, sr->signal, &err) < 0)
         return jobs_fail(req, &err);
-    cairn_log_info("job-signal", "gpid=%s signal=%u", sr->gpid, sr->signal);
     return s_reply_now(req, Q_SIGNAL, job);
 }
 
@@ -884,29 +894,19 @@ static void s_serve_here(jobs_query_t *q, ghostd_job_t *job)
 {
     cairn_error_t err = { 0 };
     uint64_t now = cairn_now_ms();
-    int r = s_check_owner(&q->caller, job, q->kind == Q_WAIT ? "wait" : "signal", &err);
 
-    if (r == 0 && q->kind == Q_WAIT) {
-        if (job->exited) {
-            s_reply_job(q->jobs->svc, q->d, Q_WAIT, job);
-        } else if (s_wait_attach(job, q->d, &q->caller,
-                                 q->deadline > now ? q->deadline - now : 1, false) < 0) {
-            s_query_fail(q, CAIRN_INTERNAL, "out of memory");
-            return;
-        }
-        q->d = NULL;
-        return;
-    }
-    if (r == 0 && job->exited)
-        r = cairn_error_set(&err, -ESRCH, CAIRN_FAILED_PRECONDITION, "signal: job "
-                            "%s has exited (exit_code %d, exit_signal %d)", q->gpid,
-                            job->exit.exit_code, job->exit.exit_signal);
-    if (r == 0)
-        r = s_send(job, (int)q->signal, &err);
-    if (r < 0)
+    if (q->kind == Q_SIGNAL) {
+        if (s_signal_here(&q->caller, job, q->signal, &err) < 0)
+            return s_query_fail(q, err.code, err.message);
+        s_reply_job(q->jobs->svc, q->d, Q_SIGNAL, job);
+    } else if (s_check_owner(&q->caller, job, "wait", &err) < 0) {
         return s_query_fail(q, err.code, err.message);
-    cairn_log_info("job-signal", "gpid=%s signal=%u", q->gpid, q->signal);
-    s_reply_job(q->jobs->svc, q->d, Q_SIGNAL, job);
+    } else if (job->exited) {
+        s_reply_job(q->jobs->svc, q->d, Q_WAIT, job);
+    } else if (s_wait_attach(job, q->d, &q->caller,
+                             q->deadline > now ? q->deadline - now : 1, false) < 0) {
+        return s_query_fail(q, CAIRN_INTERNAL, "out of memory");
+    }
     q->d = NULL;
 }
 

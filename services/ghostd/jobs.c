@@ -388,12 +388,18 @@ static bool s_is_reaper(const ghostd_jobs_t *jobs, pid_t pid)
 
 #define S_LEFT_CGROUPS_MAX 1024   /* beyond: the oldest is forgotten */
 
+/* Takes entry i off the left sub-cgroups. */
+static void s_left_cgroup_forget(ghostd_jobs_t *jobs, size_t i)
+{
+    memmove(&jobs->left_cgroups[i], &jobs->left_cgroups[i + 1],
+            (--jobs->n_left_cgroups - i) * sizeof *jobs->left_cgroups);
+}
+
 /* Notes cg, the sub-cgroup of a job that left, for the sweep. */
 static void s_left_cgroup(ghostd_jobs_t *jobs, const char *cg)
 {
     if (jobs->n_left_cgroups == S_LEFT_CGROUPS_MAX) {
-        memmove(jobs->left_cgroups, jobs->left_cgroups + 1,
-                --jobs->n_left_cgroups * sizeof *jobs->left_cgroups);
+        s_left_cgroup_forget(jobs, 0);   /* the oldest */
     } else {
         void *grown = realloc(jobs->left_cgroups,
                               (jobs->n_left_cgroups + 1) * sizeof *jobs->left_cgroups);
@@ -410,8 +416,7 @@ static void s_sweep_left_cgroups(ghostd_jobs_t *jobs)
     for (size_t i = 0; i < jobs->n_left_cgroups;) {
         int r = ghost_place_remove_cgroup(jobs->left_cgroups[i]);
         if (r == 0 || r == -ENOENT || r == -EINVAL)
-            memmove(&jobs->left_cgroups[i], &jobs->left_cgroups[i + 1],
-                    (--jobs->n_left_cgroups - i) * sizeof *jobs->left_cgroups);
+            s_left_cgroup_forget(jobs, i);
         else
             i++;   /* its processes still die: next sweep */
     }
@@ -424,8 +429,7 @@ void ghostd_jobs_cgroup_wanted(ghostd_jobs_t *jobs, const char *gpid)
     jobs_cgroup_name(gpid, cg, sizeof cg);
     for (size_t i = 0; i < jobs->n_left_cgroups; i++)
         if (strcmp(jobs->left_cgroups[i], cg) == 0) {
-            memmove(&jobs->left_cgroups[i], &jobs->left_cgroups[i + 1],
-                    (--jobs->n_left_cgroups - i) * sizeof *jobs->left_cgroups);
+            s_left_cgroup_forget(jobs, i);
             return;
         }
 }
