@@ -1,0 +1,628 @@
+/* coherence.c - write-invalidate coherence of a segment's pages between
+ * the dsmds of the cluster: multiple readers, a single writer, ownership
+ * found through probable-owner hints (Li and Hudak's dynamic distributed
+ * manager, as Kerrighed's KDDM did).
+ *
+ * Per page and node: a state (invalid, read copy, owned writable, lost), a
+ * hint (the probable owner; this node when it owns the page) and, at the
+ * owner, the copyset (the nodes with read copies).
+ *
+ * A fault the page's state allows is answered at once. Otherwise the
+ * fault waits on the page and the node asks its hint for the page: a node
+ * that is not the owner answers with a redirect to its own hint (and,
+ * for a write, takes the requester as its new hint: the requester is
+ * about to own it); the owner answers a read with the page (downgrading
+ * its own copy to read-only, the requester joins the copyset) and a write
+ * with the page and the copyset, and gives the page up (punched out, the
+ * hint is now the requester). A new owner invalidates every node of the
+ * copyset and waits for all of them before any process of its node may
+ * write: single writer, and every read copy gone before a write happens.
+ *
+ * Races. A page with our own request or invalidations in flight is
+ * *busy*: remote page requests for it wait until it is done (the node is
+ * about to be the owner or to hold a copy, so it is the right place to
+ * wait); local faults wait on the page and are merged into its request.
+ * An invalidation never waits for a request that holds a copy (the copy
+ * is dropped, the grant brings the page), only for a read fetch without a
+ * copy: the copy being invalidated is then the one in flight, granted
+ * before the ownership moved, and it must be dropped after it lands.
+ *
+ * Failure. A request to a node that does not answer or is dead is sent
+ * to the page's creator and then to every other alive member in turn: any
+ * node whose hints lead to a living owner redirects there. When none
+ * does, the owner died with the page: it is marked lost, its faults get
+ * SIGBUS and the log names the segment and the page. Never silent.
+ * (Recovering such a page from a surviving read copy is not built yet.)
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsmd.h"
+#include "log.h"
+
+/* A request on the wire, to find its page again when the reply comes. */
+typedef struct s_call {
+    dsmd_t *d;
+    char *name;
+    uint64_t generation, page;
+    uint32_t target;
+} s_call_t;
+
+static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to);
+static void s_invalidate_copyset(dsmd_t *d, dsm_seg_t *seg, uint64_t page);
+static void s_run_held(dsmd_t *d, dsm_seg_t *seg, uint64_t page);
+
+static bool s_busy(const dsm_page_t *pg)
+{
+    return pg->pend && (pg->pend->asking || pg->pend->acks_left > 0);
+}
+
+static bool s_allows(const dsm_page_t *pg, bool write)
+{
+    return pg->state == DSM_WRITE || (pg->state == DSM_READ && !write);
+}
+
+static dsm_seg_t *s_seg_of(dsmd_t *d, const char *name, uint64_t generation)
+{
+    dsm_seg_t *s = dsm_seg_find(d, name);
+    return s && s->generation == generation ? s : NULL;
+}
+
+/* ---- local faults --------------------------------------------------------- */
+
+/* Answers every waiter the state now allows; a write still waiting on a
+ * read copy starts the upgrade. */
+static void s_answer_waiters(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    dsm_pending_t *p = pg->pend;
+    bool want_write = false;
+    for (dsm_waiter_t **wp = p ? &p->waiters : NULL; wp && *wp;) {
+        dsm_waiter_t *w = *wp;
+        if (w->at && pg->state == DSM_LOST) {
+            dsm_fault_poison(w->at, w->addr);
+        } else if (w->at && !s_allows(pg, w->write)) {
+            want_write = true;
+            wp = &w->next;
+            continue;
+        } else if (w->at) {
+            int e = dsm_fault_answer(seg, w->at, w->addr, page);
+            if (e < 0 && e != -ENOENT)
+                cairn_log_warn(e, "fault-answer", "segment=%s page=%" PRIu64 " pid=%d: %s",
+                               seg->name, page, (int)w->at->pid, strerror(-e));
+        }
+        *wp = w->next;
+        free(w);
+    }
+    if (want_write && !s_busy(pg) && pg->state != DSM_LOST) {
+        if (pg->hint == d->self)
+            s_invalidate_copyset(d, seg, page);
+        else {
+            p->asking = true;
+            p->asking_write = true;
+            p->hops = 0;
+            s_request(d, seg, page, pg->hint);
+        }
+    }
+}
+
+void dsm_fault(dsmd_t *d, dsm_attach_t *at, uint64_t addr, bool write)
+{
+    dsm_seg_t *seg = at->seg;
+    if (addr < at->addr || addr >= at->addr + seg->size)
+        return;
+    uint64_t page = (addr - at->addr) / DSM_PAGE;
+    dsm_page_t *pg = &seg->pages[page];
+    seg->faults++;
+    if (pg->state == DSM_LOST) {
+        dsm_fault_poison(at, addr);
+        return;
+    }
+    if (!s_busy(pg) && s_allows(pg, write)) {
+        int e = dsm_fault_answer(seg, at, addr, page);
+        if (e < 0 && e != -ENOENT)
+            cairn_log_warn(e, "fault-answer", "segment=%s page=%" PRIu64 ": %s", seg->name,
+                           page, strerror(-e));
+        return;
+    }
+    dsm_pending_t *p = dsm_page_pend(pg);
+    dsm_waiter_t *w = p ? calloc(1, sizeof *w) : NULL;
+    if (!w) {
+        cairn_log_err(-ENOMEM, "fault", "segment=%s page=%" PRIu64 ": out of memory: SIGBUS",
+                      seg->name, page);
+        dsm_fault_poison(at, addr);
+        return;
+    }
+    w->at = at;
+    w->addr = addr;
+    w->write = write;
+    dsm_waiter_t **tail = &p->waiters;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = w;
+    if (!s_busy(pg))
+        s_answer_waiters(d, seg, page);   /* starts the request */
+}
+
+/* ---- losing a page ----------------------------------------------------------- */
+
+static void s_fail_held(dsmd_t *d, dsm_page_t *pg, const char *why);
+
+static void s_lose(dsmd_t *d, dsm_seg_t *seg, uint64_t page, const char *why)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    cairn_log_err(-EIO, "page-lost", "segment=%s page=%" PRIu64 " reason=\"%s\"", seg->name,
+                  page, why);
+    pg->state = DSM_LOST;
+    dsm_page_punch(seg, page);
+    if (pg->pend) {
+        pg->pend->asking = false;
+        pg->pend->acks_left = 0;
+    }
+    s_answer_waiters(d, seg, page);
+    s_fail_held(d, pg, why);
+    dsm_page_settle(pg);
+}
+
+/* ---- asking for a page -------------------------------------------------------- */
+
+static void s_call_free(s_call_t *c)
+{
+    if (c)
+        free(c->name);
+    free(c);
+}
+
+/* The next node to ask after `failed` did not answer: the creator, then
+ * the alive members in id order after the last tried; 0 when none is
+ * left (hops counts the tries). */
+static uint32_t s_next_try(dsmd_t *d, dsm_seg_t *seg, dsm_pending_t *p, uint32_t failed)
+{
+    uint32_t ids[CAIRN_VIEW_MAX_NODES];
+    size_t n = cairn_view_members(d->view, ids);
+    if (p->hops >= DSM_HOPS_MAX)
+        return 0;
+    if (failed != seg->creator && seg->creator != d->self &&
+        cairn_view_alive(d->view, seg->creator) && p->hops == 0)
+        return seg->creator;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] > failed && ids[i] != d->self)
+            return ids[i];
+    return 0;
+}
+
+static void s_on_page_reply(void *ud, uint32_t node, int code, const char *message,
+                            ProtobufCMessage *reply)
+{
+    s_call_t *c = ud;
+    dsmd_t *d = c->d;
+    dsm_seg_t *seg = s_seg_of(d, c->name, c->generation);
+    Cairn__Dsmd__Reply *rep = (Cairn__Dsmd__Reply *)reply;
+    uint64_t page = c->page;
+    s_call_free(c);
+    dsm_page_t *pg = seg ? &seg->pages[page] : NULL;
+    dsm_pending_t *p = pg ? pg->pend : NULL;
+    if (!p || !p->asking) {
+        if (reply)
+            protobuf_c_message_free_unpacked(reply, NULL);
+        return;   /* the segment went, or the page was lost meanwhile */
+    }
+    if (code != CAIRN__STATUS_CODE__STATUS_OK || !rep ||
+        rep->msg_case != CAIRN__DSMD__REPLY__MSG_PAGE_REPLY) {
+        if (reply)
+            protobuf_c_message_free_unpacked(reply, NULL);
+        if (code == CAIRN__STATUS_CODE__STATUS_FAILED_PRECONDITION) {
+            s_lose(d, seg, page, message ? message : "lost at its owner");
+            return;
+        }
+        p->hops++;
+        uint32_t next = s_next_try(d, seg, p, node);
+        cairn_log_warn(-EHOSTUNREACH, "page-request", "segment=%s page=%" PRIu64
+                       " node=%u: %s; next=%u", seg->name, page, node,
+                       message ? message : "no answer", next);
+        if (next == 0) {
+            char why[160];
+            snprintf(why, sizeof why, "no living owner: node %u (%s) and every member after", node,
+                     message ? message : "no answer");
+            s_lose(d, seg, page, why);
+            return;
+        }
+        s_request(d, seg, page, next);
+        return;
+    }
+    Cairn__Dsmd__PageReply *pr = rep->page_reply;
+    if (!pr->granted) {
+        uint32_t to = pr->owner;
+        protobuf_c_message_free_unpacked(reply, NULL);
+        p->hops++;
+        if (to == d->self || p->hops >= DSM_HOPS_MAX) {
+            /* our own hint came back to us: the chain was cut by a death */
+            to = s_next_try(d, seg, p, node);
+            if (to == 0) {
+                s_lose(d, seg, page, "the probable-owner chain leads nowhere");
+                return;
+            }
+        }
+        pg->hint = to;
+        s_request(d, seg, page, to);
+        return;
+    }
+    if (pr->data.len != DSM_PAGE) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+        s_lose(d, seg, page, "a grant without its page");
+        return;
+    }
+    int e = dsm_page_write(seg, page, pr->data.data);
+    if (e < 0) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+        s_lose(d, seg, page, "writing the page into the node's memfd failed");
+        return;
+    }
+    seg->fetches++;
+    p->asking = false;
+    if (!p->asking_write) {
+        pg->state = DSM_READ;
+        pg->hint = pr->owner;
+        protobuf_c_message_free_unpacked(reply, NULL);
+        /* held invalidations first: they target the copy just landed */
+        s_run_held(d, seg, page);
+        s_answer_waiters(d, seg, page);
+        dsm_page_settle(pg);
+        return;
+    }
+    pg->state = DSM_READ;   /* the page, still protected, until the copies go */
+    pg->hint = d->self;
+    memset(pg->copyset, 0, sizeof pg->copyset);
+    for (size_t i = 0; i < pr->n_copyset; i++)
+        if (pr->copyset[i] != d->self)
+            dsm_copyset_add(pg, pr->copyset[i]);
+    protobuf_c_message_free_unpacked(reply, NULL);
+    s_invalidate_copyset(d, seg, page);
+}
+
+static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    dsm_pending_t *p = pg->pend;
+    const char *ep = cairn_view_alive(d->view, to) ? cairn_view_endpoint(d->view, to) : NULL;
+    while (!ep) {
+        p->hops++;
+        to = s_next_try(d, seg, p, to);
+        if (to == 0) {
+            s_lose(d, seg, page, "its owner is not among the alive members");
+            return;
+        }
+        ep = cairn_view_alive(d->view, to) ? cairn_view_endpoint(d->view, to) : NULL;
+    }
+    Cairn__Dsmd__PageRequest pr = CAIRN__DSMD__PAGE_REQUEST__INIT;
+    pr.name = seg->name;
+    pr.generation = seg->generation;
+    pr.page = page;
+    pr.write = p->asking_write;
+    pr.requester = d->self;
+    pr.hops = p->hops;
+    Cairn__Dsmd__Request req = CAIRN__DSMD__REQUEST__INIT;
+    req.msg_case = CAIRN__DSMD__REQUEST__MSG_PAGE;
+    req.page = &pr;
+    s_call_t *c = calloc(1, sizeof *c);
+    if (c)
+        c->name = strdup(seg->name);
+    if (!c || !c->name) {
+        s_call_free(c);
+        s_lose(d, seg, page, "out of memory");
+        return;
+    }
+    c->d = d;
+    c->generation = seg->generation;
+    c->page = page;
+    c->target = to;
+    int e = cairn_peers_call(d->peers, to, ep, &req.base, DSM_CALL_MS, s_on_page_reply, c);
+    if (e < 0) {
+        s_call_free(c);
+        s_lose(d, seg, page, "the request could not be sent");
+    }
+}
+
+/* ---- becoming the writer ------------------------------------------------------ */
+
+static void s_become_writer(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    pg->state = DSM_WRITE;
+    memset(pg->copyset, 0, sizeof pg->copyset);
+    int e = dsm_page_protect_all(seg, page, false);
+    if (e < 0)
+        cairn_log_warn(e, "unprotect", "segment=%s page=%" PRIu64 ": %s", seg->name, page,
+                       strerror(-e));
+    s_answer_waiters(d, seg, page);
+    s_run_held(d, seg, page);
+    dsm_page_settle(pg);
+}
+
+static void s_send_invalidate(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t node);
+
+static void s_on_invalidated(void *ud, uint32_t node, int code, const char *message,
+                             ProtobufCMessage *reply)
+{
+    s_call_t *c = ud;
+    dsmd_t *d = c->d;
+    dsm_seg_t *seg = s_seg_of(d, c->name, c->generation);
+    uint64_t page = c->page;
+    s_call_free(c);
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    dsm_page_t *pg = seg ? &seg->pages[page] : NULL;
+    dsm_pending_t *p = pg ? pg->pend : NULL;
+    if (!p || p->acks_left == 0)
+        return;
+    if (code != CAIRN__STATUS_CODE__STATUS_OK && code != CAIRN__STATUS_CODE__STATUS_NOT_FOUND &&
+        cairn_view_alive(d->view, node)) {
+        /* a living reader must drop its copy before anyone writes */
+        cairn_log_warn(-EAGAIN, "invalidate", "segment=%s page=%" PRIu64 " node=%u: %s; again",
+                       seg->name, page, node, message ? message : "no answer");
+        s_send_invalidate(d, seg, page, node);
+        return;
+    }
+    if (--p->acks_left == 0)
+        s_become_writer(d, seg, page);
+}
+
+static void s_send_invalidate(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t node)
+{
+    dsm_pending_t *p = seg->pages[page].pend;
+    const char *ep = cairn_view_alive(d->view, node) ? cairn_view_endpoint(d->view, node) : NULL;
+    s_call_t *c = ep ? calloc(1, sizeof *c) : NULL;
+    if (c)
+        c->name = strdup(seg->name);
+    uint64_t pages[1] = { page };
+    Cairn__Dsmd__InvalidateRequest ir = CAIRN__DSMD__INVALIDATE_REQUEST__INIT;
+    ir.name = seg->name;
+    ir.generation = seg->generation;
+    ir.n_pages = 1;
+    ir.pages = pages;
+    ir.new_owner = d->self;
+    Cairn__Dsmd__Request req = CAIRN__DSMD__REQUEST__INIT;
+    req.msg_case = CAIRN__DSMD__REQUEST__MSG_INVALIDATE;
+    req.invalidate = &ir;
+    if (c && c->name) {
+        c->d = d;
+        c->generation = seg->generation;
+        c->page = page;
+        c->target = node;
+        if (cairn_peers_call(d->peers, node, ep, &req.base, DSM_CALL_MS, s_on_invalidated, c) == 0)
+            return;
+    }
+    s_call_free(c);
+    if (ep) {
+        /* alive and unreachable from here: the write must not go on */
+        s_lose(d, seg, page, "a read copy could not be invalidated");
+        return;
+    }
+    /* a dead node's copy died with it */
+    if (--p->acks_left == 0)
+        s_become_writer(d, seg, page);
+}
+
+static void s_invalidate_copyset(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    dsm_pending_t *p = dsm_page_pend(pg);
+    uint32_t nodes[64 * DSM_NODE_WORDS];
+    size_t n = 0;
+    for (uint32_t k = 0; k < 64 * DSM_NODE_WORDS; k++)
+        if (k != d->self && dsm_copyset_has(pg, k))
+            nodes[n++] = k;
+    if (!p) {
+        s_lose(d, seg, page, "out of memory");
+        return;
+    }
+    if (n == 0) {
+        s_become_writer(d, seg, page);
+        return;
+    }
+    p->acks_left = n;
+    for (size_t i = 0; i < n && p->acks_left > 0; i++)
+        s_send_invalidate(d, seg, page, nodes[i]);
+}
+
+/* ---- serving other nodes ----------------------------------------------------- */
+
+/* What this node answers a page request with, now (the page not busy). */
+static int s_answer_page(dsmd_t *d, dsm_seg_t *seg, uint64_t page, bool write, uint32_t requester,
+                         Cairn__Dsmd__PageReply *out, uint8_t *buf, uint32_t *copyset,
+                         const char **why)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    if (pg->state == DSM_LOST) {
+        *why = "the page is lost";
+        return CAIRN__STATUS_CODE__STATUS_FAILED_PRECONDITION;
+    }
+    if (pg->hint != d->self) {
+        out->granted = false;
+        out->owner = pg->hint;
+        if (write)
+            pg->hint = requester;   /* it is about to own the page */
+        return 0;
+    }
+    /* the owner: stop this node's writers, then take the bytes */
+    if (pg->state == DSM_WRITE || write) {
+        int e = dsm_page_protect_all(seg, page, true);
+        if (e < 0)
+            cairn_log_warn(e, "protect", "segment=%s page=%" PRIu64 ": %s", seg->name, page,
+                           strerror(-e));
+    }
+    int e = dsm_page_read(seg, page, buf);
+    if (e < 0) {
+        *why = "reading the page from the node's memfd failed";
+        return CAIRN__STATUS_CODE__STATUS_INTERNAL;
+    }
+    out->granted = true;
+    out->owner = d->self;
+    out->data.data = buf;
+    out->data.len = DSM_PAGE;
+    if (!write) {
+        pg->state = DSM_READ;
+        dsm_copyset_add(pg, requester);
+        return 0;
+    }
+    size_t n = 0;
+    for (uint32_t k = 0; k < 64 * DSM_NODE_WORDS; k++)
+        if (k != requester && k != d->self && dsm_copyset_has(pg, k))
+            copyset[n++] = k;
+    out->n_copyset = n;
+    out->copyset = copyset;
+    dsm_page_punch(seg, page);
+    pg->state = DSM_INVALID;
+    pg->hint = requester;
+    memset(pg->copyset, 0, sizeof pg->copyset);
+    seg->invalidations++;
+    return 0;
+}
+
+/* Drops the read copy for a new owner; false when it must wait for the
+ * copy in flight (a fetch without a copy). */
+static bool s_apply_invalidate(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t new_owner)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    if (s_busy(pg) && pg->pend->asking && !pg->pend->asking_write && pg->state == DSM_INVALID)
+        return false;
+    if (pg->state == DSM_READ && pg->hint != d->self) {
+        dsm_page_punch(seg, page);
+        pg->state = DSM_INVALID;
+        seg->invalidations++;
+    }
+    if (pg->hint != d->self && pg->state != DSM_LOST)
+        pg->hint = new_owner;
+    return true;
+}
+
+static int s_hold(dsm_page_t *pg, cairn_request_t *req, bool invalidate, bool write,
+                  uint32_t requester, uint32_t hops)
+{
+    dsm_pending_t *p = dsm_page_pend(pg);
+    dsm_held_t *h = p ? calloc(1, sizeof *h) : NULL;
+    if (!h)
+        return -ENOMEM;
+    h->deferred = cairn_request_defer(req);
+    if (!h->deferred) {
+        free(h);
+        return -ENOMEM;
+    }
+    h->invalidate = invalidate;
+    h->write = write;
+    h->requester = requester;
+    h->hops = hops;
+    dsm_held_t **tail = &p->held;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = h;
+    return CAIRN_REPLY_DEFERRED;
+}
+
+static void s_fail_held(dsmd_t *d, dsm_page_t *pg, const char *why)
+{
+    while (pg->pend && pg->pend->held) {
+        dsm_held_t *h = pg->pend->held;
+        pg->pend->held = h->next;
+        cairn_deferred_fail(d->svc, h->deferred, CAIRN__STATUS_CODE__STATUS_FAILED_PRECONDITION, why);
+        free(h);
+    }
+}
+
+/* Answers the held requests in order until the page is busy again. */
+static void s_run_held(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    while (pg->pend && pg->pend->held) {
+        dsm_held_t *h = pg->pend->held;
+        if (h->invalidate ? !s_apply_invalidate(d, seg, page, h->requester) : s_busy(pg))
+            return;
+        pg->pend->held = h->next;
+        Cairn__Dsmd__Reply rep = CAIRN__DSMD__REPLY__INIT;
+        Cairn__Dsmd__Empty done = CAIRN__DSMD__EMPTY__INIT;
+        Cairn__Dsmd__PageReply pr = CAIRN__DSMD__PAGE_REPLY__INIT;
+        uint8_t buf[DSM_PAGE];
+        uint32_t copyset[64 * DSM_NODE_WORDS];
+        if (h->invalidate) {
+            rep.msg_case = CAIRN__DSMD__REPLY__MSG_DONE;
+            rep.done = &done;
+            cairn_deferred_reply(d->svc, h->deferred, &rep.base);
+        } else {
+            const char *why = "";
+            int code = s_answer_page(d, seg, page, h->write, h->requester, &pr, buf, copyset, &why);
+            if (code != 0) {
+                cairn_deferred_fail(d->svc, h->deferred, code, why);
+            } else {
+                rep.msg_case = CAIRN__DSMD__REPLY__MSG_PAGE_REPLY;
+                rep.page_reply = &pr;
+                cairn_deferred_reply(d->svc, h->deferred, &rep.base);
+            }
+        }
+        free(h);
+    }
+}
+
+int dsm_handle_page(void *ctx, cairn_request_t *req)
+{
+    dsmd_t *d = ctx;
+    const Cairn__Dsmd__Request *r = (const Cairn__Dsmd__Request *)cairn_request_body(req);
+    const Cairn__Dsmd__PageRequest *pr = r->page;
+    dsm_seg_t *seg = s_seg_of(d, pr->name, pr->generation);
+    if (!seg)
+        return cairn_request_fail(req, CAIRN__STATUS_CODE__STATUS_NOT_FOUND,
+                                  "no segment %s of that generation here", pr->name);
+    if (pr->page >= seg->npages || pr->requester == 0 || pr->requester == d->self)
+        return cairn_request_fail(req, CAIRN__STATUS_CODE__STATUS_INVALID_ARGUMENT,
+                                  "page %" PRIu64 " of %" PRIu64 ", requester %u", pr->page,
+                                  seg->npages, pr->requester);
+    dsm_page_t *pg = &seg->pages[pr->page];
+    if (s_busy(pg))
+        return s_hold(pg, req, false, pr->write, pr->requester, pr->hops);
+    Cairn__Dsmd__Reply *rep = (Cairn__Dsmd__Reply *)cairn_request_reply(req);
+    Cairn__Dsmd__PageReply *out = cairn_request_alloc(req, sizeof *out);
+    uint8_t *buf = cairn_request_alloc(req, DSM_PAGE);
+    uint32_t *copyset = cairn_request_alloc(req, sizeof(uint32_t) * 64 * DSM_NODE_WORDS);
+    if (!out || !buf || !copyset)
+        return -ENOMEM;
+    cairn__dsmd__page_reply__init(out);
+    const char *why = "";
+    int code = s_answer_page(d, seg, pr->page, pr->write, pr->requester, out, buf, copyset, &why);
+    if (code != 0)
+        return cairn_request_fail(req, code, "segment %s page %" PRIu64 ": %s", seg->name,
+                                  pr->page, why);
+    rep->msg_case = CAIRN__DSMD__REPLY__MSG_PAGE_REPLY;
+    rep->page_reply = out;
+    dsm_page_settle(pg);
+    return CAIRN_REPLY_NOW;
+}
+
+int dsm_handle_invalidate(void *ctx, cairn_request_t *req)
+{
+    dsmd_t *d = ctx;
+    const Cairn__Dsmd__Request *r = (const Cairn__Dsmd__Request *)cairn_request_body(req);
+    const Cairn__Dsmd__InvalidateRequest *ir = r->invalidate;
+    dsm_seg_t *seg = s_seg_of(d, ir->name, ir->generation);
+    if (!seg)
+        return cairn_request_fail(req, CAIRN__STATUS_CODE__STATUS_NOT_FOUND,
+                                  "no segment %s of that generation here", ir->name);
+    for (size_t i = 0; i < ir->n_pages; i++)
+        if (ir->pages[i] >= seg->npages)
+            return cairn_request_fail(req, CAIRN__STATUS_CODE__STATUS_INVALID_ARGUMENT,
+                                      "page %" PRIu64 " of %" PRIu64, ir->pages[i], seg->npages);
+    for (size_t i = 0; i < ir->n_pages; i++)
+        if (!s_apply_invalidate(d, seg, ir->pages[i], ir->new_owner)) {
+            /* one held request per message: pages are sent one by one */
+            return s_hold(&seg->pages[ir->pages[i]], req, true, false, ir->new_owner, 0);
+        }
+    Cairn__Dsmd__Reply *rep = (Cairn__Dsmd__Reply *)cairn_request_reply(req);
+    Cairn__Dsmd__Empty *done = cairn_request_alloc(req, sizeof *done);
+    if (!done)
+        return -ENOMEM;
+    cairn__dsmd__empty__init(done);
+    rep->msg_case = CAIRN__DSMD__REPLY__MSG_DONE;
+    rep->done = done;
+    return CAIRN_REPLY_NOW;
+}

@@ -1,0 +1,201 @@
+/* dsm-tool - libcairn's DSM segments from the shell, for dsmd's
+ * integration test and bench (services/dsmd/test-dsmd.sh, bench/dsm.sh).
+ *
+ *   dsm-tool put NAME SIZE OFFSET VALUE      make (if needed) and store a u64
+ *   dsm-tool get NAME OFFSET                 print the u64 (SIGBUS: "sigbus", exit 3)
+ *   dsm-tool counter NAME SLOT ITERS LOCK    ITERS times: slot SLOT += 1 (page 1),
+ *                                            and under syncd's mutex LOCK the
+ *                                            shared counter (page 0) += 1
+ *   dsm-tool sb NAME ROLE RUNS               store buffering: role 0 x=i; r=y,
+ *                                            role 1 y=i; r=x; prints the runs
+ *                                            where r < i (SC forbids both)
+ *   dsm-tool mp NAME ROLE RUNS               message passing: 0 writes data then
+ *                                            flag; 1 waits for the flag and checks
+ *                                            data; prints violations
+ *   dsm-tool word NAME WORD ITERS            false sharing: word WORD of page 0
+ *                                            += 1 ITERS times, checked after each
+ *   dsm-tool hold NAME SECONDS               map it and wait
+ *   dsm-tool scan NAME                       read every page; prints ms and MB/s
+ * Errors: one JSON line on stderr, exit 1.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cairn/dsm.h"
+#include "cairn/sync.h"
+#include "util/clock.h"
+
+#define PAGE 4096
+
+static int s_die(const char *what, int e, const cairn_error_t *err)
+{
+    fprintf(stderr, "{\"error\":{\"code\":\"%s\",\"errno\":%d,\"message\":\"%s: %s\"}}\n",
+            cairn_code_name(err->code), -e, what, err->message);
+    return 1;
+}
+
+static cairn_dsm_t *s_open(const char *name, size_t size, unsigned flags, int *rc)
+{
+    cairn_dsm_t *s = NULL;
+    cairn_error_t err = { 0 };
+    int e = cairn_dsm_open(name, size, flags, 0666, &s, &err);
+    if (e < 0)
+        *rc = s_die("open", e, &err);
+    return s;
+}
+
+static volatile uint64_t *s_word(cairn_dsm_t *s, size_t off)
+{
+    return (volatile uint64_t *)((char *)cairn_dsm_addr(s) + off);
+}
+
+static sigjmp_buf s_jump;
+static void s_on_bus(int sig)
+{
+    (void)sig;
+    siglongjmp(s_jump, 1);
+}
+
+static void s_spin_until(volatile uint64_t *w, uint64_t v)
+{
+    while (__atomic_load_n(w, __ATOMIC_SEQ_CST) < v)
+        ;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = 0;
+    if (argc < 3) {
+        fprintf(stderr, "usage: dsm-tool put|get|counter|sb|mp|word|hold|scan NAME ...\n");
+        return 2;
+    }
+    const char *cmd = argv[1], *name = argv[2];
+    if (strcmp(cmd, "put") == 0 && argc == 6) {
+        cairn_dsm_t *s = s_open(name, strtoull(argv[3], NULL, 0), CAIRN_DSM_CREATE, &rc);
+        if (!s)
+            return rc;
+        *s_word(s, strtoull(argv[4], NULL, 0)) = strtoull(argv[5], NULL, 0);
+        cairn_dsm_close(s);
+        return 0;
+    }
+    if (strcmp(cmd, "get") == 0 && argc == 4) {
+        cairn_dsm_t *s = s_open(name, 0, 0, &rc);
+        if (!s)
+            return rc;
+        signal(SIGBUS, s_on_bus);
+        if (sigsetjmp(s_jump, 1)) {
+            printf("sigbus\n");
+            return 3;
+        }
+        printf("%llu\n", (unsigned long long)*s_word(s, strtoull(argv[3], NULL, 0)));
+        cairn_dsm_close(s);
+        return 0;
+    }
+    if (strcmp(cmd, "counter") == 0 && argc == 6) {
+        cairn_dsm_t *s = s_open(name, 2 * PAGE, CAIRN_DSM_CREATE, &rc);
+        cairn_error_t err = { 0 };
+        cairn_sync_t *sy = s ? cairn_sync_open(NULL, &err) : NULL;
+        if (!s || !sy)
+            return s ? s_die("sync", -EHOSTUNREACH, &err) : rc;
+        long slot = atol(argv[3]), iters = atol(argv[4]);
+        for (long i = 0; i < iters; i++) {
+            (*s_word(s, PAGE + 8 * (size_t)slot))++;
+            int e = cairn_mutex_lock(sy, argv[5], CAIRN_SYNC_FOREVER, NULL, &err);
+            if (e < 0)
+                return s_die("lock", e, &err);
+            (*s_word(s, 0))++;
+            if ((e = cairn_mutex_unlock(sy, argv[5], &err)) < 0)
+                return s_die("unlock", e, &err);
+        }
+        cairn_sync_close(sy);
+        cairn_dsm_close(s);
+        return 0;
+    }
+    if ((strcmp(cmd, "sb") == 0 || strcmp(cmd, "mp") == 0) && argc == 5) {
+        /* page 0: x, page 1: y, page 2: done of role 0, page 3: done of role 1 */
+        cairn_dsm_t *s = s_open(name, 4 * PAGE, CAIRN_DSM_CREATE, &rc);
+        if (!s)
+            return rc;
+        int role = atoi(argv[3]);
+        uint64_t runs = strtoull(argv[4], NULL, 0), bad = 0;
+        volatile uint64_t *x = s_word(s, 0), *y = s_word(s, PAGE);
+        volatile uint64_t *mine = s_word(s, (size_t)(2 + role) * PAGE);
+        volatile uint64_t *theirs = s_word(s, (size_t)(3 - role) * PAGE);
+        bool sb = cmd[0] == 's';
+        for (uint64_t i = 1; i <= runs; i++) {
+            s_spin_until(theirs, i - 1);   /* both finished run i-1 */
+            uint64_t r;
+            if (sb) {
+                __atomic_store_n(role ? y : x, i, __ATOMIC_SEQ_CST);
+                r = __atomic_load_n(role ? x : y, __ATOMIC_SEQ_CST);
+                if (r < i) {
+                    printf("%llu\n", (unsigned long long)i);
+                    bad++;
+                }
+            } else if (role == 0) {
+                __atomic_store_n(y, i, __ATOMIC_RELAXED);   /* data */
+                __atomic_store_n(x, i, __ATOMIC_RELAXED);   /* flag */
+            } else {
+                s_spin_until(x, i);
+                r = __atomic_load_n(y, __ATOMIC_RELAXED);
+                if (r != i) {
+                    printf("violation run %llu: data %llu\n", (unsigned long long)i,
+                           (unsigned long long)r);
+                    bad++;
+                }
+            }
+            __atomic_store_n(mine, i, __ATOMIC_SEQ_CST);
+        }
+        fprintf(stderr, "%s role %d: %llu runs, %llu %s\n", cmd, role, (unsigned long long)runs,
+                (unsigned long long)bad, sb ? "saw the old value" : "violations");
+        cairn_dsm_close(s);
+        return 0;
+    }
+    if (strcmp(cmd, "word") == 0 && argc == 5) {
+        cairn_dsm_t *s = s_open(name, PAGE, CAIRN_DSM_CREATE, &rc);
+        if (!s)
+            return rc;
+        volatile uint64_t *w = s_word(s, 8 * strtoull(argv[3], NULL, 0));
+        uint64_t iters = strtoull(argv[4], NULL, 0), start = *w;
+        for (uint64_t i = 1; i <= iters; i++) {
+            *w = start + i;
+            if (*w != start + i) {
+                fprintf(stderr, "word lost a write at %llu\n", (unsigned long long)i);
+                return 4;
+            }
+        }
+        printf("%llu\n", (unsigned long long)*w);
+        cairn_dsm_close(s);
+        return 0;
+    }
+    if (strcmp(cmd, "hold") == 0 && argc == 4) {
+        cairn_dsm_t *s = s_open(name, 0, 0, &rc);
+        if (!s)
+            return rc;
+        printf("mapped\n");
+        fflush(stdout);
+        sleep((unsigned)atoi(argv[3]));
+        cairn_dsm_close(s);
+        return 0;
+    }
+    if (strcmp(cmd, "scan") == 0 && argc == 3) {
+        cairn_dsm_t *s = s_open(name, 0, 0, &rc);
+        if (!s)
+            return rc;
+        uint64_t t0 = cairn_now_ns(), sum = 0;
+        for (size_t off = 0; off < cairn_dsm_size(s); off += PAGE)
+            sum += *s_word(s, off);
+        double ms = (double)(cairn_now_ns() - t0) / 1e6;
+        printf("{\"bytes\":%zu,\"ms\":%.3f,\"mb_s\":%.1f,\"sum\":%llu}\n", cairn_dsm_size(s), ms,
+               (double)cairn_dsm_size(s) / 1e3 / ms, (unsigned long long)sum);
+        cairn_dsm_close(s);
+        return 0;
+    }
+    fprintf(stderr, "{\"error\":{\"code\":\"usage\",\"message\":\"bad command or arguments\"}}\n");
+    return 2;
+}
