@@ -117,6 +117,14 @@ static const cli_command_t s_commands[] = {
     { "sync destroy", "NAME", "remove a syncd object nobody holds or waits "
       "on (its owner or root)", cli_no_options, cli_cmd_sync_destroy, NULL,
       cli_table_object },
+    { "dsm ls", "", "every distributed shared memory segment of the cluster "
+      "the caller may read: size, owner, mode, the nodes that joined it",
+      cli_no_options, cli_cmd_dsm_ls, NULL, cli_table_dsm_ls },
+    { "dsm show", "NAME", "one DSM segment: per node its processes and its "
+      "pages by state (invalid, read, write, owned, lost) and the lost pages",
+      cli_no_options, cli_cmd_dsm_show, NULL, cli_table_object },
+    { "dsm rm", "NAME", "remove a DSM segment no process maps (its owner or "
+      "root)", cli_no_options, cli_cmd_dsm_rm, NULL, cli_table_object },
     { "load", "", "the asked node's load as its probed sees it: its own "
       "vector with its jobs, the few peers' vectors it knows (with their ages), "
       "the probes and the gossip", cli_no_options, cli_cmd_load, NULL, NULL },

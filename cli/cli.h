@@ -220,6 +220,15 @@ json_t *cli_load_vector_json(const struct Cairn__Probed__LoadVector *v,
 int cli_cmd_load(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
                  cairn_error_t *err);
 
+/* cmd-dsm.c: dsmd's shared memory segments. */
+int cli_cmd_dsm_ls(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                   cairn_error_t *err);
+int cli_cmd_dsm_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                     cairn_error_t *err);
+int cli_cmd_dsm_rm(cli_ctx *ctx, int argc, char **argv, json_t **ret_result,
+                   cairn_error_t *err);
+int cli_table_dsm_ls(FILE *out, const json_t *result);
+
 /* cmd-sync.c: syncd's locks, barriers and objects. */
 extern const cairn_option_t cli_lock_options[];
 extern const cairn_option_t cli_barrier_options[];

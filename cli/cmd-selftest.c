@@ -7,13 +7,15 @@
  * caller's context whose node is that node's id (s_at), so a step proves
  * exactly what the command would. A step answers 0 (passed, with a detail
  * object), S_SKIPPED (err's message says why: the node does not run the
- * service, dsmd and kernetd not built yet, a node on another host) or a
+ * service, kernetd not built yet, a node on another host) or a
  * negative errno (failed, err says why). Steps, in order: "status" of
  * every service of the description on every node (a cheap read request of
  * that service, its reply case checked); "membership" once: every alive
  * node's view of the members is the same (retried for a short settle time,
  * a suspect flapping is not a failure yet); then per node "lock" (a mutex
- * taken, released and destroyed at the node's syncd), "dsm", "checkpoint"
+ * taken, released and destroyed at the node's syncd), "dsm" (a word
+ * written into a new segment at the node, read back at the next node, the
+ * segment removed), "checkpoint"
  * (a sleep started in the node's network namespace, checkpointed and
  * restored under a new pid), "migrate" (a `cairn run` job moved to another
  * node and back) and "stream". Whatever a step started (processes, jobs,
@@ -29,6 +31,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
@@ -37,9 +40,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cairn/dsm.h"
 #include "cairn/sync.h"
 #include "cli.h"
 #include "clusterd.pb-c.h"
+#include "dsmd.pb-c.h"
 #include "ghostd.pb-c.h"
 #include "output.h"
 #include "probed.pb-c.h"
@@ -168,6 +173,7 @@ typedef union s_status_req {
     Cairn__Syncd__Request syncd;
     Cairn__Probed__Request probed;
     Cairn__Sched__Request sched;
+    Cairn__Dsmd__Request dsmd;
 } s_status_req_t;
 
 typedef union s_status_body {
@@ -176,6 +182,7 @@ typedef union s_status_body {
     Cairn__Syncd__LsRequest syncd;
     Cairn__Probed__LoadRequest probed;
     Cairn__Sched__ShowRequest sched;
+    Cairn__Dsmd__LsRequest dsmd;
 } s_status_body_t;
 
 /* Fills req for service; false when cairn knows no request of it. */
@@ -214,6 +221,14 @@ static bool s_status_request(const char *service, s_status_req_t *req,
         req->probed.load = &b->probed;
         *ret_desc = &cairn__probed__reply__descriptor;
         *ret_expect = CAIRN__PROBED__REPLY__MSG_LOAD_REPLY;
+    } else if (strcmp(service, "dsmd") == 0) {
+        req->dsmd = (Cairn__Dsmd__Request)CAIRN__DSMD__REQUEST__INIT;
+        b->dsmd = (Cairn__Dsmd__LsRequest)CAIRN__DSMD__LS_REQUEST__INIT;
+        b->dsmd.local_only = true;
+        req->dsmd.msg_case = CAIRN__DSMD__REQUEST__MSG_LS;
+        req->dsmd.ls = &b->dsmd;
+        *ret_desc = &cairn__dsmd__reply__descriptor;
+        *ret_expect = CAIRN__DSMD__REPLY__MSG_LS_REPLY;
     } else if (strcmp(service, "sched") == 0) {
         req->sched = (Cairn__Sched__Request)CAIRN__SCHED__REQUEST__INIT;
         b->sched = (Cairn__Sched__ShowRequest)CAIRN__SCHED__SHOW_REQUEST__INIT;
@@ -437,13 +452,54 @@ static int s_unbuilt(s_run_t *run, const cairn_node_desc_t *n,
                            service, n->id, what);
 }
 
+/* A DSM page round trip: a word written into a new segment through node
+ * n's dsmd is read back through the next node's (its page fetched from
+ * n), then the segment is removed. */
 static int s_step_dsm(s_run_t *run, const cairn_node_desc_t *n,
                       const char *service, json_t **ret_detail,
                       cairn_error_t *err)
 {
     (void)service;
-    (void)ret_detail;
-    return s_unbuilt(run, n, "dsmd", "DSM page", err);
+    if (!cairn_description_node_runs(run->d, n, "dsmd") || !s_listening(run, n, "dsmd"))
+        return s_skip(err, "dsmd not running on node %u", n->id);
+    const cairn_node_desc_t *m = n;
+    size_t count = cairn_description_n_nodes(run->d);
+    for (size_t i = 0; i < count; i++) {
+        const cairn_node_desc_t *c = cairn_description_node(run->d, (i + 1) % count);
+        if (cairn_description_node(run->d, i) == n && c != n &&
+            cairn_description_node_runs(run->d, c, "dsmd") && s_listening(run, c, "dsmd"))
+            m = c;
+    }
+    char name[64], at_n[PATH_MAX], at_m[PATH_MAX];
+    uint64_t word = cairn_now_ns() | 1, got = 0;
+    snprintf(name, sizeof name, "cairn-selftest-%d-%u", (int)getpid(), n->id);
+    snprintf(at_n, sizeof at_n, "%s/dsmd.fd.sock", n->rundir);
+    snprintf(at_m, sizeof at_m, "%s/dsmd.fd.sock", m->rundir);
+    cairn_dsm_t *s = NULL;
+    int r = cairn_dsm_open_at(at_n, name, 4096, CAIRN_DSM_CREATE | CAIRN_DSM_EXCL, 0600, &s, err);
+    if (r < 0)
+        return r;
+    *(volatile uint64_t *)cairn_dsm_addr(s) = word;
+    cairn_dsm_close(s);
+    r = cairn_dsm_open_at(at_m, name, 4096, 0, 0, &s, err);
+    if (r == 0) {
+        got = *(volatile uint64_t *)cairn_dsm_addr(s);
+        cairn_dsm_close(s);
+    }
+    cairn_error_t rm_err = { 0 };
+    int rm = cairn_dsm_unlink_at(at_n, name, &rm_err);
+    if (r < 0)
+        return r;
+    if (got != word)
+        return cairn_error_set(err, -EIO, CAIRN_INTERNAL, "dsm: node %u wrote %" PRIu64
+                               ", node %u read %" PRIu64, n->id, word, m->id, got);
+    if (rm < 0) {
+        *err = rm_err;
+        return rm;
+    }
+    *ret_detail = json_pack("{s:I, s:I}", "written_on", (json_int_t)n->id, "read_on",
+                            (json_int_t)m->id);
+    return 0;
 }
 
 static int s_step_stream(s_run_t *run, const cairn_node_desc_t *n,

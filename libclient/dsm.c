@@ -167,9 +167,9 @@ static int s_uffd(int *ret, cairn_error_t *err)
     return 0;
 }
 
-static int s_connect(cairn_dsm_t *s, cairn_error_t *err)
+static int s_connect(cairn_dsm_t *s, const char *at, cairn_error_t *err)
 {
-    char *path = s_socket_path(err);
+    char *path = at ? strdup(at) : s_socket_path(err);
     if (!path)
         return err && err->code ? -EHOSTUNREACH : -ENOMEM;
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -192,13 +192,19 @@ static int s_connect(cairn_dsm_t *s, cairn_error_t *err)
 int cairn_dsm_open(const char *name, size_t size, unsigned flags, unsigned mode,
                    cairn_dsm_t **ret, cairn_error_t *err)
 {
+    return cairn_dsm_open_at(NULL, name, size, flags, mode, ret, err);
+}
+
+int cairn_dsm_open_at(const char *socket_path, const char *name, size_t size, unsigned flags,
+                      unsigned mode, cairn_dsm_t **ret, cairn_error_t *err)
+{
     if (!name || !ret || (flags & ~(CAIRN_DSM_CREATE | CAIRN_DSM_EXCL | CAIRN_DSM_RDONLY)))
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "bad arguments");
     cairn_dsm_t *s = calloc(1, sizeof *s);
     if (!s)
         return cairn_error_set(err, -ENOMEM, CAIRN_SYSTEM, "out of memory");
     s->sock = s->uffd = -1;
-    int memfd = -1, e = s_connect(s, err);
+    int memfd = -1, e = s_connect(s, socket_path, err);
     Cairn__Dsmd__Reply *rep = NULL;
     if (e < 0)
         goto fail;
@@ -283,7 +289,12 @@ cairn_dsm_t *cairn_dsm_close(cairn_dsm_t *s)
 
 int cairn_dsm_unlink(const char *name, cairn_error_t *err)
 {
-    char *path = s_socket_path(err), *ep = NULL;
+    return cairn_dsm_unlink_at(NULL, name, err);
+}
+
+int cairn_dsm_unlink_at(const char *socket_path, const char *name, cairn_error_t *err)
+{
+    char *path = socket_path ? strdup(socket_path) : s_socket_path(err), *ep = NULL;
     if (!path)
         return -EHOSTUNREACH;
     int e = asprintf(&ep, "ipc://%s/dsmd.sock", dirname(path)) < 0 ? -ENOMEM : 0;

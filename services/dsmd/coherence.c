@@ -73,19 +73,21 @@ static dsm_seg_t *s_seg_of(dsmd_t *d, const char *name, uint64_t generation)
 
 /* ---- local faults --------------------------------------------------------- */
 
-/* Answers every waiter the state now allows; a write still waiting on a
- * read copy starts the upgrade. */
+/* Answers every waiter the state now allows; the others start the page's
+ * request: a write when one of them writes (a read copy upgraded), else a
+ * read. */
 static void s_answer_waiters(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
 {
     dsm_page_t *pg = &seg->pages[page];
     dsm_pending_t *p = pg->pend;
-    bool want_write = false;
+    bool need = false, need_write = false;
     for (dsm_waiter_t **wp = p ? &p->waiters : NULL; wp && *wp;) {
         dsm_waiter_t *w = *wp;
         if (w->at && pg->state == DSM_LOST) {
             dsm_fault_poison(w->at, w->addr);
         } else if (w->at && !s_allows(pg, w->write)) {
-            want_write = true;
+            need = true;
+            need_write |= w->write;
             wp = &w->next;
             continue;
         } else if (w->at) {
@@ -97,16 +99,16 @@ static void s_answer_waiters(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
         *wp = w->next;
         free(w);
     }
-    if (want_write && !s_busy(pg) && pg->state != DSM_LOST) {
-        if (pg->hint == d->self)
-            s_invalidate_copyset(d, seg, page);
-        else {
-            p->asking = true;
-            p->asking_write = true;
-            p->hops = 0;
-            s_request(d, seg, page, pg->hint);
-        }
+    if (!need || s_busy(pg) || pg->state == DSM_LOST)
+        return;
+    if (pg->hint == d->self) {
+        s_invalidate_copyset(d, seg, page);   /* the owner's read copy, to write */
+        return;
     }
+    p->asking = true;
+    p->asking_write = need_write;
+    p->hops = 0;
+    s_request(d, seg, page, pg->hint);
 }
 
 void dsm_fault(dsmd_t *d, dsm_attach_t *at, uint64_t addr, bool write)

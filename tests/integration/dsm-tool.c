@@ -84,12 +84,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "get") == 0 && argc == 4) {
-        cairn_dsm_t *s = s_open(name, 0, 0, &rc);
+        cairn_dsm_t *volatile s = s_open(name, 0, 0, &rc);
         if (!s)
             return rc;
         signal(SIGBUS, s_on_bus);
         if (sigsetjmp(s_jump, 1)) {
             printf("sigbus\n");
+            cairn_dsm_close(s);
             return 3;
         }
         printf("%llu\n", (unsigned long long)*s_word(s, strtoull(argv[3], NULL, 0)));

@@ -4,9 +4,11 @@
 #   - green: exit 0, every step passed or skipped; every service of the
 #     appliance answers on every node; membership agrees on 4 alive nodes;
 #     a lock, a checkpoint/restart and a migration there and back passed on
-#     each node; dsm and stream skipped with "dsmd/kernetd not running on
-#     node N", never passed; --table; --node 2 tests node 2 alone;
-#   - clean: no job left running, no lock left, no image left in $TMPDIR;
+#     each node; dsm passed on each node (written there, read on the
+#     next); stream skipped with "kernetd not running on node N", never
+#     passed; --table; --node 2 tests node 2 alone;
+#   - clean: no job left running, no lock or segment left, no image left
+#     in $TMPDIR;
 #   - red: node 2's syncd killed with SIGKILL, selftest --node 2: exit 3
 #     (unavailable), nothing on stdout, the error names the failed steps
 #     (status syncd@2, lock@2) and carries the report, whose other steps
@@ -25,6 +27,7 @@ mkdir -p "$TMPDIR"
 nothing_left() {
     "$CAIRN" ps | jq -e '[.jobs[] | select(.state != "exited")] | length == 0' >/dev/null &&
         "$CAIRN" sync ls | jq -e '.objects == []' >/dev/null &&
+        "$CAIRN" dsm ls | jq -e '.segments == []' >/dev/null &&
         [ -z "$(ls -A "$TMPDIR")" ]
 }
 
@@ -35,7 +38,7 @@ t_json_check "selftest: ok, nothing failed, nodes 1-4" "$out" \
     '.ok and .failed == 0 and .nodes == [1,2,3,4] and .passed > 0 and (.ms > 0)'
 t_json_check "selftest: every step passed or skipped, each with its time" "$out" \
     'all(.steps[]; (.result == "passed" or .result == "skipped") and (.ms | type) == "number")'
-for svc in clusterd ghostd syncd probed sched; do
+for svc in clusterd ghostd dsmd syncd probed sched; do
     t_json_check "status $svc passed on every node" "$out" \
         "[.steps[] | select(.step == \"status\" and .service == \"$svc\" and .result == \"passed\") | .node] == [1,2,3,4]"
 done
@@ -49,8 +52,8 @@ t_json_check "migrate: there and back through another node" "$out" \
     'all(.steps[] | select(.step == "migrate"); .detail.via != .node and .detail.there_ms > 0 and .detail.back_ms > 0)'
 t_json_check "checkpoint: an image, restored under a new pid" "$out" \
     'all(.steps[] | select(.step == "checkpoint"); .detail.image_bytes > 0 and .detail.pid > 0)'
-t_json_check "dsm skipped on every node: dsmd not running" "$out" \
-    '[.steps[] | select(.step == "dsm")] | length == 4 and all(.result == "skipped" and (.reason | test("^dsmd not running on node [1-4]$")))'
+t_json_check "dsm passed on every node, read back on the next" "$out" \
+    '[.steps[] | select(.step == "dsm" and .result == "passed" and .detail.read_on != .node) | .node] == [1,2,3,4]'
 t_json_check "stream skipped on every node: kernetd not running" "$out" \
     '[.steps[] | select(.step == "stream")] | length == 4 and all(.result == "skipped" and (.reason | test("^kernetd not running on node [1-4]$")))'
 t_check "green: nothing left behind (jobs, locks, images)" t_wait_for 5 nothing_left

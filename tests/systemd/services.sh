@@ -36,6 +36,7 @@
 sd_service clusterd
 sd_service ghostd
 sd_service syncd
+sd_service dsmd
 sd_service probed
 sd_service sched-rr --service sched
 sd_service sched-mosix --service sched --replaces sched-rr
@@ -76,6 +77,13 @@ serves_syncd() {
     local out
     out=$(in_ct cairn lock --timeout 10000 sd-lifecycle -- true 2>&1) ||
         { echo "cairn lock: $out"; return 1; }
+}
+
+# dsmd: the cluster's segments listed (a home asked: membership known).
+serves_dsmd() {
+    local out
+    out=$(in_ct cairn dsm ls 2>&1) && jq -e '.segments | type == "array"' <<<"$out" >/dev/null ||
+        { echo "cairn dsm ls: $out"; return 1; }
 }
 
 # probed: the node's own load vector, sampled by the description's probes.

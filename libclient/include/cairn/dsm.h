@@ -59,6 +59,11 @@ typedef struct cairn_dsm cairn_dsm_t;
 int cairn_dsm_open(const char *name, size_t size, unsigned flags, unsigned mode,
                    cairn_dsm_t **ret, cairn_error_t *err);
 
+/* Same, through the dsmd socket at `socket_path` (a node's
+ * <rundir>/dsmd.fd.sock; NULL: found as above). */
+int cairn_dsm_open_at(const char *socket_path, const char *name, size_t size, unsigned flags,
+                      unsigned mode, cairn_dsm_t **ret, cairn_error_t *err);
+
 /* The mapping's address and size (valid until cairn_dsm_close). */
 void *cairn_dsm_addr(const cairn_dsm_t *s);
 size_t cairn_dsm_size(const cairn_dsm_t *s);
@@ -71,6 +76,8 @@ cairn_dsm_t *cairn_dsm_close(cairn_dsm_t *s);
 /* Removes the segment from the cluster: refused (-EBUSY) while a process
  * maps it; only its owner and root may. */
 int cairn_dsm_unlink(const char *name, cairn_error_t *err);
+/* Same, through the dsmd of the node whose socket is socket_path. */
+int cairn_dsm_unlink_at(const char *socket_path, const char *name, cairn_error_t *err);
 
 #ifdef __cplusplus
 }
