@@ -29,13 +29,10 @@
 #include "cairn/description.h"
 #include "cairn/dsm.h"
 #include "dsmd.pb-c.h"
+#include "hooks-private.h"
+#include "util/fdpass.h"
+#include "util/uffd-compat.h"
 
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
-#ifndef UFFD_FEATURE_POISON
-#define UFFD_FEATURE_POISON (1 << 14)
-#endif
 #define S_FEATURES (UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | \
                     UFFD_FEATURE_POISON)
 #define S_PACKET_MAX 4096
@@ -93,38 +90,14 @@ static int s_call(int sock, const Cairn__Dsmd__Request *req, int fd_out, Cairn__
     if (n > sizeof buf)
         return cairn_error_set(err, -EINVAL, CAIRN_INVALID_ARGUMENT, "request too large");
     cairn__dsmd__request__pack(req, buf);
-    union {
-        char b[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof u);
-    struct iovec iov = { buf, n };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (fd_out >= 0) {
-        mh.msg_control = u.b;
-        mh.msg_controllen = sizeof u.b;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd_out, sizeof fd_out);
-    }
-    if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
-        return cairn_error_set(err, -errno, CAIRN_UNAVAILABLE, "dsmd: %s", strerror(errno));
-    iov.iov_len = sizeof buf;
-    mh.msg_control = u.b;
-    mh.msg_controllen = sizeof u.b;
-    ssize_t got;
-    while ((got = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-        ;
+    int fd = -1, e = cairn_fd_send(sock, buf, n, fd_out, 0);
+    if (e < 0)
+        return cairn_error_set(err, e, CAIRN_UNAVAILABLE, "dsmd: %s", strerror(-e));
+    ssize_t got = cairn_fd_recv(sock, buf, sizeof buf, &fd, 0);
     if (got <= 0)
-        return cairn_error_set(err, got < 0 ? -errno : -ECONNRESET, CAIRN_UNAVAILABLE,
+        return cairn_error_set(err, got < 0 ? (int)got : -ECONNRESET, CAIRN_UNAVAILABLE,
                                "dsmd closed the connection%s%s", got < 0 ? ": " : "",
-                               got < 0 ? strerror(errno) : "");
-    int fd = -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-            memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+                               got < 0 ? strerror((int)-got) : "");
     Cairn__Dsmd__Reply *rep = cairn__dsmd__reply__unpack(NULL, (size_t)got, buf);
     if (!rep) {
         if (fd >= 0)
@@ -144,26 +117,6 @@ static int s_call(int sock, const Cairn__Dsmd__Request *req, int fd_out, Cairn__
     else if (fd >= 0)
         close(fd);
     *ret = rep;
-    return 0;
-}
-
-/* A userfaultfd of this process for a shared memfd mapping. */
-static int s_uffd(int *ret, cairn_error_t *err)
-{
-    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0 && errno == EPERM)
-        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-    if (fd < 0)
-        return cairn_error_set(err, -errno, CAIRN_SYSTEM, "userfaultfd: %s", strerror(errno));
-    struct uffdio_api api = { .api = UFFD_API, .features = S_FEATURES };
-    if (ioctl(fd, UFFDIO_API, &api) < 0 || (api.features & S_FEATURES) != S_FEATURES) {
-        int e = errno;
-        close(fd);
-        return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "userfaultfd lacks shmem minor faults, shmem write-protect or "
-                               "poison (Linux 6.6): %s", strerror(e));
-    }
-    *ret = fd;
     return 0;
 }
 
@@ -234,7 +187,7 @@ int cairn_dsm_open_at(const char *socket_path, const char *name, size_t size, un
         goto fail;
     }
     s->addr = a;
-    if ((e = s_uffd(&s->uffd, err)) < 0)
+    if ((e = hooks_uffd_open(S_FEATURES, "shmem minor faults, shmem write-protect or poison", &s->uffd, err)) < 0)
         goto fail;
     struct uffdio_register reg = {
         .range = { (uint64_t)(uintptr_t)a, s->size },

@@ -82,4 +82,10 @@ void hooks_exit_on_every_cpu(void);
 /* kmod: opens and checks /dev/cairn (its API version). */
 int hooks_kmod_open(int *ret_fd, cairn_error_t *err);
 
+/* A userfaultfd of this process with `features` (kernel-mode faults where
+ * the system allows them, else user-mode only); -EOPNOTSUPP with err
+ * naming `needs` when the kernel lacks a feature. hooks-uffd.c; libcairn's
+ * DSM segments (dsm.c) use it too. */
+int hooks_uffd_open(uint64_t features, const char *needs, int *ret, cairn_error_t *err);
+
 #endif

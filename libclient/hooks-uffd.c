@@ -29,20 +29,7 @@
 
 #include "hooks-private.h"
 
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
-
-/* Linux 6.6's poison, which Debian 12's headers (6.1) do not have yet. */
-#ifndef UFFDIO_POISON
-#define UFFD_FEATURE_POISON (1 << 14)
-struct uffdio_poison {
-    struct uffdio_range range;
-    __u64 mode;
-    __s64 updated;
-};
-#define UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct uffdio_poison)
-#endif
+#include "util/uffd-compat.h"
 
 #define S_FEATURES (UFFD_FEATURE_POISON | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | \
                     UFFD_FEATURE_THREAD_ID)
@@ -164,21 +151,19 @@ static const hooks_region_ops_t s_ops = {
     .drop = s_drop, .protect = s_protect, .close = s_close, .expires = true,
 };
 
-/* A userfaultfd with the features a region needs. */
-static int s_uffd(int *ret, cairn_error_t *err)
+int hooks_uffd_open(uint64_t features, const char *needs, int *ret, cairn_error_t *err)
 {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (fd < 0 && errno == EPERM)
         fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (fd < 0)
         return cairn_error_set(err, -errno, CAIRN_SYSTEM, "userfaultfd: %s", strerror(errno));
-    struct uffdio_api api = { .api = UFFD_API, .features = S_FEATURES };
-    if (ioctl(fd, UFFDIO_API, &api) < 0 || (api.features & S_FEATURES) != S_FEATURES) {
+    struct uffdio_api api = { .api = UFFD_API, .features = features };
+    if (ioctl(fd, UFFDIO_API, &api) < 0 || (api.features & features) != features) {
         int e = errno;
         close(fd);
         return cairn_error_set(err, -EOPNOTSUPP, CAIRN_UNSUPPORTED,
-                               "userfaultfd lacks poison or shmem write-protect "
-                               "(Linux 6.6): %s", strerror(e));
+                               "userfaultfd lacks %s (Linux 6.6): %s", needs, strerror(e));
     }
     *ret = fd;
     return 0;
@@ -186,7 +171,7 @@ static int s_uffd(int *ret, cairn_error_t *err)
 
 int hooks_uffd_region(cairn_hooks_t *h, cairn_region_t *r, cairn_error_t *err)
 {
-    int e = s_uffd(&r->fd, err);
+    int e = hooks_uffd_open(S_FEATURES, "poison or shmem write-protect", &r->fd, err);
     if (e < 0)
         return e;
     r->ops = &s_ops;

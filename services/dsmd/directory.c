@@ -401,16 +401,23 @@ static void s_gather_free(dsmd_t *d, dsm_gather_t *g)
 
 static void s_gather_finish(dsmd_t *d, dsm_gather_t *g);
 
+/* The gather a call was for (NULL: it ended meanwhile); frees the call. */
+static dsm_gather_t *s_gather_of(s_gather_call_t *gc)
+{
+    dsm_gather_t *g = gc->d->gathers;
+    while (g && g->id != gc->id)
+        g = g->next;
+    free(gc);
+    return g;
+}
+
 static void s_on_part(void *ud, uint32_t node, int code, const char *message,
                       ProtobufCMessage *reply)
 {
     (void)message;
     s_gather_call_t *gc = ud;
     dsmd_t *d = gc->d;
-    dsm_gather_t *g = d->gathers;
-    while (g && g->id != gc->id)
-        g = g->next;
-    free(gc);
+    dsm_gather_t *g = s_gather_of(gc);
     if (!g) {
         if (reply)
             protobuf_c_message_free_unpacked(reply, NULL);
@@ -811,10 +818,7 @@ static void s_on_rm_forwarded(void *ud, uint32_t node, int code, const char *mes
     (void)node;
     s_gather_call_t *gc = ud;
     dsmd_t *d = gc->d;
-    dsm_gather_t *g = d->gathers;
-    while (g && g->id != gc->id)
-        g = g->next;
-    free(gc);
+    dsm_gather_t *g = s_gather_of(gc);
     if (g) {
         if (code == CAIRN__STATUS_CODE__STATUS_OK)
             cairn_deferred_reply(d->svc, g->deferred, reply);

@@ -27,6 +27,7 @@
 
 #include "dsmd.h"
 #include "log.h"
+#include "util/fdpass.h"
 
 #define S_PACKET_MAX 4096   /* a Request: a name of 255 bytes and numbers */
 
@@ -60,24 +61,9 @@ static void s_send(dsm_conn_t *c, int code, const char *message, Cairn__Dsmd__Re
         return;
     }
     cairn__dsmd__reply__pack(rep, buf);
-    struct iovec iov = { buf, n };
-    union {
-        char b[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (fd >= 0) {
-        memset(&u, 0, sizeof u);
-        mh.msg_control = u.b;
-        mh.msg_controllen = sizeof u.b;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-    }
-    if (sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        cairn_log_warn(-errno, "fdsock-reply", "pid=%d: %s", (int)c->pid, strerror(errno));
+    int e = cairn_fd_send(c->fd, buf, n, fd, MSG_DONTWAIT);
+    if (e < 0)
+        cairn_log_warn(e, "fdsock-reply", "pid=%d: %s", (int)c->pid, strerror(-e));
 }
 
 static void s_conn_free(dsmd_t *d, dsm_conn_t *c)
@@ -232,35 +218,15 @@ static int s_on_conn(cairn_loop_t *loop, int fd, void *zsock, short revents, voi
     dsm_conn_t *c = userdata;
     dsmd_t *d = c->d;
     uint8_t buf[S_PACKET_MAX];
-    union {
-        char b[CMSG_SPACE(sizeof(int) * 4)];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = { buf, sizeof buf };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
-                         .msg_controllen = sizeof u.b };
-    ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    int got_fd = -1;
+    ssize_t n = cairn_fd_recv(fd, buf, sizeof buf, &got_fd, MSG_DONTWAIT);
+    if (n == -EAGAIN)
         return 0;
-    if (n <= 0) {
+    if (n == 0 || (n < 0 && n != -EMSGSIZE)) {
         s_conn_free(d, c);   /* the process closed or died: its mapping is gone */
         return 0;
     }
-    int got_fd = -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-            size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < k; i++) {
-                int f;
-                memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof f);
-                if (got_fd < 0)
-                    got_fd = f;
-                else
-                    close(f);
-            }
-        }
-    Cairn__Dsmd__Request *req = (mh.msg_flags & MSG_TRUNC) ? NULL :
-        cairn__dsmd__request__unpack(NULL, (size_t)n, buf);
+    Cairn__Dsmd__Request *req = n < 0 ? NULL : cairn__dsmd__request__unpack(NULL, (size_t)n, buf);
     if (!req) {
         if (got_fd >= 0)
             close(got_fd);

@@ -34,18 +34,7 @@
 
 #include "dsmd.h"
 #include "log.h"
-
-#ifndef UFFDIO_CONTINUE_MODE_WP
-#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
-#endif
-#ifndef UFFDIO_POISON
-struct uffdio_poison {
-    struct uffdio_range range;
-    __u64 mode;
-    __s64 updated;
-};
-#define UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct uffdio_poison)
-#endif
+#include "util/uffd-compat.h"
 
 bool dsm_name_ok(const char *name)
 {
