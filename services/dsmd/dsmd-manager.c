@@ -68,20 +68,19 @@ static int s_ready(cairn_service_t *svc, void *ctx)
 static void s_stop(cairn_service_t *svc, void *ctx)
 {
     (void)svc;
-    dsm_fdsock_stop(ctx);
+    dsmd_t *d = ctx;
+    dsm_fdsock_stop(d);
+    /* the skeleton terminates the ZeroMQ context next: no socket may stay */
+    d->peers = cairn_peers_free(d->peers);
+    d->view = cairn_view_free(d->view);
 }
 
+/* After the loop is gone: the attachments went with their connections
+ * in s_stop (or the daemon never started serving). */
 void dsmd_done(dsmd_t *d)
 {
-    if (d->svc)
-        dsm_fdsock_stop(d);
-    while (d->segs) {
-        while (d->segs->attached)
-            dsm_attach_remove(d, d->segs->attached);
-        dsm_seg_t *s = d->segs;
-        if (d->segs == s)
-            dsm_seg_free(d, s);
-    }
+    while (d->segs)
+        dsm_seg_free(d, d->segs);
     dsm_dir_free(d);
     d->peers = cairn_peers_free(d->peers);
     d->view = cairn_view_free(d->view);

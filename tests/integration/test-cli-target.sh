@@ -110,7 +110,7 @@ t_check "help frob nodes: exit 100 (got $RC)" [ "$RC" -eq 100 ]
 t_check "help frob nodes: usage naming the words" jq -e \
     '.error.code == "usage" and (.error.message | contains("frob nodes"))' <<<"$ERR"
 run "$CAIRN" help
-t_check "help: every command" jq -e '(.commands | length > 10) and (.commands | map(select(.table)) | map(.command)) == ["status","nodes","config check","keys generate","keys list","checkpoint","restart","migrate","run","ps","signal","kill","wait","sched show","barrier","sync ls","sync show","sync destroy","selftest"]' <<<"$OUT"
+t_check "help: every command" jq -e '(.commands | length > 10) and (.commands | map(select(.table)) | map(.command)) == ["status","nodes","config check","keys generate","keys list","checkpoint","restart","migrate","run","ps","signal","kill","wait","sched show","barrier","sync ls","sync show","sync destroy","dsm ls","dsm show","dsm rm","selftest"]' <<<"$OUT"
 
 # ---- ghostd: real checkpoint figures, then node 1's ghostd killed ----------
 # sleep_on N: a sleep in node N's network namespace, where that node's ghostd
