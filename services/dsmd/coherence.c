@@ -178,23 +178,8 @@ static void s_call_free(s_call_t *c)
     free(c);
 }
 
-/* The next node to ask after `failed` did not answer: the creator, then
- * the alive members in id order after the last tried; 0 when none is
- * left (hops counts the tries). */
-static uint32_t s_next_try(dsmd_t *d, dsm_seg_t *seg, dsm_pending_t *p, uint32_t failed)
-{
-    uint32_t ids[CAIRN_VIEW_MAX_NODES];
-    size_t n = cairn_view_members(d->view, ids);
-    if (p->hops >= DSM_HOPS_MAX)
-        return 0;
-    if (failed != seg->creator && seg->creator != d->self &&
-        cairn_view_alive(d->view, seg->creator) && p->hops == 0)
-        return seg->creator;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] > failed && ids[i] != d->self)
-            return ids[i];
-    return 0;
-}
+static void s_recover(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t failed,
+                      const char *why);
 
 static void s_on_page_reply(void *ud, uint32_t node, int code, const char *message,
                             ProtobufCMessage *reply)
@@ -220,19 +205,7 @@ static void s_on_page_reply(void *ud, uint32_t node, int code, const char *messa
             s_lose(d, seg, page, message ? message : "lost at its owner");
             return;
         }
-        p->hops++;
-        uint32_t next = s_next_try(d, seg, p, node);
-        cairn_log_warn(-EHOSTUNREACH, "page-request", "segment=%s page=%" PRIu64
-                       " node=%u: %s; next=%u", seg->name, page, node,
-                       message ? message : "no answer", next);
-        if (next == 0) {
-            char why[160];
-            snprintf(why, sizeof why, "no living owner: node %u (%s) and every member after", node,
-                     message ? message : "no answer");
-            s_lose(d, seg, page, why);
-            return;
-        }
-        s_request(d, seg, page, next);
+        s_recover(d, seg, page, node, message ? message : "no answer");
         return;
     }
     Cairn__Dsmd__PageReply *pr = rep->page_reply;
@@ -241,12 +214,9 @@ static void s_on_page_reply(void *ud, uint32_t node, int code, const char *messa
         protobuf_c_message_free_unpacked(reply, NULL);
         p->hops++;
         if (to == d->self || p->hops >= DSM_HOPS_MAX) {
-            /* our own hint came back to us: the chain was cut by a death */
-            to = s_next_try(d, seg, p, node);
-            if (to == 0) {
-                s_lose(d, seg, page, "the probable-owner chain leads nowhere");
-                return;
-            }
+            /* the chain came back to us, or goes round: cut by a death */
+            s_recover(d, seg, page, node, "the probable-owner chain leads nowhere");
+            return;
         }
         pg->hint = to;
         s_request(d, seg, page, to);
@@ -290,14 +260,9 @@ static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
     dsm_page_t *pg = &seg->pages[page];
     dsm_pending_t *p = pg->pend;
     const char *ep = cairn_view_alive(d->view, to) ? cairn_view_endpoint(d->view, to) : NULL;
-    while (!ep) {
-        p->hops++;
-        to = s_next_try(d, seg, p, to);
-        if (to == 0) {
-            s_lose(d, seg, page, "its owner is not among the alive members");
-            return;
-        }
-        ep = cairn_view_alive(d->view, to) ? cairn_view_endpoint(d->view, to) : NULL;
+    if (!ep) {
+        s_recover(d, seg, page, to, "not an alive member");
+        return;
     }
     Cairn__Dsmd__PageRequest pr = CAIRN__DSMD__PAGE_REQUEST__INIT;
     pr.name = seg->name;
@@ -326,6 +291,140 @@ static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
         s_call_free(c);
         s_lose(d, seg, page, "the request could not be sent");
     }
+}
+
+/* ---- when the chain is cut: the home recovers the page -------------------------- */
+
+#define S_RECOVERS_MAX 4   /* recoveries asked for one request before the page is given up */
+
+/* The home's answer: ask the owner it found (or made), or lose the page. */
+static void s_recovered(dsmd_t *d, void *ud, uint32_t owner, int code, const char *message)
+{
+    s_call_t *c = ud;
+    dsm_seg_t *seg = s_seg_of(d, c->name, c->generation);
+    uint64_t page = c->page;
+    s_call_free(c);
+    dsm_page_t *pg = seg ? &seg->pages[page] : NULL;
+    dsm_pending_t *p = pg ? pg->pend : NULL;
+    if (!p || !p->asking)
+        return;
+    if (code != CAIRN__STATUS_CODE__STATUS_OK) {
+        s_recover(d, seg, page, 0, message ? message : "the home did not answer");
+        return;
+    }
+    if (owner == 0) {
+        s_lose(d, seg, page, "its owner died and no alive node holds a copy");
+        return;
+    }
+    p->hops = 0;
+    if (owner != d->self) {
+        pg->hint = owner;
+        s_request(d, seg, page, owner);
+        return;
+    }
+    /* promoted: this node's read copy is the page now */
+    p->asking = false;
+    s_run_held(d, seg, page);
+    s_answer_waiters(d, seg, page);
+    dsm_page_settle(pg);
+}
+
+static void s_on_recover_reply(void *ud, uint32_t node, int code, const char *message,
+                               ProtobufCMessage *reply)
+{
+    (void)node;
+    s_call_t *c = ud;
+    Cairn__Dsmd__Reply *rep = (Cairn__Dsmd__Reply *)reply;
+    uint32_t owner = 0;
+    if (code == CAIRN__STATUS_CODE__STATUS_OK &&
+        (!rep || rep->msg_case != CAIRN__DSMD__REPLY__MSG_RECOVER_REPLY)) {
+        code = CAIRN__STATUS_CODE__STATUS_DECODE_ERROR;
+        message = "a recovery answered without its owner";
+    } else if (code == CAIRN__STATUS_CODE__STATUS_OK) {
+        owner = rep->recover_reply->owner;
+    }
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s", message ? message : "");
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    s_recovered(c->d, c, owner, code, msg);
+}
+
+static void s_recover(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t failed, const char *why)
+{
+    dsm_pending_t *p = seg->pages[page].pend;
+    char msg[240];
+    if (++p->recovers > S_RECOVERS_MAX) {
+        snprintf(msg, sizeof msg, "no owner found after %d recoveries (last: node %u: %s)",
+                 S_RECOVERS_MAX, failed, why);
+        s_lose(d, seg, page, msg);
+        return;
+    }
+    cairn_log_warn(-EHOSTUNREACH, "page-recover", "segment=%s page=%" PRIu64 " node=%u: %s",
+                   seg->name, page, failed, why);
+    uint32_t home = cairn_view_home(d->view, seg->name);
+    s_call_t *c = calloc(1, sizeof *c);
+    if (c)
+        c->name = strdup(seg->name);
+    if (!c || !c->name) {
+        s_call_free(c);
+        s_lose(d, seg, page, "out of memory");
+        return;
+    }
+    c->d = d;
+    c->generation = seg->generation;
+    c->page = page;
+    c->target = home;
+    if (home == d->self) {
+        dsm_recover_run(d, seg->name, seg->generation, page, s_recovered, c);
+        return;
+    }
+    const char *ep = home ? cairn_view_endpoint(d->view, home) : NULL;
+    Cairn__Dsmd__RecoverRequest rr = CAIRN__DSMD__RECOVER_REQUEST__INIT;
+    rr.name = seg->name;
+    rr.generation = seg->generation;
+    rr.page = page;
+    Cairn__Dsmd__Request req = CAIRN__DSMD__REQUEST__INIT;
+    req.msg_case = CAIRN__DSMD__REQUEST__MSG_RECOVER;
+    req.recover = &rr;
+    if (!ep || cairn_peers_call(d->peers, home, ep, &req.base, DSM_CALL_MS * 3,
+                                s_on_recover_reply, c) < 0)
+        s_recovered(d, c, 0, CAIRN__STATUS_CODE__STATUS_UNAVAILABLE, "no home to ask");
+}
+
+/* ---- what a recovery asks of each node ------------------------------------------- */
+
+void dsm_page_probe(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t *state, bool *owner)
+{
+    const dsm_page_t *pg = &seg->pages[page];
+    *state = pg->state;
+    *owner = pg->hint == d->self && (pg->state == DSM_READ || pg->state == DSM_WRITE);
+}
+
+int dsm_page_promote(dsmd_t *d, dsm_seg_t *seg, uint64_t page, const uint32_t *copyset, size_t n)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    if (pg->state != DSM_READ && pg->state != DSM_WRITE)
+        return -ESTALE;   /* the copy went meanwhile: the home probes again */
+    pg->hint = d->self;
+    memset(pg->copyset, 0, sizeof pg->copyset);
+    for (size_t i = 0; i < n; i++)
+        if (copyset[i] != d->self)
+            dsm_copyset_add(pg, copyset[i]);
+    cairn_log_info("page-recovered", "segment=%s page=%" PRIu64 " from=read-copy readers=%zu",
+                   seg->name, page, n);
+    return 0;
+}
+
+void dsm_page_lose(dsmd_t *d, dsm_seg_t *seg, uint64_t page, const char *why)
+{
+    dsm_page_t *pg = &seg->pages[page];
+    if (pg->state == DSM_READ || pg->state == DSM_WRITE) {
+        cairn_log_warn(-EEXIST, "page-lost-refused", "segment=%s page=%" PRIu64
+                       ": a copy is here (it came after the recovery's probe)", seg->name, page);
+        return;
+    }
+    s_lose(d, seg, page, why);
 }
 
 /* ---- becoming the writer ------------------------------------------------------ */
@@ -614,7 +713,9 @@ int dsm_handle_invalidate(void *ctx, cairn_request_t *req)
         if (ir->pages[i] >= seg->npages)
             return cairn_request_fail(req, CAIRN__STATUS_CODE__STATUS_INVALID_ARGUMENT,
                                       "page %" PRIu64 " of %" PRIu64, ir->pages[i], seg->npages);
-    for (size_t i = 0; i < ir->n_pages; i++)
+    for (size_t i = 0; ir->lost && i < ir->n_pages; i++)
+        dsm_page_lose(d, seg, ir->pages[i], "its owner died and no alive node held a copy");
+    for (size_t i = 0; !ir->lost && i < ir->n_pages; i++)
         if (!s_apply_invalidate(d, seg, ir->pages[i], ir->new_owner)) {
             /* one held request per message: pages are sent one by one */
             return s_hold(&seg->pages[ir->pages[i]], req, true, false, ir->new_owner, 0);

@@ -169,7 +169,7 @@ static int s_dir_open(dsmd_t *d, const Cairn__Dsmd__OpenRequest *o, const Cairn_
 static int s_homing(dsmd_t *d, const char *name, uint32_t *home, char *msg, size_t msize)
 {
     if (!cairn_view_known(d->view)) {
-        snprintf(msg, msize, "membership unknown: clusterd not answering yet");
+        snprintf(msg, msize, "membership unknown: no answer from clusterd yet");
         return CAIRN__STATUS_CODE__STATUS_UNAVAILABLE;
     }
     if (!cairn_view_quorum(d->view)) {

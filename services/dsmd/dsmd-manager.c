@@ -70,6 +70,7 @@ static void s_stop(cairn_service_t *svc, void *ctx)
     (void)svc;
     dsmd_t *d = ctx;
     dsm_fdsock_stop(d);
+    dsm_recover_free(d);
     /* the skeleton terminates the ZeroMQ context next: no socket may stay */
     d->peers = cairn_peers_free(d->peers);
     d->view = cairn_view_free(d->view);
@@ -97,6 +98,9 @@ static const cairn_handler_t s_handlers[] = {
     { CAIRN__DSMD__REQUEST__MSG_OPEN, "open", dsm_handle_open },
     { CAIRN__DSMD__REQUEST__MSG_PAGE, "page", dsm_handle_page },
     { CAIRN__DSMD__REQUEST__MSG_INVALIDATE, "invalidate", dsm_handle_invalidate },
+    { CAIRN__DSMD__REQUEST__MSG_RECOVER, "recover", dsm_handle_recover },
+    { CAIRN__DSMD__REQUEST__MSG_PROBE, "probe", dsm_handle_probe },
+    { CAIRN__DSMD__REQUEST__MSG_PROMOTE, "promote", dsm_handle_promote },
 };
 
 const cairn_service_ops_t dsmd_ops = {

@@ -72,6 +72,7 @@ typedef struct dsm_pending {
     bool asking;              /* our page request is on the wire */
     bool asking_write;
     uint32_t hops;
+    int recovers;             /* recoveries asked for this request */
     size_t acks_left;         /* invalidations sent, not acknowledged */
     bool acks_failed;
 } dsm_pending_t;
@@ -128,6 +129,8 @@ struct dsmd {
     struct dsm_conn *conns;
     uint64_t next_conn;
     struct dsm_gather *gathers;   /* ls/show fanned out */
+    struct dsm_recovery *recoveries;  /* at the home: pages being recovered */
+    uint64_t next_recovery;
     uint64_t next_gather;
 };
 
@@ -188,6 +191,28 @@ void dsm_fdsock_opened(dsmd_t *d, uint64_t conn_id, const Cairn__Dsmd__Segment *
 void dsm_fault(dsmd_t *d, dsm_attach_t *at, uint64_t addr, bool write);
 int dsm_handle_page(void *ctx, cairn_request_t *req);
 int dsm_handle_invalidate(void *ctx, cairn_request_t *req);
+/* A recovery's questions to this node: the page's state and whether it
+ * owns it; make its read copy the owner (-ESTALE: no copy any more); mark
+ * it lost (refused, logged, when a copy is here). */
+void dsm_page_probe(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t *state, bool *owner);
+int dsm_page_promote(dsmd_t *d, dsm_seg_t *seg, uint64_t page, const uint32_t *copyset, size_t n);
+void dsm_page_lose(dsmd_t *d, dsm_seg_t *seg, uint64_t page, const char *why);
+
+/* ---- recover.c ---------------------------------------------------------- */
+
+/* The home's answer to a page nobody leads to: owner (this node's id when
+ * it was promoted here), 0 when lost; code != 0 when the recovery could
+ * not finish. Runs from the loop, once. */
+typedef void (*dsm_recovered_fn)(dsmd_t *d, void *ud, uint32_t owner, int code,
+                                 const char *message);
+/* At the home: asks every alive member for the page and answers fn (a
+ * recovery of the same page under way is joined). */
+void dsm_recover_run(dsmd_t *d, const char *name, uint64_t generation, uint64_t page,
+                     dsm_recovered_fn fn, void *ud);
+void dsm_recover_free(dsmd_t *d);
+int dsm_handle_recover(void *ctx, cairn_request_t *req);
+int dsm_handle_probe(void *ctx, cairn_request_t *req);
+int dsm_handle_promote(void *ctx, cairn_request_t *req);
 
 /* ---- directory.c --------------------------------------------------------- */
 

@@ -19,9 +19,10 @@
 #     the node's memory, a bad name, EXCL on an existing one, a read-only
 #     segment opened for writing by another user, a malformed packet on
 #     the socket: clear errors, dsmd keeps serving;
-#   - a node killed: the pages only it held are lost (SIGBUS to a toucher,
-#     named by `cairn dsm show`, a log line), a read copy on a survivor
-#     still reads its last value, pages owned elsewhere unaffected.
+#   - a node killed: a page it owned with a read copy on a survivor is
+#     recovered from that copy (read, then written, elsewhere); the pages
+#     only it held are lost (SIGBUS to a toucher, named by `cairn dsm
+#     show`, a log line); pages owned elsewhere unaffected.
 # Skips (77) without root, netns or the binaries.
 . "$CAIRN_SOURCE/tests/integration/lib.sh"
 
@@ -136,12 +137,16 @@ kill -9 $pids
 t_check "node 3 dead to node 1" t_wait_state 30 3 dead 1
 out=$(dt 1 get fail 4096); rc=$?
 t_check "page 1 (only at node 3): SIGBUS on node 1 (exit $rc: $out)" [ "$rc" = 3 ] && [ "$out" = sigbus ]
-t_check "page 0: node 2's read copy keeps its last value" [ "$(dt 2 get fail 0)" = 100 ]
+t_check "page 0: recovered from node 2's read copy: node 1 reads 100" [ "$(dt 1 get fail 0)" = 100 ]
+t_check "page 0: node 4 writes 103 (the recovered owner's copyset invalidated)" dt 4 put fail 16384 0 103
+t_check "page 0: node 2 reads 103" [ "$(dt 2 get fail 0)" = 103 ]
 t_check "page 2: owned by node 4, unaffected" [ "$(dt 1 get fail 8192)" = 202 ]
 t_check "page 3: owned by node 1, unaffected" [ "$(dt 1 get fail 12288)" = 0 ]
 out=$("$CAIRN" dsm show fail)
 t_json_check "show: page 1 lost at node 1" "$out" \
     '.lost_pages >= 1 and (.node_pages[] | select(.node == 1) | .lost_pages | index(1) != null)'
-t_check "the log names the segment and the page" \
-    grep -q 'page-lost segment=fail page=1 ' "${RD[1]}/dsmd.log"
+t_check "the logs name the segment and the page" \
+    grep -q 'page-lost segment=fail page=1 ' "${RD[1]}/dsmd.log" "${RD[2]}/dsmd.log" "${RD[4]}/dsmd.log"
+t_check "a log names the recovery from the read copy" \
+    grep -q 'page-recovered segment=fail page=0 from=read-copy' "${RD[2]}/dsmd.log"
 t_done

@@ -152,7 +152,7 @@ declare -A SD_SERVICE=()
 sd_service() { SD_SERVICE[$1]=$1; }
 SD_JOB=
 . "$here/services.sh"
-UNITS="clusterd ghostd syncd probed sched-rr"
+UNITS="clusterd ghostd dsmd syncd probed sched-rr"
 
 debs() {
     local p out=
