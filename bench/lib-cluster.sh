@@ -59,14 +59,23 @@ tcp_in_data() {
     echo "$sum"
 }
 
-# zmq_rtt: median REQ/REP RTT (µs) from node 2's namespace to node 1's.
+# zmq_rtt [--curve]: median REQ/REP RTT (µs) from node 2's namespace to
+# node 1's; --curve with a CURVE server (what the daemons' traffic runs in
+# security mode curve).
 zmq_rtt() {
-    local a1 out
+    local a1 out key="" args=()
     a1=$(jq -r '.nodes[0].address' <<<"$UP")
-    ip netns exec "cairn-$NAME-1" "$ZMQRTT" server "tcp://$a1:7999" >/dev/null 2>&1 &
-    BG+=($!)
-    sleep 0.1
-    out=$(ip netns exec "cairn-$NAME-2" "$ZMQRTT" client "tcp://$a1:7999" 2000)
+    if [ "${1:-}" = --curve ]; then
+        coproc ZS { ip netns exec "cairn-$NAME-1" "$ZMQRTT" server "tcp://$a1:7999" --curve; }
+        BG+=("$ZS_PID")
+        read -r key <&"${ZS[0]}"
+        args=(--curve "$(jq -r '.curve_server_key' <<<"$key")")
+    else
+        ip netns exec "cairn-$NAME-1" "$ZMQRTT" server "tcp://$a1:7999" >/dev/null 2>&1 &
+        BG+=($!)
+        sleep 0.1
+    fi
+    out=$(ip netns exec "cairn-$NAME-2" "$ZMQRTT" client "tcp://$a1:7999" 2000 "${args[@]}")
     kill "${BG[-1]}" 2>/dev/null; wait "${BG[-1]}" 2>/dev/null
     unset 'BG[-1]'
     jq -r '.median_us' <<<"$out"

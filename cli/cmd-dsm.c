@@ -79,12 +79,13 @@ static json_t *s_pages_json(const Cairn__Dsmd__NodePages *p)
     json_t *lost = json_array();
     for (size_t i = 0; lost && i < p->n_lost_pages; i++)
         json_array_append_new(lost, json_integer((json_int_t)p->lost_pages[i]));
-    return json_pack("{s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:o*, s:I, s:I, s:I}",
+    return json_pack("{s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:o*, s:I, s:I, s:I, s:I}",
                      "node", (json_int_t)p->node, "processes", (json_int_t)p->processes,
                      "pages", "invalid", (json_int_t)p->invalid, "read", (json_int_t)p->read,
                      "write", (json_int_t)p->write, "lost", (json_int_t)p->lost,
                      "owned", (json_int_t)p->owned, "lost_pages", lost,
                      "faults", (json_int_t)p->faults, "fetches", (json_int_t)p->fetches,
+                     "prefetched", (json_int_t)p->prefetched,
                      "invalidations", (json_int_t)p->invalidations);
 }
 

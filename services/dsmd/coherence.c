@@ -49,7 +49,10 @@ typedef struct s_call {
     char *name;
     uint64_t generation, page;
     uint32_t target;
+    uint32_t ahead;           /* read-ahead pages after `page`, marked asking */
 } s_call_t;
+
+#define S_AHEAD_MAX 64        /* the largest read-ahead window, in pages */
 
 static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to);
 static void s_invalidate_copyset(dsmd_t *d, dsm_seg_t *seg, uint64_t page);
@@ -119,6 +122,11 @@ void dsm_fault(dsmd_t *d, dsm_attach_t *at, uint64_t addr, bool write)
     uint64_t page = (addr - at->addr) / DSM_PAGE;
     dsm_page_t *pg = &seg->pages[page];
     seg->faults++;
+    if (!write) {
+        /* a run of reads of consecutive pages grows the read-ahead window */
+        seg->streak = page == seg->seq_next ? seg->streak + 1 : 0;
+        seg->seq_next = page + 1;
+    }
     if (pg->state == DSM_LOST) {
         dsm_fault_poison(at, addr);
         return;
@@ -181,6 +189,45 @@ static void s_call_free(s_call_t *c)
 static void s_recover(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t failed,
                       const char *why);
 
+/* The read-ahead pages of a request that did not bring them: free to be
+ * asked for again (by their own waiters, if any came). */
+static void s_ahead_release(dsmd_t *d, dsm_seg_t *seg, uint64_t first, uint32_t n)
+{
+    for (uint64_t q = first; q < first + n && q < seg->npages; q++) {
+        dsm_page_t *pg = &seg->pages[q];
+        if (!pg->pend || !pg->pend->asking)
+            continue;
+        pg->pend->asking = false;
+        s_run_held(d, seg, q);
+        s_answer_waiters(d, seg, q);
+        dsm_page_settle(pg);
+    }
+}
+
+/* Installs the read-ahead pages the owner sent as read copies and
+ * releases the others. */
+static void s_ahead_land(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t n,
+                         const Cairn__Dsmd__PageReply *pr)
+{
+    for (size_t i = 0; i < pr->n_ahead_pages && (i + 1) * DSM_PAGE <= pr->ahead_data.len; i++) {
+        uint64_t q = pr->ahead_pages[i];
+        dsm_page_t *pg = q > page && q <= page + n && q < seg->npages ? &seg->pages[q] : NULL;
+        if (!pg || !pg->pend || !pg->pend->asking || pg->state != DSM_INVALID)
+            continue;
+        if (dsm_page_write(seg, q, pr->ahead_data.data + i * DSM_PAGE) < 0)
+            continue;   /* released below: a fault asks for it again */
+        pg->state = DSM_READ;
+        pg->hint = pr->owner;
+        seg->fetches++;
+        seg->prefetched++;
+        pg->pend->asking = false;
+        s_run_held(d, seg, q);
+        s_answer_waiters(d, seg, q);
+        dsm_page_settle(pg);
+    }
+    s_ahead_release(d, seg, page + 1, n);
+}
+
 static void s_on_page_reply(void *ud, uint32_t node, int code, const char *message,
                             ProtobufCMessage *reply)
 {
@@ -189,9 +236,16 @@ static void s_on_page_reply(void *ud, uint32_t node, int code, const char *messa
     dsm_seg_t *seg = s_seg_of(d, c->name, c->generation);
     Cairn__Dsmd__Reply *rep = (Cairn__Dsmd__Reply *)reply;
     uint64_t page = c->page;
+    uint32_t ahead = c->ahead;
     s_call_free(c);
     dsm_page_t *pg = seg ? &seg->pages[page] : NULL;
     dsm_pending_t *p = pg ? pg->pend : NULL;
+    bool granted = code == CAIRN__STATUS_CODE__STATUS_OK && rep &&
+                   rep->msg_case == CAIRN__DSMD__REPLY__MSG_PAGE_REPLY && rep->page_reply->granted;
+    if (seg && ahead && granted)
+        s_ahead_land(d, seg, page, ahead, rep->page_reply);
+    else if (seg && ahead)
+        s_ahead_release(d, seg, page + 1, ahead);
     if (!p || !p->asking) {
         if (reply)
             protobuf_c_message_free_unpacked(reply, NULL);
@@ -255,6 +309,29 @@ static void s_on_page_reply(void *ud, uint32_t node, int code, const char *messa
     s_invalidate_copyset(d, seg, page);
 }
 
+/* Marks the pages after `page` that a read may bring along: the run of
+ * pages with no copy here, nothing under way, the same probable owner;
+ * as many as the read streak allows (2, 4, ... S_AHEAD_MAX). Returns how
+ * many, each now asking. */
+static uint32_t s_ahead_mark(dsm_seg_t *seg, uint64_t page, uint32_t hint)
+{
+    uint32_t want = seg->streak >= 6 ? S_AHEAD_MAX : 1u << seg->streak, n = 0;
+    for (uint64_t q = page + 1; n < want && q < seg->npages; q++, n++) {
+        dsm_page_t *pg = &seg->pages[q];
+        if (pg->state != DSM_INVALID || pg->hint != hint || s_busy(pg) ||
+            (pg->pend && pg->pend->waiters))
+            break;
+        dsm_pending_t *p = dsm_page_pend(pg);
+        if (!p)
+            break;
+        p->asking = true;
+        p->asking_write = false;
+        p->hops = 0;
+        p->recovers = 0;
+    }
+    return n;
+}
+
 static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
 {
     dsm_page_t *pg = &seg->pages[page];
@@ -282,13 +359,18 @@ static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
         s_lose(d, seg, page, "out of memory");
         return;
     }
+    if (!p->asking_write && p->hops == 0 && seg->streak > 0)
+        c->ahead = s_ahead_mark(seg, page, pg->hint);
+    pr.ahead = c->ahead;
     c->d = d;
     c->generation = seg->generation;
     c->page = page;
     c->target = to;
+    uint32_t ahead = c->ahead;
     int e = cairn_peers_call(d->peers, to, ep, &req.base, DSM_CALL_MS, s_on_page_reply, c);
     if (e < 0) {
         s_call_free(c);
+        s_ahead_release(d, seg, page + 1, ahead);
         s_lose(d, seg, page, "the request could not be sent");
     }
 }
@@ -532,6 +614,34 @@ static void s_invalidate_copyset(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
 /* ---- serving other nodes ----------------------------------------------------- */
 
 /* What this node answers a page request with, now (the page not busy). */
+/* The read-ahead a reader asked for along with `page`: each following
+ * page this node owns and is not busy with, downgraded and given like the
+ * first, until one is not; pages and bytes into out (ahead_buf holds
+ * `ahead` pages). */
+static void s_answer_ahead(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t ahead,
+                           uint32_t requester, Cairn__Dsmd__PageReply *out, uint64_t *ahead_pages,
+                           uint8_t *ahead_buf)
+{
+    size_t n = 0;
+    for (uint64_t q = page + 1; q <= page + ahead && q < seg->npages; q++) {
+        dsm_page_t *pg = &seg->pages[q];
+        if (pg->hint != d->self || (pg->state != DSM_READ && pg->state != DSM_WRITE) ||
+            s_busy(pg))
+            break;
+        if (pg->state == DSM_WRITE)
+            dsm_page_protect_all(seg, q, true);
+        if (dsm_page_read(seg, q, ahead_buf + n * DSM_PAGE) < 0)
+            break;
+        pg->state = DSM_READ;
+        dsm_copyset_add(pg, requester);
+        ahead_pages[n++] = q;
+    }
+    out->n_ahead_pages = n;
+    out->ahead_pages = ahead_pages;
+    out->ahead_data.data = ahead_buf;
+    out->ahead_data.len = n * DSM_PAGE;
+}
+
 static int s_answer_page(dsmd_t *d, dsm_seg_t *seg, uint64_t page, bool write, uint32_t requester,
                          Cairn__Dsmd__PageReply *out, uint8_t *buf, uint32_t *copyset,
                          const char **why)
@@ -694,6 +804,13 @@ int dsm_handle_page(void *ctx, cairn_request_t *req)
     if (code != 0)
         return cairn_request_fail(req, code, "segment %s page %" PRIu64 ": %s", seg->name,
                                   pr->page, why);
+    uint32_t ahead = pr->write ? 0 : pr->ahead < S_AHEAD_MAX ? pr->ahead : S_AHEAD_MAX;
+    if (out->granted && ahead > 0) {
+        uint64_t *pages = cairn_request_alloc(req, ahead * sizeof *pages);
+        uint8_t *abuf = cairn_request_alloc(req, (size_t)ahead * DSM_PAGE);
+        if (pages && abuf)
+            s_answer_ahead(d, seg, pr->page, ahead, pr->requester, out, pages, abuf);
+    }
     rep->msg_case = CAIRN__DSMD__REPLY__MSG_PAGE_REPLY;
     rep->page_reply = out;
     dsm_page_settle(pg);

@@ -262,6 +262,12 @@ int dsm_handle_open(void *ctx, cairn_request_t *req)
     if (!dsm_name_ok(o->name) || o->node == 0 || o->size % DSM_PAGE != 0)
         return cairn_request_fail(req, CAIRN__STATUS_CODE__STATUS_INVALID_ARGUMENT,
                                   "bad name, node or size");
+    if (!o->announce && !c->has_user)
+        return cairn_request_fail(req, CAIRN__STATUS_CODE__STATUS_PERMISSION_DENIED,
+                                  "an open from another node needs its user vouched for "
+                                  "(security mode curve); %s has none",
+                                  c->kind == CAIRN_CALLER_NETWORK ? "a tcp peer in mode none"
+                                                                  : "this caller");
     uint32_t home = 0;
     int code = s_homing(d, o->name, &home, msg, sizeof msg);
     if (code == 0 && home != d->self && !o->announce) {
@@ -471,6 +477,7 @@ static void s_node_pages(dsmd_t *d, const dsm_seg_t *seg, Cairn__Dsmd__NodePages
     np->processes = (uint32_t)dsm_seg_processes(seg);
     np->faults = seg->faults;
     np->fetches = seg->fetches;
+    np->prefetched = seg->prefetched;
     np->invalidations = seg->invalidations;
 }
 

@@ -105,6 +105,9 @@ struct dsm_seg {
     dsm_page_t *pages;
     dsm_attach_t *attached;
     uint64_t faults, fetches, invalidations;
+    uint64_t prefetched;      /* fetched by read-ahead, before any fault */
+    uint64_t seq_next;        /* the page after the last read fault */
+    uint32_t streak;          /* consecutive pages read in a row */
     bool removed;             /* rm arrived: freed once nothing refers to it */
 };
 

@@ -16,6 +16,10 @@
  *                                            += 1 ITERS times, checked after each
  *   dsm-tool hold NAME SECONDS               map it and wait
  *   dsm-tool scan NAME                       read every page; prints ms and MB/s
+ *   dsm-tool fill NAME SIZE                  make it and write every page
+ *   dsm-tool lat NAME read|write [PAGES]     touch the first word of each page
+ *                                            (the first PAGES), each timed: the
+ *                                            median, p99 and min in µs
  * Errors: one JSON line on stderr, exit 1.
  */
 #include <errno.h>
@@ -59,6 +63,12 @@ static void s_on_bus(int sig)
 {
     (void)sig;
     siglongjmp(s_jump, 1);
+}
+
+static int s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
 }
 
 static void s_spin_until(volatile uint64_t *w, uint64_t v)
@@ -194,6 +204,41 @@ int main(int argc, char **argv)
         double ms = (double)(cairn_now_ns() - t0) / 1e6;
         printf("{\"bytes\":%zu,\"ms\":%.3f,\"mb_s\":%.1f,\"sum\":%llu}\n", cairn_dsm_size(s), ms,
                (double)cairn_dsm_size(s) / 1e3 / ms, (unsigned long long)sum);
+        cairn_dsm_close(s);
+        return 0;
+    }
+    if (strcmp(cmd, "fill") == 0 && argc == 4) {
+        cairn_dsm_t *s = s_open(name, strtoull(argv[3], NULL, 0), CAIRN_DSM_CREATE, &rc);
+        if (!s)
+            return rc;
+        for (size_t off = 0; off < cairn_dsm_size(s); off += PAGE)
+            *s_word(s, off) = off / PAGE + 1;
+        cairn_dsm_close(s);
+        return 0;
+    }
+    if (strcmp(cmd, "lat") == 0 && (argc == 4 || argc == 5)) {
+        cairn_dsm_t *s = s_open(name, 0, 0, &rc);
+        if (!s)
+            return rc;
+        bool write = strcmp(argv[3], "write") == 0;
+        size_t n = cairn_dsm_size(s) / PAGE;
+        if (argc == 5 && strtoull(argv[4], NULL, 0) < n)
+            n = strtoull(argv[4], NULL, 0);
+        double *us = calloc(n ? n : 1, sizeof *us);
+        if (!us)
+            return 1;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t t0 = cairn_now_ns();
+            if (write)
+                (*s_word(s, i * PAGE))++;
+            else
+                (void)*s_word(s, i * PAGE);
+            us[i] = (double)(cairn_now_ns() - t0) / 1e3;
+        }
+        qsort(us, n, sizeof *us, s_cmp_double);
+        printf("{\"pages\":%zu,\"median_us\":%.1f,\"p99_us\":%.1f,\"min_us\":%.1f}\n", n,
+               n ? us[n / 2] : 0, n ? us[n * 99 / 100] : 0, n ? us[0] : 0);
+        free(us);
         cairn_dsm_close(s);
         return 0;
     }

@@ -1,0 +1,97 @@
+#!/bin/bash
+# bench/dsm.sh - dsmd's figures (issue 23's targets) against the baselines
+# measured in the same run on the same local cluster, as ONE JSON line
+# (bench/README.md, "dsmd", says what each field means).
+#
+#   zmq_rtt_us        raw ZeroMQ REQ/REP RTT, node 2 -> node 1 (64 bytes),
+#                     CURVE as dsmd's traffic (the cluster's default mode)
+#   uffd_fault_us     a userfaultfd round trip on this host: a missing
+#                     fault answered by UFFDIO_COPY from a handler thread
+#                     (tests/hooks/cairn-hook-test bench)
+#   zmq_4k_mb_s       raw ZeroMQ PUSH/PULL throughput of 4 KiB messages
+#                     with CURVE (zmq-rtt compare, loopback in this
+#                     namespace: a full pipe, where a scan asks page by page)
+#   read_fault_us     median first read of a page owned by node 1, from a
+#                     process of node 2 (PAGES pages); target <= 1.3 x
+#                     (zmq_rtt_us + uffd_fault_us): read_fault_ratio
+#   upgrade_us        median first write of a page owned by node 1 and
+#                     read by K other nodes, from a process of node 4
+#                     (the grant, then K invalidations in parallel);
+#                     target <= 1.3 x (2 x zmq_rtt_us): one RTT for the
+#                     grant, one for the invalidations: upgrade_ratio
+#   scan_mb_s         a process of node 2 reads every page of a SCAN_MB
+#                     segment written by node 1; target >= 0.5 x
+#                     zmq_4k_mb_s: scan_ratio
+#   litmus            store buffering and message passing across nodes
+#                     1 and 2, RUNS runs each: forbidden outcomes (must be 0)
+#
+# Usage (root; from the source root, with a built tree, ideally
+# debugoptimized without sanitizers):
+#   bench/dsm.sh [--build DIR] [--pages N] [--scan-mb M] [--runs R]
+# Defaults: 2000 pages, 256 MiB, 100000 litmus runs (R 0 skips them).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${CAIRN_BUILD:-./build}
+PAGES=2000
+SCAN_MB=256
+RUNS=100000
+K=2
+die() { echo "{\"error\":{\"code\":\"$1\",\"message\":\"$2\"}}" >&2; exit "${3:-1}"; }
+while [ $# -gt 0 ]; do
+    case $1 in
+        --build) BUILD=$2; shift 2 ;;
+        --pages) PAGES=$2; shift 2 ;;
+        --scan-mb) SCAN_MB=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        *) die usage "unknown argument $1" 2 ;;
+    esac
+done
+. bench/lib-cluster.sh
+TOOL="$BUILD/tests/dsm-tool"
+HOOKT="$BUILD/tests/hooks/cairn-hook-test"
+bench_setup "$BUILD/services/dsmd/dsmd" "$TOOL" "$HOOKT"
+
+NAME="dsmb$$"
+export CAIRN_CLUSTER=$NAME
+UP=$("$CAIRN" cluster up --nodes 4 --mem $(( SCAN_MB + 512 ))M --cpus "$(nproc)" \
+     --start-timeout 60000) || die failed "cluster up"
+declare -A RD
+for k in 1 2 3 4; do RD[$k]=$(jq -r --argjson k "$k" '.nodes[] | select(.id == $k) | .rundir' <<<"$UP"); done
+on() { local k=$1; shift; ip netns exec "cairn-$NAME-$k" env CAIRN_NODE_RUNDIR="${RD[$k]}" "$@"; }
+sleep 2
+
+RTT=$(zmq_rtt --curve)
+UFFD=$("$HOOKT" bench 1 2>/dev/null | jq -r '.uffd_fault_us')
+ZMQ4K=$("$ZMQRTT" compare --transport tcp --size 4096 --msgs 20000 --count 200 --runs 1 |
+        jq -r '.curve.mb_s')
+
+# read faults: node 1 owns every page, node 2 reads each once
+on 1 "$TOOL" fill rf $((PAGES * 4096)) || die failed "fill"
+READ=$(on 2 "$TOOL" lat rf read)
+# write upgrade: node 1 owns, nodes 2..K+1 read, node 4 writes
+on 1 "$TOOL" fill up $((PAGES * 4096)) || die failed "fill"
+for k in $(seq 2 $((K + 1))); do on "$k" "$TOOL" lat up read >/dev/null; done
+UPG=$(on 4 "$TOOL" lat up write)
+# sequential scan
+on 1 "$TOOL" fill scan $((SCAN_MB << 20)) || die failed "fill scan"
+SCAN=$(on 2 "$TOOL" scan scan)
+# litmus
+SB=null MP=null
+if [ "$RUNS" -gt 0 ]; then
+    on 1 "$TOOL" sb sb 0 "$RUNS" >"$CAIRN_RUN_BASE/sb0" 2>/dev/null & a=$!
+    on 2 "$TOOL" sb sb 1 "$RUNS" >"$CAIRN_RUN_BASE/sb1" 2>/dev/null; wait "$a"
+    SB=$(comm -12 <(sort "$CAIRN_RUN_BASE/sb0") <(sort "$CAIRN_RUN_BASE/sb1") | wc -l)
+    on 1 "$TOOL" mp mp 0 "$RUNS" >/dev/null 2>&1 & a=$!
+    MP=$(on 2 "$TOOL" mp mp 1 "$RUNS" 2>/dev/null | grep -c violation); wait "$a"
+fi
+jq -nc --argjson rtt "$RTT" --argjson uffd "${UFFD:-null}" --argjson z4k "${ZMQ4K:-null}" \
+    --argjson read "$READ" --argjson upg "$UPG" --argjson scan "$SCAN" --argjson k "$K" \
+    --argjson sb "$SB" --argjson mp "$MP" --argjson runs "$RUNS" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '
+  {bench:"dsm", zmq_rtt_us:$rtt, uffd_fault_us:$uffd, zmq_4k_mb_s:$z4k,
+   read_fault_us:$read.median_us, read_fault_p99_us:$read.p99_us,
+   read_fault_ratio:(if $uffd then ($read.median_us / ($rtt + $uffd)) else null end),
+   upgrade_readers:$k, upgrade_us:$upg.median_us,
+   upgrade_ratio:($upg.median_us / (2 * $rtt)),
+   scan_mb_s:$scan.mb_s, scan_ratio:(if $z4k then ($scan.mb_s / $z4k) else null end),
+   litmus:{runs:$runs, store_buffering_forbidden:$sb, message_passing_violations:$mp},
+   targets:{read_fault_ratio:1.3, upgrade_ratio:1.3, scan_ratio:0.5}, load:$load}'
