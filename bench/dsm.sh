@@ -12,11 +12,13 @@
 #                     with CURVE (zmq-rtt compare, loopback in this
 #                     namespace: a full pipe, where a scan asks page by page)
 #   read_fault_us     median first read of a page owned by node 1, from a
-#                     process of node 2 (PAGES pages); target <= 1.3 x
+#                     process of node 2 (every other page of PAGES: no
+#                     read-ahead); target <= 1.3 x
 #                     (zmq_rtt_us + uffd_fault_us): read_fault_ratio
-#   upgrade_us        median first write of a page owned by node 1 and
-#                     read by K other nodes, from a process of node 4
-#                     (the grant, then K invalidations in parallel);
+#   upgrade_us        median first store to a page owned by node 1 and
+#                     read by K other nodes and by node 4, from a process
+#                     of node 4: its read copy upgraded (the grant, then K
+#                     invalidations in parallel);
 #                     target <= 1.3 x (2 x zmq_rtt_us): one RTT for the
 #                     grant, one for the invalidations: upgrade_ratio
 #   scan_mb_s         a process of node 2 reads every page of a SCAN_MB
@@ -51,7 +53,7 @@ TOOL="$BUILD/tests/dsm-tool"
 HOOKT="$BUILD/tests/hooks/cairn-hook-test"
 bench_setup "$BUILD/services/dsmd/dsmd" "$TOOL" "$HOOKT"
 
-NAME="dsmb$$"
+NAME="dm$(( $$ % 100000 ))"
 export CAIRN_CLUSTER=$NAME
 UP=$("$CAIRN" cluster up --nodes 4 --mem $(( SCAN_MB + 512 ))M --cpus "$(nproc)" \
      --start-timeout 60000) || die failed "cluster up"
@@ -67,11 +69,11 @@ ZMQ4K=$("$ZMQRTT" compare --transport tcp --size 4096 --msgs 20000 --count 200 -
 
 # read faults: node 1 owns every page, node 2 reads each once
 on 1 "$TOOL" fill rf $((PAGES * 4096)) || die failed "fill"
-READ=$(on 2 "$TOOL" lat rf read)
+READ=$(on 2 "$TOOL" lat rf read "$((PAGES / 2))" 2)   # every other page: no read-ahead
 # write upgrade: node 1 owns, nodes 2..K+1 read, node 4 writes
 on 1 "$TOOL" fill up $((PAGES * 4096)) || die failed "fill"
-for k in $(seq 2 $((K + 1))); do on "$k" "$TOOL" lat up read >/dev/null; done
-UPG=$(on 4 "$TOOL" lat up write)
+for k in $(seq 2 $((K + 1))) 4; do on "$k" "$TOOL" lat up read "$((PAGES / 2))" 2 >/dev/null; done
+UPG=$(on 4 "$TOOL" lat up write "$((PAGES / 2))" 2)
 # sequential scan
 on 1 "$TOOL" fill scan $((SCAN_MB << 20)) || die failed "fill scan"
 SCAN=$(on 2 "$TOOL" scan scan)

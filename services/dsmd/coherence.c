@@ -114,6 +114,27 @@ static void s_answer_waiters(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
     s_request(d, seg, page, pg->hint);
 }
 
+#define S_AROUND 16   /* pages mapped after one answered from this node's copy */
+
+/* Fault-around, as the kernel does for files: the pages after `page`
+ * that this node holds in the same state (a run of read copies, mapped
+ * write-protected, or of owned pages) are mapped in the process now, so
+ * a scan of local pages costs one fault per run, not one per page. */
+static void s_fault_around(dsm_seg_t *seg, dsm_attach_t *at, uint64_t page)
+{
+    uint64_t q = page + 1, n = 0;
+    if (q >= seg->npages)
+        return;
+    uint8_t state = seg->pages[q].state;
+    if (state != DSM_READ && state != DSM_WRITE)
+        return;
+    while (n < S_AROUND && q + n < seg->npages && seg->pages[q + n].state == state &&
+           !s_busy(&seg->pages[q + n]))
+        n++;
+    if (n > 0)
+        dsm_pages_map(at, q, n, state == DSM_READ);
+}
+
 void dsm_fault(dsmd_t *d, dsm_attach_t *at, uint64_t addr, bool write)
 {
     dsm_seg_t *seg = at->seg;
@@ -136,6 +157,8 @@ void dsm_fault(dsmd_t *d, dsm_attach_t *at, uint64_t addr, bool write)
         if (e < 0 && e != -ENOENT)
             cairn_log_warn(e, "fault-answer", "segment=%s page=%" PRIu64 ": %s", seg->name,
                            page, strerror(-e));
+        else
+            s_fault_around(seg, at, page);
         return;
     }
     dsm_pending_t *p = dsm_page_pend(pg);
@@ -209,6 +232,7 @@ static void s_ahead_release(dsmd_t *d, dsm_seg_t *seg, uint64_t first, uint32_t 
 static void s_ahead_land(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t n,
                          const Cairn__Dsmd__PageReply *pr)
 {
+    uint64_t run_first = 0, run_n = 0;
     for (size_t i = 0; i < pr->n_ahead_pages && (i + 1) * DSM_PAGE <= pr->ahead_data.len; i++) {
         uint64_t q = pr->ahead_pages[i];
         dsm_page_t *pg = q > page && q <= page + n && q < seg->npages ? &seg->pages[q] : NULL;
@@ -224,7 +248,18 @@ static void s_ahead_land(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t n,
         s_run_held(d, seg, q);
         s_answer_waiters(d, seg, q);
         dsm_page_settle(pg);
+        /* the copies still here after their held requests, mapped in runs */
+        if (pg->state == DSM_READ && run_n > 0 && q == run_first + run_n) {
+            run_n++;
+        } else {
+            if (run_n)
+                dsm_pages_map_all(seg, run_first, run_n);
+            run_first = q;
+            run_n = pg->state == DSM_READ;
+        }
     }
+    if (run_n)
+        dsm_pages_map_all(seg, run_first, run_n);
     s_ahead_release(d, seg, page + 1, n);
 }
 
@@ -359,8 +394,10 @@ static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
         s_lose(d, seg, page, "out of memory");
         return;
     }
-    if (!p->asking_write && p->hops == 0 && seg->streak > 0)
+    if (!p->asking_write && p->hops == 0 && seg->streak > 0) {
         c->ahead = s_ahead_mark(seg, page, pg->hint);
+        seg->seq_next = page + 1 + c->ahead;   /* the scan's next fault, if it goes on */
+    }
     pr.ahead = c->ahead;
     c->d = d;
     c->generation = seg->generation;

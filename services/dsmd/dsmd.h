@@ -171,6 +171,13 @@ int dsm_page_protect_all(dsm_seg_t *seg, uint64_t page, bool on);
  * says (read-only for READ); 0 or -errno (-ENOENT: the process unmapped
  * it, nothing to answer). */
 int dsm_fault_answer(dsm_seg_t *seg, dsm_attach_t *at, uint64_t addr, uint64_t page);
+/* Maps the read copies [first, first + n) (all in the memfd) write-
+ * protected in every attached process ahead of their faults: a read-ahead
+ * costs no fault per page. Pages mapped there already are left. */
+int dsm_pages_map_all(dsm_seg_t *seg, uint64_t first, uint64_t n);
+/* Maps [first, first + n) in one process (write-protected when wp): the
+ * node holds every page of the run in that state. */
+int dsm_pages_map(dsm_attach_t *at, uint64_t first, uint64_t n, bool wp);
 /* The fault gets SIGBUS (the page is lost). */
 int dsm_fault_poison(dsm_attach_t *at, uint64_t addr);
 /* Adds a process's mapping; takes uffd. */

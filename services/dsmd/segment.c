@@ -244,6 +244,46 @@ int dsm_fault_answer(dsm_seg_t *seg, dsm_attach_t *at, uint64_t addr, uint64_t p
     }
 }
 
+int dsm_pages_map(dsm_attach_t *at, uint64_t first, uint64_t n, bool wp)
+{
+    uint64_t done = 0;
+    /* owned pages nobody wrote yet are holes: zeroed pages first */
+    if (!wp && fallocate(at->seg->memfd, FALLOC_FL_KEEP_SIZE, (off_t)(first * DSM_PAGE),
+                         (off_t)(n * DSM_PAGE)) < 0)
+        return -errno;
+    while (done < n) {
+        struct uffdio_continue c = {
+            .range = { at->addr + (first + done) * DSM_PAGE, (n - done) * DSM_PAGE },
+            .mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
+        };
+        if (ioctl(at->uffd, UFFDIO_CONTINUE, &c) == 0)
+            return 0;
+        if (errno == EINTR || errno == EAGAIN) {
+            if (c.mapped > 0)
+                done += (uint64_t)c.mapped / DSM_PAGE;
+            continue;
+        }
+        if (errno != EEXIST)
+            /* unmapped, the process gone, or a page not in the memfd (never
+             * written): its own fault says what to do */
+            return errno == ENOENT || errno == EFAULT || errno == ESRCH ? 0 : -errno;
+        /* one page of the run is mapped there already: past it */
+        done += (c.mapped > 0 ? (uint64_t)c.mapped / DSM_PAGE : 0) + 1;
+    }
+    return 0;
+}
+
+int dsm_pages_map_all(dsm_seg_t *seg, uint64_t first, uint64_t n)
+{
+    int err = 0;
+    for (dsm_attach_t *at = seg->attached; at; at = at->next) {
+        int e = dsm_pages_map(at, first, n, true);
+        if (e < 0 && !err)
+            err = e;
+    }
+    return err;
+}
+
 int dsm_fault_poison(dsm_attach_t *at, uint64_t addr)
 {
     for (;;) {

@@ -17,9 +17,11 @@
  *   dsm-tool hold NAME SECONDS               map it and wait
  *   dsm-tool scan NAME                       read every page; prints ms and MB/s
  *   dsm-tool fill NAME SIZE                  make it and write every page
- *   dsm-tool lat NAME read|write [PAGES]     touch the first word of each page
- *                                            (the first PAGES), each timed: the
- *                                            median, p99 and min in µs
+ *   dsm-tool lat NAME read|write [PAGES [STRIDE]]
+ *                                            touch the first word of every
+ *                                            STRIDE-th page (1), PAGES of them,
+ *                                            each timed: the median, p99 and
+ *                                            min in µs (STRIDE 2: no read-ahead)
  * Errors: one JSON line on stderr, exit 1.
  */
 #include <errno.h>
@@ -216,13 +218,14 @@ int main(int argc, char **argv)
         cairn_dsm_close(s);
         return 0;
     }
-    if (strcmp(cmd, "lat") == 0 && (argc == 4 || argc == 5)) {
+    if (strcmp(cmd, "lat") == 0 && argc >= 4 && argc <= 6) {
         cairn_dsm_t *s = s_open(name, 0, 0, &rc);
         if (!s)
             return rc;
         bool write = strcmp(argv[3], "write") == 0;
-        size_t n = cairn_dsm_size(s) / PAGE;
-        if (argc == 5 && strtoull(argv[4], NULL, 0) < n)
+        size_t stride = argc == 6 && atoi(argv[5]) > 0 ? (size_t)atoi(argv[5]) : 1;
+        size_t n = cairn_dsm_size(s) / PAGE / stride;
+        if (argc >= 5 && strtoull(argv[4], NULL, 0) < n)
             n = strtoull(argv[4], NULL, 0);
         double *us = calloc(n ? n : 1, sizeof *us);
         if (!us)
@@ -230,9 +233,9 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n; i++) {
             uint64_t t0 = cairn_now_ns();
             if (write)
-                (*s_word(s, i * PAGE))++;
+                *s_word(s, i * stride * PAGE) = i + 1;   /* a store alone: no read fault first */
             else
-                (void)*s_word(s, i * PAGE);
+                (void)*s_word(s, i * stride * PAGE);
             us[i] = (double)(cairn_now_ns() - t0) / 1e3;
         }
         qsort(us, n, sizeof *us, s_cmp_double);
