@@ -37,6 +37,7 @@
 #include "cli.h"
 #include "ghostd.pb-c.h"
 #include "output.h"
+#include "cairn-config.h"
 #include "target.h"
 #include "util/options.h"
 
@@ -58,10 +59,13 @@ const cairn_option_t cli_run_options[] = {
       "(1..86400), each replicated to another node" },
     { "--restart-on-failure", NULL, "restart the job from its last checkpoint "
       "on a live node if its node dies (needs --checkpoint-every)" },
+    { "--dsm", NULL, "the job's POSIX (shm_open) and System V (shmget) shared "
+      "memory become cluster-wide DSM segments, shared with jobs on other "
+      "nodes (a preload shim: docs/dsm.md)" },
     { NULL, NULL, NULL },
 };
 enum { O_RUN_NAME, O_RUN_CWD, O_RUN_ENV, O_RUN_WAIT, O_RUN_CHECKPOINT_EVERY,
-       O_RUN_RESTART };
+       O_RUN_RESTART, O_RUN_DSM };
 
 const cairn_option_t cli_ps_options[] = {
     { "--user", "U", "only the jobs of user U (name or uid)" },
@@ -275,7 +279,31 @@ typedef struct s_run_args {
     size_t n_env;
     long checkpoint_every_s;   /* 0: none */
     bool restart_on_failure;
+    char preload[PATH_MAX + 16];   /* --dsm: "LD_PRELOAD=<shim>[:theirs]" */
 } s_run_args_t;
+
+/* The DSM shim (libcairn-dsm-preload.so): $CAIRN_DSM_SHIM, else beside
+ * this cairn in a build tree (<dir of exe>/../libclient/), else where
+ * the build installs it. */
+static int s_dsm_shim(char *out, size_t size, cairn_error_t *err)
+{
+    const char *env = getenv("CAIRN_DSM_SHIM");
+    char exe[PATH_MAX], path[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    const char *tries[3] = { env && *env ? env : NULL, NULL, CAIRN_DSM_SHIM_PATH };
+    if (slash) {
+        *slash = '\0';
+        snprintf(path, sizeof path, "%s/../libclient/libcairn-dsm-preload.so", exe);
+        tries[1] = path;
+    }
+    for (int i = 0; i < 3; i++)
+        if (tries[i] && access(tries[i], R_OK) == 0 && realpath(tries[i], out) &&
+            strlen(out) < size)
+            return 0;
+    return cairn_error_set(err, -ENOENT, CAIRN_NOT_FOUND, "run --dsm: no DSM shim at "
+                           "$CAIRN_DSM_SHIM, beside this cairn or at " CAIRN_DSM_SHIM_PATH);
+}
 
 static int s_run_args(int argc, char **argv, s_run_args_t *ra, cairn_error_t *err)
 {
@@ -302,6 +330,19 @@ static int s_run_args(int argc, char **argv, s_run_args_t *ra, cairn_error_t *er
     ra->name = a.values[O_RUN_NAME];
     ra->wait = a.values[O_RUN_WAIT] != NULL;
     ra->restart_on_failure = a.values[O_RUN_RESTART] != NULL;
+    if (a.values[O_RUN_DSM]) {
+        char shim[PATH_MAX];
+        const char *theirs = getenv("LD_PRELOAD");
+        if ((r = s_dsm_shim(shim, sizeof shim, err)) < 0)
+            return r;
+        if (ra->n_env == S_MAX_ENV)
+            return cairn_error_set(err, -E2BIG, CAIRN_USAGE, "more than %d --env", S_MAX_ENV);
+        if ((size_t)snprintf(ra->preload, sizeof ra->preload, "LD_PRELOAD=%s%s%s", shim,
+                             theirs && *theirs ? ":" : "", theirs ? theirs : "") >=
+            sizeof ra->preload)
+            return cairn_error_set(err, -E2BIG, CAIRN_USAGE, "run --dsm: LD_PRELOAD too long");
+        ra->env[ra->n_env++] = ra->preload;
+    }
     if (a.values[O_RUN_CHECKPOINT_EVERY] &&
         (r = cairn_parse_long("--checkpoint-every", a.values[O_RUN_CHECKPOINT_EVERY],
                               1, 86400, &ra->checkpoint_every_s, err)) < 0)

@@ -180,7 +180,13 @@ int cairn_dsm_open_at(const char *socket_path, const char *name, size_t size, un
     s->size = seg->size;
     s->created = rep->open_reply->created;
     bool rdonly = flags & CAIRN_DSM_RDONLY;
-    void *a = mmap(NULL, s->size, PROT_READ | (rdonly ? 0 : PROT_WRITE), MAP_SHARED, memfd, 0);
+    /* Read-only: a private mapping of the read-only memfd dsmd gave. A
+     * userfaultfd needs a mapping that may become writable, which a
+     * shared one of a read-only file cannot: a private one can, and a
+     * write the process might make after mprotect stays its own (copy on
+     * write), never the node's copy. */
+    void *a = mmap(NULL, s->size, PROT_READ | (rdonly ? 0 : PROT_WRITE),
+                   rdonly ? MAP_PRIVATE : MAP_SHARED, memfd, 0);
     if (a == MAP_FAILED) {
         e = cairn_error_set(err, -errno, CAIRN_SYSTEM, "mmap of %zu bytes: %s", s->size,
                             strerror(errno));

@@ -93,6 +93,8 @@ struct dsm_attach {
     int64_t watch;            /* loop watch on uffd */
     uint64_t addr;            /* base of the mapping in the process */
     pid_t pid;
+    bool rdonly;              /* a read-only (private) mapping: no write-protect
+                               * mode, and every fault is a read */
     struct dsm_conn *conn;    /* the socket it attached through */
 };
 
@@ -181,7 +183,7 @@ int dsm_pages_map(dsm_attach_t *at, uint64_t first, uint64_t n, bool wp);
 /* The fault gets SIGBUS (the page is lost). */
 int dsm_fault_poison(dsm_attach_t *at, uint64_t addr);
 /* Adds a process's mapping; takes uffd. */
-int dsm_attach_add(dsmd_t *d, dsm_seg_t *seg, int uffd, uint64_t addr, pid_t pid,
+int dsm_attach_add(dsmd_t *d, dsm_seg_t *seg, int uffd, uint64_t addr, pid_t pid, bool rdonly,
                    struct dsm_conn *conn, dsm_attach_t **ret, cairn_error_t *err);
 /* Removes it (its socket closed): its waiting faults are forgotten. */
 void dsm_attach_remove(dsmd_t *d, dsm_attach_t *at);

@@ -201,7 +201,7 @@ static void s_attach(dsmd_t *d, dsm_conn_t *c, const Cairn__Dsmd__AttachRequest 
         s_send(c, code, bad, NULL, -1);
         return;
     }
-    if (dsm_attach_add(d, c->seg, uffd, a->addr, c->pid, c, &c->at, &err) < 0) {
+    if (dsm_attach_add(d, c->seg, uffd, a->addr, c->pid, c->rdonly, c, &c->at, &err) < 0) {
         s_send(c, CAIRN__STATUS_CODE__STATUS_INTERNAL, err.message, NULL, -1);
         return;
     }

@@ -195,6 +195,8 @@ int dsm_page_protect_all(dsm_seg_t *seg, uint64_t page, bool on)
 {
     int first = 0;
     for (dsm_attach_t *at = seg->attached; at; at = at->next) {
+        if (at->rdonly)
+            continue;   /* never writable */
         int e = s_wp(at->uffd, at->addr + page * DSM_PAGE, on);
         if (e < 0 && e != -ENOENT && first == 0)
             first = e;
@@ -221,7 +223,7 @@ static int s_wake(int uffd, uint64_t addr)
 
 int dsm_fault_answer(dsm_seg_t *seg, dsm_attach_t *at, uint64_t addr, uint64_t page)
 {
-    bool ro = seg->pages[page].state != DSM_WRITE;
+    bool ro = seg->pages[page].state != DSM_WRITE && !at->rdonly;
     int e = s_materialize(seg, page);
     if (e < 0)
         return e;
@@ -237,7 +239,7 @@ int dsm_fault_answer(dsm_seg_t *seg, dsm_attach_t *at, uint64_t addr, uint64_t p
         if (errno == EEXIST)
             /* mapped already: a write to a page that is writable now, or
              * two faults of one page */
-            return ro ? s_wake(at->uffd, addr) : s_wp(at->uffd, addr, false);
+            return ro || at->rdonly ? s_wake(at->uffd, addr) : s_wp(at->uffd, addr, false);
         if (errno == ENOENT || errno == EFAULT || errno == ESRCH)
             return -ENOENT;
         return -errno;
@@ -247,8 +249,9 @@ int dsm_fault_answer(dsm_seg_t *seg, dsm_attach_t *at, uint64_t addr, uint64_t p
 int dsm_pages_map(dsm_attach_t *at, uint64_t first, uint64_t n, bool wp)
 {
     uint64_t done = 0;
+    wp = wp && !at->rdonly;   /* a read-only mapping has no write-protect mode */
     /* owned pages nobody wrote yet are holes: zeroed pages first */
-    if (!wp && fallocate(at->seg->memfd, FALLOC_FL_KEEP_SIZE, (off_t)(first * DSM_PAGE),
+    if (!wp && !at->rdonly && fallocate(at->seg->memfd, FALLOC_FL_KEEP_SIZE, (off_t)(first * DSM_PAGE),
                          (off_t)(n * DSM_PAGE)) < 0)
         return -errno;
     while (done < n) {
@@ -313,13 +316,14 @@ static int s_on_uffd(cairn_loop_t *loop, int fd, void *zsock, short revents, voi
         if (m[i].event != UFFD_EVENT_PAGEFAULT)
             continue;
         uint64_t a = m[i].arg.pagefault.address & ~(uint64_t)(DSM_PAGE - 1);
-        bool w = m[i].arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP);
+        bool w = !at->rdonly &&
+                 (m[i].arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP));
         dsm_fault(at->d, at, a, w);
     }
     return 0;
 }
 
-int dsm_attach_add(dsmd_t *d, dsm_seg_t *seg, int uffd, uint64_t addr, pid_t pid,
+int dsm_attach_add(dsmd_t *d, dsm_seg_t *seg, int uffd, uint64_t addr, pid_t pid, bool rdonly,
                    struct dsm_conn *conn, dsm_attach_t **ret, cairn_error_t *err)
 {
     dsm_attach_t *at = calloc(1, sizeof *at);
@@ -332,6 +336,7 @@ int dsm_attach_add(dsmd_t *d, dsm_seg_t *seg, int uffd, uint64_t addr, pid_t pid
     at->uffd = uffd;
     at->addr = addr;
     at->pid = pid;
+    at->rdonly = rdonly;
     at->conn = conn;
     int fl = fcntl(uffd, F_GETFL);
     if (fl < 0 || fcntl(uffd, F_SETFL, fl | O_NONBLOCK) < 0) {

@@ -124,7 +124,8 @@ static int s_launch(ghostd_jobs_t *jobs, ghostd_job_t *job, cairn_request_t *req
     char as[32], scope[160], cg[64];
     size_t n = 0;
     _cleanup_free_ char **argv = calloc(rr->n_argv + 20, sizeof *argv);
-    _cleanup_free_ char **envp = calloc(rr->n_env + 1, sizeof *envp);
+    _cleanup_free_ char **envp = calloc(rr->n_env + 2, sizeof *envp);
+    char rundir_env[PATH_MAX + 32];
 
     if (!argv || !envp)
         return cairn_error_set(err, -ENOMEM, CAIRN_INTERNAL, "out of memory");
@@ -154,8 +155,17 @@ static int s_launch(ghostd_jobs_t *jobs, ghostd_job_t *job, cairn_request_t *req
     for (size_t i = 0; i < rr->n_argv; i++)
         argv[n++] = rr->argv[i];
     argv[n] = NULL;
+    /* CAIRN_NODE_RUNDIR is this node's, whatever the caller's was: libcairn
+     * in the job finds its node's syncd and dsmd by it */
+    size_t k = 0;
     for (size_t i = 0; i < rr->n_env; i++)
-        envp[i] = rr->env[i];
+        if (strncmp(rr->env[i], "CAIRN_NODE_RUNDIR=", 18) != 0)
+            envp[k++] = rr->env[i];
+    const cairn_node_desc_t *node = cairn_service_node(gd->svc);
+    if (node && node->rundir &&
+        (size_t)snprintf(rundir_env, sizeof rundir_env, "CAIRN_NODE_RUNDIR=%s", node->rundir) <
+            sizeof rundir_env)
+        envp[k++] = rundir_env;
     return ghostd_helper_request(gd, req, GHOSTD_LAUNCH, argv, envp, job,
                                  cairn_request_caller(req), err);
 }
