@@ -26,11 +26,20 @@
 #                     zmq_4k_mb_s: scan_ratio
 #   litmus            store buffering and message passing across nodes
 #                     1 and 2, RUNS runs each: forbidden outcomes (must be 0)
+#   jacobi            on a second cluster of 4 nodes x 0.5 CPU: ITERS
+#                     Jacobi sweeps of a JN x JN grid (`dsm-tool jacobi`,
+#                     a syncd barrier per sweep) as jobs: 1 rank on node 1,
+#                     2 ranks on nodes 1-2, 4 on nodes 1-4, and 4 on node 1
+#                     (the "threads on one node" line); speed-ups over the
+#                     1-rank line; target: 4 nodes beat one (speedup_4 > 1);
+#                     sums_agree: every line computed the same grid
 #
 # Usage (root; from the source root, with a built tree, ideally
 # debugoptimized without sanitizers):
 #   bench/dsm.sh [--build DIR] [--pages N] [--scan-mb M] [--runs R]
-# Defaults: 2000 pages, 256 MiB, 100000 litmus runs (R 0 skips them).
+#                [--jacobi JN] [--iters ITERS]
+# Defaults: 2000 pages, 256 MiB, 100000 litmus runs (R 0 skips them), a
+# 2048 x 2048 grid for 40 sweeps (JN 0 skips the Jacobi part).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${CAIRN_BUILD:-./build}
@@ -38,6 +47,8 @@ PAGES=2000
 SCAN_MB=256
 RUNS=100000
 K=2
+JN=2048
+ITERS=40
 die() { echo "{\"error\":{\"code\":\"$1\",\"message\":\"$2\"}}" >&2; exit "${3:-1}"; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -45,6 +56,8 @@ while [ $# -gt 0 ]; do
         --pages) PAGES=$2; shift 2 ;;
         --scan-mb) SCAN_MB=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
+        --jacobi) JN=$2; shift 2 ;;
+        --iters) ITERS=$2; shift 2 ;;
         *) die usage "unknown argument $1" 2 ;;
     esac
 done
@@ -86,9 +99,40 @@ if [ "$RUNS" -gt 0 ]; then
     on 1 "$TOOL" mp mp 0 "$RUNS" >/dev/null 2>&1 & a=$!
     MP=$(on 2 "$TOOL" mp mp 1 "$RUNS" 2>/dev/null | grep -c violation); wait "$a"
 fi
+# ---- Jacobi on 4 nodes x 0.5 CPU, as jobs (in the nodes' cgroups) -----------
+JAC=null
+if [ "$JN" -gt 0 ]; then
+    "$CAIRN" cluster down --name "$NAME" >/dev/null 2>&1
+    NAME="dj$(( $$ % 100000 ))"
+    export CAIRN_CLUSTER=$NAME
+    "$CAIRN" cluster up --nodes 4 --mem 1G --cpus 0.5 --start-timeout 60000 >/dev/null ||
+        die failed "cluster up (jacobi)"
+    sleep 2
+    # jacobi NAME NODE...: one rank per NODE; prints {ms, sum} (slowest rank)
+    jacobi() {
+        local seg=$1 np=$(( $# - 1 )) r=0 k g gs=(); shift
+        for k in "$@"; do
+            g=$("$CAIRN" run --node "$k" -- "$TOOL" jacobi "$seg" "$JN" "$ITERS" "$r" "$np" |
+                jq -r .gpid) || die failed "run jacobi"
+            gs+=("$g"); r=$((r + 1))
+        done
+        for g in "${gs[@]}"; do "$CAIRN" wait "$g" >/dev/null; done
+        for g in "${gs[@]}"; do "$CAIRN" logs "$g"; done |
+            jq -sc 'if length == 0 then null else {ms: (map(.ms) | max), sum: (map(.sum) | add)} end'
+    }
+    J1=$(jacobi j1 1); J2=$(jacobi j2 1 2); J4=$(jacobi j4 1 2 3 4); J41=$(jacobi j41 1 1 1 1)
+    JAC=$(jq -nc --argjson a "$J1" --argjson b "$J2" --argjson c "$J4" --argjson d "$J41" \
+        --argjson n "$JN" --argjson it "$ITERS" '
+        {n:$n, iters:$it, cpus_per_node:0.5, one_node_ms:$a.ms, two_nodes_ms:$b.ms,
+         four_nodes_ms:$c.ms, four_ranks_one_node_ms:$d.ms,
+         speedup_2:($a.ms / $b.ms), speedup_4:($a.ms / $c.ms),
+         speedup_4_one_node:($a.ms / $d.ms),
+         sums_agree:([$a.sum, $b.sum, $c.sum, $d.sum] | unique | length == 1)}')
+fi
 jq -nc --argjson rtt "$RTT" --argjson uffd "${UFFD:-null}" --argjson z4k "${ZMQ4K:-null}" \
     --argjson read "$READ" --argjson upg "$UPG" --argjson scan "$SCAN" --argjson k "$K" \
-    --argjson sb "$SB" --argjson mp "$MP" --argjson runs "$RUNS" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '
+    --argjson sb "$SB" --argjson mp "$MP" --argjson runs "$RUNS" --argjson jac "$JAC" \
+    --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '
   {bench:"dsm", zmq_rtt_us:$rtt, uffd_fault_us:$uffd, zmq_4k_mb_s:$z4k,
    read_fault_us:$read.median_us, read_fault_p99_us:$read.p99_us,
    read_fault_ratio:(if $uffd then ($read.median_us / ($rtt + $uffd)) else null end),
@@ -96,4 +140,6 @@ jq -nc --argjson rtt "$RTT" --argjson uffd "${UFFD:-null}" --argjson z4k "${ZMQ4
    upgrade_ratio:($upg.median_us / (2 * $rtt)),
    scan_mb_s:$scan.mb_s, scan_ratio:(if $z4k then ($scan.mb_s / $z4k) else null end),
    litmus:{runs:$runs, store_buffering_forbidden:$sb, message_passing_violations:$mp},
-   targets:{read_fault_ratio:1.3, upgrade_ratio:1.3, scan_ratio:0.5}, load:$load}'
+   jacobi:$jac,
+   targets:{read_fault_ratio:1.3, upgrade_ratio:1.3, scan_ratio:0.5, jacobi_speedup_4:1},
+   load:$load}'

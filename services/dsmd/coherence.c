@@ -367,10 +367,51 @@ static uint32_t s_ahead_mark(dsm_seg_t *seg, uint64_t page, uint32_t hint)
     return n;
 }
 
+#define S_VIEW_WAIT_MS 100   /* no membership or quorum yet: the request waits */
+
+static int s_on_view_wait(cairn_loop_t *loop, int64_t id, void *userdata)
+{
+    (void)loop; (void)id;
+    s_call_t *c = userdata;
+    dsmd_t *d = c->d;
+    dsm_seg_t *seg = s_seg_of(d, c->name, c->generation);
+    uint64_t page = c->page;
+    s_call_free(c);
+    dsm_pending_t *p = seg ? seg->pages[page].pend : NULL;
+    if (p && p->asking)
+        s_request(d, seg, page, seg->pages[page].hint);
+    return 0;
+}
+
+/* A page asked for while this node does not know the membership, sits
+ * on a side without quorum, or of a node (to) not heard from yet: nobody
+ * can be judged dead, so the request waits for the view instead of going
+ * to recovery. */
+static bool s_view_wait(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
+{
+    const char *state = to ? cairn_view_state(d->view, to) : NULL;
+    if (cairn_view_known(d->view) && cairn_view_quorum(d->view) &&
+        !(state && strcmp(state, "unknown") == 0))
+        return false;
+    s_call_t *c = calloc(1, sizeof *c);
+    if (c && (c->name = strdup(seg->name))) {
+        c->d = d;
+        c->generation = seg->generation;
+        c->page = page;
+        if (cairn_loop_add_timer(cairn_service_loop(d->svc), S_VIEW_WAIT_MS, 0, s_on_view_wait,
+                                 c) > 0)
+            return true;
+    }
+    s_call_free(c);
+    return false;
+}
+
 static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
 {
     dsm_page_t *pg = &seg->pages[page];
     dsm_pending_t *p = pg->pend;
+    if (s_view_wait(d, seg, page, to))
+        return;
     const char *ep = cairn_view_alive(d->view, to) ? cairn_view_endpoint(d->view, to) : NULL;
     if (!ep) {
         s_recover(d, seg, page, to, "not an alive member");
@@ -414,7 +455,38 @@ static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
 
 /* ---- when the chain is cut: the home recovers the page -------------------------- */
 
-#define S_RECOVERS_MAX 4   /* recoveries asked for one request before the page is given up */
+#define S_RECOVERS_MAX 20  /* recoveries asked for one request before the page is given up */
+#define S_RECOVER_AGAIN_MS 250   /* a recovery the home could not finish: asked again after */
+
+static int s_on_recover_again(cairn_loop_t *loop, int64_t id, void *userdata)
+{
+    (void)loop; (void)id;
+    s_call_t *c = userdata;
+    dsmd_t *d = c->d;
+    dsm_seg_t *seg = s_seg_of(d, c->name, c->generation);
+    uint64_t page = c->page;
+    s_call_free(c);
+    dsm_pending_t *p = seg ? seg->pages[page].pend : NULL;
+    if (p && p->asking)
+        s_recover(d, seg, page, 0, "asked again");
+    return 0;
+}
+
+/* The recovery of page again in a moment (each try counted). */
+static void s_recover_later(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
+{
+    s_call_t *c = calloc(1, sizeof *c);
+    if (c && (c->name = strdup(seg->name))) {
+        c->d = d;
+        c->generation = seg->generation;
+        c->page = page;
+        if (cairn_loop_add_timer(cairn_service_loop(d->svc), S_RECOVER_AGAIN_MS, 0,
+                                 s_on_recover_again, c) > 0)
+            return;
+    }
+    s_call_free(c);
+    s_recover(d, seg, page, 0, "out of memory for a timer");
+}
 
 /* The home's answer: ask the owner it found (or made), or lose the page. */
 static void s_recovered(dsmd_t *d, void *ud, uint32_t owner, int code, const char *message)
@@ -428,7 +500,10 @@ static void s_recovered(dsmd_t *d, void *ud, uint32_t owner, int code, const cha
     if (!p || !p->asking)
         return;
     if (code != CAIRN__STATUS_CODE__STATUS_OK) {
-        s_recover(d, seg, page, 0, message ? message : "the home did not answer");
+        cairn_log_warn(-EAGAIN, "page-recover", "segment=%s page=%" PRIu64 ": %s; again in %d ms",
+                       seg->name, page, message ? message : "the home did not answer",
+                       S_RECOVER_AGAIN_MS);
+        s_recover_later(d, seg, page);
         return;
     }
     if (owner == 0) {
@@ -473,6 +548,8 @@ static void s_recover(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t failed,
 {
     dsm_pending_t *p = seg->pages[page].pend;
     char msg[240];
+    if (s_view_wait(d, seg, page, 0))
+        return;   /* asked again from its hint once the view is there */
     if (++p->recovers > S_RECOVERS_MAX) {
         snprintf(msg, sizeof msg, "no owner found after %d recoveries (last: node %u: %s)",
                  S_RECOVERS_MAX, failed, why);

@@ -185,10 +185,48 @@ static int s_homing(dsmd_t *d, const char *name, uint32_t *home, char *msg, size
     return 0;
 }
 
+#define S_OPEN_RETRY_MS 100     /* an open the home could not take yet: again after */
+#define S_OPEN_PATIENCE_MS 5000 /* ... for this long (a view settling, a home moving) */
+
+/* An open on its way to the name's home. */
 typedef struct s_open_call {
     dsmd_t *d;
     uint64_t conn_id;
+    char *name;
+    uint64_t size;
+    uint32_t flags, mode, uid, gid;
+    uint64_t deadline_ms;
 } s_open_call_t;
+
+static void s_open_try(s_open_call_t *oc);
+
+static void s_open_done(s_open_call_t *oc, const Cairn__Dsmd__Segment *rec, bool created,
+                        int code, const char *msg)
+{
+    dsm_fdsock_opened(oc->d, oc->conn_id, rec, created, code, msg);
+    free(oc->name);
+    free(oc);
+}
+
+static int s_on_open_timer(cairn_loop_t *loop, int64_t id, void *userdata)
+{
+    (void)loop; (void)id;
+    s_open_try(userdata);
+    return 0;
+}
+
+/* UNAVAILABLE (membership or quorum not there yet, views that differ for a
+ * moment) is tried again until the open's patience runs out. */
+static void s_open_failed(s_open_call_t *oc, int code, const char *msg)
+{
+    if ((code == CAIRN__STATUS_CODE__STATUS_UNAVAILABLE ||
+         code == CAIRN__STATUS_CODE__STATUS_TIMEOUT) &&
+        cairn_now_ms() + S_OPEN_RETRY_MS < oc->deadline_ms &&
+        cairn_loop_add_timer(cairn_service_loop(oc->d->svc), S_OPEN_RETRY_MS, 0, s_on_open_timer,
+                             oc) > 0)
+        return;
+    s_open_done(oc, NULL, false, code, msg);
+}
 
 static void s_on_opened(void *ud, uint32_t node, int code, const char *message,
                         ProtobufCMessage *reply)
@@ -198,36 +236,36 @@ static void s_on_opened(void *ud, uint32_t node, int code, const char *message,
     char msg[300];
     if (code == CAIRN__STATUS_CODE__STATUS_OK && rep &&
         rep->msg_case == CAIRN__DSMD__REPLY__MSG_OPEN_REPLY && rep->open_reply->segment) {
-        dsm_fdsock_opened(oc->d, oc->conn_id, rep->open_reply->segment, rep->open_reply->created,
-                          0, NULL);
+        s_open_done(oc, rep->open_reply->segment, rep->open_reply->created, 0, NULL);
     } else {
         snprintf(msg, sizeof msg, "home node %u: %s", node, message ? message : "no answer");
-        dsm_fdsock_opened(oc->d, oc->conn_id, NULL, false,
-                          code == CAIRN__STATUS_CODE__STATUS_OK ? CAIRN__STATUS_CODE__STATUS_INTERNAL
-                                                                : code, msg);
+        s_open_failed(oc, code == CAIRN__STATUS_CODE__STATUS_OK ? CAIRN__STATUS_CODE__STATUS_INTERNAL
+                                                              : code, msg);
     }
     if (reply)
         protobuf_c_message_free_unpacked(reply, NULL);
-    free(oc);
 }
 
-void dsm_dir_open(dsmd_t *d, uint64_t conn_id, const char *name, uint64_t size, uint32_t flags,
-                  uint32_t mode, uint32_t uid, uint32_t gid)
+static void s_open_try(s_open_call_t *oc)
 {
+    dsmd_t *d = oc->d;
     char msg[300];
     uint32_t home = 0;
-    int code = s_homing(d, name, &home, msg, sizeof msg);
+    int code = s_homing(d, oc->name, &home, msg, sizeof msg);
     Cairn__Dsmd__OpenRequest o = CAIRN__DSMD__OPEN_REQUEST__INIT;
-    o.name = (char *)name;
-    o.size = size;
-    o.flags = flags;
-    o.mode = mode;
+    o.name = oc->name;
+    o.size = oc->size;
+    o.flags = oc->flags;
+    o.mode = oc->mode;
     o.node = d->self;
     if (code == 0 && home == d->self) {
         dsm_dirent_t *e = NULL;
         bool created;
-        code = s_dir_open(d, &o, NULL, uid, gid, &e, &created, msg, sizeof msg);
-        dsm_fdsock_opened(d, conn_id, code == 0 ? &e->rec : NULL, created, code, msg);
+        code = s_dir_open(d, &o, NULL, oc->uid, oc->gid, &e, &created, msg, sizeof msg);
+        if (code == 0)
+            s_open_done(oc, &e->rec, created, 0, NULL);
+        else
+            s_open_failed(oc, code, msg);
         return;
     }
     if (code == 0) {
@@ -235,21 +273,36 @@ void dsm_dir_open(dsmd_t *d, uint64_t conn_id, const char *name, uint64_t size, 
         req.msg_case = CAIRN__DSMD__REQUEST__MSG_OPEN;
         req.open = &o;
         cairn_caller_t as = { .kind = CAIRN_CALLER_LOCAL, .node = d->self, .has_user = true,
-                              .uid = uid, .gid = gid };
-        s_open_call_t *oc = calloc(1, sizeof *oc);
+                              .uid = oc->uid, .gid = oc->gid };
         const char *ep = cairn_view_endpoint(d->view, home);
-        if (oc && ep) {
-            oc->d = d;
-            oc->conn_id = conn_id;
-            if (cairn_peers_call_as(d->peers, home, ep, &req.base, S_GATHER_MS, &as, s_on_opened,
-                                    oc) == 0)
-                return;
-        }
-        free(oc);
-        snprintf(msg, sizeof msg, "home node %u of %s cannot be asked", home, name);
+        if (ep && cairn_peers_call_as(d->peers, home, ep, &req.base, S_GATHER_MS, &as, s_on_opened,
+                                      oc) == 0)
+            return;
+        snprintf(msg, sizeof msg, "home node %u of %s cannot be asked", home, oc->name);
         code = CAIRN__STATUS_CODE__STATUS_UNAVAILABLE;
     }
-    dsm_fdsock_opened(d, conn_id, NULL, false, code, msg);
+    s_open_failed(oc, code, msg);
+}
+
+void dsm_dir_open(dsmd_t *d, uint64_t conn_id, const char *name, uint64_t size, uint32_t flags,
+                  uint32_t mode, uint32_t uid, uint32_t gid)
+{
+    s_open_call_t *oc = calloc(1, sizeof *oc);
+    if (!oc || !(oc->name = strdup(name))) {
+        free(oc);
+        dsm_fdsock_opened(d, conn_id, NULL, false, CAIRN__STATUS_CODE__STATUS_INTERNAL,
+                          "out of memory");
+        return;
+    }
+    oc->d = d;
+    oc->conn_id = conn_id;
+    oc->size = size;
+    oc->flags = flags;
+    oc->mode = mode;
+    oc->uid = uid;
+    oc->gid = gid;
+    oc->deadline_ms = cairn_now_ms() + S_OPEN_PATIENCE_MS;
+    s_open_try(oc);
 }
 
 int dsm_handle_open(void *ctx, cairn_request_t *req)

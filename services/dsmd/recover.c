@@ -143,6 +143,16 @@ static void s_decide(dsmd_t *d, dsm_recovery_t *r)
         return;
     }
     if (r->n_readers == 0) {
+        /* a member not heard from yet may own it: no verdict before it is */
+        for (uint32_t k = 1; k <= CAIRN_VIEW_MAX_NODES; k++) {
+            const char *st = cairn_view_state(d->view, k);
+            if (st && strcmp(st, "unknown") == 0) {
+                char msg[120];
+                snprintf(msg, sizeof msg, "member %u not heard from yet: it may own the page", k);
+                s_finish(d, r, 0, CAIRN__STATUS_CODE__STATUS_UNAVAILABLE, msg);
+                return;
+            }
+        }
         cairn_log_err(-EIO, "page-lost", "segment=%s page=%" PRIu64
                       " reason=\"its owner died and no alive node holds a copy\" (recovery at "
                       "the home)", r->name, r->page);

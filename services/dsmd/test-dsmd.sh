@@ -15,8 +15,9 @@
 #     under ASan here (bench/dsm.sh runs 100 000);
 #   - unmodified programs (tests/shm-demo: shm_open+mmap, shmget+shmat)
 #     as jobs with `cairn run --dsm` on different nodes share their
-#     segments, a polling reader sees a write made on another node, and
-#     shm_unlink removes the segment;
+#     segments, a polling reader sees a write made on another node (and
+#     its migration is refused: not carried yet), and shm_unlink removes
+#     the segment;
 #   - ls / show / rm: the segments, per node its pages and processes; rm
 #     refused while a process maps one, then done;
 #   - bad input: a size other than the segment's, a segment larger than
@@ -121,6 +122,10 @@ t_check "POSIX: the segments are shm.demo and sysv.00001234" \
 t_check "POSIX: a zeroed segment (the reader waits on it)" run_dsm 2 posix-put /live 0
 live=$("$CAIRN" run --dsm --node 3 "${RUNENV[@]}" -- "$DEMO" posix-get /live 30 | jq -r .gpid)
 sleep 1
+t_check "a job holding a DSM mapping is not migrated (refused, not split)" \
+    expect_err unsupported 'userfaultfd' "$CAIRN" migrate "$live" --to 1
+t_check "... and it runs on, on node 3" \
+    t_jq '.state == "running" and .node == 3' "$("$CAIRN" ps | jq -c --arg g "$live" '.jobs[] | select(.gpid == $g)')"
 t_check "POSIX: a writer on node 4 while the reader on node 3 polls" run_dsm 4 posix-put /live 99
 "$CAIRN" wait "$live" >/dev/null
 t_check "POSIX: the polling reader saw 99 (its copy invalidated)" [ "$("$CAIRN" logs "$live")" = 99 ]

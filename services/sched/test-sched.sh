@@ -135,7 +135,8 @@ t_check "every job did all its work and exited 0" test "$bad_work" = 0
 pp=$(jq '[group_by(.gpid)[] | map(select(.kind == "balance" and (.outcome | startswith("ok")))) | sort_by(.time_ms)
           | [range(1; length) as $i | .[$i].time_ms - .[$i - 1].time_ms] | .[] | select(. < 4000)] | length' <<<"$D")
 t_check "no job moved again within its hold (4 balance periods)" test "$pp" = 0
-t_check "no failed balance move" test "$(jq '[.[] | select(.kind == "balance" and (.outcome | startswith("failed")))] | length' <<<"$D")" = 0
+failed_moves=$(jq -c '.[] | select(.kind == "balance" and (.outcome | startswith("failed")))' <<<"$D")
+t_check "no failed balance move" test -z "$failed_moves" || echo "$failed_moves" >&2
 
 # ---- an idle node is fed -------------------------------------------------------------------
 
@@ -225,9 +226,16 @@ t_json_check "sched-mem does not place on the node short of memory" "$j" '.place
 c 1 kill "$big" >/dev/null; c 1 kill "$(jq -r .gpid <<<"$j")" >/dev/null
 # balancing: two jobs of 70 MiB on node 2 leave it 140 MiB short of the
 # others, more than one job's 70 + 10 % of 256: one moves, then the gap
-# (70 against 70) is under the margin and nothing more moves.
+# (70 against 70) is under the margin and nothing more moves. Both hold
+# their 70 MiB before sched-mem balances (launched under rr): a move
+# decided on a job still allocating commits only what it had then (32.9
+# of 70 MiB in CI), and the node looked full enough to send the other too.
+t_check "every node swapped to rr for the 70 MiB jobs" swap_all rr
 m1=$(c 1 run --node 2 -- "$WORK" hold 70 | jq -r .gpid)
 m2=$(c 1 run --node 2 -- "$WORK" hold 70 | jq -r .gpid)
+both_held() { c 1 logs "$m1" | grep -q held && c 1 logs "$m2" | grep -q held; }
+t_check "both hold their 70 MiB" wait_for 30 both_held
+t_check "every node swapped back to mem" swap_all mem
 mem_moved() {
     decisions 2 | jq -e --arg a "$m1" --arg b "$m2" '[.[] | select(.kind == "balance" and .policy == "mem" and (.gpid == $a or .gpid == $b) and (.outcome | startswith("ok")))] | length > 0' >/dev/null
 }

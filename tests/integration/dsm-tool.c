@@ -17,6 +17,12 @@
  *   dsm-tool hold NAME SECONDS               map it and wait
  *   dsm-tool scan NAME                       read every page; prints ms and MB/s
  *   dsm-tool fill NAME SIZE                  make it and write every page
+ *   dsm-tool jacobi NAME N ITERS RANK NPROCS  ITERS Jacobi sweeps of an N x N
+ *                                            grid (two in the segment) by
+ *                                            NPROCS ranks, each its block of
+ *                                            rows, a syncd barrier per sweep;
+ *                                            prints the rank's ms for the
+ *                                            sweeps, rank 0 also the grid's sum
  *   dsm-tool lat NAME read|write [PAGES [STRIDE]]
  *                                            touch the first word of every
  *                                            STRIDE-th page (1), PAGES of them,
@@ -77,6 +83,59 @@ static void s_spin_until(volatile uint64_t *w, uint64_t v)
 {
     while (__atomic_load_n(w, __ATOMIC_SEQ_CST) < v)
         ;
+}
+
+/* Waits at the sweep barrier of name; 0 or the failure printed. */
+static int s_barrier(cairn_sync_t *sy, const char *bar, int nprocs)
+{
+    cairn_error_t err = { 0 };
+    int e = cairn_barrier_wait(sy, bar, (uint32_t)nprocs, CAIRN_SYNC_FOREVER, NULL, &err);
+    return e < 0 ? s_die("barrier", e, &err) : 0;
+}
+
+/* A 5-point Jacobi relaxation with fixed borders (1.0 on the top edge). */
+static int s_jacobi(const char *name, size_t n, long iters, int rank, int nprocs)
+{
+    int rc = 0;
+    if (n < 8 || iters < 1 || nprocs < 1 || rank < 0 || rank >= nprocs)
+        return 2;
+    size_t bytes = (2 * n * n * sizeof(double) + PAGE - 1) / PAGE * PAGE;
+    cairn_dsm_t *s = s_open(name, bytes, CAIRN_DSM_CREATE, &rc);
+    cairn_error_t err = { 0 };
+    cairn_sync_t *sy = s ? cairn_sync_open(NULL, &err) : NULL;
+    if (!s || !sy)
+        return s ? s_die("sync", -EHOSTUNREACH, &err) : rc;
+    double *g[2] = { cairn_dsm_addr(s), (double *)cairn_dsm_addr(s) + n * n };
+    size_t lo = n * (size_t)rank / (size_t)nprocs, hi = n * (size_t)(rank + 1) / (size_t)nprocs;
+    char bar[300];
+    snprintf(bar, sizeof bar, "%s.sweep", name);
+    for (size_t i = lo; i < hi; i++)
+        for (size_t j = 0; j < n; j++)
+            g[0][i * n + j] = g[1][i * n + j] = i == 0 ? 1.0 : 0.0;
+    if (s_barrier(sy, bar, nprocs))
+        return 1;
+    uint64_t t0 = cairn_now_ns();
+    for (long it = 0; it < iters; it++) {
+        const double *src = g[it % 2];
+        double *dst = g[(it + 1) % 2];
+        for (size_t i = lo > 1 ? lo : 1; i < hi && i < n - 1; i++)
+            for (size_t j = 1; j < n - 1; j++)
+                dst[i * n + j] = 0.25 * (src[(i - 1) * n + j] + src[(i + 1) * n + j] +
+                                         src[i * n + j - 1] + src[i * n + j + 1]);
+        if (s_barrier(sy, bar, nprocs))
+            return 1;
+    }
+    double ms = (double)(cairn_now_ns() - t0) / 1e6, sum = 0;
+    if (rank == 0)
+        for (size_t k = 0; k < n * n; k++)
+            sum += g[iters % 2][k];
+    printf("{\"rank\":%d,\"nprocs\":%d,\"n\":%zu,\"iters\":%ld,\"ms\":%.1f,\"sum\":%.9g}\n",
+           rank, nprocs, n, iters, ms, rank == 0 ? sum : 0.0);
+    if (s_barrier(sy, bar, nprocs))   /* rank 0 has read the grid */
+        return 1;
+    cairn_sync_close(sy);
+    cairn_dsm_close(s);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -209,6 +268,8 @@ int main(int argc, char **argv)
         cairn_dsm_close(s);
         return 0;
     }
+    if (strcmp(cmd, "jacobi") == 0 && argc == 7)
+        return s_jacobi(name, (size_t)atol(argv[3]), atol(argv[4]), atoi(argv[5]), atoi(argv[6]));
     if (strcmp(cmd, "fill") == 0 && argc == 4) {
         cairn_dsm_t *s = s_open(name, strtoull(argv[3], NULL, 0), CAIRN_DSM_CREATE, &rc);
         if (!s)
