@@ -369,18 +369,51 @@ static uint32_t s_ahead_mark(dsm_seg_t *seg, uint64_t page, uint32_t hint)
 
 #define S_VIEW_WAIT_MS 100   /* no membership or quorum yet: the request waits */
 
-static int s_on_view_wait(cairn_loop_t *loop, int64_t id, void *userdata)
+typedef void (*s_page_fn)(dsmd_t *d, dsm_seg_t *seg, uint64_t page);
+
+/* A page's step to take after a timer, if its request still waits. */
+typedef struct s_later {
+    s_call_t call;
+    s_page_fn fn;
+} s_later_t;
+
+static int s_on_later(cairn_loop_t *loop, int64_t id, void *userdata)
 {
     (void)loop; (void)id;
-    s_call_t *c = userdata;
-    dsmd_t *d = c->d;
-    dsm_seg_t *seg = s_seg_of(d, c->name, c->generation);
-    uint64_t page = c->page;
-    s_call_free(c);
+    s_later_t *l = userdata;
+    dsmd_t *d = l->call.d;
+    dsm_seg_t *seg = s_seg_of(d, l->call.name, l->call.generation);
+    uint64_t page = l->call.page;
+    s_page_fn fn = l->fn;
+    free(l->call.name);
+    free(l);
     dsm_pending_t *p = seg ? seg->pages[page].pend : NULL;
     if (p && p->asking)
-        s_request(d, seg, page, seg->pages[page].hint);
+        fn(d, seg, page);
     return 0;
+}
+
+/* Runs fn(page) after ms while its request still waits; false when no
+ * timer could be made. */
+static bool s_page_later(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint64_t ms, s_page_fn fn)
+{
+    s_later_t *l = calloc(1, sizeof *l);
+    if (l && (l->call.name = strdup(seg->name))) {
+        l->call.d = d;
+        l->call.generation = seg->generation;
+        l->call.page = page;
+        l->fn = fn;
+        if (cairn_loop_add_timer(cairn_service_loop(d->svc), ms, 0, s_on_later, l) > 0)
+            return true;
+        free(l->call.name);
+    }
+    free(l);
+    return false;
+}
+
+static void s_ask_hint(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
+{
+    s_request(d, seg, page, seg->pages[page].hint);
 }
 
 /* A page asked for while this node does not know the membership, sits
@@ -393,17 +426,7 @@ static bool s_view_wait(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
     if (cairn_view_known(d->view) && cairn_view_quorum(d->view) &&
         !(state && strcmp(state, "unknown") == 0))
         return false;
-    s_call_t *c = calloc(1, sizeof *c);
-    if (c && (c->name = strdup(seg->name))) {
-        c->d = d;
-        c->generation = seg->generation;
-        c->page = page;
-        if (cairn_loop_add_timer(cairn_service_loop(d->svc), S_VIEW_WAIT_MS, 0, s_on_view_wait,
-                                 c) > 0)
-            return true;
-    }
-    s_call_free(c);
-    return false;
+    return s_page_later(d, seg, page, S_VIEW_WAIT_MS, s_ask_hint);
 }
 
 static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
@@ -458,34 +481,16 @@ static void s_request(dsmd_t *d, dsm_seg_t *seg, uint64_t page, uint32_t to)
 #define S_RECOVERS_MAX 20  /* recoveries asked for one request before the page is given up */
 #define S_RECOVER_AGAIN_MS 250   /* a recovery the home could not finish: asked again after */
 
-static int s_on_recover_again(cairn_loop_t *loop, int64_t id, void *userdata)
+static void s_recover_again(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
 {
-    (void)loop; (void)id;
-    s_call_t *c = userdata;
-    dsmd_t *d = c->d;
-    dsm_seg_t *seg = s_seg_of(d, c->name, c->generation);
-    uint64_t page = c->page;
-    s_call_free(c);
-    dsm_pending_t *p = seg ? seg->pages[page].pend : NULL;
-    if (p && p->asking)
-        s_recover(d, seg, page, 0, "asked again");
-    return 0;
+    s_recover(d, seg, page, 0, "asked again");
 }
 
 /* The recovery of page again in a moment (each try counted). */
 static void s_recover_later(dsmd_t *d, dsm_seg_t *seg, uint64_t page)
 {
-    s_call_t *c = calloc(1, sizeof *c);
-    if (c && (c->name = strdup(seg->name))) {
-        c->d = d;
-        c->generation = seg->generation;
-        c->page = page;
-        if (cairn_loop_add_timer(cairn_service_loop(d->svc), S_RECOVER_AGAIN_MS, 0,
-                                 s_on_recover_again, c) > 0)
-            return;
-    }
-    s_call_free(c);
-    s_recover(d, seg, page, 0, "out of memory for a timer");
+    if (!s_page_later(d, seg, page, S_RECOVER_AGAIN_MS, s_recover_again))
+        s_recover(d, seg, page, 0, "out of memory for a timer");
 }
 
 /* The home's answer: ask the owner it found (or made), or lose the page. */
@@ -951,12 +956,5 @@ int dsm_handle_invalidate(void *ctx, cairn_request_t *req)
             /* one held request per message: pages are sent one by one */
             return s_hold(&seg->pages[ir->pages[i]], req, true, false, ir->new_owner, 0);
         }
-    Cairn__Dsmd__Reply *rep = (Cairn__Dsmd__Reply *)cairn_request_reply(req);
-    Cairn__Dsmd__Empty *done = cairn_request_alloc(req, sizeof *done);
-    if (!done)
-        return -ENOMEM;
-    cairn__dsmd__empty__init(done);
-    rep->msg_case = CAIRN__DSMD__REPLY__MSG_DONE;
-    rep->done = done;
-    return CAIRN_REPLY_NOW;
+    return dsm_reply_done(req);
 }

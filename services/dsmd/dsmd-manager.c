@@ -87,6 +87,18 @@ void dsmd_done(dsmd_t *d)
     d->view = cairn_view_free(d->view);
 }
 
+int dsm_reply_done(cairn_request_t *req)
+{
+    Cairn__Dsmd__Reply *rep = (Cairn__Dsmd__Reply *)cairn_request_reply(req);
+    Cairn__Dsmd__Empty *done = cairn_request_alloc(req, sizeof *done);
+    if (!done)
+        return -ENOMEM;
+    cairn__dsmd__empty__init(done);
+    rep->msg_case = CAIRN__DSMD__REPLY__MSG_DONE;
+    rep->done = done;
+    return CAIRN_REPLY_NOW;
+}
+
 static const cairn_handler_t s_handlers[] = {
     /* reads, filtered to what the caller may see */
     { CAIRN__DSMD__REQUEST__MSG_LS, "ls", dsm_handle_ls, CAIRN_ACCESS_ANYONE },

@@ -141,6 +141,8 @@ struct dsmd {
 
 extern const cairn_service_ops_t dsmd_ops;
 void dsmd_done(dsmd_t *d);
+/* A handler's answer Reply{done} (dsmd-manager.c). */
+int dsm_reply_done(cairn_request_t *req);
 
 /* ---- segment.c ----------------------------------------------------------- */
 

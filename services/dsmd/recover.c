@@ -387,12 +387,5 @@ int dsm_handle_promote(void *ctx, cairn_request_t *req)
     if (dsm_page_promote(d, seg, pr->page, pr->copyset, pr->n_copyset) < 0)
         return cairn_request_fail(req, CAIRN__STATUS_CODE__STATUS_FAILED_PRECONDITION,
                                   "no copy of page %" PRIu64 " here any more", pr->page);
-    Cairn__Dsmd__Reply *rep = (Cairn__Dsmd__Reply *)cairn_request_reply(req);
-    Cairn__Dsmd__Empty *done = cairn_request_alloc(req, sizeof *done);
-    if (!done)
-        return -ENOMEM;
-    cairn__dsmd__empty__init(done);
-    rep->msg_case = CAIRN__DSMD__REPLY__MSG_DONE;
-    rep->done = done;
-    return CAIRN_REPLY_NOW;
+    return dsm_reply_done(req);
 }
