@@ -67,4 +67,5 @@ echo "# cluster '$cluster' is up; try: $cairn nodes --watch --cluster $cluster,"
      "$cairn run --cluster $cluster -- sh -c 'while sleep 1; do date; done' (a job, placed" \
      "by the policy; then $cairn ps --cluster $cluster --table, $cairn migrate --cluster $cluster GPID --to 3)," \
      "$cairn sched log --cluster $cluster --node 1 --follow (the policy's decisions)," \
+     "$cairn selftest --cluster $cluster (every service, a lock, a DSM page, a migration)," \
      "$cairn cluster down --name $cluster" >&2
