@@ -201,7 +201,11 @@ t_check "the ballast holds its 100 MiB" wait_for 60 bash -c "CAIRN_NODE=1 '$CAIR
 t_check "every node swapped back to mosix" swap_all mosix
 grower=$(c 1 run --node 1 -- "$WORK" grow 3 150 | jq -r .gpid)
 ushered() { decisions 1 | jq -e --arg g "$grower" '[.[] | select(.kind == "usher" and .gpid == $g and (.outcome | startswith("ok")))] | length > 0' >/dev/null; }
-t_check "the growing job is ushered off node 1" wait_for 90 ushered
+t_check "the growing job is ushered off node 1" wait_for 90 ushered || {
+    # why not: node 1's policy as it stands (its last verdicts) and its log
+    c 1 sched show | jq -c . >&2
+    decisions 1 | jq -c '.[-5:][]' >&2
+    oom_report; }
 u=$(decisions 1 | jq -c --arg g "$grower" '[.[] | select(.kind == "usher" and .gpid == $g)][0]')
 echo "  $(jq -r .reason <<<"$u")"
 t_json_check "... by a decision naming its memory figures" "$u" '.reason | test("MiB") and test("grows fastest")'
