@@ -313,9 +313,10 @@ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
     return a ? a : real_mmap64(addr, len, prot, flags, fd, off);
 }
 
-int munmap(void *addr, size_t len)
+/* Closes the segment mapped at addr (munmap, shmdt); false when addr is
+ * none of ours. */
+static bool s_unmap(const void *addr)
 {
-    S_REAL(int, munmap, void *, size_t);
     pthread_mutex_lock(&s_lock);
     int i = s_map_of(addr);
     cairn_dsm_t *dsm = i >= 0 ? s_maps[i].dsm : NULL;
@@ -323,10 +324,16 @@ int munmap(void *addr, size_t len)
         s_maps[i].used = false;
     pthread_mutex_unlock(&s_lock);
     if (!dsm)
-        return real_munmap(addr, len);
+        return false;
     cairn_dsm_close(dsm);
     s_retry_unlinks();
-    return 0;
+    return true;
+}
+
+int munmap(void *addr, size_t len)
+{
+    S_REAL(int, munmap, void *, size_t);
+    return s_unmap(addr) ? 0 : real_munmap(addr, len);
 }
 
 int close(int fd)
@@ -451,17 +458,7 @@ void *shmat(int id, const void *addr, int shmflg)
 int shmdt(const void *addr)
 {
     S_REAL(int, shmdt, const void *);
-    pthread_mutex_lock(&s_lock);
-    int i = s_map_of(addr);
-    cairn_dsm_t *dsm = i >= 0 ? s_maps[i].dsm : NULL;
-    if (i >= 0)
-        s_maps[i].used = false;
-    pthread_mutex_unlock(&s_lock);
-    if (!dsm)
-        return real_shmdt(addr);
-    cairn_dsm_close(dsm);
-    s_retry_unlinks();
-    return 0;
+    return s_unmap(addr) ? 0 : real_shmdt(addr);
 }
 
 int shmctl(int id, int cmd, struct shmid_ds *buf)
